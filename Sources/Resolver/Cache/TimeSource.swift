@@ -1,0 +1,17 @@
+import Foundation
+
+/// Monotonic time in seconds; injected so the cache and state machines can be tested with a fake clock.
+public protocol TimeSource: Sendable {
+  /// Seconds since an arbitrary fixed point; never goes backwards.
+  func now() -> Double
+}
+
+/// The process's monotonic clock.
+public struct SystemTimeSource: TimeSource {
+  public init() {}
+  public func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+  }
+}

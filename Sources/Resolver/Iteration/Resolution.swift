@@ -1,0 +1,77 @@
+/// How a query travelled to an authoritative server.
+public enum TransportKind: String, Sendable, Codable, CaseIterable {
+  case do53UDP = "Do53/UDP"
+  case do53TCP = "Do53/TCP"
+  case dot = "DoT"
+  case doq = "DoQ"
+  /// True for transports that cross the wire in cleartext.
+  public var isCleartext: Bool { self == .do53UDP || self == .do53TCP }
+}
+
+/// One query sent to an authoritative server while resolving a client query.
+public struct Hop: Sendable, Codable, Hashable {
+  /// Server address as text (`192.0.2.1` or `2001:db8::1`).
+  public var server: String
+  /// The NS name the address belongs to, where known.
+  public var nsName: String?
+  /// The zone the server was asked as an authority for.
+  public var zone: String
+  /// The QNAME actually sent (after minimisation).
+  public var qname: String
+  public var qtype: String
+  public var transport: TransportKind
+  /// Round-trip time in milliseconds, nil on timeout or error.
+  public var rttMs: Double?
+  /// `referral`, `answer`, `cname`, `nodata`, `nxdomain`, `timeout`, `servfail`, `refused`, `lame`, `malformed`, ...
+  public var outcome: String
+
+  public init(
+    server: String, nsName: String?, zone: String, qname: String, qtype: String,
+    transport: TransportKind, rttMs: Double?, outcome: String
+  ) {
+    self.server = server
+    self.nsName = nsName
+    self.zone = zone
+    self.qname = qname
+    self.qtype = qtype
+    self.transport = transport
+    self.rttMs = rttMs
+    self.outcome = outcome
+  }
+}
+
+/// The outcome of resolving one question: what a client gets, plus how it was obtained.
+public struct Resolution: Sendable {
+  public var rcode: RCode
+  /// The answer section, including any CNAME/DNAME chain.
+  public var answer: [ResourceRecord]
+  /// The authority section (the SOA for negative answers).
+  public var authority: [ResourceRecord]
+  /// True when no query left the resolver for this answer.
+  public var fromCache: Bool
+  /// Every query sent, in order (empty on a cache hit).
+  public var hops: [Hop]
+  /// Wall time spent, in milliseconds.
+  public var elapsedMs: Double
+  /// A short reason when `rcode` is SERVFAIL (for logs and `lookup`).
+  public var failureReason: String?
+
+  public init(
+    rcode: RCode, answer: [ResourceRecord] = [], authority: [ResourceRecord] = [], fromCache: Bool = false,
+    hops: [Hop] = [], elapsedMs: Double = 0, failureReason: String? = nil
+  ) {
+    self.rcode = rcode
+    self.answer = answer
+    self.authority = authority
+    self.fromCache = fromCache
+    self.hops = hops
+    self.elapsedMs = elapsedMs
+    self.failureReason = failureReason
+  }
+}
+
+/// Anything that can answer a question recursively; the listener and the CLI depend only on this.
+public protocol QueryResolving: Sendable {
+  /// Resolves `question` completely (from cache or by iteration). Never throws: failures are SERVFAIL.
+  func resolve(_ question: Question) async -> Resolution
+}

@@ -1,0 +1,27 @@
+/// Why a DNS message, name or record could not be read or written.
+public enum WireError: Error, Equatable, Sendable {
+  /// The data ended before the field at this offset was complete.
+  case truncated(offset: Int)
+  /// A compression pointer at this offset points at or after itself (forward pointer).
+  case forwardPointer(offset: Int)
+  /// Following compression pointers revisited a position (pointer loop).
+  case pointerLoop(offset: Int)
+  /// A label's length byte uses the reserved 0b01/0b10 prefixes.
+  case badLabelType(offset: Int)
+  /// A label is longer than 63 octets.
+  case labelTooLong(length: Int)
+  /// A name is longer than 255 octets in wire form.
+  case nameTooLong(length: Int)
+  /// An empty label appeared inside a name (for example `a..b`).
+  case emptyLabel
+  /// RDLENGTH disagrees with the data the type requires.
+  case badRDataLength(type: UInt16, offset: Int)
+  /// Bytes were left over after the last section (or after RDATA fields).
+  case trailingData(count: Int)
+  /// More than one OPT record, or an OPT record outside the additional section or not at the root.
+  case badOPT(String)
+  /// A text field could not be parsed (presentation format).
+  case badPresentation(String)
+  /// A field value is out of range (for example a character-string over 255 octets).
+  case valueOutOfRange(String)
+}

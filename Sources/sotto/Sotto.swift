@@ -1,0 +1,10 @@
+import ArgumentParser
+import Resolver
+
+@main
+struct Sotto: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "sotto",
+    abstract: "A recursive DNS resolver that keeps DNS quiet.")
+  func run() async throws {}
+}
