@@ -1,0 +1,104 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// What every resolution shares: configuration, cache, server statistics and the upstream seam.
+final class ResolverCore: Sendable {
+  let configuration: ResolverConfiguration
+  let cache: DNSCache
+  let selection = ServerSelection()
+  let exchanger: any UpstreamExchanger
+  let failureCache: FailureCache
+  let time: any TimeSource
+  let logger: Logger
+
+  init(configuration: ResolverConfiguration, exchanger: any UpstreamExchanger, time: any TimeSource, logger: Logger) {
+    self.configuration = configuration
+    self.cache = DNSCache(configuration: configuration.cache, time: time)
+    self.exchanger = exchanger
+    self.failureCache = FailureCache(ttl: configuration.failureCacheTTL, time: time)
+    self.time = time
+    self.logger = logger
+  }
+}
+
+/// The recursive resolver: answers questions from the cache or by iterating from the root.
+/// Identical concurrent questions share one resolution.
+public final class RecursiveResolver: QueryResolving {
+  let core: ResolverCore
+  private let inflight = Mutex<[Question: Task<Resolution, Never>]>([:])
+
+  /// A resolver that talks Do53 through `group`.
+  public convenience init(
+    configuration: ResolverConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "sotto")
+  ) {
+    let time = SystemTimeSource()
+    let exchanger = Do53Exchanger(transport: Do53Transport(group: group), time: time)
+    self.init(configuration: configuration, exchanger: exchanger, time: time, logger: logger)
+  }
+
+  /// A resolver with an explicit upstream exchanger and clock (tests, encryption policy).
+  public init(
+    configuration: ResolverConfiguration, exchanger: any UpstreamExchanger, time: any TimeSource, logger: Logger
+  ) {
+    core = ResolverCore(configuration: configuration, exchanger: exchanger, time: time, logger: logger)
+  }
+
+  /// The shared cache (for flushing and statistics).
+  public var cache: DNSCache { core.cache }
+  /// Per-server smoothed RTTs.
+  public var serverSelection: ServerSelection { core.selection }
+
+  public func resolve(_ question: Question) async -> Resolution {
+    if let local = LocalAnswers.answer(question) { return local }
+    let key = Question(name: question.name.lowercased(), type: question.type, qclass: question.qclass)
+    let (task, owner) = inflight.withLock { table -> (Task<Resolution, Never>, Bool) in
+      if let running = table[key] { return (running, false) }
+      let task = Task { await self.resolveUncoalesced(question) }
+      table[key] = task
+      return (task, true)
+    }
+    let result = await task.value
+    if owner { _ = inflight.withLock { $0.removeValue(forKey: key) } }
+    return result
+  }
+
+  func resolveUncoalesced(_ question: Question) async -> Resolution {
+    guard question.qclass == .in else { return Resolution(rcode: .refused, failureReason: "only class IN is served") }
+    let run = ResolutionRun(core: core)
+    let outcome = await run.resolve(question, depth: 0)
+    let elapsed = (core.time.now() - run.started) * 1000
+    var r: Resolution
+    switch outcome {
+    case .answer(let rrs): r = Resolution(rcode: .noError, answer: rrs)
+    case .alias(let chain, _): r = Resolution(rcode: .noError, answer: chain)
+    case .nxdomain(let chain, let soa): r = Resolution(rcode: .nxDomain, answer: chain, authority: soa.map { [$0] } ?? [])
+    case .nodata(let chain, let soa): r = Resolution(rcode: .noError, answer: chain, authority: soa.map { [$0] } ?? [])
+    case .yxdomain(let chain): r = Resolution(rcode: .yxDomain, answer: chain)
+    case .failure(let why):
+      r = Resolution(rcode: .servFail, failureReason: why)
+      core.logger.debug("SERVFAIL for \(question): \(why)")
+    }
+    r.hops = run.hops
+    r.fromCache = run.hops.isEmpty && r.rcode != .servFail
+    r.elapsedMs = elapsed
+    return r
+  }
+}
+
+/// Names answered without asking anyone: `localhost.` and below (RFC 6761 §6.3).
+enum LocalAnswers {
+  static let localhost = DNSName(uncheckedLabels: [Array("localhost".utf8)])
+
+  static func answer(_ q: Question) -> Resolution? {
+    guard q.name.isSubdomain(of: localhost), q.qclass == .in else { return nil }
+    var rrs: [ResourceRecord] = []
+    if q.type == .a || q.type == .any, let a = IPv4Address("127.0.0.1") {
+      rrs.append(ResourceRecord(name: q.name, type: .a, ttl: 0, rdata: .a(a)))
+    }
+    if q.type == .aaaa || q.type == .any, let a = IPv6Address(octets: [UInt8](repeating: 0, count: 15) + [1]) {
+      rrs.append(ResourceRecord(name: q.name, type: .aaaa, ttl: 0, rdata: .aaaa(a)))
+    }
+    return Resolution(rcode: .noError, answer: rrs, fromCache: true)
+  }
+}

@@ -1,0 +1,182 @@
+import NIOCore
+
+/// A server address to ask for a zone, with the NS name it came from (for traces).
+struct Candidate {
+  var endpoint: ServerEndpoint
+  var nsName: DNSName?
+}
+
+extension ResolutionRun {
+  /// Usable server addresses for `zone`: cached addresses of its NS names, then separately resolved
+  /// ones for out-of-bailiwick names, the root hints for the root.
+  func addresses(for zone: DNSName, depth: Int) async -> [Candidate] {
+    let cache = core.cache
+    var nsNames: [DNSName] = []
+    if let ns = cache.lookup(zone, .ns) {
+      nsNames = ns.rrset.rdatas.compactMap { if case .ns(let n) = $0 { n } else { nil } }
+    }
+    var result = nsNames.flatMap { cachedAddresses(of: $0) }
+    if !result.isEmpty { return result }
+    if zone.isRoot {
+      return core.configuration.rootHints.servers.flatMap { server in
+        server.addresses.compactMap { usableEndpoint(ip: $0) }.map { Candidate(endpoint: $0, nsName: server.name) }
+      }
+    }
+    guard depth < limits.maxDepth else { return [] }
+    var tried = 0
+    for ns in nsNames where tried < limits.maxNSNamesPerZone {
+      // An NS name inside the zone itself can only be reached through glue, which is missing.
+      if ns.isSubdomain(of: zone) { continue }
+      var types: [RRType] = []
+      if core.configuration.useIPv4 { types.append(.a) }
+      if core.configuration.useIPv6 { types.append(.aaaa) }
+      for type in types {
+        let q = Question(name: ns.lowercased(), type: type)
+        if active.contains(q) { continue }  // delegation loop
+        tried += 1
+        active.insert(q)
+        _ = await resolve(q, depth: depth + 1)
+        active.remove(q)
+        result += cachedAddresses(of: ns)
+        if !result.isEmpty { return result }
+      }
+    }
+    return result
+  }
+
+  /// Cached A/AAAA of `name` (any rank: glue is fine for reaching servers), filtered by policy.
+  func cachedAddresses(of name: DNSName) -> [Candidate] {
+    var out: [Candidate] = []
+    for type in [RRType.a, .aaaa] {
+      guard let hit = core.cache.lookup(name, type) else { continue }
+      for rdata in hit.rrset.rdatas {
+        let ip: String
+        switch rdata {
+        case .a(let a): ip = a.description
+        case .aaaa(let a): ip = a.description
+        default: continue
+        }
+        if let endpoint = usableEndpoint(ip: ip) { out.append(Candidate(endpoint: endpoint, nsName: name)) }
+      }
+    }
+    return out
+  }
+
+  /// An endpoint for `ip` if policy allows querying it.
+  func usableEndpoint(ip: String) -> ServerEndpoint? {
+    let config = core.configuration
+    switch AddressScope.of(ip: ip) {
+    case .global: break
+    case .loopback, .unspecified, .linkLocal: if !config.allowLoopback { return nil }
+    case .multicast: return nil
+    }
+    guard let endpoint = ServerEndpoint(ip: ip, port: config.do53Port) else { return nil }
+    if endpoint.isIPv6 ? !config.useIPv6 : !config.useIPv4 { return nil }
+    return endpoint
+  }
+
+  /// Asks the zone's servers in srtt order until one gives a usable reply.
+  /// Returns nil when every server failed.
+  func ask(_ servers: [Candidate], zone: DNSName, qname: DNSName, qtype: RRType) async -> (ReplyKind, Bool)? {
+    let selection = core.selection
+    let ordered = selection.order(servers) { $0.endpoint.ip }
+    for pass in 0..<2 {
+      var sawTimeout = false
+      for server in ordered {
+        if queriesSent >= limits.maxQueries || overDeadline { return nil }
+        var query = makeQuery(qname: qname, qtype: qtype)
+        var result = await send(query, to: server, zone: zone)
+        // only FORMERR/NOTIMP without OPT justify a retry without EDNS.
+        if let r = result.response, r.edns == nil, r.rcode == .formErr || r.rcode == .notImp,
+          queriesSent < limits.maxQueries
+        {
+          query.edns = nil
+          result = await send(query, to: server, zone: zone)
+        }
+        guard let response = result.response else {
+          if result.legs.last?.error == .timeout {
+            sawTimeout = true
+            selection.recordTimeout(server: server.endpoint.ip)
+          }
+          continue
+        }
+        let kind = ReplyClassifier.classify(response, zone: zone, qname: qname, qtype: qtype)
+        if var last = hops.popLast() {
+          last.outcome = kind.outcome
+          hops.append(last)
+        }
+        if case .serverFailure = kind { continue }
+        return (kind, response.header.aa)
+      }
+      if !sawTimeout || pass == 1 { break }
+    }
+    return nil
+  }
+
+  /// One exchange with one server; records its hops and RTT.
+  func send(_ query: Message, to server: Candidate, zone: DNSName) async -> ExchangeResult {
+    queriesSent += 1
+    let selection = core.selection
+    let remaining = max(0.05, limits.deadline - (core.time.now() - started))
+    let timeoutMs = min(selection.timeoutMs(server: server.endpoint.ip), remaining * 1000)
+    let result = await core.exchanger.exchange(
+      query, server: server.endpoint, timeout: .milliseconds(Int64(timeoutMs)))
+    guard let q = query.questions.first else { return result }
+    for leg in result.legs {
+      let outcome = leg.error?.outcome ?? (leg.truncated ? "truncated" : "response")
+      hops.append(
+        Hop(
+          server: server.endpoint.ip, nsName: server.nsName?.description, zone: zone.description,
+          qname: q.name.description, qtype: q.type.description, transport: leg.transport, rttMs: leg.rttMs,
+          outcome: outcome))
+      if let rtt = leg.rttMs, leg.transport != .do53TCP {  // TCP RTT includes the handshake
+        selection.record(server: server.endpoint.ip, rttMs: rtt)
+      }
+    }
+    return result
+  }
+
+  /// An iterative query: random ID, RD=0, one question, EDNS with our buffer size.
+  func makeQuery(qname: DNSName, qtype: RRType) -> Message {
+    var m = Message()
+    m.header.id = UInt16.random(in: 0...UInt16.max)
+    m.header.rd = false
+    m.questions = [Question(name: qname, type: qtype)]
+    m.edns = EDNS(udpPayloadSize: core.configuration.ednsBufferSize)
+    return m
+  }
+
+  /// Caches what a classified reply taught us, at the right rank.
+  func store(_ kind: ReplyKind, zone: DNSName, qname: DNSName, qtype: RRType, authoritative: Bool) {
+    let cache = core.cache
+    let rank: TrustRank = authoritative ? .authAnswer : .nonAuthAnswer
+    func put(_ records: [ResourceRecord], _ rank: TrustRank) {
+      for set in RRset.group(records) where !set.type.isMeta { cache.insert(set, rank: rank) }
+    }
+    switch kind {
+    case .answer(let chain, let records):
+      put(chain + records, rank)
+    case .alias(let chain, _), .yxdomain(let chain):
+      put(chain, rank)
+    case .nxdomain(let chain, let soa):
+      put(chain, rank)
+      if let soa { cache.insertNegative(name: Self.lastName(chain, qname), type: nil, soa: soa) }
+    case .nodata(let chain, let soa):
+      put(chain, rank)
+      if let soa { cache.insertNegative(name: Self.lastName(chain, qname), type: qtype, soa: soa) }
+    case .referral(_, _, let nsRecords, let glue):
+      put(nsRecords, .referralNS)
+      put(glue, .glue)
+    case .serverFailure:
+      break
+    }
+  }
+
+  /// The name a chain ends at (the owner the final rcode belongs to, R-14).
+  static func lastName(_ chain: [ResourceRecord], _ qname: DNSName) -> DNSName {
+    for rr in chain.reversed() {
+      if case .cname(let t) = rr.rdata { return t }
+    }
+    return qname
+  }
+}

@@ -1,0 +1,173 @@
+import Logging
+import NIOCore
+
+/// The answer to one name/type inside a resolution, before it becomes a client `Resolution`.
+enum NameOutcome {
+  case answer([ResourceRecord])
+  case alias([ResourceRecord], target: DNSName)
+  case nxdomain([ResourceRecord], soa: ResourceRecord?)
+  case nodata([ResourceRecord], soa: ResourceRecord?)
+  case yxdomain([ResourceRecord])
+  case failure(String)
+}
+
+/// One client query's resolution: the RFC 1034 §5.3.3 loop with QNAME minimisation,
+/// its budgets (§12) and its trace. Lives inside one task; not shared.
+final class ResolutionRun {
+  let core: ResolverCore
+  let started: Double
+  var hops: [Hop] = []
+  var queriesSent = 0
+  var referrals = 0
+  /// Questions being resolved up the current chain, for delegation-loop detection.
+  var active: Set<Question> = []
+
+  init(core: ResolverCore) {
+    self.core = core
+    self.started = core.time.now()
+  }
+
+  var limits: ResolutionLimits { core.configuration.limits }
+  var overDeadline: Bool { core.time.now() - started > limits.deadline }
+
+  /// Resolves a question completely, following CNAME/DNAME chains across zones.
+  func resolve(_ question: Question, depth: Int) async -> NameOutcome {
+    var chain: [ResourceRecord] = []
+    var name = question.name
+    var seen: Set<DNSName> = [name]
+    while chain.count <= limits.maxChain * 2 {
+      let outcome = await resolveName(name, question.type, depth: depth)
+      switch outcome {
+      case .answer(let rrs): return .answer(chain + rrs)
+      case .nxdomain(let c, let soa): return .nxdomain(chain + c, soa: soa)
+      case .nodata(let c, let soa): return .nodata(chain + c, soa: soa)
+      case .yxdomain(let c): return .yxdomain(chain + c)
+      case .failure: return outcome
+      case .alias(let c, let target):
+        chain += c
+        let links = chain.filter { $0.type == .cname }.count
+        if seen.contains(target) { return .failure("CNAME/DNAME loop at \(target)") }
+        if links > limits.maxChain { return .failure("CNAME chain longer than \(limits.maxChain)") }
+        seen.insert(target)
+        name = target
+      }
+    }
+    return .failure("CNAME chain longer than \(limits.maxChain)")
+  }
+
+  /// Answers one name from the cache if possible, otherwise iterates from the closest known cut.
+  func resolveName(_ name: DNSName, _ type: RRType, depth: Int) async -> NameOutcome {
+    if let cached = cachedOutcome(name, type) { return cached }
+    let key = Question(name: name.lowercased(), type: type)
+    if core.failureCache.contains(key) { return .failure("cached failure for \(name) \(type) (R-24)") }
+    let outcome = await iterate(name, type, depth: depth)
+    if case .failure = outcome { core.failureCache.insert(key) }
+    return outcome
+  }
+
+  /// R-3 step 1, with R-8: glue and referral NS are never answers.
+  func cachedOutcome(_ name: DNSName, _ type: RRType) -> NameOutcome? {
+    let cache = core.cache
+    if let hit = cache.lookup(name, type), hit.rank >= .nonAuthAnswer { return .answer(hit.rrset.records) }
+    if type != .cname, let hit = cache.lookup(name, .cname), hit.rank >= .nonAuthAnswer,
+      let rr = hit.rrset.records.first, case .cname(let target) = rr.rdata
+    {
+      return .alias([rr], target: target)
+    }
+    if let neg = cache.lookupNegative(name, type) {
+      return neg.nxdomain ? .nxdomain([], soa: neg.soa) : .nodata([], soa: neg.soa)
+    }
+    return nil
+  }
+
+  /// The iterative loop for one name.
+  func iterate(_ name: DNSName, _ type: RRType, depth: Int) async -> NameOutcome {
+    // R-25 (1): parent-side types are asked of the parent's servers.
+    let target = (type == .ds && !name.isRoot) ? (name.parent ?? .root) : name
+    var zone = closestCut(below: target)
+    var exposed = zone.labelCount
+    var steps = 0
+    var minimise = core.configuration.qnameMinimisation
+    var fallbacks = 0
+    while true {
+      if overDeadline { return .failure("deadline of \(limits.deadline) s exceeded") }
+      if referrals > limits.maxReferrals { return .failure("more than \(limits.maxReferrals) referrals") }
+      if queriesSent >= limits.maxQueries { return .failure("more than \(limits.maxQueries) upstream queries") }
+
+      let servers = await addresses(for: zone, depth: depth)
+      if servers.isEmpty {
+        // No usable address for this cut: fall back to the cut above it, once per level.
+        guard let parent = zone.parent, fallbacks < 8 else {
+          return .failure("no reachable server for zone \(zone)")
+        }
+        fallbacks += 1
+        zone = closestCut(below: parent)
+        exposed = zone.labelCount
+        continue
+      }
+
+      let sendName: DNSName
+      if minimise && type != .ds && exposed < name.labelCount {
+        let hidden = name.labelCount - exposed
+        exposed += QnameMinimiser.labelsToExpose(hidden: hidden, stepsTaken: steps)
+        sendName = name.suffix(labelCount: exposed)
+        steps += 1
+      } else {
+        sendName = name
+      }
+      let sendType: RRType = sendName == name ? type : .a
+      let minimised = sendName != name
+
+      guard let (kind, aa) = await ask(servers, zone: zone, qname: sendName, qtype: sendType) else {
+        if minimised {
+          // R-29 relaxed: every server failed the minimised query; retry un-minimised.
+          minimise = false
+          exposed = zone.labelCount
+          continue
+        }
+        return .failure("all servers for \(zone) failed")
+      }
+      store(kind, zone: zone, qname: sendName, qtype: sendType, authoritative: aa)
+
+      switch kind {
+      case .referral(let child, _, _, _):
+        referrals += 1
+        zone = child
+        exposed = max(exposed, child.labelCount)
+        continue
+      case .serverFailure(let why):
+        return .failure(why)
+      default:
+        break
+      }
+      if minimised {
+        switch kind {
+        case .nxdomain(let chain, let soa) where chain.isEmpty:
+          // RFC 8020: nothing exists below a non-existent name.
+          return .nxdomain([], soa: soa)
+        default:
+          // Not a zone cut (NODATA, data, alias): expose more labels at the same zone (R-25 (3)).
+          continue
+        }
+      }
+      switch kind {
+      case .answer(let chain, let records): return .answer(chain + records)
+      case .alias(let chain, let target): return .alias(chain, target: target)
+      case .nxdomain(let chain, let soa): return .nxdomain(chain, soa: soa)
+      case .nodata(let chain, let soa): return .nodata(chain, soa: soa)
+      case .yxdomain(let chain): return .yxdomain(chain)
+      case .referral, .serverFailure: return .failure("unreachable")
+      }
+    }
+  }
+
+  /// The deepest zone at or above `name` whose NS set is cached; the root otherwise.
+  func closestCut(below name: DNSName) -> DNSName {
+    var candidate = name
+    while !candidate.isRoot {
+      if core.cache.lookup(candidate, .ns) != nil { return candidate }
+      candidate = candidate.parent ?? .root
+    }
+    return .root
+  }
+}

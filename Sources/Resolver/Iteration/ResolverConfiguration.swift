@@ -1,0 +1,38 @@
+/// Limits on the work one client query may cause (resolver-core §12).
+public struct ResolutionLimits: Sendable {
+  /// Upstream queries per client request.
+  public var maxQueries = 100
+  /// Referral steps per resolution.
+  public var maxReferrals = 30
+  /// Nesting depth of NS-address sub-resolutions.
+  public var maxDepth = 7
+  /// NS names resolved per zone when no glue is usable (NXNSAttack guard).
+  public var maxNSNamesPerZone = 5
+  /// CNAME/DNAME links per client query.
+  public var maxChain = 10
+  /// Overall deadline for one client query, seconds; SERVFAIL after it.
+  public var deadline: Double = 4.0
+  public init() {}
+}
+
+/// Everything the resolver core needs to know; defaults are those of a production resolver.
+public struct ResolverConfiguration: Sendable {
+  public var rootHints: RootHints = .iana
+  /// Query authoritative servers on loopback (labs, tests, the demo). Off by default like Unbound.
+  public var allowLoopback = false
+  /// Destination port for Do53 to every authoritative server.
+  public var do53Port = 53
+  /// Destination port for encrypted transports (853); the seam for DoT/DoQ.
+  public var encryptedPort = 853
+  /// QNAME minimisation (RFC 9156), on by default.
+  public var qnameMinimisation = true
+  /// EDNS(0) UDP payload size advertised upstream.
+  public var ednsBufferSize: UInt16 = 1232
+  public var useIPv4 = true
+  public var useIPv6 = true
+  public var cache = CacheConfiguration()
+  public var limits = ResolutionLimits()
+  /// How long a failed (name, type) is answered SERVFAIL without new upstream queries, seconds.
+  public var failureCacheTTL: Double = 5
+  public init() {}
+}

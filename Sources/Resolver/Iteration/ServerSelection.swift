@@ -1,0 +1,53 @@
+import Synchronization
+
+/// Smoothed RTT per server address, shared by all resolutions.
+public final class ServerSelection: Sendable {
+  private let srtt = Mutex<[String: Double]>([:])  // milliseconds
+  /// Retransmit timeout used for servers never heard from.
+  let unknownTimeoutMs: Double = 800
+
+  public init() {}
+
+  /// Records a measured round trip.
+  public func record(server: String, rttMs: Double) {
+    srtt.withLock { table in
+      if let old = table[server] {
+        table[server] = 0.7 * old + 0.3 * rttMs
+      } else {
+        table[server] = rttMs
+      }
+    }
+  }
+
+  /// Records a timeout: the srtt doubles, capped at 10 s.
+  public func recordTimeout(server: String) {
+    srtt.withLock { table in
+      table[server] = min(10_000, max(table[server] ?? 200, 100) * 2)
+    }
+  }
+
+  /// The smoothed RTT, nil for an unknown server.
+  public func smoothedRTT(server: String) -> Double? { srtt.withLock { $0[server] } }
+
+  /// Retransmit timeout in milliseconds: clamp(2·srtt, 200 ms, 3 s).
+  public func timeoutMs(server: String) -> Double {
+    guard let s = smoothedRTT(server: server) else { return unknownTimeoutMs }
+    return min(3_000, max(200, 2 * s))
+  }
+
+  /// Orders candidates: unknown servers first (so they get measured), then by srtt, with
+  /// servers within 100 ms of the best shuffled among themselves.
+  public func order<T>(_ candidates: [T], key: (T) -> String) -> [T] {
+    let table = srtt.withLock { $0 }
+    let scored = candidates.map { c -> (T, Double) in
+      (c, table[key(c)] ?? Double.random(in: 0..<5))
+    }.shuffled().sorted { $0.1 < $1.1 }
+    guard let best = scored.first?.1 else { return [] }
+    let near = scored.filter { $0.1 <= best + 100 }.shuffled()
+    let far = scored.filter { $0.1 > best + 100 }
+    return (near + far).map(\.0)
+  }
+
+  /// Number of servers with a recorded srtt.
+  public var knownServers: Int { srtt.withLock { $0.count } }
+}

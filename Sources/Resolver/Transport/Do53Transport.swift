@@ -1,0 +1,156 @@
+import NIOCore
+import NIOPosix
+
+/// Plain DNS to authoritative servers over UDP and TCP (RFC 1035, RFC 7766).
+/// Each UDP query uses its own connected socket on a kernel-chosen random port, so
+/// the kernel drops datagrams from any other address or port.
+public final class Do53Transport: Sendable {
+  let group: any EventLoopGroup
+  /// Counts responses dropped because they did not match (ID or question), for monitoring.
+  let mismatches = Counter()
+
+  public init(group: any EventLoopGroup) { self.group = group }
+
+  /// Number of mismatched (possibly spoofed) responses seen so far.
+  public var mismatchedResponses: Int { mismatches.value }
+
+  /// Sends `query` over UDP and waits for a matching response.
+  public func queryUDP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError) -> Message {
+    let bytes = query.serialize()
+    let matcher = ResponseMatcher(query: query)
+    let promise = group.next().makePromise(of: Message.self)
+    let counter = mismatches
+    let bootstrap = DatagramBootstrap(group: promise.futureResult.eventLoop)
+      .channelOption(.socketOption(.so_reuseaddr), value: 0)
+      .channelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(
+            UDPExchangeHandler(matcher: matcher, promise: promise, mismatches: counter))
+        }
+      }
+    let channel: any Channel
+    do {
+      channel = try await bootstrap.connect(to: server.socketAddress).get()
+    } catch {
+      promise.fail(error)
+      throw .io("\(error)")
+    }
+    let timer = channel.eventLoop.scheduleTask(in: timeout) { promise.fail(TransportError.timeout) }
+    var buffer = channel.allocator.buffer(capacity: bytes.count)
+    buffer.writeBytes(bytes)
+    channel.writeAndFlush(buffer, promise: nil)
+    defer {
+      timer.cancel()
+      channel.close(promise: nil)
+    }
+    return try await Self.await(promise.futureResult)
+  }
+
+  /// Sends `query` over a new TCP connection and waits for a matching response.
+  public func queryTCP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError) -> Message {
+    let bytes = query.serialize()
+    let matcher = ResponseMatcher(query: query)
+    let promise = group.next().makePromise(of: Message.self)
+    let counter = mismatches
+    let bootstrap = ClientBootstrap(group: promise.futureResult.eventLoop)
+      .connectTimeout(timeout)
+      .channelOption(.socketOption(.tcp_nodelay), value: 1)
+      .channelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
+          try channel.pipeline.syncOperations.addHandler(
+            TCPExchangeHandler(matcher: matcher, promise: promise, mismatches: counter))
+        }
+      }
+    let channel: any Channel
+    do {
+      channel = try await bootstrap.connect(to: server.socketAddress).get()
+    } catch {
+      promise.fail(error)
+      if let e = error as? ChannelError, case .connectTimeout = e { throw .timeout }
+      throw .unreachable("\(error)")
+    }
+    let timer = channel.eventLoop.scheduleTask(in: timeout) { promise.fail(TransportError.timeout) }
+    var buffer = channel.allocator.buffer(capacity: bytes.count + 2)
+    buffer.writeLengthPrefixed(bytes)
+    channel.writeAndFlush(buffer, promise: nil)
+    defer {
+      timer.cancel()
+      channel.close(promise: nil)
+    }
+    return try await Self.await(promise.futureResult)
+  }
+
+  static func await(_ future: EventLoopFuture<Message>) async throws(TransportError) -> Message {
+    do {
+      return try await future.get()
+    } catch let e as TransportError {
+      throw e
+    } catch let e as IOError {
+      throw .unreachable(e.description)
+    } catch {
+      throw .io("\(error)")
+    }
+  }
+}
+
+/// Reads datagrams on a connected UDP socket until one matches the query.
+final class UDPExchangeHandler: ChannelInboundHandler, Sendable {
+  typealias InboundIn = AddressedEnvelope<ByteBuffer>
+  let matcher: ResponseMatcher
+  let promise: EventLoopPromise<Message>
+  let mismatches: Counter
+
+  init(matcher: ResponseMatcher, promise: EventLoopPromise<Message>, mismatches: Counter) {
+    self.matcher = matcher
+    self.promise = promise
+    self.mismatches = mismatches
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let envelope = unwrapInboundIn(data)
+    let bytes = Array(envelope.data.readableBytesView)
+    switch matcher.match(bytes) {
+    case .none: mismatches.increment()
+    case .success(let m)?: promise.succeed(m)
+    case .failure(let e)?: promise.fail(TransportError.malformed(e))
+    }
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    // ECONNREFUSED from an ICMP port unreachable on the connected socket.
+    promise.fail(TransportError.unreachable("\(error)"))
+  }
+}
+
+/// Reads length-prefixed frames on a TCP connection until one matches the query.
+final class TCPExchangeHandler: ChannelInboundHandler, Sendable {
+  typealias InboundIn = ByteBuffer
+  let matcher: ResponseMatcher
+  let promise: EventLoopPromise<Message>
+  let mismatches: Counter
+
+  init(matcher: ResponseMatcher, promise: EventLoopPromise<Message>, mismatches: Counter) {
+    self.matcher = matcher
+    self.promise = promise
+    self.mismatches = mismatches
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let bytes = Array(unwrapInboundIn(data).readableBytesView)
+    switch matcher.match(bytes) {
+    case .none: mismatches.increment()
+    case .success(let m)?: promise.succeed(m)
+    case .failure(let e)?: promise.fail(TransportError.malformed(e))
+    }
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    promise.fail(TransportError.closed)
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    promise.fail(TransportError.unreachable("\(error)"))
+    context.close(promise: nil)
+  }
+}

@@ -1,0 +1,33 @@
+/// RFC 5452 §9.1: a response is accepted only if its ID and question match the query.
+/// Source address and port are enforced by the connected socket.
+struct ResponseMatcher: Sendable {
+  let id: UInt16
+  let question: Question?
+
+  init(query: Message) {
+    id = query.header.id
+    question = query.questions.first
+  }
+
+  /// The parsed response if it answers our query, nil for a mismatch (counted as spoof-suspect by callers).
+  func match(_ bytes: [UInt8]) -> Result<Message, WireError>? {
+    // Check the ID before paying for a full parse.
+    guard bytes.count >= 2, UInt16(bytes[0]) << 8 | UInt16(bytes[1]) == id else { return nil }
+    let message: Message
+    do {
+      message = try Message.parse(bytes)
+    } catch {
+      return .failure(error)
+    }
+    guard message.header.qr else { return nil }
+    if let q = question {
+      // A FORMERR/NOTIMP reply may legitimately carry no question.
+      if let rq = message.questions.first {
+        guard rq.name == q.name, rq.type == q.type, rq.qclass == q.qclass else { return nil }
+      } else if message.rcode != .formErr && message.rcode != .notImp {
+        return nil
+      }
+    }
+    return .success(message)
+  }
+}

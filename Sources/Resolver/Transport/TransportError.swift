@@ -1,0 +1,24 @@
+/// Why an exchange with an authoritative server produced no usable response.
+public enum TransportError: Error, Sendable, Equatable {
+  /// No matching response before the timeout.
+  case timeout
+  /// The server or network refused (ICMP unreachable, TCP RST).
+  case unreachable(String)
+  /// The connection closed before a full response arrived.
+  case closed
+  /// The response could not be parsed.
+  case malformed(WireError)
+  /// Local socket failure.
+  case io(String)
+
+  /// Short word for traces: `timeout`, `unreachable`, ...
+  public var outcome: String {
+    switch self {
+    case .timeout: "timeout"
+    case .unreachable: "unreachable"
+    case .closed: "closed"
+    case .malformed: "malformed"
+    case .io: "error"
+    }
+  }
+}

@@ -1,0 +1,60 @@
+import NIOCore
+
+/// One attempt on one transport within an exchange (a UDP try that came back truncated, then TCP).
+public struct ExchangeLeg: Sendable {
+  public var transport: TransportKind
+  public var rttMs: Double?
+  /// The error of a failed leg; nil when the leg produced the response (or a truncated one).
+  public var error: TransportError?
+  public var truncated: Bool
+}
+
+/// The result of asking one server one question, over whatever transport(s) were used.
+public struct ExchangeResult: Sendable {
+  public var legs: [ExchangeLeg]
+  public var response: Message?
+}
+
+/// Carries a query to one authoritative server. The iteration never names a transport: this seam is
+/// where the RFC 9539 policy (Encryption/) decides between Do53, DoT and DoQ.
+public protocol UpstreamExchanger: Sendable {
+  /// Sends `query` to `server`, within `timeout` per leg.
+  func exchange(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult
+}
+
+/// Plain DNS: UDP first, TCP on TC=1.
+public struct Do53Exchanger: UpstreamExchanger {
+  public let transport: Do53Transport
+  let time: any TimeSource
+
+  public init(transport: Do53Transport, time: any TimeSource = SystemTimeSource()) {
+    self.transport = transport
+    self.time = time
+  }
+
+  public func exchange(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult {
+    var legs: [ExchangeLeg] = []
+    let start = time.now()
+    do {
+      let response = try await transport.queryUDP(query, to: server, timeout: timeout)
+      let rtt = (time.now() - start) * 1000
+      if !response.header.tc {
+        legs.append(ExchangeLeg(transport: .do53UDP, rttMs: rtt, error: nil, truncated: false))
+        return ExchangeResult(legs: legs, response: response)
+      }
+      legs.append(ExchangeLeg(transport: .do53UDP, rttMs: rtt, error: nil, truncated: true))
+    } catch {
+      legs.append(ExchangeLeg(transport: .do53UDP, rttMs: nil, error: error, truncated: false))
+      return ExchangeResult(legs: legs, response: nil)
+    }
+    let tcpStart = time.now()
+    do {
+      let response = try await transport.queryTCP(query, to: server, timeout: timeout)
+      legs.append(ExchangeLeg(transport: .do53TCP, rttMs: (time.now() - tcpStart) * 1000, error: nil, truncated: false))
+      return ExchangeResult(legs: legs, response: response)
+    } catch {
+      legs.append(ExchangeLeg(transport: .do53TCP, rttMs: nil, error: error, truncated: false))
+      return ExchangeResult(legs: legs, response: nil)
+    }
+  }
+}
