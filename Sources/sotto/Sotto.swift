@@ -5,6 +5,6 @@ import Resolver
 struct Sotto: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sotto",
-    abstract: "A recursive DNS resolver that keeps DNS quiet.")
-  func run() async throws {}
+    abstract: "A recursive DNS resolver that keeps DNS quiet.",
+    subcommands: [Lookup.self])
 }

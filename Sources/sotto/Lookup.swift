@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOPosix
+import Resolver
+
+/// `sotto lookup NAME [TYPE]`: one iterative resolution, printed like dig.
+struct Lookup: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Resolve one name iteratively and print the answer like dig.")
+
+  @Argument(help: "The name to resolve.")
+  var name: String
+
+  @Argument(help: "The record type (A, AAAA, MX, TXT, ... or TYPEnnn).")
+  var type: String = "A"
+
+  @Flag(name: .long, help: "Print every query sent on the way.")
+  var trace = false
+
+  @Flag(name: .long, help: "Print one JSON object instead of text.")
+  var json = false
+
+  @OptionGroup var resolverOptions: ResolverOptions
+
+  func run() async throws {
+    resolverOptions.bootstrapLogging()
+    let qname: DNSName
+    do {
+      qname = try DNSName(name)
+    } catch {
+      throw ValidationError("invalid name '\(name)': \(error)")
+    }
+    guard let qtype = RRType(mnemonic: type) else { throw ValidationError("unknown record type '\(type)'") }
+    let config = try resolverOptions.configuration()
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let resolver = RecursiveResolver(configuration: config, group: group, logger: Logger(label: "sotto"))
+    let question = Question(name: qname, type: qtype)
+    let result = await resolver.resolve(question)
+    try? await group.shutdownGracefully()
+
+    if json {
+      print(LookupReport(question: question, resolution: result).jsonText())
+    } else {
+      print(LookupReport.text(question: question, resolution: result, trace: trace), terminator: "")
+    }
+    if result.rcode == .servFail {
+      FileHandle.standardError.write(
+        Data("sotto: SERVFAIL for \(qname) \(qtype): \(result.failureReason ?? "resolution failed")\n".utf8))
+      throw ExitCode(2)
+    }
+  }
+}

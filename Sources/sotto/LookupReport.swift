@@ -1,0 +1,88 @@
+import Foundation
+import Resolver
+
+/// The `--json` shape of a lookup: question, rcode, sections, hops, elapsed time.
+struct LookupReport: Encodable {
+  struct QuestionJSON: Encodable {
+    var name: String
+    var type: String
+  }
+  struct RecordJSON: Encodable {
+    var name: String
+    var type: String
+    var ttl: UInt32
+    var data: String
+  }
+  struct HopJSON: Encodable {
+    var server: String
+    var nsName: String?
+    var zone: String
+    var qname: String
+    var qtype: String
+    var transport: String
+    var rttMs: Double?
+    var outcome: String
+  }
+  var question: QuestionJSON
+  var rcode: String
+  var answer: [RecordJSON]
+  var authority: [RecordJSON]
+  var hops: [HopJSON]
+  var fromCache: Bool
+  var elapsedMs: Double
+  var error: String?
+
+  init(question: Question, resolution r: Resolution) {
+    self.question = QuestionJSON(name: question.name.description, type: question.type.description)
+    rcode = r.rcode.description
+    answer = r.answer.map(Self.record)
+    authority = r.authority.map(Self.record)
+    hops = r.hops.map {
+      HopJSON(
+        server: $0.server, nsName: $0.nsName, zone: $0.zone, qname: $0.qname, qtype: $0.qtype,
+        transport: $0.transport.rawValue, rttMs: $0.rttMs.map { ($0 * 1000).rounded() / 1000 }, outcome: $0.outcome)
+    }
+    fromCache = r.fromCache
+    elapsedMs = (r.elapsedMs * 1000).rounded() / 1000
+    error = r.failureReason
+  }
+
+  static func record(_ rr: ResourceRecord) -> RecordJSON {
+    RecordJSON(name: rr.name.description, type: rr.type.description, ttl: rr.ttl, data: rr.rdata.presentation)
+  }
+
+  func jsonText() -> String {
+    let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    encoder.outputFormatting = [.sortedKeys]
+    guard let data = try? encoder.encode(self), let text = String(data: data, encoding: .utf8) else { return "{}" }
+    return text
+  }
+
+  /// dig-style text, with the trace first when asked.
+  static func text(question: Question, resolution r: Resolution, trace: Bool) -> String {
+    var out = ""
+    if trace {
+      out += ";; TRACE (\(r.hops.count) queries)\n"
+      for (i, h) in r.hops.enumerated() {
+        let ns = h.nsName.map { " (\($0))" } ?? ""
+        let rtt = h.rttMs.map { String(format: "%.1f ms", $0) } ?? "-"
+        out += ";; \(i + 1). \(h.server)\(ns) zone \(h.zone) ? \(h.qname) \(h.qtype) via \(h.transport.rawValue) \(rtt) -> \(h.outcome)\n"
+      }
+      out += "\n"
+    }
+    out += ";; ->>HEADER<<- opcode: QUERY, status: \(r.rcode)\n"
+    out += ";; flags: qr rd ra; QUERY: 1, ANSWER: \(r.answer.count), AUTHORITY: \(r.authority.count), ADDITIONAL: 0\n\n"
+    out += ";; QUESTION SECTION:\n;\(question.name)\t\t\(question.qclass)\t\(question.type)\n"
+    if !r.answer.isEmpty {
+      out += "\n;; ANSWER SECTION:\n" + r.answer.map { $0.presentation + "\n" }.joined()
+    }
+    if !r.authority.isEmpty {
+      out += "\n;; AUTHORITY SECTION:\n" + r.authority.map { $0.presentation + "\n" }.joined()
+    }
+    let cache = r.fromCache ? "from cache" : "\(r.hops.count) upstream queries"
+    out += "\n;; Query time: \(Int(r.elapsedMs.rounded())) msec (\(cache))\n"
+    if let reason = r.failureReason { out += ";; Reason: \(reason)\n" }
+    return out
+  }
+}
