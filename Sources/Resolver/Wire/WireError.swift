@@ -2,9 +2,9 @@
 public enum WireError: Error, Equatable, Sendable {
   /// The data ended before the field at this offset was complete.
   case truncated(offset: Int)
-  /// A compression pointer at this offset points at or after itself (forward pointer).
+  /// A compression pointer at this offset points after itself (forward pointer).
   case forwardPointer(offset: Int)
-  /// Following compression pointers revisited a position (pointer loop).
+  /// Following compression pointers revisited a position, or a pointer points at itself (pointer loop).
   case pointerLoop(offset: Int)
   /// A label's length byte uses the reserved 0b01/0b10 prefixes.
   case badLabelType(offset: Int)
@@ -20,6 +20,8 @@ public enum WireError: Error, Equatable, Sendable {
   case trailingData(count: Int)
   /// More than one OPT record, or an OPT record outside the additional section or not at the root.
   case badOPT(String)
+  /// An NSEC/NSEC3 type bitmap window at this offset is malformed (RFC 4034 §4.1.2).
+  case badTypeBitmap(offset: Int)
   /// A text field could not be parsed (presentation format).
   case badPresentation(String)
   /// A field value is out of range (for example a character-string over 255 octets).

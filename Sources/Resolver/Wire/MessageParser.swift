@@ -1,0 +1,84 @@
+extension Message {
+  /// Parses a whole message; any malformation throws a `WireError`.
+  public static func parse(_ bytes: [UInt8]) throws(WireError) -> Message {
+    var r = WireReader(bytes)
+    var m = Message()
+    m.header.id = try r.u16()
+    let flags = try r.u16()
+    m.header.qr = flags & 0x8000 != 0
+    m.header.opcode = UInt8((flags >> 11) & 0x0F)
+    m.header.aa = flags & 0x0400 != 0
+    m.header.tc = flags & 0x0200 != 0
+    m.header.rd = flags & 0x0100 != 0
+    m.header.ra = flags & 0x0080 != 0
+    m.header.z = flags & 0x0040 != 0
+    m.header.ad = flags & 0x0020 != 0
+    m.header.cd = flags & 0x0010 != 0
+    m.header.rcodeLow = UInt8(flags & 0x000F)
+    let qd = Int(try r.u16())
+    let an = Int(try r.u16())
+    let ns = Int(try r.u16())
+    let ar = Int(try r.u16())
+
+    for _ in 0..<qd {
+      let name = try r.name()
+      let type = RRType(try r.u16())
+      let qclass = RRClass(try r.u16())
+      m.questions.append(Question(name: name, type: type, qclass: qclass))
+    }
+    for _ in 0..<an { m.answers.append(try parseRecord(&r, section: "answer", into: &m)) }
+    for _ in 0..<ns { m.authority.append(try parseRecord(&r, section: "authority", into: &m)) }
+    for _ in 0..<ar {
+      let start = r.pos
+      let rr = try parseRecord(&r, section: "additional", into: &m)
+      if rr.type == .opt {
+        if m.edns != nil { throw .badOPT("more than one OPT record at offset \(start)") }
+        m.edns = try parseOPT(rr)
+      } else {
+        m.additional.append(rr)
+      }
+    }
+    if r.pos != bytes.count { throw .trailingData(count: bytes.count - r.pos) }
+    return m
+  }
+
+  /// Reads one resource record; OPT is returned raw (as `.unknown`) for the caller to interpret.
+  private static func parseRecord(
+    _ r: inout WireReader, section: String, into m: inout Message
+  ) throws(WireError) -> ResourceRecord {
+    let name = try r.name()
+    let type = RRType(try r.u16())
+    let rrclass = RRClass(try r.u16())
+    let ttl = try r.u32()
+    let rdlen = Int(try r.u16())
+    try r.need(rdlen)
+    if type == .opt {
+      if section != "additional" { throw .badOPT("OPT record in the \(section) section") }
+      if !name.isRoot { throw .badOPT("OPT record owner \(name) is not the root") }
+    }
+    var sub = r
+    sub.end = r.pos + rdlen
+    sub.rdataType = type.rawValue
+    sub.rdataStart = r.pos
+    let rdata: RData = type == .opt ? .unknown(sub.rest()) : try RData.decode(type: type, from: &sub)
+    r.pos += rdlen
+    return ResourceRecord(name: name, type: type, rrclass: rrclass, ttl: ttl, rdata: rdata)
+  }
+
+  /// Interprets an OPT pseudo-record (RFC 6891 §6.1.2).
+  private static func parseOPT(_ rr: ResourceRecord) throws(WireError) -> EDNS {
+    var edns = EDNS(udpPayloadSize: rr.rrclass.rawValue)
+    edns.extendedRCode = UInt8(rr.ttl >> 24)
+    edns.version = UInt8((rr.ttl >> 16) & 0xFF)
+    edns.dnssecOK = rr.ttl & 0x8000 != 0
+    guard case .unknown(let data) = rr.rdata else { return edns }
+    var r = WireReader(data)
+    r.rdataType = RRType.opt.rawValue
+    while r.remaining > 0 {
+      let code = try r.u16()
+      let len = Int(try r.u16())
+      edns.options.append(EDNSOption(code: code, data: try r.take(len)))
+    }
+    return edns
+  }
+}

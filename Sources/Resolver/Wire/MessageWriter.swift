@@ -1,0 +1,78 @@
+extension Message {
+  /// Writes the message with name compression. When `maxSize` is given and the message does not
+  /// fit, whole records are dropped from the end (additional, then authority, then answer) and TC is set.
+  public func serialize(maxSize: Int? = nil) -> [UInt8] {
+    var w = WireWriter()
+    w.u16(header.id)
+    var flags: UInt16 = UInt16(header.opcode & 0x0F) << 11 | UInt16(header.rcodeLow & 0x0F)
+    if header.qr { flags |= 0x8000 }
+    if header.aa { flags |= 0x0400 }
+    if header.tc { flags |= 0x0200 }
+    if header.rd { flags |= 0x0100 }
+    if header.ra { flags |= 0x0080 }
+    if header.z { flags |= 0x0040 }
+    if header.ad { flags |= 0x0020 }
+    if header.cd { flags |= 0x0010 }
+    w.u16(flags)
+    for _ in 0..<4 { w.u16(0) }  // counts, patched below
+    for q in questions {
+      w.name(q.name, compress: true)
+      w.u16(q.type.rawValue)
+      w.u16(q.qclass.rawValue)
+    }
+    let records = answers + authority + additional
+    // ends[k] = length of the message holding the first k records.
+    var ends = [w.bytes.count]
+    for rr in records {
+      Message.write(rr, into: &w)
+      ends.append(w.bytes.count)
+    }
+    let opt = edns.map(Message.optRecord)
+    var kept = records.count
+    if let maxSize {
+      let optSize = opt.map { 11 + $0.count } ?? 0
+      while kept > 0, ends[kept] + optSize > maxSize { kept -= 1 }
+    }
+    if kept < records.count { w.bytes.removeSubrange(ends[kept]...) }
+    if let opt, let edns {
+      w.u8(0)
+      w.u16(RRType.opt.rawValue)
+      w.u16(edns.udpPayloadSize)
+      var ttl = UInt32(edns.extendedRCode) << 24 | UInt32(edns.version) << 16
+      if edns.dnssecOK { ttl |= 0x8000 }
+      w.u32(ttl)
+      w.u16(UInt16(min(opt.count, 0xFFFF)))
+      w.append(opt)
+    }
+    let an = min(kept, answers.count)
+    let ns = min(max(kept - answers.count, 0), authority.count)
+    let ar = max(kept - answers.count - authority.count, 0) + (edns == nil ? 0 : 1)
+    if kept < answers.count + authority.count { w.bytes[2] |= 0x02 }
+    w.patchU16(at: 4, UInt16(truncatingIfNeeded: questions.count))
+    w.patchU16(at: 6, UInt16(truncatingIfNeeded: an))
+    w.patchU16(at: 8, UInt16(truncatingIfNeeded: ns))
+    w.patchU16(at: 10, UInt16(truncatingIfNeeded: ar))
+    return w.bytes
+  }
+
+  private static func write(_ rr: ResourceRecord, into w: inout WireWriter) {
+    w.name(rr.name, compress: true)
+    w.u16(rr.type.rawValue)
+    w.u16(rr.rrclass.rawValue)
+    w.u32(rr.ttl)
+    let lenAt = w.bytes.count
+    w.u16(0)
+    rr.rdata.encode(into: &w, compress: RData.compressesNames(rr.type))
+    w.patchU16(at: lenAt, UInt16(truncatingIfNeeded: w.bytes.count - lenAt - 2))
+  }
+
+  private static func optRecord(_ edns: EDNS) -> [UInt8] {
+    var w = WireWriter()
+    for o in edns.options {
+      w.u16(o.code)
+      w.u16(UInt16(truncatingIfNeeded: o.data.count))
+      w.append(o.data)
+    }
+    return w.bytes
+  }
+}

@@ -1,0 +1,102 @@
+/// A bounds-checked cursor over a DNS message, with compressed-name decoding (RFC 1035 §4.1.4).
+struct WireReader {
+  let bytes: [UInt8]
+  var pos: Int
+  /// Reads must stay below `end` (the message end, or the end of the current RDATA).
+  var end: Int
+  /// When set, running past `end` is a `.badRDataLength` for this type instead of `.truncated`.
+  var rdataType: UInt16?
+  var rdataStart = 0
+
+  /// Maximum number of compression pointers followed while reading one name.
+  static let maxPointerJumps = 64
+
+  init(_ bytes: [UInt8]) {
+    self.bytes = bytes
+    self.pos = 0
+    self.end = bytes.count
+  }
+
+  var remaining: Int { end - pos }
+
+  func overrun(at offset: Int) -> WireError {
+    if let t = rdataType { return .badRDataLength(type: t, offset: rdataStart) }
+    return .truncated(offset: offset)
+  }
+
+  mutating func need(_ n: Int) throws(WireError) {
+    if n < 0 || pos + n > end { throw overrun(at: pos) }
+  }
+
+  mutating func u8() throws(WireError) -> UInt8 {
+    try need(1)
+    defer { pos += 1 }
+    return bytes[pos]
+  }
+
+  mutating func u16() throws(WireError) -> UInt16 {
+    try need(2)
+    defer { pos += 2 }
+    return UInt16(bytes[pos]) << 8 | UInt16(bytes[pos + 1])
+  }
+
+  mutating func u32() throws(WireError) -> UInt32 {
+    try need(4)
+    defer { pos += 4 }
+    return UInt32(bytes[pos]) << 24 | UInt32(bytes[pos + 1]) << 16 | UInt32(bytes[pos + 2]) << 8
+      | UInt32(bytes[pos + 3])
+  }
+
+  mutating func take(_ n: Int) throws(WireError) -> [UInt8] {
+    try need(n)
+    defer { pos += n }
+    return Array(bytes[pos..<pos + n])
+  }
+
+  mutating func rest() -> [UInt8] {
+    defer { pos = end }
+    return Array(bytes[pos..<end])
+  }
+
+  /// Reads a possibly compressed name. Pointers must point strictly before themselves; loops,
+  /// reserved label types and the 63/255 octet limits are rejected.
+  mutating func name() throws(WireError) -> DNSName {
+    var labels: [[UInt8]] = []
+    var total = 1
+    var p = pos
+    var limit = end
+    var jumped = false
+    var jumps = 0
+    var visited: Set<Int> = []
+    while true {
+      guard p < limit else { throw jumped ? .truncated(offset: p) : overrun(at: p) }
+      let len = Int(bytes[p])
+      switch len & 0xC0 {
+      case 0x00:
+        if len == 0 {
+          if !jumped { pos = p + 1 }
+          return DNSName(uncheckedLabels: labels)
+        }
+        total += len + 1
+        if total > 255 { throw .nameTooLong(length: total) }
+        guard p + 1 + len <= limit else { throw jumped ? .truncated(offset: p) : overrun(at: p) }
+        labels.append(Array(bytes[p + 1..<p + 1 + len]))
+        p += 1 + len
+      case 0xC0:
+        guard p + 1 < limit else { throw jumped ? .truncated(offset: p) : overrun(at: p) }
+        let target = (len & 0x3F) << 8 | Int(bytes[p + 1])
+        if target == p || visited.contains(p) { throw .pointerLoop(offset: p) }
+        if target > p { throw .forwardPointer(offset: p) }
+        jumps += 1
+        if jumps > WireReader.maxPointerJumps { throw .pointerLoop(offset: p) }
+        visited.insert(p)
+        if !jumped { pos = p + 2 }
+        jumped = true
+        limit = bytes.count
+        p = target
+      default:
+        throw .badLabelType(offset: p)
+      }
+    }
+  }
+}
