@@ -1,0 +1,146 @@
+import Synchronization
+
+/// RRset and negative cache with TTL decay and LRU eviction. Thread-safe (internally locked, never across awaits).
+///
+/// Positive and negative entries share one LRU store capped at `maxEntries`. Keys are
+/// (lowercased name, type, class); NXDOMAIN entries use "any type". Expired entries act as
+/// absent and are removed when met.
+public final class DNSCache: Sendable {
+  private struct State {
+    var store: LRUStore<CacheKey, CacheEntry>
+    var statistics = CacheStatistics()
+  }
+
+  private let configuration: CacheConfiguration
+  private let time: any TimeSource
+  private let state: Mutex<State>
+
+  public init(configuration: CacheConfiguration = CacheConfiguration(), time: any TimeSource = SystemTimeSource()) {
+    self.configuration = configuration
+    self.time = time
+    self.state = Mutex(State(store: LRUStore(capacity: configuration.maxEntries)))
+  }
+
+  /// Stores an RRset unless a live, higher-ranked copy is held. TTL clamped to [minTTL, maxTTL];
+  /// TTL 0 not stored; meta types such as OPT never stored. Replaces a NODATA entry for the
+  /// same (name, type, class).
+  public func insert(_ rrset: RRset, rank: TrustRank) {
+    guard rrset.ttl > 0, !rrset.rdatas.isEmpty, !rrset.type.isMeta else { return }
+    let ttl = min(max(rrset.ttl, configuration.minTTL), configuration.maxTTL)
+    guard ttl > 0 else { return }
+    var stored = rrset
+    stored.ttl = ttl
+    let key = CacheKey(name: rrset.name, type: rrset.type, rrclass: rrset.rrclass)
+    store(CacheEntry(payload: .positive(stored), rank: rank, storedAt: time.now(), ttl: ttl), at: key)
+  }
+
+  /// The RRset with TTL decayed by residence time, or nil when absent/expired. Counts a hit or miss.
+  public func lookup(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> (rrset: RRset, rank: TrustRank)? {
+    let now = time.now()
+    let key = CacheKey(name: name, type: type, rrclass: rrclass)
+    return state.withLock { state -> (rrset: RRset, rank: TrustRank)? in
+      guard let entry = Self.live(key, at: now, in: &state), case .positive(var rrset) = entry.payload else {
+        state.statistics.misses += 1
+        return nil
+      }
+      state.statistics.hits += 1
+      rrset.ttl = entry.remainingTTL(at: now)
+      return (rrset, entry.rank)
+    }
+  }
+
+  /// Caches NXDOMAIN (type nil) or NODATA (name, type); TTL = min(SOA TTL, SOA minimum, maxNegativeTTL).
+  /// Nothing is cached when `soa` is not an SOA record or the TTL comes out 0. Negative entries
+  /// rank as `rank` (default authority data of an authoritative answer), so they don't displace live
+  /// authoritative answers.
+  public func insertNegative(
+    name: DNSName, type: RRType?, soa: ResourceRecord, rrclass: RRClass = .in, rank: TrustRank = .authAuthority
+  ) {
+    let cap = min(configuration.maxNegativeTTL, configuration.maxTTL)
+    guard let raw = NegativeAnswer.ttl(for: soa, cap: cap), raw > 0 else { return }
+    let ttl = min(max(raw, configuration.minTTL), cap)
+    var storedSOA = soa
+    storedSOA.ttl = ttl
+    let key = CacheKey(name: name, type: type, rrclass: rrclass)
+    store(CacheEntry(payload: .negative(soa: storedSOA), rank: rank, storedAt: time.now(), ttl: ttl), at: key)
+  }
+
+  /// A cached NXDOMAIN for the name (or for an ancestor, RFC 8020 R-23), or NODATA for (name, type).
+  /// The SOA comes with its TTL decremented. Counts a negative hit when answered.
+  public func lookupNegative(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> NegativeAnswer? {
+    let now = time.now()
+    return state.withLock { state -> NegativeAnswer? in
+      var candidates = [CacheKey(name: name, type: type, rrclass: rrclass), CacheKey(name: name, type: nil, rrclass: rrclass)]
+      var ancestor = name.parent
+      while let current = ancestor {  // NXDOMAIN cut (RFC 8020)
+        candidates.append(CacheKey(name: current, type: nil, rrclass: rrclass))
+        ancestor = current.parent
+      }
+      for key in candidates {
+        guard let entry = Self.live(key, at: now, in: &state), case .negative(var soa) = entry.payload else { continue }
+        soa.ttl = entry.remainingTTL(at: now)
+        state.statistics.negativeHits += 1
+        return NegativeAnswer(nxdomain: key.type == nil, soa: soa, owner: key.name)
+      }
+      return nil
+    }
+  }
+
+  /// Removes everything.
+  public func flushAll() {
+    state.withLock { $0.store.removeAll() }
+  }
+
+  /// Removes every entry owned by exactly `name`.
+  public func flush(name: DNSName) {
+    flush { $0 == name }
+  }
+
+  /// Removes every entry owned by `name` or any name below it.
+  public func flush(subtree: DNSName) {
+    flush { $0.isSubdomain(of: subtree) }
+  }
+
+  /// Current counters.
+  public var statistics: CacheStatistics {
+    state.withLock { state in
+      var stats = state.statistics
+      stats.entries = state.store.count
+      return stats
+    }
+  }
+
+  // MARK: - Internals
+
+  private func store(_ entry: CacheEntry, at key: CacheKey) {
+    state.withLock { state in
+      // a live entry of higher rank is kept; equal or higher rank replaces. Positive data
+      // always replaces a negative entry, so a stale NODATA never shadows fresh records.
+      if let existing = state.store.peek(key), existing.isLive(at: entry.storedAt), existing.rank > entry.rank,
+        !(entry.isPositive && !existing.isPositive)
+      {
+        return
+      }
+      if state.store.set(key, entry) != nil {
+        state.statistics.evictions += 1
+      }
+    }
+  }
+
+  /// The live entry for `key` (marked recently used), removing it if it has expired.
+  private static func live(_ key: CacheKey, at now: Double, in state: inout State) -> CacheEntry? {
+    guard let entry = state.store.peek(key) else { return nil }
+    guard entry.isLive(at: now) else {
+      state.store.remove(key)
+      return nil
+    }
+    return state.store.get(key)
+  }
+
+  private func flush(where matches: (DNSName) -> Bool) {
+    state.withLock { state in
+      let doomed = state.store.keys.filter { matches($0.name) }
+      for key in doomed { state.store.remove(key) }
+    }
+  }
+}

@@ -1,0 +1,124 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Serves local clients over UDP and TCP (RFC 7766 framing) from any `QueryResolving`.
+public final class Listener: Sendable {
+  private let configuration: ListenerConfiguration
+  private let group: any EventLoopGroup
+  private let logger: Logger
+  private let counters = ListenerCounters()
+  private let processor: QueryProcessor
+  private let connections: ConnectionTracker
+  private let servers = Mutex<[any Channel]>([])
+
+  /// A listener for `configuration`; nothing is bound until `start()`.
+  public init(resolver: any QueryResolving, configuration: ListenerConfiguration, group: any EventLoopGroup, logger: Logger)
+  {
+    self.configuration = configuration
+    self.group = group
+    self.logger = logger
+    self.processor = QueryProcessor(
+      resolver: resolver, allowed: configuration.allowed, counters: counters, logger: logger)
+    self.connections = ConnectionTracker(limit: configuration.maxTCPConnections)
+  }
+
+  /// Current counters.
+  public var statistics: ListenerStatistics { counters.snapshot }
+
+  /// Binds UDP and TCP on every configured address and returns the bound addresses (one per
+  /// configured address; UDP and TCP share the port, also when port 0 was asked for).
+  public func start() async throws -> [SocketAddress] {
+    var bound: [SocketAddress] = []
+    do {
+      for address in configuration.addresses {
+        bound.append(try await bindPair(address))
+      }
+    } catch {
+      await stop()
+      throw error
+    }
+    logger.info("listening", metadata: ["addresses": "\(bound.map { "\($0)" }.joined(separator: " "))"])
+    return bound
+  }
+
+  /// Closes the listening sockets and every open client connection.
+  public func stop() async {
+    let channels = servers.withLock { open in
+      defer { open.removeAll() }
+      return open
+    } + connections.takeAll()
+    for channel in channels {
+      try? await channel.close()
+    }
+  }
+
+  // MARK: - Binding
+
+  /// TCP first, then UDP on the port TCP got; with port 0 a few ports are tried if UDP's is taken.
+  private func bindPair(_ address: SocketAddress) async throws -> SocketAddress {
+    let attempts = address.port == 0 ? 5 : 1
+    var lastError: any Error = ListenerError.noAddress
+    for _ in 0..<attempts {
+      let tcp = try await bindTCP(address)
+      guard let local = tcp.localAddress else {
+        try? await tcp.close()
+        throw ListenerError.noAddress
+      }
+      do {
+        let udp = try await bindUDP(local)
+        servers.withLock { $0 += [tcp, udp] }
+        return local
+      } catch {
+        lastError = error
+        try? await tcp.close()
+      }
+    }
+    throw lastError
+  }
+
+  private func bindTCP(_ address: SocketAddress) async throws -> any Channel {
+    let processor = self.processor
+    let connections = self.connections
+    let counters = self.counters
+    let logger = self.logger
+    let idleTimeout = configuration.tcpIdleTimeout
+    return try await ServerBootstrap(group: group)
+      .serverChannelOption(.backlog, value: 256)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelOption(.allowRemoteHalfClosure, value: true)
+      .childChannelInitializer { channel in
+        guard connections.admit(channel) else {
+          counters.update { $0.tcpConnectionsRejected += 1 }
+          logger.debug("TCP connection limit reached", metadata: ["client": "\(channel.remoteAddress.map { "\($0)" } ?? "?")"])
+          return channel.close()
+        }
+        return channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandlers([
+            IdleStateHandler(readTimeout: idleTimeout),
+            ByteToMessageHandler(TCPFrameDecoder()),
+            TCPQueryHandler(processor: processor),
+          ])
+        }
+      }
+      .bind(to: address).get()
+  }
+
+  private func bindUDP(_ address: SocketAddress) async throws -> any Channel {
+    let processor = self.processor
+    return try await DatagramBootstrap(group: group)
+      .channelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(UDPQueryHandler(processor: processor))
+        }
+      }
+      .bind(to: address).get()
+  }
+}
+
+/// Why the listener could not start.
+public enum ListenerError: Error, Sendable {
+  /// A bound socket reported no local address.
+  case noAddress
+}

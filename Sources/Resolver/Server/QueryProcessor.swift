@@ -1,0 +1,62 @@
+import Logging
+import NIOCore
+
+/// Transport-independent handling of one client message: access control, parsing, the
+/// acceptance rules, resolution and serialization. Shared by the UDP and TCP handlers.
+struct QueryProcessor: Sendable {
+  let resolver: any QueryResolving
+  let allowed: [CIDR]
+  let counters: ListenerCounters
+  let logger: Logger
+
+  /// The response bytes for `raw` from `client`, or nil to send nothing.
+  func process(_ raw: [UInt8], from client: SocketAddress?, overTCP: Bool) async -> [UInt8]? {
+    counters.update {
+      $0.queries += 1
+      if overTCP { $0.tcpQueries += 1 }
+    }
+    let isAllowed = client.map { address in allowed.contains { $0.contains(address) } } ?? false
+    let query: Message
+    do {
+      query = try Message.parse(raw)
+    } catch {
+      guard isAllowed, let formErr = ResponseBuilder.formErr(forUnparsable: raw) else {
+        counters.update { $0.dropped += 1 }
+        return nil
+      }
+      logger.debug("unparsable query", metadata: ["client": "\(client.map { "\($0)" } ?? "?")", "error": "\(error)"])
+      counters.update { $0.formErrors += 1 }
+      return ResponseBuilder.serialize(formErr, for: nil, overTCP: overTCP)
+    }
+    guard isAllowed else {
+      if query.header.qr {
+        counters.update { $0.dropped += 1 }
+        return nil
+      }
+      logger.debug("refused client outside allowed networks", metadata: ["client": "\(client.map { "\($0)" } ?? "?")"])
+      counters.update {
+        $0.refused += 1
+        $0.notAllowed += 1
+      }
+      return ResponseBuilder.serialize(ResponseBuilder.error(.refused, to: query), for: query, overTCP: overTCP)
+    }
+    let response: Message
+    switch ResponseBuilder.verdict(for: query) {
+    case .drop:
+      counters.update { $0.dropped += 1 }
+      return nil
+    case .respond(let message):
+      response = message
+    case .resolve(let question):
+      let resolution = await resolver.resolve(question)
+      response = ResponseBuilder.response(to: query, resolution: resolution)
+    }
+    count(response.rcode)
+    return ResponseBuilder.serialize(response, for: query, overTCP: overTCP)
+  }
+
+  private func count(_ rcode: RCode) {
+    if rcode == .refused { counters.update { $0.refused += 1 } }
+    if rcode == .formErr { counters.update { $0.formErrors += 1 } }
+  }
+}

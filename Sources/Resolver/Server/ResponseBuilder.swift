@@ -1,0 +1,86 @@
+/// Turns client queries into responses: the acceptance rules, the response's header and sections,
+/// and the size limit. Pure: the rules produce `Message` values; serialization is a separate step.
+public enum ResponseBuilder {
+  /// The EDNS UDP payload size we advertise and the most we send over UDP (DNS Flag Day 2020).
+  public static let ourUDPPayloadSize: UInt16 = 1232
+
+  /// What to do with a parsed query.
+  public enum Verdict: Sendable, Hashable {
+    /// Acceptable: resolve this question and answer with `response(to:resolution:)`.
+    case resolve(Question)
+    /// Answer at once with this error response.
+    case respond(Message)
+    /// Send nothing.
+    case drop
+  }
+
+  /// Applies the acceptance rules to a parsed query.
+  public static func verdict(for query: Message) -> Verdict {
+    if query.header.qr { return .drop }  // a response sent to us: never answer (avoids loops)
+    if let edns = query.edns, edns.version > 0 {  // RFC 6891 §6.1.3
+      return .respond(error(.badVers, to: query))
+    }
+    if query.header.opcode != 0 { return .respond(error(.notImp, to: query)) }
+    guard query.questions.count == 1, let question = query.questions.first else {
+      return .respond(error(.formErr, to: query))
+    }
+    if question.qclass != .in { return .respond(error(.refused, to: query)) }
+    if question.type == .axfr || question.type == .ixfr { return .respond(error(.refused, to: query)) }
+    return .resolve(question)
+  }
+
+  /// The response header and question for `query`, with `rcode` and no records: same ID, QR=1,
+  /// opcode, RD and CD copied, RA=1, AA=0; the question (with the client's case) only when there is
+  /// exactly one; an OPT (our size, no options) iff the query had one.
+  public static func error(_ rcode: RCode, to query: Message) -> Message {
+    var response = Message()
+    response.header.id = query.header.id
+    response.header.qr = true
+    response.header.opcode = query.header.opcode
+    response.header.rd = query.header.rd
+    response.header.cd = query.header.cd
+    response.header.ra = true
+    response.header.aa = false
+    if query.questions.count == 1 { response.questions = query.questions }
+    if query.edns != nil { response.edns = EDNS(udpPayloadSize: ourUDPPayloadSize) }
+    response.rcode = rcode  // after `edns`: extended codes (BADVERS) live in the OPT
+    return response
+  }
+
+  /// The response carrying `resolution` (answer, authority and rcode) for an accepted `query`.
+  public static func response(to query: Message, resolution: Resolution) -> Message {
+    var response = error(resolution.rcode, to: query)
+    response.answers = resolution.answer
+    response.authority = resolution.authority
+    return response
+  }
+
+  /// FORMERR for bytes that could not be parsed: the header's ID, opcode and RD, no question.
+  /// Nil (drop) when there is no complete 12-octet header or the message claims to be a response.
+  public static func formErr(forUnparsable raw: [UInt8]) -> Message? {
+    guard raw.count >= 12 else { return nil }
+    let flags = raw[2]
+    guard flags & 0x80 == 0 else { return nil }
+    var response = Message()
+    response.header.id = UInt16(raw[0]) << 8 | UInt16(raw[1])
+    response.header.qr = true
+    response.header.opcode = (flags >> 3) & 0x0F
+    response.header.rd = flags & 0x01 != 0
+    response.header.ra = true
+    response.rcode = .formErr
+    return response
+  }
+
+  /// Largest response for `query`: 65535 over TCP; over UDP 512 without EDNS, else the client's
+  /// advertised size (at least 512) capped at ours.
+  public static func maxResponseSize(for query: Message?, overTCP: Bool) -> Int {
+    if overTCP { return 65_535 }
+    guard let edns = query?.edns else { return 512 }
+    return min(max(Int(edns.udpPayloadSize), 512), Int(ourUDPPayloadSize))
+  }
+
+  /// Wire form of `response`, truncated (records dropped, TC set) to the limit for `query`.
+  public static func serialize(_ response: Message, for query: Message?, overTCP: Bool) -> [UInt8] {
+    response.serialize(maxSize: maxResponseSize(for: query, overTCP: overTCP))
+  }
+}

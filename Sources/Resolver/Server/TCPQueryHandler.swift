@@ -1,0 +1,56 @@
+import NIOCore
+
+/// Answers length-framed queries on one client TCP connection (RFC 7766 §6.2.1.1): queries are
+/// resolved concurrently and answered as they complete, possibly out of order. The connection is
+/// closed when idle with nothing outstanding, or when the client has closed its side and every
+/// answer has been written.
+final class TCPQueryHandler: ChannelInboundHandler {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+
+  private let processor: QueryProcessor
+  private var outstanding = 0
+  private var inputClosed = false
+
+  init(processor: QueryProcessor) { self.processor = processor }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let frame = unwrapInboundIn(data)
+    let raw = Array(frame.readableBytesView)
+    let client = context.channel.remoteAddress
+    let processor = self.processor
+    outstanding += 1
+    let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+    let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
+    promise.completeWithTask { await processor.process(raw, from: client, overTCP: true) }
+    promise.futureResult.whenSuccess { response in  // runs on the channel's event loop
+      bound.value.handler.finished(response, context: bound.value.context)
+    }
+  }
+
+  private func finished(_ response: [UInt8]?, context: ChannelHandlerContext) {
+    outstanding -= 1
+    guard context.channel.isActive else { return }
+    if let response {
+      let frame = TCPFrameDecoder.frame(response, allocator: context.channel.allocator)
+      context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+    }
+    if inputClosed && outstanding == 0 { context.close(promise: nil) }
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    switch event {
+    case let idle as IdleStateHandler.IdleStateEvent where idle == .read || idle == .all:
+      if outstanding == 0 { context.close(promise: nil) }
+    case let channelEvent as ChannelEvent where channelEvent == .inputClosed:
+      inputClosed = true
+      if outstanding == 0 { context.close(promise: nil) }
+    default:
+      context.fireUserInboundEventTriggered(event)
+    }
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: Error) {
+    context.close(promise: nil)
+  }
+}

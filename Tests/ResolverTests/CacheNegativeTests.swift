@@ -1,0 +1,80 @@
+import Testing
+
+@testable import Resolver
+
+@Suite struct CacheNegativeTests {
+  typealias F = CacheFixtures
+
+  @Test func nxdomainIgnoresTypeAndUsesSOAMinimum() {
+    let time = FakeTimeSource()
+    let cache = F.cache(time)
+    cache.insertNegative(name: F.name("nope.example"), type: nil, soa: F.soa("example", ttl: 3600, minimum: 300))
+    let answer = cache.lookupNegative(F.name("NOPE.example"), .aaaa)
+    #expect(answer?.nxdomain == true)
+    #expect(answer?.soa.ttl == 300)
+    #expect(answer?.soa.name == F.name("example"))
+    time.advance(120)
+    #expect(cache.lookupNegative(F.name("nope.example"), .mx)?.soa.ttl == 180)
+    time.advance(180)
+    #expect(cache.lookupNegative(F.name("nope.example"), .a) == nil)
+  }
+
+  @Test func negativeTTLIsSmallestOfSOATTLMinimumAndCap() {
+    let time = FakeTimeSource()
+    let cache = F.cache(time, maxNegativeTTL: 900)
+    cache.insertNegative(name: F.name("a.example"), type: nil, soa: F.soa("example", ttl: 60, minimum: 300))
+    cache.insertNegative(name: F.name("b.example"), type: nil, soa: F.soa("example", ttl: 7200, minimum: 86_400))
+    #expect(cache.lookupNegative(F.name("a.example"), .a)?.soa.ttl == 60)
+    #expect(cache.lookupNegative(F.name("b.example"), .a)?.soa.ttl == 900)
+  }
+
+  @Test func nodataIsPerType() {
+    let time = FakeTimeSource()
+    let cache = F.cache(time)
+    cache.insertNegative(name: F.name("www.example"), type: .aaaa, soa: F.soa("example", ttl: 600, minimum: 600))
+    let answer = cache.lookupNegative(F.name("www.example"), .aaaa)
+    #expect(answer?.nxdomain == false)
+    #expect(answer?.soa.ttl == 600)
+    #expect(cache.lookupNegative(F.name("www.example"), .a) == nil)
+    #expect(cache.lookupNegative(F.name("sub.www.example"), .aaaa) == nil)
+  }
+
+  @Test func withoutSOANothingIsCached() {
+    let time = FakeTimeSource()
+    let cache = F.cache(time)
+    let notSOA = ResourceRecord(name: F.name("example"), type: .ns, ttl: 600, rdata: .ns(F.name("ns.example")))
+    cache.insertNegative(name: F.name("x.example"), type: nil, soa: notSOA)
+    cache.insertNegative(name: F.name("y.example"), type: nil, soa: F.soa("example", ttl: 0, minimum: 600))
+    #expect(cache.lookupNegative(F.name("x.example"), .a) == nil)
+    #expect(cache.statistics.entries == 0)
+  }
+
+  @Test func ancestorNXDOMAINAnswersForNamesBelow() {  // R-23, RFC 8020
+    let time = FakeTimeSource()
+    let cache = F.cache(time)
+    cache.insertNegative(name: F.name("gone.example"), type: nil, soa: F.soa("example", ttl: 600, minimum: 600))
+    let below = cache.lookupNegative(F.name("a.b.Gone.example"), .txt)
+    #expect(below?.nxdomain == true)
+    #expect(below?.owner == F.name("gone.example"))
+    #expect(cache.lookupNegative(F.name("example"), .a) == nil)
+    #expect(cache.lookupNegative(F.name("other.example"), .a) == nil)
+  }
+
+  @Test func positiveInsertRemovesMatchingNODATA() {
+    let time = FakeTimeSource()
+    let cache = F.cache(time)
+    cache.insertNegative(name: F.name("www.example"), type: .a, soa: F.soa("example", ttl: 600, minimum: 600))
+    cache.insert(F.aSet("www.example", ttl: 60), rank: .nonAuthAnswer)
+    #expect(cache.lookupNegative(F.name("www.example"), .a) == nil)
+    #expect(cache.lookup(F.name("www.example"), .a)?.rrset.ttl == 60)
+  }
+
+  @Test func negativeDoesNotDisplaceLiveAuthoritativeAnswer() {
+    let time = FakeTimeSource()
+    let cache = F.cache(time)
+    cache.insert(F.aSet("www.example", ttl: 60), rank: .authAnswer)
+    cache.insertNegative(name: F.name("www.example"), type: .a, soa: F.soa("example", ttl: 600, minimum: 600))
+    #expect(cache.lookup(F.name("www.example"), .a) != nil)
+    #expect(cache.lookupNegative(F.name("www.example"), .a) == nil)
+  }
+}
