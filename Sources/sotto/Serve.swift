@@ -1,0 +1,104 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Resolver
+
+/// `sotto serve`: the resolver with its client listener, headless, until SIGINT/SIGTERM.
+struct Serve: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Run the resolver and answer clients over UDP and TCP until SIGINT or SIGTERM.")
+
+  @Option(name: .long, help: "Listen address ADDR:PORT or [ADDR]:PORT (repeatable; default 127.0.0.1:5300).")
+  var listen: [String] = []
+
+  @Option(name: .long, help: "Allowed client network in CIDR form (repeatable; default loopback only).")
+  var allow: [String] = []
+
+  @OptionGroup var resolverOptions: ResolverOptions
+
+  func run() async throws {
+    resolverOptions.bootstrapLogging()
+    let logger = Logger(label: "sotto")
+    let config = try resolverOptions.configuration()
+    let addresses = try (listen.isEmpty ? ["127.0.0.1:5300"] : listen).map(Self.parseListen)
+    var listenerConfig = ListenerConfiguration(addresses: addresses)
+    if !allow.isEmpty {
+      listenerConfig.allowed = try allow.map { text in
+        do { return try CIDR(text) } catch { throw ValidationError("--allow \(text): \(error)") }
+      }
+    }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+    let resolver = RecursiveResolver(configuration: config, group: group, logger: logger)
+    let listener = Listener(resolver: resolver, configuration: listenerConfig, group: group, logger: logger)
+    let bound: [SocketAddress]
+    do {
+      bound = try await listener.start()
+    } catch {
+      try? await group.shutdownGracefully()
+      throw ValidationError("cannot listen on \(listen.joined(separator: ", ")): \(error)")
+    }
+    logger.notice("sotto listening on \(bound.map { "\($0)" }.joined(separator: ", "))")
+    await Self.waitForTermination()
+    logger.notice("sotto stopping")
+    await listener.stop()
+    try? await group.shutdownGracefully()
+  }
+
+  /// Parses `127.0.0.1:5300`, `[::1]:5300` or `::1` style listen addresses.
+  static func parseListen(_ text: String) throws -> SocketAddress {
+    var host = text
+    var port = 53
+    if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+      host = String(text[text.index(after: text.startIndex)..<close])
+      let rest = text[text.index(after: close)...]
+      if rest.hasPrefix(":") {
+        guard let p = Int(rest.dropFirst()) else { throw ValidationError("bad port in --listen \(text)") }
+        port = p
+      }
+    } else if text.filter({ $0 == ":" }).count == 1, let colon = text.lastIndex(of: ":") {
+      host = String(text[..<colon])
+      guard let p = Int(text[text.index(after: colon)...]) else { throw ValidationError("bad port in --listen \(text)") }
+      port = p
+    }
+    guard (0...65535).contains(port) else { throw ValidationError("port out of range in --listen \(text)") }
+    do {
+      return try SocketAddress(ipAddress: host, port: port)
+    } catch {
+      throw ValidationError("--listen \(text): '\(host)' is not an IP address")
+    }
+  }
+
+  /// Suspends until SIGINT or SIGTERM arrives.
+  static func waitForTermination() async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+      let queue = DispatchQueue(label: "sotto.signals")
+      let once = SignalOnce(continuation)
+      for sig in [SIGINT, SIGTERM] {
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+        source.setEventHandler { once.fire() }
+        source.resume()
+        once.keep(source)
+      }
+    }
+  }
+}
+
+/// Resumes a continuation exactly once and keeps the signal sources alive.
+final class SignalOnce: @unchecked Sendable {
+  private var continuation: CheckedContinuation<Void, Never>?
+  private var sources: [any DispatchSourceSignal] = []
+  private let lock = NSLock()
+  init(_ c: CheckedContinuation<Void, Never>) { continuation = c }
+  func keep(_ s: any DispatchSourceSignal) { lock.withLock { sources.append(s) } }
+  func fire() {
+    let c = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+      defer { continuation = nil }
+      return continuation
+    }
+    c?.resume()
+  }
+}
