@@ -49,15 +49,6 @@ enum ReplyClassifier {
     for _ in 0..<maxLinksPerReply {
       let data = answers.filter { $0.name == name && ($0.type == qtype || qtype == .any) }
       if !data.isEmpty { return .answer(chain: chain, records: data) }
-      if qtype != .cname, let c = answers.first(where: { $0.name == name && $0.type == .cname }),
-        case .cname(let target) = c.rdata
-      {
-        chain.append(c)
-        if seen.contains(target) { return .serverFailure("cname-loop") }
-        seen.insert(target)
-        name = target
-        continue
-      }
       if let d = answers.first(where: { $0.type == .dname && name.isSubdomain(of: $0.name) && name != $0.name }),
         case .dname(let target) = d.rdata
       {
@@ -74,6 +65,15 @@ enum ReplyClassifier {
         name = newName
         continue
       }
+      if qtype != .cname, let c = answers.first(where: { $0.name == name && $0.type == .cname }),
+        case .cname(let target) = c.rdata
+      {
+        chain.append(c)
+        if seen.contains(target) { return .serverFailure("cname-loop") }
+        seen.insert(target)
+        name = target
+        continue
+      }
       break
     }
 
@@ -82,7 +82,8 @@ enum ReplyClassifier {
       // The server speaks only for names inside its zone (RFC 6604 / R-11).
       guard name.isSubdomain(of: zone) else { return .alias(chain: chain, target: name) }
       if rcode == .nxDomain { return .nxdomain(chain: chain, soa: soa) }
-      if soa != nil || reply.header.aa { return .nodata(chain: chain, soa: soa) }
+      // Without an SOA the target may sit below a cut inside the zone: resolve it afresh.
+      if soa != nil { return .nodata(chain: chain, soa: soa) }
       return .alias(chain: chain, target: name)
     }
     if rcode == .nxDomain { return .nxdomain(chain: [], soa: soa) }
