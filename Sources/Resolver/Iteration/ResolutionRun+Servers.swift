@@ -23,6 +23,11 @@ extension ResolutionRun {
       }
     }
     guard depth < limits.maxDepth else { return [] }
+    // a zone whose server addresses are already being looked up further up this chain is a
+    // delegation loop (A's servers inside B and B's inside A).
+    guard !activeZones.contains(zone) else { return [] }
+    activeZones.insert(zone)
+    defer { activeZones.remove(zone) }
     var tried = 0
     for ns in nsNames where tried < limits.maxNSNamesPerZone {
       // An NS name inside the zone itself can only be reached through glue, which is missing.

@@ -21,6 +21,8 @@ final class ResolutionRun {
   var referrals = 0
   /// Questions being resolved up the current chain, for delegation-loop detection.
   var active: Set<Question> = []
+  /// Zones whose server addresses are being resolved up the current chain.
+  var activeZones: Set<DNSName> = []
 
   init(core: ResolverCore) {
     self.core = core
@@ -97,7 +99,7 @@ final class ResolutionRun {
       let servers = await addresses(for: zone, depth: depth)
       if servers.isEmpty {
         // No usable address for this cut: fall back to the cut above it, once per level.
-        guard let parent = zone.parent, fallbacks < 8 else {
+        guard let parent = zone.parent, fallbacks < 1 else {
           return .failure("no reachable server for zone \(zone)")
         }
         fallbacks += 1

@@ -1,0 +1,162 @@
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+
+@testable import Resolver
+
+/// A scripted upstream: each server address answers with a closure; every query is recorded.
+final class ScriptedExchanger: UpstreamExchanger {
+  typealias Script = @Sendable (Question) -> Message?
+  let scripts: [String: Script]
+  let log = Mutex<[(String, Question)]>([])
+
+  init(_ scripts: [String: Script]) { self.scripts = scripts }
+
+  var queries: [(String, Question)] { log.withLock { $0 } }
+
+  func exchange(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult {
+    guard let q = query.questions.first else { return ExchangeResult(legs: [], response: nil) }
+    log.withLock { $0.append((server.ip, q)) }
+    guard let script = scripts[server.ip], var reply = script(q) else {
+      return ExchangeResult(legs: [ExchangeLeg(transport: .do53UDP, rttMs: nil, error: .timeout, truncated: false)], response: nil)
+    }
+    reply.header.id = query.header.id
+    reply.header.qr = true
+    reply.questions = [q]
+    return ExchangeResult(legs: [ExchangeLeg(transport: .do53UDP, rttMs: 1, error: nil, truncated: false)], response: reply)
+  }
+}
+
+func name(_ s: String) -> DNSName { (try? DNSName(s)) ?? .root }
+func record(_ owner: String, _ type: RRType, _ rdata: RData) -> ResourceRecord {
+  ResourceRecord(name: name(owner), type: type, ttl: 300, rdata: rdata)
+}
+func referral(_ child: String, ns: [String], glue: [(String, String)] = []) -> Message {
+  var m = Message()
+  m.authority = ns.map { record(child, .ns, .ns(name($0))) }
+  m.additional = glue.compactMap { g in IPv4Address(g.1).map { record(g.0, .a, .a($0)) } }
+  return m
+}
+func answer(_ records: [ResourceRecord]) -> Message {
+  var m = Message()
+  m.header.aa = true
+  m.answers = records
+  return m
+}
+
+@Suite struct IterationResolverTests {
+  func resolver(_ exchanger: ScriptedExchanger, _ tweak: (inout ResolverConfiguration) -> Void = { _ in }) -> RecursiveResolver {
+    var config = ResolverConfiguration()
+    config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
+    tweak(&config)
+    return RecursiveResolver(configuration: config, exchanger: exchanger, time: SystemTimeSource(), logger: Logger(label: "test"))
+  }
+
+  @Test func walksDownWithMinimisedNamesAndCachesTheAnswer() async {
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { _ in referral("test.", ns: ["ns.test."], glue: [("ns.test.", "192.0.2.2")]) },
+      "192.0.2.2": { _ in referral("example.test.", ns: ["ns.example.test."], glue: [("ns.example.test.", "192.0.2.3")]) },
+      "192.0.2.3": { q in answer([record(q.name.description, .a, .a(IPv4Address("198.51.100.7")!))]) },
+    ])
+    let r = resolver(ex)
+    let first = await r.resolve(Question(name: name("www.example.test."), type: .a))
+    #expect(first.rcode == .noError)
+    #expect(first.answer.map(\.rdata) == [.a(IPv4Address("198.51.100.7")!)])
+    #expect(ex.queries.map { $0.1.name.description } == ["test.", "example.test.", "www.example.test."])
+    #expect(ex.queries.map { $0.1.type } == [.a, .a, .a])
+    let second = await r.resolve(Question(name: name("www.example.test."), type: .a))
+    #expect(second.fromCache)
+    #expect(second.hops.isEmpty)
+    #expect(ex.queries.count == 3)
+  }
+
+  @Test func withoutMinimisationTheFullNameGoesToTheRoot() async {
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { _ in referral("test.", ns: ["ns.test."], glue: [("ns.test.", "192.0.2.2")]) },
+      "192.0.2.2": { q in answer([record(q.name.description, .a, .a(IPv4Address("198.51.100.7")!))]) },
+    ])
+    let r = resolver(ex) { $0.qnameMinimisation = false }
+    _ = await r.resolve(Question(name: name("www.example.test."), type: .mx))
+    #expect(ex.queries.first?.1.name == name("www.example.test."))
+    #expect(ex.queries.first?.1.type == .mx)
+  }
+
+  @Test func delegationLoopEndsInServfailWithBoundedWork() async {
+    // a.test is served by ns.b.test and b.test by ns.a.test: neither can be reached (RFC 9520 §2.4).
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { _ in referral("test.", ns: ["ns.test."], glue: [("ns.test.", "192.0.2.2")]) },
+      "192.0.2.2": { q in
+        if q.name.isSubdomain(of: name("a.test.")) { return referral("a.test.", ns: ["ns.b.test."]) }
+        if q.name.isSubdomain(of: name("b.test.")) { return referral("b.test.", ns: ["ns.a.test."]) }
+        return nil
+      },
+    ])
+    let r = resolver(ex)
+    let res = await r.resolve(Question(name: name("www.a.test."), type: .a))
+    #expect(res.rcode == .servFail)
+    #expect(ex.queries.count <= 12)
+  }
+
+  @Test func nxnsStyleDelegationIsCapped() async {
+    // A referral to 200 glueless NS names must not make 200 sub-resolutions.
+    let nsNames = (0..<200).map { "ns\($0).victim.lab." }
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { q in
+        if q.name.isSubdomain(of: name("attack.")) { return referral("attack.", ns: nsNames) }
+        var m = Message()
+        m.rcode = .nxDomain
+        return m
+      }
+    ])
+    let r = resolver(ex)
+    let res = await r.resolve(Question(name: name("x.attack."), type: .a))
+    #expect(res.rcode == .servFail)
+    #expect(ex.queries.count <= 100)
+    let victimQueries = Set(ex.queries.filter { $0.1.name.isSubdomain(of: name("victim.lab.")) }.map { $0.1.name })
+    #expect(victimQueries.count <= 5)
+  }
+
+  @Test func cnameLoopAcrossZonesIsServfail() async {
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { q in
+        if q.name == name("a.") || q.name == name("b.") { return nil }
+        if q.name == name("x.a.") { return answer([record("x.a.", .cname, .cname(name("y.b.")))]) }
+        if q.name == name("y.b.") { return answer([record("y.b.", .cname, .cname(name("x.a.")))]) }
+        return nil
+      }
+    ])
+    let r = resolver(ex) { $0.qnameMinimisation = false }
+    let res = await r.resolve(Question(name: name("x.a."), type: .a))
+    #expect(res.rcode == .servFail)
+    #expect((res.failureReason ?? "").contains("loop"))
+  }
+
+  @Test func loopbackServersAreNotQueriedByDefault() async {
+    let ex = ScriptedExchanger([:])
+    var config = ResolverConfiguration()
+    config.rootHints = RootHints(unchecked: [(name("a.root."), ["127.0.0.1"])])
+    let r = RecursiveResolver(configuration: config, exchanger: ex, time: SystemTimeSource(), logger: Logger(label: "t"))
+    let res = await r.resolve(Question(name: name("example.test."), type: .a))
+    #expect(res.rcode == .servFail)
+    #expect(ex.queries.isEmpty)
+  }
+
+  @Test func failuresAreCachedBriefly() async {
+    let ex = ScriptedExchanger([:])  // every server times out
+    let r = resolver(ex)
+    let first = await r.resolve(Question(name: name("dead.test."), type: .a))
+    let sent = ex.queries.count
+    let second = await r.resolve(Question(name: name("dead.test."), type: .a))
+    #expect(first.rcode == .servFail && second.rcode == .servFail)
+    #expect(sent > 0)
+    #expect(ex.queries.count == sent)  // nothing sent for a cached failure
+  }
+
+  @Test func localhostIsAnsweredLocally() async {
+    let ex = ScriptedExchanger([:])
+    let res = await resolver(ex).resolve(Question(name: name("localhost."), type: .a))
+    #expect(res.answer.map(\.rdata) == [.a(IPv4Address("127.0.0.1")!)])
+    #expect(ex.queries.isEmpty)
+  }
+}
