@@ -66,6 +66,18 @@ private enum ListenerTestError: Error {
     }
   }
 
+  @Test func answersGarbageWithFormErr() async throws {
+    try await withListener { server, listener in
+      // A header claiming one question, followed by a dangling compression pointer.
+      let garbage: [UInt8] = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0]
+      let response = try Message.parse(try await udpExchange(garbage, with: server))
+      #expect(response.header.id == 0x1234)
+      #expect(response.rcode == .formErr)
+      #expect(response.questions.isEmpty)
+      #expect(listener.statistics.formErrors == 1)
+    }
+  }
+
   // MARK: Connection handling (no wire format needed)
 
   @Test func closesIdleTCPConnections() async throws {
