@@ -30,7 +30,15 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
-    .testTarget(name: "ResolverTests", dependencies: ["Resolver"]),
+    .testTarget(
+      name: "ResolverTests",
+      dependencies: [
+        "Resolver",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,212 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Resolver
+
+/// Answers every question with one A record, 192.0.2.1.
+private struct FixedResolver: QueryResolving {
+  static let address = IPv4Address(octets: [192, 0, 2, 1])
+  func resolve(_ question: Question) async -> Resolution {
+    guard let address = Self.address else { return Resolution(rcode: .servFail) }
+    return Resolution(
+      rcode: .noError, answer: [ResourceRecord(name: question.name, type: .a, ttl: 300, rdata: .a(address))])
+  }
+}
+
+private enum ListenerTestError: Error {
+  case timeout
+  case noReply
+  case noAddress
+}
+
+/// Real sockets on 127.0.0.1. The query/answer tests need the wire parser and writer (Message.parse/serialize).
+@Suite(.serialized) struct ListenerTests {
+  let group = MultiThreadedEventLoopGroup.singleton
+
+  // MARK: Queries (need the wire format)
+
+  @Test func answersOverUDP() async throws {
+    try await withListener { server, _ in
+      let reply = try await udpExchange(query(id: 0x4242, "www.Example.com"), with: server)
+      let response = try Message.parse(reply)
+      #expect(response.header.id == 0x4242)
+      #expect(response.header.qr && response.header.ra)
+      #expect(response.rcode == .noError)
+      #expect(response.questions.first?.name.description == "www.Example.com.")
+      #expect(response.answers.map(\.rdata) == [FixedResolver.address.map { RData.a($0) }].compactMap { $0 })
+    }
+  }
+
+  @Test func answersPipelinedQueriesOverTCP() async throws {
+    try await withListener { server, listener in
+      let replies = try await tcpExchange([query(id: 1, "one.example"), query(id: 2, "two.example")], with: server)
+      let responses = try replies.map { try Message.parse($0) }
+      #expect(Set(responses.map(\.header.id)) == [1, 2])
+      for response in responses {
+        #expect(response.rcode == .noError)
+        #expect(response.answers.count == 1)
+        let expected = response.header.id == 1 ? "one.example." : "two.example."
+        #expect(response.answers.first?.name.description == expected)
+      }
+      #expect(listener.statistics.tcpQueries == 2)
+    }
+  }
+
+  @Test func refusesClientsOutsideAllowedNetworks() async throws {
+    try await withListener(allowed: [try CIDR("10.0.0.0/8")]) { server, listener in
+      let reply = try await udpExchange(query(id: 7, "www.example.com"), with: server)
+      let response = try Message.parse(reply)
+      #expect(response.header.id == 7)
+      #expect(response.rcode == .refused)
+      #expect(response.answers.isEmpty)
+      #expect(listener.statistics.notAllowed == 1)
+      #expect(listener.statistics.refused == 1)
+    }
+  }
+
+  @Test func answersGarbageWithFormErr() async throws {
+    try await withListener { server, listener in
+      // A header claiming one question, followed by a dangling compression pointer.
+      let garbage: [UInt8] = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0]
+      let response = try Message.parse(try await udpExchange(garbage, with: server))
+      #expect(response.header.id == 0x1234)
+      #expect(response.rcode == .formErr)
+      #expect(response.questions.isEmpty)
+      #expect(listener.statistics.formErrors == 1)
+    }
+  }
+
+  // MARK: Connection handling (no wire format needed)
+
+  @Test func closesIdleTCPConnections() async throws {
+    try await withListener(idle: .milliseconds(200)) { server, _ in
+      let closed = try await tcpWaitForClose(server)
+      #expect(closed)
+    }
+  }
+
+  @Test func closesConnectionsOverTheLimit() async throws {
+    try await withListener(maxTCP: 1) { server, listener in
+      let first = try await connect(server)
+      try await Task.sleep(for: .milliseconds(100))
+      let closed = try await tcpWaitForClose(server)
+      #expect(closed)
+      #expect(listener.statistics.tcpConnectionsRejected == 1)
+      try await first.channel.close()
+    }
+  }
+
+  // MARK: Helpers
+
+  private func withListener(
+    allowed: [CIDR] = CIDR.loopback, idle: TimeAmount = .seconds(10), maxTCP: Int = 256,
+    _ body: (SocketAddress, Listener) async throws -> Void
+  ) async throws {
+    let configuration = ListenerConfiguration(
+      addresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)], allowed: allowed, tcpIdleTimeout: idle,
+      maxTCPConnections: maxTCP)
+    let listener = Listener(
+      resolver: FixedResolver(), configuration: configuration, group: group, logger: Logger(label: "ListenerTests"))
+    let bound = try await listener.start()
+    guard let server = bound.first, server.port != 0 else {
+      await listener.stop()
+      throw ListenerTestError.noAddress
+    }
+    do {
+      try await body(server, listener)
+    } catch {
+      await listener.stop()
+      throw error
+    }
+    await listener.stop()
+  }
+
+  private func query(id: UInt16, _ name: String) throws -> [UInt8] {
+    var message = Message()
+    message.header.id = id
+    message.header.rd = true
+    message.questions = [Question(name: try DNSName(name), type: .a)]
+    message.edns = EDNS(udpPayloadSize: 1232)
+    return message.serialize()
+  }
+
+  private func udpExchange(_ query: [UInt8], with server: SocketAddress) async throws -> [UInt8] {
+    let channel = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0) { channel in
+      channel.eventLoop.makeCompletedFuture {
+        try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(
+          wrappingChannelSynchronously: channel)
+      }
+    }
+    return try await withTimeout {
+      try await channel.executeThenClose { inbound, outbound in
+        try await outbound.write(AddressedEnvelope(remoteAddress: server, data: ByteBuffer(bytes: query)))
+        for try await envelope in inbound { return Array(envelope.data.readableBytesView) }
+        throw ListenerTestError.noReply
+      }
+    }
+  }
+
+  private func connect(_ server: SocketAddress) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+    try await ClientBootstrap(group: group).connect(to: server) { channel in
+      channel.eventLoop.makeCompletedFuture {
+        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+      }
+    }
+  }
+
+  /// Sends all queries framed in one write and returns one framed reply per query.
+  private func tcpExchange(_ queries: [[UInt8]], with server: SocketAddress) async throws -> [[UInt8]] {
+    let channel = try await connect(server)
+    return try await withTimeout {
+      try await channel.executeThenClose { inbound, outbound in
+        var out = ByteBuffer()
+        for query in queries {
+          out.writeInteger(UInt16(query.count))
+          out.writeBytes(query)
+        }
+        try await outbound.write(out)
+        var pending = ByteBuffer()
+        var replies: [[UInt8]] = []
+        for try await var chunk in inbound {
+          pending.writeBuffer(&chunk)
+          while let length = pending.getInteger(at: pending.readerIndex, as: UInt16.self),
+            pending.readableBytes >= 2 + Int(length)
+          {
+            pending.moveReaderIndex(forwardBy: 2)
+            replies.append(pending.readBytes(length: Int(length)) ?? [])
+          }
+          if replies.count == queries.count { return replies }
+        }
+        throw ListenerTestError.noReply
+      }
+    }
+  }
+
+  /// Connects and waits (up to 5 s) for the server to close the connection without sending anything.
+  private func tcpWaitForClose(_ server: SocketAddress) async throws -> Bool {
+    let channel = try await connect(server)
+    return try await withTimeout {
+      try await channel.executeThenClose { inbound, _ in
+        for try await _ in inbound { return false }
+        return true
+      }
+    }
+  }
+
+  private func withTimeout<T: Sendable>(
+    seconds: Int = 5, _ body: @escaping @Sendable () async throws -> T
+  ) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { tasks in
+      tasks.addTask { try await body() }
+      tasks.addTask {
+        try await Task.sleep(for: .seconds(seconds))
+        throw ListenerTestError.timeout
+      }
+      defer { tasks.cancelAll() }
+      guard let first = try await tasks.next() else { throw ListenerTestError.timeout }
+      return first
+    }
+  }
+}

@@ -1,0 +1,141 @@
+import Testing
+
+@testable import Resolver
+
+@Suite struct ResponseBuilderTests {
+  static func query(
+    _ name: String = "WWW.Example.com", _ type: RRType = .a, qclass: RRClass = .in, id: UInt16 = 0xBEEF,
+    edns: EDNS? = nil
+  ) -> Message {
+    var m = Message()
+    m.header.id = id
+    m.header.rd = true
+    m.header.cd = true
+    if let n = try? DNSName(name) { m.questions = [Question(name: n, type: type, qclass: qclass)] }
+    m.edns = edns
+    return m
+  }
+
+  static let record = ResourceRecord(
+    name: (try? DNSName("www.example.com")) ?? .root, type: .a, ttl: 60,
+    rdata: IPv4Address(octets: [192, 0, 2, 1]).map { RData.a($0) } ?? .unknown([]))
+
+  @Test func acceptedQueryResolvesItsQuestion() {
+    let q = Self.query()
+    #expect(ResponseBuilder.verdict(for: q) == .resolve(q.questions[0]))
+  }
+
+  @Test func responseCopiesHeaderAndQuestionAndCarriesResolution() {
+    let q = Self.query()
+    let soa = ResourceRecord(name: .root, type: .soa, ttl: 5, rdata: .unknown([]))
+    let r = ResponseBuilder.response(
+      to: q, resolution: Resolution(rcode: .nxDomain, answer: [Self.record], authority: [soa]))
+    #expect(r.header.id == 0xBEEF)
+    #expect(r.header.qr && r.header.ra && r.header.rd && r.header.cd)
+    #expect(!r.header.aa && !r.header.tc)
+    #expect(r.header.opcode == 0)
+    #expect(r.questions == q.questions)
+    #expect(r.questions[0].name.description == "WWW.Example.com.")
+    #expect(r.answers == [Self.record])
+    #expect(r.authority == [soa])
+    #expect(r.rcode == .nxDomain)
+    #expect(r.edns == nil)
+  }
+
+  @Test func rdAndCDAreCopiedNotForced() {
+    var q = Self.query()
+    q.header.rd = false
+    q.header.cd = false
+    let r = ResponseBuilder.response(to: q, resolution: Resolution(rcode: .noError))
+    #expect(!r.header.rd && !r.header.cd && r.header.ra)
+  }
+
+  @Test func ednsIsAnsweredWithOurSizeAndNoOptions() {
+    let q = Self.query(edns: EDNS(udpPayloadSize: 4096, options: [EDNSOption(code: 10, data: [1, 2, 3, 4, 5, 6, 7, 8])]))
+    let r = ResponseBuilder.response(to: q, resolution: Resolution(rcode: .noError))
+    #expect(r.edns == EDNS(udpPayloadSize: 1232))
+  }
+
+  @Test func nonZeroOpcodeIsNotImplemented() {
+    var q = Self.query()
+    q.header.opcode = 2
+    guard case .respond(let r) = ResponseBuilder.verdict(for: q) else {
+      Issue.record("expected a response")
+      return
+    }
+    #expect(r.rcode == .notImp)
+    #expect(r.header.opcode == 2)
+    #expect(r.header.id == 0xBEEF)
+  }
+
+  @Test func questionCountOtherThanOneIsFormErr() {
+    var none = Self.query()
+    none.questions = []
+    var two = Self.query()
+    two.questions += two.questions
+    for q in [none, two] {
+      guard case .respond(let r) = ResponseBuilder.verdict(for: q) else {
+        Issue.record("expected a response")
+        continue
+      }
+      #expect(r.rcode == .formErr)
+      #expect(r.questions.isEmpty)
+    }
+  }
+
+  @Test func responsesAreDropped() {
+    var q = Self.query()
+    q.header.qr = true
+    #expect(ResponseBuilder.verdict(for: q) == .drop)
+  }
+
+  @Test func nonINClassAndZoneTransfersAreRefused() {
+    for q in [Self.query(qclass: .ch), Self.query("example.com", .axfr), Self.query("example.com", .ixfr)] {
+      guard case .respond(let r) = ResponseBuilder.verdict(for: q) else {
+        Issue.record("expected a response")
+        continue
+      }
+      #expect(r.rcode == .refused)
+      #expect(r.questions == q.questions)
+    }
+  }
+
+  @Test func ednsVersionAboveZeroIsBadVers() {
+    var edns = EDNS(udpPayloadSize: 1400)
+    edns.version = 1
+    guard case .respond(let r) = ResponseBuilder.verdict(for: Self.query(edns: edns)) else {
+      Issue.record("expected a response")
+      return
+    }
+    #expect(r.rcode == .badVers)
+    #expect(r.header.rcodeLow == 0)
+    #expect(r.edns?.extendedRCode == 1)
+    #expect(r.edns?.udpPayloadSize == 1232)
+    #expect(r.edns?.version == 0)
+  }
+
+  @Test func udpSizeLimits() {
+    #expect(ResponseBuilder.maxResponseSize(for: Self.query(), overTCP: false) == 512)
+    #expect(ResponseBuilder.maxResponseSize(for: nil, overTCP: false) == 512)
+    #expect(ResponseBuilder.maxResponseSize(for: Self.query(edns: EDNS(udpPayloadSize: 4096)), overTCP: false) == 1232)
+    #expect(ResponseBuilder.maxResponseSize(for: Self.query(edns: EDNS(udpPayloadSize: 1000)), overTCP: false) == 1000)
+    #expect(ResponseBuilder.maxResponseSize(for: Self.query(edns: EDNS(udpPayloadSize: 100)), overTCP: false) == 512)
+    #expect(ResponseBuilder.maxResponseSize(for: Self.query(edns: EDNS(udpPayloadSize: 4096)), overTCP: true) == 65_535)
+    #expect(ResponseBuilder.maxResponseSize(for: Self.query(), overTCP: true) == 65_535)
+  }
+
+  @Test func unparsableWithHeaderGetsFormErrWithItsID() {
+    // ID 0x1234, RD set, one question claimed but nothing follows.
+    let raw: [UInt8] = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0]
+    let r = ResponseBuilder.formErr(forUnparsable: raw)
+    #expect(r?.header.id == 0x1234)
+    #expect(r?.header.qr == true && r?.header.rd == true)
+    #expect(r?.rcode == .formErr)
+    #expect(r?.questions.isEmpty == true)
+  }
+
+  @Test func runtsAndResponsesAreDroppedWhenUnparsable() {
+    #expect(ResponseBuilder.formErr(forUnparsable: [0x12, 0x34, 0x01]) == nil)
+    #expect(ResponseBuilder.formErr(forUnparsable: [0x12, 0x34, 0x81, 0, 0, 1, 0, 0, 0, 0, 0, 0]) == nil)
+  }
+}
