@@ -49,6 +49,7 @@ func answer(_ records: [ResourceRecord]) -> Message {
   func resolver(_ exchanger: ScriptedExchanger, _ tweak: (inout ResolverConfiguration) -> Void = { _ in }) -> RecursiveResolver {
     var config = ResolverConfiguration()
     config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
+    config.primeRoot = false
     tweak(&config)
     return RecursiveResolver(configuration: config, exchanger: exchanger, time: SystemTimeSource(), logger: Logger(label: "test"))
   }
@@ -69,6 +70,27 @@ func answer(_ records: [ResourceRecord]) -> Message {
     #expect(second.fromCache)
     #expect(second.hops.isEmpty)
     #expect(ex.queries.count == 3)
+  }
+
+  @Test func primingTakesTheRootServersFromTheRootZone() async {
+    // The hint knows only 192.0.2.1; the root zone says the root server is 192.0.2.9.
+    let root: ScriptedExchanger.Script = { q in
+      if q.name.isRoot && q.type == .ns {
+        var m = answer([record(".", .ns, .ns(name("x.root.")))])
+        m.additional = [record("x.root.", .a, .a(IPv4Address("192.0.2.9")!))]
+        return m
+      }
+      return referral("test.", ns: ["ns.test."], glue: [("ns.test.", "192.0.2.2")])
+    }
+    let ex = ScriptedExchanger([
+      "192.0.2.1": root, "192.0.2.9": root,
+      "192.0.2.2": { q in answer([record(q.name.description, .a, .a(IPv4Address("198.51.100.7")!))]) },
+    ])
+    let r = resolver(ex) { $0.primeRoot = true }
+    let res = await r.resolve(Question(name: name("www.test."), type: .a))
+    #expect(res.rcode == .noError)
+    #expect(ex.queries.map(\.0) == ["192.0.2.1", "192.0.2.9", "192.0.2.2"])
+    #expect(ex.queries.first?.1.type == .ns)
   }
 
   @Test func withoutMinimisationTheFullNameGoesToTheRoot() async {

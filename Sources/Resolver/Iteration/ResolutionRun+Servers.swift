@@ -10,14 +10,18 @@ extension ResolutionRun {
   /// Usable server addresses for `zone`: cached addresses of its NS names, then separately resolved
   /// ones for out-of-bailiwick names, the root hints for the root.
   func addresses(for zone: DNSName, depth: Int) async -> [Candidate] {
-    let cache = core.cache
-    var nsNames: [DNSName] = []
-    if let ns = cache.lookup(zone, .ns) {
-      nsNames = ns.rrset.rdatas.compactMap { if case .ns(let n) = $0 { n } else { nil } }
-    }
+    let nsNames = cachedNSNames(of: zone)
     var result = nsNames.flatMap { cachedAddresses(of: $0) }
     if !result.isEmpty { return result }
     if zone.isRoot {
+      // prime once (`. NS` to the hints) so the root servers come from the root zone itself.
+      if !priming && core.configuration.primeRoot {
+        priming = true
+        _ = await resolveName(.root, .ns, depth: depth)
+        priming = false
+        let primed = cachedNSNames(of: .root).flatMap { cachedAddresses(of: $0) }
+        if !primed.isEmpty { return primed }
+      }
       return core.configuration.rootHints.servers.flatMap { server in
         server.addresses.compactMap { usableEndpoint(ip: $0) }.map { Candidate(endpoint: $0, nsName: server.name) }
       }
@@ -47,6 +51,12 @@ extension ResolutionRun {
       }
     }
     return result
+  }
+
+  /// The NS names of `zone` from the cache (any rank).
+  func cachedNSNames(of zone: DNSName) -> [DNSName] {
+    guard let ns = core.cache.lookup(zone, .ns) else { return [] }
+    return ns.rrset.rdatas.compactMap { if case .ns(let n) = $0 { n } else { nil } }
   }
 
   /// Cached A/AAAA of `name` (any rank: glue is fine for reaching servers), filtered by policy.
@@ -111,11 +121,22 @@ extension ResolutionRun {
           hops.append(last)
         }
         if case .serverFailure = kind { continue }
+        if case .answer(_, let records) = kind, qtype == .ns { storeAddresses(of: records, from: response, zone: zone) }
         return (kind, response.header.aa)
       }
       if !sawTimeout || pass == 1 { break }
     }
     return nil
+  }
+
+  /// Caches in-bailiwick addresses from the additional section for the NS names of an NS answer
+  /// (priming, R-2), at the rank of additional data.
+  func storeAddresses(of nsRecords: [ResourceRecord], from response: Message, zone: DNSName) {
+    let names = nsRecords.compactMap { rr -> DNSName? in if case .ns(let n) = rr.rdata { n } else { nil } }
+    let addresses = response.additional.filter {
+      ($0.type == .a || $0.type == .aaaa) && names.contains($0.name) && $0.name.isSubdomain(of: zone)
+    }
+    for set in RRset.group(addresses) { core.cache.insert(set, rank: .additional) }
   }
 
   /// One exchange with one server; records its hops and RTT.

@@ -23,6 +23,8 @@ final class ResolutionRun {
   var active: Set<Question> = []
   /// Zones whose server addresses are being resolved up the current chain.
   var activeZones: Set<DNSName> = []
+  /// True while the root priming query is under way.
+  var priming = false
 
   init(core: ResolverCore) {
     self.core = core

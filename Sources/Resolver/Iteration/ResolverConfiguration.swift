@@ -18,6 +18,8 @@ public struct ResolutionLimits: Sendable {
 /// Everything the resolver core needs to know; defaults are those of a production resolver.
 public struct ResolverConfiguration: Sendable {
   public var rootHints: RootHints = .iana
+  /// Ask the hints for `. NS` before the first resolution and whenever the root NS set expires.
+  public var primeRoot = true
   /// Query authoritative servers on loopback (labs, tests, the demo). Off by default like Unbound.
   public var allowLoopback = false
   /// Destination port for Do53 to every authoritative server.
