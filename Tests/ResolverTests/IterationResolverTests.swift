@@ -10,14 +10,19 @@ final class ScriptedExchanger: UpstreamExchanger {
   typealias Script = @Sendable (Question) -> Message?
   let scripts: [String: Script]
   let log = Mutex<[(String, Question)]>([])
+  let delay: Duration
 
-  init(_ scripts: [String: Script]) { self.scripts = scripts }
+  init(_ scripts: [String: Script], delay: Duration = .zero) {
+    self.scripts = scripts
+    self.delay = delay
+  }
 
   var queries: [(String, Question)] { log.withLock { $0 } }
 
   func exchange(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult {
     guard let q = query.questions.first else { return ExchangeResult(legs: [], response: nil) }
     log.withLock { $0.append((server.ip, q)) }
+    if delay > .zero { try? await Task.sleep(for: delay) }
     guard let script = scripts[server.ip], var reply = script(q) else {
       return ExchangeResult(legs: [ExchangeLeg(transport: .do53UDP, rttMs: nil, error: .timeout, truncated: false)], response: nil)
     }
@@ -173,6 +178,24 @@ func answer(_ records: [ResourceRecord]) -> Message {
     #expect(first.rcode == .servFail && second.rcode == .servFail)
     #expect(sent > 0)
     #expect(ex.queries.count == sent)  // nothing sent for a cached failure
+  }
+
+  @Test func identicalConcurrentQuestionsShareOneResolution() async {
+    let ex = ScriptedExchanger(
+      [
+        "192.0.2.1": { _ in referral("test.", ns: ["ns.test."], glue: [("ns.test.", "192.0.2.2")]) },
+        "192.0.2.2": { q in answer([record(q.name.description, .a, .a(IPv4Address("198.51.100.7")!))]) },
+      ], delay: .milliseconds(50))
+    let r = resolver(ex)
+    let results = await withTaskGroup(of: Resolution.self) { group in
+      for i in 0..<20 {
+        // Same question, differing only in case: one resolution.
+        group.addTask { await r.resolve(Question(name: name(i % 2 == 0 ? "www.test." : "WWW.Test."), type: .a)) }
+      }
+      return await group.reduce(into: []) { $0.append($1) }
+    }
+    #expect(results.allSatisfy { $0.rcode == .noError && $0.answer.count == 1 })
+    #expect(ex.queries.count == 2)
   }
 
   @Test func localhostIsAnsweredLocally() async {
