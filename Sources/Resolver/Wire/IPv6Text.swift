@@ -60,6 +60,7 @@ extension IPv6Address {
         continue
       }
       if i == 6, bestStart == 0, bestLen == 6 || (bestLen == 5 && words[5] == 0xFFFF) {
+        if !out.hasSuffix(":") { out += ":" }
         out += octets[12...15].map(String.init).joined(separator: ".")
         break
       }

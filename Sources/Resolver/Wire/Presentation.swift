@@ -34,8 +34,8 @@ extension RData {
       return ([next.description] + RData.sortedMnemonics(types)).joined(separator: " ")
     case .nsec3(let alg, let flags, let iterations, let salt, let hash, let types):
       let saltText = salt.isEmpty ? "-" : TextEncoding.hex(salt)
-      return ["\(alg) \(flags) \(iterations) \(saltText) \(TextEncoding.base32hex(hash))"]
-        .appending(contentsOf: RData.sortedMnemonics(types)).joined(separator: " ")
+      let head = "\(alg) \(flags) \(iterations) \(saltText) \(TextEncoding.base32hex(hash))"
+      return ([head] + RData.sortedMnemonics(types)).joined(separator: " ")
     case .svcb(let priority, let target, let params):
       return (["\(priority) \(target)"] + params.map(RData.svcParamText)).joined(separator: " ")
     case .unknown(let bytes):
@@ -125,8 +125,4 @@ extension RData {
     default: return raw
     }
   }
-}
-
-extension Array {
-  fileprivate func appending(contentsOf other: [Element]) -> [Element] { self + other }
 }

@@ -21,6 +21,7 @@ enum PresentationLexer {
     var i = 0
     var line = 1
     var depth = 0
+    var openLine = 0
     var current: [PresentationToken] = []
     var entryLine = 1
     var leadingBlank = false
@@ -51,6 +52,7 @@ enum PresentationLexer {
       case UInt8(ascii: ";"):
         while i < bytes.count, bytes[i] != UInt8(ascii: "\n") { i += 1 }
       case UInt8(ascii: "("):
+        if depth == 0 { openLine = line }
         depth += 1
         i += 1
       case UInt8(ascii: ")"):
@@ -60,8 +62,9 @@ enum PresentationLexer {
       case UInt8(ascii: "\""):
         var j = i + 1
         var s: [UInt8] = []
+        let quoteLine = line
         while true {
-          guard j < bytes.count else { throw .badPresentation("line \(line): unterminated quoted string") }
+          guard j < bytes.count else { throw .badPresentation("line \(quoteLine): unterminated quoted string") }
           let d = bytes[j]
           if d == UInt8(ascii: "\"") { break }
           if d == UInt8(ascii: "\n") { line += 1 }
@@ -95,7 +98,7 @@ enum PresentationLexer {
         i = j
       }
     }
-    if depth != 0 { throw .badPresentation("line \(line): unbalanced '('") }
+    if depth != 0 { throw .badPresentation("line \(openLine): unbalanced '('") }
     flush()
     return entries
   }
