@@ -122,8 +122,10 @@ def port_free(address: str, port: int) -> bool:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((address, port))
         except OSError as e:
-            if e.errno in (errno.EADDRINUSE, errno.EACCES):
+            if e.errno == errno.EADDRINUSE:
                 return False
+            if e.errno == errno.EACCES:
+                raise LabError(f"no permission to bind {address}:{port} (port 53 needs root)") from e
             raise
         finally:
             s.close()
@@ -340,13 +342,29 @@ class Lab:
         raise LabError(f"nsd {inst.name} on {inst.address} does not answer SOA {inst.zone}")
 
     def stop(self) -> None:
-        """Stop exactly the pids in our pidfiles (those we started)."""
+        """Stop exactly the pids in our pidfiles (those we started), then wait
+        until the NSD children forked from them are gone too."""
         for inst in INSTANCES:
             pid = read_pidfile(inst.pidfile)
             if pid and pid_alive(pid) and str(inst.conf_path) in pid_cmdline(pid):
                 kill_pid(pid)
             inst.pidfile.unlink(missing_ok=True)
             self.started.pop(inst.name, None)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and self.leftover_pids():
+            time.sleep(0.05)
+
+    @staticmethod
+    def leftover_pids() -> list[int]:
+        """Processes (any NSD child) still running with one of our config files."""
+        confs = [str(i.conf_path) for i in INSTANCES]
+        out = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                cmd = pid_cmdline(int(entry))
+                if cmd.startswith("nsd ") and any(c in cmd for c in confs) and pid_alive(int(entry)):
+                    out.append(int(entry))
+        return out
 
     def running(self) -> dict[str, int]:
         out = {}
@@ -524,7 +542,9 @@ def main(argv: list[str]) -> int:
         lab.stop()
         for name, pid in before.items():
             print(f"down {name:8} pid {pid}")
-        left = lab.running()
+        left = lab.leftover_pids()
+        if left:
+            print(f"still running: {left}", file=sys.stderr)
         return 1 if left else 0
     if cmd == "status":
         running = lab.running()
