@@ -82,3 +82,17 @@ def test_unbound_resolves_case(unbound, c):
     if c.soa:
         assert any(t == "SOA" and o == c.soa for o, t, _ in r.authority), r.raw
 
+
+
+def test_instances_left_by_a_crashed_run_are_replaced(lab):
+    """A second Lab().start() while instances run (as after a crash) stops the
+    old pids found in the pidfiles and starts fresh ones that answer."""
+    old = lab.running()
+    assert set(old) == {i.name for i in lab.instances}, old
+    fresh = labmod.Lab(port=lab.port, with_ipv6=lab.with_ipv6)
+    fresh.start()
+    for pid in old.values():
+        assert not labmod.pid_alive(pid), f"stale NSD pid {pid} survived"
+    new = fresh.running()
+    assert set(new) == set(old) and not set(new.values()) & set(old.values()), (old, new)
+    assert all(fresh.answers(i) for i in fresh.instances)
