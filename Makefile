@@ -18,6 +18,7 @@ SOTTO_BIN ?= $(CURDIR)/.build/debug/sotto
 APT_PKGS  := nsd unbound dnsutils python3 python3-pytest
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+.NOTPARALLEL:
 .PHONY: test deps build build-tests unit-test integration-test lab-up lab-down lab-status clean
 
 test: deps build-tests unit-test integration-test
