@@ -1,0 +1,70 @@
+# Sotto: build, unit tests, and integration tests against the DNS lab (Lab/).
+#
+#   make test      install missing tools, build, unit tests, integration tests
+#   make build     swift build (debug)
+#   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53)
+#   make lab-down  stop exactly the NSD processes the lab started
+#   make clean     stop the lab, remove build products and Lab/run
+#
+# Plain recipes, each line run with bash -e -o pipefail.
+
+SHELL        := /bin/bash
+.SHELLFLAGS  := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+SWIFT     ?= swift
+PYTHON    ?= python3
+SOTTO_BIN ?= $(CURDIR)/.build/debug/sotto
+APT_PKGS  := nsd unbound dnsutils python3 python3-pytest
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.NOTPARALLEL:
+.PHONY: test deps build build-tests unit-test integration-test lab-up lab-down lab-status clean
+
+test: deps build-tests unit-test integration-test
+
+# Install only what is missing (dpkg -s); stop the distribution services that a
+# fresh install starts, because they would take port 53 on 127.0.0.1 / ::1.
+deps:
+	@missing=""; \
+	for p in $(APT_PKGS); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  for svc in nsd unbound; do \
+	    case " $$missing " in *" $$svc "*) \
+	      if command -v systemctl >/dev/null && systemctl is-active --quiet "$$svc" 2>/dev/null; then \
+	        echo "stopping the $$svc service started by its package"; \
+	        $(SUDO) systemctl stop "$$svc"; $(SUDO) systemctl disable "$$svc" || true; \
+	      fi;; \
+	    esac; \
+	  done; \
+	fi
+	@$(PYTHON) -c 'import pytest' 2>/dev/null || $(PYTHON) -m pip install pytest
+	@$(PYTHON) -c 'import pytest; print("pytest", pytest.__version__, "for", __import__("sys").executable)'
+
+build:
+	$(SWIFT) build
+
+build-tests:
+	$(SWIFT) build --build-tests
+
+unit-test: build-tests
+	$(SWIFT) test --skip-build
+
+integration-test:
+	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) -m pytest -v Tests/Integration
+
+lab-up:
+	$(PYTHON) Lab/lab.py up
+
+lab-down:
+	$(PYTHON) Lab/lab.py down
+
+lab-status:
+	$(PYTHON) Lab/lab.py status
+
+clean:
+	-$(PYTHON) Lab/lab.py down
+	rm -rf .build Lab/run Tests/Integration/.pytest_cache

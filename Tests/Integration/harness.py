@@ -1,0 +1,262 @@
+"""Helpers shared by the integration tests: prerequisites, running Sotto,
+running dig, normalising resource records.  Python 3 stdlib + pytest only."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "Lab"))
+
+import lab as labmod  # noqa: E402
+
+ROOT_HINTS = str(labmod.ROOT_HINTS)
+CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, what: str) -> None:
+    """A missing prerequisite fails under CI=true and skips (with its reason) otherwise."""
+    if condition:
+        return
+    if CI:
+        pytest.fail(f"prerequisite missing (CI=true, not skipping): {what}", pytrace=False)
+    pytest.skip(f"prerequisite missing: {what}")
+
+
+def sotto_path() -> Path:
+    p = Path(os.environ.get("SOTTO_BIN", ".build/debug/sotto"))
+    return p if p.is_absolute() else REPO / p
+
+
+# --------------------------------------------------------------------------- records
+
+TEXT_TYPES = {"TXT", "CAA", "SPF"}
+
+
+def norm_name(name: str) -> str:
+    name = name.strip().lower()
+    return name if name.endswith(".") else name + "."
+
+
+def norm_data(rtype: str, data: str) -> str:
+    rtype = rtype.upper()
+    data = " ".join(str(data).split())
+    if rtype == "AAAA":
+        try:
+            return str(ipaddress.IPv6Address(data))
+        except ValueError:
+            return data
+    if rtype in TEXT_TYPES:
+        return data
+    return data.lower()
+
+
+RR = tuple  # (owner, type, data)
+
+
+def rr(owner: str, rtype: str, data: str) -> RR:
+    return (norm_name(owner), rtype.upper(), norm_data(rtype, data))
+
+
+def rrs_from_json(records: list[dict]) -> set[RR]:
+    out = set()
+    for r in records:
+        for key in ("name", "type", "ttl", "data"):
+            assert key in r, f"record without '{key}': {r}"
+        out.add(rr(r["name"], r["type"], r["data"]))
+    return out
+
+
+def parse_dig_rrs(text: str) -> set[RR]:
+    """RRs from `dig +noall +answer` style output (comments ignored)."""
+    out = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(";"):
+            continue
+        parts = line.split(None, 4)
+        if len(parts) < 5:
+            continue
+        owner, _ttl, _cls, rtype, data = parts
+        out.add(rr(owner, rtype, data))
+    return out
+
+
+def fmt_rrs(rrs) -> str:
+    return "\n".join(f"    {o} {t} {d}" for o, t, d in sorted(rrs)) or "    (none)"
+
+
+# --------------------------------------------------------------------------- dig
+
+@dataclass
+class DigResult:
+    status: str | None
+    flags: set[str]
+    answer: set[RR]
+    authority: set[RR]
+    raw: str
+
+
+def dig_query(server: str, port: int, name: str, qtype: str, *opts: str, timeout: float = 30.0) -> DigResult:
+    args = ["dig", "+time=5", "+tries=1", "+noall", "+comments", "+answer", "+authority",
+            f"@{server}", "-p", str(port), name, qtype, *opts]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    status = labmod.dig_status(r.stdout)
+    flags: set[str] = set()
+    section = None
+    answer, authority = [], []
+    for line in r.stdout.splitlines():
+        if line.startswith(";; flags:"):
+            flags = set(line.split(":", 2)[1].split(";")[0].split())
+        elif line.startswith(";; ANSWER SECTION"):
+            section = answer
+        elif line.startswith(";; AUTHORITY SECTION"):
+            section = authority
+        elif line.startswith(";; ") and "SECTION" in line:
+            section = None
+        elif section is not None:
+            section.append(line)
+    return DigResult(status, flags, parse_dig_rrs("\n".join(answer)), parse_dig_rrs("\n".join(authority)),
+                     r.stdout + r.stderr)
+
+
+# --------------------------------------------------------------------------- Sotto
+
+class Sotto:
+    """Runs the sotto binary; every call is a fresh process (clean cache)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def run(self, *args: str, timeout: float = 40.0) -> subprocess.CompletedProcess:
+        return subprocess.run([str(self.path), *args], capture_output=True, text=True, timeout=timeout,
+                              cwd=REPO)
+
+    def lookup(self, name: str, qtype: str = "A", *extra: str, allow_loopback: bool = True,
+               timeout: float = 40.0) -> subprocess.CompletedProcess:
+        args = ["lookup", name, qtype, "--root-hints", ROOT_HINTS]
+        if allow_loopback:
+            args.append("--allow-loopback")
+        return self.run(*args, *extra, timeout=timeout)
+
+    def lookup_json(self, name: str, qtype: str = "A", *extra: str) -> dict:
+        r = self.lookup(name, qtype, "--json", *extra)
+        assert r.returncode == 0, (
+            f"sotto lookup {name} {qtype} --json exited {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
+        try:
+            data = json.loads(r.stdout)
+        except json.JSONDecodeError as e:
+            pytest.fail(f"sotto lookup --json did not print one JSON object ({e}):\n{r.stdout}\nstderr: {r.stderr}")
+        assert isinstance(data, dict), f"expected a JSON object, got {type(data).__name__}"
+        for key in ("question", "rcode", "answer", "authority", "hops", "elapsed_ms"):
+            assert key in data, f"lookup --json output lacks '{key}': {r.stdout}"
+        return data
+
+    def serve(self, port: int, *extra: str, allow_loopback: bool = True) -> "SottoServer":
+        srv = SottoServer(self, port, list(extra), allow_loopback)
+        srv.start()
+        return srv
+
+
+@dataclass
+class SottoServer:
+    sotto: Sotto
+    port: int
+    extra: list[str] = field(default_factory=list)
+    allow_loopback: bool = True
+    address: str = "127.0.0.1"
+    proc: subprocess.Popen | None = None
+    logfile: object = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        args = [str(self.sotto.path), "serve", "--listen", f"{self.address}:{self.port}",
+                "--root-hints", ROOT_HINTS]
+        if self.allow_loopback:
+            args.append("--allow-loopback")
+        args += self.extra
+        self.logfile = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(args, stdout=self.logfile, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + timeout
+        # Ready when the UDP and TCP ports are taken; no DNS query is sent, so the cache stays empty.
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"sotto serve exited with {self.proc.returncode} before listening:\n{self.log()}")
+            if not _can_bind(self.address, self.port, udp=True) and not _can_bind(self.address, self.port, udp=False):
+                return
+            time.sleep(0.05)
+        self.stop()
+        pytest.fail(f"sotto serve did not listen on {self.address}:{self.port} (UDP and TCP) within {timeout}s:\n"
+                    f"{self.log()}")
+
+    def log(self) -> str:
+        if not self.logfile:
+            return ""
+        self.logfile.flush()
+        self.logfile.seek(0)
+        return self.logfile.read()[-4000:]
+
+    def signal(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        """Send sig, wait; returns the exit code, or None if it did not exit (then it is killed)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return None
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+
+    def dig(self, name: str, qtype: str = "A", *opts: str) -> DigResult:
+        return dig_query(self.address, self.port, name, qtype, *opts)
+
+    def __enter__(self) -> "SottoServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        if self.logfile:
+            self.logfile.close()
+
+
+def _can_bind(address: str, port: int, udp: bool) -> bool:
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+    try:
+        if not udp:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((address, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def lab_query_total(lab: labmod.Lab) -> int:
+    """Sum of num.queries over every running lab NSD."""
+    return sum(lab.queries(i.name) for i in lab.instances)
+
+
+def is_lab_address(addr: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return ip.is_loopback
