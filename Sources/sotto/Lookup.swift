@@ -41,6 +41,9 @@ struct Lookup: AsyncParsableCommand {
 
     if json {
       print(LookupReport(question: question, resolution: result).jsonText())
+    } else if result.rcode == .servFail {
+      // A failure is one line on stderr; the trace (when asked) still shows how it happened.
+      if trace { print(LookupReport.traceText(result), terminator: "") }
     } else {
       print(LookupReport.text(question: question, resolution: result, trace: trace), terminator: "")
     }

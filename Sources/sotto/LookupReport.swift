@@ -22,6 +22,19 @@ struct LookupReport: Encodable {
     var transport: String
     var rttMs: Double?
     var outcome: String
+
+    enum CodingKeys: String, CodingKey { case server, nsName, zone, qname, qtype, transport, rttMs, outcome }
+    func encode(to encoder: any Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(server, forKey: .server)
+      try c.encode(nsName, forKey: .nsName)
+      try c.encode(zone, forKey: .zone)
+      try c.encode(qname, forKey: .qname)
+      try c.encode(qtype, forKey: .qtype)
+      try c.encode(transport, forKey: .transport)
+      try c.encode(rttMs, forKey: .rttMs)  // null when the hop got no response
+      try c.encode(outcome, forKey: .outcome)
+    }
   }
   var question: QuestionJSON
   var rcode: String
@@ -59,18 +72,20 @@ struct LookupReport: Encodable {
     return text
   }
 
+  /// One line per query sent: server (NS name), zone, QNAME/QTYPE sent, transport, RTT, outcome.
+  static func traceText(_ r: Resolution) -> String {
+    var out = ";; TRACE (\(r.hops.count) queries)\n"
+    for (i, h) in r.hops.enumerated() {
+      let ns = h.nsName.map { " (\($0))" } ?? ""
+      let rtt = h.rttMs.map { String(format: "%.1f ms", $0) } ?? "-"
+      out += ";; \(i + 1). \(h.server)\(ns) zone \(h.zone) ? \(h.qname) \(h.qtype) via \(h.transport.rawValue) \(rtt) -> \(h.outcome)\n"
+    }
+    return out + "\n"
+  }
+
   /// dig-style text, with the trace first when asked.
   static func text(question: Question, resolution r: Resolution, trace: Bool) -> String {
-    var out = ""
-    if trace {
-      out += ";; TRACE (\(r.hops.count) queries)\n"
-      for (i, h) in r.hops.enumerated() {
-        let ns = h.nsName.map { " (\($0))" } ?? ""
-        let rtt = h.rttMs.map { String(format: "%.1f ms", $0) } ?? "-"
-        out += ";; \(i + 1). \(h.server)\(ns) zone \(h.zone) ? \(h.qname) \(h.qtype) via \(h.transport.rawValue) \(rtt) -> \(h.outcome)\n"
-      }
-      out += "\n"
-    }
+    var out = trace ? traceText(r) : ""
     out += ";; ->>HEADER<<- opcode: QUERY, status: \(r.rcode)\n"
     out += ";; flags: qr rd ra; QUERY: 1, ANSWER: \(r.answer.count), AUTHORITY: \(r.authority.count), ADDITIONAL: 0\n\n"
     out += ";; QUESTION SECTION:\n;\(question.name)\t\t\(question.qclass)\t\(question.type)\n"

@@ -82,8 +82,14 @@ extension ResolutionRun {
     let config = core.configuration
     switch AddressScope.of(ip: ip) {
     case .global: break
-    case .loopback, .unspecified, .linkLocal: if !config.allowLoopback { return nil }
-    case .multicast: return nil
+    case .loopback, .unspecified, .linkLocal:
+      if !config.allowLoopback {
+        skippedByPolicy += 1
+        return nil
+      }
+    case .multicast:
+      skippedByPolicy += 1
+      return nil
     }
     guard let endpoint = ServerEndpoint(ip: ip, port: config.do53Port) else { return nil }
     if endpoint.isIPv6 ? !config.useIPv6 : !config.useIPv4 { return nil }

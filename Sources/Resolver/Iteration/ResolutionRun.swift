@@ -23,6 +23,8 @@ final class ResolutionRun {
   var active: Set<Question> = []
   /// Zones whose server addresses are being resolved up the current chain.
   var activeZones: Set<DNSName> = []
+  /// Server addresses skipped because policy forbids them (loopback without allowLoopback, R-10).
+  var skippedByPolicy = 0
   /// True while the root priming query is under way.
   var priming = false
 
@@ -102,7 +104,8 @@ final class ResolutionRun {
       if servers.isEmpty {
         // No usable address for this cut: fall back to the cut above it, once per level.
         guard let parent = zone.parent, fallbacks < 1 else {
-          return .failure("no reachable server for zone \(zone)")
+          let hint = skippedByPolicy > 0 ? " (loopback/link-local servers skipped; see --allow-loopback)" : ""
+          return .failure("no reachable server for zone \(zone)\(hint)")
         }
         fallbacks += 1
         zone = closestCut(below: parent)
