@@ -1,5 +1,6 @@
 # Sotto: build, unit tests, and integration tests against the DNS lab (Lab/).
 #
+#   make demo      install missing tools, build, and show Sotto resolving in the lab
 #   make test      install missing tools, build, unit tests, integration tests
 #   make build     swift build (debug)
 #   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53)
@@ -19,7 +20,7 @@ APT_PKGS  := nsd unbound dnsutils python3 python3-pytest
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: test deps build build-tests unit-test integration-test lab-up lab-down lab-status clean
+.PHONY: demo test deps build build-tests unit-test integration-test lab-up lab-down lab-status clean
 
 test: deps build-tests unit-test integration-test
 
@@ -46,6 +47,9 @@ deps:
 
 build:
 	$(SWIFT) build
+
+demo: deps build
+	SOTTO_BIN="$(SOTTO_BIN)" Lab/demo.sh
 
 build-tests:
 	$(SWIFT) build --build-tests
