@@ -1,0 +1,264 @@
+import Foundation
+
+/// How to send one query to one server, decided by the RFC 9539 state (§4.6).
+public enum TransportDecision: Sendable, Equatable {
+  /// Send over the established session of this transport (OE-17).
+  case useSession(EncryptedTransport, reason: String)
+  /// Cleartext is suppressed (OE-11) but no session is up: connect (or wait for the pending
+  /// handshake) and send over it; on failure the query moves to Do53 (OE-28).
+  case connectAndUse(EncryptedTransport, reason: String)
+  /// Send over Do53; also start probes of these transports alongside (OE-10, OE-20).
+  case do53(reason: String, probe: [EncryptedTransport])
+}
+
+/// The RFC 9539 state machine for every authoritative server address, as a plain value: events in,
+/// decisions out, no I/O and no clock of its own (every call takes `now`, Unix seconds).
+/// Read it next to `../shared/spec/rfc9539-opportunistic-encryption.md`.
+public struct EncryptionTable: Sendable {
+  public var settings: EncryptionSettings
+  public private(set) var servers: [String: ServerRecord] = [:]
+
+  public init(settings: EncryptionSettings, servers: [ServerRecord] = []) {
+    self.settings = settings
+    for var s in servers {
+      // Restart (spec §5): sessions and queues do not survive; a probe in flight at shutdown
+      // leaves `initiated` without status, which `phase` treats as unknown (§6 gap 3).
+      for (t, var st) in s.transports {
+        st.session = .none
+        st.lastActivity = nil
+        st.consecutiveQueryTimeouts = 0
+        s.transports[t] = st
+      }
+      self.servers[s.address] = s
+    }
+  }
+
+  // MARK: Queries
+
+  /// The derived state of `transport` at `address`.
+  public func phase(_ address: String, _ transport: EncryptedTransport, now: Double) -> EncryptionPhase {
+    (servers[address]?.state(transport) ?? TransportState()).phase(at: now, settings: settings)
+  }
+
+  /// OE-11: true if any supported transport forbids cleartext to `address` now.
+  public func cleartextSuppressed(_ address: String, now: Double) -> Bool {
+    guard settings.enabled, let record = servers[address] else { return false }
+    return settings.transports.contains { record.state($0).suppressesCleartext(at: now, settings: settings) }
+  }
+
+  /// True if some transport to `address` is established or known good (for privacy-aware server choice).
+  public func encryptionWorks(_ address: String, now: Double) -> Bool {
+    guard settings.enabled, let record = servers[address] else { return false }
+    return settings.transports.contains {
+      let st = record.state($0)
+      return st.session == .established || st.status == .success
+    }
+  }
+
+  /// Sessions pending right now, all servers (for the probe cap, OE-40).
+  public var pendingHandshakes: Int {
+    servers.values.reduce(0) { sum, r in sum + r.transports.values.filter { $0.session == .pending }.count }
+  }
+
+  /// Established sessions right now.
+  public var establishedSessions: Int {
+    servers.values.reduce(0) { sum, r in sum + r.transports.values.filter { $0.session == .established }.count }
+  }
+
+  /// Decides how a query to `address` goes out (OE-9..OE-12, OE-17, OE-20). Pure.
+  public func decide(_ address: String, now: Double) -> TransportDecision {
+    guard settings.enabled else { return .do53(reason: "Do53: encryption off", probe: []) }
+    let record = servers[address] ?? ServerRecord(address: address, now: now)
+    // OE-17: an established session carries everything; preferred transport first.
+    for t in settings.transports where record.state(t).session == .established {
+      return .useSession(t, reason: "\(t.rawValue): session established")
+    }
+    // OE-11: known good within persistence → no cleartext; reconnect (or join the pending one).
+    for t in settings.transports where record.state(t).suppressesCleartext(at: now, settings: settings) {
+      let st = record.state(t)
+      let why = st.session == .pending ? "handshake in progress" : "known good, reconnecting"
+      return .connectAndUse(t, reason: "\(t.rawValue): \(why)")
+    }
+    // Otherwise Do53 (OE-12), with probes where allowed (OE-20) and resources permit (OE-40).
+    var probes: [EncryptedTransport] = []
+    var reasons: [String] = []
+    var budget = settings.maxConcurrentProbes - pendingHandshakes
+    for t in settings.transports {
+      let st = record.state(t)
+      let phase = st.phase(at: now, settings: settings)
+      if st.mayConnect(at: now, settings: settings) {
+        if budget > 0 {
+          probes.append(t)
+          budget -= 1
+          reasons.append("\(t.rawValue) probe started")
+        } else {
+          reasons.append("\(t.rawValue) probe skipped: \(settings.maxConcurrentProbes) probes in flight")
+        }
+      } else if case .damped(let until) = phase {
+        let cause = st.lastFailure.map { " after \($0)" } ?? ""
+        reasons.append("\(t.rawValue) damped until \(Self.clock(until))\(cause)")
+      } else if phase == .probing {
+        reasons.append("\(t.rawValue) probe in flight")
+      }
+    }
+    let reason = reasons.isEmpty ? "Do53" : "Do53: " + reasons.joined(separator: "; ")
+    return .do53(reason: reason, probe: probes)
+  }
+
+  // MARK: Events
+
+  /// Notes where an address came from (for the state file and the dashboard).
+  public mutating func noteServer(_ address: String, nsName: String?, zone: String, now: Double) {
+    update(address, now: now) { r in
+      if let nsName { r.nsNames.insert(nsName.lowercased()) }
+      r.zones.insert(zone.lowercased())
+    }
+  }
+
+  /// Counts a query sent; flags cleartext sent to a known-good server (must never happen).
+  public mutating func noteQuery(_ address: String, transport: TransportKind, now: Double) {
+    let suppressed = transport.isCleartext && cleartextSuppressed(address, now: now)
+    update(address, now: now) { r in
+      r.queries[transport, default: 0] += 1
+      if suppressed { r.cleartextWhileGood += 1 }
+    }
+  }
+
+  /// OE-21/OE-22: a connection attempt starts; returns the one resumption ticket to use, if any.
+  public mutating func connectionStarted(_ address: String, _ t: EncryptedTransport, now: Double) -> [UInt8]? {
+    var ticket: [UInt8]?
+    updateState(address, t, now: now) { st in
+      st.session = .pending
+      st.initiated = now
+      st.probes.started += 1
+      ticket = st.resumptions.popLast()
+    }
+    return ticket
+  }
+
+  /// OE-27: the handshake finished at `now`.
+  public mutating func handshakeSucceeded(
+    _ address: String, _ t: EncryptedTransport, now: Double, certificate: CertificateCheck?, handshakeMs: Double?,
+    tlsVersion: String?, resumed: Bool
+  ) {
+    updateState(address, t, now: now) { st in
+      st.session = .established
+      st.status = .success
+      st.completed = now
+      st.lastResponse = now
+      st.lastActivity = now
+      st.probes.succeeded += 1
+      st.certificate = certificate ?? st.certificate
+      st.handshakeMs = handshakeMs
+      st.tlsVersion = tlsVersion
+      st.resumed = resumed
+      st.consecutiveQueryTimeouts = 0
+    }
+  }
+
+  /// OE-28 and §6 gaps 1–2: the handshake failed or timed out; damping starts now.
+  public mutating func handshakeFailed(_ address: String, _ t: EncryptedTransport, now: Double, failure: String, timedOut: Bool, detail: String) {
+    updateState(address, t, now: now) { st in
+      st.session = .none
+      st.status = timedOut ? .timeout : .fail
+      st.completed = now
+      st.failures[failure, default: 0] += 1
+      st.lastFailure = detail
+      if timedOut { st.probes.timedOut += 1 } else { st.probes.failed += 1 }
+    }
+  }
+
+  /// OE-29 / OE-30: an established session ended. A clean close keeps `success`; a failure damps
+  /// (with `completed = now`, §6 gap 2).
+  public mutating func sessionClosed(_ address: String, _ t: EncryptedTransport, now: Double, clean: Bool, failure: String, detail: String) {
+    updateState(address, t, now: now) { st in
+      st.session = .none
+      st.lastActivity = nil
+      st.consecutiveQueryTimeouts = 0
+      if !clean {
+        st.status = .fail
+        st.completed = now
+        st.failures[failure, default: 0] += 1
+        st.lastFailure = detail
+      }
+    }
+  }
+
+  /// OE-35: a response arrived over `t`.
+  public mutating func responseReceived(_ address: String, _ t: EncryptedTransport, now: Double) {
+    updateState(address, t, now: now) { st in
+      st.lastResponse = now
+      st.lastActivity = now
+      st.consecutiveQueryTimeouts = 0
+    }
+  }
+
+  /// §6 gap 4: a query on the session timed out. Returns true when the session should be treated
+  /// as failed (too many in a row).
+  public mutating func queryTimedOut(_ address: String, _ t: EncryptedTransport, now: Double) -> Bool {
+    var failed = false
+    let limit = settings.maxConsecutiveQueryTimeouts
+    updateState(address, t, now: now) { st in
+      st.consecutiveQueryTimeouts += 1
+      failed = st.consecutiveQueryTimeouts >= limit
+    }
+    return failed
+  }
+
+  /// OE-23: a resumption ticket arrived; keep the newest few.
+  public mutating func ticketReceived(_ address: String, _ t: EncryptedTransport, ticket: [UInt8], now: Double) {
+    let cap = settings.maxTicketsPerServer
+    updateState(address, t, now: now) { st in
+      st.resumptions.append(ticket)
+      if st.resumptions.count > cap { st.resumptions.removeFirst(st.resumptions.count - cap) }
+    }
+  }
+
+  /// OE-39: the established sessions to close so that at most `maxSessions` stay open, least
+  /// recently active first.
+  public func sessionsOverCap() -> [(String, EncryptedTransport)] {
+    var open: [(String, EncryptedTransport, Double)] = []
+    for (addr, r) in servers {
+      for (t, st) in r.transports where st.session == .established { open.append((addr, t, st.lastActivity ?? 0)) }
+    }
+    guard open.count > settings.maxSessions else { return [] }
+    return open.sorted { $0.2 < $1.2 }.prefix(open.count - settings.maxSessions).map { ($0.0, $0.1) }
+  }
+
+  /// Drops servers unused for longer than both persistence and damping (state file hygiene).
+  public mutating func prune(now: Double) {
+    let horizon = max(settings.persistence, settings.damping)
+    servers = servers.filter { _, r in
+      now - r.lastSeen <= horizon || r.transports.values.contains { $0.session != .none }
+    }
+  }
+
+  /// Forgets everything about one address (`sotto ctl forget`).
+  public mutating func forget(_ address: String) { servers[address] = nil }
+
+  // MARK: Helpers
+
+  mutating func update(_ address: String, now: Double, _ body: (inout ServerRecord) -> Void) {
+    var r = servers[address] ?? ServerRecord(address: address, now: now)
+    r.lastSeen = max(r.lastSeen, now)
+    body(&r)
+    servers[address] = r
+  }
+
+  mutating func updateState(_ address: String, _ t: EncryptedTransport, now: Double, _ body: (inout TransportState) -> Void) {
+    update(address, now: now) { r in
+      var st = r.state(t)
+      body(&st)
+      r.transports[t] = st
+    }
+  }
+
+  /// `2026-11-29 14:03 UTC` for reasons.
+  static func clock(_ t: Double) -> String {
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
+    f.timeZone = TimeZone(identifier: "UTC")
+    f.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
+    return f.string(from: Date(timeIntervalSince1970: t))
+  }
+}

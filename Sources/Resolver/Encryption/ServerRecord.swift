@@ -1,0 +1,24 @@
+/// Everything Sotto keeps about one authoritative server address (OE-5): the RFC 9539 state per
+/// encrypted transport, where the address came from, and what was sent to it.
+public struct ServerRecord: Sendable, Hashable {
+  public var address: String
+  public var transports: [EncryptedTransport: TransportState] = [:]
+  /// NS names and zones that led to this address.
+  public var nsNames: Set<String> = []
+  public var zones: Set<String> = []
+  public var firstSeen: Double
+  public var lastSeen: Double
+  /// Queries sent, by transport ("Do53/UDP", "Do53/TCP", "DoT", "DoQ").
+  public var queries: [TransportKind: Int] = [:]
+  /// Cleartext queries sent while the server was known good (OE-11). Must stay 0.
+  public var cleartextWhileGood = 0
+
+  public init(address: String, now: Double) {
+    self.address = address
+    firstSeen = now
+    lastSeen = now
+  }
+
+  /// The state of one transport (all-null when never touched, OE-9).
+  public func state(_ t: EncryptedTransport) -> TransportState { transports[t] ?? TransportState() }
+}
