@@ -1,0 +1,204 @@
+import Testing
+
+@testable import Resolver
+
+/// Drives the RFC 9539 state machine through every transition of spec §5 with explicit times.
+@Suite struct EncryptionTableTests {
+  let ip = "192.0.2.53"
+  let day: Double = 86_400
+  var settings: EncryptionSettings {
+    var s = EncryptionSettings()
+    s.transports = [.dot]
+    return s
+  }
+
+  func probe(_ table: inout EncryptionTable, at t: Double) {
+    _ = table.connectionStarted(ip, .dot, now: t)
+  }
+  func succeed(_ table: inout EncryptionTable, at t: Double) {
+    table.handshakeSucceeded(ip, .dot, now: t, certificate: nil, handshakeMs: 5, tlsVersion: "TLSv1.3", resumed: false)
+  }
+
+  @Test func unknownServerGetsDo53WithOneProbe() {
+    let table = EncryptionTable(settings: settings)
+    #expect(table.phase(ip, .dot, now: 0) == .unknown)
+    guard case .do53(let reason, let probes) = table.decide(ip, now: 0) else {
+      Issue.record("expected Do53")
+      return
+    }
+    #expect(probes == [.dot])
+    #expect(reason.contains("probe started"))
+  }
+
+  @Test func probingKeepsDo53AndDoesNotProbeTwice() {
+    var table = EncryptionTable(settings: settings)
+    probe(&table, at: 0)
+    #expect(table.phase(ip, .dot, now: 1) == .probing)
+    #expect(table.decide(ip, now: 1) == .do53(reason: "Do53: DoT probe in flight", probe: []))
+  }
+
+  @Test func establishedCarriesEverythingAndSuppressesCleartext() {
+    var table = EncryptionTable(settings: settings)
+    probe(&table, at: 0)
+    succeed(&table, at: 0.1)
+    #expect(table.phase(ip, .dot, now: 1) == .established)
+    #expect(table.decide(ip, now: 1) == .useSession(.dot, reason: "DoT: session established"))
+    #expect(table.cleartextSuppressed(ip, now: 1))
+  }
+
+  @Test func cleanCloseKeepsTheServerGoodThenStaleAfterPersistence() {
+    var table = EncryptionTable(settings: settings)
+    probe(&table, at: 0)
+    succeed(&table, at: 0)
+    table.responseReceived(ip, .dot, now: 10)
+    table.sessionClosed(ip, .dot, now: 20, clean: true, failure: "clean-close", detail: "server closed")
+    // OE-30: GOOD-IDLE, no cleartext, reconnect at once.
+    #expect(table.phase(ip, .dot, now: 30) == .goodIdle)
+    #expect(table.decide(ip, now: 30) == .connectAndUse(.dot, reason: "DoT: known good, reconnecting"))
+    // persistence (3 days) after the last response → GOOD-STALE: Do53 again, with a probe.
+    let stale = 10 + 3 * day
+    #expect(table.phase(ip, .dot, now: stale) == .goodStale)
+    #expect(!table.cleartextSuppressed(ip, now: stale))
+    guard case .do53(_, let probes) = table.decide(ip, now: stale) else {
+      Issue.record("expected Do53 when stale")
+      return
+    }
+    #expect(probes == [.dot])
+  }
+
+  @Test func handshakeFailureDampsForOneDayThenRetryable() {
+    var table = EncryptionTable(settings: settings)
+    probe(&table, at: 0)
+    table.handshakeFailed(ip, .dot, now: 1, failure: "refused", timedOut: false, detail: "connection refused")
+    #expect(table.phase(ip, .dot, now: 2) == .damped(until: 1 + day))
+    guard case .do53(let reason, let probes) = table.decide(ip, now: 2) else {
+      Issue.record("expected Do53")
+      return
+    }
+    #expect(probes.isEmpty)
+    #expect(reason.contains("damped until") && reason.contains("connection refused"))
+    #expect(table.phase(ip, .dot, now: 1 + day + 1) == .retryable)
+    guard case .do53(_, let again) = table.decide(ip, now: 1 + day + 1) else { return }
+    #expect(again == [.dot])
+    let st = table.servers[ip]?.state(.dot)
+    #expect(st?.failures == ["refused": 1])
+    #expect(st?.probes.failed == 1)
+  }
+
+  @Test func handshakeTimeoutSetsCompletedAndDamps() {
+    var table = EncryptionTable(settings: settings)
+    probe(&table, at: 100)
+    table.handshakeFailed(ip, .dot, now: 104, failure: "handshake-timeout", timedOut: true, detail: "TLS handshake timeout")
+    let st = table.servers[ip]?.state(.dot)
+    #expect(st?.status == .timeout)
+    #expect(st?.completed == 104)  // §6 gap 2
+    #expect(st?.probes.timedOut == 1)
+    #expect(table.phase(ip, .dot, now: 105) == .damped(until: 104 + day))
+  }
+
+  @Test func sessionFailureDampsFromTheFailureTime() {
+    var table = EncryptionTable(settings: settings)
+    probe(&table, at: 0)
+    succeed(&table, at: 0)
+    table.sessionClosed(ip, .dot, now: 5 * day, clean: false, failure: "reset", detail: "reset with queries outstanding")
+    // Not re-probed at once even though the handshake was long ago (§6 gap 2).
+    #expect(table.phase(ip, .dot, now: 5 * day + 1) == .damped(until: 6 * day))
+    #expect(!table.cleartextSuppressed(ip, now: 5 * day + 1))
+  }
+
+  @Test func repeatedQueryTimeoutsCountAsSessionFailure() {
+    var table = EncryptionTable(settings: settings)
+    probe(&table, at: 0)
+    succeed(&table, at: 0)
+    let first = table.queryTimedOut(ip, .dot, now: 1)
+    let second = table.queryTimedOut(ip, .dot, now: 2)
+    let third = table.queryTimedOut(ip, .dot, now: 3)
+    #expect(!first && !second && third)
+    // A response in between resets the count.
+    var other = EncryptionTable(settings: settings)
+    probe(&other, at: 0)
+    succeed(&other, at: 0)
+    _ = other.queryTimedOut(ip, .dot, now: 1)
+    other.responseReceived(ip, .dot, now: 2)
+    let a = other.queryTimedOut(ip, .dot, now: 3)
+    let b = other.queryTimedOut(ip, .dot, now: 4)
+    #expect(!a && !b)
+  }
+
+  @Test func restartDropsSessionsAndTreatsAStaleInitiatedAsUnknown() {
+    var table = EncryptionTable(settings: settings)
+    probe(&table, at: 0)  // in flight at shutdown: initiated set, status null
+    let reloaded = EncryptionTable(settings: settings, servers: Array(table.servers.values))
+    #expect(reloaded.phase(ip, .dot, now: 10) == .unknown)  // §6 gap 3
+    guard case .do53(_, let probes) = reloaded.decide(ip, now: 10) else { return }
+    #expect(probes == [.dot])
+
+    var good = EncryptionTable(settings: settings)
+    probe(&good, at: 0)
+    succeed(&good, at: 1)
+    let restarted = EncryptionTable(settings: settings, servers: Array(good.servers.values))
+    // An established session becomes GOOD-IDLE: still no cleartext (OE-8, OE-11).
+    #expect(restarted.phase(ip, .dot, now: 2) == .goodIdle)
+    #expect(restarted.cleartextSuppressed(ip, now: 2))
+  }
+
+  @Test func ticketsAreAStackUsedOnceAndCapped() {
+    var table = EncryptionTable(settings: settings)
+    for i in 0..<6 { table.ticketReceived(ip, .dot, ticket: [UInt8(i)], now: 0) }
+    #expect(table.servers[ip]?.state(.dot).resumptions.count == 4)
+    let ticket = table.connectionStarted(ip, .dot, now: 1)
+    #expect(ticket == [5])  // LIFO (OE-22)
+    table.handshakeFailed(ip, .dot, now: 2, failure: "refused", timedOut: false, detail: "x")
+    #expect(table.servers[ip]?.state(.dot).resumptions.count == 3)
+  }
+
+  @Test func probeCapLimitsConcurrentHandshakes() {
+    var s = settings
+    s.maxConcurrentProbes = 2
+    var table = EncryptionTable(settings: s)
+    _ = table.connectionStarted("192.0.2.1", .dot, now: 0)
+    _ = table.connectionStarted("192.0.2.2", .dot, now: 0)
+    guard case .do53(let reason, let probes) = table.decide("192.0.2.3", now: 0) else { return }
+    #expect(probes.isEmpty)
+    #expect(reason.contains("probe skipped"))
+  }
+
+  @Test func sessionCapClosesLeastRecentlyActiveFirst() {
+    var s = settings
+    s.maxSessions = 2
+    var table = EncryptionTable(settings: s)
+    for (i, addr) in ["192.0.2.1", "192.0.2.2", "192.0.2.3"].enumerated() {
+      _ = table.connectionStarted(addr, .dot, now: 0)
+      table.handshakeSucceeded(addr, .dot, now: 0, certificate: nil, handshakeMs: 1, tlsVersion: nil, resumed: false)
+      table.responseReceived(addr, .dot, now: Double(10 - i))  // .1 most recent, .3 least
+    }
+    #expect(table.sessionsOverCap().map(\.0) == ["192.0.2.3"])
+  }
+
+  @Test func cleartextToAKnownGoodServerIsCounted() {
+    var table = EncryptionTable(settings: settings)
+    table.noteQuery(ip, transport: .do53UDP, now: 0)
+    probe(&table, at: 0)
+    succeed(&table, at: 0)
+    table.noteQuery(ip, transport: .dot, now: 1)
+    #expect(table.servers[ip]?.cleartextWhileGood == 0)
+    table.noteQuery(ip, transport: .do53UDP, now: 2)  // a bug elsewhere would show here
+    #expect(table.servers[ip]?.cleartextWhileGood == 1)
+    #expect(table.servers[ip]?.queries[.do53UDP] == 2)
+  }
+
+  @Test func pruneDropsLongUnusedServers() {
+    var table = EncryptionTable(settings: settings)
+    table.noteServer("192.0.2.1", nsName: "ns.a.test.", zone: "a.test.", now: 0)
+    table.noteServer("192.0.2.2", nsName: "ns.b.test.", zone: "b.test.", now: 3 * day)
+    table.prune(now: 3 * day + 10)
+    #expect(table.servers.keys.sorted() == ["192.0.2.2"])
+  }
+
+  @Test func disabledEncryptionNeverProbes() {
+    var s = settings
+    s.enabled = false
+    let table = EncryptionTable(settings: s)
+    #expect(table.decide(ip, now: 0) == .do53(reason: "Do53: encryption off", probe: []))
+  }
+}
