@@ -24,11 +24,14 @@ public struct Hop: Sendable, Codable, Hashable {
   public var rttMs: Double?
   /// `referral`, `answer`, `cname`, `nodata`, `nxdomain`, `timeout`, `servfail`, `refused`, `lame`, `malformed`, ...
   public var outcome: String
+  /// Why this transport was used ("DoT: session established", "Do53: DoT damped until ...").
+  public var reason: String?
 
   public init(
     server: String, nsName: String?, zone: String, qname: String, qtype: String,
-    transport: TransportKind, rttMs: Double?, outcome: String
+    transport: TransportKind, rttMs: Double?, outcome: String, reason: String? = nil
   ) {
+    self.reason = reason
     self.server = server
     self.nsName = nsName
     self.zone = zone

@@ -100,7 +100,10 @@ extension ResolutionRun {
   /// Returns nil when every server failed.
   func ask(_ servers: [Candidate], zone: DNSName, qname: DNSName, qtype: RRType) async -> (ReplyKind, Bool)? {
     let selection = core.selection
-    let ordered = selection.order(servers) { $0.endpoint.ip }
+    let exchanger = core.exchanger
+    let ordered = selection.order(
+      servers, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
+      margin: core.configuration.privacyMarginMs)
     for pass in 0..<2 {
       var sawTimeout = false
       for server in ordered {
@@ -152,7 +155,8 @@ extension ResolutionRun {
     let remaining = max(0.05, limits.deadline - (core.time.now() - started))
     let timeoutMs = min(selection.timeoutMs(server: server.endpoint.ip), remaining * 1000)
     let result = await core.exchanger.exchange(
-      query, server: server.endpoint, timeout: .milliseconds(Int64(timeoutMs)))
+      query, server: server.endpoint, context: ExchangeContext(nsName: server.nsName, zone: zone),
+      timeout: .milliseconds(Int64(timeoutMs)))
     guard let q = query.questions.first else { return result }
     for leg in result.legs {
       let outcome = leg.error?.outcome ?? (leg.truncated ? "truncated" : "response")
@@ -160,7 +164,7 @@ extension ResolutionRun {
         Hop(
           server: server.endpoint.ip, nsName: server.nsName?.description, zone: zone.description,
           qname: q.name.description, qtype: q.type.description, transport: leg.transport, rttMs: leg.rttMs,
-          outcome: outcome))
+          outcome: outcome, reason: leg.reason))
       if let rtt = leg.rttMs, leg.transport != .do53TCP {  // TCP RTT includes the handshake
         selection.record(server: server.endpoint.ip, rttMs: rtt)
       }

@@ -36,5 +36,8 @@ public struct ResolverConfiguration: Sendable {
   public var limits = ResolutionLimits()
   /// How long a failed (name, type) is answered SERVFAIL without new upstream queries, seconds.
   public var failureCacheTTL: Double = 5
+  /// Servers whose smoothed RTTs differ by at most this many milliseconds are comparable; among
+  /// them one with working encryption is chosen first.
+  public var privacyMarginMs: Double = 50
   public init() {}
 }

@@ -35,9 +35,12 @@ public final class ServerSelection: Sendable {
     return min(3_000, max(200, 2 * s))
   }
 
-  /// Orders candidates: unknown servers first (so they get measured), then by srtt, with
-  /// servers within 100 ms of the best shuffled among themselves.
-  public func order<T>(_ candidates: [T], key: (T) -> String) -> [T] {
+  /// Orders candidates: unknown servers first (so they get measured), then by srtt, with servers
+  /// within 100 ms of the best shuffled among themselves. Among servers within `margin` ms of the
+  /// best, those for which `prefer` holds (working encryption) come first.
+  public func order<T>(_ candidates: [T], key: (T) -> String, prefer: (T) -> Bool = { _ in false }, margin: Double = 0)
+    -> [T]
+  {
     let table = srtt.withLock { $0 }
     let scored = candidates.map { c -> (T, Double) in
       (c, table[key(c)] ?? Double.random(in: 0..<5))
@@ -45,7 +48,13 @@ public final class ServerSelection: Sendable {
     guard let best = scored.first?.1 else { return [] }
     let near = scored.filter { $0.1 <= best + 100 }.shuffled()
     let far = scored.filter { $0.1 > best + 100 }
-    return (near + far).map(\.0)
+    var ordered = near + far
+    // Privacy-aware choice: a comparable server that speaks encryption goes first.
+    if let i = ordered.firstIndex(where: { $0.1 <= best + margin && prefer($0.0) }) {
+      let chosen = ordered.remove(at: i)
+      ordered.insert(chosen, at: 0)
+    }
+    return ordered.map(\.0)
   }
 
   /// Number of servers with a recorded srtt.

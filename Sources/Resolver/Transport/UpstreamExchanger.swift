@@ -7,6 +7,26 @@ public struct ExchangeLeg: Sendable {
   /// The error of a failed leg; nil when the leg produced the response (or a truncated one).
   public var error: TransportError?
   public var truncated: Bool
+  /// Why this transport was chosen ("Do53: DoT probe in flight", "DoT: session established").
+  public var reason: String?
+
+  public init(transport: TransportKind, rttMs: Double?, error: TransportError?, truncated: Bool, reason: String? = nil) {
+    self.transport = transport
+    self.rttMs = rttMs
+    self.error = error
+    self.truncated = truncated
+    self.reason = reason
+  }
+}
+
+/// What the iteration knows about the server it is asking: for the RFC 9539 table and certificate checks.
+public struct ExchangeContext: Sendable {
+  public var nsName: DNSName?
+  public var zone: DNSName
+  public init(nsName: DNSName?, zone: DNSName) {
+    self.nsName = nsName
+    self.zone = zone
+  }
 }
 
 /// The result of asking one server one question, over whatever transport(s) were used.
@@ -19,7 +39,14 @@ public struct ExchangeResult: Sendable {
 /// where the RFC 9539 policy (Encryption/) decides between Do53, DoT and DoQ.
 public protocol UpstreamExchanger: Sendable {
   /// Sends `query` to `server`, within `timeout` per leg.
-  func exchange(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult
+  func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
+    -> ExchangeResult
+  /// True when queries to this address would go encrypted (for privacy-aware server choice).
+  func prefersForPrivacy(_ ip: String) -> Bool
+}
+
+extension UpstreamExchanger {
+  public func prefersForPrivacy(_ ip: String) -> Bool { false }
 }
 
 /// Plain DNS: UDP first, TCP on TC=1.
@@ -32,6 +59,13 @@ public struct Do53Exchanger: UpstreamExchanger {
     self.time = time
   }
 
+  public func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
+    -> ExchangeResult
+  {
+    await exchange(query, server: server, timeout: timeout)
+  }
+
+  /// Do53 exchange: UDP, then TCP if the UDP answer was truncated.
   public func exchange(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult {
     var legs: [ExchangeLeg] = []
     let start = time.now()

@@ -1,0 +1,44 @@
+import NIOCore
+
+/// One open encrypted session to one server (a DoT connection, a DoQ connection).
+public protocol EncryptedSession: AnyObject, Sendable {
+  /// Sends one query and waits for its response (pipelined with others).
+  func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message
+  /// False once the session has ended.
+  var isActive: Bool { get }
+  /// Closes cleanly; the connector's `onClose` then reports `.cleanClose`.
+  func close()
+}
+
+/// Opens encrypted sessions of one transport. DoT and DoQ each provide one; the RFC 9539 policy
+/// drives them the same way.
+public protocol EncryptedConnector: Sendable {
+  var transport: EncryptedTransport { get }
+  /// Connects and completes the handshake, or throws the failure class. `onClose` is called once
+  /// when an established session ends; `onTicket` for every resumption ticket received.
+  func connect(
+    to endpoint: ServerEndpoint, expectedName: DNSName?, resumption: [UInt8]?,
+    handshakeTimeout: TimeAmount, idleTimeout: TimeAmount,
+    onTicket: @escaping @Sendable ([UInt8]) -> Void,
+    onClose: @escaping @Sendable (EncryptedFailure) -> Void
+  ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo)
+}
+
+extension EncryptedFailure {
+  /// True for failures that are timeouts (status `timeout` rather than `fail`).
+  public var isTimeout: Bool { self == .handshakeTimeout || self == .tcpTimeout }
+
+  /// Human words for traces: "connection refused", "TLS handshake timeout", ...
+  public var detail: String {
+    switch self {
+    case .refused: "connection refused"
+    case .tcpTimeout: "TCP connect timeout"
+    case .handshakeTimeout: "TLS handshake timeout"
+    case .tlsAlert(let a): "TLS alert: \(a)"
+    case .alpnMismatch(let p): "ALPN mismatch (\(p))"
+    case .tlsError(let e): "TLS error: \(e)"
+    case .resetWithQueriesOutstanding: "reset with queries outstanding"
+    case .cleanClose: "clean close"
+    }
+  }
+}
