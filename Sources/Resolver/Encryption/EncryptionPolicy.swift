@@ -1,0 +1,233 @@
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+
+/// The RFC 9539 policy at work: for every authoritative query it asks the `EncryptionTable` how to
+/// send it, runs probes alongside Do53 without ever waiting for them (OE-10), keeps one session per
+/// server and transport, and moves queries to Do53 when a handshake or session fails (OE-28..OE-30).
+public final class EncryptionPolicy: UpstreamExchanger {
+  struct SessionKey: Hashable {
+    var ip: String
+    var transport: EncryptedTransport
+  }
+  enum Slot {
+    case pending(Task<(any EncryptedSession)?, Never>)
+    case established(any EncryptedSession)
+  }
+  struct State {
+    var table: EncryptionTable
+    var slots: [SessionKey: Slot] = [:]
+    var probes: [UUID: Task<Void, Never>] = [:]
+  }
+
+  let do53: any UpstreamExchanger
+  let connectors: [EncryptedTransport: any EncryptedConnector]
+  let state: Mutex<State>
+  let wallClock: @Sendable () -> Double
+  let time: any TimeSource
+  let logger: Logger
+
+  public init(
+    settings: EncryptionSettings, do53: any UpstreamExchanger, connectors: [any EncryptedConnector],
+    saved: [ServerRecord] = [], time: any TimeSource = SystemTimeSource(),
+    wallClock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }, logger: Logger
+  ) {
+    self.do53 = do53
+    self.connectors = Dictionary(connectors.map { ($0.transport, $0) }, uniquingKeysWith: { a, _ in a })
+    var s = settings
+    s.transports = s.transports.filter { t in connectors.contains { $0.transport == t } }
+    self.state = Mutex(State(table: EncryptionTable(settings: s, servers: saved)))
+    self.wallClock = wallClock
+    self.time = time
+    self.logger = logger
+  }
+
+  /// A copy of the whole table (for the state file, `sotto state`, the dashboard).
+  public var table: EncryptionTable { state.withLock { $0.table } }
+
+  public func prefersForPrivacy(_ ip: String) -> Bool {
+    let now = wallClock()
+    return state.withLock { $0.table.encryptionWorks(ip, now: now) }
+  }
+
+  public func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
+    -> ExchangeResult
+  {
+    let now = wallClock()
+    // Decide and, for probes, mark them pending in one step so concurrent queries agree (OE-20/21).
+    let decision = state.withLock { s -> TransportDecision in
+      s.table.noteServer(server.ip, nsName: context.nsName?.description, zone: context.zone.description, now: now)
+      return s.table.decide(server.ip, now: now)
+    }
+    switch decision {
+    case .useSession(let t, let reason), .connectAndUse(let t, let reason):
+      if let session = await session(t, server: server, context: context) {
+        return await sendEncrypted(
+          query, t, session: session, server: server, context: context, timeout: timeout, reason: reason)
+      }
+      // OE-28: the (re)connection failed; the query moves to Do53.
+      let why = state.withLock { $0.table.servers[server.ip]?.state(t).lastFailure } ?? "failed"
+      return await sendDo53(query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)")
+    case .do53(let reason, let probes):
+      for t in probes { startProbe(t, server: server, context: context, trigger: query) }
+      return await sendDo53(query, server: server, context: context, timeout: timeout, reason: reason)
+    }
+  }
+
+  /// Waits (at most `seconds`) until the probes started so far have finished; `lookup` calls this
+  /// before saving state so that one-shot runs learn from each other.
+  public func waitForProbes(upTo seconds: Double) async {
+    let tasks = state.withLock { Array($0.probes.values) }
+    guard !tasks.isEmpty else { return }
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask {
+        for t in tasks { await t.value }
+      }
+      group.addTask { try? await Task.sleep(for: .seconds(seconds)) }
+      await group.next()
+      group.cancelAll()
+    }
+  }
+
+  /// Closes every session cleanly (shutdown).
+  public func closeAll() {
+    let sessions = state.withLock { s -> [any EncryptedSession] in
+      s.slots.values.compactMap { if case .established(let x) = $0 { x } else { nil } }
+    }
+    for s in sessions { s.close() }
+  }
+
+  // MARK: Sending
+
+  func sendDo53(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: String)
+    async -> ExchangeResult
+  {
+    var result = await do53.exchange(query, server: server, context: context, timeout: timeout)
+    let now = wallClock()
+    state.withLock { s in
+      for leg in result.legs { s.table.noteQuery(server.ip, transport: leg.transport, now: now) }
+    }
+    for i in result.legs.indices { result.legs[i].reason = reason }
+    return result
+  }
+
+  func sendEncrypted(
+    _ query: Message, _ t: EncryptedTransport, session: any EncryptedSession, server: ServerEndpoint,
+    context: ExchangeContext, timeout: TimeAmount, reason: String
+  ) async -> ExchangeResult {
+    let start = time.now()
+    state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) }
+    do {
+      let response = try await session.query(query, timeout: timeout)
+      let rtt = (time.now() - start) * 1000
+      state.withLock { $0.table.responseReceived(server.ip, t, now: wallClock()) }
+      return ExchangeResult(
+        legs: [ExchangeLeg(transport: t.kind, rttMs: rtt, error: nil, truncated: false, reason: reason)],
+        response: response)
+    } catch {
+      let leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, reason: reason)
+      if error == .timeout, session.isActive {
+        // OE-37: a per-query failure is a failed query for this server, unless they pile up (§6 gap 4).
+        let broken = state.withLock { $0.table.queryTimedOut(server.ip, t, now: wallClock()) }
+        if broken { session.close() }
+        return ExchangeResult(legs: [leg], response: nil)
+      }
+      // OE-29: the session broke with this query outstanding; it is re-sent over Do53.
+      var retry = await sendDo53(
+        query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) session lost, query re-sent")
+      retry.legs.insert(leg, at: 0)
+      return retry
+    }
+  }
+
+  // MARK: Sessions and probes
+
+  /// The established session of `t` to `server`, joining a pending handshake or starting one.
+  func session(_ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext) async -> (any EncryptedSession)? {
+    let key = SessionKey(ip: server.ip, transport: t)
+    let task = state.withLock { s -> Task<(any EncryptedSession)?, Never>? in
+      switch s.slots[key] {
+      case .established(let session) where session.isActive:
+        return Task { session }
+      case .pending(let task):
+        return task
+      default:
+        return startConnection(t, server: server, context: context, state: &s)
+      }
+    }
+    return await task?.value
+  }
+
+  /// A probe: connect alongside the Do53 query and, once up, send the triggering query over it
+  /// too (OE-27, §6 gap 6) — its reply only proves that DNS works there.
+  func startProbe(_ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, trigger: Message) {
+    let id = UUID()
+    let probe = Task {
+      if let session = await self.session(t, server: server, context: context) {
+        _ = try? await session.query(trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
+        self.state.withLock { $0.table.responseReceived(server.ip, t, now: self.wallClock()) }
+      }
+      _ = self.state.withLock { $0.probes.removeValue(forKey: id) }
+    }
+    state.withLock { $0.probes[id] = probe }
+  }
+
+  var settings: EncryptionSettings { state.withLock { $0.table.settings } }
+
+  /// Starts a connection; caller holds the lock (`state`). Marks the session pending (OE-21).
+  func startConnection(_ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, state s: inout State)
+    -> Task<(any EncryptedSession)?, Never>?
+  {
+    guard let connector = connectors[t], let endpoint = server.with(port: s.table.settings.port) else { return nil }
+    let key = SessionKey(ip: server.ip, transport: t)
+    let ticket = s.table.connectionStarted(server.ip, t, now: wallClock())
+    let settings = s.table.settings
+    let task = Task { () -> (any EncryptedSession)? in
+      do throws(EncryptedFailure) {
+        let (session, info) = try await connector.connect(
+          to: endpoint, expectedName: context.nsName, resumption: ticket,
+          handshakeTimeout: .milliseconds(Int64(settings.timeout * 1000)),
+          idleTimeout: .milliseconds(Int64(settings.idleTimeout * 1000)),
+          onTicket: { [weak self] ticket in
+            guard let self else { return }
+            self.state.withLock { $0.table.ticketReceived(server.ip, t, ticket: ticket, now: self.wallClock()) }
+          },
+          onClose: { [weak self] failure in self?.sessionEnded(key, failure: failure) })
+        let toClose = self.state.withLock { s -> [any EncryptedSession] in
+          s.table.handshakeSucceeded(
+            server.ip, t, now: self.wallClock(), certificate: info.certificate, handshakeMs: info.handshakeMs,
+            tlsVersion: info.tlsVersion, resumed: info.resumed)
+          s.slots[key] = .established(session)
+          // OE-39: keep within the session cap, least recently active first.
+          return s.table.sessionsOverCap().compactMap { addr, tr in
+            if case .established(let x) = s.slots[SessionKey(ip: addr, transport: tr)] { x } else { nil }
+          }
+        }
+        for other in toClose { other.close() }
+        self.logger.debug("\(t.rawValue) up to \(endpoint) (\(info.tlsVersion), resumed: \(info.resumed))")
+        return session
+      } catch {
+        self.state.withLock { s in
+          s.table.handshakeFailed(
+            server.ip, t, now: self.wallClock(), failure: error.className, timedOut: error.isTimeout, detail: error.detail)
+          s.slots[key] = nil
+        }
+        self.logger.debug("\(t.rawValue) to \(endpoint) failed: \(error.detail)")
+        return nil
+      }
+    }
+    s.slots[key] = .pending(task)
+    return task
+  }
+
+  /// An established session ended: clean close keeps `success` (OE-30), anything else damps (OE-29).
+  func sessionEnded(_ key: SessionKey, failure: EncryptedFailure) {
+    state.withLock { s in
+      if case .established(let session) = s.slots[key], !session.isActive { s.slots[key] = nil }
+      s.table.sessionClosed(
+        key.ip, key.transport, now: wallClock(), clean: failure == .cleanClose, failure: failure.className,
+        detail: failure.detail)
+    }
+  }
+}
