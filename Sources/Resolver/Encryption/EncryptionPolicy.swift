@@ -56,9 +56,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
   {
     let now = wallClock()
     // Decide and, for probes, mark them pending in one step so concurrent queries agree (OE-20/21).
-    let decision = state.withLock { s -> TransportDecision in
+    let (decision, connections) = state.withLock { s -> (TransportDecision, [Task<(any EncryptedSession)?, Never>]) in
       s.table.noteServer(server.ip, nsName: context.nsName?.description, zone: context.zone.description, now: now)
-      return s.table.decide(server.ip, now: now)
+      let decision = s.table.decide(server.ip, now: now)
+      guard case .do53(_, let probes) = decision else { return (decision, []) }
+      let started = probes.compactMap { startConnection($0, server: server, context: context, state: &s) }
+      return (decision, started)
     }
     switch decision {
     case .useSession(let t, let reason), .connectAndUse(let t, let reason):
@@ -70,7 +73,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       let why = state.withLock { $0.table.servers[server.ip]?.state(t).lastFailure } ?? "failed"
       return await sendDo53(query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)")
     case .do53(let reason, let probes):
-      for t in probes { startProbe(t, server: server, context: context, trigger: query) }
+      for (t, connection) in zip(probes, connections) { startProbe(t, connection, server: server, trigger: query) }
       return await sendDo53(query, server: server, context: context, timeout: timeout, reason: reason)
     }
   }
@@ -161,10 +164,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
 
   /// A probe: connect alongside the Do53 query and, once up, send the triggering query over it
   /// too (OE-27, §6 gap 6) — its reply only proves that DNS works there.
-  func startProbe(_ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, trigger: Message) {
+  func startProbe(
+    _ t: EncryptedTransport, _ connection: Task<(any EncryptedSession)?, Never>, server: ServerEndpoint, trigger: Message
+  ) {
     let id = UUID()
     let probe = Task {
-      if let session = await self.session(t, server: server, context: context) {
+      if let session = await connection.value {
         _ = try? await session.query(trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
         self.state.withLock { $0.table.responseReceived(server.ip, t, now: self.wallClock()) }
       }

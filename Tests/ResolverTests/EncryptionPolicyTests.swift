@@ -1,0 +1,239 @@
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+
+@testable import Resolver
+
+/// A fake encrypted session answering from a script; it can be made to break.
+final class FakeSession: EncryptedSession {
+  let answer: @Sendable (Message) -> Message
+  let alive = Mutex(true)
+  let sent = Mutex(0)
+  let onClose: @Sendable (EncryptedFailure) -> Void
+  init(answer: @escaping @Sendable (Message) -> Message, onClose: @escaping @Sendable (EncryptedFailure) -> Void) {
+    self.answer = answer
+    self.onClose = onClose
+  }
+  func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message {
+    guard isActive else { throw .closed }
+    sent.withLock { $0 += 1 }
+    return answer(message)
+  }
+  var isActive: Bool { alive.withLock { $0 } }
+  func close() { end(.cleanClose) }
+  func end(_ why: EncryptedFailure) {
+    let was = alive.withLock { a in
+      defer { a = false }
+      return a
+    }
+    if was { onClose(why) }
+  }
+}
+
+/// A fake DoT connector: per address, succeed, fail with a class, or hang for a while then time out.
+final class FakeConnector: EncryptedConnector {
+  enum Behaviour: Sendable {
+    case succeed
+    case fail(EncryptedFailure)
+    case slow(Duration)
+  }
+  let transport = EncryptedTransport.dot
+  let behaviour: @Sendable (String) -> Behaviour
+  let attempts = Mutex<[String]>([])
+  let sessions = Mutex<[String: FakeSession]>([:])
+  init(_ behaviour: @escaping @Sendable (String) -> Behaviour) { self.behaviour = behaviour }
+
+  func connect(
+    to endpoint: ServerEndpoint, expectedName: DNSName?, resumption: [UInt8]?, handshakeTimeout: TimeAmount,
+    idleTimeout: TimeAmount, onTicket: @escaping @Sendable ([UInt8]) -> Void,
+    onClose: @escaping @Sendable (EncryptedFailure) -> Void
+  ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo) {
+    attempts.withLock { $0.append(endpoint.description) }
+    switch behaviour(endpoint.ip) {
+    case .fail(let f): throw f
+    case .slow(let d):
+      try? await Task.sleep(for: d)
+      throw .handshakeTimeout
+    case .succeed:
+      onTicket([1, 2, 3])
+      let s = FakeSession(answer: { q in Self.reply(to: q) }, onClose: onClose)
+      sessions.withLock { $0[endpoint.ip] = s }
+      let cert = CertificateCheck(problems: ["self-signed"], subject: "/CN=test")
+      return (s, TLSHandshakeInfo(tlsVersion: "TLSv1.3", alpn: "dot", resumed: resumption != nil, certificate: cert, handshakeMs: 1))
+    }
+  }
+
+  static func reply(to q: Message) -> Message {
+    var m = q
+    m.header.qr = true
+    m.header.aa = true
+    if let name = q.questions.first?.name, let a = IPv4Address("198.51.100.1") {
+      m.answers = [ResourceRecord(name: name, type: .a, ttl: 60, rdata: .a(a))]
+    }
+    return m
+  }
+}
+
+/// A Do53 stand-in that answers every query and records which servers were asked.
+final class FakeDo53: UpstreamExchanger {
+  let log = Mutex<[String]>([])
+  func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async -> ExchangeResult {
+    log.withLock { $0.append(server.ip) }
+    return ExchangeResult(
+      legs: [ExchangeLeg(transport: .do53UDP, rttMs: 1, error: nil, truncated: false)],
+      response: FakeConnector.reply(to: query))
+  }
+  var count: Int { log.withLock { $0.count } }
+}
+
+@Suite struct EncryptionPolicyTests {
+  let server = ServerEndpoint(ip: "192.0.2.7", port: 53)!
+  let context = ExchangeContext(nsName: try? DNSName("ns.example.test."), zone: (try? DNSName("example.test.")) ?? .root)
+  var query: Message {
+    var m = Message()
+    m.header.id = 42
+    m.questions = [Question(name: (try? DNSName("www.example.test.")) ?? .root, type: .a)]
+    return m
+  }
+
+  func policy(_ connector: FakeConnector, _ do53: FakeDo53, timeout: Double = 1, clock: @escaping @Sendable () -> Double = { 1_000 })
+    -> EncryptionPolicy
+  {
+    var s = EncryptionSettings()
+    s.timeout = timeout
+    return EncryptionPolicy(settings: s, do53: do53, connectors: [connector], wallClock: clock, logger: Logger(label: "t"))
+  }
+
+  @Test func firstQueryGoesDo53WithAProbeThenDoTOnly() async {
+    let connector = FakeConnector { _ in .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    let first = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(first.legs.map(\.transport) == [.do53UDP])
+    #expect(first.legs.first?.reason == "Do53: DoT probe started")
+    await p.waitForProbes(upTo: 2)
+    #expect(connector.attempts.withLock { $0 } == ["192.0.2.7:853"])
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
+    for _ in 0..<5 {
+      let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+      #expect(r.legs.map(\.transport) == [.dot])
+      #expect(r.response?.answers.count == 1)
+    }
+    #expect(do53.count == 1)  // OE-11: no cleartext once known good
+    #expect(p.table.servers["192.0.2.7"]?.cleartextWhileGood == 0)
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).certificate?.problems == ["self-signed"])
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).resumptions.count == 1)
+  }
+
+  @Test func slowProbeNeverDelaysTheDo53Answer() async {
+    let connector = FakeConnector { _ in .slow(.seconds(3)) }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    let clock = ContinuousClock()
+    let start = clock.now
+    let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    let elapsed = clock.now - start
+    #expect(r.response != nil)
+    #expect(elapsed < .seconds(1))  // the probe takes 3 s; the answer does not wait for it (OE-10)
+    // While the probe is pending, more queries keep going over Do53 without a second probe.
+    let again = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(again.legs.first?.reason == "Do53: DoT probe in flight")
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).probes.started == 1)
+  }
+
+  @Test func refusedProbeDampsAndKeepsDo53() async {
+    let connector = FakeConnector { _ in .fail(.refused) }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    await p.waitForProbes(upTo: 2)
+    let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(r.legs.map(\.transport) == [.do53UDP])
+    #expect((r.legs.first?.reason ?? "").contains("damped until"))
+    #expect(connector.attempts.withLock { $0.count } == 1)  // one probe per damping period
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).failures == ["refused": 1])
+  }
+
+  @Test func brokenSessionMovesTheQueryToDo53AndDamps() async {
+    let connector = FakeConnector { _ in .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    await p.waitForProbes(upTo: 2)
+    connector.sessions.withLock { $0["192.0.2.7"] }?.end(.resetWithQueriesOutstanding)
+    let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(r.response != nil)
+    #expect(r.legs.last?.transport == .do53UDP)
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_001) == .damped(until: 1_000 + 86_400))
+  }
+
+  @Test func cleanCloseKeepsServerGoodAndReconnectsWithoutCleartext() async {
+    let connector = FakeConnector { _ in .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    await p.waitForProbes(upTo: 2)
+    connector.sessions.withLock { $0["192.0.2.7"] }?.close()
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .goodIdle)
+    let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(r.legs.map(\.transport) == [.dot])
+    #expect(r.legs.first?.reason == "DoT: known good, reconnecting")
+    #expect(do53.count == 1)
+    #expect(connector.attempts.withLock { $0.count } == 2)
+  }
+
+  @Test func failedReconnectToAKnownGoodServerFallsBackToDo53() async {
+    let fail = Mutex(false)
+    let connector = FakeConnector { _ in fail.withLock { $0 } ? .fail(.tlsAlert("handshake failure")) : .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    await p.waitForProbes(upTo: 2)
+    connector.sessions.withLock { $0["192.0.2.7"] }?.close()
+    fail.withLock { $0 = true }
+    let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(r.response != nil)
+    #expect(r.legs.map(\.transport) == [.do53UDP])  // OE-28
+    #expect((r.legs.first?.reason ?? "").contains("TLS alert"))
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).failures["tls-alert"] == 1)
+  }
+
+  @Test func stateSurvivesASaveAndLoad() async throws {
+    let connector = FakeConnector { _ in .succeed }
+    let p = policy(connector, FakeDo53())
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    await p.waitForProbes(upTo: 2)
+    let doc = StateFile.document(p.table, now: 1_000)
+    let data = StateFile.encode(doc)
+    let path = "/tmp/sotto-state-test-\(UInt32.random(in: 0...UInt32.max)).json"
+    try StateFile.save(doc, path: path)
+    let loaded = try #require(try StateFile.load(path: path))
+    let records = StateFile.records(loaded)
+    let restored = EncryptionTable(settings: EncryptionSettings(), servers: records)
+    // Restart: the established session is gone, the server is still known good (no cleartext).
+    #expect(restored.phase("192.0.2.7", .dot, now: 1_000) == .goodIdle)
+    #expect(restored.cleartextSuppressed("192.0.2.7", now: 1_000))
+    #expect(records.first?.nsNames == ["ns.example.test."])
+    #expect(String(decoding: data, as: UTF8.self).contains("\"version\" : 1"))
+    unlink(path)
+  }
+
+  @Test func corruptStateFileIsMovedAsideAndReported() throws {
+    let path = "/tmp/sotto-state-corrupt-\(UInt32.random(in: 0...UInt32.max)).json"
+    try "{ not json".write(toFile: path, atomically: true, encoding: .utf8)
+    var backup: String?
+    do {
+      _ = try StateFile.load(path: path)
+      Issue.record("corrupt file loaded")
+    } catch {
+      if case .corrupt(_, _, let b) = error { backup = b }
+      #expect("\(error)".contains("corrupt"))
+    }
+    let moved = try #require(backup)
+    #expect(FileManager.default.fileExists(atPath: moved))
+    #expect(!FileManager.default.fileExists(atPath: path))
+    unlink(moved)
+  }
+}
