@@ -1,0 +1,34 @@
+/// Why a DoT connection attempt or session ended badly (or cleanly); the RFC 9539 failure classes.
+public enum EncryptedFailure: Error, Sendable, Hashable, Codable {
+  /// TCP RST / ECONNREFUSED / ICMP unreachable while connecting.
+  case refused
+  /// TCP connect did not complete in time.
+  case tcpTimeout
+  /// TCP up but TLS handshake not finished in time.
+  case handshakeTimeout
+  /// A TLS alert was received (its description, e.g. "handshake failure").
+  case tlsAlert(String)
+  /// The server picked another ALPN protocol than `dot`.
+  case alpnMismatch(String)
+  /// Any other TLS or protocol error (OpenSSL's text).
+  case tlsError(String)
+  /// The connection closed or was reset while queries were waiting for replies.
+  case resetWithQueriesOutstanding
+  /// close_notify/FIN/idle close with nothing outstanding (not a failure for RFC 9539, §6 gap 5).
+  case cleanClose
+
+  /// Stable short name for counters and the state file: "refused", "tcp-timeout", "handshake-timeout",
+  /// "tls-alert", "alpn-mismatch", "tls-error", "reset", "clean-close".
+  public var className: String {
+    switch self {
+    case .refused: "refused"
+    case .tcpTimeout: "tcp-timeout"
+    case .handshakeTimeout: "handshake-timeout"
+    case .tlsAlert: "tls-alert"
+    case .alpnMismatch: "alpn-mismatch"
+    case .tlsError: "tls-error"
+    case .resetWithQueriesOutstanding: "reset"
+    case .cleanClose: "clean-close"
+    }
+  }
+}
