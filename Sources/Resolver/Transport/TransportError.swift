@@ -10,6 +10,8 @@ public enum TransportError: Error, Sendable, Equatable {
   case malformed(WireError)
   /// Local socket failure.
   case io(String)
+  /// The response had TC=1 on a stream transport (DoT), where no larger transport exists (T-19).
+  case truncated
 
   /// Short word for traces: `timeout`, `unreachable`, ...
   public var outcome: String {
@@ -19,6 +21,7 @@ public enum TransportError: Error, Sendable, Equatable {
     case .closed: "closed"
     case .malformed: "malformed"
     case .io: "error"
+    case .truncated: "truncated"
     }
   }
 }

@@ -1,0 +1,35 @@
+#ifndef SOTTO_COPENSSL_SHIM_H
+#define SOTTO_COPENSSL_SHIM_H
+
+// The system OpenSSL (libssl-dev) as seen from Swift. Only macros Swift cannot call are wrapped here.
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+static inline int sotto_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
+  return (int)SSL_CTX_set_min_proto_version(ctx, version);
+}
+
+static inline long sotto_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) {
+  return SSL_CTX_set_session_cache_mode(ctx, mode);
+}
+
+static inline long sotto_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+
+static inline long sotto_SSL_CACHE_CLIENT_NO_INTERNAL_STORE(void) {
+  return SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE;
+}
+
+static inline int sotto_SSL_get_ex_new_index(void) { return SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
+
+static inline int sotto_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
+
+static inline int sotto_ERR_GET_REASON(unsigned long code) { return ERR_GET_REASON(code); }
+
+static inline int sotto_SSL_AD_REASON_OFFSET(void) { return SSL_AD_REASON_OFFSET; }
+
+static inline void sotto_OPENSSL_free(void *p) { OPENSSL_free(p); }
+
+#endif

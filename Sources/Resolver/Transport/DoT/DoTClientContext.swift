@@ -1,0 +1,46 @@
+import COpenSSL
+
+/// Settings shared by all DoT connections (one SSL_CTX per configuration).
+/// Handshakes never fail on the certificate (OE-26): verification runs only to be reported.
+public final class DoTClientContext: Sendable {
+  /// The OpenSSL context; SSL_CTX is safe to share between threads once configured.
+  nonisolated(unsafe) let ctx: OpaquePointer
+
+  /// Creates the context: TLS 1.2 minimum, system trust store plus `extraCAFile` (PEM, for labs),
+  /// client-side session cache handing every new session to the connection's `onTicket`.
+  /// Throws `EncryptedFailure.tlsError` if OpenSSL cannot be initialised or the CA file cannot be read.
+  public init(extraCAFile: String? = nil) throws {
+    OPENSSL_init_ssl(0, nil)
+    ERR_clear_error()
+    guard let ctx = SSL_CTX_new(TLS_client_method()) else {
+      throw OpenSSLErrorQueue.failure(fallback: "SSL_CTX_new failed")
+    }
+    guard sotto_SSL_CTX_set_min_proto_version(ctx, sotto_TLS1_2_VERSION()) == 1 else {
+      SSL_CTX_free(ctx)
+      throw OpenSSLErrorQueue.failure(fallback: "cannot set the minimum TLS version")
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
+    // A machine without a trust store still gets connections; verification then reports "untrusted-issuer".
+    _ = SSL_CTX_set_default_verify_paths(ctx)
+    if let extraCAFile {
+      guard SSL_CTX_load_verify_locations(ctx, extraCAFile, nil) == 1 else {
+        SSL_CTX_free(ctx)
+        throw OpenSSLErrorQueue.failure(fallback: "cannot load CA file \(extraCAFile)")
+      }
+    }
+    ERR_clear_error()
+    _ = sotto_SSL_CTX_set_session_cache_mode(ctx, sotto_SSL_CACHE_CLIENT_NO_INTERNAL_STORE())
+    SSL_CTX_sess_set_new_cb(ctx, dotNewSessionCallback)
+    self.ctx = ctx
+  }
+
+  deinit { SSL_CTX_free(ctx) }
+}
+
+/// OpenSSL calls this for every session (ticket) the server sends; the owning engine is found through
+/// the SSL's ex_data. Returning 0 leaves the session to OpenSSL, which frees it.
+private func dotNewSessionCallback(_ ssl: OpaquePointer?, _ session: OpaquePointer?) -> Int32 {
+  guard let ssl, let session, let raw = SSL_get_ex_data(ssl, TLSClientEngine.exDataIndex) else { return 0 }
+  Unmanaged<TLSClientEngine>.fromOpaque(raw).takeUnretainedValue().receivedSession(session)
+  return 0
+}

@@ -1,0 +1,206 @@
+import NIOCore
+
+/// The DNS side of one DoT connection, above TLS and the length-prefix decoder: completes the handshake
+/// promise (or fails it, including on the handshake timer), sends pipelined queries with IDs unique on the
+/// connection, matches responses by ID and question in any order (T-12, T-13), closes cleanly when idle
+/// (T-17), and reports how the session ended exactly once (RFC 9539 §6 gap 5). Event-loop bound.
+final class DoTSessionHandler: ChannelInboundHandler {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+
+  private struct Pending {
+    var matcher: ResponseMatcher
+    var originalID: UInt16
+    var promise: EventLoopPromise<Message>
+    var timer: Scheduled<Void>?
+  }
+
+  /// Succeeds with the handshake details; fails with the `EncryptedFailure` that ended the attempt.
+  let handshakeFuture: EventLoopFuture<TLSHandshakeInfo>
+  private let handshakePromise: EventLoopPromise<TLSHandshakeInfo>
+  private let handshakeTimeout: TimeAmount
+  private let idleTimeout: TimeAmount
+  private let onClose: @Sendable (EncryptedFailure) -> Void
+  private let status: DoTConnectionStatus
+  private let time: any TimeSource
+
+  private var context: ChannelHandlerContext?
+  private var pending: [UInt16: Pending] = [:]
+  private var handshakeSettled = false
+  private var handshakeDone = false
+  private var closeReported = false
+  private var closingLocally = false
+  /// The first TLS failure seen (alert, protocol error, ALPN mismatch, handshake timeout).
+  private var failure: EncryptedFailure?
+  private var handshakeTimer: Scheduled<Void>?
+  private var idleTimer: Scheduled<Void>?
+
+  init(
+    eventLoop: any EventLoop, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, status: DoTConnectionStatus,
+    time: any TimeSource, onClose: @escaping @Sendable (EncryptedFailure) -> Void
+  ) {
+    handshakePromise = eventLoop.makePromise(of: TLSHandshakeInfo.self)
+    handshakeFuture = handshakePromise.futureResult
+    self.handshakeTimeout = handshakeTimeout
+    self.idleTimeout = idleTimeout
+    self.status = status
+    self.time = time
+    self.onClose = onClose
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    if context.channel.isActive { startHandshakeTimer(context: context) }
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    // A connect that never succeeded ends here without channelInactive.
+    settleHandshake(.failure(failure ?? .refused))
+    self.context = nil
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    startHandshakeTimer(context: context)
+    context.fireChannelActive()
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if let completed = event as? DoTHandshakeCompleted {
+      handshakeTimer?.cancel()
+      handshakeTimer = nil
+      guard !handshakeSettled else { return }
+      handshakeDone = true
+      status.markActive(at: time.now())
+      settleHandshake(.success(completed.info))
+      scheduleIdleTimer()
+    } else {
+      context.fireUserInboundEventTriggered(event)
+    }
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    if let tlsFailure = error as? EncryptedFailure {
+      if failure == nil { failure = tlsFailure }
+      settleHandshake(.failure(tlsFailure))
+    } else if !handshakeDone {
+      settleHandshake(.failure(.tlsError("transport error during the handshake: \(error)")))
+    }
+    // After the handshake a plain socket error (e.g. ECONNRESET) is classified by what is outstanding.
+    context.close(promise: nil)
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    handshakeTimer?.cancel()
+    idleTimer?.cancel()
+    status.markInactive()
+    settleHandshake(.failure(failure ?? .tlsError("connection closed during the handshake")))
+    if handshakeDone && !closeReported {
+      closeReported = true
+      let reason: EncryptedFailure
+      switch failure {
+      case .tlsAlert?, .tlsError?, .alpnMismatch?: reason = failure ?? .cleanClose
+      default:
+        reason = closingLocally || pending.isEmpty ? .cleanClose : .resetWithQueriesOutstanding
+      }
+      failAllPending(.closed)
+      onClose(reason)
+    }
+    failAllPending(.closed)
+    context.fireChannelInactive()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let bytes = Array(unwrapInboundIn(data).readableBytesView)
+    status.touch(at: time.now())
+    guard bytes.count >= 2 else { return }
+    let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
+    // Unmatched responses (unknown ID, other question) are dropped (T-13).
+    guard let entry = pending[id], let result = entry.matcher.match(bytes) else { return }
+    pending[id] = nil
+    entry.timer?.cancel()
+    switch result {
+    case .failure(let error): entry.promise.fail(TransportError.malformed(error))
+    case .success(var response):
+      if response.header.tc {
+        entry.promise.fail(TransportError.truncated)  // T-19
+      } else {
+        response.header.id = entry.originalID
+        entry.promise.succeed(response)
+      }
+    }
+    if pending.isEmpty { scheduleIdleTimer() }
+  }
+
+  /// Sends one query; the future completes with its response (original ID restored) or a `TransportError`.
+  func send(_ query: Message, timeout: TimeAmount) -> EventLoopFuture<Message> {
+    guard let context else { return handshakeFuture.eventLoop.makeFailedFuture(TransportError.closed) }
+    let loop = context.eventLoop
+    guard handshakeDone, !closingLocally, !closeReported, context.channel.isActive else {
+      return loop.makeFailedFuture(TransportError.closed)
+    }
+    guard pending.count < Int(UInt16.max) else { return loop.makeFailedFuture(TransportError.io("no free message ID")) }
+    var id = UInt16.random(in: .min ... .max)
+    while pending[id] != nil { id = UInt16.random(in: .min ... .max) }
+    var wireQuery = query
+    wireQuery.header.id = id
+    let bytes = DoTQueryPadding.paddedWire(wireQuery)
+    let promise = loop.makePromise(of: Message.self)
+    let timer = loop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+      guard let entry = pending.removeValue(forKey: id) else { return }
+      entry.promise.fail(TransportError.timeout)
+      if pending.isEmpty { scheduleIdleTimer() }
+    }
+    pending[id] = Pending(matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, promise: promise, timer: timer)
+    idleTimer?.cancel()
+    idleTimer = nil
+    status.touch(at: time.now())
+    var buffer = context.channel.allocator.buffer(capacity: bytes.count + 2)
+    buffer.writeLengthPrefixed(bytes)  // one write per message (T-11)
+    context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    return promise.futureResult
+  }
+
+  /// Sends close_notify and closes; the session then reports `.cleanClose`.
+  func closeGracefully() {
+    guard let context, !closingLocally else { return }
+    closingLocally = true
+    status.markInactive()
+    context.close(promise: nil)
+  }
+
+  private func startHandshakeTimer(context: ChannelHandlerContext) {
+    guard handshakeTimer == nil, !handshakeSettled else { return }
+    handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [self] in
+      guard !handshakeSettled else { return }
+      failure = .handshakeTimeout
+      settleHandshake(.failure(.handshakeTimeout))
+      self.context?.close(promise: nil)
+    }
+  }
+
+  private func scheduleIdleTimer() {
+    idleTimer?.cancel()
+    guard let context, handshakeDone, pending.isEmpty else { return }
+    idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) { [self] in
+      if pending.isEmpty { closeGracefully() }
+    }
+  }
+
+  private func settleHandshake(_ result: Result<TLSHandshakeInfo, EncryptedFailure>) {
+    guard !handshakeSettled else { return }
+    handshakeSettled = true
+    switch result {
+    case .success(let info): handshakePromise.succeed(info)
+    case .failure(let failure): handshakePromise.fail(failure)
+    }
+  }
+
+  private func failAllPending(_ error: TransportError) {
+    let entries = pending.values
+    pending = [:]
+    for entry in entries {
+      entry.timer?.cancel()
+      entry.promise.fail(error)
+    }
+  }
+}

@@ -1,0 +1,182 @@
+import COpenSSL
+import NIOCore
+
+/// One OpenSSL client `SSL` over a pair of memory BIOs: ciphertext goes in with `feed`, comes out with
+/// `drainOutput`; no sockets and no NIO types beyond `ByteBuffer`. Not thread-safe: one event loop uses it.
+final class TLSClientEngine {
+  /// What a call into OpenSSL asks the caller to do next.
+  enum Step: Equatable {
+    /// Needs more bytes from the peer (WANT_READ) — or, for a write, retry after the next read.
+    case wantMore
+    /// The operation finished (handshake done, or a write consumed).
+    case done
+    /// The peer sent close_notify.
+    case closeNotify
+    /// A fatal TLS error or alert.
+    case failed(EncryptedFailure)
+  }
+
+  /// The SSL ex_data slot that points back at the engine for the new-session callback.
+  static let exDataIndex: Int32 = sotto_SSL_get_ex_new_index()
+  static let alpnProtocol = "dot"
+
+  private let ssl: OpaquePointer
+  /// Owned by `ssl` after SSL_set_bio.
+  private let readBIO: OpaquePointer
+  private let writeBIO: OpaquePointer
+  private let expectedHost: String?
+  private let ip: String
+  private let onTicket: @Sendable ([UInt8]) -> Void
+
+  /// Creates the client side. Never sets SNI (T-2, OE-25); offers ALPN `dot` (T-1); the expected name is
+  /// given to verification only. `resumption` is one serialized session to offer (OE-22).
+  init(
+    context: DoTClientContext, expectedName: DNSName?, ip: String, resumption: [UInt8]?,
+    onTicket: @escaping @Sendable ([UInt8]) -> Void
+  ) throws(EncryptedFailure) {
+    ERR_clear_error()
+    guard let ssl = SSL_new(context.ctx) else { throw OpenSSLErrorQueue.failure(fallback: "SSL_new failed") }
+    guard let readBIO = BIO_new(BIO_s_mem()) else {
+      SSL_free(ssl)
+      throw OpenSSLErrorQueue.failure(fallback: "BIO_new failed")
+    }
+    guard let writeBIO = BIO_new(BIO_s_mem()) else {
+      BIO_free(readBIO)
+      SSL_free(ssl)
+      throw OpenSSLErrorQueue.failure(fallback: "BIO_new failed")
+    }
+    SSL_set_bio(ssl, readBIO, writeBIO)
+    SSL_set_connect_state(ssl)
+    let alpn: [UInt8] = [UInt8(Self.alpnProtocol.utf8.count)] + Array(Self.alpnProtocol.utf8)
+    // SSL_set_alpn_protos returns 0 on success.
+    guard SSL_set_alpn_protos(ssl, alpn, UInt32(alpn.count)) == 0 else {
+      SSL_free(ssl)
+      throw OpenSSLErrorQueue.failure(fallback: "cannot set ALPN")
+    }
+    var host: String? = nil
+    if let expectedName, !expectedName.isRoot {
+      var text = expectedName.description
+      if text.hasSuffix(".") { text.removeLast() }
+      host = text
+    }
+    // Name checks for verification only: X509_VERIFY_PARAM does not send SNI.
+    if let param = SSL_get0_param(ssl) {
+      if let host {
+        _ = X509_VERIFY_PARAM_set1_host(param, host, host.utf8.count)
+      } else {
+        _ = X509_VERIFY_PARAM_set1_ip_asc(param, ip)
+      }
+    }
+    if let resumption {
+      // A ticket that does not decode is simply not used: a full handshake follows.
+      _ = TLSSessionTicket.attach(resumption, to: ssl)
+    }
+    ERR_clear_error()
+    self.ssl = ssl
+    self.readBIO = readBIO
+    self.writeBIO = writeBIO
+    self.expectedHost = host
+    self.ip = ip
+    self.onTicket = onTicket
+    SSL_set_ex_data(ssl, Self.exDataIndex, Unmanaged.passUnretained(self).toOpaque())
+  }
+
+  deinit {
+    SSL_set_ex_data(ssl, Self.exDataIndex, nil)
+    SSL_free(ssl)
+  }
+
+  /// Hands ciphertext received from the peer to OpenSSL.
+  func feed(_ buffer: ByteBuffer) {
+    buffer.withUnsafeReadableBytes { bytes in
+      guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+      // A memory BIO grows as needed; a short write would only come from malloc failure.
+      _ = BIO_write(readBIO, base, Int32(bytes.count))
+    }
+  }
+
+  /// True when OpenSSL has ciphertext waiting to be sent.
+  var hasOutput: Bool { BIO_ctrl_pending(writeBIO) > 0 }
+
+  /// Moves all ciphertext OpenSSL produced into `buffer`.
+  func drainOutput(into buffer: inout ByteBuffer) {
+    while case let pending = BIO_ctrl_pending(writeBIO), pending > 0 {
+      let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Int(pending)) { out in
+        Int(max(0, BIO_read(writeBIO, out.baseAddress, Int32(min(out.count, Int(Int32.max))))))
+      }
+      if read == 0 { break }
+    }
+  }
+
+  /// Advances the handshake.
+  func handshake() -> Step {
+    ERR_clear_error()
+    let rc = SSL_do_handshake(ssl)
+    if rc == 1 { return .done }
+    return step(forResult: rc, during: "handshake")
+  }
+
+  /// Decrypts everything available into `buffer`; returns `.wantMore` when the input is used up.
+  func read(into buffer: inout ByteBuffer) -> Step {
+    while true {
+      ERR_clear_error()
+      var rc: Int32 = 0
+      buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { out in
+        rc = SSL_read(ssl, out.baseAddress, Int32(min(out.count, 1 << 20)))
+        return rc > 0 ? Int(rc) : 0
+      }
+      if rc <= 0 { return step(forResult: rc, during: "read") }
+    }
+  }
+
+  /// Encrypts `buffer` completely, or returns `.wantMore` (nothing consumed) to be retried after a read.
+  func write(_ buffer: ByteBuffer) -> Step {
+    guard buffer.readableBytes > 0 else { return .done }
+    ERR_clear_error()
+    let rc = buffer.withUnsafeReadableBytes { bytes in SSL_write(ssl, bytes.baseAddress, Int32(bytes.count)) }
+    // Without SSL_MODE_ENABLE_PARTIAL_WRITE a successful SSL_write consumes everything.
+    if rc > 0 { return .done }
+    return step(forResult: rc, during: "write")
+  }
+
+  /// Queues our close_notify (read it with `drainOutput`).
+  func shutdown() {
+    ERR_clear_error()
+    _ = SSL_shutdown(ssl)
+    ERR_clear_error()
+  }
+
+  /// What the finished handshake negotiated, with the certificate check.
+  func handshakeInfo(handshakeMs: Double) -> TLSHandshakeInfo {
+    var data: UnsafePointer<UInt8>? = nil
+    var length: UInt32 = 0
+    SSL_get0_alpn_selected(ssl, &data, &length)
+    var alpn: String? = nil
+    if let data, length > 0 {
+      alpn = String(decoding: UnsafeBufferPointer(start: data, count: Int(length)), as: UTF8.self)
+    }
+    return TLSHandshakeInfo(
+      tlsVersion: String(cString: SSL_get_version(ssl)),
+      alpn: alpn,
+      resumed: SSL_session_reused(ssl) == 1,
+      certificate: CertificateEvaluator.evaluate(ssl: ssl, expectedHost: expectedHost, ip: ip),
+      handshakeMs: handshakeMs)
+  }
+
+  /// Called from the new-session callback while OpenSSL runs one of our calls.
+  func receivedSession(_ session: OpaquePointer) {
+    guard let bytes = TLSSessionTicket.serialize(session) else { return }
+    onTicket(bytes)
+  }
+
+  private func step(forResult rc: Int32, during operation: String) -> Step {
+    switch SSL_get_error(ssl, rc) {
+    case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return .wantMore
+    case SSL_ERROR_ZERO_RETURN: return .closeNotify
+    case SSL_ERROR_SYSCALL:
+      return .failed(OpenSSLErrorQueue.failure(fallback: "unexpected end of TLS stream during \(operation)"))
+    default:
+      return .failed(OpenSSLErrorQueue.failure(fallback: "TLS \(operation) failed"))
+    }
+  }
+}
