@@ -32,11 +32,12 @@ struct Lookup: AsyncParsableCommand {
       throw ValidationError("invalid name '\(name)': \(error)")
     }
     guard let qtype = RRType(mnemonic: type) else { throw ValidationError("unknown record type '\(type)'") }
-    let config = try resolverOptions.configuration()
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    let resolver = RecursiveResolver(configuration: config, group: group, logger: Logger(label: "sotto"))
+    let stack = try resolverOptions.stack(group: group, logger: Logger(label: "sotto"))
     let question = Question(name: qname, type: qtype)
-    let result = await resolver.resolve(question)
+    let result = await stack.resolver.resolve(question)
+    // Let this run's probes finish (at most the probe timeout) so the state file learns from them.
+    await stack.shutdown(probeWait: resolverOptions.stateFile == nil ? 0 : resolverOptions.probeTimeout)
     try? await group.shutdownGracefully()
 
     if json {

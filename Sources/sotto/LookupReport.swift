@@ -22,8 +22,9 @@ struct LookupReport: Encodable {
     var transport: String
     var rttMs: Double?
     var outcome: String
+    var reason: String?
 
-    enum CodingKeys: String, CodingKey { case server, nsName, zone, qname, qtype, transport, rttMs, outcome }
+    enum CodingKeys: String, CodingKey { case server, nsName, zone, qname, qtype, transport, rttMs, outcome, reason }
     func encode(to encoder: any Encoder) throws {
       var c = encoder.container(keyedBy: CodingKeys.self)
       try c.encode(server, forKey: .server)
@@ -34,6 +35,7 @@ struct LookupReport: Encodable {
       try c.encode(transport, forKey: .transport)
       try c.encode(rttMs, forKey: .rttMs)  // null when the hop got no response
       try c.encode(outcome, forKey: .outcome)
+      try c.encode(reason, forKey: .reason)
     }
   }
   var question: QuestionJSON
@@ -53,7 +55,8 @@ struct LookupReport: Encodable {
     hops = r.hops.map {
       HopJSON(
         server: $0.server, nsName: $0.nsName, zone: $0.zone, qname: $0.qname, qtype: $0.qtype,
-        transport: $0.transport.rawValue, rttMs: $0.rttMs.map { ($0 * 1000).rounded() / 1000 }, outcome: $0.outcome)
+        transport: $0.transport.rawValue, rttMs: $0.rttMs.map { ($0 * 1000).rounded() / 1000 }, outcome: $0.outcome,
+        reason: $0.reason)
     }
     fromCache = r.fromCache
     elapsedMs = (r.elapsedMs * 1000).rounded() / 1000
@@ -78,7 +81,8 @@ struct LookupReport: Encodable {
     for (i, h) in r.hops.enumerated() {
       let ns = h.nsName.map { " (\($0))" } ?? ""
       let rtt = h.rttMs.map { String(format: "%.1f ms", $0) } ?? "-"
-      out += ";; \(i + 1). \(h.server)\(ns) zone \(h.zone) ? \(h.qname) \(h.qtype) via \(h.transport.rawValue) \(rtt) -> \(h.outcome)\n"
+      let why = h.reason.map { "  [\($0)]" } ?? ""
+      out += ";; \(i + 1). \(h.server)\(ns) zone \(h.zone) ? \(h.qname) \(h.qtype) via \(h.transport.rawValue) \(rtt) -> \(h.outcome)\(why)\n"
     }
     return out + "\n"
   }

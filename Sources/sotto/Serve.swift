@@ -22,7 +22,6 @@ struct Serve: AsyncParsableCommand {
   func run() async throws {
     resolverOptions.bootstrapLogging()
     let logger = Logger(label: "sotto")
-    let config = try resolverOptions.configuration()
     let addresses = try (listen.isEmpty ? ["127.0.0.1:5300"] : listen).map(Self.parseListen)
     var listenerConfig = ListenerConfiguration(addresses: addresses)
     if !allow.isEmpty {
@@ -31,8 +30,8 @@ struct Serve: AsyncParsableCommand {
       }
     }
     let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-    let resolver = RecursiveResolver(configuration: config, group: group, logger: logger)
-    let listener = Listener(resolver: resolver, configuration: listenerConfig, group: group, logger: logger)
+    let stack = try resolverOptions.stack(group: group, logger: logger)
+    let listener = Listener(resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger)
     let bound: [SocketAddress]
     do {
       bound = try await listener.start()
@@ -44,6 +43,7 @@ struct Serve: AsyncParsableCommand {
     await Self.waitForTermination()
     logger.notice("sotto stopping")
     await listener.stop()
+    await stack.shutdown(probeWait: 0)
     try? await group.shutdownGracefully()
   }
 

@@ -24,8 +24,8 @@ public struct ResolverConfiguration: Sendable {
   public var allowLoopback = false
   /// Destination port for Do53 to every authoritative server.
   public var do53Port = 53
-  /// Destination port for encrypted transports (853); the seam for DoT/DoQ.
-  public var encryptedPort = 853
+  /// RFC 9539 opportunistic encryption settings (DoT/DoQ port, timers, caps).
+  public var encryption = EncryptionSettings()
   /// QNAME minimisation (RFC 9156), on by default.
   public var qnameMinimisation = true
   /// EDNS(0) UDP payload size advertised upstream.

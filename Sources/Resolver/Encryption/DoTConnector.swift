@@ -1,0 +1,28 @@
+import NIOCore
+
+extension DoTConnection: EncryptedSession {}
+
+/// Opens DoT sessions for the RFC 9539 policy.
+public struct DoTConnector: EncryptedConnector {
+  public let transport = EncryptedTransport.dot
+  let context: DoTClientContext
+  let group: any EventLoopGroup
+
+  public init(context: DoTClientContext, group: any EventLoopGroup) {
+    self.context = context
+    self.group = group
+  }
+
+  public func connect(
+    to endpoint: ServerEndpoint, expectedName: DNSName?, resumption: [UInt8]?, handshakeTimeout: TimeAmount,
+    idleTimeout: TimeAmount, onTicket: @escaping @Sendable ([UInt8]) -> Void,
+    onClose: @escaping @Sendable (EncryptedFailure) -> Void
+  ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo) {
+    // The whole attempt (TCP connect plus handshake) is bounded by the RFC 9539 `timeout`.
+    let (connection, info) = try await DoTConnection.connect(
+      to: endpoint, expectedName: expectedName, context: context, group: group, resumption: resumption,
+      connectTimeout: handshakeTimeout, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
+      onTicket: onTicket, onClose: onClose)
+    return (connection, info)
+  }
+}
