@@ -3,7 +3,7 @@
 #   make demo      install missing tools, build, and show Sotto resolving in the lab
 #   make test      install missing tools, build, unit tests, integration tests
 #   make build     swift build (debug)
-#   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53)
+#   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53, DoT on some 127.53.x.y:853)
 #   make lab-down  stop exactly the NSD processes the lab started
 #   make clean     stop the lab, remove build products and Lab/run
 #
@@ -16,7 +16,7 @@ SHELL        := /bin/bash
 SWIFT     ?= swift
 PYTHON    ?= python3
 SOTTO_BIN ?= $(CURDIR)/.build/debug/sotto
-APT_PKGS  := nsd unbound dnsutils python3 python3-pytest
+APT_PKGS  := nsd unbound dnsutils python3 python3-pytest tcpdump openssl
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
