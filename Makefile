@@ -3,7 +3,8 @@
 #   make demo      install missing tools, build, and show Sotto resolving in the lab
 #   make test      install missing tools, build, unit tests, integration tests
 #   make build     swift build (debug)
-#   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53)
+#   make dot-test  only the opportunistic-DoT integration tests (captures with tcpdump)
+#   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53, DoT on some 127.53.x.y:853)
 #   make lab-down  stop exactly the NSD processes the lab started
 #   make clean     stop the lab, remove build products and Lab/run
 #
@@ -16,11 +17,11 @@ SHELL        := /bin/bash
 SWIFT     ?= swift
 PYTHON    ?= python3
 SOTTO_BIN ?= $(CURDIR)/.build/debug/sotto
-APT_PKGS  := nsd unbound dnsutils python3 python3-pytest
+APT_PKGS  := nsd unbound dnsutils python3 python3-pytest tcpdump openssl
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: demo test deps build build-tests unit-test integration-test lab-up lab-down lab-status clean
+.PHONY: demo test deps build build-tests unit-test integration-test dot-test lab-up lab-down lab-status clean
 
 test: deps build-tests unit-test integration-test
 
@@ -59,6 +60,9 @@ unit-test: build-tests
 
 integration-test:
 	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) -m pytest -v Tests/Integration
+
+dot-test:
+	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) -m pytest -v Tests/Integration/test_lab_dot.py Tests/Integration/test_dot.py
 
 lab-up:
 	$(PYTHON) Lab/lab.py up

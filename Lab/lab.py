@@ -4,10 +4,17 @@
 One NSD process per address, each serving exactly one zone level, so every
 referral a resolver follows is a real one.  Python 3 standard library only.
 
-    python3 Lab/lab.py up        start every NSD instance, wait until each answers
+    python3 Lab/lab.py up        make the lab PKI, start every NSD instance (and the silent
+                                 853 listener), wait until each answers (DoT ones over TLS too)
     python3 Lab/lab.py status    show which instances are running and answering
     python3 Lab/lab.py down      stop exactly the processes recorded in the pidfiles
     python3 Lab/lab.py unbound   run Unbound against the lab in the foreground (Ctrl-C stops)
+
+DoT (RFC 7858 / RFC 9539 opportunistic encryption to authoritatives): instances
+with ``dot="valid"`` or ``dot="badcert"`` also listen on ADDR@853 with TLS; the
+certificates are made with openssl at every start under run/pki/ (lab CA:
+``CA_FILE``).  ``dot="silent"``: a Python listener accepts TCP 853 and never
+sends a byte.  ``dot=None``: nothing listens on 853 (connection refused).
 
 Importable by the tests: ``Lab`` (start/stop/instances/stats) and
 ``Lab.unbound()`` which returns a started ``Unbound`` helper.
@@ -33,6 +40,12 @@ LAB_DIR = Path(__file__).resolve().parent
 ZONES_DIR = LAB_DIR / "zones"
 RUN_DIR = LAB_DIR / "run"
 ROOT_HINTS = LAB_DIR / "root.hints"
+PKI_DIR = RUN_DIR / "pki"
+CA_FILE = PKI_DIR / "ca.pem"          # the lab CA: give it to sotto as --tls-ca-file
+DOT_PORT = 853                        # fixed: RFC 9539 probes only ever go to 853
+BADCERT_NAME = "wrong-name.invalid"   # CN/SAN of the expired, wrong-name certificate
+BADCERT_NOT_BEFORE = "20240101000000Z"
+BADCERT_NOT_AFTER = "20250101000000Z"  # long expired
 
 UNBOUND_ADDRESS = "127.53.255.1"
 
@@ -46,6 +59,11 @@ class Instance:
     zone: str
     zonefile: str
     case: str
+    # DoT behaviour on ADDRESS:853: None = nothing listens (TCP RST), "valid" = NSD DoT with a
+    # lab-CA-signed certificate for ns_name, "badcert" = NSD DoT with an expired certificate for
+    # BADCERT_NAME, "silent" = a Python listener that accepts and never sends a byte.
+    dot: str | None = None
+    ns_name: str | None = None  # the NS name the valid certificate is issued for
 
     @property
     def ipv6(self) -> bool:
@@ -67,15 +85,33 @@ class Instance:
     def control_socket(self) -> Path:
         return self.run_dir / "ctl.sock"
 
+    @property
+    def nsd_tls(self) -> bool:
+        return self.dot in ("valid", "badcert")
+
+    @property
+    def tls_key(self) -> Path:
+        return PKI_DIR / f"{self.name}.key"
+
+    @property
+    def tls_pem(self) -> Path:
+        return PKI_DIR / f"{self.name}.pem"
+
+    @property
+    def listener_pidfile(self) -> Path:
+        return self.run_dir / "silent853.pid"
+
 
 INSTANCES: tuple[Instance, ...] = (
     Instance("root-a", "127.53.0.1", ".", "root.zone", "root (first hint)"),
     Instance("root-b", "127.53.0.2", ".", "root.zone", "root (second hint)"),
-    Instance("test-1", "127.53.1.1", "test.", "test.zone", "TLD test."),
-    Instance("test-2", "127.53.1.2", "test.", "test.zone", "TLD test. (second server)"),
+    Instance("test-1", "127.53.1.1", "test.", "test.zone", "TLD test. (DoT, valid cert)",
+             dot="valid", ns_name="ns1.nic.test."),
+    Instance("test-2", "127.53.1.2", "test.", "test.zone", "TLD test. (second server, Do53 only)"),
     Instance("lab", "127.53.2.1", "lab.", "lab.zone", "TLD lab."),
     Instance("example", "127.53.3.1", "example.test.", "example.test.zone",
-             "A/AAAA/MX/TXT/SRV/CAA, in-zone CNAME chain, wildcard, NODATA, NXDOMAIN, deep name"),
+             "A/AAAA/MX/TXT/SRV/CAA, in-zone CNAME chain, wildcard, NODATA, NXDOMAIN, deep name; DoT",
+             dot="valid", ns_name="ns1.example.test."),
     Instance("other", "127.53.4.1", "other.lab.", "other.lab.zone", "end of the cross-zone CNAME chain"),
     Instance("hosts", "127.53.5.1", "hosts.lab.", "hosts.lab.zone", "address of outside.test's NS"),
     Instance("outside", "127.53.6.1", "outside.test.", "outside.test.zone", "out-of-bailiwick NS (ns1.hosts.lab.)"),
@@ -86,6 +122,18 @@ INSTANCES: tuple[Instance, ...] = (
     Instance("lame-ns", "127.53.11.1", "decoy.", "decoy.zone", "lame server for lame.test (REFUSED)"),
     Instance("lame", "127.53.11.2", "lame.test.", "lame.test.zone", "working NS of lame.test"),
     Instance("v6", "::1", "v6.test.", "v6.test.zone", "zone reachable only over IPv6 (AAAA glue ::1)"),
+    Instance("dot", "127.53.12.1", "dot.test.", "dot.test.zone", "DoT with a valid lab-CA certificate",
+             dot="valid", ns_name="ns1.dot.test."),
+    Instance("badcert", "127.53.13.1", "badcert.test.", "badcert.test.zone",
+             "DoT with an expired certificate for the wrong name", dot="badcert", ns_name="ns1.badcert.test."),
+    Instance("refused", "127.53.14.1", "refused.test.", "refused.test.zone",
+             "Do53 only: TCP 853 refused (RST)"),
+    Instance("silent", "127.53.15.1", "silent.test.", "silent.test.zone",
+             "Do53; TCP 853 accepts and never answers (handshake timeout)", dot="silent"),
+    Instance("mixed-dot", "127.53.16.1", "mixed.test.", "mixed.test.zone",
+             "mixed.test. server with DoT (ns1)", dot="valid", ns_name="ns1.mixed.test."),
+    Instance("mixed-plain", "127.53.16.2", "mixed.test.", "mixed.test.zone",
+             "mixed.test. server, Do53 only (ns2)"),
 )
 
 # Addresses named in the lab where nothing may listen (broken glue).
@@ -215,10 +263,18 @@ def nsd_config(inst: Instance, port: int) -> str:
     d = inst.run_dir
     ip4 = "no" if inst.ipv6 else "yes"
     ip6 = "yes" if inst.ipv6 else "no"
+    tls = ""
+    if inst.nsd_tls:
+        # NSD serves TLS on the ip-address lines whose port is tls-port (it also opens plain UDP there).
+        tls = f"""    ip-address: {inst.address}@{DOT_PORT}
+    tls-port: {DOT_PORT}
+    tls-service-key: "{inst.tls_key}"
+    tls-service-pem: "{inst.tls_pem}"
+"""
     return f"""# generated by Lab/lab.py -- do not edit
 server:
     ip-address: {inst.address}@{port}
-    do-ip4: {ip4}
+{tls}    do-ip4: {ip4}
     do-ip6: {ip6}
     username: ""
     chroot: ""
@@ -245,6 +301,186 @@ zone:
 """
 
 
+
+# --------------------------------------------------------------------------- PKI (openssl)
+
+_OPENSSL_CNF = """# generated by Lab/lab.py -- do not edit
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[ca]
+default_ca = lab_ca
+[lab_ca]
+dir = {pki}
+database = {pki}/index.txt
+new_certs_dir = {pki}/issued
+serial = {pki}/serial
+certificate = {pki}/ca.pem
+private_key = {pki}/ca.key
+default_md = sha256
+policy = any
+unique_subject = no
+copy_extensions = none
+[any]
+commonName = supplied
+"""
+
+
+def _leaf_ext(names: list[str]) -> str:
+    san = ", ".join(f"DNS:{n}" for n in names)
+    return f"""[leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = {san}
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def _openssl(*args: str, cwd: Path | None = None) -> None:
+    r = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    if r.returncode != 0:
+        raise LabError(f"openssl {' '.join(args[:2])} failed: {r.stderr.strip()}")
+
+
+def make_pki(instances) -> None:
+    """Fresh lab CA and one leaf certificate per NSD DoT instance, under run/pki/.
+
+    valid:   CN and SAN = the server's NS name, signed by the lab CA, valid now.
+    badcert: CN and SAN = BADCERT_NAME (not the NS name), signed by the lab CA,
+             validity BADCERT_NOT_BEFORE..BADCERT_NOT_AFTER (in the past; `openssl ca`
+             because OpenSSL 3.0's `x509 -req` cannot set dates in the past).
+    Each leaf's pem holds the leaf followed by the CA certificate."""
+    if PKI_DIR.exists():
+        for f in PKI_DIR.rglob("*"):
+            if f.is_file():
+                f.unlink()
+    (PKI_DIR / "issued").mkdir(parents=True, exist_ok=True)
+    cnf = PKI_DIR / "openssl.cnf"
+    cnf.write_text(_OPENSSL_CNF.format(pki=PKI_DIR))
+    (PKI_DIR / "index.txt").write_text("")
+    (PKI_DIR / "serial").write_text("1000\n")
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-config", str(cnf), "-x509", *ec, "-keyout", str(PKI_DIR / "ca.key"),
+             "-out", str(CA_FILE), "-days", "30", "-subj", "/CN=Sotto lab CA", "-extensions", "ca_ext")
+    for inst in instances:
+        if not inst.nsd_tls:
+            continue
+        name = (inst.ns_name or inst.zone).rstrip(".") if inst.dot == "valid" else BADCERT_NAME
+        csr = PKI_DIR / f"{inst.name}.csr"
+        ext = PKI_DIR / f"{inst.name}.ext"
+        ext.write_text(_leaf_ext([name]))
+        _openssl("req", "-config", str(cnf), "-new", *ec, "-keyout", str(inst.tls_key), "-out", str(csr),
+                 "-subj", f"/CN={name}")
+        leaf = PKI_DIR / f"{inst.name}.leaf.pem"
+        if inst.dot == "valid":
+            _openssl("x509", "-req", "-in", str(csr), "-CA", str(CA_FILE), "-CAkey", str(PKI_DIR / "ca.key"),
+                     "-set_serial", str(0x2000 + INSTANCES.index(inst)), "-days", "30", "-sha256",
+                     "-extfile", str(ext), "-extensions", "leaf", "-out", str(leaf))
+        else:
+            _openssl("ca", "-config", str(cnf), "-batch", "-notext", "-in", str(csr), "-out", str(leaf),
+                     "-startdate", BADCERT_NOT_BEFORE, "-enddate", BADCERT_NOT_AFTER,
+                     "-extfile", str(ext), "-extensions", "leaf")
+        inst.tls_pem.write_text(leaf.read_text() + CA_FILE.read_text())
+        inst.tls_key.chmod(0o600)
+
+
+def cert_info(pem: Path) -> str:
+    """`openssl x509 -noout -subject -enddate -ext subjectAltName` of a certificate file."""
+    r = subprocess.run(["openssl", "x509", "-in", str(pem), "-noout", "-subject", "-startdate", "-enddate",
+                        "-ext", "subjectAltName"], capture_output=True, text=True, timeout=10)
+    return r.stdout
+
+
+# --------------------------------------------------------------------------- TCP 853 behaviours
+
+def silent_listener(address: str, port: int) -> None:
+    """Accept TCP connections on address:port, read and discard what arrives,
+    never send a byte; close a connection when the peer does.  Runs until killed."""
+    import selectors
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    srv = socket.socket(family, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((address, port))
+    srv.listen(128)
+    srv.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(srv, selectors.EVENT_READ)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"silent listener on {address}:{port}", flush=True)
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is srv:
+                try:
+                    conn, _peer = srv.accept()
+                except OSError:
+                    continue
+                conn.setblocking(False)
+                sel.register(conn, selectors.EVENT_READ)
+            else:
+                conn = key.fileobj
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(conn)
+                    conn.close()
+
+
+def tls_handshake(address: str, port: int = DOT_PORT, timeout: float = 3.0,
+                  cafile: Path | None = None, server_hostname: str | None = None) -> dict:
+    """One TLS handshake with ALPN "dot" and no SNI (unless server_hostname is given).
+    Without cafile nothing is verified.  Returns version, alpn and the leaf certificate (DER)."""
+    import ssl
+    if cafile is None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context(cafile=str(cafile))
+        ctx.check_hostname = server_hostname is not None
+    ctx.set_alpn_protocols(["dot"])
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.create_connection((address, port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname=server_hostname) as tls:
+            return {"version": tls.version(), "alpn": tls.selected_alpn_protocol(),
+                    "cert_der": tls.getpeercert(binary_form=True)}
+
+
+def silent_check(address: str, port: int = DOT_PORT, wait: float = 0.3) -> bool:
+    """True if address:port accepts a TCP connection and sends nothing within `wait` s."""
+    try:
+        with socket.create_connection((address, port), timeout=2) as s:
+            s.sendall(b"\x16\x03\x01\x00\x00")
+            s.settimeout(wait)
+            try:
+                s.recv(1)  # data or EOF: not silent
+                return False
+            except socket.timeout:
+                return True
+    except OSError:
+        return False
+
+
+def refused_check(address: str, port: int = DOT_PORT) -> bool:
+    """True if a TCP connection to address:port is refused (RST)."""
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
 class Lab:
     """Start/stop the NSD instances of the lab.  Only pids from our pidfiles are touched."""
 
@@ -258,6 +494,13 @@ class Lab:
     def servers(self, zone: str) -> list[str]:
         zone = zone if zone.endswith(".") else zone + "."
         return [i.address for i in self.instances if i.zone == zone]
+
+    def dot_servers(self, kind: str = "valid") -> list[str]:
+        return [i.address for i in self.instances if i.dot == kind]
+
+    @property
+    def ca_file(self) -> Path:
+        return CA_FILE
 
     def instance(self, name_or_zone: str) -> Instance:
         for i in self.instances:
@@ -276,13 +519,23 @@ class Lab:
                 kill_pid(pid)
                 killed.append(pid)
             inst.pidfile.unlink(missing_ok=True)
+            pid = read_pidfile(inst.listener_pidfile)
+            if pid and pid_alive(pid) and _is_listener(pid, inst):
+                kill_pid(pid)
+                killed.append(pid)
+            inst.listener_pidfile.unlink(missing_ok=True)
         return killed
 
     def check_prerequisites(self) -> None:
         for tool in ("nsd", "nsd-control", "dig"):
             if not _which(tool):
                 raise LabError(f"{tool} not found on PATH (apt-get install nsd dnsutils)")
+        if any(i.dot for i in self.instances) and not _which("openssl"):
+            raise LabError("openssl not found on PATH (apt-get install openssl): the DoT servers need certificates")
         busy = [f"{i.address}:{self.port}" for i in self.instances if not port_free(i.address, self.port)]
+        # 853 must be free where the lab listens (DoT, silent) and where it must be refused.
+        busy += [f"{i.address}:{DOT_PORT}" for i in self.instances
+                 if not i.ipv6 and not port_free(i.address, DOT_PORT)]
         if busy:
             raise LabError("lab addresses busy (another DNS server running? e.g. systemctl stop unbound nsd): "
                            + ", ".join(busy))
@@ -292,8 +545,11 @@ class Lab:
         self.check_prerequisites()
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         try:
+            make_pki(self.instances)
             for inst in self.instances:
                 self._start_one(inst)
+                if inst.dot == "silent":
+                    self._start_listener(inst)
             for inst in self.instances:
                 self.wait_ready(inst)
         except BaseException:
@@ -320,6 +576,29 @@ class Lab:
             time.sleep(0.05)
         raise LabError(f"nsd {inst.name} wrote no pidfile: {self._log(inst)}")
 
+    def _start_listener(self, inst: Instance) -> None:
+        log = open(inst.run_dir / "silent853.log", "w")
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "silent-listener",
+                                 inst.address, str(DOT_PORT)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        log.close()
+        inst.listener_pidfile.write_text(f"{proc.pid}\n")
+        self.started[inst.name + "/853"] = proc.pid
+
+    def dot_ready(self, inst: Instance) -> bool:
+        """The 853 behaviour of inst is in place (TLS handshake / silent / refused)."""
+        if inst.ipv6:
+            return True
+        if inst.nsd_tls:
+            try:
+                return tls_handshake(inst.address, timeout=1.0)["alpn"] in ("dot", None)
+            except OSError:
+                return False
+        if inst.dot == "silent":
+            return silent_check(inst.address)
+        return refused_check(inst.address)
+
     def _log(self, inst: Instance) -> str:
         try:
             return (inst.run_dir / "nsd.log").read_text()[-2000:]
@@ -333,13 +612,19 @@ class Lab:
     def wait_ready(self, inst: Instance, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.answers(inst):
+            if self.answers(inst) and self.dot_ready(inst):
                 return
+            if inst.dot == "silent":
+                lpid = read_pidfile(inst.listener_pidfile)
+                if not lpid or not pid_alive(lpid):
+                    raise LabError(f"silent 853 listener for {inst.name} died: "
+                                   f"{(inst.run_dir / 'silent853.log').read_text()[-2000:]}")
             pid = read_pidfile(inst.pidfile)
             if not pid or not pid_alive(pid):
                 raise LabError(f"nsd {inst.name} died: {self._log(inst)}")
             time.sleep(0.1)
-        raise LabError(f"nsd {inst.name} on {inst.address} does not answer SOA {inst.zone}")
+        raise LabError(f"nsd {inst.name} on {inst.address} does not answer SOA {inst.zone}"
+                       f" (or its 853 behaviour '{inst.dot}' is not in place)")
 
     def stop(self) -> None:
         """Stop exactly the pids in our pidfiles (those we started), then wait
@@ -350,27 +635,45 @@ class Lab:
                 kill_pid(pid)
             inst.pidfile.unlink(missing_ok=True)
             self.started.pop(inst.name, None)
+            pid = read_pidfile(inst.listener_pidfile)
+            if pid and pid_alive(pid) and _is_listener(pid, inst):
+                kill_pid(pid)
+            inst.listener_pidfile.unlink(missing_ok=True)
+            self.started.pop(inst.name + "/853", None)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and self.leftover_pids():
             time.sleep(0.05)
 
     @staticmethod
     def leftover_pids() -> list[int]:
-        """Processes (any NSD child) still running with one of our config files."""
+        """Processes (any NSD child) still running with one of our config files,
+        and silent 853 listeners started from this lab.py."""
         confs = [str(i.conf_path) for i in INSTANCES]
+        me = str(Path(__file__).resolve())
         out = []
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 cmd = pid_cmdline(int(entry))
-                if cmd.startswith("nsd ") and any(c in cmd for c in confs) and pid_alive(int(entry)):
+                ours = (cmd.startswith("nsd ") and any(c in cmd for c in confs)) or \
+                       (f"{me} silent-listener " in cmd)
+                if ours and pid_alive(int(entry)):
                     out.append(int(entry))
         return out
 
     def running(self) -> dict[str, int]:
+        """name -> pid of the running NSD instances (silent listeners: see running_listeners)."""
         out = {}
         for inst in INSTANCES:
             pid = read_pidfile(inst.pidfile)
             if pid and pid_alive(pid) and str(inst.conf_path) in pid_cmdline(pid):
+                out[inst.name] = pid
+        return out
+
+    def running_listeners(self) -> dict[str, int]:
+        out = {}
+        for inst in INSTANCES:
+            pid = read_pidfile(inst.listener_pidfile)
+            if pid and pid_alive(pid) and _is_listener(pid, inst):
                 out[inst.name] = pid
         return out
 
@@ -407,6 +710,10 @@ class Lab:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _is_listener(pid: int, inst: Instance) -> bool:
+    return f"{Path(__file__).resolve()} silent-listener {inst.address} " in pid_cmdline(pid) + " "
 
 
 def _which(tool: str) -> str | None:
@@ -535,13 +842,22 @@ def main(argv: list[str]) -> int:
             print(f"lab up failed: {e}", file=sys.stderr)
             return 1
         for inst in lab.instances:
-            print(f"up   {inst.name:8} {inst.address:12} {inst.zone:14} pid {lab.started[inst.name]}")
+            extra = ""
+            if inst.nsd_tls:
+                extra = f"  DoT:853 ({inst.dot} cert)"
+            elif inst.dot == "silent":
+                extra = f"  853: silent listener pid {lab.started[inst.name + '/853']}"
+            elif not inst.ipv6:
+                extra = "  853: refused"
+            print(f"up   {inst.name:11} {inst.address:12} {inst.zone:14} pid {lab.started[inst.name]}{extra}")
+        print(f"lab CA: {CA_FILE}")
         return 0
     if cmd == "down":
         before = lab.running()
+        before.update({k + "/853": v for k, v in lab.running_listeners().items()})
         lab.stop()
         for name, pid in before.items():
-            print(f"down {name:8} pid {pid}")
+            print(f"down {name:11} pid {pid}")
         left = lab.leftover_pids()
         if left:
             print(f"still running: {left}", file=sys.stderr)
@@ -552,9 +868,14 @@ def main(argv: list[str]) -> int:
         for inst in INSTANCES:
             pid = running.get(inst.name)
             answering = pid is not None and lab.answers(inst)
+            dot = ""
+            if pid is not None and not inst.ipv6:
+                dot_ok = lab.dot_ready(inst)
+                answering = answering and dot_ok
+                dot = f"853 {inst.dot or 'refused'}: {'ok' if dot_ok else 'NOT ok'}"
             ok = ok and answering
             state = "answering" if answering else ("running, NOT answering" if pid else "stopped")
-            print(f"{inst.name:8} {inst.address:12} {inst.zone:14} {state:22} {pid or ''}")
+            print(f"{inst.name:11} {inst.address:12} {inst.zone:14} {state:22} {str(pid or ''):7} {dot}")
         return 0 if ok else 1
     if cmd == "unbound":
         u = Unbound()
@@ -571,6 +892,9 @@ def main(argv: list[str]) -> int:
             pass
         finally:
             u.stop()
+        return 0
+    if cmd == "silent-listener":  # internal: started by Lab.start()
+        silent_listener(argv[2], int(argv[3]))
         return 0
     print(__doc__, file=sys.stderr)
     return 2

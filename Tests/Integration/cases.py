@@ -60,6 +60,13 @@ CASES = [
     case("ipv6-only-zone", "www.v6.test.", "AAAA", answer={rr("www.v6.test.", "AAAA", "2001:db8::66")},
          needs_ipv6=True),
     case("deep-name", "a.b.c.d.example.test.", "A", answer={rr("a.b.c.d.example.test.", "A", "192.0.2.40")}),
+    # Opportunistic-encryption zones: answers must not depend on the 853 behaviour of the server.
+    case("dot-valid", "www.dot.test.", "A", answer={rr("www.dot.test.", "A", "198.51.100.10")}),
+    case("dot-badcert", "www.badcert.test.", "A", answer={rr("www.badcert.test.", "A", "198.51.100.30")}),
+    case("dot-refused", "www.refused.test.", "A", answer={rr("www.refused.test.", "A", "198.51.100.50")}),
+    case("dot-silent", "www.silent.test.", "A", answer={rr("www.silent.test.", "A", "198.51.100.70")}),
+    case("dot-mixed", "www.mixed.test.", "A", answer={rr("www.mixed.test.", "A", "198.51.100.90")}),
+    case("dot-nxdomain", "nope.dot.test.", "A", rcode="NXDOMAIN", soa="dot.test."),
 ]
 
 # The 40+ (name, type) pairs of the differential test against Unbound.
@@ -81,4 +88,8 @@ DIFFERENTIAL = [
     ("www.v6.test.", "AAAA"), ("www.v6.test.", "A"),
     ("a.b.c.d.example.test.", "A"), ("a.b.c.d.example.test.", "TXT"), ("c.d.example.test.", "A"),
     ("end.other.lab.", "AAAA"), ("test.", "SOA"), ("lab.", "NS"),
+    # opportunistic-encryption zones
+    ("www.dot.test.", "A"), ("www.dot.test.", "AAAA"), ("dot.test.", "TXT"), ("nope.dot.test.", "A"),
+    ("www.badcert.test.", "A"), ("www.refused.test.", "AAAA"), ("www.silent.test.", "A"),
+    ("mixed.test.", "NS"), ("h3.mixed.test.", "A"),
 ]

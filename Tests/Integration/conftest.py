@@ -14,6 +14,7 @@ import shutil
 
 import pytest
 
+from capture import Capture, CaptureError
 from harness import CI, Sotto, labmod, require, sotto_path
 
 
@@ -62,6 +63,29 @@ def sotto():
     require(path.is_file() and os.access(path, os.X_OK),
             f"sotto binary not found at {path} (run `make build` or set SOTTO_BIN)")
     return Sotto(path)
+
+
+@pytest.fixture
+def capture(tmp_path):
+    """Factory: capture(name="lo") starts tcpdump on lo filtered to 127.53.0.0/16 and
+    returns the running Capture once it provably captures; call .stop() to parse.
+    Every capture still running at the end of the test is stopped."""
+    require(Capture.tcpdump() is not None, "tcpdump not installed (apt-get install tcpdump)")
+    require(os.geteuid() == 0, "capturing on lo needs root")
+    started: list[Capture] = []
+
+    def start(name: str = "lo") -> Capture:
+        cap = Capture(tmp_path / f"{name}.pcap")
+        try:
+            cap.start()
+        except CaptureError as e:
+            pytest.fail(f"packet capture failed: {e}", pytrace=False)
+        started.append(cap)
+        return cap
+
+    yield start
+    for cap in started:
+        cap.stop()
 
 
 @pytest.fixture

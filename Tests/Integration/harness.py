@@ -254,6 +254,21 @@ def lab_query_total(lab: labmod.Lab) -> int:
     return sum(lab.queries(i.name) for i in lab.instances)
 
 
+def settled_query_total(lab: labmod.Lab, quiet: float = 0.5, timeout: float = 6.0) -> int:
+    """lab_query_total once it has stopped moving for `quiet` seconds.  After an answer,
+    a DoT probe may still re-send the triggering query over TLS (RFC 9539 §4.6.4)."""
+    last, since = lab_query_total(lab), time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = lab_query_total(lab)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last
+
+
 def is_lab_address(addr: str) -> bool:
     try:
         ip = ipaddress.ip_address(addr)

@@ -24,6 +24,11 @@ REFERRALS = [
     ("127.53.1.1", "www.v6.test.", "v6.test."),
     ("127.53.2.1", "end.other.lab.", "other.lab."),
     ("127.53.2.1", "ns1.hosts.lab.", "hosts.lab."),
+    ("127.53.1.1", "www.dot.test.", "dot.test."),
+    ("127.53.1.2", "www.badcert.test.", "badcert.test."),
+    ("127.53.1.1", "www.refused.test.", "refused.test."),
+    ("127.53.1.2", "www.silent.test.", "silent.test."),
+    ("127.53.1.1", "www.mixed.test.", "mixed.test."),
 ]
 
 

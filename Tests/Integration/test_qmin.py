@@ -45,7 +45,7 @@ def test_qmin_trace(lab, sotto):
     hop_lines = [l for l in out if re.search(r"\b127\.53\.\d+\.\d+\b", l)]
     assert hop_lines, f"--trace printed no hop lines:\n{r.stdout}{r.stderr}"
     for l in hop_lines:
-        assert "Do53" in l, f"trace line without transport: {l}"
+        assert "Do53" in l or "DoT" in l, f"trace line without transport: {l}"
         assert re.search(r"\d+(\.\d+)?\s*ms", l), f"trace line without rtt: {l}"
     by_server = lambda servers: [l for l in hop_lines if _tokens(l) & servers]
     root_lines = [l for l in by_server(ROOTS) if "test." in _tokens(l)]
