@@ -18,7 +18,8 @@ public final class ResolverStack: Sendable {
     let time = SystemTimeSource()
     let do53 = Do53Exchanger(transport: Do53Transport(group: group), time: time)
     let store = stateFile.map { EncryptionStore(path: $0, logger: logger) }
-    var exchanger: any UpstreamExchanger = do53
+    var exchanger: any UpstreamExchanger = Do53Exchanger(
+      transport: do53.transport, time: time, reason: "Do53: encryption off")
     var policy: EncryptionPolicy?
     if configuration.encryption.enabled {
       let context = try DoTClientContext(extraCAFile: configuration.encryption.extraCAFile)

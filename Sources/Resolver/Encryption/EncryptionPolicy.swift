@@ -170,8 +170,10 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let id = UUID()
     let probe = Task {
       if let session = await connection.value {
-        _ = try? await session.query(trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
-        self.state.withLock { $0.table.responseReceived(server.ip, t, now: self.wallClock()) }
+        self.state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: self.wallClock()) }
+        if (try? await session.query(trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))) != nil {
+          self.state.withLock { $0.table.responseReceived(server.ip, t, now: self.wallClock()) }
+        }
       }
       _ = self.state.withLock { $0.probes.removeValue(forKey: id) }
     }

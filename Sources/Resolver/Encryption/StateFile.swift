@@ -21,6 +21,28 @@ public struct StateFileDocument: Codable, Sendable {
     public var handshakeMs: Double?
     public var tlsVersion: String?
     public var resumed: Bool
+
+    enum CodingKeys: String, CodingKey {
+      case state, status, initiated, completed, lastResponse, resumptions, probes, failures, lastFailure, certificate
+      case handshakeMs, tlsVersion, resumed
+    }
+    /// Writes absent values as `null` so every field is always present.
+    public func encode(to encoder: any Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(state, forKey: .state)
+      try c.encode(status, forKey: .status)
+      try c.encode(initiated, forKey: .initiated)
+      try c.encode(completed, forKey: .completed)
+      try c.encode(lastResponse, forKey: .lastResponse)
+      try c.encode(resumptions, forKey: .resumptions)
+      try c.encode(probes, forKey: .probes)
+      try c.encode(failures, forKey: .failures)
+      try c.encode(lastFailure, forKey: .lastFailure)
+      try c.encode(certificate, forKey: .certificate)
+      try c.encode(handshakeMs, forKey: .handshakeMs)
+      try c.encode(tlsVersion, forKey: .tlsVersion)
+      try c.encode(resumed, forKey: .resumed)
+    }
   }
   public struct Probes: Codable, Sendable {
     public var started, succeeded, failed, timedOut: Int
@@ -35,6 +57,22 @@ public struct StateFileDocument: Codable, Sendable {
     public var cleartextWhileGood: Int
     public var dot: Transport?
     public var doq: Transport?
+
+    enum CodingKeys: String, CodingKey {
+      case address, nsNames, zones, firstSeen, lastSeen, queries, cleartextWhileGood, dot, doq
+    }
+    public func encode(to encoder: any Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(address, forKey: .address)
+      try c.encode(nsNames, forKey: .nsNames)
+      try c.encode(zones, forKey: .zones)
+      try c.encode(firstSeen, forKey: .firstSeen)
+      try c.encode(lastSeen, forKey: .lastSeen)
+      try c.encode(queries, forKey: .queries)
+      try c.encode(cleartextWhileGood, forKey: .cleartextWhileGood)
+      try c.encode(dot, forKey: .dot)
+      try c.encode(doq, forKey: .doq)
+    }
   }
   public struct Settings: Codable, Sendable {
     public var persistence: Double

@@ -53,16 +53,21 @@ extension UpstreamExchanger {
 public struct Do53Exchanger: UpstreamExchanger {
   public let transport: Do53Transport
   let time: any TimeSource
+  /// The reason recorded on every leg when Do53 is used on its own (encryption off).
+  let reason: String?
 
-  public init(transport: Do53Transport, time: any TimeSource = SystemTimeSource()) {
+  public init(transport: Do53Transport, time: any TimeSource = SystemTimeSource(), reason: String? = nil) {
     self.transport = transport
     self.time = time
+    self.reason = reason
   }
 
   public func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
     -> ExchangeResult
   {
-    await exchange(query, server: server, timeout: timeout)
+    var result = await exchange(query, server: server, timeout: timeout)
+    for i in result.legs.indices { result.legs[i].reason = reason }
+    return result
   }
 
   /// Do53 exchange: UDP, then TCP if the UDP answer was truncated.
