@@ -37,6 +37,13 @@ struct StateCommand: ParsableCommand {
         print(String(decoding: StateFile.encode(fresh), as: UTF8.self))
       } else {
         print(Self.table(fresh), terminator: "")
+        let t = EncryptionTable(settings: settings, servers: StateFile.records(doc)).totals
+        let byTransport = t.queries.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }
+        print(
+          "totals: \(t.servers) servers; queries \(byTransport.joined(separator: ", ")); encrypted "
+            + String(format: "%.1f%%", t.encryptedShare * 100)
+            + "; probes \(t.probes.started) started, \(t.probes.succeeded) ok, \(t.probes.failed) failed, \(t.probes.timedOut) timed out"
+            + "; cleartext to known-good servers \(t.cleartextWhileGood)")
       }
     }
 

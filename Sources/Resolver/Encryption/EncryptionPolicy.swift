@@ -106,10 +106,13 @@ public final class EncryptionPolicy: UpstreamExchanger {
   func sendDo53(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: String)
     async -> ExchangeResult
   {
+    let suppressed = state.withLock { $0.table.cleartextSuppressed(server.ip, now: wallClock()) }
     var result = await do53.exchange(query, server: server, context: context, timeout: timeout)
     let now = wallClock()
     state.withLock { s in
-      for leg in result.legs { s.table.noteQuery(server.ip, transport: leg.transport, now: now) }
+      for leg in result.legs {
+        s.table.noteQuery(server.ip, transport: leg.transport, now: now, suppressedAtSend: suppressed)
+      }
     }
     for i in result.legs.indices { result.legs[i].reason = reason }
     return result

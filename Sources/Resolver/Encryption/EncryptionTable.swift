@@ -115,9 +115,10 @@ public struct EncryptionTable: Sendable {
     }
   }
 
-  /// Counts a query sent; flags cleartext sent to a known-good server (must never happen).
-  public mutating func noteQuery(_ address: String, transport: TransportKind, now: Double) {
-    let suppressed = transport.isCleartext && cleartextSuppressed(address, now: now)
+  /// Counts a query sent; flags cleartext sent to a server that was known good when it was sent
+  /// (must never happen). `suppressedAtSend` is `cleartextSuppressed` as it was at sending time.
+  public mutating func noteQuery(_ address: String, transport: TransportKind, now: Double, suppressedAtSend: Bool? = nil) {
+    let suppressed = transport.isCleartext && (suppressedAtSend ?? cleartextSuppressed(address, now: now))
     update(address, now: now) { r in
       r.queries[transport, default: 0] += 1
       if suppressed { r.cleartextWhileGood += 1 }
@@ -260,5 +261,39 @@ public struct EncryptionTable: Sendable {
     f.timeZone = TimeZone(identifier: "UTC")
     f.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
     return f.string(from: Date(timeIntervalSince1970: t))
+  }
+}
+
+/// Totals over all servers, for monitoring (OE-43): queries per transport, probe outcomes, and
+/// cleartext sent to known-good servers (must be 0).
+public struct EncryptionTotals: Sendable, Equatable {
+  public var queries: [TransportKind: Int] = [:]
+  public var probes = ProbeCounters()
+  public var cleartextWhileGood = 0
+  public var servers = 0
+  /// Share of authoritative queries that went encrypted, 0...1.
+  public var encryptedShare: Double {
+    let total = queries.values.reduce(0, +)
+    guard total > 0 else { return 0 }
+    return Double(queries.filter { !$0.key.isCleartext }.values.reduce(0, +)) / Double(total)
+  }
+}
+
+extension EncryptionTable {
+  /// Sums the per-server counters.
+  public var totals: EncryptionTotals {
+    var t = EncryptionTotals()
+    t.servers = servers.count
+    for r in servers.values {
+      for (k, v) in r.queries { t.queries[k, default: 0] += v }
+      t.cleartextWhileGood += r.cleartextWhileGood
+      for st in r.transports.values {
+        t.probes.started += st.probes.started
+        t.probes.succeeded += st.probes.succeeded
+        t.probes.failed += st.probes.failed
+        t.probes.timedOut += st.probes.timedOut
+      }
+    }
+    return t
   }
 }
