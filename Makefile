@@ -17,7 +17,7 @@ SHELL        := /bin/bash
 SWIFT     ?= swift
 PYTHON    ?= python3
 SOTTO_BIN ?= $(CURDIR)/.build/debug/sotto
-APT_PKGS  := nsd unbound dnsutils python3 python3-pytest tcpdump openssl
+APT_PKGS  := nsd unbound dnsutils python3 python3-pytest tcpdump openssl libssl-dev
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:

@@ -10,8 +10,14 @@ public struct TLSHandshakeInfo: Sendable, Hashable {
   public var certificate: CertificateCheck
   /// Milliseconds from the start of the TCP connect to the end of the handshake.
   public var handshakeMs: Double
+  /// For transports with 0-RTT (DoQ): whether early data was sent and accepted; nil when none was sent.
+  public var earlyDataAccepted: Bool?
 
-  public init(tlsVersion: String, alpn: String?, resumed: Bool, certificate: CertificateCheck, handshakeMs: Double) {
+  public init(
+    tlsVersion: String, alpn: String?, resumed: Bool, certificate: CertificateCheck, handshakeMs: Double,
+    earlyDataAccepted: Bool? = nil
+  ) {
+    self.earlyDataAccepted = earlyDataAccepted
     self.tlsVersion = tlsVersion
     self.alpn = alpn
     self.resumed = resumed
