@@ -23,8 +23,12 @@ struct LookupReport: Encodable {
     var rttMs: Double?
     var outcome: String
     var reason: String?
+    var resumed: Bool?
+    var earlyData: Bool?
 
-    enum CodingKeys: String, CodingKey { case server, nsName, zone, qname, qtype, transport, rttMs, outcome, reason }
+    enum CodingKeys: String, CodingKey {
+      case server, nsName, zone, qname, qtype, transport, rttMs, outcome, reason, resumed, earlyData
+    }
     func encode(to encoder: any Encoder) throws {
       var c = encoder.container(keyedBy: CodingKeys.self)
       try c.encode(server, forKey: .server)
@@ -36,6 +40,10 @@ struct LookupReport: Encodable {
       try c.encode(rttMs, forKey: .rttMs)  // null when the hop got no response
       try c.encode(outcome, forKey: .outcome)
       try c.encode(reason, forKey: .reason)
+      if transport == "DoT" || transport == "DoQ" {
+        try c.encode(resumed, forKey: .resumed)
+        try c.encode(earlyData, forKey: .earlyData)
+      }
     }
   }
   var question: QuestionJSON
@@ -56,7 +64,7 @@ struct LookupReport: Encodable {
       HopJSON(
         server: $0.server, nsName: $0.nsName, zone: $0.zone, qname: $0.qname, qtype: $0.qtype,
         transport: $0.transport.rawValue, rttMs: $0.rttMs.map { ($0 * 1000).rounded() / 1000 }, outcome: $0.outcome,
-        reason: $0.reason)
+        reason: $0.reason, resumed: $0.resumed, earlyData: $0.earlyData)
     }
     fromCache = r.fromCache
     elapsedMs = (r.elapsedMs * 1000).rounded() / 1000
@@ -81,7 +89,8 @@ struct LookupReport: Encodable {
     for (i, h) in r.hops.enumerated() {
       let ns = h.nsName.map { " (\($0))" } ?? ""
       let rtt = h.rttMs.map { String(format: "%.1f ms", $0) } ?? "-"
-      let why = h.reason.map { "  [\($0)]" } ?? ""
+      var why = h.reason.map { "  [\($0)]" } ?? ""
+      if h.resumed == true { why += " (resumed" + (h.earlyData.map { $0 ? ", 0-RTT accepted" : ", 0-RTT rejected" } ?? "") + ")" }
       out += ";; \(i + 1). \(h.server)\(ns) zone \(h.zone) ? \(h.qname) \(h.qtype) via \(h.transport.rawValue) \(rtt) -> \(h.outcome)\(why)\n"
     }
     return out + "\n"

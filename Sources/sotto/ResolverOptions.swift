@@ -60,6 +60,15 @@ struct ResolverOptions: ParsableArguments {
   @Option(name: .long, help: "Extra CA file used only to classify server certificates (never to reject them).")
   var tlsCAFile: String?
 
+  @Option(name: .long, help: "Preferred encrypted transport when a server speaks both: doq or dot.")
+  var prefer: String = "doq"
+
+  @Flag(name: .long, help: "Do not probe or use DNS-over-TLS.")
+  var noDot = false
+
+  @Flag(name: .long, help: "Do not probe or use DNS-over-QUIC.")
+  var noDoq = false
+
   func validate() throws {
     guard (1...65535).contains(do53Port) else { throw ValidationError("--do53-port must be 1-65535, got \(do53Port)") }
     guard cacheSize > 0 else { throw ValidationError("--cache-size must be positive, got \(cacheSize)") }
@@ -80,6 +89,7 @@ struct ResolverOptions: ParsableArguments {
     guard sessionIdleTimeout > 0 else {
       throw ValidationError("--session-idle-timeout must be positive, got \(sessionIdleTimeout)")
     }
+    guard prefer == "doq" || prefer == "dot" else { throw ValidationError("--prefer must be doq or dot, got \(prefer)") }
     if let ca = tlsCAFile, !FileManager.default.isReadableFile(atPath: ca) {
       throw ValidationError("--tls-ca-file \(ca) cannot be read")
     }
@@ -113,6 +123,11 @@ struct ResolverOptions: ParsableArguments {
     config.encryption.maxSessions = maxSessions
     config.encryption.idleTimeout = sessionIdleTimeout
     config.encryption.extraCAFile = tlsCAFile
+    var transports: [EncryptedTransport] = prefer == "dot" ? [.dot, .doq] : [.doq, .dot]
+    if noDot { transports.removeAll { $0 == .dot } }
+    if noDoq { transports.removeAll { $0 == .doq } }
+    config.encryption.transports = transports
+    if transports.isEmpty { config.encryption.enabled = false }
     return config
   }
 

@@ -56,13 +56,21 @@ public final class EncryptionPolicy: UpstreamExchanger {
   {
     let now = wallClock()
     // Decide and, for probes, mark them pending in one step so concurrent queries agree (OE-20/21).
-    let (decision, connections) = state.withLock { s -> (TransportDecision, [Task<(any EncryptedSession)?, Never>]) in
+    let (decision, connections) = state.withLock {
+      s -> (TransportDecision, [(EncryptedTransport, Task<(any EncryptedSession)?, Never>)]) in
       s.table.noteServer(server.ip, nsName: context.nsName?.description, zone: context.zone.description, now: now)
       let decision = s.table.decide(server.ip, now: now)
-      guard case .do53(_, let probes) = decision else { return (decision, []) }
-      let started = probes.compactMap { startConnection($0, server: server, context: context, state: &s) }
+      let probes: [EncryptedTransport]
+      switch decision {
+      case .do53(_, let p): probes = p
+      case .useSession(let t, _), .connectAndUse(let t, _): probes = s.table.preferredProbes(server.ip, using: t, now: now)
+      }
+      let started = probes.compactMap { t in
+        startConnection(t, server: server, context: context, state: &s).map { (t, $0) }
+      }
       return (decision, started)
     }
+    for (t, connection) in connections { startProbe(t, connection, server: server, trigger: query) }
     switch decision {
     case .useSession(let t, let reason), .connectAndUse(let t, let reason):
       if let session = await session(t, server: server, context: context) {
@@ -72,8 +80,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       // OE-28: the (re)connection failed; the query moves to Do53.
       let why = state.withLock { $0.table.servers[server.ip]?.state(t).lastFailure } ?? "failed"
       return await sendDo53(query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)")
-    case .do53(let reason, let probes):
-      for (t, connection) in zip(probes, connections) { startProbe(t, connection, server: server, trigger: query) }
+    case .do53(let reason, _):
       return await sendDo53(query, server: server, context: context, timeout: timeout, reason: reason)
     }
   }
@@ -127,10 +134,14 @@ public final class EncryptionPolicy: UpstreamExchanger {
     do {
       let response = try await session.query(query, timeout: timeout)
       let rtt = (time.now() - start) * 1000
-      state.withLock { $0.table.responseReceived(server.ip, t, now: wallClock()) }
-      return ExchangeResult(
-        legs: [ExchangeLeg(transport: t.kind, rttMs: rtt, error: nil, truncated: false, reason: reason)],
-        response: response)
+      let st = state.withLock { s -> TransportState? in
+        s.table.responseReceived(server.ip, t, now: wallClock())
+        return s.table.servers[server.ip]?.state(t)
+      }
+      var leg = ExchangeLeg(transport: t.kind, rttMs: rtt, error: nil, truncated: false, reason: reason)
+      leg.resumed = st?.resumed
+      leg.earlyData = st?.earlyDataAccepted
+      return ExchangeResult(legs: [leg], response: response)
     } catch {
       let leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, reason: reason)
       if error == .timeout, session.isActive {
@@ -207,7 +218,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
         let toClose = self.state.withLock { s -> [any EncryptedSession] in
           s.table.handshakeSucceeded(
             server.ip, t, now: self.wallClock(), certificate: info.certificate, handshakeMs: info.handshakeMs,
-            tlsVersion: info.tlsVersion, resumed: info.resumed)
+            tlsVersion: info.tlsVersion, resumed: info.resumed, earlyDataAccepted: info.earlyDataAccepted)
           s.slots[key] = .established(session)
           // OE-39: keep within the session cap, least recently active first.
           return s.table.sessionsOverCap().compactMap { addr, tr in

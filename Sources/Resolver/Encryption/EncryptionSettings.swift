@@ -13,7 +13,7 @@ public struct EncryptionSettings: Sendable {
   /// Opportunistic encryption on/off (OE-1).
   public var enabled = true
   /// Transports to probe and use, most preferred first.
-  public var transports: [EncryptedTransport] = [.dot]
+  public var transports: [EncryptedTransport] = [.doq, .dot]
   /// How long a success is remembered after the last response (3 days).
   public var persistence: Double = 259_200
   /// How long a failure or timeout is remembered before probing again (1 day).

@@ -105,6 +105,20 @@ public struct EncryptionTable: Sendable {
     return .do53(reason: reason, probe: probes)
   }
 
+  /// OE-18: while `using` carries the queries, more-preferred transports that may connect are
+  /// probed alongside (within the probe cap).
+  public func preferredProbes(_ address: String, using: EncryptedTransport, now: Double) -> [EncryptedTransport] {
+    guard let index = settings.transports.firstIndex(of: using) else { return [] }
+    let record = servers[address] ?? ServerRecord(address: address, now: now)
+    var budget = settings.maxConcurrentProbes - pendingHandshakes
+    var out: [EncryptedTransport] = []
+    for t in settings.transports[..<index] where budget > 0 && record.state(t).mayConnect(at: now, settings: settings) {
+      out.append(t)
+      budget -= 1
+    }
+    return out
+  }
+
   // MARK: Events
 
   /// Notes where an address came from (for the state file and the dashboard).
@@ -140,7 +154,7 @@ public struct EncryptionTable: Sendable {
   /// OE-27: the handshake finished at `now`.
   public mutating func handshakeSucceeded(
     _ address: String, _ t: EncryptedTransport, now: Double, certificate: CertificateCheck?, handshakeMs: Double?,
-    tlsVersion: String?, resumed: Bool
+    tlsVersion: String?, resumed: Bool, earlyDataAccepted: Bool? = nil
   ) {
     updateState(address, t, now: now) { st in
       st.session = .established
@@ -153,6 +167,7 @@ public struct EncryptionTable: Sendable {
       st.handshakeMs = handshakeMs
       st.tlsVersion = tlsVersion
       st.resumed = resumed
+      st.earlyDataAccepted = earlyDataAccepted
       st.consecutiveQueryTimeouts = 0
     }
   }

@@ -21,10 +21,11 @@ public struct StateFileDocument: Codable, Sendable {
     public var handshakeMs: Double?
     public var tlsVersion: String?
     public var resumed: Bool
+    public var earlyData: Bool?
 
     enum CodingKeys: String, CodingKey {
       case state, status, initiated, completed, lastResponse, resumptions, probes, failures, lastFailure, certificate
-      case handshakeMs, tlsVersion, resumed
+      case handshakeMs, tlsVersion, resumed, earlyData
     }
     /// Writes absent values as `null` so every field is always present.
     public func encode(to encoder: any Encoder) throws {
@@ -42,6 +43,7 @@ public struct StateFileDocument: Codable, Sendable {
       try c.encode(handshakeMs, forKey: .handshakeMs)
       try c.encode(tlsVersion, forKey: .tlsVersion)
       try c.encode(resumed, forKey: .resumed)
+      try c.encode(earlyData, forKey: .earlyData)
     }
   }
   public struct Probes: Codable, Sendable {
@@ -135,7 +137,7 @@ public enum StateFile {
       resumptions: st.resumptions.map { Data($0).base64EncodedString() },
       probes: .init(started: st.probes.started, succeeded: st.probes.succeeded, failed: st.probes.failed, timedOut: st.probes.timedOut),
       failures: st.failures, lastFailure: st.lastFailure, certificate: st.certificate, handshakeMs: st.handshakeMs,
-      tlsVersion: st.tlsVersion, resumed: st.resumed)
+      tlsVersion: st.tlsVersion, resumed: st.resumed, earlyData: st.earlyDataAccepted)
   }
 
   /// Turns a document back into server records (sessions are never restored).
@@ -172,6 +174,7 @@ public enum StateFile {
     st.handshakeMs = t.handshakeMs
     st.tlsVersion = t.tlsVersion
     st.resumed = t.resumed
+    st.earlyDataAccepted = t.earlyData
     return st
   }
 

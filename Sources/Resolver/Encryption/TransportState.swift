@@ -65,6 +65,8 @@ public struct TransportState: Sendable, Hashable {
   public var handshakeMs: Double?
   public var tlsVersion: String?
   public var resumed = false
+  /// Whether the latest handshake's 0-RTT data was accepted (nil: none sent).
+  public var earlyDataAccepted: Bool?
   public var consecutiveQueryTimeouts = 0
 
   public init() {}

@@ -26,6 +26,9 @@ public struct Hop: Sendable, Codable, Hashable {
   public var outcome: String
   /// Why this transport was used ("DoT: session established", "Do53: DoT damped until ...").
   public var reason: String?
+  /// Encrypted hops: session resumed from a ticket; 0-RTT early data accepted (nil: none sent).
+  public var resumed: Bool?
+  public var earlyData: Bool?
 
   public init(
     server: String, nsName: String?, zone: String, qname: String, qtype: String,

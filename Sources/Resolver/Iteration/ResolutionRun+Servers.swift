@@ -165,6 +165,8 @@ extension ResolutionRun {
           server: server.endpoint.ip, nsName: server.nsName?.description, zone: zone.description,
           qname: q.name.description, qtype: q.type.description, transport: leg.transport, rttMs: leg.rttMs,
           outcome: outcome, reason: leg.reason))
+      hops[hops.count - 1].resumed = leg.resumed
+      hops[hops.count - 1].earlyData = leg.earlyData
       if let rtt = leg.rttMs, leg.transport != .do53TCP {  // TCP RTT includes the handshake
         selection.record(server: server.endpoint.ip, rttMs: rtt)
       }

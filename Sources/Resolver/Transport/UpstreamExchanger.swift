@@ -9,6 +9,10 @@ public struct ExchangeLeg: Sendable {
   public var truncated: Bool
   /// Why this transport was chosen ("Do53: DoT probe in flight", "DoT: session established").
   public var reason: String?
+  /// For encrypted legs: whether the session was resumed from a ticket, and whether 0-RTT early
+  /// data was accepted (nil when none was sent).
+  public var resumed: Bool?
+  public var earlyData: Bool?
 
   public init(transport: TransportKind, rttMs: Double?, error: TransportError?, truncated: Bool, reason: String? = nil) {
     self.transport = transport
