@@ -32,13 +32,14 @@ struct Lookup: AsyncParsableCommand {
       throw ValidationError("invalid name '\(name)': \(error)")
     }
     guard let qtype = RRType(mnemonic: type) else { throw ValidationError("unknown record type '\(type)'") }
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let group = MultiThreadedEventLoopGroup.singleton
     let stack = try resolverOptions.stack(group: group, logger: Logger(label: "sotto"))
     let question = Question(name: qname, type: qtype)
     let result = await stack.resolver.resolve(question)
     // Let this run's probes finish (at most the probe timeout) so the state file learns from them.
     await stack.shutdown(probeWait: resolverOptions.stateFile == nil ? 0 : resolverOptions.probeTimeout)
-    try? await group.shutdownGracefully()
+    // The event loops are not shut down: a probe may still be running on them, and the process
+    // ends right after printing.
 
     if json {
       print(LookupReport(question: question, resolution: result).jsonText())

@@ -29,7 +29,7 @@ struct Serve: AsyncParsableCommand {
         do { return try CIDR(text) } catch { throw ValidationError("--allow \(text): \(error)") }
       }
     }
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+    let group = MultiThreadedEventLoopGroup.singleton
     let stack = try resolverOptions.stack(group: group, logger: logger)
     let listener = Listener(resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger)
     let bound: [SocketAddress]
@@ -44,7 +44,8 @@ struct Serve: AsyncParsableCommand {
     logger.notice("sotto stopping")
     await listener.stop()
     await stack.shutdown(probeWait: 0)
-    try? await group.shutdownGracefully()
+    // The process exits now; probes still in flight die with it (their state was saved as pending,
+    // which a restart treats as unknown).
   }
 
   /// Parses `127.0.0.1:5300`, `[::1]:5300` or `::1` style listen addresses.

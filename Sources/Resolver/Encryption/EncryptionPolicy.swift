@@ -19,6 +19,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
     var table: EncryptionTable
     var slots: [SessionKey: Slot] = [:]
     var probes: [UUID: Task<Void, Never>] = [:]
+    /// Set at shutdown: no new connections, Do53 only.
+    var stopped = false
   }
 
   let do53: any UpstreamExchanger
@@ -59,6 +61,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let (decision, connections) = state.withLock {
       s -> (TransportDecision, [(EncryptedTransport, Task<(any EncryptedSession)?, Never>)]) in
       s.table.noteServer(server.ip, nsName: context.nsName?.description, zone: context.zone.description, now: now)
+      if s.stopped { return (.do53(reason: "Do53: shutting down", probe: []), []) }
       let decision = s.table.decide(server.ip, now: now)
       let probes: [EncryptedTransport]
       switch decision {
@@ -100,10 +103,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
   }
 
-  /// Closes every session cleanly (shutdown).
+  /// Closes every session cleanly and starts no new ones (shutdown).
   public func closeAll() {
     let sessions = state.withLock { s -> [any EncryptedSession] in
-      s.slots.values.compactMap { if case .established(let x) = $0 { x } else { nil } }
+      s.stopped = true
+      for probe in s.probes.values { probe.cancel() }
+      return s.slots.values.compactMap { if case .established(let x) = $0 { x } else { nil } }
     }
     for s in sessions { s.close() }
   }
@@ -183,7 +188,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   ) {
     let id = UUID()
     let probe = Task {
-      if let session = await connection.value {
+      if let session = await connection.value, !Task.isCancelled, !self.state.withLock({ $0.stopped }) {
         self.state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: self.wallClock()) }
         if (try? await session.query(trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))) != nil {
           self.state.withLock { $0.table.responseReceived(server.ip, t, now: self.wallClock()) }

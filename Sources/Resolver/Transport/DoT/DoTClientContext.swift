@@ -10,6 +10,9 @@ public final class DoTClientContext: Sendable {
   /// client-side session cache handing every new session to the connection's `onTicket`.
   /// Throws `EncryptedFailure.tlsError` if OpenSSL cannot be initialised or the CA file cannot be read.
   public init(extraCAFile: String? = nil) throws {
+    // No atexit cleanup: a handshake still running on an event loop while the process exits must
+    // not find OpenSSL's tables freed under it (that crashed one-shot lookups).
+    OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil)
     OPENSSL_init_ssl(0, nil)
     ERR_clear_error()
     guard let ctx = SSL_CTX_new(TLS_client_method()) else {
