@@ -221,7 +221,6 @@ def make_socket(address: str, port: int, reuseport: bool) -> socket.socket:
         buf = ctypes.create_string_buffer(prog)
         fprog = struct.pack("HL", 1, ctypes.addressof(buf))
         s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
-        s._bpf_keepalive = buf  # type: ignore[attr-defined]
     s.bind((address, port))
     return s
 
