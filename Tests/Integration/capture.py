@@ -46,6 +46,7 @@ TLS_HANDSHAKE, TLS_APPLICATION_DATA, TLS_ALERT = 22, 23, 21
 
 # QUIC v1 long-header packet types (RFC 9000 §17.2); "1-RTT" stands for a short-header packet
 QUIC_INITIAL, QUIC_0RTT, QUIC_HANDSHAKE, QUIC_RETRY, QUIC_1RTT = "Initial", "0-RTT", "Handshake", "Retry", "1-RTT"
+QUIC_PORTS = {853}  # UDP ports whose datagrams are parsed as QUIC (RFC 9250: DoQ only on 853)
 _QUIC_LONG_TYPES = (QUIC_INITIAL, QUIC_0RTT, QUIC_HANDSHAKE, QUIC_RETRY)
 
 
@@ -116,10 +117,12 @@ class Packet:
         """QUIC packets coalesced in this UDP datagram (RFC 9000 §12.2), from the unprotected
         header fields only: long-header packets are walked by their Length field; a
         short-header packet ends the datagram.  Empty if the payload does not look like QUIC
-        (fixed bit clear, e.g. a plain DNS message) or for TCP."""
+        (fixed bit clear), for TCP, and for UDP not to/from a port in QUIC_PORTS."""
         out: list[QuicPacket] = []
         b, i = self.payload, 0
-        if self.proto != "UDP":
+        # Only DoQ's port: header bits alone cannot tell QUIC from a DNS message (a DNS ID with
+        # bit 0x40 set in its first octet looks like a short-header packet).
+        if self.proto != "UDP" or not QUIC_PORTS & {self.sport, self.dport}:
             return out
         try:
             while i < len(b):
