@@ -2,10 +2,12 @@
 """The Sotto test lab: a real DNS hierarchy of NSD instances on loopback.
 
 One NSD process per address, each serving exactly one zone level, so every
-referral a resolver follows is a real one.  Python 3 standard library only.
+referral a resolver follows is a real one.  Python 3 standard library only, except
+the DoQ servers (Lab/doq_server.py and doq_query): aioquic + dnspython from PyPI.
 
     python3 Lab/lab.py up        make the lab PKI, start every NSD instance (and the silent
-                                 853 listener), wait until each answers (DoT ones over TLS too)
+                                 853 listeners, the DoQ servers), wait until each answers
+                                 (DoT ones over TLS, DoQ ones over QUIC too)
     python3 Lab/lab.py status    show which instances are running and answering
     python3 Lab/lab.py down      stop exactly the processes recorded in the pidfiles
     python3 Lab/lab.py unbound   run Unbound against the lab in the foreground (Ctrl-C stops)
