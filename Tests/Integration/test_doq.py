@@ -86,7 +86,9 @@ def expected_answers(lab, server: str, names: list[str], qtype: str = "A") -> di
     return out
 
 
-def _check_transport_state(name: str, t: dict) -> None:
+def _check_transport_state(name: str, t: dict | None) -> None:
+    if t is None:  # never probed / turned off (the README's state format allows null)
+        return
     for key in STATE_KEYS:
         assert key in t, f"state {name} entry lacks '{key}': {t}"
     assert t["state"] in STATES, t
@@ -112,6 +114,13 @@ def state_show(sotto, path: Path) -> dict:
         _check_transport_state("doq", s["doq"])
         assert set(s["queries"]) <= set(TRANSPORTS), s["queries"]
     return data
+
+
+def tstate(server: dict, name: str) -> dict:
+    """server["dot"] / server["doq"], failing clearly when it is null (transport never tried)."""
+    t = server.get(name)
+    assert t is not None, f"state of {server['address']} has no {name} object (null): was {name} never probed? {server}"
+    return t
 
 
 def server_state(state: dict, address: str) -> dict:
@@ -201,7 +210,7 @@ def test_doq_server_probe_then_doq_only(doq_lab, doq_sotto, capture, free_port, 
     assert not tls_records_to(cap, DOQ), f"TCP 853 of doq.test. is refused, yet TLS data went there:\n{trace}"
 
     st = server_state(state_show(doq_sotto, state), DOQ)
-    doq = st["doq"]
+    doq = tstate(st, "doq")
     assert doq["status"] == "success" and doq["state"] in ("good-idle", "established"), doq
     assert doq["probes"]["succeeded"] >= 1 and doq["probes"]["failed"] == 0 and doq["probes"]["timed_out"] == 0, doq
     assert doq["initiated"] and doq["completed"] and doq["last_response"], doq
@@ -209,7 +218,7 @@ def test_doq_server_probe_then_doq_only(doq_lab, doq_sotto, capture, free_port, 
     assert st["queries"].get("DoQ", 0) >= len(later), st["queries"]
     assert doq["certificate"] is None or not doq["certificate"]["problems"], (
         f"valid lab-CA certificate for ns1.doq.test classified as problematic (--tls-ca-file given): {doq}")
-    assert st["dot"]["probes"]["succeeded"] == 0 and st["dot"]["status"] != "success", (
+    assert tstate(st, "dot")["probes"]["succeeded"] == 0 and tstate(st, "dot")["status"] != "success", (
         f"doq.test.'s TCP 853 is refused, DoT cannot have succeeded: {st['dot']}")
     assert "doq.test." in {norm_name(z) for z in st["zones"]}, st
 
@@ -235,7 +244,7 @@ def test_lookup_first_do53_then_state_file_resumes_quic(doq_lab, doq_sotto, capt
     assert state.is_file(), "lookup --state-file did not write the state file"
     assert json.loads(state.read_text()).get("version") == 1, state.read_text()[:300]
     st = server_state(state_show(doq_sotto, state), DOQ)
-    assert st["doq"]["status"] == "success" and st["doq"]["state"] == "good-idle", (
+    assert tstate(st, "doq")["status"] == "success" and tstate(st, "doq")["state"] == "good-idle", (
         f"lookup must wait (≤ probe timeout) for its DoQ probe and save the result: {st['doq']}")
 
     cap2 = capture("second")
@@ -256,7 +265,7 @@ def test_lookup_first_do53_then_state_file_resumes_quic(doq_lab, doq_sotto, capt
     assert h[0]["early_data"] in (True, False), f"early_data must say whether 0-RTT was accepted: {h[0]}"
     if h[0]["early_data"]:
         assert cap2.quic_0rtt_to(DOQ), f"early_data: true but no 0-RTT packet on the wire:\n{trace}"
-    doq = server_state(state_show(doq_sotto, state), DOQ)["doq"]
+    doq = tstate(server_state(state_show(doq_sotto, state), DOQ), "doq")
     assert doq["resumed"] is True, f"state: the last DoQ session was resumed: {doq}"
 
 
@@ -287,7 +296,7 @@ def _check_both_probed_once(cap, st, mark):
         f"expected exactly one DoQ probe (QUIC connection to {BOTH}:853) with the first query:\n{trace}")
     assert not cap.to(BOTH, 53, after=mark), f"after the probes, queries still went to {BOTH}:53:\n{trace}"
     for name in ("dot", "doq"):
-        t = st[name]
+        t = tstate(st, name)
         assert t["status"] == "success" and t["probes"]["started"] == 1 and t["probes"]["succeeded"] == 1, (
             f"both.test.: {name} probed once and successfully: {t}")
 
@@ -357,7 +366,7 @@ def test_quicsilent_probe_times_out_and_damps(doq_lab, doq_sotto, capture, tmp_p
     assert not cap.to(QUICSILENT, 853, "UDP", after=mark), f"damped, yet the second process probed DoQ:\n{trace}"
     assert cap.payload_from(QUICSILENT, 853, "UDP") == 0, f"the silent UDP listener sent bytes?\n{trace}"
 
-    doq = server_state(state_show(doq_sotto, state), QUICSILENT)["doq"]
+    doq = tstate(server_state(state_show(doq_sotto, state), QUICSILENT), "doq")
     assert doq["state"] == "damped" and doq["status"] == "timeout", doq
     assert doq["failures"].get("handshake-timeout", 0) == 1, f"failure class 'handshake-timeout' missing: {doq}"
     assert doq["probes"]["timed_out"] == 1 and doq["probes"]["started"] == 1, doq
@@ -427,14 +436,14 @@ def test_badquic_reset_is_a_failed_query_not_a_damped_server(doq_lab, doq_sotto,
     expected = expected_answers(doq_lab, BADQUIC, ["www.badquic.test.", "h1.badquic.test.", "reset.badquic.test."])
     d0 = doq_sotto.lookup_json("www.badquic.test.", "A", "--state-file", str(state))
     assert rrs_from_json(d0["answer"]) == expected["www.badquic.test."]
-    assert server_state(state_show(doq_sotto, state), BADQUIC)["doq"]["status"] == "success"
+    assert tstate(server_state(state_show(doq_sotto, state), BADQUIC), "doq")["status"] == "success"
     d, r = lookup_any(doq_sotto, "reset.badquic.test.", "--state-file", str(state))
     check_hops(d)
     h = hops_to(d, BADQUIC)
     doq_hops = [x for x in h if x["transport"] == "DoQ"]
     assert doq_hops and doq_hops[0]["outcome"] != "answer", f"the reset DoQ query must be a failed hop: {h}"
     assert d["rcode"] == "SERVFAIL" or rrs_from_json(d["answer"]) == expected["reset.badquic.test."], d
-    doq = server_state(state_show(doq_sotto, state), BADQUIC)["doq"]
+    doq = tstate(server_state(state_show(doq_sotto, state), BADQUIC), "doq")
     assert doq["status"] == "success" and doq["state"] != "damped", (
         f"a per-query failure must not change the DoQ status (OE-37): {doq}")
     d2 = doq_sotto.lookup_json("h1.badquic.test.", "A", "--state-file", str(state))
