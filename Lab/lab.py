@@ -2,19 +2,31 @@
 """The Sotto test lab: a real DNS hierarchy of NSD instances on loopback.
 
 One NSD process per address, each serving exactly one zone level, so every
-referral a resolver follows is a real one.  Python 3 standard library only.
+referral a resolver follows is a real one.  Python 3 standard library only, except
+the DoQ servers (Lab/doq_server.py and doq_query): aioquic + dnspython from PyPI.
 
     python3 Lab/lab.py up        make the lab PKI, start every NSD instance (and the silent
-                                 853 listener), wait until each answers (DoT ones over TLS too)
+                                 853 listeners, the DoQ servers), wait until each answers
+                                 (DoT ones over TLS, DoQ ones over QUIC too)
     python3 Lab/lab.py status    show which instances are running and answering
     python3 Lab/lab.py down      stop exactly the processes recorded in the pidfiles
     python3 Lab/lab.py unbound   run Unbound against the lab in the foreground (Ctrl-C stops)
+
+    python3 Lab/lab.py doq-check ADDR [NAME [TYPE]]   one DoQ query (dnspython) to ADDR:853
 
 DoT (RFC 7858 / RFC 9539 opportunistic encryption to authoritatives): instances
 with ``dot="valid"`` or ``dot="badcert"`` also listen on ADDR@853 with TLS; the
 certificates are made with openssl at every start under run/pki/ (lab CA:
 ``CA_FILE``).  ``dot="silent"``: a Python listener accepts TCP 853 and never
 sends a byte.  ``dot=None``: nothing listens on 853 (connection refused).
+
+DoQ (RFC 9250): Debian 12 has no DoQ-capable authoritative server, so instances with
+``doq="valid"`` or ``doq="misbehave"`` also run ``Lab/doq_server.py`` (aioquic +
+dnspython, from PyPI) on UDP ADDR:853, serving the same zone file with a lab-CA
+certificate, session tickets and 0-RTT.  ``doq="silent"``: a Python UDP listener that
+swallows every datagram.  ``doq=None``: nothing on UDP 853 (ICMP port unreachable), except
+on NSD DoT instances, where NSD's own plain-DNS UDP socket answers QUIC with FORMERR.
+Without aioquic/dnspython the lab still starts, without the DoQ servers (``Lab.with_doq``).
 
 Importable by the tests: ``Lab`` (start/stop/instances/stats) and
 ``Lab.unbound()`` which returns a started ``Unbound`` helper.
@@ -64,6 +76,10 @@ class Instance:
     # BADCERT_NAME, "silent" = a Python listener that accepts and never sends a byte.
     dot: str | None = None
     ns_name: str | None = None  # the NS name the valid certificate is issued for
+    # DoQ behaviour on UDP ADDRESS:853: None = nothing (ICMP unreachable; FORMERR from NSD's plain
+    # socket where NSD serves DoT), "valid" = Lab/doq_server.py, "misbehave" = doq_server.py with
+    # --misbehave reset,bad-id,bad-length, "silent" = a Python UDP socket that swallows everything.
+    doq: str | None = None
 
     @property
     def ipv6(self) -> bool:
@@ -88,6 +104,23 @@ class Instance:
     @property
     def nsd_tls(self) -> bool:
         return self.dot in ("valid", "badcert")
+
+    @property
+    def doq_server(self) -> bool:
+        """Lab/doq_server.py runs on UDP ADDRESS:853."""
+        return self.doq in ("valid", "misbehave")
+
+    @property
+    def needs_cert(self) -> bool:
+        return self.nsd_tls or self.doq_server
+
+    @property
+    def doq_pidfile(self) -> Path:
+        return self.run_dir / "doq853.pid"
+
+    @property
+    def doq_log(self) -> Path:
+        return self.run_dir / "doq.log"
 
     @property
     def tls_key(self) -> Path:
@@ -134,6 +167,16 @@ INSTANCES: tuple[Instance, ...] = (
              "mixed.test. server with DoT (ns1)", dot="valid", ns_name="ns1.mixed.test."),
     Instance("mixed-plain", "127.53.16.2", "mixed.test.", "mixed.test.zone",
              "mixed.test. server, Do53 only (ns2)"),
+    Instance("doq", "127.53.17.1", "doq.test.", "doq.test.zone",
+             "DoQ only (Python DoQ on UDP 853); TCP 853 refused", doq="valid", ns_name="ns1.doq.test."),
+    Instance("both", "127.53.18.1", "both.test.", "both.test.zone",
+             "DoT (NSD, TCP 853) and DoQ (Python, UDP 853)", dot="valid", doq="valid",
+             ns_name="ns1.both.test."),
+    Instance("quicsilent", "127.53.19.1", "quicsilent.test.", "quicsilent.test.zone",
+             "Do53; UDP 853 swallows every datagram; TCP 853 refused", doq="silent"),
+    Instance("badquic", "127.53.20.1", "badquic.test.", "badquic.test.zone",
+             "DoQ that resets / sends ID != 0 / a bad length for reset*/badid*/badlen*",
+             doq="misbehave", ns_name="ns1.badquic.test."),
 )
 
 # Addresses named in the lab where nothing may listen (broken glue).
@@ -142,6 +185,17 @@ DEAD_ADDRESSES = ("127.53.9.9",)
 
 class LabError(RuntimeError):
     pass
+
+
+def doq_available() -> bool:
+    """aioquic and dnspython importable by this interpreter (the DoQ servers need them)."""
+    try:
+        import aioquic  # noqa: F401
+        import dns.query  # noqa: F401
+        import dns.zone  # noqa: F401
+        return True
+    except ImportError:
+        return False
 
 
 def lab_port() -> int:
@@ -278,8 +332,8 @@ server:
     do-ip6: {ip6}
     username: ""
     chroot: ""
-    server-count: 1
-    reuseport: no
+    server-count: {2 if inst.nsd_tls and inst.doq_server else 1}
+    reuseport: {"yes" if inst.nsd_tls and inst.doq_server else "no"}
     database: ""
     zonelistfile: "{d}/zone.list"
     xfrdfile: "{d}/xfrd.state"
@@ -371,16 +425,16 @@ def make_pki(instances) -> None:
     _openssl("req", "-config", str(cnf), "-x509", *ec, "-keyout", str(PKI_DIR / "ca.key"),
              "-out", str(CA_FILE), "-days", "30", "-subj", "/CN=Sotto lab CA", "-extensions", "ca_ext")
     for inst in instances:
-        if not inst.nsd_tls:
+        if not inst.needs_cert:
             continue
-        name = (inst.ns_name or inst.zone).rstrip(".") if inst.dot == "valid" else BADCERT_NAME
+        name = BADCERT_NAME if inst.dot == "badcert" else (inst.ns_name or inst.zone).rstrip(".")
         csr = PKI_DIR / f"{inst.name}.csr"
         ext = PKI_DIR / f"{inst.name}.ext"
         ext.write_text(_leaf_ext([name]))
         _openssl("req", "-config", str(cnf), "-new", *ec, "-keyout", str(inst.tls_key), "-out", str(csr),
                  "-subj", f"/CN={name}")
         leaf = PKI_DIR / f"{inst.name}.leaf.pem"
-        if inst.dot == "valid":
+        if inst.dot != "badcert":
             _openssl("x509", "-req", "-in", str(csr), "-CA", str(CA_FILE), "-CAkey", str(PKI_DIR / "ca.key"),
                      "-set_serial", str(0x2000 + INSTANCES.index(inst)), "-days", "30", "-sha256",
                      "-extfile", str(ext), "-extensions", "leaf", "-out", str(leaf))
@@ -481,12 +535,85 @@ def refused_check(address: str, port: int = DOT_PORT) -> bool:
         return False
 
 
+# --------------------------------------------------------------------------- UDP 853 behaviours (DoQ)
+
+DOQ_SERVER = LAB_DIR / "doq_server.py"
+
+
+def silent_udp_listener(address: str, port: int) -> None:
+    """Bind UDP address:port, read and discard every datagram, never send one.  Runs until killed."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((address, port))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"silent UDP listener on {address}:{port}", flush=True)
+    n = 0
+    while True:
+        s.recvfrom(65536)
+        n += 1
+        if n in (1, 10, 100) or n % 1000 == 0:
+            print(f"{n} datagrams swallowed", flush=True)
+
+
+def udp_bound(address: str, port: int) -> bool:
+    """True if some socket holds UDP address:port."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((address, port))
+            return False
+        except OSError as e:
+            return e.errno == errno.EADDRINUSE
+
+
+def _udp_probe(address: str, port: int, wait: float) -> str:
+    """Send one QUIC-Initial-looking datagram (long header, 1200 octets) to address:port.
+    Returns "refused" (ICMP port unreachable), "answered" or "silent"."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.connect((address, port))
+        s.settimeout(wait)
+        try:
+            s.send(b"\xc0\x00\x00\x00\x01" + os.urandom(1195))
+            s.recv(65536)
+            return "answered"
+        except ConnectionRefusedError:
+            return "refused"
+        except socket.timeout:
+            return "silent"
+
+
+def udp_silent_check(address: str, port: int = DOT_PORT, wait: float = 0.3) -> bool:
+    """True if a datagram to UDP address:port gets neither an answer nor an ICMP error."""
+    return _udp_probe(address, port, wait) == "silent"
+
+
+def udp_refused_check(address: str, port: int = DOT_PORT, wait: float = 1.0) -> bool:
+    """True if a datagram to UDP address:port is answered by ICMP port unreachable."""
+    return _udp_probe(address, port, wait) == "refused"
+
+
+def doq_query(address: str, name: str, rdtype: str = "A", port: int = DOT_PORT, timeout: float = 3.0,
+              cafile: Path | None = None, server_hostname: str | None = None):
+    """One DoQ query with dnspython (dns.query.quic, ALPN doq); returns the dns.message.Message.
+    Without cafile the certificate is not verified.  Needs aioquic + dnspython."""
+    import dns.message
+    import dns.query
+    q = dns.message.make_query(name, rdtype)
+    q.flags = 0  # RD off: these are authoritative servers
+    q.id = 0
+    return dns.query.quic(q, address, timeout=timeout, port=port,
+                          verify=str(cafile) if cafile else False, server_hostname=server_hostname)
+
+
 class Lab:
     """Start/stop the NSD instances of the lab.  Only pids from our pidfiles are touched."""
 
-    def __init__(self, port: int | None = None, with_ipv6: bool | None = None):
+    def __init__(self, port: int | None = None, with_ipv6: bool | None = None, with_doq: bool | None = None):
         self.port = lab_port() if port is None else port
         self.with_ipv6 = ipv6_loopback_usable() if with_ipv6 is None else with_ipv6
+        # The DoQ servers need aioquic + dnspython; without them their instances serve Do53 only.
+        self.with_doq = doq_available() if with_doq is None else with_doq
         self.instances = tuple(i for i in INSTANCES if self.with_ipv6 or not i.ipv6)
         self.started: dict[str, int] = {}
 
@@ -497,6 +624,9 @@ class Lab:
 
     def dot_servers(self, kind: str = "valid") -> list[str]:
         return [i.address for i in self.instances if i.dot == kind]
+
+    def doq_servers(self, kind: str = "valid") -> list[str]:
+        return [i.address for i in self.instances if i.doq == kind]
 
     @property
     def ca_file(self) -> Path:
@@ -524,13 +654,18 @@ class Lab:
                 kill_pid(pid)
                 killed.append(pid)
             inst.listener_pidfile.unlink(missing_ok=True)
+            pid = read_pidfile(inst.doq_pidfile)
+            if pid and pid_alive(pid) and _is_doq_process(pid, inst):
+                kill_pid(pid)
+                killed.append(pid)
+            inst.doq_pidfile.unlink(missing_ok=True)
         return killed
 
     def check_prerequisites(self) -> None:
         for tool in ("nsd", "nsd-control", "dig"):
             if not _which(tool):
                 raise LabError(f"{tool} not found on PATH (apt-get install nsd dnsutils)")
-        if any(i.dot for i in self.instances) and not _which("openssl"):
+        if any(i.dot or i.doq_server for i in self.instances) and not _which("openssl"):
             raise LabError("openssl not found on PATH (apt-get install openssl): the DoT servers need certificates")
         busy = [f"{i.address}:{self.port}" for i in self.instances if not port_free(i.address, self.port)]
         # 853 must be free where the lab listens (DoT, silent) and where it must be refused.
@@ -546,6 +681,15 @@ class Lab:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         try:
             make_pki(self.instances)
+            # UDP 853 first: where NSD also serves DoT, the DoQ server must hold UDP 853 (with
+            # SO_REUSEPORT and a BPF program steering every datagram to it) before NSD binds its
+            # plain-DNS socket there.
+            for inst in self.instances:
+                if inst.doq == "silent" or (inst.doq_server and self.with_doq):
+                    self._start_udp853(inst)
+            for inst in self.instances:
+                if inst.doq == "silent" or (inst.doq_server and self.with_doq):
+                    self._wait_udp853_bound(inst)
             for inst in self.instances:
                 self._start_one(inst)
                 if inst.dot == "silent":
@@ -586,6 +730,69 @@ class Lab:
         inst.listener_pidfile.write_text(f"{proc.pid}\n")
         self.started[inst.name + "/853"] = proc.pid
 
+    def _start_udp853(self, inst: Instance) -> None:
+        inst.run_dir.mkdir(parents=True, exist_ok=True)
+        if inst.doq == "silent":
+            cmd = [sys.executable, str(Path(__file__).resolve()), "silent-udp-listener", inst.address, str(DOT_PORT)]
+        else:
+            cmd = [sys.executable, str(DOQ_SERVER), "--address", inst.address, "--port", str(DOT_PORT),
+                   "--zone", inst.zone, "--zonefile", str(ZONES_DIR / inst.zonefile),
+                   "--cert", str(inst.tls_pem), "--key", str(inst.tls_key)]
+            if inst.doq == "misbehave":
+                cmd += ["--misbehave", "reset,bad-id,bad-length"]
+            if inst.nsd_tls:
+                cmd.append("--reuseport")
+        log = open(inst.doq_log, "w")
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        log.close()
+        inst.doq_pidfile.write_text(f"{proc.pid}\n")
+        self.started[inst.name + "/udp853"] = proc.pid
+
+    def _wait_udp853_bound(self, inst: Instance, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if udp_bound(inst.address, DOT_PORT):
+                return
+            pid = read_pidfile(inst.doq_pidfile)
+            if not pid or not pid_alive(pid):
+                break
+            time.sleep(0.05)
+        raise LabError(f"UDP 853 server ({inst.doq}) for {inst.name} did not bind {inst.address}:{DOT_PORT}: "
+                       f"{self._doq_log(inst)}")
+
+    def _doq_log(self, inst: Instance) -> str:
+        try:
+            return inst.doq_log.read_text()[-2000:]
+        except OSError:
+            return ""
+
+    def doq_behaviour(self, inst: Instance) -> str:
+        """What UDP 853 of inst is expected to do: doq / doq-misbehave / silent / formerr / refused /
+        absent (DoQ server not started: aioquic missing)."""
+        if inst.doq_server:
+            return ("doq" if inst.doq == "valid" else "doq-misbehave") if self.with_doq else "absent"
+        if inst.doq == "silent":
+            return "silent"
+        return "formerr" if inst.nsd_tls else "refused"
+
+    def doq_ready(self, inst: Instance) -> bool:
+        """The UDP 853 behaviour of inst is in place (DoQ answers / silent / refused)."""
+        if inst.ipv6:
+            return True
+        kind = self.doq_behaviour(inst)
+        try:
+            if kind in ("doq", "doq-misbehave"):
+                r = doq_query(inst.address, inst.zone, "SOA", timeout=1.0)
+                return r.rcode() == 0 and r.id == 0 and bool(r.answer)
+            if kind == "silent":
+                return udp_silent_check(inst.address)
+            if kind == "refused":
+                return udp_refused_check(inst.address)
+        except Exception:  # noqa: BLE001 -- dnspython raises many kinds while the server starts
+            return False
+        return True  # formerr (NSD's own socket) / absent: nothing of ours to check
+
     def dot_ready(self, inst: Instance) -> bool:
         """The 853 behaviour of inst is in place (TLS handshake / silent / refused)."""
         if inst.ipv6:
@@ -612,8 +819,12 @@ class Lab:
     def wait_ready(self, inst: Instance, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.answers(inst) and self.dot_ready(inst):
+            if self.answers(inst) and self.dot_ready(inst) and self.doq_ready(inst):
                 return
+            if inst.doq == "silent" or (inst.doq_server and self.with_doq):
+                dpid = read_pidfile(inst.doq_pidfile)
+                if not dpid or not pid_alive(dpid):
+                    raise LabError(f"UDP 853 server ({inst.doq}) for {inst.name} died: {self._doq_log(inst)}")
             if inst.dot == "silent":
                 lpid = read_pidfile(inst.listener_pidfile)
                 if not lpid or not pid_alive(lpid):
@@ -624,7 +835,8 @@ class Lab:
                 raise LabError(f"nsd {inst.name} died: {self._log(inst)}")
             time.sleep(0.1)
         raise LabError(f"nsd {inst.name} on {inst.address} does not answer SOA {inst.zone}"
-                       f" (or its 853 behaviour '{inst.dot}' is not in place)")
+                       f" (or its 853 behaviour TCP '{inst.dot}' / UDP '{self.doq_behaviour(inst)}'"
+                       f" is not in place) {self._doq_log(inst)}")
 
     def stop(self) -> None:
         """Stop exactly the pids in our pidfiles (those we started), then wait
@@ -640,6 +852,11 @@ class Lab:
                 kill_pid(pid)
             inst.listener_pidfile.unlink(missing_ok=True)
             self.started.pop(inst.name + "/853", None)
+            pid = read_pidfile(inst.doq_pidfile)
+            if pid and pid_alive(pid) and _is_doq_process(pid, inst):
+                kill_pid(pid)
+            inst.doq_pidfile.unlink(missing_ok=True)
+            self.started.pop(inst.name + "/udp853", None)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and self.leftover_pids():
             time.sleep(0.05)
@@ -647,7 +864,7 @@ class Lab:
     @staticmethod
     def leftover_pids() -> list[int]:
         """Processes (any NSD child) still running with one of our config files,
-        and silent 853 listeners started from this lab.py."""
+        silent 853 listeners started from this lab.py, and our DoQ servers."""
         confs = [str(i.conf_path) for i in INSTANCES]
         me = str(Path(__file__).resolve())
         out = []
@@ -655,7 +872,8 @@ class Lab:
             if entry.isdigit():
                 cmd = pid_cmdline(int(entry))
                 ours = (cmd.startswith("nsd ") and any(c in cmd for c in confs)) or \
-                       (f"{me} silent-listener " in cmd)
+                       (f"{me} silent-listener " in cmd) or (f"{me} silent-udp-listener " in cmd) or \
+                       (f"{DOQ_SERVER} --address " in cmd)
                 if ours and pid_alive(int(entry)):
                     out.append(int(entry))
         return out
@@ -666,6 +884,15 @@ class Lab:
         for inst in INSTANCES:
             pid = read_pidfile(inst.pidfile)
             if pid and pid_alive(pid) and str(inst.conf_path) in pid_cmdline(pid):
+                out[inst.name] = pid
+        return out
+
+    def running_udp853(self) -> dict[str, int]:
+        """name -> pid of the running DoQ servers and silent UDP 853 listeners."""
+        out = {}
+        for inst in INSTANCES:
+            pid = read_pidfile(inst.doq_pidfile)
+            if pid and pid_alive(pid) and _is_doq_process(pid, inst):
                 out[inst.name] = pid
         return out
 
@@ -714,6 +941,12 @@ class Lab:
 
 def _is_listener(pid: int, inst: Instance) -> bool:
     return f"{Path(__file__).resolve()} silent-listener {inst.address} " in pid_cmdline(pid) + " "
+
+
+def _is_doq_process(pid: int, inst: Instance) -> bool:
+    cmd = pid_cmdline(pid) + " "
+    return (f"{DOQ_SERVER} --address {inst.address} " in cmd
+            or f"{Path(__file__).resolve()} silent-udp-listener {inst.address} " in cmd)
 
 
 def _which(tool: str) -> str | None:
@@ -836,6 +1069,9 @@ def main(argv: list[str]) -> int:
     if cmd == "up":
         if not lab.with_ipv6:
             print("warning: ::1 is not usable, v6.test. will not be served", file=sys.stderr)
+        if not lab.with_doq:
+            print("warning: aioquic/dnspython not importable by this python: no DoQ servers "
+                  f"({sys.executable} -m pip install aioquic dnspython)", file=sys.stderr)
         try:
             lab.start()
         except LabError as e:
@@ -849,12 +1085,17 @@ def main(argv: list[str]) -> int:
                 extra = f"  853: silent listener pid {lab.started[inst.name + '/853']}"
             elif not inst.ipv6:
                 extra = "  853: refused"
+            if not inst.ipv6:
+                kind = lab.doq_behaviour(inst)
+                pid = lab.started.get(inst.name + "/udp853")
+                extra += f"  UDP853: {kind}" + (f" pid {pid}" if pid else "")
             print(f"up   {inst.name:11} {inst.address:12} {inst.zone:14} pid {lab.started[inst.name]}{extra}")
         print(f"lab CA: {CA_FILE}")
         return 0
     if cmd == "down":
         before = lab.running()
         before.update({k + "/853": v for k, v in lab.running_listeners().items()})
+        before.update({k + "/udp853": v for k, v in lab.running_udp853().items()})
         lab.stop()
         for name, pid in before.items():
             print(f"down {name:11} pid {pid}")
@@ -872,7 +1113,10 @@ def main(argv: list[str]) -> int:
             if pid is not None and not inst.ipv6:
                 dot_ok = lab.dot_ready(inst)
                 answering = answering and dot_ok
-                dot = f"853 {inst.dot or 'refused'}: {'ok' if dot_ok else 'NOT ok'}"
+                doq_ok = lab.doq_ready(inst)
+                answering = answering and doq_ok
+                dot = (f"TCP853 {inst.dot or 'refused'}: {'ok' if dot_ok else 'NOT ok'}  "
+                       f"UDP853 {lab.doq_behaviour(inst)}: {'ok' if doq_ok else 'NOT ok'}")
             ok = ok and answering
             state = "answering" if answering else ("running, NOT answering" if pid else "stopped")
             print(f"{inst.name:11} {inst.address:12} {inst.zone:14} {state:22} {str(pid or ''):7} {dot}")
@@ -892,6 +1136,21 @@ def main(argv: list[str]) -> int:
             pass
         finally:
             u.stop()
+        return 0
+    if cmd == "doq-check":
+        if len(argv) < 3:
+            print("usage: lab.py doq-check ADDR [NAME [TYPE]]", file=sys.stderr)
+            return 2
+        try:
+            r = doq_query(argv[2], argv[3] if len(argv) > 3 else "www.doq.test.",
+                          argv[4] if len(argv) > 4 else "A", cafile=CA_FILE if CA_FILE.exists() else None)
+        except Exception as e:  # noqa: BLE001
+            print(f"DoQ query to {argv[2]}:{DOT_PORT} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+        print(r)
+        return 0
+    if cmd == "silent-udp-listener":  # internal: started by Lab.start()
+        silent_udp_listener(argv[2], int(argv[3]))
         return 0
     if cmd == "silent-listener":  # internal: started by Lab.start()
         silent_listener(argv[2], int(argv[3]))

@@ -9,6 +9,8 @@ this module parses it in pure Python (stdlib struct) and answers questions like
     cap.stop()                  # SIGINT to tcpdump, then parse
     cap.to("127.53.12.1", 53)   # packets towards 127.53.12.1 port 53
     cap.syns("127.53.12.1", 853)
+    cap.quic_connections("127.53.17.1")   # DoQ: (client port, client CID) per QUIC connection
+    cap.quic_to("127.53.17.1", after=t)   # UDP datagrams carrying QUIC to 127.53.17.1:853
 
 Packet times are pcap timestamps (wall clock, seconds since the epoch), so they
 can be compared with time.time() taken by the test.  Supported link types:
@@ -41,6 +43,32 @@ SYNC_PAYLOAD = b"sotto-capture-sync"
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 TLS_HANDSHAKE, TLS_APPLICATION_DATA, TLS_ALERT = 22, 23, 21
+
+# QUIC v1 long-header packet types (RFC 9000 §17.2); "1-RTT" stands for a short-header packet
+QUIC_INITIAL, QUIC_0RTT, QUIC_HANDSHAKE, QUIC_RETRY, QUIC_1RTT = "Initial", "0-RTT", "Handshake", "Retry", "1-RTT"
+QUIC_PORTS = {853}  # UDP ports whose datagrams are parsed as QUIC (RFC 9250: DoQ only on 853)
+_QUIC_LONG_TYPES = (QUIC_INITIAL, QUIC_0RTT, QUIC_HANDSHAKE, QUIC_RETRY)
+
+
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    """QUIC variable-length integer at b[i:]: (value, next index); raises IndexError if short."""
+    first = b[i]
+    n = 1 << (first >> 6)
+    if i + n > len(b):
+        raise IndexError
+    v = first & 0x3F
+    for k in range(1, n):
+        v = (v << 8) | b[i + k]
+    return v, i + n
+
+
+@dataclass(frozen=True)
+class QuicPacket:
+    """The unprotected header fields of one QUIC packet in a UDP datagram."""
+    type: str            # Initial | 0-RTT | Handshake | Retry | 1-RTT (short header)
+    version: int | None  # None for short-header packets
+    dcid: bytes          # empty for short-header packets (its length is not on the wire)
+    scid: bytes
 
 
 @dataclass(frozen=True)
@@ -84,9 +112,61 @@ class Packet:
             i += 5 + struct.unpack("!H", data[i + 3:i + 5])[0]
         return out
 
+    @property
+    def quic_packets(self) -> list[QuicPacket]:
+        """QUIC packets coalesced in this UDP datagram (RFC 9000 §12.2), from the unprotected
+        header fields only: long-header packets are walked by their Length field; a
+        short-header packet ends the datagram.  Empty if the payload does not look like QUIC
+        (fixed bit clear), for TCP, and for UDP not to/from a port in QUIC_PORTS."""
+        out: list[QuicPacket] = []
+        b, i = self.payload, 0
+        # Only DoQ's port: header bits alone cannot tell QUIC from a DNS message (a DNS ID with
+        # bit 0x40 set in its first octet looks like a short-header packet).
+        if self.proto != "UDP" or not QUIC_PORTS & {self.sport, self.dport}:
+            return out
+        try:
+            while i < len(b):
+                first = b[i]
+                if not first & 0x40:      # fixed bit: not QUIC (or padding after the last packet)
+                    break
+                if not first & 0x80:      # short header: runs to the end of the datagram
+                    out.append(QuicPacket(QUIC_1RTT, None, b"", b""))
+                    break
+                version = struct.unpack("!I", b[i + 1:i + 5])[0]
+                j = i + 5
+                dl = b[j]
+                dcid = b[j + 1:j + 1 + dl]
+                j += 1 + dl
+                sl = b[j]
+                scid = b[j + 1:j + 1 + sl]
+                j += 1 + sl
+                if version == 0:          # version negotiation
+                    out.append(QuicPacket("VersionNegotiation", 0, dcid, scid))
+                    break
+                ptype = _QUIC_LONG_TYPES[(first >> 4) & 0x03]
+                out.append(QuicPacket(ptype, version, dcid, scid))
+                if ptype == QUIC_RETRY:
+                    break
+                if ptype == QUIC_INITIAL:
+                    tlen, j = _varint(b, j)
+                    j += tlen
+                length, j = _varint(b, j)
+                i = j + length
+        except (IndexError, struct.error):
+            pass
+        return out
+
+    @property
+    def quic_types(self) -> list[str]:
+        return [q.type for q in self.quic_packets]
+
     def __str__(self) -> str:
         f = f" [{self.flag_str}]" if self.proto == "TCP" else ""
-        return f"{self.time:.6f} {self.proto} {self.src}:{self.sport} > {self.dst}:{self.dport}{f} len {self.payload_len}"
+        q = ""
+        if self.proto == "UDP" and 853 in (self.sport, self.dport):
+            q = " QUIC " + "+".join(self.quic_types) if self.quic_types else ""
+        return (f"{self.time:.6f} {self.proto} {self.src}:{self.sport} > {self.dst}:{self.dport}{f}"
+                f" len {self.payload_len}{q}")
 
 
 class CaptureError(RuntimeError):
@@ -364,6 +444,42 @@ class Capture:
 
     def tls_app_data_from(self, addr: str, port: int = 853, after: float | None = None) -> list[Packet]:
         return [p for p in self.from_(addr, port, "TCP", after) if TLS_APPLICATION_DATA in p.tls_record_types]
+
+    # ----------------------------------------------------------------- QUIC (DoQ on UDP 853)
+
+    def quic_to(self, addr: str, port: int = 853, after: float | None = None,
+                before: float | None = None) -> list[Packet]:
+        """UDP datagrams to addr:port that carry QUIC packets."""
+        return [p for p in self.to(addr, port, "UDP", after, before) if p.quic_packets]
+
+    def quic_from(self, addr: str, port: int = 853, after: float | None = None) -> list[Packet]:
+        return [p for p in self.from_(addr, port, "UDP", after) if p.quic_packets]
+
+    def quic_connections(self, addr: str, port: int = 853, after: float | None = None,
+                         before: float | None = None) -> list[tuple[int, bytes]]:
+        """Distinct QUIC connections a client opened to addr:port, in order: (client port,
+        client connection ID) from the Source Connection ID of its long-header packets, which
+        stays the same across retransmitted Initials and the Handshake packets."""
+        seen: list[tuple[int, bytes]] = []
+        for p in self.to(addr, port, "UDP", after, before):
+            for q in p.quic_packets:
+                if q.type in (QUIC_INITIAL, QUIC_0RTT, QUIC_HANDSHAKE) and (p.sport, q.scid) not in seen:
+                    seen.append((p.sport, q.scid))
+        return seen
+
+    def quic_initials_to(self, addr: str, port: int = 853, after: float | None = None) -> list[Packet]:
+        """Datagrams to addr:port that carry a QUIC Initial packet (handshake starts and their
+        retransmissions)."""
+        return [p for p in self.to(addr, port, "UDP", after) if QUIC_INITIAL in p.quic_types]
+
+    def quic_0rtt_to(self, addr: str, port: int = 853, after: float | None = None) -> list[Packet]:
+        """Datagrams to addr:port carrying a 0-RTT packet (early data on a resumed session)."""
+        return [p for p in self.to(addr, port, "UDP", after) if QUIC_0RTT in p.quic_types]
+
+    def quic_1rtt_to(self, addr: str, port: int = 853, after: float | None = None) -> list[Packet]:
+        """Datagrams to addr:port with a short-header (1-RTT) packet: traffic on an established
+        connection (queries, ACKs)."""
+        return [p for p in self.to(addr, port, "UDP", after) if QUIC_1RTT in p.quic_types]
 
     def payload_from(self, addr: str, port: int, proto: str = "TCP") -> int:
         """Bytes of transport payload that addr sent from port."""
