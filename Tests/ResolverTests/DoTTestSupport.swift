@@ -80,7 +80,7 @@ final class NSDDoTServer {
 
   /// posix_spawn in a new process group with no blocked signals: a Foundation `Process` child inherits
   /// the test thread's blocked signal mask, and an NSD started that way ignores SIGTERM.
-  private static func spawn(_ path: String, _ arguments: [String]) throws -> pid_t {
+  static func spawn(_ path: String, _ arguments: [String]) throws -> pid_t {
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
@@ -95,8 +95,14 @@ final class NSDDoTServer {
     posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
     let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
     defer { for pointer in argv { free(pointer) } }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, path, nil, &attributes, argv, environ)
+    let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
     guard rc == 0 else { throw DoTTestError.setup("posix_spawn \(path) failed: \(rc)") }
     return pid
   }
@@ -160,7 +166,7 @@ final class NSDDoTServer {
     """
   }
 
-  private static func executable(_ name: String) -> String? {
+  static func executable(_ name: String) -> String? {
     for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
       let path = "\(dir)/\(name)"
       if FileManager.default.isExecutableFile(atPath: path) { return path }
@@ -168,7 +174,7 @@ final class NSDDoTServer {
     return nil
   }
 
-  private static func run(_ tool: String, _ arguments: [String]) throws {
+  static func run(_ tool: String, _ arguments: [String]) throws {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: tool)
     process.arguments = arguments
