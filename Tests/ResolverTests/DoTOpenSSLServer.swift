@@ -5,16 +5,19 @@ import Testing
 
 @testable import Resolver
 
-/// `openssl s_server` on 127.0.0.1 (not a DNS server): for handshake-only checks such as ALPN selection,
+/// `openssl s_server -www` on 127.53.200.2 (not a DNS server; -www because it never reads stdin): for handshake-only checks such as ALPN selection,
 /// TLS 1.2, and alerts. Started in its own process group, stopped by `stop()`.
 final class OpenSSLTestServer {
+  static let address = "127.53.200.2"
   let directory: URL
   let pid: pid_t
   let endpoint: ServerEndpoint
   private var stopped = false
 
   /// Starts `s_server` with `options` added; nil (skipped, or a CI failure) without `openssl`.
-  static func start(_ options: [String]) async throws -> OpenSSLTestServer? {
+  /// With `sniTrap`, a client sending SNI `ns1.dot.test` gets a second certificate, CN=sni-was-sent.
+  static func start(_ options: [String], sniTrap: Bool = false) async throws -> OpenSSLTestServer? {
+    let address = Self.address
     guard let openssl = NSDDoTServer.executable("openssl") else {
       let message = "openssl is needed for this DoT test (apt-get install openssl)"
       if ProcessInfo.processInfo.environment["CI"] == "true" {
@@ -31,27 +34,44 @@ final class OpenSSLTestServer {
     try NSDDoTServer.run(
       openssl,
       ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ns1.dot.test", "-keyout", key, "-out", cert])
-    // A port nobody listens on right now.
-    let probe = try await SilentTCPListener()
-    let port = probe.port
-    await probe.stop()
-    guard let endpoint = ServerEndpoint(ip: "127.0.0.1", port: port) else { throw DoTTestError.setup("endpoint") }
-    let pid = try NSDDoTServer.spawn(
-      openssl, ["s_server", "-quiet", "-accept", "127.0.0.1:\(port)", "-cert", cert, "-key", key] + options)
-    let server = OpenSSLTestServer(directory: dir, pid: pid, endpoint: endpoint)
-    // Up once a TCP connect is no longer refused.
-    let deadline = Date().addingTimeInterval(10)
-    while Date() < deadline {
-      if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .connect(to: endpoint.socketAddress).get()
-      {
-        try? await channel.close()
-        return server
-      }
-      try await Task.sleep(for: .milliseconds(50))
+    var options = options
+    if sniTrap {
+      let key2 = dir.appendingPathComponent("key2.pem").path
+      let cert2 = dir.appendingPathComponent("cert2.pem").path
+      try NSDDoTServer.run(
+        openssl,
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sni-was-sent", "-keyout", key2, "-out", cert2])
+      options += ["-servername", "ns1.dot.test", "-cert2", cert2, "-key2", key2]
     }
+    // Port 853 on an address of its own (the suite is serialized; s_server sets SO_REUSEADDR).
+    guard let endpoint = ServerEndpoint(ip: address, port: 853) else { throw DoTTestError.setup("endpoint") }
+    let pid = try NSDDoTServer.spawn(
+      openssl, ["s_server", "-www", "-accept", "\(address):853", "-cert", cert, "-key", key] + options)
+    let server = OpenSSLTestServer(directory: dir, pid: pid, endpoint: endpoint)
+    // Up once a whole handshake gets an answer: success, or the alert a server is set up to send.
+    // (A bare TCP probe is not enough: s_server may still reset the next connection.)
+    let context = try DoTClientContext()
+    let deadline = Date().addingTimeInterval(10)
+    var lastError: EncryptedFailure? = nil
+    while Date() < deadline {
+      do {
+        let (connection, _) = try await DoTConnection.connect(
+          to: endpoint, expectedName: nil, context: context, group: MultiThreadedEventLoopGroup.singleton,
+          resumption: nil, connectTimeout: .seconds(1), handshakeTimeout: .seconds(2), idleTimeout: .seconds(1),
+          onTicket: { _ in }, onClose: { _ in })
+        connection.close()
+        return server
+      } catch .tlsAlert {
+        return server
+      } catch {
+        lastError = error
+        try await Task.sleep(for: .milliseconds(50))
+      }
+    }
+    var status: Int32 = 0
+    let exited = waitpid(pid, &status, WNOHANG) == pid
     server.stop()
-    throw DoTTestError.setup("openssl s_server did not start")
+    throw DoTTestError.setup("openssl s_server did not start: \(lastError.map { "\($0)" } ?? "-"), exited: \(exited)")
   }
 
   private init(directory: URL, pid: pid_t, endpoint: ServerEndpoint) {
@@ -72,11 +92,17 @@ final class OpenSSLTestServer {
 
 /// Handshake behaviour against `openssl s_server`.
 @Suite(.serialized) struct DoTHandshakeVariantTests {
-  private func connect(_ server: OpenSSLTestServer) async throws(EncryptedFailure) -> (DoTConnection, TLSHandshakeInfo) {
+  private func connect(_ server: OpenSSLTestServer, expectedName: String? = nil) async throws(EncryptedFailure)
+    -> (DoTConnection, TLSHandshakeInfo)
+  {
     let context: DoTClientContext
-    do { context = try DoTClientContext() } catch { throw .tlsError("\(error)") }
+    let name: DNSName?
+    do {
+      context = try DoTClientContext()
+      name = try expectedName.map { try DNSName($0) }
+    } catch { throw .tlsError("\(error)") }
     return try await DoTConnection.connect(
-      to: server.endpoint, expectedName: nil, context: context, group: MultiThreadedEventLoopGroup.singleton,
+      to: server.endpoint, expectedName: name, context: context, group: MultiThreadedEventLoopGroup.singleton,
       resumption: nil, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3), idleTimeout: .seconds(5),
       onTicket: { _ in }, onClose: { _ in })
   }
@@ -90,6 +116,15 @@ final class OpenSSLTestServer {
     connection.close()
   }
 
+  @Test func noSNIIsSentEvenWithAnExpectedName() async throws {
+    guard let server = try await OpenSSLTestServer.start(["-alpn", "dot"], sniTrap: true) else { return }
+    defer { server.stop() }
+    let (connection, info) = try await connect(server, expectedName: "ns1.dot.test.")
+    #expect(info.certificate.subject == "/CN=ns1.dot.test", "the SNI certificate would say CN=sni-was-sent")
+    #expect(info.certificate.problems == ["self-signed"], "the name is still checked, without SNI")
+    connection.close()
+  }
+
   @Test func tls12IsAccepted() async throws {
     guard let server = try await OpenSSLTestServer.start(["-tls1_2", "-alpn", "dot"]) else { return }
     defer { server.stop() }
@@ -100,10 +135,9 @@ final class OpenSSLTestServer {
   }
 
   @Test func serverAlertIsReportedByDescription() async throws {
-    // TLS 1.2 server demanding a client certificate: it aborts our handshake with an alert.
-    guard let server = try await OpenSSLTestServer.start(["-tls1_2", "-Verify", "1", "-verify_return_error"]) else {
-      return
-    }
+    // A TLS 1.3-only server with a cipher suite we do not offer answers the ClientHello with an alert.
+    guard let server = try await OpenSSLTestServer.start(["-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_8_SHA256"])
+    else { return }
     defer { server.stop() }
     do {
       let (connection, _) = try await connect(server)
