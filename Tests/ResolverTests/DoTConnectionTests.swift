@@ -1,0 +1,188 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Resolver
+
+/// DoT against a real NSD on 127.53.200.1:853 started by each test (serialized: one address).
+@Suite(.serialized) struct DoTConnectionTests {
+  let group = MultiThreadedEventLoopGroup.singleton
+
+  private func connect(
+    _ server: NSDDoTServer, expectedName: String? = "ns1.dot.test.", resumption: [UInt8]? = nil,
+    idleTimeout: TimeAmount = .seconds(30),
+    tickets: DoTRecorder<[UInt8]> = DoTRecorder(), closes: DoTRecorder<EncryptedFailure> = DoTRecorder()
+  ) async throws -> (DoTConnection, TLSHandshakeInfo) {
+    let name = try expectedName.map { try DNSName($0) }
+    return try await DoTConnection.connect(
+      to: server.endpoint, expectedName: name, context: try DoTClientContext(), group: group,
+      resumption: resumption, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3), idleTimeout: idleTimeout,
+      onTicket: { tickets.append($0) }, onClose: { closes.append($0) })
+  }
+
+  @Test func handshakeReportsVersionALPNAndCertificate() async throws {
+    guard let server = try await NSDDoTServer.start() else { return }
+    defer { server.stop() }
+    let (connection, info) = try await connect(server)
+    #expect(info.tlsVersion == "TLSv1.3")
+    // NSD 4.6 selects no ALPN (accepted: alpn nil); the s_server test below checks "dot".
+    #expect(info.alpn == nil || info.alpn == "dot")
+    #expect(info.resumed == false)
+    #expect(info.certificate.problems == ["self-signed"])
+    #expect(info.certificate.subject == "/CN=ns1.dot.test")
+    #expect(info.certificate.notAfter?.hasSuffix("Z") == true)
+    #expect(info.handshakeMs > 0)
+    #expect(connection.isActive)
+    connection.close()
+
+    let (other, otherInfo) = try await connect(server, expectedName: "other.test.")
+    #expect(otherInfo.certificate.problems.contains("self-signed"))
+    #expect(otherInfo.certificate.problems.contains("wrong-name"))
+    #expect(!otherInfo.certificate.isValid)
+    other.close()
+
+    // No name: the IP is checked, and the certificate has no IP SAN.
+    let (byIP, byIPInfo) = try await connect(server, expectedName: nil)
+    #expect(byIPInfo.certificate.problems.contains("wrong-name"))
+    byIP.close()
+  }
+
+  @Test func pipelinedQueriesAreAllAnswered() async throws {
+    guard let server = try await NSDDoTServer.start() else { return }
+    defer { server.stop() }
+    let closes = DoTRecorder<EncryptedFailure>()
+    let (connection, _) = try await connect(server, closes: closes)
+    let questions: [(String, RRType, UInt16)] = [
+      ("www.dot.test.", .a, 1), ("mail.dot.test.", .a, 2), ("www.dot.test.", .aaaa, 3),
+      ("dot.test.", .soa, 4), ("ns1.dot.test.", .a, 5), ("nothere.dot.test.", .a, 6),
+    ]
+    let responses = try await withThrowingTaskGroup(of: (Int, Message).self) { group in
+      for (index, (name, type, id)) in questions.enumerated() {
+        let query = try dotQuery(name, type, id: id)
+        group.addTask { (index, try await connection.query(query, timeout: .seconds(3))) }
+      }
+      var byIndex: [Int: Message] = [:]
+      for try await (index, message) in group { byIndex[index] = message }
+      return byIndex
+    }
+    #expect(responses.count == questions.count)
+    for (index, (name, type, id)) in questions.enumerated() {
+      let response = try #require(responses[index])
+      #expect(response.header.id == id, "caller's ID restored")
+      #expect(response.questions.first?.name == (try DNSName(name)))
+      #expect(response.questions.first?.type == type)
+    }
+    #expect(responses[0]?.answers.map(\.rdata) == [.a(try #require(IPv4Address("192.0.2.1")))])
+    #expect(responses[1]?.answers.map(\.rdata) == [.a(try #require(IPv4Address("192.0.2.25")))])
+    #expect(responses[2]?.answers.map(\.rdata) == [.aaaa(try #require(IPv6Address("2001:db8::1")))])
+    #expect(responses[3]?.answers.first?.type == .soa)
+    #expect(responses[5]?.rcode == .nxDomain)
+    // A later query reuses the same connection (T-14).
+    let again = try await connection.query(try dotQuery("www.dot.test.", .a, id: 77), timeout: .seconds(3))
+    #expect(again.header.id == 77 && again.answers.count == 1)
+    connection.close()
+    #expect(await closes.waitForFirst() == .cleanClose)
+    #expect(!connection.isActive)
+  }
+
+  @Test func ticketFromOneConnectionResumesTheNext() async throws {
+    guard let server = try await NSDDoTServer.start() else { return }
+    defer { server.stop() }
+    let tickets = DoTRecorder<[UInt8]>()
+    let (first, firstInfo) = try await connect(server, tickets: tickets)
+    #expect(!firstInfo.resumed)
+    _ = try await first.query(try dotQuery("www.dot.test.", .a), timeout: .seconds(3))
+    let ticket = try #require(await tickets.waitForFirst(), "a TLS 1.3 session ticket was delivered")
+    first.close()
+
+    let (second, secondInfo) = try await connect(server, resumption: ticket)
+    #expect(secondInfo.resumed)
+    #expect(secondInfo.tlsVersion == "TLSv1.3")
+    // The certificate result travels with the resumed session.
+    #expect(secondInfo.certificate.problems.contains("self-signed"))
+    let answer = try await second.query(try dotQuery("www.dot.test.", .a), timeout: .seconds(3))
+    #expect(answer.answers.count == 1)
+    second.close()
+
+    // A ticket that is not a session is ignored: a full handshake.
+    let (third, thirdInfo) = try await connect(server, resumption: [1, 2, 3])
+    #expect(!thirdInfo.resumed)
+    third.close()
+  }
+
+  @Test func idleConnectionClosesCleanly() async throws {
+    guard let server = try await NSDDoTServer.start() else { return }
+    defer { server.stop() }
+    let closes = DoTRecorder<EncryptedFailure>()
+    let (connection, _) = try await connect(server, idleTimeout: .milliseconds(200), closes: closes)
+    _ = try await connection.query(try dotQuery("www.dot.test.", .a), timeout: .seconds(3))
+    #expect(await closes.waitForFirst(seconds: 3) == .cleanClose)
+    #expect(closes.all.count == 1)
+    #expect(!connection.isActive)
+    await #expect(throws: TransportError.closed) {
+      try await connection.query(try dotQuery("www.dot.test.", .a), timeout: .seconds(1))
+    }
+  }
+
+  @Test func serverShutdownWhileIdleIsACleanClose() async throws {
+    guard let server = try await NSDDoTServer.start() else { return }
+    defer { server.stop() }
+    let closes = DoTRecorder<EncryptedFailure>()
+    let (connection, _) = try await connect(server, closes: closes)
+    _ = try await connection.query(try dotQuery("www.dot.test.", .a), timeout: .seconds(3))
+    server.stop()
+    // NSD closes its connections on shutdown with nothing outstanding: a clean close.
+    #expect(await closes.waitForFirst(seconds: 3) == .cleanClose)
+  }
+}
+
+/// Failures that need no DNS server: nothing listening, a listener that never speaks.
+@Suite struct DoTConnectFailureTests {
+  let group = MultiThreadedEventLoopGroup.singleton
+
+  private func attempt(_ endpoint: ServerEndpoint, handshakeTimeout: TimeAmount = .seconds(2)) async -> EncryptedFailure? {
+    do {
+      let (connection, _) = try await DoTConnection.connect(
+        to: endpoint, expectedName: nil, context: try DoTClientContext(), group: group, resumption: nil,
+        connectTimeout: .seconds(2), handshakeTimeout: handshakeTimeout, idleTimeout: .seconds(5),
+        onTicket: { _ in }, onClose: { _ in })
+      connection.close()
+      return nil
+    } catch let failure as EncryptedFailure {
+      return failure
+    } catch {
+      return .tlsError("\(error)")
+    }
+  }
+
+  @Test func nothingListeningIsRefused() async throws {
+    // No test listens on this loopback address.
+    let endpoint = try #require(ServerEndpoint(ip: "127.53.200.250", port: 853))
+    let failure = await attempt(endpoint)
+    #expect(failure == .refused)
+    #expect(failure?.className == "refused")
+  }
+
+  @Test func silentServerIsAHandshakeTimeout() async throws {
+    let listener = try await SilentTCPListener()
+    let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: listener.port))
+    let clock = ContinuousClock()
+    let start = clock.now
+    let failure = await attempt(endpoint, handshakeTimeout: .milliseconds(300))
+    let elapsed = clock.now - start
+    await listener.stop()
+    #expect(failure == .handshakeTimeout)
+    #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(2))
+  }
+
+  @Test func failureClassNames() {
+    #expect(EncryptedFailure.tcpTimeout.className == "tcp-timeout")
+    #expect(EncryptedFailure.handshakeTimeout.className == "handshake-timeout")
+    #expect(EncryptedFailure.tlsAlert("handshake failure").className == "tls-alert")
+    #expect(EncryptedFailure.alpnMismatch("h2").className == "alpn-mismatch")
+    #expect(EncryptedFailure.tlsError("x").className == "tls-error")
+    #expect(EncryptedFailure.resetWithQueriesOutstanding.className == "reset")
+    #expect(EncryptedFailure.cleanClose.className == "clean-close")
+  }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Resolver
+
+/// `openssl s_server -www` on 127.53.200.2 (not a DNS server; -www because it never reads stdin): for handshake-only checks such as ALPN selection,
+/// TLS 1.2, and alerts. Started in its own process group, stopped by `stop()`.
+final class OpenSSLTestServer {
+  static let address = "127.53.200.2"
+  let directory: URL
+  let pid: pid_t
+  let endpoint: ServerEndpoint
+  private var stopped = false
+
+  /// Starts `s_server` with `options` added; nil (skipped, or a CI failure) without `openssl`.
+  /// With `sniTrap`, a client sending SNI `ns1.dot.test` gets a second certificate, CN=sni-was-sent.
+  static func start(_ options: [String], sniTrap: Bool = false) async throws -> OpenSSLTestServer? {
+    let address = Self.address
+    guard let openssl = NSDDoTServer.executable("openssl") else {
+      let message = "openssl is needed for this DoT test (apt-get install openssl)"
+      if ProcessInfo.processInfo.environment["CI"] == "true" {
+        Issue.record(Comment(rawValue: message))
+      } else {
+        print("skipped: \(message)")
+      }
+      return nil
+    }
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-sserver-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let key = dir.appendingPathComponent("key.pem").path
+    let cert = dir.appendingPathComponent("cert.pem").path
+    try NSDDoTServer.run(
+      openssl,
+      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ns1.dot.test", "-keyout", key, "-out", cert])
+    var options = options
+    if sniTrap {
+      let key2 = dir.appendingPathComponent("key2.pem").path
+      let cert2 = dir.appendingPathComponent("cert2.pem").path
+      try NSDDoTServer.run(
+        openssl,
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sni-was-sent", "-keyout", key2, "-out", cert2])
+      options += ["-servername", "ns1.dot.test", "-cert2", cert2, "-key2", key2]
+    }
+    // Port 853 on an address of its own (the suite is serialized; s_server sets SO_REUSEADDR).
+    guard let endpoint = ServerEndpoint(ip: address, port: 853) else { throw DoTTestError.setup("endpoint") }
+    let pid = try NSDDoTServer.spawn(
+      openssl, ["s_server", "-www", "-accept", "\(address):853", "-cert", cert, "-key", key] + options)
+    let server = OpenSSLTestServer(directory: dir, pid: pid, endpoint: endpoint)
+    // Up once a whole handshake gets an answer: success, or the alert a server is set up to send.
+    // (A bare TCP probe is not enough: s_server may still reset the next connection.)
+    let context = try DoTClientContext()
+    let deadline = Date().addingTimeInterval(10)
+    var lastError: EncryptedFailure? = nil
+    while Date() < deadline {
+      do {
+        let (connection, _) = try await DoTConnection.connect(
+          to: endpoint, expectedName: nil, context: context, group: MultiThreadedEventLoopGroup.singleton,
+          resumption: nil, connectTimeout: .seconds(1), handshakeTimeout: .seconds(2), idleTimeout: .seconds(1),
+          onTicket: { _ in }, onClose: { _ in })
+        connection.close()
+        return server
+      } catch .tlsAlert {
+        return server
+      } catch {
+        lastError = error
+        try await Task.sleep(for: .milliseconds(50))
+      }
+    }
+    var status: Int32 = 0
+    let exited = waitpid(pid, &status, WNOHANG) == pid
+    server.stop()
+    throw DoTTestError.setup("openssl s_server did not start: \(lastError.map { "\($0)" } ?? "-"), exited: \(exited)")
+  }
+
+  private init(directory: URL, pid: pid_t, endpoint: ServerEndpoint) {
+    self.directory = directory
+    self.pid = pid
+    self.endpoint = endpoint
+  }
+
+  func stop() {
+    guard !stopped else { return }
+    stopped = true
+    kill(-pid, SIGKILL)
+    var status: Int32 = 0
+    _ = waitpid(pid, &status, 0)
+    try? FileManager.default.removeItem(at: directory)
+  }
+}
+
+/// Handshake behaviour against `openssl s_server`.
+@Suite(.serialized) struct DoTHandshakeVariantTests {
+  private func connect(_ server: OpenSSLTestServer, expectedName: String? = nil) async throws(EncryptedFailure)
+    -> (DoTConnection, TLSHandshakeInfo)
+  {
+    let context: DoTClientContext
+    let name: DNSName?
+    do {
+      context = try DoTClientContext()
+      name = try expectedName.map { try DNSName($0) }
+    } catch { throw .tlsError("\(error)") }
+    return try await DoTConnection.connect(
+      to: server.endpoint, expectedName: name, context: context, group: MultiThreadedEventLoopGroup.singleton,
+      resumption: nil, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3), idleTimeout: .seconds(5),
+      onTicket: { _ in }, onClose: { _ in })
+  }
+
+  @Test func serverSelectingDotIsRecorded() async throws {
+    guard let server = try await OpenSSLTestServer.start(["-alpn", "dot"]) else { return }
+    defer { server.stop() }
+    let (connection, info) = try await connect(server)
+    #expect(info.alpn == "dot")
+    #expect(info.tlsVersion == "TLSv1.3")
+    connection.close()
+  }
+
+  @Test func noSNIIsSentEvenWithAnExpectedName() async throws {
+    guard let server = try await OpenSSLTestServer.start(["-alpn", "dot"], sniTrap: true) else { return }
+    defer { server.stop() }
+    let (connection, info) = try await connect(server, expectedName: "ns1.dot.test.")
+    #expect(info.certificate.subject == "/CN=ns1.dot.test", "the SNI certificate would say CN=sni-was-sent")
+    #expect(info.certificate.problems == ["self-signed"], "the name is still checked, without SNI")
+    connection.close()
+  }
+
+  @Test func tls12IsAccepted() async throws {
+    guard let server = try await OpenSSLTestServer.start(["-tls1_2", "-alpn", "dot"]) else { return }
+    defer { server.stop() }
+    let (connection, info) = try await connect(server)
+    #expect(info.tlsVersion == "TLSv1.2")
+    #expect(info.alpn == "dot")
+    connection.close()
+  }
+
+  @Test func serverAlertIsReportedByDescription() async throws {
+    // A TLS 1.3-only server with a cipher suite we do not offer answers the ClientHello with an alert.
+    guard let server = try await OpenSSLTestServer.start(["-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_8_SHA256"])
+    else { return }
+    defer { server.stop() }
+    do {
+      let (connection, _) = try await connect(server)
+      connection.close()
+      Issue.record("handshake should have failed")
+    } catch {
+      #expect(error == .tlsAlert("handshake failure"))
+      #expect(error.className == "tls-alert")
+    }
+  }
+}

@@ -1,0 +1,33 @@
+import Testing
+
+@testable import Resolver
+
+/// EDNS(0) Padding on DoT queries (T-40, RFC 8467 §4.1).
+@Suite struct DoTPaddingTests {
+  @Test(arguments: ["a.", "www.dot.test.", "a-much-longer-label-for-padding.example.test.", String(repeating: "x.", count: 60)])
+  func paddedLengthIsAMultipleOf128(_ name: String) throws {
+    for withEDNS in [true, false] {
+      var query = Message()
+      query.header.id = 7
+      query.questions = [Question(name: try DNSName(name), type: .a)]
+      if withEDNS { query.edns = EDNS(options: [EDNSOption(code: EDNSOption.cookieCode, data: Array(repeating: 9, count: 8))]) }
+      let wire = DoTQueryPadding.paddedWire(query)
+      #expect(wire.count % 128 == 0)
+      let parsed = try Message.parse(wire)
+      let options = try #require(parsed.edns?.options)
+      #expect(options.last?.code == EDNSOption.paddingCode, "padding comes last")
+      #expect(options.last?.data.allSatisfy { $0 == 0 } == true)
+      #expect(options.filter { $0.code == EDNSOption.paddingCode }.count == 1)
+      if withEDNS { #expect(options.first?.code == EDNSOption.cookieCode) }
+      #expect(parsed.questions == query.questions)
+    }
+  }
+
+  @Test func existingPaddingIsReplaced() throws {
+    var query = Message()
+    query.questions = [Question(name: try DNSName("www.dot.test."), type: .a)]
+    query.edns = EDNS(options: [EDNSOption(code: EDNSOption.paddingCode, data: Array(repeating: 0, count: 300))])
+    let wire = DoTQueryPadding.paddedWire(query)
+    #expect(wire.count == 128)
+  }
+}

@@ -1,0 +1,128 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import Resolver
+
+/// The DNS side of a DoT session without TLS: an EmbeddedChannel with the framing decoder and the
+/// session handler, the handshake completion injected as the TLS handler would fire it.
+@Suite struct DoTSessionHandlerTests {
+  private struct Harness {
+    let channel = EmbeddedChannel()
+    let handler: DoTSessionHandler
+    let closes = DoTRecorder<EncryptedFailure>()
+
+    init(idleTimeout: TimeAmount = .seconds(30)) throws {
+      let closes = self.closes
+      handler = DoTSessionHandler(
+        eventLoop: channel.embeddedEventLoop, handshakeTimeout: .seconds(5), idleTimeout: idleTimeout,
+        status: DoTConnectionStatus(), time: SystemTimeSource(), onClose: { closes.append($0) })
+      try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
+      try channel.pipeline.syncOperations.addHandler(handler)
+      try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 853)).wait()
+      let info = TLSHandshakeInfo(
+        tlsVersion: "TLSv1.3", alpn: "dot", resumed: false, certificate: CertificateCheck(problems: []), handshakeMs: 1)
+      channel.pipeline.fireUserInboundEventTriggered(DoTHandshakeCompleted(info: info))
+    }
+
+    /// The query the handler wrote, unframed and parsed.
+    func sentQuery() throws -> (wire: [UInt8], message: Message) {
+      let frame = try #require(try channel.readOutbound(as: ByteBuffer.self))
+      let bytes = Array(frame.readableBytesView)
+      try #require(bytes.count >= 2)
+      let length = Int(bytes[0]) << 8 | Int(bytes[1])
+      try #require(bytes.count == length + 2)
+      let wire = Array(bytes[2...])
+      return (wire, try Message.parse(wire))
+    }
+
+    func reply(to query: Message, id: UInt16? = nil, name: String? = nil, tc: Bool = false) throws {
+      var response = query
+      response.header.qr = true
+      response.header.tc = tc
+      if let id { response.header.id = id }
+      if let name { response.questions = [Question(name: try DNSName(name), type: .a)] }
+      response.edns = nil
+      var buffer = channel.allocator.buffer(capacity: 512)
+      buffer.writeLengthPrefixed(response.serialize())
+      try channel.writeInbound(buffer)
+    }
+  }
+
+  @Test func responsesAreMatchedByIDAndQuestionAndGetTheCallersID() throws {
+    let h = try Harness()
+    let future = h.handler.send(try dotQuery("www.dot.test.", .a, id: 0xBEEF), timeout: .seconds(5))
+    let (wire, sent) = try h.sentQuery()
+    #expect(wire.count % 128 == 0, "padded (T-40)")
+    // Wrong ID, then the right ID with another question: both dropped (T-13).
+    try h.reply(to: sent, id: sent.header.id &+ 1)
+    try h.reply(to: sent, name: "other.dot.test.")
+    let completed = DoTRecorder<Bool>()
+    future.whenComplete { _ in completed.append(true) }
+    h.channel.embeddedEventLoop.run()
+    #expect(completed.all.isEmpty, "mismatched responses are dropped")
+    try h.reply(to: sent)
+    let response = try future.wait()
+    #expect(response.header.id == 0xBEEF)
+    #expect(response.header.qr)
+  }
+
+  @Test func truncatedResponseFailsTheQuery() throws {
+    let h = try Harness()
+    let future = h.handler.send(try dotQuery("www.dot.test.", .a), timeout: .seconds(5))
+    try h.reply(to: try h.sentQuery().message, tc: true)
+    #expect(throws: TransportError.truncated) { try future.wait() }
+  }
+
+  @Test func queryTimesOut() throws {
+    let h = try Harness()
+    let future = h.handler.send(try dotQuery("www.dot.test.", .a), timeout: .seconds(2))
+    h.channel.embeddedEventLoop.advanceTime(by: .seconds(3))
+    #expect(throws: TransportError.timeout) { try future.wait() }
+  }
+
+  @Test func idsAreUniqueAmongOutstandingQueries() throws {
+    let h = try Harness()
+    var ids = Set<UInt16>()
+    for _ in 0..<200 {
+      _ = h.handler.send(try dotQuery("www.dot.test.", .a, id: 1), timeout: .seconds(5))
+      ids.insert(try h.sentQuery().message.header.id)
+    }
+    #expect(ids.count == 200)
+    _ = try? h.channel.close().wait()
+  }
+
+  @Test func closeWithQueryOutstandingIsAReset() throws {
+    let h = try Harness()
+    let future = h.handler.send(try dotQuery("www.dot.test.", .a), timeout: .seconds(5))
+    _ = try h.sentQuery()
+    try h.channel.close().wait()
+    #expect(throws: TransportError.closed) { try future.wait() }
+    #expect(h.closes.all == [.resetWithQueriesOutstanding])
+  }
+
+  @Test func closeWhileIdleIsClean() throws {
+    let h = try Harness()
+    try h.channel.close().wait()
+    #expect(h.closes.all == [.cleanClose])
+  }
+
+  @Test func alertAfterHandshakeIsReportedOnce() throws {
+    let h = try Harness()
+    h.channel.pipeline.fireErrorCaught(EncryptedFailure.tlsAlert("decode error"))
+    h.channel.embeddedEventLoop.run()
+    #expect(h.closes.all == [.tlsAlert("decode error")])
+    #expect(!h.channel.isActive)
+  }
+
+  @Test func idleTimeoutClosesCleanly() throws {
+    let h = try Harness(idleTimeout: .seconds(10))
+    let future = h.handler.send(try dotQuery("www.dot.test.", .a), timeout: .seconds(5))
+    try h.reply(to: try h.sentQuery().message)
+    _ = try future.wait()
+    h.channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+    #expect(h.closes.all.isEmpty)
+    h.channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+    #expect(h.closes.all == [.cleanClose])
+  }
+}

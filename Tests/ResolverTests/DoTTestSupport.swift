@@ -1,0 +1,230 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import Resolver
+
+/// A real NSD serving `dot.test.` over DoT on 127.53.200.1:853 with a fresh self-signed certificate
+/// (CN=ns1.dot.test), started for one test and stopped by `stop()`. Loopback only.
+final class NSDDoTServer {
+  static let address = "127.53.200.1"
+  static let zone = "dot.test."
+  let directory: URL
+  /// NSD's first process; also the ID of its own process group (main, xfrd and server processes).
+  let pid: pid_t
+  let endpoint: ServerEndpoint
+  private var stopped = false
+
+  /// Starts NSD, or returns nil (test skipped) when `nsd`/`openssl` are missing; with CI=true that is a failure.
+  static func start() async throws -> NSDDoTServer? {
+    guard let nsd = executable("nsd"), let openssl = executable("openssl") else {
+      let message = "nsd and openssl are needed for the DoT tests (apt-get install nsd openssl)"
+      if ProcessInfo.processInfo.environment["CI"] == "true" {
+        Issue.record(Comment(rawValue: message))
+      } else {
+        print("skipped: \(message)")
+      }
+      return nil
+    }
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-dot-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    try run(
+      openssl,
+      [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ns1.dot.test",
+        "-keyout", dir.appendingPathComponent("key.pem").path, "-out", dir.appendingPathComponent("cert.pem").path,
+      ])
+    try zoneText.write(to: dir.appendingPathComponent("dot.test.zone"), atomically: true, encoding: .utf8)
+    try config(dir: dir.path).write(to: dir.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
+    let pid = try spawn(nsd, ["-c", dir.appendingPathComponent("nsd.conf").path, "-d"])
+    guard let endpoint = ServerEndpoint(ip: address, port: 853) else { throw DoTTestError.setup("endpoint") }
+    let server = NSDDoTServer(directory: dir, pid: pid, endpoint: endpoint)
+    do {
+      try await server.waitUntilServing()
+    } catch {
+      if let log = try? String(contentsOf: dir.appendingPathComponent("nsd.log"), encoding: .utf8) {
+        print("nsd log:\n\(log)")
+      }
+      server.stop()
+      throw error
+    }
+    return server
+  }
+
+  private init(directory: URL, pid: pid_t, endpoint: ServerEndpoint) {
+    self.directory = directory
+    self.pid = pid
+    self.endpoint = endpoint
+  }
+
+  /// Stops NSD (its whole process group: main, xfrd, server) and removes its directory.
+  func stop() {
+    guard !stopped else { return }
+    stopped = true
+    kill(-pid, SIGTERM)
+    let deadline = Date().addingTimeInterval(3)
+    var status: Int32 = 0
+    while waitpid(pid, &status, WNOHANG) == 0 && Date() < deadline { usleep(20_000) }
+    kill(-pid, SIGKILL)  // whatever is left of the group
+    _ = waitpid(pid, &status, WNOHANG)
+    try? FileManager.default.removeItem(at: directory)
+  }
+
+  /// True while NSD's first process has not exited.
+  private var isRunning: Bool {
+    var status: Int32 = 0
+    return waitpid(pid, &status, WNOHANG) == 0
+  }
+
+  /// posix_spawn in a new process group with no blocked signals: a Foundation `Process` child inherits
+  /// the test thread's blocked signal mask, and an NSD started that way ignores SIGTERM.
+  static func spawn(_ path: String, _ arguments: [String]) throws -> pid_t {
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var noSignals = sigset_t()
+    sigemptyset(&noSignals)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    // SIGPIPE stays ignored as in the test process: s_server would die writing tickets to a closed socket.
+    for signal in [SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&defaults, signal) }
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setpgroup(&attributes, 0)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+    guard rc == 0 else { throw DoTTestError.setup("posix_spawn \(path) failed: \(rc)") }
+    return pid
+  }
+
+  private func waitUntilServing() async throws {
+    let context = try DoTClientContext()
+    let deadline = Date().addingTimeInterval(10)
+    while Date() < deadline {
+      guard isRunning else { throw DoTTestError.setup("nsd exited; see \(directory.path)") }
+      if let (connection, _) = try? await DoTConnection.connect(
+        to: endpoint, expectedName: nil, context: context, group: MultiThreadedEventLoopGroup.singleton,
+        resumption: nil, connectTimeout: .milliseconds(500), handshakeTimeout: .seconds(1), idleTimeout: .seconds(1),
+        onTicket: { _ in }, onClose: { _ in })
+      {
+        connection.close()
+        return
+      }
+      try await Task.sleep(for: .milliseconds(100))
+    }
+    throw DoTTestError.setup("nsd did not start serving DoT in time")
+  }
+
+  private static let zoneText = """
+    $TTL 300
+    @ IN SOA ns1.dot.test. hostmaster.dot.test. 1 3600 600 86400 300
+    @ IN NS ns1.dot.test.
+    ns1 IN A 127.53.200.1
+    www IN A 192.0.2.1
+    mail IN A 192.0.2.25
+    www IN AAAA 2001:db8::1
+
+    """
+
+  private static func config(dir: String) -> String {
+    """
+    server:
+        ip-address: \(address)@853
+        tls-port: 853
+        tls-service-key: "\(dir)/key.pem"
+        tls-service-pem: "\(dir)/cert.pem"
+        do-ip4: yes
+        do-ip6: no
+        username: ""
+        chroot: ""
+        server-count: 1
+        reuseport: no
+        database: ""
+        zonelistfile: "\(dir)/zone.list"
+        xfrdfile: "\(dir)/xfrd.state"
+        xfrdir: "\(dir)"
+        pidfile: "\(dir)/nsd.pid"
+        logfile: "\(dir)/nsd.log"
+        zonesdir: "\(dir)"
+        verbosity: 1
+    remote-control:
+        control-enable: no
+    zone:
+        name: "\(zone)"
+        zonefile: "\(dir)/dot.test.zone"
+
+    """
+  }
+
+  static func executable(_ name: String) -> String? {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
+      let path = "\(dir)/\(name)"
+      if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    return nil
+  }
+
+  static func run(_ tool: String, _ arguments: [String]) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: tool)
+    process.arguments = arguments
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw DoTTestError.setup("\(tool) failed") }
+  }
+}
+
+enum DoTTestError: Error {
+  case setup(String)
+}
+
+/// Collects values handed to the DoT callbacks (tickets, close reasons) from any thread.
+final class DoTRecorder<Value: Sendable>: Sendable {
+  private let values = Mutex<[Value]>([])
+  func append(_ value: Value) { values.withLock { $0.append(value) } }
+  var all: [Value] { values.withLock { $0 } }
+
+  /// Waits up to `seconds` for at least one value.
+  func waitForFirst(seconds: Double = 3) async -> Value? {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+      if let first = all.first { return first }
+      try? await Task.sleep(for: .milliseconds(20))
+    }
+    return all.first
+  }
+}
+
+/// A TCP listener on `host` (loopback) that accepts connections and never sends a byte.
+final class SilentTCPListener {
+  let channel: any Channel
+  init(host: String = "127.0.0.1") async throws {
+    channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .bind(host: host, port: 0).get()
+  }
+  var port: Int { channel.localAddress?.port ?? 0 }
+  func stop() async { try? await channel.close() }
+}
+
+/// A query for `name`/`type` with EDNS, as the resolver would build it.
+func dotQuery(_ name: String, _ type: RRType, id: UInt16 = 0x1234) throws -> Message {
+  var message = Message()
+  message.header.id = id
+  message.questions = [Question(name: try DNSName(name), type: type)]
+  message.edns = EDNS()
+  return message
+}
