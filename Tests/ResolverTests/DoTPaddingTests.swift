@@ -31,3 +31,17 @@ import Testing
     #expect(wire.count == 128)
   }
 }
+
+/// The stable problem names for OpenSSL verification results (OE-26: informational only).
+@Suite struct DoTCertificateProblemTests {
+  @Test func verifyResultsMapToProblemNames() {
+    #expect(CertificateEvaluator.problem(forVerifyResult: 10) == "expired")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 9) == "not-yet-valid")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 18) == "self-signed")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 19) == "self-signed")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 20) == "untrusted-issuer")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 62) == "wrong-name")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 64) == "wrong-name")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 7).hasPrefix("other:"))
+  }
+}
