@@ -3,6 +3,7 @@ import NIOPosix
 
 /// One long-lived DoT connection to one server (RFC 7858): pipelined queries, responses matched in any
 /// order. OpenSSL runs over memory BIOs inside the channel; no SNI, ALPN `dot`, any certificate accepted.
+/// Dropping the object does not close the connection: call `close()`, or the idle timeout will.
 public final class DoTConnection: Sendable {
   private let channel: any Channel
   private let session: NIOLoopBound<DoTSessionHandler>
