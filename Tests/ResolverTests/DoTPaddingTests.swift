@@ -4,13 +4,17 @@ import Testing
 
 /// EDNS(0) Padding on DoT queries (T-40, RFC 8467 §4.1).
 @Suite struct DoTPaddingTests {
-  @Test(arguments: ["a.", "www.dot.test.", "a-much-longer-label-for-padding.example.test.", String(repeating: "x.", count: 60)])
+  @Test(arguments: [
+    "a.", "www.dot.test.", "a-much-longer-label-for-padding.example.test.", String(repeating: "x.", count: 60),
+  ])
   func paddedLengthIsAMultipleOf128(_ name: String) throws {
     for withEDNS in [true, false] {
       var query = Message()
       query.header.id = 7
       query.questions = [Question(name: try DNSName(name), type: .a)]
-      if withEDNS { query.edns = EDNS(options: [EDNSOption(code: EDNSOption.cookieCode, data: Array(repeating: 9, count: 8))]) }
+      if withEDNS {
+        query.edns = EDNS(options: [EDNSOption(code: EDNSOption.cookieCode, data: Array(repeating: 9, count: 8))])
+      }
       let wire = DoTQueryPadding.paddedWire(query)
       #expect(wire.count % 128 == 0)
       let parsed = try Message.parse(wire)

@@ -151,7 +151,8 @@ final class DoTSessionHandler: ChannelInboundHandler {
       entry.promise.fail(TransportError.timeout)
       if pending.isEmpty { scheduleIdleTimer() }
     }
-    pending[id] = Pending(matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, promise: promise, timer: timer)
+    pending[id] = Pending(
+      matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, promise: promise, timer: timer)
     idleTimer?.cancel()
     idleTimer = nil
     status.touch(at: time.now())
