@@ -17,7 +17,7 @@ let package = Package(
     .systemLibrary(
       name: "COpenSSL",
       pkgConfig: "openssl",
-      providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
+      providers: [.apt(["libssl-dev"])]
     ),
     .target(
       name: "Resolver",

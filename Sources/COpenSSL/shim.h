@@ -16,8 +16,6 @@ static inline long sotto_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode)
   return SSL_CTX_set_session_cache_mode(ctx, mode);
 }
 
-static inline long sotto_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
-
 static inline long sotto_SSL_CACHE_CLIENT_NO_INTERNAL_STORE(void) {
   return SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE;
 }

@@ -33,14 +33,20 @@ final class OpenSSLTestServer {
     let cert = dir.appendingPathComponent("cert.pem").path
     try NSDDoTServer.run(
       openssl,
-      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ns1.dot.test", "-keyout", key, "-out", cert])
+      [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ns1.dot.test", "-keyout", key,
+        "-out", cert,
+      ])
     var options = options
     if sniTrap {
       let key2 = dir.appendingPathComponent("key2.pem").path
       let cert2 = dir.appendingPathComponent("cert2.pem").path
       try NSDDoTServer.run(
         openssl,
-        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sni-was-sent", "-keyout", key2, "-out", cert2])
+        [
+          "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sni-was-sent", "-keyout", key2,
+          "-out", cert2,
+        ])
       options += ["-servername", "ns1.dot.test", "-cert2", cert2, "-key2", key2]
     }
     // Port 853 on an address of its own (the suite is serialized; s_server sets SO_REUSEADDR).

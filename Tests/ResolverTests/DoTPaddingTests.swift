@@ -4,13 +4,17 @@ import Testing
 
 /// EDNS(0) Padding on DoT queries (T-40, RFC 8467 §4.1).
 @Suite struct DoTPaddingTests {
-  @Test(arguments: ["a.", "www.dot.test.", "a-much-longer-label-for-padding.example.test.", String(repeating: "x.", count: 60)])
+  @Test(arguments: [
+    "a.", "www.dot.test.", "a-much-longer-label-for-padding.example.test.", String(repeating: "x.", count: 60),
+  ])
   func paddedLengthIsAMultipleOf128(_ name: String) throws {
     for withEDNS in [true, false] {
       var query = Message()
       query.header.id = 7
       query.questions = [Question(name: try DNSName(name), type: .a)]
-      if withEDNS { query.edns = EDNS(options: [EDNSOption(code: EDNSOption.cookieCode, data: Array(repeating: 9, count: 8))]) }
+      if withEDNS {
+        query.edns = EDNS(options: [EDNSOption(code: EDNSOption.cookieCode, data: Array(repeating: 9, count: 8))])
+      }
       let wire = DoTQueryPadding.paddedWire(query)
       #expect(wire.count % 128 == 0)
       let parsed = try Message.parse(wire)
@@ -29,5 +33,19 @@ import Testing
     query.edns = EDNS(options: [EDNSOption(code: EDNSOption.paddingCode, data: Array(repeating: 0, count: 300))])
     let wire = DoTQueryPadding.paddedWire(query)
     #expect(wire.count == 128)
+  }
+}
+
+/// The stable problem names for OpenSSL verification results (OE-26: informational only).
+@Suite struct DoTCertificateProblemTests {
+  @Test func verifyResultsMapToProblemNames() {
+    #expect(CertificateEvaluator.problem(forVerifyResult: 10) == "expired")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 9) == "not-yet-valid")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 18) == "self-signed")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 19) == "self-signed")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 20) == "untrusted-issuer")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 62) == "wrong-name")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 64) == "wrong-name")
+    #expect(CertificateEvaluator.problem(forVerifyResult: 7).hasPrefix("other:"))
   }
 }

@@ -15,7 +15,8 @@ import Testing
     init(idleTimeout: TimeAmount = .seconds(30)) throws {
       let closes = self.closes
       handler = DoTSessionHandler(
-        eventLoop: channel.embeddedEventLoop, handshakeTimeout: .seconds(5), idleTimeout: idleTimeout,
+        handshakePromise: channel.embeddedEventLoop.makePromise(), handshakeTimeout: .seconds(5),
+        idleTimeout: idleTimeout,
         status: DoTConnectionStatus(), time: SystemTimeSource(), onClose: { closes.append($0) })
       try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
       try channel.pipeline.syncOperations.addHandler(handler)

@@ -3,6 +3,7 @@ import NIOPosix
 
 /// One long-lived DoT connection to one server (RFC 7858): pipelined queries, responses matched in any
 /// order. OpenSSL runs over memory BIOs inside the channel; no SNI, ALPN `dot`, any certificate accepted.
+/// Dropping the object does not close the connection: call `close()`, or the idle timeout will.
 public final class DoTConnection: Sendable {
   private let channel: any Channel
   private let session: NIOLoopBound<DoTSessionHandler>
@@ -32,7 +33,12 @@ public final class DoTConnection: Sendable {
     let startedAt = time.now()
     let status = DoTConnectionStatus()
     let ip = endpoint.ip
-    let bootstrap = ClientBootstrap(group: group.next())
+    let loop = group.next()
+    // Both promises live outside the pipeline: a handshake that fails fast may tear the pipeline down
+    // before `connect` returns, and its real outcome must still reach the caller.
+    let handshake = loop.makePromise(of: TLSHandshakeInfo.self)
+    let sessionHandler = loop.makePromise(of: NIOLoopBound<DoTSessionHandler>.self)
+    let bootstrap = ClientBootstrap(group: loop)
       .connectTimeout(connectTimeout)
       .channelOption(.socketOption(.tcp_nodelay), value: 1)
       .channelInitializer { channel in
@@ -40,31 +46,28 @@ public final class DoTConnection: Sendable {
           let engine = try TLSClientEngine(
             context: context, expectedName: expectedName, ip: ip, resumption: resumption, onTicket: onTicket)
           let session = DoTSessionHandler(
-            eventLoop: channel.eventLoop, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
+            handshakePromise: handshake, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
             status: status, time: time, onClose: onClose)
           let pipeline = channel.pipeline.syncOperations
           try pipeline.addHandler(TLSClientHandler(engine: engine, startedAt: startedAt, time: time))
           try pipeline.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
           try pipeline.addHandler(session)
+          sessionHandler.succeed(NIOLoopBound(session, eventLoop: channel.eventLoop))
         }
       }
     let channel: any Channel
     do {
       channel = try await bootstrap.connect(to: endpoint.socketAddress).get()
     } catch {
-      throw classifyConnectError(error)
+      let failure = classifyConnectError(error)
+      // Completing an already completed promise is a no-op.
+      handshake.fail(failure)
+      sessionHandler.fail(failure)
+      throw failure
     }
     do {
-      let (session, info) = try await channel.eventLoop.flatSubmit {
-        () -> EventLoopFuture<(NIOLoopBound<DoTSessionHandler>, TLSHandshakeInfo)> in
-        do {
-          let handler = try channel.pipeline.syncOperations.handler(type: DoTSessionHandler.self)
-          let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
-          return handler.handshakeFuture.map { (bound, $0) }
-        } catch {
-          return channel.eventLoop.makeFailedFuture(EncryptedFailure.tlsError("connection closed during the handshake"))
-        }
-      }.get()
+      let session = try await sessionHandler.futureResult.get()
+      let info = try await handshake.futureResult.get()
       return (DoTConnection(channel: channel, session: session, status: status), info)
     } catch let failure as EncryptedFailure {
       channel.close(promise: nil)

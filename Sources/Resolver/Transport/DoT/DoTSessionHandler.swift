@@ -35,11 +35,12 @@ final class DoTSessionHandler: ChannelInboundHandler {
   private var handshakeTimer: Scheduled<Void>?
   private var idleTimer: Scheduled<Void>?
 
+  /// `handshakePromise` is created by the caller so the outcome survives the pipeline being torn down.
   init(
-    eventLoop: any EventLoop, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, status: DoTConnectionStatus,
-    time: any TimeSource, onClose: @escaping @Sendable (EncryptedFailure) -> Void
+    handshakePromise: EventLoopPromise<TLSHandshakeInfo>, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount,
+    status: DoTConnectionStatus, time: any TimeSource, onClose: @escaping @Sendable (EncryptedFailure) -> Void
   ) {
-    handshakePromise = eventLoop.makePromise(of: TLSHandshakeInfo.self)
+    self.handshakePromise = handshakePromise
     handshakeFuture = handshakePromise.futureResult
     self.handshakeTimeout = handshakeTimeout
     self.idleTimeout = idleTimeout
@@ -150,7 +151,8 @@ final class DoTSessionHandler: ChannelInboundHandler {
       entry.promise.fail(TransportError.timeout)
       if pending.isEmpty { scheduleIdleTimer() }
     }
-    pending[id] = Pending(matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, promise: promise, timer: timer)
+    pending[id] = Pending(
+      matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, promise: promise, timer: timer)
     idleTimer?.cancel()
     idleTimer = nil
     status.touch(at: time.now())
