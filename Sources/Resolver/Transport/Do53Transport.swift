@@ -94,22 +94,14 @@ public final class Do53Transport: Sendable {
   }
 }
 
-/// Reads datagrams on a connected UDP socket until one matches the query.
-final class UDPExchangeHandler: ChannelInboundHandler, Sendable {
-  typealias InboundIn = AddressedEnvelope<ByteBuffer>
+/// Completes one exchange's promise from the replies that arrive: the first matching one wins,
+/// mismatches are counted and ignored, an unparsable matching one fails the exchange.
+struct ExchangeCompletion: Sendable {
   let matcher: ResponseMatcher
   let promise: EventLoopPromise<Message>
   let mismatches: Counter
 
-  init(matcher: ResponseMatcher, promise: EventLoopPromise<Message>, mismatches: Counter) {
-    self.matcher = matcher
-    self.promise = promise
-    self.mismatches = mismatches
-  }
-
-  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    let envelope = unwrapInboundIn(data)
-    let bytes = Array(envelope.data.readableBytesView)
+  func deliver(_ bytes: [UInt8]) {
     switch matcher.match(bytes) {
     case .none: mismatches.increment()
     case .success(let m)?: promise.succeed(m)
@@ -117,40 +109,47 @@ final class UDPExchangeHandler: ChannelInboundHandler, Sendable {
     }
   }
 
+  func fail(_ error: TransportError) { promise.fail(error) }
+}
+
+/// Reads datagrams on a connected UDP socket until one matches the query.
+final class UDPExchangeHandler: ChannelInboundHandler, Sendable {
+  typealias InboundIn = AddressedEnvelope<ByteBuffer>
+  let completion: ExchangeCompletion
+
+  init(matcher: ResponseMatcher, promise: EventLoopPromise<Message>, mismatches: Counter) {
+    completion = ExchangeCompletion(matcher: matcher, promise: promise, mismatches: mismatches)
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    completion.deliver(Array(unwrapInboundIn(data).data.readableBytesView))
+  }
+
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     // ECONNREFUSED from an ICMP port unreachable on the connected socket.
-    promise.fail(TransportError.unreachable("\(error)"))
+    completion.fail(.unreachable("\(error)"))
   }
 }
 
 /// Reads length-prefixed frames on a TCP connection until one matches the query.
 final class TCPExchangeHandler: ChannelInboundHandler, Sendable {
   typealias InboundIn = ByteBuffer
-  let matcher: ResponseMatcher
-  let promise: EventLoopPromise<Message>
-  let mismatches: Counter
+  let completion: ExchangeCompletion
 
   init(matcher: ResponseMatcher, promise: EventLoopPromise<Message>, mismatches: Counter) {
-    self.matcher = matcher
-    self.promise = promise
-    self.mismatches = mismatches
+    completion = ExchangeCompletion(matcher: matcher, promise: promise, mismatches: mismatches)
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    let bytes = Array(unwrapInboundIn(data).readableBytesView)
-    switch matcher.match(bytes) {
-    case .none: mismatches.increment()
-    case .success(let m)?: promise.succeed(m)
-    case .failure(let e)?: promise.fail(TransportError.malformed(e))
-    }
+    completion.deliver(Array(unwrapInboundIn(data).readableBytesView))
   }
 
   func channelInactive(context: ChannelHandlerContext) {
-    promise.fail(TransportError.closed)
+    completion.fail(.closed)
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    promise.fail(TransportError.unreachable("\(error)"))
+    completion.fail(.unreachable("\(error)"))
     context.close(promise: nil)
   }
 }
