@@ -97,7 +97,7 @@ public enum Format {
   public static func until(_ t: Double, now: Double) -> String {
     let s = Int(t) % 86_400
     let hm = String(format: "%02d:%02d", s / 3600, (s / 60) % 60)
-    if t - now < 86_400 { return hm }
+    if t - now < 43_200 { return hm }
     let f = DateFormatter()
     f.locale = Locale(identifier: "en_US_POSIX")
     f.timeZone = TimeZone(identifier: "UTC")

@@ -103,6 +103,7 @@ public struct ControlHandler: Sendable {
       }
       let question = Question(name: name, type: type)
       let resolution = await stack.resolver.resolve(question)
+      stack.monitor.record(client: "lookup", question: question, resolution: resolution)
       return Self.success(key: "lookup", LookupOutcome(question: question, resolution: resolution))
     default:
       return Self.failure(
