@@ -10,6 +10,7 @@
 #include <locale.h>
 #include <stdio.h>
 #include <wchar.h>
+#include <string.h>
 #include <ncursesw/curses.h>
 
 int wcwidth(wchar_t c);
@@ -28,6 +29,15 @@ static inline int sotto_a_dim(void) { return (int)A_DIM; }
 static inline int sotto_color_pair(int n) { return (int)COLOR_PAIR(n); }
 
 static inline int sotto_setlocale_all(void) { return setlocale(LC_ALL, "") != NULL; }
+/// Makes LC_CTYPE a UTF-8 locale (from the environment, else C.UTF-8) so that wcwidth works.
+static inline int sotto_utf8_ctype(void) {
+  const char *cur = setlocale(LC_CTYPE, NULL);
+  if (cur && (strstr(cur, "UTF-8") || strstr(cur, "utf8") || strstr(cur, "UTF8"))) return 1;
+  const char *env = setlocale(LC_CTYPE, "");
+  if (env && (strstr(env, "UTF-8") || strstr(env, "utf8") || strstr(env, "UTF8"))) return 1;
+  return setlocale(LC_CTYPE, "C.UTF-8") != NULL;
+}
+
 static inline int sotto_key_code_yes(void) { return KEY_CODE_YES; }
 
 #endif

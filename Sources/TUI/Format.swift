@@ -6,14 +6,19 @@ import Resolver
 public enum Format {
   /// Display width of one character (0 for combining marks, 2 for wide CJK; control → 0).
   public static func width(_ c: Character) -> Int {
+    _ = utf8Ready
+    if c.isASCII { return c == "\t" || (c.asciiValue ?? 0) >= 32 ? 1 : 0 }
     var w = 0
     for scalar in c.unicodeScalars {
       let x = Int(wcwidth(wchar_t(bitPattern: scalar.value)))
-      w += max(0, x)
+      // -1: not printable in this locale; count it as one column rather than none.
+      w += x < 0 ? (w == 0 ? 1 : 0) : x
     }
-    // Emoji presentation sequences and the like: at least the first scalar's width.
     return w
   }
+
+  /// `wcwidth` needs a UTF-8 LC_CTYPE; set once.
+  static let utf8Ready: Bool = sotto_utf8_ctype() != 0
 
   /// Display width of `s`.
   public static func width(_ s: String) -> Int { s.reduce(0) { $0 + width($1) } }

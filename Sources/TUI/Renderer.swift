@@ -144,7 +144,7 @@ public struct Renderer: Sendable {
     let wide = width >= 110
     var fixed: [(String, Int)] = [("ADDRESS", 15), ("NS / ZONE", 0), ("DoT", 15)]
     if wide { fixed.append(("DoQ", 5)) }
-    fixed += [("PROBES s/ok/f/t", 15), ("QUERIES", 14), ("SRTT", 7)]
+    fixed += [wide ? ("PROBES s/ok/f/t", 15) : ("PROBES", 9), ("QUERIES", 14), ("SRTT", 7)]
     if wide { fixed.append(("CERT", 0)) }
     let used = fixed.map(\.1).reduce(0, +) + fixed.count  // one space per column
     let free = max(10, width - used)
@@ -185,7 +185,7 @@ public struct Renderer: Sendable {
       case "DoQ":
         text = Format.phase(s.doq, now: now)
         style = s.doq.map { Self.style(phase: $0.phase) } ?? .dim
-      case "PROBES s/ok/f/t": text = Format.probes(s.probes)
+      case "PROBES s/ok/f/t", "PROBES": text = Format.probes(s.probes)
       case "QUERIES": text = Format.queries(s.queries)
       case "SRTT": text = Format.millis(s.srttMs)
       case "CERT":
@@ -245,7 +245,8 @@ public struct Renderer: Sendable {
   // MARK: Queries
 
   public func queryColumns() -> [(String, Int)] {
-    let fixed: [(String, Int)] = [("TIME", 8), ("CLIENT", 15), ("NAME", 0), ("TYPE", 5), ("RCODE", 8), ("LATENCY", 7), ("CACHE", 5), ("CLEAR", 5)]
+    var fixed: [(String, Int)] = [("TIME", 8), ("CLIENT", 15), ("NAME", 0), ("TYPE", 5), ("RCODE", 8), ("LATENCY", 7), ("CACHE", 5), ("CLEAR", 5)]
+    if width < 100 { fixed.remove(at: 1) }
     let used = fixed.map(\.1).reduce(0, +) + fixed.count
     let free = max(20, width - used)
     let name = max(16, min(40, free * 2 / 5))

@@ -92,6 +92,23 @@ public struct ServerSnapshot: Sendable, Codable, Hashable {
   /// How the next query to this server would go, and why ("DoT: session established").
   public var reason: String
 
+  public init(
+    address: String, nsNames: [String], zones: [String], dot: TransportSnapshot, doq: TransportSnapshot?,
+    queries: [String: Int], srttMs: Double?, cleartextWhileGood: Int, firstSeen: Double, lastSeen: Double, reason: String
+  ) {
+    self.address = address
+    self.nsNames = nsNames
+    self.zones = zones
+    self.dot = dot
+    self.doq = doq
+    self.queries = queries
+    self.srttMs = srttMs
+    self.cleartextWhileGood = cleartextWhileGood
+    self.firstSeen = firstSeen
+    self.lastSeen = lastSeen
+    self.reason = reason
+  }
+
   /// All probe counters of the encrypted transports added up.
   public var probes: ProbeCounters {
     var p = dot.probes
@@ -117,6 +134,21 @@ public struct TransportSnapshot: Sendable, Codable, Hashable {
   public var tlsVersion: String?
   public var handshakeMs: Double?
   public var resumed: Bool
+
+  public init(
+    phase: String, dampedUntil: Double?, probes: ProbeCounters, failures: [String: Int], lastFailure: String?,
+    certificate: CertificateCheck?, tlsVersion: String?, handshakeMs: Double?, resumed: Bool
+  ) {
+    self.phase = phase
+    self.dampedUntil = dampedUntil
+    self.probes = probes
+    self.failures = failures
+    self.lastFailure = lastFailure
+    self.certificate = certificate
+    self.tlsVersion = tlsVersion
+    self.handshakeMs = handshakeMs
+    self.resumed = resumed
+  }
 
   /// "valid", "expired, wrong-name", or nil when no certificate was seen.
   public var certificateNote: String? {
