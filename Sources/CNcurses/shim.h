@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <wchar.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 #include <ncursesw/curses.h>
 
 int wcwidth(wchar_t c);
@@ -36,6 +38,15 @@ static inline int sotto_utf8_ctype(void) {
   const char *env = setlocale(LC_CTYPE, "");
   if (env && (strstr(env, "UTF-8") || strstr(env, "utf8") || strstr(env, "UTF8"))) return 1;
   return setlocale(LC_CTYPE, "C.UTF-8") != NULL;
+}
+
+/// The terminal size from the kernel (TIOCGWINSZ on stdout); 0 on success.
+static inline int sotto_tty_size(int *rows, int *cols) {
+  struct winsize ws;
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_row == 0 || ws.ws_col == 0) return -1;
+  *rows = ws.ws_row;
+  *cols = ws.ws_col;
+  return 0;
 }
 
 static inline int sotto_key_code_yes(void) { return KEY_CODE_YES; }

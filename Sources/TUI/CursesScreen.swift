@@ -78,6 +78,17 @@ final class CursesScreen {
 
   var size: (width: Int, height: Int) { (Int(getmaxx(window)), Int(getmaxy(window))) }
 
+  /// Follows a size change even when no SIGWINCH reached ncurses (checked once per frame).
+  func syncSize() {
+    var rows: Int32 = 0
+    var cols: Int32 = 0
+    guard sotto_tty_size(&rows, &cols) == 0 else { return }
+    if Int(rows) != size.height || Int(cols) != size.width {
+      resizeterm(rows, cols)
+      clearok(window, true)
+    }
+  }
+
   /// Paints the frame without flicker (erase, draw, one `doupdate`).
   func draw(_ lines: [Line]) {
     let (w, h) = size

@@ -118,6 +118,7 @@ public final class Dashboard: Sendable {
         if !state.paused || snap == nil, let fresh = source.snapshot() { snap = fresh }
         nextFrame = now + frameInterval
       }
+      screen.syncSize()
       let (w, h) = screen.size
       let renderer = Renderer(width: w, height: h)
       state.pageRows = renderer.bodyRows - 1

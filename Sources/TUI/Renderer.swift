@@ -142,7 +142,7 @@ public struct Renderer: Sendable {
   /// Column widths of the Servers table for this width (flexible NS/zone and certificate columns).
   public func serverColumns() -> [(String, Int)] {
     let wide = width >= 110
-    var fixed: [(String, Int)] = [("ADDRESS", 15), ("NS / ZONE", 0), ("DoT", 15)]
+    var fixed: [(String, Int)] = [("ADDRESS", 15), ("NS / ZONE", 0), ("DoT", wide ? 18 : 15)]
     if wide { fixed.append(("DoQ", 5)) }
     fixed += [wide ? ("PROBES s/ok/f/t", 15) : ("PROBES", 9), ("QUERIES", 14), ("SRTT", 7)]
     if wide { fixed.append(("CERT", 0)) }
