@@ -184,7 +184,7 @@ def main() -> None:
                 t("send-keys", "-t", "s", *keys)
             t.wait_for(wait)
             time.sleep(0.4)
-            render(t("capture-pane", "-t", "s", "-p", "-e"), out / f"{name}.png")
+            render(t("capture-pane", "-t", "s", "-p", "-e", "-N"), out / f"{name}.png")
             print(f"wrote {out / (name + '.png')}")
 
         shot("servers", "1", "j", "j", "j", wait="PROBES")
@@ -193,7 +193,7 @@ def main() -> None:
         shot("privacy", "3", wait="leak meter")
         t("send-keys", "-t", "s", "l")
         t.wait_for("lookup NAME")
-        t("send-keys", "-t", "s", "-l", "www.example.test MX")
+        t("send-keys", "-t", "s", "-l", "example.test MX")
         shot("lookup", "Enter", wait="ANSWER")
         shot("help", "?", wait="Keys")
         t("send-keys", "-t", "s", "q")

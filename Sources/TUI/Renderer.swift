@@ -120,7 +120,7 @@ public struct Renderer: Sendable {
   func footer() -> Line {
     let keys: [(String, String)] = [
       ("q", "quit"), ("?", "help"), ("Tab", "panel"), ("↑↓", "move"), ("<>", "sort"), ("/", "filter"),
-      ("↵", "detail"), ("p", "pause"), ("f", "flush"), ("F", "flush name"), ("n", "flush neg"), ("R", "probe"),
+      ("↵", "detail"), ("p", "pause"), ("f", "flush"), ("F", "flush name"), ("n", "neg"), ("R", "probe"),
       ("x", "forget"), ("l", "lookup"),
     ]
     var segs: [Segment] = []
@@ -275,7 +275,9 @@ public struct Renderer: Sendable {
       case "CACHE": segs.append(Segment(Format.pad(e.cacheHit ? "hit" : "miss", w) + " ", e.cacheHit ? .good : .dim))
       case "CLEAR":
         let n = e.cleartextHops
-        segs.append(Segment(Format.pad(n == 0 ? "-" : "\(n)!", w) + " ", n == 0 ? .dim : .leak))
+        let text = n == 0 ? "-" : "\(n)!"
+        segs.append(Segment(text, n == 0 ? .dim : .leak))
+        segs.append(Segment(String(repeating: " ", count: max(0, w - Format.width(text))) + " "))
       case "PATH": segs += pathSegments(e.hops)
       default: break
       }
@@ -310,7 +312,7 @@ public struct Renderer: Sendable {
     let spark = max(10, min(60, width - 30))
     out.append(
       Line([
-        Segment(" cleartext / 10 s  "), Segment(Format.sparkline(Array(p.cleartextSeries.suffix(spark))), .leak),
+        Segment(" cleartext / 10 s  "), Segment(Format.sparkline(Array(p.cleartextSeries.suffix(spark))), .bad),
         Segment("  last \(spark * 10 / 60) min", .dim),
       ]).fitted(width))
     out.append(
