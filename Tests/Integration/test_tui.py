@@ -257,3 +257,41 @@ def test_plain_text_when_not_a_terminal(lab, sotto, free_port, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("ADDRESS") == 2 and r.stdout.count("leak meter") == 2
     assert "\x1b" not in r.stdout
+
+
+def test_attach_to_serve_control(lab, sotto, tmux_bin, free_port, tmp_path):
+    """`sotto top --attach SOCKET` shows a running `serve --control` and its keys act on it."""
+    sock = tmp_path / "ctl.sock"
+    with sotto.serve(free_port, "--control", str(sock), "--tls-ca-file", str(lab.ca_file), "--probe-timeout", "1") as srv:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for n in ("www.dot.test", "www.refused.test", "www.example.test"):
+            srv.dig(n)
+        time.sleep(1.5)
+        t = Tmux(f"sotto-tui-attach-{os.getpid()}")
+        try:
+            t.run("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "40", "-e", "LANG=C.UTF-8",
+                  "-e", "NO_COLOR=1",
+                  f"{shlex.quote(str(sotto_path()))} top --attach {shlex.quote(str(sock))}; sleep 30")
+            s = t.wait(lambda s: "damped" in row(s, REFUSED) and row(s, DOT), "servers of the attached resolver")
+            assert "attached /" in s
+            assert re.search(r"established|good-idle", row(s, DOT))
+            assert header_cache_entries(s) > 0
+            # NO_COLOR: attributes only, no color escapes.
+            colored = t.screen(colors=True)
+            assert not re.search(r"\x1b\[[0-9;]*(3[0-7]|4[0-7]|38;|48;)[0-9;]*m", colored), colored[:400]
+            t.keys("f")
+            t.wait_for("(y/n)")
+            t.keys("y")
+            t.wait_for("cache flushed:")
+            t.wait(lambda s: header_cache_entries(s) == 0, "cache 0 entries")
+            t.keys("l")
+            t.type("www.example.test")
+            t.keys("Enter")
+            t.wait_for("192.0.2.10")
+            t.keys("q")
+            t.wait(lambda s: "1 Servers" not in s, "the dashboard to exit")
+        finally:
+            t.run("kill-server", check=False)
+        assert srv.proc.poll() is None, "the attached resolver must keep running"
