@@ -199,6 +199,7 @@ def main() -> None:
         t("send-keys", "-t", "s", "q")
     finally:
         subprocess.run(["tmux", "-L", t.name, "kill-server"], capture_output=True)
+        Path(f"/tmp/tmux-{os.getuid()}/{t.name}").unlink(missing_ok=True)
         if started_lab:
             lab.stop()
 

@@ -36,6 +36,13 @@ class Tmux:
             raise AssertionError(f"tmux {' '.join(args)} failed: {r.stderr}")
         return r.stdout
 
+    def kill(self) -> None:
+        """Kills this test's tmux server (and with it the dashboard) and removes its socket."""
+        self.run("kill-server", check=False)
+        sock = f"/tmp/tmux-{os.getuid()}/{self.name}"
+        if os.path.exists(sock):
+            os.unlink(sock)
+
     def keys(self, *keys: str) -> None:
         self.run("send-keys", "-t", "t", *keys)
 
@@ -76,6 +83,13 @@ def dash(lab, sotto, tmux_bin, free_port, tmp_path):
     """A shell in a private tmux server running `sotto top` against the lab."""
     name = f"sotto-tui-{os.getpid()}-{free_port}"
     t = Tmux(name)
+    try:
+        yield from _start_dash(t, lab, free_port, tmp_path)
+    finally:
+        t.kill()
+
+
+def _start_dash(t, lab, free_port, tmp_path):
     t.run("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "40",
           "-e", "LANG=C.UTF-8", "bash --norc --noprofile")
     t.wait(lambda s: s.strip().endswith(("$", "#")), "a shell prompt")
@@ -88,11 +102,8 @@ def dash(lab, sotto, tmux_bin, free_port, tmp_path):
     t.type(" ".join(shlex.quote(c) for c in cmd))
     t.keys("Enter")
     t.port = free_port
-    try:
-        t.wait_for("1 Servers")
-        yield t
-    finally:
-        t.run("kill-server", check=False)
+    t.wait_for("1 Servers")
+    yield t
 
 
 def dig(dash, name: str, qtype: str = "A"):
@@ -293,5 +304,5 @@ def test_attach_to_serve_control(lab, sotto, tmux_bin, free_port, tmp_path):
             t.keys("q")
             t.wait(lambda s: "1 Servers" not in s, "the dashboard to exit")
         finally:
-            t.run("kill-server", check=False)
+            t.kill()
         assert srv.proc.poll() is None, "the attached resolver must keep running"
