@@ -5,6 +5,8 @@
 #   make build     swift build (debug)
 #   make dot-test  only the opportunistic-DoT integration tests (captures with tcpdump)
 #   make doq-test  only the opportunistic-DoQ integration tests (lab DoQ servers: aioquic + dnspython)
+#   make tui-test  only the dashboard (tmux) and control socket (sotto ctl) integration tests
+#   make screenshots  run the dashboard in tmux against the lab and render screenshots/*.png
 #   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53, DoT on some 127.53.x.y:853)
 #   make lab-down  stop exactly the NSD processes the lab started
 #   make clean     stop the lab, remove build products and Lab/run
@@ -18,14 +20,15 @@ SHELL        := /bin/bash
 SWIFT     ?= swift
 PYTHON    ?= python3
 SOTTO_BIN ?= $(CURDIR)/.build/debug/sotto
-APT_PKGS  := nsd unbound dnsutils python3 python3-pip python3-pytest tcpdump openssl libssl-dev
+APT_PKGS  := nsd unbound dnsutils python3 python3-pip python3-pytest tcpdump openssl libssl-dev libncurses-dev tmux
 # PyPI packages for the lab's DoQ servers (Lab/doq_server.py); Debian 12 has no aioquic.
 PIP_PKGS  := aioquic dnspython
+SHOT_PKGS := python3-pyte python3-pil fonts-dejavu-core
 CI        ?=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test lab-up lab-down lab-status clean
+.PHONY: demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
 
 test: deps build-tests unit-test integration-test
 
@@ -78,6 +81,19 @@ dot-test:
 
 doq-test:
 	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) -m pytest -v Tests/Integration/test_lab_doq.py Tests/Integration/test_doq.py
+
+tui-test:
+	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) -m pytest -v Tests/Integration/test_tui.py Tests/Integration/test_ctl.py
+
+# Screenshots need pyte and Pillow (Debian packages, else pip) and DejaVu Sans Mono.
+screenshots: deps build
+	@missing=""; \
+	for p in $(SHOT_PKGS); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing \
+	    || $(PYTHON) -m pip install pyte pillow; \
+	fi
+	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) scripts/screenshots.py screenshots
 
 lab-up:
 	$(PYTHON) Lab/lab.py up

@@ -6,6 +6,7 @@ let package = Package(
   platforms: [.macOS(.v14)],
   products: [
     .library(name: "Resolver", targets: ["Resolver"]),
+    .library(name: "TUI", targets: ["TUI"]),
     .executable(name: "sotto", targets: ["sotto"]),
   ],
   dependencies: [
@@ -19,6 +20,11 @@ let package = Package(
       pkgConfig: "openssl",
       providers: [.apt(["libssl-dev"])]
     ),
+    .systemLibrary(
+      name: "CNcurses",
+      providers: [.apt(["libncurses-dev"]), .brew(["ncurses"])]
+    ),
+    .target(name: "TUI", dependencies: ["Resolver", "CNcurses"]),
     .target(
       name: "Resolver",
       dependencies: [
@@ -32,6 +38,7 @@ let package = Package(
       name: "sotto",
       dependencies: [
         "Resolver",
+        "TUI",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ]
@@ -46,6 +53,7 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
+    .testTarget(name: "TUITests", dependencies: ["TUI", "Resolver"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -8,6 +8,8 @@ public final class ResolverStack: Sendable {
   /// The encryption policy, nil with encryption off.
   public let policy: EncryptionPolicy?
   public let store: EncryptionStore?
+  /// Client queries, the query log and cleartext exposure; give it to the `Listener`.
+  public let monitor = ResolverMonitor()
   let periodicSave: Task<Void, Never>?
 
   /// Builds the stack; loads `stateFile` if given (a corrupt file is reported and moved aside).
@@ -47,4 +49,37 @@ public final class ResolverStack: Sendable {
     policy.closeAll()
     store?.save(policy)
   }
+
+  /// Everything the dashboard and `sotto ctl` show, as one immutable value.
+  public func snapshot() -> MonitorSnapshot {
+    let selection = resolver.serverSelection
+    return MonitorSnapshot.make(
+      monitor: monitor.snapshot(), cache: resolver.cache.statistics, table: policy?.table,
+      srtt: { selection.smoothedRTT(server: $0) })
+  }
+}
+
+// MARK: - Operator actions (dashboard keys, `sotto ctl`)
+
+extension ResolverStack {
+  /// Empties the cache; returns the number of entries removed.
+  @discardableResult
+  public func flushCache() -> Int { resolver.cache.flushAll() }
+
+  /// Removes `name` (and with `subtree` everything below it) from the cache; returns how many entries.
+  @discardableResult
+  public func flush(name: DNSName, subtree: Bool = true) -> Int {
+    subtree ? resolver.cache.flush(subtree: name) : resolver.cache.flush(name: name)
+  }
+
+  /// Removes every negative answer from the cache; returns how many entries.
+  @discardableResult
+  public func flushNegative() -> Int { resolver.cache.flushNegative() }
+
+  /// Operator override: ends damping for `ip` so the next query to it probes again. False when
+  /// encryption is off or the address is unknown.
+  public func probe(ip: String) -> Bool { policy?.endDamping(ip) ?? false }
+
+  /// Forgets the encryption state of `ip` and closes its sessions. False when unknown.
+  public func forget(ip: String) -> Bool { policy?.forget(ip) ?? false }
 }

@@ -17,6 +17,9 @@ struct Serve: AsyncParsableCommand {
   @Option(name: .long, help: "Allowed client network in CIDR form (repeatable; default loopback only).")
   var allow: [String] = []
 
+  @Option(name: .long, help: "Control socket path (Unix domain, mode 0600) for `sotto ctl` and `sotto top --attach`.")
+  var control: String?
+
   @OptionGroup var resolverOptions: ResolverOptions
 
   func run() async throws {
@@ -31,7 +34,8 @@ struct Serve: AsyncParsableCommand {
     }
     let group = MultiThreadedEventLoopGroup.singleton
     let stack = try resolverOptions.stack(group: group, logger: logger)
-    let listener = Listener(resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger)
+    let listener = Listener(
+      resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger, monitor: stack.monitor)
     let bound: [SocketAddress]
     do {
       bound = try await listener.start()
@@ -40,7 +44,10 @@ struct Serve: AsyncParsableCommand {
       throw ValidationError("cannot listen on \(listen.joined(separator: ", ")): \(error)")
     }
     logger.notice("sotto listening on \(bound.map { "\($0)" }.joined(separator: ", "))")
+    stack.monitor.setListeners(bound.map(Top.describe))
+    let controlServer = try await Top.startControl(control, stack: stack, group: group, logger: logger)
     await Self.waitForTermination()
+    await controlServer?.stop()
     logger.notice("sotto stopping")
     await listener.stop()
     await stack.shutdown(probeWait: 0)

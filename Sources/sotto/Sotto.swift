@@ -6,5 +6,6 @@ struct Sotto: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sotto",
     abstract: "A recursive DNS resolver that keeps DNS quiet.",
-    subcommands: [Lookup.self, Serve.self, StateCommand.self])
+    subcommands: [Top.self, Lookup.self, Serve.self, Ctl.self, StateCommand.self],
+    defaultSubcommand: Top.self)
 }

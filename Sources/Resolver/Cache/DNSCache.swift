@@ -86,19 +86,32 @@ public final class DNSCache: Sendable {
     }
   }
 
-  /// Removes everything.
-  public func flushAll() {
-    state.withLock { $0.store.removeAll() }
+  /// Removes everything; returns how many entries were removed.
+  @discardableResult
+  public func flushAll() -> Int {
+    state.withLock { state in
+      let n = state.store.count
+      state.store.removeAll()
+      return n
+    }
   }
 
-  /// Removes every entry owned by exactly `name`.
-  public func flush(name: DNSName) {
-    flush { $0 == name }
+  /// Removes every entry owned by exactly `name`; returns how many.
+  @discardableResult
+  public func flush(name: DNSName) -> Int {
+    flush { key, _ in key.name == name }
   }
 
-  /// Removes every entry owned by `name` or any name below it.
-  public func flush(subtree: DNSName) {
-    flush { $0.isSubdomain(of: subtree) }
+  /// Removes every entry owned by `name` or any name below it; returns how many.
+  @discardableResult
+  public func flush(subtree: DNSName) -> Int {
+    flush { key, _ in key.name.isSubdomain(of: subtree) }
+  }
+
+  /// Removes every negative entry (NXDOMAIN and NODATA); returns how many.
+  @discardableResult
+  public func flushNegative() -> Int {
+    flush { _, entry in !entry.isPositive }
   }
 
   /// Current counters.
@@ -137,10 +150,11 @@ public final class DNSCache: Sendable {
     return state.store.get(key)
   }
 
-  private func flush(where matches: (DNSName) -> Bool) {
+  private func flush(where matches: @Sendable (CacheKey, CacheEntry) -> Bool) -> Int {
     state.withLock { state in
-      let doomed = state.store.keys.filter { matches($0.name) }
+      let doomed = state.store.keys.filter { key in state.store.peek(key).map { matches(key, $0) } ?? false }
       for key in doomed { state.store.remove(key) }
+      return doomed.count
     }
   }
 }

@@ -103,6 +103,28 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
   }
 
+  /// Operator override: ends damping for `ip` now so the next query probes again (see
+  /// `EncryptionTable.endDamping`). False when the address is unknown.
+  public func endDamping(_ ip: String) -> Bool {
+    let now = wallClock()
+    return state.withLock { $0.table.endDamping(ip, now: now) }
+  }
+
+  /// Forgets everything about `ip` and closes its sessions (`sotto ctl forget`). False when unknown.
+  public func forget(_ ip: String) -> Bool {
+    let (known, sessions) = state.withLock { s -> (Bool, [any EncryptedSession]) in
+      let known = s.table.servers[ip] != nil
+      s.table.forget(ip)
+      var open: [any EncryptedSession] = []
+      for t in EncryptedTransport.allCases {
+        if case .established(let x) = s.slots.removeValue(forKey: SessionKey(ip: ip, transport: t)) { open.append(x) }
+      }
+      return (known, open)
+    }
+    for x in sessions { x.close() }
+    return known
+  }
+
   /// Closes every session cleanly and starts no new ones (shutdown).
   public func closeAll() {
     let sessions = state.withLock { s -> [any EncryptedSession] in

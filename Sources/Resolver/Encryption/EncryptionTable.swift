@@ -252,6 +252,22 @@ public struct EncryptionTable: Sendable {
   /// Forgets everything about one address (`sotto ctl forget`).
   public mutating func forget(_ address: String) { servers[address] = nil }
 
+  /// Operator override (`sotto ctl probe`, the dashboard's `R`), outside RFC 9539: ends damping
+  /// of every failed transport of `address` now, so the next query to it starts a probe. The
+  /// failure history and counters stay. Returns false when the address is unknown.
+  @discardableResult
+  public mutating func endDamping(_ address: String, now: Double) -> Bool {
+    guard var r = servers[address] else { return false }
+    for (t, var st) in r.transports where st.status == .fail || st.status == .timeout {
+      if st.session == .none {
+        st.completed = now - settings.damping - 1
+        r.transports[t] = st
+      }
+    }
+    servers[address] = r
+    return true
+  }
+
   // MARK: Helpers
 
   mutating func update(_ address: String, now: Double, _ body: (inout ServerRecord) -> Void) {

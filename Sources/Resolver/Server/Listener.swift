@@ -14,13 +14,16 @@ public final class Listener: Sendable {
   private let servers = Mutex<[any Channel]>([])
 
   /// A listener for `configuration`; nothing is bound until `start()`.
-  public init(resolver: any QueryResolving, configuration: ListenerConfiguration, group: any EventLoopGroup, logger: Logger)
-  {
+  /// `monitor`, when given, records every resolved client query (dashboard, `sotto ctl`).
+  public init(
+    resolver: any QueryResolving, configuration: ListenerConfiguration, group: any EventLoopGroup, logger: Logger,
+    monitor: ResolverMonitor? = nil
+  ) {
     self.configuration = configuration
     self.group = group
     self.logger = logger
     self.processor = QueryProcessor(
-      resolver: resolver, allowed: configuration.allowed, counters: counters, logger: logger)
+      resolver: resolver, allowed: configuration.allowed, counters: counters, logger: logger, monitor: monitor)
     self.connections = ConnectionTracker(limit: configuration.maxTCPConnections)
   }
 

@@ -8,6 +8,7 @@ struct QueryProcessor: Sendable {
   let allowed: [CIDR]
   let counters: ListenerCounters
   let logger: Logger
+  var monitor: ResolverMonitor? = nil
 
   /// The response bytes for `raw` from `client`, or nil to send nothing.
   func process(_ raw: [UInt8], from client: SocketAddress?, overTCP: Bool) async -> [UInt8]? {
@@ -49,6 +50,7 @@ struct QueryProcessor: Sendable {
       response = message
     case .resolve(let question):
       let resolution = await resolver.resolve(question)
+      monitor?.record(client: client?.ipAddress ?? "?", question: question, resolution: resolution)
       response = ResponseBuilder.response(to: query, resolution: resolution)
     }
     count(response.rcode)

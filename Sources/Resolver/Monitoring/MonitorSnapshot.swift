@@ -1,0 +1,214 @@
+/// Everything a UI shows at one moment, as one immutable value: the monitor's counters, cache
+/// statistics and the encryption state of every authoritative server. The dashboard draws from
+/// it and `sotto ctl` prints it, so they can never disagree. Codable: the control socket sends it.
+public struct MonitorSnapshot: Sendable, Codable, Hashable {
+  public var stats: MonitorStats
+  public var servers: [ServerSnapshot]
+  /// Latest client queries, newest first.
+  public var queries: [QueryLogEntry]
+
+  public init(stats: MonitorStats, servers: [ServerSnapshot], queries: [QueryLogEntry]) {
+    self.stats = stats
+    self.servers = servers
+    self.queries = queries
+  }
+}
+
+/// Header numbers and the Privacy panel (the `stats` command).
+public struct MonitorStats: Sendable, Codable, Hashable {
+  public var now: Double
+  public var startTime: Double
+  public var listeners: [String]
+  public var clientQueries: Int
+  public var clientCacheHits: Int
+  public var queryRate: Double
+  public var cache: CacheSnapshot
+  public var encryption: EncryptionSnapshot
+  public var privacy: PrivacyData
+
+  public var uptime: Double { max(0, now - startTime) }
+}
+
+/// Cache statistics.
+public struct CacheSnapshot: Sendable, Codable, Hashable {
+  public var entries: Int
+  public var hits: Int
+  public var misses: Int
+  public var negativeHits: Int
+  public var evictions: Int
+
+  public init(_ s: CacheStatistics) {
+    entries = s.entries
+    hits = s.hits
+    misses = s.misses
+    negativeHits = s.negativeHits
+    evictions = s.evictions
+  }
+
+  /// Share of cache lookups answered, 0...1.
+  public var hitRate: Double {
+    let total = hits + misses + negativeHits
+    return total == 0 ? 0 : Double(hits + negativeHits) / Double(total)
+  }
+}
+
+/// Encryption totals over all servers (OE-43).
+public struct EncryptionSnapshot: Sendable, Codable, Hashable {
+  public var enabled: Bool
+  public var transports: [String]
+  public var servers: Int
+  /// Authoritative queries by transport name ("Do53/UDP", "DoT", ...).
+  public var queries: [String: Int]
+  public var probes: ProbeCounters
+  /// Cleartext sent to servers known good (must stay 0).
+  public var cleartextWhileGood: Int
+  /// Servers by DoT phase name ("established", "damped", ...).
+  public var serversByState: [String: Int]
+
+  /// Share of authoritative queries that went encrypted, 0...1.
+  public var encryptedShare: Double {
+    let total = queries.values.reduce(0, +)
+    guard total > 0 else { return 0 }
+    let plain = queries.filter { TransportKind(rawValue: $0.key)?.isCleartext ?? true }.values.reduce(0, +)
+    return Double(total - plain) / Double(total)
+  }
+}
+
+/// One authoritative server address (the `servers` command, a row of the Servers panel).
+public struct ServerSnapshot: Sendable, Codable, Hashable {
+  public var address: String
+  public var nsNames: [String]
+  public var zones: [String]
+  public var dot: TransportSnapshot
+  /// Nil until DoQ exists in this build (the panel shows "-").
+  public var doq: TransportSnapshot?
+  /// Queries by transport name.
+  public var queries: [String: Int]
+  /// Smoothed RTT in ms, nil when never measured.
+  public var srttMs: Double?
+  public var cleartextWhileGood: Int
+  public var firstSeen: Double
+  public var lastSeen: Double
+  /// How the next query to this server would go, and why ("DoT: session established").
+  public var reason: String
+
+  public init(
+    address: String, nsNames: [String], zones: [String], dot: TransportSnapshot, doq: TransportSnapshot?,
+    queries: [String: Int], srttMs: Double?, cleartextWhileGood: Int, firstSeen: Double, lastSeen: Double, reason: String
+  ) {
+    self.address = address
+    self.nsNames = nsNames
+    self.zones = zones
+    self.dot = dot
+    self.doq = doq
+    self.queries = queries
+    self.srttMs = srttMs
+    self.cleartextWhileGood = cleartextWhileGood
+    self.firstSeen = firstSeen
+    self.lastSeen = lastSeen
+    self.reason = reason
+  }
+
+  /// All probe counters of the encrypted transports added up.
+  public var probes: ProbeCounters {
+    var p = dot.probes
+    if let q = doq?.probes {
+      p.started += q.started
+      p.succeeded += q.succeeded
+      p.failed += q.failed
+      p.timedOut += q.timedOut
+    }
+    return p
+  }
+}
+
+/// The RFC 9539 state of one transport at one server.
+public struct TransportSnapshot: Sendable, Codable, Hashable {
+  /// `unknown`, `probing`, `established`, `good-idle`, `good-stale`, `damped`, `retryable`.
+  public var phase: String
+  public var dampedUntil: Double?
+  public var probes: ProbeCounters
+  public var failures: [String: Int]
+  public var lastFailure: String?
+  public var certificate: CertificateCheck?
+  public var tlsVersion: String?
+  public var handshakeMs: Double?
+  public var resumed: Bool
+
+  public init(
+    phase: String, dampedUntil: Double?, probes: ProbeCounters, failures: [String: Int], lastFailure: String?,
+    certificate: CertificateCheck?, tlsVersion: String?, handshakeMs: Double?, resumed: Bool
+  ) {
+    self.phase = phase
+    self.dampedUntil = dampedUntil
+    self.probes = probes
+    self.failures = failures
+    self.lastFailure = lastFailure
+    self.certificate = certificate
+    self.tlsVersion = tlsVersion
+    self.handshakeMs = handshakeMs
+    self.resumed = resumed
+  }
+
+  /// "valid", "expired, wrong-name", or nil when no certificate was seen.
+  public var certificateNote: String? {
+    guard let c = certificate else { return nil }
+    return c.isValid ? "valid" : c.problems.joined(separator: ", ")
+  }
+}
+
+extension TransportSnapshot {
+  init(_ st: TransportState, now: Double, settings: EncryptionSettings) {
+    let phase = st.phase(at: now, settings: settings)
+    self.phase = phase.name
+    if case .damped(let until) = phase { dampedUntil = until } else { dampedUntil = nil }
+    probes = st.probes
+    failures = st.failures
+    lastFailure = st.lastFailure
+    certificate = st.certificate
+    tlsVersion = st.tlsVersion
+    handshakeMs = st.handshakeMs
+    resumed = st.resumed
+  }
+}
+
+extension MonitorSnapshot {
+  /// Combines the parts; `table` is nil with encryption off.
+  public static func make(
+    monitor: MonitorData, cache: CacheStatistics, table: EncryptionTable?, srtt: (String) -> Double?
+  ) -> MonitorSnapshot {
+    let now = monitor.now
+    var servers: [ServerSnapshot] = []
+    var byState: [String: Int] = [:]
+    if let table {
+      let hasDoQ = table.settings.transports.contains(.doq)
+      for r in table.servers.values {
+        let dot = TransportSnapshot(r.state(.dot), now: now, settings: table.settings)
+        byState[dot.phase, default: 0] += 1
+        let reason: String
+        switch table.decide(r.address, now: now) {
+        case .useSession(_, let why), .connectAndUse(_, let why): reason = why
+        case .do53(let why, _): reason = why
+        }
+        servers.append(
+          ServerSnapshot(
+            address: r.address, nsNames: r.nsNames.sorted(), zones: r.zones.sorted(), dot: dot,
+            doq: hasDoQ ? TransportSnapshot(r.state(.doq), now: now, settings: table.settings) : nil,
+            queries: Dictionary(uniqueKeysWithValues: r.queries.map { ($0.key.rawValue, $0.value) }),
+            srttMs: srtt(r.address), cleartextWhileGood: r.cleartextWhileGood, firstSeen: r.firstSeen,
+            lastSeen: r.lastSeen, reason: reason))
+      }
+    }
+    servers.sort { $0.address < $1.address }
+    let totals = table?.totals ?? EncryptionTotals()
+    let encryption = EncryptionSnapshot(
+      enabled: table?.settings.enabled ?? false, transports: table?.settings.transports.map(\.rawValue) ?? [],
+      servers: totals.servers, queries: Dictionary(uniqueKeysWithValues: totals.queries.map { ($0.key.rawValue, $0.value) }),
+      probes: totals.probes, cleartextWhileGood: totals.cleartextWhileGood, serversByState: byState)
+    let stats = MonitorStats(
+      now: now, startTime: monitor.startTime, listeners: monitor.listeners, clientQueries: monitor.clientQueries,
+      clientCacheHits: monitor.cacheHits, queryRate: monitor.queryRate, cache: CacheSnapshot(cache),
+      encryption: encryption, privacy: monitor.privacy)
+    return MonitorSnapshot(stats: stats, servers: servers, queries: monitor.queries)
+  }
+}

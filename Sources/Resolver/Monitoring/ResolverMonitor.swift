@@ -1,0 +1,176 @@
+import Foundation
+import Synchronization
+
+/// Counts per time bucket in a fixed ring: bucket `k` covers `[k·width, (k+1)·width)` seconds.
+/// Buckets older than the ring are overwritten lazily, so adding is O(1).
+public struct BucketSeries: Sendable, Hashable {
+  public let width: Double
+  private var stamps: [Int]
+  private var counts: [Int]
+
+  public init(buckets: Int, width: Double) {
+    self.width = width
+    stamps = Array(repeating: Int.min, count: buckets)
+    counts = Array(repeating: 0, count: buckets)
+  }
+
+  public mutating func add(_ n: Int = 1, at time: Double) {
+    let k = Int((time / width).rounded(.down))
+    let i = ((k % counts.count) + counts.count) % counts.count
+    if stamps[i] != k {
+      stamps[i] = k
+      counts[i] = 0
+    }
+    counts[i] += n
+  }
+
+  /// The counts of the last `buckets` buckets up to and including the one holding `now`, oldest first.
+  public func values(now: Double) -> [Int] {
+    let current = Int((now / width).rounded(.down))
+    return (0..<counts.count).reversed().map { back in
+      let k = current - back
+      let i = ((k % counts.count) + counts.count) % counts.count
+      return stamps[i] == k ? counts[i] : 0
+    }
+  }
+}
+
+/// What the listener and resolver report for monitoring: client queries, a log of the latest
+/// ones, and cleartext exposure. Thread-safe; `record` takes one short lock and allocates only
+/// the log entry, so it is cheap on the hot path.
+public final class ResolverMonitor: Sendable {
+  /// Client queries kept in the log.
+  public static let logCapacity = 500
+  /// Recent cleartext names kept for the Privacy panel.
+  public static let leakCapacity = 200
+
+  struct State {
+    var listeners: [String] = []
+    var clientQueries = 0
+    var cacheHits = 0
+    var perSecond = BucketSeries(buckets: 12, width: 1)
+    var log: [QueryLogEntry] = []
+    var logNext = 0
+    var cleartextHops = 0
+    var encryptedHops = 0
+    var cleartextByZone: [String: Int] = [:]
+    var cleartextByServer: [String: Int] = [:]
+    var leaks: [CleartextLeak] = []
+    var leakNext = 0
+    var cleartextSeries = BucketSeries(buckets: 60, width: 10)
+    var encryptedSeries = BucketSeries(buckets: 60, width: 10)
+  }
+
+  /// Unix seconds when monitoring started.
+  public let startTime: Double
+  let wallClock: @Sendable () -> Double
+  let state = Mutex(State())
+
+  public init(wallClock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+    self.wallClock = wallClock
+    self.startTime = wallClock()
+  }
+
+  /// Sets the listener addresses shown in the header.
+  public func setListeners(_ addresses: [String]) { state.withLock { $0.listeners = addresses } }
+
+  /// Records one answered client query with the hops it took (empty for cache hits).
+  public func record(client: String, question: Question, resolution: Resolution) {
+    let now = wallClock()
+    let hops = resolution.hops.map(\.summary)
+    let entry = QueryLogEntry(
+      time: now, client: client, name: question.name.description, type: question.type.description,
+      rcode: resolution.rcode.description, latencyMs: resolution.elapsedMs, cacheHit: resolution.fromCache, hops: hops)
+    record(entry, qnames: resolution.hops.map(\.qname))
+  }
+
+  /// Records a prepared log entry; `qnames` are the names actually sent per hop (after minimisation).
+  public func record(_ entry: QueryLogEntry, qnames: [String]? = nil) {
+    state.withLock { s in
+      s.clientQueries += 1
+      if entry.cacheHit { s.cacheHits += 1 }
+      s.perSecond.add(at: entry.time)
+      if s.log.count < Self.logCapacity {
+        s.log.append(entry)
+      } else {
+        s.log[s.logNext] = entry
+      }
+      s.logNext = (s.logNext + 1) % Self.logCapacity
+      for (i, hop) in entry.hops.enumerated() {
+        guard hop.isCleartext else {
+          s.encryptedHops += 1
+          s.encryptedSeries.add(at: entry.time)
+          continue
+        }
+        s.cleartextHops += 1
+        s.cleartextByZone[hop.zone, default: 0] += 1
+        s.cleartextByServer[hop.server, default: 0] += 1
+        s.cleartextSeries.add(at: entry.time)
+        let name = qnames.flatMap { i < $0.count ? $0[i] : nil } ?? entry.name
+        let leak = CleartextLeak(time: entry.time, name: name, zone: hop.zone, server: hop.server, transport: hop.transport)
+        if s.leaks.count < Self.leakCapacity {
+          s.leaks.append(leak)
+        } else {
+          s.leaks[s.leakNext] = leak
+        }
+        s.leakNext = (s.leakNext + 1) % Self.leakCapacity
+      }
+    }
+  }
+
+  /// The monitor's own part of a snapshot.
+  public func snapshot() -> MonitorData {
+    let now = wallClock()
+    return state.withLock { s in
+      let perSecond = s.perSecond.values(now: now)
+      // The last 10 complete seconds.
+      let rate = Double(perSecond.dropLast().suffix(10).reduce(0, +)) / 10
+      let log = s.log.count < Self.logCapacity ? s.log : Array(s.log[s.logNext...] + s.log[..<s.logNext])
+      let leaks = s.leaks.count < Self.leakCapacity ? s.leaks : Array(s.leaks[s.leakNext...] + s.leaks[..<s.leakNext])
+      return MonitorData(
+        now: now, startTime: startTime, listeners: s.listeners, clientQueries: s.clientQueries, cacheHits: s.cacheHits,
+        queryRate: rate, queries: log.reversed(),
+        privacy: PrivacyData(
+          cleartextHops: s.cleartextHops, encryptedHops: s.encryptedHops, byZone: s.cleartextByZone,
+          byServer: s.cleartextByServer, recent: leaks.reversed(), cleartextSeries: s.cleartextSeries.values(now: now),
+          encryptedSeries: s.encryptedSeries.values(now: now)))
+    }
+  }
+}
+
+/// The monitor's counters at one moment.
+public struct MonitorData: Sendable, Codable, Hashable {
+  public var now: Double
+  public var startTime: Double
+  public var listeners: [String]
+  public var clientQueries: Int
+  /// Client queries answered without any hop.
+  public var cacheHits: Int
+  /// Client queries per second over the last 10 s.
+  public var queryRate: Double
+  /// The latest client queries, newest first.
+  public var queries: [QueryLogEntry]
+  public var privacy: PrivacyData
+}
+
+/// Cleartext exposure: every hop that went out in cleartext counts as a name shown to a server.
+public struct PrivacyData: Sendable, Codable, Hashable {
+  public var cleartextHops: Int
+  public var encryptedHops: Int
+  /// Cleartext hops per zone asked.
+  public var byZone: [String: Int]
+  /// Cleartext hops per server address.
+  public var byServer: [String: Int]
+  /// Latest names sent in cleartext, newest first.
+  public var recent: [CleartextLeak]
+  /// Cleartext hops per 10 s over the last 10 minutes, oldest first (60 values).
+  public var cleartextSeries: [Int]
+  /// Encrypted hops per 10 s over the same buckets.
+  public var encryptedSeries: [Int]
+
+  /// Share of hops that went in cleartext, 0...1 (0 when there were none).
+  public var cleartextShare: Double {
+    let total = cleartextHops + encryptedHops
+    return total == 0 ? 0 : Double(cleartextHops) / Double(total)
+  }
+}

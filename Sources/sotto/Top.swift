@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Resolver
+import TUI
+
+/// `sotto top` (and `sotto` alone): the resolver with its listener and the live dashboard in one
+/// process, or with `--attach` the dashboard of a running `sotto serve --control`.
+struct Top: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "top",
+    abstract: "Run the resolver with a live dashboard (or attach to a running one with --attach).",
+    discussion: """
+      Without a usable terminal (stdout not a TTY, TERM unset or dumb) plain-text snapshots are \
+      printed instead, --count of them, --interval seconds apart. Logs go to --log-file while the \
+      dashboard is on screen.
+      """)
+
+  @Option(name: .long, help: "Show the resolver behind this control socket instead of starting one.")
+  var attach: String?
+
+  @Option(name: .long, help: "Listen address ADDR:PORT or [ADDR]:PORT (repeatable; default 127.0.0.1:5300).")
+  var listen: [String] = []
+
+  @Option(name: .long, help: "Allowed client network in CIDR form (repeatable; default loopback only).")
+  var allow: [String] = []
+
+  @Option(name: .long, help: "Also serve a control socket at this path (mode 0600).")
+  var control: String?
+
+  @Option(name: .long, help: "Dashboard redraws per second.")
+  var fps: Double = 4
+
+  @Option(name: .long, help: "Plain-text mode: number of snapshots to print (0 = until interrupted).")
+  var count: Int = 0
+
+  @Option(name: .long, help: "Plain-text mode: seconds between snapshots.")
+  var interval: Double = 2
+
+  @Option(name: .long, help: "Log file while the dashboard is on screen (default: sotto-top.log in the temporary directory).")
+  var logFile: String?
+
+  @OptionGroup var resolverOptions: ResolverOptions
+
+  func validate() throws {
+    guard fps > 0, fps <= 60 else { throw ValidationError("--fps must be in (0, 60], got \(fps)") }
+    guard count >= 0 else { throw ValidationError("--count must not be negative") }
+    guard interval > 0 else { throw ValidationError("--interval must be positive") }
+  }
+
+  func run() async throws {
+    let interactive = Dashboard.terminalUsable
+    if interactive {
+      let path = logFile ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("sotto-top.log")
+      try FileLogHandler.bootstrap(path: path, level: Logger.Level(rawValue: resolverOptions.logLevel) ?? .warning)
+    } else {
+      resolverOptions.bootstrapLogging()
+    }
+    let logger = Logger(label: "sotto")
+    if let attach {
+      let source: AttachedSource
+      do { source = try AttachedSource(path: attach) } catch { throw ValidationError(error.description) }
+      try await show(source, interactive: interactive)
+      return
+    }
+    let addresses = try (listen.isEmpty ? ["127.0.0.1:5300"] : listen).map(Serve.parseListen)
+    var listenerConfig = ListenerConfiguration(addresses: addresses)
+    if !allow.isEmpty {
+      listenerConfig.allowed = try allow.map { text in
+        do { return try CIDR(text) } catch { throw ValidationError("--allow \(text): \(error)") }
+      }
+    }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+    let stack = try resolverOptions.stack(group: group, logger: logger)
+    let listener = Listener(
+      resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger, monitor: stack.monitor)
+    let bound: [SocketAddress]
+    do {
+      bound = try await listener.start()
+    } catch {
+      try? await group.shutdownGracefully()
+      throw ValidationError("cannot listen on \(listen.joined(separator: ", ")): \(error)")
+    }
+    stack.monitor.setListeners(bound.map(Self.describe))
+    let controlServer = try await Self.startControl(control, stack: stack, group: group, logger: logger)
+    do {
+      try await show(LocalSource(stack: stack), interactive: interactive)
+    } catch {}
+    await controlServer?.stop()
+    await listener.stop()
+    await stack.shutdown(probeWait: 0)
+    try? await group.shutdownGracefully()
+  }
+
+  func show(_ source: any DashboardSource, interactive: Bool) async throws {
+    if interactive, await Dashboard(source: source, framesPerSecond: fps).run() { return }
+    // Plain text: until --count is reached or SIGINT/SIGTERM.
+    let report = Task { await Dashboard.plainReport(source: source, count: count == 0 ? Int.max : count, interval: interval) }
+    if count == 0 {
+      await Serve.waitForTermination()
+      report.cancel()
+    } else {
+      await report.value
+    }
+  }
+
+  /// `127.0.0.1:5300`, `[::1]:5300`.
+  static func describe(_ address: SocketAddress) -> String {
+    guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+    return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+  }
+
+  /// Starts the control socket when a path is given.
+  static func startControl(_ path: String?, stack: ResolverStack, group: any EventLoopGroup, logger: Logger) async throws
+    -> ControlServer?
+  {
+    guard let path else { return nil }
+    let server = ControlServer(path: path, handler: ControlHandler(stack: stack), group: group, logger: logger)
+    do {
+      try await server.start()
+    } catch {
+      throw ValidationError("cannot open control socket \(path): \(error)")
+    }
+    return server
+  }
+}
+
+/// Appends log lines to a file (the terminal belongs to the dashboard).
+struct FileLogHandler: LogHandler {
+  final class Sink: @unchecked Sendable {
+    let handle: FileHandle
+    let lock = NSLock()
+    init(_ h: FileHandle) { handle = h }
+    func write(_ s: String) { lock.withLock { handle.write(Data(s.utf8)) } }
+  }
+
+  let label: String
+  let sink: Sink
+  var logLevel: Logger.Level
+  var metadata: Logger.Metadata = [:]
+
+  subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    get { metadata[key] }
+    set { metadata[key] = newValue }
+  }
+
+  static func bootstrap(path: String, level: Logger.Level) throws {
+    if !FileManager.default.fileExists(atPath: path) {
+      guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+        throw ValidationError("cannot create log file \(path)")
+      }
+    }
+    guard let handle = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot open log file \(path)") }
+    handle.seekToEndOfFile()
+    let sink = Sink(handle)
+    LoggingSystem.bootstrap { label in FileLogHandler(label: label, sink: sink, logLevel: level) }
+  }
+
+  func log(event: LogEvent) {
+    var all = metadata
+    if let extra = event.metadata { all.merge(extra) { _, b in b } }
+    let meta = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+    sink.write("\(ISO8601DateFormatter().string(from: Date())) \(event.level) \(label): \(event.message)\(meta)\n")
+  }
+}

@@ -1,0 +1,308 @@
+"""The dashboard (`sotto top`) driven in tmux against the lab.
+
+A private tmux server per test (`tmux -L NAME -f /dev/null`), keys with
+`send-keys`, the screen with `capture-pane -p`, polled every 50 ms with a bound
+(see ../shared/notes/tui.md).  Only the tmux server a test created is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from harness import ROOT_HINTS, dig_query, require, sotto_path
+
+DOT = "127.53.12.1"
+BADCERT = "127.53.13.1"
+REFUSED = "127.53.14.1"
+SILENT = "127.53.15.1"
+MIXED_PLAIN = "127.53.16.2"
+PROMPT = "TUITEST$ "
+
+
+class Tmux:
+    def __init__(self, name: str):
+        self.name = name
+
+    def run(self, *args: str, check: bool = True) -> str:
+        r = subprocess.run(["tmux", "-L", self.name, *args], capture_output=True, text=True, timeout=10)
+        if check and r.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)} failed: {r.stderr}")
+        return r.stdout
+
+    def kill(self) -> None:
+        """Kills this test's tmux server (and with it the dashboard) and removes its socket."""
+        self.run("kill-server", check=False)
+        sock = f"/tmp/tmux-{os.getuid()}/{self.name}"
+        if os.path.exists(sock):
+            os.unlink(sock)
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", "t", *keys)
+
+    def type(self, text: str) -> None:
+        self.run("send-keys", "-t", "t", "-l", text)
+
+    def screen(self, colors: bool = False) -> str:
+        return self.run("capture-pane", "-t", "t", "-p", *(["-e"] if colors else []))
+
+    def wait(self, predicate, what: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.screen()
+            if predicate(text):
+                return text
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; screen:\n{text}")
+
+    def wait_for(self, needle: str, timeout: float = 10.0) -> str:
+        return self.wait(lambda s: needle in s, repr(needle), timeout)
+
+
+def row(screen: str, address: str) -> str:
+    for line in screen.splitlines():
+        if re.match(rf"\s*{re.escape(address)}\s", line):
+            return line
+    return ""
+
+
+@pytest.fixture
+def tmux_bin():
+    require(shutil.which("tmux") is not None, "tmux not installed (apt-get install tmux)")
+
+
+@pytest.fixture
+def dash(lab, sotto, tmux_bin, free_port, tmp_path):
+    """A shell in a private tmux server running `sotto top` against the lab."""
+    name = f"sotto-tui-{os.getpid()}-{free_port}"
+    t = Tmux(name)
+    try:
+        yield from _start_dash(t, lab, free_port, tmp_path)
+    finally:
+        t.kill()
+
+
+def _start_dash(t, lab, free_port, tmp_path):
+    t.run("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "40",
+          "-e", "LANG=C.UTF-8", "bash --norc --noprofile")
+    t.wait(lambda s: s.strip().endswith(("$", "#")), "a shell prompt")
+    t.type(f"PS1='{PROMPT}'")
+    t.keys("Enter")
+    cmd = [str(sotto_path()), "top", "--root-hints", ROOT_HINTS, "--allow-loopback",
+           "--listen", f"127.0.0.1:{free_port}", "--tls-ca-file", str(lab.ca_file), "--probe-timeout", "1",
+           "--log-file", str(tmp_path / "top.log")]
+    t.wait_for(PROMPT)
+    t.type(" ".join(shlex.quote(c) for c in cmd))
+    t.keys("Enter")
+    t.port = free_port
+    t.wait_for("1 Servers")
+    yield t
+
+
+def dig(dash, name: str, qtype: str = "A"):
+    return dig_query("127.0.0.1", dash.port, name, qtype)
+
+
+def traffic(dash):
+    for n in ("www.example.test", "www.dot.test", "www.badcert.test", "www.refused.test", "www.silent.test",
+              "www.mixed.test", "nope.example.test"):
+        dig(dash, n)
+    time.sleep(1.6)  # probes finish (--probe-timeout 1)
+    for n in ("www2.dot.test", "www2.refused.test", "www2.silent.test", "h1.mixed.test"):
+        dig(dash, n)
+
+
+def header_cache_entries(screen: str) -> int:
+    m = re.search(r"cache (\d+) entries", screen)
+    assert m, f"no cache count in header:\n{screen}"
+    return int(m.group(1))
+
+
+def test_servers_panel_shows_states(dash):
+    traffic(dash)
+    screen = dash.wait(lambda s: "damped" in row(s, SILENT) and "damped" in row(s, REFUSED) and row(s, DOT),
+                       "rows for the lab servers")
+    assert re.search(r"established|good-idle", row(screen, DOT)), row(screen, DOT)
+    assert "valid" in row(screen, DOT)
+    assert "damped" in row(screen, REFUSED), row(screen, REFUSED)
+    assert "damped" in row(screen, SILENT) or "probing" in row(screen, SILENT), row(screen, SILENT)
+    # mixed.test.: privacy-aware selection prefers ns1 (DoT) once it is known good; ns2 (Do53 only)
+    # is damped if it was asked at all.
+    assert "damped" in row(screen, MIXED_PLAIN) or not row(screen, MIXED_PLAIN)
+    assert re.search(r"expired|wrong-name", row(screen, BADCERT)), row(screen, BADCERT)
+    # Probe counters s/ok/f/t: the silent server's probe timed out, the refused one failed.
+    assert " 1/0/0/1 " in row(screen, SILENT)
+    assert " 1/0/1/0 " in row(screen, REFUSED)
+    # DoQ does not exist yet: "-".
+    assert re.search(r"\s-\s", row(screen, DOT).split("established")[-1])
+    assert re.search(r"servers \d+: .*established.*damped", screen)
+    # Queries panel: hop transports with cleartext marked.
+    dash.keys("2")
+    q = dash.wait_for("www2.refused.test.")
+    assert re.search(r"www2\.dot\.test\..*dot\.test\. DoT", q), q
+    assert re.search(r"www2\.refused\.test\..*1!\s+refused\.test\. Do53", q), q
+    # Privacy panel: meter, sparkline, recent names.
+    dash.keys("3")
+    p = dash.wait_for("leak meter")
+    assert "refused.test." in p and "NAME SENT IN CLEARTEXT" in p
+    # Detail view with the reason for the transport.
+    dash.keys("1", "/")
+    dash.type(REFUSED)
+    dash.keys("Enter", "Enter")
+    d = dash.wait_for("next query goes")
+    assert "DoT damped until" in d and "connection refused" in d
+    dash.keys("Escape")
+    dash.wait_for("PROBES")
+
+
+def test_lookup_shows_answer_and_transports(dash):
+    dash.keys("l")
+    dash.wait_for("lookup NAME [TYPE]")
+    dash.type("www.example.test")
+    dash.keys("Enter")
+    s = dash.wait_for("ANSWER")
+    s = dash.wait_for("192.0.2.10")
+    assert "NOERROR" in s and "over the network" in s
+    assert re.search(r"path\s+\. Do53 > .*example\.test\. (DoT|Do53)", s), s
+    assert re.search(r"example\.test\.\s+127\.53\.3\.1\s+(DoT|Do53)\s+answer", s), s
+
+
+def test_flush_empties_cache_and_next_lookup_goes_out(dash):
+    traffic(dash)
+    s = dash.wait(lambda s: header_cache_entries(s) > 0, "a non-empty cache")
+    dash.keys("f")
+    dash.wait_for("(y/n)")
+    dash.keys("n")
+    dash.wait_for("flush cancelled")
+    assert header_cache_entries(dash.screen()) > 0
+    dash.keys("f")
+    dash.wait_for("(y/n)")
+    dash.keys("y")
+    s = dash.wait_for("cache flushed:")
+    assert re.search(r"cache flushed: \d+ entries", s)
+    dash.wait(lambda s: header_cache_entries(s) == 0, "cache 0 entries")
+    dash.keys("l")
+    dash.type("www.example.test")
+    dash.keys("Enter")
+    s = dash.wait_for("192.0.2.10")
+    assert "over the network" in s and "from the cache" not in s
+    # F flushes a name and below; n flushes negatives.
+    dash.keys("F")
+    dash.wait_for("flush name and everything below")
+    dash.type("example.test")
+    dash.keys("Enter")
+    dash.wait(lambda s: re.search(r"flushed example\.test and below: [1-9]\d* entr", s), "F confirmation")
+    dig(dash, "nope.example.test")
+    dash.keys("n")
+    dash.wait(lambda s: re.search(r"negative answers flushed: [1-9]\d* entr", s), "n confirmation")
+
+
+def test_reprobe_and_forget_change_state(dash):
+    traffic(dash)
+    dash.wait(lambda s: "damped" in row(s, REFUSED) and row(s, DOT), "refused damped")
+    dash.keys("/")
+    dash.type(REFUSED)
+    dash.keys("Enter")
+    dash.wait_for("filter: 127.53.14.1")
+    dash.keys("R")
+    s = dash.wait_for("damping ended")
+    s = dash.wait(lambda s: "retryable" in row(s, REFUSED), "refused retryable")
+    dash.keys("Escape")
+    dash.wait_for("filter cleared")
+    dash.keys("/")
+    dash.type(DOT)
+    dash.keys("Enter")
+    dash.wait(lambda s: re.search(r"established|good-idle", row(s, DOT)), "dot established")
+    dash.keys("x")
+    dash.wait_for("encryption state forgotten")
+    dash.wait(lambda s: not row(s, DOT) or "unknown" in row(s, DOT), "dot forgotten")
+
+
+def test_resize_help_pause_and_quit(dash):
+    dash.run("resize-window", "-t", "t", "-x", "60", "-y", "15")
+    dash.wait_for("enlarge the window")
+    dash.run("resize-window", "-t", "t", "-x", "100", "-y", "30")
+    s = dash.wait_for("1 Servers")
+    assert "enlarge" not in s
+    assert max(len(l) for l in s.splitlines()) <= 100
+    dash.keys("?")
+    dash.wait_for("Keys")
+    s = dash.wait_for("flush the whole cache")
+    dash.keys("x")  # any key closes help
+    dash.wait(lambda s: "flush the whole cache" not in s, "help closed")
+    dash.keys("p")
+    dash.wait_for("PAUSED")
+    dash.keys("Space")
+    dash.wait(lambda s: "PAUSED" not in s, "unpaused")
+    dash.keys("Tab")
+    dash.wait_for("LATENCY")
+    dash.keys("BTab")
+    dash.wait_for("PROBES")
+    dash.keys("q")
+    dash.wait_for(PROMPT)
+    dash.type("echo back-$((20+22))")
+    dash.keys("Enter")
+    dash.wait_for("back-42")  # the terminal echoes again: restored
+
+
+def test_ctrl_c_quits(dash):
+    dash.keys("C-c")
+    dash.wait_for(PROMPT)
+    dash.type("echo rc=$?")
+    dash.keys("Enter")
+    dash.wait(lambda s: re.search(r"rc=\d+", s), "exit status")
+
+
+def test_plain_text_when_not_a_terminal(lab, sotto, free_port, tmp_path):
+    r = subprocess.run(
+        [str(sotto_path()), "top", "--root-hints", ROOT_HINTS, "--allow-loopback", "--listen", f"127.0.0.1:{free_port}",
+         "--count", "2", "--interval", "0.3"],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "TERM": "xterm"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("ADDRESS") == 2 and r.stdout.count("leak meter") == 2
+    assert "\x1b" not in r.stdout
+
+
+def test_attach_to_serve_control(lab, sotto, tmux_bin, free_port, tmp_path):
+    """`sotto top --attach SOCKET` shows a running `serve --control` and its keys act on it."""
+    sock = tmp_path / "ctl.sock"
+    with sotto.serve(free_port, "--control", str(sock), "--tls-ca-file", str(lab.ca_file), "--probe-timeout", "1") as srv:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for n in ("www.dot.test", "www.refused.test", "www.example.test"):
+            srv.dig(n)
+        time.sleep(1.5)
+        t = Tmux(f"sotto-tui-attach-{os.getpid()}")
+        try:
+            t.run("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "40", "-e", "LANG=C.UTF-8",
+                  "-e", "NO_COLOR=1",
+                  f"{shlex.quote(str(sotto_path()))} top --attach {shlex.quote(str(sock))}; sleep 30")
+            s = t.wait(lambda s: "damped" in row(s, REFUSED) and row(s, DOT), "servers of the attached resolver")
+            assert "attached /" in s
+            assert re.search(r"established|good-idle", row(s, DOT))
+            assert header_cache_entries(s) > 0
+            # NO_COLOR: attributes only, no color escapes.
+            colored = t.screen(colors=True)
+            assert not re.search(r"\x1b\[[0-9;]*(3[0-7]|4[0-7]|38;|48;)[0-9;]*m", colored), colored[:400]
+            t.keys("f")
+            t.wait_for("(y/n)")
+            t.keys("y")
+            t.wait_for("cache flushed:")
+            t.wait(lambda s: header_cache_entries(s) == 0, "cache 0 entries")
+            t.keys("l")
+            t.type("www.example.test")
+            t.keys("Enter")
+            t.wait_for("192.0.2.10")
+            t.keys("q")
+            t.wait(lambda s: "1 Servers" not in s, "the dashboard to exit")
+        finally:
+            t.kill()
+        assert srv.proc.poll() is None, "the attached resolver must keep running"
