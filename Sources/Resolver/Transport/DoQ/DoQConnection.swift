@@ -37,7 +37,11 @@ public final class DoQConnection: Sendable {
     } catch {
       throw .refused
     }
-    let name = expectedName.map { String(describing: $0) }
+    // Presentation form without the root dot, as certificates spell names.
+    let name = expectedName.map { name -> String in
+      let text = String(describing: name)
+      return text.count > 1 && text.hasSuffix(".") ? String(text.dropLast()) : text
+    }
     let replayable = earlyQuery.map { $0.header.opcode == 0 || $0.header.opcode == 4 } ?? false
     do {
       let (session, info, early) = try await channel.eventLoop.flatSubmit {
