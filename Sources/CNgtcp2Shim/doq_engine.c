@@ -630,6 +630,8 @@ ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
     ngtcp2_ssize n = ngtcp2_conn_writev_stream(e->conn, &e->ps.path, &pi, buf, cap, &consumed, flags,
                                                s ? s->id : -1, s ? &v : NULL, s ? 1 : 0, ts);
     if (s && consumed >= 0) {
+      // Stream data written before the handshake completes with 0-RTT keys installed is early data.
+      if (!e->completed && e->early_key) e->early_sent = 1;
       s->sent += (size_t)consumed;
       if (s->sent == s->outlen) s->fin_sent = 1;
     }
@@ -677,10 +679,7 @@ int64_t doq_engine_submit(doq_engine *e, const uint8_t *data, size_t len) {
     free_stream(s);
     return rv;
   }
-  if (!e->completed) {
-    s->early = 1;
-    if (e->early_key) e->early_sent = 1;
-  }
+  if (!e->completed) s->early = 1;
   // Append, so streams are sent in submission order.
   doq_stream **p = &e->streams;
   while (*p) p = &(*p)->next;

@@ -8,7 +8,8 @@ a protocol error: the connection is closed with DOQ_PROTOCOL_ERROR (0x2).
 
 Prints "LISTENING <port>" once ready, "QUERY <id> <name>" per query and "CLOSE <code> <reason>" when
 a client closes. Flags: --reset-streams (reset every stream with DOQ_INTERNAL_ERROR), --bad-id (reply
-with Message ID 0x1234), --bad-length (wrong length prefix).
+with Message ID 0x1234), --bad-length (wrong length prefix), --reject-early-data (resume, but refuse
+0-RTT).
 """
 
 import argparse
@@ -117,7 +118,20 @@ async def main():
     parser.add_argument("--reset-streams", action="store_true")
     parser.add_argument("--bad-id", action="store_true")
     parser.add_argument("--bad-length", action="store_true")
+    parser.add_argument("--reject-early-data", action="store_true")
     DoQProtocol.options = parser.parse_args()
+    if DoQProtocol.options.reject_early_data:
+        # aioquic accepts 0-RTT whenever a resumed client offers it: hide the offer.
+        import aioquic.tls as tls
+
+        pull = tls.pull_client_hello
+
+        def pull_without_early_data(buf):
+            hello = pull(buf)
+            hello.early_data = False
+            return hello
+
+        tls.pull_client_hello = pull_without_early_data
 
     directory = tempfile.mkdtemp(prefix="doq-fixture-")
     cert_path, key_path = make_certificate(directory)

@@ -19,9 +19,11 @@ public final class DoQConnection: Sendable {
   /// server issues goes to `onTicket` (OE-23). The QUIC idle timeout is `idleTimeout`. `onClose` is called
   /// once when an established session ends; a failed attempt throws instead.
   ///
-  /// `earlyQuery`, when given together with `resumption`, is sent as 0-RTT if the ticket allows it
-  /// (OE-24; QUERY/NOTIFY only, T-7) and again after the handshake if the server rejects early data; its
-  /// response is the third element. `TLSHandshakeInfo.earlyDataAccepted` says what happened.
+  /// `earlyQuery` (the triggering query, OE-24) is sent as 0-RTT when resuming with a ticket that allows
+  /// it and the opcode is QUERY or NOTIFY (T-7), otherwise right after the handshake; if the server rejects
+  /// early data it is sent again after the handshake. Its response is the third element (nil when no
+  /// `earlyQuery` was given or its opcode is not replayable); it times out after twice `handshakeTimeout`.
+  /// `TLSHandshakeInfo.earlyDataAccepted` is nil unless early data was actually sent.
   public static func connect(
     to endpoint: ServerEndpoint, expectedName: DNSName?, context: DoQClientContext, group: any EventLoopGroup,
     resumption: [UInt8]?, earlyQuery: Message? = nil, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount,
