@@ -274,7 +274,9 @@ static int ticket_hook(gnutls_session_t session, unsigned int htype, unsigned wh
   uint8_t params[512];
   ngtcp2_ssize plen = 0;
   const ngtcp2_transport_params *tp = ngtcp2_conn_get_remote_transport_params(e->conn);
-  if (tp) plen = ngtcp2_encode_transport_params(params, sizeof params, NGTCP2_TRANSPORT_PARAMS_TYPE_ENCRYPTED_EXTENSIONS, tp);
+  if (tp)
+    plen = ngtcp2_encode_transport_params(params, sizeof params, NGTCP2_TRANSPORT_PARAMS_TYPE_ENCRYPTED_EXTENSIONS,
+                                          tp);
   if (plen < 0) plen = 0;
   unsigned problems = e->cert_seen ? e->cert_problems : (e->have_blob ? e->blob_problems : DOQ_CERT_NONE);
   const char *subject = e->cert_seen ? e->subject : (e->have_blob ? e->blob_subject : "");
@@ -507,7 +509,8 @@ doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, s
   const char *where = NULL;
   if ((rv = gnutls_priority_set_direct(e->tls, doq_priority, NULL)) < 0) where = "gnutls_priority_set_direct";
   else if (ngtcp2_crypto_gnutls_configure_client_session(e->tls) != 0) where = "configure_client_session";
-  else if ((rv = gnutls_credentials_set(e->tls, GNUTLS_CRD_CERTIFICATE, ctx->cred)) < 0) where = "gnutls_credentials_set";
+  else if ((rv = gnutls_credentials_set(e->tls, GNUTLS_CRD_CERTIFICATE, ctx->cred)) < 0)
+    where = "gnutls_credentials_set";
   if (!where) {
     gnutls_datum_t alpn = {(unsigned char *)"doq", 3};
     if ((rv = gnutls_alpn_set_protocols(e->tls, &alpn, 1, 0)) < 0) where = "gnutls_alpn_set_protocols";
@@ -635,7 +638,10 @@ ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
       s->sent += (size_t)consumed;
       if (s->sent == s->outlen) s->fin_sent = 1;
     }
-    if (n == NGTCP2_ERR_WRITE_MORE) continue;
+    if (n == NGTCP2_ERR_WRITE_MORE) {
+      if (s) continue;
+      return 0;
+    }
     if (s && (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
               n == NGTCP2_ERR_STREAM_NOT_FOUND)) {
       s->blocked = 1;

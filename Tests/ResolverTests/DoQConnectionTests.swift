@@ -75,7 +75,8 @@ import Testing
   func certificateCheckedAgainstExpectedName() async throws {
     let server = try await DoQFixtureServer()
     defer { server.stop() }
-    let (session, info) = try await connect(try server.endpoint, log: DoQCallbackLog(), expectedName: try DNSName("doq.test."))
+    let (session, info) = try await connect(
+      try server.endpoint, log: DoQCallbackLog(), expectedName: try DNSName("doq.test."))
     #expect(info.certificate.problems == ["self-signed"])
     session.close()
   }

@@ -26,7 +26,9 @@ enum DoQMessageFraming {
     } catch {
       return .failure(error)
     }
-    guard message.header.id == 0 else { return .failure(.valueOutOfRange("DoQ response Message ID \(message.header.id), not 0")) }
+    guard message.header.id == 0 else {
+      return .failure(.valueOutOfRange("DoQ response Message ID \(message.header.id), not 0"))
+    }
     guard message.header.qr else { return .failure(.valueOutOfRange("DoQ response without QR")) }
     if let q = query.questions.first, let rq = message.questions.first,
       rq.name != q.name || rq.type != q.type || rq.qclass != q.qclass

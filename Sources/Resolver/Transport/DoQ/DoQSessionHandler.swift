@@ -107,11 +107,17 @@ final class DoQSessionHandler: ChannelInboundHandler {
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     // A connected UDP socket reports ICMP port/host unreachable as ECONNREFUSED on the next read.
+    // After the handshake it is ignored: QUIC's own loss recovery and idle timeout decide.
     if let io = error as? IOError, io.errnoCode == ECONNREFUSED {
       if !handshakeSettled { terminate(.refused) }
       return
     }
-    terminate(handshakeSettled ? .resetWithQueriesOutstanding : .tlsError("socket error: \(error)"))
+    // Any other socket error ends the session; after the handshake it is classified like DoT's resets.
+    if !handshakeSettled {
+      terminate(.tlsError("socket error: \(error)"))
+    } else {
+      terminate(pending.isEmpty ? .cleanClose : .resetWithQueriesOutstanding)
+    }
   }
 
   func channelInactive(context: ChannelHandlerContext) {
