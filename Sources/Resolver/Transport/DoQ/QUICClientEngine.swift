@@ -14,6 +14,8 @@ final class QUICClientEngine {
   }
 
   private let raw: OpaquePointer
+  /// Kept alive as long as the engine: its GnuTLS session uses the context's credentials.
+  private let context: DoQClientContext
   private var scratch = [UInt8](repeating: 0, count: 2048)
 
   /// Creates the client connection for `remote` as seen from `local`. Throws `.tlsError` on setup failure.
@@ -50,6 +52,7 @@ final class QUICClientEngine {
     }
     guard let made else { throw .tlsError(Self.text(message)) }
     raw = made
+    self.context = context
   }
 
   deinit { doq_engine_free(raw) }
