@@ -65,7 +65,10 @@ import Testing
       #expect(response.answers.first?.type == .a)
     }
     // The server closes the connection on a non-zero ID; every query reached it with ID 0.
-    let queryLines = server.log.split(separator: "\n").filter { $0.hasPrefix("QUERY ") }
+    // The server's stdout is read asynchronously: give the last lines a moment to arrive.
+    func queryLines() -> [Substring] { server.log.split(separator: "\n").filter { $0.hasPrefix("QUERY ") } }
+    for _ in 0..<100 where queryLines().count < ids.count { try await Task.sleep(for: .milliseconds(20)) }
+    let queryLines = queryLines()
     #expect(queryLines.count == ids.count)
     #expect(queryLines.allSatisfy { $0.hasPrefix("QUERY 0 ") })
     session.close()
