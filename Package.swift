@@ -25,10 +25,24 @@ let package = Package(
       providers: [.apt(["libncurses-dev"]), .brew(["ncurses"])]
     ),
     .target(name: "TUI", dependencies: ["Resolver", "CNcurses"]),
+    .systemLibrary(
+      name: "CNgtcp2",
+      pkgConfig: "libngtcp2_crypto_gnutls",
+      providers: [.apt(["libngtcp2-dev", "libngtcp2-crypto-gnutls-dev", "libgnutls28-dev"])]
+    ),
+    // The DoQ client engine in C: ngtcp2 callbacks and GnuTLS hooks stay on the C side.
+    .target(
+      name: "CNgtcp2Shim",
+      dependencies: ["CNgtcp2"],
+      linkerSettings: [
+        .linkedLibrary("ngtcp2_crypto_gnutls"), .linkedLibrary("ngtcp2"), .linkedLibrary("gnutls"),
+      ]
+    ),
     .target(
       name: "Resolver",
       dependencies: [
         "COpenSSL",
+        "CNgtcp2Shim",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
@@ -51,7 +65,9 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
-      ]
+      ],
+      // Test-only helper scripts (the DoQ fixture server), run with python3 by the tests.
+      exclude: ["Fixtures"]
     ),
     .testTarget(name: "TUITests", dependencies: ["TUI", "Resolver"]),
   ],

@@ -25,8 +25,10 @@ public final class ResolverStack: Sendable {
     var policy: EncryptionPolicy?
     if configuration.encryption.enabled {
       let context = try DoTClientContext(extraCAFile: configuration.encryption.extraCAFile)
+      var connectors: [any EncryptedConnector] = [DoTConnector(context: context, group: group)]
+      connectors.append(try DoQConnector(extraCAFile: configuration.encryption.extraCAFile, group: group))
       let p = EncryptionPolicy(
-        settings: configuration.encryption, do53: do53, connectors: [DoTConnector(context: context, group: group)],
+        settings: configuration.encryption, do53: do53, connectors: connectors,
         saved: store?.load() ?? [], time: time, logger: logger)
       policy = p
       exchanger = p

@@ -1,0 +1,761 @@
+// DoQ client engine over ngtcp2 0.12.1 + GnuTLS. See include/doq_engine.h. Everything ngtcp2 and
+// GnuTLS allocate is owned by the engine (or context) and freed in doq_engine_free (doq_context_free).
+
+#include "doq_engine.h"
+
+#include <arpa/inet.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <netinet/in.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+// TLS 1.3 only (RFC 9001); the compat-mode flag keeps legacy_session_id empty, which QUIC requires.
+static const char *const doq_priority =
+    "%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
+    "+CHACHA20-POLY1305:+AES-128-CCM:-GROUP-ALL:+GROUP-SECP256R1:+GROUP-X25519:+GROUP-SECP384R1:"
+    "+GROUP-SECP521R1";
+
+/// A DoQ response is at most a 2-octet length plus 65535 octets.
+#define DOQ_MAX_RESPONSE (65535 + 2)
+
+struct doq_context {
+  gnutls_certificate_credentials_t cred;
+};
+
+typedef struct doq_stream {
+  int64_t id;
+  uint8_t *out;
+  size_t outlen, sent;
+  int fin_sent, blocked, early, done;
+  uint8_t *in;
+  size_t inlen, incap;
+  struct doq_stream *next;
+} doq_stream;
+
+typedef struct doq_event_node {
+  doq_event ev;
+  uint8_t *owned;
+  struct doq_event_node *next;
+} doq_event_node;
+
+struct doq_engine {
+  ngtcp2_conn *conn;
+  gnutls_session_t tls;
+  ngtcp2_crypto_conn_ref ref;
+  ngtcp2_path_storage ps;
+  doq_stream *streams;
+  doq_event_node *head, *tail, *popped;
+  int completed, confirmed, early_key, early_sent, early_state, rtt_seen;
+  uint64_t unusable;
+  char remote_ip[INET6_ADDRSTRLEN];
+  char expected[256];
+  unsigned cert_problems;
+  int cert_seen;
+  char subject[512];
+  int64_t not_after;
+  /// The verdict carried by the resumption blob (used when the handshake resumes).
+  unsigned blob_problems;
+  char blob_subject[512];
+  int64_t blob_not_after;
+  int have_blob;
+};
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void set_err(char *err, size_t errlen, const char *what, const char *detail) {
+  if (err && errlen) snprintf(err, errlen, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+}
+
+// MARK: events
+
+static void push_event(doq_engine *e, int type, int64_t sid, uint64_t code, const uint8_t *data, size_t len) {
+  doq_event_node *n = calloc(1, sizeof *n);
+  if (!n) return;
+  if (data && len) {
+    n->owned = malloc(len);
+    if (!n->owned) {
+      free(n);
+      return;
+    }
+    memcpy(n->owned, data, len);
+  }
+  n->ev.type = type;
+  n->ev.stream_id = sid;
+  n->ev.code = code;
+  n->ev.data = n->owned;
+  n->ev.len = n->owned ? len : 0;
+  if (e->tail) e->tail->next = n;
+  else e->head = n;
+  e->tail = n;
+}
+
+static void free_node(doq_event_node *n) {
+  if (!n) return;
+  free(n->owned);
+  free(n);
+}
+
+int doq_engine_next_event(doq_engine *e, doq_event *ev) {
+  free_node(e->popped);
+  e->popped = NULL;
+  doq_event_node *n = e->head;
+  if (!n) return 0;
+  e->head = n->next;
+  if (!e->head) e->tail = NULL;
+  *ev = n->ev;
+  e->popped = n;
+  return 1;
+}
+
+// MARK: streams
+
+static void free_stream(doq_stream *s) {
+  free(s->out);
+  free(s->in);
+  free(s);
+}
+
+static void unlink_stream(doq_engine *e, doq_stream *s) {
+  for (doq_stream **p = &e->streams; *p; p = &(*p)->next) {
+    if (*p == s) {
+      *p = s->next;
+      return;
+    }
+  }
+}
+
+// MARK: certificate verdict
+
+/// OpenSSL-style one-line subject ("/CN=a/O=b") from GnuTLS's RFC 4514 DN ("O=b,CN=a").
+static void oneline_subject(const char *dn, char *buf, size_t cap) {
+  buf[0] = 0;
+  size_t len = strlen(dn), used = 0;
+  size_t end = len;
+  for (size_t i = len; i-- > 0;) {
+    if (i == 0 || (dn[i - 1] == ',' && (i < 2 || dn[i - 2] != '\\'))) {
+      int n = snprintf(buf + used, cap - used, "/%.*s", (int)(end - i), dn + i);
+      if (n < 0 || (size_t)n >= cap - used) return;
+      used += (size_t)n;
+      end = i ? i - 1 : 0;
+    }
+  }
+}
+
+static int name_matches(gnutls_x509_crt_t crt, const char *host) {
+  unsigned char ip[16];
+  if (inet_pton(AF_INET, host, ip) == 1) return gnutls_x509_crt_check_ip(crt, ip, 4, 0) != 0;
+  if (inet_pton(AF_INET6, host, ip) == 1) return gnutls_x509_crt_check_ip(crt, ip, 16, 0) != 0;
+  return gnutls_x509_crt_check_hostname2(crt, host, 0) != 0;
+}
+
+/// Runs during every full handshake: records the verification outcome and always accepts (OE-26).
+static int verify_cb(gnutls_session_t session) {
+  ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(session);
+  if (!ref || !ref->user_data) return 0;
+  doq_engine *e = ref->user_data;
+  const char *host = e->expected[0] ? e->expected : e->remote_ip;
+  e->cert_seen = 1;
+  e->cert_problems = 0;
+  e->subject[0] = 0;
+  e->not_after = -1;
+  unsigned int n = 0;
+  const gnutls_datum_t *certs = gnutls_certificate_get_peers(session, &n);
+  if (!certs || n == 0) {
+    e->cert_problems = DOQ_CERT_NONE;
+    return 0;
+  }
+  gnutls_x509_crt_t crt;
+  if (gnutls_x509_crt_init(&crt) < 0) {
+    e->cert_problems = DOQ_CERT_OTHER;
+    return 0;
+  }
+  if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) < 0) {
+    gnutls_x509_crt_deinit(crt);
+    e->cert_problems = DOQ_CERT_OTHER;
+    return 0;
+  }
+  unsigned status = 0;
+  unsigned problems = 0;
+  if (gnutls_certificate_verify_peers3(session, NULL, &status) < 0) problems |= DOQ_CERT_OTHER;
+  time_t now = time(NULL);
+  time_t expires = gnutls_x509_crt_get_expiration_time(crt);
+  time_t activates = gnutls_x509_crt_get_activation_time(crt);
+  if ((status & GNUTLS_CERT_EXPIRED) || (expires != (time_t)-1 && expires < now)) problems |= DOQ_CERT_EXPIRED;
+  if ((status & GNUTLS_CERT_NOT_ACTIVATED) || (activates != (time_t)-1 && activates > now))
+    problems |= DOQ_CERT_NOT_YET_VALID;
+  if (status & GNUTLS_CERT_SIGNER_NOT_FOUND) {
+    if (n == 1 && gnutls_x509_crt_check_issuer(crt, crt)) problems |= DOQ_CERT_SELF_SIGNED;
+    else problems |= DOQ_CERT_UNTRUSTED_ISSUER;
+  }
+  if (status & (GNUTLS_CERT_SIGNATURE_FAILURE | GNUTLS_CERT_REVOKED | GNUTLS_CERT_INSECURE_ALGORITHM |
+                GNUTLS_CERT_SIGNER_NOT_CA | GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE))
+    problems |= DOQ_CERT_OTHER;
+  if (!name_matches(crt, host)) problems |= DOQ_CERT_WRONG_NAME;
+  gnutls_datum_t dn = {NULL, 0};
+  if (gnutls_x509_crt_get_dn3(crt, &dn, 0) >= 0 && dn.data) {
+    oneline_subject((const char *)dn.data, e->subject, sizeof e->subject);
+    gnutls_free(dn.data);
+  }
+  e->not_after = expires == (time_t)-1 ? -1 : (int64_t)expires;
+  e->cert_problems = problems;
+  gnutls_x509_crt_deinit(crt);
+  return 0;
+}
+
+doq_context *doq_context_new(const char *extra_ca_file, char *err, size_t errlen) {
+  doq_context *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) {
+    set_err(err, errlen, "out of memory", NULL);
+    return NULL;
+  }
+  int rv = gnutls_certificate_allocate_credentials(&ctx->cred);
+  if (rv < 0) {
+    set_err(err, errlen, "gnutls_certificate_allocate_credentials", gnutls_strerror(rv));
+    free(ctx);
+    return NULL;
+  }
+  // A machine without a trust store still connects; verification then reports "untrusted-issuer".
+  (void)gnutls_certificate_set_x509_system_trust(ctx->cred);
+  if (extra_ca_file) {
+    rv = gnutls_certificate_set_x509_trust_file(ctx->cred, extra_ca_file, GNUTLS_X509_FMT_PEM);
+    if (rv <= 0) {
+      set_err(err, errlen, "cannot load CA file", rv < 0 ? gnutls_strerror(rv) : "no certificate in it");
+      gnutls_certificate_free_credentials(ctx->cred);
+      free(ctx);
+      return NULL;
+    }
+  }
+  gnutls_certificate_set_verify_function(ctx->cred, verify_cb);
+  return ctx;
+}
+
+void doq_context_free(doq_context *ctx) {
+  if (!ctx) return;
+  gnutls_certificate_free_credentials(ctx->cred);
+  free(ctx);
+}
+
+// MARK: resumption blob
+// "DQ1" | u16 session length | session | u16 params length | params | u32 cert problems |
+// i64 notAfter | u16 subject length | subject. All integers big-endian.
+
+static void put_u(uint8_t **p, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; i--) *(*p)++ = (uint8_t)(v >> (8 * i));
+}
+
+static int get_u(const uint8_t **p, const uint8_t *end, int bytes, uint64_t *v) {
+  if (end - *p < bytes) return -1;
+  *v = 0;
+  for (int i = 0; i < bytes; i++) *v = (*v << 8) | *(*p)++;
+  return 0;
+}
+
+static int ticket_hook(gnutls_session_t session, unsigned int htype, unsigned when, unsigned int incoming,
+                       const gnutls_datum_t *msg) {
+  (void)msg;
+  if (htype != GNUTLS_HANDSHAKE_NEW_SESSION_TICKET || when != GNUTLS_HOOK_POST || !incoming) return 0;
+  ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(session);
+  if (!ref || !ref->user_data) return 0;
+  doq_engine *e = ref->user_data;
+  gnutls_datum_t data = {NULL, 0};
+  if (gnutls_session_get_data2(session, &data) < 0 || !data.data) return 0;
+  uint8_t params[512];
+  ngtcp2_ssize plen = 0;
+  const ngtcp2_transport_params *tp = ngtcp2_conn_get_remote_transport_params(e->conn);
+  if (tp)
+    plen = ngtcp2_encode_transport_params(params, sizeof params, NGTCP2_TRANSPORT_PARAMS_TYPE_ENCRYPTED_EXTENSIONS,
+                                          tp);
+  if (plen < 0) plen = 0;
+  unsigned problems = e->cert_seen ? e->cert_problems : (e->have_blob ? e->blob_problems : DOQ_CERT_NONE);
+  const char *subject = e->cert_seen ? e->subject : (e->have_blob ? e->blob_subject : "");
+  int64_t not_after = e->cert_seen ? e->not_after : (e->have_blob ? e->blob_not_after : -1);
+  size_t slen = strlen(subject);
+  if (data.size <= 0xffff) {
+    size_t total = 3 + 2 + data.size + 2 + (size_t)plen + 4 + 8 + 2 + slen;
+    uint8_t *blob = malloc(total);
+    if (blob) {
+      uint8_t *p = blob;
+      memcpy(p, "DQ1", 3);
+      p += 3;
+      put_u(&p, data.size, 2);
+      memcpy(p, data.data, data.size);
+      p += data.size;
+      put_u(&p, (uint64_t)plen, 2);
+      memcpy(p, params, (size_t)plen);
+      p += plen;
+      put_u(&p, problems, 4);
+      put_u(&p, (uint64_t)not_after, 8);
+      put_u(&p, slen, 2);
+      memcpy(p, subject, slen);
+      push_event(e, DOQ_EVENT_TICKET, -1, 0, blob, total);
+      free(blob);
+    }
+  }
+  gnutls_free(data.data);
+  return 0;
+}
+
+/// Applies a resumption blob: TLS session data and (for 0-RTT) the server's transport parameters.
+static void apply_blob(doq_engine *e, const uint8_t *blob, size_t len, int early) {
+  const uint8_t *p = blob, *end = blob + len;
+  uint64_t slen, plen, problems, not_after, subjlen;
+  if (len < 3 || memcmp(p, "DQ1", 3) != 0) return;
+  p += 3;
+  if (get_u(&p, end, 2, &slen) || (uint64_t)(end - p) < slen) return;
+  const uint8_t *session = p;
+  p += slen;
+  if (get_u(&p, end, 2, &plen) || (uint64_t)(end - p) < plen) return;
+  const uint8_t *params = p;
+  p += plen;
+  if (get_u(&p, end, 4, &problems) || get_u(&p, end, 8, &not_after) || get_u(&p, end, 2, &subjlen) ||
+      (uint64_t)(end - p) < subjlen || subjlen >= sizeof e->blob_subject)
+    return;
+  gnutls_datum_t d = {(unsigned char *)session, (unsigned int)slen};
+  if (gnutls_session_set_data(e->tls, d.data, d.size) < 0) return;
+  e->have_blob = 1;
+  e->blob_problems = (unsigned)problems;
+  e->blob_not_after = (int64_t)not_after;
+  memcpy(e->blob_subject, p, subjlen);
+  e->blob_subject[subjlen] = 0;
+  if (early && plen > 0) {
+    ngtcp2_transport_params tp;
+    if (ngtcp2_decode_transport_params(&tp, NGTCP2_TRANSPORT_PARAMS_TYPE_ENCRYPTED_EXTENSIONS, params, plen) == 0)
+      ngtcp2_conn_set_early_remote_transport_params(e->conn, &tp);
+  }
+}
+
+// MARK: ngtcp2 callbacks
+
+static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) { return ((doq_engine *)ref->user_data)->conn; }
+
+static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx) {
+  (void)ctx;
+  (void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
+}
+
+static int new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen, void *ud) {
+  (void)conn;
+  (void)ud;
+  if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen) < 0) return NGTCP2_ERR_CALLBACK_FAILURE;
+  cid->datalen = cidlen;
+  if (gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN) < 0) return NGTCP2_ERR_CALLBACK_FAILURE;
+  return 0;
+}
+
+static int recv_tx_key_cb(ngtcp2_conn *conn, ngtcp2_crypto_level level, void *ud) {
+  (void)conn;
+  if (level == NGTCP2_CRYPTO_LEVEL_EARLY) ((doq_engine *)ud)->early_key = 1;
+  return 0;
+}
+
+static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
+  doq_engine *e = ud;
+  e->completed = 1;
+  if (e->early_sent) {
+    // The GnuTLS helper does not report a 0-RTT rejection itself.
+    if (gnutls_session_get_flags(e->tls) & GNUTLS_SFLAGS_EARLY_DATA) {
+      e->early_state = 1;
+    } else {
+      e->early_state = 0;
+      for (doq_stream *s = e->streams; s; s = s->next)
+        if (s->early) s->done = 1;
+      if (ngtcp2_conn_early_data_rejected(conn) != 0) return NGTCP2_ERR_CALLBACK_FAILURE;
+      push_event(e, DOQ_EVENT_EARLY_DATA_REJECTED, -1, 0, NULL, 0);
+    }
+  }
+  push_event(e, DOQ_EVENT_HANDSHAKE_COMPLETED, -1, 0, NULL, 0);
+  return 0;
+}
+
+static int handshake_confirmed_cb(ngtcp2_conn *conn, void *ud) {
+  (void)conn;
+  doq_engine *e = ud;
+  e->confirmed = 1;
+  push_event(e, DOQ_EVENT_HANDSHAKE_CONFIRMED, -1, 0, NULL, 0);
+  return 0;
+}
+
+static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, uint64_t offset,
+                               const uint8_t *data, size_t len, void *ud, void *sud) {
+  (void)offset;
+  doq_engine *e = ud;
+  doq_stream *s = sud;
+  // Flow-control credit is returned at once: responses are consumed as they arrive.
+  ngtcp2_conn_extend_max_stream_offset(conn, sid, len);
+  ngtcp2_conn_extend_max_offset(conn, len);
+  if (!s || s->done) return 0;
+  if (s->inlen + len > DOQ_MAX_RESPONSE) {
+    s->done = 1;
+    push_event(e, DOQ_EVENT_STREAM_OVERFLOW, sid, 0, NULL, 0);
+    (void)ngtcp2_conn_shutdown_stream(conn, sid, 0x2 /* DOQ_PROTOCOL_ERROR */);
+    return 0;
+  }
+  if (s->inlen + len > s->incap) {
+    size_t cap = s->incap ? s->incap : 512;
+    while (cap < s->inlen + len) cap *= 2;
+    uint8_t *in = realloc(s->in, cap);
+    if (!in) return NGTCP2_ERR_CALLBACK_FAILURE;
+    s->in = in;
+    s->incap = cap;
+  }
+  if (len) memcpy(s->in + s->inlen, data, len);
+  s->inlen += len;
+  if (flags & NGTCP2_STREAM_DATA_FLAG_FIN) {
+    s->done = 1;
+    push_event(e, DOQ_EVENT_STREAM_FIN, sid, 0, s->in, s->inlen);
+  }
+  return 0;
+}
+
+static int stream_reset_cb(ngtcp2_conn *conn, int64_t sid, uint64_t final_size, uint64_t code, void *ud,
+                           void *sud) {
+  (void)conn;
+  (void)final_size;
+  doq_stream *s = sud;
+  if (s && !s->done) {
+    s->done = 1;
+    push_event(ud, DOQ_EVENT_STREAM_RESET, sid, code, NULL, 0);
+  }
+  return 0;
+}
+
+static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, uint64_t code, void *ud, void *sud) {
+  (void)conn;
+  doq_engine *e = ud;
+  doq_stream *s = sud;
+  if (!s) return 0;
+  if (!s->done) {
+    s->done = 1;
+    push_event(e, DOQ_EVENT_STREAM_CLOSED, sid, (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET) ? code : 0,
+               NULL, 0);
+  }
+  unlink_stream(e, s);
+  free_stream(s);
+  return 0;
+}
+
+static int extend_streams_cb(ngtcp2_conn *conn, uint64_t max_streams, void *ud) {
+  (void)conn;
+  (void)max_streams;
+  push_event(ud, DOQ_EVENT_STREAMS_AVAILABLE, -1, 0, NULL, 0);
+  return 0;
+}
+
+// MARK: lifecycle
+
+static int fill_addr(struct sockaddr_storage *ss, socklen_t *len, const char *ip, uint16_t port) {
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, ip, &in4->sin_addr) == 1) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons(port);
+    *len = sizeof *in4;
+    return 0;
+  }
+  if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    *len = sizeof *in6;
+    return 0;
+  }
+  return -1;
+}
+
+doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, size_t errlen) {
+  doq_engine *e = calloc(1, sizeof *e);
+  if (!e) {
+    set_err(err, errlen, "out of memory", NULL);
+    return NULL;
+  }
+  e->early_state = -1;
+  e->not_after = -1;
+  e->ref.get_conn = get_conn;
+  e->ref.user_data = e;
+  snprintf(e->remote_ip, sizeof e->remote_ip, "%s", cfg->remote_ip);
+  if (cfg->expected_name) snprintf(e->expected, sizeof e->expected, "%s", cfg->expected_name);
+
+  struct sockaddr_storage local, remote;
+  socklen_t locallen = 0, remotelen = 0;
+  if (fill_addr(&local, &locallen, cfg->local_ip, cfg->local_port) ||
+      fill_addr(&remote, &remotelen, cfg->remote_ip, cfg->remote_port)) {
+    set_err(err, errlen, "bad address", cfg->remote_ip);
+    free(e);
+    return NULL;
+  }
+  ngtcp2_path_storage_init(&e->ps, (struct sockaddr *)&local, locallen, (struct sockaddr *)&remote, remotelen,
+                           NULL);
+
+  unsigned flags = GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA;
+  if (cfg->enable_early_data && cfg->resumption) flags |= GNUTLS_ENABLE_EARLY_DATA;
+  int rv = gnutls_init(&e->tls, flags);
+  if (rv < 0) {
+    set_err(err, errlen, "gnutls_init", gnutls_strerror(rv));
+    free(e);
+    return NULL;
+  }
+  const char *where = NULL;
+  if ((rv = gnutls_priority_set_direct(e->tls, doq_priority, NULL)) < 0) where = "gnutls_priority_set_direct";
+  else if (ngtcp2_crypto_gnutls_configure_client_session(e->tls) != 0) where = "configure_client_session";
+  else if ((rv = gnutls_credentials_set(e->tls, GNUTLS_CRD_CERTIFICATE, ctx->cred)) < 0)
+    where = "gnutls_credentials_set";
+  if (!where) {
+    gnutls_datum_t alpn = {(unsigned char *)"doq", 3};
+    if ((rv = gnutls_alpn_set_protocols(e->tls, &alpn, 1, 0)) < 0) where = "gnutls_alpn_set_protocols";
+  }
+  if (where) {
+    set_err(err, errlen, where, rv < 0 ? gnutls_strerror(rv) : NULL);
+    gnutls_deinit(e->tls);
+    free(e);
+    return NULL;
+  }
+  // No gnutls_server_name_set: the ClientHello carries no SNI (T-2).
+  gnutls_session_set_ptr(e->tls, &e->ref);
+  gnutls_handshake_set_hook_function(e->tls, GNUTLS_HANDSHAKE_NEW_SESSION_TICKET, GNUTLS_HOOK_POST, ticket_hook);
+
+  ngtcp2_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.client_initial = ngtcp2_crypto_client_initial_cb;
+  cb.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+  cb.encrypt = ngtcp2_crypto_encrypt_cb;
+  cb.decrypt = ngtcp2_crypto_decrypt_cb;
+  cb.hp_mask = ngtcp2_crypto_hp_mask_cb;
+  cb.recv_retry = ngtcp2_crypto_recv_retry_cb;
+  cb.update_key = ngtcp2_crypto_update_key_cb;
+  cb.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+  cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+  cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+  cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+  cb.rand = rand_cb;
+  cb.get_new_connection_id = new_cid_cb;
+  cb.handshake_completed = handshake_completed_cb;
+  cb.handshake_confirmed = handshake_confirmed_cb;
+  cb.recv_stream_data = recv_stream_data_cb;
+  cb.stream_close = stream_close_cb;
+  cb.stream_reset = stream_reset_cb;
+  cb.extend_max_local_streams_bidi = extend_streams_cb;
+  cb.recv_tx_key = recv_tx_key_cb;
+
+  ngtcp2_settings settings;
+  ngtcp2_settings_default(&settings);
+  settings.initial_ts = now_ns();
+  settings.handshake_timeout = cfg->handshake_timeout_ns;
+  settings.no_pmtud = 1;
+
+  ngtcp2_transport_params params;
+  ngtcp2_transport_params_default(&params);
+  params.initial_max_stream_data_bidi_local = 128 * 1024;
+  params.initial_max_data = 1024 * 1024;
+  params.initial_max_streams_bidi = 0;  // servers may not open streams (T-30)
+  params.initial_max_streams_uni = 0;
+  params.max_idle_timeout = cfg->idle_timeout_ns;
+
+  ngtcp2_cid dcid, scid;
+  dcid.datalen = 18;
+  scid.datalen = 17;
+  (void)gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
+  (void)gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen);
+  rv = ngtcp2_conn_client_new(&e->conn, &dcid, &scid, &e->ps.path, NGTCP2_PROTO_VER_V1, &cb, &settings, &params,
+                              NULL, e);
+  if (rv != 0) {
+    set_err(err, errlen, "ngtcp2_conn_client_new", ngtcp2_strerror(rv));
+    gnutls_deinit(e->tls);
+    free(e);
+    return NULL;
+  }
+  ngtcp2_conn_set_tls_native_handle(e->conn, e->tls);
+  if (cfg->resumption && cfg->resumption_len)
+    apply_blob(e, cfg->resumption, cfg->resumption_len, cfg->enable_early_data);
+  return e;
+}
+
+void doq_engine_free(doq_engine *e) {
+  if (!e) return;
+  if (e->conn) ngtcp2_conn_del(e->conn);
+  if (e->tls) gnutls_deinit(e->tls);
+  while (e->streams) {
+    doq_stream *s = e->streams;
+    e->streams = s->next;
+    free_stream(s);
+  }
+  while (e->head) {
+    doq_event_node *n = e->head;
+    e->head = n->next;
+    free_node(n);
+  }
+  free_node(e->popped);
+  free(e);
+}
+
+// MARK: I/O
+
+int doq_engine_read(doq_engine *e, const uint8_t *pkt, size_t len) {
+  // Server packets before the handshake completes are long-header (Initial/Handshake); anything else,
+  // e.g. a plain-DNS FORMERR from a non-QUIC service on the port, is counted as unusable.
+  if (!e->completed && (len < 7 || !(pkt[0] & 0x80))) e->unusable++;
+  ngtcp2_pkt_info pi;
+  memset(&pi, 0, sizeof pi);
+  return ngtcp2_conn_read_pkt(e->conn, &e->ps.path, &pi, pkt, len, now_ns());
+}
+
+static doq_stream *next_sendable(doq_engine *e) {
+  for (doq_stream *s = e->streams; s; s = s->next)
+    if (!s->fin_sent && !s->blocked && !s->done) return s;
+  return NULL;
+}
+
+ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
+  uint64_t ts = now_ns();
+  for (doq_stream *s = e->streams; s; s = s->next) s->blocked = 0;
+  for (;;) {
+    doq_stream *s = next_sendable(e);
+    ngtcp2_vec v;
+    ngtcp2_ssize consumed = -1;
+    uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+    if (s) {
+      v.base = s->out + s->sent;
+      v.len = s->outlen - s->sent;
+      flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+    }
+    ngtcp2_pkt_info pi;
+    ngtcp2_ssize n = ngtcp2_conn_writev_stream(e->conn, &e->ps.path, &pi, buf, cap, &consumed, flags,
+                                               s ? s->id : -1, s ? &v : NULL, s ? 1 : 0, ts);
+    if (s && consumed >= 0) {
+      // Stream data written before the handshake completes with 0-RTT keys installed is early data.
+      if (!e->completed && e->early_key) e->early_sent = 1;
+      s->sent += (size_t)consumed;
+      if (s->sent == s->outlen) s->fin_sent = 1;
+    }
+    if (n == NGTCP2_ERR_WRITE_MORE) {
+      if (s) continue;
+      return 0;
+    }
+    if (s && (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
+              n == NGTCP2_ERR_STREAM_NOT_FOUND)) {
+      s->blocked = 1;
+      continue;
+    }
+    if (n > 0) {
+      // Pacing starts only after the first RTT sample: 0.12.1 otherwise paces from the 333 ms
+      // initial RTT and holds the first query after the handshake back by ~20 ms.
+      if (!e->rtt_seen) {
+        ngtcp2_conn_stat st;
+        ngtcp2_conn_get_conn_stat(e->conn, &st);
+        e->rtt_seen = st.latest_rtt > 0;
+      }
+      if (e->rtt_seen) ngtcp2_conn_update_pkt_tx_time(e->conn, ts);
+    }
+    return n;
+  }
+}
+
+int64_t doq_engine_expiry_delay(doq_engine *e) {
+  ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(e->conn);
+  if (expiry == UINT64_MAX) return -1;
+  uint64_t now = now_ns();
+  return expiry > now ? (int64_t)(expiry - now) : 0;
+}
+
+int doq_engine_handle_expiry(doq_engine *e) { return ngtcp2_conn_handle_expiry(e->conn, now_ns()); }
+
+int64_t doq_engine_submit(doq_engine *e, const uint8_t *data, size_t len) {
+  doq_stream *s = calloc(1, sizeof *s);
+  if (!s) return NGTCP2_ERR_NOMEM;
+  s->out = malloc(len ? len : 1);
+  if (!s->out) {
+    free(s);
+    return NGTCP2_ERR_NOMEM;
+  }
+  memcpy(s->out, data, len);
+  s->outlen = len;
+  int rv = ngtcp2_conn_open_bidi_stream(e->conn, &s->id, s);
+  if (rv != 0) {
+    free_stream(s);
+    return rv;
+  }
+  if (!e->completed) s->early = 1;
+  // Append, so streams are sent in submission order.
+  doq_stream **p = &e->streams;
+  while (*p) p = &(*p)->next;
+  *p = s;
+  return s->id;
+}
+
+void doq_engine_cancel(doq_engine *e, int64_t stream_id, uint64_t code) {
+  for (doq_stream *s = e->streams; s; s = s->next) {
+    if (s->id == stream_id) {
+      s->done = 1;
+      (void)ngtcp2_conn_shutdown_stream(e->conn, stream_id, code);
+      return;
+    }
+  }
+}
+
+ssize_t doq_engine_write_close(doq_engine *e, uint64_t app_code, int liberr, uint8_t *buf, size_t cap) {
+  ngtcp2_connection_close_error ccerr;
+  if (liberr) ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr, NULL, 0);
+  else ngtcp2_connection_close_error_set_application_error(&ccerr, app_code, NULL, 0);
+  ngtcp2_pkt_info pi;
+  return ngtcp2_conn_write_connection_close(e->conn, &e->ps.path, &pi, buf, cap, &ccerr, now_ns());
+}
+
+// MARK: accessors
+
+void doq_engine_peer_close(doq_engine *e, int *is_app, uint64_t *code) {
+  ngtcp2_connection_close_error ccerr;
+  ngtcp2_conn_get_connection_close_error(e->conn, &ccerr);
+  switch (ccerr.type) {
+  case NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION: *is_app = 1; break;
+  case NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_TRANSPORT_IDLE_CLOSE: *is_app = 2; break;
+  default: *is_app = 0; break;
+  }
+  *code = ccerr.error_code;
+}
+
+int doq_engine_handshake_completed(doq_engine *e) { return e->completed; }
+int doq_engine_handshake_confirmed(doq_engine *e) { return e->confirmed; }
+int doq_engine_resumed(doq_engine *e) { return gnutls_session_is_resumed(e->tls) ? 1 : 0; }
+int doq_engine_early_data_state(doq_engine *e) { return e->early_sent ? e->early_state : -1; }
+uint64_t doq_engine_unusable_datagrams(doq_engine *e) { return e->unusable; }
+uint8_t doq_engine_tls_alert(doq_engine *e) { return ngtcp2_conn_get_tls_alert(e->conn); }
+
+int doq_engine_alpn(doq_engine *e, char *buf, size_t cap) {
+  gnutls_datum_t proto = {NULL, 0};
+  if (gnutls_alpn_get_selected_protocol(e->tls, &proto) < 0 || !proto.data || cap == 0) return -1;
+  size_t n = proto.size < cap - 1 ? proto.size : cap - 1;
+  memcpy(buf, proto.data, n);
+  buf[n] = 0;
+  return (int)n;
+}
+
+void doq_engine_tls_version(doq_engine *e, char *buf, size_t cap) {
+  const char *name = gnutls_protocol_get_name(gnutls_protocol_get_version(e->tls));
+  snprintf(buf, cap, "%s", name ? name : "unknown");
+}
+
+static int use_blob_verdict(doq_engine *e) { return !e->cert_seen && e->have_blob && doq_engine_resumed(e); }
+
+unsigned doq_engine_cert_problems(doq_engine *e) {
+  if (use_blob_verdict(e)) return e->blob_problems;
+  return e->cert_seen ? e->cert_problems : DOQ_CERT_NONE;
+}
+
+void doq_engine_cert_subject(doq_engine *e, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s", use_blob_verdict(e) ? e->blob_subject : e->subject);
+}
+
+int64_t doq_engine_cert_not_after(doq_engine *e) { return use_blob_verdict(e) ? e->blob_not_after : e->not_after; }
+
+const char *doq_strerror(int liberr) { return ngtcp2_strerror(liberr); }

@@ -1,0 +1,362 @@
+import NIOCore
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Drives one DoQ connection on its datagram channel: feeds datagrams and ngtcp2 timers to the engine,
+/// sends what it writes, runs one query per stream (T-24..T-27), settles the handshake and reports how
+/// the session ended exactly once. Event-loop bound; the engine is only touched here.
+final class DoQSessionHandler: ChannelInboundHandler {
+  typealias InboundIn = AddressedEnvelope<ByteBuffer>
+  typealias OutboundOut = ByteBuffer
+
+  private struct Pending {
+    var query: Message
+    var wire: [UInt8]
+    var promise: EventLoopPromise<Message>
+    var timer: Scheduled<Void>?
+    var streamID: Int64?
+    var early: Bool
+  }
+
+  /// RFC 9250 §4.3 application error codes.
+  enum ErrorCode {
+    static let noError: UInt64 = 0x0
+    static let internalError: UInt64 = 0x1
+    static let protocolError: UInt64 = 0x2
+    static let requestCancelled: UInt64 = 0x3
+    static let excessiveLoad: UInt64 = 0x4
+  }
+
+  /// Succeeds with the handshake details; fails with the `EncryptedFailure` that ended the attempt.
+  let handshakeFuture: EventLoopFuture<TLSHandshakeInfo>
+  private let handshakePromise: EventLoopPromise<TLSHandshakeInfo>
+  private let engine: QUICClientEngine
+  private let handshakeTimeout: TimeAmount
+  private let startedAt: Double
+  private let time: any TimeSource
+  private let status: DoTConnectionStatus
+  private let onTicket: @Sendable ([UInt8]) -> Void
+  private let onClose: @Sendable (EncryptedFailure) -> Void
+
+  private var context: ChannelHandlerContext?
+  private var pending: [UInt64: Pending] = [:]
+  private var byStream: [Int64: UInt64] = [:]
+  /// Queries waiting for stream credit, in arrival order.
+  private var waiting: [UInt64] = []
+  private var nextToken: UInt64 = 0
+  private var handshakeSettled = false
+  private var handshakeDone = false
+  private var terminated = false
+  private var closeRequested = false
+  private var expiryTimer: Scheduled<Void>?
+  private var backstopTimer: Scheduled<Void>?
+
+  init(
+    eventLoop: any EventLoop, engine: QUICClientEngine, handshakeTimeout: TimeAmount, startedAt: Double,
+    time: any TimeSource, status: DoTConnectionStatus, onTicket: @escaping @Sendable ([UInt8]) -> Void,
+    onClose: @escaping @Sendable (EncryptedFailure) -> Void
+  ) {
+    handshakePromise = eventLoop.makePromise(of: TLSHandshakeInfo.self)
+    handshakeFuture = handshakePromise.futureResult
+    self.engine = engine
+    self.handshakeTimeout = handshakeTimeout
+    self.startedAt = startedAt
+    self.time = time
+    self.status = status
+    self.onTicket = onTicket
+    self.onClose = onClose
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    // ngtcp2 enforces the handshake timeout itself; this backstop only covers a stalled loop.
+    backstopTimer = context.eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout + .milliseconds(200)) {
+      [self] in
+      if !handshakeSettled { terminate(.handshakeTimeout) }
+    }
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    terminate(.tlsError("connection closed"))
+    self.context = nil
+  }
+
+  /// Sends an early query (0-RTT when the resumption allows it), then the first flight.
+  func start(earlyQuery: Message?) -> EventLoopFuture<Message>? {
+    let early = earlyQuery.map { enqueue($0, timeout: handshakeTimeout * 2, early: true) }
+    flush()
+    return early
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    guard !terminated else { return }
+    let envelope = unwrapInboundIn(data)
+    let rv = engine.read(envelope.data)
+    if rv < 0 {
+      fatal(rv)
+      return
+    }
+    if handshakeDone { status.touch(at: time.now()) }
+    processEvents()
+    flush()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    // A connected UDP socket reports ICMP port/host unreachable as ECONNREFUSED on the next read.
+    // After the handshake it is ignored: QUIC's own loss recovery and idle timeout decide.
+    if let io = error as? IOError, io.errnoCode == ECONNREFUSED {
+      if !handshakeSettled { terminate(.refused) }
+      return
+    }
+    // Any other socket error ends the session; after the handshake it is classified like DoT's resets.
+    if !handshakeSettled {
+      terminate(.tlsError("socket error: \(error)"))
+    } else {
+      terminate(pending.isEmpty ? .cleanClose : .resetWithQueriesOutstanding)
+    }
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    terminate(.tlsError("socket closed"))
+    context.fireChannelInactive()
+  }
+
+  /// Sends one query on a new stream; the future completes with its response (caller's ID restored).
+  func send(_ query: Message, timeout: TimeAmount) -> EventLoopFuture<Message> {
+    guard handshakeDone, !terminated, !closeRequested else {
+      return handshakeFuture.eventLoop.makeFailedFuture(TransportError.closed)
+    }
+    let future = enqueue(query, timeout: timeout, early: false)
+    status.touch(at: time.now())
+    flush()
+    return future
+  }
+
+  /// Closes with DOQ_NO_ERROR once the handshake is confirmed (ngtcp2 would otherwise add a
+  /// handshake-level close); `onClose(.cleanClose)` follows.
+  func closeGracefully() {
+    guard !terminated, !closeRequested else { return }
+    closeRequested = true
+    status.markInactive()
+    if engine.handshakeConfirmed || !handshakeDone {
+      sendCloseAndTerminate()
+    } else {
+      context?.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(500)) { [self] in sendCloseAndTerminate() }
+    }
+  }
+
+  // MARK: queries
+
+  private func enqueue(_ query: Message, timeout: TimeAmount, early: Bool) -> EventLoopFuture<Message> {
+    let loop = handshakeFuture.eventLoop
+    let token = nextToken
+    nextToken += 1
+    let promise = loop.makePromise(of: Message.self)
+    let timer = loop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+      guard let entry = pending.removeValue(forKey: token) else { return }
+      if let id = entry.streamID {
+        byStream[id] = nil
+        engine.cancel(streamID: id, code: ErrorCode.requestCancelled)  // T-28
+        flush()
+      }
+      waiting.removeAll { $0 == token }
+      entry.promise.fail(TransportError.timeout)
+    }
+    pending[token] = Pending(
+      query: query, wire: DoQMessageFraming.queryStream(query), promise: promise, timer: timer, streamID: nil,
+      early: early)
+    waiting.append(token)
+    openStreams()
+    return promise.futureResult
+  }
+
+  /// Opens streams for waiting queries until ngtcp2 runs out of stream credit.
+  private func openStreams() {
+    while let token = waiting.first {
+      guard var entry = pending[token] else {
+        waiting.removeFirst()
+        continue
+      }
+      let id = engine.submit(entry.wire)
+      if id == Int64(QUICClientEngine.Code.streamIDBlocked) { return }
+      waiting.removeFirst()
+      if id < 0 {
+        pending[token] = nil
+        entry.timer?.cancel()
+        entry.promise.fail(TransportError.io("cannot open a DoQ stream: \(QUICClientEngine.describe(Int32(id)))"))
+        continue
+      }
+      entry.streamID = id
+      entry.early = !handshakeDone
+      pending[token] = entry
+      byStream[id] = token
+    }
+  }
+
+  private func finish(stream id: Int64, with result: Result<Message, TransportError>) {
+    guard let token = byStream.removeValue(forKey: id), let entry = pending.removeValue(forKey: token) else {
+      return
+    }
+    entry.timer?.cancel()
+    switch result {
+    case .success(var response):
+      response.header.id = entry.query.header.id
+      entry.promise.succeed(response)
+    case .failure(let error): entry.promise.fail(error)
+    }
+  }
+
+  // MARK: engine events
+
+  private func processEvents() {
+    while !terminated, let event = engine.nextEvent() {
+      switch event {
+      case .handshakeCompleted: handshakeCompleted()
+      case .handshakeConfirmed:
+        if closeRequested { sendCloseAndTerminate() }
+      case .streamFinished(let id, let bytes):
+        guard let token = byStream[id], let entry = pending[token] else { continue }
+        finish(stream: id, with: DoQMessageFraming.response(bytes, to: entry.query).mapError { .malformed($0) })
+      case .streamReset(let id, let code):
+        _ = code  // DOQ_INTERNAL_ERROR normally; the transaction is abandoned either way (T-29).
+        finish(stream: id, with: .failure(.closed))
+      case .streamClosed(let id, _):
+        finish(stream: id, with: .failure(.closed))
+      case .streamOverflow(let id):
+        finish(stream: id, with: .failure(.malformed(.valueOutOfRange("DoQ response over 65535 octets"))))
+      case .ticket(let blob): onTicket(blob)
+      case .streamsAvailable: openStreams()
+      case .earlyDataRejected: resendEarlyQueries()
+      }
+    }
+  }
+
+  private func handshakeCompleted() {
+    backstopTimer?.cancel()
+    let alpn = engine.alpn
+    guard alpn == "doq" else {
+      if let packet = engine.closePacket(applicationCode: ErrorCode.protocolError) { send(packet) }
+      terminate(.alpnMismatch(alpn ?? "none"))
+      return
+    }
+    handshakeDone = true
+    status.markActive(at: time.now())
+    let info = TLSHandshakeInfo(
+      tlsVersion: engine.tlsVersion, alpn: alpn, resumed: engine.resumed, certificate: engine.certificate,
+      handshakeMs: (time.now() - startedAt) * 1000, earlyDataAccepted: engine.earlyDataAccepted)
+    handshakeSettled = true
+    handshakePromise.succeed(info)
+    openStreams()
+  }
+
+  /// Streams sent as 0-RTT were discarded by the server: send their queries again on new streams (T-7).
+  private func resendEarlyQueries() {
+    for (token, var entry) in pending where entry.early {
+      if let id = entry.streamID { byStream[id] = nil }
+      entry.streamID = nil
+      entry.early = false
+      pending[token] = entry
+      waiting.append(token)
+    }
+    waiting.sort()
+  }
+
+  // MARK: I/O and timers
+
+  private func flush() {
+    guard let context, !terminated else { return }
+    var wrote = false
+    while true {
+      switch engine.nextPacket() {
+      case .packet(let packet):
+        send(packet, flush: false)
+        wrote = true
+      case .idle:
+        if wrote { context.flush() }
+        armTimer()
+        return
+      case .error(let code):
+        if wrote { context.flush() }
+        fatal(code)
+        return
+      }
+    }
+  }
+
+  private func send(_ packet: [UInt8], flush: Bool = true) {
+    guard let context else { return }
+    var buffer = context.channel.allocator.buffer(capacity: packet.count)
+    buffer.writeBytes(packet)
+    context.write(wrapOutboundOut(buffer), promise: nil)
+    if flush { context.flush() }
+  }
+
+  private func armTimer() {
+    expiryTimer?.cancel()
+    expiryTimer = nil
+    guard let context, !terminated, let delay = engine.expiryDelay else { return }
+    expiryTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+      guard !terminated else { return }
+      let rv = engine.handleExpiry()
+      if rv < 0 {
+        fatal(rv)
+        return
+      }
+      processEvents()
+      flush()
+    }
+  }
+
+  /// An ngtcp2 error ended the connection: classify it and tear down.
+  private func fatal(_ code: Int32) {
+    guard !terminated else { return }
+    switch code {
+    case QUICClientEngine.Code.draining, QUICClientEngine.Code.closing:
+      terminate(DoQCloseClassifier.failure(for: engine.peerClose))
+    case QUICClientEngine.Code.handshakeTimeout:
+      // A plain-DNS service on the port (e.g. NSD answering FORMERR) replies, but never with QUIC.
+      let junk = engine.unusableDatagrams
+      terminate(junk > 0 ? .tlsError("no QUIC reply (\(junk) non-QUIC datagrams)") : .handshakeTimeout)
+    case QUICClientEngine.Code.idleClose:
+      terminate(.cleanClose)
+    default:
+      if let packet = engine.closePacket(applicationCode: 0, liberr: code) { send(packet) }
+      let alert = engine.tlsAlert
+      terminate(alert != 0 ? .tlsAlert("alert \(alert)") : .tlsError(QUICClientEngine.describe(code)))
+    }
+  }
+
+  private func sendCloseAndTerminate() {
+    guard !terminated else { return }
+    if let packet = engine.closePacket(applicationCode: ErrorCode.noError) { send(packet) }
+    terminate(.cleanClose)
+  }
+
+  /// Ends the session once: settles the handshake or reports `onClose`, fails every pending query.
+  private func terminate(_ reason: EncryptedFailure) {
+    guard !terminated else { return }
+    terminated = true
+    expiryTimer?.cancel()
+    backstopTimer?.cancel()
+    status.markInactive()
+    if !handshakeSettled {
+      handshakeSettled = true
+      handshakePromise.fail(reason)
+    } else if handshakeDone {
+      onClose(reason)
+    }
+    let entries = pending.values
+    pending = [:]
+    byStream = [:]
+    waiting = []
+    for entry in entries {
+      entry.timer?.cancel()
+      entry.promise.fail(TransportError.closed)
+    }
+    context?.close(promise: nil)
+  }
+}

@@ -1,0 +1,223 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Resolver
+
+/// DoQ client against the aioquic fixture server on 127.0.0.1 (`Fixtures/doq_server.py`).
+@Suite(.serialized) struct DoQConnectionTests {
+  let group = MultiThreadedEventLoopGroup.singleton
+
+  func connector() throws -> DoQConnector { try DoQConnector(extraCAFile: nil, group: group) }
+
+  func connect(
+    _ endpoint: ServerEndpoint, log: DoQCallbackLog, expectedName: DNSName? = nil, resumption: [UInt8]? = nil,
+    handshakeTimeout: TimeAmount = .seconds(3), idleTimeout: TimeAmount = .seconds(30)
+  ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo) {
+    let connector: DoQConnector
+    do { connector = try self.connector() } catch { throw .tlsError("\(error)") }
+    return try await connector.connect(
+      to: endpoint, expectedName: expectedName, resumption: resumption, handshakeTimeout: handshakeTimeout,
+      idleTimeout: idleTimeout, onTicket: log.onTicket, onClose: log.onClose)
+  }
+
+  @Test func fixtureAvailableOnCI() {
+    if !DoQFixtureServer.available {
+      if ProcessInfo.processInfo.environment["CI"] == "true" {
+        Issue.record("python3 with aioquic and dnspython is required for the DoQ tests (pip install aioquic dnspython)")
+      } else {
+        print("DoQ tests skipped: python3 cannot import aioquic/dnspython (pip install aioquic dnspython)")
+      }
+    }
+  }
+
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func handshakeAndConcurrentQueries() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let log = DoQCallbackLog()
+    let (session, info) = try await connect(try server.endpoint, log: log)
+    #expect(info.alpn == "doq")
+    #expect(info.tlsVersion == "TLSv1.3")
+    #expect(info.resumed == false)
+    #expect(info.earlyDataAccepted == nil)
+    #expect(info.certificate.problems.contains("self-signed"))
+    #expect(info.certificate.problems.contains("wrong-name"))  // checked against 127.0.0.1
+    #expect(info.certificate.subject == "/CN=doq.test")
+    #expect(info.certificate.notAfter != nil)
+    #expect(session.isActive)
+
+    let ids: [UInt16] = [7, 4242, 9, 65000, 1]
+    let responses = try await withThrowingTaskGroup(of: (UInt16, Message).self) { tasks in
+      for (i, id) in ids.enumerated() {
+        let query = try doqTestQuery("q\(i).example.", id: id)
+        tasks.addTask { (id, try await session.query(query, timeout: .seconds(3))) }
+      }
+      var all: [(UInt16, Message)] = []
+      for try await r in tasks { all.append(r) }
+      return all
+    }
+    #expect(responses.count == ids.count)
+    for (id, response) in responses {
+      #expect(response.header.id == id)  // the caller's ID is restored
+      #expect(response.answers.count == 1)
+      #expect(response.answers.first?.type == .a)
+    }
+    // The server closes the connection on a non-zero ID; every query reached it with ID 0.
+    // The server's stdout is read asynchronously: give the last lines a moment to arrive.
+    func queryLines() -> [Substring] { server.log.split(separator: "\n").filter { $0.hasPrefix("QUERY ") } }
+    for _ in 0..<100 where queryLines().count < ids.count { try await Task.sleep(for: .milliseconds(20)) }
+    let queryLines = queryLines()
+    #expect(queryLines.count == ids.count)
+    #expect(queryLines.allSatisfy { $0.hasPrefix("QUERY 0 ") })
+    session.close()
+  }
+
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func certificateCheckedAgainstExpectedName() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let (session, info) = try await connect(
+      try server.endpoint, log: DoQCallbackLog(), expectedName: try DNSName("doq.test."))
+    #expect(info.certificate.problems == ["self-signed"])
+    session.close()
+  }
+
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func ticketResumesSecondConnection() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let first = DoQCallbackLog()
+    let (session, info) = try await connect(try server.endpoint, log: first)
+    #expect(info.resumed == false)
+    _ = try await session.query(try doqTestQuery("a.example.", id: 1), timeout: .seconds(3))
+    #expect(await first.wait { !$0.tickets.isEmpty })
+    guard let ticket = first.tickets.first else { throw DoQTestError.noTicket }
+    session.close()
+
+    let second = DoQCallbackLog()
+    let (resumed, resumedInfo) = try await connect(try server.endpoint, log: second, resumption: ticket)
+    #expect(resumedInfo.resumed)
+    #expect(resumedInfo.alpn == "doq")
+    // No Certificate message in a resumed handshake: the verdict travels in the ticket.
+    #expect(resumedInfo.certificate.problems == info.certificate.problems)
+    let response = try await resumed.query(try doqTestQuery("b.example.", id: 2), timeout: .seconds(3))
+    #expect(response.header.id == 2)
+    #expect(await second.wait { !$0.tickets.isEmpty })  // a fresh ticket on the resumed connection too (OE-23)
+    resumed.close()
+  }
+
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func closeSendsNoErrorAndReportsCleanClose() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let log = DoQCallbackLog()
+    let (session, _) = try await connect(try server.endpoint, log: log)
+    _ = try await session.query(try doqTestQuery("a.example.", id: 3), timeout: .seconds(3))
+    session.close()
+    #expect(await log.wait { !$0.closes.isEmpty })
+    #expect(log.closes == [.cleanClose])
+    #expect(!session.isActive)
+    #expect(await server.waitForLine(prefix: "CLOSE 0"))  // DOQ_NO_ERROR on the wire
+    await #expect(throws: TransportError.closed) {
+      _ = try await session.query(try doqTestQuery("a.example.", id: 4), timeout: .seconds(1))
+    }
+  }
+
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func idleTimeoutIsCleanClose() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let log = DoQCallbackLog()
+    let (session, _) = try await connect(try server.endpoint, log: log, idleTimeout: .milliseconds(400))
+    #expect(await log.wait(seconds: 5) { !$0.closes.isEmpty })
+    #expect(log.closes == [.cleanClose])
+    #expect(!session.isActive)
+  }
+
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func streamResetFailsQueryConnectionSurvives() async throws {
+    let server = try await DoQFixtureServer(flags: ["--reset-streams"])
+    defer { server.stop() }
+    let log = DoQCallbackLog()
+    let (session, _) = try await connect(try server.endpoint, log: log)
+    for id: UInt16 in [5, 6] {
+      await #expect(throws: TransportError.closed) {
+        _ = try await session.query(try doqTestQuery("r.example.", id: id), timeout: .seconds(3))
+      }
+    }
+    #expect(session.isActive)
+    #expect(log.closes.isEmpty)
+    session.close()
+  }
+
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func nonZeroResponseIDIsMalformed() async throws {
+    let server = try await DoQFixtureServer(flags: ["--bad-id"])
+    defer { server.stop() }
+    let (session, _) = try await connect(try server.endpoint, log: DoQCallbackLog())
+    let query = try doqTestQuery("x.example.", id: 8)
+    do {
+      _ = try await session.query(query, timeout: .seconds(3))
+      Issue.record("a response with a non-zero ID was accepted")
+    } catch {
+      guard case .malformed = error else {
+        Issue.record("expected .malformed, got \(error)")
+        return
+      }
+    }
+    session.close()
+  }
+
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func wrongLengthPrefixIsMalformed() async throws {
+    let server = try await DoQFixtureServer(flags: ["--bad-length"])
+    defer { server.stop() }
+    let (session, _) = try await connect(try server.endpoint, log: DoQCallbackLog())
+    let query = try doqTestQuery("x.example.", id: 8)
+    do {
+      _ = try await session.query(query, timeout: .seconds(3))
+      Issue.record("a response with a wrong length prefix was accepted")
+    } catch {
+      guard case .malformed = error else {
+        Issue.record("expected .malformed, got \(error)")
+        return
+      }
+    }
+    session.close()
+  }
+
+  /// Nothing listens: the kernel answers with ICMP port unreachable, seen as ECONNREFUSED → `.refused`,
+  /// long before the handshake timeout.
+  @Test func closedPortIsRefused() async throws {
+    let probe = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+    let port = probe.localAddress?.port ?? 9
+    try await probe.close()
+    let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: port))
+    let started = Date()
+    do {
+      _ = try await connect(endpoint, log: DoQCallbackLog(), handshakeTimeout: .seconds(3))
+      Issue.record("connected to a closed port")
+    } catch {
+      #expect(error == .refused)
+    }
+    #expect(Date().timeIntervalSince(started) < 1.5)
+  }
+
+  /// A socket that reads and never answers: the handshake fails at the given timeout.
+  @Test func silentPortTimesOut() async throws {
+    let sink = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+    defer { sink.close(promise: nil) }
+    let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: sink.localAddress?.port ?? 9))
+    let started = Date()
+    do {
+      _ = try await connect(endpoint, log: DoQCallbackLog(), handshakeTimeout: .milliseconds(600))
+      Issue.record("connected to a silent port")
+    } catch {
+      #expect(error == .handshakeTimeout)
+    }
+    let elapsed = Date().timeIntervalSince(started)
+    #expect(elapsed >= 0.5 && elapsed < 1.5)
+  }
+}
