@@ -49,15 +49,23 @@ struct StateCommand: ParsableCommand {
 
     /// A readable table: one row per server address.
     static func table(_ doc: StateFileDocument) -> String {
-      var rows = [["ADDRESS", "NS / ZONE", "DoT", "PROBES s/ok/fail/tmo", "QUERIES", "CERTIFICATE", "LAST FAILURE"]]
+      var rows = [
+        ["ADDRESS", "NS / ZONE", "DoT", "DoQ", "PROBES s/ok/fail/tmo", "QUERIES", "CERTIFICATE", "LAST FAILURE"]
+      ]
       for s in doc.servers {
-        let dot = s.dot
-        let probes = dot.map { "\($0.probes.started)/\($0.probes.succeeded)/\($0.probes.failed)/\($0.probes.timedOut)" } ?? "-"
+        let both = [s.dot, s.doq].compactMap { $0 }
+        let probes = both.isEmpty
+          ? "-"
+          : "\(both.map(\.probes.started).reduce(0, +))/\(both.map(\.probes.succeeded).reduce(0, +))/"
+            + "\(both.map(\.probes.failed).reduce(0, +))/\(both.map(\.probes.timedOut).reduce(0, +))"
         let queries = s.queries.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let cert = dot?.certificate.map { $0.problems.isEmpty ? "valid" : $0.problems.joined(separator: ",") } ?? "-"
+        let certificate = (s.doq?.certificate ?? s.dot?.certificate)
+        let cert = certificate.map { $0.problems.isEmpty ? "valid" : $0.problems.joined(separator: ",") } ?? "-"
+        let failure = [s.dot?.lastFailure.map { "DoT: \($0)" }, s.doq?.lastFailure.map { "DoQ: \($0)" }]
+          .compactMap { $0 }.joined(separator: "; ")
         rows.append([
-          s.address, (s.nsNames.first ?? "-") + " / " + (s.zones.first ?? "-"), dot?.state ?? "unknown", probes,
-          queries.isEmpty ? "-" : queries, cert, dot?.lastFailure ?? "-",
+          s.address, (s.nsNames.first ?? "-") + " / " + (s.zones.first ?? "-"), s.dot?.state ?? "unknown",
+          s.doq?.state ?? "unknown", probes, queries.isEmpty ? "-" : queries, cert, failure.isEmpty ? "-" : failure,
         ])
       }
       let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }

@@ -3,7 +3,7 @@ import NIOCore
 extension DoQConnection: EncryptedSession {}
 
 /// Opens DoQ sessions for the RFC 9539 policy.
-public struct DoQConnector: EncryptedConnector {
+public struct DoQConnector: EarlyDataConnector {
   public let transport = EncryptedTransport.doq
   let context: DoQClientContext
   let group: any EventLoopGroup
@@ -19,10 +19,22 @@ public struct DoQConnector: EncryptedConnector {
     idleTimeout: TimeAmount, onTicket: @escaping @Sendable ([UInt8]) -> Void,
     onClose: @escaping @Sendable (EncryptedFailure) -> Void
   ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo) {
-    // The protocol has no early query: resumption here is 1-RTT (earlyDataAccepted stays nil).
     let (connection, info, _) = try await DoQConnection.connect(
       to: endpoint, expectedName: expectedName, context: context, group: group, resumption: resumption,
       handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, onTicket: onTicket, onClose: onClose)
     return (connection, info)
+  }
+
+  /// Resumes with `earlyQuery` as 0-RTT when the ticket allows it (OE-24, T-7).
+  public func connectWithEarlyData(
+    to endpoint: ServerEndpoint, expectedName: DNSName?, resumption: [UInt8]?, earlyQuery: Message?,
+    handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, onTicket: @escaping @Sendable ([UInt8]) -> Void,
+    onClose: @escaping @Sendable (EncryptedFailure) -> Void
+  ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo, EventLoopFuture<Message>?) {
+    let (connection, info, early) = try await DoQConnection.connect(
+      to: endpoint, expectedName: expectedName, context: context, group: group, resumption: resumption,
+      earlyQuery: earlyQuery, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, onTicket: onTicket,
+      onClose: onClose)
+    return (connection, info, early)
   }
 }

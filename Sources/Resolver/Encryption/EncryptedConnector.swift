@@ -24,6 +24,16 @@ public protocol EncryptedConnector: Sendable {
   ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo)
 }
 
+/// Connectors whose transport can carry the triggering query as 0-RTT early data.
+public protocol EarlyDataConnector: EncryptedConnector {
+  func connectWithEarlyData(
+    to endpoint: ServerEndpoint, expectedName: DNSName?, resumption: [UInt8]?, earlyQuery: Message?,
+    handshakeTimeout: TimeAmount, idleTimeout: TimeAmount,
+    onTicket: @escaping @Sendable ([UInt8]) -> Void,
+    onClose: @escaping @Sendable (EncryptedFailure) -> Void
+  ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo, EventLoopFuture<Message>?)
+}
+
 extension EncryptedFailure {
   /// True for failures that are timeouts (status `timeout` rather than `fail`).
   public var isTimeout: Bool { self == .handshakeTimeout || self == .tcpTimeout }

@@ -76,7 +76,13 @@ public final class EncryptionPolicy: UpstreamExchanger {
     for (t, connection) in connections { startProbe(t, connection, server: server, trigger: query) }
     switch decision {
     case .useSession(let t, let reason), .connectAndUse(let t, let reason):
-      if let session = await session(t, server: server, context: context) {
+      // A reconnection carries this query as 0-RTT early data where the transport allows (OE-24).
+      let (session, early) = await session(t, server: server, context: context, earlyQuery: query)
+      if let session, let early {
+        return await receiveEarly(
+          early, query, t, session: session, server: server, context: context, timeout: timeout, reason: reason)
+      }
+      if let session {
         return await sendEncrypted(
           query, t, session: session, server: server, context: context, timeout: timeout, reason: reason)
       }
@@ -154,23 +160,18 @@ public final class EncryptionPolicy: UpstreamExchanger {
 
   func sendEncrypted(
     _ query: Message, _ t: EncryptedTransport, session: any EncryptedSession, server: ServerEndpoint,
-    context: ExchangeContext, timeout: TimeAmount, reason: String
+    context: ExchangeContext, timeout: TimeAmount, reason: String, counted: Bool = false
   ) async -> ExchangeResult {
     let start = time.now()
-    state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) }
+    if !counted { state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) } }
     do {
       let response = try await session.query(query, timeout: timeout)
-      let rtt = (time.now() - start) * 1000
-      let st = state.withLock { s -> TransportState? in
-        s.table.responseReceived(server.ip, t, now: wallClock())
-        return s.table.servers[server.ip]?.state(t)
-      }
-      var leg = ExchangeLeg(transport: t.kind, rttMs: rtt, error: nil, truncated: false, reason: reason)
-      leg.resumed = st?.resumed
-      leg.earlyData = st?.earlyDataAccepted
-      return ExchangeResult(legs: [leg], response: response)
+      return encryptedSuccess(response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
     } catch {
-      let leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, reason: reason)
+      let st = state.withLock { $0.table.servers[server.ip]?.state(t) }
+      var leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, reason: reason)
+      leg.resumed = st?.resumed ?? false
+      leg.earlyData = st?.earlyDataAccepted
       if error == .timeout, session.isActive {
         // OE-37: a per-query failure is a failed query for this server, unless they pile up (§6 gap 4).
         let broken = state.withLock { $0.table.queryTimedOut(server.ip, t, now: wallClock()) }
@@ -185,11 +186,47 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
   }
 
+  /// The response to a query sent as early data (or right after the handshake) on a new session.
+  func receiveEarly(
+    _ early: EventLoopFuture<Message>, _ query: Message, _ t: EncryptedTransport, session: any EncryptedSession,
+    server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: String
+  ) async -> ExchangeResult {
+    let start = time.now()
+    state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) }
+    do {
+      let response = try await early.get()
+      return encryptedSuccess(response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
+    } catch {
+      // The early attempt failed; the session may still be fine: send the query normally.
+      return await sendEncrypted(
+        query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
+        counted: true)
+    }
+  }
+
+  func encryptedSuccess(_ response: Message, _ t: EncryptedTransport, server: ServerEndpoint, rtt: Double, reason: String)
+    -> ExchangeResult
+  {
+    let st = state.withLock { s -> TransportState? in
+      s.table.responseReceived(server.ip, t, now: wallClock())
+      return s.table.servers[server.ip]?.state(t)
+    }
+    var leg = ExchangeLeg(transport: t.kind, rttMs: rtt, error: nil, truncated: false, reason: reason)
+    leg.resumed = st?.resumed ?? false
+    leg.earlyData = st?.earlyDataAccepted
+    return ExchangeResult(legs: [leg], response: response)
+  }
+
   // MARK: Sessions and probes
 
   /// The established session of `t` to `server`, joining a pending handshake or starting one.
-  func session(_ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext) async -> (any EncryptedSession)? {
+  /// With `earlyQuery`, a connection started here sends it as early data and its response future
+  /// comes back too; joining an existing or pending session never does.
+  func session(_ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, earlyQuery: Message? = nil)
+    async -> (session: (any EncryptedSession)?, early: EventLoopFuture<Message>?)
+  {
     let key = SessionKey(ip: server.ip, transport: t)
+    let box = EarlyResponseBox()
     let task = state.withLock { s -> Task<(any EncryptedSession)?, Never>? in
       switch s.slots[key] {
       case .established(let session) where session.isActive:
@@ -197,10 +234,11 @@ public final class EncryptionPolicy: UpstreamExchanger {
       case .pending(let task):
         return task
       default:
-        return startConnection(t, server: server, context: context, state: &s)
+        return startConnection(t, server: server, context: context, earlyQuery: earlyQuery, early: box, state: &s)
       }
     }
-    return await task?.value
+    let session = await task?.value
+    return (session, box.future)
   }
 
   /// A probe: connect alongside the Do53 query and, once up, send the triggering query over it
@@ -224,24 +262,38 @@ public final class EncryptionPolicy: UpstreamExchanger {
   var settings: EncryptionSettings { state.withLock { $0.table.settings } }
 
   /// Starts a connection; caller holds the lock (`state`). Marks the session pending (OE-21).
-  func startConnection(_ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, state s: inout State)
-    -> Task<(any EncryptedSession)?, Never>?
-  {
+  func startConnection(
+    _ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, earlyQuery: Message? = nil,
+    early: EarlyResponseBox? = nil, state s: inout State
+  ) -> Task<(any EncryptedSession)?, Never>? {
     guard let connector = connectors[t], let endpoint = server.with(port: s.table.settings.port) else { return nil }
     let key = SessionKey(ip: server.ip, transport: t)
     let ticket = s.table.connectionStarted(server.ip, t, now: wallClock())
     let settings = s.table.settings
     let task = Task { () -> (any EncryptedSession)? in
       do throws(EncryptedFailure) {
-        let (session, info) = try await connector.connect(
-          to: endpoint, expectedName: context.nsName, resumption: ticket,
-          handshakeTimeout: .milliseconds(Int64(settings.timeout * 1000)),
-          idleTimeout: .milliseconds(Int64(settings.idleTimeout * 1000)),
-          onTicket: { [weak self] ticket in
-            guard let self else { return }
-            self.state.withLock { $0.table.ticketReceived(server.ip, t, ticket: ticket, now: self.wallClock()) }
-          },
-          onClose: { [weak self] failure in self?.sessionEnded(key, failure: failure) })
+        let onTicket: @Sendable ([UInt8]) -> Void = { [weak self] ticket in
+          guard let self else { return }
+          self.state.withLock { $0.table.ticketReceived(server.ip, t, ticket: ticket, now: self.wallClock()) }
+        }
+        let onClose: @Sendable (EncryptedFailure) -> Void = { [weak self] failure in
+          self?.sessionEnded(key, failure: failure)
+        }
+        let handshake = TimeAmount.milliseconds(Int64(settings.timeout * 1000))
+        let idle = TimeAmount.milliseconds(Int64(settings.idleTimeout * 1000))
+        let session: any EncryptedSession
+        let info: TLSHandshakeInfo
+        if let earlyConnector = connector as? any EarlyDataConnector, let earlyQuery, let early, ticket != nil {
+          let (s, i, future) = try await earlyConnector.connectWithEarlyData(
+            to: endpoint, expectedName: context.nsName, resumption: ticket, earlyQuery: earlyQuery,
+            handshakeTimeout: handshake, idleTimeout: idle, onTicket: onTicket, onClose: onClose)
+          early.set(future)
+          (session, info) = (s, i)
+        } else {
+          (session, info) = try await connector.connect(
+            to: endpoint, expectedName: context.nsName, resumption: ticket, handshakeTimeout: handshake,
+            idleTimeout: idle, onTicket: onTicket, onClose: onClose)
+        }
         let toClose = self.state.withLock { s -> [any EncryptedSession] in
           s.table.handshakeSucceeded(
             server.ip, t, now: self.wallClock(), certificate: info.certificate, handshakeMs: info.handshakeMs,
@@ -278,4 +330,11 @@ public final class EncryptionPolicy: UpstreamExchanger {
         detail: failure.detail)
     }
   }
+}
+
+/// Hands the early-data response future from the connecting task to the query that started it.
+final class EarlyResponseBox: Sendable {
+  private let value = Mutex<EventLoopFuture<Message>?>(nil)
+  func set(_ f: EventLoopFuture<Message>?) { value.withLock { $0 = f } }
+  var future: EventLoopFuture<Message>? { value.withLock { $0 } }
 }
