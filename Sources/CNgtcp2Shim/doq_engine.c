@@ -604,7 +604,12 @@ void doq_engine_free(doq_engine *e) {
 int doq_engine_read(doq_engine *e, const uint8_t *pkt, size_t len) {
   // Server packets before the handshake completes are long-header (Initial/Handshake); anything else,
   // e.g. a plain-DNS FORMERR from a non-QUIC service on the port, is counted as unusable.
-  if (!e->completed && (len < 7 || !(pkt[0] & 0x80))) e->unusable++;
+  // A long header carries version 1 (or 0 for version negotiation) in octets 1-4; NSD's FORMERR
+  // echoes the Initial's first octets as its DNS ID, so check the version, not only the header bit.
+  if (!e->completed) {
+    uint32_t version = len >= 5 ? ((uint32_t)pkt[1] << 24 | (uint32_t)pkt[2] << 16 | (uint32_t)pkt[3] << 8 | pkt[4]) : 0;
+    if (len < 7 || !(pkt[0] & 0x80) || (version != 1 && version != 0)) e->unusable++;
+  }
   ngtcp2_pkt_info pi;
   memset(&pi, 0, sizeof pi);
   return ngtcp2_conn_read_pkt(e->conn, &e->ps.path, &pi, pkt, len, now_ns());

@@ -142,13 +142,12 @@ public struct Renderer: Sendable {
   /// Column widths of the Servers table for this width (flexible NS/zone and certificate columns).
   public func serverColumns() -> [(String, Int)] {
     let wide = width >= 110
-    var fixed: [(String, Int)] = [("ADDRESS", 15), ("NS / ZONE", 0), ("DoT", wide ? 18 : 15)]
-    if wide { fixed.append(("DoQ", 5)) }
+    var fixed: [(String, Int)] = [("ADDRESS", 15), ("NS / ZONE", 0), ("DoT", wide ? 18 : 12), ("DoQ", wide ? 18 : 12)]
     fixed += [wide ? ("PROBES s/ok/f/t", 15) : ("PROBES", 9), ("QUERIES", 14), ("SRTT", 7)]
     if wide { fixed.append(("CERT", 0)) }
     let used = fixed.map(\.1).reduce(0, +) + fixed.count  // one space per column
     let free = max(10, width - used)
-    let nsWidth = wide ? max(18, free * 3 / 5) : free
+    let nsWidth = wide ? max(16, free / 2) : free
     let certWidth = max(4, free - nsWidth)
     return fixed.map { ($0.0, $0.0 == "NS / ZONE" ? nsWidth : $0.0 == "CERT" ? certWidth : $0.1) }
   }

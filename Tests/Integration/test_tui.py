@@ -23,6 +23,7 @@ BADCERT = "127.53.13.1"
 REFUSED = "127.53.14.1"
 SILENT = "127.53.15.1"
 MIXED_PLAIN = "127.53.16.2"
+DOQ = "127.53.17.1"
 PROMPT = "TUITEST$ "
 
 
@@ -112,10 +113,10 @@ def dig(dash, name: str, qtype: str = "A"):
 
 def traffic(dash):
     for n in ("www.example.test", "www.dot.test", "www.badcert.test", "www.refused.test", "www.silent.test",
-              "www.mixed.test", "nope.example.test"):
+              "www.mixed.test", "nope.example.test", "www.doq.test"):
         dig(dash, n)
     time.sleep(1.6)  # probes finish (--probe-timeout 1)
-    for n in ("www2.dot.test", "www2.refused.test", "www2.silent.test", "h1.mixed.test"):
+    for n in ("www2.dot.test", "www2.refused.test", "www2.silent.test", "h1.mixed.test", "www2.doq.test"):
         dig(dash, n)
 
 
@@ -136,12 +137,16 @@ def test_servers_panel_shows_states(dash):
     # mixed.test.: privacy-aware selection prefers ns1 (DoT) once it is known good; ns2 (Do53 only)
     # is damped if it was asked at all.
     assert "damped" in row(screen, MIXED_PLAIN) or not row(screen, MIXED_PLAIN)
-    assert re.search(r"expired|wrong-name", row(screen, BADCERT)), row(screen, BADCERT)
-    # Probe counters s/ok/f/t: the silent server's probe timed out, the refused one failed.
-    assert " 1/0/0/1 " in row(screen, SILENT)
-    assert " 1/0/1/0 " in row(screen, REFUSED)
-    # DoQ does not exist yet: "-".
-    assert re.search(r"\s-\s", row(screen, DOT).split("established")[-1])
+    assert re.search(r"expired|wrong-", row(screen, BADCERT)), row(screen, BADCERT)
+    # Probe counters s/ok/f/t over DoT and DoQ: the silent server's DoT probe timed out and its
+    # closed UDP 853 refused DoQ; the refused server refused both.
+    assert " 2/0/1/1 " in row(screen, SILENT), row(screen, SILENT)
+    assert " 2/0/2/0 " in row(screen, REFUSED), row(screen, REFUSED)
+    # dot.test.'s NSD answers QUIC on UDP 853 with plain DNS: DoQ damped there, DoT established.
+    assert re.search(r"(established|good-idle).*damp", row(screen, DOT)), row(screen, DOT)
+    # doq.test. speaks DoQ only: DoQ established, DoT damped, its queries counted as DoQ.
+    screen = dash.wait(lambda s: re.search(r"damp.*(established|good-idle)", row(s, DOQ)), "the DoQ server's row")
+    assert re.search(r"\bQ\d+", row(screen, DOQ)), row(screen, DOQ)
     assert re.search(r"servers \d+: .*established.*damped", screen)
     # Queries panel: hop transports with cleartext marked.
     dash.keys("2")

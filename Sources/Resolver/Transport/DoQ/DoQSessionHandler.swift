@@ -100,6 +100,12 @@ final class DoQSessionHandler: ChannelInboundHandler {
       fatal(rv)
       return
     }
+    if !handshakeSettled, engine.unusableDatagrams > 0 {
+      // A non-QUIC reply (NSD's plain-DNS socket on UDP 853 answers an Initial with FORMERR): this
+      // port does not speak QUIC. Fail the probe now instead of retransmitting until the timeout.
+      terminate(.tlsError("no QUIC on this port (\(engine.unusableDatagrams) non-QUIC reply)"))
+      return
+    }
     if handshakeDone { status.touch(at: time.now()) }
     processEvents()
     flush()
