@@ -142,8 +142,10 @@ public struct Renderer: Sendable {
   /// Column widths of the Servers table for this width (flexible NS/zone and certificate columns).
   public func serverColumns() -> [(String, Int)] {
     let wide = width >= 110
-    var fixed: [(String, Int)] = [("ADDRESS", 15), ("NS / ZONE", 0), ("DoT", wide ? 18 : 12), ("DoQ", wide ? 18 : 12)]
-    fixed += [wide ? ("PROBES s/ok/f/t", 15) : ("PROBES", 9), ("QUERIES", 14), ("SRTT", 7)]
+    var fixed: [(String, Int)] = [
+      ("ADDRESS", wide ? 15 : 13), ("NS / ZONE", 0), ("DoT", wide ? 18 : 12), ("DoQ", wide ? 18 : 12),
+    ]
+    fixed += [wide ? ("PROBES s/ok/f/t", 15) : ("PROBES", 7), ("QUERIES", wide ? 14 : 11), ("SRTT", wide ? 7 : 6)]
     if wide { fixed.append(("CERT", 0)) }
     let used = fixed.map(\.1).reduce(0, +) + fixed.count  // one space per column
     let free = max(10, width - used)

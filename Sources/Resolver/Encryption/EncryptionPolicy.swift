@@ -143,10 +143,11 @@ public final class EncryptionPolicy: UpstreamExchanger {
 
   // MARK: Sending
 
-  func sendDo53(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: String)
-    async -> ExchangeResult
-  {
-    let suppressed = state.withLock { $0.table.cleartextSuppressed(server.ip, now: wallClock()) }
+  func sendDo53(
+    _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: String,
+    sessionFallback: Bool = false
+  ) async -> ExchangeResult {
+    let suppressed = !sessionFallback && state.withLock { $0.table.cleartextSuppressed(server.ip, now: wallClock()) }
     var result = await do53.exchange(query, server: server, context: context, timeout: timeout)
     let now = wallClock()
     state.withLock { s in
@@ -172,15 +173,19 @@ public final class EncryptionPolicy: UpstreamExchanger {
       var leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, reason: reason)
       leg.resumed = st?.resumed ?? false
       leg.earlyData = st?.earlyDataAccepted
-      if error == .timeout, session.isActive {
-        // OE-37: a per-query failure is a failed query for this server, unless they pile up (§6 gap 4).
-        let broken = state.withLock { $0.table.queryTimedOut(server.ip, t, now: wallClock()) }
-        if broken { session.close() }
+      if session.isActive {
+        // OE-37: a per-query failure (timeout, stream reset, malformed reply) is a failed query for
+        // this server, not a reason for cleartext; timeouts that pile up fail the session (§6 gap 4).
+        if error == .timeout, state.withLock({ $0.table.queryTimedOut(server.ip, t, now: wallClock()) }) {
+          session.close()
+        }
         return ExchangeResult(legs: [leg], response: nil)
       }
-      // OE-29: the session broke with this query outstanding; it is re-sent over Do53.
+      // OE-29/OE-30: the session ended with this query outstanding; it is re-sent over Do53. This
+      // fallback is the RFC's, so it is not counted as cleartext to a known-good server.
       var retry = await sendDo53(
-        query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) session lost, query re-sent")
+        query, server: server, context: context, timeout: timeout,
+        reason: "Do53: \(t.rawValue) session lost, query re-sent", sessionFallback: true)
       retry.legs.insert(leg, at: 0)
       return retry
     }
