@@ -169,12 +169,13 @@ def main() -> None:
           "-e", "TERM=xterm-256color", " ".join(shlex.quote(c) for c in cmd))
         t.wait_for("1 Servers")
         names = ["www.example.test", "www.dot.test", "www.badcert.test", "www.refused.test", "www.silent.test",
-                 "www.mixed.test", "nope.example.test", "mail.example.test", "alias.example.test"]
+                 "www.mixed.test", "nope.example.test", "mail.example.test", "alias.example.test", "www.doq.test",
+                 "www.both.test", "www.quicsilent.test"]
         for n in names:
             dig(port, n)
         time.sleep(1.6)
         for i in range(1, 7):
-            for z in ("dot", "refused", "silent", "mixed", "badcert"):
+            for z in ("dot", "refused", "silent", "mixed", "badcert", "doq", "both"):
                 dig(port, f"h{i}.{z}.test")
         dig(port, "www.example.test", "AAAA")
         time.sleep(0.6)

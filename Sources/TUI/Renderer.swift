@@ -190,8 +190,10 @@ public struct Renderer: Sendable {
       case "QUERIES": text = Format.queries(s.queries)
       case "SRTT": text = Format.millis(s.srttMs)
       case "CERT":
-        text = s.dot.certificateNote ?? "-"
-        style = s.dot.certificate == nil ? .dim : (s.dot.certificate!.isValid ? .good : .warn)
+        // The DoT certificate, else the DoQ one (a DoQ-only server has no DoT certificate).
+        let t = s.dot.certificate != nil ? s.dot : (s.doq ?? s.dot)
+        text = t.certificateNote ?? "-"
+        style = t.certificate.map { $0.isValid ? .good : .warn } ?? .dim
       default: text = ""
       }
       segs.append(Segment(Format.pad(text, w, right: title == "SRTT") + " ", selected ? .selected : style))
