@@ -7,9 +7,13 @@ SOTTO=${SOTTO_BIN:-.build/debug/sotto}
 PORT=${DEMO_PORT:-5300}
 python3 Lab/lab.py up
 trap 'kill "${serve_pid:-}" 2>/dev/null || true; python3 Lab/lab.py down >/dev/null' EXIT
-opts=(--root-hints Lab/root.hints --allow-loopback)
+state=$(mktemp -d)/sotto-state.json
+# One state file for every run below, so each lookup learns which servers speak DoT/DoQ (RFC 9539).
+opts=(--root-hints Lab/root.hints --allow-loopback --tls-ca-file Lab/run/pki/ca.pem --state-file "$state")
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+step "$SOTTO" lookup www.doq.test A --trace "${opts[@]}"
+step "$SOTTO" lookup www2.doq.test A --trace "${opts[@]}"
 step "$SOTTO" lookup www.example.test A --trace "${opts[@]}"
 step "$SOTTO" lookup start.chain.test A --trace "${opts[@]}"
 step "$SOTTO" lookup www.outside.test A --trace "${opts[@]}"
@@ -22,3 +26,4 @@ for _ in $(seq 50); do dig +time=1 +tries=1 @127.0.0.1 -p "$PORT" localhost >/de
 step dig @127.0.0.1 -p "$PORT" example.test MX +noall +answer +stats
 step dig @127.0.0.1 -p "$PORT" example.test MX +noall +answer +stats
 kill -TERM "$serve_pid"; wait "$serve_pid" || true
+step "$SOTTO" state show --state-file "$state"
