@@ -63,14 +63,15 @@ struct FileLogHandler: LogHandler {
   }
 }
 
-/// Reopens the log file on every SIGHUP for as long as it is kept.
+/// Reopens the log file on every SIGHUP for as long as it is kept; without a log file SIGHUP is
+/// ignored (so `systemctl reload` never kills the resolver).
 final class HangupReopener: @unchecked Sendable {
   private let source: any DispatchSourceSignal
 
-  init(_ sink: FileLogHandler.Sink) {
+  init(_ sink: FileLogHandler.Sink?) {
     signal(SIGHUP, SIG_IGN)
     source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "sotto.sighup"))
-    source.setEventHandler { sink.reopen() }
+    source.setEventHandler { sink?.reopen() }
     source.resume()
   }
 

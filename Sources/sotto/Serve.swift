@@ -18,7 +18,7 @@ struct Serve: AsyncParsableCommand {
   func run() async throws {
     let settings = try resolverOptions.settings(listener: listenerOptions)
     let logSink = try ResolverOptions.bootstrapLogging(settings)
-    let hangup = logSink.map(HangupReopener.init)
+    let hangup = HangupReopener(logSink)
     let logger = Logger(label: "sotto")
     let listenerConfig = try ListenerOptions.configuration(settings)
     let group = MultiThreadedEventLoopGroup.singleton

@@ -46,7 +46,7 @@ struct Top: AsyncParsableCommand {
     // The terminal belongs to the dashboard: logs go to a file then.
     let fallback = interactive ? (NSTemporaryDirectory() as NSString).appendingPathComponent("sotto-top.log") : nil
     let logSink = try ResolverOptions.bootstrapLogging(settings, fallbackFile: fallback)
-    let hangup = logSink.map(HangupReopener.init)
+    let hangup = HangupReopener(logSink)
     defer { withExtendedLifetime(hangup) {} }
     let logger = Logger(label: "sotto")
     if let attach {

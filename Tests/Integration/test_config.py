@@ -130,3 +130,12 @@ def test_sighup_reopens_log_file_and_stdout_stays_quiet(lab, sotto, free_port, t
         assert srv.signal(signal.SIGTERM) == 0
         assert "stopping" in log.read_text(), log.read_text()
         assert srv.log() == "", f"serve wrote to stdout/stderr with a log file set:\n{srv.log()}"
+
+
+def test_sighup_without_log_file_is_harmless(lab, sotto, free_port):
+    with sotto.serve(free_port) as srv:
+        srv.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert srv.proc.poll() is None, f"SIGHUP killed serve:\n{srv.log()}"
+        assert srv.dig("www.example.test.", "A").status == "NOERROR"
+        assert srv.signal(signal.SIGTERM) == 0
