@@ -31,7 +31,9 @@ struct FileLogHandler: LogHandler {
         guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
         else { throw ValidationError("cannot create log file \(path)") }
       }
-      guard let handle = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot open log file \(path)") }
+      guard let handle = FileHandle(forWritingAtPath: path) else {
+        throw ValidationError("cannot open log file \(path)")
+      }
       handle.seekToEndOfFile()
       return handle
     }
@@ -58,7 +60,8 @@ struct FileLogHandler: LogHandler {
   func log(event: LogEvent) {
     var all = metadata
     if let extra = event.metadata { all.merge(extra) { _, b in b } }
-    let meta = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+    let meta =
+      all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
     sink.write("\(ISO8601DateFormatter().string(from: Date())) \(event.level) \(label): \(event.message)\(meta)\n")
   }
 }

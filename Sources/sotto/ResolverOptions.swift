@@ -69,7 +69,9 @@ struct ResolverOptions: ParsableArguments {
   @Flag(name: .long, inversion: .prefixedNo, help: "Opportunistic encryption (RFC 9539); --no-... is Do53 only.")
   var encryption: Bool?
 
-  @Option(name: .long, help: "Keep the per-server encryption state in this JSON file (loaded at start, saved periodically and at exit).")
+  @Option(
+    name: .long,
+    help: "Keep the per-server encryption state in this JSON file (loaded at start, saved periodically and at exit).")
   var stateFile: String?
 
   @Option(name: .long, help: "Seconds between saves of the state file (60).")

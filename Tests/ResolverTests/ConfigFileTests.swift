@@ -115,7 +115,10 @@ import Testing
 
   @Test func outOfRangeNamesLineAndKey() {
     let e = error("# top\n\n[resolver]\ndo53-port = 53\ncache-size = -3\n")
-    #expect(e == ConfigError(file: "test.toml", line: 5, key: "resolver.cache-size", message: "must be a positive integer, got -3"))
+    #expect(
+      e
+        == ConfigError(
+          file: "test.toml", line: 5, key: "resolver.cache-size", message: "must be a positive integer, got -3"))
     #expect(e?.description == "test.toml:5: key 'resolver.cache-size': must be a positive integer, got -3")
     #expect(error("[resolver]\nedns-buffer-size = 9000\n")?.line == 2)
     #expect(error("[resolver]\nresolution-deadline = 0\n")?.key == "resolver.resolution-deadline")

@@ -60,5 +60,7 @@ extension Settings {
 
 extension String {
   fileprivate var replacingDashes: String { String(map { $0 == "-" ? " " : $0 }) }
-  fileprivate var replacingPipes: String { split(separator: "|", omittingEmptySubsequences: false).joined(separator: "\\|") }
+  fileprivate var replacingPipes: String {
+    split(separator: "|", omittingEmptySubsequences: false).joined(separator: "\\|")
+  }
 }

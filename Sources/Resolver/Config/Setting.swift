@@ -16,7 +16,8 @@ public enum SettingKind: Sendable, Hashable {
       if r.upperBound == Int.max { return r.lowerBound == 1 ? "a positive integer" : "an integer >= \(r.lowerBound)" }
       return "an integer from \(r.lowerBound) to \(r.upperBound)"
     case .number(let above, let min, let max):
-      let low = above.map { "greater than \(ConfigValue.number($0).plain)" } ?? "at least \(ConfigValue.number(min).plain)"
+      let low =
+        above.map { "greater than \(ConfigValue.number($0).plain)" } ?? "at least \(ConfigValue.number(min).plain)"
       return max == .infinity ? "a number \(low)" : "a number \(low) and at most \(ConfigValue.number(max).plain)"
     case .choice(let options): return "one of " + options.joined(separator: ", ")
     case .path: return "a file path (string)"

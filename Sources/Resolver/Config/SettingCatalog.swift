@@ -105,7 +105,8 @@ extension Setting {
     default: .string("warning"), "least severe log messages written")
   public static let logFile = Setting(
     "log.file", flag: "--log-file PATH", .path, default: nil, unset: "standard error",
-    "append log lines to this file; SIGHUP reopens it (top with the dashboard: sotto-top.log in the temporary directory)")
+    "append log lines to this file; SIGHUP reopens it (top with the dashboard: sotto-top.log in the temporary directory)"
+  )
 
   // [state]
   public static let stateFile = Setting(
