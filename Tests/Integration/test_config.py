@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 
-from harness import REPO, norm_name
+from harness import REPO, norm_name, require
 
 FULL = "a.b.c.d.example.test."
 ROOT_ZONE = "."
@@ -66,6 +67,22 @@ def test_readme_settings_table_matches_code(sotto):
     documented = readme.split(start, 1)[1].split(end, 1)[0]
     assert documented == table.stdout, (
         "README settings table differs from `sotto config table`; paste its output between the markers")
+
+
+def test_families_without_a_route_are_skipped_at_once(sotto):
+    """In a fresh network namespace (only a down lo) neither family has a route: the built-in
+    root servers are all skipped at start instead of each timing out within the 4 s deadline."""
+    require(shutil.which("unshare") is not None, "unshare not installed (util-linux)")
+    require(os.geteuid() == 0, "unshare -n needs root")
+    began = time.monotonic()
+    r = subprocess.run(["unshare", "-n", str(sotto.path), "lookup", "www.example.com.", "A", "--log-level", "notice"],
+                       capture_output=True, text=True, timeout=30)
+    elapsed = time.monotonic() - began
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "no IPv6 route" in r.stderr and "no IPv4 route" in r.stderr, r.stderr
+    assert "no reachable server" in r.stderr, r.stderr
+    assert elapsed < 2, f"took {elapsed:.2f} s: unroutable servers were waited for"
+    assert r.stdout == "", r.stdout
 
 
 # --------------------------------------------------------------------------- against the lab
