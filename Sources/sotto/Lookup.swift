@@ -24,7 +24,8 @@ struct Lookup: AsyncParsableCommand {
   @OptionGroup var resolverOptions: ResolverOptions
 
   func run() async throws {
-    resolverOptions.bootstrapLogging()
+    let settings = try resolverOptions.settings()
+    try ResolverOptions.bootstrapLogging(settings)
     let qname: DNSName
     do {
       qname = try DNSName(name)
@@ -33,11 +34,11 @@ struct Lookup: AsyncParsableCommand {
     }
     guard let qtype = RRType(mnemonic: type) else { throw ValidationError("unknown record type '\(type)'") }
     let group = MultiThreadedEventLoopGroup.singleton
-    let stack = try resolverOptions.stack(group: group, logger: Logger(label: "sotto"))
+    let stack = try ResolverOptions.stack(settings, group: group, logger: Logger(label: "sotto"))
     let question = Question(name: qname, type: qtype)
     let result = await stack.resolver.resolve(question)
     // Let this run's probes finish (at most the probe timeout) so the state file learns from them.
-    await stack.shutdown(probeWait: resolverOptions.stateFile == nil ? 0 : resolverOptions.probeTimeout)
+    await stack.shutdown(probeWait: settings.string(.stateFile) == nil ? 0 : settings.number(.probeTimeout))
     // The event loops are not shut down: a probe may still be running on them, and the process
     // ends right after printing.
 

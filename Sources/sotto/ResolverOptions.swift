@@ -4,101 +4,196 @@ import Logging
 import NIOCore
 import Resolver
 
-/// Options shared by every command that runs a resolver.
+/// Options shared by every command that runs a resolver. Every option is optional: one not given
+/// leaves the config file's value (or the default from `Setting.all`) in force.
 struct ResolverOptions: ParsableArguments {
+  @Option(name: .long, help: "Read settings from this TOML file; flags given here win over it (see `sotto config`).")
+  var config: String?
+
   @Option(name: .long, help: "Root hints file in named.root format (default: the built-in IANA root servers).")
   var rootHints: String?
 
-  @Flag(name: .long, help: "Allow querying authoritative servers on loopback, unspecified and link-local addresses (labs).")
-  var allowLoopback = false
+  @Flag(
+    name: .long, inversion: .prefixedNo,
+    help: "Allow querying authoritative servers on loopback, unspecified and link-local addresses (labs).")
+  var allowLoopback: Bool?
 
-  @Option(name: .long, help: "Destination port for Do53 to every authoritative server.")
-  var do53Port: Int = 53
+  @Option(name: .long, help: "Destination port for Do53 to every authoritative server (53).")
+  var do53Port: Int?
 
-  @Flag(name: .long, help: "Send full query names to every server (disable RFC 9156 QNAME minimisation).")
-  var noQnameMinimisation = false
+  @Flag(name: .long, inversion: .prefixedNo, help: "QNAME minimisation (RFC 9156); --no-... sends full names.")
+  var qnameMinimisation: Bool?
 
-  @Flag(name: .long, help: "Do not use IPv6 towards authoritative servers.")
-  var noIPv6 = false
+  @Option(name: .long, help: "QNAME minimisation mode: relaxed (retry with the full name) or strict.")
+  var qnameMinimisationMode: String?
 
-  @Flag(name: .long, help: "Do not use IPv4 towards authoritative servers.")
-  var noIPv4 = false
+  @Option(name: .long, help: "Glue: strict (in-bailiwick only) or relaxed (also out-of-bailiwick).")
+  var glue: String?
 
-  @Option(name: .long, help: "Maximum number of cache entries.")
-  var cacheSize: Int = 100_000
+  @Flag(name: .customLong("ipv6"), inversion: .prefixedNo, help: "Use IPv6 towards authoritative servers.")
+  var ipv6: Bool?
 
-  @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-  var logLevel: String = "warning"
+  @Flag(name: .customLong("ipv4"), inversion: .prefixedNo, help: "Use IPv4 towards authoritative servers.")
+  var ipv4: Bool?
 
-  @Flag(name: .long, help: "Turn off opportunistic encryption (RFC 9539): Do53 only, no probes.")
-  var noEncryption = false
+  @Option(name: .long, help: "Maximum number of cache entries (100000).")
+  var cacheSize: Int?
 
-  @Option(name: .long, help: "Keep the per-server encryption state in this JSON file (loaded at start, saved periodically and at exit).")
+  @Option(name: .long, help: "Lower bound for cached TTLs, seconds (0).")
+  var minTTL: Int?
+
+  @Option(name: .long, help: "Upper bound for cached TTLs, seconds (86400).")
+  var maxTTL: Int?
+
+  @Option(name: .long, help: "Upper bound for negative TTLs, seconds (3600).")
+  var maxNegativeTTL: Int?
+
+  @Option(name: .long, help: "First retransmit timeout towards unknown servers, milliseconds (800).")
+  var queryTimeout: Int?
+
+  @Option(name: .long, help: "Passes over a zone's servers when they time out (2).")
+  var queryRetries: Int?
+
+  @Option(name: .long, help: "Overall seconds per client query before SERVFAIL (4).")
+  var resolutionDeadline: Double?
+
+  @Option(name: .long, help: "EDNS(0) UDP payload size advertised upstream, 512-4096 (1232).")
+  var ednsBufferSize: Int?
+
+  @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (warning).")
+  var logLevel: String?
+
+  @Option(name: .long, help: "Append log lines to this file instead of standard error; SIGHUP reopens it.")
+  var logFile: String?
+
+  @Flag(name: .long, inversion: .prefixedNo, help: "Opportunistic encryption (RFC 9539); --no-... is Do53 only.")
+  var encryption: Bool?
+
+  @Option(
+    name: .long,
+    help: "Keep the per-server encryption state in this JSON file (loaded at start, saved periodically and at exit).")
   var stateFile: String?
 
-  @Option(name: .long, help: "Destination port for DoT to every authoritative server.")
-  var encryptedPort: Int = 853
+  @Option(name: .long, help: "Seconds between saves of the state file (60).")
+  var stateSaveInterval: Double?
 
-  @Option(name: .long, help: "RFC 9539 timeout: seconds an encrypted handshake may take.")
-  var probeTimeout: Double = 4
+  @Option(name: .long, help: "Destination port for DoT and DoQ (853).")
+  var encryptedPort: Int?
 
-  @Option(name: .long, help: "RFC 9539 damping: seconds a failed probe is remembered before probing again.")
-  var damping: Double = 86_400
+  @Option(name: .long, help: "RFC 9539 timeout: seconds an encrypted handshake may take (4).")
+  var probeTimeout: Double?
 
-  @Option(name: .long, help: "RFC 9539 persistence: seconds a working encrypted transport is remembered after its last response.")
-  var persistence: Double = 259_200
+  @Option(name: .long, help: "RFC 9539 damping: seconds a failed probe is remembered before probing again (86400).")
+  var damping: Double?
 
-  @Option(name: .long, help: "Concurrent encrypted handshakes at most (all servers).")
-  var maxProbes: Int = 10
+  @Option(name: .long, help: "RFC 9539 persistence: seconds a working encrypted transport is remembered (259200).")
+  var persistence: Double?
 
-  @Option(name: .long, help: "Open encrypted sessions at most; the least recently active is closed first.")
-  var maxSessions: Int = 100
+  @Option(name: .long, help: "Concurrent encrypted handshakes at most, all servers (10).")
+  var maxProbes: Int?
 
-  @Option(name: .long, help: "Seconds an idle encrypted session stays open.")
-  var sessionIdleTimeout: Double = 30
+  @Option(name: .long, help: "Open encrypted sessions at most; the least recently active is closed first (100).")
+  var maxSessions: Int?
+
+  @Option(name: .long, help: "Seconds an idle encrypted session stays open (30).")
+  var sessionIdleTimeout: Double?
 
   @Option(name: .long, help: "Extra CA file used only to classify server certificates (never to reject them).")
   var tlsCAFile: String?
 
   @Option(name: .long, help: "Preferred encrypted transport when a server speaks both: doq or dot.")
-  var prefer: String = "doq"
+  var prefer: String?
 
-  @Flag(name: .long, help: "Do not probe or use DNS-over-TLS.")
-  var noDot = false
+  @Flag(name: .customLong("dot"), inversion: .prefixedNo, help: "Probe and use DNS-over-TLS.")
+  var dot: Bool?
 
-  @Flag(name: .long, help: "Do not probe or use DNS-over-QUIC.")
-  var noDoq = false
+  @Flag(name: .customLong("doq"), inversion: .prefixedNo, help: "Probe and use DNS-over-QUIC.")
+  var doq: Bool?
+
+  /// The settings given as flags (only those given).
+  func commandLineSettings() -> Settings {
+    var s = Settings()
+    s[.rootHints] = rootHints.map(ConfigValue.string)
+    s[.allowLoopback] = allowLoopback.map(ConfigValue.bool)
+    s[.do53Port] = do53Port.map(ConfigValue.int)
+    s[.qnameMinimisation] = qnameMinimisation.map(ConfigValue.bool)
+    s[.qnameMinimisationMode] = qnameMinimisationMode.map(ConfigValue.string)
+    s[.glue] = glue.map(ConfigValue.string)
+    s[.ipv6] = ipv6.map(ConfigValue.bool)
+    s[.ipv4] = ipv4.map(ConfigValue.bool)
+    s[.cacheSize] = cacheSize.map(ConfigValue.int)
+    s[.minTTL] = minTTL.map(ConfigValue.int)
+    s[.maxTTL] = maxTTL.map(ConfigValue.int)
+    s[.maxNegativeTTL] = maxNegativeTTL.map(ConfigValue.int)
+    s[.queryTimeout] = queryTimeout.map(ConfigValue.int)
+    s[.queryRetries] = queryRetries.map(ConfigValue.int)
+    s[.resolutionDeadline] = resolutionDeadline.map(ConfigValue.number)
+    s[.ednsBufferSize] = ednsBufferSize.map(ConfigValue.int)
+    s[.logLevel] = logLevel.map(ConfigValue.string)
+    s[.logFile] = logFile.map(ConfigValue.string)
+    s[.encryption] = encryption.map(ConfigValue.bool)
+    s[.stateFile] = stateFile.map(ConfigValue.string)
+    s[.stateSaveInterval] = stateSaveInterval.map(ConfigValue.number)
+    s[.encryptedPort] = encryptedPort.map(ConfigValue.int)
+    s[.probeTimeout] = probeTimeout.map(ConfigValue.number)
+    s[.damping] = damping.map(ConfigValue.number)
+    s[.persistence] = persistence.map(ConfigValue.number)
+    s[.maxProbes] = maxProbes.map(ConfigValue.int)
+    s[.maxSessions] = maxSessions.map(ConfigValue.int)
+    s[.sessionIdleTimeout] = sessionIdleTimeout.map(ConfigValue.number)
+    s[.tlsCAFile] = tlsCAFile.map(ConfigValue.string)
+    s[.prefer] = prefer.map(ConfigValue.string)
+    s[.dot] = dot.map(ConfigValue.bool)
+    s[.doq] = doq.map(ConfigValue.bool)
+    return s
+  }
 
   func validate() throws {
-    guard (1...65535).contains(do53Port) else { throw ValidationError("--do53-port must be 1-65535, got \(do53Port)") }
-    guard cacheSize > 0 else { throw ValidationError("--cache-size must be positive, got \(cacheSize)") }
-    guard Logger.Level(rawValue: logLevel) != nil else {
-      throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-    }
-    if noIPv4 && noIPv6 { throw ValidationError("--no-ipv4 and --no-ipv6 together leave no address family") }
-    guard (1...65535).contains(encryptedPort) else {
-      throw ValidationError("--encrypted-port must be 1-65535, got \(encryptedPort)")
-    }
-    guard probeTimeout > 0, probeTimeout <= 60 else {
-      throw ValidationError("--probe-timeout must be in (0, 60] seconds, got \(probeTimeout)")
-    }
-    guard damping >= 0 else { throw ValidationError("--damping must not be negative, got \(damping)") }
-    guard persistence >= 0 else { throw ValidationError("--persistence must not be negative, got \(persistence)") }
-    guard maxProbes > 0 else { throw ValidationError("--max-probes must be positive, got \(maxProbes)") }
-    guard maxSessions > 0 else { throw ValidationError("--max-sessions must be positive, got \(maxSessions)") }
-    guard sessionIdleTimeout > 0 else {
-      throw ValidationError("--session-idle-timeout must be positive, got \(sessionIdleTimeout)")
-    }
-    guard prefer == "doq" || prefer == "dot" else { throw ValidationError("--prefer must be doq or dot, got \(prefer)") }
-    if let ca = tlsCAFile, !FileManager.default.isReadableFile(atPath: ca) {
-      throw ValidationError("--tls-ca-file \(ca) cannot be read")
+    for (key, value) in commandLineSettings().values {
+      guard let setting = Setting.named(key) else { continue }
+      if case .failure(let problem) = setting.check(value) {
+        throw ValidationError("\(setting.flag.split(separator: " ")[0]): \(problem.message)")
+      }
     }
   }
 
-  /// Builds the resolver configuration, reading the root hints file if one is given.
-  func configuration() throws -> ResolverConfiguration {
-    var config = ResolverConfiguration()
-    if let path = rootHints {
+  /// Defaults, then the config file, then the flags; `listener` adds `--listen`/`--allow`/`--control`.
+  func settings(listener: ListenerOptions? = nil) throws -> Settings {
+    var file = Settings()
+    if let config { file = try Self.readConfig(config) }
+    var flags = commandLineSettings()
+    if let listener { flags = flags.merging(listener.commandLineSettings()) }
+    let merged = Settings.defaults.merging(file).merging(flags)
+    if let problem = merged.combinationProblem() {
+      throw ValidationError("key '\(problem.key)': \(problem.message)")
+    }
+    if let ca = merged.string(.tlsCAFile), !FileManager.default.isReadableFile(atPath: ca) {
+      throw ValidationError("tls-ca-file \(ca) cannot be read")
+    }
+    return merged
+  }
+
+  /// Reads and checks a config file; errors name the file, line and key.
+  static func readConfig(_ path: String) throws -> Settings {
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+      throw ValidationError("cannot read config file \(path)")
+    }
+    let data = handle.readDataToEndOfFile()
+    guard let text = String(data: data, encoding: .utf8) else {
+      throw ValidationError("\(path): not UTF-8 text")
+    }
+    do {
+      return try ConfigFile.parse(text, path: path)
+    } catch {
+      throw ValidationError(error.description)
+    }
+  }
+
+  /// Builds the resolver configuration, reading the root hints file if one is given and probing
+  /// whether the host has IPv4 and IPv6 routes at all.
+  static func configuration(_ settings: Settings, logger: Logger) throws -> ResolverConfiguration {
+    var config = ResolverConfiguration(settings: settings)
+    if let path = settings.string(.rootHints) {
       guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
         throw ValidationError("cannot read root hints file \(path)")
       }
@@ -108,46 +203,74 @@ struct ResolverOptions: ParsableArguments {
         throw ValidationError("\(path): \(error)")
       }
     }
-    config.allowLoopback = allowLoopback
-    config.do53Port = do53Port
-    config.qnameMinimisation = !noQnameMinimisation
-    config.useIPv4 = !noIPv4
-    config.useIPv6 = !noIPv6
-    config.cache.maxEntries = cacheSize
-    config.encryption.enabled = !noEncryption
-    config.encryption.port = encryptedPort
-    config.encryption.timeout = probeTimeout
-    config.encryption.damping = damping
-    config.encryption.persistence = persistence
-    config.encryption.maxConcurrentProbes = maxProbes
-    config.encryption.maxSessions = maxSessions
-    config.encryption.idleTimeout = sessionIdleTimeout
-    config.encryption.extraCAFile = tlsCAFile
-    var transports: [EncryptedTransport] = prefer == "dot" ? [.dot, .doq] : [.doq, .dot]
-    if noDot { transports.removeAll { $0 == .dot } }
-    if noDoq { transports.removeAll { $0 == .doq } }
-    config.encryption.transports = transports
-    if transports.isEmpty { config.encryption.enabled = false }
+    if config.useIPv6 && !RouteProbe.hasIPv6Route() {
+      config.ipv6Routable = false
+      logger.notice("no IPv6 route: global IPv6 server addresses are skipped")
+    }
+    if config.useIPv4 && !RouteProbe.hasIPv4Route() {
+      config.ipv4Routable = false
+      logger.notice("no IPv4 route: global IPv4 server addresses are skipped")
+    }
     return config
   }
 
   /// Builds the resolver with its transports and state file.
-  func stack(group: any EventLoopGroup, logger: Logger) throws -> ResolverStack {
-    let config = try configuration()
+  static func stack(_ settings: Settings, group: any EventLoopGroup, logger: Logger) throws -> ResolverStack {
+    let config = try configuration(settings, logger: logger)
     do {
-      return try ResolverStack(configuration: config, stateFile: stateFile, group: group, logger: logger)
+      return try ResolverStack(
+        configuration: config, stateFile: settings.string(.stateFile),
+        saveInterval: settings.number(.stateSaveInterval), group: group, logger: logger)
     } catch {
       throw ValidationError("cannot set up TLS: \(error)")
     }
   }
 
-  /// Sends log output to standard error at the chosen level.
-  func bootstrapLogging() {
-    let level = Logger.Level(rawValue: logLevel) ?? .warning
+  /// Sends log output to the log file (or `fallbackFile`) or else standard error; returns the
+  /// file sink, which SIGHUP reopens.
+  @discardableResult
+  static func bootstrapLogging(_ settings: Settings, fallbackFile: String? = nil) throws -> FileLogHandler.Sink? {
+    let level = settings.string(.logLevel).flatMap(Logger.Level.init(rawValue:)) ?? .warning
+    if let path = settings.string(.logFile) ?? fallbackFile {
+      return try FileLogHandler.bootstrap(path: path, level: level)
+    }
     LoggingSystem.bootstrap { label in
       var handler = StreamLogHandler.standardError(label: label)
       handler.logLevel = level
       return handler
     }
+    return nil
+  }
+}
+
+/// Where `serve` and `top` answer clients.
+struct ListenerOptions: ParsableArguments {
+  @Option(name: .long, help: "Listen address ADDR:PORT or [ADDR]:PORT (repeatable; default 127.0.0.1:5300).")
+  var listen: [String] = []
+
+  @Option(name: .long, help: "Allowed client network in CIDR form (repeatable; default loopback only).")
+  var allow: [String] = []
+
+  @Option(name: .long, help: "Control socket path (Unix domain, mode 0600) for `sotto ctl` and `sotto top --attach`.")
+  var control: String?
+
+  /// The listener settings given as flags.
+  func commandLineSettings() -> Settings {
+    var s = Settings()
+    if !listen.isEmpty { s[.listen] = .strings(listen) }
+    if !allow.isEmpty { s[.allow] = .strings(allow) }
+    s[.control] = control.map(ConfigValue.string)
+    return s
+  }
+
+  /// The listener configuration for the merged settings.
+  static func configuration(_ settings: Settings) throws -> ListenerConfiguration {
+    let addresses = try settings.strings(.listen).map(Serve.parseListen)
+    guard !addresses.isEmpty else { throw ValidationError("server.listen: no listen address") }
+    var config = ListenerConfiguration(addresses: addresses)
+    config.allowed = try settings.strings(.allow).map { text in
+      do { return try CIDR(text) } catch { throw ValidationError("allow \(text): \(error)") }
+    }
+    return config
   }
 }

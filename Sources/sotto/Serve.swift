@@ -11,29 +11,18 @@ struct Serve: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Run the resolver and answer clients over UDP and TCP until SIGINT or SIGTERM.")
 
-  @Option(name: .long, help: "Listen address ADDR:PORT or [ADDR]:PORT (repeatable; default 127.0.0.1:5300).")
-  var listen: [String] = []
-
-  @Option(name: .long, help: "Allowed client network in CIDR form (repeatable; default loopback only).")
-  var allow: [String] = []
-
-  @Option(name: .long, help: "Control socket path (Unix domain, mode 0600) for `sotto ctl` and `sotto top --attach`.")
-  var control: String?
+  @OptionGroup var listenerOptions: ListenerOptions
 
   @OptionGroup var resolverOptions: ResolverOptions
 
   func run() async throws {
-    resolverOptions.bootstrapLogging()
+    let settings = try resolverOptions.settings(listener: listenerOptions)
+    let logSink = try ResolverOptions.bootstrapLogging(settings)
+    let hangup = HangupReopener(logSink)
     let logger = Logger(label: "sotto")
-    let addresses = try (listen.isEmpty ? ["127.0.0.1:5300"] : listen).map(Self.parseListen)
-    var listenerConfig = ListenerConfiguration(addresses: addresses)
-    if !allow.isEmpty {
-      listenerConfig.allowed = try allow.map { text in
-        do { return try CIDR(text) } catch { throw ValidationError("--allow \(text): \(error)") }
-      }
-    }
+    let listenerConfig = try ListenerOptions.configuration(settings)
     let group = MultiThreadedEventLoopGroup.singleton
-    let stack = try resolverOptions.stack(group: group, logger: logger)
+    let stack = try ResolverOptions.stack(settings, group: group, logger: logger)
     let listener = Listener(
       resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger, monitor: stack.monitor)
     let bound: [SocketAddress]
@@ -41,16 +30,19 @@ struct Serve: AsyncParsableCommand {
       bound = try await listener.start()
     } catch {
       try? await group.shutdownGracefully()
-      throw ValidationError("cannot listen on \(listen.joined(separator: ", ")): \(error)")
+      throw ValidationError("cannot listen on \(settings.strings(.listen).joined(separator: ", ")): \(error)")
     }
     logger.notice("sotto listening on \(bound.map { "\($0)" }.joined(separator: ", "))")
     stack.monitor.setListeners(bound.map(Top.describe))
-    let controlServer = try await Top.startControl(control, stack: stack, group: group, logger: logger)
+    let controlServer = try await Top.startControl(
+      settings.string(.control), stack: stack, group: group, logger: logger)
     await Self.waitForTermination()
     await controlServer?.stop()
     logger.notice("sotto stopping")
     await listener.stop()
     await stack.shutdown(probeWait: 0)
+    logger.notice("sotto stopped")
+    withExtendedLifetime(hangup) {}
     // The process exits now; probes still in flight die with it (their state was saved as pending,
     // which a restart treats as unknown).
   }

@@ -21,14 +21,7 @@ struct Top: AsyncParsableCommand {
   @Option(name: .long, help: "Show the resolver behind this control socket instead of starting one.")
   var attach: String?
 
-  @Option(name: .long, help: "Listen address ADDR:PORT or [ADDR]:PORT (repeatable; default 127.0.0.1:5300).")
-  var listen: [String] = []
-
-  @Option(name: .long, help: "Allowed client network in CIDR form (repeatable; default loopback only).")
-  var allow: [String] = []
-
-  @Option(name: .long, help: "Also serve a control socket at this path (mode 0600).")
-  var control: String?
+  @OptionGroup var listenerOptions: ListenerOptions
 
   @Option(name: .long, help: "Dashboard redraws per second.")
   var fps: Double = 4
@@ -38,9 +31,6 @@ struct Top: AsyncParsableCommand {
 
   @Option(name: .long, help: "Plain-text mode: seconds between snapshots.")
   var interval: Double = 2
-
-  @Option(name: .long, help: "Log file while the dashboard is on screen (default: sotto-top.log in the temporary directory).")
-  var logFile: String?
 
   @OptionGroup var resolverOptions: ResolverOptions
 
@@ -52,12 +42,12 @@ struct Top: AsyncParsableCommand {
 
   func run() async throws {
     let interactive = Dashboard.terminalUsable
-    if interactive {
-      let path = logFile ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("sotto-top.log")
-      try FileLogHandler.bootstrap(path: path, level: Logger.Level(rawValue: resolverOptions.logLevel) ?? .warning)
-    } else {
-      resolverOptions.bootstrapLogging()
-    }
+    let settings = try resolverOptions.settings(listener: listenerOptions)
+    // The terminal belongs to the dashboard: logs go to a file then.
+    let fallback = interactive ? (NSTemporaryDirectory() as NSString).appendingPathComponent("sotto-top.log") : nil
+    let logSink = try ResolverOptions.bootstrapLogging(settings, fallbackFile: fallback)
+    let hangup = HangupReopener(logSink)
+    defer { withExtendedLifetime(hangup) {} }
     let logger = Logger(label: "sotto")
     if let attach {
       let source: AttachedSource
@@ -65,15 +55,9 @@ struct Top: AsyncParsableCommand {
       try await show(source, interactive: interactive)
       return
     }
-    let addresses = try (listen.isEmpty ? ["127.0.0.1:5300"] : listen).map(Serve.parseListen)
-    var listenerConfig = ListenerConfiguration(addresses: addresses)
-    if !allow.isEmpty {
-      listenerConfig.allowed = try allow.map { text in
-        do { return try CIDR(text) } catch { throw ValidationError("--allow \(text): \(error)") }
-      }
-    }
+    let listenerConfig = try ListenerOptions.configuration(settings)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-    let stack = try resolverOptions.stack(group: group, logger: logger)
+    let stack = try ResolverOptions.stack(settings, group: group, logger: logger)
     let listener = Listener(
       resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger, monitor: stack.monitor)
     let bound: [SocketAddress]
@@ -81,10 +65,11 @@ struct Top: AsyncParsableCommand {
       bound = try await listener.start()
     } catch {
       try? await group.shutdownGracefully()
-      throw ValidationError("cannot listen on \(listen.joined(separator: ", ")): \(error)")
+      throw ValidationError("cannot listen on \(settings.strings(.listen).joined(separator: ", ")): \(error)")
     }
     stack.monitor.setListeners(bound.map(Self.describe))
-    let controlServer = try await Self.startControl(control, stack: stack, group: group, logger: logger)
+    let controlServer = try await Self.startControl(
+      settings.string(.control), stack: stack, group: group, logger: logger)
     do {
       try await show(LocalSource(stack: stack), interactive: interactive)
     } catch {}
@@ -124,44 +109,5 @@ struct Top: AsyncParsableCommand {
       throw ValidationError("cannot open control socket \(path): \(error)")
     }
     return server
-  }
-}
-
-/// Appends log lines to a file (the terminal belongs to the dashboard).
-struct FileLogHandler: LogHandler {
-  final class Sink: @unchecked Sendable {
-    let handle: FileHandle
-    let lock = NSLock()
-    init(_ h: FileHandle) { handle = h }
-    func write(_ s: String) { lock.withLock { handle.write(Data(s.utf8)) } }
-  }
-
-  let label: String
-  let sink: Sink
-  var logLevel: Logger.Level
-  var metadata: Logger.Metadata = [:]
-
-  subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-    get { metadata[key] }
-    set { metadata[key] = newValue }
-  }
-
-  static func bootstrap(path: String, level: Logger.Level) throws {
-    if !FileManager.default.fileExists(atPath: path) {
-      guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-        throw ValidationError("cannot create log file \(path)")
-      }
-    }
-    guard let handle = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot open log file \(path)") }
-    handle.seekToEndOfFile()
-    let sink = Sink(handle)
-    LoggingSystem.bootstrap { label in FileLogHandler(label: label, sink: sink, logLevel: level) }
-  }
-
-  func log(event: LogEvent) {
-    var all = metadata
-    if let extra = event.metadata { all.merge(extra) { _, b in b } }
-    let meta = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-    sink.write("\(ISO8601DateFormatter().string(from: Date())) \(event.level) \(label): \(event.message)\(meta)\n")
   }
 }

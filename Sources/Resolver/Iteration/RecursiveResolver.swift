@@ -6,7 +6,7 @@ import Synchronization
 final class ResolverCore: Sendable {
   let configuration: ResolverConfiguration
   let cache: DNSCache
-  let selection = ServerSelection()
+  let selection: ServerSelection
   let exchanger: any UpstreamExchanger
   let failureCache: FailureCache
   let time: any TimeSource
@@ -15,6 +15,7 @@ final class ResolverCore: Sendable {
   init(configuration: ResolverConfiguration, exchanger: any UpstreamExchanger, time: any TimeSource, logger: Logger) {
     self.configuration = configuration
     self.cache = DNSCache(configuration: configuration.cache, time: time)
+    self.selection = ServerSelection(unknownTimeoutMs: configuration.queryTimeoutMs)
     self.exchanger = exchanger
     self.failureCache = FailureCache(ttl: configuration.failureCacheTTL, time: time)
     self.time = time

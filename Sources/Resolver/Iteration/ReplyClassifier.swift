@@ -34,7 +34,9 @@ enum ReplyClassifier {
   static let maxLinksPerReply = 16
 
   /// Classifies `reply` from a server of `zone`, asked `qname`/`qtype`.
-  static func classify(_ reply: Message, zone: DNSName, qname: DNSName, qtype: RRType) -> ReplyKind {
+  static func classify(
+    _ reply: Message, zone: DNSName, qname: DNSName, qtype: RRType, relaxedGlue: Bool = false
+  ) -> ReplyKind {
     let rcode = reply.rcode
     guard rcode == .noError || rcode == .nxDomain else {
       return .serverFailure(rcode.description.lowercased())
@@ -103,9 +105,11 @@ enum ReplyClassifier {
         if case .ns(let n) = rr.rdata { return n }
         return nil
       }
-      // glue only for the NS targets, only in bailiwick of the queried zone.
+      // glue only for the NS targets, only in bailiwick of the queried zone (relaxed: any
+      // address record for an NS target).
       let glue = reply.additional.filter { rr in
-        (rr.type == .a || rr.type == .aaaa) && rr.name.isSubdomain(of: zone) && nsNames.contains(rr.name)
+        (rr.type == .a || rr.type == .aaaa) && (relaxedGlue || rr.name.isSubdomain(of: zone))
+          && nsNames.contains(rr.name)
       }
       return .referral(child: owner, nsNames: nsNames, nsRecords: nsRecords, glue: glue)
     }

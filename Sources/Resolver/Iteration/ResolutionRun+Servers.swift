@@ -93,6 +93,10 @@ extension ResolutionRun {
     }
     guard let endpoint = ServerEndpoint(ip: ip, port: config.do53Port) else { return nil }
     if endpoint.isIPv6 ? !config.useIPv6 : !config.useIPv4 { return nil }
+    // No route to the family: skip global addresses at once instead of waiting for timeouts.
+    if AddressScope.of(ip: ip) == .global, endpoint.isIPv6 ? !config.ipv6Routable : !config.ipv4Routable {
+      return nil
+    }
     return endpoint
   }
 
@@ -104,7 +108,8 @@ extension ResolutionRun {
     let ordered = selection.order(
       servers, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
       margin: core.configuration.privacyMarginMs)
-    for pass in 0..<2 {
+    let passes = max(1, core.configuration.queryRetries)
+    for pass in 0..<passes {
       var sawTimeout = false
       for server in ordered {
         if queriesSent >= limits.maxQueries || overDeadline { return nil }
@@ -124,7 +129,8 @@ extension ResolutionRun {
           }
           continue
         }
-        let kind = ReplyClassifier.classify(response, zone: zone, qname: qname, qtype: qtype)
+        let kind = ReplyClassifier.classify(
+          response, zone: zone, qname: qname, qtype: qtype, relaxedGlue: core.configuration.relaxedGlue)
         if var last = hops.popLast() {
           last.outcome = kind.outcome
           hops.append(last)
@@ -133,7 +139,7 @@ extension ResolutionRun {
         if case .answer(_, let records) = kind, qtype == .ns { storeAddresses(of: records, from: response, zone: zone) }
         return (kind, response.header.aa)
       }
-      if !sawTimeout || pass == 1 { break }
+      if !sawTimeout || pass == passes - 1 { break }
     }
     return nil
   }

@@ -126,7 +126,7 @@ final class ResolutionRun {
       let minimised = sendName != name
 
       guard let (kind, aa) = await ask(servers, zone: zone, qname: sendName, qtype: sendType) else {
-        if minimised {
+        if minimised && !core.configuration.qnameMinimisationStrict {
           // R-29 relaxed: every server failed the minimised query; retry un-minimised.
           minimise = false
           exposed = zone.labelCount

@@ -28,6 +28,18 @@ public struct ResolverConfiguration: Sendable {
   public var encryption = EncryptionSettings()
   /// QNAME minimisation (RFC 9156), on by default.
   public var qnameMinimisation = true
+  /// Strict minimisation: no un-minimised retry when every server fails a minimised query.
+  public var qnameMinimisationStrict = false
+  /// Accept out-of-bailiwick glue for a referral's NS names (off: R-7 in-bailiwick glue only).
+  public var relaxedGlue = false
+  /// Initial retransmit timeout for servers never heard from, milliseconds.
+  public var queryTimeoutMs: Double = 800
+  /// Passes over a zone's servers before giving up on the zone.
+  public var queryRetries = 2
+  /// False when the host has no route to global IPv6 addresses: those servers are skipped at once.
+  public var ipv6Routable = true
+  /// False when the host has no route to global IPv4 addresses: those servers are skipped at once.
+  public var ipv4Routable = true
   /// EDNS(0) UDP payload size advertised upstream.
   public var ednsBufferSize: UInt16 = 1232
   public var useIPv4 = true

@@ -4,9 +4,10 @@ import Synchronization
 public final class ServerSelection: Sendable {
   private let srtt = Mutex<[String: Double]>([:])  // milliseconds
   /// Retransmit timeout used for servers never heard from.
-  let unknownTimeoutMs: Double = 800
+  let unknownTimeoutMs: Double
 
-  public init() {}
+  /// `unknownTimeoutMs` is the retransmit timeout for servers never heard from.
+  public init(unknownTimeoutMs: Double = 800) { self.unknownTimeoutMs = unknownTimeoutMs }
 
   /// Records a measured round trip.
   public func record(server: String, rttMs: Double) {

@@ -1,0 +1,94 @@
+import Logging
+import Testing
+
+@testable import Resolver
+
+/// The operator knobs of the iteration: minimisation mode, glue mode, retries, unroutable families.
+@Suite struct IterationKnobTests {
+  func resolver(_ exchanger: ScriptedExchanger, _ tweak: (inout ResolverConfiguration) -> Void = { _ in })
+    -> RecursiveResolver
+  {
+    var config = ResolverConfiguration()
+    config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
+    config.primeRoot = false
+    tweak(&config)
+    return RecursiveResolver(
+      configuration: config, exchanger: exchanger, time: SystemTimeSource(), logger: Logger(label: "test"))
+  }
+
+  /// A root that fails every minimised query and answers the full name.
+  static func rootFailingMinimisedQueries() -> ScriptedExchanger {
+    ScriptedExchanger([
+      "192.0.2.1": { (q: Question) -> Message? in
+        var m = Message()
+        if q.name.description == "www.example.test." {
+          m = answer([record("www.example.test.", .a, .a(IPv4Address("198.51.100.7")!))])
+        } else {
+          m.rcode = .servFail
+        }
+        return m
+      }
+    ])
+  }
+
+  @Test func relaxedMinimisationRetriesWithTheFullName() async {
+    let ex = Self.rootFailingMinimisedQueries()
+    let r = await resolver(ex).resolve(Question(name: name("www.example.test."), type: .a))
+    #expect(r.rcode == .noError)
+    #expect(ex.queries.map { $0.1.name.description }.last == "www.example.test.")
+  }
+
+  @Test func strictMinimisationNeverSendsTheFullName() async {
+    let ex = Self.rootFailingMinimisedQueries()
+    let r = await resolver(ex) { $0.qnameMinimisationStrict = true }.resolve(
+      Question(name: name("www.example.test."), type: .a))
+    #expect(r.rcode == .servFail)
+    #expect(!ex.queries.contains { $0.1.name.description == "www.example.test." })
+  }
+
+  @Test func queryRetriesArePassesOverTheServers() async {
+    for retries in [1, 3] {
+      let ex = ScriptedExchanger([:])  // every server times out
+      _ = await resolver(ex) {
+        $0.queryRetries = retries
+        $0.qnameMinimisation = false
+      }.resolve(Question(name: name("www.example.test."), type: .a))
+      #expect(ex.queries.count == retries)
+    }
+  }
+
+  @Test func unroutableFamilyIsSkippedWithoutQueries() async {
+    let ex = ScriptedExchanger([:])
+    var config = ResolverConfiguration()
+    config.rootHints = RootHints(unchecked: [(name("a.root."), ["2001:db8::53"])])
+    config.primeRoot = false
+    config.ipv6Routable = false
+    let r = await RecursiveResolver(
+      configuration: config, exchanger: ex, time: SystemTimeSource(), logger: Logger(label: "test")
+    ).resolve(Question(name: name("www.example.test."), type: .a))
+    #expect(r.rcode == .servFail)
+    #expect(ex.queries.isEmpty)
+  }
+
+  @Test func relaxedGlueUsesOutOfBailiwickAddresses() async {
+    func script() -> ScriptedExchanger {
+      ScriptedExchanger([
+        "192.0.2.1": { (q: Question) -> Message? in
+          q.name.isSubdomain(of: name("test."))
+            ? referral("test.", ns: ["ns.test."], glue: [("ns.test.", "192.0.2.2")]) : nil
+        },
+        "192.0.2.2": { _ in
+          referral("example.test.", ns: ["ns.other.example."], glue: [("ns.other.example.", "192.0.2.3")])
+        },
+        "192.0.2.3": { q in answer([record(q.name.description, .a, .a(IPv4Address("198.51.100.7")!))]) },
+      ])
+    }
+    let question = Question(name: name("www.example.test."), type: .a)
+    let relaxed = script()
+    #expect(await resolver(relaxed) { $0.relaxedGlue = true }.resolve(question).rcode == .noError)
+    #expect(relaxed.queries.contains { $0.0 == "192.0.2.3" })
+    let strict = script()
+    _ = await resolver(strict).resolve(question)
+    #expect(!strict.queries.contains { $0.0 == "192.0.2.3" })
+  }
+}
