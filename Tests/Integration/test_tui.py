@@ -150,18 +150,21 @@ def test_servers_panel_shows_states(dash):
     assert re.search(r"servers \d+: .*established.*damped", screen)
     # Queries panel: hop transports with cleartext marked.
     dash.keys("2")
-    q = dash.wait_for("www2.refused.test.")
+    q = dash.wait(lambda s: re.search(r"www2\.refused\.test\..*1!\s+refused\.test\. Do53", s)
+                  and re.search(r"www2\.dot\.test\..*dot\.test\. DoT", s), "the queries panel")
     assert re.search(r"www2\.dot\.test\..*dot\.test\. DoT", q), q
     assert re.search(r"www2\.refused\.test\..*1!\s+refused\.test\. Do53", q), q
     # Privacy panel: meter, sparkline, recent names.
     dash.keys("3")
-    p = dash.wait_for("leak meter")
+    # Wait for the whole panel: a capture can land while the terminal is still being redrawn.
+    p = dash.wait(lambda s: "leak meter" in s and "NAME SENT IN CLEARTEXT" in s and "refused.test." in s,
+                  "the privacy panel with the names sent in cleartext")
     assert "refused.test." in p and "NAME SENT IN CLEARTEXT" in p
     # Detail view with the reason for the transport.
     dash.keys("1", "/")
     dash.type(REFUSED)
     dash.keys("Enter", "Enter")
-    d = dash.wait_for("next query goes")
+    d = dash.wait(lambda s: "next query goes" in s and "DoT damped until" in s, "the detail view")
     assert "DoT damped until" in d and "connection refused" in d
     dash.keys("Escape")
     dash.wait_for("PROBES")
@@ -172,8 +175,8 @@ def test_lookup_shows_answer_and_transports(dash):
     dash.wait_for("lookup NAME [TYPE]")
     dash.type("www.example.test")
     dash.keys("Enter")
-    s = dash.wait_for("ANSWER")
-    s = dash.wait_for("192.0.2.10")
+    s = dash.wait(lambda s: "ANSWER" in s and "192.0.2.10" in s and "over the network" in s
+                  and re.search(r"example\.test\.\s+127\.53\.3\.1\s+(DoT|Do53)\s+answer", s), "the lookup pane")
     assert "NOERROR" in s and "over the network" in s
     assert re.search(r"path\s+\. Do53 > .*example\.test\. (DoT|Do53)", s), s
     assert re.search(r"example\.test\.\s+127\.53\.3\.1\s+(DoT|Do53)\s+answer", s), s
