@@ -6,6 +6,7 @@
 #   make dot-test  only the opportunistic-DoT integration tests (captures with tcpdump)
 #   make doq-test  only the opportunistic-DoQ integration tests (lab DoQ servers: aioquic + dnspython)
 #   make tui-test  only the dashboard (tmux) and control socket (sotto ctl) integration tests
+#   make bench     benchmarks (release build): the dashboard's CPU cost at 1,000 q/s (Benchmarks/)
 #   make screenshots  run the dashboard in tmux against the lab and render screenshots/*.png
 #   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53, DoT on some 127.53.x.y:853)
 #   make lab-down  stop exactly the NSD processes the lab started
@@ -29,7 +30,7 @@ CI        ?=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
+.PHONY: bench demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
 
 test: deps build-tests unit-test integration-test
 
@@ -95,6 +96,12 @@ screenshots: deps build
 	    || $(PYTHON) -m pip install pyte pillow; \
 	fi
 	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) scripts/screenshots.py screenshots
+
+# Not part of `make test`. BENCH_ROUNDS / BENCH_SECONDS / BENCH_QPS override the defaults (3 / 20 / 1000).
+bench: deps
+	@command -v dnsperf >/dev/null || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dnsperf; }
+	$(SWIFT) build -c release
+	SOTTO_BIN="$(CURDIR)/.build/release/sotto" $(PYTHON) Benchmarks/dashboard_cost.py
 
 lab-up:
 	$(PYTHON) Lab/lab.py up
