@@ -81,7 +81,9 @@ def test_nsd_counters_move(lab):
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_unbound_resolves_case(unbound, c):
-    r = dig_query(unbound.address, unbound.port, c.name, c.qtype)
+    # Unbound sometimes spends over 5 s on the dead glue of broken.test. before using the working
+    # server; dig retries instead of failing the reference resolver's check.
+    r = dig_query(unbound.address, unbound.port, c.name, c.qtype, "+tries=3")
     assert r.status == c.rcode, r.raw
     assert r.answer == set(c.answer), f"Unbound answer for {c.name} {c.qtype}:\n{fmt_rrs(r.answer)}\nexpected:\n{fmt_rrs(c.answer)}"
     if c.soa:
