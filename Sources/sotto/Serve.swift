@@ -20,27 +20,11 @@ struct Serve: AsyncParsableCommand {
     let logSink = try ResolverOptions.bootstrapLogging(settings)
     let hangup = HangupReopener(logSink)
     let logger = Logger(label: "sotto")
-    let listenerConfig = try ListenerOptions.configuration(settings)
-    let group = MultiThreadedEventLoopGroup.singleton
-    let stack = try ResolverOptions.stack(settings, group: group, logger: logger)
-    let listener = Listener(
-      resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger, monitor: stack.monitor)
-    let bound: [SocketAddress]
-    do {
-      bound = try await listener.start()
-    } catch {
-      try? await group.shutdownGracefully()
-      throw ValidationError("cannot listen on \(settings.strings(.listen).joined(separator: ", ")): \(error)")
-    }
-    logger.notice("sotto listening on \(bound.map { "\($0)" }.joined(separator: ", "))")
-    stack.monitor.setListeners(bound.map(Top.describe))
-    let controlServer = try await Top.startControl(
-      settings.string(.control), stack: stack, group: group, logger: logger)
+    let running = try await RunningResolver.start(settings, logger: logger)
+    logger.notice("sotto listening on \(running.bound.map { "\($0)" }.joined(separator: ", "))")
     await Self.waitForTermination()
-    await controlServer?.stop()
     logger.notice("sotto stopping")
-    await listener.stop()
-    await stack.shutdown(probeWait: 0)
+    await running.stop()
     logger.notice("sotto stopped")
     withExtendedLifetime(hangup) {}
     // The process exits now; probes still in flight die with it (their state was saved as pending,

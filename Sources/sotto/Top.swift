@@ -55,28 +55,12 @@ struct Top: AsyncParsableCommand {
       try await show(source, interactive: interactive)
       return
     }
-    let listenerConfig = try ListenerOptions.configuration(settings)
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-    let stack = try ResolverOptions.stack(settings, group: group, logger: logger)
-    let listener = Listener(
-      resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger, monitor: stack.monitor)
-    let bound: [SocketAddress]
+    let running = try await RunningResolver.start(settings, logger: logger)
     do {
-      bound = try await listener.start()
-    } catch {
-      try? await group.shutdownGracefully()
-      throw ValidationError("cannot listen on \(settings.strings(.listen).joined(separator: ", ")): \(error)")
-    }
-    stack.monitor.setListeners(bound.map(Self.describe))
-    let controlServer = try await Self.startControl(
-      settings.string(.control), stack: stack, group: group, logger: logger)
-    do {
-      try await show(LocalSource(stack: stack), interactive: interactive)
+      try await show(LocalSource(stack: running.stack), interactive: interactive)
     } catch {}
-    await controlServer?.stop()
-    await listener.stop()
-    await stack.shutdown(probeWait: 0)
-    try? await group.shutdownGracefully()
+    // No event-loop shutdown: probes may still run on the loops (that crashed one-shot lookups).
+    await running.stop()
   }
 
   func show(_ source: any DashboardSource, interactive: Bool) async throws {

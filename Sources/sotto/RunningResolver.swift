@@ -1,0 +1,39 @@
+import ArgumentParser
+import Logging
+import NIOCore
+import NIOPosix
+import Resolver
+
+/// The resolver with its client listener and optional control socket, as `serve` and `top` run it.
+struct RunningResolver {
+  let stack: ResolverStack
+  let listener: Listener
+  let control: ControlServer?
+  let bound: [SocketAddress]
+
+  /// Builds the resolver from `settings`, starts listening and opens the control socket.
+  static func start(_ settings: Settings, logger: Logger) async throws -> RunningResolver {
+    let listenerConfig = try ListenerOptions.configuration(settings)
+    let group = MultiThreadedEventLoopGroup.singleton
+    let stack = try ResolverOptions.stack(settings, group: group, logger: logger)
+    let listener = Listener(
+      resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger, monitor: stack.monitor)
+    let bound: [SocketAddress]
+    do {
+      bound = try await listener.start()
+    } catch {
+      throw ValidationError("cannot listen on \(settings.strings(.listen).joined(separator: ", ")): \(error)")
+    }
+    stack.monitor.setListeners(bound.map(Top.describe))
+    let control = try await Top.startControl(settings.string(.control), stack: stack, group: group, logger: logger)
+    return RunningResolver(stack: stack, listener: listener, control: control, bound: bound)
+  }
+
+  /// Stops the control socket and the listener, closes encrypted sessions and saves state. The event
+  /// loops are left running: a probe may still be using them, and the process exits next.
+  func stop() async {
+    await control?.stop()
+    await listener.stop()
+    await stack.shutdown(probeWait: 0)
+  }
+}
