@@ -67,7 +67,8 @@ struct Demo: AsyncParsableCommand {
 
     let group = MultiThreadedEventLoopGroup.singleton
     var base = Settings()
-    base[.logLevel] = .string("info")
+    // The log goes to a file while the dashboard is on screen; plain-text mode keeps stderr quiet.
+    base[.logLevel] = .string(interactive || logFile != nil ? "info" : "warning")
     base[.logFile] = logFile.map(ConfigValue.string)
     let fallback = interactive ? work.appendingPathComponent("sotto-demo.log").path : nil
     let logSink = try ResolverOptions.bootstrapLogging(Settings.defaults.merging(base), fallbackFile: fallback)
