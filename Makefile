@@ -23,7 +23,7 @@ SWIFT     ?= swift
 PYTHON    ?= python3
 SOTTO_BIN ?= $(CURDIR)/.build/debug/sotto
 BUILD_PKGS := libssl-dev libncurses-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
-APT_PKGS  := nsd unbound dnsutils python3 python3-pip python3-pytest tcpdump openssl libssl-dev libncurses-dev tmux \
+APT_PKGS  := nsd unbound dnsutils iproute2 procps python3 python3-pip python3-pytest tcpdump openssl libssl-dev libncurses-dev tmux \
              libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
 # PyPI packages for the lab's DoQ servers (Lab/doq_server.py); Debian 12 has no aioquic.
 PIP_PKGS  := aioquic dnspython
