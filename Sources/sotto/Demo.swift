@@ -117,23 +117,10 @@ struct Demo: AsyncParsableCommand {
         "sotto demo: resolver on \(listen) (try: dig @\(running.bound.first.flatMap(\.ipAddress) ?? "127.0.0.1") -p \(running.bound.first?.port ?? 0) www.dot.test); "
           + "\(lab.servers.count) demo servers on 127.77.0.0/16, Do53 port \(lab.do53Port), DoT/DoQ port \(lab.encryptedPort)")
     }
-    await show(LocalSource(stack: running.stack), interactive: interactive)
+    await Top.show(LocalSource(stack: running.stack), interactive: interactive, fps: fps, count: count, interval: interval)
     await load?.stop()
     await running.stop()
     await lab.stop()
-  }
-
-  func show(_ source: any DashboardSource, interactive: Bool) async {
-    if interactive, await Dashboard(source: source, framesPerSecond: fps).run() { return }
-    let report = Task {
-      await Dashboard.plainReport(source: source, count: count == 0 ? Int.max : count, interval: interval)
-    }
-    if count == 0 {
-      await Serve.waitForTermination()
-      report.cancel()
-    } else {
-      await report.value
-    }
   }
 
   /// File name of a zone: "root.zone" for the root, else the origin without its dot + ".zone".

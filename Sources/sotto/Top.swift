@@ -64,8 +64,13 @@ struct Top: AsyncParsableCommand {
   }
 
   func show(_ source: any DashboardSource, interactive: Bool) async throws {
+    await Self.show(source, interactive: interactive, fps: fps, count: count, interval: interval)
+  }
+
+  /// The dashboard, or (no usable terminal) plain-text snapshots until `count` is reached (0: until
+  /// SIGINT/SIGTERM). Shared by `top` and `demo`.
+  static func show(_ source: any DashboardSource, interactive: Bool, fps: Double, count: Int, interval: Double) async {
     if interactive, await Dashboard(source: source, framesPerSecond: fps).run() { return }
-    // Plain text: until --count is reached or SIGINT/SIGTERM.
     let report = Task { await Dashboard.plainReport(source: source, count: count == 0 ? Int.max : count, interval: interval) }
     if count == 0 {
       await Serve.waitForTermination()
