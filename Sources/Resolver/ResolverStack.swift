@@ -10,6 +10,8 @@ public final class ResolverStack: Sendable {
   public let store: EncryptionStore?
   /// Client queries, the query log and cleartext exposure; give it to the `Listener`.
   public let monitor = ResolverMonitor()
+  /// Do53 to authoritative servers (its counters feed the snapshot).
+  let do53Transport: Do53Transport
   let periodicSave: Task<Void, Never>?
 
   /// Builds the stack; loads `stateFile` if given (a corrupt file is reported and moved aside).
@@ -19,6 +21,7 @@ public final class ResolverStack: Sendable {
   ) throws {
     let time = SystemTimeSource()
     let do53 = Do53Exchanger(transport: Do53Transport(group: group), time: time)
+    self.do53Transport = do53.transport
     let store = stateFile.map { EncryptionStore(path: $0, logger: logger) }
     var exchanger: any UpstreamExchanger = Do53Exchanger(
       transport: do53.transport, time: time, reason: "Do53: encryption off")
@@ -57,7 +60,9 @@ public final class ResolverStack: Sendable {
     let selection = resolver.serverSelection
     return MonitorSnapshot.make(
       monitor: monitor.snapshot(), cache: resolver.cache.statistics, table: policy?.table,
-      srtt: { selection.smoothedRTT(server: $0) })
+      srtt: { selection.smoothedRTT(server: $0) },
+      upstream: UpstreamSnapshot(
+        mismatchedReplies: do53Transport.mismatchedResponses, coalescedQueries: do53Transport.coalescedQueries))
   }
 }
 

@@ -25,8 +25,21 @@ public struct MonitorStats: Sendable, Codable, Hashable {
   public var cache: CacheSnapshot
   public var encryption: EncryptionSnapshot
   public var privacy: PrivacyData
+  /// Upstream Do53 replies dropped for a wrong ID or question, and queries that joined an
+  /// identical one in flight instead of being sent.
+  public var upstream = UpstreamSnapshot()
 
   public var uptime: Double { max(0, now - startTime) }
+}
+
+/// Upstream (authoritative-side) Do53 counters.
+public struct UpstreamSnapshot: Sendable, Codable, Hashable {
+  public var mismatchedReplies = 0
+  public var coalescedQueries = 0
+  public init(mismatchedReplies: Int = 0, coalescedQueries: Int = 0) {
+    self.mismatchedReplies = mismatchedReplies
+    self.coalescedQueries = coalescedQueries
+  }
 }
 
 /// Cache statistics.
@@ -179,7 +192,8 @@ extension TransportSnapshot {
 extension MonitorSnapshot {
   /// Combines the parts; `table` is nil with encryption off.
   public static func make(
-    monitor: MonitorData, cache: CacheStatistics, table: EncryptionTable?, srtt: (String) -> Double?
+    monitor: MonitorData, cache: CacheStatistics, table: EncryptionTable?, srtt: (String) -> Double?,
+    upstream: UpstreamSnapshot = UpstreamSnapshot()
   ) -> MonitorSnapshot {
     let now = monitor.now
     var servers: [ServerSnapshot] = []
@@ -209,10 +223,11 @@ extension MonitorSnapshot {
       enabled: table?.settings.enabled ?? false, transports: table?.settings.transports.map(\.rawValue) ?? [],
       servers: totals.servers, queries: Dictionary(uniqueKeysWithValues: totals.queries.map { ($0.key.rawValue, $0.value) }),
       probes: totals.probes, cleartextWhileGood: totals.cleartextWhileGood, serversByState: byState)
-    let stats = MonitorStats(
+    var stats = MonitorStats(
       now: now, startTime: monitor.startTime, listeners: monitor.listeners, clientQueries: monitor.clientQueries,
       clientCacheHits: monitor.cacheHits, queryRate: monitor.queryRate, cache: CacheSnapshot(cache),
       encryption: encryption, privacy: monitor.privacy)
+    stats.upstream = upstream
     return MonitorSnapshot(stats: stats, servers: servers, queries: monitor.queries)
   }
 }

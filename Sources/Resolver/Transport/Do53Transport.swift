@@ -8,11 +8,18 @@ public final class Do53Transport: Sendable {
   let group: any EventLoopGroup
   /// Counts responses dropped because they did not match (ID or question), for monitoring.
   let mismatches = Counter()
+  /// Identical queries in flight, shared by concurrent resolutions.
+  let inflight = InflightExchanges()
+  /// Mismatched replies to one UDP query after which it is abandoned for TCP.
+  public static let spoofSuspicionThreshold = 3
 
   public init(group: any EventLoopGroup) { self.group = group }
 
   /// Number of mismatched (possibly spoofed) responses seen so far.
   public var mismatchedResponses: Int { mismatches.value }
+
+  /// Number of exchanges that joined an identical query in flight instead of sending one.
+  public var coalescedQueries: Int { inflight.joined.value }
 
   /// Sends `query` over UDP and waits for a matching response.
   public func queryUDP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError) -> Message {
@@ -25,7 +32,8 @@ public final class Do53Transport: Sendable {
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.addHandler(
-            UDPExchangeHandler(matcher: matcher, promise: promise, mismatches: counter))
+            UDPExchangeHandler(
+              matcher: matcher, promise: promise, mismatches: counter, suspicionThreshold: Self.spoofSuspicionThreshold))
         }
       }
     let channel: any Channel
@@ -96,14 +104,20 @@ public final class Do53Transport: Sendable {
 
 /// Completes one exchange's promise from the replies that arrive: the first matching one wins,
 /// mismatches are counted and ignored, an unparsable matching one fails the exchange.
+/// With a `suspicionThreshold`, that many mismatches fail the exchange as spoof-suspected.
 struct ExchangeCompletion: Sendable {
   let matcher: ResponseMatcher
   let promise: EventLoopPromise<Message>
   let mismatches: Counter
+  var suspicionThreshold: Int? = nil
+  let local = Counter()
 
   func deliver(_ bytes: [UInt8]) {
     switch matcher.match(bytes) {
-    case .none: mismatches.increment()
+    case .none:
+      mismatches.increment()
+      local.increment()
+      if let limit = suspicionThreshold, local.value >= limit { promise.fail(TransportError.spoofSuspected) }
     case .success(let m)?: promise.succeed(m)
     case .failure(let e)?: promise.fail(TransportError.malformed(e))
     }
@@ -117,8 +131,9 @@ final class UDPExchangeHandler: ChannelInboundHandler, Sendable {
   typealias InboundIn = AddressedEnvelope<ByteBuffer>
   let completion: ExchangeCompletion
 
-  init(matcher: ResponseMatcher, promise: EventLoopPromise<Message>, mismatches: Counter) {
-    completion = ExchangeCompletion(matcher: matcher, promise: promise, mismatches: mismatches)
+  init(matcher: ResponseMatcher, promise: EventLoopPromise<Message>, mismatches: Counter, suspicionThreshold: Int) {
+    completion = ExchangeCompletion(
+      matcher: matcher, promise: promise, mismatches: mismatches, suspicionThreshold: suspicionThreshold)
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {

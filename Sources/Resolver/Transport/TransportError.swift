@@ -12,6 +12,8 @@ public enum TransportError: Error, Sendable, Equatable {
   case io(String)
   /// The response had TC=1 on a stream transport (DoT), where no larger transport exists (T-19).
   case truncated
+  /// Too many mismatched replies arrived for one UDP query: it is retried over TCP.
+  case spoofSuspected
 
   /// Short word for traces: `timeout`, `unreachable`, ...
   public var outcome: String {
@@ -22,6 +24,7 @@ public enum TransportError: Error, Sendable, Equatable {
     case .malformed: "malformed"
     case .io: "error"
     case .truncated: "truncated"
+    case .spoofSuspected: "spoof-suspected"
     }
   }
 }

@@ -74,8 +74,17 @@ public struct Do53Exchanger: UpstreamExchanger {
     return result
   }
 
-  /// Do53 exchange: UDP, then TCP if the UDP answer was truncated.
+  /// Do53 exchange: UDP, then TCP if the UDP answer was truncated or looked spoofed. An
+  /// identical query to the same server already in flight is joined instead of sent again.
   public func exchange(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult {
+    guard let key = InflightExchanges.Key(query, server) else { return await exchangeNow(query, server: server, timeout: timeout) }
+    let transport = self.transport
+    return await transport.inflight.join(key) {
+      await self.exchangeNow(query, server: server, timeout: timeout)
+    }
+  }
+
+  func exchangeNow(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult {
     var legs: [ExchangeLeg] = []
     let start = time.now()
     do {
@@ -88,7 +97,8 @@ public struct Do53Exchanger: UpstreamExchanger {
       legs.append(ExchangeLeg(transport: .do53UDP, rttMs: rtt, error: nil, truncated: true))
     } catch {
       legs.append(ExchangeLeg(transport: .do53UDP, rttMs: nil, error: error, truncated: false))
-      return ExchangeResult(legs: legs, response: nil)
+      // replies with wrong IDs or questions keep arriving: someone may be guessing; TCP.
+      guard error == .spoofSuspected else { return ExchangeResult(legs: legs, response: nil) }
     }
     let tcpStart = time.now()
     do {

@@ -1,0 +1,160 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import Resolver
+
+/// A Do53 test server on 127.0.0.1 (UDP + TCP, same port) that counts queries and can precede
+/// each UDP answer with forged replies (wrong ID) and delay it.
+final class ForgingServer: Sendable {
+  let udpQueries: Counter
+  let tcpQueries: Counter
+  let channels: [any Channel]
+  let port: Int
+
+  static func start(forgedPerQuery: Int, delay: TimeAmount = .zero) async throws -> ForgingServer {
+    let group = MultiThreadedEventLoopGroup.singleton
+    let udpCount = Counter()
+    let tcpCount = Counter()
+    let udp = try await DatagramBootstrap(group: group)
+      .channelInitializer { ch in
+        ch.eventLoop.makeCompletedFuture {
+          try ch.pipeline.syncOperations.addHandler(
+            ForgingUDPHandler(forged: forgedPerQuery, delay: delay, count: udpCount))
+        }
+      }
+      .bind(host: "127.0.0.1", port: 0).get()
+    let port = udp.localAddress?.port ?? 0
+    let tcp = try await ServerBootstrap(group: group)
+      .childChannelInitializer { ch in
+        ch.eventLoop.makeCompletedFuture {
+          try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
+          try ch.pipeline.syncOperations.addHandler(TCPAnswerer(count: tcpCount))
+        }
+      }
+      .bind(host: "127.0.0.1", port: port).get()
+    return ForgingServer(udp: udpCount, tcp: tcpCount, channels: [udp, tcp], port: port)
+  }
+
+  private init(udp: Counter, tcp: Counter, channels: [any Channel], port: Int) {
+    udpQueries = udp
+    tcpQueries = tcp
+    self.channels = channels
+    self.port = port
+  }
+
+  func stop() async { for c in channels { try? await c.close() } }
+
+  static func answer(_ bytes: [UInt8], id: UInt16? = nil) -> [UInt8]? {
+    guard var m = try? Message.parse(bytes), let q = m.questions.first, let a = IPv4Address("192.0.2.55") else { return nil }
+    m.header.qr = true
+    m.header.aa = true
+    if let id { m.header.id = id }
+    m.answers = [ResourceRecord(name: q.name, type: .a, ttl: 60, rdata: .a(a))]
+    return m.serialize()
+  }
+}
+
+final class ForgingUDPHandler: ChannelInboundHandler, Sendable {
+  typealias InboundIn = AddressedEnvelope<ByteBuffer>
+  typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+  let forged: Int
+  let delay: TimeAmount
+  let count: Counter
+  init(forged: Int, delay: TimeAmount, count: Counter) {
+    self.forged = forged
+    self.delay = delay
+    self.count = count
+  }
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let env = Self.unwrapInboundIn(data)
+    let bytes = Array(env.data.readableBytesView)
+    count.increment()
+    guard bytes.count >= 2 else { return }
+    let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
+    let channel = context.channel
+    for i in 0..<forged {
+      if let f = ForgingServer.answer(bytes, id: id &+ UInt16(i + 1)) {
+        channel.writeAndFlush(AddressedEnvelope(remoteAddress: env.remoteAddress, data: channel.allocator.buffer(bytes: f)), promise: nil)
+      }
+    }
+    guard let real = ForgingServer.answer(bytes) else { return }
+    let out = AddressedEnvelope(remoteAddress: env.remoteAddress, data: channel.allocator.buffer(bytes: real))
+    channel.eventLoop.scheduleTask(in: delay) { channel.writeAndFlush(out, promise: nil) }
+  }
+}
+
+final class TCPAnswerer: ChannelInboundHandler, Sendable {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+  let count: Counter
+  init(count: Counter) { self.count = count }
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    count.increment()
+    guard let real = ForgingServer.answer(Array(Self.unwrapInboundIn(data).readableBytesView)) else { return }
+    var out = context.channel.allocator.buffer(capacity: real.count + 2)
+    out.writeLengthPrefixed(real)
+    context.writeAndFlush(Self.wrapOutboundOut(out), promise: nil)
+  }
+}
+
+@Suite struct Do53SpoofingTests {
+  func query(_ name: String) throws -> Message {
+    var m = Message()
+    m.header.id = UInt16.random(in: 0...UInt16.max)
+    m.questions = [Question(name: try DNSName(name), type: .a)]
+    return m
+  }
+
+  @Test func repeatedMismatchesMoveTheQueryToTCP() async throws {
+    let server = try await ForgingServer.start(forgedPerQuery: 5, delay: .milliseconds(200))
+    defer { Task { await server.stop() } }
+    let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
+    let exchanger = Do53Exchanger(transport: transport)
+    let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: server.port))
+    let result = await exchanger.exchange(try query("www.example.test."), server: endpoint, timeout: .seconds(2))
+    // the UDP exchange gave up after 3 forged replies; TCP got the real answer.
+    #expect(result.legs.map(\.transport) == [.do53UDP, .do53TCP])
+    #expect(result.legs.first?.error == .spoofSuspected)
+    #expect(result.response?.answers.count == 1)
+    #expect(server.tcpQueries.value == 1)
+    #expect(transport.mismatchedResponses >= Do53Transport.spoofSuspicionThreshold)
+  }
+
+  @Test func fewMismatchesAreIgnoredOverUDP() async throws {
+    let server = try await ForgingServer.start(forgedPerQuery: 1, delay: .milliseconds(20))
+    defer { Task { await server.stop() } }
+    let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
+    let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: server.port))
+    let result = await Do53Exchanger(transport: transport).exchange(
+      try query("www.example.test."), server: endpoint, timeout: .seconds(2))
+    #expect(result.legs.map(\.transport) == [.do53UDP])
+    #expect(result.response?.answers.count == 1)
+    #expect(server.tcpQueries.value == 0)
+    #expect(transport.mismatchedResponses == 1)
+  }
+
+  @Test func identicalQueriesInFlightAreSentOnce() async throws {
+    let server = try await ForgingServer.start(forgedPerQuery: 0, delay: .milliseconds(150))
+    defer { Task { await server.stop() } }
+    let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
+    let exchanger = Do53Exchanger(transport: transport)
+    let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: server.port))
+    let q1 = try query("www.example.test.")
+    let q2 = try query("WWW.Example.TEST.")  // same question, other case and ID
+    let q3 = try query("other.example.test.")
+    async let a = exchanger.exchange(q1, server: endpoint, timeout: .seconds(2))
+    async let b = exchanger.exchange(q2, server: endpoint, timeout: .seconds(2))
+    async let c = exchanger.exchange(q3, server: endpoint, timeout: .seconds(2))
+    let (ra, rb, rc) = await (a, b, c)
+    #expect(ra.response != nil && rb.response != nil && rc.response != nil)
+    // www was asked once for both resolutions; other once.
+    #expect(server.udpQueries.value == 2)
+    #expect(transport.coalescedQueries == 1)
+    // Once answered, the same question goes out again (nothing is cached here).
+    _ = await exchanger.exchange(q1, server: endpoint, timeout: .seconds(2))
+    #expect(server.udpQueries.value == 3)
+  }
+}
