@@ -35,6 +35,7 @@ let package = Package(
     .target(
       name: "CNgtcp2Shim",
       dependencies: ["CNgtcp2"],
+      cSettings: [.headerSearchPath("../CNgtcp2")],
       linkerSettings: [
         .linkedLibrary("ngtcp2_crypto_gnutls"), .linkedLibrary("ngtcp2"), .linkedLibrary("gnutls"),
       ]
@@ -64,6 +65,7 @@ let package = Package(
     .target(
       name: "CDoQServer",
       dependencies: ["CNgtcp2"],
+      cSettings: [.headerSearchPath("../CNgtcp2")],
       linkerSettings: [
         .linkedLibrary("ngtcp2_crypto_gnutls"), .linkedLibrary("ngtcp2"), .linkedLibrary("gnutls"),
       ]

@@ -3,6 +3,8 @@
 
 #include "doq_server.h"
 
+#include "doq_common.h"
+
 #include <arpa/inet.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
@@ -16,11 +18,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-// TLS 1.3 only (RFC 9001); compat mode off, as QUIC requires.
-static const char *const doqs_priority =
-    "%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
-    "+CHACHA20-POLY1305:+AES-128-CCM:-GROUP-ALL:+GROUP-SECP256R1:+GROUP-X25519:+GROUP-SECP384R1:"
-    "+GROUP-SECP521R1";
 
 #define DOQS_SCID_LEN 16
 #define DOQS_MAX_MESSAGE (65535 + 2)
@@ -72,35 +69,6 @@ struct doqs_server {
   dq_event_node *head, *tail, *popped;
   doqs_stats stats;
 };
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void set_err(char *err, size_t errlen, const char *what, const char *detail) {
-  if (err && errlen) snprintf(err, errlen, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
-}
-
-static int fill_addr(struct sockaddr_storage *ss, socklen_t *len, const char *ip, uint16_t port) {
-  memset(ss, 0, sizeof *ss);
-  struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, ip, &in4->sin_addr) == 1) {
-    in4->sin_family = AF_INET;
-    in4->sin_port = htons(port);
-    *len = sizeof *in4;
-    return 0;
-  }
-  if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(port);
-    *len = sizeof *in6;
-    return 0;
-  }
-  return -1;
-}
 
 // MARK: events
 
@@ -223,27 +191,13 @@ static void fail_conn(dq_conn *c, int liberr) {
   ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr, NULL, 0);
   ngtcp2_pkt_info pi;
   ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->conn, &c->ps.path, &pi, c->closebuf, sizeof c->closebuf,
-                                                      &ccerr, now_ns());
+                                                      &ccerr, doq_now_ns());
   c->closelen = n > 0 ? (size_t)n : 0;
 }
 
 // MARK: ngtcp2 callbacks
 
 static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) { return ((dq_conn *)ref->user_data)->conn; }
-
-static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx) {
-  (void)ctx;
-  (void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
-}
-
-static int new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen, void *ud) {
-  (void)conn;
-  (void)ud;
-  if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen) < 0) return NGTCP2_ERR_CALLBACK_FAILURE;
-  cid->datalen = cidlen;
-  if (gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN) < 0) return NGTCP2_ERR_CALLBACK_FAILURE;
-  return 0;
-}
 
 static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
   (void)conn;
@@ -338,20 +292,20 @@ doqs_server *doqs_server_new(const char *cert_pem, const char *key_pem, const ch
                              uint64_t handshake_timeout_ns, uint64_t idle_timeout_ns, char *err, size_t errlen) {
   doqs_server *s = calloc(1, sizeof *s);
   if (!s) {
-    set_err(err, errlen, "out of memory", NULL);
+    doq_set_err(err, errlen, "out of memory", NULL);
     return NULL;
   }
   s->handshake_timeout = handshake_timeout_ns;
   s->idle_timeout = idle_timeout_ns;
   s->next_id = 1;
-  if (fill_addr(&s->local, &s->locallen, local_ip, local_port)) {
-    set_err(err, errlen, "bad local address", local_ip);
+  if (doq_fill_addr(&s->local, &s->locallen, local_ip, local_port)) {
+    doq_set_err(err, errlen, "bad local address", local_ip);
     free(s);
     return NULL;
   }
   int rv = gnutls_certificate_allocate_credentials(&s->cred);
   if (rv < 0) {
-    set_err(err, errlen, "gnutls_certificate_allocate_credentials", gnutls_strerror(rv));
+    doq_set_err(err, errlen, "gnutls_certificate_allocate_credentials", gnutls_strerror(rv));
     free(s);
     return NULL;
   }
@@ -359,21 +313,21 @@ doqs_server *doqs_server_new(const char *cert_pem, const char *key_pem, const ch
   gnutls_datum_t key = {(unsigned char *)key_pem, (unsigned int)strlen(key_pem)};
   rv = gnutls_certificate_set_x509_key_mem(s->cred, &cert, &key, GNUTLS_X509_FMT_PEM);
   if (rv < 0) {
-    set_err(err, errlen, "certificate or key", gnutls_strerror(rv));
+    doq_set_err(err, errlen, "certificate or key", gnutls_strerror(rv));
     gnutls_certificate_free_credentials(s->cred);
     free(s);
     return NULL;
   }
   rv = gnutls_session_ticket_key_generate(&s->ticket_key);
   if (rv < 0) {
-    set_err(err, errlen, "gnutls_session_ticket_key_generate", gnutls_strerror(rv));
+    doq_set_err(err, errlen, "gnutls_session_ticket_key_generate", gnutls_strerror(rv));
     gnutls_certificate_free_credentials(s->cred);
     free(s);
     return NULL;
   }
   rv = gnutls_anti_replay_init(&s->anti_replay);
   if (rv < 0) {
-    set_err(err, errlen, "gnutls_anti_replay_init", gnutls_strerror(rv));
+    doq_set_err(err, errlen, "gnutls_anti_replay_init", gnutls_strerror(rv));
     gnutls_free(s->ticket_key.data);
     gnutls_certificate_free_credentials(s->cred);
     free(s);
@@ -416,7 +370,7 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
   c->remote_port = port;
   struct sockaddr_storage remote;
   socklen_t remotelen = 0;
-  if (fill_addr(&remote, &remotelen, ip, port)) {
+  if (doq_fill_addr(&remote, &remotelen, ip, port)) {
     free(c);
     return NULL;
   }
@@ -428,7 +382,7 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
     return NULL;
   }
   gnutls_datum_t alpn = {(unsigned char *)"doq", 3};
-  if (gnutls_priority_set_direct(c->tls, doqs_priority, NULL) < 0 ||
+  if (gnutls_priority_set_direct(c->tls, DOQ_TLS_PRIORITY, NULL) < 0 ||
       gnutls_session_ticket_enable_server(c->tls, &s->ticket_key) < 0 ||
       ngtcp2_crypto_gnutls_configure_server_session(c->tls) != 0 ||
       gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, s->cred) < 0 ||
@@ -453,8 +407,8 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
   cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
   cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
   cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
-  cb.rand = rand_cb;
-  cb.get_new_connection_id = new_cid_cb;
+  cb.rand = doq_rand_cb;
+  cb.get_new_connection_id = doq_new_cid_cb;
   cb.handshake_completed = handshake_completed_cb;
   cb.stream_open = stream_open_cb;
   cb.recv_stream_data = recv_stream_data_cb;
@@ -462,7 +416,7 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
 
   ngtcp2_settings settings;
   ngtcp2_settings_default(&settings);
-  settings.initial_ts = now_ns();
+  settings.initial_ts = doq_now_ns();
   settings.handshake_timeout = s->handshake_timeout;
   settings.no_pmtud = 1;
 
@@ -510,7 +464,7 @@ int doqs_server_read(doqs_server *s, const char *remote_ip, uint16_t remote_port
   }
   ngtcp2_pkt_info pi;
   memset(&pi, 0, sizeof pi);
-  rv = ngtcp2_conn_read_pkt(c->conn, &c->ps.path, &pi, pkt, len, now_ns());
+  rv = ngtcp2_conn_read_pkt(c->conn, &c->ps.path, &pi, pkt, len, doq_now_ns());
   if (rv != 0) {
     fail_conn(c, rv);
     if (rv != NGTCP2_ERR_DRAINING) s->stats.dropped++;
@@ -527,7 +481,7 @@ static dq_stream *next_sendable(dq_conn *c) {
 
 /// The next packet of one connection; 0 when it has nothing to send; negative on a fatal error.
 static ngtcp2_ssize conn_write(dq_conn *c, uint8_t *buf, size_t cap) {
-  uint64_t ts = now_ns();
+  uint64_t ts = doq_now_ns();
   for (dq_stream *st = c->streams; st; st = st->next) st->blocked = 0;
   for (;;) {
     dq_stream *st = next_sendable(c);
@@ -587,7 +541,7 @@ ssize_t doqs_server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, si
       ngtcp2_connection_close_error ccerr;
       ngtcp2_connection_close_error_set_application_error(&ccerr, c->close_code, NULL, 0);
       ngtcp2_pkt_info pi;
-      n = ngtcp2_conn_write_connection_close(c->conn, &c->ps.path, &pi, buf, cap, &ccerr, now_ns());
+      n = ngtcp2_conn_write_connection_close(c->conn, &c->ps.path, &pi, buf, cap, &ccerr, doq_now_ns());
       c->dead = 1;
       c->close_code = 0;
       if (n > 0) {
@@ -602,7 +556,7 @@ ssize_t doqs_server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, si
 }
 
 int64_t doqs_server_expiry_delay(doqs_server *s) {
-  uint64_t now = now_ns();
+  uint64_t now = doq_now_ns();
   int64_t best = -1;
   for (dq_conn *c = s->conns; c; c = c->next) {
     if (c->dead) continue;
@@ -615,7 +569,7 @@ int64_t doqs_server_expiry_delay(doqs_server *s) {
 }
 
 void doqs_server_handle_expiry(doqs_server *s) {
-  uint64_t now = now_ns();
+  uint64_t now = doq_now_ns();
   for (dq_conn *c = s->conns; c; c = c->next) {
     if (c->dead) continue;
     if (ngtcp2_conn_get_expiry(c->conn) > now) continue;

@@ -3,6 +3,8 @@
 
 #include "doq_engine.h"
 
+#include "doq_common.h"
+
 #include <arpa/inet.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
@@ -17,11 +19,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-// TLS 1.3 only (RFC 9001); the compat-mode flag keeps legacy_session_id empty, which QUIC requires.
-static const char *const doq_priority =
-    "%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
-    "+CHACHA20-POLY1305:+AES-128-CCM:-GROUP-ALL:+GROUP-SECP256R1:+GROUP-X25519:+GROUP-SECP384R1:"
-    "+GROUP-SECP521R1";
 
 /// A DoQ response is at most a 2-octet length plus 65535 octets.
 #define DOQ_MAX_RESPONSE (65535 + 2)
@@ -67,16 +64,6 @@ struct doq_engine {
   int64_t blob_not_after;
   int have_blob;
 };
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void set_err(char *err, size_t errlen, const char *what, const char *detail) {
-  if (err && errlen) snprintf(err, errlen, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
-}
 
 // MARK: events
 
@@ -217,12 +204,12 @@ static int verify_cb(gnutls_session_t session) {
 doq_context *doq_context_new(const char *extra_ca_file, char *err, size_t errlen) {
   doq_context *ctx = calloc(1, sizeof *ctx);
   if (!ctx) {
-    set_err(err, errlen, "out of memory", NULL);
+    doq_set_err(err, errlen, "out of memory", NULL);
     return NULL;
   }
   int rv = gnutls_certificate_allocate_credentials(&ctx->cred);
   if (rv < 0) {
-    set_err(err, errlen, "gnutls_certificate_allocate_credentials", gnutls_strerror(rv));
+    doq_set_err(err, errlen, "gnutls_certificate_allocate_credentials", gnutls_strerror(rv));
     free(ctx);
     return NULL;
   }
@@ -231,7 +218,7 @@ doq_context *doq_context_new(const char *extra_ca_file, char *err, size_t errlen
   if (extra_ca_file) {
     rv = gnutls_certificate_set_x509_trust_file(ctx->cred, extra_ca_file, GNUTLS_X509_FMT_PEM);
     if (rv <= 0) {
-      set_err(err, errlen, "cannot load CA file", rv < 0 ? gnutls_strerror(rv) : "no certificate in it");
+      doq_set_err(err, errlen, "cannot load CA file", rv < 0 ? gnutls_strerror(rv) : "no certificate in it");
       gnutls_certificate_free_credentials(ctx->cred);
       free(ctx);
       return NULL;
@@ -340,20 +327,6 @@ static void apply_blob(doq_engine *e, const uint8_t *blob, size_t len, int early
 
 static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) { return ((doq_engine *)ref->user_data)->conn; }
 
-static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx) {
-  (void)ctx;
-  (void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
-}
-
-static int new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen, void *ud) {
-  (void)conn;
-  (void)ud;
-  if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen) < 0) return NGTCP2_ERR_CALLBACK_FAILURE;
-  cid->datalen = cidlen;
-  if (gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN) < 0) return NGTCP2_ERR_CALLBACK_FAILURE;
-  return 0;
-}
-
 static int recv_tx_key_cb(ngtcp2_conn *conn, ngtcp2_crypto_level level, void *ud) {
   (void)conn;
   if (level == NGTCP2_CRYPTO_LEVEL_EARLY) ((doq_engine *)ud)->early_key = 1;
@@ -455,29 +428,10 @@ static int extend_streams_cb(ngtcp2_conn *conn, uint64_t max_streams, void *ud) 
 
 // MARK: lifecycle
 
-static int fill_addr(struct sockaddr_storage *ss, socklen_t *len, const char *ip, uint16_t port) {
-  memset(ss, 0, sizeof *ss);
-  struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, ip, &in4->sin_addr) == 1) {
-    in4->sin_family = AF_INET;
-    in4->sin_port = htons(port);
-    *len = sizeof *in4;
-    return 0;
-  }
-  if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(port);
-    *len = sizeof *in6;
-    return 0;
-  }
-  return -1;
-}
-
 doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, size_t errlen) {
   doq_engine *e = calloc(1, sizeof *e);
   if (!e) {
-    set_err(err, errlen, "out of memory", NULL);
+    doq_set_err(err, errlen, "out of memory", NULL);
     return NULL;
   }
   e->early_state = -1;
@@ -489,9 +443,9 @@ doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, s
 
   struct sockaddr_storage local, remote;
   socklen_t locallen = 0, remotelen = 0;
-  if (fill_addr(&local, &locallen, cfg->local_ip, cfg->local_port) ||
-      fill_addr(&remote, &remotelen, cfg->remote_ip, cfg->remote_port)) {
-    set_err(err, errlen, "bad address", cfg->remote_ip);
+  if (doq_fill_addr(&local, &locallen, cfg->local_ip, cfg->local_port) ||
+      doq_fill_addr(&remote, &remotelen, cfg->remote_ip, cfg->remote_port)) {
+    doq_set_err(err, errlen, "bad address", cfg->remote_ip);
     free(e);
     return NULL;
   }
@@ -502,12 +456,12 @@ doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, s
   if (cfg->enable_early_data && cfg->resumption) flags |= GNUTLS_ENABLE_EARLY_DATA;
   int rv = gnutls_init(&e->tls, flags);
   if (rv < 0) {
-    set_err(err, errlen, "gnutls_init", gnutls_strerror(rv));
+    doq_set_err(err, errlen, "gnutls_init", gnutls_strerror(rv));
     free(e);
     return NULL;
   }
   const char *where = NULL;
-  if ((rv = gnutls_priority_set_direct(e->tls, doq_priority, NULL)) < 0) where = "gnutls_priority_set_direct";
+  if ((rv = gnutls_priority_set_direct(e->tls, DOQ_TLS_PRIORITY, NULL)) < 0) where = "gnutls_priority_set_direct";
   else if (ngtcp2_crypto_gnutls_configure_client_session(e->tls) != 0) where = "configure_client_session";
   else if ((rv = gnutls_credentials_set(e->tls, GNUTLS_CRD_CERTIFICATE, ctx->cred)) < 0)
     where = "gnutls_credentials_set";
@@ -516,7 +470,7 @@ doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, s
     if ((rv = gnutls_alpn_set_protocols(e->tls, &alpn, 1, 0)) < 0) where = "gnutls_alpn_set_protocols";
   }
   if (where) {
-    set_err(err, errlen, where, rv < 0 ? gnutls_strerror(rv) : NULL);
+    doq_set_err(err, errlen, where, rv < 0 ? gnutls_strerror(rv) : NULL);
     gnutls_deinit(e->tls);
     free(e);
     return NULL;
@@ -538,8 +492,8 @@ doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, s
   cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
   cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
   cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
-  cb.rand = rand_cb;
-  cb.get_new_connection_id = new_cid_cb;
+  cb.rand = doq_rand_cb;
+  cb.get_new_connection_id = doq_new_cid_cb;
   cb.handshake_completed = handshake_completed_cb;
   cb.handshake_confirmed = handshake_confirmed_cb;
   cb.recv_stream_data = recv_stream_data_cb;
@@ -550,7 +504,7 @@ doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, s
 
   ngtcp2_settings settings;
   ngtcp2_settings_default(&settings);
-  settings.initial_ts = now_ns();
+  settings.initial_ts = doq_now_ns();
   settings.handshake_timeout = cfg->handshake_timeout_ns;
   settings.no_pmtud = 1;
 
@@ -570,7 +524,7 @@ doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, s
   rv = ngtcp2_conn_client_new(&e->conn, &dcid, &scid, &e->ps.path, NGTCP2_PROTO_VER_V1, &cb, &settings, &params,
                               NULL, e);
   if (rv != 0) {
-    set_err(err, errlen, "ngtcp2_conn_client_new", ngtcp2_strerror(rv));
+    doq_set_err(err, errlen, "ngtcp2_conn_client_new", ngtcp2_strerror(rv));
     gnutls_deinit(e->tls);
     free(e);
     return NULL;
@@ -612,7 +566,7 @@ int doq_engine_read(doq_engine *e, const uint8_t *pkt, size_t len) {
   }
   ngtcp2_pkt_info pi;
   memset(&pi, 0, sizeof pi);
-  return ngtcp2_conn_read_pkt(e->conn, &e->ps.path, &pi, pkt, len, now_ns());
+  return ngtcp2_conn_read_pkt(e->conn, &e->ps.path, &pi, pkt, len, doq_now_ns());
 }
 
 static doq_stream *next_sendable(doq_engine *e) {
@@ -622,7 +576,7 @@ static doq_stream *next_sendable(doq_engine *e) {
 }
 
 ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
-  uint64_t ts = now_ns();
+  uint64_t ts = doq_now_ns();
   for (doq_stream *s = e->streams; s; s = s->next) s->blocked = 0;
   for (;;) {
     doq_stream *s = next_sendable(e);
@@ -669,11 +623,11 @@ ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
 int64_t doq_engine_expiry_delay(doq_engine *e) {
   ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(e->conn);
   if (expiry == UINT64_MAX) return -1;
-  uint64_t now = now_ns();
+  uint64_t now = doq_now_ns();
   return expiry > now ? (int64_t)(expiry - now) : 0;
 }
 
-int doq_engine_handle_expiry(doq_engine *e) { return ngtcp2_conn_handle_expiry(e->conn, now_ns()); }
+int doq_engine_handle_expiry(doq_engine *e) { return ngtcp2_conn_handle_expiry(e->conn, doq_now_ns()); }
 
 int64_t doq_engine_submit(doq_engine *e, const uint8_t *data, size_t len) {
   doq_stream *s = calloc(1, sizeof *s);
@@ -713,7 +667,7 @@ ssize_t doq_engine_write_close(doq_engine *e, uint64_t app_code, int liberr, uin
   if (liberr) ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr, NULL, 0);
   else ngtcp2_connection_close_error_set_application_error(&ccerr, app_code, NULL, 0);
   ngtcp2_pkt_info pi;
-  return ngtcp2_conn_write_connection_close(e->conn, &e->ps.path, &pi, buf, cap, &ccerr, now_ns());
+  return ngtcp2_conn_write_connection_close(e->conn, &e->ps.path, &pi, buf, cap, &ccerr, doq_now_ns());
 }
 
 // MARK: accessors
