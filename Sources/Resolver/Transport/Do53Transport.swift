@@ -10,6 +10,8 @@ public final class Do53Transport: Sendable {
   let mismatches = Counter()
   /// Identical queries in flight, shared by concurrent resolutions.
   let inflight = InflightExchanges()
+  /// DNS Cookies sent with every EDNS query and checked on every reply.
+  public let cookies = DNSCookieJar()
   /// Mismatched replies to one UDP query after which it is abandoned for TCP.
   public static let spoofSuspicionThreshold = 3
 

@@ -3,10 +3,13 @@
 struct ResponseMatcher: Sendable {
   let id: UInt16
   let question: Question?
+  /// The query itself, for the DNS Cookie check.
+  let query: Message
 
   init(query: Message) {
     id = query.header.id
     question = query.questions.first
+    self.query = query
   }
 
   /// The parsed response if it answers our query, nil for a mismatch (counted as spoof-suspect by callers).
@@ -28,6 +31,8 @@ struct ResponseMatcher: Sendable {
         return nil
       }
     }
+    // a reply carrying a COOKIE that is not our client cookie did not come from our query.
+    guard DNSCookieJar.echoes(query, in: message) else { return nil }
     return .success(message)
   }
 }

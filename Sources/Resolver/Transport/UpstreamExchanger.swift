@@ -86,23 +86,39 @@ public struct Do53Exchanger: UpstreamExchanger {
 
   func exchangeNow(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult {
     var legs: [ExchangeLeg] = []
-    let start = time.now()
-    do {
-      let response = try await transport.queryUDP(query, to: server, timeout: timeout)
-      let rtt = (time.now() - start) * 1000
-      if !response.header.tc {
-        legs.append(ExchangeLeg(transport: .do53UDP, rttMs: rtt, error: nil, truncated: false))
-        return ExchangeResult(legs: legs, response: response)
+    var sent = query
+    transport.cookies.attach(to: &sent, server: server.ip)
+    var retriedCookie = false
+    while true {
+      let start = time.now()
+      do {
+        let response = try await transport.queryUDP(sent, to: server, timeout: timeout)
+        let rtt = (time.now() - start) * 1000
+        transport.cookies.learn(from: response, server: server.ip)
+        if response.rcode == .badCookie && !retriedCookie {
+          // R-35 (RFC 7873 §5.3): once more over UDP with the server cookie just learned.
+          legs.append(ExchangeLeg(transport: .do53UDP, rttMs: rtt, error: nil, truncated: false))
+          retriedCookie = true
+          transport.cookies.attach(to: &sent, server: server.ip)
+          continue
+        }
+        if !response.header.tc && response.rcode != .badCookie {
+          legs.append(ExchangeLeg(transport: .do53UDP, rttMs: rtt, error: nil, truncated: false))
+          return ExchangeResult(legs: legs, response: response)
+        }
+        // Truncated, or BADCOOKIE twice: TCP.
+        legs.append(ExchangeLeg(transport: .do53UDP, rttMs: rtt, error: nil, truncated: response.header.tc))
+      } catch {
+        legs.append(ExchangeLeg(transport: .do53UDP, rttMs: nil, error: error, truncated: false))
+        // replies with wrong IDs or questions keep arriving: someone may be guessing; TCP.
+        guard error == .spoofSuspected else { return ExchangeResult(legs: legs, response: nil) }
       }
-      legs.append(ExchangeLeg(transport: .do53UDP, rttMs: rtt, error: nil, truncated: true))
-    } catch {
-      legs.append(ExchangeLeg(transport: .do53UDP, rttMs: nil, error: error, truncated: false))
-      // replies with wrong IDs or questions keep arriving: someone may be guessing; TCP.
-      guard error == .spoofSuspected else { return ExchangeResult(legs: legs, response: nil) }
+      break
     }
     let tcpStart = time.now()
     do {
-      let response = try await transport.queryTCP(query, to: server, timeout: timeout)
+      let response = try await transport.queryTCP(sent, to: server, timeout: timeout)
+      transport.cookies.learn(from: response, server: server.ip)
       legs.append(ExchangeLeg(transport: .do53TCP, rttMs: (time.now() - tcpStart) * 1000, error: nil, truncated: false))
       return ExchangeResult(legs: legs, response: response)
     } catch {
@@ -110,4 +126,5 @@ public struct Do53Exchanger: UpstreamExchanger {
       return ExchangeResult(legs: legs, response: nil)
     }
   }
+
 }

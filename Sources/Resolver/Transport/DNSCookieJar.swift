@@ -1,0 +1,89 @@
+import COpenSSL
+import Synchronization
+
+/// DNS Cookies for Do53 to authoritative servers (RFC 7873, R-35): an 8-octet client cookie per
+/// server derived from a secret (HMAC-SHA-256 over the server address; the secret is rotated
+/// every `rotation` seconds), the server cookie each server last sent (8–32 octets), and the
+/// check that a reply echoes our client cookie.
+public final class DNSCookieJar: Sendable {
+  struct State {
+    var secret: [UInt8]
+    var previous: [UInt8]?
+    var rotatedAt: Double
+    var serverCookies: [String: [UInt8]] = [:]
+  }
+
+  /// Most servers whose cookie is remembered (the oldest half is dropped beyond it).
+  static let maxServers = 10_000
+  let rotation: Double
+  let time: any TimeSource
+  let state: Mutex<State>
+
+  public init(rotation: Double = 3_600, time: any TimeSource = SystemTimeSource()) {
+    self.rotation = rotation
+    self.time = time
+    state = Mutex(State(secret: Self.randomSecret(), rotatedAt: time.now()))
+  }
+
+  /// The COOKIE option for a query to `server`: our client cookie, plus its server cookie if known.
+  func option(for server: String) -> EDNSOption {
+    let now = time.now()
+    let (secret, serverCookie) = state.withLock { s -> ([UInt8], [UInt8]?) in
+      if now - s.rotatedAt >= rotation {
+        s.previous = s.secret
+        s.secret = Self.randomSecret()
+        s.rotatedAt = now
+      }
+      return (s.secret, s.serverCookies[server])
+    }
+    return EDNSOption(code: EDNSOption.cookieCode, data: Self.clientCookie(secret, server) + (serverCookie ?? []))
+  }
+
+  /// Adds (or replaces) the COOKIE option of an EDNS query to `server`; queries without EDNS are left alone.
+  func attach(to query: inout Message, server: String) {
+    guard query.edns != nil else { return }
+    query.edns?.options.removeAll { $0.code == EDNSOption.cookieCode }
+    query.edns?.options.append(option(for: server))
+  }
+
+  /// Remembers the server cookie of a reply whose client cookie is ours.
+  func learn(from response: Message, server: String) {
+    guard let data = Self.cookie(in: response), data.count >= 16, data.count <= 40 else { return }
+    let serverCookie = Array(data[8...])
+    state.withLock { s in
+      if s.serverCookies.count >= Self.maxServers, s.serverCookies[server] == nil {
+        for key in s.serverCookies.keys.prefix(Self.maxServers / 2) { s.serverCookies[key] = nil }
+      }
+      s.serverCookies[server] = serverCookie
+    }
+  }
+
+  /// The server cookie remembered for `server`.
+  func serverCookie(for server: String) -> [UInt8]? { state.withLock { $0.serverCookies[server] } }
+
+  /// The COOKIE option data of a message, if any.
+  static func cookie(in message: Message) -> [UInt8]? {
+    message.edns?.options.first { $0.code == EDNSOption.cookieCode }?.data
+  }
+
+  /// False when `response` carries a COOKIE whose client part differs from the one `query` sent,
+  /// or carries none although the query held a server cookie, so the server is known to do cookies
+  /// (RFC 7873 §5.3). A server never seen with cookies may answer without one.
+  static func echoes(_ query: Message, in response: Message) -> Bool {
+    guard let sent = cookie(in: query), sent.count >= 8 else { return true }
+    guard let got = cookie(in: response) else { return sent.count == 8 }
+    return got.count >= 8 && got.prefix(8).elementsEqual(sent.prefix(8))
+  }
+
+  static func clientCookie(_ secret: [UInt8], _ server: String) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: 32)
+    var length: UInt32 = 0
+    let input = Array(server.utf8)
+    _ = secret.withUnsafeBufferPointer { key in
+      HMAC(EVP_sha256(), key.baseAddress, Int32(key.count), input, input.count, &out, &length)
+    }
+    return Array(out.prefix(8))
+  }
+
+  static func randomSecret() -> [UInt8] { (0..<16).map { _ in UInt8.random(in: 0...255) } }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import Resolver
+
+/// A Do53 server on 127.0.0.1 that speaks DNS Cookies (RFC 7873) in one of a few ways.
+final class CookieServer: Sendable {
+  enum Mode: Sendable {
+    /// Echo the client cookie with server cookie "SRVCOOKI".
+    case echo
+    /// BADCOOKIE (with a fresh server cookie) to a query that lacks it, then answer.
+    case badCookieFirst
+    /// Answer twice: first with a wrong client cookie, then correctly.
+    case wrongClientCookieFirst
+    /// Answer without any cookie.
+    case noCookie
+  }
+  static let serverCookie = Array("SRVCOOKI".utf8)
+  let channel: any Channel
+  var port: Int { channel.localAddress?.port ?? 0 }
+
+  init(_ mode: Mode) async throws {
+    let box = LogBox()
+    channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .channelInitializer { ch in
+        ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(CookieHandler(mode: mode, log: box)) }
+      }
+      .bind(host: "127.0.0.1", port: 0).get()
+    logBox = box
+  }
+  let logBox: LogBox
+  var received: [Message] { logBox.all }
+  func stop() async { try? await channel.close() }
+}
+
+final class LogBox: Sendable {
+  private let m = Mutex<[Message]>([])
+  func add(_ x: Message) { m.withLock { $0.append(x) } }
+  var all: [Message] { m.withLock { $0 } }
+}
+
+final class CookieHandler: ChannelInboundHandler, Sendable {
+  typealias InboundIn = AddressedEnvelope<ByteBuffer>
+  typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+  let mode: CookieServer.Mode
+  let log: LogBox
+  init(mode: CookieServer.Mode, log: LogBox) {
+    self.mode = mode
+    self.log = log
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let env = Self.unwrapInboundIn(data)
+    guard let q = try? Message.parse(Array(env.data.readableBytesView)), let name = q.questions.first?.name,
+      let a = IPv4Address("192.0.2.77")
+    else { return }
+    log.add(q)
+    let client = Array((DNSCookieJar.cookie(in: q) ?? []).prefix(8))
+    func reply(_ rcode: RCode, cookie: [UInt8]?) -> [UInt8] {
+      var m = q
+      m.header.qr = true
+      m.header.aa = true
+      m.edns = EDNS(udpPayloadSize: 1232, options: cookie.map { [EDNSOption(code: EDNSOption.cookieCode, data: $0)] } ?? [])
+      m.rcode = rcode
+      if rcode == .noError { m.answers = [ResourceRecord(name: name, type: .a, ttl: 60, rdata: .a(a))] }
+      return m.serialize()
+    }
+    var out: [[UInt8]] = []
+    switch mode {
+    case .echo: out = [reply(.noError, cookie: client + CookieServer.serverCookie)]
+    case .noCookie: out = [reply(.noError, cookie: nil)]
+    case .wrongClientCookieFirst:
+      out = [reply(.noError, cookie: Array("BADCLIEN".utf8) + CookieServer.serverCookie),
+             reply(.noError, cookie: client + CookieServer.serverCookie)]
+    case .badCookieFirst:
+      let hasServerCookie = (DNSCookieJar.cookie(in: q)?.count ?? 0) > 8
+      out = [reply(hasServerCookie ? .noError : .badCookie, cookie: client + CookieServer.serverCookie)]
+    }
+    for bytes in out {
+      context.writeAndFlush(
+        Self.wrapOutboundOut(AddressedEnvelope(remoteAddress: env.remoteAddress, data: context.channel.allocator.buffer(bytes: bytes))),
+        promise: nil)
+    }
+  }
+}
+
+@Suite struct Do53CookieTests {
+  func query(_ name: String = "www.example.test.") throws -> Message {
+    var m = Message()
+    m.header.id = UInt16.random(in: 0...UInt16.max)
+    m.questions = [Question(name: try DNSName(name), type: .a)]
+    m.edns = EDNS(udpPayloadSize: 1232)
+    return m
+  }
+
+  func exchange(_ server: CookieServer, _ transport: Do53Transport, _ q: Message) async throws -> ExchangeResult {
+    let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: server.port))
+    return await Do53Exchanger(transport: transport).exchange(q, server: endpoint, timeout: .seconds(1))
+  }
+
+  @Test func clientCookieIsSentAndTheServerCookieLearnedAndEchoed() async throws {
+    let server = try await CookieServer(.echo)
+    let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
+    let first = try await exchange(server, transport, try query())
+    #expect(first.response?.answers.count == 1)
+    #expect(transport.cookies.serverCookie(for: "127.0.0.1") == CookieServer.serverCookie)
+    _ = try await exchange(server, transport, try query("mail.example.test."))
+    let sent = server.received.map { DNSCookieJar.cookie(in: $0) ?? [] }
+    #expect(sent.count == 2 && sent[0].count == 8)  // client cookie only, then
+    #expect(sent[1].count == 16 && Array(sent[1].suffix(8)) == CookieServer.serverCookie)  // with the server's
+    #expect(sent[0].prefix(8) == sent[1].prefix(8))  // a stable client cookie per server
+    await server.stop()
+  }
+
+  @Test func replyWithAnotherClientCookieIsDiscarded() async throws {
+    let server = try await CookieServer(.wrongClientCookieFirst)
+    let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
+    let result = try await exchange(server, transport, try query())
+    #expect(result.response?.answers.count == 1)
+    #expect(transport.mismatchedResponses == 1)
+    #expect(transport.cookies.serverCookie(for: "127.0.0.1") == CookieServer.serverCookie)
+    await server.stop()
+  }
+
+  @Test func badCookieIsRetriedOnceWithTheNewServerCookie() async throws {
+    let server = try await CookieServer(.badCookieFirst)
+    let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
+    let result = try await exchange(server, transport, try query())
+    #expect(result.response?.rcode == .noError && result.response?.answers.count == 1)
+    #expect(result.legs.map(\.transport) == [.do53UDP, .do53UDP])
+    #expect(server.received.count == 2)
+    await server.stop()
+  }
+
+  @Test func knownCookieServerAnsweringWithoutACookieIsIgnored() async throws {
+    let echo = try await CookieServer(.echo)
+    let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
+    _ = try await exchange(echo, transport, try query())
+    await echo.stop()
+    // Same address, now a server without cookies (e.g. a forger): its replies are discarded.
+    let plain = try await CookieServer(.noCookie)
+    let jarKnowsIt = transport.cookies.serverCookie(for: "127.0.0.1") != nil
+    #expect(jarKnowsIt)
+    let result = try await exchange(plain, transport, try query())
+    #expect(result.response == nil)  // timed out: nothing acceptable arrived
+    #expect(transport.mismatchedResponses >= 1)
+    await plain.stop()
+  }
+
+  @Test func serversWithoutCookiesAreAnsweredNormally() async throws {
+    let server = try await CookieServer(.noCookie)
+    let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
+    let result = try await exchange(server, transport, try query())
+    #expect(result.response?.answers.count == 1)
+    #expect(transport.cookies.serverCookie(for: "127.0.0.1") == nil)
+    await server.stop()
+  }
+}
