@@ -6,6 +6,8 @@
 #   make dot-test  only the opportunistic-DoT integration tests (captures with tcpdump)
 #   make doq-test  only the opportunistic-DoQ integration tests (lab DoQ servers: aioquic + dnspython)
 #   make tui-test  only the dashboard (tmux) and control socket (sotto ctl) integration tests
+#   make fuzz      libFuzzer on the parsers (Fuzz/), FUZZ_SECONDS per target (default 60); fails on a crash
+#   make test-sanitize  unit tests under ASan and TSan, integration tests against an ASan-built sotto
 #   make bench     benchmarks (release build): the dashboard's CPU cost at 1,000 q/s (Benchmarks/)
 #   make screenshots  run the dashboard in tmux against the lab and render screenshots/*.png
 #   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53, DoT on some 127.53.x.y:853)
@@ -30,7 +32,7 @@ CI        ?=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: bench demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
+.PHONY: fuzz test-sanitize bench demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
 
 test: deps build-tests unit-test integration-test
 
@@ -96,6 +98,12 @@ screenshots: deps build
 	    || $(PYTHON) -m pip install pyte pillow; \
 	fi
 	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) scripts/screenshots.py screenshots
+
+# Builds one libFuzzer binary from the parser sources (plain swiftc, .build-fuzz/) and runs each
+# target for FUZZ_SECONDS against the seeds in Fuzz/corpus/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS="$(FUZZ_SECONDS)" Fuzz/fuzz.sh
 
 # Not part of `make test`. BENCH_ROUNDS / BENCH_SECONDS / BENCH_QPS override the defaults (3 / 20 / 1000).
 bench: deps
