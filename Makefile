@@ -32,7 +32,7 @@ CI        ?=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: fuzz test-sanitize bench demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
+.PHONY: fuzz test-sanitize test-asan test-tsan integration-test-asan bench demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
 
 test: deps build-tests unit-test integration-test
 
@@ -102,8 +102,31 @@ screenshots: deps build
 # Builds one libFuzzer binary from the parser sources (plain swiftc, .build-fuzz/) and runs each
 # target for FUZZ_SECONDS against the seeds in Fuzz/corpus/.
 FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 1
 fuzz:
-	FUZZ_SECONDS="$(FUZZ_SECONDS)" Fuzz/fuzz.sh
+	FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_JOBS="$(FUZZ_JOBS)" Fuzz/fuzz.sh
+
+# Unit tests under AddressSanitizer (with LeakSanitizer) and ThreadSanitizer, each in its own
+# scratch path, then the integration suite against the ASan-built sotto. Not part of `make test`.
+# LAB_LOCK prefixes the lab run (on a shared machine: LAB_LOCK="flock /tmp/sotto-lab.lock").
+# Tests/Sanitizers/ holds the suppressions, each explained (third-party code only).
+SAN_DIR   := $(CURDIR)/Tests/Sanitizers
+ASAN_ENV  := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(SAN_DIR)/lsan.supp:print_suppressions=0
+TSAN_ENV  := TSAN_OPTIONS=halt_on_error=1:suppressions=$(SAN_DIR)/tsan.supp
+LAB_LOCK  ?=
+test-sanitize: deps test-asan test-tsan integration-test-asan
+
+test-asan:
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	$(ASAN_ENV) $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
+
+test-tsan:
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	$(TSAN_ENV) $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan
+
+integration-test-asan:
+	$(SWIFT) build --sanitize=address --scratch-path .build-asan --product sotto
+	$(LAB_LOCK) env $(ASAN_ENV) SOTTO_BIN="$(CURDIR)/.build-asan/debug/sotto" $(PYTHON) -m pytest -v Tests/Integration
 
 # Not part of `make test`. BENCH_ROUNDS / BENCH_SECONDS / BENCH_QPS override the defaults (3 / 20 / 1000).
 bench: deps
