@@ -27,6 +27,7 @@ SOURCES=(
   Sources/Resolver/Iteration/RootHints.swift
   Sources/Resolver/Iteration/Resolution.swift
   Sources/Resolver/Encryption/StateFile.swift
+  Sources/Resolver/Encryption/ISOTimestamp.swift
   Sources/Resolver/Encryption/ServerRecord.swift
   Sources/Resolver/Encryption/TransportState.swift
   Sources/Resolver/Encryption/EncryptionSettings.swift

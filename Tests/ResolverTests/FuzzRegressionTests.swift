@@ -28,6 +28,7 @@ import Testing
       }
     case "statefile":
       if let doc = try? StateFile.decode(Data(bytes)) {
+        #expect(StateFile.records(doc).count == doc.servers.count)
         #expect(try StateFile.decode(StateFile.encode(doc)).servers.count == doc.servers.count)
       }
     default: Issue.record("unknown fuzz target prefix in \(file)")
@@ -39,6 +40,22 @@ import Testing
     let rdata = try RData.parse(presentation: "b.example. A NS TYPE1 A", type: .nsec, origin: .root)
     #expect(rdata == .nsec(nextName: wn("b.example."), types: [.a, .ns]))
     try Self.rdataRoundTrip(rdata, type: .nsec)
+  }
+
+  /// The timestamp that made ICU's date parser divide by zero (statefile fuzzer), and the forms
+  /// the state file writes.
+  @Test func stateFileTimestampsAreParsedStrictlyWithoutICU() {
+    let long = "2026-11-28T08:00:00.0" + String(repeating: "7", count: 100) + "0Z"
+    #expect(StateFile.date(long) == nil)
+    #expect(StateFile.date("2026-11-28T0ke") == nil)
+    #expect(StateFile.date("1970-01-01T00:00:00Z") == 0)
+    #expect(StateFile.date("2026-11-28T08:00:00Z") == 1_795_852_800)
+    #expect(abs((StateFile.date("2026-11-28T08:00:00.050Z") ?? 0) - 1_795_852_800.05) < 1e-6)
+    #expect(StateFile.date("2026-11-28T09:00:00+01:00") == 1_795_852_800)
+    #expect(StateFile.date("2024-02-29T00:00:00Z") == 1_709_164_800)
+    #expect(StateFile.date("2024-02-30T00:00:00Z") == nil)
+    let t = 1_795_852_800.25
+    #expect(abs((StateFile.date(StateFile.iso(t)) ?? 0) - t) < 1e-6)
   }
 
   static func messageRoundTrip(_ bytes: [UInt8]) throws {

@@ -276,11 +276,7 @@ public enum StateFile {
     return f.string(from: Date(timeIntervalSince1970: t))
   }
 
-  static func date(_ s: String) -> Double? {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    if let d = f.date(from: s) { return d.timeIntervalSince1970 }
-    f.formatOptions = [.withInternetDateTime]
-    return f.date(from: s)?.timeIntervalSince1970
-  }
+  /// Unix seconds for a timestamp in the file; nil when it is not strict RFC 3339 (never ICU:
+  /// its parser crashed on hostile input, see ISOTimestamp).
+  static func date(_ s: String) -> Double? { ISOTimestamp.parse(s) }
 }
