@@ -7,6 +7,8 @@
 #   make dot-test  only the opportunistic-DoT integration tests (captures with tcpdump)
 #   make doq-test  only the opportunistic-DoQ integration tests (lab DoQ servers: aioquic + dnspython)
 #   make tui-test  only the dashboard (tmux) and control socket (sotto ctl) integration tests
+#   make fuzz      libFuzzer on the parsers (Fuzz/), FUZZ_SECONDS per target (default 60); fails on a crash
+#   make test-sanitize  unit tests under ASan and TSan, integration tests against an ASan-built sotto
 #   make bench     benchmarks (release build): the dashboard's CPU cost at 1,000 q/s (Benchmarks/)
 #   make screenshots  run the dashboard in tmux against the lab and render screenshots/*.png
 #   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53, DoT on some 127.53.x.y:853)
@@ -32,7 +34,7 @@ CI        ?=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: bench demo demo-deps lab-demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
+.PHONY: fuzz test-sanitize test-asan test-tsan integration-test-asan bench demo demo-deps lab-demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
 
 test: deps build-tests unit-test integration-test
 
@@ -112,6 +114,35 @@ screenshots: demo-deps build
 	    || $(PYTHON) -m pip install pyte pillow; \
 	fi
 	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) scripts/screenshots.py screenshots
+
+# Builds one libFuzzer binary from the parser sources (plain swiftc, .build-fuzz/) and runs each
+# target for FUZZ_SECONDS against the seeds in Fuzz/corpus/.
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 1
+fuzz:
+	FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_JOBS="$(FUZZ_JOBS)" Fuzz/fuzz.sh
+
+# Unit tests under AddressSanitizer (with LeakSanitizer) and ThreadSanitizer, each in its own
+# scratch path, then the integration suite against the ASan-built sotto. Not part of `make test`.
+# LAB_LOCK prefixes the lab run (on a shared machine: LAB_LOCK="flock /tmp/sotto-lab.lock").
+# Tests/Sanitizers/ holds the suppressions, each explained (third-party code only).
+SAN_DIR   := $(CURDIR)/Tests/Sanitizers
+ASAN_ENV  := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(SAN_DIR)/lsan.supp:print_suppressions=0
+TSAN_ENV  := TSAN_OPTIONS=halt_on_error=1:suppressions=$(SAN_DIR)/tsan.supp
+LAB_LOCK  ?=
+test-sanitize: deps test-asan test-tsan integration-test-asan
+
+test-asan:
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	$(ASAN_ENV) $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
+
+test-tsan:
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	$(TSAN_ENV) $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan
+
+integration-test-asan:
+	$(SWIFT) build --sanitize=address --scratch-path .build-asan --product sotto
+	$(LAB_LOCK) env $(ASAN_ENV) SOTTO_BIN="$(CURDIR)/.build-asan/debug/sotto" $(PYTHON) -m pytest -v Tests/Integration
 
 # Not part of `make test`. BENCH_ROUNDS / BENCH_SECONDS / BENCH_QPS override the defaults (3 / 20 / 1000).
 bench: deps

@@ -254,11 +254,38 @@ struct ListenerOptions: ParsableArguments {
   @Option(name: .long, help: "Control socket path (Unix domain, mode 0600) for `sotto ctl` and `sotto top --attach`.")
   var control: String?
 
+  @Option(name: .long, help: "Client resolutions running at once; over the cap: SERVFAIL (1024).")
+  var maxResolutions: Int?
+
+  @Option(name: .long, help: "Open client TCP connections at most (256).")
+  var maxTcpConnections: Int?
+
+  @Option(name: .long, help: "Seconds an idle client TCP connection stays open (10).")
+  var tcpIdleTimeout: Double?
+
+  @Option(name: .long, help: "Queries per client TCP connection before it is closed; 0: no limit (1000).")
+  var tcpQueriesPerConnection: Int?
+
+  @Option(name: .long, help: "Queries per second from one client address; excess dropped; 0: off (2000).")
+  var clientRateLimit: Double?
+
+  func validate() throws {
+    for (key, value) in commandLineSettings().values {
+      guard let setting = Setting.named(key), case .failure(let problem) = setting.check(value) else { continue }
+      throw ValidationError("\(setting.flag.split(separator: " ")[0]): \(problem.message)")
+    }
+  }
+
   /// The listener settings given as flags.
   func commandLineSettings() -> Settings {
     var s = Settings()
     if !listen.isEmpty { s[.listen] = .strings(listen) }
     if !allow.isEmpty { s[.allow] = .strings(allow) }
+    s[.maxResolutions] = maxResolutions.map(ConfigValue.int)
+    s[.maxTCPConnections] = maxTcpConnections.map(ConfigValue.int)
+    s[.tcpIdleTimeout] = tcpIdleTimeout.map(ConfigValue.number)
+    s[.tcpQueriesPerConnection] = tcpQueriesPerConnection.map(ConfigValue.int)
+    s[.clientRateLimit] = clientRateLimit.map(ConfigValue.number)
     s[.control] = control.map(ConfigValue.string)
     return s
   }
@@ -271,6 +298,11 @@ struct ListenerOptions: ParsableArguments {
     config.allowed = try settings.strings(.allow).map { text in
       do { return try CIDR(text) } catch { throw ValidationError("allow \(text): \(error)") }
     }
+    config.maxResolutions = settings.int(.maxResolutions)
+    config.maxTCPConnections = settings.int(.maxTCPConnections)
+    config.tcpIdleTimeout = .nanoseconds(Int64(settings.number(.tcpIdleTimeout) * 1e9))
+    config.tcpQueriesPerConnection = settings.int(.tcpQueriesPerConnection)
+    config.clientRateLimit = settings.number(.clientRateLimit)
     return config
   }
 }

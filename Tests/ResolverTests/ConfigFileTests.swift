@@ -40,6 +40,11 @@ import Testing
     [server]
     listen = ["127.0.0.1:53", "[::1]:53"]
     allow = ["10.0.0.0/8"]
+    max-resolutions = 64
+    max-tcp-connections = 16
+    tcp-idle-timeout = 2.5
+    tcp-queries-per-connection = 0
+    client-rate-limit = 50
     control = "/run/sotto/control.sock"
 
     [log]

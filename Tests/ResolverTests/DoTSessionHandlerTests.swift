@@ -7,7 +7,9 @@ import Testing
 /// The DNS side of a DoT session without TLS: an EmbeddedChannel with the framing decoder and the
 /// session handler, the handshake completion injected as the TLS handler would fire it.
 @Suite struct DoTSessionHandlerTests {
-  private struct Harness {
+  /// A class so that `deinit` can finish the channel: an unfinished EmbeddedChannel keeps its
+  /// pipeline, handlers and scheduled timers alive in a cycle (LeakSanitizer reported it).
+  private final class Harness {
     let channel = EmbeddedChannel()
     let handler: DoTSessionHandler
     let closes = DoTRecorder<EncryptedFailure>()
@@ -25,6 +27,8 @@ import Testing
         tlsVersion: "TLSv1.3", alpn: "dot", resumed: false, certificate: CertificateCheck(problems: []), handshakeMs: 1)
       channel.pipeline.fireUserInboundEventTriggered(DoTHandshakeCompleted(info: info))
     }
+
+    deinit { _ = try? channel.finish(acceptAlreadyClosed: true) }
 
     /// The query the handler wrote, unframed and parsed.
     func sentQuery() throws -> (wire: [UInt8], message: Message) {

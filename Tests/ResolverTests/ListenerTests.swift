@@ -15,6 +15,14 @@ private struct FixedResolver: QueryResolving {
   }
 }
 
+/// Answers like `FixedResolver`, after one second.
+private struct SlowResolver: QueryResolving {
+  func resolve(_ question: Question) async -> Resolution {
+    try? await Task.sleep(for: .seconds(1))
+    return await FixedResolver().resolve(question)
+  }
+}
+
 private enum ListenerTestError: Error {
   case timeout
   case noReply
@@ -98,17 +106,67 @@ private enum ListenerTestError: Error {
     }
   }
 
+  @Test func closesATCPConnectionAfterItsQueryLimit() async throws {
+    try await withListener(tcpQueryLimit: 2) { server, listener in
+      // Three queries in one write: two are answered, the third is ignored and the connection closes.
+      let channel = try await connect(server)
+      let replies = try await withTimeout {
+        try await channel.executeThenClose { inbound, outbound in
+          var out = ByteBuffer()
+          for id in 1...3 {
+            let q = try query(id: UInt16(id), "q\(id).example")
+            out.writeInteger(UInt16(q.count))
+            out.writeBytes(q)
+          }
+          try await outbound.write(out)
+          var received = 0
+          for try await chunk in inbound { received += chunk.readableBytes }
+          return received  // the loop ends when the server closes
+        }
+      }
+      #expect(replies > 0)
+      #expect(listener.statistics.tcpQueries == 2)
+      #expect(listener.statistics.tcpQueryLimitClosed == 1)
+    }
+  }
+
+  @Test func dropsQueriesOverTheClientRate() async throws {
+    try await withListener(rate: 1) { server, listener in
+      let first = try Message.parse(try await udpExchange(query(id: 1, "a.example"), with: server))
+      #expect(first.rcode == .noError)
+      await #expect(throws: ListenerTestError.timeout) {
+        _ = try await udpExchange(query(id: 2, "b.example"), with: server, seconds: 1)
+      }
+      #expect(listener.statistics.rateLimited == 1)
+    }
+  }
+
+  @Test func answersServfailOverTheResolutionCap() async throws {
+    try await withListener(resolver: SlowResolver(), maxResolutions: 1) { server, listener in
+      // The first query holds the only slot for 1 s; the second is shed at once.
+      async let slow = udpExchange(query(id: 1, "slow.example"), with: server)
+      try await Task.sleep(for: .milliseconds(200))
+      let shed = try Message.parse(try await udpExchange(query(id: 2, "fast.example"), with: server))
+      #expect(shed.rcode == .servFail && shed.header.id == 2)
+      #expect(try Message.parse(try await slow).rcode == .noError)
+      #expect(listener.statistics.resolutionsShed == 1)
+      #expect(listener.statistics.resolutionsInFlight == 0)
+    }
+  }
+
   // MARK: Helpers
 
   private func withListener(
-    allowed: [CIDR] = CIDR.loopback, idle: TimeAmount = .seconds(10), maxTCP: Int = 256,
+    resolver: any QueryResolving = FixedResolver(), allowed: [CIDR] = CIDR.loopback, idle: TimeAmount = .seconds(10),
+    maxTCP: Int = 256, tcpQueryLimit: Int = 1000, maxResolutions: Int = 1024, rate: Double = 0,
     _ body: (SocketAddress, Listener) async throws -> Void
   ) async throws {
     let configuration = ListenerConfiguration(
       addresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)], allowed: allowed, tcpIdleTimeout: idle,
-      maxTCPConnections: maxTCP)
+      maxTCPConnections: maxTCP, tcpQueriesPerConnection: tcpQueryLimit, maxResolutions: maxResolutions,
+      clientRateLimit: rate)
     let listener = Listener(
-      resolver: FixedResolver(), configuration: configuration, group: group, logger: Logger(label: "ListenerTests"))
+      resolver: resolver, configuration: configuration, group: group, logger: Logger(label: "ListenerTests"))
     let bound = try await listener.start()
     guard let server = bound.first, server.port != 0 else {
       await listener.stop()
@@ -132,14 +190,14 @@ private enum ListenerTestError: Error {
     return message.serialize()
   }
 
-  private func udpExchange(_ query: [UInt8], with server: SocketAddress) async throws -> [UInt8] {
+  private func udpExchange(_ query: [UInt8], with server: SocketAddress, seconds: Int = 5) async throws -> [UInt8] {
     let channel = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0) { channel in
       channel.eventLoop.makeCompletedFuture {
         try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(
           wrappingChannelSynchronously: channel)
       }
     }
-    return try await withTimeout {
+    return try await withTimeout(seconds: seconds) {
       try await channel.executeThenClose { inbound, outbound in
         try await outbound.write(AddressedEnvelope(remoteAddress: server, data: ByteBuffer(bytes: query)))
         for try await envelope in inbound { return Array(envelope.data.readableBytesView) }

@@ -95,6 +95,22 @@ extension Setting {
   public static let allow = Setting(
     "server.allow", flag: "--allow CIDR", .list, default: .strings(["127.0.0.0/8", "::1/128"]),
     "client networks that get answers; others get REFUSED (serve, top)")
+  public static let maxResolutions = Setting(
+    "server.max-resolutions", flag: "--max-resolutions N", .integer(1...Int.max), default: .int(1024),
+    "client resolutions running at once; a query over the cap gets SERVFAIL at once (serve, top)")
+  public static let maxTCPConnections = Setting(
+    "server.max-tcp-connections", flag: "--max-tcp-connections N", .integer(1...Int.max), default: .int(256),
+    "open client TCP connections; further ones are closed at once (serve, top)")
+  public static let tcpIdleTimeout = Setting(
+    "server.tcp-idle-timeout", flag: "--tcp-idle-timeout S", .number(above: 0, min: 0, max: 3600),
+    default: .number(10), "seconds a client TCP connection may stay idle before it is closed (serve, top)")
+  public static let tcpQueriesPerConnection = Setting(
+    "server.tcp-queries-per-connection", flag: "--tcp-queries-per-connection N", .integer(0...Int.max),
+    default: .int(1000), "queries one client TCP connection may send before it is closed; 0: no limit (serve, top)")
+  public static let clientRateLimit = Setting(
+    "server.client-rate-limit", flag: "--client-rate-limit N", .number(above: nil, min: 0, max: .infinity),
+    default: .number(2000),
+    "queries per second from one client address (bursts of as many); excess is dropped; 0: off (serve, top)")
   public static let control = Setting(
     "server.control", flag: "--control PATH", .path, default: nil,
     "control socket (mode 0600) for `sotto ctl` and `sotto top --attach` (serve, top)")
@@ -122,7 +138,8 @@ extension Setting {
     minTTL, maxTTL, maxNegativeTTL, queryTimeout, queryRetries, resolutionDeadline, ednsBufferSize,
     encryption, dot, doq, prefer, encryptedPort, persistence, damping, probeTimeout, maxProbes, maxSessions,
     sessionIdleTimeout, tlsCAFile,
-    listen, allow, control,
+    listen, allow, maxResolutions, maxTCPConnections, tcpIdleTimeout, tcpQueriesPerConnection, clientRateLimit,
+    control,
     logLevel, logFile,
     stateFile, stateSaveInterval,
   ]

@@ -195,19 +195,40 @@ public enum StateFile {
     } catch {
       throw .unreadable(path: path, reason: "\(error.localizedDescription)")
     }
+    do {
+      return try decode(data)
+    } catch {
+      switch error {
+      case .unsupportedVersion(let v):
+        throw .unsupportedVersion(path: path, version: v, backup: moveAside(path))
+      case .corrupt(let reason):
+        throw .corrupt(path: path, reason: reason, backup: moveAside(path))
+      }
+    }
+  }
+
+  /// Why `decode` rejected the bytes of a state file.
+  public enum DecodeFailure: Error, Equatable {
+    case unsupportedVersion(Int)
+    case corrupt(String)
+  }
+
+  /// Decodes the bytes of a state file (no file system access; the loader and the fuzzer use it).
+  public static func decode(_ data: Data) throws(DecodeFailure) -> StateFileDocument {
     let d = JSONDecoder()
     d.keyDecodingStrategy = .convertFromSnakeCase
     struct VersionOnly: Decodable { var version: Int }
+    let version: Int
     do {
-      let v = try d.decode(VersionOnly.self, from: data)
-      guard v.version == StateFileDocument.currentVersion else {
-        throw StateFileError.unsupportedVersion(path: path, version: v.version, backup: moveAside(path))
-      }
-      return try d.decode(StateFileDocument.self, from: data)
-    } catch let e as StateFileError {
-      throw e
+      version = try d.decode(VersionOnly.self, from: data).version
     } catch {
-      throw .corrupt(path: path, reason: shortReason(error), backup: moveAside(path))
+      throw .corrupt(shortReason(error))
+    }
+    guard version == StateFileDocument.currentVersion else { throw .unsupportedVersion(version) }
+    do {
+      return try d.decode(StateFileDocument.self, from: data)
+    } catch {
+      throw .corrupt(shortReason(error))
     }
   }
 
@@ -255,11 +276,7 @@ public enum StateFile {
     return f.string(from: Date(timeIntervalSince1970: t))
   }
 
-  static func date(_ s: String) -> Double? {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    if let d = f.date(from: s) { return d.timeIntervalSince1970 }
-    f.formatOptions = [.withInternetDateTime]
-    return f.date(from: s)?.timeIntervalSince1970
-  }
+  /// Unix seconds for a timestamp in the file; nil when it is not strict RFC 3339 (never ICU:
+  /// its parser crashed on hostile input, see ISOTimestamp).
+  static func date(_ s: String) -> Double? { ISOTimestamp.parse(s) }
 }

@@ -22,6 +22,8 @@ public struct MonitorStats: Sendable, Codable, Hashable {
   public var clientQueries: Int
   public var clientCacheHits: Int
   public var queryRate: Double
+  /// The client listener's counters: refusals, drops and every cap that held a client back.
+  public var listener: ListenerStatistics
   public var cache: CacheSnapshot
   public var encryption: EncryptionSnapshot
   public var privacy: PrivacyData
@@ -225,7 +227,8 @@ extension MonitorSnapshot {
       probes: totals.probes, cleartextWhileGood: totals.cleartextWhileGood, serversByState: byState)
     var stats = MonitorStats(
       now: now, startTime: monitor.startTime, listeners: monitor.listeners, clientQueries: monitor.clientQueries,
-      clientCacheHits: monitor.cacheHits, queryRate: monitor.queryRate, cache: CacheSnapshot(cache),
+      clientCacheHits: monitor.cacheHits, queryRate: monitor.queryRate, listener: monitor.listener,
+      cache: CacheSnapshot(cache),
       encryption: encryption, privacy: monitor.privacy)
     stats.upstream = upstream
     return MonitorSnapshot(stats: stats, servers: servers, queries: monitor.queries)

@@ -65,6 +65,8 @@ public final class ResolverMonitor: Sendable {
   public let startTime: Double
   let wallClock: @Sendable () -> Double
   let state = Mutex(State())
+  /// The client listener's counters (caps, refusals, drops); the `Listener` given this monitor uses them.
+  public let listenerCounters = ListenerCounters()
 
   public init(wallClock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
     self.wallClock = wallClock
@@ -129,7 +131,7 @@ public final class ResolverMonitor: Sendable {
       let leaks = s.leaks.count < Self.leakCapacity ? s.leaks : Array(s.leaks[s.leakNext...] + s.leaks[..<s.leakNext])
       return MonitorData(
         now: now, startTime: startTime, listeners: s.listeners, clientQueries: s.clientQueries, cacheHits: s.cacheHits,
-        queryRate: rate, queries: log.reversed(),
+        queryRate: rate, listener: listenerCounters.snapshot, queries: log.reversed(),
         privacy: PrivacyData(
           cleartextHops: s.cleartextHops, encryptedHops: s.encryptedHops, byZone: s.cleartextByZone,
           byServer: s.cleartextByServer, recent: leaks.reversed(), cleartextSeries: s.cleartextSeries.values(now: now),
@@ -148,6 +150,8 @@ public struct MonitorData: Sendable, Codable, Hashable {
   public var cacheHits: Int
   /// Client queries per second over the last 10 s.
   public var queryRate: Double
+  /// The client listener's counters.
+  public var listener: ListenerStatistics
   /// The latest client queries, newest first.
   public var queries: [QueryLogEntry]
   public var privacy: PrivacyData

@@ -1,33 +1,5 @@
 import Foundation
 
-/// The control socket protocol: one JSON object per line each way.
-///
-/// Requests: `{"cmd":"stats"}`, `{"cmd":"servers"}`, `{"cmd":"queries","limit":50}`,
-/// `{"cmd":"flush"}`, `{"cmd":"flush","name":"example.test."}` (that name and everything below),
-/// `{"cmd":"flush","negative":true}`, `{"cmd":"forget","ip":"192.0.2.1"}`,
-/// `{"cmd":"probe","ip":"192.0.2.1"}`, `{"cmd":"lookup","name":"www.example.test.","type":"A"}`.
-/// Responses: `{"ok":true,...}` or `{"ok":false,"error":"..."}`.
-public struct ControlRequest: Sendable, Codable, Hashable {
-  public var cmd: String
-  public var name: String?
-  public var ip: String?
-  public var type: String?
-  public var limit: Int?
-  public var negative: Bool?
-
-  public init(cmd: String, name: String? = nil, ip: String? = nil, type: String? = nil, limit: Int? = nil, negative: Bool? = nil) {
-    self.cmd = cmd
-    self.name = name
-    self.ip = ip
-    self.type = type
-    self.limit = limit
-    self.negative = negative
-  }
-
-  /// Every command the server knows.
-  public static let commands = ["stats", "servers", "queries", "flush", "forget", "probe", "lookup"]
-}
-
 /// The answer to `lookup` over the control socket and in the dashboard's lookup pane.
 public struct LookupOutcome: Sendable, Codable, Hashable {
   public var name: String
@@ -58,15 +30,10 @@ public struct ControlHandler: Sendable {
 
   /// The response line (without newline) for one request line.
   public func respond(to line: String) async -> String {
-    let request: ControlRequest
-    do {
-      request = try JSONDecoder().decode(ControlRequest.self, from: Data(line.utf8))
-    } catch {
-      let what = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any]
-        ? "request needs a string \"cmd\"" : "request is not a JSON object"
-      return Self.failure("\(what); send one JSON object per line such as {\"cmd\":\"stats\"}")
+    switch ControlRequest.parse(line: line) {
+    case .success(let request): return await respond(to: request)
+    case .failure(let problem): return Self.failure(problem.description)
     }
-    return await respond(to: request)
   }
 
   public func respond(to request: ControlRequest) async -> String {

@@ -8,7 +8,7 @@ public final class Listener: Sendable {
   private let configuration: ListenerConfiguration
   private let group: any EventLoopGroup
   private let logger: Logger
-  private let counters = ListenerCounters()
+  private let counters: ListenerCounters
   private let processor: QueryProcessor
   private let connections: ConnectionTracker
   private let servers = Mutex<[any Channel]>([])
@@ -22,8 +22,13 @@ public final class Listener: Sendable {
     self.configuration = configuration
     self.group = group
     self.logger = logger
-    self.processor = QueryProcessor(
+    let counters = monitor?.listenerCounters ?? ListenerCounters()
+    self.counters = counters
+    var processor = QueryProcessor(
       resolver: resolver, allowed: configuration.allowed, counters: counters, logger: logger, monitor: monitor)
+    processor.maxResolutions = configuration.maxResolutions
+    if configuration.clientRateLimit > 0 { processor.rateLimiter = ClientRateLimiter(rate: configuration.clientRateLimit) }
+    self.processor = processor
     self.connections = ConnectionTracker(limit: configuration.maxTCPConnections)
   }
 
@@ -87,6 +92,7 @@ public final class Listener: Sendable {
     let counters = self.counters
     let logger = self.logger
     let idleTimeout = configuration.tcpIdleTimeout
+    let queryLimit = configuration.tcpQueriesPerConnection
     return try await ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 256)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -101,7 +107,7 @@ public final class Listener: Sendable {
           try channel.pipeline.syncOperations.addHandlers([
             IdleStateHandler(readTimeout: idleTimeout),
             ByteToMessageHandler(TCPFrameDecoder()),
-            TCPQueryHandler(processor: processor),
+            TCPQueryHandler(processor: processor, counters: counters, queryLimit: queryLimit),
           ])
         }
       }

@@ -1,6 +1,6 @@
 import NIOCore
 
-/// Where and for whom the client listener serves.
+/// Where and for whom the client listener serves, and the caps that hold hostile clients.
 public struct ListenerConfiguration: Sendable {
   /// Addresses to serve on, UDP and TCP on the same port; port 0 picks a free one.
   public var addresses: [SocketAddress]
@@ -10,14 +10,24 @@ public struct ListenerConfiguration: Sendable {
   public var tcpIdleTimeout: TimeAmount
   /// Open client TCP connections at most; further connections are closed at once.
   public var maxTCPConnections: Int
+  /// Queries one TCP connection may send; the connection is closed after answering the last (0: no limit).
+  public var tcpQueriesPerConnection: Int
+  /// Client resolutions running at once; a query over the cap gets SERVFAIL at once.
+  public var maxResolutions: Int
+  /// Queries per second one client address may send (bursts of as many); excess is dropped (0: off).
+  public var clientRateLimit: Double
 
   public init(
     addresses: [SocketAddress], allowed: [CIDR] = CIDR.loopback, tcpIdleTimeout: TimeAmount = .seconds(10),
-    maxTCPConnections: Int = 256
+    maxTCPConnections: Int = 256, tcpQueriesPerConnection: Int = 1000, maxResolutions: Int = 1024,
+    clientRateLimit: Double = 0
   ) {
     self.addresses = addresses
     self.allowed = allowed
     self.tcpIdleTimeout = tcpIdleTimeout
     self.maxTCPConnections = maxTCPConnections
+    self.tcpQueriesPerConnection = tcpQueriesPerConnection
+    self.maxResolutions = maxResolutions
+    self.clientRateLimit = clientRateLimit
   }
 }

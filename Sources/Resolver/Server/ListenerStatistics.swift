@@ -1,7 +1,7 @@
 import Synchronization
 
-/// Counters of the client listener.
-public struct ListenerStatistics: Sendable, Hashable {
+/// Counters of the client listener (also in `sotto ctl stats` under `listener`).
+public struct ListenerStatistics: Sendable, Hashable, Codable {
   /// Messages received from clients (UDP datagrams and TCP frames).
   public var queries = 0
   /// Of those, over TCP.
@@ -16,16 +16,46 @@ public struct ListenerStatistics: Sendable, Hashable {
   public var dropped = 0
   /// TCP connections closed at once because `maxTCPConnections` were open.
   public var tcpConnectionsRejected = 0
+  /// TCP connections closed after `tcpIdleTimeout` without a query.
+  public var tcpIdleClosed = 0
+  /// TCP connections closed after `tcpQueriesPerConnection` queries.
+  public var tcpQueryLimitClosed = 0
+  /// Queries dropped because their client address was over `clientRateLimit`.
+  public var rateLimited = 0
+  /// Queries answered SERVFAIL because `maxResolutions` resolutions were already running.
+  public var resolutionsShed = 0
+  /// Client resolutions running now.
+  public var resolutionsInFlight = 0
+  /// ANY queries answered with the RFC 8482 HINFO.
+  public var anyQueries = 0
   public init() {}
 }
 
-/// Mutex-protected `ListenerStatistics` shared by the listener's handlers.
-final class ListenerCounters: Sendable {
+/// Mutex-protected `ListenerStatistics` shared by the listener's handlers (and the monitor).
+public final class ListenerCounters: Sendable {
   private let counters = Mutex(ListenerStatistics())
 
-  var snapshot: ListenerStatistics { counters.withLock { $0 } }
+  public init() {}
+
+  /// The counters now.
+  public var snapshot: ListenerStatistics { counters.withLock { $0 } }
 
   func update(_ body: (inout ListenerStatistics) -> Void) {
     counters.withLock { body(&$0) }
   }
+
+  /// Takes a resolution slot unless `limit` are running; counts a refusal as shed.
+  func beginResolution(limit: Int) -> Bool {
+    counters.withLock { c in
+      guard c.resolutionsInFlight < limit else {
+        c.resolutionsShed += 1
+        return false
+      }
+      c.resolutionsInFlight += 1
+      return true
+    }
+  }
+
+  /// Gives back a slot taken by `beginResolution`.
+  func endResolution() { counters.withLock { $0.resolutionsInFlight -= 1 } }
 }

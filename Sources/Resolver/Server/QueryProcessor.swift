@@ -9,6 +9,24 @@ struct QueryProcessor: Sendable {
   let counters: ListenerCounters
   let logger: Logger
   var monitor: ResolverMonitor? = nil
+  /// Client resolutions running at once at most (excess: SERVFAIL, counted).
+  var maxResolutions = Int.max
+  /// Per-address query rate limit; nil when off.
+  var rateLimiter: ClientRateLimiter? = nil
+
+  /// Whether a message from `client` may be processed at all (the per-address rate limit);
+  /// counts a refusal as a drop. Called before any work is spent on the message.
+  func admit(_ client: SocketAddress?) -> Bool {
+    guard let rateLimiter else { return true }
+    guard rateLimiter.allow(client?.ipAddress ?? "?") else {
+      counters.update {
+        $0.queries += 1
+        $0.rateLimited += 1
+      }
+      return false
+    }
+    return true
+  }
 
   /// The response bytes for `raw` from `client`, or nil to send nothing.
   func process(_ raw: [UInt8], from client: SocketAddress?, overTCP: Bool) async -> [UInt8]? {
@@ -49,9 +67,16 @@ struct QueryProcessor: Sendable {
     case .respond(let message):
       response = message
     case .resolve(let question):
+      guard counters.beginResolution(limit: maxResolutions) else {
+        logger.debug("resolution cap reached", metadata: ["client": "\(client.map { "\($0)" } ?? "?")"])
+        response = ResponseBuilder.error(.servFail, to: query)
+        break
+      }
       let resolution = await resolver.resolve(question)
+      counters.endResolution()
       monitor?.record(client: client?.ipAddress ?? "?", question: question, resolution: resolution)
       response = ResponseBuilder.response(to: query, resolution: resolution)
+      if query.questions.first?.type == .any { counters.update { $0.anyQueries += 1 } }
     }
     count(response.rcode)
     return ResponseBuilder.serialize(response, for: query, overTCP: overTCP)

@@ -26,6 +26,9 @@ public enum ResponseBuilder {
     }
     if question.qclass != .in { return .respond(error(.refused, to: query)) }
     if question.type == .axfr || question.type == .ixfr { return .respond(error(.refused, to: query)) }
+    // RFC 8482 §4.2: ANY is not resolved as such; the name is looked up (type A) only to learn
+    // whether it exists, and `response(to:resolution:)` answers with one synthesized HINFO.
+    if question.type == .any { return .resolve(Question(name: question.name, type: .a, qclass: question.qclass)) }
     return .resolve(question)
   }
 
@@ -50,8 +53,29 @@ public enum ResponseBuilder {
   /// The response carrying `resolution` (answer, authority and rcode) for an accepted `query`.
   public static func response(to query: Message, resolution: Resolution) -> Message {
     var response = error(resolution.rcode, to: query)
+    if let question = query.questions.first, question.type == .any {
+      return anyResponse(response, question: question, resolution: resolution)
+    }
     response.answers = resolution.answer
     response.authority = resolution.authority
+    return response
+  }
+
+  /// TTL of the RFC 8482 HINFO: long, so that clients do not ask ANY again soon (RFC 8482 §4.2).
+  public static let anyHINFOTTL: UInt32 = 3600
+
+  /// The RFC 8482 answer to ANY: for a name that exists, one HINFO RR "RFC8482" ""; for one that
+  /// does not (or a failed lookup), the lookup's rcode and authority section.
+  static func anyResponse(_ base: Message, question: Question, resolution: Resolution) -> Message {
+    var response = base
+    guard resolution.rcode == .noError else {
+      response.authority = resolution.authority
+      return response
+    }
+    let hinfo: [UInt8] = [7] + Array("RFC8482".utf8) + [0]
+    response.answers = [
+      ResourceRecord(name: question.name, type: .hinfo, rrclass: question.qclass, ttl: anyHINFOTTL, rdata: .unknown(hinfo))
+    ]
     return response
   }
 

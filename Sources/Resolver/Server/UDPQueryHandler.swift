@@ -14,8 +14,9 @@ final class UDPQueryHandler: ChannelInboundHandler, Sendable {
     let envelope = unwrapInboundIn(data)
     let raw = Array(envelope.data.readableBytesView)
     let client = envelope.remoteAddress
-    let channel = context.channel
     let processor = self.processor
+    guard processor.admit(client) else { return }  // over the client's rate: no task, no answer
+    let channel = context.channel
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
     promise.completeWithTask { await processor.process(raw, from: client, overTCP: false) }
     promise.futureResult.whenSuccess { response in  // runs on the channel's event loop

@@ -70,7 +70,9 @@ extension RData {
         guard let rr = RRType(mnemonic: t) else { throw .badPresentation("unknown type '\(t)'") }
         types.append(rr)
       }
-      rdata = .nsec(nextName: next, types: types.sorted { $0.rawValue < $1.rawValue })
+      // A type listed twice is one bit in the bitmap: keep it once, or the value would not
+      // equal its own wire form (found by the presentation fuzzer).
+      rdata = .nsec(nextName: next, types: Set(types.map(\.rawValue)).sorted().map { RRType($0) })
     default:
       throw .badPresentation("no text form for \(type) here; use \\# length hex")
     }

@@ -1,0 +1,52 @@
+import NIOCore
+import Synchronization
+
+/// Per-client-address token buckets: each address may send `rate` queries per second with bursts
+/// of up to `burst`. The table holds at most `maxClients` addresses; when it is full, buckets
+/// that have refilled completely are dropped, and if none has, the table starts over (a spoofed
+/// flood from many addresses cannot grow memory without bound).
+final class ClientRateLimiter: Sendable {
+  struct Bucket {
+    var tokens: Double
+    var last: UInt64
+  }
+
+  let rate: Double
+  let burst: Double
+  let maxClients: Int
+  private let buckets = Mutex<[String: Bucket]>([:])
+
+  /// `rate` queries per second per address (must be > 0); bursts up to `burst` (at least 1).
+  init(rate: Double, burst: Double? = nil, maxClients: Int = 65_536) {
+    self.rate = rate
+    self.burst = max(1, burst ?? rate)
+    self.maxClients = maxClients
+  }
+
+  /// Takes one token for `client` at `now` (monotonic nanoseconds); false when it has none left.
+  func allow(_ client: String, now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> Bool {
+    buckets.withLock { table in
+      if var bucket = table[client] {
+        let elapsed = Double(now &- bucket.last) / 1e9
+        bucket.tokens = min(burst, bucket.tokens + elapsed * rate)
+        bucket.last = now
+        let allowed = bucket.tokens >= 1
+        if allowed { bucket.tokens -= 1 }
+        table[client] = bucket
+        return allowed
+      }
+      if table.count >= maxClients { prune(&table, now: now) }
+      table[client] = Bucket(tokens: burst - 1, last: now)
+      return true
+    }
+  }
+
+  /// Addresses tracked now.
+  var trackedClients: Int { buckets.withLock { $0.count } }
+
+  private func prune(_ table: inout [String: Bucket], now: UInt64) {
+    let refill = burst / rate
+    table = table.filter { Double(now &- $0.value.last) / 1e9 < refill }
+    if table.count >= maxClients { table.removeAll(keepingCapacity: true) }
+  }
+}

@@ -1,0 +1,64 @@
+import Testing
+
+@testable import Resolver
+
+/// The listener's defences that need no sockets: RFC 8482 ANY answers, the per-client token
+/// bucket and the resolution cap's slot accounting.
+@Suite struct HostileClientCapTests {
+  // MARK: ANY (RFC 8482)
+
+  @Test func anyIsLookedUpAsAAndAnsweredWithOneHINFO() throws {
+    let q = ResponseBuilderTests.query("www.example.com", .any)
+    guard case .resolve(let asked) = ResponseBuilder.verdict(for: q) else {
+      Issue.record("ANY was not accepted")
+      return
+    }
+    #expect(asked.type == .a && asked.name == q.questions[0].name)
+    let r = ResponseBuilder.response(
+      to: q, resolution: Resolution(rcode: .noError, answer: [ResponseBuilderTests.record, ResponseBuilderTests.record]))
+    #expect(r.rcode == .noError)
+    #expect(r.questions == q.questions)  // the client's ANY question, not the A lookup
+    #expect(r.answers.count == 1)
+    let hinfo = try #require(r.answers.first)
+    #expect(hinfo.type == .hinfo && hinfo.name == q.questions[0].name && hinfo.ttl == ResponseBuilder.anyHINFOTTL)
+    #expect(hinfo.rdata == .unknown([7] + Array("RFC8482".utf8) + [0]))
+    #expect(try Message.parse(r.serialize()) == r)
+  }
+
+  @Test func anyForAMissingNameKeepsNXDOMAIN() {
+    let q = ResponseBuilderTests.query("nothing.example.com", .any)
+    let soa = ResourceRecord(name: .root, type: .soa, ttl: 5, rdata: .unknown([]))
+    let r = ResponseBuilder.response(to: q, resolution: Resolution(rcode: .nxDomain, authority: [soa]))
+    #expect(r.rcode == .nxDomain && r.answers.isEmpty && r.authority == [soa])
+  }
+
+  // MARK: Per-client token bucket
+
+  @Test func rateLimiterAllowsABurstThenRefillsAtTheRate() {
+    let limiter = ClientRateLimiter(rate: 10, burst: 5)
+    let t0: UInt64 = 1_000_000_000
+    let first = (0..<8).map { _ in limiter.allow("192.0.2.1", now: t0) }
+    #expect(first == [true, true, true, true, true, false, false, false])
+    #expect(limiter.allow("192.0.2.2", now: t0), "another address has its own bucket")
+    // 10/s: after 0.25 s two tokens are back.
+    let later = (0..<3).map { _ in limiter.allow("192.0.2.1", now: t0 + 250_000_000) }
+    #expect(later == [true, true, false])
+  }
+
+  @Test func rateLimiterTableStaysBoundedUnderManySourceAddresses() {
+    let limiter = ClientRateLimiter(rate: 1, burst: 1, maxClients: 100)
+    for i in 0..<10_000 { _ = limiter.allow("10.0.\(i / 256).\(i % 256)", now: 5_000_000_000) }
+    #expect(limiter.trackedClients <= 100)
+  }
+
+  // MARK: Resolution cap
+
+  @Test func resolutionSlotsAreCappedAndGivenBack() {
+    let counters = ListenerCounters()
+    #expect(counters.beginResolution(limit: 2) && counters.beginResolution(limit: 2))
+    #expect(!counters.beginResolution(limit: 2))
+    counters.endResolution()
+    #expect(counters.beginResolution(limit: 2))
+    #expect(counters.snapshot.resolutionsShed == 1 && counters.snapshot.resolutionsInFlight == 2)
+  }
+}
