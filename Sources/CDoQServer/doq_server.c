@@ -253,6 +253,11 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, u
       c->server->stats.resets++;
       return 0;
     }
+    if (c->closing) {
+      // Closing after its last answer: later queries are cancelled (DOQ_REQUEST_CANCELLED).
+      (void)ngtcp2_conn_shutdown_stream(conn, sid, 0x3);
+      return 0;
+    }
     c->server->stats.queries++;
     push_event(c->server, DOQS_EVENT_QUERY, c->id, sid, 0, st->in + 2, mlen);
   }
@@ -536,8 +541,9 @@ ssize_t doqs_server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, si
       *port = c->remote_port;
       return n;
     }
-    if (c->closing) {
-      // Everything queued went out: now the CONNECTION_CLOSE.
+    if (c->closing && !c->streams) {
+      // Every answer was sent and acknowledged (its stream closed): now the CONNECTION_CLOSE.
+      // Closing earlier could overtake an answer held back by pacing.
       ngtcp2_connection_close_error ccerr;
       ngtcp2_connection_close_error_set_application_error(&ccerr, c->close_code, NULL, 0);
       ngtcp2_pkt_info pi;
