@@ -6,7 +6,7 @@
 #   make dot-test  only the opportunistic-DoT integration tests (captures with tcpdump)
 #   make doq-test  only the opportunistic-DoQ integration tests (lab DoQ servers: aioquic + dnspython)
 #   make tui-test  only the dashboard (tmux) and control socket (sotto ctl) integration tests
-#   make bench     benchmarks (release build): the dashboard's CPU cost at 1,000 q/s (Benchmarks/)
+#   make bench     benchmarks (release build) next to Unbound and PowerDNS Recursor (Benchmarks/bench.py)
 #   make screenshots  run the dashboard in tmux against the lab and render screenshots/*.png
 #   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53, DoT on some 127.53.x.y:853)
 #   make lab-down  stop exactly the NSD processes the lab started
@@ -98,10 +98,19 @@ screenshots: deps build
 	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) scripts/screenshots.py screenshots
 
 # Not part of `make test`. BENCH_ROUNDS / BENCH_SECONDS / BENCH_QPS override the defaults (3 / 20 / 1000).
+# Benchmarks next to Unbound and PowerDNS Recursor (Benchmarks/bench.py; BENCH_QUICK=1 for a smoke
+# run, BENCH_ONLY=cached,cold,memory,encryption,startup,dashboard for a subset).
+BENCH_PKGS := dnsperf pdns-recursor
+
 bench: deps
-	@command -v dnsperf >/dev/null || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dnsperf; }
+	@missing=""; for p in $(BENCH_PKGS); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  if command -v systemctl >/dev/null && systemctl is-active --quiet pdns-recursor 2>/dev/null; then \
+	    $(SUDO) systemctl stop pdns-recursor; $(SUDO) systemctl disable pdns-recursor || true; fi; \
+	fi
 	$(SWIFT) build -c release
-	SOTTO_BIN="$(CURDIR)/.build/release/sotto" $(PYTHON) Benchmarks/dashboard_cost.py
+	SOTTO_BIN="$(CURDIR)/.build/release/sotto" $(PYTHON) Benchmarks/bench.py
 
 lab-up:
 	$(PYTHON) Lab/lab.py up
