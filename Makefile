@@ -1,6 +1,7 @@
 # Sotto: build, unit tests, and integration tests against the DNS lab (Lab/).
 #
-#   make demo      install missing tools, build, and show Sotto resolving in the lab
+#   make demo      install the missing build libraries, build, run `sotto demo` (offline, no root)
+#   make lab-demo  the NSD-lab walkthrough: traced lookups, serve + dig, state show (root)
 #   make test      install missing tools, build, unit tests, integration tests
 #   make build     swift build (debug)
 #   make dot-test  only the opportunistic-DoT integration tests (captures with tcpdump)
@@ -21,7 +22,8 @@ SHELL        := /bin/bash
 SWIFT     ?= swift
 PYTHON    ?= python3
 SOTTO_BIN ?= $(CURDIR)/.build/debug/sotto
-APT_PKGS  := nsd unbound dnsutils python3 python3-pip python3-pytest tcpdump openssl libssl-dev libncurses-dev tmux \
+BUILD_PKGS := libssl-dev libncurses-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
+APT_PKGS  := nsd unbound dnsutils iproute2 procps python3 python3-pip python3-pytest tcpdump openssl libssl-dev libncurses-dev tmux \
              libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
 # PyPI packages for the lab's DoQ servers (Lab/doq_server.py); Debian 12 has no aioquic.
 PIP_PKGS  := aioquic dnspython
@@ -30,7 +32,7 @@ CI        ?=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: bench demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
+.PHONY: bench demo demo-deps lab-demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
 
 test: deps build-tests unit-test integration-test
 
@@ -66,7 +68,21 @@ pip-deps:
 build:
 	$(SWIFT) build
 
-demo: deps build
+# The offline demo: only the build libraries are needed (no NSD, no root beyond installing them).
+demo: demo-deps build
+	$(SOTTO_BIN) demo
+
+demo-deps:
+	@missing=""; \
+	for p in $(BUILD_PKGS); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+# The NSD-lab walkthrough (root, NSD): traced lookups, serve + dig, state show.
+lab-demo: deps build
 	SOTTO_BIN="$(SOTTO_BIN)" Lab/demo.sh
 
 build-tests:
@@ -88,7 +104,7 @@ tui-test:
 	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) -m pytest -v Tests/Integration/test_tui.py Tests/Integration/test_ctl.py
 
 # Screenshots need pyte and Pillow (Debian packages, else pip) and DejaVu Sans Mono.
-screenshots: deps build
+screenshots: demo-deps build
 	@missing=""; \
 	for p in $(SHOT_PKGS); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

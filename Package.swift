@@ -50,11 +50,30 @@ let package = Package(
         .product(name: "TOMLKit", package: "TOMLKit"),
       ]
     ),
+    // Sotto's own authoritative responders (Do53, DoT, DoQ) for `sotto demo` and in-process tests.
+    .target(
+      name: "Authority",
+      dependencies: [
+        "Resolver", "COpenSSL", "CDoQServer",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    // The DoQ server engine in C (ngtcp2 0.12 server mode + GnuTLS).
+    .target(
+      name: "CDoQServer",
+      dependencies: ["CNgtcp2"],
+      linkerSettings: [
+        .linkedLibrary("ngtcp2_crypto_gnutls"), .linkedLibrary("ngtcp2"), .linkedLibrary("gnutls"),
+      ]
+    ),
     .executableTarget(
       name: "sotto",
       dependencies: [
         "Resolver",
         "TUI",
+        "Authority",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ]
@@ -72,6 +91,15 @@ let package = Package(
       exclude: ["Fixtures"]
     ),
     .testTarget(name: "TUITests", dependencies: ["TUI", "Resolver"]),
+    .testTarget(
+      name: "AuthorityTests",
+      dependencies: [
+        "Authority", "Resolver",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -1,10 +1,8 @@
 #!/usr/bin/env python3
-"""Screenshots of the real dashboard: `sotto top` in tmux against the lab, with traffic,
-captured with colors (`tmux capture-pane -e -p`), replayed into pyte and drawn with Pillow
-in DejaVu Sans Mono.  Usage: scripts/screenshots.py OUTDIR  (make screenshots).
-
-Starts the lab unless it is already up (retrying while another run holds it) and stops it
-again only if it started it; kills only the tmux server it created.
+"""Screenshots of the real dashboard: `sotto demo` (the built-in loopback hierarchy with
+synthetic load) in tmux, captured with colors (`tmux capture-pane -e -p`), replayed into pyte
+and drawn with Pillow in DejaVu Sans Mono.  Usage: scripts/screenshots.py OUTDIR
+(make screenshots).  Needs no root and no lab; kills only the tmux server it created.
 """
 
 from __future__ import annotations
@@ -17,10 +15,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "Lab"))
 sys.path.insert(0, str(REPO / "Tests" / "Integration"))
-
-import lab as labmod  # noqa: E402
 
 import pyte  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
@@ -134,51 +129,18 @@ class Tmux:
         raise SystemExit(f"screenshots: timed out waiting for {needle!r}")
 
 
-def dig(port: int, name: str, qtype: str = "A") -> None:
-    subprocess.run(["dig", "+time=3", "+tries=1", "-p", str(port), "@127.0.0.1", name, qtype], capture_output=True,
-                   timeout=15)
-
-
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots")
     out = out if out.is_absolute() else REPO / out
     out.mkdir(parents=True, exist_ok=True)
     sotto = os.environ.get("SOTTO_BIN", str(REPO / ".build/debug/sotto"))
-    lab = labmod.Lab(port=53, with_ipv6=True)
-    started_lab = False
-    if len(lab.running()) < len(lab.instances):
-        for attempt in range(30):
-            try:
-                lab.cleanup_stale()
-                lab.check_prerequisites()
-                lab.start()
-                started_lab = True
-                break
-            except labmod.LabError as e:
-                print(f"lab busy or not ready ({e}); retrying in 10 s", file=sys.stderr)
-                time.sleep(10)
-        else:
-            raise SystemExit("screenshots: the lab did not come up")
-    port = labmod.free_port("127.0.0.1")
     t = Tmux(f"sotto-shots-{os.getpid()}")
     try:
-        cmd = [sotto, "top", "--root-hints", str(labmod.ROOT_HINTS), "--allow-loopback", "--listen",
-               f"127.0.0.1:{port}", "--tls-ca-file", str(labmod.CA_FILE), "--probe-timeout", "1",
-               "--log-file", "/tmp/sotto-screenshots.log"]
+        cmd = [sotto, "demo", "--rate", "8", "--log-file", "/tmp/sotto-screenshots.log"]
         t("-f", "/dev/null", "new-session", "-d", "-s", "s", "-x", str(COLS), "-y", str(ROWS), "-e", "LANG=C.UTF-8",
           "-e", "TERM=xterm-256color", " ".join(shlex.quote(c) for c in cmd))
         t.wait_for("1 Servers")
-        names = ["www.example.test", "www.dot.test", "www.badcert.test", "www.refused.test", "www.silent.test",
-                 "www.mixed.test", "nope.example.test", "mail.example.test", "alias.example.test", "www.doq.test",
-                 "www.both.test", "www.quicsilent.test"]
-        for n in names:
-            dig(port, n)
-        time.sleep(1.6)
-        for i in range(1, 7):
-            for z in ("dot", "refused", "silent", "mixed", "badcert", "doq", "both"):
-                dig(port, f"h{i}.{z}.test")
-        dig(port, "www.example.test", "AAAA")
-        time.sleep(0.6)
+        time.sleep(12)  # let the synthetic load go round the zones a few times
 
         def shot(name: str, *keys: str, wait: str) -> None:
             if keys:
@@ -188,21 +150,19 @@ def main() -> None:
             render(t("capture-pane", "-t", "s", "-p", "-e", "-N"), out / f"{name}.png")
             print(f"wrote {out / (name + '.png')}")
 
-        shot("servers", "1", "j", "j", "j", wait="PROBES")
-        shot("detail", "j", "j", "j", "Enter", wait="next query goes")
+        shot("servers", "1", "j", "j", "j", "j", "j", "j", "j", "j", wait="PROBES")
+        shot("detail", "Enter", wait="History, newest first")
         shot("queries", "Escape", "2", wait="LATENCY")
         shot("privacy", "3", wait="leak meter")
         t("send-keys", "-t", "s", "l")
         t.wait_for("lookup NAME")
-        t("send-keys", "-t", "s", "-l", "example.test MX")
+        t("send-keys", "-t", "s", "-l", "alias.both.test A")
         shot("lookup", "Enter", wait="ANSWER")
         shot("help", "?", wait="Keys")
-        t("send-keys", "-t", "s", "q")
+        t("send-keys", "-t", "s", "Escape", "q")
     finally:
         subprocess.run(["tmux", "-L", t.name, "kill-server"], capture_output=True)
         Path(f"/tmp/tmux-{os.getuid()}/{t.name}").unlink(missing_ok=True)
-        if started_lab:
-            lab.stop()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 // The system OpenSSL (libssl-dev) as seen from Swift. Only macros Swift cannot call are wrapped here.
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -29,5 +31,11 @@ static inline int sotto_ERR_GET_REASON(unsigned long code) { return ERR_GET_REAS
 static inline int sotto_SSL_AD_REASON_OFFSET(void) { return SSL_AD_REASON_OFFSET; }
 
 static inline void sotto_OPENSSL_free(void *p) { OPENSSL_free(p); }
+
+/// An EC P-256 key pair (NULL on failure); free with EVP_PKEY_free. (EVP_EC_gen is a macro.)
+static inline EVP_PKEY *sotto_ec_p256_key(void) { return EVP_EC_gen("P-256"); }
+
+/// Bytes held by a memory BIO (BIO_get_mem_data is a macro).
+static inline long sotto_BIO_get_mem_data(BIO *b, char **pp) { return BIO_get_mem_data(b, pp); }
 
 #endif

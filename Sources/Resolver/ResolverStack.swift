@@ -78,9 +78,9 @@ extension ResolverStack {
   @discardableResult
   public func flushNegative() -> Int { resolver.cache.flushNegative() }
 
-  /// Operator override: ends damping for `ip` so the next query to it probes again. False when
-  /// encryption is off or the address is unknown.
-  public func probe(ip: String) -> Bool { policy?.endDamping(ip) ?? false }
+  /// Operator override: ends damping for `ip` and probes its encrypted transports now (see
+  /// `EncryptionPolicy.probeNow`). Nil when encryption is off or the address is unknown.
+  public func probe(ip: String) -> ProbeNowOutcome? { policy?.probeNow(ip) }
 
   /// Forgets the encryption state of `ip` and closes its sessions. False when unknown.
   public func forget(ip: String) -> Bool { policy?.forget(ip) ?? false }

@@ -66,6 +66,8 @@ public struct DashboardState: Sendable {
   public var paused = false
   public var showHelp = false
   public var detail = false
+  /// First line shown of the detail view (its history scrolls; the renderer clamps it).
+  public var detailScroll = 0
   public var message = ""
   public var lookup: LookupOutcome?
   public var lookupPending: String?
@@ -136,6 +138,10 @@ public struct DashboardState: Sendable {
       detail = false
       return []
     }
+    if detail, let delta = detailScrollDelta(key) {
+      detailScroll = max(0, min(Int.max / 4, detailScroll &+ delta))
+      return []
+    }
     let rows = rowCount(snapshot)
     switch key {
     case .char("q"): return [.quit]
@@ -169,7 +175,10 @@ public struct DashboardState: Sendable {
         message = "filter cleared"
       }
     case .enter:
-      if panel == .servers, selectedServer(snapshot) != nil { detail = true }
+      if panel == .servers, selectedServer(snapshot) != nil {
+        detail = true
+        detailScroll = 0
+      }
     case .char("f"): open(.confirmFlush)
     case .char("F"): open(.flushName)
     case .char("n"): return [.send(ControlRequest(cmd: "flush", negative: true), .flushNegative)]
@@ -183,6 +192,19 @@ public struct DashboardState: Sendable {
     default: break
     }
     return []
+  }
+
+  /// How far a movement key scrolls the detail view; nil for other keys.
+  private func detailScrollDelta(_ key: Key) -> Int? {
+    switch key {
+    case .up, .char("k"): -1
+    case .down, .char("j"): 1
+    case .pageUp: -max(1, pageRows - 1)
+    case .pageDown: max(1, pageRows - 1)
+    case .home, .char("g"): -Int.max / 4
+    case .end, .char("G"): Int.max / 4
+    default: nil
+    }
   }
 
   private mutating func target(_ snapshot: MonitorSnapshot) -> ServerSnapshot? {
@@ -284,7 +306,9 @@ public struct DashboardState: Sendable {
     case .flushAll: message = ok ? "cache flushed: \(entries)" : "flush failed: \(error)"
     case .flushName(let n): message = ok ? "flushed \(n) and below: \(entries)" : "flush failed: \(error)"
     case .flushNegative: message = ok ? "negative answers flushed: \(entries)" : "flush failed: \(error)"
-    case .probe(let ip): message = ok ? "\(ip): damping ended, the next query probes again" : "probe \(ip): \(error)"
+    case .probe(let ip):
+      let summary = object["summary"] as? String ?? "probe requested"
+      message = ok ? "\(ip): \(summary)" : "probe \(ip): \(error)"
     case .forget(let ip): message = ok ? "\(ip): encryption state forgotten" : "forget \(ip): \(error)"
     case .lookup(let q):
       lookupPending = nil

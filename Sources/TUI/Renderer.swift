@@ -30,6 +30,7 @@ public struct Renderer: Sendable {
     var body: [Line]
     if state.detail, state.panel == .servers, let s = state.selectedServer(snap) {
       body = detail(s, now: snap.stats.now)
+      body = Array(body.dropFirst(min(state.detailScroll, max(0, body.count - bodyRows))))
     } else {
       switch state.panel {
       case .servers: body = servers(snap, state, rows: bodyRows)
@@ -242,7 +243,25 @@ public struct Renderer: Sendable {
         if let na = c.notAfter { kv("  not after", na) }
       }
     }
+    out.append(Line(" History, newest first (↑/↓ scroll)", .dim).fitted(width))
+    if s.history.isEmpty { out.append(Line("   no encryption events yet", .dim).fitted(width)) }
+    for e in s.history {
+      out.append(
+        Line([
+          Segment("   \(Format.clock(e.time))  ", .dim), Segment(Format.pad(e.transport?.rawValue ?? "-", 5), .normal),
+          Segment(Format.pad(e.kind.rawValue, 19), Self.style(event: e.kind)), Segment(e.detail, .normal),
+        ]).fitted(width))
+    }
     return out
+  }
+
+  static func style(event: ServerEvent.Kind) -> Style {
+    switch event {
+    case .established: .good
+    case .handshakeFailed, .handshakeTimeout, .sessionFailed, .queryTimeouts: .bad
+    case .operatorProbe: .warn
+    case .connecting, .closed: .normal
+    }
   }
 
   // MARK: Queries
@@ -404,7 +423,7 @@ public struct Renderer: Sendable {
       "f                flush the whole cache (asks y/n)",
       "F                flush one name and everything below it",
       "n                flush negative answers only",
-      "R                re-probe the selected server now (ends its damping)",
+      "R                probe the selected server's DoT/DoQ now (ends its damping)",
       "x                forget the selected server's encryption state",
       "l                look up a name: answer and per-hop transports in panel 4",
       "Cleartext hops are marked in red (bold underline without colors).",

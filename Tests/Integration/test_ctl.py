@@ -137,12 +137,26 @@ def test_flush_all_and_name(served, sotto):
 def test_probe_and_forget(served, sotto):
     srv, sock = served
     warm(srv)
+    _, data = ctl_json(sotto, sock, "servers")
+    before = next(s for s in data["servers"] if s["address"] == REFUSED)
     r, data = ctl_json(sotto, sock, "probe", REFUSED)
     assert r.returncode == 0 and data["ok"], data
-    _, data = ctl_json(sotto, sock, "servers")
-    refused = next(s for s in data["servers"] if s["address"] == REFUSED)
-    assert refused["dot"]["phase"] == "retryable", refused
-    assert "probe started" in refused["reason"]
+    # Both transports are probed now, without waiting for a client query.
+    assert data["started"] == ["DoQ", "DoT"] and data["summary"] == "probing DoQ, DoT", data
+    deadline = time.monotonic() + 5
+    while True:
+        _, data = ctl_json(sotto, sock, "servers")
+        refused = next(s for s in data["servers"] if s["address"] == REFUSED)
+        if refused["dot"]["probes"]["failed"] > before["dot"]["probes"]["failed"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert refused["dot"]["probes"]["started"] == before["dot"]["probes"]["started"] + 1, refused
+    assert refused["dot"]["phase"] == "damped", refused
+    # Its history (newest first) records the operator's probe and the new refusal.
+    kinds = [e["kind"] for e in refused["history"]]
+    assert "operator-probe" in kinds and kinds[0] == "handshake-failed", refused["history"]
+    assert kinds.index("operator-probe") < len(kinds) - 1
+    assert all({"time", "kind", "detail"} <= set(e) for e in refused["history"])
 
     r, data = ctl_json(sotto, sock, "forget", DOT)
     assert r.returncode == 0 and data["ok"], data

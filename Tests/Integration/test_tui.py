@@ -219,15 +219,35 @@ def test_reprobe_and_forget_change_state(dash):
     dash.type(REFUSED)
     dash.keys("Enter")
     dash.wait_for("filter: 127.53.14.1")
+    assert " 2/0/2/0 " in row(dash.screen(), REFUSED), row(dash.screen(), REFUSED)
+    # R probes at once: no client query is sent, yet both probes run again (and are refused again).
     dash.keys("R")
-    s = dash.wait_for("damping ended")
-    s = dash.wait(lambda s: "retryable" in row(s, REFUSED), "refused retryable")
-    dash.keys("Escape")
+    dash.wait_for("127.53.14.1: probing DoQ, DoT")
+    s = dash.wait(lambda s: " 4/0/4/0 " in row(s, REFUSED) and "damped" in row(s, REFUSED), "the new probes' outcome")
+    # The detail view's history shows the operator's probe and the refusals, newest first.
+    dash.keys("Enter")
+    d = dash.wait(lambda s: "History, newest first" in s and "operator-probe" in s, "the detail history")
+    lines = [ln for ln in d.splitlines() if re.search(r"\d\d:\d\d:\d\d\s+(DoT|DoQ|-)\s", ln)]
+    kinds = [re.split(r"\s+", ln.strip())[2] for ln in lines]
+    assert kinds[:2] == ["handshake-failed", "handshake-failed"], d
+    assert "operator-probe" in kinds and kinds.count("handshake-failed") >= 4, d
+    assert any("connection refused" in ln and "damped until" in ln for ln in lines), d
+    dash.keys("Escape", "Escape")
     dash.wait_for("filter cleared")
     dash.keys("/")
     dash.type(DOT)
     dash.keys("Enter")
-    dash.wait(lambda s: re.search(r"established|good-idle", row(s, DOT)), "dot established")
+    s = dash.wait(lambda s: re.search(r"(established|good-idle).*damp", row(s, DOT)), "dot established, DoQ damped")
+    # On dot.test.'s server DoT is up (nothing to do) and DoQ was damped: R probes DoQ only.
+    dash.keys("R")
+    # (DoT is probed too if its idle session was closed meanwhile.)
+    dash.wait(lambda s: re.search(r"127\.53\.12\.1: probing DoQ(, DoT|; DoT session already established)", s),
+              "the probe confirmation")
+    dash.keys("Enter")
+    d = dash.wait(lambda s: re.search(r"DoT\s+established\s+.*certificate valid", s) and "operator-probe" in s,
+                  "the DoT server's history")
+    assert re.search(r"DoQ\s+handshake-failed", d), d
+    dash.keys("Escape")
     dash.keys("x")
     dash.wait_for("encryption state forgotten")
     dash.wait(lambda s: not row(s, DOT) or "unknown" in row(s, DOT), "dot forgotten")

@@ -109,13 +109,6 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
   }
 
-  /// Operator override: ends damping for `ip` now so the next query probes again (see
-  /// `EncryptionTable.endDamping`). False when the address is unknown.
-  public func endDamping(_ ip: String) -> Bool {
-    let now = wallClock()
-    return state.withLock { $0.table.endDamping(ip, now: now) }
-  }
-
   /// Forgets everything about `ip` and closes its sessions (`sotto ctl forget`). False when unknown.
   public func forget(_ ip: String) -> Bool {
     let (known, sessions) = state.withLock { s -> (Bool, [any EncryptedSession]) in

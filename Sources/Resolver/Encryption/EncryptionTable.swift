@@ -148,6 +148,8 @@ public struct EncryptionTable: Sendable {
       st.probes.started += 1
       ticket = st.resumptions.popLast()
     }
+    let how = ticket == nil ? "full handshake" : "resuming with a ticket"
+    servers[address]?.log(ServerEvent(time: now, transport: t, kind: .connecting, detail: how))
     return ticket
   }
 
@@ -170,6 +172,13 @@ public struct EncryptionTable: Sendable {
       st.earlyDataAccepted = earlyDataAccepted
       st.consecutiveQueryTimeouts = 0
     }
+    var notes: [String] = []
+    if let handshakeMs { notes.append(String(format: "%.1f ms", handshakeMs)) }
+    if let tlsVersion { notes.append(tlsVersion) }
+    if resumed { notes.append("resumed") }
+    if let earlyDataAccepted { notes.append(earlyDataAccepted ? "0-RTT accepted" : "0-RTT rejected") }
+    if let certificate { notes.append(certificate.isValid ? "certificate valid" : "certificate: \(certificate.problems.joined(separator: ", "))") }
+    servers[address]?.log(ServerEvent(time: now, transport: t, kind: .established, detail: notes.joined(separator: ", ")))
   }
 
   /// OE-28 and §6 gaps 1–2: the handshake failed or timed out; damping starts now.
@@ -182,6 +191,10 @@ public struct EncryptionTable: Sendable {
       st.lastFailure = detail
       if timedOut { st.probes.timedOut += 1 } else { st.probes.failed += 1 }
     }
+    servers[address]?.log(
+      ServerEvent(
+        time: now, transport: t, kind: timedOut ? .handshakeTimeout : .handshakeFailed,
+        detail: "\(detail); damped until \(Self.clock(now + settings.damping))"))
   }
 
   /// OE-29 / OE-30: an established session ended. A clean close keeps `success`; a failure damps
@@ -198,6 +211,13 @@ public struct EncryptionTable: Sendable {
         st.lastFailure = detail
       }
     }
+    let event =
+      clean
+      ? ServerEvent(time: now, transport: t, kind: .closed, detail: detail)
+      : ServerEvent(
+        time: now, transport: t, kind: .sessionFailed,
+        detail: "\(detail); damped until \(Self.clock(now + settings.damping))")
+    servers[address]?.log(event)
   }
 
   /// OE-35: a response arrived over `t`.
@@ -217,6 +237,10 @@ public struct EncryptionTable: Sendable {
     updateState(address, t, now: now) { st in
       st.consecutiveQueryTimeouts += 1
       failed = st.consecutiveQueryTimeouts >= limit
+    }
+    if failed {
+      servers[address]?.log(
+        ServerEvent(time: now, transport: t, kind: .queryTimeouts, detail: "\(limit) queries in a row timed out"))
     }
     return failed
   }
@@ -258,12 +282,16 @@ public struct EncryptionTable: Sendable {
   @discardableResult
   public mutating func endDamping(_ address: String, now: Double) -> Bool {
     guard var r = servers[address] else { return false }
+    var ended: [String] = []
     for (t, var st) in r.transports where st.status == .fail || st.status == .timeout {
       if st.session == .none {
         st.completed = now - settings.damping - 1
         r.transports[t] = st
+        ended.append(t.rawValue)
       }
     }
+    let detail = ended.isEmpty ? "nothing was damped" : "damping of \(ended.sorted().joined(separator: ", ")) ended"
+    r.log(ServerEvent(time: now, transport: nil, kind: .operatorProbe, detail: detail))
     servers[address] = r
     return true
   }

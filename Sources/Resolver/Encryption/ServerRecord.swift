@@ -12,6 +12,8 @@ public struct ServerRecord: Sendable, Hashable {
   public var queries: [TransportKind: Int] = [:]
   /// Cleartext queries sent while the server was known good (OE-11). Must stay 0.
   public var cleartextWhileGood = 0
+  /// What happened to this server's encrypted transports, oldest first, bounded (not persisted).
+  public var history: [ServerEvent] = []
 
   public init(address: String, now: Double) {
     self.address = address

@@ -91,10 +91,13 @@ public struct ServerSnapshot: Sendable, Codable, Hashable {
   public var lastSeen: Double
   /// How the next query to this server would go, and why ("DoT: session established").
   public var reason: String
+  /// Encryption events of this server, newest first (at most `ServerRecord.historyLimit`).
+  public var history: [ServerEvent]
 
   public init(
     address: String, nsNames: [String], zones: [String], dot: TransportSnapshot, doq: TransportSnapshot?,
-    queries: [String: Int], srttMs: Double?, cleartextWhileGood: Int, firstSeen: Double, lastSeen: Double, reason: String
+    queries: [String: Int], srttMs: Double?, cleartextWhileGood: Int, firstSeen: Double, lastSeen: Double, reason: String,
+    history: [ServerEvent] = []
   ) {
     self.address = address
     self.nsNames = nsNames
@@ -107,6 +110,7 @@ public struct ServerSnapshot: Sendable, Codable, Hashable {
     self.firstSeen = firstSeen
     self.lastSeen = lastSeen
     self.reason = reason
+    self.history = history
   }
 
   /// All probe counters of the encrypted transports added up.
@@ -196,7 +200,7 @@ extension MonitorSnapshot {
             doq: hasDoQ ? TransportSnapshot(r.state(.doq), now: now, settings: table.settings) : nil,
             queries: Dictionary(uniqueKeysWithValues: r.queries.map { ($0.key.rawValue, $0.value) }),
             srttMs: srtt(r.address), cleartextWhileGood: r.cleartextWhileGood, firstSeen: r.firstSeen,
-            lastSeen: r.lastSeen, reason: reason))
+            lastSeen: r.lastSeen, reason: reason, history: r.history.reversed()))
       }
     }
     servers.sort { $0.address < $1.address }

@@ -91,9 +91,16 @@ public struct ControlHandler: Sendable {
     case "forget", "probe":
       guard let ip = request.ip, !ip.isEmpty else { return Self.failure("\(request.cmd) needs \"ip\"") }
       guard stack.policy != nil else { return Self.failure("\(request.cmd): encryption is off") }
-      let known = request.cmd == "forget" ? stack.forget(ip: ip) : stack.probe(ip: ip)
-      guard known else { return Self.failure("\(request.cmd): no server \(ip) in the encryption table") }
-      return Self.object(["ok": true, "ip": ip, "done": request.cmd])
+      let unknown = Self.failure("\(request.cmd): no server \(ip) in the encryption table")
+      if request.cmd == "forget" {
+        guard stack.forget(ip: ip) else { return unknown }
+        return Self.object(["ok": true, "ip": ip, "done": request.cmd])
+      }
+      guard let outcome = stack.probe(ip: ip) else { return unknown }
+      return Self.object([
+        "ok": true, "ip": ip, "done": request.cmd, "started": outcome.started.map(\.rawValue),
+        "skipped": outcome.skipped, "summary": outcome.summary,
+      ])
     case "lookup":
       guard let text = request.name, let name = try? DNSName(text) else {
         return Self.failure("lookup needs a domain name in \"name\"")

@@ -1,0 +1,236 @@
+import COpenSSL
+import NIOCore
+import NIOPosix
+
+/// What a DoT responder does besides answering (for the demo's misbehaving servers).
+public struct DoTBehaviour: Sendable {
+  /// Close the connection (close_notify) after this many answered queries: a session breaker.
+  public var closeConnectionAfterQueries: Int?
+  public init(closeConnectionAfterQueries: Int? = nil) { self.closeConnectionAfterQueries = closeConnectionAfterQueries }
+}
+
+/// An authoritative DNS-over-TLS server (RFC 7858) on OpenSSL in server mode over memory BIOs:
+/// TLS 1.2/1.3, ALPN `dot`, session tickets, several queries per connection.
+public final class DoTResponder: Sendable {
+  public let address: SocketAddress
+  private let channel: any Channel
+  private let counters: ResponderCounters
+
+  /// Binds TCP host:port (0: any free port) with `identity` and serves `engine`.
+  public static func start(
+    group: any EventLoopGroup, host: String, port: Int, identity: CertifiedKey, engine: AuthorityEngine,
+    behaviour: DoTBehaviour = .init()
+  ) async throws -> DoTResponder {
+    let context = try DoTServerContext(identity)
+    let counters = ResponderCounters()
+    let channel = try await ServerBootstrap(group: group)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+      .childChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          let handler = try DoTServerHandler(context: context, engine: engine, behaviour: behaviour, counters: counters)
+          try channel.pipeline.syncOperations.addHandler(handler)
+        }
+      }
+      .bind(host: host, port: port).get()
+    guard let bound = channel.localAddress else {
+      try? await channel.close()
+      throw ResponderError.bindFailed("\(host):\(port)")
+    }
+    return DoTResponder(address: bound, channel: channel, counters: counters)
+  }
+
+  private init(address: SocketAddress, channel: any Channel, counters: ResponderCounters) {
+    self.address = address
+    self.channel = channel
+    self.counters = counters
+  }
+
+  /// Queries answered so far.
+  public var answered: Int { counters.answered }
+
+  /// Stops accepting connections.
+  public func stop() async { try? await channel.close() }
+}
+
+/// The server SSL_CTX with the certificate and key loaded. SSL_CTX may be used from several
+/// threads for SSL_new once configured.
+final class DoTServerContext: @unchecked Sendable {
+  let ctx: OpaquePointer
+
+  init(_ identity: CertifiedKey) throws(ResponderError) {
+    guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw .tls("SSL_CTX_new failed") }
+    _ = sotto_SSL_CTX_set_min_proto_version(ctx, sotto_TLS1_2_VERSION())
+    guard let cert = Self.read(identity.certificatePEM, { PEM_read_bio_X509($0, nil, nil, nil) }),
+      let key = Self.read(identity.privateKeyPEM, { PEM_read_bio_PrivateKey($0, nil, nil, nil) })
+    else {
+      SSL_CTX_free(ctx)
+      throw .tls("cannot read the certificate or key PEM")
+    }
+    defer {
+      X509_free(cert)
+      EVP_PKEY_free(key)
+    }
+    guard SSL_CTX_use_certificate(ctx, cert) == 1, SSL_CTX_use_PrivateKey(ctx, key) == 1 else {
+      SSL_CTX_free(ctx)
+      throw .tls("certificate and key do not match")
+    }
+    // T-1: ALPN "dot" when the client offers it.
+    SSL_CTX_set_alpn_select_cb(
+      ctx,
+      { _, out, outlen, input, inlen, _ -> Int32 in
+        let dot: [UInt8] = [3, 0x64, 0x6F, 0x74]
+        var selected: UnsafeMutablePointer<UInt8>? = nil
+        let rc = dot.withUnsafeBufferPointer { p in
+          SSL_select_next_proto(&selected, outlen, p.baseAddress, UInt32(p.count), input, inlen)
+        }
+        guard rc == OPENSSL_NPN_NEGOTIATED, let selected else { return SSL_TLSEXT_ERR_NOACK }
+        // `selected` points into `input` (the client's list), which outlives this callback.
+        out?.pointee = UnsafePointer(selected)
+        return SSL_TLSEXT_ERR_OK
+      }, nil)
+    self.ctx = ctx
+  }
+
+  deinit { SSL_CTX_free(ctx) }
+
+  private static func read(_ pem: String, _ body: (OpaquePointer) -> OpaquePointer?) -> OpaquePointer? {
+    let bytes = Array(pem.utf8)
+    return bytes.withUnsafeBytes { raw -> OpaquePointer? in
+      guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return nil }
+      defer { BIO_free(bio) }
+      return body(bio)
+    }
+  }
+}
+
+/// One DoT connection: TLS over memory BIOs, 2-octet framed queries in, answers out.
+final class DoTServerHandler: ChannelInboundHandler {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+
+  private let ssl: OpaquePointer
+  private let readBIO: OpaquePointer
+  private let writeBIO: OpaquePointer
+  private let engine: AuthorityEngine
+  private let behaviour: DoTBehaviour
+  private let counters: ResponderCounters
+  private let context: DoTServerContext  // keeps the SSL_CTX alive
+  private var handshakeDone = false
+  private var plaintext = ByteBuffer()
+  private var answered = 0
+  private var closing = false
+
+  init(context: DoTServerContext, engine: AuthorityEngine, behaviour: DoTBehaviour, counters: ResponderCounters) throws {
+    guard let ssl = SSL_new(context.ctx), let r = BIO_new(BIO_s_mem()), let w = BIO_new(BIO_s_mem()) else {
+      throw ResponderError.tls("SSL_new failed")
+    }
+    SSL_set_bio(ssl, r, w)
+    SSL_set_accept_state(ssl)
+    self.ssl = ssl
+    self.readBIO = r
+    self.writeBIO = w
+    self.engine = engine
+    self.behaviour = behaviour
+    self.counters = counters
+    self.context = context
+  }
+
+  deinit { SSL_free(ssl) }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    guard !closing else { return }
+    let input = Self.unwrapInboundIn(data)
+    input.withUnsafeReadableBytes { p in
+      if let base = p.baseAddress, p.count > 0 { _ = BIO_write(readBIO, base, Int32(p.count)) }
+    }
+    if !handshakeDone {
+      ERR_clear_error()
+      let rc = SSL_do_handshake(ssl)
+      if rc == 1 {
+        handshakeDone = true
+      } else if SSL_get_error(ssl, rc) != SSL_ERROR_WANT_READ {
+        flush(context)
+        context.close(promise: nil)
+        return
+      }
+    }
+    if handshakeDone { readPlaintext(context) }
+    flush(context)
+  }
+
+  private func readPlaintext(_ context: ChannelHandlerContext) {
+    while true {
+      ERR_clear_error()
+      var rc: Int32 = 0
+      plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { out in
+        rc = SSL_read(ssl, out.baseAddress, Int32(min(out.count, 1 << 20)))
+        return rc > 0 ? Int(rc) : 0
+      }
+      if rc <= 0 {
+        if SSL_get_error(ssl, rc) != SSL_ERROR_WANT_READ { close(context) }
+        break
+      }
+    }
+    while !closing, let length = plaintext.getInteger(at: plaintext.readerIndex, as: UInt16.self),
+      plaintext.readableBytes >= Int(length) + 2
+    {
+      plaintext.moveReaderIndex(forwardBy: 2)
+      guard let query = plaintext.readBytes(length: Int(length)) else { break }
+      guard let response = engine.respond(to: query, overTCP: true) else { continue }
+      var framed = [UInt8(response.count >> 8), UInt8(response.count & 0xFF)]
+      framed += response
+      ERR_clear_error()
+      _ = framed.withUnsafeBytes { SSL_write(ssl, $0.baseAddress, Int32($0.count)) }
+      counters.answer()
+      answered += 1
+      if let limit = behaviour.closeConnectionAfterQueries, answered >= limit { close(context) }
+    }
+    plaintext.discardReadBytes()
+  }
+
+  private func close(_ context: ChannelHandlerContext) {
+    guard !closing else { return }
+    closing = true
+    ERR_clear_error()
+    _ = SSL_shutdown(ssl)
+    flush(context)
+    context.close(promise: nil)
+  }
+
+  private func flush(_ context: ChannelHandlerContext) {
+    var out = context.channel.allocator.buffer(capacity: 0)
+    while case let pending = BIO_ctrl_pending(writeBIO), pending > 0 {
+      let n = out.writeWithUnsafeMutableBytes(minimumWritableBytes: Int(pending)) { raw in
+        Int(max(0, BIO_read(writeBIO, raw.baseAddress, Int32(min(raw.count, Int(Int32.max))))))
+      }
+      if n == 0 { break }
+    }
+    if out.readableBytes > 0 { context.writeAndFlush(Self.wrapOutboundOut(out), promise: nil) }
+  }
+}
+
+/// A TCP listener that accepts connections and never sends a byte (a "silent 853").
+public final class SilentTCPListener: Sendable {
+  private let channel: any Channel
+  public static func start(group: any EventLoopGroup, host: String, port: Int) async throws -> SilentTCPListener {
+    let channel = try await ServerBootstrap(group: group)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() }
+      .bind(host: host, port: port).get()
+    return SilentTCPListener(channel: channel)
+  }
+  private init(channel: any Channel) { self.channel = channel }
+  public func stop() async { try? await channel.close() }
+}
+
+/// A UDP socket that swallows every datagram (a "silent" DoQ port).
+public final class SilentUDPListener: Sendable {
+  private let channel: any Channel
+  public static func start(group: any EventLoopGroup, host: String, port: Int) async throws -> SilentUDPListener {
+    let channel = try await DatagramBootstrap(group: group).bind(host: host, port: port).get()
+    return SilentUDPListener(channel: channel)
+  }
+  private init(channel: any Channel) { self.channel = channel }
+  public func stop() async { try? await channel.close() }
+}

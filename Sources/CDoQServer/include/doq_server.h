@@ -1,0 +1,76 @@
+#ifndef SOTTO_DOQ_SERVER_H
+#define SOTTO_DOQ_SERVER_H
+
+// A sans-I/O QUIC v1 server for DNS over QUIC (RFC 9250) on ngtcp2 0.12 + GnuTLS, for Sotto's demo
+// and in-process tests. The caller moves datagrams and drives timers; queries come out of a polled
+// event queue and answers go back by connection and stream. Not thread-safe: one event loop.
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct doqs_server doqs_server;
+
+/// A server with the PEM certificate chain and key; NULL + message in `err` on failure.
+doqs_server *doqs_server_new(const char *cert_pem, const char *key_pem, const char *local_ip, uint16_t local_port,
+                             uint64_t handshake_timeout_ns, uint64_t idle_timeout_ns, char *err, size_t errlen);
+/// Frees every connection and the server.
+void doqs_server_free(doqs_server *s);
+
+enum {
+  /// A complete query on a stream: `data`/`len` is the DNS message (without the length prefix).
+  DOQS_EVENT_QUERY = 1,
+  DOQS_EVENT_HANDSHAKE_COMPLETED = 2,
+  /// A connection ended and was freed (`code`: 0 clean/idle, else an error).
+  DOQS_EVENT_CONNECTION_CLOSED = 3,
+};
+
+typedef struct doqs_event {
+  int type;
+  uint64_t conn;
+  int64_t stream_id;
+  uint64_t code;
+  /// Valid until the next call into the server.
+  const uint8_t *data;
+  size_t len;
+} doqs_event;
+
+/// Pops the next event; 0 when there is none.
+int doqs_server_next_event(doqs_server *s, doqs_event *ev);
+
+/// Feeds one datagram from remote_ip:remote_port. Returns 0, or -1 when it was dropped (not QUIC,
+/// unknown connection, refused version).
+int doqs_server_read(doqs_server *s, const char *remote_ip, uint16_t remote_port, const uint8_t *pkt, size_t len);
+/// Writes the next datagram to send into `buf` and its destination into ip/port; returns its size,
+/// 0 when nothing is left.
+ssize_t doqs_server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, size_t ipcap, uint16_t *port);
+/// Nanoseconds until `doqs_server_handle_expiry` is due; -1 when no timer is armed.
+int64_t doqs_server_expiry_delay(doqs_server *s);
+/// Runs due timers; connections that timed out are freed (DOQS_EVENT_CONNECTION_CLOSED).
+void doqs_server_handle_expiry(doqs_server *s);
+
+/// Sends `data` (a DNS message) as the answer on stream `sid` of connection `conn`, then FIN.
+/// Returns 0, or -1 when the connection or stream is gone.
+int doqs_server_answer(doqs_server *s, uint64_t conn, int64_t sid, const uint8_t *data, size_t len);
+/// Resets stream `sid` (RESET_STREAM + STOP_SENDING) with application error `code`.
+int doqs_server_reset(doqs_server *s, uint64_t conn, int64_t sid, uint64_t code);
+/// Closes connection `conn` with application error `code` (CONNECTION_CLOSE is sent by the next write).
+int doqs_server_close(doqs_server *s, uint64_t conn, uint64_t code);
+/// Closes every connection (CONNECTION_CLOSE, DOQ_NO_ERROR).
+void doqs_server_close_all(doqs_server *s);
+
+typedef struct doqs_stats {
+  uint64_t accepted, handshakes, queries, resets, dropped, open;
+} doqs_stats;
+
+void doqs_server_stats(doqs_server *s, doqs_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,40 @@
+/// One entry of a server's encryption history: what happened to which transport, and when.
+/// Kept per address, newest last, at most `ServerRecord.historyLimit` entries (memory stays bounded).
+public struct ServerEvent: Sendable, Hashable, Codable {
+  /// What happened.
+  public enum Kind: String, Sendable, Codable {
+    case connecting, established
+    case handshakeFailed = "handshake-failed"
+    case handshakeTimeout = "handshake-timeout"
+    case closed
+    case sessionFailed = "session-failed"
+    case queryTimeouts = "query-timeouts"
+    case operatorProbe = "operator-probe"
+  }
+
+  /// Unix seconds.
+  public var time: Double
+  /// The transport concerned; nil for events about the whole server.
+  public var transport: EncryptedTransport?
+  public var kind: Kind
+  /// Human-readable detail ("resumed, 0-RTT accepted", "TLS alert: certificate expired", ...).
+  public var detail: String
+
+  public init(time: Double, transport: EncryptedTransport?, kind: Kind, detail: String) {
+    self.time = time
+    self.transport = transport
+    self.kind = kind
+    self.detail = detail
+  }
+}
+
+extension ServerRecord {
+  /// Most events kept per server address.
+  public static let historyLimit = 32
+
+  /// Appends `event`, dropping the oldest beyond `historyLimit`.
+  mutating func log(_ event: ServerEvent) {
+    history.append(event)
+    if history.count > Self.historyLimit { history.removeFirst(history.count - Self.historyLimit) }
+  }
+}

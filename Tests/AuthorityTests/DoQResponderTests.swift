@@ -1,0 +1,132 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Resolver
+import Testing
+
+@testable import Authority
+
+/// The ngtcp2 DoQ responder against Sotto's own DoQ client (and garbage).
+@Suite(.serialized) struct DoQResponderTests {
+  let group = MultiThreadedEventLoopGroup.singleton
+
+  func start(_ behaviour: DoQBehaviour = .init(), ca: CertificateFactory, expired: Bool = false) async throws
+    -> (DoQResponder, ServerEndpoint)
+  {
+    let engine = try demoEngine("doq.test.")
+    let identity = try ca.issue(name: "ns1.doq.test", ip: "127.0.0.1", expired: expired)
+    let server = try await DoQResponder.start(
+      group: group, host: "127.0.0.1", port: 0, identity: identity, behaviour: behaviour,
+      handshakeTimeout: .seconds(2), idleTimeout: .seconds(2)
+    ) { engine.respond(to: $0) }
+    let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: server.address.port ?? 0))
+    return (server, endpoint)
+  }
+
+  func connect(_ endpoint: ServerEndpoint, ca: String, log: ClientLog, resumption: [UInt8]? = nil, early: Message? = nil)
+    async throws -> (DoQConnection, TLSHandshakeInfo, EventLoopFuture<Message>?)
+  {
+    try await DoQConnection.connect(
+      to: endpoint, expectedName: try DNSName("ns1.doq.test."), context: try DoQClientContext(extraCAFile: ca),
+      group: group, resumption: resumption, earlyQuery: early, handshakeTimeout: .seconds(3), idleTimeout: .seconds(5),
+      onTicket: log.onTicket, onClose: log.onClose)
+  }
+
+  @Test func answersConcurrentQueriesAndResumesWithZeroRTT() async throws {
+    let ca = try CertificateFactory()
+    let caFile = try writeCA(ca)
+    let (server, endpoint) = try await start(ca: ca)
+    let log = ClientLog()
+    let (connection, info, _) = try await connect(endpoint, ca: caFile, log: log)
+    #expect(info.alpn == "doq" && info.tlsVersion.contains("1.3"))
+    #expect(info.certificate.isValid, "issued by the CA given to the client: \(info.certificate.problems)")
+    async let a = connection.query(try testQuery("www.doq.test."), timeout: .seconds(3))
+    async let b = connection.query(try testQuery("mail.doq.test."), timeout: .seconds(3))
+    async let c = connection.query(try testQuery("nope.doq.test."), timeout: .seconds(3))
+    let (ra, rb, rc) = try await (a, b, c)
+    #expect(ra.answers.first?.type == .a && rb.answers.first?.type == .a && rc.rcode == .nxDomain)
+    #expect(await log.wait { !$0.tickets.withLock(\.isEmpty) })
+    let ticket = try #require(log.tickets.withLock { $0.first })
+    connection.close()
+
+    let again = ClientLog()
+    let (resumed, info2, early) = try await connect(
+      endpoint, ca: caFile, log: again, resumption: ticket, early: try testQuery("api.doq.test."))
+    #expect(info2.resumed)
+    #expect(info2.earlyDataAccepted == true)
+    #expect(try await early?.get().answers.first?.type == .a)
+    resumed.close()
+    let stats = try await server.statistics()
+    #expect(stats.handshakesCompleted == 2 && stats.queriesAnswered == 4)
+    await server.stop()
+  }
+
+  @Test func expiredCertificateIsReportedByTheClient() async throws {
+    let ca = try CertificateFactory()
+    let (server, endpoint) = try await start(ca: ca, expired: true)
+    let (connection, info, _) = try await connect(endpoint, ca: try writeCA(ca), log: ClientLog())
+    #expect(info.certificate.problems == ["expired"])
+    connection.close()
+    await server.stop()
+  }
+
+  @Test func sessionBreakerClosesAfterNQueries() async throws {
+    let ca = try CertificateFactory()
+    let (server, endpoint) = try await start(DoQBehaviour(closeConnectionAfterQueries: 2), ca: ca)
+    let log = ClientLog()
+    let (connection, _, _) = try await connect(endpoint, ca: try writeCA(ca), log: log)
+    _ = try await connection.query(try testQuery("www.doq.test."), timeout: .seconds(3))
+    _ = try await connection.query(try testQuery("api.doq.test."), timeout: .seconds(3))
+    #expect(await log.wait { !$0.closes.withLock(\.isEmpty) })
+    #expect(log.closes.withLock { $0 } == [.cleanClose])
+    #expect(!connection.isActive)
+    await server.stop()
+  }
+
+  @Test func everyNthStreamIsReset() async throws {
+    let ca = try CertificateFactory()
+    let (server, endpoint) = try await start(DoQBehaviour(resetEveryNthStream: 2), ca: ca)
+    let (connection, _, _) = try await connect(endpoint, ca: try writeCA(ca), log: ClientLog())
+    _ = try await connection.query(try testQuery("www.doq.test."), timeout: .seconds(3))
+    await #expect(throws: TransportError.self) {
+      _ = try await connection.query(try testQuery("api.doq.test."), timeout: .seconds(3))
+    }
+    // The connection survives a reset stream.
+    _ = try await connection.query(try testQuery("mail.doq.test."), timeout: .seconds(3))
+    #expect(try await server.statistics().streamsReset == 1)
+    connection.close()
+    await server.stop()
+  }
+
+  @Test func garbageAndHalfOpenHandshakesAreDroppedAndFreed() async throws {
+    let ca = try CertificateFactory()
+    let (server, endpoint) = try await start(ca: ca)
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    defer { close(fd) }
+    var to = sockaddr_in()
+    to.sin_family = sa_family_t(AF_INET)
+    to.sin_port = UInt16(endpoint.port).bigEndian
+    to.sin_addr.s_addr = inet_addr("127.0.0.1")
+    // Garbage, a truncated long header, and a lone Initial-looking datagram that never completes.
+    for payload: [UInt8] in [[1, 2, 3], [0xC0, 0, 0, 0, 1, 8], [0xC3, 0, 0, 0, 1, 8] + [UInt8](repeating: 7, count: 1200)] {
+      _ = payload.withUnsafeBytes { p in
+        withUnsafePointer(to: &to) {
+          $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            sendto(fd, p.baseAddress, p.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+          }
+        }
+      }
+    }
+    try await Task.sleep(for: .milliseconds(300))
+    let stats = try await server.statistics()
+    #expect(stats.datagramsDropped >= 2)
+    // A real client still gets answers.
+    let (connection, _, _) = try await connect(endpoint, ca: try writeCA(ca), log: ClientLog())
+    _ = try await connection.query(try testQuery("www.doq.test."), timeout: .seconds(3))
+    connection.close()
+    // Idle connections are freed after the idle timeout (2 s).
+    try await Task.sleep(for: .seconds(3))
+    #expect(try await server.statistics().connectionsOpen == 0)
+    await server.stop()
+  }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Resolver
+import Testing
+
+@testable import Authority
+
+/// The OpenSSL DoT responder against Sotto's own DoT client.
+@Suite(.serialized) struct DoTResponderTests {
+  let group = MultiThreadedEventLoopGroup.singleton
+
+  func start(_ behaviour: DoTBehaviour = .init(), ca: CertificateFactory, expired: Bool = false) async throws
+    -> (DoTResponder, ServerEndpoint)
+  {
+    let identity = try ca.issue(name: "ns1.dot.test", ip: "127.0.0.1", expired: expired)
+    let server = try await DoTResponder.start(
+      group: group, host: "127.0.0.1", port: 0, identity: identity, engine: try demoEngine("dot.test."),
+      behaviour: behaviour)
+    return (server, try #require(ServerEndpoint(ip: "127.0.0.1", port: server.address.port ?? 0)))
+  }
+
+  func connect(_ endpoint: ServerEndpoint, ca: String, log: ClientLog, resumption: [UInt8]? = nil) async throws
+    -> (DoTConnection, TLSHandshakeInfo)
+  {
+    try await DoTConnection.connect(
+      to: endpoint, expectedName: try DNSName("ns1.dot.test."), context: try DoTClientContext(extraCAFile: ca),
+      group: group, resumption: resumption, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3),
+      idleTimeout: .seconds(5), onTicket: log.onTicket, onClose: log.onClose)
+  }
+
+  @Test func answersOverTLSWithALPNDotAndResumes() async throws {
+    let ca = try CertificateFactory()
+    let caFile = try writeCA(ca)
+    let (server, endpoint) = try await start(ca: ca)
+    let log = ClientLog()
+    let (connection, info) = try await connect(endpoint, ca: caFile, log: log)
+    #expect(info.alpn == "dot" && info.tlsVersion == "TLSv1.3" && info.certificate.isValid)
+    let a = try await connection.query(try testQuery("www.dot.test.", id: 7), timeout: .seconds(3))
+    let b = try await connection.query(try testQuery("nope.dot.test.", id: 8), timeout: .seconds(3))
+    #expect(a.header.id == 7 && a.answers.first?.type == .a && b.rcode == .nxDomain)
+    #expect(await log.wait { !$0.tickets.withLock(\.isEmpty) })
+    let ticket = try #require(log.tickets.withLock { $0.first })
+    connection.close()
+    let (again, info2) = try await connect(endpoint, ca: caFile, log: ClientLog(), resumption: ticket)
+    #expect(info2.resumed)
+    _ = try await again.query(try testQuery("mail.dot.test."), timeout: .seconds(3))
+    again.close()
+    #expect(server.answered == 3)
+    await server.stop()
+  }
+
+  @Test func expiredCertificateIsReportedAndStillServes() async throws {
+    let ca = try CertificateFactory()
+    let (server, endpoint) = try await start(ca: ca, expired: true)
+    let (connection, info) = try await connect(endpoint, ca: try writeCA(ca), log: ClientLog())
+    #expect(info.certificate.problems == ["expired"])
+    _ = try await connection.query(try testQuery("www.dot.test."), timeout: .seconds(3))
+    connection.close()
+    await server.stop()
+  }
+
+  @Test func sessionBreakerClosesCleanlyAfterNQueries() async throws {
+    let ca = try CertificateFactory()
+    let (server, endpoint) = try await start(DoTBehaviour(closeConnectionAfterQueries: 1), ca: ca)
+    let log = ClientLog()
+    let (connection, _) = try await connect(endpoint, ca: try writeCA(ca), log: log)
+    _ = try await connection.query(try testQuery("www.dot.test."), timeout: .seconds(3))
+    #expect(await log.wait { !$0.closes.withLock(\.isEmpty) })
+    #expect(!connection.isActive)
+    await server.stop()
+  }
+}
