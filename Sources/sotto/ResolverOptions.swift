@@ -254,9 +254,13 @@ struct ListenerOptions: ParsableArguments {
   @Option(name: .long, help: "Control socket path (Unix domain, mode 0600) for `sotto ctl` and `sotto top --attach`.")
   var control: String?
 
+  @Option(name: .long, help: "UDP responses kept to replay for repeated questions (0: off; default 10000).")
+  var packetCacheSize: Int?
+
   /// The listener settings given as flags.
   func commandLineSettings() -> Settings {
     var s = Settings()
+    s[.packetCacheSize] = packetCacheSize.map(ConfigValue.int)
     if !listen.isEmpty { s[.listen] = .strings(listen) }
     if !allow.isEmpty { s[.allow] = .strings(allow) }
     s[.control] = control.map(ConfigValue.string)
@@ -273,4 +277,7 @@ struct ListenerOptions: ParsableArguments {
     }
     return config
   }
+
+  /// Entries of the listener's packet cache (0: none).
+  static func packetCacheEntries(_ settings: Settings) -> Int { settings.int(.packetCacheSize) }
 }

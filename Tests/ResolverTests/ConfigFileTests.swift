@@ -41,6 +41,7 @@ import Testing
     listen = ["127.0.0.1:53", "[::1]:53"]
     allow = ["10.0.0.0/8"]
     control = "/run/sotto/control.sock"
+    packet-cache-size = 500
 
     [log]
     level = "debug"

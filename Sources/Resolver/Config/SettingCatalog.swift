@@ -98,6 +98,9 @@ extension Setting {
   public static let control = Setting(
     "server.control", flag: "--control PATH", .path, default: nil,
     "control socket (mode 0600) for `sotto ctl` and `sotto top --attach` (serve, top)")
+  public static let packetCacheSize = Setting(
+    "server.packet-cache-size", flag: "--packet-cache-size N", .integer(0...Int.max), default: .int(10_000),
+    "UDP responses kept ready to replay for repeated questions, answered without resolving (0: off; serve, top)")
 
   // [log]
   public static let logLevel = Setting(
@@ -122,7 +125,7 @@ extension Setting {
     minTTL, maxTTL, maxNegativeTTL, queryTimeout, queryRetries, resolutionDeadline, ednsBufferSize,
     encryption, dot, doq, prefer, encryptedPort, persistence, damping, probeTimeout, maxProbes, maxSessions,
     sessionIdleTimeout, tlsCAFile,
-    listen, allow, control,
+    listen, allow, control, packetCacheSize,
     logLevel, logFile,
     stateFile, stateSaveInterval,
   ]
