@@ -128,7 +128,13 @@ def bench_encryption(cls, r: int, work: Path) -> dict:
             run = dnsperf(res.port, f, once=True, outstanding=20, timeout=10)
         finally:
             counts = counter.stop()
-        return {"completed": run.completed, **counts.as_dict()}
+        out = {"completed": run.completed, "rcodes": run.rcodes, **counts.as_dict()}
+        if counts.cleartext_to_good:  # keep the evidence
+            keep = HERE / "results" / f"encryption-{cls.name}-{time.strftime('%Y%m%dT%H%M%S')}.pcap"
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["cp", str(work / f"{cls.name}.pcap"), str(keep)], check=False)
+            out["pcap"] = str(keep)
+        return out
 
 
 # ------------------------------------------------------------------------------ driver

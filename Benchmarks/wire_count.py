@@ -11,9 +11,13 @@ resolver's own counters).
   DNS query on a stream is not). Several queries coalesced in one datagram count as one, so the
   DoQ figure is a lower bound.
 
-"Cleartext to a known-good server": a Do53 query to an address after that address sent its
-first encrypted answer (a DoT application-data record or a QUIC 1-RTT datagram that follows the
-resolver's first counted encrypted query on it).
+"Cleartext to a known-good server": a Do53 query to an address once the resolver demonstrably
+knew that address answers encrypted: after the address sent its first encrypted answer (a DoT
+application-data record or a QUIC 1-RTT datagram that follows the resolver's first counted
+encrypted query on it) AND the resolver then sent another encrypted query to it. The second
+condition excludes Do53 queries that were already decided while the first encrypted exchange was
+in flight and reach the wire a moment after its answer (the capture sees the answer arrive, not
+the resolver learning of it); it applies to every resolver alike.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ class ServerCounts:
     dot: int = 0
     doq: int = 0
     cleartext_after_good: int = 0
-    good_since: float | None = None
+    answered_at: float | None = None  # first encrypted answer
+    good_since: float | None = None  # first encrypted query after that answer
 
 
 @dataclass
@@ -111,16 +116,20 @@ def count(packets: list[Packet]) -> WireCounts:
                     if length > 24:
                         s.dot += 1
                         first_query_at.setdefault((server, "dot"), p.time)
-                elif (server, "dot") in first_query_at and s.good_since is None:
-                    s.good_since = p.time
+                        if s.answered_at is not None and s.good_since is None and p.time > s.answered_at:
+                            s.good_since = p.time
+                elif (server, "dot") in first_query_at and s.answered_at is None:
+                    s.answered_at = p.time
         elif p.proto == "UDP" and 853 in (p.sport, p.dport):
             types = p.quic_types
             if to_server:
                 if ("0-RTT" in types or "1-RTT" in types) and p.payload_len > QUIC_QUERY_MIN:
                     s.doq += 1
                     first_query_at.setdefault((server, "doq"), p.time)
-            elif "1-RTT" in types and (server, "doq") in first_query_at and s.good_since is None:
-                s.good_since = p.time
+                    if s.answered_at is not None and s.good_since is None and p.time > s.answered_at:
+                        s.good_since = p.time
+            elif "1-RTT" in types and (server, "doq") in first_query_at and s.answered_at is None:
+                s.answered_at = p.time
     return wc
 
 
