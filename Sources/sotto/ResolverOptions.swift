@@ -257,10 +257,14 @@ struct ListenerOptions: ParsableArguments {
   @Option(name: .long, help: "UDP responses kept to replay for repeated questions (0: off; default 10000).")
   var packetCacheSize: Int?
 
+  @Option(name: .long, help: "Event-loop threads (0: one per core; serve runs the resolver's tasks on them too).")
+  var threads: Int?
+
   /// The listener settings given as flags.
   func commandLineSettings() -> Settings {
     var s = Settings()
     s[.packetCacheSize] = packetCacheSize.map(ConfigValue.int)
+    s[.threads] = threads.map(ConfigValue.int)
     if !listen.isEmpty { s[.listen] = .strings(listen) }
     if !allow.isEmpty { s[.allow] = .strings(allow) }
     s[.control] = control.map(ConfigValue.string)

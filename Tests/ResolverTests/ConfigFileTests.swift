@@ -42,6 +42,7 @@ import Testing
     allow = ["10.0.0.0/8"]
     control = "/run/sotto/control.sock"
     packet-cache-size = 500
+    threads = 3
 
     [log]
     level = "debug"

@@ -101,6 +101,9 @@ extension Setting {
   public static let packetCacheSize = Setting(
     "server.packet-cache-size", flag: "--packet-cache-size N", .integer(0...Int.max), default: .int(10_000),
     "UDP responses kept ready to replay for repeated questions, answered without resolving (0: off; serve, top)")
+  public static let threads = Setting(
+    "server.threads", flag: "--threads N", .integer(0...1024), default: .int(0),
+    "event-loop threads (0: one per core); in serve the resolver's tasks run on them too (serve)")
 
   // [log]
   public static let logLevel = Setting(
@@ -125,7 +128,7 @@ extension Setting {
     minTTL, maxTTL, maxNegativeTTL, queryTimeout, queryRetries, resolutionDeadline, ednsBufferSize,
     encryption, dot, doq, prefer, encryptedPort, persistence, damping, probeTimeout, maxProbes, maxSessions,
     sessionIdleTimeout, tlsCAFile,
-    listen, allow, control, packetCacheSize,
+    listen, allow, control, packetCacheSize, threads,
     logLevel, logFile,
     stateFile, stateSaveInterval,
   ]
