@@ -8,6 +8,7 @@
 #   make doq-test  only the opportunistic-DoQ integration tests (lab DoQ servers: aioquic + dnspython)
 #   make tui-test  only the dashboard (tmux) and control socket (sotto ctl) integration tests
 #   make bench     benchmarks (release build) next to Unbound and PowerDNS Recursor (Benchmarks/bench.py)
+#   make bench-smoke  one quick round of the cached and start-up benchmarks (not in make test or CI)
 #   make screenshots  run the dashboard in tmux against the lab and render screenshots/*.png
 #   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53, DoT on some 127.53.x.y:853)
 #   make lab-down  stop exactly the NSD processes the lab started
@@ -32,7 +33,7 @@ CI        ?=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: bench demo demo-deps lab-demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
+.PHONY: bench bench-smoke demo demo-deps lab-demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
 
 test: deps build-tests unit-test integration-test
 
@@ -127,6 +128,9 @@ bench: deps
 	fi
 	$(SWIFT) build -c release
 	SOTTO_BIN="$(CURDIR)/.build/release/sotto" $(PYTHON) Benchmarks/bench.py
+
+bench-smoke:
+	BENCH_QUICK=1 BENCH_ONLY=cached,startup $(MAKE) bench
 
 lab-up:
 	$(PYTHON) Lab/lab.py up
