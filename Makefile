@@ -9,7 +9,8 @@
 #   make tui-test  only the dashboard (tmux) and control socket (sotto ctl) integration tests
 #   make fuzz      libFuzzer on the parsers (Fuzz/), FUZZ_SECONDS per target (default 60); fails on a crash
 #   make test-sanitize  unit tests under ASan and TSan, integration tests against an ASan-built sotto
-#   make bench     benchmarks (release build): the dashboard's CPU cost at 1,000 q/s (Benchmarks/)
+#   make bench     benchmarks (release build) next to Unbound and PowerDNS Recursor (Benchmarks/bench.py)
+#   make bench-smoke  one quick round of the cached and start-up benchmarks (not in make test or CI)
 #   make screenshots  run the dashboard in tmux against the lab and render screenshots/*.png
 #   make lab-up    start the NSD lab (root; 127.53.x.y:53 and ::1:53, DoT on some 127.53.x.y:853)
 #   make lab-down  stop exactly the NSD processes the lab started
@@ -34,7 +35,7 @@ CI        ?=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: fuzz test-sanitize test-asan test-tsan integration-test-asan bench demo demo-deps lab-demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
+.PHONY: fuzz test-sanitize test-asan test-tsan integration-test-asan bench bench-smoke demo demo-deps lab-demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
 
 test: deps build-tests unit-test integration-test
 
@@ -145,10 +146,22 @@ integration-test-asan:
 	$(LAB_LOCK) env $(ASAN_ENV) SOTTO_BIN="$(CURDIR)/.build-asan/debug/sotto" $(PYTHON) -m pytest -v Tests/Integration
 
 # Not part of `make test`. BENCH_ROUNDS / BENCH_SECONDS / BENCH_QPS override the defaults (3 / 20 / 1000).
+# Benchmarks next to Unbound and PowerDNS Recursor (Benchmarks/bench.py; BENCH_QUICK=1 for a smoke
+# run, BENCH_ONLY=cached,cold,memory,encryption,startup,dashboard for a subset).
+BENCH_PKGS := dnsperf pdns-recursor
+
 bench: deps
-	@command -v dnsperf >/dev/null || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dnsperf; }
+	@missing=""; for p in $(BENCH_PKGS); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  if command -v systemctl >/dev/null && systemctl is-active --quiet pdns-recursor 2>/dev/null; then \
+	    $(SUDO) systemctl stop pdns-recursor; $(SUDO) systemctl disable pdns-recursor || true; fi; \
+	fi
 	$(SWIFT) build -c release
-	SOTTO_BIN="$(CURDIR)/.build/release/sotto" $(PYTHON) Benchmarks/dashboard_cost.py
+	SOTTO_BIN="$(CURDIR)/.build/release/sotto" $(PYTHON) Benchmarks/bench.py
+
+bench-smoke:
+	BENCH_QUICK=1 BENCH_ONLY=cached,startup $(MAKE) bench
 
 lab-up:
 	$(PYTHON) Lab/lab.py up

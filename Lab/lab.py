@@ -344,6 +344,10 @@ server:
     hide-version: yes
     verbosity: 1
     refuse-any: no
+    # No response rate limiting: NSD's default (200/s per /24, slip 2) blocks the wildcard under
+    # benchmark load, so resolvers would be measured on TC/TCP retries and dropped answers.
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
 
 remote-control:
     control-enable: yes

@@ -269,6 +269,12 @@ struct ListenerOptions: ParsableArguments {
   @Option(name: .long, help: "Queries per second from one client address; excess dropped; 0: off (2000).")
   var clientRateLimit: Double?
 
+  @Option(name: .long, help: "UDP responses kept to replay for repeated questions (0: off; default 10000).")
+  var packetCacheSize: Int?
+
+  @Option(name: .long, help: "Event-loop threads (0: one per core; serve runs the resolver's tasks on them too).")
+  var threads: Int?
+
   func validate() throws {
     for (key, value) in commandLineSettings().values {
       guard let setting = Setting.named(key), case .failure(let problem) = setting.check(value) else { continue }
@@ -279,6 +285,8 @@ struct ListenerOptions: ParsableArguments {
   /// The listener settings given as flags.
   func commandLineSettings() -> Settings {
     var s = Settings()
+    s[.packetCacheSize] = packetCacheSize.map(ConfigValue.int)
+    s[.threads] = threads.map(ConfigValue.int)
     if !listen.isEmpty { s[.listen] = .strings(listen) }
     if !allow.isEmpty { s[.allow] = .strings(allow) }
     s[.maxResolutions] = maxResolutions.map(ConfigValue.int)
@@ -305,4 +313,7 @@ struct ListenerOptions: ParsableArguments {
     config.clientRateLimit = settings.number(.clientRateLimit)
     return config
   }
+
+  /// Entries of the listener's packet cache (0: none).
+  static func packetCacheEntries(_ settings: Settings) -> Int { settings.int(.packetCacheSize) }
 }

@@ -16,8 +16,11 @@ struct RunningResolver {
     let listenerConfig = try ListenerOptions.configuration(settings)
     let group = MultiThreadedEventLoopGroup.singleton
     let stack = try ResolverOptions.stack(settings, group: group, logger: logger)
+    let packetCache = PacketCache(
+      capacity: ListenerOptions.packetCacheEntries(settings), invalidatedBy: stack.resolver.cache)
     let listener = Listener(
-      resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger, monitor: stack.monitor)
+      resolver: stack.resolver, configuration: listenerConfig, group: group, logger: logger, monitor: stack.monitor,
+      packetCache: packetCache)
     let bound: [SocketAddress]
     do {
       bound = try await listener.start()

@@ -20,6 +20,7 @@ struct Serve: AsyncParsableCommand {
     let logSink = try ResolverOptions.bootstrapLogging(settings)
     let hangup = HangupReopener(logSink)
     let logger = Logger(label: "sotto")
+    Self.takeOverConcurrency(threads: settings.int(.threads))
     let running = try await RunningResolver.start(settings, logger: logger)
     logger.notice("sotto listening on \(running.bound.map { "\($0)" }.joined(separator: ", "))")
     await Self.waitForTermination()
@@ -29,6 +30,14 @@ struct Serve: AsyncParsableCommand {
     withExtendedLifetime(hangup) {}
     // The process exits now; probes still in flight die with it (their state was saved as pending,
     // which a restart treats as unknown).
+  }
+
+  /// Sizes the event-loop group (`server.threads`, 0: one per core) and makes it Swift
+  /// Concurrency's global executor, so resolutions run on the threads that do their I/O instead of
+  /// hopping between the Dispatch pool and the event loops. Before the group is first used.
+  static func takeOverConcurrency(threads: Int) {
+    if threads > 0 { NIOSingletons.groupLoopCountSuggestion = threads }
+    NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
   }
 
   /// Parses `127.0.0.1:5300`, `[::1]:5300` or `::1` style listen addresses.

@@ -46,6 +46,8 @@ import Testing
     tcp-queries-per-connection = 0
     client-rate-limit = 50
     control = "/run/sotto/control.sock"
+    packet-cache-size = 500
+    threads = 3
 
     [log]
     level = "debug"

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 @testable import Resolver
@@ -19,6 +20,15 @@ private struct FixedResolver: QueryResolving {
 private struct SlowResolver: QueryResolving {
   func resolve(_ question: Question) async -> Resolution {
     try? await Task.sleep(for: .seconds(1))
+    return await FixedResolver().resolve(question)
+  }
+}
+
+/// Like `FixedResolver`, and counts the questions that reached it.
+private final class CountingResolver: QueryResolving, Sendable {
+  let calls = Mutex(0)
+  func resolve(_ question: Question) async -> Resolution {
+    calls.withLock { $0 += 1 }
     return await FixedResolver().resolve(question)
   }
 }
@@ -83,6 +93,52 @@ private enum ListenerTestError: Error {
       #expect(response.rcode == .formErr)
       #expect(response.questions.isEmpty)
       #expect(listener.statistics.formErrors == 1)
+    }
+  }
+
+  @Test func repeatedQuestionsComeFromThePacketCacheAndAreCounted() async throws {
+    let resolver = CountingResolver()
+    let monitor = ResolverMonitor()
+    let cache = DNSCache()
+    let packets = PacketCache(capacity: 100, invalidatedBy: cache)
+    try await withListener(resolver: resolver, monitor: monitor, packetCache: packets) {
+      server, listener in
+      _ = try await udpExchange(query(id: 1, "www.example.com"), with: server)
+      try await Task.sleep(for: .milliseconds(50))  // the answer is stored after it is sent
+      let reply = try Message.parse(
+        try await udpExchange(query(id: 2, "WWW.example.COM"), with: server))
+      #expect(reply.header.id == 2)
+      #expect(reply.questions.first?.name.description == "WWW.example.COM.")
+      #expect(reply.answers.count == 1)
+      #expect(resolver.calls.withLock { $0 } == 1)
+      #expect(listener.statistics.queries == 2)
+      let seen = monitor.snapshot()
+      #expect(seen.clientQueries == 2)
+      #expect(seen.cacheHits == 1)
+      #expect(seen.queries.first?.name == "WWW.example.COM.")
+      #expect(seen.queries.first?.cacheHit == true)
+      #expect(seen.queries.first?.client == "127.0.0.1")
+      cache.flushAll()  // `sotto ctl flush`: the next answer is resolved again
+      _ = try await udpExchange(query(id: 3, "www.example.com"), with: server)
+      #expect(resolver.calls.withLock { $0 } == 2)
+    }
+  }
+
+  @Test func thePacketCacheDoesNotAnswerClientsOutsideAllowedNetworks() async throws {
+    let resolver = CountingResolver()
+    let packets = PacketCache(capacity: 100, invalidatedBy: DNSCache())
+    try await withListener(
+      resolver: resolver, allowed: [try CIDR("10.0.0.0/8")], packetCache: packets
+    ) {
+      server, listener in
+      for id in [UInt16(1), 2] {
+        let reply = try Message.parse(
+          try await udpExchange(query(id: id, "www.example.com"), with: server))
+        #expect(reply.rcode == .refused)
+      }
+      #expect(resolver.calls.withLock { $0 } == 0)
+      #expect(listener.statistics.notAllowed == 2)
+      #expect(packets.count == 0)
     }
   }
 
@@ -159,6 +215,7 @@ private enum ListenerTestError: Error {
   private func withListener(
     resolver: any QueryResolving = FixedResolver(), allowed: [CIDR] = CIDR.loopback, idle: TimeAmount = .seconds(10),
     maxTCP: Int = 256, tcpQueryLimit: Int = 1000, maxResolutions: Int = 1024, rate: Double = 0,
+    monitor: ResolverMonitor? = nil, packetCache: PacketCache? = nil,
     _ body: (SocketAddress, Listener) async throws -> Void
   ) async throws {
     let configuration = ListenerConfiguration(
@@ -166,7 +223,8 @@ private enum ListenerTestError: Error {
       maxTCPConnections: maxTCP, tcpQueriesPerConnection: tcpQueryLimit, maxResolutions: maxResolutions,
       clientRateLimit: rate)
     let listener = Listener(
-      resolver: resolver, configuration: configuration, group: group, logger: Logger(label: "ListenerTests"))
+      resolver: resolver, configuration: configuration, group: group, logger: Logger(label: "ListenerTests"),
+      monitor: monitor, packetCache: packetCache)
     let bound = try await listener.start()
     guard let server = bound.first, server.port != 0 else {
       await listener.stop()

@@ -14,6 +14,10 @@ public final class DNSCache: Sendable {
   private let configuration: CacheConfiguration
   private let time: any TimeSource
   private let state: Mutex<State>
+  private let flushes = Atomic<UInt64>(0)
+
+  /// Changes with every flush; the packet cache drops answers stored under an older value.
+  public var generation: UInt64 { flushes.load(ordering: .acquiring) }
 
   public init(configuration: CacheConfiguration = CacheConfiguration(), time: any TimeSource = SystemTimeSource()) {
     self.configuration = configuration
@@ -89,7 +93,8 @@ public final class DNSCache: Sendable {
   /// Removes everything; returns how many entries were removed.
   @discardableResult
   public func flushAll() -> Int {
-    state.withLock { state in
+    defer { flushes.add(1, ordering: .releasing) }
+    return state.withLock { state in
       let n = state.store.count
       state.store.removeAll()
       return n
@@ -151,7 +156,8 @@ public final class DNSCache: Sendable {
   }
 
   private func flush(where matches: @Sendable (CacheKey, CacheEntry) -> Bool) -> Int {
-    state.withLock { state in
+    defer { flushes.add(1, ordering: .releasing) }
+    return state.withLock { state in
       let doomed = state.store.keys.filter { key in state.store.peek(key).map { matches(key, $0) } ?? false }
       for key in doomed { state.store.remove(key) }
       return doomed.count

@@ -114,6 +114,12 @@ extension Setting {
   public static let control = Setting(
     "server.control", flag: "--control PATH", .path, default: nil,
     "control socket (mode 0600) for `sotto ctl` and `sotto top --attach` (serve, top)")
+  public static let packetCacheSize = Setting(
+    "server.packet-cache-size", flag: "--packet-cache-size N", .integer(0...Int.max), default: .int(10_000),
+    "UDP responses kept ready to replay for repeated questions, answered without resolving (0: off; serve, top)")
+  public static let threads = Setting(
+    "server.threads", flag: "--threads N", .integer(0...1024), default: .int(0),
+    "event-loop threads (0: one per core); in serve the resolver's tasks run on them too (serve)")
 
   // [log]
   public static let logLevel = Setting(
@@ -139,7 +145,7 @@ extension Setting {
     encryption, dot, doq, prefer, encryptedPort, persistence, damping, probeTimeout, maxProbes, maxSessions,
     sessionIdleTimeout, tlsCAFile,
     listen, allow, maxResolutions, maxTCPConnections, tcpIdleTimeout, tcpQueriesPerConnection, clientRateLimit,
-    control,
+    control, packetCacheSize, threads,
     logLevel, logFile,
     stateFile, stateSaveInterval,
   ]

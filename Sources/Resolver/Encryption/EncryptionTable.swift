@@ -313,13 +313,16 @@ public struct EncryptionTable: Sendable {
     }
   }
 
-  /// `2026-11-29 14:03 UTC` for reasons.
+  /// `2026-11-29 14:03 UTC` for reasons. Built by hand: a DateFormatter per decision cost more
+  /// CPU than the rest of the cold-resolution path's policy work together.
   static func clock(_ t: Double) -> String {
-    let f = DateFormatter()
-    f.locale = Locale(identifier: "en_US_POSIX")
-    f.timeZone = TimeZone(identifier: "UTC")
-    f.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
-    return f.string(from: Date(timeIntervalSince1970: t))
+    guard t.isFinite, abs(t) < 1e15 else { return "never" }  // damping may be infinite
+    var seconds = time_t(t.rounded(.down))
+    var parts = tm()
+    guard gmtime_r(&seconds, &parts) != nil else { return "?" }
+    func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    let day = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
+    return "\(day) \(two(parts.tm_hour)):\(two(parts.tm_min)) UTC"
   }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Synchronization
 
 /// Counts per time bucket in a fixed ring: bucket `k` covers `[k·width, (k+1)·width)` seconds.
@@ -49,7 +50,7 @@ public final class ResolverMonitor: Sendable {
     var clientQueries = 0
     var cacheHits = 0
     var perSecond = BucketSeries(buckets: 12, width: 1)
-    var log: [QueryLogEntry] = []
+    var log: [LogItem] = []
     var logNext = 0
     var cleartextHops = 0
     var encryptedHops = 0
@@ -92,12 +93,7 @@ public final class ResolverMonitor: Sendable {
       s.clientQueries += 1
       if entry.cacheHit { s.cacheHits += 1 }
       s.perSecond.add(at: entry.time)
-      if s.log.count < Self.logCapacity {
-        s.log.append(entry)
-      } else {
-        s.log[s.logNext] = entry
-      }
-      s.logNext = (s.logNext + 1) % Self.logCapacity
+      s.append(.entry(entry))
       for (i, hop) in entry.hops.enumerated() {
         guard hop.isCleartext else {
           s.encryptedHops += 1
@@ -120,6 +116,17 @@ public final class ResolverMonitor: Sendable {
     }
   }
 
+  /// Records a client query answered from the packet cache; formatted only when a snapshot is taken.
+  public func recordFastHit(client: SocketAddress, name: [UInt8], type: UInt16, rcode: UInt8) {
+    let hit = FastHit(time: wallClock(), client: client, name: name, type: type, rcode: rcode)
+    state.withLock { s in
+      s.clientQueries += 1
+      s.cacheHits += 1
+      s.perSecond.add(at: hit.time)
+      s.append(.fastHit(hit))
+    }
+  }
+
   /// The monitor's own part of a snapshot.
   public func snapshot() -> MonitorData {
     let now = wallClock()
@@ -127,7 +134,8 @@ public final class ResolverMonitor: Sendable {
       let perSecond = s.perSecond.values(now: now)
       // The last 10 complete seconds.
       let rate = Double(perSecond.dropLast().suffix(10).reduce(0, +)) / 10
-      let log = s.log.count < Self.logCapacity ? s.log : Array(s.log[s.logNext...] + s.log[..<s.logNext])
+      let items = s.log.count < Self.logCapacity ? s.log : Array(s.log[s.logNext...] + s.log[..<s.logNext])
+      let log = items.map(\.entry)
       let leaks = s.leaks.count < Self.leakCapacity ? s.leaks : Array(s.leaks[s.leakNext...] + s.leaks[..<s.leakNext])
       return MonitorData(
         now: now, startTime: startTime, listeners: s.listeners, clientQueries: s.clientQueries, cacheHits: s.cacheHits,
@@ -137,6 +145,52 @@ public final class ResolverMonitor: Sendable {
           byServer: s.cleartextByServer, recent: leaks.reversed(), cleartextSeries: s.cleartextSeries.values(now: now),
           encryptedSeries: s.encryptedSeries.values(now: now)))
     }
+  }
+}
+
+/// A log item: a full entry, or a packet-cache hit kept raw until someone looks.
+enum LogItem: Sendable {
+  case entry(QueryLogEntry)
+  case fastHit(FastHit)
+
+  var entry: QueryLogEntry {
+    switch self {
+    case .entry(let e): return e
+    case .fastHit(let h): return h.entry
+    }
+  }
+}
+
+/// A packet-cache hit as recorded on the hot path: no strings.
+struct FastHit: Sendable {
+  var time: Double
+  var client: SocketAddress
+  var name: [UInt8]  // wire form, as the client spelled it
+  var type: UInt16
+  var rcode: UInt8
+
+  var entry: QueryLogEntry {
+    var labels: [[UInt8]] = []
+    var i = 0
+    while i < name.count, name[i] != 0, i + 1 + Int(name[i]) <= name.count {
+      labels.append(Array(name[(i + 1)...(i + Int(name[i]))]))
+      i += 1 + Int(name[i])
+    }
+    return QueryLogEntry(
+      time: time, client: client.ipAddress ?? "?", name: DNSName(uncheckedLabels: labels).description,
+      type: RRType(rawValue: type).description, rcode: RCode(rawValue: UInt16(rcode)).description, latencyMs: 0,
+      cacheHit: true, hops: [])
+  }
+}
+
+extension ResolverMonitor.State {
+  mutating func append(_ item: LogItem) {
+    if log.count < ResolverMonitor.logCapacity {
+      log.append(item)
+    } else {
+      log[logNext] = item
+    }
+    logNext = (logNext + 1) % ResolverMonitor.logCapacity
   }
 }
 

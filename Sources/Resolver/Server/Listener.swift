@@ -12,12 +12,14 @@ public final class Listener: Sendable {
   private let processor: QueryProcessor
   private let connections: ConnectionTracker
   private let servers = Mutex<[any Channel]>([])
+  private let fastPath: FastPath?
 
   /// A listener for `configuration`; nothing is bound until `start()`.
   /// `monitor`, when given, records every resolved client query (dashboard, `sotto ctl`).
+  /// `packetCache`, when given, answers repeated UDP questions on the event loop.
   public init(
     resolver: any QueryResolving, configuration: ListenerConfiguration, group: any EventLoopGroup, logger: Logger,
-    monitor: ResolverMonitor? = nil
+    monitor: ResolverMonitor? = nil, packetCache: PacketCache? = nil
   ) {
     self.configuration = configuration
     self.group = group
@@ -30,6 +32,9 @@ public final class Listener: Sendable {
     if configuration.clientRateLimit > 0 { processor.rateLimiter = ClientRateLimiter(rate: configuration.clientRateLimit) }
     self.processor = processor
     self.connections = ConnectionTracker(limit: configuration.maxTCPConnections)
+    self.fastPath = packetCache.map {
+      FastPath(cache: $0, allowed: configuration.allowed, counters: counters, monitor: monitor)
+    }
   }
 
   /// Current counters.
@@ -116,10 +121,15 @@ public final class Listener: Sendable {
 
   private func bindUDP(_ address: SocketAddress) async throws -> any Channel {
     let processor = self.processor
+    let fastPath = self.fastPath
+    // Vector reads (recvmmsg) of up to 16 datagrams of up to 4 KiB each; the writes of one read
+    // batch leave with one flush (sendmmsg).
     return try await DatagramBootstrap(group: group)
+      .channelOption(.datagramVectorReadMessageCount, value: 16)
+      .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16 * 4096))
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandler(UDPQueryHandler(processor: processor))
+          try channel.pipeline.syncOperations.addHandler(UDPQueryHandler(processor: processor, fastPath: fastPath))
         }
       }
       .bind(to: address).get()

@@ -1,28 +1,60 @@
 import NIOCore
 
-/// Answers client datagrams: each query is resolved in its own task and the response is sent
-/// back to the datagram's source from the channel's event loop.
-final class UDPQueryHandler: ChannelInboundHandler, Sendable {
+/// Answers client datagrams. Repeated questions are answered from the packet cache on the event
+/// loop (`FastPath`); the rest are resolved each in its own task and the response is sent back to
+/// the datagram's source from the channel's event loop. Writes from one read batch go out with one
+/// flush (sendmmsg).
+final class UDPQueryHandler: ChannelInboundHandler {
   typealias InboundIn = AddressedEnvelope<ByteBuffer>
   typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
   private let processor: QueryProcessor
+  private let fastPath: FastPath?
+  private var pendingFlush = false
 
-  init(processor: QueryProcessor) { self.processor = processor }
+  init(processor: QueryProcessor, fastPath: FastPath? = nil) {
+    self.processor = processor
+    self.fastPath = fastPath
+  }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let envelope = unwrapInboundIn(data)
-    let raw = Array(envelope.data.readableBytesView)
     let client = envelope.remoteAddress
     let processor = self.processor
     guard processor.admit(client) else { return }  // over the client's rate: no task, no answer
+    var learn: (FastQuery, UInt64)?
+    if let fastPath {
+      switch fastPath.lookup(envelope.data, from: client, allocator: context.channel.allocator) {
+      case .hit(let response):
+        context.write(
+          wrapOutboundOut(AddressedEnvelope(remoteAddress: client, data: response)), promise: nil)
+        pendingFlush = true
+        return
+      case .miss(let query, let generation):
+        learn = query.map { ($0, generation) }
+      }
+    }
+    let raw = Array(envelope.data.readableBytesView)
     let channel = context.channel
+    let fastPath = self.fastPath
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
     promise.completeWithTask { await processor.process(raw, from: client, overTCP: false) }
     promise.futureResult.whenSuccess { response in  // runs on the channel's event loop
-      guard let response, channel.isActive else { return }
+      guard let response else { return }
+      if let fastPath, let (query, generation) = learn {
+        fastPath.learn(response, for: query, generation: generation)
+      }
+      guard channel.isActive else { return }
       let buffer = channel.allocator.buffer(bytes: response)
       channel.writeAndFlush(AddressedEnvelope(remoteAddress: client, data: buffer), promise: nil)
     }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    if pendingFlush {
+      pendingFlush = false
+      context.flush()
+    }
+    context.fireChannelReadComplete()
   }
 }

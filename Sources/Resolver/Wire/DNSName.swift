@@ -97,9 +97,11 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
     try DNSName(labels: [label] + labels)
   }
 
-  /// The name with ASCII letters lowered.
+  /// The name with ASCII letters lowered; a name that has none is returned as is, sharing its
+  /// storage (cache keys of lowercase names then cost no second copy).
   public func lowercased() -> DNSName {
-    DNSName(uncheckedLabels: labels.map { $0.map(DNSName.lower) })
+    guard labels.contains(where: { $0.contains { $0 >= 65 && $0 <= 90 } }) else { return self }
+    return DNSName(uncheckedLabels: labels.map { $0.map(DNSName.lower) })
   }
 
   @inline(__always) static func lower(_ b: UInt8) -> UInt8 { (b >= 65 && b <= 90) ? b | 0x20 : b }

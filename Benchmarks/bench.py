@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""`make bench`: Sotto next to Unbound and PowerDNS Recursor on the same machine, in the same run.
+
+Starts the NSD lab, then for BENCH_ROUNDS rounds (default 3) runs every benchmark against each
+resolver back to back, rotating the order every round. Each resolver is pinned to core
+BENCH_RESOLVER_CORE (0) and dnsperf to BENCH_LOAD_CORE (1); every resolver runs one worker
+thread with caches far larger than the workload. Prints one table of medians (with min-max
+spread) and Sotto/peer ratios, and writes it all as JSON under Benchmarks/results/.
+
+  1 cached   queries/s and latency for a warmed set of BENCH_CACHED_NAMES names (dnsperf, 100 outstanding)
+  2 cold     BENCH_COLD_NAMES distinct uncached names across the lab's zones, 20 outstanding,
+             fresh process: completed resolutions/s and p50/p95 latency (Sotto with and without
+             encryption)
+  3 memory   RSS growth after caching BENCH_MEMORY_NAMES distinct names, and bytes per cached name
+  4 encryption  share of authoritative queries sent encrypted, DoQ's share, and cleartext queries to
+             servers already known good, counted from a tcpdump capture (Sotto, PowerDNS Recursor)
+  5 start-up time from exec to the first answered query
+  6 dashboard CPU of `sotto top` minus `sotto serve` at 1,000 q/s (Benchmarks/dashboard_cost.py)
+
+BENCH_ONLY=cached,cold,... runs a subset. BENCH_QUICK=1 is a smoke run (1 round, small sets).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "Lab"))
+
+import lab as labmod  # noqa: E402
+from load import dnsperf, write_names  # noqa: E402
+from resolvers import PowerDNSRecursor, Sotto, Unbound, missing_tools, scratch  # noqa: E402
+from wire_count import WireCounter  # noqa: E402
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
+CACHED_NAMES = int(os.environ.get("BENCH_CACHED_NAMES", "500" if QUICK else "2500"))
+CACHED_SECONDS = float(os.environ.get("BENCH_CACHED_SECONDS", "3" if QUICK else "10"))
+COLD_NAMES = int(os.environ.get("BENCH_COLD_NAMES", "300" if QUICK else "3000"))
+MEMORY_NAMES = int(os.environ.get("BENCH_MEMORY_NAMES", "5000" if QUICK else "100000"))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+ALL = ["cached", "cold", "memory", "encryption", "startup", "dashboard"]
+# Zones of the lab whose servers differ in what they speak on 853 (none, DoT, DoQ, both, broken).
+COLD_ZONES = ["dot.test.", "doq.test.", "both.test.", "mixed.test.", "refused.test.", "silent.test.",
+              "badcert.test.", "example.test.", "quicsilent.test.", "badquic.test."]
+
+RESOLVERS = {"sotto": Sotto, "unbound": Unbound, "pdns-recursor": PowerDNSRecursor}
+
+
+def wanted(name: str) -> bool:
+    return not ONLY or name in ONLY
+
+
+def cold_names(tag: str, n: int) -> list[str]:
+    """n distinct names: a third wildcard hits (NOERROR), the rest NXDOMAIN spread over the zones."""
+    out = []
+    for i in range(n):
+        if i % 3 == 0:
+            out.append(f"{tag}-{i}.wild.example.test.")
+        else:
+            out.append(f"{tag}-{i}.{COLD_ZONES[i % len(COLD_ZONES)]}")
+    return out
+
+
+def rotate(names: list[str], r: int) -> list[str]:
+    k = r % len(names)
+    return names[k:] + names[:k]
+
+
+# ------------------------------------------------------------------------------ benchmarks
+
+def bench_cached(cls, r: int, work: Path) -> dict:
+    names = [f"c{i}.wild.example.test." for i in range(CACHED_NAMES)]
+    f = write_names(work / "cached.txt", names)
+    with cls(work / cls.name) as res:
+        warm = dnsperf(res.port, f, once=True, outstanding=20)
+        res_cpu0 = res.cpu_seconds()
+        run = dnsperf(res.port, f, seconds=CACHED_SECONDS, outstanding=100)
+        cpu = res.cpu_seconds() - res_cpu0
+        return {"startup_s": res.startup_seconds, "warm_completed": warm.completed, "qps": run.qps,
+                "avg_latency_ms": run.avg_latency * 1000, "lost": run.lost,
+                "cpu_per_kquery_ms": 1e6 * cpu / max(run.completed, 1)}
+
+
+def bench_cold(cls, r: int, work: Path, encryption: bool = True) -> dict:
+    names = cold_names(f"cold{r}{'e' if encryption else 'p'}{int(time.time()) % 100000}", COLD_NAMES)
+    f = write_names(work / "cold.txt", names)
+    kw = {} if cls is not Sotto else {"encryption": encryption}
+    with cls(work / cls.name, **kw) as res:
+        t0 = time.monotonic()
+        run = dnsperf(res.port, f, once=True, outstanding=20, verbose=True, timeout=10)
+        elapsed = time.monotonic() - t0
+        return {"startup_s": res.startup_seconds, "completed": run.completed, "lost": run.lost,
+                "resolutions_per_s": run.completed / elapsed, "p50_ms": run.percentile(50) * 1000,
+                "p95_ms": run.percentile(95) * 1000, "rcodes": run.rcodes}
+
+
+def bench_memory(cls, r: int, work: Path) -> dict:
+    names = [f"m{i}.wild.example.test." for i in range(MEMORY_NAMES)]
+    f = write_names(work / "memory.txt", names)
+    with cls(work / cls.name) as res:
+        warm = write_names(work / "memwarm.txt", [f"w{i}.wild.example.test." for i in range(200)])
+        dnsperf(res.port, warm, once=True, outstanding=20)
+        before = res.rss_bytes()
+        run = dnsperf(res.port, f, once=True, outstanding=100, timeout=10)
+        time.sleep(0.5)
+        after = res.rss_bytes()
+        return {"startup_s": res.startup_seconds, "completed": run.completed, "lost": run.lost,
+                "rss_before_mb": before / 2**20, "rss_after_mb": after / 2**20,
+                "bytes_per_name": (after - before) / max(run.completed, 1)}
+
+
+def bench_encryption(cls, r: int, work: Path) -> dict:
+    names = cold_names(f"enc{r}{int(time.time()) % 100000}", COLD_NAMES)
+    f = write_names(work / "enc.txt", names)
+    with cls(work / cls.name) as res:
+        counter = WireCounter(work / f"{cls.name}.pcap").start()
+        try:
+            run = dnsperf(res.port, f, once=True, outstanding=20, timeout=10)
+        finally:
+            counts = counter.stop()
+        out = {"completed": run.completed, "rcodes": run.rcodes, **counts.as_dict()}
+        if counts.cleartext_to_good:  # keep the evidence
+            keep = HERE / "results" / f"encryption-{cls.name}-{time.strftime('%Y%m%dT%H%M%S')}.pcap"
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["cp", str(work / f"{cls.name}.pcap"), str(keep)], check=False)
+            out["pcap"] = str(keep)
+        return out
+
+
+# ------------------------------------------------------------------------------ driver
+
+def run_rounds(label: str, fn, classes: dict) -> dict[str, list[dict]]:
+    results: dict[str, list[dict]] = {k: [] for k in classes}
+    keys = list(classes)
+    for r in range(ROUNDS):
+        order = keys[r % len(keys):] + keys[:r % len(keys)]
+        for k in order:
+            work = scratch(f"{label}-{k}")
+            res = fn(classes[k], r, work)
+            results[k].append(res)
+            print(f"  {label:10s} round {r + 1} {k:22s} " +
+                  " ".join(f"{a}={v:.4g}" if isinstance(v, float) else f"{a}={v}" for a, v in res.items()
+                           if not isinstance(v, dict)), flush=True)
+            subprocess.run(["rm", "-rf", str(work)], check=False)
+    return results
+
+
+def med(rows: list[dict], key: str) -> tuple[float, float, float]:
+    xs = [row[key] for row in rows if row.get(key) is not None]
+    if not xs:
+        return (float("nan"),) * 3
+    return statistics.median(xs), min(xs), max(xs)
+
+
+def main() -> int:
+    missing = missing_tools()
+    if missing:
+        print(f"missing tools: {', '.join(missing)} (make bench installs them)", file=sys.stderr)
+        return 2
+    if os.cpu_count() and os.cpu_count() < 2:
+        print("warning: fewer than 2 cores; resolver and load share a core", file=sys.stderr)
+    lab = labmod.Lab()
+    lab.start()
+    table: list[tuple[str, str, dict[str, tuple[float, float, float]], str]] = []
+    raw: dict[str, dict] = {}
+    try:
+        if wanted("cached"):
+            print("1 cached answers", flush=True)
+            raw["cached"] = run_rounds("cached", bench_cached, RESOLVERS)
+            table.append(("cached", "queries/s", {k: med(v, "qps") for k, v in raw["cached"].items()}, "higher"))
+            table.append(("cached", "avg latency ms",
+                          {k: med(v, "avg_latency_ms") for k, v in raw["cached"].items()}, "lower"))
+            table.append(("cached", "CPU µs/query", {k: med(v, "cpu_per_kquery_ms") for k, v in raw["cached"].items()},
+                          "lower"))
+        if wanted("cold"):
+            print("2 cold resolution", flush=True)
+            classes = dict(RESOLVERS)
+            classes["sotto (no encryption)"] = Sotto
+            results: dict[str, list[dict]] = {k: [] for k in classes}
+            for r in range(ROUNDS):
+                keys = list(classes)
+                for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+                    work = scratch(f"cold-{k.replace(' ', '')}")
+                    res = bench_cold(classes[k], r, work, encryption=(k != "sotto (no encryption)"))
+                    results[k].append(res)
+                    print(f"  cold       round {r + 1} {k:22s} completed={res['completed']} lost={res['lost']} "
+                          f"res/s={res['resolutions_per_s']:.1f} p50={res['p50_ms']:.2f}ms p95={res['p95_ms']:.2f}ms "
+                          f"rcodes={res['rcodes']}", flush=True)
+                    subprocess.run(["rm", "-rf", str(work)], check=False)
+            raw["cold"] = results
+            table.append(("cold", "resolutions/s", {k: med(v, "resolutions_per_s") for k, v in results.items()},
+                          "higher"))
+            table.append(("cold", "p50 ms", {k: med(v, "p50_ms") for k, v in results.items()}, "lower"))
+            table.append(("cold", "p95 ms", {k: med(v, "p95_ms") for k, v in results.items()}, "lower"))
+        if wanted("memory"):
+            print("3 memory", flush=True)
+            raw["memory"] = run_rounds("memory", bench_memory, RESOLVERS)
+            table.append(("memory", f"RSS MB after {MEMORY_NAMES} names",
+                          {k: med(v, "rss_after_mb") for k, v in raw["memory"].items()}, "lower"))
+            table.append(("memory", "bytes per cached name",
+                          {k: med(v, "bytes_per_name") for k, v in raw["memory"].items()}, "lower"))
+        if wanted("encryption"):
+            print("4 encryption (from a packet capture)", flush=True)
+            classes = {"sotto": Sotto, "pdns-recursor": PowerDNSRecursor}
+            raw["encryption"] = run_rounds("encryption", bench_encryption, classes)
+            for key, label in (("encrypted_share", "encrypted share"), ("doq_share", "DoQ share"),
+                               ("cleartext_to_known_good", "cleartext to known-good")):
+                table.append(("encryption", label, {k: med(v, key) for k, v in raw["encryption"].items()},
+                              "lower" if key == "cleartext_to_known_good" else "higher"))
+        if wanted("startup"):
+            # Measured at every start above; a dedicated round if nothing else ran.
+            starts: dict[str, list[dict]] = {k: [] for k in RESOLVERS}
+            for section in ("cached", "cold", "memory"):
+                for k, rows in raw.get(section, {}).items():
+                    if k in starts:
+                        starts[k] += [{"startup_ms": row["startup_s"] * 1000} for row in rows]
+            if not any(starts.values()):
+                for r in range(max(ROUNDS, 3)):
+                    for k, cls in RESOLVERS.items():
+                        with cls(scratch(f"start-{k}")) as res:
+                            starts[k].append({"startup_ms": res.startup_seconds * 1000})
+            raw["startup"] = starts
+            table.append(("start-up", "ms to first answer", {k: med(v, "startup_ms") for k, v in starts.items()},
+                          "lower"))
+    finally:
+        lab.stop()
+    if wanted("dashboard"):
+        print("6 dashboard cost", flush=True)
+        env = dict(os.environ, BENCH_ROUNDS=str(ROUNDS), BENCH_SECONDS="5" if QUICK else "20")
+        out = subprocess.run([sys.executable, str(HERE / "dashboard_cost.py")], env=env, capture_output=True,
+                             text=True)
+        print(out.stdout[-1200:], end="")
+        latest = sorted((HERE / "results").glob("dashboard-*.json"))
+        if out.returncode == 0 and latest:
+            d = json.loads(latest[-1].read_text())
+            raw["dashboard"] = d
+            table.append(("dashboard", "CPU % of a core at 1k q/s", {"sotto": (d["dashboard_cost_percent"],) * 3},
+                          "lower"))
+    print_table(table)
+    out_dir = HERE / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps({"machine": machine(), "rounds": ROUNDS, "quick": QUICK, "raw": raw,
+                                "table": [{"benchmark": b, "metric": m, "better": better,
+                                           "values": {k: {"median": v[0], "min": v[1], "max": v[2]}
+                                                      for k, v in vals.items()},
+                                           "ratios": ratios(vals)} for b, m, vals, better in table]},
+                               indent=2, default=str))
+    print(f"wrote {path}")
+    return 0
+
+
+def ratios(vals: dict[str, tuple[float, float, float]]) -> dict[str, float]:
+    s = vals.get("sotto", (float("nan"),))[0]
+    return {f"sotto/{k}": (s / v[0] if v[0] else float("nan")) for k, v in vals.items() if k != "sotto"}
+
+
+def fmt(x: float) -> str:
+    if x != x:
+        return "-"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+def print_table(table) -> None:
+    cols = ["sotto", "unbound", "pdns-recursor", "sotto (no encryption)"]
+    print()
+    print(f"{'benchmark':11s} {'metric':28s} " + " ".join(f"{c:>24s}" for c in cols) + "   ratios (sotto/peer)")
+    for bench, metric, vals, better in table:
+        cells = []
+        for c in cols:
+            if c in vals:
+                m, lo, hi = vals[c]
+                cells.append(f"{fmt(m) + ' (' + fmt(lo) + '-' + fmt(hi) + ')':>24s}")
+            else:
+                cells.append(f"{'':>24s}")
+        rs = ", ".join(f"{k.split('/')[1]} {v:.2f}x" for k, v in ratios(vals).items() if v == v)
+        print(f"{bench:11s} {metric:28s} " + " ".join(cells) + f"   {rs} ({better} is better)")
+    print()
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for tool, args in (("unbound", ["-V"]), ("pdns_recursor", ["--version"])):
+        try:
+            out = subprocess.run([tool, *args], capture_output=True, text=True, timeout=5)
+            versions[tool] = (out.stdout + out.stderr).strip().splitlines()[0][:120]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            versions[tool] = "?"
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), **versions}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+import NIOCore
+
+/// The cached-answer fast path of the UDP listener: access control, counting and a packet-cache
+/// lookup done on the event loop. A miss returns what the full path needs to store its answer.
+///
+/// Rate limiting of clients belongs in `lookup` before the cache is consulted, so that hits are
+/// limited like everything else.
+struct FastPath: Sendable {
+  let cache: PacketCache
+  let allowed: [CIDR]
+  let counters: ListenerCounters
+  let monitor: ResolverMonitor?
+
+  enum Outcome {
+    /// Answered from the packet cache: send this.
+    case hit(ByteBuffer)
+    /// Not answered: take the full path; `query` (when replayable) and `generation` go to `learn`.
+    case miss(FastQuery?, generation: UInt64)
+  }
+
+  func lookup(_ data: ByteBuffer, from client: SocketAddress, allocator: ByteBufferAllocator)
+    -> Outcome
+  {
+    let generation = cache.currentGeneration
+    guard allowed.contains(where: { $0.contains(client) }) else {
+      return .miss(nil, generation: generation)
+    }
+    guard let (response, query) = cache.answer(data, allocator: allocator) else {
+      return .miss(FastQuery(data), generation: generation)
+    }
+    counters.update { $0.queries += 1 }
+    monitor?.recordFastHit(
+      client: client, name: query.name, type: query.qtype,
+      rcode: response.getInteger(at: 3, as: UInt8.self).map { $0 & 0x0F } ?? 0)
+    return .hit(response)
+  }
+
+  /// Stores the full path's answer to a replayable query.
+  func learn(_ response: [UInt8], for query: FastQuery, generation: UInt64) {
+    cache.insert(response: response, for: query, generation: generation)
+  }
+}
