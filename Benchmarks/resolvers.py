@@ -135,7 +135,8 @@ class Sotto(Resolver):
         binary = os.environ.get("SOTTO_BIN", str(ROOT / ".build/release/sotto"))
         cmd = [binary, "serve", "--root-hints", str(ROOT_HINTS), "--allow-loopback",
                "--listen", f"127.0.0.1:{self.port}", "--cache-size", "2000000",
-               "--log-level", "error", "--tls-ca-file", str(CA_FILE), "--threads", "1"]
+               "--log-level", "error", "--tls-ca-file", str(CA_FILE), "--threads", "1",
+               "--client-rate-limit", "0"]  # the peers have no per-client limit either
         cmd += os.environ.get("BENCH_SOTTO_ARGS", "").split()
         if not self.options.get("encryption", True):
             cmd.append("--no-encryption")
