@@ -10,6 +10,8 @@ correct answer exists.
 Every zone holds ``www.<zone> A 192.0.2.1`` (data only: nothing ever sends traffic to it).
 
     python3 Lab/hostile_server.py [--port 53]     runs until SIGTERM
+    python3 Lab/hostile_server.py --root ADDR     a well-behaved root server on ADDR only
+        (www. A 192.0.2.1, ns1. A ADDR): the far end of the netem link in test_faults.py
 """
 
 from __future__ import annotations
@@ -92,14 +94,42 @@ def good_answer(q: dns.message.Message, zone: dns.name.Name, behaviour: str) -> 
     return r
 
 
+ROOT_ADDRESS: list[str] = []
+
+
+def root_answer(q: dns.message.Message, address: str) -> dns.message.Message:
+    """A root server authoritative for everything: ., ns1. and www."""
+    r = dns.message.make_response(q)
+    r.flags |= dns.flags.AA
+    qname, qtype = q.question[0].name, q.question[0].rdtype
+    root = dns.name.root
+    soa = rrset(root, "SOA", "ns1. hostmaster. 1 300 300 600 60")
+    data = {(root, dns.rdatatype.NS): rrset(root, "NS", "ns1."),
+            (root, dns.rdatatype.SOA): soa,
+            (dns.name.from_text("ns1."), dns.rdatatype.A): rrset("ns1.", "A", address),
+            (dns.name.from_text("www."), dns.rdatatype.A): rrset("www.", "A", WWW_ADDRESS)}
+    if (qname, qtype) in data:
+        r.answer.append(data[(qname, qtype)])
+        if qtype == dns.rdatatype.NS:
+            r.additional.append(data[(dns.name.from_text("ns1."), dns.rdatatype.A)])
+    else:
+        if qname not in (root, dns.name.from_text("ns1."), dns.name.from_text("www.")):
+            r.set_rcode(dns.rcode.NXDOMAIN)
+        r.authority.append(soa)
+    return r
+
+
 def respond(q: dns.message.Message, behaviour: str, tcp: bool) -> list[bytes] | None:
     """Wire responses to send (several for the UDP spoof-like cases); None = close/ignore."""
     qname = q.question[0].name
     zone = zone_of(qname)
     if zone is None:
-        r = dns.message.make_response(q)
-        r.set_rcode(dns.rcode.REFUSED)
-        return [r.to_wire()]
+        if behaviour != "root":
+            r = dns.message.make_response(q)
+            r.set_rcode(dns.rcode.REFUSED)
+            return [r.to_wire()]
+    if behaviour == "root":
+        return [root_answer(q, ROOT_ADDRESS[0]).to_wire()]
     if behaviour == "good" or (tcp and behaviour in ("wrongid", "wrongq")):
         return [good_answer(q, zone, behaviour if behaviour != "good" else "good").to_wire()]
     if behaviour == "wrongid":
@@ -260,15 +290,20 @@ class TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, default=53)
+    ap.add_argument("--root", metavar="ADDR", help="serve only a root zone on ADDR")
     args = ap.parse_args()
     servers = []
-    for address, behaviour in BEHAVIOURS.items():
+    behaviours = BEHAVIOURS
+    if args.root:
+        ROOT_ADDRESS.append(args.root)
+        behaviours = {args.root: "root"}
+    for address, behaviour in behaviours.items():
         for cls, handler in ((UDPServer, UDPHandler), (TCPServer, TCPHandler)):
             s = cls((address, args.port), handler)
             s.behaviour = behaviour  # type: ignore[attr-defined]
             servers.append(s)
             threading.Thread(target=s.serve_forever, daemon=True).start()
-    print(f"hostile servers up on {len(BEHAVIOURS)} addresses, port {args.port}", flush=True)
+    print(f"hostile servers up on {len(behaviours)} addresses, port {args.port}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
