@@ -11,12 +11,16 @@ Every zone holds ``www.<zone> A 192.0.2.1`` (data only: nothing ever sends traff
 
     python3 Lab/hostile_server.py [--port 53]     runs until SIGTERM
     python3 Lab/hostile_server.py --root ADDR     a well-behaved root server on ADDR only
-        (www. A 192.0.2.1, ns1. A ADDR): the far end of the netem link in test_faults.py
+        (www. A 192.0.2.1, ns1. A ADDR): the far end of the netem link in test_faults.py;
+        with --impair-file FILE ("LOSS DELAY_MS", re-read at every datagram) it drops each UDP
+        query and each UDP answer with probability LOSS and delays answers by 2 x DELAY_MS
+        (the fallback where the kernel has no sch_netem)
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import signal
 import socket
 import socketserver
@@ -230,10 +234,27 @@ def respond(q: dns.message.Message, behaviour: str, tcp: bool) -> list[bytes] | 
     raise ValueError(behaviour)
 
 
+IMPAIR_FILE: list[str] = []
+
+
+def impairment() -> tuple[float, float]:
+    """(loss probability, one-way delay in seconds) from --impair-file; (0, 0) without one."""
+    if not IMPAIR_FILE:
+        return 0.0, 0.0
+    try:
+        loss, delay = open(IMPAIR_FILE[0]).read().split()[:2]
+        return float(loss), float(delay) / 1000
+    except (OSError, ValueError):
+        return 0.0, 0.0
+
+
 class UDPHandler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         data, sock = self.request
         behaviour = self.server.behaviour  # type: ignore[attr-defined]
+        loss, delay = impairment()
+        if loss and random.random() < loss:
+            return  # the query is lost
         try:
             q = dns.message.from_wire(data)
             if len(q.question) != 1:
@@ -247,7 +268,12 @@ class UDPHandler(socketserver.BaseRequestHandler):
                 other.bind((self.server.server_address[0], 0))
                 other.sendto(r.to_wire(), self.client_address)
             return
-        for wire in respond(q, behaviour, tcp=False) or []:
+        out = respond(q, behaviour, tcp=False) or []
+        if delay:
+            time.sleep(2 * delay)
+        for wire in out:
+            if loss and random.random() < loss:
+                continue  # the answer is lost
             sock.sendto(wire, self.client_address)
 
 
@@ -291,7 +317,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, default=53)
     ap.add_argument("--root", metavar="ADDR", help="serve only a root zone on ADDR")
+    ap.add_argument("--impair-file", metavar="FILE", help="'LOSS DELAY_MS': userspace loss and delay")
     args = ap.parse_args()
+    if args.impair_file:
+        IMPAIR_FILE.append(args.impair_file)
     servers = []
     behaviours = BEHAVIOURS
     if args.root:

@@ -112,6 +112,8 @@ class NetemLink:
         self.hints = tmp / "netem.hints"
         self.server: subprocess.Popen | None = None
         self.log = tmp / "netem-server.log"
+        self.impair = tmp / "impair"
+        self.kernel_netem: bool | None = None
 
     def sh(self, *args: str, ns: bool = False) -> None:
         cmd = (["ip", "netns", "exec", self.ns] if ns else []) + list(args)
@@ -131,7 +133,7 @@ class NetemLink:
         log = open(self.log, "w")
         self.server = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, sys.executable, str(REPO / "Lab" / "hostile_server.py"),
-             "--root", NETEM_FAR], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+             "--root", NETEM_FAR, "--impair-file", str(self.impair)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + 10
         while "servers up" not in self.log.read_text():
@@ -139,10 +141,23 @@ class NetemLink:
                 f"root server in {self.ns} did not start: {self.log.read_text()}"
             time.sleep(0.05)
 
-    def netem(self, spec: str) -> None:
-        """Apply `tc qdisc replace ... netem SPEC` on both ends of the veth."""
-        self.sh("tc", "qdisc", "replace", "dev", self.host_if, "root", "netem", *spec.split())
-        self.sh("tc", "qdisc", "replace", "dev", self.far_if, "root", "netem", *spec.split(), ns=True)
+    def netem(self, loss: int, delay_ms: int) -> str:
+        """Loss (percent) and delay on both ends of the veth: `tc qdisc replace ... netem` where
+        the kernel has sch_netem, else the same impairment applied by the server inside the
+        namespace (--impair-file).  Returns which one was used."""
+        spec = ["netem", "loss", f"{loss}%", "delay", f"{delay_ms}ms"]
+        if self.kernel_netem is None:
+            r = subprocess.run(["tc", "qdisc", "replace", "dev", self.host_if, "root", *spec],
+                               capture_output=True, text=True, timeout=20)
+            self.kernel_netem = r.returncode == 0
+            if not self.kernel_netem:
+                assert "qdisc kind is unknown" in r.stderr, f"tc netem failed: {r.stderr.strip()}"
+        if self.kernel_netem:
+            self.sh("tc", "qdisc", "replace", "dev", self.host_if, "root", *spec)
+            self.sh("tc", "qdisc", "replace", "dev", self.far_if, "root", *spec, ns=True)
+            return "tc netem"
+        self.impair.write_text(f"{loss / 100} {delay_ms}\n")
+        return "server-side (kernel without sch_netem)"
 
     def down(self) -> None:
         if self.server and self.server.poll() is None:
@@ -182,12 +197,12 @@ def test_netem_loss_and_delay(sotto, netem_link):
     """30% loss each way + 20 ms delay: every lookup still answers (retransmits); 100% loss:
     SERVFAIL within the query budget."""
     require(sotto.path.is_file(), f"sotto binary not found at {sotto.path}")
-    netem_link.netem("delay 20ms")
+    how = netem_link.netem(0, 20)
     out = netem_lookup(sotto, netem_link, "www.")
     assert out["rcode"] == "NOERROR" and a_records([r["name"] + " 0 IN " + r["type"] + " " + r["data"]
                                                     for r in out["answer"]]) == {"192.0.2.1"}, out
 
-    netem_link.netem("loss 30% delay 20ms")
+    netem_link.netem(30, 20)
     sent, answered = 0, 0
     for i in range(8):
         out = netem_lookup(sotto, netem_link, "www.", "--resolution-deadline", "10", "--query-retries", "4",
@@ -196,9 +211,9 @@ def test_netem_loss_and_delay(sotto, netem_link):
         assert len(out["hops"]) <= MAX_QUERIES, out
         assert out["rcode"] == "NOERROR", f"lookup {i} failed under 30% loss: {out}"
         answered += 1
-    print(f"\nnetem 30% loss: {answered}/8 lookups answered with {sent} upstream queries in total")
+    print(f"\nimpairment by {how}; 30% loss: {answered}/8 lookups answered with {sent} upstream queries in total")
 
-    netem_link.netem("loss 100%")
+    netem_link.netem(100, 0)
     out = netem_lookup(sotto, netem_link, "www.", "--resolution-deadline", "3", "--query-timeout", "200")
     assert out["rcode"] == "SERVFAIL", out
     assert 1 <= len(out["hops"]) <= MAX_QUERIES, f"unbounded under 100% loss: {len(out['hops'])} queries"
