@@ -131,18 +131,18 @@ def respond(q: dns.message.Message, behaviour: str, tcp: bool) -> list[bytes] | 
         if behaviour != "root":
             r = dns.message.make_response(q)
             r.set_rcode(dns.rcode.REFUSED)
-            return [r.to_wire()]
+            return [r.to_wire(max_size=65535)]
     if behaviour == "root":
-        return [root_answer(q, ROOT_ADDRESS[0]).to_wire()]
+        return [root_answer(q, ROOT_ADDRESS[0]).to_wire(max_size=65535)]
     if behaviour == "good" or (tcp and behaviour in ("wrongid", "wrongq")):
-        return [good_answer(q, zone, behaviour if behaviour != "good" else "good").to_wire()]
+        return [good_answer(q, zone, behaviour if behaviour != "good" else "good").to_wire(max_size=65535)]
     if behaviour == "wrongid":
         out = []
         for delta in (1, 0x5353, 0x8000):
             r = good_answer(q, zone, behaviour)
             r.id = (q.id + delta) & 0xFFFF
             r.answer = [rrset(qname, "A", POISON_ADDRESS)] if r.answer else r.answer
-            out.append(r.to_wire())
+            out.append(r.to_wire(max_size=65535))
         return out
     if behaviour == "wrongq":
         other = dns.name.from_text("www.example.test.")
@@ -151,7 +151,7 @@ def respond(q: dns.message.Message, behaviour: str, tcp: bool) -> list[bytes] | 
         r = dns.message.make_response(fake)
         r.flags |= dns.flags.AA
         r.answer.append(rrset(other, "A", POISON_ADDRESS))
-        return [r.to_wire()] * 3
+        return [r.to_wire(max_size=65535)] * 3
     if behaviour == "poison":
         r = good_answer(q, zone, behaviour)
         r.answer.append(rrset("end.other.lab.", "A", POISON_ADDRESS))
@@ -159,20 +159,20 @@ def respond(q: dns.message.Message, behaviour: str, tcp: bool) -> list[bytes] | 
         r.authority.append(rrset("other.lab.", "NS", f"ns1.{zone}"))
         r.additional.append(rrset("www.example.test.", "A", POISON_ADDRESS))
         r.additional.append(rrset("ns1.example.test.", "A", POISON_ADDRESS))
-        return [r.to_wire()]
+        return [r.to_wire(max_size=65535)]
     if behaviour == "refloop":
         r = dns.message.make_response(q)
         r.authority.append(rrset(zone, "NS", f"ns1.{zone}"))
         r.additional.append(rrset(f"ns1.{zone}", "A", "127.53.30.5"))
-        return [r.to_wire()]
+        return [r.to_wire(max_size=65535)]
     if behaviour == "cnameloop":
         a, b = dns.name.from_text("a", zone), dns.name.from_text("b", zone)
         r = dns.message.make_response(q)
         r.flags |= dns.flags.AA
         if qname in (a, b):
             r.answer.append(rrset(qname, "CNAME", str(b if qname == a else a)))
-            return [r.to_wire()]
-        return [good_answer(q, zone, behaviour).to_wire()]
+            return [r.to_wire(max_size=65535)]
+        return [good_answer(q, zone, behaviour).to_wire(max_size=65535)]
     if behaviour == "dnameloop":
         a, b = dns.name.from_text("a", zone), dns.name.from_text("b", zone)
         r = dns.message.make_response(q)
@@ -185,37 +185,43 @@ def respond(q: dns.message.Message, behaviour: str, tcp: bool) -> list[bytes] | 
                     r.set_rcode(dns.rcode.YXDOMAIN)
                 else:
                     r.answer.append(rrset(qname, "CNAME", str(target)))
-                return [r.to_wire()]
-        return [good_answer(q, zone, behaviour).to_wire()]
+                return [r.to_wire(max_size=65535)]
+            if qname == src:  # the DNAME owner exists: its DNAME, or NODATA for other types
+                if q.question[0].rdtype == dns.rdatatype.DNAME:
+                    r.answer.append(rrset(src, "DNAME", str(dst)))
+                else:
+                    r.authority.append(rrset(zone, "SOA", f"ns1.{zone} hostmaster.{zone} 1 300 300 600 60"))
+                return [r.to_wire(max_size=65535)]
+        return [good_answer(q, zone, behaviour).to_wire(max_size=65535)]
     if behaviour == "nxns":
         rel = qname.relativize(zone)
         if qname == zone or rel.labels == () or qname.labels[0].lower() == b"ns1":
-            return [good_answer(q, zone, behaviour).to_wire()]
+            return [good_answer(q, zone, behaviour).to_wire(max_size=65535)]
         child = dns.name.Name(qname.labels[-(len(zone.labels) + 1):])
         r = dns.message.make_response(q)
         # NS names in other.lab. (served by the lab's NSD): each one costs the victim a query.
         r.authority.append(rrset(child, "NS", *[f"n{i}.victim.other.lab." for i in range(NXNS_COUNT)]))
-        wire = r.to_wire()
+        wire = r.to_wire(max_size=65535)
         if not tcp and len(wire) > max(512, q.payload):
             r = dns.message.make_response(q)
             r.flags |= dns.flags.TC
-            wire = r.to_wire()
+            wire = r.to_wire(max_size=65535)
         return [wire]
     if behaviour == "tcforever":
         if tcp:
             return [b"\x00\x10" + b"\xff" * 9]  # a length prefix, then garbage, then close
         r = dns.message.make_response(q)
         r.flags |= dns.flags.TC
-        return [r.to_wire()]
+        return [r.to_wire(max_size=65535)]
     if behaviour == "big":
         r = good_answer(q, zone, behaviour)
         if r.answer and qname.labels[0].lower() == b"www":
             r.answer = [rrset(qname, "A", *[f"192.0.2.{i % 250 + 1}" if i < 250 else f"198.51.100.{i - 249}"
                                             for i in range(400)])]
-        return [r.to_wire()]
+        return [r.to_wire(max_size=65535)]
     if behaviour == "ptrloop":
         r = good_answer(q, zone, behaviour)
-        wire = bytearray(r.to_wire())
+        wire = bytearray(r.to_wire(max_size=65535))
         if not r.answer:
             return [bytes(wire)]
         # Rebuild: header + question, then one answer whose owner is a pointer to itself.
@@ -228,7 +234,7 @@ def respond(q: dns.message.Message, behaviour: str, tcp: bool) -> list[bytes] | 
         return [bytes(head) + owner + struct.pack("!HHIH", 1, 1, 300, 4) + rdata]
     if behaviour == "late":
         time.sleep(LATE_SECONDS)
-        return [good_answer(q, zone, behaviour).to_wire()]
+        return [good_answer(q, zone, behaviour).to_wire(max_size=65535)]
     if behaviour == "wrongport":
         return []  # handled by the UDP handler
     raise ValueError(behaviour)
@@ -266,7 +272,7 @@ class UDPHandler(socketserver.BaseRequestHandler):
                 if zone_of(q.question[0].name) else dns.message.make_response(q)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
                 other.bind((self.server.server_address[0], 0))
-                other.sendto(r.to_wire(), self.client_address)
+                other.sendto(r.to_wire(max_size=65535), self.client_address)
             return
         out = respond(q, behaviour, tcp=False) or []
         if delay:

@@ -8,6 +8,7 @@ counted in `ctl stats` and the server's peak memory (VmHWM) stays bounded."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -182,6 +183,11 @@ def test_hostile_events_counted_and_memory_bounded(served):
     upstream = stats["upstream"]
     # wrongid and wrongq send 3 mismatching replies per UDP query each.
     assert upstream["mismatchedReplies"] >= 6, f"mismatched replies not counted: {upstream}"
+    for cid, out in RESULTS.items():
+        print(f"  {cid:10} {out['rcode']:8} {len(out['hops']):3} queries  {out.get('failureReason') or ''}")
+        if os.environ.get("HOSTILE_HOPS"):
+            for h in out["hops"]:
+                print(f"      {h}")
     hwm = vmhwm_kb(srv.proc.pid)
     print(f"\nhostile run: sotto serve VmHWM {hwm / 1024:.1f} MB, upstream {upstream}")
     assert hwm < VMHWM_BOUND_KB, f"sotto serve peak memory {hwm} kB after the hostile cases"
