@@ -51,6 +51,7 @@ BEHAVIOURS = {
     "127.53.30.10": "big",         # UDP and TCP: 400 A records (> 12 kB), ignoring the EDNS size
     "127.53.30.11": "ptrloop",     # answer owner is a compression pointer to itself
     "127.53.30.12": "late",        # correct answer 2.5 s late (after Sotto's retransmit timeouts)
+    "127.53.30.13": "cnamechain",  # cN.Z CNAME c(N+1).Z without end: only a chain budget stops it
     GOOD_ADDRESS: "good",
 }
 LATE_SECONDS = 2.5
@@ -171,6 +172,14 @@ def respond(q: dns.message.Message, behaviour: str, tcp: bool) -> list[bytes] | 
         r.flags |= dns.flags.AA
         if qname in (a, b):
             r.answer.append(rrset(qname, "CNAME", str(b if qname == a else a)))
+            return [r.to_wire(max_size=65535)]
+        return [good_answer(q, zone, behaviour).to_wire(max_size=65535)]
+    if behaviour == "cnamechain":
+        first = qname.labels[0].decode().lower()
+        if len(qname.labels) == len(zone.labels) + 1 and first.startswith("c") and first[1:].isdigit():
+            r = dns.message.make_response(q)
+            r.flags |= dns.flags.AA
+            r.answer.append(rrset(qname, "CNAME", f"c{int(first[1:]) + 1}.{zone}"))
             return [r.to_wire(max_size=65535)]
         return [good_answer(q, zone, behaviour).to_wire(max_size=65535)]
     if behaviour == "dnameloop":
