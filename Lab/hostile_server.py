@@ -225,8 +225,9 @@ def respond(q: dns.message.Message, behaviour: str, tcp: bool) -> list[bytes] | 
     if behaviour == "big":
         r = good_answer(q, zone, behaviour)
         if r.answer and qname.labels[0].lower() == b"www":
-            r.answer = [rrset(qname, "A", *[f"192.0.2.{i % 250 + 1}" if i < 250 else f"198.51.100.{i - 249}"
-                                            for i in range(400)])]
+            # WWW_ADDRESS + 399 others, none of them POISON_ADDRESS.
+            r.answer = [rrset(qname, "A", WWW_ADDRESS, *[f"198.51.100.{i}" for i in range(1, 255)],
+                              *[f"203.0.113.{i}" for i in range(1, 146)])]
         return [r.to_wire(max_size=65535)]
     if behaviour == "ptrloop":
         r = good_answer(q, zone, behaviour)
