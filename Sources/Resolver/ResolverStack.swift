@@ -62,7 +62,10 @@ public final class ResolverStack: Sendable {
       monitor: monitor.snapshot(), cache: resolver.cache.statistics, table: policy?.table,
       srtt: { selection.smoothedRTT(server: $0) },
       upstream: UpstreamSnapshot(
-        mismatchedReplies: do53Transport.mismatchedResponses, coalescedQueries: do53Transport.coalescedQueries))
+        mismatchedReplies: do53Transport.mismatchedResponses, coalescedQueries: do53Transport.coalescedQueries,
+        malformedReplies: do53Transport.malformedResponses,
+        outOfBailiwickRecords: resolver.hardening.outOfBailiwickRecords, aliasLoops: resolver.hardening.aliasLoopCount,
+        budgetExhausted: resolver.hardening.budgetExhaustedCount))
   }
 }
 

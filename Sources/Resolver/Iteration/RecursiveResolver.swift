@@ -11,6 +11,7 @@ final class ResolverCore: Sendable {
   let failureCache: FailureCache
   let time: any TimeSource
   let logger: Logger
+  let counters = HardeningCounters()
 
   init(configuration: ResolverConfiguration, exchanger: any UpstreamExchanger, time: any TimeSource, logger: Logger) {
     self.configuration = configuration
@@ -47,6 +48,8 @@ public final class RecursiveResolver: QueryResolving {
 
   /// The shared cache (for flushing and statistics).
   public var cache: DNSCache { core.cache }
+  /// Counters of hostile upstream behaviour (out-of-bailiwick records, loops, budgets).
+  public var hardening: HardeningCounters { core.counters }
   /// Per-server smoothed RTTs.
   public var serverSelection: ServerSelection { core.selection }
 

@@ -33,6 +33,14 @@ enum ReplyKind: Equatable {
 enum ReplyClassifier {
   static let maxLinksPerReply = 16
 
+  /// Records of `reply` that `classify` ignores because their owner lies outside `zone`:
+  /// answer and authority records, and additional records other than OPT.
+  static func outOfBailiwickCount(_ reply: Message, zone: DNSName) -> Int {
+    let outside = { (rr: ResourceRecord) in rr.type != .opt && !rr.name.isSubdomain(of: zone) }
+    return reply.answers.filter(outside).count + reply.authority.filter(outside).count
+      + reply.additional.filter(outside).count
+  }
+
   /// Classifies `reply` from a server of `zone`, asked `qname`/`qtype`.
   static func classify(
     _ reply: Message, zone: DNSName, qname: DNSName, qtype: RRType, relaxedGlue: Bool = false

@@ -131,6 +131,8 @@ extension ResolutionRun {
         }
         let kind = ReplyClassifier.classify(
           response, zone: zone, qname: qname, qtype: qtype, relaxedGlue: core.configuration.relaxedGlue)
+        core.counters.outOfBailiwick.increment(by: ReplyClassifier.outOfBailiwickCount(response, zone: zone))
+        if case .serverFailure(let why) = kind, why.hasSuffix("-loop") { core.counters.aliasLoops.increment() }
         if var last = hops.popLast() {
           last.outcome = kind.outcome
           hops.append(last)

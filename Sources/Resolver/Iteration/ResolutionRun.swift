@@ -52,8 +52,14 @@ final class ResolutionRun {
       case .alias(let c, let target):
         chain += c
         let links = chain.filter { $0.type == .cname }.count
-        if seen.contains(target) { return .failure("CNAME/DNAME loop at \(target)") }
-        if links > limits.maxChain { return .failure("CNAME chain longer than \(limits.maxChain)") }
+        if seen.contains(target) {
+          core.counters.aliasLoops.increment()
+          return .failure("CNAME/DNAME loop at \(target)")
+        }
+        if links > limits.maxChain {
+          core.counters.budgetExhausted.increment()
+          return .failure("CNAME chain longer than \(limits.maxChain)")
+        }
         seen.insert(target)
         name = target
       }
@@ -96,9 +102,18 @@ final class ResolutionRun {
     var minimise = core.configuration.qnameMinimisation
     var fallbacks = 0
     while true {
-      if overDeadline { return .failure("deadline of \(limits.deadline) s exceeded") }
-      if referrals > limits.maxReferrals { return .failure("more than \(limits.maxReferrals) referrals") }
-      if queriesSent >= limits.maxQueries { return .failure("more than \(limits.maxQueries) upstream queries") }
+      if overDeadline {
+        core.counters.budgetExhausted.increment()
+        return .failure("deadline of \(limits.deadline) s exceeded")
+      }
+      if referrals > limits.maxReferrals {
+        core.counters.budgetExhausted.increment()
+        return .failure("more than \(limits.maxReferrals) referrals")
+      }
+      if queriesSent >= limits.maxQueries {
+        core.counters.budgetExhausted.increment()
+        return .failure("more than \(limits.maxQueries) upstream queries")
+      }
 
       let servers = await addresses(for: zone, depth: depth)
       if servers.isEmpty {

@@ -38,9 +38,24 @@ public struct MonitorStats: Sendable, Codable, Hashable {
 public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   public var mismatchedReplies = 0
   public var coalescedQueries = 0
-  public init(mismatchedReplies: Int = 0, coalescedQueries: Int = 0) {
+  /// Unparsable replies (bad compression pointers, datagrams cut at the receive buffer, ...).
+  public var malformedReplies = 0
+  /// Records dropped because they lie outside the zone of the server that sent them.
+  public var outOfBailiwickRecords = 0
+  /// CNAME/DNAME loops detected.
+  public var aliasLoops = 0
+  /// Resolutions stopped by the query, referral or time budget.
+  public var budgetExhausted = 0
+  public init(
+    mismatchedReplies: Int = 0, coalescedQueries: Int = 0, malformedReplies: Int = 0, outOfBailiwickRecords: Int = 0,
+    aliasLoops: Int = 0, budgetExhausted: Int = 0
+  ) {
     self.mismatchedReplies = mismatchedReplies
     self.coalescedQueries = coalescedQueries
+    self.malformedReplies = malformedReplies
+    self.outOfBailiwickRecords = outOfBailiwickRecords
+    self.aliasLoops = aliasLoops
+    self.budgetExhausted = budgetExhausted
   }
 }
 

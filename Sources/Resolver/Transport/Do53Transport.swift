@@ -8,6 +8,8 @@ public final class Do53Transport: Sendable {
   let group: any EventLoopGroup
   /// Counts responses dropped because they did not match (ID or question), for monitoring.
   let mismatches = Counter()
+  /// Counts unparsable replies (UDP or TCP) that matched a query.
+  let malformed = Counter()
   /// Identical queries in flight, shared by concurrent resolutions.
   let inflight = InflightExchanges()
   /// DNS Cookies sent with every EDNS query and checked on every reply.
@@ -19,6 +21,9 @@ public final class Do53Transport: Sendable {
 
   /// Number of mismatched (possibly spoofed) responses seen so far.
   public var mismatchedResponses: Int { mismatches.value }
+
+  /// Number of unparsable replies so far (bad compression pointers, cut datagrams, ...).
+  public var malformedResponses: Int { malformed.value }
 
   /// Number of exchanges that joined an identical query in flight instead of sending one.
   public var coalescedQueries: Int { inflight.joined.value }

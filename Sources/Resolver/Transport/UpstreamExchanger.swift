@@ -74,7 +74,8 @@ public struct Do53Exchanger: UpstreamExchanger {
     return result
   }
 
-  /// Do53 exchange: UDP, then TCP if the UDP answer was truncated or looked spoofed. An
+  /// Do53 exchange: UDP, then TCP if the UDP answer was truncated, unparsable (a datagram larger
+  /// than the receive buffer arrives cut) or looked spoofed. An
   /// identical query to the same server already in flight is joined instead of sent again.
   public func exchange(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult {
     guard let key = InflightExchanges.Key(query, server) else { return await exchangeNow(query, server: server, timeout: timeout) }
@@ -111,7 +112,13 @@ public struct Do53Exchanger: UpstreamExchanger {
       } catch {
         legs.append(ExchangeLeg(transport: .do53UDP, rttMs: nil, error: error, truncated: false))
         // replies with wrong IDs or questions keep arriving: someone may be guessing; TCP.
-        guard error == .spoofSuspected else { return ExchangeResult(legs: legs, response: nil) }
+        // An unparsable reply (oversized datagram cut by the receive buffer, broken compression)
+        // also gets one TCP try: the stream carries any size (issue 8, hostile `big` server).
+        if case .malformed = error { transport.malformed.increment() }
+        switch error {
+        case .spoofSuspected, .malformed: break
+        default: return ExchangeResult(legs: legs, response: nil)
+        }
       }
       break
     }
@@ -122,6 +129,7 @@ public struct Do53Exchanger: UpstreamExchanger {
       legs.append(ExchangeLeg(transport: .do53TCP, rttMs: (time.now() - tcpStart) * 1000, error: nil, truncated: false))
       return ExchangeResult(legs: legs, response: response)
     } catch {
+      if case .malformed = error { transport.malformed.increment() }
       legs.append(ExchangeLeg(transport: .do53TCP, rttMs: nil, error: error, truncated: false))
       return ExchangeResult(legs: legs, response: nil)
     }

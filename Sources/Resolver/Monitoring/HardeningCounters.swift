@@ -1,0 +1,19 @@
+/// Counters of hostile or broken upstream behaviour seen by the iterator (issue 8), shown in
+/// `sotto ctl stats` under `upstream`.
+public final class HardeningCounters: Sendable {
+  /// Records dropped from replies because they lie outside the queried zone.
+  let outOfBailiwick = Counter()
+  /// CNAME/DNAME loops detected (in one reply or across replies).
+  let aliasLoops = Counter()
+  /// Resolutions stopped by a budget: query count, referral count or deadline.
+  let budgetExhausted = Counter()
+
+  init() {}
+
+  /// Records dropped as out of bailiwick so far.
+  public var outOfBailiwickRecords: Int { outOfBailiwick.value }
+  /// CNAME/DNAME loops detected so far.
+  public var aliasLoopCount: Int { aliasLoops.value }
+  /// Resolutions that ran out of budget so far.
+  public var budgetExhaustedCount: Int { budgetExhausted.value }
+}

@@ -1,0 +1,199 @@
+"""Hostile authoritative servers (issue 8): Lab/hostile_server.py on 127.53.30.x, delegated
+from test. as <behaviour>.test.  One `sotto serve` resolves every case through its control
+socket; each case must end with the right answer (where one exists: TCP after spoof-looking
+UDP, or the zone's good second server) or SERVFAIL, within the resolution's query budget,
+never with a forged record; afterwards no poisoned record is in the cache, the mismatches are
+counted in `ctl stats` and the server's peak memory (VmHWM) stays bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness import REPO, require
+
+sys.path.insert(0, str(REPO / "Lab"))
+import hostile_server as hs  # noqa: E402
+
+MAX_QUERIES = 100          # ResolverConfiguration.maxQueries: the per-resolution budget
+GOOD = "192.0.2.1"
+FORGED = hs.POISON_ADDRESS
+VMHWM_BOUND_KB = 200 * 1024
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    name: str
+    expect: str  # "answer": exactly GOOD; "servfail"; "either": GOOD-only answer or SERVFAIL
+    note: str
+
+
+CASES = [
+    Case("wrongid", "www.wrongid.test.", "answer", "3 UDP replies with wrong IDs -> spoof-suspected -> TCP"),
+    Case("wrongq", "www.wrongq.test.", "answer", "3 UDP replies for www.example.test. -> TCP"),
+    Case("wrongport", "www.wrongport.test.", "answer", "reply from another port is dropped -> ns2"),
+    Case("poison", "www.poison.test.", "answer", "out-of-bailiwick A/NS for example.test./other.lab."),
+    Case("refloop", "www.refloop.test.", "servfail", "referral to the zone itself"),
+    Case("cnameloop", "a.cnameloop.test.", "servfail", "a CNAME b, b CNAME a"),
+    Case("dnameloop", "x.a.dnameloop.test.", "servfail", "a DNAME b, b DNAME a"),
+    Case("nxns", "www.nxns.test.", "servfail", "referral to 300 NS names without glue"),
+    Case("tcforever", "www.tcforever.test.", "answer", "TC=1 on UDP, garbage on TCP -> ns2"),
+    Case("big", "www.big.test.", "big", "400 A records ignoring the EDNS size -> cut datagram -> TCP"),
+    Case("ptrloop", "www.ptrloop.test.", "answer", "compression pointer loop -> ns2"),
+    Case("late", "www.late.test.", "answer", "answer 2.5 s late -> ns2"),
+    Case("cnamechain", "c0.cnamechain.test.", "servfail", "endless CNAME chain of distinct names"),
+]
+
+
+def ctl(sotto, sock, *words) -> dict:
+    r = sotto.run("ctl", "--control", str(sock), "--json", *words, timeout=60)
+    assert r.stdout.strip(), f"no output from ctl {words}: rc={r.returncode} stderr={r.stderr}"
+    data = json.loads(r.stdout)
+    assert data.get("ok") is True, f"ctl {words}: {r.stdout}"
+    return data
+
+
+def a_records(answer: list[str]) -> set[str]:
+    out = set()
+    for line in answer:
+        parts = line.split()
+        if len(parts) >= 5 and parts[3] == "A":
+            out.add(parts[4])
+    return out
+
+
+def vmhwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+@pytest.fixture(scope="module")
+def hostile(lab):
+    try:
+        import dns.message  # noqa: F401
+    except ImportError:
+        require(False, "dnspython not installed (make pip-deps)")
+    busy = [a for a in hs.BEHAVIOURS if not hs_port_free(a)]
+    require(not busy, f"hostile server addresses busy on port 53: {busy}")
+    log = open(lab.instances[0].run_dir.parent / "hostile.log", "w")
+    proc = subprocess.Popen([sys.executable, str(REPO / "Lab" / "hostile_server.py")],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and hs_port_free(hs.GOOD_ADDRESS):
+        assert proc.poll() is None, f"hostile_server.py died: {Path(log.name).read_text()}"
+        time.sleep(0.05)
+    assert not hs_port_free(hs.GOOD_ADDRESS), "hostile_server.py did not bind"
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def hs_port_free(address: str) -> bool:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((address, 53))
+            return True
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="module")
+def served(lab, hostile, tmp_path_factory):
+    from harness import Sotto, sotto_path
+    import lab as labmod
+    sotto = Sotto(sotto_path())
+    require(sotto.path.is_file(), f"sotto binary not found at {sotto.path}")
+    sock = tmp_path_factory.mktemp("hostile") / "ctl.sock"
+    with sotto.serve(labmod.free_port(), "--control", str(sock), "--tls-ca-file", str(lab.ca_file),
+                     "--probe-timeout", "1") as srv:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sock.exists(), f"control socket not created:\n{srv.log()}"
+        yield sotto, srv, sock
+
+
+RESULTS: dict[str, dict] = {}
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
+def test_hostile_case(lab, served, c):
+    sotto, srv, sock = served
+    before = lab.queries("other")
+    out = ctl(sotto, sock, "lookup", c.name, "A")["lookup"]
+    RESULTS[c.id] = out
+    hops, rcode, got = out["hops"], out["rcode"], a_records(out["answer"])
+    info = f"{c.id} ({c.note}): rcode {rcode}, answer {out['answer'][:5]} ({len(got)} A), {len(hops)} queries, " \
+           f"reason {out.get('failureReason')}"
+    assert srv.proc.poll() is None, f"sotto serve died on {c.id}:\n{srv.log()}"
+    assert FORGED not in got, f"forged record accepted: {info}"
+    assert len(hops) <= MAX_QUERIES, f"unbounded work: {info}"
+    if c.expect == "answer":
+        assert rcode == "NOERROR" and got == {GOOD}, info
+    elif c.expect == "servfail":
+        assert rcode == "SERVFAIL", info
+    elif c.expect == "big":
+        # The UDP datagram exceeds the advertised size and arrives cut: one TCP try gets all 400.
+        assert rcode == "NOERROR" and GOOD in got and len(got) == 400, info
+        assert any(h["transport"] == "Do53/TCP" for h in hops), info
+    if c.id == "nxns":
+        # NXNSAttack: the victim (other.lab., where the 300 NS names live) sees bounded work.
+        victim = lab.queries("other") - before
+        assert victim <= 20, f"NXNS amplification: other.lab. got {victim} queries for one resolution; {info}"
+
+
+def test_no_poison_in_cache(lab, served):
+    """Every name a hostile server tried to forge resolves to the real zone data afterwards."""
+    sotto, srv, sock = served
+    assert RESULTS, "the hostile cases did not run first"
+    real = {
+        "www.example.test.": {"192.0.2.10", "192.0.2.11"},
+        "end.other.lab.": {"192.0.2.77"},
+        "ns1.example.test.": {"127.53.3.1"},
+        "www.wrongid.test.": {GOOD},
+        "www.wrongq.test.": {GOOD},
+        "www.poison.test.": {GOOD},
+    }
+    for name, want in real.items():
+        out = ctl(sotto, sock, "lookup", name, "A")["lookup"]
+        assert out["rcode"] == "NOERROR" and a_records(out["answer"]) == want, \
+            f"{name}: {out['answer']} (cache hit {out['cacheHit']}), expected {sorted(want)}"
+
+
+def test_hostile_events_counted_and_memory_bounded(served):
+    sotto, srv, sock = served
+    assert RESULTS, "the hostile cases did not run first"
+    stats = ctl(sotto, sock, "stats")["stats"]
+    upstream = stats["upstream"]
+    # wrongid and wrongq send 3 mismatching replies per UDP query each.
+    assert upstream["mismatchedReplies"] >= 6, f"mismatched replies not counted: {upstream}"
+    # big's cut datagram is unparsable (ptrloop's pointer loop too, when ns1 is picked first).
+    assert upstream["malformedReplies"] >= 1, f"malformed replies not counted: {upstream}"
+    # poison sends 1 answer + 2 authority + 2 additional records outside poison.test.
+    assert upstream["outOfBailiwickRecords"] >= 5, f"out-of-bailiwick records not counted: {upstream}"
+    assert upstream["aliasLoops"] >= 2, f"CNAME/DNAME loops not counted: {upstream}"
+    assert upstream["budgetExhausted"] >= 1, f"cnamechain did not exhaust a counted budget: {upstream}"
+    for cid, out in RESULTS.items():
+        print(f"  {cid:10} {out['rcode']:8} {len(out['hops']):3} queries  {out.get('failureReason') or ''}")
+        if os.environ.get("HOSTILE_HOPS"):
+            for h in out["hops"]:
+                print(f"      {h}")
+    hwm = vmhwm_kb(srv.proc.pid)
+    print(f"\nhostile run: sotto serve VmHWM {hwm / 1024:.1f} MB, upstream {upstream}")
+    assert hwm < VMHWM_BOUND_KB, f"sotto serve peak memory {hwm} kB after the hostile cases"
