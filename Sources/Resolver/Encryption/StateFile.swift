@@ -250,6 +250,21 @@ public enum StateFile {
       unlink(tmp)
       throw .writeFailed(path: path, reason: reason)
     }
+    removeAbandonedTemporaries(of: path)
+  }
+
+  /// Deletes `PATH.tmp-PID` files left by writers that were killed mid-save (their PID is gone).
+  static func removeAbandonedTemporaries(of path: String) {
+    let url = URL(fileURLWithPath: path)
+    let prefix = url.lastPathComponent + ".tmp-"
+    let dir = url.deletingLastPathComponent().path
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+    for name in names where name.hasPrefix(prefix) {
+      guard let pid = Int32(name.dropFirst(prefix.count)), pid != getpid() else { continue }
+      if kill(pid, 0) != 0 && errno == ESRCH {
+        unlink((dir as NSString).appendingPathComponent(name))
+      }
+    }
   }
 
   static func moveAside(_ path: String) -> String? {
