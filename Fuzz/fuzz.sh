@@ -29,6 +29,7 @@ SOURCES=(
   Sources/Resolver/Encryption/StateFile.swift
   Sources/Resolver/Encryption/ISOTimestamp.swift
   Sources/Resolver/Encryption/ServerRecord.swift
+  Sources/Resolver/Encryption/ServerEvent.swift
   Sources/Resolver/Encryption/TransportState.swift
   Sources/Resolver/Encryption/EncryptionSettings.swift
   Sources/Resolver/Encryption/EncryptionTable.swift
