@@ -680,6 +680,18 @@ class Lab:
                            + ", ".join(busy))
 
     def start(self) -> None:
+        # One retry when a port is taken between the check and the bind: a server of a run that
+        # just ended (or was killed) may still be exiting, or an orphan of it still starting.
+        for attempt in range(2):
+            try:
+                self._start_once()
+                return
+            except LabError as e:
+                if attempt == 1 or not ("Address already in use" in str(e) or "lab addresses busy" in str(e)):
+                    raise
+                time.sleep(2)
+
+    def _start_once(self) -> None:
         self.cleanup_stale()
         self.check_prerequisites()
         RUN_DIR.mkdir(parents=True, exist_ok=True)
