@@ -130,10 +130,11 @@ struct Demo: AsyncParsableCommand {
 
   static func write(zonesTo dir: String) throws {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    for (origin, text) in DemoZones.texts() {
+    let texts = DemoZones.texts()
+    for (origin, text) in texts {
       try text.write(toFile: (dir as NSString).appendingPathComponent(fileName(origin)), atomically: true, encoding: .utf8)
     }
-    print("wrote \(DemoZones.texts().count) zone files to \(dir)")
+    print("wrote \(texts.count) zone files to \(dir)")
   }
 
   static func readZones(_ dir: String) throws -> [String: String] {
