@@ -73,6 +73,7 @@ public final class ResolverStack: Sendable {
         outOfBailiwickRecords: resolver.hardening.outOfBailiwickRecords, aliasLoops: resolver.hardening.aliasLoopCount,
         budgetExhausted: resolver.hardening.budgetExhaustedCount, malformedDoTReplies: encryptedReplies.malformedDoT,
         mismatchedDoTReplies: encryptedReplies.mismatchedDoT, malformedDoQReplies: encryptedReplies.malformedDoQ,
+        resetDoQStreams: encryptedReplies.resetDoQStreams,
         timeouts: selection.totalTimeouts))
   }
 }

@@ -8,6 +8,8 @@ public final class EncryptedReplyCounters: Sendable {
   /// DoQ responses that broke RFC 9250 §4.2: unparsable, wrong length prefix, non-zero ID, other
   /// question, over 65,535 octets.
   let doqMalformed = Counter()
+  /// DoQ query streams the server reset (RESET_STREAM) instead of answering (OE-37: a failed query).
+  let doqResets = Counter()
 
   public init() {}
 
@@ -17,4 +19,6 @@ public final class EncryptedReplyCounters: Sendable {
   public var mismatchedDoT: Int { dotMismatched.value }
   /// Malformed DoQ responses so far.
   public var malformedDoQ: Int { doqMalformed.value }
+  /// DoQ query streams reset by servers so far.
+  public var resetDoQStreams: Int { doqResets.value }
 }

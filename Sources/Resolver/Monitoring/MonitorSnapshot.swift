@@ -52,14 +52,17 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   public var mismatchedDoTReplies = 0
   /// DoQ responses that broke RFC 9250 framing: unparsable, bad length, non-zero ID, other question.
   public var malformedDoQReplies = 0
+  /// DoQ query streams reset by the server instead of answered (each a failed query, OE-37).
+  public var resetDoQStreams = 0
   /// Upstream queries (any transport) that got no usable reply before their timeout; per server in
   /// `servers[].timeouts`.
   public var timeouts = 0
   public init(
     mismatchedReplies: Int = 0, coalescedQueries: Int = 0, malformedReplies: Int = 0, outOfBailiwickRecords: Int = 0,
     aliasLoops: Int = 0, budgetExhausted: Int = 0, malformedDoTReplies: Int = 0, mismatchedDoTReplies: Int = 0,
-    malformedDoQReplies: Int = 0, timeouts: Int = 0
+    malformedDoQReplies: Int = 0, resetDoQStreams: Int = 0, timeouts: Int = 0
   ) {
+    self.resetDoQStreams = resetDoQStreams
     self.malformedDoTReplies = malformedDoTReplies
     self.mismatchedDoTReplies = mismatchedDoTReplies
     self.malformedDoQReplies = malformedDoQReplies

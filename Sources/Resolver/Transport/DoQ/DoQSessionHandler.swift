@@ -233,6 +233,7 @@ final class DoQSessionHandler: ChannelInboundHandler {
         finish(stream: id, with: result)
       case .streamReset(let id, let code):
         _ = code  // DOQ_INTERNAL_ERROR normally; the transaction is abandoned either way (T-29).
+        if byStream[id] != nil { counters.doqResets.increment() }
         finish(stream: id, with: .failure(.closed))
       case .streamClosed(let id, _):
         finish(stream: id, with: .failure(.closed))
