@@ -164,8 +164,10 @@ def drive(sotto, srv, sock, c: Case, label: str = "h", limit: int = 8) -> list[d
         p = phase(row, c.transport)
         if c.settled == "damped" and p == "damped" and out["rcode"] == "NOERROR":
             break
-        if c.settled == "good" and p in ("established", "good-idle") and i >= 2:
-            break
+        if c.settled == "good" and p in ("established", "good-idle") and i >= 1 and \
+                any(h["server"] == c.address and h["transport"] != "Do53/UDP" and h["transport"] != "Do53/TCP"
+                    for h in out["hops"]):
+            break  # this lookup went over the (hostile) encrypted session
         time.sleep(0.3)  # let the probe (and its query) run: the answer never waits for it
     return outs
 
