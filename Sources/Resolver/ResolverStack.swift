@@ -12,6 +12,8 @@ public final class ResolverStack: Sendable {
   public let monitor = ResolverMonitor()
   /// Do53 to authoritative servers (its counters feed the snapshot).
   let do53Transport: Do53Transport
+  /// Malformed and mismatched DoT/DoQ responses (shared by both connectors).
+  let encryptedReplies = EncryptedReplyCounters()
   let periodicSave: Task<Void, Never>?
 
   /// Builds the stack; loads `stateFile` if given (a corrupt file is reported and moved aside).
@@ -28,8 +30,12 @@ public final class ResolverStack: Sendable {
     var policy: EncryptionPolicy?
     if configuration.encryption.enabled {
       let context = try DoTClientContext(extraCAFile: configuration.encryption.extraCAFile)
-      var connectors: [any EncryptedConnector] = [DoTConnector(context: context, group: group)]
-      connectors.append(try DoQConnector(extraCAFile: configuration.encryption.extraCAFile, group: group))
+      var connectors: [any EncryptedConnector] = [
+        DoTConnector(context: context, group: group, counters: encryptedReplies)
+      ]
+      connectors.append(
+        try DoQConnector(
+          extraCAFile: configuration.encryption.extraCAFile, group: group, counters: encryptedReplies))
       let p = EncryptionPolicy(
         settings: configuration.encryption, do53: do53, connectors: connectors,
         saved: store?.load() ?? [], time: time, logger: logger)
@@ -60,12 +66,15 @@ public final class ResolverStack: Sendable {
     let selection = resolver.serverSelection
     return MonitorSnapshot.make(
       monitor: monitor.snapshot(), cache: resolver.cache.statistics, table: policy?.table,
-      srtt: { selection.smoothedRTT(server: $0) },
+      srtt: { selection.smoothedRTT(server: $0) }, timeouts: { selection.timeouts(server: $0) },
       upstream: UpstreamSnapshot(
         mismatchedReplies: do53Transport.mismatchedResponses, coalescedQueries: do53Transport.coalescedQueries,
         malformedReplies: do53Transport.malformedResponses,
         outOfBailiwickRecords: resolver.hardening.outOfBailiwickRecords, aliasLoops: resolver.hardening.aliasLoopCount,
-        budgetExhausted: resolver.hardening.budgetExhaustedCount))
+        budgetExhausted: resolver.hardening.budgetExhaustedCount, malformedDoTReplies: encryptedReplies.malformedDoT,
+        mismatchedDoTReplies: encryptedReplies.mismatchedDoT, malformedDoQReplies: encryptedReplies.malformedDoQ,
+        resetDoQStreams: encryptedReplies.resetDoQStreams,
+        timeouts: selection.totalTimeouts))
   }
 }
 

@@ -258,7 +258,7 @@ public struct Renderer: Sendable {
   static func style(event: ServerEvent.Kind) -> Style {
     switch event {
     case .established: .good
-    case .handshakeFailed, .handshakeTimeout, .sessionFailed, .queryTimeouts: .bad
+    case .handshakeFailed, .handshakeTimeout, .sessionFailed, .queryTimeouts, .queryFailures: .bad
     case .operatorProbe: .warn
     case .connecting, .closed: .normal
     }

@@ -3,7 +3,8 @@ from test. as <behaviour>.test.  One `sotto serve` resolves every case through i
 socket; each case must end with the right answer (where one exists: TCP after spoof-looking
 UDP, or the zone's good second server) or SERVFAIL, within the resolution's query budget,
 never with a forged record; afterwards no poisoned record is in the cache, the mismatches are
-counted in `ctl stats` and the server's peak memory (VmHWM) stays bounded."""
+counted in `ctl stats` (wrongport's reply, dropped by the connected socket, as a timeout of that
+server in `ctl servers`) and the server's peak memory (VmHWM) stays bounded."""
 
 from __future__ import annotations
 
@@ -189,11 +190,27 @@ def test_hostile_events_counted_and_memory_bounded(served):
     assert upstream["outOfBailiwickRecords"] >= 5, f"out-of-bailiwick records not counted: {upstream}"
     assert upstream["aliasLoops"] >= 2, f"CNAME/DNAME loops not counted: {upstream}"
     assert upstream["budgetExhausted"] >= 1, f"cnamechain did not exhaust a counted budget: {upstream}"
+    # wrongport: the reply from another source port never reaches Sotto (connected UDP sockets drop
+    # it in the kernel), so the event shows as a counted timeout of that server. Its zone has a
+    # good ns2, which may have been picked first; fresh names then go to the unmeasured ns1.
+    wrongport = next(a for a, b in hs.BEHAVIOURS.items() if b == "wrongport")
+    row = None
+    for i in range(4):
+        rows = {r["address"]: r for r in ctl(sotto, sock, "servers")["servers"]}
+        row = rows.get(wrongport)
+        if row and row["timeouts"] >= 1:
+            break
+        out = ctl(sotto, sock, "lookup", f"h{i}.wrongport.test.", "A")["lookup"]
+        assert FORGED not in a_records(out["answer"]), out
+    assert row and row["timeouts"] >= 1, f"wrongport's dropped reply not counted as a timeout of {wrongport}: {row}"
+    upstream = ctl(sotto, sock, "stats")["stats"]["upstream"]
+    assert upstream["timeouts"] >= row["timeouts"], upstream
     for cid, out in RESULTS.items():
         print(f"  {cid:10} {out['rcode']:8} {len(out['hops']):3} queries  {out.get('failureReason') or ''}")
         if os.environ.get("HOSTILE_HOPS"):
             for h in out["hops"]:
                 print(f"      {h}")
     hwm = vmhwm_kb(srv.proc.pid)
-    print(f"\nhostile run: sotto serve VmHWM {hwm / 1024:.1f} MB, upstream {upstream}")
+    print(f"\nhostile run: sotto serve VmHWM {hwm / 1024:.1f} MB, wrongport timeouts {row['timeouts']}, "
+          f"upstream {upstream}")
     assert hwm < VMHWM_BOUND_KB, f"sotto serve peak memory {hwm} kB after the hostile cases"

@@ -13,13 +13,14 @@ import Testing
     let channel = EmbeddedChannel()
     let handler: DoTSessionHandler
     let closes = DoTRecorder<EncryptedFailure>()
+    let counters = EncryptedReplyCounters()
 
     init(idleTimeout: TimeAmount = .seconds(30)) throws {
       let closes = self.closes
       handler = DoTSessionHandler(
         handshakePromise: channel.embeddedEventLoop.makePromise(), handshakeTimeout: .seconds(5),
         idleTimeout: idleTimeout,
-        status: DoTConnectionStatus(), time: SystemTimeSource(), onClose: { closes.append($0) })
+        status: DoTConnectionStatus(), time: SystemTimeSource(), counters: counters, onClose: { closes.append($0) })
       try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
       try channel.pipeline.syncOperations.addHandler(handler)
       try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 853)).wait()
@@ -70,6 +71,28 @@ import Testing
     let response = try future.wait()
     #expect(response.header.id == 0xBEEF)
     #expect(response.header.qr)
+  }
+
+  /// Issue 8 (hostile `dotformerr`): mismatched replies are counted as mismatched, an unparsable
+  /// reply with the query's ID (compression pointer to itself) fails the query and is counted as malformed.
+  @Test func mismatchedAndMalformedRepliesAreCounted() throws {
+    let h = try Harness()
+    let future = h.handler.send(try dotQuery("www.dot.test.", .a), timeout: .seconds(5))
+    let sent = try h.sentQuery().message
+    try h.reply(to: sent, id: sent.header.id &+ 1)
+    try h.reply(to: sent, name: "other.dot.test.")
+    #expect(h.counters.mismatchedDoT == 2 && h.counters.malformedDoT == 0)
+    // Header (ID, QR, 1 question, 1 answer), the question, then an answer whose owner points at itself.
+    var wire: [UInt8] = [UInt8(sent.header.id >> 8), UInt8(sent.header.id & 0xFF), 0x84, 0, 0, 1, 0, 1, 0, 0, 0, 0]
+    let question: [UInt8] = [3] + Array("www".utf8) + [3] + Array("dot".utf8) + [4] + Array("test".utf8) + [0, 0, 1, 0, 1]
+    wire += question
+    let owner = 12 + question.count
+    wire += [0xC0 | UInt8(owner >> 8), UInt8(owner & 0xFF), 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 66]
+    var buffer = h.channel.allocator.buffer(capacity: 128)
+    buffer.writeLengthPrefixed(wire)
+    try h.channel.writeInbound(buffer)
+    #expect(throws: (any Error).self) { try future.wait() }
+    #expect(h.counters.malformedDoT == 1 && h.counters.mismatchedDoT == 2)
   }
 
   @Test func truncatedResponseFailsTheQuery() throws {

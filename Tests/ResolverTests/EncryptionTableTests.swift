@@ -125,6 +125,37 @@ import Testing
     #expect(!a && !b)
   }
 
+  /// Issue 8 regression: a server that completes handshakes but never answers (hostile DoQ
+  /// `doqmute`) used to get a clean close after 3 timeouts and stay "good" (reconnect, time out,
+  /// forever); now the transport is damped and the next query goes over Do53.
+  @Test func repeatedQueryTimeoutsDampTheTransport() {
+    var table = EncryptionTable(settings: settings)
+    probe(&table, at: 0)
+    succeed(&table, at: 0)
+    for n in 1...3 { _ = table.queryTimedOut(ip, .dot, now: Double(n)) }
+    table.sessionClosed(ip, .dot, now: 3, clean: true, failure: "", detail: "clean close")
+    #expect(table.phase(ip, .dot, now: 4) == .damped(until: 3 + day))
+    #expect(table.servers[ip]?.state(.dot).failures["query-timeouts"] == 1)
+    #expect(!table.cleartextSuppressed(ip, now: 4))
+    guard case .do53 = table.decide(ip, now: 4) else {
+      Issue.record("expected Do53 while damped")
+      return
+    }
+  }
+
+  /// Malformed responses count like timeouts (hostile DoT `dotformerr`): three in a row damp.
+  @Test func repeatedMalformedResponsesDampTheTransport() {
+    var table = EncryptionTable(settings: settings)
+    probe(&table, at: 0)
+    succeed(&table, at: 0)
+    let results = (1...3).map { table.queryFailed(ip, .dot, now: Double($0), timedOut: false) }
+    #expect(results == [false, false, true])
+    #expect(table.servers[ip]?.state(.dot).failures["malformed-responses"] == 1)
+    #expect(table.servers[ip]?.history.last?.kind == .queryFailures)
+    table.sessionClosed(ip, .dot, now: 3, clean: true, failure: "", detail: "clean close")
+    #expect(table.phase(ip, .dot, now: 4) == .damped(until: 3 + day))
+  }
+
   @Test func restartDropsSessionsAndTreatsAStaleInitiatedAsUnknown() {
     var table = EncryptionTable(settings: settings)
     probe(&table, at: 0)  // in flight at shutdown: initiated set, status null

@@ -7,11 +7,14 @@ public struct DoQConnector: EarlyDataConnector {
   public let transport = EncryptedTransport.doq
   let context: DoQClientContext
   let group: any EventLoopGroup
+  let counters: EncryptedReplyCounters
 
-  /// Loads the trust stores (system plus `extraCAFile`, PEM) once for all connections.
-  public init(extraCAFile: String?, group: any EventLoopGroup) throws {
+  /// Loads the trust stores (system plus `extraCAFile`, PEM) once for all connections; `counters`
+  /// receives the malformed responses of every session.
+  public init(extraCAFile: String?, group: any EventLoopGroup, counters: EncryptedReplyCounters = .init()) throws {
     self.context = try DoQClientContext(extraCAFile: extraCAFile)
     self.group = group
+    self.counters = counters
   }
 
   public func connect(
@@ -21,7 +24,8 @@ public struct DoQConnector: EarlyDataConnector {
   ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo) {
     let (connection, info, _) = try await DoQConnection.connect(
       to: endpoint, expectedName: expectedName, context: context, group: group, resumption: resumption,
-      handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, onTicket: onTicket, onClose: onClose)
+      handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, onTicket: onTicket, onClose: onClose,
+      counters: counters)
     return (connection, info)
   }
 
@@ -34,7 +38,7 @@ public struct DoQConnector: EarlyDataConnector {
     let (connection, info, early) = try await DoQConnection.connect(
       to: endpoint, expectedName: expectedName, context: context, group: group, resumption: resumption,
       earlyQuery: earlyQuery, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, onTicket: onTicket,
-      onClose: onClose)
+      onClose: onClose, counters: counters)
     return (connection, info, early)
   }
 }

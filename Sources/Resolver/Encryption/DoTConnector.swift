@@ -7,10 +7,13 @@ public struct DoTConnector: EncryptedConnector {
   public let transport = EncryptedTransport.dot
   let context: DoTClientContext
   let group: any EventLoopGroup
+  let counters: EncryptedReplyCounters
 
-  public init(context: DoTClientContext, group: any EventLoopGroup) {
+  /// `counters` receives the malformed and mismatched responses of every session.
+  public init(context: DoTClientContext, group: any EventLoopGroup, counters: EncryptedReplyCounters = .init()) {
     self.context = context
     self.group = group
+    self.counters = counters
   }
 
   public func connect(
@@ -22,7 +25,7 @@ public struct DoTConnector: EncryptedConnector {
     let (connection, info) = try await DoTConnection.connect(
       to: endpoint, expectedName: expectedName, context: context, group: group, resumption: resumption,
       connectTimeout: handshakeTimeout, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
-      onTicket: onTicket, onClose: onClose)
+      onTicket: onTicket, onClose: onClose, counters: counters)
     return (connection, info)
   }
 }

@@ -168,11 +168,17 @@ public final class EncryptionPolicy: UpstreamExchanger {
       leg.earlyData = st?.earlyDataAccepted
       if session.isActive {
         // OE-37: a per-query failure (timeout, stream reset, malformed reply) is a failed query for
-        // this server, not a reason for cleartext; timeouts that pile up fail the session (§6 gap 4).
-        if error == .timeout, state.withLock({ $0.table.queryTimedOut(server.ip, t, now: wallClock()) }) {
-          session.close()
+        // this server, not a reason for cleartext; timeouts and malformed replies that pile up fail
+        // the transport (§6 gap 4): it is damped, and this query goes over Do53 as after OE-29.
+        guard countQueryFailure(error, t, session: session, server: server) else {
+          return ExchangeResult(legs: [leg], response: nil)
         }
-        return ExchangeResult(legs: [leg], response: nil)
+        var retry = await sendDo53(
+          query, server: server, context: context, timeout: timeout,
+          reason: "Do53: \(t.rawValue) failed \(settings.maxConsecutiveQueryTimeouts) queries in a row",
+          sessionFallback: true)
+        retry.legs.insert(leg, at: 0)
+        return retry
       }
       // OE-29/OE-30: the session ended with this query outstanding; it is re-sent over Do53. This
       // fallback is the RFC's, so it is not counted as cleartext to a known-good server.
@@ -182,6 +188,21 @@ public final class EncryptionPolicy: UpstreamExchanger {
       retry.legs.insert(leg, at: 0)
       return retry
     }
+  }
+
+  /// Counts a timeout or malformed response on a live session (§6 gap 4); true when that made the
+  /// transport fail, in which case the session is closed (the table has damped it already).
+  func countQueryFailure(
+    _ error: TransportError, _ t: EncryptedTransport, session: any EncryptedSession, server: ServerEndpoint
+  ) -> Bool {
+    let timedOut = error == .timeout
+    guard timedOut || error.isMalformed else { return false }
+    let failed = state.withLock { $0.table.queryFailed(server.ip, t, now: wallClock(), timedOut: timedOut) }
+    if failed {
+      logger.debug("\(t.rawValue) to \(server.ip): transport failed after repeated query failures")
+      session.close()
+    }
+    return failed
   }
 
   /// The response to a query sent as early data (or right after the handshake) on a new session.
@@ -248,8 +269,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let probe = Task {
       if let session = await connection.value, !Task.isCancelled, !self.state.withLock({ $0.stopped }) {
         self.state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: self.wallClock()) }
-        if (try? await session.query(trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))) != nil {
+        do throws(TransportError) {
+          _ = try await session.query(trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
           self.state.withLock { $0.table.responseReceived(server.ip, t, now: self.wallClock()) }
+        } catch {
+          // A probe whose query times out or gets a malformed response counts like any other (§6 gap 4).
+          if session.isActive { _ = self.countQueryFailure(error, t, session: session, server: server) }
         }
       }
       _ = self.state.withLock { $0.probes.removeValue(forKey: id) }

@@ -230,17 +230,37 @@ public struct EncryptionTable: Sendable {
   }
 
   /// §6 gap 4: a query on the session timed out. Returns true when the session should be treated
-  /// as failed (too many in a row).
+  /// as failed (too many in a row); the transport is then damped (OE-29).
   public mutating func queryTimedOut(_ address: String, _ t: EncryptedTransport, now: Double) -> Bool {
+    queryFailed(address, t, now: now, timedOut: true)
+  }
+
+  /// §6 gap 4, extended to malformed responses (issue 8): a query on the session timed out or got a
+  /// malformed response. Past `maxConsecutiveQueryTimeouts` in a row the transport has failed: status
+  /// `fail`, damping from now (OE-29), so a server that completes handshakes but never answers (or
+  /// answers garbage) cannot stay "good" and keep its zone from Do53. Returns true then; the caller
+  /// closes the session and re-sends the query over Do53.
+  public mutating func queryFailed(_ address: String, _ t: EncryptedTransport, now: Double, timedOut: Bool) -> Bool {
     var failed = false
     let limit = settings.maxConsecutiveQueryTimeouts
+    let what = timedOut ? "timed out" : "failed (last: malformed response)"
+    let detail = "\(limit) queries in a row \(what)"
     updateState(address, t, now: now) { st in
       st.consecutiveQueryTimeouts += 1
       failed = st.consecutiveQueryTimeouts >= limit
+      if failed {
+        st.consecutiveQueryTimeouts = 0
+        st.status = .fail
+        st.completed = now
+        st.failures[timedOut ? "query-timeouts" : "malformed-responses", default: 0] += 1
+        st.lastFailure = detail
+      }
     }
     if failed {
       servers[address]?.log(
-        ServerEvent(time: now, transport: t, kind: .queryTimeouts, detail: "\(limit) queries in a row timed out"))
+        ServerEvent(
+          time: now, transport: t, kind: timedOut ? .queryTimeouts : .queryFailures,
+          detail: "\(detail); damped until \(Self.clock(now + settings.damping))"))
     }
     return failed
   }

@@ -9,6 +9,8 @@ public struct ServerEvent: Sendable, Hashable, Codable {
     case closed
     case sessionFailed = "session-failed"
     case queryTimeouts = "query-timeouts"
+    /// Queries in a row failed on a session, the last with a malformed response.
+    case queryFailures = "query-failures"
     case operatorProbe = "operator-probe"
   }
 

@@ -3,6 +3,8 @@ import Synchronization
 /// Smoothed RTT per server address, shared by all resolutions.
 public final class ServerSelection: Sendable {
   private let srtt = Mutex<[String: Double]>([:])  // milliseconds
+  private let timeoutCounts = Mutex<[String: Int]>([:])
+  private let timeoutTotal = Counter()
   /// Retransmit timeout used for servers never heard from.
   let unknownTimeoutMs: Double
 
@@ -25,7 +27,15 @@ public final class ServerSelection: Sendable {
     srtt.withLock { table in
       table[server] = min(10_000, max(table[server] ?? 200, 100) * 2)
     }
+    timeoutCounts.withLock { $0[server, default: 0] += 1 }
+    timeoutTotal.increment()
   }
+
+  /// Timeouts recorded for `server` so far (monitoring).
+  public func timeouts(server: String) -> Int { timeoutCounts.withLock { $0[server] ?? 0 } }
+
+  /// Timeouts recorded for all servers so far.
+  public var totalTimeouts: Int { timeoutTotal.value }
 
   /// The smoothed RTT, nil for an unknown server.
   public func smoothedRTT(server: String) -> Double? { srtt.withLock { $0[server] } }

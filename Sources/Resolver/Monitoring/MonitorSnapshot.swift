@@ -46,10 +46,27 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   public var aliasLoops = 0
   /// Resolutions stopped by the query, referral or time budget.
   public var budgetExhausted = 0
+  /// DoT responses that could not be parsed.
+  public var malformedDoTReplies = 0
+  /// DoT responses dropped for an ID no query on the connection has, or another question (T-13).
+  public var mismatchedDoTReplies = 0
+  /// DoQ responses that broke RFC 9250 framing: unparsable, bad length, non-zero ID, other question.
+  public var malformedDoQReplies = 0
+  /// DoQ query streams reset by the server instead of answered (each a failed query, OE-37).
+  public var resetDoQStreams = 0
+  /// Upstream queries (any transport) that got no usable reply before their timeout; per server in
+  /// `servers[].timeouts`.
+  public var timeouts = 0
   public init(
     mismatchedReplies: Int = 0, coalescedQueries: Int = 0, malformedReplies: Int = 0, outOfBailiwickRecords: Int = 0,
-    aliasLoops: Int = 0, budgetExhausted: Int = 0
+    aliasLoops: Int = 0, budgetExhausted: Int = 0, malformedDoTReplies: Int = 0, mismatchedDoTReplies: Int = 0,
+    malformedDoQReplies: Int = 0, resetDoQStreams: Int = 0, timeouts: Int = 0
   ) {
+    self.resetDoQStreams = resetDoQStreams
+    self.malformedDoTReplies = malformedDoTReplies
+    self.mismatchedDoTReplies = mismatchedDoTReplies
+    self.malformedDoQReplies = malformedDoQReplies
+    self.timeouts = timeouts
     self.mismatchedReplies = mismatchedReplies
     self.coalescedQueries = coalescedQueries
     self.malformedReplies = malformedReplies
@@ -116,6 +133,9 @@ public struct ServerSnapshot: Sendable, Codable, Hashable {
   public var queries: [String: Int]
   /// Smoothed RTT in ms, nil when never measured.
   public var srttMs: Double?
+  /// Queries to this server that timed out (any transport), e.g. a Do53 reply from the wrong
+  /// source port, which the connected socket never delivers.
+  public var timeouts = 0
   public var cleartextWhileGood: Int
   public var firstSeen: Double
   public var lastSeen: Double
@@ -127,8 +147,9 @@ public struct ServerSnapshot: Sendable, Codable, Hashable {
   public init(
     address: String, nsNames: [String], zones: [String], dot: TransportSnapshot, doq: TransportSnapshot?,
     queries: [String: Int], srttMs: Double?, cleartextWhileGood: Int, firstSeen: Double, lastSeen: Double, reason: String,
-    history: [ServerEvent] = []
+    history: [ServerEvent] = [], timeouts: Int = 0
   ) {
+    self.timeouts = timeouts
     self.address = address
     self.nsNames = nsNames
     self.zones = zones
@@ -210,7 +231,7 @@ extension MonitorSnapshot {
   /// Combines the parts; `table` is nil with encryption off.
   public static func make(
     monitor: MonitorData, cache: CacheStatistics, table: EncryptionTable?, srtt: (String) -> Double?,
-    upstream: UpstreamSnapshot = UpstreamSnapshot()
+    timeouts: (String) -> Int = { _ in 0 }, upstream: UpstreamSnapshot = UpstreamSnapshot()
   ) -> MonitorSnapshot {
     let now = monitor.now
     var servers: [ServerSnapshot] = []
@@ -231,7 +252,7 @@ extension MonitorSnapshot {
             doq: hasDoQ ? TransportSnapshot(r.state(.doq), now: now, settings: table.settings) : nil,
             queries: Dictionary(uniqueKeysWithValues: r.queries.map { ($0.key.rawValue, $0.value) }),
             srttMs: srtt(r.address), cleartextWhileGood: r.cleartextWhileGood, firstSeen: r.firstSeen,
-            lastSeen: r.lastSeen, reason: reason, history: r.history.reversed()))
+            lastSeen: r.lastSeen, reason: reason, history: r.history.reversed(), timeouts: timeouts(r.address)))
       }
     }
     servers.sort { $0.address < $1.address }

@@ -15,6 +15,12 @@ public enum TransportError: Error, Sendable, Equatable {
   /// Too many mismatched replies arrived for one UDP query: it is retried over TCP.
   case spoofSuspected
 
+  /// True for `.malformed`.
+  public var isMalformed: Bool {
+    if case .malformed = self { return true }
+    return false
+  }
+
   /// Short word for traces: `timeout`, `unreachable`, ...
   public var outcome: String {
     switch self {

@@ -28,7 +28,8 @@ public final class DoQConnection: Sendable {
     to endpoint: ServerEndpoint, expectedName: DNSName?, context: DoQClientContext, group: any EventLoopGroup,
     resumption: [UInt8]?, earlyQuery: Message? = nil, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount,
     onTicket: @escaping @Sendable ([UInt8]) -> Void,
-    onClose: @escaping @Sendable (EncryptedFailure) -> Void
+    onClose: @escaping @Sendable (EncryptedFailure) -> Void,
+    counters: EncryptedReplyCounters = .init()
   ) async throws(EncryptedFailure) -> (DoQConnection, TLSHandshakeInfo, EventLoopFuture<Message>?) {
     let time = SystemTimeSource()
     let startedAt = time.now()
@@ -56,7 +57,7 @@ public final class DoQConnection: Sendable {
             earlyData: replayable && resumption != nil)
           let handler = DoQSessionHandler(
             eventLoop: channel.eventLoop, engine: engine, handshakeTimeout: handshakeTimeout, startedAt: startedAt,
-            time: time, status: status, onTicket: onTicket, onClose: onClose)
+            time: time, status: status, counters: counters, onTicket: onTicket, onClose: onClose)
           try channel.pipeline.syncOperations.addHandler(handler)
           let early = handler.start(earlyQuery: replayable ? earlyQuery : nil)
           let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)

@@ -39,6 +39,7 @@ final class DoQSessionHandler: ChannelInboundHandler {
   private let startedAt: Double
   private let time: any TimeSource
   private let status: DoTConnectionStatus
+  private let counters: EncryptedReplyCounters
   private let onTicket: @Sendable ([UInt8]) -> Void
   private let onClose: @Sendable (EncryptedFailure) -> Void
 
@@ -57,9 +58,10 @@ final class DoQSessionHandler: ChannelInboundHandler {
 
   init(
     eventLoop: any EventLoop, engine: QUICClientEngine, handshakeTimeout: TimeAmount, startedAt: Double,
-    time: any TimeSource, status: DoTConnectionStatus, onTicket: @escaping @Sendable ([UInt8]) -> Void,
-    onClose: @escaping @Sendable (EncryptedFailure) -> Void
+    time: any TimeSource, status: DoTConnectionStatus, counters: EncryptedReplyCounters = .init(),
+    onTicket: @escaping @Sendable ([UInt8]) -> Void, onClose: @escaping @Sendable (EncryptedFailure) -> Void
   ) {
+    self.counters = counters
     handshakePromise = eventLoop.makePromise(of: TLSHandshakeInfo.self)
     handshakeFuture = handshakePromise.futureResult
     self.engine = engine
@@ -226,13 +228,17 @@ final class DoQSessionHandler: ChannelInboundHandler {
         if closeRequested { sendCloseAndTerminate() }
       case .streamFinished(let id, let bytes):
         guard let token = byStream[id], let entry = pending[token] else { continue }
-        finish(stream: id, with: DoQMessageFraming.response(bytes, to: entry.query).mapError { .malformed($0) })
+        let result = DoQMessageFraming.response(bytes, to: entry.query).mapError { TransportError.malformed($0) }
+        if case .failure = result { counters.doqMalformed.increment() }
+        finish(stream: id, with: result)
       case .streamReset(let id, let code):
         _ = code  // DOQ_INTERNAL_ERROR normally; the transaction is abandoned either way (T-29).
+        if byStream[id] != nil { counters.doqResets.increment() }
         finish(stream: id, with: .failure(.closed))
       case .streamClosed(let id, _):
         finish(stream: id, with: .failure(.closed))
       case .streamOverflow(let id):
+        if byStream[id] != nil { counters.doqMalformed.increment() }
         finish(stream: id, with: .failure(.malformed(.valueOutOfRange("DoQ response over 65535 octets"))))
       case .ticket(let blob): onTicket(blob)
       case .streamsAvailable: openStreams()

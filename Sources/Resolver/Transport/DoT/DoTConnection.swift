@@ -27,7 +27,8 @@ public final class DoTConnection: Sendable {
     resumption: [UInt8]?,
     connectTimeout: TimeAmount, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount,
     onTicket: @escaping @Sendable ([UInt8]) -> Void,
-    onClose: @escaping @Sendable (EncryptedFailure) -> Void
+    onClose: @escaping @Sendable (EncryptedFailure) -> Void,
+    counters: EncryptedReplyCounters = .init()
   ) async throws(EncryptedFailure) -> (DoTConnection, TLSHandshakeInfo) {
     let time = SystemTimeSource()
     let startedAt = time.now()
@@ -47,7 +48,7 @@ public final class DoTConnection: Sendable {
             context: context, expectedName: expectedName, ip: ip, resumption: resumption, onTicket: onTicket)
           let session = DoTSessionHandler(
             handshakePromise: handshake, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
-            status: status, time: time, onClose: onClose)
+            status: status, time: time, counters: counters, onClose: onClose)
           let pipeline = channel.pipeline.syncOperations
           try pipeline.addHandler(QuickAckHandler())
           try pipeline.addHandler(TLSClientHandler(engine: engine, startedAt: startedAt, time: time))

@@ -23,6 +23,7 @@ final class DoTSessionHandler: ChannelInboundHandler {
   private let onClose: @Sendable (EncryptedFailure) -> Void
   private let status: DoTConnectionStatus
   private let time: any TimeSource
+  private let counters: EncryptedReplyCounters
 
   private var context: ChannelHandlerContext?
   private var pending: [UInt16: Pending] = [:]
@@ -38,8 +39,10 @@ final class DoTSessionHandler: ChannelInboundHandler {
   /// `handshakePromise` is created by the caller so the outcome survives the pipeline being torn down.
   init(
     handshakePromise: EventLoopPromise<TLSHandshakeInfo>, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount,
-    status: DoTConnectionStatus, time: any TimeSource, onClose: @escaping @Sendable (EncryptedFailure) -> Void
+    status: DoTConnectionStatus, time: any TimeSource, counters: EncryptedReplyCounters = .init(),
+    onClose: @escaping @Sendable (EncryptedFailure) -> Void
   ) {
+    self.counters = counters
     self.handshakePromise = handshakePromise
     handshakeFuture = handshakePromise.futureResult
     self.handshakeTimeout = handshakeTimeout
@@ -113,14 +116,22 @@ final class DoTSessionHandler: ChannelInboundHandler {
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let bytes = Array(unwrapInboundIn(data).readableBytesView)
     status.touch(at: time.now())
-    guard bytes.count >= 2 else { return }
+    guard bytes.count >= 2 else {
+      counters.dotMalformed.increment()
+      return
+    }
     let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
-    // Unmatched responses (unknown ID, other question) are dropped (T-13).
-    guard let entry = pending[id], let result = entry.matcher.match(bytes) else { return }
+    // Unmatched responses (unknown ID, other question) are dropped (T-13) and counted.
+    guard let entry = pending[id], let result = entry.matcher.match(bytes) else {
+      counters.dotMismatched.increment()
+      return
+    }
     pending[id] = nil
     entry.timer?.cancel()
     switch result {
-    case .failure(let error): entry.promise.fail(TransportError.malformed(error))
+    case .failure(let error):
+      counters.dotMalformed.increment()
+      entry.promise.fail(TransportError.malformed(error))
     case .success(var response):
       if response.header.tc {
         entry.promise.fail(TransportError.truncated)  // T-19
