@@ -27,6 +27,27 @@ import Testing
     }
   }
 
+  /// The one-pass construction writes exactly the bytes of serializing with the option in place.
+  @Test(arguments: [
+    "a.", "www.dot.test.", "a-much-longer-label-for-padding.example.test.", String(repeating: "x.", count: 60),
+  ])
+  func onePassEqualsTwoPass(_ name: String) throws {
+    let cookie = EDNSOption(code: EDNSOption.cookieCode, data: Array(repeating: 9, count: 8))
+    let oldPadding = EDNSOption(code: EDNSOption.paddingCode, data: Array(repeating: 0, count: 77))
+    for options in [nil, [], [cookie], [oldPadding, cookie], [cookie, oldPadding]] as [[EDNSOption]?] {
+      var query = Message()
+      query.header.id = 0x1234
+      query.header.rd = false
+      query.questions = [Question(name: try DNSName(name), type: .aaaa)]
+      if let options { query.edns = EDNS(udpPayloadSize: 1232, options: options) }
+      var edns = query.edns ?? EDNS()
+      edns.options.removeAll { $0.code == EDNSOption.paddingCode }
+      var stripped = query
+      stripped.edns = edns
+      #expect(DoTQueryPadding.paddedWire(query) == DoTQueryPadding.paddedWireTwoPass(stripped, edns: edns))
+    }
+  }
+
   @Test func existingPaddingIsReplaced() throws {
     var query = Message()
     query.questions = [Question(name: try DNSName("www.dot.test."), type: .a)]

@@ -60,7 +60,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     // Decide and, for probes, mark them pending in one step so concurrent queries agree (OE-20/21).
     let (decision, connections) = state.withLock {
       s -> (TransportDecision, [(EncryptedTransport, Task<(any EncryptedSession)?, Never>)]) in
-      s.table.noteServer(server.ip, nsName: context.nsName?.description, zone: context.zone.description, now: now)
+      s.table.noteServer(server.ip, nsName: context.nsName, zone: context.zone, now: now)
       if s.stopped { return (.do53(reason: "Do53: shutting down", probe: []), []) }
       let decision = s.table.decide(server.ip, now: now)
       let probes: [EncryptedTransport]
@@ -246,18 +246,23 @@ public final class EncryptionPolicy: UpstreamExchanger {
   {
     let key = SessionKey(ip: server.ip, transport: t)
     let box = EarlyResponseBox()
-    let task = state.withLock { s -> Task<(any EncryptedSession)?, Never>? in
+    // An established session (the common case) is used as is: no task to wrap it.
+    let slot = state.withLock { s -> Slot? in
       switch s.slots[key] {
       case .established(let session) where session.isActive:
-        return Task { session }
+        return .established(session)
       case .pending(let task):
-        return task
+        return .pending(task)
       default:
         return startConnection(t, server: server, context: context, earlyQuery: earlyQuery, early: box, state: &s)
+          .map { .pending($0) }
       }
     }
-    let session = await task?.value
-    return (session, box.future)
+    switch slot {
+    case .established(let session): return (session, nil)
+    case .pending(let task): return (await task.value, box.future)
+    case nil: return (nil, nil)
+    }
   }
 
   /// A probe: connect alongside the Do53 query and, once up, send the triggering query over it

@@ -17,6 +17,13 @@ public enum TransportDecision: Sendable, Equatable {
 public struct EncryptionTable: Sendable {
   public var settings: EncryptionSettings
   public private(set) var servers: [String: ServerRecord] = [:]
+  /// The NS name and zone each address was last noted with: re-noting the same pair (every query)
+  /// skips their presentation form and case folding, which cost more than the rest of the bookkeeping.
+  private var lastNoted: [String: NotedPair] = [:]
+  private struct NotedPair: Equatable, Sendable {
+    var nsName: DNSName?
+    var zone: DNSName
+  }
 
   public init(settings: EncryptionSettings, servers: [ServerRecord] = []) {
     self.settings = settings
@@ -70,26 +77,29 @@ public struct EncryptionTable: Sendable {
     guard settings.enabled else { return .do53(reason: "Do53: encryption off", probe: []) }
     let record = servers[address] ?? ServerRecord(address: address, now: now)
     // OE-17: an established session carries everything; preferred transport first.
-    for t in settings.transports where record.state(t).session == .established {
+    for t in settings.transports where record.transports[t]?.session == .established {
       return .useSession(t, reason: "\(t.rawValue): session established")
     }
     // OE-11: known good within persistence → no cleartext; reconnect (or join the pending one).
-    for t in settings.transports where record.state(t).suppressesCleartext(at: now, settings: settings) {
-      let st = record.state(t)
+    for t in settings.transports {
+      guard let st = record.transports[t], st.suppressesCleartext(at: now, settings: settings) else { continue }
       let why = st.session == .pending ? "handshake in progress" : "known good, reconnecting"
       return .connectAndUse(t, reason: "\(t.rawValue): \(why)")
     }
     // Otherwise Do53 (OE-12), with probes where allowed (OE-20) and resources permit (OE-40).
     var probes: [EncryptedTransport] = []
     var reasons: [String] = []
-    var budget = settings.maxConcurrentProbes - pendingHandshakes
+    // Counting pending handshakes walks every server: only done when a probe may start.
+    var budget: Int?
     for t in settings.transports {
       let st = record.state(t)
       let phase = st.phase(at: now, settings: settings)
       if st.mayConnect(at: now, settings: settings) {
-        if budget > 0 {
+        let left = budget ?? settings.maxConcurrentProbes - pendingHandshakes
+        budget = left
+        if left > 0 {
           probes.append(t)
-          budget -= 1
+          budget = left - 1
           reasons.append("\(t.rawValue) probe started")
         } else {
           reasons.append("\(t.rawValue) probe skipped: \(settings.maxConcurrentProbes) probes in flight")
@@ -109,12 +119,16 @@ public struct EncryptionTable: Sendable {
   /// probed alongside (within the probe cap).
   public func preferredProbes(_ address: String, using: EncryptedTransport, now: Double) -> [EncryptedTransport] {
     guard let index = settings.transports.firstIndex(of: using) else { return [] }
+    guard index > 0 else { return [] }
     let record = servers[address] ?? ServerRecord(address: address, now: now)
-    var budget = settings.maxConcurrentProbes - pendingHandshakes
+    // Counting pending handshakes walks every server: only done when a probe may start.
+    var budget: Int?
     var out: [EncryptedTransport] = []
-    for t in settings.transports[..<index] where budget > 0 && record.state(t).mayConnect(at: now, settings: settings) {
+    for t in settings.transports[..<index] where record.state(t).mayConnect(at: now, settings: settings) {
+      let left = budget ?? settings.maxConcurrentProbes - pendingHandshakes
+      guard left > 0 else { break }
       out.append(t)
-      budget -= 1
+      budget = left - 1
     }
     return out
   }
@@ -127,6 +141,18 @@ public struct EncryptionTable: Sendable {
       if let nsName { r.nsNames.insert(nsName.lowercased()) }
       r.zones.insert(zone.lowercased())
     }
+  }
+
+  /// `noteServer` for the iteration's names; the common case (same pair as last time) only
+  /// refreshes `lastSeen`.
+  public mutating func noteServer(_ address: String, nsName: DNSName?, zone: DNSName, now: Double) {
+    let pair = NotedPair(nsName: nsName, zone: zone)
+    if lastNoted[address] == pair, servers[address] != nil {
+      update(address, now: now) { _ in }
+      return
+    }
+    noteServer(address, nsName: nsName?.description, zone: zone.description, now: now)
+    lastNoted[address] = pair
   }
 
   /// Counts a query sent; flags cleartext sent to a server that was known good when it was sent
@@ -291,10 +317,14 @@ public struct EncryptionTable: Sendable {
     servers = servers.filter { _, r in
       now - r.lastSeen <= horizon || r.transports.values.contains { $0.session != .none }
     }
+    lastNoted = lastNoted.filter { servers[$0.key] != nil }
   }
 
   /// Forgets everything about one address (`sotto ctl forget`).
-  public mutating func forget(_ address: String) { servers[address] = nil }
+  public mutating func forget(_ address: String) {
+    servers[address] = nil
+    lastNoted[address] = nil
+  }
 
   /// Operator override (`sotto ctl probe`, the dashboard's `R`), outside RFC 9539: ends damping
   /// of every failed transport of `address` now, so the next query to it starts a probe. The
@@ -318,19 +348,16 @@ public struct EncryptionTable: Sendable {
 
   // MARK: Helpers
 
+  /// Mutates the record in place (no copy of the record or its collections per event).
   mutating func update(_ address: String, now: Double, _ body: (inout ServerRecord) -> Void) {
-    var r = servers[address] ?? ServerRecord(address: address, now: now)
-    r.lastSeen = max(r.lastSeen, now)
-    body(&r)
-    servers[address] = r
+    modify(&servers[address, default: ServerRecord(address: address, now: now)]) { r in
+      r.lastSeen = max(r.lastSeen, now)
+      body(&r)
+    }
   }
 
   mutating func updateState(_ address: String, _ t: EncryptedTransport, now: Double, _ body: (inout TransportState) -> Void) {
-    update(address, now: now) { r in
-      var st = r.state(t)
-      body(&st)
-      r.transports[t] = st
-    }
+    update(address, now: now) { r in body(&r.transports[t, default: TransportState()]) }
   }
 
   /// `2026-11-29 14:03 UTC` for reasons. Built by hand: a DateFormatter per decision cost more
@@ -345,6 +372,8 @@ public struct EncryptionTable: Sendable {
     return "\(day) \(two(parts.tm_hour)):\(two(parts.tm_min)) UTC"
   }
 }
+
+private func modify<T>(_ value: inout T, _ body: (inout T) -> Void) { body(&value) }
 
 /// Totals over all servers, for monitoring (OE-43): queries per transport, probe outcomes, and
 /// cleartext sent to known-good servers (must be 0).
