@@ -10,6 +10,17 @@ import Testing
     #expect(n.isSubdomain(of: try DNSName("example.COM")))
     #expect(!(try DNSName("example.com")).isSubdomain(of: n))
   }
+  /// Cache and in-flight tables key on names: differently cased spellings must find one entry,
+  /// also for labels longer than the 8-byte words the hash packs them into.
+  @Test func hashIgnoresCaseAcrossWords() throws {
+    let upper = try DNSName("Cold-Resolution-1234.WILD.Example.TEST")
+    let lower = try DNSName("cold-resolution-1234.wild.example.test")
+    #expect(upper.hashValue == lower.hashValue)
+    let table: [DNSName: Int] = [upper: 1]
+    #expect(table[lower] == 1)
+    #expect(table[try DNSName("cold-resolution-1235.wild.example.test")] == nil)
+    #expect(Set([try DNSName("ab.c"), try DNSName("a.bc"), try DNSName("abc")]).count == 3)
+  }
   @Test func enforcesLimits() {
     #expect(throws: WireError.labelTooLong(length: 64)) { try DNSName(String(repeating: "a", count: 64) + ".com") }
     let long = Array(repeating: String(repeating: "a", count: 63), count: 4).joined(separator: ".")
