@@ -158,7 +158,13 @@ public final class Dashboard: Sendable {
   /// `interval` seconds apart, no escape codes.
   public static func plainReport(source: any DashboardSource, count: Int, interval: Double, width: Int = 120) async {
     for i in 0..<max(1, count) {
-      if i > 0 { try? await Task.sleep(for: .seconds(interval)) }
+      if i > 0 {
+        // Cancelled (SIGINT/SIGTERM): stop. Swallowing the cancellation made every later sleep
+        // return at once, so the loop printed reports flat out until stdout's pipe filled and the
+        // exiting process hung on the stdout lock.
+        do { try await Task.sleep(for: .seconds(interval)) } catch { return }
+      }
+      if Task.isCancelled { return }
       guard let snap = source.snapshot() else {
         print("sotto: no snapshot available")
         continue

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -150,5 +151,17 @@ def test_demo_responders_answer_independent_clients(demo_plain):
                        capture_output=True, text=True)
     assert "status: NOERROR" in r.stdout and "CNAME" in r.stdout, r.stdout
     proc.send_signal(signal.SIGTERM)
+    # Read through the text wrapper (it may hold the first report already), in a thread so that
+    # a hang fails the test instead of blocking it.
+    collected: list[str] = []
+    reader = threading.Thread(target=lambda: collected.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert collected, "sotto demo did not exit within 10 s of SIGTERM"
+    out = collected[0]
     assert proc.wait(timeout=10) == 0
+    # One report at start (--interval 60), at most one more at the signal: a cancelled report loop
+    # once printed reports flat out until the pipe filled and the exit hung on the stdout lock.
+    reports = out.count(" Sotto  up ")
+    assert 1 <= reports <= 2, f"{reports} plain reports after SIGTERM"
     assert demo_sockets() == []
