@@ -87,7 +87,9 @@ final class DoTServerContext: @unchecked Sendable {
         var i = 0
         while i < count {
           let length = Int(input[i])
-          if length == 3, i + 3 < count, input[i + 1] == 0x64, input[i + 2] == 0x6F, input[i + 3] == 0x74 {
+          if length == 3, i + 3 < count,
+            input[i + 1] == 0x64, input[i + 2] == 0x6F, input[i + 3] == 0x74
+          {
             out.pointee = input + i + 1
             outlen.pointee = 3
             return SSL_TLSEXT_ERR_OK
