@@ -124,26 +124,45 @@ fuzz:
 	FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_JOBS="$(FUZZ_JOBS)" Fuzz/fuzz.sh
 
 # Unit tests under AddressSanitizer (with LeakSanitizer) and ThreadSanitizer, each in its own
-# scratch path, then the integration suite against the ASan-built sotto. Not part of `make test`.
-# LAB_LOCK prefixes the lab run (on a shared machine: LAB_LOCK="flock /tmp/sotto-lab.lock").
-# Tests/Sanitizers/ holds the suppressions, each explained (third-party code only).
-SAN_DIR   := $(CURDIR)/Tests/Sanitizers
-ASAN_ENV  := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(SAN_DIR)/lsan.supp:print_suppressions=0
-TSAN_ENV  := TSAN_OPTIONS=halt_on_error=1:suppressions=$(SAN_DIR)/tsan.supp
-LAB_LOCK  ?=
+# scratch path, then the integration suite against the ASan-built sotto. Not part of `make test`;
+# CI runs it after `make test` (.ci/run). LAB_LOCK prefixes the lab run (on a shared machine:
+# LAB_LOCK="flock /tmp/sotto-lab.lock"). Tests/Sanitizers/ holds the suppressions, each explained
+# (third-party code only). SAN_TIMEOUT bounds each test run: a test process killed by a sanitizer
+# can leave helper servers (nsd, openssl s_server) holding swift-test's output pipe.
+# The ASan integration run checks that SOTTO_BIN really is instrumented (__asan_init) and writes
+# every sotto process's ASan/LSan report to .build-asan/reports/ (log_path): a report from a
+# `sotto serve` that a test only stopped with SIGTERM would otherwise go unseen; any report fails it.
+SAN_DIR     := $(CURDIR)/Tests/Sanitizers
+SAN_TIMEOUT ?= 1800
+ASAN_OPTS   := detect_leaks=1
+ASAN_ENV    := ASAN_OPTIONS=$(ASAN_OPTS) LSAN_OPTIONS=suppressions=$(SAN_DIR)/lsan.supp:print_suppressions=0
+TSAN_ENV    := TSAN_OPTIONS=halt_on_error=1:suppressions=$(SAN_DIR)/tsan.supp
+ASAN_BIN    := $(CURDIR)/.build-asan/debug/sotto
+ASAN_REPORTS := $(CURDIR)/.build-asan/reports
+LAB_LOCK    ?=
+ASAN_PYTEST_ARGS ?=
 test-sanitize: deps test-asan test-tsan integration-test-asan
 
 test-asan:
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
-	$(ASAN_ENV) $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
+	$(ASAN_ENV) timeout -k 30 $(SAN_TIMEOUT) $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
 
 test-tsan:
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
-	$(TSAN_ENV) $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan
+	$(TSAN_ENV) timeout -k 30 $(SAN_TIMEOUT) $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan
 
 integration-test-asan:
 	$(SWIFT) build --sanitize=address --scratch-path .build-asan --product sotto
-	$(LAB_LOCK) env $(ASAN_ENV) SOTTO_BIN="$(CURDIR)/.build-asan/debug/sotto" $(PYTHON) -m pytest -v Tests/Integration
+	@nm "$(ASAN_BIN)" | grep ' T __asan_init$$' >/dev/null \
+	  || { echo "$(ASAN_BIN) is not built with AddressSanitizer"; exit 1; }
+	rm -rf "$(ASAN_REPORTS)" && mkdir -p "$(ASAN_REPORTS)"
+	rc=0; $(LAB_LOCK) env ASAN_OPTIONS=$(ASAN_OPTS):log_path=$(ASAN_REPORTS)/asan LSAN_OPTIONS=suppressions=$(SAN_DIR)/lsan.supp:print_suppressions=0 \
+	  SOTTO_BIN="$(ASAN_BIN)" timeout -k 30 $(SAN_TIMEOUT) $(PYTHON) -m pytest -v $(ASAN_PYTEST_ARGS) Tests/Integration || rc=$$?; \
+	if compgen -G "$(ASAN_REPORTS)/asan.*" >/dev/null; then \
+	  for f in "$(ASAN_REPORTS)"/asan.*; do echo "=== $$f"; cat "$$f"; done; \
+	  echo "AddressSanitizer/LeakSanitizer reports from sotto: see above"; exit 1; \
+	else echo "no ASan/LSan report from any sotto process"; fi; \
+	exit $$rc
 
 # Not part of `make test`. BENCH_ROUNDS / BENCH_SECONDS / BENCH_QPS override the defaults (3 / 20 / 1000).
 # Benchmarks next to Unbound and PowerDNS Recursor (Benchmarks/bench.py; BENCH_QUICK=1 for a smoke

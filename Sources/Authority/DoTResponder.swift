@@ -79,15 +79,24 @@ final class DoTServerContext: @unchecked Sendable {
     SSL_CTX_set_alpn_select_cb(
       ctx,
       { _, out, outlen, input, inlen, _ -> Int32 in
-        let dot: [UInt8] = [3, 0x64, 0x6F, 0x74]
-        var selected: UnsafeMutablePointer<UInt8>? = nil
-        let rc = dot.withUnsafeBufferPointer { p in
-          SSL_select_next_proto(&selected, outlen, p.baseAddress, UInt32(p.count), input, inlen)
+        // The answer must point into memory that outlives the callback: SSL_select_next_proto
+        // returns a pointer into the server's list, which a local array would not be (ASan found
+        // that use-after-free), so "dot" is looked up in the client's list (`input`) directly.
+        guard let input, let out, let outlen else { return SSL_TLSEXT_ERR_NOACK }
+        let count = Int(inlen)
+        var i = 0
+        while i < count {
+          let length = Int(input[i])
+          if length == 3, i + 3 < count,
+            input[i + 1] == 0x64, input[i + 2] == 0x6F, input[i + 3] == 0x74
+          {
+            out.pointee = input + i + 1
+            outlen.pointee = 3
+            return SSL_TLSEXT_ERR_OK
+          }
+          i += 1 + length
         }
-        guard rc == OPENSSL_NPN_NEGOTIATED, let selected else { return SSL_TLSEXT_ERR_NOACK }
-        // `selected` points into `input` (the client's list), which outlives this callback.
-        out?.pointee = UnsafePointer(selected)
-        return SSL_TLSEXT_ERR_OK
+        return SSL_TLSEXT_ERR_NOACK
       }, nil)
     self.ctx = ctx
   }
