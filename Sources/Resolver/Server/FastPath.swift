@@ -25,13 +25,11 @@ struct FastPath: Sendable {
     guard allowed.contains(where: { $0.contains(client) }) else {
       return .miss(nil, generation: generation)
     }
-    guard let (response, query) = cache.answer(data, allocator: allocator) else {
+    guard let (response, hit) = cache.answer(data, allocator: allocator, generation: generation) else {
       return .miss(FastQuery(data), generation: generation)
     }
     counters.update { $0.queries += 1 }
-    monitor?.recordFastHit(
-      client: client, name: query.name, type: query.qtype,
-      rcode: response.getInteger(at: 3, as: UInt8.self).map { $0 & 0x0F } ?? 0)
+    monitor?.recordFastHit(client: client, name: hit.name, type: hit.qtype, rcode: hit.rcode)
     return .hit(response)
   }
 
