@@ -5,11 +5,20 @@ import NIOCore
 ///
 /// Rate limiting of clients belongs in `lookup` before the cache is consulted, so that hits are
 /// limited like everything else.
-struct FastPath: Sendable {
+///
+/// A class, so the handler holds and passes one reference per datagram instead of copying four.
+final class FastPath: Sendable {
   let cache: PacketCache
   let allowed: [CIDR]
   let counters: ListenerCounters
   let monitor: ResolverMonitor?
+
+  init(cache: PacketCache, allowed: [CIDR], counters: ListenerCounters, monitor: ResolverMonitor?) {
+    self.cache = cache
+    self.allowed = allowed
+    self.counters = counters
+    self.monitor = monitor
+  }
 
   enum Outcome {
     /// Answered from the packet cache: send this.
