@@ -1,15 +1,19 @@
 /// One stored item: an RRset or a negative answer, with the time it was stored and its clamped TTL.
 struct CacheEntry: Sendable {
   enum Payload: Sendable {
-    case positive(RRset)
-    /// NXDOMAIN (key type nil) or NODATA; the SOA's TTL is the negative TTL.
-    case negative(soa: ResourceRecord)
+    /// The set's records; the owner, type and class are the key's. `ownerCase` is the owner's
+    /// wire form as received when it differs from the key's lowercase form (else nil, and the key's
+    /// bytes are the only copy of the name).
+    case positive(rdatas: [RData], ownerCase: [UInt8]?)
+    /// NXDOMAIN (key type nil) or NODATA; the SOA's TTL is the negative TTL. Boxed, so
+    /// the far more common positive entries stay small.
+    indirect case negative(soa: ResourceRecord)
   }
 
   var payload: Payload
-  var rank: TrustRank
   var storedAt: Double
   var ttl: UInt32
+  var rank: TrustRank
 
   var isPositive: Bool {
     if case .positive = payload { return true }

@@ -32,10 +32,12 @@ public final class DNSCache: Sendable {
     guard rrset.ttl > 0, !rrset.rdatas.isEmpty, !rrset.type.isMeta else { return }
     let ttl = min(max(rrset.ttl, configuration.minTTL), configuration.maxTTL)
     guard ttl > 0 else { return }
-    var stored = rrset
-    stored.ttl = ttl
     let key = CacheKey(name: rrset.name, type: rrset.type, rrclass: rrset.rrclass)
-    store(CacheEntry(payload: .positive(stored), rank: rank, storedAt: time.now(), ttl: ttl), at: key)
+    let wire = rrset.name.wire
+    let ownerCase = wire == key.owner ? nil : wire
+    store(
+      CacheEntry(payload: .positive(rdatas: rrset.rdatas, ownerCase: ownerCase), storedAt: time.now(), ttl: ttl, rank: rank),
+      at: key)
   }
 
   /// The RRset with TTL decayed by residence time, or nil when absent/expired. Counts a hit or miss.
@@ -43,12 +45,14 @@ public final class DNSCache: Sendable {
     let now = time.now()
     let key = CacheKey(name: name, type: type, rrclass: rrclass)
     return state.withLock { state -> (rrset: RRset, rank: TrustRank)? in
-      guard let entry = Self.live(key, at: now, in: &state), case .positive(var rrset) = entry.payload else {
+      guard let entry = Self.live(key, at: now, in: &state), case .positive(let rdatas, let ownerCase) = entry.payload
+      else {
         state.statistics.misses += 1
         return nil
       }
       state.statistics.hits += 1
-      rrset.ttl = entry.remainingTTL(at: now)
+      let owner = DNSName(uncheckedWire: ownerCase ?? key.owner)
+      let rrset = RRset(name: owner, type: type, rrclass: rrclass, ttl: entry.remainingTTL(at: now), rdatas: rdatas)
       return (rrset, entry.rank)
     }
   }
@@ -66,7 +70,7 @@ public final class DNSCache: Sendable {
     var storedSOA = soa
     storedSOA.ttl = ttl
     let key = CacheKey(name: name, type: type, rrclass: rrclass)
-    store(CacheEntry(payload: .negative(soa: storedSOA), rank: rank, storedAt: time.now(), ttl: ttl), at: key)
+    store(CacheEntry(payload: .negative(soa: storedSOA), storedAt: time.now(), ttl: ttl, rank: rank), at: key)
   }
 
   /// A cached NXDOMAIN for the name (or for an ancestor, RFC 8020 R-23), or NODATA for (name, type).
@@ -74,11 +78,12 @@ public final class DNSCache: Sendable {
   public func lookupNegative(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> NegativeAnswer? {
     let now = time.now()
     return state.withLock { state -> NegativeAnswer? in
-      var candidates = [CacheKey(name: name, type: type, rrclass: rrclass), CacheKey(name: name, type: nil, rrclass: rrclass)]
-      var ancestor = name.parent
-      while let current = ancestor {  // NXDOMAIN cut (RFC 8020)
-        candidates.append(CacheKey(name: current, type: nil, rrclass: rrclass))
-        ancestor = current.parent
+      let owner = name.lowercasedWire
+      var candidates = [CacheKey(owner: owner, type: type, rrclass: rrclass), CacheKey(owner: owner, type: nil, rrclass: rrclass)]
+      var i = 0
+      while i < owner.count, owner[i] != 0 {  // NXDOMAIN cut (RFC 8020), every ancestor's wire form
+        i += 1 + Int(owner[i])
+        candidates.append(CacheKey(owner: Array(owner[min(i, owner.count)...]), type: nil, rrclass: rrclass))
       }
       for key in candidates {
         guard let entry = Self.live(key, at: now, in: &state), case .negative(var soa) = entry.payload else { continue }
@@ -104,7 +109,8 @@ public final class DNSCache: Sendable {
   /// Removes every entry owned by exactly `name`; returns how many.
   @discardableResult
   public func flush(name: DNSName) -> Int {
-    flush { key, _ in key.name == name }
+    let owner = name.lowercasedWire
+    return flush { key, _ in key.owner == owner }
   }
 
   /// Removes every entry owned by `name` or any name below it; returns how many.

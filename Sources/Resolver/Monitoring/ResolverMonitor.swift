@@ -69,9 +69,17 @@ public final class ResolverMonitor: Sendable {
   /// The client listener's counters (caps, refusals, drops); the `Listener` given this monitor uses them.
   public let listenerCounters = ListenerCounters()
 
-  public init(wallClock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+  public init(wallClock: @escaping @Sendable () -> Double = { ResolverMonitor.systemTime() }) {
     self.wallClock = wallClock
     self.startTime = wallClock()
+  }
+
+  /// Seconds since 1970 from CLOCK_REALTIME (what `Date()` gives, without Foundation's overhead;
+  /// read once per packet-cache hit).
+  public static func systemTime() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
   }
 
   /// Sets the listener addresses shown in the header.

@@ -58,13 +58,35 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
 
   /// True if `address` lies in this network. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) match
   /// IPv4 networks; Unix-domain addresses match nothing.
+  /// Compares in place, without allocating (it runs for every client datagram).
   public func contains(_ address: SocketAddress) -> Bool {
-    guard var candidate = CIDR.octets(of: address) else { return false }
-    if isIPv4, candidate.count == 16, candidate.prefix(12).elementsEqual(CIDR.mappedPrefix) {
-      candidate = Array(candidate.suffix(4))
+    switch address {
+    case .v4(let v4):
+      return withUnsafeBytes(of: v4.address.sin_addr) { matches($0) }
+    case .v6(let v6):
+      return withUnsafeBytes(of: v6.address.sin6_addr) { raw in
+        if isIPv4, raw.prefix(12).elementsEqual(CIDR.mappedPrefix) {
+          return matches(UnsafeRawBufferPointer(rebasing: raw[12...]))
+        }
+        return matches(raw)
+      }
+    default:  // Unix-domain sockets
+      return false
     }
+  }
+
+  /// True if `candidate` (4 or 16 octets) has this network's first `prefixLength` bits.
+  private func matches(_ candidate: UnsafeRawBufferPointer) -> Bool {
     guard candidate.count == octets.count else { return false }
-    return CIDR.mask(candidate, prefixLength) == octets
+    var bits = prefixLength
+    var i = 0
+    while bits > 0 {
+      let mask: UInt8 = bits >= 8 ? 0xFF : ~(UInt8(0xFF) >> bits)
+      guard candidate[i] & mask == octets[i] else { return false }
+      bits -= 8
+      i += 1
+    }
+    return true
   }
 
   public var description: String {

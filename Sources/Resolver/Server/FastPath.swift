@@ -5,11 +5,20 @@ import NIOCore
 ///
 /// Rate limiting of clients belongs in `lookup` before the cache is consulted, so that hits are
 /// limited like everything else.
-struct FastPath: Sendable {
+///
+/// A class, so the handler holds and passes one reference per datagram instead of copying four.
+final class FastPath: Sendable {
   let cache: PacketCache
   let allowed: [CIDR]
   let counters: ListenerCounters
   let monitor: ResolverMonitor?
+
+  init(cache: PacketCache, allowed: [CIDR], counters: ListenerCounters, monitor: ResolverMonitor?) {
+    self.cache = cache
+    self.allowed = allowed
+    self.counters = counters
+    self.monitor = monitor
+  }
 
   enum Outcome {
     /// Answered from the packet cache: send this.
@@ -25,13 +34,11 @@ struct FastPath: Sendable {
     guard allowed.contains(where: { $0.contains(client) }) else {
       return .miss(nil, generation: generation)
     }
-    guard let (response, query) = cache.answer(data, allocator: allocator) else {
+    guard let (response, hit) = cache.answer(data, allocator: allocator, generation: generation) else {
       return .miss(FastQuery(data), generation: generation)
     }
     counters.update { $0.queries += 1 }
-    monitor?.recordFastHit(
-      client: client, name: query.name, type: query.qtype,
-      rcode: response.getInteger(at: 3, as: UInt8.self).map { $0 & 0x0F } ?? 0)
+    monitor?.recordFastHit(client: client, name: hit.name, type: hit.qtype, rcode: hit.rcode)
     return .hit(response)
   }
 

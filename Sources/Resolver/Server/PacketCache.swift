@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
 import NIOCore
 import Synchronization
 
@@ -16,15 +23,40 @@ public final class PacketCache: Sendable {
   private let clock: @Sendable () -> UInt64
   private let store: Mutex<LRUStore<UInt64, Entry>>
 
-  struct Entry {
+  /// One stored response; a class, so the store's nodes and a hit hold one reference each.
+  final class Entry: Sendable {
     /// The lowercased question key, checked on a hit (the store is indexed by its hash).
-    var key: [UInt8]
-    var response: [UInt8]
+    let key: [UInt8]
+    /// The question name as in the stored response (the spelling of the query that filled it).
+    let name: [UInt8]
+    let response: [UInt8]
     /// Offsets of the 32-bit TTL fields (every record but OPT).
-    var ttlOffsets: [UInt16]
-    var storedAt: UInt64  // monotonic nanoseconds
-    var expiresAt: UInt64
-    var generation: UInt64
+    let ttlOffsets: [UInt16]
+    let storedAt: UInt64  // monotonic nanoseconds
+    let expiresAt: UInt64
+    let generation: UInt64
+    let rcode: UInt8
+
+    init(
+      key: [UInt8], name: [UInt8], response: [UInt8], ttlOffsets: [UInt16], storedAt: UInt64,
+      expiresAt: UInt64, generation: UInt64, rcode: UInt8
+    ) {
+      self.key = key
+      self.name = name
+      self.response = response
+      self.ttlOffsets = ttlOffsets
+      self.storedAt = storedAt
+      self.expiresAt = expiresAt
+      self.generation = generation
+      self.rcode = rcode
+    }
+  }
+
+  /// A hit: the question's type and the client's spelling of the name (the stored array when the
+  /// client spelled it the same way, so no copy), and the response's RCODE (for the monitor).
+  struct Hit {
+    var name: [UInt8]
+    var qtype: UInt16
     var rcode: UInt8
   }
 
@@ -54,30 +86,58 @@ public final class PacketCache: Sendable {
 
   /// The response to `query`, written into a buffer from `allocator`, or nil (not held, expired,
   /// not a plain query, or too large for the client's UDP limit).
-  func answer(_ query: ByteBuffer, allocator: ByteBufferAllocator) -> (ByteBuffer, FastQuery)? {
-    guard capacity > 0, let q = FastQuery(query) else { return nil }
-    let now = clock()
-    let current = generation()
-    let found: Entry? = store.withLock { store in
-      guard let e = store.peek(q.hash) else { return nil }
-      guard e.key == q.key, now < e.expiresAt, e.generation == current else {
-        if e.key == q.key { store.remove(q.hash) }
-        return nil
+  func answer(_ query: ByteBuffer, allocator: ByteBufferAllocator) -> (ByteBuffer, Hit)? {
+    answer(query, allocator: allocator, generation: generation())
+  }
+
+  /// `answer` with the generation already read. No heap allocation on the way to a hit but the
+  /// response buffer: the question key is built and hashed on the stack and compared in place.
+  func answer(_ query: ByteBuffer, allocator: ByteBufferAllocator, generation current: UInt64)
+    -> (ByteBuffer, Hit)?
+  {
+    guard capacity > 0 else { return nil }
+    return query.withUnsafeReadableBytes { raw -> (ByteBuffer, Hit)? in
+      withUnsafeTemporaryAllocation(of: UInt8.self, capacity: FastQuestion.maxKeyLength) { keyBuffer in
+        guard let q = FastQuestion(raw, key: keyBuffer) else { return nil }
+        let key = UnsafeBufferPointer(rebasing: keyBuffer[..<q.keyLength])
+        let now = clock()
+        guard let entry = store.withLock({ $0.get(q.hash) }) else { return nil }
+        // A different question with the same hash is a miss.
+        guard sameBytes(entry.key, UnsafeRawBufferPointer(key)) else { return nil }
+        guard now < entry.expiresAt, entry.generation == current else {
+          store.withLock { store in
+            if store.peek(q.hash) === entry { store.remove(q.hash) }
+          }
+          return nil
+        }
+        let size = entry.response.count
+        guard size <= q.maxResponseSize else { return nil }
+        let elapsed = UInt32(clamping: (now &- entry.storedAt) / 1_000_000_000)
+        let clientName = UnsafeRawBufferPointer(rebasing: raw[12..<q.nameEnd])
+        var out = allocator.buffer(capacity: size)
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { dest in
+          entry.response.withUnsafeBytes { dest.copyMemory(from: $0) }
+          dest[0] = raw[0]  // the client's ID
+          dest[1] = raw[1]
+          // The client's case (0x20 randomisation).
+          UnsafeMutableRawBufferPointer(rebasing: dest[12..<q.nameEnd]).copyMemory(from: clientName)
+          if elapsed > 0 {
+            for offset in entry.ttlOffsets {
+              let o = Int(offset)
+              let ttl = UInt32(dest[o]) << 24 | UInt32(dest[o + 1]) << 16 | UInt32(dest[o + 2]) << 8 | UInt32(dest[o + 3])
+              let left = ttl &- min(ttl, elapsed)
+              dest[o] = UInt8(truncatingIfNeeded: left >> 24)
+              dest[o + 1] = UInt8(truncatingIfNeeded: left >> 16)
+              dest[o + 2] = UInt8(truncatingIfNeeded: left >> 8)
+              dest[o + 3] = UInt8(truncatingIfNeeded: left)
+            }
+          }
+          return size
+        }
+        let name = sameBytes(entry.name, clientName) ? entry.name : Array(clientName)
+        return (out, Hit(name: name, qtype: q.qtype, rcode: entry.rcode))
       }
-      return store.get(q.hash)
     }
-    guard let entry = found, entry.response.count <= q.maxResponseSize else { return nil }
-    let elapsed = UInt32(clamping: (now &- entry.storedAt) / 1_000_000_000)
-    var out = allocator.buffer(capacity: entry.response.count)
-    out.writeBytes(entry.response)
-    out.setInteger(q.id, at: 0)
-    out.setBytes(q.name, at: 12)  // the client's case (0x20 randomisation)
-    for offset in entry.ttlOffsets {
-      let o = Int(offset)
-      guard let ttl = out.getInteger(at: o, as: UInt32.self) else { return nil }
-      out.setInteger(ttl &- min(ttl, elapsed), at: o)
-    }
-    return (out, q)
   }
 
   /// Stores `response` (the wire answer to `query`) when it can be replayed: a plain query,
@@ -92,7 +152,8 @@ public final class PacketCache: Sendable {
     else { return }
     let now = clock()
     let entry = Entry(
-      key: query.key, response: response, ttlOffsets: shape.ttlOffsets, storedAt: now,
+      key: query.key, name: Array(response[12..<(12 + query.name.count)]), response: response,
+      ttlOffsets: shape.ttlOffsets, storedAt: now,
       expiresAt: now &+ UInt64(shape.minTTL) * 1_000_000_000, generation: generation,
       rcode: shape.rcode)
     store.withLock { _ = $0.set(query.hash, entry) }
@@ -100,6 +161,91 @@ public final class PacketCache: Sendable {
 
   /// Removes everything.
   public func removeAll() { store.withLock { $0.removeAll() } }
+}
+
+/// True if `a` holds exactly the bytes of `b` (memcmp, not an element-wise generic loop).
+@inline(__always) private func sameBytes(_ a: [UInt8], _ b: UnsafeRawBufferPointer) -> Bool {
+  guard a.count == b.count else { return false }
+  return a.withUnsafeBytes { a in
+    guard let x = a.baseAddress, let y = b.baseAddress else { return a.count == 0 }
+    return memcmp(x, y, a.count) == 0
+  }
+}
+
+/// The parts of a fast-path query a lookup needs, parsed without allocating: the lowercased key
+/// (name wire form + type + class + flag byte) goes into a caller's buffer.
+struct FastQuestion {
+  /// Longest key: a 255-octet name, type, class and the flag byte.
+  static let maxKeyLength = 255 + 5
+
+  var nameEnd: Int
+  var qtype: UInt16
+  var keyLength: Int
+  var hash: UInt64
+  var maxResponseSize: Int
+
+  /// Parses a query simple enough for the fast path (see `FastQuery`) and writes its key into
+  /// `key` (at least `maxKeyLength` long).
+  init?(_ raw: UnsafeRawBufferPointer, key: UnsafeMutableBufferPointer<UInt8>) {
+    let n = raw.count
+    guard n >= 17, key.count >= Self.maxKeyLength else { return nil }
+    let flags1 = raw[2]
+    let flags2 = raw[3]
+    guard flags1 & 0xF8 == 0 else { return nil }  // QR=0, opcode 0, AA/TC clear
+    func u16(_ i: Int) -> UInt16 { UInt16(raw[i]) << 8 | UInt16(raw[i + 1]) }
+    guard u16(4) == 1, u16(6) == 0, u16(8) == 0 else { return nil }
+    let arcount = u16(10)
+    guard arcount <= 1 else { return nil }
+    var i = 12
+    var k = 0
+    while true {
+      guard i < n else { return nil }
+      let len = Int(raw[i])
+      if len == 0 { break }
+      guard len < 64, i + 1 + len < n, k + 1 + len < 255 else { return nil }
+      key[k] = raw[i]
+      k += 1
+      for j in (i + 1)...(i + len) {
+        key[k] = DNSName.lower(raw[j])
+        k += 1
+      }
+      i += 1 + len
+    }
+    key[k] = 0
+    k += 1
+    i += 1
+    guard i + 4 <= n else { return nil }
+    let nameEnd = i
+    let qtype = u16(i)
+    let qclass = u16(i + 2)
+    guard qclass == 1, qtype != 251, qtype != 252, qtype != 41 else { return nil }  // IN; not IXFR/AXFR/OPT
+    i += 4
+    var flagByte: UInt8 = (flags1 & 0x01) | (flags2 & 0x10)  // RD, CD
+    var maxSize = 512
+    if arcount == 1 {
+      // OPT: root owner, type 41, class = UDP size, TTL = ext-rcode, version, flags; RDLEN; options.
+      guard i + 11 <= n, raw[i] == 0, u16(i + 1) == 41, raw[i + 5] == 0, raw[i + 6] == 0 else {
+        return nil
+      }
+      let udpSize = Int(u16(i + 3))
+      let rdlen = Int(u16(i + 9))
+      guard i + 11 + rdlen == n else { return nil }
+      flagByte |= 0x02 | (raw[i + 7] & 0x80)  // EDNS, DO
+      maxSize = min(max(udpSize, 512), Int(ResponseBuilder.ourUDPPayloadSize))
+    } else {
+      guard i == n else { return nil }
+    }
+    for d in 0..<4 { key[k + d] = raw[nameEnd + d] }
+    key[k + 4] = flagByte
+    k += 5
+    var hasher = Hasher()
+    hasher.combine(bytes: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: key[..<k])))
+    self.nameEnd = nameEnd
+    self.qtype = qtype
+    self.keyLength = k
+    self.hash = UInt64(bitPattern: Int64(hasher.finalize()))
+    self.maxResponseSize = maxSize
+  }
 }
 
 /// A client query simple enough for the fast path: QR=0, opcode 0, one question of class IN with an
@@ -125,63 +271,24 @@ struct FastQuery {
   }
 
   init?(bytes raw: UnsafeRawBufferPointer) {
-    let n = raw.count
-    guard n >= 17 else { return nil }
-    let flags1 = raw[2]
-    let flags2 = raw[3]
-    guard flags1 & 0xF8 == 0 else { return nil }  // QR=0, opcode 0, AA/TC clear
-    func u16(_ i: Int) -> UInt16 { UInt16(raw[i]) << 8 | UInt16(raw[i + 1]) }
-    guard u16(4) == 1, u16(6) == 0, u16(8) == 0 else { return nil }
-    let arcount = u16(10)
-    guard arcount <= 1 else { return nil }
-    var i = 12
-    var key: [UInt8] = []
-    key.reserveCapacity(40)
-    while true {
-      guard i < n else { return nil }
-      let len = Int(raw[i])
-      if len == 0 { break }
-      guard len < 64, i + 1 + len < n else { return nil }
-      key.append(raw[i])
-      for j in (i + 1)...(i + len) { key.append(DNSName.lower(raw[j])) }
-      i += 1 + len
+    let parsed = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: FastQuestion.maxKeyLength) {
+      keyBuffer -> FastQuery? in
+      guard let q = FastQuestion(raw, key: keyBuffer) else { return nil }
+      return FastQuery(
+        id: UInt16(raw[0]) << 8 | UInt16(raw[1]), name: Array(raw[12..<q.nameEnd]), qtype: q.qtype,
+        key: Array(keyBuffer[..<q.keyLength]), hash: q.hash, maxResponseSize: q.maxResponseSize)
     }
-    key.append(0)
-    i += 1
-    guard key.count <= 255, i + 4 <= n else { return nil }
-    let nameEnd = i
-    let qtype = u16(i)
-    let qclass = u16(i + 2)
-    guard qclass == 1, qtype != 251, qtype != 252, qtype != 41 else { return nil }  // IN; not IXFR/AXFR/OPT
-    i += 4
-    var flagByte: UInt8 = (flags1 & 0x01) | (flags2 & 0x10)  // RD, CD
-    var maxSize = 512
-    if arcount == 1 {
-      // OPT: root owner, type 41, class = UDP size, TTL = ext-rcode, version, flags; RDLEN; options.
-      guard i + 11 <= n, raw[i] == 0, u16(i + 1) == 41, raw[i + 5] == 0, raw[i + 6] == 0 else {
-        return nil
-      }
-      let udpSize = Int(u16(i + 3))
-      let rdlen = Int(u16(i + 9))
-      guard i + 11 + rdlen == n else { return nil }
-      flagByte |= 0x02 | (raw[i + 7] & 0x80)  // EDNS, DO
-      maxSize = min(max(udpSize, 512), Int(ResponseBuilder.ourUDPPayloadSize))
-    } else {
-      guard i == n else { return nil }
-    }
-    key.append(raw[nameEnd])
-    key.append(raw[nameEnd + 1])
-    key.append(raw[nameEnd + 2])
-    key.append(raw[nameEnd + 3])
-    key.append(flagByte)
-    var hasher = Hasher()
-    key.withUnsafeBytes { hasher.combine(bytes: $0) }
-    self.id = u16(0)
-    self.name = Array(raw[12..<nameEnd])
+    guard let parsed else { return nil }
+    self = parsed
+  }
+
+  init(id: UInt16, name: [UInt8], qtype: UInt16, key: [UInt8], hash: UInt64, maxResponseSize: Int) {
+    self.id = id
+    self.name = name
     self.qtype = qtype
     self.key = key
-    self.hash = UInt64(bitPattern: Int64(hasher.finalize()))
-    self.maxResponseSize = maxSize
+    self.hash = hash
+    self.maxResponseSize = maxResponseSize
   }
 }
 

@@ -20,8 +20,8 @@ final class UDPQueryHandler: ChannelInboundHandler {
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let envelope = unwrapInboundIn(data)
     let client = envelope.remoteAddress
-    let processor = self.processor
-    guard processor.admit(client) else { return }  // over the client's rate: no task, no answer
+    // No copy of the processor (a struct of references) before the fast path has had its go.
+    guard self.processor.admit(client) else { return }  // over the client's rate: no task, no answer
     var learn: (FastQuery, UInt64)?
     if let fastPath {
       switch fastPath.lookup(envelope.data, from: client, allocator: context.channel.allocator) {
@@ -35,6 +35,7 @@ final class UDPQueryHandler: ChannelInboundHandler {
       }
     }
     let raw = Array(envelope.data.readableBytesView)
+    let processor = self.processor
     let channel = context.channel
     let fastPath = self.fastPath
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
