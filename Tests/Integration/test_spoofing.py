@@ -72,6 +72,8 @@ def ask_all(port: int, names: list[str], timeout: float = 6.0) -> dict[str, list
         while todo and len(pending) < 20:
             name = todo.pop()
             qid = random.getrandbits(16)
+            while qid in pending:  # a repeated ID would overwrite a pending name: never answered
+                qid = random.getrandbits(16)
             pending[qid] = (name, time.monotonic())
             s.sendto(query(name, qid), ("127.0.0.1", port))
         try:
