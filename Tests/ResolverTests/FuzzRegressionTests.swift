@@ -42,6 +42,17 @@ import Testing
     try Self.rdataRoundTrip(rdata, type: .nsec)
   }
 
+  /// `\# 0` for MX (presentation fuzzer) was kept as raw empty RDATA that no wire parser accepts;
+  /// the generic form of a known type must now decode as that type (RFC 3597 §5).
+  @Test func genericFormOfAKnownTypeMustBeValidRDATA() throws {
+    #expect(throws: WireError.self) { try RData.parse(presentation: "\\# 0", type: .mx, origin: .root) }
+    #expect(throws: WireError.self) { try RData.parse(presentation: "\\# 2 0001", type: .a, origin: .root) }
+    let mx = try RData.parse(presentation: "\\# 3 000a00", type: .mx, origin: .root)
+    #expect(mx == .mx(preference: 10, exchange: .root))
+    #expect(try RData.parse(presentation: "\\# 0", type: RRType(65281), origin: .root) == .unknown([]))
+    #expect(try RData.parse(presentation: "\\# 0", type: .txt, origin: .root) == .txt([]))
+  }
+
   /// The timestamp that made ICU's date parser divide by zero (statefile fuzzer), and the forms
   /// the state file writes.
   @Test func stateFileTimestampsAreParsedStrictlyWithoutICU() {

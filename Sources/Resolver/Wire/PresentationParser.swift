@@ -13,10 +13,15 @@ extension RData {
       let len = Int(try f.number(max: 65535))
       let bytes = try f.hexRest()
       guard bytes.count == len else { throw .badPresentation("\\# length \(len) but \(bytes.count) octets") }
-      if bytes.isEmpty && type != .txt { return .unknown([]) }
+      // RFC 3597 §5: the generic form of a known type must be valid RDATA of that type; an empty
+      // MX (`\# 0`) was once kept raw and then failed the wire round trip (fuzz regression).
       var r = WireReader(bytes)
       r.rdataType = type.rawValue
-      return try RData.decode(type: type, from: &r)
+      do {
+        return try RData.decode(type: type, from: &r)
+      } catch {
+        throw .badPresentation("\\# \(len) is not valid \(type) RDATA: \(error)")
+      }
     }
     let rdata: RData
     switch type {
