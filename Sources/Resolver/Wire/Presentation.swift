@@ -20,7 +20,9 @@ extension RData {
     case .soa(let mname, let rname, let serial, let refresh, let retry, let expire, let minimum):
       return "\(mname) \(rname) \(serial) \(refresh) \(retry) \(expire) \(minimum)"
     case .mx(let pref, let exchange): return "\(pref) \(exchange)"
-    case .txt(let strings): return strings.map(RData.quoted).joined(separator: " ")
+    case .txt(let strings):
+      // Empty RDATA (no string; RFC 1035 wants one) has no text form: the generic one reads back.
+      return strings.isEmpty ? "\\# 0" : strings.map(RData.quoted).joined(separator: " ")
     case .srv(let priority, let weight, let port, let target): return "\(priority) \(weight) \(port) \(target)"
     case .caa(let flags, let tag, let value): return "\(flags) \(tag) \(RData.quoted(value))"
     case .ds(let keyTag, let alg, let digestType, let digest):
