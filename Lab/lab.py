@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -234,13 +235,26 @@ def port_free(address: str, port: int) -> bool:
     return True
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(address: str = "127.0.0.1") -> int:
-    """A port that is currently free for both UDP and TCP on address."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    for _ in range(50):
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            s.bind((address, 0))
-            port = s.getsockname()[1]
+    """A port that is currently free for both UDP and TCP on address.
+
+    Drawn outside the kernel's ephemeral range: a port handed out by bind(0) can be taken again
+    by any process's next outgoing socket (a dig, an upstream query, a TIME_WAIT connection)
+    before the server under test binds it, which failed a CI run with EADDRINUSE."""
+    lo, hi = _ephemeral_range()
+    candidates = [p for p in range(20000, 32768) if not lo <= p <= hi] or list(range(1024, lo))
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.choice(candidates)
         if port_free(address, port):
             return port
     raise LabError(f"no free port found on {address}")
