@@ -275,3 +275,80 @@ def is_lab_address(addr: str) -> bool:
     except ValueError:
         return False
     return ip.is_loopback
+
+
+# --------------------------------------------------------------------------- sotto serve + control socket
+
+def ctl(sotto: Sotto, sock: Path, *words: str) -> dict:
+    """`sotto ctl --json WORDS` on the control socket sock; asserts the reply says ok."""
+    r = sotto.run("ctl", "--control", str(sock), "--json", *words, timeout=60)
+    assert r.stdout.strip(), f"no output from ctl {words}: rc={r.returncode} stderr={r.stderr}"
+    data = json.loads(r.stdout)
+    assert data.get("ok") is True, f"ctl {words}: {r.stdout}"
+    return data
+
+
+def a_records(answer: list[str]) -> set[str]:
+    """The addresses of the A records in a `ctl lookup` answer (presentation lines)."""
+    return {p[4] for p in (line.split() for line in answer) if len(p) >= 5 and p[3] == "A"}
+
+
+def vmhwm_kb(pid: int) -> int:
+    """Peak resident memory (VmHWM) of process pid in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+def wait_until(what: str, check, timeout: float = 15.0, every: float = 0.2):
+    """Calls check() every `every` seconds until it returns something truthy (returned);
+    fails with `what` and the last result after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}; last: {last}")
+
+
+def start_lab_script(lab: labmod.Lab, script: str, log_name: str, up, timeout: float):
+    """Starts Lab/<script> (a hostile lab server) with its output in <lab run>/<log_name> and
+    waits until up(log path) is true; yields the process, then stops it (a generator for a
+    pytest fixture)."""
+    log_path = lab.instances[0].run_dir.parent / log_name
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, str(REPO / "Lab" / script)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def started():
+        assert proc.poll() is None, f"{script} died: {log_path.read_text()}"
+        return up(log_path)
+    try:
+        wait_until(f"{script} to bind", started, timeout=timeout, every=0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def serve_with_control(lab: labmod.Lab, tmp_path_factory, name: str):
+    """One `sotto serve` on a free port with its control socket, trusting the lab CA, probe
+    timeout 1 s; yields (sotto, server, socket path) (a generator for a pytest fixture)."""
+    sotto = Sotto(sotto_path())
+    require(sotto.path.is_file(), f"sotto binary not found at {sotto.path}")
+    sock = tmp_path_factory.mktemp(name) / "ctl.sock"
+    with sotto.serve(labmod.free_port(), "--control", str(sock), "--tls-ca-file", str(lab.ca_file),
+                     "--probe-timeout", "1") as srv:
+        try:
+            wait_until("the control socket", sock.exists, timeout=10, every=0.05)
+        except AssertionError:
+            raise AssertionError(f"control socket not created:\n{srv.log()}") from None
+        yield sotto, srv, sock

@@ -17,13 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, Sotto, labmod, require, sotto_path
+from harness import REPO, Sotto, a_records, labmod, require, sotto_path
 
 MAX_QUERIES = 100  # ResolverConfiguration.maxQueries
-
-
-def a_records(answer: list[str]) -> set[str]:
-    return {p[4] for p in (line.split() for line in answer) if len(p) >= 5 and p[3] == "A"}
 
 
 def ctl(sotto, sock, *words) -> dict:

@@ -8,17 +8,13 @@ server in `ctl servers`) and the server's peak memory (VmHWM) stays bounded."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from harness import REPO, require
+from harness import REPO, a_records, ctl, labmod, require, serve_with_control, start_lab_script, vmhwm_kb
 
 sys.path.insert(0, str(REPO / "Lab"))
 import hostile_server as hs  # noqa: E402
@@ -54,80 +50,21 @@ CASES = [
 ]
 
 
-def ctl(sotto, sock, *words) -> dict:
-    r = sotto.run("ctl", "--control", str(sock), "--json", *words, timeout=60)
-    assert r.stdout.strip(), f"no output from ctl {words}: rc={r.returncode} stderr={r.stderr}"
-    data = json.loads(r.stdout)
-    assert data.get("ok") is True, f"ctl {words}: {r.stdout}"
-    return data
-
-
-def a_records(answer: list[str]) -> set[str]:
-    out = set()
-    for line in answer:
-        parts = line.split()
-        if len(parts) >= 5 and parts[3] == "A":
-            out.add(parts[4])
-    return out
-
-
-def vmhwm_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
-
-
 @pytest.fixture(scope="module")
 def hostile(lab):
     try:
         import dns.message  # noqa: F401
     except ImportError:
         require(False, "dnspython not installed (make pip-deps)")
-    busy = [a for a in hs.BEHAVIOURS if not hs_port_free(a)]
+    busy = [a for a in hs.BEHAVIOURS if labmod.udp_bound(a, 53)]
     require(not busy, f"hostile server addresses busy on port 53: {busy}")
-    log = open(lab.instances[0].run_dir.parent / "hostile.log", "w")
-    proc = subprocess.Popen([sys.executable, str(REPO / "Lab" / "hostile_server.py")],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and hs_port_free(hs.GOOD_ADDRESS):
-        assert proc.poll() is None, f"hostile_server.py died: {Path(log.name).read_text()}"
-        time.sleep(0.05)
-    assert not hs_port_free(hs.GOOD_ADDRESS), "hostile_server.py did not bind"
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
-
-
-def hs_port_free(address: str) -> bool:
-    import socket
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((address, 53))
-            return True
-        except OSError:
-            return False
+    yield from start_lab_script(lab, "hostile_server.py", "hostile.log",
+                                lambda _log: labmod.udp_bound(hs.GOOD_ADDRESS, 53), timeout=10)
 
 
 @pytest.fixture(scope="module")
 def served(lab, hostile, tmp_path_factory):
-    from harness import Sotto, sotto_path
-    import lab as labmod
-    sotto = Sotto(sotto_path())
-    require(sotto.path.is_file(), f"sotto binary not found at {sotto.path}")
-    sock = tmp_path_factory.mktemp("hostile") / "ctl.sock"
-    with sotto.serve(labmod.free_port(), "--control", str(sock), "--tls-ca-file", str(lab.ca_file),
-                     "--probe-timeout", "1") as srv:
-        deadline = time.monotonic() + 10
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sock.exists(), f"control socket not created:\n{srv.log()}"
-        yield sotto, srv, sock
+    yield from serve_with_control(lab, tmp_path_factory, "hostile")
 
 
 RESULTS: dict[str, dict] = {}

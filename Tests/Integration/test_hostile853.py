@@ -12,9 +12,7 @@ bounded."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, labmod, require
+from harness import (REPO, a_records, ctl, labmod, require, serve_with_control, start_lab_script, vmhwm_kb,
+                     wait_until)
 
 sys.path.insert(0, str(REPO / "Lab"))
 
@@ -54,25 +53,6 @@ CASES = [
 BY_ID = {c.id: c for c in CASES}
 
 
-def ctl(sotto, sock, *words) -> dict:
-    r = sotto.run("ctl", "--control", str(sock), "--json", *words, timeout=60)
-    assert r.stdout.strip(), f"no output from ctl {words}: rc={r.returncode} stderr={r.stderr}"
-    data = json.loads(r.stdout)
-    assert data.get("ok") is True, f"ctl {words}: {r.stdout}"
-    return data
-
-
-def a_records(answer: list[str]) -> set[str]:
-    return {p[4] for p in (line.split() for line in answer) if len(p) >= 5 and p[3] == "A"}
-
-
-def vmhwm_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
-
-
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -83,17 +63,6 @@ def server_row(sotto, sock, address: str) -> dict | None:
 
 def phase(row: dict | None, transport: str) -> str:
     return ((row or {}).get(transport) or {}).get("phase", "unknown")
-
-
-def wait_until(what: str, check, timeout: float = 15.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
 @pytest.fixture(scope="module")
@@ -107,35 +76,16 @@ def hostile853(lab):
     busy = [f"{a}:53" for a in hs.BEHAVIOURS if labmod.udp_bound(a, 53)]
     busy += [f"{a}:853" for a in hs.BEHAVIOURS if labmod.udp_bound(a, 853) or not labmod.port_free(a, 853)]
     require(not busy, f"hostile 853 server addresses busy: {busy}")
-    log = open(lab.instances[0].run_dir.parent / "hostile853.log", "w")
-    proc = subprocess.Popen([sys.executable, str(REPO / "Lab" / "hostile853_server.py")],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
-    def up() -> bool:
-        assert proc.poll() is None, f"hostile853_server.py died: {Path(log.name).read_text()}"
+    def up(log: Path) -> bool:
         return all(labmod.udp_bound(a, 53) for a in hs.BEHAVIOURS) and all(labmod.udp_bound(a, 853) for a in hs.DOQ) \
-            and "servers up" in Path(log.name).read_text()
-    wait_until("hostile853_server.py to bind", up, timeout=20)
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+            and "servers up" in log.read_text()
+    yield from start_lab_script(lab, "hostile853_server.py", "hostile853.log", up, timeout=20)
 
 
 @pytest.fixture(scope="module")
 def served(lab, hostile853, tmp_path_factory):
-    from harness import Sotto, sotto_path
-    sotto = Sotto(sotto_path())
-    require(sotto.path.is_file(), f"sotto binary not found at {sotto.path}")
-    sock = tmp_path_factory.mktemp("hostile853") / "ctl.sock"
-    with sotto.serve(labmod.free_port(), "--control", str(sock), "--tls-ca-file", str(lab.ca_file),
-                     "--probe-timeout", "1") as srv:
-        wait_until("the control socket", sock.exists, timeout=10)
-        yield sotto, srv, sock
+    yield from serve_with_control(lab, tmp_path_factory, "hostile853")
 
 
 def check_lookup(out: dict, case: str) -> str:
