@@ -5,7 +5,7 @@ import Testing
 
 @testable import Resolver
 
-/// DoT against a real NSD on 127.53.200.1:853 started by each test (serialized: one address).
+/// DoT against a real NSD on 127.53.200.1 (a free port) started by each test (serialized).
 @Suite(.serialized) struct DoTConnectionTests {
   let group = MultiThreadedEventLoopGroup.singleton
 

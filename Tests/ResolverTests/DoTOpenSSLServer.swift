@@ -6,7 +6,7 @@ import Testing
 @testable import Resolver
 
 /// `openssl s_server -www` on 127.53.200.2 (not a DNS server; -www because it never reads stdin): for handshake-only checks such as ALPN selection,
-/// TLS 1.2, and alerts. Started in its own process group, stopped by `stop()`.
+/// TLS 1.2, and alerts. Started in its own process group on a free port drawn at start, stopped by `stop()`.
 final class OpenSSLTestServer {
   static let address = "127.53.200.2"
   let directory: URL
@@ -27,6 +27,14 @@ final class OpenSSLTestServer {
       }
       return nil
     }
+    return try await retryingOnAnotherPort(address) { port in
+      try await start(openssl: openssl, options: options, sniTrap: sniTrap, port: port)
+    }
+  }
+
+  private static func start(openssl: String, options: [String], sniTrap: Bool, port: Int) async throws
+    -> OpenSSLTestServer
+  {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-sserver-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let key = dir.appendingPathComponent("key.pem").path
@@ -49,17 +57,19 @@ final class OpenSSLTestServer {
         ])
       options += ["-servername", "ns1.dot.test", "-cert2", cert2, "-key2", key2]
     }
-    // Port 853 on an address of its own (the suite is serialized; s_server sets SO_REUSEADDR).
-    guard let endpoint = ServerEndpoint(ip: address, port: 853) else { throw DoTTestError.setup("endpoint") }
+    // A free port on an address of its own (the suite is serialized; s_server sets SO_REUSEADDR).
+    guard let endpoint = ServerEndpoint(ip: address, port: port) else { throw DoTTestError.setup("endpoint") }
     let pid = try NSDDoTServer.spawn(
-      openssl, ["s_server", "-www", "-accept", "\(address):853", "-cert", cert, "-key", key] + options)
+      openssl, ["s_server", "-www", "-accept", "\(address):\(port)", "-cert", cert, "-key", key] + options)
     let server = OpenSSLTestServer(directory: dir, pid: pid, endpoint: endpoint)
     // Up once a whole handshake gets an answer: success, or the alert a server is set up to send.
     // (A bare TCP probe is not enough: s_server may still reset the next connection.)
     let context = try DoTClientContext()
     let deadline = Date().addingTimeInterval(10)
     var lastError: EncryptedFailure? = nil
-    while Date() < deadline {
+    var status: Int32 = 0
+    var exited = false
+    while Date() < deadline && !exited {
       do {
         let (connection, _) = try await DoTConnection.connect(
           to: endpoint, expectedName: nil, context: context, group: MultiThreadedEventLoopGroup.singleton,
@@ -71,11 +81,11 @@ final class OpenSSLTestServer {
         return server
       } catch {
         lastError = error
-        try await Task.sleep(for: .milliseconds(50))
+        exited = waitpid(pid, &status, WNOHANG) == pid  // could not bind its port, for one
+        if !exited { try await Task.sleep(for: .milliseconds(50)) }
       }
     }
-    var status: Int32 = 0
-    let exited = waitpid(pid, &status, WNOHANG) == pid
+    exited = exited || waitpid(pid, &status, WNOHANG) == pid
     server.stop()
     throw DoTTestError.setup("openssl s_server did not start: \(lastError.map { "\($0)" } ?? "-"), exited: \(exited)")
   }

@@ -6,8 +6,9 @@ import Testing
 
 @testable import Resolver
 
-/// A real NSD serving `dot.test.` over DoT on 127.53.200.1:853 with a fresh self-signed certificate
-/// (CN=ns1.dot.test), started for one test and stopped by `stop()`. Loopback only.
+/// A real NSD serving `dot.test.` over DoT on 127.53.200.1 with a fresh self-signed certificate
+/// (CN=ns1.dot.test), started for one test and stopped by `stop()`. Loopback only. Its port is a free
+/// one drawn at start, so two `swift test` runs at once (or a lab on port 853) do not collide.
 final class NSDDoTServer {
   static let address = "127.53.200.1"
   static let zone = "dot.test."
@@ -28,6 +29,10 @@ final class NSDDoTServer {
       }
       return nil
     }
+    return try await retryingOnAnotherPort(address) { port in try await start(nsd: nsd, openssl: openssl, port: port) }
+  }
+
+  private static func start(nsd: String, openssl: String, port: Int) async throws -> NSDDoTServer {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-dot-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     try run(
@@ -37,9 +42,10 @@ final class NSDDoTServer {
         "-keyout", dir.appendingPathComponent("key.pem").path, "-out", dir.appendingPathComponent("cert.pem").path,
       ])
     try zoneText.write(to: dir.appendingPathComponent("dot.test.zone"), atomically: true, encoding: .utf8)
-    try config(dir: dir.path).write(to: dir.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
+    try config(dir: dir.path, port: port).write(
+      to: dir.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
     let pid = try spawn(nsd, ["-c", dir.appendingPathComponent("nsd.conf").path, "-d"])
-    guard let endpoint = ServerEndpoint(ip: address, port: 853) else { throw DoTTestError.setup("endpoint") }
+    guard let endpoint = ServerEndpoint(ip: address, port: port) else { throw DoTTestError.setup("endpoint") }
     let server = NSDDoTServer(directory: dir, pid: pid, endpoint: endpoint)
     do {
       try await server.waitUntilServing()
@@ -137,11 +143,11 @@ final class NSDDoTServer {
 
     """
 
-  private static func config(dir: String) -> String {
+  private static func config(dir: String, port: Int) -> String {
     """
     server:
-        ip-address: \(address)@853
-        tls-port: 853
+        ip-address: \(address)@\(port)
+        tls-port: \(port)
         tls-service-key: "\(dir)/key.pem"
         tls-service-pem: "\(dir)/cert.pem"
         do-ip4: yes
@@ -189,6 +195,36 @@ final class NSDDoTServer {
 
 enum DoTTestError: Error {
   case setup(String)
+}
+
+/// A port on loopback `address` that TCP and UDP can both bind right now (TCP's from the kernel's
+/// port 0), for a test server started next. It is free only until someone else takes it: start
+/// servers through `retryingOnAnotherPort`.
+func freeTestPort(on address: String) async throws -> Int {
+  let group = MultiThreadedEventLoopGroup.singleton
+  for _ in 0..<20 {
+    let tcp = try await ServerBootstrap(group: group).bind(host: address, port: 0).get()
+    let port = tcp.localAddress?.port ?? 0
+    let udp = try? await DatagramBootstrap(group: group).bind(host: address, port: port).get()
+    try? await udp?.close()
+    try? await tcp.close()
+    if udp != nil && port > 0 { return port }
+  }
+  throw DoTTestError.setup("no port on \(address) is free for both TCP and UDP")
+}
+
+/// Runs `start` with a free port on `address`; a setup failure (such as the port taken in between)
+/// is retried on another port, up to three attempts.
+func retryingOnAnotherPort<Server>(_ address: String, _ start: (Int) async throws -> Server) async throws -> Server {
+  var attempt = 1
+  while true {
+    do {
+      return try await start(try await freeTestPort(on: address))
+    } catch DoTTestError.setup(let why) where attempt < 3 {
+      print("test server on \(address) did not start (\(why)); trying another port")
+      attempt += 1
+    }
+  }
 }
 
 /// Collects values handed to the DoT callbacks (tickets, close reasons) from any thread.
