@@ -314,6 +314,16 @@ def wait_until(what: str, check, timeout: float = 15.0, every: float = 0.2):
     raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if proc has not exited within timeout seconds; reaps it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def start_lab_script(lab: labmod.Lab, script: str, log_name: str, up, timeout: float):
     """Starts Lab/<script> (a hostile lab server) with its output in <lab run>/<log_name> and
     waits until up(log path) is true; yields the process, then stops it (a generator for a
@@ -330,12 +340,7 @@ def start_lab_script(lab: labmod.Lab, script: str, log_name: str, up, timeout: f
         wait_until(f"{script} to bind", started, timeout=timeout, every=0.05)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

@@ -22,18 +22,11 @@ import time
 import pytest
 
 from cases import WWW
-from harness import REPO, _can_bind, fmt_rrs
+from harness import REPO, _can_bind, fmt_rrs, stop_process, vmhwm_kb
 
 # A debug build of sotto idles at some tens of MB; a flood must not grow it without bound.
 RSS_BOUND_KB = 400 * 1024
 
-
-def vm_hwm_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
 
 
 def query(name: str, qtype: int = 1, qid: int | None = None, flags: int = 0x0100) -> bytes:
@@ -115,7 +108,7 @@ def test_udp_flood_is_held_by_the_client_rate_limit(served, sotto):
     replies = udp_flood(srv.port, packets)
     elapsed = time.monotonic() - start
     assert srv.proc.poll() is None, f"sotto serve died under the UDP flood:\n{srv.log()}"
-    hwm = vm_hwm_kb(srv.proc.pid)
+    hwm = vmhwm_kb(srv.proc.pid)
     counters = stats(sotto, sock)
     # The kernel drops what the socket buffer cannot hold; of what reached sotto, the bucket
     # (20/s, bursts of 20) lets through at most 20 + 20 per second of flood (plus the first dig).
@@ -183,7 +176,7 @@ def test_udp_flood_of_slow_resolutions_is_held_by_the_resolution_cap(sotto, free
         packets = [query(f"n{i}.flood.test.") for i in range(2000)]
         replies = udp_flood(free_port, packets)
         assert proc.poll() is None, "sotto serve died under the flood"
-        hwm = vm_hwm_kb(proc.pid)
+        hwm = vmhwm_kb(proc.pid)
         counters = stats(sotto, sock)
         print(f"\nresolution-cap flood: 2000 queries sent, {counters['queries']} reached sotto, "
               f"{counters['resolutionsShed']} shed, {replies} answered at once; sotto VmHWM {hwm} kB")
@@ -194,12 +187,7 @@ def test_udp_flood_of_slow_resolutions_is_held_by_the_resolution_cap(sotto, free
         assert replies >= counters["resolutionsShed"] * 0.9, (replies, counters)
         assert hwm < RSS_BOUND_KB, f"VmHWM {hwm} kB after the flood"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
         hole.close()
 
@@ -223,7 +211,7 @@ def test_tcp_connection_flood_is_capped_and_idle_connections_close(served, sotto
     assert srv.proc.poll() is None, f"sotto serve died under the TCP flood:\n{srv.log()}"
     assert closed == 60, f"only {closed} of 60 idle or excess connections were closed by the server"
     counters = stats(sotto, sock)
-    hwm = vm_hwm_kb(srv.proc.pid)
+    hwm = vmhwm_kb(srv.proc.pid)
     print(f"\nTCP flood: 60 connections, {counters['tcpConnectionsRejected']} rejected, "
           f"{counters['tcpIdleClosed']} closed idle; sotto VmHWM {hwm} kB")
     assert counters["tcpConnectionsRejected"] >= 40, counters
