@@ -57,6 +57,65 @@ import Testing
     try Self.rdataRoundTrip(emptyTXT, type: .txt)
   }
 
+  /// The generic form of RRSIG, NSEC3, SVCB and HTTPS decoded to values that printed as text no
+  /// parser here read (presentation fuzzer, `\# 3 000000` for SVCB): these text forms now parse.
+  @Test func rrsigTextFormParsesAndRoundTrips() throws {
+    let text = "A 8 2 3600 20260101000000 1700000000 12345 example. AQID BAU="
+    let rrsig = try RData.parse(presentation: text, type: .rrsig, origin: .root)
+    #expect(
+      rrsig
+        == .rrsig(
+          typeCovered: .a, algorithm: 8, labels: 2, originalTTL: 3600, expiration: 1_767_225_600,
+          inception: 1_700_000_000, keyTag: 12345, signerName: wn("example."), signature: [1, 2, 3, 4, 5]))
+    try Self.rdataRoundTrip(rrsig, type: .rrsig)
+    let last = try RData.parse(presentation: "\\# 19 0001080200000E10FFFFFFFF000000000001 00", type: .rrsig, origin: .root)
+    #expect(last.presentation(for: .rrsig) == "A 8 2 3600 21060207062815 19700101000000 1 . ")
+    try Self.rdataRoundTrip(last, type: .rrsig)
+    for bad in ["A 8 2 3600 21060207062816 1 1 .", "A 8 2 3600 20250229000000 1 1 .", "A 8 2 3600 x 1 1 .", "WHAT 8 2 1 1 1 1 ."] {
+      #expect(throws: WireError.self, "\(bad)") { try RData.parse(presentation: bad, type: .rrsig, origin: .root) }
+    }
+  }
+
+  @Test func nsec3TextFormParsesAndAnEmptyHashPrintsGeneric() throws {
+    let nsec3 = try RData.parse(presentation: "1 1 10 AABB 2VPTU5TIMAMQTTGL4LUU9KG21E0AOR3S A RRSIG", type: .nsec3, origin: .root)
+    guard case .nsec3(1, 1, 10, [0xAA, 0xBB], let hash, [.a, .rrsig]) = nsec3 else {
+      Issue.record("\(nsec3)")
+      return
+    }
+    #expect(hash.count == 20)
+    try Self.rdataRoundTrip(nsec3, type: .nsec3)
+    let noHash = try RData.parse(presentation: "\\# 6 010000000000", type: .nsec3, origin: .root)
+    #expect(noHash.presentation(for: .nsec3) == "\\# 6 010000000000")
+    try Self.rdataRoundTrip(noHash, type: .nsec3)
+    for bad in ["1 0 0 - A A", "1 0 0 - -", "1 0 0 XYZ 2VPTU5TI", "1 0 0 - 2VPTU5TI NOTATYPE"] {
+      #expect(throws: WireError.self, "\(bad)") { try RData.parse(presentation: bad, type: .nsec3, origin: .root) }
+    }
+  }
+
+  @Test func svcbTextFormParsesEveryKeyAndRoundTrips() throws {
+    let text = #"1 svc.example. alpn="h2,h\,3" port=443 ipv4hint=192.0.2.1,192.0.2.2 ech=AQID ipv6hint=::1 no-default-alpn mandatory=alpn,key9 key9="a\"b""#
+    let https = try RData.parse(presentation: text, type: .https, origin: .root)
+    let expected: [SVCParam] = [
+      SVCParam(key: 1, value: [2] + Array("h2".utf8) + [3] + Array("h,3".utf8)),
+      SVCParam(key: 3, value: [0x01, 0xBB]),
+      SVCParam(key: 4, value: [192, 0, 2, 1, 192, 0, 2, 2]),
+      SVCParam(key: 5, value: [1, 2, 3]),
+      SVCParam(key: 6, value: [UInt8](repeating: 0, count: 15) + [1]),
+      SVCParam(key: 2, value: []),
+      SVCParam(key: 0, value: [0, 1, 0, 9]),
+      SVCParam(key: 9, value: Array(#"a"b"#.utf8)),
+    ]
+    #expect(https == .svcb(priority: 1, target: wn("svc.example."), params: expected))
+    try Self.rdataRoundTrip(https, type: .https)
+    // An empty alpn value prints as the raw `key1=""` (`alpn=""` would be one empty ID).
+    let emptyALPN = try RData.parse(presentation: "\\# 7 0000 00 0001 0000", type: .svcb, origin: .root)
+    #expect(emptyALPN.presentation(for: .svcb) == #"0 . key1="""#)
+    try Self.rdataRoundTrip(emptyALPN, type: .svcb)
+    for bad in ["1 . alpn", #"1 . alpn="""#, "1 . port=65536", "1 . ipv4hint=1.2.3", "1 . color=red", #"1 . "x""#] {
+      #expect(throws: WireError.self, "\(bad)") { try RData.parse(presentation: bad, type: .svcb, origin: .root) }
+    }
+  }
+
   /// The timestamp that made ICU's date parser divide by zero (statefile fuzzer), and the forms
   /// the state file writes.
   @Test func stateFileTimestampsAreParsedStrictlyWithoutICU() {

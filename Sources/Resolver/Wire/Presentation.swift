@@ -35,6 +35,8 @@ extension RData {
     case .nsec(let next, let types):
       return ([next.description] + RData.sortedMnemonics(types)).joined(separator: " ")
     case .nsec3(let alg, let flags, let iterations, let salt, let hash, let types):
+      // An empty hash (RFC 5155 wants one) has no text form: the generic one reads back.
+      guard !hash.isEmpty else { return RData.unknown(wireBytes).presentation(for: type) }
       let saltText = salt.isEmpty ? "-" : TextEncoding.hex(salt)
       let head = "\(alg) \(flags) \(iterations) \(saltText) \(TextEncoding.base32hex(hash))"
       return ([head] + RData.sortedMnemonics(types)).joined(separator: " ")
@@ -100,6 +102,7 @@ extension RData {
       let keys = stride(from: 0, to: v.count, by: 2).map { svcKeyName(UInt16(v[$0]) << 8 | UInt16(v[$0 + 1])) }
       return "mandatory=" + keys.joined(separator: ",")
     case 1:
+      guard !v.isEmpty else { return raw }  // `alpn=""` would be one empty ID
       var ids: [String] = []
       var i = 0
       while i < v.count {

@@ -68,16 +68,10 @@ extension RData {
         flags: UInt16(try f.number(max: 65535)), protocol: UInt8(try f.number(max: 255)),
         algorithm: UInt8(try f.number(max: 255)), publicKey: try f.base64Rest())
     case .nsec:
-      let next = try f.name()
-      var types: [RRType] = []
-      while f.index < tokens.count {
-        let t = try f.word()
-        guard let rr = RRType(mnemonic: t) else { throw .badPresentation("unknown type '\(t)'") }
-        types.append(rr)
-      }
-      // A type listed twice is one bit in the bitmap: keep it once, or the value would not
-      // equal its own wire form (found by the presentation fuzzer).
-      rdata = .nsec(nextName: next, types: Set(types.map(\.rawValue)).sorted().map { RRType($0) })
+      rdata = .nsec(nextName: try f.name(), types: try f.typeList())
+    case .nsec3: rdata = try f.nsec3()
+    case .rrsig: rdata = try f.rrsig()
+    case .svcb, .https: rdata = try f.svcb()
     default:
       throw .badPresentation("no text form for \(type) here; use \\# length hex")
     }
@@ -87,7 +81,7 @@ extension RData {
 }
 
 /// A cursor over RDATA tokens with typed field readers.
-private struct Fields {
+struct Fields {
   let tokens: [PresentationToken]
   let origin: DNSName
   let type: RRType
@@ -134,6 +128,19 @@ private struct Fields {
     while index < tokens.count { text += try word() }
     guard let b = TextEncoding.unhex(text) else { throw .badPresentation("bad hex in \(type) data") }
     return b
+  }
+
+  /// The rest of the tokens as type mnemonics (NSEC, NSEC3): sorted, each once.
+  mutating func typeList() throws(WireError) -> [RRType] {
+    var types: [RRType] = []
+    while index < tokens.count {
+      let t = try word()
+      guard let rr = RRType(mnemonic: t) else { throw .badPresentation("unknown type '\(t)'") }
+      types.append(rr)
+    }
+    // A type listed twice is one bit in the bitmap: keep it once, or the value would not
+    // equal its own wire form (found by the presentation fuzzer).
+    return Set(types.map(\.rawValue)).sorted().map { RRType($0) }
   }
 
   mutating func base64Rest() throws(WireError) -> [UInt8] {
