@@ -101,6 +101,13 @@ import Testing
     ]
     #expect(https == .svcb(priority: 1, target: wn("svc.example."), params: expected))
     try Self.rdataRoundTrip(https, type: .https)
+    // `\044` is a comma inside an ID, not a separator; `key3` is the raw form of port.
+    let escaped = try RData.parse(presentation: #"1 . alpn=h\0443,x key3="\001\002""#, type: .svcb, origin: .root)
+    #expect(
+      escaped
+        == .svcb(
+          priority: 1, target: .root,
+          params: [SVCParam(key: 1, value: [3] + Array("h,3".utf8) + [1, 0x78]), SVCParam(key: 3, value: [1, 2])]))
     // An empty alpn value prints as the raw `key1=""` (`alpn=""` would be one empty ID).
     try Self.expectGeneric("\\# 7 0000 00 0001 0000", type: .svcb, printsAs: #"0 . key1="""#)
     Self.expectRejected(["1 . alpn", #"1 . alpn="""#, "1 . port=65536", "1 . ipv4hint=1.2.3", "1 . color=red", #"1 . "x""#], type: .svcb)

@@ -32,7 +32,10 @@ extension Fields {
   /// The key of `alpn`, `key1`, ...; whether it was written by name.
   static func svcKey(_ text: String) throws(WireError) -> (UInt16, Bool) {
     if let i = RData.svcKeyNames.firstIndex(of: text) { return (UInt16(i), true) }
-    if text.hasPrefix("key"), let n = UInt16(text.dropFirst(3)), text.dropFirst(3).allSatisfy(\.isASCII) {
+    let digits = text.utf8.dropFirst(3)
+    if text.hasPrefix("key"), !digits.isEmpty, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+      let n = UInt16(text.dropFirst(3))
+    {
       return (n, false)
     }
     throw .badPresentation("unknown SVCB key '\(text)'")
@@ -81,21 +84,27 @@ extension Fields {
 
   /// `h2,h3`: ALPN IDs split at commas that are not escaped (`\,`), each 1...255 octets.
   static func alpnValue(_ text: String) throws(WireError) -> [UInt8] {
+    let b = Array(text.utf8)
     var ids: [[UInt8]] = [[]]
-    var rest = Substring(text)
-    while let c = rest.first {
-      if c == "," {
+    var i = 0
+    while i < b.count {
+      if b[i] == UInt8(ascii: ",") {
         ids.append([])
-        rest = rest.dropFirst()
-      } else if c == "\\" {
-        // One escape (`\,`, `\"`, `\DDD`) through the lexer's decoder.
-        let digits = rest.dropFirst().prefix(3)
-        let length = digits.first?.isNumber == true ? 4 : 2
-        ids[ids.count - 1] += try PresentationLexer.unescape(String(rest.prefix(length)))
-        rest = rest.dropFirst(length)
+        i += 1
+      } else if b[i] == UInt8(ascii: "\\") {
+        // `\DDD` through the lexer's decoder; `\X` (`\,`, `\"`) is the octet X.
+        guard i + 1 < b.count else { throw .badPresentation("dangling backslash in SVCB alpn value") }
+        if b[i + 1] >= 48 && b[i + 1] <= 57 {
+          let escape = b[i..<min(i + 4, b.count)]
+          ids[ids.count - 1] += try PresentationLexer.unescape(String(decoding: escape, as: UTF8.self))
+          i += 4
+        } else {
+          ids[ids.count - 1].append(b[i + 1])
+          i += 2
+        }
       } else {
-        ids[ids.count - 1] += Array(String(c).utf8)
-        rest = rest.dropFirst()
+        ids[ids.count - 1].append(b[i])
+        i += 1
       }
     }
     var out: [UInt8] = []
