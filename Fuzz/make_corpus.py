@@ -9,6 +9,7 @@ import hashlib
 import json
 import pathlib
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -38,6 +39,11 @@ SAMPLES = [
     ("HTTPS", "0 svc.example."), ("HTTPS", '1 . alpn=h2 no-default-alpn'),
     ("HINFO", '"PC" "Linux"'), ("NAPTR", '100 10 "S" "SIP+D2U" "" _sip._udp.example.'),
     ("TYPE65280", "\\# 5 010203C00C"), ("TYPE65281", "\\# 0"), ("A", "\\# 4 C0000201"),
+    # Generic forms that decode to RRSIG/NSEC3/SVCB values (presentation fuzz regressions) and
+    # the SVCB keys and escapes their text parser handles.
+    ("RRSIG", "\\# 23 0001080200000E10FFFFFFFF0000000000010001020304"),
+    ("NSEC3", "\\# 9 0100000A01AB02BEEF"), ("SVCB", "\\# 3 000000"),
+    ("HTTPS", '1 . mandatory=alpn,port alpn="h2,h\\,3" port=443 ipv4hint=192.0.2.1,192.0.2.2 key9="a\\"b"'),
 ]
 
 # Sotto's RRType.mnemonics keys in order, then 99 and 1234: the presentation target's selector.
@@ -91,7 +97,11 @@ def main() -> None:
             for rds in node.rdatasets:
                 rrset = dns.rrset.from_rdata_list(name, rds.ttl, list(rds))
                 (msg.authority if rds.rdtype == dns.rdatatype.NS and name != zone.origin else msg.answer).append(rrset)
-        wire = msg.to_wire()
+        try:
+            wire = msg.to_wire()
+        except dns.exception.TooBig:  # a hostile lab zone (hundreds of NS names) fills no message
+            print(f"skipped {path.name}: its records do not fit one message")
+            continue
         write("message", wire)
         # Name target: offsets of every name in this message (the question name is at 12).
         for off in (12, 12 + len(zone.origin.to_wire()) + 4, len(wire) - 1):
