@@ -2,6 +2,7 @@
 /// prints it. A key written by name gets its typed value; `keyN="..."` (the form malformed values
 /// print in) is the raw value. Without this parser the printed text did not read back (fuzzer).
 extension Fields {
+  /// `priority target key[=value]...`, the parameters kept in the order written.
   mutating func svcb() throws(WireError) -> RData {
     let priority = UInt16(try number(max: 65535))
     let target = try name()
