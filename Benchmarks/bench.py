@@ -17,6 +17,11 @@ spread) and Sotto/peer ratios, and writes it all as JSON under Benchmarks/result
   5 start-up time from exec to the first answered query
   6 dashboard CPU of `sotto top` minus `sotto serve` at 1,000 q/s (Benchmarks/dashboard_cost.py)
 
+The lab's DoQ authoritatives are Sotto's own C responder (`sotto doq-authority`, SOTTO_BIN),
+not the tests' Python aioquic server, whose CPU per query was larger than the resolver's and so
+was measured as Sotto's encryption cost (BENCH_LAB_DOQ=python brings the Python one back). The lab
+(NSD, DoQ, tcpdump) runs on BENCH_LAB_CORE (default: the load core), away from the resolver.
+
 BENCH_ONLY=cached,cold,... runs a subset. BENCH_QUICK=1 is a smoke run (1 round, small sets).
 """
 
@@ -169,7 +174,17 @@ def main() -> int:
         return 2
     if os.cpu_count() and os.cpu_count() < 2:
         print("warning: fewer than 2 cores; resolver and load share a core", file=sys.stderr)
-    lab = labmod.Lab()
+    lab_core = os.environ.get("BENCH_LAB_CORE", os.environ.get("BENCH_LOAD_CORE", "1"))
+    if lab_core:
+        # The lab's processes (and tcpdump) inherit this: all on the load core, none on the
+        # resolver's, for every resolver alike.
+        os.sched_setaffinity(0, {int(c) for c in lab_core.split(",")})
+    doq_binary = None
+    if os.environ.get("BENCH_LAB_DOQ", "sotto") == "sotto":
+        doq_binary = os.environ.get("SOTTO_BIN", str(ROOT / ".build/release/sotto"))
+    lab = labmod.Lab(doq_binary=doq_binary)
+    print(f"lab: DoQ servers {'sotto doq-authority' if doq_binary else 'Lab/doq_server.py (aioquic)'}, "
+          f"lab processes on core {lab_core or 'any'}", flush=True)
     lab.start()
     table: list[tuple[str, str, dict[str, tuple[float, float, float]], str]] = []
     raw: dict[str, dict] = {}
