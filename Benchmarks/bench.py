@@ -100,8 +100,8 @@ LAB_PIDS: set[int] = set()  # the lab's processes (set in main), for their CPU t
 
 
 def cpu_of(pids: set[int]) -> float:
-    """utime+stime in seconds of pids and their direct children (NSD's server processes)."""
-    total = 0.0
+    """utime+stime in seconds of pids and all their descendants (NSD's server processes)."""
+    stats: dict[int, tuple[int, float]] = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -109,8 +109,14 @@ def cpu_of(pids: set[int]) -> float:
             fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(d.name) in pids or int(fields[1]) in pids:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        stats[int(d.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    total = 0.0
+    for pid, (ppid, cpu) in stats.items():
+        p, hops = pid, 0
+        while p not in pids and p in stats and p > 1 and hops < 64:
+            p, hops = stats[p][0], hops + 1
+        if p in pids:
+            total += cpu
     return total
 
 
