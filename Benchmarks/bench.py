@@ -17,6 +17,11 @@ spread) and Sotto/peer ratios, and writes it all as JSON under Benchmarks/result
   5 start-up time from exec to the first answered query
   6 dashboard CPU of `sotto top` minus `sotto serve` at 1,000 q/s (Benchmarks/dashboard_cost.py)
 
+The lab's DoQ authoritatives are Sotto's own C responder (`sotto doq-authority`, SOTTO_BIN),
+not the tests' Python aioquic server, whose CPU per query was larger than the resolver's and so
+was measured as Sotto's encryption cost (BENCH_LAB_DOQ=python brings the Python one back). The lab
+(NSD, DoQ, tcpdump) runs on BENCH_LAB_CORE (default: the load core), away from the resolver.
+
 BENCH_ONLY=cached,cold,... runs a subset. BENCH_QUICK=1 is a smoke run (1 round, small sets).
 """
 
@@ -91,17 +96,45 @@ def bench_cached(cls, r: int, work: Path) -> dict:
                 "cpu_per_kquery_ms": 1e6 * cpu / max(run.completed, 1)}
 
 
+LAB_PIDS: set[int] = set()  # the lab's processes (set in main), for their CPU time
+
+
+def cpu_of(pids: set[int]) -> float:
+    """utime+stime in seconds of pids and all their descendants (NSD's server processes)."""
+    stats: dict[int, tuple[int, float]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(d.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    total = 0.0
+    for pid, (ppid, cpu) in stats.items():
+        p, hops = pid, 0
+        while p not in pids and p in stats and p > 1 and hops < 64:
+            p, hops = stats[p][0], hops + 1
+        if p in pids:
+            total += cpu
+    return total
+
+
 def bench_cold(cls, r: int, work: Path, encryption: bool = True) -> dict:
     names = cold_names(f"cold{r}{'e' if encryption else 'p'}{int(time.time()) % 100000}", COLD_NAMES)
     f = write_names(work / "cold.txt", names)
     kw = {} if cls is not Sotto else {"encryption": encryption}
     with cls(work / cls.name, **kw) as res:
+        cpu0, lab0 = res.cpu_seconds(), cpu_of(LAB_PIDS)
         t0 = time.monotonic()
         run = dnsperf(res.port, f, once=True, outstanding=20, verbose=True, timeout=10)
         elapsed = time.monotonic() - t0
+        n = max(run.completed, 1)
         return {"startup_s": res.startup_seconds, "completed": run.completed, "lost": run.lost,
                 "resolutions_per_s": run.completed / elapsed, "p50_ms": run.percentile(50) * 1000,
-                "p95_ms": run.percentile(95) * 1000, "rcodes": run.rcodes}
+                "p95_ms": run.percentile(95) * 1000, "rcodes": run.rcodes,
+                "cpu_us_per_resolution": 1e6 * (res.cpu_seconds() - cpu0) / n,
+                "lab_cpu_us_per_resolution": 1e6 * (cpu_of(LAB_PIDS) - lab0) / n}
 
 
 def bench_memory(cls, r: int, work: Path) -> dict:
@@ -169,8 +202,19 @@ def main() -> int:
         return 2
     if os.cpu_count() and os.cpu_count() < 2:
         print("warning: fewer than 2 cores; resolver and load share a core", file=sys.stderr)
-    lab = labmod.Lab()
+    lab_core = os.environ.get("BENCH_LAB_CORE", os.environ.get("BENCH_LOAD_CORE", "1"))
+    if lab_core:
+        # The lab's processes (and tcpdump) inherit this: all on the load core, none on the
+        # resolver's, for every resolver alike.
+        os.sched_setaffinity(0, {int(c) for c in lab_core.split(",")})
+    doq_binary = None
+    if os.environ.get("BENCH_LAB_DOQ", "sotto") == "sotto":
+        doq_binary = os.environ.get("SOTTO_BIN", str(ROOT / ".build/release/sotto"))
+    lab = labmod.Lab(doq_binary=doq_binary)
+    print(f"lab: DoQ servers {'sotto doq-authority' if doq_binary else 'Lab/doq_server.py (aioquic)'}, "
+          f"lab processes on core {lab_core or 'any'}", flush=True)
     lab.start()
+    LAB_PIDS.update(lab.started.values())
     table: list[tuple[str, str, dict[str, tuple[float, float, float]], str]] = []
     raw: dict[str, dict] = {}
     try:
@@ -195,6 +239,7 @@ def main() -> int:
                     results[k].append(res)
                     print(f"  cold       round {r + 1} {k:22s} completed={res['completed']} lost={res['lost']} "
                           f"res/s={res['resolutions_per_s']:.1f} p50={res['p50_ms']:.2f}ms p95={res['p95_ms']:.2f}ms "
+                          f"cpu={res['cpu_us_per_resolution']:.0f}us lab-cpu={res['lab_cpu_us_per_resolution']:.0f}us "
                           f"rcodes={res['rcodes']}", flush=True)
                     subprocess.run(["rm", "-rf", str(work)], check=False)
             raw["cold"] = results
@@ -202,6 +247,10 @@ def main() -> int:
                           "higher"))
             table.append(("cold", "p50 ms", {k: med(v, "p50_ms") for k, v in results.items()}, "lower"))
             table.append(("cold", "p95 ms", {k: med(v, "p95_ms") for k, v in results.items()}, "lower"))
+            table.append(("cold", "CPU µs/resolution", {k: med(v, "cpu_us_per_resolution") for k, v in results.items()},
+                          "lower"))
+            table.append(("cold", "lab CPU µs/resolution",
+                          {k: med(v, "lab_cpu_us_per_resolution") for k, v in results.items()}, "lower"))
         if wanted("memory"):
             print("3 memory", flush=True)
             raw["memory"] = run_rounds("memory", bench_memory, RESOLVERS)

@@ -627,11 +627,16 @@ def doq_query(address: str, name: str, rdtype: str = "A", port: int = DOT_PORT, 
 class Lab:
     """Start/stop the NSD instances of the lab.  Only pids from our pidfiles are touched."""
 
-    def __init__(self, port: int | None = None, with_ipv6: bool | None = None, with_doq: bool | None = None):
+    def __init__(self, port: int | None = None, with_ipv6: bool | None = None, with_doq: bool | None = None,
+                 doq_binary: str | None = None):
         self.port = lab_port() if port is None else port
+        # DoQ servers: Lab/doq_server.py (aioquic, third party: the tests), or with doq_binary
+        # (a `sotto` binary) `sotto doq-authority`, Sotto's own C responder: the bench, where the
+        # Python server's CPU per query would be measured as the resolver's encryption cost.
+        self.doq_binary = doq_binary
         self.with_ipv6 = ipv6_loopback_usable() if with_ipv6 is None else with_ipv6
         # The DoQ servers need aioquic + dnspython; without them their instances serve Do53 only.
-        self.with_doq = doq_available() if with_doq is None else with_doq
+        self.with_doq = (doq_available() or doq_binary is not None) if with_doq is None else with_doq
         self.instances = tuple(i for i in INSTANCES if self.with_ipv6 or not i.ipv6)
         self.started: dict[str, int] = {}
 
@@ -764,6 +769,14 @@ class Lab:
         inst.run_dir.mkdir(parents=True, exist_ok=True)
         if inst.doq == "silent":
             cmd = [sys.executable, str(Path(__file__).resolve()), "silent-udp-listener", inst.address, str(DOT_PORT)]
+        elif self.doq_binary is not None:
+            # Answers every name normally: the misbehaviours (reset*/badid*/badlen* names on
+            # badquic.test) are the Python server's only; the bench's names never start so.
+            cmd = [self.doq_binary, "doq-authority", "--address", inst.address, "--port", str(DOT_PORT),
+                   "--zone", inst.zone, "--zonefile", str(ZONES_DIR / inst.zonefile),
+                   "--cert", str(inst.tls_pem), "--key", str(inst.tls_key)]
+            if inst.nsd_tls:
+                cmd.append("--reuseport")
         else:
             cmd = [sys.executable, str(DOQ_SERVER), "--address", inst.address, "--port", str(DOT_PORT),
                    "--zone", inst.zone, "--zonefile", str(ZONES_DIR / inst.zonefile),
@@ -813,6 +826,8 @@ class Lab:
         kind = self.doq_behaviour(inst)
         try:
             if kind in ("doq", "doq-misbehave"):
+                if self.doq_binary is not None and not doq_available():
+                    return udp_bound(inst.address, DOT_PORT)  # no DoQ client here to ask it
                 r = doq_query(inst.address, inst.zone, "SOA", timeout=1.0)
                 return r.rcode() == 0 and r.id == 0 and bool(r.answer)
             if kind == "silent":
@@ -976,6 +991,7 @@ def _is_listener(pid: int, inst: Instance) -> bool:
 def _is_doq_process(pid: int, inst: Instance) -> bool:
     cmd = pid_cmdline(pid) + " "
     return (f"{DOQ_SERVER} --address {inst.address} " in cmd
+            or f" doq-authority --address {inst.address} " in cmd
             or f"{Path(__file__).resolve()} silent-udp-listener {inst.address} " in cmd)
 
 

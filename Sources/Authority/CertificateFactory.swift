@@ -5,6 +5,12 @@ import Foundation
 public struct CertifiedKey: Sendable {
   public let certificatePEM: String
   public let privateKeyPEM: String
+
+  /// A certificate (PEM, the leaf first, then its chain) and its private key (PEM).
+  public init(certificatePEM: String, privateKeyPEM: String) {
+    self.certificatePEM = certificatePEM
+    self.privateKeyPEM = privateKeyPEM
+  }
 }
 
 /// Makes a throwaway CA and leaf certificates (EC P-256, SHA-256) with OpenSSL, in memory: for

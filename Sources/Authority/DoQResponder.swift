@@ -31,15 +31,27 @@ public final class DoQResponder: Sendable {
   private let channel: any Channel
 
   /// Binds UDP host:port (0: any free port) and serves: `answer` gets each query message and
-  /// returns the response message, or nil to reset the stream.
+  /// returns the response message, or nil to reset the stream. `steerReusePort`: bind with
+  /// SO_REUSEPORT and keep every datagram (see `doqs_bind_udp`), so another server can hold a UDP
+  /// socket on the same port without answering QUIC packets (the NSD lab's DoT servers).
   public static func start(
     group: any EventLoopGroup, host: String, port: Int, identity: CertifiedKey, behaviour: DoQBehaviour = .init(),
-    handshakeTimeout: TimeAmount = .seconds(5), idleTimeout: TimeAmount = .seconds(30),
+    handshakeTimeout: TimeAmount = .seconds(5), idleTimeout: TimeAmount = .seconds(30), steerReusePort: Bool = false,
     answer: @escaping @Sendable ([UInt8]) -> [UInt8]?
   ) async throws -> DoQResponder {
-    let channel = try await DatagramBootstrap(group: group)
-      .channelOption(.socketOption(.so_reuseaddr), value: 1)
-      .bind(host: host, port: port).get()
+    let channel: any Channel
+    if steerReusePort {
+      var err = [CChar](repeating: 0, count: 256)
+      let fd = doqs_bind_udp(host, UInt16(clamping: port), 1, &err, err.count)
+      guard fd >= 0 else {
+        throw ResponderError.bindFailed(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+      }
+      channel = try await DatagramBootstrap(group: group).withBoundSocket(fd).get()
+    } else {
+      channel = try await DatagramBootstrap(group: group)
+        .channelOption(.socketOption(.so_reuseaddr), value: 1)
+        .bind(host: host, port: port).get()
+    }
     guard let bound = channel.localAddress, let ip = bound.ipAddress, let boundPort = bound.port else {
       try? await channel.close()
       throw ResponderError.bindFailed("\(host):\(port)")

@@ -116,8 +116,8 @@ class Packet:
     def quic_packets(self) -> list[QuicPacket]:
         """QUIC packets coalesced in this UDP datagram (RFC 9000 §12.2), from the unprotected
         header fields only: long-header packets are walked by their Length field; a
-        short-header packet ends the datagram.  Empty if the payload does not look like QUIC
-        (fixed bit clear), for TCP, and for UDP not to/from a port in QUIC_PORTS."""
+        short-header packet ends the datagram.  A clear fixed bit is read as greased (RFC 9287)
+        where it cannot be padding.  Empty for TCP and for UDP not to/from a port in QUIC_PORTS."""
         out: list[QuicPacket] = []
         b, i = self.payload, 0
         # Only DoQ's port: header bits alone cannot tell QUIC from a DNS message (a DNS ID with
@@ -127,7 +127,10 @@ class Packet:
         try:
             while i < len(b):
                 first = b[i]
-                if not first & 0x40:      # fixed bit: not QUIC (or padding after the last packet)
+                # Fixed bit clear: padding after the last packet, or a peer greasing the bit
+                # (RFC 9287, when the other side advertised grease_quic_bit, as ngtcp2 does).
+                # Padding is zeros, so a long header or the datagram's first packet is greased.
+                if not first & 0x40 and i > 0 and not first & 0x80:
                     break
                 if not first & 0x80:      # short header: runs to the end of the datagram
                     out.append(QuicPacket(QUIC_1RTT, None, b"", b""))

@@ -69,6 +69,12 @@ typedef struct doqs_stats {
 
 void doqs_server_stats(doqs_server *s, doqs_stats *out);
 
+/// A non-blocking UDP socket bound to ip:port; -1 + message in `err` on failure. With
+/// `steer_reuseport` it is bound with SO_REUSEPORT and a BPF program that sends every datagram to
+/// the group's first socket (this one, when bound first): another server may bind the same port
+/// later (NSD's plain-DNS socket next to its DoT) without taking any of the QUIC datagrams.
+int doqs_bind_udp(const char *ip, uint16_t port, int steer_reuseport, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
