@@ -43,9 +43,9 @@ struct LRUStore<Key: Hashable, Value> {
 
   /// The value for `key`, marking it most recently used.
   mutating func get(_ key: Key) -> Value? {
-    guard let i = index[key], let node = nodes[i] else { return nil }
+    guard let i = index[key] else { return nil }
     moveToHead(i)
-    return node.value
+    return nodes[i]?.value
   }
 
   /// Stores `value` as the most recently used entry; returns the entry evicted to make room, if any.
@@ -97,13 +97,19 @@ struct LRUStore<Key: Hashable, Value> {
   }
 
   private mutating func unlink(_ i: Int, _ node: Node) {
-    if node.prev >= 0 { nodes[node.prev]?.next = node.next } else { head = node.next }
-    if node.next >= 0 { nodes[node.next]?.prev = node.prev } else { tail = node.prev }
+    unlink(prev: node.prev, next: node.next)
+  }
+
+  /// Joins the neighbours of a node; takes its links, not the node, so moving a node to the
+  /// head never copies (retains and releases) its key and value.
+  private mutating func unlink(prev: Int, next: Int) {
+    if prev >= 0 { nodes[prev]?.next = next } else { head = next }
+    if next >= 0 { nodes[next]?.prev = prev } else { tail = prev }
   }
 
   private mutating func moveToHead(_ i: Int) {
-    guard i != head, let node = nodes[i] else { return }
-    unlink(i, node)
+    guard i != head, let prev = nodes[i]?.prev, let next = nodes[i]?.next else { return }
+    unlink(prev: prev, next: next)
     nodes[i]?.prev = -1
     nodes[i]?.next = head
     if head >= 0 { nodes[head]?.prev = i }

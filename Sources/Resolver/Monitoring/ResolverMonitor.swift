@@ -126,7 +126,7 @@ public final class ResolverMonitor: Sendable {
 
   /// Records a client query answered from the packet cache; formatted only when a snapshot is taken.
   public func recordFastHit(client: SocketAddress, name: [UInt8], type: UInt16, rcode: UInt8) {
-    let hit = FastHit(time: wallClock(), client: client, name: name, type: type, rcode: rcode)
+    let hit = FastHit(time: wallClock(), client: RawClientAddress(client), name: name, type: type, rcode: rcode)
     state.withLock { s in
       s.clientQueries += 1
       s.cacheHits += 1
@@ -169,10 +169,35 @@ enum LogItem: Sendable {
   }
 }
 
+/// A client's address as a plain value: keeping it holds no reference (a `SocketAddress` is a
+/// boxed class), so recording and overwriting a hit does no reference counting for it.
+enum RawClientAddress: Sendable {
+  case v4(sockaddr_in)
+  case v6(sockaddr_in6)
+  case other(SocketAddress)
+
+  init(_ address: SocketAddress) {
+    switch address {
+    case .v4(let a): self = .v4(a.address)
+    case .v6(let a): self = .v6(a.address)
+    default: self = .other(address)
+    }
+  }
+
+  /// `SocketAddress.ipAddress` of the address it was made from.
+  var ipAddress: String? {
+    switch self {
+    case .v4(let a): return SocketAddress(a, host: "").ipAddress
+    case .v6(let a): return SocketAddress(a, host: "").ipAddress
+    case .other(let a): return a.ipAddress
+    }
+  }
+}
+
 /// A packet-cache hit as recorded on the hot path: no strings.
 struct FastHit: Sendable {
   var time: Double
-  var client: SocketAddress
+  var client: RawClientAddress
   var name: [UInt8]  // wire form, as the client spelled it
   var type: UInt16
   var rcode: UInt8

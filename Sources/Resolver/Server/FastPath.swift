@@ -37,7 +37,7 @@ final class FastPath: Sendable {
     guard let (response, hit) = cache.answer(data, allocator: allocator, generation: generation) else {
       return .miss(FastQuery(data), generation: generation)
     }
-    counters.update { $0.queries += 1 }
+    counters.countFastQuery()
     monitor?.recordFastHit(client: client, name: hit.name, type: hit.qtype, rcode: hit.rcode)
     return .hit(response)
   }

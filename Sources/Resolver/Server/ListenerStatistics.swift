@@ -32,13 +32,22 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
 }
 
 /// Mutex-protected `ListenerStatistics` shared by the listener's handlers (and the monitor).
+/// Packet-cache hits count in a relaxed atomic instead (no lock per cached answer).
 public final class ListenerCounters: Sendable {
   private let counters = Mutex(ListenerStatistics())
+  private let fastQueries = Atomic<Int>(0)
 
   public init() {}
 
   /// The counters now.
-  public var snapshot: ListenerStatistics { counters.withLock { $0 } }
+  public var snapshot: ListenerStatistics {
+    var s = counters.withLock { $0 }
+    s.queries += fastQueries.load(ordering: .relaxed)
+    return s
+  }
+
+  /// Counts one query answered on the fast path (`queries`).
+  func countFastQuery() { fastQueries.add(1, ordering: .relaxed) }
 
   func update(_ body: (inout ListenerStatistics) -> Void) {
     counters.withLock { body(&$0) }
