@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, require
+from harness import MEMORY_SCALE, REPO, require, scaled
 
 sys.path.insert(0, str(REPO / "Lab"))
 import hostile_server as hs  # noqa: E402
@@ -26,7 +26,7 @@ import hostile_server as hs  # noqa: E402
 MAX_QUERIES = 100          # ResolverConfiguration.maxQueries: the per-resolution budget
 GOOD = "192.0.2.1"
 FORGED = hs.POISON_ADDRESS
-VMHWM_BOUND_KB = 200 * 1024
+VMHWM_BOUND_KB = 200 * 1024 * MEMORY_SCALE  # MEMORY_SCALE > 1 only in sanitizer runs (harness)
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def served(lab, hostile, tmp_path_factory):
     sock = tmp_path_factory.mktemp("hostile") / "ctl.sock"
     with sotto.serve(labmod.free_port(), "--control", str(sock), "--tls-ca-file", str(lab.ca_file),
                      "--probe-timeout", "1") as srv:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while not sock.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert sock.exists(), f"control socket not created:\n{srv.log()}"

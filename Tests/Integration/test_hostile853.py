@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, labmod, require
+from harness import MEMORY_SCALE, REPO, labmod, require, scaled
 
 sys.path.insert(0, str(REPO / "Lab"))
 
 MAX_QUERIES = 100          # ResolverConfiguration.maxQueries: the per-resolution budget
 GOOD = "192.0.2.1"
 FORGED = "192.0.2.66"      # hostile853_server.FORGED_ADDRESS: carried by the malformed DoT answers
-VMHWM_BOUND_KB = 200 * 1024
+VMHWM_BOUND_KB = 200 * 1024 * MEMORY_SCALE  # MEMORY_SCALE > 1 only in sanitizer runs (harness)
 FD_SLACK = 4               # sessions that may legitimately open or close between two fd counts
 PROBE_ROUNDS = 6
 
@@ -86,7 +86,7 @@ def phase(row: dict | None, transport: str) -> str:
 
 
 def wait_until(what: str, check, timeout: float = 15.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     last = None
     while time.monotonic() < deadline:
         last = check()
