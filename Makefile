@@ -151,7 +151,7 @@ TSAN_BIN    := $(CURDIR)/.build-tsan/debug/sotto
 TSAN_REPORTS := $(CURDIR)/.build-tsan/reports
 TSAN_PYTEST_ARGS ?=
 ASAN_TIME_SCALE ?= 3
-ASAN_MEMORY_SCALE ?= 4
+ASAN_MEMORY_SCALE ?= 3
 TSAN_TIME_SCALE ?= 6
 TSAN_MEMORY_SCALE ?= 8
 test-sanitize: deps test-asan test-tsan integration-test-asan integration-test-tsan
