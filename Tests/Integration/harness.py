@@ -25,6 +25,35 @@ ROOT_HINTS = str(labmod.ROOT_HINTS)
 CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
+def _env_factor(name: str) -> float:
+    raw = os.environ.get(name, "").strip() or "1"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a number >= 1, got {raw!r}") from None
+    if not value >= 1:
+        raise RuntimeError(f"{name} must be a number >= 1, got {raw!r}")
+    return value
+
+
+# Sanitizer builds of sotto run several times slower (ASan ~2-3x, TSan ~5-15x), more so on a
+# shared machine; `make integration-test-asan` / `integration-test-tsan` set SOTTO_TIME_SCALE so
+# that the tests' waiting budgets (never what they assert) grow with it. Unset = 1: the normal
+# run is unchanged.
+TIME_SCALE = _env_factor("SOTTO_TIME_SCALE")
+
+# Peak-memory bounds (VmHWM) are for the normal build. A sanitizer runtime adds its own memory
+# (ASan: shadow pages, redzones and a quarantine of freed blocks, up to 256 MB by default; TSan:
+# shadow and history of every access), so the sanitizer targets set SOTTO_MEMORY_SCALE. A leak
+# in Sotto itself is still caught there by LeakSanitizer and the fd counts.
+MEMORY_SCALE = _env_factor("SOTTO_MEMORY_SCALE")
+
+
+def scaled(seconds: float) -> float:
+    """A waiting budget in seconds, multiplied by SOTTO_TIME_SCALE (sanitizer runs)."""
+    return seconds * TIME_SCALE
+
+
 def require(condition: bool, what: str) -> None:
     """A missing prerequisite fails under CI=true and skips (with its reason) otherwise."""
     if condition:
@@ -111,7 +140,7 @@ class DigResult:
 def dig_query(server: str, port: int, name: str, qtype: str, *opts: str, timeout: float = 30.0) -> DigResult:
     args = ["dig", "+time=5", "+tries=1", "+noall", "+comments", "+answer", "+authority",
             f"@{server}", "-p", str(port), name, qtype, *opts]
-    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=scaled(timeout))
     status = labmod.dig_status(r.stdout)
     flags: set[str] = set()
     section = None
@@ -140,7 +169,7 @@ class Sotto:
         self.path = path
 
     def run(self, *args: str, timeout: float = 40.0) -> subprocess.CompletedProcess:
-        return subprocess.run([str(self.path), *args], capture_output=True, text=True, timeout=timeout,
+        return subprocess.run([str(self.path), *args], capture_output=True, text=True, timeout=scaled(timeout),
                               cwd=REPO)
 
     def lookup(self, name: str, qtype: str = "A", *extra: str, allow_loopback: bool = True,
@@ -187,6 +216,7 @@ class SottoServer:
         args += self.extra
         self.logfile = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(args, stdout=self.logfile, stderr=subprocess.STDOUT, cwd=REPO)
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         # Ready when the UDP and TCP ports are taken; no DNS query is sent, so the cache stays empty.
         while time.monotonic() < deadline:
@@ -212,7 +242,7 @@ class SottoServer:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=timeout)
+                self.proc.wait(timeout=scaled(timeout))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -257,6 +287,7 @@ def lab_query_total(lab: labmod.Lab) -> int:
 def settled_query_total(lab: labmod.Lab, quiet: float = 0.5, timeout: float = 6.0) -> int:
     """lab_query_total once it has stopped moving for `quiet` seconds.  After an answer,
     a DoT probe may still re-send the triggering query over TLS (RFC 9539 §4.6.4)."""
+    quiet, timeout = scaled(quiet), scaled(timeout)
     last, since = lab_query_total(lab), time.monotonic()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -303,8 +334,8 @@ def vmhwm_kb(pid: int) -> int:
 
 def wait_until(what: str, check, timeout: float = 15.0, every: float = 0.2):
     """Calls check() every `every` seconds until it returns something truthy (returned);
-    fails with `what` and the last result after timeout seconds."""
-    deadline = time.monotonic() + timeout
+    fails with `what` and the last result after timeout seconds (times SOTTO_TIME_SCALE)."""
+    deadline = time.monotonic() + scaled(timeout)
     last = None
     while time.monotonic() < deadline:
         last = check()

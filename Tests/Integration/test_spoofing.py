@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import require
+from harness import require, scaled
 
 TARGET_SERVER = "127.53.3.1"   # example.test.'s only server
 FORGER = Path(__file__).with_name("forger.py")
@@ -62,6 +62,7 @@ def a_records(resp: bytes) -> list[str]:
 
 def ask_all(port: int, names: list[str], timeout: float = 6.0) -> dict[str, list[str]]:
     """Sends every query (20 in flight at most) and collects the A records of the answers."""
+    timeout = scaled(timeout)  # longer only in sanitizer runs (SOTTO_TIME_SCALE)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(0.2)
     pending = {}
@@ -111,7 +112,7 @@ def test_forged_responses_never_enter_the_cache(lab, sotto, free_port, tmp_path)
             results.update(ask_all(free_port, chunk))
             if forger.poll() is not None:
                 break
-        out, err = forger.communicate(timeout=120)
+        out, err = forger.communicate(timeout=scaled(120))
         assert forger.returncode == 0, err
         figures = json.loads(out.strip().splitlines()[-1])
         # Everything not yet asked is asked now (after the flood, from the network or the cache).

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness import ROOT_HINTS, dig_query, require, sotto_path
+from harness import ROOT_HINTS, dig_query, require, scaled, sotto_path
 
 DOT = "127.53.12.1"
 BADCERT = "127.53.13.1"
@@ -54,6 +54,7 @@ class Tmux:
         return self.run("capture-pane", "-t", "t", "-p", *(["-e"] if colors else []))
 
     def wait(self, predicate, what: str, timeout: float = 10.0) -> str:
+        timeout = scaled(timeout)  # longer only in sanitizer runs (SOTTO_TIME_SCALE)
         deadline = time.monotonic() + timeout
         text = ""
         while time.monotonic() < deadline:

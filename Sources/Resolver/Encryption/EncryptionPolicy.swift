@@ -271,20 +271,25 @@ public final class EncryptionPolicy: UpstreamExchanger {
     _ t: EncryptedTransport, _ connection: Task<(any EncryptedSession)?, Never>, server: ServerEndpoint, trigger: Message
   ) {
     let id = UUID()
-    let probe = Task {
-      if let session = await connection.value, !Task.isCancelled, !self.state.withLock({ $0.stopped }) {
-        self.state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: self.wallClock()) }
-        do throws(TransportError) {
-          _ = try await session.query(trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
-          self.state.withLock { $0.table.responseReceived(server.ip, t, now: self.wallClock()) }
-        } catch {
-          // A probe whose query times out or gets a malformed response counts like any other (§6 gap 4).
-          if session.isActive { _ = self.countQueryFailure(error, t, session: session, server: server) }
+    // The task is created and registered under one lock: its own removal (at its end) raced with
+    // the registration, and a probe whose connection had already failed could remove its entry
+    // before it was added, leaving a finished task in `probes` for good (seen as adjacent
+    // accesses to `probes[id]` in a ThreadSanitizer report of the TSan integration run).
+    state.withLock { s in
+      s.probes[id] = Task {
+        if let session = await connection.value, !Task.isCancelled, !self.state.withLock({ $0.stopped }) {
+          self.state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: self.wallClock()) }
+          do throws(TransportError) {
+            _ = try await session.query(trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
+            self.state.withLock { $0.table.responseReceived(server.ip, t, now: self.wallClock()) }
+          } catch {
+            // A probe whose query times out or gets a malformed response counts like any other (§6 gap 4).
+            if session.isActive { _ = self.countQueryFailure(error, t, session: session, server: server) }
+          }
         }
+        _ = self.state.withLock { $0.probes.removeValue(forKey: id) }
       }
-      _ = self.state.withLock { $0.probes.removeValue(forKey: id) }
     }
-    state.withLock { $0.probes[id] = probe }
   }
 
   var settings: EncryptionSettings { state.withLock { $0.table.settings } }

@@ -20,6 +20,10 @@ public final class DNSCookieJar: Sendable {
   let state: Mutex<State>
 
   public init(rotation: Double = 3_600, time: any TimeSource = SystemTimeSource()) {
+    // OpenSSL without atexit cleanup, as in DoTClientContext: with --no-encryption this jar is the
+    // first OpenSSL user, and its default init freed OpenSSL's locks at exit while a Do53 query on
+    // another thread was still in HMAC (SEGV in CRYPTO_THREAD_read_lock, TSan integration run).
+    OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil)
     self.rotation = rotation
     self.time = time
     state = Mutex(State(secret: Self.randomSecret(), rotatedAt: time.now()))
