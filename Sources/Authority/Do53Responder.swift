@@ -1,6 +1,6 @@
 import NIOCore
 import NIOPosix
-import Synchronization
+import Resolver
 
 /// An authoritative Do53 server on one address: UDP and TCP (RFC 7766 framing) on the same port.
 public final class Do53Responder: Sendable {
@@ -78,7 +78,7 @@ public enum ResponderError: Error, Sendable, CustomStringConvertible {
 
 /// Counts what a responder did (thread-safe).
 final class ResponderCounters: Sendable {
-  private let value = Mutex(0)
+  private let value = StateLock(0)
   func answer() { value.withLock { $0 += 1 } }
   var answered: Int { value.withLock { $0 } }
 }

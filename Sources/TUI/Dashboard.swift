@@ -1,7 +1,6 @@
 import CNcurses
 import Foundation
 import Resolver
-import Synchronization
 
 /// Where the dashboard gets its data and sends operator actions: the resolver in this process or
 /// a `sotto serve --control` socket. Called only from the dashboard thread.
@@ -102,7 +101,7 @@ public final class Dashboard: Sendable {
     }
     guard let screen = CursesScreen(wantColors: wantColors) else { return false }
     defer { screen.end() }
-    let inbox = Mutex<[(Purpose, String)]>([])
+    let inbox = StateLock<[(Purpose, String)]>([])
     var state = DashboardState()
     state.colors = screen.colors
     var snap = source.snapshot()

@@ -1,7 +1,6 @@
 import NIOCore
 import NIOPosix
 import Resolver
-import Synchronization
 
 /// Synthetic client traffic for the demo: a mix of names, types, repeats and NXDOMAINs over the
 /// demo's zones, sent over UDP to the resolver's listener at `rate` queries per second.
@@ -87,5 +86,5 @@ private final class AnswerCounter: ChannelInboundHandler, Sendable {
 }
 
 final class LoadCounts: Sendable {
-  let value = Mutex((sent: 0, answered: 0))
+  let value = StateLock((sent: 0, answered: 0))
 }

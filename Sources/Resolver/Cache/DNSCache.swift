@@ -13,7 +13,7 @@ public final class DNSCache: Sendable {
 
   private let configuration: CacheConfiguration
   private let time: any TimeSource
-  private let state: Mutex<State>
+  private let state: StateLock<State>
   private let flushes = Atomic<UInt64>(0)
 
   /// Changes with every flush; the packet cache drops answers stored under an older value.
@@ -22,7 +22,7 @@ public final class DNSCache: Sendable {
   public init(configuration: CacheConfiguration = CacheConfiguration(), time: any TimeSource = SystemTimeSource()) {
     self.configuration = configuration
     self.time = time
-    self.state = Mutex(State(store: LRUStore(capacity: configuration.maxEntries)))
+    self.state = StateLock(State(store: LRUStore(capacity: configuration.maxEntries)))
   }
 
   /// Stores an RRset unless a live, higher-ranked copy is held. TTL clamped to [minTTL, maxTTL];

@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import NIOCore
-import Synchronization
 
 /// The RFC 9539 policy at work: for every authoritative query it asks the `EncryptionTable` how to
 /// send it, runs probes alongside Do53 without ever waiting for them (OE-10), keeps one session per
@@ -25,7 +24,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
 
   let do53: any UpstreamExchanger
   let connectors: [EncryptedTransport: any EncryptedConnector]
-  let state: Mutex<State>
+  let state: StateLock<State>
   let wallClock: @Sendable () -> Double
   let time: any TimeSource
   let logger: Logger
@@ -39,7 +38,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     self.connectors = Dictionary(connectors.map { ($0.transport, $0) }, uniquingKeysWith: { a, _ in a })
     var s = settings
     s.transports = s.transports.filter { t in connectors.contains { $0.transport == t } }
-    self.state = Mutex(State(table: EncryptionTable(settings: s, servers: saved)))
+    self.state = StateLock(State(table: EncryptionTable(settings: s, servers: saved)))
     self.wallClock = wallClock
     self.time = time
     self.logger = logger
@@ -367,7 +366,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
 
 /// Hands the early-data response future from the connecting task to the query that started it.
 final class EarlyResponseBox: Sendable {
-  private let value = Mutex<EventLoopFuture<Message>?>(nil)
+  private let value = StateLock<EventLoopFuture<Message>?>(nil)
   func set(_ f: EventLoopFuture<Message>?) { value.withLock { $0 = f } }
   var future: EventLoopFuture<Message>? { value.withLock { $0 } }
 }

@@ -1,9 +1,8 @@
-import Synchronization
 
 /// Remembers recently failed questions so they are answered SERVFAIL without new upstream
 /// traffic, with a bounded size.
 final class FailureCache: Sendable {
-  private let entries = Mutex<[Question: Double]>([:])
+  private let entries = StateLock<[Question: Double]>([:])
   let ttl: Double
   let capacity: Int
   let time: any TimeSource

@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import Synchronization
 
 /// What every resolution shares: configuration, cache, server statistics and the upstream seam.
 final class ResolverCore: Sendable {
@@ -28,7 +27,7 @@ final class ResolverCore: Sendable {
 /// Identical concurrent questions share one resolution.
 public final class RecursiveResolver: QueryResolving {
   let core: ResolverCore
-  private let inflight = Mutex<[Question: Task<Resolution, Never>]>([:])
+  private let inflight = StateLock<[Question: Task<Resolution, Never>]>([:])
 
   /// A resolver that talks Do53 through `group`.
   public convenience init(

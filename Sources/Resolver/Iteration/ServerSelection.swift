@@ -1,9 +1,8 @@
-import Synchronization
 
 /// Smoothed RTT per server address, shared by all resolutions.
 public final class ServerSelection: Sendable {
-  private let srtt = Mutex<[String: Double]>([:])  // milliseconds
-  private let timeoutCounts = Mutex<[String: Int]>([:])
+  private let srtt = StateLock<[String: Double]>([:])  // milliseconds
+  private let timeoutCounts = StateLock<[String: Int]>([:])
   private let timeoutTotal = Counter()
   /// Retransmit timeout used for servers never heard from.
   let unknownTimeoutMs: Double

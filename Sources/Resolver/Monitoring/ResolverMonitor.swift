@@ -1,6 +1,5 @@
 import Foundation
 import NIOCore
-import Synchronization
 
 /// Counts per time bucket in a fixed ring: bucket `k` covers `[k·width, (k+1)·width)` seconds.
 /// Buckets older than the ring are overwritten lazily, so adding is O(1).
@@ -65,7 +64,7 @@ public final class ResolverMonitor: Sendable {
   /// Unix seconds when monitoring started.
   public let startTime: Double
   let wallClock: @Sendable () -> Double
-  let state = Mutex(State())
+  let state = StateLock(State())
   /// The client listener's counters (caps, refusals, drops); the `Listener` given this monitor uses them.
   public let listenerCounters = ListenerCounters()
 

@@ -1,5 +1,4 @@
 import NIOCore
-import Synchronization
 
 /// Per-client-address token buckets: each address may send `rate` queries per second with bursts
 /// of up to `burst`. The table holds at most `maxClients` addresses; when it is full, buckets
@@ -14,7 +13,7 @@ final class ClientRateLimiter: Sendable {
   let rate: Double
   let burst: Double
   let maxClients: Int
-  private let buckets = Mutex<[String: Bucket]>([:])
+  private let buckets = StateLock<[String: Bucket]>([:])
 
   /// `rate` queries per second per address (must be > 0); bursts up to `burst` (at least 1).
   init(rate: Double, burst: Double? = nil, maxClients: Int = 65_536) {

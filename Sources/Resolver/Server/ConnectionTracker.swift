@@ -1,10 +1,9 @@
 import NIOCore
-import Synchronization
 
 /// The open client TCP connections: enforces `maxTCPConnections` and lets `stop()` close them all.
 final class ConnectionTracker: Sendable {
   private let limit: Int
-  private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+  private let channels = StateLock<[ObjectIdentifier: any Channel]>([:])
 
   init(limit: Int) { self.limit = limit }
 

@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// The control socket: a Unix-domain stream socket (mode 0600) speaking `ControlProtocol`'s
 /// line-based JSON. Each connection is served in order, one response line per request line; a
@@ -15,8 +14,8 @@ public final class ControlServer: Sendable {
   let handler: ControlHandler
   let group: any EventLoopGroup
   let logger: Logger
-  let channel = Mutex<(any Channel)?>(nil)
-  let acceptLoop = Mutex<Task<Void, Never>?>(nil)
+  let channel = StateLock<(any Channel)?>(nil)
+  let acceptLoop = StateLock<Task<Void, Never>?>(nil)
 
   public init(path: String, handler: ControlHandler, group: any EventLoopGroup, logger: Logger) {
     self.path = path

@@ -1,7 +1,6 @@
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// Serves local clients over UDP and TCP (RFC 7766 framing) from any `QueryResolving`.
 public final class Listener: Sendable {
@@ -11,7 +10,7 @@ public final class Listener: Sendable {
   private let counters: ListenerCounters
   private let processor: QueryProcessor
   private let connections: ConnectionTracker
-  private let servers = Mutex<[any Channel]>([])
+  private let servers = StateLock<[any Channel]>([])
   private let fastPath: FastPath?
 
   /// A listener for `configuration`; nothing is bound until `start()`.

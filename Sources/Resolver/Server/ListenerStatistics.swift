@@ -31,10 +31,10 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   public init() {}
 }
 
-/// Mutex-protected `ListenerStatistics` shared by the listener's handlers (and the monitor).
+/// Lock-protected `ListenerStatistics` shared by the listener's handlers (and the monitor).
 /// Packet-cache hits count in a relaxed atomic instead (no lock per cached answer).
 public final class ListenerCounters: Sendable {
-  private let counters = Mutex(ListenerStatistics())
+  private let counters = StateLock(ListenerStatistics())
   private let fastQueries = Atomic<Int>(0)
 
   public init() {}

@@ -6,7 +6,6 @@
   import Darwin
 #endif
 import NIOCore
-import Synchronization
 
 /// Serialized responses to repeated client questions, answered on the event loop without parsing
 /// the query, a task hop, the resolver or serialization (the cached-answer fast path).
@@ -21,7 +20,7 @@ public final class PacketCache: Sendable {
   public let capacity: Int
   private let generation: @Sendable () -> UInt64
   private let clock: @Sendable () -> UInt64
-  private let store: Mutex<LRUStore<UInt64, Entry>>
+  private let store: StateLock<LRUStore<UInt64, Entry>>
 
   /// One stored response; a class, so the store's nodes and a hit hold one reference each.
   final class Entry: Sendable {
@@ -69,7 +68,7 @@ public final class PacketCache: Sendable {
     self.capacity = max(0, capacity)
     self.generation = generation
     self.clock = now
-    self.store = Mutex(LRUStore(capacity: max(0, capacity)))
+    self.store = StateLock(LRUStore(capacity: max(0, capacity)))
   }
 
   /// A cache tied to `cache`: flushing it (any flush) empties this one.

@@ -1,5 +1,4 @@
 import COpenSSL
-import Synchronization
 
 /// DNS Cookies for Do53 to authoritative servers (RFC 7873, R-35): an 8-octet client cookie per
 /// server derived from a secret (HMAC-SHA-256 over the server address; the secret is rotated
@@ -17,7 +16,7 @@ public final class DNSCookieJar: Sendable {
   static let maxServers = 10_000
   let rotation: Double
   let time: any TimeSource
-  let state: Mutex<State>
+  let state: StateLock<State>
 
   public init(rotation: Double = 3_600, time: any TimeSource = SystemTimeSource()) {
     // OpenSSL without atexit cleanup, as in DoTClientContext: with --no-encryption this jar is the
@@ -26,7 +25,7 @@ public final class DNSCookieJar: Sendable {
     OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil)
     self.rotation = rotation
     self.time = time
-    state = Mutex(State(secret: Self.randomSecret(), rotatedAt: time.now()))
+    state = StateLock(State(secret: Self.randomSecret(), rotatedAt: time.now()))
   }
 
   /// The COOKIE option for a query to `server`: our client cookie, plus its server cookie if known.

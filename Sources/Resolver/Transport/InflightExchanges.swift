@@ -1,4 +1,3 @@
-import Synchronization
 
 /// Identical upstream queries in flight (same server, name, type and class), so that concurrent
 /// resolutions share one query instead of sending duplicates: duplicates would give an
@@ -22,7 +21,7 @@ final class InflightExchanges: Sendable {
     }
   }
 
-  private let tasks = Mutex<[Key: Task<ExchangeResult, Never>]>([:])
+  private let tasks = StateLock<[Key: Task<ExchangeResult, Never>]>([:])
   /// Exchanges that joined one already in flight instead of sending.
   let joined = Counter()
 

@@ -1,4 +1,3 @@
-import Synchronization
 
 /// The parts of a DoT session readable from any thread: whether it takes queries and when it last did.
 final class DoTConnectionStatus: Sendable {
@@ -6,7 +5,7 @@ final class DoTConnectionStatus: Sendable {
     var active = false
     var lastActivity: Double = 0
   }
-  private let state = Mutex(State())
+  private let state = StateLock(State())
 
   var isActive: Bool { state.withLock { $0.active } }
   var lastActivity: Double { state.withLock { $0.lastActivity } }
