@@ -197,18 +197,19 @@ enum DoTTestError: Error {
   case setup(String)
 }
 
-/// A port on loopback `address` that TCP and UDP can both bind right now (TCP's from the kernel's
-/// port 0), for a test server started next. It is free only until someone else takes it: start
-/// servers through `retryingOnAnotherPort`.
+/// A port on loopback `address` that TCP and UDP can both bind right now, for a test server
+/// started next. Drawn from 20000-32767, below Linux's default ephemeral range (32768-60999): a
+/// port from bind(0) was often taken again by another process's outgoing socket before NSD bound
+/// it. It is free only until someone else takes it: start servers through `retryingOnAnotherPort`.
 func freeTestPort(on address: String) async throws -> Int {
   let group = MultiThreadedEventLoopGroup.singleton
-  for _ in 0..<20 {
-    let tcp = try await ServerBootstrap(group: group).bind(host: address, port: 0).get()
-    let port = tcp.localAddress?.port ?? 0
+  for _ in 0..<50 {
+    let port = Int.random(in: 20000...32767)
+    guard let tcp = try? await ServerBootstrap(group: group).bind(host: address, port: port).get() else { continue }
     let udp = try? await DatagramBootstrap(group: group).bind(host: address, port: port).get()
     try? await udp?.close()
     try? await tcp.close()
-    if udp != nil && port > 0 { return port }
+    if udp != nil { return port }
   }
   throw DoTTestError.setup("no port on \(address) is free for both TCP and UDP")
 }
