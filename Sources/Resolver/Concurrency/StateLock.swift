@@ -38,7 +38,9 @@ public final class StateLock<Value>: @unchecked Sendable {
 
   /// Runs `body` with the lock held and exclusive access to the value; returns what it returns.
   @inline(__always)
-  public func withLock<Result, E: Error>(_ body: (inout Value) throws(E) -> Result) throws(E) -> Result {
+  public func withLock<Result, E: Error>(
+    _ body: (inout Value) throws(E) -> Result
+  ) throws(E) -> Result {
     pthread_mutex_lock(mutex)
     defer { pthread_mutex_unlock(mutex) }
     return try body(&value.pointee)
