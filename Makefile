@@ -124,8 +124,8 @@ fuzz:
 	FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_JOBS="$(FUZZ_JOBS)" Fuzz/fuzz.sh
 
 # Unit tests under AddressSanitizer (with LeakSanitizer) and ThreadSanitizer, each in its own
-# scratch path, then the integration suite against the ASan-built sotto. Not part of `make test`;
-# CI runs it after `make test` (.ci/run). LAB_LOCK prefixes the lab run (on a shared machine:
+# scratch path, then the integration suite against the ASan-built and the TSan-built sotto. Not
+# part of `make test`; CI runs all of it after `make test` (.ci/run). LAB_LOCK prefixes the lab run (on a shared machine:
 # LAB_LOCK="flock /tmp/sotto-lab.lock"). Tests/Sanitizers/ holds the suppressions, each explained
 # (third-party code only). SAN_TIMEOUT bounds each test run: a test process killed by a sanitizer
 # can leave helper servers (nsd, openssl s_server) holding swift-test's output pipe.
