@@ -82,7 +82,7 @@ struct LRUStore<Key: Hashable, Value> {
   @discardableResult
   mutating func remove(_ key: Key) -> Value? {
     guard let i = index.removeValue(forKey: key), let node = nodes[i] else { return nil }
-    unlink(i, node)
+    unlink(prev: node.prev, next: node.next)
     nodes[i] = nil
     freeSlots.append(i)
     return node.value
@@ -94,10 +94,6 @@ struct LRUStore<Key: Hashable, Value> {
     index.removeAll()
     head = -1
     tail = -1
-  }
-
-  private mutating func unlink(_ i: Int, _ node: Node) {
-    unlink(prev: node.prev, next: node.next)
   }
 
   /// Joins the neighbours of a node; takes its links, not the node, so moving a node to the
