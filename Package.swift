@@ -26,6 +26,8 @@ let package = Package(
       providers: [.apt(["libncurses-dev"]), .brew(["ncurses"])]
     ),
     .target(name: "TUI", dependencies: ["Resolver", "CNcurses"]),
+    // epoll and eventfd for the upstream UDP engine (Glibc's Swift module lacks them).
+    .systemLibrary(name: "CLinuxEpoll"),
     .systemLibrary(
       name: "CNgtcp2",
       pkgConfig: "libngtcp2_crypto_gnutls",
@@ -45,6 +47,7 @@ let package = Package(
       dependencies: [
         "COpenSSL",
         "CNgtcp2Shim",
+        "CLinuxEpoll",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),

@@ -3,7 +3,8 @@ import NIOPosix
 
 /// Plain DNS to authoritative servers over UDP and TCP (RFC 1035, RFC 7766).
 /// Each UDP query uses its own connected socket on a kernel-chosen random port, so
-/// the kernel drops datagrams from any other address or port.
+/// the kernel drops datagrams from any other address or port; the sockets are not NIO
+/// channels but plain ones watched by one epoll thread (`UDPExchangeEngine`), which is cheaper.
 public final class Do53Transport: Sendable {
   let group: any EventLoopGroup
   /// Counts responses dropped because they did not match (ID or question), for monitoring.
@@ -28,37 +29,13 @@ public final class Do53Transport: Sendable {
   /// Number of exchanges that joined an identical query in flight instead of sending one.
   public var coalescedQueries: Int { inflight.joined.value }
 
-  /// Sends `query` over UDP and waits for a matching response.
+  /// Sends `query` over UDP and waits for a matching response. Each query has its own connected
+  /// socket on a fresh random source port, watched by the shared `UDPExchangeEngine`.
   public func queryUDP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError) -> Message {
-    let bytes = query.serialize()
-    let matcher = ResponseMatcher(query: query)
-    let promise = group.next().makePromise(of: Message.self)
-    let counter = mismatches
-    let bootstrap = DatagramBootstrap(group: promise.futureResult.eventLoop)
-      .channelOption(.socketOption(.so_reuseaddr), value: 0)
-      .channelInitializer { channel in
-        channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandler(
-            UDPExchangeHandler(
-              matcher: matcher, promise: promise, mismatches: counter, suspicionThreshold: Self.spoofSuspicionThreshold))
-        }
-      }
-    let channel: any Channel
-    do {
-      channel = try await bootstrap.connect(to: server.socketAddress).get()
-    } catch {
-      promise.fail(error)
-      throw .io("\(error)")
-    }
-    let timer = channel.eventLoop.scheduleTask(in: timeout) { promise.fail(TransportError.timeout) }
-    var buffer = channel.allocator.buffer(capacity: bytes.count)
-    buffer.writeBytes(bytes)
-    channel.writeAndFlush(buffer, promise: nil)
-    defer {
-      timer.cancel()
-      channel.close(promise: nil)
-    }
-    return try await Self.await(promise.futureResult)
+    try await UDPExchangeEngine.shared.exchange(
+      query.serialize(), to: server.socketAddress, matcher: ResponseMatcher(query: query), timeout: timeout,
+      mismatches: mismatches, suspicionThreshold: Self.spoofSuspicionThreshold
+    ).get()
   }
 
   /// Sends `query` over a new TCP connection and waits for a matching response.
@@ -131,26 +108,6 @@ struct ExchangeCompletion: Sendable {
   }
 
   func fail(_ error: TransportError) { promise.fail(error) }
-}
-
-/// Reads datagrams on a connected UDP socket until one matches the query.
-final class UDPExchangeHandler: ChannelInboundHandler, Sendable {
-  typealias InboundIn = AddressedEnvelope<ByteBuffer>
-  let completion: ExchangeCompletion
-
-  init(matcher: ResponseMatcher, promise: EventLoopPromise<Message>, mismatches: Counter, suspicionThreshold: Int) {
-    completion = ExchangeCompletion(
-      matcher: matcher, promise: promise, mismatches: mismatches, suspicionThreshold: suspicionThreshold)
-  }
-
-  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    completion.deliver(Array(unwrapInboundIn(data).data.readableBytesView))
-  }
-
-  func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    // ECONNREFUSED from an ICMP port unreachable on the connected socket.
-    completion.fail(.unreachable("\(error)"))
-  }
 }
 
 /// Reads length-prefixed frames on a TCP connection until one matches the query.

@@ -1,0 +1,198 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+import CLinuxEpoll
+import NIOCore
+import Synchronization
+
+/// Upstream Do53 UDP queries without a NIO channel each: every query gets its own connected,
+/// non-blocking UDP socket (a fresh kernel-chosen random source port, R-31) that one epoll thread
+/// per process watches; the first matching reply, an error or the deadline completes the waiting
+/// query. The connected socket makes the kernel drop datagrams from any other address or port.
+final class UDPExchangeEngine: Sendable {
+  /// The process's engine (one thread, started on first use).
+  static let shared = UDPExchangeEngine()
+
+  /// Bytes read per datagram: NIO's datagram channel read 2048, and a longer datagram arrives cut
+  /// (then unparsable, which sends the exchange to TCP); kept so that behaviour stays the same.
+  static let receiveSize = 2048
+
+  private struct Pending {
+    var continuation: UnsafeContinuation<Result<Message, TransportError>, Never>
+    let matcher: ResponseMatcher
+    let mismatches: Counter
+    let suspicionThreshold: Int
+    let deadline: UInt64
+    var localMismatches = 0
+  }
+
+  private struct State {
+    var pending: [Int32: Pending] = [:]
+    /// The deadline the engine thread sleeps until (UInt64.max: none); an earlier one wakes it.
+    var sleepingUntil = UInt64.max
+  }
+
+  private let state = Mutex(State())
+  private let epollFD: Int32
+  private let wakeFD: Int32
+
+  private init() {
+    epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+    wakeFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
+    guard epollFD >= 0, wakeFD >= 0 else { return }
+    var ev = epoll_event()
+    ev.events = EPOLLIN.rawValue
+    ev.data.fd = wakeFD
+    _ = epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, &ev)
+    let engine = Unmanaged.passRetained(self).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(
+      &thread, nil,
+      { arg in
+        guard let arg else { return nil }
+        Unmanaged<UDPExchangeEngine>.fromOpaque(arg).takeRetainedValue().run()
+        return nil
+      }, engine)
+    if rc == 0 {
+      pthread_detach(thread)
+    } else {
+      Unmanaged<UDPExchangeEngine>.fromOpaque(engine).release()
+    }
+  }
+
+  /// Sends `bytes` from a new connected socket to `address` and waits until a reply matches
+  /// (`matcher`), the socket reports an error, `threshold` mismatches arrived or `timeout` passed.
+  func exchange(
+    _ bytes: [UInt8], to address: SocketAddress, matcher: ResponseMatcher, timeout: TimeAmount, mismatches: Counter,
+    suspicionThreshold: Int
+  ) async -> Result<Message, TransportError> {
+    guard epollFD >= 0, wakeFD >= 0 else { return .failure(.io("UDP engine: epoll unavailable")) }
+    let family = address.protocol.rawValue
+    let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { return .failure(.io("socket: \(Self.errorText(errno))")) }
+    // no bind; connect() gives the socket a random ephemeral source port.
+    let connected = address.withSockAddr { sa, len in connect(fd, sa, socklen_t(len)) }
+    guard connected == 0 else {
+      let e = errno
+      close(fd)
+      return .failure(.io("connect: \(Self.errorText(e))"))
+    }
+    let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    guard sent == bytes.count else {
+      let e = errno
+      close(fd)
+      return .failure(.unreachable("send: \(Self.errorText(e))"))
+    }
+    let deadline = Self.now() &+ UInt64(max(timeout.nanoseconds, 0))
+    return await withUnsafeContinuation { continuation in
+      // Registered under the lock: the engine thread removes and closes sockets under it too,
+      // so this fd cannot be closed (and its number reused) between insert and EPOLL_CTL_ADD.
+      let wake = state.withLock { s -> Bool in
+        s.pending[fd] = Pending(
+          continuation: continuation, matcher: matcher, mismatches: mismatches, suspicionThreshold: suspicionThreshold,
+          deadline: deadline)
+        var ev = epoll_event()
+        ev.events = EPOLLIN.rawValue
+        ev.data.fd = fd
+        _ = epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev)
+        return deadline < s.sleepingUntil
+      }
+      if wake { _ = eventfd_write(wakeFD, 1) }
+    }
+  }
+
+  private func run() {
+    var events = [epoll_event](repeating: epoll_event(), count: 64)
+    var buffer = [UInt8](repeating: 0, count: Self.receiveSize)
+    while true {
+      let wait = state.withLock { s -> Int32 in
+        let next = s.pending.values.lazy.map(\.deadline).min() ?? .max
+        s.sleepingUntil = next
+        if next == .max { return -1 }
+        let now = Self.now()
+        if next <= now { return 0 }
+        // Round up so that the deadline has passed when epoll_wait returns.
+        return Int32(clamping: (next - now + 999_999) / 1_000_000)
+      }
+      let n = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, Int32($0.count), wait) }
+      if n > 0 {
+        for i in 0..<Int(n) {
+          let fd = events[i].data.fd
+          if fd == wakeFD {
+            var value: eventfd_t = 0
+            _ = eventfd_read(wakeFD, &value)
+          } else {
+            readReplies(fd, into: &buffer)
+          }
+        }
+      }
+      expire()
+    }
+  }
+
+  /// Reads every queued datagram on `fd` until one completes its query.
+  private func readReplies(_ fd: Int32, into buffer: inout [UInt8]) {
+    guard let entry = state.withLock({ $0.pending[fd] }) else { return }
+    while true {
+      let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+      if count < 0 {
+        let e = errno
+        if e == EAGAIN || e == EWOULDBLOCK { return }
+        if e == EINTR { continue }
+        // ECONNREFUSED from an ICMP port unreachable on the connected socket.
+        finish(fd, .failure(.unreachable("recv: \(Self.errorText(e))")))
+        return
+      }
+      switch entry.matcher.match(Array(buffer[0..<count])) {
+      case .none:
+        entry.mismatches.increment()
+        let seen = state.withLock { s -> Int in
+          s.pending[fd]?.localMismatches += 1
+          return s.pending[fd]?.localMismatches ?? 0
+        }
+        if seen >= entry.suspicionThreshold {
+          finish(fd, .failure(.spoofSuspected))
+          return
+        }
+      case .success(let message)?:
+        finish(fd, .success(message))
+        return
+      case .failure(let error)?:
+        finish(fd, .failure(.malformed(error)))
+        return
+      }
+    }
+  }
+
+  /// Completes the queries whose deadline has passed.
+  private func expire() {
+    let now = Self.now()
+    let expired = state.withLock { s -> [(Int32, Pending)] in
+      var out: [(Int32, Pending)] = []
+      for (fd, p) in s.pending where p.deadline <= now { out.append((fd, p)) }
+      for (fd, _) in out { s.pending.removeValue(forKey: fd) }
+      return out
+    }
+    for (fd, p) in expired {
+      close(fd)
+      p.continuation.resume(returning: .failure(.timeout))
+    }
+  }
+
+  private func finish(_ fd: Int32, _ result: Result<Message, TransportError>) {
+    guard let entry = state.withLock({ $0.pending.removeValue(forKey: fd) }) else { return }
+    close(fd)
+    entry.continuation.resume(returning: result)
+  }
+
+  private static func now() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+  }
+
+  private static func errorText(_ code: Int32) -> String {
+    guard let s = strerror(code) else { return "errno \(code)" }
+    return "\(String(cString: s)) (errno \(code))"
+  }
+}
