@@ -131,6 +131,8 @@ def test_forged_responses_never_enter_the_cache(lab, sotto, free_port, tmp_path)
     assert figures["sent"] >= 100_000
     assert poisoned == [], f"forged records in the cache: {poisoned[:10]}"
     assert answered == len(names), {n: cached.get(n) for n in names if cached.get(n) != ["192.0.2.99"]}
-    # The forgeries that reached a live socket were seen and dropped, not silently lost.
-    if figures["to_live_ports"] > 0 and figures["live_ports_seen"] > 0:
-        assert stats["upstream"]["mismatchedReplies"] > 0, stats["upstream"]
+    # Not asserted here: that forgeries sent to a port Sotto had open were counted. Each upstream
+    # socket lives only from the query to its reply (tens of microseconds on loopback), so a
+    # forgery aimed at a port the forger saw in /proc usually lands after the socket closed and
+    # the kernel drops it uncounted. Counting of mismatched replies is asserted
+    # deterministically in test_hostile.py (servers that send wrong IDs and questions).

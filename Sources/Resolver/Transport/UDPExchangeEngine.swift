@@ -3,7 +3,6 @@
 #endif
 import CLinuxEpoll
 import NIOCore
-import Synchronization
 
 /// Upstream Do53 UDP queries without a NIO channel each: every query gets its own connected,
 /// non-blocking UDP socket (a fresh kernel-chosen random source port, R-31) that one epoll thread
@@ -13,9 +12,9 @@ final class UDPExchangeEngine: Sendable {
   /// The process's engine (one thread, started on first use).
   static let shared = UDPExchangeEngine()
 
-  /// Bytes read per datagram: NIO's datagram channel read 2048, and a longer datagram arrives cut
-  /// (then unparsable, which sends the exchange to TCP); kept so that behaviour stays the same.
-  static let receiveSize = 2048
+  /// Bytes read per datagram: the largest EDNS buffer size Sotto can advertise
+  /// (`--edns-buffer-size`, at most 4096), so no reply Sotto asked for arrives cut.
+  static let receiveSize = 4096
 
   private struct Pending {
     var continuation: UnsafeContinuation<Result<Message, TransportError>, Never>
@@ -32,7 +31,7 @@ final class UDPExchangeEngine: Sendable {
     var sleepingUntil = UInt64.max
   }
 
-  private let state = Mutex(State())
+  private let state = StateLock(State())
   private let epollFD: Int32
   private let wakeFD: Int32
 
