@@ -42,6 +42,30 @@ final class FastPath: Sendable {
     return .hit(response)
   }
 
+  /// What `lookup(_:from:into:)` found.
+  enum RawOutcome {
+    /// Answered from the packet cache: the response fills the first `size` bytes of the buffer.
+    case hit(size: Int)
+    /// Not answered: as `Outcome.miss`.
+    case miss(FastQuery?, generation: UInt64)
+  }
+
+  /// `lookup` for the UDP socket loop: the query and the response buffer are its reused memory.
+  func lookup(_ query: UnsafeRawBufferPointer, from client: RawClientAddress, into out: UnsafeMutableRawBufferPointer)
+    -> RawOutcome
+  {
+    let generation = cache.currentGeneration
+    guard allowed.contains(where: { $0.contains(client) }) else {
+      return .miss(nil, generation: generation)
+    }
+    guard let (size, hit) = cache.answer(query, into: out, generation: generation) else {
+      return .miss(FastQuery(bytes: query), generation: generation)
+    }
+    counters.countFastQuery()
+    monitor?.recordFastHit(client: client, name: hit.name, type: hit.qtype, rcode: hit.rcode)
+    return .hit(size: size)
+  }
+
   /// Stores the full path's answer to a replayable query.
   func learn(_ response: [UInt8], for query: FastQuery, generation: UInt64) {
     cache.insert(response: response, for: query, generation: generation)

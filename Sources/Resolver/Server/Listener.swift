@@ -11,6 +11,9 @@ public final class Listener: Sendable {
   private let processor: QueryProcessor
   private let connections: ConnectionTracker
   private let servers = StateLock<[any Channel]>([])
+  #if canImport(Glibc)
+    private let udpLoops = StateLock<[UDPSocketLoop]>([])
+  #endif
   private let fastPath: FastPath?
 
   /// A listener for `configuration`; nothing is bound until `start()`.
@@ -64,6 +67,15 @@ public final class Listener: Sendable {
     for channel in channels {
       try? await channel.close()
     }
+    #if canImport(Glibc)
+      let loops = udpLoops.withLock { open in
+        defer { open.removeAll() }
+        return open
+      }
+      for loop in loops {
+        await loop.stop()
+      }
+    #endif
   }
 
   // MARK: - Binding
@@ -79,6 +91,14 @@ public final class Listener: Sendable {
         throw ListenerError.noAddress
       }
       do {
+        #if canImport(Glibc)
+          // With the packet cache, UDP is served by the socket loop (NIO's channel where unavailable).
+          if let fastPath, let loop = try UDPSocketLoop.start(local, processor: processor, fastPath: fastPath) {
+            servers.withLock { $0.append(tcp) }
+            udpLoops.withLock { $0.append(loop) }
+            return local
+          }
+        #endif
         let udp = try await bindUDP(local)
         servers.withLock { $0 += [tcp, udp] }
         return local
