@@ -1,7 +1,8 @@
 import NIOCore
 
 /// The cached-answer fast path of the UDP listener: access control, counting and a packet-cache
-/// lookup done on the event loop. A miss returns what the full path needs to store its answer.
+/// lookup done on the receiving thread (`UDPSocketLoop` or the NIO event loop). A miss returns
+/// what the full path needs to store its answer.
 ///
 /// Rate limiting of clients belongs in `lookup` before the cache is consulted, so that hits are
 /// limited like everything else.

@@ -18,7 +18,8 @@ public final class Listener: Sendable {
 
   /// A listener for `configuration`; nothing is bound until `start()`.
   /// `monitor`, when given, records every resolved client query (dashboard, `sotto ctl`).
-  /// `packetCache`, when given, answers repeated UDP questions on the event loop.
+  /// `packetCache`, when given, answers repeated UDP questions before any task (UDP is then served by
+  /// `UDPSocketLoop` where recvmmsg/sendmmsg exist).
   public init(
     resolver: any QueryResolving, configuration: ListenerConfiguration, group: any EventLoopGroup, logger: Logger,
     monitor: ResolverMonitor? = nil, packetCache: PacketCache? = nil

@@ -7,8 +7,8 @@
 #endif
 import NIOCore
 
-/// Serialized responses to repeated client questions, answered on the event loop without parsing
-/// the query, a task hop, the resolver or serialization (the cached-answer fast path).
+/// Serialized responses to repeated client questions, answered on the receiving thread without
+/// parsing the query, a task hop, the resolver or serialization (the cached-answer fast path).
 ///
 /// Keyed by the lowercased question (name wire form, type, class) and what shapes the response
 /// (RD, CD, EDNS present, DO). A hit copies the stored response, patches the ID and the client's
