@@ -142,6 +142,65 @@ private enum ListenerTestError: Error {
     }
   }
 
+  // MARK: The UDP socket loop (serves UDP whenever the packet cache is on)
+
+  @Test func rateLimitingAlsoLimitsPacketCacheHits() async throws {
+    let packets = PacketCache(capacity: 100, invalidatedBy: DNSCache())
+    try await withListener(rate: 1, packetCache: packets) { server, listener in
+      let first = try Message.parse(try await udpExchange(query(id: 1, "a.example"), with: server))
+      #expect(first.rcode == .noError)
+      try await Task.sleep(for: .milliseconds(50))  // stored after it is sent
+      #expect(packets.count == 1)
+      await #expect(throws: ListenerTestError.timeout) {
+        _ = try await udpExchange(query(id: 2, "a.example"), with: server, seconds: 1)
+      }
+      #expect(listener.statistics.rateLimited == 1)
+    }
+  }
+
+  @Test func answersABurstOfCachedQueriesEachWithItsID() async throws {
+    let resolver = CountingResolver()
+    let packets = PacketCache(capacity: 100, invalidatedBy: DNSCache())
+    try await withListener(resolver: resolver, packetCache: packets) { server, listener in
+      _ = try await udpExchange(query(id: 1, "www.example.com"), with: server)
+      try await Task.sleep(for: .milliseconds(50))
+      // 100 queries sent at once: several recvmmsg/sendmmsg batches of the loop.
+      let ids = (UInt16(100)..<200).map { $0 }
+      let replies = try await udpBurst(ids.map { try query(id: $0, "www.example.com") }, with: server)
+      let parsed = try replies.map { try Message.parse($0) }
+      #expect(Set(parsed.map(\.header.id)) == Set(ids))
+      #expect(parsed.allSatisfy { $0.answers.count == 1 })
+      #expect(resolver.calls.withLock { $0 } == 1)
+      #expect(listener.statistics.queries == 101)
+    }
+  }
+
+  @Test func servesIPv6ClientsFromThePacketCache() async throws {
+    let monitor = ResolverMonitor()
+    let packets = PacketCache(capacity: 100, invalidatedBy: DNSCache())
+    try await withListener(host: "::1", monitor: monitor, packetCache: packets) { server, _ in
+      _ = try await udpExchange(query(id: 1, "v6.example"), with: server)
+      try await Task.sleep(for: .milliseconds(50))
+      let reply = try Message.parse(try await udpExchange(query(id: 2, "v6.example"), with: server))
+      #expect(reply.header.id == 2 && reply.answers.count == 1)
+      let seen = monitor.snapshot()
+      #expect(seen.cacheHits == 1)
+      #expect(seen.queries.first?.client == "::1")
+    }
+  }
+
+  @Test func stoppingReleasesTheUDPPort() async throws {
+    let packets = PacketCache(capacity: 100, invalidatedBy: DNSCache())
+    var port = 0
+    try await withListener(packetCache: packets) { server, _ in
+      port = server.port ?? 0
+      _ = try await udpExchange(query(id: 1, "a.example"), with: server)
+    }
+    // The listener has stopped: the port can be bound again at once.
+    let again = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: port).get()
+    try await again.close()
+  }
+
   // MARK: Connection handling (no wire format needed)
 
   @Test func closesIdleTCPConnections() async throws {
@@ -213,13 +272,14 @@ private enum ListenerTestError: Error {
   // MARK: Helpers
 
   private func withListener(
+    host: String = "127.0.0.1",
     resolver: any QueryResolving = FixedResolver(), allowed: [CIDR] = CIDR.loopback, idle: TimeAmount = .seconds(10),
     maxTCP: Int = 256, tcpQueryLimit: Int = 1000, maxResolutions: Int = 1024, rate: Double = 0,
     monitor: ResolverMonitor? = nil, packetCache: PacketCache? = nil,
     _ body: (SocketAddress, Listener) async throws -> Void
   ) async throws {
     let configuration = ListenerConfiguration(
-      addresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)], allowed: allowed, tcpIdleTimeout: idle,
+      addresses: [try SocketAddress(ipAddress: host, port: 0)], allowed: allowed, tcpIdleTimeout: idle,
       maxTCPConnections: maxTCP, tcpQueriesPerConnection: tcpQueryLimit, maxResolutions: maxResolutions,
       clientRateLimit: rate)
     let listener = Listener(
@@ -249,7 +309,18 @@ private enum ListenerTestError: Error {
   }
 
   private func udpExchange(_ query: [UInt8], with server: SocketAddress, seconds: Int = 5) async throws -> [UInt8] {
-    let channel = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0) { channel in
+    guard let reply = try await udpBurst([query], with: server, seconds: seconds).first else {
+      throw ListenerTestError.noReply
+    }
+    return reply
+  }
+
+  /// Sends `queries` back to back from one socket and returns the first reply to each.
+  private func udpBurst(_ queries: [[UInt8]], with server: SocketAddress, seconds: Int = 5) async throws
+    -> [[UInt8]]
+  {
+    let host = server.protocol == .inet6 ? "::1" : "127.0.0.1"
+    let channel = try await DatagramBootstrap(group: group).bind(host: host, port: 0) { channel in
       channel.eventLoop.makeCompletedFuture {
         try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(
           wrappingChannelSynchronously: channel)
@@ -257,8 +328,14 @@ private enum ListenerTestError: Error {
     }
     return try await withTimeout(seconds: seconds) {
       try await channel.executeThenClose { inbound, outbound in
-        try await outbound.write(AddressedEnvelope(remoteAddress: server, data: ByteBuffer(bytes: query)))
-        for try await envelope in inbound { return Array(envelope.data.readableBytesView) }
+        for query in queries {
+          try await outbound.write(AddressedEnvelope(remoteAddress: server, data: ByteBuffer(bytes: query)))
+        }
+        var replies: [[UInt8]] = []
+        for try await envelope in inbound {
+          replies.append(Array(envelope.data.readableBytesView))
+          if replies.count == queries.count { return replies }
+        }
         throw ListenerTestError.noReply
       }
     }

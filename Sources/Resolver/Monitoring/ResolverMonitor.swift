@@ -125,7 +125,12 @@ public final class ResolverMonitor: Sendable {
 
   /// Records a client query answered from the packet cache; formatted only when a snapshot is taken.
   public func recordFastHit(client: SocketAddress, name: [UInt8], type: UInt16, rcode: UInt8) {
-    let hit = FastHit(time: wallClock(), client: RawClientAddress(client), name: name, type: type, rcode: rcode)
+    recordFastHit(client: RawClientAddress(client), name: name, type: type, rcode: rcode)
+  }
+
+  /// `recordFastHit` for a client address kept raw (the UDP socket loop).
+  func recordFastHit(client: RawClientAddress, name: [UInt8], type: UInt16, rcode: UInt8) {
+    let hit = FastHit(time: wallClock(), client: client, name: name, type: type, rcode: rcode)
     state.withLock { s in
       s.clientQueries += 1
       s.cacheHits += 1

@@ -64,14 +64,27 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
     case .v4(let v4):
       return withUnsafeBytes(of: v4.address.sin_addr) { matches($0) }
     case .v6(let v6):
-      return withUnsafeBytes(of: v6.address.sin6_addr) { raw in
-        if isIPv4, raw.prefix(12).elementsEqual(CIDR.mappedPrefix) {
-          return matches(UnsafeRawBufferPointer(rebasing: raw[12...]))
-        }
-        return matches(raw)
-      }
+      return containsV6(v6.address)
     default:  // Unix-domain sockets
       return false
+    }
+  }
+
+  /// `contains` for an address kept raw (the UDP socket loop's clients; no `SocketAddress` box).
+  func contains(_ address: RawClientAddress) -> Bool {
+    switch address {
+    case .v4(let a): return withUnsafeBytes(of: a.sin_addr) { matches($0) }
+    case .v6(let a): return containsV6(a)
+    case .other(let a): return contains(a)
+    }
+  }
+
+  private func containsV6(_ address: sockaddr_in6) -> Bool {
+    withUnsafeBytes(of: address.sin6_addr) { raw in
+      if isIPv4, raw.prefix(12).elementsEqual(CIDR.mappedPrefix) {
+        return matches(UnsafeRawBufferPointer(rebasing: raw[12...]))
+      }
+      return matches(raw)
     }
   }
 

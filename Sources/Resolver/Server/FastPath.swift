@@ -1,7 +1,8 @@
 import NIOCore
 
 /// The cached-answer fast path of the UDP listener: access control, counting and a packet-cache
-/// lookup done on the event loop. A miss returns what the full path needs to store its answer.
+/// lookup done on the receiving thread (`UDPSocketLoop` or the NIO event loop). A miss returns
+/// what the full path needs to store its answer.
 ///
 /// Rate limiting of clients belongs in `lookup` before the cache is consulted, so that hits are
 /// limited like everything else.
@@ -40,6 +41,30 @@ final class FastPath: Sendable {
     counters.countFastQuery()
     monitor?.recordFastHit(client: client, name: hit.name, type: hit.qtype, rcode: hit.rcode)
     return .hit(response)
+  }
+
+  /// What `lookup(_:from:into:)` found.
+  enum RawOutcome {
+    /// Answered from the packet cache: the response fills the first `size` bytes of the buffer.
+    case hit(size: Int)
+    /// Not answered: as `Outcome.miss`.
+    case miss(FastQuery?, generation: UInt64)
+  }
+
+  /// `lookup` for the UDP socket loop: the query and the response buffer are its reused memory.
+  func lookup(_ query: UnsafeRawBufferPointer, from client: RawClientAddress, into out: UnsafeMutableRawBufferPointer)
+    -> RawOutcome
+  {
+    let generation = cache.currentGeneration
+    guard allowed.contains(where: { $0.contains(client) }) else {
+      return .miss(nil, generation: generation)
+    }
+    guard let (size, hit) = cache.answer(query, into: out, generation: generation) else {
+      return .miss(FastQuery(bytes: query), generation: generation)
+    }
+    counters.countFastQuery()
+    monitor?.recordFastHit(client: client, name: hit.name, type: hit.qtype, rcode: hit.rcode)
+    return .hit(size: size)
   }
 
   /// Stores the full path's answer to a replayable query.

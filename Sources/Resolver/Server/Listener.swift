@@ -11,11 +11,15 @@ public final class Listener: Sendable {
   private let processor: QueryProcessor
   private let connections: ConnectionTracker
   private let servers = StateLock<[any Channel]>([])
+  #if canImport(Glibc)
+    private let udpLoops = StateLock<[UDPSocketLoop]>([])
+  #endif
   private let fastPath: FastPath?
 
   /// A listener for `configuration`; nothing is bound until `start()`.
   /// `monitor`, when given, records every resolved client query (dashboard, `sotto ctl`).
-  /// `packetCache`, when given, answers repeated UDP questions on the event loop.
+  /// `packetCache`, when given, answers repeated UDP questions before any task (UDP is then served by
+  /// `UDPSocketLoop` where recvmmsg/sendmmsg exist).
   public init(
     resolver: any QueryResolving, configuration: ListenerConfiguration, group: any EventLoopGroup, logger: Logger,
     monitor: ResolverMonitor? = nil, packetCache: PacketCache? = nil
@@ -64,6 +68,15 @@ public final class Listener: Sendable {
     for channel in channels {
       try? await channel.close()
     }
+    #if canImport(Glibc)
+      let loops = udpLoops.withLock { open in
+        defer { open.removeAll() }
+        return open
+      }
+      for loop in loops {
+        await loop.stop()
+      }
+    #endif
   }
 
   // MARK: - Binding
@@ -79,6 +92,14 @@ public final class Listener: Sendable {
         throw ListenerError.noAddress
       }
       do {
+        #if canImport(Glibc)
+          // With the packet cache, UDP is served by the socket loop (NIO's channel where unavailable).
+          if let fastPath, let loop = try UDPSocketLoop.start(local, processor: processor, fastPath: fastPath) {
+            servers.withLock { $0.append(tcp) }
+            udpLoops.withLock { $0.append(loop) }
+            return local
+          }
+        #endif
         let udp = try await bindUDP(local)
         servers.withLock { $0 += [tcp, udp] }
         return local

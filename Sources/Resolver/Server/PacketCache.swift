@@ -7,8 +7,8 @@
 #endif
 import NIOCore
 
-/// Serialized responses to repeated client questions, answered on the event loop without parsing
-/// the query, a task hop, the resolver or serialization (the cached-answer fast path).
+/// Serialized responses to repeated client questions, answered on the receiving thread without
+/// parsing the query, a task hop, the resolver or serialization (the cached-answer fast path).
 ///
 /// Keyed by the lowercased question (name wire form, type, class) and what shapes the response
 /// (RD, CD, EDNS present, DO). A hit copies the stored response, patches the ID and the client's
@@ -94,48 +94,82 @@ public final class PacketCache: Sendable {
   func answer(_ query: ByteBuffer, allocator: ByteBufferAllocator, generation current: UInt64)
     -> (ByteBuffer, Hit)?
   {
-    guard capacity > 0 else { return nil }
-    return query.withUnsafeReadableBytes { raw -> (ByteBuffer, Hit)? in
-      withUnsafeTemporaryAllocation(of: UInt8.self, capacity: FastQuestion.maxKeyLength) { keyBuffer in
-        guard let q = FastQuestion(raw, key: keyBuffer) else { return nil }
-        let key = UnsafeBufferPointer(rebasing: keyBuffer[..<q.keyLength])
-        let now = clock()
-        guard let entry = store.withLock({ $0.get(q.hash) }) else { return nil }
-        // A different question with the same hash is a miss.
-        guard sameBytes(entry.key, UnsafeRawBufferPointer(key)) else { return nil }
-        guard now < entry.expiresAt, entry.generation == current else {
-          store.withLock { store in
-            if store.peek(q.hash) === entry { store.remove(q.hash) }
-          }
-          return nil
-        }
-        let size = entry.response.count
-        guard size <= q.maxResponseSize else { return nil }
-        let elapsed = UInt32(clamping: (now &- entry.storedAt) / 1_000_000_000)
-        let clientName = UnsafeRawBufferPointer(rebasing: raw[12..<q.nameEnd])
-        var out = allocator.buffer(capacity: size)
-        out.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { dest in
-          entry.response.withUnsafeBytes { dest.copyMemory(from: $0) }
-          dest[0] = raw[0]  // the client's ID
-          dest[1] = raw[1]
-          // The client's case (0x20 randomisation).
-          UnsafeMutableRawBufferPointer(rebasing: dest[12..<q.nameEnd]).copyMemory(from: clientName)
-          if elapsed > 0 {
-            for offset in entry.ttlOffsets {
-              let o = Int(offset)
-              let ttl = UInt32(dest[o]) << 24 | UInt32(dest[o + 1]) << 16 | UInt32(dest[o + 2]) << 8 | UInt32(dest[o + 3])
-              let left = ttl &- min(ttl, elapsed)
-              dest[o] = UInt8(truncatingIfNeeded: left >> 24)
-              dest[o + 1] = UInt8(truncatingIfNeeded: left >> 16)
-              dest[o + 2] = UInt8(truncatingIfNeeded: left >> 8)
-              dest[o + 3] = UInt8(truncatingIfNeeded: left)
-            }
-          }
+    query.withUnsafeReadableBytes { raw -> (ByteBuffer, Hit)? in
+      var out: ByteBuffer?
+      let hit = answer(raw, generation: current) { size, fill in
+        var buffer = allocator.buffer(capacity: size)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { dest in
+          fill(dest)
           return size
         }
-        let name = sameBytes(entry.name, clientName) ? entry.name : Array(clientName)
-        return (out, Hit(name: name, qtype: q.qtype, rcode: entry.rcode))
+        out = buffer
+        return true
       }
+      guard let hit, let out else { return nil }
+      return (out, hit)
+    }
+  }
+
+  /// `answer` into caller-owned memory (the UDP socket loop's reused send buffers): the response
+  /// is written to the start of `dest` and its size returned; nil when not held or larger than `dest`.
+  func answer(_ query: UnsafeRawBufferPointer, into dest: UnsafeMutableRawBufferPointer, generation current: UInt64)
+    -> (size: Int, hit: Hit)?
+  {
+    var written = 0
+    let hit = answer(query, generation: current) { size, fill in
+      guard size <= dest.count else { return false }
+      fill(UnsafeMutableRawBufferPointer(rebasing: dest[..<size]))
+      written = size
+      return true
+    }
+    return hit.map { (written, $0) }
+  }
+
+  /// The lookup shared by both `answer`s: `emit` gets the response size and a function that writes
+  /// the patched response into a buffer of exactly that size; it returns false to decline.
+  private func answer(
+    _ raw: UnsafeRawBufferPointer, generation current: UInt64,
+    emit: (Int, (UnsafeMutableRawBufferPointer) -> Void) -> Bool
+  ) -> Hit? {
+    guard capacity > 0 else { return nil }
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: FastQuestion.maxKeyLength) { keyBuffer -> Hit? in
+      guard let q = FastQuestion(raw, key: keyBuffer) else { return nil }
+      let key = UnsafeBufferPointer(rebasing: keyBuffer[..<q.keyLength])
+      let now = clock()
+      guard let entry = store.withLock({ $0.get(q.hash) }) else { return nil }
+      // A different question with the same hash is a miss.
+      guard sameBytes(entry.key, UnsafeRawBufferPointer(key)) else { return nil }
+      guard now < entry.expiresAt, entry.generation == current else {
+        store.withLock { store in
+          if store.peek(q.hash) === entry { store.remove(q.hash) }
+        }
+        return nil
+      }
+      let size = entry.response.count
+      guard size <= q.maxResponseSize else { return nil }
+      let elapsed = UInt32(clamping: (now &- entry.storedAt) / 1_000_000_000)
+      let clientName = UnsafeRawBufferPointer(rebasing: raw[12..<q.nameEnd])
+      let emitted = emit(size) { dest in
+        entry.response.withUnsafeBytes { dest.copyMemory(from: $0) }
+        dest[0] = raw[0]  // the client's ID
+        dest[1] = raw[1]
+        // The client's case (0x20 randomisation).
+        UnsafeMutableRawBufferPointer(rebasing: dest[12..<q.nameEnd]).copyMemory(from: clientName)
+        if elapsed > 0 {
+          for offset in entry.ttlOffsets {
+            let o = Int(offset)
+            let ttl = UInt32(dest[o]) << 24 | UInt32(dest[o + 1]) << 16 | UInt32(dest[o + 2]) << 8 | UInt32(dest[o + 3])
+            let left = ttl &- min(ttl, elapsed)
+            dest[o] = UInt8(truncatingIfNeeded: left >> 24)
+            dest[o + 1] = UInt8(truncatingIfNeeded: left >> 16)
+            dest[o + 2] = UInt8(truncatingIfNeeded: left >> 8)
+            dest[o + 3] = UInt8(truncatingIfNeeded: left)
+          }
+        }
+      }
+      guard emitted else { return nil }
+      let name = sameBytes(entry.name, clientName) ? entry.name : Array(clientName)
+      return Hit(name: name, qtype: q.qtype, rcode: entry.rcode)
     }
   }
 
