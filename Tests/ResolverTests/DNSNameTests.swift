@@ -32,5 +32,9 @@ import Testing
     #expect(n.labelCount == 2)
     #expect(n.description == "a\\.b.c.")
     #expect(try DNSName("\\065bc").description == "Abc.")
+    // Non-printing octets print as three-digit \DDD, specials with a backslash.
+    let odd = try DNSName(labels: [[0, 9, 32, 127, 200, 255], Array("a;b(c)@$\"\\".utf8)])
+    #expect(odd.description == "\\000\\009\\032\\127\\200\\255.a\\;b\\(c\\)\\@\\$\\\"\\\\.")
+    #expect(try DNSName(odd.description) == odd)
   }
 }

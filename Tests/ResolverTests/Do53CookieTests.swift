@@ -115,6 +115,26 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
     await server.stop()
   }
 
+  /// the client cookie is HMAC(secret, server address): the same for one server while the
+  /// secret lasts (also when remembered between queries), different per server, new after rotation.
+  @Test func clientCookiePerServerFollowsTheSecret() throws {
+    let clock = FakeTimeSource()
+    let jar = DNSCookieJar(rotation: 100, time: clock)
+    let secret = jar.state.withLock { $0.secret }
+    let a1 = jar.option(for: "192.0.2.1").data
+    let a2 = jar.option(for: "192.0.2.1").data
+    let b = jar.option(for: "192.0.2.2").data
+    #expect(a1.count == 8 && a1 == a2)
+    #expect(a1 == DNSCookieJar.clientCookie(secret, "192.0.2.1"))
+    #expect(b == DNSCookieJar.clientCookie(secret, "192.0.2.2") && b != a1)
+    clock.advance(100)
+    let rotated = jar.option(for: "192.0.2.1").data
+    let newSecret = jar.state.withLock { $0.secret }
+    #expect(newSecret != secret)
+    #expect(rotated == DNSCookieJar.clientCookie(newSecret, "192.0.2.1") && rotated != a1)
+    #expect(jar.option(for: "192.0.2.1").data == rotated)
+  }
+
   @Test func replyWithAnotherClientCookieIsDiscarded() async throws {
     let server = try await CookieServer(.wrongClientCookieFirst)
     let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)

@@ -99,6 +99,41 @@ private func containsPointer(_ bytes: [UInt8], to offset: Int) -> Bool {
     #expect(try Message.parse(bytes) == m)
   }
 
+  /// A name written in full inside a non-compressing RDATA (SRV target) is still a pointer target
+  /// for a later owner name; a suffix seen twice points at its first occurrence.
+  @Test func uncompressedNamesAreTargetsAndFirstOccurrenceWins() throws {
+    var m = Message()
+    m.answers = [
+      wrr("_s._tcp.example.", .srv, .srv(priority: 1, weight: 1, port: 1, target: wn("host.example."))),
+      wrr("other.example.", .a, .a(IPv4Address("192.0.2.1")!)),
+      wrr("HOST.Example.", .a, .a(IPv4Address("192.0.2.2")!)),
+    ]
+    let bytes = m.serialize()
+    // Owner "_s._tcp.example." at 12; "example." starts at 12 + 1 + 2 + 1 + 4 = 20.
+    // The SRV target "host.example." is written in full after the fixed fields (12 + 17 + 10 + 6).
+    let srvTarget = 12 + 17 + 10 + 6
+    #expect(Array(bytes[srvTarget..<srvTarget + 5]) == [4] + Array("host".utf8))
+    #expect(Array(bytes[srvTarget + 5..<srvTarget + 14]) == [7] + Array("example".utf8) + [0])  // not compressed
+    #expect(containsPointer(bytes, to: 20))  // "other.example." -> the owner's suffix, first seen
+    #expect(!containsPointer(bytes, to: srvTarget + 5))  // never the later copy of "example."
+    #expect(Array(bytes.suffix(16).prefix(2)) == [0xC0, UInt8(srvTarget)])  // last owner -> the SRV target
+    let back = try Message.parse(bytes)
+    #expect(back == m)
+    #expect(back.answers[2].name.description == "host.example.")  // the spelling pointed to
+  }
+
+  /// An iterative query (one name, EDNS) comes out byte for byte as RFC 1035 lays it out.
+  @Test func oneQuestionQueryIsWrittenInFull() {
+    var m = Message()
+    m.header.id = 0x1234
+    m.questions = [Question(name: wn("a.Example."), type: .ns)]
+    m.edns = EDNS(udpPayloadSize: 1232)
+    let expected: [UInt8] =
+      [0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0x61, 7] + Array("Example".utf8)
+      + [0, 0, 2, 0, 1, 0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0]
+    #expect(m.serialize() == expected)
+  }
+
   @Test func maximumLengthName() throws {
     let l63 = String(repeating: "a", count: 63)
     let name = wn("\(l63).\(l63).\(l63).\(String(repeating: "b", count: 61)).")

@@ -57,6 +57,22 @@ public final class DNSCache: Sendable {
     }
   }
 
+  /// The records' data and rank of a live RRset, as `lookup` finds them (and counted the same way),
+  /// without building the owner name and RRset: for the iteration's server lookups, which need
+  /// neither.
+  func rdatas(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> (rdatas: [RData], rank: TrustRank)? {
+    let now = time.now()
+    let key = CacheKey(name: name, type: type, rrclass: rrclass)
+    return state.withLock { state -> (rdatas: [RData], rank: TrustRank)? in
+      guard let entry = Self.live(key, at: now, in: &state), case .positive(let rdatas, _) = entry.payload else {
+        state.statistics.misses += 1
+        return nil
+      }
+      state.statistics.hits += 1
+      return (rdatas, entry.rank)
+    }
+  }
+
   /// Caches NXDOMAIN (type nil) or NODATA (name, type); TTL = min(SOA TTL, SOA minimum, maxNegativeTTL).
   /// Nothing is cached when `soa` is not an SOA record or the TTL comes out 0. Negative entries
   /// rank as `rank` (default authority data of an authoritative answer), so they don't displace live
@@ -153,12 +169,7 @@ public final class DNSCache: Sendable {
 
   /// The live entry for `key` (marked recently used), removing it if it has expired.
   private static func live(_ key: CacheKey, at now: Double, in state: inout State) -> CacheEntry? {
-    guard let entry = state.store.peek(key) else { return nil }
-    guard entry.isLive(at: now) else {
-      state.store.remove(key)
-      return nil
-    }
-    return state.store.get(key)
+    state.store.get(key, removingUnless: { $0.isLive(at: now) })
   }
 
   private func flush(where matches: @Sendable (CacheKey, CacheEntry) -> Bool) -> Int {

@@ -48,6 +48,21 @@ struct LRUStore<Key: Hashable, Value> {
     return nodes[i]?.value
   }
 
+  /// The value for `key` if `keep` accepts it, marking it most recently used; an entry `keep`
+  /// rejects is removed. One hash lookup where `peek` + `get` (or `remove`) take two.
+  mutating func get(_ key: Key, removingUnless keep: (Value) -> Bool) -> Value? {
+    guard let i = index[key], let value = nodes[i]?.value else { return nil }
+    guard keep(value) else {
+      index.removeValue(forKey: key)
+      if let node = nodes[i] { unlink(prev: node.prev, next: node.next) }
+      nodes[i] = nil
+      freeSlots.append(i)
+      return nil
+    }
+    moveToHead(i)
+    return value
+  }
+
   /// Stores `value` as the most recently used entry; returns the entry evicted to make room, if any.
   @discardableResult
   mutating func set(_ key: Key, _ value: Value) -> (key: Key, value: Value)? {

@@ -27,7 +27,7 @@ final class ResolverCore: Sendable {
 /// Identical concurrent questions share one resolution.
 public final class RecursiveResolver: QueryResolving {
   let core: ResolverCore
-  private let inflight = StateLock<[Question: Task<Resolution, Never>]>([:])
+  private let inflight = Coalescer<Question, Resolution>()
 
   /// A resolver that talks Do53 through `group`.
   public convenience init(
@@ -55,15 +55,7 @@ public final class RecursiveResolver: QueryResolving {
   public func resolve(_ question: Question) async -> Resolution {
     if let local = LocalAnswers.answer(question) { return local }
     let key = Question(name: question.name.lowercased(), type: question.type, qclass: question.qclass)
-    let (task, owner) = inflight.withLock { table -> (Task<Resolution, Never>, Bool) in
-      if let running = table[key] { return (running, false) }
-      let task = Task { await self.resolveUncoalesced(question) }
-      table[key] = task
-      return (task, true)
-    }
-    let result = await task.value
-    if owner { _ = inflight.withLock { $0.removeValue(forKey: key) } }
-    return result
+    return await inflight.run(key) { await resolveUncoalesced(question) }.value
   }
 
   func resolveUncoalesced(_ question: Question) async -> Resolution {

@@ -55,23 +55,26 @@ extension ResolutionRun {
 
   /// The NS names of `zone` from the cache (any rank).
   func cachedNSNames(of zone: DNSName) -> [DNSName] {
-    guard let ns = core.cache.lookup(zone, .ns) else { return [] }
-    return ns.rrset.rdatas.compactMap { if case .ns(let n) = $0 { n } else { nil } }
+    guard let ns = core.cache.rdatas(zone, .ns) else { return [] }
+    return ns.rdatas.compactMap { if case .ns(let n) = $0 { n } else { nil } }
   }
 
   /// Cached A/AAAA of `name` (any rank: glue is fine for reaching servers), filtered by policy.
   func cachedAddresses(of name: DNSName) -> [Candidate] {
     var out: [Candidate] = []
     for type in [RRType.a, .aaaa] {
-      guard let hit = core.cache.lookup(name, type) else { continue }
-      for rdata in hit.rrset.rdatas {
-        let ip: String
+      guard let hit = core.cache.rdatas(name, type) else { continue }
+      for rdata in hit.rdatas {
+        // The record's octets give the scope and the socket address directly: no text round trip.
+        let endpoint: ServerEndpoint?
         switch rdata {
-        case .a(let a): ip = a.description
-        case .aaaa(let a): ip = a.description
+        case .a(let a):
+          endpoint = usableEndpoint(scope: AddressScope.of(a), isIPv6: false) { ServerEndpoint(v4: a, port: $0) }
+        case .aaaa(let a):
+          endpoint = usableEndpoint(scope: AddressScope.of(a), isIPv6: true) { ServerEndpoint(v6: a, port: $0) }
         default: continue
         }
-        if let endpoint = usableEndpoint(ip: ip) { out.append(Candidate(endpoint: endpoint, nsName: name)) }
+        if let endpoint { out.append(Candidate(endpoint: endpoint, nsName: name)) }
       }
     }
     return out
@@ -79,8 +82,15 @@ extension ResolutionRun {
 
   /// An endpoint for `ip` if policy allows querying it.
   func usableEndpoint(ip: String) -> ServerEndpoint? {
+    let endpoint = ServerEndpoint(ip: ip, port: core.configuration.do53Port)
+    return usableEndpoint(scope: AddressScope.of(ip: ip), isIPv6: endpoint?.isIPv6 ?? false) { _ in endpoint }
+  }
+
+  /// The endpoint `make` builds for the Do53 port if policy allows querying an address of this
+  /// scope and family; `make` runs only when it does.
+  func usableEndpoint(scope: AddressScope, isIPv6: Bool, _ make: (Int) -> ServerEndpoint?) -> ServerEndpoint? {
     let config = core.configuration
-    switch AddressScope.of(ip: ip) {
+    switch scope {
     case .global: break
     case .loopback, .unspecified, .linkLocal:
       if !config.allowLoopback {
@@ -91,13 +101,10 @@ extension ResolutionRun {
       skippedByPolicy += 1
       return nil
     }
-    guard let endpoint = ServerEndpoint(ip: ip, port: config.do53Port) else { return nil }
-    if endpoint.isIPv6 ? !config.useIPv6 : !config.useIPv4 { return nil }
+    if isIPv6 ? !config.useIPv6 : !config.useIPv4 { return nil }
     // No route to the family: skip global addresses at once instead of waiting for timeouts.
-    if AddressScope.of(ip: ip) == .global, endpoint.isIPv6 ? !config.ipv6Routable : !config.ipv4Routable {
-      return nil
-    }
-    return endpoint
+    if scope == .global, isIPv6 ? !config.ipv6Routable : !config.ipv4Routable { return nil }
+    return make(config.do53Port)
   }
 
   /// Asks the zone's servers in srtt order until one gives a usable reply.

@@ -187,7 +187,7 @@ final class ResolutionRun {
   func closestCut(below name: DNSName) -> DNSName {
     var candidate = name
     while !candidate.isRoot {
-      if core.cache.lookup(candidate, .ns) != nil { return candidate }
+      if core.cache.rdatas(candidate, .ns) != nil { return candidate }
       candidate = candidate.parent ?? .root
     }
     return .root

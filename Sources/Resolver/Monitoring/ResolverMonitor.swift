@@ -85,40 +85,28 @@ public final class ResolverMonitor: Sendable {
   public func setListeners(_ addresses: [String]) { state.withLock { $0.listeners = addresses } }
 
   /// Records one answered client query with the hops it took (empty for cache hits).
+  /// The log entry is formatted only when a snapshot is taken (names and codes as text cost
+  /// ~1.7% of cold-resolution CPU when built for every query).
   public func record(client: String, question: Question, resolution: Resolution) {
-    let now = wallClock()
-    let hops = resolution.hops.map(\.summary)
-    let entry = QueryLogEntry(
-      time: now, client: client, name: question.name.description, type: question.type.description,
-      rcode: resolution.rcode.description, latencyMs: resolution.elapsedMs, cacheHit: resolution.fromCache, hops: hops)
-    record(entry, qnames: resolution.hops.map(\.qname))
+    let item = ResolvedQuery(
+      time: wallClock(), client: client, question: question, rcode: resolution.rcode, latencyMs: resolution.elapsedMs,
+      cacheHit: resolution.fromCache, hops: resolution.hops)
+    state.withLock { s in
+      s.count(time: item.time, cacheHit: item.cacheHit, item: .resolved(item))
+      for hop in item.hops {
+        s.count(hop: hop.transport, zone: hop.zone, server: hop.server, time: item.time) { hop.qname }
+      }
+    }
   }
 
   /// Records a prepared log entry; `qnames` are the names actually sent per hop (after minimisation).
   public func record(_ entry: QueryLogEntry, qnames: [String]? = nil) {
     state.withLock { s in
-      s.clientQueries += 1
-      if entry.cacheHit { s.cacheHits += 1 }
-      s.perSecond.add(at: entry.time)
-      s.append(.entry(entry))
+      s.count(time: entry.time, cacheHit: entry.cacheHit, item: .entry(entry))
       for (i, hop) in entry.hops.enumerated() {
-        guard hop.isCleartext else {
-          s.encryptedHops += 1
-          s.encryptedSeries.add(at: entry.time)
-          continue
+        s.count(hop: hop.transport, zone: hop.zone, server: hop.server, time: entry.time) {
+          qnames.flatMap { i < $0.count ? $0[i] : nil } ?? entry.name
         }
-        s.cleartextHops += 1
-        s.cleartextByZone[hop.zone, default: 0] += 1
-        s.cleartextByServer[hop.server, default: 0] += 1
-        s.cleartextSeries.add(at: entry.time)
-        let name = qnames.flatMap { i < $0.count ? $0[i] : nil } ?? entry.name
-        let leak = CleartextLeak(time: entry.time, name: name, zone: hop.zone, server: hop.server, transport: hop.transport)
-        if s.leaks.count < Self.leakCapacity {
-          s.leaks.append(leak)
-        } else {
-          s.leaks[s.leakNext] = leak
-        }
-        s.leakNext = (s.leakNext + 1) % Self.leakCapacity
       }
     }
   }
@@ -160,16 +148,35 @@ public final class ResolverMonitor: Sendable {
   }
 }
 
-/// A log item: a full entry, or a packet-cache hit kept raw until someone looks.
+/// A log item: a full entry, or a resolved query or packet-cache hit kept raw until someone looks.
 enum LogItem: Sendable {
   case entry(QueryLogEntry)
+  case resolved(ResolvedQuery)
   case fastHit(FastHit)
 
   var entry: QueryLogEntry {
     switch self {
     case .entry(let e): return e
+    case .resolved(let r): return r.entry
     case .fastHit(let h): return h.entry
     }
+  }
+}
+
+/// A resolved client query as recorded on the hot path: the question and hops as they are.
+struct ResolvedQuery: Sendable {
+  var time: Double
+  var client: String
+  var question: Question
+  var rcode: RCode
+  var latencyMs: Double
+  var cacheHit: Bool
+  var hops: [Hop]
+
+  var entry: QueryLogEntry {
+    QueryLogEntry(
+      time: time, client: client, name: question.name.description, type: question.type.description,
+      rcode: rcode.description, latencyMs: latencyMs, cacheHit: cacheHit, hops: hops.map(\.summary))
   }
 }
 
@@ -221,6 +228,34 @@ struct FastHit: Sendable {
 }
 
 extension ResolverMonitor.State {
+  /// Counts one client query and logs it.
+  mutating func count(time: Double, cacheHit: Bool, item: LogItem) {
+    clientQueries += 1
+    if cacheHit { cacheHits += 1 }
+    perSecond.add(at: time)
+    append(item)
+  }
+
+  /// Counts one hop; a cleartext one also goes to the leak list with the name `qname` gives.
+  mutating func count(hop transport: TransportKind, zone: String, server: String, time: Double, qname: () -> String) {
+    guard transport.isCleartext else {
+      encryptedHops += 1
+      encryptedSeries.add(at: time)
+      return
+    }
+    cleartextHops += 1
+    cleartextByZone[zone, default: 0] += 1
+    cleartextByServer[server, default: 0] += 1
+    cleartextSeries.add(at: time)
+    let leak = CleartextLeak(time: time, name: qname(), zone: zone, server: server, transport: transport)
+    if leaks.count < ResolverMonitor.leakCapacity {
+      leaks.append(leak)
+    } else {
+      leaks[leakNext] = leak
+    }
+    leakNext = (leakNext + 1) % ResolverMonitor.leakCapacity
+  }
+
   mutating func append(_ item: LogItem) {
     if log.count < ResolverMonitor.logCapacity {
       log.append(item)

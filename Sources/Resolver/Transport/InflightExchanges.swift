@@ -21,21 +21,14 @@ final class InflightExchanges: Sendable {
     }
   }
 
-  private let tasks = StateLock<[Key: Task<ExchangeResult, Never>]>([:])
+  private let runs = Coalescer<Key, ExchangeResult>()
   /// Exchanges that joined one already in flight instead of sending.
   let joined = Counter()
 
-  /// The result of the exchange in flight for `key`, or of a new one started with `body`.
-  func join(_ key: Key, _ body: @escaping @Sendable () async -> ExchangeResult) async -> ExchangeResult {
-    let (task, isNew) = tasks.withLock { t -> (Task<ExchangeResult, Never>, Bool) in
-      if let running = t[key] { return (running, false) }
-      let task = Task { await body() }
-      t[key] = task
-      return (task, true)
-    }
-    if !isNew { joined.increment() }
-    let result = await task.value
-    if isNew { _ = tasks.withLock { $0.removeValue(forKey: key) } }
+  /// The result of the exchange in flight for `key`, or of `body` run now by this caller.
+  func join(_ key: Key, _ body: () async -> ExchangeResult) async -> ExchangeResult {
+    let (result, wasJoined) = await runs.run(key, body)
+    if wasJoined { joined.increment() }
     return result
   }
 }

@@ -142,24 +142,29 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
   /// Presentation format with a trailing dot; special characters escaped as `dig` does.
   public var description: String {
     if labels.isEmpty { return "." }
-    var out = ""
+    // Built as bytes and decoded once (appending Characters one by one cost ~1.7% of cold
+    // resolution CPU: hops, logs and the monitor print names).
+    var out: [UInt8] = []
+    out.reserveCapacity(wireLength + 8)
     for label in labels {
       for b in label {
         switch b {
         case UInt8(ascii: "."), UInt8(ascii: "\\"), UInt8(ascii: "\""), UInt8(ascii: ";"),
           UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "@"), UInt8(ascii: "$"):
-          out.append("\\")
-          out.append(Character(Unicode.Scalar(b)))
+          out.append(UInt8(ascii: "\\"))
+          out.append(b)
         case 0x21...0x7E:
-          out.append(Character(Unicode.Scalar(b)))
+          out.append(b)
         default:
-          let s = String(b)
-          out.append("\\" + String(repeating: "0", count: 3 - s.count) + s)
+          out.append(UInt8(ascii: "\\"))
+          out.append(48 + b / 100)
+          out.append(48 + (b / 10) % 10)
+          out.append(48 + b % 10)
         }
       }
-      out.append(".")
+      out.append(UInt8(ascii: "."))
     }
-    return out
+    return String(decoding: out, as: UTF8.self)
   }
 }
 

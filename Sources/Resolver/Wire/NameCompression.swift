@@ -2,8 +2,13 @@
 /// case-insensitively; the case of the first occurrence is what the pointer refers to.
 struct WireWriter {
   var bytes: [UInt8] = []
-  /// Offsets of name suffixes already written (keys compare case-insensitively).
-  var suffixes: [DNSName: Int] = [:]
+  /// Offsets of name suffixes already written (keys compare case-insensitively). Filled lazily
+  /// from `unindexed` when a name is first looked up, so a message with one name (an iterative
+  /// query) hashes nothing.
+  private var suffixes: [Suffix: Int] = [:]
+  /// Names written since `suffixes` was last brought up to date: the name, how many of its leading
+  /// labels were written in full, and the offset of the first one.
+  private var unindexed: [(name: DNSName, written: Int, offset: Int)] = []
 
   init() { bytes.reserveCapacity(512) }
 
@@ -24,16 +29,78 @@ struct WireWriter {
   /// Every suffix written in full is remembered as a target for later names either way.
   mutating func name(_ name: DNSName, compress: Bool) {
     let labels = name.labels
+    if compress && !unindexed.isEmpty { indexSuffixes() }
+    let start = bytes.count
+    var written = 0
+    defer { if written > 0 { unindexed.append((name, written, start)) } }
     for i in 0..<labels.count {
-      let suffix = DNSName(uncheckedLabels: Array(labels[i...]))
-      if compress, let off = suffixes[suffix] {
+      if compress, !suffixes.isEmpty, let off = suffixes[Suffix(name: name, start: i)] {
         u16(0xC000 | UInt16(off))
         return
       }
-      if bytes.count < 0x4000, suffixes[suffix] == nil { suffixes[suffix] = bytes.count }
       u8(UInt8(labels[i].count))
       append(labels[i])
+      written += 1
     }
     u8(0)
+  }
+
+  /// Adds the suffixes of the names in `unindexed` to `suffixes`, in the order they were written,
+  /// so the first occurrence of a suffix is the one pointed to.
+  private mutating func indexSuffixes() {
+    for entry in unindexed {
+      let labels = entry.name.labels
+      var offset = entry.offset
+      for i in 0..<entry.written {
+        guard offset < 0x4000 else { break }
+        let suffix = Suffix(name: entry.name, start: i)
+        if suffixes[suffix] == nil { suffixes[suffix] = offset }
+        offset += 1 + labels[i].count
+      }
+    }
+    unindexed.removeAll(keepingCapacity: true)
+  }
+}
+
+/// The labels of `name` from `start` on, as a dictionary key: shares the name's storage instead of
+/// copying the labels into a new name. Equality and hashing ignore ASCII case, like `DNSName`.
+private struct Suffix: Hashable {
+  let name: DNSName
+  let start: Int
+
+  static func == (a: Suffix, b: Suffix) -> Bool {
+    let la = a.name.labels
+    let lb = b.name.labels
+    guard la.count - a.start == lb.count - b.start else { return false }
+    var i = a.start
+    var j = b.start
+    while i < la.count {
+      if !DNSName.labelEqual(la[i], lb[j]) { return false }
+      i += 1
+      j += 1
+    }
+    return true
+  }
+
+  func hash(into hasher: inout Hasher) {
+    let labels = name.labels
+    hasher.combine(labels.count - start)
+    for i in start..<labels.count {
+      let label = labels[i]
+      hasher.combine(label.count)
+      // Lowered bytes packed eight to a word, as in `DNSName.hash(into:)`.
+      var word: UInt64 = 0
+      var filled = 0
+      for b in label {
+        word = word << 8 | UInt64(DNSName.lower(b))
+        filled += 1
+        if filled == 8 {
+          hasher.combine(word)
+          word = 0
+          filled = 0
+        }
+      }
+      if filled > 0 { hasher.combine(word) }
+    }
   }
 }

@@ -16,7 +16,18 @@ public struct IPv4Address: Sendable, Hashable, CustomStringConvertible {
     }
     self.octets = o
   }
-  public var description: String { octets.map(String.init).joined(separator: ".") }
+  public var description: String {
+    // Built as bytes: this runs for every server address the iteration considers.
+    var out: [UInt8] = []
+    out.reserveCapacity(15)
+    for (i, v) in octets.enumerated() {
+      if i > 0 { out.append(UInt8(ascii: ".")) }
+      if v >= 100 { out.append(48 + v / 100) }
+      if v >= 10 { out.append(48 + (v / 10) % 10) }
+      out.append(48 + v % 10)
+    }
+    return String(decoding: out, as: UTF8.self)
+  }
 }
 
 /// An IPv6 address as sixteen octets; printed in RFC 5952 form.

@@ -1,0 +1,42 @@
+import Testing
+
+@testable import Resolver
+
+/// In-flight sharing (R-33 upstream, one resolution per question): concurrent callers with one
+/// key get the single run's value; a call after the run finished runs again.
+@Suite struct CoalescerTests {
+  final class Runs: Sendable {
+    let count = StateLock(0)
+  }
+
+  @Test func concurrentCallersShareOneRunAndLaterCallersRunAgain() async {
+    let coalescer = Coalescer<String, Int>()
+    let runs = Runs()
+    let results = await withTaskGroup(of: (Int, Bool).self) { group in
+      for _ in 0..<16 {
+        group.addTask {
+          let r = await coalescer.run("k") {
+            let n = runs.count.withLock { c -> Int in
+              c += 1
+              return c
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+            return n * 10
+          }
+          return (r.value, r.joined)
+        }
+      }
+      return await group.reduce(into: []) { $0.append($1) }
+    }
+    // Every run had one owner; the others got an owner's value (10 for the first run, 20 for a
+    // second should a task start only after the first finished on a loaded machine).
+    let owners = results.filter { !$0.1 }
+    #expect(owners.count == runs.count.withLock { $0 })
+    #expect(owners.count < results.count)  // some callers joined instead of running
+    #expect(results.allSatisfy { r in owners.contains { $0.0 == r.0 } })
+    let again = await coalescer.run("k") { 99 }
+    #expect(again.value == 99 && !again.joined)
+    let other = await coalescer.run("other") { 7 }
+    #expect(other.value == 7)
+  }
+}
