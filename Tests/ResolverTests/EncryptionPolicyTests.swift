@@ -11,6 +11,8 @@ final class FakeSession: EncryptedSession {
   let answer: @Sendable (Message) -> Message
   let alive = Mutex(true)
   let sent = Mutex(0)
+  /// When set, each query waits this long before its answer (to keep queries in flight together).
+  let delay = Mutex<Duration?>(nil)
   let onClose: @Sendable (EncryptedFailure) -> Void
   init(answer: @escaping @Sendable (Message) -> Message, onClose: @escaping @Sendable (EncryptedFailure) -> Void) {
     self.answer = answer
@@ -19,6 +21,7 @@ final class FakeSession: EncryptedSession {
   func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message {
     guard isActive else { throw .closed }
     sent.withLock { $0 += 1 }
+    if let d = delay.withLock({ $0 }) { try? await Task.sleep(for: d) }
     return answer(message)
   }
   var isActive: Bool { alive.withLock { $0 } }
@@ -125,6 +128,31 @@ final class FakeDo53: UpstreamExchanger {
     #expect(p.table.servers["192.0.2.7"]?.cleartextWhileGood == 0)
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).certificate?.problems == ["self-signed"])
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).resumptions.count == 1)
+  }
+
+  @Test func identicalQueriesInFlightOverASessionAreSentOnce() async {
+    let connector = FakeConnector { _ in .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    await p.waitForProbes(upTo: 2)
+    guard let session = connector.sessions.withLock({ $0["192.0.2.7"] }) else {
+      Issue.record("no DoT session")
+      return
+    }
+    let before = session.sent.withLock { $0 }
+    session.delay.withLock { $0 = .milliseconds(300) }
+    let results = await withTaskGroup(of: ExchangeResult.self) { group in
+      for _ in 0..<5 {
+        group.addTask { await p.exchange(query, server: server, context: context, timeout: .seconds(2)) }
+      }
+      return await group.reduce(into: []) { $0.append($1) }
+    }
+    // one copy on the wire; every resolution gets the answer.
+    #expect(results.allSatisfy { $0.response?.answers.count == 1 && $0.legs.map(\.transport) == [.dot] })
+    #expect(session.sent.withLock { $0 } - before == 1)
+    #expect(p.coalescedQueries == 4)
+    #expect(do53.count == 1)
   }
 
   @Test func slowProbeNeverDelaysTheDo53Answer() async {

@@ -28,6 +28,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
   let wallClock: @Sendable () -> Double
   let time: any TimeSource
   let logger: Logger
+  /// Identical queries to one server in flight, whatever transport carries them.
+  let inflight = InflightJoin()
 
   public init(
     settings: EncryptionSettings, do53: any UpstreamExchanger, connectors: [any EncryptedConnector],
@@ -52,7 +54,24 @@ public final class EncryptionPolicy: UpstreamExchanger {
     return state.withLock { $0.table.encryptionWorks(ip, now: now) }
   }
 
+  /// Exchanges that joined an identical query to the same server already in flight.
+  public var coalescedQueries: Int { inflight.joined.value }
+
+  /// An identical query to the same server already in flight is joined instead of sent again,
+  /// over whichever transport it went: concurrent resolutions that need the same step (a QNAME
+  /// minimisation step, a shared NS address) otherwise each sent a copy over DoT or DoQ.
   public func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
+    -> ExchangeResult
+  {
+    guard let key = InflightExchanges.Key(query, server) else {
+      return await exchangeNow(query, server: server, context: context, timeout: timeout)
+    }
+    return await inflight.join(key) {
+      await self.exchangeNow(query, server: server, context: context, timeout: timeout)
+    }
+  }
+
+  func exchangeNow(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
     -> ExchangeResult
   {
     let now = wallClock()

@@ -54,6 +54,8 @@ final class DoQSessionHandler: ChannelInboundHandler {
   private var terminated = false
   private var closeRequested = false
   private var expiryTimer: Scheduled<Void>?
+  /// When `expiryTimer` fires.
+  private var expiryDeadline: NIODeadline?
   private var backstopTimer: Scheduled<Void>?
 
   init(
@@ -307,11 +309,25 @@ final class DoQSessionHandler: ChannelInboundHandler {
     if flush { context.flush() }
   }
 
+  /// Keeps one timer armed for ngtcp2's next expiry. It runs after every flush, i.e. after every
+  /// datagram in or query out; cancelling and scheduling a task each time cost more than the
+  /// exchange itself on a busy connection. An armed timer is kept when it fires no later than the
+  /// new expiry: firing early is harmless (ngtcp2 handles only what has expired, and the flush after
+  /// it arms the timer again for the real expiry). Only an earlier expiry reschedules.
   private func armTimer() {
+    guard let context, !terminated, let delay = engine.expiryDelay else {
+      expiryTimer?.cancel()
+      expiryTimer = nil
+      expiryDeadline = nil
+      return
+    }
+    let deadline = NIODeadline.now() + delay
+    if expiryTimer != nil, let armed = expiryDeadline, armed <= deadline + Self.timerSlack { return }
     expiryTimer?.cancel()
-    expiryTimer = nil
-    guard let context, !terminated, let delay = engine.expiryDelay else { return }
-    expiryTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+    expiryDeadline = deadline
+    expiryTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+      expiryTimer = nil
+      expiryDeadline = nil
       guard !terminated else { return }
       let rv = engine.handleExpiry()
       if rv < 0 {
@@ -322,6 +338,9 @@ final class DoQSessionHandler: ChannelInboundHandler {
       flush()
     }
   }
+
+  /// An armed expiry timer this much later than ngtcp2's new expiry is still kept.
+  private static let timerSlack = TimeAmount.milliseconds(1)
 
   /// An ngtcp2 error ended the connection: classify it and tear down.
   private func fatal(_ code: Int32) {
