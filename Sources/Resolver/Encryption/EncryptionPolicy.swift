@@ -29,7 +29,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   let time: any TimeSource
   let logger: Logger
   /// Identical queries to one server in flight, whatever transport carries them.
-  let inflight = InflightJoin()
+  let inflight = InflightExchanges()
 
   public init(
     settings: EncryptionSettings, do53: any UpstreamExchanger, connectors: [any EncryptedConnector],
