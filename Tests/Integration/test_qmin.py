@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from harness import norm_name
+from harness import ctl, norm_name, wait_until
 
 FULL = "a.b.c.d.example.test."
 ROOTS = {"127.53.0.1", "127.53.0.2"}
@@ -58,3 +58,21 @@ def test_qmin_trace(lab, sotto):
         assert FULL not in _tokens(l) and FULL.rstrip(".") not in _tokens(l), f"full name leaked: {l}"
     full_lines = [l for l in hop_lines if FULL in _tokens(l) or FULL.rstrip(".") in _tokens(l)]
     assert full_lines and all(_tokens(l) & EXAMPLE for l in full_lines), "\n".join(hop_lines)
+
+
+def test_cached_empty_non_terminal_is_not_asked_again(lab, sotto, free_port, tmp_path):
+    """Two names below the same empty non-terminal (wild.example.test., which holds only a
+    wildcard): the first resolution asks the minimised step `wild.example.test. A` and caches its
+    NODATA; the second goes straight to its full name, one hop (R-25 (3) with the cache)."""
+    sock = tmp_path / "ctl.sock"
+    with sotto.serve(free_port, "--control", str(sock), "--no-encryption") as srv:
+        wait_until("the control socket", sock.exists, timeout=10, every=0.05)
+        first = ctl(sotto, sock, "lookup", "one.wild.example.test", "A")["lookup"]
+        assert first["rcode"] == "NOERROR", first
+        ex1 = [h for h in first["hops"] if norm_name(h["zone"]) == "example.test."]
+        # The minimised step and the full name, both to example.test.'s server.
+        assert len(ex1) == 2, first["hops"]
+        second = ctl(sotto, sock, "lookup", "two.wild.example.test", "A")["lookup"]
+        assert second["rcode"] == "NOERROR", second
+        assert [norm_name(h["zone"]) for h in second["hops"]] == ["example.test."], second["hops"]
+        assert second["hops"][0]["server"] in EXAMPLE, second["hops"]

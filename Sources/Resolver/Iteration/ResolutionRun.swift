@@ -139,6 +139,14 @@ final class ResolutionRun {
       }
       let sendType: RRType = sendName == name ? type : .a
       let minimised = sendName != name
+      if minimised, let known = core.cache.lookupNegative(sendName, sendType) {
+        // The minimised step's answer is cached: RFC 8020 for NXDOMAIN; a NODATA from this
+        // zone (its SOA) says the name exists without a cut, so expose more labels without
+        // asking again (R-25 (3)). Concurrent names below one empty non-terminal (a wildcard's
+        // parent) otherwise re-sent the same step once per resolution.
+        if known.nxdomain { return .nxdomain([], soa: known.soa) }
+        if known.soa.name == zone { continue }
+      }
 
       guard let (kind, aa) = await ask(servers, zone: zone, qname: sendName, qtype: sendType) else {
         if minimised && !core.configuration.qnameMinimisationStrict {
