@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Cold-resolution CPU per resolution of one `sotto serve` (SOTTO_BIN), optionally under perf.
+Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`, as in make bench;
+lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
+  SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
+ENC=1: encryption on (default off). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs.
+Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
+"""
+import os, sys, subprocess, time, signal, tempfile
+from pathlib import Path
+REPO = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, REPO + "/Benchmarks"); sys.path.insert(0, REPO + "/Lab")
+from load import dnsperf, write_names
+from resolvers import Sotto
+import bench
+import lab as labmod
+OUT = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="coldprof-")); OUT.mkdir(parents=True, exist_ok=True)
+enc = os.environ.get("ENC", "0") == "1"
+graph = ["--call-graph=fp"] if os.environ.get("GRAPH") == "1" else []
+os.sched_setaffinity(0, {1})
+lab = labmod.Lab(doq_binary=os.environ["SOTTO_BIN"])
+lab.start()
+res = Sotto(OUT / "sotto", encryption=enc)
+try:
+  with res:
+      warm = write_names(OUT / "w.txt", bench.cold_names("warm%d" % time.time(), 300))
+      dnsperf(res.port, warm, once=True, outstanding=20, timeout=10)
+      names = bench.cold_names("p%d" % (time.time() % 100000), int(os.environ.get("N", "12000")))
+      f = write_names(OUT / "cold.txt", names)
+      perf = None
+      if os.environ.get("PERF", "1") == "1":
+          perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4000", *graph, "-o", str(OUT / "perf.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          time.sleep(0.5)
+      def ctxt():
+          v = 0
+          for t in Path(f"/proc/{res.pid}/task").iterdir():
+              for line in (t / "status").read_text().splitlines():
+                  if line.endswith("ctxt_switches:") or "ctxt_switches" in line:
+                      v += int(line.split()[1])
+          return v
+      x0 = ctxt()
+      c0 = res.cpu_seconds(); t0 = time.monotonic()
+      run = dnsperf(res.port, f, once=True, outstanding=20, verbose=True, timeout=10)
+      el = time.monotonic() - t0; cpu = res.cpu_seconds() - c0; xs = ctxt() - x0
+      if perf: perf.send_signal(signal.SIGINT); perf.wait()
+      print(f"completed={run.completed} res/s={run.completed/el:.0f} p50={run.percentile(50)*1000:.2f}ms cpu/res={1e6*cpu/max(run.completed,1):.0f}us ctxsw/res={xs/max(run.completed,1):.2f} rcodes={run.rcodes}")
+
+finally:
+    lab.stop()
