@@ -120,23 +120,26 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
 
   public func hash(into hasher: inout Hasher) {
     hasher.combine(labels.count)
-    for label in labels {
-      hasher.combine(label.count)
-      // Lowered bytes packed eight to a word: one Hasher round per 8 bytes instead of per byte
-      // (name hashing was ~4.5% of cold-resolution CPU in `perf`). Consistent with `==`.
-      var word: UInt64 = 0
-      var filled = 0
-      for b in label {
-        word = word << 8 | UInt64(DNSName.lower(b))
-        filled += 1
-        if filled == 8 {
-          hasher.combine(word)
-          word = 0
-          filled = 0
-        }
+    for label in labels { Self.hashLabel(label, into: &hasher) }
+  }
+
+  /// Feeds one label to `hasher` case-insensitively: its length, then its lowered bytes packed
+  /// eight to a word (one Hasher round per 8 bytes instead of per byte; name hashing was ~4.5%
+  /// of cold-resolution CPU in `perf`). Consistent with `==`.
+  @inline(__always) static func hashLabel(_ label: [UInt8], into hasher: inout Hasher) {
+    hasher.combine(label.count)
+    var word: UInt64 = 0
+    var filled = 0
+    for b in label {
+      word = word << 8 | UInt64(lower(b))
+      filled += 1
+      if filled == 8 {
+        hasher.combine(word)
+        word = 0
+        filled = 0
       }
-      if filled > 0 { hasher.combine(word) }
     }
+    if filled > 0 { hasher.combine(word) }
   }
 
   /// Presentation format with a trailing dot; special characters escaped as `dig` does.

@@ -85,22 +85,6 @@ private struct Suffix: Hashable {
   func hash(into hasher: inout Hasher) {
     let labels = name.labels
     hasher.combine(labels.count - start)
-    for i in start..<labels.count {
-      let label = labels[i]
-      hasher.combine(label.count)
-      // Lowered bytes packed eight to a word, as in `DNSName.hash(into:)`.
-      var word: UInt64 = 0
-      var filled = 0
-      for b in label {
-        word = word << 8 | UInt64(DNSName.lower(b))
-        filled += 1
-        if filled == 8 {
-          hasher.combine(word)
-          word = 0
-          filled = 0
-        }
-      }
-      if filled > 0 { hasher.combine(word) }
-    }
+    for i in start..<labels.count { DNSName.hashLabel(labels[i], into: &hasher) }
   }
 }
