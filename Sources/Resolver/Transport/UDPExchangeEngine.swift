@@ -1,8 +1,9 @@
+import CLinuxEpoll
+import NIOCore
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import CLinuxEpoll
-import NIOCore
 
 /// Upstream Do53 UDP queries without a NIO channel each: every query gets its own connected,
 /// non-blocking UDP socket (a fresh kernel-chosen random source port, R-31) that one epoll thread
@@ -62,12 +63,15 @@ final class UDPExchangeEngine: Sendable {
   /// Sends `bytes` from a new connected socket to `address` and waits until a reply matches
   /// (`matcher`), the socket reports an error, `threshold` mismatches arrived or `timeout` passed.
   func exchange(
-    _ bytes: [UInt8], to address: SocketAddress, matcher: ResponseMatcher, timeout: TimeAmount, mismatches: Counter,
+    _ bytes: [UInt8], to address: SocketAddress, matcher: ResponseMatcher, timeout: TimeAmount,
+    mismatches: Counter,
     suspicionThreshold: Int
   ) async -> Result<Message, TransportError> {
     guard epollFD >= 0, wakeFD >= 0 else { return .failure(.io("UDP engine: epoll unavailable")) }
     let family = address.protocol.rawValue
-    let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    let fd = socket(
+      family,
+      Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { return .failure(.io("socket: \(Self.errorText(errno))")) }
     // no bind; connect() gives the socket a random ephemeral source port.
     let connected = address.withSockAddr { sa, len in connect(fd, sa, socklen_t(len)) }
@@ -88,7 +92,8 @@ final class UDPExchangeEngine: Sendable {
       // so this fd cannot be closed (and its number reused) between insert and EPOLL_CTL_ADD.
       let wake = state.withLock { s -> Bool in
         s.pending[fd] = Pending(
-          continuation: continuation, matcher: matcher, mismatches: mismatches, suspicionThreshold: suspicionThreshold,
+          continuation: continuation, matcher: matcher, mismatches: mismatches,
+          suspicionThreshold: suspicionThreshold,
           deadline: deadline)
         var ev = epoll_event()
         ev.events = EPOLLIN.rawValue
@@ -113,7 +118,9 @@ final class UDPExchangeEngine: Sendable {
         // Round up so that the deadline has passed when epoll_wait returns.
         return Int32(clamping: (next - now + 999_999) / 1_000_000)
       }
-      let n = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, Int32($0.count), wait) }
+      let n = events.withUnsafeMutableBufferPointer {
+        epoll_wait(epollFD, $0.baseAddress, Int32($0.count), wait)
+      }
       if n > 0 {
         for i in 0..<Int(n) {
           let fd = events[i].data.fd
