@@ -146,7 +146,9 @@ private enum ListenerTestError: Error {
 
   @Test func rateLimitingAlsoLimitsPacketCacheHits() async throws {
     let packets = PacketCache(capacity: 100, invalidatedBy: DNSCache())
-    try await withListener(rate: 1, packetCache: packets) { server, listener in
+    // One query per 100 s (burst 1): the second is over the rate however slow the machine is
+    // (at 1 per second a loaded CI machine refilled the token between the two queries).
+    try await withListener(rate: 0.01, packetCache: packets) { server, listener in
       let first = try Message.parse(try await udpExchange(query(id: 1, "a.example"), with: server))
       #expect(first.rcode == .noError)
       try await Task.sleep(for: .milliseconds(50))  // stored after it is sent
@@ -246,7 +248,8 @@ private enum ListenerTestError: Error {
   }
 
   @Test func dropsQueriesOverTheClientRate() async throws {
-    try await withListener(rate: 1) { server, listener in
+    // One query per 100 s (burst 1), so no token comes back between the two queries.
+    try await withListener(rate: 0.01) { server, listener in
       let first = try Message.parse(try await udpExchange(query(id: 1, "a.example"), with: server))
       #expect(first.rcode == .noError)
       await #expect(throws: ListenerTestError.timeout) {
