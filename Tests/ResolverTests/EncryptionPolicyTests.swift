@@ -141,10 +141,11 @@ final class FakeDo53: UpstreamExchanger {
       return
     }
     let before = session.sent.withLock { $0 }
-    session.delay.withLock { $0 = .milliseconds(300) }
+    // Long enough that all five are in flight together even on a loaded machine.
+    session.delay.withLock { $0 = .seconds(1) }
     let results = await withTaskGroup(of: ExchangeResult.self) { group in
       for _ in 0..<5 {
-        group.addTask { await p.exchange(query, server: server, context: context, timeout: .seconds(2)) }
+        group.addTask { await p.exchange(query, server: server, context: context, timeout: .seconds(5)) }
       }
       return await group.reduce(into: []) { $0.append($1) }
     }
