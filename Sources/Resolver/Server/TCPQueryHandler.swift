@@ -37,7 +37,10 @@ final class TCPQueryHandler: ChannelInboundHandler {
     outstanding += 1
     let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
-    promise.completeWithTask { await processor.process(raw, from: client, overTCP: true) }
+    // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
+    Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
+      promise.succeed(await processor.process(raw, from: client, overTCP: true))
+    }
     promise.futureResult.whenSuccess { response in  // runs on the channel's event loop
       bound.value.handler.finished(response, context: bound.value.context)
     }

@@ -39,7 +39,10 @@ final class UDPQueryHandler: ChannelInboundHandler {
     let channel = context.channel
     let fastPath = self.fastPath
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
-    promise.completeWithTask { await processor.process(raw, from: client, overTCP: false) }
+    // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
+    Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
+      promise.succeed(await processor.process(raw, from: client, overTCP: false))
+    }
     promise.futureResult.whenSuccess { response in  // runs on the channel's event loop
       guard let response else { return }
       if let fastPath, let (query, generation) = learn {

@@ -1,13 +1,11 @@
 #if canImport(Glibc)
   import Glibc
-  import Foundation
   import NIOCore
-  import Synchronization
 
-  /// Serves one UDP address from a dedicated thread: vector reads (recvmmsg) into reused buffers,
-  /// packet-cache hits written in place into reused send buffers and sent with one sendmmsg per
-  /// read batch. Everything else takes the full path (`QueryProcessor`) in a task, as in
-  /// `UDPQueryHandler`, and its response is sent from wherever that task ends.
+  /// Serves one UDP address from the upstream engine's thread (`UDPExchangeEngine.watch`): vector
+  /// reads (recvmmsg) into reused buffers, packet-cache hits written in place into reused send
+  /// buffers and sent with one sendmmsg per read batch. Everything else takes the full path
+  /// (`QueryProcessor`) in a task on that same thread, and its response is sent where it ends.
   ///
   /// Exists because NIO's per-datagram work (a `SocketAddress` with its `inet_ntop` text, the
   /// envelope, the pipeline, a response `ByteBuffer`, the pending-writes queue) cost more CPU than
@@ -19,17 +17,18 @@
     /// Bytes per receive and send slot (as the NIO path's 4 KiB receive slices; responses on the
     /// fast path are at most `ResponseBuilder.ourUDPPayloadSize`).
     static let slotSize = 4096
+    /// Batches read per readable event before the engine looks at its other sockets and jobs.
+    static let batchesPerTurn = 4
 
     private let fd: Int32
     private let processor: QueryProcessor
     private let fastPath: FastPath
     private let calls: MMsgCalls
-    private let stopping = Atomic<Bool>(false)
-    private let finished = Atomic<Bool>(false)
     /// Open until `stop`; full-path responses are sent under it so none goes to a closed or reused fd.
     private let open = StateLock(true)
 
-    // Reused memory, touched only by the loop thread (freed in deinit once it has finished).
+    // Reused memory, touched only on the engine thread (freed in deinit, once the engine dropped
+    // its watcher and with it the last reference).
     private let receiveBuffers: UnsafeMutableRawPointer
     private let sendBuffers: UnsafeMutableRawPointer
     private let names: UnsafeMutablePointer<sockaddr_storage>
@@ -39,7 +38,7 @@
     private let sendMessages: UnsafeMutablePointer<MMsgHdr>
 
     /// Binds a UDP socket to `address` and starts serving it; nil when this system lacks
-    /// recvmmsg/sendmmsg (the caller then uses the NIO channel).
+    /// recvmmsg/sendmmsg or the engine thread (the caller then uses the NIO channel).
     static func start(_ address: SocketAddress, processor: QueryProcessor, fastPath: FastPath)
       throws
       -> UDPSocketLoop?
@@ -51,23 +50,22 @@
       case .v6: family = AF_INET6
       default: return nil
       }
-      let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+      let fd = socket(
+        family,
+        Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+        0)
       guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
-      // A receive timeout, so the loop sees `stop` even if no datagram and no wake-up comes.
-      var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
       let bound = address.withSockAddr { sa, len in Glibc.bind(fd, sa, socklen_t(len)) }
-      guard bound == 0,
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-          == 0
-      else {
+      guard bound == 0 else {
         let code = errno
         close(fd)
         throw IOError(errnoCode: code, reason: "bind")
       }
       let loop = UDPSocketLoop(fd: fd, processor: processor, fastPath: fastPath, calls: calls)
-      let thread = Thread { loop.run() }
-      thread.name = "sotto-udp"
-      thread.start()
+      guard UDPExchangeEngine.shared.watch(fd, onReadable: { loop.drain() }) else {
+        close(fd)
+        return nil
+      }
       return loop
     }
 
@@ -103,7 +101,6 @@
     }
 
     deinit {
-      // Only once the thread is out of the loop (it holds `self` until then, so this is true).
       receiveBuffers.deallocate()
       sendBuffers.deallocate()
       names.deallocate()
@@ -113,13 +110,9 @@
       sendMessages.deallocate()
     }
 
-    /// Stops the loop (within the receive timeout) and closes the socket.
+    /// Stops serving (no read is under way once the engine dropped the socket) and closes it.
     func stop() async {
-      stopping.store(true, ordering: .releasing)
-      _ = shutdown(fd, Int32(SHUT_RDWR))  // wakes a blocked recvmmsg on Linux
-      for _ in 0..<100 where !finished.load(ordering: .acquiring) {
-        try? await Task.sleep(for: .milliseconds(10))
-      }
+      await UDPExchangeEngine.shared.unwatch(fd)
       open.withLock { isOpen in
         guard isOpen else { return }
         isOpen = false
@@ -127,19 +120,16 @@
       }
     }
 
-    private func run() {
+    /// Reads and serves what is queued (on the engine thread, when the socket is readable), at
+    /// most `batchesPerTurn` batches: the engine looks at its other sockets before the rest.
+    private func drain() {
       let n = Self.batch
       let storageSize = socklen_t(MemoryLayout<sockaddr_storage>.size)
-      while !stopping.load(ordering: .acquiring) {
+      for _ in 0..<Self.batchesPerTurn {
+        // Nothing (EAGAIN), EINTR or a socket error: epoll reports the socket again if need be.
         let received = calls.recv(
-          fd, UnsafeMutableRawPointer(receiveMessages), UInt32(n), Int32(MSG_WAITFORONE), nil)
-        guard received > 0 else {
-          if received < 0 {
-            let code = errno
-            if code == EBADF || code == ENOTSOCK { break }
-          }
-          continue  // timeout, EINTR, or a wake-up from shutdown (then `stopping` is set)
-        }
+          fd, UnsafeMutableRawPointer(receiveMessages), UInt32(n), Int32(MSG_DONTWAIT), nil)
+        guard received > 0 else { return }
         var out = 0
         for i in 0..<Int(received) {
           serve(slot: i, length: Int(receiveMessages[i].len), out: &out)
@@ -147,8 +137,8 @@
           receiveMessages[i].hdr.msg_flags = 0
         }
         send(count: out)
+        if received < n { return }
       }
-      finished.store(true, ordering: .releasing)
     }
 
     /// Answers the datagram in receive slot `slot` into send slot `out` (then counted up) or hands
@@ -176,7 +166,8 @@
     private func resolve(_ raw: [UInt8], from client: SocketAddress, learn: (FastQuery, UInt64)?) {
       let processor = self.processor
       let fastPath = self.fastPath
-      Task {
+      // On the upstream engine's thread: its replies resume the resolution without a thread hop.
+      Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
         guard let response = await processor.process(raw, from: client, overTCP: false) else {
           return
         }

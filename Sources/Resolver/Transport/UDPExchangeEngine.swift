@@ -9,6 +9,12 @@ import NIOCore
 /// non-blocking UDP socket (a fresh kernel-chosen random source port, R-31) that one epoll thread
 /// per process watches; the first matching reply, an error or the deadline completes the waiting
 /// query. The connected socket makes the kernel drop datagrams from any other address or port.
+///
+/// The same thread is also a task executor (`taskExecutor`): a resolution started with it as its
+/// preference runs its jobs here, so sending a query, reading the reply and resuming the waiting
+/// task happen on one thread, with no hand-off to the cooperative pool and back for each reply.
+/// The listener's UDP sockets are watched by the same thread (`watch`, used by `UDPSocketLoop`),
+/// so a client query, its resolution and its answer need no thread switch at all.
 final class UDPExchangeEngine: Sendable {
   /// The process's engine (one thread, started on first use).
   static let shared = UDPExchangeEngine()
@@ -30,7 +36,19 @@ final class UDPExchangeEngine: Sendable {
     var pending: [Int32: Pending] = [:]
     /// The deadline the engine thread sleeps until (UInt64.max: none); an earlier one wakes it.
     var sleepingUntil = UInt64.max
+    /// True while the engine thread is (about to be) blocked in epoll_wait: only then does new
+    /// work need a write to the eventfd.
+    var asleep = false
+    /// Jobs of tasks that prefer this executor, run in order by the engine thread.
+    var jobs: [UnownedJob] = []
+    /// True once the engine thread was started (epoll, eventfd and the thread were all created).
+    var running = false
+    /// Long-lived sockets (the listener's) and what to call when one is readable.
+    var watchers: [Int32: @Sendable () -> Void] = [:]
   }
+
+  /// Marks a watched socket in `epoll_event.data.u64` (the low 32 bits hold the fd).
+  private static let watchTag: UInt64 = 1 << 32
 
   private let state = StateLock(State())
   private let epollFD: Int32
@@ -42,7 +60,7 @@ final class UDPExchangeEngine: Sendable {
     guard epollFD >= 0, wakeFD >= 0 else { return }
     var ev = epoll_event()
     ev.events = EPOLLIN.rawValue
-    ev.data.fd = wakeFD
+    ev.data.u64 = UInt64(UInt32(bitPattern: wakeFD))
     _ = epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, &ev)
     let engine = Unmanaged.passRetained(self).toOpaque()
     var thread = pthread_t()
@@ -55,10 +73,15 @@ final class UDPExchangeEngine: Sendable {
       }, engine)
     if rc == 0 {
       pthread_detach(thread)
+      state.withLock { $0.running = true }
     } else {
       Unmanaged<UDPExchangeEngine>.fromOpaque(engine).release()
     }
   }
+
+  /// The executor for resolutions that should run on the engine thread, or nil (the default
+  /// executor) when the thread could not be started.
+  var taskExecutor: (any TaskExecutor)? { state.withLock { $0.running } ? self : nil }
 
   /// Sends `bytes` from a new connected socket to `address` and waits until a reply matches
   /// (`matcher`), the socket reports an error, `threshold` mismatches arrived or `timeout` passed.
@@ -97,34 +120,70 @@ final class UDPExchangeEngine: Sendable {
           deadline: deadline)
         var ev = epoll_event()
         ev.events = EPOLLIN.rawValue
-        ev.data.fd = fd
+        ev.data.u64 = UInt64(UInt32(bitPattern: fd))
         _ = epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev)
-        return deadline < s.sleepingUntil
+        guard s.asleep, deadline < s.sleepingUntil else { return false }
+        s.asleep = false
+        return true
       }
       if wake { _ = eventfd_write(wakeFD, 1) }
     }
   }
 
+  /// Calls `onReadable` on the engine thread whenever the non-blocking socket `fd` is readable,
+  /// until `unwatch(fd)`. False (nothing watched) when the engine thread does not run.
+  func watch(_ fd: Int32, onReadable: @escaping @Sendable () -> Void) -> Bool {
+    state.withLock { s in
+      guard s.running else { return false }
+      var ev = epoll_event()
+      ev.events = EPOLLIN.rawValue
+      ev.data.u64 = Self.watchTag | UInt64(UInt32(bitPattern: fd))
+      guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev) == 0 else { return false }
+      s.watchers[fd] = onReadable
+      return true
+    }
+  }
+
+  /// Stops watching `fd`. Runs on the engine thread, so no `onReadable` call for `fd` is under
+  /// way when this returns and the caller may close it.
+  func unwatch(_ fd: Int32) async {
+    await Task(executorPreference: self) { [self] in
+      state.withLock { s in
+        guard s.watchers.removeValue(forKey: fd) != nil else { return }
+        _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
+      }
+    }.value
+  }
+
   private func run() {
     var events = [epoll_event](repeating: epoll_event(), count: 64)
     var buffer = [UInt8](repeating: 0, count: Self.receiveSize)
+    var batch: [UnownedJob] = []
     while true {
+      runJobs(&batch)
       let wait = state.withLock { s -> Int32 in
+        // Jobs queued meanwhile: look at the sockets without sleeping, then run them.
+        if !s.jobs.isEmpty { return 0 }
         let next = s.pending.values.lazy.map(\.deadline).min() ?? .max
         s.sleepingUntil = next
-        if next == .max { return -1 }
         let now = Self.now()
-        if next <= now { return 0 }
+        if next != .max, next <= now { return 0 }
+        s.asleep = true
+        if next == .max { return -1 }
         // Round up so that the deadline has passed when epoll_wait returns.
         return Int32(clamping: (next - now + 999_999) / 1_000_000)
       }
       let n = events.withUnsafeMutableBufferPointer {
         epoll_wait(epollFD, $0.baseAddress, Int32($0.count), wait)
       }
+      if wait != 0 { state.withLock { $0.asleep = false } }
       if n > 0 {
         for i in 0..<Int(n) {
-          let fd = events[i].data.fd
-          if fd == wakeFD {
+          let tag = events[i].data.u64
+          let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: tag))
+          if tag & Self.watchTag != 0 {
+            if let onReadable = state.withLock({ $0.watchers[fd] }) { onReadable() }
+          } else if fd == wakeFD {
             var value: eventfd_t = 0
             _ = eventfd_read(wakeFD, &value)
           } else {
@@ -133,6 +192,18 @@ final class UDPExchangeEngine: Sendable {
         }
       }
       expire()
+    }
+  }
+
+  /// Runs queued jobs, and the jobs they queue, until none is left or `maxRounds` batches ran
+  /// (then the sockets are looked at before the rest).
+  private func runJobs(_ batch: inout [UnownedJob], maxRounds: Int = 16) {
+    let executor = asUnownedTaskExecutor()
+    for _ in 0..<maxRounds {
+      state.withLock { s in swap(&s.jobs, &batch) }
+      guard !batch.isEmpty else { return }
+      for job in batch { job.runSynchronously(on: executor) }
+      batch.removeAll(keepingCapacity: true)
     }
   }
 
@@ -200,5 +271,19 @@ final class UDPExchangeEngine: Sendable {
   private static func errorText(_ code: Int32) -> String {
     guard let s = strerror(code) else { return "errno \(code)" }
     return "\(String(cString: s)) (errno \(code))"
+  }
+}
+
+extension UDPExchangeEngine: TaskExecutor {
+  /// Queues `job` for the engine thread, waking it only when it is blocked in epoll_wait.
+  func enqueue(_ job: consuming ExecutorJob) {
+    let job = UnownedJob(job)
+    let wake = state.withLock { s -> Bool in
+      s.jobs.append(job)
+      guard s.asleep else { return false }
+      s.asleep = false
+      return true
+    }
+    if wake { _ = eventfd_write(wakeFD, 1) }
   }
 }
