@@ -24,22 +24,30 @@ public final class ControlServer: Sendable {
     self.logger = logger
   }
 
-  /// Binds the socket (replacing a stale socket file) and starts serving.
+  /// Binds the socket (replacing a stale socket file) and starts serving. The socket is bound
+  /// under a temporary name, set to mode 0600 and then renamed, so `path` never exists with a
+  /// looser mode, not even for a moment.
   public func start() async throws {
-    var st = stat()
-    if lstat(path, &st) == 0 {
-      guard (st.st_mode & S_IFMT) == S_IFSOCK else { throw ControlError.notASocket(path) }
-      unlink(path)
-    }
+    try Self.removeStaleSocket(path)
+    let staging = path + ".new"
+    try Self.removeStaleSocket(staging)
     let server = try await ServerBootstrap(group: group)
-      .bind(unixDomainSocketPath: path) { child in
+      .bind(unixDomainSocketPath: staging) { child in
         child.eventLoop.makeCompletedFuture {
           try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
         }
       }
-    guard chmod(path, 0o600) == 0 else {
+    guard chmod(staging, 0o600) == 0 else {
+      let code = errno
       try? await server.channel.close()
-      throw ControlError.cannotChmod(path, errno)
+      unlink(staging)
+      throw ControlError.cannotChmod(staging, code)
+    }
+    guard rename(staging, path) == 0 else {
+      let code = errno
+      try? await server.channel.close()
+      unlink(staging)
+      throw ControlError.cannotRename(staging, path, code)
     }
     channel.withLock { $0 = server.channel }
     let handler = self.handler
@@ -59,6 +67,14 @@ public final class ControlServer: Sendable {
     }
     acceptLoop.withLock { $0 = task }
     logger.info("control socket at \(path)")
+  }
+
+  /// Removes a socket file left at `path` by an earlier run; anything else there is an error.
+  static func removeStaleSocket(_ path: String) throws {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    guard (st.st_mode & S_IFMT) == S_IFSOCK else { throw ControlError.notASocket(path) }
+    unlink(path)
   }
 
   /// Closes the socket and removes its file.
@@ -98,11 +114,14 @@ public final class ControlServer: Sendable {
 public enum ControlError: Error, Sendable, CustomStringConvertible {
   case notASocket(String)
   case cannotChmod(String, Int32)
+  case cannotRename(String, String, Int32)
 
   public var description: String {
     switch self {
     case .notASocket(let p): "\(p) exists and is not a socket"
     case .cannotChmod(let p, let e): "cannot set mode 0600 on \(p): \(String(cString: strerror(e)))"
+    case .cannotRename(let from, let to, let e):
+      "cannot move the control socket \(from) to \(to): \(String(cString: strerror(e)))"
     }
   }
 }
