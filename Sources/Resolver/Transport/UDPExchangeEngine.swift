@@ -1,4 +1,5 @@
 import CLinuxEpoll
+import Foundation
 import NIOCore
 
 #if canImport(Glibc)
@@ -156,6 +157,8 @@ final class UDPExchangeEngine: Sendable {
   }
 
   private func run() {
+    // Named, so top and perf show it (it would inherit the name of whichever thread started it).
+    Thread.current.name = "sotto-engine"
     var events = [epoll_event](repeating: epoll_event(), count: 64)
     var buffer = [UInt8](repeating: 0, count: Self.receiveSize)
     var batch: [UnownedJob] = []
