@@ -42,3 +42,14 @@ def test_lookup_bad_arguments(sotto):
     assert r.returncode != 0, r.stdout
     r = sotto.run("lookup")
     assert r.returncode != 0, r.stdout
+
+
+def test_serve_refuses_a_bad_ca_file_at_start(sotto, tmp_path, free_port):
+    """The trust stores load only when the first DoT/DoQ session needs them, but a CA file that
+    cannot be used still stops `serve` at once, with the reason, instead of failing every probe."""
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    for path, reason in [(bad, "no certificate"), (tmp_path / "missing.pem", "cannot be read")]:
+        r = sotto.run("serve", "--listen", f"127.0.0.1:{free_port}", "--tls-ca-file", str(path), timeout=20)
+        assert r.returncode != 0, r.stdout
+        assert reason in r.stderr, r.stderr
