@@ -303,8 +303,11 @@ final class DoQSessionHandler: ChannelInboundHandler {
 
   private func send(_ packet: [UInt8], flush: Bool = true) {
     guard let context else { return }
-    var buffer = context.channel.allocator.buffer(capacity: packet.count)
-    buffer.writeBytes(packet)
+    send(context.channel.allocator.buffer(bytes: packet), flush: flush)
+  }
+
+  private func send(_ buffer: ByteBuffer, flush: Bool = true) {
+    guard let context else { return }
     context.write(wrapOutboundOut(buffer), promise: nil)
     if flush { context.flush() }
   }

@@ -17,6 +17,7 @@ final class QUICClientEngine {
   /// Kept alive as long as the engine: its GnuTLS session uses the context's credentials.
   private let context: DoQClientContext
   private var scratch = [UInt8](repeating: 0, count: 2048)
+  private let allocator = ByteBufferAllocator()
 
   /// Creates the client connection for `remote` as seen from `local`. Throws `.tlsError` on setup failure.
   init(
@@ -65,7 +66,8 @@ final class QUICClientEngine {
   }
 
   enum Output {
-    case packet([UInt8])
+    /// Sized to the packet: ngtcp2 writes into the engine's scratch, which is copied once.
+    case packet(ByteBuffer)
     case idle
     case error(Int32)
   }
@@ -75,7 +77,8 @@ final class QUICClientEngine {
     let n = scratch.withUnsafeMutableBufferPointer { doq_engine_write(raw, $0.baseAddress, $0.count) }
     if n < 0 { return .error(Int32(truncatingIfNeeded: n)) }
     if n == 0 { return .idle }
-    return .packet(Array(scratch[0..<n]))
+    // One allocation and one copy per packet (was an Array, then a ByteBuffer copy of it).
+    return .packet(scratch.withUnsafeBufferPointer { allocator.buffer(bytes: UnsafeRawBufferPointer($0).prefix(n)) })
   }
 
   /// A CONNECTION_CLOSE packet with application error `code`, or a transport error inferred from `liberr`.

@@ -27,6 +27,8 @@ final class TLSClientEngine {
   private let expectedHost: String?
   private let ip: String
   private let onTicket: @Sendable ([UInt8]) -> Void
+  /// SSL_read's destination: the largest TLS record's plaintext (16 KiB), allocated once per engine.
+  private let readScratch: UnsafeMutableRawBufferPointer
 
   /// Creates the client side. Never sets SNI (T-2, OE-25); offers ALPN `dot` (T-1); the expected name is
   /// given to verification only. `resumption` is one serialized session to offer (OE-22).
@@ -78,12 +80,15 @@ final class TLSClientEngine {
     self.expectedHost = host
     self.ip = ip
     self.onTicket = onTicket
+    // Allocated after the last throw, so a failed init leaks nothing; freed in deinit.
+    readScratch = .allocate(byteCount: 16 * 1024, alignment: 16)
     SSL_set_ex_data(ssl, Self.exDataIndex, Unmanaged.passUnretained(self).toOpaque())
   }
 
   deinit {
     SSL_set_ex_data(ssl, Self.exDataIndex, nil)
     SSL_free(ssl)
+    readScratch.deallocate()
   }
 
   /// Hands ciphertext received from the peer to OpenSSL.
@@ -117,15 +122,14 @@ final class TLSClientEngine {
   }
 
   /// Decrypts everything available into `buffer`; returns `.wantMore` when the input is used up.
+  /// OpenSSL decrypts into the engine's reused scratch (one TLS record at most); `buffer` grows only by
+  /// what arrived, so a ~100-byte DNS answer no longer reserves 16 KiB per read.
   func read(into buffer: inout ByteBuffer) -> Step {
     while true {
       ERR_clear_error()
-      var rc: Int32 = 0
-      buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { out in
-        rc = SSL_read(ssl, out.baseAddress, Int32(min(out.count, 1 << 20)))
-        return rc > 0 ? Int(rc) : 0
-      }
+      let rc = SSL_read(ssl, readScratch.baseAddress, Int32(readScratch.count))
       if rc <= 0 { return step(forResult: rc, during: "read") }
+      buffer.writeBytes(UnsafeRawBufferPointer(rebasing: readScratch.prefix(Int(rc))))
     }
   }
 
