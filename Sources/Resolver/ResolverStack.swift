@@ -18,8 +18,7 @@ public final class ResolverStack: Sendable {
 
   /// Builds the stack; loads `stateFile` if given (a corrupt file is reported and moved aside).
   public init(
-    configuration: ResolverConfiguration, stateFile: String?, saveInterval: Double = 60,
-    group: any EventLoopGroup,
+    configuration: ResolverConfiguration, stateFile: String?, saveInterval: Double = 60, group: any EventLoopGroup,
     logger: Logger
   ) throws {
     let time = SystemTimeSource()
@@ -30,13 +29,13 @@ public final class ResolverStack: Sendable {
       transport: do53.transport, time: time, reason: "Do53: encryption off")
     var policy: EncryptionPolicy?
     if configuration.encryption.enabled {
-      // A bad CA file is an error now; the trust stores themselves load in the background.
-      let caFile = configuration.encryption.extraCAFile
-      if let caFile { try DoTClientContext.checkCAFile(caFile) }
-      let connectors: [any EncryptedConnector] = [
-        DoTConnector(extraCAFile: caFile, group: group, counters: encryptedReplies),
-        DoQConnector(extraCAFile: caFile, group: group, counters: encryptedReplies),
+      let context = try DoTClientContext(extraCAFile: configuration.encryption.extraCAFile)
+      var connectors: [any EncryptedConnector] = [
+        DoTConnector(context: context, group: group, counters: encryptedReplies)
       ]
+      connectors.append(
+        try DoQConnector(
+          extraCAFile: configuration.encryption.extraCAFile, group: group, counters: encryptedReplies))
       let p = EncryptionPolicy(
         settings: configuration.encryption, do53: do53, connectors: connectors,
         saved: store?.load() ?? [], time: time, logger: logger)
@@ -45,8 +44,7 @@ public final class ResolverStack: Sendable {
     }
     self.policy = policy
     self.store = store
-    self.resolver = RecursiveResolver(
-      configuration: configuration, exchanger: exchanger, time: time, logger: logger)
+    self.resolver = RecursiveResolver(configuration: configuration, exchanger: exchanger, time: time, logger: logger)
     if let store, let policy, saveInterval > 0 {
       periodicSave = store.savePeriodically(policy, every: saveInterval)
     } else {
@@ -70,15 +68,11 @@ public final class ResolverStack: Sendable {
       monitor: monitor.snapshot(), cache: resolver.cache.statistics, table: policy?.table,
       srtt: { selection.smoothedRTT(server: $0) }, timeouts: { selection.timeouts(server: $0) },
       upstream: UpstreamSnapshot(
-        mismatchedReplies: do53Transport.mismatchedResponses,
-        coalescedQueries: do53Transport.coalescedQueries + (policy?.coalescedQueries ?? 0),
+        mismatchedReplies: do53Transport.mismatchedResponses, coalescedQueries: do53Transport.coalescedQueries + (policy?.coalescedQueries ?? 0),
         malformedReplies: do53Transport.malformedResponses,
-        outOfBailiwickRecords: resolver.hardening.outOfBailiwickRecords,
-        aliasLoops: resolver.hardening.aliasLoopCount,
-        budgetExhausted: resolver.hardening.budgetExhaustedCount,
-        malformedDoTReplies: encryptedReplies.malformedDoT,
-        mismatchedDoTReplies: encryptedReplies.mismatchedDoT,
-        malformedDoQReplies: encryptedReplies.malformedDoQ,
+        outOfBailiwickRecords: resolver.hardening.outOfBailiwickRecords, aliasLoops: resolver.hardening.aliasLoopCount,
+        budgetExhausted: resolver.hardening.budgetExhaustedCount, malformedDoTReplies: encryptedReplies.malformedDoT,
+        mismatchedDoTReplies: encryptedReplies.mismatchedDoT, malformedDoQReplies: encryptedReplies.malformedDoQ,
         resetDoQStreams: encryptedReplies.resetDoQStreams,
         timeouts: selection.totalTimeouts))
   }

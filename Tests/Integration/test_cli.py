@@ -45,8 +45,8 @@ def test_lookup_bad_arguments(sotto):
 
 
 def test_serve_refuses_a_bad_ca_file_at_start(sotto, tmp_path, free_port):
-    """The trust stores load only when the first DoT/DoQ session needs them, but a CA file that
-    cannot be used still stops `serve` at once, with the reason, instead of failing every probe."""
+    """A CA file that cannot be used stops `serve` at once, with the reason, instead of making
+    every DoT/DoQ probe fail later."""
     bad = tmp_path / "ca.pem"
     bad.write_text("not a certificate\n")
     for path, reason in [(bad, "no certificate"), (tmp_path / "missing.pem", "cannot be read")]:

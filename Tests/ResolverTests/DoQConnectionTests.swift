@@ -9,29 +9,25 @@ import Testing
 @Suite(.serialized) struct DoQConnectionTests {
   let group = MultiThreadedEventLoopGroup.singleton
 
-  func connector() -> DoQConnector { DoQConnector(extraCAFile: nil, group: group) }
+  func connector() throws -> DoQConnector { try DoQConnector(extraCAFile: nil, group: group) }
 
   func connect(
-    _ endpoint: ServerEndpoint, log: DoQCallbackLog, expectedName: DNSName? = nil,
-    resumption: [UInt8]? = nil,
+    _ endpoint: ServerEndpoint, log: DoQCallbackLog, expectedName: DNSName? = nil, resumption: [UInt8]? = nil,
     handshakeTimeout: TimeAmount = .seconds(3), idleTimeout: TimeAmount = .seconds(30)
   ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo) {
-    try await connector().connect(
-      to: endpoint, expectedName: expectedName, resumption: resumption,
-      handshakeTimeout: handshakeTimeout,
+    let connector: DoQConnector
+    do { connector = try self.connector() } catch { throw .tlsError("\(error)") }
+    return try await connector.connect(
+      to: endpoint, expectedName: expectedName, resumption: resumption, handshakeTimeout: handshakeTimeout,
       idleTimeout: idleTimeout, onTicket: log.onTicket, onClose: log.onClose)
   }
 
   @Test func fixtureAvailableOnCI() {
     if !DoQFixtureServer.available {
       if ProcessInfo.processInfo.environment["CI"] == "true" {
-        Issue.record(
-          "python3 with aioquic and dnspython is required for the DoQ tests (pip install aioquic dnspython)"
-        )
+        Issue.record("python3 with aioquic and dnspython is required for the DoQ tests (pip install aioquic dnspython)")
       } else {
-        print(
-          "DoQ tests skipped: python3 cannot import aioquic/dnspython (pip install aioquic dnspython)"
-        )
+        print("DoQ tests skipped: python3 cannot import aioquic/dnspython (pip install aioquic dnspython)")
       }
     }
   }
@@ -70,12 +66,8 @@ import Testing
     }
     // The server closes the connection on a non-zero ID; every query reached it with ID 0.
     // The server's stdout is read asynchronously: give the last lines a moment to arrive.
-    func queryLines() -> [Substring] {
-      server.log.split(separator: "\n").filter { $0.hasPrefix("QUERY ") }
-    }
-    for _ in 0..<100 where queryLines().count < ids.count {
-      try await Task.sleep(for: .milliseconds(20))
-    }
+    func queryLines() -> [Substring] { server.log.split(separator: "\n").filter { $0.hasPrefix("QUERY ") } }
+    for _ in 0..<100 where queryLines().count < ids.count { try await Task.sleep(for: .milliseconds(20)) }
     let queryLines = queryLines()
     #expect(queryLines.count == ids.count)
     #expect(queryLines.allSatisfy { $0.hasPrefix("QUERY 0 ") })
@@ -105,14 +97,12 @@ import Testing
     session.close()
 
     let second = DoQCallbackLog()
-    let (resumed, resumedInfo) = try await connect(
-      try server.endpoint, log: second, resumption: ticket)
+    let (resumed, resumedInfo) = try await connect(try server.endpoint, log: second, resumption: ticket)
     #expect(resumedInfo.resumed)
     #expect(resumedInfo.alpn == "doq")
     // No Certificate message in a resumed handshake: the verdict travels in the ticket.
     #expect(resumedInfo.certificate.problems == info.certificate.problems)
-    let response = try await resumed.query(
-      try doqTestQuery("b.example.", id: 2), timeout: .seconds(3))
+    let response = try await resumed.query(try doqTestQuery("b.example.", id: 2), timeout: .seconds(3))
     #expect(response.header.id == 2)
     #expect(await second.wait { !$0.tickets.isEmpty })  // a fresh ticket on the resumed connection too (OE-23)
     resumed.close()
@@ -140,8 +130,7 @@ import Testing
     let server = try await DoQFixtureServer()
     defer { server.stop() }
     let log = DoQCallbackLog()
-    let (session, _) = try await connect(
-      try server.endpoint, log: log, idleTimeout: .milliseconds(400))
+    let (session, _) = try await connect(try server.endpoint, log: log, idleTimeout: .milliseconds(400))
     #expect(await log.wait(seconds: 5) { !$0.closes.isEmpty })
     #expect(log.closes == [.cleanClose])
     #expect(!session.isActive)

@@ -5,37 +5,26 @@ extension DoQConnection: EncryptedSession {}
 /// Opens DoQ sessions for the RFC 9539 policy.
 public struct DoQConnector: EarlyDataConnector {
   public let transport = EncryptedTransport.doq
-  let context: BackgroundContext<DoQClientContext>
+  let context: DoQClientContext
   let group: any EventLoopGroup
   let counters: EncryptedReplyCounters
 
-  /// Loads the trust stores (system plus `extraCAFile`, PEM) once for all connections, when the
-  /// first needs them (`BackgroundContext`); `counters` receives the malformed responses of every session.
-  public init(
-    extraCAFile: String?, group: any EventLoopGroup, counters: EncryptedReplyCounters = .init()
-  ) {
-    self.context = BackgroundContext {
-      do throws(EncryptedFailure) {
-        return .success(try DoQClientContext(extraCAFile: extraCAFile))
-      } catch {
-        return .failure(error)
-      }
-    }
+  /// Loads the trust stores (system plus `extraCAFile`, PEM) once for all connections; `counters`
+  /// receives the malformed responses of every session.
+  public init(extraCAFile: String?, group: any EventLoopGroup, counters: EncryptedReplyCounters = .init()) throws {
+    self.context = try DoQClientContext(extraCAFile: extraCAFile)
     self.group = group
     self.counters = counters
   }
 
   public func connect(
-    to endpoint: ServerEndpoint, expectedName: DNSName?, resumption: [UInt8]?,
-    handshakeTimeout: TimeAmount,
+    to endpoint: ServerEndpoint, expectedName: DNSName?, resumption: [UInt8]?, handshakeTimeout: TimeAmount,
     idleTimeout: TimeAmount, onTicket: @escaping @Sendable ([UInt8]) -> Void,
     onClose: @escaping @Sendable (EncryptedFailure) -> Void
   ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo) {
     let (connection, info, _) = try await DoQConnection.connect(
-      to: endpoint, expectedName: expectedName, context: try await context.get(), group: group,
-      resumption: resumption,
-      handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, onTicket: onTicket,
-      onClose: onClose,
+      to: endpoint, expectedName: expectedName, context: context, group: group, resumption: resumption,
+      handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, onTicket: onTicket, onClose: onClose,
       counters: counters)
     return (connection, info)
   }
@@ -43,17 +32,12 @@ public struct DoQConnector: EarlyDataConnector {
   /// Resumes with `earlyQuery` as 0-RTT when the ticket allows it (OE-24, T-7).
   public func connectWithEarlyData(
     to endpoint: ServerEndpoint, expectedName: DNSName?, resumption: [UInt8]?, earlyQuery: Message?,
-    handshakeTimeout: TimeAmount, idleTimeout: TimeAmount,
-    onTicket: @escaping @Sendable ([UInt8]) -> Void,
+    handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, onTicket: @escaping @Sendable ([UInt8]) -> Void,
     onClose: @escaping @Sendable (EncryptedFailure) -> Void
-  ) async throws(EncryptedFailure) -> (
-    any EncryptedSession, TLSHandshakeInfo, EventLoopFuture<Message>?
-  ) {
+  ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo, EventLoopFuture<Message>?) {
     let (connection, info, early) = try await DoQConnection.connect(
-      to: endpoint, expectedName: expectedName, context: try await context.get(), group: group,
-      resumption: resumption,
-      earlyQuery: earlyQuery, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
-      onTicket: onTicket,
+      to: endpoint, expectedName: expectedName, context: context, group: group, resumption: resumption,
+      earlyQuery: earlyQuery, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, onTicket: onTicket,
       onClose: onClose, counters: counters)
     return (connection, info, early)
   }

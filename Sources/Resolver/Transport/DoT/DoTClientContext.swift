@@ -38,28 +38,12 @@ public final class DoTClientContext: Sendable {
   }
 
   deinit { SSL_CTX_free(ctx) }
-
-  /// Throws `EncryptedFailure.tlsError` unless `path` is a readable PEM file with at least one
-  /// certificate (quick: only that file is read, not the system trust store).
-  public static func checkCAFile(_ path: String) throws(EncryptedFailure) {
-    OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil)
-    ERR_clear_error()
-    guard let store = X509_STORE_new() else {
-      throw OpenSSLErrorQueue.failure(fallback: "X509_STORE_new failed")
-    }
-    defer { X509_STORE_free(store) }
-    guard X509_STORE_load_file(store, path) == 1 else {
-      throw OpenSSLErrorQueue.failure(fallback: "cannot load CA file \(path)")
-    }
-  }
 }
 
 /// OpenSSL calls this for every session (ticket) the server sends; the owning engine is found through
 /// the SSL's ex_data. Returning 0 leaves the session to OpenSSL, which frees it.
 private func dotNewSessionCallback(_ ssl: OpaquePointer?, _ session: OpaquePointer?) -> Int32 {
-  guard let ssl, let session, let raw = SSL_get_ex_data(ssl, TLSClientEngine.exDataIndex) else {
-    return 0
-  }
+  guard let ssl, let session, let raw = SSL_get_ex_data(ssl, TLSClientEngine.exDataIndex) else { return 0 }
   Unmanaged<TLSClientEngine>.fromOpaque(raw).takeUnretainedValue().receivedSession(session)
   return 0
 }
