@@ -13,12 +13,15 @@ import Testing
     _ server: NSDDoTServer, expectedName: String? = "ns1.dot.test.", resumption: [UInt8]? = nil,
     context: DoTClientContext? = nil,
     idleTimeout: TimeAmount = .seconds(30),
-    tickets: DoTRecorder<[UInt8]> = DoTRecorder(), closes: DoTRecorder<EncryptedFailure> = DoTRecorder()
+    tickets: DoTRecorder<[UInt8]> = DoTRecorder(),
+    closes: DoTRecorder<EncryptedFailure> = DoTRecorder()
   ) async throws -> (DoTConnection, TLSHandshakeInfo) {
     let name = try expectedName.map { try DNSName($0) }
     return try await DoTConnection.connect(
-      to: server.endpoint, expectedName: name, context: try context ?? DoTClientContext(), group: group,
-      resumption: resumption, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3), idleTimeout: idleTimeout,
+      to: server.endpoint, expectedName: name, context: try context ?? DoTClientContext(),
+      group: group,
+      resumption: resumption, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3),
+      idleTimeout: idleTimeout,
       onTicket: { tickets.append($0) }, onClose: { closes.append($0) })
   }
 
@@ -52,7 +55,8 @@ import Testing
   @Test func extraCAFileMakesTheCertificateValid() async throws {
     guard let server = try await NSDDoTServer.start() else { return }
     defer { server.stop() }
-    let lab = try DoTClientContext(extraCAFile: server.directory.appendingPathComponent("cert.pem").path)
+    let lab = try DoTClientContext(
+      extraCAFile: server.directory.appendingPathComponent("cert.pem").path)
     let (connection, info) = try await connect(server, context: lab)
     #expect(info.certificate.problems == [])
     #expect(info.certificate.isValid)
@@ -61,6 +65,34 @@ import Testing
     #expect(otherInfo.certificate.problems == ["wrong-name"])
     other.close()
     #expect(throws: (any Error).self) { try DoTClientContext(extraCAFile: "/nonexistent/ca.pem") }
+  }
+
+  @Test func hashedTrustDirectoryIsReadWhenAChainIsVerified() async throws {
+    guard let server = try await NSDDoTServer.start(),
+      let openssl = NSDDoTServer.executable("openssl")
+    else { return }
+    defer { server.stop() }
+    // A trust directory as `update-ca-certificates` leaves it: PEM files plus subject-hash names.
+    let trust = server.directory.appendingPathComponent("trust")
+    try FileManager.default.createDirectory(at: trust, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(
+      at: server.directory.appendingPathComponent("cert.pem"),
+      to: trust.appendingPathComponent("lab.pem"))
+    try NSDDoTServer.run(openssl, ["rehash", trust.path])
+    #expect(DoTClientContext.hasHashedNames("/nonexistent:\(trust.path)"))
+    let (connection, info) = try await connect(
+      server, context: try DoTClientContext(trustDirectory: trust.path))
+    #expect(info.certificate.problems == [])
+    connection.close()
+
+    // Without hashed names the directory is not used: the lab certificate is unknown again.
+    let empty = server.directory.appendingPathComponent("empty")
+    try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+    #expect(!DoTClientContext.hasHashedNames(empty.path))
+    let (other, otherInfo) = try await connect(
+      server, context: try DoTClientContext(trustDirectory: empty.path))
+    #expect(otherInfo.certificate.problems == ["self-signed"])
+    other.close()
   }
 
   @Test func pipelinedQueriesAreAllAnswered() async throws {
@@ -94,7 +126,8 @@ import Testing
     #expect(responses[3]?.answers.first?.type == .soa)
     #expect(responses[5]?.rcode == .nxDomain)
     // A later query reuses the same connection (T-14).
-    let again = try await connection.query(try dotQuery("www.dot.test.", .a, id: 77), timeout: .seconds(3))
+    let again = try await connection.query(
+      try dotQuery("www.dot.test.", .a, id: 77), timeout: .seconds(3))
     #expect(again.header.id == 77 && again.answers.count == 1)
     connection.close()
     #expect(await closes.waitForFirst() == .cleanClose)
@@ -108,7 +141,8 @@ import Testing
     let (first, firstInfo) = try await connect(server, tickets: tickets)
     #expect(!firstInfo.resumed)
     _ = try await first.query(try dotQuery("www.dot.test.", .a), timeout: .seconds(3))
-    let ticket = try #require(await tickets.waitForFirst(), "a TLS 1.3 session ticket was delivered")
+    let ticket = try #require(
+      await tickets.waitForFirst(), "a TLS 1.3 session ticket was delivered")
     first.close()
 
     let (second, secondInfo) = try await connect(server, resumption: ticket)
@@ -157,11 +191,13 @@ import Testing
   let group = MultiThreadedEventLoopGroup.singleton
 
   private func attempt(
-    _ endpoint: ServerEndpoint, context: DoTClientContext? = nil, handshakeTimeout: TimeAmount = .seconds(2)
+    _ endpoint: ServerEndpoint, context: DoTClientContext? = nil,
+    handshakeTimeout: TimeAmount = .seconds(2)
   ) async -> EncryptedFailure? {
     do {
       let (connection, _) = try await DoTConnection.connect(
-        to: endpoint, expectedName: nil, context: try context ?? DoTClientContext(), group: group, resumption: nil,
+        to: endpoint, expectedName: nil, context: try context ?? DoTClientContext(), group: group,
+        resumption: nil,
         connectTimeout: .seconds(2), handshakeTimeout: handshakeTimeout, idleTimeout: .seconds(5),
         onTicket: { _ in }, onClose: { _ in })
       connection.close()
