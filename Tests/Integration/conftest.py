@@ -86,6 +86,10 @@ def capture(tmp_path):
     yield start
     for cap in started:
         cap.stop()
+    # A test's verdict on what crossed the wire is only as good as a capture that saw every packet.
+    lost = {cap.path.name: cap.dropped for cap in started if cap.dropped}
+    if lost:
+        pytest.fail(f"tcpdump dropped packets ({lost}): the test's wire assertions are unreliable", pytrace=False)
 
 
 @pytest.fixture
