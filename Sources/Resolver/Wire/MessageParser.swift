@@ -19,6 +19,11 @@ extension Message {
     let an = Int(try r.u16())
     let ns = Int(try r.u16())
     let ar = Int(try r.u16())
+    // More names than the question's (an OPT record's root name aside): share repeated labels.
+    r.recordLabels = an + ns > 0 || ar > 1
+    // Capacity for the counts the header claims, capped by what the bytes left could hold.
+    m.answers.reserveCapacity(min(an, r.remaining / 11))
+    m.authority.reserveCapacity(min(ns, r.remaining / 11))
 
     for _ in 0..<qd {
       let name = try r.name()

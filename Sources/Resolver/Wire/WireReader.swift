@@ -58,16 +58,27 @@ struct WireReader {
     return Array(bytes[pos..<end])
   }
 
+  /// Labels read so far with their offsets, when `recordLabels` is set: a label reached again
+  /// through a compression pointer shares the array read the first time instead of a new copy
+  /// (most names in a response point into the question's).
+  private var labelsRead: [(offset: Int, label: [UInt8])] = []
+  /// Whether `name()` remembers labels (set for messages with more than the question's name).
+  var recordLabels = false
+  private static let maxRecordedLabels = 64
+
   /// Reads a possibly compressed name. Pointers must point strictly before themselves; loops,
   /// reserved label types and the 63/255 octet limits are rejected.
   mutating func name() throws(WireError) -> DNSName {
     var labels: [[UInt8]] = []
+    labels.reserveCapacity(6)
     var total = 1
     var p = pos
     var limit = end
     var jumped = false
     var jumps = 0
-    var visited: Set<Int> = []
+    // Each pointer must land before the previous one's target: the labels between a target and the
+    // next pointer are the name's own, so landing at or after the last target is a loop.
+    var lastTarget = Int.max
     while true {
       guard p < limit else { throw jumped ? .truncated(offset: p) : overrun(at: p) }
       let len = Int(bytes[p])
@@ -80,16 +91,16 @@ struct WireReader {
         total += len + 1
         if total > 255 { throw .nameTooLong(length: total) }
         guard p + 1 + len <= limit else { throw jumped ? .truncated(offset: p) : overrun(at: p) }
-        labels.append(Array(bytes[p + 1..<p + 1 + len]))
+        labels.append(label(at: p, length: len, reached: jumped))
         p += 1 + len
       case 0xC0:
         guard p + 1 < limit else { throw jumped ? .truncated(offset: p) : overrun(at: p) }
         let target = (len & 0x3F) << 8 | Int(bytes[p + 1])
-        if target == p || visited.contains(p) { throw .pointerLoop(offset: p) }
+        if target == p || target >= lastTarget { throw .pointerLoop(offset: p) }
         if target > p { throw .forwardPointer(offset: p) }
         jumps += 1
         if jumps > WireReader.maxPointerJumps { throw .pointerLoop(offset: p) }
-        visited.insert(p)
+        lastTarget = target
         if !jumped { pos = p + 2 }
         jumped = true
         limit = bytes.count
@@ -98,5 +109,17 @@ struct WireReader {
         throw .badLabelType(offset: p)
       }
     }
+  }
+
+  /// The label of `length` octets after the length octet at `offset`: the array read there before
+  /// when one was (only looked up for labels reached through a pointer), else a new copy.
+  private mutating func label(at offset: Int, length: Int, reached viaPointer: Bool) -> [UInt8] {
+    if viaPointer, let known = labelsRead.first(where: { $0.offset == offset }) { return known.label }
+    let label = Array(bytes[offset + 1..<offset + 1 + length])
+    if recordLabels, labelsRead.count < Self.maxRecordedLabels {
+      if labelsRead.isEmpty { labelsRead.reserveCapacity(16) }
+      labelsRead.append((offset, label))
+    }
+    return label
   }
 }
