@@ -3,7 +3,8 @@
 Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`, as in make bench;
 lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
   SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
-ENC=1: encryption on (default off). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs.
+ENC=1: encryption on (default off). MALLOCS=1: malloc calls per resolution (perf stat on a libc
+uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs.
 Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
 """
 import os, sys, subprocess, time, signal, tempfile
@@ -28,7 +29,12 @@ try:
       names = bench.cold_names("p%d" % (time.time() % 100000), int(os.environ.get("N", "12000")))
       f = write_names(OUT / "cold.txt", names)
       perf = None
-      if os.environ.get("PERF", "1") == "1":
+      mallocs = os.environ.get("MALLOCS") == "1"
+      if mallocs:
+          # Needs `perf probe -x <libc> --add malloc` once (uprobes); counts, independent of CPU noise.
+          perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "probe_libc:malloc", "-p", str(res.pid), "-o", str(OUT / "mallocs.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          time.sleep(0.5)
+      elif os.environ.get("PERF", "1") == "1":
           perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4000", *graph, "-o", str(OUT / "perf.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
       def ctxt():
@@ -43,6 +49,9 @@ try:
       run = dnsperf(res.port, f, once=True, outstanding=20, verbose=True, timeout=10)
       el = time.monotonic() - t0; cpu = res.cpu_seconds() - c0; xs = ctxt() - x0
       if perf: perf.send_signal(signal.SIGINT); perf.wait()
+      if mallocs:
+          count = next(int(l.split(",")[0]) for l in (OUT / "mallocs.csv").read_text().splitlines() if "probe_libc:malloc" in l)
+          print(f"mallocs/res={count / max(run.completed, 1):.1f}")
       print(f"completed={run.completed} res/s={run.completed/el:.0f} p50={run.percentile(50)*1000:.2f}ms cpu/res={1e6*cpu/max(run.completed,1):.0f}us ctxsw/res={xs/max(run.completed,1):.2f} rcodes={run.rcodes}")
 
 finally:

@@ -1,3 +1,4 @@
+import NIOCore
 import Testing
 
 @testable import Resolver
@@ -5,6 +6,19 @@ import Testing
 /// The query log and Privacy panel show what a resolved query did: its name, type, rcode, hops,
 /// and for every cleartext hop the name actually sent (after minimisation).
 @Suite struct ResolverMonitorTests {
+  @Test func aClientAddressIsShownAsItsIPWhenTheLogIsRead() throws {
+    let monitor = ResolverMonitor(wallClock: { 1_000 })
+    let question = Question(name: try DNSName("example.test."), type: .a)
+    monitor.record(
+      clientAddress: try SocketAddress(ipAddress: "127.0.0.9", port: 5353), question: question,
+      resolution: Resolution(rcode: .noError))
+    monitor.record(
+      clientAddress: try SocketAddress(ipAddress: "::1", port: 5353), question: question,
+      resolution: Resolution(rcode: .noError))
+    monitor.record(clientAddress: nil, question: question, resolution: Resolution(rcode: .noError))
+    #expect(monitor.snapshot().queries.map(\.client) == ["?", "::1", "127.0.0.9"])
+  }
+
   @Test func aResolvedQueryShowsInTheLogAndThePrivacyData() throws {
     let monitor = ResolverMonitor(wallClock: { 1_000 })
     var resolution = Resolution(rcode: .nxDomain, elapsedMs: 12.5)

@@ -55,7 +55,8 @@ enum ReplyClassifier {
 
     var name = qname
     var chain: [ResourceRecord] = []
-    var seen: Set<DNSName> = [qname]
+    // qname is checked apart, so a reply without CNAME/DNAME links allocates no set.
+    var seen: Set<DNSName> = []
     for _ in 0..<maxLinksPerReply {
       let data = answers.filter { $0.name == name && ($0.type == qtype || qtype == .any) }
       if !data.isEmpty { return .answer(chain: chain, records: data) }
@@ -70,7 +71,7 @@ enum ReplyClassifier {
         let synth = ResourceRecord(name: name, type: .cname, ttl: d.ttl, rdata: .cname(newName))
         chain.append(d)
         chain.append(synth)
-        if seen.contains(newName) { return .serverFailure("dname-loop") }
+        if newName == qname || seen.contains(newName) { return .serverFailure("dname-loop") }
         seen.insert(newName)
         name = newName
         continue
@@ -79,7 +80,7 @@ enum ReplyClassifier {
         case .cname(let target) = c.rdata
       {
         chain.append(c)
-        if seen.contains(target) { return .serverFailure("cname-loop") }
+        if target == qname || seen.contains(target) { return .serverFailure("cname-loop") }
         seen.insert(target)
         name = target
         continue

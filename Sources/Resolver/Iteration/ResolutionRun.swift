@@ -40,7 +40,8 @@ final class ResolutionRun {
   func resolve(_ question: Question, depth: Int) async -> NameOutcome {
     var chain: [ResourceRecord] = []
     var name = question.name
-    var seen: Set<DNSName> = [name]
+    // The question's name is checked apart, so a resolution without CNAMEs allocates no set.
+    var seen: Set<DNSName> = []
     while chain.count <= limits.maxChain * 2 {
       let outcome = await resolveName(name, question.type, depth: depth)
       switch outcome {
@@ -52,7 +53,7 @@ final class ResolutionRun {
       case .alias(let c, let target):
         chain += c
         let links = chain.filter { $0.type == .cname }.count
-        if seen.contains(target) {
+        if target == question.name || seen.contains(target) {
           core.counters.aliasLoops.increment()
           return .failure("CNAME/DNAME loop at \(target)")
         }

@@ -74,7 +74,7 @@ struct QueryProcessor: Sendable {
       }
       let resolution = await resolver.resolve(question)
       counters.endResolution()
-      monitor?.record(client: client?.ipAddress ?? "?", question: question, resolution: resolution)
+      monitor?.record(clientAddress: client, question: question, resolution: resolution)
       response = ResponseBuilder.response(to: query, resolution: resolution)
       if query.questions.first?.type == .any { counters.update { $0.anyQueries += 1 } }
     }
