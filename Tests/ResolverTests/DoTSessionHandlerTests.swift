@@ -153,4 +153,22 @@ import Testing
     h.channel.embeddedEventLoop.advanceTime(by: .seconds(2))
     #expect(h.closes.all == [.cleanClose])
   }
+
+  @Test func idleTimeoutCountsFromTheLastAnswerAndNeverWhileAQueryIsOutstanding() throws {
+    let h = try Harness(idleTimeout: .seconds(10))
+    let first = h.handler.send(try dotQuery("www.dot.test.", .a), timeout: .seconds(30))
+    try h.reply(to: try h.sentQuery().message)
+    _ = try first.wait()
+    h.channel.embeddedEventLoop.advanceTime(by: .seconds(6))
+    let second = h.handler.send(try dotQuery("www.dot.test.", .aaaa), timeout: .seconds(30))
+    // 10 s after the first answer a query is outstanding: the session stays open.
+    h.channel.embeddedEventLoop.advanceTime(by: .seconds(5))
+    #expect(h.closes.all.isEmpty)
+    try h.reply(to: try h.sentQuery().message)
+    _ = try second.wait()
+    h.channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+    #expect(h.closes.all.isEmpty)
+    h.channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+    #expect(h.closes.all == [.cleanClose])
+  }
 }

@@ -35,6 +35,9 @@ final class DoTSessionHandler: ChannelInboundHandler {
   private var failure: EncryptedFailure?
   private var handshakeTimer: Scheduled<Void>?
   private var idleTimer: Scheduled<Void>?
+  /// When the last outstanding query was answered (or the handshake finished); the idle timer
+  /// closes the session `idleTimeout` after it.
+  private var idleSince = NIODeadline.uptimeNanoseconds(0)
 
   /// `handshakePromise` is created by the caller so the outcome survives the pipeline being torn down.
   init(
@@ -164,8 +167,6 @@ final class DoTSessionHandler: ChannelInboundHandler {
     }
     pending[id] = Pending(
       matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, promise: promise, timer: timer)
-    idleTimer?.cancel()
-    idleTimer = nil
     status.touch(at: time.now())
     var buffer = context.channel.allocator.buffer(capacity: bytes.count + 2)
     buffer.writeLengthPrefixed(bytes)  // one write per message (T-11)
@@ -191,11 +192,22 @@ final class DoTSessionHandler: ChannelInboundHandler {
     }
   }
 
+  /// Notes that the session became idle. One timer serves every idle period: it is not cancelled
+  /// and rescheduled for every query (that scheduling was 2% of all allocations with encryption
+  /// on); when it fires it closes the session if it has been idle for `idleTimeout`, re-arms for
+  /// the rest otherwise, and does nothing while queries are outstanding (the next idle period arms it).
   private func scheduleIdleTimer() {
-    idleTimer?.cancel()
     guard let context, handshakeDone, pending.isEmpty else { return }
-    idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) { [self] in
-      if pending.isEmpty { closeGracefully() }
+    idleSince = context.eventLoop.now
+    if idleTimer == nil { armIdleTimer(context, in: idleTimeout) }
+  }
+
+  private func armIdleTimer(_ context: ChannelHandlerContext, in delay: TimeAmount) {
+    idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+      idleTimer = nil
+      guard pending.isEmpty, let context = self.context else { return }
+      let left = (idleSince + idleTimeout) - context.eventLoop.now
+      if left <= .zero { closeGracefully() } else { armIdleTimer(context, in: left) }
     }
   }
 
