@@ -1,35 +1,108 @@
 /// What the cache is indexed by: the lowercased owner, the type and the class.
 /// A nil type stands for "any type" and is used for NXDOMAIN entries.
 ///
-/// The owner is held as its lowercased uncompressed wire form in one array (one allocation
-/// instead of one per label plus the label list), hashed as raw bytes.
+/// The owner is held as its lowercased uncompressed wire form, hashed as raw bytes. Forms of up to
+/// `inlineCapacity` octets (most names) sit inside the key itself, so making a key for a lookup
+/// allocates nothing; longer ones are an array. Which of the two a key uses follows from the length
+/// alone, so equal owners always compare and hash the same way.
 struct CacheKey: Hashable, Sendable {
-  /// Lowercased uncompressed wire form of the owner, root octet included.
-  let owner: [UInt8]
+  typealias Words = (UInt64, UInt64, UInt64, UInt64)
+  static let inlineCapacity = MemoryLayout<Words>.size
+
+  /// The owner's octets when `length <= inlineCapacity`, zero-filled after them.
+  private let words: Words
+  /// The owner's octets when longer.
+  private let heap: [UInt8]?
+  private let length: UInt8
   let type: RRType?
   let rrclass: RRClass
 
   init(name: DNSName, type: RRType?, rrclass: RRClass) {
-    self.owner = name.lowercasedWire
+    let count = name.wireLength
+    if count <= Self.inlineCapacity {
+      var words: Words = (0, 0, 0, 0)
+      withUnsafeMutableBytes(of: &words) { out in
+        var i = 0
+        for label in name.labels {
+          out[i] = UInt8(label.count)
+          i += 1
+          for b in label {
+            out[i] = DNSName.lower(b)
+            i += 1
+          }
+        }
+      }  // the root octet is one of the zeros
+      self.words = words
+      self.heap = nil
+    } else {
+      self.words = (0, 0, 0, 0)
+      self.heap = name.lowercasedWire
+    }
+    self.length = UInt8(truncatingIfNeeded: count)
     self.type = type
     self.rrclass = rrclass
   }
 
-  init(owner: [UInt8], type: RRType?, rrclass: RRClass) {
-    self.owner = owner
+  /// A key for an owner already in lowercased wire form (root octet included).
+  init(owner: some Collection<UInt8>, type: RRType?, rrclass: RRClass) {
+    let count = owner.count
+    if count <= Self.inlineCapacity {
+      var words: Words = (0, 0, 0, 0)
+      withUnsafeMutableBytes(of: &words) { out in
+        for (i, b) in owner.enumerated() { out[i] = b }
+      }
+      self.words = words
+      self.heap = nil
+    } else {
+      self.words = (0, 0, 0, 0)
+      self.heap = Array(owner)
+    }
+    self.length = UInt8(truncatingIfNeeded: count)
     self.type = type
     self.rrclass = rrclass
   }
+
+  /// Calls `body` with the owner's lowercased wire form.
+  func withOwner<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+    if let heap { return heap.withUnsafeBytes(body) }
+    return withUnsafeBytes(of: words) { body(UnsafeRawBufferPointer(rebasing: $0.prefix(Int(length)))) }
+  }
+
+  /// The owner's lowercased wire form, root octet included.
+  var owner: [UInt8] { heap ?? withOwner { Array($0) } }
 
   /// The owner as a name (lowercase).
   var name: DNSName { DNSName(uncheckedWire: owner) }
 
+  /// The same owner and class with another type.
+  func with(type: RRType?) -> CacheKey {
+    CacheKey(words: words, heap: heap, length: length, type: type, rrclass: rrclass)
+  }
+
+  /// The key of the owner's parent name (type nil), or nil for the root.
+  var parentForAnyType: CacheKey? {
+    withOwner { bytes -> CacheKey? in
+      guard let first = bytes.first, first != 0, 1 + Int(first) < bytes.count else { return nil }
+      return CacheKey(owner: bytes[(1 + Int(first))...], type: nil, rrclass: rrclass)
+    }
+  }
+
+  private init(words: Words, heap: [UInt8]?, length: UInt8, type: RRType?, rrclass: RRClass) {
+    self.words = words
+    self.heap = heap
+    self.length = length
+    self.type = type
+    self.rrclass = rrclass
+  }
+
   static func == (a: CacheKey, b: CacheKey) -> Bool {
-    a.type == b.type && a.rrclass == b.rrclass && a.owner == b.owner
+    guard a.length == b.length, a.type == b.type, a.rrclass == b.rrclass else { return false }
+    if let ha = a.heap, let hb = b.heap { return ha == hb }
+    return a.words == b.words
   }
 
   func hash(into hasher: inout Hasher) {
-    owner.withUnsafeBytes { hasher.combine(bytes: $0) }
+    withOwner { hasher.combine(bytes: $0) }
     hasher.combine(type.map { UInt32($0.rawValue) } ?? 0x1_0000)
     hasher.combine(rrclass.rawValue)
   }
@@ -46,6 +119,11 @@ extension DNSName {
     }
     out.append(0)
     return out
+  }
+
+  /// True when no label holds an ASCII capital (the name equals its lowercased form).
+  var isLowercase: Bool {
+    labels.allSatisfy { label in !label.contains { $0 >= 65 && $0 <= 90 } }
   }
 
   /// The uncompressed wire form as stored (root octet included).

@@ -33,8 +33,7 @@ public final class DNSCache: Sendable {
     let ttl = min(max(rrset.ttl, configuration.minTTL), configuration.maxTTL)
     guard ttl > 0 else { return }
     let key = CacheKey(name: rrset.name, type: rrset.type, rrclass: rrset.rrclass)
-    let wire = rrset.name.wire
-    let ownerCase = wire == key.owner ? nil : wire
+    let ownerCase = rrset.name.isLowercase ? nil : rrset.name.wire
     store(
       CacheEntry(payload: .positive(rdatas: rrset.rdatas, ownerCase: ownerCase), storedAt: time.now(), ttl: ttl, rank: rank),
       at: key)
@@ -94,14 +93,12 @@ public final class DNSCache: Sendable {
   public func lookupNegative(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> NegativeAnswer? {
     let now = time.now()
     return state.withLock { state -> NegativeAnswer? in
-      let owner = name.lowercasedWire
-      var candidates = [CacheKey(owner: owner, type: type, rrclass: rrclass), CacheKey(owner: owner, type: nil, rrclass: rrclass)]
-      var i = 0
-      while i < owner.count, owner[i] != 0 {  // NXDOMAIN cut (RFC 8020), every ancestor's wire form
-        i += 1 + Int(owner[i])
-        candidates.append(CacheKey(owner: Array(owner[min(i, owner.count)...]), type: nil, rrclass: rrclass))
-      }
-      for key in candidates {
+      // NODATA for (name, type), NXDOMAIN for the name, then for every ancestor: R-23, the NXDOMAIN
+      // cut (RFC 8020). Keys of names up to 32 octets are made without allocating.
+      let exact = CacheKey(name: name, type: type, rrclass: rrclass)
+      var next: CacheKey? = exact
+      while let key = next {
+        next = key.type == nil ? key.parentForAnyType : key.with(type: nil)
         guard let entry = Self.live(key, at: now, in: &state), case .negative(var soa) = entry.payload else { continue }
         soa.ttl = entry.remainingTTL(at: now)
         state.statistics.negativeHits += 1
