@@ -50,7 +50,10 @@ try:
       el = time.monotonic() - t0; cpu = res.cpu_seconds() - c0; xs = ctxt() - x0
       if perf: perf.send_signal(signal.SIGINT); perf.wait()
       if mallocs:
-          count = next(int(l.split(",")[0]) for l in (OUT / "mallocs.csv").read_text().splitlines() if "probe_libc:malloc" in l)
+          rows = [l for l in (OUT / "mallocs.csv").read_text().splitlines() if "probe_libc:malloc" in l]
+          if not rows or not rows[0].split(",")[0].isdigit():
+              sys.exit("no malloc count: add the uprobe first (perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc)")
+          count = int(rows[0].split(",")[0])
           print(f"mallocs/res={count / max(run.completed, 1):.1f}")
       print(f"completed={run.completed} res/s={run.completed/el:.0f} p50={run.percentile(50)*1000:.2f}ms cpu/res={1e6*cpu/max(run.completed,1):.0f}us ctxsw/res={xs/max(run.completed,1):.2f} rcodes={run.rcodes}")
 

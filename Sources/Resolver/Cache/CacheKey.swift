@@ -121,11 +121,6 @@ extension DNSName {
     return out
   }
 
-  /// True when no label holds an ASCII capital (the name equals its lowercased form).
-  var isLowercase: Bool {
-    labels.allSatisfy { label in !label.contains { $0 >= 65 && $0 <= 90 } }
-  }
-
   /// The uncompressed wire form as stored (root octet included).
   var wire: [UInt8] {
     var out: [UInt8] = []

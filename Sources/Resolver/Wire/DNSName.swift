@@ -100,8 +100,13 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
   /// The name with ASCII letters lowered; a name that has none is returned as is, sharing its
   /// storage (cache keys of lowercase names then cost no second copy).
   public func lowercased() -> DNSName {
-    guard labels.contains(where: { $0.contains { $0 >= 65 && $0 <= 90 } }) else { return self }
+    guard !isLowercase else { return self }
     return DNSName(uncheckedLabels: labels.map { $0.map(DNSName.lower) })
+  }
+
+  /// True when no label holds an ASCII capital (the name equals its lowercased form).
+  var isLowercase: Bool {
+    labels.allSatisfy { label in !label.contains { $0 >= 65 && $0 <= 90 } }
   }
 
   @inline(__always) static func lower(_ b: UInt8) -> UInt8 { (b >= 65 && b <= 90) ? b | 0x20 : b }
@@ -156,7 +161,8 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
       var i = 0
       for label in labels {
         for b in label {
-          switch Self.presentationWidth(b) {
+          let width = Self.presentationWidth(b)
+          switch width {
           case 1:
             out[i] = b
           case 2:
@@ -168,7 +174,7 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
             out[i + 2] = 48 + (b / 10) % 10
             out[i + 3] = 48 + b % 10
           }
-          i += Self.presentationWidth(b)
+          i += width
         }
         out[i] = UInt8(ascii: ".")
         i += 1
