@@ -3,7 +3,7 @@
 Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`, as in make bench;
 lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
   SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
-ENC=1: encryption on (default off). MALLOCS=1: malloc calls per resolution (perf stat on a libc
+SYSCALLS=1: syscalls per resolution. ENC=1: encryption on (default off). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=1: malloc calls per resolution (perf stat on a libc
 uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs.
 Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, REPO + "/Benchmarks"); sys.path.insert(0, REPO + "/Lab")
 from load import dnsperf, write_names
-from resolvers import Sotto
+from resolvers import Sotto, PEERS
 import bench
 import lab as labmod
 OUT = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="coldprof-")); OUT.mkdir(parents=True, exist_ok=True)
@@ -21,7 +21,8 @@ graph = ["--call-graph=fp"] if os.environ.get("GRAPH") == "1" else []
 os.sched_setaffinity(0, {1})
 lab = labmod.Lab(doq_binary=os.environ["SOTTO_BIN"])
 lab.start()
-res = Sotto(OUT / "sotto", encryption=enc)
+peer = os.environ.get("RESOLVER")
+res = PEERS[peer](OUT / peer) if peer else Sotto(OUT / "sotto", encryption=enc)
 try:
   with res:
       warm = write_names(OUT / "w.txt", bench.cold_names("warm%d" % time.time(), 300))
@@ -33,6 +34,9 @@ try:
       if mallocs:
           # Needs `perf probe -x <libc> --add malloc` once (uprobes); counts, independent of CPU noise.
           perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "probe_libc:malloc", "-p", str(res.pid), "-o", str(OUT / "mallocs.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          time.sleep(0.5)
+      elif os.environ.get("SYSCALLS") == "1":
+          perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p", str(res.pid), "-o", str(OUT / "syscalls.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
       elif os.environ.get("PERF", "1") == "1":
           perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4000", *graph, "-o", str(OUT / "perf.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -55,6 +59,11 @@ try:
               sys.exit("no malloc count: add the uprobe first (perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc)")
           count = int(rows[0].split(",")[0])
           print(f"mallocs/res={count / max(run.completed, 1):.1f}")
+      if os.environ.get("SYSCALLS") == "1":
+          rows = [l for l in (OUT / "syscalls.csv").read_text().splitlines() if "sys_enter" in l]
+          print(f"syscalls/res={int(rows[0].split(',')[0]) / max(run.completed, 1):.1f}")
+      fields = Path(f"/proc/{res.pid}/stat").read_text().rsplit(")", 1)[1].split()
+      print(f"user/sys split at end: {fields[11]}/{fields[12]} ticks")
       print(f"completed={run.completed} res/s={run.completed/el:.0f} p50={run.percentile(50)*1000:.2f}ms cpu/res={1e6*cpu/max(run.completed,1):.0f}us ctxsw/res={xs/max(run.completed,1):.2f} rcodes={run.rcodes}")
 
 finally:
