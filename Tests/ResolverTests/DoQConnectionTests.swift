@@ -109,6 +109,31 @@ import Testing
   }
 
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func timedOutQueryIsCancelledAtItsOwnDeadlineWhileOthersAreAnswered() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let log = DoQCallbackLog()
+    let (session, _) = try await connect(try server.endpoint, log: log)
+    let longQuery = try doqTestQuery("silent-long.example.", id: 1)
+    let long = Task { () async throws(TransportError) -> Message in
+      try await session.query(longQuery, timeout: .seconds(20))
+    }
+    #expect(await server.waitForLine(prefix: "QUERY 0 silent-long."))
+    // Sent later with a shorter timeout: it fails at its own deadline, not the earlier query's.
+    await #expect(throws: TransportError.timeout) {
+      _ = try await session.query(try doqTestQuery("silent-short.example.", id: 2), timeout: .milliseconds(300))
+    }
+    #expect(await server.waitForLine(prefix: "STOP 3"))  // DOQ_REQUEST_CANCELLED for its stream (T-28)
+    let answered = try await session.query(try doqTestQuery("a.example.", id: 3), timeout: .seconds(3))
+    #expect(answered.header.id == 3)
+    #expect(answered.answers.count == 1)
+    #expect(session.isActive)
+    session.close()
+    let longResult = await long.result
+    #expect(throws: TransportError.closed) { try longResult.get() }  // still outstanding until the close
+  }
+
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
   func closeSendsNoErrorAndReportsCleanClose() async throws {
     let server = try await DoQFixtureServer()
     defer { server.stop() }

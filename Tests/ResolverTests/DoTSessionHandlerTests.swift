@@ -109,6 +109,46 @@ import Testing
     #expect(throws: TransportError.timeout) { try future.wait() }
   }
 
+  @Test func eachQueryTimesOutAtItsOwnDeadlineWhileOthersStayOutstanding() throws {
+    let h = try Harness()
+    let loop = h.channel.embeddedEventLoop
+    let long = Outcome(h.handler.send(try dotQuery("long.dot.test.", .a), timeout: .seconds(30)))
+    let longQuery = try h.sentQuery().message
+    // Sent later with a shorter timeout: it must not wait for the earlier query's deadline.
+    let short = Outcome(h.handler.send(try dotQuery("short.dot.test.", .a), timeout: .seconds(2)))
+    let third = Outcome(h.handler.send(try dotQuery("third.dot.test.", .a), timeout: .seconds(5)))
+    loop.advanceTime(by: .seconds(3))
+    #expect(short.error == .timeout)
+    #expect(long.isPending && third.isPending)
+    loop.advanceTime(by: .seconds(3))
+    #expect(third.error == .timeout)
+    #expect(long.isPending)
+    try h.reply(to: longQuery)
+    #expect(long.answerName == "long.dot.test.")
+    // A new query after the others is timed from its own send.
+    let late = Outcome(h.handler.send(try dotQuery("late.dot.test.", .a), timeout: .seconds(4)))
+    loop.advanceTime(by: .seconds(3))
+    #expect(late.isPending)
+    loop.advanceTime(by: .seconds(2))
+    #expect(late.error == .timeout)
+    #expect(h.closes.all.isEmpty)
+  }
+
+  /// What became of a query's future so far, without blocking on it (EmbeddedEventLoop runs callbacks inline).
+  private final class Outcome {
+    private var result: Result<Message, any Error>?
+    init(_ future: EventLoopFuture<Message>) { future.assumeIsolated().whenComplete { self.result = $0 } }
+    var isPending: Bool { result == nil }
+    var error: TransportError? {
+      if case .failure(let error)? = result { return error as? TransportError }
+      return nil
+    }
+    var answerName: String? {
+      if case .success(let message)? = result { return message.questions.first?.name.description }
+      return nil
+    }
+  }
+
   @Test func idsAreUniqueAmongOutstandingQueries() throws {
     let h = try Harness()
     var ids = Set<UInt16>()

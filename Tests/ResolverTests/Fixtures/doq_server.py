@@ -24,7 +24,11 @@ import dns.message
 import dns.rrset
 from aioquic.asyncio import QuicConnectionProtocol, serve
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic import events as quic_events
 from aioquic.quic.events import ConnectionTerminated, StreamDataReceived
+
+# aioquic reports STOP_SENDING from 1.0 on; older versions leave the "STOP" line out.
+StopSendingReceived = getattr(quic_events, "StopSendingReceived", None)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -83,6 +87,8 @@ class DoQProtocol(QuicConnectionProtocol):
             self.answer(event.stream_id, data)
         elif isinstance(event, ConnectionTerminated):
             log(f"CLOSE {event.error_code} {event.reason_phrase}")
+        elif StopSendingReceived is not None and isinstance(event, StopSendingReceived):
+            log(f"STOP {event.error_code}")
 
     def answer(self, stream_id, data):
         opts = DoQProtocol.options
@@ -100,6 +106,8 @@ class DoQProtocol(QuicConnectionProtocol):
             self._quic.close(error_code=DOQ_PROTOCOL_ERROR, reason_phrase="non-zero Message ID")
             self.transmit()
             return
+        if query.question and str(query.question[0].name).startswith("silent"):
+            return  # never answered: the client's timeout must cancel the stream
         response = dns.message.make_response(query)
         if query.question:
             q = query.question[0]

@@ -17,7 +17,7 @@ final class DoQSessionHandler: ChannelInboundHandler {
     var query: Message
     var wire: [UInt8]
     var promise: EventLoopPromise<Message>
-    var timer: Scheduled<Void>?
+    var deadline: NIODeadline
     var streamID: Int64?
     var early: Bool
   }
@@ -57,6 +57,8 @@ final class DoQSessionHandler: ChannelInboundHandler {
   /// When `expiryTimer` fires.
   private var expiryDeadline: NIODeadline?
   private var backstopTimer: Scheduled<Void>?
+  /// Cancels queries whose timeout passed.
+  private var deadlines = QueryDeadlineTimer()
 
   init(
     eventLoop: any EventLoop, engine: QUICClientEngine, handshakeTimeout: TimeAmount, startedAt: Double,
@@ -166,19 +168,11 @@ final class DoQSessionHandler: ChannelInboundHandler {
     let token = nextToken
     nextToken += 1
     let promise = loop.makePromise(of: Message.self)
-    let timer = loop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-      guard let entry = pending.removeValue(forKey: token) else { return }
-      if let id = entry.streamID {
-        byStream[id] = nil
-        engine.cancel(streamID: id, code: ErrorCode.requestCancelled)  // T-28
-        flush()
-      }
-      waiting.removeAll { $0 == token }
-      entry.promise.fail(TransportError.timeout)
-    }
+    let deadline = loop.now + timeout
     pending[token] = Pending(
-      query: query, wire: DoQMessageFraming.queryStream(query), promise: promise, timer: timer, streamID: nil,
+      query: query, wire: DoQMessageFraming.queryStream(query), promise: promise, deadline: deadline, streamID: nil,
       early: early)
+    deadlines.cover(deadline, on: loop) { [self] in expireQueries() }
     waiting.append(token)
     openStreams()
     return promise.futureResult
@@ -196,7 +190,6 @@ final class DoQSessionHandler: ChannelInboundHandler {
       waiting.removeFirst()
       if id < 0 {
         pending[token] = nil
-        entry.timer?.cancel()
         entry.promise.fail(TransportError.io("cannot open a DoQ stream: \(QUICClientEngine.describe(Int32(id)))"))
         continue
       }
@@ -211,13 +204,45 @@ final class DoQSessionHandler: ChannelInboundHandler {
     guard let token = byStream.removeValue(forKey: id), let entry = pending.removeValue(forKey: token) else {
       return
     }
-    entry.timer?.cancel()
     switch result {
     case .success(var response):
       response.header.id = entry.query.header.id
       entry.promise.succeed(response)
     case .failure(let error): entry.promise.fail(error)
     }
+  }
+
+  /// Cancels the streams of queries whose deadline passed (T-28), fails them, and re-arms for the
+  /// earliest deadline still outstanding.
+  private func expireQueries() {
+    deadlines.fired()
+    guard !terminated else { return }
+    let now = handshakeFuture.eventLoop.now
+    var expired: [UInt64] = []
+    var next: NIODeadline?
+    for (token, entry) in pending {
+      if entry.deadline <= now {
+        expired.append(token)
+      } else if next.map({ entry.deadline < $0 }) ?? true {
+        next = entry.deadline
+      }
+    }
+    if let next { deadlines.cover(next, on: handshakeFuture.eventLoop) { [self] in expireQueries() } }
+    guard !expired.isEmpty else { return }
+    var failed: [EventLoopPromise<Message>] = []
+    var cancelled = false
+    for token in expired {
+      guard let entry = pending.removeValue(forKey: token) else { continue }
+      if let id = entry.streamID {
+        byStream[id] = nil
+        engine.cancel(streamID: id, code: ErrorCode.requestCancelled)  // T-28
+        cancelled = true
+      }
+      failed.append(entry.promise)
+    }
+    waiting.removeAll { pending[$0] == nil }
+    if cancelled { flush() }
+    for promise in failed { promise.fail(TransportError.timeout) }
   }
 
   // MARK: engine events
@@ -387,10 +412,8 @@ final class DoQSessionHandler: ChannelInboundHandler {
     pending = [:]
     byStream = [:]
     waiting = []
-    for entry in entries {
-      entry.timer?.cancel()
-      entry.promise.fail(TransportError.closed)
-    }
+    deadlines.cancel()
+    for entry in entries { entry.promise.fail(TransportError.closed) }
     context?.close(promise: nil)
   }
 }

@@ -12,7 +12,7 @@ final class DoTSessionHandler: ChannelInboundHandler {
     var matcher: ResponseMatcher
     var originalID: UInt16
     var promise: EventLoopPromise<Message>
-    var timer: Scheduled<Void>?
+    var deadline: NIODeadline
   }
 
   /// Succeeds with the handshake details; fails with the `EncryptedFailure` that ended the attempt.
@@ -35,6 +35,8 @@ final class DoTSessionHandler: ChannelInboundHandler {
   private var failure: EncryptedFailure?
   private var handshakeTimer: Scheduled<Void>?
   private var idleTimer: Scheduled<Void>?
+  /// Fails queries whose timeout passed.
+  private var deadlines = QueryDeadlineTimer()
   /// When the last outstanding query was answered (or the handshake finished); the idle timer
   /// closes the session `idleTimeout` after it.
   private var idleSince = NIODeadline.uptimeNanoseconds(0)
@@ -130,7 +132,6 @@ final class DoTSessionHandler: ChannelInboundHandler {
       return
     }
     pending[id] = nil
-    entry.timer?.cancel()
     switch result {
     case .failure(let error):
       counters.dotMalformed.increment()
@@ -160,13 +161,10 @@ final class DoTSessionHandler: ChannelInboundHandler {
     wireQuery.header.id = id
     let bytes = DoTQueryPadding.paddedWire(wireQuery)
     let promise = loop.makePromise(of: Message.self)
-    let timer = loop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-      guard let entry = pending.removeValue(forKey: id) else { return }
-      entry.promise.fail(TransportError.timeout)
-      if pending.isEmpty { scheduleIdleTimer() }
-    }
+    let deadline = loop.now + timeout
     pending[id] = Pending(
-      matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, promise: promise, timer: timer)
+      matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, promise: promise, deadline: deadline)
+    deadlines.cover(deadline, on: loop) { [self] in expireQueries() }
     status.touch(at: time.now())
     var buffer = context.channel.allocator.buffer(capacity: bytes.count + 2)
     buffer.writeLengthPrefixed(bytes)  // one write per message (T-11)
@@ -220,12 +218,29 @@ final class DoTSessionHandler: ChannelInboundHandler {
     }
   }
 
+  /// Fails the queries whose deadline passed and re-arms for the earliest one still outstanding.
+  private func expireQueries() {
+    deadlines.fired()
+    guard let context else { return }
+    let now = context.eventLoop.now
+    var expired: [UInt16] = []
+    var next: NIODeadline?
+    for (id, entry) in pending {
+      if entry.deadline <= now {
+        expired.append(id)
+      } else if next.map({ entry.deadline < $0 }) ?? true {
+        next = entry.deadline
+      }
+    }
+    if let next { deadlines.cover(next, on: context.eventLoop) { [self] in expireQueries() } }
+    for id in expired { pending.removeValue(forKey: id)?.promise.fail(TransportError.timeout) }
+    if !expired.isEmpty, pending.isEmpty { scheduleIdleTimer() }
+  }
+
   private func failAllPending(_ error: TransportError) {
+    deadlines.cancel()
     let entries = pending.values
     pending = [:]
-    for entry in entries {
-      entry.timer?.cancel()
-      entry.promise.fail(error)
-    }
+    for entry in entries { entry.promise.fail(error) }
   }
 }
