@@ -3,7 +3,7 @@
 Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`, as in make bench;
 lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
   SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
-SYSCALLS=1: syscalls per resolution. ENC=1: encryption on (default off). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=1: malloc calls per resolution (perf stat on a libc
+SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe). ENC=1: encryption on (default off). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
 uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs.
 Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
 """
@@ -31,12 +31,15 @@ try:
       f = write_names(OUT / "cold.txt", names)
       perf = None
       mallocs = os.environ.get("MALLOCS") == "1"
-      if mallocs:
+      if os.environ.get("MALLOCS") == "record":
+          perf = subprocess.Popen(["perf", "record", "-e", "probe_libc:malloc", "--call-graph=fp", "-o", str(OUT / "mallocs.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          time.sleep(0.5)
+      elif mallocs:
           # Needs `perf probe -x <libc> --add malloc` once (uprobes); counts, independent of CPU noise.
           perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "probe_libc:malloc", "-p", str(res.pid), "-o", str(OUT / "mallocs.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
       elif os.environ.get("SYSCALLS") == "1":
-          perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p", str(res.pid), "-o", str(OUT / "syscalls.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", os.environ.get("EVENT", "raw_syscalls:sys_enter"), "-p", str(res.pid), "-o", str(OUT / "syscalls.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
       elif os.environ.get("PERF", "1") == "1":
           perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4000", *graph, "-o", str(OUT / "perf.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -60,8 +63,8 @@ try:
           count = int(rows[0].split(",")[0])
           print(f"mallocs/res={count / max(run.completed, 1):.1f}")
       if os.environ.get("SYSCALLS") == "1":
-          rows = [l for l in (OUT / "syscalls.csv").read_text().splitlines() if "sys_enter" in l]
-          print(f"syscalls/res={int(rows[0].split(',')[0]) / max(run.completed, 1):.1f}")
+          rows = [l for l in (OUT / "syscalls.csv").read_text().splitlines() if l[:1].isdigit()]
+          print(f"{os.environ.get('EVENT', 'syscalls')}/res={int(rows[0].split(',')[0]) / max(run.completed, 1):.1f}")
       fields = Path(f"/proc/{res.pid}/stat").read_text().rsplit(")", 1)[1].split()
       print(f"user/sys split at end: {fields[11]}/{fields[12]} ticks")
       print(f"completed={run.completed} res/s={run.completed/el:.0f} p50={run.percentile(50)*1000:.2f}ms cpu/res={1e6*cpu/max(run.completed,1):.0f}us ctxsw/res={xs/max(run.completed,1):.2f} rcodes={run.rcodes}")
