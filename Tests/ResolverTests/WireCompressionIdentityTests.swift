@@ -126,8 +126,9 @@ private func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     #expect(writer.bytes == reference.bytes)
   }
 
-  /// Messages of the shapes Sotto writes (iterative queries, referrals, CNAME answers, negative
-  /// answers with DNSSEC records, truncated answers, a message past 0x4000 octets) serialize to
+  /// Messages of the shapes Sotto writes (iterative queries with EDNS options, referrals, CNAME
+  /// answers, negative answers with DNSSEC records, truncated answers, a message past 0x4000
+  /// octets) serialize to
   /// the same octets as before the compression index changed (length and FNV-1a recorded from
   /// the dictionary-based writer), and parse back to the same message.
   @Test func messagesKeepTheirBytes() throws {
@@ -186,7 +187,26 @@ private func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     // are written in full again (only suffixes below 0x4000 become pointers).
     large.additional = (0..<10).map { i in wrr("ns\(i % 4).big.example.", .ns, .ns(wn("host\(i % 3).late.big.example."))) }
 
+    // EDNS options (written straight into the message) and a size limit that must leave room
+    // for them.
+    var cookie = Message()
+    cookie.header.id = 0x5151
+    cookie.questions = [Question(name: wn("ns1.Example.com."), type: .aaaa)]
+    cookie.edns = EDNS(
+      udpPayloadSize: 1232,
+      options: [EDNSOption(code: 10, data: [1, 2, 3, 4, 5, 6, 7, 8]), EDNSOption(code: 12, data: [UInt8](repeating: 0, count: 17))])
+    cookie.edns?.dnssecOK = true
+    var addresses = Message()
+    addresses.header.qr = true
+    addresses.questions = [Question(name: wn("www.example.org."), type: .a)]
+    addresses.answers = (1...6).map { wrr("www.example.org.", .a, .a(IPv4Address(octets: [198, 51, 100, UInt8($0)])!)) }
+    addresses.additional = [wrr("www.example.org.", .txt, .txt([[65, 66]]))]
+    addresses.edns = cookie.edns
+
     let cases: [(String, [UInt8], Int, UInt64)] = [
+      ("cookie", cookie.serialize(), 77, 0x5c54_1204_e80c_478f),
+      ("truncatedWithOptions", addresses.serialize(maxSize: 120), 109, 0xf75b_2802_66e6_b11d),
+      ("withinLimit", addresses.serialize(maxSize: 4096), 188, 0xaf8a_d611_7829_d026),
       ("query", query.serialize(), 44, 0x2e01_a898_f9ae_8c0a),
       ("referral", referral.serialize(), 234, 0x67de_a813_007d_96b2),
       ("answer", answer.serialize(), 150, 0x8c52_2fa4_0100_c8d5),
@@ -202,7 +222,7 @@ private func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     let largeBytes = large.serialize()
     let late: [UInt8] = [4] + Array("late".utf8)
     #expect((0..<largeBytes.count - 5).filter { Array(largeBytes[$0..<$0 + 5]) == late }.count == 10)
-    for m in [query, referral, answer, negative, large] {
+    for m in [query, referral, answer, negative, large, cookie, addresses] {
       #expect(try Message.parse(m.serialize()) == m)
     }
   }
