@@ -20,29 +20,39 @@ extension Message {
       w.u16(q.type.rawValue)
       w.u16(q.qclass.rawValue)
     }
-    let records = answers + authority + additional
+    // Records are written section by section, not from a concatenated copy (that copied every
+    // record), and the record ends are kept only when a size limit may drop some.
+    let total = answers.count + authority.count + additional.count
     // ends[k] = length of the message holding the first k records.
-    var ends = [w.bytes.count]
-    for rr in records {
-      Message.write(rr, into: &w)
+    var ends: [Int] = []
+    if maxSize != nil {
+      ends.reserveCapacity(total + 1)
       ends.append(w.bytes.count)
     }
-    let opt = edns.map(Message.optRecord)
-    var kept = records.count
+    for section in 0..<3 {
+      Message.write(section == 0 ? answers : section == 1 ? authority : additional, into: &w, ends: &ends)
+    }
+    var kept = total
+    // The OPT record's RDATA length: its options, written straight into the message below.
+    let optLength = edns.map { $0.options.reduce(0) { $0 + 4 + $1.data.count } }
     if let maxSize {
-      let optSize = opt.map { 11 + $0.count } ?? 0
+      let optSize = optLength.map { 11 + $0 } ?? 0
       while kept > 0, ends[kept] + optSize > maxSize { kept -= 1 }
     }
-    if kept < records.count { w.bytes.removeSubrange(ends[kept]...) }
-    if let opt, let edns {
+    if kept < total { w.bytes.removeSubrange(ends[kept]...) }
+    if let optLength, let edns {
       w.u8(0)
       w.u16(RRType.opt.rawValue)
       w.u16(edns.udpPayloadSize)
       var ttl = UInt32(edns.extendedRCode) << 24 | UInt32(edns.version) << 16
       if edns.dnssecOK { ttl |= 0x8000 }
       w.u32(ttl)
-      w.u16(UInt16(min(opt.count, 0xFFFF)))
-      w.append(opt)
+      w.u16(UInt16(min(optLength, 0xFFFF)))
+      for o in edns.options {
+        w.u16(o.code)
+        w.u16(UInt16(truncatingIfNeeded: o.data.count))
+        w.append(o.data)
+      }
     }
     let an = min(kept, answers.count)
     let ns = min(max(kept - answers.count, 0), authority.count)
@@ -66,13 +76,12 @@ extension Message {
     w.patchU16(at: lenAt, UInt16(truncatingIfNeeded: w.bytes.count - lenAt - 2))
   }
 
-  private static func optRecord(_ edns: EDNS) -> [UInt8] {
-    var w = WireWriter()
-    for o in edns.options {
-      w.u16(o.code)
-      w.u16(UInt16(truncatingIfNeeded: o.data.count))
-      w.append(o.data)
+  /// Writes the records of one section; when `ends` is tracked (not empty), appends the message
+  /// length after each record.
+  private static func write(_ records: [ResourceRecord], into w: inout WireWriter, ends: inout [Int]) {
+    for i in records.indices {
+      write(records[i], into: &w)
+      if !ends.isEmpty { ends.append(w.bytes.count) }
     }
-    return w.bytes
   }
 }

@@ -1,14 +1,25 @@
 /// An output buffer that writes names with RFC 1035 §4.1.4 compression. Suffixes are matched
 /// case-insensitively; the case of the first occurrence is what the pointer refers to.
+///
+/// Pointer targets are found by scanning the names already in `bytes` (following the pointers
+/// there, as a reader would), not through a hash index: Sotto's messages hold 1-15 names that
+/// share suffixes, and one pass over each earlier name's octets costs far less than hashing
+/// every suffix of every name into a dictionary (that was ~5% of cold-resolution CPU).
 struct WireWriter {
   var bytes: [UInt8] = []
-  /// Offsets of name suffixes already written (keys compare case-insensitively). Filled lazily
-  /// from `unindexed` when a name is first looked up, so a message with one name (an iterative
-  /// query) hashes nothing.
-  private var suffixes: [Suffix: Int] = [:]
-  /// Names written since `suffixes` was last brought up to date: the name, how many of its leading
-  /// labels were written in full, and the offset of the first one.
-  private var unindexed: [(name: DNSName, written: Int, offset: Int)] = []
+  /// The first name written with at least one label in full, kept inline so a message with one
+  /// name (an iterative query) allocates nothing for compression.
+  private var firstTarget: Target?
+  /// The later such names, in the order written (so the first occurrence of a suffix wins).
+  private var targets: [Target] = []
+
+  /// A name written with at least one leading label in full from `offset` on (then a zero octet
+  /// or a pointer), `labels` labels in all. Each label written in full starts a suffix that later
+  /// names may point to.
+  private struct Target {
+    let offset: Int
+    let labels: Int
+  }
 
   init() { bytes.reserveCapacity(512) }
 
@@ -25,66 +36,103 @@ struct WireWriter {
     bytes[offset + 1] = UInt8(v & 0xFF)
   }
 
-  /// Writes `name`; when `compress` is true an earlier matching suffix becomes a pointer.
+  /// Writes `name`; when `compress` is true the longest earlier suffix becomes a pointer.
   /// Every suffix written in full is remembered as a target for later names either way.
   mutating func name(_ name: DNSName, compress: Bool) {
     let labels = name.labels
-    if compress && !unindexed.isEmpty { indexSuffixes() }
+    let count = labels.count
     let start = bytes.count
-    var written = 0
-    defer { if written > 0 { unindexed.append((name, written, start)) } }
-    for i in 0..<labels.count {
-      if compress, !suffixes.isEmpty, let off = suffixes[Suffix(name: name, start: i)] {
-        u16(0xC000 | UInt16(off))
-        return
-      }
-      u8(UInt8(labels[i].count))
-      append(labels[i])
-      written += 1
+    // Written in full first, so the search compares octets with octets.
+    for label in labels {
+      u8(UInt8(label.count))
+      append(label)
     }
     u8(0)
-  }
-
-  /// Adds the suffixes of the names in `unindexed` to `suffixes`, in the order they were written,
-  /// so the first occurrence of a suffix is the one pointed to.
-  private mutating func indexSuffixes() {
-    for entry in unindexed {
-      let labels = entry.name.labels
-      var offset = entry.offset
-      for i in 0..<entry.written {
-        guard offset < 0x4000 else { break }
-        let suffix = Suffix(name: entry.name, start: i)
-        if suffixes[suffix] == nil { suffixes[suffix] = offset }
-        offset += 1 + labels[i].count
+    guard count > 0 else { return }
+    if compress, firstTarget != nil {
+      let (shared, pointer) = longestWrittenSuffix(of: start, labels: count)
+      if shared > 0 {
+        var end = start
+        for i in 0..<(count - shared) { end += 1 + labels[i].count }
+        bytes.removeLast(bytes.count - end)
+        u16(0xC000 | UInt16(pointer))
+        if shared == count { return }  // all a pointer: nothing new to point to
       }
     }
-    unindexed.removeAll(keepingCapacity: true)
+    let target = Target(offset: start, labels: count)
+    if firstTarget == nil {
+      firstTarget = target
+    } else {
+      if targets.isEmpty { targets.reserveCapacity(16) }
+      targets.append(target)
+    }
   }
-}
 
-/// The labels of `name` from `start` on, as a dictionary key: shares the name's storage instead of
-/// copying the labels into a new name. Equality and hashing ignore ASCII case, like `DNSName`.
-private struct Suffix: Hashable {
-  let name: DNSName
-  let start: Int
+  /// The longest suffix of the name written in full at `start` (with `labels` labels) that an
+  /// earlier target wrote in full below offset 0x4000 (RFC 1035 §4.1.4: a pointer holds 14 bits):
+  /// its length in labels (0 if none) and the offset of its first occurrence.
+  private func longestWrittenSuffix(of start: Int, labels count: Int) -> (Int, Int) {
+    var best = 0
+    var bestOffset = 0
+    if let firstTarget { sharedSuffix(of: start, count, with: firstTarget, longerThan: &best, at: &bestOffset) }
+    var t = 0
+    while t < targets.count, best < count {
+      sharedSuffix(of: start, count, with: targets[t], longerThan: &best, at: &bestOffset)
+      t += 1
+    }
+    return (best, bestOffset)
+  }
 
-  static func == (a: Suffix, b: Suffix) -> Bool {
-    let la = a.name.labels
-    let lb = b.name.labels
-    guard la.count - a.start == lb.count - b.start else { return false }
-    var i = a.start
-    var j = b.start
-    while i < la.count {
-      if !DNSName.labelEqual(la[i], lb[j]) { return false }
-      i += 1
-      j += 1
+  /// Compares the name at `start` with `target` from the label where their ends align, and if
+  /// they share a suffix of more than `best` labels whose first label the target wrote in full
+  /// (not through its pointer) below 0x4000, makes that suffix the best one.
+  @inline(__always)
+  private func sharedSuffix(of start: Int, _ count: Int, with target: Target, longerThan best: inout Int, at bestOffset: inout Int) {
+    let common = min(count, target.labels)
+    guard common > best else { return }
+    var p = start
+    for _ in 0..<(count - common) { p += 1 + Int(bytes[p]) }
+    var q = target.offset
+    var direct = true  // q is still among the target's own labels, before its pointer
+    for _ in 0..<(target.labels - common) { follow(&q, &direct); q += 1 + Int(bytes[q]) }
+    var run = 0  // labels matched since the last difference
+    var runStart = 0
+    var runDirect = false
+    for _ in 0..<common {
+      follow(&q, &direct)
+      let length = Int(bytes[p])
+      if length == Int(bytes[q]) && labelsMatch(p + 1, q + 1, length) {
+        if run == 0 { (runStart, runDirect) = (q, direct) }
+        run += 1
+      } else {
+        run = 0
+      }
+      p += 1 + length
+      q += 1 + Int(bytes[q])
+    }
+    if run > best, runDirect, runStart < 0x4000 { (best, bestOffset) = (run, runStart) }
+  }
+
+  /// Moves `q` along the pointers at it (each points strictly backwards, as this writer makes them).
+  @inline(__always)
+  private func follow(_ q: inout Int, _ direct: inout Bool) {
+    while bytes[q] >= 0xC0 {
+      let next = Int(bytes[q] & 0x3F) << 8 | Int(bytes[q + 1])
+      precondition(next < q, "compression pointer not backwards")
+      q = next
+      direct = false
+    }
+  }
+
+  /// True if the `length` octets at `a` and `b` are equal ignoring ASCII case.
+  @inline(__always)
+  private func labelsMatch(_ a: Int, _ b: Int, _ length: Int) -> Bool {
+    for i in 0..<length {
+      let x = bytes[a + i]
+      let y = bytes[b + i]
+      // Equal, or the same ASCII letter in the other case.
+      guard x == y || (x ^ y == 0x20 && (x | 0x20) >= 0x61 && (x | 0x20) <= 0x7A) else { return false }
     }
     return true
-  }
-
-  func hash(into hasher: inout Hasher) {
-    let labels = name.labels
-    hasher.combine(labels.count - start)
-    for i in start..<labels.count { DNSName.hashLabel(labels[i], into: &hasher) }
   }
 }
