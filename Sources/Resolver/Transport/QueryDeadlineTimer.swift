@@ -23,6 +23,23 @@ struct QueryDeadlineTimer {
     armedFor = nil
   }
 
+  /// Splits outstanding queries into those whose deadline is at or before `now` and the earliest
+  /// deadline among the rest (nil if none is left).
+  static func expired<Key>(
+    _ pending: some Sequence<(key: Key, deadline: NIODeadline)>, now: NIODeadline
+  ) -> (keys: [Key], next: NIODeadline?) {
+    var keys: [Key] = []
+    var next: NIODeadline?
+    for (key, deadline) in pending {
+      if deadline <= now {
+        keys.append(key)
+      } else if next.map({ deadline < $0 }) ?? true {
+        next = deadline
+      }
+    }
+    return (keys, next)
+  }
+
   /// Stops the timer (the session ended).
   mutating func cancel() {
     task?.cancel()

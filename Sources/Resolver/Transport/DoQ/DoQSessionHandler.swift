@@ -218,15 +218,7 @@ final class DoQSessionHandler: ChannelInboundHandler {
     deadlines.fired()
     guard !terminated else { return }
     let now = handshakeFuture.eventLoop.now
-    var expired: [UInt64] = []
-    var next: NIODeadline?
-    for (token, entry) in pending {
-      if entry.deadline <= now {
-        expired.append(token)
-      } else if next.map({ entry.deadline < $0 }) ?? true {
-        next = entry.deadline
-      }
-    }
+    let (expired, next) = QueryDeadlineTimer.expired(pending.lazy.map { ($0.key, $0.value.deadline) }, now: now)
     if let next { deadlines.cover(next, on: handshakeFuture.eventLoop) { [self] in expireQueries() } }
     guard !expired.isEmpty else { return }
     var failed: [EventLoopPromise<Message>] = []

@@ -223,15 +223,7 @@ final class DoTSessionHandler: ChannelInboundHandler {
     deadlines.fired()
     guard let context else { return }
     let now = context.eventLoop.now
-    var expired: [UInt16] = []
-    var next: NIODeadline?
-    for (id, entry) in pending {
-      if entry.deadline <= now {
-        expired.append(id)
-      } else if next.map({ entry.deadline < $0 }) ?? true {
-        next = entry.deadline
-      }
-    }
+    let (expired, next) = QueryDeadlineTimer.expired(pending.lazy.map { ($0.key, $0.value.deadline) }, now: now)
     if let next { deadlines.cover(next, on: context.eventLoop) { [self] in expireQueries() } }
     for id in expired { pending.removeValue(forKey: id)?.promise.fail(TransportError.timeout) }
     if !expired.isEmpty, pending.isEmpty { scheduleIdleTimer() }
