@@ -170,8 +170,8 @@ final class DoQSessionHandler: ChannelInboundHandler {
     let promise = loop.makePromise(of: Message.self)
     let deadline = loop.now + timeout
     pending[token] = Pending(
-      query: query, wire: DoQMessageFraming.queryStream(query), promise: promise, deadline: deadline, streamID: nil,
-      early: early)
+      query: query, wire: DoQMessageFraming.queryStream(query), promise: promise, deadline: deadline,
+      streamID: nil, early: early)
     deadlines.cover(deadline, on: loop) { [self] in expireQueries() }
     waiting.append(token)
     openStreams()
@@ -218,8 +218,11 @@ final class DoQSessionHandler: ChannelInboundHandler {
     deadlines.fired()
     guard !terminated else { return }
     let now = handshakeFuture.eventLoop.now
-    let (expired, next) = QueryDeadlineTimer.expired(pending.lazy.map { ($0.key, $0.value.deadline) }, now: now)
-    if let next { deadlines.cover(next, on: handshakeFuture.eventLoop) { [self] in expireQueries() } }
+    let (expired, next) = QueryDeadlineTimer.expired(
+      pending.lazy.map { ($0.key, $0.value.deadline) }, now: now)
+    if let next {
+      deadlines.cover(next, on: handshakeFuture.eventLoop) { [self] in expireQueries() }
+    }
     guard !expired.isEmpty else { return }
     var failed: [EventLoopPromise<Message>] = []
     var cancelled = false

@@ -223,7 +223,8 @@ final class DoTSessionHandler: ChannelInboundHandler {
     deadlines.fired()
     guard let context else { return }
     let now = context.eventLoop.now
-    let (expired, next) = QueryDeadlineTimer.expired(pending.lazy.map { ($0.key, $0.value.deadline) }, now: now)
+    let (expired, next) = QueryDeadlineTimer.expired(
+      pending.lazy.map { ($0.key, $0.value.deadline) }, now: now)
     if let next { deadlines.cover(next, on: context.eventLoop) { [self] in expireQueries() } }
     for id in expired { pending.removeValue(forKey: id)?.promise.fail(TransportError.timeout) }
     if !expired.isEmpty, pending.isEmpty { scheduleIdleTimer() }
