@@ -26,7 +26,7 @@ let package = Package(
       providers: [.apt(["libncurses-dev"]), .brew(["ncurses"])]
     ),
     .target(name: "TUI", dependencies: ["Resolver", "CNcurses"]),
-    // epoll and eventfd for the upstream UDP engine (Glibc's Swift module lacks them).
+    // epoll and eventfd for the upstream UDP engine, getrandom for PooledRandom (Glibc's Swift module lacks them).
     .systemLibrary(name: "CLinuxEpoll"),
     .systemLibrary(
       name: "CNgtcp2",

@@ -56,7 +56,8 @@ extension EncryptionPolicy {
         }
       }
       var trigger = Message()
-      trigger.header.id = UInt16.random(in: 0...UInt16.max)
+      var random = PooledRandom()
+      trigger.header.id = UInt16.random(in: 0...UInt16.max, using: &random)
       trigger.questions = [Question(name: zone, type: .soa)]
       trigger.edns = EDNS(udpPayloadSize: 1232)
       return (outcome, started, server, trigger)

@@ -192,7 +192,8 @@ extension ResolutionRun {
   /// An iterative query: random ID, RD=0, one question, EDNS with our buffer size.
   func makeQuery(qname: DNSName, qtype: RRType) -> Message {
     var m = Message()
-    m.header.id = UInt16.random(in: 0...UInt16.max)
+    var random = PooledRandom()
+    m.header.id = UInt16.random(in: 0...UInt16.max, using: &random)
     m.header.rd = false
     m.questions = [Question(name: qname, type: qtype)]
     m.edns = EDNS(udpPayloadSize: core.configuration.ednsBufferSize)

@@ -52,11 +52,12 @@ public final class ServerSelection: Sendable {
     -> [T]
   {
     let table = srtt.withLock { $0 }
+    var random = PooledRandom()
     let scored = candidates.map { c -> (T, Double) in
-      (c, table[key(c)] ?? Double.random(in: 0..<5))
-    }.shuffled().sorted { $0.1 < $1.1 }
+      (c, table[key(c)] ?? Double.random(in: 0..<5, using: &random))
+    }.shuffled(using: &random).sorted { $0.1 < $1.1 }
     guard let best = scored.first?.1 else { return [] }
-    let near = scored.filter { $0.1 <= best + 100 }.shuffled()
+    let near = scored.filter { $0.1 <= best + 100 }.shuffled(using: &random)
     let far = scored.filter { $0.1 > best + 100 }
     var ordered = near + far
     // Privacy-aware choice: a comparable server that speaks encryption goes first.

@@ -155,8 +155,9 @@ final class DoTSessionHandler: ChannelInboundHandler {
       return loop.makeFailedFuture(TransportError.closed)
     }
     guard pending.count < Int(UInt16.max) else { return loop.makeFailedFuture(TransportError.io("no free message ID")) }
-    var id = UInt16.random(in: .min ... .max)
-    while pending[id] != nil { id = UInt16.random(in: .min ... .max) }
+    var random = PooledRandom()
+    var id = UInt16.random(in: .min ... .max, using: &random)
+    while pending[id] != nil { id = UInt16.random(in: .min ... .max, using: &random) }
     var wireQuery = query
     wireQuery.header.id = id
     let bytes = DoTQueryPadding.paddedWire(wireQuery)
