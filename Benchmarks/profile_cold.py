@@ -3,7 +3,7 @@
 Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`, as in make bench;
 lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
   SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
-SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe). ENC=1: encryption on (default off). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
+SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
 uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs.
 Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
 """
@@ -53,7 +53,7 @@ try:
           return v
       x0 = ctxt()
       c0 = res.cpu_seconds(); t0 = time.monotonic()
-      run = dnsperf(res.port, f, once=True, outstanding=20, verbose=True, timeout=10)
+      run = dnsperf(res.port, f, once=True, outstanding=int(os.environ.get("OUTSTANDING", "20")), verbose=True, timeout=10)
       el = time.monotonic() - t0; cpu = res.cpu_seconds() - c0; xs = ctxt() - x0
       if perf: perf.send_signal(signal.SIGINT); perf.wait()
       if mallocs:
@@ -63,10 +63,17 @@ try:
           count = int(rows[0].split(",")[0])
           print(f"mallocs/res={count / max(run.completed, 1):.1f}")
       if os.environ.get("SYSCALLS") == "1":
-          rows = [l for l in (OUT / "syscalls.csv").read_text().splitlines() if l[:1].isdigit()]
-          print(f"{os.environ.get('EVENT', 'syscalls')}/res={int(rows[0].split(',')[0]) / max(run.completed, 1):.1f}")
+          rows = [l.split(",") for l in (OUT / "syscalls.csv").read_text().splitlines() if l[:1].isdigit()]
+          per = lambda r: int(r[0]) / max(run.completed, 1)
+          if len(rows) == 1:
+              print(f"{os.environ.get('EVENT', 'syscalls')}/res={per(rows[0]):.1f}")
+          else:  # EVENT='syscalls:sys_enter_*': one line per syscall that ran
+              for r in sorted(rows, key=per, reverse=True):
+                  if per(r) >= 0.05: print(f"{r[2]}/res={per(r):.2f}")
       fields = Path(f"/proc/{res.pid}/stat").read_text().rsplit(")", 1)[1].split()
       print(f"user/sys split at end: {fields[11]}/{fields[12]} ticks")
+      if run.latencies:
+          print("latency ms: " + " ".join(f"p{q}={run.percentile(q)*1000:.2f}" for q in (50, 90, 95, 99, 100)) + f" mean={1000*sum(run.latencies)/len(run.latencies):.2f}")
       print(f"completed={run.completed} res/s={run.completed/el:.0f} p50={run.percentile(50)*1000:.2f}ms cpu/res={1e6*cpu/max(run.completed,1):.0f}us ctxsw/res={xs/max(run.completed,1):.2f} rcodes={run.rcodes}")
 
 finally:
