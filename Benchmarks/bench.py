@@ -10,7 +10,7 @@ spread) and Sotto/peer ratios, and writes it all as JSON under Benchmarks/result
   1 cached   queries/s and latency for a warmed set of BENCH_CACHED_NAMES names (dnsperf, 100 outstanding)
   2 cold     BENCH_COLD_NAMES distinct uncached names across the lab's zones, 20 outstanding,
              fresh process: completed resolutions/s and p50/p95 latency (Sotto with and without
-             encryption)
+             encryption); then BENCH_UNLOADED_NAMES more, one outstanding: p50/p95 with no queueing
   3 memory   RSS growth after caching BENCH_MEMORY_NAMES distinct names, and bytes per cached name
   4 encryption  share of authoritative queries sent encrypted, DoQ's share, and cleartext queries to
              servers already known good, counted from a tcpdump capture (Sotto, PowerDNS Recursor)
@@ -51,6 +51,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
 CACHED_NAMES = int(os.environ.get("BENCH_CACHED_NAMES", "500" if QUICK else "2500"))
 CACHED_SECONDS = float(os.environ.get("BENCH_CACHED_SECONDS", "3" if QUICK else "10"))
 COLD_NAMES = int(os.environ.get("BENCH_COLD_NAMES", "300" if QUICK else "3000"))
+# Then, in the same process, this many more fresh names one at a time: latency without queueing.
+UNLOADED_NAMES = int(os.environ.get("BENCH_UNLOADED_NAMES", "60" if QUICK else "400"))
 MEMORY_NAMES = int(os.environ.get("BENCH_MEMORY_NAMES", "5000" if QUICK else "100000"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 ALL = ["cached", "cold", "memory", "encryption", "startup", "dashboard"]
@@ -130,11 +132,19 @@ def bench_cold(cls, r: int, work: Path, encryption: bool = True) -> dict:
         run = dnsperf(res.port, f, once=True, outstanding=20, verbose=True, timeout=10)
         elapsed = time.monotonic() - t0
         n = max(run.completed, 1)
-        return {"startup_s": res.startup_seconds, "completed": run.completed, "lost": run.lost,
+        cpu1, lab1 = res.cpu_seconds(), cpu_of(LAB_PIDS)
+        # One outstanding: how long a resolution takes when nothing queues on the resolver's core,
+        # which the 20-outstanding figures (CPU-bound) do not show.
+        alone = dnsperf(res.port, write_names(work / "unloaded.txt", cold_names(f"u{r}{int(time.time()) % 100000}",
+                                                                                    UNLOADED_NAMES)),
+                        once=True, outstanding=1, verbose=True, timeout=10)
+        return {"unloaded_p50_ms": alone.percentile(50) * 1000, "unloaded_p95_ms": alone.percentile(95) * 1000,
+                "unloaded_completed": alone.completed,
+                "cpu_us_per_resolution": 1e6 * (cpu1 - cpu0) / n,
+                "lab_cpu_us_per_resolution": 1e6 * (lab1 - lab0) / n,
+                "startup_s": res.startup_seconds, "completed": run.completed, "lost": run.lost,
                 "resolutions_per_s": run.completed / elapsed, "p50_ms": run.percentile(50) * 1000,
-                "p95_ms": run.percentile(95) * 1000, "rcodes": run.rcodes,
-                "cpu_us_per_resolution": 1e6 * (res.cpu_seconds() - cpu0) / n,
-                "lab_cpu_us_per_resolution": 1e6 * (cpu_of(LAB_PIDS) - lab0) / n}
+                "p95_ms": run.percentile(95) * 1000, "rcodes": run.rcodes}
 
 
 def bench_memory(cls, r: int, work: Path) -> dict:
@@ -246,6 +256,7 @@ def main() -> int:
                     print(f"  cold       round {r + 1} {k:22s} completed={res['completed']} lost={res['lost']} "
                           f"res/s={res['resolutions_per_s']:.1f} p50={res['p50_ms']:.2f}ms p95={res['p95_ms']:.2f}ms "
                           f"cpu={res['cpu_us_per_resolution']:.0f}us lab-cpu={res['lab_cpu_us_per_resolution']:.0f}us "
+                          f"alone: p50={res['unloaded_p50_ms']:.2f}ms p95={res['unloaded_p95_ms']:.2f}ms "
                           f"rcodes={res['rcodes']}", flush=True)
                     subprocess.run(["rm", "-rf", str(work)], check=False)
             raw["cold"] = results
@@ -253,6 +264,10 @@ def main() -> int:
                           "higher"))
             table.append(("cold", "p50 ms", {k: med(v, "p50_ms") for k, v in results.items()}, "lower"))
             table.append(("cold", "p95 ms", {k: med(v, "p95_ms") for k, v in results.items()}, "lower"))
+            table.append(("cold", "p50 ms, 1 outstanding", {k: med(v, "unloaded_p50_ms") for k, v in results.items()},
+                          "lower"))
+            table.append(("cold", "p95 ms, 1 outstanding", {k: med(v, "unloaded_p95_ms") for k, v in results.items()},
+                          "lower"))
             table.append(("cold", "CPU µs/resolution", {k: med(v, "cpu_us_per_resolution") for k, v in results.items()},
                           "lower"))
             table.append(("cold", "lab CPU µs/resolution",
