@@ -80,19 +80,7 @@ public final class DoQConnection: Sendable {
   /// for its response, which carries the caller's original ID. Queries run concurrently (T-27).
   public func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message {
     let session = self.session
-    let loop = channel.eventLoop
-    // Callers usually run on the channel's loop already (NIO is the global executor): send
-    // directly instead of queueing a task on the loop for the next tick.
-    let future =
-      loop.inEventLoop
-      ? session.value.send(message, timeout: timeout) : loop.flatSubmit { session.value.send(message, timeout: timeout) }
-    do {
-      return try await future.get()
-    } catch let error as TransportError {
-      throw error
-    } catch {
-      throw .io("\(error)")
-    }
+    return try await exchangeOnLoop(channel.eventLoop) { session.value.send(message, timeout: timeout) }
   }
 
   /// True from the finished handshake until the session closes or `close()` is called.
