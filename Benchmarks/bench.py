@@ -310,6 +310,9 @@ def main() -> int:
         out = subprocess.run([sys.executable, str(HERE / "dashboard_cost.py")], env=env, capture_output=True,
                              text=True)
         print(out.stdout[-1200:], end="")
+        if out.returncode != 0:
+            print(f"dashboard benchmark failed (exit {out.returncode}), no dashboard row:\n{out.stderr[-1200:]}",
+                  flush=True)
         latest = sorted((HERE / "results").glob("dashboard-*.json"))
         if out.returncode == 0 and latest:
             d = json.loads(latest[-1].read_text())

@@ -69,7 +69,9 @@ def run_mode(mode: str, lab, names_file: str) -> dict:
     opts = ["--root-hints", str(labmod.ROOT_HINTS), "--allow-loopback", "--listen", f"127.0.0.1:{port}",
             "--tls-ca-file", str(labmod.CA_FILE), "--log-level", "error"]
     tmux = shutil.which("tmux")
-    sock = f"sotto-bench-{os.getpid()}"
+    # A tmux server of its own per run: reusing one socket name right after `kill-server` raced the
+    # old server's exit ("server exited unexpectedly"), and the next round's `new-session` failed.
+    sock = f"sotto-bench-{os.getpid()}-{time.monotonic_ns()}"
     proc = None
     try:
         if mode == "serve":
