@@ -59,7 +59,6 @@ private struct ReferenceSuffix: Hashable {
   }
 }
 
-
 /// A name of 0-5 labels from a small vocabulary (so suffixes repeat), each letter's case random.
 private func randomName(_ rng: inout SplitMix64) -> DNSName {
   let vocabulary = ["com", "net", "example", "ns1", "ns2", "www", "a", "b", "mail", "x-y", String(repeating: "q", count: 63)]

@@ -1,7 +1,6 @@
 import Testing
 @testable import Resolver
 
-
 @Suite struct WireFuzzTests {
   @Test func randomMutationsNeverCrash() throws {
     var m = Message()
