@@ -82,7 +82,7 @@ final class FakeConnector: EncryptedConnector {
 /// A Do53 stand-in that answers every query and records which servers were asked.
 final class FakeDo53: UpstreamExchanger {
   let log = Mutex<[String]>([])
-  func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async -> ExchangeResult {
+  nonisolated(nonsending) func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async -> ExchangeResult {
     log.withLock { $0.append(server.ip) }
     return ExchangeResult(
       legs: [ExchangeLeg(transport: .do53UDP, rttMs: 1, error: nil, truncated: false)],

@@ -19,7 +19,7 @@ final class ScriptedExchanger: UpstreamExchanger {
 
   var queries: [(String, Question)] { log.withLock { $0 } }
 
-  func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async -> ExchangeResult {
+  nonisolated(nonsending) func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async -> ExchangeResult {
     guard let q = query.questions.first else { return ExchangeResult(legs: [], response: nil) }
     log.withLock { $0.append((server.ip, q)) }
     if delay > .zero { try? await Task.sleep(for: delay) }

@@ -60,7 +60,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// An identical query to the same server already in flight is joined instead of sent again,
   /// over whichever transport it went: concurrent resolutions that need the same step (a QNAME
   /// minimisation step, a shared NS address) otherwise each sent a copy over DoT or DoQ.
-  public func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
+  public nonisolated(nonsending) func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
     -> ExchangeResult
   {
     guard let key = InflightExchanges.Key(query, server) else {
@@ -71,7 +71,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
   }
 
-  func exchangeNow(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
+  nonisolated(nonsending) func exchangeNow(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
     -> ExchangeResult
   {
     let now = wallClock()
@@ -154,7 +154,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
 
   // MARK: Sending
 
-  func sendDo53(
+  nonisolated(nonsending) func sendDo53(
     _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: String,
     sessionFallback: Bool = false
   ) async -> ExchangeResult {
@@ -170,7 +170,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     return result
   }
 
-  func sendEncrypted(
+  nonisolated(nonsending) func sendEncrypted(
     _ query: Message, _ t: EncryptedTransport, session: any EncryptedSession, server: ServerEndpoint,
     context: ExchangeContext, timeout: TimeAmount, reason: String, counted: Bool = false
   ) async -> ExchangeResult {

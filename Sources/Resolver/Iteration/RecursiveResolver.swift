@@ -52,13 +52,13 @@ public final class RecursiveResolver: QueryResolving {
   /// Per-server smoothed RTTs.
   public var serverSelection: ServerSelection { core.selection }
 
-  public func resolve(_ question: Question) async -> Resolution {
+  public nonisolated(nonsending) func resolve(_ question: Question) async -> Resolution {
     if let local = LocalAnswers.answer(question) { return local }
     let key = Question(name: question.name.lowercased(), type: question.type, qclass: question.qclass)
     return await inflight.run(key) { await resolveUncoalesced(question) }.value
   }
 
-  func resolveUncoalesced(_ question: Question) async -> Resolution {
+  nonisolated(nonsending) func resolveUncoalesced(_ question: Question) async -> Resolution {
     guard question.qclass == .in else { return Resolution(rcode: .refused, failureReason: "only class IN is served") }
     let run = ResolutionRun(core: core)
     let outcome = await run.resolve(question, depth: 0)

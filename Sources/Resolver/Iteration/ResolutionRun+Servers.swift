@@ -9,7 +9,7 @@ struct Candidate {
 extension ResolutionRun {
   /// Usable server addresses for `zone`: cached addresses of its NS names, then separately resolved
   /// ones for out-of-bailiwick names, the root hints for the root.
-  func addresses(for zone: DNSName, depth: Int) async -> [Candidate] {
+  nonisolated(nonsending) func addresses(for zone: DNSName, depth: Int) async -> [Candidate] {
     let nsNames = cachedNSNames(of: zone)
     var result = nsNames.flatMap { cachedAddresses(of: $0) }
     if !result.isEmpty { return result }
@@ -109,7 +109,7 @@ extension ResolutionRun {
 
   /// Asks the zone's servers in srtt order until one gives a usable reply.
   /// Returns nil when every server failed.
-  func ask(_ servers: [Candidate], zone: DNSName, qname: DNSName, qtype: RRType) async -> (ReplyKind, Bool)? {
+  nonisolated(nonsending) func ask(_ servers: [Candidate], zone: DNSName, qname: DNSName, qtype: RRType) async -> (ReplyKind, Bool)? {
     let selection = core.selection
     let exchanger = core.exchanger
     let ordered = selection.order(
@@ -164,7 +164,7 @@ extension ResolutionRun {
   }
 
   /// One exchange with one server; records its hops and RTT.
-  func send(_ query: Message, to server: Candidate, zone: DNSName) async -> ExchangeResult {
+  nonisolated(nonsending) func send(_ query: Message, to server: Candidate, zone: DNSName) async -> ExchangeResult {
     queriesSent += 1
     let selection = core.selection
     let remaining = max(0.05, limits.deadline - (core.time.now() - started))

@@ -37,7 +37,7 @@ final class ResolutionRun {
   var overDeadline: Bool { core.time.now() - started > limits.deadline }
 
   /// Resolves a question completely, following CNAME/DNAME chains across zones.
-  func resolve(_ question: Question, depth: Int) async -> NameOutcome {
+  nonisolated(nonsending) func resolve(_ question: Question, depth: Int) async -> NameOutcome {
     var chain: [ResourceRecord] = []
     var name = question.name
     // The question's name is checked apart, so a resolution without CNAMEs allocates no set.
@@ -69,7 +69,7 @@ final class ResolutionRun {
   }
 
   /// Answers one name from the cache if possible, otherwise iterates from the closest known cut.
-  func resolveName(_ name: DNSName, _ type: RRType, depth: Int) async -> NameOutcome {
+  nonisolated(nonsending) func resolveName(_ name: DNSName, _ type: RRType, depth: Int) async -> NameOutcome {
     if let cached = cachedOutcome(name, type) { return cached }
     let key = Question(name: name.lowercased(), type: type)
     if core.failureCache.contains(key) { return .failure("cached failure for \(name) \(type) (R-24)") }
@@ -94,7 +94,7 @@ final class ResolutionRun {
   }
 
   /// The iterative loop for one name.
-  func iterate(_ name: DNSName, _ type: RRType, depth: Int) async -> NameOutcome {
+  nonisolated(nonsending) func iterate(_ name: DNSName, _ type: RRType, depth: Int) async -> NameOutcome {
     // R-25 (1): parent-side types are asked of the parent's servers.
     let target = (type == .ds && !name.isRoot) ? (name.parent ?? .root) : name
     var zone = closestCut(below: target)

@@ -29,7 +29,7 @@ struct QueryProcessor: Sendable {
   }
 
   /// The response bytes for `raw` from `client`, or nil to send nothing.
-  func process(_ raw: [UInt8], from client: SocketAddress?, overTCP: Bool) async -> [UInt8]? {
+  nonisolated(nonsending) func process(_ raw: [UInt8], from client: SocketAddress?, overTCP: Bool) async -> [UInt8]? {
     counters.update {
       $0.queries += 1
       if overTCP { $0.tcpQueries += 1 }

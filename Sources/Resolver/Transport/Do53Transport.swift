@@ -31,7 +31,7 @@ public final class Do53Transport: Sendable {
 
   /// Sends `query` over UDP and waits for a matching response. Each query has its own connected
   /// socket on a fresh random source port, watched by the shared `UDPExchangeEngine`.
-  public func queryUDP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError) -> Message {
+  public nonisolated(nonsending) func queryUDP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError) -> Message {
     try await UDPExchangeEngine.shared.exchange(
       query.serialize(), to: server.socketAddress, matcher: ResponseMatcher(query: query), timeout: timeout,
       mismatches: mismatches, suspicionThreshold: Self.spoofSuspicionThreshold

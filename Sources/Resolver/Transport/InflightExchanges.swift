@@ -26,7 +26,7 @@ final class InflightExchanges: Sendable {
   let joined = Counter()
 
   /// The result of the exchange in flight for `key`, or of `body` run now by this caller.
-  func join(_ key: Key, _ body: () async -> ExchangeResult) async -> ExchangeResult {
+  nonisolated(nonsending) func join(_ key: Key, _ body: nonisolated(nonsending) () async -> ExchangeResult) async -> ExchangeResult {
     let (result, wasJoined) = await runs.run(key, body)
     if wasJoined { joined.increment() }
     return result

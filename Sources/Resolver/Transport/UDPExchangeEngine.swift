@@ -86,7 +86,7 @@ final class UDPExchangeEngine: Sendable {
 
   /// Sends `bytes` from a new connected socket to `address` and waits until a reply matches
   /// (`matcher`), the socket reports an error, `threshold` mismatches arrived or `timeout` passed.
-  func exchange(
+  nonisolated(nonsending) func exchange(
     _ bytes: [UInt8], to address: SocketAddress, matcher: ResponseMatcher, timeout: TimeAmount,
     mismatches: Counter,
     suspicionThreshold: Int
