@@ -51,21 +51,26 @@ public final class ServerSelection: Sendable {
   public func order<T>(_ candidates: [T], key: (T) -> String, prefer: (T) -> Bool = { _ in false }, margin: Double = 0)
     -> [T]
   {
+    // One candidate (most delegations in a resolution's path): nothing to order, nothing to allocate.
+    if candidates.count <= 1 { return candidates }
     let table = srtt.withLock { $0 }
     var random = PooledRandom()
-    let scored = candidates.map { c -> (T, Double) in
+    // In place: one array for the scores and one for the result (this runs for every upstream query).
+    var scored = candidates.map { c -> (T, Double) in
       (c, table[key(c)] ?? Double.random(in: 0..<5, using: &random))
-    }.shuffled(using: &random).sorted { $0.1 < $1.1 }
-    guard let best = scored.first?.1 else { return [] }
-    let near = scored.filter { $0.1 <= best + 100 }.shuffled(using: &random)
-    let far = scored.filter { $0.1 > best + 100 }
-    var ordered = near + far
-    // Privacy-aware choice: a comparable server that speaks encryption goes first.
-    if let i = ordered.firstIndex(where: { $0.1 <= best + margin && prefer($0.0) }) {
-      let chosen = ordered.remove(at: i)
-      ordered.insert(chosen, at: 0)
     }
-    return ordered.map(\.0)
+    scored.shuffle(using: &random)
+    scored.sort { $0.1 < $1.1 }
+    let best = scored[0].1
+    // Sorted, so the servers within 100 ms of the best are a prefix; they are shuffled among themselves.
+    let nearCount = scored.firstIndex { $0.1 > best + 100 } ?? scored.count
+    scored[0..<nearCount].shuffle(using: &random)
+    // Privacy-aware choice: a comparable server that speaks encryption goes first.
+    if let i = scored.firstIndex(where: { $0.1 <= best + margin && prefer($0.0) }), i > 0 {
+      let chosen = scored.remove(at: i)
+      scored.insert(chosen, at: 0)
+    }
+    return scored.map(\.0)
   }
 
   /// Number of servers with a recorded srtt.

@@ -18,7 +18,7 @@ struct ResponseMatcher: Sendable {
     guard bytes.count >= 2, UInt16(bytes[0]) << 8 | UInt16(bytes[1]) == id else { return nil }
     let message: Message
     do {
-      message = try Message.parse(bytes)
+      message = try Message.parse(bytes, knownQuestionName: question?.name)
     } catch {
       return .failure(error)
     }

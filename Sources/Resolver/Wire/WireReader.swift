@@ -111,6 +111,31 @@ struct WireReader {
     }
   }
 
+  /// `known` itself when the name at the cursor is `known` written out uncompressed, octet for octet
+  /// (a reply's question echoing the query's): no label is copied, and its labels are remembered
+  /// for the pointers that follow. Anything else is read as `name()` reads it.
+  mutating func name(reusing known: DNSName) throws(WireError) -> DNSName {
+    var p = pos
+    for label in known.labels {
+      guard p + 1 + label.count <= end, Int(bytes[p]) == label.count,
+        bytes[(p + 1)..<(p + 1 + label.count)].elementsEqual(label)
+      else { return try name() }
+      p += 1 + label.count
+    }
+    guard p < end, bytes[p] == 0 else { return try name() }
+    if recordLabels {
+      var offset = pos
+      for label in known.labels {
+        guard labelsRead.count < Self.maxRecordedLabels else { break }
+        if labelsRead.isEmpty { labelsRead.reserveCapacity(16) }
+        labelsRead.append((offset, label))
+        offset += 1 + label.count
+      }
+    }
+    pos = p + 1
+    return known
+  }
+
   /// The label of `length` octets after the length octet at `offset`: the array read there before
   /// when one was (only looked up for labels reached through a pointer), else a new copy.
   private mutating func label(at offset: Int, length: Int, reached viaPointer: Bool) -> [UInt8] {
