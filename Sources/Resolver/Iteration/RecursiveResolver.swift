@@ -11,6 +11,7 @@ final class ResolverCore: Sendable {
   let time: any TimeSource
   let logger: Logger
   let counters = HardeningCounters()
+  let endpoints = EndpointMemo()
 
   init(configuration: ResolverConfiguration, exchanger: any UpstreamExchanger, time: any TimeSource, logger: Logger) {
     self.configuration = configuration

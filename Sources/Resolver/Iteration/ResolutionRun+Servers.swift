@@ -69,9 +69,13 @@ extension ResolutionRun {
         let endpoint: ServerEndpoint?
         switch rdata {
         case .a(let a):
-          endpoint = usableEndpoint(scope: AddressScope.of(a), isIPv6: false) { ServerEndpoint(v4: a, port: $0) }
+          endpoint = usableEndpoint(scope: AddressScope.of(a), isIPv6: false) { port in
+            core.endpoints.endpoint(octets: a.octets) { ServerEndpoint(v4: a, port: port) }
+          }
         case .aaaa(let a):
-          endpoint = usableEndpoint(scope: AddressScope.of(a), isIPv6: true) { ServerEndpoint(v6: a, port: $0) }
+          endpoint = usableEndpoint(scope: AddressScope.of(a), isIPv6: true) { port in
+            core.endpoints.endpoint(octets: a.octets) { ServerEndpoint(v6: a, port: port) }
+          }
         default: continue
         }
         if let endpoint { out.append(Candidate(endpoint: endpoint, nsName: name)) }
