@@ -17,7 +17,8 @@ import Testing
       wrr(
         "zone.test.", .soa,
         .soa(
-          mname: wn("ns1.zone.test."), rname: wn("hostmaster.zone.test."), serial: 1, refresh: 2, retry: 3,
+          mname: wn("ns1.zone.test."), rname: wn("hostmaster.zone.test."), serial: 1, refresh: 2,
+          retry: 3,
           expire: 4, minimum: 5))
     ]
     m.edns = EDNS(udpPayloadSize: 1232)
@@ -33,7 +34,9 @@ import Testing
     #expect(reused.authority.first?.name.description == "zone.test.")
     // The question's labels are the query name's own arrays, not copies.
     let same = zip(reused.questions[0].name.labels, known.labels).allSatisfy { a, b in
-      a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in pa.baseAddress == pb.baseAddress } }
+      a.withUnsafeBufferPointer { pa in
+        b.withUnsafeBufferPointer { pb in pa.baseAddress == pb.baseAddress }
+      }
     }
     #expect(same)
   }
@@ -59,7 +62,9 @@ import Testing
     // Header (12) plus part of the question name.
     for cut in [13, 17, 22, 28] {
       let prefix = Array(bytes.prefix(cut))
-      #expect(throws: WireError.self) { try Message.parse(prefix, knownQuestionName: wn("p123.zone.test.")) }
+      #expect(throws: WireError.self) {
+        try Message.parse(prefix, knownQuestionName: wn("p123.zone.test."))
+      }
     }
   }
 }

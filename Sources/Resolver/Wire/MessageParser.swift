@@ -1,7 +1,9 @@
 extension Message {
   /// Parses a whole message; any malformation throws a `WireError`. `knownQuestionName` (the name
   /// a reply should echo) is reused instead of copied when the first question carries it verbatim.
-  public static func parse(_ bytes: [UInt8], knownQuestionName: DNSName? = nil) throws(WireError) -> Message {
+  public static func parse(
+    _ bytes: [UInt8], knownQuestionName: DNSName? = nil
+  ) throws(WireError) -> Message {
     var r = WireReader(bytes)
     var m = Message()
     m.header.id = try r.u16()
@@ -28,7 +30,11 @@ extension Message {
 
     for i in 0..<qd {
       let name: DNSName
-      if i == 0, let known = knownQuestionName { name = try r.name(reusing: known) } else { name = try r.name() }
+      if i == 0, let known = knownQuestionName {
+        name = try r.name(reusing: known)
+      } else {
+        name = try r.name()
+      }
       let type = RRType(try r.u16())
       let qclass = RRClass(try r.u16())
       m.questions.append(Question(name: name, type: type, qclass: qclass))
