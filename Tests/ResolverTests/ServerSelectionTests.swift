@@ -5,6 +5,13 @@ import Testing
 /// The order in which a resolution tries a zone's servers: measured speed first, ties and
 /// near-ties shuffled, encryption preferred among comparable servers.
 @Suite struct ServerSelectionTests {
+  /// A selection that has measured each server once at the given RTT (ms).
+  func measured(_ rtts: KeyValuePairs<String, Double>) -> ServerSelection {
+    let selection = ServerSelection()
+    for (server, rtt) in rtts { selection.record(server: server, rttMs: rtt) }
+    return selection
+  }
+
   @Test func noOrOneCandidateComesBackAsItIs() {
     let selection = ServerSelection()
     #expect(selection.order([String](), key: { $0 }).isEmpty)
@@ -12,11 +19,7 @@ import Testing
   }
 
   @Test func aServerMoreThan100msSlowerIsTriedLastAndTheNearOnesTakeTurns() {
-    let selection = ServerSelection()
-    selection.record(server: "fast1", rttMs: 2)
-    selection.record(server: "fast2", rttMs: 40)
-    selection.record(server: "slow", rttMs: 400)
-    selection.record(server: "slower", rttMs: 900)
+    let selection = measured(["fast1": 2, "fast2": 40, "slow": 400, "slower": 900])
     var firsts = Set<String>()
     for _ in 0..<200 {
       let order = selection.order(["slower", "slow", "fast1", "fast2"], key: { $0 })
@@ -29,11 +32,7 @@ import Testing
   }
 
   @Test func aComparableEncryptedServerGoesFirstButAFarOneDoesNot() {
-    let selection = ServerSelection()
-    selection.record(server: "a", rttMs: 5)
-    selection.record(server: "b", rttMs: 7)
-    selection.record(server: "c", rttMs: 9)
-    selection.record(server: "far", rttMs: 300)
+    let selection = measured(["a": 5, "b": 7, "c": 9, "far": 300])
     for _ in 0..<100 {
       let order = selection.order(["a", "b", "c"], key: { $0 }, prefer: { $0 == "c" }, margin: 10)
       #expect(order.first == "c")

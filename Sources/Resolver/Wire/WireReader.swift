@@ -123,14 +123,10 @@ struct WireReader {
       p += 1 + label.count
     }
     guard p < end, bytes[p] == 0 else { return try name() }
-    if recordLabels {
-      var offset = pos
-      for label in known.labels {
-        guard labelsRead.count < Self.maxRecordedLabels else { break }
-        if labelsRead.isEmpty { labelsRead.reserveCapacity(16) }
-        labelsRead.append((offset, label))
-        offset += 1 + label.count
-      }
+    var offset = pos
+    for label in known.labels {
+      remember(label, at: offset)
+      offset += 1 + label.count
     }
     pos = p + 1
     return known
@@ -141,10 +137,14 @@ struct WireReader {
   private mutating func label(at offset: Int, length: Int, reached viaPointer: Bool) -> [UInt8] {
     if viaPointer, let known = labelsRead.first(where: { $0.offset == offset }) { return known.label }
     let label = Array(bytes[offset + 1..<offset + 1 + length])
-    if recordLabels, labelsRead.count < Self.maxRecordedLabels {
-      if labelsRead.isEmpty { labelsRead.reserveCapacity(16) }
-      labelsRead.append((offset, label))
-    }
+    remember(label, at: offset)
     return label
+  }
+
+  /// Keeps `label`, read at `offset`, for pointers that reach it later (when `recordLabels` is set).
+  private mutating func remember(_ label: [UInt8], at offset: Int) {
+    guard recordLabels, labelsRead.count < Self.maxRecordedLabels else { return }
+    if labelsRead.isEmpty { labelsRead.reserveCapacity(16) }
+    labelsRead.append((offset, label))
   }
 }
