@@ -30,6 +30,28 @@ struct QueryProcessor: Sendable {
 
   /// The response bytes for `raw` from `client`, or nil to send nothing.
   nonisolated(nonsending) func process(_ raw: [UInt8], from client: SocketAddress?, overTCP: Bool) async -> [UInt8]? {
+    var response: [UInt8]?
+    await process(raw, from: client, overTCP: overTCP) { response = $0 }
+    return response
+  }
+
+  /// Processes `raw` from `client` and calls `reply` exactly once, with the response bytes as soon as
+  /// they are serialized (nil: send nothing). The monitor's log entry is written after `reply` returns,
+  /// so the client does not wait for it.
+  nonisolated(nonsending) func process(
+    _ raw: [UInt8], from client: SocketAddress?, overTCP: Bool, reply: ([UInt8]?) -> Void
+  ) async {
+    var resolved: (Question, Resolution)?
+    reply(await respond(to: raw, from: client, overTCP: overTCP, resolved: &resolved))
+    if let monitor, let (question, resolution) = resolved {
+      monitor.record(clientAddress: client, question: question, resolution: resolution)
+    }
+  }
+
+  /// The response bytes for `raw`; a resolution it ran is left in `resolved` for the monitor.
+  private nonisolated(nonsending) func respond(
+    to raw: [UInt8], from client: SocketAddress?, overTCP: Bool, resolved: inout (Question, Resolution)?
+  ) async -> [UInt8]? {
     counters.update {
       $0.queries += 1
       if overTCP { $0.tcpQueries += 1 }
@@ -74,7 +96,7 @@ struct QueryProcessor: Sendable {
       }
       let resolution = await resolver.resolve(question)
       counters.endResolution()
-      monitor?.record(clientAddress: client, question: question, resolution: resolution)
+      resolved = (question, resolution)
       response = ResponseBuilder.response(to: query, resolution: resolution)
       if query.questions.first?.type == .any { counters.update { $0.anyQueries += 1 } }
     }

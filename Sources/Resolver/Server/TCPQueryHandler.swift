@@ -39,7 +39,7 @@ final class TCPQueryHandler: ChannelInboundHandler {
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
     Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
-      promise.succeed(await processor.process(raw, from: client, overTCP: true))
+      await processor.process(raw, from: client, overTCP: true) { promise.succeed($0) }
     }
     promise.futureResult.whenSuccess { response in  // runs on the channel's event loop
       bound.value.handler.finished(response, context: bound.value.context)

@@ -38,19 +38,21 @@ final class UDPQueryHandler: ChannelInboundHandler {
     let processor = self.processor
     let channel = context.channel
     let fastPath = self.fastPath
+    let learned = learn
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
     Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
-      promise.succeed(await processor.process(raw, from: client, overTCP: false))
+      await processor.process(raw, from: client, overTCP: false) { promise.succeed($0) }
     }
     promise.futureResult.whenSuccess { response in  // runs on the channel's event loop
       guard let response else { return }
-      if let fastPath, let (query, generation) = learn {
+      if channel.isActive {
+        let buffer = channel.allocator.buffer(bytes: response)
+        channel.writeAndFlush(AddressedEnvelope(remoteAddress: client, data: buffer), promise: nil)
+      }
+      if let fastPath, let (query, generation) = learned {
         fastPath.learn(response, for: query, generation: generation)
       }
-      guard channel.isActive else { return }
-      let buffer = channel.allocator.buffer(bytes: response)
-      channel.writeAndFlush(AddressedEnvelope(remoteAddress: client, data: buffer), promise: nil)
     }
   }
 

@@ -168,13 +168,14 @@
       let fastPath = self.fastPath
       // On the upstream engine's thread: its replies resume the resolution without a thread hop.
       Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
-        guard let response = await processor.process(raw, from: client, overTCP: false) else {
-          return
+        // The answer goes out first; the packet cache and the monitor learn of it afterwards.
+        await processor.process(raw, from: client, overTCP: false) { response in
+          guard let response else { return }
+          self.send(response, to: client)
+          if let (query, generation) = learn {
+            fastPath.learn(response, for: query, generation: generation)
+          }
         }
-        if let (query, generation) = learn {
-          fastPath.learn(response, for: query, generation: generation)
-        }
-        self.send(response, to: client)
       }
     }
 
