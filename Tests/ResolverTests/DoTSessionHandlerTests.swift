@@ -15,12 +15,18 @@ import Testing
     let closes = DoTRecorder<EncryptedFailure>()
     let counters = EncryptedReplyCounters()
 
-    init(idleTimeout: TimeAmount = .seconds(30)) throws {
+    /// With `quickAcks`, QuickAckHandler sits in front (as in DoTConnection) and records each arming.
+    init(idleTimeout: TimeAmount = .seconds(30), quickAcks: DoTRecorder<Bool>? = nil) throws {
       let closes = self.closes
-      handler = DoTSessionHandler(
+      let handler = DoTSessionHandler(
         handshakePromise: channel.embeddedEventLoop.makePromise(), handshakeTimeout: .seconds(5),
         idleTimeout: idleTimeout,
         status: DoTConnectionStatus(), time: SystemTimeSource(), counters: counters, onClose: { closes.append($0) })
+      self.handler = handler
+      if let quickAcks {
+        try channel.pipeline.syncOperations.addHandler(
+          QuickAckHandler(awaitingAnswers: { handler.awaitingAnswers }, arm: { _ in quickAcks.append(true) }))
+      }
       try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
       try channel.pipeline.syncOperations.addHandler(handler)
       try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 853)).wait()
@@ -93,6 +99,32 @@ import Testing
     try h.channel.writeInbound(buffer)
     #expect(throws: (any Error).self) { try future.wait() }
     #expect(h.counters.malformedDoT == 1 && h.counters.mismatchedDoT == 2)
+  }
+
+  /// TCP_QUICKACK is re-armed after a read only while an answer is still outstanding: a server that
+  /// holds an answer behind Nagle gets its ACK at once, and after the last answer the ACK rides on
+  /// the next query instead of a bare segment.
+  @Test func quickAckIsArmedOnlyWhileAnAnswerIsOutstanding() throws {
+    let quickAcks = DoTRecorder<Bool>()
+    let h = try Harness(quickAcks: quickAcks)
+    #expect(quickAcks.all.count == 1, "armed when the connection opens")
+    let first = h.handler.send(try dotQuery("a.dot.test.", .a, id: 1), timeout: .seconds(5))
+    let second = h.handler.send(try dotQuery("b.dot.test.", .a, id: 2), timeout: .seconds(5))
+    let (q1, q2) = (try h.sentQuery().message, try h.sentQuery().message)
+    try h.reply(to: q1)
+    #expect(quickAcks.all.count == 2, "the second answer is still outstanding")
+    var response = q2
+    response.header.qr = true
+    response.edns = nil
+    var framed = h.channel.allocator.buffer(capacity: 512)
+    framed.writeLengthPrefixed(response.serialize())
+    let head = framed.readSlice(length: 5) ?? framed
+    try h.channel.writeInbound(head)
+    #expect(quickAcks.all.count == 3, "half an answer: still outstanding")
+    try h.channel.writeInbound(framed)
+    #expect(quickAcks.all.count == 3, "every query answered: no quick ACK")
+    #expect(try first.wait().header.id == 1)
+    #expect(try second.wait().header.id == 2)
   }
 
   @Test func truncatedResponseFailsTheQuery() throws {

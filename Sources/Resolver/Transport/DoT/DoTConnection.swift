@@ -50,7 +50,7 @@ public final class DoTConnection: Sendable {
             handshakePromise: handshake, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
             status: status, time: time, counters: counters, onClose: onClose)
           let pipeline = channel.pipeline.syncOperations
-          try pipeline.addHandler(QuickAckHandler())
+          try pipeline.addHandler(QuickAckHandler { session.awaitingAnswers })
           try pipeline.addHandler(TLSClientHandler(engine: engine, startedAt: startedAt, time: time))
           try pipeline.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
           try pipeline.addHandler(session)

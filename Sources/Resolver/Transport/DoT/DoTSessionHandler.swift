@@ -147,6 +147,10 @@ final class DoTSessionHandler: ChannelInboundHandler {
     if pending.isEmpty { scheduleIdleTimer() }
   }
 
+  /// True while a query sent on this connection is unanswered (the server may hold its answer
+  /// behind Nagle until it sees an ACK; see `QuickAckHandler`).
+  var awaitingAnswers: Bool { !pending.isEmpty }
+
   /// Sends one query; the future completes with its response (original ID restored) or a `TransportError`.
   func send(_ query: Message, timeout: TimeAmount) -> EventLoopFuture<Message> {
     guard let context else { return handshakeFuture.eventLoop.makeFailedFuture(TransportError.closed) }
