@@ -3,7 +3,7 @@
 Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`, as in make bench;
 lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
   SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
-SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
+SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). PACKETS=1: UDP datagrams and TCP segments sent per resolution, machine-wide. THREADS=1: context switches and CPU ticks per thread. SPLIT=1 (with OUTSTANDING=1): medians of the resolver's time before its upstream query, the server's, and its time after the reply, from a loopback capture (latency_split.py). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
 uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs.
 Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
 """
@@ -44,17 +44,47 @@ try:
       elif os.environ.get("PERF", "1") == "1":
           perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4000", *graph, "-o", str(OUT / "perf.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
-      def ctxt():
-          v = 0
+      def per_thread():  # thread name -> (context switches, CPU ticks)
+          out = {}
           for t in Path(f"/proc/{res.pid}/task").iterdir():
-              for line in (t / "status").read_text().splitlines():
-                  if line.endswith("ctxt_switches:") or "ctxt_switches" in line:
-                      v += int(line.split()[1])
-          return v
-      x0 = ctxt()
+              try:
+                  name = (t / "comm").read_text().strip() + "/" + t.name
+                  switches = sum(int(l.split()[1]) for l in (t / "status").read_text().splitlines() if "ctxt_switches" in l)
+                  fields = (t / "stat").read_text().rsplit(")", 1)[1].split()
+              except OSError:
+                  continue
+              out[name] = (switches, int(fields[11]) + int(fields[12]))
+          return out
+      def ctxt():
+          return sum(v[0] for v in per_thread().values())
+      threads0 = per_thread()
+      def snmp():  # system-wide packet counters (loopback lab: every packet of the run is counted once per send)
+          rows = [l.split() for l in Path("/proc/net/snmp").read_text().splitlines()]
+          out = {}
+          for names, vals in zip(rows[::2], rows[1::2]):
+              for n, v in zip(names[1:], vals[1:]):
+                  out[names[0] + n] = int(v)
+          return out
+      capture = None
+      if os.environ.get("SPLIT") == "1":
+          import latency_split  # puts Tests/Integration (capture.py) on the path
+          from capture import Capture
+          capture = Capture(OUT / "split.pcap", bpf=f"net 127.53.0.0/16 or udp port {res.port}").start()
+      x0 = ctxt(); s0 = snmp()
       c0 = res.cpu_seconds(); t0 = time.monotonic()
       run = dnsperf(res.port, f, once=True, outstanding=int(os.environ.get("OUTSTANDING", "20")), verbose=True, timeout=10)
       el = time.monotonic() - t0; cpu = res.cpu_seconds() - c0; xs = ctxt() - x0
+      if os.environ.get("THREADS") == "1":  # per thread: context switches per resolution, CPU ticks
+          for name, (sw, ticks) in sorted(per_thread().items()):
+              sw0, ticks0 = threads0.get(name, (0, 0))
+              if sw - sw0 or ticks - ticks0:
+                  print(f"thread {name}: ctxsw/res={(sw - sw0) / max(run.completed, 1):.2f} ticks={ticks - ticks0}")
+      if capture:
+          print("\n".join(latency_split.report(latency_split.split(capture.stop(), res.port))))
+      if os.environ.get("PACKETS") == "1":
+          s1 = snmp()
+          for k in ("Udp:OutDatagrams", "Tcp:OutSegs", "Tcp:ActiveOpens"):
+              print(f"{k}/res={(s1[k] - s0[k]) / max(run.completed, 1):.2f}")
       if perf: perf.send_signal(signal.SIGINT); perf.wait()
       if mallocs:
           rows = [l for l in (OUT / "mallocs.csv").read_text().splitlines() if "probe_libc:malloc" in l]
