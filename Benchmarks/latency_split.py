@@ -21,6 +21,34 @@ from capture import Packet  # noqa: E402
 LAB_PREFIX = "127.53."
 
 
+def before_by_idle(packets: list[Packet], listener_port: int) -> dict[tuple[str, str, bool], list[float]]:
+    """The time from each client query to its first upstream query, keyed by (this resolution's
+    transport, the previous one's, whether the previous answer left at least 1 ms earlier)."""
+    done: list[tuple[float, float, str, float]] = []  # (query, before, transport, answer)
+    query: float | None = None
+    first_out: tuple[float, str] | None = None
+    for p in packets:
+        if p.proto == "UDP" and p.dport == listener_port and not p.src.startswith(LAB_PREFIX):
+            query, first_out = p.time, None
+        elif query is not None and p.proto == "UDP" and p.sport == listener_port:
+            if first_out:
+                done.append((query, first_out[0] - query, first_out[1], p.time))
+            query = None
+        elif query is not None and first_out is None and p.payload_len > 0 and p.dst.startswith(LAB_PREFIX):
+            first_out = (p.time, f"{p.proto.lower()}/{p.dport}")
+    out: dict[tuple[str, str, bool], list[float]] = defaultdict(list)
+    for prev, cur in zip(done, done[1:]):
+        out[(cur[2], prev[2], cur[0] - prev[3] >= 0.001)].append(cur[1])
+    return out
+
+
+def report_idle(groups: dict[tuple[str, str, bool], list[float]]) -> list[str]:
+    """One line per group of at least 20 resolutions: the median time before the upstream query."""
+    return [f"before {kind} after {prev}, {'idle >= 1 ms' if idle else 'idle < 1 ms'}: n={len(v)}"
+            f" median={statistics.median(v) * 1e6:.0f}us"
+            for (kind, prev, idle), v in sorted(groups.items()) if len(v) >= 20]
+
+
 def split(packets: list[Packet], listener_port: int) -> dict[str, list[tuple[float, float, float]]]:
     """Per upstream transport: (before, server, after) in seconds for each client query that had
     upstream traffic, from its arrival to the first upstream query, from there to the last
