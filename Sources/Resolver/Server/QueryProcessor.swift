@@ -28,13 +28,6 @@ struct QueryProcessor: Sendable {
     return true
   }
 
-  /// The response bytes for `raw` from `client`, or nil to send nothing.
-  nonisolated(nonsending) func process(_ raw: [UInt8], from client: SocketAddress?, overTCP: Bool) async -> [UInt8]? {
-    var response: [UInt8]?
-    await process(raw, from: client, overTCP: overTCP) { response = $0 }
-    return response
-  }
-
   /// Processes `raw` from `client` and calls `reply` exactly once, with the response bytes as soon as
   /// they are serialized (nil: send nothing). The monitor's log entry is written after `reply` returns,
   /// so the client does not wait for it.
