@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "Tests" / "Integration"))
@@ -21,55 +22,52 @@ from capture import Packet  # noqa: E402
 LAB_PREFIX = "127.53."
 
 
-def before_by_idle(packets: list[Packet], listener_port: int) -> dict[tuple[str, str, bool], list[float]]:
-    """The time from each client query to its first upstream query, keyed by (this resolution's
-    transport, the previous one's, whether the previous answer left at least 1 ms earlier)."""
-    done: list[tuple[float, float, str, float]] = []  # (query, before, transport, answer)
+@dataclass
+class Resolution:
+    """One client query that had upstream traffic: when it arrived and was answered, and the
+    upstream packets with payload in between as (time, outgoing, transport)."""
+    query: float
+    answer: float
+    upstream: list[tuple[float, bool, str]]
+
+    @property
+    def first_out(self) -> tuple[float, bool, str] | None:
+        return next((u for u in self.upstream if u[1]), None)
+
+    @property
+    def last_in(self) -> tuple[float, bool, str] | None:
+        return next((u for u in reversed(self.upstream) if not u[1]), None)
+
+
+def resolutions(packets: list[Packet], listener_port: int) -> list[Resolution]:
+    """The client queries to `listener_port` in capture order, each with its upstream packets."""
+    out: list[Resolution] = []
     query: float | None = None
-    first_out: tuple[float, str] | None = None
+    upstream: list[tuple[float, bool, str]] = []
     for p in packets:
         if p.proto == "UDP" and p.dport == listener_port and not p.src.startswith(LAB_PREFIX):
-            query, first_out = p.time, None
+            query, upstream = p.time, []
         elif query is not None and p.proto == "UDP" and p.sport == listener_port:
-            if first_out:
-                done.append((query, first_out[0] - query, first_out[1], p.time))
+            if upstream:
+                out.append(Resolution(query, p.time, upstream))
             query = None
-        elif query is not None and first_out is None and p.payload_len > 0 and p.dst.startswith(LAB_PREFIX):
-            first_out = (p.time, f"{p.proto.lower()}/{p.dport}")
-    out: dict[tuple[str, str, bool], list[float]] = defaultdict(list)
-    for prev, cur in zip(done, done[1:]):
-        out[(cur[2], prev[2], cur[0] - prev[3] >= 0.001)].append(cur[1])
-    return out
-
-
-def report_idle(groups: dict[tuple[str, str, bool], list[float]]) -> list[str]:
-    """One line per group of at least 20 resolutions: the median time before the upstream query."""
-    return [f"before {kind} after {prev}, {'idle >= 1 ms' if idle else 'idle < 1 ms'}: n={len(v)}"
-            f" median={statistics.median(v) * 1e6:.0f}us"
-            for (kind, prev, idle), v in sorted(groups.items()) if len(v) >= 20]
-
-
-def split(packets: list[Packet], listener_port: int) -> dict[str, list[tuple[float, float, float]]]:
-    """Per upstream transport: (before, server, after) in seconds for each client query that had
-    upstream traffic, from its arrival to the first upstream query, from there to the last
-    upstream reply, and from there to the answer."""
-    rows: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
-    open_query: float | None = None
-    upstream: list[tuple[float, bool, str]] = []  # (time, outgoing, transport)
-    for p in packets:
-        if p.proto == "UDP" and p.dport == listener_port and not p.src.startswith(LAB_PREFIX):
-            open_query, upstream = p.time, []
-        elif open_query is not None and p.proto == "UDP" and p.sport == listener_port:
-            outs = [u for u in upstream if u[1]]
-            ins = [u for u in upstream if not u[1]]
-            if outs and ins:
-                rows[outs[0][2]].append((outs[0][0] - open_query, ins[-1][0] - outs[0][0], p.time - ins[-1][0]))
-            open_query = None
-        elif open_query is not None and p.payload_len > 0:
+        elif query is not None and p.payload_len > 0:
             if p.dst.startswith(LAB_PREFIX):
                 upstream.append((p.time, True, f"{p.proto.lower()}/{p.dport}"))
             elif p.src.startswith(LAB_PREFIX):
                 upstream.append((p.time, False, f"{p.proto.lower()}/{p.sport}"))
+    return out
+
+
+def split(done: list[Resolution]) -> dict[str, list[tuple[float, float, float]]]:
+    """Per upstream transport: (before, server, after) in seconds for each resolution, from the
+    client's query to the first upstream query, from there to the last upstream reply, and from
+    there to the answer."""
+    rows: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for r in done:
+        out, back = r.first_out, r.last_in
+        if out and back:
+            rows[out[2]].append((out[0] - r.query, back[0] - out[0], r.answer - back[0]))
     return rows
 
 
@@ -83,3 +81,21 @@ def report(rows: dict[str, list[tuple[float, float, float]]]) -> list[str]:
         out.append(f"split {kind}: n={len(values)} before={med[0]:.0f}us server={med[1]:.0f}us after={med[2]:.0f}us"
                    f" server>10ms={slow}")
     return out
+
+
+def before_by_idle(done: list[Resolution]) -> dict[tuple[str, str, bool], list[float]]:
+    """The time from each client query to its first upstream query, keyed by (this resolution's
+    transport, the previous one's, whether the previous answer left at least 1 ms earlier)."""
+    out: dict[tuple[str, str, bool], list[float]] = defaultdict(list)
+    for prev, cur in zip(done, done[1:]):
+        first, before = cur.first_out, prev.first_out
+        if first and before:
+            out[(first[2], before[2], cur.query - prev.answer >= 0.001)].append(first[0] - cur.query)
+    return out
+
+
+def report_idle(groups: dict[tuple[str, str, bool], list[float]]) -> list[str]:
+    """One line per group of at least 20 resolutions: the median time before the upstream query."""
+    return [f"before {kind} after {prev}, {'idle >= 1 ms' if idle else 'idle < 1 ms'}: n={len(v)}"
+            f" median={statistics.median(v) * 1e6:.0f}us"
+            for (kind, prev, idle), v in sorted(groups.items()) if len(v) >= 20]

@@ -80,9 +80,9 @@ try:
               if sw - sw0 or ticks - ticks0:
                   print(f"thread {name}: ctxsw/res={(sw - sw0) / max(run.completed, 1):.2f} ticks={ticks - ticks0}")
       if capture:
-          packets = capture.stop()
-          print("\n".join(latency_split.report(latency_split.split(packets, res.port))))
-          print("\n".join(latency_split.report_idle(latency_split.before_by_idle(packets, res.port))))
+          done = latency_split.resolutions(capture.stop(), res.port)
+          print("\n".join(latency_split.report(latency_split.split(done))))
+          print("\n".join(latency_split.report_idle(latency_split.before_by_idle(done))))
       if os.environ.get("PACKETS") == "1":
           s1 = snmp()
           for k in ("Udp:OutDatagrams", "Tcp:OutSegs", "Tcp:ActiveOpens"):
