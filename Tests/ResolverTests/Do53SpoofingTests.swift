@@ -14,27 +14,45 @@ final class ForgingServer: Sendable {
   let channels: [any Channel]
   let port: Int
 
+  /// Started on a port free for both UDP and TCP; a port taken in between is retried on another
+  /// (bind(0) for UDP, then TCP on the same number, failed when an outgoing socket held it).
   static func start(forgedPerQuery: Int, delay: TimeAmount = .zero) async throws -> ForgingServer {
+    try await retryingOnAnotherPort("127.0.0.1") { port in
+      try await start(on: port, forgedPerQuery: forgedPerQuery, delay: delay)
+    }
+  }
+
+  private static func start(on port: Int, forgedPerQuery: Int, delay: TimeAmount) async throws -> ForgingServer {
     let group = MultiThreadedEventLoopGroup.singleton
     let udpCount = Counter()
     let tcpCount = Counter()
-    let udp = try await DatagramBootstrap(group: group)
-      .channelInitializer { ch in
-        ch.eventLoop.makeCompletedFuture {
-          try ch.pipeline.syncOperations.addHandler(
-            ForgingUDPHandler(forged: forgedPerQuery, delay: delay, count: udpCount))
+    let udp: any Channel
+    do {
+      udp = try await DatagramBootstrap(group: group)
+        .channelInitializer { ch in
+          ch.eventLoop.makeCompletedFuture {
+            try ch.pipeline.syncOperations.addHandler(
+              ForgingUDPHandler(forged: forgedPerQuery, delay: delay, count: udpCount))
+          }
         }
-      }
-      .bind(host: "127.0.0.1", port: 0).get()
-    let port = udp.localAddress?.port ?? 0
-    let tcp = try await ServerBootstrap(group: group)
-      .childChannelInitializer { ch in
-        ch.eventLoop.makeCompletedFuture {
-          try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
-          try ch.pipeline.syncOperations.addHandler(TCPAnswerer(count: tcpCount))
+        .bind(host: "127.0.0.1", port: port).get()
+    } catch {
+      throw DoTTestError.setup("UDP port \(port): \(error)")
+    }
+    let tcp: any Channel
+    do {
+      tcp = try await ServerBootstrap(group: group)
+        .childChannelInitializer { ch in
+          ch.eventLoop.makeCompletedFuture {
+            try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
+            try ch.pipeline.syncOperations.addHandler(TCPAnswerer(count: tcpCount))
+          }
         }
-      }
-      .bind(host: "127.0.0.1", port: port).get()
+        .bind(host: "127.0.0.1", port: port).get()
+    } catch {
+      try? await udp.close()
+      throw DoTTestError.setup("TCP port \(port): \(error)")
+    }
     return ForgingServer(udp: udpCount, tcp: tcpCount, channels: [udp, tcp], port: port)
   }
 
