@@ -3,7 +3,7 @@ import Testing
 @testable import Resolver
 
 /// `Message.parse(_:knownQuestionName:)`: a reply's question that echoes the query's name reuses
-/// that name instead of copying its labels, and anything else parses exactly as without it.
+/// that name instead of copying it, and anything else parses exactly as without it.
 @Suite struct WireKnownQuestionTests {
   /// A referral-shaped NXDOMAIN reply for `qname`, compressed as a server writes it.
   func reply(_ qname: String) -> [UInt8] {
@@ -32,11 +32,9 @@ import Testing
     let reused = try Message.parse(bytes, knownQuestionName: known)
     #expect(reused == plain)
     #expect(reused.authority.first?.name.description == "zone.test.")
-    // The question's labels are the query name's own arrays, not copies.
-    let same = zip(reused.questions[0].name.labels, known.labels).allSatisfy { a, b in
-      a.withUnsafeBufferPointer { pa in
-        b.withUnsafeBufferPointer { pb in pa.baseAddress == pb.baseAddress }
-      }
+    // The question is the query name's own storage, not a copy.
+    let same = reused.questions[0].name.storage.withUnsafeBufferPointer { a in
+      known.storage.withUnsafeBufferPointer { b in a.baseAddress == b.baseAddress }
     }
     #expect(same)
   }
@@ -67,6 +65,30 @@ import Testing
       }
       let without = #expect(throws: WireError.self) { try Message.parse(prefix) }
       #expect(withHint != nil && withHint == without)
+    }
+  }
+
+  /// An owner that is nothing but a pointer to a name read before (answers pointing at the
+  /// question) shares that name's storage: one array for the name however many records repeat it.
+  @Test func anOwnerPointingAtTheQuestionSharesItsStorage() throws {
+    var m = Message()
+    m.header.qr = true
+    m.questions = [Question(name: wn("www.zone.test."), type: .a)]
+    m.answers = [
+      wrr("www.zone.test.", .a, .a(try #require(IPv4Address("192.0.2.1")))),
+      wrr("www.zone.test.", .a, .a(try #require(IPv4Address("192.0.2.2")))),
+    ]
+    let bytes = m.serialize()
+    for known in [wn("www.zone.test."), nil] {
+      let parsed = try Message.parse(bytes, knownQuestionName: known)
+      #expect(parsed == m)
+      let question = parsed.questions[0].name
+      for answer in parsed.answers {
+        let shared = answer.name.storage.withUnsafeBufferPointer { a in
+          question.storage.withUnsafeBufferPointer { b in a.baseAddress == b.baseAddress }
+        }
+        #expect(shared)
+      }
     }
   }
 }

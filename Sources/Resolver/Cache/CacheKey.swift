@@ -22,16 +22,10 @@ struct CacheKey: Hashable, Sendable {
     if count <= Self.inlineCapacity {
       var words: Words = (0, 0, 0, 0)
       withUnsafeMutableBytes(of: &words) { out in
-        var i = 0
-        for label in name.labels {
-          out[i] = UInt8(label.count)
-          i += 1
-          for b in label {
-            out[i] = DNSName.lower(b)
-            i += 1
-          }
+        name.storage.withUnsafeBufferPointer { wire in
+          for i in 0..<count { out[i] = DNSName.lower(wire[i]) }
         }
-      }  // the root octet is one of the zeros
+      }
       self.words = words
       self.heap = nil
     } else {
@@ -105,45 +99,5 @@ struct CacheKey: Hashable, Sendable {
     withOwner { hasher.combine(bytes: $0) }
     hasher.combine(type.map { UInt32($0.rawValue) } ?? 0x1_0000)
     hasher.combine(rrclass.rawValue)
-  }
-}
-
-extension DNSName {
-  /// The uncompressed wire form with ASCII letters lowered (root octet included).
-  var lowercasedWire: [UInt8] {
-    var out: [UInt8] = []
-    out.reserveCapacity(wireLength)
-    for label in labels {
-      out.append(UInt8(label.count))
-      for b in label { out.append(DNSName.lower(b)) }
-    }
-    out.append(0)
-    return out
-  }
-
-  /// The uncompressed wire form as stored (root octet included).
-  var wire: [UInt8] {
-    var out: [UInt8] = []
-    out.reserveCapacity(wireLength)
-    for label in labels {
-      out.append(UInt8(label.count))
-      out.append(contentsOf: label)
-    }
-    out.append(0)
-    return out
-  }
-
-  /// A name from an uncompressed wire form this module produced (`wire`, `lowercasedWire`);
-  /// stops at the root octet or the end.
-  init(uncheckedWire wire: [UInt8]) {
-    var labels: [[UInt8]] = []
-    var i = 0
-    while i < wire.count {
-      let len = Int(wire[i])
-      if len == 0 || i + 1 + len > wire.count { break }
-      labels.append(Array(wire[(i + 1)...(i + len)]))
-      i += 1 + len
-    }
-    self.init(uncheckedLabels: labels)
   }
 }

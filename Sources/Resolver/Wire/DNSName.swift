@@ -1,11 +1,16 @@
-/// A domain name as a sequence of labels. Case is preserved; equality, hashing and
-/// ordering ignore ASCII case (RFC 4343). Limits of 63 octets per label and 255 per name hold.
+/// A domain name. Case is preserved; equality, hashing and ordering ignore ASCII case
+/// (RFC 4343). Limits of 63 octets per label and 255 per name hold.
+///
+/// Held as its uncompressed wire form in one array (length-prefixed labels, then the root octet):
+/// parsing a name from a message, keying the cache by it and writing it back each cost at most
+/// one allocation, where an array per label cost one per label plus one for the list.
 public struct DNSName: Sendable, Hashable, CustomStringConvertible {
-  /// The labels, most specific first, without the empty root label.
-  public let labels: [[UInt8]]
+  /// The uncompressed wire form, root octet included. Always well formed: labels of 1-63 octets,
+  /// 255 octets at most, ending with the single zero octet.
+  let storage: [UInt8]
 
   /// The root name `.`.
-  public static let root = DNSName(uncheckedLabels: [])
+  public static let root = DNSName(validWire: [0])
 
   /// Creates a name from labels, enforcing the 63/255 octet limits.
   public init(labels: [[UInt8]]) throws(WireError) {
@@ -16,10 +21,41 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
       total += label.count + 1
     }
     if total > 255 { throw .nameTooLong(length: total) }
-    self.labels = labels
+    self.init(uncheckedLabels: labels)
   }
 
-  init(uncheckedLabels: [[UInt8]]) { self.labels = uncheckedLabels }
+  /// A name from labels the caller knows to be within the limits.
+  init(uncheckedLabels labels: [[UInt8]]) {
+    var wire: [UInt8] = []
+    wire.reserveCapacity(labels.reduce(1) { $0 + $1.count + 1 })
+    for label in labels {
+      wire.append(UInt8(truncatingIfNeeded: label.count))
+      wire.append(contentsOf: label)
+    }
+    wire.append(0)
+    self.storage = wire
+  }
+
+  /// A name whose wire form is known to be well formed (built by this module).
+  init(validWire wire: [UInt8]) { self.storage = wire }
+
+  /// A name from an uncompressed wire form this module produced (`wire`, `lowercasedWire`, a
+  /// cache key's owner); stops at the root octet or where the form stops making sense.
+  init(uncheckedWire wire: [UInt8]) {
+    var i = 0
+    while i < wire.count {
+      let len = Int(wire[i])
+      if len == 0 || len > 63 || i + 1 + len >= wire.count { break }
+      i += 1 + len
+    }
+    if i < wire.count, wire[i] == 0, i + 1 == wire.count {
+      self.storage = wire
+    } else {
+      var valid = Array(wire.prefix(i))
+      valid.append(0)
+      self.storage = valid
+    }
+  }
 
   /// Parses presentation format (`www.example.com.`, `\.` and `\DDD` escapes). A missing
   /// final dot is accepted; the name is always absolute.
@@ -66,76 +102,124 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
   }
 
   /// True for the root name.
-  public var isRoot: Bool { labels.isEmpty }
+  public var isRoot: Bool { storage.count == 1 }
   /// Number of labels, not counting the root.
-  public var labelCount: Int { labels.count }
+  public var labelCount: Int {
+    var count = 0
+    var i = 0
+    while storage[i] != 0 {
+      count += 1
+      i += 1 + Int(storage[i])
+    }
+    return count
+  }
   /// Length of the uncompressed wire form, including the root octet.
-  public var wireLength: Int { labels.reduce(1) { $0 + $1.count + 1 } }
+  public var wireLength: Int { storage.count }
+
+  /// The labels, most specific first, without the empty root label (a copy of each).
+  public var labels: [[UInt8]] {
+    var out: [[UInt8]] = []
+    var i = 0
+    while storage[i] != 0 {
+      let len = Int(storage[i])
+      out.append(Array(storage[(i + 1)...(i + len)]))
+      i += 1 + len
+    }
+    return out
+  }
+
+  /// The uncompressed wire form as stored (root octet included).
+  var wire: [UInt8] { storage }
+
+  /// The uncompressed wire form with ASCII letters lowered (root octet included). Length octets
+  /// are at most 63, below every capital letter, so the whole form is lowered octet by octet.
+  var lowercasedWire: [UInt8] { isLowercase ? storage : storage.map(DNSName.lower) }
 
   /// The name with its first label removed, or nil for the root.
   public var parent: DNSName? {
-    labels.isEmpty ? nil : DNSName(uncheckedLabels: Array(labels.dropFirst()))
+    isRoot ? nil : DNSName(validWire: Array(storage[(1 + Int(storage[0]))...]))
   }
 
   /// The last `count` labels of this name (the ancestor with that many labels).
   public func suffix(labelCount count: Int) -> DNSName {
-    DNSName(uncheckedLabels: Array(labels.suffix(max(0, count))))
+    let drop = labelCount - max(0, count)
+    guard drop > 0 else { return self }
+    var i = 0
+    for _ in 0..<drop { i += 1 + Int(storage[i]) }
+    return DNSName(validWire: Array(storage[i...]))
   }
 
   /// True if this name equals `other` or lies below it.
   public func isSubdomain(of other: DNSName) -> Bool {
-    guard other.labels.count <= labels.count else { return false }
-    let offset = labels.count - other.labels.count
-    for (i, label) in other.labels.enumerated() where !DNSName.labelEqual(labels[offset + i], label) {
-      return false
+    let offset = storage.count - other.storage.count
+    guard offset >= 0 else { return false }
+    var i = 0
+    while i < offset { i += 1 + Int(storage[i]) }
+    guard i == offset else { return false }  // `other` would start inside a label
+    return storage.withUnsafeBufferPointer { a in
+      other.storage.withUnsafeBufferPointer { b in
+        Self.equalIgnoringCase(UnsafeBufferPointer(rebasing: a[offset...]), b)
+      }
     }
-    return true
   }
 
   /// A new name with `label` prepended (throws if limits would be exceeded).
   public func prepending(_ label: [UInt8]) throws(WireError) -> DNSName {
-    try DNSName(labels: [label] + labels)
+    if label.isEmpty { throw .emptyLabel }
+    if label.count > 63 { throw .labelTooLong(length: label.count) }
+    let total = storage.count + label.count + 1
+    if total > 255 { throw .nameTooLong(length: total) }
+    var wire: [UInt8] = []
+    wire.reserveCapacity(total)
+    wire.append(UInt8(label.count))
+    wire.append(contentsOf: label)
+    wire.append(contentsOf: storage)
+    return DNSName(validWire: wire)
   }
 
   /// The name with ASCII letters lowered; a name that has none is returned as is, sharing its
   /// storage (cache keys of lowercase names then cost no second copy).
   public func lowercased() -> DNSName {
     guard !isLowercase else { return self }
-    return DNSName(uncheckedLabels: labels.map { $0.map(DNSName.lower) })
+    return DNSName(validWire: storage.map(DNSName.lower))
   }
 
   /// True when no label holds an ASCII capital (the name equals its lowercased form).
-  var isLowercase: Bool {
-    labels.allSatisfy { label in !label.contains { $0 >= 65 && $0 <= 90 } }
-  }
+  var isLowercase: Bool { !storage.contains { $0 >= 65 && $0 <= 90 } }
 
   @inline(__always) static func lower(_ b: UInt8) -> UInt8 { (b >= 65 && b <= 90) ? b | 0x20 : b }
 
-  static func labelEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+  /// True if the two octet runs are equal ignoring ASCII case.
+  @inline(__always)
+  static func equalIgnoringCase(
+    _ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>
+  ) -> Bool {
     guard a.count == b.count else { return false }
     for i in 0..<a.count where lower(a[i]) != lower(b[i]) { return false }
     return true
   }
 
   public static func == (lhs: DNSName, rhs: DNSName) -> Bool {
-    guard lhs.labels.count == rhs.labels.count else { return false }
-    for i in 0..<lhs.labels.count where !labelEqual(lhs.labels[i], rhs.labels[i]) { return false }
-    return true
+    guard lhs.storage.count == rhs.storage.count else { return false }
+    return lhs.storage.withUnsafeBufferPointer { a in
+      rhs.storage.withUnsafeBufferPointer { b in equalIgnoringCase(a, b) }
+    }
   }
 
+  /// Hashes the lowered wire form eight octets to a word (one Hasher round per 8 octets instead
+  /// of per octet; name hashing was ~4.5% of cold-resolution CPU in `perf`). Consistent with `==`.
   public func hash(into hasher: inout Hasher) {
-    hasher.combine(labels.count)
-    for label in labels { Self.hashLabel(label, into: &hasher) }
+    storage.withUnsafeBufferPointer { Self.hashLowered($0, into: &hasher) }
   }
 
-  /// Feeds one label to `hasher` case-insensitively: its length, then its lowered bytes packed
-  /// eight to a word (one Hasher round per 8 bytes instead of per byte; name hashing was ~4.5%
-  /// of cold-resolution CPU in `perf`). Consistent with `==`.
-  @inline(__always) static func hashLabel(_ label: [UInt8], into hasher: inout Hasher) {
-    hasher.combine(label.count)
+  /// Feeds `bytes` to `hasher` with ASCII letters lowered: the count, then the octets packed
+  /// eight to a word.
+  @inline(__always)
+  static func hashLowered(_ bytes: UnsafeBufferPointer<UInt8>, into hasher: inout Hasher) {
+    hasher.combine(bytes.count)
     var word: UInt64 = 0
     var filled = 0
-    for b in label {
+    for b in bytes {
       word = word << 8 | UInt64(lower(b))
       filled += 1
       if filled == 8 {
@@ -149,37 +233,43 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
 
   /// Presentation format with a trailing dot; special characters escaped as `dig` does.
   public var description: String {
-    if labels.isEmpty { return "." }
+    if isRoot { return "." }
     // Written straight into the string's storage, sized by a first pass: one allocation, none
     // for names of up to 15 characters (hops, logs and the monitor print names on the hot path).
     var length = 0
-    for label in labels {
-      for b in label { length += Self.presentationWidth(b) }
+    var i = 0
+    while storage[i] != 0 {
+      let len = Int(storage[i])
+      for b in storage[(i + 1)...(i + len)] { length += Self.presentationWidth(b) }
       length += 1
+      i += 1 + len
     }
     return String(unsafeUninitializedCapacity: length) { out in
+      var o = 0
       var i = 0
-      for label in labels {
-        for b in label {
+      while storage[i] != 0 {
+        let len = Int(storage[i])
+        for b in storage[(i + 1)...(i + len)] {
           let width = Self.presentationWidth(b)
           switch width {
           case 1:
-            out[i] = b
+            out[o] = b
           case 2:
-            out[i] = UInt8(ascii: "\\")
-            out[i + 1] = b
+            out[o] = UInt8(ascii: "\\")
+            out[o + 1] = b
           default:
-            out[i] = UInt8(ascii: "\\")
-            out[i + 1] = 48 + b / 100
-            out[i + 2] = 48 + (b / 10) % 10
-            out[i + 3] = 48 + b % 10
+            out[o] = UInt8(ascii: "\\")
+            out[o + 1] = 48 + b / 100
+            out[o + 2] = 48 + (b / 10) % 10
+            out[o + 3] = 48 + b % 10
           }
-          i += width
+          o += width
         }
-        out[i] = UInt8(ascii: ".")
-        i += 1
+        out[o] = UInt8(ascii: ".")
+        o += 1
+        i += 1 + len
       }
-      return i
+      return o
     }
   }
 

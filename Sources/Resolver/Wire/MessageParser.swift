@@ -22,8 +22,8 @@ extension Message {
     let an = Int(try r.u16())
     let ns = Int(try r.u16())
     let ar = Int(try r.u16())
-    // More names than the question's (an OPT record's root name aside): share repeated labels.
-    r.recordLabels = an + ns > 0 || ar > 1
+    // More names than the question's (an OPT record's root name aside): share repeated names.
+    r.recordNames = an + ns > 0 || ar > 1
     // Capacity for the counts the header claims, capped by what the bytes left could hold.
     m.answers.reserveCapacity(min(an, r.remaining / 11))
     m.authority.reserveCapacity(min(ns, r.remaining / 11))
@@ -69,12 +69,17 @@ extension Message {
       if section != "additional" { throw .badOPT("OPT record in the \(section) section") }
       if !name.isRoot { throw .badOPT("OPT record owner \(name) is not the root") }
     }
-    var sub = r
-    sub.end = r.pos + rdlen
-    sub.rdataType = type.rawValue
-    sub.rdataStart = r.pos
-    let rdata: RData = type == .opt ? .unknown(sub.rest()) : try RData.decode(type: type, from: &sub)
-    r.pos += rdlen
+    // The RDATA is read by `r` itself, bounded to it (a copy of the reader would copy the names it
+    // remembers, and forget the ones the RDATA adds).
+    let rdataStart = r.pos
+    let messageEnd = r.end
+    r.end = rdataStart + rdlen
+    r.rdataType = type.rawValue
+    r.rdataStart = rdataStart
+    let rdata: RData = type == .opt ? .unknown(r.rest()) : try RData.decode(type: type, from: &r)
+    r.end = messageEnd
+    r.rdataType = nil
+    r.pos = rdataStart + rdlen
     return ResourceRecord(name: name, type: type, rrclass: rrclass, ttl: ttl, rdata: rdata)
   }
 

@@ -39,21 +39,16 @@ struct WireWriter {
   /// Writes `name`; when `compress` is true the longest earlier suffix becomes a pointer.
   /// Every suffix written in full is remembered as a target for later names either way.
   mutating func name(_ name: DNSName, compress: Bool) {
-    let labels = name.labels
-    let count = labels.count
+    let count = name.labelCount
     let start = bytes.count
     // Written in full first, so the search compares octets with octets.
-    for label in labels {
-      u8(UInt8(label.count))
-      append(label)
-    }
-    u8(0)
+    bytes.append(contentsOf: name.storage)
     guard count > 0 else { return }
     if compress, firstTarget != nil {
       let (shared, pointer) = longestWrittenSuffix(of: start, labels: count)
       if shared > 0 {
         var end = start
-        for i in 0..<(count - shared) { end += 1 + labels[i].count }
+        for _ in 0..<(count - shared) { end += 1 + Int(bytes[end]) }
         bytes.removeLast(bytes.count - end)
         u16(0xC000 | UInt16(pointer))
         if shared == count { return }  // all a pointer: nothing new to point to

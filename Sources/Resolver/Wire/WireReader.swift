@@ -58,40 +58,40 @@ struct WireReader {
     return Array(bytes[pos..<end])
   }
 
-  /// Labels read so far with their offsets, when `recordLabels` is set: a label reached again
-  /// through a compression pointer shares the array read the first time instead of a new copy
-  /// (most names in a response point into the question's).
-  private var labelsRead: [(offset: Int, label: [UInt8])] = []
-  /// Whether `name()` remembers labels (set for messages with more than the question's name).
-  var recordLabels = false
-  private static let maxRecordedLabels = 64
+  /// The first names read with the offsets they start at, when `recordNames` is set: a name that
+  /// is wholly a pointer to one of them (an answer's owner pointing at the question, say) shares
+  /// that name's storage instead of a new copy. Held inline, so remembering allocates nothing.
+  private var namesRead = RecentNames()
+  /// Whether `name()` remembers names (set for messages with more than the question's name).
+  var recordNames = false
 
   /// Reads a possibly compressed name. Pointers must point strictly before themselves; loops,
-  /// reserved label types and the 63/255 octet limits are rejected.
+  /// reserved label types and the 63/255 octet limits are rejected. One allocation at most: a first
+  /// pass checks the name and measures it, a second copies its labels into place.
   mutating func name() throws(WireError) -> DNSName {
-    var labels: [[UInt8]] = []
-    labels.reserveCapacity(6)
+    let start = pos
     var total = 1
     var p = pos
     var limit = end
     var jumped = false
     var jumps = 0
+    // Where the name's first octets point, when the name is nothing but a pointer.
+    var whollyAt = -1
     // Each pointer must land before the previous one's target: the labels between a target and the
     // next pointer are the name's own, so landing at or after the last target is a loop.
     var lastTarget = Int.max
-    while true {
+    measuring: while true {
       guard p < limit else { throw jumped ? .truncated(offset: p) : overrun(at: p) }
       let len = Int(bytes[p])
       switch len & 0xC0 {
       case 0x00:
         if len == 0 {
           if !jumped { pos = p + 1 }
-          return DNSName(uncheckedLabels: labels)
+          break measuring
         }
         total += len + 1
         if total > 255 { throw .nameTooLong(length: total) }
         guard p + 1 + len <= limit else { throw jumped ? .truncated(offset: p) : overrun(at: p) }
-        labels.append(label(at: p, length: len, reached: jumped))
         p += 1 + len
       case 0xC0:
         guard p + 1 < limit else { throw jumped ? .truncated(offset: p) : overrun(at: p) }
@@ -100,6 +100,7 @@ struct WireReader {
         if target > p { throw .forwardPointer(offset: p) }
         jumps += 1
         if jumps > WireReader.maxPointerJumps { throw .pointerLoop(offset: p) }
+        if p == start { whollyAt = target }
         lastTarget = target
         if !jumped { pos = p + 2 }
         jumped = true
@@ -109,42 +110,81 @@ struct WireReader {
         throw .badLabelType(offset: p)
       }
     }
+    if whollyAt >= 0, let known = namesRead.name(at: whollyAt) { return known }
+    let wire = bytes.withUnsafeBufferPointer { message in
+      [UInt8](unsafeUninitializedCapacity: total) { out, written in
+        // The first pass checked every octet this one reads.
+        var q = start
+        var o = 0
+        while true {
+          let len = Int(message[q])
+          if len == 0 { break }
+          if len >= 0xC0 {
+            q = (len & 0x3F) << 8 | Int(message[q + 1])
+            continue
+          }
+          for k in 0...len { out[o + k] = message[q + k] }
+          o += 1 + len
+          q += 1 + len
+        }
+        out[o] = 0
+        written = o + 1
+      }
+    }
+    let name = DNSName(validWire: wire)
+    remember(name, at: start)
+    return name
   }
 
   /// `known` itself when the name at the cursor is `known` written out uncompressed, octet for octet
-  /// (a reply's question echoing the query's): no label is copied, and its labels are remembered
-  /// for the pointers that follow. Anything else is read as `name()` reads it.
+  /// (a reply's question echoing the query's): nothing is copied, and the name is remembered for
+  /// the pointers that follow. Anything else is read as `name()` reads it.
   mutating func name(reusing known: DNSName) throws(WireError) -> DNSName {
-    var p = pos
-    for label in known.labels {
-      guard p + 1 + label.count <= end, Int(bytes[p]) == label.count,
-        bytes[(p + 1)..<(p + 1 + label.count)].elementsEqual(label)
-      else { return try name() }
-      p += 1 + label.count
+    let count = known.storage.count
+    guard pos + count <= end else { return try name() }
+    let same = bytes.withUnsafeBufferPointer { message in
+      known.storage.withUnsafeBufferPointer { wire in
+        var i = 0
+        while i < count, message[pos + i] == wire[i] { i += 1 }
+        return i == count
+      }
     }
-    guard p < end, bytes[p] == 0 else { return try name() }
-    var offset = pos
-    for label in known.labels {
-      remember(label, at: offset)
-      offset += 1 + label.count
-    }
-    pos = p + 1
+    guard same else { return try name() }
+    remember(known, at: pos)
+    pos += count
     return known
   }
 
-  /// The label of `length` octets after the length octet at `offset`: the array read there before
-  /// when one was (only looked up for labels reached through a pointer), else a new copy.
-  private mutating func label(at offset: Int, length: Int, reached viaPointer: Bool) -> [UInt8] {
-    if viaPointer, let known = labelsRead.first(where: { $0.offset == offset }) { return known.label }
-    let label = Array(bytes[offset + 1..<offset + 1 + length])
-    remember(label, at: offset)
-    return label
+  /// Keeps `name`, read at `offset`, for pointers that reach it later (when `recordNames` is set).
+  private mutating func remember(_ name: DNSName, at offset: Int) {
+    if recordNames { namesRead.add(name, at: offset) }
+  }
+}
+
+/// Up to four names with the message offsets they were read at, in fixed slots.
+private struct RecentNames {
+  private typealias Slot = (offset: Int, name: DNSName)?
+  private var slots: (Slot, Slot, Slot, Slot) = (nil, nil, nil, nil)
+  private var count = 0
+
+  /// Keeps `name` if a slot is free.
+  mutating func add(_ name: DNSName, at offset: Int) {
+    switch count {
+    case 0: slots.0 = (offset, name)
+    case 1: slots.1 = (offset, name)
+    case 2: slots.2 = (offset, name)
+    case 3: slots.3 = (offset, name)
+    default: return
+    }
+    count += 1
   }
 
-  /// Keeps `label`, read at `offset`, for pointers that reach it later (when `recordLabels` is set).
-  private mutating func remember(_ label: [UInt8], at offset: Int) {
-    guard recordLabels, labelsRead.count < Self.maxRecordedLabels else { return }
-    if labelsRead.isEmpty { labelsRead.reserveCapacity(16) }
-    labelsRead.append((offset, label))
+  /// The name kept for `offset`, if any.
+  func name(at offset: Int) -> DNSName? {
+    if let (at, name) = slots.0, at == offset { return name }
+    if let (at, name) = slots.1, at == offset { return name }
+    if let (at, name) = slots.2, at == offset { return name }
+    if let (at, name) = slots.3, at == offset { return name }
+    return nil
   }
 }
