@@ -33,7 +33,7 @@ public final class DNSCache: Sendable {
     let ttl = min(max(rrset.ttl, configuration.minTTL), configuration.maxTTL)
     guard ttl > 0 else { return }
     let key = CacheKey(name: rrset.name, type: rrset.type, rrclass: rrset.rrclass)
-    let ownerCase = rrset.name.isLowercase ? nil : rrset.name.wire
+    let ownerCase = rrset.name.isLowercase ? nil : rrset.name.storage
     store(
       CacheEntry(payload: .positive(rdatas: rrset.rdatas, ownerCase: ownerCase), storedAt: time.now(), ttl: ttl, rank: rank),
       at: key)

@@ -39,7 +39,7 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
   /// A name whose wire form is known to be well formed (built by this module).
   init(validWire wire: [UInt8]) { self.storage = wire }
 
-  /// A name from an uncompressed wire form this module produced (`wire`, `lowercasedWire`, a
+  /// A name from an uncompressed wire form this module produced (`storage`, `lowercasedWire`, a
   /// cache key's owner); stops at the root octet or where the form stops making sense.
   init(uncheckedWire wire: [UInt8]) {
     var i = 0
@@ -106,11 +106,7 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
   /// Number of labels, not counting the root.
   public var labelCount: Int {
     var count = 0
-    var i = 0
-    while storage[i] != 0 {
-      count += 1
-      i += 1 + Int(storage[i])
-    }
+    forEachLabel { _ in count += 1 }
     return count
   }
   /// Length of the uncompressed wire form, including the root octet.
@@ -119,17 +115,20 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
   /// The labels, most specific first, without the empty root label (a copy of each).
   public var labels: [[UInt8]] {
     var out: [[UInt8]] = []
-    var i = 0
-    while storage[i] != 0 {
-      let len = Int(storage[i])
-      out.append(Array(storage[(i + 1)...(i + len)]))
-      i += 1 + len
-    }
+    forEachLabel { out.append(Array(storage[$0])) }
     return out
   }
 
-  /// The uncompressed wire form as stored (root octet included).
-  var wire: [UInt8] { storage }
+  /// Calls `body` with the range of each label's octets in `storage` (length octet excluded),
+  /// most specific first.
+  @inline(__always) private func forEachLabel(_ body: (Range<Int>) -> Void) {
+    var i = 0
+    while storage[i] != 0 {
+      let next = i + 1 + Int(storage[i])
+      body((i + 1)..<next)
+      i = next
+    }
+  }
 
   /// The uncompressed wire form with ASCII letters lowered (root octet included). Length octets
   /// are at most 63, below every capital letter, so the whole form is lowered octet by octet.
@@ -237,19 +236,14 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
     // Written straight into the string's storage, sized by a first pass: one allocation, none
     // for names of up to 15 characters (hops, logs and the monitor print names on the hot path).
     var length = 0
-    var i = 0
-    while storage[i] != 0 {
-      let len = Int(storage[i])
-      for b in storage[(i + 1)...(i + len)] { length += Self.presentationWidth(b) }
+    forEachLabel { label in
+      for b in storage[label] { length += Self.presentationWidth(b) }
       length += 1
-      i += 1 + len
     }
     return String(unsafeUninitializedCapacity: length) { out in
       var o = 0
-      var i = 0
-      while storage[i] != 0 {
-        let len = Int(storage[i])
-        for b in storage[(i + 1)...(i + len)] {
+      forEachLabel { label in
+        for b in storage[label] {
           let width = Self.presentationWidth(b)
           switch width {
           case 1:
@@ -267,7 +261,6 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
         }
         out[o] = UInt8(ascii: ".")
         o += 1
-        i += 1 + len
       }
       return o
     }
