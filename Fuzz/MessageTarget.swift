@@ -1,7 +1,21 @@
 /// DNS message parser: any bytes either throw a WireError or give a message that
 /// re-serialises and re-parses to the same message, and whose wire form is then stable.
+/// Sharing repeated names (and reusing a known question name) must not change what is parsed,
+/// octet for octet: a wrongly shared name would survive the round trip, which shares the same way.
 @Sendable func fuzzMessage(_ bytes: [UInt8]) {
-  guard let message = try? Message.parse(bytes) else { return }
+  let plain = try? Message.parse(bytes, knownQuestionName: nil, sharingNames: false)
+  guard let message = try? Message.parse(bytes) else {
+    if plain != nil { fuzzFailure("parse failed only when sharing names") }
+    return
+  }
+  guard let plain else { fuzzFailure("parse failed only when not sharing names") }
+  guard exactly(plain) == exactly(message) else {
+    fuzzFailure("sharing names changed the parse:\n\(exactly(plain))\n\(exactly(message))")
+  }
+  if let asked = message.questions.first?.name {
+    guard let reused = try? Message.parse(bytes, knownQuestionName: asked), exactly(reused) == exactly(message)
+    else { fuzzFailure("reusing the known question name changed the parse") }
+  }
   let wire = message.serialize()
   let again: Message
   do {
@@ -12,3 +26,6 @@
   guard again == message else { fuzzFailure("parse(serialize(m)) != m:\n\(message)\n\(again)") }
   guard again.serialize() == wire else { fuzzFailure("serialised form not stable after one round trip") }
 }
+
+/// Every field of `m`, names with their exact case (`==` on names ignores case).
+private func exactly(_ m: Message) -> String { String(reflecting: m) }

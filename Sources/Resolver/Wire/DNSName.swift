@@ -26,6 +26,9 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
 
   /// A name from labels the caller knows to be within the limits.
   init(uncheckedLabels labels: [[UInt8]]) {
+    assert(
+      labels.allSatisfy { !$0.isEmpty && $0.count <= 63 } && labels.reduce(1, { $0 + $1.count + 1 }) <= 255,
+      "DNSName(uncheckedLabels:) given a label or name outside the limits")
     var wire: [UInt8] = []
     wire.reserveCapacity(labels.reduce(1) { $0 + $1.count + 1 })
     for label in labels {

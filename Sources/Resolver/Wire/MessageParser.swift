@@ -4,6 +4,14 @@ extension Message {
   public static func parse(
     _ bytes: [UInt8], knownQuestionName: DNSName? = nil
   ) throws(WireError) -> Message {
+    try parse(bytes, knownQuestionName: knownQuestionName, sharingNames: true)
+  }
+
+  /// `parse` with the sharing of repeated names switchable, so the fuzzer can check that sharing
+  /// never changes what is parsed.
+  static func parse(
+    _ bytes: [UInt8], knownQuestionName: DNSName?, sharingNames: Bool
+  ) throws(WireError) -> Message {
     var r = WireReader(bytes)
     var m = Message()
     m.header.id = try r.u16()
@@ -23,7 +31,7 @@ extension Message {
     let ns = Int(try r.u16())
     let ar = Int(try r.u16())
     // More names than the question's (an OPT record's root name aside): share repeated names.
-    r.recordNames = an + ns > 0 || ar > 1
+    r.recordNames = sharingNames && (an + ns > 0 || ar > 1)
     // Capacity for the counts the header claims, capped by what the bytes left could hold.
     m.answers.reserveCapacity(min(an, r.remaining / 11))
     m.authority.reserveCapacity(min(ns, r.remaining / 11))
