@@ -135,6 +135,45 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
     #expect(jar.option(for: "192.0.2.1").data == rotated)
   }
 
+  /// the option list a query gets is kept per server, so it must follow what the jar learns:
+  /// a new server cookie from a reply, and a new client cookie when the secret rotates.
+  @Test func attachedCookieFollowsServerCookieChangesAndRotation() throws {
+    let clock = FakeTimeSource()
+    let jar = DNSCookieJar(rotation: 100, time: clock)
+    let server = "192.0.2.7"
+    func attached() -> [UInt8] {
+      var q = Message()
+      q.edns = EDNS(udpPayloadSize: 1232)
+      jar.attach(to: &q, server: server)
+      #expect(q.edns?.options.count == 1)
+      return DNSCookieJar.cookie(in: q) ?? []
+    }
+    func reply(serverCookie: String, client: [UInt8]) -> Message {
+      var r = Message()
+      r.edns = EDNS(udpPayloadSize: 1232)
+      r.edns?.options = [EDNSOption(code: EDNSOption.cookieCode, data: client + Array(serverCookie.utf8))]
+      return r
+    }
+    let client = attached()
+    #expect(client.count == 8 && attached() == client)
+    jar.learn(from: reply(serverCookie: "SRVCOOK1", client: client), server: server)
+    #expect(attached() == client + Array("SRVCOOK1".utf8))
+    jar.learn(from: reply(serverCookie: "SRVCOOK1", client: client), server: server)
+    #expect(attached() == client + Array("SRVCOOK1".utf8))
+    jar.learn(from: reply(serverCookie: "SRVCOOK2xx", client: client), server: server)
+    #expect(attached() == client + Array("SRVCOOK2xx".utf8))
+    clock.advance(100)
+    let rotated = attached()
+    #expect(rotated.count == 18 && Array(rotated.prefix(8)) != client)
+    #expect(Array(rotated.dropFirst(8)) == Array("SRVCOOK2xx".utf8))
+    // A query that already carries a COOKIE option has it replaced, not doubled.
+    var q = Message()
+    q.edns = EDNS(udpPayloadSize: 1232)
+    q.edns?.options = [EDNSOption(code: EDNSOption.cookieCode, data: Array(repeating: 1, count: 8))]
+    jar.attach(to: &q, server: server)
+    #expect(q.edns?.options.count == 1 && DNSCookieJar.cookie(in: q) == rotated)
+  }
+
   @Test func replyWithAnotherClientCookieIsDiscarded() async throws {
     let server = try await CookieServer(.wrongClientCookieFirst)
     let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)

@@ -66,6 +66,21 @@ import Testing
     #expect(kind == .answer(chain: Array(answer.prefix(2)), records: [answer[2]]))
   }
 
+  /// an answer keeps only in-zone records of the asked name and type; when every record
+  /// qualifies, all of them are kept.
+  @Test func answerKeepsOnlyTheAskedNameTypeAndZone() {
+    let a2 = rr("a.example.test.", .a, .a(IPv4Address("192.0.2.2")!))
+    let mine = [rr("a.example.test.", .a, a1), a2]
+    let all = ReplyClassifier.classify(reply(answer: mine), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
+    #expect(all == .answer(chain: [], records: mine))
+    let mixed = [
+      mine[0], rr("a.example.test.", .aaaa, .aaaa(IPv6Address("2001:db8::1")!)), rr("evil.other.lab.", .a, a1), a2,
+      rr("b.example.test.", .a, a1),
+    ]
+    let kind = ReplyClassifier.classify(reply(answer: mixed), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
+    #expect(kind == .answer(chain: [], records: mine))
+  }
+
   @Test func outOfBailiwickDataAfterCnameIsNotTrusted() {
     // The server of example.test. may not vouch for other.lab. data.
     let answer = [rr("a.example.test.", .cname, .cname(n("x.other.lab."))), rr("x.other.lab.", .a, a1)]

@@ -50,15 +50,15 @@ enum ReplyClassifier {
       return .serverFailure(rcode.description.lowercased())
     }
     // only records at or below the zone are considered at all.
-    let answers = reply.answers.filter { $0.name.isSubdomain(of: zone) && $0.rrclass == .in }
-    let authority = reply.authority.filter { $0.name.isSubdomain(of: zone) }
+    let answers = kept(reply.answers) { $0.name.isSubdomain(of: zone) && $0.rrclass == .in }
+    let authority = kept(reply.authority) { $0.name.isSubdomain(of: zone) }
 
     var name = qname
     var chain: [ResourceRecord] = []
     // qname is checked apart, so a reply without CNAME/DNAME links allocates no set.
     var seen: Set<DNSName> = []
     for _ in 0..<maxLinksPerReply {
-      let data = answers.filter { $0.name == name && ($0.type == qtype || qtype == .any) }
+      let data = kept(answers) { $0.name == name && ($0.type == qtype || qtype == .any) }
       if !data.isEmpty { return .answer(chain: chain, records: data) }
       if let d = answers.first(where: { $0.type == .dname && name.isSubdomain(of: $0.name) && name != $0.name }),
         case .dname(let target) = d.rdata
@@ -124,5 +124,13 @@ enum ReplyClassifier {
     }
     if reply.header.aa || soa != nil { return .nodata(chain: [], soa: soa) }
     return .serverFailure("lame")
+  }
+
+  /// The records of `records` that pass `include`: `records` itself when all do (the usual case,
+  /// which then copies nothing), else a filtered copy.
+  static func kept(
+    _ records: [ResourceRecord], where include: (ResourceRecord) -> Bool
+  ) -> [ResourceRecord] {
+    records.allSatisfy(include) ? records : records.filter(include)
   }
 }

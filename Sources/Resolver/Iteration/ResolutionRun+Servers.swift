@@ -11,7 +11,7 @@ extension ResolutionRun {
   /// ones for out-of-bailiwick names, the root hints for the root.
   nonisolated(nonsending) func addresses(for zone: DNSName, depth: Int) async -> [Candidate] {
     let nsNames = cachedNSNames(of: zone)
-    var result = nsNames.flatMap { cachedAddresses(of: $0) }
+    var result = cachedAddresses(ofAll: nsNames)
     if !result.isEmpty { return result }
     if zone.isRoot {
       // prime once (`. NS` to the hints) so the root servers come from the root zone itself.
@@ -19,7 +19,7 @@ extension ResolutionRun {
         priming = true
         _ = await resolveName(.root, .ns, depth: depth)
         priming = false
-        let primed = cachedNSNames(of: .root).flatMap { cachedAddresses(of: $0) }
+        let primed = cachedAddresses(ofAll: cachedNSNames(of: .root))
         if !primed.isEmpty { return primed }
       }
       return core.configuration.rootHints.servers.flatMap { server in
@@ -46,7 +46,7 @@ extension ResolutionRun {
         active.insert(q)
         _ = await resolve(q, depth: depth + 1)
         active.remove(q)
-        result += cachedAddresses(of: ns)
+        appendCachedAddresses(of: ns, to: &result)
         if !result.isEmpty { return result }
       }
     }
@@ -56,12 +56,24 @@ extension ResolutionRun {
   /// The NS names of `zone` from the cache (any rank).
   func cachedNSNames(of zone: DNSName) -> [DNSName] {
     guard let ns = core.cache.rdatas(zone, .ns) else { return [] }
-    return ns.rdatas.compactMap { if case .ns(let n) = $0 { n } else { nil } }
+    // Sized once: `compactMap` would grow the array as it goes.
+    var names: [DNSName] = []
+    names.reserveCapacity(ns.rdatas.count)
+    for case .ns(let n) in ns.rdatas { names.append(n) }
+    return names
   }
 
-  /// Cached A/AAAA of `name` (any rank: glue is fine for reaching servers), filtered by policy.
-  func cachedAddresses(of name: DNSName) -> [Candidate] {
+  /// Cached A/AAAA of every name in `names`, in order, in one array sized for one of each per name.
+  func cachedAddresses(ofAll names: [DNSName]) -> [Candidate] {
     var out: [Candidate] = []
+    out.reserveCapacity(names.count * 2)
+    for name in names { appendCachedAddresses(of: name, to: &out) }
+    return out
+  }
+
+  /// Appends the cached A/AAAA of `name` (any rank: glue is fine for reaching servers), filtered
+  /// by policy, to `out`.
+  func appendCachedAddresses(of name: DNSName, to out: inout [Candidate]) {
     for type in [RRType.a, .aaaa] {
       guard let hit = core.cache.rdatas(name, type) else { continue }
       for rdata in hit.rdatas {
@@ -81,7 +93,6 @@ extension ResolutionRun {
         if let endpoint { out.append(Candidate(endpoint: endpoint, nsName: name)) }
       }
     }
-    return out
   }
 
   /// An endpoint for `ip` if policy allows querying it.

@@ -15,6 +15,12 @@ public final class DNSCookieJar: Sendable {
     var clientCookies: [String: [UInt8]] = [:]
     /// Counts rotations, so a cookie computed under an older secret is never remembered.
     var generation = 0
+    /// The option list `attach` puts on a query, per server, built once per client and server
+    /// cookie pair (a list and its cookie data were two allocations per query); a server's entry
+    /// is dropped when its server cookie changes, all of them when the secret rotates.
+    var optionLists: [String: [EDNSOption]] = [:]
+    /// Counts rotations and server cookie changes, so a list built from older cookies is never kept.
+    var version = 0
   }
 
   /// Most servers whose cookie is remembered (the oldest half is dropped beyond it).
@@ -37,13 +43,7 @@ public final class DNSCookieJar: Sendable {
   func option(for server: String) -> EDNSOption {
     let now = time.now()
     let (secret, generation, known, serverCookie) = state.withLock { s -> ([UInt8], Int, [UInt8]?, [UInt8]?) in
-      if now - s.rotatedAt >= rotation {
-        s.previous = s.secret
-        s.secret = Self.randomSecret()
-        s.rotatedAt = now
-        s.generation += 1
-        s.clientCookies.removeAll()
-      }
+      rotateIfDue(&s, now: now)
       return (s.secret, s.generation, s.clientCookies[server], s.serverCookies[server])
     }
     let clientCookie: [UInt8]
@@ -63,19 +63,57 @@ public final class DNSCookieJar: Sendable {
   /// Adds (or replaces) the COOKIE option of an EDNS query to `server`; queries without EDNS are left alone.
   func attach(to query: inout Message, server: String) {
     guard query.edns != nil else { return }
+    let list = optionList(for: server)
+    if query.edns?.options.isEmpty == true {
+      query.edns?.options = list  // shares the kept list: nothing copied
+      return
+    }
     query.edns?.options.removeAll { $0.code == EDNSOption.cookieCode }
-    query.edns?.options.append(option(for: server))
+    query.edns?.options.append(contentsOf: list)
+  }
+
+  /// `[option(for: server)]`, kept until the server's cookie changes or the secret rotates.
+  func optionList(for server: String) -> [EDNSOption] {
+    let now = time.now()
+    let (kept, version) = state.withLock { s -> ([EDNSOption]?, Int) in
+      rotateIfDue(&s, now: now)
+      return (s.optionLists[server], s.version)
+    }
+    if let kept { return kept }
+    let list = [option(for: server)]
+    state.withLock { s in
+      guard s.version == version else { return }
+      if s.optionLists.count >= Self.maxServers { s.optionLists.removeAll() }
+      s.optionLists[server] = list
+    }
+    return list
+  }
+
+  /// Starts a new secret when the current one is `rotation` seconds old.
+  private func rotateIfDue(_ s: inout State, now: Double) {
+    guard now - s.rotatedAt >= rotation else { return }
+    s.previous = s.secret
+    s.secret = Self.randomSecret()
+    s.rotatedAt = now
+    s.generation += 1
+    s.version += 1
+    s.clientCookies.removeAll()
+    s.optionLists.removeAll()
   }
 
   /// Remembers the server cookie of a reply whose client cookie is ours.
   func learn(from response: Message, server: String) {
     guard let data = Self.cookie(in: response), data.count >= 16, data.count <= 40 else { return }
-    let serverCookie = Array(data[8...])
+    let serverCookie = data[8...]
     state.withLock { s in
+      // The usual reply repeats the cookie already kept: nothing to copy or rebuild.
+      if let known = s.serverCookies[server], known.elementsEqual(serverCookie) { return }
       if s.serverCookies.count >= Self.maxServers, s.serverCookies[server] == nil {
         for key in s.serverCookies.keys.prefix(Self.maxServers / 2) { s.serverCookies[key] = nil }
       }
-      s.serverCookies[server] = serverCookie
+      s.serverCookies[server] = Array(serverCookie)
+      s.optionLists[server] = nil
+      s.version += 1
     }
   }
 
