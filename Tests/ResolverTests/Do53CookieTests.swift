@@ -172,6 +172,44 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
     q.edns?.options = [EDNSOption(code: EDNSOption.cookieCode, data: Array(repeating: 1, count: 8))]
     jar.attach(to: &q, server: server)
     #expect(q.edns?.options.count == 1 && DNSCookieJar.cookie(in: q) == rotated)
+    // Other options stay, in front of the cookie.
+    let padding = EDNSOption(code: 12, data: [0, 0, 0])
+    q.edns?.options = [padding]
+    jar.attach(to: &q, server: server)
+    #expect(q.edns?.options.first == padding && q.edns?.options.count == 2 && DNSCookieJar.cookie(in: q) == rotated)
+  }
+
+  /// A server whose cookie the jar forgets (more than `maxServers` servers) gets queries with the
+  /// client cookie alone again, not the forgotten server cookie from a kept option list.
+  @Test func forgottenServerCookieIsNotSentAgain() throws {
+    let jar = DNSCookieJar(rotation: 100, time: FakeTimeSource())
+    func attached(_ server: String) -> [UInt8] {
+      var q = Message()
+      q.edns = EDNS(udpPayloadSize: 1232)
+      jar.attach(to: &q, server: server)
+      return DNSCookieJar.cookie(in: q) ?? []
+    }
+    let servers = (0..<DNSCookieJar.maxServers).map { "10.\($0 >> 16).\(($0 >> 8) & 255).\($0 & 255)" }
+    for server in servers {
+      var r = Message()
+      r.edns = EDNS(udpPayloadSize: 1232)
+      r.edns?.options = [EDNSOption(code: EDNSOption.cookieCode, data: attached(server) + Array("SERVERCK".utf8))]
+      jar.learn(from: r, server: server)
+      #expect(attached(server).count == 16)  // kept with the server cookie
+    }
+    var r = Message()
+    r.edns = EDNS(udpPayloadSize: 1232)
+    // One more server (its client cookie from `option`, which keeps no list, so every kept list
+    // survives up to here): the jar forgets half of the others' server cookies.
+    r.edns?.options = [
+      EDNSOption(code: EDNSOption.cookieCode, data: jar.option(for: "192.0.2.200").data + Array("SERVERCK".utf8))
+    ]
+    jar.learn(from: r, server: "192.0.2.200")
+    #expect(jar.state.withLock { $0.optionLists.count } == DNSCookieJar.maxServers / 2)
+    let forgotten = servers.filter { jar.serverCookie(for: $0) == nil }
+    #expect(forgotten.count == DNSCookieJar.maxServers / 2)
+    #expect(forgotten.allSatisfy { attached($0).count == 8 })
+    #expect(servers.filter { jar.serverCookie(for: $0) != nil }.allSatisfy { attached($0).count == 16 })
   }
 
   @Test func replyWithAnotherClientCookieIsDiscarded() async throws {

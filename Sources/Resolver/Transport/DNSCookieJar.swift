@@ -17,10 +17,8 @@ public final class DNSCookieJar: Sendable {
     var generation = 0
     /// The option list `attach` puts on a query, per server, built once per client and server
     /// cookie pair (a list and its cookie data were two allocations per query); a server's entry
-    /// is dropped when its server cookie changes, all of them when the secret rotates.
+    /// is dropped when its server cookie changes or is forgotten, all of them when the secret rotates.
     var optionLists: [String: [EDNSOption]] = [:]
-    /// Counts rotations and server cookie changes, so a list built from older cookies is never kept.
-    var version = 0
   }
 
   /// Most servers whose cookie is remembered (the oldest half is dropped beyond it).
@@ -75,14 +73,18 @@ public final class DNSCookieJar: Sendable {
   /// `[option(for: server)]`, kept until the server's cookie changes or the secret rotates.
   func optionList(for server: String) -> [EDNSOption] {
     let now = time.now()
-    let (kept, version) = state.withLock { s -> ([EDNSOption]?, Int) in
+    let (kept, generation) = state.withLock { s -> ([EDNSOption]?, Int) in
       rotateIfDue(&s, now: now)
-      return (s.optionLists[server], s.version)
+      return (s.optionLists[server], s.generation)
     }
     if let kept { return kept }
-    let list = [option(for: server)]
+    let option = option(for: server)
+    let list = [option]
     state.withLock { s in
-      guard s.version == version else { return }
+      // Kept only if built from the cookies the jar holds now: the same secret, the same server cookie.
+      guard s.generation == generation,
+        (s.serverCookies[server] ?? []).elementsEqual(option.data.dropFirst(8))
+      else { return }
       if s.optionLists.count >= Self.maxServers { s.optionLists.removeAll() }
       s.optionLists[server] = list
     }
@@ -96,7 +98,6 @@ public final class DNSCookieJar: Sendable {
     s.secret = Self.randomSecret()
     s.rotatedAt = now
     s.generation += 1
-    s.version += 1
     s.clientCookies.removeAll()
     s.optionLists.removeAll()
   }
@@ -109,11 +110,13 @@ public final class DNSCookieJar: Sendable {
       // The usual reply repeats the cookie already kept: nothing to copy or rebuild.
       if let known = s.serverCookies[server], known.elementsEqual(serverCookie) { return }
       if s.serverCookies.count >= Self.maxServers, s.serverCookies[server] == nil {
-        for key in s.serverCookies.keys.prefix(Self.maxServers / 2) { s.serverCookies[key] = nil }
+        for key in Array(s.serverCookies.keys.prefix(Self.maxServers / 2)) {
+          s.serverCookies[key] = nil
+          s.optionLists[key] = nil
+        }
       }
       s.serverCookies[server] = Array(serverCookie)
       s.optionLists[server] = nil
-      s.version += 1
     }
   }
 
