@@ -199,10 +199,12 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
     }
     var r = Message()
     r.edns = EDNS(udpPayloadSize: 1232)
-    // One more server (its client cookie from `option`, which keeps no list, so every kept list
-    // survives up to here): the jar forgets half of the others' server cookies.
+    // One more server (its client cookie computed here, so the jar keeps no list for it and every
+    // other kept list survives up to here): the jar forgets half of the others' server cookies.
+    let secret = jar.state.withLock { $0.secret }
     r.edns?.options = [
-      EDNSOption(code: EDNSOption.cookieCode, data: jar.option(for: "192.0.2.200").data + Array("SERVERCK".utf8))
+      EDNSOption(
+        code: EDNSOption.cookieCode, data: DNSCookieJar.clientCookie(secret, "192.0.2.200") + Array("SERVERCK".utf8))
     ]
     jar.learn(from: r, server: "192.0.2.200")
     #expect(jar.state.withLock { $0.optionLists.count } == DNSCookieJar.maxServers / 2)

@@ -10,14 +10,12 @@ public final class DNSCookieJar: Sendable {
     var previous: [UInt8]?
     var rotatedAt: Double
     var serverCookies: [String: [UInt8]] = [:]
-    /// Client cookies computed under the current secret (an HMAC per query was ~3% of
-    /// cold-resolution CPU); emptied when the secret rotates.
-    var clientCookies: [String: [UInt8]] = [:]
     /// Counts rotations, so a cookie computed under an older secret is never remembered.
     var generation = 0
-    /// The option list `attach` puts on a query, per server, built once per client and server
-    /// cookie pair (a list and its cookie data were two allocations per query); a server's entry
-    /// is dropped when its server cookie changes or is forgotten, all of them when the secret rotates.
+    /// The option list `attach` puts on a query, per server: the client cookie under the current
+    /// secret (an HMAC per query was ~3% of cold-resolution CPU) and the server's cookie, so a
+    /// query allocates neither. Rebuilt from its client part when the server cookie changes,
+    /// dropped when the server cookie is forgotten, emptied when the secret rotates.
     var optionLists: [String: [EDNSOption]] = [:]
   }
 
@@ -38,25 +36,7 @@ public final class DNSCookieJar: Sendable {
   }
 
   /// The COOKIE option for a query to `server`: our client cookie, plus its server cookie if known.
-  func option(for server: String) -> EDNSOption {
-    let now = time.now()
-    let (secret, generation, known, serverCookie) = state.withLock { s -> ([UInt8], Int, [UInt8]?, [UInt8]?) in
-      rotateIfDue(&s, now: now)
-      return (s.secret, s.generation, s.clientCookies[server], s.serverCookies[server])
-    }
-    let clientCookie: [UInt8]
-    if let known {
-      clientCookie = known
-    } else {
-      clientCookie = Self.clientCookie(secret, server)
-      state.withLock { s in
-        guard s.generation == generation else { return }
-        if s.clientCookies.count >= Self.maxServers { s.clientCookies.removeAll() }
-        s.clientCookies[server] = clientCookie
-      }
-    }
-    return EDNSOption(code: EDNSOption.cookieCode, data: clientCookie + (serverCookie ?? []))
-  }
+  func option(for server: String) -> EDNSOption { optionList(for: server)[0] }
 
   /// Adds (or replaces) the COOKIE option of an EDNS query to `server`; queries without EDNS are left alone.
   func attach(to query: inout Message, server: String) {
@@ -70,25 +50,28 @@ public final class DNSCookieJar: Sendable {
     query.edns?.options.append(contentsOf: list)
   }
 
-  /// `[option(for: server)]`, kept until the server's cookie changes or the secret rotates.
+  /// `[option(for: server)]`, kept until the secret rotates or the server cookie is forgotten.
   func optionList(for server: String) -> [EDNSOption] {
     let now = time.now()
-    let (kept, generation) = state.withLock { s -> ([EDNSOption]?, Int) in
+    let (kept, secret, generation) = state.withLock { s -> ([EDNSOption]?, [UInt8], Int) in
       rotateIfDue(&s, now: now)
-      return (s.optionLists[server], s.generation)
+      return (s.optionLists[server], s.secret, s.generation)
     }
     if let kept { return kept }
-    let option = option(for: server)
-    let list = [option]
-    state.withLock { s in
-      // Kept only if built from the cookies the jar holds now: the same secret, the same server cookie.
-      guard s.generation == generation,
-        (s.serverCookies[server] ?? []).elementsEqual(option.data.dropFirst(8))
-      else { return }
+    let clientCookie = Self.clientCookie(secret, server)  // the HMAC, outside the lock
+    return state.withLock { s in
+      // The server cookie is read here, under the lock that `learn` changes it under.
+      let list = [Self.cookieOption(clientCookie, s.serverCookies[server] ?? [])]
+      // A list from a secret that rotated meanwhile serves this query only.
+      guard s.generation == generation else { return list }
       if s.optionLists.count >= Self.maxServers { s.optionLists.removeAll() }
       s.optionLists[server] = list
+      return list
     }
-    return list
+  }
+
+  private static func cookieOption(_ client: [UInt8], _ server: some Collection<UInt8>) -> EDNSOption {
+    EDNSOption(code: EDNSOption.cookieCode, data: client + server)
   }
 
   /// Starts a new secret when the current one is `rotation` seconds old.
@@ -98,7 +81,6 @@ public final class DNSCookieJar: Sendable {
     s.secret = Self.randomSecret()
     s.rotatedAt = now
     s.generation += 1
-    s.clientCookies.removeAll()
     s.optionLists.removeAll()
   }
 
@@ -116,7 +98,10 @@ public final class DNSCookieJar: Sendable {
         }
       }
       s.serverCookies[server] = Array(serverCookie)
-      s.optionLists[server] = nil
+      // The client cookie stays: the kept list gets the new server cookie without another HMAC.
+      if let kept = s.optionLists[server]?.first {
+        s.optionLists[server] = [Self.cookieOption(Array(kept.data.prefix(8)), serverCookie)]
+      }
     }
   }
 
