@@ -66,3 +66,49 @@ def test_signal_exits_zero_and_releases_port(lab, sotto, free_port, sig):
         assert code is not None, f"sotto serve did not exit within 10 s of {sig.name}"
         assert code == 0, f"sotto serve exited {code} on {sig.name}:\n{srv.log()}"
     assert labmod.port_free("127.0.0.1", free_port), f"port {free_port} still bound after exit"
+
+
+def test_burst_of_cold_queries_from_many_clients_each_get_their_own_answer(lab, sotto, free_port):
+    """Answers made by resolutions are sent together once the engine's queued jobs have run
+    (one sendmmsg for many clients): each must still reach the client that asked, for its name."""
+    import secrets
+    import select
+    import socket
+
+    import dns.message
+    import dns.name
+    import dns.rcode
+    import dns.rdatatype
+
+    tag = secrets.token_hex(3)
+    with sotto.serve(free_port, "--no-encryption") as srv:
+        warm = srv.dig("www.example.test.", "A")  # the delegations are cached; the names below are not
+        assert warm.status == "NOERROR", warm.raw
+        clients = []
+        for i in range(60):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            # Every third name does not exist (NXDOMAIN); the rest hit the wildcard.
+            name = f"b{i}-{tag}.{'nx' if i % 3 == 0 else 'wild'}.example.test."
+            clients.append((s, name, dns.message.make_query(name, "A")))
+        try:
+            for s, _, q in clients:
+                s.sendto(q.to_wire(), ("127.0.0.1", srv.port))
+            wrong = []
+            for s, name, q in clients:
+                ready, _, _ = select.select([s], [], [], 10)
+                assert ready, f"no answer for {name} within 10 s:\n{srv.log()}"
+                r = dns.message.from_wire(s.recv(65535))
+                if r.id != q.id or r.question != q.question:
+                    wrong.append((name, r.question))
+                    continue
+                if name.split(".")[1] == "nx":
+                    assert r.rcode() == dns.rcode.NXDOMAIN, r
+                else:
+                    assert r.rcode() == dns.rcode.NOERROR, r
+                    a = r.find_rrset(r.answer, dns.name.from_text(name), 1, dns.rdatatype.A)
+                    assert [x.address for x in a] == ["192.0.2.99"], r
+            assert not wrong, f"answers for another client's question: {wrong[:5]}"
+        finally:
+            for s, _, _ in clients:
+                s.close()

@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -47,6 +49,67 @@ import Testing
     // The datagram is still queued for the socket's owner.
     var buffer = [UInt8](repeating: 0, count: 64)
     #expect(recv(fd, &buffer, buffer.count, 0) == 3)
+  }
+
+  @Test func queriesMadeOnTheEngineThreadAreSentAndAnswered() async throws {
+    // Queries made by resolutions on the engine thread wait until its queued jobs have run and
+    // then leave together: each must still go out once and get its own answer.
+    let server = try await ForgingServer.start(forgedPerQuery: 0)
+    defer { Task { await server.stop() } }
+    let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: server.port))
+    let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
+    let queries = try (0..<30).map { i in
+      var m = Message()
+      m.header.id = UInt16(1000 + i)
+      m.questions = [Question(name: try DNSName("q\(i).example.test."), type: .a)]
+      return m
+    }
+    let executor = try #require(engine.taskExecutor)
+    let answered = await Task(executorPreference: executor) { () -> [String] in
+      await withTaskGroup(of: String.self) { group in
+        for q in queries {
+          group.addTask {
+            let reply = try? await transport.queryUDP(q, to: endpoint, timeout: .seconds(5))
+            guard let reply, reply.header.id == q.header.id, reply.answers.count == 1 else {
+              return "none"
+            }
+            return reply.questions.first?.name.description ?? "no question"
+          }
+        }
+        return await group.reduce(into: []) { $0.append($1) }
+      }
+    }.value
+    #expect(answered.sorted() == queries.map { $0.questions[0].name.description }.sorted())
+    #expect(server.udpQueries.value == 30)
+  }
+
+  @Test(arguments: [true, false])
+  func aQueryThatCannotBeSentFailsAtOnce(onEngineThread: Bool) async throws {
+    // 70,000 bytes do not fit in a UDP datagram: send fails (EMSGSIZE). On the engine thread the
+    // failure comes when the queued query is sent, and must end the wait then, not at the deadline.
+    let (fd, port) = try Self.boundUDPSocket()
+    defer { close(fd) }
+    let address = try SocketAddress(ipAddress: "127.0.0.1", port: Int(port))
+    var big = Message()
+    big.header.id = 7
+    big.questions = [Question(name: try DNSName("big.example.test."), type: .a)]
+    let query = big
+    let exchange = { @Sendable [engine] in
+      await engine.exchange(
+        [UInt8](repeating: 0, count: 70_000), to: address,
+        matcher: ResponseMatcher(query: query), timeout: .seconds(30), mismatches: Counter(),
+        suspicionThreshold: 3)
+    }
+    let executor = try #require(engine.taskExecutor)
+    let result =
+      onEngineThread
+      ? await Task(executorPreference: executor) { await exchange() }.value
+      : await Task.detached { await exchange() }.value
+    guard case .failure(.unreachable(let why)) = result else {
+      Issue.record("expected a send failure, got \(result)")
+      return
+    }
+    #expect(why.hasPrefix("send: "), "\(why)")
   }
 
   /// The calling thread's name (synchronous: `Thread.current` is unavailable in async code).

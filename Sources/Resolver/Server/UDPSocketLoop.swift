@@ -26,6 +26,9 @@
     private let calls: MMsgCalls
     /// Open until `stop`; full-path responses are sent under it so none goes to a closed or reused fd.
     private let open = StateLock(true)
+    /// Full-path responses made on the engine thread, sent together (`sendAnswers`) once the
+    /// engine ran its queued jobs: a burst wakes the client's reader once, not once per answer.
+    private let answers = StateLock<[(response: [UInt8], client: SocketAddress)]>([])
 
     // Reused memory, touched only on the engine thread (freed in deinit, once the engine dropped
     // its watcher and with it the last reference).
@@ -36,6 +39,10 @@
     private let sendVectors: UnsafeMutablePointer<iovec>
     private let receiveMessages: UnsafeMutablePointer<MMsgHdr>
     private let sendMessages: UnsafeMutablePointer<MMsgHdr>
+    /// The responses `sendAnswers` is sending (swapped with `answers`; engine thread only).
+    private var answersSending: [(response: [UInt8], client: SocketAddress)] = []
+    /// Client addresses of the full-path responses in `sendAnswers`.
+    private let answerNames: UnsafeMutablePointer<sockaddr_storage>
 
     /// Binds a UDP socket to `address` and starts serving it; nil when this system lacks
     /// recvmmsg/sendmmsg or the engine thread (the caller then uses the NIO channel).
@@ -62,7 +69,10 @@
         throw IOError(errnoCode: code, reason: "bind")
       }
       let loop = UDPSocketLoop(fd: fd, processor: processor, fastPath: fastPath, calls: calls)
-      guard UDPExchangeEngine.shared.watch(fd, onReadable: { loop.drain() }) else {
+      guard
+        UDPExchangeEngine.shared.watch(
+          fd, onReadable: { loop.drain() }, afterJobs: { loop.sendAnswers() })
+      else {
         close(fd)
         return nil
       }
@@ -79,6 +89,8 @@
       sendBuffers = .allocate(byteCount: n * Self.slotSize, alignment: 16)
       names = .allocate(capacity: n)
       names.initialize(repeating: sockaddr_storage(), count: n)
+      answerNames = .allocate(capacity: n)
+      answerNames.initialize(repeating: sockaddr_storage(), count: n)
       receiveVectors = .allocate(capacity: n)
       sendVectors = .allocate(capacity: n)
       receiveMessages = .allocate(capacity: n)
@@ -104,6 +116,7 @@
       receiveBuffers.deallocate()
       sendBuffers.deallocate()
       names.deallocate()
+      answerNames.deallocate()
       receiveVectors.deallocate()
       sendVectors.deallocate()
       receiveMessages.deallocate()
@@ -195,15 +208,62 @@
       }
     }
 
-    /// Sends one full-path response unless the loop was stopped.
+    /// Sends one full-path response unless the loop was stopped: on the engine thread after its
+    /// queued jobs ran (`sendAnswers`), elsewhere at once.
     private func send(_ response: [UInt8], to client: SocketAddress) {
+      if UDPExchangeEngine.shared.onEngineThread {
+        answers.withLock { $0.append((response, client)) }
+        return
+      }
       open.withLock { isOpen in
         guard isOpen else { return }
-        response.withUnsafeBytes { bytes in
-          client.withSockAddr { sa, len in
-            _ = sendto(fd, bytes.baseAddress, bytes.count, 0, sa, socklen_t(len))
+        sendNow(response, to: client)
+      }
+    }
+
+    private func sendNow(_ response: [UInt8], to client: SocketAddress) {
+      response.withUnsafeBytes { bytes in
+        client.withSockAddr { sa, len in
+          _ = sendto(fd, bytes.baseAddress, bytes.count, 0, sa, socklen_t(len))
+        }
+      }
+    }
+
+    /// Sends the queued full-path responses, up to `batch` per sendmmsg (on the engine thread,
+    /// between two drains, so the send slots are free).
+    private func sendAnswers() {
+      answers.withLock { swap(&$0, &answersSending) }
+      guard !answersSending.isEmpty else { return }
+      defer { answersSending.removeAll(keepingCapacity: true) }
+      open.withLock { isOpen in
+        guard isOpen else { return }
+        var out = 0
+        for (response, client) in answersSending {
+          let copied =
+            response.count <= Self.slotSize
+            && client.withSockAddr { sa, len -> Bool in
+              guard len <= MemoryLayout<sockaddr_storage>.size else { return false }
+              UnsafeMutableRawPointer(answerNames + out).copyMemory(from: sa, byteCount: len)
+              sendMessages[out].hdr.msg_namelen = socklen_t(len)
+              return true
+            }
+          guard copied else {
+            sendNow(response, to: client)
+            continue
+          }
+          response.withUnsafeBytes {
+            (sendBuffers + out * Self.slotSize).copyMemory(
+              from: $0.baseAddress ?? UnsafeRawPointer(sendBuffers), byteCount: $0.count)
+          }
+          sendVectors[out].iov_len = response.count
+          sendMessages[out].hdr.msg_name = UnsafeMutableRawPointer(answerNames + out)
+          out += 1
+          if out == Self.batch {
+            send(count: out)
+            out = 0
           }
         }
+        send(count: out)
       }
     }
   }
