@@ -83,6 +83,37 @@ import Testing
     #expect(server.udpQueries.value == 30)
   }
 
+  @Test func aQueryMadeWhileMoreJobsWaitLeavesOnceTheyRan() async throws {
+    // The point of the outbox: a job queued after the asking one runs before the query leaves
+    // (so the queries of one turn leave together), and then it does leave.
+    let (fd, port) = try Self.boundUDPSocket()  // takes the query and never answers
+    defer { close(fd) }
+    let address = try SocketAddress(ipAddress: "127.0.0.1", port: Int(port))
+    var m = Message()
+    m.header.id = 9
+    m.questions = [Question(name: try DNSName("later.example.test."), type: .a)]
+    let query = m
+    let executor = try #require(engine.taskExecutor)
+    let seenByNextJob = await Task(executorPreference: executor) { [engine] () -> Bool in
+      // Both are queued by this job, so the engine runs them one after the other in one batch.
+      let asker = Task(executorPreference: executor) {
+        await engine.exchange(
+          query.serialize(), to: address, matcher: ResponseMatcher(query: query),
+          timeout: .milliseconds(200), mismatches: Counter(), suspicionThreshold: 3)
+      }
+      let peeker = Task(executorPreference: executor) { () -> Bool in
+        var buffer = [UInt8](repeating: 0, count: 512)
+        return recv(fd, &buffer, buffer.count, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) > 0
+      }
+      let seen = await peeker.value
+      _ = await asker.value  // .timeout: nobody answers
+      return seen
+    }.value
+    #expect(!seenByNextJob, "the query left before the job queued after it had run")
+    var buffer = [UInt8](repeating: 0, count: 512)
+    #expect(recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) == query.serialize().count)
+  }
+
   @Test(arguments: [true, false])
   func aQueryThatCannotBeSentFailsAtOnce(onEngineThread: Bool) async throws {
     // 70,000 bytes do not fit in a UDP datagram: send fails (EMSGSIZE). On the engine thread the
@@ -103,7 +134,12 @@ import Testing
     let executor = try #require(engine.taskExecutor)
     let result =
       onEngineThread
-      ? await Task(executorPreference: executor) { await exchange() }.value
+      ? await Task(executorPreference: executor) { () -> Result<Message, TransportError> in
+        // A second job in the same batch, so the query waits in the outbox (as in a busy turn).
+        let asker = Task(executorPreference: executor) { await exchange() }
+        await Task(executorPreference: executor) {}.value
+        return await asker.value
+      }.value
       : await Task.detached { await exchange() }.value
     guard case .failure(.unreachable(let why)) = result else {
       Issue.record("expected a send failure, got \(result)")

@@ -26,9 +26,11 @@
     private let calls: MMsgCalls
     /// Open until `stop`; full-path responses are sent under it so none goes to a closed or reused fd.
     private let open = StateLock(true)
-    /// Full-path responses made on the engine thread, sent together (`sendAnswers`) once the
-    /// engine ran its queued jobs: a burst wakes the client's reader once, not once per answer.
-    private let answers = StateLock<[(response: [UInt8], client: SocketAddress)]>([])
+    /// Full-path responses made on the engine thread while more jobs were queued there, sent
+    /// together (`sendAnswers`) once the engine ran them: a burst wakes the client's reader once,
+    /// not once per answer. Not accepting once `stop` began (responses are then sent at once).
+    private let answers = StateLock(
+      (queued: [(response: [UInt8], client: SocketAddress)](), accepting: true))
 
     // Reused memory, touched only on the engine thread (freed in deinit, once the engine dropped
     // its watcher and with it the last reference).
@@ -125,6 +127,8 @@
 
     /// Stops serving (no read is under way once the engine dropped the socket) and closes it.
     func stop() async {
+      answers.withLock { $0.accepting = false }
+      // Sends what was queued (the engine's last `afterJobs` call), then stops reading.
       await UDPExchangeEngine.shared.unwatch(fd)
       open.withLock { isOpen in
         guard isOpen else { return }
@@ -181,7 +185,8 @@
       let fastPath = self.fastPath
       // On the upstream engine's thread: its replies resume the resolution without a thread hop.
       Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
-        // The answer goes out first; the packet cache and the monitor learn of it afterwards.
+        // The answer goes out first (into the turn's burst when more jobs wait on the engine
+        // thread); the packet cache and the monitor learn of it afterwards.
         await processor.process(raw, from: client, overTCP: false) { response in
           guard let response else { return }
           self.send(response, to: client)
@@ -208,11 +213,17 @@
       }
     }
 
-    /// Sends one full-path response unless the loop was stopped: on the engine thread after its
-    /// queued jobs ran (`sendAnswers`), elsewhere at once.
+    /// Sends one full-path response unless the loop was stopped: on the engine thread with more
+    /// jobs queued, after they ran (`sendAnswers`); otherwise at once.
     private func send(_ response: [UInt8], to client: SocketAddress) {
-      if UDPExchangeEngine.shared.onEngineThread {
-        answers.withLock { $0.append((response, client)) }
+      let engine = UDPExchangeEngine.shared
+      if engine.onEngineThread, engine.moreJobsThisTurn,
+        answers.withLock({ a in
+          guard a.accepting else { return false }
+          a.queued.append((response, client))
+          return true
+        })
+      {
         return
       }
       open.withLock { isOpen in
@@ -232,7 +243,7 @@
     /// Sends the queued full-path responses, up to `batch` per sendmmsg (on the engine thread,
     /// between two drains, so the send slots are free).
     private func sendAnswers() {
-      answers.withLock { swap(&$0, &answersSending) }
+      answers.withLock { swap(&$0.queued, &answersSending) }
       guard !answersSending.isEmpty else { return }
       defer { answersSending.removeAll(keepingCapacity: true) }
       open.withLock { isOpen in

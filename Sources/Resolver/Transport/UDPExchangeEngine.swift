@@ -1,6 +1,7 @@
 import CLinuxEpoll
 import Foundation
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -48,16 +49,19 @@ final class UDPExchangeEngine: Sendable {
     var watchers: [Int32: @Sendable () -> Void] = [:]
     /// What to call for watched sockets once the queued jobs have run (sending what they queued).
     var afterJobs: [Int32: @Sendable () -> Void] = [:]
-    /// Queries made on the engine thread, sent together once its queued jobs have run.
+    /// Queries made on the engine thread while more jobs were queued, sent together once the
+    /// queued jobs have run (`sendQueued`).
     var outbox: [(fd: Int32, bytes: [UInt8])] = []
-    /// The engine thread, once it runs (queries made on it go through `outbox`).
-    var thread: pthread_t?
   }
 
   /// Marks a watched socket in `epoll_event.data.u64` (the low 32 bits hold the fd).
   private static let watchTag: UInt64 = 1 << 32
 
   private let state = StateLock(State())
+  /// The engine thread's `pthread_t` once it runs (0 before).
+  private let thread = Atomic<UInt>(0)
+  /// Jobs of the batch being run that have not started yet (engine thread only).
+  private let jobsLeftInBatch = Atomic<Int>(0)
   private let epollFD: Int32
   private let wakeFD: Int32
 
@@ -110,10 +114,11 @@ final class UDPExchangeEngine: Sendable {
       close(fd)
       return .failure(.io("connect: \(Self.errorText(e))"))
     }
-    // On the engine thread the query waits in the outbox until the jobs queued now have run, so
-    // a burst of queries reaches an authoritative server together: it is woken once per burst
-    // (a cross-core wake-up costs more than the send) instead of once per query.
-    let deferred = onEngineThread
+    // On the engine thread, with more jobs queued, the query waits in the outbox until they have
+    // run, so a burst of queries reaches the authoritative servers together: a server is woken
+    // once per burst (a cross-core wake-up costs more than the send) instead of once per query.
+    // The last job of a turn sends at once: nothing would join it.
+    let deferred = onEngineThread && moreJobsThisTurn
     if !deferred {
       let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
       guard sent == bytes.count else {
@@ -136,7 +141,7 @@ final class UDPExchangeEngine: Sendable {
         ev.data.u64 = UInt64(UInt32(bitPattern: fd))
         _ = epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev)
         if deferred { s.outbox.append((fd, bytes)) }
-        guard s.asleep, deadline < s.sleepingUntil else { return false }
+        guard s.asleep, deferred || deadline < s.sleepingUntil else { return false }
         s.asleep = false
         return true
       }
@@ -145,8 +150,12 @@ final class UDPExchangeEngine: Sendable {
   }
 
   /// True on the engine thread (where resolutions started with `taskExecutor` run).
-  var onEngineThread: Bool {
-    state.withLock { s in s.thread.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+  var onEngineThread: Bool { thread.load(ordering: .acquiring) == UInt(pthread_self()) }
+
+  /// On the engine thread: true while more jobs are queued to run before the engine next sends
+  /// what its jobs queued (`sendQueued`) and looks at its sockets.
+  var moreJobsThisTurn: Bool {
+    jobsLeftInBatch.load(ordering: .relaxed) > 0 || state.withLock { !$0.jobs.isEmpty }
   }
 
   /// Calls `onReadable` on the engine thread whenever the non-blocking socket `fd` is readable,
@@ -168,22 +177,26 @@ final class UDPExchangeEngine: Sendable {
     }
   }
 
-  /// Stops watching `fd`. Runs on the engine thread, so no `onReadable` call for `fd` is under
-  /// way when this returns and the caller may close it.
+  /// Stops watching `fd`, after a last `afterJobs` call (what it queued is sent). Runs on the
+  /// engine thread, so no `onReadable` or `afterJobs` call for `fd` is under way when this
+  /// returns and the caller may close it.
   func unwatch(_ fd: Int32) async {
     await Task(executorPreference: self) { [self] in
-      state.withLock { s in
-        s.afterJobs[fd] = nil
-        guard s.watchers.removeValue(forKey: fd) != nil else { return }
-        _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
+      let last = state.withLock { s in
+        let last = s.afterJobs.removeValue(forKey: fd)
+        if s.watchers.removeValue(forKey: fd) != nil {
+          _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
+        }
+        return last
       }
+      last?()
     }.value
   }
 
   private func run() {
     // Named, so top and perf show it (it would inherit the name of whichever thread started it).
     Thread.current.name = "sotto-engine"
-    state.withLock { $0.thread = pthread_self() }
+    thread.store(UInt(pthread_self()), ordering: .releasing)
     var events = [epoll_event](repeating: epoll_event(), count: 64)
     var buffer = [UInt8](repeating: 0, count: Self.receiveSize)
     var batch: [UnownedJob] = []
@@ -232,7 +245,10 @@ final class UDPExchangeEngine: Sendable {
     for _ in 0..<maxRounds {
       state.withLock { s in swap(&s.jobs, &batch) }
       guard !batch.isEmpty else { return }
-      for job in batch { job.runSynchronously(on: executor) }
+      for (i, job) in batch.enumerated() {
+        jobsLeftInBatch.store(batch.count - i - 1, ordering: .relaxed)
+        job.runSynchronously(on: executor)
+      }
       batch.removeAll(keepingCapacity: true)
     }
   }
