@@ -59,10 +59,7 @@ import Testing
     let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: server.port))
     let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
     let queries = try (0..<30).map { i in
-      var m = Message()
-      m.header.id = UInt16(1000 + i)
-      m.questions = [Question(name: try DNSName("q\(i).example.test."), type: .a)]
-      return m
+      try Self.query("q\(i).example.test.", id: UInt16(1000 + i))
     }
     let executor = try #require(engine.taskExecutor)
     let answered = await Task(executorPreference: executor) { () -> [String] in
@@ -89,10 +86,7 @@ import Testing
     let (fd, port) = try Self.boundUDPSocket()  // takes the query and never answers
     defer { close(fd) }
     let address = try SocketAddress(ipAddress: "127.0.0.1", port: Int(port))
-    var m = Message()
-    m.header.id = 9
-    m.questions = [Question(name: try DNSName("later.example.test."), type: .a)]
-    let query = m
+    let query = try Self.query("later.example.test.", id: 9)
     let executor = try #require(engine.taskExecutor)
     let seenByNextJob = await Task(executorPreference: executor) { [engine] () -> Bool in
       // Both are queued by this job, so the engine runs them one after the other in one batch.
@@ -121,10 +115,7 @@ import Testing
     let (fd, port) = try Self.boundUDPSocket()
     defer { close(fd) }
     let address = try SocketAddress(ipAddress: "127.0.0.1", port: Int(port))
-    var big = Message()
-    big.header.id = 7
-    big.questions = [Question(name: try DNSName("big.example.test."), type: .a)]
-    let query = big
+    let query = try Self.query("big.example.test.", id: 7)
     let exchange = { @Sendable [engine] in
       await engine.exchange(
         [UInt8](repeating: 0, count: 70_000), to: address,
@@ -146,6 +137,14 @@ import Testing
       return
     }
     #expect(why.hasPrefix("send: "), "\(why)")
+  }
+
+  /// An A query for `name` with ID `id`.
+  static func query(_ name: String, id: UInt16) throws -> Message {
+    var m = Message()
+    m.header.id = id
+    m.questions = [Question(name: try DNSName(name), type: .a)]
+    return m
   }
 
   /// The calling thread's name (synchronous: `Thread.current` is unavailable in async code).

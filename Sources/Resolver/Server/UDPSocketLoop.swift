@@ -216,8 +216,7 @@
     /// Sends one full-path response unless the loop was stopped: on the engine thread with more
     /// jobs queued, after they ran (`sendAnswers`); otherwise at once.
     private func send(_ response: [UInt8], to client: SocketAddress) {
-      let engine = UDPExchangeEngine.shared
-      if engine.onEngineThread, engine.moreJobsThisTurn,
+      if UDPExchangeEngine.shared.sendsWaitForTurn,
         answers.withLock({ a in
           guard a.accepting else { return false }
           a.queued.append((response, client))
@@ -250,17 +249,14 @@
         guard isOpen else { return }
         var out = 0
         for (response, client) in answersSending {
-          let copied =
-            response.count <= Self.slotSize
-            && client.withSockAddr { sa, len -> Bool in
-              guard len <= MemoryLayout<sockaddr_storage>.size else { return false }
-              UnsafeMutableRawPointer(answerNames + out).copyMemory(from: sa, byteCount: len)
-              sendMessages[out].hdr.msg_namelen = socklen_t(len)
-              return true
-            }
-          guard copied else {
+          // A response larger than a send slot goes alone (a sockaddr always fits the storage).
+          guard response.count <= Self.slotSize else {
             sendNow(response, to: client)
             continue
+          }
+          client.withSockAddr { sa, len in
+            UnsafeMutableRawPointer(answerNames + out).copyMemory(from: sa, byteCount: len)
+            sendMessages[out].hdr.msg_namelen = socklen_t(len)
           }
           response.withUnsafeBytes {
             (sendBuffers + out * Self.slotSize).copyMemory(

@@ -118,7 +118,7 @@ final class UDPExchangeEngine: Sendable {
     // run, so a burst of queries reaches the authoritative servers together: a server is woken
     // once per burst (a cross-core wake-up costs more than the send) instead of once per query.
     // The last job of a turn sends at once: nothing would join it.
-    let deferred = onEngineThread && moreJobsThisTurn
+    let deferred = sendsWaitForTurn
     if !deferred {
       let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
       guard sent == bytes.count else {
@@ -149,13 +149,11 @@ final class UDPExchangeEngine: Sendable {
     }
   }
 
-  /// True on the engine thread (where resolutions started with `taskExecutor` run).
-  var onEngineThread: Bool { thread.load(ordering: .acquiring) == UInt(pthread_self()) }
-
-  /// On the engine thread: true while more jobs are queued to run before the engine next sends
-  /// what its jobs queued (`sendQueued`) and looks at its sockets.
-  var moreJobsThisTurn: Bool {
-    jobsLeftInBatch.load(ordering: .relaxed) > 0 || state.withLock { !$0.jobs.isEmpty }
+  /// True on the engine thread while more jobs are queued to run before it next sends what its
+  /// jobs queued (`sendQueued`): a datagram made now should wait for them and leave with theirs.
+  var sendsWaitForTurn: Bool {
+    thread.load(ordering: .acquiring) == UInt(pthread_self())
+      && (jobsLeftInBatch.load(ordering: .relaxed) > 0 || state.withLock { !$0.jobs.isEmpty })
   }
 
   /// Calls `onReadable` on the engine thread whenever the non-blocking socket `fd` is readable,
