@@ -32,13 +32,12 @@ public final class Do53Responder: Sendable {
     }
     do {
       let udp = try await DatagramBootstrap(group: group)
-        .channelInitializer { channel in
+        .bindClosingOnFailure(to: try .makeAddressResolvingHost(host, port: boundPort)) { channel in
           channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(
               UDPAnswerHandler(engine: engine, delay: delay, counters: counters))
           }
         }
-        .bind(host: host, port: boundPort).get()
       return Do53Responder(address: bound, channels: [tcp, udp], counters: counters)
     } catch {
       try? await tcp.close()

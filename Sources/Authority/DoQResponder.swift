@@ -50,7 +50,7 @@ public final class DoQResponder: Sendable {
     } else {
       channel = try await DatagramBootstrap(group: group)
         .channelOption(.socketOption(.so_reuseaddr), value: 1)
-        .bind(host: host, port: port).get()
+        .bindClosingOnFailure(to: try .makeAddressResolvingHost(host, port: port))
     }
     guard let bound = channel.localAddress, let ip = bound.ipAddress, let boundPort = bound.port else {
       try? await channel.close()

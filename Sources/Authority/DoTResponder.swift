@@ -237,7 +237,8 @@ public final class SilentTCPListener: Sendable {
 public final class SilentUDPListener: Sendable {
   private let channel: any Channel
   public static func start(group: any EventLoopGroup, host: String, port: Int) async throws -> SilentUDPListener {
-    let channel = try await DatagramBootstrap(group: group).bind(host: host, port: port).get()
+    let channel = try await DatagramBootstrap(group: group)
+      .bindClosingOnFailure(to: try .makeAddressResolvingHost(host, port: port))
     return SilentUDPListener(channel: channel)
   }
   private init(channel: any Channel) { self.channel = channel }

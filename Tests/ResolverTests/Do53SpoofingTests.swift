@@ -29,13 +29,12 @@ final class ForgingServer: Sendable {
     let udp: any Channel
     do {
       udp = try await DatagramBootstrap(group: group)
-        .channelInitializer { ch in
+        .bindClosingOnFailure(to: try SocketAddress(ipAddress: "127.0.0.1", port: port)) { ch in
           ch.eventLoop.makeCompletedFuture {
             try ch.pipeline.syncOperations.addHandler(
               ForgingUDPHandler(forged: forgedPerQuery, delay: delay, count: udpCount))
           }
         }
-        .bind(host: "127.0.0.1", port: port).get()
     } catch {
       throw DoTTestError.setup("UDP port \(port): \(error)")
     }

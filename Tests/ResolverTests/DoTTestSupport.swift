@@ -206,7 +206,8 @@ func freeTestPort(on address: String) async throws -> Int {
   for _ in 0..<50 {
     let port = Int.random(in: 20000...32767)
     guard let tcp = try? await ServerBootstrap(group: group).bind(host: address, port: port).get() else { continue }
-    let udp = try? await DatagramBootstrap(group: group).bind(host: address, port: port).get()
+    let udp = try? await DatagramBootstrap(group: group)
+      .bindClosingOnFailure(to: try SocketAddress(ipAddress: address, port: port))
     try? await udp?.close()
     try? await tcp.close()
     if udp != nil { return port }

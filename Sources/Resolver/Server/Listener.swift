@@ -147,12 +147,11 @@ public final class Listener: Sendable {
     return try await DatagramBootstrap(group: group)
       .channelOption(.datagramVectorReadMessageCount, value: 16)
       .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16 * 4096))
-      .channelInitializer { channel in
+      .bindClosingOnFailure(to: address) { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.addHandler(UDPQueryHandler(processor: processor, fastPath: fastPath))
         }
       }
-      .bind(to: address).get()
   }
 }
 
