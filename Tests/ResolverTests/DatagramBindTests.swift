@@ -16,15 +16,15 @@ import Testing
     let holder = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
     let port = try #require(holder.localAddress?.port)
     let seen = StateLock(MadeChannel())
+    let taken = try SocketAddress(ipAddress: "127.0.0.1", port: port)
     await #expect(throws: IOError.self) {
-      _ = try await DatagramBootstrap(group: group)
-        .bindClosingOnFailure(to: try SocketAddress(ipAddress: "127.0.0.1", port: port)) { channel in
-          seen.withLock {
-            $0.made = true
-            $0.channel = channel
-          }
-          return channel.eventLoop.makeSucceededVoidFuture()
+      _ = try await DatagramBootstrap(group: group).bindClosingOnFailure(to: taken) { channel in
+        seen.withLock {
+          $0.made = true
+          $0.channel = channel
         }
+        return channel.eventLoop.makeSucceededVoidFuture()
+      }
     }
     try await holder.close()
     #expect(seen.withLock { $0.made })
