@@ -51,6 +51,38 @@ import Testing
     #expect(recv(fd, &buffer, buffer.count, 0) == 3)
   }
 
+  @Test func unwatchingSendsWhatTheSocketQueuedForTheTurn() async throws {
+    // A socket unwatched in the turn in which it queued something for `afterJobs` gets a last
+    // call: how a graceful stop of the listener still sends the answers it had queued.
+    let (fd, _) = try Self.boundUDPSocket()
+    defer { close(fd) }
+    let sends = StateLock((queued: [Int](), sent: [Int](), callsAfterUnwatch: 0))
+    let unwatched = StateLock(false)
+    let watching = engine.watch(
+      fd, onReadable: {},
+      afterJobs: {
+        let late = unwatched.withLock { $0 }
+        sends.withLock { s in
+          s.sent += s.queued
+          s.queued.removeAll()
+          if late { s.callsAfterUnwatch += 1 }
+        }
+      })
+    #expect(watching)
+    let executor = try #require(engine.taskExecutor)
+    let engine = self.engine
+    await Task(executorPreference: executor) {
+      // Queued on the engine thread; the unwatch job runs in the same turn, before the turn's
+      // own afterJobs calls.
+      sends.withLock { $0.queued.append(1) }
+      await engine.unwatch(fd)
+      unwatched.withLock { $0 = true }
+    }.value
+    #expect(sends.withLock { $0.sent } == [1], "what was queued was not sent by unwatch")
+    try await Task.sleep(for: .milliseconds(50))
+    #expect(sends.withLock { $0.callsAfterUnwatch } == 0)
+  }
+
   @Test func queriesMadeOnTheEngineThreadAreSentAndAnswered() async throws {
     // Queries made by resolutions on the engine thread wait until its queued jobs have run and
     // then leave together: each must still go out once and get its own answer.
