@@ -7,7 +7,6 @@ import COpenSSL
 public final class DNSCookieJar: Sendable {
   struct State {
     var secret: [UInt8]
-    var previous: [UInt8]?
     var rotatedAt: Double
     var serverCookies: [String: [UInt8]] = [:]
     /// Counts rotations, so a cookie computed under an older secret is never remembered.
@@ -77,7 +76,6 @@ public final class DNSCookieJar: Sendable {
   /// Starts a new secret when the current one is `rotation` seconds old.
   private func rotateIfDue(_ s: inout State, now: Double) {
     guard now - s.rotatedAt >= rotation else { return }
-    s.previous = s.secret
     s.secret = Self.randomSecret()
     s.rotatedAt = now
     s.generation += 1
