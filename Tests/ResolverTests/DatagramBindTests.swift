@@ -17,15 +17,23 @@ import Testing
     let port = try #require(holder.localAddress?.port)
     let seen = StateLock(MadeChannel())
     let taken = try SocketAddress(ipAddress: "127.0.0.1", port: port)
-    await #expect(throws: IOError.self) {
-      _ = try await DatagramBootstrap(group: group).bindClosingOnFailure(to: taken) { channel in
+    var bindError: (any Error)?
+    do {
+      let bootstrap = DatagramBootstrap(group: group)
+      let channel = try await bootstrap.bindClosingOnFailure(to: taken) { channel in
         seen.withLock {
           $0.made = true
           $0.channel = channel
         }
         return channel.eventLoop.makeSucceededVoidFuture()
       }
+      try? await channel.close()
+    } catch {
+      bindError = error
     }
+    #expect(
+      bindError is IOError,
+      "bound to a taken port, or failed otherwise: \(String(describing: bindError))")
     try await holder.close()
     #expect(seen.withLock { $0.made })
     // The channel whose bind failed is closed and freed, socket and all: with NIO's own

@@ -199,7 +199,8 @@ private enum ListenerTestError: Error {
       _ = try await udpExchange(query(id: 1, "a.example"), with: server)
     }
     // The listener has stopped: the port can be bound again at once.
-    let again = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: port).get()
+    let again = try await DatagramBootstrap(group: group)
+      .bindClosingOnFailure(to: try SocketAddress(ipAddress: "127.0.0.1", port: port))
     try await again.close()
   }
 

@@ -14,13 +14,14 @@ public final class DemoLoad: Sendable {
     async throws -> DemoLoad
   {
     let counts = LoadCounts()
-    let channel = try await DatagramBootstrap(group: group)
-      .channelInitializer { channel in
-        channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandler(AnswerCounter(counts: counts))
-        }
+    let local = try SocketAddress(
+      ipAddress: target.protocol == .inet6 ? "::1" : "127.0.0.1", port: 0)
+    let bootstrap = DatagramBootstrap(group: group)
+    let channel = try await bootstrap.bindClosingOnFailure(to: local) { channel in
+      channel.eventLoop.makeCompletedFuture {
+        try channel.pipeline.syncOperations.addHandler(AnswerCounter(counts: counts))
       }
-      .bind(host: target.protocol == .inet6 ? "::1" : "127.0.0.1", port: 0).get()
+    }
     let leaves = zones.filter { $0.split(separator: ".").count >= 2 }
     let task = Task {
       var i = 0

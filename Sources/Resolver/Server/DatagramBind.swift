@@ -2,27 +2,17 @@ import NIOCore
 import NIOPosix
 
 extension DatagramBootstrap {
-  /// Binds a UDP channel to `address` with `initialize` as its channel initializer, and closes the
-  /// channel when the bind fails (a port already taken). NIO's `bind(to:)` leaves such a channel
-  /// open: its pipeline and handlers hold it in a reference cycle that nothing frees, socket and all.
+  /// Binds a UDP channel to `address`, with `initialize` run after the bootstrap's own channel
+  /// initializer, and closes the channel on every failure (an option, the initializer, or the
+  /// bind itself, e.g. a port already taken). NIO's `bind(to:).get()` does not close a channel
+  /// whose bind failed: its pipeline and handlers hold it in a reference cycle, socket and all.
   public func bindClosingOnFailure(
     to address: SocketAddress,
     initialize: @escaping @Sendable (any Channel) -> EventLoopFuture<Void> = {
       $0.eventLoop.makeSucceededVoidFuture()
     }
   ) async throws -> any Channel {
-    let made = StateLock<(any Channel)?>(nil)
-    do {
-      return try await channelInitializer { channel in
-        made.withLock { $0 = channel }
-        return initialize(channel)
-      }
-      .bind(to: address).get()
-    } catch {
-      if let channel = made.withLock({ $0 }) {
-        try? await channel.close()
-      }
-      throw error
-    }
+    // The async form closes the channel on any failure of its set-up chain.
+    try await bind(to: address) { channel in initialize(channel).map { channel } }
   }
 }
