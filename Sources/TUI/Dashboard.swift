@@ -83,8 +83,12 @@ public final class Dashboard: Sendable {
   /// not start (unknown TERM), in which case nothing was drawn.
   public func run() async -> Bool {
     await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-      let thread = Thread { [self] in c.resume(returning: self.loop()) }
-      thread.name = "sotto-dashboard"
+      let thread = Thread { [self] in
+        // Named from inside: on Linux a name set before `start` does not reach the kernel, and
+        // the thread would show in top, perf and /proc under its starter's name.
+        Thread.current.name = "sotto-dashboard"
+        c.resume(returning: self.loop())
+      }
       thread.stackSize = 4 << 20
       thread.start()
     }

@@ -289,6 +289,29 @@ def test_ctrl_c_quits(dash):
     dash.wait(lambda s: re.search(r"rc=\d+", s), "exit status")
 
 
+def dashboard_pid(dash) -> int:
+    """The `sotto top` process of this test (by its listen address and executable)."""
+    out = subprocess.run(["pgrep", "-f", f"127.0.0.1:{dash.port}"], capture_output=True, text=True).stdout.split()
+    exe = os.path.realpath(sotto_path())
+    pids = [int(p) for p in out if os.path.exists(f"/proc/{p}/exe") and os.path.realpath(f"/proc/{p}/exe") == exe]
+    assert len(pids) == 1, f"sotto top processes on port {dash.port}: {pids}"
+    return pids[0]
+
+
+def test_dashboard_thread_is_named(dash):
+    # top -H, perf and `make bench`'s dashboard cost (its own thread's CPU) find it by this name.
+    pid = dashboard_pid(dash)
+    names = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            continue
+    assert names.count("sotto-dashboard") == 1, names
+    assert "sotto-engine" in names, names
+
+
 def test_plain_text_when_not_a_terminal(lab, sotto, free_port, tmp_path):
     r = subprocess.run(
         [str(sotto_path()), "top", "--root-hints", ROOT_HINTS, "--allow-loopback", "--listen", f"127.0.0.1:{free_port}",
