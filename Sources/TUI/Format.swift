@@ -21,7 +21,16 @@ public enum Format {
   static let utf8Ready: Bool = sotto_utf8_ctype() != 0
 
   /// Display width of `s`.
-  public static func width(_ s: String) -> Int { s.reduce(0) { $0 + width($1) } }
+  public static func width(_ s: String) -> Int {
+    // Most cells are ASCII: one column per byte (tab included, other controls none), without
+    // walking grapheme clusters (that walk was most of a frame's text work).
+    var ascii = 0
+    for byte in s.utf8 {
+      guard byte < 0x80 else { return s.reduce(0) { $0 + width($1) } }
+      if byte >= 32 || byte == 9 { ascii += 1 }
+    }
+    return ascii
+  }
 
   /// `s` cut to at most `columns` display columns; a cut string ends with "…".
   public static func truncate(_ s: String, _ columns: Int) -> String {
@@ -100,14 +109,31 @@ public enum Format {
 
   /// `HH:MM` if within a day of `now`, else `MM-DD HH:MM` (UTC).
   public static func until(_ t: Double, now: Double) -> String {
-    let s = Int(t) % 86_400
-    let hm = String(format: "%02d:%02d", s / 3600, (s / 60) % 60)
+    // Computed, not formatted: a DateFormatter per damped cell per frame was half of the
+    // dashboard thread's CPU.
+    let seconds = Int(t.rounded(.down))
+    let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+    let s = seconds - days * 86_400
+    let hm = twoDigits(s / 3600) + ":" + twoDigits((s / 60) % 60)
     if t - now < 43_200 { return hm }
-    let f = DateFormatter()
-    f.locale = Locale(identifier: "en_US_POSIX")
-    f.timeZone = TimeZone(identifier: "UTC")
-    f.dateFormat = "MM-dd HH:mm"
-    return f.string(from: Date(timeIntervalSince1970: t))
+    let (month, day) = monthAndDay(daysSinceEpoch: days)
+    return twoDigits(month) + "-" + twoDigits(day) + " " + hm
+  }
+
+  /// `n` (0...99) as two digits.
+  static func twoDigits(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+
+  /// Month and day (UTC, proleptic Gregorian) of a day counted from 1970-01-01 (H. Hinnant's
+  /// `civil_from_days`).
+  static func monthAndDay(daysSinceEpoch: Int) -> (month: Int, day: Int) {
+    let z = daysSinceEpoch + 719_468
+    let era = (z >= 0 ? z : z - 146_096) / 146_097
+    let dayOfEra = z - era * 146_097
+    let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+    let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+    let mp = (5 * dayOfYear + 2) / 153
+    let day = dayOfYear - (153 * mp + 2) / 5 + 1
+    return (mp < 10 ? mp + 3 : mp - 9, day)
   }
 
   /// Short transport name for hop paths: `Do53`, `Do53/TCP`, `DoT`, `DoQ`.

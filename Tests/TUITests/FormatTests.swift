@@ -11,6 +11,42 @@ final class FormatTests: XCTestCase {
     XCTAssertEqual(Format.width("▁█"), 2)
   }
 
+  func testASCIIWidthMatchesTheCharacterWalk() {
+    for text in ["", "abc", "a\tb", "a\u{1}b", "\r\n", "127.53.12.1  ns1.dot.test.", "x\u{7f}"] {
+      XCTAssertEqual(Format.width(text), text.reduce(0) { $0 + Format.width($1) }, text.debugDescription)
+    }
+    XCTAssertEqual(Format.width("a\tb"), 3)
+    XCTAssertEqual(Format.width("ab例"), 4)  // past the ASCII prefix: the character walk
+  }
+
+  func testUntilMatchesAUTCDateFormatter() {
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
+    f.timeZone = TimeZone(identifier: "UTC")
+    f.dateFormat = "MM-dd HH:mm"
+    let hm = DateFormatter()
+    hm.locale = f.locale
+    hm.timeZone = f.timeZone
+    hm.dateFormat = "HH:mm"
+    // Leap days, year ends, a century not a leap year, and a day's last minute.
+    let instants: [Double] = [
+      0, 59, 86_399, 951_782_400, 951_868_799, 1_709_164_800, 1_709_251_199, 1_735_689_599,
+      1_735_689_600, 4_107_542_399, 4_107_542_400, 1_796_000_123.9,
+    ]
+    for t in instants {
+      let date = Date(timeIntervalSince1970: t)
+      XCTAssertEqual(Format.until(t, now: t - 86_400), f.string(from: date), "\(t)")
+      XCTAssertEqual(Format.until(t, now: t - 60), hm.string(from: date), "\(t)")
+    }
+    // Every day of 2024 and 2100 at 13:37.
+    for start in [1_704_067_200.0, 4_102_444_800.0] {
+      for day in 0..<366 {
+        let t = start + Double(day * 86_400 + 13 * 3600 + 37 * 60)
+        XCTAssertEqual(Format.until(t, now: 0), f.string(from: Date(timeIntervalSince1970: t)), "\(t)")
+      }
+    }
+  }
+
   func testPadAndTruncateByDisplayWidth() {
     XCTAssertEqual(Format.pad("ab", 4), "ab  ")
     XCTAssertEqual(Format.pad("ab", 4, right: true), "  ab")
