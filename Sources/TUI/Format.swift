@@ -110,7 +110,8 @@ public enum Format {
   /// `HH:MM` if within a day of `now`, else `MM-DD HH:MM` (UTC).
   public static func until(_ t: Double, now: Double) -> String {
     // Computed, not formatted: a DateFormatter per damped cell per frame was half of the
-    // dashboard thread's CPU.
+    // dashboard thread's CPU. A time no clock shows (from an attached server's JSON) is "?".
+    guard t.isFinite, abs(t) < 1e13 else { return "?" }
     let seconds = Int(t.rounded(.down))
     let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
     let s = seconds - days * 86_400

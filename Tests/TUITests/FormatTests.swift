@@ -38,6 +38,10 @@ final class FormatTests: XCTestCase {
       XCTAssertEqual(Format.until(t, now: t - 86_400), f.string(from: date), "\(t)")
       XCTAssertEqual(Format.until(t, now: t - 60), hm.string(from: date), "\(t)")
     }
+    // Not a time: no trap converting it to Int.
+    for t in [Double.nan, .infinity, -.infinity, 1e300] {
+      XCTAssertEqual(Format.until(t, now: 0), "?")
+    }
     // Every day of 2024 and 2100 at 13:37.
     for start in [1_704_067_200.0, 4_102_444_800.0] {
       for day in 0..<366 {
