@@ -86,7 +86,7 @@ public final class Dashboard: Sendable {
       let thread = Thread { [self] in
         // Named from inside: on Linux a name set before `start` does not reach the kernel, and
         // the thread would show in top, perf and /proc under its starter's name.
-        Thread.current.name = "sotto-dashboard"
+        nameCurrentThread("sotto-dashboard")
         c.resume(returning: self.loop())
       }
       thread.stackSize = 4 << 20

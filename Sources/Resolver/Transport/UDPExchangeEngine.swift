@@ -193,7 +193,7 @@ final class UDPExchangeEngine: Sendable {
 
   private func run() {
     // Named, so top and perf show it (it would inherit the name of whichever thread started it).
-    Thread.current.name = "sotto-engine"
+    nameCurrentThread("sotto-engine")
     thread.store(UInt(pthread_self()), ordering: .releasing)
     var events = [epoll_event](repeating: epoll_event(), count: 64)
     var buffer = [UInt8](repeating: 0, count: Self.receiveSize)
