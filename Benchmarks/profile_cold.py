@@ -3,7 +3,7 @@
 Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`, as in make bench;
 lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
   SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
-SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). PACKETS=1: UDP datagrams and TCP segments sent per resolution, machine-wide. THREADS=1: context switches and CPU ticks per thread. SPLIT=1 (with OUTSTANDING=1): medians of the resolver's time before its upstream query, the server's, and its time after the reply, from a loopback capture, then the time before the upstream query by the previous resolution's transport and the idle time before it (latency_split.py). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites (or EVENT's) into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
+WARM=0: no warm-up (a fresh process, as make bench's cold run; default 300 names). SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). PACKETS=1: UDP datagrams and TCP segments sent per resolution, machine-wide. THREADS=1: context switches and CPU ticks per thread. SPLIT=1 (with OUTSTANDING=1): medians of the resolver's time before its upstream query, the server's, and its time after the reply, from a loopback capture, then the time before the upstream query by the previous resolution's transport and the idle time before it (latency_split.py). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites (or EVENT's) into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
 uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs.
 Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
 """
@@ -25,8 +25,9 @@ peer = os.environ.get("RESOLVER")
 res = PEERS[peer](OUT / peer) if peer else Sotto(OUT / "sotto", encryption=enc)
 try:
   with res:
-      warm = write_names(OUT / "w.txt", bench.cold_names("warm%d" % time.time(), 300))
-      dnsperf(res.port, warm, once=True, outstanding=20, timeout=10)
+      if int(os.environ.get("WARM", "300")):  # WARM=0: a fresh process, as in make bench's cold run
+          warm = write_names(OUT / "w.txt", bench.cold_names("warm%d" % time.time(), int(os.environ.get("WARM", "300"))))
+          dnsperf(res.port, warm, once=True, outstanding=20, timeout=10)
       names = bench.cold_names("p%d" % (time.time() % 100000), int(os.environ.get("N", "12000")))
       f = write_names(OUT / "cold.txt", names)
       perf = None
@@ -70,10 +71,18 @@ try:
           import latency_split  # puts Tests/Integration (capture.py) on the path
           from capture import Capture
           capture = Capture(OUT / "split.pcap", bpf=f"net 127.53.0.0/16 or udp port {res.port}").start()
-      x0 = ctxt(); s0 = snmp()
+      def core_ticks():  # per core: (busy, total) jiffies from /proc/stat
+          out = {}
+          for l in Path("/proc/stat").read_text().splitlines():
+              if l.startswith("cpu") and l[3:4].isdigit():
+                  v = [int(x) for x in l.split()[1:]]
+                  out[l.split()[0]] = (sum(v) - v[3] - v[4], sum(v))
+          return out
+      x0 = ctxt(); s0 = snmp(); k0 = core_ticks()
       c0 = res.cpu_seconds(); t0 = time.monotonic()
       run = dnsperf(res.port, f, once=True, outstanding=int(os.environ.get("OUTSTANDING", "20")), verbose=True, timeout=10)
-      el = time.monotonic() - t0; cpu = res.cpu_seconds() - c0; xs = ctxt() - x0
+      el = time.monotonic() - t0; cpu = res.cpu_seconds() - c0; xs = ctxt() - x0; k1 = core_ticks()
+      print("busy per core over the run: " + " ".join(f"{c}={100 * (k1[c][0] - k0[c][0]) / max(k1[c][1] - k0[c][1], 1):.0f}%" for c in sorted(k1)))
       if os.environ.get("THREADS") == "1":  # per thread: context switches per resolution, CPU ticks
           for name, (sw, ticks) in sorted(per_thread().items()):
               sw0, ticks0 = threads0.get(name, (0, 0))
@@ -106,6 +115,8 @@ try:
       print(f"user/sys split at end: {fields[11]}/{fields[12]} ticks")
       if run.latencies:
           print("latency ms: " + " ".join(f"p{q}={run.percentile(q)*1000:.2f}" for q in (50, 90, 95, 99, 100)) + f" mean={1000*sum(run.latencies)/len(run.latencies):.2f}")
+          k = len(run.latencies) // 4  # in order of completion: is the start (probes, handshakes) slower?
+          print("p50 ms by quarter of the run: " + " ".join(f"{1000*sorted(run.latencies[i*k:(i+1)*k])[k//2]:.2f}" for i in range(4) if k))
       print(f"completed={run.completed} res/s={run.completed/el:.0f} p50={run.percentile(50)*1000:.2f}ms cpu/res={1e6*cpu/max(run.completed,1):.0f}us ctxsw/res={xs/max(run.completed,1):.2f} rcodes={run.rcodes}")
 
 finally:
