@@ -42,7 +42,8 @@ public struct AuthorityEngine: Sendable {
       return r
     }
     let qname = q.name.lowercased()
-    guard q.qclass == .in || q.qclass == .any, let zone = zones.first(where: { qname.isSubdomain(of: $0.origin) }) else {
+    guard q.qclass == .in || q.qclass == .any, let zone = zones.first(where: { qname.isSubdomain(of: $0.origin) })
+    else {
       r.rcode = .refused
       return r
     }
@@ -113,6 +114,8 @@ public struct AuthorityEngine: Sendable {
   }
 
   static func rename(_ node: [RRType: [ResourceRecord]], to name: DNSName) -> [RRType: [ResourceRecord]] {
-    node.mapValues { $0.map { rr in ResourceRecord(name: name, type: rr.type, rrclass: rr.rrclass, ttl: rr.ttl, rdata: rr.rdata) } }
+    node.mapValues {
+      $0.map { rr in ResourceRecord(name: name, type: rr.type, rrclass: rr.rrclass, ttl: rr.ttl, rdata: rr.rdata) }
+    }
   }
 }

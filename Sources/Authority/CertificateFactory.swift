@@ -27,7 +27,10 @@ public final class CertificateFactory: @unchecked Sendable {
   /// A new CA named `name`, valid from a day ago for ten years.
   public init(name: String = "Sotto demo CA") throws(ResponderError) {
     guard let key = sotto_ec_p256_key() else { throw .tls("cannot make a CA key") }
-    guard let cert = Self.certificate(subject: name, issuer: nil, key: key, signer: key, validFrom: -86_400, validFor: 3_650 * 86_400, sans: [], ca: true)
+    guard
+      let cert = Self.certificate(
+        subject: name, issuer: nil, key: key, signer: key, validFrom: -86_400, validFor: 3_650 * 86_400, sans: [],
+        ca: true)
     else {
       EVP_PKEY_free(key)
       throw .tls("cannot make the CA certificate")

@@ -44,7 +44,8 @@ public final class DoQResponder: Sendable {
       var err = [CChar](repeating: 0, count: 256)
       let fd = doqs_bind_udp(host, UInt16(clamping: port), 1, &err, err.count)
       guard fd >= 0 else {
-        throw ResponderError.bindFailed(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        throw ResponderError.bindFailed(
+          String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
       }
       channel = try await DatagramBootstrap(group: group).withBoundSocket(fd).get()
     } else {

@@ -6,7 +6,9 @@ import NIOPosix
 public struct DoTBehaviour: Sendable {
   /// Close the connection (close_notify) after this many answered queries: a session breaker.
   public var closeConnectionAfterQueries: Int?
-  public init(closeConnectionAfterQueries: Int? = nil) { self.closeConnectionAfterQueries = closeConnectionAfterQueries }
+  public init(closeConnectionAfterQueries: Int? = nil) {
+    self.closeConnectionAfterQueries = closeConnectionAfterQueries
+  }
 }
 
 /// An authoritative DNS-over-TLS server (RFC 7858) on OpenSSL in server mode over memory BIOs:
@@ -130,7 +132,8 @@ final class DoTServerHandler: ChannelInboundHandler {
   private var answered = 0
   private var closing = false
 
-  init(context: DoTServerContext, engine: AuthorityEngine, behaviour: DoTBehaviour, counters: ResponderCounters) throws {
+  init(context: DoTServerContext, engine: AuthorityEngine, behaviour: DoTBehaviour, counters: ResponderCounters) throws
+  {
     guard let ssl = SSL_new(context.ctx), let r = BIO_new(BIO_s_mem()), let w = BIO_new(BIO_s_mem()) else {
       throw ResponderError.tls("SSL_new failed")
     }

@@ -68,7 +68,8 @@ public final class ResolverStack: Sendable {
       monitor: monitor.snapshot(), cache: resolver.cache.statistics, table: policy?.table,
       srtt: { selection.smoothedRTT(server: $0) }, timeouts: { selection.timeouts(server: $0) },
       upstream: UpstreamSnapshot(
-        mismatchedReplies: do53Transport.mismatchedResponses, coalescedQueries: do53Transport.coalescedQueries + (policy?.coalescedQueries ?? 0),
+        mismatchedReplies: do53Transport.mismatchedResponses,
+        coalescedQueries: do53Transport.coalescedQueries + (policy?.coalescedQueries ?? 0),
         malformedReplies: do53Transport.malformedResponses,
         outOfBailiwickRecords: resolver.hardening.outOfBailiwickRecords, aliasLoops: resolver.hardening.aliasLoopCount,
         budgetExhausted: resolver.hardening.budgetExhaustedCount, malformedDoTReplies: encryptedReplies.malformedDoT,

@@ -57,7 +57,8 @@ final class CursesScreen {
       let pairs: [(Int16, Int16, Int16)] = [
         (1, Int16(COLOR_BLACK), Int16(COLOR_CYAN)), (2, Int16(COLOR_GREEN), -1), (3, Int16(COLOR_YELLOW), -1),
         (4, Int16(COLOR_RED), -1), (5, Int16(COLOR_BLUE), -1), (6, Int16(COLOR_WHITE), Int16(COLOR_BLUE)),
-        (7, Int16(COLOR_BLACK), Int16(COLOR_YELLOW)), (8, Int16(COLOR_CYAN), -1), (9, Int16(COLOR_BLACK), Int16(COLOR_GREEN)),
+        (7, Int16(COLOR_BLACK), Int16(COLOR_YELLOW)), (8, Int16(COLOR_CYAN), -1),
+        (9, Int16(COLOR_BLACK), Int16(COLOR_GREEN)),
         (10, Int16(COLOR_WHITE), Int16(COLOR_RED)),
       ]
       for (n, f, b) in pairs { init_pair(n, f, b) }
@@ -70,7 +71,8 @@ final class CursesScreen {
     } else {
       attrs = [
         .normal: sotto_a_normal(), .header: rev, .title: bold | ul, .tab: sotto_a_normal(), .activeTab: rev | bold,
-        .good: sotto_a_normal(), .warn: bold, .bad: bold, .dim: dim, .selected: rev, .leak: bold | ul, .badge: rev | bold,
+        .good: sotto_a_normal(), .warn: bold, .bad: bold, .dim: dim, .selected: rev, .leak: bold | ul,
+        .badge: rev | bold,
         .key: bold, .prompt: bold,
       ]
     }

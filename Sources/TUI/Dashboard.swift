@@ -113,7 +113,10 @@ public final class Dashboard: Sendable {
     var idleErrors = 0
     while !interruptRequested.load(ordering: .relaxed) {
       let now = Date().timeIntervalSince1970
-      for (purpose, response) in inbox.withLock({ r in defer { r.removeAll() }; return r }) {
+      for (purpose, response) in inbox.withLock({ r in
+        defer { r.removeAll() }
+        return r
+      }) {
         state.apply(response: response, for: purpose)
         if !state.paused { nextFrame = now }  // show the effect at once
       }

@@ -43,7 +43,12 @@ public enum Key: Sendable, Equatable {
 
 /// Why a request was sent, so its response can be reported in the footer.
 public enum Purpose: Sendable, Equatable {
-  case flushAll, flushName(String), flushNegative, probe(String), forget(String), lookup(String)
+  case flushAll
+  case flushName(String)
+  case flushNegative
+  case probe(String)
+  case forget(String)
+  case lookup(String)
 }
 
 /// What the key handling asks the dashboard to do.

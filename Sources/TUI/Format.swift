@@ -60,11 +60,12 @@ public enum Format {
   public static func sparkline(_ values: [Int]) -> String {
     let top = values.max() ?? 0
     guard top > 0 else { return String(repeating: "▁", count: values.count) }
-    return String(values.map { v -> Character in
-      if v <= 0 { return " " }
-      let i = Int((Double(v) / Double(top) * Double(blocks.count - 1)).rounded(.up))
-      return blocks[min(blocks.count - 1, max(0, i))]
-    })
+    return String(
+      values.map { v -> Character in
+        if v <= 0 { return " " }
+        let i = Int((Double(v) / Double(top) * Double(blocks.count - 1)).rounded(.up))
+        return blocks[min(blocks.count - 1, max(0, i))]
+      })
   }
 
   /// A horizontal meter `[████░░░░]` of `fraction` (0...1) in `columns` total columns.

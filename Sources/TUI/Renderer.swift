@@ -64,7 +64,8 @@ public struct Renderer: Sendable {
     let top = max(0, height / 2 - 1)
     for (i, m) in msg.enumerated() where top + i < height {
       let left = max(0, (width - Format.width(m)) / 2)
-      lines[top + i] = Line([Segment(String(repeating: " ", count: left)), Segment(m, i == 1 ? .warn : .normal)]).fitted(width)
+      lines[top + i] = Line([Segment(String(repeating: " ", count: left)), Segment(m, i == 1 ? .warn : .normal)])
+        .fitted(width)
     }
     return lines
   }
@@ -89,7 +90,9 @@ public struct Renderer: Sendable {
     var second: [Segment] = [Segment(" servers \(enc.servers): ", .normal)]
     second.append(Segment(states.isEmpty ? "none yet" : states.joined(separator: ", "), .normal))
     second.append(Segment("   listening \(s.listeners.isEmpty ? "-" : s.listeners.joined(separator: " "))", .dim))
-    if enc.cleartextWhileGood > 0 { second.append(Segment("  CLEARTEXT TO KNOWN-GOOD: \(enc.cleartextWhileGood)", .bad)) }
+    if enc.cleartextWhileGood > 0 {
+      second.append(Segment("  CLEARTEXT TO KNOWN-GOOD: \(enc.cleartextWhileGood)", .bad))
+    }
     return [line1, Line(second).fitted(width)]
   }
 
@@ -109,7 +112,8 @@ public struct Renderer: Sendable {
 
   func status(_ state: DashboardState) -> Line {
     switch state.prompt {
-    case .filter?: return Line([Segment(" filter (Enter keeps, Esc clears): ", .prompt), Segment(state.input + "▏")]).fitted(width)
+    case .filter?:
+      return Line([Segment(" filter (Enter keeps, Esc clears): ", .prompt), Segment(state.input + "▏")]).fitted(width)
     case .flushName?:
       return Line([Segment(" flush name and everything below: ", .prompt), Segment(state.input + "▏")]).fitted(width)
     case .lookup?: return Line([Segment(" lookup NAME [TYPE]: ", .prompt), Segment(state.input + "▏")]).fitted(width)
@@ -160,7 +164,8 @@ public struct Renderer: Sendable {
     var out: [Line] = [Line(cols.map { Segment(Format.pad($0.0, $0.1) + " ", .title) }).fitted(width, fill: .title)]
     let list = state.visibleServers(snap)
     if list.isEmpty {
-      out.append(Line(snap.servers.isEmpty ? " no authoritative server contacted yet" : " no server matches the filter", .dim))
+      out.append(
+        Line(snap.servers.isEmpty ? " no authoritative server contacted yet" : " no server matches the filter", .dim))
       return out
     }
     let visible = max(1, rows - 1)
@@ -231,7 +236,9 @@ public struct Renderer: Sendable {
       kv(name, Format.phase(t, now: now), Self.style(phase: t.phase))
       kv("  probes s/ok/f/t", Format.probes(t.probes))
       if !t.failures.isEmpty {
-        kv("  failures", t.failures.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "), .bad)
+        kv(
+          "  failures", t.failures.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+          .bad)
       }
       if let f = t.lastFailure { kv("  last failure", f, .bad) }
       if let v = t.tlsVersion {
@@ -267,7 +274,9 @@ public struct Renderer: Sendable {
   // MARK: Queries
 
   public func queryColumns() -> [(String, Int)] {
-    var fixed: [(String, Int)] = [("TIME", 8), ("CLIENT", 15), ("NAME", 0), ("TYPE", 5), ("RCODE", 8), ("LATENCY", 7), ("CACHE", 5), ("CLEAR", 5)]
+    var fixed: [(String, Int)] = [
+      ("TIME", 8), ("CLIENT", 15), ("NAME", 0), ("TYPE", 5), ("RCODE", 8), ("LATENCY", 7), ("CACHE", 5), ("CLEAR", 5),
+    ]
     if width < 100 { fixed.remove(at: 1) }
     let used = fixed.map(\.1).reduce(0, +) + fixed.count
     let free = max(20, width - used)
@@ -292,7 +301,8 @@ public struct Renderer: Sendable {
       case "NAME": segs.append(Segment(Format.pad(e.name, w) + " "))
       case "TYPE": segs.append(Segment(Format.pad(e.type, w) + " "))
       case "RCODE":
-        segs.append(Segment(Format.pad(e.rcode, w) + " ", e.rcode == "NOERROR" ? .normal : e.rcode == "NXDOMAIN" ? .warn : .bad))
+        segs.append(
+          Segment(Format.pad(e.rcode, w) + " ", e.rcode == "NOERROR" ? .normal : e.rcode == "NXDOMAIN" ? .warn : .bad))
       case "LATENCY": segs.append(Segment(Format.pad(Format.millis(e.latencyMs), w, right: true) + " "))
       case "CACHE": segs.append(Segment(Format.pad(e.cacheHit ? "hit" : "miss", w) + " ", e.cacheHit ? .good : .dim))
       case "CLEAR":
@@ -328,8 +338,12 @@ public struct Renderer: Sendable {
     out.append(
       Line([
         Segment(" leak meter "),
-        Segment(Format.meter(p.cleartextShare, columns: 32), p.cleartextShare > 0.5 ? .bad : p.cleartextShare > 0 ? .warn : .good),
-        Segment(" \(Format.percent(p.cleartextShare)) cleartext: \(p.cleartextHops) of \(total) authoritative queries showed a name in cleartext"),
+        Segment(
+          Format.meter(p.cleartextShare, columns: 32),
+          p.cleartextShare > 0.5 ? .bad : p.cleartextShare > 0 ? .warn : .good),
+        Segment(
+          " \(Format.percent(p.cleartextShare)) cleartext: \(p.cleartextHops) of \(total) authoritative queries showed a name in cleartext"
+        ),
       ]).fitted(width))
     let spark = max(10, min(60, width - 30))
     out.append(
@@ -338,28 +352,42 @@ public struct Renderer: Sendable {
         Segment("  last \(spark * 10 / 60) min", .dim),
       ]).fitted(width))
     out.append(
-      Line([Segment(" encrypted / 10 s  "), Segment(Format.sparkline(Array(p.encryptedSeries.suffix(spark))), .good)]).fitted(width))
+      Line([Segment(" encrypted / 10 s  "), Segment(Format.sparkline(Array(p.encryptedSeries.suffix(spark))), .good)])
+        .fitted(width))
     out.append(
       Line(
         " cleartext to known-good servers: \(s.encryption.cleartextWhileGood) (must be 0)",
         s.encryption.cleartextWhileGood == 0 ? .dim : .bad))
     out.append(Line())
     let half = width / 2
-    out.append(Line([Segment(Format.pad(" BY ZONE", half), .title), Segment(Format.pad("BY SERVER", width - half), .title)]))
+    out.append(
+      Line([Segment(Format.pad(" BY ZONE", half), .title), Segment(Format.pad("BY SERVER", width - half), .title)]))
     let zones = p.byZone.sorted { $0.value == $1.value ? $0.key < $1.key : $0.value > $1.value }.prefix(5).map { $0 }
-    let servers = p.byServer.sorted { $0.value == $1.value ? $0.key < $1.key : $0.value > $1.value }.prefix(5).map { $0 }
+    let servers = p.byServer.sorted { $0.value == $1.value ? $0.key < $1.key : $0.value > $1.value }.prefix(5).map {
+      $0
+    }
     for i in 0..<max(1, max(zones.count, servers.count)) {
-      let z = i < zones.count ? " \(Format.pad(zones[i].key, half - 10)) \(Format.pad("\(zones[i].value)", 7, right: true))" : (i == 0 ? " none" : "")
-      let sv = i < servers.count ? "\(Format.pad(servers[i].key, half - 10)) \(Format.pad("\(servers[i].value)", 7, right: true))" : ""
+      let z =
+        i < zones.count
+        ? " \(Format.pad(zones[i].key, half - 10)) \(Format.pad("\(zones[i].value)", 7, right: true))"
+        : (i == 0 ? " none" : "")
+      let sv =
+        i < servers.count
+        ? "\(Format.pad(servers[i].key, half - 10)) \(Format.pad("\(servers[i].value)", 7, right: true))" : ""
       out.append(Line([Segment(Format.pad(z, half)), Segment(sv)]).fitted(width))
     }
     out.append(Line())
-    out.append(Line(" " + Format.pad("TIME", 9) + Format.pad("NAME SENT IN CLEARTEXT", 36) + Format.pad("ZONE", 20) + Format.pad("SERVER", 16) + "TRANSPORT", .title).fitted(width, fill: .title))
+    out.append(
+      Line(
+        " " + Format.pad("TIME", 9) + Format.pad("NAME SENT IN CLEARTEXT", 36) + Format.pad("ZONE", 20)
+          + Format.pad("SERVER", 16) + "TRANSPORT", .title
+      ).fitted(width, fill: .title))
     let room = max(0, rows - out.count)
     for l in p.recent.dropFirst(scroll).prefix(room) {
       out.append(
         Line([
-          Segment(" " + Format.pad(Format.clock(l.time), 9), .dim), Segment(Format.pad(l.name, 36)), Segment(Format.pad(l.zone, 20)),
+          Segment(" " + Format.pad(Format.clock(l.time), 9), .dim), Segment(Format.pad(l.name, 36)),
+          Segment(Format.pad(l.zone, 20)),
           Segment(Format.pad(l.server, 16)), Segment(Format.transport(l.transport), .leak),
         ]).fitted(width))
     }
@@ -386,7 +414,9 @@ public struct Renderer: Sendable {
     out.append(
       Line([
         Segment(" \(r.name) \(r.type)  →  "), Segment(r.rcode, r.rcode == "NOERROR" ? .good : .bad),
-        Segment("  in \(Format.millis(r.latencyMs)), \(r.cacheHit ? "from the cache" : "\(r.hops.count) hop(s) over the network")"),
+        Segment(
+          "  in \(Format.millis(r.latencyMs)), \(r.cacheHit ? "from the cache" : "\(r.hops.count) hop(s) over the network")"
+        ),
       ]).fitted(width))
     if let why = r.failureReason { out.append(Line(" reason: \(why)", .bad).fitted(width)) }
     out.append(Line())
@@ -396,7 +426,9 @@ public struct Renderer: Sendable {
     out.append(Line())
     out.append(Line([Segment(" path  ")] + pathSegments(r.hops)).fitted(width))
     out.append(Line())
-    out.append(Line(" " + Format.pad("ZONE", 24) + Format.pad("SERVER", 18) + Format.pad("TRANSPORT", 11) + "OUTCOME", .title).fitted(width, fill: .title))
+    out.append(
+      Line(" " + Format.pad("ZONE", 24) + Format.pad("SERVER", 18) + Format.pad("TRANSPORT", 11) + "OUTCOME", .title)
+        .fitted(width, fill: .title))
     for h in r.hops {
       out.append(
         Line([
@@ -443,10 +475,15 @@ public struct Renderer: Sendable {
     for (i, t) in text.enumerated() {
       put(
         top + 1 + i,
-        Line([Segment(pad), Segment("│", .title), Segment(" " + Format.pad(t, inner - 1), i == 0 ? .title : .prompt), Segment("│", .title)])
-          .fitted(width))
+        Line([
+          Segment(pad), Segment("│", .title), Segment(" " + Format.pad(t, inner - 1), i == 0 ? .title : .prompt),
+          Segment("│", .title),
+        ])
+        .fitted(width))
     }
-    put(top + 1 + text.count, Line([Segment(pad), Segment("└" + String(repeating: "─", count: inner) + "┘", .title)]).fitted(width))
+    put(
+      top + 1 + text.count,
+      Line([Segment(pad), Segment("└" + String(repeating: "─", count: inner) + "┘", .title)]).fitted(width))
     return out
   }
 
@@ -463,6 +500,7 @@ public struct Renderer: Sendable {
     lines += self.queries(Array(snap.queries.prefix(queries)), scroll: 0, rows: queries + 1)
     lines.append(Line())
     lines += privacy(snap.stats, scroll: 0, rows: 20)
-    return lines.map { $0.text.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression) }.joined(separator: "\n")
+    return lines.map { $0.text.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression) }.joined(
+      separator: "\n")
   }
 }

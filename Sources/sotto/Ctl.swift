@@ -24,7 +24,9 @@ struct Ctl: ParsableCommand {
   var words: [String]
 
   func validate() throws {
-    guard !words.isEmpty else { throw ValidationError("missing command: stats, servers, queries, flush, forget, probe, lookup") }
+    guard !words.isEmpty else {
+      throw ValidationError("missing command: stats, servers, queries, flush, forget, probe, lookup")
+    }
   }
 
   func run() throws {
@@ -105,13 +107,15 @@ struct Ctl: ParsableCommand {
       let now = Date().timeIntervalSince1970
       var lines = [cols.map { Format.pad($0.0, $0.1) }.joined(separator: " ")]
       lines += servers.map { renderer.serverRow($0, cols: cols, now: now, selected: false).text }
-      return lines.map { $0.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression) }.joined(separator: "\n")
+      return lines.map { $0.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression) }.joined(
+        separator: "\n")
     case "queries":
       guard let queries = decode("queries", [QueryLogEntry].self) else { break }
       let cols = renderer.queryColumns()
       var lines = [cols.map { Format.pad($0.0, $0.1) }.joined(separator: " ")]
       lines += queries.map { renderer.queryRow($0, cols: cols).text }
-      return lines.map { $0.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression) }.joined(separator: "\n")
+      return lines.map { $0.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression) }.joined(
+        separator: "\n")
     default: break
     }
     guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) else {

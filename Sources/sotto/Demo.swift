@@ -111,13 +111,16 @@ struct Demo: AsyncParsableCommand {
     }
     let listen = running.bound.map(Top.describe).joined(separator: ", ")
     logger.notice(
-      "demo: resolver listening on \(listen); \(lab.servers.count) servers on 127.77.0.0/16, Do53 port \(lab.do53Port), DoT/DoQ port \(lab.encryptedPort); load \(rate) q/s")
+      "demo: resolver listening on \(listen); \(lab.servers.count) servers on 127.77.0.0/16, Do53 port \(lab.do53Port), DoT/DoQ port \(lab.encryptedPort); load \(rate) q/s"
+    )
     if !interactive {
       print(
         "sotto demo: resolver on \(listen) (try: dig @\(running.bound.first.flatMap(\.ipAddress) ?? "127.0.0.1") -p \(running.bound.first?.port ?? 0) www.dot.test); "
-          + "\(lab.servers.count) demo servers on 127.77.0.0/16, Do53 port \(lab.do53Port), DoT/DoQ port \(lab.encryptedPort)")
+          + "\(lab.servers.count) demo servers on 127.77.0.0/16, Do53 port \(lab.do53Port), DoT/DoQ port \(lab.encryptedPort)"
+      )
     }
-    await Top.show(LocalSource(stack: running.stack), interactive: interactive, fps: fps, count: count, interval: interval)
+    await Top.show(
+      LocalSource(stack: running.stack), interactive: interactive, fps: fps, count: count, interval: interval)
     await load?.stop()
     await running.stop()
     await lab.stop()
@@ -132,7 +135,8 @@ struct Demo: AsyncParsableCommand {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let texts = DemoZones.texts()
     for (origin, text) in texts {
-      try text.write(toFile: (dir as NSString).appendingPathComponent(fileName(origin)), atomically: true, encoding: .utf8)
+      try text.write(
+        toFile: (dir as NSString).appendingPathComponent(fileName(origin)), atomically: true, encoding: .utf8)
     }
     print("wrote \(texts.count) zone files to \(dir)")
   }

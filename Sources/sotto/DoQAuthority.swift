@@ -52,7 +52,8 @@ struct DoQAuthority: AsyncParsableCommand {
       throw ValidationError("--zone \(zone): \(error)")
     }
     let engine = AuthorityEngine(zones: [try Zone(origin: origin, text: Self.read(zonefile, "--zonefile"))])
-    let identity = CertifiedKey(certificatePEM: try Self.read(cert, "--cert"), privateKeyPEM: try Self.read(key, "--key"))
+    let identity = CertifiedKey(
+      certificatePEM: try Self.read(cert, "--cert"), privateKeyPEM: try Self.read(key, "--key"))
     Serve.takeOverConcurrency(threads: 1)
     let responder = try await DoQResponder.start(
       group: MultiThreadedEventLoopGroup.singleton, host: address, port: port, identity: identity,

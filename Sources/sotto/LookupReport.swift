@@ -90,8 +90,11 @@ struct LookupReport: Encodable {
       let ns = h.nsName.map { " (\($0))" } ?? ""
       let rtt = h.rttMs.map { String(format: "%.1f ms", $0) } ?? "-"
       var why = h.reason.map { "  [\($0)]" } ?? ""
-      if h.resumed == true { why += " (resumed" + (h.earlyData.map { $0 ? ", 0-RTT accepted" : ", 0-RTT rejected" } ?? "") + ")" }
-      out += ";; \(i + 1). \(h.server)\(ns) zone \(h.zone) ? \(h.qname) \(h.qtype) via \(h.transport.rawValue) \(rtt) -> \(h.outcome)\(why)\n"
+      if h.resumed == true {
+        why += " (resumed" + (h.earlyData.map { $0 ? ", 0-RTT accepted" : ", 0-RTT rejected" } ?? "") + ")"
+      }
+      out +=
+        ";; \(i + 1). \(h.server)\(ns) zone \(h.zone) ? \(h.qname) \(h.qtype) via \(h.transport.rawValue) \(rtt) -> \(h.outcome)\(why)\n"
     }
     return out + "\n"
   }

@@ -272,7 +272,8 @@ struct ListenerOptions: ParsableArguments {
   @Option(name: .long, help: "UDP responses kept to replay for repeated questions (0: off; default 10000).")
   var packetCacheSize: Int?
 
-  @Option(name: .long, help: "NIO event-loop threads (0: one per core); resolutions run on one engine thread of their own.")
+  @Option(
+    name: .long, help: "NIO event-loop threads (0: one per core); resolutions run on one engine thread of their own.")
   var threads: Int?
 
   func validate() throws {

@@ -53,7 +53,9 @@ struct Serve: AsyncParsableCommand {
       }
     } else if text.filter({ $0 == ":" }).count == 1, let colon = text.lastIndex(of: ":") {
       host = String(text[..<colon])
-      guard let p = Int(text[text.index(after: colon)...]) else { throw ValidationError("bad port in --listen \(text)") }
+      guard let p = Int(text[text.index(after: colon)...]) else {
+        throw ValidationError("bad port in --listen \(text)")
+      }
       port = p
     }
     guard (0...65535).contains(port) else { throw ValidationError("port out of range in --listen \(text)") }

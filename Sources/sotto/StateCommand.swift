@@ -38,7 +38,9 @@ struct StateCommand: ParsableCommand {
       } else {
         print(Self.table(fresh), terminator: "")
         let t = EncryptionTable(settings: settings, servers: StateFile.records(doc)).totals
-        let byTransport = t.queries.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }
+        let byTransport = t.queries.sorted { $0.key.rawValue < $1.key.rawValue }.map {
+          "\($0.key.rawValue) \($0.value)"
+        }
         print(
           "totals: \(t.servers) servers; queries \(byTransport.joined(separator: ", ")); encrypted "
             + String(format: "%.1f%%", t.encryptedShare * 100)
@@ -54,7 +56,8 @@ struct StateCommand: ParsableCommand {
       ]
       for s in doc.servers {
         let both = [s.dot, s.doq].compactMap { $0 }
-        let probes = both.isEmpty
+        let probes =
+          both.isEmpty
           ? "-"
           : "\(both.map(\.probes.started).reduce(0, +))/\(both.map(\.probes.succeeded).reduce(0, +))/"
             + "\(both.map(\.probes.failed).reduce(0, +))/\(both.map(\.probes.timedOut).reduce(0, +))"
@@ -69,9 +72,11 @@ struct StateCommand: ParsableCommand {
         ])
       }
       let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
-      var out = "state saved \(doc.savedAt); persistence \(Int(doc.settings.persistence)) s, damping \(Int(doc.settings.damping)) s, timeout \(doc.settings.timeout) s\n"
+      var out =
+        "state saved \(doc.savedAt); persistence \(Int(doc.settings.persistence)) s, damping \(Int(doc.settings.damping)) s, timeout \(doc.settings.timeout) s\n"
       for row in rows {
-        out += zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        out +=
+          zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
           .trimmingCharacters(in: .whitespaces) + "\n"
       }
       return out

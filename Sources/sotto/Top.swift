@@ -71,7 +71,9 @@ struct Top: AsyncParsableCommand {
   /// SIGINT/SIGTERM). Shared by `top` and `demo`.
   static func show(_ source: any DashboardSource, interactive: Bool, fps: Double, count: Int, interval: Double) async {
     if interactive, await Dashboard(source: source, framesPerSecond: fps).run() { return }
-    let report = Task { await Dashboard.plainReport(source: source, count: count == 0 ? Int.max : count, interval: interval) }
+    let report = Task {
+      await Dashboard.plainReport(source: source, count: count == 0 ? Int.max : count, interval: interval)
+    }
     if count == 0 {
       await Serve.waitForTermination()
       report.cancel()
@@ -87,7 +89,8 @@ struct Top: AsyncParsableCommand {
   }
 
   /// Starts the control socket when a path is given.
-  static func startControl(_ path: String?, stack: ResolverStack, group: any EventLoopGroup, logger: Logger) async throws
+  static func startControl(_ path: String?, stack: ResolverStack, group: any EventLoopGroup, logger: Logger)
+    async throws
     -> ControlServer?
   {
     guard let path else { return nil }

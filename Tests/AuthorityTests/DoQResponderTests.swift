@@ -23,7 +23,9 @@ import Testing
     return (server, endpoint)
   }
 
-  func connect(_ endpoint: ServerEndpoint, ca: String, log: ClientLog, resumption: [UInt8]? = nil, early: Message? = nil)
+  func connect(
+    _ endpoint: ServerEndpoint, ca: String, log: ClientLog, resumption: [UInt8]? = nil, early: Message? = nil
+  )
     async throws -> (DoQConnection, TLSHandshakeInfo, EventLoopFuture<Message>?)
   {
     try await DoQConnection.connect(
@@ -114,7 +116,9 @@ import Testing
     to.sin_port = UInt16(endpoint.port).bigEndian
     to.sin_addr.s_addr = inet_addr("127.0.0.1")
     // Garbage, a truncated long header, and a lone Initial-looking datagram that never completes.
-    for payload: [UInt8] in [[1, 2, 3], [0xC0, 0, 0, 0, 1, 8], [0xC3, 0, 0, 0, 1, 8] + [UInt8](repeating: 7, count: 1200)] {
+    for payload: [UInt8] in [
+      [1, 2, 3], [0xC0, 0, 0, 0, 1, 8], [0xC3, 0, 0, 0, 1, 8] + [UInt8](repeating: 7, count: 1200),
+    ] {
       _ = payload.withUnsafeBytes { p in
         withUnsafePointer(to: &to) {
           $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

@@ -41,7 +41,8 @@ final class ClientLog: Sendable {
 
 /// A CA file on disk for the clients' certificate check.
 func writeCA(_ factory: CertificateFactory) throws -> String {
-  let path = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-test-ca-\(UUID().uuidString).pem").path
+  let path = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-test-ca-\(UUID().uuidString).pem")
+    .path
   try factory.writeCA(to: path)
   return path
 }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Resolver
 
 @Suite struct DNSNameTests {

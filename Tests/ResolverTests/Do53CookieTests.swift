@@ -26,7 +26,9 @@ final class CookieServer: Sendable {
     let box = LogBox()
     channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .channelInitializer { ch in
-        ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(CookieHandler(mode: mode, log: box)) }
+        ch.eventLoop.makeCompletedFuture {
+          try ch.pipeline.syncOperations.addHandler(CookieHandler(mode: mode, log: box))
+        }
       }
       .bind(host: "127.0.0.1", port: 0).get()
     logBox = box
@@ -63,7 +65,8 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
       var m = q
       m.header.qr = true
       m.header.aa = true
-      m.edns = EDNS(udpPayloadSize: 1232, options: cookie.map { [EDNSOption(code: EDNSOption.cookieCode, data: $0)] } ?? [])
+      m.edns = EDNS(
+        udpPayloadSize: 1232, options: cookie.map { [EDNSOption(code: EDNSOption.cookieCode, data: $0)] } ?? [])
       m.rcode = rcode
       if rcode == .noError { m.answers = [ResourceRecord(name: name, type: .a, ttl: 60, rdata: .a(a))] }
       return m.serialize()
@@ -73,15 +76,18 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
     case .echo: out = [reply(.noError, cookie: client + CookieServer.serverCookie)]
     case .noCookie: out = [reply(.noError, cookie: nil)]
     case .wrongClientCookieFirst:
-      out = [reply(.noError, cookie: Array("BADCLIEN".utf8) + CookieServer.serverCookie),
-             reply(.noError, cookie: client + CookieServer.serverCookie)]
+      out = [
+        reply(.noError, cookie: Array("BADCLIEN".utf8) + CookieServer.serverCookie),
+        reply(.noError, cookie: client + CookieServer.serverCookie),
+      ]
     case .badCookieFirst:
       let hasServerCookie = (DNSCookieJar.cookie(in: q)?.count ?? 0) > 8
       out = [reply(hasServerCookie ? .noError : .badCookie, cookie: client + CookieServer.serverCookie)]
     }
     for bytes in out {
       context.writeAndFlush(
-        Self.wrapOutboundOut(AddressedEnvelope(remoteAddress: env.remoteAddress, data: context.channel.allocator.buffer(bytes: bytes))),
+        Self.wrapOutboundOut(
+          AddressedEnvelope(remoteAddress: env.remoteAddress, data: context.channel.allocator.buffer(bytes: bytes))),
         promise: nil)
     }
   }

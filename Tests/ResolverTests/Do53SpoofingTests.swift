@@ -65,7 +65,9 @@ final class ForgingServer: Sendable {
   func stop() async { for c in channels { try? await c.close() } }
 
   static func answer(_ bytes: [UInt8], id: UInt16? = nil) -> [UInt8]? {
-    guard var m = try? Message.parse(bytes), let q = m.questions.first, let a = IPv4Address("192.0.2.55") else { return nil }
+    guard var m = try? Message.parse(bytes), let q = m.questions.first, let a = IPv4Address("192.0.2.55") else {
+      return nil
+    }
     m.header.qr = true
     m.header.aa = true
     if let id { m.header.id = id }
@@ -94,7 +96,8 @@ final class ForgingUDPHandler: ChannelInboundHandler, Sendable {
     let channel = context.channel
     for i in 0..<forged {
       if let f = ForgingServer.answer(bytes, id: id &+ UInt16(i + 1)) {
-        channel.writeAndFlush(AddressedEnvelope(remoteAddress: env.remoteAddress, data: channel.allocator.buffer(bytes: f)), promise: nil)
+        channel.writeAndFlush(
+          AddressedEnvelope(remoteAddress: env.remoteAddress, data: channel.allocator.buffer(bytes: f)), promise: nil)
       }
     }
     guard let real = ForgingServer.answer(bytes) else { return }

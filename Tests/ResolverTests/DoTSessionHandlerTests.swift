@@ -90,7 +90,8 @@ import Testing
     #expect(h.counters.mismatchedDoT == 2 && h.counters.malformedDoT == 0)
     // Header (ID, QR, 1 question, 1 answer), the question, then an answer whose owner points at itself.
     var wire: [UInt8] = [UInt8(sent.header.id >> 8), UInt8(sent.header.id & 0xFF), 0x84, 0, 0, 1, 0, 1, 0, 0, 0, 0]
-    let question: [UInt8] = [3] + Array("www".utf8) + [3] + Array("dot".utf8) + [4] + Array("test".utf8) + [0, 0, 1, 0, 1]
+    let question: [UInt8] =
+      [3] + Array("www".utf8) + [3] + Array("dot".utf8) + [4] + Array("test".utf8) + [0, 0, 1, 0, 1]
     wire += question
     let owner = 12 + question.count
     wire += [0xC0 | UInt8(owner >> 8), UInt8(owner & 0xFF), 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 66]

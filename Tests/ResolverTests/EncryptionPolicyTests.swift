@@ -64,7 +64,11 @@ final class FakeConnector: EncryptedConnector {
       let s = FakeSession(answer: { q in Self.reply(to: q) }, onClose: onClose)
       sessions.withLock { $0[endpoint.ip] = s }
       let cert = CertificateCheck(problems: ["self-signed"], subject: "/CN=test")
-      return (s, TLSHandshakeInfo(tlsVersion: "TLSv1.3", alpn: "dot", resumed: resumption != nil, certificate: cert, handshakeMs: 1))
+      return (
+        s,
+        TLSHandshakeInfo(
+          tlsVersion: "TLSv1.3", alpn: "dot", resumed: resumption != nil, certificate: cert, handshakeMs: 1)
+      )
     }
   }
 
@@ -82,7 +86,9 @@ final class FakeConnector: EncryptedConnector {
 /// A Do53 stand-in that answers every query and records which servers were asked.
 final class FakeDo53: UpstreamExchanger {
   let log = Mutex<[String]>([])
-  nonisolated(nonsending) func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async -> ExchangeResult {
+  nonisolated(nonsending) func exchange(
+    _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount
+  ) async -> ExchangeResult {
     log.withLock { $0.append(server.ip) }
     return ExchangeResult(
       legs: [ExchangeLeg(transport: .do53UDP, rttMs: 1, error: nil, truncated: false)],
@@ -93,7 +99,8 @@ final class FakeDo53: UpstreamExchanger {
 
 @Suite struct EncryptionPolicyTests {
   let server = ServerEndpoint(ip: "192.0.2.7", port: 53)!
-  let context = ExchangeContext(nsName: try? DNSName("ns.example.test."), zone: (try? DNSName("example.test.")) ?? .root)
+  let context = ExchangeContext(
+    nsName: try? DNSName("ns.example.test."), zone: (try? DNSName("example.test.")) ?? .root)
   var query: Message {
     var m = Message()
     m.header.id = 42
@@ -101,12 +108,16 @@ final class FakeDo53: UpstreamExchanger {
     return m
   }
 
-  func policy(_ connector: FakeConnector, _ do53: FakeDo53, timeout: Double = 1, clock: @escaping @Sendable () -> Double = { 1_000 })
+  func policy(
+    _ connector: FakeConnector, _ do53: FakeDo53, timeout: Double = 1,
+    clock: @escaping @Sendable () -> Double = { 1_000 }
+  )
     -> EncryptionPolicy
   {
     var s = EncryptionSettings()
     s.timeout = timeout
-    return EncryptionPolicy(settings: s, do53: do53, connectors: [connector], wallClock: clock, logger: Logger(label: "t"))
+    return EncryptionPolicy(
+      settings: s, do53: do53, connectors: [connector], wallClock: clock, logger: Logger(label: "t"))
   }
 
   @Test func firstQueryGoesDo53WithAProbeThenDoTOnly() async {

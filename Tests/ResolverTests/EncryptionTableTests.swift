@@ -88,7 +88,8 @@ import Testing
   @Test func handshakeTimeoutSetsCompletedAndDamps() {
     var table = EncryptionTable(settings: settings)
     probe(&table, at: 100)
-    table.handshakeFailed(ip, .dot, now: 104, failure: "handshake-timeout", timedOut: true, detail: "TLS handshake timeout")
+    table.handshakeFailed(
+      ip, .dot, now: 104, failure: "handshake-timeout", timedOut: true, detail: "TLS handshake timeout")
     let st = table.servers[ip]?.state(.dot)
     #expect(st?.status == .timeout)
     #expect(st?.completed == 104)  // §6 gap 2
@@ -100,7 +101,8 @@ import Testing
     var table = EncryptionTable(settings: settings)
     probe(&table, at: 0)
     succeed(&table, at: 0)
-    table.sessionClosed(ip, .dot, now: 5 * day, clean: false, failure: "reset", detail: "reset with queries outstanding")
+    table.sessionClosed(
+      ip, .dot, now: 5 * day, clean: false, failure: "reset", detail: "reset with queries outstanding")
     // Not re-probed at once even though the handshake was long ago (§6 gap 2).
     #expect(table.phase(ip, .dot, now: 5 * day + 1) == .damped(until: 6 * day))
     #expect(!table.cleartextSuppressed(ip, now: 5 * day + 1))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Resolver
 
 /// Inputs that once broke a fuzz target (Fuzz/), kept in Fixtures/fuzz/ as `<target>-<what>`.
@@ -71,11 +72,16 @@ import Testing
     try Self.expectGeneric(
       "\\# 19 0001080200000E10FFFFFFFF000000000001 00", type: .rrsig,
       printsAs: "A 8 2 3600 21060207062815 19700101000000 1 . ")
-    Self.expectRejected(["A 8 2 3600 21060207062816 1 1 .", "A 8 2 3600 20250229000000 1 1 .", "A 8 2 3600 x 1 1 .", "WHAT 8 2 1 1 1 1 ."], type: .rrsig)
+    Self.expectRejected(
+      [
+        "A 8 2 3600 21060207062816 1 1 .", "A 8 2 3600 20250229000000 1 1 .", "A 8 2 3600 x 1 1 .",
+        "WHAT 8 2 1 1 1 1 .",
+      ], type: .rrsig)
   }
 
   @Test func nsec3TextFormParsesAndAnEmptyHashPrintsGeneric() throws {
-    let nsec3 = try RData.parse(presentation: "1 1 10 AABB 2VPTU5TIMAMQTTGL4LUU9KG21E0AOR3S A RRSIG", type: .nsec3, origin: .root)
+    let nsec3 = try RData.parse(
+      presentation: "1 1 10 AABB 2VPTU5TIMAMQTTGL4LUU9KG21E0AOR3S A RRSIG", type: .nsec3, origin: .root)
     guard case .nsec3(1, 1, 10, [0xAA, 0xBB], let hash, [.a, .rrsig]) = nsec3 else {
       Issue.record("\(nsec3)")
       return
@@ -87,7 +93,8 @@ import Testing
   }
 
   @Test func svcbTextFormParsesEveryKeyAndRoundTrips() throws {
-    let text = #"1 svc.example. alpn="h2,h\,3" port=443 ipv4hint=192.0.2.1,192.0.2.2 ech=AQID ipv6hint=::1 no-default-alpn mandatory=alpn,key9 key9="a\"b""#
+    let text =
+      #"1 svc.example. alpn="h2,h\,3" port=443 ipv4hint=192.0.2.1,192.0.2.2 ech=AQID ipv6hint=::1 no-default-alpn mandatory=alpn,key9 key9="a\"b""#
     let https = try RData.parse(presentation: text, type: .https, origin: .root)
     let expected: [SVCParam] = [
       SVCParam(key: 1, value: [2] + Array("h2".utf8) + [3] + Array("h,3".utf8)),
@@ -110,7 +117,8 @@ import Testing
           params: [SVCParam(key: 1, value: [3] + Array("h,3".utf8) + [1, 0x78]), SVCParam(key: 3, value: [1, 2])]))
     // An empty alpn value prints as the raw `key1=""` (`alpn=""` would be one empty ID).
     try Self.expectGeneric("\\# 7 0000 00 0001 0000", type: .svcb, printsAs: #"0 . key1="""#)
-    Self.expectRejected(["1 . alpn", #"1 . alpn="""#, "1 . port=65536", "1 . ipv4hint=1.2.3", "1 . color=red", #"1 . "x""#], type: .svcb)
+    Self.expectRejected(
+      ["1 . alpn", #"1 . alpn="""#, "1 . port=65536", "1 . ipv4hint=1.2.3", "1 . color=red", #"1 . "x""#], type: .svcb)
   }
 
   /// The timestamp that made ICU's date parser divide by zero (statefile fuzzer), and the forms
@@ -156,7 +164,9 @@ import Testing
   /// Each text is refused with a WireError (a clear error, not a crash or a wrong value).
   static func expectRejected(_ texts: [String], type: RRType) {
     for text in texts {
-      #expect(throws: WireError.self, "\(type) '\(text)'") { try RData.parse(presentation: text, type: type, origin: .root) }
+      #expect(throws: WireError.self, "\(type) '\(text)'") {
+        try RData.parse(presentation: text, type: type, origin: .root)
+      }
     }
   }
 

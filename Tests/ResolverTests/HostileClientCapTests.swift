@@ -15,7 +15,8 @@ import Testing
     }
     #expect(asked.type == .a && asked.name == q.questions[0].name)
     let r = ResponseBuilder.response(
-      to: q, resolution: Resolution(rcode: .noError, answer: [ResponseBuilderTests.record, ResponseBuilderTests.record]))
+      to: q,
+      resolution: Resolution(rcode: .noError, answer: [ResponseBuilderTests.record, ResponseBuilderTests.record]))
     #expect(r.rcode == .noError)
     #expect(r.questions == q.questions)  // the client's ANY question, not the A lookup
     #expect(r.answers.count == 1)

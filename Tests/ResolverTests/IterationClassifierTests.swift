@@ -8,9 +8,14 @@ import Testing
     ResourceRecord(name: n(name), type: type, ttl: ttl, rdata: rdata)
   }
   func soa(_ zone: String) -> ResourceRecord {
-    rr(zone, .soa, .soa(mname: n("ns." + zone), rname: n("h." + zone), serial: 1, refresh: 2, retry: 3, expire: 4, minimum: 60))
+    rr(
+      zone, .soa,
+      .soa(mname: n("ns." + zone), rname: n("h." + zone), serial: 1, refresh: 2, retry: 3, expire: 4, minimum: 60))
   }
-  func reply(aa: Bool = true, rcode: RCode = .noError, answer: [ResourceRecord] = [], authority: [ResourceRecord] = [], additional: [ResourceRecord] = []) -> Message {
+  func reply(
+    aa: Bool = true, rcode: RCode = .noError, answer: [ResourceRecord] = [], authority: [ResourceRecord] = [],
+    additional: [ResourceRecord] = []
+  ) -> Message {
     var m = Message()
     m.header.qr = true
     m.header.aa = aa
@@ -25,7 +30,9 @@ import Testing
   @Test func referralWithInBailiwickGlueOnly() {
     let m = reply(
       aa: false,
-      authority: [rr("example.test.", .ns, .ns(n("ns1.example.test."))), rr("example.test.", .ns, .ns(n("ns.other.lab.")))],
+      authority: [
+        rr("example.test.", .ns, .ns(n("ns1.example.test."))), rr("example.test.", .ns, .ns(n("ns.other.lab."))),
+      ],
       additional: [rr("ns1.example.test.", .a, a1), rr("ns.other.lab.", .a, a1), rr("unrelated.test.", .a, a1)])
     let kind = ReplyClassifier.classify(m, zone: n("test."), qname: n("www.example.test."), qtype: .a)
     guard case .referral(let child, let names, _, let glue) = kind else {
@@ -62,7 +69,8 @@ import Testing
       rr("b.example.test.", .cname, .cname(n("c.example.test."))),
       rr("c.example.test.", .a, a1),
     ]
-    let kind = ReplyClassifier.classify(reply(answer: answer), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
+    let kind = ReplyClassifier.classify(
+      reply(answer: answer), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
     #expect(kind == .answer(chain: Array(answer.prefix(2)), records: [answer[2]]))
   }
 
@@ -71,20 +79,23 @@ import Testing
   @Test func answerKeepsOnlyTheAskedNameTypeAndZone() {
     let a2 = rr("a.example.test.", .a, .a(IPv4Address("192.0.2.2")!))
     let mine = [rr("a.example.test.", .a, a1), a2]
-    let all = ReplyClassifier.classify(reply(answer: mine), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
+    let all = ReplyClassifier.classify(
+      reply(answer: mine), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
     #expect(all == .answer(chain: [], records: mine))
     let mixed = [
       mine[0], rr("a.example.test.", .aaaa, .aaaa(IPv6Address("2001:db8::1")!)), rr("evil.other.lab.", .a, a1), a2,
       rr("b.example.test.", .a, a1),
     ]
-    let kind = ReplyClassifier.classify(reply(answer: mixed), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
+    let kind = ReplyClassifier.classify(
+      reply(answer: mixed), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
     #expect(kind == .answer(chain: [], records: mine))
   }
 
   @Test func outOfBailiwickDataAfterCnameIsNotTrusted() {
     // The server of example.test. may not vouch for other.lab. data.
     let answer = [rr("a.example.test.", .cname, .cname(n("x.other.lab."))), rr("x.other.lab.", .a, a1)]
-    let kind = ReplyClassifier.classify(reply(answer: answer), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
+    let kind = ReplyClassifier.classify(
+      reply(answer: answer), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
     #expect(kind == .alias(chain: [answer[0]], target: n("x.other.lab.")))
   }
 
@@ -101,7 +112,8 @@ import Testing
       rr("ex.dname.test.", .dname, .dname(n("example.test."))),
       rr("www.ex.dname.test.", .cname, .cname(n("evil.example.test."))),
     ]
-    let kind = ReplyClassifier.classify(reply(answer: answer), zone: n("dname.test."), qname: n("www.ex.dname.test."), qtype: .a)
+    let kind = ReplyClassifier.classify(
+      reply(answer: answer), zone: n("dname.test."), qname: n("www.ex.dname.test."), qtype: .a)
     #expect(
       kind
         == .alias(
@@ -126,20 +138,31 @@ import Testing
   }
 
   @Test func cnameLoopInOneReplyFails() {
-    let answer = [rr("a.example.test.", .cname, .cname(n("b.example.test."))), rr("b.example.test.", .cname, .cname(n("a.example.test.")))]
-    let kind = ReplyClassifier.classify(reply(answer: answer), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
+    let answer = [
+      rr("a.example.test.", .cname, .cname(n("b.example.test."))),
+      rr("b.example.test.", .cname, .cname(n("a.example.test."))),
+    ]
+    let kind = ReplyClassifier.classify(
+      reply(answer: answer), zone: n("example.test."), qname: n("a.example.test."), qtype: .a)
     #expect(kind == .serverFailure("cname-loop"))
   }
 
   @Test func errorRcodesAndNonAuthoritativeEmptyAreServerFailures() {
-    #expect(ReplyClassifier.classify(reply(rcode: .servFail), zone: .root, qname: n("x."), qtype: .a) == .serverFailure("servfail"))
-    #expect(ReplyClassifier.classify(reply(rcode: .refused), zone: .root, qname: n("x."), qtype: .a) == .serverFailure("refused"))
-    #expect(ReplyClassifier.classify(reply(aa: false), zone: n("test."), qname: n("x.test."), qtype: .a) == .serverFailure("lame"))
+    #expect(
+      ReplyClassifier.classify(reply(rcode: .servFail), zone: .root, qname: n("x."), qtype: .a)
+        == .serverFailure("servfail"))
+    #expect(
+      ReplyClassifier.classify(reply(rcode: .refused), zone: .root, qname: n("x."), qtype: .a)
+        == .serverFailure("refused"))
+    #expect(
+      ReplyClassifier.classify(reply(aa: false), zone: n("test."), qname: n("x.test."), qtype: .a)
+        == .serverFailure("lame"))
   }
 
   @Test func nxdomainCarriesSOA() {
     let kind = ReplyClassifier.classify(
-      reply(rcode: .nxDomain, authority: [soa("example.test.")]), zone: n("example.test."), qname: n("nope.example.test."), qtype: .a)
+      reply(rcode: .nxDomain, authority: [soa("example.test.")]), zone: n("example.test."),
+      qname: n("nope.example.test."), qtype: .a)
     #expect(kind == .nxdomain(chain: [], soa: soa("example.test.")))
   }
 }

@@ -19,17 +19,21 @@ final class ScriptedExchanger: UpstreamExchanger {
 
   var queries: [(String, Question)] { log.withLock { $0 } }
 
-  nonisolated(nonsending) func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async -> ExchangeResult {
+  nonisolated(nonsending) func exchange(
+    _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount
+  ) async -> ExchangeResult {
     guard let q = query.questions.first else { return ExchangeResult(legs: [], response: nil) }
     log.withLock { $0.append((server.ip, q)) }
     if delay > .zero { try? await Task.sleep(for: delay) }
     guard let script = scripts[server.ip], var reply = script(q) else {
-      return ExchangeResult(legs: [ExchangeLeg(transport: .do53UDP, rttMs: nil, error: .timeout, truncated: false)], response: nil)
+      return ExchangeResult(
+        legs: [ExchangeLeg(transport: .do53UDP, rttMs: nil, error: .timeout, truncated: false)], response: nil)
     }
     reply.header.id = query.header.id
     reply.header.qr = true
     reply.questions = [q]
-    return ExchangeResult(legs: [ExchangeLeg(transport: .do53UDP, rttMs: 1, error: nil, truncated: false)], response: reply)
+    return ExchangeResult(
+      legs: [ExchangeLeg(transport: .do53UDP, rttMs: 1, error: nil, truncated: false)], response: reply)
   }
 }
 
@@ -51,18 +55,22 @@ func answer(_ records: [ResourceRecord]) -> Message {
 }
 
 @Suite struct IterationResolverTests {
-  func resolver(_ exchanger: ScriptedExchanger, _ tweak: (inout ResolverConfiguration) -> Void = { _ in }) -> RecursiveResolver {
+  func resolver(_ exchanger: ScriptedExchanger, _ tweak: (inout ResolverConfiguration) -> Void = { _ in })
+    -> RecursiveResolver
+  {
     var config = ResolverConfiguration()
     config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
     config.primeRoot = false
     tweak(&config)
-    return RecursiveResolver(configuration: config, exchanger: exchanger, time: SystemTimeSource(), logger: Logger(label: "test"))
+    return RecursiveResolver(
+      configuration: config, exchanger: exchanger, time: SystemTimeSource(), logger: Logger(label: "test"))
   }
 
   @Test func walksDownWithMinimisedNamesAndCachesTheAnswer() async {
     let ex = ScriptedExchanger([
       "192.0.2.1": { _ in referral("test.", ns: ["ns.test."], glue: [("ns.test.", "192.0.2.2")]) },
-      "192.0.2.2": { _ in referral("example.test.", ns: ["ns.example.test."], glue: [("ns.example.test.", "192.0.2.3")]) },
+      "192.0.2.2": { _ in referral("example.test.", ns: ["ns.example.test."], glue: [("ns.example.test.", "192.0.2.3")])
+      },
       "192.0.2.3": { q in answer([record(q.name.description, .a, .a(IPv4Address("198.51.100.7")!))]) },
     ])
     let r = resolver(ex)
@@ -163,7 +171,8 @@ func answer(_ records: [ResourceRecord]) -> Message {
     let ex = ScriptedExchanger([:])
     var config = ResolverConfiguration()
     config.rootHints = RootHints(unchecked: [(name("a.root."), ["127.0.0.1"])])
-    let r = RecursiveResolver(configuration: config, exchanger: ex, time: SystemTimeSource(), logger: Logger(label: "t"))
+    let r = RecursiveResolver(
+      configuration: config, exchanger: ex, time: SystemTimeSource(), logger: Logger(label: "t"))
     let res = await r.resolve(Question(name: name("example.test."), type: .a))
     #expect(res.rcode == .servFail)
     #expect(ex.queries.isEmpty)

@@ -51,7 +51,8 @@ import Testing
   }
 
   @Test func ednsIsAnsweredWithOurSizeAndNoOptions() {
-    let q = Self.query(edns: EDNS(udpPayloadSize: 4096, options: [EDNSOption(code: 10, data: [1, 2, 3, 4, 5, 6, 7, 8])]))
+    let q = Self.query(
+      edns: EDNS(udpPayloadSize: 4096, options: [EDNSOption(code: 10, data: [1, 2, 3, 4, 5, 6, 7, 8])]))
     let r = ResponseBuilder.response(to: q, resolution: Resolution(rcode: .noError))
     #expect(r.edns == EDNS(udpPayloadSize: 1232))
   }

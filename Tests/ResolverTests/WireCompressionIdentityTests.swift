@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Resolver
 
 /// The dictionary-based compression writer Sotto used before the linear target scan (kept here
@@ -61,7 +62,9 @@ private struct ReferenceSuffix: Hashable {
 
 /// A name of 0-5 labels from a small vocabulary (so suffixes repeat), each letter's case random.
 private func randomName(_ rng: inout SplitMix64) -> DNSName {
-  let vocabulary = ["com", "net", "example", "ns1", "ns2", "www", "a", "b", "mail", "x-y", String(repeating: "q", count: 63)]
+  let vocabulary = [
+    "com", "net", "example", "ns1", "ns2", "www", "a", "b", "mail", "x-y", String(repeating: "q", count: 63),
+  ]
   let count = Int.random(in: 0...5, using: &rng)
   var labels: [[UInt8]] = []
   var length = 1
@@ -96,7 +99,9 @@ private func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     for _ in 0..<steps {
       if Int.random(in: 0..<4, using: &rng) == 0 {
         // Filler (RDATA, fixed fields); now and then a large block so later names sit past 0x4000.
-        let n = Int.random(in: 0..<8, using: &rng) == 0 ? Int.random(in: 1000...6000, using: &rng) : Int.random(in: 0...20, using: &rng)
+        let n =
+          Int.random(in: 0..<8, using: &rng) == 0
+          ? Int.random(in: 1000...6000, using: &rng) : Int.random(in: 0...20, using: &rng)
         let filler = [UInt8](repeating: UInt8(truncatingIfNeeded: n), count: n)
         reference.append(filler)
         writer.append(filler)
@@ -129,9 +134,11 @@ private func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     referral.header.id = 7
     referral.header.qr = true
     referral.questions = [Question(name: wn("www.example.com."), type: .a)]
-    referral.authority = (1...4).map { wrr("example.com.", .ns, .ns(wn("ns\($0).example.com."))) }
+    referral.authority =
+      (1...4).map { wrr("example.com.", .ns, .ns(wn("ns\($0).example.com."))) }
       + [wrr("example.com.", .ns, .ns(wn("ns.other.net.")))]
-    referral.additional = (1...4).map { wrr("ns\($0).example.com.", .a, .a(IPv4Address(octets: [192, 0, 2, UInt8($0)])!)) }
+    referral.additional =
+      (1...4).map { wrr("ns\($0).example.com.", .a, .a(IPv4Address(octets: [192, 0, 2, UInt8($0)])!)) }
       + [wrr("ns1.example.com.", .aaaa, .aaaa(IPv6Address("2001:db8::1")!))]
     referral.edns = EDNS(udpPayloadSize: 1232)
 
@@ -158,8 +165,14 @@ private func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     negative.authority = [
       wrr(
         "example.net.", .soa,
-        .soa(mname: wn("ns.example.net."), rname: wn("hostmaster.example.net."), serial: 1, refresh: 2, retry: 3, expire: 4, minimum: 5)),
-      wrr("example.net.", .rrsig, .rrsig(typeCovered: .soa, algorithm: 13, labels: 2, originalTTL: 300, expiration: 2, inception: 1, keyTag: 7, signerName: wn("example.net."), signature: [1, 2, 3])),
+        .soa(
+          mname: wn("ns.example.net."), rname: wn("hostmaster.example.net."), serial: 1, refresh: 2, retry: 3,
+          expire: 4, minimum: 5)),
+      wrr(
+        "example.net.", .rrsig,
+        .rrsig(
+          typeCovered: .soa, algorithm: 13, labels: 2, originalTTL: 300, expiration: 2, inception: 1, keyTag: 7,
+          signerName: wn("example.net."), signature: [1, 2, 3])),
       wrr("mail.example.net.", .nsec, .nsec(nextName: wn("ns.example.net."), types: [.a, .rrsig, .nsec])),
       wrr("_sip._tcp.example.net.", .srv, .srv(priority: 1, weight: 2, port: 5060, target: wn("sip.example.net."))),
       wrr("sip.example.net.", .a, .a(IPv4Address("192.0.2.9")!)),
@@ -173,7 +186,9 @@ private func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     }
     // Past 0x4000: "late.big.example." is first written out of pointer range, so its repeats
     // are written in full again (only suffixes below 0x4000 become pointers).
-    large.additional = (0..<10).map { i in wrr("ns\(i % 4).big.example.", .ns, .ns(wn("host\(i % 3).late.big.example."))) }
+    large.additional = (0..<10).map { i in
+      wrr("ns\(i % 4).big.example.", .ns, .ns(wn("host\(i % 3).late.big.example.")))
+    }
 
     // EDNS options (written straight into the message) and a size limit that must leave room
     // for them.
@@ -182,12 +197,17 @@ private func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     cookie.questions = [Question(name: wn("ns1.Example.com."), type: .aaaa)]
     cookie.edns = EDNS(
       udpPayloadSize: 1232,
-      options: [EDNSOption(code: 10, data: [1, 2, 3, 4, 5, 6, 7, 8]), EDNSOption(code: 12, data: [UInt8](repeating: 0, count: 17))])
+      options: [
+        EDNSOption(code: 10, data: [1, 2, 3, 4, 5, 6, 7, 8]),
+        EDNSOption(code: 12, data: [UInt8](repeating: 0, count: 17)),
+      ])
     cookie.edns?.dnssecOK = true
     var addresses = Message()
     addresses.header.qr = true
     addresses.questions = [Question(name: wn("www.example.org."), type: .a)]
-    addresses.answers = (1...6).map { wrr("www.example.org.", .a, .a(IPv4Address(octets: [198, 51, 100, UInt8($0)])!)) }
+    addresses.answers = (1...6).map {
+      wrr("www.example.org.", .a, .a(IPv4Address(octets: [198, 51, 100, UInt8($0)])!))
+    }
     addresses.additional = [wrr("www.example.org.", .txt, .txt([[65, 66]]))]
     addresses.edns = cookie.edns
 

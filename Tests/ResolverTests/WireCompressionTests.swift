@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Resolver
 
 /// Number of compression pointers (0b11 prefix followed by an in-range offset) is hard to count
@@ -39,7 +40,10 @@ private func containsPointer(_ bytes: [UInt8], to offset: Int) -> Bool {
     let back = try Message.parse(bytes)
     #expect(back.questions[0].name.description == "WWW.Example.COM.")
     // The first label is written as given; the suffix shares the earlier spelling.
-    guard case .cname(let target) = back.answers[0].rdata else { Issue.record("not a CNAME"); return }
+    guard case .cname(let target) = back.answers[0].rdata else {
+      Issue.record("not a CNAME")
+      return
+    }
     #expect(target.description == "Mail.Example.COM.")
     #expect(target == wn("mail.example.com."))
   }
@@ -70,7 +74,9 @@ private func containsPointer(_ bytes: [UInt8], to offset: Int) -> Bool {
     m.answers = [
       wrr(
         "example.net.", .soa,
-        .soa(mname: wn("ns.example.net."), rname: wn("admin.example.net."), serial: 1, refresh: 2, retry: 3, expire: 4, minimum: 5)),
+        .soa(
+          mname: wn("ns.example.net."), rname: wn("admin.example.net."), serial: 1, refresh: 2, retry: 3, expire: 4,
+          minimum: 5)),
       wrr("example.net.", .mx, .mx(preference: 5, exchange: wn("mx.example.net."))),
       wrr("x.example.net.", .ptr, .ptr(wn("ns.example.net."))),
     ]
@@ -86,7 +92,10 @@ private func containsPointer(_ bytes: [UInt8], to offset: Int) -> Bool {
       switch type {
       case .srv: .srv(priority: 1, weight: 1, port: 1, target: target)
       case .dname: .dname(target)
-      case .rrsig: .rrsig(typeCovered: .a, algorithm: 8, labels: 2, originalTTL: 1, expiration: 2, inception: 1, keyTag: 1, signerName: target, signature: [1])
+      case .rrsig:
+        .rrsig(
+          typeCovered: .a, algorithm: 8, labels: 2, originalTTL: 1, expiration: 2, inception: 1, keyTag: 1,
+          signerName: target, signature: [1])
       case .nsec: .nsec(nextName: target, types: [.a])
       default: .svcb(priority: 1, target: target, params: [])
       }

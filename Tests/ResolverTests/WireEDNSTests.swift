@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Resolver
 
 @Suite struct WireEDNSTests {
@@ -9,14 +10,17 @@ import Testing
     m.answers = (1...10).map { wrr("big.example.", .a, .a(IPv4Address(octets: [192, 0, 2, UInt8($0)])!)) }
     m.authority = (1...4).map { wrr("example.", .ns, .ns(wn("ns\($0).example."))) }
     m.additional = (1...4).map { wrr("ns\($0).example.", .a, .a(IPv4Address(octets: [198, 51, 100, UInt8($0)])!)) }
-    if edns { m.edns = EDNS(udpPayloadSize: 1232, options: [EDNSOption(code: EDNSOption.cookieCode, data: Array(1...8))]) }
+    if edns {
+      m.edns = EDNS(udpPayloadSize: 1232, options: [EDNSOption(code: EDNSOption.cookieCode, data: Array(1...8))])
+    }
     return m
   }
 
   @Test func edNSFieldsRoundTrip() throws {
     var m = Message()
     m.questions = [Question(name: wn("example."), type: .dnskey)]
-    var e = EDNS(udpPayloadSize: 4096, options: [EDNSOption(code: 10, data: Array(1...8)), EDNSOption(code: 12, data: [])])
+    var e = EDNS(
+      udpPayloadSize: 4096, options: [EDNSOption(code: 10, data: Array(1...8)), EDNSOption(code: 12, data: [])])
     e.dnssecOK = true
     e.version = 0
     e.extendedRCode = 0x12
@@ -80,7 +84,11 @@ import Testing
 
   @Test func dropsAuthorityThenAnswersWithTC() throws {
     let m = bigResponse(edns: true)
-    let noAdditional = { var c = m; c.additional = []; return c.serialize() }()
+    let noAdditional = {
+      var c = m
+      c.additional = []
+      return c.serialize()
+    }()
     let back = try Message.parse(m.serialize(maxSize: noAdditional.count - 1))
     #expect(back.header.tc)
     #expect(back.additional.isEmpty)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Resolver
 
 /// A 12-octet header with the given section counts.
@@ -36,47 +37,80 @@ private let cases: [Case] = [
   Case(label: "truncated RR fixed part", bytes: hdr(0, 1) + [0, 0, 1, 0, 1, 0, 0], kind: "truncated"),
   Case(label: "truncated RDATA", bytes: hdr(0, 1) + rr(1, rdlen: 4, [1, 2]), kind: "truncated"),
   Case(label: "pointer to itself", bytes: hdr(1) + [0xC0, 12, 0, 1, 0, 1], kind: "pointerLoop"),
-  Case(label: "two-step loop: label then pointer back to it", bytes: hdr(1) + [1, 0x61, 0xC0, 12, 0, 1, 0, 1], kind: "pointerLoop"),
   Case(
-    label: "loop reached through a second pointer", bytes: hdr(2) + qA + [1, 0x62, 0xC0, 19, 0, 1, 0, 1] + [0xC0, 19, 0, 1, 0, 1],
+    label: "two-step loop: label then pointer back to it", bytes: hdr(1) + [1, 0x61, 0xC0, 12, 0, 1, 0, 1],
+    kind: "pointerLoop"),
+  Case(
+    label: "loop reached through a second pointer",
+    bytes: hdr(2) + qA + [1, 0x62, 0xC0, 19, 0, 1, 0, 1] + [0xC0, 19, 0, 1, 0, 1],
     kind: "pointerLoop"),
   Case(label: "forward pointer", bytes: hdr(1) + [0xC0, 20, 0, 1, 0, 1, 1, 0x61, 0], kind: "forwardPointer"),
   Case(label: "pointer beyond end", bytes: hdr(1) + [0xFF, 0xFF, 0, 1, 0, 1], kind: "forwardPointer"),
   Case(label: "label type 0x40", bytes: hdr(1) + [0x41, 0x61, 0, 0, 1, 0, 1], kind: "badLabelType"),
   Case(label: "label type 0x80", bytes: hdr(1) + [0x80, 0x61, 0, 0, 1, 0, 1], kind: "badLabelType"),
   Case(
-    label: "label length 64 via raw length octet", bytes: hdr(1) + [64] + [UInt8](repeating: 0x61, count: 64) + [0, 0, 1, 0, 1],
+    label: "label length 64 via raw length octet",
+    bytes: hdr(1) + [64] + [UInt8](repeating: 0x61, count: 64) + [0, 0, 1, 0, 1],
     kind: "badLabelType"),
-  Case(label: "name over 255 via many labels", bytes: hdr(1) + label63 + label63 + label63 + label63 + [0, 0, 1, 0, 1], kind: "nameTooLong"),
   Case(
-    label: "name over 255 via pointers", bytes: hdr(2) + label63 + label63 + label63 + [0, 0, 1, 0, 1] + label63 + [0xC0, 12, 0, 1, 0, 1],
+    label: "name over 255 via many labels", bytes: hdr(1) + label63 + label63 + label63 + label63 + [0, 0, 1, 0, 1],
+    kind: "nameTooLong"),
+  Case(
+    label: "name over 255 via pointers",
+    bytes: hdr(2) + label63 + label63 + label63 + [0, 0, 1, 0, 1] + label63 + [0xC0, 12, 0, 1, 0, 1],
     kind: "nameTooLong"),
   Case(label: "A RDLENGTH too short", bytes: hdr(0, 1) + rr(1, rdlen: 3, [1, 2, 3]), kind: "badRDataLength"),
   Case(label: "A RDLENGTH too long", bytes: hdr(0, 1) + rr(1, rdlen: 5, [1, 2, 3, 4, 5]), kind: "badRDataLength"),
-  Case(label: "AAAA RDLENGTH too short", bytes: hdr(0, 1) + rr(28, rdlen: 15, [UInt8](repeating: 1, count: 15)), kind: "badRDataLength"),
-  Case(label: "AAAA RDLENGTH too long", bytes: hdr(0, 1) + rr(28, rdlen: 17, [UInt8](repeating: 1, count: 17)), kind: "badRDataLength"),
-  Case(label: "SOA RDLENGTH too short", bytes: hdr(0, 1) + rr(6, rdlen: 21, Array(soaData.prefix(21))), kind: "badRDataLength"),
+  Case(
+    label: "AAAA RDLENGTH too short", bytes: hdr(0, 1) + rr(28, rdlen: 15, [UInt8](repeating: 1, count: 15)),
+    kind: "badRDataLength"),
+  Case(
+    label: "AAAA RDLENGTH too long", bytes: hdr(0, 1) + rr(28, rdlen: 17, [UInt8](repeating: 1, count: 17)),
+    kind: "badRDataLength"),
+  Case(
+    label: "SOA RDLENGTH too short", bytes: hdr(0, 1) + rr(6, rdlen: 21, Array(soaData.prefix(21))),
+    kind: "badRDataLength"),
   Case(label: "SOA RDLENGTH too long", bytes: hdr(0, 1) + rr(6, rdlen: 23, soaData + [9]), kind: "badRDataLength"),
   Case(label: "MX RDLENGTH too short", bytes: hdr(0, 1) + rr(15, rdlen: 2, [0, 10]), kind: "badRDataLength"),
   Case(label: "MX RDLENGTH too long", bytes: hdr(0, 1) + rr(15, rdlen: 4, [0, 10, 0, 7]), kind: "badRDataLength"),
   Case(label: "SRV RDLENGTH too short", bytes: hdr(0, 1) + rr(33, rdlen: 5, [0, 1, 0, 2, 0]), kind: "badRDataLength"),
-  Case(label: "SRV RDLENGTH too long", bytes: hdr(0, 1) + rr(33, rdlen: 8, [0, 1, 0, 2, 0, 53, 0, 0]), kind: "badRDataLength"),
+  Case(
+    label: "SRV RDLENGTH too long", bytes: hdr(0, 1) + rr(33, rdlen: 8, [0, 1, 0, 2, 0, 53, 0, 0]),
+    kind: "badRDataLength"),
   Case(label: "NS name runs past RDLENGTH", bytes: hdr(0, 1) + rr(2, rdlen: 2, [1, 0x61, 0]), kind: "badRDataLength"),
-  Case(label: "TXT string runs past RDLENGTH", bytes: hdr(0, 1) + rr(16, rdlen: 3, [5, 0x61, 0x62]), kind: "badRDataLength"),
-  Case(label: "CAA tag runs past RDLENGTH", bytes: hdr(0, 1) + rr(257, rdlen: 3, [0, 5, 0x69]), kind: "badRDataLength"),
+  Case(
+    label: "TXT string runs past RDLENGTH", bytes: hdr(0, 1) + rr(16, rdlen: 3, [5, 0x61, 0x62]), kind: "badRDataLength"
+  ),
+  Case(
+    label: "CAA tag runs past RDLENGTH", bytes: hdr(0, 1) + rr(257, rdlen: 3, [0, 5, 0x69]), kind: "badRDataLength"),
   Case(label: "DS too short", bytes: hdr(0, 1) + rr(43, rdlen: 3, [0, 1, 8]), kind: "badRDataLength"),
-  Case(label: "NSEC3 salt runs past RDLENGTH", bytes: hdr(0, 1) + rr(50, rdlen: 6, [1, 0, 0, 0, 9, 1]), kind: "badRDataLength"),
-  Case(label: "RRSIG fixed part too short", bytes: hdr(0, 1) + rr(46, rdlen: 10, [UInt8](repeating: 0, count: 10)), kind: "badRDataLength"),
+  Case(
+    label: "NSEC3 salt runs past RDLENGTH", bytes: hdr(0, 1) + rr(50, rdlen: 6, [1, 0, 0, 0, 9, 1]),
+    kind: "badRDataLength"),
+  Case(
+    label: "RRSIG fixed part too short", bytes: hdr(0, 1) + rr(46, rdlen: 10, [UInt8](repeating: 0, count: 10)),
+    kind: "badRDataLength"),
   Case(label: "NSEC bitmap window length 0", bytes: hdr(0, 1) + rr(47, rdlen: 3, [0, 0, 0]), kind: "badTypeBitmap"),
-  Case(label: "NSEC bitmap window length 33", bytes: hdr(0, 1) + rr(47, rdlen: 36, [0, 0, 33] + [UInt8](repeating: 1, count: 33)), kind: "badTypeBitmap"),
-  Case(label: "NSEC bitmap windows out of order", bytes: hdr(0, 1) + rr(47, rdlen: 7, [0, 1, 1, 0x40, 0, 1, 0x40]), kind: "badTypeBitmap"),
-  Case(label: "NSEC bitmap window past RDLENGTH", bytes: hdr(0, 1) + rr(47, rdlen: 4, [0, 0, 2, 0x40]), kind: "badTypeBitmap"),
-  Case(label: "NSEC bitmap trailing zero octet", bytes: hdr(0, 1) + rr(47, rdlen: 5, [0, 0, 2, 0x40, 0]), kind: "badTypeBitmap"),
+  Case(
+    label: "NSEC bitmap window length 33",
+    bytes: hdr(0, 1) + rr(47, rdlen: 36, [0, 0, 33] + [UInt8](repeating: 1, count: 33)), kind: "badTypeBitmap"),
+  Case(
+    label: "NSEC bitmap windows out of order", bytes: hdr(0, 1) + rr(47, rdlen: 7, [0, 1, 1, 0x40, 0, 1, 0x40]),
+    kind: "badTypeBitmap"),
+  Case(
+    label: "NSEC bitmap window past RDLENGTH", bytes: hdr(0, 1) + rr(47, rdlen: 4, [0, 0, 2, 0x40]),
+    kind: "badTypeBitmap"),
+  Case(
+    label: "NSEC bitmap trailing zero octet", bytes: hdr(0, 1) + rr(47, rdlen: 5, [0, 0, 2, 0x40, 0]),
+    kind: "badTypeBitmap"),
   Case(label: "two OPT records", bytes: hdr(0, 0, 0, 2) + optEmpty + optEmpty, kind: "badOPT"),
-  Case(label: "OPT not at the root", bytes: hdr(0, 0, 0, 1) + rr(41, rdlen: 0, [], owner: [1, 0x61, 0]), kind: "badOPT"),
+  Case(
+    label: "OPT not at the root", bytes: hdr(0, 0, 0, 1) + rr(41, rdlen: 0, [], owner: [1, 0x61, 0]), kind: "badOPT"),
   Case(label: "OPT in the answer section", bytes: hdr(0, 1) + optEmpty, kind: "badOPT"),
   Case(label: "OPT in the authority section", bytes: hdr(0, 0, 1) + optEmpty, kind: "badOPT"),
-  Case(label: "OPT option runs past RDLENGTH", bytes: hdr(0, 0, 0, 1) + rr(41, rdlen: 6, [0, 10, 0, 8, 1, 2]), kind: "badRDataLength"),
+  Case(
+    label: "OPT option runs past RDLENGTH", bytes: hdr(0, 0, 0, 1) + rr(41, rdlen: 6, [0, 10, 0, 8, 1, 2]),
+    kind: "badRDataLength"),
   Case(label: "trailing garbage", bytes: hdr(1) + qA + [0xDE, 0xAD], kind: "trailingData"),
   Case(label: "qdcount larger than data", bytes: hdr(2) + qA, kind: "truncated"),
   Case(label: "ancount larger than data", bytes: hdr(1, 3) + qA + rr(1, rdlen: 4, [1, 2, 3, 4]), kind: "truncated"),
@@ -104,7 +138,9 @@ private let cases: [Case] = [
     #expect(throws: WireError.forwardPointer(offset: 12)) { try Message.parse(hdr(1) + [0xC0, 13, 0, 0, 1, 0, 1]) }
     #expect(throws: WireError.badLabelType(offset: 12)) { try Message.parse(hdr(1) + [0x80, 0, 0, 1, 0, 1]) }
     #expect(throws: WireError.trailingData(count: 2)) { try Message.parse(hdr(1) + qA + [1, 2]) }
-    #expect(throws: WireError.badRDataLength(type: 1, offset: 23)) { try Message.parse(hdr(0, 1) + rr(1, rdlen: 3, [1, 2, 3])) }
+    #expect(throws: WireError.badRDataLength(type: 1, offset: 23)) {
+      try Message.parse(hdr(0, 1) + rr(1, rdlen: 3, [1, 2, 3]))
+    }
     #expect(throws: WireError.truncated(offset: 4)) { try Message.parse([0, 1, 0, 0, 0]) }
   }
 

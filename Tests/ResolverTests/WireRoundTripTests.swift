@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Resolver
 
 /// Test helper: a name from text (test literals only).
@@ -19,11 +20,15 @@ let wireSamples: [(ResourceRecord, String)] = [
   (wrr("example.", .ns, .ns(wn("ns1.example."))), "example.\t300\tIN\tNS\tns1.example."),
   (wrr("www.example.", .cname, .cname(wn("web.example."))), "www.example.\t300\tIN\tCNAME\tweb.example."),
   (wrr("old.example.", .dname, .dname(wn("new.example."))), "old.example.\t300\tIN\tDNAME\tnew.example."),
-  (wrr("1.2.0.192.in-addr.arpa.", .ptr, .ptr(wn("host.example."))), "1.2.0.192.in-addr.arpa.\t300\tIN\tPTR\thost.example."),
+  (
+    wrr("1.2.0.192.in-addr.arpa.", .ptr, .ptr(wn("host.example."))),
+    "1.2.0.192.in-addr.arpa.\t300\tIN\tPTR\thost.example."
+  ),
   (
     wrr(
       "example.", .soa,
-      .soa(mname: wn("ns1.example."), rname: wn("hostmaster.example."), serial: 2_024_010_101, refresh: 7200,
+      .soa(
+        mname: wn("ns1.example."), rname: wn("hostmaster.example."), serial: 2_024_010_101, refresh: 7200,
         retry: 3600, expire: 1_209_600, minimum: 300)),
     "example.\t300\tIN\tSOA\tns1.example. hostmaster.example. 2024010101 7200 3600 1209600 300"
   ),
@@ -57,13 +62,17 @@ let wireSamples: [(ResourceRecord, String)] = [
     "example.\t300\tIN\tRRSIG\tA 8 1 3600 20240101000000 20231201000000 12345 example. ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoOEhYaHiImKiw=="
   ),
   (
-    wrr("a.example.", .nsec, .nsec(nextName: wn("b.example."), types: [.a, .ns, .soa, .rrsig, .nsec, .dnskey, .caa, RRType(1234)])),
+    wrr(
+      "a.example.", .nsec,
+      .nsec(nextName: wn("b.example."), types: [.a, .ns, .soa, .rrsig, .nsec, .dnskey, .caa, RRType(1234)])),
     "a.example.\t300\tIN\tNSEC\tb.example. A NS SOA RRSIG NSEC DNSKEY CAA TYPE1234"
   ),
   (
     wrr(
       "h.example.", .nsec3,
-      .nsec3(hashAlgorithm: 1, flags: 1, iterations: 10, salt: [0xAA, 0xBB, 0xCC, 0xDD], nextHashedOwner: Array(0..<20), types: [.a, .rrsig])),
+      .nsec3(
+        hashAlgorithm: 1, flags: 1, iterations: 10, salt: [0xAA, 0xBB, 0xCC, 0xDD], nextHashedOwner: Array(0..<20),
+        types: [.a, .rrsig])),
     "h.example.\t300\tIN\tNSEC3\t1 1 10 AABBCCDD 000G40O40K30E209185GO38E1S8124GJ A RRSIG"
   ),
   (
@@ -78,8 +87,10 @@ let wireSamples: [(ResourceRecord, String)] = [
       .svcb(
         priority: 1, target: .root,
         params: [
-          SVCParam(key: 1, value: [2] + Array("h2".utf8) + [2] + Array("h3".utf8)), SVCParam(key: 3, value: [0x01, 0xBB]),
-          SVCParam(key: 4, value: [192, 0, 2, 1, 192, 0, 2, 2]), SVCParam(key: 6, value: IPv6Address("2001:db8::1")!.octets),
+          SVCParam(key: 1, value: [2] + Array("h2".utf8) + [2] + Array("h3".utf8)),
+          SVCParam(key: 3, value: [0x01, 0xBB]),
+          SVCParam(key: 4, value: [192, 0, 2, 1, 192, 0, 2, 2]),
+          SVCParam(key: 6, value: IPv6Address("2001:db8::1")!.octets),
           SVCParam(key: 65000, value: [0x41, 0x01]),
         ])),
     "_443._tcp.example.\t300\tIN\tSVCB\t1 . alpn=\"h2,h3\" port=443 ipv4hint=192.0.2.1,192.0.2.2 ipv6hint=2001:db8::1 key65000=\"A\\001\""
@@ -89,7 +100,13 @@ let wireSamples: [(ResourceRecord, String)] = [
     "example.\t300\tIN\tHTTPS\t0 svc.example."
   ),
   (
-    wrr("example.", .https, .svcb(priority: 1, target: .root, params: [SVCParam(key: 0, value: [0, 1]), SVCParam(key: 1, value: [2] + Array("h2".utf8)), SVCParam(key: 2, value: [])])),
+    wrr(
+      "example.", .https,
+      .svcb(
+        priority: 1, target: .root,
+        params: [
+          SVCParam(key: 0, value: [0, 1]), SVCParam(key: 1, value: [2] + Array("h2".utf8)), SVCParam(key: 2, value: []),
+        ])),
     "example.\t300\tIN\tHTTPS\t1 . mandatory=alpn alpn=\"h2\" no-default-alpn"
   ),
   (wrr("example.", RRType(65280), .unknown([1, 2, 3, 0xC0, 0x0C])), "example.\t300\tIN\tTYPE65280\t\\# 5 010203C00C"),

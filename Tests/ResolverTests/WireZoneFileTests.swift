@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Resolver
 
 @Suite struct WireZoneFileTests {
@@ -36,7 +37,9 @@ import Testing
     #expect(rrs[0].name == origin)
     #expect(
       rrs[0].rdata
-        == .soa(mname: wn("ns1.example.com."), rname: wn("hostmaster.example.com."), serial: 2_024_010_101, refresh: 7200, retry: 3600, expire: 1_209_600, minimum: 300))
+        == .soa(
+          mname: wn("ns1.example.com."), rname: wn("hostmaster.example.com."), serial: 2_024_010_101, refresh: 7200,
+          retry: 3600, expire: 1_209_600, minimum: 300))
     #expect(rrs[0].ttl == 3600)
     #expect(rrs[1].name == origin && rrs[1].rdata == .ns(wn("ns1.example.com.")))
     #expect(rrs[2].rdata == .ns(wn("ns2.example.net.")))
@@ -49,7 +52,8 @@ import Testing
     #expect(rrs[8].name == wn("_sip._udp.example.com."))
     #expect(rrs[8].rdata == .srv(priority: 0, weight: 5, port: 5060, target: wn("sip.example.com.")))
     #expect(rrs[9].presentation == "example.com.\t3600\tIN\tCAA\t0 issue \"letsencrypt.org\"")
-    #expect(rrs[10].presentation == "sec.example.com.\t3600\tIN\tDS\t12345 8 2 49FD46E6C4B45C55D4AC49FD46E6C4B45C55D4AC")
+    #expect(
+      rrs[10].presentation == "sec.example.com.\t3600\tIN\tDS\t12345 8 2 49FD46E6C4B45C55D4AC49FD46E6C4B45C55D4AC")
     #expect(rrs[11].rdata == .dname(wn("new.example.")))
     #expect(rrs[12].name == wn("4.2.0.example.com.") && rrs[12].rdata == .ptr(wn("host.example.com.")))
     #expect(rrs[13].type == RRType(65280) && rrs[13].rdata == .unknown([1, 2, 3]))
@@ -73,14 +77,15 @@ import Testing
       ; End of file
       """
     let rrs = try ZoneFile.parse(hints)
-    #expect(rrs.map(\.presentation) == [
-      ".\t3600000\tIN\tNS\tA.ROOT-SERVERS.NET.",
-      "A.ROOT-SERVERS.NET.\t3600000\tIN\tA\t198.41.0.4",
-      "A.ROOT-SERVERS.NET.\t3600000\tIN\tAAAA\t2001:503:ba3e::2:30",
-      ".\t3600000\tIN\tNS\tB.ROOT-SERVERS.NET.",
-      "B.ROOT-SERVERS.NET.\t3600000\tIN\tA\t170.247.170.2",
-      "B.ROOT-SERVERS.NET.\t3600000\tIN\tAAAA\t2801:1b8:10::b",
-    ])
+    #expect(
+      rrs.map(\.presentation) == [
+        ".\t3600000\tIN\tNS\tA.ROOT-SERVERS.NET.",
+        "A.ROOT-SERVERS.NET.\t3600000\tIN\tA\t198.41.0.4",
+        "A.ROOT-SERVERS.NET.\t3600000\tIN\tAAAA\t2001:503:ba3e::2:30",
+        ".\t3600000\tIN\tNS\tB.ROOT-SERVERS.NET.",
+        "B.ROOT-SERVERS.NET.\t3600000\tIN\tA\t170.247.170.2",
+        "B.ROOT-SERVERS.NET.\t3600000\tIN\tAAAA\t2801:1b8:10::b",
+      ])
   }
 
   @Test func defaultsAndOriginParameter() throws {
@@ -106,16 +111,23 @@ import Testing
       _ = try ZoneFile.parse(text)
       Issue.record("parsed: \(text)")
     } catch {
-      guard case .badPresentation(let msg) = error else { Issue.record("wrong error \(error)"); return }
+      guard case .badPresentation(let msg) = error else {
+        Issue.record("wrong error \(error)")
+        return
+      }
       #expect(msg.hasPrefix("line \(line): "), "\(msg)")
     }
   }
 
   @Test func rdataParseStandalone() throws {
     let origin = wn("example.")
-    #expect(try RData.parse(presentation: "10 mx", type: .mx, origin: origin) == .mx(preference: 10, exchange: wn("mx.example.")))
+    #expect(
+      try RData.parse(presentation: "10 mx", type: .mx, origin: origin)
+        == .mx(preference: 10, exchange: wn("mx.example.")))
     #expect(try RData.parse(presentation: "\\# 4 C0000201", type: .a, origin: origin) == .a(IPv4Address("192.0.2.1")!))
-    #expect(try RData.parse(presentation: "0 issuewild \";\"", type: .caa, origin: origin) == .caa(flags: 0, tag: "issuewild", value: [0x3B]))
+    #expect(
+      try RData.parse(presentation: "0 issuewild \";\"", type: .caa, origin: origin)
+        == .caa(flags: 0, tag: "issuewild", value: [0x3B]))
     #expect(throws: WireError.valueOutOfRange("character-string of 256 octets")) {
       try RData.parse(presentation: String(repeating: "x", count: 256), type: .txt, origin: origin)
     }

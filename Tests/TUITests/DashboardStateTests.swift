@@ -15,7 +15,8 @@ final class DashboardStateTests: XCTestCase {
 
   func snapshot() -> MonitorSnapshot {
     let monitor = ResolverMonitor(wallClock: { 1000 })
-    let stats = MonitorSnapshot.make(monitor: monitor.snapshot(), cache: CacheStatistics(), table: nil, srtt: { _ in nil })
+    let stats = MonitorSnapshot.make(
+      monitor: monitor.snapshot(), cache: CacheStatistics(), table: nil, srtt: { _ in nil })
     return MonitorSnapshot(
       stats: stats.stats,
       servers: [
@@ -61,9 +62,11 @@ final class DashboardStateTests: XCTestCase {
     XCTAssertEqual(s.handle(.char("n"), snapshot: snap), [])
     XCTAssertEqual(s.message, "flush cancelled")
     XCTAssertEqual(
-      s.handle(.char("R"), snapshot: snap), [.send(ControlRequest(cmd: "probe", ip: "127.53.2.1"), .probe("127.53.2.1"))])
+      s.handle(.char("R"), snapshot: snap),
+      [.send(ControlRequest(cmd: "probe", ip: "127.53.2.1"), .probe("127.53.2.1"))])
     XCTAssertEqual(
-      s.handle(.char("x"), snapshot: snap), [.send(ControlRequest(cmd: "forget", ip: "127.53.2.1"), .forget("127.53.2.1"))])
+      s.handle(.char("x"), snapshot: snap),
+      [.send(ControlRequest(cmd: "forget", ip: "127.53.2.1"), .forget("127.53.2.1"))])
     _ = s.handle(.char("l"), snapshot: snap)
     for c in "example.test mx" { _ = s.handle(.char(c), snapshot: snap) }
     XCTAssertEqual(

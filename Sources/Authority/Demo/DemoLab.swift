@@ -96,7 +96,9 @@ public final class DemoLab: Sendable {
     return try ca.issue(name: host, ip: s.address, expired: mode == .expired)
   }
 
-  static func startDoT(_ s: DemoServer, group: any EventLoopGroup, engine: AuthorityEngine, ca: CertificateFactory, port: Int)
+  static func startDoT(
+    _ s: DemoServer, group: any EventLoopGroup, engine: AuthorityEngine, ca: CertificateFactory, port: Int
+  )
     async throws -> [@Sendable () async -> Void]
   {
     switch s.dot {
@@ -114,7 +116,9 @@ public final class DemoLab: Sendable {
     }
   }
 
-  static func startDoQ(_ s: DemoServer, group: any EventLoopGroup, engine: AuthorityEngine, ca: CertificateFactory, port: Int)
+  static func startDoQ(
+    _ s: DemoServer, group: any EventLoopGroup, engine: AuthorityEngine, ca: CertificateFactory, port: Int
+  )
     async throws -> [@Sendable () async -> Void]
   {
     switch s.doq {

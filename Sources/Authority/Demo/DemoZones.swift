@@ -16,8 +16,10 @@ public enum DemoZones {
 
   /// Root hints for the demo's root server.
   public static func rootHints(for servers: [DemoServer] = DemoServer.all) -> String {
-    servers.filter { $0.zone == "." }.map { "\(".") 3600000 IN NS \($0.nsName)\n\($0.nsName) 3600000 IN A \($0.address)\n" }
-      .joined()
+    servers.filter { $0.zone == "." }.map {
+      "\(".") 3600000 IN NS \($0.nsName)\n\($0.nsName) 3600000 IN A \($0.address)\n"
+    }
+    .joined()
   }
 
   static func isChild(_ zone: String, of parent: String) -> Bool {

@@ -35,7 +35,8 @@ public final class DNSCache: Sendable {
     let key = CacheKey(name: rrset.name, type: rrset.type, rrclass: rrset.rrclass)
     let ownerCase = rrset.name.isLowercase ? nil : rrset.name.storage
     store(
-      CacheEntry(payload: .positive(rdatas: rrset.rdatas, ownerCase: ownerCase), storedAt: time.now(), ttl: ttl, rank: rank),
+      CacheEntry(
+        payload: .positive(rdatas: rrset.rdatas, ownerCase: ownerCase), storedAt: time.now(), ttl: ttl, rank: rank),
       at: key)
   }
 
@@ -51,7 +52,8 @@ public final class DNSCache: Sendable {
       }
       state.statistics.hits += 1
       let owner = DNSName(uncheckedWire: ownerCase ?? key.owner)
-      let rrset = RRset(name: owner, type: type, rrclass: rrclass, ttl: entry.remainingTTL(at: now), rdatas: rdatas)
+      // the TTL handed out is what remains.
+      let rrset = RRset(name: owner, type: type, rrclass: rrclass, ttl: entry.remainingTTL(at: now), rdatas: rdatas)
       return (rrset, entry.rank)
     }
   }

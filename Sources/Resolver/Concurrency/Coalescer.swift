@@ -7,7 +7,9 @@ final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
 
   /// The value of the run in flight for `key`, or of `body` run now by this caller.
   /// `joined` is true when another caller's run was shared.
-  nonisolated(nonsending) func run(_ key: Key, _ body: nonisolated(nonsending) () async -> Value) async -> (value: Value, joined: Bool) {
+  nonisolated(nonsending) func run(_ key: Key, _ body: nonisolated(nonsending) () async -> Value) async -> (
+    value: Value, joined: Bool
+  ) {
     while true {
       let owner = waiting.withLock { table -> Bool in
         guard table[key] == nil else { return false }

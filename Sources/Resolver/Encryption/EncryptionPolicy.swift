@@ -60,7 +60,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// An identical query to the same server already in flight is joined instead of sent again,
   /// over whichever transport it went: concurrent resolutions that need the same step (a QNAME
   /// minimisation step, a shared NS address) otherwise each sent a copy over DoT or DoQ.
-  public nonisolated(nonsending) func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
+  public nonisolated(nonsending) func exchange(
+    _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount
+  ) async
     -> ExchangeResult
   {
     guard let key = InflightExchanges.Key(query, server) else {
@@ -71,7 +73,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
   }
 
-  nonisolated(nonsending) func exchangeNow(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
+  nonisolated(nonsending) func exchangeNow(
+    _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount
+  ) async
     -> ExchangeResult
   {
     let now = wallClock()
@@ -84,7 +88,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
       let probes: [EncryptedTransport]
       switch decision {
       case .do53(_, let p): probes = p
-      case .useSession(let t, _), .connectAndUse(let t, _): probes = s.table.preferredProbes(server.ip, using: t, now: now)
+      case .useSession(let t, _), .connectAndUse(let t, _):
+        probes = s.table.preferredProbes(server.ip, using: t, now: now)
       }
       let started = probes.compactMap { t in
         startConnection(t, server: server, context: context, state: &s).map { (t, $0) }
@@ -106,7 +111,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
       }
       // OE-28: the (re)connection failed; the query moves to Do53.
       let why = state.withLock { $0.table.servers[server.ip]?.state(t).lastFailure } ?? "failed"
-      return await sendDo53(query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)")
+      return await sendDo53(
+        query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)")
     case .do53(let reason, _):
       return await sendDo53(query, server: server, context: context, timeout: timeout, reason: reason)
     }
@@ -241,7 +247,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
   }
 
-  func encryptedSuccess(_ response: Message, _ t: EncryptedTransport, server: ServerEndpoint, rtt: Double, reason: String)
+  func encryptedSuccess(
+    _ response: Message, _ t: EncryptedTransport, server: ServerEndpoint, rtt: Double, reason: String
+  )
     -> ExchangeResult
   {
     let st = state.withLock { s -> TransportState? in
@@ -286,7 +294,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// A probe: connect alongside the Do53 query and, once up, send the triggering query over it
   /// too (OE-27, §6 gap 6) — its reply only proves that DNS works there.
   func startProbe(
-    _ t: EncryptedTransport, _ connection: Task<(any EncryptedSession)?, Never>, server: ServerEndpoint, trigger: Message
+    _ t: EncryptedTransport, _ connection: Task<(any EncryptedSession)?, Never>, server: ServerEndpoint,
+    trigger: Message
   ) {
     let id = UUID()
     // The task is created and registered under one lock: its own removal (at its end) raced with
@@ -361,7 +370,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
       } catch {
         self.state.withLock { s in
           s.table.handshakeFailed(
-            server.ip, t, now: self.wallClock(), failure: error.className, timedOut: error.isTimeout, detail: error.detail)
+            server.ip, t, now: self.wallClock(), failure: error.className, timedOut: error.isTimeout,
+            detail: error.detail)
           s.slots[key] = nil
         }
         self.logger.debug("\(t.rawValue) to \(endpoint) failed: \(error.detail)")

@@ -157,7 +157,9 @@ public struct EncryptionTable: Sendable {
 
   /// Counts a query sent; flags cleartext sent to a server that was known good when it was sent
   /// (must never happen). `suppressedAtSend` is `cleartextSuppressed` as it was at sending time.
-  public mutating func noteQuery(_ address: String, transport: TransportKind, now: Double, suppressedAtSend: Bool? = nil) {
+  public mutating func noteQuery(
+    _ address: String, transport: TransportKind, now: Double, suppressedAtSend: Bool? = nil
+  ) {
     let suppressed = transport.isCleartext && (suppressedAtSend ?? cleartextSuppressed(address, now: now))
     update(address, now: now) { r in
       r.queries[transport, default: 0] += 1
@@ -203,12 +205,18 @@ public struct EncryptionTable: Sendable {
     if let tlsVersion { notes.append(tlsVersion) }
     if resumed { notes.append("resumed") }
     if let earlyDataAccepted { notes.append(earlyDataAccepted ? "0-RTT accepted" : "0-RTT rejected") }
-    if let certificate { notes.append(certificate.isValid ? "certificate valid" : "certificate: \(certificate.problems.joined(separator: ", "))") }
-    servers[address]?.log(ServerEvent(time: now, transport: t, kind: .established, detail: notes.joined(separator: ", ")))
+    if let certificate {
+      notes.append(
+        certificate.isValid ? "certificate valid" : "certificate: \(certificate.problems.joined(separator: ", "))")
+    }
+    servers[address]?.log(
+      ServerEvent(time: now, transport: t, kind: .established, detail: notes.joined(separator: ", ")))
   }
 
   /// OE-28 and §6 gaps 1–2: the handshake failed or timed out; damping starts now.
-  public mutating func handshakeFailed(_ address: String, _ t: EncryptedTransport, now: Double, failure: String, timedOut: Bool, detail: String) {
+  public mutating func handshakeFailed(
+    _ address: String, _ t: EncryptedTransport, now: Double, failure: String, timedOut: Bool, detail: String
+  ) {
     updateState(address, t, now: now) { st in
       st.session = .none
       st.status = timedOut ? .timeout : .fail
@@ -225,7 +233,9 @@ public struct EncryptionTable: Sendable {
 
   /// OE-29 / OE-30: an established session ended. A clean close keeps `success`; a failure damps
   /// (with `completed = now`, §6 gap 2).
-  public mutating func sessionClosed(_ address: String, _ t: EncryptedTransport, now: Double, clean: Bool, failure: String, detail: String) {
+  public mutating func sessionClosed(
+    _ address: String, _ t: EncryptedTransport, now: Double, clean: Bool, failure: String, detail: String
+  ) {
     updateState(address, t, now: now) { st in
       st.session = .none
       st.lastActivity = nil
@@ -356,7 +366,9 @@ public struct EncryptionTable: Sendable {
     }
   }
 
-  mutating func updateState(_ address: String, _ t: EncryptedTransport, now: Double, _ body: (inout TransportState) -> Void) {
+  mutating func updateState(
+    _ address: String, _ t: EncryptedTransport, now: Double, _ body: (inout TransportState) -> Void
+  ) {
     update(address, now: now) { r in body(&r.transports[t, default: TransportState()]) }
   }
 

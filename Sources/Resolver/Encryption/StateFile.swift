@@ -130,12 +130,15 @@ public enum StateFile {
       settings: .init(persistence: s.persistence, damping: s.damping, timeout: s.timeout), servers: servers)
   }
 
-  static func transport(_ st: TransportState, now: Double, settings: EncryptionSettings) -> StateFileDocument.Transport {
+  static func transport(_ st: TransportState, now: Double, settings: EncryptionSettings) -> StateFileDocument.Transport
+  {
     .init(
       state: st.phase(at: now, settings: settings).name, status: st.status?.rawValue, initiated: st.initiated.map(iso),
       completed: st.completed.map(iso), lastResponse: st.lastResponse.map(iso),
       resumptions: st.resumptions.map { Data($0).base64EncodedString() },
-      probes: .init(started: st.probes.started, succeeded: st.probes.succeeded, failed: st.probes.failed, timedOut: st.probes.timedOut),
+      probes: .init(
+        started: st.probes.started, succeeded: st.probes.succeeded, failed: st.probes.failed,
+        timedOut: st.probes.timedOut),
       failures: st.failures, lastFailure: st.lastFailure, certificate: st.certificate, handshakeMs: st.handshakeMs,
       tlsVersion: st.tlsVersion, resumed: st.resumed, earlyData: st.earlyDataAccepted)
   }

@@ -1,4 +1,3 @@
-
 /// Remembers recently failed questions so they are answered SERVFAIL without new upstream
 /// traffic, with a bounded size.
 final class FailureCache: Sendable {

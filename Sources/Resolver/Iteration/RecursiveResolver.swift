@@ -68,7 +68,8 @@ public final class RecursiveResolver: QueryResolving {
     switch outcome {
     case .answer(let rrs): r = Resolution(rcode: .noError, answer: rrs)
     case .alias(let chain, _): r = Resolution(rcode: .noError, answer: chain)
-    case .nxdomain(let chain, let soa): r = Resolution(rcode: .nxDomain, answer: chain, authority: soa.map { [$0] } ?? [])
+    case .nxdomain(let chain, let soa):
+      r = Resolution(rcode: .nxDomain, answer: chain, authority: soa.map { [$0] } ?? [])
     case .nodata(let chain, let soa): r = Resolution(rcode: .noError, answer: chain, authority: soa.map { [$0] } ?? [])
     case .yxdomain(let chain): r = Resolution(rcode: .yxDomain, answer: chain)
     case .failure(let why):

@@ -124,7 +124,9 @@ extension ResolutionRun {
 
   /// Asks the zone's servers in srtt order until one gives a usable reply.
   /// Returns nil when every server failed.
-  nonisolated(nonsending) func ask(_ servers: [Candidate], zone: DNSName, qname: DNSName, qtype: RRType) async -> (ReplyKind, Bool)? {
+  nonisolated(nonsending) func ask(_ servers: [Candidate], zone: DNSName, qname: DNSName, qtype: RRType) async -> (
+    ReplyKind, Bool
+  )? {
     let selection = core.selection
     let exchanger = core.exchanger
     let ordered = selection.order(

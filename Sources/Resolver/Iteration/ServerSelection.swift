@@ -1,4 +1,3 @@
-
 /// Smoothed RTT per server address, shared by all resolutions.
 public final class ServerSelection: Sendable {
   private let srtt = StateLock<[String: Double]>([:])  // milliseconds

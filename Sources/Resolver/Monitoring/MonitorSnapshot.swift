@@ -146,7 +146,8 @@ public struct ServerSnapshot: Sendable, Codable, Hashable {
 
   public init(
     address: String, nsNames: [String], zones: [String], dot: TransportSnapshot, doq: TransportSnapshot?,
-    queries: [String: Int], srttMs: Double?, cleartextWhileGood: Int, firstSeen: Double, lastSeen: Double, reason: String,
+    queries: [String: Int], srttMs: Double?, cleartextWhileGood: Int, firstSeen: Double, lastSeen: Double,
+    reason: String,
     history: [ServerEvent] = [], timeouts: Int = 0
   ) {
     self.timeouts = timeouts
@@ -259,7 +260,8 @@ extension MonitorSnapshot {
     let totals = table?.totals ?? EncryptionTotals()
     let encryption = EncryptionSnapshot(
       enabled: table?.settings.enabled ?? false, transports: table?.settings.transports.map(\.rawValue) ?? [],
-      servers: totals.servers, queries: Dictionary(uniqueKeysWithValues: totals.queries.map { ($0.key.rawValue, $0.value) }),
+      servers: totals.servers,
+      queries: Dictionary(uniqueKeysWithValues: totals.queries.map { ($0.key.rawValue, $0.value) }),
       probes: totals.probes, cleartextWhileGood: totals.cleartextWhileGood, serversByState: byState)
     var stats = MonitorStats(
       now: now, startTime: monitor.startTime, listeners: monitor.listeners, clientQueries: monitor.clientQueries,

@@ -93,7 +93,8 @@ public final class ResolverMonitor: Sendable {
 
   /// `record(client:question:resolution:)` for a client address, formatted only when a snapshot is taken.
   public func record(clientAddress: SocketAddress?, question: Question, resolution: Resolution) {
-    record(clientAddress.map { .address(RawClientAddress($0)) } ?? .text("?"), question: question, resolution: resolution)
+    record(
+      clientAddress.map { .address(RawClientAddress($0)) } ?? .text("?"), question: question, resolution: resolution)
   }
 
   private func record(_ client: RecordedClient, question: Question, resolution: Resolution) {

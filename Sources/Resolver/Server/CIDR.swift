@@ -1,3 +1,5 @@
+import NIOCore
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@
 #elseif canImport(Darwin)
   import Darwin
 #endif
-import NIOCore
 
 /// Why a CIDR text could not be read.
 public struct CIDRParseError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -26,7 +26,9 @@ public final class ControlClient {
       raw[bytes.count] = 0
     }
     let rc = withUnsafePointer(to: &addr) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+      }
     }
     guard rc == 0 else {
       let why = String(cString: strerror(errno))
@@ -65,7 +67,8 @@ public final class ControlClient {
   }
 
   /// Sends a request and decodes `key` of a successful response as `T`.
-  public func request<T: Decodable>(_ request: ControlRequest, key: String, as: T.Type) throws(ControlClientError) -> T {
+  public func request<T: Decodable>(_ request: ControlRequest, key: String, as: T.Type) throws(ControlClientError) -> T
+  {
     let data: Data
     do { data = try JSONEncoder().encode(request) } catch { throw .protocolError("cannot encode request") }
     let reply = try send(line: String(decoding: data, as: UTF8.self))
@@ -73,10 +76,14 @@ public final class ControlClient {
       throw .protocolError("response is not a JSON object: \(reply.prefix(200))")
     }
     guard object["ok"] as? Bool == true else { throw .server(object["error"] as? String ?? "unknown error") }
-    guard let value = object[key], let inner = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed]) else {
+    guard let value = object[key],
+      let inner = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])
+    else {
       throw .protocolError("response lacks \"\(key)\"")
     }
-    do { return try JSONDecoder().decode(T.self, from: inner) } catch { throw .protocolError("bad \"\(key)\": \(error)") }
+    do { return try JSONDecoder().decode(T.self, from: inner) } catch {
+      throw .protocolError("bad \"\(key)\": \(error)")
+    }
   }
 
   /// A full snapshot from `stats`, `servers` and `queries`.

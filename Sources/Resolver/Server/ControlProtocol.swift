@@ -95,7 +95,9 @@ public struct ControlHandler: Sendable {
   }
 
   static func object(_ dict: [String: Any]) -> String {
-    guard let data = try? JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys]) else { return "{\"ok\":false}" }
+    guard let data = try? JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys]) else {
+      return "{\"ok\":false}"
+    }
     return String(decoding: data, as: UTF8.self)
   }
 

@@ -15,7 +15,9 @@ public struct ControlRequest: Sendable, Codable, Hashable {
   public var limit: Int?
   public var negative: Bool?
 
-  public init(cmd: String, name: String? = nil, ip: String? = nil, type: String? = nil, limit: Int? = nil, negative: Bool? = nil) {
+  public init(
+    cmd: String, name: String? = nil, ip: String? = nil, type: String? = nil, limit: Int? = nil, negative: Bool? = nil
+  ) {
     self.cmd = cmd
     self.name = name
     self.ip = ip

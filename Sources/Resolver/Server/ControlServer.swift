@@ -79,13 +79,18 @@ public final class ControlServer: Sendable {
 
   /// Closes the socket and removes its file.
   public func stop() async {
-    let ch = channel.withLock { c in defer { c = nil }; return c }
+    let ch = channel.withLock { c in
+      defer { c = nil }
+      return c
+    }
     try? await ch?.close()
     acceptLoop.withLock { $0?.cancel() }
     unlink(path)
   }
 
-  static func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, handler: ControlHandler, logger: Logger) async {
+  static func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, handler: ControlHandler, logger: Logger)
+    async
+  {
     do {
       try await connection.executeThenClose { inbound, outbound in
         var pending: [UInt8] = []
@@ -99,7 +104,8 @@ public final class ControlServer: Sendable {
             try await outbound.write(ByteBuffer(string: reply + "\n"))
           }
           if pending.count > maxLine {
-            try await outbound.write(ByteBuffer(string: ControlHandler.failure("request line longer than \(maxLine) bytes") + "\n"))
+            try await outbound.write(
+              ByteBuffer(string: ControlHandler.failure("request line longer than \(maxLine) bytes") + "\n"))
             return
           }
         }

@@ -32,7 +32,9 @@ public final class Listener: Sendable {
     var processor = QueryProcessor(
       resolver: resolver, allowed: configuration.allowed, counters: counters, logger: logger, monitor: monitor)
     processor.maxResolutions = configuration.maxResolutions
-    if configuration.clientRateLimit > 0 { processor.rateLimiter = ClientRateLimiter(rate: configuration.clientRateLimit) }
+    if configuration.clientRateLimit > 0 {
+      processor.rateLimiter = ClientRateLimiter(rate: configuration.clientRateLimit)
+    }
     self.processor = processor
     self.connections = ConnectionTracker(limit: configuration.maxTCPConnections)
     self.fastPath = packetCache.map {
@@ -61,10 +63,11 @@ public final class Listener: Sendable {
 
   /// Closes the listening sockets and every open client connection.
   public func stop() async {
-    let channels = servers.withLock { open in
-      defer { open.removeAll() }
-      return open
-    } + connections.takeAll()
+    let channels =
+      servers.withLock { open in
+        defer { open.removeAll() }
+        return open
+      } + connections.takeAll()
     for channel in channels {
       try? await channel.close()
     }
@@ -125,7 +128,8 @@ public final class Listener: Sendable {
       .childChannelInitializer { channel in
         guard connections.admit(channel) else {
           counters.update { $0.tcpConnectionsRejected += 1 }
-          logger.debug("TCP connection limit reached", metadata: ["client": "\(channel.remoteAddress.map { "\($0)" } ?? "?")"])
+          logger.debug(
+            "TCP connection limit reached", metadata: ["client": "\(channel.remoteAddress.map { "\($0)" } ?? "?")"])
           return channel.close()
         }
         return channel.eventLoop.makeCompletedFuture {

@@ -1,3 +1,5 @@
+import NIOCore
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@
 #elseif canImport(Darwin)
   import Darwin
 #endif
-import NIOCore
 
 /// Serialized responses to repeated client questions, answered on the receiving thread without
 /// parsing the query, a task hop, the resolver or serialization (the cached-answer fast path).

@@ -74,7 +74,8 @@ public enum ResponseBuilder {
     }
     let hinfo: [UInt8] = [7] + Array("RFC8482".utf8) + [0]
     response.answers = [
-      ResourceRecord(name: question.name, type: .hinfo, rrclass: question.qclass, ttl: anyHINFOTTL, rdata: .unknown(hinfo))
+      ResourceRecord(
+        name: question.name, type: .hinfo, rrclass: question.qclass, ttl: anyHINFOTTL, rdata: .unknown(hinfo))
     ]
     return response
   }

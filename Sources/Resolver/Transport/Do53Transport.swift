@@ -31,7 +31,9 @@ public final class Do53Transport: Sendable {
 
   /// Sends `query` over UDP and waits for a matching response. Each query has its own connected
   /// socket on a fresh random source port, watched by the shared `UDPExchangeEngine`.
-  public nonisolated(nonsending) func queryUDP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError) -> Message {
+  public nonisolated(nonsending) func queryUDP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount)
+    async throws(TransportError) -> Message
+  {
     try await UDPExchangeEngine.shared.exchange(
       query.serialize(), to: server.socketAddress, matcher: ResponseMatcher(query: query), timeout: timeout,
       mismatches: mismatches, suspicionThreshold: Self.spoofSuspicionThreshold
@@ -39,7 +41,9 @@ public final class Do53Transport: Sendable {
   }
 
   /// Sends `query` over a new TCP connection and waits for a matching response.
-  public func queryTCP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError) -> Message {
+  public func queryTCP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError)
+    -> Message
+  {
     let bytes = query.serialize()
     let matcher = ResponseMatcher(query: query)
     let promise = group.next().makePromise(of: Message.self)

@@ -1,4 +1,3 @@
-
 /// Identical upstream queries in flight (same server, name, type and class), so that concurrent
 /// resolutions share one query instead of sending duplicates: duplicates would give an
 /// off-path attacker more chances to match a forged reply (RFC 5452 §5).
@@ -26,7 +25,9 @@ final class InflightExchanges: Sendable {
   let joined = Counter()
 
   /// The result of the exchange in flight for `key`, or of `body` run now by this caller.
-  nonisolated(nonsending) func join(_ key: Key, _ body: nonisolated(nonsending) () async -> ExchangeResult) async -> ExchangeResult {
+  nonisolated(nonsending) func join(_ key: Key, _ body: nonisolated(nonsending) () async -> ExchangeResult) async
+    -> ExchangeResult
+  {
     let (result, wasJoined) = await runs.run(key, body)
     if wasJoined { joined.increment() }
     return result

@@ -10,8 +10,7 @@ struct QueryDeadlineTimer {
 
   /// Makes sure the timer fires by `deadline`; `expire` runs on `loop` when it fires and must call
   /// `fired()` first, then cover the deadlines that are still outstanding.
-  mutating func cover(_ deadline: NIODeadline, on loop: any EventLoop, expire: @escaping () -> Void)
-  {
+  mutating func cover(_ deadline: NIODeadline, on loop: any EventLoop, expire: @escaping () -> Void) {
     if task != nil, let armed = armedFor, armed <= deadline { return }
     task?.cancel()
     armedFor = deadline

@@ -14,7 +14,8 @@ public struct ExchangeLeg: Sendable {
   public var resumed: Bool?
   public var earlyData: Bool?
 
-  public init(transport: TransportKind, rttMs: Double?, error: TransportError?, truncated: Bool, reason: String? = nil) {
+  public init(transport: TransportKind, rttMs: Double?, error: TransportError?, truncated: Bool, reason: String? = nil)
+  {
     self.transport = transport
     self.rttMs = rttMs
     self.error = error
@@ -43,7 +44,9 @@ public struct ExchangeResult: Sendable {
 /// where the RFC 9539 policy (Encryption/) decides between Do53, DoT and DoQ.
 public protocol UpstreamExchanger: Sendable {
   /// Sends `query` to `server`, within `timeout` per leg.
-  nonisolated(nonsending) func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
+  nonisolated(nonsending) func exchange(
+    _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount
+  ) async
     -> ExchangeResult
   /// True when queries to this address would go encrypted (for privacy-aware server choice).
   func prefersForPrivacy(_ ip: String) -> Bool
@@ -66,7 +69,9 @@ public struct Do53Exchanger: UpstreamExchanger {
     self.reason = reason
   }
 
-  public nonisolated(nonsending) func exchange(_ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount) async
+  public nonisolated(nonsending) func exchange(
+    _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount
+  ) async
     -> ExchangeResult
   {
     var result = await exchange(query, server: server, timeout: timeout)
@@ -77,15 +82,21 @@ public struct Do53Exchanger: UpstreamExchanger {
   /// Do53 exchange: UDP, then TCP if the UDP answer was truncated, unparsable (a datagram larger
   /// than the receive buffer arrives cut) or looked spoofed. An
   /// identical query to the same server already in flight is joined instead of sent again.
-  public nonisolated(nonsending) func exchange(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult {
-    guard let key = InflightExchanges.Key(query, server) else { return await exchangeNow(query, server: server, timeout: timeout) }
+  public nonisolated(nonsending) func exchange(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async
+    -> ExchangeResult
+  {
+    guard let key = InflightExchanges.Key(query, server) else {
+      return await exchangeNow(query, server: server, timeout: timeout)
+    }
     let transport = self.transport
     return await transport.inflight.join(key) {
       await self.exchangeNow(query, server: server, timeout: timeout)
     }
   }
 
-  nonisolated(nonsending) func exchangeNow(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async -> ExchangeResult {
+  nonisolated(nonsending) func exchangeNow(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async
+    -> ExchangeResult
+  {
     var legs: [ExchangeLeg] = []
     var sent = query
     transport.cookies.attach(to: &sent, server: server.ip)

@@ -63,7 +63,10 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
   /// Parses presentation format (`www.example.com.`, `\.` and `\DDD` escapes). A missing
   /// final dot is accepted; the name is always absolute.
   public init(_ text: String) throws(WireError) {
-    if text == "." || text.isEmpty { self = .root; return }
+    if text == "." || text.isEmpty {
+      self = .root
+      return
+    }
     var labels: [[UInt8]] = []
     var current: [UInt8] = []
     let bytes = Array(text.utf8)

@@ -40,12 +40,21 @@ extension IPv6Address {
   static func format(_ octets: [UInt8]) -> String {
     guard octets.count == 16 else { return "<bad ipv6>" }
     let words = (0..<8).map { UInt16(octets[2 * $0]) << 8 | UInt16(octets[2 * $0 + 1]) }
-    var bestStart = -1, bestLen = 0, curStart = -1, curLen = 0
+    var bestStart = -1
+    var bestLen = 0
+    var curStart = -1
+    var curLen = 0
     for i in 0..<8 {
       if words[i] == 0 {
-        if curStart < 0 { curStart = i; curLen = 0 }
+        if curStart < 0 {
+          curStart = i
+          curLen = 0
+        }
         curLen += 1
-        if curLen > bestLen { bestStart = curStart; bestLen = curLen }
+        if curLen > bestLen {
+          bestStart = curStart
+          bestLen = curLen
+        }
       } else {
         curStart = -1
       }

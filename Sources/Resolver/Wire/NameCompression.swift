@@ -24,10 +24,15 @@ struct WireWriter {
   init() { bytes.reserveCapacity(512) }
 
   mutating func u8(_ v: UInt8) { bytes.append(v) }
-  mutating func u16(_ v: UInt16) { bytes.append(UInt8(v >> 8)); bytes.append(UInt8(v & 0xFF)) }
+  mutating func u16(_ v: UInt16) {
+    bytes.append(UInt8(v >> 8))
+    bytes.append(UInt8(v & 0xFF))
+  }
   mutating func u32(_ v: UInt32) {
-    bytes.append(UInt8(v >> 24)); bytes.append(UInt8((v >> 16) & 0xFF))
-    bytes.append(UInt8((v >> 8) & 0xFF)); bytes.append(UInt8(v & 0xFF))
+    bytes.append(UInt8(v >> 24))
+    bytes.append(UInt8((v >> 16) & 0xFF))
+    bytes.append(UInt8((v >> 8) & 0xFF))
+    bytes.append(UInt8(v & 0xFF))
   }
   mutating func append(_ b: [UInt8]) { bytes.append(contentsOf: b) }
 
@@ -82,14 +87,19 @@ struct WireWriter {
   /// they share a suffix of more than `best` labels whose first label the target wrote in full
   /// (not through its pointer) below 0x4000, makes that suffix the best one.
   @inline(__always)
-  private func sharedSuffix(of start: Int, _ count: Int, with target: Target, longerThan best: inout Int, at bestOffset: inout Int) {
+  private func sharedSuffix(
+    of start: Int, _ count: Int, with target: Target, longerThan best: inout Int, at bestOffset: inout Int
+  ) {
     let common = min(count, target.labels)
     guard common > best else { return }
     var p = start
     for _ in 0..<(count - common) { p += 1 + Int(bytes[p]) }
     var q = target.offset
     var direct = true  // q is still among the target's own labels, before its pointer
-    for _ in 0..<(target.labels - common) { follow(&q, &direct); q += 1 + Int(bytes[q]) }
+    for _ in 0..<(target.labels - common) {
+      follow(&q, &direct)
+      q += 1 + Int(bytes[q])
+    }
     var run = 0  // labels matched since the last difference
     var runStart = 0
     var runDirect = false

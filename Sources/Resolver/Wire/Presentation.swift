@@ -118,15 +118,17 @@ extension RData {
       return "port=\(UInt16(v[0]) << 8 | UInt16(v[1]))"
     case 4:
       guard v.count % 4 == 0, !v.isEmpty else { return raw }
-      return "ipv4hint=" + stride(from: 0, to: v.count, by: 4).map {
-        IPv4Address(uncheckedOctets: Array(v[$0..<$0 + 4])).description
-      }.joined(separator: ",")
+      return "ipv4hint="
+        + stride(from: 0, to: v.count, by: 4).map {
+          IPv4Address(uncheckedOctets: Array(v[$0..<$0 + 4])).description
+        }.joined(separator: ",")
     case 5: return "ech=" + TextEncoding.base64(v)
     case 6:
       guard v.count % 16 == 0, !v.isEmpty else { return raw }
-      return "ipv6hint=" + stride(from: 0, to: v.count, by: 16).map {
-        IPv6Address.format(Array(v[$0..<$0 + 16]))
-      }.joined(separator: ",")
+      return "ipv6hint="
+        + stride(from: 0, to: v.count, by: 16).map {
+          IPv6Address.format(Array(v[$0..<$0 + 16]))
+        }.joined(separator: ",")
     default: return raw
     }
   }

@@ -49,7 +49,9 @@ extension Fields {
     func field(_ from: Int, _ count: Int) -> Int { d[from..<from + count].reduce(0) { $0 * 10 + $1 } }
     let (y, m, day) = (field(0, 4), field(4, 2), field(6, 2))
     let (hh, mm, ss) = (field(8, 2), field(10, 2), field(12, 2))
-    let monthDays = [31, (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    let monthDays = [
+      31, (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31,
+    ]
     guard y >= 1970, (1...12).contains(m), day >= 1, day <= monthDays[m - 1], hh < 24, mm < 60, ss < 60 else {
       throw bad
     }

@@ -69,7 +69,9 @@ enum PresentationLexer {
           if d == UInt8(ascii: "\"") { break }
           if d == UInt8(ascii: "\n") { line += 1 }
           if d == UInt8(ascii: "\\"), j + 1 < bytes.count {
-            s.append(d); s.append(bytes[j + 1]); j += 2
+            s.append(d)
+            s.append(bytes[j + 1])
+            j += 2
             continue
           }
           s.append(d)
@@ -83,12 +85,15 @@ enum PresentationLexer {
         while j < bytes.count {
           let d = bytes[j]
           if d == UInt8(ascii: "\\"), j + 1 < bytes.count {
-            s.append(d); s.append(bytes[j + 1]); j += 2
+            s.append(d)
+            s.append(bytes[j + 1])
+            j += 2
             continue
           }
-          if [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"),
-            UInt8(ascii: ";"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "\"")].contains(d)
-          {
+          if [
+            UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"),
+            UInt8(ascii: ";"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "\""),
+          ].contains(d) {
             break
           }
           s.append(d)
@@ -139,7 +144,10 @@ enum PresentationLexer {
     if b.last == UInt8(ascii: ".") {
       var slashes = 0
       var k = b.count - 2
-      while k >= 0, b[k] == UInt8(ascii: "\\") { slashes += 1; k -= 1 }
+      while k >= 0, b[k] == UInt8(ascii: "\\") {
+        slashes += 1
+        k -= 1
+      }
       absolute = slashes % 2 == 0
     }
     let parsed = try DNSName(text)

@@ -63,7 +63,8 @@ public enum RData: Sendable, Hashable {
   case cname(DNSName)
   case dname(DNSName)
   case ptr(DNSName)
-  case soa(mname: DNSName, rname: DNSName, serial: UInt32, refresh: UInt32, retry: UInt32, expire: UInt32, minimum: UInt32)
+  case soa(
+    mname: DNSName, rname: DNSName, serial: UInt32, refresh: UInt32, retry: UInt32, expire: UInt32, minimum: UInt32)
   case mx(preference: UInt16, exchange: DNSName)
   case txt([[UInt8]])
   case srv(priority: UInt16, weight: UInt16, port: UInt16, target: DNSName)
@@ -74,7 +75,8 @@ public enum RData: Sendable, Hashable {
     typeCovered: RRType, algorithm: UInt8, labels: UInt8, originalTTL: UInt32, expiration: UInt32,
     inception: UInt32, keyTag: UInt16, signerName: DNSName, signature: [UInt8])
   case nsec(nextName: DNSName, types: [RRType])
-  case nsec3(hashAlgorithm: UInt8, flags: UInt8, iterations: UInt16, salt: [UInt8], nextHashedOwner: [UInt8], types: [RRType])
+  case nsec3(
+    hashAlgorithm: UInt8, flags: UInt8, iterations: UInt16, salt: [UInt8], nextHashedOwner: [UInt8], types: [RRType])
   /// SVCB (type 64) and HTTPS (type 65) share this shape; the record's type tells them apart.
   case svcb(priority: UInt16, target: DNSName, params: [SVCParam])
   /// Any other type, as raw octets (RFC 3597).

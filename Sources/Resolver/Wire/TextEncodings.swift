@@ -4,7 +4,10 @@ enum TextEncoding {
     let digits = Array("0123456789ABCDEF")
     var s = ""
     s.reserveCapacity(bytes.count * 2)
-    for b in bytes { s.append(digits[Int(b >> 4)]); s.append(digits[Int(b & 0x0F)]) }
+    for b in bytes {
+      s.append(digits[Int(b >> 4)])
+      s.append(digits[Int(b & 0x0F)])
+    }
     return s
   }
 
@@ -37,7 +40,9 @@ enum TextEncoding {
     var i = 0
     while i < bytes.count {
       let n = min(3, bytes.count - i)
-      let b0 = bytes[i], b1 = n > 1 ? bytes[i + 1] : 0, b2 = n > 2 ? bytes[i + 2] : 0
+      let b0 = bytes[i]
+      let b1 = n > 1 ? bytes[i + 1] : 0
+      let b2 = n > 2 ? bytes[i + 2] : 0
       out.append(b64[Int(b0 >> 2)])
       out.append(b64[Int((b0 & 0x03) << 4 | b1 >> 4)])
       out.append(n > 1 ? b64[Int((b1 & 0x0F) << 2 | b2 >> 6)] : UInt8(ascii: "="))
@@ -48,11 +53,15 @@ enum TextEncoding {
   }
 
   static func unbase64(_ text: String) -> [UInt8]? {
-    var acc: UInt32 = 0, bits = 0
+    var acc: UInt32 = 0
+    var bits = 0
     var out: [UInt8] = []
     var pad = 0
     for c in text.utf8 {
-      if c == UInt8(ascii: "=") { pad += 1; continue }
+      if c == UInt8(ascii: "=") {
+        pad += 1
+        continue
+      }
       guard pad == 0, let v = b64.firstIndex(of: c) else { return nil }
       acc = acc << 6 | UInt32(v)
       bits += 6
@@ -69,7 +78,8 @@ enum TextEncoding {
 
   /// Base32 with the extended hex alphabet, upper case, no padding (NSEC3 owner hashes).
   static func base32hex(_ bytes: [UInt8]) -> String {
-    var acc: UInt32 = 0, bits = 0
+    var acc: UInt32 = 0
+    var bits = 0
     var out: [UInt8] = []
     for b in bytes {
       acc = acc << 8 | UInt32(b)
@@ -85,7 +95,8 @@ enum TextEncoding {
   }
 
   static func unbase32hex(_ text: String) -> [UInt8]? {
-    var acc: UInt32 = 0, bits = 0
+    var acc: UInt32 = 0
+    var bits = 0
     var out: [UInt8] = []
     for c in text.uppercased().utf8 where c != UInt8(ascii: "=") {
       guard let v = b32.firstIndex(of: c) else { return nil }

@@ -2,7 +2,9 @@
 /// parentheses, comments, quoted strings. Used for root hints and lab zones.
 public enum ZoneFile {
   /// Parses all records; errors are `.badPresentation("line N: ...")`.
-  public static func parse(_ text: String, origin: DNSName = .root, defaultTTL: UInt32 = 3600) throws(WireError) -> [ResourceRecord] {
+  public static func parse(_ text: String, origin: DNSName = .root, defaultTTL: UInt32 = 3600) throws(WireError)
+    -> [ResourceRecord]
+  {
     var origin = origin
     var dollarTTL: UInt32?
     var lastTTL: UInt32?
@@ -53,7 +55,8 @@ public enum ZoneFile {
         if let ttl { lastTTL = ttl }
         let rdata = try RData.parse(tokens: toks, type: type, origin: origin)
         let effectiveTTL = ttl ?? dollarTTL ?? lastTTL ?? defaultTTL
-        records.append(ResourceRecord(name: owner, type: type, rrclass: rrclass ?? .in, ttl: effectiveTTL, rdata: rdata))
+        records.append(
+          ResourceRecord(name: owner, type: type, rrclass: rrclass ?? .in, ttl: effectiveTTL, rdata: rdata))
         lastOwner = owner
       } catch {
         if case .badPresentation(let msg) = error, msg.hasPrefix("line ") { throw error }

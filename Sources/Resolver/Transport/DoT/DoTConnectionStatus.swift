@@ -1,4 +1,3 @@
-
 /// The parts of a DoT session readable from any thread: whether it takes queries and when it last did.
 final class DoTConnectionStatus: Sendable {
   private struct State {
