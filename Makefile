@@ -35,9 +35,9 @@ CI        ?=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: fuzz test-sanitize test-asan test-tsan integration-test-asan integration-test-tsan bench bench-smoke demo demo-deps lab-demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean
+.PHONY: fuzz test-sanitize test-asan test-tsan integration-test-asan integration-test-tsan bench bench-smoke demo demo-deps lab-demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean lint format
 
-test: deps build-tests unit-test integration-test
+test: deps lint build-tests unit-test integration-test
 
 # Install only what is missing (dpkg -s); stop the distribution services that a
 # fresh install starts, because they would take port 53 on 127.0.0.1 / ::1.
@@ -87,6 +87,13 @@ demo-deps:
 # The NSD-lab walkthrough (root, NSD): traced lookups, serve + dig, state show.
 lab-demo: deps build
 	SOTTO_BIN="$(SOTTO_BIN)" Lab/demo.sh
+
+# swift format style (.swift-format: the defaults with 120-column lines); `make format` fixes.
+lint:
+	swift format lint --strict --recursive --parallel Sources Tests Fuzz Package.swift
+
+format:
+	swift format format --in-place --recursive --parallel Sources Tests Fuzz Package.swift
 
 build-tests:
 	$(SWIFT) build --build-tests
