@@ -51,6 +51,11 @@ struct doq_engine {
   doq_stream *streams;
   doq_event_node *head, *tail, *popped;
   int completed, confirmed, early_key, early_sent, early_state, rtt_seen;
+  /// When a datagram was first read after the last packet written (0: none since): an ACK may be
+  /// pending from then on, and the next packet written carries it.
+  uint64_t read_since_write;
+  /// Stream frames received since the last packet written (a packet with one is ack-eliciting).
+  unsigned stream_frames_since_write;
   uint64_t unusable;
   char remote_ip[INET6_ADDRSTRLEN];
   char expected[256];
@@ -365,6 +370,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, u
   (void)offset;
   doq_engine *e = ud;
   doq_stream *s = sud;
+  e->stream_frames_since_write++;
   // Flow-control credit is returned at once: responses are consumed as they arrive.
   ngtcp2_conn_extend_max_stream_offset(conn, sid, len);
   ngtcp2_conn_extend_max_offset(conn, len);
@@ -566,7 +572,9 @@ int doq_engine_read(doq_engine *e, const uint8_t *pkt, size_t len) {
   }
   ngtcp2_pkt_info pi;
   memset(&pi, 0, sizeof pi);
-  return ngtcp2_conn_read_pkt(e->conn, &e->ps.path, &pi, pkt, len, doq_now_ns());
+  uint64_t ts = doq_now_ns();
+  if (!e->read_since_write) e->read_since_write = ts;
+  return ngtcp2_conn_read_pkt(e->conn, &e->ps.path, &pi, pkt, len, ts);
 }
 
 static doq_stream *next_sendable(doq_engine *e) {
@@ -575,8 +583,33 @@ static doq_stream *next_sendable(doq_engine *e) {
   return NULL;
 }
 
+/// How long after a datagram's arrival its ACK may wait for a query to ride on. Without this, nearly
+/// every DoQ answer cost the client an ACK-only datagram of its own (and a timer, a write and a
+/// wake-up of the server): ngtcp2 0.12 acknowledges a lone packet after min(max_ack_delay, smoothed
+/// RTT / 8), tens of microseconds on a LAN, and at once when the packet number of an ack-eliciting
+/// packet is not one above the previous ack-eliciting one, which is the case after every ACK-only
+/// packet from the server. RFC 9000 §13.2.1 asks for the ACK within the max_ack_delay we advertise
+/// (ngtcp2's default, 25 ms), and at once only when packets are missing or reordered.
+#define DOQ_ACK_HOLD_NS (5 * NGTCP2_MILLISECONDS)
+
+static int has_unsent_stream_data(doq_engine *e) {
+  for (doq_stream *s = e->streams; s; s = s->next)
+    if (!s->fin_sent && !s->done) return 1;
+  return 0;
+}
+
+/// True while what ngtcp2 would write now is only an acknowledgement (or frames that can wait as
+/// long): the handshake is confirmed, no query waits to be written (the next one carries the ACK),
+/// at most one packet with stream data came in (§13.2.2: acknowledge every second one at once), and
+/// the hold that began with the first datagram read since the last write has not ended.
+static int holding_ack(doq_engine *e, uint64_t now) {
+  return e->confirmed && e->read_since_write && e->stream_frames_since_write < 2 &&
+         now < e->read_since_write + DOQ_ACK_HOLD_NS && !has_unsent_stream_data(e);
+}
+
 ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
   uint64_t ts = doq_now_ns();
+  if (holding_ack(e, ts)) return 0;
   for (doq_stream *s = e->streams; s; s = s->next) s->blocked = 0;
   for (;;) {
     doq_stream *s = next_sendable(e);
@@ -607,6 +640,8 @@ ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
       continue;
     }
     if (n > 0) {
+      e->read_since_write = 0;  // every 1-RTT packet carries the pending ACK, if any
+      e->stream_frames_since_write = 0;
       // Pacing starts only after the first RTT sample: 0.12.1 otherwise paces from the 333 ms
       // initial RTT and holds the first query after the handshake back by ~20 ms.
       if (!e->rtt_seen) {
@@ -624,6 +659,13 @@ int64_t doq_engine_expiry_delay(doq_engine *e) {
   ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(e->conn);
   if (expiry == UINT64_MAX) return -1;
   uint64_t now = doq_now_ns();
+  // While an ACK is held, a timer due earlier (the delayed ACK; anything else that soon, such as a
+  // probe timeout, is at least the peer's max_ack_delay away) fires when the hold ends, at most
+  // DOQ_ACK_HOLD_NS late.
+  if (holding_ack(e, now)) {
+    uint64_t hold = e->read_since_write + DOQ_ACK_HOLD_NS;
+    if (expiry < hold) expiry = hold;
+  }
   return expiry > now ? (int64_t)(expiry - now) : 0;
 }
 
