@@ -3,7 +3,7 @@
 Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`, as in make bench;
 lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
   SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
-WARM=0: no warm-up (a fresh process, as make bench's cold run; default 300 names). SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). PACKETS=1: UDP datagrams and TCP segments sent per resolution, machine-wide. THREADS=1: context switches and CPU ticks per thread. SPLIT=1 (with OUTSTANDING=1): medians of the resolver's time before its upstream query, the server's, and its time after the reply, from a loopback capture, then the time before the upstream query by the previous resolution's transport and the idle time before it (latency_split.py). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites (or EVENT's) into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
+ZONE=<zone>: all names under that lab zone (one server, one transport). WARM=0: no warm-up (a fresh process, as make bench's cold run; default 300 names). SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). PACKETS=1: UDP datagrams and TCP segments sent per resolution, machine-wide. THREADS=1: context switches and CPU ticks per thread. SPLIT=1 (with OUTSTANDING=1): medians of the resolver's time before its upstream query, the server's, and its time after the reply, from a loopback capture, then the time before the upstream query by the previous resolution's transport and the idle time before it (latency_split.py). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites (or EVENT's) into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
 uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs.
 Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
 """
@@ -28,7 +28,9 @@ try:
       if int(os.environ.get("WARM", "300")):  # WARM=0: a fresh process, as in make bench's cold run
           warm = write_names(OUT / "w.txt", bench.cold_names("warm%d" % time.time(), int(os.environ.get("WARM", "300"))))
           dnsperf(res.port, warm, once=True, outstanding=20, timeout=10)
-      names = bench.cold_names("p%d" % (time.time() % 100000), int(os.environ.get("N", "12000")))
+      n, zone, tag = int(os.environ.get("N", "12000")), os.environ.get("ZONE"), "p%d" % (time.time() % 100000)
+      # ZONE=dot.test. (say): every name NXDOMAIN under that one zone, one exchange with its server each.
+      names = [f"{tag}-{i}.{zone}" for i in range(n)] if zone else bench.cold_names(tag, n)
       f = write_names(OUT / "cold.txt", names)
       perf = None
       mallocs = os.environ.get("MALLOCS") == "1"
