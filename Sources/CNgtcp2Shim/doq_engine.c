@@ -54,8 +54,12 @@ struct doq_engine {
   /// When a datagram was first read after the last packet written (0: none since): an ACK may be
   /// pending from then on, and the next packet written carries it.
   uint64_t read_since_write;
-  /// Stream frames received since the last packet written (a packet with one is ack-eliciting).
+  /// Stream data deliveries since the last packet written (each came in an ack-eliciting packet).
   unsigned stream_frames_since_write;
+  /// No ACK hold (see holding_ack): a stream was cancelled and its RESET_STREAM/STOP_SENDING
+  /// waits to be written (until the next write), or a query could not open a stream for want of
+  /// stream credit, which the server returns only once our ACKs reach it (until credit comes).
+  int reset_unsent, streams_blocked;
   uint64_t unusable;
   char remote_ip[INET6_ADDRSTRLEN];
   char expected[256];
@@ -428,6 +432,7 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, uint6
 static int extend_streams_cb(ngtcp2_conn *conn, uint64_t max_streams, void *ud) {
   (void)conn;
   (void)max_streams;
+  ((doq_engine *)ud)->streams_blocked = 0;
   push_event(ud, DOQ_EVENT_STREAMS_AVAILABLE, -1, 0, NULL, 0);
   return 0;
 }
@@ -589,7 +594,8 @@ static doq_stream *next_sendable(doq_engine *e) {
 /// RTT / 8), tens of microseconds on a LAN, and at once when the packet number of an ack-eliciting
 /// packet is not one above the previous ack-eliciting one, which is the case after every ACK-only
 /// packet from the server. RFC 9000 §13.2.1 asks for the ACK within the max_ack_delay we advertise
-/// (ngtcp2's default, 25 ms), and at once only when packets are missing or reordered.
+/// (ngtcp2's default, 25 ms), and at once when packets are missing or reordered: a real loss is
+/// thus reported up to this much later.
 #define DOQ_ACK_HOLD_NS (5 * NGTCP2_MILLISECONDS)
 
 static int has_unsent_stream_data(doq_engine *e) {
@@ -598,13 +604,16 @@ static int has_unsent_stream_data(doq_engine *e) {
   return 0;
 }
 
-/// True while what ngtcp2 would write now is only an acknowledgement (or frames that can wait as
-/// long): the handshake is confirmed, no query waits to be written (the next one carries the ACK),
-/// at most one packet with stream data came in (§13.2.2: acknowledge every second one at once), and
-/// the hold that began with the first datagram read since the last write has not ended.
+/// True while writes are held so that an ACK can ride on the next query: the handshake is
+/// confirmed, no query waits to be written, none waits for stream credit, no stream reset waits,
+/// at most one stream data delivery came in (§13.2.2: every second ack-eliciting packet is
+/// acknowledged at once; other ack-eliciting frames are not counted), and the hold that began with
+/// the first datagram read since the last write has not ended. Whatever else ngtcp2 has to send
+/// then (a retransmission, a probe) goes when the hold ends: doq_engine_expiry_delay wakes the
+/// caller then.
 static int holding_ack(doq_engine *e, uint64_t now) {
-  return e->confirmed && e->read_since_write && e->stream_frames_since_write < 2 &&
-         now < e->read_since_write + DOQ_ACK_HOLD_NS && !has_unsent_stream_data(e);
+  return e->confirmed && e->read_since_write && e->stream_frames_since_write < 2 && !e->reset_unsent &&
+         !e->streams_blocked && now < e->read_since_write + DOQ_ACK_HOLD_NS && !has_unsent_stream_data(e);
 }
 
 ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
@@ -640,8 +649,12 @@ ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
       continue;
     }
     if (n > 0) {
-      e->read_since_write = 0;  // every 1-RTT packet carries the pending ACK, if any
+      // ngtcp2 puts a pending ACK in any packet once it is due (min(max_ack_delay, RTT / 8) after
+      // the packet it acknowledges); one not yet due when a query goes out is sent by ngtcp2's own
+      // timer, no longer held.
+      e->read_since_write = 0;
       e->stream_frames_since_write = 0;
+      e->reset_unsent = 0;
       // Pacing starts only after the first RTT sample: 0.12.1 otherwise paces from the 333 ms
       // initial RTT and holds the first query after the handshake back by ~20 ms.
       if (!e->rtt_seen) {
@@ -657,15 +670,12 @@ ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
 
 int64_t doq_engine_expiry_delay(doq_engine *e) {
   ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(e->conn);
-  if (expiry == UINT64_MAX) return -1;
   uint64_t now = doq_now_ns();
-  // While an ACK is held, a timer due earlier (the delayed ACK; anything else that soon, such as a
-  // probe timeout, is at least the peer's max_ack_delay away) fires when the hold ends, at most
-  // DOQ_ACK_HOLD_NS late.
-  if (holding_ack(e, now)) {
-    uint64_t hold = e->read_since_write + DOQ_ACK_HOLD_NS;
-    if (expiry < hold) expiry = hold;
-  }
+  // While writes are held the timer fires when the hold ends, whatever ngtcp2's own expiry: an
+  // earlier one (its delayed ACK) waits, and a later one may hide an ACK still owed (an expiry
+  // handled during the hold switches ngtcp2's delayed-ACK timer off, the ACK itself stays due).
+  if (holding_ack(e, now)) expiry = e->read_since_write + DOQ_ACK_HOLD_NS;
+  if (expiry == UINT64_MAX) return -1;
   return expiry > now ? (int64_t)(expiry - now) : 0;
 }
 
@@ -683,6 +693,7 @@ int64_t doq_engine_submit(doq_engine *e, const uint8_t *data, size_t len) {
   s->outlen = len;
   int rv = ngtcp2_conn_open_bidi_stream(e->conn, &s->id, s);
   if (rv != 0) {
+    if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) e->streams_blocked = 1;
     free_stream(s);
     return rv;
   }
@@ -699,6 +710,7 @@ void doq_engine_cancel(doq_engine *e, int64_t stream_id, uint64_t code) {
     if (s->id == stream_id) {
       s->done = 1;
       (void)ngtcp2_conn_shutdown_stream(e->conn, stream_id, code);
+      e->reset_unsent = 1;
       return;
     }
   }

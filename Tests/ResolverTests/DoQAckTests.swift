@@ -5,27 +5,38 @@ import Testing
 
 @testable import Resolver
 
-/// What the DoQ client sends on the wire between queries, counted by a relay in front of the aioquic
-/// fixture server.
+/// What the DoQ client sends on the wire between queries, seen by a relay in front of the aioquic
+/// fixture server. Queries are padded to 128 octets and more (T-35); ACK-only datagrams are a few dozen.
 @Suite(.serialized) struct DoQAckTests {
-  /// An answer's ACK waits for the next query instead of going out alone: ngtcp2 0.12 on its own
-  /// acknowledges a lone packet after an eighth of the RTT, which made every answer cost an extra
-  /// datagram (and a timer and a wake-up of the server).
-  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
-  func answersAreAcknowledgedByTheNextQuery() async throws {
-    let server = try await DoQFixtureServer()
-    defer { server.stop() }
-    let relay = try await UDPCountingRelay.start(to: try server.endpoint)
+  /// A connected session through a relay, after one exchange and a pause that let the handshake's
+  /// last packets, the server's tickets and their ACKs settle.
+  private func settledSession(
+    _ server: DoQFixtureServer, _ relay: UDPCountingRelay
+  ) async throws -> any EncryptedSession {
     let log = DoQCallbackLog()
     let connector = try DoQConnector(extraCAFile: nil, group: MultiThreadedEventLoopGroup.singleton)
     let endpoint = try #require(relay.endpoint)
     let (session, _) = try await connector.connect(
       to: endpoint, expectedName: nil, resumption: nil, handshakeTimeout: .seconds(3), idleTimeout: .seconds(30),
       onTicket: log.onTicket, onClose: log.onClose)
-    // The handshake's last packets, the server's tickets and their ACKs settle first.
     _ = try await session.query(try doqTestQuery("warm.example.", id: 1), timeout: .seconds(3))
     try await Task.sleep(for: .milliseconds(100))
+    return session
+  }
 
+  /// An answer's ACK waits for the next query instead of going out alone: ngtcp2 0.12 on its own
+  /// acknowledges a lone packet after an eighth of the RTT, and at once after an ACK-only packet of
+  /// the server, which made nearly every answer cost an extra datagram.
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func answersAreAcknowledgedByTheNextQuery() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let relay = try await UDPCountingRelay.start(to: try server.endpoint)
+    let session: any EncryptedSession
+    do { session = try await settledSession(server, relay) } catch {
+      await relay.close()
+      throw error
+    }
     let warmedUp = relay.passed.count
     for i in 0..<20 {
       let response = try await session.query(
@@ -34,11 +45,12 @@ import Testing
       // Longer than ngtcp2's own delay for one packet's ACK (RTT / 8).
       try await Task.sleep(for: .milliseconds(1))
     }
-    try await Task.sleep(for: .milliseconds(20))
+    try await Task.sleep(for: .milliseconds(50))
+    session.close()
+    await relay.close()
     let passed = Array(relay.passed.dropFirst(warmedUp))
-    // Queries are padded to 128 octets and more (T-35); ACK-only datagrams are a few dozen.
-    let queries = passed.filter { $0.fromClient && $0.size >= 100 }.count
-    #expect(queries == 20)
+    // At least one per query (more if a stalled machine made the client retransmit one).
+    #expect(passed.filter { $0.fromClient && $0.size >= 100 }.count >= 20)
     // An ACK-only datagram that follows a single server datagram (two in a row are acknowledged at
     // once, RFC 9000 §13.2.2) by less than 4 ms went out without waiting for a query.
     var early = 0
@@ -47,10 +59,8 @@ import Testing
       if !answer.fromClient && passed[k - 2].fromClient && passed[k].at - answer.at < 4_000_000 { early += 1 }
     }
     #expect(early == 0, "\(early) ACK-only datagrams sent within 4 ms of a lone server datagram")
-    // The last answer is still acknowledged, alone, once the hold is over (within the 20 ms waited).
+    // The last answer is still acknowledged, alone, once the hold is over.
     let lastAnswer = try #require(passed.lastIndex { !$0.fromClient && $0.size >= 100 })
     #expect(passed[(lastAnswer + 1)...].contains { $0.fromClient }, "the last answer was not acknowledged")
-    session.close()
-    await relay.close()
   }
 }
