@@ -2,7 +2,8 @@
 #
 #   make demo      install the missing build libraries, build, run `sotto demo` (offline, no root)
 #   make lab-demo  the NSD-lab walkthrough: traced lookups, serve + dig, state show (root)
-#   make test      install missing tools, build, unit tests, integration tests
+#   make test      install missing tools, lint, build, unit tests, integration tests
+#   make lint      swift format lint --strict (.swift-format); make format rewrites the tree
 #   make build     swift build (debug)
 #   make dot-test  only the opportunistic-DoT integration tests (captures with tcpdump)
 #   make doq-test  only the opportunistic-DoQ integration tests (lab DoQ servers: aioquic + dnspython)
@@ -90,10 +91,10 @@ lab-demo: deps build
 
 # swift format style (.swift-format: the defaults with 120-column lines); `make format` fixes.
 lint:
-	swift format lint --strict --recursive --parallel Sources Tests Fuzz Package.swift
+	$(SWIFT) format lint --strict --recursive --parallel Sources Tests Fuzz Package.swift
 
 format:
-	swift format format --in-place --recursive --parallel Sources Tests Fuzz Package.swift
+	$(SWIFT) format format --in-place --recursive --parallel Sources Tests Fuzz Package.swift
 
 build-tests:
 	$(SWIFT) build --build-tests

@@ -86,8 +86,9 @@ static unsigned udp_exchanges(const char *ip, unsigned count, unsigned outstandi
   while (live > 0) {
     if (poll(fds, live, 1000) <= 0) break;  // a lost datagram ends the run (counted as short)
     for (unsigned k = 0; k < live; k++) {
-      if (!(fds[k].revents & POLLIN)) continue;
-      if (recv(fds[k].fd, r, sizeof r, 0) > 12) ok++;
+      // POLLERR alone: an ICMP error (port unreachable) on the connected socket; the slot is closed.
+      if (!(fds[k].revents & (POLLIN | POLLERR | POLLHUP))) continue;
+      if ((fds[k].revents & POLLIN) && recv(fds[k].fd, r, sizeof r, 0) > 12) ok++;
       close(fds[k].fd);
       int s = sent < count ? udp_send(&to, sent++, tag) : -1;
       if (s >= 0) {

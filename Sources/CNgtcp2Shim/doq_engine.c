@@ -383,6 +383,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, u
     s->done = 1;
     push_event(e, DOQ_EVENT_STREAM_OVERFLOW, sid, 0, NULL, 0);
     (void)ngtcp2_conn_shutdown_stream(conn, sid, 0x2 /* DOQ_PROTOCOL_ERROR */);
+    e->reset_unsent = 1;
     return 0;
   }
   if (s->inlen + len > s->incap) {

@@ -77,7 +77,9 @@ int doq_engine_next_event(doq_engine *e, doq_event *ev);
 /// Feeds one received datagram. Returns 0 or a negative ngtcp2 error (NGTCP2_ERR_DRAINING when the
 /// peer closed: read `doq_engine_peer_close`).
 int doq_engine_read(doq_engine *e, const uint8_t *pkt, size_t len);
-/// Writes the next packet into `buf`; returns its size, 0 when nothing is left, or a negative error.
+/// Writes the next packet into `buf`; returns its size, 0 when nothing is left or writes are held for
+/// an ACK to ride on the next query (then `doq_engine_expiry_delay` covers the end of the hold), or a
+/// negative error.
 ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap);
 /// Nanoseconds until `doq_engine_handle_expiry` is due; -1 when no timer is armed.
 int64_t doq_engine_expiry_delay(doq_engine *e);
