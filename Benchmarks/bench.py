@@ -422,6 +422,8 @@ def fmt(x: float) -> str:
         return f"{x:,.0f}"
     if abs(x) >= 10:
         return f"{x:.1f}"
+    if abs(x) < 0.01:  # e.g. a CPU difference of -0.000927 %: noise, shown as 0.00
+        return f"{x:.2f}"
     return f"{x:.3g}"
 
 
