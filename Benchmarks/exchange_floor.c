@@ -1,10 +1,13 @@
 // What one upstream exchange costs the client at the least, with plain blocking calls and nothing
 // else in the process: Do53 over a fresh UDP socket per query (as Sotto sends it, R-31), DoT on one
-// long-lived TLS connection (OpenSSL, no verification, ALPN "dot"), one query at a time or N
-// pipelined; Do53 also with N sockets in flight. Built and run by Benchmarks/exchange_floor.py against the lab's NSD.
-//   exchange_floor IP MODE COUNT [OUTSTANDING]   MODE: udp | dot
+// long-lived TLS connection (OpenSSL, no verification, ALPN "dot"), DoQ on one QUIC connection
+// (Sotto's own ngtcp2 + GnuTLS engine, Sources/CNgtcp2Shim, driven with ppoll), one query at a time
+// or N in flight. Built and run by Benchmarks/exchange_floor.py against the lab's servers.
+//   exchange_floor IP MODE COUNT [OUTSTANDING [ZONE]]   MODE: udp | dot | doq; ZONE: dot (default) | doq
 // Prints: mode, exchanges, CPU µs per exchange (utime+stime), wall µs per exchange.
+#define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <doq_engine.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -29,7 +32,10 @@ static struct sockaddr_in server(const char *ip, int port) {
   return a;
 }
 
-// A query for "q<i>-<tag>.dot.test. A" with ID i: every name is new to the server's answer path.
+/// The lab zone asked: "dot" (dot.test.) or "doq" (doq.test.).
+static const char *zone = "dot";
+
+// A query for "q<i>-<tag>.<zone>.test. A" with ID i: every name is new to the server's answer path.
 static int query(uint8_t *out, unsigned i, unsigned tag) {
   uint8_t *p = out;
   *p++ = (uint8_t)(i >> 8), *p++ = (uint8_t)i;
@@ -39,7 +45,7 @@ static int query(uint8_t *out, unsigned i, unsigned tag) {
   int n = snprintf(label, sizeof label, "q%u-%u", i, tag);
   *p++ = (uint8_t)n;
   memcpy(p, label, (size_t)n), p += n;
-  *p++ = 3, memcpy(p, "dot", 3), p += 3;
+  *p++ = (uint8_t)strlen(zone), memcpy(p, zone, strlen(zone)), p += strlen(zone);
   *p++ = 4, memcpy(p, "test", 4), p += 4;
   *p++ = 0;
   *p++ = 0, *p++ = 1, *p++ = 0, *p++ = 1;
@@ -157,13 +163,94 @@ static unsigned dot_exchanges(SSL *ssl, unsigned count, unsigned outstanding, un
   return ok;
 }
 
+
+// DoQ: one connection through the shim. Writes what the engine has, then waits (ppoll, to the
+// nanosecond) for a datagram or the engine's next expiry.
+static int doq_write_all(doq_engine *e, int s) {
+  uint8_t buf[1500];
+  ssize_t n;
+  while ((n = doq_engine_write(e, buf, sizeof buf)) > 0)
+    if (send(s, buf, (size_t)n, 0) != n) return -1;
+  return n < 0 ? -1 : 0;
+}
+
+static int doq_pump(doq_engine *e, int s) {
+  uint8_t buf[1500];
+  ssize_t n;
+  if (doq_write_all(e, s) < 0) return -1;
+  int64_t delay = doq_engine_expiry_delay(e);
+  struct timespec ts = {.tv_sec = 1};
+  if (delay >= 0) ts = (struct timespec){.tv_sec = delay / 1000000000, .tv_nsec = delay % 1000000000};
+  struct pollfd p = {.fd = s, .events = POLLIN};
+  int r = ppoll(&p, 1, &ts, NULL);
+  if (r < 0) return -1;
+  if (r > 0)
+    while ((n = recv(s, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+      if (doq_engine_read(e, buf, (size_t)n) < 0) return -1;
+  if (doq_engine_expiry_delay(e) == 0 && doq_engine_handle_expiry(e) < 0) return -1;
+  return 0;
+}
+
+static doq_engine *doq_connect(const char *ip, int *sock) {
+  char err[256];
+  doq_context *ctx = doq_context_new(NULL, err, sizeof err);
+  if (!ctx) return fprintf(stderr, "doq context: %s\n", err), NULL;
+  struct sockaddr_in to = server(ip, 853), local;
+  socklen_t len = sizeof local;
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  if (connect(s, (struct sockaddr *)&to, sizeof to) != 0 || getsockname(s, (struct sockaddr *)&local, &len) != 0) return NULL;
+  char local_ip[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &local.sin_addr, local_ip, sizeof local_ip);
+  doq_config cfg = {.remote_ip = ip, .remote_port = 853, .local_ip = local_ip, .local_port = ntohs(local.sin_port),
+                    .handshake_timeout_ns = 3000000000ull, .idle_timeout_ns = 30000000000ull};
+  doq_engine *e = doq_engine_new(ctx, &cfg, err, sizeof err);
+  if (!e) return fprintf(stderr, "doq engine: %s\n", err), NULL;
+  double deadline = wall_seconds() + 3;
+  while (!doq_engine_handshake_confirmed(e) && wall_seconds() < deadline)
+    if (doq_pump(e, s) < 0) return NULL;
+  doq_event ev;
+  while (doq_engine_next_event(e, &ev)) {}
+  *sock = s;
+  return doq_engine_handshake_confirmed(e) ? e : NULL;
+}
+
+static int doq_submit(doq_engine *e, unsigned i, unsigned tag) {
+  uint8_t framed[514];
+  int n = query(framed + 2, 0, tag + (i << 8));  // Message ID 0 on DoQ (RFC 9250 4.2.1)
+  framed[0] = (uint8_t)(n >> 8), framed[1] = (uint8_t)n;
+  int64_t id = doq_engine_submit(e, framed, (size_t)n + 2);
+  return id >= 0 ? 0 : (int)id;
+}
+
+// `outstanding` queries in flight on one connection: a new stream as each answer's FIN comes in,
+// each query written at once in a packet of its own (as a resolver's queries go out, one at a time),
+// not batched with the next ones.
+static unsigned doq_exchanges(doq_engine *e, int s, unsigned count, unsigned outstanding, unsigned tag) {
+  unsigned sent = 0, ok = 0, inflight = 0;
+  double deadline = wall_seconds() + 60;
+  while (ok < count && wall_seconds() < deadline) {
+    while (inflight < outstanding && sent < count && doq_submit(e, sent, tag) == 0) {
+      sent++, inflight++;
+      if (doq_write_all(e, s) < 0) return ok;
+    }
+    if (doq_pump(e, s) < 0) return ok;
+    doq_event ev;
+    while (doq_engine_next_event(e, &ev)) {
+      if (ev.type == DOQ_EVENT_STREAM_FIN && ev.len > 14) ok++, inflight--;
+      else if (ev.type == DOQ_EVENT_STREAM_RESET || ev.type == DOQ_EVENT_STREAM_CLOSED) inflight--;
+    }
+  }
+  return ok;
+}
+
 int main(int argc, char **argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: %s IP udp|dot COUNT [OUTSTANDING]\n", argv[0]);
+    fprintf(stderr, "usage: %s IP udp|dot|doq COUNT [OUTSTANDING [ZONE]]\n", argv[0]);
     return 2;
   }
   const char *ip = argv[1], *mode = argv[2];
   unsigned count = (unsigned)atoi(argv[3]), outstanding = argc > 4 ? (unsigned)atoi(argv[4]) : 1;
+  if (argc > 5) zone = argv[5];
   unsigned tag = (unsigned)getpid();
   unsigned warm = count / 10 + 1, ok;
   double cpu0, wall0;
@@ -171,6 +258,13 @@ int main(int argc, char **argv) {
     udp_exchanges(ip, warm, outstanding, tag + 1);
     cpu0 = cpu_seconds(), wall0 = wall_seconds();
     ok = udp_exchanges(ip, count, outstanding, tag);
+  } else if (strcmp(mode, "doq") == 0) {
+    int s = -1;
+    doq_engine *e = doq_connect(ip, &s);  // the handshake is not counted, as for DoT
+    if (!e) return 1;
+    doq_exchanges(e, s, warm, outstanding, tag + 1);
+    cpu0 = cpu_seconds(), wall0 = wall_seconds();
+    ok = doq_exchanges(e, s, count, outstanding, tag);
   } else {
     SSL *ssl = dot_connect(ip);  // the handshake is not counted: a session outlives many exchanges
     if (!ssl) return 1;
