@@ -25,8 +25,9 @@ peer = os.environ.get("RESOLVER")
 res = PEERS[peer](OUT / peer) if peer else Sotto(OUT / "sotto", encryption=enc)
 try:
   with res:
-      if int(os.environ.get("WARM", "300")):  # WARM=0: a fresh process, as in make bench's cold run
-          warm = write_names(OUT / "w.txt", bench.cold_names("warm%d" % time.time(), int(os.environ.get("WARM", "300"))))
+      warm_names = int(os.environ.get("WARM", "300"))
+      if warm_names:  # WARM=0: a fresh process, as in make bench's cold run
+          warm = write_names(OUT / "w.txt", bench.cold_names("warm%d" % time.time(), warm_names))
           dnsperf(res.port, warm, once=True, outstanding=20, timeout=10)
       n, zone, tag = int(os.environ.get("N", "12000")), os.environ.get("ZONE"), "p%d" % (time.time() % 100000)
       # ZONE=dot.test. (say): every name NXDOMAIN under that one zone, one exchange with its server each.

@@ -52,7 +52,7 @@ struct doq_engine {
   doq_event_node *head, *tail, *popped;
   int completed, confirmed, early_key, early_sent, early_state, rtt_seen;
   /// When a datagram was first read after the last packet written (0: none since): an ACK may be
-  /// pending from then on, and the next packet written carries it.
+  /// owed from then on (see holding_ack).
   uint64_t read_since_write;
   /// Stream data deliveries since the last packet written (each came in an ack-eliciting packet).
   unsigned stream_frames_since_write;

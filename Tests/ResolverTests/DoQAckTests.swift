@@ -11,7 +11,7 @@ import Testing
   /// A connected session through a relay, after one exchange and a pause that let the handshake's
   /// last packets, the server's tickets and their ACKs settle.
   private func settledSession(
-    _ server: DoQFixtureServer, _ relay: UDPCountingRelay
+    _ server: DoQFixtureServer, _ relay: UDPRecordingRelay
   ) async throws -> any EncryptedSession {
     let log = DoQCallbackLog()
     let connector = try DoQConnector(extraCAFile: nil, group: MultiThreadedEventLoopGroup.singleton)
@@ -31,7 +31,7 @@ import Testing
   func answersAreAcknowledgedByTheNextQuery() async throws {
     let server = try await DoQFixtureServer()
     defer { server.stop() }
-    let relay = try await UDPCountingRelay.start(to: try server.endpoint)
+    let relay = try await UDPRecordingRelay.start(to: try server.endpoint)
     let session: any EncryptedSession
     do { session = try await settledSession(server, relay) } catch {
       await relay.close()
@@ -68,6 +68,6 @@ import Testing
     #expect(early == 0, "\(early) ACK-only datagrams sent within 4 ms of a lone server datagram")
     // The last answer is still acknowledged, alone, once the hold is over.
     let lastAnswer = try #require(passed.lastIndex { !$0.fromClient && $0.size >= 100 })
-    #expect(passed[(lastAnswer + 1)...].contains { $0.fromClient }, "the last answer was not acknowledged")
+    #expect(passed[(lastAnswer + 1)...].contains(where: { $0.fromClient }), "the last answer was not acknowledged")
   }
 }
