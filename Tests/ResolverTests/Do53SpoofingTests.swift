@@ -14,30 +14,26 @@ final class ForgingServer: Sendable {
   let channels: [any Channel]
   let port: Int
 
-  /// Started on a port free for both UDP and TCP; a port taken in between is retried on another
-  /// (bind(0) for UDP, then TCP on the same number, failed when an outgoing socket held it).
+  /// Started on a port drawn from 20000-32767 that both its TCP and UDP sockets bind, each bound
+  /// directly (no check first, so no one can take the port in between); a taken port is retried
+  /// on another, up to 20 draws.
   static func start(forgedPerQuery: Int, delay: TimeAmount = .zero) async throws -> ForgingServer {
-    try await retryingOnAnotherPort("127.0.0.1") { port in
-      try await start(on: port, forgedPerQuery: forgedPerQuery, delay: delay)
+    var failures: [String] = []
+    for _ in 0..<20 {
+      let port = Int.random(in: 20000...32767)
+      do {
+        return try await start(on: port, forgedPerQuery: forgedPerQuery, delay: delay)
+      } catch DoTTestError.setup(let why) {
+        failures.append(why)
+      }
     }
+    throw DoTTestError.setup("no port bound for both TCP and UDP: \(failures.joined(separator: "; "))")
   }
 
   private static func start(on port: Int, forgedPerQuery: Int, delay: TimeAmount) async throws -> ForgingServer {
     let group = MultiThreadedEventLoopGroup.singleton
     let udpCount = Counter()
     let tcpCount = Counter()
-    let udp: any Channel
-    do {
-      udp = try await DatagramBootstrap(group: group)
-        .bindClosingOnFailure(to: try SocketAddress(ipAddress: "127.0.0.1", port: port)) { ch in
-          ch.eventLoop.makeCompletedFuture {
-            try ch.pipeline.syncOperations.addHandler(
-              ForgingUDPHandler(forged: forgedPerQuery, delay: delay, count: udpCount))
-          }
-        }
-    } catch {
-      throw DoTTestError.setup("UDP port \(port): \(error)")
-    }
     let tcp: any Channel
     do {
       tcp = try await ServerBootstrap(group: group)
@@ -49,8 +45,20 @@ final class ForgingServer: Sendable {
         }
         .bind(host: "127.0.0.1", port: port).get()
     } catch {
-      try? await udp.close()
       throw DoTTestError.setup("TCP port \(port): \(error)")
+    }
+    let udp: any Channel
+    do {
+      udp = try await DatagramBootstrap(group: group)
+        .bindClosingOnFailure(to: try SocketAddress(ipAddress: "127.0.0.1", port: port)) { ch in
+          ch.eventLoop.makeCompletedFuture {
+            try ch.pipeline.syncOperations.addHandler(
+              ForgingUDPHandler(forged: forgedPerQuery, delay: delay, count: udpCount))
+          }
+        }
+    } catch {
+      try? await tcp.close()
+      throw DoTTestError.setup("UDP port \(port): \(error)")
     }
     return ForgingServer(udp: udpCount, tcp: tcpCount, channels: [udp, tcp], port: port)
   }

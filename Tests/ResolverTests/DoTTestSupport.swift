@@ -216,15 +216,18 @@ func freeTestPort(on address: String) async throws -> Int {
 }
 
 /// Runs `start` with a free port on `address`; a setup failure (such as the port taken in between)
-/// is retried on another port, up to three attempts.
+/// is retried on another port, up to three attempts. The last failure names the earlier ones.
 func retryingOnAnotherPort<Server>(_ address: String, _ start: (Int) async throws -> Server) async throws -> Server {
-  var attempt = 1
+  var failures: [String] = []
   while true {
     do {
       return try await start(try await freeTestPort(on: address))
-    } catch DoTTestError.setup(let why) where attempt < 3 {
+    } catch DoTTestError.setup(let why) {
+      failures.append(why)
+      guard failures.count < 3 else {
+        throw DoTTestError.setup("3 attempts on \(address): \(failures.joined(separator: "; "))")
+      }
       print("test server on \(address) did not start (\(why)); trying another port")
-      attempt += 1
     }
   }
 }
