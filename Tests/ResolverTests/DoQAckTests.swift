@@ -59,15 +59,26 @@ import Testing
     // At least one per query (more if a stalled machine made the client retransmit one).
     #expect(passed.filter { $0.fromClient && $0.size >= 100 }.count >= 20)
     // An ACK-only datagram that follows a single server datagram (two in a row are acknowledged at
-    // once, RFC 9000 §13.2.2) by less than 4 ms went out without waiting for a query.
-    var early = 0
-    for k in passed.indices.dropFirst(2) where passed[k].fromClient && passed[k].size < 100 {
-      let answer = passed[k - 1]
-      if !answer.fromClient && passed[k - 2].fromClient && passed[k].at - answer.at < 4_000_000 { early += 1 }
+    // once, RFC 9000 §13.2.2) by less than 4 ms went out without waiting for a query. Only prompt
+    // answers are judged: after one slower than 20 ms the client's loss timer (PTO, about 25 ms
+    // here) may have sent a probe, which is no ACK.
+    var early: [String] = []
+    var judged = 0
+    for k in passed.indices.dropFirst(2) where !passed[k - 1].fromClient && passed[k - 2].fromClient {
+      let (query, answer) = (passed[k - 2], passed[k - 1])
+      guard answer.at - query.at < 20_000_000 else { continue }
+      judged += 1
+      if passed[k].fromClient && passed[k].size < 100 && passed[k].at - answer.at < 4_000_000 {
+        early.append("answered after \(ms(answer.at - query.at)), acknowledged after \(ms(passed[k].at - answer.at))")
+      }
     }
-    #expect(early == 0, "\(early) ACK-only datagrams sent within 4 ms of a lone server datagram")
+    #expect(judged >= 5, "only \(judged) of 20 answers came within 20 ms")
+    #expect(early.isEmpty, "\(early.count) ACK-only datagrams sent within 4 ms of a lone server datagram: \(early)")
     // The last answer is still acknowledged, alone, once the hold is over.
     let lastAnswer = try #require(passed.lastIndex { !$0.fromClient && $0.size >= 100 })
     #expect(passed[(lastAnswer + 1)...].contains(where: { $0.fromClient }), "the last answer was not acknowledged")
   }
 }
+
+/// Nanoseconds as milliseconds, for messages.
+private func ms(_ nanoseconds: UInt64) -> String { String(format: "%.2f ms", Double(nanoseconds) / 1e6) }

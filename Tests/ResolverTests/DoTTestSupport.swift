@@ -249,16 +249,36 @@ final class DoTRecorder<Value: Sendable>: Sendable {
   }
 }
 
-/// A TCP listener on `host` (loopback) that accepts connections and never sends a byte.
+/// A TCP listener on `host` (loopback) that accepts connections and never sends a byte. It notes
+/// when each connection was closed by the client, on its event loop: a test can time a client's
+/// timeout by that, whatever delays the test task's own resumption.
 final class SilentTCPListener {
   let channel: any Channel
+  private let closes = DoTRecorder<ContinuousClock.Instant>()
   init(host: String = "127.0.0.1") async throws {
+    let closes = self.closes
     channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelInitializer { ch in
+        ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(CloseRecorder(closes)) }
+      }
       .bind(host: host, port: 0).get()
   }
   var port: Int { channel.localAddress?.port ?? 0 }
+  /// When the first accepted connection ended, waiting up to `seconds` for it.
+  func firstClose(seconds: Double = 3) async -> ContinuousClock.Instant? { await closes.waitForFirst(seconds: seconds) }
   func stop() async { try? await channel.close() }
+
+  private final class CloseRecorder: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let closes: DoTRecorder<ContinuousClock.Instant>
+    init(_ closes: DoTRecorder<ContinuousClock.Instant>) { self.closes = closes }
+    func channelInactive(context: ChannelHandlerContext) {
+      closes.append(ContinuousClock.now)
+      context.fireChannelInactive()
+    }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+  }
 }
 
 /// A query for `name`/`type` with EDNS, as the resolver would build it.
