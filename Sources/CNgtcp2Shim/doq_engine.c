@@ -51,9 +51,15 @@ struct doq_engine {
   doq_stream *streams;
   doq_event_node *head, *tail, *popped;
   int completed, confirmed, early_key, early_sent, early_state, rtt_seen;
-  /// When a datagram was first read after the last packet written (0: none since): an ACK may be
-  /// owed from then on (see holding_ack).
+  /// When the hold began (0: nothing read since the last packet written; see holding_ack): the
+  /// first datagram read after that write, or the first that carried an answer (stream data or a
+  /// stream reset), if one did. A server's ACK-only datagram owes nothing: an answer more than the
+  /// hold after it still gets the whole hold.
   uint64_t read_since_write;
+  /// Whether an answer was read since the last packet written.
+  int answer_since_write;
+  /// Answer frames (stream data deliveries and stream resets) seen by the callbacks, ever.
+  uint64_t answer_frames;
   /// Stream data deliveries since the last packet written (each came in an ack-eliciting packet).
   unsigned stream_frames_since_write;
   /// No ACK hold (see holding_ack): a stream was cancelled and its RESET_STREAM/STOP_SENDING
@@ -375,6 +381,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, u
   doq_engine *e = ud;
   doq_stream *s = sud;
   e->stream_frames_since_write++;
+  e->answer_frames++;
   // Flow-control credit is returned at once: responses are consumed as they arrive.
   ngtcp2_conn_extend_max_stream_offset(conn, sid, len);
   ngtcp2_conn_extend_max_offset(conn, len);
@@ -408,6 +415,7 @@ static int stream_reset_cb(ngtcp2_conn *conn, int64_t sid, uint64_t final_size, 
   (void)conn;
   (void)final_size;
   doq_stream *s = sud;
+  ((doq_engine *)ud)->answer_frames++;
   if (s && !s->done) {
     s->done = 1;
     push_event(ud, DOQ_EVENT_STREAM_RESET, sid, code, NULL, 0);
@@ -579,8 +587,17 @@ int doq_engine_read(doq_engine *e, const uint8_t *pkt, size_t len) {
   ngtcp2_pkt_info pi;
   memset(&pi, 0, sizeof pi);
   uint64_t ts = doq_now_ns();
+  uint64_t answers_before = e->answer_frames;
   if (!e->read_since_write) e->read_since_write = ts;
-  return ngtcp2_conn_read_pkt(e->conn, &e->ps.path, &pi, pkt, len, ts);
+  int rv = ngtcp2_conn_read_pkt(e->conn, &e->ps.path, &pi, pkt, len, ts);
+  // The first answer restarts the hold. Timed only from the first datagram, the hold ended too
+  // soon when the server's ACK-only came first and its answer more than 5 ms later: the answer's
+  // ACK went alone. An ACK owed from before waits at most twice the hold, within max_ack_delay.
+  if (!e->answer_since_write && e->answer_frames != answers_before) {
+    e->answer_since_write = 1;
+    e->read_since_write = ts;
+  }
+  return rv;
 }
 
 static doq_stream *next_sendable(doq_engine *e) {
@@ -609,7 +626,7 @@ static int has_unsent_stream_data(doq_engine *e) {
 /// confirmed, no query waits to be written, none waits for stream credit, no stream reset waits,
 /// at most one stream data delivery came in (§13.2.2: every second ack-eliciting packet is
 /// acknowledged at once; other ack-eliciting frames are not counted), and the hold that began with
-/// the first datagram read since the last write has not ended. Whatever else ngtcp2 has to send
+/// the first datagram or the first answer read since the last write has not ended. Whatever else ngtcp2 has to send
 /// then (a retransmission, a probe) goes when the hold ends: doq_engine_expiry_delay wakes the
 /// caller then.
 static int holding_ack(doq_engine *e, uint64_t now) {
@@ -654,6 +671,7 @@ ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
       // the packet it acknowledges); one not yet due when a query goes out is sent by ngtcp2's own
       // timer, no longer held.
       e->read_since_write = 0;
+      e->answer_since_write = 0;
       e->stream_frames_since_write = 0;
       e->reset_unsent = 0;
       // Pacing starts only after the first RTT sample: 0.12.1 otherwise paces from the 333 ms

@@ -7,7 +7,8 @@ certificate (CN/SAN "doq.test"), single-use session tickets. Each stream carries
 a protocol error: the connection is closed with DOQ_PROTOCOL_ERROR (0x2).
 
 Prints "LISTENING <port>" once ready, "QUERY <id> <name>" per query and "CLOSE <code> <reason>" when
-a client closes. Flags: --reset-streams (reset every stream with DOQ_INTERNAL_ERROR), --bad-id (reply
+a client closes. Names starting "silent" are never answered, names starting "slow" 8 ms late (aioquic
+then acknowledges the query alone first). Flags: --reset-streams (reset every stream with DOQ_INTERNAL_ERROR), --bad-id (reply
 with Message ID 0x1234), --bad-length (wrong length prefix), --reject-early-data (resume, but refuse
 0-RTT).
 """
@@ -108,6 +109,14 @@ class DoQProtocol(QuicConnectionProtocol):
             return
         if query.question and str(query.question[0].name).startswith("silent"):
             return  # never answered: the client's timeout must cancel the stream
+        if query.question and str(query.question[0].name).startswith("slow"):
+            # Answered 8 ms late: aioquic acknowledges the query alone after 1 ms first.
+            asyncio.get_running_loop().call_later(0.008, self.respond, stream_id, query)
+            return
+        self.respond(stream_id, query)
+
+    def respond(self, stream_id, query):
+        opts = DoQProtocol.options
         response = dns.message.make_response(query)
         if query.question:
             q = query.question[0]
