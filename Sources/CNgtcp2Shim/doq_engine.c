@@ -626,9 +626,9 @@ static int has_unsent_stream_data(doq_engine *e) {
 /// confirmed, no query waits to be written, none waits for stream credit, no stream reset waits,
 /// at most one stream data delivery came in (§13.2.2: every second ack-eliciting packet is
 /// acknowledged at once; other ack-eliciting frames are not counted), and the hold that began with
-/// the first datagram or the first answer read since the last write has not ended. Whatever else ngtcp2 has to send
-/// then (a retransmission, a probe) goes when the hold ends: doq_engine_expiry_delay wakes the
-/// caller then.
+/// the first datagram, or the first answer, read since the last write has not ended. Whatever else
+/// ngtcp2 has to send then (a retransmission, a probe) goes when the hold ends:
+/// doq_engine_expiry_delay wakes the caller then.
 static int holding_ack(doq_engine *e, uint64_t now) {
   return e->confirmed && e->read_since_write && e->stream_frames_since_write < 2 && !e->reset_unsent &&
          !e->streams_blocked && now < e->read_since_write + DOQ_ACK_HOLD_NS && !has_unsent_stream_data(e);
