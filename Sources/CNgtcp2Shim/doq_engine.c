@@ -56,6 +56,9 @@ struct doq_engine {
   /// stream reset), if one did. A server's ACK-only datagram owes nothing: an answer more than the
   /// hold after it still gets the whole hold.
   uint64_t read_since_write;
+  /// When the first datagram was read after the last packet written (0: none since): no hold
+  /// lasts beyond DOQ_ACK_HOLD_CAP_NS after it.
+  uint64_t first_read_since_write;
   /// Whether an answer was read since the last packet written.
   int answer_since_write;
   /// Answer frames (stream data deliveries and stream resets) seen by the callbacks, ever.
@@ -588,11 +591,11 @@ int doq_engine_read(doq_engine *e, const uint8_t *pkt, size_t len) {
   memset(&pi, 0, sizeof pi);
   uint64_t ts = doq_now_ns();
   uint64_t answers_before = e->answer_frames;
-  if (!e->read_since_write) e->read_since_write = ts;
+  if (!e->read_since_write) e->read_since_write = e->first_read_since_write = ts;
   int rv = ngtcp2_conn_read_pkt(e->conn, &e->ps.path, &pi, pkt, len, ts);
   // The first answer restarts the hold. Timed only from the first datagram, the hold ended too
   // soon when the server's ACK-only came first and its answer more than 5 ms later: the answer's
-  // ACK went alone. An ACK owed from before waits at most twice the hold, within max_ack_delay.
+  // ACK went alone. An ACK owed from before still goes within DOQ_ACK_HOLD_CAP_NS (hold_end).
   if (!e->answer_since_write && e->answer_frames != answers_before) {
     e->answer_since_write = 1;
     e->read_since_write = ts;
@@ -615,6 +618,28 @@ static doq_stream *next_sendable(doq_engine *e) {
 /// (ngtcp2's default, 25 ms), and at once when packets are missing or reordered: a real loss is
 /// thus reported up to this much later.
 #define DOQ_ACK_HOLD_NS (5 * NGTCP2_MILLISECONDS)
+/// No hold lasts longer than this after the first datagram read since the last write, whatever
+/// restarted it: an ACK owed for that datagram (ngtcp2 sends it min(25 ms, RTT / 8) after, and a
+/// write during the hold would have carried it) then still goes within the 25 ms we advertise.
+#define DOQ_ACK_HOLD_CAP_NS (20 * NGTCP2_MILLISECONDS)
+
+/// Whether an ACK owed since the hold began is due by `ts`, and so went in the packet just
+/// written: ngtcp2 adds one only min(max_ack_delay, smoothed RTT / 8) after the packet that made
+/// it owed, taken as the hold's start (the first answer, or else the first datagram, read).
+static int ack_was_due(doq_engine *e, uint64_t ts) {
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(e->conn, &st);
+  uint64_t delay = st.smoothed_rtt / 8;
+  if (delay > NGTCP2_DEFAULT_MAX_ACK_DELAY) delay = NGTCP2_DEFAULT_MAX_ACK_DELAY;
+  return ts >= e->read_since_write + delay;
+}
+
+/// When the current hold ends (read_since_write set).
+static uint64_t hold_end(doq_engine *e) {
+  uint64_t end = e->read_since_write + DOQ_ACK_HOLD_NS;
+  uint64_t cap = e->first_read_since_write + DOQ_ACK_HOLD_CAP_NS;
+  return end < cap ? end : cap;
+}
 
 static int has_unsent_stream_data(doq_engine *e) {
   for (doq_stream *s = e->streams; s; s = s->next)
@@ -631,7 +656,7 @@ static int has_unsent_stream_data(doq_engine *e) {
 /// doq_engine_expiry_delay wakes the caller then.
 static int holding_ack(doq_engine *e, uint64_t now) {
   return e->confirmed && e->read_since_write && e->stream_frames_since_write < 2 && !e->reset_unsent &&
-         !e->streams_blocked && now < e->read_since_write + DOQ_ACK_HOLD_NS && !has_unsent_stream_data(e);
+         !e->streams_blocked && now < hold_end(e) && !has_unsent_stream_data(e);
 }
 
 ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
@@ -667,10 +692,12 @@ ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
       continue;
     }
     if (n > 0) {
-      // ngtcp2 puts a pending ACK in any packet once it is due (min(max_ack_delay, RTT / 8) after
-      // the packet it acknowledges); one not yet due when a query goes out is sent by ngtcp2's own
-      // timer, no longer held.
-      e->read_since_write = 0;
+      // ngtcp2 puts a pending ACK in a packet only once it is due (min(max_ack_delay, RTT / 8)
+      // after the packet it acknowledges). A query written before then leaves it owed, and
+      // ngtcp2's own timer would send it alone: the hold goes on instead (the next answer
+      // restarts it, its cap stays), for the next query to carry it. That happens to a query
+      // sent right after an answer, or to any while the RTT is long (a loaded machine).
+      if (!e->read_since_write || ack_was_due(e, ts)) e->read_since_write = e->first_read_since_write = 0;
       e->answer_since_write = 0;
       e->stream_frames_since_write = 0;
       e->reset_unsent = 0;
@@ -693,7 +720,7 @@ int64_t doq_engine_expiry_delay(doq_engine *e) {
   // While writes are held the timer fires when the hold ends, whatever ngtcp2's own expiry: an
   // earlier one (its delayed ACK) waits, and a later one may hide an ACK still owed (an expiry
   // handled during the hold switches ngtcp2's delayed-ACK timer off, the ACK itself stays due).
-  if (holding_ack(e, now)) expiry = e->read_since_write + DOQ_ACK_HOLD_NS;
+  if (holding_ack(e, now)) expiry = hold_end(e);
   if (expiry == UINT64_MAX) return -1;
   return expiry > now ? (int64_t)(expiry - now) : 0;
 }
