@@ -619,20 +619,9 @@ static doq_stream *next_sendable(doq_engine *e) {
 /// thus reported up to this much later.
 #define DOQ_ACK_HOLD_NS (5 * NGTCP2_MILLISECONDS)
 /// No hold lasts longer than this after the first datagram read since the last write, whatever
-/// restarted it: an ACK owed for that datagram (ngtcp2 sends it min(25 ms, RTT / 8) after, and a
-/// write during the hold would have carried it) then still goes within the 25 ms we advertise.
+/// restarted it: ngtcp2 sends an ACK owed for that datagram min(25 ms, RTT / 8) after it at the
+/// latest once the hold is over, so it still goes within the 25 ms we advertise.
 #define DOQ_ACK_HOLD_CAP_NS (20 * NGTCP2_MILLISECONDS)
-
-/// Whether an ACK owed since the hold began is due by `ts`, and so went in the packet just
-/// written: ngtcp2 adds one only min(max_ack_delay, smoothed RTT / 8) after the packet that made
-/// it owed, taken as the hold's start (the first answer, or else the first datagram, read).
-static int ack_was_due(doq_engine *e, uint64_t ts) {
-  ngtcp2_conn_stat st;
-  ngtcp2_conn_get_conn_stat(e->conn, &st);
-  uint64_t delay = st.smoothed_rtt / 8;
-  if (delay > NGTCP2_DEFAULT_MAX_ACK_DELAY) delay = NGTCP2_DEFAULT_MAX_ACK_DELAY;
-  return ts >= e->read_since_write + delay;
-}
 
 /// When the current hold ends (read_since_write set).
 static uint64_t hold_end(doq_engine *e) {
@@ -692,12 +681,10 @@ ssize_t doq_engine_write(doq_engine *e, uint8_t *buf, size_t cap) {
       continue;
     }
     if (n > 0) {
-      // ngtcp2 puts a pending ACK in a packet only once it is due (min(max_ack_delay, RTT / 8)
-      // after the packet it acknowledges). A query written before then leaves it owed, and
-      // ngtcp2's own timer would send it alone: the hold goes on instead (the next answer
-      // restarts it, its cap stays), for the next query to carry it. That happens to a query
-      // sent right after an answer, or to any while the RTT is long (a loaded machine).
-      if (!e->read_since_write || ack_was_due(e, ts)) e->read_since_write = e->first_read_since_write = 0;
+      // ngtcp2 puts a pending ACK in any packet once it is due (min(max_ack_delay, RTT / 8) after
+      // the packet it acknowledges); one not yet due when a query goes out is sent by ngtcp2's own
+      // timer, no longer held.
+      e->read_since_write = e->first_read_since_write = 0;
       e->answer_since_write = 0;
       e->stream_frames_since_write = 0;
       e->reset_unsent = 0;

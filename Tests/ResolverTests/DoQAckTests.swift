@@ -26,39 +26,28 @@ import Testing
 
   /// An answer's ACK waits for the next query instead of going out alone: ngtcp2 0.12 on its own
   /// acknowledges a lone packet after an eighth of the RTT, and at once after an ACK-only packet of
-  /// the server, which made nearly every answer cost an extra datagram.
+  /// the server, which made nearly every answer cost an extra datagram (11 and 16 of 20 went
+  /// within 4 ms of their answer without the hold).
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
   func answersAreAcknowledgedByTheNextQuery() async throws {
     let passed = try await exchanges(names: (0..<20).map { "q\($0).example." })
-    _ = try expectAcksRodeOnQueries(passed)
+    _ = try expectNoEarlyAcks(passed)
   }
 
   /// The same when the server acknowledges the query alone first and answers more than the hold
-  /// later: the hold starts with the answer, not with the server's ACK-only datagram.
+  /// later: the hold restarts with the answer (timed from the server's ACK-only alone, 20 of 20
+  /// answers were acknowledged alone within 0.5 ms).
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
   func slowAnswersAfterAnAckOnlyAreAcknowledgedByTheNextQuery() async throws {
     let passed = try await exchanges(names: (0..<20).map { "slow\($0).example." })
-    let afterAckOnly = try expectAcksRodeOnQueries(passed)
+    let afterAckOnly = try expectNoEarlyAcks(passed)
     // The case in point: judged answers that came after the server's ACK-only for their query.
     #expect(afterAckOnly >= 5, "only \(afterAckOnly) judged answers followed an ACK-only datagram of the server")
   }
 
-  /// Queries sent the moment the previous answer arrives, before ngtcp2 would add that answer's
-  /// ACK to a packet (RTT / 8 after it), carry it all the same: no ACK-only datagram of the client
-  /// between the first answer and the last.
-  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
-  func backToBackQueriesCarryTheAcks() async throws {
-    let passed = try await exchanges(names: (0..<20).map { "b\($0).example." }, pause: .zero)
-    let answers = passed.indices.filter { !passed[$0].fromClient && passed[$0].size >= 100 }
-    let (first, last) = (try #require(answers.first), try #require(answers.last))
-    let alone = passed[first..<last].filter { $0.fromClient && $0.size < 100 }.count
-    #expect(alone <= 2, "\(alone) ACK-only datagrams between \(answers.count) back-to-back answers")
-  }
-
-  /// Queries `names` one at a time through a relay, `pause` apart, and returns what passed the
-  /// relay after the warm-up.
-  private func exchanges(names: [String], pause: Duration = .milliseconds(1)) async throws -> [UDPRecordingRelay.Passed]
-  {
+  /// Queries `names` one at a time through a relay, 1 ms apart, and returns what passed the relay
+  /// after the warm-up.
+  private func exchanges(names: [String]) async throws -> [UDPRecordingRelay.Passed] {
     let server = try await DoQFixtureServer()
     defer { server.stop() }
     let relay = try await UDPRecordingRelay.start(to: try server.endpoint)
@@ -72,8 +61,8 @@ import Testing
       for (i, name) in names.enumerated() {
         let response = try await session.query(try doqTestQuery(name, id: UInt16(i + 2)), timeout: .seconds(3))
         #expect(response.answers.count == 1)
-        // By default longer than ngtcp2's own delay for one packet's ACK (RTT / 8).
-        if pause > .zero { try await Task.sleep(for: pause) }
+        // Longer than ngtcp2's own delay for one packet's ACK (RTT / 8).
+        try await Task.sleep(for: .milliseconds(1))
       }
       try await Task.sleep(for: .milliseconds(50))
     } catch {
@@ -90,43 +79,43 @@ import Testing
     return passed
   }
 
-  /// No ACK-only datagram went out within 4 ms of a lone answer (a server datagram of 100 octets
-  /// or more with no other answer since the client's last datagram; two in a row are acknowledged
-  /// at once, RFC 9000 §13.2.2), and the last answer was still acknowledged once the hold was over.
-  /// Only answers within 20 ms of the query are judged: after a slower one the client's loss timer
-  /// (PTO, about 25 ms here) may have sent a probe, which is no ACK. Returns how many judged
-  /// answers came after a small (ACK-only) server datagram since the client's last one.
-  private func expectAcksRodeOnQueries(_ passed: [UDPRecordingRelay.Passed]) throws -> Int {
+  /// No ACK-only datagram (under 100 octets) went out within 4 ms of a lone answer (one of 100
+  /// octets or more, the first since the client's last datagram: two in a row are acknowledged at
+  /// once, RFC 9000 §13.2.2) as the client's next datagram, and the last answer was still
+  /// acknowledged once the hold was over. Only answers within 15 ms of their query are judged:
+  /// the hold is capped 20 ms after the first datagram read, and after a slower answer the
+  /// client's loss timer (PTO, about 25 ms here) may have sent a probe, which is no ACK. Returns
+  /// how many judged answers came after a small server datagram (the server's ACK-only).
+  private func expectNoEarlyAcks(_ passed: [UDPRecordingRelay.Passed]) throws -> Int {
     var early: [String] = []
     var judged = 0
     var afterAckOnly = 0
     var lastQuery: UInt64?
     var answersSinceClient = 0
-    var ackOnlySinceClient = false
+    var smallFromServer = false
     for (k, datagram) in passed.enumerated() {
       if datagram.fromClient {
-        answersSinceClient = 0
-        ackOnlySinceClient = false
+        (answersSinceClient, smallFromServer) = (0, false)
         if datagram.size >= 100 { lastQuery = datagram.at }
         continue
       }
       guard datagram.size >= 100 else {
-        ackOnlySinceClient = true
+        smallFromServer = true
         continue
       }
       answersSinceClient += 1
-      guard answersSinceClient == 1, let query = lastQuery, datagram.at - query < 20_000_000 else { continue }
+      guard answersSinceClient == 1, let query = lastQuery, datagram.at - query < 15_000_000 else { continue }
       // The client's next datagram, unless another server datagram with an answer comes first.
       guard let next = passed[(k + 1)...].first(where: { $0.fromClient || $0.size >= 100 }), next.fromClient else {
         continue
       }
       judged += 1
-      if ackOnlySinceClient { afterAckOnly += 1 }
+      if smallFromServer { afterAckOnly += 1 }
       if next.size < 100 && next.at - datagram.at < 4_000_000 {
         early.append("answered after \(ms(datagram.at - query)), acknowledged after \(ms(next.at - datagram.at))")
       }
     }
-    #expect(judged >= 5, "only \(judged) answers came alone within 20 ms of their query")
+    #expect(judged >= 5, "only \(judged) answers came alone within 15 ms of their query")
     #expect(early.isEmpty, "\(early.count) ACK-only datagrams sent within 4 ms of a lone answer: \(early)")
     let lastAnswer = try #require(passed.lastIndex { !$0.fromClient && $0.size >= 100 })
     #expect(passed[(lastAnswer + 1)...].contains(where: { $0.fromClient }), "the last answer was not acknowledged")
