@@ -163,7 +163,6 @@ static unsigned dot_exchanges(SSL *ssl, unsigned count, unsigned outstanding, un
   return ok;
 }
 
-
 // DoQ: one connection through the shim. Writes what the engine has, then waits (ppoll, to the
 // nanosecond) for a datagram or the engine's next expiry.
 static int doq_write_all(doq_engine *e, int s) {

@@ -26,8 +26,8 @@ import Testing
 
   /// An answer's ACK waits for the next query instead of going out alone: ngtcp2 0.12 on its own
   /// acknowledges a lone packet after an eighth of the RTT, and at once after an ACK-only packet of
-  /// the server, which made nearly every answer cost an extra datagram (11 and 16 of 20 went
-  /// within 4 ms of their answer without the hold).
+  /// the server, which made nearly every answer cost an extra datagram (without the hold, 20 of 20
+  /// were acknowledged alone within 4 ms, in each of two runs).
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
   func answersAreAcknowledgedByTheNextQuery() async throws {
     let passed = try await exchanges(names: (0..<20).map { "q\($0).example." })
@@ -36,7 +36,7 @@ import Testing
 
   /// The same when the server acknowledges the query alone first and answers more than the hold
   /// later: the hold restarts with the answer (timed from the server's ACK-only alone, 20 of 20
-  /// answers were acknowledged alone within 0.5 ms).
+  /// answers were acknowledged alone within 4 ms, in each of two runs).
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
   func slowAnswersAfterAnAckOnlyAreAcknowledgedByTheNextQuery() async throws {
     let passed = try await exchanges(names: (0..<20).map { "slow\($0).example." })

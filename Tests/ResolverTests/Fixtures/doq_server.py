@@ -7,10 +7,10 @@ certificate (CN/SAN "doq.test"), single-use session tickets. Each stream carries
 a protocol error: the connection is closed with DOQ_PROTOCOL_ERROR (0x2).
 
 Prints "LISTENING <port>" once ready, "QUERY <id> <name>" per query and "CLOSE <code> <reason>" when
-a client closes. Names starting "silent" are never answered, names starting "slow" 8 ms late (aioquic
-then acknowledges the query alone first). Flags: --reset-streams (reset every stream with DOQ_INTERNAL_ERROR), --bad-id (reply
-with Message ID 0x1234), --bad-length (wrong length prefix), --reject-early-data (resume, but refuse
-0-RTT).
+a client closes. Names starting "silent" are never answered, names starting "slow" 8 ms late
+(aioquic then acknowledges the query alone first). Flags: --reset-streams (reset every stream with
+DOQ_INTERNAL_ERROR), --bad-id (reply with Message ID 0x1234), --bad-length (wrong length prefix),
+--reject-early-data (resume, but refuse 0-RTT).
 """
 
 import argparse
