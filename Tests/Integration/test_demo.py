@@ -78,9 +78,10 @@ def test_demo_dashboard_fills_within_seconds_and_quits_cleanly(demo_tmux):
     assert first > 0, s
     # Queries panel: hops over DoT and DoQ, cleartext hops marked.
     t.keys("2")
-    q = t.wait(lambda s: re.search(r"\. DoT\b", s) and re.search(r"\. DoQ\b", s) and "1!" in s,
-               "DoT, DoQ and cleartext hops in the queries panel")
-    assert re.search(r"dot\.test\. DoT", q), q
+    # dot.test's own server over DoT: its first queries go out in cleartext while it is probed,
+    # so wait for a later one (the wait once matched on other DoT hops before it came).
+    t.wait(lambda s: re.search(r"dot\.test\. DoT", s) and re.search(r"\. DoQ\b", s) and "1!" in s,
+           "DoT to dot.test., DoQ and cleartext hops in the queries panel")
     # The reason of a failed probe, in the detail view.
     t.keys("1", "/")
     t.type(PLAIN)
