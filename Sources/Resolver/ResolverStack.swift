@@ -31,7 +31,7 @@ public final class ResolverStack: Sendable {
     if configuration.encryption.enabled {
       let context = try DoTClientContext(extraCAFile: configuration.encryption.extraCAFile)
       var connectors: [any EncryptedConnector] = [
-        DoTConnector(context: context, group: group, counters: encryptedReplies)
+        DoTConnector(context: context, counters: encryptedReplies)
       ]
       connectors.append(
         try DoQConnector(

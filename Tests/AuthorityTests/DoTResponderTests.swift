@@ -25,7 +25,7 @@ import Testing
   {
     try await DoTConnection.connect(
       to: endpoint, expectedName: try DNSName("ns1.dot.test."), context: try DoTClientContext(extraCAFile: ca),
-      group: group, resumption: resumption, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3),
+      resumption: resumption, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3),
       idleTimeout: .seconds(5), onTicket: log.onTicket, onClose: log.onClose)
   }
 

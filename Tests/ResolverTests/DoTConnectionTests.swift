@@ -19,7 +19,6 @@ import Testing
     let name = try expectedName.map { try DNSName($0) }
     return try await DoTConnection.connect(
       to: server.endpoint, expectedName: name, context: try context ?? DoTClientContext(),
-      group: group,
       resumption: resumption, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3),
       idleTimeout: idleTimeout,
       onTicket: { tickets.append($0) }, onClose: { closes.append($0) })
@@ -196,7 +195,7 @@ import Testing
   ) async -> EncryptedFailure? {
     do {
       let (connection, _) = try await DoTConnection.connect(
-        to: endpoint, expectedName: nil, context: try context ?? DoTClientContext(), group: group,
+        to: endpoint, expectedName: nil, context: try context ?? DoTClientContext(),
         resumption: nil,
         connectTimeout: .seconds(2), handshakeTimeout: handshakeTimeout, idleTimeout: .seconds(5),
         onTicket: { _ in }, onClose: { _ in })

@@ -72,7 +72,7 @@ final class OpenSSLTestServer {
     while Date() < deadline && !exited {
       do {
         let (connection, _) = try await DoTConnection.connect(
-          to: endpoint, expectedName: nil, context: context, group: MultiThreadedEventLoopGroup.singleton,
+          to: endpoint, expectedName: nil, context: context,
           resumption: nil, connectTimeout: .seconds(1), handshakeTimeout: .seconds(2), idleTimeout: .seconds(1),
           onTicket: { _ in }, onClose: { _ in })
         connection.close()
@@ -108,9 +108,10 @@ final class OpenSSLTestServer {
 
 /// Handshake behaviour against `openssl s_server`.
 @Suite(.serialized) struct DoTHandshakeVariantTests {
-  private func connect(_ server: OpenSSLTestServer, expectedName: String? = nil) async throws(EncryptedFailure)
-    -> (DoTConnection, TLSHandshakeInfo)
-  {
+  private func connect(
+    _ server: OpenSSLTestServer, expectedName: String? = nil, idleTimeout: TimeAmount = .seconds(5),
+    onClose: @escaping @Sendable (EncryptedFailure) -> Void = { _ in }
+  ) async throws(EncryptedFailure) -> (DoTConnection, TLSHandshakeInfo) {
     let context: DoTClientContext
     let name: DNSName?
     do {
@@ -118,9 +119,59 @@ final class OpenSSLTestServer {
       name = try expectedName.map { try DNSName($0) }
     } catch { throw .tlsError("\(error)") }
     return try await DoTConnection.connect(
-      to: server.endpoint, expectedName: name, context: context, group: MultiThreadedEventLoopGroup.singleton,
-      resumption: nil, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3), idleTimeout: .seconds(5),
-      onTicket: { _ in }, onClose: { _ in })
+      to: server.endpoint, expectedName: name, context: context,
+      resumption: nil, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3), idleTimeout: idleTimeout,
+      onTicket: { _ in }, onClose: onClose)
+  }
+
+  /// A query that times out ends an idle period: the idle timeout counts from then, so the session
+  /// does not close the moment the query's timeout is told (its caller would take that for a lost
+  /// session). Times are taken where things happen (connect, onClose), so a test task resumed late
+  /// on a loaded machine does not move them.
+  @Test func idleTimeoutCountsFromAQueryThatTimedOut() async throws {
+    guard let server = try await OpenSSLTestServer.start(["-alpn", "dot"]) else { return }
+    defer { server.stop() }
+    let closes = DoTRecorder<(EncryptedFailure, Date)>()
+    let started = Date()
+    let (connection, _) = try await connect(
+      server, idleTimeout: .seconds(2), onClose: { closes.append(($0, Date())) })
+    // s_server never answers: the query times out 2.5 s after it was sent.
+    await #expect(throws: TransportError.timeout) {
+      _ = try await connection.query(try dotQuery("www.dot.test.", .a), timeout: .milliseconds(2500))
+    }
+    let (reason, at) = try #require(await closes.waitForFirst(seconds: 8))
+    #expect(reason == .cleanClose)
+    let closedAfter = at.timeIntervalSince(started)
+    // Idle from the timeout (>= 2.5 s) for 2 s: not before 4.5 s. Counted from the handshake it
+    // would close at the timeout itself.
+    #expect(closedAfter > 4.0, "closed \(closedAfter) s after the start")
+  }
+
+  /// s_server never answers a DNS query; when it goes away with one outstanding, the query fails
+  /// with `.closed` at once (not at its timeout) and the session ends as a reset, reported once.
+  @Test func serverGoneWithAQueryOutstandingIsAReset() async throws {
+    guard let server = try await OpenSSLTestServer.start(["-alpn", "dot"]) else { return }
+    defer { server.stop() }
+    let closes = DoTRecorder<EncryptedFailure>()
+    let (connection, _) = try await connect(server, onClose: { closes.append($0) })
+    let started = Date()
+    let query = Task { () -> TransportError? in
+      do {
+        _ = try await connection.query(try dotQuery("www.dot.test.", .a), timeout: .seconds(20))
+        return nil
+      } catch let error as TransportError {
+        return error
+      }
+    }
+    try await Task.sleep(for: .milliseconds(200))
+    #expect(connection.isActive)
+    server.stop()
+    #expect(try await query.value == .closed)
+    #expect(Date().timeIntervalSince(started) < 10, "failed when the server went, not at the timeout")
+    #expect(await closes.waitForFirst() == .resetWithQueriesOutstanding)
+    try await Task.sleep(for: .milliseconds(100))
+    #expect(closes.all.count == 1)
+    #expect(!connection.isActive)
   }
 
   @Test func serverSelectingDotIsRecorded() async throws {

@@ -120,7 +120,7 @@ final class NSDDoTServer {
     while Date() < deadline {
       guard isRunning else { throw DoTTestError.setup("nsd exited; see \(directory.path)") }
       if let (connection, _) = try? await DoTConnection.connect(
-        to: endpoint, expectedName: nil, context: context, group: MultiThreadedEventLoopGroup.singleton,
+        to: endpoint, expectedName: nil, context: context,
         resumption: nil, connectTimeout: .milliseconds(500), handshakeTimeout: .seconds(1), idleTimeout: .seconds(1),
         onTicket: { _ in }, onClose: { _ in })
       {

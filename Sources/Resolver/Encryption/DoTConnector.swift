@@ -6,13 +6,11 @@ extension DoTConnection: EncryptedSession {}
 public struct DoTConnector: EncryptedConnector {
   public let transport = EncryptedTransport.dot
   let context: DoTClientContext
-  let group: any EventLoopGroup
   let counters: EncryptedReplyCounters
 
   /// `counters` receives the malformed and mismatched responses of every session.
-  public init(context: DoTClientContext, group: any EventLoopGroup, counters: EncryptedReplyCounters = .init()) {
+  public init(context: DoTClientContext, counters: EncryptedReplyCounters = .init()) {
     self.context = context
-    self.group = group
     self.counters = counters
   }
 
@@ -23,7 +21,7 @@ public struct DoTConnector: EncryptedConnector {
   ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo) {
     // The whole attempt (TCP connect plus handshake) is bounded by the RFC 9539 `timeout`.
     let (connection, info) = try await DoTConnection.connect(
-      to: endpoint, expectedName: expectedName, context: context, group: group, resumption: resumption,
+      to: endpoint, expectedName: expectedName, context: context, resumption: resumption,
       connectTimeout: handshakeTimeout, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
       onTicket: onTicket, onClose: onClose, counters: counters)
     return (connection, info)

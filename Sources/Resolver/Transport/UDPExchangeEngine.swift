@@ -16,7 +16,9 @@ import Synchronization
 /// preference runs its jobs here, so sending a query, reading the reply and resuming the waiting
 /// task happen on one thread, with no hand-off to the cooperative pool and back for each reply.
 /// The listener's UDP sockets are watched by the same thread (`watch`, used by `UDPSocketLoop`),
-/// so a client query, its resolution and its answer need no thread switch at all.
+/// so a client query, its resolution and its answer need no thread switch at all. The DoT and DoQ
+/// sessions live here too (`watchStream`, timers, `execute`: `DoTSocketSession`, `DoQSocketSession`),
+/// so an encrypted exchange needs none either.
 final class UDPExchangeEngine: Sendable {
   /// The process's engine (one thread, started on first use).
   static let shared = UDPExchangeEngine()
@@ -52,10 +54,22 @@ final class UDPExchangeEngine: Sendable {
     /// Queries made on the engine thread while more jobs were queued, sent together once the
     /// queued jobs have run (`sendQueued`).
     var outbox: [(fd: Int32, bytes: [UInt8])] = []
+    /// Closures to run on the engine thread (`execute`), each turn before the queued jobs.
+    var closures: [@Sendable () -> Void] = []
+    /// Stream sockets (DoT, DoQ) and what to call with their epoll events, on the engine thread.
+    var streams: [Int32: @Sendable (UInt32) -> Void] = [:]
+    /// What to call for stream sockets once the queued jobs have run (kept apart from the
+    /// listener's `afterJobs`, whose `unwatch` runs later and could meet a reused fd number).
+    var streamAfterJobs: [Int32: @Sendable () -> Void] = [:]
+    /// Timers of engine-thread sessions by token: when (monotonic ns) and what to call.
+    var timers: [UInt64: (deadline: UInt64, fire: @Sendable () -> Void)] = [:]
+    var lastTimerToken: UInt64 = 0
   }
 
   /// Marks a watched socket in `epoll_event.data.u64` (the low 32 bits hold the fd).
   private static let watchTag: UInt64 = 1 << 32
+  /// Marks a stream socket (`watchStream`) the same way.
+  private static let streamTag: UInt64 = 1 << 33
 
   private let state = StateLock(State())
   /// The engine thread's `pthread_t` once it runs (0 before).
@@ -64,6 +78,8 @@ final class UDPExchangeEngine: Sendable {
   private let jobsLeftInBatch = Atomic<Int>(0)
   private let epollFD: Int32
   private let wakeFD: Int32
+  /// Whether the kernel has epoll_pwait2 (Linux 5.11): false after the first ENOSYS.
+  private let preciseWait = Atomic<Bool>(true)
 
   private init() {
     epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -191,6 +207,81 @@ final class UDPExchangeEngine: Sendable {
     }.value
   }
 
+  /// True when the engine thread runs (it did start).
+  var isRunning: Bool { state.withLock { $0.running } }
+
+  /// True when called on the engine thread.
+  var isEngineThread: Bool { thread.load(ordering: .acquiring) == UInt(pthread_self()) }
+
+  /// Runs `body` on the engine thread: at once when called there (unless `queued`), else at its
+  /// next turn.
+  func execute(queued: Bool = false, _ body: @escaping @Sendable () -> Void) {
+    if !queued, isEngineThread {
+      body()
+      return
+    }
+    let wake = state.withLock { s -> Bool in
+      s.closures.append(body)
+      guard s.asleep else { return false }
+      s.asleep = false
+      return true
+    }
+    if wake { _ = eventfd_write(wakeFD, 1) }
+  }
+
+  /// Calls `onEvents` with the epoll event mask on the engine thread while stream socket `fd` has
+  /// any of `events` (level-triggered), and `afterJobs` each time the engine ran its queued jobs
+  /// (to send what they queued), until `unwatchStream(fd)`. Engine thread only.
+  func watchStream(
+    _ fd: Int32, events: UInt32, onEvents: @escaping @Sendable (UInt32) -> Void,
+    afterJobs: @escaping @Sendable () -> Void
+  ) -> Bool {
+    state.withLock { s in
+      var ev = epoll_event()
+      ev.events = events
+      ev.data.u64 = Self.streamTag | UInt64(UInt32(bitPattern: fd))
+      guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev) == 0 else { return false }
+      s.streams[fd] = onEvents
+      s.streamAfterJobs[fd] = afterJobs
+      return true
+    }
+  }
+
+  /// Changes the events watched on stream socket `fd`. Engine thread only.
+  func modifyStream(_ fd: Int32, events: UInt32) {
+    var ev = epoll_event()
+    ev.events = events
+    ev.data.u64 = Self.streamTag | UInt64(UInt32(bitPattern: fd))
+    _ = epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &ev)
+  }
+
+  /// Stops watching stream socket `fd` (the caller closes it). Engine thread only.
+  func unwatchStream(_ fd: Int32) {
+    state.withLock { s in
+      s.streamAfterJobs.removeValue(forKey: fd)
+      if s.streams.removeValue(forKey: fd) != nil { _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil) }
+    }
+  }
+
+  /// A token for `setTimer`, unique in the process.
+  func newTimerToken() -> UInt64 {
+    state.withLock { s in
+      s.lastTimerToken &+= 1
+      return s.lastTimerToken
+    }
+  }
+
+  /// Calls `fire` on the engine thread once `deadline` (`now()` nanoseconds) has passed, replacing
+  /// the timer `token` had. Engine thread only (the thread looks at timers before it sleeps).
+  func setTimer(_ token: UInt64, at deadline: UInt64, _ fire: @escaping @Sendable () -> Void) {
+    state.withLock { $0.timers[token] = (deadline, fire) }
+  }
+
+  /// Cancels the timer of `token`, if any.
+  func clearTimer(_ token: UInt64) {
+    state.withLock { _ = $0.timers.removeValue(forKey: token) }
+  }
+
   private func run() {
     // Named, so top and perf show it (it would inherit the name of whichever thread started it).
     nameCurrentThread("sotto-engine")
@@ -202,21 +293,21 @@ final class UDPExchangeEngine: Sendable {
     while true {
       runJobs(&batch)
       sendQueued(&outgoing)
-      let wait = state.withLock { s -> Int32 in
+      // Nanoseconds to sleep: -1 until woken, 0 not at all.
+      let wait = state.withLock { s -> Int64 in
         // Jobs queued meanwhile: look at the sockets without sleeping, then run them.
-        if !s.jobs.isEmpty { return 0 }
-        let next = s.pending.values.lazy.map(\.deadline).min() ?? .max
+        if !s.jobs.isEmpty || !s.closures.isEmpty { return 0 }
+        let next = min(
+          s.pending.values.lazy.map(\.deadline).min() ?? .max,
+          s.timers.values.lazy.map(\.deadline).min() ?? .max)
         s.sleepingUntil = next
         let now = Self.now()
         if next != .max, next <= now { return 0 }
         s.asleep = true
         if next == .max { return -1 }
-        // Round up so that the deadline has passed when epoll_wait returns.
-        return Int32(clamping: (next - now + 999_999) / 1_000_000)
+        return Int64(clamping: next - now)
       }
-      let n = events.withUnsafeMutableBufferPointer {
-        epoll_wait(epollFD, $0.baseAddress, Int32($0.count), wait)
-      }
+      let n = events.withUnsafeMutableBufferPointer { self.wait(for: wait, into: $0) }
       if wait != 0 { state.withLock { $0.asleep = false } }
       if n > 0 {
         for i in 0..<Int(n) {
@@ -224,6 +315,8 @@ final class UDPExchangeEngine: Sendable {
           let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: tag))
           if tag & Self.watchTag != 0 {
             if let onReadable = state.withLock({ $0.watchers[fd] }) { onReadable() }
+          } else if tag & Self.streamTag != 0 {
+            if let onEvents = state.withLock({ $0.streams[fd] }) { onEvents(events[i].events) }
           } else if fd == wakeFD {
             var value: eventfd_t = 0
             _ = eventfd_read(wakeFD, &value)
@@ -233,16 +326,37 @@ final class UDPExchangeEngine: Sendable {
         }
       }
       expire()
+      fireTimers()
     }
+  }
+
+  /// epoll_wait for up to `nanoseconds` (-1: until an event), to the microsecond with epoll_pwait2
+  /// (ngtcp2's pacing and ACK timers are finer than a millisecond), else rounded up to a millisecond
+  /// so that the deadline has passed when it returns.
+  private func wait(for nanoseconds: Int64, into events: UnsafeMutableBufferPointer<epoll_event>) -> Int32 {
+    if preciseWait.load(ordering: .relaxed), nanoseconds > 0 {
+      var timeout = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+      let n = epoll_pwait2(epollFD, events.baseAddress, Int32(events.count), &timeout, nil)
+      if n >= 0 || errno != ENOSYS { return n }
+      preciseWait.store(false, ordering: .relaxed)
+    }
+    let ms = nanoseconds < 0 ? -1 : Int32(clamping: (nanoseconds + 999_999) / 1_000_000)
+    return epoll_wait(epollFD, events.baseAddress, Int32(events.count), ms)
   }
 
   /// Runs queued jobs, and the jobs they queue, until none is left or `maxRounds` batches ran
   /// (then the sockets are looked at before the rest).
   private func runJobs(_ batch: inout [UnownedJob], maxRounds: Int = 16) {
     let executor = asUnownedTaskExecutor()
+    var closures: [@Sendable () -> Void] = []
     for _ in 0..<maxRounds {
-      state.withLock { s in swap(&s.jobs, &batch) }
-      guard !batch.isEmpty else { return }
+      state.withLock { s in
+        swap(&s.jobs, &batch)
+        if !s.closures.isEmpty { swap(&s.closures, &closures) }
+      }
+      guard !batch.isEmpty || !closures.isEmpty else { return }
+      for body in closures { body() }
+      closures.removeAll()
       for (i, job) in batch.enumerated() {
         jobsLeftInBatch.store(batch.count - i - 1, ordering: .relaxed)
         job.runSynchronously(on: executor)
@@ -256,9 +370,9 @@ final class UDPExchangeEngine: Sendable {
   /// engine thread, which alone closes sockets of queued queries (`finish`, `expire`), and only
   /// after this, so every queued fd is still the query's own.
   private func sendQueued(_ outgoing: inout [(fd: Int32, bytes: [UInt8])]) {
-    let afterJobs = state.withLock { s in
+    let (afterJobs, streamAfterJobs) = state.withLock { s in
       swap(&s.outbox, &outgoing)
-      return s.afterJobs
+      return (s.afterJobs, s.streamAfterJobs)
     }
     for (fd, bytes) in outgoing {
       let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -269,6 +383,7 @@ final class UDPExchangeEngine: Sendable {
     }
     outgoing.removeAll(keepingCapacity: true)
     for flush in afterJobs.values { flush() }
+    for flush in streamAfterJobs.values { flush() }
   }
 
   /// Reads every queued datagram on `fd` until one completes its query.
@@ -320,19 +435,35 @@ final class UDPExchangeEngine: Sendable {
     }
   }
 
+  /// Calls the timers whose deadline has passed.
+  private func fireTimers() {
+    let now = Self.now()
+    let due = state.withLock { s -> [@Sendable () -> Void] in
+      guard !s.timers.isEmpty else { return [] }
+      var due: [@Sendable () -> Void] = []
+      for (token, timer) in s.timers where timer.deadline <= now {
+        s.timers.removeValue(forKey: token)
+        due.append(timer.fire)
+      }
+      return due
+    }
+    for fire in due { fire() }
+  }
+
   private func finish(_ fd: Int32, _ result: Result<Message, TransportError>) {
     guard let entry = state.withLock({ $0.pending.removeValue(forKey: fd) }) else { return }
     close(fd)
     entry.continuation.resume(returning: result)
   }
 
-  private static func now() -> UInt64 {
+  /// Monotonic nanoseconds, the clock of deadlines and timers.
+  static func now() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
   }
 
-  private static func errorText(_ code: Int32) -> String {
+  static func errorText(_ code: Int32) -> String {
     guard let s = strerror(code) else { return "errno \(code)" }
     return "\(String(cString: s)) (errno \(code))"
   }

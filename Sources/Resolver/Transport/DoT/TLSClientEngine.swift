@@ -1,8 +1,7 @@
 import COpenSSL
-import NIOCore
 
 /// One OpenSSL client `SSL` over a pair of memory BIOs: ciphertext goes in with `feed`, comes out with
-/// `drainOutput`; no sockets and no NIO types beyond `ByteBuffer`. Not thread-safe: one event loop uses it.
+/// `drainOutput`; no sockets. Not thread-safe: one thread (the exchange engine's) uses it.
 final class TLSClientEngine {
   /// What a call into OpenSSL asks the caller to do next.
   enum Step: Equatable {
@@ -92,24 +91,22 @@ final class TLSClientEngine {
   }
 
   /// Hands ciphertext received from the peer to OpenSSL.
-  func feed(_ buffer: ByteBuffer) {
-    buffer.withUnsafeReadableBytes { bytes in
-      guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-      // A memory BIO grows as needed; a short write would only come from malloc failure.
-      _ = BIO_write(readBIO, base, Int32(bytes.count))
-    }
+  func feed(_ bytes: UnsafeRawBufferPointer) {
+    guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+    // A memory BIO grows as needed; a short write would only come from malloc failure.
+    _ = BIO_write(readBIO, base, Int32(bytes.count))
   }
 
   /// True when OpenSSL has ciphertext waiting to be sent.
   var hasOutput: Bool { BIO_ctrl_pending(writeBIO) > 0 }
 
-  /// Moves all ciphertext OpenSSL produced into `buffer`.
-  func drainOutput(into buffer: inout ByteBuffer) {
-    while case let pending = BIO_ctrl_pending(writeBIO), pending > 0 {
-      let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Int(pending)) { out in
-        Int(max(0, BIO_read(writeBIO, out.baseAddress, Int32(min(out.count, Int(Int32.max))))))
-      }
-      if read == 0 { break }
+  /// Appends all ciphertext OpenSSL produced to `buffer` (through the read scratch, which is free
+  /// between calls).
+  func drainOutput(into buffer: inout [UInt8]) {
+    while case let pending = Int(BIO_ctrl_pending(writeBIO)), pending > 0 {
+      let read = Int(BIO_read(writeBIO, readScratch.baseAddress, Int32(min(pending, readScratch.count))))
+      guard read > 0 else { break }
+      buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: readScratch.prefix(read)))
     }
   }
 
@@ -124,20 +121,20 @@ final class TLSClientEngine {
   /// Decrypts everything available into `buffer`; returns `.wantMore` when the input is used up.
   /// OpenSSL decrypts into the engine's reused scratch (one TLS record at most); `buffer` grows only by
   /// what arrived, so a ~100-byte DNS answer no longer reserves 16 KiB per read.
-  func read(into buffer: inout ByteBuffer) -> Step {
+  func read(into buffer: inout [UInt8]) -> Step {
     while true {
       ERR_clear_error()
       let rc = SSL_read(ssl, readScratch.baseAddress, Int32(readScratch.count))
       if rc <= 0 { return step(forResult: rc, during: "read") }
-      buffer.writeBytes(UnsafeRawBufferPointer(rebasing: readScratch.prefix(Int(rc))))
+      buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: readScratch.prefix(Int(rc))))
     }
   }
 
-  /// Encrypts `buffer` completely, or returns `.wantMore` (nothing consumed) to be retried after a read.
-  func write(_ buffer: ByteBuffer) -> Step {
-    guard buffer.readableBytes > 0 else { return .done }
+  /// Encrypts `bytes` completely, or returns `.wantMore` (nothing consumed) to be retried after a read.
+  func write(_ bytes: [UInt8]) -> Step {
+    guard !bytes.isEmpty else { return .done }
     ERR_clear_error()
-    let rc = buffer.withUnsafeReadableBytes { bytes in SSL_write(ssl, bytes.baseAddress, Int32(bytes.count)) }
+    let rc = bytes.withUnsafeBytes { SSL_write(ssl, $0.baseAddress, Int32(clamping: $0.count)) }
     // Without SSL_MODE_ENABLE_PARTIAL_WRITE a successful SSL_write consumes everything.
     if rc > 0 { return .done }
     return step(forResult: rc, during: "write")

@@ -1,0 +1,390 @@
+import CLinuxEpoll
+import NIOCore
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// One DoT connection run by the exchange engine's thread: a non-blocking TCP socket in the engine's
+/// epoll set, OpenSSL over memory BIOs (`TLSClientEngine`), the queries in a `DoTQueryBook`, and one
+/// engine timer for the connect, handshake, query and idle deadlines. Resolutions run on the same
+/// thread, so a query and its answer need no thread switch (through a NIO channel each DoT exchange
+/// woke the event loop thread and then the engine, two context switches on a loaded core).
+///
+/// Engine-thread confined: everything after `init` runs on the engine thread (`UDPExchangeEngine.execute`).
+final class DoTSocketSession: @unchecked Sendable {
+  typealias Answer = UnsafeContinuation<Result<Message, TransportError>, Never>
+  typealias Handshake = UnsafeContinuation<Result<TLSHandshakeInfo, EncryptedFailure>, Never>
+
+  private enum Phase { case connecting, handshaking, active, closed }
+
+  private let engine: UDPExchangeEngine
+  private let endpoint: ServerEndpoint
+  private let tls: TLSClientEngine
+  private let connectTimeout: UInt64
+  private let handshakeTimeout: UInt64
+  private let idleTimeout: UInt64
+  private let startedAt: Double
+  private let time: any TimeSource
+  private let status: DoTConnectionStatus
+  private let counters: EncryptedReplyCounters
+  private let onClose: @Sendable (EncryptedFailure) -> Void
+  private let timerToken: UInt64
+
+  private var fd: Int32 = -1
+  private var phase = Phase.connecting
+  private var book = DoTQueryBook<Answer>()
+  private var handshake: Handshake?
+  /// The first TLS failure seen (alert, protocol error, ALPN mismatch).
+  private var failure: EncryptedFailure?
+  private var closingLocally = false
+  private var closeReported = false
+  /// Ciphertext the kernel has not taken yet.
+  private var output: [UInt8] = []
+  /// Plaintext received and not yet split into messages.
+  private var plaintext: [UInt8] = []
+  /// Framed queries OpenSSL refused with WANT_READ, sent after the next read.
+  private var unsent: [[UInt8]] = []
+  /// True while EPOLLOUT is watched (output is waiting for socket space).
+  private var watchingWritable = false
+  /// The connect or handshake deadline while those run.
+  private var phaseDeadline = UInt64.max
+  /// When the last query was answered (or the handshake finished), in engine nanoseconds.
+  private var idleSince: UInt64 = 0
+  /// When the engine timer is set to fire (UInt64.max: not set).
+  private var timerAt = UInt64.max
+  /// The timer's callback, made once (weak: the engine's timer table must not keep the session).
+  private lazy var timerCallback: @Sendable () -> Void = { [weak self] in self?.timerFired() }
+  /// recv's destination: a TLS record (16 KiB) and its header, allocated once per session.
+  private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024 + 512, alignment: 16)
+
+  init(
+    engine: UDPExchangeEngine, endpoint: ServerEndpoint, tls: TLSClientEngine, connectTimeout: TimeAmount,
+    handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, startedAt: Double, time: any TimeSource,
+    status: DoTConnectionStatus, counters: EncryptedReplyCounters,
+    onClose: @escaping @Sendable (EncryptedFailure) -> Void
+  ) {
+    self.engine = engine
+    self.endpoint = endpoint
+    self.tls = tls
+    self.connectTimeout = UInt64(max(connectTimeout.nanoseconds, 0))
+    self.handshakeTimeout = UInt64(max(handshakeTimeout.nanoseconds, 0))
+    self.idleTimeout = UInt64(max(idleTimeout.nanoseconds, 0))
+    self.startedAt = startedAt
+    self.time = time
+    self.status = status
+    self.counters = counters
+    self.onClose = onClose
+    timerToken = engine.newTimerToken()
+  }
+
+  deinit { scratch.deallocate() }
+
+  // MARK: Operations (engine thread)
+
+  /// Opens the TCP connection and runs the handshake; `done` gets the outcome exactly once.
+  func start(_ done: Handshake) {
+    handshake = done
+    let family = endpoint.socketAddress.protocol.rawValue
+    fd = socket(
+      family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    // Any failure to set up TCP is `.refused`, as a refused connect is.
+    guard fd >= 0 else { return failAttempt(.refused) }
+    var one: Int32 = 1
+    _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    let rc = endpoint.socketAddress.withSockAddr { sa, len in Glibc.connect(fd, sa, socklen_t(len)) }
+    let connectError = rc == 0 ? 0 : errno
+    guard rc == 0 || connectError == EINPROGRESS else { return failAttempt(.refused) }
+    let events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue
+    guard engine.watchStream(fd, events: events, onEvents: { self.handle($0) }, afterJobs: { self.flush() }) else {
+      return failAttempt(.refused)
+    }
+    watchingWritable = true
+    phaseDeadline = UDPExchangeEngine.now() &+ connectTimeout
+    cover(phaseDeadline)
+    if rc == 0 { connected() }
+  }
+
+  /// Sends one query (padded, under a fresh ID); `done` gets the answer with the caller's ID, or the error.
+  func send(_ query: Message, timeout: TimeAmount, _ done: Answer) {
+    guard phase == .active, !closingLocally else { return done.resume(returning: .failure(.closed)) }
+    let deadline = UDPExchangeEngine.now() &+ UInt64(max(timeout.nanoseconds, 0))
+    guard let framed = book.add(query, deadline: deadline, completion: done) else {
+      return done.resume(returning: .failure(.io("no free message ID")))
+    }
+    status.touch(at: time.now())
+    cover(deadline)
+    if !unsent.isEmpty || encrypt(framed) == .wantMore { unsent.append(framed) }
+    // With more jobs to run this turn, their queries leave in the same segment (`flush` after the turn).
+    if !engine.sendsWaitForTurn { flush() }
+  }
+
+  /// Sends close_notify and closes; the session reports `.cleanClose`, outstanding queries fail with `.closed`.
+  /// close_notify goes out if the socket takes it at once (it always has room on an idle connection);
+  /// the close does not wait for socket space.
+  func closeGracefully() {
+    guard phase == .active, !closingLocally else { return }
+    closingLocally = true
+    status.markInactive()
+    tls.shutdown()
+    tls.drainOutput(into: &output)
+    flush()
+    end()
+  }
+
+  // MARK: Socket events
+
+  private func handle(_ events: UInt32) {
+    guard phase != .closed else { return }
+    if phase == .connecting {
+      guard events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 else { return }
+      var error: Int32 = 0
+      var length = socklen_t(MemoryLayout<Int32>.size)
+      let rc = getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+      // ECONNREFUSED, EHOSTUNREACH, ENETUNREACH (ICMP) and any other failure to establish TCP.
+      guard rc == 0, error == 0 else { return failAttempt(.refused) }
+      return connected()
+    }
+    // Read first: answers that came before a reset are delivered before a failed send ends the session.
+    if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+      readAvailable()
+    }
+    if events & EPOLLOUT.rawValue != 0, phase != .closed { flush() }
+  }
+
+  private func connected() {
+    phase = .handshaking
+    quickAck()
+    phaseDeadline = UDPExchangeEngine.now() &+ handshakeTimeout
+    cover(phaseDeadline)
+    advanceHandshake()
+    flush()
+  }
+
+  /// Reads everything the socket has, hands it to OpenSSL, then ends the session on EOF or an error.
+  private func readAvailable() {
+    var ended: String? = nil
+    // At most 16 reads of 16 KiB per wake-up (epoll is level-triggered: the rest waits for the next
+    // turn), so one busy server cannot hold the engine thread.
+    reading: for _ in 0..<16 where phase != .closed {
+      let count = recv(fd, scratch.baseAddress, scratch.count, 0)
+      if count > 0 {
+        tls.feed(UnsafeRawBufferPointer(rebasing: scratch.prefix(count)))
+        continue reading
+      }
+      if count == 0 {
+        ended = "connection closed"
+        break reading
+      }
+      switch errno {
+      case EAGAIN, EWOULDBLOCK: break reading
+      case EINTR: continue reading
+      case let e:
+        ended = "recv: \(UDPExchangeEngine.errorText(e))"
+        break reading
+      }
+    }
+    // Data that came before the FIN or error is used first.
+    switch phase {
+    case .handshaking: advanceHandshake()
+    case .active: readPlaintext()
+    case .connecting, .closed: break
+    }
+    flush()
+    if let ended, phase != .closed { return transportEnded(ended) }
+    // The server may hold an answer behind Nagle until it sees an ACK: while one is outstanding,
+    // ACK at once. With nothing outstanding the ACK rides on the next query.
+    if phase == .active, !book.isEmpty { quickAck() }
+  }
+
+  private func advanceHandshake() {
+    switch tls.handshake() {
+    case .wantMore: tls.drainOutput(into: &output)
+    case .failed(let failure): fail(failure)
+    case .closeNotify: fail(.tlsError("close_notify during the handshake"))
+    case .done:
+      tls.drainOutput(into: &output)
+      let info = tls.handshakeInfo(handshakeMs: (time.now() - startedAt) * 1000)
+      if let alpn = info.alpn, alpn != TLSClientEngine.alpnProtocol { return fail(.alpnMismatch(alpn)) }
+      phase = .active
+      phaseDeadline = .max
+      idleSince = UDPExchangeEngine.now()
+      cover(idleSince &+ idleTimeout)
+      status.markActive(at: time.now())
+      handshake?.resume(returning: .success(info))
+      handshake = nil
+      // Application data or tickets may have arrived with the server's last flight.
+      readPlaintext()
+    }
+  }
+
+  private func readPlaintext() {
+    let step = tls.read(into: &plaintext)
+    if !plaintext.isEmpty { deliverMessages() }
+    guard phase == .active else { return }
+    switch step {
+    case .wantMore, .done:
+      // Writes refused with WANT_READ may go now; SSL_read may also have queued output (KeyUpdate).
+      while let first = unsent.first, encrypt(first) != .wantMore { unsent.removeFirst() }
+      tls.drainOutput(into: &output)
+    case .closeNotify:
+      tls.shutdown()
+      tls.drainOutput(into: &output)
+      flush()
+      end()
+    case .failed(let failure):
+      fail(failure)
+    }
+  }
+
+  /// Splits the plaintext into messages (RFC 7766 framing, split or coalesced) and completes their queries.
+  private func deliverMessages() {
+    var start = 0
+    while plaintext.count - start >= 2 {
+      let length = Int(plaintext[start]) << 8 | Int(plaintext[start + 1])
+      guard plaintext.count - start - 2 >= length else { break }
+      let message = Array(plaintext[(start + 2)..<(start + 2 + length)])
+      start += 2 + length
+      status.touch(at: time.now())
+      switch book.receive(message) {
+      case .short: counters.dotMalformed.increment()
+      case .unmatched: counters.dotMismatched.increment()
+      case .answered(let done, let result):
+        if case .failure(.malformed) = result { counters.dotMalformed.increment() }
+        done.resume(returning: result)
+        if book.isEmpty {
+          idleSince = UDPExchangeEngine.now()
+          cover(idleSince &+ idleTimeout)
+        }
+      }
+    }
+    plaintext.removeFirst(start)
+  }
+
+  // MARK: Output
+
+  /// Encrypts one framed query into `output`.
+  private func encrypt(_ framed: [UInt8]) -> TLSClientEngine.Step {
+    let step = tls.write(framed)
+    switch step {
+    case .done, .closeNotify: tls.drainOutput(into: &output)
+    case .wantMore: break
+    case .failed(let failure): fail(failure)
+    }
+    return step
+  }
+
+  /// Writes the waiting ciphertext; what the kernel does not take waits for EPOLLOUT.
+  private func flush() {
+    guard fd >= 0, phase != .connecting else { return }
+    var sent = 0
+    while sent < output.count {
+      let n = output.withUnsafeBytes { bytes -> Int in
+        guard let base = bytes.baseAddress else { return 0 }
+        return Glibc.send(fd, base + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))
+      }
+      if n > 0 {
+        sent += n
+        continue
+      }
+      let e = errno
+      if n < 0, e == EINTR { continue }
+      if n < 0, e == EAGAIN || e == EWOULDBLOCK { break }
+      output.removeAll()
+      // The read side sees the same error or EOF; end here in case it never does.
+      if phase != .closed { transportEnded("send: \(UDPExchangeEngine.errorText(e))") }
+      return
+    }
+    if sent > 0 { output.removeFirst(sent) }
+    let wantWritable = !output.isEmpty
+    if wantWritable != watchingWritable, phase != .closed {
+      watchingWritable = wantWritable
+      let base = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
+      engine.modifyStream(fd, events: wantWritable ? base | EPOLLOUT.rawValue : base)
+    }
+  }
+
+  private func quickAck() {
+    var one: Int32 = 1
+    _ = setsockopt(fd, Int32(IPPROTO_TCP), Int32(TCP_QUICKACK), &one, socklen_t(MemoryLayout<Int32>.size))
+  }
+
+  // MARK: Timer
+
+  /// Makes sure the session's timer fires by `deadline`.
+  private func cover(_ deadline: UInt64) {
+    guard deadline < timerAt else { return }
+    timerAt = deadline
+    engine.setTimer(timerToken, at: deadline, timerCallback)
+  }
+
+  private func timerFired() {
+    timerAt = .max
+    let now = UDPExchangeEngine.now()
+    switch phase {
+    case .connecting, .handshaking:
+      guard now >= phaseDeadline else { return cover(phaseDeadline) }
+      failAttempt(phase == .connecting ? .tcpTimeout : .handshakeTimeout)
+    case .active:
+      let expired = book.expire(now: now)
+      // The session is idle from the last query's end, answered or not.
+      if !expired.isEmpty, book.isEmpty { idleSince = now }
+      for done in expired { done.resume(returning: .failure(.timeout)) }
+      if book.isEmpty {
+        let idleEnd = idleSince &+ idleTimeout
+        if now >= idleEnd { return closeGracefully() }
+        cover(idleEnd)
+      }
+      if let next = book.nextDeadline { cover(next) }
+    case .closed: break
+    }
+  }
+
+  // MARK: Endings
+
+  /// A TLS failure: the alert OpenSSL queued goes out, then the session ends.
+  private func fail(_ failure: EncryptedFailure) {
+    guard phase != .closed else { return }
+    if self.failure == nil { self.failure = failure }
+    tls.drainOutput(into: &output)
+    flush()
+    if phase == .active { end() } else { failAttempt(failure) }
+  }
+
+  /// EOF or a socket error.
+  private func transportEnded(_ reason: String) {
+    if phase == .active { return end() }
+    failAttempt(failure ?? .tlsError(phase == .handshaking ? "\(reason) during the handshake" : reason))
+  }
+
+  /// Ends an attempt that never completed its handshake: `start`'s continuation gets the failure.
+  private func failAttempt(_ failure: EncryptedFailure) {
+    guard phase != .closed else { return }
+    closeSocket()
+    handshake?.resume(returning: .failure(failure))
+    handshake = nil
+  }
+
+  /// Ends a session that completed its handshake and reports how, exactly once.
+  private func end() {
+    guard phase != .closed else { return }
+    let reason = EncryptedFailure.dotSessionEnd(
+      failure: failure, closedLocally: closingLocally, outstanding: !book.isEmpty)
+    closeSocket()
+    for done in book.removeAll() { done.resume(returning: .failure(.closed)) }
+    guard !closeReported else { return }
+    closeReported = true
+    onClose(reason)
+  }
+
+  private func closeSocket() {
+    phase = .closed
+    status.markInactive()
+    engine.clearTimer(timerToken)
+    timerAt = .max
+    guard fd >= 0 else { return }
+    engine.unwatchStream(fd)
+    Glibc.close(fd)
+    fd = -1
+  }
+}
