@@ -10,14 +10,17 @@ import Testing
 @Suite(.serialized) struct DoQResponderTests {
   let group = MultiThreadedEventLoopGroup.singleton
 
-  func start(_ behaviour: DoQBehaviour = .init(), ca: CertificateFactory, expired: Bool = false) async throws
-    -> (DoQResponder, ServerEndpoint)
-  {
+  /// The server's idle timeout is long by default: a test task that resumes seconds late on a
+  /// loaded machine (ASan, every suite at once) must not find its connection closed under it.
+  func start(
+    _ behaviour: DoQBehaviour = .init(), ca: CertificateFactory, expired: Bool = false,
+    idleTimeout: TimeAmount = .seconds(30)
+  ) async throws -> (DoQResponder, ServerEndpoint) {
     let engine = try demoEngine("doq.test.")
     let identity = try ca.issue(name: "ns1.doq.test", ip: "127.0.0.1", expired: expired)
     let server = try await DoQResponder.start(
       group: group, host: "127.0.0.1", port: 0, identity: identity, behaviour: behaviour,
-      handshakeTimeout: .seconds(2), idleTimeout: .seconds(2)
+      handshakeTimeout: .seconds(2), idleTimeout: idleTimeout
     ) { engine.respond(to: $0) }
     let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: server.address.port ?? 0))
     return (server, endpoint)
@@ -108,7 +111,7 @@ import Testing
 
   @Test func garbageAndHalfOpenHandshakesAreDroppedAndFreed() async throws {
     let ca = try CertificateFactory()
-    let (server, endpoint) = try await start(ca: ca)
+    let (server, endpoint) = try await start(ca: ca, idleTimeout: .seconds(2))
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
     defer { close(fd) }
     var to = sockaddr_in()

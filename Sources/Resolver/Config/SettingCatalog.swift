@@ -119,7 +119,7 @@ extension Setting {
     "UDP responses kept ready to replay for repeated questions, answered without resolving (0: off; serve, top)")
   public static let threads = Setting(
     "server.threads", flag: "--threads N", .integer(0...1024), default: .int(0),
-    "NIO event-loop threads (0: one per core) for TCP clients, DoT, DoQ and the control socket; resolutions and UDP (with the packet cache) run on one engine thread (serve)"
+    "NIO event-loop threads (0: one per core) for TCP clients, upstream Do53 over TCP and the control socket; resolutions, UDP (with the packet cache), DoT and DoQ run on one engine thread (serve)"
   )
 
   // [log]

@@ -3,8 +3,8 @@
 enum DoQCloseClassifier {
   static func failure(for close: DoQPeerClose) -> EncryptedFailure {
     switch close {
-    case .idle, .application(DoQSessionHandler.ErrorCode.noError),
-      .application(DoQSessionHandler.ErrorCode.excessiveLoad), .transport(0):
+    case .idle, .application(DoQSocketSession.ErrorCode.noError),
+      .application(DoQSocketSession.ErrorCode.excessiveLoad), .transport(0):
       return .cleanClose
     case .application(let code):
       // Unknown codes count as DOQ_UNSPECIFIED_ERROR (T-31); the text keeps the number.

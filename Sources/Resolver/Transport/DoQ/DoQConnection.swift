@@ -1,23 +1,27 @@
 import NIOCore
-import NIOPosix
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// One DoQ connection to one server (RFC 9250): a QUIC v1 client (ngtcp2 + GnuTLS) on a connected UDP
 /// channel, one query per bidirectional stream, ALPN `doq`, no SNI, any certificate accepted.
 public final class DoQConnection: Sendable {
-  private let channel: any Channel
-  private let session: NIOLoopBound<DoQSessionHandler>
+  private let session: DoQSocketSession
+  private let engine: UDPExchangeEngine
   private let status: DoTConnectionStatus
 
-  private init(channel: any Channel, session: NIOLoopBound<DoQSessionHandler>, status: DoTConnectionStatus) {
-    self.channel = channel
+  private init(session: DoQSocketSession, engine: UDPExchangeEngine, status: DoTConnectionStatus) {
     self.session = session
+    self.engine = engine
     self.status = status
   }
 
   /// Connects to `endpoint` (its port is the DoQ port) and completes the QUIC handshake within
   /// `handshakeTimeout`. `resumption` is one blob from an earlier `onTicket` (used once); every ticket the
   /// server issues goes to `onTicket` (OE-23). The QUIC idle timeout is `idleTimeout`. `onClose` is called
-  /// once when an established session ends; a failed attempt throws instead.
+  /// once when an established session ends; a failed attempt throws instead. The session runs on the
+  /// exchange engine's thread; `group` only completes the early query's future.
   ///
   /// `earlyQuery` (the triggering query, OE-24) is sent as 0-RTT when resuming with a ticket that allows
   /// it and the opcode is QUERY or NOTIFY (T-7), otherwise right after the handshake; if the server rejects
@@ -31,56 +35,79 @@ public final class DoQConnection: Sendable {
     onClose: @escaping @Sendable (EncryptedFailure) -> Void,
     counters: EncryptedReplyCounters = .init()
   ) async throws(EncryptedFailure) -> (DoQConnection, TLSHandshakeInfo, EventLoopFuture<Message>?) {
+    let engine = UDPExchangeEngine.shared
+    guard engine.isRunning else { throw .tlsError("the exchange engine thread is not running") }
     let time = SystemTimeSource()
     let startedAt = time.now()
     let status = DoTConnectionStatus()
-    let channel: any Channel
-    do {
-      channel = try await DatagramBootstrap(group: group.next()).connect(to: endpoint.socketAddress).get()
-    } catch {
-      throw .refused
-    }
+    let (fd, local) = try connectedSocket(to: endpoint.socketAddress)
     // Presentation form without the root dot, as certificates spell names.
     let name = expectedName.map { name -> String in
       let text = String(describing: name)
       return text.count > 1 && text.hasSuffix(".") ? String(text.dropLast()) : text
     }
     let replayable = earlyQuery.map { $0.header.opcode == 0 || $0.header.opcode == 4 } ?? false
+    let quic: QUICClientEngine
     do {
-      let (session, info, early) = try await channel.eventLoop.flatSubmit {
-        () -> EventLoopFuture<(NIOLoopBound<DoQSessionHandler>, TLSHandshakeInfo, EventLoopFuture<Message>?)> in
-        do {
-          guard let local = channel.localAddress else { throw EncryptedFailure.tlsError("no local address") }
-          let engine = try QUICClientEngine(
-            context: context, remote: endpoint.socketAddress, local: local, expectedName: name,
-            handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, resumption: resumption,
-            earlyData: replayable && resumption != nil)
-          let handler = DoQSessionHandler(
-            eventLoop: channel.eventLoop, engine: engine, handshakeTimeout: handshakeTimeout, startedAt: startedAt,
-            time: time, status: status, counters: counters, onTicket: onTicket, onClose: onClose)
-          try channel.pipeline.syncOperations.addHandler(handler)
-          let early = handler.start(earlyQuery: replayable ? earlyQuery : nil)
-          let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
-          return handler.handshakeFuture.map { (bound, $0, early) }
-        } catch {
-          return channel.eventLoop.makeFailedFuture(error)
-        }
-      }.get()
-      return (DoQConnection(channel: channel, session: session, status: status), info, early)
-    } catch let failure as EncryptedFailure {
-      channel.close(promise: nil)
-      throw failure
+      quic = try QUICClientEngine(
+        context: context, remote: endpoint.socketAddress, local: local, expectedName: name,
+        handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, resumption: resumption,
+        earlyData: replayable && resumption != nil)
     } catch {
-      channel.close(promise: nil)
-      throw .tlsError("\(error)")
+      Glibc.close(fd)
+      throw error
     }
+    let session = DoQSocketSession(
+      engine: engine, fd: fd, quic: quic, handshakeTimeout: handshakeTimeout, startedAt: startedAt, time: time,
+      status: status, counters: counters, onTicket: onTicket, onClose: onClose)
+    let early =
+      replayable ? earlyQuery.map { ($0, handshakeTimeout * 2, group.next().makePromise(of: Message.self)) } : nil
+    let result = await withUnsafeContinuation { continuation in
+      engine.execute { session.start(continuation, early: early) }
+    }
+    let info = try result.get()
+    return (DoQConnection(session: session, engine: engine, status: status), info, early?.2.futureResult)
+  }
+
+  /// A non-blocking UDP socket connected to `remote`, and the local address the kernel gave it.
+  private static func connectedSocket(to remote: SocketAddress) throws(EncryptedFailure) -> (Int32, SocketAddress) {
+    let fd = socket(
+      remote.protocol.rawValue,
+      Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw .refused }
+    let connected = remote.withSockAddr { sa, len in Glibc.connect(fd, sa, socklen_t(len)) }
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let named = withUnsafeMutablePointer(to: &storage) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    var local: SocketAddress?
+    if connected == 0, named == 0 {
+      let family = Int32(storage.ss_family)
+      local = withUnsafePointer(to: &storage) { pointer in
+        switch family {
+        case AF_INET:
+          pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee, host: "") }
+        case AF_INET6:
+          pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { SocketAddress($0.pointee, host: "") }
+        default: nil
+        }
+      }
+    }
+    guard let local else {
+      Glibc.close(fd)
+      throw .refused
+    }
+    return (fd, local)
   }
 
   /// Sends one query on its own stream with Message ID 0 and EDNS padding (T-24..T-26, T-35) and waits
   /// for its response, which carries the caller's original ID. Queries run concurrently (T-27).
   public func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message {
     let session = self.session
-    return try await exchangeOnLoop(channel.eventLoop) { session.value.send(message, timeout: timeout) }
+    return try await withUnsafeContinuation { continuation in
+      engine.execute { session.send(message, timeout: timeout, continuation) }
+    }.get()
   }
 
   /// True from the finished handshake until the session closes or `close()` is called.
@@ -90,8 +117,9 @@ public final class DoQConnection: Sendable {
   public var lastActivity: Double { status.lastActivity }
 
   /// Sends CONNECTION_CLOSE with DOQ_NO_ERROR; `onClose(.cleanClose)` follows. Outstanding queries fail.
+  /// Always queued, never run inside the call, so `onClose` never runs under the caller's locks.
   public func close() {
     let session = self.session
-    channel.eventLoop.execute { session.value.closeGracefully() }
+    engine.execute(queued: true) { session.closeGracefully() }
   }
 }

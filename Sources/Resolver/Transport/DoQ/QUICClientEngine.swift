@@ -1,8 +1,8 @@
 import CNgtcp2Shim
 import NIOCore
 
-/// Thin Swift owner of one `doq_engine` (ngtcp2 connection + GnuTLS session). Event-loop bound: every
-/// call happens on the connection's channel loop. Frees the engine on deinit.
+/// Thin Swift owner of one `doq_engine` (ngtcp2 connection + GnuTLS session). Not thread-safe: every
+/// call happens on the exchange engine's thread (`DoQSocketSession`). Frees the engine on deinit.
 final class QUICClientEngine {
   /// ngtcp2 error codes the session distinguishes (ngtcp2.h, 0.12).
   enum Code {
@@ -17,7 +17,6 @@ final class QUICClientEngine {
   /// Kept alive as long as the engine: its GnuTLS session uses the context's credentials.
   private let context: DoQClientContext
   private var scratch = [UInt8](repeating: 0, count: 2048)
-  private let allocator = ByteBufferAllocator()
 
   /// Creates the client connection for `remote` as seen from `local`. Throws `.tlsError` on setup failure.
   init(
@@ -59,26 +58,25 @@ final class QUICClientEngine {
   deinit { doq_engine_free(raw) }
 
   /// Feeds one datagram; 0 or a negative ngtcp2 error.
-  func read(_ buffer: ByteBuffer) -> Int32 {
-    buffer.withUnsafeReadableBytes { bytes in
-      doq_engine_read(raw, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count)
-    }
+  func read(_ datagram: UnsafeRawBufferPointer) -> Int32 {
+    doq_engine_read(raw, datagram.bindMemory(to: UInt8.self).baseAddress, datagram.count)
   }
 
   enum Output {
-    /// Sized to the packet: ngtcp2 writes into the engine's scratch, which is copied once.
-    case packet(ByteBuffer)
+    /// A packet was handed to the caller's `send`.
+    case packet
     case idle
     case error(Int32)
   }
 
-  /// The next packet to send, `.idle` when there is nothing left, or an ngtcp2 error.
-  func nextPacket() -> Output {
+  /// Writes the next packet into the engine's scratch and hands it to `send` (valid during the call
+  /// only: no copy), or tells that there is nothing left (`.idle`) or an ngtcp2 error.
+  func nextPacket(_ send: (UnsafeRawBufferPointer) -> Void) -> Output {
     let n = scratch.withUnsafeMutableBufferPointer { doq_engine_write(raw, $0.baseAddress, $0.count) }
     if n < 0 { return .error(Int32(truncatingIfNeeded: n)) }
     if n == 0 { return .idle }
-    // One allocation and one copy per packet (was an Array, then a ByteBuffer copy of it).
-    return .packet(scratch.withUnsafeBufferPointer { allocator.buffer(bytes: UnsafeRawBufferPointer($0).prefix(n)) })
+    scratch.withUnsafeBytes { send(UnsafeRawBufferPointer(rebasing: $0.prefix(n))) }
+    return .packet
   }
 
   /// A CONNECTION_CLOSE packet with application error `code`, or a transport error inferred from `liberr`.
@@ -89,11 +87,8 @@ final class QUICClientEngine {
     return n > 0 ? Array(scratch[0..<n]) : nil
   }
 
-  /// Time until `handleExpiry` is due; nil when no timer is needed.
-  var expiryDelay: TimeAmount? {
-    let ns = doq_engine_expiry_delay(raw)
-    return ns < 0 ? nil : .nanoseconds(ns)
-  }
+  /// Nanoseconds until `handleExpiry` is due; negative when no timer is needed.
+  var expiryNanoseconds: Int64 { Int64(doq_engine_expiry_delay(raw)) }
 
   func handleExpiry() -> Int32 { doq_engine_handle_expiry(raw) }
 

@@ -1,0 +1,440 @@
+import CLinuxEpoll
+import NIOCore
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// One DoQ connection run by the exchange engine's thread: a connected UDP socket in the engine's
+/// epoll set feeding a `QUICClientEngine`, one query per stream (T-24..T-27), and one engine timer
+/// for ngtcp2's expiry, the handshake backstop, query deadlines and a delayed close. Resolutions run
+/// on the same thread, so a query and its answer need no thread switch.
+///
+/// Engine-thread confined: everything after `init` runs on the engine thread (`UDPExchangeEngine.execute`).
+final class DoQSocketSession: @unchecked Sendable {
+  typealias Answer = UnsafeContinuation<Result<Message, TransportError>, Never>
+  typealias Handshake = UnsafeContinuation<Result<TLSHandshakeInfo, EncryptedFailure>, Never>
+
+  /// Who waits for a query's answer: a task, or (the early query) a promise handed out by `connect`.
+  enum Waiter {
+    case task(Answer)
+    case promise(EventLoopPromise<Message>)
+
+    func finish(_ result: Result<Message, TransportError>) {
+      switch self {
+      case .task(let continuation): continuation.resume(returning: result)
+      case .promise(let promise): promise.completeWith(result.mapError { $0 as any Error })
+      }
+    }
+  }
+
+  private struct Pending {
+    var query: Message
+    var wire: [UInt8]
+    var waiter: Waiter
+    var deadline: UInt64
+    var streamID: Int64?
+    var early: Bool
+  }
+
+  /// RFC 9250 §4.3 application error codes.
+  enum ErrorCode {
+    static let noError: UInt64 = 0x0
+    static let internalError: UInt64 = 0x1
+    static let protocolError: UInt64 = 0x2
+    static let requestCancelled: UInt64 = 0x3
+    static let excessiveLoad: UInt64 = 0x4
+  }
+
+  private let engine: UDPExchangeEngine
+  private let fd: Int32
+  private let quic: QUICClientEngine
+  private let handshakeTimeout: UInt64
+  private let startedAt: Double
+  private let time: any TimeSource
+  private let status: DoTConnectionStatus
+  private let counters: EncryptedReplyCounters
+  private let onTicket: @Sendable ([UInt8]) -> Void
+  private let onClose: @Sendable (EncryptedFailure) -> Void
+  private let timerToken: UInt64
+
+  private var handshake: Handshake?
+  private var pending: [UInt64: Pending] = [:]
+  private var byStream: [Int64: UInt64] = [:]
+  /// Queries waiting for stream credit, in arrival order.
+  private var waiting: [UInt64] = []
+  private var nextToken: UInt64 = 0
+  private var handshakeSettled = false
+  private var handshakeDone = false
+  private var terminated = false
+  private var closeRequested = false
+  /// Engine-clock deadlines (UInt64.max: none): ngtcp2's expiry, the handshake backstop, a delayed close.
+  private var expiryAt = UInt64.max
+  private var backstopAt = UInt64.max
+  private var closeAt = UInt64.max
+  /// When the engine timer is set to fire (UInt64.max: not set).
+  private var timerAt = UInt64.max
+  /// A query was queued without a flush: the engine's after-jobs hook flushes.
+  private var flushOwed = false
+  private lazy var timerCallback: @Sendable () -> Void = { [weak self] in self?.timerFired() }
+  /// recv's destination: the largest UDP payload ngtcp2 accepts.
+  private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+
+  init(
+    engine: UDPExchangeEngine, fd: Int32, quic: QUICClientEngine, handshakeTimeout: TimeAmount, startedAt: Double,
+    time: any TimeSource, status: DoTConnectionStatus, counters: EncryptedReplyCounters,
+    onTicket: @escaping @Sendable ([UInt8]) -> Void, onClose: @escaping @Sendable (EncryptedFailure) -> Void
+  ) {
+    self.engine = engine
+    self.fd = fd
+    self.quic = quic
+    self.handshakeTimeout = UInt64(max(handshakeTimeout.nanoseconds, 0))
+    self.startedAt = startedAt
+    self.time = time
+    self.status = status
+    self.counters = counters
+    self.onTicket = onTicket
+    self.onClose = onClose
+    timerToken = engine.newTimerToken()
+  }
+
+  deinit { scratch.deallocate() }
+
+  // MARK: Operations (engine thread)
+
+  /// Watches the socket and sends the first flight, with `early` (the 0-RTT query) if given;
+  /// `done` gets the handshake's outcome exactly once.
+  func start(_ done: Handshake, early: (query: Message, timeout: TimeAmount, promise: EventLoopPromise<Message>)?) {
+    handshake = done
+    guard
+      engine.watchStream(
+        fd, events: EPOLLIN.rawValue, onEvents: { self.handle($0) }, afterJobs: { self.flushDeferred() })
+    else {
+      Glibc.close(fd)
+      terminated = true
+      handshakeSettled = true
+      handshake = nil
+      early?.promise.fail(TransportError.closed)
+      return done.resume(returning: .failure(.refused))
+    }
+    // ngtcp2 enforces the handshake timeout itself; this backstop only covers a stalled engine.
+    backstopAt = UDPExchangeEngine.now() &+ handshakeTimeout &+ 200_000_000
+    cover(backstopAt)
+    if let early { enqueue(early.query, timeout: early.timeout, waiter: .promise(early.promise), early: true) }
+    flush()
+  }
+
+  /// Sends one query on a new stream; `done` gets the response (caller's ID restored) or the error.
+  func send(_ query: Message, timeout: TimeAmount, _ done: Answer) {
+    guard handshakeDone, !terminated, !closeRequested else { return done.resume(returning: .failure(.closed)) }
+    enqueue(query, timeout: timeout, waiter: .task(done), early: false)
+    status.touch(at: time.now())
+    // With more jobs to run this turn, their queries share datagrams (`flushDeferred` after the turn).
+    if engine.sendsWaitForTurn { flushOwed = true } else { flush() }
+  }
+
+  /// Closes with DOQ_NO_ERROR once the handshake is confirmed (ngtcp2 would otherwise add a
+  /// handshake-level close); `onClose(.cleanClose)` follows.
+  func closeGracefully() {
+    guard !terminated, !closeRequested else { return }
+    closeRequested = true
+    status.markInactive()
+    if quic.handshakeConfirmed || !handshakeDone {
+      sendCloseAndTerminate()
+    } else {
+      closeAt = UDPExchangeEngine.now() &+ 500_000_000
+      cover(closeAt)
+    }
+  }
+
+  // MARK: Queries
+
+  private func enqueue(_ query: Message, timeout: TimeAmount, waiter: Waiter, early: Bool) {
+    let token = nextToken
+    nextToken += 1
+    let deadline = UDPExchangeEngine.now() &+ UInt64(max(timeout.nanoseconds, 0))
+    pending[token] = Pending(
+      query: query, wire: DoQMessageFraming.queryStream(query), waiter: waiter, deadline: deadline,
+      streamID: nil, early: early)
+    cover(deadline)
+    waiting.append(token)
+    openStreams()
+  }
+
+  /// Opens streams for waiting queries until ngtcp2 runs out of stream credit.
+  private func openStreams() {
+    while let token = waiting.first {
+      guard var entry = pending[token] else {
+        waiting.removeFirst()
+        continue
+      }
+      let id = quic.submit(entry.wire)
+      if id == Int64(QUICClientEngine.Code.streamIDBlocked) { return }
+      waiting.removeFirst()
+      if id < 0 {
+        pending[token] = nil
+        entry.waiter.finish(.failure(.io("cannot open a DoQ stream: \(QUICClientEngine.describe(Int32(id)))")))
+        continue
+      }
+      entry.streamID = id
+      entry.early = !handshakeDone
+      pending[token] = entry
+      byStream[id] = token
+    }
+  }
+
+  private func finish(stream id: Int64, with result: Result<Message, TransportError>) {
+    guard let token = byStream.removeValue(forKey: id), let entry = pending.removeValue(forKey: token) else {
+      return
+    }
+    switch result {
+    case .success(var response):
+      response.header.id = entry.query.header.id
+      entry.waiter.finish(.success(response))
+    case .failure: entry.waiter.finish(result)
+    }
+  }
+
+  /// Cancels the streams of queries whose deadline passed (T-28) and fails them.
+  private func expireQueries(now: UInt64) {
+    var expired: [Waiter] = []
+    var cancelled = false
+    for (token, entry) in pending where entry.deadline <= now {
+      pending[token] = nil
+      if let id = entry.streamID {
+        byStream[id] = nil
+        quic.cancel(streamID: id, code: ErrorCode.requestCancelled)  // T-28
+        cancelled = true
+      }
+      expired.append(entry.waiter)
+    }
+    guard !expired.isEmpty else { return }
+    waiting.removeAll { pending[$0] == nil }
+    if cancelled { flush() }
+    for waiter in expired { waiter.finish(.failure(.timeout)) }
+  }
+
+  // MARK: Engine events
+
+  private func processEvents() {
+    while !terminated, let event = quic.nextEvent() {
+      switch event {
+      case .handshakeCompleted: handshakeCompleted()
+      case .handshakeConfirmed:
+        if closeRequested { sendCloseAndTerminate() }
+      case .streamFinished(let id, let bytes):
+        guard let token = byStream[id], let entry = pending[token] else { continue }
+        let result = DoQMessageFraming.response(bytes, to: entry.query).mapError { TransportError.malformed($0) }
+        if case .failure = result { counters.doqMalformed.increment() }
+        finish(stream: id, with: result)
+      case .streamReset(let id, let code):
+        _ = code  // DOQ_INTERNAL_ERROR normally; the transaction is abandoned either way (T-29).
+        if byStream[id] != nil { counters.doqResets.increment() }
+        finish(stream: id, with: .failure(.closed))
+      case .streamClosed(let id, _):
+        finish(stream: id, with: .failure(.closed))
+      case .streamOverflow(let id):
+        if byStream[id] != nil { counters.doqMalformed.increment() }
+        finish(stream: id, with: .failure(.malformed(.valueOutOfRange("DoQ response over 65535 octets"))))
+      case .ticket(let blob): onTicket(blob)
+      case .streamsAvailable: openStreams()
+      case .earlyDataRejected: resendEarlyQueries()
+      }
+    }
+  }
+
+  private func handshakeCompleted() {
+    backstopAt = .max
+    let alpn = quic.alpn
+    guard alpn == "doq" else {
+      if let packet = quic.closePacket(applicationCode: ErrorCode.protocolError) { transmit(packet) }
+      return terminate(.alpnMismatch(alpn ?? "none"))
+    }
+    handshakeDone = true
+    status.markActive(at: time.now())
+    let info = TLSHandshakeInfo(
+      tlsVersion: quic.tlsVersion, alpn: alpn, resumed: quic.resumed, certificate: quic.certificate,
+      handshakeMs: (time.now() - startedAt) * 1000, earlyDataAccepted: quic.earlyDataAccepted)
+    handshakeSettled = true
+    handshake?.resume(returning: .success(info))
+    handshake = nil
+    openStreams()
+  }
+
+  /// Streams sent as 0-RTT were discarded by the server: send their queries again on new streams (T-7).
+  private func resendEarlyQueries() {
+    for (token, var entry) in pending where entry.early {
+      if let id = entry.streamID { byStream[id] = nil }
+      entry.streamID = nil
+      entry.early = false
+      pending[token] = entry
+      waiting.append(token)
+    }
+    waiting.sort()
+  }
+
+  // MARK: Socket I/O
+
+  /// Reads up to `maxDatagramsPerTurn` datagrams (epoll is level-triggered: the rest wait for the
+  /// next turn, so one busy peer cannot hold the engine thread), handling each one's events before
+  /// the next is read, then sends what they produced in one go.
+  private func handle(_ events: UInt32) {
+    guard !terminated else { return }
+    var read = false
+    for _ in 0..<Self.maxDatagramsPerTurn where !terminated {
+      let count = recv(fd, scratch.baseAddress, scratch.count, 0)
+      if count < 0 {
+        let e = errno
+        if e == EAGAIN || e == EWOULDBLOCK { break }
+        if e != EINTR { socketError(e) }
+        continue
+      }
+      read = true
+      let rv = quic.read(UnsafeRawBufferPointer(rebasing: scratch.prefix(count)))
+      if rv < 0 { return fatal(rv) }
+      if !handshakeSettled, quic.unusableDatagrams > 0 {
+        // A non-QUIC reply (NSD's plain-DNS socket on UDP 853 answers an Initial with FORMERR): this
+        // port does not speak QUIC. Fail the probe now instead of retransmitting until the timeout.
+        return terminate(.tlsError("no QUIC on this port (\(quic.unusableDatagrams) non-QUIC reply)"))
+      }
+      // Before the next datagram: an answer followed by a fatal close is still delivered.
+      processEvents()
+    }
+    guard read, !terminated else { return }
+    if handshakeDone { status.touch(at: time.now()) }
+    flush()
+  }
+
+  /// Datagrams read per wake-up at most.
+  private static let maxDatagramsPerTurn = 64
+
+  /// A connected UDP socket reports ICMP port/host unreachable as ECONNREFUSED: before the handshake
+  /// the server is refused; after it QUIC's own loss recovery and idle timeout decide. Any other
+  /// socket error ends the session.
+  private func socketError(_ e: Int32) {
+    if e == ECONNREFUSED {
+      if !handshakeSettled { terminate(.refused) }
+      return
+    }
+    if !handshakeSettled {
+      terminate(.tlsError("socket error: \(UDPExchangeEngine.errorText(e))"))
+    } else {
+      terminate(pending.isEmpty ? .cleanClose : .resetWithQueriesOutstanding)
+    }
+  }
+
+  private func flushDeferred() {
+    if flushOwed { flush() }
+  }
+
+  /// Sends every packet ngtcp2 has ready, then sets the timer for its next expiry.
+  private func flush() {
+    flushOwed = false
+    guard !terminated else { return }
+    while true {
+      var sendError: Int32 = 0
+      let output = quic.nextPacket { packet in
+        if Glibc.send(fd, packet.baseAddress, packet.count, Int32(MSG_NOSIGNAL)) < 0 { sendError = errno }
+      }
+      switch output {
+      case .packet:
+        // A full socket buffer drops the datagram: QUIC's loss recovery resends it.
+        if sendError != 0, sendError != EAGAIN, sendError != EWOULDBLOCK, sendError != EINTR {
+          socketError(sendError)
+          if terminated { return }
+        }
+      case .idle:
+        let delay = quic.expiryNanoseconds
+        expiryAt = delay < 0 ? .max : UDPExchangeEngine.now() &+ UInt64(delay)
+        cover(expiryAt)
+        return
+      case .error(let code):
+        return fatal(code)
+      }
+    }
+  }
+
+  private func transmit(_ packet: [UInt8]) {
+    _ = packet.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+  }
+
+  // MARK: Timer
+
+  /// Makes sure the session's timer fires by `deadline`.
+  private func cover(_ deadline: UInt64) {
+    guard deadline < timerAt, !terminated else { return }
+    timerAt = deadline
+    engine.setTimer(timerToken, at: deadline, timerCallback)
+  }
+
+  private func timerFired() {
+    timerAt = .max
+    guard !terminated else { return }
+    let now = UDPExchangeEngine.now()
+    if !handshakeSettled, now >= backstopAt { return terminate(.handshakeTimeout) }
+    if now >= closeAt { return sendCloseAndTerminate() }
+    expireQueries(now: now)
+    if !terminated, now >= expiryAt {
+      // ngtcp2's expiry came: let it retransmit, acknowledge or time out, then send what it wrote.
+      let rv = quic.handleExpiry()
+      if rv < 0 { return fatal(rv) }
+      processEvents()
+      flush()
+    }
+    guard !terminated else { return }
+    cover(expiryAt)
+    cover(backstopAt)
+    cover(closeAt)
+    if let next = pending.values.lazy.map(\.deadline).min() { cover(next) }
+  }
+
+  // MARK: Endings
+
+  /// An ngtcp2 error ended the connection: classify it and tear down.
+  private func fatal(_ code: Int32) {
+    guard !terminated else { return }
+    switch code {
+    case QUICClientEngine.Code.draining, QUICClientEngine.Code.closing:
+      terminate(DoQCloseClassifier.failure(for: quic.peerClose))
+    case QUICClientEngine.Code.handshakeTimeout:
+      // A plain-DNS service on the port (e.g. NSD answering FORMERR) replies, but never with QUIC.
+      let junk = quic.unusableDatagrams
+      terminate(junk > 0 ? .tlsError("no QUIC reply (\(junk) non-QUIC datagrams)") : .handshakeTimeout)
+    case QUICClientEngine.Code.idleClose:
+      terminate(.cleanClose)
+    default:
+      if let packet = quic.closePacket(applicationCode: 0, liberr: code) { transmit(packet) }
+      let alert = quic.tlsAlert
+      terminate(alert != 0 ? .tlsAlert("alert \(alert)") : .tlsError(QUICClientEngine.describe(code)))
+    }
+  }
+
+  private func sendCloseAndTerminate() {
+    guard !terminated else { return }
+    if let packet = quic.closePacket(applicationCode: ErrorCode.noError) { transmit(packet) }
+    terminate(.cleanClose)
+  }
+
+  /// Ends the session once: settles the handshake or reports `onClose`, fails every pending query.
+  private func terminate(_ reason: EncryptedFailure) {
+    guard !terminated else { return }
+    terminated = true
+    engine.clearTimer(timerToken)
+    timerAt = .max
+    engine.unwatchStream(fd)
+    Glibc.close(fd)
+    status.markInactive()
+    if !handshakeSettled {
+      handshakeSettled = true
+      handshake?.resume(returning: .failure(reason))
+      handshake = nil
+    } else if handshakeDone {
+      onClose(reason)
+    }
+    let entries = pending.values
+    pending = [:]
+    byStream = [:]
+    waiting = []
+    for entry in entries { entry.waiter.finish(.failure(.closed)) }
+  }
+}
