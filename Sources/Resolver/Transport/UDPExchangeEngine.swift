@@ -78,7 +78,7 @@ final class UDPExchangeEngine: Sendable {
   private let jobsLeftInBatch = Atomic<Int>(0)
   private let epollFD: Int32
   private let wakeFD: Int32
-  /// Whether the kernel has epoll_pwait2 (Linux 5.11): false after the first ENOSYS.
+  /// Whether epoll_pwait2 works (Linux 5.11, not filtered out): false after its first failure.
   private let preciseWait = Atomic<Bool>(true)
 
   private init() {
@@ -330,14 +330,16 @@ final class UDPExchangeEngine: Sendable {
     }
   }
 
-  /// epoll_wait for up to `nanoseconds` (-1: until an event), to the microsecond with epoll_pwait2
-  /// (ngtcp2's pacing and ACK timers are finer than a millisecond), else rounded up to a millisecond
-  /// so that the deadline has passed when it returns.
+  /// epoll_wait for up to `nanoseconds` (-1: until an event), finer than a millisecond with
+  /// epoll_pwait2 (within the kernel's timer slack, 50 µs by default; ngtcp2's pacing and ACK timers
+  /// are finer than a millisecond), else rounded up to a millisecond so that the deadline has passed
+  /// when it returns. Any failure of epoll_pwait2 but EINTR (ENOSYS before Linux 5.11, EPERM under
+  /// a seccomp filter that does not know it) turns it off for good.
   private func wait(for nanoseconds: Int64, into events: UnsafeMutableBufferPointer<epoll_event>) -> Int32 {
     if preciseWait.load(ordering: .relaxed), nanoseconds > 0 {
       var timeout = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
       let n = epoll_pwait2(epollFD, events.baseAddress, Int32(events.count), &timeout, nil)
-      if n >= 0 || errno != ENOSYS { return n }
+      if n >= 0 || errno == EINTR { return n }
       preciseWait.store(false, ordering: .relaxed)
     }
     let ms = nanoseconds < 0 ? -1 : Int32(clamping: (nanoseconds + 999_999) / 1_000_000)
