@@ -161,7 +161,8 @@ final class DoTSocketSession: @unchecked Sendable {
     flush()
   }
 
-  /// Reads everything the socket has, hands it to OpenSSL, then ends the session on EOF or an error.
+  /// Reads what the socket has (up to 16 reads), hands it to OpenSSL, then ends the session on EOF
+  /// or an error.
   private func readAvailable() {
     var ended: String? = nil
     // At most 16 reads of 16 KiB per wake-up (epoll is level-triggered: the rest waits for the next
