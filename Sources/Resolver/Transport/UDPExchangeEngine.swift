@@ -58,9 +58,8 @@ final class UDPExchangeEngine: Sendable {
     var closures: [@Sendable () -> Void] = []
     /// Stream sockets (DoT, DoQ) and what to call with their epoll events, on the engine thread.
     var streams: [Int32: @Sendable (UInt32) -> Void] = [:]
-    /// What to call for stream sockets once the queued jobs have run (kept apart from the
-    /// listener's `afterJobs`, whose `unwatch` runs later and could meet a reused fd number).
-    var streamAfterJobs: [Int32: @Sendable () -> Void] = [:]
+    /// Flushes that sessions deferred to the end of this turn (`flushAfterTurn`), run once.
+    var owedFlushes: [@Sendable () -> Void] = []
     /// Timers of engine-thread sessions by token: when (monotonic ns) and what to call.
     var timers: [UInt64: (deadline: UInt64, fire: @Sendable () -> Void)] = [:]
     var lastTimerToken: UInt64 = 0
@@ -220,8 +219,15 @@ final class UDPExchangeEngine: Sendable {
       body()
       return
     }
+    queueForThread { $0.closures.append(body) }
+  }
+
+  /// Adds work for the engine thread under the lock (`add`), then wakes the thread if it is
+  /// blocked in epoll_wait.
+  @inline(__always)
+  private func queueForThread(_ add: (inout State) -> Void) {
     let wake = state.withLock { s -> Bool in
-      s.closures.append(body)
+      add(&s)
       guard s.asleep else { return false }
       s.asleep = false
       return true
@@ -230,19 +236,14 @@ final class UDPExchangeEngine: Sendable {
   }
 
   /// Calls `onEvents` with the epoll event mask on the engine thread while stream socket `fd` has
-  /// any of `events` (level-triggered), and `afterJobs` each time the engine ran its queued jobs
-  /// (to send what they queued), until `unwatchStream(fd)`. Engine thread only.
-  func watchStream(
-    _ fd: Int32, events: UInt32, onEvents: @escaping @Sendable (UInt32) -> Void,
-    afterJobs: @escaping @Sendable () -> Void
-  ) -> Bool {
+  /// any of `events` (level-triggered), until `unwatchStream(fd)`. Engine thread only.
+  func watchStream(_ fd: Int32, events: UInt32, onEvents: @escaping @Sendable (UInt32) -> Void) -> Bool {
     state.withLock { s in
       var ev = epoll_event()
       ev.events = events
       ev.data.u64 = Self.streamTag | UInt64(UInt32(bitPattern: fd))
       guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev) == 0 else { return false }
       s.streams[fd] = onEvents
-      s.streamAfterJobs[fd] = afterJobs
       return true
     }
   }
@@ -258,9 +259,14 @@ final class UDPExchangeEngine: Sendable {
   /// Stops watching stream socket `fd` (the caller closes it). Engine thread only.
   func unwatchStream(_ fd: Int32) {
     state.withLock { s in
-      s.streamAfterJobs.removeValue(forKey: fd)
       if s.streams.removeValue(forKey: fd) != nil { _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil) }
     }
+  }
+
+  /// Calls `flush` once the queued jobs of this turn have run, with the datagrams they queued: a
+  /// session that deferred its writes sends what they all queued together. Engine thread only.
+  func flushAfterTurn(_ flush: @escaping @Sendable () -> Void) {
+    state.withLock { $0.owedFlushes.append(flush) }
   }
 
   /// A token for `setTimer`, unique in the process.
@@ -368,13 +374,16 @@ final class UDPExchangeEngine: Sendable {
   }
 
   /// Sends the queries the jobs just run have queued (a query that cannot be sent fails at once),
-  /// then lets the watched sockets send what they queued (`watch`'s `afterJobs`). Runs on the
+  /// then lets the watched sockets and the sessions send what they queued (`watch`'s `afterJobs`,
+  /// `flushAfterTurn`). Runs on the
   /// engine thread, which alone closes sockets of queued queries (`finish`, `expire`), and only
   /// after this, so every queued fd is still the query's own.
   private func sendQueued(_ outgoing: inout [(fd: Int32, bytes: [UInt8])]) {
-    let (afterJobs, streamAfterJobs) = state.withLock { s in
+    var owedFlushes: [@Sendable () -> Void] = []
+    let afterJobs = state.withLock { s in
       swap(&s.outbox, &outgoing)
-      return (s.afterJobs, s.streamAfterJobs)
+      if !s.owedFlushes.isEmpty { swap(&s.owedFlushes, &owedFlushes) }
+      return s.afterJobs
     }
     for (fd, bytes) in outgoing {
       let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -385,7 +394,7 @@ final class UDPExchangeEngine: Sendable {
     }
     outgoing.removeAll(keepingCapacity: true)
     for flush in afterJobs.values { flush() }
-    for flush in streamAfterJobs.values { flush() }
+    for flush in owedFlushes { flush() }
   }
 
   /// Reads every queued datagram on `fd` until one completes its query.
@@ -475,12 +484,6 @@ extension UDPExchangeEngine: TaskExecutor {
   /// Queues `job` for the engine thread, waking it only when it is blocked in epoll_wait.
   func enqueue(_ job: consuming ExecutorJob) {
     let job = UnownedJob(job)
-    let wake = state.withLock { s -> Bool in
-      s.jobs.append(job)
-      guard s.asleep else { return false }
-      s.asleep = false
-      return true
-    }
-    if wake { _ = eventfd_write(wakeFD, 1) }
+    queueForThread { $0.jobs.append(job) }
   }
 }

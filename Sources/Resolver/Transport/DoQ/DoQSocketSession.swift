@@ -74,8 +74,10 @@ final class DoQSocketSession: @unchecked Sendable {
   private var closeAt = UInt64.max
   /// When the engine timer is set to fire (UInt64.max: not set).
   private var timerAt = UInt64.max
-  /// A query was queued without a flush: the engine's after-jobs hook flushes.
+  /// A flush is queued for the end of the engine turn (`flushSoon`).
   private var flushOwed = false
+  /// That flush, made once (weak: the engine's list must not keep the session).
+  private lazy var deferredFlush: @Sendable () -> Void = { [weak self] in self?.flush() }
   private lazy var timerCallback: @Sendable () -> Void = { [weak self] in self?.timerFired() }
   /// recv's destination: the largest UDP payload ngtcp2 accepts.
   private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
@@ -108,7 +110,7 @@ final class DoQSocketSession: @unchecked Sendable {
     handshake = done
     guard
       engine.watchStream(
-        fd, events: EPOLLIN.rawValue, onEvents: { self.handle($0) }, afterJobs: { self.flushDeferred() })
+        fd, events: EPOLLIN.rawValue, onEvents: { self.handle($0) })
     else {
       Glibc.close(fd)
       terminated = true
@@ -129,8 +131,7 @@ final class DoQSocketSession: @unchecked Sendable {
     guard handshakeDone, !terminated, !closeRequested else { return done.resume(returning: .failure(.closed)) }
     enqueue(query, timeout: timeout, waiter: .task(done), early: false)
     status.touch(at: time.now())
-    // With more jobs to run this turn, their queries share datagrams (`flushDeferred` after the turn).
-    if engine.sendsWaitForTurn { flushOwed = true } else { flush() }
+    flushSoon()
   }
 
   /// Closes with DOQ_NO_ERROR once the handshake is confirmed (ngtcp2 would otherwise add a
@@ -323,8 +324,13 @@ final class DoQSocketSession: @unchecked Sendable {
     }
   }
 
-  private func flushDeferred() {
-    if flushOwed { flush() }
+  /// Flushes now, or, with more jobs to run this engine turn, once they have run: their queries
+  /// then share datagrams.
+  private func flushSoon() {
+    guard engine.sendsWaitForTurn else { return flush() }
+    guard !flushOwed else { return }
+    flushOwed = true
+    engine.flushAfterTurn(deferredFlush)
   }
 
   /// Sends every packet ngtcp2 has ready, then sets the timer for its next expiry.

@@ -38,7 +38,10 @@ final class DoTSocketSession: @unchecked Sendable {
   /// The first TLS failure seen (alert, protocol error, ALPN mismatch).
   private var failure: EncryptedFailure?
   private var closingLocally = false
-  private var closeReported = false
+  /// A flush is queued for the end of the engine turn (`flushSoon`).
+  private var flushOwed = false
+  /// That flush, made once (weak: the engine's list must not keep the session).
+  private lazy var deferredFlush: @Sendable () -> Void = { [weak self] in self?.flush() }
   /// Ciphertext the kernel has not taken yet.
   private var output: [UInt8] = []
   /// Plaintext received and not yet split into messages.
@@ -96,7 +99,7 @@ final class DoTSocketSession: @unchecked Sendable {
     let connectError = rc == 0 ? 0 : errno
     guard rc == 0 || connectError == EINPROGRESS else { return failAttempt(.refused) }
     let events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue
-    guard engine.watchStream(fd, events: events, onEvents: { self.handle($0) }, afterJobs: { self.flush() }) else {
+    guard engine.watchStream(fd, events: events, onEvents: { self.handle($0) }) else {
       return failAttempt(.refused)
     }
     watchingWritable = true
@@ -115,8 +118,7 @@ final class DoTSocketSession: @unchecked Sendable {
     status.touch(at: time.now())
     cover(deadline)
     if !unsent.isEmpty || encrypt(framed) == .wantMore { unsent.append(framed) }
-    // With more jobs to run this turn, their queries leave in the same segment (`flush` after the turn).
-    if !engine.sendsWaitForTurn { flush() }
+    flushSoon()
   }
 
   /// Sends close_notify and closes; the session reports `.cleanClose`, outstanding queries fail with `.closed`.
@@ -275,8 +277,18 @@ final class DoTSocketSession: @unchecked Sendable {
     return step
   }
 
+  /// Flushes now, or, with more jobs to run this engine turn, once they have run: their queries
+  /// then leave together.
+  private func flushSoon() {
+    guard engine.sendsWaitForTurn else { return flush() }
+    guard !flushOwed else { return }
+    flushOwed = true
+    engine.flushAfterTurn(deferredFlush)
+  }
+
   /// Writes the waiting ciphertext; what the kernel does not take waits for EPOLLOUT.
   private func flush() {
+    flushOwed = false
     guard fd >= 0, phase != .connecting else { return }
     var sent = 0
     while sent < output.count {
@@ -373,8 +385,6 @@ final class DoTSocketSession: @unchecked Sendable {
       failure: failure, closedLocally: closingLocally, outstanding: !book.isEmpty)
     closeSocket()
     for done in book.removeAll() { done.resume(returning: .failure(.closed)) }
-    guard !closeReported else { return }
-    closeReported = true
     onClose(reason)
   }
 
