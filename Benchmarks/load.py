@@ -21,6 +21,7 @@ class PerfResult:
     latencies: list[float]  # seconds, per completed query (only with verbose=True)
     avg_latency: float
     rcodes: dict[str, int]
+    qnames: list[str] | None = None  # per completed query, beside `latencies` (verbose=True)
 
     def percentile(self, p: float) -> float:
         if not self.latencies:
@@ -56,11 +57,13 @@ def dnsperf(port: int, names_file: Path, *, seconds: float | None = None, once: 
 
     latencies: list[float] = []
     rcodes: dict[str, int] = {}
+    qnames: list[str] = []
     if verbose:
         # "> NOERROR www.example.test. A 0.000415"
-        for m in re.finditer(r"^> (\w+) \S+ \S+ ([\d.]+)$", out, re.M):
+        for m in re.finditer(r"^> (\w+) (\S+) \S+ ([\d.]+)$", out, re.M):
             rcodes[m.group(1)] = rcodes.get(m.group(1), 0) + 1
-            latencies.append(float(m.group(2)))
+            qnames.append(m.group(2))
+            latencies.append(float(m.group(3)))
     else:
         for m in re.finditer(r"^\s+(NOERROR|NXDOMAIN|SERVFAIL|REFUSED|FORMERR)\s+(\d+)", out, re.M):
             rcodes[m.group(1)] = int(m.group(2))
@@ -72,6 +75,7 @@ def dnsperf(port: int, names_file: Path, *, seconds: float | None = None, once: 
         latencies=latencies,
         avg_latency=num(r"Average Latency \(s\):\s+([\d.]+)"),
         rcodes=rcodes,
+        qnames=qnames,
     )
 
 

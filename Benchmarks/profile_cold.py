@@ -31,7 +31,9 @@ try:
           dnsperf(res.port, warm, once=True, outstanding=20, timeout=10)
       n, zone, tag = int(os.environ.get("N", "12000")), os.environ.get("ZONE"), "p%d" % (time.time() % 100000)
       # ZONE=dot.test. (say): every name NXDOMAIN under that one zone, one exchange with its server each.
-      names = [f"{tag}-{i}.{zone}" for i in range(n)] if zone else bench.cold_names(tag, n)
+      # ZONE=a.test.,b.test.: names spread over those zones in turn.
+      zones = zone.split(",") if zone else []
+      names = [f"{tag}-{i}.{zones[i % len(zones)]}" for i in range(n)] if zone else bench.cold_names(tag, n)
       f = write_names(OUT / "cold.txt", names)
       perf = None
       mallocs = os.environ.get("MALLOCS") == "1"
@@ -119,6 +121,11 @@ try:
       if run.latencies:
           print("latency ms: " + " ".join(f"p{q}={run.percentile(q)*1000:.2f}" for q in (50, 90, 95, 99, 100)) + f" mean={1000*sum(run.latencies)/len(run.latencies):.2f}")
           k = len(run.latencies) // 4  # in order of completion: is the start (probes, handshakes) slower?
+          if os.environ.get("ZONES") == "1":  # p50 per zone (the name's last two labels)
+              by = {}
+              for q, l in zip(run.qnames or [], run.latencies):
+                  by.setdefault(".".join(q.rstrip(".").split(".")[-2:]), []).append(l)
+              print("p50 ms by zone: " + " ".join(f"{z}={1000*sorted(v)[len(v)//2]:.2f}" for z, v in sorted(by.items())))
           print("p50 ms by quarter of the run: " + " ".join(f"{1000*sorted(run.latencies[i*k:(i+1)*k])[k//2]:.2f}" for i in range(4) if k))
       print(f"completed={run.completed} res/s={run.completed/el:.0f} p50={run.percentile(50)*1000:.2f}ms cpu/res={1e6*cpu/max(run.completed,1):.0f}us ctxsw/res={xs/max(run.completed,1):.2f} rcodes={run.rcodes}")
 
