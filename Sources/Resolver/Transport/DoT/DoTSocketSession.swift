@@ -173,6 +173,9 @@ final class DoTSocketSession: @unchecked Sendable {
       let count = recv(fd, scratch.baseAddress, scratch.count, 0)
       if count > 0 {
         tls.feed(UnsafeRawBufferPointer(rebasing: scratch.prefix(count)))
+        // A short read emptied the socket: another recv would only say EAGAIN. Epoll is
+        // level-triggered, so what arrives meanwhile (or an EOF) is reported on the next turn.
+        if count < scratch.count { break reading }
         continue reading
       }
       if count == 0 {
