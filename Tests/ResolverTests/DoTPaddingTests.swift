@@ -44,7 +44,12 @@ import Testing
       edns.options.removeAll { $0.code == EDNSOption.paddingCode }
       var stripped = query
       stripped.edns = edns
-      #expect(DoTQueryPadding.paddedWire(query) == DoTQueryPadding.paddedWireTwoPass(stripped, edns: edns))
+      let reference = DoTQueryPadding.paddedWireTwoPass(stripped, edns: edns)
+      #expect(DoTQueryPadding.paddedWire(query) == reference)
+      // The framed form is the same bytes behind their 2-octet length.
+      #expect(
+        DoTQueryPadding.framedPaddedWire(query)
+          == [UInt8(reference.count >> 8), UInt8(reference.count & 0xFF)] + reference)
     }
   }
 

@@ -271,7 +271,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
     async -> (session: (any EncryptedSession)?, early: EventLoopFuture<Message>?)
   {
     let key = SessionKey(ip: server.ip, transport: t)
-    let box = EarlyResponseBox()
+    // Only a connection started here can carry the early query, so only then is there a box.
+    var box: EarlyResponseBox? = nil
     // An established session (the common case) is used as is: no task to wrap it.
     let slot = state.withLock { s -> Slot? in
       switch s.slots[key] {
@@ -280,13 +281,15 @@ public final class EncryptionPolicy: UpstreamExchanger {
       case .pending(let task):
         return .pending(task)
       default:
-        return startConnection(t, server: server, context: context, earlyQuery: earlyQuery, early: box, state: &s)
+        let early = EarlyResponseBox()
+        box = early
+        return startConnection(t, server: server, context: context, earlyQuery: earlyQuery, early: early, state: &s)
           .map { .pending($0) }
       }
     }
     switch slot {
     case .established(let session): return (session, nil)
-    case .pending(let task): return (await task.value, box.future)
+    case .pending(let task): return (await task.value, box?.future)
     case nil: return (nil, nil)
     }
   }

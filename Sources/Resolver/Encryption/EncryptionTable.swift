@@ -78,13 +78,12 @@ public struct EncryptionTable: Sendable {
     let record = servers[address] ?? ServerRecord(address: address, now: now)
     // OE-17: an established session carries everything; preferred transport first.
     for t in settings.transports where record.transports[t]?.session == .established {
-      return .useSession(t, reason: "\(t.rawValue): session established")
+      return .useSession(t, reason: t == .dot ? "DoT: session established" : "DoQ: session established")
     }
     // OE-11: known good within persistence → no cleartext; reconnect (or join the pending one).
     for t in settings.transports {
       guard let st = record.transports[t], st.suppressesCleartext(at: now, settings: settings) else { continue }
-      let why = st.session == .pending ? "handshake in progress" : "known good, reconnecting"
-      return .connectAndUse(t, reason: "\(t.rawValue): \(why)")
+      return .connectAndUse(t, reason: Self.reconnectReason(t, pending: st.session == .pending))
     }
     // Otherwise Do53 (OE-12), with probes where allowed (OE-20) and resources permit (OE-40).
     var probes: [EncryptedTransport] = []
@@ -370,6 +369,17 @@ public struct EncryptionTable: Sendable {
     _ address: String, _ t: EncryptedTransport, now: Double, _ body: (inout TransportState) -> Void
   ) {
     update(address, now: now) { r in body(&r.transports[t, default: TransportState()]) }
+  }
+
+  /// Why a query waits for a session to a known-good server. String literals: the reasons of the
+  /// common cases cost no allocation per query.
+  static func reconnectReason(_ t: EncryptedTransport, pending: Bool) -> String {
+    switch (t, pending) {
+    case (.dot, true): "DoT: handshake in progress"
+    case (.dot, false): "DoT: known good, reconnecting"
+    case (.doq, true): "DoQ: handshake in progress"
+    case (.doq, false): "DoQ: known good, reconnecting"
+    }
   }
 
   /// `2026-11-29 14:03 UTC` for reasons. Built by hand: a DateFormatter per decision cost more

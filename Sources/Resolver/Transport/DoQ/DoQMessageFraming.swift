@@ -9,8 +9,7 @@ enum DoQMessageFraming {
       edns.options.removeAll { $0.code == EDNSOption.keepaliveCode }
       message.edns = edns
     }
-    let wire = DoTQueryPadding.paddedWire(message)
-    return [UInt8(truncatingIfNeeded: wire.count >> 8), UInt8(truncatingIfNeeded: wire.count)] + wire
+    return DoTQueryPadding.framedPaddedWire(message)
   }
 
   /// Parses everything the server sent on a stream: exactly one length-prefixed message with ID 0 that

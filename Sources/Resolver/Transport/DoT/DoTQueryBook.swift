@@ -37,16 +37,10 @@ struct DoTQueryBook<Completion> {
     while entries[id] != nil { id = UInt16.random(in: .min ... .max, using: &random) }
     var wireQuery = query
     wireQuery.header.id = id
-    let wire = DoTQueryPadding.paddedWire(wireQuery)
     entries[id] = Entry(
       matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, deadline: deadline,
       completion: completion)
-    var framed: [UInt8] = []
-    framed.reserveCapacity(wire.count + 2)
-    framed.append(UInt8(truncatingIfNeeded: wire.count >> 8))
-    framed.append(UInt8(truncatingIfNeeded: wire.count))
-    framed.append(contentsOf: wire)
-    return framed
+    return DoTQueryPadding.framedPaddedWire(wireQuery)
   }
 
   /// Matches one reply (without its length prefix) by ID and question, in any order.

@@ -5,15 +5,21 @@ enum DoTQueryPadding {
 
   /// Serializes `query` with a Padding option (code 12) added last so the message length is a multiple
   /// of `blockSize`. Adds EDNS if the query has none and replaces any padding already present.
+  static func paddedWire(_ query: Message) -> [UInt8] {
+    Array(framedPaddedWire(query).dropFirst(2))
+  }
+
+  /// `paddedWire` behind its 2-octet length prefix (RFC 7766 for DoT, RFC 9250 §4.2 for DoQ), built
+  /// in one buffer.
   ///
   /// The message is serialized once: the OPT record is always written last, so the padding option is
   /// appended to the wire and the OPT RDLENGTH patched (the bytes equal serializing with the option).
-  static func paddedWire(_ query: Message) -> [UInt8] {
+  static func framedPaddedWire(_ query: Message) -> [UInt8] {
     var message = query
     var edns = message.edns ?? EDNS()
     edns.options.removeAll { $0.code == EDNSOption.paddingCode }
     message.edns = edns
-    var wire = message.serialize()
+    let wire = message.serialize()
     let optionBytes = edns.options.reduce(0) { $0 + 4 + $1.data.count }
     // The option's 4-octet header counts towards the padded length.
     let fill = (blockSize - (wire.count + 4) % blockSize) % blockSize
@@ -23,16 +29,24 @@ enum DoTQueryPadding {
     guard rdlengthAt >= 9, newRDLength <= 0xFFFF, wire[rdlengthAt - 9] == 0,
       wire[rdlengthAt - 8] == 0, wire[rdlengthAt - 7] == UInt8(RRType.opt.rawValue),
       Int(wire[rdlengthAt]) << 8 | Int(wire[rdlengthAt + 1]) == optionBytes
-    else { return paddedWireTwoPass(message, edns: edns) }
-    wire[rdlengthAt] = UInt8(truncatingIfNeeded: newRDLength >> 8)
-    wire[rdlengthAt + 1] = UInt8(truncatingIfNeeded: newRDLength)
-    wire.reserveCapacity(wire.count + 4 + fill)
-    wire.append(contentsOf: [
-      UInt8(EDNSOption.paddingCode >> 8), UInt8(truncatingIfNeeded: EDNSOption.paddingCode),
-      UInt8(truncatingIfNeeded: fill >> 8), UInt8(truncatingIfNeeded: fill),
-    ])
-    wire.append(contentsOf: repeatElement(0, count: fill))
-    return wire
+    else {
+      let padded = paddedWireTwoPass(message, edns: edns)
+      return [UInt8(truncatingIfNeeded: padded.count >> 8), UInt8(truncatingIfNeeded: padded.count)] + padded
+    }
+    let total = wire.count + 4 + fill
+    var out: [UInt8] = []
+    out.reserveCapacity(2 + total)
+    out.append(UInt8(truncatingIfNeeded: total >> 8))
+    out.append(UInt8(truncatingIfNeeded: total))
+    out.append(contentsOf: wire)
+    out[2 + rdlengthAt] = UInt8(truncatingIfNeeded: newRDLength >> 8)
+    out[2 + rdlengthAt + 1] = UInt8(truncatingIfNeeded: newRDLength)
+    out.append(UInt8(EDNSOption.paddingCode >> 8))
+    out.append(UInt8(truncatingIfNeeded: EDNSOption.paddingCode))
+    out.append(UInt8(truncatingIfNeeded: fill >> 8))
+    out.append(UInt8(truncatingIfNeeded: fill))
+    out.append(contentsOf: repeatElement(0, count: fill))
+    return out
   }
 
   /// The reference construction (serialize, measure, serialize again with the option); used when the
