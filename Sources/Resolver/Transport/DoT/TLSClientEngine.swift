@@ -127,6 +127,9 @@ final class TLSClientEngine {
       let rc = SSL_read(ssl, readScratch.baseAddress, Int32(readScratch.count))
       if rc <= 0 { return step(forResult: rc, during: "read") }
       buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: readScratch.prefix(Int(rc))))
+      // No ciphertext left in the BIO and no record buffered in OpenSSL: another SSL_read would
+      // only report WANT_READ (and cost a trip through OpenSSL's error handling to say so).
+      if BIO_ctrl_pending(readBIO) == 0, SSL_has_pending(ssl) == 0 { return .wantMore }
     }
   }
 
