@@ -191,7 +191,8 @@ final class FakeDo53: UpstreamExchanger {
     await p.waitForProbes(upTo: 2)
     let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
     #expect(r.legs.map(\.transport) == [.do53UDP])
-    #expect((r.legs.first?.reason ?? "").contains("damped until"))
+    let reason = r.legs.first?.reason ?? ""
+    #expect(reason.contains("damped until"))
     #expect(connector.attempts.withLock { $0.count } == 1)  // one probe per damping period
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).failures == ["refused": 1])
   }
@@ -236,7 +237,8 @@ final class FakeDo53: UpstreamExchanger {
     let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
     #expect(r.response != nil)
     #expect(r.legs.map(\.transport) == [.do53UDP])  // OE-28
-    #expect((r.legs.first?.reason ?? "").contains("TLS alert"))
+    let reason = r.legs.first?.reason ?? ""
+    #expect(reason.contains("TLS alert"))
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).failures["tls-alert"] == 1)
   }
 
