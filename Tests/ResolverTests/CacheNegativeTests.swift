@@ -60,6 +60,24 @@ import Testing
     #expect(cache.lookupNegative(F.name("other.example"), .a) == nil)
   }
 
+  /// The walk up skips depths where no NXDOMAIN was stored (and stops above the shallowest one):
+  /// cuts at other depths, and cuts stored again after a flush of everything, are still found.
+  @Test func ancestorNXDOMAINFoundAcrossSkippedDepths() {  // R-23, RFC 8020
+    let time = FakeTimeSource()
+    let cache = F.cache(time)
+    let soa = F.soa("example", ttl: 600, minimum: 600)
+    cache.insertNegative(name: F.name("a.b.c.elsewhere"), type: nil, soa: soa)  // 4 labels
+    cache.insertNegative(name: F.name("gone.example"), type: nil, soa: soa)  // 2 labels
+    #expect(cache.lookupNegative(F.name("x.y.z.gone.example"), .a)?.owner == F.name("gone.example"))
+    #expect(cache.lookupNegative(F.name("q.a.b.c.elsewhere"), .a)?.owner == F.name("a.b.c.elsewhere"))
+    #expect(cache.lookupNegative(F.name("b.c.elsewhere"), .a) == nil)
+    cache.flushAll()
+    #expect(cache.lookupNegative(F.name("x.gone.example"), .a) == nil)
+    cache.insertNegative(name: F.name("example"), type: nil, soa: soa)  // 1 label, after the flush
+    #expect(cache.lookupNegative(F.name("x.y.example"), .a)?.owner == F.name("example"))
+    #expect(cache.lookupNegative(F.name("x.y.example"), .a)?.nxdomain == true)
+  }
+
   @Test func positiveInsertRemovesMatchingNODATA() {
     let time = FakeTimeSource()
     let cache = F.cache(time)

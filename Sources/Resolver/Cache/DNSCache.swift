@@ -9,7 +9,14 @@ public final class DNSCache: Sendable {
   private struct State {
     var store: LRUStore<CacheKey, CacheEntry>
     var statistics = CacheStatistics()
+    /// Bit d is set once an NXDOMAIN was stored for a name of d labels (bit 63: 63 or more), and
+    /// cleared only by `flushAll`. The RFC 8020 walk stops at the first ancestor shallower than
+    /// every such name: a cold resolution otherwise looked up each ancestor up to the root.
+    var nxdomainDepths: UInt64 = 0
   }
+
+  /// The `nxdomainDepths` bit of a name with `labels` labels.
+  private static func depthBit(_ labels: Int) -> UInt64 { 1 &<< UInt64(min(max(labels, 0), 63)) }
 
   private let configuration: CacheConfiguration
   private let time: any TimeSource
@@ -87,7 +94,9 @@ public final class DNSCache: Sendable {
     var storedSOA = soa
     storedSOA.ttl = ttl
     let key = CacheKey(name: name, type: type, rrclass: rrclass)
-    store(CacheEntry(payload: .negative(soa: storedSOA), storedAt: time.now(), ttl: ttl, rank: rank), at: key)
+    store(
+      CacheEntry(payload: .negative(soa: storedSOA), storedAt: time.now(), ttl: ttl, rank: rank), at: key,
+      nxdomainLabels: type == nil ? name.labelCount : nil)
   }
 
   /// A cached NXDOMAIN for the name (or for an ancestor, RFC 8020 R-23), or NODATA for (name, type).
@@ -97,9 +106,19 @@ public final class DNSCache: Sendable {
     return state.withLock { state -> NegativeAnswer? in
       // NODATA for (name, type), NXDOMAIN for the name, then for every ancestor: R-23, the NXDOMAIN
       // cut (RFC 8020). Keys of names up to 32 octets are made without allocating.
-      let exact = CacheKey(name: name, type: type, rrclass: rrclass)
-      var next: CacheKey? = exact
+      var next: CacheKey? = CacheKey(name: name, type: type, rrclass: rrclass)
+      var depth = name.labelCount  // of the next NXDOMAIN key
       while let key = next {
+        if key.type == nil {
+          // No NXDOMAIN stored at this depth or above it: none can be found from here on.
+          let here = Self.depthBit(depth)
+          guard state.nxdomainDepths & (here | (here &- 1)) != 0 else { break }
+          depth -= 1
+          if state.nxdomainDepths & here == 0 {
+            next = key.parentForAnyType
+            continue
+          }
+        }
         next = key.type == nil ? key.parentForAnyType : key.with(type: nil)
         guard let entry = Self.live(key, at: now, in: &state), case .negative(var soa) = entry.payload else { continue }
         soa.ttl = entry.remainingTTL(at: now)
@@ -117,6 +136,7 @@ public final class DNSCache: Sendable {
     return state.withLock { state in
       let n = state.store.count
       state.store.removeAll()
+      state.nxdomainDepths = 0
       return n
     }
   }
@@ -151,8 +171,9 @@ public final class DNSCache: Sendable {
 
   // MARK: - Internals
 
-  private func store(_ entry: CacheEntry, at key: CacheKey) {
+  private func store(_ entry: CacheEntry, at key: CacheKey, nxdomainLabels: Int? = nil) {
     state.withLock { state in
+      if let nxdomainLabels { state.nxdomainDepths |= Self.depthBit(nxdomainLabels) }
       // a live entry of higher rank is kept; equal or higher rank replaces. Positive data
       // always replaces a negative entry, so a stale NODATA never shadows fresh records.
       if let existing = state.store.peek(key), existing.isLive(at: entry.storedAt), existing.rank > entry.rank,
