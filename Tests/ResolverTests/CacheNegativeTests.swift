@@ -78,6 +78,19 @@ import Testing
     #expect(cache.lookupNegative(F.name("x.y.example"), .a)?.nxdomain == true)
   }
 
+  /// Depths from 63 labels on share one bit: cuts around that boundary are still found.
+  @Test func ancestorNXDOMAINFoundPastSixtyThreeLabels() {  // R-23, RFC 8020
+    let time = FakeTimeSource()
+    let cache = F.cache(time)
+    let soa = F.soa("example", ttl: 600, minimum: 600)
+    func name(_ labels: Int, _ tld: String) -> DNSName { F.name(String(repeating: "a.", count: labels - 1) + tld) }
+    cache.insertNegative(name: name(62, "one"), type: nil, soa: soa)
+    cache.insertNegative(name: name(70, "two"), type: nil, soa: soa)
+    #expect(cache.lookupNegative(name(64, "one"), .a)?.owner == name(62, "one"))
+    #expect(cache.lookupNegative(name(80, "two"), .a)?.owner == name(70, "two"))
+    #expect(cache.lookupNegative(name(69, "two"), .a) == nil)
+  }
+
   @Test func positiveInsertRemovesMatchingNODATA() {
     let time = FakeTimeSource()
     let cache = F.cache(time)

@@ -149,7 +149,7 @@ final class DoTSocketSession: @unchecked Sendable {
     }
     // Read first: answers that came before a reset are delivered before a failed send ends the session.
     if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
-      readAvailable()
+      readAvailable(peerClosed: events & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0)
     }
     if events & EPOLLOUT.rawValue != 0, phase != .closed { flush() }
   }
@@ -164,8 +164,10 @@ final class DoTSocketSession: @unchecked Sendable {
   }
 
   /// Reads what the socket has (up to 16 reads), hands it to OpenSSL, then ends the session on EOF
-  /// or an error.
-  private func readAvailable() {
+  /// or an error. `peerClosed`: epoll reported the peer's FIN or an error, so reading goes on to
+  /// the EOF in this turn (the session then ends before the answers' tasks run, and their next
+  /// queries reconnect instead of going out on a closing socket).
+  private func readAvailable(peerClosed: Bool) {
     var ended: String? = nil
     // At most 16 reads of 16 KiB per wake-up (epoll is level-triggered: the rest waits for the next
     // turn), so one busy server cannot hold the engine thread.
@@ -175,7 +177,7 @@ final class DoTSocketSession: @unchecked Sendable {
         tls.feed(UnsafeRawBufferPointer(rebasing: scratch.prefix(count)))
         // A short read emptied the socket: another recv would only say EAGAIN. Epoll is
         // level-triggered, so what arrives meanwhile (or an EOF) is reported on the next turn.
-        if count < scratch.count { break reading }
+        if count < scratch.count, !peerClosed { break reading }
         continue reading
       }
       if count == 0 {
