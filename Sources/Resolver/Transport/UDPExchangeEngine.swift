@@ -58,8 +58,8 @@ final class UDPExchangeEngine: Sendable {
     var closures: [@Sendable () -> Void] = []
     /// Stream sockets (DoT, DoQ) and what to call with their epoll events, on the engine thread.
     var streams: [Int32: @Sendable (UInt32) -> Void] = [:]
-    /// Flushes that sessions deferred to the end of this turn (`flushAfterTurn`), run once.
-    var owedFlushes: [@Sendable () -> Void] = []
+    /// Flushes that sessions deferred to the end of this turn (`flushSoon`), one per session token.
+    var owedFlushes: [UInt64: @Sendable () -> Void] = [:]
     /// Timers of engine-thread sessions by token: when (monotonic ns) and what to call.
     var timers: [UInt64: (deadline: UInt64, fire: @Sendable () -> Void)] = [:]
     var lastTimerToken: UInt64 = 0
@@ -263,10 +263,15 @@ final class UDPExchangeEngine: Sendable {
     }
   }
 
-  /// Calls `flush` once the queued jobs of this turn have run, with the datagrams they queued: a
-  /// session that deferred its writes sends what they all queued together. Engine thread only.
-  func flushAfterTurn(_ flush: @escaping @Sendable () -> Void) {
-    state.withLock { $0.owedFlushes.append(flush) }
+  /// Calls `flush` now or, while this turn has more jobs to run, once after them (with the
+  /// datagrams they queued): the writes of a turn's queries to one session leave together.
+  /// `token` (from `newTimerToken`, never reused) names the session: its flush is queued at most
+  /// once per turn. Engine thread only.
+  func flushSoon(_ token: UInt64, _ flush: @escaping @Sendable () -> Void) {
+    guard sendsWaitForTurn else { return flush() }
+    state.withLock { s in
+      if s.owedFlushes[token] == nil { s.owedFlushes[token] = flush }
+    }
   }
 
   /// A token for `setTimer`, unique in the process.
@@ -375,11 +380,11 @@ final class UDPExchangeEngine: Sendable {
 
   /// Sends the queries the jobs just run have queued (a query that cannot be sent fails at once),
   /// then lets the watched sockets and the sessions send what they queued (`watch`'s `afterJobs`,
-  /// `flushAfterTurn`). Runs on the
+  /// `flushSoon`). Runs on the
   /// engine thread, which alone closes sockets of queued queries (`finish`, `expire`), and only
   /// after this, so every queued fd is still the query's own.
   private func sendQueued(_ outgoing: inout [(fd: Int32, bytes: [UInt8])]) {
-    var owedFlushes: [@Sendable () -> Void] = []
+    var owedFlushes: [UInt64: @Sendable () -> Void] = [:]
     let afterJobs = state.withLock { s in
       swap(&s.outbox, &outgoing)
       if !s.owedFlushes.isEmpty { swap(&s.owedFlushes, &owedFlushes) }
@@ -394,7 +399,7 @@ final class UDPExchangeEngine: Sendable {
     }
     outgoing.removeAll(keepingCapacity: true)
     for flush in afterJobs.values { flush() }
-    for flush in owedFlushes { flush() }
+    for flush in owedFlushes.values { flush() }
   }
 
   /// Reads every queued datagram on `fd` until one completes its query.

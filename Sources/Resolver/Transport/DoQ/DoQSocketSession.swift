@@ -74,9 +74,8 @@ final class DoQSocketSession: @unchecked Sendable {
   private var closeAt = UInt64.max
   /// When the engine timer is set to fire (UInt64.max: not set).
   private var timerAt = UInt64.max
-  /// A flush is queued for the end of the engine turn (`flushSoon`).
-  private var flushOwed = false
-  /// That flush, made once (weak: the engine's list must not keep the session).
+  /// The flush `engine.flushSoon` may defer to the end of the turn, made once (weak: the
+  /// engine's list must not keep the session).
   private lazy var deferredFlush: @Sendable () -> Void = { [weak self] in self?.flush() }
   private lazy var timerCallback: @Sendable () -> Void = { [weak self] in self?.timerFired() }
   /// recv's destination: the largest UDP payload ngtcp2 accepts.
@@ -131,7 +130,7 @@ final class DoQSocketSession: @unchecked Sendable {
     guard handshakeDone, !terminated, !closeRequested else { return done.resume(returning: .failure(.closed)) }
     enqueue(query, timeout: timeout, waiter: .task(done), early: false)
     status.touch(at: time.now())
-    flushSoon()
+    engine.flushSoon(timerToken, deferredFlush)
   }
 
   /// Closes with DOQ_NO_ERROR once the handshake is confirmed (ngtcp2 would otherwise add a
@@ -324,18 +323,8 @@ final class DoQSocketSession: @unchecked Sendable {
     }
   }
 
-  /// Flushes now, or, with more jobs to run this engine turn, once they have run: their queries
-  /// then share datagrams.
-  private func flushSoon() {
-    guard engine.sendsWaitForTurn else { return flush() }
-    guard !flushOwed else { return }
-    flushOwed = true
-    engine.flushAfterTurn(deferredFlush)
-  }
-
   /// Sends every packet ngtcp2 has ready, then sets the timer for its next expiry.
   private func flush() {
-    flushOwed = false
     guard !terminated else { return }
     while true {
       var sendError: Int32 = 0

@@ -38,9 +38,8 @@ final class DoTSocketSession: @unchecked Sendable {
   /// The first TLS failure seen (alert, protocol error, ALPN mismatch).
   private var failure: EncryptedFailure?
   private var closingLocally = false
-  /// A flush is queued for the end of the engine turn (`flushSoon`).
-  private var flushOwed = false
-  /// That flush, made once (weak: the engine's list must not keep the session).
+  /// The flush `engine.flushSoon` may defer to the end of the turn, made once (weak: the
+  /// engine's list must not keep the session).
   private lazy var deferredFlush: @Sendable () -> Void = { [weak self] in self?.flush() }
   /// Ciphertext the kernel has not taken yet.
   private var output: [UInt8] = []
@@ -118,7 +117,7 @@ final class DoTSocketSession: @unchecked Sendable {
     status.touch(at: time.now())
     cover(deadline)
     if !unsent.isEmpty || encrypt(framed) == .wantMore { unsent.append(framed) }
-    flushSoon()
+    engine.flushSoon(timerToken, deferredFlush)
   }
 
   /// Sends close_notify and closes; the session reports `.cleanClose`, outstanding queries fail with `.closed`.
@@ -282,18 +281,8 @@ final class DoTSocketSession: @unchecked Sendable {
     return step
   }
 
-  /// Flushes now, or, with more jobs to run this engine turn, once they have run: their queries
-  /// then leave together.
-  private func flushSoon() {
-    guard engine.sendsWaitForTurn else { return flush() }
-    guard !flushOwed else { return }
-    flushOwed = true
-    engine.flushAfterTurn(deferredFlush)
-  }
-
   /// Writes the waiting ciphertext; what the kernel does not take waits for EPOLLOUT.
   private func flush() {
-    flushOwed = false
     guard fd >= 0, phase != .connecting else { return }
     var sent = 0
     while sent < output.count {
