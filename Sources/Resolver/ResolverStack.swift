@@ -44,7 +44,9 @@ public final class ResolverStack: Sendable {
     }
     self.policy = policy
     self.store = store
-    self.resolver = RecursiveResolver(configuration: configuration, exchanger: exchanger, time: time, logger: logger)
+    // The cache and deadlines read the engine's per-round clock; round-trip times the clock itself.
+    self.resolver = RecursiveResolver(
+      configuration: configuration, exchanger: exchanger, time: TurnTimeSource(), logger: logger)
     if let store, let policy, saveInterval > 0 {
       periodicSave = store.savePeriodically(policy, every: saveInterval)
     } else {

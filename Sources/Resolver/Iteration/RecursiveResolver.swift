@@ -34,9 +34,8 @@ public final class RecursiveResolver: QueryResolving {
   public convenience init(
     configuration: ResolverConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "sotto")
   ) {
-    let time = SystemTimeSource()
-    let exchanger = Do53Exchanger(transport: Do53Transport(group: group), time: time)
-    self.init(configuration: configuration, exchanger: exchanger, time: time, logger: logger)
+    let exchanger = Do53Exchanger(transport: Do53Transport(group: group), time: SystemTimeSource())
+    self.init(configuration: configuration, exchanger: exchanger, time: TurnTimeSource(), logger: logger)
   }
 
   /// A resolver with an explicit upstream exchanger and clock (tests, encryption policy).

@@ -61,10 +61,10 @@ public final class PacketCache: Sendable {
   }
 
   /// A cache of at most `capacity` responses that dies with every change of `generation`;
-  /// `now` is a monotonic clock in nanoseconds.
+  /// `now` is a monotonic clock in nanoseconds (by default the engine's per-round clock).
   public init(
     capacity: Int, generation: @escaping @Sendable () -> UInt64,
-    now: @escaping @Sendable () -> UInt64 = { NIODeadline.now().uptimeNanoseconds }
+    now: @escaping @Sendable () -> UInt64 = { TurnClock.engine.now() }
   ) {
     self.capacity = max(0, capacity)
     self.generation = generation
@@ -148,7 +148,8 @@ public final class PacketCache: Sendable {
       }
       let size = entry.response.count
       guard size <= q.maxResponseSize else { return nil }
-      let elapsed = UInt32(clamping: (now &- entry.storedAt) / 1_000_000_000)
+      // Saturating: an entry stored by another thread may be newer than this round's clock.
+      let elapsed = UInt32(clamping: (now > entry.storedAt ? now - entry.storedAt : 0) / 1_000_000_000)
       let clientName = UnsafeRawBufferPointer(rebasing: raw[12..<q.nameEnd])
       let emitted = emit(size) { dest in
         entry.response.withUnsafeBytes { dest.copyMemory(from: $0) }

@@ -24,7 +24,7 @@ public final class DNSCookieJar: Sendable {
   let time: any TimeSource
   let state: StateLock<State>
 
-  public init(rotation: Double = 3_600, time: any TimeSource = SystemTimeSource()) {
+  public init(rotation: Double = 3_600, time: any TimeSource = TurnTimeSource()) {
     // OpenSSL without atexit cleanup, as in DoTClientContext: with --no-encryption this jar is the
     // first OpenSSL user, and its default init freed OpenSSL's locks at exit while a Do53 query on
     // another thread was still in HMAC (SEGV in CRYPTO_THREAD_read_lock, TSan integration run).

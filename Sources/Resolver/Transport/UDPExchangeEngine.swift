@@ -320,6 +320,7 @@ final class UDPExchangeEngine: Sendable {
       }
       let n = events.withUnsafeMutableBufferPointer { self.wait(for: wait, into: $0) }
       if wait != 0 { state.withLock { $0.asleep = false } }
+      TurnClock.engine.refresh()
       if n > 0 {
         for i in 0..<Int(n) {
           let tag = events[i].data.u64
@@ -368,6 +369,7 @@ final class UDPExchangeEngine: Sendable {
         if !s.closures.isEmpty { swap(&s.closures, &closures) }
       }
       guard !batch.isEmpty || !closures.isEmpty else { return }
+      TurnClock.engine.refresh()
       for body in closures { body() }
       closures.removeAll()
       for (i, job) in batch.enumerated() {
@@ -473,11 +475,7 @@ final class UDPExchangeEngine: Sendable {
   }
 
   /// Monotonic nanoseconds, the clock of deadlines and timers.
-  static func now() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-  }
+  static func now() -> UInt64 { TurnClock.clockNanoseconds() }
 
   static func errorText(_ code: Int32) -> String {
     guard let s = strerror(code) else { return "errno \(code)" }

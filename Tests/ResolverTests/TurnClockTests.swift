@@ -1,0 +1,49 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import Resolver
+
+/// The per-round clock: the keeper's reads stay at its last refresh, everyone else reads the
+/// clock, and the engine thread refreshes it as it works (so TTLs and deadlines still move).
+@Suite struct TurnClockTests {
+  @Test func keeperReadsItsLastRefreshUntilTheNext() {
+    let clock = TurnClock()
+    clock.refresh()
+    let first = clock.now()
+    usleep(3_000)
+    #expect(clock.now() == first, "the keeper's reads between refreshes cost no clock call")
+    clock.refresh()
+    #expect(clock.now() >= first + 3_000_000)
+  }
+
+  @Test func otherThreadsReadTheClockItself() {
+    let clock = TurnClock()
+    clock.refresh()
+    let elapsed = Mutex<UInt64>(0)
+    let done = DispatchSemaphore(value: 0)
+    let thread = Thread {
+      let a = clock.now()
+      usleep(3_000)
+      elapsed.withLock { $0 = clock.now() &- a }
+      done.signal()
+    }
+    thread.start()
+    done.wait()
+    #expect(elapsed.withLock { $0 } >= 3_000_000)
+  }
+
+  @Test func engineThreadRefreshesBetweenRounds() async throws {
+    let executor = try #require(UDPExchangeEngine.shared.taskExecutor)
+    let readings = try await Task(executorPreference: executor) { () async throws -> (Double, Double, Double) in
+      let time = TurnTimeSource()
+      let a = time.now()
+      usleep(3_000)  // the same round
+      let b = time.now()
+      try await Task.sleep(for: .milliseconds(20))  // a later round
+      return (a, b, time.now())
+    }.value
+    #expect(readings.0 == readings.1, "one round, one reading")
+    #expect(readings.2 - readings.0 >= 0.015, "the engine refreshes the clock for later rounds")
+  }
+}
