@@ -186,8 +186,10 @@ public final class PacketCache: Sendable {
         query.key[0..<query.name.count], by: { DNSName.lower($0) == $1 })
     else { return }
     let now = clock()
+    // The response echoes the client's spelling of the name: keep the query's array then.
+    let echoed = response[12..<(12 + query.name.count)]
     let entry = Entry(
-      key: query.key, name: Array(response[12..<(12 + query.name.count)]), response: response,
+      key: query.key, name: echoed.elementsEqual(query.name) ? query.name : Array(echoed), response: response,
       ttlOffsets: shape.ttlOffsets, storedAt: now,
       expiresAt: now &+ UInt64(shape.minTTL) * 1_000_000_000, generation: generation,
       rcode: shape.rcode)

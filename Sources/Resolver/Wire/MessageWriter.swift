@@ -2,6 +2,16 @@ extension Message {
   /// Writes the message with name compression. When `maxSize` is given and the message does not
   /// fit, whole records are dropped from the end (additional, then authority, then answer) and TC is set.
   public func serialize(maxSize: Int? = nil) -> [UInt8] {
+    // Most messages fit: write them without keeping record ends (an array per message), and
+    // again with them only when the whole does not.
+    let whole = serialize(keepingEndsFor: nil)
+    guard let maxSize, whole.count > maxSize else { return whole }
+    return serialize(keepingEndsFor: maxSize)
+  }
+
+  /// The message, cut to `maxSize` when given (whole records only; TC set when an answer or
+  /// authority record was left out).
+  private func serialize(keepingEndsFor maxSize: Int?) -> [UInt8] {
     var w = WireWriter()
     w.u16(header.id)
     var flags: UInt16 = UInt16(header.opcode & 0x0F) << 11 | UInt16(header.rcodeLow & 0x0F)
