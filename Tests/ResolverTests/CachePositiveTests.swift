@@ -95,4 +95,24 @@ import Testing
     #expect(sets[1].type == .ns && sets[1].ttl == 50)
     #expect(sets[0].records.allSatisfy { $0.ttl == 100 })
   }
+
+  /// The iteration's closest delegation: the nearest live NS set at or above a name, and how far up.
+  @Test func nearestNSSetIsFoundByLabelsAbove() {
+    let time = FakeTimeSource()
+    let cache = F.cache(time)
+    let ns = F.name("ns1.example.com")
+    cache.insert(RRset(name: F.name("Example.com"), type: .ns, ttl: 60, rdatas: [.ns(ns)]), rank: .authAuthority)
+    cache.insert(RRset(name: F.name("deep.a.example.com"), type: .ns, ttl: 30, rdatas: [.ns(ns)]), rank: .authAuthority)
+    cache.insert(F.aSet("x.b.example.com", ttl: 60), rank: .authAnswer)  // not an NS set
+    #expect(cache.labelsAbove(F.name("x.b.EXAMPLE.com"), toNearest: .ns) == 2)
+    #expect(cache.labelsAbove(F.name("example.com"), toNearest: .ns) == 0)
+    #expect(cache.labelsAbove(F.name("w.x.deep.a.example.com"), toNearest: .ns) == 2)
+    #expect(cache.labelsAbove(F.name("example.org"), toNearest: .ns) == nil)
+    time.advance(30)  // the deeper cut expires: the search goes on to example.com
+    #expect(cache.labelsAbove(F.name("w.x.deep.a.example.com"), toNearest: .ns) == 4)
+    let cached = F.name("www.Example.com")
+    cache.insert(RRset(name: .root, type: .ns, ttl: 60, rdatas: [.ns(ns)]), rank: .authAuthority)
+    #expect(cache.labelsAbove(F.name("example.net"), toNearest: .ns) == nil, "the root is not looked at")
+    #expect(cache.labelsAbove(cached, toNearest: .ns) == 1)
+  }
 }

@@ -81,6 +81,28 @@ public final class DNSCache: Sendable {
     }
   }
 
+  /// How many labels above `name` the nearest live `type` RRset is (0: at `name` itself), the root
+  /// not looked at; nil when there is none. Each miss and the hit count as `rdatas` counts them.
+  /// One lock and no name built per step: the iteration's closest known delegation.
+  func labelsAbove(_ name: DNSName, toNearest type: RRType, _ rrclass: RRClass = .in) -> Int? {
+    let now = time.now()
+    let labels = name.labelCount
+    return state.withLock { state -> Int? in
+      var key: CacheKey? = CacheKey(name: name, type: type, rrclass: rrclass)
+      var up = 0
+      while up < labels, let k = key {
+        if let entry = Self.live(k, at: now, in: &state), case .positive = entry.payload {
+          state.statistics.hits += 1
+          return up
+        }
+        state.statistics.misses += 1
+        key = k.parentForAnyType?.with(type: type)
+        up += 1
+      }
+      return nil
+    }
+  }
+
   /// Caches NXDOMAIN (type nil) or NODATA (name, type); TTL = min(SOA TTL, SOA minimum, maxNegativeTTL).
   /// Nothing is cached when `soa` is not an SOA record or the TTL comes out 0. Negative entries
   /// rank as `rank` (default authority data of an authoritative answer), so they don't displace live

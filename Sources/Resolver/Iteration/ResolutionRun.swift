@@ -194,11 +194,7 @@ final class ResolutionRun {
 
   /// The deepest zone at or above `name` whose NS set is cached; the root otherwise.
   func closestCut(below name: DNSName) -> DNSName {
-    var candidate = name
-    while !candidate.isRoot {
-      if core.cache.rdatas(candidate, .ns) != nil { return candidate }
-      candidate = candidate.parent ?? .root
-    }
-    return .root
+    guard let up = core.cache.labelsAbove(name, toNearest: .ns) else { return .root }
+    return up == 0 ? name : name.suffix(labelCount: name.labelCount - up)
   }
 }
