@@ -17,6 +17,18 @@ import Testing
     #expect(clock.now() >= first + 3_000_000)
   }
 
+  @Test func keeperWallClockIsTheRealTimeAtItsLastRefresh() {
+    let clock = TurnClock()
+    clock.refresh()
+    let first = clock.wallSeconds()
+    #expect(abs(first - Date().timeIntervalSince1970) < 0.05, "the wall reading is the real time")
+    usleep(3_000)
+    #expect(clock.wallSeconds() == first)
+    clock.refresh()
+    #expect(clock.wallSeconds() >= first + 0.003)
+    #expect(abs(clock.wallSeconds() - Date().timeIntervalSince1970) < 0.05)
+  }
+
   @Test func otherThreadsReadTheClockItself() {
     let clock = TurnClock()
     clock.refresh()
@@ -25,7 +37,9 @@ import Testing
     let thread = Thread {
       let a = clock.now()
       usleep(3_000)
+      let wall = clock.wallSeconds()
       elapsed.withLock { $0 = clock.now() &- a }
+      if abs(wall - Date().timeIntervalSince1970) > 0.05 { elapsed.withLock { $0 = 0 } }
       done.signal()
     }
     thread.start()

@@ -12,7 +12,8 @@ import Synchronization
 /// on the engine thread those reads now cost no call. Any other thread reads the clock itself.
 ///
 /// Only for uses where a round's length (microseconds; a few milliseconds under load) is nothing:
-/// TTLs and resolution deadlines. Round-trip times, timers and timeouts read the clock itself.
+/// TTLs, resolution deadlines, and wall-clock times that are logged or compared in seconds (the
+/// query log, the RFC 9539 table). Round-trip times, timers, timeouts and QUIC read the clock itself.
 @usableFromInline final class TurnClock: Sendable {
   /// The engine thread's clock.
   @usableFromInline static let engine = TurnClock()
@@ -21,6 +22,10 @@ import Synchronization
   private let keeper = Atomic<UInt>(0)
   /// Nanoseconds of CLOCK_MONOTONIC at the keeper's last refresh; only the keeper touches it.
   nonisolated(unsafe) private var nanoseconds: UInt64 = 0
+  /// CLOCK_REALTIME minus CLOCK_MONOTONIC in nanoseconds, and the monotonic time it was taken at:
+  /// re-read at most once a second (so a step of the wall clock shows within a second).
+  nonisolated(unsafe) private var wallOffset: Int64 = 0
+  nonisolated(unsafe) private var wallOffsetAt: UInt64 = 0
 
   init() {}
 
@@ -29,11 +34,24 @@ import Synchronization
     let me = UInt(pthread_self())
     if keeper.load(ordering: .relaxed) != me { keeper.store(me, ordering: .relaxed) }
     nanoseconds = Self.clockNanoseconds()
+    if wallOffsetAt == 0 || nanoseconds &- wallOffsetAt >= 1_000_000_000 {
+      var ts = timespec()
+      clock_gettime(CLOCK_REALTIME, &ts)
+      wallOffset = Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec) &- Int64(bitPattern: nanoseconds)
+      wallOffsetAt = nanoseconds
+    }
   }
 
   /// CLOCK_MONOTONIC in nanoseconds: the last refresh's reading on the keeper's thread, else now.
   @usableFromInline func now() -> UInt64 {
     keeper.load(ordering: .relaxed) == UInt(pthread_self()) ? nanoseconds : Self.clockNanoseconds()
+  }
+
+  /// Seconds since 1970 (CLOCK_REALTIME): on the keeper's thread, at its last refresh (from the
+  /// monotonic reading and an offset at most a second old), else now.
+  @usableFromInline func wallSeconds() -> Double {
+    guard keeper.load(ordering: .relaxed) == UInt(pthread_self()) else { return ResolverMonitor.systemTime() }
+    return Double(Int64(bitPattern: nanoseconds) &+ wallOffset) / 1e9
   }
 
   /// CLOCK_MONOTONIC in nanoseconds, read now.

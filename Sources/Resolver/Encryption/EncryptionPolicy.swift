@@ -34,7 +34,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   public init(
     settings: EncryptionSettings, do53: any UpstreamExchanger, connectors: [any EncryptedConnector],
     saved: [ServerRecord] = [], time: any TimeSource = SystemTimeSource(),
-    wallClock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }, logger: Logger
+    wallClock: @escaping @Sendable () -> Double = { TurnClock.engine.wallSeconds() }, logger: Logger
   ) {
     self.do53 = do53
     self.connectors = Dictionary(connectors.map { ($0.transport, $0) }, uniquingKeysWith: { a, _ in a })

@@ -68,7 +68,8 @@ public final class ResolverMonitor: Sendable {
   /// The client listener's counters (caps, refusals, drops); the `Listener` given this monitor uses them.
   public let listenerCounters = ListenerCounters()
 
-  public init(wallClock: @escaping @Sendable () -> Double = { ResolverMonitor.systemTime() }) {
+  /// A monitor whose times come from `wallClock` (by default the engine's per-round wall clock).
+  public init(wallClock: @escaping @Sendable () -> Double = { TurnClock.engine.wallSeconds() }) {
     self.wallClock = wallClock
     self.startTime = wallClock()
   }
