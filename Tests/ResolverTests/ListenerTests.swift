@@ -262,9 +262,13 @@ private enum ListenerTestError: Error {
 
   @Test func answersServfailOverTheResolutionCap() async throws {
     try await withListener(resolver: SlowResolver(), maxResolutions: 1) { server, listener in
-      // The first query holds the only slot for 1 s; the second is shed at once.
+      // The first query holds the only slot for 1 s; the second, sent once the first is in
+      // flight (polled: a fixed sleep lost the race on a loaded machine), is shed at once.
       async let slow = udpExchange(query(id: 1, "slow.example"), with: server)
-      try await Task.sleep(for: .milliseconds(200))
+      for _ in 0..<500 where listener.statistics.resolutionsInFlight == 0 {
+        try await Task.sleep(for: .milliseconds(5))
+      }
+      #expect(listener.statistics.resolutionsInFlight == 1)
       let shed = try Message.parse(try await udpExchange(query(id: 2, "fast.example"), with: server))
       #expect(shed.rcode == .servFail && shed.header.id == 2)
       #expect(try Message.parse(try await slow).rcode == .noError)
