@@ -3,7 +3,7 @@ import NIOCore
 /// One open encrypted session to one server (a DoT connection, a DoQ connection).
 public protocol EncryptedSession: AnyObject, Sendable {
   /// Sends one query and waits for its response (pipelined with others).
-  func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message
+  nonisolated(nonsending) func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message
   /// False once the session has ended.
   var isActive: Bool { get }
   /// Closes cleanly; the connector's `onClose` then reports `.cleanClose`.

@@ -79,5 +79,5 @@ public struct Resolution: Sendable {
 /// Anything that can answer a question recursively; the listener and the CLI depend only on this.
 public protocol QueryResolving: Sendable {
   /// Resolves `question` completely (from cache or by iteration). Never throws: failures are SERVFAIL.
-  func resolve(_ question: Question) async -> Resolution
+  nonisolated(nonsending) func resolve(_ question: Question) async -> Resolution
 }

@@ -103,7 +103,9 @@ public final class DoQConnection: Sendable {
 
   /// Sends one query on its own stream with Message ID 0 and EDNS padding (T-24..T-26, T-35) and waits
   /// for its response, which carries the caller's original ID. Queries run concurrently (T-27).
-  public func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message {
+  public nonisolated(nonsending) func query(_ message: Message, timeout: TimeAmount) async throws(TransportError)
+    -> Message
+  {
     let session = self.session
     return try await withUnsafeContinuation { continuation in
       engine.execute { session.send(message, timeout: timeout, continuation) }

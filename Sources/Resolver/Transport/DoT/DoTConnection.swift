@@ -50,7 +50,9 @@ public final class DoTConnection: Sendable {
   /// Sends one query and waits for its response. The ID is replaced by a random one unique on this
   /// connection, EDNS padding fills the query to a multiple of 128 octets (T-40), RFC 7766 framing.
   /// The response carries the caller's original ID. TC=1 throws `.truncated` (T-19).
-  public func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message {
+  public nonisolated(nonsending) func query(_ message: Message, timeout: TimeAmount) async throws(TransportError)
+    -> Message
+  {
     let session = self.session
     return try await withUnsafeContinuation { continuation in
       engine.execute { session.send(message, timeout: timeout, continuation) }
