@@ -105,6 +105,8 @@ import Testing
     cache.insert(RRset(name: F.name("deep.a.example.com"), type: .ns, ttl: 30, rdatas: [.ns(ns)]), rank: .authAuthority)
     cache.insert(F.aSet("x.b.example.com", ttl: 60), rank: .authAnswer)  // not an NS set
     #expect(cache.labelsAbove(F.name("x.b.EXAMPLE.com"), toNearest: .ns) == 2)
+    // Counted as `rdatas` counts its lookups: a miss per level walked, then the hit.
+    #expect(cache.statistics.misses == 2 && cache.statistics.hits == 1)
     #expect(cache.labelsAbove(F.name("example.com"), toNearest: .ns) == 0)
     #expect(cache.labelsAbove(F.name("w.x.deep.a.example.com"), toNearest: .ns) == 2)
     #expect(cache.labelsAbove(F.name("example.org"), toNearest: .ns) == nil)

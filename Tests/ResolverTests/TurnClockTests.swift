@@ -32,19 +32,25 @@ import Testing
   @Test func otherThreadsReadTheClockItself() {
     let clock = TurnClock()
     clock.refresh()
-    let elapsed = Mutex<UInt64>(0)
+    let kept = clock.now()
+    // (elapsed ns between two reads 3 ms apart, the wall reading's distance from Date's in s)
+    let seen = Mutex<(UInt64, Double)>((0, .infinity))
     let done = DispatchSemaphore(value: 0)
     let thread = Thread {
+      clock.refresh()  // not the keeper: ignored
       let a = clock.now()
       usleep(3_000)
+      let b = clock.now()
       let wall = clock.wallSeconds()
-      elapsed.withLock { $0 = clock.now() &- a }
-      if abs(wall - Date().timeIntervalSince1970) > 0.05 { elapsed.withLock { $0 = 0 } }
+      seen.withLock { $0 = (b &- a, abs(wall - Date().timeIntervalSince1970)) }
       done.signal()
     }
     thread.start()
     done.wait()
-    #expect(elapsed.withLock { $0 } >= 3_000_000)
+    let (elapsed, wallError) = seen.withLock { $0 }
+    #expect(elapsed >= 3_000_000, "another thread's reads are live")
+    #expect(wallError < 0.05, "another thread's wall reading is the real time")
+    #expect(clock.now() == kept, "a refresh from another thread does not move the keeper's reading")
   }
 
   @Test func engineThreadRefreshesBetweenRounds() async throws {

@@ -23,16 +23,21 @@ import Synchronization
   /// Nanoseconds of CLOCK_MONOTONIC at the keeper's last refresh; only the keeper touches it.
   nonisolated(unsafe) private var nanoseconds: UInt64 = 0
   /// CLOCK_REALTIME minus CLOCK_MONOTONIC in nanoseconds, and the monotonic time it was taken at:
-  /// re-read at most once a second (so a step of the wall clock shows within a second).
+  /// re-read once a second of monotonic time (a step of the wall clock shows within a second of
+  /// it; after a suspend, within a second of the resume).
   nonisolated(unsafe) private var wallOffset: Int64 = 0
   nonisolated(unsafe) private var wallOffsetAt: UInt64 = 0
 
   init() {}
 
-  /// Reads the clock for the calling thread's coming round of work; that thread becomes the keeper.
+  /// Reads the clock for the calling thread's coming round of work. The first thread to call it
+  /// becomes the keeper for good; a call from any other thread does nothing (so the keeper's
+  /// readings are only ever written and read on its own thread).
   func refresh() {
     let me = UInt(pthread_self())
-    if keeper.load(ordering: .relaxed) != me { keeper.store(me, ordering: .relaxed) }
+    if keeper.load(ordering: .relaxed) != me {
+      guard keeper.compareExchange(expected: 0, desired: me, ordering: .relaxed).exchanged else { return }
+    }
     nanoseconds = Self.clockNanoseconds()
     if wallOffsetAt == 0 || nanoseconds &- wallOffsetAt >= 1_000_000_000 {
       var ts = timespec()

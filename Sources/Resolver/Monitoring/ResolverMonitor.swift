@@ -75,7 +75,7 @@ public final class ResolverMonitor: Sendable {
   }
 
   /// Seconds since 1970 from CLOCK_REALTIME (what `Date()` gives, without Foundation's overhead;
-  /// read once per packet-cache hit).
+  /// `TurnClock.wallSeconds()` off the engine thread).
   public static func systemTime() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)

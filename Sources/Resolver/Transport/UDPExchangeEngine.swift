@@ -49,7 +49,7 @@ final class UDPExchangeEngine: Sendable {
   }
 
   /// A session timer: when (monotonic ns) and what to call.
-  private struct Timer: Sendable {
+  private struct EngineTimer: Sendable {
     let deadline: UInt64
     let fire: @Sendable () -> Void
   }
@@ -79,7 +79,7 @@ final class UDPExchangeEngine: Sendable {
     /// Flushes that sessions deferred to the end of this turn (`flushSoon`), one per session token.
     var owedFlushes: [UInt64: Call] = [:]
     /// Timers of engine-thread sessions by token.
-    var timers: [UInt64: Timer] = [:]
+    var timers: [UInt64: EngineTimer] = [:]
     var lastTimerToken: UInt64 = 0
   }
 
@@ -303,7 +303,7 @@ final class UDPExchangeEngine: Sendable {
   /// Calls `fire` on the engine thread once `deadline` (`now()` nanoseconds) has passed, replacing
   /// the timer `token` had. Engine thread only (the thread looks at timers before it sleeps).
   func setTimer(_ token: UInt64, at deadline: UInt64, _ fire: @escaping @Sendable () -> Void) {
-    state.withLock { $0.timers[token] = Timer(deadline: deadline, fire: fire) }
+    state.withLock { $0.timers[token] = EngineTimer(deadline: deadline, fire: fire) }
   }
 
   /// Cancels the timer of `token`, if any.
@@ -319,7 +319,7 @@ final class UDPExchangeEngine: Sendable {
     var buffer = [UInt8](repeating: 0, count: Self.receiveSize)
     var batch: [UnownedJob] = []
     var outgoing: [(fd: Int32, bytes: [UInt8])] = []
-    var due: [(token: UInt64, timer: Timer)] = []
+    var due: [(token: UInt64, timer: EngineTimer)] = []
     while true {
       runJobs(&batch)
       sendQueued(&outgoing)
@@ -474,13 +474,13 @@ final class UDPExchangeEngine: Sendable {
 
   /// Calls the timers whose deadline has passed; `due` is the caller's buffer (no allocation per
   /// turn), left empty. The due timers are collected before any is removed from the dictionary.
-  private func fireTimers(_ due: inout [(token: UInt64, timer: Timer)]) {
+  private func fireTimers(_ due: inout [(token: UInt64, timer: EngineTimer)]) {
     let now = Self.now()
     state.withLock { s in
       for (token, timer) in s.timers where timer.deadline <= now { due.append((token, timer)) }
       for timer in due { s.timers.removeValue(forKey: timer.token) }
     }
-    for due in due { due.timer.fire() }
+    for entry in due { entry.timer.fire() }
     due.removeAll(keepingCapacity: true)
   }
 
