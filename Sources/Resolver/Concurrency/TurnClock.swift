@@ -40,9 +40,7 @@ import Synchronization
     }
     nanoseconds = Self.clockNanoseconds()
     if wallOffsetAt == 0 || nanoseconds &- wallOffsetAt >= 1_000_000_000 {
-      var ts = timespec()
-      clock_gettime(CLOCK_REALTIME, &ts)
-      wallOffset = Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec) &- Int64(bitPattern: nanoseconds)
+      wallOffset = Self.realtimeNanoseconds() &- Int64(bitPattern: nanoseconds)
       wallOffsetAt = nanoseconds
     }
   }
@@ -55,8 +53,17 @@ import Synchronization
   /// Seconds since 1970 (CLOCK_REALTIME): on the keeper's thread, at its last refresh (from the
   /// monotonic reading and an offset at most a second old), else now.
   @usableFromInline func wallSeconds() -> Double {
-    guard keeper.load(ordering: .relaxed) == UInt(pthread_self()) else { return ResolverMonitor.systemTime() }
-    return Double(Int64(bitPattern: nanoseconds) &+ wallOffset) / 1e9
+    let ns =
+      keeper.load(ordering: .relaxed) == UInt(pthread_self())
+      ? Int64(bitPattern: nanoseconds) &+ wallOffset : Self.realtimeNanoseconds()
+    return Double(ns) / 1e9
+  }
+
+  /// CLOCK_REALTIME in nanoseconds since 1970, read now (what `Date()` gives, without Foundation).
+  static func realtimeNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
   }
 
   /// CLOCK_MONOTONIC in nanoseconds, read now.

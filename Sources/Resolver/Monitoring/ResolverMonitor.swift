@@ -74,14 +74,6 @@ public final class ResolverMonitor: Sendable {
     self.startTime = wallClock()
   }
 
-  /// Seconds since 1970 from CLOCK_REALTIME (what `Date()` gives, without Foundation's overhead;
-  /// `TurnClock.wallSeconds()` off the engine thread).
-  public static func systemTime() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-  }
-
   /// Sets the listener addresses shown in the header.
   public func setListeners(_ addresses: [String]) { state.withLock { $0.listeners = addresses } }
 

@@ -188,8 +188,9 @@ public final class PacketCache: Sendable {
     let now = clock()
     // The response echoes the client's spelling of the name: keep the query's array then.
     let echoed = response[12..<(12 + query.name.count)]
+    let same = response.withUnsafeBytes { sameBytes(query.name, UnsafeRawBufferPointer(rebasing: $0[echoed.indices])) }
     let entry = Entry(
-      key: query.key, name: echoed.elementsEqual(query.name) ? query.name : Array(echoed), response: response,
+      key: query.key, name: same ? query.name : Array(echoed), response: response,
       ttlOffsets: shape.ttlOffsets, storedAt: now,
       expiresAt: now &+ UInt64(shape.minTTL) * 1_000_000_000, generation: generation,
       rcode: shape.rcode)
