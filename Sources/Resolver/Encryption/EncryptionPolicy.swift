@@ -230,7 +230,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   }
 
   /// The response to a query sent as early data (or right after the handshake) on a new session.
-  func receiveEarly(
+  nonisolated(nonsending) func receiveEarly(
     _ early: EventLoopFuture<Message>, _ query: Message, _ t: EncryptedTransport, session: any EncryptedSession,
     server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: String
   ) async -> ExchangeResult {
@@ -267,7 +267,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// The established session of `t` to `server`, joining a pending handshake or starting one.
   /// With `earlyQuery`, a connection started here sends it as early data and its response future
   /// comes back too; joining an existing or pending session never does.
-  func session(_ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, earlyQuery: Message? = nil)
+  nonisolated(nonsending) func session(
+    _ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, earlyQuery: Message? = nil
+  )
     async -> (session: (any EncryptedSession)?, early: EventLoopFuture<Message>?)
   {
     let key = SessionKey(ip: server.ip, transport: t)
