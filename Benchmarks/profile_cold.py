@@ -110,9 +110,9 @@ try:
           print(f"mallocs/res={count / max(run.completed, 1):.1f}")
       if os.environ.get("SYSCALLS") == "1":
           rows = [l.split(",") for l in (OUT / "syscalls.csv").read_text().splitlines() if l[:1].isdigit()]
-          per = lambda r: int(r[0]) / max(run.completed, 1)
+          per = lambda r: float(r[0]) / max(run.completed, 1)
           if len(rows) == 1:
-              print(f"{os.environ.get('EVENT', 'syscalls')}/res={per(rows[0]):.1f}")
+              print(f"{os.environ.get('EVENT', 'syscalls')}/res={per(rows[0]):.4g}")
           else:  # EVENT='syscalls:sys_enter_*': one line per syscall that ran
               for r in sorted(rows, key=per, reverse=True):
                   if per(r) >= 0.05: print(f"{r[2]}/res={per(r):.2f}")

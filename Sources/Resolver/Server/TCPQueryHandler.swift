@@ -38,7 +38,7 @@ final class TCPQueryHandler: ChannelInboundHandler {
     let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
-    Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
+    UDPExchangeEngine.resolutions.run {
       await processor.process(raw, from: client, overTCP: true) { promise.succeed($0) }
     }
     promise.futureResult.whenSuccess { response in  // runs on the channel's event loop

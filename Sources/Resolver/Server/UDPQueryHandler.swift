@@ -41,7 +41,7 @@ final class UDPQueryHandler: ChannelInboundHandler {
     let learned = learn
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
-    Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
+    UDPExchangeEngine.resolutions.run {
       await processor.process(raw, from: client, overTCP: false) { promise.succeed($0) }
     }
     promise.futureResult.whenSuccess { response in  // runs on the channel's event loop

@@ -184,7 +184,7 @@
       let processor = self.processor
       let fastPath = self.fastPath
       // On the upstream engine's thread: its replies resume the resolution without a thread hop.
-      Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
+      UDPExchangeEngine.resolutions.run {
         // The answer goes out first (into the turn's burst when more jobs wait on the engine
         // thread); the packet cache and the monitor learn of it afterwards.
         await processor.process(raw, from: client, overTCP: false) { response in

@@ -23,6 +23,10 @@ final class UDPExchangeEngine: Sendable {
   /// The process's engine (one thread, started on first use).
   static let shared = UDPExchangeEngine()
 
+  /// Long-lived tasks for the resolutions the listeners start: they prefer this executor and keep
+  /// their task-allocator slabs from one resolution to the next (`TaskPool`).
+  static let resolutions = TaskPool(executor: shared.taskExecutor, maxIdle: 128)
+
   /// Bytes read per datagram: the largest EDNS buffer size Sotto can advertise
   /// (`--edns-buffer-size`, at most 4096), so no reply Sotto asked for arrives cut.
   static let receiveSize = 4096
