@@ -19,6 +19,7 @@ import Testing
 
   @Test func sequentialJobsReuseOneTask() async {
     let pool = TaskPool(executor: nil, maxIdle: 4)
+    defer { pool.close() }
     let ran = Mutex<[Int]>([])
     for i in 0..<20 {
       pool.run { ran.withLock { $0.append(i) } }
@@ -31,6 +32,7 @@ import Testing
 
   @Test func concurrentJobsGetTheirOwnTasksAndAtMostMaxIdleWait() async {
     let pool = TaskPool(executor: nil, maxIdle: 3)
+    defer { pool.close() }
     let started = Atomic<Int>(0)
     let gate = Mutex<[CheckedContinuation<Void, Never>]>([])
     for _ in 0..<8 {
@@ -59,6 +61,7 @@ import Testing
   @Test func aWaitingTaskReleasesItsLastJob() async {
     final class Payload: Sendable {}
     let pool = TaskPool(executor: nil, maxIdle: 2)
+    defer { pool.close() }
     weak var seen: Payload?
     do {
       let payload = Payload()
@@ -67,6 +70,20 @@ import Testing
     }
     #expect(await eventually { pool.idleCount == 1 })
     #expect(await eventually { seen == nil }, "the finished job's captures are freed while the task waits")
+  }
+
+  @Test func closeEndsTheWaitingTasks() async {
+    let pool = TaskPool(executor: nil, maxIdle: 4)
+    for _ in 0..<3 { pool.run {} }
+    #expect(await eventually { pool.idleCount == 3 })
+    pool.close()
+    #expect(pool.idleCount == 0)
+    // After close a job still runs, on a task that then ends instead of waiting.
+    let ran = Atomic<Bool>(false)
+    pool.run { ran.store(true, ordering: .sequentiallyConsistent) }
+    #expect(await eventually { ran.load(ordering: .sequentiallyConsistent) })
+    try? await Task.sleep(for: .milliseconds(50))
+    #expect(pool.idleCount == 0)
   }
 
   @Test func resolutionsRunOnTheEngineThread() async {

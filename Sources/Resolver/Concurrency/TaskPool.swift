@@ -18,6 +18,8 @@ final class TaskPool: Sendable {
     var idle: [UnsafeContinuation<Job?, Never>] = []
     /// Tasks started since the pool was made (for tests and diagnostics).
     var started = 0
+    /// Set by `close`: no task waits any more.
+    var closed = false
   }
 
   private let state = StateLock(State())
@@ -36,6 +38,18 @@ final class TaskPool: Sendable {
 
   /// Tasks waiting for a job now.
   var idleCount: Int { state.withLock { $0.idle.count } }
+
+  /// Ends the waiting tasks; from now on every task ends after its job. A waiting task holds the
+  /// pool, so a pool that is not closed lives as long as its waiting tasks (the listeners' pool
+  /// lives as long as the process).
+  func close() {
+    let waiting = state.withLock { s in
+      s.closed = true
+      defer { s.idle = [] }
+      return s.idle
+    }
+    for task in waiting { task.resume(returning: nil) }
+  }
 
   /// Runs `job` on a waiting task, or on a new one when none waits.
   func run(_ body: nonisolated(nonsending) @escaping @Sendable () async -> Void) {
@@ -68,7 +82,7 @@ final class TaskPool: Sendable {
   private nonisolated(nonsending) func nextJob() async -> Job? {
     await withUnsafeContinuation { continuation in
       let parked = state.withLock { s in
-        guard s.idle.count < maxIdle else { return false }
+        guard !s.closed, s.idle.count < maxIdle else { return false }
         s.idle.append(continuation)
         return true
       }
