@@ -62,37 +62,68 @@ import Testing
     final class Payload: Sendable {}
     let pool = TaskPool(executor: nil, maxIdle: 2)
     defer { pool.close() }
+    let ranWith = Mutex<ObjectIdentifier?>(nil)
     weak var seen: Payload?
     do {
       let payload = Payload()
       seen = payload
-      pool.run { _ = payload }
+      pool.run { ranWith.withLock { $0 = ObjectIdentifier(payload) } }
     }
     #expect(await eventually { pool.idleCount == 1 })
+    #expect(ranWith.withLock { $0 } != nil, "the job ran with its capture")
     #expect(await eventually { seen == nil }, "the finished job's captures are freed while the task waits")
   }
 
   @Test func closeEndsTheWaitingTasks() async {
-    let pool = TaskPool(executor: nil, maxIdle: 4)
-    for _ in 0..<3 { pool.run {} }
-    #expect(await eventually { pool.idleCount == 3 })
-    pool.close()
-    #expect(pool.idleCount == 0)
-    // After close a job still runs, on a task that then ends instead of waiting.
-    let ran = Atomic<Bool>(false)
-    pool.run { ran.store(true, ordering: .sequentiallyConsistent) }
-    #expect(await eventually { ran.load(ordering: .sequentiallyConsistent) })
-    try? await Task.sleep(for: .milliseconds(50))
-    #expect(pool.idleCount == 0)
+    // A waiting task holds its pool, so the pool is freed only once every waiting task ended.
+    weak var weakPool: TaskPool?
+    do {
+      let pool = TaskPool(executor: nil, maxIdle: 4)
+      weakPool = pool
+      for _ in 0..<3 { pool.run {} }
+      #expect(await eventually { pool.idleCount == 3 })
+      pool.close()
+      #expect(pool.idleCount == 0)
+      // After close a job still runs, on a task that then ends instead of waiting.
+      let ran = Atomic<Bool>(false)
+      pool.run { ran.store(true, ordering: .sequentiallyConsistent) }
+      #expect(await eventually { ran.load(ordering: .sequentiallyConsistent) })
+    }
+    #expect(await eventually { weakPool == nil }, "the waiting tasks and the one after close ended")
   }
 
-  @Test func resolutionsRunOnTheEngineThread() async {
-    // The listeners' pool prefers the engine's executor, so a resolution's jobs run on its thread.
-    let onEngine = Mutex<Bool?>(nil)
-    UDPExchangeEngine.resolutions.run {
-      onEngine.withLock { $0 = UDPExchangeEngine.shared.isEngineThread }
+  @Test func concurrentSubmittersRunEveryJobOnce() async {
+    // Submitting threads race tasks that are parking: no job may be lost or run twice.
+    let pool = TaskPool(executor: nil, maxIdle: 2)
+    defer { pool.close() }
+    let runs = Mutex<[Int]>(Array(repeating: 0, count: 4 * 1_000))
+    let threads = (0..<4).map { t in
+      Thread {
+        for i in 0..<1_000 {
+          let slot = t * 1_000 + i
+          pool.run { runs.withLock { $0[slot] += 1 } }
+        }
+      }
     }
-    #expect(await eventually { onEngine.withLock { $0 } != nil })
-    #expect(onEngine.withLock { $0 } == true)
+    for thread in threads { thread.start() }
+    #expect(await eventually { runs.withLock { $0.reduce(0, +) } == 4_000 })
+    try? await Task.sleep(for: .milliseconds(50))
+    #expect(runs.withLock { $0.allSatisfy { $0 == 1 } }, "every job ran exactly once")
+    #expect(
+      await eventually { pool.idleCount == min(2, pool.tasksStarted) }, "up to two tasks wait, the others ended")
+  }
+
+  @Test func aReusedTaskStillRunsOnTheEngineThread() async {
+    // The listeners' pool prefers the engine's executor: a resolution's jobs run on its thread,
+    // on a new task and on one taken from the waiting ones alike.
+    let pool = TaskPool(executor: UDPExchangeEngine.shared.taskExecutor, maxIdle: 1)
+    defer { pool.close() }
+    let onEngine = Mutex<[Bool]>([])
+    for expected in 1...2 {
+      pool.run { onEngine.withLock { $0.append(UDPExchangeEngine.shared.isEngineThread) } }
+      #expect(await eventually { onEngine.withLock { $0.count } == expected && pool.idleCount == 1 })
+    }
+    #expect(onEngine.withLock { $0 } == [true, true])
+    #expect(pool.tasksStarted == 1, "the second job ran on the first job's task")
   }
 }
