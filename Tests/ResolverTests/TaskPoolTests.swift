@@ -33,11 +33,9 @@ import Testing
   @Test func concurrentJobsGetTheirOwnTasksAndAtMostMaxIdleWait() async {
     let pool = TaskPool(executor: nil, maxIdle: 3)
     defer { pool.close() }
-    let started = Atomic<Int>(0)
     let gate = Mutex<[CheckedContinuation<Void, Never>]>([])
     for _ in 0..<8 {
       pool.run {
-        started.add(1, ordering: .sequentiallyConsistent)
         await withCheckedContinuation { c in gate.withLock { $0.append(c) } }
       }
     }

@@ -7,8 +7,8 @@
 /// keeps its slabs from one job to the next, so once warm a job allocates none of them.
 ///
 /// After its job, a task waits for the next one; at most `maxIdle` tasks wait, the rest end.
-/// A waiting task keeps slabs for the deepest job it ran (a cold resolution: about 15 KiB), so the
-/// listeners' pool holds at most 128 times that.
+/// A waiting task keeps slabs for the deepest job it ran (a cold encrypted resolution: about
+/// 20 KiB), so the listeners' pool holds at most 128 times that.
 ///
 /// A pooled task keeps the priority and task-local values of the context that started it for all
 /// its jobs: call `run` from outside any task (the engine loop, a NIO event loop), as the
