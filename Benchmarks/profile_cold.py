@@ -4,7 +4,7 @@ Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`
 lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
   SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
 ZONE=<zone>: all names under that lab zone (one server, one transport). WARM=0: no warm-up (a fresh process, as make bench's cold run; default 300 names). SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). PACKETS=1: UDP datagrams and TCP segments sent per resolution, machine-wide. THREADS=1: context switches and CPU ticks per thread. SPLIT=1 (with OUTSTANDING=1): medians of the resolver's time before its upstream query, the server's, and its time after the reply, from a loopback capture, then the time before the upstream query by the previous resolution's transport and the idle time before it (latency_split.py). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites (or EVENT's) into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
-uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs.
+uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs, GRAPH=dwarf DWARF ones (callers of leaf functions such as swift_retain, which fp misses).
 Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
 """
 import os, sys, subprocess, time, signal, tempfile
@@ -17,7 +17,7 @@ import bench
 import lab as labmod
 OUT = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="coldprof-")); OUT.mkdir(parents=True, exist_ok=True)
 enc = os.environ.get("ENC", "0") == "1"
-graph = ["--call-graph=fp"] if os.environ.get("GRAPH") == "1" else []
+graph = {"1": ["--call-graph=fp"], "dwarf": ["--call-graph=dwarf,16384"]}.get(os.environ.get("GRAPH", ""), [])
 os.sched_setaffinity(0, {1})
 lab = labmod.Lab(doq_binary=os.environ["SOTTO_BIN"])
 lab.start()

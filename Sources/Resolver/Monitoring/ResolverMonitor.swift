@@ -90,6 +90,11 @@ public final class ResolverMonitor: Sendable {
       clientAddress.map { .address(RawClientAddress($0)) } ?? .text("?"), question: question, resolution: resolution)
   }
 
+  /// `record(clientAddress:question:resolution:)` for an address kept raw.
+  func record(rawClient: RawClientAddress?, question: Question, resolution: Resolution) {
+    record(rawClient.map { .address($0) } ?? .text("?"), question: question, resolution: resolution)
+  }
+
   private func record(_ client: RecordedClient, question: Question, resolution: Resolution) {
     let item = ResolvedQuery(
       time: wallClock(), client: client, question: question, rcode: resolution.rcode, latencyMs: resolution.elapsedMs,
@@ -192,31 +197,6 @@ enum RecordedClient: Sendable {
     switch self {
     case .text(let s): return s
     case .address(let a): return a.ipAddress ?? "?"
-    }
-  }
-}
-
-/// A client's address as a plain value: keeping it holds no reference (a `SocketAddress` is a
-/// boxed class), so recording and overwriting a hit does no reference counting for it.
-enum RawClientAddress: Sendable {
-  case v4(sockaddr_in)
-  case v6(sockaddr_in6)
-  case other(SocketAddress)
-
-  init(_ address: SocketAddress) {
-    switch address {
-    case .v4(let a): self = .v4(a.address)
-    case .v6(let a): self = .v6(a.address)
-    default: self = .other(address)
-    }
-  }
-
-  /// `SocketAddress.ipAddress` of the address it was made from.
-  var ipAddress: String? {
-    switch self {
-    case .v4(let a): return SocketAddress(a, host: "").ipAddress
-    case .v6(let a): return SocketAddress(a, host: "").ipAddress
-    case .other(let a): return a.ipAddress
     }
   }
 }

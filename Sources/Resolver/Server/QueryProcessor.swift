@@ -17,6 +17,11 @@ struct QueryProcessor: Sendable {
   /// Whether a message from `client` may be processed at all (the per-address rate limit);
   /// counts a refusal as a drop. Called before any work is spent on the message.
   func admit(_ client: SocketAddress?) -> Bool {
+    admit(client.map(RawClientAddress.init))
+  }
+
+  /// `admit` for an address kept raw (the UDP socket loop).
+  func admit(_ client: RawClientAddress?) -> Bool {
     guard let rateLimiter else { return true }
     guard rateLimiter.allow(client?.ipAddress ?? "?") else {
       counters.update {
@@ -34,16 +39,23 @@ struct QueryProcessor: Sendable {
   nonisolated(nonsending) func process(
     _ raw: [UInt8], from client: SocketAddress?, overTCP: Bool, reply: ([UInt8]?) -> Void
   ) async {
+    await process(raw, from: client.map(RawClientAddress.init), overTCP: overTCP, reply: reply)
+  }
+
+  /// `process` for an address kept raw: the UDP socket loop's full path makes no `SocketAddress`.
+  nonisolated(nonsending) func process(
+    _ raw: [UInt8], from client: RawClientAddress?, overTCP: Bool, reply: ([UInt8]?) -> Void
+  ) async {
     var resolved: (Question, Resolution)?
     reply(await respond(to: raw, from: client, overTCP: overTCP, resolved: &resolved))
     if let monitor, let (question, resolution) = resolved {
-      monitor.record(clientAddress: client, question: question, resolution: resolution)
+      monitor.record(rawClient: client, question: question, resolution: resolution)
     }
   }
 
   /// The response bytes for `raw`; a resolution it ran is left in `resolved` for the monitor.
   private nonisolated(nonsending) func respond(
-    to raw: [UInt8], from client: SocketAddress?, overTCP: Bool, resolved: inout (Question, Resolution)?
+    to raw: [UInt8], from client: RawClientAddress?, overTCP: Bool, resolved: inout (Question, Resolution)?
   ) async -> [UInt8]? {
     counters.update {
       $0.queries += 1
@@ -58,7 +70,7 @@ struct QueryProcessor: Sendable {
         counters.update { $0.dropped += 1 }
         return nil
       }
-      logger.debug("unparsable query", metadata: ["client": "\(client.map { "\($0)" } ?? "?")", "error": "\(error)"])
+      logger.debug("unparsable query", metadata: ["client": "\(client?.description ?? "?")", "error": "\(error)"])
       counters.update { $0.formErrors += 1 }
       return ResponseBuilder.serialize(formErr, for: nil, overTCP: overTCP)
     }
@@ -67,7 +79,7 @@ struct QueryProcessor: Sendable {
         counters.update { $0.dropped += 1 }
         return nil
       }
-      logger.debug("refused client outside allowed networks", metadata: ["client": "\(client.map { "\($0)" } ?? "?")"])
+      logger.debug("refused client outside allowed networks", metadata: ["client": "\(client?.description ?? "?")"])
       counters.update {
         $0.refused += 1
         $0.notAllowed += 1
@@ -83,7 +95,7 @@ struct QueryProcessor: Sendable {
       response = message
     case .resolve(let question):
       guard counters.beginResolution(limit: maxResolutions) else {
-        logger.debug("resolution cap reached", metadata: ["client": "\(client.map { "\($0)" } ?? "?")"])
+        logger.debug("resolution cap reached", metadata: ["client": "\(client?.description ?? "?")"])
         response = ResponseBuilder.error(.servFail, to: query)
         break
       }

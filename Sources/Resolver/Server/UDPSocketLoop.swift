@@ -30,7 +30,7 @@
     /// together (`sendAnswers`) once the engine ran them: a burst wakes the client's reader once,
     /// not once per answer. Not accepting once `stop` began (responses are then sent at once).
     private let answers = StateLock(
-      (queued: [(response: [UInt8], client: SocketAddress)](), accepting: true))
+      (queued: [(response: [UInt8], client: RawClientAddress)](), accepting: true))
 
     // Reused memory, touched only on the engine thread (freed in deinit, once the engine dropped
     // its watcher and with it the last reference).
@@ -42,7 +42,7 @@
     private let receiveMessages: UnsafeMutablePointer<MMsgHdr>
     private let sendMessages: UnsafeMutablePointer<MMsgHdr>
     /// The responses `sendAnswers` is sending (swapped with `answers`; engine thread only).
-    private var answersSending: [(response: [UInt8], client: SocketAddress)] = []
+    private var answersSending: [(response: [UInt8], client: RawClientAddress)] = []
     /// Client addresses of the full-path responses in `sendAnswers`.
     private let answerNames: UnsafeMutablePointer<sockaddr_storage>
 
@@ -163,7 +163,7 @@
     @inline(__always) private func serve(slot: Int, length: Int, out: inout Int) {
       guard let client = RawClientAddress(names + slot) else { return }
       // Over the client's rate: no answer. (The address text is made only when a limit is set.)
-      if processor.rateLimiter != nil, !processor.admit(client.socketAddress) { return }
+      if processor.rateLimiter != nil, !processor.admit(client) { return }
       let query = UnsafeRawBufferPointer(
         start: receiveBuffers + slot * Self.slotSize, count: length)
       let dest = UnsafeMutableRawBufferPointer(
@@ -175,12 +175,12 @@
         sendMessages[out].hdr.msg_namelen = receiveMessages[slot].hdr.msg_namelen
         out += 1
       case .miss(let fastQuery, let generation):
-        resolve(Array(query), from: client.socketAddress, learn: fastQuery.map { ($0, generation) })
+        resolve(Array(query), from: client, learn: fastQuery.map { ($0, generation) })
       }
     }
 
     /// The full path, as `UDPQueryHandler` takes it.
-    private func resolve(_ raw: [UInt8], from client: SocketAddress, learn: (FastQuery, UInt64)?) {
+    private func resolve(_ raw: [UInt8], from client: RawClientAddress, learn: (FastQuery, UInt64)?) {
       let processor = self.processor
       let fastPath = self.fastPath
       // On the upstream engine's thread: its replies resume the resolution without a thread hop.
@@ -215,7 +215,7 @@
 
     /// Sends one full-path response unless the loop was stopped: on the engine thread with more
     /// jobs queued, after they ran (`sendAnswers`); otherwise at once.
-    private func send(_ response: [UInt8], to client: SocketAddress) {
+    private func send(_ response: [UInt8], to client: RawClientAddress) {
       if UDPExchangeEngine.shared.sendsWaitForTurn,
         answers.withLock({ a in
           guard a.accepting else { return false }
@@ -231,7 +231,7 @@
       }
     }
 
-    private func sendNow(_ response: [UInt8], to client: SocketAddress) {
+    private func sendNow(_ response: [UInt8], to client: RawClientAddress) {
       response.withUnsafeBytes { bytes in
         client.withSockAddr { sa, len in
           _ = sendto(fd, bytes.baseAddress, bytes.count, 0, sa, socklen_t(len))
@@ -313,13 +313,5 @@
       }
     }
 
-    /// As a `SocketAddress` (with its address text, as NIO gives it), for the full path.
-    var socketAddress: SocketAddress {
-      switch self {
-      case .v4(let a): return SocketAddress(a)
-      case .v6(let a): return SocketAddress(a)
-      case .other(let a): return a
-      }
-    }
   }
 #endif
