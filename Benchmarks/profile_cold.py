@@ -38,7 +38,7 @@ try:
       perf = None
       mallocs = os.environ.get("MALLOCS") == "1"
       if os.environ.get("MALLOCS") == "record":
-          perf = subprocess.Popen(["perf", "record", "-e", os.environ.get("EVENT", "probe_libc:malloc"), "--call-graph=fp", "-o", str(OUT / "mallocs.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          perf = subprocess.Popen(["perf", "record", "-e", os.environ.get("EVENT", "probe_libc:malloc"), *(graph or ["--call-graph=fp"]), "-o", str(OUT / "mallocs.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
       elif mallocs:
           # Needs `perf probe -x <libc> --add malloc` once (uprobes); counts, independent of CPU noise.

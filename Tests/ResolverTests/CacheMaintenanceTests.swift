@@ -37,6 +37,62 @@ import Testing
     #expect(store.keysByRecency == ["d", "c"])
   }
 
+  /// Thousands of random operations against a plain array kept in recency order: the store's
+  /// links, slot reuse and eviction must agree with it after every step.
+  @Test func lruStoreMatchesAReferenceModel() {
+    var store = LRUStore<Int, Int>(capacity: 8)
+    var model: [(key: Int, value: Int)] = []  // most recently used first
+    var rng = SplitMix64(state: 7)
+    for step in 0..<5000 {
+      let key = Int(rng.next() % 12)
+      switch rng.next() % 5 {
+      case 0, 1:
+        let evicted = store.set(key, step)
+        if let i = model.firstIndex(where: { $0.key == key }) {
+          model.remove(at: i)
+          #expect(evicted == nil)
+        } else if model.count == 8 {
+          let last = model.removeLast()
+          #expect(evicted?.key == last.key && evicted?.value == last.value)
+        } else {
+          #expect(evicted == nil)
+        }
+        model.insert((key, step), at: 0)
+      case 2:
+        let got = store.get(key)
+        if let i = model.firstIndex(where: { $0.key == key }) {
+          #expect(got == model[i].value)
+          model.insert(model.remove(at: i), at: 0)
+        } else {
+          #expect(got == nil)
+        }
+      case 3:
+        // Odd values are "expired": removed when met.
+        let got = store.get(key, removingUnless: { $0 % 2 == 0 })
+        if let i = model.firstIndex(where: { $0.key == key }) {
+          if model[i].value % 2 == 0 {
+            #expect(got == model[i].value)
+            model.insert(model.remove(at: i), at: 0)
+          } else {
+            #expect(got == nil)
+            model.remove(at: i)
+          }
+        } else {
+          #expect(got == nil)
+        }
+      default:
+        let removed = store.remove(key)
+        if let i = model.firstIndex(where: { $0.key == key }) {
+          #expect(removed == model.remove(at: i).value)
+        } else {
+          #expect(removed == nil)
+        }
+      }
+      #expect(store.keysByRecency == model.map(\.key), "after step \(step)")
+      #expect(store.count == model.count)
+    }
+  }
+
   @Test func flushAll() {
     let time = FakeTimeSource()
     let cache = F.cache(time)

@@ -1,16 +1,21 @@
 /// A dictionary with a capacity that evicts its least recently used entry in O(1).
 ///
-/// Recency order is an intrusive doubly-linked list threaded through an array of nodes by index;
-/// freed slots are reused. Not thread-safe: `DNSCache` keeps it behind a mutex.
+/// Recency order is an intrusive doubly-linked list threaded by slot index through two arrays of
+/// links, kept apart from the entries: marking an entry used rewrites a few integers and never
+/// copies (retains and releases) a key or value. Freed slots are reused. Not thread-safe:
+/// `DNSCache` keeps it behind a mutex.
 struct LRUStore<Key: Hashable, Value> {
-  private struct Node {
+  private struct Entry {
     var key: Key
     var value: Value
-    var prev: Int  // towards the most recently used end; -1 at the head
-    var next: Int  // towards the least recently used end; -1 at the tail
   }
 
-  private var nodes: [Node?] = []
+  /// The entry in each slot; nil for a free slot.
+  private var entries: [Entry?] = []
+  /// Per slot: the slot towards the most recently used end (-1 at the head).
+  private var prevs: [Int] = []
+  /// Per slot: the slot towards the least recently used end (-1 at the tail).
+  private var nexts: [Int] = []
   private var freeSlots: [Int] = []
   private var index: [Key: Int] = [:]
   private var head = -1  // most recently used
@@ -28,9 +33,9 @@ struct LRUStore<Key: Hashable, Value> {
   var keysByRecency: [Key] {
     var out: [Key] = []
     var i = head
-    while i >= 0, let node = nodes[i] {
-      out.append(node.key)
-      i = node.next
+    while i >= 0, let entry = entries[i] {
+      out.append(entry.key)
+      i = nexts[i]
     }
     return out
   }
@@ -38,25 +43,23 @@ struct LRUStore<Key: Hashable, Value> {
   /// The value for `key` without changing its recency.
   func peek(_ key: Key) -> Value? {
     guard let i = index[key] else { return nil }
-    return nodes[i]?.value
+    return entries[i]?.value
   }
 
   /// The value for `key`, marking it most recently used.
   mutating func get(_ key: Key) -> Value? {
     guard let i = index[key] else { return nil }
     moveToHead(i)
-    return nodes[i]?.value
+    return entries[i]?.value
   }
 
   /// The value for `key` if `keep` accepts it, marking it most recently used; an entry `keep`
   /// rejects is removed. One hash lookup where `peek` + `get` (or `remove`) take two.
   mutating func get(_ key: Key, removingUnless keep: (Value) -> Bool) -> Value? {
-    guard let i = index[key], let value = nodes[i]?.value else { return nil }
+    guard let i = index[key], let value = entries[i]?.value else { return nil }
     guard keep(value) else {
       index.removeValue(forKey: key)
-      if let node = nodes[i] { unlink(prev: node.prev, next: node.next) }
-      nodes[i] = nil
-      freeSlots.append(i)
+      free(i)
       return nil
     }
     moveToHead(i)
@@ -67,26 +70,29 @@ struct LRUStore<Key: Hashable, Value> {
   @discardableResult
   mutating func set(_ key: Key, _ value: Value) -> (key: Key, value: Value)? {
     if let i = index[key] {
-      nodes[i]?.value = value
+      entries[i]?.value = value
       moveToHead(i)
       return nil
     }
     guard capacity > 0 else { return (key, value) }
     var evicted: (key: Key, value: Value)?
-    if index.count >= capacity, tail >= 0, let last = nodes[tail] {
+    if index.count >= capacity, tail >= 0, let last = entries[tail] {
       evicted = (last.key, last.value)
       remove(last.key)
     }
-    let node = Node(key: key, value: value, prev: -1, next: head)
     let slot: Int
-    if let free = freeSlots.popLast() {
-      slot = free
-      nodes[slot] = node
+    if let reused = freeSlots.popLast() {
+      slot = reused
+      entries[slot] = Entry(key: key, value: value)
+      prevs[slot] = -1
+      nexts[slot] = head
     } else {
-      slot = nodes.count
-      nodes.append(node)
+      slot = entries.count
+      entries.append(Entry(key: key, value: value))
+      prevs.append(-1)
+      nexts.append(head)
     }
-    if head >= 0 { nodes[head]?.prev = slot }
+    if head >= 0 { prevs[head] = slot }
     head = slot
     if tail < 0 { tail = slot }
     index[key] = slot
@@ -96,34 +102,42 @@ struct LRUStore<Key: Hashable, Value> {
   /// Removes `key`; returns its value if it was present.
   @discardableResult
   mutating func remove(_ key: Key) -> Value? {
-    guard let i = index.removeValue(forKey: key), let node = nodes[i] else { return nil }
-    unlink(prev: node.prev, next: node.next)
-    nodes[i] = nil
-    freeSlots.append(i)
-    return node.value
+    guard let i = index.removeValue(forKey: key), let value = entries[i]?.value else { return nil }
+    free(i)
+    return value
   }
 
   mutating func removeAll() {
-    nodes.removeAll()
+    entries.removeAll()
+    prevs.removeAll()
+    nexts.removeAll()
     freeSlots.removeAll()
     index.removeAll()
     head = -1
     tail = -1
   }
 
-  /// Joins the neighbours of a node; takes its links, not the node, so moving a node to the
-  /// head never copies (retains and releases) its key and value.
-  private mutating func unlink(prev: Int, next: Int) {
-    if prev >= 0 { nodes[prev]?.next = next } else { head = next }
-    if next >= 0 { nodes[next]?.prev = prev } else { tail = prev }
+  /// Unlinks slot `i`, empties it and keeps it for reuse (its key is already out of `index`).
+  private mutating func free(_ i: Int) {
+    unlink(i)
+    entries[i] = nil
+    freeSlots.append(i)
+  }
+
+  /// Joins the neighbours of slot `i`.
+  private mutating func unlink(_ i: Int) {
+    let prev = prevs[i]
+    let next = nexts[i]
+    if prev >= 0 { nexts[prev] = next } else { head = next }
+    if next >= 0 { prevs[next] = prev } else { tail = prev }
   }
 
   private mutating func moveToHead(_ i: Int) {
-    guard i != head, let prev = nodes[i]?.prev, let next = nodes[i]?.next else { return }
-    unlink(prev: prev, next: next)
-    nodes[i]?.prev = -1
-    nodes[i]?.next = head
-    if head >= 0 { nodes[head]?.prev = i }
+    guard i != head else { return }
+    unlink(i)
+    prevs[i] = -1
+    nexts[i] = head
+    if head >= 0 { prevs[head] = i }
     head = i
     if tail < 0 { tail = i }
   }
