@@ -17,7 +17,7 @@ import bench
 import lab as labmod
 OUT = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="coldprof-")); OUT.mkdir(parents=True, exist_ok=True)
 enc = os.environ.get("ENC", "0") == "1"
-graph = {"1": ["--call-graph=fp"], "dwarf": ["--call-graph=dwarf,16384"]}.get(os.environ.get("GRAPH", ""), [])
+graph = {"1": ["--call-graph=fp"], "dwarf": ["--call-graph=dwarf," + os.environ.get("STACK", "16384")]}.get(os.environ.get("GRAPH", ""), [])
 os.sched_setaffinity(0, {1})
 lab = labmod.Lab(doq_binary=os.environ["SOTTO_BIN"])
 lab.start()

@@ -27,7 +27,7 @@ import Testing
       return
     }
     #expect(probes == [.dot])
-    #expect(reason.contains("probe started"))
+    #expect(reason.description.contains("probe started"))
   }
 
   @Test func probingKeepsDo53AndDoesNotProbeTwice() {
@@ -76,7 +76,7 @@ import Testing
       return
     }
     #expect(probes.isEmpty)
-    #expect(reason.contains("damped until") && reason.contains("connection refused"))
+    #expect(reason.description.contains("damped until") && reason.description.contains("connection refused"))
     #expect(table.phase(ip, .dot, now: 1 + day + 1) == .retryable)
     guard case .do53(_, let again) = table.decide(ip, now: 1 + day + 1) else { return }
     #expect(again == [.dot])
@@ -193,7 +193,7 @@ import Testing
     _ = table.connectionStarted("192.0.2.2", .dot, now: 0)
     guard case .do53(let reason, let probes) = table.decide("192.0.2.3", now: 0) else { return }
     #expect(probes.isEmpty)
-    #expect(reason.contains("probe skipped"))
+    #expect(reason.description.contains("probe skipped"))
   }
 
   @Test func sessionCapClosesLeastRecentlyActiveFirst() {

@@ -161,7 +161,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   // MARK: Sending
 
   nonisolated(nonsending) func sendDo53(
-    _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: String,
+    _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: TransportReason,
     sessionFallback: Bool = false
   ) async -> ExchangeResult {
     let suppressed = !sessionFallback && state.withLock { $0.table.cleartextSuppressed(server.ip, now: wallClock()) }
@@ -172,13 +172,13 @@ public final class EncryptionPolicy: UpstreamExchanger {
         s.table.noteQuery(server.ip, transport: leg.transport, now: now, suppressedAtSend: suppressed)
       }
     }
-    for i in result.legs.indices { result.legs[i].reason = reason }
+    for i in result.legs.indices { result.legs[i].transportReason = reason }
     return result
   }
 
   nonisolated(nonsending) func sendEncrypted(
     _ query: Message, _ t: EncryptedTransport, session: any EncryptedSession, server: ServerEndpoint,
-    context: ExchangeContext, timeout: TimeAmount, reason: String, counted: Bool = false
+    context: ExchangeContext, timeout: TimeAmount, reason: TransportReason, counted: Bool = false
   ) async -> ExchangeResult {
     let start = time.now()
     if !counted { state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) } }
@@ -187,7 +187,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       return encryptedSuccess(response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
     } catch {
       let st = state.withLock { $0.table.servers[server.ip]?.state(t) }
-      var leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, reason: reason)
+      var leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, transportReason: reason)
       leg.resumed = st?.resumed ?? false
       leg.earlyData = st?.earlyDataAccepted
       if session.isActive {
@@ -232,7 +232,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// The response to a query sent as early data (or right after the handshake) on a new session.
   nonisolated(nonsending) func receiveEarly(
     _ early: EventLoopFuture<Message>, _ query: Message, _ t: EncryptedTransport, session: any EncryptedSession,
-    server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: String
+    server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: TransportReason
   ) async -> ExchangeResult {
     let start = time.now()
     state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) }
@@ -248,7 +248,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   }
 
   func encryptedSuccess(
-    _ response: Message, _ t: EncryptedTransport, server: ServerEndpoint, rtt: Double, reason: String
+    _ response: Message, _ t: EncryptedTransport, server: ServerEndpoint, rtt: Double, reason: TransportReason
   )
     -> ExchangeResult
   {
@@ -256,7 +256,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       s.table.responseReceived(server.ip, t, now: wallClock())
       return s.table.servers[server.ip]?.state(t)
     }
-    var leg = ExchangeLeg(transport: t.kind, rttMs: rtt, error: nil, truncated: false, reason: reason)
+    var leg = ExchangeLeg(transport: t.kind, rttMs: rtt, error: nil, truncated: false, transportReason: reason)
     leg.resumed = st?.resumed ?? false
     leg.earlyData = st?.earlyDataAccepted
     return ExchangeResult(legs: [leg], response: response)

@@ -3,12 +3,12 @@ import Foundation
 /// How to send one query to one server, decided by the RFC 9539 state (§4.6).
 public enum TransportDecision: Sendable, Equatable {
   /// Send over the established session of this transport (OE-17).
-  case useSession(EncryptedTransport, reason: String)
+  case useSession(EncryptedTransport, reason: TransportReason)
   /// Cleartext is suppressed (OE-11) but no session is up: connect (or wait for the pending
   /// handshake) and send over it; on failure the query moves to Do53 (OE-28).
-  case connectAndUse(EncryptedTransport, reason: String)
+  case connectAndUse(EncryptedTransport, reason: TransportReason)
   /// Send over Do53; also start probes of these transports alongside (OE-10, OE-20).
-  case do53(reason: String, probe: [EncryptedTransport])
+  case do53(reason: TransportReason, probe: [EncryptedTransport])
 }
 
 /// The RFC 9539 state machine for every authoritative server address, as a plain value: events in,
@@ -87,7 +87,8 @@ public struct EncryptionTable: Sendable {
     }
     // Otherwise Do53 (OE-12), with probes where allowed (OE-20) and resources permit (OE-40).
     var probes: [EncryptedTransport] = []
-    var reasons: [String] = []
+    // Kept as parts (one per transport) and written out only when read.
+    var reason = TransportReason.Parts()
     // Counting pending handshakes walks every server: only done when a probe may start.
     var budget: Int?
     for t in settings.transports {
@@ -99,19 +100,17 @@ public struct EncryptionTable: Sendable {
         if left > 0 {
           probes.append(t)
           budget = left - 1
-          reasons.append("\(t.rawValue) probe started")
+          reason.append(.probeStarted(t))
         } else {
-          reasons.append("\(t.rawValue) probe skipped: \(settings.maxConcurrentProbes) probes in flight")
+          reason.append(.probeSkipped(t, cap: settings.maxConcurrentProbes))
         }
       } else if case .damped(let until) = phase {
-        let cause = st.lastFailure.map { " after \($0)" } ?? ""
-        reasons.append("\(t.rawValue) damped until \(Self.clock(until))\(cause)")
+        reason.append(.damped(t, until: until, cause: st.lastFailure))
       } else if phase == .probing {
-        reasons.append("\(t.rawValue) probe in flight")
+        reason.append(.probing(t))
       }
     }
-    let reason = reasons.isEmpty ? "Do53" : "Do53: " + reasons.joined(separator: "; ")
-    return .do53(reason: reason, probe: probes)
+    return .do53(reason: TransportReason(do53: reason), probe: probes)
   }
 
   /// OE-18: while `using` carries the queries, more-preferred transports that may connect are
@@ -373,7 +372,7 @@ public struct EncryptionTable: Sendable {
 
   /// Why a query waits for a session to a known-good server. String literals: the reasons of the
   /// common cases cost no allocation per query.
-  static func reconnectReason(_ t: EncryptedTransport, pending: Bool) -> String {
+  static func reconnectReason(_ t: EncryptedTransport, pending: Bool) -> TransportReason {
     switch (t, pending) {
     case (.dot, true): "DoT: handshake in progress"
     case (.dot, false): "DoT: known good, reconnecting"

@@ -25,16 +25,27 @@ public struct Hop: Sendable, Codable, Hashable {
   /// `referral`, `answer`, `cname`, `nodata`, `nxdomain`, `timeout`, `servfail`, `refused`, `lame`, `malformed`, ...
   public var outcome: String
   /// Why this transport was used ("DoT: session established", "Do53: DoT damped until ...").
-  public var reason: String?
+  public var reason: String? {
+    get { transportReason?.description }
+    set { transportReason = newValue.map { TransportReason($0) } }
+  }
+  /// `reason` as the policy gave it, written out only when read.
+  public var transportReason: TransportReason?
   /// Encrypted hops: session resumed from a ticket; 0-RTT early data accepted (nil: none sent).
   public var resumed: Bool?
   public var earlyData: Bool?
+
+  /// The JSON keys are the properties' names; the reason's is `reason`.
+  enum CodingKeys: String, CodingKey {
+    case server, nsName, zone, qname, qtype, transport, rttMs, outcome, resumed, earlyData
+    case transportReason = "reason"
+  }
 
   public init(
     server: String, nsName: String?, zone: String, qname: String, qtype: String,
     transport: TransportKind, rttMs: Double?, outcome: String, reason: String? = nil
   ) {
-    self.reason = reason
+    self.transportReason = reason.map { TransportReason($0) }
     self.server = server
     self.nsName = nsName
     self.zone = zone

@@ -196,7 +196,8 @@ extension ResolutionRun {
         Hop(
           server: server.endpoint.ip, nsName: server.nsName?.description, zone: zone.description,
           qname: q.name.description, qtype: q.type.description, transport: leg.transport, rttMs: leg.rttMs,
-          outcome: outcome, reason: leg.reason))
+          outcome: outcome))
+      hops[hops.count - 1].transportReason = leg.transportReason
       hops[hops.count - 1].resumed = leg.resumed
       hops[hops.count - 1].earlyData = leg.earlyData
       if let rtt = leg.rttMs, leg.transport != .do53TCP {  // TCP RTT includes the handshake

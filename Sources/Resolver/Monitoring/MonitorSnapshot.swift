@@ -244,8 +244,8 @@ extension MonitorSnapshot {
         byState[dot.phase, default: 0] += 1
         let reason: String
         switch table.decide(r.address, now: now) {
-        case .useSession(_, let why), .connectAndUse(_, let why): reason = why
-        case .do53(let why, _): reason = why
+        case .useSession(_, let why), .connectAndUse(_, let why): reason = why.description
+        case .do53(let why, _): reason = why.description
         }
         servers.append(
           ServerSnapshot(

@@ -8,7 +8,12 @@ public struct ExchangeLeg: Sendable {
   public var error: TransportError?
   public var truncated: Bool
   /// Why this transport was chosen ("Do53: DoT probe in flight", "DoT: session established").
-  public var reason: String?
+  public var reason: String? {
+    get { transportReason?.description }
+    set { transportReason = newValue.map { TransportReason($0) } }
+  }
+  /// `reason` as the policy gave it, written out only when read.
+  public var transportReason: TransportReason?
   /// For encrypted legs: whether the session was resumed from a ticket, and whether 0-RTT early
   /// data was accepted (nil when none was sent).
   public var resumed: Bool?
@@ -16,11 +21,20 @@ public struct ExchangeLeg: Sendable {
 
   public init(transport: TransportKind, rttMs: Double?, error: TransportError?, truncated: Bool, reason: String? = nil)
   {
+    self.init(
+      transport: transport, rttMs: rttMs, error: error, truncated: truncated,
+      transportReason: reason.map { TransportReason($0) })
+  }
+
+  /// A leg whose reason is kept as the policy gave it.
+  public init(
+    transport: TransportKind, rttMs: Double?, error: TransportError?, truncated: Bool, transportReason: TransportReason?
+  ) {
     self.transport = transport
     self.rttMs = rttMs
     self.error = error
     self.truncated = truncated
-    self.reason = reason
+    self.transportReason = transportReason
   }
 }
 
@@ -61,12 +75,12 @@ public struct Do53Exchanger: UpstreamExchanger {
   public let transport: Do53Transport
   let time: any TimeSource
   /// The reason recorded on every leg when Do53 is used on its own (encryption off).
-  let reason: String?
+  let reason: TransportReason?
 
   public init(transport: Do53Transport, time: any TimeSource = SystemTimeSource(), reason: String? = nil) {
     self.transport = transport
     self.time = time
-    self.reason = reason
+    self.reason = reason.map { TransportReason($0) }
   }
 
   public nonisolated(nonsending) func exchange(
@@ -75,7 +89,7 @@ public struct Do53Exchanger: UpstreamExchanger {
     -> ExchangeResult
   {
     var result = await exchange(query, server: server, timeout: timeout)
-    for i in result.legs.indices { result.legs[i].reason = reason }
+    for i in result.legs.indices { result.legs[i].transportReason = reason }
     return result
   }
 
