@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Testing
 
@@ -56,5 +57,41 @@ import Testing
     #expect(data.privacy.byZone == [".": 1, "test.": 1])
     #expect(data.privacy.byServer == ["192.0.2.1": 1, "192.0.2.3": 1])
     #expect(data.privacy.recent.map(\.name) == ["www.Test.", "test."])  // newest first, as sent
+  }
+
+  /// Hops recorded with the iteration's names (not yet written out) read like hops given as text,
+  /// and the Privacy data counts a zone once however it was recorded.
+  @Test func hopsWithNamesReadAsText() throws {
+    let monitor = ResolverMonitor(wallClock: { 1_000 })
+    let zone = try DNSName("Test.")
+    var resolution = Resolution(rcode: .nxDomain)
+    resolution.hops = [
+      Hop(
+        server: "192.0.2.3", nsName: NameText(try DNSName("ns.test.")), zone: NameText(zone),
+        qname: NameText(try DNSName("a-rather-long-label.Test.")), qtype: "A", transport: .do53UDP, rttMs: 1,
+        outcome: "nxdomain"),
+      Hop(
+        server: "192.0.2.3", nsName: nil, zone: NameText(try DNSName("test.")), qname: NameText(try DNSName("b.test.")),
+        qtype: "A", transport: .do53UDP, rttMs: 1, outcome: "nxdomain"),
+      Hop(
+        server: "192.0.2.4", nsName: nil, zone: "Test.", qname: "c.test.", qtype: "A", transport: .do53UDP, rttMs: 1,
+        outcome: "nxdomain"),
+    ]
+    #expect(resolution.hops[0].zone == "Test.")
+    #expect(resolution.hops[0].qname == "a-rather-long-label.Test.")
+    #expect(resolution.hops[0].nsName == "ns.test.")
+    monitor.record(client: "127.0.0.9", question: Question(name: zone, type: .a), resolution: resolution)
+    let data = monitor.snapshot()
+    // The two names of one zone in two spellings count as one key, as DNS names compare; the text
+    // "Test." reads the same as the first one and is merged with it.
+    #expect(data.privacy.byZone == ["Test.": 3])
+    #expect(data.privacy.recent.map(\.name) == ["c.test.", "b.test.", "a-rather-long-label.Test."])
+    #expect(data.queries.first?.hops.map(\.zone) == ["Test.", "test.", "Test."])
+    // JSON keeps the names' keys.
+    let json = try JSONEncoder().encode(resolution.hops[0])
+    let object = try JSONSerialization.jsonObject(with: json) as? [String: Any]
+    #expect(object?["zone"] as? String == "Test.")
+    #expect(object?["qname"] as? String == "a-rather-long-label.Test.")
+    #expect(object?["nsName"] as? String == "ns.test.")
   }
 }

@@ -13,11 +13,24 @@ public struct Hop: Sendable, Codable, Hashable {
   /// Server address as text (`192.0.2.1` or `2001:db8::1`).
   public var server: String
   /// The NS name the address belongs to, where known.
-  public var nsName: String?
+  public var nsName: String? {
+    get { nsNameText?.description }
+    set { nsNameText = newValue.map { NameText($0) } }
+  }
   /// The zone the server was asked as an authority for.
-  public var zone: String
+  public var zone: String {
+    get { zoneText.description }
+    set { zoneText = NameText(newValue) }
+  }
   /// The QNAME actually sent (after minimisation).
-  public var qname: String
+  public var qname: String {
+    get { qnameText.description }
+    set { qnameText = NameText(newValue) }
+  }
+  /// `nsName`, `zone` and `qname` as the iteration gave them, written out only when read.
+  public var nsNameText: NameText?
+  public var zoneText: NameText
+  public var qnameText: NameText
   public var qtype: String
   public var transport: TransportKind
   /// Round-trip time in milliseconds, nil on timeout or error.
@@ -35,9 +48,12 @@ public struct Hop: Sendable, Codable, Hashable {
   public var resumed: Bool?
   public var earlyData: Bool?
 
-  /// The JSON keys are the properties' names; the reason's is `reason`.
+  /// The JSON keys are the texts' names (`nsName`, `zone`, `qname`, `reason`).
   enum CodingKeys: String, CodingKey {
-    case server, nsName, zone, qname, qtype, transport, rttMs, outcome, resumed, earlyData
+    case server, qtype, transport, rttMs, outcome, resumed, earlyData
+    case nsNameText = "nsName"
+    case zoneText = "zone"
+    case qnameText = "qname"
     case transportReason = "reason"
   }
 
@@ -45,11 +61,21 @@ public struct Hop: Sendable, Codable, Hashable {
     server: String, nsName: String?, zone: String, qname: String, qtype: String,
     transport: TransportKind, rttMs: Double?, outcome: String, reason: String? = nil
   ) {
+    self.init(
+      server: server, nsName: nsName.map { NameText($0) }, zone: NameText(zone), qname: NameText(qname),
+      qtype: qtype, transport: transport, rttMs: rttMs, outcome: outcome)
     self.transportReason = reason.map { TransportReason($0) }
+  }
+
+  /// A hop whose names are written out only when read.
+  public init(
+    server: String, nsName: NameText?, zone: NameText, qname: NameText, qtype: String,
+    transport: TransportKind, rttMs: Double?, outcome: String
+  ) {
     self.server = server
-    self.nsName = nsName
-    self.zone = zone
-    self.qname = qname
+    self.nsNameText = nsName
+    self.zoneText = zone
+    self.qnameText = qname
     self.qtype = qtype
     self.transport = transport
     self.rttMs = rttMs

@@ -194,8 +194,8 @@ extension ResolutionRun {
       let outcome = leg.error?.outcome ?? (leg.truncated ? "truncated" : "response")
       hops.append(
         Hop(
-          server: server.endpoint.ip, nsName: server.nsName?.description, zone: zone.description,
-          qname: q.name.description, qtype: q.type.description, transport: leg.transport, rttMs: leg.rttMs,
+          server: server.endpoint.ip, nsName: server.nsName.map { NameText($0) }, zone: NameText(zone),
+          qname: NameText(q.name), qtype: q.type.description, transport: leg.transport, rttMs: leg.rttMs,
           outcome: outcome))
       hops[hops.count - 1].transportReason = leg.transportReason
       hops[hops.count - 1].resumed = leg.resumed

@@ -53,9 +53,10 @@ public final class ResolverMonitor: Sendable {
     var logNext = 0
     var cleartextHops = 0
     var encryptedHops = 0
-    var cleartextByZone: [String: Int] = [:]
+    /// Keyed by the zone as the hop had it: no text is made until a snapshot.
+    var cleartextByZone: [NameText: Int] = [:]
     var cleartextByServer: [String: Int] = [:]
-    var leaks: [CleartextLeak] = []
+    var leaks: [RecordedLeak] = []
     var leakNext = 0
     var cleartextSeries = BucketSeries(buckets: 60, width: 10)
     var encryptedSeries = BucketSeries(buckets: 60, width: 10)
@@ -102,7 +103,7 @@ public final class ResolverMonitor: Sendable {
     state.withLock { s in
       s.count(time: item.time, cacheHit: item.cacheHit, item: .resolved(item))
       for hop in item.hops {
-        s.count(hop: hop.transport, zone: hop.zone, server: hop.server, time: item.time) { hop.qname }
+        s.count(hop: hop.transport, zone: hop.zoneText, server: hop.server, time: item.time) { hop.qnameText }
       }
     }
   }
@@ -112,8 +113,8 @@ public final class ResolverMonitor: Sendable {
     state.withLock { s in
       s.count(time: entry.time, cacheHit: entry.cacheHit, item: .entry(entry))
       for (i, hop) in entry.hops.enumerated() {
-        s.count(hop: hop.transport, zone: hop.zone, server: hop.server, time: entry.time) {
-          qnames.flatMap { i < $0.count ? $0[i] : nil } ?? entry.name
+        s.count(hop: hop.transport, zone: NameText(hop.zone), server: hop.server, time: entry.time) {
+          NameText(qnames.flatMap { i < $0.count ? $0[i] : nil } ?? entry.name)
         }
       }
     }
@@ -144,12 +145,16 @@ public final class ResolverMonitor: Sendable {
       let rate = Double(perSecond.dropLast().suffix(10).reduce(0, +)) / 10
       let items = s.log.count < Self.logCapacity ? s.log : Array(s.log[s.logNext...] + s.log[..<s.logNext])
       let log = items.map(\.entry)
-      let leaks = s.leaks.count < Self.leakCapacity ? s.leaks : Array(s.leaks[s.leakNext...] + s.leaks[..<s.leakNext])
+      let recorded =
+        s.leaks.count < Self.leakCapacity ? s.leaks : Array(s.leaks[s.leakNext...] + s.leaks[..<s.leakNext])
+      let leaks = recorded.map(\.leak)
+      // Zones recorded as a name and as text (or in two spellings) read the same: counted as one.
+      let byZone = Dictionary(s.cleartextByZone.map { ($0.key.description, $0.value) }, uniquingKeysWith: +)
       return MonitorData(
         now: now, startTime: startTime, listeners: s.listeners, clientQueries: s.clientQueries, cacheHits: s.cacheHits,
         queryRate: rate, listener: listenerCounters.snapshot, queries: log.reversed(),
         privacy: PrivacyData(
-          cleartextHops: s.cleartextHops, encryptedHops: s.encryptedHops, byZone: s.cleartextByZone,
+          cleartextHops: s.cleartextHops, encryptedHops: s.encryptedHops, byZone: byZone,
           byServer: s.cleartextByServer, recent: leaks.reversed(), cleartextSeries: s.cleartextSeries.values(now: now),
           encryptedSeries: s.encryptedSeries.values(now: now)))
     }
@@ -201,6 +206,19 @@ enum RecordedClient: Sendable {
   }
 }
 
+/// A cleartext hop as recorded on the hot path: its names are written out at a snapshot.
+struct RecordedLeak: Sendable {
+  var time: Double
+  var name: NameText
+  var zone: NameText
+  var server: String
+  var transport: TransportKind
+
+  var leak: CleartextLeak {
+    CleartextLeak(time: time, name: name.description, zone: zone.description, server: server, transport: transport)
+  }
+}
+
 /// A packet-cache hit as recorded on the hot path: no strings.
 struct FastHit: Sendable {
   var time: Double
@@ -233,7 +251,9 @@ extension ResolverMonitor.State {
   }
 
   /// Counts one hop; a cleartext one also goes to the leak list with the name `qname` gives.
-  mutating func count(hop transport: TransportKind, zone: String, server: String, time: Double, qname: () -> String) {
+  mutating func count(
+    hop transport: TransportKind, zone: NameText, server: String, time: Double, qname: () -> NameText
+  ) {
     guard transport.isCleartext else {
       encryptedHops += 1
       encryptedSeries.add(at: time)
@@ -243,7 +263,7 @@ extension ResolverMonitor.State {
     cleartextByZone[zone, default: 0] += 1
     cleartextByServer[server, default: 0] += 1
     cleartextSeries.add(at: time)
-    let leak = CleartextLeak(time: time, name: qname(), zone: zone, server: server, transport: transport)
+    let leak = RecordedLeak(time: time, name: qname(), zone: zone, server: server, transport: transport)
     if leaks.count < ResolverMonitor.leakCapacity {
       leaks.append(leak)
     } else {
