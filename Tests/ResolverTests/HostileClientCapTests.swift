@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 
 @testable import Resolver
@@ -61,5 +62,36 @@ import Testing
     counters.endResolution()
     #expect(counters.beginResolution(limit: 2))
     #expect(counters.snapshot.resolutionsShed == 1 && counters.snapshot.resolutionsInFlight == 2)
+  }
+
+  /// Four threads take and give back slots as fast as they can: no more than the limit are ever
+  /// held at once, every refusal is counted as shed, and all slots come back.
+  @Test func resolutionSlotsHoldTheirLimitUnderContention() async {
+    final class Tally: Sendable {
+      let held = Atomic<Int>(0)
+      let worst = Atomic<Int>(0)
+      let refused = Atomic<Int>(0)
+    }
+    let counters = ListenerCounters()
+    let tally = Tally()
+    await withTaskGroup(of: Void.self) { group in
+      for _ in 0..<4 {
+        group.addTask {
+          for _ in 0..<20_000 {
+            guard counters.beginResolution(limit: 3) else {
+              tally.refused.add(1, ordering: .relaxed)
+              continue
+            }
+            let now = tally.held.add(1, ordering: .relaxed).newValue
+            _ = tally.worst.max(now, ordering: .relaxed)
+            tally.held.subtract(1, ordering: .relaxed)
+            counters.endResolution()
+          }
+        }
+      }
+    }
+    #expect(tally.worst.load(ordering: .relaxed) <= 3)
+    #expect(counters.snapshot.resolutionsInFlight == 0)
+    #expect(counters.snapshot.resolutionsShed == tally.refused.load(ordering: .relaxed))
   }
 }

@@ -35,19 +35,31 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
 /// Packet-cache hits count in a relaxed atomic instead (no lock per cached answer).
 public final class ListenerCounters: Sendable {
   private let counters = StateLock(ListenerStatistics())
-  private let fastQueries = Atomic<Int>(0)
+  // The counters every query moves are atomics, so a query that is resolved takes no lock for
+  // them (it took three: the query, the slot, the slot given back).
+  private let queryCount = Atomic<Int>(0)
+  private let tcpQueryCount = Atomic<Int>(0)
+  private let inFlight = Atomic<Int>(0)
 
   public init() {}
 
   /// The counters now.
   public var snapshot: ListenerStatistics {
     var s = counters.withLock { $0 }
-    s.queries += fastQueries.load(ordering: .relaxed)
+    s.queries += queryCount.load(ordering: .relaxed)
+    s.tcpQueries += tcpQueryCount.load(ordering: .relaxed)
+    s.resolutionsInFlight = inFlight.load(ordering: .relaxed)
     return s
   }
 
   /// Counts one query answered on the fast path (`queries`).
-  func countFastQuery() { fastQueries.add(1, ordering: .relaxed) }
+  func countFastQuery() { queryCount.add(1, ordering: .relaxed) }
+
+  /// Counts one client message (`queries`, and `tcpQueries` over TCP).
+  func countQuery(overTCP: Bool) {
+    queryCount.add(1, ordering: .relaxed)
+    if overTCP { tcpQueryCount.add(1, ordering: .relaxed) }
+  }
 
   func update(_ body: (inout ListenerStatistics) -> Void) {
     counters.withLock { body(&$0) }
@@ -55,16 +67,17 @@ public final class ListenerCounters: Sendable {
 
   /// Takes a resolution slot unless `limit` are running; counts a refusal as shed.
   func beginResolution(limit: Int) -> Bool {
-    counters.withLock { c in
-      guard c.resolutionsInFlight < limit else {
-        c.resolutionsShed += 1
-        return false
-      }
-      c.resolutionsInFlight += 1
-      return true
+    var running = inFlight.load(ordering: .relaxed)
+    while running < limit {
+      let (exchanged, found) = inFlight.compareExchange(
+        expected: running, desired: running + 1, ordering: .relaxed)
+      if exchanged { return true }
+      running = found
     }
+    counters.withLock { $0.resolutionsShed += 1 }
+    return false
   }
 
   /// Gives back a slot taken by `beginResolution`.
-  func endResolution() { counters.withLock { $0.resolutionsInFlight -= 1 } }
+  func endResolution() { inFlight.subtract(1, ordering: .relaxed) }
 }

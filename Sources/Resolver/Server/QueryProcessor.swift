@@ -57,10 +57,7 @@ struct QueryProcessor: Sendable {
   private nonisolated(nonsending) func respond(
     to raw: [UInt8], from client: RawClientAddress?, overTCP: Bool, resolved: inout (Question, Resolution)?
   ) async -> [UInt8]? {
-    counters.update {
-      $0.queries += 1
-      if overTCP { $0.tcpQueries += 1 }
-    }
+    counters.countQuery(overTCP: overTCP)
     let isAllowed = client.map { address in allowed.contains { $0.contains(address) } } ?? false
     let query: Message
     do {
