@@ -59,8 +59,9 @@ import Testing
     #expect(data.privacy.recent.map(\.name) == ["www.Test.", "test."])  // newest first, as sent
   }
 
-  /// Hops recorded with the iteration's names (not yet written out) read like hops given as text,
-  /// and the Privacy data counts a zone once however it was recorded.
+  /// Hops recorded with the iteration's names (not yet written out) read like hops given as text;
+  /// the Privacy data counts every spelling of a zone apart, as it did when hops held text, and a
+  /// name and the same text as one.
   @Test func hopsWithNamesReadAsText() throws {
     let monitor = ResolverMonitor(wallClock: { 1_000 })
     let zone = try DNSName("Test.")
@@ -82,9 +83,7 @@ import Testing
     #expect(resolution.hops[0].nsName == "ns.test.")
     monitor.record(client: "127.0.0.9", question: Question(name: zone, type: .a), resolution: resolution)
     let data = monitor.snapshot()
-    // The two names of one zone in two spellings count as one key, as DNS names compare; the text
-    // "Test." reads the same as the first one and is merged with it.
-    #expect(data.privacy.byZone == ["Test.": 3])
+    #expect(data.privacy.byZone == ["Test.": 2, "test.": 1])
     #expect(data.privacy.recent.map(\.name) == ["c.test.", "b.test.", "a-rather-long-label.Test."])
     #expect(data.queries.first?.hops.map(\.zone) == ["Test.", "test.", "Test."])
     // JSON keeps the names' keys.
@@ -93,5 +92,13 @@ import Testing
     #expect(object?["zone"] as? String == "Test.")
     #expect(object?["qname"] as? String == "a-rather-long-label.Test.")
     #expect(object?["nsName"] as? String == "ns.test.")
+    // Decoded, the names are text; the hop still equals (and hashes as) the one built from names.
+    let back = try JSONDecoder().decode(Hop.self, from: json)
+    #expect(back == resolution.hops[0])
+    #expect(Set([back, resolution.hops[0]]).count == 1)
+    // Hops whose zones differ in case are different hops, as their text is.
+    var other = resolution.hops[1]
+    other.zoneText = NameText(try DNSName("TEST."))
+    #expect(other != resolution.hops[1])
   }
 }

@@ -381,8 +381,8 @@ public struct EncryptionTable: Sendable {
     }
   }
 
-  /// `2026-11-29 14:03 UTC` for reasons. Built by hand: a DateFormatter per decision cost more
-  /// CPU than the rest of the cold-resolution path's policy work together.
+  /// `2026-11-29 14:03 UTC` for reasons (when a `TransportReason` is read). Built by hand: a
+  /// DateFormatter per call cost more CPU than the rest of the policy's work per exchange.
   static func clock(_ t: Double) -> String {
     guard t.isFinite, abs(t) < 1e15 else { return "never" }  // damping may be infinite
     var seconds = time_t(t.rounded(.down))

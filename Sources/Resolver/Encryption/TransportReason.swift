@@ -57,8 +57,10 @@ public struct TransportReason: Sendable, CustomStringConvertible, ExpressibleByS
   /// A reason given as text.
   public init(_ text: String) { storage = .text(text) }
 
+  /// A reason given as a literal.
   public init(stringLiteral value: String) { storage = .text(value) }
 
+  /// A reason given as an interpolated string.
   public init(stringInterpolation: DefaultStringInterpolation) {
     storage = .text(String(stringInterpolation: stringInterpolation))
   }
@@ -79,6 +81,7 @@ public struct TransportReason: Sendable, CustomStringConvertible, ExpressibleByS
 extension TransportReason: Equatable, Hashable {
   /// Reasons are equal when they read the same.
   public static func == (a: TransportReason, b: TransportReason) -> Bool { a.description == b.description }
+  /// Hashes the text, as `==` compares it.
   public func hash(into hasher: inout Hasher) { hasher.combine(description) }
 }
 
@@ -88,6 +91,7 @@ extension TransportReason: Codable {
     self.init(try decoder.singleValueContainer().decode(String.self))
   }
 
+  /// Encodes the text.
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.singleValueContainer()
     try c.encode(description)

@@ -5,7 +5,7 @@
 /// cost three presentation passes and, for names over 15 characters, a string allocation each,
 /// for hops that are mostly never shown.
 public struct NameText: Sendable, Hashable, CustomStringConvertible, Codable {
-  private enum Storage: Sendable, Hashable {
+  private enum Storage: Sendable {
     case name(DNSName)
     case text(String)
   }
@@ -26,12 +26,38 @@ public struct NameText: Sendable, Hashable, CustomStringConvertible, Codable {
     }
   }
 
-  // Equality and hashing are the storage's, so no text is made for them: two names are equal as
-  // `DNSName`s are (case-insensitively), two texts as strings, a name never equals a text.
+  /// Equal when they read the same (a name equals its text; spellings that differ in case differ).
+  public static func == (a: NameText, b: NameText) -> Bool {
+    switch (a.storage, b.storage) {
+    case (.name(let x), .name(let y)): x.storage == y.storage
+    case (.text(let x), .text(let y)): x == y
+    default: a.description == b.description
+    }
+  }
+
+  /// Hashes the text, as `==` compares it.
+  public func hash(into hasher: inout Hasher) { hasher.combine(description) }
+
+  /// The name as spelled, for keys that must not make text: equal when spelled the same way
+  /// (case included); a name and its text are different spellings here.
+  enum Spelling: Hashable, Sendable {
+    case wire([UInt8])
+    case text(String)
+  }
+
+  /// This value's spelling (no text is made for a name).
+  var spelling: Spelling {
+    switch storage {
+    case .name(let n): .wire(n.storage)
+    case .text(let s): .text(s)
+    }
+  }
 
   /// Encoded as its text.
+  /// Decodes the text.
   public init(from decoder: any Decoder) throws { self.init(try decoder.singleValueContainer().decode(String.self)) }
 
+  /// Encodes the text.
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.singleValueContainer()
     try c.encode(description)

@@ -27,9 +27,11 @@ public struct Hop: Sendable, Codable, Hashable {
     get { qnameText.description }
     set { qnameText = NameText(newValue) }
   }
-  /// `nsName`, `zone` and `qname` as the iteration gave them, written out only when read.
+  /// `nsName` as the iteration gave it, written out only when read.
   public var nsNameText: NameText?
+  /// `zone` as the iteration gave it, written out only when read.
   public var zoneText: NameText
+  /// `qname` as the iteration gave it, written out only when read.
   public var qnameText: NameText
   public var qtype: String
   public var transport: TransportKind

@@ -53,8 +53,8 @@ public final class ResolverMonitor: Sendable {
     var logNext = 0
     var cleartextHops = 0
     var encryptedHops = 0
-    /// Keyed by the zone as the hop had it: no text is made until a snapshot.
-    var cleartextByZone: [NameText: Int] = [:]
+    /// Keyed by the zone as spelled in the hop: no text is made until a snapshot.
+    var cleartextByZone: [NameText.Spelling: ZoneCount] = [:]
     var cleartextByServer: [String: Int] = [:]
     var leaks: [RecordedLeak] = []
     var leakNext = 0
@@ -139,25 +139,30 @@ public final class ResolverMonitor: Sendable {
   /// The monitor's own part of a snapshot.
   public func snapshot() -> MonitorData {
     let now = wallClock()
-    return state.withLock { s in
+    // The raw items are copied under the lock and written out after it, so recording (on every
+    // client query) does not wait for the text of the whole log and Privacy data.
+    let (data, items, recorded, zones) = state.withLock { s in
       let perSecond = s.perSecond.values(now: now)
       // The last 10 complete seconds.
       let rate = Double(perSecond.dropLast().suffix(10).reduce(0, +)) / 10
       let items = s.log.count < Self.logCapacity ? s.log : Array(s.log[s.logNext...] + s.log[..<s.logNext])
-      let log = items.map(\.entry)
       let recorded =
         s.leaks.count < Self.leakCapacity ? s.leaks : Array(s.leaks[s.leakNext...] + s.leaks[..<s.leakNext])
-      let leaks = recorded.map(\.leak)
-      // Zones recorded as a name and as text (or in two spellings) read the same: counted as one.
-      let byZone = Dictionary(s.cleartextByZone.map { ($0.key.description, $0.value) }, uniquingKeysWith: +)
-      return MonitorData(
+      let data = MonitorData(
         now: now, startTime: startTime, listeners: s.listeners, clientQueries: s.clientQueries, cacheHits: s.cacheHits,
-        queryRate: rate, listener: listenerCounters.snapshot, queries: log.reversed(),
+        queryRate: rate, listener: listenerCounters.snapshot, queries: [],
         privacy: PrivacyData(
-          cleartextHops: s.cleartextHops, encryptedHops: s.encryptedHops, byZone: byZone,
-          byServer: s.cleartextByServer, recent: leaks.reversed(), cleartextSeries: s.cleartextSeries.values(now: now),
+          cleartextHops: s.cleartextHops, encryptedHops: s.encryptedHops, byZone: [:],
+          byServer: s.cleartextByServer, recent: [], cleartextSeries: s.cleartextSeries.values(now: now),
           encryptedSeries: s.encryptedSeries.values(now: now)))
+      return (data, items, recorded, s.cleartextByZone)
     }
+    var out = data
+    out.queries = items.map(\.entry).reversed()
+    out.privacy.recent = recorded.map(\.leak).reversed()
+    // A zone recorded as a name and as the same text reads the same: counted once.
+    out.privacy.byZone = Dictionary(zones.values.map { ($0.zone.description, $0.count) }, uniquingKeysWith: +)
+    return out
   }
 }
 
@@ -204,6 +209,12 @@ enum RecordedClient: Sendable {
     case .address(let a): return a.ipAddress ?? "?"
     }
   }
+}
+
+/// Cleartext hops to one zone (as spelled), with the zone to write out at a snapshot.
+struct ZoneCount: Sendable {
+  var zone: NameText
+  var count = 0
 }
 
 /// A cleartext hop as recorded on the hot path: its names are written out at a snapshot.
@@ -260,7 +271,7 @@ extension ResolverMonitor.State {
       return
     }
     cleartextHops += 1
-    cleartextByZone[zone, default: 0] += 1
+    cleartextByZone[zone.spelling, default: ZoneCount(zone: zone)].count += 1
     cleartextByServer[server, default: 0] += 1
     cleartextSeries.add(at: time)
     let leak = RecordedLeak(time: time, name: qname(), zone: zone, server: server, transport: transport)

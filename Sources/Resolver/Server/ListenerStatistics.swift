@@ -24,15 +24,18 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   public var rateLimited = 0
   /// Queries answered SERVFAIL because `maxResolutions` resolutions were already running.
   public var resolutionsShed = 0
-  /// Client resolutions running now.
+  /// Client resolutions running now (`ListenerCounters` keeps it in an atomic and fills it in
+  /// its snapshot).
   public var resolutionsInFlight = 0
   /// ANY queries answered with the RFC 8482 HINFO.
   public var anyQueries = 0
   public init() {}
 }
 
-/// Lock-protected `ListenerStatistics` shared by the listener's handlers (and the monitor).
-/// Packet-cache hits count in a relaxed atomic instead (no lock per cached answer).
+/// `ListenerStatistics` shared by the listener's handlers (and the monitor). The counters every
+/// query moves (queries, TCP queries, resolution slots) are relaxed atomics; the rest, which count
+/// refusals and closes, are behind a lock. A snapshot reads them one after another, not at one
+/// instant.
 public final class ListenerCounters: Sendable {
   private let counters = StateLock(ListenerStatistics())
   // The counters every query moves are atomics, so a query that is resolved takes no lock for
@@ -46,8 +49,9 @@ public final class ListenerCounters: Sendable {
   /// The counters now.
   public var snapshot: ListenerStatistics {
     var s = counters.withLock { $0 }
-    s.queries += queryCount.load(ordering: .relaxed)
+    // TCP queries first: both only grow, so the snapshot never shows more TCP queries than queries.
     s.tcpQueries += tcpQueryCount.load(ordering: .relaxed)
+    s.queries += queryCount.load(ordering: .relaxed)
     s.resolutionsInFlight = inFlight.load(ordering: .relaxed)
     return s
   }

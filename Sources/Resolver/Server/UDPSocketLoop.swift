@@ -312,6 +312,5 @@
       default: return nil
       }
     }
-
   }
 #endif
