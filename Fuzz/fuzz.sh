@@ -26,6 +26,7 @@ SOURCES=(
   Sources/Resolver/Wire/*.swift
   Sources/Resolver/Iteration/RootHints.swift
   Sources/Resolver/Iteration/Resolution.swift
+  Sources/Resolver/Iteration/NameText.swift
   Sources/Resolver/Encryption/StateFile.swift
   Sources/Resolver/Encryption/ISOTimestamp.swift
   Sources/Resolver/Encryption/ServerRecord.swift
@@ -33,6 +34,7 @@ SOURCES=(
   Sources/Resolver/Encryption/TransportState.swift
   Sources/Resolver/Encryption/EncryptionSettings.swift
   Sources/Resolver/Encryption/EncryptionTable.swift
+  Sources/Resolver/Encryption/TransportReason.swift
   Sources/Resolver/Transport/DoT/CertificateCheck.swift
   Sources/Resolver/Server/ControlRequest.swift
   Fuzz/*.swift
