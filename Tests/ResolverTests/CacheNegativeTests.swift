@@ -2,8 +2,25 @@ import Testing
 
 @testable import Resolver
 
+/// A cache that lives until the test process exits, holding a negative entry then: under
+/// `make test-asan` LeakSanitizer scans it at exit and reports the entry's SOA box if the cache
+/// keeps its pointer where it cannot be seen (as a multi-payload enum did, with the case in the
+/// pointer's high bits).
+private let cacheAliveAtExit: DNSCache = {
+  let cache = CacheFixtures.cache(FakeTimeSource())
+  cache.insertNegative(
+    name: CacheFixtures.name("kept.example"), type: nil, soa: CacheFixtures.soa("example", ttl: 300, minimum: 300))
+  cache.insert(CacheFixtures.aSet("www.example", ttl: 300), rank: .authAnswer)
+  return cache
+}()
+
 @Suite struct CacheNegativeTests {
   typealias F = CacheFixtures
+
+  @Test func entriesAliveAtExitStayVisibleToLeakSanitizer() {
+    #expect(cacheAliveAtExit.lookupNegative(F.name("kept.example"), .a)?.nxdomain == true)
+    #expect(cacheAliveAtExit.lookup(F.name("www.example"), .a) != nil)
+  }
 
   @Test func nxdomainIgnoresTypeAndUsesSOAMinimum() {
     let time = FakeTimeSource()

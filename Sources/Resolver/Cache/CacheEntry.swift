@@ -1,24 +1,54 @@
 /// One stored item: an RRset or a negative answer, with the time it was stored and its clamped TTL.
 struct CacheEntry: Sendable {
+  /// What an entry holds, as its readers match on it.
   enum Payload: Sendable {
     /// The set's records; the owner, type and class are the key's. `ownerCase` is the owner's
     /// wire form as received when it differs from the key's lowercase form (else nil, and the key's
     /// bytes are the only copy of the name).
     case positive(rdatas: [RData], ownerCase: [UInt8]?)
-    /// NXDOMAIN (key type nil) or NODATA; the SOA's TTL is the negative TTL. Boxed, so
-    /// the far more common positive entries stay small.
-    indirect case negative(soa: ResourceRecord)
+    /// NXDOMAIN (key type nil) or NODATA; the SOA's TTL is the negative TTL.
+    case negative(soa: ResourceRecord)
   }
 
-  var payload: Payload
+  /// A negative entry's SOA, boxed so that the far more common positive entries stay small.
+  final class NegativeSOA: Sendable {
+    let soa: ResourceRecord
+    init(_ soa: ResourceRecord) { self.soa = soa }
+  }
+
+  // Stored as plain fields, not as the enum: a multi-payload enum keeps its case in the spare
+  // high bits of a pointer (an `indirect` case's box pointer was stored as 0x8000…), which
+  // LeakSanitizer cannot recognise, so every negative entry alive at exit was reported as a leak.
+  private var rdatas: [RData]
+  private var ownerCase: [UInt8]?
+  private var negative: NegativeSOA?
   var storedAt: Double
   var ttl: UInt32
   var rank: TrustRank
 
-  var isPositive: Bool {
-    if case .positive = payload { return true }
-    return false
+  init(payload: Payload, storedAt: Double, ttl: UInt32, rank: TrustRank) {
+    switch payload {
+    case .positive(let rdatas, let ownerCase):
+      self.rdatas = rdatas
+      self.ownerCase = ownerCase
+      self.negative = nil
+    case .negative(let soa):
+      self.rdatas = []
+      self.ownerCase = nil
+      self.negative = NegativeSOA(soa)
+    }
+    self.storedAt = storedAt
+    self.ttl = ttl
+    self.rank = rank
   }
+
+  /// The entry's records or negative answer.
+  var payload: Payload {
+    if let negative { return .negative(soa: negative.soa) }
+    return .positive(rdatas: rdatas, ownerCase: ownerCase)
+  }
+
+  var isPositive: Bool { negative == nil }
 
   var expiresAt: Double { storedAt + Double(ttl) }
 

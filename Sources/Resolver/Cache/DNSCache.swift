@@ -91,7 +91,7 @@ public final class DNSCache: Sendable {
       var key: CacheKey? = CacheKey(name: name, type: type, rrclass: rrclass)
       var up = 0
       while up < labels, let k = key {
-        if let entry = Self.live(k, at: now, in: &state), case .positive = entry.payload {
+        if let entry = Self.live(k, at: now, in: &state), entry.isPositive {
           state.statistics.hits += 1
           return up
         }
