@@ -53,7 +53,6 @@ public struct NameText: Sendable, Hashable, CustomStringConvertible, Codable {
     }
   }
 
-  /// Encoded as its text.
   /// Decodes the text.
   public init(from decoder: any Decoder) throws { self.init(try decoder.singleValueContainer().decode(String.self)) }
 

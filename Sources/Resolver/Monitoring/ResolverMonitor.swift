@@ -103,7 +103,7 @@ public final class ResolverMonitor: Sendable {
     state.withLock { s in
       s.count(time: item.time, cacheHit: item.cacheHit, item: .resolved(item))
       for hop in item.hops {
-        s.count(hop: hop.transport, zone: hop.zoneText, server: hop.server, time: item.time) { hop.qnameText }
+        s.count(hop: hop.transport, zone: hop.zoneText, qname: hop.qnameText, server: hop.server, time: item.time)
       }
     }
   }
@@ -113,9 +113,9 @@ public final class ResolverMonitor: Sendable {
     state.withLock { s in
       s.count(time: entry.time, cacheHit: entry.cacheHit, item: .entry(entry))
       for (i, hop) in entry.hops.enumerated() {
-        s.count(hop: hop.transport, zone: NameText(hop.zone), server: hop.server, time: entry.time) {
-          NameText(qnames.flatMap { i < $0.count ? $0[i] : nil } ?? entry.name)
-        }
+        let qname = qnames.flatMap { i < $0.count ? $0[i] : nil } ?? entry.name
+        s.count(
+          hop: hop.transport, zone: NameText(hop.zone), qname: NameText(qname), server: hop.server, time: entry.time)
       }
     }
   }
@@ -261,10 +261,8 @@ extension ResolverMonitor.State {
     append(item)
   }
 
-  /// Counts one hop; a cleartext one also goes to the leak list with the name `qname` gives.
-  mutating func count(
-    hop transport: TransportKind, zone: NameText, server: String, time: Double, qname: () -> NameText
-  ) {
+  /// Counts one hop; a cleartext one also goes to the leak list, with `qname` as the name sent.
+  mutating func count(hop transport: TransportKind, zone: NameText, qname: NameText, server: String, time: Double) {
     guard transport.isCleartext else {
       encryptedHops += 1
       encryptedSeries.add(at: time)
@@ -274,7 +272,7 @@ extension ResolverMonitor.State {
     cleartextByZone[zone.spelling, default: ZoneCount(zone: zone)].count += 1
     cleartextByServer[server, default: 0] += 1
     cleartextSeries.add(at: time)
-    let leak = RecordedLeak(time: time, name: qname(), zone: zone, server: server, transport: transport)
+    let leak = RecordedLeak(time: time, name: qname, zone: zone, server: server, transport: transport)
     if leaks.count < ResolverMonitor.leakCapacity {
       leaks.append(leak)
     } else {
