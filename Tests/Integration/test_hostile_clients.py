@@ -22,7 +22,7 @@ import time
 import pytest
 
 from cases import WWW
-from harness import REPO, _can_bind, fmt_rrs, stop_process, vmhwm_kb
+from harness import REPO, _can_bind, fmt_rrs, labmod, stop_process, vmhwm_kb
 
 # A debug build of sotto idles at some tens of MB; a flood must not grow it without bound.
 RSS_BOUND_KB = 400 * 1024
@@ -130,11 +130,22 @@ class BlackHole:
     sent there lasts until the resolution deadline."""
 
     def __init__(self) -> None:
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.bind(("127.0.0.1", self.port))
+        # Both sockets on one port from outside the ephemeral range, retried if another process
+        # takes it in between: binding UDP to port 0 and TCP to the same number failed a CI run
+        # with EADDRINUSE (an outgoing TCP connection already held that ephemeral port).
+        for _ in range(50):
+            self.port = labmod.free_port("127.0.0.1")
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                self.udp.bind(("127.0.0.1", self.port))
+                self.tcp.bind(("127.0.0.1", self.port))
+                break
+            except OSError:
+                self.udp.close()
+                self.tcp.close()
+        else:
+            raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
         self.tcp.listen(64)
         self.received = 0
         self.stopping = False
