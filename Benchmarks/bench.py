@@ -46,6 +46,9 @@ from load import dnsperf, write_names  # noqa: E402
 from resolvers import PowerDNSRecursor, Sotto, Unbound, missing_tools, scratch  # noqa: E402
 from wire_count import WireCounter  # noqa: E402
 
+import latency_split  # noqa: E402  (puts Tests/Integration on the path for capture)
+from capture import Capture  # noqa: E402
+
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
 CACHED_NAMES = int(os.environ.get("BENCH_CACHED_NAMES", "500" if QUICK else "2500"))
@@ -158,11 +161,22 @@ def bench_cold(cls, r: int, work: Path, encryption: bool = True) -> dict:
         cpu1, lab1, k1 = res.cpu_seconds(), cpu_of(LAB_PIDS), core_ticks()
         # One outstanding: how long a resolution takes when nothing queues on the resolver's core,
         # which the 20-outstanding figures (CPU-bound) do not show.
-        alone = dnsperf(res.port, write_names(work / "unloaded.txt", cold_names(f"u{r}{int(time.time()) % 100000}",
-                                                                                    UNLOADED_NAMES)),
-                        once=True, outstanding=1, verbose=True, timeout=10)
+        # Captured on lo, each resolution splits into the resolver's own time and the time its
+        # upstream exchanges took (latency_split.py): the servers' part is the lab's, not the
+        # resolver's, and differs by transport (NSD answers DoT later than Do53).
+        cap = Capture(work / "unloaded.pcap", bpf=f"net 127.53.0.0/16 or udp port {res.port}").start()
+        try:
+            alone = dnsperf(res.port, write_names(work / "unloaded.txt",
+                                                  cold_names(f"u{r}{int(time.time()) % 100000}", UNLOADED_NAMES)),
+                            once=True, outstanding=1, verbose=True, timeout=10)
+        finally:
+            packets = cap.stop()
+        own, server = latency_split.own_and_server(latency_split.resolutions(packets, res.port))
         return {"unloaded_p50_ms": alone.percentile(50) * 1000, "unloaded_p95_ms": alone.percentile(95) * 1000,
                 "unloaded_completed": alone.completed,
+                "unloaded_split": len(own),
+                "unloaded_own_p50_us": statistics.median(own) * 1e6 if own else None,
+                "unloaded_upstream_p50_us": statistics.median(server) * 1e6 if server else None,
                 "cpu_us_per_resolution": 1e6 * (cpu1 - cpu0) / n,
                 "lab_cpu_us_per_resolution": 1e6 * (lab1 - lab0) / n,
                 # At 20 outstanding the slower side sets the pace: a load core (dnsperf + the lab)
@@ -286,6 +300,8 @@ def main() -> int:
                           f"busy: resolver core {res['resolver_core_busy_pct']:.0f}% "
                           f"load core {res['load_core_busy_pct']:.0f}% "
                           f"alone: p50={res['unloaded_p50_ms']:.2f}ms p95={res['unloaded_p95_ms']:.2f}ms "
+                          f"own={res['unloaded_own_p50_us'] or float('nan'):.0f}us "
+                          f"upstream={res['unloaded_upstream_p50_us'] or float('nan'):.0f}us "
                           f"rcodes={res['rcodes']}", flush=True)
                     subprocess.run(["rm", "-rf", str(work)], check=False)
             raw["cold"] = results
@@ -297,6 +313,10 @@ def main() -> int:
                           "lower"))
             table.append(("cold", "p95 ms, 1 outstanding", {k: med(v, "unloaded_p95_ms") for k, v in results.items()},
                           "lower"))
+            table.append(("cold", "own µs, 1 outstanding", {k: med(v, "unloaded_own_p50_us") for k, v in results.items()},
+                          "lower"))
+            table.append(("cold", "upstream µs, 1 outstanding",
+                          {k: med(v, "unloaded_upstream_p50_us") for k, v in results.items()}, "info"))
             table.append(("cold", "CPU µs/resolution", {k: med(v, "cpu_us_per_resolution") for k, v in results.items()},
                           "lower"))
             table.append(("cold", "lab CPU µs/resolution",
@@ -355,6 +375,8 @@ def main() -> int:
     print_table(table)
     verdicts = targets(raw)
     print_targets(verdicts)
+    diag = diagnostics(raw)
+    print_diagnostics(diag)
     out_dir = HERE / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
@@ -363,7 +385,7 @@ def main() -> int:
                                            "values": {k: {"median": v[0], "min": v[1], "max": v[2]}
                                                       for k, v in vals.items()},
                                            "ratios": ratios(vals)} for b, m, vals, better in table],
-                                "targets": verdicts},
+                                "targets": verdicts, "diagnostics": diag},
                                indent=2, default=str))
     print(f"wrote {path}")
     return 0
@@ -389,6 +411,42 @@ TARGETS = [
 
 
 LOAD_BOUND_PCT = 90.0
+
+# Not issue 7's targets: ratios that say where a target's gap lies. (section, metric, numerator,
+# denominator, label)
+DIAGNOSTICS = [
+    ("cold", "unloaded_own_p50_us", "sotto", "sotto (no encryption)",
+     "encryption's cost in Sotto's own time (upstream left out), 1 outstanding"),
+    ("cold", "unloaded_upstream_p50_us", "sotto", "sotto (no encryption)",
+     "encryption's cost in the upstream exchanges' time, 1 outstanding"),
+    ("cold", "unloaded_own_p50_us", "sotto (no encryption)", "unbound",
+     "own time, Sotto without encryption / Unbound, 1 outstanding"),
+]
+
+
+def diagnostics(raw: dict) -> list[dict]:
+    """Per-round ratios of DIAGNOSTICS (None where a side has no figure) and their median."""
+    out = []
+    for section, key, num, den, label in DIAGNOSTICS:
+        rows = raw.get(section, {})
+        if num not in rows or den not in rows:
+            continue
+        rs = [a[key] / b[key] if usable(a.get(key)) and usable(b.get(key)) and b[key] else None
+              for a, b in zip(rows[num], rows[den])]
+        valid = [r for r in rs if r is not None]
+        out.append({"diagnostic": label, "ratios": rs,
+                    "median": statistics.median(valid) if valid else float("nan")})
+    return out
+
+
+def print_diagnostics(rows: list[dict]) -> None:
+    if not rows:
+        return
+    print("diagnostics (not targets): where the cold latency goes, per round")
+    for d in rows:
+        per = " ".join("-" if x is None else f"{x:.3f}" for x in d["ratios"])
+        print(f"  {d['diagnostic']:74s} median {d['median']:6.3f}  rounds: {per}")
+    print()
 
 
 def usable(v) -> bool:

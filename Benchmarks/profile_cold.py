@@ -125,7 +125,9 @@ try:
               by = {}
               for q, l in zip(run.qnames or [], run.latencies):
                   by.setdefault(".".join(q.rstrip(".").split(".")[-2:]), []).append(l)
-              print("p50 ms by zone: " + " ".join(f"{z}={1000*sorted(v)[len(v)//2]:.2f}" for z, v in sorted(by.items())))
+              print("p50/p95 ms by zone: " + " ".join(f"{z}={1000*sorted(v)[len(v)//2]:.2f}/{1000*sorted(v)[int(len(v)*0.95)]:.2f}" for z, v in sorted(by.items())))
+          t = len(run.latencies) // 10
+          print("p95 ms by tenth of the run (in order of completion): " + " ".join(f"{1000*sorted(run.latencies[i*t:(i+1)*t])[int(t*0.95)]:.2f}" for i in range(10) if t))
           print("p50 ms by quarter of the run: " + " ".join(f"{1000*sorted(run.latencies[i*k:(i+1)*k])[k//2]:.2f}" for i in range(4) if k))
       print(f"completed={run.completed} res/s={run.completed/el:.0f} p50={run.percentile(50)*1000:.2f}ms cpu/res={1e6*cpu/max(run.completed,1):.0f}us ctxsw/res={xs/max(run.completed,1):.2f} rcodes={run.rcodes}")
 
