@@ -10,7 +10,9 @@ spread) and Sotto/peer ratios, and writes it all as JSON under Benchmarks/result
   1 cached   queries/s and latency for a warmed set of BENCH_CACHED_NAMES names (dnsperf, 100 outstanding)
   2 cold     BENCH_COLD_NAMES distinct uncached names across the lab's zones, 20 outstanding,
              fresh process: completed resolutions/s and p50/p95 latency (Sotto with and without
-             encryption); then BENCH_UNLOADED_NAMES more, one outstanding: p50/p95 with no queueing
+             encryption) and how busy the resolver's and the load core were; then
+             BENCH_UNLOADED_NAMES more, one outstanding: p50/p95 with no queueing, and from a
+             loopback capture the resolver's own time and its upstream exchanges' time
   3 memory   RSS growth after caching BENCH_MEMORY_NAMES distinct names, and bytes per cached name
   4 encryption  share of authoritative queries sent encrypted, DoQ's share, and cleartext queries to
              servers already known good, counted from a tcpdump capture (Sotto, PowerDNS Recursor)
@@ -21,6 +23,9 @@ The lab's DoQ authoritatives are Sotto's own C responder (`sotto doq-authority`,
 not the tests' Python aioquic server, whose CPU per query was larger than the resolver's and so
 was measured as Sotto's encryption cost (BENCH_LAB_DOQ=python brings the Python one back). The lab
 (NSD, DoQ, tcpdump) runs on BENCH_LAB_CORE (default: the load core), away from the resolver.
+
+After the table: issue 7's targets judged per round, then diagnostics (ratios that are not
+targets: how much of encryption's cost at one outstanding is the resolver's own time).
 
 BENCH_ONLY=cached,cold,... runs a subset. BENCH_QUICK=1 is a smoke run (1 round, small sets).
 """
