@@ -72,16 +72,11 @@ def split(done: list[Resolution]) -> dict[str, list[tuple[float, float, float]]]
 
 
 def own_and_server(done: list[Resolution]) -> tuple[list[float], list[float]]:
-    """Per resolution with an upstream query and reply, in seconds: the resolver's own time
-    (before its first upstream query plus after the last upstream reply) and the time between
-    them (the servers', plus the resolver's own time between exchanges when there are several)."""
-    own, server = [], []
-    for r in done:
-        out, back = r.first_out, r.last_in
-        if out and back and back[0] >= out[0]:
-            own.append((out[0] - r.query) + (r.answer - back[0]))
-            server.append(back[0] - out[0])
-    return own, server
+    """`split` over all transports, in seconds: per resolution the resolver's own time (before
+    plus after) and the time between (the servers', plus the resolver's own time between
+    exchanges when there are several)."""
+    rows = [row for by_transport in split(done).values() for row in by_transport]
+    return [before + after for before, _, after in rows], [server for _, server, _ in rows]
 
 
 def report(rows: dict[str, list[tuple[float, float, float]]]) -> list[str]:

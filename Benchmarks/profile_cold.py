@@ -76,18 +76,11 @@ try:
           import latency_split  # puts Tests/Integration (capture.py) on the path
           from capture import Capture
           capture = Capture(OUT / "split.pcap", bpf=f"net 127.53.0.0/16 or udp port {res.port}").start()
-      def core_ticks():  # per core: (busy, total) jiffies from /proc/stat
-          out = {}
-          for l in Path("/proc/stat").read_text().splitlines():
-              if l.startswith("cpu") and l[3:4].isdigit():
-                  v = [int(x) for x in l.split()[1:]]
-                  out[l.split()[0]] = (sum(v) - v[3] - v[4], sum(v))
-          return out
-      x0 = ctxt(); s0 = snmp(); k0 = core_ticks()
+      x0 = ctxt(); s0 = snmp(); k0 = bench.core_ticks()
       c0 = res.cpu_seconds(); t0 = time.monotonic()
       run = dnsperf(res.port, f, once=True, outstanding=int(os.environ.get("OUTSTANDING", "20")), verbose=True, timeout=10)
-      el = time.monotonic() - t0; cpu = res.cpu_seconds() - c0; xs = ctxt() - x0; k1 = core_ticks()
-      print("busy per core over the run: " + " ".join(f"{c}={100 * (k1[c][0] - k0[c][0]) / max(k1[c][1] - k0[c][1], 1):.0f}%" for c in sorted(k1)))
+      el = time.monotonic() - t0; cpu = res.cpu_seconds() - c0; xs = ctxt() - x0; k1 = bench.core_ticks()
+      print("busy per core over the run: " + " ".join(f"{c}={bench.busy_percent(k0, k1, c[3:]):.0f}%" for c in sorted(k1)))
       if os.environ.get("THREADS") == "1":  # per thread: context switches per resolution, CPU ticks
           for name, (sw, ticks) in sorted(per_thread().items()):
               sw0, ticks0 = threads0.get(name, (0, 0))
