@@ -209,11 +209,30 @@ class SottoServer:
     logfile: object = None
 
     def start(self, timeout: float = 20.0) -> None:
+        """Start `sotto serve` and wait until it holds its UDP and TCP ports.
+
+        The port was checked free when the test drew it, but on a shared machine another process
+        can take it before Sotto binds (a CI run failed so). Then Sotto exits 64 with "Address
+        already in use"; the server is started again on a fresh port, at most twice, and
+        `self.port` names the port it finally holds: tests must ask `srv.port`."""
+        taken = []
+        for _ in range(3):
+            if self._start_once(timeout):
+                return
+            taken.append(self.port)
+            print(f"sotto serve: port {self.port} was taken before Sotto bound it; trying another")
+            self.port = labmod.free_port(self.address)
+        pytest.fail(f"sotto serve found its port taken three times ({taken}):\n{self.log()}")
+
+    def _start_once(self, timeout: float) -> bool:
+        """False only when Sotto exited because its port was taken by someone else."""
         args = [str(self.sotto.path), "serve", "--listen", f"{self.address}:{self.port}",
                 "--root-hints", ROOT_HINTS]
         if self.allow_loopback:
             args.append("--allow-loopback")
         args += self.extra
+        if self.logfile:
+            self.logfile.close()
         self.logfile = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(args, stdout=self.logfile, stderr=subprocess.STDOUT, cwd=REPO)
         timeout = scaled(timeout)
@@ -221,9 +240,13 @@ class SottoServer:
         # Ready when the UDP and TCP ports are taken; no DNS query is sent, so the cache stays empty.
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                pytest.fail(f"sotto serve exited with {self.proc.returncode} before listening:\n{self.log()}")
+                log = self.log()
+                if self.proc.returncode == 64 and f"cannot listen on {self.address}:{self.port}" in log \
+                        and "Address already in use" in log:
+                    return False
+                pytest.fail(f"sotto serve exited with {self.proc.returncode} before listening:\n{log}")
             if not _can_bind(self.address, self.port, udp=True) and not _can_bind(self.address, self.port, udp=False):
-                return
+                return True
             time.sleep(0.05)
         self.stop()
         pytest.fail(f"sotto serve did not listen on {self.address}:{self.port} (UDP and TCP) within {timeout}s:\n"

@@ -237,7 +237,7 @@ def test_state_file_survives_sigkill_loop(lab, sotto, tmp_path):
         srv = sotto.serve(port, "--state-file", str(state), "--state-save-interval", "0.05",
                           "--tls-ca-file", str(lab.ca_file), "--probe-timeout", "1")
         try:
-            digs = [subprocess.Popen(["dig", "+time=1", "+tries=1", "-p", str(port), "@127.0.0.1",
+            digs = [subprocess.Popen(["dig", "+time=1", "+tries=1", "-p", str(srv.port), "@127.0.0.1",
                                       rng.choice(DOT_NAMES), "A"], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL) for _ in range(3)]
             time.sleep(rng.uniform(0.02, 0.6))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 
 import pytest
 
@@ -65,7 +66,21 @@ def test_signal_exits_zero_and_releases_port(lab, sotto, free_port, sig):
         code = srv.signal(sig)
         assert code is not None, f"sotto serve did not exit within 10 s of {sig.name}"
         assert code == 0, f"sotto serve exited {code} on {sig.name}:\n{srv.log()}"
-    assert labmod.port_free("127.0.0.1", free_port), f"port {free_port} still bound after exit"
+    assert labmod.port_free("127.0.0.1", srv.port), f"port {srv.port} still bound after exit"
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_STREAM], ids=["udp", "tcp"])
+def test_taken_port_is_a_clear_error(sotto, free_port, kind):
+    """A port another process holds (UDP or TCP alone) stops `serve` at once with exit 64 and an
+    error naming the address, not a half-started server. The test harness relies on this text to
+    start again on a fresh port when a CI neighbour takes the one it drew."""
+    with socket.socket(socket.AF_INET, kind) as holder:
+        holder.bind(("127.0.0.1", free_port))
+        if kind == socket.SOCK_STREAM:
+            holder.listen()
+        r = sotto.run("serve", "--listen", f"127.0.0.1:{free_port}", "--allow-loopback", timeout=20)
+    assert r.returncode == 64, f"exit {r.returncode}\n{r.stderr}"
+    assert f"cannot listen on 127.0.0.1:{free_port}" in r.stderr and "Address already in use" in r.stderr, r.stderr
 
 
 def test_burst_of_cold_queries_from_many_clients_each_get_their_own_answer(lab, sotto, free_port):

@@ -109,7 +109,7 @@ def test_forged_responses_never_enter_the_cache(lab, sotto, free_port, tmp_path)
         results: dict[str, list[str]] = {}
         chunks = [names[i::6] for i in range(6)]
         for chunk in chunks:
-            results.update(ask_all(free_port, chunk))
+            results.update(ask_all(srv.port, chunk))
             if forger.poll() is not None:
                 break
         out, err = forger.communicate(timeout=scaled(120))
@@ -117,9 +117,9 @@ def test_forged_responses_never_enter_the_cache(lab, sotto, free_port, tmp_path)
         figures = json.loads(out.strip().splitlines()[-1])
         # Everything not yet asked is asked now (after the flood, from the network or the cache).
         missing = [n for n in names if n not in results]
-        results.update(ask_all(free_port, missing))
+        results.update(ask_all(srv.port, missing))
         # Then every name again: these answers come from the cache, where a forgery would sit.
-        cached = ask_all(free_port, names)
+        cached = ask_all(srv.port, names)
         stats = json.loads(subprocess.run([str(sotto.path), "ctl", "--control", str(control), "stats"],
                                           capture_output=True, text=True).stdout)["stats"]
     poisoned = sorted(n for n in names if "6.6.6.6" in results.get(n, []) + cached.get(n, []))
