@@ -11,7 +11,8 @@ spread) and Sotto/peer ratios, and writes it all as JSON under Benchmarks/result
   2 cold     BENCH_COLD_NAMES distinct uncached names across the lab's zones, 20 outstanding,
              fresh process: completed resolutions/s and p50/p95 latency (Sotto with and without
              encryption) and how busy the resolver's and the load core were; then
-             BENCH_UNLOADED_NAMES more, one outstanding: p50/p95 with no queueing, and from a
+             BENCH_UNLOADED_NAMES more, one outstanding (load.sequential, each query sent as the
+             previous answer is read): p50/p95 with no queueing, and from a
              loopback capture the resolver's own time and its upstream exchanges' time
   3 memory   RSS growth after caching BENCH_MEMORY_NAMES distinct names, and bytes per cached name
   4 encryption  share of authoritative queries sent encrypted, DoQ's share, and cleartext queries to
@@ -47,7 +48,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "Lab"))
 
 import lab as labmod  # noqa: E402
-from load import LOAD_CORE, dnsperf, write_names  # noqa: E402
+from load import LOAD_CORE, dnsperf, sequential, write_names  # noqa: E402
 from resolvers import RESOLVER_CORE, PowerDNSRecursor, Sotto, Unbound, missing_tools, scratch  # noqa: E402
 from wire_count import WireCounter  # noqa: E402
 
@@ -181,9 +182,10 @@ def bench_cold(cls, r: int, work: Path, encryption: bool = True) -> dict:
             print(f"  cold       no capture for the 1-outstanding split: {e}", flush=True)
             cap = None
         try:
-            alone = dnsperf(res.port, write_names(work / "unloaded.txt",
-                                                  cold_names(f"u{r}{int(time.time()) % 100000}", UNLOADED_NAMES)),
-                            once=True, outstanding=1, verbose=True, timeout=10)
+            # Not dnsperf -q 1, which pauses 100 ms after about a third of its queries (load.sequential).
+            alone = sequential(res.port, write_names(work / "unloaded.txt",
+                                                     cold_names(f"u{r}{int(time.time()) % 100000}", UNLOADED_NAMES)),
+                               timeout=10)
         finally:
             packets = cap.stop() if cap else []
         own, server = [], []

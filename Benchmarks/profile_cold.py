@@ -3,7 +3,7 @@
 Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`, as in make bench;
 lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
   SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
-ZONE=<zone>: all names under that lab zone (one server, one transport). WARM=0: no warm-up (a fresh process, as make bench's cold run; default 300 names). SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). PACKETS=1: UDP datagrams and TCP segments sent per resolution, machine-wide. THREADS=1: context switches and CPU ticks per thread. SPLIT=1 (with OUTSTANDING=1): medians of the resolver's time before its upstream query, the server's, and its time after the reply, from a loopback capture, then the time before the upstream query by the previous resolution's transport and the idle time before it (latency_split.py). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites (or EVENT's) into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
+ZONE=<zone>: all names under that lab zone (one server, one transport). WARM=0: no warm-up (a fresh process, as make bench's cold run; default 300 names). SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). PACKETS=1: UDP datagrams and TCP segments sent per resolution, machine-wide. THREADS=1: context switches and CPU ticks per thread. OUTSTANDING=1: one query at a time (load.sequential, as make bench; DNSPERF=1 uses dnsperf -q 1 instead). SPLIT=1 (with OUTSTANDING=1): medians of the resolver's time before its upstream query, the server's, and its time after the reply, from a loopback capture, then the time before the upstream query by the previous resolution's transport and the idle time before it (latency_split.py). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites (or EVENT's) into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
 uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs, GRAPH=dwarf DWARF ones (callers of leaf functions such as swift_retain, which fp misses).
 Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
 """
@@ -11,7 +11,7 @@ import os, sys, subprocess, time, signal, tempfile
 from pathlib import Path
 REPO = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, REPO + "/Benchmarks"); sys.path.insert(0, REPO + "/Lab")
-from load import dnsperf, write_names
+from load import dnsperf, sequential, write_names
 from resolvers import Sotto, PEERS
 import bench
 import lab as labmod
@@ -78,7 +78,11 @@ try:
           capture = Capture(OUT / "split.pcap", bpf=f"net 127.53.0.0/16 or udp port {res.port}").start()
       x0 = ctxt(); s0 = snmp(); k0 = bench.core_ticks()
       c0 = res.cpu_seconds(); t0 = time.monotonic()
-      run = dnsperf(res.port, f, once=True, outstanding=int(os.environ.get("OUTSTANDING", "20")), verbose=True, timeout=10)
+      outstanding = int(os.environ.get("OUTSTANDING", "20"))
+      if outstanding == 1 and os.environ.get("DNSPERF") != "1":
+          run = sequential(res.port, f, timeout=10)  # as make bench; DNSPERF=1: dnsperf -q 1 and its 100 ms pauses
+      else:
+          run = dnsperf(res.port, f, once=True, outstanding=outstanding, verbose=True, timeout=10)
       el = time.monotonic() - t0; cpu = res.cpu_seconds() - c0; xs = ctxt() - x0; k1 = bench.core_ticks()
       print("busy per core over the run: " + " ".join(f"{c}={bench.busy_percent(k0, k1, c[3:]):.0f}%" for c in sorted(k1)))
       if os.environ.get("THREADS") == "1":  # per thread: context switches per resolution, CPU ticks
