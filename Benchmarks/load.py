@@ -96,8 +96,8 @@ def query_wire(qid: int, name: str, rdtype: str = "A") -> bytes:
 
 
 def sequential(port: int, names_file: Path, *, timeout: float = 10.0) -> PerfResult:
-    """One query at a time over UDP from this process (pin it to the load core), the next sent as
-    soon as the answer is read: a steady single outstanding query, with latencies in seconds.
+    """One query at a time over UDP from this process, pinned to the load core while it runs, the
+    next sent as soon as the answer is read: a steady single outstanding query, with latencies in seconds.
 
     `dnsperf -q 1` does not keep one outstanding. Its receiver signals the sender before it counts
     the answer, so the sender often still sees one outstanding, waits again, and is woken only by
@@ -106,19 +106,35 @@ def sequential(port: int, names_file: Path, *, timeout: float = 10.0) -> PerfRes
     echo responder it managed 22-61 queries/s. Those resolutions start on an idle machine, which
     is another benchmark."""
     pairs = [line.split() for line in names_file.read_text().splitlines() if line.strip()]
+    rng = random.Random()
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(c) for c in LOAD_CORE.split(",")})
+    start = time.monotonic()
+    try:
+        return _sequential(port, pairs, timeout, rng, start)
+    finally:
+        os.sched_setaffinity(0, affinity)
+
+
+def _sequential(port: int, pairs: list[list[str]], timeout: float, rng: random.Random, start: float) -> PerfResult:
     latencies: list[float] = []
     qnames: list[str] = []
     rcodes: dict[str, int] = {}
     lost = 0
-    rng = random.Random()
-    start = time.monotonic()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect(("127.0.0.1", port))
         for name, rdtype in pairs:
             qid = rng.randrange(65536)
             wire = query_wire(qid, name, rdtype)
             t0 = time.perf_counter()
-            s.send(wire)
+            try:
+                s.send(wire)
+            except ConnectionRefusedError:  # an earlier query's port-unreachable, reported now
+                try:
+                    s.send(wire)
+                except ConnectionRefusedError:  # nothing listens
+                    lost += 1
+                    continue
             deadline = t0 + timeout
             while True:
                 left = deadline - time.perf_counter()

@@ -219,10 +219,13 @@ class SottoServer:
         for _ in range(3):
             if self._start_once(timeout):
                 return
-            taken.append(self.port)
-            print(f"sotto serve: port {self.port} was taken before Sotto bound it; trying another")
+            # Free again right after Sotto gave up: then nobody else held it, and the clash may be
+            # Sotto's own (a double bind); the failure below says so.
+            still_held = not labmod.port_free(self.address, self.port)
+            taken.append(f"{self.port} ({'held by another process' if still_held else 'free once Sotto exited'})")
+            print(f"sotto serve: port {taken[-1]} was taken when Sotto bound it; trying another")
             self.port = labmod.free_port(self.address)
-        pytest.fail(f"sotto serve found its port taken three times ({taken}):\n{self.log()}")
+        pytest.fail(f"sotto serve found its port taken three times: {', '.join(taken)}:\n{self.log()}")
 
     def _start_once(self, timeout: float) -> bool:
         """False only when Sotto exited because its port was taken by someone else."""
@@ -237,7 +240,9 @@ class SottoServer:
         self.proc = subprocess.Popen(args, stdout=self.logfile, stderr=subprocess.STDOUT, cwd=REPO)
         timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
-        # Ready when the UDP and TCP ports are taken; no DNS query is sent, so the cache stays empty.
+        # Ready when this process holds the UDP socket and the listening TCP socket of the port
+        # (not merely when both are taken: a neighbour may hold one); no DNS query is sent, so
+        # the cache stays empty.
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 log = self.log()
@@ -245,7 +250,7 @@ class SottoServer:
                         and "Address already in use" in log:
                     return False
                 pytest.fail(f"sotto serve exited with {self.proc.returncode} before listening:\n{log}")
-            if not _can_bind(self.address, self.port, udp=True) and not _can_bind(self.address, self.port, udp=False):
+            if _holds_port(self.proc.pid, self.port):
                 return True
             time.sleep(0.05)
         self.stop()
@@ -286,6 +291,28 @@ class SottoServer:
         self.stop()
         if self.logfile:
             self.logfile.close()
+
+
+def _holds_port(pid: int, port: int) -> bool:
+    """True if process pid holds a UDP socket and a listening TCP socket on port (any address)."""
+    def inodes(tables: tuple[str, ...], listening_only: bool) -> set[str]:
+        out = set()
+        for table in tables:
+            try:
+                rows = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                f = row.split()
+                if len(f) > 9 and int(f[1].rsplit(":", 1)[1], 16) == port and (not listening_only or f[3] == "0A"):
+                    out.add(f[9])
+        return out
+    try:
+        fds = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except OSError:
+        return False
+    owned = {link[len("socket:["):-1] for link in fds if link.startswith("socket:[")}
+    return bool(owned & inodes(("udp", "udp6"), False)) and bool(owned & inodes(("tcp", "tcp6"), True))
 
 
 def _can_bind(address: str, port: int, udp: bool) -> bool:
