@@ -7,9 +7,9 @@ import os
 import random
 import re
 import socket
-import time
 import statistics
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,17 +106,17 @@ def sequential(port: int, names_file: Path, *, timeout: float = 10.0) -> PerfRes
     echo responder it managed 22-138 queries/s in eight of nine runs (18k in one). Those
     resolutions start on an idle machine, which is another benchmark."""
     pairs = [line.split() for line in names_file.read_text().splitlines() if line.strip()]
-    rng = random.Random()
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {int(c) for c in LOAD_CORE.split(",")})
-    start = time.monotonic()
     try:
-        return _sequential(port, pairs, timeout, rng, start)
+        return _sequential(port, pairs, timeout)
     finally:
         os.sched_setaffinity(0, affinity)
 
 
-def _sequential(port: int, pairs: list[list[str]], timeout: float, rng: random.Random, start: float) -> PerfResult:
+def _sequential(port: int, pairs: list[list[str]], timeout: float) -> PerfResult:
+    rng = random.Random()
+    start = time.monotonic()
     latencies: list[float] = []
     qnames: list[str] = []
     rcodes: dict[str, int] = {}

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from load import query_wire
+
 ROOT = Path(__file__).resolve().parent.parent
 LAB_DIR = ROOT / "Lab"
 ROOT_HINTS = LAB_DIR / "root.hints"
@@ -42,11 +44,7 @@ def free_port() -> int:
 
 def query_once(port: int, name: str = "localhost.", timeout: float = 0.2) -> bytes | None:
     """One A query over UDP; the raw response or None."""
-    qid = os.getpid() & 0xFFFF
-    wire = qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
-    for label in name.rstrip(".").split("."):
-        wire += bytes([len(label)]) + label.encode()
-    wire += b"\x00\x00\x01\x00\x01"
+    wire = query_wire(os.getpid() & 0xFFFF, name)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
         try:
