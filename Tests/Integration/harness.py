@@ -192,8 +192,9 @@ class Sotto:
             assert key in data, f"lookup --json output lacks '{key}': {r.stdout}"
         return data
 
-    def serve(self, port: int, *extra: str, allow_loopback: bool = True) -> "SottoServer":
-        srv = SottoServer(self, port, list(extra), allow_loopback)
+    def serve(self, port: int, *extra: str, allow_loopback: bool = True,
+              root_hints: str = ROOT_HINTS) -> "SottoServer":
+        srv = SottoServer(self, port, list(extra), allow_loopback, root_hints=root_hints)
         srv.start()
         return srv
 
@@ -204,6 +205,7 @@ class SottoServer:
     port: int
     extra: list[str] = field(default_factory=list)
     allow_loopback: bool = True
+    root_hints: str = ROOT_HINTS
     address: str = "127.0.0.1"
     proc: subprocess.Popen | None = None
     logfile: object = None
@@ -230,7 +232,7 @@ class SottoServer:
     def _start_once(self, timeout: float) -> bool:
         """False only when Sotto exited because its port was taken by someone else."""
         args = [str(self.sotto.path), "serve", "--listen", f"{self.address}:{self.port}",
-                "--root-hints", ROOT_HINTS]
+                "--root-hints", self.root_hints]
         if self.allow_loopback:
             args.append("--allow-loopback")
         args += self.extra
@@ -246,8 +248,7 @@ class SottoServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 log = self.log()
-                if self.proc.returncode == 64 and f"cannot listen on {self.address}:{self.port}" in log \
-                        and "Address already in use" in log:
+                if self.proc.returncode == 64 and port_taken(log, self.address, self.port):
                     return False
                 pytest.fail(f"sotto serve exited with {self.proc.returncode} before listening:\n{log}")
             if _holds_port(self.proc.pid, self.port):
@@ -291,6 +292,28 @@ class SottoServer:
         self.stop()
         if self.logfile:
             self.logfile.close()
+
+
+def port_taken(output: str, address: str, port: int) -> bool:
+    """True if Sotto's output (a log, or a terminal screen whose wrapped lines are joined here)
+    says it could not listen because another process had taken address:port."""
+    joined = output.replace("\n", "")
+    return f"cannot listen on {address}:{port}" in joined and "Address already in use" in joined
+
+
+def retry_on_taken_port(attempt, address: str = "127.0.0.1", tries: int = 3):
+    """Calls attempt(port) with a freshly drawn free port until it returns something other than
+    None; attempt returns None only when Sotto exited because the port was taken between the
+    draw and its bind (see SottoServer.start). Fails the test after `tries` taken ports."""
+    taken = []
+    for _ in range(tries):
+        port = labmod.free_port(address)
+        result = attempt(port)
+        if result is not None:
+            return result
+        taken.append(str(port))
+        print(f"sotto: port {port} was taken when Sotto bound it; trying another")
+    pytest.fail(f"sotto found its port taken {tries} times: {', '.join(taken)}")
 
 
 def _holds_port(pid: int, port: int) -> bool:

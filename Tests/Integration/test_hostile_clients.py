@@ -14,15 +14,13 @@ import os
 import random
 import socket
 import struct
-import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
 from cases import WWW
-from harness import REPO, _can_bind, fmt_rrs, labmod, stop_process, vmhwm_kb
+from harness import fmt_rrs, labmod, vmhwm_kb
 
 # A debug build of sotto idles at some tens of MB; a flood must not grow it without bound.
 RSS_BOUND_KB = 400 * 1024
@@ -173,21 +171,19 @@ def test_udp_flood_of_slow_resolutions_is_held_by_the_resolution_cap(sotto, free
     hints = tmp_path / "root.hints"
     hints.write_text(".  3600000 IN NS a.root.hole.\na.root.hole. 3600000 IN A 127.0.0.1\n")
     sock = tmp_path / "ctl.sock"
-    log = tempfile.TemporaryFile(mode="w+")
-    args = [str(sotto.path), "serve", "--listen", f"127.0.0.1:{free_port}", "--root-hints", str(hints),
-            "--allow-loopback", "--do53-port", str(hole.port), "--no-encryption", "--control", str(sock),
-            "--max-resolutions", "20", "--client-rate-limit", "0", "--resolution-deadline", "20"]
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    srv = sotto.serve(free_port, "--do53-port", str(hole.port), "--no-encryption", "--control", str(sock),
+                      "--max-resolutions", "20", "--client-rate-limit", "0", "--resolution-deadline", "20",
+                      root_hints=str(hints))
     try:
         deadline = time.monotonic() + 20
-        while (_can_bind("127.0.0.1", free_port, udp=True) or not sock.exists()) and time.monotonic() < deadline:
-            assert proc.poll() is None, "sotto serve exited at start"
+        while not sock.exists() and time.monotonic() < deadline:
+            assert srv.proc.poll() is None, f"sotto serve exited at start:\n{srv.log()}"
             time.sleep(0.05)
         # 2000 distinct names: each wants a resolution that hangs on the black hole for 20 s.
         packets = [query(f"n{i}.flood.test.") for i in range(2000)]
-        replies = udp_flood(free_port, packets)
-        assert proc.poll() is None, "sotto serve died under the flood"
-        hwm = vmhwm_kb(proc.pid)
+        replies = udp_flood(srv.port, packets)
+        assert srv.proc.poll() is None, "sotto serve died under the flood"
+        hwm = vmhwm_kb(srv.proc.pid)
         counters = stats(sotto, sock)
         print(f"\nresolution-cap flood: 2000 queries sent, {counters['queries']} reached sotto, "
               f"{counters['resolutionsShed']} shed, {replies} answered at once; sotto VmHWM {hwm} kB")
@@ -198,8 +194,7 @@ def test_udp_flood_of_slow_resolutions_is_held_by_the_resolution_cap(sotto, free
         assert replies >= counters["resolutionsShed"] * 0.9, (replies, counters)
         assert hwm < RSS_BOUND_KB, f"VmHWM {hwm} kB after the flood"
     finally:
-        stop_process(proc)
-        log.close()
+        srv.stop()
         hole.close()
 
 

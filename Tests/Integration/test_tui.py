@@ -12,13 +12,14 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from harness import ROOT_HINTS, dig_query, labmod, require, scaled, sotto_path
+from harness import ROOT_HINTS, dig_query, labmod, port_taken, require, retry_on_taken_port, scaled, sotto_path
 
 DOT = "127.53.12.1"
 BADCERT = "127.53.13.1"
@@ -124,29 +125,38 @@ def tmux_bin():
 
 
 @pytest.fixture
-def dash(lab, sotto, tmux_bin, free_port, tmp_path):
+def dash(lab, sotto, tmux_bin, tmp_path):
     """A shell in a private tmux server running `sotto top` against the lab."""
-    name = f"sotto-tui-{os.getpid()}-{free_port}"
+    name = f"sotto-tui-{os.getpid()}-{time.monotonic_ns()}"
     t = Tmux(name)
     try:
-        yield from _start_dash(t, lab, free_port, tmp_path)
+        yield from _start_dash(t, lab, tmp_path)
     finally:
         t.kill()
 
 
-def _start_dash(t, lab, free_port, tmp_path):
+def _start_dash(t, lab, tmp_path):
     t.run("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "40",
           "-e", "LANG=C.UTF-8", "bash --norc --noprofile")
     t.wait(lambda s: s.strip().endswith(("$", "#")), "a shell prompt")
     t.type(f"PS1='{PROMPT}'")
     t.keys("Enter")
-    cmd = [str(sotto_path()), "top", "--root-hints", ROOT_HINTS, "--allow-loopback",
-           "--listen", f"127.0.0.1:{free_port}", "--tls-ca-file", str(lab.ca_file), "--probe-timeout", "1",
-           "--log-file", str(tmp_path / "top.log")]
     t.wait_for(PROMPT)
-    t.type(" ".join(shlex.quote(c) for c in cmd))
-    t.keys("Enter")
-    t.port = free_port
+
+    def launch(port: int):
+        """`sotto top` on port; None if it exited because the port was taken after the draw."""
+        t.type("clear")
+        t.keys("Enter")
+        t.wait(lambda s: s.strip() == PROMPT.strip(), "a cleared screen")
+        cmd = [str(sotto_path()), "top", "--root-hints", ROOT_HINTS, "--allow-loopback",
+               "--listen", f"127.0.0.1:{port}", "--tls-ca-file", str(lab.ca_file), "--probe-timeout", "1",
+               "--log-file", str(tmp_path / "top.log")]
+        t.type(" ".join(shlex.quote(c) for c in cmd))
+        t.keys("Enter")
+        screen = t.wait(lambda s: "1 Servers" in s or "cannot listen on" in s.replace("\n", ""), "the dashboard")
+        return None if port_taken(screen, "127.0.0.1", port) else port
+
+    t.port = retry_on_taken_port(launch)
     t.wait_for("1 Servers")
     yield t
 
@@ -341,6 +351,28 @@ def dashboard_pid(dash) -> int:
     return pids[0]
 
 
+def test_taken_port_is_reported_in_the_terminal_and_the_dashboard_starts_on_another(
+        lab, sotto, tmux_bin, tmp_path, monkeypatch):
+    """`sotto top` on a port another process holds ends with exit 64 and the address in the
+    terminal (no half-drawn dashboard); the fixtures rely on that text to start again on a fresh
+    port, as a CI neighbour taking the drawn port would need."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    holder.bind(("127.0.0.1", labmod.free_port("127.0.0.1")))
+    taken = holder.getsockname()[1]
+    real = labmod.free_port
+    draws = iter([taken])
+    monkeypatch.setattr(labmod, "free_port", lambda address="127.0.0.1": next(draws, None) or real(address))
+    t = Tmux(f"sotto-tui-{os.getpid()}-taken")
+    try:
+        with holder:
+            started = _start_dash(t, lab, tmp_path)
+            dash = next(started)
+        assert dash.port != taken
+        assert dig(dash, "www.example.test").status == "NOERROR"
+    finally:
+        t.kill()
+
+
 def test_closing_the_terminal_ends_the_dashboard(dash):
     """A dropped ssh session or a closed terminal window takes `sotto top` with it: on the hangup
     it exits within seconds and frees its port, rather than staying behind holding the port (53
@@ -389,11 +421,15 @@ def test_dashboard_thread_is_named(dash):
     assert "sotto-engine" in names, names
 
 
-def test_plain_text_when_not_a_terminal(lab, sotto, free_port, tmp_path):
-    r = subprocess.run(
-        [str(sotto_path()), "top", "--root-hints", ROOT_HINTS, "--allow-loopback", "--listen", f"127.0.0.1:{free_port}",
-         "--count", "2", "--interval", "0.3"],
-        capture_output=True, text=True, timeout=30, env={**os.environ, "TERM": "xterm"})
+def test_plain_text_when_not_a_terminal(lab, sotto, tmp_path):
+    def top(port: int):
+        r = subprocess.run(
+            [str(sotto_path()), "top", "--root-hints", ROOT_HINTS, "--allow-loopback", "--listen", f"127.0.0.1:{port}",
+             "--count", "2", "--interval", "0.3"],
+            capture_output=True, text=True, timeout=30, env={**os.environ, "TERM": "xterm"})
+        return None if r.returncode == 64 and port_taken(r.stderr, "127.0.0.1", port) else r
+
+    r = retry_on_taken_port(top)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("ADDRESS") == 2 and r.stdout.count("leak meter") == 2
     assert "\x1b" not in r.stdout
