@@ -304,7 +304,10 @@ public struct Renderer: Sendable {
         segs.append(
           Segment(Format.pad(e.rcode, w) + " ", e.rcode == "NOERROR" ? .normal : e.rcode == "NXDOMAIN" ? .warn : .bad))
       case "LATENCY": segs.append(Segment(Format.pad(Format.millis(e.latencyMs), w, right: true) + " "))
-      case "CACHE": segs.append(Segment(Format.pad(e.cacheHit ? "hit" : "miss", w) + " ", e.cacheHit ? .good : .dim))
+      case "CACHE":
+        // A stale answer (serve-stale: the refresh failed) is a cache answer to notice.
+        let text = e.stale ? "stale" : e.cacheHit ? "hit" : "miss"
+        segs.append(Segment(Format.pad(text, w) + " ", e.stale ? .warn : e.cacheHit ? .good : .dim))
       case "CLEAR":
         let n = e.cleartextHops
         let text = n == 0 ? "-" : "\(n)!"
@@ -412,13 +415,15 @@ public struct Renderer: Sendable {
       return out
     }
     out.append(
-      Line([
-        Segment(" \(r.name) \(r.type)  →  "), Segment(r.rcode, r.rcode == "NOERROR" ? .good : .bad),
-        Segment(
-          "  in \(Format.millis(r.latencyMs)), \(r.cacheHit ? "from the cache" : "\(r.hops.count) hop(s) over the network")"
-        ),
-      ]).fitted(width))
-    if let why = r.failureReason { out.append(Line(" reason: \(why)", .bad).fitted(width)) }
+      Line(
+        [
+          Segment(" \(r.name) \(r.type)  →  "), Segment(r.rcode, r.rcode == "NOERROR" ? .good : .bad),
+          Segment(
+            "  in \(Format.millis(r.latencyMs)), \(r.cacheHit ? "from the cache" : "\(r.hops.count) hop(s) over the network")"
+          ),
+        ] + (r.stale ? [Segment("  stale (refresh failed, TTL 30)", .warn)] : [])
+      ).fitted(width))
+    if let why = r.failureReason { out.append(Line(" reason: \(why)", r.stale ? .warn : .bad).fitted(width)) }
     out.append(Line())
     out.append(Line(" ANSWER", .title).fitted(width, fill: .title))
     if r.answer.isEmpty { out.append(Line(" (empty)", .dim)) }

@@ -52,6 +52,7 @@ struct LookupReport: Encodable {
   var authority: [RecordJSON]
   var hops: [HopJSON]
   var fromCache: Bool
+  var stale: Bool
   var elapsedMs: Double
   var error: String?
 
@@ -67,6 +68,7 @@ struct LookupReport: Encodable {
         reason: $0.reason, resumed: $0.resumed, earlyData: $0.earlyData)
     }
     fromCache = r.fromCache
+    stale = r.stale
     elapsedMs = (r.elapsedMs * 1000).rounded() / 1000
     error = r.failureReason
   }
@@ -113,6 +115,7 @@ struct LookupReport: Encodable {
     }
     let cache = r.fromCache ? "from cache" : "\(r.hops.count) upstream queries"
     out += "\n;; Query time: \(Int(r.elapsedMs.rounded())) msec (\(cache))\n"
+    if r.stale { out += ";; EDE: 3 (Stale Answer): the refresh failed, expired records served with TTL 30\n" }
     if let reason = r.failureReason { out += ";; Reason: \(reason)\n" }
     return out
   }

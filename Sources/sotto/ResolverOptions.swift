@@ -48,6 +48,9 @@ struct ResolverOptions: ParsableArguments {
   @Option(name: .long, help: "Upper bound for negative TTLs, seconds (3600).")
   var maxNegativeTTL: Int?
 
+  @Option(name: .long, help: "Serve-stale: keep expired records this long, seconds, 0 off (86400).")
+  var maxStale: Int?
+
   @Option(name: .long, help: "First retransmit timeout towards unknown servers, milliseconds (800).")
   var queryTimeout: Int?
 
@@ -125,6 +128,7 @@ struct ResolverOptions: ParsableArguments {
     s[.minTTL] = minTTL.map(ConfigValue.int)
     s[.maxTTL] = maxTTL.map(ConfigValue.int)
     s[.maxNegativeTTL] = maxNegativeTTL.map(ConfigValue.int)
+    s[.maxStale] = maxStale.map(ConfigValue.int)
     s[.queryTimeout] = queryTimeout.map(ConfigValue.int)
     s[.queryRetries] = queryRetries.map(ConfigValue.int)
     s[.resolutionDeadline] = resolutionDeadline.map(ConfigValue.number)

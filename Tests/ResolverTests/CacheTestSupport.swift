@@ -30,13 +30,14 @@ enum CacheFixtures {
 
   static func cache(
     _ time: FakeTimeSource, maxEntries: Int = 100, minTTL: UInt32 = 0, maxTTL: UInt32 = 86_400,
-    maxNegativeTTL: UInt32 = 3_600
+    maxNegativeTTL: UInt32 = 3_600, maxStale: UInt32 = 0
   ) -> DNSCache {
     var config = CacheConfiguration()
     config.maxEntries = maxEntries
     config.minTTL = minTTL
     config.maxTTL = maxTTL
     config.maxNegativeTTL = maxNegativeTTL
+    config.maxStale = maxStale  // serve-stale off: expired entries go when met (ServeStaleTests keep them)
     return DNSCache(configuration: config, time: time)
   }
 }

@@ -18,6 +18,7 @@ import Testing
     min-ttl = 30
     max-ttl = 3600
     max-negative-ttl = 600
+    max-stale = 3600
     query-timeout = 400
     query-retries = 3
     resolution-deadline = 2.5
@@ -95,6 +96,7 @@ import Testing
     #expect(config.qnameMinimisationStrict && config.relaxedGlue)
     #expect(config.cache.maxEntries == 5000 && config.cache.minTTL == 30 && config.cache.maxTTL == 3600)
     #expect(config.cache.maxNegativeTTL == 600 && config.queryTimeoutMs == 400 && config.queryRetries == 3)
+    #expect(config.cache.maxStale == 3600)
     #expect(config.limits.deadline == 2.5 && config.ednsBufferSize == 1400)
     #expect(!config.encryption.enabled && config.encryption.port == 8853 && config.encryption.timeout == 2)
     #expect(config.encryption.transports == [.doq] && config.encryption.maxSessions == 7)

@@ -8,6 +8,11 @@ public struct CacheConfiguration: Sendable {
   public var minTTL: UInt32 = 0
   /// Upper bound for negative TTLs.
   public var maxNegativeTTL: UInt32 = 3_600
+  /// Serve-stale (RFC 8767): how long an entry is kept past its expiry to answer with when its
+  /// authorities fail (R-43: 1–3 days); 0 turns serve-stale off.
+  public var maxStale: UInt32 = 86_400
+  /// TTL of records handed out stale.
+  public var staleTTL: UInt32 = 30
   public init() {}
 }
 
@@ -23,5 +28,7 @@ public struct CacheStatistics: Sendable, Hashable {
   public var negativeHits = 0
   /// Entries dropped to stay within `maxEntries`.
   public var evictions = 0
+  /// Expired entries handed out by serve-stale lookups (RFC 8767).
+  public var staleHits = 0
   public init() {}
 }

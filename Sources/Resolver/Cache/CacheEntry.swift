@@ -54,6 +54,9 @@ struct CacheEntry: Sendable {
 
   func isLive(at now: Double) -> Bool { now < expiresAt }
 
+  /// Still kept at `now`: live, or expired less than `maxStale` seconds ago (serve-stale, R-43).
+  func isRetained(at now: Double, maxStale: Double) -> Bool { now < expiresAt + maxStale }
+
   /// TTL left after residence in the cache; at least 1 while the entry is live.
   func remainingTTL(at now: Double) -> UInt32 {
     let elapsed = max(0, now - storedAt).rounded(.down)

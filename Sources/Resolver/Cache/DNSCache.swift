@@ -4,7 +4,8 @@ import Synchronization
 ///
 /// Positive and negative entries share one LRU store capped at `maxEntries`. Keys are
 /// (lowercased name, type, class); NXDOMAIN entries use "any type". Expired entries act as
-/// absent and are removed when met.
+/// absent; they are kept `maxStale` seconds past expiry for serve-stale lookups (RFC 8767) and
+/// removed when met after that.
 public final class DNSCache: Sendable {
   private struct State {
     var store: LRUStore<CacheKey, CacheEntry>
@@ -19,6 +20,8 @@ public final class DNSCache: Sendable {
   private static func depthBit(_ labels: Int) -> UInt64 { 1 &<< UInt64(min(max(labels, 0), 63)) }
 
   private let configuration: CacheConfiguration
+  /// `configuration.maxStale` as the clock's unit.
+  private let maxStale: Double
   private let time: any TimeSource
   private let state: StateLock<State>
   private let flushes = Atomic<UInt64>(0)
@@ -28,6 +31,7 @@ public final class DNSCache: Sendable {
 
   public init(configuration: CacheConfiguration = CacheConfiguration(), time: any TimeSource = SystemTimeSource()) {
     self.configuration = configuration
+    self.maxStale = Double(configuration.maxStale)
     self.time = time
     self.state = StateLock(State(store: LRUStore(capacity: configuration.maxEntries)))
   }
@@ -48,19 +52,26 @@ public final class DNSCache: Sendable {
   }
 
   /// The RRset with TTL decayed by residence time, or nil when absent/expired. Counts a hit or miss.
-  public func lookup(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> (rrset: RRset, rank: TrustRank)? {
+  /// `allowingStale`: an entry expired less than `maxStale` ago is returned too, with the stale
+  /// TTL, and counted as a stale hit.
+  public func lookup(
+    _ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in, allowingStale: Bool = false
+  ) -> (rrset: RRset, rank: TrustRank)? {
     let now = time.now()
     let key = CacheKey(name: name, type: type, rrclass: rrclass)
     return state.withLock { state -> (rrset: RRset, rank: TrustRank)? in
-      guard let entry = Self.live(key, at: now, in: &state), case .positive(let rdatas, let ownerCase) = entry.payload
+      guard let entry = kept(key, at: now, stale: allowingStale, in: &state),
+        case .positive(let rdatas, let ownerCase) = entry.payload
       else {
         state.statistics.misses += 1
         return nil
       }
-      state.statistics.hits += 1
+      let stale = !entry.isLive(at: now)
+      if stale { state.statistics.staleHits += 1 } else { state.statistics.hits += 1 }
       let owner = DNSName(uncheckedWire: ownerCase ?? key.owner)
       // the TTL handed out is what remains.
-      let rrset = RRset(name: owner, type: type, rrclass: rrclass, ttl: entry.remainingTTL(at: now), rdatas: rdatas)
+      let ttl = stale ? configuration.staleTTL : entry.remainingTTL(at: now)
+      let rrset = RRset(name: owner, type: type, rrclass: rrclass, ttl: ttl, rdatas: rdatas)
       return (rrset, entry.rank)
     }
   }
@@ -72,7 +83,7 @@ public final class DNSCache: Sendable {
     let now = time.now()
     let key = CacheKey(name: name, type: type, rrclass: rrclass)
     return state.withLock { state -> (rdatas: [RData], rank: TrustRank)? in
-      guard let entry = Self.live(key, at: now, in: &state), case .positive(let rdatas, _) = entry.payload else {
+      guard let entry = live(key, at: now, in: &state), case .positive(let rdatas, _) = entry.payload else {
         state.statistics.misses += 1
         return nil
       }
@@ -91,7 +102,7 @@ public final class DNSCache: Sendable {
       var key: CacheKey? = CacheKey(name: name, type: type, rrclass: rrclass)
       var up = 0
       while up < labels, let k = key {
-        if let entry = Self.live(k, at: now, in: &state), entry.isPositive {
+        if let entry = live(k, at: now, in: &state), entry.isPositive {
           state.statistics.hits += 1
           return up
         }
@@ -123,7 +134,10 @@ public final class DNSCache: Sendable {
 
   /// A cached NXDOMAIN for the name (or for an ancestor, RFC 8020 R-23), or NODATA for (name, type).
   /// The SOA comes with its TTL decremented. Counts a negative hit when answered.
-  public func lookupNegative(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> NegativeAnswer? {
+  /// `allowingStale` as for `lookup` (the SOA then has the stale TTL).
+  public func lookupNegative(
+    _ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in, allowingStale: Bool = false
+  ) -> NegativeAnswer? {
     let now = time.now()
     return state.withLock { state -> NegativeAnswer? in
       // NODATA for (name, type), NXDOMAIN for the name, then for every ancestor: R-23, the NXDOMAIN
@@ -142,9 +156,11 @@ public final class DNSCache: Sendable {
           }
         }
         next = key.type == nil ? key.parentForAnyType : key.with(type: nil)
-        guard let entry = Self.live(key, at: now, in: &state), case .negative(var soa) = entry.payload else { continue }
-        soa.ttl = entry.remainingTTL(at: now)
-        state.statistics.negativeHits += 1
+        guard let entry = kept(key, at: now, stale: allowingStale, in: &state), case .negative(var soa) = entry.payload
+        else { continue }
+        let stale = !entry.isLive(at: now)
+        soa.ttl = stale ? configuration.staleTTL : entry.remainingTTL(at: now)
+        if stale { state.statistics.staleHits += 1 } else { state.statistics.negativeHits += 1 }
         return NegativeAnswer(nxdomain: key.type == nil, soa: soa, owner: key.name)
       }
       return nil
@@ -209,9 +225,19 @@ public final class DNSCache: Sendable {
     }
   }
 
-  /// The live entry for `key` (marked recently used), removing it if it has expired.
-  private static func live(_ key: CacheKey, at now: Double, in state: inout State) -> CacheEntry? {
-    state.store.get(key, removingUnless: { $0.isLive(at: now) })
+  /// The live entry for `key` (marked recently used), removing it once it has expired
+  /// and is no longer kept for serve-stale.
+  private func live(_ key: CacheKey, at now: Double, in state: inout State) -> CacheEntry? {
+    kept(key, at: now, stale: false, in: &state)
+  }
+
+  /// `live`, or with `stale` also an expired entry still kept for serve-stale.
+  private func kept(_ key: CacheKey, at now: Double, stale: Bool, in state: inout State) -> CacheEntry? {
+    let maxStale = maxStale
+    guard let entry = state.store.get(key, removingUnless: { $0.isRetained(at: now, maxStale: maxStale) }) else {
+      return nil
+    }
+    return stale || entry.isLive(at: now) ? entry : nil
   }
 
   private func flush(where matches: @Sendable (CacheKey, CacheEntry) -> Bool) -> Int {

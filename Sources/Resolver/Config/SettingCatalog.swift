@@ -39,6 +39,9 @@ extension Setting {
   public static let maxNegativeTTL = Setting(
     "resolver.max-negative-ttl", flag: "--max-negative-ttl S", .integer(0...2_147_483_647), default: .int(3_600),
     "upper bound for cached NXDOMAIN/NODATA TTLs, seconds")
+  public static let maxStale = Setting(
+    "resolver.max-stale", flag: "--max-stale S", .integer(0...259_200), default: .int(86_400),
+    "serve-stale (RFC 8767): how long expired records are kept to answer with if their servers fail; 0: off")
   public static let queryTimeout = Setting(
     "resolver.query-timeout", flag: "--query-timeout MS", .integer(50...10_000), default: .int(800),
     "first retransmit timeout towards a server never heard from, milliseconds (known servers: 2 x srtt)")
@@ -142,7 +145,7 @@ extension Setting {
   /// Every setting, in file and table order.
   public static let all: [Setting] = [
     rootHints, allowLoopback, do53Port, ipv4, ipv6, qnameMinimisation, qnameMinimisationMode, glue, cacheSize,
-    minTTL, maxTTL, maxNegativeTTL, queryTimeout, queryRetries, resolutionDeadline, ednsBufferSize,
+    minTTL, maxTTL, maxNegativeTTL, maxStale, queryTimeout, queryRetries, resolutionDeadline, ednsBufferSize,
     encryption, dot, doq, prefer, encryptedPort, persistence, damping, probeTimeout, maxProbes, maxSessions,
     sessionIdleTimeout, tlsCAFile,
     listen, allow, maxResolutions, maxTCPConnections, tcpIdleTimeout, tcpQueriesPerConnection, clientRateLimit,

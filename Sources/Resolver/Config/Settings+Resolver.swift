@@ -15,6 +15,7 @@ extension ResolverConfiguration {
     cache.minTTL = UInt32(clamping: s.int(.minTTL))
     cache.maxTTL = UInt32(clamping: s.int(.maxTTL))
     cache.maxNegativeTTL = UInt32(clamping: s.int(.maxNegativeTTL))
+    cache.maxStale = UInt32(clamping: s.int(.maxStale))
     queryTimeoutMs = Double(s.int(.queryTimeout))
     queryRetries = s.int(.queryRetries)
     limits.deadline = s.number(.resolutionDeadline)

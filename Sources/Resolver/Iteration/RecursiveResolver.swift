@@ -8,6 +8,9 @@ final class ResolverCore: Sendable {
   let selection: ServerSelection
   let exchanger: any UpstreamExchanger
   let failureCache: FailureCache
+  /// Questions just answered stale because their refresh failed: answered stale again without a
+  /// new refresh until the failure recheck interval has passed.
+  let staleRecheck: FailureCache
   let time: any TimeSource
   let logger: Logger
   let counters = HardeningCounters()
@@ -19,6 +22,7 @@ final class ResolverCore: Sendable {
     self.selection = ServerSelection(unknownTimeoutMs: configuration.queryTimeoutMs)
     self.exchanger = exchanger
     self.failureCache = FailureCache(ttl: configuration.failureCacheTTL, time: time)
+    self.staleRecheck = FailureCache(ttl: configuration.staleRecheckInterval, time: time)
     self.time = time
     self.logger = logger
   }
@@ -55,18 +59,77 @@ public final class RecursiveResolver: QueryResolving {
   public nonisolated(nonsending) func resolve(_ question: Question) async -> Resolution {
     if let local = LocalAnswers.answer(question) { return local }
     let key = Question(name: question.name.lowercased(), type: question.type, qclass: question.qclass)
-    return await inflight.run(key) { await resolveUncoalesced(question) }.value
+    return await inflight.run(key) { await resolveUncoalesced(question, key: key) }.value
   }
 
-  nonisolated(nonsending) func resolveUncoalesced(_ question: Question) async -> Resolution {
+  nonisolated(nonsending) func resolveUncoalesced(_ question: Question, key: Question) async -> Resolution {
     guard question.qclass == .in else { return Resolution(rcode: .refused, failureReason: "only class IN is served") }
     // The latency shown (query log, dashboard, `lookup`) is read from the clock itself: the
     // per-round clock of deadlines would show a cache hit as 0 ms.
     let clock = SystemTimeSource()
     let startedAt = clock.now()
+    let serveStale = core.configuration.cache.maxStale > 0
+    // R-43 failure recheck: a question answered stale after a failed refresh is answered stale
+    // again, with no upstream query, until the recheck interval has passed.
+    if serveStale, core.staleRecheck.contains(key), var stale = await staleResolution(question) {
+      stale.elapsedMs = (clock.now() - startedAt) * 1000
+      return stale
+    }
     let run = ResolutionRun(core: core)
     let outcome = await run.resolve(question, depth: 0)
-    let elapsed = (clock.now() - startedAt) * 1000
+    if serveStale, case .failure(let why) = outcome, var stale = await staleResolution(question) {
+      // RFC 8767: the refresh failed (no authority answered, or none with NOERROR/NXDOMAIN, R-44),
+      // so the expired data still kept is the answer.
+      core.staleRecheck.insert(key)
+      core.logger.debug("stale answer for \(question): \(why)")
+      stale.hops = run.hops
+      stale.fromCache = false
+      stale.failureReason = why
+      stale.elapsedMs = (clock.now() - startedAt) * 1000
+      return stale
+    }
+    var r = Self.resolution(outcome)
+    if case .failure(let why) = outcome { core.logger.debug("SERVFAIL for \(question): \(why)") }
+    Self.clampTTLs(&r, core.configuration.cache)
+    r.hops = run.hops
+    r.fromCache = run.hops.isEmpty && r.rcode != .servFail
+    r.elapsedMs = (clock.now() - startedAt) * 1000
+    return r
+  }
+
+  /// The answer from the cache alone, expired entries still kept included (serve-stale, R-42), or
+  /// nil when it has none; marked stale and counted as served from the cache.
+  nonisolated(nonsending) func staleResolution(_ question: Question) async -> Resolution? {
+    let run = ResolutionRun(core: core)
+    run.staleOnly = true
+    let outcome = await run.resolve(question, depth: 0)
+    if case .failure = outcome { return nil }
+    var r = Self.resolution(outcome)
+    r.stale = true
+    r.fromCache = true
+    return r
+  }
+
+  /// for what the client is told: a fresh answer's records carry at most the TTL the
+  /// cache keeps them for ([minTTL, maxTTL], a negative answer's SOA at most maxNegativeTTL), so
+  /// neither the client nor the packet cache holds them longer than the resolver would. Records
+  /// already in range are not written (no copy of the sections).
+  static func clampTTLs(_ r: inout Resolution, _ c: CacheConfiguration) {
+    for i in r.answer.indices {
+      let ttl = r.answer[i].ttl
+      let clamped = min(max(ttl, c.minTTL), c.maxTTL)
+      if clamped != ttl { r.answer[i].ttl = clamped }
+    }
+    for i in r.authority.indices {
+      let ttl = r.authority[i].ttl
+      let high = r.authority[i].type == .soa ? min(c.maxTTL, c.maxNegativeTTL) : c.maxTTL
+      let clamped = min(max(ttl, c.minTTL), high)
+      if clamped != ttl { r.authority[i].ttl = clamped }
+    }
+  }
+
+  /// The client-facing form of a resolution's outcome.
+  static func resolution(_ outcome: NameOutcome) -> Resolution {
     var r: Resolution
     switch outcome {
     case .answer(let rrs): r = Resolution(rcode: .noError, answer: rrs)
@@ -75,13 +138,8 @@ public final class RecursiveResolver: QueryResolving {
       r = Resolution(rcode: .nxDomain, answer: chain, authority: soa.map { [$0] } ?? [])
     case .nodata(let chain, let soa): r = Resolution(rcode: .noError, answer: chain, authority: soa.map { [$0] } ?? [])
     case .yxdomain(let chain): r = Resolution(rcode: .yxDomain, answer: chain)
-    case .failure(let why):
-      r = Resolution(rcode: .servFail, failureReason: why)
-      core.logger.debug("SERVFAIL for \(question): \(why)")
+    case .failure(let why): r = Resolution(rcode: .servFail, failureReason: why)
     }
-    r.hops = run.hops
-    r.fromCache = run.hops.isEmpty && r.rcode != .servFail
-    r.elapsedMs = elapsed
     return r
   }
 }

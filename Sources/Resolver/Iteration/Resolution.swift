@@ -98,8 +98,10 @@ public struct Resolution: Sendable {
   public var hops: [Hop]
   /// Wall time spent, in milliseconds.
   public var elapsedMs: Double
-  /// A short reason when `rcode` is SERVFAIL (for logs and `lookup`).
+  /// A short reason when `rcode` is SERVFAIL, or why a stale answer was given (for logs and `lookup`).
   public var failureReason: String?
+  /// Answered with expired data because the refresh failed (serve-stale, RFC 8767).
+  public var stale = false
 
   public init(
     rcode: RCode, answer: [ResourceRecord] = [], authority: [ResourceRecord] = [], fromCache: Bool = false,

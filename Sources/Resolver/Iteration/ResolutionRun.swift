@@ -27,6 +27,9 @@ final class ResolutionRun {
   var skippedByPolicy = 0
   /// True while the root priming query is under way.
   var priming = false
+  /// Serve-stale (RFC 8767): answer from the cache only, expired entries still kept included;
+  /// nothing is sent.
+  var staleOnly = false
 
   init(core: ResolverCore) {
     self.core = core
@@ -71,6 +74,7 @@ final class ResolutionRun {
   /// Answers one name from the cache if possible, otherwise iterates from the closest known cut.
   nonisolated(nonsending) func resolveName(_ name: DNSName, _ type: RRType, depth: Int) async -> NameOutcome {
     if let cached = cachedOutcome(name, type) { return cached }
+    if staleOnly { return .failure("no stale data for \(name) \(type)") }
     let key = Question(name: name.lowercased(), type: type)
     if core.failureCache.contains(key) { return .failure("cached failure for \(name) \(type) (R-24)") }
     let outcome = await iterate(name, type, depth: depth)
@@ -78,16 +82,20 @@ final class ResolutionRun {
     return outcome
   }
 
-  /// R-3 step 1, with R-8: glue and referral NS are never answers.
+  /// R-3 step 1, with R-8: glue and referral NS are never answers. A stale-only run also takes
+  /// expired entries still kept.
   func cachedOutcome(_ name: DNSName, _ type: RRType) -> NameOutcome? {
     let cache = core.cache
-    if let hit = cache.lookup(name, type), hit.rank >= .nonAuthAnswer { return .answer(hit.rrset.records) }
-    if type != .cname, let hit = cache.lookup(name, .cname), hit.rank >= .nonAuthAnswer,
+    let stale = staleOnly
+    if let hit = cache.lookup(name, type, allowingStale: stale), hit.rank >= .nonAuthAnswer {
+      return .answer(hit.rrset.records)
+    }
+    if type != .cname, let hit = cache.lookup(name, .cname, allowingStale: stale), hit.rank >= .nonAuthAnswer,
       let rr = hit.rrset.records.first, case .cname(let target) = rr.rdata
     {
       return .alias([rr], target: target)
     }
-    if let neg = cache.lookupNegative(name, type) {
+    if let neg = cache.lookupNegative(name, type, allowingStale: stale) {
       return neg.nxdomain ? .nxdomain([], soa: neg.soa) : .nodata([], soa: neg.soa)
     }
     return nil

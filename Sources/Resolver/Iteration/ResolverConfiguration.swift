@@ -48,6 +48,9 @@ public struct ResolverConfiguration: Sendable {
   public var limits = ResolutionLimits()
   /// How long a failed (name, type) is answered SERVFAIL without new upstream queries, seconds.
   public var failureCacheTTL: Double = 5
+  /// Serve-stale's failure recheck: after a refresh failed and the question was answered
+  /// stale, it is answered stale without a new refresh for this many seconds.
+  public var staleRecheckInterval: Double = 30
   /// Servers whose smoothed RTTs differ by at most this many milliseconds are comparable; among
   /// them one with working encryption is chosen first.
   public var privacyMarginMs: Double = 50

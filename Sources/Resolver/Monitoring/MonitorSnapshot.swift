@@ -83,6 +83,8 @@ public struct CacheSnapshot: Sendable, Codable, Hashable {
   public var misses: Int
   public var negativeHits: Int
   public var evictions: Int
+  /// Answers given with expired records (serve-stale).
+  public var staleHits: Int
 
   public init(_ s: CacheStatistics) {
     entries = s.entries
@@ -90,6 +92,7 @@ public struct CacheSnapshot: Sendable, Codable, Hashable {
     misses = s.misses
     negativeHits = s.negativeHits
     evictions = s.evictions
+    staleHits = s.staleHits
   }
 
   /// Share of cache lookups answered, 0...1.

@@ -26,11 +26,13 @@ public struct QueryLogEntry: Sendable, Codable, Hashable {
   public var rcode: String
   public var latencyMs: Double
   public var cacheHit: Bool
+  /// Answered with expired data because the refresh failed (serve-stale, RFC 8767).
+  public var stale: Bool
   public var hops: [HopSummary]
 
   public init(
     time: Double, client: String, name: String, type: String, rcode: String, latencyMs: Double, cacheHit: Bool,
-    hops: [HopSummary]
+    stale: Bool = false, hops: [HopSummary]
   ) {
     self.time = time
     self.client = client
@@ -39,6 +41,7 @@ public struct QueryLogEntry: Sendable, Codable, Hashable {
     self.rcode = rcode
     self.latencyMs = latencyMs
     self.cacheHit = cacheHit
+    self.stale = stale
     self.hops = hops
   }
 

@@ -99,7 +99,7 @@ public final class ResolverMonitor: Sendable {
   private func record(_ client: RecordedClient, question: Question, resolution: Resolution) {
     let item = ResolvedQuery(
       time: wallClock(), client: client, question: question, rcode: resolution.rcode, latencyMs: resolution.elapsedMs,
-      cacheHit: resolution.fromCache, hops: resolution.hops)
+      cacheHit: resolution.fromCache, stale: resolution.stale, hops: resolution.hops)
     state.withLock { s in
       s.count(time: item.time, cacheHit: item.cacheHit, item: .resolved(item))
       for hop in item.hops {
@@ -189,12 +189,13 @@ struct ResolvedQuery: Sendable {
   var rcode: RCode
   var latencyMs: Double
   var cacheHit: Bool
+  var stale: Bool
   var hops: [Hop]
 
   var entry: QueryLogEntry {
     QueryLogEntry(
       time: time, client: client.text, name: question.name.description, type: question.type.description,
-      rcode: rcode.description, latencyMs: latencyMs, cacheHit: cacheHit, hops: hops.map(\.summary))
+      rcode: rcode.description, latencyMs: latencyMs, cacheHit: cacheHit, stale: stale, hops: hops.map(\.summary))
   }
 }
 

@@ -7,6 +7,8 @@ public struct LookupOutcome: Sendable, Codable, Hashable {
   public var rcode: String
   public var answer: [String]
   public var cacheHit: Bool
+  /// Answered with expired data because the refresh failed (serve-stale); `failureReason` says why.
+  public var stale: Bool
   public var latencyMs: Double
   public var hops: [HopSummary]
   public var failureReason: String?
@@ -17,6 +19,7 @@ public struct LookupOutcome: Sendable, Codable, Hashable {
     rcode = r.rcode.description
     answer = r.answer.map { $0.presentation }
     cacheHit = r.fromCache
+    stale = r.stale
     latencyMs = r.elapsedMs
     hops = r.hops.map(\.summary)
     failureReason = r.failureReason

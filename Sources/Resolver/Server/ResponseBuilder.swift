@@ -58,6 +58,10 @@ public enum ResponseBuilder {
     }
     response.answers = resolution.answer
     response.authority = resolution.authority
+    // a stale answer says so, to clients that sent EDNS (RFC 8914 §4.4).
+    if resolution.stale, response.edns != nil {
+      response.edns?.options.append(.extendedError(EDNSOption.staleAnswer))
+    }
     return response
   }
 

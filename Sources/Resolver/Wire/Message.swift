@@ -55,6 +55,16 @@ public struct EDNSOption: Sendable, Hashable {
   public static let cookieCode: UInt16 = 10
   public static let keepaliveCode: UInt16 = 11
   public static let paddingCode: UInt16 = 12
+  /// Extended DNS Error (RFC 8914).
+  public static let extendedErrorCode: UInt16 = 15
+
+  /// An Extended DNS Error option: INFO-CODE and optional EXTRA-TEXT (RFC 8914 §2).
+  public static func extendedError(_ infoCode: UInt16, text: String = "") -> EDNSOption {
+    EDNSOption(code: extendedErrorCode, data: [UInt8(infoCode >> 8), UInt8(infoCode & 0xFF)] + Array(text.utf8))
+  }
+
+  /// EDE INFO-CODE 3, "Stale Answer" (RFC 8914 §4.4).
+  public static let staleAnswer: UInt16 = 3
 }
 
 /// The EDNS(0) pseudo-record's fields (RFC 6891), kept out of the additional section.

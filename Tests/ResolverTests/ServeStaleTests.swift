@@ -1,0 +1,224 @@
+import Logging
+import Synchronization
+import Testing
+
+@testable import Resolver
+
+/// Serve-stale (RFC 8767, R-42–R-45): expired data kept past expiry and answered with, TTL 30 and
+/// EDE 3, only when the refresh fails.
+@Suite struct ServeStaleCacheTests {
+  typealias F = CacheFixtures
+
+  func cache(_ time: FakeTimeSource, maxStale: UInt32) -> DNSCache {
+    var config = CacheConfiguration()
+    config.maxStale = maxStale
+    return DNSCache(configuration: config, time: time)
+  }
+
+  @Test func expiredRecordsAreAbsentToNormalLookupsButKeptForStaleOnes() {
+    let time = FakeTimeSource()
+    let c = cache(time, maxStale: 3_600)
+    c.insert(F.aSet("www.example.test.", ttl: 60), rank: .authAnswer)
+    time.advance(61)
+    #expect(c.lookup(F.name("www.example.test."), .a) == nil)
+    let stale = c.lookup(F.name("www.example.test."), .a, allowingStale: true)
+    #expect(stale?.rrset.ttl == 30)
+    #expect(stale?.rrset.rdatas == F.aSet("www.example.test.", ttl: 60).rdatas)
+    #expect(c.statistics.staleHits == 1)
+    #expect(c.statistics.entries == 1)
+  }
+
+  @Test func liveRecordsKeepTheirTTLInStaleLookups() {
+    let time = FakeTimeSource()
+    let c = cache(time, maxStale: 3_600)
+    c.insert(F.aSet("www.example.test.", ttl: 60), rank: .authAnswer)
+    time.advance(10)
+    #expect(c.lookup(F.name("www.example.test."), .a, allowingStale: true)?.rrset.ttl == 50)
+    #expect(c.statistics.staleHits == 0)
+    #expect(c.statistics.hits == 1)
+  }
+
+  @Test func recordsPastTheStaleWindowAreRemoved() {
+    let time = FakeTimeSource()
+    let c = cache(time, maxStale: 100)
+    c.insert(F.aSet("www.example.test.", ttl: 60), rank: .authAnswer)
+    time.advance(161)
+    #expect(c.lookup(F.name("www.example.test."), .a, allowingStale: true) == nil)
+    #expect(c.statistics.entries == 0)
+  }
+
+  @Test func maxStaleZeroKeepsNothingPastExpiry() {
+    let time = FakeTimeSource()
+    let c = cache(time, maxStale: 0)
+    c.insert(F.aSet("www.example.test.", ttl: 60), rank: .authAnswer)
+    time.advance(60)
+    #expect(c.lookup(F.name("www.example.test."), .a, allowingStale: true) == nil)
+    #expect(c.statistics.entries == 0)
+  }
+
+  @Test func staleNXDOMAINComesWithTheStaleTTL() {
+    let time = FakeTimeSource()
+    let c = cache(time, maxStale: 3_600)
+    c.insertNegative(name: F.name("nope.example.test."), type: nil, soa: F.soa("example.test.", ttl: 60, minimum: 60))
+    time.advance(61)
+    #expect(c.lookupNegative(F.name("nope.example.test."), .a) == nil)
+    let stale = c.lookupNegative(F.name("nope.example.test."), .a, allowingStale: true)
+    #expect(stale?.nxdomain == true)
+    #expect(stale?.soa.ttl == 30)
+  }
+
+  @Test func freshDataReplacesStaleData() {
+    let time = FakeTimeSource()
+    let c = cache(time, maxStale: 3_600)
+    c.insert(F.aSet("www.example.test.", ttl: 60, 1), rank: .authAnswer)
+    time.advance(61)
+    c.insert(F.aSet("www.example.test.", ttl: 60, 2), rank: .nonAuthAnswer)
+    #expect(c.lookup(F.name("www.example.test."), .a)?.rrset.rdatas == F.aSet("x.", ttl: 1, 2).rdatas)
+  }
+}
+
+/// The resolver's side: when the refresh fails, what it answers and how often it tries again.
+@Suite struct ServeStaleResolverTests {
+  /// What the zone's authority (192.0.2.3) does with a query.
+  enum Mode: Sendable { case answer, silent, refused }
+
+  final class Authority: Sendable {
+    let mode = Mutex<Mode>(.answer)
+    func set(_ m: Mode) { mode.withLock { $0 = m } }
+    var script: ScriptedExchanger.Script {
+      { q in
+        switch self.mode.withLock({ $0 }) {
+        case .answer: return answer([record(q.name.description, .a, .a(IPv4Address("198.51.100.7")!))])
+        case .silent: return nil
+        case .refused:
+          var m = Message()
+          m.rcode = .refused
+          return m
+        }
+      }
+    }
+  }
+
+  func setup(
+    maxStale: UInt32 = 86_400, maxTTL: UInt32 = 86_400
+  ) -> (RecursiveResolver, ScriptedExchanger, Authority, FakeTimeSource) {
+    let authority = Authority()
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { _ in referral("test.", ns: ["ns.test."], glue: [("ns.test.", "192.0.2.2")]) },
+      "192.0.2.2": { _ in
+        referral("example.test.", ns: ["ns.example.test."], glue: [("ns.example.test.", "192.0.2.3")])
+      },
+      "192.0.2.3": authority.script,
+    ])
+    var config = ResolverConfiguration()
+    config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
+    config.primeRoot = false
+    config.cache.maxStale = maxStale
+    config.cache.maxTTL = maxTTL
+    let time = FakeTimeSource()
+    let r = RecursiveResolver(configuration: config, exchanger: ex, time: time, logger: Logger(label: "t"))
+    return (r, ex, authority, time)
+  }
+
+  let www = Question(name: name("www.example.test."), type: .a)
+
+  @Test func aFailedRefreshIsAnsweredStaleWithTTL30() async {
+    let (r, _, authority, time) = setup()
+    #expect(await r.resolve(www).stale == false)
+    time.advance(301)  // every record of the walk (TTL 300) has expired
+    authority.set(.silent)
+    let stale = await r.resolve(www)
+    #expect(stale.rcode == .noError)
+    #expect(stale.stale)
+    #expect(stale.answer.map(\.rdata) == [.a(IPv4Address("198.51.100.7")!)])
+    #expect(stale.answer.map(\.ttl) == [30])
+    #expect(stale.hops.contains { $0.server == "192.0.2.3" && $0.outcome == "timeout" })
+    #expect(r.cache.statistics.staleHits >= 1)
+  }
+
+  @Test func withinTheRecheckIntervalNoRefreshIsTried() async {
+    let (r, ex, authority, time) = setup()
+    _ = await r.resolve(www)
+    time.advance(301)
+    authority.set(.silent)
+    _ = await r.resolve(www)
+    let asked = ex.queries.count
+    time.advance(6)  // past the failure cache (R-24, 5 s), within the stale recheck (R-43, 30 s)
+    authority.set(.answer)
+    let again = await r.resolve(www)
+    #expect(again.stale)
+    #expect(again.hops.isEmpty)
+    #expect(ex.queries.count == asked)
+    time.advance(25)  // 31 s after the failure: refreshed
+    let fresh = await r.resolve(www)
+    #expect(!fresh.stale)
+    #expect(fresh.answer.map(\.ttl) == [300])
+    #expect(ex.queries.count > asked)
+  }
+
+  @Test func aRefusedRefreshLeavesTheStaleDataInPlace() async {
+    // only NOERROR/NXDOMAIN with AA refresh; REFUSED leaves the stale data.
+    let (r, _, authority, time) = setup()
+    _ = await r.resolve(www)
+    time.advance(301)
+    authority.set(.refused)
+    #expect(await r.resolve(www).stale)
+    time.advance(31)
+    let second = await r.resolve(www)
+    #expect(second.stale)
+    #expect(second.rcode == .noError)
+  }
+
+  @Test func withServeStaleOffAFailedRefreshIsServfail() async {
+    let (r, _, authority, time) = setup(maxStale: 0)
+    _ = await r.resolve(www)
+    time.advance(301)
+    authority.set(.silent)
+    let res = await r.resolve(www)
+    #expect(res.rcode == .servFail)
+    #expect(!res.stale)
+  }
+
+  @Test func aNameNeverCachedStillFails() async {
+    let (r, _, authority, _) = setup()
+    authority.set(.silent)
+    let res = await r.resolve(Question(name: name("new.example.test."), type: .a))
+    #expect(res.rcode == .servFail)
+  }
+
+  @Test func aFreshAnswerCarriesTheCachesMaxTTLNotTheAuthoritys() async {
+    // R-16 for the client: the authority says 300 s, the cache keeps it 60 s, so does the answer
+    // (else the packet cache and the client would hold it five times longer than the resolver).
+    let (r, _, _, _) = setup(maxTTL: 60)
+    #expect(await r.resolve(www).answer.map(\.ttl) == [60])
+    var config = ResolverConfiguration()
+    config.cache.maxTTL = 60
+    config.cache.minTTL = 10
+    var res = Resolution(
+      rcode: .nxDomain, answer: [record("a.test.", .a, .a(IPv4Address("198.51.100.7")!))],
+      authority: [ResourceRecord(name: name("test."), type: .soa, ttl: 7_200, rdata: .unknown([]))])
+    res.answer[0].ttl = 5
+    config.cache.maxNegativeTTL = 30
+    RecursiveResolver.clampTTLs(&res, config.cache)
+    #expect(res.answer.map(\.ttl) == [10])
+    #expect(res.authority.map(\.ttl) == [30])
+  }
+
+  @Test func staleAnswersCarryExtendedDNSError3() throws {
+    var query = Message()
+    query.questions = [www]
+    query.edns = EDNS()
+    var resolution = Resolution(
+      rcode: .noError, answer: [record("www.example.test.", .a, .a(IPv4Address("198.51.100.7")!))])
+    resolution.stale = true
+    let response = ResponseBuilder.response(to: query, resolution: resolution)
+    #expect(response.edns?.options == [EDNSOption(code: 15, data: [0, 3])])
+    let parsed = try Message.parse(ResponseBuilder.serialize(response, for: query, overTCP: false))
+    #expect(parsed.edns?.options.contains(EDNSOption(code: 15, data: [0, 3])) == true)
+    query.edns = nil
+    #expect(ResponseBuilder.response(to: query, resolution: resolution).edns == nil)
+    resolution.stale = false
+    query.edns = EDNS()
+    #expect(ResponseBuilder.response(to: query, resolution: resolution).edns?.options.isEmpty == true)
+  }
+}
