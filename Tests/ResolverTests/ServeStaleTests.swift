@@ -100,21 +100,23 @@ import Testing
   }
 
   func setup(
-    maxStale: UInt32 = 86_400, maxTTL: UInt32 = 86_400
+    maxStale: UInt32 = 86_400, maxTTL: UInt32 = 86_400, delay: Duration = .zero, staleAfter: Double = 1.8
   ) -> (RecursiveResolver, ScriptedExchanger, Authority, FakeTimeSource) {
     let authority = Authority()
-    let ex = ScriptedExchanger([
-      "192.0.2.1": { _ in referral("test.", ns: ["ns.test."], glue: [("ns.test.", "192.0.2.2")]) },
-      "192.0.2.2": { _ in
-        referral("example.test.", ns: ["ns.example.test."], glue: [("ns.example.test.", "192.0.2.3")])
-      },
-      "192.0.2.3": authority.script,
-    ])
+    let ex = ScriptedExchanger(
+      [
+        "192.0.2.1": { _ in referral("test.", ns: ["ns.test."], glue: [("ns.test.", "192.0.2.2")]) },
+        "192.0.2.2": { _ in
+          referral("example.test.", ns: ["ns.example.test."], glue: [("ns.example.test.", "192.0.2.3")])
+        },
+        "192.0.2.3": authority.script,
+      ], delay: delay)
     var config = ResolverConfiguration()
     config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
     config.primeRoot = false
     config.cache.maxStale = maxStale
     config.cache.maxTTL = maxTTL
+    config.staleAnswerAfter = staleAfter
     let time = FakeTimeSource()
     let r = RecursiveResolver(configuration: config, exchanger: ex, time: time, logger: Logger(label: "t"))
     return (r, ex, authority, time)
@@ -154,6 +156,37 @@ import Testing
     #expect(!fresh.stale)
     #expect(fresh.answer.map(\.ttl) == [300])
     #expect(ex.queries.count > asked)
+  }
+
+  @Test func aSlowRefreshIsAnsweredStaleByTheClientResponseTimerAndStillRefreshesTheCache() async throws {
+    // each upstream query takes 300 ms, so the refresh (root, test., example.test.) takes
+    // 900 ms; the timer (200 ms here, 1.8 s by default) answers stale first.
+    let (r, ex, _, time) = setup(delay: .milliseconds(300), staleAfter: 0.2)
+    _ = await r.resolve(www)
+    #expect(ex.queries.count == 3)
+    time.advance(301)
+    let early = await r.resolve(www)
+    #expect(early.stale)
+    #expect(early.rcode == .noError)
+    #expect(early.answer.map(\.ttl) == [30])
+    #expect(early.failureReason?.contains("client response timer") == true)
+    // While the refresh runs, the question is answered stale at once, not refreshed again.
+    let during = await r.resolve(www)
+    #expect(during.stale)
+    for _ in 0..<100 where !r.core.refreshing.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(50)) }
+    #expect(r.core.refreshing.withLock { $0.isEmpty })
+    let after = await r.resolve(www)
+    #expect(!after.stale)
+    #expect(after.fromCache)
+    #expect(after.answer.map(\.ttl) == [300])
+    #expect(ex.queries.count == 6)
+  }
+
+  @Test func withoutStaleDataASlowResolutionIsWaitedFor() async {
+    let (r, ex, _, _) = setup(delay: .milliseconds(100), staleAfter: 0.05)
+    let res = await r.resolve(www)
+    #expect(res.rcode == .noError && !res.stale)
+    #expect(ex.queries.count == 3)
   }
 
   @Test func aRefusedRefreshLeavesTheStaleDataInPlace() async {

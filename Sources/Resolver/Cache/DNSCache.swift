@@ -167,6 +167,28 @@ public final class DNSCache: Sendable {
     }
   }
 
+  /// True when the cache keeps expired data for (name, type) that serve-stale could answer with
+  /// (the RRset or NODATA, a CNAME, or an NXDOMAIN for the name) and nothing live for it. Looks,
+  /// removes and counts nothing; an NXDOMAIN for an ancestor is not looked for.
+  func holdsStale(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> Bool {
+    guard maxStale > 0 else { return false }
+    let now = time.now()
+    let own = CacheKey(name: name, type: type, rrclass: rrclass)
+    let maxStale = maxStale
+    return state.withLock { state -> Bool in
+      // nil: a live entry answers; else whether an expired one is kept. No array of keys (a
+      // heap allocation on every cold resolution).
+      func look(_ key: CacheKey) -> Bool? {
+        guard let entry = state.store.peek(key) else { return false }
+        return entry.isLive(at: now) ? nil : entry.isRetained(at: now, maxStale: maxStale)
+      }
+      guard let a = look(own), let b = look(own.with(type: .cname)), let c = look(own.with(type: nil)) else {
+        return false
+      }
+      return a || b || c
+    }
+  }
+
   /// Removes everything; returns how many entries were removed.
   @discardableResult
   public func flushAll() -> Int {

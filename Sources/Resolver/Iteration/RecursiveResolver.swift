@@ -11,6 +11,9 @@ final class ResolverCore: Sendable {
   /// Questions just answered stale because their refresh failed: answered stale again without a
   /// new refresh until the failure recheck interval has passed.
   let staleRecheck: FailureCache
+  /// Questions whose refresh goes on after a stale answer went out (R-43 client response timer):
+  /// answered stale at once meanwhile, not refreshed again.
+  let refreshing = StateLock<Set<Question>>([])
   let time: any TimeSource
   let logger: Logger
   let counters = HardeningCounters()
@@ -64,22 +67,24 @@ public final class RecursiveResolver: QueryResolving {
 
   nonisolated(nonsending) func resolveUncoalesced(_ question: Question, key: Question) async -> Resolution {
     guard question.qclass == .in else { return Resolution(rcode: .refused, failureReason: "only class IN is served") }
+    if core.configuration.cache.maxStale > 0 { return await resolveServingStale(question, key: key) }
+    return await refresh(question, key: key)
+  }
+
+  /// Resolves `question` by iteration (after the cache); with serve-stale on, a failure is
+  /// answered with the expired data still kept, if any (RFC 8767).
+  nonisolated(nonsending) func refresh(_ question: Question, key: Question) async -> Resolution {
     // The latency shown (query log, dashboard, `lookup`) is read from the clock itself: the
     // per-round clock of deadlines would show a cache hit as 0 ms.
     let clock = SystemTimeSource()
     let startedAt = clock.now()
-    let serveStale = core.configuration.cache.maxStale > 0
-    // R-43 failure recheck: a question answered stale after a failed refresh is answered stale
-    // again, with no upstream query, until the recheck interval has passed.
-    if serveStale, core.staleRecheck.contains(key), var stale = await staleResolution(question) {
-      stale.elapsedMs = (clock.now() - startedAt) * 1000
-      return stale
-    }
     let run = ResolutionRun(core: core)
     let outcome = await run.resolve(question, depth: 0)
-    if serveStale, case .failure(let why) = outcome, var stale = await staleResolution(question) {
-      // RFC 8767: the refresh failed (no authority answered, or none with NOERROR/NXDOMAIN, R-44),
-      // so the expired data still kept is the answer.
+    if core.configuration.cache.maxStale > 0, case .failure(let why) = outcome,
+      var stale = await staleResolution(question)
+    {
+      // The refresh failed (no authority answered, or none with NOERROR/NXDOMAIN, R-44), so the
+      // expired data still kept is the answer.
       core.staleRecheck.insert(key)
       core.logger.debug("stale answer for \(question): \(why)")
       stale.hops = run.hops
@@ -94,19 +99,6 @@ public final class RecursiveResolver: QueryResolving {
     r.hops = run.hops
     r.fromCache = run.hops.isEmpty && r.rcode != .servFail
     r.elapsedMs = (clock.now() - startedAt) * 1000
-    return r
-  }
-
-  /// The answer from the cache alone, expired entries still kept included (serve-stale, R-42), or
-  /// nil when it has none; marked stale and counted as served from the cache.
-  nonisolated(nonsending) func staleResolution(_ question: Question) async -> Resolution? {
-    let run = ResolutionRun(core: core)
-    run.staleOnly = true
-    let outcome = await run.resolve(question, depth: 0)
-    if case .failure = outcome { return nil }
-    var r = Self.resolution(outcome)
-    r.stale = true
-    r.fromCache = true
     return r
   }
 

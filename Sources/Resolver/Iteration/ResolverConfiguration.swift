@@ -51,6 +51,9 @@ public struct ResolverConfiguration: Sendable {
   /// Serve-stale's failure recheck: after a refresh failed and the question was answered
   /// stale, it is answered stale without a new refresh for this many seconds.
   public var staleRecheckInterval: Double = 30
+  /// Serve-stale's client response timer: a question with stale data whose refresh has not
+  /// finished after this many seconds is answered stale while the refresh goes on; 0: never.
+  public var staleAnswerAfter: Double = 1.8
   /// Servers whose smoothed RTTs differ by at most this many milliseconds are comparable; among
   /// them one with working encryption is chosen first.
   public var privacyMarginMs: Double = 50

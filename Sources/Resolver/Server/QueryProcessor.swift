@@ -34,20 +34,24 @@ struct QueryProcessor: Sendable {
   }
 
   /// Processes `raw` from `client` and calls `reply` exactly once, with the response bytes as soon as
-  /// they are serialized (nil: send nothing). The monitor's log entry is written after `reply` returns,
-  /// so the client does not wait for it.
+  /// they are serialized (nil: send nothing) and whether the packet cache may replay them (not a
+  /// stale answer: fresh data may arrive any moment). The monitor's log entry is written after
+  /// `reply` returns, so the client does not wait for it.
   nonisolated(nonsending) func process(
-    _ raw: [UInt8], from client: SocketAddress?, overTCP: Bool, reply: ([UInt8]?) -> Void
+    _ raw: [UInt8], from client: SocketAddress?, overTCP: Bool,
+    reply: (_ response: [UInt8]?, _ replayable: Bool) -> Void
   ) async {
     await process(raw, from: client.map(RawClientAddress.init), overTCP: overTCP, reply: reply)
   }
 
   /// `process` for an address kept raw: the UDP socket loop's full path makes no `SocketAddress`.
   nonisolated(nonsending) func process(
-    _ raw: [UInt8], from client: RawClientAddress?, overTCP: Bool, reply: ([UInt8]?) -> Void
+    _ raw: [UInt8], from client: RawClientAddress?, overTCP: Bool,
+    reply: (_ response: [UInt8]?, _ replayable: Bool) -> Void
   ) async {
     var resolved: (Question, Resolution)?
-    reply(await respond(to: raw, from: client, overTCP: overTCP, resolved: &resolved))
+    let response = await respond(to: raw, from: client, overTCP: overTCP, resolved: &resolved)
+    reply(response, resolved.map { !$0.1.stale } ?? true)
     if let monitor, let (question, resolution) = resolved {
       monitor.record(rawClient: client, question: question, resolution: resolution)
     }

@@ -39,7 +39,7 @@ final class TCPQueryHandler: ChannelInboundHandler {
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
     UDPExchangeEngine.resolutions.run {
-      await processor.process(raw, from: client, overTCP: true) { promise.succeed($0) }
+      await processor.process(raw, from: client, overTCP: true) { response, _ in promise.succeed(response) }
     }
     promise.futureResult.whenSuccess { response in  // runs on the channel's event loop
       bound.value.handler.finished(response, context: bound.value.context)

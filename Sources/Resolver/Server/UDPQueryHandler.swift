@@ -39,18 +39,18 @@ final class UDPQueryHandler: ChannelInboundHandler {
     let channel = context.channel
     let fastPath = self.fastPath
     let learned = learn
-    let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
+    let promise = context.eventLoop.makePromise(of: ([UInt8]?, Bool).self)
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
     UDPExchangeEngine.resolutions.run {
-      await processor.process(raw, from: client, overTCP: false) { promise.succeed($0) }
+      await processor.process(raw, from: client, overTCP: false) { promise.succeed(($0, $1)) }
     }
-    promise.futureResult.whenSuccess { response in  // runs on the channel's event loop
+    promise.futureResult.whenSuccess { response, replayable in  // runs on the channel's event loop
       guard let response else { return }
       if channel.isActive {
         let buffer = channel.allocator.buffer(bytes: response)
         channel.writeAndFlush(AddressedEnvelope(remoteAddress: client, data: buffer), promise: nil)
       }
-      if let fastPath, let (query, generation) = learned {
+      if replayable, let fastPath, let (query, generation) = learned {
         fastPath.learn(response, for: query, generation: generation)
       }
     }

@@ -187,10 +187,10 @@
       UDPExchangeEngine.resolutions.run {
         // The answer goes out first (into the turn's burst when more jobs wait on the engine
         // thread); the packet cache and the monitor learn of it afterwards.
-        await processor.process(raw, from: client, overTCP: false) { response in
+        await processor.process(raw, from: client, overTCP: false) { response, replayable in
           guard let response else { return }
           self.send(response, to: client)
-          if let (query, generation) = learn {
+          if replayable, let (query, generation) = learn {
             fastPath.learn(response, for: query, generation: generation)
           }
         }

@@ -1,0 +1,85 @@
+import Synchronization
+
+/// Serve-stale (RFC 8767): when and how expired data still kept in the cache answers a client.
+extension RecursiveResolver {
+  /// `refresh`, except where RFC 8767 answers stale first: a question whose refresh failed within
+  /// the recheck interval or whose refresh is still running gets the stale answer at once,
+  /// and one with stale data in the cache gets it after the client response timer if the refresh
+  /// has not finished by then (the refresh goes on and updates the cache).
+  nonisolated(nonsending) func resolveServingStale(_ question: Question, key: Question) async -> Resolution {
+    let startedAt = SystemTimeSource().now()
+    if core.staleRecheck.contains(key) || core.refreshing.withLock({ $0.contains(key) }),
+      var stale = await staleResolution(question)
+    {
+      stale.elapsedMs = (SystemTimeSource().now() - startedAt) * 1000
+      return stale
+    }
+    let timer = core.configuration.staleAnswerAfter
+    guard timer > 0, core.cache.holdsStale(question.name, question.type) else {
+      return await refresh(question, key: key)
+    }
+    return await refreshOrStale(after: timer, question, key: key, startedAt: startedAt)
+  }
+
+  /// The answer from the cache alone, expired entries still kept included, or nil when it
+  /// has none; marked stale and counted as served from the cache.
+  nonisolated(nonsending) func staleResolution(_ question: Question) async -> Resolution? {
+    let run = ResolutionRun(core: core)
+    run.staleOnly = true
+    let outcome = await run.resolve(question, depth: 0)
+    if case .failure = outcome { return nil }
+    var r = Self.resolution(outcome)
+    r.stale = true
+    r.fromCache = true
+    return r
+  }
+
+  /// R-43's client response timer: the refresh runs in a task of its own; whichever comes first,
+  /// its result or the stale answer `seconds` after the start, is the client's answer.
+  nonisolated(nonsending) func refreshOrStale(
+    after seconds: Double, _ question: Question, key: Question, startedAt: Double
+  ) async -> Resolution {
+    core.refreshing.withLock { _ = $0.insert(key) }
+    let first = FirstAnswer()
+    return await withUnsafeContinuation { continuation in
+      first.arm(continuation)
+      let timer = Task { [self] in
+        try? await Task.sleep(for: .milliseconds(Int((seconds * 1000).rounded())))
+        guard !Task.isCancelled, !first.isAnswered, var stale = await staleResolution(question) else { return }
+        stale.failureReason = "refresh still running after \(seconds) s (RFC 8767 client response timer)"
+        stale.elapsedMs = (SystemTimeSource().now() - startedAt) * 1000
+        first.answer(stale)
+      }
+      Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) { [self] in
+        let fresh = await refresh(question, key: key)
+        core.refreshing.withLock { _ = $0.remove(key) }
+        timer.cancel()
+        first.answer(fresh)
+      }
+    }
+  }
+}
+
+/// The first of several answers to one waiting caller; later ones are dropped.
+final class FirstAnswer: Sendable {
+  private let state = Mutex<(continuation: UnsafeContinuation<Resolution, Never>?, answered: Bool)>((nil, false))
+
+  /// Whether an answer went out.
+  var isAnswered: Bool { state.withLock { $0.answered } }
+
+  /// Sets the caller to resume; called before anything can answer.
+  func arm(_ continuation: UnsafeContinuation<Resolution, Never>) {
+    state.withLock { $0.continuation = continuation }
+  }
+
+  /// Resumes the caller with `resolution` unless an answer went out already.
+  func answer(_ resolution: Resolution) {
+    let waiting = state.withLock { s -> UnsafeContinuation<Resolution, Never>? in
+      guard !s.answered, let c = s.continuation else { return nil }
+      s.answered = true
+      s.continuation = nil
+      return c
+    }
+    waiting?.resume(returning: resolution)
+  }
+}
