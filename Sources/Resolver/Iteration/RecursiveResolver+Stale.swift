@@ -7,6 +7,10 @@ extension RecursiveResolver {
   /// and one with stale data in the cache gets it after the client response timer if the refresh
   /// has not finished by then (the refresh goes on and updates the cache).
   nonisolated(nonsending) func resolveServingStale(_ question: Question, key: Question) async -> Resolution {
+    // Only a question with expired data kept can be answered stale: one cache look (one lock)
+    // on every other resolution. (A chain whose first link is live falls back to stale data
+    // only when its refresh fails, in `refresh`.)
+    guard core.cache.holdsStale(question.name, question.type) else { return await refresh(question, key: key) }
     let startedAt = SystemTimeSource().now()
     if core.staleRecheck.contains(key) || core.refreshing.withLock({ $0.contains(key) }),
       var stale = await staleResolution(question)
@@ -15,9 +19,7 @@ extension RecursiveResolver {
       return stale
     }
     let timer = core.configuration.staleAnswerAfter
-    guard timer > 0, core.cache.holdsStale(question.name, question.type) else {
-      return await refresh(question, key: key)
-    }
+    guard timer > 0 else { return await refresh(question, key: key) }
     return await refreshOrStale(after: timer, question, key: key, startedAt: startedAt)
   }
 
