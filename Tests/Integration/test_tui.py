@@ -135,7 +135,7 @@ def dash(lab, sotto, tmux_bin, tmp_path):
         t.kill()
 
 
-def _start_dash(t, lab, tmp_path):
+def _start_dash(t, lab, tmp_path, *extra: str):
     t.run("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "40",
           "-e", "LANG=C.UTF-8", "bash --norc --noprofile")
     t.wait(lambda s: s.strip().endswith(("$", "#")), "a shell prompt")
@@ -150,7 +150,7 @@ def _start_dash(t, lab, tmp_path):
         t.wait(lambda s: s.strip() == PROMPT.strip(), "a cleared screen")
         cmd = [str(sotto_path()), "top", "--root-hints", ROOT_HINTS, "--allow-loopback",
                "--listen", f"127.0.0.1:{port}", "--tls-ca-file", str(lab.ca_file), "--probe-timeout", "1",
-               "--log-file", str(tmp_path / "top.log")]
+               "--log-file", str(tmp_path / "top.log"), *extra]
         t.type(" ".join(shlex.quote(c) for c in cmd))
         t.keys("Enter")
         screen = t.wait(lambda s: "1 Servers" in s or "cannot listen on" in s.replace("\n", ""), "the dashboard")
@@ -222,6 +222,39 @@ def test_servers_panel_shows_states(dash):
     assert "DoT damped until" in d and "connection refused" in d
     dash.keys("Escape")
     dash.wait_for("PROBES")
+
+
+def test_stale_answers_are_marked_in_the_query_list_and_the_lookup_pane(lab, sotto, tmux_bin, tmp_path):
+    """Serve-stale in the dashboard: with --max-ttl 1 the records of www.mixed.test. expire at
+    once; with both its servers killed the answer is the stale one, shown as `stale` in the
+    CACHE column and in the lookup pane with the reason."""
+    insts = [lab.instance("mixed-dot"), lab.instance("mixed-plain")]
+    t = Tmux(f"sotto-tui-{os.getpid()}-stale")
+    try:
+        dash = next(_start_dash(t, lab, tmp_path, "--no-encryption", "--max-ttl", "1"))
+        assert dig(dash, "www.mixed.test").status == "NOERROR"
+        time.sleep(1.5)
+        for inst in insts:
+            labmod.kill_pid(lab.running()[inst.name])
+        stale = dig(dash, "www.mixed.test")
+        assert stale.status == "NOERROR" and "Stale Answer" in stale.raw, stale.raw
+        dash.keys("2")
+        q = dash.wait(lambda s: re.search(r"www\.mixed\.test\.\s+A\s+NOERROR\s+\S+\s+stale", s), "a stale row")
+        assert re.search(r"www\.mixed\.test\.\s+A\s+NOERROR\s+\S+\s+miss", q), q  # the fresh answer's row
+        dash.keys("l")
+        dash.wait_for("lookup NAME [TYPE]")
+        dash.type("www.mixed.test")
+        dash.keys("Enter")
+        s = dash.wait(lambda s: "stale (refresh failed, TTL 30)" in s and "198.51.100.90" in s
+                      and "reason:" in s, "the stale lookup with its answer and reason")
+        assert "failure recheck" in s, s
+    finally:
+        t.kill()
+        running = lab.running()
+        for inst in insts:
+            if inst.name not in running:
+                lab._start_one(inst)
+                lab.wait_ready(inst)
 
 
 def test_lookup_shows_answer_and_transports(dash):

@@ -150,6 +150,7 @@ import Testing
     let again = await r.resolve(www)
     #expect(again.stale)
     #expect(again.hops.isEmpty)
+    #expect(again.failureReason?.contains("failure recheck") == true)
     #expect(ex.queries.count == asked)
     time.advance(25)  // 31 s after the failure: refreshed
     let fresh = await r.resolve(www)

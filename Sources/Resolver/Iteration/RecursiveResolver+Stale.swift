@@ -12,9 +12,12 @@ extension RecursiveResolver {
     // only when its refresh fails, in `refresh`.)
     guard core.cache.holdsStale(question.name, question.type) else { return await refresh(question, key: key) }
     let startedAt = SystemTimeSource().now()
-    if core.staleRecheck.contains(key) || core.refreshing.withLock({ $0.contains(key) }),
-      var stale = await staleResolution(question)
-    {
+    let why: String? =
+      core.staleRecheck.contains(key)
+      ? "the last refresh failed less than \(Int(core.staleRecheck.ttl)) s ago (RFC 8767 failure recheck)"
+      : core.refreshing.withLock({ $0.contains(key) }) ? "refresh under way (RFC 8767 client response timer)" : nil
+    if let why, var stale = await staleResolution(question) {
+      stale.failureReason = why
       stale.elapsedMs = (SystemTimeSource().now() - startedAt) * 1000
       return stale
     }
