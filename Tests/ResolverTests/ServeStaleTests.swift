@@ -9,10 +9,20 @@ import Testing
 @Suite struct ServeStaleCacheTests {
   typealias F = CacheFixtures
 
-  func cache(_ time: FakeTimeSource, maxStale: UInt32) -> DNSCache {
+  func cache(_ time: FakeTimeSource, maxStale: UInt32, maxEntries: Int = 100) -> DNSCache {
     var config = CacheConfiguration()
     config.maxStale = maxStale
+    config.maxEntries = maxEntries
     return DNSCache(configuration: config, time: time)
+  }
+
+  func staleRRset(_ c: DNSCache, _ name: String, _ type: RRType = .a) -> RRset? {
+    if case .rrset(let r) = c.newestStale(F.name(name), type) { return r }
+    return nil
+  }
+
+  func cname(_ owner: String, _ target: String, ttl: UInt32) -> RRset {
+    RRset(name: F.name(owner), type: .cname, ttl: ttl, rdatas: [.cname(F.name(target))])
   }
 
   @Test func expiredRecordsAreAbsentToNormalLookupsButKeptForStaleOnes() {
@@ -21,21 +31,22 @@ import Testing
     c.insert(F.aSet("www.example.test.", ttl: 60), rank: .authAnswer)
     time.advance(61)
     #expect(c.lookup(F.name("www.example.test."), .a) == nil)
-    let stale = c.lookup(F.name("www.example.test."), .a, allowingStale: true)
-    #expect(stale?.rrset.ttl == 30)
-    #expect(stale?.rrset.rdatas == F.aSet("www.example.test.", ttl: 60).rdatas)
+    let stale = staleRRset(c, "www.example.test.")
+    #expect(stale?.ttl == 30)
+    #expect(stale?.rdatas == F.aSet("www.example.test.", ttl: 60).rdatas)
     #expect(c.statistics.staleHits == 1)
     #expect(c.statistics.entries == 1)
   }
 
-  @Test func liveRecordsKeepTheirTTLInStaleLookups() {
+  @Test func liveRecordsAreNoStaleData() {
     let time = FakeTimeSource()
     let c = cache(time, maxStale: 3_600)
     c.insert(F.aSet("www.example.test.", ttl: 60), rank: .authAnswer)
     time.advance(10)
-    #expect(c.lookup(F.name("www.example.test."), .a, allowingStale: true)?.rrset.ttl == 50)
-    #expect(c.statistics.staleHits == 0)
-    #expect(c.statistics.hits == 1)
+    #expect(c.newestStale(F.name("www.example.test."), .a) == nil)
+    #expect(!c.holdsStale(F.name("www.example.test."), .a))
+    time.advance(51)
+    #expect(c.holdsStale(F.name("www.example.test."), .a))
   }
 
   @Test func recordsPastTheStaleWindowAreRemoved() {
@@ -43,7 +54,8 @@ import Testing
     let c = cache(time, maxStale: 100)
     c.insert(F.aSet("www.example.test.", ttl: 60), rank: .authAnswer)
     time.advance(161)
-    #expect(c.lookup(F.name("www.example.test."), .a, allowingStale: true) == nil)
+    #expect(c.lookup(F.name("www.example.test."), .a) == nil)
+    #expect(c.newestStale(F.name("www.example.test."), .a) == nil)
     #expect(c.statistics.entries == 0)
   }
 
@@ -52,7 +64,8 @@ import Testing
     let c = cache(time, maxStale: 0)
     c.insert(F.aSet("www.example.test.", ttl: 60), rank: .authAnswer)
     time.advance(60)
-    #expect(c.lookup(F.name("www.example.test."), .a, allowingStale: true) == nil)
+    #expect(c.lookup(F.name("www.example.test."), .a) == nil)
+    #expect(c.newestStale(F.name("www.example.test."), .a) == nil)
     #expect(c.statistics.entries == 0)
   }
 
@@ -62,9 +75,58 @@ import Testing
     c.insertNegative(name: F.name("nope.example.test."), type: nil, soa: F.soa("example.test.", ttl: 60, minimum: 60))
     time.advance(61)
     #expect(c.lookupNegative(F.name("nope.example.test."), .a) == nil)
-    let stale = c.lookupNegative(F.name("nope.example.test."), .a, allowingStale: true)
-    #expect(stale?.nxdomain == true)
-    #expect(stale?.soa.ttl == 30)
+    guard case .negative(let stale) = c.newestStale(F.name("nope.example.test."), .a) else {
+      Issue.record("no stale NXDOMAIN")
+      return
+    }
+    #expect(stale.nxdomain)
+    #expect(stale.soa.ttl == 30)
+  }
+
+  @Test func theNewestKeptEntryWins() {
+    // A deleted name: its A expired, then an NXDOMAIN was stored (and expired too).
+    let time = FakeTimeSource()
+    let c = cache(time, maxStale: 3_600)
+    c.insert(F.aSet("gone.example.test.", ttl: 60), rank: .authAnswer)
+    time.advance(61)
+    c.insertNegative(name: F.name("gone.example.test."), type: nil, soa: F.soa("example.test.", ttl: 60, minimum: 60))
+    time.advance(61)
+    guard case .negative(let neg) = c.newestStale(F.name("gone.example.test."), .a) else {
+      Issue.record("the older A record won over the newer NXDOMAIN")
+      return
+    }
+    #expect(neg.nxdomain)
+    // A name that became an alias: the CNAME is newer than the old A.
+    c.insert(F.aSet("moved.example.test.", ttl: 60), rank: .authAnswer)
+    time.advance(61)
+    c.insert(cname("moved.example.test.", "new.example.test.", ttl: 60), rank: .authAnswer)
+    time.advance(61)
+    #expect(staleRRset(c, "moved.example.test.")?.type == .cname)
+  }
+
+  @Test func glueIsNoStaleAnswer() {
+    // an address learnt as glue is not an answer, stale or not.
+    let time = FakeTimeSource()
+    let c = cache(time, maxStale: 3_600)
+    c.insert(F.aSet("ns1.example.test.", ttl: 60), rank: .glue)
+    time.advance(61)
+    #expect(c.newestStale(F.name("ns1.example.test."), .a) == nil)
+    #expect(!c.holdsStale(F.name("ns1.example.test."), .a))
+  }
+
+  @Test func keptExpiredEntriesAreEvictedBeforeLiveOnes() {
+    // A kept expired entry met by normal lookups is not marked recently used.
+    let time = FakeTimeSource()
+    let c = cache(time, maxStale: 3_600, maxEntries: 2)
+    c.insert(F.aSet("old.example.test.", ttl: 10), rank: .authAnswer)
+    c.insert(F.aSet("live.example.test.", ttl: 600), rank: .authAnswer)
+    time.advance(11)
+    #expect(c.lookup(F.name("old.example.test."), .a) == nil)  // met, expired, kept
+    #expect(c.lookup(F.name("live.example.test."), .a) != nil)
+    #expect(c.lookup(F.name("old.example.test."), .a) == nil)
+    c.insert(F.aSet("new.example.test.", ttl: 600), rank: .authAnswer)  // evicts one
+    #expect(c.lookup(F.name("live.example.test."), .a) != nil)
+    #expect(c.newestStale(F.name("old.example.test."), .a) == nil)
   }
 
   @Test func freshDataReplacesStaleData() {
@@ -74,6 +136,25 @@ import Testing
     time.advance(61)
     c.insert(F.aSet("www.example.test.", ttl: 60, 2), rank: .nonAuthAnswer)
     #expect(c.lookup(F.name("www.example.test."), .a)?.rrset.rdatas == F.aSet("x.", ttl: 1, 2).rdatas)
+  }
+}
+
+/// The lock-free empty check of the failure caches (R-24, serve-stale's recheck).
+@Suite struct FailureCacheTests {
+  @Test func holdsAQuestionForItsTTLOnly() {
+    let time = FakeTimeSource()
+    let f = FailureCache(ttl: 5, time: time)
+    let q = Question(name: name("dead.test."), type: .a)
+    #expect(!f.contains(q))
+    f.insert(q)
+    #expect(f.contains(q))
+    #expect(!f.contains(Question(name: name("other.test."), type: .a)))
+    time.advance(5)
+    #expect(!f.contains(q))
+    f.insert(q)
+    #expect(f.contains(q))
+    f.removeAll()
+    #expect(!f.contains(q))
   }
 }
 
@@ -225,17 +306,35 @@ import Testing
     // (else the packet cache and the client would hold it five times longer than the resolver).
     let (r, _, _, _) = setup(maxTTL: 60)
     #expect(await r.resolve(www).answer.map(\.ttl) == [60])
-    var config = ResolverConfiguration()
-    config.cache.maxTTL = 60
-    config.cache.minTTL = 10
+    var config = CacheConfiguration()
+    config.minTTL = 10
+    config.maxNegativeTTL = 3_600
     var res = Resolution(
       rcode: .nxDomain, answer: [record("a.test.", .a, .a(IPv4Address("198.51.100.7")!))],
-      authority: [ResourceRecord(name: name("test."), type: .soa, ttl: 7_200, rdata: .unknown([]))])
+      authority: [CacheFixtures.soa("test.", ttl: 7_200, minimum: 90)])
     res.answer[0].ttl = 5
-    config.cache.maxNegativeTTL = 30
-    RecursiveResolver.clampTTLs(&res, config.cache)
-    #expect(res.answer.map(\.ttl) == [10])
+    RecursiveResolver.clampTTLs(&res, config)
+    #expect(res.answer.map(\.ttl) == [5])  // a decayed TTL is not raised to minTTL
+    #expect(res.authority.map(\.ttl) == [90])  // min(SOA TTL, MINIMUM, cap)
+    config.maxNegativeTTL = 30
+    RecursiveResolver.clampTTLs(&res, config)
     #expect(res.authority.map(\.ttl) == [30])
+  }
+
+  @Test func aLiveAliasIsFollowedBeforeAnOldAddress() async {
+    // www was an A record, then became a CNAME to web. With the CNAME live and web's A expired,
+    // the stale answer follows the CNAME, not www's old A record (kept, expired, older).
+    let (r, _, _, time) = setup()
+    r.cache.insert(CacheFixtures.aSet("www.example.test.", ttl: 60), rank: .authAnswer)
+    time.advance(61)
+    r.cache.insert(
+      RRset(name: name("www.example.test."), type: .cname, ttl: 600, rdatas: [.cname(name("web.example.test."))]),
+      rank: .authAnswer)
+    r.cache.insert(CacheFixtures.aSet("web.example.test.", ttl: 60, 9), rank: .authAnswer)
+    time.advance(61)
+    let stale = await r.staleResolution(www)
+    #expect(stale?.answer.map(\.type) == [.cname, .a])
+    #expect(stale?.answer.last?.rdata == CacheFixtures.aSet("x.", ttl: 1, 9).rdatas.first)
   }
 
   @Test func staleAnswersCarryExtendedDNSError3() throws {
@@ -254,5 +353,10 @@ import Testing
     resolution.stale = false
     query.edns = EDNS()
     #expect(ResponseBuilder.response(to: query, resolution: resolution).edns?.options.isEmpty == true)
+    // ANY (RFC 8482) is answered from an A lookup; a stale one says so too.
+    resolution.stale = true
+    query.questions = [Question(name: name("www.example.test."), type: .any)]
+    #expect(
+      ResponseBuilder.response(to: query, resolution: resolution).edns?.options == [EDNSOption(code: 15, data: [0, 3])])
   }
 }

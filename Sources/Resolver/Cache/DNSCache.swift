@@ -7,7 +7,7 @@ import Synchronization
 /// absent; they are kept `maxStale` seconds past expiry for serve-stale lookups (RFC 8767) and
 /// removed when met after that.
 public final class DNSCache: Sendable {
-  private struct State {
+  struct State {
     var store: LRUStore<CacheKey, CacheEntry>
     var statistics = CacheStatistics()
     /// Bit d is set once an NXDOMAIN was stored for a name of d labels (bit 63: 63 or more), and
@@ -19,11 +19,11 @@ public final class DNSCache: Sendable {
   /// The `nxdomainDepths` bit of a name with `labels` labels.
   private static func depthBit(_ labels: Int) -> UInt64 { 1 &<< UInt64(min(max(labels, 0), 63)) }
 
-  private let configuration: CacheConfiguration
+  let configuration: CacheConfiguration
   /// `configuration.maxStale` as the clock's unit.
-  private let maxStale: Double
-  private let time: any TimeSource
-  private let state: StateLock<State>
+  let maxStale: Double
+  let time: any TimeSource
+  let state: StateLock<State>
   private let flushes = Atomic<UInt64>(0)
 
   /// Changes with every flush; the packet cache drops answers stored under an older value.
@@ -52,26 +52,19 @@ public final class DNSCache: Sendable {
   }
 
   /// The RRset with TTL decayed by residence time, or nil when absent/expired. Counts a hit or miss.
-  /// `allowingStale`: an entry expired less than `maxStale` ago is returned too, with the stale
-  /// TTL, and counted as a stale hit.
-  public func lookup(
-    _ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in, allowingStale: Bool = false
-  ) -> (rrset: RRset, rank: TrustRank)? {
+  public func lookup(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> (rrset: RRset, rank: TrustRank)? {
     let now = time.now()
     let key = CacheKey(name: name, type: type, rrclass: rrclass)
     return state.withLock { state -> (rrset: RRset, rank: TrustRank)? in
-      guard let entry = kept(key, at: now, stale: allowingStale, in: &state),
-        case .positive(let rdatas, let ownerCase) = entry.payload
+      guard let entry = live(key, at: now, in: &state), case .positive(let rdatas, let ownerCase) = entry.payload
       else {
         state.statistics.misses += 1
         return nil
       }
-      let stale = !entry.isLive(at: now)
-      if stale { state.statistics.staleHits += 1 } else { state.statistics.hits += 1 }
+      state.statistics.hits += 1
       let owner = DNSName(uncheckedWire: ownerCase ?? key.owner)
       // the TTL handed out is what remains.
-      let ttl = stale ? configuration.staleTTL : entry.remainingTTL(at: now)
-      let rrset = RRset(name: owner, type: type, rrclass: rrclass, ttl: ttl, rdatas: rdatas)
+      let rrset = RRset(name: owner, type: type, rrclass: rrclass, ttl: entry.remainingTTL(at: now), rdatas: rdatas)
       return (rrset, entry.rank)
     }
   }
@@ -134,10 +127,7 @@ public final class DNSCache: Sendable {
 
   /// A cached NXDOMAIN for the name (or for an ancestor, RFC 8020 R-23), or NODATA for (name, type).
   /// The SOA comes with its TTL decremented. Counts a negative hit when answered.
-  /// `allowingStale` as for `lookup` (the SOA then has the stale TTL).
-  public func lookupNegative(
-    _ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in, allowingStale: Bool = false
-  ) -> NegativeAnswer? {
+  public func lookupNegative(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> NegativeAnswer? {
     let now = time.now()
     return state.withLock { state -> NegativeAnswer? in
       // NODATA for (name, type), NXDOMAIN for the name, then for every ancestor: R-23, the NXDOMAIN
@@ -156,36 +146,12 @@ public final class DNSCache: Sendable {
           }
         }
         next = key.type == nil ? key.parentForAnyType : key.with(type: nil)
-        guard let entry = kept(key, at: now, stale: allowingStale, in: &state), case .negative(var soa) = entry.payload
-        else { continue }
-        let stale = !entry.isLive(at: now)
-        soa.ttl = stale ? configuration.staleTTL : entry.remainingTTL(at: now)
-        if stale { state.statistics.staleHits += 1 } else { state.statistics.negativeHits += 1 }
+        guard let entry = live(key, at: now, in: &state), case .negative(var soa) = entry.payload else { continue }
+        soa.ttl = entry.remainingTTL(at: now)
+        state.statistics.negativeHits += 1
         return NegativeAnswer(nxdomain: key.type == nil, soa: soa, owner: key.name)
       }
       return nil
-    }
-  }
-
-  /// True when the cache keeps expired data for (name, type) that serve-stale could answer with
-  /// (the RRset or NODATA, a CNAME, or an NXDOMAIN for the name) and nothing live for it. Looks,
-  /// removes and counts nothing; an NXDOMAIN for an ancestor is not looked for.
-  func holdsStale(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> Bool {
-    guard maxStale > 0 else { return false }
-    let now = time.now()
-    let own = CacheKey(name: name, type: type, rrclass: rrclass)
-    let maxStale = maxStale
-    return state.withLock { state -> Bool in
-      // nil: a live entry answers; else whether an expired one is kept. No array of keys (a
-      // heap allocation on every cold resolution).
-      func look(_ key: CacheKey) -> Bool? {
-        guard let entry = state.store.peek(key) else { return false }
-        return entry.isLive(at: now) ? nil : entry.isRetained(at: now, maxStale: maxStale)
-      }
-      guard let a = look(own), let b = look(own.with(type: .cname)), let c = look(own.with(type: nil)) else {
-        return false
-      }
-      return a || b || c
     }
   }
 
@@ -247,19 +213,14 @@ public final class DNSCache: Sendable {
     }
   }
 
-  /// The live entry for `key` (marked recently used), removing it once it has expired
-  /// and is no longer kept for serve-stale.
+  /// The live entry for `key` (marked recently used), removing it once it has expired and
+  /// is no longer kept for serve-stale. A kept expired entry is neither returned nor marked
+  /// recently used: the iteration passes over it on every lookup, and it must not push live
+  /// entries out of the LRU.
   private func live(_ key: CacheKey, at now: Double, in state: inout State) -> CacheEntry? {
-    kept(key, at: now, stale: false, in: &state)
-  }
-
-  /// `live`, or with `stale` also an expired entry still kept for serve-stale.
-  private func kept(_ key: CacheKey, at now: Double, stale: Bool, in state: inout State) -> CacheEntry? {
     let maxStale = maxStale
-    guard let entry = state.store.get(key, removingUnless: { $0.isRetained(at: now, maxStale: maxStale) }) else {
-      return nil
-    }
-    return stale || entry.isLive(at: now) ? entry : nil
+    return state.store.get(
+      key, removingUnless: { $0.isRetained(at: now, maxStale: maxStale) }, using: { $0.isLive(at: now) })
   }
 
   private func flush(where matches: @Sendable (CacheKey, CacheEntry) -> Bool) -> Int {

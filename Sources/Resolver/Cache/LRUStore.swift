@@ -53,15 +53,19 @@ struct LRUStore<Key: Hashable, Value> {
     return entries[i]?.value
   }
 
-  /// The value for `key` if `keep` accepts it, marking it most recently used; an entry `keep`
-  /// rejects is removed. One hash lookup where `peek` + `get` (or `remove`) take two.
-  mutating func get(_ key: Key, removingUnless keep: (Value) -> Bool) -> Value? {
+  /// The value for `key` if `keep` accepts it, marking it most recently used when `use` accepts it
+  /// too (else it is neither returned nor marked); an entry `keep` rejects is removed. One hash
+  /// lookup where `peek` + `get` (or `remove`) take two.
+  mutating func get(
+    _ key: Key, removingUnless keep: (Value) -> Bool, using use: (Value) -> Bool = { _ in true }
+  ) -> Value? {
     guard let i = index[key], let value = entries[i]?.value else { return nil }
     guard keep(value) else {
       index.removeValue(forKey: key)
       free(i)
       return nil
     }
+    guard use(value) else { return nil }
     moveToHead(i)
     return value
   }

@@ -4,9 +4,10 @@ import Synchronization
 /// traffic, with a bounded size.
 final class FailureCache: Sendable {
   private let entries = StateLock<[Question: Double]>([:])
-  /// The table's size as of its last change (expired entries count until met): `contains` skips
-  /// the lock while it is 0, the usual case, since every cold resolution asks.
-  private let held = Atomic<Int>(0)
+  /// The latest expiry of any entry (a `Double`'s bits; 0: none): `contains` skips the lock once
+  /// it has passed, the usual case, since every cold resolution asks. Expired entries left in
+  /// the table do not hold it up.
+  private let latestExpiry = Atomic<UInt64>(0)
   let ttl: Double
   let capacity: Int
   let time: any TimeSource
@@ -22,19 +23,21 @@ final class FailureCache: Sendable {
     let now = time.now()
     entries.withLock { table in
       if table.count >= capacity { table = table.filter { $0.value > now } }
-      if table.count < capacity { table[q] = now + ttl }
-      held.store(table.count, ordering: .releasing)
+      if table.count < capacity {
+        table[q] = now + ttl
+        let latest = max(Double(bitPattern: latestExpiry.load(ordering: .relaxed)), now + ttl)
+        latestExpiry.store(latest.bitPattern, ordering: .releasing)
+      }
     }
   }
 
   func contains(_ q: Question) -> Bool {
-    guard held.load(ordering: .acquiring) > 0 else { return false }
     let now = time.now()
+    guard now < Double(bitPattern: latestExpiry.load(ordering: .acquiring)) else { return false }
     return entries.withLock { table in
       guard let until = table[q] else { return false }
       if until <= now {
         table[q] = nil
-        held.store(table.count, ordering: .releasing)
         return false
       }
       return true
@@ -44,7 +47,7 @@ final class FailureCache: Sendable {
   func removeAll() {
     entries.withLock {
       $0.removeAll()
-      held.store(0, ordering: .releasing)
+      latestExpiry.store(0, ordering: .releasing)
     }
   }
 }

@@ -16,7 +16,12 @@ extension RecursiveResolver {
       core.staleRecheck.contains(key)
       ? "the last refresh failed less than \(Int(core.staleRecheck.ttl)) s ago (RFC 8767 failure recheck)"
       : core.refreshing.withLock({ $0.contains(key) }) ? "refresh under way (RFC 8767 client response timer)" : nil
-    if let why, var stale = await staleResolution(question) {
+    if let why {
+      guard var stale = await staleResolution(question) else {
+        // The stale data went meanwhile (evicted, or a live link ahead of it): a plain refresh,
+        // neither racing nor marked in `refreshing` (one for this question may be running).
+        return await refresh(question, key: key)
+      }
       stale.failureReason = why
       stale.elapsedMs = (SystemTimeSource().now() - startedAt) * 1000
       return stale

@@ -102,21 +102,18 @@ public final class RecursiveResolver: QueryResolving {
     return r
   }
 
-  /// for what the client is told: a fresh answer's records carry at most the TTL the
-  /// cache keeps them for ([minTTL, maxTTL], a negative answer's SOA at most maxNegativeTTL), so
-  /// neither the client nor the packet cache holds them longer than the resolver would. Records
-  /// already in range are not written (no copy of the sections).
+  /// for what the client is told: a record's TTL is at most the cache's maxTTL, a
+  /// negative answer's SOA at most its negative TTL (min of SOA TTL, MINIMUM, maxNegativeTTL),
+  /// so neither the client nor the packet cache holds them longer than the resolver would. TTLs
+  /// are only lowered (a cache hit's decayed TTL is not raised back to minTTL); records already
+  /// in range are not written (no copy of the sections).
   static func clampTTLs(_ r: inout Resolution, _ c: CacheConfiguration) {
-    for i in r.answer.indices {
-      let ttl = r.answer[i].ttl
-      let clamped = min(max(ttl, c.minTTL), c.maxTTL)
-      if clamped != ttl { r.answer[i].ttl = clamped }
-    }
+    for i in r.answer.indices where r.answer[i].ttl > c.maxTTL { r.answer[i].ttl = c.maxTTL }
+    let negativeCap = min(c.maxTTL, c.maxNegativeTTL)
     for i in r.authority.indices {
-      let ttl = r.authority[i].ttl
-      let high = r.authority[i].type == .soa ? min(c.maxTTL, c.maxNegativeTTL) : c.maxTTL
-      let clamped = min(max(ttl, c.minTTL), high)
-      if clamped != ttl { r.authority[i].ttl = clamped }
+      let rr = r.authority[i]
+      let cap = rr.type == .soa ? NegativeAnswer.ttl(for: rr, cap: negativeCap) ?? negativeCap : c.maxTTL
+      if rr.ttl > cap { r.authority[i].ttl = cap }
     }
   }
 

@@ -82,23 +82,28 @@ final class ResolutionRun {
     return outcome
   }
 
-  /// R-3 step 1, with R-8: glue and referral NS are never answers. A stale-only run also takes
-  /// expired entries still kept.
+  /// R-3 step 1, with R-8: glue and referral NS are never answers. A stale-only run takes the
+  /// newest expired entry still kept when nothing live answers.
   func cachedOutcome(_ name: DNSName, _ type: RRType) -> NameOutcome? {
     let cache = core.cache
-    let stale = staleOnly
-    if let hit = cache.lookup(name, type, allowingStale: stale), hit.rank >= .nonAuthAnswer {
-      return .answer(hit.rrset.records)
-    }
-    if type != .cname, let hit = cache.lookup(name, .cname, allowingStale: stale), hit.rank >= .nonAuthAnswer,
+    if let hit = cache.lookup(name, type), hit.rank >= .nonAuthAnswer { return .answer(hit.rrset.records) }
+    if type != .cname, let hit = cache.lookup(name, .cname), hit.rank >= .nonAuthAnswer,
       let rr = hit.rrset.records.first, case .cname(let target) = rr.rdata
     {
       return .alias([rr], target: target)
     }
-    if let neg = cache.lookupNegative(name, type, allowingStale: stale) {
+    if let neg = cache.lookupNegative(name, type) {
       return neg.nxdomain ? .nxdomain([], soa: neg.soa) : .nodata([], soa: neg.soa)
     }
-    return nil
+    guard staleOnly, let stale = cache.newestStale(name, type) else { return nil }
+    switch stale {
+    case .rrset(let rrset):
+      if rrset.type == .cname, type != .cname, let rr = rrset.records.first, case .cname(let target) = rr.rdata {
+        return .alias([rr], target: target)
+      }
+      return .answer(rrset.records)
+    case .negative(let neg): return neg.nxdomain ? .nxdomain([], soa: neg.soa) : .nodata([], soa: neg.soa)
+    }
   }
 
   /// The iterative loop for one name.

@@ -53,15 +53,15 @@ public enum ResponseBuilder {
   /// The response carrying `resolution` (answer, authority and rcode) for an accepted `query`.
   public static func response(to query: Message, resolution: Resolution) -> Message {
     var response = error(resolution.rcode, to: query)
+    // a stale answer says so, to clients that sent EDNS (RFC 8914 §4.4).
+    if resolution.stale, response.edns != nil {
+      response.edns?.options.append(.extendedError(EDNSOption.staleAnswer))
+    }
     if let question = query.questions.first, question.type == .any {
       return anyResponse(response, question: question, resolution: resolution)
     }
     response.answers = resolution.answer
     response.authority = resolution.authority
-    // a stale answer says so, to clients that sent EDNS (RFC 8914 §4.4).
-    if resolution.stale, response.edns != nil {
-      response.edns?.options.append(.extendedError(EDNSOption.staleAnswer))
-    }
     return response
   }
 

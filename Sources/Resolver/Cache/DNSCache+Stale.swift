@@ -1,0 +1,85 @@
+/// Serve-stale's view of the cache (RFC 8767): expired entries still kept, `maxStale` seconds past
+/// their expiry.
+extension DNSCache {
+  /// What serve-stale can answer (name, type) with from expired entries still kept.
+  enum StaleData {
+    /// The RRset itself (answer-ranked), or a CNAME RRset for the name; TTL the stale TTL.
+    case rrset(RRset)
+    /// NODATA for (name, type) or NXDOMAIN for the name; the SOA with the stale TTL.
+    case negative(NegativeAnswer)
+  }
+
+  /// The most recently stored of the kept expired entries that could answer (name, type): its
+  /// RRset or NODATA, a CNAME, an NXDOMAIN for the name. The newest wins, so an NXDOMAIN stored
+  /// after a name's records were (a deleted name) is not answered with the old records. An entry
+  /// ranked below an answer (glue, referral NS, R-8) does not count, nor does an NXDOMAIN of an
+  /// ancestor. Marks the entry recently used and counts a stale hit; nil when there is none or
+  /// serve-stale is off. Callers look for live data first.
+  func newestStale(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> StaleData? {
+    guard maxStale > 0 else { return nil }
+    let now = time.now()
+    let own = CacheKey(name: name, type: type, rrclass: rrclass)
+    return state.withLock { state -> StaleData? in
+      var best: (key: CacheKey, entry: CacheEntry)?
+      for (key, isOwn) in Self.staleKeys(own, type) {
+        guard let entry = state.store.peek(key),
+          Self.couldAnswer(entry, ownKey: isOwn, anyType: key.type == nil, now: now, maxStale: maxStale),
+          best.map({ entry.storedAt > $0.entry.storedAt }) ?? true
+        else { continue }
+        best = (key, entry)
+      }
+      guard let (key, entry) = best else { return nil }
+      _ = state.store.get(key)  // recently used
+      state.statistics.staleHits += 1
+      let ttl = configuration.staleTTL
+      switch entry.payload {
+      case .positive(let rdatas, let ownerCase):
+        let owner = DNSName(uncheckedWire: ownerCase ?? key.owner)
+        return .rrset(RRset(name: owner, type: key.type ?? type, rrclass: rrclass, ttl: ttl, rdatas: rdatas))
+      case .negative(var soa):
+        soa.ttl = ttl
+        return .negative(NegativeAnswer(nxdomain: key.type == nil, soa: soa, owner: key.name))
+      }
+    }
+  }
+
+  /// True when `newestStale` would find something and nothing live answers the name's keys: what
+  /// arms serve-stale's client response timer. Looks, removes and counts nothing; no allocation
+  /// (it runs for every resolution).
+  func holdsStale(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> Bool {
+    guard maxStale > 0 else { return false }
+    let now = time.now()
+    let own = CacheKey(name: name, type: type, rrclass: rrclass)
+    let maxStale = maxStale
+    return state.withLock { state -> Bool in
+      // nil: a live entry answers; else whether a kept expired one could.
+      func look(_ key: CacheKey, own: Bool) -> Bool? {
+        guard let entry = state.store.peek(key) else { return false }
+        if entry.isLive(at: now) { return nil }
+        return Self.couldAnswer(entry, ownKey: own, anyType: key.type == nil, now: now, maxStale: maxStale)
+      }
+      guard let a = look(own, own: true), let b = type == .cname ? false : look(own.with(type: .cname), own: false),
+        let c = look(own.with(type: nil), own: false)
+      else { return false }
+      return a || b || c
+    }
+  }
+
+  /// The keys serve-stale looks at for (name, type), each with whether it is the question's own:
+  /// its own, the name's CNAME, its NXDOMAIN.
+  private static func staleKeys(_ own: CacheKey, _ type: RRType) -> [(CacheKey, Bool)] {
+    let others = [(own.with(type: .cname), false), (own.with(type: nil), false)]
+    return [(own, true)] + (type == .cname ? [others[1]] : others)
+  }
+
+  /// An expired entry still kept that can answer: an answer-ranked RRset (of the question's own
+  /// type or a CNAME), NODATA under the question's own key, NXDOMAIN under the any-type key.
+  private static func couldAnswer(
+    _ entry: CacheEntry, ownKey: Bool, anyType: Bool, now: Double, maxStale: Double
+  ) -> Bool {
+    guard !entry.isLive(at: now), entry.isRetained(at: now, maxStale: maxStale) else { return false }
+    if anyType { return !entry.isPositive }
+    if entry.isPositive { return entry.rank >= .nonAuthAnswer }
+    return ownKey
+  }
+}
