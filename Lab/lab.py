@@ -923,6 +923,15 @@ class Lab:
                     out.append(int(entry))
         return out
 
+    def restart_stopped(self, insts) -> None:
+        """Starts again those of `insts` whose NSD is not running (killed by a test) and waits
+        until they answer."""
+        running = self.running()
+        for inst in insts:
+            if inst.name not in running:
+                self._start_one(inst)
+                self.wait_ready(inst)
+
     def running(self) -> dict[str, int]:
         """name -> pid of the running NSD instances (silent listeners: see running_listeners)."""
         out = {}

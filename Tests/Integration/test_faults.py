@@ -84,11 +84,7 @@ def test_authoritative_killed_and_restarted(lab, sotto, served):
             f"no recovery after restart: {out}"
         assert srv.proc.poll() is None, srv.log()
     finally:
-        running = lab.running()
-        for inst in insts:
-            if inst.name not in running:
-                lab._start_one(inst)
-                lab.wait_ready(inst)
+        lab.restart_stopped(insts)
 
 
 # --------------------------------------------------------------------------- netem

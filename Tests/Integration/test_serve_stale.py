@@ -86,8 +86,4 @@ def test_expired_records_are_served_stale_when_every_authority_is_dead(lab, sott
             assert no_stale.status == "SERVFAIL", f"--max-stale 0 but:\n{no_stale.raw}"
             assert srv.proc.poll() is None and off.proc.poll() is None
         finally:
-            running = lab.running()
-            for inst in insts:
-                if inst.name not in running:
-                    lab._start_one(inst)
-                    lab.wait_ready(inst)
+            lab.restart_stopped(insts)

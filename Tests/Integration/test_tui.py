@@ -250,11 +250,7 @@ def test_stale_answers_are_marked_in_the_query_list_and_the_lookup_pane(lab, sot
         assert "failure recheck" in s, s
     finally:
         t.kill()
-        running = lab.running()
-        for inst in insts:
-            if inst.name not in running:
-                lab._start_one(inst)
-                lab.wait_ready(inst)
+        lab.restart_stopped(insts)
 
 
 def test_lookup_shows_answer_and_transports(dash):
