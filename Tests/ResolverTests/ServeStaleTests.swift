@@ -181,7 +181,8 @@ import Testing
   }
 
   func setup(
-    maxStale: UInt32 = 86_400, maxTTL: UInt32 = 86_400, delay: Duration = .zero, staleAfter: Double = 1.8
+    maxStale: UInt32 = 86_400, maxTTL: UInt32 = 86_400, delay: Duration = .zero, staleAfter: Double = 1.8,
+    maxRefreshes: Int = 64
   ) -> (RecursiveResolver, ScriptedExchanger, Authority, FakeTimeSource) {
     let authority = Authority()
     let ex = ScriptedExchanger(
@@ -198,6 +199,7 @@ import Testing
     config.cache.maxStale = maxStale
     config.cache.maxTTL = maxTTL
     config.staleAnswerAfter = staleAfter
+    config.maxBackgroundRefreshes = maxRefreshes
     let time = FakeTimeSource()
     let r = RecursiveResolver(configuration: config, exchanger: ex, time: time, logger: Logger(label: "t"))
     return (r, ex, authority, time)
@@ -262,6 +264,24 @@ import Testing
     #expect(after.fromCache)
     #expect(after.answer.map(\.ttl) == [300])
     #expect(ex.queries.count == 6)
+  }
+
+  @Test func pastTheRefreshCapStaleDataIsAnsweredWithoutARefresh() async throws {
+    // One background refresh at most: while www's runs, www2 (also stale) is answered stale at
+    // once and nothing is sent for it.
+    let (r, ex, _, time) = setup(delay: .milliseconds(300), staleAfter: 0.2, maxRefreshes: 1)
+    let www2 = Question(name: name("www2.example.test."), type: .a)
+    _ = await r.resolve(www)
+    _ = await r.resolve(www2)
+    time.advance(301)
+    #expect(await r.resolve(www).stale)  // by the timer; its refresh goes on
+    let asked = ex.queries.count
+    let capped = await r.resolve(www2)
+    #expect(capped.stale)
+    #expect(capped.failureReason?.contains("refreshes already under way") == true)
+    #expect(!ex.queries.dropFirst(asked).contains { $0.1.name == name("www2.example.test.") })
+    for _ in 0..<100 where !r.core.refreshing.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(50)) }
+    #expect(r.core.refreshing.withLock { $0.isEmpty })
   }
 
   @Test func withoutStaleDataASlowResolutionIsWaitedFor() async {

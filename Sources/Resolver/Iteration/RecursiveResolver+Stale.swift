@@ -5,17 +5,22 @@ extension RecursiveResolver {
   /// `refresh`, except where RFC 8767 answers stale first: a question whose refresh failed within
   /// the recheck interval or whose refresh is still running gets the stale answer at once,
   /// and one with stale data in the cache gets it after the client response timer if the refresh
-  /// has not finished by then (the refresh goes on and updates the cache).
+  /// has not finished by then (the refresh goes on and updates the cache). With
+  /// `maxBackgroundRefreshes` refreshes going on, stale data is answered at once, unrefreshed.
   nonisolated(nonsending) func resolveServingStale(_ question: Question, key: Question) async -> Resolution {
     // Only a question with expired data kept can be answered stale: one cache look (one lock)
     // on every other resolution. (A chain whose first link is live falls back to stale data
     // only when its refresh fails, in `refresh`.)
     guard core.cache.holdsStale(question.name, question.type) else { return await refresh(question, key: key) }
     let startedAt = SystemTimeSource().now()
+    let limit = core.configuration.maxBackgroundRefreshes
+    let (inFlight, full) = core.refreshing.withLock { ($0.contains(key), $0.count >= limit) }
     let why: String? =
       core.staleRecheck.contains(key)
       ? "the last refresh failed less than \(Int(core.staleRecheck.ttl)) s ago (RFC 8767 failure recheck)"
-      : core.refreshing.withLock({ $0.contains(key) }) ? "refresh under way (RFC 8767 client response timer)" : nil
+      : inFlight
+        ? "refresh under way (RFC 8767 client response timer)"
+        : full ? "\(limit) refreshes already under way; not refreshed now" : nil
     if let why {
       guard var stale = await staleResolution(question) else {
         // The stale data went meanwhile (evicted, or a live link ahead of it): a plain refresh,

@@ -54,6 +54,9 @@ public struct ResolverConfiguration: Sendable {
   /// Serve-stale's client response timer: a question with stale data whose refresh has not
   /// finished after this many seconds is answered stale while the refresh goes on; 0: never.
   public var staleAnswerAfter: Double = 1.8
+  /// Refreshes going on after a stale answer at most; past it a question with stale data is
+  /// answered stale at once and not refreshed (an outage must not start one refresh per name).
+  public var maxBackgroundRefreshes = 64
   /// Servers whose smoothed RTTs differ by at most this many milliseconds are comparable; among
   /// them one with working encryption is chosen first.
   public var privacyMarginMs: Double = 50
