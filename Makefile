@@ -119,9 +119,10 @@ screenshots: demo-deps build
 	@missing=""; \
 	for p in $(SHOT_PKGS); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing \
-	    || $(PYTHON) -m pip install pyte pillow; \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing || true; \
 	fi
+	@# Debian's python3-pyte/-pil serve only Debian's python3; another $(PYTHON) gets them from pip.
+	@$(PYTHON) -c 'import pyte, PIL' 2>/dev/null || $(PYTHON) -m pip install pyte pillow
 	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) scripts/screenshots.py screenshots
 
 # Builds one libFuzzer binary from the parser sources (plain swiftc, .build-fuzz/) and runs each

@@ -305,7 +305,7 @@ public struct Renderer: Sendable {
           Segment(Format.pad(e.rcode, w) + " ", e.rcode == "NOERROR" ? .normal : e.rcode == "NXDOMAIN" ? .warn : .bad))
       case "LATENCY": segs.append(Segment(Format.pad(Format.millis(e.latencyMs), w, right: true) + " "))
       case "CACHE":
-        // A stale answer (serve-stale: the refresh failed) is a cache answer to notice.
+        // A stale answer (serve-stale: no fresh answer in time) is a cache answer to notice.
         let text = e.stale ? "stale" : e.cacheHit ? "hit" : "miss"
         segs.append(Segment(Format.pad(text, w) + " ", e.stale ? .warn : e.cacheHit ? .good : .dim))
       case "CLEAR":
@@ -421,7 +421,7 @@ public struct Renderer: Sendable {
           Segment(
             "  in \(Format.millis(r.latencyMs)), \(r.cacheHit ? "from the cache" : "\(r.hops.count) hop(s) over the network")"
           ),
-        ] + (r.stale ? [Segment("  stale (refresh failed, TTL 30)", .warn)] : [])
+        ] + (r.stale ? [Segment("  stale answer, TTL 30", .warn)] : [])
       ).fitted(width))
     if let why = r.failureReason { out.append(Line(" reason: \(why)", r.stale ? .warn : .bad).fitted(width)) }
     out.append(Line())

@@ -115,7 +115,7 @@ struct LookupReport: Encodable {
     }
     let cache = r.fromCache ? "from cache" : "\(r.hops.count) upstream queries"
     out += "\n;; Query time: \(Int(r.elapsedMs.rounded())) msec (\(cache))\n"
-    if r.stale { out += ";; EDE: 3 (Stale Answer): the refresh failed, expired records served with TTL 30\n" }
+    if r.stale { out += ";; EDE: 3 (Stale Answer): expired records served with TTL 30\n" }
     if let reason = r.failureReason { out += ";; Reason: \(reason)\n" }
     return out
   }

@@ -21,12 +21,13 @@ extension DNSCache {
     let own = CacheKey(name: name, type: type, rrclass: rrclass)
     return state.withLock { state -> StaleData? in
       var best: (key: CacheKey, entry: CacheEntry)?
-      for (key, isOwn) in Self.staleKeys(own, type) {
+      Self.forEachStaleKey(own, type) { key, isOwn in
         guard let entry = state.store.peek(key),
           Self.couldAnswer(entry, ownKey: isOwn, anyType: key.type == nil, now: now, maxStale: maxStale),
           best.map({ entry.storedAt > $0.entry.storedAt }) ?? true
-        else { continue }
+        else { return true }
         best = (key, entry)
+        return true
       }
       guard let (key, entry) = best else { return nil }
       _ = state.store.get(key)  // recently used
@@ -52,24 +53,25 @@ extension DNSCache {
     let own = CacheKey(name: name, type: type, rrclass: rrclass)
     let maxStale = maxStale
     return state.withLock { state -> Bool in
-      // nil: a live entry answers; else whether a kept expired one could.
-      func look(_ key: CacheKey, own: Bool) -> Bool? {
-        guard let entry = state.store.peek(key) else { return false }
-        if entry.isLive(at: now) { return nil }
-        return Self.couldAnswer(entry, ownKey: own, anyType: key.type == nil, now: now, maxStale: maxStale)
+      var stale = false
+      var live = false
+      Self.forEachStaleKey(own, type) { key, isOwn in
+        guard let entry = state.store.peek(key) else { return true }
+        live = entry.isLive(at: now)
+        stale = stale || Self.couldAnswer(entry, ownKey: isOwn, anyType: key.type == nil, now: now, maxStale: maxStale)
+        return !live
       }
-      guard let a = look(own, own: true), let b = type == .cname ? false : look(own.with(type: .cname), own: false),
-        let c = look(own.with(type: nil), own: false)
-      else { return false }
-      return a || b || c
+      return stale && !live
     }
   }
 
-  /// The keys serve-stale looks at for (name, type), each with whether it is the question's own:
-  /// its own, the name's CNAME, its NXDOMAIN.
-  private static func staleKeys(_ own: CacheKey, _ type: RRType) -> [(CacheKey, Bool)] {
-    let others = [(own.with(type: .cname), false), (own.with(type: nil), false)]
-    return [(own, true)] + (type == .cname ? [others[1]] : others)
+  /// Calls `body` with each key serve-stale looks at for (name, type) and whether it is the
+  /// question's own: its own, the name's CNAME (unless `type` is CNAME), its NXDOMAIN; stops when
+  /// `body` returns false. No array of keys: `holdsStale` runs for every resolution.
+  private static func forEachStaleKey(_ own: CacheKey, _ type: RRType, _ body: (CacheKey, Bool) -> Bool) {
+    guard body(own, true) else { return }
+    if type != .cname { guard body(own.with(type: .cname), false) else { return } }
+    _ = body(own.with(type: nil), false)
   }
 
   /// An expired entry still kept that can answer: an answer-ranked RRset (of the question's own

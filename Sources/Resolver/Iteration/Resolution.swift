@@ -100,7 +100,7 @@ public struct Resolution: Sendable {
   public var elapsedMs: Double
   /// A short reason when `rcode` is SERVFAIL, or why a stale answer was given (for logs and `lookup`).
   public var failureReason: String?
-  /// Answered with expired data because the refresh failed (serve-stale, RFC 8767).
+  /// Answered with expired data: no fresh answer in time (serve-stale, RFC 8767: the refresh failed, is still running, or was not started); `failureReason` says which.
   public var stale = false
 
   public init(

@@ -26,7 +26,7 @@ public struct QueryLogEntry: Sendable, Codable, Hashable {
   public var rcode: String
   public var latencyMs: Double
   public var cacheHit: Bool
-  /// Answered with expired data because the refresh failed (serve-stale, RFC 8767).
+  /// Answered with expired data: no fresh answer in time (serve-stale, RFC 8767).
   public var stale: Bool
   public var hops: [HopSummary]
 

@@ -7,7 +7,7 @@ public struct LookupOutcome: Sendable, Codable, Hashable {
   public var rcode: String
   public var answer: [String]
   public var cacheHit: Bool
-  /// Answered with expired data because the refresh failed (serve-stale); `failureReason` says why.
+  /// Answered with expired data: no fresh answer in time (serve-stale); `failureReason` says why.
   public var stale: Bool
   public var latencyMs: Double
   public var hops: [HopSummary]
