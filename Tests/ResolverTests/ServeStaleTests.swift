@@ -243,9 +243,9 @@ import Testing
   }
 
   @Test func aSlowRefreshIsAnsweredStaleByTheClientResponseTimerAndStillRefreshesTheCache() async throws {
-    // each upstream query takes 300 ms, so the refresh (root, test., example.test.) takes
-    // 900 ms; the timer (200 ms here, 1.8 s by default) answers stale first.
-    let (r, ex, _, time) = setup(delay: .milliseconds(300), staleAfter: 0.2)
+    // each upstream query takes 500 ms, so the refresh (root, test., example.test.) takes
+    // 1.5 s; the timer (200 ms here, 1.8 s by default) answers stale first.
+    let (r, ex, _, time) = setup(delay: .milliseconds(500), staleAfter: 0.2)
     _ = await r.resolve(www)
     #expect(ex.queries.count == 3)
     time.advance(301)
@@ -269,7 +269,7 @@ import Testing
   @Test func pastTheRefreshCapStaleDataIsAnsweredWithoutARefresh() async throws {
     // One background refresh at most: while www's runs, www2 (also stale) is answered stale at
     // once and nothing is sent for it.
-    let (r, ex, _, time) = setup(delay: .milliseconds(300), staleAfter: 0.2, maxRefreshes: 1)
+    let (r, ex, _, time) = setup(delay: .milliseconds(500), staleAfter: 0.2, maxRefreshes: 1)
     let www2 = Question(name: name("www2.example.test."), type: .a)
     _ = await r.resolve(www)
     _ = await r.resolve(www2)

@@ -56,16 +56,19 @@ extension RecursiveResolver {
   ) async -> Resolution {
     core.refreshing.withLock { _ = $0.insert(key) }
     let first = FirstAnswer()
+    // Both tasks run on the resolver's own executor: a timer on the global pool could be held up
+    // by whatever else the process runs there, and answer after the refresh it should beat.
+    let executor = UDPExchangeEngine.shared.taskExecutor
     return await withUnsafeContinuation { continuation in
       first.arm(continuation)
-      let timer = Task { [self] in
+      let timer = Task(executorPreference: executor) { [self] in
         try? await Task.sleep(for: .milliseconds(Int((seconds * 1000).rounded())))
         guard !Task.isCancelled, !first.isAnswered, var stale = await staleResolution(question) else { return }
         stale.failureReason = "refresh still running after \(seconds) s (RFC 8767 client response timer)"
         stale.elapsedMs = (SystemTimeSource().now() - startedAt) * 1000
         first.answer(stale)
       }
-      Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) { [self] in
+      Task(executorPreference: executor) { [self] in
         let fresh = await refresh(question, key: key)
         core.refreshing.withLock { _ = $0.remove(key) }
         timer.cancel()
