@@ -222,12 +222,13 @@ import Testing
     let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: port))
     let started = Date()
     do {
-      _ = try await connect(endpoint, log: DoQCallbackLog(), handshakeTimeout: .seconds(3))
+      _ = try await connect(endpoint, log: DoQCallbackLog(), handshakeTimeout: .seconds(10))
       Issue.record("connected to a closed port")
     } catch {
       #expect(error == .refused)
     }
-    #expect(Date().timeIntervalSince(started) < 1.5)
+    // Well before the timeout (with room for a test task that resumes late on a loaded machine).
+    #expect(Date().timeIntervalSince(started) < 5)
   }
 
   /// A socket that reads and never answers: the handshake fails at the given timeout.
@@ -243,6 +244,8 @@ import Testing
       #expect(error == .handshakeTimeout)
     }
     let elapsed = Date().timeIntervalSince(started)
-    #expect(elapsed >= 0.5 && elapsed < 1.5)
+    // The upper bound leaves room for a test task that resumes late (seen seconds late under
+    // the sanitizers); the error itself says it was the handshake timer.
+    #expect(elapsed >= 0.5 && elapsed < 5)
   }
 }

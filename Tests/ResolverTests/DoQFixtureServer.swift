@@ -80,13 +80,14 @@ final class DoQFixtureServer: Sendable {
   var log: String { output.text.withLock { $0 } }
 
   /// Waits up to `seconds` for a line starting with `prefix`.
-  func waitForLine(prefix: String, seconds: Double = 3) async -> Bool {
+  func waitForLine(prefix: String, seconds: Double = 10) async -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
+    let seen = { self.log.split(separator: "\n").contains(where: { $0.hasPrefix(prefix) }) }
     while Date() < deadline {
-      if log.split(separator: "\n").contains(where: { $0.hasPrefix(prefix) }) { return true }
+      if seen() { return true }
       try? await Task.sleep(for: .milliseconds(50))
     }
-    return false
+    return seen()  // a task that resumed past the deadline still sees a line that came in time
   }
 
   func stop() {

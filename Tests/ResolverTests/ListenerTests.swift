@@ -16,10 +16,13 @@ private struct FixedResolver: QueryResolving {
   }
 }
 
-/// Answers like `FixedResolver`, after one second.
-private struct SlowResolver: QueryResolving {
+/// Answers like `FixedResolver` once the test opens it (or after 20 s): a resolution that holds
+/// its slot for as long as the test needs, however slowly the test itself gets scheduled.
+private final class GatedResolver: QueryResolving, Sendable {
+  let isOpen = Mutex(false)
+  func open() { isOpen.withLock { $0 = true } }
   func resolve(_ question: Question) async -> Resolution {
-    try? await Task.sleep(for: .seconds(1))
+    for _ in 0..<2000 where !isOpen.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
     return await FixedResolver().resolve(question)
   }
 }
@@ -261,9 +264,12 @@ private enum ListenerTestError: Error {
   }
 
   @Test func answersServfailOverTheResolutionCap() async throws {
-    try await withListener(resolver: SlowResolver(), maxResolutions: 1) { server, listener in
-      // The first query holds the only slot for 1 s; the second, sent once the first is in
-      // flight (polled: a fixed sleep lost the race on a loaded machine), is shed at once.
+    let gated = GatedResolver()
+    try await withListener(resolver: gated, maxResolutions: 1) { server, listener in
+      // The first query holds the only slot until the gate opens; the second, sent once the
+      // first is in flight (polled: a fixed sleep lost the race on a loaded machine), is shed at
+      // once. (A fixed 1 s hold could also end before the second query went out.)
+      defer { gated.open() }
       async let slow = udpExchange(query(id: 1, "slow.example"), with: server)
       let giveUp = ContinuousClock.now + .seconds(5)
       while listener.statistics.resolutionsInFlight == 0, ContinuousClock.now < giveUp {
@@ -272,6 +278,7 @@ private enum ListenerTestError: Error {
       #expect(listener.statistics.resolutionsInFlight == 1)
       let shed = try Message.parse(try await udpExchange(query(id: 2, "fast.example"), with: server))
       #expect(shed.rcode == .servFail && shed.header.id == 2)
+      gated.open()
       #expect(try Message.parse(try await slow).rcode == .noError)
       #expect(listener.statistics.resolutionsShed == 1)
       #expect(listener.statistics.resolutionsInFlight == 0)

@@ -245,43 +245,55 @@ import Testing
   @Test func aSlowRefreshIsAnsweredStaleByTheClientResponseTimerAndStillRefreshesTheCache() async throws {
     // each upstream query takes 500 ms, so the refresh (root, test., example.test.) takes
     // 1.5 s; the timer (200 ms here, 1.8 s by default) answers stale first.
-    let (r, ex, _, time) = setup(delay: .milliseconds(500), staleAfter: 0.2)
-    _ = await r.resolve(www)
-    #expect(ex.queries.count == 3)
-    time.advance(301)
-    let early = await r.resolve(www)
-    #expect(early.stale)
-    #expect(early.rcode == .noError)
-    #expect(early.answer.map(\.ttl) == [30])
-    #expect(early.failureReason?.contains("client response timer") == true)
-    // While the refresh runs, the question is answered stale at once, not refreshed again.
-    let during = await r.resolve(www)
-    #expect(during.stale)
-    for _ in 0..<100 where !r.core.refreshing.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(50)) }
-    #expect(r.core.refreshing.withLock { $0.isEmpty })
-    let after = await r.resolve(www)
-    #expect(!after.stale)
-    #expect(after.fromCache)
-    #expect(after.answer.map(\.ttl) == [300])
-    #expect(ex.queries.count == 6)
+    // On the engine's executor, like the refresh and its timer: a late resumption of the test
+    // task on the global pool must not let the refresh end before the test's next question.
+    try await Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
+      let (r, ex, _, time) = setup(delay: .milliseconds(500), staleAfter: 0.2)
+      _ = await r.resolve(www)
+      #expect(ex.queries.count == 3)
+      time.advance(301)
+      let early = await r.resolve(www)
+      #expect(early.stale)
+      #expect(early.rcode == .noError)
+      #expect(early.answer.map(\.ttl) == [30])
+      #expect(early.failureReason?.contains("client response timer") == true)
+      // While the refresh runs, the question is answered stale at once, not refreshed again.
+      let during = await r.resolve(www)
+      #expect(during.stale)
+      for _ in 0..<100 where !r.core.refreshing.withLock({ $0.isEmpty }) {
+        try await Task.sleep(for: .milliseconds(50))
+      }
+      #expect(r.core.refreshing.withLock { $0.isEmpty })
+      let after = await r.resolve(www)
+      #expect(!after.stale)
+      #expect(after.fromCache)
+      #expect(after.answer.map(\.ttl) == [300])
+      #expect(ex.queries.count == 6)
+    }.value
   }
 
   @Test func pastTheRefreshCapStaleDataIsAnsweredWithoutARefresh() async throws {
     // One background refresh at most: while www's runs, www2 (also stale) is answered stale at
     // once and nothing is sent for it.
-    let (r, ex, _, time) = setup(delay: .milliseconds(500), staleAfter: 0.2, maxRefreshes: 1)
-    let www2 = Question(name: name("www2.example.test."), type: .a)
-    _ = await r.resolve(www)
-    _ = await r.resolve(www2)
-    time.advance(301)
-    #expect(await r.resolve(www).stale)  // by the timer; its refresh goes on
-    let asked = ex.queries.count
-    let capped = await r.resolve(www2)
-    #expect(capped.stale)
-    #expect(capped.failureReason?.contains("refreshes already under way") == true)
-    #expect(!ex.queries.dropFirst(asked).contains { $0.1.name == name("www2.example.test.") })
-    for _ in 0..<100 where !r.core.refreshing.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(50)) }
-    #expect(r.core.refreshing.withLock { $0.isEmpty })
+    // On the engine's executor, like the refresh and its timer: a late resumption of the test
+    // task on the global pool must not let the refresh end before the test's next question.
+    try await Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
+      let (r, ex, _, time) = setup(delay: .milliseconds(500), staleAfter: 0.2, maxRefreshes: 1)
+      let www2 = Question(name: name("www2.example.test."), type: .a)
+      _ = await r.resolve(www)
+      _ = await r.resolve(www2)
+      time.advance(301)
+      #expect(await r.resolve(www).stale)  // by the timer; its refresh goes on
+      let asked = ex.queries.count
+      let capped = await r.resolve(www2)
+      #expect(capped.stale)
+      #expect(capped.failureReason?.contains("refreshes already under way") == true)
+      #expect(!ex.queries.dropFirst(asked).contains { $0.1.name == name("www2.example.test.") })
+      for _ in 0..<100 where !r.core.refreshing.withLock({ $0.isEmpty }) {
+        try await Task.sleep(for: .milliseconds(50))
+      }
+      #expect(r.core.refreshing.withLock { $0.isEmpty })
+    }.value
   }
 
   @Test func withoutStaleDataASlowResolutionIsWaitedFor() async {
