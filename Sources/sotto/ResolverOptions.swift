@@ -197,6 +197,9 @@ struct ResolverOptions: ParsableArguments {
   /// whether the host has IPv4 and IPv6 routes at all.
   static func configuration(_ settings: Settings, logger: Logger) throws -> ResolverConfiguration {
     var config = ResolverConfiguration(settings: settings)
+    // Background refreshes count against --max-resolutions (QueryProcessor): at most half of it,
+    // so that clients keep the other half during an outage.
+    config.maxBackgroundRefreshes = min(config.maxBackgroundRefreshes, max(1, settings.int(.maxResolutions) / 2))
     if let path = settings.string(.rootHints) {
       guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
         throw ValidationError("cannot read root hints file \(path)")

@@ -27,6 +27,13 @@ private final class GatedResolver: QueryResolving, Sendable {
   }
 }
 
+/// Like `FixedResolver`, with `background` resolutions going on after their clients were answered.
+private struct BackgroundBusyResolver: QueryResolving {
+  let background: Int
+  var backgroundResolutions: Int { background }
+  func resolve(_ question: Question) async -> Resolution { await FixedResolver().resolve(question) }
+}
+
 /// Like `FixedResolver`, and counts the questions that reached it.
 private final class CountingResolver: QueryResolving, Sendable {
   let calls = Mutex(0)
@@ -282,6 +289,21 @@ private enum ListenerTestError: Error {
       #expect(try Message.parse(try await slow).rcode == .noError)
       #expect(listener.statistics.resolutionsShed == 1)
       #expect(listener.statistics.resolutionsInFlight == 0)
+    }
+  }
+
+  @Test func backgroundResolutionsCountAgainstTheResolutionCap() async throws {
+    // Two slots, both held by refreshes that went on after stale answers: a new question is shed.
+    try await withListener(resolver: BackgroundBusyResolver(background: 2), maxResolutions: 2) { server, listener in
+      let shed = try Message.parse(try await udpExchange(query(id: 7, "a.example"), with: server))
+      #expect(shed.rcode == .servFail && shed.header.id == 7)
+      #expect(listener.statistics.resolutionsShed == 1)
+    }
+    // One of the two held: the question is answered.
+    try await withListener(resolver: BackgroundBusyResolver(background: 1), maxResolutions: 2) { server, listener in
+      let answered = try Message.parse(try await udpExchange(query(id: 8, "a.example"), with: server))
+      #expect(answered.rcode == .noError && answered.answers.count == 1)
+      #expect(listener.statistics.resolutionsShed == 0)
     }
   }
 

@@ -100,7 +100,8 @@ extension Setting {
     "client networks that get answers; others get REFUSED (serve, top)")
   public static let maxResolutions = Setting(
     "server.max-resolutions", flag: "--max-resolutions N", .integer(1...Int.max), default: .int(1024),
-    "client resolutions running at once; a query over the cap gets SERVFAIL at once (serve, top)")
+    "resolutions running at once, serve-stale refreshes included; a query over the cap gets SERVFAIL at once (serve, top)"
+  )
   public static let maxTCPConnections = Setting(
     "server.max-tcp-connections", flag: "--max-tcp-connections N", .integer(1...Int.max), default: .int(256),
     "open client TCP connections; further ones are closed at once (serve, top)")

@@ -66,13 +66,16 @@ extension RecursiveResolver {
         guard !Task.isCancelled, !first.isAnswered, var stale = await staleResolution(question) else { return }
         stale.failureReason = "refresh still running after \(seconds) s (RFC 8767 client response timer)"
         stale.elapsedMs = (SystemTimeSource().now() - startedAt) * 1000
-        first.answer(stale)
+        // Counted before the answer goes, uncounted if the refresh's went first: the refresh
+        // uncounts it when it ends unanswered, so the count never stays off.
+        core.backgroundRefreshes.add(1, ordering: .relaxed)
+        if !first.answer(stale) { core.backgroundRefreshes.subtract(1, ordering: .relaxed) }
       }
       Task(executorPreference: executor) { [self] in
         let fresh = await refresh(question, key: key)
         core.refreshing.withLock { _ = $0.remove(key) }
         timer.cancel()
-        first.answer(fresh)
+        if !first.answer(fresh) { core.backgroundRefreshes.subtract(1, ordering: .relaxed) }
       }
     }
   }
@@ -90,14 +93,17 @@ final class FirstAnswer: Sendable {
     state.withLock { $0.continuation = continuation }
   }
 
-  /// Resumes the caller with `resolution` unless an answer went out already.
-  func answer(_ resolution: Resolution) {
+  /// Resumes the caller with `resolution` unless an answer went out already; whether it did.
+  @discardableResult
+  func answer(_ resolution: Resolution) -> Bool {
     let waiting = state.withLock { s -> UnsafeContinuation<Resolution, Never>? in
       guard !s.answered, let c = s.continuation else { return nil }
       s.answered = true
       s.continuation = nil
       return c
     }
-    waiting?.resume(returning: resolution)
+    guard let waiting else { return false }
+    waiting.resume(returning: resolution)
+    return true
   }
 }

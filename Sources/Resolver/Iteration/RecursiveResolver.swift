@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import Synchronization
 
 /// What every resolution shares: configuration, cache, server statistics and the upstream seam.
 final class ResolverCore: Sendable {
@@ -14,6 +15,8 @@ final class ResolverCore: Sendable {
   /// Questions whose refresh goes on after a stale answer went out (R-43 client response timer):
   /// answered stale at once meanwhile, not refreshed again.
   let refreshing = StateLock<Set<Question>>([])
+  /// How many of those refreshes go on after their client got the stale answer.
+  let backgroundRefreshes = Atomic<Int>(0)
   let time: any TimeSource
   let logger: Logger
   let counters = HardeningCounters()
@@ -58,6 +61,8 @@ public final class RecursiveResolver: QueryResolving {
   public var hardening: HardeningCounters { core.counters }
   /// Per-server smoothed RTTs.
   public var serverSelection: ServerSelection { core.selection }
+  /// Serve-stale refreshes going on after their client got the stale answer.
+  public var backgroundResolutions: Int { max(0, core.backgroundRefreshes.load(ordering: .relaxed)) }
 
   public nonisolated(nonsending) func resolve(_ question: Question) async -> Resolution {
     if let local = LocalAnswers.answer(question) { return local }

@@ -121,4 +121,11 @@ public struct Resolution: Sendable {
 public protocol QueryResolving: Sendable {
   /// Resolves `question` completely (from cache or by iteration). Never throws: failures are SERVFAIL.
   nonisolated(nonsending) func resolve(_ question: Question) async -> Resolution
+  /// Resolutions still going on upstream after their client was answered (serve-stale refreshes):
+  /// the listener counts them against its resolution cap.
+  var backgroundResolutions: Int { get }
+}
+
+extension QueryResolving {
+  public var backgroundResolutions: Int { 0 }
 }

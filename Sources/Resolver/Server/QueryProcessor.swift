@@ -95,7 +95,8 @@ struct QueryProcessor: Sendable {
     case .respond(let message):
       response = message
     case .resolve(let question):
-      guard counters.beginResolution(limit: maxResolutions) else {
+      // Refreshes that go on after a stale answer hold upstream resources too (R-43).
+      guard counters.beginResolution(limit: maxResolutions - resolver.backgroundResolutions) else {
         logger.debug("resolution cap reached", metadata: ["client": "\(client?.description ?? "?")"])
         response = ResponseBuilder.error(.servFail, to: query)
         break
