@@ -166,8 +166,9 @@ final class UDPExchangeEngine: Sendable {
     }
     let deadline = Self.now() &+ UInt64(max(timeout.nanoseconds, 0))
     return await withUnsafeContinuation { continuation in
-      // Registered under the lock: the engine thread removes and closes sockets under it too,
-      // so this fd cannot be closed (and its number reused) between insert and EPOLL_CTL_ADD.
+      // Registered under the lock: the engine thread removes sockets under it too (and closes
+      // them only after), so this fd cannot be closed (and its number reused) between insert and
+      // EPOLL_CTL_ADD.
       let wake = state.withLock { s -> Bool in
         s.pending[fd] = Pending(
           continuation: continuation, matcher: matcher, mismatches: mismatches,
@@ -324,9 +325,16 @@ final class UDPExchangeEngine: Sendable {
     var batch: [UnownedJob] = []
     var outgoing: [(fd: Int32, bytes: [UInt8])] = []
     var due: [(token: UInt64, timer: EngineTimer)] = []
+    // Sockets of finished queries, closed once the jobs their replies resumed have run and sent
+    // (`sendQueued`): a close costs about as much as a send, and this turn's answers and queries
+    // should not wait for it.
+    var finished: [Int32] = []
+    finished.reserveCapacity(64)
     while true {
       runJobs(&batch)
-      sendQueued(&outgoing)
+      sendQueued(&outgoing, finished: &finished)
+      for fd in finished { close(fd) }
+      finished.removeAll(keepingCapacity: true)
       // Nanoseconds to sleep: -1 until woken, 0 not at all.
       let wait = state.withLock { s -> Int64 in
         // Jobs queued meanwhile: look at the sockets without sleeping, then run them.
@@ -356,11 +364,11 @@ final class UDPExchangeEngine: Sendable {
             var value: eventfd_t = 0
             _ = eventfd_read(wakeFD, &value)
           } else {
-            readReplies(fd, into: &buffer)
+            readReplies(fd, into: &buffer, finished: &finished)
           }
         }
       }
-      expire()
+      expire(finished: &finished)
       fireTimers(&due)
     }
   }
@@ -408,7 +416,7 @@ final class UDPExchangeEngine: Sendable {
   /// `flushSoon`). Runs on the
   /// engine thread, which alone closes sockets of queued queries (`finish`, `expire`), and only
   /// after this, so every queued fd is still the query's own.
-  private func sendQueued(_ outgoing: inout [(fd: Int32, bytes: [UInt8])]) {
+  private func sendQueued(_ outgoing: inout [(fd: Int32, bytes: [UInt8])], finished: inout [Int32]) {
     var owedFlushes: [UInt64: Call] = [:]
     let afterJobs = state.withLock { s in
       swap(&s.outbox, &outgoing)
@@ -419,7 +427,7 @@ final class UDPExchangeEngine: Sendable {
       let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
       if sent != bytes.count {
         let e = errno
-        finish(fd, .failure(.unreachable("send: \(Self.errorText(e))")))
+        finish(fd, .failure(.unreachable("send: \(Self.errorText(e))")), finished: &finished)
       }
     }
     outgoing.removeAll(keepingCapacity: true)
@@ -428,7 +436,7 @@ final class UDPExchangeEngine: Sendable {
   }
 
   /// Reads every queued datagram on `fd` until one completes its query.
-  private func readReplies(_ fd: Int32, into buffer: inout [UInt8]) {
+  private func readReplies(_ fd: Int32, into buffer: inout [UInt8], finished: inout [Int32]) {
     guard let entry = state.withLock({ $0.pending[fd] }) else { return }
     while true {
       let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -437,7 +445,7 @@ final class UDPExchangeEngine: Sendable {
         if e == EAGAIN || e == EWOULDBLOCK { return }
         if e == EINTR { continue }
         // ECONNREFUSED from an ICMP port unreachable on the connected socket.
-        finish(fd, .failure(.unreachable("recv: \(Self.errorText(e))")))
+        finish(fd, .failure(.unreachable("recv: \(Self.errorText(e))")), finished: &finished)
         return
       }
       switch entry.matcher.match(Array(buffer[0..<count])) {
@@ -448,21 +456,21 @@ final class UDPExchangeEngine: Sendable {
           return s.pending[fd]?.localMismatches ?? 0
         }
         if seen >= entry.suspicionThreshold {
-          finish(fd, .failure(.spoofSuspected))
+          finish(fd, .failure(.spoofSuspected), finished: &finished)
           return
         }
       case .success(let message)?:
-        finish(fd, .success(message))
+        finish(fd, .success(message), finished: &finished)
         return
       case .failure(let error)?:
-        finish(fd, .failure(.malformed(error)))
+        finish(fd, .failure(.malformed(error)), finished: &finished)
         return
       }
     }
   }
 
   /// Completes the queries whose deadline has passed.
-  private func expire() {
+  private func expire(finished: inout [Int32]) {
     let now = Self.now()
     let expired = state.withLock { s -> [(Int32, Pending)] in
       var out: [(Int32, Pending)] = []
@@ -471,7 +479,7 @@ final class UDPExchangeEngine: Sendable {
       return out
     }
     for (fd, p) in expired {
-      close(fd)
+      finished.append(fd)
       p.continuation.resume(returning: .failure(.timeout))
     }
   }
@@ -488,9 +496,11 @@ final class UDPExchangeEngine: Sendable {
     due.removeAll(keepingCapacity: true)
   }
 
-  private func finish(_ fd: Int32, _ result: Result<Message, TransportError>) {
+  /// Completes `fd`'s query; the socket goes into `finished`, closed by the engine loop after
+  /// the jobs this resumes have run and sent.
+  private func finish(_ fd: Int32, _ result: Result<Message, TransportError>, finished: inout [Int32]) {
     guard let entry = state.withLock({ $0.pending.removeValue(forKey: fd) }) else { return }
-    close(fd)
+    finished.append(fd)
     entry.continuation.resume(returning: result)
   }
 
