@@ -53,7 +53,10 @@ struct QueryProcessor: Sendable {
     let response = await respond(to: raw, from: client, overTCP: overTCP, resolved: &resolved)
     reply(response, resolved.map { !$0.1.stale } ?? true)
     if let monitor, let (question, resolution) = resolved {
-      monitor.record(rawClient: client, question: question, resolution: resolution)
+      // On the engine thread, once this turn's answers are out.
+      UDPExchangeEngine.shared.afterSends {
+        monitor.record(rawClient: client, question: question, resolution: resolution)
+      }
     }
   }
 

@@ -191,7 +191,7 @@
           guard let response else { return }
           self.send(response, to: client)
           if replayable, let (query, generation) = learn {
-            fastPath.learn(response, for: query, generation: generation)
+            UDPExchangeEngine.shared.afterSends { fastPath.learn(response, for: query, generation: generation) }
           }
         }
       }

@@ -78,6 +78,8 @@ final class UDPExchangeEngine: Sendable {
     var outbox: [(fd: Int32, bytes: [UInt8])] = []
     /// Closures to run on the engine thread (`execute`), each turn before the queued jobs.
     var closures: [Call] = []
+    /// Bookkeeping the turn's jobs left for after its sends (`afterSends`).
+    var afterSends: [Call] = []
     /// Stream sockets (DoT, DoQ) and what to call with their epoll events, on the engine thread.
     var streams: [Int32: EventCall] = [:]
     /// Flushes that sessions deferred to the end of this turn (`flushSoon`), one per session token.
@@ -185,6 +187,23 @@ final class UDPExchangeEngine: Sendable {
       }
       if wake { _ = eventfd_write(wakeFD, 1) }
     }
+  }
+
+  /// Runs `body` once this turn's answers and queries are sent when called on the engine thread
+  /// (bookkeeping a client need not wait for: the query log, the packet cache), else at once.
+  func afterSends(_ body: @escaping @Sendable () -> Void) {
+    guard thread.load(ordering: .acquiring) == UInt(pthread_self()) else { return body() }
+    state.withLock { $0.afterSends.append(Call(run: body)) }
+  }
+
+  /// Runs what `afterSends` left for this turn; `later` is the caller's buffer, left empty.
+  private func runAfterSends(_ later: inout [Call]) {
+    state.withLock { s in
+      if !s.afterSends.isEmpty { swap(&s.afterSends, &later) }
+    }
+    guard !later.isEmpty else { return }
+    for body in later { body.run() }
+    later.removeAll(keepingCapacity: true)
   }
 
   /// True on the engine thread while more jobs are queued to run before it next sends what its
@@ -330,15 +349,17 @@ final class UDPExchangeEngine: Sendable {
     // should not wait for it.
     var finished: [Int32] = []
     finished.reserveCapacity(64)
+    var later: [Call] = []
     while true {
       runJobs(&batch)
       sendQueued(&outgoing, finished: &finished)
       for fd in finished { close(fd) }
       finished.removeAll(keepingCapacity: true)
+      runAfterSends(&later)
       // Nanoseconds to sleep: -1 until woken, 0 not at all.
       let wait = state.withLock { s -> Int64 in
         // Jobs queued meanwhile: look at the sockets without sleeping, then run them.
-        if !s.jobs.isEmpty || !s.closures.isEmpty { return 0 }
+        if !s.jobs.isEmpty || !s.closures.isEmpty || !s.afterSends.isEmpty { return 0 }
         let next = min(
           s.pending.values.lazy.map(\.deadline).min() ?? .max,
           s.timers.values.lazy.map(\.deadline).min() ?? .max)
