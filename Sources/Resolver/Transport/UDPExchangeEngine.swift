@@ -176,11 +176,14 @@ final class UDPExchangeEngine: Sendable {
           continuation: continuation, matcher: matcher, mismatches: mismatches,
           suspicionThreshold: suspicionThreshold,
           deadline: deadline)
-        var ev = epoll_event()
-        ev.events = EPOLLIN.rawValue
-        ev.data.u64 = UInt64(UInt32(bitPattern: fd))
-        _ = epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev)
-        if deferred { s.outbox.append((fd, bytes)) }
+        // A query in the outbox is watched once it is sent (`sendQueued`): the turn's sends do
+        // not wait for the epoll_ctl calls, and epoll (level-triggered) still reports a reply
+        // that came before.
+        if deferred {
+          s.outbox.append((fd, bytes))
+        } else {
+          watchReplies(fd)
+        }
         guard s.asleep, deferred || deadline < s.sleepingUntil else { return false }
         s.asleep = false
         return true
@@ -204,6 +207,14 @@ final class UDPExchangeEngine: Sendable {
     guard !later.isEmpty else { return }
     for body in later { body.run() }
     later.removeAll(keepingCapacity: true)
+  }
+
+  /// Adds the query socket `fd` to the epoll set.
+  private func watchReplies(_ fd: Int32) {
+    var ev = epoll_event()
+    ev.events = EPOLLIN.rawValue
+    ev.data.u64 = UInt64(UInt32(bitPattern: fd))
+    _ = epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev)
   }
 
   /// True on the engine thread while more jobs are queued to run before it next sends what its
@@ -444,16 +455,20 @@ final class UDPExchangeEngine: Sendable {
       if !s.owedFlushes.isEmpty { swap(&s.owedFlushes, &owedFlushes) }
       return s.afterJobs
     }
+    var failed = false
     for (fd, bytes) in outgoing {
       let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
       if sent != bytes.count {
         let e = errno
         finish(fd, .failure(.unreachable("send: \(Self.errorText(e))")), finished: &finished)
+        failed = true
       }
     }
-    outgoing.removeAll(keepingCapacity: true)
     for flush in afterJobs.values { flush.run() }
     for flush in owedFlushes.values { flush.run() }
+    // The queries are out, and the answers: now the sockets are watched for replies.
+    for (fd, _) in outgoing where !failed || !finished.contains(fd) { watchReplies(fd) }
+    outgoing.removeAll(keepingCapacity: true)
   }
 
   /// Reads every queued datagram on `fd` until one completes its query.
