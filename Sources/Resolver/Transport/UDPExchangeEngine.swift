@@ -370,7 +370,12 @@ final class UDPExchangeEngine: Sendable {
       // Nanoseconds to sleep: -1 until woken, 0 not at all.
       let wait = state.withLock { s -> Int64 in
         // Jobs queued meanwhile: look at the sockets without sleeping, then run them.
-        if !s.jobs.isEmpty || !s.closures.isEmpty || !s.afterSends.isEmpty { return 0 }
+        // (And anything queued for `sendQueued` since it ran: nothing else would send it.)
+        if !s.jobs.isEmpty || !s.closures.isEmpty || !s.afterSends.isEmpty || !s.outbox.isEmpty
+          || !s.owedFlushes.isEmpty
+        {
+          return 0
+        }
         let next = min(
           s.pending.values.lazy.map(\.deadline).min() ?? .max,
           s.timers.values.lazy.map(\.deadline).min() ?? .max)
