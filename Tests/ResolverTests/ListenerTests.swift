@@ -27,11 +27,13 @@ private final class GatedResolver: QueryResolving, Sendable {
   }
 }
 
-/// Like `FixedResolver`, with `background` resolutions going on after their clients were answered.
-private struct BackgroundBusyResolver: QueryResolving {
+/// `GatedResolver` with `background` resolutions going on after their clients were answered.
+private final class GatedBusyResolver: QueryResolving, Sendable {
   let background: Int
+  let gate = GatedResolver()
+  init(background: Int) { self.background = background }
   var backgroundResolutions: Int { background }
-  func resolve(_ question: Question) async -> Resolution { await FixedResolver().resolve(question) }
+  func resolve(_ question: Question) async -> Resolution { await gate.resolve(question) }
 }
 
 /// Like `FixedResolver`, and counts the questions that reached it.
@@ -292,19 +294,42 @@ private enum ListenerTestError: Error {
     }
   }
 
-  @Test func backgroundResolutionsCountAgainstTheResolutionCap() async throws {
-    // Two slots, both held by refreshes that went on after stale answers: a new question is shed.
-    try await withListener(resolver: BackgroundBusyResolver(background: 2), maxResolutions: 2) { server, listener in
-      let shed = try Message.parse(try await udpExchange(query(id: 7, "a.example"), with: server))
-      #expect(shed.rcode == .servFail && shed.header.id == 7)
-      #expect(listener.statistics.resolutionsShed == 1)
+  @Test func backgroundResolutionsCountAgainstTheResolutionCapUpToHalfOfIt() async throws {
+    // Four slots; `background` refreshes go on after stale answers; two client questions are held
+    // in flight, and a third one is shed or answered.
+    func third(background: Int) async throws -> (RCode, Int) {
+      let resolver = GatedBusyResolver(background: background)
+      var outcome: (RCode, Int) = (.refused, -1)
+      try await withListener(resolver: resolver, maxResolutions: 4) { server, listener in
+        defer { resolver.gate.open() }
+        async let first = udpExchange(query(id: 1, "a.example"), with: server)
+        async let second = udpExchange(query(id: 2, "b.example"), with: server)
+        let giveUp = ContinuousClock.now + .seconds(10)
+        while listener.statistics.resolutionsInFlight < 2, ContinuousClock.now < giveUp {
+          try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(listener.statistics.resolutionsInFlight == 2)
+        async let third = udpExchange(query(id: 3, "c.example"), with: server)
+        // The shed answer comes at once; an admitted one waits for the gate.
+        while listener.statistics.resolutionsShed == 0, listener.statistics.resolutionsInFlight < 3,
+          ContinuousClock.now < giveUp
+        {
+          try await Task.sleep(for: .milliseconds(5))
+        }
+        resolver.gate.open()
+        let answer = try Message.parse(try await third)
+        #expect(answer.header.id == 3)
+        _ = try await (first, second)
+        outcome = (answer.rcode, listener.statistics.resolutionsShed)
+      }
+      return outcome
     }
-    // One of the two held: the question is answered.
-    try await withListener(resolver: BackgroundBusyResolver(background: 1), maxResolutions: 2) { server, listener in
-      let answered = try Message.parse(try await udpExchange(query(id: 8, "a.example"), with: server))
-      #expect(answered.rcode == .noError && answered.answers.count == 1)
-      #expect(listener.statistics.resolutionsShed == 0)
-    }
+    // Two refreshes hold two slots: the third client question is shed.
+    #expect(try await third(background: 2) == (.servFail, 1))
+    // One holds one: the third is answered.
+    #expect(try await third(background: 1) == (.noError, 0))
+    // Ten would hold all four, but refreshes get half the cap at most: still shed, not starved.
+    #expect(try await third(background: 10) == (.servFail, 1))
   }
 
   // MARK: Helpers

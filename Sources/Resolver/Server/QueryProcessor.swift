@@ -98,8 +98,10 @@ struct QueryProcessor: Sendable {
     case .respond(let message):
       response = message
     case .resolve(let question):
-      // Refreshes that go on after a stale answer hold upstream resources too (R-43).
-      guard counters.beginResolution(limit: maxResolutions - resolver.backgroundResolutions) else {
+      // Refreshes that go on after a stale answer hold upstream resources too (R-43), but never
+      // more than half the cap: clients keep the other half during an outage.
+      let background = min(resolver.backgroundResolutions, maxResolutions / 2)
+      guard counters.beginResolution(limit: maxResolutions - background) else {
         logger.debug("resolution cap reached", metadata: ["client": "\(client?.description ?? "?")"])
         response = ResponseBuilder.error(.servFail, to: query)
         break
