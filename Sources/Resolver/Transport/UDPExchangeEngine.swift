@@ -168,9 +168,9 @@ final class UDPExchangeEngine: Sendable {
     }
     let deadline = Self.now() &+ UInt64(max(timeout.nanoseconds, 0))
     return await withUnsafeContinuation { continuation in
-      // Registered under the lock: the engine thread removes sockets under it too (and closes
-      // them only after), so this fd cannot be closed (and its number reused) between insert and
-      // EPOLL_CTL_ADD.
+      // Inserted under the lock: the engine thread removes sockets under it too and alone closes
+      // them, after removal, so this fd cannot be closed (and its number reused) before it is
+      // watched, here or, for a query in the outbox, by the engine thread after its send.
       let wake = state.withLock { s -> Bool in
         s.pending[fd] = Pending(
           continuation: continuation, matcher: matcher, mismatches: mismatches,
@@ -195,7 +195,7 @@ final class UDPExchangeEngine: Sendable {
   /// Runs `body` once this turn's answers and queries are sent when called on the engine thread
   /// (bookkeeping a client need not wait for: the query log, the packet cache), else at once.
   func afterSends(_ body: @escaping @Sendable () -> Void) {
-    guard thread.load(ordering: .acquiring) == UInt(pthread_self()) else { return body() }
+    guard isEngineThread else { return body() }
     state.withLock { $0.afterSends.append(Call(run: body)) }
   }
 
@@ -220,7 +220,7 @@ final class UDPExchangeEngine: Sendable {
   /// True on the engine thread while more jobs are queued to run before it next sends what its
   /// jobs queued (`sendQueued`): a datagram made now should wait for them and leave with theirs.
   var sendsWaitForTurn: Bool {
-    thread.load(ordering: .acquiring) == UInt(pthread_self())
+    isEngineThread
       && (jobsLeftInBatch.load(ordering: .relaxed) > 0 || state.withLock { !$0.jobs.isEmpty })
   }
 
