@@ -289,6 +289,39 @@ def test_silent_853_probe_times_out(lab, dot_sotto, capture, tmp_path):
     assert 0.8 <= waited <= 3.0, f"probe should time out after ~1 s (--probe-timeout 1), took {waited:.2f}s: {dot}"
 
 
+def test_known_good_server_gone_silent_on_853_holds_no_query_past_the_deadline(lab, dot_sotto, capture, tmp_path):
+    """A state file says silent.test.'s server has working DoT (as if it had it yesterday); its
+    853 now accepts and never speaks. With a probe timeout of 8 s and a resolution deadline of
+    3 s, the lookup must end by the deadline (a query waits on the pending connection two
+    exchange timeouts, never past the deadline), send nothing over Do53 to that server (OE-11:
+    its encryption is known to work), and show the DoT hops as timeouts."""
+    state = tmp_path / "state.json"
+    dot_sotto.lookup_json("www.dot.test.", "A", "--state-file", str(state), "--tls-ca-file", str(lab.ca_file))
+    assert server_state(state_show(dot_sotto, state), DOT)["dot"]["status"] == "success"
+    # The same record, moved to the silent server's address: known good there now.
+    state.write_text(state.read_text().replace(DOT, SILENT))
+    assert server_state(state_show(dot_sotto, state), SILENT)["dot"]["status"] == "success"
+    cap = capture()
+    t0 = time.monotonic()
+    r = dot_sotto.lookup("h9.silent.test.", "A", "--json", "--state-file", str(state), "--probe-timeout", "8",
+                         "--resolution-deadline", "3")
+    wall = time.monotonic() - t0
+    cap.stop()
+    assert r.returncode == 2 and "SERVFAIL" in r.stderr, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    d = json.loads(r.stdout)
+    trace = cap.summary(SILENT)
+    check_hops(d)
+    h = hops_to(d, SILENT)
+    assert h and all(x["transport"] == "DoT" and x["outcome"] == "timeout" for x in h), h
+    assert all("waiting for its connection to come up" in x["reason"] for x in h), h
+    assert d["rcode"] == "SERVFAIL", (d["rcode"], d.get("error"), h)
+    assert not cap.sent_to(SILENT, 53), f"cleartext to a server known to do DoT:\n{trace}"
+    assert len(cap.syns(SILENT, 853)) == 1, f"one connection attempt, joined by every query:\n{trace}"
+    # Before, every query waited for the 8 s handshake timeout and then went over Do53.
+    assert float(d["elapsed_ms"]) < 3500, f"resolution took {d['elapsed_ms']} ms; the deadline is 3 s"
+    assert wall < 7, f"lookup took {wall:.1f}s; the handshake's own timeout is 8 s"
+
+
 def test_silent_853_does_not_slow_lookups(lab, dot_sotto):
     """Median elapsed_ms of 5 lookups through silent.test. with encryption on (each a fresh
     process, so each probes) vs --no-encryption: probing must not delay resolution."""

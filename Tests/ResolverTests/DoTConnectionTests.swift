@@ -235,6 +235,31 @@ import Testing
     #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(3), "closed after \(elapsed)")
   }
 
+  @Test func aStalledTCPConnectEndsWithTheWholeAttemptsTimeout() async throws {
+    // The RFC 9539 `timeout` (here 500 ms) bounds connect plus handshake: a connect timeout of
+    // 8 s must not keep the attempt, and the resolutions waiting on it, for 8 s.
+    let listener = try FullBacklogListener()
+    let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: listener.port))
+    let context = try DoTClientContext()
+    let clock = ContinuousClock()
+    let start = clock.now
+    var failure: EncryptedFailure? = nil
+    do throws(EncryptedFailure) {
+      let (connection, _) = try await DoTConnection.connect(
+        to: endpoint, expectedName: nil, context: context, resumption: nil,
+        connectTimeout: .seconds(8), handshakeTimeout: .milliseconds(500), idleTimeout: .seconds(5),
+        onTicket: { _ in }, onClose: { _ in })
+      connection.close()
+    } catch {
+      failure = error
+    }
+    let elapsed = clock.now - start
+    withExtendedLifetime(listener) {}
+    #expect(failure == .tcpTimeout)
+    // 8 s before the attempt had one deadline; generous for a loaded machine.
+    #expect(elapsed >= .milliseconds(400) && elapsed < .seconds(4), "failed after \(elapsed)")
+  }
+
   @Test func failureClassNames() {
     #expect(EncryptedFailure.tcpTimeout.className == "tcp-timeout")
     #expect(EncryptedFailure.handshakeTimeout.className == "handshake-timeout")

@@ -289,3 +289,46 @@ func dotQuery(_ name: String, _ type: RRType, id: UInt16 = 0x1234) throws -> Mes
   message.edns = EDNS()
   return message
 }
+
+/// A loopback TCP listener whose accept queue is full (backlog 0, filled by connections it never
+/// accepts): the kernel drops further SYNs, so a new connect to it stalls until the client gives up.
+final class FullBacklogListener {
+  let port: Int
+  private var fds: [Int32] = []
+
+  init(host: String = "127.0.0.1") throws {
+    let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard listener >= 0 else { throw TransportError.io("socket: \(errno)") }
+    fds.append(listener)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr(host)
+    let bound = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
+    }
+    guard bound == 0, listen(listener, 0) == 0 else { throw TransportError.io("bind/listen: \(errno)") }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+    }
+    port = Int(UInt16(bigEndian: address.sin_port))
+    // Fill the queue: connections that complete the TCP handshake and are never accepted.
+    for _ in 0..<4 {
+      let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+      guard c >= 0 else { continue }
+      fds.append(c)
+      _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+          connect(c, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+      }
+    }
+    // Let the fillers' handshakes finish before a test connects.
+    usleep(100_000)
+  }
+
+  deinit { for fd in fds { close(fd) } }
+}

@@ -86,10 +86,13 @@ final class FakeConnector: EncryptedConnector {
 /// A Do53 stand-in that answers every query and records which servers were asked.
 final class FakeDo53: UpstreamExchanger {
   let log = Mutex<[String]>([])
+  /// The timeout and budget of every exchange, in order.
+  let limits = Mutex<[(timeout: TimeAmount, budget: Double?)]>([])
   nonisolated(nonsending) func exchange(
     _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount
   ) async -> ExchangeResult {
     log.withLock { $0.append(server.ip) }
+    limits.withLock { $0.append((timeout, context.budget)) }
     return ExchangeResult(
       legs: [ExchangeLeg(transport: .do53UDP, rttMs: 1, error: nil, truncated: false)],
       response: FakeConnector.reply(to: query))
@@ -240,6 +243,59 @@ final class FakeDo53: UpstreamExchanger {
     let reason = r.legs.first?.reason ?? ""
     #expect(reason.contains("TLS alert"))
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).failures["tls-alert"] == 1)
+  }
+
+  @Test func aReconnectionThatOutlastsTheResolutionsBudgetEndsAsATimeoutWithoutCleartext() async {
+    let slow = Mutex(false)
+    let connector = FakeConnector { _ in slow.withLock { $0 } ? .slow(.seconds(6)) : .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53, timeout: 4)
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    await p.waitForProbes(upTo: 2)
+    connector.sessions.withLock { $0["192.0.2.7"] }?.close()
+    slow.withLock { $0 = true }
+    var limited = context
+    limited.budget = 0.3
+    let clock = ContinuousClock()
+    let start = clock.now
+    let r = await p.exchange(query, server: server, context: limited, timeout: .seconds(1))
+    let elapsed = clock.now - start
+    // The query waited on the known-good server's reconnection only as long as the resolution
+    // had; then it is a timeout (the resolution moves on), not a 6 s wait and a cleartext query.
+    #expect(r.response == nil)
+    #expect(r.legs.map(\.transport) == [.dot])
+    #expect(r.legs.first?.error == .timeout)
+    #expect(r.legs.first?.reason?.contains("timed out after 300 ms waiting for its connection to come up") == true)
+    #expect(do53.count == 1)
+    #expect(elapsed < .seconds(4), "answered after \(elapsed)")
+    // With time to spare, a query waits two of its timeouts (a handshake is two round trips),
+    // so the resolution can try another server long before the handshake's own 6 s are up.
+    limited.budget = 10
+    let next = await p.exchange(query, server: server, context: limited, timeout: .milliseconds(200))
+    #expect(next.legs.map(\.transport) == [.dot])
+    #expect(next.legs.first?.reason?.contains("timed out after 400 ms") == true)
+    #expect(do53.count == 1)
+    #expect(connector.attempts.withLock { $0.count } == 2)  // both joined the one pending attempt
+  }
+
+  @Test func theDo53FallbackGetsOnlyWhatIsLeftOfTheBudget() async {
+    let failing = Mutex(false)
+    let connector = FakeConnector { _ in failing.withLock { $0 } ? .fail(.refused) : .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53, timeout: 4)
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    await p.waitForProbes(upTo: 2)
+    connector.sessions.withLock { $0["192.0.2.7"] }?.close()
+    failing.withLock { $0 = true }
+    var limited = context
+    limited.budget = 0.8
+    let r = await p.exchange(query, server: server, context: limited, timeout: .seconds(2))
+    // OE-28: the failed reconnection moves the query to Do53, within the 0.8 s the resolution had
+    // left, not with a fresh 2 s.
+    #expect(r.legs.map(\.transport) == [.do53UDP])
+    let fallback = do53.limits.withLock { $0.last }
+    #expect(fallback.map { $0.timeout <= .milliseconds(800) } == true, "\(String(describing: fallback))")
+    #expect(fallback.map { ($0.budget ?? 9) <= 0.8 } == true)
   }
 
   @Test func stateSurvivesASaveAndLoad() async throws {

@@ -79,6 +79,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
     -> ExchangeResult
   {
     let now = wallClock()
+    // No wait, leg or fallback below outlasts the resolution's deadline.
+    let deadline = ExchangeDeadline(context.budget, time: time)
     // Decide and, for probes, mark them pending in one step so concurrent queries agree (OE-20/21).
     let (decision, connections) = state.withLock {
       s -> (TransportDecision, [(EncryptedTransport, Task<(any EncryptedSession)?, Never>)]) in
@@ -100,22 +102,47 @@ public final class EncryptionPolicy: UpstreamExchanger {
     switch decision {
     case .useSession(let t, let reason), .connectAndUse(let t, let reason):
       // A reconnection carries this query as 0-RTT early data where the transport allows (OE-24).
-      let (session, early) = await session(t, server: server, context: context, earlyQuery: query)
+      // A pending connection is waited for as long as two exchange timeouts (a handshake is two
+      // round trips; a query's timeout is two smoothed RTTs) and never past the resolution's
+      // deadline. Then the query is a timeout and the resolution moves on to another server:
+      // not Do53 to this one, whose encryption is known to work (OE-11).
+      let wait = min(2 * Double(timeout.nanoseconds) / 1e9, deadline.remaining ?? .infinity)
+      let (session, early, waited) = await session(
+        t, server: server, context: context, earlyQuery: query, within: wait)
+      if waited == .outOfTime {
+        return Self.outOfTime(t, waited: wait, for: "its connection to come up", reason: reason)
+      }
       if let session, let early {
         return await receiveEarly(
-          early, query, t, session: session, server: server, context: context, timeout: timeout, reason: reason)
+          early, query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
+          deadline: deadline)
       }
       if let session {
         return await sendEncrypted(
-          query, t, session: session, server: server, context: context, timeout: timeout, reason: reason)
+          query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
+          deadline: deadline)
       }
       // OE-28: the (re)connection failed; the query moves to Do53.
       let why = state.withLock { $0.table.servers[server.ip]?.state(t).lastFailure } ?? "failed"
       return await sendDo53(
-        query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)")
+        query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)",
+        deadline: deadline)
     case .do53(let reason, _):
-      return await sendDo53(query, server: server, context: context, timeout: timeout, reason: reason)
+      return await sendDo53(
+        query, server: server, context: context, timeout: timeout, reason: reason, deadline: deadline)
     }
+  }
+
+  /// The result of an exchange that waited `seconds` on `t` in vain (for a connection still being
+  /// set up, an early-data reply): a timeout, so the resolution moves on.
+  static func outOfTime(_ t: EncryptedTransport, waited seconds: Double, for what: String, reason: TransportReason)
+    -> ExchangeResult
+  {
+    let leg = ExchangeLeg(
+      transport: t.kind, rttMs: nil, error: .timeout, truncated: false,
+      transportReason:
+        "\(reason.description); timed out after \(Int((seconds * 1000).rounded())) ms waiting for \(what)")
+    return ExchangeResult(legs: [leg], response: nil)
   }
 
   /// Waits (at most `seconds`) until the probes started so far have finished; `lookup` calls this
@@ -162,10 +189,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
 
   nonisolated(nonsending) func sendDo53(
     _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: TransportReason,
-    sessionFallback: Bool = false
+    sessionFallback: Bool = false, deadline: ExchangeDeadline
   ) async -> ExchangeResult {
+    // A fallback that would start with the budget spent is not sent.
+    guard let timeout = deadline.cap(timeout) else { return ExchangeResult(legs: [], response: nil) }
     let suppressed = !sessionFallback && state.withLock { $0.table.cleartextSuppressed(server.ip, now: wallClock()) }
-    var result = await do53.exchange(query, server: server, context: context, timeout: timeout)
+    var result = await do53.exchange(query, server: server, context: deadline.passing(context), timeout: timeout)
     let now = wallClock()
     state.withLock { s in
       for leg in result.legs {
@@ -178,12 +207,14 @@ public final class EncryptionPolicy: UpstreamExchanger {
 
   nonisolated(nonsending) func sendEncrypted(
     _ query: Message, _ t: EncryptedTransport, session: any EncryptedSession, server: ServerEndpoint,
-    context: ExchangeContext, timeout: TimeAmount, reason: TransportReason, counted: Bool = false
+    context: ExchangeContext, timeout: TimeAmount, reason: TransportReason, counted: Bool = false,
+    deadline: ExchangeDeadline
   ) async -> ExchangeResult {
+    guard let queryTimeout = deadline.cap(timeout) else { return ExchangeResult(legs: [], response: nil) }
     let start = time.now()
     if !counted { state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) } }
     do {
-      let response = try await session.query(query, timeout: timeout)
+      let response = try await session.query(query, timeout: queryTimeout)
       return encryptedSuccess(response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
     } catch {
       let st = state.withLock { $0.table.servers[server.ip]?.state(t) }
@@ -200,7 +231,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
         var retry = await sendDo53(
           query, server: server, context: context, timeout: timeout,
           reason: "Do53: \(t.rawValue) failed \(settings.maxConsecutiveQueryTimeouts) queries in a row",
-          sessionFallback: true)
+          sessionFallback: true, deadline: deadline)
         retry.legs.insert(leg, at: 0)
         return retry
       }
@@ -208,7 +239,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       // fallback is the RFC's, so it is not counted as cleartext to a known-good server.
       var retry = await sendDo53(
         query, server: server, context: context, timeout: timeout,
-        reason: "Do53: \(t.rawValue) session lost, query re-sent", sessionFallback: true)
+        reason: "Do53: \(t.rawValue) session lost, query re-sent", sessionFallback: true, deadline: deadline)
       retry.legs.insert(leg, at: 0)
       return retry
     }
@@ -232,19 +263,23 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// The response to a query sent as early data (or right after the handshake) on a new session.
   nonisolated(nonsending) func receiveEarly(
     _ early: EventLoopFuture<Message>, _ query: Message, _ t: EncryptedTransport, session: any EncryptedSession,
-    server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: TransportReason
+    server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: TransportReason,
+    deadline: ExchangeDeadline
   ) async -> ExchangeResult {
     let start = time.now()
     state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) }
-    do {
-      let response = try await early.get()
-      return encryptedSuccess(response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
-    } catch {
-      // The early attempt failed; the session may still be fine: send the query normally.
-      return await sendEncrypted(
-        query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
-        counted: true)
+    // The handshake is done: the reply is one round trip away, as for any query on the session.
+    let wait = min(Double(timeout.nanoseconds) / 1e9, deadline.remaining ?? .infinity)
+    guard let outcome = await BoundedWait.value(within: wait, { finish in early.whenComplete(finish) }) else {
+      return Self.outOfTime(t, waited: wait, for: "the reply to its early data", reason: reason)
     }
+    if case .success(let response) = outcome {
+      return encryptedSuccess(response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
+    }
+    // The early attempt failed; the session may still be fine: send the query normally.
+    return await sendEncrypted(
+      query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
+      counted: true, deadline: deadline)
   }
 
   func encryptedSuccess(
@@ -266,11 +301,13 @@ public final class EncryptionPolicy: UpstreamExchanger {
 
   /// The established session of `t` to `server`, joining a pending handshake or starting one.
   /// With `earlyQuery`, a connection started here sends it as early data and its response future
-  /// comes back too; joining an existing or pending session never does.
+  /// comes back too; joining an existing or pending session never does. A pending connection is
+  /// waited for at most `limit` seconds (it goes on after `.outOfTime`).
   nonisolated(nonsending) func session(
-    _ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, earlyQuery: Message? = nil
+    _ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, earlyQuery: Message? = nil,
+    within limit: Double = .infinity
   )
-    async -> (session: (any EncryptedSession)?, early: EventLoopFuture<Message>?)
+    async -> (session: (any EncryptedSession)?, early: EventLoopFuture<Message>?, waited: SessionWait)
   {
     let key = SessionKey(ip: server.ip, transport: t)
     // Only a connection started here can carry the early query, so only then is there a box.
@@ -290,11 +327,18 @@ public final class EncryptionPolicy: UpstreamExchanger {
       }
     }
     switch slot {
-    case .established(let session): return (session, nil)
-    case .pending(let task): return (await task.value, box?.future)
-    case nil: return (nil, nil)
+    case .established(let session): return (session, nil, .done)
+    case .pending(let task):
+      guard limit.isFinite else { return (await task.value, box?.future, .done) }
+      let outcome = await BoundedWait.value(within: limit) { finish in Task { finish(await task.value) } }
+      guard let session = outcome else { return (nil, nil, .outOfTime) }
+      return (session, box?.future, .done)
+    case nil: return (nil, nil, .done)
     }
   }
+
+  /// Whether `session(_:server:context:earlyQuery:within:)` saw the connection's outcome.
+  enum SessionWait { case done, outOfTime }
 
   /// A probe: connect alongside the Do53 query and, once up, send the triggering query over it
   /// too (OE-27, §6 gap 6) — its reply only proves that DNS works there.

@@ -186,8 +186,9 @@ extension ResolutionRun {
     let selection = core.selection
     let remaining = max(0.05, limits.deadline - (core.time.now() - started))
     let timeoutMs = min(selection.timeoutMs(server: server.endpoint.ip), remaining * 1000)
+    // The budget keeps waits for a connection and fallbacks within the resolution's deadline.
     let result = await core.exchanger.exchange(
-      query, server: server.endpoint, context: ExchangeContext(nsName: server.nsName, zone: zone),
+      query, server: server.endpoint, context: ExchangeContext(nsName: server.nsName, zone: zone, budget: remaining),
       timeout: .milliseconds(Int64(timeoutMs)))
     guard let q = query.questions.first else { return result }
     for leg in result.legs {

@@ -40,10 +40,12 @@ public final class Do53Transport: Sendable {
     ).get()
   }
 
-  /// Sends `query` over a new TCP connection and waits for a matching response.
+  /// Sends `query` over a new TCP connection and waits for a matching response, all within `timeout`
+  /// (the connect included).
   public func queryTCP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError)
     -> Message
   {
+    let deadline = NIODeadline.now() + timeout
     let bytes = query.serialize()
     let matcher = ResponseMatcher(query: query)
     let promise = group.next().makePromise(of: Message.self)
@@ -66,7 +68,7 @@ public final class Do53Transport: Sendable {
       if let e = error as? ChannelError, case .connectTimeout = e { throw .timeout }
       throw .unreachable("\(error)")
     }
-    let timer = channel.eventLoop.scheduleTask(in: timeout) { promise.fail(TransportError.timeout) }
+    let timer = channel.eventLoop.scheduleTask(deadline: deadline) { promise.fail(TransportError.timeout) }
     var buffer = channel.allocator.buffer(capacity: bytes.count + 2)
     buffer.writeLengthPrefixed(bytes)
     channel.writeAndFlush(buffer, promise: nil)

@@ -42,9 +42,41 @@ public struct ExchangeLeg: Sendable {
 public struct ExchangeContext: Sendable {
   public var nsName: DNSName?
   public var zone: DNSName
-  public init(nsName: DNSName?, zone: DNSName) {
+  /// The most time the whole exchange may take, seconds, waits for a connection and fallbacks
+  /// included (the rest of the resolution's deadline); nil leaves each leg its `timeout`.
+  public var budget: Double?
+  public init(nsName: DNSName?, zone: DNSName, budget: Double? = nil) {
     self.nsName = nsName
     self.zone = zone
+    self.budget = budget
+  }
+}
+
+/// The end of an exchange's budget (`ExchangeContext.budget`) on one clock.
+struct ExchangeDeadline: Sendable {
+  let end: Double?
+  let time: any TimeSource
+
+  init(_ budget: Double?, time: any TimeSource) {
+    self.end = budget.map { time.now() + $0 }
+    self.time = time
+  }
+
+  /// Seconds left (never negative); nil without a budget.
+  var remaining: Double? { end.map { max(0, $0 - time.now()) } }
+
+  /// `timeout` cut to the time left; nil when less than a millisecond is left.
+  func cap(_ timeout: TimeAmount) -> TimeAmount? {
+    guard let left = remaining else { return timeout }
+    guard left >= 0.001 else { return nil }
+    return min(timeout, .nanoseconds(Int64(left * 1e9)))
+  }
+
+  /// The context to pass on with what is left of the budget.
+  func passing(_ context: ExchangeContext) -> ExchangeContext {
+    var c = context
+    c.budget = remaining
+    return c
   }
 }
 
@@ -88,7 +120,7 @@ public struct Do53Exchanger: UpstreamExchanger {
   ) async
     -> ExchangeResult
   {
-    var result = await exchange(query, server: server, timeout: timeout)
+    var result = await exchange(query, server: server, timeout: timeout, budget: context.budget)
     for i in result.legs.indices { result.legs[i].transportReason = reason }
     return result
   }
@@ -96,29 +128,33 @@ public struct Do53Exchanger: UpstreamExchanger {
   /// Do53 exchange: UDP, then TCP if the UDP answer was truncated, unparsable (a datagram larger
   /// than the receive buffer arrives cut) or looked spoofed. An
   /// identical query to the same server already in flight is joined instead of sent again.
-  public nonisolated(nonsending) func exchange(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async
-    -> ExchangeResult
-  {
+  /// With a `budget` (seconds), no leg starts or runs past it: a leg that would start with nothing
+  /// left is not sent (and not listed).
+  public nonisolated(nonsending) func exchange(
+    _ query: Message, server: ServerEndpoint, timeout: TimeAmount, budget: Double? = nil
+  ) async -> ExchangeResult {
     guard let key = InflightExchanges.Key(query, server) else {
-      return await exchangeNow(query, server: server, timeout: timeout)
+      return await exchangeNow(query, server: server, timeout: timeout, budget: budget)
     }
     let transport = self.transport
     return await transport.inflight.join(key) {
-      await self.exchangeNow(query, server: server, timeout: timeout)
+      await self.exchangeNow(query, server: server, timeout: timeout, budget: budget)
     }
   }
 
-  nonisolated(nonsending) func exchangeNow(_ query: Message, server: ServerEndpoint, timeout: TimeAmount) async
-    -> ExchangeResult
-  {
+  nonisolated(nonsending) func exchangeNow(
+    _ query: Message, server: ServerEndpoint, timeout: TimeAmount, budget: Double?
+  ) async -> ExchangeResult {
+    let deadline = ExchangeDeadline(budget, time: time)
     var legs: [ExchangeLeg] = []
     var sent = query
     transport.cookies.attach(to: &sent, server: server.ip)
     var retriedCookie = false
     while true {
+      guard let legTimeout = deadline.cap(timeout) else { return ExchangeResult(legs: legs, response: nil) }
       let start = time.now()
       do {
-        let response = try await transport.queryUDP(sent, to: server, timeout: timeout)
+        let response = try await transport.queryUDP(sent, to: server, timeout: legTimeout)
         let rtt = (time.now() - start) * 1000
         transport.cookies.learn(from: response, server: server.ip)
         if response.rcode == .badCookie && !retriedCookie {
@@ -147,9 +183,10 @@ public struct Do53Exchanger: UpstreamExchanger {
       }
       break
     }
+    guard let tcpTimeout = deadline.cap(timeout) else { return ExchangeResult(legs: legs, response: nil) }
     let tcpStart = time.now()
     do {
-      let response = try await transport.queryTCP(sent, to: server, timeout: timeout)
+      let response = try await transport.queryTCP(sent, to: server, timeout: tcpTimeout)
       transport.cookies.learn(from: response, server: server.ip)
       legs.append(ExchangeLeg(transport: .do53TCP, rttMs: (time.now() - tcpStart) * 1000, error: nil, truncated: false))
       return ExchangeResult(legs: legs, response: response)

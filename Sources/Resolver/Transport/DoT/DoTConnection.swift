@@ -20,6 +20,8 @@ public final class DoTConnection: Sendable {
   /// sends is handed to `onTicket` (OE-23). `onClose` is called exactly once when a session that completed
   /// its handshake ends: `.cleanClose` for close_notify/FIN/idle or local close with nothing outstanding,
   /// otherwise the failure. A failed attempt throws instead and never calls `onClose`.
+  /// `handshakeTimeout` bounds the whole attempt (TCP connect plus TLS handshake, the RFC 9539
+  /// `timeout`); `connectTimeout` bounds the TCP connect within it.
   public static func connect(
     to endpoint: ServerEndpoint,
     expectedName: DNSName?,

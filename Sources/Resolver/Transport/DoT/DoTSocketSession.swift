@@ -51,6 +51,9 @@ final class DoTSocketSession: @unchecked Sendable {
   private var watchingWritable = false
   /// The connect or handshake deadline while those run.
   private var phaseDeadline = UInt64.max
+  /// When the whole attempt (TCP connect plus TLS handshake) must be done: `handshakeTimeout`
+  /// after the start, the RFC 9539 `timeout` for an initiated handshake.
+  private var attemptDeadline = UInt64.max
   /// When the last query was answered (or the handshake finished), in engine nanoseconds.
   private var idleSince: UInt64 = 0
   /// When the engine timer is set to fire (UInt64.max: not set).
@@ -102,7 +105,9 @@ final class DoTSocketSession: @unchecked Sendable {
       return failAttempt(.refused)
     }
     watchingWritable = true
-    phaseDeadline = UDPExchangeEngine.now() &+ connectTimeout
+    let now = UDPExchangeEngine.now()
+    attemptDeadline = now &+ handshakeTimeout
+    phaseDeadline = min(now &+ connectTimeout, attemptDeadline)
     cover(phaseDeadline)
     if rc == 0 { connected() }
   }
@@ -156,7 +161,8 @@ final class DoTSocketSession: @unchecked Sendable {
   private func connected() {
     phase = .handshaking
     quickAck()
-    phaseDeadline = UDPExchangeEngine.now() &+ handshakeTimeout
+    // The handshake gets what is left of the attempt: a slow connect does not buy it more time.
+    phaseDeadline = attemptDeadline
     cover(phaseDeadline)
     advanceHandshake()
     flush()
