@@ -20,7 +20,7 @@ import time
 import pytest
 
 from cases import WWW
-from harness import fmt_rrs, labmod, vmhwm_kb
+from harness import fmt_rrs, labmod, require, vmhwm_kb
 
 # A debug build of sotto idles at some tens of MB; a flood must not grow it without bound.
 RSS_BOUND_KB = 400 * 1024
@@ -306,3 +306,47 @@ def test_networks_outside_allow_are_refused_over_udp_and_tcp(lab, served, sotto)
     assert tcp.status == "REFUSED" and not tcp.answer, tcp.raw
     counters = stats(sotto, sock)
     assert counters["notAllowed"] >= 2 and counters["refused"] >= 2, counters
+
+
+def spoofed_udp(src: str, sport: int, dport: int, payload: bytes) -> None:
+    """Sends one UDP datagram to 127.0.0.1:dport with the source address src (raw socket, root)."""
+    def checksum(b: bytes) -> int:
+        b += b"\0" * (len(b) % 2)
+        s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+        s = (s >> 16) + (s & 0xFFFF)
+        return ~(s + (s >> 16)) & 0xFFFF
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), random.randrange(65536), 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton("127.0.0.1"))
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
+        s.sendto(ip + udp, ("127.0.0.1", 0))
+
+
+def test_answers_the_kernel_will_not_send_are_counted_and_logged_once(served, sotto):
+    """Queries from 127.255.255.255 (the loopback network's broadcast address; the kernel delivers
+    them) get answers the kernel refuses to send (EACCES: broadcast without SO_BROADCAST). They
+    used to vanish uncounted; they must be counted in `sendFailures`, logged once, and the server
+    must go on answering."""
+    require(os.geteuid() == 0, "root (a raw socket sends the queries from the broadcast address)")
+    srv, sock = served()
+    first = srv.dig("www.example.test.", "A")
+    assert first.status == "NOERROR" and first.answer == WWW, first.raw
+    before = stats(sotto, sock)
+    # Cached (the fast path's batched send) and fresh names (the full path's send after resolving).
+    names = ["www.example.test."] * 3 + [f"nosend{i}.example.test." for i in range(2)]
+    for i, name in enumerate(names):
+        spoofed_udp("127.255.255.255", 40000 + i, srv.port, query(name))
+    deadline = time.monotonic() + 15
+    after = before
+    while time.monotonic() < deadline:
+        after = stats(sotto, sock)
+        if after["sendFailures"] - before["sendFailures"] >= len(names):
+            break
+        time.sleep(0.2)
+    assert after["queries"] - before["queries"] >= len(names), (before, after)
+    assert after["sendFailures"] - before["sendFailures"] == len(names), (before, after)
+    log = srv.log()
+    assert log.count("UDP response to a client not sent: Permission denied") == 1, log
+    again = srv.dig("www.example.test.", "A")
+    assert again.status == "NOERROR" and again.answer == WWW, again.raw

@@ -29,7 +29,34 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   public var resolutionsInFlight = 0
   /// ANY queries answered with the RFC 8482 HINFO.
   public var anyQueries = 0
+  /// UDP responses the kernel did not take (send buffer full, client unreachable): not sent.
+  public var sendFailures = 0
   public init() {}
+
+  enum CodingKeys: String, CodingKey {
+    case queries, tcpQueries, refused, notAllowed, formErrors, dropped, tcpConnectionsRejected, tcpIdleClosed
+    case tcpQueryLimitClosed, rateLimited, resolutionsShed, resolutionsInFlight, anyQueries, sendFailures
+  }
+
+  /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    func count(_ key: CodingKeys) throws -> Int { try c.decodeIfPresent(Int.self, forKey: key) ?? 0 }
+    queries = try count(.queries)
+    tcpQueries = try count(.tcpQueries)
+    refused = try count(.refused)
+    notAllowed = try count(.notAllowed)
+    formErrors = try count(.formErrors)
+    dropped = try count(.dropped)
+    tcpConnectionsRejected = try count(.tcpConnectionsRejected)
+    tcpIdleClosed = try count(.tcpIdleClosed)
+    tcpQueryLimitClosed = try count(.tcpQueryLimitClosed)
+    rateLimited = try count(.rateLimited)
+    resolutionsShed = try count(.resolutionsShed)
+    resolutionsInFlight = try count(.resolutionsInFlight)
+    anyQueries = try count(.anyQueries)
+    sendFailures = try count(.sendFailures)
+  }
 }
 
 /// `ListenerStatistics` shared by the listener's handlers (and the monitor). The counters every
@@ -84,4 +111,10 @@ public final class ListenerCounters: Sendable {
 
   /// Gives back a slot taken by `beginResolution`.
   func endResolution() { inFlight.subtract(1, ordering: .relaxed) }
+
+  /// Counts `n` UDP responses the kernel would not take (`sendFailures`).
+  func countSendFailures(_ n: Int) {
+    guard n > 0 else { return }
+    counters.withLock { $0.sendFailures += n }
+  }
 }

@@ -45,6 +45,8 @@
     private var answersSending: [(response: [UInt8], client: RawClientAddress)] = []
     /// Client addresses of the full-path responses in `sendAnswers`.
     private let answerNames: UnsafeMutablePointer<sockaddr_storage>
+    /// errno values of failed sends already logged.
+    private let loggedSendErrors = StateLock(Set<Int32>())
 
     /// Binds a UDP socket to `address` and starts serving it; nil when this system lacks
     /// recvmmsg/sendmmsg or the engine thread (the caller then uses the NIO channel).
@@ -200,6 +202,7 @@
     /// Sends the first `count` send slots (one sendmmsg, more if the kernel takes fewer).
     private func send(count: Int) {
       var first = 0
+      var failed = 0
       while first < count {
         let sent = calls.send(
           fd, UnsafeMutableRawPointer(sendMessages + first), UInt32(count - first), 0)
@@ -208,8 +211,23 @@
         } else if sent < 0, errno == EINTR {
           continue
         } else {
-          first += 1  // this datagram cannot be sent (e.g. unreachable): skip it, as NIO does
+          // This datagram cannot be sent (send buffer full, client unreachable): skip it, as NIO
+          // does, and count it.
+          noteSendFailure(errno)
+          failed += 1
+          first += 1
         }
+      }
+      processor.counters.countSendFailures(failed)
+    }
+
+    /// Logs the first failed send of each errno (the count goes on in `sendFailures`).
+    private func noteSendFailure(_ code: Int32) {
+      let first = loggedSendErrors.withLock { $0.insert(code).inserted }
+      if first {
+        processor.logger.warning(
+          "UDP response to a client not sent: \(String(cString: strerror(code))) (counted in sendFailures; logged once)"
+        )
       }
     }
 
@@ -232,10 +250,14 @@
     }
 
     private func sendNow(_ response: [UInt8], to client: RawClientAddress) {
-      response.withUnsafeBytes { bytes in
+      let sent = response.withUnsafeBytes { bytes in
         client.withSockAddr { sa, len in
-          _ = sendto(fd, bytes.baseAddress, bytes.count, 0, sa, socklen_t(len))
+          sendto(fd, bytes.baseAddress, bytes.count, 0, sa, socklen_t(len))
         }
+      }
+      if sent < 0 {
+        noteSendFailure(errno)
+        processor.counters.countSendFailures(1)
       }
     }
 
