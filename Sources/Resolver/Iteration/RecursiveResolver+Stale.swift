@@ -56,14 +56,16 @@ extension RecursiveResolver {
   ) async -> Resolution {
     core.refreshing.withLock { _ = $0.insert(key) }
     let first = FirstAnswer()
-    // Both tasks run on the resolver's own executor: a timer on the global pool could be held up
-    // by whatever else the process runs there, and answer after the refresh it should beat.
-    let executor = UDPExchangeEngine.shared.taskExecutor
+    // Both run on the resolver's own thread, the timer as one of the engine's timers: a timer on
+    // the global pool could be held up by whatever else the process runs there, and answer after
+    // the refresh it should beat.
+    let engine = UDPExchangeEngine.shared
+    let executor = engine.taskExecutor
+    let nanoseconds = UInt64((max(0, seconds) * 1e9).rounded())
     return await withUnsafeContinuation { continuation in
       first.arm(continuation)
-      let timer = Task(executorPreference: executor) { [self] in
-        try? await Task.sleep(for: .milliseconds(Int((seconds * 1000).rounded())))
-        guard !Task.isCancelled, !first.isAnswered, var stale = await staleResolution(question) else { return }
+      let answerStale: @Sendable () async -> Void = { [self] in
+        guard !first.isAnswered, var stale = await staleResolution(question) else { return }
         stale.failureReason = "refresh still running after \(seconds) s (RFC 8767 client response timer)"
         stale.elapsedMs = (SystemTimeSource().now() - startedAt) * 1000
         // Counted before the answer goes, uncounted if the refresh's went first: the refresh
@@ -71,10 +73,25 @@ extension RecursiveResolver {
         core.backgroundRefreshes.add(1, ordering: .relaxed)
         if !first.answer(stale) { core.backgroundRefreshes.subtract(1, ordering: .relaxed) }
       }
+      let stopTimer: @Sendable () -> Void
+      if executor != nil {
+        let token = engine.newTimerToken()
+        let due = UDPExchangeEngine.now() &+ nanoseconds
+        engine.execute {
+          engine.setTimer(token, at: due) { Task(executorPreference: executor) { await answerStale() } }
+        }
+        stopTimer = { engine.clearTimer(token) }
+      } else {
+        let timer = Task {
+          try? await Task.sleep(nanoseconds: nanoseconds)
+          if !Task.isCancelled { await answerStale() }
+        }
+        stopTimer = { timer.cancel() }
+      }
       Task(executorPreference: executor) { [self] in
         let fresh = await refresh(question, key: key)
         core.refreshing.withLock { _ = $0.remove(key) }
-        timer.cancel()
+        stopTimer()
         if !first.answer(fresh) { core.backgroundRefreshes.subtract(1, ordering: .relaxed) }
       }
     }
