@@ -77,7 +77,7 @@ public final class ResolverStack: Sendable {
         budgetExhausted: resolver.hardening.budgetExhaustedCount, malformedDoTReplies: encryptedReplies.malformedDoT,
         mismatchedDoTReplies: encryptedReplies.mismatchedDoT, malformedDoQReplies: encryptedReplies.malformedDoQ,
         resetDoQStreams: encryptedReplies.resetDoQStreams,
-        timeouts: selection.totalTimeouts))
+        timeouts: selection.totalTimeouts, delegationRefreshes: resolver.hardening.delegationRefreshCount))
   }
 }
 

@@ -117,6 +117,43 @@ func answer(_ records: [ResourceRecord]) -> Message {
     #expect(ex.queries.first?.1.type == .mx)
   }
 
+  @Test func aZoneWhoseServersAllFailIsAskedForAgainAfterItsDelegationIsRefreshedOnce() async {
+    // moved.test. moves from 192.0.2.10 to 192.0.2.20; the old server goes silent while its NS set
+    // is still cached (R-43: refresh the delegation and restart once).
+    let moved = Mutex(false)
+    let dead = Mutex(false)
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { _ in
+        let glue = moved.withLock { $0 } ? "192.0.2.20" : "192.0.2.10"
+        return referral("moved.test.", ns: ["ns.moved.test."], glue: [("ns.moved.test.", glue)])
+      },
+      "192.0.2.10": { q in
+        moved.withLock { $0 } ? nil : answer([record(q.name.description, .a, .a(IPv4Address("198.51.100.1")!))])
+      },
+      "192.0.2.20": { q in
+        dead.withLock { $0 } ? nil : answer([record(q.name.description, .a, .a(IPv4Address("198.51.100.2")!))])
+      },
+    ])
+    let r = resolver(ex) { $0.qnameMinimisation = false }
+    let before = await r.resolve(Question(name: name("a.moved.test."), type: .a))
+    #expect(before.answer.map(\.rdata) == [.a(IPv4Address("198.51.100.1")!)])
+    moved.withLock { $0 = true }
+    let after = await r.resolve(Question(name: name("b.moved.test."), type: .a))
+    #expect(after.rcode == .noError)
+    #expect(after.answer.map(\.rdata) == [.a(IPv4Address("198.51.100.2")!)])
+    // The old server failed, the parent was asked again, the new server answered: all in one trace.
+    #expect(after.hops.map(\.server) == ["192.0.2.10", "192.0.2.10", "192.0.2.1", "192.0.2.20"])
+    #expect(r.hardening.delegationRefreshCount == 1)
+    // A zone whose new servers fail too is not refreshed again within the recheck interval: one
+    // more query to its parent per interval, not one per name asked.
+    dead.withLock { $0 = true }
+    let sent = ex.queries.count
+    let gone = await r.resolve(Question(name: name("c.moved.test."), type: .a))
+    #expect(gone.rcode == .servFail)
+    #expect(!ex.queries.dropFirst(sent).contains { $0.0 == "192.0.2.1" })
+    #expect(r.hardening.delegationRefreshCount == 1)
+  }
+
   @Test func delegationLoopEndsInServfailWithBoundedWork() async {
     // a.test is served by ns.b.test and b.test by ns.a.test: neither can be reached (RFC 9520 §2.4).
     let ex = ScriptedExchanger([

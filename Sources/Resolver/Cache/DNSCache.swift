@@ -180,6 +180,22 @@ public final class DNSCache: Sendable {
     flush { key, _ in key.name.isSubdomain(of: subtree) }
   }
 
+  /// Forgets the delegation of `zone`: its NS set and the addresses of those of its NS
+  /// names that lie inside it (glue, only learnt from the parent). Returns how many entries went.
+  @discardableResult
+  func forgetDelegation(_ zone: DNSName, rrclass: RRClass = .in) -> Int {
+    let nsNames = rdatas(zone, .ns, rrclass)?.rdatas.compactMap { r -> DNSName? in
+      if case .ns(let n) = r { n } else { nil }
+    }
+    var keys = [CacheKey(name: zone, type: .ns, rrclass: rrclass)]
+    for name in nsNames ?? [] where name.isSubdomain(of: zone) {
+      keys.append(CacheKey(name: name, type: .a, rrclass: rrclass))
+      keys.append(CacheKey(name: name, type: .aaaa, rrclass: rrclass))
+    }
+    // No new generation: answers the packet cache holds stay right (only the way to them changes).
+    return state.withLock { state in keys.reduce(0) { n, key in n + (state.store.remove(key) != nil ? 1 : 0) } }
+  }
+
   /// Removes every negative entry (NXDOMAIN and NODATA); returns how many.
   @discardableResult
   public func flushNegative() -> Int {

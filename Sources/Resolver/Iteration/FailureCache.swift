@@ -44,6 +44,12 @@ final class FailureCache: Sendable {
     }
   }
 
+  /// Forgets `questions` (a restarted resolution must not find its own failures).
+  func remove(_ questions: [Question]) {
+    guard !questions.isEmpty else { return }
+    entries.withLock { table in for q in questions { table[q] = nil } }
+  }
+
   func removeAll() {
     entries.withLock {
       $0.removeAll()

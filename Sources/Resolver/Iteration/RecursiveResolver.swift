@@ -12,6 +12,10 @@ final class ResolverCore: Sendable {
   /// Questions just answered stale because their refresh failed: answered stale again without a
   /// new refresh until the failure recheck interval has passed.
   let staleRecheck: FailureCache
+  /// Zones (as `zone NS` questions) whose delegation was refreshed after all their servers
+  /// failed: not again within the failure recheck interval, so a dead zone asked for
+  /// many names costs its parent one more query per interval, not one per name.
+  let refreshedDelegations: FailureCache
   /// Questions whose refresh goes on after a stale answer went out (R-43 client response timer):
   /// answered stale at once meanwhile, not refreshed again.
   let refreshing = StateLock<Set<Question>>([])
@@ -29,6 +33,7 @@ final class ResolverCore: Sendable {
     self.exchanger = exchanger
     self.failureCache = FailureCache(ttl: configuration.failureCacheTTL, time: time)
     self.staleRecheck = FailureCache(ttl: configuration.staleRecheckInterval, time: time)
+    self.refreshedDelegations = FailureCache(ttl: configuration.staleRecheckInterval, time: time)
     self.time = time
     self.logger = logger
   }
@@ -84,7 +89,8 @@ public final class RecursiveResolver: QueryResolving {
     let clock = SystemTimeSource()
     let startedAt = clock.now()
     let run = ResolutionRun(core: core)
-    let outcome = await run.resolve(question, depth: 0)
+    var outcome = await run.resolve(question, depth: 0)
+    if case .failure = outcome, let again = await run.restartWithFreshDelegations(question) { outcome = again }
     if core.configuration.cache.maxStale > 0, case .failure(let why) = outcome,
       var stale = await staleResolution(question)
     {

@@ -30,6 +30,12 @@ final class ResolutionRun {
   /// Serve-stale (RFC 8767): answer from the cache only, expired entries still kept included;
   /// nothing is sent.
   var staleOnly = false
+  /// Zones whose servers were all asked and none gave a usable reply.
+  var unansweredZones: [DNSName] = []
+  /// Questions this run put in the failure cache.
+  var failuresCached: [Question] = []
+  /// Set once the run restarted after refreshing delegations (R-43: once per resolution).
+  var restarted = false
 
   init(core: ResolverCore) {
     self.core = core
@@ -78,8 +84,35 @@ final class ResolutionRun {
     let key = Question(name: name.lowercased(), type: type)
     if core.failureCache.contains(key) { return .failure("cached failure for \(name) \(type) (R-24)") }
     let outcome = await iterate(name, type, depth: depth)
-    if case .failure = outcome { core.failureCache.insert(key) }
+    if case .failure = outcome {
+      core.failureCache.insert(key)
+      failuresCached.append(key)
+    }
     return outcome
+  }
+
+  /// R-43 (RFC 8767 §5): when no authority of a zone answered, fetch its delegation again from
+  /// the parent and restart the resolution, once, within what is left of the deadline and the
+  /// query budget (the run's hops go on). Nil when there is nothing to refresh: no such zone
+  /// below the root, every one refreshed within the recheck interval, or no time left.
+  nonisolated(nonsending) func restartWithFreshDelegations(_ question: Question) async -> NameOutcome? {
+    guard !restarted, !staleOnly, !overDeadline, queriesSent < limits.maxQueries else { return nil }
+    let zones = Set(unansweredZones.filter { !$0.isRoot })
+      .filter { !core.refreshedDelegations.contains(Question(name: $0, type: .ns)) }
+    guard !zones.isEmpty else { return nil }
+    restarted = true
+    for zone in zones {
+      core.refreshedDelegations.insert(Question(name: zone, type: .ns))
+      core.cache.forgetDelegation(zone)
+    }
+    core.failureCache.remove(failuresCached)
+    failuresCached.removeAll()
+    unansweredZones.removeAll()
+    core.counters.delegationRefreshes.increment()
+    core.logger.debug(
+      "\(question): no server of \(zones.map(\.description).sorted().joined(separator: ", ")) answered; delegation refreshed, restarting (R-43)"
+    )
+    return await resolve(question, depth: 0)
   }
 
   /// R-3 step 1, with R-8: glue and referral NS are never answers. A stale-only run takes the
@@ -169,6 +202,7 @@ final class ResolutionRun {
           exposed = zone.labelCount
           continue
         }
+        unansweredZones.append(zone)
         return .failure("all servers for \(zone) failed")
       }
       store(kind, zone: zone, qname: sendName, qtype: sendType, authoritative: aa)

@@ -7,6 +7,8 @@ public final class HardeningCounters: Sendable {
   let aliasLoops = Counter()
   /// Resolutions stopped by a budget: query count, referral count or deadline.
   let budgetExhausted = Counter()
+  /// Resolutions restarted after their zone's delegation was refreshed.
+  let delegationRefreshes = Counter()
 
   init() {}
 
@@ -16,4 +18,6 @@ public final class HardeningCounters: Sendable {
   public var aliasLoopCount: Int { aliasLoops.value }
   /// Resolutions that ran out of budget so far.
   public var budgetExhaustedCount: Int { budgetExhausted.value }
+  /// Delegations refreshed, each with one restart, so far.
+  public var delegationRefreshCount: Int { delegationRefreshes.value }
 }

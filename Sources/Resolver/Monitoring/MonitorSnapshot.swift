@@ -46,6 +46,9 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   public var aliasLoops = 0
   /// Resolutions stopped by the query, referral or time budget.
   public var budgetExhausted = 0
+  /// Resolutions whose zone's servers all failed, restarted once after its delegation was
+  /// fetched again from the parent.
+  public var delegationRefreshes = 0
   /// DoT responses that could not be parsed.
   public var malformedDoTReplies = 0
   /// DoT responses dropped for an ID no query on the connection has, or another question (T-13).
@@ -60,8 +63,9 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   public init(
     mismatchedReplies: Int = 0, coalescedQueries: Int = 0, malformedReplies: Int = 0, outOfBailiwickRecords: Int = 0,
     aliasLoops: Int = 0, budgetExhausted: Int = 0, malformedDoTReplies: Int = 0, mismatchedDoTReplies: Int = 0,
-    malformedDoQReplies: Int = 0, resetDoQStreams: Int = 0, timeouts: Int = 0
+    malformedDoQReplies: Int = 0, resetDoQStreams: Int = 0, timeouts: Int = 0, delegationRefreshes: Int = 0
   ) {
+    self.delegationRefreshes = delegationRefreshes
     self.resetDoQStreams = resetDoQStreams
     self.malformedDoTReplies = malformedDoTReplies
     self.mismatchedDoTReplies = mismatchedDoTReplies
