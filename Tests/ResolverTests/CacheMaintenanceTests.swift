@@ -132,6 +132,27 @@ import Testing
     #expect(cache.statistics.entries == 2)
   }
 
+  @Test func forgettingADelegationDropsItsNSSetAndItsOwnGlueOnly() {
+    // de. is served by a.nic.de. (inside the child zone nic.de.) and ns.de. (its own glue).
+    let time = FakeTimeSource()
+    let cache = F.cache(time)
+    func ns(_ zone: String, _ names: [String]) -> RRset {
+      RRset(name: F.name(zone), type: .ns, ttl: 300, rdatas: names.map { .ns(F.name($0)) })
+    }
+    cache.insert(ns("de", ["a.nic.de", "ns.de"]), rank: .referralNS)
+    cache.insert(ns("nic.de", ["a.nic.de"]), rank: .referralNS)
+    cache.insert(F.aSet("a.nic.de", ttl: 300, 1), rank: .additional)
+    cache.insert(F.aSet("ns.de", ttl: 300, 2), rank: .additional)
+    cache.insert(F.aSet("www.de", ttl: 300, 3), rank: .authAnswer)
+    #expect(cache.forgetDelegation(F.name("de")) == 2)
+    #expect(cache.lookup(F.name("de"), .ns) == nil)
+    #expect(cache.lookup(F.name("ns.de"), .a) == nil)
+    // nic.de.'s delegation and its glue stay: nic.de. still needs them.
+    #expect(cache.lookup(F.name("nic.de"), .ns) != nil)
+    #expect(cache.lookup(F.name("a.nic.de"), .a) != nil)
+    #expect(cache.lookup(F.name("www.de"), .a) != nil)
+  }
+
   @Test func statisticsCountHitsMissesAndNegativeHits() {
     let time = FakeTimeSource()
     let cache = F.cache(time)

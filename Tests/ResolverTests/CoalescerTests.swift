@@ -39,4 +39,30 @@ import Testing
     let other = await coalescer.run("other") { 7 }
     #expect(other.value == 7)
   }
+
+  @Test func aJoinerWithATimeLimitStopsWaitingAtItWhileTheRunGoesOnForTheOthers() async {
+    // An upstream exchange started by one resolution (4 s left) joined by another with 0.3 s
+    // left: the second must get its own "out of time" at 0.3 s, not wait for the first's run.
+    let coalescer = Coalescer<String, Int>()
+    let started = StateLock(false)
+    let owner = Task {
+      await coalescer.run("k") {
+        started.withLock { $0 = true }
+        try? await Task.sleep(for: .seconds(3))
+        return 1
+      }
+    }
+    while !started.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+    let clock = ContinuousClock()
+    let start = clock.now
+    let limited = await coalescer.run("k", joinLimit: (seconds: 0.3, expired: -1)) { 2 }
+    let waited = clock.now - start
+    #expect(limited.value == -1 && limited.joined)
+    #expect(waited < .seconds(2.5), "the limited joiner waited \(waited)")
+    // An unlimited joiner still gets the run's value, and so does its owner.
+    let patient = await coalescer.run("k") { 3 }
+    #expect(patient.value == 1 && patient.joined)
+    let own = await owner.value
+    #expect(own.value == 1 && !own.joined)
+  }
 }

@@ -21,7 +21,12 @@ final class FakeSession: EncryptedSession {
   func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message {
     guard isActive else { throw .closed }
     sent.withLock { $0 += 1 }
-    if let d = delay.withLock({ $0 }) { try? await Task.sleep(for: d) }
+    if let d = delay.withLock({ $0 }) {
+      // A reply slower than the query's timeout is a timeout, as on a real session.
+      let limit = Duration.nanoseconds(timeout.nanoseconds)
+      try? await Task.sleep(for: min(d, limit))
+      if d > limit { throw .timeout }
+    }
     return answer(message)
   }
   var isActive: Bool { alive.withLock { $0 } }
@@ -296,6 +301,30 @@ final class FakeDo53: UpstreamExchanger {
     let fallback = do53.limits.withLock { $0.last }
     #expect(fallback.map { $0.timeout <= .milliseconds(800) } == true, "\(String(describing: fallback))")
     #expect(fallback.map { ($0.budget ?? 9) <= 0.8 } == true)
+  }
+
+  @Test func timeoutsCutShortByTheResolutionsDeadlineDoNotFailTheSession() async {
+    let connector = FakeConnector { _ in .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    await p.waitForProbes(upTo: 2)
+    guard let session = connector.sessions.withLock({ $0["192.0.2.7"] }) else {
+      Issue.record("no DoT session")
+      return
+    }
+    session.delay.withLock { $0 = .milliseconds(400) }
+    var limited = context
+    limited.budget = 0.05
+    // More budget-cut timeouts than the threshold that fails a transport (§6 gap 4): each says
+    // only that the resolution ran out of time, not that the server did not answer in 1 s.
+    for _ in 0..<(p.settings.maxConsecutiveQueryTimeouts + 1) {
+      let r = await p.exchange(query, server: server, context: limited, timeout: .seconds(1))
+      #expect(r.response == nil && r.legs.map(\.transport) == [.dot])
+    }
+    #expect(session.isActive)
+    #expect(do53.count == 1)
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
   }
 
   @Test func stateSurvivesASaveAndLoad() async throws {

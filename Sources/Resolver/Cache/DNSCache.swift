@@ -181,7 +181,9 @@ public final class DNSCache: Sendable {
   }
 
   /// Forgets the delegation of `zone`: its NS set and the addresses of those of its NS
-  /// names that lie inside it (glue, only learnt from the parent). Returns how many entries went.
+  /// names whose closest cut is `zone` (its glue, only learnt from the parent; a name inside a
+  /// child zone below it keeps its addresses, which that child's delegation needs). Returns how
+  /// many entries went.
   @discardableResult
   func forgetDelegation(_ zone: DNSName, rrclass: RRClass = .in) -> Int {
     let nsNames = rdatas(zone, .ns, rrclass)?.rdatas.compactMap { r -> DNSName? in
@@ -189,6 +191,9 @@ public final class DNSCache: Sendable {
     }
     var keys = [CacheKey(name: zone, type: .ns, rrclass: rrclass)]
     for name in nsNames ?? [] where name.isSubdomain(of: zone) {
+      guard let up = labelsAbove(name, toNearest: .ns, rrclass), name.labelCount - up == zone.labelCount else {
+        continue
+      }
       keys.append(CacheKey(name: name, type: .a, rrclass: rrclass))
       keys.append(CacheKey(name: name, type: .aaaa, rrclass: rrclass))
     }

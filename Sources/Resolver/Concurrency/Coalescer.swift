@@ -3,13 +3,17 @@
 /// owner runs the body inline and only joiners suspend (a `Task` per run cost a task creation,
 /// an enqueue and a suspension on every resolution and every upstream exchange).
 final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
-  private let waiting = StateLock<[Key: [UnsafeContinuation<Value?, Never>]]>([:])
+  /// What a joiner is given: the run's value, or nil to run again as the owner.
+  typealias Waiter = @Sendable (Value?) -> Void
+  private let waiting = StateLock<[Key: [Waiter]]>([:])
 
   /// The value of the run in flight for `key`, or of `body` run now by this caller.
-  /// `joined` is true when another caller's run was shared.
-  nonisolated(nonsending) func run(_ key: Key, _ body: nonisolated(nonsending) () async -> Value) async -> (
-    value: Value, joined: Bool
-  ) {
+  /// `joined` is true when another caller's run was shared. With `joinLimit`, a joiner waits for
+  /// it at most `seconds` (its own time limit, which the owner's run does not know) and then
+  /// returns `expired`; the run goes on for the others.
+  nonisolated(nonsending) func run(
+    _ key: Key, joinLimit: (seconds: Double, expired: Value)? = nil, _ body: nonisolated(nonsending) () async -> Value
+  ) async -> (value: Value, joined: Bool) {
     while true {
       let owner = waiting.withLock { table -> Bool in
         guard table[key] == nil else { return false }
@@ -19,17 +23,26 @@ final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
       if owner {
         let value = await body()
         let waiters = waiting.withLock { $0.removeValue(forKey: key) } ?? []
-        for waiter in waiters { waiter.resume(returning: value) }
+        for waiter in waiters { waiter(value) }
         return (value, false)
       }
-      let shared: Value? = await withUnsafeContinuation { continuation in
-        let queued = waiting.withLock { table -> Bool in
+      let join: (@escaping Waiter) -> Void = { finish in
+        let queued = self.waiting.withLock { table -> Bool in
           guard table[key] != nil else { return false }
-          table[key]?.append(continuation)
+          table[key]?.append(finish)
           return true
         }
         // The run finished between the two locks: nothing to join, run again as the owner.
-        if !queued { continuation.resume(returning: nil) }
+        if !queued { finish(nil) }
+      }
+      let shared: Value?
+      if let joinLimit {
+        guard let outcome = await BoundedWait.value(within: joinLimit.seconds, join) else {
+          return (joinLimit.expired, true)
+        }
+        shared = outcome
+      } else {
+        shared = await withUnsafeContinuation { continuation in join { continuation.resume(returning: $0) } }
       }
       if let shared { return (shared, true) }
     }

@@ -68,7 +68,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     guard let key = InflightExchanges.Key(query, server) else {
       return await exchangeNow(query, server: server, context: context, timeout: timeout)
     }
-    return await inflight.join(key) {
+    return await inflight.join(key, budget: context.budget) {
       await self.exchangeNow(query, server: server, context: context, timeout: timeout)
     }
   }
@@ -221,6 +221,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
       var leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, transportReason: reason)
       leg.resumed = st?.resumed ?? false
       leg.earlyData = st?.earlyDataAccepted
+      // A timeout that only came because the resolution's deadline cut the query's time short
+      // says nothing about the server: not counted against its session (§6 gap 4).
+      if error == .timeout, queryTimeout < timeout { return ExchangeResult(legs: [leg], response: nil) }
       if session.isActive {
         // OE-37: a per-query failure (timeout, stream reset, malformed reply) is a failed query for
         // this server, not a reason for cleartext; timeouts and malformed replies that pile up fail

@@ -44,6 +44,22 @@ final class FailureCache: Sendable {
     }
   }
 
+  /// Inserts `q` unless it is there (live); false when it was, or when the table is full of live
+  /// entries. One lock: of concurrent callers, one gets true.
+  func insertIfAbsent(_ q: Question) -> Bool {
+    guard ttl > 0 else { return false }
+    let now = time.now()
+    return entries.withLock { table in
+      if let until = table[q], until > now { return false }
+      if table.count >= capacity { table = table.filter { $0.value > now } }
+      guard table.count < capacity else { return false }
+      table[q] = now + ttl
+      let latest = max(Double(bitPattern: latestExpiry.load(ordering: .relaxed)), now + ttl)
+      latestExpiry.store(latest.bitPattern, ordering: .releasing)
+      return true
+    }
+  }
+
   /// Forgets `questions` (a restarted resolution must not find its own failures).
   func remove(_ questions: [Question]) {
     guard !questions.isEmpty else { return }

@@ -97,14 +97,12 @@ final class ResolutionRun {
   /// below the root, every one refreshed within the recheck interval, or no time left.
   nonisolated(nonsending) func restartWithFreshDelegations(_ question: Question) async -> NameOutcome? {
     guard !restarted, !staleOnly, !overDeadline, queriesSent < limits.maxQueries else { return nil }
+    // Claimed under one lock each, so of concurrent resolutions failing on one zone one refreshes it.
     let zones = Set(unansweredZones.filter { !$0.isRoot })
-      .filter { !core.refreshedDelegations.contains(Question(name: $0, type: .ns)) }
+      .filter { core.refreshedDelegations.insertIfAbsent(Question(name: $0, type: .ns)) }
     guard !zones.isEmpty else { return nil }
     restarted = true
-    for zone in zones {
-      core.refreshedDelegations.insert(Question(name: zone, type: .ns))
-      core.cache.forgetDelegation(zone)
-    }
+    for zone in zones { core.cache.forgetDelegation(zone) }
     core.failureCache.remove(failuresCached)
     failuresCached.removeAll()
     unansweredZones.removeAll()

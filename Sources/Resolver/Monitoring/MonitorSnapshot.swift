@@ -78,6 +78,25 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
     self.aliasLoops = aliasLoops
     self.budgetExhausted = budgetExhausted
   }
+
+  enum CodingKeys: String, CodingKey {
+    case mismatchedReplies, coalescedQueries, malformedReplies, outOfBailiwickRecords, aliasLoops, budgetExhausted
+    case delegationRefreshes, malformedDoTReplies, mismatchedDoTReplies, malformedDoQReplies, resetDoQStreams
+    case timeouts
+  }
+
+  /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    func count(_ key: CodingKeys) throws -> Int { try c.decodeIfPresent(Int.self, forKey: key) ?? 0 }
+    self.init(
+      mismatchedReplies: try count(.mismatchedReplies), coalescedQueries: try count(.coalescedQueries),
+      malformedReplies: try count(.malformedReplies), outOfBailiwickRecords: try count(.outOfBailiwickRecords),
+      aliasLoops: try count(.aliasLoops), budgetExhausted: try count(.budgetExhausted),
+      malformedDoTReplies: try count(.malformedDoTReplies), mismatchedDoTReplies: try count(.mismatchedDoTReplies),
+      malformedDoQReplies: try count(.malformedDoQReplies), resetDoQStreams: try count(.resetDoQStreams),
+      timeouts: try count(.timeouts), delegationRefreshes: try count(.delegationRefreshes))
+  }
 }
 
 /// Cache statistics.

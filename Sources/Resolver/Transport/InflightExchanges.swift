@@ -24,11 +24,15 @@ final class InflightExchanges: Sendable {
   /// Exchanges that joined one already in flight instead of sending.
   let joined = Counter()
 
-  /// The result of the exchange in flight for `key`, or of `body` run now by this caller.
-  nonisolated(nonsending) func join(_ key: Key, _ body: nonisolated(nonsending) () async -> ExchangeResult) async
-    -> ExchangeResult
-  {
-    let (result, wasJoined) = await runs.run(key, body)
+  /// The result of the exchange in flight for `key`, or of `body` run now by this caller. With a
+  /// `budget` (seconds), joining one in flight waits at most that long: the exchange in flight
+  /// was started by another resolution, with its own time limit; past ours, the result has no
+  /// legs (nothing of ours was sent, so no server is blamed for the time).
+  nonisolated(nonsending) func join(
+    _ key: Key, budget: Double? = nil, _ body: nonisolated(nonsending) () async -> ExchangeResult
+  ) async -> ExchangeResult {
+    let limit = budget.map { (seconds: $0, expired: ExchangeResult(legs: [], response: nil)) }
+    let (result, wasJoined) = await runs.run(key, joinLimit: limit, body)
     if wasJoined { joined.increment() }
     return result
   }

@@ -137,7 +137,7 @@ public struct Do53Exchanger: UpstreamExchanger {
       return await exchangeNow(query, server: server, timeout: timeout, budget: budget)
     }
     let transport = self.transport
-    return await transport.inflight.join(key) {
+    return await transport.inflight.join(key, budget: budget) {
       await self.exchangeNow(query, server: server, timeout: timeout, budget: budget)
     }
   }
