@@ -237,7 +237,7 @@ import Testing
 
   @Test func aStalledTCPConnectEndsWithTheWholeAttemptsTimeout() async throws {
     // The RFC 9539 `timeout` (here 500 ms) bounds connect plus handshake: a connect timeout of
-    // 8 s must not keep the attempt, and the resolutions waiting on it, for 8 s.
+    // 20 s must not keep the attempt, and the resolutions waiting on it, for 20 s.
     let listener = try FullBacklogListener()
     let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: listener.port))
     let context = try DoTClientContext()
@@ -247,7 +247,7 @@ import Testing
     do throws(EncryptedFailure) {
       let (connection, _) = try await DoTConnection.connect(
         to: endpoint, expectedName: nil, context: context, resumption: nil,
-        connectTimeout: .seconds(8), handshakeTimeout: .milliseconds(500), idleTimeout: .seconds(5),
+        connectTimeout: .seconds(20), handshakeTimeout: .milliseconds(500), idleTimeout: .seconds(5),
         onTicket: { _ in }, onClose: { _ in })
       connection.close()
     } catch {
@@ -256,8 +256,9 @@ import Testing
     let elapsed = clock.now - start
     withExtendedLifetime(listener) {}
     #expect(failure == .tcpTimeout)
-    // 8 s before the attempt had one deadline; generous for a loaded machine.
-    #expect(elapsed >= .milliseconds(400) && elapsed < .seconds(4), "failed after \(elapsed)")
+    // 20 s before the attempt had one deadline; generous for a loaded machine (the test task
+    // itself can resume seconds late when other tests hold the pool, seen under ASan).
+    #expect(elapsed >= .milliseconds(400) && elapsed < .seconds(10), "failed after \(elapsed)")
   }
 
   @Test func failureClassNames() {
