@@ -128,6 +128,13 @@ final class FakeDo53: UpstreamExchanger {
       settings: s, do53: do53, connectors: [connector], wallClock: clock, logger: Logger(label: "t"))
   }
 
+  /// The first query to the server: over Do53, with a DoT probe, waited for (the server is then
+  /// known good, with an established session when the connector succeeds).
+  func firstQueryProbes(_ p: EncryptionPolicy) async {
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    await p.waitForProbes(upTo: 2)
+  }
+
   @Test func firstQueryGoesDo53WithAProbeThenDoTOnly() async {
     let connector = FakeConnector { _ in .succeed }
     let do53 = FakeDo53()
@@ -153,8 +160,7 @@ final class FakeDo53: UpstreamExchanger {
     let connector = FakeConnector { _ in .succeed }
     let do53 = FakeDo53()
     let p = policy(connector, do53)
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await firstQueryProbes(p)
     guard let session = connector.sessions.withLock({ $0["192.0.2.7"] }) else {
       Issue.record("no DoT session")
       return
@@ -195,8 +201,7 @@ final class FakeDo53: UpstreamExchanger {
     let connector = FakeConnector { _ in .fail(.refused) }
     let do53 = FakeDo53()
     let p = policy(connector, do53)
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await firstQueryProbes(p)
     let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
     #expect(r.legs.map(\.transport) == [.do53UDP])
     let reason = r.legs.first?.reason ?? ""
@@ -209,8 +214,7 @@ final class FakeDo53: UpstreamExchanger {
     let connector = FakeConnector { _ in .succeed }
     let do53 = FakeDo53()
     let p = policy(connector, do53)
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await firstQueryProbes(p)
     connector.sessions.withLock { $0["192.0.2.7"] }?.end(.resetWithQueriesOutstanding)
     let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
     #expect(r.response != nil)
@@ -222,8 +226,7 @@ final class FakeDo53: UpstreamExchanger {
     let connector = FakeConnector { _ in .succeed }
     let do53 = FakeDo53()
     let p = policy(connector, do53)
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await firstQueryProbes(p)
     connector.sessions.withLock { $0["192.0.2.7"] }?.close()
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .goodIdle)
     let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
@@ -238,8 +241,7 @@ final class FakeDo53: UpstreamExchanger {
     let connector = FakeConnector { _ in fail.withLock { $0 } ? .fail(.tlsAlert("handshake failure")) : .succeed }
     let do53 = FakeDo53()
     let p = policy(connector, do53)
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await firstQueryProbes(p)
     connector.sessions.withLock { $0["192.0.2.7"] }?.close()
     fail.withLock { $0 = true }
     let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
@@ -255,8 +257,7 @@ final class FakeDo53: UpstreamExchanger {
     let connector = FakeConnector { _ in slow.withLock { $0 } ? .slow(.seconds(20)) : .succeed }
     let do53 = FakeDo53()
     let p = policy(connector, do53, timeout: 4)
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await firstQueryProbes(p)
     connector.sessions.withLock { $0["192.0.2.7"] }?.close()
     slow.withLock { $0 = true }
     var limited = context
@@ -288,8 +289,7 @@ final class FakeDo53: UpstreamExchanger {
     let connector = FakeConnector { _ in failing.withLock { $0 } ? .fail(.refused) : .succeed }
     let do53 = FakeDo53()
     let p = policy(connector, do53, timeout: 4)
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await firstQueryProbes(p)
     connector.sessions.withLock { $0["192.0.2.7"] }?.close()
     failing.withLock { $0 = true }
     var limited = context
@@ -309,8 +309,7 @@ final class FakeDo53: UpstreamExchanger {
     let connector = FakeConnector { _ in .succeed }
     let do53 = FakeDo53()
     let p = policy(connector, do53)
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await firstQueryProbes(p)
     guard let session = connector.sessions.withLock({ $0["192.0.2.7"] }) else {
       Issue.record("no DoT session")
       return
@@ -332,8 +331,7 @@ final class FakeDo53: UpstreamExchanger {
   @Test func stateSurvivesASaveAndLoad() async throws {
     let connector = FakeConnector { _ in .succeed }
     let p = policy(connector, FakeDo53())
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await firstQueryProbes(p)
     let doc = StateFile.document(p.table, now: 1_000)
     let data = StateFile.encode(doc)
     let path = "/tmp/sotto-state-test-\(UInt32.random(in: 0...UInt32.max)).json"

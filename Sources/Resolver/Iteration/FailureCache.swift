@@ -21,14 +21,17 @@ final class FailureCache: Sendable {
   func insert(_ q: Question) {
     guard ttl > 0 else { return }
     let now = time.now()
-    entries.withLock { table in
-      if table.count >= capacity { table = table.filter { $0.value > now } }
-      if table.count < capacity {
-        table[q] = now + ttl
-        let latest = max(Double(bitPattern: latestExpiry.load(ordering: .relaxed)), now + ttl)
-        latestExpiry.store(latest.bitPattern, ordering: .releasing)
-      }
-    }
+    entries.withLock { _ = store(q, now: now, in: &$0) }
+  }
+
+  /// Puts `q` in `table` (under the lock) unless the table is full of live entries; whether it did.
+  private func store(_ q: Question, now: Double, in table: inout [Question: Double]) -> Bool {
+    if table.count >= capacity { table = table.filter { $0.value > now } }
+    guard table.count < capacity else { return false }
+    table[q] = now + ttl
+    let latest = max(Double(bitPattern: latestExpiry.load(ordering: .relaxed)), now + ttl)
+    latestExpiry.store(latest.bitPattern, ordering: .releasing)
+    return true
   }
 
   func contains(_ q: Question) -> Bool {
@@ -51,12 +54,7 @@ final class FailureCache: Sendable {
     let now = time.now()
     return entries.withLock { table in
       if let until = table[q], until > now { return false }
-      if table.count >= capacity { table = table.filter { $0.value > now } }
-      guard table.count < capacity else { return false }
-      table[q] = now + ttl
-      let latest = max(Double(bitPattern: latestExpiry.load(ordering: .relaxed)), now + ttl)
-      latestExpiry.store(latest.bitPattern, ordering: .releasing)
-      return true
+      return store(q, now: now, in: &table)
     }
   }
 

@@ -59,9 +59,7 @@ extension RecursiveResolver {
     // Both run on the resolver's own thread, the timer as one of the engine's timers: a timer on
     // the global pool could be held up by whatever else the process runs there, and answer after
     // the refresh it should beat.
-    let engine = UDPExchangeEngine.shared
-    let executor = engine.taskExecutor
-    let nanoseconds = UInt64((max(0, seconds) * 1e9).rounded())
+    let executor = UDPExchangeEngine.shared.taskExecutor
     return await withUnsafeContinuation { continuation in
       first.arm(continuation)
       let answerStale: @Sendable () async -> Void = { [self] in
@@ -73,20 +71,9 @@ extension RecursiveResolver {
         core.backgroundRefreshes.add(1, ordering: .relaxed)
         if !first.answer(stale) { core.backgroundRefreshes.subtract(1, ordering: .relaxed) }
       }
-      let stopTimer: @Sendable () -> Void
-      if executor != nil {
-        let token = engine.newTimerToken()
-        let due = UDPExchangeEngine.now() &+ nanoseconds
-        engine.execute {
-          engine.setTimer(token, at: due) { Task(executorPreference: executor) { await answerStale() } }
-        }
-        stopTimer = { engine.clearTimer(token) }
-      } else {
-        let timer = Task {
-          try? await Task.sleep(nanoseconds: nanoseconds)
-          if !Task.isCancelled { await answerStale() }
-        }
-        stopTimer = { timer.cancel() }
+      // A late timer (its cancel raced its setting) finds the question answered and does nothing.
+      let stopTimer = OneShotTimer.start(after: seconds) {
+        Task(executorPreference: executor) { await answerStale() }
       }
       Task(executorPreference: executor) { [self] in
         let fresh = await refresh(question, key: key)

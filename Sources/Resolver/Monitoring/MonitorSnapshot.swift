@@ -88,14 +88,14 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    func count(_ key: CodingKeys) throws -> Int { try c.decodeIfPresent(Int.self, forKey: key) ?? 0 }
     self.init(
-      mismatchedReplies: try count(.mismatchedReplies), coalescedQueries: try count(.coalescedQueries),
-      malformedReplies: try count(.malformedReplies), outOfBailiwickRecords: try count(.outOfBailiwickRecords),
-      aliasLoops: try count(.aliasLoops), budgetExhausted: try count(.budgetExhausted),
-      malformedDoTReplies: try count(.malformedDoTReplies), mismatchedDoTReplies: try count(.mismatchedDoTReplies),
-      malformedDoQReplies: try count(.malformedDoQReplies), resetDoQStreams: try count(.resetDoQStreams),
-      timeouts: try count(.timeouts), delegationRefreshes: try count(.delegationRefreshes))
+      mismatchedReplies: try c.counter(.mismatchedReplies), coalescedQueries: try c.counter(.coalescedQueries),
+      malformedReplies: try c.counter(.malformedReplies), outOfBailiwickRecords: try c.counter(.outOfBailiwickRecords),
+      aliasLoops: try c.counter(.aliasLoops), budgetExhausted: try c.counter(.budgetExhausted),
+      malformedDoTReplies: try c.counter(.malformedDoTReplies),
+      mismatchedDoTReplies: try c.counter(.mismatchedDoTReplies),
+      malformedDoQReplies: try c.counter(.malformedDoQReplies), resetDoQStreams: try c.counter(.resetDoQStreams),
+      timeouts: try c.counter(.timeouts), delegationRefreshes: try c.counter(.delegationRefreshes))
   }
 }
 

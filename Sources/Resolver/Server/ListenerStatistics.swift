@@ -41,21 +41,20 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    func count(_ key: CodingKeys) throws -> Int { try c.decodeIfPresent(Int.self, forKey: key) ?? 0 }
-    queries = try count(.queries)
-    tcpQueries = try count(.tcpQueries)
-    refused = try count(.refused)
-    notAllowed = try count(.notAllowed)
-    formErrors = try count(.formErrors)
-    dropped = try count(.dropped)
-    tcpConnectionsRejected = try count(.tcpConnectionsRejected)
-    tcpIdleClosed = try count(.tcpIdleClosed)
-    tcpQueryLimitClosed = try count(.tcpQueryLimitClosed)
-    rateLimited = try count(.rateLimited)
-    resolutionsShed = try count(.resolutionsShed)
-    resolutionsInFlight = try count(.resolutionsInFlight)
-    anyQueries = try count(.anyQueries)
-    sendFailures = try count(.sendFailures)
+    queries = try c.counter(.queries)
+    tcpQueries = try c.counter(.tcpQueries)
+    refused = try c.counter(.refused)
+    notAllowed = try c.counter(.notAllowed)
+    formErrors = try c.counter(.formErrors)
+    dropped = try c.counter(.dropped)
+    tcpConnectionsRejected = try c.counter(.tcpConnectionsRejected)
+    tcpIdleClosed = try c.counter(.tcpIdleClosed)
+    tcpQueryLimitClosed = try c.counter(.tcpQueryLimitClosed)
+    rateLimited = try c.counter(.rateLimited)
+    resolutionsShed = try c.counter(.resolutionsShed)
+    resolutionsInFlight = try c.counter(.resolutionsInFlight)
+    anyQueries = try c.counter(.anyQueries)
+    sendFailures = try c.counter(.sendFailures)
   }
 }
 
