@@ -156,6 +156,7 @@ final class OpenSSLTestServer {
     let closes = DoTRecorder<EncryptedFailure>()
     let (connection, _) = try await connect(server, onClose: { closes.append($0) })
     let started = Date()
+    let connectedActivity = connection.lastActivity
     let query = Task { () -> TransportError? in
       do {
         _ = try await connection.query(try dotQuery("www.dot.test.", .a), timeout: .seconds(20))
@@ -164,12 +165,20 @@ final class OpenSSLTestServer {
         return error
       }
     }
-    try await Task.sleep(for: .milliseconds(200))
+    // The server goes only once the query is on the connection: a query task that starts late on
+    // a loaded machine would otherwise find the session already closed (CI's ASan run did).
+    let sendDeadline = Date().addingTimeInterval(10)
+    while connection.lastActivity == connectedActivity, Date() < sendDeadline {
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    try #require(connection.lastActivity != connectedActivity, "the query was never sent")
+    try await Task.sleep(for: .milliseconds(100))
     #expect(connection.isActive)
     server.stop()
     #expect(try await query.value == .closed)
     #expect(Date().timeIntervalSince(started) < 10, "failed when the server went, not at the timeout")
-    #expect(await closes.waitForFirst() == .resetWithQueriesOutstanding)
+    let reason = await closes.waitForFirst()
+    #expect(reason == .resetWithQueriesOutstanding)
     try await Task.sleep(for: .milliseconds(100))
     #expect(closes.all.count == 1)
     #expect(!connection.isActive)
