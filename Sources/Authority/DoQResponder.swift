@@ -22,6 +22,8 @@ public struct DoQResponderStatistics: Sendable, Equatable {
   public var streamsReset: UInt64
   public var datagramsDropped: UInt64
   public var connectionsOpen: UInt64
+  /// Datagrams sent, every kind (handshake, answers, ACKs, closes).
+  public var datagramsSent: UInt64
 }
 
 /// An authoritative DNS-over-QUIC server (RFC 9250) on ngtcp2 in server mode (the C engine in
@@ -132,7 +134,7 @@ final class DoQServerHandler: ChannelInboundHandler {
     doqs_server_stats(server, &s)
     return DoQResponderStatistics(
       connectionsAccepted: s.accepted, handshakesCompleted: s.handshakes, queriesAnswered: s.queries,
-      streamsReset: s.resets, datagramsDropped: s.dropped, connectionsOpen: s.open)
+      streamsReset: s.resets, datagramsDropped: s.dropped, connectionsOpen: s.open, datagramsSent: s.sent)
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -424,6 +424,10 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
   settings.initial_ts = doq_now_ns();
   settings.handshake_timeout = s->handshake_timeout;
   settings.no_pmtud = 1;
+  // Acknowledge every query packet at once, so the ACK rides in the answer written right after it.
+  // With ngtcp2's default (2) a lone query's ACK waits for the delayed-ACK timer (smoothed RTT / 8),
+  // which fires after the answer went, and a 41-byte ACK follows every answer by itself.
+  settings.ack_thresh = 1;
 
   ngtcp2_transport_params params;
   ngtcp2_transport_params_default(&params);
@@ -520,7 +524,7 @@ static ngtcp2_ssize conn_write(dq_conn *c, uint8_t *buf, size_t cap) {
   }
 }
 
-ssize_t doqs_server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, size_t ipcap, uint16_t *port) {
+static ssize_t server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, size_t ipcap, uint16_t *port) {
   for (dq_conn *c = s->conns; c; c = c->next) {
     if (c->closelen) {
       size_t n = c->closelen < cap ? c->closelen : cap;
@@ -559,6 +563,12 @@ ssize_t doqs_server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, si
   }
   reap(s);
   return 0;
+}
+
+ssize_t doqs_server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, size_t ipcap, uint16_t *port) {
+  ssize_t n = server_write(s, buf, cap, ip, ipcap, port);
+  if (n > 0) s->stats.sent++;
+  return n;
 }
 
 int64_t doqs_server_expiry_delay(doqs_server *s) {

@@ -65,6 +65,8 @@ void doqs_server_close_all(doqs_server *s);
 
 typedef struct doqs_stats {
   uint64_t accepted, handshakes, queries, resets, dropped, open;
+  /// Datagrams handed out by doqs_server_write.
+  uint64_t sent;
 } doqs_stats;
 
 void doqs_server_stats(doqs_server *s, doqs_stats *out);
