@@ -272,6 +272,7 @@ final class FakeDo53: UpstreamExchanger {
     #expect(r.legs.map(\.transport) == [.dot])
     #expect(r.legs.first?.error == .timeout)
     #expect(r.legs.first?.reason?.contains("timed out after 300 ms waiting for its connection to come up") == true)
+    #expect(r.cutShort)
     #expect(do53.count == 1)
     #expect(elapsed < .seconds(10), "answered after \(elapsed)")
     // With time to spare, a query waits two of its timeouts (a handshake is two round trips),
@@ -280,6 +281,7 @@ final class FakeDo53: UpstreamExchanger {
     let next = await p.exchange(query, server: server, context: limited, timeout: .milliseconds(200))
     #expect(next.legs.map(\.transport) == [.dot])
     #expect(next.legs.first?.reason?.contains("timed out after 400 ms") == true)
+    #expect(!next.cutShort, "two whole timeouts: the server's slowness, not the resolution's deadline")
     #expect(do53.count == 1)
     #expect(connector.attempts.withLock { $0.count } == 2)  // both joined the one pending attempt
   }
@@ -322,10 +324,40 @@ final class FakeDo53: UpstreamExchanger {
     for _ in 0..<(p.settings.maxConsecutiveQueryTimeouts + 1) {
       let r = await p.exchange(query, server: server, context: limited, timeout: .seconds(1))
       #expect(r.response == nil && r.legs.map(\.transport) == [.dot])
+      #expect(r.cutShort, "the resolution would blame the server for its own deadline")
     }
     #expect(session.isActive)
     #expect(do53.count == 1)
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
+  }
+
+  /// Two resolutions need the same query at once: the one that sent it has 0.8 s left, the one
+  /// that joined it 5 s. The server answers in 1.2 s. The first gets a timeout its own deadline
+  /// caused; the second must not take that for the server's answer: it asks again and gets it.
+  @Test func aJoinerWithMoreTimeAsksAgainWhenTheSharedQueryWasCutShort() async throws {
+    let connector = FakeConnector { _ in .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53, timeout: 4)
+    await firstQueryProbes(p)
+    let session = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
+    let sentBefore = session.sent.withLock { $0 }
+    session.delay.withLock { $0 = .milliseconds(1200) }
+    var short = context
+    short.budget = 0.8
+    var long = context
+    long.budget = 5
+    let q = query
+    let target = server
+    let owner = Task { await p.exchange(q, server: target, context: short, timeout: .seconds(2)) }
+    while session.sent.withLock({ $0 }) == sentBefore { try await Task.sleep(for: .milliseconds(5)) }
+    let joiner = await p.exchange(query, server: server, context: long, timeout: .seconds(2))
+    let first = await owner.value
+    #expect(first.response == nil && first.cutShort)
+    #expect(joiner.response?.answers.count == 1, "the joiner took the other resolution's cut-short timeout")
+    #expect(!joiner.cutShort)
+    #expect(session.sent.withLock { $0 } == sentBefore + 2)
+    #expect(p.coalescedQueries == 1)
+    #expect(do53.count == 1, "no cleartext: only the first query's")
   }
 
   @Test func stateSurvivesASaveAndLoad() async throws {

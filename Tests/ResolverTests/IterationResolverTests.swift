@@ -11,10 +11,13 @@ final class ScriptedExchanger: UpstreamExchanger {
   let scripts: [String: Script]
   let log = Mutex<[(String, Question)]>([])
   let delay: Duration
+  /// Timeouts say the caller's budget cut them short (`ExchangeResult.cutShort`).
+  let cutShort: Bool
 
-  init(_ scripts: [String: Script], delay: Duration = .zero) {
+  init(_ scripts: [String: Script], delay: Duration = .zero, cutShort: Bool = false) {
     self.scripts = scripts
     self.delay = delay
+    self.cutShort = cutShort
   }
 
   var queries: [(String, Question)] { log.withLock { $0 } }
@@ -27,7 +30,8 @@ final class ScriptedExchanger: UpstreamExchanger {
     if delay > .zero { try? await Task.sleep(for: delay) }
     guard let script = scripts[server.ip], var reply = script(q) else {
       return ExchangeResult(
-        legs: [ExchangeLeg(transport: .do53UDP, rttMs: nil, error: .timeout, truncated: false)], response: nil)
+        legs: [ExchangeLeg(transport: .do53UDP, rttMs: nil, error: .timeout, truncated: false)], response: nil,
+        cutShort: cutShort)
     }
     reply.header.id = query.header.id
     reply.header.qr = true
@@ -224,6 +228,19 @@ func answer(_ records: [ResourceRecord]) -> Message {
     #expect(first.rcode == .servFail && second.rcode == .servFail)
     #expect(sent > 0)
     #expect(ex.queries.count == sent)  // nothing sent for a cached failure
+  }
+
+  /// a timeout is held against the server (its smoothed RTT doubles, it is counted) only
+  /// when the server had its whole timeout; not when the resolution's deadline cut it short.
+  @Test func onlyWholeTimeoutsCountAgainstTheServer() async {
+    for cutShort in [false, true] {
+      let ex = ScriptedExchanger([:], cutShort: cutShort)
+      let r = resolver(ex)
+      let result = await r.resolve(Question(name: name("dead.test."), type: .a))
+      #expect(result.rcode == .servFail)
+      let timeouts = r.serverSelection.timeouts(server: "192.0.2.1")
+      #expect(cutShort ? timeouts == 0 : timeouts > 0, "cut short: \(cutShort), \(timeouts) timeouts")
+    }
   }
 
   @Test func identicalConcurrentQuestionsShareOneResolution() async {

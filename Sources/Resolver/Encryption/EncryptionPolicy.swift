@@ -29,7 +29,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   let time: any TimeSource
   let logger: Logger
   /// Identical queries to one server in flight, whatever transport carries them.
-  let inflight = InflightExchanges()
+  let inflight: InflightExchanges
 
   public init(
     settings: EncryptionSettings, do53: any UpstreamExchanger, connectors: [any EncryptedConnector],
@@ -43,6 +43,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     self.state = StateLock(State(table: EncryptionTable(settings: s, servers: saved)))
     self.wallClock = wallClock
     self.time = time
+    self.inflight = InflightExchanges(time: time)
     self.logger = logger
   }
 
@@ -68,8 +69,10 @@ public final class EncryptionPolicy: UpstreamExchanger {
     guard let key = InflightExchanges.Key(query, server) else {
       return await exchangeNow(query, server: server, context: context, timeout: timeout)
     }
-    return await inflight.join(key, budget: context.budget) {
-      await self.exchangeNow(query, server: server, context: context, timeout: timeout)
+    return await inflight.join(key, budget: context.budget) { left in
+      var context = context
+      context.budget = left
+      return await self.exchangeNow(query, server: server, context: context, timeout: timeout)
     }
   }
 
@@ -106,11 +109,13 @@ public final class EncryptionPolicy: UpstreamExchanger {
       // round trips; a query's timeout is two smoothed RTTs) and never past the resolution's
       // deadline. Then the query is a timeout and the resolution moves on to another server:
       // not Do53 to this one, whose encryption is known to work (OE-11).
-      let wait = min(2 * Double(timeout.nanoseconds) / 1e9, deadline.remaining ?? .infinity)
+      let full = 2 * Double(timeout.nanoseconds) / 1e9
+      let wait = min(full, deadline.remaining ?? .infinity)
       let (session, early, waited) = await session(
         t, server: server, context: context, earlyQuery: query, within: wait)
       if waited == .outOfTime {
-        return Self.outOfTime(t, waited: wait, for: "its connection to come up", reason: reason)
+        return Self.outOfTime(
+          t, waited: wait, for: "its connection to come up", reason: reason, cutShort: wait < full)
       }
       if let session, let early {
         return await receiveEarly(
@@ -135,14 +140,14 @@ public final class EncryptionPolicy: UpstreamExchanger {
 
   /// The result of an exchange that waited `seconds` on `t` in vain (for a connection still being
   /// set up, an early-data reply): a timeout, so the resolution moves on.
-  static func outOfTime(_ t: EncryptedTransport, waited seconds: Double, for what: String, reason: TransportReason)
-    -> ExchangeResult
-  {
+  static func outOfTime(
+    _ t: EncryptedTransport, waited seconds: Double, for what: String, reason: TransportReason, cutShort: Bool
+  ) -> ExchangeResult {
     let leg = ExchangeLeg(
       transport: t.kind, rttMs: nil, error: .timeout, truncated: false,
       transportReason:
         "\(reason.description); timed out after \(Int((seconds * 1000).rounded())) ms waiting for \(what)")
-    return ExchangeResult(legs: [leg], response: nil)
+    return ExchangeResult(legs: [leg], response: nil, cutShort: cutShort)
   }
 
   /// Waits (at most `seconds`) until the probes started so far have finished; `lookup` calls this
@@ -192,7 +197,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     sessionFallback: Bool = false, deadline: ExchangeDeadline
   ) async -> ExchangeResult {
     // A fallback that would start with the budget spent is not sent.
-    guard let timeout = deadline.cap(timeout) else { return ExchangeResult(legs: [], response: nil) }
+    guard let timeout = deadline.cap(timeout) else { return ExchangeResult(legs: [], response: nil, cutShort: true) }
     let suppressed = !sessionFallback && state.withLock { $0.table.cleartextSuppressed(server.ip, now: wallClock()) }
     var result = await do53.exchange(query, server: server, context: deadline.passing(context), timeout: timeout)
     let now = wallClock()
@@ -210,7 +215,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
     context: ExchangeContext, timeout: TimeAmount, reason: TransportReason, counted: Bool = false,
     deadline: ExchangeDeadline
   ) async -> ExchangeResult {
-    guard let queryTimeout = deadline.cap(timeout) else { return ExchangeResult(legs: [], response: nil) }
+    guard let queryTimeout = deadline.cap(timeout) else {
+      return ExchangeResult(legs: [], response: nil, cutShort: true)
+    }
     let start = time.now()
     if !counted { state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) } }
     do {
@@ -223,7 +230,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       leg.earlyData = st?.earlyDataAccepted
       // A timeout that only came because the resolution's deadline cut the query's time short
       // says nothing about the server: not counted against its session (§6 gap 4).
-      if error == .timeout, queryTimeout < timeout { return ExchangeResult(legs: [leg], response: nil) }
+      if error == .timeout, queryTimeout < timeout { return ExchangeResult(legs: [leg], response: nil, cutShort: true) }
       if session.isActive {
         // OE-37: a per-query failure (timeout, stream reset, malformed reply) is a failed query for
         // this server, not a reason for cleartext; timeouts and malformed replies that pile up fail
@@ -272,9 +279,10 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let start = time.now()
     state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) }
     // The handshake is done: the reply is one round trip away, as for any query on the session.
-    let wait = min(Double(timeout.nanoseconds) / 1e9, deadline.remaining ?? .infinity)
+    let full = Double(timeout.nanoseconds) / 1e9
+    let wait = min(full, deadline.remaining ?? .infinity)
     guard let outcome = await BoundedWait.value(within: wait, { finish in early.whenComplete(finish) }) else {
-      return Self.outOfTime(t, waited: wait, for: "the reply to its early data", reason: reason)
+      return Self.outOfTime(t, waited: wait, for: "the reply to its early data", reason: reason, cutShort: wait < full)
     }
     if case .success(let response) = outcome {
       return encryptedSuccess(response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)

@@ -149,7 +149,8 @@ extension ResolutionRun {
         guard let response = result.response else {
           if result.legs.last?.error == .timeout {
             sawTimeout = true
-            selection.recordTimeout(server: server.endpoint.ip)
+            // A timeout the resolution's own deadline caused says nothing about the server.
+            if !result.cutShort { selection.recordTimeout(server: server.endpoint.ip) }
           }
           continue
         }

@@ -84,6 +84,17 @@ struct ExchangeDeadline: Sendable {
 public struct ExchangeResult: Sendable {
   public var legs: [ExchangeLeg]
   public var response: Message?
+  /// True when the caller's budget, not the server, ended the exchange early: a wait or a leg's
+  /// timeout was cut to the time left and ran out, or a leg was not sent for want of time. A
+  /// joiner with more time left does not take it as the server's answer (it asks again), and the
+  /// server is not blamed for the timeout.
+  public var cutShort: Bool
+
+  public init(legs: [ExchangeLeg], response: Message?, cutShort: Bool = false) {
+    self.legs = legs
+    self.response = response
+    self.cutShort = cutShort
+  }
 }
 
 /// Carries a query to one authoritative server. The iteration never names a transport: this seam is
@@ -137,8 +148,8 @@ public struct Do53Exchanger: UpstreamExchanger {
       return await exchangeNow(query, server: server, timeout: timeout, budget: budget)
     }
     let transport = self.transport
-    return await transport.inflight.join(key, budget: budget) {
-      await self.exchangeNow(query, server: server, timeout: timeout, budget: budget)
+    return await transport.inflight.join(key, budget: budget) { left in
+      await self.exchangeNow(query, server: server, timeout: timeout, budget: left)
     }
   }
 
@@ -151,7 +162,9 @@ public struct Do53Exchanger: UpstreamExchanger {
     transport.cookies.attach(to: &sent, server: server.ip)
     var retriedCookie = false
     while true {
-      guard let legTimeout = deadline.cap(timeout) else { return ExchangeResult(legs: legs, response: nil) }
+      guard let legTimeout = deadline.cap(timeout) else {
+        return ExchangeResult(legs: legs, response: nil, cutShort: true)
+      }
       let start = time.now()
       do {
         let response = try await transport.queryUDP(sent, to: server, timeout: legTimeout)
@@ -178,12 +191,14 @@ public struct Do53Exchanger: UpstreamExchanger {
         if case .malformed = error { transport.malformed.increment() }
         switch error {
         case .spoofSuspected, .malformed: break
-        default: return ExchangeResult(legs: legs, response: nil)
+        default: return ExchangeResult(legs: legs, response: nil, cutShort: error == .timeout && legTimeout < timeout)
         }
       }
       break
     }
-    guard let tcpTimeout = deadline.cap(timeout) else { return ExchangeResult(legs: legs, response: nil) }
+    guard let tcpTimeout = deadline.cap(timeout) else {
+      return ExchangeResult(legs: legs, response: nil, cutShort: true)
+    }
     let tcpStart = time.now()
     do {
       let response = try await transport.queryTCP(sent, to: server, timeout: tcpTimeout)
@@ -193,7 +208,7 @@ public struct Do53Exchanger: UpstreamExchanger {
     } catch {
       if case .malformed = error { transport.malformed.increment() }
       legs.append(ExchangeLeg(transport: .do53TCP, rttMs: nil, error: error, truncated: false))
-      return ExchangeResult(legs: legs, response: nil)
+      return ExchangeResult(legs: legs, response: nil, cutShort: error == .timeout && tcpTimeout < timeout)
     }
   }
 
