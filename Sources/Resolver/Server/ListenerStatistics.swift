@@ -1,3 +1,5 @@
+import Foundation
+import Logging
 import Synchronization
 
 /// Counters of the client listener (also in `sotto ctl stats` under `listener`).
@@ -69,6 +71,8 @@ public final class ListenerCounters: Sendable {
   private let queryCount = Atomic<Int>(0)
   private let tcpQueryCount = Atomic<Int>(0)
   private let inFlight = Atomic<Int>(0)
+  /// The errnos of refused UDP responses logged so far (each is logged once).
+  private let loggedSendErrors = StateLock(Set<Int32>())
 
   public init() {}
 
@@ -111,9 +115,14 @@ public final class ListenerCounters: Sendable {
   /// Gives back a slot taken by `beginResolution`.
   func endResolution() { inFlight.subtract(1, ordering: .relaxed) }
 
-  /// Counts `n` UDP responses the kernel would not take (`sendFailures`).
-  func countSendFailures(_ n: Int) {
-    guard n > 0 else { return }
-    counters.withLock { $0.sendFailures += n }
+  /// Counts one UDP response the kernel refused with `code` and logs the first of each errno
+  /// (the count goes on in `sendFailures`).
+  func noteSendFailure(_ code: Int32, logger: Logger) {
+    counters.withLock { $0.sendFailures += 1 }
+    let first = loggedSendErrors.withLock { $0.insert(code).inserted }
+    if first {
+      logger.warning(
+        "UDP response to a client not sent: \(String(cString: strerror(code))) (counted in sendFailures; logged once)")
+    }
   }
 }

@@ -22,7 +22,8 @@
 
     private let fd: Int32
     private let processor: QueryProcessor
-    private let fastPath: FastPath
+    /// The packet cache's side; nil without one (every query takes the full path).
+    private let fastPath: FastPath?
     private let calls: MMsgCalls
     /// Open until `stop`; full-path responses are sent under it so none goes to a closed or reused fd.
     private let open = StateLock(true)
@@ -45,12 +46,10 @@
     private var answersSending: [(response: [UInt8], client: RawClientAddress)] = []
     /// Client addresses of the full-path responses in `sendAnswers`.
     private let answerNames: UnsafeMutablePointer<sockaddr_storage>
-    /// errno values of failed sends already logged.
-    private let loggedSendErrors = StateLock(Set<Int32>())
 
     /// Binds a UDP socket to `address` and starts serving it; nil when this system lacks
     /// recvmmsg/sendmmsg or the engine thread (the caller then uses the NIO channel).
-    static func start(_ address: SocketAddress, processor: QueryProcessor, fastPath: FastPath)
+    static func start(_ address: SocketAddress, processor: QueryProcessor, fastPath: FastPath?)
       throws
       -> UDPSocketLoop?
     {
@@ -83,7 +82,7 @@
       return loop
     }
 
-    private init(fd: Int32, processor: QueryProcessor, fastPath: FastPath, calls: MMsgCalls) {
+    private init(fd: Int32, processor: QueryProcessor, fastPath: FastPath?, calls: MMsgCalls) {
       self.fd = fd
       self.processor = processor
       self.fastPath = fastPath
@@ -170,6 +169,7 @@
         start: receiveBuffers + slot * Self.slotSize, count: length)
       let dest = UnsafeMutableRawBufferPointer(
         start: sendBuffers + out * Self.slotSize, count: Self.slotSize)
+      guard let fastPath else { return resolve(Array(query), from: client, learn: nil) }
       switch fastPath.lookup(query, from: client, into: dest) {
       case .hit(let size):
         sendVectors[out].iov_len = size
@@ -192,7 +192,7 @@
         await processor.process(raw, from: client, overTCP: false) { response, replayable in
           guard let response else { return }
           self.send(response, to: client)
-          if replayable, let (query, generation) = learn {
+          if replayable, let fastPath, let (query, generation) = learn {
             UDPExchangeEngine.shared.afterSends { fastPath.learn(response, for: query, generation: generation) }
           }
         }
@@ -202,7 +202,6 @@
     /// Sends the first `count` send slots (one sendmmsg, more if the kernel takes fewer).
     private func send(count: Int) {
       var first = 0
-      var failed = 0
       while first < count {
         let sent = calls.send(
           fd, UnsafeMutableRawPointer(sendMessages + first), UInt32(count - first), 0)
@@ -213,21 +212,9 @@
         } else {
           // This datagram cannot be sent (send buffer full, client unreachable): skip it, as NIO
           // does, and count it.
-          noteSendFailure(errno)
-          failed += 1
+          processor.counters.noteSendFailure(errno, logger: processor.logger)
           first += 1
         }
-      }
-      processor.counters.countSendFailures(failed)
-    }
-
-    /// Logs the first failed send of each errno (the count goes on in `sendFailures`).
-    private func noteSendFailure(_ code: Int32) {
-      let first = loggedSendErrors.withLock { $0.insert(code).inserted }
-      if first {
-        processor.logger.warning(
-          "UDP response to a client not sent: \(String(cString: strerror(code))) (counted in sendFailures; logged once)"
-        )
       }
     }
 
@@ -255,10 +242,7 @@
           sendto(fd, bytes.baseAddress, bytes.count, 0, sa, socklen_t(len))
         }
       }
-      if sent < 0 {
-        noteSendFailure(errno)
-        processor.counters.countSendFailures(1)
-      }
+      if sent < 0 { processor.counters.noteSendFailure(errno, logger: processor.logger) }
     }
 
     /// Sends the queued full-path responses, up to `batch` per sendmmsg (on the engine thread,
