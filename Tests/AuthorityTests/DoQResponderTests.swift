@@ -85,17 +85,29 @@ import Testing
   /// a delayed-ACK timer later, a 41-byte ACK of its own (ngtcp2's default waits for two packets).
   /// Queries go 1 ms apart, as the bench's do, so the client's held ACK of an answer rides on the
   /// next query. Where the test task ran late (more than 4.5 ms between two queries) that ACK goes
-  /// alone and the server answers it with stream credit (MAX_STREAMS): one more datagram each.
+  /// alone and the server answers it with stream credit (MAX_STREAMS): one more datagram each. A
+  /// loaded machine may add a loss-recovery probe, so up to five rounds are tried; with a separate
+  /// ACK per answer none comes near.
   @Test func answersCarryTheAckOfTheirQuery() async throws {
     let ca = try CertificateFactory()
     let (server, endpoint) = try await start(ca: ca)
     let (connection, _, _) = try await connect(endpoint, ca: try writeCA(ca), log: ClientLog())
     _ = try await connection.query(try testQuery("www.doq.test."), timeout: .seconds(3))
-    try await Task.sleep(for: .milliseconds(300))  // the handshake's last packets and their ACKs
+    // The count once nothing more goes out for 40 ms (the client's ACK hold is 5 ms).
+    func settled() async throws -> UInt64 {
+      var last = try await server.statistics().datagramsSent
+      for _ in 0..<50 {
+        try await Task.sleep(for: .milliseconds(40))
+        let now = try await server.statistics().datagramsSent
+        if now == last { break }
+        last = now
+      }
+      return last
+    }
     let queries = 8
-    var best: (sent: UInt64, late: Int)? = nil
-    for round in 0..<5 where best.map({ $0.late > 0 }) ?? true {
-      let before = try await server.statistics().datagramsSent
+    var rounds: [(sent: UInt64, late: Int)] = []
+    for round in 0..<5 {
+      let before = try await settled()
       var calls: [ContinuousClock.Instant] = []
       for i in 0..<queries {
         calls.append(.now)
@@ -104,16 +116,14 @@ import Testing
         try await Task.sleep(for: .milliseconds(1))
       }
       let late = zip(calls, calls.dropFirst()).filter { $1 - $0 >= .microseconds(4500) }.count
-      try await Task.sleep(for: .milliseconds(100))
-      let sent = try await server.statistics().datagramsSent - before
-      if best.map({ late < $0.late }) ?? true { best = (sent, late) }
+      rounds.append((try await settled() - before, late))
+      // One per answer, plus the credit sent when the client's ACK of the last answer comes alone
+      // after its hold; 14-16 with a separate ACK per answer.
+      if rounds[round].sent <= UInt64(queries + 1 + late) { break }
     }
-    let round = try #require(best)
-    // One per answer, plus the credit sent when the client's ACK of the last answer comes alone
-    // after its hold; 14-16 with a separate ACK per answer.
     #expect(
-      round.sent <= UInt64(queries + 1 + round.late),
-      "\(round.sent) datagrams for \(queries) queries, \(round.late) late")
+      rounds.contains { $0.sent <= UInt64(queries + 1 + $0.late) },
+      "datagrams and late gaps per round of \(queries) queries: \(rounds)")
     connection.close()
     await server.stop()
   }

@@ -29,9 +29,9 @@ final class ScriptedExchanger: UpstreamExchanger {
     log.withLock { $0.append((server.ip, q)) }
     if delay > .zero { try? await Task.sleep(for: delay) }
     guard let script = scripts[server.ip], var reply = script(q) else {
-      return ExchangeResult(
-        legs: [ExchangeLeg(transport: .do53UDP, rttMs: nil, error: .timeout, truncated: false)], response: nil,
-        cutShort: cutShort)
+      var leg = ExchangeLeg(transport: .do53UDP, rttMs: nil, error: .timeout, truncated: false)
+      leg.cutShort = cutShort
+      return ExchangeResult(legs: [leg], response: nil, cutShort: cutShort)
     }
     reply.header.id = query.header.id
     reply.header.qr = true

@@ -43,7 +43,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     self.state = StateLock(State(table: EncryptionTable(settings: s, servers: saved)))
     self.wallClock = wallClock
     self.time = time
-    self.inflight = InflightExchanges(time: time)
+    self.inflight = InflightExchanges()
     self.logger = logger
   }
 
@@ -69,7 +69,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     guard let key = InflightExchanges.Key(query, server) else {
       return await exchangeNow(query, server: server, context: context, timeout: timeout)
     }
-    return await inflight.join(key, budget: context.budget) { left in
+    return await inflight.join(key, budget: context.budget, time: time) { left in
       var context = context
       context.budget = left
       return await self.exchangeNow(query, server: server, context: context, timeout: timeout)
@@ -143,10 +143,11 @@ public final class EncryptionPolicy: UpstreamExchanger {
   static func outOfTime(
     _ t: EncryptedTransport, waited seconds: Double, for what: String, reason: TransportReason, cutShort: Bool
   ) -> ExchangeResult {
-    let leg = ExchangeLeg(
+    var leg = ExchangeLeg(
       transport: t.kind, rttMs: nil, error: .timeout, truncated: false,
       transportReason:
         "\(reason.description); timed out after \(Int((seconds * 1000).rounded())) ms waiting for \(what)")
+    leg.cutShort = cutShort
     return ExchangeResult(legs: [leg], response: nil, cutShort: cutShort)
   }
 
@@ -197,9 +198,13 @@ public final class EncryptionPolicy: UpstreamExchanger {
     sessionFallback: Bool = false, deadline: ExchangeDeadline
   ) async -> ExchangeResult {
     // A fallback that would start with the budget spent is not sent.
-    guard let timeout = deadline.cap(timeout) else { return ExchangeResult(legs: [], response: nil, cutShort: true) }
+    guard let cut = deadline.cap(timeout) else { return ExchangeResult(legs: [], response: nil, cutShort: true) }
     let suppressed = !sessionFallback && state.withLock { $0.table.cleartextSuppressed(server.ip, now: wallClock()) }
-    var result = await do53.exchange(query, server: server, context: deadline.passing(context), timeout: timeout)
+    var result = await do53.exchange(query, server: server, context: deadline.passing(context), timeout: cut)
+    if cut < timeout, result.response == nil, let last = result.legs.indices.last, result.legs[last].error == .timeout {
+      result.legs[last].cutShort = true
+      result.cutShort = true
+    }
     let now = wallClock()
     state.withLock { s in
       for leg in result.legs {
@@ -230,7 +235,10 @@ public final class EncryptionPolicy: UpstreamExchanger {
       leg.earlyData = st?.earlyDataAccepted
       // A timeout that only came because the resolution's deadline cut the query's time short
       // says nothing about the server: not counted against its session (§6 gap 4).
-      if error == .timeout, queryTimeout < timeout { return ExchangeResult(legs: [leg], response: nil, cutShort: true) }
+      if error == .timeout, queryTimeout < timeout {
+        leg.cutShort = true
+        return ExchangeResult(legs: [leg], response: nil, cutShort: true)
+      }
       if session.isActive {
         // OE-37: a per-query failure (timeout, stream reset, malformed reply) is a failed query for
         // this server, not a reason for cleartext; timeouts and malformed replies that pile up fail

@@ -147,10 +147,10 @@ extension ResolutionRun {
           result = await send(query, to: server, zone: zone)
         }
         guard let response = result.response else {
-          if result.legs.last?.error == .timeout {
+          if let last = result.legs.last, last.error == .timeout {
             sawTimeout = true
             // A timeout the resolution's own deadline caused says nothing about the server.
-            if !result.cutShort { selection.recordTimeout(server: server.endpoint.ip) }
+            if !last.cutShort { selection.recordTimeout(server: server.endpoint.ip) }
           }
           continue
         }
@@ -186,8 +186,9 @@ extension ResolutionRun {
     queriesSent += 1
     let selection = core.selection
     let remaining = max(0.05, limits.deadline - (core.time.now() - started))
-    let timeoutMs = min(selection.timeoutMs(server: server.endpoint.ip), remaining * 1000)
-    // The budget keeps waits for a connection and fallbacks within the resolution's deadline.
+    // The server's whole timeout; the budget cuts it (and waits for a connection, fallbacks) to
+    // what is left of the resolution's deadline, and a leg so cut is not held against the server.
+    let timeoutMs = selection.timeoutMs(server: server.endpoint.ip)
     let result = await core.exchanger.exchange(
       query, server: server.endpoint, context: ExchangeContext(nsName: server.nsName, zone: zone, budget: remaining),
       timeout: .milliseconds(Int64(timeoutMs)))

@@ -21,38 +21,33 @@ final class InflightExchanges: Sendable {
   }
 
   private let runs = Coalescer<Key, ExchangeResult>()
-  /// Exchanges that joined one already in flight instead of sending.
+  /// Exchanges that took the result of one already in flight instead of sending.
   let joined = Counter()
-  private let time: any TimeSource
-
-  init(time: any TimeSource = SystemTimeSource()) {
-    self.time = time
-  }
 
   /// The result of the exchange in flight for `key`, or of `body` run now by this caller with
-  /// the seconds left of `budget` (nil: no budget). With a budget, joining one in flight waits at
-  /// most the time left: the exchange in flight was started by another resolution, with its own
-  /// time limit; past ours, the result has no legs (nothing of ours was sent, so no server is
-  /// blamed for the time). A shared result that the other resolution's budget cut short is not
-  /// taken: with time left, this caller asks again (runs the exchange or joins a newer one).
+  /// the seconds left of `budget` (nil: no budget), on `time`'s clock. With a budget, joining one
+  /// in flight waits at most the time left: the exchange in flight was started by another
+  /// resolution, with its own time limit; past ours, the result has no legs (nothing of ours was
+  /// sent, so no server is blamed for the time). A shared result that the other resolution's
+  /// budget cut short is not taken: with time left, this caller asks again (runs the exchange or
+  /// joins a newer one).
   nonisolated(nonsending) func join(
-    _ key: Key, budget: Double? = nil, _ body: nonisolated(nonsending) (Double?) async -> ExchangeResult
+    _ key: Key, budget: Double? = nil, time: any TimeSource = SystemTimeSource(),
+    _ body: nonisolated(nonsending) (Double?) async -> ExchangeResult
   ) async -> ExchangeResult {
     let end = budget.map { time.now() + $0 }
-    var counted = false
     while true {
       let left = end.map { max(0, $0 - time.now()) }
       if let left, left < 0.001 { return ExchangeResult(legs: [], response: nil, cutShort: true) }
       let limit = left.map { (seconds: $0, expired: ExchangeResult(legs: [], response: nil, cutShort: true)) }
       let (result, wasJoined) = await runs.run(key, joinLimit: limit) { await body(left) }
       guard wasJoined else { return result }
-      if !counted {
-        joined.increment()
-        counted = true
-      }
       // A whole run is ours too. A cut one: ask again while our own time lasts (the loop's first
       // line ends it when our own wait for the run was what ran out).
-      if !result.cutShort { return result }
+      if !result.cutShort {
+        joined.increment()
+        return result
+      }
     }
   }
 }

@@ -18,6 +18,9 @@ public struct ExchangeLeg: Sendable {
   /// data was accepted (nil when none was sent).
   public var resumed: Bool?
   public var earlyData: Bool?
+  /// True for a leg that timed out only because its time was cut to the caller's budget (less
+  /// than the server's whole timeout): not held against the server.
+  public var cutShort = false
 
   public init(transport: TransportKind, rttMs: Double?, error: TransportError?, truncated: Bool, reason: String? = nil)
   {
@@ -85,9 +88,9 @@ public struct ExchangeResult: Sendable {
   public var legs: [ExchangeLeg]
   public var response: Message?
   /// True when the caller's budget, not the server, ended the exchange early: a wait or a leg's
-  /// timeout was cut to the time left and ran out, or a leg was not sent for want of time. A
-  /// joiner with more time left does not take it as the server's answer (it asks again), and the
-  /// server is not blamed for the timeout.
+  /// timeout was cut to the time left and ran out (that leg is `cutShort` too), or a leg was not
+  /// sent for want of time. A joiner with more time left does not take it as the server's answer
+  /// but asks again.
   public var cutShort: Bool
 
   public init(legs: [ExchangeLeg], response: Message?, cutShort: Bool = false) {
@@ -148,7 +151,7 @@ public struct Do53Exchanger: UpstreamExchanger {
       return await exchangeNow(query, server: server, timeout: timeout, budget: budget)
     }
     let transport = self.transport
-    return await transport.inflight.join(key, budget: budget) { left in
+    return await transport.inflight.join(key, budget: budget, time: time) { left in
       await self.exchangeNow(query, server: server, timeout: timeout, budget: left)
     }
   }
@@ -184,14 +187,16 @@ public struct Do53Exchanger: UpstreamExchanger {
         // Truncated, or BADCOOKIE twice: TCP.
         legs.append(ExchangeLeg(transport: .do53UDP, rttMs: rtt, error: nil, truncated: response.header.tc))
       } catch {
-        legs.append(ExchangeLeg(transport: .do53UDP, rttMs: nil, error: error, truncated: false))
+        var leg = ExchangeLeg(transport: .do53UDP, rttMs: nil, error: error, truncated: false)
+        leg.cutShort = error == .timeout && legTimeout < timeout
+        legs.append(leg)
         // replies with wrong IDs or questions keep arriving: someone may be guessing; TCP.
         // An unparsable reply (oversized datagram cut by the receive buffer, broken compression)
         // also gets one TCP try: the stream carries any size (issue 8, hostile `big` server).
         if case .malformed = error { transport.malformed.increment() }
         switch error {
         case .spoofSuspected, .malformed: break
-        default: return ExchangeResult(legs: legs, response: nil, cutShort: error == .timeout && legTimeout < timeout)
+        default: return ExchangeResult(legs: legs, response: nil, cutShort: leg.cutShort)
         }
       }
       break
@@ -207,8 +212,10 @@ public struct Do53Exchanger: UpstreamExchanger {
       return ExchangeResult(legs: legs, response: response)
     } catch {
       if case .malformed = error { transport.malformed.increment() }
-      legs.append(ExchangeLeg(transport: .do53TCP, rttMs: nil, error: error, truncated: false))
-      return ExchangeResult(legs: legs, response: nil, cutShort: error == .timeout && tcpTimeout < timeout)
+      var leg = ExchangeLeg(transport: .do53TCP, rttMs: nil, error: error, truncated: false)
+      leg.cutShort = error == .timeout && tcpTimeout < timeout
+      legs.append(leg)
+      return ExchangeResult(legs: legs, response: nil, cutShort: leg.cutShort)
     }
   }
 
