@@ -135,6 +135,17 @@ final class FakeDo53: UpstreamExchanger {
     await p.waitForProbes(upTo: 2)
   }
 
+  /// A policy whose first query's probe set up a DoT session to the server, its Do53 stand-in
+  /// (one query so far) and that session.
+  func establishedSession(timeout: Double = 1) async throws -> (EncryptionPolicy, FakeDo53, FakeSession) {
+    let connector = FakeConnector { _ in .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53, timeout: timeout)
+    await firstQueryProbes(p)
+    let session = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
+    return (p, do53, session)
+  }
+
   @Test func firstQueryGoesDo53WithAProbeThenDoTOnly() async {
     let connector = FakeConnector { _ in .succeed }
     let do53 = FakeDo53()
@@ -156,15 +167,8 @@ final class FakeDo53: UpstreamExchanger {
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).resumptions.count == 1)
   }
 
-  @Test func identicalQueriesInFlightOverASessionAreSentOnce() async {
-    let connector = FakeConnector { _ in .succeed }
-    let do53 = FakeDo53()
-    let p = policy(connector, do53)
-    await firstQueryProbes(p)
-    guard let session = connector.sessions.withLock({ $0["192.0.2.7"] }) else {
-      Issue.record("no DoT session")
-      return
-    }
+  @Test func identicalQueriesInFlightOverASessionAreSentOnce() async throws {
+    let (p, do53, session) = try await establishedSession()
     let before = session.sent.withLock { $0 }
     // Long enough that all five are in flight together even on a loaded machine.
     session.delay.withLock { $0 = .seconds(1) }
@@ -307,15 +311,8 @@ final class FakeDo53: UpstreamExchanger {
     #expect(fallback.map { ($0.budget ?? 99) <= 5 } == true)
   }
 
-  @Test func timeoutsCutShortByTheResolutionsDeadlineDoNotFailTheSession() async {
-    let connector = FakeConnector { _ in .succeed }
-    let do53 = FakeDo53()
-    let p = policy(connector, do53)
-    await firstQueryProbes(p)
-    guard let session = connector.sessions.withLock({ $0["192.0.2.7"] }) else {
-      Issue.record("no DoT session")
-      return
-    }
+  @Test func timeoutsCutShortByTheResolutionsDeadlineDoNotFailTheSession() async throws {
+    let (p, do53, session) = try await establishedSession()
     session.delay.withLock { $0 = .seconds(2) }
     var limited = context
     limited.budget = 0.3
@@ -335,11 +332,7 @@ final class FakeDo53: UpstreamExchanger {
   /// that joined it 5 s. The server answers in 1.2 s. The first gets a timeout its own deadline
   /// caused; the second must not take that for the server's answer: it asks again and gets it.
   @Test func aJoinerWithMoreTimeAsksAgainWhenTheSharedQueryWasCutShort() async throws {
-    let connector = FakeConnector { _ in .succeed }
-    let do53 = FakeDo53()
-    let p = policy(connector, do53, timeout: 4)
-    await firstQueryProbes(p)
-    let session = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
+    let (p, do53, session) = try await establishedSession(timeout: 4)
     let sentBefore = session.sent.withLock { $0 }
     session.delay.withLock { $0 = .milliseconds(1200) }
     var short = context

@@ -29,7 +29,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   let time: any TimeSource
   let logger: Logger
   /// Identical queries to one server in flight, whatever transport carries them.
-  let inflight: InflightExchanges
+  let inflight = InflightExchanges()
 
   public init(
     settings: EncryptionSettings, do53: any UpstreamExchanger, connectors: [any EncryptedConnector],
@@ -43,7 +43,6 @@ public final class EncryptionPolicy: UpstreamExchanger {
     self.state = StateLock(State(table: EncryptionTable(settings: s, servers: saved)))
     self.wallClock = wallClock
     self.time = time
-    self.inflight = InflightExchanges()
     self.logger = logger
   }
 
