@@ -1,13 +1,18 @@
 import COpenSSL
 import NIOCore
 import NIOPosix
+import Resolver
 
 /// What a DoT responder does besides answering (for the demo's misbehaving servers).
 public struct DoTBehaviour: Sendable {
   /// Close the connection (close_notify) after this many answered queries: a session breaker.
   public var closeConnectionAfterQueries: Int?
-  public init(closeConnectionAfterQueries: Int? = nil) {
+  /// The edns-tcp-keepalive TIMEOUT (units of 100 ms) put in answers to queries that carry the
+  /// option (RFC 7828 §3.3.2); nil: the option is ignored, as NSD 4.6 does.
+  public var keepalive: UInt16?
+  public init(closeConnectionAfterQueries: Int? = nil, keepalive: UInt16? = nil) {
     self.closeConnectionAfterQueries = closeConnectionAfterQueries
+    self.keepalive = keepalive
   }
 }
 
@@ -189,7 +194,8 @@ final class DoTServerHandler: ChannelInboundHandler {
     {
       plaintext.moveReaderIndex(forwardBy: 2)
       guard let query = plaintext.readBytes(length: Int(length)) else { break }
-      guard let response = engine.respond(to: query, overTCP: true) else { continue }
+      guard var response = engine.respond(to: query, overTCP: true) else { continue }
+      if let timeout = behaviour.keepalive { response = Self.withKeepalive(response, query: query, timeout: timeout) }
       var framed = [UInt8(response.count >> 8), UInt8(response.count & 0xFF)]
       framed += response
       ERR_clear_error()
@@ -199,6 +205,17 @@ final class DoTServerHandler: ChannelInboundHandler {
       if let limit = behaviour.closeConnectionAfterQueries, answered >= limit { close(context) }
     }
     plaintext.discardReadBytes()
+  }
+
+  /// `response` with an edns-tcp-keepalive TIMEOUT when `query` asked for one (RFC 7828 §3.3.2).
+  static func withKeepalive(_ response: [UInt8], query: [UInt8], timeout: UInt16) -> [UInt8] {
+    guard let asked = try? Message.parse(query),
+      asked.edns?.options.contains(where: { $0.code == EDNSOption.keepaliveCode }) == true,
+      var answer = try? Message.parse(response), var edns = answer.edns
+    else { return response }
+    edns.options.append(EDNSOption(code: EDNSOption.keepaliveCode, data: [UInt8(timeout >> 8), UInt8(timeout & 0xFF)]))
+    answer.edns = edns
+    return answer.serialize()
   }
 
   private func close(_ context: ChannelHandlerContext) {

@@ -60,6 +60,39 @@ import Testing
     await server.stop()
   }
 
+  /// RFC 7828: the server's TIMEOUT (0.5 s) shortens the client's idle time (5 s here) to 90% of it.
+  @Test func theSessionClosesBeforeTheServersKeepaliveRunsOut() async throws {
+    let ca = try CertificateFactory()
+    let (server, endpoint) = try await start(DoTBehaviour(keepalive: 5), ca: ca)
+    let log = ClientLog()
+    let (connection, _) = try await connect(endpoint, ca: try writeCA(ca), log: log)
+    let clock = ContinuousClock()
+    _ = try await connection.query(try testQuery("www.dot.test."), timeout: .seconds(3))
+    let answered = clock.now
+    #expect(connection.isActive)
+    // The configured 5 s would keep it open past this wait; the server's 0.5 s does not.
+    #expect(await log.wait(3) { !$0.closes.withLock(\.isEmpty) }, "still open 3 s after the answer")
+    let idle = clock.now - answered
+    #expect(idle >= .milliseconds(400), "closed \(idle) after the answer: not idle first")
+    #expect(log.closes.withLock { $0 } == [.cleanClose])
+    #expect(!connection.isActive)
+    await server.stop()
+  }
+
+  /// RFC 7828: TIMEOUT 0 means no new queries; the connection closes once its answers are in.
+  @Test func aKeepaliveOfZeroTakesTheSessionOutOfUseAndClosesIt() async throws {
+    let ca = try CertificateFactory()
+    let (server, endpoint) = try await start(DoTBehaviour(keepalive: 0), ca: ca)
+    let log = ClientLog()
+    let (connection, _) = try await connect(endpoint, ca: try writeCA(ca), log: log)
+    let answer = try await connection.query(try testQuery("www.dot.test."), timeout: .seconds(3))
+    #expect(answer.answers.first?.type == .a)
+    #expect(!connection.isActive, "a session told TIMEOUT 0 still takes queries")
+    #expect(await log.wait(3) { !$0.closes.withLock(\.isEmpty) })
+    #expect(log.closes.withLock { $0 } == [.cleanClose])
+    await server.stop()
+  }
+
   @Test func sessionBreakerClosesCleanlyAfterNQueries() async throws {
     let ca = try CertificateFactory()
     let (server, endpoint) = try await start(DoTBehaviour(closeConnectionAfterQueries: 1), ca: ca)

@@ -1,5 +1,5 @@
 /// The DNS side of one DoT session without I/O: the queries outstanding on the connection under
-/// IDs unique among them, their deadlines, and what each reply means (T-12, T-13, T-19, T-40).
+/// IDs unique among them, their deadlines, and what each reply means (T-12, T-13, T-19, T-20, T-40).
 /// `Completion` is whatever the session resumes when a query ends (a continuation; tests use plain values).
 struct DoTQueryBook<Completion> {
   private struct Entry {
@@ -29,7 +29,8 @@ struct DoTQueryBook<Completion> {
   var count: Int { entries.count }
 
   /// Registers `query` under a random ID unused among the outstanding ones and returns the padded
-  /// wire form with its 2-octet length prefix (T-11, T-40), or nil when every ID is in use.
+  /// wire form with its 2-octet length prefix and the keepalive request (T-11, T-20, T-40), or nil
+  /// when every ID is in use.
   mutating func add(_ query: Message, deadline: UInt64, completion: Completion) -> [UInt8]? {
     guard entries.count < Int(UInt16.max) else { return nil }
     var random = PooledRandom()
@@ -37,6 +38,11 @@ struct DoTQueryBook<Completion> {
     while entries[id] != nil { id = UInt16.random(in: .min ... .max, using: &random) }
     var wireQuery = query
     wireQuery.header.id = id
+    // T-20: every query asks for a long-lived connection (the server's TIMEOUT comes back in the reply).
+    var edns = wireQuery.edns ?? EDNS()
+    edns.options.removeAll { $0.code == EDNSOption.keepaliveCode }
+    edns.options.append(DoTKeepalive.request)
+    wireQuery.edns = edns
     entries[id] = Entry(
       matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, deadline: deadline,
       completion: completion)

@@ -7,7 +7,8 @@ import NIOCore
 
 /// One DoT connection run by the exchange engine's thread: a non-blocking TCP socket in the engine's
 /// epoll set, OpenSSL over memory BIOs (`TLSClientEngine`), the queries in a `DoTQueryBook`, and one
-/// engine timer for the connect, handshake, query and idle deadlines. Resolutions run on the same
+/// engine timer for the connect, handshake, query and idle deadlines (the idle one shortened by the
+/// server's edns-tcp-keepalive, `DoTKeepalive`). Resolutions run on the same
 /// thread, so a query and its answer need no thread switch (through a NIO channel each DoT exchange
 /// woke the event loop thread and then the engine, two context switches on a loaded core).
 ///
@@ -23,7 +24,8 @@ final class DoTSocketSession: @unchecked Sendable {
   private let tls: TLSClientEngine
   private let connectTimeout: UInt64
   private let handshakeTimeout: UInt64
-  private let idleTimeout: UInt64
+  /// The idle timeout, shortened by the server's edns-tcp-keepalive (RFC 7828).
+  private var keepalive: DoTKeepalive
   private let startedAt: Double
   private let time: any TimeSource
   private let status: DoTConnectionStatus
@@ -74,7 +76,7 @@ final class DoTSocketSession: @unchecked Sendable {
     self.tls = tls
     self.connectTimeout = UInt64(max(connectTimeout.nanoseconds, 0))
     self.handshakeTimeout = UInt64(max(handshakeTimeout.nanoseconds, 0))
-    self.idleTimeout = UInt64(max(idleTimeout.nanoseconds, 0))
+    self.keepalive = DoTKeepalive(configuredIdle: UInt64(max(idleTimeout.nanoseconds, 0)))
     self.startedAt = startedAt
     self.time = time
     self.status = status
@@ -222,7 +224,7 @@ final class DoTSocketSession: @unchecked Sendable {
       phase = .active
       phaseDeadline = .max
       idleSince = UDPExchangeEngine.now()
-      cover(idleSince &+ idleTimeout)
+      cover(idleSince &+ keepalive.idleTimeout)
       status.markActive(at: time.now())
       handshake?.resume(returning: .success(info))
       handshake = nil
@@ -263,15 +265,28 @@ final class DoTSocketSession: @unchecked Sendable {
       case .short: counters.dotMalformed.increment()
       case .unmatched: counters.dotMismatched.increment()
       case .answered(let done, let result):
-        if case .failure(.malformed) = result { counters.dotMalformed.increment() }
+        switch result {
+        case .failure(.malformed): counters.dotMalformed.increment()
+        case .success(let reply): noteKeepalive(reply)
+        case .failure: break
+        }
         done.resume(returning: result)
         if book.isEmpty {
           idleSince = UDPExchangeEngine.now()
-          cover(idleSince &+ idleTimeout)
+          cover(idleSince &+ keepalive.idleTimeout)
         }
       }
     }
     plaintext.removeFirst(start)
+    // T-21: after a TIMEOUT of 0 the connection closes once the outstanding answers are in.
+    if keepalive.draining, book.isEmpty { closeGracefully() }
+  }
+
+  /// Takes the server's edns-tcp-keepalive from a reply (T-21, T-22). After a TIMEOUT of 0 the
+  /// session stops taking queries: the next one opens a new connection.
+  private func noteKeepalive(_ reply: Message) {
+    keepalive.noteReply(reply)
+    if keepalive.draining { status.markInactive() }
   }
 
   // MARK: Output
@@ -344,7 +359,8 @@ final class DoTSocketSession: @unchecked Sendable {
       if !expired.isEmpty, book.isEmpty { idleSince = now }
       for done in expired { done.resume(returning: .failure(.timeout)) }
       if book.isEmpty {
-        let idleEnd = idleSince &+ idleTimeout
+        if keepalive.draining { return closeGracefully() }
+        let idleEnd = idleSince &+ keepalive.idleTimeout
         if now >= idleEnd { return closeGracefully() }
         cover(idleEnd)
       }

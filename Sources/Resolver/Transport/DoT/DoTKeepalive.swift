@@ -1,0 +1,37 @@
+/// RFC 7828 edns-tcp-keepalive on one DoT connection: every query asks for a long-lived connection
+/// (T-20), and each reply's TIMEOUT decides how long the connection may stay idle (T-17, T-21, T-22).
+/// Times are nanoseconds.
+struct DoTKeepalive {
+  /// The idle timeout when the server says nothing (RFC 7766 behaviour): the configured one.
+  let configuredIdle: UInt64
+  /// The TIMEOUT of the last reply, if that reply carried one.
+  private(set) var serverTimeout: UInt64?
+  /// A reply said TIMEOUT 0: no new queries, close once the outstanding ones are answered (T-21).
+  private(set) var draining = false
+
+  init(configuredIdle: UInt64) { self.configuredIdle = configuredIdle }
+
+  /// How long the connection may stay idle: the configured time, or 90% of the server's
+  /// keepalive if that is sooner, so that we close before the server does (T-17).
+  var idleTimeout: UInt64 {
+    guard let serverTimeout else { return configuredIdle }
+    return min(configuredIdle, serverTimeout / 10 * 9)
+  }
+
+  /// The option every DoT query carries: code 11 without a TIMEOUT (T-20; a client sends none).
+  static let request = EDNSOption(code: EDNSOption.keepaliveCode, data: [])
+
+  /// Takes the keepalive of one reply to a query that carried the request. A reply's TIMEOUT
+  /// replaces any earlier one (T-21); a reply without the option, or with a malformed one (a
+  /// server's must hold a 2-octet TIMEOUT), means no support: back to the configured idle time (T-22).
+  mutating func noteReply(_ reply: Message) {
+    let option = reply.edns?.options.last { $0.code == EDNSOption.keepaliveCode }
+    guard let data = option?.data, data.count == 2 else {
+      serverTimeout = nil
+      return
+    }
+    let units = UInt64(data[0]) << 8 | UInt64(data[1])
+    if units == 0 { draining = true }
+    serverTimeout = units * 100_000_000  // units of 100 ms
+  }
+}
