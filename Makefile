@@ -27,7 +27,7 @@ SWIFT     ?= swift
 PYTHON    ?= python3
 SOTTO_BIN ?= $(CURDIR)/.build/debug/sotto
 BUILD_PKGS := libssl-dev libncurses-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
-APT_PKGS  := nsd unbound dnsutils iproute2 procps python3 python3-pip python3-pytest tcpdump openssl libssl-dev libncurses-dev tmux \
+APT_PKGS  := nsd unbound bind9 dnsutils iproute2 procps python3 python3-pip python3-pytest tcpdump openssl libssl-dev libncurses-dev tmux \
              libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
 # PyPI packages for the lab's DoQ servers (Lab/doq_server.py); Debian 12 has no aioquic.
 PIP_PKGS  := aioquic dnspython
@@ -49,8 +49,9 @@ deps:
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
-	  for svc in nsd unbound; do \
-	    case " $$missing " in *" $$svc "*) \
+	  for pkg_svc in nsd:nsd unbound:unbound bind9:named; do \
+	    pkg=$${pkg_svc%%:*}; svc=$${pkg_svc##*:}; \
+	    case " $$missing " in *" $$pkg "*) \
 	      if command -v systemctl >/dev/null && systemctl is-active --quiet "$$svc" 2>/dev/null; then \
 	        echo "stopping the $$svc service started by its package"; \
 	        $(SUDO) systemctl stop "$$svc"; $(SUDO) systemctl disable "$$svc" || true; \

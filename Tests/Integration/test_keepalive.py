@@ -1,0 +1,281 @@
+"""RFC 7828 edns-tcp-keepalive on DoT, against BIND 9.18 (Debian's `bind9`), checked on the wire.
+
+NSD 4.6 ignores the option; BIND answers a query that carries it with its
+`tcp-advertised-timeout` and closes an idle connection after `tcp-keepalive-timeout`
+(by default both 30 s, which is also Sotto's own idle timeout). Here BIND is the
+root server on 127.0.0.1 (Do53 and DoT on free ports) and holds the test names
+itself; Sotto is told those ports with --do53-port/--encrypted-port.
+
+Who closes a TLS connection first shows in the capture: the side whose FIN comes
+first. Sotto must close an idle connection before the server does (T-17, T-21),
+and after a TIMEOUT of 0 close it as soon as its answers are in (T-21).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from capture import Capture, Packet
+from harness import dig_query, labmod, require, scaled
+
+FIN = 0x01
+NAMES = ["h1.ka.", "h2.ka.", "h3.ka."]
+
+
+def named_binary() -> str | None:
+    return shutil.which("named") or next((p for p in ("/usr/sbin/named",) if os.access(p, os.X_OK)), None)
+
+
+class Bind:
+    """One BIND 9.18 `named` on 127.0.0.1: Do53 and DoT on free ports, primary for the root zone."""
+
+    def __init__(self, directory: Path, advertised: int, keepalive: int):
+        self.dir = directory
+        self.advertised = advertised  # tcp-advertised-timeout, units of 100 ms
+        self.keepalive = keepalive  # tcp-keepalive-timeout: when BIND closes an idle connection
+        self.do53 = labmod.free_port("127.0.0.1")
+        self.tls = labmod.free_port("127.0.0.1")
+        while self.tls == self.do53:
+            self.tls = labmod.free_port("127.0.0.1")
+        self.proc: subprocess.Popen | None = None
+
+    def answer(self, name: str) -> str:
+        return f"192.0.2.{10 + NAMES.index(name)}" if name in NAMES else "192.0.2.1"
+
+    def start(self) -> None:
+        d = self.dir
+        d.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=a.root-servers.ka", "-keyout", str(d / "key.pem"),
+                        "-out", str(d / "cert.pem")], check=True, capture_output=True)
+        records = "\n".join(f"{n} A {self.answer(n)}" for n in NAMES)
+        (d / "root.zone").write_text(
+            "$ORIGIN .\n$TTL 300\n"
+            "@ SOA a.root-servers.ka. hostmaster.ka. 1 3600 900 604800 300\n"
+            "@ NS a.root-servers.ka.\n"
+            "a.root-servers.ka. A 127.0.0.1\n"
+            f"www.ka. A {self.answer('www.ka.')}\n{records}\n")
+        (d / "root.hints").write_text(
+            ".  3600000 NS a.root-servers.ka.\na.root-servers.ka.  3600000 A 127.0.0.1\n")
+        (d / "named.conf").write_text(f"""
+options {{
+  directory "{d}";
+  pid-file "{d}/named.pid";
+  session-keyfile "{d}/session.key";
+  managed-keys-directory "{d}";
+  listen-on port {self.do53} {{ 127.0.0.1; }};
+  listen-on port {self.tls} tls lab {{ 127.0.0.1; }};
+  listen-on-v6 {{ none; }};
+  recursion no;
+  dnssec-validation no;
+  tcp-advertised-timeout {self.advertised};
+  tcp-keepalive-timeout {self.keepalive};
+  tcp-idle-timeout 300;
+  tcp-initial-timeout 300;
+}};
+controls {{ }};
+tls lab {{ key-file "{d}/key.pem"; cert-file "{d}/cert.pem"; }};
+zone "." {{ type primary; file "{d}/root.zone"; }};
+""")
+        self.log = open(d / "named.log", "w+")
+        self.proc = subprocess.Popen([named_binary() or "named", "-g", "-c", str(d / "named.conf")],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + scaled(20)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"named exited with {self.proc.returncode}:\n{self.text()}", pytrace=False)
+            if not labmod.port_free("127.0.0.1", self.tls):
+                r = dig_query("127.0.0.1", self.do53, "www.ka.", "A", "+norec", timeout=3)
+                if r.status == "NOERROR" and r.answer:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"named did not serve on 127.0.0.1:{self.do53}/{self.tls} in time:\n{self.text()}", pytrace=False)
+
+    def text(self) -> str:
+        self.log.flush()
+        return (self.dir / "named.log").read_text()[-3000:]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def bind(tmp_path):
+    """Factory: bind(advertised, keepalive) starts BIND; every one started is stopped at the end."""
+    require(named_binary() is not None, "BIND's named not installed (apt-get install bind9)")
+    require(shutil.which("openssl") is not None, "openssl not installed")
+    started: list[Bind] = []
+
+    def start(advertised: int, keepalive: int) -> Bind:
+        b = Bind(tmp_path / f"bind{len(started)}", advertised, keepalive)
+        started.append(b)
+        b.start()
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def wire(tmp_path):
+    """Factory: wire(bind) captures BIND's Do53 and DoT ports on lo."""
+    require(Capture.tcpdump() is not None, "tcpdump not installed (apt-get install tcpdump)")
+    require(os.geteuid() == 0, "capturing on lo needs root")
+    caps: list[Capture] = []
+
+    def start(b: Bind) -> Capture:
+        cap = Capture(tmp_path / f"bind{b.tls}.pcap",
+                      bpf=f"host 127.0.0.1 and (port {b.tls} or port {b.do53})").start()
+        caps.append(cap)
+        return cap
+
+    yield start
+    for c in caps:
+        if c.proc is not None and c.proc.poll() is None:
+            c.stop()
+
+
+def connections(packets: list[Packet], port: int) -> dict[int, list[Packet]]:
+    """The TCP packets of each connection to `port`, by the client's port."""
+    out: dict[int, list[Packet]] = {}
+    for p in packets:
+        if p.proto == "TCP" and (p.dport == port or p.sport == port):
+            out.setdefault(p.sport if p.dport == port else p.dport, []).append(p)
+    return out
+
+
+def first_fin(conn: list[Packet], port: int) -> tuple[str, Packet] | None:
+    """Who sent the connection's first FIN ('client' or 'server'), and that packet."""
+    for p in conn:
+        if p.flags & FIN:
+            return ("client" if p.dport == port else "server", p)
+    return None
+
+
+def app_data(conn: list[Packet], port: int, to_server: bool) -> list[Packet]:
+    return [p for p in conn if (p.dport == port) == to_server and 23 in p.tls_record_types]
+
+
+def queries(conn: list[Packet], port: int) -> list[Packet]:
+    """Client packets with a DNS query in them. In TLS 1.3 the client's Finished and its
+    close_notify are application-data records too, but short ones: a query is padded to 128
+    octets (T-40), so its record is at least 128 + 2 (length) + 1 (type) + 16 (tag) long."""
+    out = []
+    for p in conn:
+        if p.dport != port:
+            continue
+        b, i = p.payload, 0
+        while i + 5 <= len(b):
+            kind, length = b[i], b[i + 3] << 8 | b[i + 4]
+            if kind == 23 and length >= 147:
+                out.append(p)
+                break
+            i += 5 + length
+    return out
+
+
+def trace(conns: dict[int, list[Packet]]) -> str:
+    return "\n".join(f"{c}: " + " ".join(f"{p.time % 100:.3f}{'>' if p.sport == c else '<'}{p.flag_str}"
+                                         f"{'[app]' if 23 in p.tls_record_types else ''}" for p in ps)
+                     for c, ps in conns.items())
+
+
+def serve_args(b: Bind, state: Path) -> list[str]:
+    return ["--do53-port", str(b.do53), "--encrypted-port", str(b.tls), "--no-doq", "--state-file", str(state)]
+
+
+def do53_after(packets: list[Packet], b: Bind, mark: float) -> list[Packet]:
+    """Queries to BIND's Do53 port (UDP or TCP) sent at or after `mark`."""
+    return [p for p in packets if p.dport == b.do53 and p.time >= mark and (p.proto == "UDP" or p.syn)]
+
+
+def check_answer(srv, b: Bind, name: str) -> None:
+    r = srv.dig(name, "A")
+    assert r.status == "NOERROR" and {rr[2] for rr in r.answer} == {b.answer(name)}, r.raw
+
+
+def dot_state(sotto, state: Path) -> dict:
+    r = sotto.run("state", "show", "--state-file", str(state), "--json", timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    servers = [s for s in json.loads(r.stdout)["servers"] if s["address"] == "127.0.0.1"]
+    assert servers, r.stdout
+    return servers[0]
+
+
+def test_idle_dot_session_closes_before_bind_s_keepalive(bind, wire, sotto, free_port, tmp_path):
+    """BIND advertises 2.0 s and closes after 4.0 s: Sotto (idle timeout 30 s) closes the idle
+    connection itself, first, and the next query reconnects over DoT, not Do53."""
+    b = bind(advertised=20, keepalive=40)
+    state = tmp_path / "state.json"
+    cap = wire(b)
+    with sotto.serve(free_port, *serve_args(b, state), root_hints=str(b.dir / "root.hints")) as srv:
+        check_answer(srv, b, "www.ka.")  # Do53, with a DoT probe
+        time.sleep(1.0)
+        mark = time.time()
+        check_answer(srv, b, "h1.ka.")  # over DoT: BIND's answer says 2.0 s
+        time.sleep(3.0)  # past Sotto's 1.8 s, short of BIND's 4.0 s
+        again = time.time()
+        check_answer(srv, b, "h2.ka.")
+        srv.signal(signal.SIGTERM)
+    packets = cap.stop()
+    conns = connections(packets, b.tls)
+    used = {c: ps for c, ps in conns.items() if any(p.time >= mark for p in queries(ps, b.tls))}
+    assert len(used) == 2, f"expected h1 and h2 on two DoT connections:\n{trace(conns)}"
+    first, second = sorted(used.values(), key=lambda ps: ps[0].time)
+    fin = first_fin(first, b.tls)
+    assert fin is not None and fin[0] == "client", f"BIND closed the idle connection before Sotto:\n{trace(conns)}"
+    last_answer = app_data(first, b.tls, False)[-1].time
+    assert last_answer + 1.0 <= fin[1].time < again, (
+        f"Sotto's FIN {fin[1].time - last_answer:.2f} s after the answer: not idle first, or after h2:\n"
+        f"{trace(conns)}")
+    assert not any(p.rst for p in first), f"the idle close was not clean:\n{trace(conns)}"
+    assert second[0].syn and second[0].time >= again, f"h2 did not open a new connection:\n{trace(conns)}"
+    st = dot_state(sotto, state)
+    assert st["dot"]["status"] == "success" and not st["dot"]["failures"], st["dot"]
+    assert st["queries"].get("DoT", 0) >= 2, st["queries"]
+    assert not do53_after(packets, b, mark), "queries went to BIND's Do53 port after the probe"
+
+
+def test_keepalive_of_zero_closes_each_connection_once_answered(bind, wire, sotto, free_port, tmp_path):
+    """BIND advertises 0 (and would close after 4.0 s): Sotto sends no second query on a connection,
+    closes each one itself right after its answer, and keeps every query on DoT."""
+    b = bind(advertised=0, keepalive=40)
+    state = tmp_path / "state.json"
+    cap = wire(b)
+    with sotto.serve(free_port, *serve_args(b, state), root_hints=str(b.dir / "root.hints")) as srv:
+        check_answer(srv, b, "www.ka.")
+        time.sleep(1.0)
+        mark = time.time()
+        for name in NAMES:
+            check_answer(srv, b, name)
+        done = time.time()
+        srv.signal(signal.SIGTERM)
+    packets = cap.stop()
+    conns = connections(packets, b.tls)
+    used = {c: ps for c, ps in conns.items() if any(p.time >= mark for p in queries(ps, b.tls))}
+    assert len(used) == len(NAMES), f"expected one DoT connection per query:\n{trace(conns)}"
+    for c, ps in used.items():
+        assert len(queries(ps, b.tls)) == 1, f"a second query went on connection {c}:\n{trace(conns)}"
+        fin = first_fin(ps, b.tls)
+        assert fin is not None and fin[0] == "client" and fin[1].time <= done, (
+            f"connection {c} was not closed by Sotto once answered:\n{trace(conns)}")
+    st = dot_state(sotto, state)
+    assert st["dot"]["status"] == "success" and not st["dot"]["failures"], st["dot"]
+    assert st["queries"].get("DoT", 0) >= len(NAMES), st["queries"]
+    assert not do53_after(packets, b, mark), "queries went to BIND's Do53 port after the probe"
