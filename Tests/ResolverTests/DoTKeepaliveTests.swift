@@ -35,6 +35,13 @@ import Testing
     #expect(k.idleTimeout == 30 * second)
   }
 
+  @Test func aShortTimeoutKeepsAMarginOfFiftyMilliseconds() {
+    var k = DoTKeepalive(configuredIdle: 30 * second)
+    k.noteReply(reply(keepalive: [0, 1]))  // 100 ms: 10% would leave 10 ms
+    #expect(k.idleTimeout == 50_000_000)
+    #expect(!k.draining)
+  }
+
   @Test func eachRepliesTimeoutReplacesTheLastAndNoOptionMeansNoSupport() {
     var k = DoTKeepalive(configuredIdle: 30 * second)
     k.noteReply(reply(keepalive: [0, 50]))

@@ -10,6 +10,8 @@ import Testing
 final class FakeSession: EncryptedSession {
   let answer: @Sendable (Message) -> Message
   let alive = Mutex(true)
+  /// Out of use but still answering what it was given (a DoT server's keepalive TIMEOUT of 0).
+  let draining = Mutex(false)
   let sent = Mutex(0)
   /// When set, each query waits this long before its answer (to keep queries in flight together).
   let delay = Mutex<Duration?>(nil)
@@ -19,7 +21,7 @@ final class FakeSession: EncryptedSession {
     self.onClose = onClose
   }
   func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message {
-    guard isActive else { throw .closed }
+    guard alive.withLock({ $0 }) else { throw .closed }
     sent.withLock { $0 += 1 }
     if let d = delay.withLock({ $0 }) {
       // A reply slower than the query's timeout is a timeout, as on a real session.
@@ -29,8 +31,13 @@ final class FakeSession: EncryptedSession {
     }
     return answer(message)
   }
-  var isActive: Bool { alive.withLock { $0 } }
+  var isActive: Bool { alive.withLock { $0 } && !draining.withLock { $0 } }
   func close() { end(.cleanClose) }
+  /// Takes the session out of use and reports its end as clean, as a DoT session told TIMEOUT 0 does.
+  func drain() {
+    draining.withLock { $0 = true }
+    onClose(.cleanClose)
+  }
   func end(_ why: EncryptedFailure) {
     let was = alive.withLock { a in
       defer { a = false }
@@ -337,6 +344,27 @@ final class FakeDo53: UpstreamExchanger {
     #expect(session.isActive)
     #expect(do53.count == 1)
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
+  }
+
+  /// A query waits on a session that the server's keepalive TIMEOUT of 0 (RFC 7828) takes out of
+  /// use meanwhile, and times out: a failed query for the server (OE-37), not a lost session whose
+  /// queries go to Do53 in cleartext (OE-30). The next query reconnects over DoT.
+  @Test func aTimeoutOnASessionTakenOutOfUseIsAFailedQueryNotCleartext() async throws {
+    let (p, do53, session) = try await establishedSession()
+    session.delay.withLock { $0 = .seconds(2) }
+    let before = session.sent.withLock { $0 }
+    let waiting = Task { await p.exchange(query, server: server, context: context, timeout: .milliseconds(300)) }
+    while session.sent.withLock({ $0 }) == before { try await Task.sleep(for: .milliseconds(5)) }
+    session.drain()
+    let r = await waiting.value
+    #expect(r.response == nil)
+    #expect(r.legs.map(\.transport) == [.dot], "\(r.legs)")
+    #expect(r.legs.first?.error == .timeout)
+    #expect(do53.count == 1, "the timed-out query went to Do53")
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .goodIdle)
+    let next = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(next.response != nil && next.legs.map(\.transport) == [.dot])
+    #expect(next.legs.first?.reason == "DoT: known good, reconnecting")
   }
 
   /// Two resolutions need the same query at once: the one that sent it has 0.8 s left, the one

@@ -4,7 +4,8 @@ import NIOCore
 public protocol EncryptedSession: AnyObject, Sendable {
   /// Sends one query and waits for its response (pipelined with others).
   nonisolated(nonsending) func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message
-  /// False once the session has ended.
+  /// False once the session has ended, or takes no new queries (a DoT server's keepalive
+  /// TIMEOUT of 0: its outstanding queries are still answered, its end already reported).
   var isActive: Bool { get }
   /// Closes cleanly; the connector's `onClose` then reports `.cleanClose`.
   func close()

@@ -238,7 +238,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
         leg.cutShort = true
         return ExchangeResult(legs: [leg], response: nil, cutShort: true)
       }
-      if session.isActive {
+      // A timeout means the session was alive while the query waited (a session that ends fails its
+      // queries with `.closed`), also one the server's TIMEOUT of 0 took out of use (RFC 7828).
+      if session.isActive || error == .timeout {
         // OE-37: a per-query failure (timeout, stream reset, malformed reply) is a failed query for
         // this server, not a reason for cleartext; timeouts and malformed replies that pile up fail
         // the transport (§6 gap 4): it is damped, and this query goes over Do53 as after OE-29.
@@ -378,7 +380,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
             self.state.withLock { $0.table.responseReceived(server.ip, t, now: self.wallClock()) }
           } catch {
             // A probe whose query times out or gets a malformed response counts like any other (§6 gap 4).
-            if session.isActive { _ = self.countQueryFailure(error, t, session: session, server: server) }
+            if session.isActive || error == .timeout {
+              _ = self.countQueryFailure(error, t, session: session, server: server)
+            }
           }
         }
         _ = self.state.withLock { $0.probes.removeValue(forKey: id) }

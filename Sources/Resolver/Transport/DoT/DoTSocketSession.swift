@@ -40,6 +40,8 @@ final class DoTSocketSession: @unchecked Sendable {
   /// The first TLS failure seen (alert, protocol error, ALPN mismatch).
   private var failure: EncryptedFailure?
   private var closingLocally = false
+  /// `onClose` was already called: at a TIMEOUT of 0, when the session went out of use.
+  private var endReported = false
   /// The flush `engine.flushSoon` may defer to the end of the turn, made once (weak: the
   /// engine's list must not keep the session).
   private lazy var deferredFlush: @Sendable () -> Void = { [weak self] in self?.flush() }
@@ -283,10 +285,17 @@ final class DoTSocketSession: @unchecked Sendable {
   }
 
   /// Takes the server's edns-tcp-keepalive from a reply (T-21, T-22). After a TIMEOUT of 0 the
-  /// session stops taking queries: the next one opens a new connection.
+  /// session is out of use and its end is reported at once, as a clean close (the server asked
+  /// for it, so however the connection ends later is not held against the server): the next
+  /// query opens a new connection, whose state is not disturbed by this one's end. Queries
+  /// already outstanding, or handed this session just before, still get their answers here.
   private func noteKeepalive(_ reply: Message) {
+    let wasDraining = keepalive.draining
     keepalive.noteReply(reply)
-    if keepalive.draining { status.markInactive() }
+    guard keepalive.draining, !wasDraining else { return }
+    status.markInactive()
+    endReported = true
+    onClose(.cleanClose)
   }
 
   // MARK: Output
@@ -401,7 +410,7 @@ final class DoTSocketSession: @unchecked Sendable {
       failure: failure, closedLocally: closingLocally, outstanding: !book.isEmpty)
     closeSocket()
     for done in book.removeAll() { done.resume(returning: .failure(.closed)) }
-    onClose(reason)
+    if !endReported { onClose(reason) }
   }
 
   private func closeSocket() {
