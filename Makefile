@@ -55,6 +55,9 @@ deps:
 	      if command -v systemctl >/dev/null && systemctl is-active --quiet "$$svc" 2>/dev/null; then \
 	        echo "stopping the $$svc service started by its package"; \
 	        $(SUDO) systemctl stop "$$svc"; $(SUDO) systemctl disable "$$svc" || true; \
+	      elif pidof "$$svc" >/dev/null && [ -x "/etc/init.d/$$svc" ]; then \
+	        echo "stopping the $$svc service its package started without systemd"; \
+	        $(SUDO) "/etc/init.d/$$svc" stop || true; \
 	      fi;; \
 	    esac; \
 	  done; \
