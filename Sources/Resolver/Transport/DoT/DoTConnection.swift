@@ -19,7 +19,8 @@ public final class DoTConnection: Sendable {
   /// with what was negotiated. `resumption` is one serialized session to offer; every session the server
   /// sends is handed to `onTicket` (OE-23). `onClose` is called exactly once when a session that completed
   /// its handshake ends: `.cleanClose` for close_notify/FIN/idle or local close with nothing outstanding,
-  /// otherwise the failure; after a keepalive TIMEOUT of 0, `.cleanClose` as the session goes out of use. A failed attempt throws instead and never calls `onClose`.
+  /// otherwise the failure; after a keepalive TIMEOUT of 0, `.cleanClose` as the session goes out of
+  /// use. A failed attempt throws instead and never calls `onClose`.
   /// `handshakeTimeout` bounds the whole attempt (TCP connect plus TLS handshake, the RFC 9539
   /// `timeout`); `connectTimeout` bounds the TCP connect within it.
   public static func connect(

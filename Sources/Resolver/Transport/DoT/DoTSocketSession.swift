@@ -8,9 +8,9 @@ import NIOCore
 /// One DoT connection run by the exchange engine's thread: a non-blocking TCP socket in the engine's
 /// epoll set, OpenSSL over memory BIOs (`TLSClientEngine`), the queries in a `DoTQueryBook`, and one
 /// engine timer for the connect, handshake, query and idle deadlines (the idle one shortened by the
-/// server's edns-tcp-keepalive, `DoTKeepalive`). Resolutions run on the same
-/// thread, so a query and its answer need no thread switch (through a NIO channel each DoT exchange
-/// woke the event loop thread and then the engine, two context switches on a loaded core).
+/// server's edns-tcp-keepalive, `DoTKeepalive`). Resolutions run on the same thread, so a query and
+/// its answer need no thread switch (through a NIO channel each DoT exchange woke the event loop
+/// thread and then the engine, two context switches on a loaded core).
 ///
 /// Engine-thread confined: everything after `init` runs on the engine thread (`UDPExchangeEngine.execute`).
 final class DoTSocketSession: @unchecked Sendable {
