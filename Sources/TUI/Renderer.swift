@@ -244,6 +244,9 @@ public struct Renderer: Sendable {
       if let v = t.tlsVersion {
         kv("  TLS", "\(v), handshake \(Format.millis(t.handshakeMs))\(t.resumed ? ", resumed" : "")")
       }
+      if let k = t.keepalive {
+        kv("  keepalive", k == 0 ? "0: one connection per query" : "\(Format.millis(k * 1000)) (server's, RFC 7828)")
+      }
       if let c = t.certificate {
         kv("  certificate", c.isValid ? "valid" : c.problems.joined(separator: ", "), c.isValid ? .good : .warn)
         if let subj = c.subject { kv("  subject", subj) }

@@ -264,6 +264,7 @@ def test_idle_dot_session_closes_before_bind_s_keepalive(bind, wire, sotto, free
     st = dot_state(sotto, state)
     assert st["dot"]["status"] == "success" and not st["dot"]["failures"], st["dot"]
     assert st["queries"].get("DoT", 0) >= 2, st["queries"]
+    assert st["dot"]["keepalive"] == 2.0, f"the state does not show BIND's keepalive: {st['dot']}"
     assert not do53_after(packets, b, mark), "queries went to BIND's Do53 port after the probe"
 
 
@@ -293,4 +294,5 @@ def test_keepalive_of_zero_closes_each_connection_once_answered(bind, wire, sott
     st = dot_state(sotto, state)
     assert st["dot"]["status"] == "success" and not st["dot"]["failures"], st["dot"]
     assert st["queries"].get("DoT", 0) >= len(NAMES), st["queries"]
+    assert st["dot"]["keepalive"] == 0, f"the state does not show BIND's keepalive of 0: {st['dot']}"
     assert not do53_after(packets, b, mark), "queries went to BIND's Do53 port after the probe"

@@ -12,6 +12,8 @@ final class FakeSession: EncryptedSession {
   let alive = Mutex(true)
   /// Out of use but still answering what it was given (a DoT server's keepalive TIMEOUT of 0).
   let draining = Mutex(false)
+  /// The keepalive TIMEOUT its answers carry, seconds (RFC 7828).
+  let keepalive = Mutex<Double?>(nil)
   let sent = Mutex(0)
   /// When set, each query waits this long before its answer (to keep queries in flight together).
   let delay = Mutex<Duration?>(nil)
@@ -32,6 +34,7 @@ final class FakeSession: EncryptedSession {
     return answer(message)
   }
   var isActive: Bool { alive.withLock { $0 } && !draining.withLock { $0 } }
+  var serverKeepalive: Double? { keepalive.withLock { $0 } }
   func close() { end(.cleanClose) }
   /// Takes the session out of use and reports its end as clean, as a DoT session told TIMEOUT 0 does.
   func drain() {
@@ -393,9 +396,10 @@ final class FakeDo53: UpstreamExchanger {
   }
 
   @Test func stateSurvivesASaveAndLoad() async throws {
-    let connector = FakeConnector { _ in .succeed }
-    let p = policy(connector, FakeDo53())
-    await firstQueryProbes(p)
+    let (p, _, session) = try await establishedSession()
+    // The server's keepalive, as its last answer over DoT gave it, is kept with the state.
+    session.keepalive.withLock { $0 = 2.5 }
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
     let doc = StateFile.document(p.table, now: 1_000)
     let data = StateFile.encode(doc)
     let path = "/tmp/sotto-state-test-\(UInt32.random(in: 0...UInt32.max)).json"
@@ -407,7 +411,17 @@ final class FakeDo53: UpstreamExchanger {
     #expect(restored.phase("192.0.2.7", .dot, now: 1_000) == .goodIdle)
     #expect(restored.cleartextSuppressed("192.0.2.7", now: 1_000))
     #expect(records.first?.nsNames == ["ns.example.test."])
-    #expect(String(decoding: data, as: UTF8.self).contains("\"version\" : 1"))
+    #expect(records.first?.transports[.dot]?.keepalive == 2.5)
+    let text = String(decoding: data, as: UTF8.self)
+    #expect(text.contains("\"version\" : 1") && text.contains("\"keepalive\" : 2.5"))
+    // A file written before the field existed still loads, without a keepalive.
+    let older = text.replacingOccurrences(of: "\"keepalive\" : 2.5,", with: "")
+      .replacingOccurrences(of: ",\n      \"keepalive\" : 2.5", with: "")
+    #expect(!older.contains("keepalive"))
+    try older.write(toFile: path, atomically: true, encoding: .utf8)
+    let reloaded = try #require(try StateFile.load(path: path))
+    #expect(StateFile.records(reloaded).first?.transports[.dot]?.keepalive == nil)
+    #expect(StateFile.records(reloaded).first?.transports[.dot]?.status == .success)
     unlink(path)
   }
 

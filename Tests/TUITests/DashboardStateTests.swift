@@ -95,6 +95,23 @@ final class DashboardStateTests: XCTestCase {
     XCTAssertTrue(lines.allSatisfy { Format.width($0.text) <= 100 })
   }
 
+  func testServerDetailShowsTheServersKeepalive() {
+    var t = TransportSnapshot(
+      phase: "established", dampedUntil: nil, probes: ProbeCounters(), failures: [:], lastFailure: nil,
+      certificate: nil, tlsVersion: "TLSv1.3", handshakeMs: 2, resumed: false, keepalive: 30)
+    func detail(_ t: TransportSnapshot) -> String {
+      let s = ServerSnapshot(
+        address: "127.0.0.1", nsNames: ["a.root-servers.ka."], zones: ["."], dot: t, doq: nil, queries: [:],
+        srttMs: nil, cleartextWhileGood: 0, firstSeen: 0, lastSeen: 0, reason: "DoT")
+      return Renderer(width: 100, height: 40).detail(s, now: 1000).map(\.text).joined(separator: "\n")
+    }
+    XCTAssertTrue(detail(t).contains("keepalive") && detail(t).contains("30.0s (server's, RFC 7828)"), detail(t))
+    t.keepalive = 0
+    XCTAssertTrue(detail(t).contains("0: one connection per query"), detail(t))
+    t.keepalive = nil
+    XCTAssertFalse(detail(t).contains("keepalive"), detail(t))
+  }
+
   func testTooSmallAndPlain() {
     let snap = snapshot()
     let small = Renderer(width: 60, height: 10).frame(DashboardState(), snap)

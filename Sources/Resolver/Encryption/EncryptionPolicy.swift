@@ -226,7 +226,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
     if !counted { state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) } }
     do {
       let response = try await session.query(query, timeout: queryTimeout)
-      return encryptedSuccess(response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
+      return encryptedSuccess(
+        response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason,
+        keepalive: session.serverKeepalive)
     } catch {
       let st = state.withLock { $0.table.servers[server.ip]?.state(t) }
       var leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, transportReason: reason)
@@ -294,7 +296,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
       return Self.outOfTime(t, waited: wait, for: "the reply to its early data", reason: reason, cutShort: wait < full)
     }
     if case .success(let response) = outcome {
-      return encryptedSuccess(response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
+      return encryptedSuccess(
+        response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason,
+        keepalive: session.serverKeepalive)
     }
     // The early attempt failed; the session may still be fine: send the query normally.
     return await sendEncrypted(
@@ -303,12 +307,13 @@ public final class EncryptionPolicy: UpstreamExchanger {
   }
 
   func encryptedSuccess(
-    _ response: Message, _ t: EncryptedTransport, server: ServerEndpoint, rtt: Double, reason: TransportReason
+    _ response: Message, _ t: EncryptedTransport, server: ServerEndpoint, rtt: Double, reason: TransportReason,
+    keepalive: Double?
   )
     -> ExchangeResult
   {
     let st = state.withLock { s -> TransportState? in
-      s.table.responseReceived(server.ip, t, now: wallClock())
+      s.table.responseReceived(server.ip, t, now: wallClock(), keepalive: keepalive)
       return s.table.servers[server.ip]?.state(t)
     }
     var leg = ExchangeLeg(transport: t.kind, rttMs: rtt, error: nil, truncated: false, transportReason: reason)
@@ -377,7 +382,10 @@ public final class EncryptionPolicy: UpstreamExchanger {
           self.state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: self.wallClock()) }
           do throws(TransportError) {
             _ = try await session.query(trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
-            self.state.withLock { $0.table.responseReceived(server.ip, t, now: self.wallClock()) }
+            let keepalive = session.serverKeepalive
+            self.state.withLock {
+              $0.table.responseReceived(server.ip, t, now: self.wallClock(), keepalive: keepalive)
+            }
           } catch {
             // A probe whose query times out or gets a malformed response counts like any other (§6 gap 4).
             if session.isActive || error == .timeout {

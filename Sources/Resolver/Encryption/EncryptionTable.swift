@@ -254,9 +254,13 @@ public struct EncryptionTable: Sendable {
     servers[address]?.log(event)
   }
 
-  /// OE-35: a response arrived over `t`.
-  public mutating func responseReceived(_ address: String, _ t: EncryptedTransport, now: Double) {
+  /// OE-35: a response arrived over `t`, with the server's edns-tcp-keepalive TIMEOUT in seconds
+  /// (nil: none; RFC 7828).
+  public mutating func responseReceived(
+    _ address: String, _ t: EncryptedTransport, now: Double, keepalive: Double? = nil
+  ) {
     updateState(address, t, now: now) { st in
+      st.keepalive = keepalive
       st.lastResponse = now
       st.lastActivity = now
       st.consecutiveQueryTimeouts = 0

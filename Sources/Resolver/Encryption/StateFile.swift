@@ -22,10 +22,12 @@ public struct StateFileDocument: Codable, Sendable {
     public var tlsVersion: String?
     public var resumed: Bool
     public var earlyData: Bool?
+    /// The edns-tcp-keepalive TIMEOUT of the last response, seconds; absent in older files.
+    public var keepalive: Double?
 
     enum CodingKeys: String, CodingKey {
       case state, status, initiated, completed, lastResponse, resumptions, probes, failures, lastFailure, certificate
-      case handshakeMs, tlsVersion, resumed, earlyData
+      case handshakeMs, tlsVersion, resumed, earlyData, keepalive
     }
     /// Writes absent values as `null` so every field is always present.
     public func encode(to encoder: any Encoder) throws {
@@ -44,6 +46,7 @@ public struct StateFileDocument: Codable, Sendable {
       try c.encode(tlsVersion, forKey: .tlsVersion)
       try c.encode(resumed, forKey: .resumed)
       try c.encode(earlyData, forKey: .earlyData)
+      try c.encode(keepalive, forKey: .keepalive)
     }
   }
   public struct Probes: Codable, Sendable {
@@ -140,7 +143,7 @@ public enum StateFile {
         started: st.probes.started, succeeded: st.probes.succeeded, failed: st.probes.failed,
         timedOut: st.probes.timedOut),
       failures: st.failures, lastFailure: st.lastFailure, certificate: st.certificate, handshakeMs: st.handshakeMs,
-      tlsVersion: st.tlsVersion, resumed: st.resumed, earlyData: st.earlyDataAccepted)
+      tlsVersion: st.tlsVersion, resumed: st.resumed, earlyData: st.earlyDataAccepted, keepalive: st.keepalive)
   }
 
   /// Turns a document back into server records (sessions are never restored).
@@ -178,6 +181,7 @@ public enum StateFile {
     st.tlsVersion = t.tlsVersion
     st.resumed = t.resumed
     st.earlyDataAccepted = t.earlyData
+    st.keepalive = t.keepalive
     return st
   }
 

@@ -64,6 +64,8 @@ public struct TransportState: Sendable, Hashable {
   public var certificate: CertificateCheck?
   public var handshakeMs: Double?
   public var tlsVersion: String?
+  /// The edns-tcp-keepalive TIMEOUT of the last response, seconds (DoT; nil: none, RFC 7828).
+  public var keepalive: Double?
   public var resumed = false
   /// Whether the latest handshake's 0-RTT data was accepted (nil: none sent).
   public var earlyDataAccepted: Bool?

@@ -216,10 +216,12 @@ public struct TransportSnapshot: Sendable, Codable, Hashable {
   public var tlsVersion: String?
   public var handshakeMs: Double?
   public var resumed: Bool
+  /// The server's edns-tcp-keepalive TIMEOUT in its last response, seconds (DoT; RFC 7828).
+  public var keepalive: Double?
 
   public init(
     phase: String, dampedUntil: Double?, probes: ProbeCounters, failures: [String: Int], lastFailure: String?,
-    certificate: CertificateCheck?, tlsVersion: String?, handshakeMs: Double?, resumed: Bool
+    certificate: CertificateCheck?, tlsVersion: String?, handshakeMs: Double?, resumed: Bool, keepalive: Double? = nil
   ) {
     self.phase = phase
     self.dampedUntil = dampedUntil
@@ -230,6 +232,7 @@ public struct TransportSnapshot: Sendable, Codable, Hashable {
     self.tlsVersion = tlsVersion
     self.handshakeMs = handshakeMs
     self.resumed = resumed
+    self.keepalive = keepalive
   }
 
   /// "valid", "expired, wrong-name", or nil when no certificate was seen.
@@ -251,6 +254,7 @@ extension TransportSnapshot {
     tlsVersion = st.tlsVersion
     handshakeMs = st.handshakeMs
     resumed = st.resumed
+    keepalive = st.keepalive
   }
 }
 
