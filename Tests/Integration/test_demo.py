@@ -89,6 +89,13 @@ def test_demo_dashboard_fills_within_seconds_and_quits_cleanly(demo_tmux):
     d = t.wait(lambda s: "History, newest first" in s and "connection refused" in s, "the refused server's detail")
     assert "handshake-failed" in d
     t.keys("Escape", "Escape")
+    # The DoT server's keepalive (the demo's DoT responders advertise 30 s, RFC 7828), in its detail.
+    t.keys("1", "/")
+    t.type(DOT)
+    t.keys("Enter", "Enter")
+    d = t.wait(lambda s: f"Server {DOT}" in s and "keepalive" in s, "the DoT server's detail with its keepalive")
+    assert re.search(r"keepalive\s+30\.0s \(server's, RFC 7828\)", d), d
+    t.keys("Escape", "Escape")
     # The encrypted share keeps rising as the load moves to the encrypted servers.
     later = t.wait(lambda s: "encrypted" in s and encrypted_share(s) > first, "a rising encrypted share", timeout=15)
     assert encrypted_share(later) > first

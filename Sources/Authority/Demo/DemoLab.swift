@@ -108,7 +108,8 @@ public final class DemoLab: Sendable {
       let l = try await SilentTCPListener.start(group: group, host: s.address, port: port)
       return [{ await l.stop() }]
     case .valid, .expired, .flaky:
-      let behaviour = DoTBehaviour(closeConnectionAfterQueries: s.dot == .flaky ? 3 : nil)
+      // Each advertises an edns-tcp-keepalive of 30 s, as BIND 9.18 does by default (RFC 7828).
+      let behaviour = DoTBehaviour(closeConnectionAfterQueries: s.dot == .flaky ? 3 : nil, keepalive: 300)
       let r = try await DoTResponder.start(
         group: group, host: s.address, port: port, identity: identity(s, s.dot, ca: ca), engine: engine,
         behaviour: behaviour)
