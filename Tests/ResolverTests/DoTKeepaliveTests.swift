@@ -63,6 +63,14 @@ import Testing
     #expect(k.idleTimeout == 30 * second && !k.draining)
   }
 
+  @Test func theStateRecordsEachRepliesOwnTimeoutInSeconds() {
+    #expect(DoTKeepalive.seconds(in: reply(keepalive: [0, 20])) == 2.0)
+    #expect(DoTKeepalive.seconds(in: reply(keepalive: [0x01, 0x2C])) == 30.0)
+    #expect(DoTKeepalive.seconds(in: reply(keepalive: [0, 0])) == 0)
+    #expect(DoTKeepalive.seconds(in: reply(keepalive: nil)) == nil)
+    #expect(DoTKeepalive.seconds(in: reply(keepalive: [7])) == nil)
+  }
+
   @Test func aTimeoutOfZeroDrainsTheConnectionForGood() {
     var k = DoTKeepalive(configuredIdle: 30 * second)
     k.noteReply(reply(keepalive: [0, 0]))

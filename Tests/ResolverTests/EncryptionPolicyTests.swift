@@ -12,8 +12,8 @@ final class FakeSession: EncryptedSession {
   let alive = Mutex(true)
   /// Out of use but still answering what it was given (a DoT server's keepalive TIMEOUT of 0).
   let draining = Mutex(false)
-  /// The keepalive TIMEOUT its answers carry, seconds (RFC 7828).
-  let keepalive = Mutex<Double?>(nil)
+  /// The keepalive TIMEOUT its answers carry, units of 100 ms (RFC 7828).
+  let keepalive = Mutex<UInt16?>(nil)
   let sent = Mutex(0)
   /// When set, each query waits this long before its answer (to keep queries in flight together).
   let delay = Mutex<Duration?>(nil)
@@ -31,10 +31,15 @@ final class FakeSession: EncryptedSession {
       try? await Task.sleep(for: min(d, limit))
       if d > limit { throw .timeout }
     }
-    return answer(message)
+    var reply = answer(message)
+    if let units = keepalive.withLock({ $0 }) {
+      var edns = reply.edns ?? EDNS()
+      edns.options.append(EDNSOption(code: EDNSOption.keepaliveCode, data: [UInt8(units >> 8), UInt8(units & 0xFF)]))
+      reply.edns = edns
+    }
+    return reply
   }
   var isActive: Bool { alive.withLock { $0 } && !draining.withLock { $0 } }
-  var serverKeepalive: Double? { keepalive.withLock { $0 } }
   func close() { end(.cleanClose) }
   /// Takes the session out of use and reports its end as clean, as a DoT session told TIMEOUT 0 does.
   func drain() {
@@ -398,7 +403,7 @@ final class FakeDo53: UpstreamExchanger {
   @Test func stateSurvivesASaveAndLoad() async throws {
     let (p, _, session) = try await establishedSession()
     // The server's keepalive, as its last answer over DoT gave it, is kept with the state.
-    session.keepalive.withLock { $0 = 2.5 }
+    session.keepalive.withLock { $0 = 25 }
     _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
     let doc = StateFile.document(p.table, now: 1_000)
     let data = StateFile.encode(doc)

@@ -50,7 +50,7 @@ import Testing
     var table = EncryptionTable(settings: settings)
     probe(&table, at: 0)
     succeed(&table, at: 0)
-    table.responseReceived(ip, .dot, now: 10)
+    table.responseReceived(ip, .dot, now: 10, keepalive: nil)
     table.sessionClosed(ip, .dot, now: 20, clean: true, failure: "clean-close", detail: "server closed")
     // OE-30: GOOD-IDLE, no cleartext, reconnect at once.
     #expect(table.phase(ip, .dot, now: 30) == .goodIdle)
@@ -121,7 +121,7 @@ import Testing
     probe(&other, at: 0)
     succeed(&other, at: 0)
     _ = other.queryTimedOut(ip, .dot, now: 1)
-    other.responseReceived(ip, .dot, now: 2)
+    other.responseReceived(ip, .dot, now: 2, keepalive: nil)
     let a = other.queryTimedOut(ip, .dot, now: 3)
     let b = other.queryTimedOut(ip, .dot, now: 4)
     #expect(!a && !b)
@@ -203,7 +203,7 @@ import Testing
     for (i, addr) in ["192.0.2.1", "192.0.2.2", "192.0.2.3"].enumerated() {
       _ = table.connectionStarted(addr, .dot, now: 0)
       table.handshakeSucceeded(addr, .dot, now: 0, certificate: nil, handshakeMs: 1, tlsVersion: nil, resumed: false)
-      table.responseReceived(addr, .dot, now: Double(10 - i))  // .1 most recent, .3 least
+      table.responseReceived(addr, .dot, now: Double(10 - i), keepalive: nil)  // .1 most recent, .3 least
     }
     #expect(table.sessionsOverCap().map(\.0) == ["192.0.2.3"])
   }

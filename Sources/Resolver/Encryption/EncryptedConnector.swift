@@ -9,14 +9,6 @@ public protocol EncryptedSession: AnyObject, Sendable {
   var isActive: Bool { get }
   /// Closes cleanly; the connector's `onClose` then reports `.cleanClose`.
   func close()
-  /// The edns-tcp-keepalive TIMEOUT of the session's last reply, in seconds (RFC 7828); nil when
-  /// that reply had none or the transport has no such option (DoQ).
-  var serverKeepalive: Double? { get }
-}
-
-extension EncryptedSession {
-  /// No keepalive option: DoQ, and sessions that do not track one.
-  public var serverKeepalive: Double? { nil }
 }
 
 /// Opens encrypted sessions of one transport. DoT and DoQ each provide one; the RFC 9539 policy

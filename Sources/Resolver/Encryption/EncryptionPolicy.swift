@@ -228,7 +228,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       let response = try await session.query(query, timeout: queryTimeout)
       return encryptedSuccess(
         response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason,
-        keepalive: session.serverKeepalive)
+        keepalive: t == .dot ? DoTKeepalive.seconds(in: response) : nil)
     } catch {
       let st = state.withLock { $0.table.servers[server.ip]?.state(t) }
       var leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, transportReason: reason)
@@ -298,7 +298,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     if case .success(let response) = outcome {
       return encryptedSuccess(
         response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason,
-        keepalive: session.serverKeepalive)
+        keepalive: t == .dot ? DoTKeepalive.seconds(in: response) : nil)
     }
     // The early attempt failed; the session may still be fine: send the query normally.
     return await sendEncrypted(
@@ -381,8 +381,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
         if let session = await connection.value, !Task.isCancelled, !self.state.withLock({ $0.stopped }) {
           self.state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: self.wallClock()) }
           do throws(TransportError) {
-            _ = try await session.query(trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
-            let keepalive = session.serverKeepalive
+            let response = try await session.query(
+              trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
+            let keepalive = t == .dot ? DoTKeepalive.seconds(in: response) : nil
             self.state.withLock {
               $0.table.responseReceived(server.ip, t, now: self.wallClock(), keepalive: keepalive)
             }

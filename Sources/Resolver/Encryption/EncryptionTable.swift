@@ -257,7 +257,7 @@ public struct EncryptionTable: Sendable {
   /// OE-35: a response arrived over `t`, with the server's edns-tcp-keepalive TIMEOUT in seconds
   /// (nil: none; RFC 7828).
   public mutating func responseReceived(
-    _ address: String, _ t: EncryptedTransport, now: Double, keepalive: Double? = nil
+    _ address: String, _ t: EncryptedTransport, now: Double, keepalive: Double?
   ) {
     updateState(address, t, now: now) { st in
       st.keepalive = keepalive

@@ -29,13 +29,21 @@ struct DoTKeepalive {
   /// replaces any earlier one (T-21); a reply without the option, or with a malformed one (a
   /// server's must hold a 2-octet TIMEOUT), means no support: back to the configured idle time (T-22).
   mutating func noteReply(_ reply: Message) {
-    let option = reply.edns?.options.last { $0.code == EDNSOption.keepaliveCode }
-    guard let data = option?.data, data.count == 2 else {
+    guard let units = Self.timeoutUnits(in: reply) else {
       serverTimeout = nil
       return
     }
-    let units = UInt64(data[0]) << 8 | UInt64(data[1])
     if units == 0 { draining = true }
-    serverTimeout = units * 100_000_000  // units of 100 ms
+    serverTimeout = UInt64(units) * 100_000_000  // units of 100 ms
   }
+
+  /// The TIMEOUT (units of 100 ms) of a reply's keepalive option; nil without a well-formed one.
+  static func timeoutUnits(in reply: Message) -> UInt16? {
+    let option = reply.edns?.options.last { $0.code == EDNSOption.keepaliveCode }
+    guard let data = option?.data, data.count == 2 else { return nil }
+    return UInt16(data[0]) << 8 | UInt16(data[1])
+  }
+
+  /// The keepalive a reply over DoT carries, in seconds (nil: none), as the state records it.
+  static func seconds(in reply: Message) -> Double? { timeoutUnits(in: reply).map { Double($0) / 10 } }
 }
