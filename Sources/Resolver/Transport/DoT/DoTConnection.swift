@@ -66,9 +66,6 @@ public final class DoTConnection: Sendable {
   /// server's edns-tcp-keepalive TIMEOUT of 0 takes it out of use (RFC 7828).
   public var isActive: Bool { status.isActive }
 
-  /// The edns-tcp-keepalive TIMEOUT of the last reply, in seconds; nil when it carried none.
-  public var serverKeepalive: Double? { status.keepalive }
-
   /// When a query was last sent or a response received, in monotonic seconds (`SystemTimeSource`).
   public var lastActivity: Double { status.lastActivity }
 

@@ -291,9 +291,7 @@ final class DoTSocketSession: @unchecked Sendable {
   /// already outstanding, or handed this session just before, still get their answers here.
   private func noteKeepalive(_ reply: Message) {
     let wasDraining = keepalive.draining
-    let before = keepalive.serverTimeout
     keepalive.noteReply(reply)
-    if keepalive.serverTimeout != before { status.setKeepalive(keepalive.serverTimeout.map { Double($0) / 1e9 }) }
     guard keepalive.draining, !wasDraining else { return }
     status.markInactive()
     endReported = true
