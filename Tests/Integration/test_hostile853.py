@@ -156,8 +156,17 @@ def test_hostile853_case(served, c):
         assert outs[-1]["rcode"] == "SERVFAIL", info
     if c.id in ("dotstall", "doqnostream", "doqmute"):
         # The stalled/mute peer never held a query: every encrypted hop ended in a timeout and the
-        # server's timeouts are counted per server.
-        assert all(h["outcome"] == "timeout" for h in used), info
+        # server's timeouts are counted per server. The one exception is the last encrypted hop:
+        # when the probe's own query is the third to time out (it runs on its own, longer, clock;
+        # seen on a slow CI machine), the damping closes the session under a hop still waiting,
+        # which ends "closed" at once and goes to Do53 (the server is damped by then).
+        assert all(h["outcome"] == "timeout" for h in used[:-1]), info
+        assert used[-1]["outcome"] in ("timeout", "closed"), info
+        if used[-1]["outcome"] == "closed":
+            kinds_in_order = [e[1] for e in history if e[0] == enc]  # newest first
+            assert "closed" in kinds_in_order and "query-timeouts" in kinds_in_order and \
+                kinds_in_order.index("closed") < kinds_in_order.index("query-timeouts"), \
+                f"a hop ended 'closed' but the session was not closed by the damping: {info}"
         assert row["timeouts"] >= 1, f"query timeouts not counted for {c.address}: {row['timeouts']}"
 
 
