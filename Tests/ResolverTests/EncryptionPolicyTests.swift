@@ -61,6 +61,9 @@ final class FakeConnector: EncryptedConnector {
     case succeed
     case fail(EncryptedFailure)
     case slow(Duration)
+    /// The handshake completes, then the session ends (`onClose`) before `connect` returns: the
+    /// session's thread got there before the connecting task recorded the success.
+    case succeedThenEnd(EncryptedFailure)
   }
   let transport = EncryptedTransport.dot
   let behaviour: @Sendable (String) -> Behaviour
@@ -79,10 +82,11 @@ final class FakeConnector: EncryptedConnector {
     case .slow(let d):
       try? await Task.sleep(for: d)
       throw .handshakeTimeout
-    case .succeed:
+    case .succeed, .succeedThenEnd:
       onTicket([1, 2, 3])
       let s = FakeSession(answer: { q in Self.reply(to: q) }, onClose: onClose)
       sessions.withLock { $0[endpoint.ip] = s }
+      if case .succeedThenEnd(let failure) = behaviour(endpoint.ip) { s.end(failure) }
       let cert = CertificateCheck(problems: ["self-signed"], subject: "/CN=test")
       return (
         s,
@@ -247,6 +251,32 @@ final class FakeDo53: UpstreamExchanger {
     #expect(r.response != nil)
     #expect(r.legs.last?.transport == .do53UDP)
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_001) == .damped(until: 1_000 + 86_400))
+  }
+
+  @Test func aSessionThatFailsBeforeItsHandshakeIsRecordedIsDampedNotEstablished() async {
+    // The session's end reaches the policy while the connection is still pending (its thread
+    // was quicker than the connecting task): the failure is recorded after the success, so the
+    // server ends damped (OE-29), with the events in the order they happened.
+    let connector = FakeConnector { _ in .succeedThenEnd(.resetWithQueriesOutstanding) }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    await firstQueryProbes(p)
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_001) == .damped(until: 1_000 + 86_400))
+    let kinds = p.table.servers["192.0.2.7"]?.history.map(\.kind) ?? []
+    #expect(kinds == [.connecting, .established, .sessionFailed])
+    // Damped: the next query goes over Do53 without a new handshake.
+    let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(r.legs.map(\.transport) == [.do53UDP])
+    #expect(connector.attempts.withLock { $0.count } == 1)
+  }
+
+  @Test func aSessionClosedCleanlyBeforeItsHandshakeIsRecordedLeavesTheServerGoodIdle() async {
+    let connector = FakeConnector { _ in .succeedThenEnd(.cleanClose) }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    await firstQueryProbes(p)
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .goodIdle)
+    #expect(p.table.servers["192.0.2.7"]?.history.map(\.kind) == [.connecting, .established, .closed])
   }
 
   @Test func cleanCloseKeepsServerGoodAndReconnectsWithoutCleartext() async {

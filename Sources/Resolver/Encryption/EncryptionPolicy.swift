@@ -11,12 +11,19 @@ public final class EncryptionPolicy: UpstreamExchanger {
     var transport: EncryptedTransport
   }
   enum Slot {
-    case pending(Task<(any EncryptedSession)?, Never>)
+    /// A connection being set up; `id` is the one its `onClose` reports with.
+    case pending(Task<(any EncryptedSession)?, Never>, id: UInt64)
     case established(any EncryptedSession)
   }
   struct State {
     var table: EncryptionTable
     var slots: [SessionKey: Slot] = [:]
+    /// Numbers connections, so that an end reported while its own connection is still pending is
+    /// told apart from an older session's.
+    var nextConnectionID: UInt64 = 0
+    /// Ends reported before the connecting task recorded the handshake's success (the session's
+    /// thread got there first), by connection: recorded right after that success, in order.
+    var endedBeforeRecorded: [UInt64: EncryptedFailure] = [:]
     var probes: [UUID: Task<Void, Never>] = [:]
     /// Set at shutdown: no new connections, Do53 only.
     var stopped = false
@@ -342,18 +349,18 @@ public final class EncryptionPolicy: UpstreamExchanger {
       switch s.slots[key] {
       case .established(let session) where session.isActive:
         return .established(session)
-      case .pending(let task):
-        return .pending(task)
+      case .pending(let task, let id):
+        return .pending(task, id: id)
       default:
         let early = EarlyResponseBox()
         box = early
         return startConnection(t, server: server, context: context, earlyQuery: earlyQuery, early: early, state: &s)
-          .map { .pending($0) }
+          .map { .pending($0, id: 0) }
       }
     }
     switch slot {
     case .established(let session): return (session, nil, .done)
-    case .pending(let task):
+    case .pending(let task, _):
       guard limit.isFinite else { return (await task.value, box?.future, .done) }
       let outcome = await BoundedWait.value(within: limit) { finish in Task { finish(await task.value) } }
       guard let session = outcome else { return (nil, nil, .outOfTime) }
@@ -410,6 +417,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let key = SessionKey(ip: server.ip, transport: t)
     let ticket = s.table.connectionStarted(server.ip, t, now: wallClock())
     let settings = s.table.settings
+    let id = s.nextConnectionID
+    s.nextConnectionID &+= 1
     let task = Task { () -> (any EncryptedSession)? in
       do throws(EncryptedFailure) {
         let onTicket: @Sendable ([UInt8]) -> Void = { [weak self] ticket in
@@ -417,7 +426,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
           self.state.withLock { $0.table.ticketReceived(server.ip, t, ticket: ticket, now: self.wallClock()) }
         }
         let onClose: @Sendable (EncryptedFailure) -> Void = { [weak self] failure in
-          self?.sessionEnded(key, failure: failure)
+          self?.sessionEnded(key, connection: id, failure: failure)
         }
         let handshake = TimeAmount.milliseconds(Int64(settings.timeout * 1000))
         let idle = TimeAmount.milliseconds(Int64(settings.idleTimeout * 1000))
@@ -438,6 +447,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
           s.table.handshakeSucceeded(
             server.ip, t, now: self.wallClock(), certificate: info.certificate, handshakeMs: info.handshakeMs,
             tlsVersion: info.tlsVersion, resumed: info.resumed, earlyDataAccepted: info.earlyDataAccepted)
+          // The session already ended (OE-29/OE-30), reported while this task was on its way here.
+          if let failure = s.endedBeforeRecorded.removeValue(forKey: id) {
+            s.slots[key] = nil
+            self.recordEnd(key, failure: failure, in: &s)
+            return []
+          }
           s.slots[key] = .established(session)
           // OE-39: keep within the session cap, least recently active first.
           return s.table.sessionsOverCap().compactMap { addr, tr in
@@ -453,23 +468,36 @@ public final class EncryptionPolicy: UpstreamExchanger {
             server.ip, t, now: self.wallClock(), failure: error.className, timedOut: error.isTimeout,
             detail: error.detail)
           s.slots[key] = nil
+          s.endedBeforeRecorded[id] = nil
         }
         self.logger.debug("\(t.rawValue) to \(endpoint) failed: \(error.detail)")
         return nil
       }
     }
-    s.slots[key] = .pending(task)
+    s.slots[key] = .pending(task, id: id)
     return task
   }
 
   /// An established session ended: clean close keeps `success` (OE-30), anything else damps (OE-29).
-  func sessionEnded(_ key: SessionKey, failure: EncryptedFailure) {
+  /// An end reported while the session's own connection is still pending (its handshake done, the
+  /// connecting task not yet back) waits for that task to record the success first: recorded now,
+  /// the success would overwrite it, and a session that failed at once would leave the server
+  /// "established" instead of damped.
+  func sessionEnded(_ key: SessionKey, connection: UInt64, failure: EncryptedFailure) {
     state.withLock { s in
+      if case .pending(_, let id) = s.slots[key], id == connection {
+        s.endedBeforeRecorded[connection] = failure
+        return
+      }
       if case .established(let session) = s.slots[key], !session.isActive { s.slots[key] = nil }
-      s.table.sessionClosed(
-        key.ip, key.transport, now: wallClock(), clean: failure == .cleanClose, failure: failure.className,
-        detail: failure.detail)
+      recordEnd(key, failure: failure, in: &s)
     }
+  }
+
+  private func recordEnd(_ key: SessionKey, failure: EncryptedFailure, in s: inout State) {
+    s.table.sessionClosed(
+      key.ip, key.transport, now: wallClock(), clean: failure == .cleanClose, failure: failure.className,
+      detail: failure.detail)
   }
 }
 
