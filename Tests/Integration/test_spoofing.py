@@ -120,6 +120,13 @@ def test_forged_responses_never_enter_the_cache(lab, sotto, free_port, tmp_path)
         results.update(ask_all(srv.port, missing))
         # Then every name again: these answers come from the cache, where a forgery would sit.
         cached = ask_all(srv.port, names)
+        # A resolution the flood starved (two timeouts on example.test.'s one server) ends SERVFAIL
+        # and stays in the 5 s failure cache (R-24): such names are asked once more after it.
+        # They must then get the right answer; a forgery would still show as poisoned below.
+        retry = [n for n in names if cached.get(n) != ["192.0.2.99"] and "6.6.6.6" not in cached.get(n, [])]
+        if retry:
+            time.sleep(scaled(5.5))
+            cached.update(ask_all(srv.port, retry))
         stats = json.loads(subprocess.run([str(sotto.path), "ctl", "--control", str(control), "stats"],
                                           capture_output=True, text=True).stdout)["stats"]
     poisoned = sorted(n for n in names if "6.6.6.6" in results.get(n, []) + cached.get(n, []))
@@ -127,7 +134,8 @@ def test_forged_responses_never_enter_the_cache(lab, sotto, free_port, tmp_path)
     print(f"\nspoofing: {figures['sent']} forged packets ({figures['to_live_ports']} to ports Sotto had open, "
           f"{figures['live_ports_seen']} such ports seen) in {figures['seconds']} s; {len(names)} names resolved; "
           f"poisoned records: {len(poisoned)}; mismatched replies counted by Sotto: "
-          f"{stats['upstream']['mismatchedReplies']}; answers correct from cache: {answered}")
+          f"{stats['upstream']['mismatchedReplies']}; answers correct from cache: {answered} "
+          f"({len(retry)} asked again after the failure cache's 5 s)")
     assert figures["sent"] >= 100_000
     assert poisoned == [], f"forged records in the cache: {poisoned[:10]}"
     assert answered == len(names), {n: cached.get(n) for n in names if cached.get(n) != ["192.0.2.99"]}
