@@ -268,6 +268,31 @@ final class FakeDo53: UpstreamExchanger {
     let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
     #expect(r.legs.map(\.transport) == [.do53UDP])
     #expect(connector.attempts.withLock { $0.count } == 1)
+    #expect(p.state.withLock { $0.endedBeforeRecorded.isEmpty })
+  }
+
+  @Test func anOlderSessionsLateEndLeavesTheNewerConnectionPending() async throws {
+    let slow = Mutex(false)
+    let connector = FakeConnector { _ in slow.withLock { $0 } ? .slow(.milliseconds(1500)) : .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    await firstQueryProbes(p)
+    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
+    // Out of use without its end reported yet (as a DoT session is between marking itself
+    // inactive and calling onClose): the next query starts a new connection, which hangs.
+    old.draining.withLock { $0 = true }
+    slow.withLock { $0 = true }
+    let q = Task { await p.exchange(query, server: server, context: context, timeout: .seconds(1)) }
+    for _ in 0..<500 where connector.attempts.withLock({ $0.count }) < 2 {
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).session == .pending)
+    old.end(.resetWithQueriesOutstanding)
+    // The old session's failure is recorded; the new connection's pending mark (OE-21) stays.
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).session == .pending)
+    #expect(p.table.servers["192.0.2.7"]?.history.last?.kind == .sessionFailed)
+    _ = await q.value
+    #expect(connector.attempts.withLock { $0.count } == 2)
   }
 
   @Test func aSessionClosedCleanlyBeforeItsHandshakeIsRecordedLeavesTheServerGoodIdle() async {
@@ -277,6 +302,7 @@ final class FakeDo53: UpstreamExchanger {
     await firstQueryProbes(p)
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .goodIdle)
     #expect(p.table.servers["192.0.2.7"]?.history.map(\.kind) == [.connecting, .established, .closed])
+    #expect(p.state.withLock { $0.endedBeforeRecorded.isEmpty })
   }
 
   @Test func cleanCloseKeepsServerGoodAndReconnectsWithoutCleartext() async {

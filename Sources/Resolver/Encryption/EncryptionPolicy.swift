@@ -355,7 +355,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
         let early = EarlyResponseBox()
         box = early
         return startConnection(t, server: server, context: context, earlyQuery: earlyQuery, early: early, state: &s)
-          .map { .pending($0, id: 0) }
+          .flatMap { _ in s.slots[key] }
       }
     }
     switch slot {
@@ -485,19 +485,24 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// "established" instead of damped.
   func sessionEnded(_ key: SessionKey, connection: UInt64, failure: EncryptedFailure) {
     state.withLock { s in
-      if case .pending(_, let id) = s.slots[key], id == connection {
-        s.endedBeforeRecorded[connection] = failure
-        return
+      if case .pending(_, let id) = s.slots[key] {
+        if id == connection {
+          s.endedBeforeRecorded[connection] = failure
+          return
+        }
+        // An older session's end, late, while a newer connection is being set up: recorded, but
+        // the newer one's pending mark stays (OE-21: no second handshake next to it).
+        return recordEnd(key, failure: failure, keepSession: true, in: &s)
       }
       if case .established(let session) = s.slots[key], !session.isActive { s.slots[key] = nil }
       recordEnd(key, failure: failure, in: &s)
     }
   }
 
-  private func recordEnd(_ key: SessionKey, failure: EncryptedFailure, in s: inout State) {
+  private func recordEnd(_ key: SessionKey, failure: EncryptedFailure, keepSession: Bool = false, in s: inout State) {
     s.table.sessionClosed(
       key.ip, key.transport, now: wallClock(), clean: failure == .cleanClose, failure: failure.className,
-      detail: failure.detail)
+      detail: failure.detail, keepSession: keepSession)
   }
 }
 

@@ -231,12 +231,17 @@ public struct EncryptionTable: Sendable {
 
   /// OE-29 / OE-30: an established session ended. A clean close keeps `success`; a failure damps
   /// (with `completed = now`, §6 gap 2).
+  /// `keepSession`: the session that ended is an older one and a newer connection is pending,
+  /// whose mark stays.
   public mutating func sessionClosed(
-    _ address: String, _ t: EncryptedTransport, now: Double, clean: Bool, failure: String, detail: String
+    _ address: String, _ t: EncryptedTransport, now: Double, clean: Bool, failure: String, detail: String,
+    keepSession: Bool = false
   ) {
     updateState(address, t, now: now) { st in
-      st.session = .none
-      st.lastActivity = nil
+      if !keepSession {
+        st.session = .none
+        st.lastActivity = nil
+      }
       st.consecutiveQueryTimeouts = 0
       if !clean {
         st.status = .fail
