@@ -271,6 +271,15 @@ final class FakeDo53: UpstreamExchanger {
     #expect(p.state.withLock { $0.endedBeforeRecorded.isEmpty })
   }
 
+  @Test func anEstablishedSlotKeepsItsSessionPointerWhereLeakSanitizerSeesIt() {
+    // With a slot enum whose case sat in the pointer's spare high bits, the ASan integration run
+    // reported a DoT session alive at exit as leaked (40 bytes, DoTConnection).
+    let session = FakeSession(answer: { $0 }, onClose: { _ in })
+    var slot = EncryptionPolicy.Slot.established(session)
+    let word = withUnsafeBytes(of: &slot) { $0.load(as: UInt.self) }
+    #expect(word == UInt(bitPattern: Unmanaged.passUnretained(session).toOpaque()))
+  }
+
   @Test func anOlderSessionsLateEndLeavesTheNewerConnectionPending() async throws {
     let slow = Mutex(false)
     let connector = FakeConnector { _ in slow.withLock { $0 } ? .slow(.milliseconds(1500)) : .succeed }

@@ -11,9 +11,20 @@ public final class EncryptionPolicy: UpstreamExchanger {
     var transport: EncryptedTransport
   }
   enum Slot {
-    /// A connection being set up; `id` is the one its `onClose` reports with.
-    case pending(Task<(any EncryptedSession)?, Never>, id: UInt64)
+    case pending(PendingConnection)
     case established(any EncryptedSession)
+  }
+  /// A connection being set up, and the number its `onClose` reports with. A class, so that the
+  /// slot's payloads stay one object pointer each: with the task and the number inline, Swift kept
+  /// the enum's case in the spare high bits of the session pointer of `.established`, which
+  /// LeakSanitizer cannot recognise, and a session alive at exit was reported as leaked.
+  final class PendingConnection: Sendable {
+    let task: Task<(any EncryptedSession)?, Never>
+    let id: UInt64
+    init(_ task: Task<(any EncryptedSession)?, Never>, id: UInt64) {
+      self.task = task
+      self.id = id
+    }
   }
   struct State {
     var table: EncryptionTable
@@ -349,8 +360,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
       switch s.slots[key] {
       case .established(let session) where session.isActive:
         return .established(session)
-      case .pending(let task, let id):
-        return .pending(task, id: id)
+      case .pending(let pending):
+        return .pending(pending)
       default:
         let early = EarlyResponseBox()
         box = early
@@ -360,7 +371,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
     switch slot {
     case .established(let session): return (session, nil, .done)
-    case .pending(let task, _):
+    case .pending(let pending):
+      let task = pending.task
       guard limit.isFinite else { return (await task.value, box?.future, .done) }
       let outcome = await BoundedWait.value(within: limit) { finish in Task { finish(await task.value) } }
       guard let session = outcome else { return (nil, nil, .outOfTime) }
@@ -474,7 +486,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
         return nil
       }
     }
-    s.slots[key] = .pending(task, id: id)
+    s.slots[key] = .pending(PendingConnection(task, id: id))
     return task
   }
 
@@ -485,8 +497,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// "established" instead of damped.
   func sessionEnded(_ key: SessionKey, connection: UInt64, failure: EncryptedFailure) {
     state.withLock { s in
-      if case .pending(_, let id) = s.slots[key] {
-        if id == connection {
+      if case .pending(let pending) = s.slots[key] {
+        if pending.id == connection {
           s.endedBeforeRecorded[connection] = failure
           return
         }
