@@ -10,9 +10,13 @@ public struct DoTBehaviour: Sendable {
   /// The edns-tcp-keepalive TIMEOUT (units of 100 ms) put in answers to queries that carry the
   /// option (RFC 7828 §3.3.2); nil: the option is ignored, as NSD 4.6 does.
   public var keepalive: UInt16?
-  public init(closeConnectionAfterQueries: Int? = nil, keepalive: UInt16? = nil) {
+  /// Hold each answer until this many queries of the connection wait, then send them together
+  /// (tests that need queries in flight at once); nil: answer each at once.
+  public var answerInBatchesOf: Int?
+  public init(closeConnectionAfterQueries: Int? = nil, keepalive: UInt16? = nil, answerInBatchesOf: Int? = nil) {
     self.closeConnectionAfterQueries = closeConnectionAfterQueries
     self.keepalive = keepalive
+    self.answerInBatchesOf = answerInBatchesOf
   }
 }
 
@@ -136,6 +140,8 @@ final class DoTServerHandler: ChannelInboundHandler {
   private var plaintext = ByteBuffer()
   private var answered = 0
   private var closing = false
+  /// Framed answers held for `answerInBatchesOf`.
+  private var held: [[UInt8]] = []
 
   init(context: DoTServerContext, engine: AuthorityEngine, behaviour: DoTBehaviour, counters: ResponderCounters) throws
   {
@@ -198,11 +204,16 @@ final class DoTServerHandler: ChannelInboundHandler {
       if let timeout = behaviour.keepalive { response = Self.withKeepalive(response, query: query, timeout: timeout) }
       var framed = [UInt8(response.count >> 8), UInt8(response.count & 0xFF)]
       framed += response
-      ERR_clear_error()
-      _ = framed.withUnsafeBytes { SSL_write(ssl, $0.baseAddress, Int32($0.count)) }
-      counters.answer()
-      answered += 1
-      if let limit = behaviour.closeConnectionAfterQueries, answered >= limit { close(context) }
+      held.append(framed)
+      guard held.count >= (behaviour.answerInBatchesOf ?? 1) else { continue }
+      for answer in held where !closing {
+        ERR_clear_error()
+        _ = answer.withUnsafeBytes { SSL_write(ssl, $0.baseAddress, Int32($0.count)) }
+        counters.answer()
+        answered += 1
+        if let limit = behaviour.closeConnectionAfterQueries, answered >= limit { close(context) }
+      }
+      held.removeAll()
     }
     plaintext.discardReadBytes()
   }
