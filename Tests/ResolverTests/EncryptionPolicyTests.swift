@@ -64,6 +64,13 @@ final class FakeConnector: EncryptedConnector {
     /// The handshake completes, then the session ends (`onClose`) before `connect` returns: the
     /// session's thread got there before the connecting task recorded the success.
     case succeedThenEnd(EncryptedFailure)
+    /// Hangs until the gate opens, then times out: pending for as long as a test needs.
+    case hangUntil(Gate)
+  }
+  /// Opened once by a test.
+  final class Gate: Sendable {
+    let isOpen = Mutex(false)
+    func open() { isOpen.withLock { $0 = true } }
   }
   let transport = EncryptedTransport.dot
   let behaviour: @Sendable (String) -> Behaviour
@@ -81,6 +88,9 @@ final class FakeConnector: EncryptedConnector {
     case .fail(let f): throw f
     case .slow(let d):
       try? await Task.sleep(for: d)
+      throw .handshakeTimeout
+    case .hangUntil(let gate):
+      while !gate.isOpen.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
       throw .handshakeTimeout
     case .succeed, .succeedThenEnd:
       onTicket([1, 2, 3])
@@ -282,7 +292,8 @@ final class FakeDo53: UpstreamExchanger {
 
   @Test func anOlderSessionsLateEndLeavesTheNewerConnectionPending() async throws {
     let slow = Mutex(false)
-    let connector = FakeConnector { _ in slow.withLock { $0 } ? .slow(.milliseconds(1500)) : .succeed }
+    let gate = FakeConnector.Gate()
+    let connector = FakeConnector { _ in slow.withLock { $0 } ? .hangUntil(gate) : .succeed }
     let do53 = FakeDo53()
     let p = policy(connector, do53)
     await firstQueryProbes(p)
@@ -292,7 +303,7 @@ final class FakeDo53: UpstreamExchanger {
     old.draining.withLock { $0 = true }
     slow.withLock { $0 = true }
     let q = Task { await p.exchange(query, server: server, context: context, timeout: .seconds(1)) }
-    for _ in 0..<500 where connector.attempts.withLock({ $0.count }) < 2 {
+    for _ in 0..<3000 where connector.attempts.withLock({ $0.count }) < 2 {
       try await Task.sleep(for: .milliseconds(10))
     }
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).session == .pending)
@@ -300,6 +311,7 @@ final class FakeDo53: UpstreamExchanger {
     // The old session's failure is recorded; the new connection's pending mark (OE-21) stays.
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).session == .pending)
     #expect(p.table.servers["192.0.2.7"]?.history.last?.kind == .sessionFailed)
+    gate.open()
     _ = await q.value
     #expect(connector.attempts.withLock { $0.count } == 2)
   }
