@@ -40,12 +40,16 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 test: deps lint build-tests unit-test integration-test
 
-# Install only what is missing (not "ii" in dpkg: a package removed with its configuration left
-# counts as missing); stop the distribution services that a
+# True (in a recipe's loop over $$p) when package $$p is installed: "ii" in dpkg. A package removed
+# with its configuration left counts as missing (`dpkg -s` succeeds for it). Recursive (=), so
+# that the $$ survive to the recipe.
+PKG_INSTALLED = dpkg-query -W -f='$${db:Status-Abbrev}' "$$p" 2>/dev/null | grep -q '^ii'
+
+# Install only what is missing; stop the distribution services that a
 # fresh install starts, because they would take port 53 on 127.0.0.1 / ::1.
 deps:
 	@missing=""; \
-	for p in $(APT_PKGS); do dpkg-query -W -f='$${db:Status-Abbrev}' "$$p" 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; done; \
+	for p in $(APT_PKGS); do $(PKG_INSTALLED) || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update; \
@@ -83,7 +87,7 @@ demo: demo-deps build
 
 demo-deps:
 	@missing=""; \
-	for p in $(BUILD_PKGS); do dpkg-query -W -f='$${db:Status-Abbrev}' "$$p" 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; done; \
+	for p in $(BUILD_PKGS); do $(PKG_INSTALLED) || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update; \
@@ -122,7 +126,7 @@ tui-test:
 # Screenshots need pyte and Pillow (Debian packages, else pip) and DejaVu Sans Mono.
 screenshots: demo-deps build
 	@missing=""; \
-	for p in $(SHOT_PKGS); do dpkg-query -W -f='$${db:Status-Abbrev}' "$$p" 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; done; \
+	for p in $(SHOT_PKGS); do $(PKG_INSTALLED) || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing || true; \
 	fi
@@ -213,7 +217,7 @@ integration-test-tsan:
 BENCH_PKGS := dnsperf pdns-recursor
 
 bench: deps
-	@missing=""; for p in $(BENCH_PKGS); do dpkg-query -W -f='$${db:Status-Abbrev}' "$$p" 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(BENCH_PKGS); do $(PKG_INSTALLED) || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	  if command -v systemctl >/dev/null && systemctl is-active --quiet pdns-recursor 2>/dev/null; then \

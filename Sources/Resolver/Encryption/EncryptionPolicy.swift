@@ -245,8 +245,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     do {
       let response = try await session.query(query, timeout: queryTimeout)
       return encryptedSuccess(
-        response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason,
-        keepalive: t == .dot ? DoTKeepalive.seconds(in: response) : nil)
+        response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
     } catch {
       let st = state.withLock { $0.table.servers[server.ip]?.state(t) }
       var leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, transportReason: reason)
@@ -315,8 +314,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
     if case .success(let response) = outcome {
       return encryptedSuccess(
-        response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason,
-        keepalive: t == .dot ? DoTKeepalive.seconds(in: response) : nil)
+        response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
     }
     // The early attempt failed; the session may still be fine: send the query normally.
     return await sendEncrypted(
@@ -325,19 +323,24 @@ public final class EncryptionPolicy: UpstreamExchanger {
   }
 
   func encryptedSuccess(
-    _ response: Message, _ t: EncryptedTransport, server: ServerEndpoint, rtt: Double, reason: TransportReason,
-    keepalive: Double?
+    _ response: Message, _ t: EncryptedTransport, server: ServerEndpoint, rtt: Double, reason: TransportReason
   )
     -> ExchangeResult
   {
     let st = state.withLock { s -> TransportState? in
-      s.table.responseReceived(server.ip, t, now: wallClock(), keepalive: keepalive)
+      recordResponse(response, t, server: server.ip, in: &s)
       return s.table.servers[server.ip]?.state(t)
     }
     var leg = ExchangeLeg(transport: t.kind, rttMs: rtt, error: nil, truncated: false, transportReason: reason)
     leg.resumed = st?.resumed ?? false
     leg.earlyData = st?.earlyDataAccepted
     return ExchangeResult(legs: [leg], response: response)
+  }
+
+  /// OE-35: a reply came over `t`, with the server's edns-tcp-keepalive when over DoT (RFC 7828).
+  /// Caller holds the lock.
+  func recordResponse(_ response: Message, _ t: EncryptedTransport, server ip: String, in s: inout State) {
+    s.table.responseReceived(ip, t, now: wallClock(), keepalive: t == .dot ? DoTKeepalive.seconds(in: response) : nil)
   }
 
   // MARK: Sessions and probes
@@ -402,10 +405,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
           do throws(TransportError) {
             let response = try await session.query(
               trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
-            let keepalive = t == .dot ? DoTKeepalive.seconds(in: response) : nil
-            self.state.withLock {
-              $0.table.responseReceived(server.ip, t, now: self.wallClock(), keepalive: keepalive)
-            }
+            self.state.withLock { self.recordResponse(response, t, server: server.ip, in: &$0) }
           } catch {
             // A probe whose query times out or gets a malformed response counts like any other (§6 gap 4).
             if session.isActive || error == .timeout {
