@@ -316,6 +316,26 @@ final class FakeDo53: UpstreamExchanger {
     #expect(connector.attempts.withLock { $0.count } == 2)
   }
 
+  @Test func waitingForProbesStopsAtItsLimitWhileAProbeHangs() async {
+    // Shutdown waits `probeWait` for probes; a task group waited for its child awaiting them, so
+    // a hanging probe held shutdown until the probe's own timers ran out.
+    let gate = FakeConnector.Gate()
+    let connector = FakeConnector { _ in .hangUntil(gate) }
+    let p = policy(connector, FakeDo53())
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    let opener = Task {
+      try? await Task.sleep(for: .seconds(10))
+      gate.open()
+    }
+    await p.waitForProbes(upTo: 0.2)
+    #expect(!gate.isOpen.withLock { $0 }, "waitForProbes returned only once the probe ended")
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).session == .pending)
+    gate.open()
+    opener.cancel()
+    await p.waitForProbes(upTo: 30)
+    #expect(p.state.withLock { $0.probes.isEmpty })
+  }
+
   @Test func aSessionClosedCleanlyBeforeItsHandshakeIsRecordedLeavesTheServerGoodIdle() async {
     let connector = FakeConnector { _ in .succeedThenEnd(.cleanClose) }
     let do53 = FakeDo53()

@@ -170,16 +170,16 @@ public final class EncryptionPolicy: UpstreamExchanger {
 
   /// Waits (at most `seconds`) until the probes started so far have finished; `lookup` calls this
   /// before saving state so that one-shot runs learn from each other.
+  /// The limit holds even while a probe waits on its handshake or query timers: a task group would
+  /// wait for its child awaiting the probes, which cancelling cannot stop.
   public func waitForProbes(upTo seconds: Double) async {
     let tasks = state.withLock { Array($0.probes.values) }
     guard !tasks.isEmpty else { return }
-    await withTaskGroup(of: Void.self) { group in
-      group.addTask {
+    _ = await BoundedWait.value(within: seconds) { finish in
+      Task {
         for t in tasks { await t.value }
+        finish(())
       }
-      group.addTask { try? await Task.sleep(for: .seconds(seconds)) }
-      await group.next()
-      group.cancelAll()
     }
   }
 
