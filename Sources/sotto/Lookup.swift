@@ -37,8 +37,11 @@ struct Lookup: AsyncParsableCommand {
     let stack = try ResolverOptions.stack(settings, group: group, logger: Logger(label: "sotto"))
     let question = Question(name: qname, type: qtype)
     let result = await stack.resolver.resolve(question)
-    // Let this run's probes finish (at most the probe timeout) so the state file learns from them.
-    await stack.shutdown(probeWait: settings.string(.stateFile) == nil ? 0 : settings.number(.probeTimeout))
+    // Let this run's probes finish so the state file learns from them: a probe ends by its own
+    // timers, the handshake's (the probe timeout) and then its query's (as long, at least 1 s).
+    let probeTimeout = settings.number(.probeTimeout)
+    let probeWait = probeTimeout + max(1, probeTimeout) + 0.5
+    await stack.shutdown(probeWait: settings.string(.stateFile) == nil ? 0 : probeWait)
     // The event loops are not shut down: a probe may still be running on them, and the process
     // ends right after printing.
 

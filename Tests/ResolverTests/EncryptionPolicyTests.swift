@@ -66,6 +66,8 @@ final class FakeConnector: EncryptedConnector {
     case succeedThenEnd(EncryptedFailure)
     /// Hangs until the gate opens, then times out: pending for as long as a test needs.
     case hangUntil(Gate)
+    /// Hangs until the gate opens, then succeeds.
+    case succeedAfter(Gate)
   }
   /// Opened once by a test.
   final class Gate: Sendable {
@@ -92,7 +94,10 @@ final class FakeConnector: EncryptedConnector {
     case .hangUntil(let gate):
       while !gate.isOpen.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
       throw .handshakeTimeout
-    case .succeed, .succeedThenEnd:
+    case .succeed, .succeedThenEnd, .succeedAfter:
+      if case .succeedAfter(let gate) = behaviour(endpoint.ip) {
+        while !gate.isOpen.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+      }
       onTicket([1, 2, 3])
       let s = FakeSession(answer: { q in Self.reply(to: q) }, onClose: onClose)
       sessions.withLock { $0[endpoint.ip] = s }
@@ -334,6 +339,48 @@ final class FakeDo53: UpstreamExchanger {
     opener.cancel()
     await p.waitForProbes(upTo: 30)
     #expect(p.state.withLock { $0.probes.isEmpty })
+  }
+
+  @Test(arguments: [true, false])
+  func aServerForgottenWhileItConnectsStaysForgotten(succeeds: Bool) async {
+    // `sotto ctl forget` while a probe's handshake ran: its late success (or failure), its session
+    // ticket and its probe query wrote the record back, and a success left an open session.
+    let gate = FakeConnector.Gate()
+    let connector = FakeConnector { _ in succeeds ? .succeedAfter(gate) : .hangUntil(gate) }
+    let p = policy(connector, FakeDo53())
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(p.forget("192.0.2.7"))
+    gate.open()
+    await p.waitForProbes(upTo: 30)
+    #expect(p.table.servers["192.0.2.7"] == nil)
+    #expect(p.state.withLock { $0.slots.isEmpty && $0.disowned.isEmpty && $0.endedBeforeRecorded.isEmpty })
+    if succeeds {
+      let session = connector.sessions.withLock { $0["192.0.2.7"] }
+      #expect(session?.alive.withLock { $0 } == false, "the forgotten server's new session was left open")
+    }
+  }
+
+  @Test func aServerForgottenWithAnOpenSessionStaysForgottenWhenTheSessionCloses() async throws {
+    let (p, _, session) = try await establishedSession()
+    #expect(p.forget("192.0.2.7"))
+    #expect(session.alive.withLock { $0 } == false)
+    // The session's clean close, reported after the forget, brought the record back.
+    #expect(p.table.servers["192.0.2.7"] == nil)
+  }
+
+  @Test func aConnectionThatComesUpDuringShutdownIsClosedAndRemembered() async {
+    let gate = FakeConnector.Gate()
+    let connector = FakeConnector { _ in .succeedAfter(gate) }
+    let p = policy(connector, FakeDo53())
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    p.closeAll()
+    gate.open()
+    await p.waitForProbes(upTo: 30)
+    let session = connector.sessions.withLock { $0["192.0.2.7"] }
+    #expect(session?.alive.withLock { $0 } == false, "a session set up during shutdown was left open")
+    // What the handshake showed is kept for the state file: DoT works there.
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .goodIdle)
+    #expect(p.state.withLock { $0.slots.isEmpty })
   }
 
   @Test func aSessionClosedCleanlyBeforeItsHandshakeIsRecordedLeavesTheServerGoodIdle() async {

@@ -35,9 +35,20 @@ public final class EncryptionPolicy: UpstreamExchanger {
     /// Ends reported before the connecting task recorded the handshake's success (the session's
     /// thread got there first), by connection: recorded right after that success, in order.
     var endedBeforeRecorded: [UInt64: EncryptedFailure] = [:]
+    /// Connections whose task found its slot taken from it (the server forgotten meanwhile): their
+    /// sessions are closed unrecorded, and so is their end.
+    var disowned: Set<UInt64> = []
     var probes: [UUID: Task<Void, Never>] = [:]
     /// Set at shutdown: no new connections, Do53 only.
     var stopped = false
+
+    /// Whether `key`'s slot still holds connection `id` pending. If not (forgotten), the
+    /// connection is disowned: an end it reported already is dropped, a later one will be.
+    mutating func owns(_ key: SessionKey, _ id: UInt64) -> Bool {
+      if case .pending(let p) = slots[key], p.id == id { return true }
+      if endedBeforeRecorded.removeValue(forKey: id) == nil { disowned.insert(id) }
+      return false
+    }
   }
 
   let do53: any UpstreamExchanger
@@ -400,7 +411,10 @@ public final class EncryptionPolicy: UpstreamExchanger {
     // accesses to `probes[id]` in a ThreadSanitizer report of the TSan integration run).
     state.withLock { s in
       s.probes[id] = Task {
-        if let session = await connection.value, !Task.isCancelled, !self.state.withLock({ $0.stopped }) {
+        // Not over a session closed as it came up (forgotten meanwhile, shutdown, failed at once).
+        if let session = await connection.value, session.isActive, !Task.isCancelled,
+          !self.state.withLock({ $0.stopped })
+        {
           self.state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: self.wallClock()) }
           do throws(TransportError) {
             let response = try await session.query(
@@ -435,7 +449,11 @@ public final class EncryptionPolicy: UpstreamExchanger {
       do throws(EncryptedFailure) {
         let onTicket: @Sendable ([UInt8]) -> Void = { [weak self] ticket in
           guard let self else { return }
-          self.state.withLock { $0.table.ticketReceived(server.ip, t, ticket: ticket, now: self.wallClock()) }
+          self.state.withLock { s in
+            // Not for a server forgotten meanwhile: that would bring its record back.
+            guard s.table.servers[server.ip] != nil else { return }
+            s.table.ticketReceived(server.ip, t, ticket: ticket, now: self.wallClock())
+          }
         }
         let onClose: @Sendable (EncryptedFailure) -> Void = { [weak self] failure in
           self?.sessionEnded(key, connection: id, failure: failure)
@@ -455,7 +473,10 @@ public final class EncryptionPolicy: UpstreamExchanger {
             to: endpoint, expectedName: context.nsName, resumption: ticket, handshakeTimeout: handshake,
             idleTimeout: idle, onTicket: onTicket, onClose: onClose)
         }
-        let toClose = self.state.withLock { s -> [any EncryptedSession] in
+        // Whoever waits gets the session even when it is not kept: an early-data answer may be in.
+        let (toClose, fate) = self.state.withLock { s -> ([any EncryptedSession], String) in
+          // Forgotten while it connected (`sotto ctl forget`): nothing is recorded, the session closes.
+          guard s.owns(key, id) else { return ([session], "forgotten while connecting, closed") }
           s.table.handshakeSucceeded(
             server.ip, t, now: self.wallClock(), certificate: info.certificate, handshakeMs: info.handshakeMs,
             tlsVersion: info.tlsVersion, resumed: info.resumed, earlyDataAccepted: info.earlyDataAccepted)
@@ -463,24 +484,29 @@ public final class EncryptionPolicy: UpstreamExchanger {
           if let failure = s.endedBeforeRecorded.removeValue(forKey: id) {
             s.slots[key] = nil
             self.recordEnd(key, failure: failure, in: &s)
-            return []
+            return ([], "up, and ended already (\(failure.detail))")
           }
           s.slots[key] = .established(session)
           // OE-39: keep within the session cap, least recently active first.
-          return s.table.sessionsOverCap().compactMap { addr, tr in
+          let overCap = s.table.sessionsOverCap().compactMap { addr, tr in
             if case .established(let x) = s.slots[SessionKey(ip: addr, transport: tr)] { x } else { nil }
           }
+          // Shutdown began while it connected: what it learnt is kept, the session closes cleanly.
+          if s.stopped { return (overCap + [session], "up while shutting down, closed") }
+          return (overCap, "up (\(info.tlsVersion), resumed: \(info.resumed))")
         }
         for other in toClose { other.close() }
-        self.logger.debug("\(t.rawValue) up to \(endpoint) (\(info.tlsVersion), resumed: \(info.resumed))")
+        self.logger.debug("\(t.rawValue) to \(endpoint): \(fate)")
         return session
       } catch {
         self.state.withLock { s in
+          s.endedBeforeRecorded[id] = nil
+          // Forgotten while it connected: nothing to record (and no session whose end could come).
+          guard case .pending(let mine) = s.slots[key], mine.id == id else { return }
           s.table.handshakeFailed(
             server.ip, t, now: self.wallClock(), failure: error.className, timedOut: error.isTimeout,
             detail: error.detail)
           s.slots[key] = nil
-          s.endedBeforeRecorded[id] = nil
         }
         self.logger.debug("\(t.rawValue) to \(endpoint) failed: \(error.detail)")
         return nil
@@ -497,6 +523,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// "established" instead of damped.
   func sessionEnded(_ key: SessionKey, connection: UInt64, failure: EncryptedFailure) {
     state.withLock { s in
+      // A disowned connection's session (closed by its own task), or the server was forgotten:
+      // recording the end would bring back a record `sotto ctl forget` removed.
+      if s.disowned.remove(connection) != nil || s.table.servers[key.ip] == nil { return }
       if case .pending(let pending) = s.slots[key] {
         if pending.id == connection {
           s.endedBeforeRecorded[connection] = failure
