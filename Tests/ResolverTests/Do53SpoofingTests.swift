@@ -165,7 +165,8 @@ final class TCPAnswerer: ChannelInboundHandler, Sendable {
   }
 
   @Test func identicalQueriesInFlightAreSentOnce() async throws {
-    let server = try await ForgingServer.start(forgedPerQuery: 0, delay: .milliseconds(150))
+    // The answers' delay keeps the three queries in flight together, also under the sanitizers.
+    let server = try await ForgingServer.start(forgedPerQuery: 0, delay: .milliseconds(500))
     defer { Task { await server.stop() } }
     let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
     let exchanger = Do53Exchanger(transport: transport)

@@ -23,6 +23,9 @@ final class ConnectionTracker: Sendable {
     return admitted
   }
 
+  /// How many are open now.
+  var count: Int { channels.withLock { $0.count } }
+
   /// Removes and returns every open connection.
   func takeAll() -> [any Channel] {
     channels.withLock { open in

@@ -10,6 +10,8 @@ public final class Listener: Sendable {
   private let counters: ListenerCounters
   private let processor: QueryProcessor
   private let connections: ConnectionTracker
+  /// Client TCP connections open now (admitted, not yet closed).
+  var openTCPConnections: Int { connections.count }
   private let servers = StateLock<[any Channel]>([])
   #if canImport(Glibc)
     private let udpLoops = StateLock<[UDPSocketLoop]>([])
