@@ -32,6 +32,9 @@ typedef struct doq_stream {
   uint8_t *out;
   size_t outlen, sent;
   int fin_sent, blocked, early, done;
+  /// When the client gave up on it (doq_engine_cancel), 0 if it did not: a stream still here long
+  /// after that is "dangling" (T-39), its server neither answered nor reset it.
+  uint64_t cancelled_at;
   uint8_t *in;
   size_t inlen, incap;
   struct doq_stream *next;
@@ -742,11 +745,20 @@ void doq_engine_cancel(doq_engine *e, int64_t stream_id, uint64_t code) {
   for (doq_stream *s = e->streams; s; s = s->next) {
     if (s->id == stream_id) {
       s->done = 1;
+      if (!s->cancelled_at) s->cancelled_at = doq_now_ns() | 1;
       (void)ngtcp2_conn_shutdown_stream(e->conn, stream_id, code);
       e->reset_unsent = 1;
       return;
     }
   }
+}
+
+size_t doq_engine_dangling(doq_engine *e, uint64_t older_than_ns) {
+  uint64_t now = doq_now_ns();
+  size_t n = 0;
+  for (doq_stream *s = e->streams; s; s = s->next)
+    if (s->cancelled_at && now - s->cancelled_at >= older_than_ns) n++;
+  return n;
 }
 
 ssize_t doq_engine_write_close(doq_engine *e, uint64_t app_code, int liberr, uint8_t *buf, size_t cap) {

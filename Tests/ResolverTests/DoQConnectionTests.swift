@@ -133,6 +133,49 @@ import Testing
     #expect(throws: TransportError.closed) { try longResult.get() }  // still outstanding until the close
   }
 
+  /// T-39: 17 queries time out together and are cancelled. A server that resets them on
+  /// STOP_SENDING (RFC 9000 §3.5) keeps the connection; one that leaves them dangling has it
+  /// closed with DOQ_PROTOCOL_ERROR once they are older than 2 s and a later query times out.
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"), arguments: [false, true])
+  func danglingStreamsPastTheCapCloseTheConnection(serverIgnoresStopSending: Bool) async throws {
+    let server = try await DoQFixtureServer(flags: serverIgnoresStopSending ? ["--ignore-stop-sending"] : [])
+    defer { server.stop() }
+    let log = DoQCallbackLog()
+    let (session, _) = try await connect(try server.endpoint, log: log)
+    let cap = DoQSocketSession.maxDanglingStreams
+    let timeouts = await withTaskGroup(of: Bool.self) { group in
+      for i in 0...cap {
+        group.addTask {
+          do {
+            let query = try doqTestQuery("silent\(i).example.", id: UInt16(i))
+            _ = try await session.query(query, timeout: .milliseconds(200))
+            return false
+          } catch { return error as? TransportError == .timeout }
+        }
+      }
+      return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+    }
+    #expect(timeouts == cap + 1)
+    #expect(await server.waitForLine(prefix: serverIgnoresStopSending ? "IGNORED-STOP" : "STOP 3"))
+    // Past the 2 s after which a cancelled stream still open counts as dangling.
+    try await Task.sleep(for: .milliseconds(2300))
+    await #expect(throws: TransportError.timeout) {
+      _ = try await session.query(try doqTestQuery("silent-last.example.", id: 99), timeout: .milliseconds(200))
+    }
+    if serverIgnoresStopSending {
+      #expect(await log.wait { !$0.closes.isEmpty })
+      #expect(log.closes == [.danglingStreams(cap + 1)])
+      #expect(!session.isActive)
+      #expect(await server.waitForLine(prefix: "CLOSE 2"))  // DOQ_PROTOCOL_ERROR on the wire
+    } else {
+      #expect(session.isActive, "a server that reset its cancelled streams lost its connection")
+      let answered = try await session.query(try doqTestQuery("a.example.", id: 100), timeout: .seconds(3))
+      #expect(answered.answers.count == 1)
+      #expect(log.closes.isEmpty)
+      session.close()
+    }
+  }
+
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
   func closeSendsNoErrorAndReportsCleanClose() async throws {
     let server = try await DoQFixtureServer()

@@ -50,6 +50,7 @@ extension EncryptedFailure {
     case .tlsError(let e): "TLS error: \(e)"
     case .resetWithQueriesOutstanding: "reset with queries outstanding"
     case .cleanClose: "clean close"
+    case .danglingStreams(let n): "closed by Sotto: \(n) cancelled DoQ streams neither answered nor reset"
     }
   }
 }

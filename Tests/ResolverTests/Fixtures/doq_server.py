@@ -10,7 +10,8 @@ Prints "LISTENING <port>" once ready, "QUERY <id> <name>" per query and "CLOSE <
 a client closes. Names starting "silent" are never answered, names starting "slow" 8 ms late
 (aioquic then acknowledges the query alone first). Flags: --reset-streams (reset every stream with
 DOQ_INTERNAL_ERROR), --bad-id (reply with Message ID 0x1234), --bad-length (wrong length prefix),
---reject-early-data (resume, but refuse 0-RTT).
+--reject-early-data (resume, but refuse 0-RTT), --ignore-stop-sending (a cancelled stream is neither
+answered nor reset, against RFC 9000 §3.5: it dangles; logged as "IGNORED-STOP <stream>").
 """
 
 import argparse
@@ -136,7 +137,19 @@ async def main():
     parser.add_argument("--bad-id", action="store_true")
     parser.add_argument("--bad-length", action="store_true")
     parser.add_argument("--reject-early-data", action="store_true")
+    parser.add_argument("--ignore-stop-sending", action="store_true")
     DoQProtocol.options = parser.parse_args()
+    if DoQProtocol.options.ignore_stop_sending:
+        # aioquic resets a stream on STOP_SENDING (1.0 on). Its frame table binds the handler when a
+        # connection is made, so the class's method is replaced before any is.
+        from aioquic.quic.connection import QuicConnection
+
+        def ignore_stop_sending(self, context, frame_type, buf):
+            stream_id = buf.pull_uint_var()
+            buf.pull_uint_var()  # application error code
+            log(f"IGNORED-STOP {stream_id}")
+
+        QuicConnection._handle_stop_sending_frame = ignore_stop_sending
     if DoQProtocol.options.reject_early_data:
         # aioquic accepts 0-RTT whenever a resumed client offers it: hide the offer.
         import aioquic.tls as tls

@@ -212,7 +212,27 @@ final class DoQSocketSession: @unchecked Sendable {
     waiting.removeAll { pending[$0] == nil }
     if cancelled { flush() }
     for waiter in expired { waiter.finish(.failure(.timeout)) }
+    closeIfStreamsDangle()
   }
+
+  /// T-39 (RFC 9250 §4.2 allows a cap): a server must answer a cancelled stream's STOP_SENDING
+  /// with RESET_STREAM (RFC 9000 §3.5), so a stream still open `danglingAfter` its cancel is left
+  /// dangling, and holds stream credit the server does not give back. Past `maxDanglingStreams`
+  /// the connection is closed with DOQ_PROTOCOL_ERROR and reported as failed (the policy damps
+  /// DoQ there, OE-29). Checked when queries time out, the only way streams come to dangle.
+  private func closeIfStreamsDangle() {
+    guard !terminated else { return }
+    let dangling = quic.danglingStreams(olderThan: Self.danglingAfter)
+    guard dangling > Self.maxDanglingStreams else { return }
+    if let packet = quic.closePacket(applicationCode: ErrorCode.protocolError) { transmit(packet) }
+    terminate(.danglingStreams(dangling))
+  }
+
+  /// Cancelled streams a connection may hold open past `danglingAfter` (T-39).
+  static let maxDanglingStreams = 16
+  /// How long after its cancel a stream counts as dangling: many round trips, so that a burst of
+  /// timeouts whose resets are on their way does not count.
+  static let danglingAfter: UInt64 = 2_000_000_000
 
   // MARK: Engine events
 

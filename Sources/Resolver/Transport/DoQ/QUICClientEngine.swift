@@ -99,6 +99,8 @@ final class QUICClientEngine {
 
   /// Abandons a stream with STOP_SENDING/RESET_STREAM carrying `code`.
   func cancel(streamID: Int64, code: UInt64) { doq_engine_cancel(raw, streamID, code) }
+  /// Cancelled streams still open `nanoseconds` after the cancel (T-39).
+  func danglingStreams(olderThan nanoseconds: UInt64) -> Int { doq_engine_dangling(raw, nanoseconds) }
 
   func nextEvent() -> DoQEngineEvent? {
     var event = doq_event()

@@ -16,9 +16,12 @@ public enum EncryptedFailure: Error, Sendable, Hashable, Codable {
   case resetWithQueriesOutstanding
   /// close_notify/FIN/idle close with nothing outstanding (not a failure for RFC 9539, §6 gap 5).
   case cleanClose
+  /// DoQ: closed by Sotto because the server left this many cancelled streams neither answered
+  /// nor reset (T-39).
+  case danglingStreams(Int)
 
   /// Stable short name for counters and the state file: "refused", "tcp-timeout", "handshake-timeout",
-  /// "tls-alert", "alpn-mismatch", "tls-error", "reset", "clean-close".
+  /// "tls-alert", "alpn-mismatch", "tls-error", "reset", "clean-close", "dangling-streams".
   public var className: String {
     switch self {
     case .refused: "refused"
@@ -29,6 +32,7 @@ public enum EncryptedFailure: Error, Sendable, Hashable, Codable {
     case .tlsError: "tls-error"
     case .resetWithQueriesOutstanding: "reset"
     case .cleanClose: "clean-close"
+    case .danglingStreams: "dangling-streams"
     }
   }
 }
