@@ -11,6 +11,7 @@ import time
 from harness import dig_query, labmod, scaled
 
 WWW = "198.51.100.90"  # www.mixed.test. in the lab
+NS1 = "127.53.16.1"  # ns1.mixed.test., the zone's own name server
 
 
 def ctl(sotto, sock, *words) -> dict:
@@ -56,6 +57,10 @@ def test_expired_records_are_served_stale_when_every_authority_is_dead(lab, sott
                 assert "Stale Answer" not in fresh.raw, fresh.raw
                 # R-16 reaches the client: the zone's TTL is 3600, the cache keeps it 1 s.
                 assert [int(r[1]) for r in answer_lines(fresh.raw)] in ([1], [0]), fresh.raw
+            # A name that is also the zone's name server: its answer and the glue the refreshes
+            # below store share one cache key.
+            ns1 = srv.dig("ns1.mixed.test", "A")
+            assert ns1.status == "NOERROR" and ("ns1.mixed.test.", "A", NS1) in ns1.answer, ns1.raw
             time.sleep(1.5)
             for inst in insts:
                 labmod.kill_pid(lab.running()[inst.name])
@@ -78,6 +83,14 @@ def test_expired_records_are_served_stale_when_every_authority_is_dead(lab, sott
             assert again["rcode"] == "NOERROR" and again["stale"] is True, again
             assert again["hops"] == [] and "failure recheck" in (again["failureReason"] or ""), \
                 f"the dead servers were asked again within 30 s: {again}"
+
+            # The refreshes stored ns1.mixed.test.'s glue from test. over its expired answer; the
+            # client still gets that answer, stale (it was SERVFAIL while the glue replaced it).
+            ns1_stale = srv.dig("ns1.mixed.test", "A", "+ednsopt=ede")
+            assert ns1_stale.status == "NOERROR", f"expected ns1's stale answer, got:\n{ns1_stale.raw}\n{srv.log()}"
+            assert [(r[0], r[1], r[3], r[4]) for r in answer_lines(ns1_stale.raw)] == \
+                [("ns1.mixed.test.", "30", "A", NS1)], ns1_stale.raw
+            assert "EDE: 3 (Stale Answer)" in ns1_stale.raw, ns1_stale.raw
 
             never = srv.dig("www2.mixed.test", "A")
             assert never.status == "SERVFAIL", f"a name never cached has no stale answer:\n{never.raw}"

@@ -114,6 +114,31 @@ import Testing
     #expect(!c.holdsStale(F.name("ns1.example.test."), .a))
   }
 
+  @Test func anExpiredAnswerThatGlueReplacedIsStillAStaleAnswer() {
+    // A name that is also a name server: the refresh of its parent's referral stores its address
+    // as glue under the same key as the client's old answer.
+    let time = FakeTimeSource()
+    let c = cache(time, maxStale: 3_600)
+    let ns = F.name("ns1.example.test.")
+    c.insert(F.aSet("ns1.example.test.", ttl: 60, 7), rank: .authAnswer)
+    time.advance(61)
+    c.insert(F.aSet("ns1.example.test.", ttl: 60, 3), rank: .glue)
+    #expect(c.rdatas(ns, .a)?.rank == .glue)  // the iteration gets the glue
+    #expect(c.holdsStale(ns, .a))
+    #expect(staleRRset(c, "ns1.example.test.")?.rdatas == F.aSet("x.", ttl: 1, 7).rdatas)
+    // Once the glue has expired too, the old answer is still the one served.
+    time.advance(61)
+    #expect(staleRRset(c, "ns1.example.test.")?.rdatas == F.aSet("x.", ttl: 1, 7).rdatas)
+    // A newer answer replaces it; a flush removes it.
+    c.insert(F.aSet("ns1.example.test.", ttl: 60, 9), rank: .authAnswer)
+    time.advance(61)
+    c.insert(F.aSet("ns1.example.test.", ttl: 60, 3), rank: .glue)
+    #expect(staleRRset(c, "ns1.example.test.")?.rdatas == F.aSet("x.", ttl: 1, 9).rdatas)
+    c.flush(name: ns)
+    #expect(c.newestStale(ns, .a) == nil)
+    #expect(!c.holdsStale(ns, .a))
+  }
+
   @Test func keptExpiredEntriesAreEvictedBeforeLiveOnes() {
     // A kept expired entry met by normal lookups is not marked recently used.
     let time = FakeTimeSource()
@@ -219,6 +244,23 @@ import Testing
     #expect(stale.answer.map(\.ttl) == [30])
     #expect(stale.hops.contains { $0.server == "192.0.2.3" && $0.outcome == "timeout" })
     #expect(r.cache.statistics.staleHits >= 1)
+  }
+
+  @Test func aNameServersOwnNameKeepsItsStaleAnswerWhenTheRefreshStoresItsGlue() async {
+    // ns.example.test. asked by a client, then its zone goes silent: the refresh's referral from
+    // test. stores ns.example.test.'s glue under the answer's key. The client still gets the old
+    // answer, stale, not SERVFAIL.
+    let (r, _, authority, time) = setup()
+    let ns = Question(name: name("ns.example.test."), type: .a)
+    let fresh = await r.resolve(ns)
+    #expect(fresh.answer.map(\.rdata) == [.a(IPv4Address("198.51.100.7")!)])
+    time.advance(301)
+    authority.set(.silent)
+    let stale = await r.resolve(ns)
+    #expect(stale.rcode == .noError)
+    #expect(stale.stale)
+    #expect(stale.answer.map(\.rdata) == [.a(IPv4Address("198.51.100.7")!)])
+    #expect(stale.hops.contains { $0.server == "192.0.2.3" && $0.outcome == "timeout" })
   }
 
   @Test func withinTheRecheckIntervalNoRefreshIsTried() async {

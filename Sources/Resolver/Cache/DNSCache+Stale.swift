@@ -22,11 +22,15 @@ extension DNSCache {
     return state.withLock { state -> StaleData? in
       var best: (key: CacheKey, entry: CacheEntry)?
       Self.forEachStaleKey(own, type) { key, isOwn in
-        guard let entry = state.store.peek(key),
-          Self.couldAnswer(entry, ownKey: isOwn, anyType: key.type == nil, now: now, maxStale: maxStale),
-          best.map({ entry.storedAt > $0.entry.storedAt }) ?? true
-        else { return true }
-        best = (key, entry)
+        // The own key's answer may have been set aside when glue took its place.
+        let aside = isOwn && !state.displacedStale.isEmpty ? state.displacedStale[key] : nil
+        for candidate in [state.store.peek(key), aside] {
+          guard let entry = candidate,
+            Self.couldAnswer(entry, ownKey: isOwn, anyType: key.type == nil, now: now, maxStale: maxStale),
+            best.map({ entry.storedAt > $0.entry.storedAt }) ?? true
+          else { continue }
+          best = (key, entry)
+        }
         return true
       }
       guard let (key, entry) = best else { return nil }
@@ -56,8 +60,12 @@ extension DNSCache {
       var stale = false
       var live = false
       Self.forEachStaleKey(own, type) { key, isOwn in
+        if isOwn, !state.displacedStale.isEmpty, let aside = state.displacedStale[key] {
+          stale = stale || Self.couldAnswer(aside, ownKey: true, anyType: false, now: now, maxStale: maxStale)
+        }
         guard let entry = state.store.peek(key) else { return true }
-        live = entry.isLive(at: now)
+        // Live glue answers no client: it does not stand in the way of a stale answer.
+        live = entry.isLive(at: now) && (entry.rank >= .nonAuthAnswer || !entry.isPositive)
         stale = stale || Self.couldAnswer(entry, ownKey: isOwn, anyType: key.type == nil, now: now, maxStale: maxStale)
         return !live
       }

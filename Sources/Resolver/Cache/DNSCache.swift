@@ -14,7 +14,16 @@ public final class DNSCache: Sendable {
     /// cleared only by `flushAll`. The RFC 8020 walk stops at the first ancestor shallower than
     /// every such name: a cold resolution otherwise looked up each ancestor up to the root.
     var nxdomainDepths: UInt64 = 0
+    /// Expired answers (kept for serve-stale) that lower-ranked data for the same key replaced:
+    /// an NS name's address stored as glue by a refresh of its parent's referral. One entry per
+    /// key in the store, so they wait here; only serve-stale reads them. At most
+    /// `maxDisplacedStale`.
+    var displacedStale: [CacheKey: CacheEntry] = [:]
   }
+
+  /// Cap of `State.displacedStale`: past it, entries no longer kept are dropped first, then new
+  /// ones are not set aside.
+  static let maxDisplacedStale = 4_096
 
   /// The `nxdomainDepths` bit of a name with `labels` labels.
   private static func depthBit(_ labels: Int) -> UInt64 { 1 &<< UInt64(min(max(labels, 0), 63)) }
@@ -162,6 +171,7 @@ public final class DNSCache: Sendable {
     return state.withLock { state in
       let n = state.store.count
       state.store.removeAll()
+      state.displacedStale.removeAll()
       state.nxdomainDepths = 0
       return n
     }
@@ -223,15 +233,37 @@ public final class DNSCache: Sendable {
       if let nxdomainLabels { state.nxdomainDepths |= Self.depthBit(nxdomainLabels) }
       // a live entry of higher rank is kept; equal or higher rank replaces. Positive data
       // always replaces a negative entry, so a stale NODATA never shadows fresh records.
-      if let existing = state.store.peek(key), existing.isLive(at: entry.storedAt), existing.rank > entry.rank,
+      let now = entry.storedAt
+      let existing = state.store.peek(key)
+      if let existing, existing.isLive(at: now), existing.rank > entry.rank,
         !(entry.isPositive && !existing.isPositive)
       {
         return
+      }
+      if entry.isPositive, entry.rank < .nonAuthAnswer {
+        // Glue or referral data over an expired answer still kept: the answer is set aside for
+        // serve-stale (RFC 8767), which never answers with glue.
+        if let existing, maxStale > 0, existing.isPositive, existing.rank >= .nonAuthAnswer,
+          existing.isRetained(at: now, maxStale: maxStale)
+        {
+          setAside(existing, at: key, now: now, in: &state)
+        }
+      } else if !state.displacedStale.isEmpty {
+        state.displacedStale[key] = nil  // a newer answer
       }
       if state.store.set(key, entry) != nil {
         state.statistics.evictions += 1
       }
     }
+  }
+
+  private func setAside(_ answer: CacheEntry, at key: CacheKey, now: Double, in state: inout State) {
+    if state.displacedStale.count >= Self.maxDisplacedStale {
+      let maxStale = maxStale
+      state.displacedStale = state.displacedStale.filter { $0.value.isRetained(at: now, maxStale: maxStale) }
+      guard state.displacedStale.count < Self.maxDisplacedStale else { return }
+    }
+    state.displacedStale[key] = answer
   }
 
   /// The live entry for `key` (marked recently used), removing it once it has expired and
@@ -249,6 +281,7 @@ public final class DNSCache: Sendable {
     return state.withLock { state in
       let doomed = state.store.keys.filter { key in state.store.peek(key).map { matches(key, $0) } ?? false }
       for key in doomed { state.store.remove(key) }
+      state.displacedStale = state.displacedStale.filter { !matches($0.key, $0.value) }
       return doomed.count
     }
   }
