@@ -40,7 +40,14 @@ final class FakeSession: EncryptedSession {
     return reply
   }
   var isActive: Bool { alive.withLock { $0 } && !draining.withLock { $0 } }
-  func close() { end(.cleanClose) }
+  /// When set, `close()` only notes the request and the session stays active, as a real session
+  /// does until its close runs on the engine thread.
+  let closesLater = Mutex(false)
+  let closeRequested = Mutex(false)
+  func close() {
+    if closesLater.withLock({ $0 }) { return closeRequested.withLock { $0 = true } }
+    end(.cleanClose)
+  }
   /// Takes the session out of use and reports its end as clean, as a DoT session told TIMEOUT 0 does.
   func drain() {
     draining.withLock { $0 = true }
@@ -68,12 +75,20 @@ final class FakeConnector: EncryptedConnector {
     case hangUntil(Gate)
     /// Hangs until the gate opens, then succeeds.
     case succeedAfter(Gate)
+    /// Hangs until the gate opens, then succeeds, and the session ends before `connect` returns.
+    case succeedAfterThenEnd(Gate, EncryptedFailure)
   }
   /// Opened once by a test.
   final class Gate: Sendable {
     let isOpen = Mutex(false)
     func open() { isOpen.withLock { $0 = true } }
+    func wait() async {
+      while !isOpen.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+    }
   }
+  /// Sessions made from now on only note a close (see `FakeSession.closesLater`).
+  var sessionsCloseLater: Bool { closeLater.withLock { $0 } }
+  let closeLater = Mutex(false)
   let transport = EncryptedTransport.dot
   let behaviour: @Sendable (String) -> Behaviour
   let attempts = Mutex<[String]>([])
@@ -92,16 +107,18 @@ final class FakeConnector: EncryptedConnector {
       try? await Task.sleep(for: d)
       throw .handshakeTimeout
     case .hangUntil(let gate):
-      while !gate.isOpen.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+      await gate.wait()
       throw .handshakeTimeout
-    case .succeed, .succeedThenEnd, .succeedAfter:
-      if case .succeedAfter(let gate) = behaviour(endpoint.ip) {
-        while !gate.isOpen.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
-      }
+    case .succeed, .succeedThenEnd, .succeedAfter, .succeedAfterThenEnd:
+      let b = behaviour(endpoint.ip)
+      if case .succeedAfter(let gate) = b { await gate.wait() }
+      if case .succeedAfterThenEnd(let gate, _) = b { await gate.wait() }
       onTicket([1, 2, 3])
       let s = FakeSession(answer: { q in Self.reply(to: q) }, onClose: onClose)
+      s.closesLater.withLock { $0 = sessionsCloseLater }
       sessions.withLock { $0[endpoint.ip] = s }
-      if case .succeedThenEnd(let failure) = behaviour(endpoint.ip) { s.end(failure) }
+      if case .succeedThenEnd(let failure) = b { s.end(failure) }
+      if case .succeedAfterThenEnd(_, let failure) = b { s.end(failure) }
       let cert = CertificateCheck(problems: ["self-signed"], subject: "/CN=test")
       return (
         s,
@@ -353,11 +370,49 @@ final class FakeDo53: UpstreamExchanger {
     gate.open()
     await p.waitForProbes(upTo: 30)
     #expect(p.table.servers["192.0.2.7"] == nil)
-    #expect(p.state.withLock { $0.slots.isEmpty && $0.disowned.isEmpty && $0.endedBeforeRecorded.isEmpty })
+    #expect(
+      p.state.withLock {
+        $0.slots.isEmpty && $0.disowned.isEmpty && $0.connecting.isEmpty && $0.endedBeforeRecorded.isEmpty
+      })
     if succeeds {
       let session = connector.sessions.withLock { $0["192.0.2.7"] }
       #expect(session?.alive.withLock { $0 } == false, "the forgotten server's new session was left open")
     }
+  }
+
+  @Test func aForgottenServersSessionThatEndsBeforeItsTaskRecordsLeavesNothingBehind() async {
+    // The end came while the task was still on its way (and the server already forgotten): it
+    // was neither parked nor recorded, so the task disowned the connection and waited for an
+    // end that had come already; its number stayed in `disowned` for good.
+    let gate = FakeConnector.Gate()
+    let connector = FakeConnector { _ in .succeedAfterThenEnd(gate, .resetWithQueriesOutstanding) }
+    let p = policy(connector, FakeDo53())
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(p.forget("192.0.2.7"))
+    gate.open()
+    await p.waitForProbes(upTo: 30)
+    #expect(p.table.servers["192.0.2.7"] == nil)
+    #expect(
+      p.state.withLock {
+        $0.disowned.isEmpty && $0.connecting.isEmpty && $0.endedBeforeRecorded.isEmpty && $0.slots.isEmpty
+      })
+  }
+
+  @Test func aProbeSendsNothingOverASessionOfAServerForgottenWhileItConnected() async {
+    // A real session reads active until its close runs on the engine thread: the probe sent its
+    // query over the closing session and recorded it, bringing the forgotten server back.
+    let gate = FakeConnector.Gate()
+    let connector = FakeConnector { _ in .succeedAfter(gate) }
+    connector.closeLater.withLock { $0 = true }
+    let p = policy(connector, FakeDo53())
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(p.forget("192.0.2.7"))
+    gate.open()
+    await p.waitForProbes(upTo: 30)
+    let session = connector.sessions.withLock { $0["192.0.2.7"] }
+    #expect(session?.closeRequested.withLock { $0 } == true)
+    #expect(session?.sent.withLock { $0 } == 0)
+    #expect(p.table.servers["192.0.2.7"] == nil)
   }
 
   @Test func aServerForgottenWithAnOpenSessionStaysForgottenWhenTheSessionCloses() async throws {

@@ -35,6 +35,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
     /// Ends reported before the connecting task recorded the handshake's success (the session's
     /// thread got there first), by connection: recorded right after that success, in order.
     var endedBeforeRecorded: [UInt64: EncryptedFailure] = [:]
+    /// Connections whose task has not yet recorded its outcome: an end they report meanwhile is
+    /// parked in `endedBeforeRecorded`, whatever the slot or the table holds by then.
+    var connecting: Set<UInt64> = []
     /// Connections whose task found its slot taken from it (the server forgotten meanwhile): their
     /// sessions are closed unrecorded, and so is their end.
     var disowned: Set<UInt64> = []
@@ -45,8 +48,15 @@ public final class EncryptionPolicy: UpstreamExchanger {
     /// Whether `key`'s slot still holds connection `id` pending. If not (forgotten), the
     /// connection is disowned: an end it reported already is dropped, a later one will be.
     mutating func owns(_ key: SessionKey, _ id: UInt64) -> Bool {
+      connecting.remove(id)
       if case .pending(let p) = slots[key], p.id == id { return true }
       if endedBeforeRecorded.removeValue(forKey: id) == nil { disowned.insert(id) }
+      return false
+    }
+
+    /// Whether `session` is the one in use for `key` (not closed as it came up, not forgotten).
+    func holds(_ key: SessionKey, _ session: any EncryptedSession) -> Bool {
+      if case .established(let x) = slots[key] { return x === session }
       return false
     }
   }
@@ -301,7 +311,10 @@ public final class EncryptionPolicy: UpstreamExchanger {
   ) -> Bool {
     let timedOut = error == .timeout
     guard timedOut || error.isMalformed else { return false }
-    let failed = state.withLock { $0.table.queryFailed(server.ip, t, now: wallClock(), timedOut: timedOut) }
+    let failed = state.withLock { s in
+      // A server forgotten meanwhile is not brought back by its late failures.
+      s.table.servers[server.ip] != nil && s.table.queryFailed(server.ip, t, now: wallClock(), timedOut: timedOut)
+    }
     if failed {
       logger.debug("\(t.rawValue) to \(server.ip): transport failed after repeated query failures")
       session.close()
@@ -412,14 +425,23 @@ public final class EncryptionPolicy: UpstreamExchanger {
     state.withLock { s in
       s.probes[id] = Task {
         // Not over a session closed as it came up (forgotten meanwhile, shutdown, failed at once).
+        let key = SessionKey(ip: server.ip, transport: t)
         if let session = await connection.value, session.isActive, !Task.isCancelled,
-          !self.state.withLock({ $0.stopped })
+          self.state.withLock({ s in
+            // A session being closed reads active until its close runs on the engine thread.
+            guard !s.stopped, s.holds(key, session) else { return false }
+            s.table.noteQuery(server.ip, transport: t.kind, now: self.wallClock())
+            return true
+          })
         {
-          self.state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: self.wallClock()) }
           do throws(TransportError) {
             let response = try await session.query(
               trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
-            self.state.withLock { self.recordResponse(response, t, server: server.ip, in: &$0) }
+            self.state.withLock { s in
+              // Not for a server forgotten meanwhile: that would bring its record back.
+              guard s.table.servers[server.ip] != nil else { return }
+              self.recordResponse(response, t, server: server.ip, in: &s)
+            }
           } catch {
             // A probe whose query times out or gets a malformed response counts like any other (§6 gap 4).
             if session.isActive || error == .timeout {
@@ -445,6 +467,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let settings = s.table.settings
     let id = s.nextConnectionID
     s.nextConnectionID &+= 1
+    s.connecting.insert(id)
     let task = Task { () -> (any EncryptedSession)? in
       do throws(EncryptedFailure) {
         let onTicket: @Sendable ([UInt8]) -> Void = { [weak self] ticket in
@@ -500,6 +523,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
         return session
       } catch {
         self.state.withLock { s in
+          s.connecting.remove(id)
           s.endedBeforeRecorded[id] = nil
           // Forgotten while it connected: nothing to record (and no session whose end could come).
           guard case .pending(let mine) = s.slots[key], mine.id == id else { return }
@@ -523,14 +547,16 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// "established" instead of damped.
   func sessionEnded(_ key: SessionKey, connection: UInt64, failure: EncryptedFailure) {
     state.withLock { s in
+      // Its own connecting task has not recorded the success yet: parked for it, to be recorded
+      // right after the success (or dropped, the server forgotten meanwhile).
+      if s.connecting.contains(connection) {
+        s.endedBeforeRecorded[connection] = failure
+        return
+      }
       // A disowned connection's session (closed by its own task), or the server was forgotten:
       // recording the end would bring back a record `sotto ctl forget` removed.
       if s.disowned.remove(connection) != nil || s.table.servers[key.ip] == nil { return }
-      if case .pending(let pending) = s.slots[key] {
-        if pending.id == connection {
-          s.endedBeforeRecorded[connection] = failure
-          return
-        }
+      if case .pending = s.slots[key] {
         // An older session's end, late, while a newer connection is being set up: recorded, but
         // the newer one's pending mark stays (OE-21: no second handshake next to it).
         return recordEnd(key, failure: failure, keepSession: true, in: &s)
