@@ -754,6 +754,9 @@ void doq_engine_cancel(doq_engine *e, int64_t stream_id, uint64_t code) {
 }
 
 size_t doq_engine_dangling(doq_engine *e, uint64_t older_than_ns) {
+  // A reset on its way may need a few loss-recovery rounds on a slow or lossy path.
+  uint64_t pto3 = 3 * (uint64_t)ngtcp2_conn_get_pto(e->conn);
+  if (pto3 > older_than_ns) older_than_ns = pto3;
   uint64_t now = doq_now_ns();
   size_t n = 0;
   for (doq_stream *s = e->streams; s; s = s->next)

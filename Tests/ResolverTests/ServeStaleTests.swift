@@ -139,6 +139,25 @@ import Testing
     #expect(!c.holdsStale(ns, .a))
   }
 
+  @Test func setAsideAnswersAreCappedAndMakeRoomOnceNoLongerKept() {
+    let time = FakeTimeSource()
+    let c = cache(time, maxStale: 3_600, maxEntries: 10_000)
+    let cap = DNSCache.maxDisplacedStale
+    for i in 0...cap { c.insert(F.aSet("ns\(i).example.test.", ttl: 60, 7), rank: .authAnswer) }
+    time.advance(61)
+    for i in 0...cap { c.insert(F.aSet("ns\(i).example.test.", ttl: 60, 3), rank: .glue) }
+    #expect(c.state.withLock { $0.displacedStale.count } == cap)
+    #expect(staleRRset(c, "ns0.example.test.") != nil)
+    #expect(staleRRset(c, "ns\(cap).example.test.") == nil, "one past the cap was set aside")
+    // Once those are past max-stale, a new one takes their room.
+    time.advance(3_539)
+    c.insert(F.aSet("late.example.test.", ttl: 60, 7), rank: .authAnswer)
+    time.advance(61)
+    c.insert(F.aSet("late.example.test.", ttl: 60, 3), rank: .glue)
+    #expect(staleRRset(c, "late.example.test.")?.rdatas == F.aSet("x.", ttl: 1, 7).rdatas)
+    #expect(c.state.withLock { $0.displacedStale.count } == 1)
+  }
+
   @Test func keptExpiredEntriesAreEvictedBeforeLiveOnes() {
     // A kept expired entry met by normal lookups is not marked recently used.
     let time = FakeTimeSource()

@@ -90,8 +90,9 @@ int doq_engine_handle_expiry(doq_engine *e);
 int64_t doq_engine_submit(doq_engine *e, const uint8_t *data, size_t len);
 /// Abandons a stream (STOP_SENDING + RESET_STREAM with `code`), e.g. DOQ_REQUEST_CANCELLED on timeout.
 void doq_engine_cancel(doq_engine *e, int64_t stream_id, uint64_t code);
-/// Streams cancelled at least `older_than_ns` ago that are still open: the server has neither
-/// answered nor reset them, though STOP_SENDING asked it to (RFC 9000 §3.5; "dangling", T-39).
+/// Streams cancelled at least `older_than_ns` (or three PTOs, if longer) ago that are still open:
+/// the server has neither answered nor reset them, though STOP_SENDING asked it to (RFC 9000
+/// §3.5; "dangling", T-39).
 size_t doq_engine_dangling(doq_engine *e, uint64_t older_than_ns);
 /// Writes a CONNECTION_CLOSE packet: application error `app_code` when `liberr` is 0, otherwise a
 /// transport error inferred from the ngtcp2 error `liberr`. Returns its size, 0 or a negative error.

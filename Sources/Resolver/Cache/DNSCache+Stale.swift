@@ -60,12 +60,15 @@ extension DNSCache {
       var stale = false
       var live = false
       Self.forEachStaleKey(own, type) { key, isOwn in
+        var asideAnswers = false
         if isOwn, !state.displacedStale.isEmpty, let aside = state.displacedStale[key] {
-          stale = stale || Self.couldAnswer(aside, ownKey: true, anyType: false, now: now, maxStale: maxStale)
+          asideAnswers = Self.couldAnswer(aside, ownKey: true, anyType: false, now: now, maxStale: maxStale)
+          stale = stale || asideAnswers
         }
         guard let entry = state.store.peek(key) else { return true }
-        // Live glue answers no client: it does not stand in the way of a stale answer.
-        live = entry.isLive(at: now) && (entry.rank >= .nonAuthAnswer || !entry.isPositive)
+        // The live glue that took a set-aside answer's place answers no client: it does not
+        // stand in the way of that answer.
+        live = entry.isLive(at: now) && !(asideAnswers && entry.isPositive && entry.rank < .nonAuthAnswer)
         stale = stale || Self.couldAnswer(entry, ownKey: isOwn, anyType: key.type == nil, now: now, maxStale: maxStale)
         return !live
       }

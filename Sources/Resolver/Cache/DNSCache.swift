@@ -19,6 +19,9 @@ public final class DNSCache: Sendable {
     /// key in the store, so they wait here; only serve-stale reads them. At most
     /// `maxDisplacedStale`.
     var displacedStale: [CacheKey: CacheEntry] = [:]
+    /// When `displacedStale` is full of entries still kept, the first time one of them goes:
+    /// no new one is set aside, nor the list looked through, before then.
+    var displacedFullUntil: Double = 0
   }
 
   /// Cap of `State.displacedStale`: past it, entries no longer kept are dropped first, then new
@@ -258,10 +261,14 @@ public final class DNSCache: Sendable {
   }
 
   private func setAside(_ answer: CacheEntry, at key: CacheKey, now: Double, in state: inout State) {
-    if state.displacedStale.count >= Self.maxDisplacedStale {
+    if state.displacedStale.count >= Self.maxDisplacedStale, state.displacedStale[key] == nil {
+      guard now >= state.displacedFullUntil else { return }
       let maxStale = maxStale
       state.displacedStale = state.displacedStale.filter { $0.value.isRetained(at: now, maxStale: maxStale) }
-      guard state.displacedStale.count < Self.maxDisplacedStale else { return }
+      guard state.displacedStale.count < Self.maxDisplacedStale else {
+        state.displacedFullUntil = state.displacedStale.values.lazy.map { $0.expiresAt + maxStale }.min() ?? now
+        return
+      }
     }
     state.displacedStale[key] = answer
   }

@@ -230,8 +230,8 @@ final class DoQSocketSession: @unchecked Sendable {
 
   /// Cancelled streams a connection may hold open past `danglingAfter` (T-39).
   static let maxDanglingStreams = 16
-  /// How long after its cancel a stream counts as dangling: many round trips, so that a burst of
-  /// timeouts whose resets are on their way does not count.
+  /// How long after its cancel a stream counts as dangling (three PTOs where that is longer): many
+  /// round trips, so that a burst of timeouts whose resets are on their way does not count.
   static let danglingAfter: UInt64 = 2_000_000_000
 
   // MARK: Engine events

@@ -99,7 +99,7 @@ final class QUICClientEngine {
 
   /// Abandons a stream with STOP_SENDING/RESET_STREAM carrying `code`.
   func cancel(streamID: Int64, code: UInt64) { doq_engine_cancel(raw, streamID, code) }
-  /// Cancelled streams still open `nanoseconds` after the cancel (T-39).
+  /// Cancelled streams still open `nanoseconds` (or three PTOs, if longer) after the cancel (T-39).
   func danglingStreams(olderThan nanoseconds: UInt64) -> Int { doq_engine_dangling(raw, nanoseconds) }
 
   func nextEvent() -> DoQEngineEvent? {
