@@ -135,7 +135,7 @@ import Testing
 
   /// T-39: 17 queries time out together and are cancelled. A server that resets them on
   /// STOP_SENDING (RFC 9000 §3.5) keeps the connection; one that leaves them dangling has it
-  /// closed with DOQ_PROTOCOL_ERROR once they are older than 2 s and a later query times out.
+  /// closed with DOQ_PROTOCOL_ERROR once they are old enough and a later query times out.
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"), arguments: [false, true])
   func danglingStreamsPastTheCapCloseTheConnection(serverIgnoresStopSending: Bool) async throws {
     let server = try await DoQFixtureServer(flags: serverIgnoresStopSending ? ["--ignore-stop-sending"] : [])
@@ -157,14 +157,25 @@ import Testing
     }
     #expect(timeouts == cap + 1)
     #expect(await server.waitForLine(prefix: serverIgnoresStopSending ? "IGNORED-STOP" : "STOP 3"))
-    // Past the 2 s after which a cancelled stream still open counts as dangling.
-    try await Task.sleep(for: .milliseconds(2300))
-    await #expect(throws: TransportError.timeout) {
-      _ = try await session.query(try doqTestQuery("silent-last.example.", id: 99), timeout: .milliseconds(200))
-    }
+    // A cancelled stream still open after 2 s (or three PTOs, longer where a sanitizer slows the
+    // server) is dangling; the count is taken when a query times out. One more timeout every
+    // half second until the session closes (at most 20 s), or eight of them for the control.
+    let clock = ContinuousClock()
+    let giveUp = clock.now + .seconds(20)
+    var more = 0
+    repeat {
+      try await Task.sleep(for: .milliseconds(500))
+      more += 1
+      _ = try? await session.query(try doqTestQuery("silent-more\(more).example.", id: 99), timeout: .milliseconds(200))
+    } while session.isActive && clock.now < giveUp && (serverIgnoresStopSending || more < 8)
     if serverIgnoresStopSending {
       #expect(await log.wait { !$0.closes.isEmpty })
-      #expect(log.closes == [.danglingStreams(cap + 1)])
+      guard case .danglingStreams(let n)? = log.closes.first else {
+        Issue.record("closes: \(log.closes)")
+        return
+      }
+      #expect(n > cap)
+      #expect(log.closes.count == 1)
       #expect(!session.isActive)
       #expect(await server.waitForLine(prefix: "CLOSE 2"))  // DOQ_PROTOCOL_ERROR on the wire
     } else {
