@@ -264,12 +264,20 @@ def impairment() -> tuple[float, float]:
         return 0.0, 0.0
 
 
+def impaired_log(what: str) -> None:
+    """With --impair-file: one line per datagram dropped or answered, with a monotonic timestamp
+    (the netem test prints the tail when a lookup fails)."""
+    if IMPAIR_FILE:
+        print(f"{time.monotonic():.3f} {what}", flush=True)
+
+
 class UDPHandler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         data, sock = self.request
         behaviour = self.server.behaviour  # type: ignore[attr-defined]
         loss, delay = impairment()
         if loss and random.random() < loss:
+            impaired_log(f"query from {self.client_address[1]} dropped")
             return  # the query is lost
         try:
             q = dns.message.from_wire(data)
@@ -289,8 +297,10 @@ class UDPHandler(socketserver.BaseRequestHandler):
             time.sleep(2 * delay)
         for wire in out:
             if loss and random.random() < loss:
+                impaired_log(f"answer to {q.question[0].name} id {q.id} port {self.client_address[1]} dropped")
                 continue  # the answer is lost
             sock.sendto(wire, self.client_address)
+            impaired_log(f"answer to {q.question[0].name} id {q.id} port {self.client_address[1]} sent")
 
 
 class TCPHandler(socketserver.BaseRequestHandler):

@@ -151,6 +151,13 @@ class NetemLink:
         self.impair.write_text(f"{loss / 100} {delay_ms}\n")
         return "server-side (kernel without sch_netem)"
 
+    def log_tail(self, lines: int = 40) -> str:
+        """The root server's last lines: what it dropped and answered (with --impair-file)."""
+        try:
+            return "\n".join(self.log.read_text().splitlines()[-lines:])
+        except OSError as e:
+            return f"(no server log: {e})"
+
     def down(self) -> None:
         if self.server and self.server.poll() is None:
             self.server.terminate()
@@ -203,7 +210,8 @@ def test_netem_loss_and_delay(sotto, netem_link):
                            "--query-timeout", "300")
         sent += len(out["hops"])
         assert len(out["hops"]) <= MAX_QUERIES, out
-        assert out["rcode"] == "NOERROR", f"lookup {i} failed under ~28% exchange loss: {out}"
+        assert out["rcode"] == "NOERROR", \
+            f"lookup {i} failed under ~28% exchange loss: {out}\nserver log (tail):\n{netem_link.log_tail()}"
         answered += 1
     print(f"\nimpairment by {how}; 15%+15% loss: {answered}/8 lookups answered with {sent} upstream queries in total")
 
