@@ -358,22 +358,33 @@ final class FakeDo53: UpstreamExchanger {
     #expect(p.state.withLock { $0.probes.isEmpty })
   }
 
+  /// A policy whose first query started a probe through `connector`, held on `gate`; the server
+  /// is forgotten, then the gate opens and the probe runs to its end.
+  func forgetWhileConnecting(_ connector: FakeConnector, _ gate: FakeConnector.Gate) async -> EncryptionPolicy {
+    let p = policy(connector, FakeDo53())
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(p.forget("192.0.2.7"))
+    gate.open()
+    await p.waitForProbes(upTo: 30)
+    return p
+  }
+
+  /// Nothing left of any connection in the policy's bookkeeping.
+  static func leavesNoBookkeeping(_ p: EncryptionPolicy) -> Bool {
+    p.state.withLock {
+      $0.slots.isEmpty && $0.disowned.isEmpty && $0.connecting.isEmpty && $0.endedBeforeRecorded.isEmpty
+    }
+  }
+
   @Test(arguments: [true, false])
   func aServerForgottenWhileItConnectsStaysForgotten(succeeds: Bool) async {
     // `sotto ctl forget` while a probe's handshake ran: its late success (or failure), its session
     // ticket and its probe query wrote the record back, and a success left an open session.
     let gate = FakeConnector.Gate()
     let connector = FakeConnector { _ in succeeds ? .succeedAfter(gate) : .hangUntil(gate) }
-    let p = policy(connector, FakeDo53())
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    #expect(p.forget("192.0.2.7"))
-    gate.open()
-    await p.waitForProbes(upTo: 30)
+    let p = await forgetWhileConnecting(connector, gate)
     #expect(p.table.servers["192.0.2.7"] == nil)
-    #expect(
-      p.state.withLock {
-        $0.slots.isEmpty && $0.disowned.isEmpty && $0.connecting.isEmpty && $0.endedBeforeRecorded.isEmpty
-      })
+    #expect(Self.leavesNoBookkeeping(p))
     if succeeds {
       let session = connector.sessions.withLock { $0["192.0.2.7"] }
       #expect(session?.alive.withLock { $0 } == false, "the forgotten server's new session was left open")
@@ -386,16 +397,9 @@ final class FakeDo53: UpstreamExchanger {
     // end that had come already; its number stayed in `disowned` for good.
     let gate = FakeConnector.Gate()
     let connector = FakeConnector { _ in .succeedAfterThenEnd(gate, .resetWithQueriesOutstanding) }
-    let p = policy(connector, FakeDo53())
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    #expect(p.forget("192.0.2.7"))
-    gate.open()
-    await p.waitForProbes(upTo: 30)
+    let p = await forgetWhileConnecting(connector, gate)
     #expect(p.table.servers["192.0.2.7"] == nil)
-    #expect(
-      p.state.withLock {
-        $0.disowned.isEmpty && $0.connecting.isEmpty && $0.endedBeforeRecorded.isEmpty && $0.slots.isEmpty
-      })
+    #expect(Self.leavesNoBookkeeping(p))
   }
 
   @Test func aProbeSendsNothingOverASessionOfAServerForgottenWhileItConnected() async {
@@ -404,11 +408,7 @@ final class FakeDo53: UpstreamExchanger {
     let gate = FakeConnector.Gate()
     let connector = FakeConnector { _ in .succeedAfter(gate) }
     connector.closeLater.withLock { $0 = true }
-    let p = policy(connector, FakeDo53())
-    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    #expect(p.forget("192.0.2.7"))
-    gate.open()
-    await p.waitForProbes(upTo: 30)
+    let p = await forgetWhileConnecting(connector, gate)
     let session = connector.sessions.withLock { $0["192.0.2.7"] }
     #expect(session?.closeRequested.withLock { $0 } == true)
     #expect(session?.sent.withLock { $0 } == 0)
