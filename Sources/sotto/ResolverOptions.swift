@@ -319,6 +319,7 @@ struct ListenerOptions: ParsableArguments {
     config.tcpIdleTimeout = .nanoseconds(Int64(settings.number(.tcpIdleTimeout) * 1e9))
     config.tcpQueriesPerConnection = settings.int(.tcpQueriesPerConnection)
     config.clientRateLimit = settings.number(.clientRateLimit)
+    config.answerDeadline = settings.number(.resolutionDeadline) + 1
     return config
   }
 

@@ -309,6 +309,35 @@ private enum ListenerTestError: Error {
     }
   }
 
+  #if canImport(Glibc)
+    @Test func aQueryWhoseResolutionOverrunsGetsServfailOnceAndTheLateAnswerIsDropped() async throws {
+      // The resolution hangs until the gate opens; the listener's watch answers for it after
+      // 0.3 s. When the resolution ends later, its NOERROR must not reach the client as well:
+      // the next datagram on the same socket is the answer to the next query.
+      let gated = GatedResolver()
+      try await withListener(resolver: gated, answerDeadline: 0.3) { server, listener in
+        defer { gated.open() }
+        let client = try BlockingUDPClient(to: server)
+        defer { client.close() }
+        try client.send(query(id: 7, "stuck.example"))
+        let overdue = try Message.parse(try client.receive(seconds: 10))
+        #expect(overdue.header.id == 7 && overdue.rcode == .servFail)
+        #expect(listener.statistics.resolutionsOverdue == 1)
+        #expect(listener.statistics.resolutionsInFlight == 1)
+        gated.open()
+        let giveUp = ContinuousClock.now + .seconds(10)
+        while listener.statistics.resolutionsInFlight > 0, ContinuousClock.now < giveUp {
+          try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(listener.statistics.resolutionsInFlight == 0)
+        try client.send(query(id: 8, "next.example"))
+        let next = try Message.parse(try client.receive(seconds: 10))
+        #expect(next.header.id == 8 && next.rcode == .noError)
+        #expect(listener.statistics.resolutionsOverdue == 1)
+      }
+    }
+  #endif
+
   @Test func answersServfailOverTheResolutionCap() async throws {
     let gated = GatedResolver()
     try await withListener(resolver: gated, maxResolutions: 1) { server, listener in
@@ -375,13 +404,13 @@ private enum ListenerTestError: Error {
     host: String = "127.0.0.1",
     resolver: any QueryResolving = FixedResolver(), allowed: [CIDR] = CIDR.loopback, idle: TimeAmount = .seconds(10),
     maxTCP: Int = 256, tcpQueryLimit: Int = 1000, maxResolutions: Int = 1024, rate: Double = 0,
-    monitor: ResolverMonitor? = nil, packetCache: PacketCache? = nil,
+    monitor: ResolverMonitor? = nil, packetCache: PacketCache? = nil, answerDeadline: Double = 5,
     _ body: (SocketAddress, Listener) async throws -> Void
   ) async throws {
     let configuration = ListenerConfiguration(
       addresses: [try SocketAddress(ipAddress: host, port: 0)], allowed: allowed, tcpIdleTimeout: idle,
       maxTCPConnections: maxTCP, tcpQueriesPerConnection: tcpQueryLimit, maxResolutions: maxResolutions,
-      clientRateLimit: rate)
+      clientRateLimit: rate, answerDeadline: answerDeadline)
     let listener = Listener(
       resolver: resolver, configuration: configuration, group: group, logger: Logger(label: "ListenerTests"),
       monitor: monitor, packetCache: packetCache)
@@ -503,3 +532,40 @@ private enum ListenerTestError: Error {
     }
   }
 }
+
+#if canImport(Glibc)
+  import Glibc
+
+  /// One UDP socket that sends and receives with blocking calls (a receive timeout), so that a
+  /// test reads every datagram that reaches it, in order.
+  private struct BlockingUDPClient {
+    let fd: Int32
+    let server: SocketAddress
+
+    init(to server: SocketAddress) throws {
+      let family = server.protocol == .inet6 ? AF_INET6 : AF_INET
+      fd = socket(family, Int32(SOCK_DGRAM.rawValue), 0)
+      guard fd >= 0 else { throw ListenerTestError.noAddress }
+      self.server = server
+    }
+
+    func send(_ bytes: [UInt8]) throws {
+      let sent = bytes.withUnsafeBytes { b in
+        server.withSockAddr { sa, len in sendto(fd, b.baseAddress, b.count, 0, sa, socklen_t(len)) }
+      }
+      guard sent == bytes.count else { throw ListenerTestError.noReply }
+    }
+
+    /// The next datagram, or `.timeout` after `seconds`.
+    func receive(seconds: Int) throws -> [UInt8] {
+      var limit = timeval(tv_sec: seconds, tv_usec: 0)
+      _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+      var buffer = [UInt8](repeating: 0, count: 4096)
+      let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+      guard n > 0 else { throw ListenerTestError.timeout }
+      return Array(buffer.prefix(n))
+    }
+
+    func close() { _ = Glibc.close(fd) }
+  }
+#endif

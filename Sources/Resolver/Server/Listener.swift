@@ -101,7 +101,9 @@ public final class Listener: Sendable {
           // UDP is served by the socket loop, with or without the packet cache (NIO's channel where
           // the loop is unavailable: NIO closes the channel on a send the kernel refuses, EACCES
           // say, where the loop counts it in sendFailures and serves on).
-          if let loop = try UDPSocketLoop.start(local, processor: processor, fastPath: fastPath) {
+          if let loop = try UDPSocketLoop.start(
+            local, processor: processor, fastPath: fastPath, answerDeadline: configuration.answerDeadline)
+          {
             servers.withLock { $0.append(tcp) }
             udpLoops.withLock { $0.append(loop) }
             return local

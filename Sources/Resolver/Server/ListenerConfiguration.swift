@@ -16,11 +16,15 @@ public struct ListenerConfiguration: Sendable {
   public var maxResolutions: Int
   /// Queries per second one client address may send (bursts of as many); excess is dropped (0: off).
   public var clientRateLimit: Double
+  /// Seconds a UDP query on the full path may wait for its answer; a resolution still running then
+  /// gets its client SERVFAIL from the listener, counted in `resolutionsOverdue` (0: no watch).
+  /// The default is the default resolution deadline plus one second.
+  public var answerDeadline: Double
 
   public init(
     addresses: [SocketAddress], allowed: [CIDR] = CIDR.loopback, tcpIdleTimeout: TimeAmount = .seconds(10),
     maxTCPConnections: Int = 256, tcpQueriesPerConnection: Int = 1000, maxResolutions: Int = 1024,
-    clientRateLimit: Double = 0
+    clientRateLimit: Double = 0, answerDeadline: Double = ResolutionLimits().deadline + 1
   ) {
     self.addresses = addresses
     self.allowed = allowed
@@ -29,5 +33,6 @@ public struct ListenerConfiguration: Sendable {
     self.tcpQueriesPerConnection = tcpQueriesPerConnection
     self.maxResolutions = maxResolutions
     self.clientRateLimit = clientRateLimit
+    self.answerDeadline = answerDeadline
   }
 }

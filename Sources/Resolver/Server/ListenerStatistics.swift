@@ -33,11 +33,16 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   public var anyQueries = 0
   /// UDP responses the kernel did not take (send buffer full, client unreachable): not sent.
   public var sendFailures = 0
+  /// UDP queries answered SERVFAIL by the listener because their resolution was still running a
+  /// second past the resolution deadline (`ResolutionWatch`). Every resolution should end by the
+  /// deadline, so anything but 0 is a bug; the resolution's own answer, if it comes, is dropped.
+  public var resolutionsOverdue = 0
   public init() {}
 
   enum CodingKeys: String, CodingKey {
     case queries, tcpQueries, refused, notAllowed, formErrors, dropped, tcpConnectionsRejected, tcpIdleClosed
     case tcpQueryLimitClosed, rateLimited, resolutionsShed, resolutionsInFlight, anyQueries, sendFailures
+    case resolutionsOverdue
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -57,6 +62,7 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     resolutionsInFlight = try c.counter(.resolutionsInFlight)
     anyQueries = try c.counter(.anyQueries)
     sendFailures = try c.counter(.sendFailures)
+    resolutionsOverdue = try c.counter(.resolutionsOverdue)
   }
 }
 

@@ -42,6 +42,21 @@
     private let sendVectors: UnsafeMutablePointer<iovec>
     private let receiveMessages: UnsafeMutablePointer<MMsgHdr>
     private let sendMessages: UnsafeMutablePointer<MMsgHdr>
+    /// Full-path queries whose answer has not gone yet, and whether the watch's engine timer is
+    /// set: one still unanswered `answerDeadline` after it came gets SERVFAIL (`ResolutionWatch`).
+    private let watch = StateLock((queries: ResolutionWatch<WatchedQuery>(), timerSet: false))
+    private let watchTimer = UDPExchangeEngine.shared.newTimerToken()
+    /// Nanoseconds a full-path query may wait for its answer (0: not watched).
+    private let answerDeadline: UInt64
+
+    /// A watched query: what the listener needs to answer it SERVFAIL itself.
+    struct WatchedQuery: Sendable {
+      let raw: [UInt8]
+      let client: RawClientAddress
+      /// When it came, engine-clock nanoseconds.
+      let began: UInt64
+    }
+
     /// The responses `sendAnswers` is sending (swapped with `answers`; engine thread only).
     private var answersSending: [(response: [UInt8], client: RawClientAddress)] = []
     /// Client addresses of the full-path responses in `sendAnswers`.
@@ -49,10 +64,10 @@
 
     /// Binds a UDP socket to `address` and starts serving it; nil when this system lacks
     /// recvmmsg/sendmmsg or the engine thread (the caller then uses the NIO channel).
-    static func start(_ address: SocketAddress, processor: QueryProcessor, fastPath: FastPath?)
-      throws
-      -> UDPSocketLoop?
-    {
+    /// `answerDeadline`: seconds a full-path query may wait for its answer (0: not watched).
+    static func start(
+      _ address: SocketAddress, processor: QueryProcessor, fastPath: FastPath?, answerDeadline: Double = 0
+    ) throws -> UDPSocketLoop? {
       guard let calls = MMsgCalls.shared else { return nil }
       let family: Int32
       switch address {
@@ -71,7 +86,8 @@
         close(fd)
         throw IOError(errnoCode: code, reason: "bind")
       }
-      let loop = UDPSocketLoop(fd: fd, processor: processor, fastPath: fastPath, calls: calls)
+      let loop = UDPSocketLoop(
+        fd: fd, processor: processor, fastPath: fastPath, calls: calls, answerDeadline: answerDeadline)
       guard
         UDPExchangeEngine.shared.watch(
           fd, onReadable: { loop.drain() }, afterJobs: { loop.sendAnswers() })
@@ -82,8 +98,11 @@
       return loop
     }
 
-    private init(fd: Int32, processor: QueryProcessor, fastPath: FastPath?, calls: MMsgCalls) {
+    private init(
+      fd: Int32, processor: QueryProcessor, fastPath: FastPath?, calls: MMsgCalls, answerDeadline: Double
+    ) {
       self.fd = fd
+      self.answerDeadline = answerDeadline > 0 ? UInt64(min(answerDeadline, 3600) * 1e9) : 0
       self.processor = processor
       self.fastPath = fastPath
       self.calls = calls
@@ -131,6 +150,7 @@
       answers.withLock { $0.accepting = false }
       // Sends what was queued (the engine's last `afterJobs` call), then stops reading.
       await UDPExchangeEngine.shared.unwatch(fd)
+      UDPExchangeEngine.shared.clearTimer(watchTimer)
       open.withLock { isOpen in
         guard isOpen else { return }
         isOpen = false
@@ -185,17 +205,76 @@
     private func resolve(_ raw: [UInt8], from client: RawClientAddress, learn: (FastQuery, UInt64)?) {
       let processor = self.processor
       let fastPath = self.fastPath
+      let token = beginWatch(raw, from: client)
       // On the upstream engine's thread: its replies resume the resolution without a thread hop.
       UDPExchangeEngine.resolutions.run {
         // The answer goes out first (into the turn's burst when more jobs wait on the engine
         // thread); the packet cache and the monitor learn of it afterwards.
         await processor.process(raw, from: client, overTCP: false) { response, replayable in
-          guard let response else { return }
+          guard self.endWatch(token), let response else { return }
           self.send(response, to: client)
           if replayable, let fastPath, let (query, generation) = learn {
             UDPExchangeEngine.shared.afterSends { fastPath.learn(response, for: query, generation: generation) }
           }
         }
+      }
+    }
+
+    // MARK: The watch on overdue answers
+
+    /// Watches a query going to the full path (engine thread, where `drain` runs); its token, 0
+    /// when not watched.
+    private func beginWatch(_ raw: [UInt8], from client: RawClientAddress) -> UInt64 {
+      guard answerDeadline > 0 else { return 0 }
+      let now = TurnClock.engine.now()
+      let deadline = now &+ answerDeadline
+      let (token, setTimer) = watch.withLock { w -> (UInt64, Bool) in
+        let token = w.queries.begin(WatchedQuery(raw: raw, client: client, began: now), deadline: deadline)
+        defer { w.timerSet = true }
+        return (token, !w.timerSet)
+      }
+      if setTimer { setWatchTimer(at: deadline) }
+      return token
+    }
+
+    /// The query's processing ended; false when it was answered as overdue meanwhile (its answer
+    /// is then dropped and the late end logged).
+    private func endWatch(_ token: UInt64) -> Bool {
+      guard token != 0 else { return true }
+      guard case .late(let query) = watch.withLock({ $0.queries.finish(token) }) else { return true }
+      let took = (UDPExchangeEngine.now() &- query.began) / 1_000_000
+      processor.logger.warning(
+        "a resolution answered SERVFAIL as overdue ended after \(took) ms; its answer is dropped",
+        metadata: ["client": "\(query.client.description)"])
+      return false
+    }
+
+    private func setWatchTimer(at deadline: UInt64) {
+      UDPExchangeEngine.shared.setTimer(watchTimer, at: deadline) { [weak self] in self?.answerOverdue() }
+    }
+
+    /// The watch's timer (engine thread): answers every overdue query SERVFAIL.
+    private func answerOverdue() {
+      let now = UDPExchangeEngine.now()
+      let (overdue, next) = watch.withLock { w in
+        let taken = w.queries.takeOverdue(now: now)
+        w.timerSet = taken.next != nil
+        return taken
+      }
+      if let next { setWatchTimer(at: next) }
+      for query in overdue {
+        // It parsed when it was processed; a query that did not was answered at once.
+        guard let parsed = try? Message.parse(query.raw) else { continue }
+        processor.counters.update { $0.resolutionsOverdue += 1 }
+        let question = parsed.questions.first.map { "\($0.name) \($0.type)" } ?? "?"
+        processor.logger.error(
+          """
+          resolution of \(question) still running \((now &- query.began) / 1_000_000) ms after the query \
+          came, past the resolution deadline: answered SERVFAIL (counted in resolutionsOverdue)
+          """,
+          metadata: ["client": "\(query.client.description)"])
+        let response = ResponseBuilder.error(.servFail, to: parsed)
+        send(ResponseBuilder.serialize(response, for: parsed, overTCP: false), to: query.client)
       }
     }
 
