@@ -30,8 +30,8 @@ import Testing
   /// were acknowledged alone within 4 ms, in each of two runs).
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
   func answersAreAcknowledgedByTheNextQuery() async throws {
-    let passed = try await exchanges(names: (0..<20).map { "q\($0).example." })
-    _ = try expectNoEarlyAcks(passed)
+    let (verdict, rounds) = try await judgedRounds(names: (0..<20).map { "q\($0).example." }) { $0.judged >= 5 }
+    expectNoEarlyAcks(verdict, rounds: rounds)
   }
 
   /// The same when the server acknowledges the query alone first and answers more than the hold
@@ -39,10 +39,58 @@ import Testing
   /// answers were acknowledged alone within 4 ms, in each of two runs).
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
   func slowAnswersAfterAnAckOnlyAreAcknowledgedByTheNextQuery() async throws {
-    let passed = try await exchanges(names: (0..<20).map { "slow\($0).example." })
-    let afterAckOnly = try expectNoEarlyAcks(passed)
+    let (verdict, rounds) = try await judgedRounds(names: (0..<20).map { "slow\($0).example." }) {
+      $0.judged >= 5 && $0.afterAckOnly >= 5
+    }
+    expectNoEarlyAcks(verdict, rounds: rounds)
     // The case in point: judged answers that came after the server's ACK-only for their query.
-    #expect(afterAckOnly >= 5, "only \(afterAckOnly) judged answers followed an ACK-only datagram of the server")
+    #expect(
+      verdict.afterAckOnly >= 5,
+      "only \(verdict.afterAckOnly) judged answers followed an ACK-only datagram of the server in \(rounds) rounds")
+  }
+
+  /// What the client's datagrams after lone answers showed, over one round or more.
+  private struct AckVerdict {
+    /// Lone answers within 15 ms of their query, followed by a client datagram.
+    var judged = 0
+    /// Of those, answers that came after the server's ACK-only datagram.
+    var afterAckOnly = 0
+    /// Judged answers acknowledged by an ACK-only datagram within 4 ms.
+    var early: [String] = []
+    /// Whether every round's last answer was acknowledged once the hold was over.
+    var lastAnswersAcknowledged = true
+  }
+
+  /// Rounds of exchanges of `names` (a new server and session each) until `enough` holds for what
+  /// was judged, at most three: on a loaded machine (sanitizers, a build beside the tests) the
+  /// fixture's answers can come too late to be judged in one round (3 of 20 once under ASan).
+  private func judgedRounds(names: [String], enough: (AckVerdict) -> Bool) async throws -> (AckVerdict, rounds: Int) {
+    var total = AckVerdict()
+    for round in 1...3 {
+      let verdict = try judge(try await exchanges(names: names))
+      total.judged += verdict.judged
+      total.afterAckOnly += verdict.afterAckOnly
+      total.early += verdict.early
+      total.lastAnswersAcknowledged = total.lastAnswersAcknowledged && verdict.lastAnswersAcknowledged
+      if enough(total) { return (total, round) }
+    }
+    return (total, 3)
+  }
+
+  /// At least five lone answers were judged, at most one per round was acknowledged early (see
+  /// `judge`), and every round's last answer was acknowledged.
+  private func expectNoEarlyAcks(_ verdict: AckVerdict, rounds: Int) {
+    #expect(
+      verdict.judged >= 5, "only \(verdict.judged) answers came alone within 15 ms of their query in \(rounds) rounds")
+    // One per round is allowed: on a loaded machine (TSan) the server may resend an earlier
+    // answer, which the relay cannot tell from a new one and the client does not take as an
+    // answer (its hold then runs from the datagram before). Without the hold most answers are
+    // acknowledged early.
+    #expect(
+      verdict.early.count <= rounds,
+      "\(verdict.early.count) ACK-only datagrams sent within 4 ms of a lone answer in \(rounds) rounds: \(verdict.early)"
+    )
+    #expect(verdict.lastAnswersAcknowledged, "the last answer of a round was not acknowledged")
   }
 
   /// Queries `names` one at a time through a relay, 1 ms apart, and returns what passed the relay
@@ -79,14 +127,15 @@ import Testing
     return passed
   }
 
-  /// No ACK-only datagram (under 100 octets) went out within 4 ms of a lone answer (one of 100
-  /// octets or more, the first since the client's last datagram: two in a row are acknowledged at
-  /// once, RFC 9000 §13.2.2) as the client's next datagram, and the last answer was still
-  /// acknowledged once the hold was over. Only answers within 15 ms of their query are judged:
+  /// Judges one round: whether an ACK-only datagram (under 100 octets) went out within 4 ms of a
+  /// lone answer (one of 100 octets or more, the first since the client's last datagram: two in a
+  /// row are acknowledged at once, RFC 9000 §13.2.2) as the client's next datagram, and whether
+  /// the last answer was still acknowledged once the hold was over. Only answers within 15 ms of
+  /// their query are judged:
   /// the hold is capped 20 ms after the first datagram read, and after a slower answer the
-  /// client's loss timer (PTO, about 25 ms here) may have sent a probe, which is no ACK. Returns
-  /// how many judged answers came after a small server datagram (the server's ACK-only).
-  private func expectNoEarlyAcks(_ passed: [UDPRecordingRelay.Passed]) throws -> Int {
+  /// client's loss timer (PTO, about 25 ms here) may have sent a probe, which is no ACK. Also
+  /// counts the judged answers that came after a small server datagram (the server's ACK-only).
+  private func judge(_ passed: [UDPRecordingRelay.Passed]) throws -> AckVerdict {
     var early: [String] = []
     var judged = 0
     var afterAckOnly = 0
@@ -115,14 +164,10 @@ import Testing
         early.append("answered after \(ms(datagram.at - query)), acknowledged after \(ms(next.at - datagram.at))")
       }
     }
-    #expect(judged >= 5, "only \(judged) answers came alone within 15 ms of their query")
-    // One is allowed: on a loaded machine (TSan) the server may resend an earlier answer, which
-    // the relay cannot tell from a new one and the client does not take as an answer (its hold
-    // then runs from the datagram before). Without the hold most answers are acknowledged early.
-    #expect(early.count <= 1, "\(early.count) ACK-only datagrams sent within 4 ms of a lone answer: \(early)")
     let lastAnswer = try #require(passed.lastIndex { !$0.fromClient && $0.size >= 100 })
-    #expect(passed[(lastAnswer + 1)...].contains(where: { $0.fromClient }), "the last answer was not acknowledged")
-    return afterAckOnly
+    return AckVerdict(
+      judged: judged, afterAckOnly: afterAckOnly, early: early,
+      lastAnswersAcknowledged: passed[(lastAnswer + 1)...].contains(where: { $0.fromClient }))
   }
 }
 
