@@ -32,7 +32,7 @@ public final class DoTResponder: Sendable {
     group: any EventLoopGroup, host: String, port: Int, identity: CertifiedKey, engine: AuthorityEngine,
     behaviour: DoTBehaviour = .init()
   ) async throws -> DoTResponder {
-    let context = try DoTServerContext(identity)
+    let context = try TLSServerContext(identity)
     let counters = ResponderCounters()
     let channel = try await ServerBootstrap(group: group)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -64,62 +64,13 @@ public final class DoTResponder: Sendable {
   public func stop() async { try? await channel.close() }
 }
 
-/// The server SSL_CTX with the certificate and key loaded. SSL_CTX may be used from several
-/// threads for SSL_new once configured.
-final class DoTServerContext: @unchecked Sendable {
-  let ctx: OpaquePointer
-
-  init(_ identity: CertifiedKey) throws(ResponderError) {
-    guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw .tls("SSL_CTX_new failed") }
-    _ = sotto_SSL_CTX_set_min_proto_version(ctx, sotto_TLS1_2_VERSION())
-    guard let cert = Self.read(identity.certificatePEM, { PEM_read_bio_X509($0, nil, nil, nil) }),
-      let key = Self.read(identity.privateKeyPEM, { PEM_read_bio_PrivateKey($0, nil, nil, nil) })
-    else {
-      SSL_CTX_free(ctx)
-      throw .tls("cannot read the certificate or key PEM")
-    }
-    defer {
-      X509_free(cert)
-      EVP_PKEY_free(key)
-    }
-    guard SSL_CTX_use_certificate(ctx, cert) == 1, SSL_CTX_use_PrivateKey(ctx, key) == 1 else {
-      SSL_CTX_free(ctx)
-      throw .tls("certificate and key do not match")
-    }
-    // T-1: ALPN "dot" when the client offers it.
-    SSL_CTX_set_alpn_select_cb(
-      ctx,
-      { _, out, outlen, input, inlen, _ -> Int32 in
-        // The answer must point into memory that outlives the callback: SSL_select_next_proto
-        // returns a pointer into the server's list, which a local array would not be (ASan found
-        // that use-after-free), so "dot" is looked up in the client's list (`input`) directly.
-        guard let input, let out, let outlen else { return SSL_TLSEXT_ERR_NOACK }
-        let count = Int(inlen)
-        var i = 0
-        while i < count {
-          let length = Int(input[i])
-          if length == 3, i + 3 < count,
-            input[i + 1] == 0x64, input[i + 2] == 0x6F, input[i + 3] == 0x74
-          {
-            out.pointee = input + i + 1
-            outlen.pointee = 3
-            return SSL_TLSEXT_ERR_OK
-          }
-          i += 1 + length
-        }
-        return SSL_TLSEXT_ERR_NOACK
-      }, nil)
-    self.ctx = ctx
-  }
-
-  deinit { SSL_CTX_free(ctx) }
-
-  private static func read(_ pem: String, _ body: (OpaquePointer) -> OpaquePointer?) -> OpaquePointer? {
-    let bytes = Array(pem.utf8)
-    return bytes.withUnsafeBytes { raw -> OpaquePointer? in
-      guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return nil }
-      defer { BIO_free(bio) }
-      return body(bio)
+extension TLSServerContext {
+  /// The context for a lab responder's `identity`.
+  convenience init(_ identity: CertifiedKey) throws(ResponderError) {
+    do {
+      try self.init(certificatePEM: identity.certificatePEM, privateKeyPEM: identity.privateKeyPEM)
+    } catch {
+      throw .tls(error.message)
     }
   }
 }
@@ -135,7 +86,7 @@ final class DoTServerHandler: ChannelInboundHandler {
   private let engine: AuthorityEngine
   private let behaviour: DoTBehaviour
   private let counters: ResponderCounters
-  private let context: DoTServerContext  // keeps the SSL_CTX alive
+  private let context: TLSServerContext  // keeps the SSL_CTX alive
   private var handshakeDone = false
   private var plaintext = ByteBuffer()
   private var answered = 0
@@ -143,7 +94,7 @@ final class DoTServerHandler: ChannelInboundHandler {
   /// Framed answers held for `answerInBatchesOf`.
   private var held: [[UInt8]] = []
 
-  init(context: DoTServerContext, engine: AuthorityEngine, behaviour: DoTBehaviour, counters: ResponderCounters) throws
+  init(context: TLSServerContext, engine: AuthorityEngine, behaviour: DoTBehaviour, counters: ResponderCounters) throws
   {
     guard let ssl = SSL_new(context.ctx), let r = BIO_new(BIO_s_mem()), let w = BIO_new(BIO_s_mem()) else {
       throw ResponderError.tls("SSL_new failed")

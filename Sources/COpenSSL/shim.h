@@ -24,6 +24,11 @@ static inline long sotto_SSL_CACHE_CLIENT_NO_INTERNAL_STORE(void) {
 
 static inline int sotto_SSL_get_ex_new_index(void) { return SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
 
+/// Adds `x509` to the chain sent after the leaf (the caller keeps its reference; a macro in OpenSSL).
+static inline int sotto_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509) {
+  return (int)SSL_CTX_add1_chain_cert(ctx, x509);
+}
+
 static inline int sotto_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
 
 static inline int sotto_ERR_GET_REASON(unsigned long code) { return ERR_GET_REASON(code); }

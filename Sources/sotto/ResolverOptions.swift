@@ -1,4 +1,5 @@
 import ArgumentParser
+import Authority
 import Foundation
 import Logging
 import NIOCore
@@ -255,6 +256,17 @@ struct ListenerOptions: ParsableArguments {
   @Option(name: .long, help: "Listen address ADDR:PORT or [ADDR]:PORT (repeatable; default 127.0.0.1:5300).")
   var listen: [String] = []
 
+  @Option(
+    name: .customLong("listen-tls"),
+    help: "DNS-over-TLS listen address ADDR:PORT for clients, e.g. 0.0.0.0:853 (repeatable; default none).")
+  var listenTLS: [String] = []
+
+  @Option(name: .long, help: "PEM certificate (leaf, then chain) for --listen-tls (default: self-signed at start).")
+  var tlsCertificate: String?
+
+  @Option(name: .long, help: "PEM private key of --tls-certificate.")
+  var tlsKey: String?
+
   @Option(name: .long, help: "Allowed client network in CIDR form (repeatable; default loopback only).")
   var allow: [String] = []
 
@@ -297,6 +309,9 @@ struct ListenerOptions: ParsableArguments {
     s[.threads] = threads.map(ConfigValue.int)
     if !listen.isEmpty { s[.listen] = .strings(listen) }
     if !allow.isEmpty { s[.allow] = .strings(allow) }
+    if !listenTLS.isEmpty { s[.listenTLS] = .strings(listenTLS) }
+    s[.tlsCertificate] = tlsCertificate.map(ConfigValue.string)
+    s[.tlsKey] = tlsKey.map(ConfigValue.string)
     s[.maxResolutions] = maxResolutions.map(ConfigValue.int)
     s[.maxTCPConnections] = maxTcpConnections.map(ConfigValue.int)
     s[.tcpIdleTimeout] = tcpIdleTimeout.map(ConfigValue.number)
@@ -308,7 +323,7 @@ struct ListenerOptions: ParsableArguments {
 
   /// The listener configuration for the merged settings.
   static func configuration(_ settings: Settings) throws -> ListenerConfiguration {
-    let addresses = try settings.strings(.listen).map(Serve.parseListen)
+    let addresses = try settings.strings(.listen).map { try Serve.parseListen($0) }
     guard !addresses.isEmpty else { throw ValidationError("server.listen: no listen address") }
     var config = ListenerConfiguration(addresses: addresses)
     config.allowed = try settings.strings(.allow).map { text in
@@ -320,7 +335,32 @@ struct ListenerOptions: ParsableArguments {
     config.tcpQueriesPerConnection = settings.int(.tcpQueriesPerConnection)
     config.clientRateLimit = settings.number(.clientRateLimit)
     config.answerDeadline = settings.number(.resolutionDeadline) + 1
+    config.tlsAddresses = try settings.strings(.listenTLS).map {
+      try Serve.parseListen($0, flag: "--listen-tls", defaultPort: 853)
+    }
+    if !config.tlsAddresses.isEmpty {
+      config.tls = try tlsIdentity(settings, for: config.tlsAddresses)
+    }
     return config
+  }
+
+  /// The DoT listener's certificate: the operator's files, or else a self-signed one made now
+  /// (opportunistic clients, RFC 7858 §4.1, accept it; clients can pin its SPKI).
+  static func tlsIdentity(_ settings: Settings, for addresses: [SocketAddress]) throws -> TLSServerContext {
+    if let certificate = settings.string(.tlsCertificate), let key = settings.string(.tlsKey) {
+      do {
+        return try TLSServerContext(certificateFile: certificate, keyFile: key)
+      } catch {
+        throw ValidationError("tls-certificate: \(error)")
+      }
+    }
+    do {
+      let identity = try CertificateFactory(name: "Sotto resolver (self-signed at start)")
+        .issue(name: "sotto.invalid", ip: addresses.first?.ipAddress ?? "127.0.0.1")
+      return try TLSServerContext(certificatePEM: identity.certificatePEM, privateKeyPEM: identity.privateKeyPEM)
+    } catch {
+      throw ValidationError("cannot make a certificate for --listen-tls: \(error)")
+    }
   }
 
   /// Entries of the listener's packet cache (0: none).

@@ -27,7 +27,19 @@ struct RunningResolver {
     } catch {
       throw ValidationError("cannot listen on \(settings.strings(.listen).joined(separator: ", ")): \(error)")
     }
-    stack.monitor.setListeners(bound.map(Top.describe))
+    let tlsBound = listener.tlsAddresses
+    stack.monitor.setListeners(bound.map(Top.describe) + tlsBound.map { "dot " + Top.describe($0) })
+    if let tls = listenerConfig.tls, !tlsBound.isEmpty {
+      let addresses = tlsBound.map(Top.describe).joined(separator: ", ")
+      if settings.string(.tlsCertificate) == nil {
+        // Opportunistic clients accept it; clients that authenticate need the pin (RFC 7858 §4.2).
+        logger.warning(
+          "DoT for clients on \(addresses) with a self-signed certificate made at start (give --tls-certificate and --tls-key for one clients can verify); SPKI pin sha256/\(tls.spkiPin)"
+        )
+      } else {
+        logger.notice("DoT for clients on \(addresses); SPKI pin sha256/\(tls.spkiPin)")
+      }
+    }
     let control = try await Top.startControl(settings.string(.control), stack: stack, group: group, logger: logger)
     return RunningResolver(stack: stack, listener: listener, control: control, bound: bound)
   }

@@ -9,7 +9,8 @@ import Resolver
 /// `sotto serve`: the resolver with its client listener, headless, until SIGINT/SIGTERM.
 struct Serve: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Run the resolver and answer clients over UDP and TCP until SIGINT or SIGTERM.")
+    abstract:
+      "Run the resolver and answer clients over UDP and TCP (and DoT with --listen-tls) until SIGINT or SIGTERM.")
 
   @OptionGroup var listenerOptions: ListenerOptions
 
@@ -41,28 +42,28 @@ struct Serve: AsyncParsableCommand {
   }
 
   /// Parses `127.0.0.1:5300`, `[::1]:5300` or `::1` style listen addresses.
-  static func parseListen(_ text: String) throws -> SocketAddress {
+  static func parseListen(_ text: String, flag: String = "--listen", defaultPort: Int = 53) throws -> SocketAddress {
     var host = text
-    var port = 53
+    var port = defaultPort
     if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
       host = String(text[text.index(after: text.startIndex)..<close])
       let rest = text[text.index(after: close)...]
       if rest.hasPrefix(":") {
-        guard let p = Int(rest.dropFirst()) else { throw ValidationError("bad port in --listen \(text)") }
+        guard let p = Int(rest.dropFirst()) else { throw ValidationError("bad port in \(flag) \(text)") }
         port = p
       }
     } else if text.filter({ $0 == ":" }).count == 1, let colon = text.lastIndex(of: ":") {
       host = String(text[..<colon])
       guard let p = Int(text[text.index(after: colon)...]) else {
-        throw ValidationError("bad port in --listen \(text)")
+        throw ValidationError("bad port in \(flag) \(text)")
       }
       port = p
     }
-    guard (0...65535).contains(port) else { throw ValidationError("port out of range in --listen \(text)") }
+    guard (0...65535).contains(port) else { throw ValidationError("port out of range in \(flag) \(text)") }
     do {
       return try SocketAddress(ipAddress: host, port: port)
     } catch {
-      throw ValidationError("--listen \(text): '\(host)' is not an IP address")
+      throw ValidationError("\(flag) \(text): '\(host)' is not an IP address")
     }
   }
 

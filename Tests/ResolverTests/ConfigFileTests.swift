@@ -40,6 +40,9 @@ import Testing
 
     [server]
     listen = ["127.0.0.1:53", "[::1]:53"]
+    listen-tls = ["0.0.0.0:853"]
+    tls-certificate = "/etc/sotto/cert.pem"
+    tls-key = "/etc/sotto/key.pem"
     allow = ["10.0.0.0/8"]
     max-resolutions = 64
     max-tcp-connections = 16
@@ -165,6 +168,9 @@ import Testing
   @Test func combinationsRefused() {
     #expect(error("[resolver]\nipv4 = false\nipv6 = false\n")?.key == "resolver.ipv6")
     #expect(error("[resolver]\nmin-ttl = 600\nmax-ttl = 60\n")?.line == 2)
+    // The DoT listener's certificate and key go together.
+    #expect(error("[server]\ntls-key = \"/k.pem\"\n")?.key == "server.tls-key")
+    #expect(error("[server]\ntls-certificate = \"/c.pem\"\n")?.key == "server.tls-certificate")
   }
 
   @Test func relaxedGlueAcceptsOutOfBailiwickAddresses() throws {

@@ -88,6 +88,10 @@ extension Settings {
     if case .int(let low) = self[.minTTL], case .int(let high) = self[.maxTTL], low > high {
       return (Setting.minTTL.key, "must not exceed max-ttl (\(high)), got \(low)")
     }
+    if (self[.tlsCertificate] == nil) != (self[.tlsKey] == nil) {
+      let given = self[.tlsCertificate] == nil ? Setting.tlsKey : Setting.tlsCertificate
+      return (given.key, "tls-certificate and tls-key go together: give both or neither")
+    }
     return nil
   }
 }

@@ -95,6 +95,16 @@ extension Setting {
   public static let listen = Setting(
     "server.listen", flag: "--listen ADDR:PORT", .list, default: .strings(["127.0.0.1:5300"]),
     "addresses to answer clients on, UDP and TCP (serve, top); `[::1]:5300` for IPv6")
+  public static let listenTLS = Setting(
+    "server.listen-tls", flag: "--listen-tls ADDR:PORT", .list, default: nil, unset: "none",
+    "addresses to answer clients on over DNS-over-TLS (RFC 7858), e.g. `0.0.0.0:853` (serve, top)")
+  public static let tlsCertificate = Setting(
+    "server.tls-certificate", flag: "--tls-certificate FILE", .path, default: nil,
+    unset: "self-signed, made at start",
+    "PEM certificate (leaf first, then its chain) for --listen-tls; needs tls-key (serve, top)")
+  public static let tlsKey = Setting(
+    "server.tls-key", flag: "--tls-key FILE", .path, default: nil, unset: "made at start",
+    "PEM private key of tls-certificate (serve, top)")
   public static let allow = Setting(
     "server.allow", flag: "--allow CIDR", .list, default: .strings(["127.0.0.0/8", "::1/128"]),
     "client networks that get answers; others get REFUSED (serve, top)")
@@ -149,7 +159,8 @@ extension Setting {
     minTTL, maxTTL, maxNegativeTTL, maxStale, queryTimeout, queryRetries, resolutionDeadline, ednsBufferSize,
     encryption, dot, doq, prefer, encryptedPort, persistence, damping, probeTimeout, maxProbes, maxSessions,
     sessionIdleTimeout, tlsCAFile,
-    listen, allow, maxResolutions, maxTCPConnections, tcpIdleTimeout, tcpQueriesPerConnection, clientRateLimit,
+    listen, listenTLS, tlsCertificate, tlsKey, allow, maxResolutions, maxTCPConnections, tcpIdleTimeout,
+    tcpQueriesPerConnection, clientRateLimit,
     control, packetCacheSize, threads,
     logLevel, logFile,
     stateFile, stateSaveInterval,

@@ -2,7 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// Serves local clients over UDP and TCP (RFC 7766 framing) from any `QueryResolving`.
+/// Serves local clients over UDP and TCP (RFC 7766 framing), and over DNS-over-TLS where asked,
+/// from any `QueryResolving`.
 public final class Listener: Sendable {
   private let configuration: ListenerConfiguration
   private let group: any EventLoopGroup
@@ -13,6 +14,7 @@ public final class Listener: Sendable {
   /// Client TCP connections open now (admitted, not yet closed).
   var openTCPConnections: Int { connections.count }
   private let servers = StateLock<[any Channel]>([])
+  private let boundTLS = StateLock<[SocketAddress]>([])
   #if canImport(Glibc)
     private let udpLoops = StateLock<[UDPSocketLoop]>([])
   #endif
@@ -47,13 +49,23 @@ public final class Listener: Sendable {
   /// Current counters.
   public var statistics: ListenerStatistics { counters.snapshot }
 
-  /// Binds UDP and TCP on every configured address and returns the bound addresses (one per
-  /// configured address; UDP and TCP share the port, also when port 0 was asked for).
+  /// Binds UDP and TCP on every configured address, then DoT on every TLS address, and returns
+  /// the UDP/TCP addresses (one per configured address; UDP and TCP share the port, also when
+  /// port 0 was asked for). The DoT addresses are in `tlsAddresses`.
   public func start() async throws -> [SocketAddress] {
     var bound: [SocketAddress] = []
     do {
       for address in configuration.addresses {
         bound.append(try await bindPair(address))
+      }
+      if !configuration.tlsAddresses.isEmpty {
+        guard let tls = configuration.tls else { throw ListenerError.noTLSIdentity }
+        for address in configuration.tlsAddresses {
+          let channel = try await bindStream(address, tls: tls)
+          servers.withLock { $0.append(channel) }
+          guard let local = channel.localAddress else { throw ListenerError.noAddress }
+          boundTLS.withLock { $0.append(local) }
+        }
       }
     } catch {
       await stop()
@@ -62,6 +74,9 @@ public final class Listener: Sendable {
     logger.info("listening", metadata: ["addresses": "\(bound.map { "\($0)" }.joined(separator: " "))"])
     return bound
   }
+
+  /// The bound DoT addresses (after `start()`).
+  public var tlsAddresses: [SocketAddress] { boundTLS.withLock { $0 } }
 
   /// Closes the listening sockets and every open client connection.
   public func stop() async {
@@ -91,7 +106,7 @@ public final class Listener: Sendable {
     let attempts = address.port == 0 ? 5 : 1
     var lastError: any Error = ListenerError.noAddress
     for _ in 0..<attempts {
-      let tcp = try await bindTCP(address)
+      let tcp = try await bindStream(address, tls: nil)
       guard let local = tcp.localAddress else {
         try? await tcp.close()
         throw ListenerError.noAddress
@@ -120,7 +135,8 @@ public final class Listener: Sendable {
     throw lastError
   }
 
-  private func bindTCP(_ address: SocketAddress) async throws -> any Channel {
+  /// A TCP listener; with `tls`, every connection speaks DoT (OE-4), under the same caps.
+  private func bindStream(_ address: SocketAddress, tls: TLSServerContext?) async throws -> any Channel {
     let processor = self.processor
     let connections = self.connections
     let counters = self.counters
@@ -131,6 +147,9 @@ public final class Listener: Sendable {
       .serverChannelOption(.backlog, value: 256)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .childChannelOption(.allowRemoteHalfClosure, value: true)
+      // Answers go out as they complete: with Nagle one answer would wait for the client's
+      // delayed ACK of the previous one (and a DoT answer for the ACK of the session tickets).
+      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
       .childChannelInitializer { channel in
         guard connections.admit(channel) else {
           counters.update { $0.tcpConnectionsRejected += 1 }
@@ -139,10 +158,12 @@ public final class Listener: Sendable {
           return channel.close()
         }
         return channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandlers([
-            IdleStateHandler(readTimeout: idleTimeout),
+          let sync = channel.pipeline.syncOperations
+          try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+          if let tls { try sync.addHandler(TLSServerHandler(tls: tls, counters: counters)) }
+          try sync.addHandlers([
             ByteToMessageHandler(TCPFrameDecoder()),
-            TCPQueryHandler(processor: processor, counters: counters, queryLimit: queryLimit),
+            TCPQueryHandler(processor: processor, counters: counters, queryLimit: queryLimit, overTLS: tls != nil),
           ])
         }
       }
@@ -169,4 +190,6 @@ public final class Listener: Sendable {
 public enum ListenerError: Error, Sendable {
   /// A bound socket reported no local address.
   case noAddress
+  /// DoT addresses were configured without a certificate and key.
+  case noTLSIdentity
 }

@@ -20,11 +20,16 @@ public struct ListenerConfiguration: Sendable {
   /// gets its client SERVFAIL from the listener, counted in `resolutionsOverdue` (0: no watch).
   /// The default is the default resolution deadline plus one second.
   public var answerDeadline: Double
+  /// Addresses to serve DNS-over-TLS on (RFC 7858, TCP only; RFC 9539 §4.4, OE-4). Needs `tls`.
+  public var tlsAddresses: [SocketAddress]
+  /// The certificate and key the DoT listener presents.
+  public var tls: TLSServerContext?
 
   public init(
     addresses: [SocketAddress], allowed: [CIDR] = CIDR.loopback, tcpIdleTimeout: TimeAmount = .seconds(10),
     maxTCPConnections: Int = 256, tcpQueriesPerConnection: Int = 1000, maxResolutions: Int = 1024,
-    clientRateLimit: Double = 0, answerDeadline: Double = ResolutionLimits().deadline + 1
+    clientRateLimit: Double = 0, answerDeadline: Double = ResolutionLimits().deadline + 1,
+    tlsAddresses: [SocketAddress] = [], tls: TLSServerContext? = nil
   ) {
     self.addresses = addresses
     self.allowed = allowed
@@ -34,5 +39,7 @@ public struct ListenerConfiguration: Sendable {
     self.maxResolutions = maxResolutions
     self.clientRateLimit = clientRateLimit
     self.answerDeadline = answerDeadline
+    self.tlsAddresses = tlsAddresses
+    self.tls = tls
   }
 }

@@ -37,12 +37,21 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   /// second past the resolution deadline (`ResolutionWatch`). Every resolution should end by the
   /// deadline, so anything but 0 is a bug; the resolution's own answer, if it comes, is dropped.
   public var resolutionsOverdue = 0
+  /// TLS handshakes completed with clients of the DoT listener (`--listen-tls`).
+  public var tlsHandshakes = 0
+  /// DoT client connections that ended before their handshake completed: a TLS failure, cleartext
+  /// DNS sent to the TLS port, or a client that left or stayed silent until the idle timeout.
+  public var tlsHandshakeFailures = 0
+  /// DoT client connections closed on a TLS error after the handshake (a bad record).
+  public var tlsErrors = 0
+  /// Of `tcpQueries`, those that came over DoT.
+  public var tlsQueries = 0
   public init() {}
 
   enum CodingKeys: String, CodingKey {
     case queries, tcpQueries, refused, notAllowed, formErrors, dropped, tcpConnectionsRejected, tcpIdleClosed
     case tcpQueryLimitClosed, rateLimited, resolutionsShed, resolutionsInFlight, anyQueries, sendFailures
-    case resolutionsOverdue
+    case resolutionsOverdue, tlsHandshakes, tlsHandshakeFailures, tlsErrors, tlsQueries
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -63,6 +72,10 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     anyQueries = try c.counter(.anyQueries)
     sendFailures = try c.counter(.sendFailures)
     resolutionsOverdue = try c.counter(.resolutionsOverdue)
+    tlsHandshakes = try c.counter(.tlsHandshakes)
+    tlsHandshakeFailures = try c.counter(.tlsHandshakeFailures)
+    tlsErrors = try c.counter(.tlsErrors)
+    tlsQueries = try c.counter(.tlsQueries)
   }
 }
 

@@ -12,14 +12,17 @@ final class TCPQueryHandler: ChannelInboundHandler {
   private let counters: ListenerCounters
   /// Queries accepted on this connection at most (0: no limit).
   private let queryLimit: Int
+  /// The connection is DoT (counted in `tlsQueries` as well).
+  private let overTLS: Bool
   private var outstanding = 0
   private var received = 0
   private var inputClosed = false
 
-  init(processor: QueryProcessor, counters: ListenerCounters, queryLimit: Int) {
+  init(processor: QueryProcessor, counters: ListenerCounters, queryLimit: Int, overTLS: Bool = false) {
     self.processor = processor
     self.counters = counters
     self.queryLimit = queryLimit
+    self.overTLS = overTLS
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -30,6 +33,7 @@ final class TCPQueryHandler: ChannelInboundHandler {
     let processor = self.processor
     guard processor.admit(client) else { return }
     received += 1
+    if overTLS { counters.update { $0.tlsQueries += 1 } }
     if queryLimit > 0 && received >= queryLimit {
       inputClosed = true  // answer what is outstanding, then close
       counters.update { $0.tcpQueryLimitClosed += 1 }
