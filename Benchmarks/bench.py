@@ -256,12 +256,27 @@ def run_rounds(label: str, fn, classes: dict) -> dict[str, list[dict]]:
         for k in order:
             work = scratch(f"{label}-{k}")
             res = fn(classes[k], r, work)
+            res["overdue"] = overdue_answers(work)
             results[k].append(res)
             print(f"  {label:10s} round {r + 1} {k:22s} " +
                   " ".join(f"{a}={v:.4g}" if isinstance(v, float) else f"{a}={v}" for a, v in res.items()
                            if not isinstance(v, dict)), flush=True)
             subprocess.run(["rm", "-rf", str(work)], check=False)
     return results
+
+
+def overdue_answers(work: Path) -> int:
+    """Queries Sotto's listener answered SERVFAIL because their resolution overran its deadline
+    (`resolutionsOverdue`, one error line each in its log; a bug if ever above 0)."""
+    return sum(log.read_text(errors="replace").count("counted in resolutionsOverdue")
+               for log in work.rglob("stderr.log"))
+
+
+def print_overdue(raw: dict) -> None:
+    found = [f"{section} round {r + 1} {k}: {res['overdue']}" for section, by in raw.items()
+             for k, rows in by.items() for r, res in enumerate(rows) if res.get("overdue")]
+    print("\nqueries answered SERVFAIL as overdue (resolutionsOverdue, from Sotto's log): " +
+          ("; ".join(found) if found else "none in any round"))
 
 
 def med(rows: list[dict], key: str) -> tuple[float, float, float]:
@@ -312,6 +327,7 @@ def main() -> int:
                 for k in keys[r % len(keys):] + keys[:r % len(keys)]:
                     work = scratch(f"cold-{k.replace(' ', '')}")
                     res = bench_cold(classes[k], r, work, encryption=(k != "sotto (no encryption)"))
+                    res["overdue"] = overdue_answers(work)
                     results[k].append(res)
                     print(f"  cold       round {r + 1} {k:22s} completed={res['completed']} lost={res['lost']} "
                           f"res/s={res['resolutions_per_s']:.1f} p50={res['p50_ms']:.2f}ms p95={res['p95_ms']:.2f}ms "
@@ -396,6 +412,7 @@ def main() -> int:
     print_targets(verdicts)
     diag = diagnostics(raw)
     print_diagnostics(diag)
+    print_overdue(raw)
     out_dir = HERE / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -338,6 +338,48 @@ private enum ListenerTestError: Error {
     }
   #endif
 
+  @Test func aTCPQueryWhoseResolutionOverrunsGetsServfailOnceAndTheLateAnswerIsDropped() async throws {
+    // As the UDP test above, on one TCP connection: the next frame after the overdue SERVFAIL is
+    // the answer to the next query, not the first query's late NOERROR.
+    let gated = GatedResolver()
+    try await withListener(resolver: gated, answerDeadline: 0.3) { server, listener in
+      defer { gated.open() }
+      let channel = try await connect(server)
+      let first = try query(id: 7, "stuck.example")
+      let second = try query(id: 8, "next.example")
+      let (overdue, next, overdueCount, inFlight) = try await withTimeout(seconds: 20) {
+        try await channel.executeThenClose { inbound, outbound in
+          var frames = inbound.makeAsyncIterator()
+          var pending = ByteBuffer()
+          func nextFrame() async throws -> Message {
+            while true {
+              if let length = pending.getInteger(at: pending.readerIndex, as: UInt16.self),
+                pending.readableBytes >= 2 + Int(length)
+              {
+                pending.moveReaderIndex(forwardBy: 2)
+                return try Message.parse(pending.readBytes(length: Int(length)) ?? [])
+              }
+              guard var chunk = try await frames.next() else { throw ListenerTestError.noReply }
+              pending.writeBuffer(&chunk)
+            }
+          }
+          try await outbound.write(TCPFrameDecoder.frame(first, allocator: ByteBufferAllocator()))
+          let overdue = try await nextFrame()
+          let overdueCount = listener.statistics.resolutionsOverdue
+          let inFlight = listener.statistics.resolutionsInFlight
+          gated.open()
+          while listener.statistics.resolutionsInFlight > 0 { try await Task.sleep(for: .milliseconds(5)) }
+          try await outbound.write(TCPFrameDecoder.frame(second, allocator: ByteBufferAllocator()))
+          return (overdue, try await nextFrame(), overdueCount, inFlight)
+        }
+      }
+      #expect(overdue.header.id == 7 && overdue.rcode == .servFail)
+      #expect(overdueCount == 1 && inFlight == 1)
+      #expect(next.header.id == 8 && next.rcode == .noError)
+      #expect(listener.statistics.resolutionsOverdue == 1)
+    }
+  }
+
   @Test func answersServfailOverTheResolutionCap() async throws {
     let gated = GatedResolver()
     try await withListener(resolver: gated, maxResolutions: 1) { server, listener in

@@ -143,6 +143,8 @@ public final class Listener: Sendable {
     let logger = self.logger
     let idleTimeout = configuration.tcpIdleTimeout
     let queryLimit = configuration.tcpQueriesPerConnection
+    let answerDeadline: TimeAmount? =
+      configuration.answerDeadline > 0 ? .nanoseconds(Int64(configuration.answerDeadline * 1e9)) : nil
     return try await ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 256)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -163,7 +165,9 @@ public final class Listener: Sendable {
           if let tls { try sync.addHandler(TLSServerHandler(tls: tls, counters: counters)) }
           try sync.addHandlers([
             ByteToMessageHandler(TCPFrameDecoder()),
-            TCPQueryHandler(processor: processor, counters: counters, queryLimit: queryLimit, overTLS: tls != nil),
+            TCPQueryHandler(
+              processor: processor, counters: counters, queryLimit: queryLimit, overTLS: tls != nil,
+              answerDeadline: answerDeadline),
           ])
         }
       }

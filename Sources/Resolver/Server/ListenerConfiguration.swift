@@ -16,8 +16,9 @@ public struct ListenerConfiguration: Sendable {
   public var maxResolutions: Int
   /// Queries per second one client address may send (bursts of as many); excess is dropped (0: off).
   public var clientRateLimit: Double
-  /// Seconds a UDP query on the full path may wait for its answer; a resolution still running then
-  /// gets its client SERVFAIL from the listener, counted in `resolutionsOverdue` (0: no watch).
+  /// Seconds a query (UDP on the full path, TCP, DoT) may wait for its answer; a resolution still
+  /// running then gets its client SERVFAIL from the listener, counted in `resolutionsOverdue`
+  /// (0: no watch). The NIO fallback UDP listener is not watched.
   /// The default is the default resolution deadline plus one second.
   public var answerDeadline: Double
   /// Addresses to serve DNS-over-TLS on (RFC 7858, TCP only; RFC 9539 §4.4, OE-4). Needs `tls`.

@@ -4,6 +4,9 @@ import NIOCore
 /// resolved concurrently and answered as they complete, possibly out of order. The connection is
 /// closed when idle with nothing outstanding, when the client has closed its side, or after
 /// `queryLimit` queries (further frames are ignored), once every answer has been written.
+/// A query still unanswered `answerDeadline` after it came gets SERVFAIL from here, counted in
+/// `resolutionsOverdue` and logged (a resolution that overruns its deadline is a bug); the
+/// resolution's own answer, if it comes later, is dropped.
 final class TCPQueryHandler: ChannelInboundHandler {
   typealias InboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
@@ -14,15 +17,26 @@ final class TCPQueryHandler: ChannelInboundHandler {
   private let queryLimit: Int
   /// The connection is DoT (counted in `tlsQueries` as well).
   private let overTLS: Bool
+  /// How long a query may wait for its answer before this handler answers SERVFAIL (nil: no watch).
+  private let answerDeadline: TimeAmount?
+  /// The watch timer of every unanswered query, by its token.
+  private var watched: [UInt64: Scheduled<Void>] = [:]
+  private var nextToken: UInt64 = 0
+  /// Set when the handler left the pipeline (the connection closed): answers are not written.
+  private var removed = false
   private var outstanding = 0
   private var received = 0
   private var inputClosed = false
 
-  init(processor: QueryProcessor, counters: ListenerCounters, queryLimit: Int, overTLS: Bool = false) {
+  init(
+    processor: QueryProcessor, counters: ListenerCounters, queryLimit: Int, overTLS: Bool = false,
+    answerDeadline: TimeAmount? = nil
+  ) {
     self.processor = processor
     self.counters = counters
     self.queryLimit = queryLimit
     self.overTLS = overTLS
+    self.answerDeadline = answerDeadline
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -40,17 +54,57 @@ final class TCPQueryHandler: ChannelInboundHandler {
     }
     outstanding += 1
     let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+    nextToken += 1
+    let token = nextToken
+    if let answerDeadline {
+      let began = NIODeadline.now()
+      watched[token] = context.eventLoop.scheduleTask(in: answerDeadline) {
+        bound.value.handler.overdue(token, raw, began: began, context: bound.value.context)
+      }
+    }
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
     UDPExchangeEngine.resolutions.run {
       await processor.process(raw, from: client, overTCP: true) { response, _ in promise.succeed(response) }
     }
     promise.futureResult.whenSuccess { response in  // runs on the channel's event loop
-      bound.value.handler.finished(response, context: bound.value.context)
+      bound.value.handler.finished(token, response, context: bound.value.context)
     }
   }
 
-  private func finished(_ response: [UInt8]?, context: ChannelHandlerContext) {
+  private func finished(_ token: UInt64, _ response: [UInt8]?, context: ChannelHandlerContext) {
+    if answerDeadline != nil && !removed {
+      guard let timer = watched.removeValue(forKey: token) else {
+        // Answered SERVFAIL as overdue already: this answer is dropped.
+        processor.logger.warning(
+          "a resolution answered SERVFAIL as overdue over TCP ended; its answer is dropped",
+          metadata: ["client": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"])
+        return
+      }
+      timer.cancel()
+    }
+    answer(response, context: context)
+  }
+
+  /// The watch's timer: the query is still unanswered past `answerDeadline`.
+  private func overdue(_ token: UInt64, _ raw: [UInt8], began: NIODeadline, context: ChannelHandlerContext) {
+    guard watched.removeValue(forKey: token) != nil else { return }
+    // It parsed when it was processed; a query that did not was answered at once.
+    guard let parsed = try? Message.parse(raw) else { return answer(nil, context: context) }
+    counters.update { $0.resolutionsOverdue += 1 }
+    let question = parsed.questions.first.map { "\($0.name) \($0.type)" } ?? "?"
+    let waited = (NIODeadline.now() - began).nanoseconds / 1_000_000
+    processor.logger.error(
+      """
+      resolution of \(question) still running \(waited) ms after the query came over TCP, past the \
+      resolution deadline: answered SERVFAIL (counted in resolutionsOverdue)
+      """,
+      metadata: ["client": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"])
+    let response = ResponseBuilder.error(.servFail, to: parsed)
+    answer(ResponseBuilder.serialize(response, for: parsed, overTCP: true), context: context)
+  }
+
+  private func answer(_ response: [UInt8]?, context: ChannelHandlerContext) {
     outstanding -= 1
     guard context.channel.isActive else { return }
     if let response {
@@ -58,6 +112,12 @@ final class TCPQueryHandler: ChannelInboundHandler {
       context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
     }
     if inputClosed && outstanding == 0 { context.close(promise: nil) }
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    removed = true
+    for timer in watched.values { timer.cancel() }
+    watched.removeAll()
   }
 
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
