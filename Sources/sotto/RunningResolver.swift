@@ -25,10 +25,14 @@ struct RunningResolver {
     do {
       bound = try await listener.start()
     } catch {
-      throw ValidationError("cannot listen on \(settings.strings(.listen).joined(separator: ", ")): \(error)")
+      let addresses = settings.strings(.listen) + settings.strings(.listenTLS).map { "\($0) (DoT)" }
+      throw ValidationError("cannot listen on \(addresses.joined(separator: ", ")): \(error)")
     }
     let tlsBound = listener.tlsAddresses
     stack.monitor.setListeners(bound.map(Top.describe) + tlsBound.map { "dot " + Top.describe($0) })
+    if tlsBound.isEmpty && settings.string(.tlsCertificate) != nil {
+      logger.warning("tls-certificate and tls-key are not used: no listen-tls address")
+    }
     if let tls = listenerConfig.tls, !tlsBound.isEmpty {
       let addresses = tlsBound.map(Top.describe).joined(separator: ", ")
       if settings.string(.tlsCertificate) == nil {

@@ -226,7 +226,8 @@ def test_close_notify_after_a_query_still_gets_its_answer_then_the_close(lab, so
         assert listener_stats(sotto, sock)["tcpIdleClosed"] == 0
 
 
-@pytest.mark.parametrize("case", ["key-missing", "unreadable", "mismatch", "garbage", "bad-address"])
+@pytest.mark.parametrize("case", ["key-missing", "unreadable", "mismatch", "garbage", "bad-chain", "encrypted-key",
+                                  "bad-address"])
 def test_bad_tls_settings_are_clear_errors(sotto, tmp_path, case):
     """Wrong TLS settings stop `serve` before it listens, with exit 64 and a message that says what
     is wrong."""
@@ -234,12 +235,23 @@ def test_bad_tls_settings_are_clear_errors(sotto, tmp_path, case):
     _, other_key = make_certificate(tmp_path, "b")
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")
+    # The leaf, then a chain certificate that does not parse: not sent as a shorter chain.
+    bad_chain = tmp_path / "bad-chain.pem"
+    bad_chain.write_text(cert.read_text() + "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    # An encrypted key fails with a message instead of a passphrase prompt (stdin is closed).
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:secret", "-out", str(encrypted)],
+                   check=True, capture_output=True)
     flags, expected = {
         "key-missing": (["--tls-certificate", str(cert)], "tls-certificate and tls-key go together"),
         "unreadable": (["--tls-certificate", str(tmp_path / "none.crt"), "--tls-key", str(key)],
                        "cannot read certificate file"),
         "mismatch": (["--tls-certificate", str(cert), "--tls-key", str(other_key)], "does not match"),
         "garbage": (["--tls-certificate", str(garbage), "--tls-key", str(key)], "no PEM certificate found"),
+        "bad-chain": (["--tls-certificate", str(bad_chain), "--tls-key", str(key)],
+                      "certificate 2 of the 2 in the file cannot be read"),
+        "encrypted-key": (["--tls-certificate", str(cert), "--tls-key", str(encrypted)],
+                          "the private key is encrypted"),
         "bad-address": ([], "is not an IP address"),
     }[case]
     listen_tls = "localhost:853" if case == "bad-address" else f"127.0.0.1:{labmod.free_port('127.0.0.1')}"

@@ -73,7 +73,8 @@ final class TCPQueryHandler: ChannelInboundHandler {
   }
 
   private func finished(_ token: UInt64, _ response: [UInt8]?, context: ChannelHandlerContext) {
-    if answerDeadline != nil && !removed {
+    guard !removed else { return }  // the connection is gone
+    if answerDeadline != nil {
       guard let timer = watched.removeValue(forKey: token) else {
         // Answered SERVFAIL as overdue already: this answer is dropped.
         processor.logger.warning(
@@ -88,9 +89,10 @@ final class TCPQueryHandler: ChannelInboundHandler {
 
   /// The watch's timer: the query is still unanswered past `answerDeadline`.
   private func overdue(_ token: UInt64, _ raw: [UInt8], began: NIODeadline, context: ChannelHandlerContext) {
-    guard watched.removeValue(forKey: token) != nil else { return }
-    // It parsed when it was processed; a query that did not was answered at once.
-    guard let parsed = try? Message.parse(raw) else { return answer(nil, context: context) }
+    // It parsed when it was processed (one that did not was answered at once): else the query
+    // stays with its resolution.
+    guard watched[token] != nil, let parsed = try? Message.parse(raw) else { return }
+    watched[token] = nil
     counters.update { $0.resolutionsOverdue += 1 }
     let question = parsed.questions.first.map { "\($0.name) \($0.type)" } ?? "?"
     let waited = (NIODeadline.now() - began).nanoseconds / 1_000_000

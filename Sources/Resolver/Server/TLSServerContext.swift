@@ -20,12 +20,19 @@ public final class TLSServerContext: @unchecked Sendable {
   /// `certificatePEM` holds the leaf first, then any chain; `privateKeyPEM` the leaf's key.
   public init(certificatePEM: String, privateKeyPEM: String) throws(TLSServerError) {
     let certificates = Self.readCertificates(certificatePEM)
+    defer { for certificate in certificates { X509_free(certificate) } }
     guard let leaf = certificates.first else {
       throw TLSServerError("no PEM certificate found")
     }
-    defer { for certificate in certificates { X509_free(certificate) } }
+    // A block that does not parse ends the reading: say so rather than send a shorter chain.
+    let blocks = certificatePEM.components(separatedBy: "-----BEGIN CERTIFICATE-----").count - 1
+    guard blocks <= certificates.count else {
+      throw TLSServerError("certificate \(certificates.count + 1) of the \(blocks) in the file cannot be read")
+    }
     guard let key = Self.readKey(privateKeyPEM) else {
-      throw TLSServerError("no PEM private key found")
+      throw TLSServerError(
+        privateKeyPEM.contains("ENCRYPTED")
+          ? "the private key is encrypted: give it without a passphrase" : "no PEM private key found")
     }
     defer { EVP_PKEY_free(key) }
     guard let pin = Self.spkiPin(of: leaf) else { throw TLSServerError("cannot read the certificate's public key") }
@@ -98,7 +105,8 @@ public final class TLSServerContext: @unchecked Sendable {
   }
 
   private static func readKey(_ pem: String) -> OpaquePointer? {
-    let key = withMemoryBIO(pem) { PEM_read_bio_PrivateKey($0, nil, nil, nil) } ?? nil
+    // A passphrase callback that gives none: an encrypted key fails instead of prompting.
+    let key = withMemoryBIO(pem) { PEM_read_bio_PrivateKey($0, nil, { _, _, _, _ in 0 }, nil) } ?? nil
     ERR_clear_error()
     return key
   }

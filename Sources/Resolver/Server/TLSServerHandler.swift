@@ -21,6 +21,8 @@ final class TLSServerHandler: ChannelDuplexHandler {
   private var finished = false
   /// Set once the connection was counted as a failed handshake.
   private var failureCounted = false
+  /// Set once the client's close_notify was read: what it sends after is dropped unread.
+  private var inputEnded = false
 
   init(tls: TLSServerContext, counters: ListenerCounters) throws(TLSServerError) {
     guard let ssl = SSL_new(tls.ctx) else { throw TLSServerError("SSL_new failed") }
@@ -40,7 +42,7 @@ final class TLSServerHandler: ChannelDuplexHandler {
   deinit { SSL_free(ssl) }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    guard !finished else { return }
+    guard !finished, !inputEnded else { return }
     let input = unwrapInboundIn(data)
     let written = input.withUnsafeReadableBytes { raw -> Bool in
       guard let base = raw.baseAddress, raw.count > 0 else { return true }
@@ -77,6 +79,8 @@ final class TLSServerHandler: ChannelDuplexHandler {
       let error = SSL_get_error(ssl, rc)
       if error == SSL_ERROR_ZERO_RETURN {
         // The client's close_notify: its input ended; what is outstanding is still answered.
+        // Bytes after it would only pile up in the read BIO, so they are no longer taken.
+        inputEnded = true
         context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
       } else if !Self.wantsMore(error) {
         fail(context, handshake: false)
@@ -102,7 +106,7 @@ final class TLSServerHandler: ChannelDuplexHandler {
   }
 
   func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-    if mode != .input, handshakeDone, !finished {
+    if mode == .all, handshakeDone, !finished {
       finished = true
       ERR_clear_error()
       _ = SSL_shutdown(ssl)  // close_notify
