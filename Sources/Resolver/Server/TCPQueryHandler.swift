@@ -76,11 +76,7 @@ final class TCPQueryHandler: ChannelInboundHandler {
     guard !removed else { return }  // the connection is gone
     if answerDeadline != nil {
       guard let timer = watched.removeValue(forKey: token) else {
-        // Answered SERVFAIL as overdue already: this answer is dropped.
-        processor.logger.warning(
-          "a resolution answered SERVFAIL as overdue over TCP ended; its answer is dropped",
-          metadata: ["client": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"])
-        return
+        return processor.noteLateEnd(from: Self.describe(context))  // answered as overdue already
       }
       timer.cancel()
     }
@@ -89,21 +85,16 @@ final class TCPQueryHandler: ChannelInboundHandler {
 
   /// The watch's timer: the query is still unanswered past `answerDeadline`.
   private func overdue(_ token: UInt64, _ raw: [UInt8], began: NIODeadline, context: ChannelHandlerContext) {
-    // It parsed when it was processed (one that did not was answered at once): else the query
-    // stays with its resolution.
-    guard watched[token] != nil, let parsed = try? Message.parse(raw) else { return }
+    let waited = UInt64(max(0, (NIODeadline.now() - began).nanoseconds / 1_000_000))
+    guard watched[token] != nil,
+      let servfail = processor.overdueAnswer(to: raw, from: Self.describe(context), waitedMs: waited, overTCP: true)
+    else { return }  // a query that did not parse stays with its resolution (it was answered at once)
     watched[token] = nil
-    counters.update { $0.resolutionsOverdue += 1 }
-    let question = parsed.questions.first.map { "\($0.name) \($0.type)" } ?? "?"
-    let waited = (NIODeadline.now() - began).nanoseconds / 1_000_000
-    processor.logger.error(
-      """
-      resolution of \(question) still running \(waited) ms after the query came over TCP, past the \
-      resolution deadline: answered SERVFAIL (counted in resolutionsOverdue)
-      """,
-      metadata: ["client": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"])
-    let response = ResponseBuilder.error(.servFail, to: parsed)
-    answer(ResponseBuilder.serialize(response, for: parsed, overTCP: true), context: context)
+    answer(servfail, context: context)
+  }
+
+  private static func describe(_ context: ChannelHandlerContext) -> String {
+    context.channel.remoteAddress.map { "\($0)" } ?? "?"
   }
 
   private func answer(_ response: [UInt8]?, context: ChannelHandlerContext) {

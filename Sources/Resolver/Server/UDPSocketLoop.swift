@@ -242,10 +242,8 @@
     private func endWatch(_ token: UInt64) -> Bool {
       guard token != 0 else { return true }
       guard case .late(let query) = watch.withLock({ $0.queries.finish(token) }) else { return true }
-      let took = (UDPExchangeEngine.now() &- query.began) / 1_000_000
-      processor.logger.warning(
-        "a resolution answered SERVFAIL as overdue ended after \(took) ms; its answer is dropped",
-        metadata: ["client": "\(query.client.description)"])
+      processor.noteLateEnd(
+        from: query.client.description, tookMs: (UDPExchangeEngine.now() &- query.began) / 1_000_000)
       return false
     }
 
@@ -263,18 +261,12 @@
       }
       if let next { setWatchTimer(at: next) }
       for query in overdue {
-        // It parsed when it was processed; a query that did not was answered at once.
-        guard let parsed = try? Message.parse(query.raw) else { continue }
-        processor.counters.update { $0.resolutionsOverdue += 1 }
-        let question = parsed.questions.first.map { "\($0.name) \($0.type)" } ?? "?"
-        processor.logger.error(
-          """
-          resolution of \(question) still running \((now &- query.began) / 1_000_000) ms after the query \
-          came, past the resolution deadline: answered SERVFAIL (counted in resolutionsOverdue)
-          """,
-          metadata: ["client": "\(query.client.description)"])
-        let response = ResponseBuilder.error(.servFail, to: parsed)
-        send(ResponseBuilder.serialize(response, for: parsed, overTCP: false), to: query.client)
+        let waited = (now &- query.began) / 1_000_000
+        if let answer = processor.overdueAnswer(
+          to: query.raw, from: query.client.description, waitedMs: waited, overTCP: false)
+        {
+          send(answer, to: query.client)
+        }
       }
     }
 
