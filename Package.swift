@@ -47,6 +47,7 @@ let package = Package(
       dependencies: [
         "COpenSSL",
         "CNgtcp2Shim",
+        "CDoQServer",
         "CLinuxEpoll",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -64,7 +65,7 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
-    // The DoQ server engine in C (ngtcp2 0.12 server mode + GnuTLS).
+    // The DoQ server engine in C (ngtcp2 0.12 server mode + GnuTLS): the DoQ listener and the lab.
     .target(
       name: "CDoQServer",
       dependencies: ["CNgtcp2"],

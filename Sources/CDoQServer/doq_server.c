@@ -64,6 +64,8 @@ struct doqs_server {
   struct sockaddr_storage local;
   socklen_t locallen;
   uint64_t handshake_timeout, idle_timeout;
+  /// Open connections at most; a new client over it is dropped (0: no limit).
+  uint64_t max_conns;
   uint64_t next_id;
   dq_conn *conns;
   dq_event_node *head, *tail, *popped;
@@ -231,6 +233,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, u
   if (!st || st->done) return 0;
   if (st->inlen + len > DOQS_MAX_MESSAGE) {
     st->done = 1;
+    c->server->stats.malformed++;
     (void)ngtcp2_conn_shutdown_stream(conn, sid, DOQ_PROTOCOL_ERROR);
     return 0;
   }
@@ -251,6 +254,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, u
     if (st->inlen < 2 + 12 || mlen != st->inlen - 2) {
       (void)ngtcp2_conn_shutdown_stream(conn, sid, DOQ_PROTOCOL_ERROR);
       c->server->stats.resets++;
+      c->server->stats.malformed++;
       return 0;
     }
     if (c->closing) {
@@ -466,7 +470,16 @@ int doqs_server_read(doqs_server *s, const char *remote_ip, uint16_t remote_port
   dq_conn *c = find_conn_by_dcid(s, vc.dcid, vc.dcidlen);
   if (!c) {
     ngtcp2_pkt_hd hd;
-    if (ngtcp2_accept(&hd, pkt, len) != 0 || !(c = accept_conn(s, &hd, remote_ip, remote_port))) {
+    if (ngtcp2_accept(&hd, pkt, len) != 0) {
+      s->stats.dropped++;
+      return -1;
+    }
+    if (s->max_conns && s->stats.open >= s->max_conns) {
+      s->stats.refused++;
+      s->stats.dropped++;
+      return -1;
+    }
+    if (!(c = accept_conn(s, &hd, remote_ip, remote_port))) {
       s->stats.dropped++;
       return -1;
     }
@@ -631,3 +644,13 @@ void doqs_server_close_all(doqs_server *s) {
 }
 
 void doqs_server_stats(doqs_server *s, doqs_stats *out) { *out = s->stats; }
+
+void doqs_server_set_max_connections(doqs_server *s, uint64_t max) { s->max_conns = max; }
+
+int doqs_server_remote(doqs_server *s, uint64_t conn, char *ip, size_t ipcap, uint16_t *port) {
+  dq_conn *c = find_conn_by_id(s, conn);
+  if (!c) return -1;
+  snprintf(ip, ipcap, "%s", c->remote_ip);
+  *port = c->remote_port;
+  return 0;
+}

@@ -261,7 +261,14 @@ struct ListenerOptions: ParsableArguments {
     help: "DNS-over-TLS listen address ADDR:PORT for clients, e.g. 0.0.0.0:853 (repeatable; default none).")
   var listenTLS: [String] = []
 
-  @Option(name: .long, help: "PEM certificate (leaf, then chain) for --listen-tls (default: self-signed at start).")
+  @Option(
+    name: .customLong("listen-quic"),
+    help: "DNS-over-QUIC listen address ADDR:PORT for clients, UDP, e.g. 0.0.0.0:853 (repeatable; default none).")
+  var listenQUIC: [String] = []
+
+  @Option(
+    name: .long,
+    help: "PEM certificate (leaf, then chain) for --listen-tls and --listen-quic (default: self-signed at start).")
   var tlsCertificate: String?
 
   @Option(name: .long, help: "PEM private key of --tls-certificate.")
@@ -310,6 +317,7 @@ struct ListenerOptions: ParsableArguments {
     if !listen.isEmpty { s[.listen] = .strings(listen) }
     if !allow.isEmpty { s[.allow] = .strings(allow) }
     if !listenTLS.isEmpty { s[.listenTLS] = .strings(listenTLS) }
+    if !listenQUIC.isEmpty { s[.listenQUIC] = .strings(listenQUIC) }
     s[.tlsCertificate] = tlsCertificate.map(ConfigValue.string)
     s[.tlsKey] = tlsKey.map(ConfigValue.string)
     s[.maxResolutions] = maxResolutions.map(ConfigValue.int)
@@ -338,13 +346,17 @@ struct ListenerOptions: ParsableArguments {
     config.tlsAddresses = try settings.strings(.listenTLS).map {
       try Serve.parseListen($0, flag: "--listen-tls", defaultPort: 853)
     }
-    if !config.tlsAddresses.isEmpty {
-      config.tls = try tlsIdentity(settings, for: config.tlsAddresses)
+    config.quicAddresses = try settings.strings(.listenQUIC).map {
+      try Serve.parseListen($0, flag: "--listen-quic", defaultPort: 853)
+    }
+    let encrypted = config.tlsAddresses + config.quicAddresses
+    if !encrypted.isEmpty {
+      config.tls = try tlsIdentity(settings, for: encrypted)
     }
     return config
   }
 
-  /// The DoT listener's certificate: the operator's files, or else a self-signed one made now
+  /// The DoT and DoQ listeners' certificate: the operator's files, or else a self-signed one made now
   /// (opportunistic clients, RFC 7858 §4.1, accept it; clients can pin its SPKI).
   static func tlsIdentity(_ settings: Settings, for addresses: [SocketAddress]) throws -> TLSServerContext {
     if let certificate = settings.string(.tlsCertificate), let key = settings.string(.tlsKey) {
@@ -359,7 +371,7 @@ struct ListenerOptions: ParsableArguments {
         .issue(name: "sotto.invalid", ip: addresses.first?.ipAddress ?? "127.0.0.1")
       return try TLSServerContext(certificatePEM: identity.certificatePEM, privateKeyPEM: identity.privateKeyPEM)
     } catch {
-      throw ValidationError("cannot make a certificate for --listen-tls: \(error)")
+      throw ValidationError("cannot make a certificate for --listen-tls/--listen-quic: \(error)")
     }
   }
 

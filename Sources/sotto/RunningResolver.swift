@@ -25,24 +25,36 @@ struct RunningResolver {
     do {
       bound = try await listener.start()
     } catch {
-      let addresses = settings.strings(.listen) + settings.strings(.listenTLS).map { "\($0) (DoT)" }
+      let addresses =
+        settings.strings(.listen) + settings.strings(.listenTLS).map { "\($0) (DoT)" }
+        + settings.strings(.listenQUIC).map { "\($0) (DoQ)" }
       throw ValidationError("cannot listen on \(addresses.joined(separator: ", ")): \(error)")
     }
     let tlsBound = listener.tlsAddresses
-    stack.monitor.setListeners(bound.map(Top.describe) + tlsBound.map { "dot " + Top.describe($0) })
-    if tlsBound.isEmpty && settings.string(.tlsCertificate) != nil {
-      logger.warning("tls-certificate and tls-key are not used: no listen-tls address")
+    let quicBound = listener.quicAddresses
+    stack.monitor.setListeners(
+      bound.map(Top.describe) + tlsBound.map { "dot " + Top.describe($0) }
+        + quicBound.map { "doq " + Top.describe($0) })
+    if tlsBound.isEmpty && quicBound.isEmpty && settings.string(.tlsCertificate) != nil {
+      logger.warning("tls-certificate and tls-key are not used: no listen-tls or listen-quic address")
     }
-    if let tls = listenerConfig.tls, !tlsBound.isEmpty {
-      let addresses = tlsBound.map(Top.describe).joined(separator: ", ")
+    if let tls = listenerConfig.tls, !(tlsBound.isEmpty && quicBound.isEmpty) {
+      let addresses = (tlsBound.map { "DoT " + Top.describe($0) } + quicBound.map { "DoQ " + Top.describe($0) })
+        .joined(separator: ", ")
       if settings.string(.tlsCertificate) == nil {
         // Opportunistic clients accept it; clients that authenticate need the pin (RFC 7858 §4.2).
         logger.warning(
-          "DoT for clients on \(addresses) with a self-signed certificate made at start (give --tls-certificate and --tls-key for one clients can verify); SPKI pin sha256/\(tls.spkiPin)"
+          "encrypted DNS for clients on \(addresses) with a self-signed certificate made at start (give --tls-certificate and --tls-key for one clients can verify); SPKI pin sha256/\(tls.spkiPin)"
         )
       } else {
-        logger.notice("DoT for clients on \(addresses); SPKI pin sha256/\(tls.spkiPin)")
+        logger.notice("encrypted DNS for clients on \(addresses); SPKI pin sha256/\(tls.spkiPin)")
       }
+    }
+    if let exposed = ListenerConfiguration.cleartextOnlyBeyondLoopback(listenerConfig) {
+      // OE-4 (RFC 9539 §4.4): encrypt towards clients unless serving only this host.
+      logger.notice(
+        "clients on \(Top.describe(exposed)) can reach Sotto only in cleartext: add --listen-tls or --listen-quic to offer them encrypted DNS (RFC 9539 §4.4)"
+      )
     }
     let control = try await Top.startControl(settings.string(.control), stack: stack, group: group, logger: logger)
     return RunningResolver(stack: stack, listener: listener, control: control, bound: bound)

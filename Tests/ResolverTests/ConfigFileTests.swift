@@ -41,6 +41,7 @@ import Testing
     [server]
     listen = ["127.0.0.1:53", "[::1]:53"]
     listen-tls = ["0.0.0.0:853"]
+    listen-quic = ["0.0.0.0:853"]
     tls-certificate = "/etc/sotto/cert.pem"
     tls-key = "/etc/sotto/key.pem"
     allow = ["10.0.0.0/8"]

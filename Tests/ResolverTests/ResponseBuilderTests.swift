@@ -1,3 +1,4 @@
+import NIOCore
 import Testing
 
 @testable import Resolver
@@ -138,5 +139,64 @@ import Testing
   @Test func runtsAndResponsesAreDroppedWhenUnparsable() {
     #expect(ResponseBuilder.formErr(forUnparsable: [0x12, 0x34, 0x01]) == nil)
     #expect(ResponseBuilder.formErr(forUnparsable: [0x12, 0x34, 0x81, 0, 0, 1, 0, 0, 0, 0, 0, 0]) == nil)
+  }
+
+  /// RFC 8467 §4.1 / RFC 7830: over DoT and DoQ a response to a padded query is padded to a
+  /// multiple of 468 octets; an unpadded query, or UDP and TCP, get no padding.
+  @Test func responsesToPaddedQueriesAreBlockPaddedOnlyOverEncryptedTransports() throws {
+    let padding = EDNSOption(code: EDNSOption.paddingCode, data: [0, 0, 0])
+    let padded = Self.query(edns: EDNS(udpPayloadSize: 1232, options: [padding]))
+    let response = ResponseBuilder.response(to: padded, resolution: Resolution(rcode: .noError, answer: [Self.record]))
+    for transport in [ClientTransport.tls, .quic] {
+      let wire = ResponseBuilder.serialize(response, for: padded, via: transport)
+      #expect(wire.count % ResponseBuilder.responsePaddingBlock == 0, "\(transport): \(wire.count)")
+      let parsed = try Message.parse(wire)
+      #expect(parsed.edns?.options.filter { $0.code == EDNSOption.paddingCode }.count == 1)
+      #expect(parsed.answers == response.answers)
+    }
+    for transport in [ClientTransport.udp, .tcp] {
+      let wire = ResponseBuilder.serialize(response, for: padded, via: transport)
+      #expect(try Message.parse(wire).edns?.options.isEmpty == true, "\(transport)")
+    }
+    let unpadded = Self.query(edns: EDNS(udpPayloadSize: 1232))
+    let plain = ResponseBuilder.response(to: unpadded, resolution: Resolution(rcode: .noError, answer: [Self.record]))
+    #expect(
+      try Message.parse(ResponseBuilder.serialize(plain, for: unpadded, via: .quic)).edns?.options.isEmpty == true)
+    // Without EDNS in the query there is no OPT to carry padding.
+    let noEDNS = Self.query(id: 0)
+    let bare = ResponseBuilder.response(to: noEDNS, resolution: Resolution(rcode: .noError))
+    #expect(ResponseBuilder.serialize(bare, for: noEDNS, via: .tls) == bare.serialize())
+  }
+
+  /// RFC 9250 §4.2.1 and §5.5.2: what makes a DoQ query a protocol error.
+  @Test func doqQueriesWithAnIDOrAKeepaliveOptionBreakDoQ() {
+    #expect(!DoQQueryService.breaksDoQ(Self.query(id: 0).serialize()))
+    #expect(DoQQueryService.breaksDoQ(Self.query(id: 1).serialize()))
+    #expect(DoQQueryService.breaksDoQ(Self.query(id: 0x0100).serialize()))
+    let keepalive = EDNSOption(code: EDNSOption.keepaliveCode, data: [])
+    #expect(
+      DoQQueryService.breaksDoQ(Self.query(id: 0, edns: EDNS(udpPayloadSize: 1232, options: [keepalive])).serialize()))
+    #expect(!DoQQueryService.breaksDoQ(Self.query(id: 0, edns: EDNS(udpPayloadSize: 1232)).serialize()))
+    #expect(!DoQQueryService.breaksDoQ([0, 0, 1]))  // unparsable: left to the processor's FORMERR
+  }
+
+  /// OE-4 (RFC 9539 §4.4): the notice is due only when clients beyond loopback have no encrypted listener.
+  @Test func cleartextOnlyListenersBeyondLoopbackAreFound() throws {
+    let loopback = try ListenerConfiguration(addresses: [
+      .init(ipAddress: "127.0.0.1", port: 53), .init(ipAddress: "::1", port: 53),
+    ])
+    #expect(ListenerConfiguration.cleartextOnlyBeyondLoopback(loopback) == nil)
+    let lan = try SocketAddress(ipAddress: "192.0.2.1", port: 53)
+    var exposed = loopback
+    exposed.addresses.append(lan)
+    #expect(ListenerConfiguration.cleartextOnlyBeyondLoopback(exposed) == lan)
+    var wildcard = loopback
+    wildcard.addresses = [try .init(ipAddress: "0.0.0.0", port: 53)]
+    #expect(ListenerConfiguration.cleartextOnlyBeyondLoopback(wildcard) != nil)
+    exposed.quicAddresses = [try .init(ipAddress: "192.0.2.1", port: 853)]
+    #expect(ListenerConfiguration.cleartextOnlyBeyondLoopback(exposed) == nil)
+    exposed.quicAddresses = []
+    exposed.tlsAddresses = [try .init(ipAddress: "192.0.2.1", port: 853)]
+    #expect(ListenerConfiguration.cleartextOnlyBeyondLoopback(exposed) == nil)
   }
 }

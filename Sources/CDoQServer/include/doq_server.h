@@ -1,8 +1,8 @@
 #ifndef SOTTO_DOQ_SERVER_H
 #define SOTTO_DOQ_SERVER_H
 
-// A sans-I/O QUIC v1 server for DNS over QUIC (RFC 9250) on ngtcp2 0.12 + GnuTLS, for Sotto's demo
-// and in-process tests. The caller moves datagrams and drives timers; queries come out of a polled
+// A sans-I/O QUIC v1 server for DNS over QUIC (RFC 9250) on ngtcp2 0.12 + GnuTLS: the resolver's
+// DoQ listener for its clients, and Sotto's demo and in-process tests. The caller moves datagrams and drives timers; queries come out of a polled
 // event queue and answers go back by connection and stream. Not thread-safe: one event loop.
 
 #include <stddef.h>
@@ -65,11 +65,21 @@ void doqs_server_close_all(doqs_server *s);
 
 typedef struct doqs_stats {
   uint64_t accepted, handshakes, queries, resets, dropped, open;
+  /// New clients dropped because `doqs_server_set_max_connections` were open (also in `dropped`).
+  uint64_t refused;
+  /// Streams reset with DOQ_PROTOCOL_ERROR because their message was malformed (no or a wrong
+  /// length prefix, too long).
+  uint64_t malformed;
   /// Datagrams handed out by doqs_server_write.
   uint64_t sent;
 } doqs_stats;
 
 void doqs_server_stats(doqs_server *s, doqs_stats *out);
+
+/// Open connections at most: an Initial from a new client beyond it is dropped (0, the default: no limit).
+void doqs_server_set_max_connections(doqs_server *s, uint64_t max);
+/// The client address of connection `conn` into ip/port; -1 when the connection is gone.
+int doqs_server_remote(doqs_server *s, uint64_t conn, char *ip, size_t ipcap, uint16_t *port);
 
 /// A non-blocking UDP socket bound to ip:port; -1 + message in `err` on failure. With
 /// `steer_reuseport` it is bound with SO_REUSEPORT and a BPF program that sends every datagram to

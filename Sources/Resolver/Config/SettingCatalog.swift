@@ -98,10 +98,13 @@ extension Setting {
   public static let listenTLS = Setting(
     "server.listen-tls", flag: "--listen-tls ADDR:PORT", .list, default: nil, unset: "none",
     "addresses to answer clients on over DNS-over-TLS (RFC 7858), e.g. `0.0.0.0:853` (serve, top)")
+  public static let listenQUIC = Setting(
+    "server.listen-quic", flag: "--listen-quic ADDR:PORT", .list, default: nil, unset: "none",
+    "addresses to answer clients on over DNS-over-QUIC (RFC 9250, UDP), e.g. `0.0.0.0:853` (serve, top)")
   public static let tlsCertificate = Setting(
     "server.tls-certificate", flag: "--tls-certificate FILE", .path, default: nil,
     unset: "self-signed, made at start",
-    "PEM certificate (leaf first, then its chain) for --listen-tls; needs tls-key (serve, top)")
+    "PEM certificate (leaf first, then its chain) for --listen-tls and --listen-quic; needs tls-key (serve, top)")
   public static let tlsKey = Setting(
     "server.tls-key", flag: "--tls-key FILE", .path, default: nil, unset: "made at start",
     "PEM private key of tls-certificate (serve, top)")
@@ -159,7 +162,7 @@ extension Setting {
     minTTL, maxTTL, maxNegativeTTL, maxStale, queryTimeout, queryRetries, resolutionDeadline, ednsBufferSize,
     encryption, dot, doq, prefer, encryptedPort, persistence, damping, probeTimeout, maxProbes, maxSessions,
     sessionIdleTimeout, tlsCAFile,
-    listen, listenTLS, tlsCertificate, tlsKey, allow, maxResolutions, maxTCPConnections, tcpIdleTimeout,
+    listen, listenTLS, listenQUIC, tlsCertificate, tlsKey, allow, maxResolutions, maxTCPConnections, tcpIdleTimeout,
     tcpQueriesPerConnection, clientRateLimit,
     control, packetCacheSize, threads,
     logLevel, logFile,

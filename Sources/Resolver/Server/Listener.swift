@@ -2,8 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// Serves local clients over UDP and TCP (RFC 7766 framing), and over DNS-over-TLS where asked,
-/// from any `QueryResolving`.
+/// Serves local clients over UDP and TCP (RFC 7766 framing), and over DNS-over-TLS and
+/// DNS-over-QUIC where asked, from any `QueryResolving`.
 public final class Listener: Sendable {
   private let configuration: ListenerConfiguration
   private let group: any EventLoopGroup
@@ -15,6 +15,9 @@ public final class Listener: Sendable {
   var openTCPConnections: Int { connections.count }
   private let servers = StateLock<[any Channel]>([])
   private let boundTLS = StateLock<[SocketAddress]>([])
+  private let boundQUIC = StateLock<[SocketAddress]>([])
+  /// The DoQ channels (also in `servers`): their connections are closed first on `stop()`.
+  private let quicChannels = StateLock<[any Channel]>([])
   #if canImport(Glibc)
     private let udpLoops = StateLock<[UDPSocketLoop]>([])
   #endif
@@ -49,9 +52,9 @@ public final class Listener: Sendable {
   /// Current counters.
   public var statistics: ListenerStatistics { counters.snapshot }
 
-  /// Binds UDP and TCP on every configured address, then DoT on every TLS address, and returns
-  /// the UDP/TCP addresses (one per configured address; UDP and TCP share the port, also when
-  /// port 0 was asked for). The DoT addresses are in `tlsAddresses`.
+  /// Binds UDP and TCP on every configured address, then DoT on every TLS address and DoQ on every
+  /// QUIC address, and returns the UDP/TCP addresses (one per configured address; UDP and TCP share
+  /// the port, also when port 0 was asked for). The others are in `tlsAddresses` and `quicAddresses`.
   public func start() async throws -> [SocketAddress] {
     var bound: [SocketAddress] = []
     do {
@@ -67,6 +70,16 @@ public final class Listener: Sendable {
           boundTLS.withLock { $0.append(local) }
         }
       }
+      if !configuration.quicAddresses.isEmpty {
+        guard let tls = configuration.tls else { throw ListenerError.noTLSIdentity }
+        for address in configuration.quicAddresses {
+          let channel = try await bindQUIC(address, tls: tls)
+          servers.withLock { $0.append(channel) }
+          quicChannels.withLock { $0.append(channel) }
+          guard let local = channel.localAddress else { throw ListenerError.noAddress }
+          boundQUIC.withLock { $0.append(local) }
+        }
+      }
     } catch {
       await stop()
       throw error
@@ -78,8 +91,18 @@ public final class Listener: Sendable {
   /// The bound DoT addresses (after `start()`).
   public var tlsAddresses: [SocketAddress] { boundTLS.withLock { $0 } }
 
-  /// Closes the listening sockets and every open client connection.
+  /// The bound DoQ addresses (after `start()`).
+  public var quicAddresses: [SocketAddress] { boundQUIC.withLock { $0 } }
+
+  /// Closes the listening sockets and every open client connection (DoQ clients get a
+  /// CONNECTION_CLOSE first).
   public func stop() async {
+    for channel in quicChannels.withLock({ $0 }) {
+      try? await channel.eventLoop.submit {
+        try channel.pipeline.syncOperations.handler(type: DoQServerDriver.self).closeAll()
+      }.get()
+    }
+    quicChannels.withLock { $0.removeAll() }
     let channels =
       servers.withLock { open in
         defer { open.removeAll() }
@@ -166,12 +189,41 @@ public final class Listener: Sendable {
           try sync.addHandlers([
             ByteToMessageHandler(TCPFrameDecoder()),
             TCPQueryHandler(
-              processor: processor, counters: counters, queryLimit: queryLimit, overTLS: tls != nil,
+              processor: processor, counters: counters, queryLimit: queryLimit, transport: tls == nil ? .tcp : .tls,
               answerDeadline: answerDeadline),
           ])
         }
       }
       .bind(to: address).get()
+  }
+
+  /// A DoQ listener (OE-4): the C engine on a datagram channel, under the TCP caps and timeouts.
+  private func bindQUIC(_ address: SocketAddress, tls: TLSServerContext) async throws -> any Channel {
+    let processor = self.processor
+    let counters = self.counters
+    let idleTimeout = configuration.tcpIdleTimeout
+    let maxConnections = configuration.maxTCPConnections
+    let answerDeadline: TimeAmount? =
+      configuration.answerDeadline > 0 ? .nanoseconds(Int64(configuration.answerDeadline * 1e9)) : nil
+    let channel = try await DatagramBootstrap(group: group).bind(to: address).get()
+    do {
+      guard let bound = channel.localAddress, let ip = bound.ipAddress, let port = bound.port else {
+        throw ListenerError.noAddress
+      }
+      try await channel.eventLoop.submit {
+        let service = DoQQueryService(processor: processor, counters: counters, answerDeadline: answerDeadline)
+        let driver = try DoQServerDriver(
+          certificatePEM: tls.certificatePEM, privateKeyPEM: tls.privateKeyPEM, ip: ip, port: port,
+          handshakeTimeout: idleTimeout, idleTimeout: idleTimeout, maxConnections: maxConnections,
+          handle: service.handle)
+        driver.afterSend = service.copyEngineCounters
+        try channel.pipeline.syncOperations.addHandler(driver, name: DoQServerDriver.name)
+      }.get()
+      return channel
+    } catch {
+      try? await channel.close()
+      throw error
+    }
   }
 
   private func bindUDP(_ address: SocketAddress) async throws -> any Channel {

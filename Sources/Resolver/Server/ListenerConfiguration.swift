@@ -23,14 +23,18 @@ public struct ListenerConfiguration: Sendable {
   public var answerDeadline: Double
   /// Addresses to serve DNS-over-TLS on (RFC 7858, TCP only; RFC 9539 §4.4, OE-4). Needs `tls`.
   public var tlsAddresses: [SocketAddress]
-  /// The certificate and key the DoT listener presents.
+  /// Addresses to serve DNS-over-QUIC on (RFC 9250, UDP; RFC 9539 §4.4, OE-4). Needs `tls`.
+  /// Each has its own cap of `maxTCPConnections` connections; `tcpIdleTimeout` is their idle
+  /// timeout and handshake timeout.
+  public var quicAddresses: [SocketAddress]
+  /// The certificate and key the DoT and DoQ listeners present.
   public var tls: TLSServerContext?
 
   public init(
     addresses: [SocketAddress], allowed: [CIDR] = CIDR.loopback, tcpIdleTimeout: TimeAmount = .seconds(10),
     maxTCPConnections: Int = 256, tcpQueriesPerConnection: Int = 1000, maxResolutions: Int = 1024,
     clientRateLimit: Double = 0, answerDeadline: Double = ResolutionLimits().deadline + 1,
-    tlsAddresses: [SocketAddress] = [], tls: TLSServerContext? = nil
+    tlsAddresses: [SocketAddress] = [], quicAddresses: [SocketAddress] = [], tls: TLSServerContext? = nil
   ) {
     self.addresses = addresses
     self.allowed = allowed
@@ -41,6 +45,19 @@ public struct ListenerConfiguration: Sendable {
     self.clientRateLimit = clientRateLimit
     self.answerDeadline = answerDeadline
     self.tlsAddresses = tlsAddresses
+    self.quicAddresses = quicAddresses
     self.tls = tls
+  }
+}
+
+extension ListenerConfiguration {
+  /// The first address that serves clients beyond this host (not loopback) when there is no
+  /// encrypted listener: RFC 9539 §4.4 (OE-4) says such a resolver SHOULD offer one. Nil otherwise.
+  public static func cleartextOnlyBeyondLoopback(_ configuration: ListenerConfiguration) -> SocketAddress? {
+    guard configuration.tlsAddresses.isEmpty, configuration.quicAddresses.isEmpty else { return nil }
+    return configuration.addresses.first { address in
+      guard let ip = address.ipAddress else { return false }
+      return !(ip.hasPrefix("127.") || ip == "::1")
+    }
   }
 }

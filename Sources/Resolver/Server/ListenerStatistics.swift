@@ -46,12 +46,25 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   public var tlsErrors = 0
   /// Of `tcpQueries`, those that came over DoT.
   public var tlsQueries = 0
+  /// QUIC handshakes completed with clients of the DoQ listener (`--listen-quic`).
+  public var quicHandshakes = 0
+  /// Of `queries`, those that came over DoQ (not in `tcpQueries`).
+  public var quicQueries = 0
+  /// New DoQ clients whose first packet was dropped because `maxTCPConnections` DoQ connections
+  /// were open.
+  public var quicConnectionsRejected = 0
+  /// Datagrams the DoQ listener dropped: not QUIC, for no known connection, or failing decryption.
+  public var quicDatagramsDropped = 0
+  /// DoQ connections closed with DOQ_PROTOCOL_ERROR (RFC 9250 §4.2.1: a query with a Message ID
+  /// other than 0, or with an EDNS TCP keepalive option) and streams reset for a malformed message.
+  public var quicProtocolErrors = 0
   public init() {}
 
   enum CodingKeys: String, CodingKey {
     case queries, tcpQueries, refused, notAllowed, formErrors, dropped, tcpConnectionsRejected, tcpIdleClosed
     case tcpQueryLimitClosed, rateLimited, resolutionsShed, resolutionsInFlight, anyQueries, sendFailures
     case resolutionsOverdue, tlsHandshakes, tlsHandshakeFailures, tlsErrors, tlsQueries
+    case quicHandshakes, quicQueries, quicConnectionsRejected, quicDatagramsDropped, quicProtocolErrors
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -76,6 +89,11 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     tlsHandshakeFailures = try c.counter(.tlsHandshakeFailures)
     tlsErrors = try c.counter(.tlsErrors)
     tlsQueries = try c.counter(.tlsQueries)
+    quicHandshakes = try c.counter(.quicHandshakes)
+    quicQueries = try c.counter(.quicQueries)
+    quicConnectionsRejected = try c.counter(.quicConnectionsRejected)
+    quicDatagramsDropped = try c.counter(.quicDatagramsDropped)
+    quicProtocolErrors = try c.counter(.quicProtocolErrors)
   }
 }
 
@@ -108,10 +126,17 @@ public final class ListenerCounters: Sendable {
   /// Counts one query answered on the fast path (`queries`).
   func countFastQuery() { queryCount.add(1, ordering: .relaxed) }
 
-  /// Counts one client message (`queries`, and `tcpQueries` over TCP).
-  func countQuery(overTCP: Bool) {
+  /// Counts one client message (`queries`; `tcpQueries` over TCP and DoT, `quicQueries` over DoQ).
+  func countQuery(via transport: ClientTransport) {
     queryCount.add(1, ordering: .relaxed)
-    if overTCP { tcpQueryCount.add(1, ordering: .relaxed) }
+    switch transport {
+    case .udp: break
+    case .tcp: tcpQueryCount.add(1, ordering: .relaxed)
+    case .tls:
+      tcpQueryCount.add(1, ordering: .relaxed)
+      counters.withLock { $0.tlsQueries += 1 }
+    case .quic: counters.withLock { $0.quicQueries += 1 }
+    }
   }
 
   func update(_ body: (inout ListenerStatistics) -> Void) {

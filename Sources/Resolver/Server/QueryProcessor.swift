@@ -38,19 +38,19 @@ struct QueryProcessor: Sendable {
   /// stale answer: fresh data may arrive any moment). The monitor's log entry is written after
   /// `reply` returns, so the client does not wait for it.
   nonisolated(nonsending) func process(
-    _ raw: [UInt8], from client: SocketAddress?, overTCP: Bool,
+    _ raw: [UInt8], from client: SocketAddress?, via transport: ClientTransport,
     reply: (_ response: [UInt8]?, _ replayable: Bool) -> Void
   ) async {
-    await process(raw, from: client.map(RawClientAddress.init), overTCP: overTCP, reply: reply)
+    await process(raw, from: client.map(RawClientAddress.init), via: transport, reply: reply)
   }
 
   /// `process` for an address kept raw: the UDP socket loop's full path makes no `SocketAddress`.
   nonisolated(nonsending) func process(
-    _ raw: [UInt8], from client: RawClientAddress?, overTCP: Bool,
+    _ raw: [UInt8], from client: RawClientAddress?, via transport: ClientTransport,
     reply: (_ response: [UInt8]?, _ replayable: Bool) -> Void
   ) async {
     var resolved: (Question, Resolution)?
-    let response = await respond(to: raw, from: client, overTCP: overTCP, resolved: &resolved)
+    let response = await respond(to: raw, from: client, via: transport, resolved: &resolved)
     reply(response, resolved.map { !$0.1.stale } ?? true)
     if let monitor, let (question, resolution) = resolved {
       // On the engine thread, once this turn's answers are out.
@@ -62,9 +62,10 @@ struct QueryProcessor: Sendable {
 
   /// The response bytes for `raw`; a resolution it ran is left in `resolved` for the monitor.
   private nonisolated(nonsending) func respond(
-    to raw: [UInt8], from client: RawClientAddress?, overTCP: Bool, resolved: inout (Question, Resolution)?
+    to raw: [UInt8], from client: RawClientAddress?, via transport: ClientTransport,
+    resolved: inout (Question, Resolution)?
   ) async -> [UInt8]? {
-    counters.countQuery(overTCP: overTCP)
+    counters.countQuery(via: transport)
     let isAllowed = client.map { address in allowed.contains { $0.contains(address) } } ?? false
     let query: Message
     do {
@@ -76,7 +77,7 @@ struct QueryProcessor: Sendable {
       }
       logger.debug("unparsable query", metadata: ["client": "\(client?.description ?? "?")", "error": "\(error)"])
       counters.update { $0.formErrors += 1 }
-      return ResponseBuilder.serialize(formErr, for: nil, overTCP: overTCP)
+      return ResponseBuilder.serialize(formErr, for: nil, via: transport)
     }
     guard isAllowed else {
       if query.header.qr {
@@ -88,7 +89,7 @@ struct QueryProcessor: Sendable {
         $0.refused += 1
         $0.notAllowed += 1
       }
-      return ResponseBuilder.serialize(ResponseBuilder.error(.refused, to: query), for: query, overTCP: overTCP)
+      return ResponseBuilder.serialize(ResponseBuilder.error(.refused, to: query), for: query, via: transport)
     }
     let response: Message
     switch ResponseBuilder.verdict(for: query) {
@@ -113,7 +114,7 @@ struct QueryProcessor: Sendable {
       if query.questions.first?.type == .any { counters.update { $0.anyQueries += 1 } }
     }
     count(response.rcode)
-    return ResponseBuilder.serialize(response, for: query, overTCP: overTCP)
+    return ResponseBuilder.serialize(response, for: query, via: transport)
   }
 
   private func count(_ rcode: RCode) {

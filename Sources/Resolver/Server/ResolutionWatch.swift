@@ -61,17 +61,19 @@ extension QueryProcessor {
   /// query came from `client`: SERVFAIL, counted in `resolutionsOverdue` and logged as an error
   /// (a resolution that overruns its deadline is a bug). Nil for a query that does not parse
   /// (such a query was answered at once and never waits).
-  func overdueAnswer(to raw: [UInt8], from client: String, waitedMs: UInt64, overTCP: Bool) -> [UInt8]? {
+  func overdueAnswer(to raw: [UInt8], from client: String, waitedMs: UInt64, via transport: ClientTransport)
+    -> [UInt8]?
+  {
     guard let parsed = try? Message.parse(raw) else { return nil }
     counters.update { $0.resolutionsOverdue += 1 }
     let question = parsed.questions.first.map { "\($0.name) \($0.type)" } ?? "?"
     logger.error(
       """
-      resolution of \(question) still running \(waitedMs) ms after the query came\(overTCP ? " over TCP" : ""), \
+      resolution of \(question) still running \(waitedMs) ms after the query came\(transport.logSuffix), \
       past the resolution deadline: answered SERVFAIL (counted in resolutionsOverdue)
       """,
       metadata: ["client": "\(client)"])
-    return ResponseBuilder.serialize(ResponseBuilder.error(.servFail, to: parsed), for: parsed, overTCP: overTCP)
+    return ResponseBuilder.serialize(ResponseBuilder.error(.servFail, to: parsed), for: parsed, via: transport)
   }
 
   /// Logs that a resolution answered SERVFAIL as overdue has ended; its own answer is dropped.

@@ -112,4 +112,25 @@ public enum ResponseBuilder {
   public static func serialize(_ response: Message, for query: Message?, overTCP: Bool) -> [UInt8] {
     response.serialize(maxSize: maxResponseSize(for: query, overTCP: overTCP))
   }
+
+  /// Block size of padded responses (RFC 8467 §4.1: responders pad to a multiple of 468 octets).
+  public static let responsePaddingBlock = 468
+
+  /// `serialize` for a client `transport`: over DoT and DoQ a response to a padded query is padded
+  /// too, with an EDNS(0) Padding option to a multiple of `responsePaddingBlock` octets (RFC 7830,
+  /// RFC 8467 §4.1: only when the query was; OE-32, RFC 9250 §5.4).
+  static func serialize(_ response: Message, for query: Message?, via transport: ClientTransport) -> [UInt8] {
+    let wire = serialize(response, for: query, overTCP: transport.isStream)
+    guard transport.isEncrypted, var edns = response.edns,
+      query?.edns?.options.contains(where: { $0.code == EDNSOption.paddingCode }) == true
+    else { return wire }
+    edns.options.removeAll { $0.code == EDNSOption.paddingCode }
+    var padded = response
+    padded.edns = edns
+    let unpadded = padded.serialize().count + 4  // the option's header counts
+    let fill = (responsePaddingBlock - unpadded % responsePaddingBlock) % responsePaddingBlock
+    guard unpadded + fill <= 65_535 else { return wire }
+    padded.edns?.options.append(EDNSOption(code: EDNSOption.paddingCode, data: [UInt8](repeating: 0, count: fill)))
+    return padded.serialize()
+  }
 }

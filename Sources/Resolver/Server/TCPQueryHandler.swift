@@ -15,13 +15,10 @@ final class TCPQueryHandler: ChannelInboundHandler {
   private let counters: ListenerCounters
   /// Queries accepted on this connection at most (0: no limit).
   private let queryLimit: Int
-  /// The connection is DoT (counted in `tlsQueries` as well).
-  private let overTLS: Bool
-  /// How long a query may wait for its answer before this handler answers SERVFAIL (nil: no watch).
-  private let answerDeadline: TimeAmount?
-  /// The watch timer of every unanswered query, by its token.
-  private var watched: [UInt64: Scheduled<Void>] = [:]
-  private var nextToken: UInt64 = 0
+  /// `.tcp`, or `.tls` for DoT (counted in `tlsQueries` as well; padded responses).
+  private let transport: ClientTransport
+  /// The unanswered queries' overdue timers.
+  private var watch: AnswerWatch
   /// Set when the handler left the pipeline (the connection closed): answers are not written.
   private var removed = false
   private var outstanding = 0
@@ -29,14 +26,14 @@ final class TCPQueryHandler: ChannelInboundHandler {
   private var inputClosed = false
 
   init(
-    processor: QueryProcessor, counters: ListenerCounters, queryLimit: Int, overTLS: Bool = false,
+    processor: QueryProcessor, counters: ListenerCounters, queryLimit: Int, transport: ClientTransport = .tcp,
     answerDeadline: TimeAmount? = nil
   ) {
     self.processor = processor
     self.counters = counters
     self.queryLimit = queryLimit
-    self.overTLS = overTLS
-    self.answerDeadline = answerDeadline
+    self.transport = transport
+    self.watch = AnswerWatch(deadline: answerDeadline)
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -47,25 +44,20 @@ final class TCPQueryHandler: ChannelInboundHandler {
     let processor = self.processor
     guard processor.admit(client) else { return }
     received += 1
-    if overTLS { counters.update { $0.tlsQueries += 1 } }
     if queryLimit > 0 && received >= queryLimit {
       inputClosed = true  // answer what is outstanding, then close
       counters.update { $0.tcpQueryLimitClosed += 1 }
     }
     outstanding += 1
     let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-    nextToken += 1
-    let token = nextToken
-    if let answerDeadline {
-      let began = NIODeadline.now()
-      watched[token] = context.eventLoop.scheduleTask(in: answerDeadline) {
-        bound.value.handler.overdue(token, raw, began: began, context: bound.value.context)
-      }
+    let token = watch.begin(on: context.eventLoop) { token, began in
+      bound.value.handler.overdue(token, raw, began: began, context: bound.value.context)
     }
     let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
+    let transport = self.transport
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
     UDPExchangeEngine.resolutions.run {
-      await processor.process(raw, from: client, overTCP: true) { response, _ in promise.succeed(response) }
+      await processor.process(raw, from: client, via: transport) { response, _ in promise.succeed(response) }
     }
     promise.futureResult.whenSuccess { response in  // runs on the channel's event loop
       bound.value.handler.finished(token, response, context: bound.value.context)
@@ -74,22 +66,20 @@ final class TCPQueryHandler: ChannelInboundHandler {
 
   private func finished(_ token: UInt64, _ response: [UInt8]?, context: ChannelHandlerContext) {
     guard !removed else { return }  // the connection is gone
-    if answerDeadline != nil {
-      guard let timer = watched.removeValue(forKey: token) else {
-        return processor.noteLateEnd(from: Self.describe(context))  // answered as overdue already
-      }
-      timer.cancel()
+    guard watch.finish(token) else {
+      return processor.noteLateEnd(from: Self.describe(context))  // answered as overdue already
     }
     answer(response, context: context)
   }
 
   /// The watch's timer: the query is still unanswered past `answerDeadline`.
   private func overdue(_ token: UInt64, _ raw: [UInt8], began: NIODeadline, context: ChannelHandlerContext) {
-    let waited = UInt64(max(0, (NIODeadline.now() - began).nanoseconds / 1_000_000))
-    guard watched[token] != nil,
-      let servfail = processor.overdueAnswer(to: raw, from: Self.describe(context), waitedMs: waited, overTCP: true)
-    else { return }  // a query that did not parse stays with its resolution (it was answered at once)
-    watched[token] = nil
+    let waited = AnswerWatch.waitedMs(since: began)
+    // A query that did not parse stays with its resolution (it was answered at once).
+    guard watch.isWaiting(token),
+      let servfail = processor.overdueAnswer(to: raw, from: Self.describe(context), waitedMs: waited, via: transport)
+    else { return }
+    watch.expire(token)
     answer(servfail, context: context)
   }
 
@@ -109,8 +99,7 @@ final class TCPQueryHandler: ChannelInboundHandler {
 
   func handlerRemoved(context: ChannelHandlerContext) {
     removed = true
-    for timer in watched.values { timer.cancel() }
-    watched.removeAll()
+    watch.cancelAll()
   }
 
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -12,10 +12,14 @@ public struct TLSServerError: Error, Sendable, CustomStringConvertible {
 /// An OpenSSL server `SSL_CTX` with a certificate chain and its key loaded: TLS 1.2 or 1.3,
 /// ALPN `dot` when the client offers it, session tickets. Shared by the client-facing DoT
 /// listener and the lab's DoT responders; once configured it may be used from several threads.
+/// The DoQ listener takes the same chain and key as PEM (its engine is on GnuTLS).
 public final class TLSServerContext: @unchecked Sendable {
   package let ctx: OpaquePointer
   /// The leaf's SubjectPublicKeyInfo digest, SHA-256, base64 (RFC 7858 §4.2 SPKI pin).
   public let spkiPin: String
+  /// The chain and key as given (checked by OpenSSL), for the DoQ listener.
+  package let certificatePEM: String
+  package let privateKeyPEM: String
 
   /// `certificatePEM` holds the leaf first, then any chain; `privateKeyPEM` the leaf's key.
   public init(certificatePEM: String, privateKeyPEM: String) throws(TLSServerError) {
@@ -76,6 +80,8 @@ public final class TLSServerContext: @unchecked Sendable {
       }, nil)
     self.ctx = ctx
     self.spkiPin = pin
+    self.certificatePEM = certificatePEM
+    self.privateKeyPEM = privateKeyPEM
   }
 
   /// Reads the certificate chain and key from PEM files; errors name the file.

@@ -42,7 +42,7 @@ final class UDPQueryHandler: ChannelInboundHandler {
     let promise = context.eventLoop.makePromise(of: ([UInt8]?, Bool).self)
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
     UDPExchangeEngine.resolutions.run {
-      await processor.process(raw, from: client, overTCP: false) { promise.succeed(($0, $1)) }
+      await processor.process(raw, from: client, via: .udp) { promise.succeed(($0, $1)) }
     }
     promise.futureResult.whenSuccess { response, replayable in  // runs on the channel's event loop
       guard let response else { return }

@@ -210,7 +210,7 @@
       UDPExchangeEngine.resolutions.run {
         // The answer goes out first (into the turn's burst when more jobs wait on the engine
         // thread); the packet cache and the monitor learn of it afterwards.
-        await processor.process(raw, from: client, overTCP: false) { response, replayable in
+        await processor.process(raw, from: client, via: .udp) { response, replayable in
           guard self.endWatch(token), let response else { return }
           self.send(response, to: client)
           if replayable, let fastPath, let (query, generation) = learn {
@@ -263,7 +263,7 @@
       for query in overdue {
         let waited = (now &- query.began) / 1_000_000
         if let answer = processor.overdueAnswer(
-          to: query.raw, from: query.client.description, waitedMs: waited, overTCP: false)
+          to: query.raw, from: query.client.description, waitedMs: waited, via: .udp)
         {
           send(answer, to: query.client)
         }

@@ -1,0 +1,112 @@
+import CDoQServer
+import NIOCore
+
+/// Answers the DoQ listener's client queries (RFC 9250; RFC 9539 §4.4, OE-4): one query per
+/// stream, resolved concurrently and answered on its stream as it completes. Runs on the DoQ
+/// channel's event loop, fed by its `DoQServerDriver`.
+/// - A query with a Message ID other than 0, or with an EDNS TCP keepalive option, closes its
+///   connection with DOQ_PROTOCOL_ERROR (RFC 9250 §4.2.1, §5.5.2), counted in `quicProtocolErrors`.
+/// - A client over the per-address rate limit gets its stream reset (DOQ_EXCESSIVE_LOAD); a message
+///   the listener would drop unanswered (a response, say) gets DOQ_PROTOCOL_ERROR.
+/// - The overdue-answer watch covers DoQ as it covers TCP (`AnswerWatch`).
+final class DoQQueryService {
+  private let processor: QueryProcessor
+  private let counters: ListenerCounters
+  private var watch: AnswerWatch
+  /// The engine's counters when last copied into `counters`.
+  private var copied = doqs_stats()
+
+  init(processor: QueryProcessor, counters: ListenerCounters, answerDeadline: TimeAmount?) {
+    self.processor = processor
+    self.counters = counters
+    self.watch = AnswerWatch(deadline: answerDeadline)
+  }
+
+  func handle(_ event: DoQServerEvent, _ driver: DoQServerDriver) {
+    switch event {
+    case .query(let connection, let stream, let message):
+      query(message, connection: connection, stream: stream, driver: driver)
+    case .handshakeCompleted:
+      counters.update { $0.quicHandshakes += 1 }
+    case .connectionClosed:
+      break  // answers still running find their stream gone and are dropped
+    }
+  }
+
+  private func query(_ raw: [UInt8], connection: UInt64, stream: Int64, driver: DoQServerDriver) {
+    let client = driver.remote(of: connection)
+    guard processor.admit(client) else {
+      return driver.reset(connection: connection, stream: stream, code: DoQErrorCode.excessiveLoad)
+    }
+    if Self.breaksDoQ(raw) {
+      counters.update { $0.quicProtocolErrors += 1 }
+      processor.logger.debug(
+        "DoQ query with a Message ID other than 0 or a TCP keepalive option: connection closed",
+        metadata: ["client": "\(client.map { "\($0)" } ?? "?")"])
+      return driver.close(connection: connection, code: DoQErrorCode.protocolError)
+    }
+    guard let loop = driver.eventLoop else { return }
+    let bound = NIOLoopBound((service: self, driver: driver), eventLoop: loop)
+    let token = watch.begin(on: loop) { token, began in
+      bound.value.service.overdue(token, raw, began: began, connection: connection, stream: stream, bound.value.driver)
+    }
+    let promise = loop.makePromise(of: [UInt8]?.self)
+    let processor = self.processor
+    // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
+    UDPExchangeEngine.resolutions.run {
+      await processor.process(raw, from: client, via: .quic) { response, _ in promise.succeed(response) }
+    }
+    promise.futureResult.whenSuccess { response in  // on the channel's event loop
+      let (service, driver) = bound.value
+      guard service.watch.finish(token) else {
+        return service.processor.noteLateEnd(from: client.map { "\($0)" } ?? "?")
+      }
+      service.answer(response, connection: connection, stream: stream, driver)
+    }
+  }
+
+  private func overdue(
+    _ token: UInt64, _ raw: [UInt8], began: NIODeadline, connection: UInt64, stream: Int64, _ driver: DoQServerDriver
+  ) {
+    let client = driver.remote(of: connection).map { "\($0)" } ?? "?"
+    guard watch.isWaiting(token),
+      let servfail = processor.overdueAnswer(
+        to: raw, from: client, waitedMs: AnswerWatch.waitedMs(since: began), via: .quic)
+    else { return }
+    watch.expire(token)
+    answer(servfail, connection: connection, stream: stream, driver)
+  }
+
+  private func answer(_ response: [UInt8]?, connection: UInt64, stream: Int64, _ driver: DoQServerDriver) {
+    if let response {
+      driver.answer(connection: connection, stream: stream, response)  // false: the client left
+    } else {
+      driver.reset(connection: connection, stream: stream, code: DoQErrorCode.protocolError)
+    }
+    driver.send()
+  }
+
+  /// Adds what the engine counted since the last copy to the listener's counters (the driver's
+  /// `afterSend`).
+  func copyEngineCounters(_ driver: DoQServerDriver) {
+    let now = driver.statistics
+    let refused = Int(now.refused &- copied.refused)
+    let dropped = Int(now.dropped &- copied.dropped) - refused
+    let malformed = Int(now.malformed &- copied.malformed)
+    copied = now
+    guard refused != 0 || dropped != 0 || malformed != 0 else { return }
+    counters.update {
+      $0.quicConnectionsRejected += refused
+      $0.quicDatagramsDropped += dropped
+      $0.quicProtocolErrors += malformed
+    }
+  }
+
+  /// RFC 9250 §4.2.1: a DoQ query's Message ID is 0; §5.5.2: it carries no EDNS TCP keepalive option.
+  static func breaksDoQ(_ raw: [UInt8]) -> Bool {
+    guard raw.count >= 2 else { return false }  // left to the processor (FORMERR or drop)
+    if raw[0] != 0 || raw[1] != 0 { return true }
+    guard let message = try? Message.parse(raw) else { return false }
+    return message.edns?.options.contains { $0.code == EDNSOption.keepaliveCode } ?? false
+  }
+}
