@@ -66,6 +66,8 @@ struct doqs_server {
   uint64_t handshake_timeout, idle_timeout;
   /// Open connections at most; a new client over it is dropped (0: no limit).
   uint64_t max_conns;
+  /// Longest message a stream may carry, its 2-octet length prefix included.
+  size_t max_message;
   uint64_t next_id;
   dq_conn *conns;
   dq_event_node *head, *tail, *popped;
@@ -231,7 +233,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, u
   ngtcp2_conn_extend_max_stream_offset(conn, sid, len);
   ngtcp2_conn_extend_max_offset(conn, len);
   if (!st || st->done) return 0;
-  if (st->inlen + len > DOQS_MAX_MESSAGE) {
+  if (st->inlen + len > c->server->max_message) {
     st->done = 1;
     c->server->stats.malformed++;
     (void)ngtcp2_conn_shutdown_stream(conn, sid, DOQ_PROTOCOL_ERROR);
@@ -294,7 +296,9 @@ static int anti_replay_add(void *ptr, time_t exp, const gnutls_datum_t *key, con
   (void)exp;
   (void)key;
   (void)data;
-  return 0;  // a lab server: every 0-RTT ClientHello is accepted (no replay database)
+  // Every 0-RTT ClientHello is accepted (no replay database): DNS queries are replayable
+  // transactions (RFC 9250 §4.5), and the resolver acts on opcode QUERY only.
+  return 0;
 }
 
 doqs_server *doqs_server_new(const char *cert_pem, const char *key_pem, const char *local_ip, uint16_t local_port,
@@ -305,6 +309,7 @@ doqs_server *doqs_server_new(const char *cert_pem, const char *key_pem, const ch
     return NULL;
   }
   s->handshake_timeout = handshake_timeout_ns;
+  s->max_message = DOQS_MAX_MESSAGE;
   s->idle_timeout = idle_timeout_ns;
   s->next_id = 1;
   if (doq_fill_addr(&s->local, &s->locallen, local_ip, local_port)) {
@@ -645,7 +650,10 @@ void doqs_server_close_all(doqs_server *s) {
 
 void doqs_server_stats(doqs_server *s, doqs_stats *out) { *out = s->stats; }
 
-void doqs_server_set_max_connections(doqs_server *s, uint64_t max) { s->max_conns = max; }
+void doqs_server_set_limits(doqs_server *s, uint64_t max_connections, size_t max_message) {
+  s->max_conns = max_connections;
+  s->max_message = (max_message && max_message <= 65535 ? max_message : 65535) + 2;
+}
 
 int doqs_server_remote(doqs_server *s, uint64_t conn, char *ip, size_t ipcap, uint16_t *port) {
   dq_conn *c = find_conn_by_id(s, conn);

@@ -76,8 +76,10 @@ typedef struct doqs_stats {
 
 void doqs_server_stats(doqs_server *s, doqs_stats *out);
 
-/// Open connections at most: an Initial from a new client beyond it is dropped (0, the default: no limit).
-void doqs_server_set_max_connections(doqs_server *s, uint64_t max);
+/// Open connections at most: an Initial from a new client beyond it is dropped (0, the default: no
+/// limit); and the longest DNS message a stream may carry (0, the default: 65535). A longer one gets
+/// its stream reset with DOQ_PROTOCOL_ERROR (`malformed`).
+void doqs_server_set_limits(doqs_server *s, uint64_t max_connections, size_t max_message);
 /// The client address of connection `conn` into ip/port; -1 when the connection is gone.
 int doqs_server_remote(doqs_server *s, uint64_t conn, char *ip, size_t ipcap, uint16_t *port);
 

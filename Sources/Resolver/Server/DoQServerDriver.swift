@@ -45,10 +45,12 @@ package final class DoQServerDriver: ChannelInboundHandler {
   package var afterSend: ((DoQServerDriver) -> Void)?
 
   /// An engine for the socket bound at ip:port with the PEM chain and key; at most `maxConnections`
-  /// open connections (0: no limit), a new client beyond them is dropped.
+  /// open connections (0: no limit), a new client beyond them is dropped; a message longer than
+  /// `maxMessage` octets (0: 65535) gets its stream reset.
   package init(
     certificatePEM: String, privateKeyPEM: String, ip: String, port: Int, handshakeTimeout: TimeAmount,
-    idleTimeout: TimeAmount, maxConnections: Int = 0, handle: @escaping (DoQServerEvent, DoQServerDriver) -> Void
+    idleTimeout: TimeAmount, maxConnections: Int = 0, maxMessage: Int = 0,
+    handle: @escaping (DoQServerEvent, DoQServerDriver) -> Void
   ) throws(DoQServerError) {
     var err = [CChar](repeating: 0, count: 256)
     guard
@@ -58,7 +60,7 @@ package final class DoQServerDriver: ChannelInboundHandler {
     else {
       throw DoQServerError(message: Self.text(err))
     }
-    doqs_server_set_max_connections(server, UInt64(max(0, maxConnections)))
+    doqs_server_set_limits(server, UInt64(max(0, maxConnections)), max(0, maxMessage))
     self.server = server
     self.handle = handle
   }

@@ -205,7 +205,7 @@ public final class Listener: Sendable {
     let maxConnections = configuration.maxTCPConnections
     let answerDeadline: TimeAmount? =
       configuration.answerDeadline > 0 ? .nanoseconds(Int64(configuration.answerDeadline * 1e9)) : nil
-    let channel = try await DatagramBootstrap(group: group).bind(to: address).get()
+    let channel = try await DatagramBootstrap(group: group).bindClosingOnFailure(to: address)
     do {
       guard let bound = channel.localAddress, let ip = bound.ipAddress, let port = bound.port else {
         throw ListenerError.noAddress
@@ -215,6 +215,7 @@ public final class Listener: Sendable {
         let driver = try DoQServerDriver(
           certificatePEM: tls.certificatePEM, privateKeyPEM: tls.privateKeyPEM, ip: ip, port: port,
           handshakeTimeout: idleTimeout, idleTimeout: idleTimeout, maxConnections: maxConnections,
+          maxMessage: ListenerConfiguration.maxDoQQuerySize,
           handle: service.handle)
         driver.afterSend = service.copyEngineCounters
         try channel.pipeline.syncOperations.addHandler(driver, name: DoQServerDriver.name)

@@ -51,6 +51,11 @@ public struct ListenerConfiguration: Sendable {
 }
 
 extension ListenerConfiguration {
+  /// The longest query a DoQ client may send, in octets: a longer one gets its stream reset. A DNS
+  /// query (one question, EDNS, padding) needs a few hundred; the bound keeps what a connection's
+  /// 100 open streams can make the listener buffer to 400 KiB.
+  public static let maxDoQQuerySize = 4096
+
   /// The first address that serves clients beyond this host (not loopback) when there is no
   /// encrypted listener: RFC 9539 §4.4 (OE-4) says such a resolver SHOULD offer one. Nil otherwise.
   public static func cleartextOnlyBeyondLoopback(_ configuration: ListenerConfiguration) -> SocketAddress? {
