@@ -166,8 +166,7 @@ public final class Listener: Sendable {
     let logger = self.logger
     let idleTimeout = configuration.tcpIdleTimeout
     let queryLimit = configuration.tcpQueriesPerConnection
-    let answerDeadline: TimeAmount? =
-      configuration.answerDeadline > 0 ? .nanoseconds(Int64(configuration.answerDeadline * 1e9)) : nil
+    let answerDeadline = configuration.answerWatch
     return try await ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 256)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -203,8 +202,7 @@ public final class Listener: Sendable {
     let counters = self.counters
     let idleTimeout = configuration.tcpIdleTimeout
     let maxConnections = configuration.maxTCPConnections
-    let answerDeadline: TimeAmount? =
-      configuration.answerDeadline > 0 ? .nanoseconds(Int64(configuration.answerDeadline * 1e9)) : nil
+    let answerDeadline = configuration.answerWatch
     let channel = try await DatagramBootstrap(group: group).bindClosingOnFailure(to: address)
     do {
       guard let bound = channel.localAddress, let ip = bound.ipAddress, let port = bound.port else {

@@ -51,6 +51,9 @@ public struct ListenerConfiguration: Sendable {
 }
 
 extension ListenerConfiguration {
+  /// `answerDeadline` for the stream handlers' `AnswerWatch` (nil: no watch).
+  var answerWatch: TimeAmount? { answerDeadline > 0 ? .nanoseconds(Int64(answerDeadline * 1e9)) : nil }
+
   /// The longest query a DoQ client may send, in octets: a longer one gets its stream reset. A DNS
   /// query (one question, EDNS, padding) needs a few hundred; the bound keeps what a connection's
   /// 100 open streams can make the listener buffer to 400 KiB.
