@@ -10,7 +10,8 @@ import Resolver
 struct Serve: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     abstract:
-      "Run the resolver and answer clients over UDP and TCP (and DoT with --listen-tls) until SIGINT or SIGTERM.")
+      "Run the resolver and answer clients over UDP and TCP (DoT with --listen-tls, DoQ with --listen-quic) until SIGINT or SIGTERM."
+  )
 
   @OptionGroup var listenerOptions: ListenerOptions
 
