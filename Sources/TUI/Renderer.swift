@@ -78,7 +78,9 @@ public struct Renderer: Sendable {
     var first = [
       Segment(" Sotto ", .title),
       Segment(" up \(Format.duration(s.uptime))", .header),
-      Segment("  queries \(s.clientQueries) (\(String(format: "%.1f", s.queryRate))/s)", .header),
+      Segment(
+        "  queries \(s.clientQueries) (\(String(format: "%.1f", s.queryRate))/s\(Self.encryptedClients(s).map { "; " + $0 } ?? ""))",
+        .header),
       Segment("  cache \(s.cache.entries) entries, hit \(Format.percent(s.cache.hitRate))", .header),
       Segment("  encrypted \(enc.enabled ? Format.percent(enc.encryptedShare) : "off")", .header),
     ]
@@ -94,6 +96,16 @@ public struct Renderer: Sendable {
       second.append(Segment("  CLEARTEXT TO KNOWN-GOOD: \(enc.cleartextWhileGood)", .bad))
     }
     return [line1, Line(second).fitted(width)]
+  }
+
+  /// With a DoT or DoQ listener: how many client queries came over each ("DoT 12, DoQ 34"; nil
+  /// without one).
+  static func encryptedClients(_ s: MonitorStats) -> String? {
+    let dot = s.listeners.contains { $0.hasPrefix("dot ") }
+    let doq = s.listeners.contains { $0.hasPrefix("doq ") }
+    guard dot || doq else { return nil }
+    let parts = (dot ? ["DoT \(s.listener.tlsQueries)"] : []) + (doq ? ["DoQ \(s.listener.quicQueries)"] : [])
+    return parts.joined(separator: ", ")
   }
 
   func tabs(_ state: DashboardState) -> Line {

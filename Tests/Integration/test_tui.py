@@ -257,6 +257,30 @@ def test_stale_answers_are_marked_in_the_query_list_and_the_lookup_pane(lab, sot
         lab.restart_stopped(insts)
 
 
+def test_the_header_counts_client_queries_over_dot_and_doq(lab, sotto, tmux_bin, tmp_path):
+    """With --listen-tls and --listen-quic the dashboard lists both listeners and counts, in its
+    header, the client queries that came over each (dig +tls, dnspython's DoQ client)."""
+    import dns.message
+    import dns.query
+
+    tls_port, quic_port = labmod.free_port("127.0.0.1"), labmod.free_port("127.0.0.1")
+    t = Tmux(f"sotto-tui-{os.getpid()}-encrypted-clients")
+    try:
+        dash = next(_start_dash(t, lab, tmp_path, "--listen-tls", f"127.0.0.1:{tls_port}",
+                                "--listen-quic", f"127.0.0.1:{quic_port}"))
+        dash.wait_for(f"doq 127.0.0.1:{quic_port}")
+        assert "queries 0 (0.0/s; DoT 0, DoQ 0)" in dash.screen()
+        assert dig_query("127.0.0.1", tls_port, "www.example.test.", "A", "+tls").status == "NOERROR"
+        for name in ("www.example.test.", "nope.example.test."):
+            query = dns.message.make_query(name, "A")
+            dns.query.quic(query, "127.0.0.1", port=quic_port, timeout=scaled(10), verify=False)
+        screen = dash.wait(lambda s: "; DoT 1, DoQ 2)" in s, "DoT 1, DoQ 2 in the header")
+        assert re.search(r"queries 3 \([0-9.]+/s; DoT 1, DoQ 2\)", screen), screen
+        assert f"dot 127.0.0.1:{tls_port}" in screen, screen
+    finally:
+        t.kill()
+
+
 def test_lookup_shows_answer_and_transports(dash):
     dash.keys("l")
     dash.wait_for("lookup NAME [TYPE]")

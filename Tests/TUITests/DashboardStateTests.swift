@@ -95,6 +95,19 @@ final class DashboardStateTests: XCTestCase {
     XCTAssertTrue(lines.allSatisfy { Format.width($0.text) <= 100 })
   }
 
+  func testTheHeaderCountsClientQueriesOverEachEncryptedListener() {
+    var snap = snapshot()
+    let render = { Renderer(width: 100, height: 30).header(snap, DashboardState())[0].text }
+    snap.stats.listeners = ["127.0.0.1:5300"]
+    XCTAssertTrue(render().contains("queries 0 (0.0/s)"), render())
+    snap.stats.listeners = ["127.0.0.1:5300", "dot 127.0.0.1:853", "doq 127.0.0.1:853"]
+    snap.stats.listener.tlsQueries = 12
+    snap.stats.listener.quicQueries = 34
+    XCTAssertTrue(render().contains("queries 0 (0.0/s; DoT 12, DoQ 34)"), render())
+    snap.stats.listeners = ["127.0.0.1:5300", "doq 127.0.0.1:853"]
+    XCTAssertTrue(render().contains("(0.0/s; DoQ 34)  cache"), render())
+  }
+
   func testServerDetailShowsTheServersKeepalive() {
     var t = TransportSnapshot(
       phase: "established", dampedUntil: nil, probes: ProbeCounters(), failures: [:], lastFailure: nil,
