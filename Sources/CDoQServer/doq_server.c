@@ -230,7 +230,8 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, u
   (void)offset;
   dq_conn *c = ud;
   dq_stream *st = sud;
-  ngtcp2_conn_extend_max_stream_offset(conn, sid, len);
+  // The stream's window is never extended: its initial size (one octet over the longest message)
+  // bounds what a client can make us buffer per stream, out-of-order data included.
   ngtcp2_conn_extend_max_offset(conn, len);
   if (!st || st->done) return 0;
   if (st->inlen + len > c->server->max_message) {
@@ -440,7 +441,7 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
 
   ngtcp2_transport_params params;
   ngtcp2_transport_params_default(&params);
-  params.initial_max_stream_data_bidi_remote = 128 * 1024;
+  params.initial_max_stream_data_bidi_remote = s->max_message + 1;
   params.initial_max_data = 1024 * 1024;
   params.initial_max_streams_bidi = 100;
   params.initial_max_streams_uni = 0;
@@ -643,9 +644,23 @@ int doqs_server_close(doqs_server *s, uint64_t conn, uint64_t code) {
   return 0;
 }
 
+int doqs_server_abort(doqs_server *s, uint64_t conn, uint64_t code) {
+  dq_conn *c = find_conn_by_id(s, conn);
+  if (!c) return -1;
+  ngtcp2_connection_close_error ccerr;
+  ngtcp2_connection_close_error_set_application_error(&ccerr, code, NULL, 0);
+  ngtcp2_pkt_info pi;
+  ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->conn, &c->ps.path, &pi, c->closebuf, sizeof c->closebuf,
+                                                      &ccerr, doq_now_ns());
+  c->closelen = n > 0 ? (size_t)n : 0;
+  c->dead = 1;
+  c->close_code = code;
+  return 0;
+}
+
 void doqs_server_close_all(doqs_server *s) {
   for (dq_conn *c = s->conns; c; c = c->next)
-    if (!c->dead) (void)doqs_server_close(s, c->id, 0);
+    if (!c->dead) (void)doqs_server_abort(s, c->id, 0);
 }
 
 void doqs_server_stats(doqs_server *s, doqs_stats *out) { *out = s->stats; }

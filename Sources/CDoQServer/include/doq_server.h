@@ -60,12 +60,16 @@ int doqs_server_answer(doqs_server *s, uint64_t conn, int64_t sid, const uint8_t
 int doqs_server_reset(doqs_server *s, uint64_t conn, int64_t sid, uint64_t code);
 /// Closes connection `conn` with application error `code` (CONNECTION_CLOSE is sent by the next write).
 int doqs_server_close(doqs_server *s, uint64_t conn, uint64_t code);
-/// Closes every connection (CONNECTION_CLOSE, DOQ_NO_ERROR).
+/// Closes connection `conn` at once with application error `code` (the CONNECTION_CLOSE goes out
+/// with the next write; answers not yet sent are dropped). -1 when the connection is gone.
+int doqs_server_abort(doqs_server *s, uint64_t conn, uint64_t code);
+/// Closes every connection at once (`doqs_server_abort`, DOQ_NO_ERROR): a server shutting down.
 void doqs_server_close_all(doqs_server *s);
 
 typedef struct doqs_stats {
   uint64_t accepted, handshakes, queries, resets, dropped, open;
-  /// New clients dropped because `doqs_server_set_max_connections` were open (also in `dropped`).
+  /// Datagrams of new clients dropped because `doqs_server_set_limits`' connections were open (also
+  /// in `dropped`; a client's retransmitted Initial counts again).
   uint64_t refused;
   /// Streams reset with DOQ_PROTOCOL_ERROR because their message was malformed (no or a wrong
   /// length prefix, too long).

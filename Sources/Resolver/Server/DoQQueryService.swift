@@ -6,13 +6,24 @@ import NIOCore
 /// channel's event loop, fed by its `DoQServerDriver`.
 /// - A query with a Message ID other than 0, or with an EDNS TCP keepalive option, closes its
 ///   connection with DOQ_PROTOCOL_ERROR (RFC 9250 §4.2.1, §5.5.2), counted in `quicProtocolErrors`.
-/// - A client over the per-address rate limit gets its stream reset (DOQ_EXCESSIVE_LOAD); a message
-///   the listener would drop unanswered (a response, say) gets DOQ_PROTOCOL_ERROR.
-/// - The overdue-answer watch covers DoQ as it covers TCP (`AnswerWatch`).
+/// - A client over the per-address rate limit, or with `maxUnanswered` queries unanswered on its
+///   connection already, gets its stream reset (DOQ_EXCESSIVE_LOAD; the latter counted in
+///   `quicExcessiveLoad`); a message the listener would drop unanswered (a response, say) gets
+///   DOQ_PROTOCOL_ERROR.
+/// - The overdue-answer watch covers DoQ as it covers TCP (`AnswerWatch`); a connection that
+///   closes takes its queries' timers with it.
 final class DoQQueryService {
+  /// Queries one connection may have unanswered at once: a client that resets its streams after
+  /// sending gets new ones, so the stream limit alone does not bound its resolutions.
+  static let maxUnanswered = 100
+
   private let processor: QueryProcessor
   private let counters: ListenerCounters
   private var watch: AnswerWatch
+  /// The watch tokens of every connection's unanswered queries.
+  private var unanswered: [UInt64: Set<UInt64>] = [:]
+  /// Queries answered SERVFAIL as overdue whose resolution has not ended yet.
+  private var answeredOverdue: Set<UInt64> = []
   /// The engine's counters when last copied into `counters`.
   private var copied = doqs_stats()
 
@@ -28,8 +39,9 @@ final class DoQQueryService {
       query(message, connection: connection, stream: stream, driver: driver)
     case .handshakeCompleted:
       counters.update { $0.quicHandshakes += 1 }
-    case .connectionClosed:
-      break  // answers still running find their stream gone and are dropped
+    case .connectionClosed(let connection, _):
+      // Answers still running find their connection gone and are dropped; their timers go now.
+      for token in unanswered.removeValue(forKey: connection) ?? [] { _ = watch.finish(token) }
     }
   }
 
@@ -43,13 +55,18 @@ final class DoQQueryService {
       processor.logger.debug(
         "DoQ query with a Message ID other than 0 or a TCP keepalive option: connection closed",
         metadata: ["client": "\(client.map { "\($0)" } ?? "?")"])
-      return driver.close(connection: connection, code: DoQErrorCode.protocolError)
+      return driver.abort(connection: connection, code: DoQErrorCode.protocolError)
+    }
+    guard unanswered[connection, default: []].count < Self.maxUnanswered else {
+      counters.update { $0.quicExcessiveLoad += 1 }
+      return driver.reset(connection: connection, stream: stream, code: DoQErrorCode.excessiveLoad)
     }
     guard let loop = driver.eventLoop else { return }
     let bound = NIOLoopBound((service: self, driver: driver), eventLoop: loop)
     let token = watch.begin(on: loop) { token, began in
       bound.value.service.overdue(token, raw, began: began, connection: connection, stream: stream, bound.value.driver)
     }
+    unanswered[connection, default: []].insert(token)
     let promise = loop.makePromise(of: [UInt8]?.self)
     let processor = self.processor
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
@@ -58,9 +75,11 @@ final class DoQQueryService {
     }
     promise.futureResult.whenSuccess { response in  // on the channel's event loop
       let (service, driver) = bound.value
-      guard service.watch.finish(token) else {
+      if service.answeredOverdue.remove(token) != nil {
         return service.processor.noteLateEnd(from: client.map { "\($0)" } ?? "?")
       }
+      // Not there: the connection closed meanwhile.
+      guard service.unanswered[connection]?.remove(token) != nil, service.watch.finish(token) else { return }
       service.answer(response, connection: connection, stream: stream, driver)
     }
   }
@@ -74,6 +93,8 @@ final class DoQQueryService {
         to: raw, from: client, waitedMs: AnswerWatch.waitedMs(since: began), via: .quic)
     else { return }
     watch.expire(token)
+    unanswered[connection]?.remove(token)
+    answeredOverdue.insert(token)
     answer(servfail, connection: connection, stream: stream, driver)
   }
 

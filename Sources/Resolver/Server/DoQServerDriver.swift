@@ -112,7 +112,12 @@ package final class DoQServerDriver: ChannelInboundHandler {
     _ = doqs_server_close(server, connection, code)
   }
 
-  /// Closes every connection (CONNECTION_CLOSE, DOQ_NO_ERROR) and sends the closes.
+  /// Closes `connection` at once with `code` (its CONNECTION_CLOSE goes out with the next `send()`).
+  package func abort(connection: UInt64, code: UInt64) {
+    _ = doqs_server_abort(server, connection, code)
+  }
+
+  /// Closes every connection at once (CONNECTION_CLOSE, DOQ_NO_ERROR) and sends the closes.
   package func closeAll() {
     doqs_server_close_all(server)
     send()

@@ -212,7 +212,7 @@ public final class Listener: Sendable {
         let service = DoQQueryService(processor: processor, counters: counters, answerDeadline: answerDeadline)
         let driver = try DoQServerDriver(
           certificatePEM: tls.certificatePEM, privateKeyPEM: tls.privateKeyPEM, ip: ip, port: port,
-          handshakeTimeout: idleTimeout, idleTimeout: idleTimeout, maxConnections: maxConnections,
+          handshakeTimeout: min(idleTimeout, .seconds(5)), idleTimeout: idleTimeout, maxConnections: maxConnections,
           maxMessage: ListenerConfiguration.maxDoQQuerySize,
           handle: service.handle)
         driver.afterSend = service.copyEngineCounters

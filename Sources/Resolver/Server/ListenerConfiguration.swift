@@ -25,7 +25,7 @@ public struct ListenerConfiguration: Sendable {
   public var tlsAddresses: [SocketAddress]
   /// Addresses to serve DNS-over-QUIC on (RFC 9250, UDP; RFC 9539 §4.4, OE-4). Needs `tls`.
   /// Each has its own cap of `maxTCPConnections` connections; `tcpIdleTimeout` is their idle
-  /// timeout and handshake timeout.
+  /// timeout, and their handshake timeout up to 5 s.
   public var quicAddresses: [SocketAddress]
   /// The certificate and key the DoT and DoQ listeners present.
   public var tls: TLSServerContext?
@@ -55,8 +55,9 @@ extension ListenerConfiguration {
   var answerWatch: TimeAmount? { answerDeadline > 0 ? .nanoseconds(Int64(answerDeadline * 1e9)) : nil }
 
   /// The longest query a DoQ client may send, in octets: a longer one gets its stream reset. A DNS
-  /// query (one question, EDNS, padding) needs a few hundred; the bound keeps what a connection's
-  /// 100 open streams can make the listener buffer to 400 KiB.
+  /// query (one question, EDNS, padding) needs a few hundred. A stream's flow-control window is
+  /// one octet more and never grows, so a connection's 100 open streams can make the listener
+  /// buffer about 400 KiB, out-of-order data included.
   public static let maxDoQQuerySize = 4096
 
   /// The first address that serves clients beyond this host (not loopback) when there is no

@@ -50,9 +50,12 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   public var quicHandshakes = 0
   /// Of `queries`, those that came over DoQ (not in `tcpQueries`).
   public var quicQueries = 0
-  /// New DoQ clients whose first packet was dropped because `maxTCPConnections` DoQ connections
-  /// were open.
+  /// Datagrams of new DoQ clients dropped because `maxTCPConnections` DoQ connections were open (a
+  /// client's retransmitted Initial counts again).
   public var quicConnectionsRejected = 0
+  /// DoQ queries refused (stream reset, DOQ_EXCESSIVE_LOAD) because their connection already had
+  /// `DoQQueryService.maxUnanswered` queries unanswered.
+  public var quicExcessiveLoad = 0
   /// Datagrams the DoQ listener dropped: not QUIC, for no known connection, or failing decryption.
   public var quicDatagramsDropped = 0
   /// DoQ connections closed with DOQ_PROTOCOL_ERROR (RFC 9250 §4.2.1: a query with a Message ID
@@ -64,7 +67,8 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     case queries, tcpQueries, refused, notAllowed, formErrors, dropped, tcpConnectionsRejected, tcpIdleClosed
     case tcpQueryLimitClosed, rateLimited, resolutionsShed, resolutionsInFlight, anyQueries, sendFailures
     case resolutionsOverdue, tlsHandshakes, tlsHandshakeFailures, tlsErrors, tlsQueries
-    case quicHandshakes, quicQueries, quicConnectionsRejected, quicDatagramsDropped, quicProtocolErrors
+    case quicHandshakes, quicQueries, quicConnectionsRejected, quicExcessiveLoad, quicDatagramsDropped
+    case quicProtocolErrors
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -92,6 +96,7 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     quicHandshakes = try c.counter(.quicHandshakes)
     quicQueries = try c.counter(.quicQueries)
     quicConnectionsRejected = try c.counter(.quicConnectionsRejected)
+    quicExcessiveLoad = try c.counter(.quicExcessiveLoad)
     quicDatagramsDropped = try c.counter(.quicDatagramsDropped)
     quicProtocolErrors = try c.counter(.quicProtocolErrors)
   }
