@@ -22,6 +22,18 @@
 #define DOQS_SCID_LEN 16
 #define DOQS_MAX_MESSAGE (65535 + 2)
 #define DOQ_PROTOCOL_ERROR 0x2
+/// Retry packets waiting to be written; more new clients in one read burst are dropped.
+#define DOQS_RETRY_QUEUE 64
+/// How long a Retry token is accepted after it was made.
+#define DOQS_RETRY_TOKEN_TIMEOUT (10 * NGTCP2_SECONDS)
+
+/// A Retry packet to write (server-level: it belongs to no connection).
+typedef struct dq_retry {
+  uint8_t buf[256];
+  size_t len;
+  char ip[INET6_ADDRSTRLEN];
+  uint16_t port;
+} dq_retry;
 
 typedef struct dq_stream {
   int64_t id;
@@ -72,6 +84,10 @@ struct doqs_server {
   dq_conn *conns;
   dq_event_node *head, *tail, *popped;
   doqs_stats stats;
+  /// Key material of Retry tokens, random per server.
+  uint8_t retry_secret[32];
+  dq_retry retries[DOQS_RETRY_QUEUE];
+  size_t nretries;
 };
 
 // MARK: events
@@ -311,6 +327,11 @@ doqs_server *doqs_server_new(const char *cert_pem, const char *key_pem, const ch
   }
   s->handshake_timeout = handshake_timeout_ns;
   s->max_message = DOQS_MAX_MESSAGE;
+  if (gnutls_rnd(GNUTLS_RND_KEY, s->retry_secret, sizeof s->retry_secret) < 0) {
+    doq_set_err(err, errlen, "gnutls_rnd", "no random key for Retry tokens");
+    free(s);
+    return NULL;
+  }
   s->idle_timeout = idle_timeout_ns;
   s->next_id = 1;
   if (doq_fill_addr(&s->local, &s->locallen, local_ip, local_port)) {
@@ -373,7 +394,9 @@ void doqs_server_free(doqs_server *s) {
 }
 
 /// A new connection for a client Initial `hd`; NULL when it cannot be set up.
-static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char *ip, uint16_t port) {
+/// `odcid`: the client's first Destination Connection ID, from a valid Retry token (NULL: no Retry).
+static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char *ip, uint16_t port,
+                            const ngtcp2_cid *odcid) {
   dq_conn *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->server = s;
@@ -438,6 +461,7 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
   // With ngtcp2's default (2) a lone query's ACK waits for the delayed-ACK timer (smoothed RTT / 8),
   // which fires after the answer went, and a 41-byte ACK follows every answer by itself.
   settings.ack_thresh = 1;
+  if (odcid) settings.token = hd->token;  // the client's address is validated (RFC 9000 §8.1.2)
 
   ngtcp2_transport_params params;
   ngtcp2_transport_params_default(&params);
@@ -446,7 +470,11 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
   params.initial_max_streams_bidi = 100;
   params.initial_max_streams_uni = 0;
   params.max_idle_timeout = s->idle_timeout;
-  params.original_dcid = hd->dcid;
+  params.original_dcid = odcid ? *odcid : hd->dcid;
+  if (odcid) {
+    params.retry_scid = hd->dcid;
+    params.retry_scid_present = 1;
+  }
 
   ngtcp2_cid scid;
   scid.datalen = DOQS_SCID_LEN;
@@ -465,6 +493,37 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
   return c;
 }
 
+/// Queues a Retry for the client Initial `hd` (no connection state is kept); 0, or -1 when dropped.
+static int queue_retry(doqs_server *s, const ngtcp2_pkt_hd *hd, const struct sockaddr_storage *remote,
+                       socklen_t remotelen, const char *ip, uint16_t port) {
+  if (hd->type != NGTCP2_PKT_INITIAL || s->nretries >= DOQS_RETRY_QUEUE) {
+    s->stats.dropped++;
+    return -1;
+  }
+  ngtcp2_cid scid;
+  scid.datalen = DOQS_SCID_LEN;
+  uint8_t token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN];
+  dq_retry *r = &s->retries[s->nretries];
+  ngtcp2_ssize tokenlen = -1, n = -1;
+  if (gnutls_rnd(GNUTLS_RND_NONCE, scid.data, scid.datalen) == 0)
+    tokenlen = ngtcp2_crypto_generate_retry_token(token, s->retry_secret, sizeof s->retry_secret, hd->version,
+                                                  (const ngtcp2_sockaddr *)remote, remotelen, &scid, &hd->dcid,
+                                                  doq_now_ns());
+  if (tokenlen > 0)
+    n = ngtcp2_crypto_write_retry(r->buf, sizeof r->buf, hd->version, &hd->scid, &scid, &hd->dcid, token,
+                                  (size_t)tokenlen);
+  if (n <= 0) {
+    s->stats.dropped++;
+    return -1;
+  }
+  r->len = (size_t)n;
+  snprintf(r->ip, sizeof r->ip, "%s", ip);
+  r->port = port;
+  s->nretries++;
+  s->stats.retries++;
+  return 0;
+}
+
 int doqs_server_read(doqs_server *s, const char *remote_ip, uint16_t remote_port, const uint8_t *pkt, size_t len) {
   reap(s);
   ngtcp2_version_cid vc;
@@ -476,16 +535,33 @@ int doqs_server_read(doqs_server *s, const char *remote_ip, uint16_t remote_port
   dq_conn *c = find_conn_by_dcid(s, vc.dcid, vc.dcidlen);
   if (!c) {
     ngtcp2_pkt_hd hd;
-    if (ngtcp2_accept(&hd, pkt, len) != 0) {
+    struct sockaddr_storage remote;
+    socklen_t remotelen = 0;
+    if (ngtcp2_accept(&hd, pkt, len) != 0 || doq_fill_addr(&remote, &remotelen, remote_ip, remote_port)) {
       s->stats.dropped++;
       return -1;
+    }
+    ngtcp2_cid odcid;
+    int validated = 0;
+    if (hd.type == NGTCP2_PKT_INITIAL && hd.token.len && hd.token.base[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY) {
+      if (ngtcp2_crypto_verify_retry_token(&odcid, hd.token.base, hd.token.len, s->retry_secret,
+                                           sizeof s->retry_secret, hd.version, (const ngtcp2_sockaddr *)&remote,
+                                           remotelen, &hd.dcid, DOQS_RETRY_TOKEN_TIMEOUT, doq_now_ns()) != 0) {
+        s->stats.dropped++;  // forged, stale or from another address
+        return -1;
+      }
+      validated = 1;
+    } else if (s->max_conns && s->stats.open * 2 >= s->max_conns) {
+      // Half the connection table in use: a new client proves its address first (Retry, RFC 9000
+      // §8.1.2), so spoofed Initials cannot hold slots until the handshake timeout.
+      return queue_retry(s, &hd, &remote, remotelen, remote_ip, remote_port);
     }
     if (s->max_conns && s->stats.open >= s->max_conns) {
       s->stats.refused++;
       s->stats.dropped++;
       return -1;
     }
-    if (!(c = accept_conn(s, &hd, remote_ip, remote_port))) {
+    if (!(c = accept_conn(s, &hd, remote_ip, remote_port, validated ? &odcid : NULL))) {
       s->stats.dropped++;
       return -1;
     }
@@ -544,6 +620,14 @@ static ngtcp2_ssize conn_write(dq_conn *c, uint8_t *buf, size_t cap) {
 }
 
 static ssize_t server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, size_t ipcap, uint16_t *port) {
+  if (s->nretries) {
+    dq_retry *r = &s->retries[--s->nretries];
+    size_t n = r->len < cap ? r->len : cap;
+    memcpy(buf, r->buf, n);
+    snprintf(ip, ipcap, "%s", r->ip);
+    *port = r->port;
+    return (ssize_t)n;
+  }
   for (dq_conn *c = s->conns; c; c = c->next) {
     if (c->closelen) {
       size_t n = c->closelen < cap ? c->closelen : cap;

@@ -74,6 +74,8 @@ typedef struct doqs_stats {
   /// Streams reset with DOQ_PROTOCOL_ERROR because their message was malformed (no or a wrong
   /// length prefix, too long).
   uint64_t malformed;
+  /// Retry packets sent to new clients (half the connection table in use: address validation).
+  uint64_t retries;
   /// Datagrams handed out by doqs_server_write.
   uint64_t sent;
 } doqs_stats;
@@ -81,7 +83,8 @@ typedef struct doqs_stats {
 void doqs_server_stats(doqs_server *s, doqs_stats *out);
 
 /// Open connections at most: an Initial from a new client beyond it is dropped (0, the default: no
-/// limit); and the longest DNS message a stream may carry (0, the default: 65535). A longer one gets
+/// limit), and from half of it on a new client is sent a Retry and let in only with a valid token
+/// (RFC 9000 §8.1.2: a spoofed address cannot hold a slot); and the longest DNS message a stream may carry (0, the default: 65535). A longer one gets
 /// its stream reset with DOQ_PROTOCOL_ERROR (`malformed`).
 void doqs_server_set_limits(doqs_server *s, uint64_t max_connections, size_t max_message);
 /// The client address of connection `conn` into ip/port; -1 when the connection is gone.

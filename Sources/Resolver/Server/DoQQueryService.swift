@@ -114,9 +114,11 @@ final class DoQQueryService {
     let refused = Int(now.refused &- copied.refused)
     let dropped = Int(now.dropped &- copied.dropped) - refused
     let malformed = Int(now.malformed &- copied.malformed)
+    let retries = Int(now.retries &- copied.retries)
     copied = now
-    guard refused != 0 || dropped != 0 || malformed != 0 else { return }
+    guard refused != 0 || dropped != 0 || malformed != 0 || retries != 0 else { return }
     counters.update {
+      $0.quicRetries += retries
       $0.quicConnectionsRejected += refused
       $0.quicDatagramsDropped += dropped
       $0.quicProtocolErrors += malformed

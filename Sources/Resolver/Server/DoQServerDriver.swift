@@ -143,7 +143,7 @@ package final class DoQServerDriver: ChannelInboundHandler {
       guard n > 0 else { break }
       guard let to = try? SocketAddress(ipAddress: Self.text(ip), port: Int(port)) else { continue }
       let out = AddressedEnvelope(remoteAddress: to, data: channel.allocator.buffer(bytes: buffer[0..<n]))
-      channel.write(Self.wrapOutboundOut(out), promise: nil)
+      channel.write(out, promise: nil)
       wrote = true
     }
     if wrote { channel.flush() }

@@ -53,6 +53,9 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   /// Datagrams of new DoQ clients dropped because `maxTCPConnections` DoQ connections were open (a
   /// client's retransmitted Initial counts again).
   public var quicConnectionsRejected = 0
+  /// Retry packets the DoQ listener sent: from half of `maxTCPConnections` connections on, a new
+  /// client proves its address before it gets a slot (RFC 9000 §8.1.2).
+  public var quicRetries = 0
   /// DoQ queries refused (stream reset, DOQ_EXCESSIVE_LOAD) because their connection already had
   /// `DoQQueryService.maxUnanswered` queries unanswered.
   public var quicExcessiveLoad = 0
@@ -67,7 +70,7 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     case queries, tcpQueries, refused, notAllowed, formErrors, dropped, tcpConnectionsRejected, tcpIdleClosed
     case tcpQueryLimitClosed, rateLimited, resolutionsShed, resolutionsInFlight, anyQueries, sendFailures
     case resolutionsOverdue, tlsHandshakes, tlsHandshakeFailures, tlsErrors, tlsQueries
-    case quicHandshakes, quicQueries, quicConnectionsRejected, quicExcessiveLoad, quicDatagramsDropped
+    case quicHandshakes, quicQueries, quicConnectionsRejected, quicRetries, quicExcessiveLoad, quicDatagramsDropped
     case quicProtocolErrors
   }
 
@@ -96,6 +99,7 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     quicHandshakes = try c.counter(.quicHandshakes)
     quicQueries = try c.counter(.quicQueries)
     quicConnectionsRejected = try c.counter(.quicConnectionsRejected)
+    quicRetries = try c.counter(.quicRetries)
     quicExcessiveLoad = try c.counter(.quicExcessiveLoad)
     quicDatagramsDropped = try c.counter(.quicDatagramsDropped)
     quicProtocolErrors = try c.counter(.quicProtocolErrors)
