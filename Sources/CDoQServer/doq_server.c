@@ -187,12 +187,17 @@ static dq_conn *find_conn_by_dcid(doqs_server *s, const uint8_t *dcid, size_t le
   for (dq_conn *c = s->conns; c; c = c->next) {
     if (c->dead) continue;
     if (cid_matches(&c->odcid, dcid, len)) return c;
-    ngtcp2_cid scids[8];
+    // ngtcp2_conn_get_scid writes all of them, retired ones still kept included: the buffer must
+    // hold ngtcp2_conn_get_num_scid() entries (a client that retires IDs can make it more than 8).
+    ngtcp2_cid local[8];
     size_t n = ngtcp2_conn_get_num_scid(c->conn);
-    if (n > 8) n = 8;
+    ngtcp2_cid *scids = n <= 8 ? local : malloc(n * sizeof *scids);
+    if (!scids) continue;
     n = ngtcp2_conn_get_scid(c->conn, scids);
-    for (size_t i = 0; i < n && i < 8; i++)
-      if (cid_matches(&scids[i], dcid, len)) return c;
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++) found = cid_matches(&scids[i], dcid, len);
+    if (scids != local) free(scids);
+    if (found) return c;
   }
   return NULL;
 }
@@ -496,7 +501,7 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
 /// Queues a Retry for the client Initial `hd` (no connection state is kept); 0, or -1 when dropped.
 static int queue_retry(doqs_server *s, const ngtcp2_pkt_hd *hd, const struct sockaddr_storage *remote,
                        socklen_t remotelen, const char *ip, uint16_t port) {
-  if (hd->type != NGTCP2_PKT_INITIAL || s->nretries >= DOQS_RETRY_QUEUE) {
+  if (s->nretries >= DOQS_RETRY_QUEUE) {
     s->stats.dropped++;
     return -1;
   }
@@ -551,15 +556,16 @@ int doqs_server_read(doqs_server *s, const char *remote_ip, uint16_t remote_port
         return -1;
       }
       validated = 1;
-    } else if (s->max_conns && s->stats.open * 2 >= s->max_conns) {
+    }
+    if (s->max_conns && s->stats.open >= s->max_conns) {
+      s->stats.refused++;  // no Retry first: the client would come back to a full table
+      s->stats.dropped++;
+      return -1;
+    }
+    if (!validated && s->max_conns && s->stats.open * 2 >= s->max_conns) {
       // Half the connection table in use: a new client proves its address first (Retry, RFC 9000
       // §8.1.2), so spoofed Initials cannot hold slots until the handshake timeout.
       return queue_retry(s, &hd, &remote, remotelen, remote_ip, remote_port);
-    }
-    if (s->max_conns && s->stats.open >= s->max_conns) {
-      s->stats.refused++;
-      s->stats.dropped++;
-      return -1;
     }
     if (!(c = accept_conn(s, &hd, remote_ip, remote_port, validated ? &odcid : NULL))) {
       s->stats.dropped++;

@@ -161,8 +161,8 @@ def test_queries_that_break_doq_close_the_connection_and_are_counted(lab, sotto,
 
 def test_junk_datagrams_and_a_full_connection_table_do_not_stop_the_service(lab, sotto, tmp_path):
     """Datagrams that are not QUIC are dropped and counted; with --max-tcp-connections 1 a second
-    DoQ client is sent a Retry (the table is half full), then not let in while the first holds its
-    connection (counted), and is once the first has gone."""
+    DoQ client is not let in while the first holds its connection (counted, and no Retry first:
+    it would come back to a full table), and is once the first has gone."""
     srv, quic_port, sock = serve_quic(sotto, tmp_path, "--max-tcp-connections", "1")
     with srv:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
@@ -176,7 +176,7 @@ def test_junk_datagrams_and_a_full_connection_table_do_not_stop_the_service(lab,
                 dns.query.quic(dns.message.make_query("www.example.test.", "A"), "127.0.0.1", port=quic_port,
                                timeout=2, verify=False)
             stats = listener_stats(sotto, sock)
-            assert stats["quicConnectionsRejected"] >= 1 and stats["quicRetries"] >= 1, stats
+            assert stats["quicConnectionsRejected"] >= 1 and stats["quicRetries"] == 0, stats
         # The first client closed its connection (CONNECTION_CLOSE): a new one gets in.
         wait_until("a new client served", lambda: doq(quic_port, "www.example.test.").rcode() == dns.rcode.NOERROR,
                    timeout=10, every=0.5)
@@ -202,12 +202,11 @@ def test_handshakes_that_never_finish_cannot_fill_the_connection_table(lab, sott
     and a slot only with the token, so Initials from clients that never answer (spoofed sources)
     hold no slot; a real client (aioquic follows the Retry) still gets in. With
     --max-tcp-connections 4, one real and one silent connection take half the table."""
-    srv, quic_port, sock = serve_quic(sotto, tmp_path, "--max-tcp-connections", "4")
+    srv, quic_port, sock = serve_quic(sotto, tmp_path, "--max-tcp-connections", "4", "--tcp-idle-timeout", "30")
     with srv, dns.quic.SyncQuicManager(verify_mode=False) as first:
         held = first.connect("127.0.0.1", quic_port)
         assert doq(quic_port, "www.example.test.", connection=held).rcode() == dns.rcode.NOERROR
-        silent_initial(quic_port)  # a slot: the table is half full now
-        assert listener_stats(sotto, sock)["quicRetries"] == 0
+        silent_initial(quic_port)  # a slot (datagrams are read in order): the table is half full now
         for _ in range(12):
             silent_initial(quic_port)
         wait_until("Retries for the silent clients", lambda: listener_stats(sotto, sock)["quicRetries"] >= 12,
@@ -215,7 +214,8 @@ def test_handshakes_that_never_finish_cannot_fill_the_connection_table(lab, sott
         late = doq(quic_port, "www.example.test.")
         assert late.rcode() == dns.rcode.NOERROR, late
         stats = listener_stats(sotto, sock)
-    assert stats["quicConnectionsRejected"] == 0 and stats["quicRetries"] >= 13, stats
+    # Without Retry the silent clients would hold every slot and the real one would be refused.
+    assert stats["quicConnectionsRejected"] == 0 and stats["quicRetries"] >= 12, stats
 
 
 def test_clients_outside_the_allowed_networks_are_refused_over_doq(lab, sotto, tmp_path):

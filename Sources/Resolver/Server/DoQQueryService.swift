@@ -87,7 +87,8 @@ final class DoQQueryService {
   private func overdue(
     _ token: UInt64, _ raw: [UInt8], began: NIODeadline, connection: UInt64, stream: Int64, _ driver: DoQServerDriver
   ) {
-    let client = driver.remote(of: connection).map { "\($0)" } ?? "?"
+    // A connection gone (aborted: its close event comes with the next send) needs no answer.
+    guard let client = driver.remote(of: connection).map({ "\($0)" }) else { return }
     guard watch.isWaiting(token),
       let servfail = processor.overdueAnswer(
         to: raw, from: client, waitedMs: AnswerWatch.waitedMs(since: began), via: .quic)

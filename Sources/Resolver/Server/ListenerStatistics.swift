@@ -59,7 +59,8 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   /// DoQ queries refused (stream reset, DOQ_EXCESSIVE_LOAD) because their connection already had
   /// `DoQQueryService.maxUnanswered` queries unanswered.
   public var quicExcessiveLoad = 0
-  /// Datagrams the DoQ listener dropped: not QUIC, for no known connection, or failing decryption.
+  /// Datagrams the DoQ listener dropped: not QUIC, for no known connection, failing decryption,
+  /// with a forged or stale Retry token, or beyond the Retry queue.
   public var quicDatagramsDropped = 0
   /// DoQ connections closed with DOQ_PROTOCOL_ERROR (RFC 9250 §4.2.1: a query with a Message ID
   /// other than 0, or with an EDNS TCP keepalive option) and streams reset for a malformed message.
