@@ -202,6 +202,16 @@ static dq_conn *find_conn_by_dcid(doqs_server *s, const uint8_t *dcid, size_t le
   return NULL;
 }
 
+/// Writes the connection's CONNECTION_CLOSE with `ccerr` into its close buffer (sent by the next
+/// write) and marks it dead.
+static void queue_close(dq_conn *c, const ngtcp2_connection_close_error *ccerr) {
+  ngtcp2_pkt_info pi;
+  ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->conn, &c->ps.path, &pi, c->closebuf, sizeof c->closebuf,
+                                                      ccerr, doq_now_ns());
+  c->closelen = n > 0 ? (size_t)n : 0;
+  c->dead = 1;
+}
+
 /// Fatal error on a connection: queue a CONNECTION_CLOSE (unless the peer already closed) and drop it.
 static void fail_conn(dq_conn *c, int liberr) {
   if (c->dead) return;
@@ -214,10 +224,7 @@ static void fail_conn(dq_conn *c, int liberr) {
   }
   ngtcp2_connection_close_error ccerr;
   ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr, NULL, 0);
-  ngtcp2_pkt_info pi;
-  ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->conn, &c->ps.path, &pi, c->closebuf, sizeof c->closebuf,
-                                                      &ccerr, doq_now_ns());
-  c->closelen = n > 0 ? (size_t)n : 0;
+  queue_close(c, &ccerr);
 }
 
 // MARK: ngtcp2 callbacks
@@ -739,11 +746,7 @@ int doqs_server_abort(doqs_server *s, uint64_t conn, uint64_t code) {
   if (!c) return -1;
   ngtcp2_connection_close_error ccerr;
   ngtcp2_connection_close_error_set_application_error(&ccerr, code, NULL, 0);
-  ngtcp2_pkt_info pi;
-  ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->conn, &c->ps.path, &pi, c->closebuf, sizeof c->closebuf,
-                                                      &ccerr, doq_now_ns());
-  c->closelen = n > 0 ? (size_t)n : 0;
-  c->dead = 1;
+  queue_close(c, &ccerr);
   c->close_code = code;
   return 0;
 }
