@@ -22,7 +22,6 @@ package enum DoQErrorCode {
   package static let noError: UInt64 = 0x0
   package static let internalError: UInt64 = 0x1
   package static let protocolError: UInt64 = 0x2
-  package static let requestCancelled: UInt64 = 0x3
   package static let excessiveLoad: UInt64 = 0x4
 }
 

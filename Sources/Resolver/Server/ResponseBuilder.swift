@@ -120,16 +120,15 @@ public enum ResponseBuilder {
   /// too, with an EDNS(0) Padding option to a multiple of `responsePaddingBlock` octets (RFC 7830,
   /// RFC 8467 §4.1: only when the query was; OE-32, RFC 9250 §5.4).
   static func serialize(_ response: Message, for query: Message?, via transport: ClientTransport) -> [UInt8] {
-    let wire = serialize(response, for: query, overTCP: transport.isStream)
     guard transport.isEncrypted, var edns = response.edns,
       query?.edns?.options.contains(where: { $0.code == EDNSOption.paddingCode }) == true
-    else { return wire }
+    else { return serialize(response, for: query, overTCP: transport.isStream) }
     edns.options.removeAll { $0.code == EDNSOption.paddingCode }
     var padded = response
     padded.edns = edns
     let unpadded = padded.serialize().count + 4  // the option's header counts
     let fill = (responsePaddingBlock - unpadded % responsePaddingBlock) % responsePaddingBlock
-    guard unpadded + fill <= 65_535 else { return wire }
+    guard unpadded + fill <= 65_535 else { return serialize(response, for: query, overTCP: true) }
     padded.edns?.options.append(EDNSOption(code: EDNSOption.paddingCode, data: [UInt8](repeating: 0, count: fill)))
     return padded.serialize()
   }
