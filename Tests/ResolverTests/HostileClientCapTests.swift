@@ -67,24 +67,30 @@ import Testing
 
   /// Four threads (real ones: a task group runs no wider than the cores, two here) take and give
   /// back one slot as fast as they can: never more than one is held, every refusal is counted as
-  /// shed, and all come back.
+  /// shed, and all come back. The test holds the slot itself until a thread has been refused, so
+  /// the threads contend however the two cores schedule them (unheld, they could run one after
+  /// another on a busy machine and never meet).
   @Test func resolutionSlotsHoldTheirLimitUnderContention() {
     final class Tally: Sendable {
       let held = Atomic<Int>(0)
       let worst = Atomic<Int>(0)
       let refused = Atomic<Int>(0)
+      let taken = Atomic<Int>(0)
     }
     let counters = ListenerCounters()
     let tally = Tally()
     let done = DispatchGroup()
+    #expect(counters.beginResolution(limit: 1))  // held by the test until a thread is refused
     for _ in 0..<4 {
       done.enter()
       Thread.detachNewThread {
-        for _ in 0..<200_000 {
+        // Until 400,000 slots have been taken in all (a bound on attempts, should slots leak).
+        for _ in 0..<20_000_000 where tally.taken.load(ordering: .relaxed) < 400_000 {
           guard counters.beginResolution(limit: 1) else {
             tally.refused.add(1, ordering: .relaxed)
             continue
           }
+          tally.taken.add(1, ordering: .relaxed)
           let now = tally.held.add(1, ordering: .relaxed).newValue
           _ = tally.worst.max(now, ordering: .relaxed)
           tally.held.subtract(1, ordering: .relaxed)
@@ -93,8 +99,15 @@ import Testing
         done.leave()
       }
     }
+    // While the test holds the only slot, a thread must be refused well within 10 s, or the
+    // cap does not cap.
+    let deadline = Date().addingTimeInterval(10)
+    while tally.refused.load(ordering: .relaxed) == 0 && Date() < deadline { usleep(100) }
+    let refusedWhileHeld = tally.refused.load(ordering: .relaxed)
+    counters.endResolution()
     done.wait()
-    #expect(tally.refused.load(ordering: .relaxed) > 0)  // the threads did contend
+    #expect(refusedWhileHeld > 0, "a slot held by the test did not refuse the threads")
+    #expect(tally.taken.load(ordering: .relaxed) >= 400_000, "slots stopped coming back")
     #expect(tally.worst.load(ordering: .relaxed) == 1)
     #expect(counters.snapshot.resolutionsInFlight == 0)
     #expect(counters.snapshot.resolutionsShed == tally.refused.load(ordering: .relaxed))
