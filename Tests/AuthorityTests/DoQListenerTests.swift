@@ -24,28 +24,37 @@ private final class GatedResolver: QueryResolving, Sendable {
 @Suite(.serialized) struct DoQListenerTests {
   let group = MultiThreadedEventLoopGroup.singleton
 
-  /// A query whose resolution overruns the answer deadline gets SERVFAIL on its stream from the
-  /// listener's watch, counted once; the connection serves the next query with its own answer.
-  @Test func aDoQQueryWhoseResolutionOverrunsGetsServfailAndTheConnectionServesOn() async throws {
+  /// A DoQ listener on 127.0.0.1 with `configure`'s settings and a client connected to it.
+  private func listening(
+    to resolver: some QueryResolving, log: ClientLog = ClientLog(),
+    _ configure: (inout ListenerConfiguration) -> Void = { _ in }
+  ) async throws -> (Listener, DoQConnection) {
     let ca = try CertificateFactory()
     let identity = try ca.issue(name: "resolver.test", ip: "127.0.0.1")
-    let gated = GatedResolver()
-    defer { gated.open() }
-    let configuration = ListenerConfiguration(
-      addresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)], answerDeadline: 0.3,
+    var configuration = ListenerConfiguration(
+      addresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)],
       quicAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)],
       tls: try TLSServerContext(certificatePEM: identity.certificatePEM, privateKeyPEM: identity.privateKeyPEM))
+    configure(&configuration)
     let listener = Listener(
-      resolver: gated, configuration: configuration, group: group, logger: Logger(label: "DoQListenerTests"))
+      resolver: resolver, configuration: configuration, group: group, logger: Logger(label: "DoQListenerTests"))
     _ = try await listener.start()
     let port = try #require(listener.quicAddresses.first?.port)
     let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: port))
-    let log = ClientLog()
     let (connection, info, _) = try await DoQConnection.connect(
       to: endpoint, expectedName: try DNSName("resolver.test."),
       context: try DoQClientContext(extraCAFile: try writeCA(ca)), group: group, resumption: nil, earlyQuery: nil,
       handshakeTimeout: .seconds(5), idleTimeout: .seconds(30), onTicket: log.onTicket, onClose: log.onClose)
     #expect(info.alpn == "doq" && info.certificate.isValid)
+    return (listener, connection)
+  }
+
+  /// A query whose resolution overruns the answer deadline gets SERVFAIL on its stream from the
+  /// listener's watch, counted once; the connection serves the next query with its own answer.
+  @Test func aDoQQueryWhoseResolutionOverrunsGetsServfailAndTheConnectionServesOn() async throws {
+    let gated = GatedResolver()
+    defer { gated.open() }
+    let (listener, connection) = try await listening(to: gated) { $0.answerDeadline = 0.3 }
     let overdue = try await connection.query(try testQuery("stuck.example."), timeout: .seconds(10))
     #expect(overdue.rcode == .servFail)
     #expect(listener.statistics.resolutionsOverdue == 1 && listener.statistics.resolutionsInFlight == 1)
@@ -55,6 +64,59 @@ private final class GatedResolver: QueryResolving, Sendable {
     #expect(next.rcode == .noError && next.answers.count == 1)
     let stats = listener.statistics
     #expect(stats.resolutionsOverdue == 1 && stats.quicQueries == 2 && stats.quicHandshakes == 1)
+    connection.close()
+    await listener.stop()
+  }
+
+  /// A client that gives up on its queries (cancels their streams, as Sotto's own client does on a
+  /// timeout) gets new streams, but not new resolutions past `ListenerConfiguration.maxDoQUnanswered`: the
+  /// next query's stream is reset with DOQ_EXCESSIVE_LOAD at once, counted in
+  /// `quicExcessiveLoad`. Once the resolutions end the connection is served again.
+  @Test func aConnectionCannotPileUpMoreThanAHundredUnansweredResolutions() async throws {
+    let gated = GatedResolver()
+    defer { gated.open() }
+    let (listener, connection) = try await listening(to: gated) { $0.answerDeadline = 0 }
+    let cap = ListenerConfiguration.maxDoQUnanswered
+    // Each query times out on the client, which cancels its stream (3 s: time for all 100 to
+    // reach the listener even under a sanitizer).
+    await withTaskGroup(of: Void.self) { group in
+      for i in 0..<cap {
+        group.addTask { _ = try? await connection.query(try testQuery("q\(i).example."), timeout: .seconds(3)) }
+      }
+    }
+    #expect(listener.statistics.resolutionsInFlight == cap && listener.statistics.quicQueries == cap)
+    // Reset (closed), not left unanswered until the client's timeout.
+    await #expect(throws: TransportError.closed) {
+      _ = try await connection.query(try testQuery("one-more.example."), timeout: .seconds(5))
+    }
+    #expect(listener.statistics.quicExcessiveLoad == 1 && listener.statistics.resolutionsInFlight == cap)
+    gated.open()
+    while listener.statistics.resolutionsInFlight > 0 { try await Task.sleep(for: .milliseconds(5)) }
+    let served = try await connection.query(try testQuery("after.example."), timeout: .seconds(5))
+    #expect(served.rcode == .noError && served.answers.count == 1)
+    #expect(listener.statistics.quicExcessiveLoad == 1)
+    connection.close()
+    await listener.stop()
+  }
+
+  /// The per-client rate limit covers DoQ: a query over it gets its stream reset (no answer, no
+  /// resolution), counted in `rateLimited`; the connection stays up and serves once the bucket
+  /// has refilled.
+  @Test func aDoQClientOverTheRateLimitHasItsStreamResetAndIsServedLater() async throws {
+    let gated = GatedResolver()
+    gated.open()
+    // 1/s with a burst of 1: the second query, sent within a second of the first, is over it.
+    let (listener, connection) = try await listening(to: gated) { $0.clientRateLimit = 1 }
+    let first = try await connection.query(try testQuery("a.example."), timeout: .seconds(5))
+    #expect(first.rcode == .noError)
+    await #expect(throws: TransportError.closed) {
+      _ = try await connection.query(try testQuery("b.example."), timeout: .seconds(5))
+    }
+    #expect(listener.statistics.rateLimited == 1 && listener.statistics.quicQueries == 1)
+    try await Task.sleep(for: .milliseconds(1100))  // a token back at 1/s
+    let later = try await connection.query(try testQuery("d.example."), timeout: .seconds(5))
+    #expect(later.rcode == .noError && connection.isActive)
+    #expect(listener.statistics.rateLimited == 1)
     connection.close()
     await listener.stop()
   }

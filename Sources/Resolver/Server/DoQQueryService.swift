@@ -6,17 +6,13 @@ import NIOCore
 /// channel's event loop, fed by its `DoQServerDriver`.
 /// - A query with a Message ID other than 0, or with an EDNS TCP keepalive option, closes its
 ///   connection with DOQ_PROTOCOL_ERROR (RFC 9250 §4.2.1, §5.5.2), counted in `quicProtocolErrors`.
-/// - A client over the per-address rate limit, or with `maxUnanswered` queries unanswered on its
-///   connection already, gets its stream reset (DOQ_EXCESSIVE_LOAD; the latter counted in
-///   `quicExcessiveLoad`); a message the listener would drop unanswered (a response, say) gets
-///   DOQ_PROTOCOL_ERROR.
+/// - A client over the per-address rate limit, or with too many queries unanswered on its
+///   connection already (`ListenerConfiguration.maxDoQUnanswered`), gets its stream reset
+///   (DOQ_EXCESSIVE_LOAD; counted in `rateLimited` and `quicExcessiveLoad`); a message the
+///   listener would drop unanswered (a response, say) gets DOQ_PROTOCOL_ERROR.
 /// - The overdue-answer watch covers DoQ as it covers TCP (`AnswerWatch`); a connection that
 ///   closes takes its queries' timers with it.
 final class DoQQueryService {
-  /// Queries one connection may have unanswered at once: a client that resets its streams after
-  /// sending gets new ones, so the stream limit alone does not bound its resolutions.
-  static let maxUnanswered = 100
-
   private let processor: QueryProcessor
   private let counters: ListenerCounters
   private var watch: AnswerWatch
@@ -57,7 +53,7 @@ final class DoQQueryService {
         metadata: ["client": "\(client.map { "\($0)" } ?? "?")"])
       return driver.abort(connection: connection, code: DoQErrorCode.protocolError)
     }
-    guard unanswered[connection, default: []].count < Self.maxUnanswered else {
+    guard unanswered[connection, default: []].count < ListenerConfiguration.maxDoQUnanswered else {
       counters.update { $0.quicExcessiveLoad += 1 }
       return driver.reset(connection: connection, stream: stream, code: DoQErrorCode.excessiveLoad)
     }

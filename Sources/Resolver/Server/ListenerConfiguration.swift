@@ -60,6 +60,11 @@ extension ListenerConfiguration {
   /// buffer about 400 KiB, out-of-order data included.
   public static let maxDoQQuerySize = 4096
 
+  /// Queries one DoQ connection may have unanswered at once; the next has its stream reset with
+  /// DOQ_EXCESSIVE_LOAD. A client that cancels its streams after sending gets new ones, so the
+  /// limit of 100 open streams alone does not bound its resolutions.
+  public static let maxDoQUnanswered = 100
+
   /// The first address that serves clients beyond this host (not loopback) when there is no
   /// encrypted listener: RFC 9539 §4.4 (OE-4) says such a resolver SHOULD offer one. Nil otherwise.
   public static func cleartextOnlyBeyondLoopback(_ configuration: ListenerConfiguration) -> SocketAddress? {
