@@ -22,12 +22,14 @@
 #define DOQS_SCID_LEN 16
 #define DOQS_MAX_MESSAGE (65535 + 2)
 #define DOQ_PROTOCOL_ERROR 0x2
-/// Retry packets waiting to be written; more new clients in one read burst are dropped.
+/// Stateless packets (Retry, INVALID_TOKEN close) waiting to be written; more new clients in one
+/// read burst are dropped.
 #define DOQS_RETRY_QUEUE 64
 /// How long a Retry token is accepted after it was made.
 #define DOQS_RETRY_TOKEN_TIMEOUT (10 * NGTCP2_SECONDS)
 
-/// A Retry packet to write (server-level: it belongs to no connection).
+/// A Retry packet, or a CONNECTION_CLOSE for an invalid Retry token, to write (server-level: it
+/// belongs to no connection).
 typedef struct dq_retry {
   uint8_t buf[256];
   size_t len;
@@ -536,6 +538,23 @@ static int queue_retry(doqs_server *s, const ngtcp2_pkt_hd *hd, const struct soc
   return 0;
 }
 
+/// Queues a CONNECTION_CLOSE with INVALID_TOKEN for the client Initial `hd` whose Retry token
+/// failed validation (no connection state is kept); -1: the datagram is dropped, as it is either way.
+static int queue_invalid_token_close(doqs_server *s, const ngtcp2_pkt_hd *hd, const char *ip, uint16_t port) {
+  s->stats.invalid_tokens++;
+  s->stats.dropped++;
+  if (s->nretries >= DOQS_RETRY_QUEUE) return -1;
+  dq_retry *r = &s->retries[s->nretries];
+  ngtcp2_ssize n = ngtcp2_crypto_write_connection_close(r->buf, sizeof r->buf, hd->version, &hd->scid, &hd->dcid,
+                                                         NGTCP2_INVALID_TOKEN, NULL, 0);
+  if (n <= 0) return -1;
+  r->len = (size_t)n;
+  snprintf(r->ip, sizeof r->ip, "%s", ip);
+  r->port = port;
+  s->nretries++;
+  return -1;
+}
+
 int doqs_server_read(doqs_server *s, const char *remote_ip, uint16_t remote_port, const uint8_t *pkt, size_t len) {
   reap(s);
   ngtcp2_version_cid vc;
@@ -559,8 +578,10 @@ int doqs_server_read(doqs_server *s, const char *remote_ip, uint16_t remote_port
       if (ngtcp2_crypto_verify_retry_token(&odcid, hd.token.base, hd.token.len, s->retry_secret,
                                            sizeof s->retry_secret, hd.version, (const ngtcp2_sockaddr *)&remote,
                                            remotelen, &hd.dcid, DOQS_RETRY_TOKEN_TIMEOUT, doq_now_ns()) != 0) {
-        s->stats.dropped++;  // forged, stale or from another address
-        return -1;
+        // Forged, stale or from another address: the client will not take another Retry, so it
+        // is told at once (RFC 9000 §8.1.2: SHOULD close with INVALID_TOKEN) rather than left to
+        // time out. The close is smaller than the client's padded Initial: no amplification.
+        return queue_invalid_token_close(s, &hd, remote_ip, remote_port);
       }
       validated = 1;
     }

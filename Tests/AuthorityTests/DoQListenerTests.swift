@@ -24,11 +24,12 @@ private final class GatedResolver: QueryResolving, Sendable {
 @Suite(.serialized) struct DoQListenerTests {
   let group = MultiThreadedEventLoopGroup.singleton
 
-  /// A DoQ listener on 127.0.0.1 with `configure`'s settings and a client connected to it.
+  /// A DoQ listener on 127.0.0.1 with `configure`'s settings, a client connected to it, and the
+  /// CA its certificate is from (for more clients).
   private func listening(
     to resolver: some QueryResolving, log: ClientLog = ClientLog(),
     _ configure: (inout ListenerConfiguration) -> Void = { _ in }
-  ) async throws -> (Listener, DoQConnection) {
+  ) async throws -> (Listener, DoQConnection, CertificateFactory) {
     let ca = try CertificateFactory()
     let identity = try ca.issue(name: "resolver.test", ip: "127.0.0.1")
     var configuration = ListenerConfiguration(
@@ -39,6 +40,11 @@ private final class GatedResolver: QueryResolving, Sendable {
     let listener = Listener(
       resolver: resolver, configuration: configuration, group: group, logger: Logger(label: "DoQListenerTests"))
     _ = try await listener.start()
+    return (listener, try await connect(to: listener, ca: ca, log: log), ca)
+  }
+
+  /// A new client connection to `listener`'s DoQ address, trusting `ca`.
+  private func connect(to listener: Listener, ca: CertificateFactory, log: ClientLog) async throws -> DoQConnection {
     let port = try #require(listener.quicAddresses.first?.port)
     let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: port))
     let (connection, info, _) = try await DoQConnection.connect(
@@ -46,7 +52,7 @@ private final class GatedResolver: QueryResolving, Sendable {
       context: try DoQClientContext(extraCAFile: try writeCA(ca)), group: group, resumption: nil, earlyQuery: nil,
       handshakeTimeout: .seconds(5), idleTimeout: .seconds(30), onTicket: log.onTicket, onClose: log.onClose)
     #expect(info.alpn == "doq" && info.certificate.isValid)
-    return (listener, connection)
+    return connection
   }
 
   /// A query whose resolution overruns the answer deadline gets SERVFAIL on its stream from the
@@ -54,7 +60,7 @@ private final class GatedResolver: QueryResolving, Sendable {
   @Test func aDoQQueryWhoseResolutionOverrunsGetsServfailAndTheConnectionServesOn() async throws {
     let gated = GatedResolver()
     defer { gated.open() }
-    let (listener, connection) = try await listening(to: gated) { $0.answerDeadline = 0.3 }
+    let (listener, connection, _) = try await listening(to: gated) { $0.answerDeadline = 0.3 }
     let overdue = try await connection.query(try testQuery("stuck.example."), timeout: .seconds(10))
     #expect(overdue.rcode == .servFail)
     #expect(listener.statistics.resolutionsOverdue == 1 && listener.statistics.resolutionsInFlight == 1)
@@ -75,7 +81,7 @@ private final class GatedResolver: QueryResolving, Sendable {
   @Test func aConnectionCannotPileUpMoreThanAHundredUnansweredResolutions() async throws {
     let gated = GatedResolver()
     defer { gated.open() }
-    let (listener, connection) = try await listening(to: gated) { $0.answerDeadline = 0 }
+    let (listener, connection, _) = try await listening(to: gated) { $0.answerDeadline = 0 }
     let cap = ListenerConfiguration.maxDoQUnanswered
     // Each query times out on the client, which cancels its stream (3 s: time for all 100 to
     // reach the listener even under a sanitizer).
@@ -99,6 +105,29 @@ private final class GatedResolver: QueryResolving, Sendable {
     await listener.stop()
   }
 
+  /// `tcpQueriesPerConnection` applies to DoQ: the connection's last allowed query is answered,
+  /// then the connection is closed cleanly (DOQ_NO_ERROR, counted once in `quicQueryLimitClosed`),
+  /// and the client's next connection is served.
+  @Test func aDoQConnectionIsClosedCleanlyAfterItsQueryLimit() async throws {
+    let gated = GatedResolver()
+    gated.open()
+    let log = ClientLog()
+    let (listener, connection, ca) = try await listening(to: gated, log: log) { $0.tcpQueriesPerConnection = 3 }
+    for name in ["a.example.", "b.example.", "c.example."] {
+      let answer = try await connection.query(try testQuery(name), timeout: .seconds(5))
+      #expect(answer.rcode == .noError && answer.answers.count == 1)
+    }
+    #expect(await log.wait(5) { !$0.closes.withLock(\.isEmpty) }, "the connection was not closed after 3 queries")
+    #expect(log.closes.withLock { $0 } == [.cleanClose])
+    #expect(!connection.isActive)
+    #expect(listener.statistics.quicQueryLimitClosed == 1 && listener.statistics.quicQueries == 3)
+    let again = try await connect(to: listener, ca: ca, log: ClientLog())
+    let next = try await again.query(try testQuery("d.example."), timeout: .seconds(5))
+    #expect(next.rcode == .noError)
+    again.close()
+    await listener.stop()
+  }
+
   /// The per-client rate limit covers DoQ: a query over it gets its stream reset (no answer, no
   /// resolution), counted in `rateLimited`; the connection stays up and serves once the bucket
   /// has refilled.
@@ -106,7 +135,7 @@ private final class GatedResolver: QueryResolving, Sendable {
     let gated = GatedResolver()
     gated.open()
     // 1/s with a burst of 1: the second query, sent within a second of the first, is over it.
-    let (listener, connection) = try await listening(to: gated) { $0.clientRateLimit = 1 }
+    let (listener, connection, _) = try await listening(to: gated) { $0.clientRateLimit = 1 }
     let first = try await connection.query(try testQuery("a.example."), timeout: .seconds(5))
     #expect(first.rcode == .noError)
     await #expect(throws: TransportError.closed) {

@@ -218,6 +218,37 @@ def test_handshakes_that_never_finish_cannot_fill_the_connection_table(lab, sott
     assert stats["quicConnectionsRejected"] == 0 and stats["quicRetries"] >= 12, stats
 
 
+def test_a_forged_retry_token_is_told_invalid_token_at_once(lab, sotto, tmp_path):
+    """RFC 9000 §8.1.2: an Initial whose Retry token does not validate (forged here: ngtcp2's
+    Retry magic byte, then noise) is answered with a CONNECTION_CLOSE carrying INVALID_TOKEN, so
+    the client learns at once instead of timing out; it gets no slot, and it is counted."""
+    import ssl
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+
+    srv, quic_port, sock = serve_quic(sotto, tmp_path)
+    with srv, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        connection = QuicConnection(configuration=QuicConfiguration(
+            is_client=True, alpn_protocols=["doq"], verify_mode=ssl.CERT_NONE, token=b"\xb6" + bytes(range(60))))
+        connection.connect(("127.0.0.1", quic_port), now=time.time())
+        closed = None
+        deadline = time.time() + scaled(5)
+        while closed is None and time.time() < deadline:
+            for data, _ in connection.datagrams_to_send(now=time.time()):
+                s.sendto(data, ("127.0.0.1", quic_port))
+            try:
+                connection.receive_datagram(s.recv(2048), ("127.0.0.1", quic_port), now=time.time())
+            except socket.timeout:
+                pass
+            closed = connection._close_event  # set when the close arrives (the event only after draining)
+        assert closed is not None, "no CONNECTION_CLOSE for a forged Retry token"
+        assert closed.error_code == 0x0B, closed  # INVALID_TOKEN
+        stats = listener_stats(sotto, sock)
+        assert stats["quicInvalidTokens"] >= 1 and stats["quicHandshakes"] == 0, stats
+        assert doq(quic_port, "www.example.test.").rcode() == dns.rcode.NOERROR
+
+
 def test_clients_outside_the_allowed_networks_are_refused_over_doq(lab, sotto, tmp_path):
     """Access control applies to DoQ as to UDP and TCP: a client outside --allow gets REFUSED."""
     srv, quic_port, sock = serve_quic(sotto, tmp_path, "--allow", "10.0.0.0/8")

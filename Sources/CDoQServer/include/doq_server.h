@@ -76,6 +76,9 @@ typedef struct doqs_stats {
   uint64_t malformed;
   /// Retry packets sent to new clients (half the connection table in use: address validation).
   uint64_t retries;
+  /// Client Initials with a forged, stale or misdirected Retry token, answered with a
+  /// CONNECTION_CLOSE carrying INVALID_TOKEN (RFC 9000 §8.1.2; also in `dropped`).
+  uint64_t invalid_tokens;
   /// Datagrams handed out by doqs_server_write.
   uint64_t sent;
 } doqs_stats;

@@ -117,13 +117,15 @@ extension Setting {
   )
   public static let maxTCPConnections = Setting(
     "server.max-tcp-connections", flag: "--max-tcp-connections N", .integer(1...Int.max), default: .int(256),
-    "open client TCP connections; further ones are closed at once (serve, top)")
+    "open client TCP and DoT connections (and DoQ connections on each DoQ address); further ones are turned away (serve, top)"
+  )
   public static let tcpIdleTimeout = Setting(
     "server.tcp-idle-timeout", flag: "--tcp-idle-timeout S", .number(above: 0, min: 0, max: 3600),
-    default: .number(10), "seconds a client TCP connection may stay idle before it is closed (serve, top)")
+    default: .number(10), "seconds a client TCP, DoT or DoQ connection may stay idle before it is closed (serve, top)")
   public static let tcpQueriesPerConnection = Setting(
     "server.tcp-queries-per-connection", flag: "--tcp-queries-per-connection N", .integer(0...Int.max),
-    default: .int(1000), "queries one client TCP connection may send before it is closed; 0: no limit (serve, top)")
+    default: .int(1000),
+    "queries one client TCP, DoT or DoQ connection may send before it is closed; 0: no limit (serve, top)")
   public static let clientRateLimit = Setting(
     "server.client-rate-limit", flag: "--client-rate-limit N", .number(above: nil, min: 0, max: .infinity),
     default: .number(2000),

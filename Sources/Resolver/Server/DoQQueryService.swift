@@ -10,12 +10,19 @@ import NIOCore
 ///   connection already (`ListenerConfiguration.maxDoQUnanswered`), gets its stream reset
 ///   (DOQ_EXCESSIVE_LOAD; counted in `rateLimited` and `quicExcessiveLoad`); a message the
 ///   listener would drop unanswered (a response, say) gets DOQ_PROTOCOL_ERROR.
+/// - A connection that has sent `tcpQueriesPerConnection` queries is closed with DOQ_NO_ERROR
+///   once they are answered (later streams are cancelled, DOQ_REQUEST_CANCELLED), counted in
+///   `quicQueryLimitClosed`: the same limit as on TCP and DoT.
 /// - The overdue-answer watch covers DoQ as it covers TCP (`AnswerWatch`); a connection that
 ///   closes takes its queries' timers with it.
 final class DoQQueryService {
   private let processor: QueryProcessor
   private let counters: ListenerCounters
   private var watch: AnswerWatch
+  /// Queries a connection may send before it is closed (0: no limit).
+  private let queryLimit: Int
+  /// Queries each connection has sent, while a limit applies.
+  private var received: [UInt64: Int] = [:]
   /// The watch tokens of every connection's unanswered queries.
   private var unanswered: [UInt64: Set<UInt64>] = [:]
   /// Queries answered SERVFAIL as overdue whose resolution has not ended yet.
@@ -23,10 +30,11 @@ final class DoQQueryService {
   /// The engine's counters when last copied into `counters`.
   private var copied = doqs_stats()
 
-  init(processor: QueryProcessor, counters: ListenerCounters, answerDeadline: TimeAmount?) {
+  init(processor: QueryProcessor, counters: ListenerCounters, answerDeadline: TimeAmount?, queryLimit: Int = 0) {
     self.processor = processor
     self.counters = counters
     self.watch = AnswerWatch(deadline: answerDeadline)
+    self.queryLimit = queryLimit
   }
 
   func handle(_ event: DoQServerEvent, _ driver: DoQServerDriver) {
@@ -38,6 +46,7 @@ final class DoQQueryService {
     case .connectionClosed(let connection, _):
       // Answers still running find their connection gone and are dropped; their timers go now.
       for token in unanswered.removeValue(forKey: connection) ?? [] { _ = watch.finish(token) }
+      received[connection] = nil
     }
   }
 
@@ -56,6 +65,15 @@ final class DoQQueryService {
     guard unanswered[connection, default: []].count < ListenerConfiguration.maxDoQUnanswered else {
       counters.update { $0.quicExcessiveLoad += 1 }
       return driver.reset(connection: connection, stream: stream, code: DoQErrorCode.excessiveLoad)
+    }
+    if queryLimit > 0 {
+      let count = received[connection, default: 0] + 1
+      received[connection] = count
+      if count == queryLimit {
+        // Answered first, then closed (the engine cancels any stream the client opens meanwhile).
+        counters.update { $0.quicQueryLimitClosed += 1 }
+        driver.close(connection: connection, code: DoQErrorCode.noError)
+      }
     }
     guard let loop = driver.eventLoop else { return }
     let bound = NIOLoopBound((service: self, driver: driver), eventLoop: loop)
@@ -109,13 +127,15 @@ final class DoQQueryService {
   func copyEngineCounters(_ driver: DoQServerDriver) {
     let now = driver.statistics
     let refused = Int(now.refused &- copied.refused)
-    let dropped = Int(now.dropped &- copied.dropped) - refused
+    let invalidTokens = Int(now.invalid_tokens &- copied.invalid_tokens)
+    let dropped = Int(now.dropped &- copied.dropped) - refused - invalidTokens
     let malformed = Int(now.malformed &- copied.malformed)
     let retries = Int(now.retries &- copied.retries)
     copied = now
-    guard refused != 0 || dropped != 0 || malformed != 0 || retries != 0 else { return }
+    guard refused != 0 || dropped != 0 || malformed != 0 || retries != 0 || invalidTokens != 0 else { return }
     counters.update {
       $0.quicRetries += retries
+      $0.quicInvalidTokens += invalidTokens
       $0.quicConnectionsRejected += refused
       $0.quicDatagramsDropped += dropped
       $0.quicProtocolErrors += malformed

@@ -203,13 +203,15 @@ public final class Listener: Sendable {
     let idleTimeout = configuration.tcpIdleTimeout
     let maxConnections = configuration.maxTCPConnections
     let answerDeadline = configuration.answerWatch
+    let queryLimit = configuration.tcpQueriesPerConnection
     let channel = try await DatagramBootstrap(group: group).bindClosingOnFailure(to: address)
     do {
       guard let bound = channel.localAddress, let ip = bound.ipAddress, let port = bound.port else {
         throw ListenerError.noAddress
       }
       try await channel.eventLoop.submit {
-        let service = DoQQueryService(processor: processor, counters: counters, answerDeadline: answerDeadline)
+        let service = DoQQueryService(
+          processor: processor, counters: counters, answerDeadline: answerDeadline, queryLimit: queryLimit)
         let driver = try DoQServerDriver(
           certificatePEM: tls.certificatePEM, privateKeyPEM: tls.privateKeyPEM, ip: ip, port: port,
           handshakeTimeout: min(idleTimeout, .seconds(5)), idleTimeout: idleTimeout, maxConnections: maxConnections,

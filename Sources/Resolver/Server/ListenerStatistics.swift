@@ -22,6 +22,8 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   public var tcpIdleClosed = 0
   /// TCP connections closed after `tcpQueriesPerConnection` queries.
   public var tcpQueryLimitClosed = 0
+  /// DoQ connections closed after `tcpQueriesPerConnection` queries (the same limit).
+  public var quicQueryLimitClosed = 0
   /// Queries dropped because their client address was over `clientRateLimit`.
   public var rateLimited = 0
   /// Queries answered SERVFAIL because `maxResolutions` resolutions were already running.
@@ -56,11 +58,14 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   /// Retry packets the DoQ listener sent: from half of `maxTCPConnections` connections on, a new
   /// client proves its address before it gets a slot (RFC 9000 §8.1.2).
   public var quicRetries = 0
+  /// New DoQ clients whose Retry token was forged, stale (over 10 s) or made for another address:
+  /// answered with a CONNECTION_CLOSE carrying INVALID_TOKEN (RFC 9000 §8.1.2), given no slot.
+  public var quicInvalidTokens = 0
   /// DoQ queries refused (stream reset, DOQ_EXCESSIVE_LOAD) because their connection already had
-  /// `DoQQueryService.maxUnanswered` queries unanswered.
+  /// `ListenerConfiguration.maxDoQUnanswered` queries unanswered.
   public var quicExcessiveLoad = 0
   /// Datagrams the DoQ listener dropped: not QUIC, for no known connection, failing decryption,
-  /// with a forged or stale Retry token, or beyond the Retry queue.
+  /// or beyond the Retry queue.
   public var quicDatagramsDropped = 0
   /// DoQ connections closed with DOQ_PROTOCOL_ERROR (RFC 9250 §4.2.1: a query with a Message ID
   /// other than 0, or with an EDNS TCP keepalive option) and streams reset for a malformed message.
@@ -72,7 +77,7 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     case tcpQueryLimitClosed, rateLimited, resolutionsShed, resolutionsInFlight, anyQueries, sendFailures
     case resolutionsOverdue, tlsHandshakes, tlsHandshakeFailures, tlsErrors, tlsQueries
     case quicHandshakes, quicQueries, quicConnectionsRejected, quicRetries, quicExcessiveLoad, quicDatagramsDropped
-    case quicProtocolErrors
+    case quicProtocolErrors, quicInvalidTokens, quicQueryLimitClosed
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -104,6 +109,8 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     quicExcessiveLoad = try c.counter(.quicExcessiveLoad)
     quicDatagramsDropped = try c.counter(.quicDatagramsDropped)
     quicProtocolErrors = try c.counter(.quicProtocolErrors)
+    quicInvalidTokens = try c.counter(.quicInvalidTokens)
+    quicQueryLimitClosed = try c.counter(.quicQueryLimitClosed)
   }
 }
 
