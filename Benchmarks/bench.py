@@ -19,6 +19,10 @@ spread) and Sotto/peer ratios, and writes it all as JSON under Benchmarks/result
              servers already known good, counted from a tcpdump capture (Sotto, PowerDNS Recursor)
   5 start-up time from exec to the first answered query
   6 dashboard CPU of `sotto top` minus `sotto serve` at 1,000 q/s (Benchmarks/dashboard_cost.py)
+  7 dot      cached answers to clients over DNS-over-TLS (`--listen-tls`; Unbound's tls-port),
+             the names of 1 warmed over UDP, then dnsperf -m dot (4 connections, 100 outstanding):
+             queries/s, latency, CPU per query. Sotto and Unbound only: PowerDNS Recursor has no
+             DoT listener.
 
 The lab's DoQ authoritatives are Sotto's own C responder (`sotto doq-authority`, SOTTO_BIN),
 not the tests' Python aioquic server, whose CPU per query was larger than the resolver's and so
@@ -64,7 +68,7 @@ COLD_NAMES = int(os.environ.get("BENCH_COLD_NAMES", "300" if QUICK else "3000"))
 UNLOADED_NAMES = int(os.environ.get("BENCH_UNLOADED_NAMES", "60" if QUICK else "400"))
 MEMORY_NAMES = int(os.environ.get("BENCH_MEMORY_NAMES", "5000" if QUICK else "100000"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-ALL = ["cached", "cold", "memory", "encryption", "startup", "dashboard"]
+ALL = ["cached", "cold", "memory", "encryption", "startup", "dashboard", "dot"]
 # Zones of the lab whose servers differ in what they speak on 853 (none, DoT, DoQ, both, broken).
 COLD_ZONES = ["dot.test.", "doq.test.", "both.test.", "mixed.test.", "refused.test.", "silent.test.",
               "badcert.test.", "example.test.", "quicsilent.test.", "badquic.test."]
@@ -105,6 +109,19 @@ def bench_cached(cls, r: int, work: Path) -> dict:
         return {"startup_s": res.startup_seconds, "warm_completed": warm.completed, "qps": run.qps,
                 "avg_latency_ms": run.avg_latency * 1000, "lost": run.lost,
                 "cpu_per_kquery_ms": 1e6 * cpu / max(run.completed, 1)}
+
+
+def bench_dot(cls, r: int, work: Path) -> dict:
+    """Cached answers over DoT: warmed over UDP, then loaded over 4 TLS connections."""
+    names = [f"c{i}.wild.example.test." for i in range(CACHED_NAMES)]
+    f = write_names(work / "cached.txt", names)
+    with cls(work / cls.name, tls=True) as res:
+        warm = dnsperf(res.port, f, once=True, outstanding=20)
+        res_cpu0 = res.cpu_seconds()
+        run = dnsperf(res.tls_port, f, seconds=CACHED_SECONDS, outstanding=100, mode="dot")
+        cpu = res.cpu_seconds() - res_cpu0
+        return {"warm_completed": warm.completed, "qps": run.qps, "avg_latency_ms": run.avg_latency * 1000,
+                "lost": run.lost, "cpu_per_kquery_ms": 1e6 * cpu / max(run.completed, 1)}
 
 
 LAB_CORE = os.environ.get("BENCH_LAB_CORE", LOAD_CORE)
@@ -317,6 +334,15 @@ def main() -> int:
                           {k: med(v, "avg_latency_ms") for k, v in raw["cached"].items()}, "lower"))
             table.append(("cached", "CPU µs/query", {k: med(v, "cpu_per_kquery_ms") for k, v in raw["cached"].items()},
                           "lower"))
+        if wanted("dot"):
+            print("7 cached answers to clients over DoT", flush=True)
+            classes = {"sotto": Sotto, "unbound": Unbound}
+            raw["dot"] = run_rounds("dot", bench_dot, classes)
+            table.append(("cached DoT", "queries/s", {k: med(v, "qps") for k, v in raw["dot"].items()}, "higher"))
+            table.append(("cached DoT", "avg latency ms",
+                          {k: med(v, "avg_latency_ms") for k, v in raw["dot"].items()}, "lower"))
+            table.append(("cached DoT", "CPU µs/query",
+                          {k: med(v, "cpu_per_kquery_ms") for k, v in raw["dot"].items()}, "lower"))
         if wanted("cold"):
             print("2 cold resolution", flush=True)
             classes = dict(RESOLVERS)

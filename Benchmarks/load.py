@@ -41,10 +41,11 @@ def write_names(path: Path, names: list[str], rdtype: str = "A") -> Path:
 
 def dnsperf(port: int, names_file: Path, *, seconds: float | None = None, once: bool = False,
             outstanding: int = 100, qps: int | None = None, verbose: bool = False,
-            timeout: float = 5.0) -> PerfResult:
-    """Runs dnsperf against 127.0.0.1:port. `once`: go through the file exactly once."""
-    cmd = ["taskset", "-c", LOAD_CORE, "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(names_file),
-           "-q", str(outstanding), "-t", str(timeout), "-c", "4"]
+            timeout: float = 5.0, mode: str = "udp") -> PerfResult:
+    """Runs dnsperf against 127.0.0.1:port over `mode` (udp, tcp, dot; 4 clients: 4 connections
+    over TCP and DoT). `once`: go through the file exactly once."""
+    cmd = ["taskset", "-c", LOAD_CORE, "dnsperf", "-m", mode, "-s", "127.0.0.1", "-p", str(port),
+           "-d", str(names_file), "-q", str(outstanding), "-t", str(timeout), "-c", "4"]
     if once:
         cmd += ["-n", "1"]
     if seconds is not None:

@@ -2,7 +2,9 @@
 
 Sotto (`sotto serve`), Unbound and PowerDNS Recursor get the same settings where they have
 them: one worker thread, QNAME minimisation on, caches far larger than any workload, the lab's
-root hints, loopback authoritatives allowed. Each listens on 127.0.0.1 on a free port.
+root hints, loopback authoritatives allowed. Each listens on 127.0.0.1 on a free port; with
+`tls=True` Sotto and Unbound also serve DNS-over-TLS on a second one, with the same certificate
+(`tls_identity`). PowerDNS Recursor has no DoT listener (that is dnsdist's job).
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ def free_port() -> int:
     raise RuntimeError("no free port on 127.0.0.1")
 
 
+def tls_identity(work: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 and its key (PEM), made with openssl in
+    `work`: the same kind of key for every resolver's DoT listener."""
+    cert, key = work / "dot-cert.pem", work / "dot-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
 def query_once(port: int, name: str = "localhost.", timeout: float = 0.2) -> bytes | None:
     """One A query over UDP; the raw response or None."""
     wire = query_wire(os.getpid() & 0xFFFF, name)
@@ -68,6 +80,7 @@ class Resolver:
         self.work = work
         self.options = options
         self.port = free_port()
+        self.tls_port = free_port() if options.get("tls") else None
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
         self.first_answer_at = 0.0
@@ -143,6 +156,12 @@ class Sotto(Resolver):
         cmd += os.environ.get("BENCH_SOTTO_ARGS", "").split()
         if not self.options.get("encryption", True):
             cmd.append("--no-encryption")
+        if self.tls_port:
+            cert, key = tls_identity(self.work)
+            # No per-connection query limit: Unbound has none, and past Sotto's default (1,000)
+            # dnsperf's queries in flight on the closed connection would count as lost.
+            cmd += ["--listen-tls", f"127.0.0.1:{self.tls_port}", "--tls-certificate", str(cert),
+                    "--tls-key", str(key), "--tcp-queries-per-connection", "0"]
         return cmd
 
 
@@ -151,8 +170,13 @@ class Unbound(Resolver):
 
     def command(self) -> list[str]:
         conf = self.work / "unbound.conf"
+        dot = ""
+        if self.tls_port:
+            cert, key = tls_identity(self.work)
+            dot = (f"    interface: 127.0.0.1@{self.tls_port}\n    tls-port: {self.tls_port}\n"
+                   f"    tls-service-key: \"{key}\"\n    tls-service-pem: \"{cert}\"\n")
         conf.write_text(f"""server:
-    interface: 127.0.0.1@{self.port}
+{dot}    interface: 127.0.0.1@{self.port}
     port: {self.port}
     do-daemonize: no
     chroot: ""
