@@ -121,7 +121,7 @@ def bench_dot(cls, r: int, work: Path) -> dict:
         run = dnsperf(res.tls_port, f, seconds=CACHED_SECONDS, outstanding=100, mode="dot")
         cpu = res.cpu_seconds() - res_cpu0
         return {"warm_completed": warm.completed, "qps": run.qps, "avg_latency_ms": run.avg_latency * 1000,
-                "lost": run.lost, "cpu_per_kquery_ms": 1e6 * cpu / max(run.completed, 1)}
+                "lost": run.lost, "cpu_per_kquery_ms": 1e6 * cpu / max(run.completed, 1), "rcodes": run.rcodes}
 
 
 LAB_CORE = os.environ.get("BENCH_LAB_CORE", LOAD_CORE)

@@ -70,7 +70,9 @@ def dnsperf(port: int, names_file: Path, *, seconds: float | None = None, once: 
             qnames.append(m.group(2))
             latencies.append(float(m.group(3)))
     else:
-        for m in re.finditer(r"^\s+(NOERROR|NXDOMAIN|SERVFAIL|REFUSED|FORMERR)\s+(\d+)", out, re.M):
+        # "  Response codes:       NOERROR 2000 (66.67%), NXDOMAIN 1000 (33.33%)"
+        line = re.search(r"Response codes:(.*)$", out, re.M)
+        for m in re.finditer(r"([A-Z]+) (\d+) \(", line.group(1) if line else ""):
             rcodes[m.group(1)] = int(m.group(2))
     return PerfResult(
         sent=num(r"Queries sent:\s+(\d+)", int),

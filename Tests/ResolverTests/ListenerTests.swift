@@ -137,6 +137,28 @@ private enum ListenerTestError: Error {
     }
   }
 
+  /// TCP (and DoT) clients get cached answers from the packet cache too, each with its own ID
+  /// and spelling, pipelined in one write; a TCP answer is stored for UDP clients as well.
+  @Test func tcpQueriesAreAnsweredFromAndFillThePacketCache() async throws {
+    let resolver = CountingResolver()
+    let packets = PacketCache(capacity: 100, invalidatedBy: DNSCache())
+    try await withListener(resolver: resolver, packetCache: packets) { server, listener in
+      _ = try await tcpExchange([query(id: 1, "tcp.example.com")], with: server)
+      try await Task.sleep(for: .milliseconds(50))  // the answer is stored after it is sent
+      #expect(packets.count == 1, "a TCP answer was not stored")
+      let replies = try await tcpExchange(
+        [query(id: 2, "TCP.example.com"), query(id: 3, "tcp.EXAMPLE.com")], with: server
+      ).map { try Message.parse($0) }
+      #expect(replies.map(\.header.id) == [2, 3])
+      #expect(replies.map { $0.questions.first?.name.description } == ["TCP.example.com.", "tcp.EXAMPLE.com."])
+      #expect(replies.allSatisfy { $0.answers.count == 1 && !$0.header.tc })
+      let udp = try Message.parse(try await udpExchange(query(id: 4, "tcp.example.com"), with: server))
+      #expect(udp.header.id == 4 && udp.answers.count == 1)
+      #expect(resolver.calls.withLock { $0 } == 1)
+      #expect(listener.statistics.queries == 4 && listener.statistics.tcpQueries == 3)
+    }
+  }
+
   @Test func thePacketCacheDoesNotAnswerClientsOutsideAllowedNetworks() async throws {
     let resolver = CountingResolver()
     let packets = PacketCache(capacity: 100, invalidatedBy: DNSCache())

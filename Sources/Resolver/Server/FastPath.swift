@@ -43,6 +43,31 @@ final class FastPath: Sendable {
     return .hit(response)
   }
 
+  /// The framed cached answer to a query that came over TCP (`.tcp`) or DoT (`.tls`), counted as
+  /// such, or nil: take the full path. A DoT query with EDNS options takes the full path, which
+  /// pads the answer when the query was padded (RFC 8467).
+  func streamHit(
+    _ data: ByteBuffer, from client: SocketAddress, via transport: ClientTransport, allocator: ByteBufferAllocator
+  )
+    -> ByteBuffer?
+  {
+    guard allowed.contains(where: { $0.contains(client) }),
+      let (response, hit) = cache.answerFramed(
+        data, allocator: allocator, generation: cache.currentGeneration, plainEDNSOnly: transport.isEncrypted)
+    else { return nil }
+    counters.countQuery(via: transport)
+    monitor?.recordFastHit(client: client, name: hit.name, type: hit.qtype, rcode: hit.rcode)
+    return response
+  }
+
+  /// What the full path's answer to a TCP or DoT query needs to be stored for replay (`learn`),
+  /// or nil: not a fast-path query, or a DoT query with EDNS options (its answer may be padded).
+  func streamLearning(_ data: ByteBuffer, via transport: ClientTransport) -> (FastQuery, UInt64)? {
+    let generation = cache.currentGeneration
+    guard let query = FastQuery(data), !(transport.isEncrypted && query.hasOptions) else { return nil }
+    return (query, generation)
+  }
+
   /// What `lookup(_:from:into:)` found.
   enum RawOutcome {
     /// Answered from the packet cache: the response fills the first `size` bytes of the buffer.

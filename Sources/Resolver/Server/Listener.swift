@@ -167,6 +167,7 @@ public final class Listener: Sendable {
     let idleTimeout = configuration.tcpIdleTimeout
     let queryLimit = configuration.tcpQueriesPerConnection
     let answerDeadline = configuration.answerWatch
+    let fastPath = self.fastPath
     return try await ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 256)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -189,7 +190,7 @@ public final class Listener: Sendable {
             ByteToMessageHandler(TCPFrameDecoder()),
             TCPQueryHandler(
               processor: processor, counters: counters, queryLimit: queryLimit, transport: tls == nil ? .tcp : .tls,
-              answerDeadline: answerDeadline),
+              answerDeadline: answerDeadline, fastPath: fastPath),
           ])
         }
       }

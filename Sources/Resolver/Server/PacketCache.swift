@@ -111,6 +111,31 @@ public final class PacketCache: Sendable {
     }
   }
 
+  /// The response to `query` over TCP or DoT, with its 2-octet length prefix, in a buffer from
+  /// `allocator`, or nil. Any stored response fits a stream (none is truncated, and responses
+  /// carry no additional records a UDP size limit could have dropped); with `plainEDNSOnly` a
+  /// query whose OPT carries options is declined (a padded DoT query needs a padded answer).
+  func answerFramed(
+    _ query: ByteBuffer, allocator: ByteBufferAllocator, generation current: UInt64, plainEDNSOnly: Bool
+  ) -> (ByteBuffer, Hit)? {
+    query.withUnsafeReadableBytes { raw -> (ByteBuffer, Hit)? in
+      var out: ByteBuffer?
+      let hit = answer(raw, generation: current, stream: true, plainEDNSOnly: plainEDNSOnly) { size, fill in
+        guard size <= 65_535 else { return false }
+        var buffer = allocator.buffer(capacity: size + 2)
+        buffer.writeInteger(UInt16(size))
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { dest in
+          fill(UnsafeMutableRawBufferPointer(rebasing: dest[..<size]))
+          return size
+        }
+        out = buffer
+        return true
+      }
+      guard let hit, let out else { return nil }
+      return (out, hit)
+    }
+  }
+
   /// `answer` into caller-owned memory (the UDP socket loop's reused send buffers): the response
   /// is written to the start of `dest` and its size returned; nil when not held or larger than `dest`.
   func answer(_ query: UnsafeRawBufferPointer, into dest: UnsafeMutableRawBufferPointer, generation current: UInt64)
@@ -128,13 +153,14 @@ public final class PacketCache: Sendable {
 
   /// The lookup shared by both `answer`s: `emit` gets the response size and a function that writes
   /// the patched response into a buffer of exactly that size; it returns false to decline.
+  /// `stream`: no UDP size limit applies; `plainEDNSOnly`: decline a query with EDNS options.
   private func answer(
-    _ raw: UnsafeRawBufferPointer, generation current: UInt64,
+    _ raw: UnsafeRawBufferPointer, generation current: UInt64, stream: Bool = false, plainEDNSOnly: Bool = false,
     emit: (Int, (UnsafeMutableRawBufferPointer) -> Void) -> Bool
   ) -> Hit? {
     guard capacity > 0 else { return nil }
     return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: FastQuestion.maxKeyLength) { keyBuffer -> Hit? in
-      guard let q = FastQuestion(raw, key: keyBuffer) else { return nil }
+      guard let q = FastQuestion(raw, key: keyBuffer), !(plainEDNSOnly && q.hasOptions) else { return nil }
       let key = UnsafeBufferPointer(rebasing: keyBuffer[..<q.keyLength])
       let now = clock()
       guard let entry = store.withLock({ $0.get(q.hash) }) else { return nil }
@@ -147,7 +173,7 @@ public final class PacketCache: Sendable {
         return nil
       }
       let size = entry.response.count
-      guard size <= q.maxResponseSize else { return nil }
+      guard stream || size <= q.maxResponseSize else { return nil }
       // Saturating: an entry stored by another thread may be newer than this round's clock.
       let elapsed = UInt32(clamping: (now > entry.storedAt ? now - entry.storedAt : 0) / 1_000_000_000)
       let clientName = UnsafeRawBufferPointer(rebasing: raw[12..<q.nameEnd])
@@ -221,6 +247,8 @@ struct FastQuestion {
   var keyLength: Int
   var hash: UInt64
   var maxResponseSize: Int
+  /// The query's OPT record carries options (padding, a cookie, ...).
+  var hasOptions = false
 
   /// Parses a query simple enough for the fast path (see `FastQuery`) and writes its key into
   /// `key` (at least `maxKeyLength` long).
@@ -268,6 +296,7 @@ struct FastQuestion {
       let udpSize = Int(u16(i + 3))
       let rdlen = Int(u16(i + 9))
       guard i + 11 + rdlen == n else { return nil }
+      hasOptions = rdlen > 0
       flagByte |= 0x02 | (raw[i + 7] & 0x80)  // EDNS, DO
       maxSize = min(max(udpSize, 512), Int(ResponseBuilder.ourUDPPayloadSize))
     } else {
@@ -298,6 +327,8 @@ struct FastQuery {
   var key: [UInt8]
   var hash: UInt64
   var maxResponseSize: Int
+  /// The query's OPT record carries options.
+  var hasOptions = false
 
   init?(_ buffer: ByteBuffer) {
     guard
@@ -312,9 +343,11 @@ struct FastQuery {
     let parsed = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: FastQuestion.maxKeyLength) {
       keyBuffer -> FastQuery? in
       guard let q = FastQuestion(raw, key: keyBuffer) else { return nil }
-      return FastQuery(
+      var query = FastQuery(
         id: UInt16(raw[0]) << 8 | UInt16(raw[1]), name: Array(raw[12..<q.nameEnd]), qtype: q.qtype,
         key: Array(keyBuffer[..<q.keyLength]), hash: q.hash, maxResponseSize: q.maxResponseSize)
+      query.hasOptions = q.hasOptions
+      return query
     }
     guard let parsed else { return nil }
     self = parsed

@@ -7,6 +7,8 @@ import NIOCore
 /// A query still unanswered `answerDeadline` after it came gets SERVFAIL from here, counted in
 /// `resolutionsOverdue` and logged (a resolution that overruns its deadline is a bug); the
 /// resolution's own answer, if it comes later, is dropped.
+/// A query the packet cache holds is answered at once on the event loop (`FastPath.streamHit`),
+/// without the hop to the engine thread; those answers are flushed together when the read ends.
 final class TCPQueryHandler: ChannelInboundHandler {
   typealias InboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
@@ -17,6 +19,10 @@ final class TCPQueryHandler: ChannelInboundHandler {
   private let queryLimit: Int
   /// `.tcp`, or `.tls` for DoT (counted in `tlsQueries` as well; padded responses).
   private let transport: ClientTransport
+  /// The packet cache's lookup for cached answers (nil: off).
+  private let fastPath: FastPath?
+  /// Cached answers were written during this read and wait for its end to be flushed.
+  private var flushPending = false
   /// The unanswered queries' overdue timers.
   private var watch: AnswerWatch
   /// Set when the handler left the pipeline (the connection closed): answers are not written.
@@ -27,8 +33,9 @@ final class TCPQueryHandler: ChannelInboundHandler {
 
   init(
     processor: QueryProcessor, counters: ListenerCounters, queryLimit: Int, transport: ClientTransport = .tcp,
-    answerDeadline: TimeAmount? = nil
+    answerDeadline: TimeAmount? = nil, fastPath: FastPath? = nil
   ) {
+    self.fastPath = fastPath
     self.processor = processor
     self.counters = counters
     self.queryLimit = queryLimit
@@ -39,7 +46,6 @@ final class TCPQueryHandler: ChannelInboundHandler {
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     guard !inputClosed else { return }  // past the per-connection limit: ignored
     let frame = unwrapInboundIn(data)
-    let raw = Array(frame.readableBytesView)
     let client = context.channel.remoteAddress
     let processor = self.processor
     guard processor.admit(client) else { return }
@@ -48,19 +54,34 @@ final class TCPQueryHandler: ChannelInboundHandler {
       inputClosed = true  // answer what is outstanding, then close
       counters.update { $0.tcpQueryLimitClosed += 1 }
     }
+    if let fastPath, let client,
+      let hit = fastPath.streamHit(frame, from: client, via: transport, allocator: context.channel.allocator)
+    {
+      context.write(wrapOutboundOut(hit), promise: nil)
+      flushPending = true
+      if inputClosed && outstanding == 0 { flushAndClose(context) }
+      return
+    }
+    // A stream answer is never truncated: stored, it serves UDP clients whose limit it fits.
+    let learned = fastPath?.streamLearning(frame, via: transport)
+    let fastPath = self.fastPath
+    let raw = Array(frame.readableBytesView)
     outstanding += 1
     let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
     let token = watch.begin(on: context.eventLoop) { token, began in
       bound.value.handler.overdue(token, raw, began: began, context: bound.value.context)
     }
-    let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
+    let promise = context.eventLoop.makePromise(of: ([UInt8]?, Bool).self)
     let transport = self.transport
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
     UDPExchangeEngine.resolutions.run {
-      await processor.process(raw, from: client, via: transport) { response, _ in promise.succeed(response) }
+      await processor.process(raw, from: client, via: transport) { promise.succeed(($0, $1)) }
     }
-    promise.futureResult.whenSuccess { response in  // runs on the channel's event loop
+    promise.futureResult.whenSuccess { response, replayable in  // runs on the channel's event loop
       bound.value.handler.finished(token, response, context: bound.value.context)
+      if replayable, let response, let fastPath, let (query, generation) = learned {
+        fastPath.learn(response, for: query, generation: generation)
+      }
     }
   }
 
@@ -94,7 +115,24 @@ final class TCPQueryHandler: ChannelInboundHandler {
       let frame = TCPFrameDecoder.frame(response, allocator: context.channel.allocator)
       context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
     }
-    if inputClosed && outstanding == 0 { context.close(promise: nil) }
+    if inputClosed && outstanding == 0 { flushAndClose(context) }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    if flushPending {
+      flushPending = false
+      context.flush()
+    }
+    context.fireChannelReadComplete()
+  }
+
+  /// Closes the connection after what was written (cached answers not flushed yet included).
+  private func flushAndClose(_ context: ChannelHandlerContext) {
+    if flushPending {
+      flushPending = false
+      context.flush()
+    }
+    context.close(promise: nil)
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
@@ -111,7 +149,7 @@ final class TCPQueryHandler: ChannelInboundHandler {
       }
     case let channelEvent as ChannelEvent where channelEvent == .inputClosed:
       inputClosed = true
-      if outstanding == 0 { context.close(promise: nil) }
+      if outstanding == 0 { flushAndClose(context) }
     default:
       context.fireUserInboundEventTriggered(event)
     }
