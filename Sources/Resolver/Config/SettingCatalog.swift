@@ -135,7 +135,8 @@ extension Setting {
     "control socket (mode 0600) for `sotto ctl` and `sotto top --attach` (serve, top)")
   public static let packetCacheSize = Setting(
     "server.packet-cache-size", flag: "--packet-cache-size N", .integer(0...Int.max), default: .int(10_000),
-    "UDP responses kept ready to replay for repeated questions, answered without resolving (0: off; serve, top)")
+    "responses kept ready to replay for repeated questions over UDP, TCP and DoT, answered without resolving (0: off; serve, top)"
+  )
   public static let threads = Setting(
     "server.threads", flag: "--threads N", .integer(0...1024), default: .int(0),
     "NIO event-loop threads (0: one per core) for TCP clients, upstream Do53 over TCP and the control socket; resolutions, UDP (with the packet cache), DoT and DoQ run on one engine thread (serve)"
