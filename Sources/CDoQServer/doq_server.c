@@ -541,8 +541,7 @@ static int queue_retry(doqs_server *s, const ngtcp2_pkt_hd *hd, const struct soc
 /// Queues a CONNECTION_CLOSE with INVALID_TOKEN for the client Initial `hd` whose Retry token
 /// failed validation (no connection state is kept); -1: the datagram is dropped, as it is either way.
 static int queue_invalid_token_close(doqs_server *s, const ngtcp2_pkt_hd *hd, const char *ip, uint16_t port) {
-  s->stats.invalid_tokens++;
-  s->stats.dropped++;
+  s->stats.dropped++;  // `invalid_tokens` too once the close is queued
   if (s->nretries >= DOQS_RETRY_QUEUE) return -1;
   dq_retry *r = &s->retries[s->nretries];
   ngtcp2_ssize n = ngtcp2_crypto_write_connection_close(r->buf, sizeof r->buf, hd->version, &hd->scid, &hd->dcid,
@@ -552,6 +551,7 @@ static int queue_invalid_token_close(doqs_server *s, const ngtcp2_pkt_hd *hd, co
   snprintf(r->ip, sizeof r->ip, "%s", ip);
   r->port = port;
   s->nretries++;
+  s->stats.invalid_tokens++;
   return -1;
 }
 

@@ -65,7 +65,10 @@ private final class GatedResolver: QueryResolving, Sendable {
     #expect(overdue.rcode == .servFail)
     #expect(listener.statistics.resolutionsOverdue == 1 && listener.statistics.resolutionsInFlight == 1)
     gated.open()
-    while listener.statistics.resolutionsInFlight > 0 { try await Task.sleep(for: .milliseconds(5)) }
+    for _ in 0..<2000 where listener.statistics.resolutionsInFlight > 0 {
+      try await Task.sleep(for: .milliseconds(5))
+    }
+    #expect(listener.statistics.resolutionsInFlight == 0)
     let next = try await connection.query(try testQuery("next.example."), timeout: .seconds(10))
     #expect(next.rcode == .noError && next.answers.count == 1)
     let stats = listener.statistics
@@ -97,7 +100,10 @@ private final class GatedResolver: QueryResolving, Sendable {
     }
     #expect(listener.statistics.quicExcessiveLoad == 1 && listener.statistics.resolutionsInFlight == cap)
     gated.open()
-    while listener.statistics.resolutionsInFlight > 0 { try await Task.sleep(for: .milliseconds(5)) }
+    for _ in 0..<2000 where listener.statistics.resolutionsInFlight > 0 {
+      try await Task.sleep(for: .milliseconds(5))
+    }
+    #expect(listener.statistics.resolutionsInFlight == 0)
     let served = try await connection.query(try testQuery("after.example."), timeout: .seconds(5))
     #expect(served.rcode == .noError && served.answers.count == 1)
     #expect(listener.statistics.quicExcessiveLoad == 1)

@@ -99,8 +99,8 @@ def test_responses_to_padded_queries_are_padded_to_468_octet_blocks(lab, sotto, 
         # Plain UDP is never padded, even when the query is.
         over_udp = dns.query.udp(query, "127.0.0.1", port=srv.port, timeout=scaled(10))
         assert PADDING not in option_codes(over_udp), over_udp
-        # The answer is in the packet cache now, which serves DoT as well: an unpadded DoT query
-        # gets it as it is, a padded one still a padded answer.
+        # The answer is in the packet cache now, which serves DoT as well: a padded DoT query must
+        # still get a padded answer, not the cached unpadded one (an unpadded query gets none).
         plain_tls = dns.query.tls(dns.message.make_query("nope.example.test.", "A", use_edns=0), "127.0.0.1",
                                   port=tls_port, timeout=scaled(10), verify=False)
         assert plain_tls.rcode() == dns.rcode.NXDOMAIN and PADDING not in option_codes(plain_tls), plain_tls

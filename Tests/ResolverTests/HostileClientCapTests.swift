@@ -85,7 +85,9 @@ import Testing
       done.enter()
       Thread.detachNewThread {
         // Until 400,000 slots have been taken in all (a bound on attempts, should slots leak).
-        for _ in 0..<20_000_000 where tally.taken.load(ordering: .relaxed) < 400_000 {
+        var attempts = 0
+        while attempts < 20_000_000 && tally.taken.load(ordering: .relaxed) < 400_000 {
+          attempts += 1
           guard counters.beginResolution(limit: 1) else {
             tally.refused.add(1, ordering: .relaxed)
             continue

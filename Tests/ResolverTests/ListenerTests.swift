@@ -144,7 +144,8 @@ private enum ListenerTestError: Error {
     let packets = PacketCache(capacity: 100, invalidatedBy: DNSCache())
     try await withListener(resolver: resolver, packetCache: packets) { server, listener in
       _ = try await tcpExchange([query(id: 1, "tcp.example.com")], with: server)
-      try await Task.sleep(for: .milliseconds(50))  // the answer is stored after it is sent
+      // The answer is stored after it is sent.
+      for _ in 0..<500 where packets.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
       #expect(packets.count == 1, "a TCP answer was not stored")
       let replies = try await tcpExchange(
         [query(id: 2, "TCP.example.com"), query(id: 3, "tcp.EXAMPLE.com")], with: server
