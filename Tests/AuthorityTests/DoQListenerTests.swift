@@ -55,6 +55,14 @@ private final class GatedResolver: QueryResolving, Sendable {
     return connection
   }
 
+  /// Waits (up to 10 s) for `listener`'s resolutions to end, and checks that they did.
+  private func resolutionsEnd(_ listener: Listener) async throws {
+    for _ in 0..<2000 where listener.statistics.resolutionsInFlight > 0 {
+      try await Task.sleep(for: .milliseconds(5))
+    }
+    #expect(listener.statistics.resolutionsInFlight == 0)
+  }
+
   /// A query whose resolution overruns the answer deadline gets SERVFAIL on its stream from the
   /// listener's watch, counted once; the connection serves the next query with its own answer.
   @Test func aDoQQueryWhoseResolutionOverrunsGetsServfailAndTheConnectionServesOn() async throws {
@@ -65,10 +73,7 @@ private final class GatedResolver: QueryResolving, Sendable {
     #expect(overdue.rcode == .servFail)
     #expect(listener.statistics.resolutionsOverdue == 1 && listener.statistics.resolutionsInFlight == 1)
     gated.open()
-    for _ in 0..<2000 where listener.statistics.resolutionsInFlight > 0 {
-      try await Task.sleep(for: .milliseconds(5))
-    }
-    #expect(listener.statistics.resolutionsInFlight == 0)
+    try await resolutionsEnd(listener)
     let next = try await connection.query(try testQuery("next.example."), timeout: .seconds(10))
     #expect(next.rcode == .noError && next.answers.count == 1)
     let stats = listener.statistics
@@ -100,10 +105,7 @@ private final class GatedResolver: QueryResolving, Sendable {
     }
     #expect(listener.statistics.quicExcessiveLoad == 1 && listener.statistics.resolutionsInFlight == cap)
     gated.open()
-    for _ in 0..<2000 where listener.statistics.resolutionsInFlight > 0 {
-      try await Task.sleep(for: .milliseconds(5))
-    }
-    #expect(listener.statistics.resolutionsInFlight == 0)
+    try await resolutionsEnd(listener)
     let served = try await connection.query(try testQuery("after.example."), timeout: .seconds(5))
     #expect(served.rcode == .noError && served.answers.count == 1)
     #expect(listener.statistics.quicExcessiveLoad == 1)

@@ -43,29 +43,28 @@ final class FastPath: Sendable {
     return .hit(response)
   }
 
-  /// The framed cached answer to a query that came over TCP (`.tcp`) or DoT (`.tls`), counted as
-  /// such, or nil: take the full path. A DoT query with EDNS options takes the full path, which
-  /// pads the answer when the query was padded (RFC 8467).
-  func streamHit(
+  /// `lookup` for a query that came over TCP (`.tcp`) or DoT (`.tls`): a hit is the framed
+  /// answer, counted as such. A stream answer is never truncated, so the full path's answer to a
+  /// miss may be stored for UDP clients too, but not for a DoT query with EDNS options: that one
+  /// takes the full path, which pads the answer when the query was padded (RFC 8467).
+  func streamLookup(
     _ data: ByteBuffer, from client: SocketAddress, via transport: ClientTransport, allocator: ByteBufferAllocator
-  )
-    -> ByteBuffer?
-  {
-    guard allowed.contains(where: { $0.contains(client) }),
+  ) -> Outcome {
+    let generation = cache.currentGeneration
+    guard allowed.contains(where: { $0.contains(client) }) else {
+      return .miss(nil, generation: generation)
+    }
+    let plainEDNSOnly = transport.isEncrypted
+    guard
       let (response, hit) = cache.answerFramed(
-        data, allocator: allocator, generation: cache.currentGeneration, plainEDNSOnly: transport.isEncrypted)
-    else { return nil }
+        data, allocator: allocator, generation: generation, plainEDNSOnly: plainEDNSOnly)
+    else {
+      let query = FastQuery(data).flatMap { plainEDNSOnly && $0.hasOptions ? nil : $0 }
+      return .miss(query, generation: generation)
+    }
     counters.countQuery(via: transport)
     monitor?.recordFastHit(client: client, name: hit.name, type: hit.qtype, rcode: hit.rcode)
-    return response
-  }
-
-  /// What the full path's answer to a TCP or DoT query needs to be stored for replay (`learn`),
-  /// or nil: not a fast-path query, or a DoT query with EDNS options (its answer may be padded).
-  func streamLearning(_ data: ByteBuffer, via transport: ClientTransport) -> (FastQuery, UInt64)? {
-    let generation = cache.currentGeneration
-    guard let query = FastQuery(data), !(transport.isEncrypted && query.hasOptions) else { return nil }
-    return (query, generation)
+    return .hit(response)
   }
 
   /// What `lookup(_:from:into:)` found.

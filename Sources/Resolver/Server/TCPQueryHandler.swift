@@ -7,7 +7,7 @@ import NIOCore
 /// A query still unanswered `answerDeadline` after it came gets SERVFAIL from here, counted in
 /// `resolutionsOverdue` and logged (a resolution that overruns its deadline is a bug); the
 /// resolution's own answer, if it comes later, is dropped.
-/// A query the packet cache holds is answered at once on the event loop (`FastPath.streamHit`),
+/// A query the packet cache holds is answered at once on the event loop (`FastPath.streamLookup`),
 /// without the hop to the engine thread; those answers are flushed together when the read ends.
 final class TCPQueryHandler: ChannelInboundHandler {
   typealias InboundIn = ByteBuffer
@@ -54,16 +54,18 @@ final class TCPQueryHandler: ChannelInboundHandler {
       inputClosed = true  // answer what is outstanding, then close
       counters.update { $0.tcpQueryLimitClosed += 1 }
     }
-    if let fastPath, let client,
-      let hit = fastPath.streamHit(frame, from: client, via: transport, allocator: context.channel.allocator)
-    {
-      context.write(wrapOutboundOut(hit), promise: nil)
-      flushPending = true
-      if inputClosed && outstanding == 0 { flushAndClose(context) }
-      return
+    var learned: (FastQuery, UInt64)?
+    if let fastPath, let client {
+      switch fastPath.streamLookup(frame, from: client, via: transport, allocator: context.channel.allocator) {
+      case .hit(let framed):
+        context.write(wrapOutboundOut(framed), promise: nil)
+        flushPending = true
+        if inputClosed && outstanding == 0 { flushAndClose(context) }
+        return
+      case .miss(let query, let generation):
+        learned = query.map { ($0, generation) }
+      }
     }
-    // A stream answer is never truncated: stored, it serves UDP clients whose limit it fits.
-    let learned = fastPath?.streamLearning(frame, via: transport)
     let fastPath = self.fastPath
     let raw = Array(frame.readableBytesView)
     outstanding += 1
@@ -119,20 +121,20 @@ final class TCPQueryHandler: ChannelInboundHandler {
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    if flushPending {
-      flushPending = false
-      context.flush()
-    }
+    flushIfPending(context)
     context.fireChannelReadComplete()
   }
 
   /// Closes the connection after what was written (cached answers not flushed yet included).
   private func flushAndClose(_ context: ChannelHandlerContext) {
-    if flushPending {
-      flushPending = false
-      context.flush()
-    }
+    flushIfPending(context)
     context.close(promise: nil)
+  }
+
+  private func flushIfPending(_ context: ChannelHandlerContext) {
+    guard flushPending else { return }
+    flushPending = false
+    context.flush()
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
