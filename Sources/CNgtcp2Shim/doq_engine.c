@@ -1,6 +1,10 @@
 // DoQ client engine over ngtcp2 0.12.1 + GnuTLS. See include/doq_engine.h. Everything ngtcp2 and
 // GnuTLS allocate is owned by the engine (or context) and freed in doq_engine_free (doq_context_free).
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  // SCHED_IDLE
+#endif
+
 #include "doq_engine.h"
 
 #include "doq_common.h"
@@ -11,6 +15,9 @@
 #include <gnutls/x509.h>
 #include <netinet/in.h>
 #include <ngtcp2/ngtcp2.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 #include <stdio.h>
@@ -25,6 +32,17 @@
 
 struct doq_context {
   gnutls_certificate_credentials_t cred;
+  /// What a server's certificate is verified against (OE-26: only to report the verdict): the
+  /// system trust store plus the extra CA file. Built off the start-up path, because GnuTLS parses
+  /// the whole system bundle (about 150 certificates, 10-15 ms that were on every start-up's way
+  /// to the first answer): by a background thread at idle priority, or by the first verification
+  /// that comes before that thread is done, which then builds its own rather than wait for an
+  /// idle-priority thread. The first list published wins; NULL until then.
+  _Atomic(gnutls_x509_trust_list_t) trust;
+  /// The extra CA file's PEM as read at start-up (empty if none): later changes to the file do not count.
+  gnutls_datum_t extra_ca;
+  int loader_started;
+  pthread_t loader;
 };
 
 typedef struct doq_stream {
@@ -47,6 +65,8 @@ typedef struct doq_event_node {
 } doq_event_node;
 
 struct doq_engine {
+  /// The shared context (outlives the engine): its credentials and lazily loaded trust store.
+  doq_context *ctx;
   ngtcp2_conn *conn;
   gnutls_session_t tls;
   ngtcp2_crypto_conn_ref ref;
@@ -168,6 +188,38 @@ static int name_matches(gnutls_x509_crt_t crt, const char *host) {
   return gnutls_x509_crt_check_hostname2(crt, host, 0) != 0;
 }
 
+/// A trust list of the system store plus `extra_ca` (PEM); NULL if GnuTLS cannot make one.
+static gnutls_x509_trust_list_t build_trust(const gnutls_datum_t *extra_ca) {
+  gnutls_x509_trust_list_t list;
+  if (gnutls_x509_trust_list_init(&list, 0) < 0) return NULL;
+  // A machine without a trust store still connects; verification then reports "untrusted-issuer".
+  (void)gnutls_x509_trust_list_add_system_trust(list, 0, 0);
+  if (extra_ca->size) (void)gnutls_x509_trust_list_add_trust_mem(list, extra_ca, NULL, GNUTLS_X509_FMT_PEM, 0, 0);
+  return list;
+}
+
+/// The published trust list, building and publishing one first if there is none yet. Lists are
+/// never changed once published, so threads verify against one concurrently.
+static gnutls_x509_trust_list_t trust_of(doq_context *ctx) {
+  gnutls_x509_trust_list_t list = atomic_load_explicit(&ctx->trust, memory_order_acquire);
+  if (list) return list;
+  gnutls_x509_trust_list_t mine = build_trust(&ctx->extra_ca);
+  if (!mine) return NULL;
+  gnutls_x509_trust_list_t none = NULL;
+  if (atomic_compare_exchange_strong_explicit(&ctx->trust, &none, mine, memory_order_acq_rel, memory_order_acquire))
+    return mine;
+  gnutls_x509_trust_list_deinit(mine, 1);  // another thread published first
+  return none;
+}
+
+static void *trust_loader(void *arg) {
+  // SCHED_IDLE: runs only when nothing else wants the CPU, so it never delays start-up or an answer.
+  struct sched_param none = {0};
+  (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &none);
+  (void)trust_of(arg);
+  return NULL;
+}
+
 /// Runs during every full handshake: records the verification outcome and always accepts (OE-26).
 static int verify_cb(gnutls_session_t session) {
   ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(session);
@@ -196,7 +248,20 @@ static int verify_cb(gnutls_session_t session) {
   }
   unsigned status = 0;
   unsigned problems = 0;
-  if (gnutls_certificate_verify_peers3(session, NULL, &status) < 0) problems |= DOQ_CERT_OTHER;
+  // The chain as sent (at most 16), against the trust list; the name is checked below.
+  gnutls_x509_crt_t chain[16] = {crt};
+  unsigned count = 1;
+  for (; count < n && count < 16; count++) {
+    if (gnutls_x509_crt_init(&chain[count]) < 0) break;
+    if (gnutls_x509_crt_import(chain[count], &certs[count], GNUTLS_X509_FMT_DER) < 0) {
+      gnutls_x509_crt_deinit(chain[count]);
+      break;
+    }
+  }
+  gnutls_x509_trust_list_t trust = trust_of(e->ctx);
+  if (!trust || gnutls_x509_trust_list_verify_crt2(trust, chain, count, NULL, 0, 0, &status, NULL) < 0)
+    problems |= DOQ_CERT_OTHER;
+  for (unsigned i = 1; i < count; i++) gnutls_x509_crt_deinit(chain[i]);
   time_t now = time(NULL);
   time_t expires = gnutls_x509_crt_get_expiration_time(crt);
   time_t activates = gnutls_x509_crt_get_activation_time(crt);
@@ -234,23 +299,30 @@ doq_context *doq_context_new(const char *extra_ca_file, char *err, size_t errlen
     free(ctx);
     return NULL;
   }
-  // A machine without a trust store still connects; verification then reports "untrusted-issuer".
-  (void)gnutls_certificate_set_x509_system_trust(ctx->cred);
   if (extra_ca_file) {
-    rv = gnutls_certificate_set_x509_trust_file(ctx->cred, extra_ca_file, GNUTLS_X509_FMT_PEM);
+    // Read once and checked now, so that a missing or empty file is an error at start-up.
+    rv = gnutls_load_file(extra_ca_file, &ctx->extra_ca);
+    if (rv >= 0) rv = gnutls_certificate_set_x509_trust_mem(ctx->cred, &ctx->extra_ca, GNUTLS_X509_FMT_PEM);
     if (rv <= 0) {
       doq_set_err(err, errlen, "cannot load CA file", rv < 0 ? gnutls_strerror(rv) : "no certificate in it");
+      gnutls_free(ctx->extra_ca.data);
       gnutls_certificate_free_credentials(ctx->cred);
       free(ctx);
       return NULL;
     }
   }
   gnutls_certificate_set_verify_function(ctx->cred, verify_cb);
+  // If no thread can be started, the first verification builds the list itself.
+  ctx->loader_started = pthread_create(&ctx->loader, NULL, trust_loader, ctx) == 0;
   return ctx;
 }
 
 void doq_context_free(doq_context *ctx) {
   if (!ctx) return;
+  if (ctx->loader_started) pthread_join(ctx->loader, NULL);
+  gnutls_x509_trust_list_t trust = atomic_load_explicit(&ctx->trust, memory_order_acquire);
+  if (trust) gnutls_x509_trust_list_deinit(trust, 1);
+  gnutls_free(ctx->extra_ca.data);
   gnutls_certificate_free_credentials(ctx->cred);
   free(ctx);
 }
@@ -460,6 +532,7 @@ doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, s
     doq_set_err(err, errlen, "out of memory", NULL);
     return NULL;
   }
+  e->ctx = ctx;
   e->early_state = -1;
   e->not_after = -1;
   e->ref.get_conn = get_conn;

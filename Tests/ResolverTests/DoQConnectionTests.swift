@@ -84,6 +84,29 @@ import Testing
     session.close()
   }
 
+  /// The trust list is built after start-up (by a background thread or the first verification):
+  /// the extra CA file must be in it, for the first handshake and the ones after it.
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func extraCAFileMakesTheCertificateTrusted() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let path = try #require(server.certificatePath)
+    let connector = try DoQConnector(extraCAFile: path, group: group)
+    for round in 0..<2 {
+      let (session, info) = try await connector.connect(
+        to: try server.endpoint, expectedName: try DNSName("doq.test."), resumption: nil,
+        handshakeTimeout: .seconds(3), idleTimeout: .seconds(30), onTicket: { _ in }, onClose: { _ in })
+      #expect(info.certificate.problems == [], "handshake \(round)")
+      session.close()
+    }
+  }
+
+  @Test func unreadableExtraCAFileIsAnErrorAtOnce() {
+    #expect(throws: EncryptedFailure.self) {
+      _ = try DoQConnector(extraCAFile: "/nonexistent/ca.pem", group: group)
+    }
+  }
+
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
   func ticketResumesSecondConnection() async throws {
     let server = try await DoQFixtureServer()

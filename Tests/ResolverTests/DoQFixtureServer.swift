@@ -76,6 +76,11 @@ final class DoQFixtureServer: Sendable {
     }
   }
 
+  /// The server's self-signed certificate (PEM), to trust as an extra CA file.
+  var certificatePath: String? {
+    log.split(separator: "\n").first { $0.hasPrefix("CERT ") }.map { String($0.dropFirst("CERT ".count)) }
+  }
+
   /// Everything the server printed so far.
   var log: String { output.text.withLock { $0 } }
 

@@ -13,7 +13,8 @@
 extern "C" {
 #endif
 
-/// Shared TLS settings: certificate credentials (system trust store + optional extra CA file).
+/// Shared TLS settings: certificate credentials (optional extra CA file; the system trust store is
+/// loaded after start-up by a background thread, or by the first verification if that comes first).
 typedef struct doq_context doq_context;
 /// One QUIC connection.
 typedef struct doq_engine doq_engine;

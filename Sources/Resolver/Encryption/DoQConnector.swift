@@ -9,7 +9,7 @@ public struct DoQConnector: EarlyDataConnector {
   let group: any EventLoopGroup
   let counters: EncryptedReplyCounters
 
-  /// Loads the trust stores (system plus `extraCAFile`, PEM) once for all connections; `counters`
+  /// One trust list (system plus `extraCAFile`, PEM) for all connections; `counters`
   /// receives the malformed responses of every session.
   public init(extraCAFile: String?, group: any EventLoopGroup, counters: EncryptedReplyCounters = .init()) throws {
     self.context = try DoQClientContext(extraCAFile: extraCAFile)

@@ -75,13 +75,14 @@ final class TCPQueryHandler: ChannelInboundHandler {
     }
     let promise = context.eventLoop.makePromise(of: ([UInt8]?, Bool).self)
     let transport = self.transport
+    let toLearn = learned
     // On the upstream engine's thread, as UDPSocketLoop's full path (see UDPExchangeEngine).
     UDPExchangeEngine.resolutions.run {
       await processor.process(raw, from: client, via: transport) { promise.succeed(($0, $1)) }
     }
     promise.futureResult.whenSuccess { response, replayable in  // runs on the channel's event loop
       bound.value.handler.finished(token, response, context: bound.value.context)
-      if replayable, let response, let fastPath, let (query, generation) = learned {
+      if replayable, let response, let fastPath, let (query, generation) = toLearn {
         fastPath.learn(response, for: query, generation: generation)
       }
     }

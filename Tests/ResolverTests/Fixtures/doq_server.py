@@ -178,6 +178,7 @@ async def main():
         session_ticket_handler=lambda ticket: tickets.__setitem__(ticket.ticket, ticket),
     )
     port = server._transport.get_extra_info("sockname")[1]
+    log(f"CERT {cert_path}")  # before LISTENING: a test may trust it as a CA file
     log(f"LISTENING {port}")
     await asyncio.Event().wait()
 

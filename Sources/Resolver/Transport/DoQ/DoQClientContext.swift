@@ -6,7 +6,9 @@ public final class DoQClientContext: Sendable {
   /// The C context; GnuTLS credentials are safe to share between sessions once configured.
   nonisolated(unsafe) let raw: OpaquePointer
 
-  /// Loads the trust stores. Throws `EncryptedFailure.tlsError` if GnuTLS fails or the CA file is unreadable.
+  /// Reads `extraCAFile` (PEM) and starts building the trust list (system store plus that file) on
+  /// a background thread, off the start-up path. Throws `EncryptedFailure.tlsError` if GnuTLS
+  /// fails or the CA file is unreadable or holds no certificate.
   public init(extraCAFile: String? = nil) throws(EncryptedFailure) {
     var message = [CChar](repeating: 0, count: 256)
     let made = message.withUnsafeMutableBufferPointer { buffer in
