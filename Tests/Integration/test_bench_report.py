@@ -1,0 +1,46 @@
+"""`make bench`'s report after the table, over a raw record shaped like a full run's.
+
+The full run of 2026-12-03 08:27 crashed after half an hour in this code, before writing its
+JSON: the dashboard section is one summary dict, not rounds per resolver. No lab needed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "Benchmarks"))
+
+import bench  # noqa: E402
+
+
+def full_run(overdue: int = 0) -> dict:
+    def rows(**extra):
+        return [{"qps": 100000.0 + r, "overdue": 0, **extra} for r in range(3)]
+
+    raw = {name: {"sotto": rows(), "unbound": rows(), "pdns-recursor": rows()}
+           for name in ("cached", "cold", "memory", "encryption")}
+    raw["startup"] = {"sotto": [{"startup_ms": 30.0}] * 3, "unbound": [{"startup_ms": 48.0}] * 3}
+    # As dashboard_cost.py writes it: scalars, and "rounds" a list of numbers.
+    raw["dashboard"] = {"qps_target": 1000, "seconds": 10, "rounds": [1.0, 0.9, 1.1],
+                        "dashboard_cost_percent": 1.0, "pass": True, "dashboard_thread_percent": 0.5}
+    raw["cold"]["sotto"][1]["overdue"] = overdue
+    return raw
+
+
+def test_a_full_runs_record_reports_no_overdue_answers():
+    line = bench.overdue_report(full_run())
+    assert line.endswith("none in any round"), line
+
+
+def test_an_overdue_round_is_named():
+    line = bench.overdue_report(full_run(overdue=2))
+    assert line.endswith("cold round 2 sotto: 2"), line
+
+
+def test_targets_and_diagnostics_accept_a_full_runs_record():
+    raw = full_run()
+    raw["cached"]["unbound"] = [{"qps": 110000.0}, {"qps": 90000.0}, {"qps": 100000.0}]
+    cached = next(t for t in bench.targets(raw) if t["target"] == "cached q/s, Sotto / Unbound")
+    assert cached["met_rounds"] == 2 and cached["verdict"] == "mixed", cached
+    assert isinstance(bench.diagnostics(raw), list)
