@@ -31,6 +31,19 @@ static inline int sotto_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509) {
 
 static inline int sotto_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
 
+/// The certificates in `store` (its CRLs are skipped: NULL), by index; sk_* are macros.
+static inline int sotto_X509_STORE_object_count(X509_STORE *store) {
+  return sk_X509_OBJECT_num(X509_STORE_get0_objects(store));
+}
+static inline X509 *sotto_X509_STORE_certificate_at(X509_STORE *store, int index) {
+  return X509_OBJECT_get0_X509(sk_X509_OBJECT_value(X509_STORE_get0_objects(store), index));
+}
+
+/// The store `ssl` verifies the peer's chain against, instead of its SSL_CTX's (takes a reference).
+static inline long sotto_SSL_set1_verify_cert_store(SSL *ssl, X509_STORE *store) {
+  return SSL_set1_verify_cert_store(ssl, store);
+}
+
 static inline int sotto_ERR_GET_REASON(unsigned long code) { return ERR_GET_REASON(code); }
 
 static inline int sotto_SSL_AD_REASON_OFFSET(void) { return SSL_AD_REASON_OFFSET; }

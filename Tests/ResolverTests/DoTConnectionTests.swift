@@ -94,6 +94,31 @@ import Testing
     other.close()
   }
 
+  /// A trust bundle (SSL_CERT_FILE's case) is parsed off the start-up path into a store each
+  /// connection verifies against; the extra CA file's certificates are in it too.
+  @Test func bundleTrustIsBuiltOffTheStartPathAndUsed() async throws {
+    guard let server = try await NSDDoTServer.start() else { return }
+    defer { server.stop() }
+    let labCert = server.directory.appendingPathComponent("cert.pem").path
+    let bundle = try DoTClientContext(trustFile: labCert)
+    #expect(bundle.lazyStore != nil)
+    for round in 0..<2 {  // the first may build the store itself, the second finds it published
+      let (connection, info) = try await connect(server, context: bundle)
+      #expect(info.certificate.problems == [], "connection \(round)")
+      connection.close()
+    }
+    // A bundle without the lab certificate: unknown, unless it is the extra CA file.
+    let other = server.directory.appendingPathComponent("other.pem")
+    try Data("# no certificates\n".utf8).write(to: other)
+    let (unknown, unknownInfo) = try await connect(server, context: try DoTClientContext(trustFile: other.path))
+    #expect(unknownInfo.certificate.problems == ["self-signed"])
+    unknown.close()
+    let (extra, extraInfo) = try await connect(
+      server, context: try DoTClientContext(extraCAFile: labCert, trustFile: other.path))
+    #expect(extraInfo.certificate.problems == [])
+    extra.close()
+  }
+
   @Test func pipelinedQueriesAreAllAnswered() async throws {
     guard let server = try await NSDDoTServer.start() else { return }
     defer { server.stop() }

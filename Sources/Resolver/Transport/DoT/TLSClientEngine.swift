@@ -37,6 +37,7 @@ final class TLSClientEngine {
   ) throws(EncryptedFailure) {
     ERR_clear_error()
     guard let ssl = SSL_new(context.ctx) else { throw OpenSSLErrorQueue.failure(fallback: "SSL_new failed") }
+    if let store = context.lazyStore?.store() { _ = sotto_SSL_set1_verify_cert_store(ssl, store) }
     guard let readBIO = BIO_new(BIO_s_mem()) else {
       SSL_free(ssl)
       throw OpenSSLErrorQueue.failure(fallback: "BIO_new failed")
