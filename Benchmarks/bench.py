@@ -439,19 +439,19 @@ def main() -> int:
             table.append(("dashboard", "CPU % of a core at 1k q/s", {"sotto": (d["dashboard_cost_percent"],) * 3},
                           "lower"))
     print_table(table)
-    verdicts = targets(raw)
-    diag = diagnostics(raw)
-    # The JSON first: a fault in the reports below must not lose a run of half an hour.
+    # The JSON first, and again once the reports are made: a fault in them must not lose a run of
+    # half an hour.
     out_dir = HERE / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(json.dumps({"machine": machine(), "rounds": ROUNDS, "quick": QUICK, "raw": raw,
-                                "table": [{"benchmark": b, "metric": m, "better": better,
-                                           "values": {k: {"median": v[0], "min": v[1], "max": v[2]}
-                                                      for k, v in vals.items()},
-                                           "ratios": ratios(vals)} for b, m, vals, better in table],
-                                "targets": verdicts, "diagnostics": diag},
-                               indent=2, default=str))
+    record = {"machine": machine(), "rounds": ROUNDS, "quick": QUICK, "raw": raw,
+              "table": [{"benchmark": b, "metric": m, "better": better,
+                         "values": {k: {"median": v[0], "min": v[1], "max": v[2]} for k, v in vals.items()},
+                         "ratios": ratios(vals)} for b, m, vals, better in table]}
+    path.write_text(json.dumps(record, indent=2, default=str))
+    verdicts = targets(raw)
+    diag = diagnostics(raw)
+    path.write_text(json.dumps({**record, "targets": verdicts, "diagnostics": diag}, indent=2, default=str))
     print_targets(verdicts)
     print_diagnostics(diag)
     print("\n" + overdue_report(raw))

@@ -41,8 +41,9 @@ struct doq_context {
   _Atomic(gnutls_x509_trust_list_t) trust;
   /// The extra CA file's PEM as read at start-up (empty if none): later changes to the file do not count.
   gnutls_datum_t extra_ca;
-  int loader_started;
-  pthread_t loader;
+  /// Owners: the caller of doq_context_new and, until it is done, the (detached) loader thread,
+  /// so that freeing the context never waits for an idle-priority thread. The last one frees it.
+  atomic_int refs;
 };
 
 typedef struct doq_stream {
@@ -212,11 +213,23 @@ static gnutls_x509_trust_list_t trust_of(doq_context *ctx) {
   return none;
 }
 
+static void context_release(doq_context *ctx) {
+  if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1) return;
+  gnutls_x509_trust_list_t trust = atomic_load_explicit(&ctx->trust, memory_order_acquire);
+  if (trust) gnutls_x509_trust_list_deinit(trust, 1);
+  gnutls_free(ctx->extra_ca.data);
+  gnutls_certificate_free_credentials(ctx->cred);
+  free(ctx);
+}
+
 static void *trust_loader(void *arg) {
-  // SCHED_IDLE: runs only when nothing else wants the CPU, so it never delays start-up or an answer.
+  // SCHED_IDLE: runs only when nothing else wants the CPU (GnuTLS's own locks aside), so it does
+  // not compete with start-up or answers for the core.
   struct sched_param none = {0};
   (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &none);
-  (void)trust_of(arg);
+  doq_context *ctx = arg;
+  (void)trust_of(ctx);
+  context_release(ctx);
   return NULL;
 }
 
@@ -248,18 +261,27 @@ static int verify_cb(gnutls_session_t session) {
   }
   unsigned status = 0;
   unsigned problems = 0;
-  // The chain as sent (at most 16), against the trust list; the name is checked below.
+  // The chain as sent against the trust list, with the credentials' verification flags; the name is
+  // checked below. As gnutls_certificate_verify_peers3 did: a chain longer than 16 or one that does
+  // not parse is "other". Unlike it: a stapled OCSP response is not looked at.
   gnutls_x509_crt_t chain[16] = {crt};
   unsigned count = 1;
-  for (; count < n && count < 16; count++) {
-    if (gnutls_x509_crt_init(&chain[count]) < 0) break;
+  int unusable = n > 16;
+  for (; !unusable && count < n; count++) {
+    if (gnutls_x509_crt_init(&chain[count]) < 0) {
+      unusable = 1;
+      break;
+    }
     if (gnutls_x509_crt_import(chain[count], &certs[count], GNUTLS_X509_FMT_DER) < 0) {
       gnutls_x509_crt_deinit(chain[count]);
+      unusable = 1;
       break;
     }
   }
-  gnutls_x509_trust_list_t trust = trust_of(e->ctx);
-  if (!trust || gnutls_x509_trust_list_verify_crt2(trust, chain, count, NULL, 0, 0, &status, NULL) < 0)
+  gnutls_x509_trust_list_t trust = unusable ? NULL : trust_of(e->ctx);
+  if (!trust || gnutls_x509_trust_list_verify_crt2(trust, chain, count, NULL, 0,
+                                                   gnutls_certificate_get_verify_flags(e->ctx->cred), &status,
+                                                   NULL) < 0)
     problems |= DOQ_CERT_OTHER;
   for (unsigned i = 1; i < count; i++) gnutls_x509_crt_deinit(chain[i]);
   time_t now = time(NULL);
@@ -313,18 +335,16 @@ doq_context *doq_context_new(const char *extra_ca_file, char *err, size_t errlen
   }
   gnutls_certificate_set_verify_function(ctx->cred, verify_cb);
   // If no thread can be started, the first verification builds the list itself.
-  ctx->loader_started = pthread_create(&ctx->loader, NULL, trust_loader, ctx) == 0;
+  atomic_init(&ctx->refs, 2);
+  pthread_t loader;
+  if (pthread_create(&loader, NULL, trust_loader, ctx) == 0) pthread_detach(loader);
+  else atomic_store_explicit(&ctx->refs, 1, memory_order_relaxed);
   return ctx;
 }
 
 void doq_context_free(doq_context *ctx) {
   if (!ctx) return;
-  if (ctx->loader_started) pthread_join(ctx->loader, NULL);
-  gnutls_x509_trust_list_t trust = atomic_load_explicit(&ctx->trust, memory_order_acquire);
-  if (trust) gnutls_x509_trust_list_deinit(trust, 1);
-  gnutls_free(ctx->extra_ca.data);
-  gnutls_certificate_free_credentials(ctx->cred);
-  free(ctx);
+  context_release(ctx);
 }
 
 // MARK: resumption blob

@@ -19,8 +19,10 @@ CLI contract relied on (all resolver commands): --state-file PATH, --no-encrypti
 from __future__ import annotations
 
 import json
+import os
 import signal
 import statistics
+import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from cases import WWW
-from harness import dig_query, fmt_rrs, norm_name, rrs_from_json, scaled
+from harness import REPO, ROOT_HINTS, dig_query, fmt_rrs, norm_name, rrs_from_json, scaled
 
 DOT = "127.53.12.1"
 BADCERT = "127.53.13.1"
@@ -208,6 +210,28 @@ def test_lookup_hops_first_do53_then_state_file_goes_straight_to_dot(lab, dot_so
     assert not cap2.sent_to(DOT, 53), f"second process sent a Do53 copy to {DOT}:\n{cap2.summary(DOT)}"
     h = hops_to(d2, DOT)
     assert h and all(x["transport"] == "DoT" for x in h), f"hops to {DOT} from a known-good state: {h}"
+
+
+def test_ssl_cert_file_decides_the_dot_verdict(lab, dot_sotto, tmp_path):
+    """With SSL_CERT_FILE naming the trust bundle (no --tls-ca-file), OpenSSL's store is built off
+    the start-up path (LazyVerifyStore) and still decides the certificate's verdict: the lab CA as
+    the bundle makes ns1.dot.test's certificate valid, a bundle without it does not."""
+    empty = tmp_path / "empty.pem"
+    empty.write_text("# no certificates\n")
+    verdicts = {}
+    for name, bundle in (("lab", lab.ca_file), ("empty", empty)):
+        state = tmp_path / f"{name}.json"
+        env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_DIR"}
+        env["SSL_CERT_FILE"] = str(bundle)
+        r = subprocess.run([str(dot_sotto.path), "lookup", "www.dot.test.", "A", "--root-hints", ROOT_HINTS,
+                            "--allow-loopback", "--state-file", str(state)],
+                           env=env, capture_output=True, text=True, timeout=scaled(40), cwd=REPO)
+        assert r.returncode == 0, r.stdout + r.stderr
+        dot = server_state(state_show(dot_sotto, state), DOT)["dot"]
+        assert dot["status"] == "success" and dot["certificate"], dot
+        verdicts[name] = dot["certificate"]["problems"]
+    assert verdicts["lab"] == [], verdicts
+    assert verdicts["empty"] and set(verdicts["empty"]) <= {"self-signed", "untrusted-issuer"}, verdicts
 
 
 # --------------------------------------------------------------------------- refused / damping

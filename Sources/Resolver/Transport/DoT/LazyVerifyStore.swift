@@ -29,7 +29,7 @@ final class LazyVerifyStore: Sendable {
       &thread, nil,
       { arg in
         guard let arg else { return nil }
-        // SCHED_IDLE (5): runs only when nothing else wants the CPU.
+        // SCHED_IDLE (5): runs only when nothing else wants the CPU (OpenSSL's own locks aside).
         var none = sched_param()
         _ = pthread_setschedparam(pthread_self(), 5, &none)
         _ = Unmanaged<LazyVerifyStore>.fromOpaque(arg).takeRetainedValue().store()
