@@ -213,6 +213,15 @@ static gnutls_x509_trust_list_t trust_of(doq_context *ctx) {
   return none;
 }
 
+/// GnuTLS frees its tables (the ASN.1 definitions, among them) in a library destructor at exit,
+/// when its global initialisation count drops to zero. The trust loader, or a handshake on the
+/// engine thread, may still be parsing a certificate then: it crashed in asn1_der_decoding2
+/// (NULL tables) when a sotto process exited under ThreadSanitizer in CI. One reference of our
+/// own, never given back, keeps them for the life of the process (as OPENSSL_INIT_NO_ATEXIT does
+/// for OpenSSL in DoTClientContext).
+static pthread_once_t gnutls_kept = PTHREAD_ONCE_INIT;
+static void keep_gnutls(void) { (void)gnutls_global_init(); }
+
 static void context_release(doq_context *ctx) {
   if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1) return;
   gnutls_x509_trust_list_t trust = atomic_load_explicit(&ctx->trust, memory_order_acquire);
@@ -310,6 +319,7 @@ static int verify_cb(gnutls_session_t session) {
 }
 
 doq_context *doq_context_new(const char *extra_ca_file, char *err, size_t errlen) {
+  pthread_once(&gnutls_kept, keep_gnutls);
   doq_context *ctx = calloc(1, sizeof *ctx);
   if (!ctx) {
     doq_set_err(err, errlen, "out of memory", NULL);
