@@ -439,8 +439,7 @@ def main() -> int:
             table.append(("dashboard", "CPU % of a core at 1k q/s", {"sotto": (d["dashboard_cost_percent"],) * 3},
                           "lower"))
     print_table(table)
-    # The JSON first, and again once the reports are made: a fault in them must not lose a run of
-    # half an hour.
+    # The JSON first, and again once the reports are made: a fault in them must not lose the run.
     out_dir = HERE / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -168,16 +168,17 @@ class Sotto:
     def __init__(self, path: Path):
         self.path = path
 
-    def run(self, *args: str, timeout: float = 40.0) -> subprocess.CompletedProcess:
+    def run(self, *args: str, timeout: float = 40.0, env: dict | None = None) -> subprocess.CompletedProcess:
+        """`env`: the whole environment of the process (default: this one's)."""
         return subprocess.run([str(self.path), *args], capture_output=True, text=True, timeout=scaled(timeout),
-                              cwd=REPO)
+                              cwd=REPO, env=env)
 
     def lookup(self, name: str, qtype: str = "A", *extra: str, allow_loopback: bool = True,
-               timeout: float = 40.0) -> subprocess.CompletedProcess:
+               timeout: float = 40.0, env: dict | None = None) -> subprocess.CompletedProcess:
         args = ["lookup", name, qtype, "--root-hints", ROOT_HINTS]
         if allow_loopback:
             args.append("--allow-loopback")
-        return self.run(*args, *extra, timeout=timeout)
+        return self.run(*args, *extra, timeout=timeout, env=env)
 
     def lookup_json(self, name: str, qtype: str = "A", *extra: str) -> dict:
         r = self.lookup(name, qtype, "--json", *extra)

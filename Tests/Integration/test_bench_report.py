@@ -1,7 +1,7 @@
 """`make bench`'s report after the table, over a raw record shaped like a full run's.
 
-The full run of 2026-12-03 08:27 crashed after half an hour in this code, before writing its
-JSON: the dashboard section is one summary dict, not rounds per resolver. No lab needed.
+The full run of 2026-12-03 08:20 crashed in this code after its table, before writing its JSON:
+the dashboard section is one summary dict, not rounds per resolver. No lab needed.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from cases import WWW
-from harness import REPO, ROOT_HINTS, dig_query, fmt_rrs, norm_name, rrs_from_json, scaled
+from harness import dig_query, fmt_rrs, norm_name, rrs_from_json, scaled
 
 DOT = "127.53.12.1"
 BADCERT = "127.53.13.1"
@@ -223,9 +222,7 @@ def test_ssl_cert_file_decides_the_dot_verdict(lab, dot_sotto, tmp_path):
         state = tmp_path / f"{name}.json"
         env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_DIR"}
         env["SSL_CERT_FILE"] = str(bundle)
-        r = subprocess.run([str(dot_sotto.path), "lookup", "www.dot.test.", "A", "--root-hints", ROOT_HINTS,
-                            "--allow-loopback", "--state-file", str(state)],
-                           env=env, capture_output=True, text=True, timeout=scaled(40), cwd=REPO)
+        r = dot_sotto.lookup("www.dot.test.", "A", "--state-file", str(state), env=env)
         assert r.returncode == 0, r.stdout + r.stderr
         dot = server_state(state_show(dot_sotto, state), DOT)["dot"]
         assert dot["status"] == "success" and dot["certificate"], dot
