@@ -1,10 +1,6 @@
 // DoQ client engine over ngtcp2 0.12.1 + GnuTLS. See include/doq_engine.h. Everything ngtcp2 and
 // GnuTLS allocate is owned by the engine (or context) and freed in doq_engine_free (doq_context_free).
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE  // SCHED_IDLE
-#endif
-
 #include "doq_engine.h"
 
 #include "doq_common.h"
@@ -16,7 +12,6 @@
 #include <netinet/in.h>
 #include <ngtcp2/ngtcp2.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
@@ -35,14 +30,15 @@ struct doq_context {
   /// What a server's certificate is verified against (OE-26: only to report the verdict): the
   /// system trust store plus the extra CA file. Built off the start-up path, because GnuTLS parses
   /// the whole system bundle (about 150 certificates, 10-15 ms that were on every start-up's way
-  /// to the first answer): by a background thread at idle priority, or by the first verification
-  /// that comes before that thread is done, which then builds its own rather than wait for an
-  /// idle-priority thread. The first list published wins; NULL until then.
+  /// to the first answer): by doq_context_load_trust on a thread of the caller's, which connections
+  /// wait for (suspended) before their handshake. A verification that still finds none builds its
+  /// own. The first list published wins; NULL until then.
   _Atomic(gnutls_x509_trust_list_t) trust;
   /// The extra CA file's PEM as read at start-up (empty if none): later changes to the file do not count.
   gnutls_datum_t extra_ca;
-  /// Owners: the caller of doq_context_new and, until it is done, the (detached) loader thread,
-  /// so that freeing the context never waits for an idle-priority thread. The last one frees it.
+  /// Owners: the caller of doq_context_new and whoever holds a doq_context_retain (the thread
+  /// loading the trust list), so that freeing the context never waits for that thread. The last
+  /// one frees it.
   atomic_int refs;
 };
 
@@ -214,7 +210,7 @@ static gnutls_x509_trust_list_t trust_of(doq_context *ctx) {
 }
 
 /// GnuTLS frees its tables (the ASN.1 definitions, among them) in a library destructor at exit,
-/// when its global initialisation count drops to zero. The trust loader, or a handshake on the
+/// when its global initialisation count drops to zero. The trust loading thread, or a handshake on the
 /// engine thread, may still be parsing a certificate then: it crashed in asn1_der_decoding2
 /// (NULL tables) when a sotto process exited under ThreadSanitizer in CI. One reference of our
 /// own, never given back, keeps them for the life of the process (as OPENSSL_INIT_NO_ATEXIT does
@@ -231,15 +227,12 @@ static void context_release(doq_context *ctx) {
   free(ctx);
 }
 
-static void *trust_loader(void *arg) {
-  // SCHED_IDLE: runs only when nothing else wants the CPU (GnuTLS's own locks aside), so it does
-  // not compete with start-up or answers for the core.
-  struct sched_param none = {0};
-  (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &none);
-  doq_context *ctx = arg;
-  (void)trust_of(ctx);
-  context_release(ctx);
-  return NULL;
+void doq_context_retain(doq_context *ctx) { atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed); }
+
+void doq_context_load_trust(doq_context *ctx) { (void)trust_of(ctx); }
+
+int doq_context_trust_loaded(doq_context *ctx) {
+  return atomic_load_explicit(&ctx->trust, memory_order_acquire) != NULL;
 }
 
 /// Runs during every full handshake: records the verification outcome and always accepts (OE-26).
@@ -344,11 +337,7 @@ doq_context *doq_context_new(const char *extra_ca_file, char *err, size_t errlen
     }
   }
   gnutls_certificate_set_verify_function(ctx->cred, verify_cb);
-  // If no thread can be started, the first verification builds the list itself.
-  atomic_init(&ctx->refs, 2);
-  pthread_t loader;
-  if (pthread_create(&loader, NULL, trust_loader, ctx) == 0) pthread_detach(loader);
-  else atomic_store_explicit(&ctx->refs, 1, memory_order_relaxed);
+  atomic_init(&ctx->refs, 1);
   return ctx;
 }
 

@@ -180,8 +180,8 @@ class Sotto:
             args.append("--allow-loopback")
         return self.run(*args, *extra, timeout=timeout, env=env)
 
-    def lookup_json(self, name: str, qtype: str = "A", *extra: str) -> dict:
-        r = self.lookup(name, qtype, "--json", *extra)
+    def lookup_json(self, name: str, qtype: str = "A", *extra: str, env: dict | None = None) -> dict:
+        r = self.lookup(name, qtype, "--json", *extra, env=env)
         assert r.returncode == 0, (
             f"sotto lookup {name} {qtype} --json exited {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
         try:

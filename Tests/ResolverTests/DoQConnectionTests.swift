@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 @testable import Resolver
@@ -99,6 +100,39 @@ import Testing
       #expect(info.certificate.problems == [], "handshake \(round)")
       session.close()
     }
+  }
+
+  /// A handshake that comes before the trust list is built waits for it, suspended: the exchange
+  /// engine's thread, which carries every Do53 exchange too, never parses the bundle itself (it
+  /// used to, when the first verification came before the loading thread was done).
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func earlyHandshakeDoesNotHoldTheExchangeThread() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let fixtureCA = try String(contentsOfFile: try #require(server.certificatePath), encoding: .utf8)
+    // A CA file GnuTLS takes a while to parse: Debian's bundle 20 times over, then the fixture's.
+    let system = try String(contentsOfFile: "/etc/ssl/certs/ca-certificates.crt", encoding: .utf8)
+    let bundle = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-doq-ca-\(getpid()).pem")
+    try (String(repeating: system, count: 20) + fixtureCA).write(to: bundle, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: bundle) }
+
+    let clock = ContinuousClock()
+    let loadStart = clock.now
+    let context = try DoQClientContext(extraCAFile: bundle.path)
+    let watch = EngineStallWatch()
+    let watching = Task { await watch.run() }
+    let (session, info, _) = try await DoQConnection.connect(
+      to: try server.endpoint, expectedName: try DNSName("doq.test."), context: context, group: group,
+      resumption: nil, handshakeTimeout: .seconds(30), idleTimeout: .seconds(30), onTicket: { _ in },
+      onClose: { _ in })
+    let loadTime = clock.now - loadStart
+    watch.stop()
+    let longest = await watching.value
+    #expect(info.certificate.problems == [])  // verified against the list with the extra CA in it
+    #expect(context.isTrustLoaded)
+    // The list took `loadTime` to build; the thread never stopped for more than a fraction of it.
+    #expect(longest < loadTime / 3, "exchange thread held \(longest); the trust list took \(loadTime)")
+    session.close()
   }
 
   @Test func unreadableExtraCAFileIsAnErrorAtOnce() {
@@ -324,5 +358,26 @@ import Testing
     // The upper bound leaves room for a test task that resumes late (seen seconds late under
     // the sanitizers); the error itself says it was the handshake timer.
     #expect(elapsed >= 0.5 && elapsed < 5)
+  }
+}
+
+/// Measures the longest wait for a turn of the exchange engine's thread (queued no-ops, 1 ms apart).
+final class EngineStallWatch: Sendable {
+  private let stopped = Mutex(false)
+
+  func stop() { stopped.withLock { $0 = true } }
+
+  func run() async -> Duration {
+    let clock = ContinuousClock()
+    var longest = Duration.zero
+    while !stopped.withLock({ $0 }) {
+      let start = clock.now
+      await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        UDPExchangeEngine.shared.execute(queued: true) { done.resume() }
+      }
+      longest = max(longest, clock.now - start)
+      try? await Task.sleep(for: .milliseconds(1))
+    }
+    return longest
   }
 }

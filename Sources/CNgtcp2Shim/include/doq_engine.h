@@ -14,14 +14,22 @@ extern "C" {
 #endif
 
 /// Shared TLS settings: certificate credentials (optional extra CA file; the system trust store is
-/// loaded after start-up by a background thread, or by the first verification if that comes first).
+/// loaded after start-up by doq_context_load_trust, or by the first verification if that comes first).
 typedef struct doq_context doq_context;
 /// One QUIC connection.
 typedef struct doq_engine doq_engine;
 
 /// Creates the shared context; returns NULL and writes a message into `err` on failure.
 doq_context *doq_context_new(const char *extra_ca_file, char *err, size_t errlen);
+/// Gives up one reference; the last frees the context.
 void doq_context_free(doq_context *ctx);
+/// Takes one more reference (for a thread that outlives its creator's).
+void doq_context_retain(doq_context *ctx);
+/// Builds and publishes the trust list (system store plus extra CA file) if none is yet; slow
+/// (GnuTLS parses the whole bundle), so called on a thread of its own.
+void doq_context_load_trust(doq_context *ctx);
+/// 1 once a trust list is published.
+int doq_context_trust_loaded(doq_context *ctx);
 
 typedef struct doq_config {
   const char *remote_ip;

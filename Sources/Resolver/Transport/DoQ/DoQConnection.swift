@@ -37,6 +37,11 @@ public final class DoQConnection: Sendable {
   ) async throws(EncryptedFailure) -> (DoQConnection, TLSHandshakeInfo, EventLoopFuture<Message>?) {
     let engine = UDPExchangeEngine.shared
     guard engine.isRunning else { throw .tlsError("the exchange engine thread is not running") }
+    // The trust list still being built at start-up: wait for it here, suspended, rather than have
+    // the handshake's verification build it on the exchange engine's thread. A resumed handshake
+    // has no certificate to verify (its verdict travels in the ticket) and does not wait; if the
+    // server declines the ticket, that verification builds the list itself.
+    if resumption == nil { _ = await context.trustLoaded() }
     let time = SystemTimeSource()
     let startedAt = time.now()
     let status = DoTConnectionStatus()

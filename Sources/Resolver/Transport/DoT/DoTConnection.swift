@@ -35,11 +35,14 @@ public final class DoTConnection: Sendable {
   ) async throws(EncryptedFailure) -> (DoTConnection, TLSHandshakeInfo) {
     let engine = UDPExchangeEngine.shared
     guard engine.isRunning else { throw .tlsError("the exchange engine thread is not running") }
+    // A CA bundle still being parsed at start-up: wait for it here, suspended, not on a thread.
+    let verifyStore = await context.lazyStore?.store()
     let time = SystemTimeSource()
     let startedAt = time.now()
     let status = DoTConnectionStatus()
     let tls = try TLSClientEngine(
-      context: context, expectedName: expectedName, ip: endpoint.ip, resumption: resumption, onTicket: onTicket)
+      context: context, expectedName: expectedName, ip: endpoint.ip, resumption: resumption,
+      verifyStore: verifyStore, onTicket: onTicket)
     let session = DoTSocketSession(
       engine: engine, endpoint: endpoint, tls: tls, connectTimeout: connectTimeout,
       handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, startedAt: startedAt, time: time,

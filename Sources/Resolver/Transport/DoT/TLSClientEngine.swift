@@ -31,13 +31,14 @@ final class TLSClientEngine {
 
   /// Creates the client side. Never sets SNI (T-2, OE-25); offers ALPN `dot` (T-1); the expected name is
   /// given to verification only. `resumption` is one serialized session to offer (OE-22).
+  /// `verifyStore` replaces the context's store for verification (`DoTClientContext.lazyStore`).
   init(
     context: DoTClientContext, expectedName: DNSName?, ip: String, resumption: [UInt8]?,
-    onTicket: @escaping @Sendable ([UInt8]) -> Void
+    verifyStore: OwnedStore? = nil, onTicket: @escaping @Sendable ([UInt8]) -> Void
   ) throws(EncryptedFailure) {
     ERR_clear_error()
     guard let ssl = SSL_new(context.ctx) else { throw OpenSSLErrorQueue.failure(fallback: "SSL_new failed") }
-    if let store = context.lazyStore?.store() { _ = sotto_SSL_set1_verify_cert_store(ssl, store) }
+    if let store = verifyStore?.pointer { _ = sotto_SSL_set1_verify_cert_store(ssl, store) }
     guard let readBIO = BIO_new(BIO_s_mem()) else {
       SSL_free(ssl)
       throw OpenSSLErrorQueue.failure(fallback: "BIO_new failed")

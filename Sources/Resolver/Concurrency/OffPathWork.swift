@@ -1,0 +1,89 @@
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// One piece of slow start-up work (parsing a CA bundle) run on a thread of its own, so that
+/// neither start-up nor a thread that serves queries waits for it. `value()` suspends, blocking
+/// no thread, until the work is done; callers that need the result (a handshake's certificate
+/// verdict) wait there instead of doing the work again on an I/O or cooperative thread.
+final class OffPathWork<Value: Sendable>: Sendable {
+  private enum State {
+    case running([UnsafeContinuation<Value, Never>])
+    case done(Value)
+  }
+
+  private let state = Mutex<State>(.running([]))
+
+  /// Starts `work` on a new thread named `name`; if no thread can be started, runs it here.
+  init(name: String, _ work: @escaping @Sendable () -> Value) {
+    // The thread holds `self` until the work is done.
+    let run: @Sendable () -> Void = { self.finish(work()) }
+    if !startDetachedThread(name: name, run) { run() }
+  }
+
+  /// The result, once the work is done.
+  var valueIfDone: Value? {
+    state.withLock { state in
+      if case .done(let value) = state { return value }
+      return nil
+    }
+  }
+
+  /// The result; suspends until the work is done.
+  func value() async -> Value {
+    if let value = valueIfDone { return value }
+    return await withUnsafeContinuation { continuation in
+      let ready: Value? = state.withLock { state in
+        switch state {
+        case .done(let value): return value
+        case .running(var waiters):
+          waiters.append(continuation)
+          state = .running(waiters)
+          return nil
+        }
+      }
+      if let ready { continuation.resume(returning: ready) }
+    }
+  }
+
+  private func finish(_ value: Value) {
+    let waiters = state.withLock { state -> [UnsafeContinuation<Value, Never>] in
+      guard case .running(let waiters) = state else { return [] }
+      state = .done(value)
+      return waiters
+    }
+    for waiter in waiters { waiter.resume(returning: value) }
+  }
+}
+
+/// Runs `body` on a new detached thread named `name`; false if no thread could be started.
+func startDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) -> Bool {
+  let box = Unmanaged.passRetained(ThreadBody(name: name, body: body)).toOpaque()
+  var thread = pthread_t()
+  let rc = pthread_create(
+    &thread, nil,
+    { arg in
+      guard let arg else { return nil }
+      let body = Unmanaged<ThreadBody>.fromOpaque(arg).takeRetainedValue()
+      nameCurrentThread(body.name)
+      body.body()
+      return nil
+    }, box)
+  guard rc == 0 else {
+    Unmanaged<ThreadBody>.fromOpaque(box).release()
+    return false
+  }
+  pthread_detach(thread)
+  return true
+}
+
+private final class ThreadBody: Sendable {
+  let name: String
+  let body: @Sendable () -> Void
+  init(name: String, body: @escaping @Sendable () -> Void) {
+    self.name = name
+    self.body = body
+  }
+}
