@@ -102,7 +102,7 @@ import Testing
     let labCert = server.directory.appendingPathComponent("cert.pem").path
     let bundle = try DoTClientContext(trustFile: labCert)
     #expect(bundle.lazyStore != nil)
-    for round in 0..<2 {  // the first may build the store itself, the second finds it published
+    for round in 0..<2 {  // the first may wait for the store, the second finds it built
       let (connection, info) = try await connect(server, context: bundle)
       #expect(info.certificate.problems == [], "connection \(round)")
       connection.close()

@@ -38,7 +38,7 @@ public final class DoQClientContext: Sendable {
   /// on the exchange engine's thread, holding up every query). False if GnuTLS could not make one.
   func trustLoaded() async -> Bool { await trust.value() }
 
-  /// True once the trust list is built (tests).
+  /// True once the trust list's build has finished, whether or not GnuTLS could make one (tests).
   var isTrustLoaded: Bool { trust.valueIfDone != nil }
 }
 

@@ -38,10 +38,10 @@ public final class DoQConnection: Sendable {
     let engine = UDPExchangeEngine.shared
     guard engine.isRunning else { throw .tlsError("the exchange engine thread is not running") }
     // The trust list still being built at start-up: wait for it here, suspended, rather than have
-    // the handshake's verification build it on the exchange engine's thread. A resumed handshake
-    // has no certificate to verify (its verdict travels in the ticket) and does not wait; if the
-    // server declines the ticket, that verification builds the list itself.
-    if resumption == nil { _ = await context.trustLoaded() }
+    // the handshake's verification build it on the exchange engine's thread. Resumed handshakes
+    // wait too: a server that declines the ticket sends its certificate after all. Not counted in
+    // the handshake timeout (local work, not the server's slowness).
+    _ = await context.trustLoaded()
     let time = SystemTimeSource()
     let startedAt = time.now()
     let status = DoTConnectionStatus()

@@ -22,7 +22,9 @@ public final class DoTConnection: Sendable {
   /// otherwise the failure; after a keepalive TIMEOUT of 0, `.cleanClose` as the session goes out of
   /// use. A failed attempt throws instead and never calls `onClose`.
   /// `handshakeTimeout` bounds the whole attempt (TCP connect plus TLS handshake, the RFC 9539
-  /// `timeout`); `connectTimeout` bounds the TCP connect within it.
+  /// `timeout`); `connectTimeout` bounds the TCP connect within it. Neither counts the wait for a
+  /// trust store still being built at start-up (`DoTClientContext.lazyStore`): that is local work,
+  /// not the server's slowness, and must not damp it.
   public static func connect(
     to endpoint: ServerEndpoint,
     expectedName: DNSName?,
