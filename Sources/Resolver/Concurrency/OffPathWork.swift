@@ -18,8 +18,12 @@ final class OffPathWork<Value: Sendable>: Sendable {
 
   /// Starts `work` on a new thread named `name`; if no thread can be started, runs it here.
   init(name: String, _ work: @escaping @Sendable () -> Value) {
+    ExitWaitsForWork.begin()
     // The thread holds `self` until the work is done.
-    let run: @Sendable () -> Void = { self.finish(work()) }
+    let run: @Sendable () -> Void = {
+      self.finish(work())
+      ExitWaitsForWork.end()
+    }
     if !startDetachedThread(name: name, run) { run() }
   }
 
@@ -85,5 +89,31 @@ private final class ThreadBody: Sendable {
   init(name: String, body: @escaping @Sendable () -> Void) {
     self.name = name
     self.body = body
+  }
+}
+
+/// The process's exit waits (at most 2 s) for work still running: a thread inside OpenSSL while
+/// `exit` ran crashed on a NULL lock under ThreadSanitizer (a `serve` that failed to bind, in
+/// CI). Exits within the first few milliseconds of a start wait for at most one parse.
+enum ExitWaitsForWork {
+  private static let running = Mutex(0)
+  private static let registered: Bool = {
+    atexit { ExitWaitsForWork.drain() } == 0
+  }()
+
+  static func begin() {
+    _ = registered
+    running.withLock { $0 += 1 }
+  }
+
+  static func end() { running.withLock { $0 -= 1 } }
+
+  /// Polls until nothing runs, or 2 s have passed.
+  static func drain() {
+    var waited = 0
+    while waited < 2000, running.withLock({ $0 }) > 0 {
+      usleep(1000)
+      waited += 1
+    }
   }
 }
