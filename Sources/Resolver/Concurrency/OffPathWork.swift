@@ -18,12 +18,8 @@ final class OffPathWork<Value: Sendable>: Sendable {
 
   /// Starts `work` on a new thread named `name`; if no thread can be started, runs it here.
   init(name: String, _ work: @escaping @Sendable () -> Value) {
-    ExitWaitsForWork.begin()
     // The thread holds `self` until the work is done.
-    let run: @Sendable () -> Void = {
-      self.finish(work())
-      ExitWaitsForWork.end()
-    }
+    let run: @Sendable () -> Void = { self.finish(work()) }
     if !startDetachedThread(name: name, run) { run() }
   }
 
@@ -62,21 +58,28 @@ final class OffPathWork<Value: Sendable>: Sendable {
   }
 }
 
-/// Runs `body` on a new detached thread named `name`; false if no thread could be started.
+/// Runs `body` on a new detached thread named `name`; false if no thread could be started. The
+/// process's exit waits for the thread to be done with `body` and all it held (`ExitWaitsForWork`).
 func startDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) -> Bool {
+  ExitWaitsForWork.begin()
   let box = Unmanaged.passRetained(ThreadBody(name: name, body: body)).toOpaque()
   var thread = pthread_t()
   let rc = pthread_create(
     &thread, nil,
     { arg in
       guard let arg else { return nil }
-      let body = Unmanaged<ThreadBody>.fromOpaque(arg).takeRetainedValue()
-      nameCurrentThread(body.name)
-      body.body()
+      do {
+        let body = Unmanaged<ThreadBody>.fromOpaque(arg).takeRetainedValue()
+        nameCurrentThread(body.name)
+        body.body()
+      }
+      // Only now: releasing what the body held may free OpenSSL objects (an X509_STORE) too.
+      ExitWaitsForWork.end()
       return nil
     }, box)
   guard rc == 0 else {
     Unmanaged<ThreadBody>.fromOpaque(box).release()
+    ExitWaitsForWork.end()
     return false
   }
   pthread_detach(thread)
@@ -92,9 +95,10 @@ private final class ThreadBody: Sendable {
   }
 }
 
-/// The process's exit waits (at most 2 s) for work still running: a thread inside OpenSSL while
-/// `exit` ran crashed on a NULL lock under ThreadSanitizer (a `serve` that failed to bind, in
-/// CI). Exits within the first few milliseconds of a start wait for at most one parse.
+/// The process's exit waits (at most 2 s) for `startDetachedThread` threads still running: one
+/// inside OpenSSL while `exit` ran (OpenSSL's own atexit cleanup frees its locks) crashed on a NULL
+/// lock under ThreadSanitizer (a `serve` that failed to bind, in CI). Exits within the first
+/// milliseconds of a start wait for at most one parse.
 enum ExitWaitsForWork {
   private static let running = Mutex(0)
   private static let registered: Bool = {
