@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import statistics
 import os
 import signal
 import subprocess
@@ -462,3 +463,20 @@ def serve_with_control(lab: labmod.Lab, tmp_path_factory, name: str):
         except AssertionError:
             raise AssertionError(f"control socket not created:\n{srv.log()}") from None
         yield sotto, srv, sock
+
+
+def assert_encryption_does_not_slow(sotto: "Sotto", zone: str, check, env: dict | None = None) -> None:
+    """Median elapsed_ms of 5 `lookup --json` of h1..h5.`zone` with encryption on (each a fresh
+    process, so each probes) against --no-encryption: on must stay within 3x off + 50 ms.
+    `check(data)` is called on every lookup's JSON."""
+    def run(extra):
+        out = []
+        for i in range(1, 6):
+            d = sotto.lookup_json(f"h{i}.{zone}", "A", "--probe-timeout", "1", *extra, env=env)
+            check(d)
+            out.append(float(d["elapsed_ms"]))
+        return out
+    off = run(["--no-encryption"])
+    on = run([])
+    m_on, m_off = statistics.median(on), statistics.median(off)
+    assert m_on <= m_off * 3 + 50, f"encryption on: median {m_on:.1f} ms {on}; off: {m_off:.1f} ms {off}"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import statistics
 import time
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +28,8 @@ from pathlib import Path
 import pytest
 
 from cases import WWW
-from harness import dig_query, fmt_rrs, norm_name, require, rrs_from_json, scaled
+from harness import (assert_encryption_does_not_slow, dig_query, fmt_rrs, norm_name, require, rrs_from_json,
+                     scaled)
 
 DOT = "127.53.12.1"
 BADCERT = "127.53.13.1"
@@ -250,17 +250,7 @@ def test_a_slow_trust_bundle_delays_no_answer(lab, dot_sotto, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_DIR"}
     env["SSL_CERT_FILE"] = str(slow_trust_bundle(tmp_path, lab))
 
-    def run(extra):
-        out = []
-        for i in range(1, 6):
-            d = dot_sotto.lookup_json(f"h{i}.silent.test.", "A", "--probe-timeout", "1", *extra, env=env)
-            check_hops(d)
-            out.append(float(d["elapsed_ms"]))
-        return out
-    off = run(["--no-encryption"])
-    on = run([])
-    m_on, m_off = statistics.median(on), statistics.median(off)
-    assert m_on <= m_off * 3 + 50, f"encryption on: median {m_on:.1f} ms {on}; off: {m_off:.1f} ms {off}"
+    assert_encryption_does_not_slow(dot_sotto, "silent.test.", check_hops, env=env)
     state = tmp_path / "state.json"
     r = dot_sotto.lookup("www.dot.test.", "A", "--state-file", str(state), env=env)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -384,18 +374,10 @@ def test_known_good_server_gone_silent_on_853_holds_no_query_past_the_deadline(l
 def test_silent_853_does_not_slow_lookups(lab, dot_sotto):
     """Median elapsed_ms of 5 lookups through silent.test. with encryption on (each a fresh
     process, so each probes) vs --no-encryption: probing must not delay resolution."""
-    def run(extra):
-        out = []
-        for i in range(1, 6):
-            d = dot_sotto.lookup_json(f"h{i}.silent.test.", "A", "--probe-timeout", "1", *extra)
-            check_hops(d)
-            assert not [x for x in d["hops"] if x["transport"] == "DoT" and x["server"] == SILENT], d["hops"]
-            out.append(float(d["elapsed_ms"]))
-        return out
-    off = run(["--no-encryption"])
-    on = run([])
-    m_on, m_off = statistics.median(on), statistics.median(off)
-    assert m_on <= m_off * 3 + 50, f"encryption on: median {m_on:.1f} ms {on}; off: {m_off:.1f} ms {off}"
+    def check(d):
+        check_hops(d)
+        assert not [x for x in d["hops"] if x["transport"] == "DoT" and x["server"] == SILENT], d["hops"]
+    assert_encryption_does_not_slow(dot_sotto, "silent.test.", check)
 
 
 # --------------------------------------------------------------------------- bad certificate
