@@ -231,10 +231,6 @@ void doq_context_retain(doq_context *ctx) { atomic_fetch_add_explicit(&ctx->refs
 
 void doq_context_load_trust(doq_context *ctx) { (void)trust_of(ctx); }
 
-int doq_context_trust_loaded(doq_context *ctx) {
-  return atomic_load_explicit(&ctx->trust, memory_order_acquire) != NULL;
-}
-
 /// Runs during every full handshake: records the verification outcome and always accepts (OE-26).
 static int verify_cb(gnutls_session_t session) {
   ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(session);

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import statistics
 import os
+import statistics
 import signal
 import subprocess
 import sys

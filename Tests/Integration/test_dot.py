@@ -232,7 +232,7 @@ def test_ssl_cert_file_decides_the_dot_verdict(lab, dot_sotto, tmp_path):
 
 
 def slow_trust_bundle(tmp_path: Path, lab) -> Path:
-    """A CA bundle OpenSSL and GnuTLS take about 0.2 s to parse (10 ms or so per copy; more under
+    """A CA bundle OpenSSL takes about 0.2 s to parse (213 ms through Python's ssl here; more under
     the sanitizers): Debian's system bundle 10 times over, then the lab CA."""
     system = Path("/etc/ssl/certs/ca-certificates.crt")
     require(system.is_file(), f"{system} (Debian's ca-certificates) is needed for a large CA bundle")

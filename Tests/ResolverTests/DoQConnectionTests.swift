@@ -126,7 +126,7 @@ import Testing
     let clock = ContinuousClock()
     let loadStart = clock.now
     let loaded = Task {
-      _ = await context.trustLoaded()
+      await context.trustLoaded()
       return clock.now - loadStart
     }
     let watch = EngineStallWatch()

@@ -28,8 +28,6 @@ void doq_context_retain(doq_context *ctx);
 /// Builds and publishes the trust list (system store plus extra CA file) if none is yet; slow
 /// (GnuTLS parses the whole bundle), so called on a thread of its own.
 void doq_context_load_trust(doq_context *ctx);
-/// 1 once a trust list is published.
-int doq_context_trust_loaded(doq_context *ctx);
 
 typedef struct doq_config {
   const char *remote_ip;

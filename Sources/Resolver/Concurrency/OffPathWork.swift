@@ -60,7 +60,7 @@ final class OffPathWork<Value: Sendable>: Sendable {
 
 /// Runs `body` on a new detached thread named `name`; false if no thread could be started. The
 /// process's exit waits for the thread to be done with `body` and all it held (`ExitWaitsForWork`).
-func startDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) -> Bool {
+private func startDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) -> Bool {
   ExitWaitsForWork.begin()
   let box = Unmanaged.passRetained(ThreadBody(name: name, body: body)).toOpaque()
   var thread = pthread_t()
@@ -96,10 +96,11 @@ private final class ThreadBody: Sendable {
 }
 
 /// The process's exit waits (at most 2 s) for `startDetachedThread` threads still running: one
-/// inside OpenSSL while `exit` ran (OpenSSL's own atexit cleanup frees its locks) crashed on a NULL
-/// lock under ThreadSanitizer (a `serve` that failed to bind, in CI). Exits within the first
+/// inside OpenSSL while `exit` ran crashed on a NULL lock under ThreadSanitizer (a `serve` that
+/// failed to bind, in CI). What frees that lock at exit is not known: OpenSSL is initialised with
+/// OPENSSL_INIT_NO_ATEXIT, and OPENSSL_cleanup was not called (gdb). Exits within the first
 /// milliseconds of a start wait for at most one parse.
-enum ExitWaitsForWork {
+private enum ExitWaitsForWork {
   private static let running = Mutex(0)
   private static let registered: Bool = {
     atexit { ExitWaitsForWork.drain() } == 0

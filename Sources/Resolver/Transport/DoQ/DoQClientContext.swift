@@ -7,7 +7,7 @@ public final class DoQClientContext: Sendable {
   nonisolated(unsafe) let raw: OpaquePointer
   /// Builds the trust list (system store plus the extra CA file) on a thread of its own: GnuTLS
   /// parses the whole system bundle, 10-15 ms that were on every start-up's way to the first answer.
-  private let trust: OffPathWork<Bool>
+  private let trust: OffPathWork<Void>
 
   /// Reads `extraCAFile` (PEM) and starts building the trust list (system store plus that file) on
   /// a background thread, off the start-up path. Throws `EncryptedFailure.tlsError` if GnuTLS
@@ -26,17 +26,15 @@ public final class DoQClientContext: Sendable {
     let held = ContextReference(made)
     trust = OffPathWork(name: "sotto-doq-trust") {
       doq_context_load_trust(held.raw)
-      let loaded = doq_context_trust_loaded(held.raw) == 1
       doq_context_free(held.raw)
-      return loaded
     }
   }
 
   deinit { doq_context_free(raw) }
 
   /// Suspends until the trust list is built (a handshake's verification would otherwise build it
-  /// on the exchange engine's thread, holding up every query). False if GnuTLS could not make one.
-  func trustLoaded() async -> Bool { await trust.value() }
+  /// on the exchange engine's thread, holding up every query), or GnuTLS failed to make one.
+  func trustLoaded() async { await trust.value() }
 
   /// True once the trust list's build has finished, whether or not GnuTLS could make one (tests).
   var isTrustLoaded: Bool { trust.valueIfDone != nil }

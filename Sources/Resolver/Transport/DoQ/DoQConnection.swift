@@ -41,7 +41,7 @@ public final class DoQConnection: Sendable {
     // the handshake's verification build it on the exchange engine's thread. Resumed handshakes
     // wait too: a server that declines the ticket sends its certificate after all. Not counted in
     // the handshake timeout (local work, not the server's slowness).
-    _ = await context.trustLoaded()
+    await context.trustLoaded()
     let time = SystemTimeSource()
     let startedAt = time.now()
     let status = DoTConnectionStatus()

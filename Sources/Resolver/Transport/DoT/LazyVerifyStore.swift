@@ -22,9 +22,6 @@ final class LazyVerifyStore: Sendable {
   /// The store; suspends until it is built. Its pointer is nil if OpenSSL could not make one
   /// (verification then uses the SSL_CTX's store and reports what it finds).
   func store() async -> OwnedStore { await work.value() }
-
-  /// True once the store is built (tests).
-  var isBuilt: Bool { work.valueIfDone != nil }
 }
 
 /// An X509_STORE freed with its last owner (each SSL given it takes a reference of its own).
