@@ -40,6 +40,8 @@ let package = Package(
       cSettings: [.headerSearchPath("../CNgtcp2")],
       linkerSettings: [
         .linkedLibrary("ngtcp2_crypto_gnutls"), .linkedLibrary("ngtcp2"), .linkedLibrary("gnutls"),
+        // Certificates are verified with OpenSSL, against the store DoT uses (TrustStore).
+        .linkedLibrary("crypto"),
       ]
     ),
     .target(

@@ -192,7 +192,7 @@ static int doq_pump(doq_engine *e, int s) {
 
 static doq_engine *doq_connect(const char *ip, int *sock) {
   char err[256];
-  doq_context *ctx = doq_context_new(NULL, err, sizeof err);
+  doq_context *ctx = doq_context_new(err, sizeof err);
   if (!ctx) return fprintf(stderr, "doq context: %s\n", err), NULL;
   struct sockaddr_in to = server(ip, 853), local;
   socklen_t len = sizeof local;

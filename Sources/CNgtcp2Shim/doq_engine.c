@@ -15,6 +15,9 @@
 #include <stdatomic.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,19 +30,6 @@
 
 struct doq_context {
   gnutls_certificate_credentials_t cred;
-  /// What a server's certificate is verified against (OE-26: only to report the verdict): the
-  /// system trust store plus the extra CA file. Built off the start-up path, because GnuTLS parses
-  /// the whole system bundle (about 150 certificates, 10-15 ms that were on every start-up's way
-  /// to the first answer): by doq_context_load_trust on a thread of the caller's, which connections
-  /// wait for (suspended) before their handshake. A verification that still finds none builds its
-  /// own. The first list published wins; NULL until then.
-  _Atomic(gnutls_x509_trust_list_t) trust;
-  /// The extra CA file's PEM as read at start-up (empty if none): later changes to the file do not count.
-  gnutls_datum_t extra_ca;
-  /// Owners: the caller of doq_context_new and whoever holds a doq_context_retain (the thread
-  /// loading the trust list), so that freeing the context never waits for that thread. The last
-  /// one frees it.
-  atomic_int refs;
 };
 
 typedef struct doq_stream {
@@ -62,8 +52,10 @@ typedef struct doq_event_node {
 } doq_event_node;
 
 struct doq_engine {
-  /// The shared context (outlives the engine): its credentials and lazily loaded trust store.
+  /// The shared context (outlives the engine): its credentials.
   doq_context *ctx;
+  /// What the server's certificate is verified against (OpenSSL, one reference held; NULL: none).
+  X509_STORE *verify_store;
   ngtcp2_conn *conn;
   gnutls_session_t tls;
   ngtcp2_crypto_conn_ref ref;
@@ -163,75 +155,46 @@ static void unlink_stream(doq_engine *e, doq_stream *s) {
 
 // MARK: certificate verdict
 
-/// OpenSSL-style one-line subject ("/CN=a/O=b") from GnuTLS's RFC 4514 DN ("O=b,CN=a").
-static void oneline_subject(const char *dn, char *buf, size_t cap) {
-  buf[0] = 0;
-  size_t len = strlen(dn), used = 0;
-  size_t end = len;
-  for (size_t i = len; i-- > 0;) {
-    if (i == 0 || (dn[i - 1] == ',' && (i < 2 || dn[i - 2] != '\\'))) {
-      int n = snprintf(buf + used, cap - used, "/%.*s", (int)(end - i), dn + i);
-      if (n < 0 || (size_t)n >= cap - used) return;
-      used += (size_t)n;
-      end = i ? i - 1 : 0;
-    }
-  }
-}
-
-static int name_matches(gnutls_x509_crt_t crt, const char *host) {
-  unsigned char ip[16];
-  if (inet_pton(AF_INET, host, ip) == 1) return gnutls_x509_crt_check_ip(crt, ip, 4, 0) != 0;
-  if (inet_pton(AF_INET6, host, ip) == 1) return gnutls_x509_crt_check_ip(crt, ip, 16, 0) != 0;
-  return gnutls_x509_crt_check_hostname2(crt, host, 0) != 0;
-}
-
-/// A trust list of the system store plus `extra_ca` (PEM); NULL if GnuTLS cannot make one.
-static gnutls_x509_trust_list_t build_trust(const gnutls_datum_t *extra_ca) {
-  gnutls_x509_trust_list_t list;
-  if (gnutls_x509_trust_list_init(&list, 0) < 0) return NULL;
-  // A machine without a trust store still connects; verification then reports "untrusted-issuer".
-  (void)gnutls_x509_trust_list_add_system_trust(list, 0, 0);
-  if (extra_ca->size) (void)gnutls_x509_trust_list_add_trust_mem(list, extra_ca, NULL, GNUTLS_X509_FMT_PEM, 0, 0);
-  return list;
-}
-
-/// The published trust list, building and publishing one first if there is none yet. Lists are
-/// never changed once published, so threads verify against one concurrently.
-static gnutls_x509_trust_list_t trust_of(doq_context *ctx) {
-  gnutls_x509_trust_list_t list = atomic_load_explicit(&ctx->trust, memory_order_acquire);
-  if (list) return list;
-  gnutls_x509_trust_list_t mine = build_trust(&ctx->extra_ca);
-  if (!mine) return NULL;
-  gnutls_x509_trust_list_t none = NULL;
-  if (atomic_compare_exchange_strong_explicit(&ctx->trust, &none, mine, memory_order_acq_rel, memory_order_acquire))
-    return mine;
-  gnutls_x509_trust_list_deinit(mine, 1);  // another thread published first
-  return none;
-}
-
 /// GnuTLS frees its tables (the ASN.1 definitions, among them) in a library destructor at exit,
-/// when its global initialisation count drops to zero. The trust loading thread, or a handshake on the
-/// engine thread, may still be parsing a certificate then: it crashed in asn1_der_decoding2
+/// when its global initialisation count drops to zero. A handshake on the engine thread may still
+/// be parsing a certificate then: it crashed in asn1_der_decoding2
 /// (NULL tables) when a sotto process exited under ThreadSanitizer in CI. One reference of our
 /// own, never given back, keeps them for the life of the process (as OPENSSL_INIT_NO_ATEXIT does
 /// for OpenSSL in DoTClientContext).
 static pthread_once_t gnutls_kept = PTHREAD_ONCE_INIT;
 static void keep_gnutls(void) { (void)gnutls_global_init(); }
 
-static void context_release(doq_context *ctx) {
-  if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1) return;
-  gnutls_x509_trust_list_t trust = atomic_load_explicit(&ctx->trust, memory_order_acquire);
-  if (trust) gnutls_x509_trust_list_deinit(trust, 1);
-  gnutls_free(ctx->extra_ca.data);
-  gnutls_certificate_free_credentials(ctx->cred);
-  free(ctx);
+
+/// The problem bit for an OpenSSL verification error (the names DoT reports for the same codes).
+static unsigned problem_of(int code) {
+  switch (code) {
+  case X509_V_OK: return 0;
+  case X509_V_ERR_CERT_HAS_EXPIRED: return DOQ_CERT_EXPIRED;
+  case X509_V_ERR_CERT_NOT_YET_VALID: return DOQ_CERT_NOT_YET_VALID;
+  case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+  case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN: return DOQ_CERT_SELF_SIGNED;
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+  case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+  case X509_V_ERR_CERT_UNTRUSTED: return DOQ_CERT_UNTRUSTED_ISSUER;
+  case X509_V_ERR_HOSTNAME_MISMATCH:
+  case X509_V_ERR_IP_ADDRESS_MISMATCH: return DOQ_CERT_WRONG_NAME;
+  default: return DOQ_CERT_OTHER;
+  }
 }
 
-void doq_context_retain(doq_context *ctx) { atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed); }
-
-void doq_context_load_trust(doq_context *ctx) { (void)trust_of(ctx); }
+/// Unix seconds of an ASN.1 time, -1 if it cannot be read.
+static int64_t unix_time(const ASN1_TIME *t) {
+  struct tm tm;
+  if (!t || ASN1_TIME_to_tm(t, &tm) != 1) return -1;
+  return (int64_t)timegm(&tm);
+}
 
 /// Runs during every full handshake: records the verification outcome and always accepts (OE-26).
+/// The chain as sent is verified with OpenSSL against the store DoT uses too (`TrustStore`), so a
+/// certificate gets the same verdict over both; dates and the name are checked on the leaf as
+/// well, since OpenSSL's verification stops at its first error. Unlike GnuTLS's
+/// gnutls_certificate_verify_peers3: a stapled OCSP response is not looked at.
 static int verify_cb(gnutls_session_t session) {
   ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(session);
   if (!ref || !ref->user_data) return 0;
@@ -247,67 +210,55 @@ static int verify_cb(gnutls_session_t session) {
     e->cert_problems = DOQ_CERT_NONE;
     return 0;
   }
-  gnutls_x509_crt_t crt;
-  if (gnutls_x509_crt_init(&crt) < 0) {
+  const unsigned char *der = certs[0].data;
+  X509 *leaf = d2i_X509(NULL, &der, (long)certs[0].size);
+  if (!leaf) {
     e->cert_problems = DOQ_CERT_OTHER;
+    ERR_clear_error();
     return 0;
   }
-  if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) < 0) {
-    gnutls_x509_crt_deinit(crt);
-    e->cert_problems = DOQ_CERT_OTHER;
-    return 0;
-  }
-  unsigned status = 0;
   unsigned problems = 0;
-  // The chain as sent against the trust list, with the credentials' verification flags; the name is
-  // checked below. As gnutls_certificate_verify_peers3 did: a chain longer than 16 or one that does
-  // not parse is "other". Unlike it: a stapled OCSP response is not looked at.
-  gnutls_x509_crt_t chain[16] = {crt};
-  unsigned count = 1;
-  int unusable = n > 16;
-  for (; !unusable && count < n; count++) {
-    if (gnutls_x509_crt_init(&chain[count]) < 0) {
+  // The rest of the chain as sent; one that does not parse, or longer than 16, is "other".
+  STACK_OF(X509) *chain = sk_X509_new_null();
+  int unusable = !chain || n > 16;
+  for (unsigned i = 1; !unusable && i < n; i++) {
+    der = certs[i].data;
+    X509 *c = d2i_X509(NULL, &der, (long)certs[i].size);
+    if (!c || !sk_X509_push(chain, c)) {
+      X509_free(c);
       unusable = 1;
-      break;
-    }
-    if (gnutls_x509_crt_import(chain[count], &certs[count], GNUTLS_X509_FMT_DER) < 0) {
-      gnutls_x509_crt_deinit(chain[count]);
-      unusable = 1;
-      break;
     }
   }
-  gnutls_x509_trust_list_t trust = unusable ? NULL : trust_of(e->ctx);
-  if (!trust || gnutls_x509_trust_list_verify_crt2(trust, chain, count, NULL, 0,
-                                                   gnutls_certificate_get_verify_flags(e->ctx->cred), &status,
-                                                   NULL) < 0)
+  X509_STORE_CTX *vctx = unusable || !e->verify_store ? NULL : X509_STORE_CTX_new();
+  if (vctx && X509_STORE_CTX_init(vctx, e->verify_store, leaf, chain) == 1) {
+    if (X509_verify_cert(vctx) != 1) problems |= problem_of(X509_STORE_CTX_get_error(vctx));
+  } else {
     problems |= DOQ_CERT_OTHER;
-  for (unsigned i = 1; i < count; i++) gnutls_x509_crt_deinit(chain[i]);
-  time_t now = time(NULL);
-  time_t expires = gnutls_x509_crt_get_expiration_time(crt);
-  time_t activates = gnutls_x509_crt_get_activation_time(crt);
-  if ((status & GNUTLS_CERT_EXPIRED) || (expires != (time_t)-1 && expires < now)) problems |= DOQ_CERT_EXPIRED;
-  if ((status & GNUTLS_CERT_NOT_ACTIVATED) || (activates != (time_t)-1 && activates > now))
-    problems |= DOQ_CERT_NOT_YET_VALID;
-  if (status & GNUTLS_CERT_SIGNER_NOT_FOUND) {
-    if (n == 1 && gnutls_x509_crt_check_issuer(crt, crt)) problems |= DOQ_CERT_SELF_SIGNED;
-    else problems |= DOQ_CERT_UNTRUSTED_ISSUER;
   }
-  if (status & (GNUTLS_CERT_SIGNATURE_FAILURE | GNUTLS_CERT_REVOKED | GNUTLS_CERT_INSECURE_ALGORITHM |
-                GNUTLS_CERT_SIGNER_NOT_CA | GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE))
-    problems |= DOQ_CERT_OTHER;
-  if (!name_matches(crt, host)) problems |= DOQ_CERT_WRONG_NAME;
-  gnutls_datum_t dn = {NULL, 0};
-  if (gnutls_x509_crt_get_dn3(crt, &dn, 0) >= 0 && dn.data) {
-    oneline_subject((const char *)dn.data, e->subject, sizeof e->subject);
-    gnutls_free(dn.data);
+  X509_STORE_CTX_free(vctx);
+  sk_X509_pop_free(chain, X509_free);
+  if (X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0) problems |= DOQ_CERT_EXPIRED;
+  if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0) problems |= DOQ_CERT_NOT_YET_VALID;
+  unsigned char ip[16];
+  int matches;
+  if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1)
+    matches = X509_check_ip_asc(leaf, host, 0) == 1;
+  else
+    matches = X509_check_host(leaf, host, strlen(host), 0, NULL) == 1;
+  if (!matches) problems |= DOQ_CERT_WRONG_NAME;
+  char *line = X509_NAME_oneline(X509_get_subject_name(leaf), NULL, 0);
+  if (line) {
+    snprintf(e->subject, sizeof e->subject, "%s", line);
+    OPENSSL_free(line);
   }
-  e->not_after = expires == (time_t)-1 ? -1 : (int64_t)expires;
+  e->not_after = unix_time(X509_get0_notAfter(leaf));
   e->cert_problems = problems;
-  gnutls_x509_crt_deinit(crt);
+  X509_free(leaf);
+  ERR_clear_error();
   return 0;
 }
 
-doq_context *doq_context_new(const char *extra_ca_file, char *err, size_t errlen) {
+doq_context *doq_context_new(char *err, size_t errlen) {
   pthread_once(&gnutls_kept, keep_gnutls);
   doq_context *ctx = calloc(1, sizeof *ctx);
   if (!ctx) {
@@ -320,26 +271,14 @@ doq_context *doq_context_new(const char *extra_ca_file, char *err, size_t errlen
     free(ctx);
     return NULL;
   }
-  if (extra_ca_file) {
-    // Read once and checked now, so that a missing or empty file is an error at start-up.
-    rv = gnutls_load_file(extra_ca_file, &ctx->extra_ca);
-    if (rv >= 0) rv = gnutls_certificate_set_x509_trust_mem(ctx->cred, &ctx->extra_ca, GNUTLS_X509_FMT_PEM);
-    if (rv <= 0) {
-      doq_set_err(err, errlen, "cannot load CA file", rv < 0 ? gnutls_strerror(rv) : "no certificate in it");
-      gnutls_free(ctx->extra_ca.data);
-      gnutls_certificate_free_credentials(ctx->cred);
-      free(ctx);
-      return NULL;
-    }
-  }
   gnutls_certificate_set_verify_function(ctx->cred, verify_cb);
-  atomic_init(&ctx->refs, 1);
   return ctx;
 }
 
 void doq_context_free(doq_context *ctx) {
   if (!ctx) return;
-  context_release(ctx);
+  gnutls_certificate_free_credentials(ctx->cred);
+  free(ctx);
 }
 
 // MARK: resumption blob
@@ -646,6 +585,8 @@ doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, s
   ngtcp2_conn_set_tls_native_handle(e->conn, e->tls);
   if (cfg->resumption && cfg->resumption_len)
     apply_blob(e, cfg->resumption, cfg->resumption_len, cfg->enable_early_data);
+  // Taken last, so that no failure above has to give it back.
+  if (cfg->verify_store && X509_STORE_up_ref(cfg->verify_store) == 1) e->verify_store = cfg->verify_store;
   return e;
 }
 
@@ -664,6 +605,7 @@ void doq_engine_free(doq_engine *e) {
     free_node(n);
   }
   free_node(e->popped);
+  X509_STORE_free(e->verify_store);
   free(e);
 }
 

@@ -29,13 +29,13 @@ public final class ResolverStack: Sendable {
       transport: do53.transport, time: time, reason: "Do53: encryption off")
     var policy: EncryptionPolicy?
     if configuration.encryption.enabled {
-      let context = try DoTClientContext(extraCAFile: configuration.encryption.extraCAFile)
+      // One store for both transports: one parse of a CA bundle at most, and one verdict.
+      let trust = try TrustStore(extraCAFile: configuration.encryption.extraCAFile)
+      let context = try DoTClientContext(trust: trust)
       var connectors: [any EncryptedConnector] = [
         DoTConnector(context: context, counters: encryptedReplies)
       ]
-      connectors.append(
-        try DoQConnector(
-          extraCAFile: configuration.encryption.extraCAFile, group: group, counters: encryptedReplies))
+      connectors.append(try DoQConnector(trust: trust, group: group, counters: encryptedReplies))
       let p = EncryptionPolicy(
         settings: configuration.encryption, do53: do53, connectors: connectors,
         saved: store?.load() ?? [], time: time, logger: logger)

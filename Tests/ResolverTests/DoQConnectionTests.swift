@@ -85,8 +85,8 @@ import Testing
     session.close()
   }
 
-  /// The trust list is built after start-up, on a thread of its own that handshakes wait for: the
-  /// extra CA file must be in it, for the first handshake and the ones after it.
+  /// The extra CA file is in the store every handshake verifies against, the first and the ones
+  /// after it.
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
   func extraCAFileMakesTheCertificateTrusted() async throws {
     let server = try await DoQFixtureServer()
@@ -102,31 +102,49 @@ import Testing
     }
   }
 
-  /// A handshake that comes before the trust list is built waits for it, suspended: the exchange
-  /// engine's thread, which carries every Do53 exchange too, never parses the bundle itself (it
-  /// used to, when the first verification came before the loading thread was done).
+  /// DoQ verifies with the store DoT uses (OpenSSL, `TrustStore`), so a certificate gets one verdict
+  /// over both; without the fixture's CA in it, its self-signed certificate is reported as such.
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func verdictComesFromTheSharedTrustStore() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let empty = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-doq-empty-\(getpid()).pem")
+    try Data("# no certificates\n".utf8).write(to: empty)
+    defer { try? FileManager.default.removeItem(at: empty) }
+    let trust = try TrustStore(trustFile: empty.path)
+    let connector = try DoQConnector(trust: trust, group: group)
+    let (session, info) = try await connector.connect(
+      to: try server.endpoint, expectedName: try DNSName("doq.test."), resumption: nil,
+      handshakeTimeout: .seconds(3), idleTimeout: .seconds(30), onTicket: { _ in }, onClose: { _ in })
+    #expect(info.certificate.problems == ["self-signed"])
+    #expect(info.certificate.subject?.hasPrefix("/") == true)  // OpenSSL's one-line form, as DoT's
+    session.close()
+  }
+
+  /// A handshake that comes before a CA bundle is parsed (`SSL_CERT_FILE`'s case) waits for it,
+  /// suspended: the exchange engine's thread, which carries every Do53 exchange too, never parses
+  /// the bundle itself (GnuTLS's did, when the first verification came before its loading thread
+  /// was done).
   @Test(
     .enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"),
     .enabled(if: FileManager.default.fileExists(atPath: systemBundle), "needs Debian's ca-certificates"))
   func earlyHandshakeDoesNotHoldTheExchangeThread() async throws {
     let server = try await DoQFixtureServer()
     defer { server.stop() }
-    let fixtureCA = try String(contentsOfFile: try #require(server.certificatePath), encoding: .utf8)
-    // A CA file GnuTLS takes a while to parse: Debian's bundle 20 times over, then the fixture's.
+    let fixtureCA = try #require(server.certificatePath)
+    // A bundle OpenSSL takes a while to parse: Debian's 20 times over.
     let system = try String(contentsOfFile: Self.systemBundle, encoding: .utf8)
     let bundle = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-doq-ca-\(getpid()).pem")
-    try (String(repeating: system, count: 20) + fixtureCA).write(to: bundle, atomically: true, encoding: .utf8)
+    try String(repeating: system, count: 20).write(to: bundle, atomically: true, encoding: .utf8)
     defer { try? FileManager.default.removeItem(at: bundle) }
 
-    // Made off the cooperative pool: the context reads and checks the file at once (a parse too).
-    let made = OffPathWork<DoQClientContext?>(name: "sotto-test-ctx") {
-      try? DoQClientContext(extraCAFile: bundle.path)
-    }
-    let context = try #require(await made.value())
     let clock = ContinuousClock()
     let loadStart = clock.now
+    let trust = try TrustStore(extraCAFile: fixtureCA, trustFile: bundle.path)
+    #expect(trust.parsesBundle)
+    let context = try DoQClientContext(trust: trust)
     let loaded = Task {
-      await context.trustLoaded()
+      _ = await trust.store()
       return clock.now - loadStart
     }
     let watch = EngineStallWatch()
@@ -138,11 +156,9 @@ import Testing
     watch.stop()
     let longest = await watching.value
     let loadTime = await loaded.value
-    #expect(info.certificate.problems == [])  // verified against the list with the extra CA in it
-    #expect(context.isTrustLoaded)
-    // The list took `loadTime` to build after the context was made; the thread never stopped for
-    // more than a fraction of that.
-    #expect(longest < loadTime / 3, "exchange thread held \(longest); the trust list took \(loadTime)")
+    #expect(info.certificate.problems == [])  // verified against the store with the extra CA in it
+    // The store took `loadTime` to build; the thread never stopped for more than a fraction of that.
+    #expect(longest < loadTime / 3, "exchange thread held \(longest); the trust store took \(loadTime)")
     session.close()
   }
 

@@ -78,7 +78,7 @@ import Testing
       at: server.directory.appendingPathComponent("cert.pem"),
       to: trust.appendingPathComponent("lab.pem"))
     try NSDDoTServer.run(openssl, ["rehash", trust.path])
-    #expect(DoTClientContext.hasHashedNames("/nonexistent:\(trust.path)"))
+    #expect(TrustStore.hasHashedNames("/nonexistent:\(trust.path)"))
     let (connection, info) = try await connect(
       server, context: try DoTClientContext(trustDirectory: trust.path))
     #expect(info.certificate.problems == [])
@@ -87,7 +87,7 @@ import Testing
     // Without hashed names the directory is not used: the lab certificate is unknown again.
     let empty = server.directory.appendingPathComponent("empty")
     try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
-    #expect(!DoTClientContext.hasHashedNames(empty.path))
+    #expect(!TrustStore.hasHashedNames(empty.path))
     let (other, otherInfo) = try await connect(
       server, context: try DoTClientContext(trustDirectory: empty.path))
     #expect(otherInfo.certificate.problems == ["self-signed"])
@@ -101,7 +101,7 @@ import Testing
     defer { server.stop() }
     let labCert = server.directory.appendingPathComponent("cert.pem").path
     let bundle = try DoTClientContext(trustFile: labCert)
-    #expect(bundle.lazyStore != nil)
+    #expect(bundle.trust.parsesBundle)
     for round in 0..<2 {  // the first may wait for the store, the second finds it built
       let (connection, info) = try await connect(server, context: bundle)
       #expect(info.certificate.problems == [], "connection \(round)")

@@ -13,21 +13,16 @@
 extern "C" {
 #endif
 
-/// Shared TLS settings: certificate credentials (optional extra CA file; the system trust store is
-/// loaded after start-up by doq_context_load_trust, or by the first verification if that comes first).
+/// Shared TLS settings: certificate credentials (a server's certificate is verified against each
+/// engine's `verify_store`, an OpenSSL X509_STORE).
 typedef struct doq_context doq_context;
 /// One QUIC connection.
 typedef struct doq_engine doq_engine;
 
 /// Creates the shared context; returns NULL and writes a message into `err` on failure.
-doq_context *doq_context_new(const char *extra_ca_file, char *err, size_t errlen);
-/// Gives up one reference; the last frees the context.
+doq_context *doq_context_new(char *err, size_t errlen);
+/// Frees the context (after every engine made with it).
 void doq_context_free(doq_context *ctx);
-/// Takes one more reference (for a thread that outlives its creator's).
-void doq_context_retain(doq_context *ctx);
-/// Builds and publishes the trust list (system store plus extra CA file) if none is yet; slow
-/// (GnuTLS parses the whole bundle), so called on a thread of its own.
-void doq_context_load_trust(doq_context *ctx);
 
 typedef struct doq_config {
   const char *remote_ip;
@@ -43,6 +38,9 @@ typedef struct doq_config {
   size_t resumption_len;
   /// Nonzero to allow 0-RTT when resuming (only if the ticket allows early data).
   int enable_early_data;
+  /// The OpenSSL X509_STORE the server's certificate is verified against (the engine takes a
+  /// reference of its own), or NULL: the verdict is then "other" (OE-26: only reported).
+  void *verify_store;
 } doq_config;
 
 /// Creates a client connection (nothing is sent until `doq_engine_write`). NULL + message on failure.

@@ -9,12 +9,17 @@ public struct DoQConnector: EarlyDataConnector {
   let group: any EventLoopGroup
   let counters: EncryptedReplyCounters
 
-  /// One trust list (system plus `extraCAFile`, PEM) for all connections; `counters`
-  /// receives the malformed responses of every session.
-  public init(extraCAFile: String?, group: any EventLoopGroup, counters: EncryptedReplyCounters = .init()) throws {
-    self.context = try DoQClientContext(extraCAFile: extraCAFile)
+  /// Certificates verified against `trust` for all connections; `counters` receives the
+  /// malformed responses of every session.
+  public init(trust: TrustStore, group: any EventLoopGroup, counters: EncryptedReplyCounters = .init()) throws {
+    self.context = try DoQClientContext(trust: trust)
     self.group = group
     self.counters = counters
+  }
+
+  /// `init(trust:group:counters:)` with a trust store of its own (system plus `extraCAFile`, PEM).
+  public init(extraCAFile: String?, group: any EventLoopGroup, counters: EncryptedReplyCounters = .init()) throws {
+    try self.init(trust: TrustStore(extraCAFile: extraCAFile), group: group, counters: counters)
   }
 
   public func connect(

@@ -37,11 +37,11 @@ public final class DoQConnection: Sendable {
   ) async throws(EncryptedFailure) -> (DoQConnection, TLSHandshakeInfo, EventLoopFuture<Message>?) {
     let engine = UDPExchangeEngine.shared
     guard engine.isRunning else { throw .tlsError("the exchange engine thread is not running") }
-    // The trust list still being built at start-up: wait for it here, suspended, rather than have
-    // the handshake's verification build it on the exchange engine's thread. Resumed handshakes
-    // wait too: a server that declines the ticket sends its certificate after all. Not counted in
-    // the handshake timeout (local work, not the server's slowness).
-    await context.trustLoaded()
+    // A CA bundle still being parsed at start-up (`TrustStore`): wait for it here, suspended,
+    // rather than verify against nothing. Resumed handshakes wait too: a server that declines the
+    // ticket sends its certificate after all. Not counted in the handshake timeout (local work,
+    // not the server's slowness).
+    let verifyStore = await context.trust.store()
     let time = SystemTimeSource()
     let startedAt = time.now()
     let status = DoTConnectionStatus()
@@ -55,7 +55,7 @@ public final class DoQConnection: Sendable {
     let quic: QUICClientEngine
     do {
       quic = try QUICClientEngine(
-        context: context, remote: endpoint.socketAddress, local: local, expectedName: name,
+        context: context, verifyStore: verifyStore, remote: endpoint.socketAddress, local: local, expectedName: name,
         handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, resumption: resumption,
         earlyData: replayable && resumption != nil)
     } catch {

@@ -18,9 +18,12 @@ final class QUICClientEngine {
   private let context: DoQClientContext
   private var scratch = [UInt8](repeating: 0, count: 2048)
 
-  /// Creates the client connection for `remote` as seen from `local`. Throws `.tlsError` on setup failure.
+  /// Creates the client connection for `remote` as seen from `local`; the server's certificate is
+  /// verified against `verifyStore` (the engine holds a reference of its own). Throws `.tlsError`
+  /// on setup failure.
   init(
-    context: DoQClientContext, remote: SocketAddress, local: SocketAddress, expectedName: String?,
+    context: DoQClientContext, verifyStore: OwnedStore, remote: SocketAddress, local: SocketAddress,
+    expectedName: String?,
     handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, resumption: [UInt8]?, earlyData: Bool
   ) throws(EncryptedFailure) {
     guard let remoteIP = remote.ipAddress, let remotePort = remote.port, let localIP = local.ipAddress,
@@ -44,6 +47,7 @@ final class QUICClientEngine {
               config.resumption = ticket.isEmpty ? nil : ticket.baseAddress
               config.resumption_len = ticket.count
               config.enable_early_data = earlyData ? 1 : 0
+              config.verify_store = verifyStore.pointer.map { UnsafeMutableRawPointer($0) }
               return doq_engine_new(context.raw, &config, errorBuffer.baseAddress, errorBuffer.count)
             }
           }

@@ -23,7 +23,7 @@ public final class DoTConnection: Sendable {
   /// use. A failed attempt throws instead and never calls `onClose`.
   /// `handshakeTimeout` bounds the whole attempt (TCP connect plus TLS handshake, the RFC 9539
   /// `timeout`); `connectTimeout` bounds the TCP connect within it. Neither counts the wait for a
-  /// trust store still being built at start-up (`DoTClientContext.lazyStore`): that is local work,
+  /// trust store still being built at start-up (`TrustStore`): that is local work,
   /// not the server's slowness, and must not damp it.
   public static func connect(
     to endpoint: ServerEndpoint,
@@ -38,7 +38,7 @@ public final class DoTConnection: Sendable {
     let engine = UDPExchangeEngine.shared
     guard engine.isRunning else { throw .tlsError("the exchange engine thread is not running") }
     // A CA bundle still being parsed at start-up: wait for it here, suspended, not on a thread.
-    let verifyStore = await context.lazyStore?.store()
+    let verifyStore = await context.trust.store()
     let time = SystemTimeSource()
     let startedAt = time.now()
     let status = DoTConnectionStatus()

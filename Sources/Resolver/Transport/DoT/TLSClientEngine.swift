@@ -31,7 +31,7 @@ final class TLSClientEngine {
 
   /// Creates the client side. Never sets SNI (T-2, OE-25); offers ALPN `dot` (T-1); the expected name is
   /// given to verification only. `resumption` is one serialized session to offer (OE-22).
-  /// `verifyStore` replaces the context's store for verification (`DoTClientContext.lazyStore`).
+  /// `verifyStore` is the store the certificate is verified against (`TrustStore`).
   init(
     context: DoTClientContext, expectedName: DNSName?, ip: String, resumption: [UInt8]?,
     verifyStore: OwnedStore? = nil, onTicket: @escaping @Sendable ([UInt8]) -> Void

@@ -1,10 +1,10 @@
 import COpenSSL
 
-/// The X509_STORE that DoT verification uses when OpenSSL would otherwise parse a whole CA
-/// bundle at start-up (`SSL_CERT_FILE` set, or a certificate directory without hashed names):
-/// 20-40 ms on every start's way to the first answer. A thread of its own builds it; a
-/// connection that comes first waits for it, suspended, before its handshake (building it on the
-/// connecting thread blocked a cooperative thread, and so answers, for the whole parse: 100+ ms
+/// The X509_STORE that DoT and DoQ verification use (`TrustStore`) when OpenSSL would otherwise
+/// parse a whole CA bundle at start-up (`SSL_CERT_FILE` set, or a certificate directory without
+/// hashed names): 20-40 ms on every start's way to the first answer. A thread of its own builds
+/// it; a connection that comes first waits for it, suspended, before its handshake (building it on
+/// the connecting thread blocked a cooperative thread, and so answers, for the whole parse: 100+ ms
 /// under AddressSanitizer). The verdict is only reported (OE-26).
 final class LazyVerifyStore: Sendable {
   private let work: OffPathWork<OwnedStore>
@@ -44,6 +44,9 @@ final class OwnedStore: Sendable {
     ERR_clear_error()
     pointer = store
   }
+
+  /// Takes over `store` (its one reference).
+  init(adopting store: OpaquePointer) { pointer = store }
 
   deinit { if let pointer { X509_STORE_free(pointer) } }
 }

@@ -1,0 +1,103 @@
+import COpenSSL
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// What DoT and DoQ server certificates are verified against (OE-26: the verdict is only
+/// reported): the system trust plus an optional extra CA file, as one OpenSSL `X509_STORE` shared
+/// by both transports, so that they judge a certificate alike.
+///
+/// With the system's hashed certificate directory the store is ready at once: OpenSSL reads a CA
+/// certificate from it only when a chain needs it. When OpenSSL would parse a whole bundle instead
+/// (`SSL_CERT_FILE` set, a directory without hashed names, `trustFile`), a thread of its own does
+/// that after start-up (`LazyVerifyStore`) and connections wait for it, suspended. DoQ used to
+/// have GnuTLS parse the whole system bundle besides (10-20 ms of CPU at every start).
+public final class TrustStore: Sendable {
+  private enum Source {
+    case ready(OwnedStore)
+    case building(LazyVerifyStore)
+  }
+  private let source: Source
+
+  /// Reads and checks `extraCAFile` (PEM) now. `trustDirectory` replaces the system's hashed
+  /// certificate directory, `trustFile` the system trust with one bundle (tests). Throws
+  /// `EncryptedFailure.tlsError` if the CA file is unreadable or holds no certificate.
+  public init(
+    extraCAFile: String? = nil, trustDirectory: String? = nil, trustFile: String? = nil
+  ) throws(EncryptedFailure) {
+    // No atexit cleanup: a handshake still running while the process exits must not find
+    // OpenSSL's tables freed under it (that crashed one-shot lookups).
+    OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil)
+    ERR_clear_error()
+    guard let store = X509_STORE_new() else { throw OpenSSLErrorQueue.failure(fallback: "X509_STORE_new failed") }
+    let owned = OwnedStore(adopting: store)
+    if let extraCAFile {
+      guard X509_STORE_load_file(store, extraCAFile) == 1, sotto_X509_STORE_object_count(store) > 0 else {
+        throw OpenSSLErrorQueue.failure(fallback: "cannot load CA file \(extraCAFile)")
+      }
+    }
+    let dir = trustFile == nil ? Self.hashedDirectory(trustDirectory) : nil
+    if let dir {
+      // A machine without a trust store still gets connections; verification then reports
+      // "untrusted-issuer".
+      _ = X509_STORE_load_path(store, dir)
+      ERR_clear_error()
+      source = .ready(owned)
+    } else {
+      var extra: [OpaquePointer] = []
+      for index in 0..<sotto_X509_STORE_object_count(store) {
+        if let cert = sotto_X509_STORE_certificate_at(store, index) { extra.append(cert) }
+      }
+      // The bundle is parsed off the start-up path, with the extra CA file's certificates as read
+      // above (LazyVerifyStore takes its own references to them).
+      source = .building(LazyVerifyStore(file: trustFile, extra: extra))
+      ERR_clear_error()
+    }
+  }
+
+  /// The store; suspends while a bundle is still being parsed. Its pointer is nil only if OpenSSL
+  /// could not make one (verification then reports what it finds).
+  func store() async -> OwnedStore {
+    switch source {
+    case .ready(let store): return store
+    case .building(let lazy): return await lazy.store()
+    }
+  }
+
+  /// True when a bundle is parsed after start-up instead of the hashed directory read on demand (tests).
+  var parsesBundle: Bool {
+    if case .building = source { return true }
+    return false
+  }
+
+  /// The directory to read certificates from on demand: `directory`, or the system's (OpenSSL's
+  /// default or `SSL_CERT_DIR`) unless `SSL_CERT_FILE` is set. Nil when it holds no hashed names
+  /// (`openssl rehash` never ran there): the bundle is parsed instead.
+  private static func hashedDirectory(_ directory: String?) -> String? {
+    let fromEnvironment = getenv(X509_get_default_cert_dir_env()).map { String(cString: $0) }
+    let dir = directory ?? fromEnvironment ?? String(cString: X509_get_default_cert_dir())
+    let fileOverride = directory == nil && getenv(X509_get_default_cert_file_env()) != nil
+    return !fileOverride && hasHashedNames(dir) ? dir : nil
+  }
+
+  /// True when one of the `:`-separated directories holds an OpenSSL subject-hash name (`1a2b3c4d.0`).
+  static func hasHashedNames(_ dirs: String) -> Bool {
+    for dir in dirs.split(separator: ":") {
+      guard let handle = opendir(String(dir)) else { continue }
+      defer { closedir(handle) }
+      while let entry = readdir(handle) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+          String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        let parts = name.split(separator: ".")
+        if parts.count == 2, parts[0].count == 8, parts[0].allSatisfy(\.isHexDigit),
+          parts[1].allSatisfy(\.isNumber)
+        {
+          return true
+        }
+      }
+    }
+    return false
+  }
+}
