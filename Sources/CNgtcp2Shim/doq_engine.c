@@ -8,11 +8,9 @@
 #include <arpa/inet.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 #include <netinet/in.h>
 #include <ngtcp2/ngtcp2.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 #include <openssl/err.h>
@@ -56,6 +54,8 @@ struct doq_engine {
   doq_context *ctx;
   /// What the server's certificate is verified against (OpenSSL, one reference held; NULL: none).
   X509_STORE *verify_store;
+  /// OpenSSL's security level for the verification (DoT's: weak keys and digests are problems).
+  int verify_auth_level;
   ngtcp2_conn *conn;
   gnutls_session_t tls;
   ngtcp2_crypto_conn_ref ref;
@@ -191,10 +191,12 @@ static int64_t unix_time(const ASN1_TIME *t) {
 }
 
 /// Runs during every full handshake: records the verification outcome and always accepts (OE-26).
-/// The chain as sent is verified with OpenSSL against the store DoT uses too (`TrustStore`), so a
-/// certificate gets the same verdict over both; dates and the name are checked on the leaf as
-/// well, since OpenSSL's verification stops at its first error. Unlike GnuTLS's
-/// gnutls_certificate_verify_peers3: a stapled OCSP response is not looked at.
+/// The chain as sent is verified with OpenSSL against the store DoT uses too (`TrustStore`), with
+/// the checks libssl makes for DoT (TLS server purpose, the security level), so a certificate
+/// gets the same problems over both; dates and the name are checked on the leaf as well, since
+/// OpenSSL's verification stops at its first error. Any other problem reads "other" without
+/// OpenSSL's text (the resumption blob keeps bits). A chain of more than 16 is "other", as
+/// GnuTLS's verification made it. A stapled OCSP response is not looked at.
 static int verify_cb(gnutls_session_t session) {
   ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(session);
   if (!ref || !ref->user_data) return 0;
@@ -231,7 +233,14 @@ static int verify_cb(gnutls_session_t session) {
   }
   X509_STORE_CTX *vctx = unusable || !e->verify_store ? NULL : X509_STORE_CTX_new();
   if (vctx && X509_STORE_CTX_init(vctx, e->verify_store, leaf, chain) == 1) {
-    if (X509_verify_cert(vctx) != 1) problems |= problem_of(X509_STORE_CTX_get_error(vctx));
+    // As libssl's ssl_verify_cert_chain for a client: a TLS server's purpose and trust, and the
+    // security level (a SHA-1 signature or a 1024-bit RSA key is a problem at level 2).
+    (void)X509_STORE_CTX_set_default(vctx, "ssl_server");
+    if (e->verify_auth_level > 0) X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(vctx), e->verify_auth_level);
+    if (X509_verify_cert(vctx) != 1) {
+      unsigned p = problem_of(X509_STORE_CTX_get_error(vctx));
+      problems |= p ? p : DOQ_CERT_OTHER;
+    }
   } else {
     problems |= DOQ_CERT_OTHER;
   }
@@ -587,6 +596,7 @@ doq_engine *doq_engine_new(doq_context *ctx, const doq_config *cfg, char *err, s
     apply_blob(e, cfg->resumption, cfg->resumption_len, cfg->enable_early_data);
   // Taken last, so that no failure above has to give it back.
   if (cfg->verify_store && X509_STORE_up_ref(cfg->verify_store) == 1) e->verify_store = cfg->verify_store;
+  e->verify_auth_level = cfg->verify_auth_level;
   return e;
 }
 

@@ -41,6 +41,8 @@ typedef struct doq_config {
   /// The OpenSSL X509_STORE the server's certificate is verified against (the engine takes a
   /// reference of its own), or NULL: the verdict is then "other" (OE-26: only reported).
   void *verify_store;
+  /// OpenSSL's security level for that verification (DoT's, SSL_CTX_get_security_level); 0: none.
+  int verify_auth_level;
 } doq_config;
 
 /// Creates a client connection (nothing is sent until `doq_engine_write`). NULL + message on failure.

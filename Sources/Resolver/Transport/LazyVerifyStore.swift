@@ -14,17 +14,18 @@ final class LazyVerifyStore: Sendable {
   init(file: String?, extra: [OpaquePointer]) {
     for cert in extra { X509_up_ref(cert) }
     let certificates = Certificates(extra)
-    work = OffPathWork(name: "sotto-dot-trust") {
+    work = OffPathWork(name: "sotto-trust") {
       OwnedStore(file: file, extra: certificates.list)
     }
   }
 
   /// The store; suspends until it is built. Its pointer is nil if OpenSSL could not make one
-  /// (verification then uses the SSL_CTX's store and reports what it finds).
+  /// (DoT's verification then finds no issuer, DoQ's reports "other").
   func store() async -> OwnedStore { await work.value() }
 }
 
-/// An X509_STORE freed with its last owner (each SSL given it takes a reference of its own).
+/// An X509_STORE freed with its last owner (each SSL and DoQ engine given it takes a reference
+/// of its own).
 final class OwnedStore: Sendable {
   nonisolated(unsafe) let pointer: OpaquePointer?
 

@@ -19,6 +19,9 @@ public final class TrustStore: Sendable {
     case building(LazyVerifyStore)
   }
   private let source: Source
+  /// OpenSSL's security level for TLS clients on this system (Debian's configuration: 2), which
+  /// libssl applies to DoT's verification and the DoQ engine to its own.
+  let securityLevel: Int32
 
   /// Reads and checks `extraCAFile` (PEM) now. `trustDirectory` replaces the system's hashed
   /// certificate directory, `trustFile` the system trust with one bundle (tests). Throws
@@ -29,11 +32,16 @@ public final class TrustStore: Sendable {
     // No atexit cleanup: a handshake still running while the process exits must not find
     // OpenSSL's tables freed under it (that crashed one-shot lookups).
     OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil)
+    OPENSSL_init_ssl(0, nil)
     ERR_clear_error()
+    let probe = SSL_CTX_new(TLS_client_method())
+    securityLevel = probe.map { SSL_CTX_get_security_level($0) } ?? 0
+    SSL_CTX_free(probe)
     guard let store = X509_STORE_new() else { throw OpenSSLErrorQueue.failure(fallback: "X509_STORE_new failed") }
     let owned = OwnedStore(adopting: store)
     if let extraCAFile {
-      guard X509_STORE_load_file(store, extraCAFile) == 1, sotto_X509_STORE_object_count(store) > 0 else {
+      // A file without a certificate (a CRL alone, say) is an error too.
+      guard X509_STORE_load_file(store, extraCAFile) == 1, !Self.certificates(in: store).isEmpty else {
         throw OpenSSLErrorQueue.failure(fallback: "cannot load CA file \(extraCAFile)")
       }
     }
@@ -45,15 +53,18 @@ public final class TrustStore: Sendable {
       ERR_clear_error()
       source = .ready(owned)
     } else {
-      var extra: [OpaquePointer] = []
-      for index in 0..<sotto_X509_STORE_object_count(store) {
-        if let cert = sotto_X509_STORE_certificate_at(store, index) { extra.append(cert) }
-      }
       // The bundle is parsed off the start-up path, with the extra CA file's certificates as read
-      // above (LazyVerifyStore takes its own references to them).
-      source = .building(LazyVerifyStore(file: trustFile, extra: extra))
+      // above (LazyVerifyStore takes its own references to them while `owned` still holds them).
+      source = withExtendedLifetime(owned) {
+        .building(LazyVerifyStore(file: trustFile, extra: Self.certificates(in: store)))
+      }
       ERR_clear_error()
     }
+  }
+
+  /// The certificates in `store` (not CRLs), borrowed from it.
+  private static func certificates(in store: OpaquePointer) -> [OpaquePointer] {
+    (0..<sotto_X509_STORE_object_count(store)).compactMap { sotto_X509_STORE_certificate_at(store, $0) }
   }
 
   /// The store; suspends while a bundle is still being parsed. Its pointer is nil only if OpenSSL

@@ -48,6 +48,7 @@ final class QUICClientEngine {
               config.resumption_len = ticket.count
               config.enable_early_data = earlyData ? 1 : 0
               config.verify_store = verifyStore.pointer.map { UnsafeMutableRawPointer($0) }
+              config.verify_auth_level = context.trust.securityLevel
               return doq_engine_new(context.raw, &config, errorBuffer.baseAddress, errorBuffer.count)
             }
           }

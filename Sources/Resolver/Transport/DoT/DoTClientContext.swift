@@ -1,9 +1,5 @@
 import COpenSSL
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 /// Settings shared by all DoT connections (one SSL_CTX per configuration).
 /// Handshakes never fail on the certificate (OE-26): verification runs only to be reported.
 public final class DoTClientContext: Sendable {

@@ -34,11 +34,11 @@ final class TLSClientEngine {
   /// `verifyStore` is the store the certificate is verified against (`TrustStore`).
   init(
     context: DoTClientContext, expectedName: DNSName?, ip: String, resumption: [UInt8]?,
-    verifyStore: OwnedStore? = nil, onTicket: @escaping @Sendable ([UInt8]) -> Void
+    verifyStore: OwnedStore, onTicket: @escaping @Sendable ([UInt8]) -> Void
   ) throws(EncryptedFailure) {
     ERR_clear_error()
     guard let ssl = SSL_new(context.ctx) else { throw OpenSSLErrorQueue.failure(fallback: "SSL_new failed") }
-    if let store = verifyStore?.pointer { _ = sotto_SSL_set1_verify_cert_store(ssl, store) }
+    if let store = verifyStore.pointer { _ = sotto_SSL_set1_verify_cert_store(ssl, store) }
     guard let readBIO = BIO_new(BIO_s_mem()) else {
       SSL_free(ssl)
       throw OpenSSLErrorQueue.failure(fallback: "BIO_new failed")
