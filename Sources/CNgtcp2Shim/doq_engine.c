@@ -164,7 +164,6 @@ static void unlink_stream(doq_engine *e, doq_stream *s) {
 static pthread_once_t gnutls_kept = PTHREAD_ONCE_INIT;
 static void keep_gnutls(void) { (void)gnutls_global_init(); }
 
-
 /// The problem bit for an OpenSSL verification error (the names DoT reports for the same codes).
 static unsigned problem_of(int code) {
   switch (code) {
