@@ -66,6 +66,22 @@ import Testing
     #expect(throws: (any Error).self) { try DoTClientContext(extraCAFile: "/nonexistent/ca.pem") }
   }
 
+  /// `SSL_CERT_FILE` naming OpenSSL's default bundle (as CI environments set it) is read from the
+  /// hashed directory like no setting at all; any other file is a bundle to parse.
+  @Test(
+    .enabled(
+      if: FileManager.default.fileExists(atPath: "/etc/ssl/certs/ca-certificates.crt")
+        && FileManager.default.fileExists(atPath: "/usr/lib/ssl/cert.pem"), "needs Debian's ca-certificates"))
+  func theDefaultBundleCountsAsNoBundle() throws {
+    #expect(TrustStore.isDefaultBundle("/etc/ssl/certs/ca-certificates.crt"))
+    #expect(TrustStore.isDefaultBundle("/usr/lib/ssl/cert.pem"))
+    let copy = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-bundle-\(getpid()).pem")
+    try FileManager.default.copyItem(atPath: "/etc/ssl/certs/ca-certificates.crt", toPath: copy.path)
+    defer { try? FileManager.default.removeItem(at: copy) }
+    #expect(!TrustStore.isDefaultBundle(copy.path))
+    #expect(!TrustStore.isDefaultBundle("/nonexistent/bundle.pem"))
+  }
+
   @Test func hashedTrustDirectoryIsReadWhenAChainIsVerified() async throws {
     guard let server = try await NSDDoTServer.start(),
       let openssl = NSDDoTServer.executable("openssl")

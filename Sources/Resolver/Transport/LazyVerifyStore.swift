@@ -46,8 +46,8 @@ final class OwnedStore: Sendable {
     pointer = store
   }
 
-  /// Takes over `store` (its one reference).
-  init(adopting store: OpaquePointer) { pointer = store }
+  /// Takes over `store` (its one reference; nil: no store).
+  init(adopting store: OpaquePointer?) { pointer = store }
 
   deinit { if let pointer { X509_STORE_free(pointer) } }
 }

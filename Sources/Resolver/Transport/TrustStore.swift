@@ -14,11 +14,12 @@ import COpenSSL
 /// that after start-up (`LazyVerifyStore`) and connections wait for it, suspended. DoQ used to
 /// have GnuTLS parse the whole system bundle besides (10-20 ms of CPU at every start).
 public final class TrustStore: Sendable {
-  private enum Source {
-    case ready(OwnedStore)
-    case building(LazyVerifyStore)
-  }
-  private let source: Source
+  /// The store, when ready at once (the hashed directory).
+  private let ready: OwnedStore?
+  /// The store being built from a bundle otherwise. Two optionals, not an enum of the two: Swift
+  /// keeps such an enum's case in the pointer's spare bits, where LeakSanitizer does not
+  /// recognise it, and reported the store alive at exit as leaked.
+  private let building: LazyVerifyStore?
   /// OpenSSL's security level for TLS clients on this system (Debian's configuration: 2), which
   /// libssl applies to DoT's verification and the DoQ engine to its own.
   let securityLevel: Int32
@@ -51,12 +52,14 @@ public final class TrustStore: Sendable {
       // "untrusted-issuer".
       _ = X509_STORE_load_path(store, dir)
       ERR_clear_error()
-      source = .ready(owned)
+      ready = owned
+      building = nil
     } else {
       // The bundle is parsed off the start-up path, with the extra CA file's certificates as read
       // above (LazyVerifyStore takes its own references to them while `owned` still holds them).
-      source = withExtendedLifetime(owned) {
-        .building(LazyVerifyStore(file: trustFile, extra: Self.certificates(in: store)))
+      ready = nil
+      building = withExtendedLifetime(owned) {
+        LazyVerifyStore(file: trustFile, extra: Self.certificates(in: store))
       }
       ERR_clear_error()
     }
@@ -70,26 +73,37 @@ public final class TrustStore: Sendable {
   /// The store; suspends while a bundle is still being parsed. Its pointer is nil only if OpenSSL
   /// could not make one (verification then reports what it finds).
   func store() async -> OwnedStore {
-    switch source {
-    case .ready(let store): return store
-    case .building(let lazy): return await lazy.store()
-    }
+    if let ready { return ready }
+    if let building { return await building.store() }
+    return OwnedStore(adopting: nil)
   }
 
   /// True when a bundle is parsed after start-up instead of the hashed directory read on demand (tests).
-  var parsesBundle: Bool {
-    if case .building = source { return true }
-    return false
-  }
+  var parsesBundle: Bool { building != nil }
 
   /// The directory to read certificates from on demand: `directory`, or the system's (OpenSSL's
-  /// default or `SSL_CERT_DIR`) unless `SSL_CERT_FILE` is set. Nil when it holds no hashed names
-  /// (`openssl rehash` never ran there): the bundle is parsed instead.
+  /// default or `SSL_CERT_DIR`) unless `SSL_CERT_FILE` names another bundle than OpenSSL's
+  /// default. Nil when it holds no hashed names (`openssl rehash` never ran there): the bundle is
+  /// parsed instead.
   private static func hashedDirectory(_ directory: String?) -> String? {
     let fromEnvironment = getenv(X509_get_default_cert_dir_env()).map { String(cString: $0) }
     let dir = directory ?? fromEnvironment ?? String(cString: X509_get_default_cert_dir())
-    let fileOverride = directory == nil && getenv(X509_get_default_cert_file_env()) != nil
+    let fileOverride =
+      directory == nil && getenv(X509_get_default_cert_file_env()).map { !isDefaultBundle($0) } == true
     return !fileOverride && hasHashedNames(dir) ? dir : nil
+  }
+
+  /// Whether `path` is OpenSSL's default bundle, symbolic links resolved (Debian's
+  /// /usr/lib/ssl/cert.pem is /etc/ssl/certs/ca-certificates.crt, which environments such as CI
+  /// set as `SSL_CERT_FILE`). That bundle holds the hashed directory's certificates
+  /// (update-ca-certificates writes both), so it is read from the directory, unparsed, as when
+  /// nothing is set.
+  static func isDefaultBundle(_ path: UnsafePointer<CChar>) -> Bool {
+    guard let given = realpath(path, nil) else { return false }
+    defer { free(given) }
+    guard let standard = realpath(X509_get_default_cert_file(), nil) else { return false }
+    defer { free(standard) }
+    return strcmp(given, standard) == 0
   }
 
   /// True when one of the `:`-separated directories holds an OpenSSL subject-hash name (`1a2b3c4d.0`).
