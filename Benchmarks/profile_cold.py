@@ -113,6 +113,9 @@ try:
           else:  # EVENT='syscalls:sys_enter_*': one line per syscall that ran
               for r in sorted(rows, key=per, reverse=True):
                   if per(r) >= 0.05: print(f"{r[2]}/res={per(r):.2f}")
+      if os.environ.get("SMAPS") == "1":  # where the process's memory came from (huge pages, RSS)
+          print(" ".join(l.replace(" ", "") for l in Path(f"/proc/{res.pid}/smaps_rollup").read_text().splitlines()
+                         if l.split(":")[0] in ("Rss", "Anonymous", "AnonHugePages", "Private_Dirty")))
       fields = Path(f"/proc/{res.pid}/stat").read_text().rsplit(")", 1)[1].split()
       print(f"user/sys split at end: {fields[11]}/{fields[12]} ticks")
       if run.latencies:

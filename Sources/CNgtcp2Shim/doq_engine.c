@@ -193,9 +193,9 @@ static int64_t unix_time(const ASN1_TIME *t) {
 /// The chain as sent is verified with OpenSSL against the store DoT uses too (`TrustStore`), with
 /// the checks libssl makes for DoT (TLS server purpose, the security level), so a certificate
 /// gets the same problems over both; dates and the name are checked on the leaf as well, since
-/// OpenSSL's verification stops at its first error. Any other problem reads "other" without
-/// OpenSSL's text (the resumption blob keeps bits). A chain of more than 16 is "other", as
-/// GnuTLS's verification made it. A stapled OCSP response is not looked at.
+/// OpenSSL's verification stops at its first error. Any other problem of OpenSSL's is "other"
+/// with its X509_V_ERR_* code in the upper bits (DOQ_CERT_OTHER_CODE_SHIFT), which the resumption
+/// blob keeps as well. A chain of more than 16, or one that does not parse, is "other" with no code. A stapled OCSP response is not looked at.
 static int verify_cb(gnutls_session_t session) {
   ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(session);
   if (!ref || !ref->user_data) return 0;
@@ -237,8 +237,10 @@ static int verify_cb(gnutls_session_t session) {
     (void)X509_STORE_CTX_set_default(vctx, "ssl_server");
     if (e->verify_auth_level > 0) X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(vctx), e->verify_auth_level);
     if (X509_verify_cert(vctx) != 1) {
-      unsigned p = problem_of(X509_STORE_CTX_get_error(vctx));
+      int code = X509_STORE_CTX_get_error(vctx);
+      unsigned p = problem_of(code);
       problems |= p ? p : DOQ_CERT_OTHER;
+      if (p == DOQ_CERT_OTHER && code > 0 && code <= 0xffff) problems |= (unsigned)code << DOQ_CERT_OTHER_CODE_SHIFT;
     }
   } else {
     problems |= DOQ_CERT_OTHER;

@@ -124,6 +124,37 @@ import Testing
     }
   }
 
+  /// DoQ applies OpenSSL's security level as libssl does for DoT: a trusted certificate with a
+  /// 1024-bit RSA key fails it (Debian's level is 2) and reads with OpenSSL's own text, as over
+  /// DoT (`DoTHandshakeVariantTests.weakKeyFailsTheSecurityLevel`). A connection resumed from that
+  /// handshake's ticket reports the same verdict, the code kept in the resumption blob.
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func weakKeyFailsTheSecurityLevel() async throws {
+    let server = try await DoQFixtureServer(flags: ["--weak-key"])
+    defer { server.stop() }
+    let trust = try TrustStore(trustFile: try #require(server.certificatePath))
+    try #require(
+      trust.securityLevel >= 2, "OpenSSL's security level here is \(trust.securityLevel); RSA-1024 passes below 2")
+    let context = try DoQClientContext(trust: trust)
+    let first = DoQCallbackLog()
+    let (connection, info, _) = try await DoQConnection.connect(
+      to: try server.endpoint, expectedName: try DNSName("doq.test."), context: context, group: group,
+      resumption: nil, handshakeTimeout: .seconds(3), idleTimeout: .seconds(30), onTicket: first.onTicket,
+      onClose: first.onClose)
+    #expect(info.certificate.problems == ["other:EE certificate key too weak"])
+    _ = try await connection.query(try doqTestQuery("a.example.", id: 1), timeout: .seconds(3))
+    #expect(await first.wait { !$0.tickets.isEmpty })
+    connection.close()
+    let ticket = try #require(first.tickets.first)
+    let (resumed, again, _) = try await DoQConnection.connect(
+      to: try server.endpoint, expectedName: try DNSName("doq.test."), context: context, group: group,
+      resumption: ticket, handshakeTimeout: .seconds(3), idleTimeout: .seconds(30), onTicket: { _ in },
+      onClose: { _ in })
+    #expect(again.resumed)
+    #expect(again.certificate.problems == ["other:EE certificate key too weak"])
+    resumed.close()
+  }
+
   /// A CA bundle (`SSL_CERT_FILE`'s case) is parsed after the trust store is made, on a thread of
   /// its own, and a handshake that comes first waits for it, suspended: neither making the store
   /// nor the exchange engine's thread, which carries every Do53 exchange too, pays for the parse

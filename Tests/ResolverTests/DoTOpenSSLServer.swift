@@ -16,7 +16,11 @@ final class OpenSSLTestServer {
 
   /// Starts `s_server` with `options` added; nil (skipped, or a CI failure) without `openssl`.
   /// With `sniTrap`, a client sending SNI `ns1.dot.test` gets a second certificate, CN=sni-was-sent.
-  static func start(_ options: [String], sniTrap: Bool = false) async throws -> OpenSSLTestServer? {
+  /// `key` is the certificate's key for `openssl req -newkey` ("rsa:1024" with a security level
+  /// of 0 in `options` for a weak one).
+  static func start(_ options: [String], sniTrap: Bool = false, key: String = "rsa:2048") async throws
+    -> OpenSSLTestServer?
+  {
     let address = Self.address
     guard let openssl = NSDDoTServer.executable("openssl") else {
       let message = "openssl is needed for this DoT test (apt-get install openssl)"
@@ -28,11 +32,12 @@ final class OpenSSLTestServer {
       return nil
     }
     return try await retryingOnAnotherPort(address) { port in
-      try await start(openssl: openssl, options: options, sniTrap: sniTrap, port: port)
+      try await start(openssl: openssl, options: options, sniTrap: sniTrap, keyType: key, port: port)
     }
   }
 
-  private static func start(openssl: String, options: [String], sniTrap: Bool, port: Int) async throws
+  private static func start(openssl: String, options: [String], sniTrap: Bool, keyType: String, port: Int)
+    async throws
     -> OpenSSLTestServer
   {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-sserver-\(UUID().uuidString)")
@@ -42,7 +47,7 @@ final class OpenSSLTestServer {
     try NSDDoTServer.run(
       openssl,
       [
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ns1.dot.test", "-keyout", key,
+        "req", "-x509", "-newkey", keyType, "-nodes", "-days", "1", "-subj", "/CN=ns1.dot.test", "-keyout", key,
         "-out", cert,
       ])
     var options = options
@@ -90,6 +95,9 @@ final class OpenSSLTestServer {
     throw DoTTestError.setup("openssl s_server did not start: \(lastError.map { "\($0)" } ?? "-"), exited: \(exited)")
   }
 
+  /// The server's self-signed certificate (PEM).
+  var certificatePath: String { directory.appendingPathComponent("cert.pem").path }
+
   private init(directory: URL, pid: pid_t, endpoint: ServerEndpoint) {
     self.directory = directory
     self.pid = pid
@@ -110,12 +118,12 @@ final class OpenSSLTestServer {
 @Suite(.serialized) struct DoTHandshakeVariantTests {
   private func connect(
     _ server: OpenSSLTestServer, expectedName: String? = nil, idleTimeout: TimeAmount = .seconds(5),
-    onClose: @escaping @Sendable (EncryptedFailure) -> Void = { _ in }
+    trust: TrustStore? = nil, onClose: @escaping @Sendable (EncryptedFailure) -> Void = { _ in }
   ) async throws(EncryptedFailure) -> (DoTConnection, TLSHandshakeInfo) {
     let context: DoTClientContext
     let name: DNSName?
     do {
-      context = try DoTClientContext()
+      context = try trust.map { try DoTClientContext(trust: $0) } ?? DoTClientContext()
       name = try expectedName.map { try DNSName($0) }
     } catch { throw .tlsError("\(error)") }
     return try await DoTConnection.connect(
@@ -199,6 +207,24 @@ final class OpenSSLTestServer {
     let (connection, info) = try await connect(server, expectedName: "ns1.dot.test.")
     #expect(info.certificate.subject == "/CN=ns1.dot.test", "the SNI certificate would say CN=sni-was-sent")
     #expect(info.certificate.problems == ["self-signed"], "the name is still checked, without SNI")
+    connection.close()
+  }
+
+  /// libssl applies OpenSSL's security level to the chain: a trusted certificate with a 1024-bit
+  /// RSA key fails it (Debian's level is 2), reported with OpenSSL's text, as over DoQ
+  /// (`DoQConnectionTests.weakKeyFailsTheSecurityLevel`). The handshake itself completes: the
+  /// verdict is informational (OE-26).
+  @Test func weakKeyFailsTheSecurityLevel() async throws {
+    guard
+      let server = try await OpenSSLTestServer.start(
+        ["-alpn", "dot", "-cipher", "DEFAULT:@SECLEVEL=0"], key: "rsa:1024")
+    else { return }
+    defer { server.stop() }
+    let trust = try TrustStore(trustFile: server.certificatePath)
+    try #require(
+      trust.securityLevel >= 2, "OpenSSL's security level here is \(trust.securityLevel); RSA-1024 passes below 2")
+    let (connection, info) = try await connect(server, expectedName: "ns1.dot.test.", trust: trust)
+    #expect(info.certificate.problems == ["other:EE certificate key too weak"])
     connection.close()
   }
 

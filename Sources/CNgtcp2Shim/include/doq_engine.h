@@ -130,6 +130,9 @@ enum {
   DOQ_CERT_NONE = 1 << 5,
   DOQ_CERT_OTHER = 1 << 6,
 };
+/// With DOQ_CERT_OTHER from OpenSSL's verification, its X509_V_ERR_* code sits in the upper 16
+/// bits (0 when there is none), so DoQ's "other" reads as DoT's, in resumption blobs as well.
+#define DOQ_CERT_OTHER_CODE_SHIFT 16
 
 /// The certificate verdict (DOQ_CERT_* bits, 0 = valid), the leaf's subject DN and notAfter (Unix
 /// time, -1 unknown). A resumed connection reports the verdict stored in its resumption blob.

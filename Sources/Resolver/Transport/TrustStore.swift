@@ -73,6 +73,8 @@ public final class TrustStore: Sendable {
   /// The store; suspends while a bundle is still being parsed. Its pointer is nil only if OpenSSL
   /// could not make one (verification then reports what it finds).
   func store() async -> OwnedStore {
+    // init sets exactly one of the two. They are two optionals, not an enum, because LeakSanitizer
+    // does not see a class reference kept in an enum's spare bits; the last fallback is unreachable.
     if let ready { return ready }
     if let building { return await building.store() }
     return OwnedStore(adopting: nil)

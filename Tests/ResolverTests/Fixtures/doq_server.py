@@ -11,7 +11,8 @@ a client closes. Names starting "silent" are never answered, names starting "slo
 (aioquic then acknowledges the query alone first). Flags: --reset-streams (reset every stream with
 DOQ_INTERNAL_ERROR), --bad-id (reply with Message ID 0x1234), --bad-length (wrong length prefix),
 --reject-early-data (resume, but refuse 0-RTT), --ignore-stop-sending (a cancelled stream is neither
-answered nor reset, against RFC 9000 §3.5: it dangles; logged as "IGNORED-STOP <stream>").
+answered nor reset, against RFC 9000 §3.5: it dangles; logged as "IGNORED-STOP <stream>"),
+--weak-key (a 1024-bit RSA key instead of P-256).
 """
 
 import argparse
@@ -33,14 +34,15 @@ from aioquic.quic.events import ConnectionTerminated, StreamDataReceived
 StopSendingReceived = getattr(quic_events, "StopSendingReceived", None)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 DOQ_NO_ERROR, DOQ_INTERNAL_ERROR, DOQ_PROTOCOL_ERROR = 0, 1, 2
 
 
-def make_certificate(directory):
-    key = ec.generate_private_key(ec.SECP256R1())
+def make_certificate(directory, weak_key=False):
+    # --weak-key: RSA-1024, below OpenSSL's security level 2 (Debian's default).
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024) if weak_key else ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "doq.test")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
@@ -138,6 +140,7 @@ async def main():
     parser.add_argument("--bad-length", action="store_true")
     parser.add_argument("--reject-early-data", action="store_true")
     parser.add_argument("--ignore-stop-sending", action="store_true")
+    parser.add_argument("--weak-key", action="store_true")
     DoQProtocol.options = parser.parse_args()
     if DoQProtocol.options.ignore_stop_sending:
         # aioquic resets a stream on STOP_SENDING (1.0 on). Its frame table binds the handler when a
@@ -164,7 +167,7 @@ async def main():
         tls.pull_client_hello = pull_without_early_data
 
     directory = tempfile.mkdtemp(prefix="doq-fixture-")
-    cert_path, key_path = make_certificate(directory)
+    cert_path, key_path = make_certificate(directory, DoQProtocol.options.weak_key)
     configuration = QuicConfiguration(alpn_protocols=["doq"], is_client=False, idle_timeout=30.0)
     configuration.load_cert_chain(cert_path, key_path)
 
