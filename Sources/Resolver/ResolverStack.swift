@@ -30,7 +30,8 @@ public final class ResolverStack: Sendable {
     var policy: EncryptionPolicy?
     if configuration.encryption.enabled {
       // One store for both transports: one parse of a CA bundle at most, and one verdict.
-      let trust = try TrustStore(extraCAFile: configuration.encryption.extraCAFile)
+      let trust = try TrustStore(
+        extraCAFile: configuration.encryption.extraCAFile, warn: { logger.warning("\($0)") })
       let context = try DoTClientContext(trust: trust)
       var connectors: [any EncryptedConnector] = [
         DoTConnector(context: context, counters: encryptedReplies)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
@@ -214,21 +215,50 @@ def test_lookup_hops_first_do53_then_state_file_goes_straight_to_dot(lab, dot_so
 def test_ssl_cert_file_decides_the_dot_verdict(lab, dot_sotto, tmp_path):
     """With SSL_CERT_FILE naming the trust bundle (no --tls-ca-file), OpenSSL's store is built off
     the start-up path (LazyVerifyStore) and still decides the certificate's verdict: the lab CA as
-    the bundle makes ns1.dot.test's certificate valid, a bundle without it does not."""
+    the bundle makes ns1.dot.test's certificate valid, a bundle without it does not, and Sotto
+    warns that it holds no certificate."""
     empty = tmp_path / "empty.pem"
     empty.write_text("# no certificates\n")
-    verdicts = {}
+    verdicts, warnings = {}, {}
     for name, bundle in (("lab", lab.ca_file), ("empty", empty)):
         state = tmp_path / f"{name}.json"
         env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_DIR"}
         env["SSL_CERT_FILE"] = str(bundle)
         r = dot_sotto.lookup("www.dot.test.", "A", "--state-file", str(state), env=env)
         assert r.returncode == 0, r.stdout + r.stderr
+        warnings[name] = r.stderr
         dot = server_state(state_show(dot_sotto, state), DOT)["dot"]
         assert dot["status"] == "success" and dot["certificate"], dot
         verdicts[name] = dot["certificate"]["problems"]
     assert verdicts["lab"] == [], verdicts
     assert verdicts["empty"] and set(verdicts["empty"]) <= {"self-signed", "untrusted-issuer"}, verdicts
+    assert [n for n, w in warnings.items() if "holds no certificate" in w] == ["empty"], warnings
+
+
+@pytest.mark.parametrize("kind", ["fifo", "missing"])
+def test_an_unusable_trust_bundle_is_reported_and_not_waited_for(lab, dot_sotto, tmp_path, kind):
+    """SSL_CERT_FILE naming a FIFO (which OpenSSL would block on opening, for ever, with every
+    probe waiting for the store) or a missing file: Sotto says so at start, does not read it, and
+    verifies against the certificate directory (SSL_CERT_DIR) instead, as OpenSSL's defaults
+    would. DoT still gets its probe through and its verdict from that directory."""
+    bundle = tmp_path / "ca.pem"
+    if kind == "fifo":
+        os.mkfifo(bundle)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "lab-ca.pem").write_text(lab.ca_file.read_text())
+    r = subprocess.run(["openssl", "rehash", str(certs)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, SSL_CERT_FILE=str(bundle), SSL_CERT_DIR=str(certs))
+    state = tmp_path / "state.json"
+    r = dot_sotto.lookup("www.dot.test.", "A", "--state-file", str(state), env=env, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    dot = server_state(state_show(dot_sotto, state), DOT)["dot"]
+    assert dot["status"] == "success" and dot["certificate"], dot
+    assert dot["certificate"]["problems"] == [], dot
+    expected = "is not a regular file" if kind == "fifo" else "cannot be read: No such file"
+    assert f"CA bundle {bundle} (SSL_CERT_FILE) {expected}" in r.stderr, r.stderr
+    assert str(certs) in r.stderr, r.stderr
 
 
 def slow_trust_bundle(tmp_path: Path, lab) -> Path:

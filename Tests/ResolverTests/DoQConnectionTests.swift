@@ -132,7 +132,8 @@ import Testing
   func weakKeyFailsTheSecurityLevel() async throws {
     let server = try await DoQFixtureServer(flags: ["--weak-key"])
     defer { server.stop() }
-    let trust = try TrustStore(trustFile: try #require(server.certificatePath))
+    let certificate: String = try #require(server.certificatePath)
+    let trust = try TrustStore(trustFile: certificate)
     try #require(
       trust.securityLevel >= 2, "OpenSSL's security level here is \(trust.securityLevel); RSA-1024 passes below 2")
     let context = try DoQClientContext(trust: trust)

@@ -11,11 +11,17 @@ final class LazyVerifyStore: Sendable {
 
   /// `file`: `X509_STORE_load_file` on this instead of OpenSSL's default paths (tests).
   /// `extra`: the X509 certificates to trust besides the bundle (retained until the store is built).
-  init(file: String?, extra: [OpaquePointer]) {
+  /// `loaded` is told how many certificates (not CRLs) the built store holds, `extra` included.
+  init(file: String?, extra: [OpaquePointer], loaded: @escaping @Sendable (Int) -> Void = { _ in }) {
     for cert in extra { X509_up_ref(cert) }
     let certificates = Certificates(extra)
     work = OffPathWork(name: "sotto-trust") {
-      OwnedStore(file: file, extra: certificates.list)
+      let store = OwnedStore(file: file, extra: certificates.list)
+      let held = store.pointer.map { pointer in
+        (0..<sotto_X509_STORE_object_count(pointer)).count { sotto_X509_STORE_certificate_at(pointer, $0) != nil }
+      }
+      loaded(held ?? 0)
+      return store
     }
   }
 

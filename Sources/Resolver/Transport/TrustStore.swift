@@ -26,9 +26,12 @@ public final class TrustStore: Sendable {
 
   /// Reads and checks `extraCAFile` (PEM) now. `trustDirectory` replaces the system's hashed
   /// certificate directory, `trustFile` the system trust with one bundle (tests). Throws
-  /// `EncryptedFailure.tlsError` if the CA file is unreadable or holds no certificate.
+  /// `EncryptedFailure.tlsError` if the CA file is unreadable or holds no certificate. `warn` is
+  /// told, once, of a bundle that cannot be used (missing, unreadable, not a regular file, no
+  /// certificate in it), possibly later, from the thread that parses it.
   public init(
-    extraCAFile: String? = nil, trustDirectory: String? = nil, trustFile: String? = nil
+    extraCAFile: String? = nil, trustDirectory: String? = nil, trustFile: String? = nil,
+    warn: @escaping @Sendable (String) -> Void = { _ in }
   ) throws(EncryptedFailure) {
     // No atexit cleanup: a handshake still running while the process exits must not find
     // OpenSSL's tables freed under it (that crashed one-shot lookups).
@@ -47,7 +50,25 @@ public final class TrustStore: Sendable {
       }
     }
     let dir = trustFile == nil ? Self.hashedDirectory(trustDirectory) : nil
-    if let dir {
+    let bundle = dir == nil ? Self.bundlePath(trustFile) : nil
+    let unusable = bundle.flatMap { Self.bundleProblem($0.path, from: $0.source) }
+    if let unusable {
+      // Not parsed: a FIFO or a device would hold every handshake's wait for ever. OpenSSL's
+      // defaults would still add the system's directory; so does this.
+      if trustFile == nil {
+        let fallback = trustDirectory ?? Self.systemDirectory
+        _ = X509_STORE_load_path(store, fallback)
+        warn(
+          Self.hasHashedNames(fallback)
+            ? "\(unusable); certificates are verified against the directory \(fallback) instead"
+            : "\(unusable), and \(fallback) holds no hashed certificates: no certificate will verify")
+      } else {
+        warn("\(unusable); certificates are verified against --tls-ca-file alone")
+      }
+      ERR_clear_error()
+      ready = owned
+      building = nil
+    } else if let dir {
       // A machine without a trust store still gets connections; verification then reports
       // "untrusted-issuer".
       _ = X509_STORE_load_path(store, dir)
@@ -58,8 +79,13 @@ public final class TrustStore: Sendable {
       // The bundle is parsed off the start-up path, with the extra CA file's certificates as read
       // above (LazyVerifyStore takes its own references to them while `owned` still holds them).
       ready = nil
+      let extra = Self.certificates(in: store)
+      let extraCount = extra.count
+      let source = bundle.map { "CA bundle \($0.path) (\($0.source))" } ?? "the CA bundle"
       building = withExtendedLifetime(owned) {
-        LazyVerifyStore(file: trustFile, extra: Self.certificates(in: store))
+        LazyVerifyStore(file: trustFile, extra: extra) { total in
+          if total <= extraCount { warn("\(source) holds no certificate that OpenSSL could read") }
+        }
       }
       ERR_clear_error()
     }
@@ -88,8 +114,7 @@ public final class TrustStore: Sendable {
   /// default. Nil when it holds no hashed names (`openssl rehash` never ran there): the bundle is
   /// parsed instead.
   private static func hashedDirectory(_ directory: String?) -> String? {
-    let fromEnvironment = getenv(X509_get_default_cert_dir_env()).map { String(cString: $0) }
-    let dir = directory ?? fromEnvironment ?? String(cString: X509_get_default_cert_dir())
+    let dir = directory ?? systemDirectory
     let fileOverride =
       directory == nil && getenv(X509_get_default_cert_file_env()).map { !isDefaultBundle($0) } == true
     return !fileOverride && hasHashedNames(dir) ? dir : nil
@@ -106,6 +131,36 @@ public final class TrustStore: Sendable {
     guard let standard = realpath(X509_get_default_cert_file(), nil) else { return false }
     defer { free(standard) }
     return strcmp(given, standard) == 0
+  }
+
+  /// OpenSSL's default certificate directory, or `SSL_CERT_DIR`.
+  static var systemDirectory: String {
+    getenv(X509_get_default_cert_dir_env()).map { String(cString: $0) } ?? String(cString: X509_get_default_cert_dir())
+  }
+
+  /// The bundle a store without the hashed directory parses, and where its name came from.
+  static func bundlePath(_ trustFile: String?) -> (path: String, source: String) {
+    if let trustFile { return (trustFile, "trust file") }
+    if let env = getenv(X509_get_default_cert_file_env()) {
+      return (String(cString: env), String(cString: X509_get_default_cert_file_env()))
+    }
+    return (String(cString: X509_get_default_cert_file()), "OpenSSL's default")
+  }
+
+  /// Why the bundle at `path` cannot be parsed, if so: missing, unreadable, or not a regular file
+  /// (opening a FIFO would block until a writer came). Checked with `stat`, without reading it.
+  static func bundleProblem(_ path: String, from source: String) -> String? {
+    var info = stat()
+    guard stat(path, &info) == 0 else {
+      return "CA bundle \(path) (\(source)) cannot be read: \(String(cString: strerror(errno)))"
+    }
+    guard info.st_mode & S_IFMT == S_IFREG else {
+      return "CA bundle \(path) (\(source)) is not a regular file, so it is not read"
+    }
+    guard access(path, R_OK) == 0 else {
+      return "CA bundle \(path) (\(source)) cannot be read: \(String(cString: strerror(errno)))"
+    }
+    return nil
   }
 
   /// True when one of the `:`-separated directories holds an OpenSSL subject-hash name (`1a2b3c4d.0`).
