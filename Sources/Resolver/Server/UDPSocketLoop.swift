@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+  import CLinuxEpoll
   import Glibc
   import NIOCore
 
@@ -11,6 +12,11 @@
   /// envelope, the pipeline, a response `ByteBuffer`, the pending-writes queue) cost more CPU than
   /// the cache lookup itself. Access control, rate limiting, counters and the query log are those
   /// of the NIO path (`FastPath`, `QueryProcessor`).
+  ///
+  /// Bound to a wildcard address (0.0.0.0, ::), it reads each datagram's destination (IP_PKTINFO,
+  /// IPV6_PKTINFO) and sends the answer from that address: otherwise the kernel picks the source
+  /// by route, and a client that asked another of the host's addresses drops the answer as coming
+  /// from a stranger (dig: "reply from unexpected source").
   final class UDPSocketLoop: @unchecked Sendable {
     /// Datagrams per recvmmsg/sendmmsg.
     static let batch = 32
@@ -31,7 +37,7 @@
     /// together (`sendAnswers`) once the engine ran them: a burst wakes the client's reader once,
     /// not once per answer. Not accepting once `stop` began (responses are then sent at once).
     private let answers = StateLock(
-      (queued: [(response: [UInt8], client: RawClientAddress)](), accepting: true))
+      (queued: [(response: [UInt8], client: RawClientAddress, source: ReplySource?)](), accepting: true))
 
     // Reused memory, touched only on the engine thread (freed in deinit, once the engine dropped
     // its watcher and with it the last reference).
@@ -42,6 +48,13 @@
     private let sendVectors: UnsafeMutablePointer<iovec>
     private let receiveMessages: UnsafeMutablePointer<MMsgHdr>
     private let sendMessages: UnsafeMutablePointer<MMsgHdr>
+    /// Bound to a wildcard address: datagrams carry their destination, answers leave from it.
+    private let repliesFromDestination: Bool
+    /// Control-message space per slot (`sotto_reply_source_space`), and the slots' buffers (nil
+    /// unless `repliesFromDestination`).
+    private let controlSpace = sotto_reply_source_space()
+    private let receiveControl: UnsafeMutableRawPointer?
+    private let sendControl: UnsafeMutableRawPointer?
     /// Full-path queries whose answer has not gone yet, and whether the watch's engine timer is
     /// set: one still unanswered `answerDeadline` after it came gets SERVFAIL (`ResolutionWatch`).
     private let watch = StateLock((queries: ResolutionWatch<WatchedQuery>(), timerSet: false))
@@ -53,12 +66,13 @@
     struct WatchedQuery: Sendable {
       let raw: [UInt8]
       let client: RawClientAddress
+      let source: ReplySource?
       /// When it came, engine-clock nanoseconds.
       let began: UInt64
     }
 
     /// The responses `sendAnswers` is sending (swapped with `answers`; engine thread only).
-    private var answersSending: [(response: [UInt8], client: RawClientAddress)] = []
+    private var answersSending: [(response: [UInt8], client: RawClientAddress, source: ReplySource?)] = []
     /// Client addresses of the full-path responses in `sendAnswers`.
     private let answerNames: UnsafeMutablePointer<sockaddr_storage>
 
@@ -70,9 +84,14 @@
     ) throws -> UDPSocketLoop? {
       guard let calls = MMsgCalls.shared else { return nil }
       let family: Int32
+      let wildcard: Bool
       switch address {
-      case .v4: family = AF_INET
-      case .v6: family = AF_INET6
+      case .v4(let a):
+        family = AF_INET
+        wildcard = a.address.sin_addr.s_addr == 0
+      case .v6(let a):
+        family = AF_INET6
+        wildcard = withUnsafeBytes(of: a.address.sin6_addr) { $0.allSatisfy { $0 == 0 } }
       default: return nil
       }
       let fd = socket(
@@ -86,8 +105,14 @@
         close(fd)
         throw IOError(errnoCode: code, reason: "bind")
       }
+      if wildcard, !Self.askForDestinations(fd, family: family) {
+        let code = errno
+        close(fd)
+        throw IOError(errnoCode: code, reason: "setsockopt IP_PKTINFO on a wildcard address")
+      }
       let loop = UDPSocketLoop(
-        fd: fd, processor: processor, fastPath: fastPath, calls: calls, answerDeadline: answerDeadline)
+        fd: fd, processor: processor, fastPath: fastPath, calls: calls, answerDeadline: answerDeadline,
+        repliesFromDestination: wildcard)
       guard
         UDPExchangeEngine.shared.watch(
           fd, onReadable: { loop.drain() }, afterJobs: { loop.sendAnswers() })
@@ -98,10 +123,22 @@
       return loop
     }
 
+    /// IP_PKTINFO (also for IPv4 on a dual-stack IPv6 socket) and, on an IPv6 socket,
+    /// IPV6_RECVPKTINFO: every datagram then carries its destination.
+    private static func askForDestinations(_ fd: Int32, family: Int32) -> Bool {
+      var on: Int32 = 1
+      let size = socklen_t(MemoryLayout<Int32>.size)
+      let v4 = setsockopt(fd, Int32(IPPROTO_IP), IP_PKTINFO, &on, size) == 0
+      guard family == AF_INET6 else { return v4 }
+      return setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, &on, size) == 0
+    }
+
     private init(
-      fd: Int32, processor: QueryProcessor, fastPath: FastPath?, calls: MMsgCalls, answerDeadline: Double
+      fd: Int32, processor: QueryProcessor, fastPath: FastPath?, calls: MMsgCalls, answerDeadline: Double,
+      repliesFromDestination: Bool
     ) {
       self.fd = fd
+      self.repliesFromDestination = repliesFromDestination
       self.answerDeadline = answerDeadline > 0 ? UInt64(min(answerDeadline, 3600) * 1e9) : 0
       self.processor = processor
       self.fastPath = fastPath
@@ -117,6 +154,8 @@
       sendVectors = .allocate(capacity: n)
       receiveMessages = .allocate(capacity: n)
       sendMessages = .allocate(capacity: n)
+      receiveControl = repliesFromDestination ? .allocate(byteCount: n * controlSpace, alignment: 16) : nil
+      sendControl = repliesFromDestination ? .allocate(byteCount: n * controlSpace, alignment: 16) : nil
       for i in 0..<n {
         receiveVectors[i] = iovec(
           iov_base: receiveBuffers + i * Self.slotSize, iov_len: Self.slotSize)
@@ -126,6 +165,10 @@
         r.hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
         r.hdr.msg_iov = receiveVectors + i
         r.hdr.msg_iovlen = 1
+        if let receiveControl {
+          r.hdr.msg_control = receiveControl + i * controlSpace
+          r.hdr.msg_controllen = controlSpace
+        }
         receiveMessages[i] = r
         var s = MMsgHdr()
         s.hdr.msg_iov = sendVectors + i
@@ -143,6 +186,8 @@
       sendVectors.deallocate()
       receiveMessages.deallocate()
       sendMessages.deallocate()
+      receiveControl?.deallocate()
+      sendControl?.deallocate()
     }
 
     /// Stops serving (no read is under way once the engine dropped the socket) and closes it.
@@ -173,6 +218,7 @@
           serve(slot: i, length: Int(receiveMessages[i].len), out: &out)
           receiveMessages[i].hdr.msg_namelen = storageSize
           receiveMessages[i].hdr.msg_flags = 0
+          if repliesFromDestination { receiveMessages[i].hdr.msg_controllen = controlSpace }
         }
         send(count: out)
         if received < n { return }
@@ -183,36 +229,40 @@
     /// it to the full path.
     @inline(__always) private func serve(slot: Int, length: Int, out: inout Int) {
       guard let client = RawClientAddress(names + slot) else { return }
+      let source = repliesFromDestination ? ReplySource(receiveMessages + slot) : nil
       // Over the client's rate: no answer. (The address text is made only when a limit is set.)
       if processor.rateLimiter != nil, !processor.admit(client) { return }
       let query = UnsafeRawBufferPointer(
         start: receiveBuffers + slot * Self.slotSize, count: length)
       let dest = UnsafeMutableRawBufferPointer(
         start: sendBuffers + out * Self.slotSize, count: Self.slotSize)
-      guard let fastPath else { return resolve(Array(query), from: client, learn: nil) }
+      guard let fastPath else { return resolve(Array(query), from: client, to: source, learn: nil) }
       switch fastPath.lookup(query, from: client, into: dest) {
       case .hit(let size):
         sendVectors[out].iov_len = size
         sendMessages[out].hdr.msg_name = UnsafeMutableRawPointer(names + slot)
         sendMessages[out].hdr.msg_namelen = receiveMessages[slot].hdr.msg_namelen
+        if let sendControl { source.write(into: sendMessages + out, control: sendControl + out * controlSpace) }
         out += 1
       case .miss(let fastQuery, let generation):
-        resolve(Array(query), from: client, learn: fastQuery.map { ($0, generation) })
+        resolve(Array(query), from: client, to: source, learn: fastQuery.map { ($0, generation) })
       }
     }
 
-    /// The full path, as `UDPQueryHandler` takes it.
-    private func resolve(_ raw: [UInt8], from client: RawClientAddress, learn: (FastQuery, UInt64)?) {
+    /// The full path, as `UDPQueryHandler` takes it; the answer leaves from `source` when given.
+    private func resolve(
+      _ raw: [UInt8], from client: RawClientAddress, to source: ReplySource?, learn: (FastQuery, UInt64)?
+    ) {
       let processor = self.processor
       let fastPath = self.fastPath
-      let token = beginWatch(raw, from: client)
+      let token = beginWatch(raw, from: client, to: source)
       // On the upstream engine's thread: its replies resume the resolution without a thread hop.
       UDPExchangeEngine.resolutions.run {
         // The answer goes out first (into the turn's burst when more jobs wait on the engine
         // thread); the packet cache and the monitor learn of it afterwards.
         await processor.process(raw, from: client, via: .udp) { response, replayable in
           guard self.endWatch(token), let response else { return }
-          self.send(response, to: client)
+          self.send(response, to: client, from: source)
           if replayable, let fastPath, let (query, generation) = learn {
             UDPExchangeEngine.shared.afterSends { fastPath.learn(response, for: query, generation: generation) }
           }
@@ -224,12 +274,13 @@
 
     /// Watches a query going to the full path (engine thread, where `drain` runs); its token, 0
     /// when not watched.
-    private func beginWatch(_ raw: [UInt8], from client: RawClientAddress) -> UInt64 {
+    private func beginWatch(_ raw: [UInt8], from client: RawClientAddress, to source: ReplySource?) -> UInt64 {
       guard answerDeadline > 0 else { return 0 }
       let now = TurnClock.engine.now()
       let deadline = now &+ answerDeadline
       let (token, setTimer) = watch.withLock { w -> (UInt64, Bool) in
-        let token = w.queries.begin(WatchedQuery(raw: raw, client: client, began: now), deadline: deadline)
+        let token = w.queries.begin(
+          WatchedQuery(raw: raw, client: client, source: source, began: now), deadline: deadline)
         defer { w.timerSet = true }
         return (token, !w.timerSet)
       }
@@ -265,7 +316,7 @@
         if let answer = processor.overdueAnswer(
           to: query.raw, from: query.client.description, waitedMs: waited, via: .udp)
         {
-          send(answer, to: query.client)
+          send(answer, to: query.client, from: query.source)
         }
       }
     }
@@ -291,11 +342,11 @@
 
     /// Sends one full-path response unless the loop was stopped: on the engine thread with more
     /// jobs queued, after they ran (`sendAnswers`); otherwise at once.
-    private func send(_ response: [UInt8], to client: RawClientAddress) {
+    private func send(_ response: [UInt8], to client: RawClientAddress, from source: ReplySource?) {
       if UDPExchangeEngine.shared.sendsWaitForTurn,
         answers.withLock({ a in
           guard a.accepting else { return false }
-          a.queued.append((response, client))
+          a.queued.append((response, client, source))
           return true
         })
       {
@@ -303,14 +354,29 @@
       }
       open.withLock { isOpen in
         guard isOpen else { return }
-        sendNow(response, to: client)
+        sendNow(response, to: client, from: source)
       }
     }
 
-    private func sendNow(_ response: [UInt8], to client: RawClientAddress) {
+    private func sendNow(_ response: [UInt8], to client: RawClientAddress, from source: ReplySource?) {
       let sent = response.withUnsafeBytes { bytes in
-        client.withSockAddr { sa, len in
-          sendto(fd, bytes.baseAddress, bytes.count, 0, sa, socklen_t(len))
+        client.withSockAddr { sa, len -> Int in
+          guard source != nil else { return sendto(fd, bytes.baseAddress, bytes.count, 0, sa, socklen_t(len)) }
+          // sendmsg only reads the iovec's bytes.
+          var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
+          var message = msghdr()
+          message.msg_name = UnsafeMutableRawPointer(mutating: sa)
+          message.msg_namelen = socklen_t(len)
+          return withUnsafeMutablePointer(to: &vector) { v in
+            message.msg_iov = v
+            message.msg_iovlen = 1
+            let control = UnsafeMutableRawPointer.allocate(byteCount: controlSpace, alignment: 16)
+            defer { control.deallocate() }
+            return withUnsafeMutablePointer(to: &message) { m in
+              source.write(into: m, control: control)
+              return sendmsg(fd, m, 0)
+            }
+          }
         }
       }
       if sent < 0 { processor.counters.noteSendFailure(errno, logger: processor.logger) }
@@ -325,10 +391,10 @@
       open.withLock { isOpen in
         guard isOpen else { return }
         var out = 0
-        for (response, client) in answersSending {
+        for (response, client, source) in answersSending {
           // A response larger than a send slot goes alone (a sockaddr always fits the storage).
           guard response.count <= Self.slotSize else {
-            sendNow(response, to: client)
+            sendNow(response, to: client, from: source)
             continue
           }
           client.withSockAddr { sa, len in
@@ -341,6 +407,7 @@
           }
           sendVectors[out].iov_len = response.count
           sendMessages[out].hdr.msg_name = UnsafeMutableRawPointer(answerNames + out)
+          if let sendControl { source.write(into: sendMessages + out, control: sendControl + out * controlSpace) }
           out += 1
           if out == Self.batch {
             send(count: out)
@@ -349,6 +416,33 @@
         }
         send(count: out)
       }
+    }
+  }
+
+  /// Where a datagram to a wildcard-bound socket was addressed, for its answer's source address
+  /// (IP_PKTINFO / IPV6_PKTINFO).
+  struct ReplySource: @unchecked Sendable {
+    let raw: sotto_reply_source
+
+    /// From a received message's control data; nil when it carried no destination.
+    init?(_ message: UnsafeMutablePointer<MMsgHdr>) {
+      let found = sotto_reply_source_read(message.pointee.hdr.msg_control, message.pointee.hdr.msg_controllen)
+      guard found.family != 0 else { return nil }
+      raw = found
+    }
+  }
+
+  extension Optional where Wrapped == ReplySource {
+    /// Points `message`'s control data at `control` holding this source, or clears it for none.
+    func write(into message: UnsafeMutablePointer<MMsgHdr>, control: UnsafeMutableRawPointer) {
+      write(into: &message.pointee.hdr, control: control)
+    }
+
+    func write(into message: UnsafeMutablePointer<msghdr>, control: UnsafeMutableRawPointer) {
+      let length =
+        self.map { source in withUnsafePointer(to: source.raw) { sotto_reply_source_write($0, control) } } ?? 0
+      message.pointee.msg_control = length > 0 ? control : nil
+      message.pointee.msg_controllen = length
     }
   }
 

@@ -1,0 +1,152 @@
+"""`sotto serve` bound to a wildcard address answers from the address each query was sent to.
+
+A socket bound to 0.0.0.0 or :: that sends with sendto gets its source address from the route
+to the client. A client that asked another of the host's addresses then gets its answer from a
+stranger and drops it (dig: "reply from unexpected source"), so a resolver listening on every
+address of a multihomed host would answer nobody but those who asked its primary address. Sotto
+reads each datagram's destination (IP_PKTINFO, IPV6_PKTINFO) and answers from it, on the full
+path and on the packet cache's replays alike.
+
+The test runs in a network namespace it creates and removes, with nothing but its loopback
+interface: Sotto's wildcard sockets there reach nothing outside it. Inside: a root server
+(`Lab/hostile_server.py --root`, dnspython) on 127.0.0.53, a second IPv6 address on lo, and a
+client bound to 127.0.0.1 (::1) that asks 127.0.0.2 (fd00:53::2), where the route back would
+pick 127.0.0.1 (::1) as the source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import require
+
+REPO = Path(__file__).resolve().parents[2]
+ROOT = "127.0.0.53"
+V4_PORT, V6_PORT = 5300, 5301
+
+# Runs inside the namespace: asks each (address, port) twice (the second answer replays the packet
+# cache) from a socket bound to the loopback address the route back would choose, and prints the
+# source address of every answer with its rcode and A records.
+CLIENT = r"""
+import json, socket, sys
+import dns.message, dns.rcode
+out = []
+for family, bind, target, port in json.loads(sys.argv[1]):
+    for attempt in range(2):
+        s = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((bind, 0))
+        s.settimeout(3)
+        q = dns.message.make_query("www.", "A")
+        s.sendto(q.to_wire(), (target, port))
+        try:
+            data, source = s.recvfrom(4096)
+        except socket.timeout:
+            out.append({"target": target, "attempt": attempt, "source": None})
+            continue
+        r = dns.message.from_wire(data)
+        out.append({"target": target, "attempt": attempt, "source": source[0], "rcode": dns.rcode.to_text(r.rcode()),
+                    "a": sorted(rr.address for rrset in r.answer for rr in rrset if rrset.rdtype == 1)})
+        s.close()
+print(json.dumps(out))
+"""
+
+
+class Namespace:
+    def __init__(self, tmp: Path):
+        self.name = f"sotto-wild-{os.getpid() % 100000}"
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen] = []
+
+    def run(self, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", self.name, *args], capture_output=True, text=True,
+                              timeout=timeout)
+
+    def sh(self, *args: str) -> None:
+        r = subprocess.run(args, capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, f"{' '.join(args)}: {r.stderr.strip()}"
+
+    def up(self) -> None:
+        self.sh("ip", "netns", "add", self.name)
+        self.sh("ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up")
+        self.sh("ip", "netns", "exec", self.name, "ip", "-6", "addr", "add", "fd00:53::2/128", "dev", "lo", "nodad")
+
+    def start(self, *args: str, log: str) -> subprocess.Popen:
+        out = open(self.tmp / log, "w")
+        p = subprocess.Popen(["ip", "netns", "exec", self.name, *args], stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+        out.close()
+        self.procs.append(p)
+        return p
+
+    def down(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=20)
+
+
+@pytest.fixture
+def namespace(tmp_path):
+    require(os.geteuid() == 0, "network namespaces need root")
+    require(shutil.which("ip") is not None, "ip not installed (apt-get install iproute2)")
+    ns = Namespace(tmp_path)
+    try:
+        ns.up()
+        yield ns
+    finally:
+        ns.down()
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    assert ns.name not in r.stdout, f"namespace {ns.name} left behind"
+
+
+def wait_for_answer(ns: Namespace, target: str, port: int, proc: subprocess.Popen, log: Path) -> None:
+    """Until `sotto serve` answers at all on (target, port), whatever the source address."""
+    probe = ("import socket, dns.message, sys; s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else "
+             "socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.3); "
+             "s.sendto(dns.message.make_query('localhost.', 'A').to_wire(), (sys.argv[1], int(sys.argv[2]))); "
+             "s.recvfrom(4096)")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"sotto serve exited {proc.returncode}:\n{log.read_text()}"
+        if ns.run(sys.executable, "-c", probe, target, str(port)).returncode == 0:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"sotto serve never answered on {target}:{port}:\n{log.read_text()}")
+
+
+def test_wildcard_listener_answers_from_the_address_asked(sotto, namespace, tmp_path):
+    hints = tmp_path / "root.hints"
+    hints.write_text(f".  3600000 NS ns1.\nns1. 3600000 A {ROOT}\n")
+    root = namespace.start(sys.executable, str(REPO / "Lab" / "hostile_server.py"), "--root", ROOT, log="root.log")
+    log = tmp_path / "sotto.log"
+    serve = namespace.start(
+        str(sotto.path), "serve", "--listen", f"0.0.0.0:{V4_PORT}", "--listen", f"[::]:{V6_PORT}",
+        "--root-hints", str(hints), "--allow-loopback", "--no-encryption", "--allow", "0.0.0.0/0",
+        "--allow", "::/0", log="sotto.log")
+    wait_for_answer(namespace, "127.0.0.1", V4_PORT, serve, log)
+    assert root.poll() is None, (tmp_path / "root.log").read_text()
+    asks = [(4, "127.0.0.1", "127.0.0.2", V4_PORT),
+            (6, "::1", "fd00:53::2", V6_PORT),
+            (4, "127.0.0.1", "127.0.0.3", V6_PORT)]  # IPv4 on the dual-stack IPv6 socket
+    r = namespace.run(sys.executable, "-c", CLIENT, json.dumps(asks), timeout=60)
+    assert r.returncode == 0, r.stderr
+    answers = json.loads(r.stdout)
+    assert len(answers) == 2 * len(asks), answers
+    for a in answers:
+        assert a["source"] == a["target"], (
+            f"answer to a query for {a['target']} (attempt {a['attempt']}: 0 full path, 1 packet cache) "
+            f"came from {a['source']}:\n{answers}\n{log.read_text()}")
+        assert a["rcode"] == "NOERROR" and a["a"] == ["192.0.2.1"], a
