@@ -11,8 +11,10 @@
 #include <stddef.h>
 #include <string.h>
 
-/// A received datagram's destination: `family` 2 (AF_INET, 4 bytes of `addr`) or 10 (AF_INET6,
-/// 16), 0 when none was found; `ifindex` the interface it came in on.
+/// A received datagram's local address to answer from: `family` 2 (AF_INET, 4 bytes of `addr`:
+/// the kernel's `ipi_spec_dst`, the destination itself for unicast, an address of the interface
+/// for a broadcast) or 10 (AF_INET6, 16: the destination, v4-mapped for IPv4 on a dual-stack
+/// socket), 0 when none was found; `ifindex` the interface it came in on.
 typedef struct {
   int family;
   unsigned ifindex;
@@ -46,7 +48,7 @@ static inline sotto_reply_source sotto_reply_source_read(const void *control, si
       memcpy(&info, data, sizeof info);
       out.family = 2;
       out.ifindex = (unsigned)info.ifindex;
-      memcpy(out.addr, info.addr, 4);
+      memcpy(out.addr, info.spec_dst, 4);
       return out;
     }
     if (c.level == SOTTO_IPPROTO_IPV6 && c.type == SOTTO_IPV6_PKTINFO &&
@@ -68,8 +70,9 @@ static inline size_t sotto_reply_source_space(void) { return SOTTO_CMSG_SPACE(si
 
 /// Writes the control message that makes a reply leave from `s`'s address into `buffer` (at least
 /// `sotto_reply_source_space()` bytes) and returns its length for `msg_controllen`; 0 for no
-/// source. An IPv4 reply names only the address (the route picks the interface); an IPv6 one also
-/// the interface, which a link-local address needs.
+/// source. Only a link-local IPv6 address also names the interface, which it needs; otherwise the
+/// route picks it (naming the interface the query came in on would send the answer out of it
+/// even where the route back to the client leaves by another).
 static inline size_t sotto_reply_source_write(const sotto_reply_source *s, void *buffer) {
   if (!s || !buffer || (s->family != 2 && s->family != 10)) return 0;
   memset(buffer, 0, sotto_reply_source_space());
@@ -88,7 +91,7 @@ static inline size_t sotto_reply_source_write(const sotto_reply_source *s, void 
   }
   sotto_in6_pktinfo info;
   memcpy(info.addr, s->addr, 16);
-  info.ifindex = s->ifindex;
+  info.ifindex = (s->addr[0] == 0xfe && (s->addr[1] & 0xc0) == 0x80) ? s->ifindex : 0;
   c.level = SOTTO_IPPROTO_IPV6;
   c.type = SOTTO_IPV6_PKTINFO;
   c.len = SOTTO_CMSG_LEN(sizeof info);

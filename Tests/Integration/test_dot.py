@@ -220,17 +220,19 @@ def test_ssl_cert_file_decides_the_dot_verdict(lab, dot_sotto, tmp_path):
     empty = tmp_path / "empty.pem"
     empty.write_text("# no certificates\n")
     verdicts, warnings = {}, {}
-    for name, bundle in (("lab", lab.ca_file), ("empty", empty)):
+    # "lab+ca": the same certificate also given as --tls-ca-file (no "holds no certificate" then).
+    for name, bundle, extra in (("lab", lab.ca_file, ()), ("empty", empty, ()),
+                                ("lab+ca", lab.ca_file, ("--tls-ca-file", str(lab.ca_file)))):
         state = tmp_path / f"{name}.json"
         env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_DIR"}
         env["SSL_CERT_FILE"] = str(bundle)
-        r = dot_sotto.lookup("www.dot.test.", "A", "--state-file", str(state), env=env)
+        r = dot_sotto.lookup("www.dot.test.", "A", "--state-file", str(state), *extra, env=env)
         assert r.returncode == 0, r.stdout + r.stderr
         warnings[name] = r.stderr
         dot = server_state(state_show(dot_sotto, state), DOT)["dot"]
         assert dot["status"] == "success" and dot["certificate"], dot
         verdicts[name] = dot["certificate"]["problems"]
-    assert verdicts["lab"] == [], verdicts
+    assert verdicts["lab"] == [] and verdicts["lab+ca"] == [], verdicts
     assert verdicts["empty"] and set(verdicts["empty"]) <= {"self-signed", "untrusted-issuer"}, verdicts
     assert [n for n, w in warnings.items() if "holds no certificate" in w] == ["empty"], warnings
 

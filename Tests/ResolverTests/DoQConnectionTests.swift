@@ -1,3 +1,5 @@
+import CNgtcp2Shim
+import COpenSSL
 import Foundation
 import NIOCore
 import NIOPosix
@@ -446,5 +448,20 @@ final class EngineStallWatch: Sendable {
       try? await Task.sleep(for: .milliseconds(1))
     }
     return longest
+  }
+}
+
+/// The verdict bits the DoQ engine and its resumption blobs carry (no server needed).
+@Suite struct DoQCertificateVerdictTests {
+  /// OpenSSL's code in the upper bits reads as DoT reports it; a blob from before codes were kept
+  /// (the bit alone) reads "other:verification failed"; the other names are unchanged by a code.
+  @Test func otherCarriesOpenSSLsText() {
+    let code = UInt32(X509_V_ERR_EE_KEY_TOO_SMALL) << UInt32(DOQ_CERT_OTHER_CODE_SHIFT)
+    let withCode = DoQCertificateVerdict.check(
+      problems: UInt32(DOQ_CERT_OTHER) | UInt32(DOQ_CERT_WRONG_NAME) | code, subject: nil, notAfter: -1)
+    #expect(withCode.problems == ["wrong-name", "other:EE certificate key too weak"])
+    let old = DoQCertificateVerdict.check(problems: UInt32(DOQ_CERT_OTHER), subject: nil, notAfter: -1)
+    #expect(old.problems == ["other:verification failed"])
+    #expect(DoQCertificateVerdict.check(problems: 0, subject: nil, notAfter: -1).problems.isEmpty)
   }
 }

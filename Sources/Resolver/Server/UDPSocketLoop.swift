@@ -123,13 +123,12 @@
       return loop
     }
 
-    /// IP_PKTINFO (also for IPv4 on a dual-stack IPv6 socket) and, on an IPv6 socket,
-    /// IPV6_RECVPKTINFO: every datagram then carries its destination.
+    /// IP_PKTINFO on an IPv4 socket, IPV6_RECVPKTINFO on an IPv6 one (which also reports IPv4
+    /// on a dual-stack socket, v4-mapped): every datagram then carries its destination.
     private static func askForDestinations(_ fd: Int32, family: Int32) -> Bool {
       var on: Int32 = 1
       let size = socklen_t(MemoryLayout<Int32>.size)
-      let v4 = setsockopt(fd, Int32(IPPROTO_IP), IP_PKTINFO, &on, size) == 0
-      guard family == AF_INET6 else { return v4 }
+      guard family == AF_INET6 else { return setsockopt(fd, Int32(IPPROTO_IP), IP_PKTINFO, &on, size) == 0 }
       return setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, &on, size) == 0
     }
 

@@ -11,16 +11,13 @@ final class LazyVerifyStore: Sendable {
 
   /// `file`: `X509_STORE_load_file` on this instead of OpenSSL's default paths (tests).
   /// `extra`: the X509 certificates to trust besides the bundle (retained until the store is built).
-  /// `loaded` is told how many certificates (not CRLs) the built store holds, `extra` included.
+  /// `loaded` is told how many certificates (not CRLs) the bundle gave the store, `extra` left out.
   init(file: String?, extra: [OpaquePointer], loaded: @escaping @Sendable (Int) -> Void = { _ in }) {
     for cert in extra { X509_up_ref(cert) }
     let certificates = Certificates(extra)
     work = OffPathWork(name: "sotto-trust") {
       let store = OwnedStore(file: file, extra: certificates.list)
-      let held = store.pointer.map { pointer in
-        (0..<sotto_X509_STORE_object_count(pointer)).count { sotto_X509_STORE_certificate_at(pointer, $0) != nil }
-      }
-      loaded(held ?? 0)
+      loaded(store.fromBundle)
       return store
     }
   }
@@ -34,26 +31,37 @@ final class LazyVerifyStore: Sendable {
 /// of its own).
 final class OwnedStore: Sendable {
   nonisolated(unsafe) let pointer: OpaquePointer?
+  /// Certificates the bundle gave (0 for an adopted store).
+  let fromBundle: Int
 
   /// Builds the store: `file` or OpenSSL's default paths, then `extra` (one reference each given
   /// up here).
   init(file: String?, extra: [OpaquePointer]) {
     let store = X509_STORE_new()
+    var fromBundle = 0
     if let store {
       if let file {
         _ = X509_STORE_load_file(store, file)
       } else {
         _ = X509_STORE_set_default_paths(store)
       }
+      // Counted before the extra certificates: one that is also in the bundle is not added twice.
+      fromBundle = (0..<sotto_X509_STORE_object_count(store)).count {
+        sotto_X509_STORE_certificate_at(store, $0) != nil
+      }
       for cert in extra { _ = X509_STORE_add_cert(store, cert) }
     }
+    self.fromBundle = fromBundle
     for cert in extra { X509_free(cert) }
     ERR_clear_error()
     pointer = store
   }
 
   /// Takes over `store` (its one reference; nil: no store).
-  init(adopting store: OpaquePointer?) { pointer = store }
+  init(adopting store: OpaquePointer?) {
+    pointer = store
+    fromBundle = 0
+  }
 
   deinit { if let pointer { X509_STORE_free(pointer) } }
 }

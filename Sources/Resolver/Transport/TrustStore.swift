@@ -79,12 +79,10 @@ public final class TrustStore: Sendable {
       // The bundle is parsed off the start-up path, with the extra CA file's certificates as read
       // above (LazyVerifyStore takes its own references to them while `owned` still holds them).
       ready = nil
-      let extra = Self.certificates(in: store)
-      let extraCount = extra.count
       let source = bundle.map { "CA bundle \($0.path) (\($0.source))" } ?? "the CA bundle"
       building = withExtendedLifetime(owned) {
-        LazyVerifyStore(file: trustFile, extra: extra) { total in
-          if total <= extraCount { warn("\(source) holds no certificate that OpenSSL could read") }
+        LazyVerifyStore(file: trustFile, extra: Self.certificates(in: store)) { fromBundle in
+          if fromBundle == 0 { warn("\(source) holds no certificate that OpenSSL could read") }
         }
       }
       ERR_clear_error()
