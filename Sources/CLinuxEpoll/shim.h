@@ -75,27 +75,25 @@ static inline size_t sotto_reply_source_space(void) { return SOTTO_CMSG_SPACE(si
 /// even where the route back to the client leaves by another).
 static inline size_t sotto_reply_source_write(const sotto_reply_source *s, void *buffer) {
   if (!s || !buffer || (s->family != 2 && s->family != 10)) return 0;
-  memset(buffer, 0, sotto_reply_source_space());
-  unsigned char *data = (unsigned char *)buffer + SOTTO_CMSG_ALIGN(sizeof(sotto_cmsghdr));
+  union { sotto_in_pktinfo v4; sotto_in6_pktinfo v6; } info;
+  memset(&info, 0, sizeof info);
   sotto_cmsghdr c;
+  size_t size;
   if (s->family == 2) {
-    sotto_in_pktinfo info;
-    memset(&info, 0, sizeof info);
-    memcpy(info.spec_dst, s->addr, 4);
+    memcpy(info.v4.spec_dst, s->addr, 4);
     c.level = SOTTO_IPPROTO_IP;
     c.type = SOTTO_IP_PKTINFO;
-    c.len = SOTTO_CMSG_LEN(sizeof info);
-    memcpy(data, &info, sizeof info);
-    memcpy(buffer, &c, sizeof c);
-    return SOTTO_CMSG_SPACE(sizeof info);
+    size = sizeof info.v4;
+  } else {
+    memcpy(info.v6.addr, s->addr, 16);
+    info.v6.ifindex = (s->addr[0] == 0xfe && (s->addr[1] & 0xc0) == 0x80) ? s->ifindex : 0;
+    c.level = SOTTO_IPPROTO_IPV6;
+    c.type = SOTTO_IPV6_PKTINFO;
+    size = sizeof info.v6;
   }
-  sotto_in6_pktinfo info;
-  memcpy(info.addr, s->addr, 16);
-  info.ifindex = (s->addr[0] == 0xfe && (s->addr[1] & 0xc0) == 0x80) ? s->ifindex : 0;
-  c.level = SOTTO_IPPROTO_IPV6;
-  c.type = SOTTO_IPV6_PKTINFO;
-  c.len = SOTTO_CMSG_LEN(sizeof info);
-  memcpy(data, &info, sizeof info);
+  c.len = SOTTO_CMSG_LEN(size);
+  memset(buffer, 0, SOTTO_CMSG_SPACE(size));
   memcpy(buffer, &c, sizeof c);
-  return SOTTO_CMSG_SPACE(sizeof info);
+  memcpy((unsigned char *)buffer + SOTTO_CMSG_ALIGN(sizeof(sotto_cmsghdr)), &info, size);
+  return SOTTO_CMSG_SPACE(size);
 }

@@ -48,10 +48,9 @@
     private let sendVectors: UnsafeMutablePointer<iovec>
     private let receiveMessages: UnsafeMutablePointer<MMsgHdr>
     private let sendMessages: UnsafeMutablePointer<MMsgHdr>
-    /// Bound to a wildcard address: datagrams carry their destination, answers leave from it.
-    private let repliesFromDestination: Bool
-    /// Control-message space per slot (`sotto_reply_source_space`), and the slots' buffers (nil
-    /// unless `repliesFromDestination`).
+    /// Control-message space per slot (`sotto_reply_source_space`), and the slots' buffers: set
+    /// only when bound to a wildcard address (datagrams carry their destination, answers leave
+    /// from it).
     private let controlSpace = sotto_reply_source_space()
     private let receiveControl: UnsafeMutableRawPointer?
     private let sendControl: UnsafeMutableRawPointer?
@@ -137,7 +136,6 @@
       repliesFromDestination: Bool
     ) {
       self.fd = fd
-      self.repliesFromDestination = repliesFromDestination
       self.answerDeadline = answerDeadline > 0 ? UInt64(min(answerDeadline, 3600) * 1e9) : 0
       self.processor = processor
       self.fastPath = fastPath
@@ -217,7 +215,7 @@
           serve(slot: i, length: Int(receiveMessages[i].len), out: &out)
           receiveMessages[i].hdr.msg_namelen = storageSize
           receiveMessages[i].hdr.msg_flags = 0
-          if repliesFromDestination { receiveMessages[i].hdr.msg_controllen = controlSpace }
+          if receiveControl != nil { receiveMessages[i].hdr.msg_controllen = controlSpace }
         }
         send(count: out)
         if received < n { return }
@@ -228,7 +226,7 @@
     /// it to the full path.
     @inline(__always) private func serve(slot: Int, length: Int, out: inout Int) {
       guard let client = RawClientAddress(names + slot) else { return }
-      let source = repliesFromDestination ? ReplySource(receiveMessages + slot) : nil
+      let source = receiveControl != nil ? ReplySource(receiveMessages + slot) : nil
       // Over the client's rate: no answer. (The address text is made only when a limit is set.)
       if processor.rateLimiter != nil, !processor.admit(client) { return }
       let query = UnsafeRawBufferPointer(
@@ -369,11 +367,11 @@
           return withUnsafeMutablePointer(to: &vector) { v in
             message.msg_iov = v
             message.msg_iovlen = 1
-            let control = UnsafeMutableRawPointer.allocate(byteCount: controlSpace, alignment: 16)
-            defer { control.deallocate() }
-            return withUnsafeMutablePointer(to: &message) { m in
-              source.write(into: m, control: control)
-              return sendmsg(fd, m, 0)
+            return withUnsafeTemporaryAllocation(byteCount: controlSpace, alignment: 16) { control in
+              withUnsafeMutablePointer(to: &message) { m in
+                if let buffer = control.baseAddress { source.write(into: m, control: buffer) }
+                return sendmsg(fd, m, 0)
+              }
             }
           }
         }
