@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from capture import Capture, Packet
-from harness import dig_query, labmod, require, scaled
+from harness import ctl, dig_query, labmod, require, scaled, wait_until
 
 FIN = 0x01
 NAMES = ["h1.ka.", "h2.ka.", "h3.ka."]
@@ -222,6 +222,12 @@ def check_answer(srv, b: Bind, name: str) -> None:
     assert r.status == "NOERROR" and {rr[2] for rr in r.answer} == {b.answer(name)}, r.raw
 
 
+def dot_phase(sotto, sock: Path) -> str | None:
+    """BIND's DoT phase as `sotto ctl servers` shows it (None before the server is known)."""
+    servers = ctl(sotto, sock, "servers")["servers"]
+    return next((s["dot"]["phase"] for s in servers if s["address"] == "127.0.0.1"), None)
+
+
 def dot_state(sotto, state: Path) -> dict:
     r = sotto.run("state", "show", "--state-file", str(state), "--json", timeout=20)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -236,11 +242,14 @@ def test_idle_dot_session_closes_before_bind_s_keepalive(bind, wire, sotto, free
     b = bind(advertised=20, keepalive=40)
     state = tmp_path / "state.json"
     cap = wire(b)
-    with sotto.serve(free_port, *serve_args(b, state), root_hints=str(b.dir / "root.hints")) as srv:
+    sock = tmp_path / "ctl.sock"
+    with sotto.serve(free_port, *serve_args(b, state), "--control", str(sock),
+                     root_hints=str(b.dir / "root.hints")) as srv:
         check_answer(srv, b, "www.ka.")  # Do53, with a DoT probe
         # The probe's answer already says 2.0 s, so its connection closes 1.8 s after it: h1 goes
-        # well inside that (the probe takes milliseconds), not near the close.
-        time.sleep(0.5)
+        # inside that, once the probe has succeeded (a fixed wait lost that race under a loaded CI).
+        wait_until("the DoT probe's success", lambda: dot_phase(sotto, sock) in ("established", "good-idle"),
+                   timeout=10, every=0.05)
         mark = time.time()
         check_answer(srv, b, "h1.ka.")  # over DoT: BIND's answer says 2.0 s
         time.sleep(3.0)  # past Sotto's 1.8 s, short of BIND's 4.0 s
