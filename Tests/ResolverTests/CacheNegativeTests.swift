@@ -45,6 +45,40 @@ private let cacheAliveAtExit: DNSCache = {
     #expect(cache.lookupNegative(F.name("b.example"), .a)?.soa.ttl == 900)
   }
 
+  @Test func negativeEntriesOfAZoneShareOneSOAUntilItChanges() {
+    let time = FakeTimeSource()
+    let cache = F.cache(time)
+    let soa = F.soa("example", ttl: 600, minimum: 600)
+    var newer = soa
+    newer.rdata = .soa(
+      mname: F.name("ns1.example"), rname: F.name("hostmaster.example"), serial: 2, refresh: 7200, retry: 900,
+      expire: 1_209_600, minimum: 600)
+    cache.insertNegative(name: F.name("a.example"), type: nil, soa: soa)
+    cache.insertNegative(name: F.name("b.example"), type: nil, soa: soa)
+    cache.insertNegative(name: F.name("www.example"), type: .aaaa, soa: soa)
+    cache.insertNegative(name: F.name("c.example"), type: nil, soa: newer)
+    cache.insertNegative(name: F.name("d.example"), type: nil, soa: newer)
+    let a = cache.negativeSOABox(F.name("a.example"), nil)
+    #expect(a != nil)
+    #expect(a === cache.negativeSOABox(F.name("b.example"), nil))
+    #expect(a === cache.negativeSOABox(F.name("www.example"), .aaaa))
+    let c = cache.negativeSOABox(F.name("c.example"), nil)
+    #expect(c != nil && c !== a)
+    #expect(c === cache.negativeSOABox(F.name("d.example"), nil))
+    // Each answer keeps the SOA it came with.
+    guard case .soa(_, _, let serialB, _, _, _, _) = cache.lookupNegative(F.name("b.example"), .a)?.soa.rdata,
+      case .soa(_, _, let serialD, _, _, _, _) = cache.lookupNegative(F.name("d.example"), .a)?.soa.rdata
+    else {
+      Issue.record("no SOA in a negative answer")
+      return
+    }
+    #expect(serialB == 1 && serialD == 2)
+    // A flush forgets the shared boxes with the entries.
+    cache.flushAll()
+    cache.insertNegative(name: F.name("e.example"), type: nil, soa: newer)
+    #expect(cache.negativeSOABox(F.name("e.example"), nil) !== c)
+  }
+
   @Test func nodataIsPerType() {
     let time = FakeTimeSource()
     let cache = F.cache(time)

@@ -84,6 +84,18 @@ import Testing
     #expect(again.edns != nil)
   }
 
+  @Test func keepsAResponseInStorageOfItsOwnSize() throws {
+    let c = cache()
+    let q = try query(id: 1, "small.test")
+    let wire = try response(to: q)
+    #expect(wire.capacity >= 512)  // the serializer's reserve, which 10,000 entries would keep
+    try learn(c, q, wire)
+    let fast = try #require(FastQuery(ByteBuffer(bytes: q.serialize())))
+    let stored = try #require(c.storedCapacity(for: fast))
+    #expect(stored >= wire.count && stored < wire.count + 64)
+    #expect(ask(c, try query(id: 2, "small.test"))?.answers.count == 1)
+  }
+
   @Test func decrementsTTLsAndExpiresWithTheSmallest() throws {
     let c = cache()
     let q = try query(id: 1, "ttl.test")

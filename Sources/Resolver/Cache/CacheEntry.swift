@@ -42,6 +42,20 @@ struct CacheEntry: Sendable {
     self.rank = rank
   }
 
+  /// Takes `memo`'s box for this entry's SOA when it holds an equal record (names compared
+  /// ignoring case, as everywhere in the cache), else puts this entry's box there: every
+  /// NXDOMAIN and NODATA of a zone carries the same SOA, and one box for all of them spares
+  /// ~240 bytes per negative entry. `memo` is emptied when it reaches `memoCapacity` zones.
+  mutating func shareSOA(in memo: inout [DNSName: NegativeSOA], memoCapacity: Int) {
+    guard let negative else { return }
+    if let shared = memo[negative.soa.name], shared.soa == negative.soa {
+      self.negative = shared
+      return
+    }
+    if memo.count >= memoCapacity { memo.removeAll(keepingCapacity: true) }
+    memo[negative.soa.name] = negative
+  }
+
   /// The entry's records or negative answer.
   var payload: Payload {
     if let negative { return .negative(soa: negative.soa) }
@@ -49,6 +63,9 @@ struct CacheEntry: Sendable {
   }
 
   var isPositive: Bool { negative == nil }
+
+  /// The negative entry's SOA box (nil for a positive entry): tests check that entries share it.
+  var negativeBox: NegativeSOA? { negative }
 
   var expiresAt: Double { storedAt + Double(ttl) }
 

@@ -22,7 +22,13 @@ public final class DNSCache: Sendable {
     /// When `displacedStale` is full of entries still kept, the first time one of them goes:
     /// no new one is set aside, nor the list looked through, before then.
     var displacedFullUntil: Double = 0
+    /// The latest negative entry's SOA box per zone, shared by the zone's next negative entries
+    /// with an equal SOA (`CacheEntry.shareSOA`). At most `maxSharedSOAs` zones.
+    var sharedSOAs: [DNSName: CacheEntry.NegativeSOA] = [:]
   }
+
+  /// Cap of `State.sharedSOAs`.
+  static let maxSharedSOAs = 1_024
 
   /// Cap of `State.displacedStale`: past it, entries no longer kept are dropped first, then new
   /// ones are not set aside.
@@ -167,6 +173,11 @@ public final class DNSCache: Sendable {
     }
   }
 
+  /// The SOA box of the negative entry at (name, type), nil if none (tests: boxes are shared).
+  func negativeSOABox(_ name: DNSName, _ type: RRType?) -> AnyObject? {
+    state.withLock { $0.store.peek(CacheKey(name: name, type: type, rrclass: .in))?.negativeBox }
+  }
+
   /// Removes everything; returns how many entries were removed.
   @discardableResult
   public func flushAll() -> Int {
@@ -175,6 +186,7 @@ public final class DNSCache: Sendable {
       let n = state.store.count
       state.store.removeAll()
       state.displacedStale.removeAll()
+      state.sharedSOAs.removeAll()
       state.nxdomainDepths = 0
       return n
     }
@@ -232,6 +244,7 @@ public final class DNSCache: Sendable {
   // MARK: - Internals
 
   private func store(_ entry: CacheEntry, at key: CacheKey, nxdomainLabels: Int? = nil) {
+    var entry = entry
     state.withLock { state in
       if let nxdomainLabels { state.nxdomainDepths |= Self.depthBit(nxdomainLabels) }
       // a live entry of higher rank is kept; equal or higher rank replaces. Positive data
@@ -254,6 +267,7 @@ public final class DNSCache: Sendable {
       } else if !state.displacedStale.isEmpty {
         state.displacedStale[key] = nil  // a newer answer
       }
+      if !entry.isPositive { entry.shareSOA(in: &state.sharedSOAs, memoCapacity: Self.maxSharedSOAs) }
       if state.store.set(key, entry) != nil {
         state.statistics.evictions += 1
       }

@@ -216,15 +216,26 @@ public final class PacketCache: Sendable {
     let echoed = response[12..<(12 + query.name.count)]
     let same = response.withUnsafeBytes { sameBytes(query.name, UnsafeRawBufferPointer(rebasing: $0[echoed.indices])) }
     let entry = Entry(
-      key: query.key, name: same ? query.name : Array(echoed), response: response,
+      key: query.key, name: same ? query.name : Array(echoed), response: compact(response),
       ttlOffsets: shape.ttlOffsets, storedAt: now,
       expiresAt: now &+ UInt64(shape.minTTL) * 1_000_000_000, generation: generation,
       rcode: shape.rcode)
     store.withLock { _ = $0.set(query.hash, entry) }
   }
 
+  /// The storage capacity of the response stored for `query`'s question (tests: it is compact).
+  func storedCapacity(for query: FastQuery) -> Int? {
+    store.withLock { $0.peek(query.hash)?.response.capacity }
+  }
+
   /// Removes everything.
   public func removeAll() { store.withLock { $0.removeAll() } }
+}
+
+/// `bytes` in storage of its own size: a serialized response has room for 512 octets or more
+/// (`WireWriter`), which 10,000 stored NXDOMAIN answers of ~130 would otherwise keep allocated.
+@inline(__always) private func compact(_ bytes: [UInt8]) -> [UInt8] {
+  bytes.capacity - bytes.count < 64 ? bytes : bytes.withUnsafeBufferPointer { Array($0) }
 }
 
 /// True if `a` holds exactly the bytes of `b` (memcmp, not an element-wise generic loop).
