@@ -50,14 +50,6 @@ struct RunningResolver {
         logger.notice("encrypted DNS for clients on \(addresses); SPKI pin sha256/\(tls.spkiPin)")
       }
     }
-    let wildcardQUIC = quicBound.filter { $0.ipAddress == "0.0.0.0" || $0.ipAddress == "::" }
-    if !wildcardQUIC.isEmpty {
-      // The DoQ engine's datagram channel cannot choose a datagram's source address (UDP reads the
-      // destination and answers from it, `UDPSocketLoop`); a QUIC client drops a reply from elsewhere.
-      logger.warning(
-        "DoQ on \(wildcardQUIC.map(Top.describe).joined(separator: ", ")) answers from the address the route to each client picks, so a client that asked another of this host's addresses gets no answer: give each address its own --listen-quic"
-      )
-    }
     if let exposed = ListenerConfiguration.cleartextOnlyBeyondLoopback(listenerConfig) {
       // OE-4 (RFC 9539 §4.4): encrypt towards clients unless serving only this host.
       logger.notice(

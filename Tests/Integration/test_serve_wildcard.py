@@ -5,8 +5,8 @@ to the client. A client that asked another of the host's addresses then gets its
 stranger and drops it (dig: "reply from unexpected source"), so a resolver listening on every
 address of a multihomed host would answer nobody but those who asked its primary address. Sotto
 reads each datagram's destination (IP_PKTINFO, IPV6_PKTINFO) and answers from it, on the full
-path and on the packet cache's replays alike. The DoQ listener cannot yet: on a wildcard address it
-answers its primary address and warns at start that others get no answer.
+path and on the packet cache's replays alike; the DoQ listener likewise for every datagram of a
+connection.
 
 The test runs in a network namespace it creates and removes, with nothing but its loopback
 interface: Sotto's wildcard sockets there reach nothing outside it. Inside: a root server
@@ -31,15 +31,26 @@ from harness import require
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = "127.0.0.53"
-V4_PORT, V6_PORT, QUIC_PORT = 5300, 5301, 5302
-# Runs inside the namespace: one DoQ query to 127.0.0.1 (dnspython on aioquic, the certificate
-# made at start not verified); prints the rcode and the A records.
+V4_PORT, V6_PORT, QUIC4_PORT, QUIC6_PORT = 5300, 5301, 5302, 5303
+# Runs inside the namespace: for each (address to bind, address to ask, port), one DoQ connection
+# (dnspython on aioquic, whose UDP socket is connected: the kernel drops a datagram from another
+# address) with two queries; prints the rcode and A records of each, or the error.
 DOQ_CLIENT = r"""
 import json, sys
-import dns.message, dns.query, dns.rcode
-r = dns.query.quic(dns.message.make_query("www.", "A"), "127.0.0.1", port=int(sys.argv[1]), timeout=10, verify=False)
-print(json.dumps({"rcode": dns.rcode.to_text(r.rcode()),
-                  "a": sorted(rr.address for rrset in r.answer for rr in rrset if rrset.rdtype == 1)}))
+import dns.message, dns.query, dns.quic, dns.rcode
+out = []
+for bind, target, port in json.loads(sys.argv[1]):
+    try:
+        with dns.quic.SyncQuicManager(verify_mode=False) as manager:
+            conn = manager.connect(target, port, source=bind)
+            for attempt in range(2):
+                r = dns.query.quic(dns.message.make_query("www.", "A"), target, port=port, timeout=4,
+                                   verify=False, connection=conn)
+                out.append({"target": target, "attempt": attempt, "rcode": dns.rcode.to_text(r.rcode()),
+                            "a": sorted(rr.address for rrset in r.answer for rr in rrset if rrset.rdtype == 1)})
+    except Exception as e:
+        out.append({"target": target, "error": f"{type(e).__name__}: {e}"})
+print(json.dumps(out))
 """
 
 # Runs inside the namespace: asks each (address, port) twice (the second answer replays the packet
@@ -147,7 +158,7 @@ def test_wildcard_listener_answers_from_the_address_asked(sotto, namespace, tmp_
     log = tmp_path / "sotto.log"
     serve = namespace.start(
         str(sotto.path), "serve", "--listen", f"0.0.0.0:{V4_PORT}", "--listen", f"[::]:{V6_PORT}",
-        "--listen-quic", f"0.0.0.0:{QUIC_PORT}", "--root-hints", str(hints), "--allow-loopback", "--no-encryption", "--allow", "0.0.0.0/0",
+        "--listen-quic", f"0.0.0.0:{QUIC4_PORT}", "--listen-quic", f"[::]:{QUIC6_PORT}", "--root-hints", str(hints), "--allow-loopback", "--no-encryption", "--allow", "0.0.0.0/0",
         "--allow", "::/0", log="sotto.log")
     wait_for_answer(namespace, "127.0.0.1", V4_PORT, serve, log)
     wait_for_answer(namespace, "::1", V6_PORT, serve, log)
@@ -164,12 +175,14 @@ def test_wildcard_listener_answers_from_the_address_asked(sotto, namespace, tmp_
             f"answer to a query for {a['target']} (attempt {a['attempt']}: 0 full path, 1 packet cache) "
             f"came from {a['source']}:\n{answers}\n{log.read_text()}")
         assert a["rcode"] == "NOERROR" and a["a"] == ["192.0.2.1"], a
-    # DoQ cannot do the same yet (its datagram channel cannot choose the source address): it
-    # answers the address the route picks, and says so at start.
-    r = namespace.run(sys.executable, "-c", DOQ_CLIENT, str(QUIC_PORT), timeout=30)
-    assert r.returncode == 0, f"DoQ to 127.0.0.1 failed: {r.stderr}\n{log.read_text()}"
-    assert json.loads(r.stdout) == {"rcode": "NOERROR", "a": ["192.0.2.1"]}, r.stdout
-    assert (f"DoQ on 0.0.0.0:{QUIC_PORT} answers from the address the route to each client picks"
-            in log.read_text()), log.read_text()
-    assert "DoQ on 0.0.0.0" not in log.read_text().split("answers from the address the route", 1)[1], (
-        "the DoQ warning was given more than once")
+    # DoQ too: every datagram of the handshake and of the answers comes from the address asked.
+    quic_asks = [("127.0.0.1", "127.0.0.2", QUIC4_PORT),
+                 ("::1", "fd00:53::2", QUIC6_PORT),
+                 ("127.0.0.1", "127.0.0.3", QUIC6_PORT)]  # IPv4 on the dual-stack IPv6 socket
+    r = namespace.run(sys.executable, "-c", DOQ_CLIENT, json.dumps(quic_asks), timeout=90)
+    assert r.returncode == 0, r.stderr
+    answers = json.loads(r.stdout)
+    assert [a.get("error") for a in answers if "error" in a] == [], f"{answers}\n{log.read_text()}"
+    assert len(answers) == 2 * len(quic_asks), answers
+    for a in answers:
+        assert a["rcode"] == "NOERROR" and a["a"] == ["192.0.2.1"], a

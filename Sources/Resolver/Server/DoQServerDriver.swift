@@ -1,5 +1,10 @@
 import CDoQServer
+import CLinuxEpoll
 import NIOCore
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// One event of the DoQ server engine.
 package enum DoQServerEvent {
@@ -42,6 +47,12 @@ package final class DoQServerDriver: ChannelInboundHandler {
   private var buffer = [UInt8](repeating: 0, count: 1500)
   /// Called at the end of every `send()` (after each datagram read, timer and answer).
   package var afterSend: ((DoQServerDriver) -> Void)?
+  /// The channel's socket when it is bound to a wildcard address (`answerFromDestinations`).
+  private var wildcardSocket: Int32?
+  /// Per client address: the local address its latest datagram was sent to, to answer from.
+  private var replySources: [SocketAddress: sotto_reply_source] = [:]
+  /// Client addresses kept in `replySources`; past it the table starts again.
+  static let maxReplySources = 4_096
 
   /// An engine for the socket bound at ip:port with the PEM chain and key; at most `maxConnections`
   /// open connections (0: no limit), a new client beyond them is dropped; a message longer than
@@ -84,9 +95,21 @@ package final class DoQServerDriver: ChannelInboundHandler {
     channel = nil
   }
 
+  /// For a channel bound to 0.0.0.0 or :: (its socket `fd`, owned by the channel, with
+  /// `receivePacketInfo` on): datagrams to a client leave by sendmsg from the address the client's
+  /// latest datagram was sent to, as a QUIC client drops those from any other address. NIO's own
+  /// writes let the route pick the source.
+  package func answerFromDestinations(socket fd: Int32) { wildcardSocket = fd }
+
   package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let envelope = Self.unwrapInboundIn(data)
     guard let ip = envelope.remoteAddress.ipAddress, let port = envelope.remoteAddress.port else { return }
+    if wildcardSocket != nil, let info = envelope.metadata?.packetInfo {
+      if replySources.count >= Self.maxReplySources, replySources[envelope.remoteAddress] == nil {
+        replySources.removeAll(keepingCapacity: true)
+      }
+      replySources[envelope.remoteAddress] = Self.replySource(info)
+    }
     envelope.data.withUnsafeReadableBytes { raw in
       guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
       _ = doqs_server_read(server, ip, UInt16(clamping: port), base, raw.count)
@@ -141,6 +164,10 @@ package final class DoQServerDriver: ChannelInboundHandler {
       let n = doqs_server_write(server, &buffer, buffer.count, &ip, ip.count, &port)
       guard n > 0 else { break }
       guard let to = try? SocketAddress(ipAddress: Self.text(ip), port: Int(port)) else { continue }
+      if let fd = wildcardSocket {
+        sendFromDestination(fd, count: n, to: to)
+        continue
+      }
       let out = AddressedEnvelope(remoteAddress: to, data: channel.allocator.buffer(bytes: buffer[0..<n]))
       channel.write(out, promise: nil)
       wrote = true
@@ -149,6 +176,52 @@ package final class DoQServerDriver: ChannelInboundHandler {
     processEvents()  // connections reaped by the writes
     arm(channel)
     afterSend?(self)
+  }
+
+  /// Sends the first `count` octets of `buffer` to `client` from the address it last wrote to
+  /// (the route's pick when none is known). A datagram the kernel refuses is lost, as on a full
+  /// NIO channel; QUIC sends it again.
+  private func sendFromDestination(_ fd: Int32, count: Int, to client: SocketAddress) {
+    var source = replySources[client] ?? sotto_reply_source()
+    buffer.withUnsafeMutableBytes { bytes in
+      var vector = iovec(iov_base: bytes.baseAddress, iov_len: count)
+      client.withSockAddr { sa, len in
+        withUnsafeTemporaryAllocation(byteCount: sotto_reply_source_space(), alignment: 16) { control in
+          var message = msghdr()
+          message.msg_name = UnsafeMutableRawPointer(mutating: sa)
+          message.msg_namelen = socklen_t(len)
+          withUnsafeMutablePointer(to: &vector) { v in
+            message.msg_iov = v
+            message.msg_iovlen = 1
+            let length = control.baseAddress.map { sotto_reply_source_write(&source, $0) } ?? 0
+            message.msg_control = length > 0 ? control.baseAddress : nil
+            message.msg_controllen = length
+            _ = sendmsg(fd, &message, 0)
+          }
+        }
+      }
+    }
+  }
+
+  /// A received datagram's destination as the source to answer from.
+  private static func replySource(_ info: NIOPacketInfo) -> sotto_reply_source {
+    var out = sotto_reply_source()
+    out.ifindex = UInt32(clamping: info.interfaceIndex)
+    switch info.destinationAddress {
+    case .v4(let a):
+      out.family = 2
+      withUnsafeBytes(of: a.address.sin_addr) { raw in
+        withUnsafeMutableBytes(of: &out.addr) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw.prefix(4))) }
+      }
+    case .v6(let a):
+      out.family = 10
+      withUnsafeBytes(of: a.address.sin6_addr) { raw in
+        withUnsafeMutableBytes(of: &out.addr) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw.prefix(16))) }
+      }
+    default:
+      break
+    }
+    return out
   }
 
   private func processEvents() {

@@ -1,3 +1,4 @@
+import CDoQServer
 import Logging
 import NIOCore
 import NIOPosix
@@ -205,11 +206,30 @@ public final class Listener: Sendable {
     let maxConnections = configuration.maxTCPConnections
     let answerDeadline = configuration.answerWatch
     let queryLimit = configuration.tcpQueriesPerConnection
-    let channel = try await DatagramBootstrap(group: group).bindClosingOnFailure(to: address)
+    // On 0.0.0.0 or ::, the driver answers each client from the address its datagrams were sent
+    // to (IP_PKTINFO, IPV6_PKTINFO): NIO reads that, but cannot send from a chosen address, so the
+    // socket is made here and the driver sends on it with sendmsg.
+    let wildcardIP = address.ipAddress.flatMap { $0 == "0.0.0.0" || $0 == "::" ? $0 : nil }
+    let wildcardFD: Int32?
+    let channel: any Channel
+    if let wildcardIP, let port = address.port {
+      var err = [CChar](repeating: 0, count: 256)
+      let fd = doqs_bind_udp(wildcardIP, UInt16(clamping: port), 0, &err, err.count)
+      guard fd >= 0 else {
+        throw DoQServerError(
+          message: String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+      }
+      channel = try await DatagramBootstrap(group: group).withBoundSocket(fd).get()
+      wildcardFD = fd
+    } else {
+      channel = try await DatagramBootstrap(group: group).bindClosingOnFailure(to: address)
+      wildcardFD = nil
+    }
     do {
       guard let bound = channel.localAddress, let ip = bound.ipAddress, let port = bound.port else {
         throw ListenerError.noAddress
       }
+      if wildcardFD != nil { try await channel.setOption(.receivePacketInfo, value: true).get() }
       try await channel.eventLoop.submit {
         let service = DoQQueryService(
           processor: processor, counters: counters, answerDeadline: answerDeadline, queryLimit: queryLimit)
@@ -219,6 +239,7 @@ public final class Listener: Sendable {
           maxMessage: ListenerConfiguration.maxDoQQuerySize,
           handle: service.handle)
         driver.afterSend = service.copyEngineCounters
+        if let wildcardFD { driver.answerFromDestinations(socket: wildcardFD) }
         try channel.pipeline.syncOperations.addHandler(driver, name: DoQServerDriver.name)
       }.get()
       return channel
