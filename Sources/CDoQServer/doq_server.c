@@ -35,6 +35,8 @@ typedef struct dq_retry {
   size_t len;
   char ip[INET6_ADDRSTRLEN];
   uint16_t port;
+  uint8_t tag[DOQS_TAG_MAX];
+  size_t taglen;
 } dq_retry;
 
 typedef struct dq_stream {
@@ -57,6 +59,9 @@ typedef struct dq_conn {
   ngtcp2_cid odcid;
   char remote_ip[INET6_ADDRSTRLEN];
   uint16_t remote_port;
+  /// The read tag of the datagram that opened the connection (doqs_server_set_read_tag).
+  uint8_t tag[DOQS_TAG_MAX];
+  size_t taglen;
   dq_stream *streams;
   uint8_t closebuf[1500];
   size_t closelen;
@@ -90,7 +95,27 @@ struct doqs_server {
   uint8_t retry_secret[32];
   dq_retry retries[DOQS_RETRY_QUEUE];
   size_t nretries;
+  /// The tag of the datagrams read now, and of the datagram written last.
+  uint8_t read_tag[DOQS_TAG_MAX], write_tag[DOQS_TAG_MAX];
+  size_t read_taglen, write_taglen;
 };
+
+void doqs_server_set_read_tag(doqs_server *s, const void *tag, size_t len) {
+  s->read_taglen = tag && len <= DOQS_TAG_MAX ? len : 0;
+  if (s->read_taglen) memcpy(s->read_tag, tag, s->read_taglen);
+}
+
+size_t doqs_server_write_tag(const doqs_server *s, void *out, size_t cap) {
+  if (!out || s->write_taglen > cap) return 0;
+  memcpy(out, s->write_tag, s->write_taglen);
+  return s->write_taglen;
+}
+
+/// Hands `tag` to the next doqs_server_write_tag.
+static void set_write_tag(doqs_server *s, const uint8_t *tag, size_t len) {
+  memcpy(s->write_tag, tag, len);
+  s->write_taglen = len;
+}
 
 // MARK: events
 
@@ -415,6 +440,8 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
   if (!c) return NULL;
   c->server = s;
   c->id = s->next_id++;
+  memcpy(c->tag, s->read_tag, s->read_taglen);
+  c->taglen = s->read_taglen;
   c->ref.get_conn = get_conn;
   c->ref.user_data = c;
   c->odcid = hd->dcid;
@@ -533,6 +560,8 @@ static int queue_retry(doqs_server *s, const ngtcp2_pkt_hd *hd, const struct soc
   r->len = (size_t)n;
   snprintf(r->ip, sizeof r->ip, "%s", ip);
   r->port = port;
+  memcpy(r->tag, s->read_tag, s->read_taglen);
+  r->taglen = s->read_taglen;
   s->nretries++;
   s->stats.retries++;
   return 0;
@@ -550,6 +579,8 @@ static int queue_invalid_token_close(doqs_server *s, const ngtcp2_pkt_hd *hd, co
   r->len = (size_t)n;
   snprintf(r->ip, sizeof r->ip, "%s", ip);
   r->port = port;
+  memcpy(r->tag, s->read_tag, s->read_taglen);
+  r->taglen = s->read_taglen;
   s->nretries++;
   s->stats.invalid_tokens++;
   return -1;
@@ -660,6 +691,7 @@ static ssize_t server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, 
     memcpy(buf, r->buf, n);
     snprintf(ip, ipcap, "%s", r->ip);
     *port = r->port;
+    set_write_tag(s, r->tag, r->taglen);
     return (ssize_t)n;
   }
   for (dq_conn *c = s->conns; c; c = c->next) {
@@ -669,6 +701,7 @@ static ssize_t server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, 
       c->closelen = 0;
       snprintf(ip, ipcap, "%s", c->remote_ip);
       *port = c->remote_port;
+      set_write_tag(s, c->tag, c->taglen);
       return (ssize_t)n;
     }
     if (c->dead) continue;
@@ -680,6 +713,7 @@ static ssize_t server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, 
     if (n > 0) {
       snprintf(ip, ipcap, "%s", c->remote_ip);
       *port = c->remote_port;
+      set_write_tag(s, c->tag, c->taglen);
       return n;
     }
     if (c->closing && !c->streams) {
@@ -694,6 +728,7 @@ static ssize_t server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, 
       if (n > 0) {
         snprintf(ip, ipcap, "%s", c->remote_ip);
         *port = c->remote_port;
+        set_write_tag(s, c->tag, c->taglen);
         return n;
       }
     }

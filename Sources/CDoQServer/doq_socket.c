@@ -40,6 +40,12 @@ int doqs_bind_udp(const char *ip, uint16_t port, int steer_reuseport, char *err,
     snprintf(err, errlen, "socket: %s", strerror(errno));
     return -1;
   }
+  if (ss.ss_family == AF_INET6) {
+    // Dual-stack whatever net.ipv6.bindv6only says, as NIO binds [::] (IPv4 clients arrive
+    // v4-mapped); a kernel without IPv4 refuses, and the socket stays IPv6-only.
+    int zero = 0;
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  }
   if (steer_reuseport) {
     int one = 1;
     // "ret #0": every datagram goes to socket 0 of the reuseport group, the first bound (this one),

@@ -48,6 +48,17 @@ int doqs_server_read(doqs_server *s, const char *remote_ip, uint16_t remote_port
 /// Writes the next datagram to send into `buf` and its destination into ip/port; returns its size,
 /// 0 when nothing is left.
 ssize_t doqs_server_write(doqs_server *s, uint8_t *buf, size_t cap, char *ip, size_t ipcap, uint16_t *port);
+
+/// Longest tag `doqs_server_set_read_tag` keeps.
+#define DOQS_TAG_MAX 32
+/// An opaque tag for the datagrams `doqs_server_read` is given from now on (a wildcard socket's
+/// local address they were sent to). A new connection keeps the tag of the datagram that opened
+/// it for good, a Retry or INVALID_TOKEN close that of the Initial it answers, so a later datagram
+/// (spoofed or not) never moves where a connection's answers come from.
+void doqs_server_set_read_tag(doqs_server *s, const void *tag, size_t len);
+/// Copies the tag of the datagram `doqs_server_write` wrote last into `out` (at most `cap`
+/// octets) and returns its length (0: none).
+size_t doqs_server_write_tag(const doqs_server *s, void *out, size_t cap);
 /// Nanoseconds until `doqs_server_handle_expiry` is due; -1 when no timer is armed.
 int64_t doqs_server_expiry_delay(doqs_server *s);
 /// Runs due timers; connections that timed out are freed (DOQS_EVENT_CONNECTION_CLOSED).

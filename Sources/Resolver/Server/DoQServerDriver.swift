@@ -47,12 +47,9 @@ package final class DoQServerDriver: ChannelInboundHandler {
   private var buffer = [UInt8](repeating: 0, count: 1500)
   /// Called at the end of every `send()` (after each datagram read, timer and answer).
   package var afterSend: ((DoQServerDriver) -> Void)?
-  /// The channel's socket when it is bound to a wildcard address (`answerFromDestinations`).
+  /// The channel's socket when it is bound to a wildcard address (`answerFromDestinations`), until
+  /// the channel is inactive (NIO closes the socket before it removes the handler).
   private var wildcardSocket: Int32?
-  /// Per client address: the local address its latest datagram was sent to, to answer from.
-  private var replySources: [SocketAddress: sotto_reply_source] = [:]
-  /// Client addresses kept in `replySources`; past it the table starts again.
-  static let maxReplySources = 4_096
 
   /// An engine for the socket bound at ip:port with the PEM chain and key; at most `maxConnections`
   /// open connections (0: no limit), a new client beyond them is dropped; a message longer than
@@ -96,19 +93,22 @@ package final class DoQServerDriver: ChannelInboundHandler {
   }
 
   /// For a channel bound to 0.0.0.0 or :: (its socket `fd`, owned by the channel, with
-  /// `receivePacketInfo` on): datagrams to a client leave by sendmsg from the address the client's
-  /// latest datagram was sent to, as a QUIC client drops those from any other address. NIO's own
-  /// writes let the route pick the source.
+  /// `receivePacketInfo` on): a connection's datagrams leave by sendmsg from the address its first
+  /// datagram was sent to (the engine keeps it as the connection's tag), as a QUIC client drops
+  /// those from any other address. NIO's own writes let the route pick the source.
   package func answerFromDestinations(socket fd: Int32) { wildcardSocket = fd }
+
+  package func channelInactive(context: ChannelHandlerContext) {
+    wildcardSocket = nil
+    context.fireChannelInactive()
+  }
 
   package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let envelope = Self.unwrapInboundIn(data)
     guard let ip = envelope.remoteAddress.ipAddress, let port = envelope.remoteAddress.port else { return }
-    if wildcardSocket != nil, let info = envelope.metadata?.packetInfo {
-      if replySources.count >= Self.maxReplySources, replySources[envelope.remoteAddress] == nil {
-        replySources.removeAll(keepingCapacity: true)
-      }
-      replySources[envelope.remoteAddress] = Self.replySource(info)
+    if wildcardSocket != nil {
+      var source = envelope.metadata?.packetInfo.map(Self.replySource) ?? sotto_reply_source()
+      doqs_server_set_read_tag(server, &source, MemoryLayout<sotto_reply_source>.size)
     }
     envelope.data.withUnsafeReadableBytes { raw in
       guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
@@ -165,7 +165,13 @@ package final class DoQServerDriver: ChannelInboundHandler {
       guard n > 0 else { break }
       guard let to = try? SocketAddress(ipAddress: Self.text(ip), port: Int(port)) else { continue }
       if let fd = wildcardSocket {
-        sendFromDestination(fd, count: n, to: to)
+        var source = sotto_reply_source()
+        if doqs_server_write_tag(server, &source, MemoryLayout<sotto_reply_source>.size)
+          != MemoryLayout<sotto_reply_source>.size
+        {
+          source = sotto_reply_source()
+        }
+        sendFromDestination(fd, count: n, to: to, from: source)
         continue
       }
       let out = AddressedEnvelope(remoteAddress: to, data: channel.allocator.buffer(bytes: buffer[0..<n]))
@@ -178,11 +184,11 @@ package final class DoQServerDriver: ChannelInboundHandler {
     afterSend?(self)
   }
 
-  /// Sends the first `count` octets of `buffer` to `client` from the address it last wrote to
-  /// (the route's pick when none is known). A datagram the kernel refuses is lost, as on a full
-  /// NIO channel; QUIC sends it again.
-  private func sendFromDestination(_ fd: Int32, count: Int, to client: SocketAddress) {
-    var source = replySources[client] ?? sotto_reply_source()
+  /// Sends the first `count` octets of `buffer` to `client` from `source` (the route's pick when
+  /// it holds no address). A datagram the kernel refuses is lost, as on a full NIO channel; QUIC
+  /// sends it again.
+  private func sendFromDestination(_ fd: Int32, count: Int, to client: SocketAddress, from source: sotto_reply_source) {
+    var source = source
     buffer.withUnsafeMutableBytes { bytes in
       var vector = iovec(iov_base: bytes.baseAddress, iov_len: count)
       client.withSockAddr { sa, len in
