@@ -32,25 +32,82 @@ from harness import require
 REPO = Path(__file__).resolve().parents[2]
 ROOT = "127.0.0.53"
 V4_PORT, V6_PORT, QUIC4_PORT, QUIC6_PORT = 5300, 5301, 5302, 5303
-# Runs inside the namespace: for each (address to bind, address to ask, port), one DoQ connection
-# (dnspython on aioquic, whose UDP socket is connected: the kernel drops a datagram from another
-# address) with two queries; prints the rcode and A records of each, or the error.
+# Runs inside the namespace: for each (address to bind, address to ask, another address of the
+# host, port), one DoQ connection (dnspython on aioquic, whose UDP socket is connected: the kernel
+# drops a datagram from another address) with two queries; prints the rcode and A records of each,
+# or the error, and every datagram the DoQ ports sent to a client from another address than the
+# one that client asked (a packet socket on lo watches them all). The second query's name is new
+# and the root holds its answer back (the --impair-file, argv[2]); meanwhile the client's own
+# socket sends the other address a datagram naming the connection (a short header with the
+# server's connection ID, then junk), as someone spoofing the client's address could. The answer
+# written after it must still come from the address asked.
 DOQ_CLIENT = r"""
-import json, sys
+import json, os, socket, sys, threading, time
 import dns.message, dns.query, dns.quic, dns.rcode
-out = []
-for bind, target, port in json.loads(sys.argv[1]):
+asks, impair = json.loads(sys.argv[1]), sys.argv[2]
+ports = {port for _, _, _, port in asks}
+seen, stop = [], threading.Event()
+cap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.ntohs(0x0003))
+cap.bind(("lo", 0))
+cap.settimeout(0.1)
+def capture():
+    while not stop.is_set():
+        try:
+            d = cap.recv(65535)
+        except socket.timeout:
+            continue
+        if d and d[0] >> 4 == 4 and d[9] == 17:
+            h = (d[0] & 15) * 4
+            src, dst, udp = socket.inet_ntop(socket.AF_INET, d[12:16]), socket.inet_ntop(socket.AF_INET, d[16:20]), d[h:h + 4]
+        elif d and d[0] >> 4 == 6 and d[6] == 17:
+            src, dst, udp = socket.inet_ntop(socket.AF_INET6, d[8:24]), socket.inet_ntop(socket.AF_INET6, d[24:40]), d[40:44]
+        else:
+            continue
+        sport, dport = int.from_bytes(udp[:2], "big"), int.from_bytes(udp[2:4], "big")
+        if sport in ports:
+            seen.append((src, sport, dst, dport))
+watcher = threading.Thread(target=capture)
+watcher.start()
+out, clients = [], []
+for n, (bind, target, other, port) in enumerate(asks):
     try:
         with dns.quic.SyncQuicManager(verify_mode=False) as manager:
             conn = manager.connect(target, port, source=bind)
             for attempt in range(2):
-                r = dns.query.quic(dns.message.make_query("www.", "A"), target, port=port, timeout=4,
-                                   verify=False, connection=conn)
+                name = "www." if attempt == 0 else f"held{n}."
+                if attempt:
+                    open(impair, "w").write("0 60\n")  # the root answers 120 ms late
+                    result = {}
+                    def ask():
+                        try:
+                            result["r"] = dns.query.quic(dns.message.make_query(name, "A"), target, port=port, timeout=4,
+                                                         verify=False, connection=conn)
+                        except Exception as e:
+                            result["e"] = e
+                    t = threading.Thread(target=ask)
+                    t.start()
+                    time.sleep(0.04)  # the query is in, its answer not yet written
+                    server_cid = conn._connection._peer_cid.cid
+                    conn._socket.sendto(bytes([0x40 | 0x01]) + server_cid + os.urandom(40), (other, port))
+                    t.join()
+                    open(impair, "w").write("0 0\n")
+                    if "e" in result:
+                        raise result["e"]
+                    r = result["r"]
+                else:
+                    r = dns.query.quic(dns.message.make_query(name, "A"), target, port=port, timeout=4,
+                                       verify=False, connection=conn)
+                    clients.append((target, conn._socket.getsockname()[1], port))
                 out.append({"target": target, "attempt": attempt, "rcode": dns.rcode.to_text(r.rcode()),
                             "a": sorted(rr.address for rrset in r.answer for rr in rrset if rrset.rdtype == 1)})
     except Exception as e:
         out.append({"target": target, "error": f"{type(e).__name__}: {e}"})
-print(json.dumps(out))
+time.sleep(0.2)
+stop.set()
+watcher.join()
+strays = [d for d in seen for target, cport, port in clients if d[1] == port and d[3] == cport and d[0] != target]
+to_clients = sum(1 for d in seen for _, cport, port in clients if d[1] == port and d[3] == cport)
+print(json.dumps({"answers": out, "strays": sorted(set(strays)), "to_clients": to_clients}))
 """
 
 # Runs inside the namespace: asks each (address, port) twice (the second answer replays the packet
@@ -154,7 +211,10 @@ def wait_for_answer(ns: Namespace, target: str, port: int, proc: subprocess.Pope
 def test_wildcard_listener_answers_from_the_address_asked(sotto, namespace, tmp_path):
     hints = tmp_path / "root.hints"
     hints.write_text(f".  3600000 NS ns1.\nns1. 3600000 A {ROOT}\n")
-    root = namespace.start(sys.executable, str(REPO / "Lab" / "hostile_server.py"), "--root", ROOT, log="root.log")
+    impair = tmp_path / "impair"  # the root's answer delay, set by the DoQ client
+    impair.write_text("0 0\n")
+    root = namespace.start(sys.executable, str(REPO / "Lab" / "hostile_server.py"), "--root", ROOT,
+                           "--impair-file", str(impair), log="root.log")
     log = tmp_path / "sotto.log"
     serve = namespace.start(
         str(sotto.path), "serve", "--listen", f"0.0.0.0:{V4_PORT}", "--listen", f"[::]:{V6_PORT}",
@@ -175,14 +235,22 @@ def test_wildcard_listener_answers_from_the_address_asked(sotto, namespace, tmp_
             f"answer to a query for {a['target']} (attempt {a['attempt']}: 0 full path, 1 packet cache) "
             f"came from {a['source']}:\n{answers}\n{log.read_text()}")
         assert a["rcode"] == "NOERROR" and a["a"] == ["192.0.2.1"], a
-    # DoQ too: every datagram of the handshake and of the answers comes from the address asked.
-    quic_asks = [("127.0.0.1", "127.0.0.2", QUIC4_PORT),
-                 ("::1", "fd00:53::2", QUIC6_PORT),
-                 ("127.0.0.1", "127.0.0.3", QUIC6_PORT)]  # IPv4 on the dual-stack IPv6 socket
-    r = namespace.run(sys.executable, "-c", DOQ_CLIENT, json.dumps(quic_asks), timeout=90)
+    # DoQ too: every datagram of the handshake and of the answers comes from the address asked,
+    # whatever else reaches the connection: a datagram naming the connection, sent to another
+    # address while an answer is held back, leaves the source of that answer alone.
+    quic_asks = [("127.0.0.1", "127.0.0.2", "127.0.0.3", QUIC4_PORT),
+                 ("::1", "fd00:53::2", "::1", QUIC6_PORT),
+                 ("127.0.0.1", "127.0.0.3", "127.0.0.2", QUIC6_PORT)]  # IPv4 on the dual-stack IPv6 socket
+    r = namespace.run(sys.executable, "-c", DOQ_CLIENT, json.dumps(quic_asks), str(impair), timeout=90)
     assert r.returncode == 0, r.stderr
-    answers = json.loads(r.stdout)
+    result = json.loads(r.stdout)
+    answers = result["answers"]
     assert [a.get("error") for a in answers if "error" in a] == [], f"{answers}\n{log.read_text()}"
     assert len(answers) == 2 * len(quic_asks), answers
+    assert result["to_clients"] >= 4 * len(quic_asks), f"the capture saw too little: {result}"
+    assert result["strays"] == [], f"DoQ datagrams from another address than the one asked: {result['strays']}"
     for a in answers:
-        assert a["rcode"] == "NOERROR" and a["a"] == ["192.0.2.1"], a
+        if a["attempt"] == 1:  # the held name: NXDOMAIN from the root
+            assert a["rcode"] == "NXDOMAIN", a
+        else:
+            assert a["rcode"] == "NOERROR" and a["a"] == ["192.0.2.1"], a
