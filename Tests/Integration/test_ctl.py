@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from harness import scaled, wait_until
+
 DOT = "127.53.12.1"
 REFUSED = "127.53.14.1"
 
@@ -24,7 +26,7 @@ REFUSED = "127.53.14.1"
 def served(lab, sotto, free_port, tmp_path):
     sock = tmp_path / "ctl.sock"
     with sotto.serve(free_port, "--control", str(sock), "--tls-ca-file", str(lab.ca_file),
-                     "--probe-timeout", "1") as srv:
+                     "--probe-timeout", f"{scaled(1):g}") as srv:
         deadline = time.monotonic() + 10
         while not sock.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -58,10 +60,15 @@ def raw(sock, line: str) -> dict:
     return json.loads(buf)
 
 
-def warm(srv):
+def warm(srv, sotto, sock):
     for n in ("www.dot.test", "www.refused.test", "www.example.test", "nope.example.test"):
         srv.dig(n)
-    time.sleep(1.5)  # let probes finish
+
+    def probed():  # the DoT probe of dot.test's server succeeded, refused.test's was refused
+        by_ip = {s["address"]: s["dot"]["phase"] for s in ctl_json(sotto, sock, "servers")[1]["servers"]}
+        return by_ip.get(DOT) in ("established", "good-idle") and by_ip.get(REFUSED) == "damped"
+
+    wait_until("both DoT probes' outcomes", probed, timeout=10, every=0.1)
     for n in ("www2.dot.test", "www2.refused.test"):
         srv.dig(n)
 
@@ -75,7 +82,7 @@ def test_socket_mode_is_0600(served):
 
 def test_stats_servers_queries(served, sotto):
     srv, sock = served
-    warm(srv)
+    warm(srv, sotto, sock)
     r, data = ctl_json(sotto, sock, "stats")
     assert r.returncode == 0 and data["ok"] is True
     st = data["stats"]
@@ -118,7 +125,7 @@ def test_stats_servers_queries(served, sotto):
 
 def test_flush_all_and_name(served, sotto):
     srv, sock = served
-    warm(srv)
+    warm(srv, sotto, sock)
     r, data = ctl_json(sotto, sock, "flush", "dot.test")
     assert r.returncode == 0 and data["ok"] and data["flushed"] >= 1 and data["name"] == "dot.test."
     r, data = ctl_json(sotto, sock, "flush-negative")
@@ -136,7 +143,7 @@ def test_flush_all_and_name(served, sotto):
 
 def test_probe_and_forget(served, sotto):
     srv, sock = served
-    warm(srv)
+    warm(srv, sotto, sock)
     _, data = ctl_json(sotto, sock, "servers")
     before = next(s for s in data["servers"] if s["address"] == REFUSED)
     r, data = ctl_json(sotto, sock, "probe", REFUSED)

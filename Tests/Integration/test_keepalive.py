@@ -285,9 +285,14 @@ def test_keepalive_of_zero_closes_each_connection_once_answered(bind, wire, sott
     b = bind(advertised=0, keepalive=40)
     state = tmp_path / "state.json"
     cap = wire(b)
-    with sotto.serve(free_port, *serve_args(b, state), root_hints=str(b.dir / "root.hints")) as srv:
-        check_answer(srv, b, "www.ka.")
-        time.sleep(1.0)
+    sock = tmp_path / "ctl.sock"
+    with sotto.serve(free_port, *serve_args(b, state), "--control", str(sock),
+                     root_hints=str(b.dir / "root.hints")) as srv:
+        check_answer(srv, b, "www.ka.")  # Do53, with a DoT probe
+        # Every name below goes over DoT only once the probe has succeeded (a handshake has taken
+        # over a second under TSan: a fixed wait would race it).
+        wait_until("the DoT probe's success", lambda: dot_phase(sotto, sock) in ("established", "good-idle"),
+                   timeout=10, every=0.05)
         mark = time.time()
         for name in NAMES:
             check_answer(srv, b, name)
