@@ -91,11 +91,11 @@ private final class GatedResolver: QueryResolving, Sendable {
     defer { gated.open() }
     let (listener, connection, _) = try await listening(to: gated) { $0.answerDeadline = 0 }
     let cap = ListenerConfiguration.maxDoQUnanswered
-    // Each query times out on the client, which cancels its stream (3 s: time for all 100 to
-    // reach the listener even under a sanitizer).
+    // Each query times out on the client, which cancels its stream (6 s: time for all 100 to
+    // reach the listener even under a sanitizer with the other suites running).
     await withTaskGroup(of: Void.self) { group in
       for i in 0..<cap {
-        group.addTask { _ = try? await connection.query(try testQuery("q\(i).example."), timeout: .seconds(3)) }
+        group.addTask { _ = try? await connection.query(try testQuery("q\(i).example."), timeout: .seconds(6)) }
       }
     }
     #expect(listener.statistics.resolutionsInFlight == cap && listener.statistics.quicQueries == cap)
@@ -142,18 +142,26 @@ private final class GatedResolver: QueryResolving, Sendable {
   @Test func aDoQClientOverTheRateLimitHasItsStreamResetAndIsServedLater() async throws {
     let gated = GatedResolver()
     gated.open()
-    // 1/s with a burst of 1: the second query, sent within a second of the first, is over it.
-    let (listener, connection, _) = try await listening(to: gated) { $0.clientRateLimit = 1 }
+    // One every 4 s with a burst of 1: the second query is over it unless the test task resumes
+    // 4 s late (at 1/s a second's delay under parallel tests would refill the bucket).
+    let (listener, connection, _) = try await listening(to: gated) { $0.clientRateLimit = 0.25 }
     let first = try await connection.query(try testQuery("a.example."), timeout: .seconds(5))
     #expect(first.rcode == .noError)
     await #expect(throws: TransportError.closed) {
       _ = try await connection.query(try testQuery("b.example."), timeout: .seconds(5))
     }
     #expect(listener.statistics.rateLimited == 1 && listener.statistics.quicQueries == 1)
-    try await Task.sleep(for: .milliseconds(1100))  // a token back at 1/s
-    let later = try await connection.query(try testQuery("d.example."), timeout: .seconds(5))
-    #expect(later.rcode == .noError && connection.isActive)
-    #expect(listener.statistics.rateLimited == 1)
+    // Asked again every half second, the client is served once a token is back, on the same
+    // connection; each refusal meanwhile is counted.
+    var later: Message?
+    for _ in 0..<40 where later == nil {
+      try await Task.sleep(for: .milliseconds(500))
+      later = try? await connection.query(try testQuery("d.example."), timeout: .seconds(5))
+    }
+    let served = try #require(later, "not served again within 20 s at one query every 4 s")
+    #expect(served.rcode == .noError && connection.isActive)
+    let limited = listener.statistics.rateLimited
+    #expect(limited >= 1 && listener.statistics.quicQueries == 2, "rateLimited \(limited)")
     connection.close()
     await listener.stop()
   }

@@ -17,12 +17,15 @@ final class ForgingServer: Sendable {
   /// Started on a port drawn from 20000-32767 that both its TCP and UDP sockets bind, each bound
   /// directly (no check first, so no one can take the port in between); a taken port is retried
   /// on another, up to 20 draws.
-  static func start(forgedPerQuery: Int, delay: TimeAmount = .zero) async throws -> ForgingServer {
+  /// With `gate`, the real UDP answers are held until it opens (after `delay`, if any).
+  static func start(forgedPerQuery: Int, delay: TimeAmount = .zero, gate: AnswerGate? = nil) async throws
+    -> ForgingServer
+  {
     var failures: [String] = []
     for _ in 0..<20 {
       let port = Int.random(in: 20000...32767)
       do {
-        return try await start(on: port, forgedPerQuery: forgedPerQuery, delay: delay)
+        return try await start(on: port, forgedPerQuery: forgedPerQuery, delay: delay, gate: gate)
       } catch DoTTestError.setup(let why) {
         failures.append(why)
       }
@@ -30,7 +33,9 @@ final class ForgingServer: Sendable {
     throw DoTTestError.setup("no port bound for both TCP and UDP: \(failures.joined(separator: "; "))")
   }
 
-  private static func start(on port: Int, forgedPerQuery: Int, delay: TimeAmount) async throws -> ForgingServer {
+  private static func start(on port: Int, forgedPerQuery: Int, delay: TimeAmount, gate: AnswerGate?) async throws
+    -> ForgingServer
+  {
     let group = MultiThreadedEventLoopGroup.singleton
     let udpCount = Counter()
     let tcpCount = Counter()
@@ -53,7 +58,7 @@ final class ForgingServer: Sendable {
         .bindClosingOnFailure(to: try SocketAddress(ipAddress: "127.0.0.1", port: port)) { ch in
           ch.eventLoop.makeCompletedFuture {
             try ch.pipeline.syncOperations.addHandler(
-              ForgingUDPHandler(forged: forgedPerQuery, delay: delay, count: udpCount))
+              ForgingUDPHandler(forged: forgedPerQuery, delay: delay, gate: gate, count: udpCount))
           }
         }
     } catch {
@@ -89,10 +94,12 @@ final class ForgingUDPHandler: ChannelInboundHandler, Sendable {
   typealias OutboundOut = AddressedEnvelope<ByteBuffer>
   let forged: Int
   let delay: TimeAmount
+  let gate: AnswerGate?
   let count: Counter
-  init(forged: Int, delay: TimeAmount, count: Counter) {
+  init(forged: Int, delay: TimeAmount, gate: AnswerGate? = nil, count: Counter) {
     self.forged = forged
     self.delay = delay
+    self.gate = gate
     self.count = count
   }
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -110,7 +117,34 @@ final class ForgingUDPHandler: ChannelInboundHandler, Sendable {
     }
     guard let real = ForgingServer.answer(bytes) else { return }
     let out = AddressedEnvelope(remoteAddress: env.remoteAddress, data: channel.allocator.buffer(bytes: real))
-    channel.eventLoop.scheduleTask(in: delay) { channel.writeAndFlush(out, promise: nil) }
+    let gate = self.gate
+    channel.eventLoop.scheduleTask(in: delay) {
+      guard let gate else { return channel.writeAndFlush(out, promise: nil) }
+      gate.hold { channel.eventLoop.execute { channel.writeAndFlush(out, promise: nil) } }
+    }
+  }
+}
+
+/// Holds actions until `open()`, then runs them and every later one at once.
+final class AnswerGate: Sendable {
+  private let state = Mutex<(open: Bool, held: [@Sendable () -> Void])>((false, []))
+
+  func hold(_ action: @escaping @Sendable () -> Void) {
+    let now = state.withLock { s in
+      if s.open { return true }
+      s.held.append(action)
+      return false
+    }
+    if now { action() }
+  }
+
+  func open() {
+    let held = state.withLock { s in
+      s.open = true
+      defer { s.held = [] }
+      return s.held
+    }
+    for action in held { action() }
   }
 }
 
@@ -165,8 +199,11 @@ final class TCPAnswerer: ChannelInboundHandler, Sendable {
   }
 
   @Test func identicalQueriesInFlightAreSentOnce() async throws {
-    // The answers' delay keeps the three queries in flight together, also under the sanitizers.
-    let server = try await ForgingServer.start(forgedPerQuery: 0, delay: .milliseconds(500))
+    // The server holds its answers until both questions have reached it and the second www
+    // query has joined the first: the three are in flight together however late tasks run.
+    let gate = AnswerGate()
+    defer { gate.open() }
+    let server = try await ForgingServer.start(forgedPerQuery: 0, gate: gate)
     defer { Task { await server.stop() } }
     let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
     let exchanger = Do53Exchanger(transport: transport)
@@ -174,9 +211,13 @@ final class TCPAnswerer: ChannelInboundHandler, Sendable {
     let q1 = try query("www.example.test.")
     let q2 = try query("WWW.Example.TEST.")  // same question, other case and ID
     let q3 = try query("other.example.test.")
-    async let a = exchanger.exchange(q1, server: endpoint, timeout: .seconds(2))
-    async let b = exchanger.exchange(q2, server: endpoint, timeout: .seconds(2))
-    async let c = exchanger.exchange(q3, server: endpoint, timeout: .seconds(2))
+    async let a = exchanger.exchange(q1, server: endpoint, timeout: .seconds(20))
+    async let b = exchanger.exchange(q2, server: endpoint, timeout: .seconds(20))
+    async let c = exchanger.exchange(q3, server: endpoint, timeout: .seconds(20))
+    for _ in 0..<1000 where server.udpQueries.value < 2 || transport.inflight.waiting < 1 {
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    gate.open()
     let (ra, rb, rc) = await (a, b, c)
     #expect(ra.response != nil && rb.response != nil && rc.response != nil)
     // R-33: www was asked once for both resolutions; other once.

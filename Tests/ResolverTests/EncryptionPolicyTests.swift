@@ -17,6 +17,8 @@ final class FakeSession: EncryptedSession {
   let sent = Mutex(0)
   /// When set, each query waits this long before its answer (to keep queries in flight together).
   let delay = Mutex<Duration?>(nil)
+  /// When set, each query's answer waits for the gate to open.
+  let gate = Mutex<AnswerGate?>(nil)
   let onClose: @Sendable (EncryptedFailure) -> Void
   init(answer: @escaping @Sendable (Message) -> Message, onClose: @escaping @Sendable (EncryptedFailure) -> Void) {
     self.answer = answer
@@ -25,6 +27,9 @@ final class FakeSession: EncryptedSession {
   func query(_ message: Message, timeout: TimeAmount) async throws(TransportError) -> Message {
     guard alive.withLock({ $0 }) else { throw .closed }
     sent.withLock { $0 += 1 }
+    if let gate = gate.withLock({ $0 }) {
+      await withCheckedContinuation { (opened: CheckedContinuation<Void, Never>) in gate.hold { opened.resume() } }
+    }
     if let d = delay.withLock({ $0 }) {
       // A reply slower than the query's timeout is a timeout, as on a real session.
       let limit = Duration.nanoseconds(timeout.nanoseconds)
@@ -229,14 +234,24 @@ final class FakeDo53: UpstreamExchanger {
   @Test func identicalQueriesInFlightOverASessionAreSentOnce() async throws {
     let (p, do53, session) = try await establishedSession()
     let before = session.sent.withLock { $0 }
-    // Long enough that all five are in flight together even on a loaded machine.
-    session.delay.withLock { $0 = .seconds(1) }
-    let results = await withTaskGroup(of: ExchangeResult.self) { group in
-      for _ in 0..<5 {
-        group.addTask { await p.exchange(query, server: server, context: context, timeout: .seconds(5)) }
+    // The answer waits until the other four have joined the query in flight, however late the
+    // tasks run.
+    let gate = AnswerGate()
+    defer { gate.open() }
+    session.gate.withLock { $0 = gate }
+    let running = Task {
+      await withTaskGroup(of: ExchangeResult.self) { group in
+        for _ in 0..<5 {
+          group.addTask { await p.exchange(query, server: server, context: context, timeout: .seconds(20)) }
+        }
+        return await group.reduce(into: []) { $0.append($1) }
       }
-      return await group.reduce(into: []) { $0.append($1) }
     }
+    for _ in 0..<1000 where p.inflight.waiting < 4 || session.sent.withLock({ $0 }) - before < 1 {
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    gate.open()
+    let results = await running.value
     // one copy on the wire; every resolution gets the answer.
     #expect(results.allSatisfy { $0.response?.answers.count == 1 && $0.legs.map(\.transport) == [.dot] })
     #expect(session.sent.withLock { $0 } - before == 1)

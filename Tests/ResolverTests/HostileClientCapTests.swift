@@ -70,7 +70,7 @@ import Testing
   /// shed, and all come back. The test holds the slot itself until a thread has been refused, so
   /// the threads contend however the two cores schedule them (unheld, they could run one after
   /// another on a busy machine and never meet).
-  @Test func resolutionSlotsHoldTheirLimitUnderContention() {
+  @Test func resolutionSlotsHoldTheirLimitUnderContention() async throws {
     final class Tally: Sendable {
       let held = Atomic<Int>(0)
       let worst = Atomic<Int>(0)
@@ -103,11 +103,17 @@ import Testing
     }
     // While the test holds the only slot, a thread must be refused well within 10 s, or the
     // cap does not cap.
+    // The test waits suspended, not on a thread of the cooperative pool (the other suites' tasks
+    // need it while the four threads spin).
     let deadline = Date().addingTimeInterval(10)
-    while tally.refused.load(ordering: .relaxed) == 0 && Date() < deadline { usleep(100) }
+    while tally.refused.load(ordering: .relaxed) == 0 && Date() < deadline {
+      try await Task.sleep(for: .milliseconds(1))
+    }
     let refusedWhileHeld = tally.refused.load(ordering: .relaxed)
     counters.endResolution()
-    done.wait()
+    await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+      done.notify(queue: .global()) { finished.resume() }
+    }
     #expect(refusedWhileHeld > 0, "a slot held by the test did not refuse the threads")
     #expect(tally.taken.load(ordering: .relaxed) >= 400_000, "slots stopped coming back")
     #expect(tally.worst.load(ordering: .relaxed) == 1)

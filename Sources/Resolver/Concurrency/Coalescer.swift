@@ -7,6 +7,9 @@ final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
   typealias Waiter = @Sendable (Value?) -> Void
   private let waiting = StateLock<[Key: [Waiter]]>([:])
 
+  /// Callers waiting now for another caller's run (the runs' owners not counted).
+  var joiners: Int { waiting.withLock { $0.values.reduce(0) { $0 + $1.count } } }
+
   /// The value of the run in flight for `key`, or of `body` run now by this caller.
   /// `joined` is true when another caller's run was shared. With `joinLimit`, a joiner waits for
   /// it at most `seconds` (its own time limit, which the owner's run does not know) and then

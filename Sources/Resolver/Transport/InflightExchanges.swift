@@ -23,6 +23,8 @@ final class InflightExchanges: Sendable {
   private let runs = Coalescer<Key, ExchangeResult>()
   /// Exchanges that took the result of one already in flight instead of sending.
   let joined = Counter()
+  /// Exchanges waiting now for the result of one in flight.
+  var waiting: Int { runs.joiners }
 
   /// The result of the exchange in flight for `key`, or of `body` run now by this caller with
   /// the seconds left of `budget` (nil: no budget), on `time`'s clock. With a budget, joining one
