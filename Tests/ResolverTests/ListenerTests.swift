@@ -117,7 +117,8 @@ private enum ListenerTestError: Error {
     try await withListener(resolver: resolver, monitor: monitor, packetCache: packets) {
       server, listener in
       _ = try await udpExchange(query(id: 1, "www.example.com"), with: server)
-      try await Task.sleep(for: .milliseconds(50))  // the answer is stored after it is sent
+      // The answer is stored after it is sent.
+      for _ in 0..<500 where packets.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
       let reply = try Message.parse(
         try await udpExchange(query(id: 2, "WWW.example.COM"), with: server))
       #expect(reply.header.id == 2)
@@ -187,7 +188,8 @@ private enum ListenerTestError: Error {
     try await withListener(rate: 0.01, packetCache: packets) { server, listener in
       let first = try Message.parse(try await udpExchange(query(id: 1, "a.example"), with: server))
       #expect(first.rcode == .noError)
-      try await Task.sleep(for: .milliseconds(50))  // stored after it is sent
+      // The answer is stored after it is sent.
+      for _ in 0..<500 where packets.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
       #expect(packets.count == 1)
       await #expect(throws: ListenerTestError.timeout) {
         _ = try await udpExchange(query(id: 2, "a.example"), with: server, seconds: 1)
@@ -201,7 +203,8 @@ private enum ListenerTestError: Error {
     let packets = PacketCache(capacity: 100, invalidatedBy: DNSCache())
     try await withListener(resolver: resolver, packetCache: packets) { server, listener in
       _ = try await udpExchange(query(id: 1, "www.example.com"), with: server)
-      try await Task.sleep(for: .milliseconds(50))
+      // The answer is stored after it is sent.
+      for _ in 0..<500 where packets.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
       // 100 queries sent at once: several recvmmsg/sendmmsg batches of the loop.
       let ids = (UInt16(100)..<200).map { $0 }
       let replies = try await udpBurst(ids.map { try query(id: $0, "www.example.com") }, with: server)
@@ -218,7 +221,8 @@ private enum ListenerTestError: Error {
     let packets = PacketCache(capacity: 100, invalidatedBy: DNSCache())
     try await withListener(host: "::1", monitor: monitor, packetCache: packets) { server, _ in
       _ = try await udpExchange(query(id: 1, "v6.example"), with: server)
-      try await Task.sleep(for: .milliseconds(50))
+      // The answer is stored after it is sent.
+      for _ in 0..<500 where packets.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
       let reply = try Message.parse(try await udpExchange(query(id: 2, "v6.example"), with: server))
       #expect(reply.header.id == 2 && reply.answers.count == 1)
       let seen = monitor.snapshot()
