@@ -64,9 +64,12 @@ def warm(srv, sotto, sock):
     for n in ("www.dot.test", "www.refused.test", "www.example.test", "nope.example.test"):
         srv.dig(n)
 
-    def probed():  # the DoT probe of dot.test's server succeeded, refused.test's was refused
-        by_ip = {s["address"]: s["dot"]["phase"] for s in ctl_json(sotto, sock, "servers")[1]["servers"]}
-        return by_ip.get(DOT) in ("established", "good-idle") and by_ip.get(REFUSED) == "damped"
+    def probed():  # the DoT probe of dot.test's server succeeded, refused.test's was refused; no DoQ probe runs
+        servers = {s["address"]: s for s in ctl_json(sotto, sock, "servers")[1]["servers"]}
+        dot, refused = servers.get(DOT), servers.get(REFUSED)
+        return (dot and refused and dot["dot"]["phase"] in ("established", "good-idle")
+                and refused["dot"]["phase"] == "damped"
+                and all((s.get("doq") or {}).get("phase") != "probing" for s in (dot, refused)))
 
     wait_until("both DoT probes' outcomes", probed, timeout=10, every=0.1)
     for n in ("www2.dot.test", "www2.refused.test"):

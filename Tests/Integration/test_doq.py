@@ -361,7 +361,8 @@ def test_quicsilent_probe_times_out_and_damps(doq_lab, doq_sotto, capture, tmp_p
         assert any(x["outcome"] == "answer" for x in h), h
     assert all("damp" in x["reason"].lower() for x in hops_to(d2, QUICSILENT)), (
         f"second lookup: reason should say the server is damped: {hops_to(d2, QUICSILENT)}")
-    assert wall < 3 + scaled(3), f"lookup took {wall:.1f}s; it may wait only ~1 s (--probe-timeout 1) for its probe"
+    # The default 4 s probe timeout would take about 8.5 s (probe, its wait, the state write).
+    assert wall < min(3 + scaled(3), 8), f"lookup took {wall:.1f}s; it may wait only ~1 s (--probe-timeout 1) for its probe"
     assert len(cap.quic_connections(QUICSILENT)) == 1, f"expected one DoQ probe in the damping period:\n{trace}"
     assert cap.quic_initials_to(QUICSILENT, after=None), f"no QUIC Initial sent to {QUICSILENT}:\n{trace}"
     assert not cap.to(QUICSILENT, 853, "UDP", after=mark), f"damped, yet the second process probed DoQ:\n{trace}"
@@ -372,7 +373,7 @@ def test_quicsilent_probe_times_out_and_damps(doq_lab, doq_sotto, capture, tmp_p
     assert doq["failures"].get("handshake-timeout", 0) == 1, f"failure class 'handshake-timeout' missing: {doq}"
     assert doq["probes"]["timed_out"] == 1 and doq["probes"]["started"] == 1, doq
     waited = (iso(doq["completed"]) - iso(doq["initiated"])).total_seconds()
-    assert 0.8 <= waited <= 1 + scaled(2), f"probe should time out after ~1 s (--probe-timeout 1), took {waited:.2f}s: {doq}"
+    assert 0.8 <= waited <= min(1 + scaled(2), 3.9), f"probe should time out after ~1 s (--probe-timeout 1), took {waited:.2f}s: {doq}"
 
 
 def test_quicsilent_does_not_slow_lookups(doq_lab, doq_sotto):

@@ -289,10 +289,11 @@ def test_keepalive_of_zero_closes_each_connection_once_answered(bind, wire, sott
     with sotto.serve(free_port, *serve_args(b, state), "--control", str(sock),
                      root_hints=str(b.dir / "root.hints")) as srv:
         check_answer(srv, b, "www.ka.")  # Do53, with a DoT probe
-        # Every name below goes over DoT only once the probe has succeeded (a handshake has taken
-        # over a second under TSan: a fixed wait would race it).
-        wait_until("the DoT probe's success", lambda: dot_phase(sotto, sock) in ("established", "good-idle"),
-                   timeout=10, every=0.05)
+        # Every name below goes over DoT only once the probe has succeeded and its answer, with
+        # keepalive 0, has closed the probe's connection: good-idle (a handshake has taken over a
+        # second under TSan, so a fixed wait would race it; "established" comes before the answer,
+        # and a query sent then would ride on the probe's connection).
+        wait_until("the DoT probe's success", lambda: dot_phase(sotto, sock) == "good-idle", timeout=10, every=0.05)
         mark = time.time()
         for name in NAMES:
             check_answer(srv, b, name)

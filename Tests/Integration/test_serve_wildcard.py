@@ -35,12 +35,13 @@ V4_PORT, V6_PORT, QUIC4_PORT, QUIC6_PORT = 5300, 5301, 5302, 5303
 # Runs inside the namespace: for each (address to bind, address to ask, another address of the
 # host, port), one DoQ connection (dnspython on aioquic, whose UDP socket is connected: the kernel
 # drops a datagram from another address) with two queries; prints the rcode and A records of each,
-# or the error, and every datagram the DoQ ports sent to a client from another address than the
-# one that client asked (a packet socket on lo watches them all). The second query's name is new
-# and the root holds its answer back (the --impair-file, argv[2]); meanwhile the client's own
-# socket sends the other address a datagram naming the connection (a short header with the
-# server's connection ID, then junk), as someone spoofing the client's address could. The answer
-# written after it must still come from the address asked.
+# or the error, and what a packet socket on lo saw: every datagram the DoQ ports sent a client from
+# another address than the one that client asked ("strays"). The second query's name is new and
+# the root holds its answer back 150 ms (the --impair-file, argv[2]); once that query is seen on
+# the wire, the client's own socket sends the other address a datagram naming the connection (a
+# short header with the server's connection ID, then junk), as someone spoofing the client's
+# address could. "spoofed" says per client whether the spoof was seen and a datagram of the
+# server's came after it (else the check tested nothing).
 DOQ_CLIENT = r"""
 import json, os, socket, sys, threading, time
 import dns.message, dns.query, dns.quic, dns.rcode
@@ -53,9 +54,11 @@ cap.settimeout(0.1)
 def capture():
     while not stop.is_set():
         try:
-            d = cap.recv(65535)
+            d, where = cap.recvfrom(65535)
         except socket.timeout:
             continue
+        if where[2] == socket.PACKET_OUTGOING:
+            continue  # each datagram on lo is seen going out and coming in: kept once
         if d and d[0] >> 4 == 4 and d[9] == 17:
             h = (d[0] & 15) * 4
             src, dst, udp = socket.inet_ntop(socket.AF_INET, d[12:16]), socket.inet_ntop(socket.AF_INET, d[16:20]), d[h:h + 4]
@@ -64,50 +67,58 @@ def capture():
         else:
             continue
         sport, dport = int.from_bytes(udp[:2], "big"), int.from_bytes(udp[2:4], "big")
-        if sport in ports:
-            seen.append((src, sport, dst, dport))
-watcher = threading.Thread(target=capture)
+        if sport in ports or dport in ports:
+            seen.append((time.monotonic(), src, sport, dst, dport))
+watcher = threading.Thread(target=capture, daemon=True)
 watcher.start()
 out, clients = [], []
-for n, (bind, target, other, port) in enumerate(asks):
-    try:
-        with dns.quic.SyncQuicManager(verify_mode=False) as manager:
-            conn = manager.connect(target, port, source=bind)
-            for attempt in range(2):
-                name = "www." if attempt == 0 else f"held{n}."
-                if attempt:
-                    open(impair, "w").write("0 60\n")  # the root answers 120 ms late
-                    result = {}
-                    def ask():
-                        try:
-                            result["r"] = dns.query.quic(dns.message.make_query(name, "A"), target, port=port, timeout=4,
-                                                         verify=False, connection=conn)
-                        except Exception as e:
-                            result["e"] = e
-                    t = threading.Thread(target=ask)
-                    t.start()
-                    time.sleep(0.04)  # the query is in, its answer not yet written
-                    server_cid = conn._connection._peer_cid.cid
-                    conn._socket.sendto(bytes([0x40 | 0x01]) + server_cid + os.urandom(40), (other, port))
-                    t.join()
-                    open(impair, "w").write("0 0\n")
-                    if "e" in result:
-                        raise result["e"]
-                    r = result["r"]
-                else:
-                    r = dns.query.quic(dns.message.make_query(name, "A"), target, port=port, timeout=4,
-                                       verify=False, connection=conn)
-                    clients.append((target, conn._socket.getsockname()[1], port))
-                out.append({"target": target, "attempt": attempt, "rcode": dns.rcode.to_text(r.rcode()),
+try:
+    for n, (bind, target, other, port) in enumerate(asks):
+        try:
+            with dns.quic.SyncQuicManager(verify_mode=False) as manager:
+                conn = manager.connect(target, port, source=bind)
+                r = dns.query.quic(dns.message.make_query("www.", "A"), target, port=port, timeout=4, verify=False,
+                                   connection=conn)
+                out.append({"target": target, "attempt": 0, "rcode": dns.rcode.to_text(r.rcode()),
                             "a": sorted(rr.address for rrset in r.answer for rr in rrset if rrset.rdtype == 1)})
-    except Exception as e:
-        out.append({"target": target, "error": f"{type(e).__name__}: {e}"})
-time.sleep(0.2)
-stop.set()
-watcher.join()
-strays = [d for d in seen for target, cport, port in clients if d[1] == port and d[3] == cport and d[0] != target]
-to_clients = sum(1 for d in seen for _, cport, port in clients if d[1] == port and d[3] == cport)
-print(json.dumps({"answers": out, "strays": sorted(set(strays)), "to_clients": to_clients}))
+                cport = conn._socket.getsockname()[1]
+                clients.append((bind, cport, target, other, port))
+                open(impair, "w").write("0 75\n")  # the root answers 150 ms late
+                result, began = {}, time.monotonic()
+                def ask():
+                    try:
+                        result["r"] = dns.query.quic(dns.message.make_query(f"held{n}.", "A"), target, port=port,
+                                                     timeout=4, verify=False, connection=conn)
+                    except Exception as e:
+                        result["e"] = e
+                t = threading.Thread(target=ask)
+                t.start()
+                while time.monotonic() < began + 2 and not any(
+                        d[0] >= began and d[2] == cport and d[3] == target and d[4] == port for d in list(seen)):
+                    time.sleep(0.002)  # until the query is on the wire: its answer is not written yet
+                server_cid = conn._connection._peer_cid.cid
+                conn._socket.sendto(bytes([0x40 | 0x01]) + server_cid + os.urandom(40), (other, port))
+                t.join()
+                open(impair, "w").write("0 0\n")
+                if "e" in result:
+                    raise result["e"]
+                r = result["r"]
+                out.append({"target": target, "attempt": 1, "rcode": dns.rcode.to_text(r.rcode()),
+                            "a": sorted(rr.address for rrset in r.answer for rr in rrset if rrset.rdtype == 1)})
+        except Exception as e:
+            out.append({"target": target, "error": f"{type(e).__name__}: {e}"})
+    time.sleep(0.2)
+finally:
+    stop.set()
+    watcher.join()
+strays, spoofed = set(), {}
+for bind, cport, target, other, port in clients:
+    to_client = [d for d in seen if d[2] == port and d[4] == cport and d[3] == bind]
+    strays |= {d[1:] for d in to_client if d[1] != target}
+    spoofs = [d[0] for d in seen if d[2] == cport and d[4] == port and d[3] == other]
+    spoofed[target] = bool(spoofs) and any(d[0] > spoofs[0] for d in to_client)
+print(json.dumps({"answers": out, "strays": sorted(strays), "spoofed": spoofed,
+                  "to_clients": sum(1 for d in seen for b, c, _, _, p in clients if d[2] == p and d[4] == c)}))
 """
 
 # Runs inside the namespace: asks each (address, port) twice (the second answer replays the packet
@@ -249,6 +260,8 @@ def test_wildcard_listener_answers_from_the_address_asked(sotto, namespace, tmp_
     assert len(answers) == 2 * len(quic_asks), answers
     assert result["to_clients"] >= 4 * len(quic_asks), f"the capture saw too little: {result}"
     assert result["strays"] == [], f"DoQ datagrams from another address than the one asked: {result['strays']}"
+    assert result["spoofed"] == {t: True for _, t, _, _ in quic_asks}, (
+        f"a spoofed datagram was not seen, or nothing of the server's came after it: {result['spoofed']}")
     for a in answers:
         if a["attempt"] == 1:  # the held name: NXDOMAIN from the root
             assert a["rcode"] == "NXDOMAIN", a

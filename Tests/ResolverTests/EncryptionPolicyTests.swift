@@ -17,7 +17,7 @@ final class FakeSession: EncryptedSession {
   let sent = Mutex(0)
   /// When set, each query waits this long before its answer (to keep queries in flight together).
   let delay = Mutex<Duration?>(nil)
-  /// When set, each query's answer waits for the gate to open.
+  /// When set, each query's answer waits for the gate to open, whatever the query's timeout.
   let gate = Mutex<AnswerGate?>(nil)
   let onClose: @Sendable (EncryptedFailure) -> Void
   init(answer: @escaping @Sendable (Message) -> Message, onClose: @escaping @Sendable (EncryptedFailure) -> Void) {
@@ -260,16 +260,25 @@ final class FakeDo53: UpstreamExchanger {
   }
 
   @Test func slowProbeNeverDelaysTheDo53Answer() async {
-    let connector = FakeConnector { _ in .slow(.seconds(10)) }
+    // The probe hangs until the test ends; the answer does not wait for it (OE-10). The exchange
+    // may take 20 s, so 5 s is neither its timeout nor the probe's, and leaves room for a test
+    // task resumed late on a loaded machine.
+    let gate = FakeConnector.Gate()
+    defer { gate.open() }
+    // Should the answer wait for the probe after all, it fails after 15 s rather than hanging.
+    let opener = Task {
+      try? await Task.sleep(for: .seconds(15))
+      gate.open()
+    }
+    defer { opener.cancel() }
+    let connector = FakeConnector { _ in .hangUntil(gate) }
     let do53 = FakeDo53()
-    let p = policy(connector, do53)
+    let p = policy(connector, do53, timeout: 20)
     let clock = ContinuousClock()
     let start = clock.now
-    let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    let r = await p.exchange(query, server: server, context: context, timeout: .seconds(20))
     let elapsed = clock.now - start
     #expect(r.response != nil)
-    // The probe takes 10 s; the answer does not wait for it (OE-10). Half of that leaves room for
-    // a test task resumed late on a loaded machine.
     #expect(elapsed < .seconds(5))
     // While the probe is pending, more queries keep going over Do53 without a second probe.
     let again = await p.exchange(query, server: server, context: context, timeout: .seconds(1))

@@ -7,7 +7,8 @@ final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
   typealias Waiter = @Sendable (Value?) -> Void
   private let waiting = StateLock<[Key: [Waiter]]>([:])
 
-  /// Callers waiting now for another caller's run (the runs' owners not counted).
+  /// Callers waiting for another caller's run (owners not counted; a joiner whose `joinLimit`
+  /// ran out stays counted until the run ends). Takes the lock: for tests and diagnostics.
   var joiners: Int { waiting.withLock { $0.values.reduce(0) { $0 + $1.count } } }
 
   /// The value of the run in flight for `key`, or of `body` run now by this caller.
