@@ -28,6 +28,25 @@ import Testing
         != CacheKey(name: F.name("a.b.test.x."), type: .a, rrclass: .in))
   }
 
+  /// Inline owners are hashed by the words their length covers, with length, type and class:
+  /// a key is found under any spelling, at every length up to the inline limit and past it.
+  @Test func everyOwnerLengthFindsItsEntryUnderAnySpelling() throws {
+    var table: [CacheKey: Int] = [:]
+    var names: [String] = []
+    for length in 1...40 {
+      let label = String((0..<length).map { Character(UnicodeScalar(UInt8(65 + $0 % 26))) })
+      names.append(label + ".")
+      table[CacheKey(name: F.name(label + "."), type: .a, rrclass: .in)] = length
+      table[CacheKey(name: F.name(label + "."), type: nil, rrclass: .in)] = -length
+    }
+    #expect(table.count == 80)
+    for (i, text) in names.enumerated() {
+      #expect(table[CacheKey(name: F.name(text.lowercased()), type: .a, rrclass: .in)] == i + 1)
+      #expect(table[CacheKey(name: F.name(text.lowercased()), type: nil, rrclass: .in)] == -(i + 1))
+      #expect(table[CacheKey(name: F.name(text.lowercased()), type: .aaaa, rrclass: .in)] == nil)
+    }
+  }
+
   @Test func parentsRunUpToTheRoot() {
     var key: CacheKey? = CacheKey(name: F.name("x." + Self.long), type: nil, rrclass: .in)
     var names: [String] = []

@@ -64,4 +64,26 @@ import Testing
     let next = await coalescer.run("k", joinLimit: (seconds: 0.3, expired: -1)) { 4 }
     #expect(next.value == 4 && !next.joined)
   }
+
+  /// Upstream queries share one exchange per server address, port, name (any spelling), type and
+  /// class: the key is made from the socket address's octets, not its text.
+  @Test func inflightKeysTellServersAndQuestionsApart() throws {
+    func key(_ name: String, _ ip: String, _ port: Int = 53, type: RRType = .a) throws -> InflightExchanges.Key {
+      var m = Message()
+      m.questions = [Question(name: try DNSName(name), type: type)]
+      let endpoint = try #require(ServerEndpoint(ip: ip, port: port))
+      return try #require(InflightExchanges.Key(m, endpoint))
+    }
+    let base = try key("WwW.Example.TEST", "192.0.2.1")
+    #expect(base == (try key("www.example.test", "192.0.2.1")))
+    #expect(base.hashValue == (try key("www.example.test", "192.0.2.1")).hashValue)
+    #expect(base != (try key("www.example.test", "192.0.2.2")))
+    #expect(base != (try key("www.example.test", "192.0.2.1", 853)))
+    #expect(base != (try key("www.example.test", "192.0.2.1", type: .aaaa)))
+    #expect(base != (try key("www.example.test", "::ffff:192.0.2.1")))
+    let v6 = try key("www.example.test", "2001:db8::1")
+    #expect(v6 == (try key("WWW.example.test", "2001:DB8:0:0::1")))
+    #expect(v6 != (try key("www.example.test", "2001:db8::2")))
+    #expect(v6 != (try key("www.example.test", "2001:db8:0:0:1::1")))
+  }
 }

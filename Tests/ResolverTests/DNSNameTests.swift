@@ -22,6 +22,42 @@ import Testing
     #expect(table[try DNSName("cold-resolution-1235.wild.example.test")] == nil)
     #expect(Set([try DNSName("ab.c"), try DNSName("a.bc"), try DNSName("abc")]).count == 3)
   }
+  /// Names are lowered and compared eight octets at a time: every octet at every position of a
+  /// word, beside neighbours that are capitals, letters and octets above 0x7F, lowers as one octet would.
+  @Test func wordLoweringMatchesOctetLowering() {
+    var wrong = 0
+    for octet in 0...255 {
+      for position in 0..<8 {
+        for fill: UInt8 in [0, 0x40, 0x41, 0x5A, 0x5B, 0x60, 0x7B, 0x80, 0xC1, 0xFF] {
+          var bytes = [UInt8](repeating: fill, count: 8)
+          bytes[position] = UInt8(octet)
+          let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+          let lowered = withUnsafeBytes(of: DNSName.lowerWord(word)) { Array($0) }
+          if lowered != bytes.map(DNSName.lower) { wrong += 1 }
+        }
+      }
+    }
+    #expect(wrong == 0)
+  }
+
+  /// Equality ignores ASCII case only: in a word that differs, at either end of a word and in the
+  /// tail after the last whole word; `@` / `` ` `` and `[` / `{` differ by 0x20 too but are not letters.
+  @Test func equalityIgnoresCaseOnlyForLetters() throws {
+    for length in [1, 6, 7, 8, 9, 15, 16, 17, 30, 63] {
+      let label = String((0..<length).map { Character(UnicodeScalar(UInt8(97 + $0 % 26))) })
+      let lower = try DNSName(label + ".test")
+      #expect(lower == (try DNSName(label.uppercased() + ".TEST")))
+      #expect(lower.hashValue == (try DNSName(label.uppercased() + ".TEST")).hashValue)
+      var chars = Array(label)
+      chars[length - 1] = "z" == chars[length - 1] ? "y" : "z"
+      #expect(lower != (try DNSName(String(chars) + ".test")))
+    }
+    #expect((try DNSName("a@b.test")) != (try DNSName("a`b.test")))
+    #expect((try DNSName("abcdefg[.test")) != (try DNSName("abcdefg{.test")))
+    #expect((try DNSName("abcdefgh.example.tesT")) == (try DNSName("ABCDEFGH.example.test")))
+    #expect((try DNSName("abcdefgh.example.test")) != (try DNSName("abcdefgh.example.tesu")))
+  }
+
   @Test func enforcesLimits() {
     #expect(throws: WireError.labelTooLong(length: 64)) { try DNSName(String(repeating: "a", count: 64) + ".com") }
     let long = Array(repeating: String(repeating: "a", count: 63), count: 4).joined(separator: ".")

@@ -126,6 +126,25 @@ import Testing
     #expect(ask(c, q) == nil)
   }
 
+  /// The fast path lowers and hashes the question's name a word at a time: a long name (past
+  /// several words, with a tail) learned in one spelling is replayed for another, and not for a
+  /// name that differs in its last octet.
+  @Test func findsLongNamesUnderAnySpelling() throws {
+    let c = cache()
+    let label = String(repeating: "MiXeD", count: 12) + "x"
+    let q = try query(id: 1, "\(label).Name-Of-Some.Length.TEST")
+    try learn(c, q, try response(to: q))
+    #expect(ask(c, try query(id: 2, "\(label.lowercased()).name-of-some.length.test")) != nil)
+    #expect(ask(c, try query(id: 3, "\(label.uppercased()).NAME-OF-SOME.LENGTH.TEST")) != nil)
+    #expect(ask(c, try query(id: 4, "\(label).Name-Of-Some.Length.TESU")) == nil)
+    let longest =
+      Array(repeating: String(repeating: "a", count: 63), count: 3).joined(separator: ".") + "."
+      + String(repeating: "B", count: 61)
+    let big = try query(id: 5, longest)
+    try learn(c, big, try response(to: big))
+    #expect(ask(c, try query(id: 6, longest.lowercased())) != nil)
+  }
+
   @Test func keysOnTypeEDNSAndDO() throws {
     let c = cache()
     let q = try query(id: 1, "shape.test")

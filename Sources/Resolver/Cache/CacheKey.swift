@@ -22,10 +22,14 @@ struct CacheKey: Hashable, Sendable {
     if count <= Self.inlineCapacity {
       var words: Words = (0, 0, 0, 0)
       withUnsafeMutableBytes(of: &words) { out in
-        name.storage.withUnsafeBufferPointer { wire in
-          for i in 0..<count { out[i] = DNSName.lower(wire[i]) }
+        name.storage.withUnsafeBytes { wire in
+          out.copyMemory(from: UnsafeRawBufferPointer(rebasing: wire.prefix(count)))
         }
       }
+      // Lowered a word at a time; the zero fill stays zero.
+      words = (
+        DNSName.lowerWord(words.0), DNSName.lowerWord(words.1), DNSName.lowerWord(words.2), DNSName.lowerWord(words.3)
+      )
       self.words = words
       self.heap = nil
     } else {
@@ -95,9 +99,19 @@ struct CacheKey: Hashable, Sendable {
     return a.words == b.words
   }
 
+  /// An inline owner goes to the hasher a word at a time, only the words its length covers (the
+  /// rest are zero in every key of that length), and length, type and class as one more word:
+  /// `combine(bytes:)` cost about twice as many instructions per cold resolution (callgrind).
   func hash(into hasher: inout Hasher) {
-    withOwner { hasher.combine(bytes: $0) }
-    hasher.combine(type.map { UInt32($0.rawValue) } ?? 0x1_0000)
-    hasher.combine(rrclass.rawValue)
+    let type = UInt64(self.type.map { UInt32($0.rawValue) } ?? 0x1_0000)
+    hasher.combine(UInt64(length) | type << 8 | UInt64(rrclass.rawValue) << 32)
+    if let heap {
+      heap.withUnsafeBytes { hasher.combine(bytes: $0) }
+      return
+    }
+    hasher.combine(words.0)
+    if length > 8 { hasher.combine(words.1) }
+    if length > 16 { hasher.combine(words.2) }
+    if length > 24 { hasher.combine(words.3) }
   }
 }

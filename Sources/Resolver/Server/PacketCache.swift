@@ -251,7 +251,9 @@ public final class PacketCache: Sendable {
 /// (name wire form + type + class + flag byte) goes into a caller's buffer.
 struct FastQuestion {
   /// Longest key: a 255-octet name, type, class and the flag byte.
-  static let maxKeyLength = 255 + 5
+  /// A name of 255 octets, type, class and flags (260), rounded up to whole words: the key is
+  /// lowered and hashed eight octets at a time.
+  static let maxKeyLength = 264
 
   var nameEnd: Int
   var qtype: UInt16
@@ -274,23 +276,31 @@ struct FastQuestion {
     let arcount = u16(10)
     guard arcount <= 1 else { return nil }
     var i = 12
-    var k = 0
     while true {
       guard i < n else { return nil }
       let len = Int(raw[i])
       if len == 0 { break }
-      guard len < 64, i + 1 + len < n, k + 1 + len < 255 else { return nil }
-      key[k] = raw[i]
-      k += 1
-      for j in (i + 1)...(i + len) {
-        key[k] = DNSName.lower(raw[j])
-        k += 1
-      }
+      guard len < 64, i + 1 + len < n, i - 12 + 1 + len < 255 else { return nil }
       i += 1 + len
     }
-    key[k] = 0
-    k += 1
     i += 1
+    // The name's wire form, root octet included, copied at once and lowered a word at a time
+    // (length octets are below 64, so lowering leaves them alone).
+    var k = i - 12
+    guard let keyBase = key.baseAddress, let rawBase = raw.baseAddress else { return nil }
+    let keyRaw = UnsafeMutableRawPointer(keyBase)
+    keyRaw.copyMemory(from: rawBase + 12, byteCount: k)
+    var w = 0
+    while w + 8 <= k {
+      keyRaw.storeBytes(
+        of: DNSName.lowerWord(keyRaw.loadUnaligned(fromByteOffset: w, as: UInt64.self)), toByteOffset: w,
+        as: UInt64.self)
+      w += 8
+    }
+    while w < k {
+      key[w] = DNSName.lower(key[w])
+      w += 1
+    }
     guard i + 4 <= n else { return nil }
     let nameEnd = i
     let qtype = u16(i)
@@ -316,8 +326,15 @@ struct FastQuestion {
     for d in 0..<4 { key[k + d] = raw[nameEnd + d] }
     key[k + 4] = flagByte
     k += 5
+    // Hashed a word at a time, the last one zero-filled (`combine(bytes:)` goes octet by octet).
     var hasher = Hasher()
-    hasher.combine(bytes: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: key[..<k])))
+    hasher.combine(k)
+    for z in k..<((k + 7) & ~7) { key[z] = 0 }
+    var h = 0
+    while h < k {
+      hasher.combine(keyRaw.loadUnaligned(fromByteOffset: h, as: UInt64.self))
+      h += 8
+    }
     self.nameEnd = nameEnd
     self.qtype = qtype
     self.keyLength = k

@@ -1,10 +1,15 @@
+import NIOCore
+
 /// Identical upstream queries in flight (same server, name, type and class), so that concurrent
 /// resolutions share one query instead of sending duplicates: duplicates would give an
 /// off-path attacker more chances to match a forged reply (RFC 5452 §5).
 final class InflightExchanges: Sendable {
   struct Key: Hashable, Sendable {
-    var server: String
-    var port: Int
+    /// The server's address octets (IPv4 in the low word), its port and family: hashed as three
+    /// words, where the address as text cost about 1,000 instructions a key (callgrind).
+    var addressHigh: UInt64
+    var addressLow: UInt64
+    var portAndFamily: UInt64
     var name: DNSName
     var type: RRType
     var qclass: RRClass
@@ -12,11 +17,35 @@ final class InflightExchanges: Sendable {
     /// Nil for a query without exactly one question (never coalesced).
     init?(_ query: Message, _ endpoint: ServerEndpoint) {
       guard query.questions.count == 1, let q = query.questions.first else { return nil }
-      server = endpoint.ip
-      port = endpoint.port
-      name = q.name.lowercased()
+      (addressHigh, addressLow, portAndFamily) = Self.words(endpoint.socketAddress)
+      name = q.name  // DNSName's == and hash ignore case: no lowercased copy
       type = q.type
       qclass = q.qclass
+    }
+
+    /// The address octets as two words and the port with the family (4, 6, or 0 for a Unix path, which
+    /// is never a DNS server) as a third.
+    static func words(_ address: SocketAddress) -> (UInt64, UInt64, UInt64) {
+      switch address {
+      case .v4(let a):
+        return (0, UInt64(a.address.sin_addr.s_addr), UInt64(a.address.sin_port) | 4 << 16)
+      case .v6(let a):
+        var addr = a.address.sin6_addr
+        let (high, low) = withUnsafeBytes(of: &addr) { raw in
+          (raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self), raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        }
+        return (high, low, UInt64(a.address.sin6_port) | 6 << 16 | UInt64(a.address.sin6_scope_id) << 32)
+      case .unixDomainSocket:
+        return (0, 0, 0)
+      }
+    }
+
+    func hash(into hasher: inout Hasher) {
+      hasher.combine(addressHigh)
+      hasher.combine(addressLow)
+      hasher.combine(portAndFamily | UInt64(type.rawValue) << 48)
+      hasher.combine(qclass.rawValue)
+      name.hash(into: &hasher)
     }
   }
 

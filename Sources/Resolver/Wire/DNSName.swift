@@ -194,13 +194,31 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
 
   @inline(__always) static func lower(_ b: UInt8) -> UInt8 { (b >= 65 && b <= 90) ? b | 0x20 : b }
 
-  /// True if the two octet runs are equal ignoring ASCII case.
+  /// True if the two octet runs are equal ignoring ASCII case. Eight octets at a time while they
+  /// are equal as they are (the usual case: names from one message, one zone file or the cache), a
+  /// word that differs compared octet by octet: a byte-wise loop cost about 600 instructions per
+  /// comparison of two names of a cold resolution (callgrind).
   @inline(__always)
   static func equalIgnoringCase(
     _ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>
   ) -> Bool {
     guard a.count == b.count else { return false }
-    for i in 0..<a.count where lower(a[i]) != lower(b[i]) { return false }
+    guard let pa = a.baseAddress, let pb = b.baseAddress else { return true }
+    if pa == pb { return true }
+    let raw = (UnsafeRawPointer(pa), UnsafeRawPointer(pb))
+    var i = 0
+    while i + 8 <= a.count {
+      if raw.0.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+        != raw.1.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+      {
+        for j in i..<(i + 8) where lower(a[j]) != lower(b[j]) { return false }
+      }
+      i += 8
+    }
+    while i < a.count {
+      if lower(a[i]) != lower(b[i]) { return false }
+      i += 1
+    }
     return true
   }
 
@@ -217,23 +235,38 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
     storage.withUnsafeBufferPointer { Self.hashLowered($0, into: &hasher) }
   }
 
-  /// Feeds `bytes` to `hasher` with ASCII letters lowered: the count, then the octets packed
-  /// eight to a word.
+  /// Feeds `bytes` to `hasher` with ASCII letters lowered: the count, then the octets eight to a
+  /// word (the last word zero-filled), each lowered at once (`lowerWord`).
   @inline(__always)
   static func hashLowered(_ bytes: UnsafeBufferPointer<UInt8>, into hasher: inout Hasher) {
     hasher.combine(bytes.count)
-    var word: UInt64 = 0
-    var filled = 0
-    for b in bytes {
-      word = word << 8 | UInt64(lower(b))
-      filled += 1
-      if filled == 8 {
-        hasher.combine(word)
-        word = 0
-        filled = 0
-      }
+    guard let base = bytes.baseAddress else { return }
+    let raw = UnsafeRawPointer(base)
+    var i = 0
+    while i + 8 <= bytes.count {
+      hasher.combine(lowerWord(raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+      i += 8
     }
-    if filled > 0 { hasher.combine(word) }
+    if i < bytes.count {
+      var tail: UInt64 = 0
+      withUnsafeMutableBytes(of: &tail) { out in
+        for j in i..<bytes.count { out[j - i] = bytes[j] }
+      }
+      hasher.combine(lowerWord(tail))
+    }
+  }
+
+  /// The eight octets of `w` with ASCII capitals lowered, all at once (SWAR): for each octet below
+  /// 0x80, adding 0x3F sets its top bit when it is at least `A`, adding 0x25 when it is above `Z`;
+  /// no sum carries into the next octet.
+  @inline(__always)
+  static func lowerWord(_ w: UInt64) -> UInt64 {
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let low7 = w & (0x7F * ones)
+    let atLeastA = low7 &+ (0x3F * ones)
+    let aboveZ = low7 &+ (0x25 * ones)
+    let upper = atLeastA & ~aboveZ & ~w & (0x80 * ones)
+    return w | (upper >> 2)
   }
 
   /// Presentation format with a trailing dot; special characters escaped as `dig` does.
