@@ -69,7 +69,7 @@ public final class ServerSelection: Sendable {
       let chosen = scored.remove(at: i)
       scored.insert(chosen, at: 0)
     }
-    return scored.map(\.0)
+    return scored.map { $0.0 }
   }
 
   /// Number of servers with a recorded srtt.

@@ -376,9 +376,11 @@ final class UDPExchangeEngine: Sendable {
         {
           return 0
         }
-        let next = min(
-          s.pending.values.lazy.map(\.deadline).min() ?? .max,
-          s.timers.values.lazy.map(\.deadline).min() ?? .max)
+        // Plain loops: `map(\.deadline)` applied its key path through the runtime
+        // (`swift_getAtKeyPath`, about 400 instructions an entry; callgrind).
+        var next = UInt64.max
+        for p in s.pending.values where p.deadline < next { next = p.deadline }
+        for t in s.timers.values where t.deadline < next { next = t.deadline }
         s.sleepingUntil = next
         let now = Self.now()
         if next != .max, next <= now { return 0 }

@@ -400,7 +400,8 @@ final class DoQSocketSession: @unchecked Sendable {
     cover(expiryAt)
     cover(backstopAt)
     cover(closeAt)
-    if let next = pending.values.lazy.map(\.deadline).min() { cover(next) }
+    // A closure, not `\.deadline`: a key path is applied through the runtime (swift_getAtKeyPath).
+    if let next = pending.values.lazy.map({ $0.deadline }).min() { cover(next) }
   }
 
   // MARK: Endings

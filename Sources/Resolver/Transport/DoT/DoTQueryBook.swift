@@ -75,7 +75,8 @@ struct DoTQueryBook<Completion> {
   }
 
   /// The earliest deadline outstanding.
-  var nextDeadline: UInt64? { entries.values.lazy.map(\.deadline).min() }
+  /// (A closure, not `\.deadline`: a key path is applied through the runtime, swift_getAtKeyPath.)
+  var nextDeadline: UInt64? { entries.values.lazy.map({ $0.deadline }).min() }
 
   /// Removes and returns every outstanding query (the session ended).
   mutating func removeAll() -> [Completion] {
