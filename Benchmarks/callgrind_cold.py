@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parent / "Lab"))
 import bench  # noqa: E402
 import lab as labmod  # noqa: E402
 from load import sequential, write_names  # noqa: E402
-from resolvers import CA_FILE, ROOT_HINTS, Unbound, free_port, query_once  # noqa: E402
+from resolvers import Sotto, Unbound, query_once  # noqa: E402
 
 OUT = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="callgrind-"))
 OUT.mkdir(parents=True, exist_ok=True)
@@ -35,18 +35,16 @@ stripped = OUT / "sotto-stripped"
 subprocess.run(["cp", binary, str(stripped)], check=True)
 subprocess.run(["strip", "--strip-debug", str(stripped)], check=True)
 n, warm = int(os.environ.get("N", "400")), int(os.environ.get("WARM", "100"))
-port = free_port()
-cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={OUT}/callgrind.out",
-       str(stripped), "serve", "--root-hints", str(ROOT_HINTS), "--allow-loopback", "--listen", f"127.0.0.1:{port}",
-       "--cache-size", "2000000", "--log-level", "error", "--tls-ca-file", str(CA_FILE), "--threads", "1",
-       "--client-rate-limit", "0"]
-if os.environ.get("ENC") != "1":
-    cmd.append("--no-encryption")
+# The bench's own command lines (resolvers.py), under valgrind; Sotto's with the stripped copy.
 if os.environ.get("RESOLVER") == "unbound":  # the same run against Unbound, for comparison
-    peer = Unbound(OUT / "unbound")
-    peer.work.mkdir(parents=True, exist_ok=True)
-    port = peer.port
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={OUT}/callgrind.out", *peer.command()]
+    resolver = Unbound(OUT / "unbound")
+    resolver.work.mkdir(parents=True, exist_ok=True)
+    command = resolver.command()
+else:
+    resolver = Sotto(OUT / "sotto", encryption=os.environ.get("ENC") == "1")
+    command = [str(stripped), *resolver.command()[1:]]
+port = resolver.port
+cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={OUT}/callgrind.out", *command]
 lab = labmod.Lab(doq_binary=binary)
 lab.start()
 proc = None
@@ -55,7 +53,7 @@ try:
     deadline = time.monotonic() + 120
     while query_once(port, "localhost.", timeout=0.5) is None:
         if proc.poll() is not None or time.monotonic() > deadline:
-            sys.exit(f"sotto under valgrind did not answer: {(OUT / 'valgrind.log').read_text()[-2000:]}")
+            sys.exit(f"{resolver.name} under valgrind did not answer: {(OUT / 'valgrind.log').read_text()[-2000:]}")
         time.sleep(0.2)
     tag = "cg%d" % (time.time() % 100000)
     sequential(port, write_names(OUT / "warm.txt", bench.cold_names(tag + "w", warm)), timeout=10)

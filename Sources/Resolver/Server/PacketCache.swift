@@ -251,9 +251,7 @@ public final class PacketCache: Sendable {
 /// (name wire form + type + class + flag byte) goes into a caller's buffer.
 struct FastQuestion {
   /// Longest key: a 255-octet name, type, class and the flag byte.
-  /// A name of 255 octets, type, class and flags (260), rounded up to whole words: the key is
-  /// lowered and hashed eight octets at a time.
-  static let maxKeyLength = 264
+  static let maxKeyLength = 255 + 5
 
   var nameEnd: Int
   var qtype: UInt16
@@ -326,15 +324,8 @@ struct FastQuestion {
     for d in 0..<4 { key[k + d] = raw[nameEnd + d] }
     key[k + 4] = flagByte
     k += 5
-    // Hashed a word at a time, the last one zero-filled (`combine(bytes:)` goes octet by octet).
     var hasher = Hasher()
-    hasher.combine(k)
-    for z in k..<((k + 7) & ~7) { key[z] = 0 }
-    var h = 0
-    while h < k {
-      hasher.combine(keyRaw.loadUnaligned(fromByteOffset: h, as: UInt64.self))
-      h += 8
-    }
+    DNSName.hashWords(UnsafeRawBufferPointer(start: keyRaw, count: k), lowering: false, into: &hasher)
     self.nameEnd = nameEnd
     self.qtype = qtype
     self.keyLength = k

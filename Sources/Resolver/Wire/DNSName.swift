@@ -235,16 +235,22 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
     storage.withUnsafeBufferPointer { Self.hashLowered($0, into: &hasher) }
   }
 
-  /// Feeds `bytes` to `hasher` with ASCII letters lowered: the count, then the octets eight to a
-  /// word (the last word zero-filled), each lowered at once (`lowerWord`).
+  /// Feeds `bytes` to `hasher` with ASCII letters lowered (`hashWords`).
   @inline(__always)
   static func hashLowered(_ bytes: UnsafeBufferPointer<UInt8>, into hasher: inout Hasher) {
+    hashWords(UnsafeRawBufferPointer(bytes), lowering: true, into: &hasher)
+  }
+
+  /// Feeds `bytes` to `hasher` as the count, then the octets eight to a word (the last word
+  /// zero-filled), each word lowered at once (`lowerWord`) when `lowering`. One combine per word
+  /// where `combine(bytes:)` goes through the hasher octet by octet.
+  @inline(__always)
+  static func hashWords(_ bytes: UnsafeRawBufferPointer, lowering: Bool, into hasher: inout Hasher) {
     hasher.combine(bytes.count)
-    guard let base = bytes.baseAddress else { return }
-    let raw = UnsafeRawPointer(base)
     var i = 0
     while i + 8 <= bytes.count {
-      hasher.combine(lowerWord(raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+      let word = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+      hasher.combine(lowering ? lowerWord(word) : word)
       i += 8
     }
     if i < bytes.count {
@@ -252,7 +258,7 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
       withUnsafeMutableBytes(of: &tail) { out in
         for j in i..<bytes.count { out[j - i] = bytes[j] }
       }
-      hasher.combine(lowerWord(tail))
+      hasher.combine(lowering ? lowerWord(tail) : tail)
     }
   }
 
