@@ -11,7 +11,8 @@ lock from a worktree root:
 
   SOTTO_BIN=.build/release/sotto N=400 flock /tmp/sotto-lab.lock python3 Benchmarks/callgrind_cold.py
 
-ENC=1: encryption on (default off). RESOLVER=unbound: Unbound instead, for comparison. OUT=<dir>: where callgrind.out and the report go.
+ENC=1: encryption on (default off). ZONE=doq.test. (say): every name NXDOMAIN under that one lab
+zone, so one server and one transport (comma-separated zones: taken in turn). RESOLVER=unbound: Unbound instead, for comparison. OUT=<dir>: where callgrind.out and the report go.
 """
 import os
 import subprocess
@@ -56,9 +57,16 @@ try:
             sys.exit(f"{resolver.name} under valgrind did not answer: {(OUT / 'valgrind.log').read_text()[-2000:]}")
         time.sleep(0.2)
     tag = "cg%d" % (time.time() % 100000)
-    sequential(port, write_names(OUT / "warm.txt", bench.cold_names(tag + "w", warm)), timeout=10)
+    zones = [z for z in os.environ.get("ZONE", "").split(",") if z]
+
+    def names(tag: str, count: int) -> list[str]:
+        if not zones:
+            return bench.cold_names(tag, count)
+        return [f"{tag}-{i}.{zones[i % len(zones)]}" for i in range(count)]
+
+    sequential(port, write_names(OUT / "warm.txt", names(tag + "w", warm)), timeout=10)
     subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
-    run = sequential(port, write_names(OUT / "cold.txt", bench.cold_names(tag, n)), timeout=10)
+    run = sequential(port, write_names(OUT / "cold.txt", names(tag, n)), timeout=10)
     subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
 finally:
     if proc and proc.poll() is None:

@@ -49,6 +49,33 @@ import Testing
       "only \(verdict.afterAckOnly) judged answers followed an ACK-only datagram of the server in \(rounds) rounds")
   }
 
+  /// A query costs no timer of its own. After every packet ngtcp2 sets a pacing deadline a few
+  /// microseconds ahead, which counts as an expiry until handled; left to the session's timer,
+  /// every query took an engine turn more for it: 20 timers armed less than a millisecond ahead
+  /// for 20 queries, 0 in each of three runs once `flush` handles it. The others (an ACK hold's
+  /// end, the loss timer, the query deadlines) are milliseconds ahead or more.
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func queriesArmNoImminentTimer() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let relay = try await UDPRecordingRelay.start(to: try server.endpoint)
+    let session = try await settledSession(server, relay)
+    let connection = try #require(session as? DoQConnection)
+    let before = connection.imminentTimers
+    for i in 0..<20 {
+      let response = try await session.query(
+        try doqTestQuery("t\(i).example.", id: UInt16(i + 2)), timeout: .seconds(3))
+      #expect(response.answers.count == 1)
+      // Longer than ngtcp2's delay for an answer's ACK (RTT / 8): the ACK rides on the next query
+      // instead of going alone on a timer of its own (which a query right after the answer gets).
+      try await Task.sleep(for: .milliseconds(1))
+    }
+    let imminent = connection.imminentTimers - before
+    session.close()
+    await relay.close()
+    #expect(imminent <= 2, "\(imminent) timers armed less than 1 ms ahead for 20 queries")
+  }
+
   /// What the client's datagrams after lone answers showed, over one round or more.
   private struct AckVerdict {
     /// Lone answers within 15 ms of their query, followed by a client datagram.

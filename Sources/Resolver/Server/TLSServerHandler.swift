@@ -65,7 +65,7 @@ final class TLSServerHandler: ChannelDuplexHandler {
 
   private func readPlaintext(_ context: ChannelHandlerContext) {
     while !finished {
-      ERR_clear_error()
+      OpenSSLErrorQueue.clearBeforeCall()
       var buffer = context.channel.allocator.buffer(capacity: 16 * 1024)
       var rc: Int32 = 0
       buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { out in
@@ -95,7 +95,7 @@ final class TLSServerHandler: ChannelDuplexHandler {
       promise?.fail(ChannelError.ioOnClosedChannel)
       return
     }
-    ERR_clear_error()
+    OpenSSLErrorQueue.clearBeforeCall()
     let count = plaintext.readableBytes
     let rc = plaintext.withUnsafeReadableBytes { SSL_write(ssl, $0.baseAddress, Int32(clamping: $0.count)) }
     guard count == 0 || rc == Int32(clamping: count) else {

@@ -117,6 +117,9 @@ public final class DoQConnection: Sendable {
     }.get()
   }
 
+  /// How many times so far the session armed its timer less than a millisecond ahead.
+  var imminentTimers: Int { session.imminentTimers.value }
+
   /// True from the finished handshake until the session closes or `close()` is called.
   public var isActive: Bool { status.isActive }
 

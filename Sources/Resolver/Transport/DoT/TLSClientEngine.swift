@@ -114,7 +114,7 @@ final class TLSClientEngine {
 
   /// Advances the handshake.
   func handshake() -> Step {
-    ERR_clear_error()
+    OpenSSLErrorQueue.clearBeforeCall()
     let rc = SSL_do_handshake(ssl)
     if rc == 1 { return .done }
     return step(forResult: rc, during: "handshake")
@@ -125,7 +125,7 @@ final class TLSClientEngine {
   /// what arrived, so a ~100-byte DNS answer no longer reserves 16 KiB per read.
   func read(into buffer: inout [UInt8]) -> Step {
     while true {
-      ERR_clear_error()
+      OpenSSLErrorQueue.clearBeforeCall()
       let rc = SSL_read(ssl, readScratch.baseAddress, Int32(readScratch.count))
       if rc <= 0 { return step(forResult: rc, during: "read") }
       buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: readScratch.prefix(Int(rc))))
@@ -138,7 +138,7 @@ final class TLSClientEngine {
   /// Encrypts `bytes` completely, or returns `.wantMore` (nothing consumed) to be retried after a read.
   func write(_ bytes: [UInt8]) -> Step {
     guard !bytes.isEmpty else { return .done }
-    ERR_clear_error()
+    OpenSSLErrorQueue.clearBeforeCall()
     let rc = bytes.withUnsafeBytes { SSL_write(ssl, $0.baseAddress, Int32(clamping: $0.count)) }
     // Without SSL_MODE_ENABLE_PARTIAL_WRITE a successful SSL_write consumes everything.
     if rc > 0 { return .done }
