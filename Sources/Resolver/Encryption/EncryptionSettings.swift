@@ -5,6 +5,10 @@ public enum EncryptedTransport: String, Sendable, Codable, CaseIterable, Hashabl
 
   /// The transport kind that traces and counters show.
   public var kind: TransportKind { self == .dot ? .dot : .doq }
+
+  /// Hashes the case, not the raw value: a raw-value enum otherwise hashes its `String` (built and
+  /// hashed octet by octet) wherever it keys a dictionary, five times per encrypted exchange.
+  public func hash(into hasher: inout Hasher) { hasher.combine(self == .dot ? 0 as UInt8 : 1) }
 }
 
 /// RFC 9539 tunables (Table 1, §4.3) and this resolver's resource knobs. Operators are encouraged

@@ -6,6 +6,19 @@ public enum TransportKind: String, Sendable, Codable, CaseIterable {
   case doq = "DoQ"
   /// True for transports that cross the wire in cleartext.
   public var isCleartext: Bool { self == .do53UDP || self == .do53TCP }
+
+  /// Hashes the case, not the raw value (as `EncryptedTransport` does): the per-server query
+  /// counts are keyed by it, counted once per query.
+  public func hash(into hasher: inout Hasher) {
+    let index: UInt8 =
+      switch self {
+      case .do53UDP: 0
+      case .do53TCP: 1
+      case .dot: 2
+      case .doq: 3
+      }
+    hasher.combine(index)
+  }
 }
 
 /// One query sent to an authoritative server while resolving a client query.
