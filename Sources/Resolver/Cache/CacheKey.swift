@@ -99,6 +99,23 @@ struct CacheKey: Hashable, Sendable {
     return a.words == b.words
   }
 
+  /// The owner's bucket among `DNSCache.stampBuckets` (1,024): its first sixteen octets and its
+  /// length, mixed. Not a hash table's hash: a collision only makes a memo be rebuilt.
+  var stampBucket: Int {
+    var first = words.0
+    var second = words.1
+    if let heap {
+      heap.withUnsafeBytes { bytes in
+        withUnsafeMutableBytes(of: &first) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.prefix(8))) }
+        withUnsafeMutableBytes(of: &second) {
+          $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.dropFirst(8).prefix(8)))
+        }
+      }
+    }
+    let mixed = (first ^ (second &* 0xff51_afd7_ed55_8ccd) ^ UInt64(length)) &* 0x9e37_79b9_7f4a_7c15
+    return Int(truncatingIfNeeded: mixed >> 54)
+  }
+
   /// An inline owner goes to the hasher a word at a time, only the words its length covers (the
   /// rest are zero in every key of that length), and length, type and class as one more word
   /// (a long owner as `DNSName.hashWords` feeds it): `combine(bytes:)` cost about twice as many

@@ -25,6 +25,9 @@ public final class DNSCache: Sendable {
     /// The latest negative entry's SOA box per zone, shared by the zone's next negative entries
     /// with an equal SOA (`CacheEntry.shareSOA`). At most `maxSharedSOAs` zones.
     var sharedSOAs: [DNSName: CacheEntry.NegativeSOA] = [:]
+    /// Per bucket of owner names, how often NS, A or AAAA data was stored there or removed by
+    /// `forgetDelegation` (`CacheStamp`; flushes change the generation instead).
+    var stampCounts = [UInt32](repeating: 0, count: DNSCache.stampBuckets)
   }
 
   /// Cap of `State.sharedSOAs`.
@@ -223,7 +226,13 @@ public final class DNSCache: Sendable {
       keys.append(CacheKey(name: name, type: .aaaa, rrclass: rrclass))
     }
     // No new generation: answers the packet cache holds stay right (only the way to them changes).
-    return state.withLock { state in keys.reduce(0) { n, key in n + (state.store.remove(key) != nil ? 1 : 0) } }
+    return state.withLock { state in
+      keys.reduce(0) { n, key in
+        guard state.store.remove(key) != nil else { return n }
+        state.stampCounts[key.stampBucket] &+= 1
+        return n + 1
+      }
+    }
   }
 
   /// Removes every negative entry (NXDOMAIN and NODATA); returns how many.
@@ -268,6 +277,7 @@ public final class DNSCache: Sendable {
         state.displacedStale[key] = nil  // a newer answer
       }
       if !entry.isPositive { entry.shareSOA(in: &state.sharedSOAs, memoCapacity: Self.maxSharedSOAs) }
+      if Self.isStamped(key.type) { state.stampCounts[key.stampBucket] &+= 1 }
       if state.store.set(key, entry) != nil {
         state.statistics.evictions += 1
       }
@@ -291,7 +301,7 @@ public final class DNSCache: Sendable {
   /// is no longer kept for serve-stale. A kept expired entry is neither returned nor marked
   /// recently used: the iteration passes over it on every lookup, and it must not push live
   /// entries out of the LRU.
-  private func live(_ key: CacheKey, at now: Double, in state: inout State) -> CacheEntry? {
+  func live(_ key: CacheKey, at now: Double, in state: inout State) -> CacheEntry? {
     let maxStale = maxStale
     return state.store.get(
       key, removingUnless: { $0.isRetained(at: now, maxStale: maxStale) }, using: { $0.isLive(at: now) })

@@ -25,6 +25,8 @@ final class ResolverCore: Sendable {
   let logger: Logger
   let counters = HardeningCounters()
   let endpoints = EndpointMemo()
+  /// Each zone's server candidates from the cache, kept while the cache confirms them.
+  let zoneServers = ZoneServerMemo()
 
   init(configuration: ResolverConfiguration, exchanger: any UpstreamExchanger, time: any TimeSource, logger: Logger) {
     self.configuration = configuration

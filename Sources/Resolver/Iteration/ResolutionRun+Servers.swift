@@ -9,10 +9,23 @@ struct Candidate {
 extension ResolutionRun {
   /// Usable server addresses for `zone`: cached addresses of its NS names, then separately resolved
   /// ones for out-of-bailiwick names, the root hints for the root.
+  /// What the cache gives is kept per zone (`ZoneServerMemo`) while the cache confirms it.
   nonisolated(nonsending) func addresses(for zone: DNSName, depth: Int) async -> [Candidate] {
-    let nsNames = cachedNSNames(of: zone)
-    var result = cachedAddresses(ofAll: nsNames)
-    if !result.isEmpty { return result }
+    let memo = core.zoneServers
+    if let kept = memo.candidates(for: zone, in: core.cache) {
+      skippedByPolicy += kept.skipped
+      return kept.candidates
+    }
+    var stamps = core.cache.newStamps()
+    let skippedBefore = skippedByPolicy
+    let nsNames = cachedNSNames(of: zone, stamping: &stamps)
+    var result: [Candidate] = []
+    result.reserveCapacity(nsNames.count * 2)
+    for name in nsNames { appendCachedAddresses(of: name, to: &result, stamping: &stamps) }
+    if !result.isEmpty {
+      memo.remember(.init(candidates: result, stamps: stamps, skipped: skippedByPolicy - skippedBefore), for: zone)
+      return result
+    }
     if zone.isRoot {
       // prime once (`. NS` to the hints) so the root servers come from the root zone itself.
       if !priming && core.configuration.primeRoot {
@@ -63,6 +76,15 @@ extension ResolutionRun {
     return names
   }
 
+  /// `cachedNSNames(of:)`, the lookup stamped into `stamps`.
+  func cachedNSNames(of zone: DNSName, stamping stamps: inout CacheStamps) -> [DNSName] {
+    guard let ns = core.cache.rdatas(zone, .ns, stamping: &stamps) else { return [] }
+    var names: [DNSName] = []
+    names.reserveCapacity(ns.count)
+    for case .ns(let n) in ns { names.append(n) }
+    return names
+  }
+
   /// Cached A/AAAA of every name in `names`, in order, in one array sized for one of each per name.
   func cachedAddresses(ofAll names: [DNSName]) -> [Candidate] {
     var out: [Candidate] = []
@@ -76,22 +98,35 @@ extension ResolutionRun {
   func appendCachedAddresses(of name: DNSName, to out: inout [Candidate]) {
     for type in [RRType.a, .aaaa] {
       guard let hit = core.cache.rdatas(name, type) else { continue }
-      for rdata in hit.rdatas {
-        // The record's octets give the scope and the socket address directly: no text round trip.
-        let endpoint: ServerEndpoint?
-        switch rdata {
-        case .a(let a):
-          endpoint = usableEndpoint(scope: AddressScope.of(a), isIPv6: false) { port in
-            core.endpoints.endpoint(octets: a.octets) { ServerEndpoint(v4: a, port: port) }
-          }
-        case .aaaa(let a):
-          endpoint = usableEndpoint(scope: AddressScope.of(a), isIPv6: true) { port in
-            core.endpoints.endpoint(octets: a.octets) { ServerEndpoint(v6: a, port: port) }
-          }
-        default: continue
+      appendEndpoints(hit.rdatas, of: name, to: &out)
+    }
+  }
+
+  /// `appendCachedAddresses(of:to:)`, the lookups stamped into `stamps`.
+  func appendCachedAddresses(of name: DNSName, to out: inout [Candidate], stamping stamps: inout CacheStamps) {
+    for type in [RRType.a, .aaaa] {
+      guard let rdatas = core.cache.rdatas(name, type, stamping: &stamps) else { continue }
+      appendEndpoints(rdatas, of: name, to: &out)
+    }
+  }
+
+  /// Appends the endpoints of `name`'s A/AAAA `rdatas` that policy allows to `out`.
+  func appendEndpoints(_ rdatas: [RData], of name: DNSName, to out: inout [Candidate]) {
+    for rdata in rdatas {
+      // The record's octets give the scope and the socket address directly: no text round trip.
+      let endpoint: ServerEndpoint?
+      switch rdata {
+      case .a(let a):
+        endpoint = usableEndpoint(scope: AddressScope.of(a), isIPv6: false) { port in
+          core.endpoints.endpoint(octets: a.octets) { ServerEndpoint(v4: a, port: port) }
         }
-        if let endpoint { out.append(Candidate(endpoint: endpoint, nsName: name)) }
+      case .aaaa(let a):
+        endpoint = usableEndpoint(scope: AddressScope.of(a), isIPv6: true) { port in
+          core.endpoints.endpoint(octets: a.octets) { ServerEndpoint(v6: a, port: port) }
+        }
+      default: continue
       }
+      if let endpoint { out.append(Candidate(endpoint: endpoint, nsName: name)) }
     }
   }
 
