@@ -117,7 +117,7 @@ public final class DoQConnection: Sendable {
     }.get()
   }
 
-  /// How many times so far the session armed its timer less than a millisecond ahead.
+  /// How many times so far the session armed its timer for a deadline 50 µs ahead or less.
   var imminentTimers: Int { session.imminentTimers.value }
 
   /// True from the finished handshake until the session closes or `close()` is called.

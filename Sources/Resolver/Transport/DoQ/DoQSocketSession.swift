@@ -78,8 +78,8 @@ final class DoQSocketSession: @unchecked Sendable {
   /// engine's list must not keep the session).
   private lazy var deferredFlush: @Sendable () -> Void = { [weak self] in self?.flush() }
   private lazy var timerCallback: @Sendable () -> Void = { [weak self] in self?.timerFired() }
-  /// Timers armed to fire less than a millisecond ahead (any thread may read it; for tests): each
-  /// costs an engine turn soon after.
+  /// Timers armed for a deadline at most `inlineExpiry` ahead, or already past (any thread may read
+  /// it; for tests): each costs an engine turn at once.
   let imminentTimers = Counter()
   /// recv's destination: the largest UDP payload ngtcp2 accepts.
   private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
@@ -401,7 +401,7 @@ final class DoQSocketSession: @unchecked Sendable {
   /// Makes sure the session's timer fires by `deadline`.
   private func cover(_ deadline: UInt64) {
     guard deadline < timerAt, !terminated else { return }
-    if deadline < UDPExchangeEngine.now() &+ 1_000_000 { imminentTimers.increment() }
+    if deadline <= UDPExchangeEngine.now() &+ UInt64(Self.inlineExpiry) { imminentTimers.increment() }
     timerAt = deadline
     engine.setTimer(timerToken, at: deadline, timerCallback)
   }
