@@ -9,30 +9,17 @@ struct Candidate {
 extension ResolutionRun {
   /// Usable server addresses for `zone`: cached addresses of its NS names, then separately resolved
   /// ones for out-of-bailiwick names, the root hints for the root.
-  /// What the cache gives is kept per zone (`ZoneServerMemo`) while the cache confirms it.
   nonisolated(nonsending) func addresses(for zone: DNSName, depth: Int) async -> [Candidate] {
-    let memo = core.zoneServers
-    if let kept = memo.candidates(for: zone, in: core.cache) {
-      skippedByPolicy += kept.skipped
-      return kept.candidates
-    }
-    var stamps = core.cache.newStamps()
-    let skippedBefore = skippedByPolicy
-    let nsNames = cachedNSNames(of: zone, stamping: &stamps)
+    let (cached, nsNames) = cachedServers(of: zone)
+    if !cached.isEmpty { return cached }
     var result: [Candidate] = []
-    result.reserveCapacity(nsNames.count * 2)
-    for name in nsNames { appendCachedAddresses(of: name, to: &result, stamping: &stamps) }
-    if !result.isEmpty {
-      memo.remember(.init(candidates: result, stamps: stamps, skipped: skippedByPolicy - skippedBefore), for: zone)
-      return result
-    }
     if zone.isRoot {
       // prime once (`. NS` to the hints) so the root servers come from the root zone itself.
       if !priming && core.configuration.primeRoot {
         priming = true
         _ = await resolveName(.root, .ns, depth: depth)
         priming = false
-        let primed = cachedAddresses(ofAll: cachedNSNames(of: .root))
+        let primed = cachedServers(of: .root).candidates
         if !primed.isEmpty { return primed }
       }
       return core.configuration.rootHints.servers.flatMap { server in
@@ -66,31 +53,35 @@ extension ResolutionRun {
     return result
   }
 
-  /// The NS names of `zone` from the cache (any rank).
-  func cachedNSNames(of zone: DNSName) -> [DNSName] {
-    guard let ns = core.cache.rdatas(zone, .ns) else { return [] }
-    // Sized once: `compactMap` would grow the array as it goes.
-    var names: [DNSName] = []
-    names.reserveCapacity(ns.rdatas.count)
-    for case .ns(let n) in ns.rdatas { names.append(n) }
-    return names
-  }
-
-  /// `cachedNSNames(of:)`, the lookup stamped into `stamps`.
-  func cachedNSNames(of zone: DNSName, stamping stamps: inout CacheStamps) -> [DNSName] {
-    guard let ns = core.cache.rdatas(zone, .ns, stamping: &stamps) else { return [] }
-    var names: [DNSName] = []
-    names.reserveCapacity(ns.count)
-    for case .ns(let n) in ns { names.append(n) }
-    return names
-  }
-
-  /// Cached A/AAAA of every name in `names`, in order, in one array sized for one of each per name.
-  func cachedAddresses(ofAll names: [DNSName]) -> [Candidate] {
-    var out: [Candidate] = []
-    out.reserveCapacity(names.count * 2)
-    for name in names { appendCachedAddresses(of: name, to: &out) }
-    return out
+  /// The cached addresses of `zone`'s NS names (any rank: glue is fine for reaching servers),
+  /// filtered by policy, in order, and the NS names (empty when the addresses were kept). Kept per
+  /// zone (`ZoneServerMemo`) while the cache confirms that what they came from did not change.
+  func cachedServers(of zone: DNSName) -> (candidates: [Candidate], nsNames: [DNSName]) {
+    let memo = core.zoneServers
+    if let kept = memo.candidates(for: zone, in: core.cache) {
+      skippedByPolicy += kept.skipped
+      return (kept.candidates, [])
+    }
+    var stamps = core.cache.newStamps()
+    let skippedBefore = skippedByPolicy
+    var nsNames: [DNSName] = []
+    if let ns = core.cache.rdatas(zone, .ns, stamping: &stamps) {
+      nsNames.reserveCapacity(ns.count)
+      for case .ns(let n) in ns { nsNames.append(n) }
+    }
+    // Sized once for one address of each family per name.
+    var result: [Candidate] = []
+    result.reserveCapacity(nsNames.count * 2)
+    for name in nsNames {
+      for type in [RRType.a, .aaaa] {
+        guard let rdatas = core.cache.rdatas(name, type, stamping: &stamps) else { continue }
+        appendEndpoints(rdatas, of: name, to: &result)
+      }
+    }
+    if !result.isEmpty {
+      memo.remember(.init(candidates: result, stamps: stamps, skipped: skippedByPolicy - skippedBefore), for: zone)
+    }
+    return (result, nsNames)
   }
 
   /// Appends the cached A/AAAA of `name` (any rank: glue is fine for reaching servers), filtered
@@ -99,14 +90,6 @@ extension ResolutionRun {
     for type in [RRType.a, .aaaa] {
       guard let hit = core.cache.rdatas(name, type) else { continue }
       appendEndpoints(hit.rdatas, of: name, to: &out)
-    }
-  }
-
-  /// `appendCachedAddresses(of:to:)`, the lookups stamped into `stamps`.
-  func appendCachedAddresses(of name: DNSName, to out: inout [Candidate], stamping stamps: inout CacheStamps) {
-    for type in [RRType.a, .aaaa] {
-      guard let rdatas = core.cache.rdatas(name, type, stamping: &stamps) else { continue }
-      appendEndpoints(rdatas, of: name, to: &out)
     }
   }
 

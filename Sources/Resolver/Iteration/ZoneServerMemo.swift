@@ -32,4 +32,7 @@ final class ZoneServerMemo: Sendable {
 
   /// Number of zones kept (tests).
   var count: Int { table.withLock { $0.count } }
+
+  /// Forgets every zone (tests).
+  func removeAll() { table.withLock { $0.removeAll() } }
 }
