@@ -4,7 +4,7 @@ Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`
 lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
   SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
 ZONE=<zone>: all names under that lab zone (one server, one transport). WARM=0: no warm-up (a fresh process, as make bench's cold run; default 300 names). SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). PACKETS=1: UDP datagrams and TCP segments sent per resolution, machine-wide. THREADS=1: context switches and CPU ticks per thread. OUTSTANDING=1: one query at a time (load.sequential, as make bench; DNSPERF=1 uses dnsperf -q 1 instead). SPLIT=1 (with OUTSTANDING=1): medians of the resolver's time before its upstream query, the server's, and its time after the reply, from a loopback capture, then the time before the upstream query by the previous resolution's transport and the idle time before it (latency_split.py). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites (or EVENT's) into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
-uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs, GRAPH=dwarf DWARF ones (callers of leaf functions such as swift_retain, which fp misses).
+uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). TRACE=1: syscall entries and exits (perf record raw_syscalls) into OUT/trace.data. PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs, GRAPH=dwarf DWARF ones (callers of leaf functions such as swift_retain, which fp misses).
 Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
 """
 import os, sys, subprocess, time, signal, tempfile
@@ -46,6 +46,10 @@ try:
           time.sleep(0.5)
       elif os.environ.get("SYSCALLS") == "1":
           perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", os.environ.get("EVENT", "raw_syscalls:sys_enter"), "-p", str(res.pid), "-o", str(OUT / "syscalls.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          time.sleep(0.5)
+      elif os.environ.get("TRACE") == "1":
+          # Syscall entries and exits with timestamps, for where a resolution's time goes between them.
+          perf = subprocess.Popen(["perf", "record", "-e", "raw_syscalls:sys_enter,raw_syscalls:sys_exit", "-o", str(OUT / "trace.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
       elif os.environ.get("PERF", "1") == "1":
           perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4000", *graph, "-o", str(OUT / "perf.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

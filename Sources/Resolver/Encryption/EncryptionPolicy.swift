@@ -110,6 +110,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
     return await inflight.join(key, budget: context.budget, time: time) { left in
       var context = context
       context.budget = left
+      // Joined here whatever the transport: the Do53 leg does not look for an identical query again.
+      context.coalesced = true
       return await self.exchangeNow(query, server: server, context: context, timeout: timeout)
     }
   }
@@ -166,7 +168,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
           deadline: deadline)
       }
       // OE-28: the (re)connection failed; the query moves to Do53.
-      let why = state.withLock { $0.table.servers[server.ip]?.state(t).lastFailure } ?? "failed"
+      let why = state.withLock { $0.table.state(server.ip, t).lastFailure } ?? "failed"
       return await sendDo53(
         query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)",
         deadline: deadline)
@@ -207,7 +209,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// Forgets everything about `ip` and closes its sessions (`sotto ctl forget`). False when unknown.
   public func forget(_ ip: String) -> Bool {
     let (known, sessions) = state.withLock { s -> (Bool, [any EncryptedSession]) in
-      let known = s.table.servers[ip] != nil
+      let known = s.table.knows(ip)
       s.table.forget(ip)
       var open: [any EncryptedSession] = []
       for t in EncryptedTransport.allCases {
@@ -268,7 +270,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       return encryptedSuccess(
         response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
     } catch {
-      let st = state.withLock { $0.table.servers[server.ip]?.state(t) }
+      let st = state.withLock { $0.table.stateIfKnown(server.ip, t) }
       var leg = ExchangeLeg(transport: t.kind, rttMs: nil, error: error, truncated: false, transportReason: reason)
       leg.resumed = st?.resumed ?? false
       leg.earlyData = st?.earlyDataAccepted
@@ -313,7 +315,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     guard timedOut || error.isMalformed else { return false }
     let failed = state.withLock { s in
       // A server forgotten meanwhile is not brought back by its late failures.
-      s.table.servers[server.ip] != nil && s.table.queryFailed(server.ip, t, now: wallClock(), timedOut: timedOut)
+      s.table.knows(server.ip) && s.table.queryFailed(server.ip, t, now: wallClock(), timedOut: timedOut)
     }
     if failed {
       logger.debug("\(t.rawValue) to \(server.ip): transport failed after repeated query failures")
@@ -351,13 +353,13 @@ public final class EncryptionPolicy: UpstreamExchanger {
   )
     -> ExchangeResult
   {
-    let st = state.withLock { s -> TransportState? in
+    let flags = state.withLock { s in
       recordResponse(response, t, server: server.ip, in: &s)
-      return s.table.servers[server.ip]?.state(t)
+      return s.table.transports(server.ip).sessionFlags(t)
     }
     var leg = ExchangeLeg(transport: t.kind, rttMs: rtt, error: nil, truncated: false, transportReason: reason)
-    leg.resumed = st?.resumed ?? false
-    leg.earlyData = st?.earlyDataAccepted
+    leg.resumed = flags.resumed
+    leg.earlyData = flags.earlyData
     return ExchangeResult(legs: [leg], response: response)
   }
 
@@ -439,7 +441,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
               trigger, timeout: .seconds(Int64(max(1, self.settings.timeout))))
             self.state.withLock { s in
               // Not for a server forgotten meanwhile: that would bring its record back.
-              guard s.table.servers[server.ip] != nil else { return }
+              guard s.table.knows(server.ip) else { return }
               self.recordResponse(response, t, server: server.ip, in: &s)
             }
           } catch {
@@ -474,7 +476,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
           guard let self else { return }
           self.state.withLock { s in
             // Not for a server forgotten meanwhile: that would bring its record back.
-            guard s.table.servers[server.ip] != nil else { return }
+            guard s.table.knows(server.ip) else { return }
             s.table.ticketReceived(server.ip, t, ticket: ticket, now: self.wallClock())
           }
         }
@@ -555,7 +557,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       }
       // A disowned connection's session (closed by its own task), or the server was forgotten:
       // recording the end would bring back a record `sotto ctl forget` removed.
-      if s.disowned.remove(connection) != nil || s.table.servers[key.ip] == nil { return }
+      if s.disowned.remove(connection) != nil || !s.table.knows(key.ip) { return }
       if case .pending = s.slots[key] {
         // An older session's end, late, while a newer connection is being set up: recorded, but
         // the newer one's pending mark stays (OE-21: no second handshake next to it).

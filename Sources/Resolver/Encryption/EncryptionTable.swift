@@ -42,24 +42,44 @@ public struct EncryptionTable: Sendable {
 
   // MARK: Queries
 
+  /// True when `address` has a record.
+  public func knows(_ address: String) -> Bool { servers.index(forKey: address) != nil }
+
+  /// The transport states of `address` (empty when unknown), read without copying the rest of its
+  /// record: the readers below run on every query.
+  public func transports(_ address: String) -> TransportSlots {
+    guard let i = servers.index(forKey: address) else { return TransportSlots() }
+    return servers.values[i].transports
+  }
+
+  /// The state of `t` at `address` (all-null when never touched, OE-9).
+  public func state(_ address: String, _ t: EncryptedTransport) -> TransportState {
+    transports(address)[t] ?? TransportState()
+  }
+
+  /// `state` for a known `address`, nil for an unknown one (one lookup).
+  public func stateIfKnown(_ address: String, _ t: EncryptedTransport) -> TransportState? {
+    guard let i = servers.index(forKey: address) else { return nil }
+    return servers.values[i].transports[t] ?? TransportState()
+  }
+
   /// The derived state of `transport` at `address`.
   public func phase(_ address: String, _ transport: EncryptedTransport, now: Double) -> EncryptionPhase {
-    (servers[address]?.state(transport) ?? TransportState()).phase(at: now, settings: settings)
+    state(address, transport).phase(at: now, settings: settings)
   }
 
   /// OE-11: true if any supported transport forbids cleartext to `address` now.
   public func cleartextSuppressed(_ address: String, now: Double) -> Bool {
-    guard settings.enabled, let record = servers[address] else { return false }
-    return settings.transports.contains { record.state($0).suppressesCleartext(at: now, settings: settings) }
+    guard settings.enabled else { return false }
+    let slots = transports(address)
+    return settings.transports.contains { slots.contains($0) { $0.suppressesCleartext(at: now, settings: settings) } }
   }
 
   /// True if some transport to `address` is established or known good (for privacy-aware server choice).
   public func encryptionWorks(_ address: String, now: Double) -> Bool {
-    guard settings.enabled, let record = servers[address] else { return false }
-    return settings.transports.contains {
-      let st = record.state($0)
-      return st.session == .established || st.status == .success
-    }
+    guard settings.enabled else { return false }
+    let slots = transports(address)
+    return settings.transports.contains { slots.contains($0) { $0.session == .established || $0.status == .success } }
   }
 
   /// Sessions pending right now, all servers (for the probe cap, OE-40).
@@ -75,14 +95,14 @@ public struct EncryptionTable: Sendable {
   /// Decides how a query to `address` goes out (OE-9..OE-12, OE-17, OE-20). Pure.
   public func decide(_ address: String, now: Double) -> TransportDecision {
     guard settings.enabled else { return .do53(reason: "Do53: encryption off", probe: []) }
-    let record = servers[address] ?? ServerRecord(address: address, now: now)
+    let slots = transports(address)
     // OE-17: an established session carries everything; preferred transport first.
-    for t in settings.transports where record.transports[t]?.session == .established {
+    for t in settings.transports where slots[t]?.session == .established {
       return .useSession(t, reason: t == .dot ? "DoT: session established" : "DoQ: session established")
     }
     // OE-11: known good within persistence → no cleartext; reconnect (or join the pending one).
     for t in settings.transports {
-      guard let st = record.transports[t], st.suppressesCleartext(at: now, settings: settings) else { continue }
+      guard let st = slots[t], st.suppressesCleartext(at: now, settings: settings) else { continue }
       return .connectAndUse(t, reason: Self.reconnectReason(t, pending: st.session == .pending))
     }
     // Otherwise Do53 (OE-12), with probes where allowed (OE-20) and resources permit (OE-40).
@@ -92,7 +112,7 @@ public struct EncryptionTable: Sendable {
     // Counting pending handshakes walks every server: only done when a probe may start.
     var budget: Int?
     for t in settings.transports {
-      let st = record.state(t)
+      let st = slots[t] ?? TransportState()
       let phase = st.phase(at: now, settings: settings)
       if st.mayConnect(at: now, settings: settings) {
         let left = budget ?? settings.maxConcurrentProbes - pendingHandshakes
@@ -118,11 +138,12 @@ public struct EncryptionTable: Sendable {
   public func preferredProbes(_ address: String, using: EncryptedTransport, now: Double) -> [EncryptedTransport] {
     guard let index = settings.transports.firstIndex(of: using) else { return [] }
     guard index > 0 else { return [] }
-    let record = servers[address] ?? ServerRecord(address: address, now: now)
+    let slots = transports(address)
     // Counting pending handshakes walks every server: only done when a probe may start.
     var budget: Int?
     var out: [EncryptedTransport] = []
-    for t in settings.transports[..<index] where record.state(t).mayConnect(at: now, settings: settings) {
+    for t in settings.transports[..<index] where (slots[t] ?? TransportState()).mayConnect(at: now, settings: settings)
+    {
       let left = budget ?? settings.maxConcurrentProbes - pendingHandshakes
       guard left > 0 else { break }
       out.append(t)
@@ -145,7 +166,7 @@ public struct EncryptionTable: Sendable {
   /// refreshes `lastSeen`.
   public mutating func noteServer(_ address: String, nsName: DNSName?, zone: DNSName, now: Double) {
     let pair = NotedPair(nsName: nsName, zone: zone)
-    if lastNoted[address] == pair, servers[address] != nil {
+    if lastNoted[address] == pair, knows(address) {
       update(address, now: now) { _ in }
       return
     }
@@ -376,7 +397,7 @@ public struct EncryptionTable: Sendable {
   mutating func updateState(
     _ address: String, _ t: EncryptedTransport, now: Double, _ body: (inout TransportState) -> Void
   ) {
-    update(address, now: now) { r in body(&r.transports[t, default: TransportState()]) }
+    update(address, now: now) { r in r.transports.update(t, body) }
   }
 
   /// Why a query waits for a session to a known-good server. String literals: the reasons of the

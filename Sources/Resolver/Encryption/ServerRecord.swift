@@ -2,7 +2,7 @@
 /// encrypted transport, where the address came from, and what was sent to it.
 public struct ServerRecord: Sendable, Hashable {
   public var address: String
-  public var transports: [EncryptedTransport: TransportState] = [:]
+  public var transports = TransportSlots()
   /// NS names and zones that led to this address.
   public var nsNames: Set<String> = []
   public var zones: Set<String> = []

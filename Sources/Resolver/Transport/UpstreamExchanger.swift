@@ -48,6 +48,9 @@ public struct ExchangeContext: Sendable {
   /// The most time the whole exchange may take, seconds, waits for a connection and fallbacks
   /// included (the rest of the resolution's deadline); nil leaves each leg its `timeout`.
   public var budget: Double?
+  /// True when a layer above already joined identical queries to this server: the
+  /// exchanger sends without looking for one to join again.
+  public var coalesced = false
   public init(nsName: DNSName?, zone: DNSName, budget: Double? = nil) {
     self.nsName = nsName
     self.zone = zone
@@ -134,7 +137,10 @@ public struct Do53Exchanger: UpstreamExchanger {
   ) async
     -> ExchangeResult
   {
-    var result = await exchange(query, server: server, timeout: timeout, budget: context.budget)
+    var result =
+      context.coalesced
+      ? await exchangeNow(query, server: server, timeout: timeout, budget: context.budget)
+      : await exchange(query, server: server, timeout: timeout, budget: context.budget)
     for i in result.legs.indices { result.legs[i].transportReason = reason }
     return result
   }

@@ -1,0 +1,113 @@
+/// A server's `TransportState` per encrypted transport, one fixed slot each (OE-5). Read on every
+/// query to the server: a dictionary here hashed its key on each of about eight reads per exchange.
+/// The slots live in one shared, copy-on-write box, so copying a server's record copies no state.
+public struct TransportSlots: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral {
+  private final class Box: @unchecked Sendable {  // copy-on-write: only mutated while uniquely referenced
+    @exclusivity(unchecked) var dot: TransportState?
+    @exclusivity(unchecked) var doq: TransportState?
+    init(dot: TransportState?, doq: TransportState?) {
+      self.dot = dot
+      self.doq = doq
+    }
+  }
+  private var box: Box?
+
+  public init() {}
+
+  public init(dictionaryLiteral elements: (EncryptedTransport, TransportState)...) {
+    for (t, st) in elements { self[t] = st }
+  }
+
+  /// The state of `t`, nil when that transport was never touched.
+  public subscript(_ t: EncryptedTransport) -> TransportState? {
+    get {
+      guard let box else { return nil }
+      switch t {
+      case .dot: return box.dot
+      case .doq: return box.doq
+      }
+    }
+    set {
+      let box = uniqueBox()
+      switch t {
+      case .dot: box.dot = newValue
+      case .doq: box.doq = newValue
+      }
+    }
+  }
+
+  /// The state of `t`, created from `value` when absent; mutated in place.
+  public subscript(_ t: EncryptedTransport, default value: @autoclosure () -> TransportState) -> TransportState {
+    get { self[t] ?? value() }
+    _modify {
+      // Yielded in place (the slot was just filled if empty): no copy of the state's arrays.
+      let box = uniqueBox()
+      switch t {
+      case .dot:
+        if box.dot == nil { box.dot = value() }
+        yield &box.dot!
+      case .doq:
+        if box.doq == nil { box.doq = value() }
+        yield &box.doq!
+      }
+    }
+  }
+
+  /// Runs `body` on `t`'s state in place, creating it first when absent (a plain call: the
+  /// subscript's coroutine allocated its frame on the heap).
+  public mutating func update<R>(_ t: EncryptedTransport, _ body: (inout TransportState) -> R) -> R {
+    let box = uniqueBox()
+    switch t {
+    case .dot:
+      if box.dot == nil { box.dot = TransportState() }
+      return body(&box.dot!)
+    case .doq:
+      if box.doq == nil { box.doq = TransportState() }
+      return body(&box.doq!)
+    }
+  }
+
+  /// True when `t`'s state exists and `test` holds for it (no copy of the state).
+  public func contains(_ t: EncryptedTransport, where test: (TransportState) -> Bool) -> Bool {
+    guard let box else { return false }
+    switch t {
+    case .dot: return box.dot.map(test) ?? false
+    case .doq: return box.doq.map(test) ?? false
+    }
+  }
+
+  /// `resumed` and `earlyDataAccepted` of `t`, for an exchange's trace, read in place.
+  public func sessionFlags(_ t: EncryptedTransport) -> (resumed: Bool, earlyData: Bool?) {
+    switch t {
+    case .dot: (box?.dot?.resumed ?? false, box?.dot?.earlyDataAccepted)
+    case .doq: (box?.doq?.resumed ?? false, box?.doq?.earlyDataAccepted)
+    }
+  }
+
+  /// The states present, DoT first.
+  public var values: [TransportState] { [self[.dot], self[.doq]].compactMap { $0 } }
+
+  /// (transport, state) for each transport present, DoT first.
+  public func makeIterator() -> IndexingIterator<[(key: EncryptedTransport, value: TransportState)]> {
+    var out: [(key: EncryptedTransport, value: TransportState)] = []
+    if let dot = self[.dot] { out.append((.dot, dot)) }
+    if let doq = self[.doq] { out.append((.doq, doq)) }
+    return out.makeIterator()
+  }
+
+  public static func == (a: TransportSlots, b: TransportSlots) -> Bool {
+    a.box === b.box || (a[.dot] == b[.dot] && a[.doq] == b[.doq])
+  }
+
+  public func hash(into h: inout Hasher) {
+    h.combine(self[.dot])
+    h.combine(self[.doq])
+  }
+
+  private mutating func uniqueBox() -> Box {
+    if isKnownUniquelyReferenced(&box), let box { return box }
+    let fresh = Box(dot: box?.dot, doq: box?.doq)
+    box = fresh
+    return fresh
+  }
+}
