@@ -127,14 +127,14 @@ public final class EncryptionPolicy: UpstreamExchanger {
     // Decide and, for probes, mark them pending in one step so concurrent queries agree (OE-20/21).
     let (decision, connections) = state.withLock {
       s -> (TransportDecision, [(EncryptedTransport, Task<(any EncryptedSession)?, Never>)]) in
-      s.table.noteServer(server.ip, nsName: context.nsName, zone: context.zone, now: now)
+      let slots = s.table.noteServer(server.ip, nsName: context.nsName, zone: context.zone, now: now)
       if s.stopped { return (.do53(reason: "Do53: shutting down", probe: []), []) }
-      let decision = s.table.decide(server.ip, now: now)
+      let decision = s.table.decide(slots, now: now)
       let probes: [EncryptedTransport]
       switch decision {
       case .do53(_, let p): probes = p
       case .useSession(let t, _), .connectAndUse(let t, _):
-        probes = s.table.preferredProbes(server.ip, using: t, now: now)
+        probes = s.table.preferredProbes(slots, using: t, now: now)
       }
       let started = probes.compactMap { t in
         startConnection(t, server: server, context: context, state: &s).map { (t, $0) }

@@ -84,18 +84,22 @@ public struct EncryptionTable: Sendable {
 
   /// Sessions pending right now, all servers (for the probe cap, OE-40).
   public var pendingHandshakes: Int {
-    servers.values.reduce(0) { sum, r in sum + r.transports.values.filter { $0.session == .pending }.count }
+    servers.values.reduce(0) { sum, r in sum + r.transports.count { $0.session == .pending } }
   }
 
   /// Established sessions right now.
   public var establishedSessions: Int {
-    servers.values.reduce(0) { sum, r in sum + r.transports.values.filter { $0.session == .established }.count }
+    servers.values.reduce(0) { sum, r in sum + r.transports.count { $0.session == .established } }
   }
 
   /// Decides how a query to `address` goes out (OE-9..OE-12, OE-17, OE-20). Pure.
   public func decide(_ address: String, now: Double) -> TransportDecision {
+    decide(transports(address), now: now)
+  }
+
+  /// `decide` for a server whose transport states are `slots` (looked up once per query).
+  func decide(_ slots: TransportSlots, now: Double) -> TransportDecision {
     guard settings.enabled else { return .do53(reason: "Do53: encryption off", probe: []) }
-    let slots = transports(address)
     // OE-17: an established session carries everything; preferred transport first.
     for t in settings.transports where slots[t]?.session == .established {
       return .useSession(t, reason: t == .dot ? "DoT: session established" : "DoQ: session established")
@@ -136,9 +140,13 @@ public struct EncryptionTable: Sendable {
   /// OE-18: while `using` carries the queries, more-preferred transports that may connect are
   /// probed alongside (within the probe cap).
   public func preferredProbes(_ address: String, using: EncryptedTransport, now: Double) -> [EncryptedTransport] {
+    preferredProbes(transports(address), using: using, now: now)
+  }
+
+  /// `preferredProbes` for a server whose transport states are `slots`.
+  func preferredProbes(_ slots: TransportSlots, using: EncryptedTransport, now: Double) -> [EncryptedTransport] {
     guard let index = settings.transports.firstIndex(of: using) else { return [] }
     guard index > 0 else { return [] }
-    let slots = transports(address)
     // Counting pending handshakes walks every server: only done when a probe may start.
     var budget: Int?
     var out: [EncryptedTransport] = []
@@ -163,15 +171,17 @@ public struct EncryptionTable: Sendable {
   }
 
   /// `noteServer` for the iteration's names; the common case (same pair as last time) only
-  /// refreshes `lastSeen`.
-  public mutating func noteServer(_ address: String, nsName: DNSName?, zone: DNSName, now: Double) {
+  /// refreshes `lastSeen`. Returns the server's transport states (read in the same lookup).
+  @discardableResult
+  public mutating func noteServer(_ address: String, nsName: DNSName?, zone: DNSName, now: Double) -> TransportSlots {
     let pair = NotedPair(nsName: nsName, zone: zone)
-    if lastNoted[address] == pair, knows(address) {
-      update(address, now: now) { _ in }
-      return
+    if lastNoted[address] == pair, let i = servers.index(forKey: address) {
+      modify(&servers.values[i]) { r in r.lastSeen = max(r.lastSeen, now) }
+      return servers.values[i].transports
     }
     noteServer(address, nsName: nsName?.description, zone: zone.description, now: now)
     lastNoted[address] = pair
+    return transports(address)
   }
 
   /// Counts a query sent; flags cleartext sent to a server that was known good when it was sent

@@ -84,6 +84,11 @@ public struct TransportSlots: Sendable, Hashable, Sequence, ExpressibleByDiction
     }
   }
 
+  /// How many present states pass `test` (no array built: the probe cap counts over every server).
+  public func count(where test: (TransportState) -> Bool) -> Int {
+    (contains(.dot, where: test) ? 1 : 0) + (contains(.doq, where: test) ? 1 : 0)
+  }
+
   /// The states present, DoT first.
   public var values: [TransportState] { [self[.dot], self[.doq]].compactMap { $0 } }
 
