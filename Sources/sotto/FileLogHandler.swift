@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Resolver
 
 /// Appends log lines to a file that SIGHUP can reopen (after log rotation).
 struct FileLogHandler: LogHandler {
@@ -62,7 +63,8 @@ struct FileLogHandler: LogHandler {
     if let extra = event.metadata { all.merge(extra) { _, b in b } }
     let meta =
       all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-    sink.write("\(ISO8601DateFormatter().string(from: Date())) \(event.level) \(label): \(event.message)\(meta)\n")
+    sink.write(
+      "\(ISOTimestamp.format(Date().timeIntervalSince1970) ?? "?") \(event.level) \(label): \(event.message)\(meta)\n")
   }
 }
 

@@ -230,7 +230,8 @@ public struct EncryptionTable: Sendable {
       st.consecutiveQueryTimeouts = 0
     }
     var notes: [String] = []
-    if let handshakeMs { notes.append(String(format: "%.1f ms", handshakeMs)) }
+    // One decimal by hand: String(format:) goes through Foundation on the engine thread.
+    if let handshakeMs, handshakeMs.isFinite { notes.append("\((handshakeMs * 10).rounded() / 10) ms") }
     if let tlsVersion { notes.append(tlsVersion) }
     if resumed { notes.append("resumed") }
     if let earlyDataAccepted { notes.append(earlyDataAccepted ? "0-RTT accepted" : "0-RTT rejected") }

@@ -1,6 +1,6 @@
 /// Strict RFC 3339 timestamps for the state file, parsed without Foundation: ICU's date parser
 /// crashed (SIGFPE) on a fraction of a hundred digits, found by the state-file fuzzer.
-enum ISOTimestamp {
+public enum ISOTimestamp {
   /// Unix seconds for `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; nil for anything else.
   /// At most 9 fraction digits; years 1970...9999.
   static func parse(_ text: String) -> Double? {
@@ -55,6 +55,44 @@ enum ISOTimestamp {
     guard i == b.count else { return nil }
     let days = daysFromCivil(year, month, day)
     return Double(days * 86400 + hour * 3600 + minute * 60 + second - offset) + fraction
+  }
+
+  /// `YYYY-MM-DDTHH:MM:SSZ` (with `.mmm` before the Z when `milliseconds`) for Unix seconds, in
+  /// UTC; nil outside years 0000...9999. Written by hand: Foundation's ISO8601DateFormatter loads
+  /// ICU's calendar data on first use, which stalled the engine thread (and every answer waiting
+  /// on it) for milliseconds at the first DoQ handshake.
+  public static func format(_ unix: Double, milliseconds: Bool = false) -> String? {
+    // 0000-01-01 ..< 10000-01-01
+    guard unix.isFinite, unix >= -62_167_219_200, unix < 253_402_300_800 else { return nil }
+    var whole = Int(unix.rounded(.down))
+    var millis = Int(((unix - Double(whole)) * 1000).rounded())
+    if millis == 1000 {
+      whole += 1
+      millis = 0
+    }
+    let days = whole >= 0 ? whole / 86400 : (whole - 86399) / 86400  // floor
+    let (year, month, day) = civilFromDays(days)
+    let second = whole - days * 86400
+    func pad(_ v: Int, _ width: Int) -> String {
+      let text = String(v)
+      return String(repeating: "0", count: max(0, width - text.count)) + text
+    }
+    let date = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))"
+    let time = "\(pad(second / 3600, 2)):\(pad(second / 60 % 60, 2)):\(pad(second % 60, 2))"
+    return date + "T" + time + (milliseconds ? "." + pad(millis, 3) : "") + "Z"
+  }
+
+  /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's civil_from_days).
+  static func civilFromDays(_ z0: Int) -> (Int, Int, Int) {
+    let z = z0 + 719_468
+    let era = (z >= 0 ? z : z - 146_096) / 146_097
+    let doe = z - era * 146_097
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+    let mp = (5 * doy + 2) / 153
+    let d = doy - (153 * mp + 2) / 5 + 1
+    let m = mp < 10 ? mp + 3 : mp - 9
+    return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
   }
 
   static func daysIn(_ month: Int, _ year: Int) -> Int {

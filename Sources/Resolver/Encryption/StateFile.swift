@@ -292,10 +292,10 @@ public enum StateFile {
     return "\(error)"
   }
 
+  /// RFC 3339 with milliseconds, UTC; without ICU (ISOTimestamp.format). A time outside years
+  /// 0000...9999 (not a clock's) is written as the epoch.
   static func iso(_ t: Double) -> String {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return f.string(from: Date(timeIntervalSince1970: t))
+    ISOTimestamp.format(t, milliseconds: true) ?? "1970-01-01T00:00:00.000Z"
   }
 
   /// Unix seconds for a timestamp in the file; nil when it is not strict RFC 3339 (never ICU:

@@ -21,10 +21,9 @@ enum DoQCertificateVerdict {
     code == 0 ? "other:verification failed" : CertificateEvaluator.problem(forVerifyResult: code)
   }
 
+  /// As DoT writes it (`CertificateEvaluator`), without ICU (ISOTimestamp.format).
   private static func isoDate(_ unix: Int64) -> String? {
     guard unix >= 0 else { return nil }
-    let formatter = ISO8601DateFormatter()
-    formatter.timeZone = TimeZone(identifier: "UTC")
-    return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(unix)))
+    return ISOTimestamp.format(Double(unix))
   }
 }
