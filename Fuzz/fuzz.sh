@@ -32,6 +32,7 @@ SOURCES=(
   Sources/Resolver/Encryption/ServerRecord.swift
   Sources/Resolver/Encryption/ServerEvent.swift
   Sources/Resolver/Encryption/TransportState.swift
+  Sources/Resolver/Encryption/TransportSlots.swift
   Sources/Resolver/Encryption/EncryptionSettings.swift
   Sources/Resolver/Encryption/EncryptionTable.swift
   Sources/Resolver/Encryption/TransportReason.swift

@@ -125,17 +125,10 @@ public enum Format {
   /// `n` (0...99) as two digits.
   static func twoDigits(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
 
-  /// Month and day (UTC, proleptic Gregorian) of a day counted from 1970-01-01 (H. Hinnant's
-  /// `civil_from_days`).
+  /// Month and day (UTC) of a day counted from 1970-01-01.
   static func monthAndDay(daysSinceEpoch: Int) -> (month: Int, day: Int) {
-    let z = daysSinceEpoch + 719_468
-    let era = (z >= 0 ? z : z - 146_096) / 146_097
-    let dayOfEra = z - era * 146_097
-    let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-    let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-    let mp = (5 * dayOfYear + 2) / 153
-    let day = dayOfYear - (153 * mp + 2) / 5 + 1
-    return (mp < 10 ? mp + 3 : mp - 9, day)
+    let (_, month, day) = ISOTimestamp.civilFromDays(daysSinceEpoch)
+    return (month, day)
   }
 
   /// Short transport name for hop paths: `Do53`, `Do53/TCP`, `DoT`, `DoQ`.

@@ -82,8 +82,9 @@ public enum ISOTimestamp {
     return date + "T" + time + (milliseconds ? "." + pad(millis, 3) : "") + "Z"
   }
 
-  /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's civil_from_days).
-  static func civilFromDays(_ z0: Int) -> (Int, Int, Int) {
+  /// (year, month, day), UTC and proleptic Gregorian, of a day counted from 1970-01-01 (Howard
+  /// Hinnant's civil_from_days); the one copy for the state file, RRSIG times and the dashboard.
+  public static func civilFromDays(_ z0: Int) -> (year: Int, month: Int, day: Int) {
     let z = z0 + 719_468
     let era = (z >= 0 ? z : z - 146_096) / 146_097
     let doe = z - era * 146_097

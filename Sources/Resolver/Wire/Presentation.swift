@@ -71,18 +71,8 @@ extension RData {
 
   /// RRSIG time as `YYYYMMDDHHmmSS` in UTC.
   static func time(_ t: UInt32) -> String {
-    var days = Int(t / 86400)
+    let (y, m, d) = ISOTimestamp.civilFromDays(Int(t / 86400))
     let secs = Int(t % 86400)
-    // Civil-from-days (Howard Hinnant), epoch 1970-01-01.
-    days += 719_468
-    let era = days / 146_097
-    let doe = days - era * 146_097
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-    let mp = (5 * doy + 2) / 153
-    let d = doy - (153 * mp + 2) / 5 + 1
-    let m = mp < 10 ? mp + 3 : mp - 9
-    let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
     return String(format: "%04d%02d%02d%02d%02d%02d", y, m, d, secs / 3600, secs / 60 % 60, secs % 60)
   }
 
