@@ -20,7 +20,7 @@ import Testing
 
   @Test func aCopyChangedDoesNotChangeTheOriginal() {
     var a = TransportSlots()
-    a[.doq, default: TransportState()].probes.started = 1
+    a.update(.doq) { $0.probes.started = 1 }
     var b = a
     b.update(.doq) { $0.probes.started += 1 }
     b[.dot] = TransportState()
@@ -33,7 +33,8 @@ import Testing
   }
 
   @Test func iterationListsThePresentTransportsDoTFirst() {
-    var slots: TransportSlots = [.doq: TransportState()]
+    var slots = TransportSlots()
+    slots[.doq] = TransportState()
     #expect(slots.map(\.key) == [.doq])
     slots.update(.dot) { $0.session = .pending }
     #expect(slots.map(\.key) == [.dot, .doq])

@@ -45,8 +45,9 @@ public struct EncryptionTable: Sendable {
   /// True when `address` has a record.
   public func knows(_ address: String) -> Bool { servers.index(forKey: address) != nil }
 
-  /// The transport states of `address` (empty when unknown), read without copying the rest of its
-  /// record: the readers below run on every query.
+  /// The transport states of `address` (empty when unknown), found by one lookup (no hashing per
+  /// transport). Dictionary.Values' getter still copies the record around them: `noteServer`,
+  /// the per-query path, reads them in place instead.
   public func transports(_ address: String) -> TransportSlots {
     guard let i = servers.index(forKey: address) else { return TransportSlots() }
     return servers.values[i].transports
@@ -176,8 +177,13 @@ public struct EncryptionTable: Sendable {
   public mutating func noteServer(_ address: String, nsName: DNSName?, zone: DNSName, now: Double) -> TransportSlots {
     let pair = NotedPair(nsName: nsName, zone: zone)
     if lastNoted[address] == pair, let i = servers.index(forKey: address) {
-      modify(&servers.values[i]) { r in r.lastSeen = max(r.lastSeen, now) }
-      return servers.values[i].transports
+      // Through the modify accessor, which yields the record in place; a read would copy it.
+      var slots = TransportSlots()
+      modify(&servers.values[i]) { r in
+        r.lastSeen = max(r.lastSeen, now)
+        slots = r.transports
+      }
+      return slots
     }
     noteServer(address, nsName: nsName?.description, zone: zone.description, now: now)
     lastNoted[address] = pair

@@ -1,8 +1,10 @@
 /// A server's `TransportState` per encrypted transport, one fixed slot each (OE-5). Read on every
 /// query to the server: a dictionary here hashed its key on each of about eight reads per exchange.
 /// The slots live in one shared, copy-on-write box, so copying a server's record copies no state.
-public struct TransportSlots: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral {
-  private final class Box: @unchecked Sendable {  // copy-on-write: only mutated while uniquely referenced
+public struct TransportSlots: Sendable, Hashable, Sequence {
+  // Copy-on-write: mutated only while uniquely referenced, through its owner, which the encryption
+  // table's lock serializes; hence no run-time exclusivity checks on its two fields.
+  private final class Box: @unchecked Sendable {
     @exclusivity(unchecked) var dot: TransportState?
     @exclusivity(unchecked) var doq: TransportState?
     init(dot: TransportState?, doq: TransportState?) {
@@ -13,10 +15,6 @@ public struct TransportSlots: Sendable, Hashable, Sequence, ExpressibleByDiction
   private var box: Box?
 
   public init() {}
-
-  public init(dictionaryLiteral elements: (EncryptedTransport, TransportState)...) {
-    for (t, st) in elements { self[t] = st }
-  }
 
   /// The state of `t`, nil when that transport was never touched.
   public subscript(_ t: EncryptedTransport) -> TransportState? {
@@ -36,25 +34,8 @@ public struct TransportSlots: Sendable, Hashable, Sequence, ExpressibleByDiction
     }
   }
 
-  /// The state of `t`, created from `value` when absent; mutated in place.
-  public subscript(_ t: EncryptedTransport, default value: @autoclosure () -> TransportState) -> TransportState {
-    get { self[t] ?? value() }
-    _modify {
-      // Yielded in place (the slot was just filled if empty): no copy of the state's arrays.
-      let box = uniqueBox()
-      switch t {
-      case .dot:
-        if box.dot == nil { box.dot = value() }
-        yield &box.dot!
-      case .doq:
-        if box.doq == nil { box.doq = value() }
-        yield &box.doq!
-      }
-    }
-  }
-
-  /// Runs `body` on `t`'s state in place, creating it first when absent (a plain call: the
-  /// subscript's coroutine allocated its frame on the heap).
+  /// Runs `body` on `t`'s state in place, creating it first when absent. The one way to change a
+  /// state in place: a `_modify` subscript tried first malloc'ed its coroutine frame per update.
   public mutating func update<R>(_ t: EncryptedTransport, _ body: (inout TransportState) -> R) -> R {
     let box = uniqueBox()
     switch t {
@@ -67,7 +48,7 @@ public struct TransportSlots: Sendable, Hashable, Sequence, ExpressibleByDiction
     }
   }
 
-  /// True when `t`'s state exists and `test` holds for it (no copy of the state).
+  /// True when `t`'s state exists and `test` holds for it.
   public func contains(_ t: EncryptedTransport, where test: (TransportState) -> Bool) -> Bool {
     guard let box else { return false }
     switch t {
@@ -76,7 +57,7 @@ public struct TransportSlots: Sendable, Hashable, Sequence, ExpressibleByDiction
     }
   }
 
-  /// `resumed` and `earlyDataAccepted` of `t`, for an exchange's trace, read in place.
+  /// `resumed` and `earlyDataAccepted` of `t`, for an exchange's trace.
   public func sessionFlags(_ t: EncryptedTransport) -> (resumed: Bool, earlyData: Bool?) {
     switch t {
     case .dot: (box?.dot?.resumed ?? false, box?.dot?.earlyDataAccepted)
