@@ -77,6 +77,24 @@ import Testing
     session.close()
   }
 
+  /// A probe's connection (OE-10): its first flight and handshake run at low priority on the
+  /// engine thread, then it carries queries like any other.
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
+  func aProbeConnectionHandshakesAtLowPriorityThenAnswers() async throws {
+    let server = try await DoQFixtureServer()
+    defer { server.stop() }
+    let endpoint = try server.endpoint
+    let (session, info) = try await HandshakePriority.$low.withValue(true) {
+      try await connect(endpoint, log: DoQCallbackLog())
+    }
+    #expect(info.alpn == "doq")
+    #expect(session.isActive)
+    let response = try await session.query(try doqTestQuery("probe.example.", id: 77), timeout: .seconds(3))
+    #expect(response.header.id == 77)
+    #expect(response.answers.first?.type == .a)
+    session.close()
+  }
+
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with aioquic and dnspython"))
   func certificateCheckedAgainstExpectedName() async throws {
     let server = try await DoQFixtureServer()

@@ -200,6 +200,19 @@ import Testing
     third.close()
   }
 
+  /// A probe's connection (OE-10) handshakes at low priority on the engine thread, then carries
+  /// queries like any other.
+  @Test func aProbeConnectionHandshakesAtLowPriorityThenAnswers() async throws {
+    guard let server = try await NSDDoTServer.start() else { return }
+    defer { server.stop() }
+    let (connection, info) = try await HandshakePriority.$low.withValue(true) { try await connect(server) }
+    #expect(info.tlsVersion == "TLSv1.3")
+    #expect(connection.isActive)
+    let answer = try await connection.query(try dotQuery("www.dot.test.", .a), timeout: .seconds(3))
+    #expect(answer.answers.count == 1)
+    connection.close()
+  }
+
   @Test func idleConnectionClosesCleanly() async throws {
     guard let server = try await NSDDoTServer.start() else { return }
     defer { server.stop() }

@@ -171,6 +171,95 @@ import Testing
     #expect(why.hasPrefix("send: "), "\(why)")
   }
 
+  /// A probe's handshake must not hold answers (OE-10): a low-priority stream that became readable
+  /// first is handled after the normal one that became readable in the same turn.
+  @Test func aLowPriorityStreamWaitsForTheTurnsOtherEvents() async throws {
+    let (low, lowPort) = try Self.boundUDPSocket()
+    let (normal, normalPort) = try Self.boundUDPSocket()
+    let order = Mutex<[String]>([])
+    await onEngineThread { engine in
+      _ = engine.watchStream(low, events: Self.epollIn, lowPriority: true) { _ in
+        Self.drain(low)
+        order.withLock { $0.append("low") }
+      }
+      _ = engine.watchStream(normal, events: Self.epollIn) { _ in
+        Self.drain(normal)
+        order.withLock { $0.append("normal") }
+      }
+      // Both are readable before the engine next looks at its sockets, the low-priority one first.
+      try? Self.send([1], to: lowPort)
+      try? Self.send([2], to: normalPort)
+    }
+    for _ in 0..<200 where order.withLock({ $0.count }) < 2 { try await Task.sleep(for: .milliseconds(10)) }
+    #expect(order.withLock { $0 } == ["normal", "low"])
+    await unwatchAndClose([low, normal])
+  }
+
+  /// A low-priority stream still gets its turn while the engine always has other work: a normal
+  /// stream that is never drained is reported readable in every turn.
+  @Test func aLowPriorityStreamIsNotStarvedByBusyTurns() async throws {
+    let (low, lowPort) = try Self.boundUDPSocket()
+    let (busy, busyPort) = try Self.boundUDPSocket()
+    let calls = Mutex((busy: 0, low: 0, busyBeforeLow: 0))
+    await onEngineThread { engine in
+      _ = engine.watchStream(busy, events: Self.epollIn) { _ in calls.withLock { $0.busy += 1 } }
+      _ = engine.watchStream(low, events: Self.epollIn, lowPriority: true) { _ in
+        Self.drain(low)
+        calls.withLock { c in
+          if c.low == 0 { c.busyBeforeLow = c.busy }
+          c.low += 1
+        }
+      }
+      try? Self.send([1], to: busyPort)
+      try? Self.send([2], to: lowPort)
+    }
+    for _ in 0..<200 where calls.withLock({ $0.low }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+    let seen = calls.withLock { $0 }
+    #expect(seen.low == 1)
+    // It waited behind the busy stream's turns, then ran anyway.
+    #expect(seen.busyBeforeLow > 1)
+    await unwatchAndClose([low, busy])
+  }
+
+  /// A low-priority closure runs after normal work queued after it in the same turn.
+  @Test func aLowPriorityClosureRunsAfterTheTurnsOtherWork() async throws {
+    let order = Mutex<[String]>([])
+    await onEngineThread { engine in
+      engine.executeAtLowPriority { order.withLock { $0.append("low") } }
+      engine.execute(queued: true) { order.withLock { $0.append("normal") } }
+    }
+    for _ in 0..<200 where order.withLock({ $0.count }) < 2 { try await Task.sleep(for: .milliseconds(10)) }
+    #expect(order.withLock { $0 } == ["normal", "low"])
+  }
+
+  /// Runs `body` on the engine thread and waits for it.
+  private func onEngineThread(_ body: @escaping @Sendable (UDPExchangeEngine) -> Void) async {
+    let engine = self.engine
+    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+      engine.execute(queued: true) {
+        body(engine)
+        done.resume()
+      }
+    }
+  }
+
+  /// Stops watching the streams on the engine thread, then closes them.
+  private func unwatchAndClose(_ fds: [Int32]) async {
+    await onEngineThread { engine in
+      for fd in fds { engine.unwatchStream(fd) }
+    }
+    for fd in fds { close(fd) }
+  }
+
+  /// EPOLLIN (sys/epoll.h; the tests do not import the engine's epoll module).
+  static let epollIn: UInt32 = 0x001
+
+  /// Reads and discards every datagram queued on `fd`.
+  static func drain(_ fd: Int32) {
+    var buffer = [UInt8](repeating: 0, count: 64)
+    while recv(fd, &buffer, buffer.count, 0) > 0 {}
+  }
+
   /// An A query for `name` with ID `id`.
   static func query(_ name: String, id: UInt16) throws -> Message {
     var m = Message()

@@ -494,9 +494,20 @@ public final class EncryptionPolicy: UpstreamExchanger {
           early.set(future)
           (session, info) = (s, i)
         } else {
-          (session, info) = try await connector.connect(
-            to: endpoint, expectedName: context.nsName, resumption: ticket, handshakeTimeout: handshake,
-            idleTimeout: idle, onTicket: onTicket, onClose: onClose)
+          // OE-10: a probe (no query waits for it: no `early` box) handshakes at low priority on
+          // the engine thread, after the answers of the same turn.
+          let attempt = await HandshakePriority.$low.withValue(early == nil) {
+            () async -> Result<(any EncryptedSession, TLSHandshakeInfo), EncryptedFailure> in
+            do throws(EncryptedFailure) {
+              return .success(
+                try await connector.connect(
+                  to: endpoint, expectedName: context.nsName, resumption: ticket, handshakeTimeout: handshake,
+                  idleTimeout: idle, onTicket: onTicket, onClose: onClose))
+            } catch {
+              return .failure(error)
+            }
+          }
+          (session, info) = try attempt.get()
         }
         // Whoever waits gets the session even when it is not kept: an early-data answer may be in.
         let (toClose, fate) = self.state.withLock { s -> ([any EncryptedSession], String) in

@@ -50,6 +50,10 @@ final class UDPExchangeEngine: Sendable {
   /// A stream socket's handler of its epoll event mask, wrapped for the same reason.
   private struct EventCall: Sendable {
     let run: @Sendable (UInt32) -> Void
+    /// Handled only when the engine has nothing else to do (`LowPriorityLane`).
+    var lowPriority: Bool
+    /// Tells this stream from a later one on the same descriptor.
+    let id: UInt64
   }
 
   /// A session timer: when (monotonic ns) and what to call.
@@ -82,6 +86,9 @@ final class UDPExchangeEngine: Sendable {
     var afterSends: [Call] = []
     /// Stream sockets (DoT, DoQ) and what to call with their epoll events, on the engine thread.
     var streams: [Int32: EventCall] = [:]
+    var lastStreamID: UInt64 = 0
+    /// Closures to run on the engine thread when it has nothing else to do (`executeAtLowPriority`).
+    var lowPriority: [Call] = []
     /// Flushes that sessions deferred to the end of this turn (`flushSoon`), one per session token.
     var owedFlushes: [UInt64: Call] = [:]
     /// Timers of engine-thread sessions by token.
@@ -289,16 +296,32 @@ final class UDPExchangeEngine: Sendable {
   }
 
   /// Calls `onEvents` with the epoll event mask on the engine thread while stream socket `fd` has
-  /// any of `events` (level-triggered), until `unwatchStream(fd)`. Engine thread only.
-  func watchStream(_ fd: Int32, events: UInt32, onEvents: @escaping @Sendable (UInt32) -> Void) -> Bool {
+  /// any of `events` (level-triggered), until `unwatchStream(fd)`. A `lowPriority` stream's events
+  /// wait while the engine has other work (`LowPriorityLane`, for probe handshakes; OE-10) until
+  /// `setStreamPriority`. Engine thread only.
+  func watchStream(
+    _ fd: Int32, events: UInt32, lowPriority: Bool = false, onEvents: @escaping @Sendable (UInt32) -> Void
+  ) -> Bool {
     state.withLock { s in
       var ev = epoll_event()
       ev.events = events
       ev.data.u64 = Self.streamTag | UInt64(UInt32(bitPattern: fd))
       guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev) == 0 else { return false }
-      s.streams[fd] = EventCall(run: onEvents)
+      s.lastStreamID &+= 1
+      s.streams[fd] = EventCall(run: onEvents, lowPriority: lowPriority, id: s.lastStreamID)
       return true
     }
+  }
+
+  /// Makes stream `fd`'s events wait for the engine's other work (`lowPriority`) or not. Engine thread only.
+  func setStreamPriority(_ fd: Int32, lowPriority: Bool) {
+    state.withLock { $0.streams[fd]?.lowPriority = lowPriority }
+  }
+
+  /// Runs `body` on the engine thread in a turn with nothing else to do, or once it has waited
+  /// `LowPriorityLane.patience` (one such closure or low-priority stream per turn).
+  func executeAtLowPriority(_ body: @escaping @Sendable () -> Void) {
+    queueForThread { $0.lowPriority.append(Call(run: body)) }
   }
 
   /// Changes the events watched on stream socket `fd`. Engine thread only.
@@ -361,6 +384,7 @@ final class UDPExchangeEngine: Sendable {
     var finished: [Int32] = []
     finished.reserveCapacity(64)
     var later: [Call] = []
+    var lane = LowPriorityLane()
     while true {
       runJobs(&batch)
       sendQueued(&outgoing, finished: &finished)
@@ -372,7 +396,7 @@ final class UDPExchangeEngine: Sendable {
         // Jobs queued meanwhile: look at the sockets without sleeping, then run them.
         // (And anything queued for `sendQueued` since it ran: nothing else would send it.)
         if !s.jobs.isEmpty || !s.closures.isEmpty || !s.afterSends.isEmpty || !s.outbox.isEmpty
-          || !s.owedFlushes.isEmpty
+          || !s.owedFlushes.isEmpty || !s.lowPriority.isEmpty
         {
           return 0
         }
@@ -391,24 +415,61 @@ final class UDPExchangeEngine: Sendable {
       let n = events.withUnsafeMutableBufferPointer { self.wait(for: wait, into: $0) }
       if wait != 0 { state.withLock { $0.asleep = false } }
       TurnClock.engine.refresh()
+      // Whether this turn handled events other than low-priority ones and the wake-up.
+      var busy = false
       if n > 0 {
         for i in 0..<Int(n) {
           let tag = events[i].data.u64
           let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: tag))
           if tag & Self.watchTag != 0 {
+            busy = true
             if let onReadable = state.withLock({ $0.watchers[fd] }) { onReadable.run() }
           } else if tag & Self.streamTag != 0 {
-            if let onEvents = state.withLock({ $0.streams[fd] }) { onEvents.run(events[i].events) }
+            if let onEvents = state.withLock({ $0.streams[fd] }) {
+              if onEvents.lowPriority {
+                lane.note(fd: fd, events: events[i].events, id: onEvents.id)
+              } else {
+                busy = true
+                onEvents.run(events[i].events)
+              }
+            }
           } else if fd == wakeFD {
             var value: eventfd_t = 0
             _ = eventfd_read(wakeFD, &value)
           } else {
+            busy = true
             readReplies(fd, into: &buffer, finished: &finished)
           }
         }
       }
       expire(finished: &finished)
       fireTimers(&due)
+      runLowPriority(&lane, busy: busy)
+    }
+  }
+
+  /// Runs one piece of low-priority work (a probe's handshake step) when the turn had nothing
+  /// else to do or the work has waited long enough (`LowPriorityLane`). `busy`: the turn handled
+  /// other events. Work queued for the next turn (jobs, sends) also counts as busy: the answers
+  /// it carries go first.
+  private func runLowPriority(_ lane: inout LowPriorityLane, busy: Bool) {
+    let (closures, queued) = state.withLock { s in
+      (
+        !s.lowPriority.isEmpty,
+        !s.jobs.isEmpty || !s.closures.isEmpty || !s.outbox.isEmpty || !s.owedFlushes.isEmpty
+          || !s.afterSends.isEmpty
+      )
+    }
+    guard closures || !lane.deferred.isEmpty else { return lane.idle() }
+    guard lane.mayRun(busy: busy || queued, now: Self.now()) else {
+      _ = lane.take()
+      return
+    }
+    if let stream = lane.take() {
+      let call = state.withLock { s in s.streams[stream.fd].flatMap { $0.id == stream.id ? $0 : nil } }
+      call?.run(stream.events)
+    } else if let body = state.withLock({ s in s.lowPriority.isEmpty ? nil : s.lowPriority.removeFirst() }) {
+      body.run()
     }
   }
 

@@ -64,11 +64,18 @@ public final class DoQConnection: Sendable {
     }
     let session = DoQSocketSession(
       engine: engine, fd: fd, quic: quic, handshakeTimeout: handshakeTimeout, startedAt: startedAt, time: time,
-      status: status, counters: counters, onTicket: onTicket, onClose: onClose)
+      status: status, counters: counters, lowPriority: HandshakePriority.low, onTicket: onTicket,
+      onClose: onClose)
     let early =
       replayable ? earlyQuery.map { ($0, handshakeTimeout * 2, group.next().makePromise(of: Message.self)) } : nil
+    let lowPriority = HandshakePriority.low
     let result = await withUnsafeContinuation { continuation in
-      engine.execute { session.start(continuation, early: early) }
+      // A probe's first flight (its key share) waits for a turn without other work (OE-10).
+      if lowPriority {
+        engine.executeAtLowPriority { session.start(continuation, early: early) }
+      } else {
+        engine.execute { session.start(continuation, early: early) }
+      }
     }
     let info = try result.get()
     return (DoQConnection(session: session, engine: engine, status: status), info, early?.2.futureResult)

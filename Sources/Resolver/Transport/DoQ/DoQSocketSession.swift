@@ -66,6 +66,9 @@ final class DoQSocketSession: @unchecked Sendable {
   private var nextToken: UInt64 = 0
   private var handshakeSettled = false
   private var handshakeDone = false
+  /// A probe's connection until its handshake is done: its socket events wait for the engine's
+  /// other work (`LowPriorityLane`, OE-10).
+  private var lowPriority: Bool
   private var terminated = false
   private var closeRequested = false
   /// Engine-clock deadlines (UInt64.max: none): ngtcp2's expiry, the handshake backstop, a delayed close.
@@ -86,10 +89,11 @@ final class DoQSocketSession: @unchecked Sendable {
 
   init(
     engine: UDPExchangeEngine, fd: Int32, quic: QUICClientEngine, handshakeTimeout: TimeAmount, startedAt: Double,
-    time: any TimeSource, status: DoTConnectionStatus, counters: EncryptedReplyCounters,
+    time: any TimeSource, status: DoTConnectionStatus, counters: EncryptedReplyCounters, lowPriority: Bool = false,
     onTicket: @escaping @Sendable ([UInt8]) -> Void, onClose: @escaping @Sendable (EncryptedFailure) -> Void
   ) {
     self.engine = engine
+    self.lowPriority = lowPriority
     self.fd = fd
     self.quic = quic
     self.handshakeTimeout = UInt64(max(handshakeTimeout.nanoseconds, 0))
@@ -112,7 +116,7 @@ final class DoQSocketSession: @unchecked Sendable {
     handshake = done
     guard
       engine.watchStream(
-        fd, events: EPOLLIN.rawValue, onEvents: { self.handle($0) })
+        fd, events: EPOLLIN.rawValue, lowPriority: lowPriority, onEvents: { self.handle($0) })
     else {
       Glibc.close(fd)
       terminated = true
@@ -274,6 +278,11 @@ final class DoQSocketSession: @unchecked Sendable {
       return terminate(.alpnMismatch(alpn ?? "none"))
     }
     handshakeDone = true
+    // Queries go over it now: its packets are as urgent as any other's.
+    if lowPriority {
+      lowPriority = false
+      engine.setStreamPriority(fd, lowPriority: false)
+    }
     status.markActive(at: time.now())
     let info = TLSHandshakeInfo(
       tlsVersion: quic.tlsVersion, alpn: alpn, resumed: quic.resumed, certificate: quic.certificate,

@@ -48,7 +48,7 @@ public final class DoTConnection: Sendable {
     let session = DoTSocketSession(
       engine: engine, endpoint: endpoint, tls: tls, connectTimeout: connectTimeout,
       handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, startedAt: startedAt, time: time,
-      status: status, counters: counters, onClose: onClose)
+      status: status, counters: counters, lowPriority: HandshakePriority.low, onClose: onClose)
     let result = await withUnsafeContinuation { continuation in
       engine.execute { session.start(continuation) }
     }

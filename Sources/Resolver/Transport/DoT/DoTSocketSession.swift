@@ -62,6 +62,9 @@ final class DoTSocketSession: @unchecked Sendable {
   private var idleSince: UInt64 = 0
   /// When the engine timer is set to fire (UInt64.max: not set).
   private var timerAt = UInt64.max
+  /// A probe's connection until its handshake is done: its socket events wait for the engine's
+  /// other work (`LowPriorityLane`, OE-10).
+  private var lowPriority: Bool
   /// The timer's callback, made once (weak: the engine's timer table must not keep the session).
   private lazy var timerCallback: @Sendable () -> Void = { [weak self] in self?.timerFired() }
   /// recv's destination: a TLS record (16 KiB) and its header, allocated once per session.
@@ -70,10 +73,11 @@ final class DoTSocketSession: @unchecked Sendable {
   init(
     engine: UDPExchangeEngine, endpoint: ServerEndpoint, tls: TLSClientEngine, connectTimeout: TimeAmount,
     handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, startedAt: Double, time: any TimeSource,
-    status: DoTConnectionStatus, counters: EncryptedReplyCounters,
+    status: DoTConnectionStatus, counters: EncryptedReplyCounters, lowPriority: Bool = false,
     onClose: @escaping @Sendable (EncryptedFailure) -> Void
   ) {
     self.engine = engine
+    self.lowPriority = lowPriority
     self.endpoint = endpoint
     self.tls = tls
     self.connectTimeout = UInt64(max(connectTimeout.nanoseconds, 0))
@@ -105,7 +109,7 @@ final class DoTSocketSession: @unchecked Sendable {
     let connectError = rc == 0 ? 0 : errno
     guard rc == 0 || connectError == EINPROGRESS else { return failAttempt(.refused) }
     let events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue
-    guard engine.watchStream(fd, events: events, onEvents: { self.handle($0) }) else {
+    guard engine.watchStream(fd, events: events, lowPriority: lowPriority, onEvents: { self.handle($0) }) else {
       return failAttempt(.refused)
     }
     watchingWritable = true
@@ -113,7 +117,9 @@ final class DoTSocketSession: @unchecked Sendable {
     attemptDeadline = now &+ handshakeTimeout
     phaseDeadline = min(now &+ connectTimeout, attemptDeadline)
     cover(phaseDeadline)
-    if rc == 0 { connected() }
+    // A probe's ClientHello (its key share) waits for the engine's turn without other work:
+    // EPOLLOUT reports the connection up.
+    if rc == 0, !lowPriority { connected() }
   }
 
   /// Sends one query (padded, under a fresh ID); `done` gets the answer with the caller's ID, or the error.
@@ -225,6 +231,11 @@ final class DoTSocketSession: @unchecked Sendable {
       if let alpn = info.alpn, alpn != TLSClientEngine.alpnProtocol { return fail(.alpnMismatch(alpn)) }
       phase = .active
       phaseDeadline = .max
+      // Queries go over it now: its events are as urgent as any other's.
+      if lowPriority {
+        lowPriority = false
+        engine.setStreamPriority(fd, lowPriority: false)
+      }
       idleSince = UDPExchangeEngine.now()
       cover(idleSince &+ keepalive.idleTimeout)
       status.markActive(at: time.now())
