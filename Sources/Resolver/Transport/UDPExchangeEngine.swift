@@ -110,6 +110,8 @@ final class UDPExchangeEngine: Sendable {
   private let wakeFD: Int32
   /// Whether epoll_pwait2 works (Linux 5.11, not filtered out): false after its first failure.
   private let preciseWait = Atomic<Bool>(true)
+  /// How many `executeAtLowPriority` closures wait: a turn without low-priority work takes no lock for it.
+  private let lowPriorityQueued = Atomic<Int>(0)
 
   private init() {
     epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -321,7 +323,10 @@ final class UDPExchangeEngine: Sendable {
   /// Runs `body` on the engine thread in a turn with nothing else to do, or once it has waited
   /// `LowPriorityLane.patience` (one such closure or low-priority stream per turn).
   func executeAtLowPriority(_ body: @escaping @Sendable () -> Void) {
-    queueForThread { $0.lowPriority.append(Call(run: body)) }
+    queueForThread { s in
+      s.lowPriority.append(Call(run: body))
+      lowPriorityQueued.add(1, ordering: .relaxed)
+    }
   }
 
   /// Changes the events watched on stream socket `fd`. Engine thread only.
@@ -453,6 +458,7 @@ final class UDPExchangeEngine: Sendable {
   /// other events. Work queued for the next turn (jobs, sends) also counts as busy: the answers
   /// it carries go first.
   private func runLowPriority(_ lane: inout LowPriorityLane, busy: Bool) {
+    guard !lane.deferred.isEmpty || lowPriorityQueued.load(ordering: .relaxed) > 0 else { return lane.idle() }
     let (closures, queued) = state.withLock { s in
       (
         !s.lowPriority.isEmpty,
@@ -468,7 +474,11 @@ final class UDPExchangeEngine: Sendable {
     if let stream = lane.take() {
       let call = state.withLock { s in s.streams[stream.fd].flatMap { $0.id == stream.id ? $0 : nil } }
       call?.run(stream.events)
-    } else if let body = state.withLock({ s in s.lowPriority.isEmpty ? nil : s.lowPriority.removeFirst() }) {
+    } else if let body = state.withLock({ s -> Call? in
+      guard !s.lowPriority.isEmpty else { return nil }
+      lowPriorityQueued.subtract(1, ordering: .relaxed)
+      return s.lowPriority.removeFirst()
+    }) {
       body.run()
     }
   }

@@ -62,13 +62,12 @@ public final class DoQConnection: Sendable {
       Glibc.close(fd)
       throw error
     }
+    let lowPriority = HandshakePriority.low
     let session = DoQSocketSession(
       engine: engine, fd: fd, quic: quic, handshakeTimeout: handshakeTimeout, startedAt: startedAt, time: time,
-      status: status, counters: counters, lowPriority: HandshakePriority.low, onTicket: onTicket,
-      onClose: onClose)
+      status: status, counters: counters, lowPriority: lowPriority, onTicket: onTicket, onClose: onClose)
     let early =
       replayable ? earlyQuery.map { ($0, handshakeTimeout * 2, group.next().makePromise(of: Message.self)) } : nil
-    let lowPriority = HandshakePriority.low
     let result = await withUnsafeContinuation { continuation in
       // A probe's first flight (its key share) waits for a turn without other work (OE-10).
       if lowPriority {
