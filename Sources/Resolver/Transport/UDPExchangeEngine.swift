@@ -94,6 +94,11 @@ final class UDPExchangeEngine: Sendable {
     /// Timers of engine-thread sessions by token.
     var timers: [UInt64: EngineTimer] = [:]
     var lastTimerToken: UInt64 = 0
+
+    /// Work queued for the engine's next turn: jobs, closures and what they left to send.
+    var hasTurnWork: Bool {
+      !jobs.isEmpty || !closures.isEmpty || !afterSends.isEmpty || !outbox.isEmpty || !owedFlushes.isEmpty
+    }
   }
 
   /// Marks a watched socket in `epoll_event.data.u64` (the low 32 bits hold the fd).
@@ -400,11 +405,7 @@ final class UDPExchangeEngine: Sendable {
       let wait = state.withLock { s -> Int64 in
         // Jobs queued meanwhile: look at the sockets without sleeping, then run them.
         // (And anything queued for `sendQueued` since it ran: nothing else would send it.)
-        if !s.jobs.isEmpty || !s.closures.isEmpty || !s.afterSends.isEmpty || !s.outbox.isEmpty
-          || !s.owedFlushes.isEmpty || !s.lowPriority.isEmpty
-        {
-          return 0
-        }
+        if s.hasTurnWork || !s.lowPriority.isEmpty { return 0 }
         // Plain loops: `map(\.deadline)` applied its key path through the runtime
         // (`swift_getAtKeyPath`, about 400 instructions an entry; callgrind).
         var next = UInt64.max
@@ -459,13 +460,7 @@ final class UDPExchangeEngine: Sendable {
   /// it carries go first.
   private func runLowPriority(_ lane: inout LowPriorityLane, busy: Bool) {
     guard !lane.deferred.isEmpty || lowPriorityQueued.load(ordering: .relaxed) > 0 else { return lane.idle() }
-    let (closures, queued) = state.withLock { s in
-      (
-        !s.lowPriority.isEmpty,
-        !s.jobs.isEmpty || !s.closures.isEmpty || !s.outbox.isEmpty || !s.owedFlushes.isEmpty
-          || !s.afterSends.isEmpty
-      )
-    }
+    let (closures, queued) = state.withLock { s in (!s.lowPriority.isEmpty, s.hasTurnWork) }
     guard closures || !lane.deferred.isEmpty else { return lane.idle() }
     guard lane.mayRun(busy: busy || queued, now: Self.now()) else {
       _ = lane.take()
