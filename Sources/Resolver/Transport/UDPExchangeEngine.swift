@@ -117,6 +117,8 @@ final class UDPExchangeEngine: Sendable {
   private let preciseWait = Atomic<Bool>(true)
   /// How many `executeAtLowPriority` closures wait: a turn without low-priority work takes no lock for it.
   private let lowPriorityQueued = Atomic<Int>(0)
+  /// The DoQ sessions' receive buffers: they all read on the engine thread, one at a time.
+  let datagramReader = DatagramBatchReader()
 
   private init() {
     epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))

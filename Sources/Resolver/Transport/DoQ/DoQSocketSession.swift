@@ -84,8 +84,6 @@ final class DoQSocketSession: @unchecked Sendable {
   /// Timers armed for a deadline at most `inlineExpiry` ahead, or already past (any thread may read
   /// it; for tests): each costs an engine turn at once.
   let imminentTimers = Counter()
-  /// recv's destination: the largest UDP payload ngtcp2 accepts.
-  private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
 
   init(
     engine: UDPExchangeEngine, fd: Int32, quic: QUICClientEngine, handshakeTimeout: TimeAmount, startedAt: Double,
@@ -105,8 +103,6 @@ final class DoQSocketSession: @unchecked Sendable {
     self.onClose = onClose
     timerToken = engine.newTimerToken()
   }
-
-  deinit { scratch.deallocate() }
 
   // MARK: Operations (engine thread)
 
@@ -308,31 +304,37 @@ final class DoQSocketSession: @unchecked Sendable {
   // MARK: Socket I/O
 
   /// Reads up to `maxDatagramsPerTurn` datagrams (epoll is level-triggered: the rest wait for the
-  /// next turn, so one busy peer cannot hold the engine thread), handling each one's events before
-  /// the next is read, then sends what they produced in one go.
+  /// next turn, so one busy peer cannot hold the engine thread), in batches of the engine's shared
+  /// reader (one recvmmsg each; a short batch means the socket is empty, no read to learn that),
+  /// handling each one's events before the next is read, then sends what they produced in one go.
   private func handle(_ events: UInt32) {
     guard !terminated else { return }
-    var read = false
-    for _ in 0..<Self.maxDatagramsPerTurn where !terminated {
-      let count = recv(fd, scratch.baseAddress, scratch.count, 0)
-      if count < 0 {
-        let e = errno
-        if e == EAGAIN || e == EWOULDBLOCK { break }
-        if e != EINTR { socketError(e) }
-        continue
+    let reader = engine.datagramReader
+    var read = 0
+    reading: while read < Self.maxDatagramsPerTurn, !terminated {
+      switch reader.read(fd) {
+      case .empty: break reading
+      case .failed(let e):
+        socketError(e)
+        break reading
+      case .datagrams(let count, let drained):
+        for index in 0..<count where !terminated {
+          read += 1
+          let rv = quic.read(reader.datagram(index))
+          if rv < 0 { return fatal(rv) }
+          if !handshakeSettled, quic.unusableDatagrams > 0 {
+            // A non-QUIC reply (NSD's plain-DNS socket on UDP 853 answers an Initial with FORMERR):
+            // this port does not speak QUIC. Fail the probe now instead of retransmitting until the
+            // timeout.
+            return terminate(.tlsError("no QUIC on this port (\(quic.unusableDatagrams) non-QUIC reply)"))
+          }
+          // Before the next datagram: an answer followed by a fatal close is still delivered.
+          processEvents()
+        }
+        if drained { break reading }
       }
-      read = true
-      let rv = quic.read(UnsafeRawBufferPointer(rebasing: scratch.prefix(count)))
-      if rv < 0 { return fatal(rv) }
-      if !handshakeSettled, quic.unusableDatagrams > 0 {
-        // A non-QUIC reply (NSD's plain-DNS socket on UDP 853 answers an Initial with FORMERR): this
-        // port does not speak QUIC. Fail the probe now instead of retransmitting until the timeout.
-        return terminate(.tlsError("no QUIC on this port (\(quic.unusableDatagrams) non-QUIC reply)"))
-      }
-      // Before the next datagram: an answer followed by a fatal close is still delivered.
-      processEvents()
     }
-    guard read, !terminated else { return }
+    guard read > 0, !terminated else { return }
     if handshakeDone { status.touch(at: time.now()) }
     flush()
   }
