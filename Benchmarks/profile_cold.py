@@ -3,7 +3,7 @@
 Starts and stops the lab itself (DoQ authoritatives: SOTTO_BIN's `doq-authority`, as in make bench;
 lab and client on core 1, sotto on core 0). Run from a worktree root, under the lab lock:
   SOTTO_BIN=/path/sotto PERF=0 N=6000 flock /tmp/sotto-lab.lock python3 Benchmarks/profile_cold.py
-ZONE=<zone>: all names under that lab zone (one server, one transport). WARM=0: no warm-up (a fresh process, as make bench's cold run; default 300 names). SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). PACKETS=1: UDP datagrams and TCP segments sent per resolution, machine-wide. THREADS=1: context switches and CPU ticks per thread. OUTSTANDING=1: one query at a time (load.sequential, as make bench; DNSPERF=1 uses dnsperf -q 1 instead). SPLIT=1 (with OUTSTANDING=1): medians of the resolver's time before its upstream query, the server's, and its time after the reply, from a loopback capture, then the time before the upstream query by the previous resolution's transport and the idle time before it (latency_split.py). RESOLVER=unbound|pdns-recursor: profile that peer instead. MALLOCS=record: malloc call sites (or EVENT's) into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
+ZONE=<zone>: all names under that lab zone (one server, one transport). WARM=0: no warm-up (a fresh process, as make bench's cold run; default 300 names). SYSCALLS=1: syscalls per resolution (EVENT=<perf event> counts that instead, e.g. a uprobe; EVENT='syscalls:sys_enter_*' lists them by syscall). ENC=1: encryption on (default off). PACKETS=1: UDP datagrams and TCP segments sent per resolution, machine-wide. THREADS=1: context switches and CPU ticks per thread. OUTSTANDING=1: one query at a time (load.sequential, as make bench; DNSPERF=1 uses dnsperf -q 1 instead). SPLIT=1 (with OUTSTANDING=1): medians of the resolver's time before its upstream query, the server's, and its time after the reply, from a loopback capture, then the time before the upstream query by the previous resolution's transport and the idle time before it (latency_split.py). RESOLVER=unbound|pdns-recursor: profile that peer instead. TARGET_PGREP=<pattern>: perf (PERF, SYSCALLS, TRACE, MALLOCS) watches the lab processes matching it (pgrep -f) instead, e.g. 'doq-authority.*doq\\.test' for the DoQ responder's own CPU per query. MALLOCS=record: malloc call sites (or EVENT's) into OUT/mallocs.data. MALLOCS=1: malloc calls per resolution (perf stat on a libc
 uprobe: `perf probe -x /usr/lib/x86_64-linux-gnu/libc.so.6 --add malloc` first). TRACE=1: syscall entries and exits (perf record raw_syscalls) into OUT/trace.data. PERF=1 (default): perf record -e cpu-clock into OUT/perf.data; GRAPH=1 adds fp call graphs, GRAPH=dwarf DWARF ones (callers of leaf functions such as swift_retain, which fp misses).
 Prints completed, res/s, p50 and cpu/res (the figure to compare; perf itself adds CPU, so compare with PERF=0).
 """
@@ -36,23 +36,29 @@ try:
       names = [f"{tag}-{i}.{zones[i % len(zones)]}" for i in range(n)] if zone else bench.cold_names(tag, n)
       f = write_names(OUT / "cold.txt", names)
       perf = None
+      # TARGET_PGREP=<pattern>: perf watches the lab processes that match (pgrep -f) instead of the
+      # resolver, e.g. 'doq-authority.*doq.test' for the DoQ responder's own CPU per query.
+      target = str(res.pid)
+      if os.environ.get("TARGET_PGREP"):
+          pids = subprocess.run(["pgrep", "-f", os.environ["TARGET_PGREP"]], capture_output=True, text=True).stdout.split()
+          target = ",".join(p for p in pids if p != str(os.getpid())) or sys.exit("TARGET_PGREP matched nothing")
       mallocs = os.environ.get("MALLOCS") == "1"
       if os.environ.get("MALLOCS") == "record":
-          perf = subprocess.Popen(["perf", "record", "-e", os.environ.get("EVENT", "probe_libc:malloc"), *(graph or ["--call-graph=fp"]), "-o", str(OUT / "mallocs.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          perf = subprocess.Popen(["perf", "record", "-e", os.environ.get("EVENT", "probe_libc:malloc"), *(graph or ["--call-graph=fp"]), "-o", str(OUT / "mallocs.data"), "-p", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
       elif mallocs:
           # Needs `perf probe -x <libc> --add malloc` once (uprobes); counts, independent of CPU noise.
-          perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "probe_libc:malloc", "-p", str(res.pid), "-o", str(OUT / "mallocs.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "probe_libc:malloc", "-p", target, "-o", str(OUT / "mallocs.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
       elif os.environ.get("SYSCALLS") == "1":
-          perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", os.environ.get("EVENT", "raw_syscalls:sys_enter"), "-p", str(res.pid), "-o", str(OUT / "syscalls.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", os.environ.get("EVENT", "raw_syscalls:sys_enter"), "-p", target, "-o", str(OUT / "syscalls.csv")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
       elif os.environ.get("TRACE") == "1":
           # Syscall entries and exits with timestamps, for where a resolution's time goes between them.
-          perf = subprocess.Popen(["perf", "record", "-e", "raw_syscalls:sys_enter,raw_syscalls:sys_exit", "-o", str(OUT / "trace.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          perf = subprocess.Popen(["perf", "record", "-e", "raw_syscalls:sys_enter,raw_syscalls:sys_exit", "-o", str(OUT / "trace.data"), "-p", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
       elif os.environ.get("PERF", "1") == "1":
-          perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4000", *graph, "-o", str(OUT / "perf.data"), "-p", str(res.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4000", *graph, "-o", str(OUT / "perf.data"), "-p", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
           time.sleep(0.5)
       def per_thread():  # thread name -> (context switches, CPU ticks)
           out = {}
