@@ -140,6 +140,34 @@ import Testing
     #expect(recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) == query.serialize().count)
   }
 
+  @Test func aTurnsLastSendDoesNotOvertakeTheQueriesItsEarlierJobsQueued() async throws {
+    // A Do53 query queued by one job, then the turn's last job flushing a session (as an encrypted
+    // query decided after the server became known good): the Do53 query must reach the wire first,
+    // or a capture shows cleartext to the server after encryption to it worked (OE-11).
+    let (fd, port) = try Self.boundUDPSocket()  // takes both and never answers
+    defer { close(fd) }
+    let address = try SocketAddress(ipAddress: "127.0.0.1", port: Int(port))
+    let query = try Self.query("first.example.test.", id: 11)
+    let executor = try #require(engine.taskExecutor)
+    let token = engine.newTimerToken()
+    await Task(executorPreference: executor) { [engine] in
+      // Queued by this job, so the engine runs them one after the other in one batch.
+      let asker = Task(executorPreference: executor) {
+        await engine.exchange(
+          query.serialize(), to: address, matcher: ResponseMatcher(query: query),
+          timeout: .milliseconds(200), mismatches: Counter(), suspicionThreshold: 3)
+      }
+      let flusher = Task(executorPreference: executor) {
+        engine.flushSoon(token) { try? Self.send([0xEE], to: port) }
+      }
+      await flusher.value
+      _ = await asker.value  // .timeout: nobody answers
+    }.value
+    var buffer = [UInt8](repeating: 0, count: 512)
+    #expect(recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) == query.serialize().count, "the Do53 query first")
+    #expect(recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) == 1, "then the session's flush")
+  }
+
   @Test(arguments: [true, false])
   func aQueryThatCannotBeSentFailsAtOnce(onEngineThread: Bool) async throws {
     // 70,000 bytes do not fit in a UDP datagram: send fails (EMSGSIZE). On the engine thread the

@@ -235,9 +235,14 @@ final class UDPExchangeEngine: Sendable {
 
   /// True on the engine thread while more jobs are queued to run before it next sends what its
   /// jobs queued (`sendQueued`): a datagram made now should wait for them and leave with theirs.
+  /// Also while this turn has already queued sends: one made now must not overtake them. The wire
+  /// then shows a turn's queries in the order they were decided (its Do53 datagrams, then its
+  /// sessions' flushes): a Do53 query decided just before a server became known good no longer
+  /// leaves after an encrypted query decided just after (OE-11, as a packet capture judges it).
   var sendsWaitForTurn: Bool {
     isEngineThread
-      && (jobsLeftInBatch.load(ordering: .relaxed) > 0 || state.withLock { !$0.jobs.isEmpty })
+      && (jobsLeftInBatch.load(ordering: .relaxed) > 0
+        || state.withLock { !$0.jobs.isEmpty || !$0.outbox.isEmpty || !$0.owedFlushes.isEmpty })
   }
 
   /// Calls `onReadable` on the engine thread whenever the non-blocking socket `fd` is readable,
