@@ -318,15 +318,21 @@ import Testing
     return (fd, UInt16(bigEndian: address.sin_port))
   }
 
+  /// 127.0.0.1:`port`.
+  static func loopback(_ port: UInt16) -> sockaddr_in {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = port.bigEndian
+    return address
+  }
+
   /// Sends one datagram to 127.0.0.1:`port` from a new socket.
   static func send(_ bytes: [UInt8], to port: UInt16) throws {
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
     try #require(fd >= 0)
     defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = port.bigEndian
+    var address = loopback(port)
     let sent = withUnsafePointer(to: &address) {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
         sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
