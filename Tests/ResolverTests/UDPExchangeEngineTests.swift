@@ -150,22 +150,27 @@ import Testing
     let query = try Self.query("first.example.test.", id: 11)
     let executor = try #require(engine.taskExecutor)
     let token = engine.newTimerToken()
-    await Task(executorPreference: executor) { [engine] in
+    let waits = await Task(executorPreference: executor) { [engine] in
       // Queued by this job, so the engine runs them one after the other in one batch.
       let asker = Task(executorPreference: executor) {
         await engine.exchange(
           query.serialize(), to: address, matcher: ResponseMatcher(query: query),
           timeout: .milliseconds(200), mismatches: Counter(), suspicionThreshold: 3)
       }
-      let flusher = Task(executorPreference: executor) {
+      let flusher = Task(executorPreference: executor) { () -> Bool in
+        // The turn's last job (unless other tests' jobs are queued too): its query waits.
+        let waits = engine.upstreamSendsWaitForTurn
         engine.flushSoon(token) { try? Self.send([0xEE], to: port) }
+        return waits
       }
-      await flusher.value
+      let waits = await flusher.value
       _ = await asker.value  // .timeout: nobody answers
+      return waits
     }.value
     var buffer = [UInt8](repeating: 0, count: 512)
     #expect(recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) == query.serialize().count, "the Do53 query first")
     #expect(recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) == 1, "then the session's flush")
+    #expect(waits, "an upstream query made after the turn queued one did not wait for it")
   }
 
   @Test(arguments: [true, false])

@@ -172,8 +172,9 @@ final class UDPExchangeEngine: Sendable {
     // On the engine thread, with more jobs queued, the query waits in the outbox until they have
     // run, so a burst of queries reaches the authoritative servers together: a server is woken
     // once per burst (a cross-core wake-up costs more than the send) instead of once per query.
-    // The last job of a turn sends at once: nothing would join it.
-    let deferred = sendsWaitForTurn
+    // The last job of a turn sends at once (nothing would join it) unless the turn already queued
+    // queries, which it must not overtake.
+    let deferred = upstreamSendsWaitForTurn
     if !deferred {
       let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
       guard sent == bytes.count else {
@@ -235,14 +236,20 @@ final class UDPExchangeEngine: Sendable {
 
   /// True on the engine thread while more jobs are queued to run before it next sends what its
   /// jobs queued (`sendQueued`): a datagram made now should wait for them and leave with theirs.
-  /// Also while this turn has already queued sends: one made now must not overtake them. The wire
-  /// then shows a turn's queries in the order they were decided (its Do53 datagrams, then its
+  var sendsWaitForTurn: Bool { sendsWait(upstream: false) }
+
+  /// `sendsWaitForTurn` for upstream queries: true also while this turn has already queued
+  /// upstream sends (the outbox, the sessions' flushes), which one made now must not overtake. The
+  /// wire then shows a turn's queries in the order they were decided (its Do53 datagrams, then its
   /// sessions' flushes): a Do53 query decided just before a server became known good no longer
   /// leaves after an encrypted query decided just after (OE-11, as a packet capture judges it).
-  var sendsWaitForTurn: Bool {
+  /// Client answers keep `sendsWaitForTurn`: a turn's last answer need not wait for its queries.
+  var upstreamSendsWaitForTurn: Bool { sendsWait(upstream: true) }
+
+  private func sendsWait(upstream: Bool) -> Bool {
     isEngineThread
       && (jobsLeftInBatch.load(ordering: .relaxed) > 0
-        || state.withLock { !$0.jobs.isEmpty || !$0.outbox.isEmpty || !$0.owedFlushes.isEmpty })
+        || state.withLock { s in !s.jobs.isEmpty || (upstream && (!s.outbox.isEmpty || !s.owedFlushes.isEmpty)) })
   }
 
   /// Calls `onReadable` on the engine thread whenever the non-blocking socket `fd` is readable,
@@ -361,7 +368,7 @@ final class UDPExchangeEngine: Sendable {
   /// `token` (from `newTimerToken`, never reused) names the session: its flush is queued at most
   /// once per turn. Engine thread only.
   func flushSoon(_ token: UInt64, _ flush: @escaping @Sendable () -> Void) {
-    guard sendsWaitForTurn else { return flush() }
+    guard upstreamSendsWaitForTurn else { return flush() }
     state.withLock { s in
       if s.owedFlushes[token] == nil { s.owedFlushes[token] = Call(run: flush) }
     }
