@@ -33,7 +33,7 @@ import Testing
   {
     try await DoQConnection.connect(
       to: endpoint, expectedName: try DNSName("ns1.doq.test."), context: try DoQClientContext(extraCAFile: ca),
-      group: group, resumption: resumption, earlyQuery: early, handshakeTimeout: .seconds(3), idleTimeout: .seconds(5),
+      group: group, resumption: resumption, earlyQuery: early, handshakeTimeout: .seconds(3), idleTimeout: .seconds(30),
       onTicket: log.onTicket, onClose: log.onClose)
   }
 
