@@ -23,6 +23,12 @@ spread) and Sotto/peer ratios, and writes it all as JSON under Benchmarks/result
              the names of 1 warmed over UDP, then dnsperf -m dot (4 connections, 100 outstanding):
              queries/s, latency, CPU per query. Sotto and Unbound only: PowerDNS Recursor has no
              DoT listener.
+  8 rtt      cold resolution with the lab BENCH_RTT_MS (10) ms away (Benchmarks/rtt.py: a user-space
+             delay on every packet between a network namespace of the resolvers' own and the
+             lab; root): BENCH_COLD_NAMES names at 20 outstanding, then BENCH_UNLOADED_NAMES one
+             at a time, each in a fresh process: p50/p95/mean (Sotto with and without encryption,
+             Unbound, PowerDNS Recursor). On loopback an exchange takes microseconds and the cold figures weigh CPU
+             time; here they weigh round trips, as on the Internet.
 
 The lab's DoQ authoritatives are Sotto's own C responder (`sotto doq-authority`, SOTTO_BIN),
 not the tests' Python aioquic server, whose CPU per query was larger than the resolver's and so
@@ -54,6 +60,7 @@ sys.path.insert(0, str(ROOT / "Lab"))
 import lab as labmod  # noqa: E402
 from load import LOAD_CORE, dnsperf, sequential, write_names  # noqa: E402
 from resolvers import RESOLVER_CORE, PowerDNSRecursor, Sotto, Unbound, missing_tools, scratch  # noqa: E402
+from rtt import RTTLink  # noqa: E402
 from wire_count import WireCounter  # noqa: E402
 
 import latency_split  # noqa: E402  (puts Tests/Integration on the path for capture)
@@ -68,7 +75,8 @@ COLD_NAMES = int(os.environ.get("BENCH_COLD_NAMES", "300" if QUICK else "3000"))
 UNLOADED_NAMES = int(os.environ.get("BENCH_UNLOADED_NAMES", "60" if QUICK else "400"))
 MEMORY_NAMES = int(os.environ.get("BENCH_MEMORY_NAMES", "5000" if QUICK else "100000"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-ALL = ["cached", "cold", "memory", "encryption", "startup", "dashboard", "dot"]
+ALL = ["cached", "cold", "memory", "encryption", "startup", "dashboard", "dot", "rtt"]
+RTT_MS = float(os.environ.get("BENCH_RTT_MS", "10"))
 # Zones of the lab whose servers differ in what they speak on 853 (none, DoT, DoQ, both, broken).
 COLD_ZONES = ["dot.test.", "doq.test.", "both.test.", "mixed.test.", "refused.test.", "silent.test.",
               "badcert.test.", "example.test.", "quicsilent.test.", "badquic.test."]
@@ -226,6 +234,48 @@ def bench_cold(cls, r: int, work: Path, encryption: bool = True) -> dict:
                 # stall: they hold slots, the rest see a shorter queue (2026-12-04: a stall-free
                 # build had the higher p50 yet the lower mean and the higher throughput).
                 "mean_ms": statistics.mean(run.latencies) * 1000 if run.latencies else None}
+
+
+def bench_rtt(cls, r: int, work: Path, link: RTTLink, encryption: bool = True) -> dict:
+    """Cold resolution with every upstream packet delayed (`link`): a fresh process in the link's
+    namespace, COLD_NAMES names at 20 outstanding, then UNLOADED_NAMES one at a time."""
+    names = cold_names(f"rtt{r}{'e' if encryption else 'p'}{int(time.time()) % 100000}", COLD_NAMES)
+    f = write_names(work / "rtt.txt", names)
+    alone_names = write_names(work / "rtt1.txt", cold_names(f"rttu{r}{int(time.time()) % 100000}", UNLOADED_NAMES))
+    kw = {} if cls is not Sotto else {"encryption": encryption}
+    with link.inside(), cls(work / cls.name, **kw) as res:
+        t0 = time.monotonic()
+        run = dnsperf(res.port, f, once=True, outstanding=20, verbose=True, timeout=10)
+        elapsed = time.monotonic() - t0
+        alone = sequential(res.port, alone_names, timeout=10)
+    return {"completed": run.completed, "lost": run.lost, "resolutions_per_s": run.completed / elapsed,
+            "p50_ms": run.percentile(50) * 1000, "p95_ms": run.percentile(95) * 1000,
+            "mean_ms": statistics.mean(run.latencies) * 1000 if run.latencies else None, "rcodes": run.rcodes,
+            "unloaded_completed": alone.completed, "unloaded_p50_ms": alone.percentile(50) * 1000,
+            "unloaded_p95_ms": alone.percentile(95) * 1000,
+            "unloaded_mean_ms": statistics.mean(alone.latencies) * 1000 if alone.latencies else None}
+
+
+def bench_rtt_rounds() -> dict[str, list[dict]]:
+    """ROUNDS rounds of bench_rtt for every resolver (Sotto also without encryption), one link."""
+    classes = dict(RESOLVERS)
+    classes["sotto (no encryption)"] = Sotto
+    results: dict[str, list[dict]] = {k: [] for k in classes}
+    with RTTLink(RTT_MS, scratch("rtt-link")) as link:
+        for r in range(ROUNDS):
+            keys = list(classes)
+            for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+                work = scratch(f"rtt-{k.replace(' ', '')}")
+                res = bench_rtt(classes[k], r, work, link, encryption=(k != "sotto (no encryption)"))
+                res["overdue"] = overdue_answers(work)
+                results[k].append(res)
+                print(f"  rtt        round {r + 1} {k:22s} completed={res['completed']} lost={res['lost']} "
+                      f"res/s={res['resolutions_per_s']:.1f} p50={res['p50_ms']:.2f}ms "
+                      f"p95={res['p95_ms']:.2f}ms mean={res['mean_ms'] or float('nan'):.2f}ms "
+                      f"alone: p50={res['unloaded_p50_ms']:.2f}ms p95={res['unloaded_p95_ms']:.2f}ms "
+                      f"rcodes={res['rcodes']}", flush=True)
+                subprocess.run(["rm", "-rf", str(work)], check=False)
+    return results
 
 
 def bench_memory(cls, r: int, work: Path) -> dict:
@@ -411,6 +461,26 @@ def main() -> int:
                                ("cleartext_to_known_good", "cleartext to known-good")):
                 table.append(("encryption", label, {k: med(v, key) for k, v in raw["encryption"].items()},
                               "lower" if key == "cleartext_to_known_good" else "higher"))
+        if wanted("rtt"):
+            print(f"8 cold resolution with the lab {RTT_MS:g} ms away", flush=True)
+            try:
+                raw["rtt"] = bench_rtt_rounds()
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+                # Root and TUN devices are needed; without them the other benchmarks still stand.
+                print(f"  rtt        not run: {e}", flush=True)
+                raw["rtt_not_run"] = str(e)
+            if "rtt" in raw:
+                results = raw["rtt"]
+                label = f"rtt {RTT_MS:g} ms"
+                table.append((label, "resolutions/s", {k: med(v, "resolutions_per_s") for k, v in results.items()},
+                              "higher"))
+                table.append((label, "p50 ms", {k: med(v, "p50_ms") for k, v in results.items()}, "lower"))
+                table.append((label, "p95 ms", {k: med(v, "p95_ms") for k, v in results.items()}, "lower"))
+                table.append((label, "mean ms", {k: med(v, "mean_ms") for k, v in results.items()}, "lower"))
+                table.append((label, "p50 ms, 1 outstanding",
+                              {k: med(v, "unloaded_p50_ms") for k, v in results.items()}, "lower"))
+                table.append((label, "p95 ms, 1 outstanding",
+                              {k: med(v, "unloaded_p95_ms") for k, v in results.items()}, "lower"))
         if wanted("startup"):
             # Measured at every start above; a dedicated round if nothing else ran.
             starts: dict[str, list[dict]] = {k: [] for k in RESOLVERS}
@@ -482,6 +552,16 @@ TARGETS = [
     # The median at 20 outstanding hides stalls (see bench_cold's mean_ms); the mean does not.
     ("cold", "mean_ms", "sotto", "sotto (no encryption)", 1.10, "max",
      "cost of encryption, cold mean with / without, 20 outstanding"),
+    # The same targets with the lab a round trip away (BENCH_RTT_MS), as authoritatives are.
+    ("rtt", "p50_ms", "sotto (no encryption)", "unbound", 1.0, "max",
+     "cold p50 at the RTT, Sotto without encryption / Unbound"),
+    ("rtt", "p50_ms", "sotto", "unbound", 1.0, "max", "cold p50 at the RTT, Sotto with encryption / Unbound"),
+    ("rtt", "p50_ms", "sotto", "sotto (no encryption)", 1.10, "max",
+     "cost of encryption at the RTT, cold p50, 20 outstanding"),
+    ("rtt", "mean_ms", "sotto", "sotto (no encryption)", 1.10, "max",
+     "cost of encryption at the RTT, cold mean, 20 outstanding"),
+    ("rtt", "unloaded_p50_ms", "sotto", "sotto (no encryption)", 1.10, "max",
+     "cost of encryption at the RTT, cold p50, 1 outstanding"),
 ]
 
 
