@@ -84,8 +84,9 @@ def test_taken_port_is_a_clear_error(sotto, free_port, kind):
 
 
 def test_burst_of_cold_queries_from_many_clients_each_get_their_own_answer(lab, sotto, free_port):
-    """Answers made by resolutions are sent together once the engine's queued jobs have run
-    (one sendmmsg for many clients): each must still reach the client that asked, for its name."""
+    """Answers made by resolutions on a loaded engine are sent together once its queued jobs have
+    run (one sendmmsg for many clients), on an idle one each at once: either way each must reach
+    the client that asked, for its name."""
     import secrets
     import select
     import socket

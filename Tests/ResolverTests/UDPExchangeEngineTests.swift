@@ -121,6 +121,7 @@ import Testing
     let query = try Self.query("later.example.test.", id: 9)
     let executor = try #require(engine.taskExecutor)
     let seenByNextJob = await Task(executorPreference: executor) { [engine] () -> Bool in
+      Self.keepEngineAwake()  // a loaded engine holds its sends (an idle one sends at once)
       // Both are queued by this job, so the engine runs them one after the other in one batch.
       let asker = Task(executorPreference: executor) {
         await engine.exchange(
@@ -151,6 +152,7 @@ import Testing
     let executor = try #require(engine.taskExecutor)
     let token = engine.newTimerToken()
     let waits = await Task(executorPreference: executor) { [engine] in
+      Self.keepEngineAwake()
       // Queued by this job, so the engine runs them one after the other in one batch.
       let asker = Task(executorPreference: executor) {
         await engine.exchange(
@@ -173,6 +175,42 @@ import Testing
     #expect(waits, "an upstream query made after the turn queued one did not wait for it")
   }
 
+  @Test func anIdleEngineSendsAQueryAtOnceThoughMoreJobsWait() async throws {
+    // The other side of the outbox: an engine that slept until a moment ago (EngineLoad) holds
+    // nothing, since nothing queues behind the jobs its wake-up brought. The engine is shared with
+    // the other suites, so a try whose turn did not start after an idle spell is retried.
+    let (fd, port) = try Self.boundUDPSocket()
+    defer { close(fd) }
+    let address = try SocketAddress(ipAddress: "127.0.0.1", port: Int(port))
+    let executor = try #require(engine.taskExecutor)
+    var idleTries = 0
+    for attempt in 0..<50 where idleTries == 0 {
+      try await Task.sleep(for: .milliseconds(5))  // the engine sleeps, unless other suites keep it busy
+      let query = try Self.query("now\(attempt).example.test.", id: UInt16(20 + attempt))
+      let loadedAtSend = StateLock(true)
+      let seenByNextJob = await Task(executorPreference: executor) { [engine] () -> Bool in
+        let asker = Task(executorPreference: executor) {
+          loadedAtSend.withLock { $0 = engine.isLoaded }
+          return await engine.exchange(
+            query.serialize(), to: address, matcher: ResponseMatcher(query: query),
+            timeout: .milliseconds(50), mismatches: Counter(), suspicionThreshold: 3)
+        }
+        let peeker = Task(executorPreference: executor) { () -> Bool in
+          var buffer = [UInt8](repeating: 0, count: 512)
+          return recv(fd, &buffer, buffer.count, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) > 0
+        }
+        let seen = await peeker.value
+        _ = await asker.value
+        return seen
+      }.value
+      Self.drain(fd)
+      guard !loadedAtSend.withLock({ $0 }) else { continue }
+      idleTries += 1
+      #expect(seenByNextJob, "an idle engine held the query for the job queued after it")
+    }
+    #expect(idleTries == 1, "the engine never came to this test idle in 50 tries")
+  }
+
   @Test(arguments: [true, false])
   func aQueryThatCannotBeSentFailsAtOnce(onEngineThread: Bool) async throws {
     // 70,000 bytes do not fit in a UDP datagram: send fails (EMSGSIZE). On the engine thread the
@@ -191,6 +229,7 @@ import Testing
     let result =
       onEngineThread
       ? await Task(executorPreference: executor) { () -> Result<Message, TransportError> in
+        Self.keepEngineAwake()
         // A second job in the same batch, so the query waits in the outbox (as in a busy turn).
         let asker = Task(executorPreference: executor) { await exchange() }
         await Task(executorPreference: executor) {}.value
@@ -303,6 +342,14 @@ import Testing
 
   /// The calling thread's name (synchronous: `Thread.current` is unavailable in async code).
   static func threadName() -> String? { Thread.current.name }
+
+  /// Keeps the calling job (on the engine thread) busy for longer than `EngineLoad.window`, so that
+  /// the engine counts as loaded for the jobs it queues: they run in the next round of the same
+  /// turn, after the engine has been awake that long.
+  static func keepEngineAwake() {
+    let until = TurnClock.clockNanoseconds() + EngineLoad.window + 200_000
+    while TurnClock.clockNanoseconds() < until {}
+  }
 
   /// A non-blocking UDP socket on 127.0.0.1 and its port.
   static func boundUDPSocket() throws -> (Int32, UInt16) {

@@ -111,6 +111,8 @@ final class UDPExchangeEngine: Sendable {
   private let thread = Atomic<UInt>(0)
   /// Jobs of the batch being run that have not started yet (engine thread only).
   private let jobsLeftInBatch = Atomic<Int>(0)
+  /// Whether the engine is loaded, so that its sends wait for the turn (engine thread only).
+  nonisolated(unsafe) private var load = EngineLoad()
   private let epollFD: Int32
   private let wakeFD: Int32
   /// Whether epoll_pwait2 works (Linux 5.11, not filtered out): false after its first failure.
@@ -234,8 +236,9 @@ final class UDPExchangeEngine: Sendable {
     _ = epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev)
   }
 
-  /// True on the engine thread while more jobs are queued to run before it next sends what its
-  /// jobs queued (`sendQueued`): a datagram made now should wait for them and leave with theirs.
+  /// True on the engine thread, while it is loaded (`EngineLoad`), when more jobs are queued to run
+  /// before it next sends what its jobs queued (`sendQueued`): a datagram made now should wait for
+  /// them and leave with theirs.
   var sendsWaitForTurn: Bool { sendsWait(upstream: false) }
 
   /// `sendsWaitForTurn` for upstream queries: true also while this turn has already queued
@@ -246,8 +249,12 @@ final class UDPExchangeEngine: Sendable {
   /// Client answers keep `sendsWaitForTurn`: a turn's last answer need not wait for its queries.
   var upstreamSendsWaitForTurn: Bool { sendsWait(upstream: true) }
 
+  /// On the engine thread: whether it counts as loaded now (`EngineLoad`), so that its sends wait
+  /// for the turn's other jobs. False on any other thread.
+  var isLoaded: Bool { isEngineThread && load.isLoaded(now: TurnClock.engine.now()) }
+
   private func sendsWait(upstream: Bool) -> Bool {
-    isEngineThread
+    isLoaded
       && (jobsLeftInBatch.load(ordering: .relaxed) > 0
         || state.withLock { s in !s.jobs.isEmpty || (upstream && (!s.outbox.isEmpty || !s.owedFlushes.isEmpty)) })
   }
@@ -415,11 +422,12 @@ final class UDPExchangeEngine: Sendable {
       for fd in finished { close(fd) }
       finished.removeAll(keepingCapacity: true)
       runAfterSends(&later)
-      // Nanoseconds to sleep: -1 until woken, 0 not at all.
-      let wait = state.withLock { s -> Int64 in
+      // Nanoseconds to sleep (-1 until woken, 0 not at all), and when the sleep began (0: no
+      // sleep), for `load`.
+      let (wait, sleptFrom) = state.withLock { s -> (Int64, UInt64) in
         // Jobs queued meanwhile: look at the sockets without sleeping, then run them.
         // (And anything queued for `sendQueued` since it ran: nothing else would send it.)
-        if s.hasTurnWork || !s.lowPriority.isEmpty { return 0 }
+        if s.hasTurnWork || !s.lowPriority.isEmpty { return (0, 0) }
         // Plain loops: `map(\.deadline)` applied its key path through the runtime
         // (`swift_getAtKeyPath`, about 400 instructions an entry; callgrind).
         var next = UInt64.max
@@ -427,14 +435,15 @@ final class UDPExchangeEngine: Sendable {
         for t in s.timers.values where t.deadline < next { next = t.deadline }
         s.sleepingUntil = next
         let now = Self.now()
-        if next != .max, next <= now { return 0 }
+        if next != .max, next <= now { return (0, 0) }
         s.asleep = true
-        if next == .max { return -1 }
-        return Int64(clamping: next - now)
+        if next == .max { return (-1, now) }
+        return (Int64(clamping: next - now), now)
       }
       let n = events.withUnsafeMutableBufferPointer { self.wait(for: wait, into: $0) }
       if wait != 0 { state.withLock { $0.asleep = false } }
       TurnClock.engine.refresh()
+      load.woke(sleptFrom: sleptFrom, now: TurnClock.engine.now())
       // Whether this turn handled events other than low-priority ones and the wake-up.
       var busy = false
       if n > 0 {
