@@ -122,19 +122,7 @@ import Testing
     let executor = try #require(engine.taskExecutor)
     let seenByNextJob = await Task(executorPreference: executor) { [engine] () -> Bool in
       Self.keepEngineAwake()  // a loaded engine holds its sends (an idle one sends at once)
-      // Both are queued by this job, so the engine runs them one after the other in one batch.
-      let asker = Task(executorPreference: executor) {
-        await engine.exchange(
-          query.serialize(), to: address, matcher: ResponseMatcher(query: query),
-          timeout: .milliseconds(200), mismatches: Counter(), suspicionThreshold: 3)
-      }
-      let peeker = Task(executorPreference: executor) { () -> Bool in
-        var buffer = [UInt8](repeating: 0, count: 512)
-        return recv(fd, &buffer, buffer.count, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) > 0
-      }
-      let seen = await peeker.value
-      _ = await asker.value  // .timeout: nobody answers
-      return seen
+      return await Self.sendThenPeek(engine, executor, query, to: address, arrivingAt: fd)
     }.value
     #expect(!seenByNextJob, "the query left before the job queued after it had run")
     var buffer = [UInt8](repeating: 0, count: 512)
@@ -189,19 +177,9 @@ import Testing
       let query = try Self.query("now\(attempt).example.test.", id: UInt16(20 + attempt))
       let loadedAtSend = StateLock(true)
       let seenByNextJob = await Task(executorPreference: executor) { [engine] () -> Bool in
-        let asker = Task(executorPreference: executor) {
+        await Self.sendThenPeek(engine, executor, query, to: address, arrivingAt: fd, timeout: .milliseconds(50)) {
           loadedAtSend.withLock { $0 = engine.isLoaded }
-          return await engine.exchange(
-            query.serialize(), to: address, matcher: ResponseMatcher(query: query),
-            timeout: .milliseconds(50), mismatches: Counter(), suspicionThreshold: 3)
         }
-        let peeker = Task(executorPreference: executor) { () -> Bool in
-          var buffer = [UInt8](repeating: 0, count: 512)
-          return recv(fd, &buffer, buffer.count, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) > 0
-        }
-        let seen = await peeker.value
-        _ = await asker.value
-        return seen
       }.value
       Self.drain(fd)
       guard !loadedAtSend.withLock({ $0 }) else { continue }
@@ -342,6 +320,28 @@ import Testing
 
   /// The calling thread's name (synchronous: `Thread.current` is unavailable in async code).
   static func threadName() -> String? { Thread.current.name }
+
+  /// Run in a job on the engine thread: queues a job that sends `query` to `address` (nobody
+  /// answers; `atSend` runs in it first) and, after it in the same batch, one that peeks whether
+  /// the query has reached `fd`. Whether it had.
+  static func sendThenPeek(
+    _ engine: UDPExchangeEngine, _ executor: any TaskExecutor, _ query: Message, to address: SocketAddress,
+    arrivingAt fd: Int32, timeout: TimeAmount = .milliseconds(200), atSend: @escaping @Sendable () -> Void = {}
+  ) async -> Bool {
+    let asker = Task(executorPreference: executor) {
+      atSend()
+      return await engine.exchange(
+        query.serialize(), to: address, matcher: ResponseMatcher(query: query),
+        timeout: timeout, mismatches: Counter(), suspicionThreshold: 3)
+    }
+    let peeker = Task(executorPreference: executor) { () -> Bool in
+      var buffer = [UInt8](repeating: 0, count: 512)
+      return recv(fd, &buffer, buffer.count, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) > 0
+    }
+    let seen = await peeker.value
+    _ = await asker.value  // .timeout: nobody answers
+    return seen
+  }
 
   /// Keeps the calling job (on the engine thread) busy for longer than `EngineLoad.window`, so that
   /// the engine counts as loaded for the jobs it queues: they run in the next round of the same
