@@ -236,6 +236,24 @@ def bench_cold(cls, r: int, work: Path, encryption: bool = True) -> dict:
                 "mean_ms": statistics.mean(run.latencies) * 1000 if run.latencies else None}
 
 
+# Lab zones by what their servers speak on port 853, for the rtt benchmark's per-kind medians:
+# example.test.'s server (and its wildcard's) is NSD with DoT only, which answers pipelined queries
+# with Nagle on; the DoQ zones' servers are QUIC; these speak Do53 only or fail every probe.
+ZONE_KINDS = {"nsd_dot": ("example.test.",), "doq": ("doq.test.", "both.test."),
+              "do53": ("refused.test.", "silent.test.", "quicsilent.test.")}
+
+
+def kind_p50s(qnames: list[str], latencies: list[float]) -> dict[str, float | None]:
+    """The p50 in ms of the resolutions under each ZONE_KINDS group (None when it had none)."""
+    by: dict[str, list[float]] = {k: [] for k in ZONE_KINDS}
+    for name, seconds in zip(qnames, latencies):
+        name = name.lower().rstrip(".") + "."
+        for kind, zones in ZONE_KINDS.items():
+            if any(name.endswith("." + z) for z in zones):
+                by[kind].append(seconds * 1000)
+    return {f"{k}_p50_ms": statistics.median(v) if v else None for k, v in by.items()}
+
+
 def bench_rtt(cls, r: int, work: Path, link: RTTLink, encryption: bool = True) -> dict:
     """Cold resolution with every upstream packet delayed (`link`): a fresh process in the link's
     namespace, COLD_NAMES names at 20 outstanding, then UNLOADED_NAMES one at a time."""
@@ -253,7 +271,8 @@ def bench_rtt(cls, r: int, work: Path, link: RTTLink, encryption: bool = True) -
             "mean_ms": statistics.mean(run.latencies) * 1000 if run.latencies else None, "rcodes": run.rcodes,
             "unloaded_completed": alone.completed, "unloaded_p50_ms": alone.percentile(50) * 1000,
             "unloaded_p95_ms": alone.percentile(95) * 1000,
-            "unloaded_mean_ms": statistics.mean(alone.latencies) * 1000 if alone.latencies else None}
+            "unloaded_mean_ms": statistics.mean(alone.latencies) * 1000 if alone.latencies else None,
+            **kind_p50s(run.qnames or [], run.latencies)}
 
 
 def bench_rtt_rounds() -> dict[str, list[dict]]:
@@ -578,6 +597,12 @@ DIAGNOSTICS = [
      "own time, Sotto without encryption / Unbound, 1 outstanding"),
     ("cold", "mean_ms", "sotto (no encryption)", "unbound", "cold mean, Sotto without encryption / Unbound"),
     ("cold", "mean_ms", "sotto", "unbound", "cold mean, Sotto with encryption / Unbound"),
+    # At the RTT, by the kind of server (ZONE_KINDS), with encryption / without, 20 outstanding.
+    ("rtt", "nsd_dot_p50_ms", "sotto", "sotto (no encryption)",
+     "at the RTT, example.test. (NSD, DoT only) p50, with / without encryption"),
+    ("rtt", "doq_p50_ms", "sotto", "sotto (no encryption)", "at the RTT, the DoQ zones' p50, with / without encryption"),
+    ("rtt", "do53_p50_ms", "sotto", "sotto (no encryption)",
+     "at the RTT, the Do53-only zones' p50, with / without encryption"),
 ]
 
 
