@@ -277,24 +277,14 @@ def bench_rtt(cls, r: int, work: Path, link: RTTLink, encryption: bool = True) -
 
 def bench_rtt_rounds() -> dict[str, list[dict]]:
     """ROUNDS rounds of bench_rtt for every resolver (Sotto also without encryption), one link."""
-    classes = dict(RESOLVERS)
-    classes["sotto (no encryption)"] = Sotto
-    results: dict[str, list[dict]] = {k: [] for k in classes}
     with RTTLink(RTT_MS, scratch("rtt-link")) as link:
-        for r in range(ROUNDS):
-            keys = list(classes)
-            for k in keys[r % len(keys):] + keys[:r % len(keys)]:
-                work = scratch(f"rtt-{k.replace(' ', '')}")
-                res = bench_rtt(classes[k], r, work, link, encryption=(k != "sotto (no encryption)"))
-                res["overdue"] = overdue_answers(work)
-                results[k].append(res)
-                print(f"  rtt        round {r + 1} {k:22s} completed={res['completed']} lost={res['lost']} "
-                      f"res/s={res['resolutions_per_s']:.1f} p50={res['p50_ms']:.2f}ms "
-                      f"p95={res['p95_ms']:.2f}ms mean={res['mean_ms'] or float('nan'):.2f}ms "
-                      f"alone: p50={res['unloaded_p50_ms']:.2f}ms p95={res['unloaded_p95_ms']:.2f}ms "
-                      f"rcodes={res['rcodes']}", flush=True)
-                subprocess.run(["rm", "-rf", str(work)], check=False)
-    return results
+        return rounds_with_unencrypted_sotto(
+            "rtt", lambda cls, r, work, encryption: bench_rtt(cls, r, work, link, encryption),
+            lambda res: (f"completed={res['completed']} lost={res['lost']} "
+                         f"res/s={res['resolutions_per_s']:.1f} p50={res['p50_ms']:.2f}ms "
+                         f"p95={res['p95_ms']:.2f}ms mean={res['mean_ms'] or float('nan'):.2f}ms "
+                         f"alone: p50={res['unloaded_p50_ms']:.2f}ms p95={res['unloaded_p95_ms']:.2f}ms "
+                         f"rcodes={res['rcodes']}"))
 
 
 def bench_memory(cls, r: int, work: Path) -> dict:
@@ -353,6 +343,37 @@ def run_rounds(label: str, fn, classes: dict) -> dict[str, list[dict]]:
                            if not isinstance(v, dict)), flush=True)
             subprocess.run(["rm", "-rf", str(work)], check=False)
     return results
+
+
+UNENCRYPTED = "sotto (no encryption)"
+
+
+def rounds_with_unencrypted_sotto(label: str, fn, line) -> dict[str, list[dict]]:
+    """`run_rounds` for benchmarks that also run Sotto without encryption: ROUNDS rounds of
+    fn(cls, r, work, encryption=...) for every resolver and for UNENCRYPTED, the order rotated
+    every round; each round prints `line(result)`."""
+    classes = {**RESOLVERS, UNENCRYPTED: Sotto}
+    results: dict[str, list[dict]] = {k: [] for k in classes}
+    for r in range(ROUNDS):
+        keys = list(classes)
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+            work = scratch(f"{label}-{k.replace(' ', '')}")
+            res = fn(classes[k], r, work, encryption=(k != UNENCRYPTED))
+            res["overdue"] = overdue_answers(work)
+            results[k].append(res)
+            print(f"  {label:10s} round {r + 1} {k:22s} {line(res)}", flush=True)
+            subprocess.run(["rm", "-rf", str(work)], check=False)
+    return results
+
+
+def latency_rows(label: str, results: dict[str, list[dict]]) -> list[tuple]:
+    """The table rows a cold run has (resolutions/s; p50, p95, mean at 20 outstanding; p50, p95 at
+    one outstanding), medians over the rounds."""
+    rows = [("resolutions/s", "resolutions_per_s", "higher"), ("p50 ms", "p50_ms", "lower"),
+            ("p95 ms", "p95_ms", "lower"), ("mean ms", "mean_ms", "lower"),
+            ("p50 ms, 1 outstanding", "unloaded_p50_ms", "lower"),
+            ("p95 ms, 1 outstanding", "unloaded_p95_ms", "lower")]
+    return [(label, metric, {k: med(v, key) for k, v in results.items()}, better) for metric, key, better in rows]
 
 
 def overdue_answers(work: Path) -> int:
@@ -423,36 +444,18 @@ def main() -> int:
                           {k: med(v, "cpu_per_kquery_ms") for k, v in raw["dot"].items()}, "lower"))
         if wanted("cold"):
             print("2 cold resolution", flush=True)
-            classes = dict(RESOLVERS)
-            classes["sotto (no encryption)"] = Sotto
-            results: dict[str, list[dict]] = {k: [] for k in classes}
-            for r in range(ROUNDS):
-                keys = list(classes)
-                for k in keys[r % len(keys):] + keys[:r % len(keys)]:
-                    work = scratch(f"cold-{k.replace(' ', '')}")
-                    res = bench_cold(classes[k], r, work, encryption=(k != "sotto (no encryption)"))
-                    res["overdue"] = overdue_answers(work)
-                    results[k].append(res)
-                    print(f"  cold       round {r + 1} {k:22s} completed={res['completed']} lost={res['lost']} "
-                          f"res/s={res['resolutions_per_s']:.1f} p50={res['p50_ms']:.2f}ms p95={res['p95_ms']:.2f}ms "
-                          f"cpu={res['cpu_us_per_resolution']:.0f}us lab-cpu={res['lab_cpu_us_per_resolution']:.0f}us "
-                          f"busy: resolver core {res['resolver_core_busy_pct']:.0f}% "
-                          f"load core {res['load_core_busy_pct']:.0f}% "
-                          f"alone: p50={res['unloaded_p50_ms']:.2f}ms p95={res['unloaded_p95_ms']:.2f}ms "
-                          f"own={res['unloaded_own_p50_us'] or float('nan'):.0f}us "
-                          f"upstream={res['unloaded_upstream_p50_us'] or float('nan'):.0f}us "
-                          f"rcodes={res['rcodes']}", flush=True)
-                    subprocess.run(["rm", "-rf", str(work)], check=False)
+            results = rounds_with_unencrypted_sotto("cold", bench_cold, lambda res: (
+                f"completed={res['completed']} lost={res['lost']} "
+                f"res/s={res['resolutions_per_s']:.1f} p50={res['p50_ms']:.2f}ms p95={res['p95_ms']:.2f}ms "
+                f"cpu={res['cpu_us_per_resolution']:.0f}us lab-cpu={res['lab_cpu_us_per_resolution']:.0f}us "
+                f"busy: resolver core {res['resolver_core_busy_pct']:.0f}% "
+                f"load core {res['load_core_busy_pct']:.0f}% "
+                f"alone: p50={res['unloaded_p50_ms']:.2f}ms p95={res['unloaded_p95_ms']:.2f}ms "
+                f"own={res['unloaded_own_p50_us'] or float('nan'):.0f}us "
+                f"upstream={res['unloaded_upstream_p50_us'] or float('nan'):.0f}us "
+                f"rcodes={res['rcodes']}"))
             raw["cold"] = results
-            table.append(("cold", "resolutions/s", {k: med(v, "resolutions_per_s") for k, v in results.items()},
-                          "higher"))
-            table.append(("cold", "p50 ms", {k: med(v, "p50_ms") for k, v in results.items()}, "lower"))
-            table.append(("cold", "p95 ms", {k: med(v, "p95_ms") for k, v in results.items()}, "lower"))
-            table.append(("cold", "mean ms", {k: med(v, "mean_ms") for k, v in results.items()}, "lower"))
-            table.append(("cold", "p50 ms, 1 outstanding", {k: med(v, "unloaded_p50_ms") for k, v in results.items()},
-                          "lower"))
-            table.append(("cold", "p95 ms, 1 outstanding", {k: med(v, "unloaded_p95_ms") for k, v in results.items()},
-                          "lower"))
+            table += latency_rows("cold", results)
             table.append(("cold", "own µs, 1 outstanding", {k: med(v, "unloaded_own_p50_us") for k, v in results.items()},
                           "lower"))
             table.append(("cold", "upstream µs, 1 outstanding",
@@ -489,17 +492,7 @@ def main() -> int:
                 print(f"  rtt        not run: {e}", flush=True)
                 raw["rtt_not_run"] = str(e)
             if "rtt" in raw:
-                results = raw["rtt"]
-                label = f"rtt {RTT_MS:g} ms"
-                table.append((label, "resolutions/s", {k: med(v, "resolutions_per_s") for k, v in results.items()},
-                              "higher"))
-                table.append((label, "p50 ms", {k: med(v, "p50_ms") for k, v in results.items()}, "lower"))
-                table.append((label, "p95 ms", {k: med(v, "p95_ms") for k, v in results.items()}, "lower"))
-                table.append((label, "mean ms", {k: med(v, "mean_ms") for k, v in results.items()}, "lower"))
-                table.append((label, "p50 ms, 1 outstanding",
-                              {k: med(v, "unloaded_p50_ms") for k, v in results.items()}, "lower"))
-                table.append((label, "p95 ms, 1 outstanding",
-                              {k: med(v, "unloaded_p95_ms") for k, v in results.items()}, "lower"))
+                table += latency_rows(f"rtt {RTT_MS:g} ms", raw["rtt"])
         if wanted("startup"):
             # Measured at every start above; a dedicated round if nothing else ran.
             starts: dict[str, list[dict]] = {k: [] for k in RESOLVERS}

@@ -41,18 +41,18 @@ def _setns(path: str) -> None:
         os.close(fd)
 
 
-def _ip(*args: str, netns: str | None = None) -> None:
-    cmd = ["ip", *(["-n", netns] if netns else []), *args]
+def _run(*cmd: str) -> None:
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {out.stderr.strip()}")
+
+
+def _ip(*args: str, netns: str | None = None) -> None:
+    _run("ip", *(["-n", netns] if netns else []), *args)
 
 
 def _sysctl(key: str, value: str, netns: str | None = None) -> None:
-    cmd = [*(["ip", "netns", "exec", netns] if netns else []), "sysctl", "-qw", f"{key}={value}"]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {out.stderr.strip()}")
+    _run(*(["ip", "netns", "exec", netns] if netns else []), "sysctl", "-qw", f"{key}={value}")
 
 
 class RTTLink:
