@@ -52,9 +52,12 @@ BEHAVIOURS = {
     "127.53.30.11": "ptrloop",     # answer owner is a compression pointer to itself
     "127.53.30.12": "late",        # correct answer 2.5 s late (after Sotto's retransmit timeouts)
     "127.53.30.13": "cnamechain",  # cN.Z CNAME c(N+1).Z without end: only a chain budget stops it
+    "127.53.30.14": "slow",        # every answer SLOW_SECONDS late; www.<SLOW_LABELS>.Z below empty non-terminals
     GOOD_ADDRESS: "good",
 }
 LATE_SECONDS = 2.5
+SLOW_SECONDS = 0.6  # under the 800 ms retransmit timeout for a server never heard from
+SLOW_LABELS = "l7.l6.l5.l4.l3.l2.l1"  # QNAME minimisation asks for each: 8 slow answers for www.<these>.slow.test.
 NXNS_COUNT = 300
 WWW_ADDRESS = "192.0.2.1"
 POISON_ADDRESS = "192.0.2.66"   # what the poisoner claims www.example.test. / end.other.lab. are
@@ -97,6 +100,27 @@ def good_answer(q: dns.message.Message, zone: dns.name.Name, behaviour: str) -> 
         r.set_rcode(dns.rcode.NXDOMAIN)
         r.authority.append(apex_soa)
     return r
+
+
+def slow_answer(q: dns.message.Message, zone: dns.name.Name) -> dns.message.Message:
+    """slow.test.: www.<SLOW_LABELS>.<zone> A 192.0.2.1; the names between it and the apex are
+    empty non-terminals (NOERROR, no data), so a minimising resolver asks one label at a time."""
+    www = dns.name.from_text(f"www.{SLOW_LABELS}", zone)
+    qname = q.question[0].name
+    if qname != zone and qname != www and www.is_subdomain(qname):
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.AA
+        r.authority.append(rrset(zone, "SOA", f"ns1.{zone} hostmaster.{zone} 1 300 300 600 60"))
+        return r
+    if qname == www:
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.AA
+        if q.question[0].rdtype == dns.rdatatype.A:
+            r.answer.append(rrset(qname, "A", WWW_ADDRESS))
+        else:
+            r.authority.append(rrset(zone, "SOA", f"ns1.{zone} hostmaster.{zone} 1 300 300 600 60"))
+        return r
+    return good_answer(q, zone, "slow")
 
 
 ROOT_ADDRESS: list[str] = []
@@ -245,6 +269,9 @@ def respond(q: dns.message.Message, behaviour: str, tcp: bool) -> list[bytes] | 
     if behaviour == "late":
         time.sleep(LATE_SECONDS)
         return [good_answer(q, zone, behaviour).to_wire(max_size=65535)]
+    if behaviour == "slow":
+        time.sleep(SLOW_SECONDS)
+        return [slow_answer(q, zone).to_wire(max_size=65535)]
     if behaviour == "wrongport":
         return []  # handled by the UDP handler
     raise ValueError(behaviour)

@@ -48,6 +48,8 @@ CASES = [
     Case("ptrloop", "www.ptrloop.test.", "answer", "compression pointer loop -> ns2"),
     Case("late", "www.late.test.", "answer", "answer 2.5 s late -> ns2"),
     Case("cnamechain", "c0.cnamechain.test.", "servfail", "endless CNAME chain of distinct names"),
+    Case("slow", f"www.{hs.SLOW_LABELS}.slow.test.", "answer",
+         f"eight answers each {hs.SLOW_SECONDS} s late: more than 4 s, within R-43's 10 s resolution timer"),
 ]
 
 
@@ -91,6 +93,10 @@ def test_hostile_case(lab, served, c):
         # The UDP datagram exceeds the advertised size and arrives cut: one TCP try gets all 400.
         assert rcode == "NOERROR" and GOOD in got and len(got) == 400, info
         assert any(h["transport"] == "Do53/TCP" for h in hops), info
+    if c.id == "slow":
+        # R-43: the query resolution timer is 10-30 s. A resolution that needs about 5 s of slow
+        # answers (QNAME minimisation, one label at a time) is answered under the defaults.
+        assert float(out["latencyMs"]) > 4000 and len(hops) >= 8, f"{info}: {hops}"
     if c.id == "nxns":
         # NXNSAttack: the victim (other.lab., where the 300 NS names live) sees bounded work.
         victim = lab.queries("other") - before

@@ -110,7 +110,7 @@ import Testing
     let mapped = ResolverConfiguration(settings: .defaults)
     let core = ResolverConfiguration()
     #expect(mapped.cache.maxEntries == core.cache.maxEntries && mapped.cache.maxTTL == core.cache.maxTTL)
-    #expect(mapped.limits.deadline == core.limits.deadline && mapped.limits.deadline < 5)
+    #expect(mapped.limits.deadline == core.limits.deadline && (10...30).contains(mapped.limits.deadline))
     #expect(mapped.ednsBufferSize == core.ednsBufferSize && mapped.queryTimeoutMs == core.queryTimeoutMs)
     #expect(mapped.encryption.persistence == core.encryption.persistence)
     #expect(mapped.encryption.transports == core.encryption.transports)

@@ -10,8 +10,9 @@ public struct ResolutionLimits: Sendable {
   public var maxNSNamesPerZone = 5
   /// CNAME/DNAME links per client query.
   public var maxChain = 10
-  /// Overall deadline for one client query, seconds; SERVFAIL after it.
-  public var deadline: Double = 4.0
+  /// Overall deadline for one client query, seconds; SERVFAIL after it. R-43: the query
+  /// resolution timer is 10–30 s (RFC 8767 §5); 10, as BIND's resolver-query-timeout.
+  public var deadline: Double = 10.0
   public init() {}
 }
 
