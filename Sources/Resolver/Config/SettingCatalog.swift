@@ -50,7 +50,8 @@ extension Setting {
     "passes over a zone's servers when they time out")
   public static let resolutionDeadline = Setting(
     "resolver.resolution-deadline", flag: "--resolution-deadline S", .number(above: 0, min: 0, max: 60),
-    default: .number(10), "overall time for one client query, seconds; the client gets SERVFAIL after it (R-43: 10-30 s)")
+    default: .number(10),
+    "overall time for one client query, seconds; the client gets SERVFAIL after it (R-43: 10-30 s)")
   public static let ednsBufferSize = Setting(
     "resolver.edns-buffer-size", flag: "--edns-buffer-size N", .integer(512...4096), default: .int(1232),
     "EDNS(0) UDP payload size advertised to authoritative servers")
