@@ -158,10 +158,8 @@ class Sotto(Resolver):
             cmd.append("--no-encryption")
         if self.tls_port:
             cert, key = tls_identity(self.work)
-            # No per-connection query limit: Unbound has none, and past Sotto's default (1,000)
-            # dnsperf's queries in flight on the closed connection would count as lost.
             cmd += ["--listen-tls", f"127.0.0.1:{self.tls_port}", "--tls-certificate", str(cert),
-                    "--tls-key", str(key), "--tcp-queries-per-connection", "0"]
+                    "--tls-key", str(key)]
         return cmd
 
 

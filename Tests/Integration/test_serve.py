@@ -128,3 +128,42 @@ def test_burst_of_cold_queries_from_many_clients_each_get_their_own_answer(lab, 
         finally:
             for s, _, _ in clients:
                 s.close()
+
+
+def test_tcp_client_pipelining_past_a_thousand_queries_gets_every_answer(lab, sotto, free_port):
+    """A client that keeps one TCP connection and pipelines 1,500 queries (a forwarder, dnsperf)
+    gets 1,500 answers under the defaults: no per-connection query limit, as in Unbound,
+    PowerDNS Recursor and BIND. (With the old default of 1,000 Sotto closed the connection after
+    its 1,000th answer and the queries pipelined past it went unanswered.)"""
+    import threading
+
+    import dns.message
+
+    n = 1500
+    wires = []
+    for i in range(n):
+        q = dns.message.make_query(f"p{i % 50}.wild.example.test.", "A")
+        q.id = i
+        w = q.to_wire()
+        wires.append(len(w).to_bytes(2, "big") + w)
+    with sotto.serve(free_port) as srv:
+        for i in range(50):  # cached first: 1,500 resolutions at once would meet --max-resolutions
+            assert srv.dig(f"p{i}.wild.example.test.", "A").status == "NOERROR"
+        with socket.create_connection(("127.0.0.1", free_port), timeout=30) as s:
+            sender = threading.Thread(target=lambda: s.sendall(b"".join(wires)), daemon=True)
+            sender.start()
+            got: set[int] = set()
+            buf = b""
+            while len(got) < n:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break  # closed by the server
+                buf += chunk
+                while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
+                    size = int.from_bytes(buf[:2], "big")
+                    r = dns.message.from_wire(buf[2:2 + size])
+                    buf = buf[2 + size:]
+                    assert r.rcode() == 0 and r.answer, f"query {r.id}: {r}"
+                    got.add(r.id)
+            sender.join(timeout=10)
+        assert len(got) == n, f"{len(got)} of {n} pipelined queries answered before the connection closed:\n{srv.log()}"

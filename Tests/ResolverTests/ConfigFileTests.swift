@@ -48,7 +48,7 @@ import Testing
     max-resolutions = 64
     max-tcp-connections = 16
     tcp-idle-timeout = 2.5
-    tcp-queries-per-connection = 0
+    tcp-queries-per-connection = 500
     client-rate-limit = 50
     control = "/run/sotto/control.sock"
     packet-cache-size = 500

@@ -125,7 +125,7 @@ extension Setting {
     default: .number(10), "seconds a client TCP, DoT or DoQ connection may stay idle before it is closed (serve, top)")
   public static let tcpQueriesPerConnection = Setting(
     "server.tcp-queries-per-connection", flag: "--tcp-queries-per-connection N", .integer(0...Int.max),
-    default: .int(1000),
+    default: .int(0),
     "queries one client TCP, DoT or DoQ connection may send before it is closed; 0: no limit (serve, top)")
   public static let clientRateLimit = Setting(
     "server.client-rate-limit", flag: "--client-rate-limit N", .number(above: nil, min: 0, max: .infinity),

@@ -10,7 +10,9 @@ public struct ListenerConfiguration: Sendable {
   public var tcpIdleTimeout: TimeAmount
   /// Open client TCP connections at most; further connections are closed at once.
   public var maxTCPConnections: Int
-  /// Queries one TCP connection may send; the connection is closed after answering the last (0: no limit).
+  /// Queries one TCP connection may send; the connection is closed after answering the last (0,
+  /// the default: no limit, as in Unbound, PowerDNS Recursor and BIND; a client pipelining past a
+  /// limit loses the queries it sent after the last one answered).
   public var tcpQueriesPerConnection: Int
   /// Client resolutions running at once; a query over the cap gets SERVFAIL at once.
   public var maxResolutions: Int
@@ -32,7 +34,7 @@ public struct ListenerConfiguration: Sendable {
 
   public init(
     addresses: [SocketAddress], allowed: [CIDR] = CIDR.loopback, tcpIdleTimeout: TimeAmount = .seconds(10),
-    maxTCPConnections: Int = 256, tcpQueriesPerConnection: Int = 1000, maxResolutions: Int = 1024,
+    maxTCPConnections: Int = 256, tcpQueriesPerConnection: Int = 0, maxResolutions: Int = 1024,
     clientRateLimit: Double = 0, answerDeadline: Double = ResolutionLimits().deadline + 1,
     tlsAddresses: [SocketAddress] = [], quicAddresses: [SocketAddress] = [], tls: TLSServerContext? = nil
   ) {
