@@ -30,6 +30,9 @@ spread) and Sotto/peer ratios, and writes it all as JSON under Benchmarks/result
              Unbound, PowerDNS Recursor). On loopback an exchange takes microseconds and the cold figures weigh CPU
              time; here they weigh round trips, as on the Internet.
 
+  9 tcp      cached answers to clients over TCP, the names of 1 warmed over UDP, then dnsperf -m tcp
+             (4 connections, 100 outstanding): queries/s, latency, CPU per query (all three).
+
 The lab's DoQ authoritatives are Sotto's own C responder (`sotto doq-authority`, SOTTO_BIN),
 not the tests' Python aioquic server, whose CPU per query was larger than the resolver's and so
 was measured as Sotto's encryption cost (BENCH_LAB_DOQ=python brings the Python one back). The lab
@@ -75,7 +78,7 @@ COLD_NAMES = int(os.environ.get("BENCH_COLD_NAMES", "300" if QUICK else "3000"))
 UNLOADED_NAMES = int(os.environ.get("BENCH_UNLOADED_NAMES", "60" if QUICK else "400"))
 MEMORY_NAMES = int(os.environ.get("BENCH_MEMORY_NAMES", "5000" if QUICK else "100000"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-ALL = ["cached", "cold", "memory", "encryption", "startup", "dashboard", "dot", "rtt"]
+ALL = ["cached", "cold", "memory", "encryption", "startup", "dashboard", "dot", "rtt", "tcp"]
 RTT_MS = float(os.environ.get("BENCH_RTT_MS", "10"))
 # Zones of the lab whose servers differ in what they speak on 853 (none, DoT, DoQ, both, broken).
 COLD_ZONES = ["dot.test.", "doq.test.", "both.test.", "mixed.test.", "refused.test.", "silent.test.",
@@ -119,17 +122,27 @@ def bench_cached(cls, r: int, work: Path) -> dict:
                 "cpu_per_kquery_ms": 1e6 * cpu / max(run.completed, 1)}
 
 
-def bench_dot(cls, r: int, work: Path) -> dict:
-    """Cached answers over DoT: warmed over UDP, then loaded over 4 TLS connections."""
+def bench_stream(cls, r: int, work: Path, mode: str) -> dict:
+    """Cached answers over a stream transport (mode "tcp" or "dot"): warmed over UDP, then loaded
+    over 4 connections."""
     names = [f"c{i}.wild.example.test." for i in range(CACHED_NAMES)]
     f = write_names(work / "cached.txt", names)
-    with cls(work / cls.name, tls=True) as res:
+    with cls(work / cls.name, tls=mode == "dot") as res:
         warm = dnsperf(res.port, f, once=True, outstanding=20)
         res_cpu0 = res.cpu_seconds()
-        run = dnsperf(res.tls_port, f, seconds=CACHED_SECONDS, outstanding=100, mode="dot")
+        run = dnsperf(res.tls_port if mode == "dot" else res.port, f, seconds=CACHED_SECONDS, outstanding=100,
+                      mode=mode)
         cpu = res.cpu_seconds() - res_cpu0
         return {"warm_completed": warm.completed, "qps": run.qps, "avg_latency_ms": run.avg_latency * 1000,
                 "lost": run.lost, "cpu_per_kquery_ms": 1e6 * cpu / max(run.completed, 1), "rcodes": run.rcodes}
+
+
+def bench_dot(cls, r: int, work: Path) -> dict:
+    return bench_stream(cls, r, work, "dot")
+
+
+def bench_tcp(cls, r: int, work: Path) -> dict:
+    return bench_stream(cls, r, work, "tcp")
 
 
 LAB_CORE = os.environ.get("BENCH_LAB_CORE", LOAD_CORE)
@@ -442,6 +455,14 @@ def main() -> int:
                           {k: med(v, "avg_latency_ms") for k, v in raw["dot"].items()}, "lower"))
             table.append(("cached DoT", "CPU µs/query",
                           {k: med(v, "cpu_per_kquery_ms") for k, v in raw["dot"].items()}, "lower"))
+        if wanted("tcp"):
+            print("9 cached answers to clients over TCP", flush=True)
+            raw["tcp"] = run_rounds("tcp", bench_tcp, RESOLVERS)
+            table.append(("cached TCP", "queries/s", {k: med(v, "qps") for k, v in raw["tcp"].items()}, "higher"))
+            table.append(("cached TCP", "avg latency ms",
+                          {k: med(v, "avg_latency_ms") for k, v in raw["tcp"].items()}, "lower"))
+            table.append(("cached TCP", "CPU µs/query",
+                          {k: med(v, "cpu_per_kquery_ms") for k, v in raw["tcp"].items()}, "lower"))
         if wanted("cold"):
             print("2 cold resolution", flush=True)
             results = rounds_with_unencrypted_sotto("cold", bench_cold, lambda res: (
