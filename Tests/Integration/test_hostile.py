@@ -161,3 +161,38 @@ def test_hostile_events_counted_and_memory_bounded(served):
     print(f"\nhostile run: sotto serve VmHWM {hwm / 1024:.1f} MB, wrongport timeouts {row['timeouts'] if row else '-'}, "
           f"upstream {upstream}")
     assert hwm < VMHWM_BOUND_KB, f"sotto serve peak memory {hwm} kB after the hostile cases"
+
+
+def test_a_burst_of_one_uncached_name_shares_one_resolution_and_is_not_shed(lab, hostile, sotto, free_port):
+    """30 clients ask the same uncached name at once (slow.test.: about 5 s to resolve) of a
+    resolver with only 4 resolution slots: they share one resolution, so every one of them gets
+    the answer; none is shed with SERVFAIL as if 30 resolutions were running (up to 8 waiting
+    clients per slot join so; before, 4 of the 30 were answered)."""
+    import socket
+    import time
+
+    import dns.message
+
+    n = 30
+    name = f"www.{hs.SLOW_LABELS}.slow.test."
+    with sotto.serve(free_port, "--max-resolutions", "4", "--log-level", "debug") as srv:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(1)
+            for i in range(n):
+                q = dns.message.make_query(name, "A")
+                q.id = i
+                s.sendto(q.to_wire(), ("127.0.0.1", free_port))
+            answers: dict[int, dns.message.Message] = {}
+            give_up = time.monotonic() + 20
+            while len(answers) < n and time.monotonic() < give_up:
+                try:
+                    r = dns.message.from_wire(s.recv(4096))
+                except socket.timeout:
+                    continue
+                answers[r.id] = r
+        got = {i: (dns.rcode.to_text(r.rcode()), {rr.address for rs in r.answer for rr in rs if rs.rdtype == 1})
+               for i, r in answers.items()}
+        good = [i for i, (rcode, addresses) in got.items() if rcode == "NOERROR" and addresses == {GOOD}]
+        log = srv.log()
+        shed = log.count("cap reached")
+        assert len(good) == n, f"{len(good)} of {n} got the answer; {len(answers)} answered; {shed} shed"

@@ -37,6 +37,19 @@ private final class GatedBusyResolver: QueryResolving, Sendable {
   func resolve(_ question: Question) async -> Resolution { await gate.resolve(question) }
 }
 
+/// `GatedResolver` that reports every question as being resolved while one resolution runs, as
+/// `RecursiveResolver` does for an identical question: later queries join it.
+private final class GatedJoiningResolver: QueryResolving, Sendable {
+  let gate = GatedResolver()
+  let running = Mutex(0)
+  func isResolving(_ question: Question) -> Bool { running.withLock { $0 > 0 } }
+  func resolve(_ question: Question) async -> Resolution {
+    running.withLock { $0 += 1 }
+    defer { running.withLock { $0 -= 1 } }
+    return await gate.resolve(question)
+  }
+}
+
 /// Like `FixedResolver`, and counts the questions that reached it.
 private final class CountingResolver: QueryResolving, Sendable {
   let calls = Mutex(0)
@@ -426,6 +439,30 @@ private enum ListenerTestError: Error {
       #expect(try Message.parse(try await slow).rcode == .noError)
       #expect(listener.statistics.resolutionsShed == 1)
       #expect(listener.statistics.resolutionsInFlight == 0)
+    }
+  }
+
+  @Test func queriesJoiningARunningResolutionTakeNoSlotUpToEightPerSlot() async throws {
+    let resolver = GatedJoiningResolver()
+    try await withListener(resolver: resolver, maxResolutions: 1) { server, listener in
+      defer { resolver.gate.open() }
+      async let first = udpExchange(query(id: 1, "same.example"), with: server)
+      let giveUp = ContinuousClock.now + .seconds(5)
+      while listener.statistics.resolutionsInFlight == 0, ContinuousClock.now < giveUp {
+        try await Task.sleep(for: .milliseconds(5))
+      }
+      // Eight join the running resolution without a slot; the ninth is one too many and finds
+      // the only slot taken: shed.
+      let more = try (2...10).map { try query(id: UInt16($0), "same.example") }
+      async let joined = udpBurst(more, with: server)
+      while listener.statistics.resolutionsShed == 0, ContinuousClock.now < giveUp {
+        try await Task.sleep(for: .milliseconds(5))
+      }
+      #expect(listener.statistics.resolutionsShed == 1 && listener.statistics.resolutionsInFlight == 1)
+      resolver.gate.open()
+      let rcodes = try await joined.map { try Message.parse($0).rcode }
+      #expect(rcodes.filter { $0 == .noError }.count == 8 && rcodes.filter { $0 == .servFail }.count == 1)
+      #expect(try Message.parse(try await first).rcode == .noError)
     }
   }
 

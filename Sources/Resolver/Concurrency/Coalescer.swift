@@ -11,6 +11,9 @@ final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
   /// ran out stays counted until the run ends). Takes the lock: for tests and diagnostics.
   var joiners: Int { waiting.withLock { $0.values.reduce(0) { $0 + $1.count } } }
 
+  /// True while a run for `key` is in flight (a caller now would join it). Takes the lock.
+  func isRunning(_ key: Key) -> Bool { waiting.withLock { $0[key] != nil } }
+
   /// The value of the run in flight for `key`, or of `body` run now by this caller.
   /// `joined` is true when another caller's run was shared. With `joinLimit`, a joiner waits for
   /// it at most `seconds` (its own time limit, which the owner's run does not know) and then

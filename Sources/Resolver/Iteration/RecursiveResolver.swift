@@ -73,8 +73,15 @@ public final class RecursiveResolver: QueryResolving {
 
   public nonisolated(nonsending) func resolve(_ question: Question) async -> Resolution {
     if let local = LocalAnswers.answer(question) { return local }
-    let key = Question(name: question.name.lowercased(), type: question.type, qclass: question.qclass)
+    let key = Self.coalescingKey(question)
     return await inflight.run(key) { await resolveUncoalesced(question, key: key) }.value
+  }
+
+  public func isResolving(_ question: Question) -> Bool { inflight.isRunning(Self.coalescingKey(question)) }
+
+  /// Identical questions (the name compared case-insensitively) share one resolution.
+  static func coalescingKey(_ question: Question) -> Question {
+    Question(name: question.name.lowercased(), type: question.type, qclass: question.qclass)
   }
 
   nonisolated(nonsending) func resolveUncoalesced(_ question: Question, key: Question) async -> Resolution {

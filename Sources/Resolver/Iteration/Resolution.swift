@@ -137,8 +137,13 @@ public protocol QueryResolving: Sendable {
   /// Resolutions still going on upstream after their client was answered (serve-stale refreshes):
   /// the listener counts them against its resolution cap.
   var backgroundResolutions: Int { get }
+  /// True when an identical question is being resolved now: resolving it again joins that
+  /// resolution and starts no upstream work of its own (the listener does not count it against
+  /// its resolution cap).
+  func isResolving(_ question: Question) -> Bool
 }
 
 extension QueryResolving {
   public var backgroundResolutions: Int { 0 }
+  public func isResolving(_ question: Question) -> Bool { false }
 }

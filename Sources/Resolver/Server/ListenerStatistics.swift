@@ -125,6 +125,7 @@ public final class ListenerCounters: Sendable {
   private let queryCount = Atomic<Int>(0)
   private let tcpQueryCount = Atomic<Int>(0)
   private let inFlight = Atomic<Int>(0)
+  private let joiners = Atomic<Int>(0)
   /// The errnos of refused UDP responses logged so far (each is logged once).
   private let loggedSendErrors = StateLock(Set<Int32>())
 
@@ -175,6 +176,18 @@ public final class ListenerCounters: Sendable {
 
   /// Gives back a slot taken by `beginResolution`.
   func endResolution() { inFlight.subtract(1, ordering: .relaxed) }
+
+  /// Counts a query that joins an identical question's resolution already running, unless
+  /// `limit` are waiting so (each holds its client's state until that resolution ends).
+  func beginJoin(limit: Int) -> Bool {
+    let waiting = joiners.add(1, ordering: .relaxed).newValue
+    if waiting <= limit { return true }
+    joiners.subtract(1, ordering: .relaxed)
+    return false
+  }
+
+  /// Ends a wait counted by `beginJoin`.
+  func endJoin() { joiners.subtract(1, ordering: .relaxed) }
 
   /// Counts one UDP response the kernel refused with `code` and logs the first of each errno
   /// (the count goes on in `sendFailures`).

@@ -102,13 +102,21 @@ struct QueryProcessor: Sendable {
       // Refreshes that go on after a stale answer hold upstream resources too (R-43), but never
       // more than half the cap: clients keep the other half during an outage.
       let background = min(resolver.backgroundResolutions, maxResolutions / 2)
-      guard counters.beginResolution(limit: maxResolutions - background) else {
-        logger.debug("resolution cap reached", metadata: ["client": "\(client?.description ?? "?")"])
-        response = ResponseBuilder.error(.servFail, to: query)
-        break
+      // A question already being resolved joins that resolution and starts no upstream work: it
+      // takes no slot (a burst of one uncached name is not shed), up to 8 waiting per slot.
+      let joinLimit = maxResolutions.multipliedReportingOverflow(by: 8)
+      let joins =
+        resolver.isResolving(question)
+        && counters.beginJoin(limit: joinLimit.overflow ? Int.max : joinLimit.partialValue)
+      if !joins {
+        guard counters.beginResolution(limit: maxResolutions - background) else {
+          logger.debug("resolution cap reached", metadata: ["client": "\(client?.description ?? "?")"])
+          response = ResponseBuilder.error(.servFail, to: query)
+          break
+        }
       }
       let resolution = await resolver.resolve(question)
-      counters.endResolution()
+      if joins { counters.endJoin() } else { counters.endResolution() }
       resolved = (question, resolution)
       response = ResponseBuilder.response(to: query, resolution: resolution)
       if query.questions.first?.type == .any { counters.update { $0.anyQueries += 1 } }
