@@ -415,6 +415,14 @@ def med(rows: list[dict], key: str) -> tuple[float, float, float]:
     return statistics.median(xs), min(xs), max(xs)
 
 
+def cached_rows(label: str, results: dict[str, list[dict]]) -> list[tuple[str, str, dict, str]]:
+    """The table's three rows of a cached-answers benchmark (UDP, DoT or TCP): queries/s,
+    latency and CPU per query, the median and spread of each resolver's rounds."""
+    return [(label, "queries/s", {k: med(v, "qps") for k, v in results.items()}, "higher"),
+            (label, "avg latency ms", {k: med(v, "avg_latency_ms") for k, v in results.items()}, "lower"),
+            (label, "CPU µs/query", {k: med(v, "cpu_per_kquery_ms") for k, v in results.items()}, "lower")]
+
+
 def main() -> int:
     missing = missing_tools()
     if missing:
@@ -441,28 +449,16 @@ def main() -> int:
         if wanted("cached"):
             print("1 cached answers", flush=True)
             raw["cached"] = run_rounds("cached", bench_cached, RESOLVERS)
-            table.append(("cached", "queries/s", {k: med(v, "qps") for k, v in raw["cached"].items()}, "higher"))
-            table.append(("cached", "avg latency ms",
-                          {k: med(v, "avg_latency_ms") for k, v in raw["cached"].items()}, "lower"))
-            table.append(("cached", "CPU µs/query", {k: med(v, "cpu_per_kquery_ms") for k, v in raw["cached"].items()},
-                          "lower"))
+            table += cached_rows("cached", raw["cached"])
         if wanted("dot"):
             print("7 cached answers to clients over DoT", flush=True)
             classes = {"sotto": Sotto, "unbound": Unbound}
             raw["dot"] = run_rounds("dot", bench_dot, classes)
-            table.append(("cached DoT", "queries/s", {k: med(v, "qps") for k, v in raw["dot"].items()}, "higher"))
-            table.append(("cached DoT", "avg latency ms",
-                          {k: med(v, "avg_latency_ms") for k, v in raw["dot"].items()}, "lower"))
-            table.append(("cached DoT", "CPU µs/query",
-                          {k: med(v, "cpu_per_kquery_ms") for k, v in raw["dot"].items()}, "lower"))
+            table += cached_rows("cached DoT", raw["dot"])
         if wanted("tcp"):
             print("9 cached answers to clients over TCP", flush=True)
             raw["tcp"] = run_rounds("tcp", bench_tcp, RESOLVERS)
-            table.append(("cached TCP", "queries/s", {k: med(v, "qps") for k, v in raw["tcp"].items()}, "higher"))
-            table.append(("cached TCP", "avg latency ms",
-                          {k: med(v, "avg_latency_ms") for k, v in raw["tcp"].items()}, "lower"))
-            table.append(("cached TCP", "CPU µs/query",
-                          {k: med(v, "cpu_per_kquery_ms") for k, v in raw["tcp"].items()}, "lower"))
+            table += cached_rows("cached TCP", raw["tcp"])
         if wanted("cold"):
             print("2 cold resolution", flush=True)
             results = rounds_with_unencrypted_sotto("cold", bench_cold, lambda res: (

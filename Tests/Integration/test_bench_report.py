@@ -44,3 +44,15 @@ def test_targets_and_diagnostics_accept_a_full_runs_record():
     cached = next(t for t in bench.targets(raw) if t["target"] == "cached q/s, Sotto / Unbound")
     assert cached["met_rounds"] == 2 and cached["verdict"] == "mixed", cached
     assert isinstance(bench.diagnostics(raw), list)
+
+
+def test_cached_rows_give_each_resolvers_median_and_spread():
+    """The cached, DoT and TCP benchmarks' three table rows: queries/s (higher is better), latency
+    and CPU per query (lower), each resolver's median with its min and max over the rounds."""
+    results = {"sotto": [{"qps": q, "avg_latency_ms": 0.2, "cpu_per_kquery_ms": 2.5} for q in (380e3, 400e3, 360e3)],
+               "unbound": [{"qps": q, "avg_latency_ms": 1.4, "cpu_per_kquery_ms": 14.0} for q in (70e3, 64e3, 71e3)]}
+    rows = bench.cached_rows("cached TCP", results)
+    assert [(r[0], r[1], r[3]) for r in rows] == [("cached TCP", "queries/s", "higher"),
+                                                  ("cached TCP", "avg latency ms", "lower"),
+                                                  ("cached TCP", "CPU µs/query", "lower")]
+    assert rows[0][2] == {"sotto": (380e3, 360e3, 400e3), "unbound": (70e3, 64e3, 71e3)}, rows[0][2]
