@@ -8,6 +8,7 @@ import json
 import os
 import statistics
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -392,6 +393,30 @@ def ctl(sotto: Sotto, sock: Path, *words: str) -> dict:
     data = json.loads(r.stdout)
     assert data.get("ok") is True, f"ctl {words}: {r.stdout}"
     return data
+
+
+def read_exactly(conn, n: int) -> bytes:
+    """n bytes from a socket (or TLS socket); asserts the peer did not close first."""
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        assert chunk, f"connection closed after {len(data)} of {n} bytes"
+        data += chunk
+    return data
+
+
+def read_answer(conn):
+    """One length-prefixed DNS message (RFC 7766 framing) from a TCP or DoT connection."""
+    import dns.message
+
+    (length,) = struct.unpack("!H", read_exactly(conn, 2))
+    return dns.message.from_wire(read_exactly(conn, length))
+
+
+def framed(message) -> bytes:
+    """A dnspython message in RFC 7766 framing: its length in two octets, then the message."""
+    wire = message.to_wire()
+    return struct.pack("!H", len(wire)) + wire
 
 
 def a_records(answer: list[str]) -> set[str]:

@@ -7,7 +7,6 @@ import base64
 import hashlib
 import socket
 import ssl
-import struct
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from capture import Capture
 from cases import WWW
-from harness import ctl, dig_query, fmt_rrs, labmod, require, scaled, wait_until
+from harness import ctl, dig_query, fmt_rrs, framed, labmod, read_answer, require, scaled, wait_until
 
 QNAME_WIRE = b"\x03www\x07example\x04test\x00"
 
@@ -52,25 +51,6 @@ def tls_client(port: int, session: ssl.SSLSession | None = None, context: ssl.SS
     context = context or client_context()
     raw = socket.create_connection(("127.0.0.1", port), timeout=scaled(10))
     return context.wrap_socket(raw, session=session)
-
-
-def read_exactly(conn, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        assert chunk, f"connection closed after {len(data)} of {n} bytes"
-        data += chunk
-    return data
-
-
-def read_answer(conn) -> dns.message.Message:
-    (length,) = struct.unpack("!H", read_exactly(conn, 2))
-    return dns.message.from_wire(read_exactly(conn, length))
-
-
-def framed(message: dns.message.Message) -> bytes:
-    wire = message.to_wire()
-    return struct.pack("!H", len(wire)) + wire
 
 
 def spki_pin(der_certificate: bytes) -> str:

@@ -11,6 +11,9 @@ struct QueryProcessor: Sendable {
   var monitor: ResolverMonitor? = nil
   /// Client resolutions running at once at most (excess: SERVFAIL, counted).
   var maxResolutions = Int.max
+  /// Queries waiting on an identical question's running resolution at most, without a slot: 8
+  /// per slot (each holds its client's state until that resolution ends).
+  var maxJoiners: Int { maxResolutions > Int.max / 8 ? Int.max : maxResolutions * 8 }
   /// Per-address query rate limit; nil when off.
   var rateLimiter: ClientRateLimiter? = nil
 
@@ -103,11 +106,8 @@ struct QueryProcessor: Sendable {
       // more than half the cap: clients keep the other half during an outage.
       let background = min(resolver.backgroundResolutions, maxResolutions / 2)
       // A question already being resolved joins that resolution and starts no upstream work: it
-      // takes no slot (a burst of one uncached name is not shed), up to 8 waiting per slot.
-      let joinLimit = maxResolutions.multipliedReportingOverflow(by: 8)
-      let joins =
-        resolver.isResolving(question)
-        && counters.beginJoin(limit: joinLimit.overflow ? Int.max : joinLimit.partialValue)
+      // takes no slot (a burst of one uncached name is not shed), up to `maxJoiners`.
+      let joins = resolver.isResolving(question) && counters.beginJoin(limit: maxJoiners)
       if !joins {
         guard counters.beginResolution(limit: maxResolutions - background) else {
           logger.debug("resolution cap reached", metadata: ["client": "\(client?.description ?? "?")"])
