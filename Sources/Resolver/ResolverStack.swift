@@ -70,6 +70,7 @@ public final class ResolverStack: Sendable {
     return MonitorSnapshot.make(
       monitor: monitor.snapshot(), cache: resolver.cache.statistics, table: policy?.table,
       srtt: { selection.smoothedRTT(server: $0) }, timeouts: { selection.timeouts(server: $0) },
+      probeIn: { selection.probeIn(server: $0) },
       upstream: UpstreamSnapshot(
         mismatchedReplies: do53Transport.mismatchedResponses,
         coalescedQueries: do53Transport.coalescedQueries + (policy?.coalescedQueries ?? 0),
@@ -78,7 +79,8 @@ public final class ResolverStack: Sendable {
         budgetExhausted: resolver.hardening.budgetExhaustedCount, malformedDoTReplies: encryptedReplies.malformedDoT,
         mismatchedDoTReplies: encryptedReplies.mismatchedDoT, malformedDoQReplies: encryptedReplies.malformedDoQ,
         resetDoQStreams: encryptedReplies.resetDoQStreams,
-        timeouts: selection.totalTimeouts, delegationRefreshes: resolver.hardening.delegationRefreshCount))
+        timeouts: selection.totalTimeouts, delegationRefreshes: resolver.hardening.delegationRefreshCount,
+        unresponsiveServers: selection.heldServers, heldZoneFailures: resolver.hardening.heldZoneFailureCount))
   }
 }
 

@@ -206,7 +206,10 @@ public struct Renderer: Sendable {
         style = s.doq.map { Self.style(phase: $0.phase) } ?? .dim
       case "PROBES s/ok/f/t", "PROBES": text = Format.probes(s.probes)
       case "QUERIES": text = Format.queries(s.queries)
-      case "SRTT": text = Format.millis(s.srttMs)
+      case "SRTT":
+        // A server held as unresponsive shows that instead of its inflated srtt.
+        text = s.unresponsiveProbeIn == nil ? Format.millis(s.srttMs) : "down"
+        if s.unresponsiveProbeIn != nil { style = .bad }
       case "CERT":
         // The DoT certificate, else the DoQ one (a DoQ-only server has no DoT certificate).
         let t = s.dot.certificate != nil ? s.dot : (s.doq ?? s.dot)
@@ -238,6 +241,9 @@ public struct Renderer: Sendable {
     kv("next query goes", s.reason, s.reason.hasPrefix("Do53") ? .warn : .good)
     kv("queries", s.queries.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
     kv("smoothed RTT", Format.millis(s.srttMs))
+    if let probeIn = s.unresponsiveProbeIn {
+      kv("unresponsive", "held, no query but probes; next probe in \(Format.millis(probeIn * 1000))", .bad)
+    }
     kv("first / last seen", "\(Format.clock(s.firstSeen)) / \(Format.clock(s.lastSeen)) UTC")
     if s.cleartextWhileGood > 0 { kv("cleartext while good", "\(s.cleartextWhileGood)", .bad) }
     for (name, t) in [("DoT", Optional(s.dot)), ("DoQ", s.doq)] {

@@ -58,7 +58,12 @@ struct ResolverOptions: ParsableArguments {
   @Option(name: .long, help: "Passes over a zone's servers when they time out (2).")
   var queryRetries: Int?
 
-  @Option(name: .long, help: "Overall seconds per client query before SERVFAIL (4).")
+  @Option(
+    name: .long,
+    help: "Timeouts in a row that hold a server as unresponsive; later queries skip it but for probes, 0 never (3).")
+  var unresponsiveAfter: Int?
+
+  @Option(name: .long, help: "Overall seconds per client query before SERVFAIL (10).")
   var resolutionDeadline: Double?
 
   @Option(name: .long, help: "EDNS(0) UDP payload size advertised upstream, 512-4096 (1232).")
@@ -132,6 +137,7 @@ struct ResolverOptions: ParsableArguments {
     s[.maxStale] = maxStale.map(ConfigValue.int)
     s[.queryTimeout] = queryTimeout.map(ConfigValue.int)
     s[.queryRetries] = queryRetries.map(ConfigValue.int)
+    s[.unresponsiveAfter] = unresponsiveAfter.map(ConfigValue.int)
     s[.resolutionDeadline] = resolutionDeadline.map(ConfigValue.number)
     s[.ednsBufferSize] = ednsBufferSize.map(ConfigValue.int)
     s[.logLevel] = logLevel.map(ConfigValue.string)
@@ -289,7 +295,7 @@ struct ListenerOptions: ParsableArguments {
   @Option(name: .long, help: "Seconds an idle client TCP connection stays open (10).")
   var tcpIdleTimeout: Double?
 
-  @Option(name: .long, help: "Queries per client TCP connection before it is closed; 0: no limit (1000).")
+  @Option(name: .long, help: "Queries per client TCP connection before it is closed; 0: no limit (0).")
   var tcpQueriesPerConnection: Int?
 
   @Option(name: .long, help: "Queries per second from one client address; excess dropped; 0: off (2000).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,6 +68,42 @@ def test_readme_settings_table_matches_code(sotto):
     documented = readme.split(start, 1)[1].split(end, 1)[0]
     assert documented == table.stdout, (
         "README settings table differs from `sotto config table`; paste its output between the markers")
+
+
+def _numeric_defaults(sotto) -> dict[str, float]:
+    """Flag -> default of every numeric setting, from `sotto config defaults` (each key is
+    preceded by a comment ending in its flag)."""
+    text = sotto.run("config", "defaults").stdout.splitlines()
+    out: dict[str, float] = {}
+    for comment, line in zip(text, text[1:]):
+        m = re.search(r"\((--[a-z0-9-]+)[^()]*\)$", comment)
+        value = re.match(r"^[a-z0-9-]+ = (-?[0-9.]+)$", line)
+        if comment.startswith("#") and m and value:
+            out[m.group(1)] = float(value.group(1))
+    return out
+
+
+def test_help_shows_the_defaults_the_settings_have(sotto):
+    """A number in parentheses at the end of an option's --help text is its default: it must be
+    the setting's (two had gone stale when their defaults changed)."""
+    defaults = _numeric_defaults(sotto)
+    assert {"--query-retries", "--resolution-deadline", "--tcp-queries-per-connection"} <= defaults.keys(), defaults
+    checked = []
+    for command in ("serve", "lookup", "top"):
+        helptext = sotto.run(command, "--help").stdout
+        # Options start a line with two spaces and "--"; their help runs to the next option.
+        for block in re.split(r"\n  (?=-)", helptext):
+            m = re.match(r"(?:-[a-z], )?(--[a-z0-9-]+)", block)
+            if not m or m.group(1) not in defaults:
+                continue
+            said = re.findall(r"\(([^()]*)\)\.?\s*$", " ".join(block.split()))
+            number = re.findall(r"-?[0-9]+(?:\.[0-9]+)?", said[-1]) if said else []
+            if number:
+                assert float(number[-1]) == defaults[m.group(1)], (
+                    f"`sotto {command} --help` gives {m.group(1)} the default {number[-1]}, "
+                    f"the setting's is {defaults[m.group(1)]:g}")
+                checked.append(m.group(1))
+    assert "--resolution-deadline" in checked and "--unresponsive-after" in checked, checked
 
 
 def test_families_without_a_route_are_skipped_at_once(sotto):

@@ -21,6 +21,7 @@ import Testing
     max-stale = 3600
     query-timeout = 400
     query-retries = 3
+    unresponsive-after = 5
     resolution-deadline = 2.5
     edns-buffer-size = 1400
 
@@ -100,6 +101,7 @@ import Testing
     #expect(config.qnameMinimisationStrict && config.relaxedGlue)
     #expect(config.cache.maxEntries == 5000 && config.cache.minTTL == 30 && config.cache.maxTTL == 3600)
     #expect(config.cache.maxNegativeTTL == 600 && config.queryTimeoutMs == 400 && config.queryRetries == 3)
+    #expect(config.unresponsiveAfter == 5)
     #expect(config.cache.maxStale == 3600)
     #expect(config.limits.deadline == 2.5 && config.ednsBufferSize == 1400)
     #expect(!config.encryption.enabled && config.encryption.port == 8853 && config.encryption.timeout == 2)

@@ -48,6 +48,10 @@ extension Setting {
   public static let queryRetries = Setting(
     "resolver.query-retries", flag: "--query-retries N", .integer(1...10), default: .int(2),
     "passes over a zone's servers when they time out")
+  public static let unresponsiveAfter = Setting(
+    "resolver.unresponsive-after", flag: "--unresponsive-after N", .integer(0...100), default: .int(3),
+    "timeouts in a row (over 2 s, no reply between) that hold a server as unresponsive: later queries skip it "
+      + "but for one probe at doubling gaps (1-30 s); 0: never")
   public static let resolutionDeadline = Setting(
     "resolver.resolution-deadline", flag: "--resolution-deadline S", .number(above: 0, min: 0, max: 60),
     default: .number(10),
@@ -163,7 +167,8 @@ extension Setting {
   /// Every setting, in file and table order.
   public static let all: [Setting] = [
     rootHints, allowLoopback, do53Port, ipv4, ipv6, qnameMinimisation, qnameMinimisationMode, glue, cacheSize,
-    minTTL, maxTTL, maxNegativeTTL, maxStale, queryTimeout, queryRetries, resolutionDeadline, ednsBufferSize,
+    minTTL, maxTTL, maxNegativeTTL, maxStale, queryTimeout, queryRetries, unresponsiveAfter, resolutionDeadline,
+    ednsBufferSize,
     encryption, dot, doq, prefer, encryptedPort, persistence, damping, probeTimeout, maxProbes, maxSessions,
     sessionIdleTimeout, tlsCAFile,
     listen, listenTLS, listenQUIC, tlsCertificate, tlsKey, allow, maxResolutions, maxTCPConnections, tcpIdleTimeout,

@@ -18,6 +18,7 @@ extension ResolverConfiguration {
     cache.maxStale = UInt32(clamping: s.int(.maxStale))
     queryTimeoutMs = Double(s.int(.queryTimeout))
     queryRetries = s.int(.queryRetries)
+    unresponsiveAfter = s.int(.unresponsiveAfter)
     limits.deadline = s.number(.resolutionDeadline)
     ednsBufferSize = UInt16(clamping: s.int(.ednsBufferSize))
     encryption.enabled = s.bool(.encryption)

@@ -31,7 +31,11 @@ final class ResolverCore: Sendable {
   init(configuration: ResolverConfiguration, exchanger: any UpstreamExchanger, time: any TimeSource, logger: Logger) {
     self.configuration = configuration
     self.cache = DNSCache(configuration: configuration.cache, time: time)
-    self.selection = ServerSelection(unknownTimeoutMs: configuration.queryTimeoutMs)
+    self.selection = ServerSelection(
+      unknownTimeoutMs: configuration.queryTimeoutMs,
+      rule: ServerHealth.Rule(
+        timeouts: configuration.unresponsiveAfter, maxProbeGap: configuration.staleRecheckInterval),
+      time: time)
     self.exchanger = exchanger
     self.failureCache = FailureCache(ttl: configuration.failureCacheTTL, time: time)
     self.staleRecheck = FailureCache(ttl: configuration.staleRecheckInterval, time: time)

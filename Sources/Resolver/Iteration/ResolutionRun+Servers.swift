@@ -147,8 +147,13 @@ extension ResolutionRun {
   )? {
     let selection = core.selection
     let exchanger = core.exchanger
+    // R-24 (RFC 9520 §3.2): servers held as unresponsive are left out but for their next probe;
+    // with all of them out the zone fails at once instead of waiting out their timeouts.
+    let (admitted, heldBack) = selection.admitted(servers, key: { $0.endpoint.ip }, runStarted: started)
+    allHeld = admitted.isEmpty && heldBack > 0
+    if allHeld { return nil }
     let ordered = selection.order(
-      servers, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
+      admitted, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
       margin: core.configuration.privacyMarginMs)
     let passes = max(1, core.configuration.queryRetries)
     for pass in 0..<passes {
@@ -156,19 +161,25 @@ extension ResolutionRun {
       for server in ordered {
         if queriesSent >= limits.maxQueries || overDeadline { return nil }
         var query = makeQuery(qname: qname, qtype: qtype)
+        var sentAt = core.time.now()
         var result = await send(query, to: server, zone: zone)
         // only FORMERR/NOTIMP without OPT justify a retry without EDNS.
         if let r = result.response, r.edns == nil, r.rcode == .formErr || r.rcode == .notImp,
           queriesSent < limits.maxQueries
         {
           query.edns = nil
+          sentAt = core.time.now()
           result = await send(query, to: server, zone: zone)
         }
         guard let response = result.response else {
           if let last = result.legs.last, last.error == .timeout {
             sawTimeout = true
             // A timeout the resolution's own deadline caused says nothing about the server.
-            if !last.cutShort { selection.recordTimeout(server: server.endpoint.ip) }
+            if !last.cutShort, selection.recordTimeout(server: server.endpoint.ip, sentAt: sentAt) {
+              core.logger.notice(
+                "server \(server.endpoint.ip) (\(zone)) unresponsive: \(core.configuration.unresponsiveAfter) timeouts in a row; held, probed again from 1 s on (R-24)"
+              )
+            }
           }
           continue
         }
@@ -221,9 +232,13 @@ extension ResolutionRun {
       hops[hops.count - 1].transportReason = leg.transportReason
       hops[hops.count - 1].resumed = leg.resumed
       hops[hops.count - 1].earlyData = leg.earlyData
+      var holdEnded = false
       if let rtt = leg.rttMs, leg.transport != .do53TCP {  // TCP RTT includes the handshake
-        selection.record(server: server.endpoint.ip, rttMs: rtt)
+        holdEnded = selection.record(server: server.endpoint.ip, rttMs: rtt)
+      } else if leg.error == nil, leg.transport == .do53TCP {
+        holdEnded = selection.recordReply(server: server.endpoint.ip)
       }
+      if holdEnded { core.logger.notice("server \(server.endpoint.ip) (\(zone)) answers again; no longer held") }
     }
     return result
   }

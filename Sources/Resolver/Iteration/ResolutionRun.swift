@@ -32,6 +32,8 @@ final class ResolutionRun {
   var staleOnly = false
   /// Zones whose servers were all asked and none gave a usable reply.
   var unansweredZones: [DNSName] = []
+  /// Set by `ask` when every server of the zone was held as unresponsive.
+  var allHeld = false
   /// Questions this run put in the failure cache.
   var failuresCached: [Question] = []
   /// Set once the run restarted after refreshing delegations (R-43: once per resolution).
@@ -194,6 +196,13 @@ final class ResolutionRun {
       }
 
       guard let (kind, aa) = await ask(servers, zone: zone, qname: sendName, qtype: sendType) else {
+        if allHeld {
+          unansweredZones.append(zone)
+          core.counters.heldZoneFailures.increment()
+          let next = servers.compactMap { core.selection.probeIn(server: $0.endpoint.ip) }.min() ?? 0
+          return .failure(
+            "every server for \(zone) is held as unresponsive (R-24); next probe in \((next * 10).rounded() / 10) s")
+        }
         if minimised && !core.configuration.qnameMinimisationStrict {
           // R-29 relaxed: every server failed the minimised query; retry un-minimised.
           minimise = false

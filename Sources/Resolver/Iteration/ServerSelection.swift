@@ -1,42 +1,96 @@
-/// Smoothed RTT per server address, shared by all resolutions.
+import Synchronization
+
+/// Smoothed RTT per server address and servers held as unresponsive, shared by all
+/// resolutions.
 public final class ServerSelection: Sendable {
-  private let srtt = StateLock<[String: Double]>([:])  // milliseconds
-  private let timeoutCounts = StateLock<[String: Int]>([:])
+  private let table = StateLock<[String: ServerHealth]>([:])
   private let timeoutTotal = Counter()
+  /// Servers held right now: while 0, nothing is looked up to admit candidates.
+  private let heldCount = Atomic<Int>(0)
+  private let skipped = Counter()
   /// Retransmit timeout used for servers never heard from.
   let unknownTimeoutMs: Double
+  let rule: ServerHealth.Rule
+  let time: any TimeSource
 
-  /// `unknownTimeoutMs` is the retransmit timeout for servers never heard from.
-  public init(unknownTimeoutMs: Double = 800) { self.unknownTimeoutMs = unknownTimeoutMs }
-
-  /// Records a measured round trip.
-  public func record(server: String, rttMs: Double) {
-    srtt.withLock { table in
-      if let old = table[server] {
-        table[server] = 0.7 * old + 0.3 * rttMs
-      } else {
-        table[server] = rttMs
-      }
-    }
+  /// `unknownTimeoutMs` is the retransmit timeout for servers never heard from; `rule` when a
+  /// server is held as unresponsive.
+  public convenience init(unknownTimeoutMs: Double = 800) {
+    self.init(unknownTimeoutMs: unknownTimeoutMs, rule: ServerHealth.Rule(), time: SystemTimeSource())
   }
 
-  /// Records a timeout: the srtt doubles, capped at 10 s.
-  public func recordTimeout(server: String) {
-    srtt.withLock { table in
-      table[server] = min(10_000, max(table[server] ?? 200, 100) * 2)
-    }
-    timeoutCounts.withLock { $0[server, default: 0] += 1 }
+  init(unknownTimeoutMs: Double, rule: ServerHealth.Rule, time: any TimeSource) {
+    self.unknownTimeoutMs = unknownTimeoutMs
+    self.rule = rule
+    self.time = time
+  }
+
+  /// Records a measured round trip; true when it ended the server's hold.
+  @discardableResult
+  public func record(server: String, rttMs: Double) -> Bool {
+    let now = time.now()
+    let ended = table.withLock { $0[server, default: ServerHealth()].measured(rttMs: rttMs, at: now) }
+    if ended { heldCount.subtract(1, ordering: .relaxed) }
+    return ended
+  }
+
+  /// Records a reply whose round trip is no measure of the server (TCP: it includes the
+  /// handshake); true when it ended the server's hold.
+  @discardableResult
+  public func recordReply(server: String) -> Bool {
+    let now = time.now()
+    let ended = table.withLock { $0[server]?.reply(at: now) ?? false }
+    if ended { heldCount.subtract(1, ordering: .relaxed) }
+    return ended
+  }
+
+  /// Records a timeout of a query sent at `sentAt` (`time` seconds): the srtt doubles, capped at
+  /// 10 s; true when the server is now held as unresponsive.
+  @discardableResult
+  public func recordTimeout(server: String, sentAt: Double) -> Bool {
+    let now = time.now()
+    let held = table.withLock { $0[server, default: ServerHealth()].timeout(sentAt: sentAt, at: now, rule: rule) }
     timeoutTotal.increment()
+    if held { heldCount.add(1, ordering: .relaxed) }
+    return held
+  }
+
+  /// The candidates a resolution that started at `runStarted` may send to now: all of them
+  /// unless some are held as unresponsive (`ServerHealth.admits`), and how many were held back.
+  func admitted<T>(_ candidates: [T], key: (T) -> String, runStarted: Double) -> (admitted: [T], heldBack: Int) {
+    guard heldCount.load(ordering: .relaxed) > 0 else { return (candidates, 0) }
+    let now = time.now()
+    let rule = self.rule
+    let admitted = table.withLock { table in
+      candidates.filter { table[key($0)]?.admits(runStarted: runStarted, at: now, rule: rule) ?? true }
+    }
+    let heldBack = candidates.count - admitted.count
+    skipped.increment(by: heldBack)
+    return (admitted, heldBack)
   }
 
   /// Timeouts recorded for `server` so far (monitoring).
-  public func timeouts(server: String) -> Int { timeoutCounts.withLock { $0[server] ?? 0 } }
+  public func timeouts(server: String) -> Int { table.withLock { $0[server]?.timeouts ?? 0 } }
 
   /// Timeouts recorded for all servers so far.
   public var totalTimeouts: Int { timeoutTotal.value }
 
+  /// Servers held as unresponsive right now.
+  public var heldServers: Int { max(0, heldCount.load(ordering: .relaxed)) }
+
+  /// Times a held server was left out of a resolution's candidates so far.
+  public var heldBackQueries: Int { skipped.value }
+
+  /// Seconds until `server`, held as unresponsive, may be probed (0: the next resolution that
+  /// needs it probes it); nil when it is not held.
+  public func probeIn(server: String) -> Double? {
+    guard heldCount.load(ordering: .relaxed) > 0 else { return nil }
+    let now = time.now()
+    return table.withLock { $0[server]?.hold.map { max(0, $0.nextProbe - now) } }
+  }
+
   /// The smoothed RTT, nil for an unknown server.
-  public func smoothedRTT(server: String) -> Double? { srtt.withLock { $0[server] } }
+  public func smoothedRTT(server: String) -> Double? { table.withLock { $0[server]?.srtt } }
 
   /// Retransmit timeout in milliseconds: clamp(2·srtt, 200 ms, 3 s).
   public func timeoutMs(server: String) -> Double {
@@ -52,11 +106,11 @@ public final class ServerSelection: Sendable {
   {
     // One candidate (most delegations in a resolution's path): nothing to order, nothing to allocate.
     if candidates.count <= 1 { return candidates }
-    let table = srtt.withLock { $0 }
+    let table = self.table.withLock { $0 }
     var random = PooledRandom()
     // In place: one array for the scores and one for the result (this runs for every upstream query).
     var scored = candidates.map { c -> (T, Double) in
-      (c, table[key(c)] ?? Double.random(in: 0..<5, using: &random))
+      (c, table[key(c)]?.srtt ?? Double.random(in: 0..<5, using: &random))
     }
     scored.shuffle(using: &random)
     scored.sort { $0.1 < $1.1 }
@@ -73,5 +127,5 @@ public final class ServerSelection: Sendable {
   }
 
   /// Number of servers with a recorded srtt.
-  public var knownServers: Int { srtt.withLock { $0.count } }
+  public var knownServers: Int { table.withLock { $0.values.count { $0.srtt != nil } } }
 }

@@ -9,6 +9,8 @@ public final class HardeningCounters: Sendable {
   let budgetExhausted = Counter()
   /// Resolutions restarted after their zone's delegation was refreshed.
   let delegationRefreshes = Counter()
+  /// Zone steps failed at once because every server of the zone was held as unresponsive.
+  let heldZoneFailures = Counter()
 
   init() {}
 
@@ -20,4 +22,6 @@ public final class HardeningCounters: Sendable {
   public var budgetExhaustedCount: Int { budgetExhausted.value }
   /// Delegations refreshed, each with one restart, so far.
   public var delegationRefreshCount: Int { delegationRefreshes.value }
+  /// Zone steps failed at once, every server held as unresponsive, so far.
+  public var heldZoneFailureCount: Int { heldZoneFailures.value }
 }

@@ -60,11 +60,18 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   /// Upstream queries (any transport) that got no usable reply before their timeout; per server in
   /// `servers[].timeouts`.
   public var timeouts = 0
+  /// Servers held as unresponsive right now; per server in `servers[].unresponsiveProbeIn`.
+  public var unresponsiveServers = 0
+  /// Zone steps failed at once because every server of the zone was held as unresponsive.
+  public var heldZoneFailures = 0
   public init(
     mismatchedReplies: Int = 0, coalescedQueries: Int = 0, malformedReplies: Int = 0, outOfBailiwickRecords: Int = 0,
     aliasLoops: Int = 0, budgetExhausted: Int = 0, malformedDoTReplies: Int = 0, mismatchedDoTReplies: Int = 0,
-    malformedDoQReplies: Int = 0, resetDoQStreams: Int = 0, timeouts: Int = 0, delegationRefreshes: Int = 0
+    malformedDoQReplies: Int = 0, resetDoQStreams: Int = 0, timeouts: Int = 0, delegationRefreshes: Int = 0,
+    unresponsiveServers: Int = 0, heldZoneFailures: Int = 0
   ) {
+    self.unresponsiveServers = unresponsiveServers
+    self.heldZoneFailures = heldZoneFailures
     self.delegationRefreshes = delegationRefreshes
     self.resetDoQStreams = resetDoQStreams
     self.malformedDoTReplies = malformedDoTReplies
@@ -82,7 +89,7 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   enum CodingKeys: String, CodingKey {
     case mismatchedReplies, coalescedQueries, malformedReplies, outOfBailiwickRecords, aliasLoops, budgetExhausted
     case delegationRefreshes, malformedDoTReplies, mismatchedDoTReplies, malformedDoQReplies, resetDoQStreams
-    case timeouts
+    case timeouts, unresponsiveServers, heldZoneFailures
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -95,7 +102,8 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
       malformedDoTReplies: try c.counter(.malformedDoTReplies),
       mismatchedDoTReplies: try c.counter(.mismatchedDoTReplies),
       malformedDoQReplies: try c.counter(.malformedDoQReplies), resetDoQStreams: try c.counter(.resetDoQStreams),
-      timeouts: try c.counter(.timeouts), delegationRefreshes: try c.counter(.delegationRefreshes))
+      timeouts: try c.counter(.timeouts), delegationRefreshes: try c.counter(.delegationRefreshes),
+      unresponsiveServers: try c.counter(.unresponsiveServers), heldZoneFailures: try c.counter(.heldZoneFailures))
   }
 }
 
@@ -162,6 +170,9 @@ public struct ServerSnapshot: Sendable, Codable, Hashable {
   /// Queries to this server that timed out (any transport), e.g. a Do53 reply from the wrong
   /// source port, which the connected socket never delivers.
   public var timeouts = 0
+  /// Seconds until a server held as unresponsive may be probed (0: the next query probes it);
+  /// nil when it is not held.
+  public var unresponsiveProbeIn: Double?
   public var cleartextWhileGood: Int
   public var firstSeen: Double
   public var lastSeen: Double
@@ -174,9 +185,10 @@ public struct ServerSnapshot: Sendable, Codable, Hashable {
     address: String, nsNames: [String], zones: [String], dot: TransportSnapshot, doq: TransportSnapshot?,
     queries: [String: Int], srttMs: Double?, cleartextWhileGood: Int, firstSeen: Double, lastSeen: Double,
     reason: String,
-    history: [ServerEvent] = [], timeouts: Int = 0
+    history: [ServerEvent] = [], timeouts: Int = 0, unresponsiveProbeIn: Double? = nil
   ) {
     self.timeouts = timeouts
+    self.unresponsiveProbeIn = unresponsiveProbeIn
     self.address = address
     self.nsNames = nsNames
     self.zones = zones
@@ -262,7 +274,8 @@ extension MonitorSnapshot {
   /// Combines the parts; `table` is nil with encryption off.
   public static func make(
     monitor: MonitorData, cache: CacheStatistics, table: EncryptionTable?, srtt: (String) -> Double?,
-    timeouts: (String) -> Int = { _ in 0 }, upstream: UpstreamSnapshot = UpstreamSnapshot()
+    timeouts: (String) -> Int = { _ in 0 }, probeIn: (String) -> Double? = { _ in nil },
+    upstream: UpstreamSnapshot = UpstreamSnapshot()
   ) -> MonitorSnapshot {
     let now = monitor.now
     var servers: [ServerSnapshot] = []
@@ -283,7 +296,8 @@ extension MonitorSnapshot {
             doq: hasDoQ ? TransportSnapshot(r.state(.doq), now: now, settings: table.settings) : nil,
             queries: Dictionary(uniqueKeysWithValues: r.queries.map { ($0.key.rawValue, $0.value) }),
             srttMs: srtt(r.address), cleartextWhileGood: r.cleartextWhileGood, firstSeen: r.firstSeen,
-            lastSeen: r.lastSeen, reason: reason, history: r.history.reversed(), timeouts: timeouts(r.address)))
+            lastSeen: r.lastSeen, reason: reason, history: r.history.reversed(), timeouts: timeouts(r.address),
+            unresponsiveProbeIn: probeIn(r.address)))
       }
     }
     servers.sort { $0.address < $1.address }

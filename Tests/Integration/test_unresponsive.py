@@ -1,0 +1,185 @@
+"""A server that stops answering is held as unresponsive (R-24; RFC 9520 §3.2 caches an
+unresponsive server by its address): after its timeouts, fresh names in its zone get SERVFAIL
+at once instead of each waiting out the same timeouts (and holding a resolution slot meanwhile),
+the server gets only probes, and once it answers a probe it is used again.
+
+mute.test.'s only server (127.53.40.1, delegated from test.) is a UDP socket this test binds
+itself: it counts the queries it reads and, until told otherwise, answers none of them (no
+ICMP either: a real silent server, unlike dead.test.'s address, which nothing binds)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import dns.flags
+import dns.rcode
+import dns.message
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from harness import Sotto, ctl, labmod, require, sotto_path, wait_until
+
+MUTE = "127.53.40.1"
+ANSWER = "192.0.2.40"
+
+
+class MuteServer:
+    """UDP on MUTE:53: counts the queries it reads; answers them (A ANSWER, AA) once `answering`."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((MUTE, 53))
+        self.sock.settimeout(0.1)
+        self.received = 0
+        self.answering = False
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stopping:
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.received += 1
+                answering = self.answering
+            if not answering:
+                continue
+            try:
+                q = dns.message.from_wire(wire)
+            except Exception:  # noqa: BLE001 - a test server ignores what it cannot parse
+                continue
+            r = dns.message.make_response(q)
+            r.flags |= dns.flags.AA
+            if q.question and q.question[0].rdtype == dns.rdatatype.A:
+                r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN", "A", ANSWER))
+            self.sock.sendto(r.to_wire(), peer)
+
+    def count(self) -> int:
+        with self.lock:
+            return self.received
+
+    def answer(self):
+        with self.lock:
+            self.answering = True
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture
+def mute(lab):
+    require(os.geteuid() == 0, "binding port 53 on 127.53.40.1 needs root")
+    try:
+        server = MuteServer()
+    except OSError as e:
+        require(False, f"cannot bind {MUTE}:53 for the silent server: {e}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def burst(port: int, names: list[str], timeout: float = 30.0) -> dict[str, str]:
+    """Sends one A query for each of names to 127.0.0.1:port at once; their rcodes by name."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.5)
+    by_id = {}
+    for i, name in enumerate(names):
+        q = dns.message.make_query(name, "A", id=1000 + i)
+        by_id[q.id] = name
+        s.sendto(q.to_wire(), ("127.0.0.1", port))
+    rcodes: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while len(rcodes) < len(names) and time.monotonic() < deadline:
+        try:
+            wire = s.recv(4096)
+        except socket.timeout:
+            continue
+        r = dns.message.from_wire(wire)
+        if r.id in by_id:
+            rcodes[by_id[r.id]] = dns.rcode.to_text(r.rcode())
+    s.close()
+    return rcodes
+
+
+def upstream(sotto, sock) -> dict:
+    return ctl(sotto, sock, "stats")["stats"]["upstream"]
+
+
+def test_a_silent_server_is_held_probed_and_used_again(lab, mute, tmp_path):
+    sotto = Sotto(sotto_path())
+    require(sotto.path.is_file(), f"sotto binary not found at {sotto.path}")
+    sock = tmp_path / "ctl.sock"
+    port = labmod.free_port()
+    with sotto.serve(port, "--control", str(sock), "--resolution-deadline", "4", "--log-level", "notice",
+                     "--no-encryption") as srv:
+        wait_until("the control socket", sock.exists, timeout=10, every=0.05)
+
+        # 1. The first name waits out the server's timeouts (three over more than 2 s hold it).
+        first = ctl(sotto, sock, "lookup", "first.mute.test.", "A")["lookup"]
+        assert first["rcode"] == "SERVFAIL", first
+        assert mute.count() >= 3, f"the silent server read {mute.count()} queries"
+        wait_until("the hold", lambda: upstream(sotto, sock).get("unresponsiveServers") == 1, timeout=10)
+        assert "127.53.40.1 (mute.test.) unresponsive" in srv.log(), srv.log()
+
+        # 2. 20 fresh names at once: SERVFAIL without waiting for the server again. At most one
+        # of them may probe it (2 sends, R-40); without the hold each sends its own 2-4.
+        before = mute.count()
+        names = [f"n{i}.mute.test." for i in range(20)]
+        rcodes = burst(port, names)
+        assert rcodes == {n: "SERVFAIL" for n in names}, rcodes
+        sent = mute.count() - before
+        assert sent <= 4, f"20 fresh names sent {sent} queries to the held server"
+        up = upstream(sotto, sock)
+        assert up["heldZoneFailures"] >= 15, up
+        failed = ctl(sotto, sock, "lookup", "why.mute.test.", "A")["lookup"]
+        assert failed["rcode"] == "SERVFAIL", failed
+        assert "held as unresponsive" in (failed.get("failureReason") or ""), failed
+        assert not any(h["server"] == MUTE for h in failed.get("hops", [])), failed["hops"]
+
+        # 3. The server answers again: a probe (due within 1-2 s of the last) finds it, the hold
+        # ends, and fresh names resolve.
+        mute.answer()
+
+        def resolved():
+            r = ctl(sotto, sock, "lookup", f"r{time.monotonic_ns()}.mute.test.", "A")["lookup"]
+            return r if r["rcode"] == "NOERROR" else None
+        r = wait_until("a probe to reach the answering server", resolved, timeout=40, every=0.3)
+        assert any(ANSWER in line for line in r["answer"]), r
+        assert upstream(sotto, sock)["unresponsiveServers"] == 0
+        again = burst(port, [f"a{i}.mute.test." for i in range(10)])
+        assert set(again.values()) == {"NOERROR"}, again
+        assert "127.53.40.1 (mute.test.) answers again" in srv.log(), srv.log()
+        assert srv.proc.poll() is None, srv.log()
+
+
+def test_unresponsive_after_zero_never_holds(lab, mute, tmp_path):
+    """--unresponsive-after 0: every fresh name waits out the silent server again (the old
+    behaviour, for operators who want it)."""
+    sotto = Sotto(sotto_path())
+    require(sotto.path.is_file(), f"sotto binary not found at {sotto.path}")
+    sock = tmp_path / "ctl.sock"
+    port = labmod.free_port()
+    with sotto.serve(port, "--control", str(sock), "--resolution-deadline", "2", "--unresponsive-after", "0",
+                     "--no-encryption") as srv:
+        wait_until("the control socket", sock.exists, timeout=10, every=0.05)
+        for name in ("first.mute.test.", "second.mute.test.", "third.mute.test."):
+            before = mute.count()
+            out = ctl(sotto, sock, "lookup", name, "A")["lookup"]
+            assert out["rcode"] == "SERVFAIL", out
+            assert mute.count() - before >= 1, f"{name}: no query to the silent server"
+        assert upstream(sotto, sock)["unresponsiveServers"] == 0
+        assert srv.proc.poll() is None, srv.log()
