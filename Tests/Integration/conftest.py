@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from capture import Capture, CaptureError
-from harness import CI, Sotto, labmod, require, sotto_path
+from harness import CI, MUTE, MuteServer, Sotto, labmod, require, sotto_path
 
 
 def _tool(name: str) -> bool:
@@ -99,3 +99,17 @@ def free_port():
 
 def pytest_report_header(config):
     return [f"sotto: {sotto_path()}  CI={'true' if CI else 'false'}"]
+
+
+@pytest.fixture
+def mute(lab):
+    """mute.test.'s silent server (harness.MuteServer), closed after the test."""
+    require(os.geteuid() == 0, "binding port 53 on 127.53.40.1 needs root")
+    try:
+        server = MuteServer()
+    except OSError as e:
+        require(False, f"cannot bind {MUTE}:53 for the silent server: {e}")
+    try:
+        yield server
+    finally:
+        server.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT_HINTS, dig_query, labmod, port_taken, require, retry_on_taken_port, scaled, sotto_path
+from harness import MUTE, ROOT_HINTS, dig_query, labmod, port_taken, require, retry_on_taken_port, scaled, sotto_path
 
 DOT = "127.53.12.1"
 BADCERT = "127.53.13.1"
@@ -255,6 +255,37 @@ def test_stale_answers_are_marked_in_the_query_list_and_the_lookup_pane(lab, sot
     finally:
         t.kill()
         lab.restart_stopped(insts)
+
+
+def test_a_server_held_as_unresponsive_shows_down_until_it_answers(lab, sotto, tmux_bin, mute, tmp_path):
+    """mute.test.'s silent server (the `mute` fixture): after its timeouts its row's SRTT says
+    `down` and the detail view when it is probed next; once it answers, a probe ends the hold and
+    the row shows a round trip again."""
+    t = Tmux(f"sotto-tui-{os.getpid()}-mute")
+    try:
+        dash = next(_start_dash(t, lab, tmp_path, "--resolution-deadline", "4"))
+        assert dig_query("127.0.0.1", dash.port, "first.mute.test", "A", "+time=8").status == "SERVFAIL"
+        screen = dash.wait(lambda s: re.search(r"\bdown\s*$|\bdown\s", row(s, MUTE)), "the silent server's row down")
+        assert "mute.test." in row(screen, MUTE), row(screen, MUTE)
+        dash.keys("/")
+        dash.type(MUTE)
+        dash.keys("Enter", "Enter")
+        d = dash.wait(lambda s: "unresponsive" in s and "next probe in" in s, "the held server's detail view")
+        assert re.search(r"next probe in \d", d), d
+        dash.keys("Escape")
+        dash.wait_for("PROBES")
+        mute.answer()
+
+        def answered():
+            return dig(dash, f"r{time.monotonic_ns()}.mute.test").status == "NOERROR"
+        deadline = time.monotonic() + scaled(40)
+        while not answered():
+            assert time.monotonic() < deadline, "no probe reached the answering server"
+            time.sleep(0.3)
+        screen = dash.wait(lambda s: row(s, MUTE) and " down" not in row(s, MUTE), "the row without down")
+        assert re.search(r"\d(\.\d)?(ms|s)\b", row(screen, MUTE)), row(screen, MUTE)
+    finally:
+        t.kill()
 
 
 def test_the_header_counts_client_queries_over_dot_and_doq(lab, sotto, tmux_bin, tmp_path):

@@ -3,93 +3,19 @@ unresponsive server by its address): after its timeouts, fresh names in its zone
 at once instead of each waiting out the same timeouts (and holding a resolution slot meanwhile),
 the server gets only probes, and once it answers a probe it is used again.
 
-mute.test.'s only server (127.53.40.1, delegated from test.) is a UDP socket this test binds
-itself: it counts the queries it reads and, until told otherwise, answers none of them (no
+mute.test.'s only server (127.53.40.1, delegated from test.) is a UDP socket the test binds
+itself (`harness.MuteServer`, the `mute` fixture): it counts the queries it reads and, until told otherwise, answers none of them (no
 ICMP either: a real silent server, unlike dead.test.'s address, which nothing binds)."""
 
 from __future__ import annotations
 
-import os
 import socket
-import threading
 import time
 
-import dns.flags
-import dns.rcode
 import dns.message
-import dns.rdatatype
-import dns.rrset
-import pytest
+import dns.rcode
 
-from harness import Sotto, ctl, labmod, require, sotto_path, wait_until
-
-MUTE = "127.53.40.1"
-ANSWER = "192.0.2.40"
-
-
-class MuteServer:
-    """UDP on MUTE:53: counts the queries it reads; answers them (A ANSWER, AA) once `answering`."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((MUTE, 53))
-        self.sock.settimeout(0.1)
-        self.received = 0
-        self.answering = False
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stopping:
-            try:
-                wire, peer = self.sock.recvfrom(4096)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.received += 1
-                answering = self.answering
-            if not answering:
-                continue
-            try:
-                q = dns.message.from_wire(wire)
-            except Exception:  # noqa: BLE001 - a test server ignores what it cannot parse
-                continue
-            r = dns.message.make_response(q)
-            r.flags |= dns.flags.AA
-            if q.question and q.question[0].rdtype == dns.rdatatype.A:
-                r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN", "A", ANSWER))
-            self.sock.sendto(r.to_wire(), peer)
-
-    def count(self) -> int:
-        with self.lock:
-            return self.received
-
-    def answer(self):
-        with self.lock:
-            self.answering = True
-
-    def close(self):
-        self.stopping = True
-        self.thread.join(timeout=5)
-        self.sock.close()
-
-
-@pytest.fixture
-def mute(lab):
-    require(os.geteuid() == 0, "binding port 53 on 127.53.40.1 needs root")
-    try:
-        server = MuteServer()
-    except OSError as e:
-        require(False, f"cannot bind {MUTE}:53 for the silent server: {e}")
-    try:
-        yield server
-    finally:
-        server.close()
+from harness import MUTE, MUTE_ANSWER as ANSWER, Sotto, ctl, labmod, require, sotto_path, wait_until
 
 
 def burst(port: int, names: list[str], timeout: float = 30.0) -> dict[str, str]:
