@@ -33,6 +33,12 @@ spread) and Sotto/peer ratios, and writes it all as JSON under Benchmarks/result
   9 tcp      cached answers to clients over TCP, the names of 1 warmed over UDP, then dnsperf -m tcp
              (4 connections, 100 outstanding): queries/s, latency, CPU per query (all three).
 
+ 10 deadzone fresh names in a zone whose only server is silent (mute.test., Lab/mute_server.py;
+             root): one name first (the resolver learns the delegation and waits out the
+             server's timeouts), then BENCH_DEADZONE_NAMES fresh names at 20 outstanding, dnsperf
+             waiting up to 15 s for each: latency of the SERVFAILs, queries that got no answer,
+             the queries the silent server received meanwhile and the resolver's CPU (all three).
+
 The lab's DoQ authoritatives are Sotto's own C responder (`sotto doq-authority`, SOTTO_BIN),
 not the tests' Python aioquic server, whose CPU per query was larger than the resolver's and so
 was measured as Sotto's encryption cost (BENCH_LAB_DOQ=python brings the Python one back). The lab
@@ -61,6 +67,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "Lab"))
 
 import lab as labmod  # noqa: E402
+from mute_server import MuteServer  # noqa: E402
 from load import LOAD_CORE, dnsperf, sequential, write_names  # noqa: E402
 from resolvers import RESOLVER_CORE, PowerDNSRecursor, Sotto, Unbound, missing_tools, scratch  # noqa: E402
 from rtt import RTTLink  # noqa: E402
@@ -78,7 +85,8 @@ COLD_NAMES = int(os.environ.get("BENCH_COLD_NAMES", "300" if QUICK else "3000"))
 UNLOADED_NAMES = int(os.environ.get("BENCH_UNLOADED_NAMES", "60" if QUICK else "400"))
 MEMORY_NAMES = int(os.environ.get("BENCH_MEMORY_NAMES", "5000" if QUICK else "100000"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-ALL = ["cached", "cold", "memory", "encryption", "startup", "dashboard", "dot", "rtt", "tcp"]
+ALL = ["cached", "cold", "memory", "encryption", "startup", "dashboard", "dot", "rtt", "tcp", "deadzone"]
+DEADZONE_NAMES = int(os.environ.get("BENCH_DEADZONE_NAMES", "200" if QUICK else "2000"))
 RTT_MS = float(os.environ.get("BENCH_RTT_MS", "10"))
 # Zones of the lab whose servers differ in what they speak on 853 (none, DoT, DoQ, both, broken).
 COLD_ZONES = ["dot.test.", "doq.test.", "both.test.", "mixed.test.", "refused.test.", "silent.test.",
@@ -135,6 +143,23 @@ def bench_stream(cls, r: int, work: Path, mode: str) -> dict:
         cpu = res.cpu_seconds() - res_cpu0
         return {"warm_completed": warm.completed, "qps": run.qps, "avg_latency_ms": run.avg_latency * 1000,
                 "lost": run.lost, "cpu_per_kquery_ms": 1e6 * cpu / max(run.completed, 1), "rcodes": run.rcodes}
+
+
+def bench_deadzone(cls, r: int, work: Path, mute: MuteServer) -> dict:
+    """Fresh names in mute.test., whose only server reads queries and answers none."""
+    first = write_names(work / "first.txt", [f"first-{r}.mute.test."])
+    names = write_names(work / "names.txt", [f"d{i}-r{r}.mute.test." for i in range(DEADZONE_NAMES)])
+    with cls(work / cls.name) as res:
+        warm = dnsperf(res.port, first, once=True, outstanding=1, timeout=15)
+        before, cpu0 = mute.count(), res.cpu_seconds()
+        run = dnsperf(res.port, names, once=True, outstanding=20, timeout=15, verbose=True)
+        cpu = res.cpu_seconds() - cpu0
+        lat = sorted(run.latencies)
+        return {"warm_rcodes": warm.rcodes, "completed": run.completed, "lost": run.lost, "rcodes": run.rcodes,
+                "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
+                "p95_ms": 1000 * lat[int(len(lat) * 0.95)] if lat else None,
+                "dead_server_queries": mute.count() - before,
+                "cpu_us_per_query": 1e6 * cpu / max(run.completed + run.lost, 1)}
 
 
 def bench_dot(cls, r: int, work: Path) -> dict:
@@ -423,6 +448,14 @@ def cached_rows(label: str, results: dict[str, list[dict]]) -> list[tuple[str, s
             (label, "CPU µs/query", {k: med(v, "cpu_per_kquery_ms") for k, v in results.items()}, "lower")]
 
 
+def deadzone_rows(results: dict[str, list[dict]]) -> list[tuple[str, str, dict, str]]:
+    """The dead-zone benchmark's table rows, medians over the rounds."""
+    rows = [("SERVFAIL p50 ms", "p50_ms", "lower"), ("SERVFAIL p95 ms", "p95_ms", "lower"),
+            ("unanswered after 15 s", "lost", "lower"), ("queries to the dead server", "dead_server_queries", "lower"),
+            ("CPU µs/query", "cpu_us_per_query", "lower")]
+    return [("dead zone", metric, {k: med(v, key) for k, v in results.items()}, better) for metric, key, better in rows]
+
+
 def main() -> int:
     missing = missing_tools()
     if missing:
@@ -459,6 +492,19 @@ def main() -> int:
             print("9 cached answers to clients over TCP", flush=True)
             raw["tcp"] = run_rounds("tcp", bench_tcp, RESOLVERS)
             table += cached_rows("cached TCP", raw["tcp"])
+        if wanted("deadzone"):
+            print("10 fresh names in a zone whose only server is silent", flush=True)
+            try:
+                mute = MuteServer()
+            except OSError as e:
+                print(f"  deadzone   not run: cannot bind the silent server (root?): {e}", flush=True)
+                raw["deadzone_not_run"] = str(e)
+            else:
+                try:
+                    raw["deadzone"] = run_rounds("deadzone", lambda c, r, w: bench_deadzone(c, r, w, mute), RESOLVERS)
+                finally:
+                    mute.close()
+                table += deadzone_rows(raw["deadzone"])
         if wanted("cold"):
             print("2 cold resolution", flush=True)
             results = rounds_with_unencrypted_sotto("cold", bench_cold, lambda res: (

@@ -56,3 +56,22 @@ def test_cached_rows_give_each_resolvers_median_and_spread():
                                                   ("cached TCP", "avg latency ms", "lower"),
                                                   ("cached TCP", "CPU µs/query", "lower")]
     assert rows[0][2] == {"sotto": (380e3, 360e3, 400e3), "unbound": (70e3, 64e3, 71e3)}, rows[0][2]
+
+
+def test_deadzone_rows_give_each_resolvers_median_and_a_round_without_answers_none():
+    """The dead-zone benchmark's rows: SERVFAIL latency, unanswered queries, queries to the
+    silent server and CPU, each resolver's median over its rounds; a round in which nothing was
+    answered has no latency and leaves it out instead of failing the report."""
+    results = {"sotto": [{"p50_ms": p, "p95_ms": 1.0, "lost": 0, "dead_server_queries": 2, "cpu_us_per_query": 40.0}
+                         for p in (0.5, 0.6, 0.4)],
+               "unbound": [{"p50_ms": None, "p95_ms": None, "lost": 400, "dead_server_queries": 21,
+                            "cpu_us_per_query": 30.0},
+                           {"p50_ms": 0.13, "p95_ms": 0.2, "lost": 20, "dead_server_queries": 19,
+                            "cpu_us_per_query": 25.0}]}
+    rows = bench.deadzone_rows(results)
+    assert [r[1] for r in rows] == ["SERVFAIL p50 ms", "SERVFAIL p95 ms", "unanswered after 15 s",
+                                    "queries to the dead server", "CPU µs/query"]
+    assert all(r[0] == "dead zone" and r[3] == "lower" for r in rows), rows
+    assert rows[0][2] == {"sotto": (0.5, 0.4, 0.6), "unbound": (0.13, 0.13, 0.13)}, rows[0][2]
+    assert rows[2][2]["unbound"] == (210, 20, 400) and rows[3][2]["sotto"] == (2, 2, 2), rows
+    bench.print_table(rows)  # zero medians (no query lost) print without a ratio, not a crash
