@@ -12,7 +12,9 @@ lock from a worktree root:
   SOTTO_BIN=.build/release/sotto N=400 flock /tmp/sotto-lab.lock python3 Benchmarks/callgrind_cold.py
 
 ENC=1: encryption on (default off). ZONE=doq.test. (say): every name NXDOMAIN under that one lab
-zone, so one server and one transport (comma-separated zones: taken in turn). RESOLVER=unbound: Unbound instead, for comparison. OUT=<dir>: where callgrind.out and the report go.
+zone, so one server and one transport (comma-separated zones: taken in turn); with mute.test. the
+silent server (Lab/mute_server.py) is started, and the warm-up's first name holds it as
+unresponsive, so the counted names are the SERVFAILs of a dead zone. RESOLVER=unbound: Unbound instead, for comparison. OUT=<dir>: where callgrind.out and the report go.
 """
 import os
 import subprocess
@@ -26,6 +28,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "Lab"))
 import bench  # noqa: E402
 import lab as labmod  # noqa: E402
+from mute_server import MuteServer  # noqa: E402
 from load import sequential, write_names  # noqa: E402
 from resolvers import Sotto, Unbound, query_once  # noqa: E402
 
@@ -49,6 +52,7 @@ cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={OUT}/callgrind.ou
 lab = labmod.Lab(doq_binary=binary)
 lab.start()
 proc = None
+mute = MuteServer() if "mute.test." in os.environ.get("ZONE", "") else None
 try:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(OUT / "valgrind.log", "w"))
     deadline = time.monotonic() + 120
@@ -72,6 +76,8 @@ finally:
     if proc and proc.poll() is None:
         proc.terminate()
         proc.wait(timeout=60)
+    if mute:
+        mute.close()
     lab.stop()
 report = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=99.9", str(OUT / "callgrind.out.1")], capture_output=True,
                         text=True).stdout
