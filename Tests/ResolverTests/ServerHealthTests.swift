@@ -3,152 +3,125 @@ import Testing
 @testable import Resolver
 
 /// A server held as unresponsive (R-24, RFC 9520 §3.2): after silent timeouts in a row over
-/// 2 s, later resolutions leave it out but for one probe at doubling gaps, and a reply ends it.
+/// 2 s, later resolutions leave it out but for a probe at doubling gaps, and a reply ends it.
 @Suite struct ServerHealthTests {
   let rule = ServerHealth.Rule(timeouts: 3, minSilence: 2, firstProbeGap: 1, maxProbeGap: 30)
 
-  /// A server that timed out for queries sent at 0, 0.8 and 1.6 s (each timing out 0.8 s later).
+  // `#expect` cannot call a mutating method on a local: these do it outside.
+  func timeout(_ h: inout ServerHealth, sent: Double, at now: Double, _ kind: ServerHealth.Kind = .a) -> Bool {
+    h.timeout(sentAt: sent, at: now, rule: rule, kind: kind)
+  }
+  func claim(_ h: inout ServerHealth, at now: Double, _ kind: ServerHealth.Kind = .a) -> Bool {
+    h.claimProbe(at: now, rule: rule, kind: kind)
+  }
+  func reply(_ h: inout ServerHealth, at now: Double, _ kind: ServerHealth.Kind = .a, rttMs: Double? = nil) -> Bool {
+    rttMs.map { h.measured(rttMs: $0, at: now, kind: kind) } ?? h.reply(at: now, kind: kind)
+  }
+
+  /// A server whose A queries sent at 0, 0.8 and 1.6 s timed out 0.8 s later each.
   func silentSince0() -> ServerHealth {
     var h = ServerHealth()
-    do {
-      let r = h.timeout(sentAt: 0, at: 0.8, rule: rule)
-      #expect(!r)
-    }
-    do {
-      let r = h.timeout(sentAt: 0.8, at: 1.6, rule: rule)
-      #expect(!r)
-    }
-    do {
-      let r = h.timeout(sentAt: 1.6, at: 2.4, rule: rule)
-      #expect(r)
-    }
+    let held = [(0.0, 0.8), (0.8, 1.6), (1.6, 2.4)].map { timeout(&h, sent: $0.0, at: $0.1) }
+    #expect(held == [false, false, true])
     return h
   }
 
   @Test func threeSilentTimeoutsOverTwoSecondsStartAHold() {
     let h = silentSince0()
-    #expect(h.hold == ServerHealth.Hold(since: 2.4, nextProbe: 3.4, interval: 1))
+    #expect(h[.a].hold == ServerHealth.Hold(since: 2.4, nextProbe: 3.4, interval: 1))
+    #expect(h[.aaaa].hold == nil && h[.other].hold == nil && h.isHeld)
     #expect(h.timeouts == 3)
     #expect(h.srtt == 1_600)  // 200·2, ·2, ·2
   }
 
   @Test func threeTimeoutsWithinTwoSecondsDoNotHoldButAFourthLaterDoes() {
     var h = ServerHealth()
-    for t in [0.0, 0.1, 0.2] {
-      let r = h.timeout(sentAt: t, at: t + 0.8, rule: rule)
-      #expect(!r)
-    }
-    #expect(h.hold == nil)
-    do {
-      let r = h.timeout(sentAt: 2.5, at: 3.3, rule: rule)
-      #expect(r)
-    }
+    let early = [0.0, 0.1, 0.2].map { timeout(&h, sent: $0, at: $0 + 0.8) }
+    #expect(early == [false, false, false] && !h.isHeld)
+    #expect(timeout(&h, sent: 2.5, at: 3.3))
   }
 
   @Test func aTimeoutOfAQuerySentBeforeTheLastReplyDoesNotCount() {
     // A lossy but live server: three queries sent at 0.0-0.2 are lost, one sent at 0.3 is
     // answered at 0.31; their timeouts come later but say nothing about the server now.
     var h = ServerHealth()
-    _ = h.measured(rttMs: 10, at: 0.31)
-    for t in [0.0, 0.1, 0.2] {
-      let r = h.timeout(sentAt: t, at: t + 3, rule: rule)
-      #expect(!r)
-    }
-    #expect(h.silentStreak == 0 && h.hold == nil && h.timeouts == 3)
+    _ = h.measured(rttMs: 10, at: 0.31, kind: .a)
+    let held = [0.0, 0.1, 0.2].map { timeout(&h, sent: $0, at: $0 + 3) }
+    #expect(held == [false, false, false])
+    #expect(h[.a].streak == 0 && !h.isHeld && h.timeouts == 3)
   }
 
-  @Test func aReplyEndsTheStreakAndTheHold() {
+  @Test func aReplyEndsTheStreakAndTheHoldOfItsKind() {
     var h = ServerHealth()
-    _ = h.timeout(sentAt: 0, at: 0.8, rule: rule)
-    _ = h.timeout(sentAt: 0.8, at: 1.6, rule: rule)
-    do {
-      let r = h.reply(at: 1.7)
-      #expect(!r)
-    }
-    let newStreak = h.timeout(sentAt: 1.8, at: 2.6, rule: rule)
-    #expect(!newStreak && h.silentStreak == 1)  // a new streak of one
+    _ = timeout(&h, sent: 0, at: 0.8)
+    _ = timeout(&h, sent: 0.8, at: 1.6)
+    #expect(!reply(&h, at: 1.7))
+    #expect(!timeout(&h, sent: 1.8, at: 2.6) && h[.a].streak == 1)  // a new streak of one
     var held = silentSince0()
-    do {
-      let r = held.measured(rttMs: 5, at: 10)
-      #expect(r)
-    }
-    #expect(held.hold == nil && held.silentStreak == 0)
-    let endedAgain = held.reply(at: 11)
-    #expect(!endedAgain)  // no hold left to end
+    #expect(!reply(&held, at: 10, .other))  // an answer to another kind ends nothing
+    #expect(held.isHeld)
+    #expect(reply(&held, at: 10, rttMs: 5))
+    #expect(!held.isHeld && held[.a].streak == 0)
+    #expect(!reply(&held, at: 11))  // no hold left to end
   }
 
   @Test func laterResolutionsAreLeftOutButForOneProbeAtDoublingGaps() {
-    var h = silentSince0()  // held at 2.4, first probe at 3.4
-    let earlier = h.admits(runStarted: 0, at: 2.5, rule: rule)
-    #expect(earlier)  // started before the hold: goes on
-    do {
-      let r = h.admits(runStarted: 2.5, at: 2.5, rule: rule)
-      #expect(!r)
-    }
-    do {
-      let r = h.admits(runStarted: 3.0, at: 3.3, rule: rule)
-      #expect(!r)
-    }
-    // The probes: at 3.4, then gaps of 2, 4, 8, 16, 30, 30.
-    var at = 3.4
+    var h = silentSince0()  // held at 2.4, first probe due at 3.4
+    #expect(h.admission(runStarted: 0, at: 2.5, kind: .a) == .free)  // started before the hold
+    #expect(h.admission(runStarted: 2.5, at: 2.5, kind: .aaaa) == .free)  // another kind
+    #expect(h.admission(runStarted: 2.5, at: 3.3, kind: .a) == .held)
+    // A due probe not taken stays due.
+    #expect(h.admission(runStarted: 3.5, at: 3.5, kind: .a) == .probeDue)
+    #expect(h.admission(runStarted: 3.5, at: 9.0, kind: .a) == .probeDue)
+    // Taken at 10: then gaps of 2, 4, 8, 16, 30, 30.
+    var at = 10.0
     for gap in [2.0, 4, 8, 16, 30, 30] {
-      do {
-        let r = h.admits(runStarted: at, at: at, rule: rule)
-        #expect(r, "probe due at \(at)")
-      }
-      do {
-        let r = h.admits(runStarted: at, at: at, rule: rule)
-        #expect(!r, "a second query at \(at)")
-      }
-      do {
-        let r = h.admits(runStarted: at, at: at + gap - 0.01, rule: rule)
-        #expect(!r)
-      }
+      #expect(claim(&h, at: at), "probe due at \(at)")
+      #expect(!claim(&h, at: at), "a second probe at \(at)")
+      #expect(h.admission(runStarted: at, at: at + gap - 0.01, kind: .a) == .held)
       at += gap
     }
     // The server still silent: its probe's timeout neither starts a second hold nor moves the probes.
-    let before = h.hold
-    do {
-      let r = h.timeout(sentAt: at, at: at + 3, rule: rule)
-      #expect(!r)
-    }
-    #expect(h.hold == before)
+    let before = h[.a].hold
+    #expect(!timeout(&h, sent: at, at: at + 3))
+    #expect(h[.a].hold == before)
+    #expect(h.nextProbe == before?.nextProbe)
   }
 
   @Test func zeroTimeoutsNeverHolds() {
     var h = ServerHealth()
     let off = ServerHealth.Rule(timeouts: 0)
-    for t in stride(from: 0.0, to: 60, by: 1) {
-      let r = h.timeout(sentAt: t, at: t + 3, rule: off)
-      #expect(!r)
-    }
-    let admitted = h.admits(runStarted: 100, at: 100, rule: off)
-    #expect(h.hold == nil && admitted)
+    for t in stride(from: 0.0, to: 60, by: 1) { _ = h.timeout(sentAt: t, at: t + 3, rule: off, kind: .a) }
+    #expect(!h.isHeld && h.admission(runStarted: 100, at: 100, kind: .a) == .free)
   }
 
   /// Through `ServerSelection`, as a resolution asks: the held server is left out of later
-  /// resolutions' candidates, the live one stays, and a reply brings the held one back.
+  /// resolutions' candidates, the live one stays, a due probe comes after the free servers, and
+  /// a reply brings the held one back.
   @Test func selectionLeavesHeldServersOutUntilTheyReply() {
     let clock = FakeTimeSource(0)
     let selection = ServerSelection(unknownTimeoutMs: 800, rule: rule, time: clock)
-    #expect(selection.admitted(["dead", "live"], key: { $0 }, runStarted: 0).admitted == ["dead", "live"])
+    #expect(selection.admitted(["dead", "live"], key: { $0 }, runStarted: 0, kind: .a).free == ["dead", "live"])
     for sent in [0.0, 0.8, 1.6] {
       clock.advance(sent + 0.8 - clock.now())
       selection.recordTimeout(server: "dead", sentAt: sent)
     }
     #expect(selection.heldServers == 1)
-    let (admitted, heldBack) = selection.admitted(["dead", "live"], key: { $0 }, runStarted: 2.5)
-    #expect(admitted == ["live"] && heldBack == 1)
-    #expect(selection.admitted(["dead"], key: { $0 }, runStarted: 1.0).admitted == ["dead"])
+    let held = selection.admitted(["dead", "live"], key: { $0 }, runStarted: 2.5, kind: .a)
+    #expect(held.free == ["live"] && held.probes.isEmpty && held.heldBack == 1)
+    #expect(selection.admitted(["dead"], key: { $0 }, runStarted: 1.0, kind: .a).free == ["dead"])
     #expect(abs((selection.probeIn(server: "dead") ?? 0) - 1.0) < 1e-9)
     #expect(selection.probeIn(server: "live") == nil)
     clock.advance(3.45 - clock.now())
-    #expect(selection.admitted(["dead"], key: { $0 }, runStarted: 3.45).admitted == ["dead"])  // the probe
-    #expect(selection.admitted(["dead"], key: { $0 }, runStarted: 3.45).admitted.isEmpty)
+    let due = selection.admitted(["dead", "live"], key: { $0 }, runStarted: 3.45, kind: .a)
+    #expect(due.free == ["live"] && due.probes == ["dead"] && due.heldBack == 0)
+    #expect(selection.claimProbe(server: "dead", kind: .a))
+    #expect(!selection.claimProbe(server: "dead", kind: .a))
+    #expect(selection.admitted(["dead"], key: { $0 }, runStarted: 3.45, kind: .a).heldBack == 1)
     #expect(selection.heldBackQueries == 2)
-    clock.advance(3.55 - clock.now())
+    clock.advance(0.1)
     #expect(selection.record(server: "dead", rttMs: 4))
     #expect(selection.heldServers == 0 && selection.probeIn(server: "dead") == nil)
-    #expect(selection.admitted(["dead", "live"], key: { $0 }, runStarted: 3.6).admitted == ["dead", "live"])
+    #expect(selection.admitted(["dead", "live"], key: { $0 }, runStarted: 3.6, kind: .a).free == ["dead", "live"])
   }
 }

@@ -147,19 +147,28 @@ extension ResolutionRun {
   )? {
     let selection = core.selection
     let exchanger = core.exchanger
-    // R-24 (RFC 9520 §3.2): servers held as unresponsive are left out but for their next probe;
-    // with all of them out the zone fails at once instead of waiting out their timeouts.
-    let (admitted, heldBack) = selection.admitted(servers, key: { $0.endpoint.ip }, runStarted: started)
-    allHeld = admitted.isEmpty && heldBack > 0
+    // R-24 (RFC 9520 §3.2): servers held as unresponsive to this kind of query are left out, but
+    // for a probe that has come due, asked after the others; with all of them out the zone fails
+    // at once instead of waiting out their timeouts.
+    let kind = ServerHealth.Kind(qtype)
+    let (free, probes, heldBack) = selection.admitted(servers, key: { $0.endpoint.ip }, runStarted: started, kind: kind)
+    allHeld = free.isEmpty && probes.isEmpty && heldBack > 0
     if allHeld { return nil }
-    let ordered = selection.order(
-      admitted, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
-      margin: core.configuration.privacyMarginMs)
+    let ordered =
+      selection.order(
+        free, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
+        margin: core.configuration.privacyMarginMs) + probes
     let passes = max(1, core.configuration.queryRetries)
+    var sentHere = false
+    defer { if !sentHere && free.isEmpty { allHeld = true } }  // every probe taken by other resolutions
     for pass in 0..<passes {
       var sawTimeout = false
-      for server in ordered {
+      for (i, server) in ordered.enumerated() {
         if queriesSent >= limits.maxQueries || overDeadline { return nil }
+        // A held server's probe is taken only now, when it is sent: one skipped because a free
+        // server answered first stays due.
+        if i >= free.count, !selection.claimProbe(server: server.endpoint.ip, kind: kind) { continue }
+        sentHere = true
         var query = makeQuery(qname: qname, qtype: qtype)
         var sentAt = core.time.now()
         var result = await send(query, to: server, zone: zone)
@@ -174,8 +183,13 @@ extension ResolutionRun {
         guard let response = result.response else {
           if let last = result.legs.last, last.error == .timeout {
             sawTimeout = true
-            // A timeout the resolution's own deadline caused says nothing about the server.
-            if !last.cutShort, selection.recordTimeout(server: server.endpoint.ip, sentAt: sentAt) {
+            // A timeout the resolution's own deadline caused says nothing about the server;
+            // one shared with the resolution that sent the query is counted there, once; and only
+            // a Do53 query's silence holds a server (an encrypted transport's is the policy's).
+            if !last.cutShort, !result.joined,
+              selection.recordTimeout(
+                server: server.endpoint.ip, sentAt: sentAt, kind: kind, silence: last.transport.isCleartext)
+            {
               core.logger.notice(
                 "server \(server.endpoint.ip) (\(zone)) unresponsive: \(core.configuration.unresponsiveAfter) timeouts in a row; held, probed again from 1 s on (R-24)"
               )
@@ -232,11 +246,14 @@ extension ResolutionRun {
       hops[hops.count - 1].transportReason = leg.transportReason
       hops[hops.count - 1].resumed = leg.resumed
       hops[hops.count - 1].earlyData = leg.earlyData
+      // A result shared with the resolution that sent the query was recorded there.
+      guard !result.joined else { continue }
       var holdEnded = false
+      let kind = ServerHealth.Kind(q.type)
       if let rtt = leg.rttMs, leg.transport != .do53TCP {  // TCP RTT includes the handshake
-        holdEnded = selection.record(server: server.endpoint.ip, rttMs: rtt)
+        holdEnded = selection.record(server: server.endpoint.ip, rttMs: rtt, kind: kind)
       } else if leg.error == nil, leg.transport == .do53TCP {
-        holdEnded = selection.recordReply(server: server.endpoint.ip)
+        holdEnded = selection.recordReply(server: server.endpoint.ip, kind: kind)
       }
       if holdEnded { core.logger.notice("server \(server.endpoint.ip) (\(zone)) answers again; no longer held") }
     }

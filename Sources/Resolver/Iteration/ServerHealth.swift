@@ -1,23 +1,41 @@
 /// What the resolver knows of one authoritative server address: its smoothed RTT and
 /// whether it is held as unresponsive. RFC 9520 §3.2 lets a resolver cache an unresponsive
 /// server by its address; R-24 asks for such failures to be kept ≥ 1 s, backing off while they
-/// persist, with nothing sent for them meanwhile. Times are `TimeSource` seconds.
+/// persist, with nothing sent for them meanwhile. Silence is judged per kind of query (A, AAAA,
+/// other types), as Unbound's infrastructure cache does: a server that drops one type only
+/// (RFC 8906 §3.1.4, e.g. HTTPS queries) is held for that kind, not for the zone's other names.
+/// Times are `TimeSource` seconds.
 struct ServerHealth {
   /// Smoothed RTT in milliseconds; nil until measured or timed out.
   var srtt: Double?
   /// Every timeout recorded (monitoring).
   var timeouts = 0
-  /// Timeouts of queries sent after the server's last reply, in a row.
-  var silentStreak = 0
-  /// When the first query of the current silent streak was sent.
-  var streakStart = 0.0
-  /// When the server last replied; -∞ if never.
-  var lastReply = -Double.infinity
-  /// Set while the server is held as unresponsive.
-  var hold: Hold?
+  private var a = Silence()
+  private var aaaa = Silence()
+  private var other = Silence()
 
-  /// A server held as unresponsive: resolutions that start after `since` do not send to it,
-  /// except one probe at `nextProbe`, with the gap between probes doubling.
+  /// The kind of query silence is judged by.
+  enum Kind: Sendable, CaseIterable {
+    case a, aaaa, other
+
+    init(_ type: RRType) { self = type == .a ? .a : type == .aaaa ? .aaaa : .other }
+  }
+
+  /// One kind of query's silent streak and hold.
+  struct Silence {
+    /// Timeouts of queries sent after the server's last reply of this kind, in a row.
+    var streak = 0
+    /// When the first query of the current streak was sent.
+    var streakStart = 0.0
+    /// When the server last replied to this kind; -∞ if never.
+    var lastReply = -Double.infinity
+    /// Set while the server is held as unresponsive to this kind.
+    var hold: Hold?
+  }
+
+  /// A server held as unresponsive: resolutions that start after `since` do not send it this
+  /// kind of query, except one probe once `nextProbe` has come, with the gap between probes
+  /// doubling.
   struct Hold: Equatable {
     var since: Double
     var nextProbe: Double
@@ -28,8 +46,8 @@ struct ServerHealth {
   struct Rule: Sendable {
     /// Timeouts of queries sent after the last reply, in a row; 0: never hold.
     var timeouts = 3
-    /// Seconds from the first of them to the last: a lossy but live server under load replies
-    /// in between, a dead one does not.
+    /// Seconds from the first of them being sent to the last timing out: a lossy but live server
+    /// under load replies in between, a dead one does not.
     var minSilence = 2.0
     /// First gap between probes of a held server, seconds (R-24's 1 s minimum).
     var firstProbeGap = 1.0
@@ -37,46 +55,92 @@ struct ServerHealth {
     var maxProbeGap = 30.0
   }
 
-  /// Notes a reply that took `rttMs`: srtt = 0.7·srtt + 0.3·sample. True when a hold ended.
-  mutating func measured(rttMs: Double, at now: Double) -> Bool {
+  /// How a resolution that started at some time may use this server for one kind of query now.
+  enum Admission: Equatable {
+    /// Not held, or held after the resolution started: send as usual.
+    case free
+    /// Held, and its next probe has come: send only after the free servers, as the probe, if
+    /// `claimProbe` still gives it.
+    case probeDue
+    /// Held: leave it out.
+    case held
+  }
+
+  subscript(kind: Kind) -> Silence {
+    get {
+      switch kind {
+      case .a: a
+      case .aaaa: aaaa
+      case .other: other
+      }
+    }
+    set {
+      switch kind {
+      case .a: a = newValue
+      case .aaaa: aaaa = newValue
+      case .other: other = newValue
+      }
+    }
+  }
+
+  /// True while some kind of query is held.
+  var isHeld: Bool { a.hold != nil || aaaa.hold != nil || other.hold != nil }
+
+  /// The earliest next probe of the kinds held; nil when none is.
+  var nextProbe: Double? { [a.hold, aaaa.hold, other.hold].compactMap { $0?.nextProbe }.min() }
+
+  /// Notes a reply of `kind` that took `rttMs`: srtt = 0.7·srtt + 0.3·sample. True when
+  /// a hold ended.
+  mutating func measured(rttMs: Double, at now: Double, kind: Kind) -> Bool {
     srtt = srtt.map { 0.7 * $0 + 0.3 * rttMs } ?? rttMs
-    return reply(at: now)
+    return reply(at: now, kind: kind)
   }
 
-  /// Notes a reply: the streak ends and so does a hold. True when a hold ended.
-  mutating func reply(at now: Double) -> Bool {
-    silentStreak = 0
-    lastReply = max(lastReply, now)
-    guard hold != nil else { return false }
-    hold = nil
-    return true
+  /// Notes a reply of `kind`: its streak ends and so does its hold. True when a hold ended.
+  mutating func reply(at now: Double, kind: Kind) -> Bool {
+    var s = self[kind]
+    s.streak = 0
+    s.lastReply = max(s.lastReply, now)
+    let ended = s.hold != nil
+    s.hold = nil
+    self[kind] = s
+    return ended
   }
 
-  /// Notes a timeout of a query sent at `sentAt`: the srtt doubles, capped at 10 s. A
-  /// query sent before the last reply says nothing about whether the server is alive now. True
+  /// Notes a timeout of a `kind` query sent at `sentAt`: the srtt doubles, capped at 10 s.
+  /// A query sent before the last reply says nothing about whether the server is alive now, nor
+  /// does one that `silence` says is not the server's (an encrypted transport's timeout). True
   /// when this starts a hold.
-  mutating func timeout(sentAt: Double, at now: Double, rule: Rule) -> Bool {
+  mutating func timeout(sentAt: Double, at now: Double, rule: Rule, kind: Kind, silence: Bool = true) -> Bool {
     srtt = min(10_000, max(srtt ?? 200, 100) * 2)
     timeouts += 1
-    guard sentAt >= lastReply else { return false }
-    if silentStreak == 0 { streakStart = sentAt }
-    silentStreak += 1
-    guard hold == nil, rule.timeouts > 0, silentStreak >= rule.timeouts, now - streakStart >= rule.minSilence else {
-      return false
-    }
-    hold = Hold(since: now, nextProbe: now + rule.firstProbeGap, interval: rule.firstProbeGap)
-    return true
+    guard silence else { return false }
+    var s = self[kind]
+    guard sentAt >= s.lastReply else { return false }
+    if s.streak == 0 { s.streakStart = sentAt }
+    s.streak += 1
+    let starts =
+      s.hold == nil && rule.timeouts > 0 && s.streak >= rule.timeouts && now - s.streakStart >= rule.minSilence
+    if starts { s.hold = Hold(since: now, nextProbe: now + rule.firstProbeGap, interval: rule.firstProbeGap) }
+    self[kind] = s
+    return starts
   }
 
-  /// Whether a resolution that started at `runStarted` may send to this server at `now`. One
-  /// that started before the hold goes on as it was; a later one only as the next probe, which
-  /// moves the probe after it on by the doubled gap.
-  mutating func admits(runStarted: Double, at now: Double, rule: Rule) -> Bool {
-    guard var h = hold, runStarted >= h.since else { return true }
+  /// How a resolution that started at `runStarted` may use this server for `kind` at `now`. One
+  /// that started before the hold goes on as it was.
+  func admission(runStarted: Double, at now: Double, kind: Kind) -> Admission {
+    guard let h = self[kind].hold, runStarted >= h.since else { return .free }
+    return now >= h.nextProbe ? .probeDue : .held
+  }
+
+  /// Takes the probe of `kind` due at `now`, moving the next one on by the doubled gap; false
+  /// when it is not due (another resolution took it). True when `kind` is not held.
+  mutating func claimProbe(at now: Double, rule: Rule, kind: Kind) -> Bool {
+    guard var h = self[kind].hold else { return true }
     guard now >= h.nextProbe else { return false }
     h.interval = min(h.interval * 2, max(rule.maxProbeGap, rule.firstProbeGap))
     h.nextProbe = now + h.interval
-    hold = h
+    self[kind].hold = h
     return true
   }
 }

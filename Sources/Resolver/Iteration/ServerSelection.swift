@@ -25,48 +25,78 @@ public final class ServerSelection: Sendable {
     self.time = time
   }
 
-  /// Records a measured round trip; true when it ended the server's hold.
+  /// Records a measured round trip of a `kind` query; true when it ended a hold.
   @discardableResult
-  public func record(server: String, rttMs: Double) -> Bool {
+  func record(server: String, rttMs: Double, kind: ServerHealth.Kind = .a) -> Bool {
     let now = time.now()
-    let ended = table.withLock { $0[server, default: ServerHealth()].measured(rttMs: rttMs, at: now) }
-    if ended { heldCount.subtract(1, ordering: .relaxed) }
-    return ended
+    return table.withLock {
+      let ended = $0[server, default: ServerHealth()].measured(rttMs: rttMs, at: now, kind: kind)
+      // Under the lock, as the hold it counts: the count never disagrees with the table for long.
+      if ended { heldCount.subtract(1, ordering: .relaxed) }
+      return ended
+    }
   }
 
-  /// Records a reply whose round trip is no measure of the server (TCP: it includes the
-  /// handshake); true when it ended the server's hold.
+  /// Records a reply to a `kind` query whose round trip is no measure of the server (TCP: it
+  /// includes the handshake); true when it ended a hold.
   @discardableResult
-  public func recordReply(server: String) -> Bool {
+  func recordReply(server: String, kind: ServerHealth.Kind = .a) -> Bool {
     let now = time.now()
-    let ended = table.withLock { $0[server]?.reply(at: now) ?? false }
-    if ended { heldCount.subtract(1, ordering: .relaxed) }
-    return ended
+    return table.withLock {
+      let ended = $0[server]?.reply(at: now, kind: kind) ?? false
+      if ended { heldCount.subtract(1, ordering: .relaxed) }
+      return ended
+    }
   }
 
-  /// Records a timeout of a query sent at `sentAt` (`time` seconds): the srtt doubles, capped at
-  /// 10 s; true when the server is now held as unresponsive.
+  /// Records a timeout of a `kind` query sent at `sentAt` (`time` seconds): the srtt doubles,
+  /// capped at 10 s; true when the server is now held as unresponsive to that kind. `silence`:
+  /// whether it counts towards a hold (`ServerHealth.timeout`).
   @discardableResult
-  public func recordTimeout(server: String, sentAt: Double) -> Bool {
+  func recordTimeout(server: String, sentAt: Double, kind: ServerHealth.Kind = .a, silence: Bool = true) -> Bool {
     let now = time.now()
-    let held = table.withLock { $0[server, default: ServerHealth()].timeout(sentAt: sentAt, at: now, rule: rule) }
+    let rule = self.rule
+    let held = table.withLock {
+      let held = $0[server, default: ServerHealth()].timeout(
+        sentAt: sentAt, at: now, rule: rule, kind: kind, silence: silence)
+      if held { heldCount.add(1, ordering: .relaxed) }
+      return held
+    }
     timeoutTotal.increment()
-    if held { heldCount.add(1, ordering: .relaxed) }
     return held
   }
 
-  /// The candidates a resolution that started at `runStarted` may send to now: all of them
-  /// unless some are held as unresponsive (`ServerHealth.admits`), and how many were held back.
-  func admitted<T>(_ candidates: [T], key: (T) -> String, runStarted: Double) -> (admitted: [T], heldBack: Int) {
-    guard heldCount.load(ordering: .relaxed) > 0 else { return (candidates, 0) }
+  /// The candidates a resolution that started at `runStarted` may send a `kind` query to now
+  /// (`ServerHealth.admission`): `free` ones, held ones whose probe is due (`probes`: to be
+  /// asked after the free ones, each only if `claimProbe` gives it), and how many were left out.
+  /// Nothing is looked up while no server is held.
+  func admitted<T>(_ candidates: [T], key: (T) -> String, runStarted: Double, kind: ServerHealth.Kind)
+    -> (free: [T], probes: [T], heldBack: Int)
+  {
+    guard heldCount.load(ordering: .relaxed) > 0 else { return (candidates, [], 0) }
+    let now = time.now()
+    var free: [T] = []
+    var probes: [T] = []
+    table.withLock { table in
+      for c in candidates {
+        switch table[key(c)]?.admission(runStarted: runStarted, at: now, kind: kind) ?? .free {
+        case .free: free.append(c)
+        case .probeDue: probes.append(c)
+        case .held: break
+        }
+      }
+    }
+    let heldBack = candidates.count - free.count - probes.count
+    skipped.increment(by: heldBack)
+    return (free, probes, heldBack)
+  }
+
+  /// Takes `server`'s probe for `kind` now (just before sending it); false when another
+  /// resolution took it first.
+  func claimProbe(server: String, kind: ServerHealth.Kind) -> Bool {
     let now = time.now()
     let rule = self.rule
-    let admitted = table.withLock { table in
-      candidates.filter { table[key($0)]?.admits(runStarted: runStarted, at: now, rule: rule) ?? true }
-    }
-    let heldBack = candidates.count - admitted.count
-    skipped.increment(by: heldBack)
-    return (admitted, heldBack)
+    return table.withLock { $0[server]?.claimProbe(at: now, rule: rule, kind: kind) ?? true }
   }
 
   /// Timeouts recorded for `server` so far (monitoring).
@@ -75,18 +105,18 @@ public final class ServerSelection: Sendable {
   /// Timeouts recorded for all servers so far.
   public var totalTimeouts: Int { timeoutTotal.value }
 
-  /// Servers held as unresponsive right now.
+  /// Holds in force right now (a server held for two kinds of query counts twice).
   public var heldServers: Int { max(0, heldCount.load(ordering: .relaxed)) }
 
   /// Times a held server was left out of a resolution's candidates so far.
   public var heldBackQueries: Int { skipped.value }
 
-  /// Seconds until `server`, held as unresponsive, may be probed (0: the next resolution that
-  /// needs it probes it); nil when it is not held.
+  /// Seconds until `server`, held as unresponsive to some kind of query, may be probed (0: the
+  /// next resolution that needs it probes it); nil when it is not held.
   public func probeIn(server: String) -> Double? {
     guard heldCount.load(ordering: .relaxed) > 0 else { return nil }
     let now = time.now()
-    return table.withLock { $0[server]?.hold.map { max(0, $0.nextProbe - now) } }
+    return table.withLock { $0[server]?.nextProbe.map { max(0, $0 - now) } }
   }
 
   /// The smoothed RTT, nil for an unknown server.

@@ -69,7 +69,9 @@ final class InflightExchanges: Sendable {
       // line ends it when our own wait for the run was what ran out).
       if !result.cutShort {
         joined.increment()
-        return result
+        var shared = result
+        shared.joined = true
+        return shared
       }
     }
   }

@@ -95,6 +95,9 @@ public struct ExchangeResult: Sendable {
   /// sent for want of time. A joiner with more time left does not take it as the server's answer
   /// but asks again.
   public var cutShort: Bool
+  /// True when this caller took the result of an identical exchange already in flight
+  /// instead of sending: its legs were the other caller's, who records them against the server.
+  public var joined = false
 
   public init(legs: [ExchangeLeg], response: Message?, cutShort: Bool = false) {
     self.legs = legs

@@ -1,0 +1,120 @@
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+
+@testable import Resolver
+
+/// A server held as unresponsive inside real resolutions (`ResolutionRun.ask`): left out of later
+/// resolutions while its zone has a live server, its probe kept for when it is needed, and used
+/// again once it answers; an encrypted transport's silence holds nothing.
+@Suite struct UnresponsiveServerTests {
+  /// `test.` has two servers, 192.0.2.2 and 192.0.2.3; each answers A queries while its flag in
+  /// `up` is set and is silent otherwise. Every timeout moves the clock on by a second, as a real
+  /// one would; `transport` is the kind of leg the exchanges report.
+  final class Lab: UpstreamExchanger {
+    let time = FakeTimeSource(0)
+    let up = Mutex<[String: Bool]>(["192.0.2.2": true, "192.0.2.3": true])
+    let sent = Mutex<[String]>([])
+    let transport: TransportKind
+
+    init(transport: TransportKind = .do53UDP) { self.transport = transport }
+
+    nonisolated(nonsending) func exchange(
+      _ query: Message, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount
+    ) async -> ExchangeResult {
+      guard let q = query.questions.first else { return ExchangeResult(legs: [], response: nil) }
+      sent.withLock { $0.append(server.ip) }
+      var reply: Message
+      if server.ip == "192.0.2.1" {
+        reply = referral(
+          "test.", ns: ["ns1.test.", "ns2.test."], glue: [("ns1.test.", "192.0.2.2"), ("ns2.test.", "192.0.2.3")])
+      } else if up.withLock({ $0[server.ip] ?? false }), let address = IPv4Address("198.51.100.7") {
+        reply = answer([record(q.name.description, .a, .a(address))])
+      } else {
+        time.advance(1)
+        return ExchangeResult(
+          legs: [ExchangeLeg(transport: transport, rttMs: nil, error: .timeout, truncated: false)], response: nil)
+      }
+      reply.header.id = query.header.id
+      reply.header.qr = true
+      reply.questions = [q]
+      return ExchangeResult(
+        legs: [ExchangeLeg(transport: transport, rttMs: 1, error: nil, truncated: false)], response: reply)
+    }
+
+    func set(_ ip: String, up isUp: Bool) { up.withLock { $0[ip] = isUp } }
+    var count: Int { sent.withLock { $0.count } }
+    func sent(since: Int) -> [String] { sent.withLock { Array($0.dropFirst(since)) } }
+  }
+
+  func resolver(_ lab: Lab) -> RecursiveResolver {
+    var config = ResolverConfiguration()
+    config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
+    config.primeRoot = false
+    config.qnameMinimisation = false
+    config.failureCacheTTL = 0
+    return RecursiveResolver(configuration: config, exchanger: lab, time: lab.time, logger: Logger(label: "test"))
+  }
+
+  /// Holds `192.0.2.2` as a resolution would after three silent timeouts (a resolution with
+  /// the live server beside it asks the silent one once, then orders it last by its srtt).
+  func holdFirstServer(_ r: RecursiveResolver, _ lab: Lab) -> Bool {
+    lab.set("192.0.2.2", up: false)
+    for _ in 0..<3 {
+      let sent = lab.time.now()
+      lab.time.advance(1)
+      r.serverSelection.recordTimeout(server: "192.0.2.2", sentAt: sent)
+    }
+    return r.serverSelection.heldServers == 1
+  }
+
+  @Test func aHeldServersProbeWaitsUntilItsZoneNeedsItAndThenBringsItBack() async {
+    let lab = Lab()
+    let r = resolver(lab)
+    #expect(holdFirstServer(r, lab))
+    // Held: later resolutions ask only the live server.
+    var before = lab.count
+    for i in 0..<5 { #expect(await r.resolve(Question(name: name("a\(i).test."), type: .a)).rcode == .noError) }
+    #expect(!lab.sent(since: before).contains("192.0.2.2"))
+    // Its probe comes due; the live server answers first, so the probe is not spent.
+    lab.time.advance(5)
+    before = lab.count
+    #expect(await r.resolve(Question(name: name("b.test."), type: .a)).rcode == .noError)
+    #expect(lab.sent(since: before) == ["192.0.2.3"])
+    #expect(r.serverSelection.probeIn(server: "192.0.2.2") == 0)
+    // The live server dies and the held one is back: the due probe finds it.
+    lab.set("192.0.2.3", up: false)
+    lab.set("192.0.2.2", up: true)
+    before = lab.count
+    #expect(await r.resolve(Question(name: name("c.test."), type: .a)).rcode == .noError)
+    #expect(lab.sent(since: before).last == "192.0.2.2")
+    #expect(r.serverSelection.heldServers == 0)
+  }
+
+  @Test func silenceToOneKindOfQueryHoldsThatKindOnly() async {
+    let clock = FakeTimeSource(0)
+    let selection = ServerSelection(unknownTimeoutMs: 800, rule: ServerHealth.Rule(), time: clock)
+    for sent in [0.0, 1.0, 2.0] {
+      clock.advance(sent + 1 - clock.now())
+      selection.recordTimeout(server: "s", sentAt: sent, kind: .other)
+    }
+    #expect(selection.heldServers == 1)
+    #expect(selection.admitted(["s"], key: { $0 }, runStarted: 10, kind: .other).heldBack == 1)
+    #expect(selection.admitted(["s"], key: { $0 }, runStarted: 10, kind: .a).free == ["s"])
+    #expect(selection.admitted(["s"], key: { $0 }, runStarted: 10, kind: .aaaa).free == ["s"])
+  }
+
+  /// Both servers silent for six names: over Do53 both are held; over DoT (an encrypted
+  /// transport's timeouts, the policy's business) neither is, though their timeouts count.
+  @Test(arguments: [TransportKind.do53UDP, .dot])
+  func onlyDo53SilenceHoldsAServer(transport: TransportKind) async {
+    let lab = Lab(transport: transport)
+    let r = resolver(lab)
+    lab.set("192.0.2.2", up: false)
+    lab.set("192.0.2.3", up: false)
+    for i in 0..<6 { #expect(await r.resolve(Question(name: name("s\(i).test."), type: .a)).rcode == .servFail) }
+    #expect(r.serverSelection.timeouts(server: "192.0.2.2") >= 3)
+    #expect(r.serverSelection.heldServers == (transport == .dot ? 0 : 2))
+  }
+}
