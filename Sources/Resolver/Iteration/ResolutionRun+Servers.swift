@@ -154,16 +154,17 @@ extension ResolutionRun {
     let (free, probes, heldBack) = selection.admitted(servers, key: { $0.endpoint.ip }, runStarted: started, kind: kind)
     allHeld = free.isEmpty && probes.isEmpty && heldBack > 0
     if allHeld { return nil }
-    let ordered =
-      selection.order(
-        free, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
-        margin: core.configuration.privacyMarginMs) + probes
+    var ordered = selection.order(
+      free, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
+      margin: core.configuration.privacyMarginMs)
+    if !probes.isEmpty { ordered += probes }
     let passes = max(1, core.configuration.queryRetries)
     var sentHere = false
     defer { if !sentHere && free.isEmpty { allHeld = true } }  // every probe taken by other resolutions
     for pass in 0..<passes {
       var sawTimeout = false
-      for (i, server) in ordered.enumerated() {
+      for i in ordered.indices {
+        let server = ordered[i]
         if queriesSent >= limits.maxQueries || overDeadline { return nil }
         // A held server's probe is taken only now, when it is sent: one skipped because a free
         // server answered first stays due.

@@ -83,6 +83,15 @@ struct ServerHealth {
     }
   }
 
+  /// Runs `body` on `kind`'s silence in place (no copy out and back).
+  private mutating func withSilence<R>(_ kind: Kind, _ body: (inout Silence) -> R) -> R {
+    switch kind {
+    case .a: body(&a)
+    case .aaaa: body(&aaaa)
+    case .other: body(&other)
+    }
+  }
+
   /// True while some kind of query is held.
   var isHeld: Bool { a.hold != nil || aaaa.hold != nil || other.hold != nil }
 
@@ -98,13 +107,13 @@ struct ServerHealth {
 
   /// Notes a reply of `kind`: its streak ends and so does its hold. True when a hold ended.
   mutating func reply(at now: Double, kind: Kind) -> Bool {
-    var s = self[kind]
-    s.streak = 0
-    s.lastReply = max(s.lastReply, now)
-    let ended = s.hold != nil
-    s.hold = nil
-    self[kind] = s
-    return ended
+    withSilence(kind) { s in
+      s.streak = 0
+      s.lastReply = max(s.lastReply, now)
+      guard s.hold != nil else { return false }
+      s.hold = nil
+      return true
+    }
   }
 
   /// Notes a timeout of a `kind` query sent at `sentAt`: the srtt doubles, capped at 10 s.
@@ -115,15 +124,15 @@ struct ServerHealth {
     srtt = min(10_000, max(srtt ?? 200, 100) * 2)
     timeouts += 1
     guard silence else { return false }
-    var s = self[kind]
-    guard sentAt >= s.lastReply else { return false }
-    if s.streak == 0 { s.streakStart = sentAt }
-    s.streak += 1
-    let starts =
-      s.hold == nil && rule.timeouts > 0 && s.streak >= rule.timeouts && now - s.streakStart >= rule.minSilence
-    if starts { s.hold = Hold(since: now, nextProbe: now + rule.firstProbeGap, interval: rule.firstProbeGap) }
-    self[kind] = s
-    return starts
+    return withSilence(kind) { s in
+      guard sentAt >= s.lastReply else { return false }
+      if s.streak == 0 { s.streakStart = sentAt }
+      s.streak += 1
+      let starts =
+        s.hold == nil && rule.timeouts > 0 && s.streak >= rule.timeouts && now - s.streakStart >= rule.minSilence
+      if starts { s.hold = Hold(since: now, nextProbe: now + rule.firstProbeGap, interval: rule.firstProbeGap) }
+      return starts
+    }
   }
 
   /// How a resolution that started at `runStarted` may use this server for `kind` at `now`. One
