@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
+from contextlib import contextmanager
 
 import dns.message
 import dns.rcode
@@ -45,16 +46,23 @@ def upstream(sotto, sock) -> dict:
     return ctl(sotto, sock, "stats")["stats"]["upstream"]
 
 
-def test_a_silent_server_is_held_probed_and_used_again(lab, mute, tmp_path):
+@contextmanager
+def served(tmp_path, *flags: str):
+    """`sotto serve --no-encryption` with a control socket and `flags`; yields (sotto, server,
+    socket path, port)."""
     sotto = Sotto(sotto_path())
     require(sotto.path.is_file(), f"sotto binary not found at {sotto.path}")
     sock = tmp_path / "ctl.sock"
     port = labmod.free_port()
+    with sotto.serve(port, "--control", str(sock), "--no-encryption", *flags) as srv:
+        wait_until("the control socket", sock.exists, timeout=10, every=0.05)
+        yield sotto, srv, sock, port
+
+
+def test_a_silent_server_is_held_probed_and_used_again(lab, mute, tmp_path):
     # A deadline of 6 s: the first name's third timeout (its query sent about 1.6 s in, after the
     # R-43 restart, with a 1.6 s timeout) is not cut short by the deadline, even under sanitizers.
-    with sotto.serve(port, "--control", str(sock), "--resolution-deadline", "6", "--log-level", "notice",
-                     "--no-encryption") as srv:
-        wait_until("the control socket", sock.exists, timeout=10, every=0.05)
+    with served(tmp_path, "--resolution-deadline", "6", "--log-level", "notice") as (sotto, srv, sock, port):
 
         # 1. The first name waits out the server's timeouts (three over more than 2 s hold it).
         first = ctl(sotto, sock, "lookup", "first.mute.test.", "A")["lookup"]
@@ -105,13 +113,7 @@ def test_a_silent_server_is_held_probed_and_used_again(lab, mute, tmp_path):
 def test_unresponsive_after_zero_never_holds(lab, mute, tmp_path):
     """--unresponsive-after 0: every fresh name waits out the silent server again (the old
     behaviour, for operators who want it)."""
-    sotto = Sotto(sotto_path())
-    require(sotto.path.is_file(), f"sotto binary not found at {sotto.path}")
-    sock = tmp_path / "ctl.sock"
-    port = labmod.free_port()
-    with sotto.serve(port, "--control", str(sock), "--resolution-deadline", "2", "--unresponsive-after", "0",
-                     "--no-encryption") as srv:
-        wait_until("the control socket", sock.exists, timeout=10, every=0.05)
+    with served(tmp_path, "--resolution-deadline", "2", "--unresponsive-after", "0") as (sotto, srv, sock, _):
         for name in ("first.mute.test.", "second.mute.test.", "third.mute.test."):
             before = mute.count()
             out = ctl(sotto, sock, "lookup", name, "A")["lookup"]
