@@ -60,7 +60,8 @@ struct ResolverOptions: ParsableArguments {
 
   @Option(
     name: .long,
-    help: "Timeouts in a row that hold a server as unresponsive; later queries skip it but for probes, 0 never (3).")
+    help:
+      "Do53 timeouts in a row that hold a server as unresponsive (later queries skip it but for probes); 0: never (3).")
   var unresponsiveAfter: Int?
 
   @Option(name: .long, help: "Overall seconds per client query before SERVFAIL (10).")

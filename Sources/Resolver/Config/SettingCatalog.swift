@@ -50,8 +50,8 @@ extension Setting {
     "passes over a zone's servers when they time out")
   public static let unresponsiveAfter = Setting(
     "resolver.unresponsive-after", flag: "--unresponsive-after N", .integer(0...100), default: .int(3),
-    "timeouts in a row (over 2 s, no reply between) that hold a server as unresponsive: later queries skip it "
-      + "but for one probe at doubling gaps (1-30 s); 0: never")
+    "Do53 timeouts in a row of one kind of query (A, AAAA, other; over 2 s, no reply between) that hold a server as "
+      + "unresponsive to that kind: later queries skip it but for probes at doubling gaps (1-30 s); 0: never")
   public static let resolutionDeadline = Setting(
     "resolver.resolution-deadline", flag: "--resolution-deadline S", .number(above: 0, min: 0, max: 60),
     default: .number(10),
