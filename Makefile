@@ -214,7 +214,7 @@ integration-test-tsan:
 
 # Not part of `make test`. BENCH_ROUNDS / BENCH_SECONDS / BENCH_QPS override the defaults (3 / 20 / 1000).
 # Benchmarks next to Unbound and PowerDNS Recursor (Benchmarks/bench.py; BENCH_QUICK=1 for a smoke
-# run, BENCH_ONLY=cached,cold,memory,encryption,startup,dashboard for a subset).
+# run, BENCH_ONLY=cached,cold,memory,encryption,startup,dashboard,dot,rtt,tcp,deadzone for a subset).
 BENCH_PKGS := dnsperf pdns-recursor
 
 # The Swift runtime, Foundation and Dispatch linked in statically: the binary needs only Debian's
