@@ -37,9 +37,10 @@ public struct ResolverConfiguration: Sendable {
   public var queryTimeoutMs: Double = 800
   /// Passes over a zone's servers before giving up on the zone.
   public var queryRetries = 2
-  /// Timeouts in a row (over at least 2 s, no reply between) after which a server is held as
-  /// unresponsive: resolutions that start later leave it out but for one probe 1 s on, then at
-  /// doubling gaps up to `staleRecheckInterval` (R-24, RFC 9520 §3.2); 0: never held.
+  /// Do53 timeouts in a row of one kind of query (A, AAAA, other; over at least 2 s, no reply
+  /// between) after which a server is held as unresponsive to that kind: resolutions that start
+  /// later leave it out but for probes 1 s on, then at doubling gaps up to
+  /// `staleRecheckInterval` (R-24, RFC 9520 §3.2; `ServerHealth`); 0: never held.
   public var unresponsiveAfter = 3
   /// False when the host has no route to global IPv6 addresses: those servers are skipped at once.
   public var ipv6Routable = true

@@ -15,7 +15,7 @@ struct ServerHealth {
   private var other = Silence()
 
   /// The kind of query silence is judged by.
-  enum Kind: Sendable, CaseIterable {
+  enum Kind: Sendable {
     case a, aaaa, other
 
     init(_ type: RRType) { self = type == .a ? .a : type == .aaaa ? .aaaa : .other }
@@ -66,20 +66,12 @@ struct ServerHealth {
     case held
   }
 
+  /// `kind`'s silent streak and hold.
   subscript(kind: Kind) -> Silence {
-    get {
-      switch kind {
-      case .a: a
-      case .aaaa: aaaa
-      case .other: other
-      }
-    }
-    set {
-      switch kind {
-      case .a: a = newValue
-      case .aaaa: aaaa = newValue
-      case .other: other = newValue
-      }
+    switch kind {
+    case .a: a
+    case .aaaa: aaaa
+    case .other: other
     }
   }
 
@@ -91,9 +83,6 @@ struct ServerHealth {
     case .other: body(&other)
     }
   }
-
-  /// True while some kind of query is held.
-  var isHeld: Bool { a.hold != nil || aaaa.hold != nil || other.hold != nil }
 
   /// The earliest next probe of the kinds held; nil when none is.
   var nextProbe: Double? { [a.hold, aaaa.hold, other.hold].compactMap { $0?.nextProbe }.min() }
@@ -145,11 +134,13 @@ struct ServerHealth {
   /// Takes the probe of `kind` due at `now`, moving the next one on by the doubled gap; false
   /// when it is not due (another resolution took it). True when `kind` is not held.
   mutating func claimProbe(at now: Double, rule: Rule, kind: Kind) -> Bool {
-    guard var h = self[kind].hold else { return true }
-    guard now >= h.nextProbe else { return false }
-    h.interval = min(h.interval * 2, max(rule.maxProbeGap, rule.firstProbeGap))
-    h.nextProbe = now + h.interval
-    self[kind].hold = h
-    return true
+    withSilence(kind) { s in
+      guard var h = s.hold else { return true }
+      guard now >= h.nextProbe else { return false }
+      h.interval = min(h.interval * 2, max(rule.maxProbeGap, rule.firstProbeGap))
+      h.nextProbe = now + h.interval
+      s.hold = h
+      return true
+    }
   }
 }

@@ -7,7 +7,6 @@ public final class ServerSelection: Sendable {
   private let timeoutTotal = Counter()
   /// Servers held right now: while 0, nothing is looked up to admit candidates.
   private let heldCount = Atomic<Int>(0)
-  private let skipped = Counter()
   /// Retransmit timeout used for servers never heard from.
   let unknownTimeoutMs: Double
   let rule: ServerHealth.Rule
@@ -86,9 +85,7 @@ public final class ServerSelection: Sendable {
         }
       }
     }
-    let heldBack = candidates.count - free.count - probes.count
-    skipped.increment(by: heldBack)
-    return (free, probes, heldBack)
+    return (free, probes, candidates.count - free.count - probes.count)
   }
 
   /// Takes `server`'s probe for `kind` now (just before sending it); false when another
@@ -107,9 +104,6 @@ public final class ServerSelection: Sendable {
 
   /// Holds in force right now (a server held for two kinds of query counts twice).
   public var heldServers: Int { max(0, heldCount.load(ordering: .relaxed)) }
-
-  /// Times a held server was left out of a resolution's candidates so far.
-  public var heldBackQueries: Int { skipped.value }
 
   /// Seconds until `server`, held as unresponsive to some kind of query, may be probed (0: the
   /// next resolution that needs it probes it); nil when it is not held.
