@@ -187,7 +187,7 @@ def netem_link(tmp_path):
 
 def netem_lookup(sotto: Sotto, link: NetemLink, name: str, *extra: str) -> dict:
     r = sotto.run("lookup", name, "A", "--json", "--root-hints", str(link.hints), "--no-encryption",
-                  "--no-ipv6", *extra, timeout=60)
+                  "--no-ipv6", *extra, timeout=75)
     assert r.stdout.strip(), f"lookup {name}: rc={r.returncode} stderr={r.stderr}"
     return json.loads(r.stdout)
 
@@ -201,12 +201,15 @@ def test_netem_loss_and_delay(sotto, netem_link):
     assert out["rcode"] == "NOERROR" and a_records([r["name"] + " 0 IN " + r["type"] + " " + r["data"]
                                                     for r in out["answer"]]) == {"192.0.2.1"}, out
 
-    # 15% each way: ~28% of query/answer exchanges lost.  Retries make every lookup succeed
-    # (8 tries: a lookup fails with probability ~0.28^8 = 4e-5).
+    # 15% each way: ~28% of query/answer exchanges lost.  Retries make every lookup succeed: 10
+    # tries a step (a step fails with probability 0.28^10 = 3e-6), whose timeouts back off 0.3,
+    # 0.6, 1.2, 2.4 s, then 3 s each (22.5 s for all ten), within a 60 s deadline for the lookup's
+    # two steps.  A reply ends the backoff: with a 20 s deadline, a step after a lossy one
+    # once waited 3 s a try and the lookup ran out after 9 of 10 exchanges were lost.
     netem_link.netem(15, 20)
     sent, answered = 0, 0
     for i in range(8):
-        out = netem_lookup(sotto, netem_link, "www.", "--resolution-deadline", "20", "--query-retries", "8",
+        out = netem_lookup(sotto, netem_link, "www.", "--resolution-deadline", "60", "--query-retries", "10",
                            "--query-timeout", "300")
         sent += len(out["hops"])
         assert len(out["hops"]) <= MAX_QUERIES, out

@@ -95,6 +95,29 @@ import Testing
     #expect(h.nextProbe == nil && h.admission(runStarted: 100, at: 100, kind: .a) == .free)
   }
 
+  /// R-39's backoff: every timeout doubles the srtt the retransmit timeout comes from (up to
+  /// 3 s), and the next measured reply ends it, so a lossy 40 ms server is asked again with a
+  /// 200 ms timeout, not 3 s (the netem test's lookups ran out of their deadline so).
+  @Test func aMeasuredReplyEndsTheTimeoutsBackoff() {
+    let selection = ServerSelection(unknownTimeoutMs: 300, rule: rule, time: FakeTimeSource(0))
+    #expect(selection.timeoutMs(server: "lossy") == 300)
+    selection.record(server: "lossy", rttMs: 40)
+    #expect(selection.timeoutMs(server: "lossy") == 200)
+    var timeouts: [Double] = []
+    for _ in 0..<5 {
+      selection.recordTimeout(server: "lossy", sentAt: 0)
+      timeouts.append(selection.timeoutMs(server: "lossy"))
+    }
+    #expect(timeouts == [400, 800, 1_600, 3_000, 3_000])
+    #expect(selection.smoothedRTT(server: "lossy") == 3_200)
+    selection.record(server: "lossy", rttMs: 50)
+    #expect(selection.smoothedRTT(server: "lossy") == 43)  // 0.7·40 + 0.3·50: the timeouts are no sample
+    #expect(selection.timeoutMs(server: "lossy") == 200)
+    // A server never measured backs off from 200 ms, to 10 s at most.
+    for _ in 0..<10 { selection.recordTimeout(server: "silent", sentAt: 0) }
+    #expect(selection.smoothedRTT(server: "silent") == 10_000 && selection.timeoutMs(server: "silent") == 3_000)
+  }
+
   /// Through `ServerSelection`, as a resolution asks: the held server is left out of later
   /// resolutions' candidates, the live one stays, a due probe comes after the free servers, and
   /// a reply brings the held one back.

@@ -6,8 +6,10 @@
 /// (RFC 8906 §3.1.4, e.g. HTTPS queries) is held for that kind, not for the zone's other names.
 /// Times are `TimeSource` seconds.
 struct ServerHealth {
-  /// Smoothed RTT in milliseconds; nil until measured or timed out.
-  var srtt: Double?
+  /// Smoothed RTT of the replies measured, in milliseconds; nil until one is.
+  private var measuredRTT: Double?
+  /// Timeouts since the last measured reply: each doubles the srtt the resolver goes by.
+  private var backoff = 0
   /// Every timeout recorded (monitoring).
   var timeouts = 0
   private var a = Silence()
@@ -87,10 +89,21 @@ struct ServerHealth {
   /// The earliest next probe of the kinds held; nil when none is.
   var nextProbe: Double? { [a.hold, aaaa.hold, other.hold].compactMap { $0?.nextProbe }.min() }
 
-  /// Notes a reply of `kind` that took `rttMs`: srtt = 0.7·srtt + 0.3·sample. True when
-  /// a hold ended.
+  /// The srtt in milliseconds the resolver orders servers and sets timeouts by: the
+  /// replies' smoothed RTT, doubled by every timeout since the last of them (200 ms before any),
+  /// capped at 10 s; nil for a server neither measured nor timed out.
+  var srtt: Double? {
+    guard backoff > 0 else { return measuredRTT }
+    return min(10_000, max(measuredRTT ?? 200, 100) * Double(1 << backoff))
+  }
+
+  /// Notes a reply of `kind` that took `rttMs`: smoothed RTT = 0.7·old + 0.3·sample, and
+  /// the timeouts' backoff ends (RFC 6298 §5's rule: a new sample, not the backed-off value, sets
+  /// the next timeout), so a lossy but fast server is not waited on for seconds after one
+  /// reply. True when a hold ended.
   mutating func measured(rttMs: Double, at now: Double, kind: Kind) -> Bool {
-    srtt = srtt.map { 0.7 * $0 + 0.3 * rttMs } ?? rttMs
+    measuredRTT = measuredRTT.map { 0.7 * $0 + 0.3 * rttMs } ?? rttMs
+    backoff = 0
     return reply(at: now, kind: kind)
   }
 
@@ -110,7 +123,7 @@ struct ServerHealth {
   /// does one that `silence` says is not the server's (an encrypted transport's timeout). True
   /// when this starts a hold.
   mutating func timeout(sentAt: Double, at now: Double, rule: Rule, kind: Kind, silence: Bool = true) -> Bool {
-    srtt = min(10_000, max(srtt ?? 200, 100) * 2)
+    backoff = min(backoff + 1, 8)  // 100 ms · 2⁸ is past the 10 s cap
     timeouts += 1
     guard silence else { return false }
     return withSilence(kind) { s in
