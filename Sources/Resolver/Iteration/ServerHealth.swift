@@ -1,3 +1,5 @@
+import Foundation
+
 /// What the resolver knows of one authoritative server address: its smoothed RTT and
 /// whether it is held as unresponsive. RFC 9520 §3.2 lets a resolver cache an unresponsive
 /// server by its address; R-24 asks for such failures to be kept ≥ 1 s, backing off while they
@@ -10,6 +12,8 @@ struct ServerHealth {
   private var measuredRTT: Double?
   /// Timeouts since the last measured reply: each doubles the srtt the resolver goes by.
   private var backoff = 0
+  /// When the srtt last changed (a measured reply or a timeout).
+  private var updated = 0.0
   /// Every timeout recorded (monitoring).
   var timeouts = 0
   private var a = Silence()
@@ -97,6 +101,15 @@ struct ServerHealth {
     return min(10_000, max(measuredRTT ?? 200, 100) * Double(1 << backoff))
   }
 
+  /// The srtt aged by `now`: halved for every `halfLife` seconds since it last changed, so a
+  /// server left unused for being slower, or for its timeouts, comes within reach of the best
+  /// again and is re-tested. Nil when unknown.
+  func agedSRTT(at now: Double, halfLife: Double) -> Double? {
+    guard let srtt else { return nil }
+    let age = now - updated
+    return age > 0 ? srtt * exp2(-age / halfLife) : srtt
+  }
+
   /// Notes a reply of `kind` that took `rttMs`: smoothed RTT = 0.7·old + 0.3·sample, and
   /// the timeouts' backoff ends (RFC 6298 §5's rule: a new sample, not the backed-off value, sets
   /// the next timeout), so a lossy but fast server is not waited on for seconds after one
@@ -104,6 +117,7 @@ struct ServerHealth {
   mutating func measured(rttMs: Double, at now: Double, kind: Kind) -> Bool {
     measuredRTT = measuredRTT.map { 0.7 * $0 + 0.3 * rttMs } ?? rttMs
     backoff = 0
+    updated = now
     return reply(at: now, kind: kind)
   }
 
@@ -124,6 +138,7 @@ struct ServerHealth {
   /// when this starts a hold.
   mutating func timeout(sentAt: Double, at now: Double, rule: Rule, kind: Kind, silence: Bool = true) -> Bool {
     backoff = min(backoff + 1, 8)  // 100 ms · 2⁸ is past the 10 s cap
+    updated = now
     timeouts += 1
     guard silence else { return false }
     return withSilence(kind) { s in

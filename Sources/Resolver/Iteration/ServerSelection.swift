@@ -122,19 +122,29 @@ public final class ServerSelection: Sendable {
     return min(3_000, max(200, 2 * s))
   }
 
-  /// Orders candidates: unknown servers first (so they get measured), then by srtt, with servers
-  /// within 100 ms of the best shuffled among themselves. Among servers within `margin` ms of the
-  /// best, those for which `prefer` holds (working encryption) come first.
+  /// Seconds in which an unchanged srtt halves for ordering (`ServerHealth.agedSRTT`): a server
+  /// 100 ms slower than the best is re-tested within a minute, one backed off to 3 s by its
+  /// timeouts within five.
+  static let srttHalfLife = 60.0
+
+  /// Orders candidates: unknown servers first (so they get measured), then by srtt aged since it
+  /// last changed (R-39: so slower servers are re-tested now and then), with servers within
+  /// 100 ms of the best shuffled among themselves. Among servers within `margin` ms of the best,
+  /// those for which `prefer` holds (working encryption) come first.
   public func order<T>(_ candidates: [T], key: (T) -> String, prefer: (T) -> Bool = { _ in false }, margin: Double = 0)
     -> [T]
   {
     // One candidate (most delegations in a resolution's path): nothing to order, nothing to allocate.
     if candidates.count <= 1 { return candidates }
     let table = self.table.withLock { $0 }
+    let now = time.now()
     var random = PooledRandom()
     // In place: one array for the scores and one for the result (this runs for every upstream query).
     var scored = candidates.map { c -> (T, Double) in
-      (c, table[key(c)]?.srtt ?? Double.random(in: 0..<5, using: &random))
+      (
+        c,
+        table[key(c)]?.agedSRTT(at: now, halfLife: Self.srttHalfLife) ?? Double.random(in: 0..<5, using: &random)
+      )
     }
     scored.shuffle(using: &random)
     scored.sort { $0.1 < $1.1 }
