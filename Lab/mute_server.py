@@ -1,7 +1,8 @@
 """mute.test.'s only server for the tests and the bench: a UDP socket on 127.53.40.1:53 that
 reads queries, counts them and answers none (no ICMP either: a silent server, unlike dead.test.'s
-address, which nothing binds) until told to answer. Nothing else binds 127.53.40.1 (the
-delegation is in Lab/zones/test.zone); binding port 53 needs root."""
+address, which nothing binds) until told to answer. halfmute.test.'s two servers (127.53.40.2
+and .3) are two more. Nothing else binds these addresses (the delegations are in
+Lab/zones/test.zone); binding port 53 needs root."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ import socket
 import threading
 
 MUTE = "127.53.40.1"  # mute.test.'s only NS (Lab/zones/test.zone); nothing else binds it
+HALFMUTE = ("127.53.40.2", "127.53.40.3")  # halfmute.test.'s two NS
 MUTE_ANSWER = "192.0.2.40"
 
 
 class MuteServer:
-    """mute.test.'s only server: UDP on MUTE:53 that counts the queries it reads and answers
-    none of them (a silent server, no ICMP either) until `answer()`; then A MUTE_ANSWER, AA."""
+    """A silent server: UDP on address:53 (mute.test.'s only NS by default) that counts the
+    queries it reads and answers none of them (no ICMP either) until `answer()`; then A
+    MUTE_ANSWER, AA, for any name."""
 
-    def __init__(self):
+    def __init__(self, address: str = MUTE):
+        self.address = address
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((MUTE, 53))
+        self.sock.bind((address, 53))
         self.sock.settimeout(0.1)
         self.received = 0
         self.answering = False

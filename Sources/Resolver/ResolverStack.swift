@@ -80,7 +80,8 @@ public final class ResolverStack: Sendable {
         mismatchedDoTReplies: encryptedReplies.mismatchedDoT, malformedDoQReplies: encryptedReplies.malformedDoQ,
         resetDoQStreams: encryptedReplies.resetDoQStreams,
         timeouts: selection.totalTimeouts, delegationRefreshes: resolver.hardening.delegationRefreshCount,
-        unresponsiveServers: selection.heldServers, heldZoneFailures: resolver.hardening.heldZoneFailureCount))
+        unresponsiveServers: selection.heldServers, heldZoneFailures: resolver.hardening.heldZoneFailureCount,
+        unresponsiveProbes: selection.probesSent))
   }
 }
 

@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from capture import Capture, CaptureError
-from harness import CI, MUTE, MuteServer, Sotto, labmod, require, sotto_path
+from harness import CI, HALFMUTE, MUTE, MuteServer, Sotto, labmod, require, sotto_path
 
 
 def _tool(name: str) -> bool:
@@ -113,3 +113,20 @@ def mute(lab):
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def halfmute(lab):
+    """halfmute.test.'s two silent servers (harness.MuteServer on HALFMUTE), closed after the test."""
+    require(os.geteuid() == 0, f"binding port 53 on {' and '.join(HALFMUTE)} needs root")
+    servers = []
+    try:
+        for address in HALFMUTE:
+            try:
+                servers.append(MuteServer(address))
+            except OSError as e:
+                require(False, f"cannot bind {address}:53 for a silent server: {e}")
+        yield servers
+    finally:
+        for s in servers:
+            s.close()

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "Lab"))
 
 import lab as labmod  # noqa: E402
-from mute_server import MUTE, MUTE_ANSWER, MuteServer  # noqa: E402,F401
+from mute_server import HALFMUTE, MUTE, MUTE_ANSWER, MuteServer  # noqa: E402,F401
 
 ROOT_HINTS = str(labmod.ROOT_HINTS)
 CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import dns.message
 import dns.rcode
 
-from harness import MUTE, MUTE_ANSWER as ANSWER, Sotto, ctl, labmod, require, sotto_path, wait_until
+from harness import HALFMUTE, MUTE, MUTE_ANSWER as ANSWER, Sotto, ctl, labmod, require, sotto_path, wait_until
 
 
 def burst(port: int, names: list[str], timeout: float = 30.0) -> dict[str, str]:
@@ -107,6 +107,56 @@ def test_a_silent_server_is_held_probed_and_used_again(lab, mute, tmp_path):
         again = burst(port, [f"a{i}.mute.test." for i in range(10)])
         assert set(again.values()) == {"NOERROR"}, again
         assert "127.53.40.1 (mute.test.) answers again" in srv.log(), srv.log()
+        assert srv.proc.poll() is None, srv.log()
+
+
+def test_a_held_server_beside_a_live_one_is_probed_in_the_background(lab, halfmute, tmp_path):
+    """halfmute.test. has two servers. Both go silent and are held; one comes back and a
+    resolution's own probe finds it; then the other comes back too. While the zone has a live
+    server, the held one's due probes go beside the resolutions (never in their way: every
+    lookup answers from the live server, no hop to the held one), and one that gets a reply ends
+    its hold, so it is used again without the live server having to fail first."""
+    first, second = halfmute
+    with served(tmp_path, "--resolution-deadline", "6", "--log-level", "notice") as (sotto, srv, sock, port):
+
+        def lookup(prefix: str) -> dict:
+            return ctl(sotto, sock, "lookup", f"{prefix}{time.monotonic_ns()}.halfmute.test.", "A")["lookup"]
+
+        # 1. Both silent: fresh names wait out their timeouts until both are held.
+        def both_held():
+            out = lookup("dead")
+            assert out["rcode"] == "SERVFAIL", out
+            return upstream(sotto, sock).get("unresponsiveServers") == 2
+        wait_until("both servers held", both_held, timeout=60, every=0.1)
+
+        # 2. The second answers again: with no live server left, a resolution probes it itself.
+        second.answer()
+        wait_until("a probe to find the second server", lambda: lookup("back")["rcode"] == "NOERROR",
+                   timeout=60, every=0.3)
+        assert upstream(sotto, sock)["unresponsiveServers"] == 1
+        assert "127.53.40.3 (halfmute.test.) answers again" in srv.log(), srv.log()
+
+        # 3. The first answers again. Every lookup answers at once from the second server; the
+        # first's due probe goes in the background and ends its hold.
+        first.answer()
+        probes_before, first_before = upstream(sotto, sock)["unresponsiveProbes"], first.count()
+        lookups = []
+
+        def first_back():
+            out = lookup("live")
+            lookups.append(out)
+            return upstream(sotto, sock)["unresponsiveServers"] == 0
+        wait_until("a background probe to find the first server", first_back, timeout=60, every=0.3)
+        assert all(o["rcode"] == "NOERROR" for o in lookups), [o for o in lookups if o["rcode"] != "NOERROR"]
+        assert not any(h["server"] == HALFMUTE[0] for o in lookups for h in o.get("hops", [])), lookups
+        assert first.count() > first_before and upstream(sotto, sock)["unresponsiveProbes"] > probes_before
+        assert "127.53.40.2 (halfmute.test.) answers again" in srv.log(), srv.log()
+
+        # 4. Used again: of fresh names, some go to the first server (srtt order among equals).
+        before = first.count()
+        for i in range(20):
+            assert lookup("again")["rcode"] == "NOERROR"
+        assert first.count() > before, "the first server was not asked again after its hold ended"
         assert srv.proc.poll() is None, srv.log()
 
 

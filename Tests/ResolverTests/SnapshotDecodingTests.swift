@@ -22,7 +22,8 @@ import Testing
     let upstream = UpstreamSnapshot(
       mismatchedReplies: 1, coalescedQueries: 2, malformedReplies: 3, outOfBailiwickRecords: 4, aliasLoops: 5,
       budgetExhausted: 6, malformedDoTReplies: 7, mismatchedDoTReplies: 8, malformedDoQReplies: 9,
-      resetDoQStreams: 10, timeouts: 11, delegationRefreshes: 12, unresponsiveServers: 13, heldZoneFailures: 14)
+      resetDoQStreams: 10, timeouts: 11, delegationRefreshes: 12, unresponsiveServers: 13, heldZoneFailures: 14,
+      unresponsiveProbes: 15)
     #expect(try JSONDecoder().decode(UpstreamSnapshot.self, from: JSONEncoder().encode(upstream)) == upstream)
   }
 }

@@ -8,15 +8,6 @@ import Testing
 /// job instead of a new task starting, at most `maxIdle` tasks wait, and a waiting task keeps
 /// nothing of its last job.
 @Suite struct TaskPoolTests {
-  /// Waits (up to 5 s) until `condition` holds.
-  private func eventually(_ condition: () -> Bool) async -> Bool {
-    for _ in 0..<500 {
-      if condition() { return true }
-      try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
-  }
-
   @Test func sequentialJobsReuseOneTask() async {
     let pool = TaskPool(executor: nil, maxIdle: 4)
     defer { pool.close() }

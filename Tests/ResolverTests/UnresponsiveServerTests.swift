@@ -6,8 +6,9 @@ import Testing
 @testable import Resolver
 
 /// A server held as unresponsive inside real resolutions (`ResolutionRun.ask`): left out of later
-/// resolutions while its zone has a live server, its probe kept for when it is needed, and used
-/// again once it answers; an encrypted transport's silence holds nothing.
+/// resolutions while its zone has a live server, probed beside them (or by them when no live
+/// server is left), and used again once it answers; an encrypted transport's silence holds
+/// nothing.
 @Suite struct UnresponsiveServerTests {
   /// `test.` has two servers, 192.0.2.2 and 192.0.2.3; each answers A queries while its flag in
   /// `up` is set and is silent otherwise. Every timeout moves the clock on by a second, as a real
@@ -69,27 +70,53 @@ import Testing
     return r.serverSelection.heldServers == 1
   }
 
-  @Test func aHeldServersProbeWaitsUntilItsZoneNeedsItAndThenBringsItBack() async {
+  @Test func aHeldServersDueProbeGoesBesideTheLiveServerAndBringsItBack() async {
     let lab = Lab()
     let r = resolver(lab)
+    let selection = r.serverSelection
     #expect(holdFirstServer(r, lab))
     // Held: later resolutions ask only the live server.
     var before = lab.count
     for i in 0..<5 { #expect(await r.resolve(Question(name: name("a\(i).test."), type: .a)).rcode == .noError) }
     #expect(!lab.sent(since: before).contains("192.0.2.2"))
-    // Its probe comes due; the live server answers first, so the probe is not spent.
+    // Its probe comes due while it is still silent: it goes beside the next resolution, which
+    // answers from the live server without it; the hold stays, the next probe later.
     lab.time.advance(5)
     before = lab.count
-    #expect(await r.resolve(Question(name: name("b.test."), type: .a)).rcode == .noError)
-    #expect(lab.sent(since: before) == ["192.0.2.3"])
-    #expect(r.serverSelection.probeIn(server: "192.0.2.2") == 0)
-    // The live server dies and the held one is back: the due probe finds it.
-    lab.set("192.0.2.3", up: false)
+    let b = await r.resolve(Question(name: name("b.test."), type: .a))
+    #expect(b.rcode == .noError && !b.hops.contains { $0.server == "192.0.2.2" })
+    #expect(await eventually { selection.timeouts(server: "192.0.2.2") == 4 })
+    #expect(lab.sent(since: before).filter { $0 == "192.0.2.2" }.count == 1)
+    #expect(selection.heldServers == 1 && (selection.probeIn(server: "192.0.2.2") ?? 0) > 0)
+    // It answers again: the next due probe, beside a resolution, ends the hold.
     lab.set("192.0.2.2", up: true)
-    before = lab.count
+    lab.time.advance(10)
     #expect(await r.resolve(Question(name: name("c.test."), type: .a)).rcode == .noError)
-    #expect(lab.sent(since: before).last == "192.0.2.2")
-    #expect(r.serverSelection.heldServers == 0)
+    #expect(await eventually { selection.heldServers == 0 })
+    #expect(selection.probesSent == 2 && selection.probeIn(server: "192.0.2.2") == nil)
+    // The live server dies: the one that came back answers, no probe needed.
+    lab.set("192.0.2.3", up: false)
+    before = lab.count
+    #expect(await r.resolve(Question(name: name("d.test."), type: .a)).rcode == .noError)
+    #expect(lab.sent(since: before).last == "192.0.2.2" && selection.probesSent == 2)
+  }
+
+  /// With no live server left, the resolution sends the due probe itself and waits for it.
+  @Test func aZoneWithEveryServerHeldIsProbedByTheResolution() async {
+    let lab = Lab()
+    let r = resolver(lab)
+    let selection = r.serverSelection
+    lab.set("192.0.2.2", up: false)
+    lab.set("192.0.2.3", up: false)
+    for i in 0..<4 { _ = await r.resolve(Question(name: name("s\(i).test."), type: .a)) }
+    #expect(selection.heldServers == 2)
+    let held = await r.resolve(Question(name: name("held.test."), type: .a))
+    #expect(held.rcode == .servFail && held.hops.allSatisfy { $0.server == "192.0.2.1" })
+    lab.set("192.0.2.3", up: true)
+    lab.time.advance(40)
+    let probed = await r.resolve(Question(name: name("probed.test."), type: .a))
+    #expect(probed.rcode == .noError && probed.hops.last?.server == "192.0.2.3")
+    #expect(selection.heldServers == 1 && selection.probesSent >= 1)
   }
 
   @Test func silenceToOneKindOfQueryHoldsThatKindOnly() async {

@@ -147,17 +147,23 @@ extension ResolutionRun {
   )? {
     let selection = core.selection
     let exchanger = core.exchanger
-    // R-24 (RFC 9520 §3.2): servers held as unresponsive to this kind of query are left out, but
-    // for a probe that has come due, asked after the others; with all of them out the zone fails
-    // at once instead of waiting out their timeouts.
+    // R-24 (RFC 9520 §3.2): servers held as unresponsive to this kind of query are left out but
+    // for a probe that has come due: sent beside the resolution while the zone has live servers,
+    // by the resolution itself when it has none; with all of them out and no probe due the zone
+    // fails at once instead of waiting out their timeouts.
     let kind = ServerHealth.Kind(qtype)
-    let (free, probes, heldBack) = selection.admitted(servers, key: { $0.endpoint.ip }, runStarted: started, kind: kind)
-    allHeld = free.isEmpty && probes.isEmpty && heldBack > 0
+    let (free, due, heldBack) = selection.admitted(servers, key: { $0.endpoint.ip }, runStarted: started, kind: kind)
+    allHeld = free.isEmpty && due.isEmpty && heldBack > 0
     if allHeld { return nil }
+    if !free.isEmpty {
+      for server in due where selection.claimProbe(server: server.endpoint.ip, kind: kind) {
+        probeInBackground(server, zone: zone, qname: qname, qtype: qtype)
+      }
+    }
     var ordered = selection.order(
       free, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
       margin: core.configuration.privacyMarginMs)
-    if !probes.isEmpty { ordered += probes }
+    if free.isEmpty { ordered += due }
     let passes = max(1, core.configuration.queryRetries)
     var sentHere = false
     defer { if !sentHere && free.isEmpty { allHeld = true } }  // every probe taken by other resolutions
@@ -166,9 +172,12 @@ extension ResolutionRun {
       for i in ordered.indices {
         let server = ordered[i]
         if queriesSent >= limits.maxQueries || overDeadline { return nil }
-        // A held server's probe is taken only now, when it is sent: one skipped because a free
-        // server answered first stays due.
-        if i >= free.count, !selection.claimProbe(server: server.endpoint.ip, kind: kind) { continue }
+        // With no live server left, a held server's probe is taken only now, when it is sent (a
+        // resolution that started before another's probe may still find it taken).
+        if i >= free.count {
+          guard selection.claimProbe(server: server.endpoint.ip, kind: kind) else { continue }
+          selection.noteProbe()
+        }
         sentHere = true
         var query = makeQuery(qname: qname, qtype: qtype)
         var sentAt = core.time.now()

@@ -65,8 +65,8 @@ struct ServerHealth {
   enum Admission: Equatable {
     /// Not held, or held after the resolution started: send as usual.
     case free
-    /// Held, and its next probe has come: send only after the free servers, as the probe, if
-    /// `claimProbe` still gives it.
+    /// Held, and its next probe has come: send one probe if `claimProbe` still gives it (beside
+    /// the resolution while the zone has free servers, else in its place).
     case probeDue
     /// Held: leave it out.
     case held

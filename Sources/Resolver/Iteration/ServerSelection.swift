@@ -5,6 +5,7 @@ import Synchronization
 public final class ServerSelection: Sendable {
   private let table = StateLock<[String: ServerHealth]>([:])
   private let timeoutTotal = Counter()
+  private let probeTotal = Counter()
   /// Servers held right now: while 0, nothing is looked up to admit candidates.
   private let heldCount = Atomic<Int>(0)
   /// Retransmit timeout used for servers never heard from.
@@ -66,8 +67,8 @@ public final class ServerSelection: Sendable {
   }
 
   /// The candidates a resolution that started at `runStarted` may send a `kind` query to now
-  /// (`ServerHealth.admission`): `free` ones, held ones whose probe is due (`probes`: to be
-  /// asked after the free ones, each only if `claimProbe` gives it), and how many were left out.
+  /// (`ServerHealth.admission`): `free` ones, held ones whose probe is due (`probes`: each
+  /// probed only if `claimProbe` gives it), and how many were left out.
   /// Nothing is looked up while no server is held.
   func admitted<T>(_ candidates: [T], key: (T) -> String, runStarted: Double, kind: ServerHealth.Kind)
     -> (free: [T], probes: [T], heldBack: Int)
@@ -96,6 +97,12 @@ public final class ServerSelection: Sendable {
     return table.withLock { $0[server]?.claimProbe(at: now, rule: rule, kind: kind) ?? true }
   }
 
+  /// Counts a probe sent to a held server.
+  func noteProbe() { probeTotal.increment() }
+
+  /// Probes sent to servers held as unresponsive so far (monitoring).
+  public var probesSent: Int { probeTotal.value }
+
   /// Timeouts recorded for `server` so far (monitoring).
   public func timeouts(server: String) -> Int { table.withLock { $0[server]?.timeouts ?? 0 } }
 
@@ -106,7 +113,7 @@ public final class ServerSelection: Sendable {
   public var heldServers: Int { max(0, heldCount.load(ordering: .relaxed)) }
 
   /// Seconds until `server`, held as unresponsive to some kind of query, may be probed (0: the
-  /// next resolution that needs it probes it); nil when it is not held.
+  /// next resolution that asks its zone probes it); nil when it is not held.
   public func probeIn(server: String) -> Double? {
     guard heldCount.load(ordering: .relaxed) > 0 else { return nil }
     let now = time.now()
