@@ -53,6 +53,8 @@ public final class ResolverStack: Sendable {
     } else {
       periodicSave = nil
     }
+    let monitor = self.monitor
+    resolver.backgroundHops.connect { monitor.record(backgroundHops: $0) }
   }
 
   /// Waits up to `probeWait` seconds for probes in flight, closes sessions cleanly and saves state.

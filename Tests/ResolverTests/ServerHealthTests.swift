@@ -11,8 +11,8 @@ import Testing
   func timeout(_ h: inout ServerHealth, sent: Double, at now: Double, _ kind: ServerHealth.Kind = .a) -> Bool {
     h.timeout(sentAt: sent, at: now, rule: rule, kind: kind)
   }
-  func claim(_ h: inout ServerHealth, at now: Double, _ kind: ServerHealth.Kind = .a) -> Bool {
-    h.claimProbe(at: now, rule: rule, kind: kind)
+  func claim(_ h: inout ServerHealth, at now: Double, _ kind: ServerHealth.Kind = .a, busy: Double = 0) -> Bool {
+    h.claimProbe(at: now, rule: rule, kind: kind, busy: busy)
   }
   func reply(_ h: inout ServerHealth, at now: Double, _ kind: ServerHealth.Kind = .a, rttMs: Double? = nil) -> Bool {
     rttMs.map { h.measured(rttMs: $0, at: now, kind: kind) } ?? h.reply(at: now, kind: kind)
@@ -88,6 +88,15 @@ import Testing
     #expect(h.nextProbe == before?.nextProbe)
   }
 
+  /// A probe that may take 3 s (its timeout) moves the next one at least that far: two probes
+  /// to one server are never in flight at once, though the gap would be 2 s.
+  @Test func theNextProbeWaitsForThisOnesTimeout() {
+    var h = silentSince0()
+    #expect(claim(&h, at: 10, busy: 3))
+    #expect(h.admission(runStarted: 12.5, at: 12.5, kind: .a) == .held)
+    #expect(h.admission(runStarted: 13, at: 13, kind: .a) == .probeDue)
+  }
+
   @Test func zeroTimeoutsNeverHolds() {
     var h = ServerHealth()
     let off = ServerHealth.Rule(timeouts: 0)
@@ -119,7 +128,7 @@ import Testing
   }
 
   /// Through `ServerSelection`, as a resolution asks: the held server is left out of later
-  /// resolutions' candidates, the live one stays, a due probe comes after the free servers, and
+  /// resolutions' candidates, the live one stays, a due probe is listed apart from the free servers, and
   /// a reply brings the held one back.
   @Test func selectionLeavesHeldServersOutUntilTheyReply() {
     let clock = FakeTimeSource(0)

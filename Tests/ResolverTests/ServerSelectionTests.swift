@@ -42,47 +42,55 @@ import Testing
     }
   }
 
-  /// a server left unused for being slower is re-tested once its srtt, aged since it last
-  /// changed, comes within 100 ms of the best; a measurement puts it back where it was.
-  @Test func aSlowerServerLeftUnusedIsReTestedAfterAWhile() {
+  /// a server left unasked for being slower ages 10% a second while its zone's best
+  /// answers; once within 100 ms of the best, one resolution takes it for a re-test and the
+  /// others keep to the best; a measurement puts it back where it was.
+  @Test func aSlowerServerLeftUnaskedIsReTestedOnce() {
     let clock = FakeTimeSource(0)
     let selection = ServerSelection(unknownTimeoutMs: 800, rule: ServerHealth.Rule(), time: clock)
     selection.record(server: "fast", rttMs: 10)
     selection.record(server: "slow", rttMs: 150)
-    func firsts() -> Set<String> {
-      Set((0..<100).compactMap { _ in selection.order(["slow", "fast"], key: { $0 }).first })
+    func firsts(_ n: Int = 100) -> [String] {
+      (0..<n).compactMap { _ in selection.order(["slow", "fast"], key: { $0 }).first }
     }
-    #expect(firsts() == ["fast"])
-    // 20 s on, "fast" measured again: "slow" aged to 150·2^(-1/3) = 119 ms, still out of reach.
-    clock.advance(20)
-    selection.record(server: "fast", rttMs: 10)
-    #expect(firsts() == ["fast"])
-    // 40 s on: 150·2^(-2/3) = 94.5 ms, within 100 ms of the best: the two take turns.
-    clock.advance(20)
-    selection.record(server: "fast", rttMs: 10)
-    #expect(firsts() == ["fast", "slow"])
-    // Re-tested (still 150 ms): out of reach again; the srtt it is timed out by is the measured one.
+    #expect(Set(firsts()) == ["fast"])
+    // Two seconds of answers from "fast": 150·0.9² = 121.5 ms, out of reach; a burst within a
+    // second ages it once.
+    for t in [1.0, 1.2, 1.5, 2.0] {
+      clock.advance(t - clock.now())
+      selection.leftUnasked(["slow"])
+    }
+    #expect(Set(firsts()) == ["fast"])
+    // A third: 109 ms, within reach. One resolution takes it; the rest go to "fast".
+    clock.advance(1)
+    selection.leftUnasked(["slow"])
+    #expect(firsts(200).filter { $0 == "slow" }.count == 1)
+    // Re-tested (still 150 ms): out of reach again; its timeout is that of its srtt.
     selection.record(server: "slow", rttMs: 150)
-    #expect(firsts() == ["fast"])
-    #expect(selection.smoothedRTT(server: "slow") == 150 && selection.timeoutMs(server: "slow") == 300)
+    #expect(Set(firsts()) == ["fast"] && selection.timeoutMs(server: "slow") == 300)
   }
 
-  /// A server backed off by its timeouts while another answers is tried again within minutes,
-  /// and its next measured reply ends the backoff.
-  @Test func aBackedOffServerIsTriedAgainAndAReplyRestoresIt() {
+  /// A server backed off by its timeouts while another answers is re-tested once it has aged
+  /// into reach, and its next measured reply ends the backoff. A zone asked seldom keeps
+  /// its order meanwhile: aging comes from answers, not from the clock.
+  @Test func aBackedOffServerIsReTestedAndAReplyRestoresIt() {
     let clock = FakeTimeSource(0)
     let selection = ServerSelection(unknownTimeoutMs: 800, rule: ServerHealth.Rule(timeouts: 0), time: clock)
     selection.record(server: "a", rttMs: 20)
     selection.record(server: "b", rttMs: 20)
     for _ in 0..<4 { selection.recordTimeout(server: "b", sentAt: clock.now()) }  // 20 → 1,600 ms
-    #expect(selection.order(["b", "a"], key: { $0 }) == ["a", "b"])
-    clock.advance(200)  // 1,600·2^(-10/3) = 159 ms; "a", answering all along, is at 20
-    selection.record(server: "a", rttMs: 20)
-    #expect(selection.order(["b", "a"], key: { $0 }) == ["a", "b"])
-    clock.advance(60)  // 1,600·2^(-13/3) = 79 ms: within reach
-    selection.record(server: "a", rttMs: 20)
-    let firsts = Set((0..<100).compactMap { _ in selection.order(["b", "a"], key: { $0 }).first })
-    #expect(firsts == ["a", "b"])
+    clock.advance(3_600)  // an hour without a query: nothing aged
+    #expect(Set((0..<100).compactMap { _ in selection.order(["b", "a"], key: { $0 }).first }) == ["a"])
+    // 1,600·0.9ⁿ ≤ 120 from n = 25 answers of "a" a second apart.
+    for _ in 0..<24 {
+      clock.advance(1)
+      selection.leftUnasked(["b"])
+    }
+    #expect(Set((0..<100).compactMap { _ in selection.order(["b", "a"], key: { $0 }).first }) == ["a"])
+    clock.advance(1)
+    selection.leftUnasked(["b"])
+    #expect(
+      (0..<200).compactMap { _ in selection.order(["b", "a"], key: { $0 }).first }.filter { $0 == "b" }.count == 1)
     selection.record(server: "b", rttMs: 25)
     #expect(selection.timeoutMs(server: "b") == 200)  // 0.7·20 + 0.3·25 = 21.5: the backoff is over
   }

@@ -12,11 +12,13 @@ import Testing
 @Suite struct UnresponsiveServerTests {
   /// `test.` has two servers, 192.0.2.2 and 192.0.2.3; each answers A queries while its flag in
   /// `up` is set and is silent otherwise. Every timeout moves the clock on by a second, as a real
-  /// one would; `transport` is the kind of leg the exchanges report.
+  /// one would; `transport` is the kind of leg the exchanges report. While `gated` holds a
+  /// server, its exchanges wait until it is released.
   final class Lab: UpstreamExchanger {
     let time = FakeTimeSource(0)
     let up = Mutex<[String: Bool]>(["192.0.2.2": true, "192.0.2.3": true])
     let sent = Mutex<[String]>([])
+    let gated = Mutex<Set<String>>([])
     let transport: TransportKind
 
     init(transport: TransportKind = .do53UDP) { self.transport = transport }
@@ -26,6 +28,7 @@ import Testing
     ) async -> ExchangeResult {
       guard let q = query.questions.first else { return ExchangeResult(legs: [], response: nil) }
       sent.withLock { $0.append(server.ip) }
+      while gated.withLock({ $0.contains(server.ip) }) { try? await Task.sleep(for: .milliseconds(2)) }
       var reply: Message
       if server.ip == "192.0.2.1" {
         reply = referral(
@@ -45,6 +48,9 @@ import Testing
     }
 
     func set(_ ip: String, up isUp: Bool) { up.withLock { $0[ip] = isUp } }
+    func gate(_ ip: String, _ closed: Bool) {
+      gated.withLock { if closed { $0.insert(ip) } else { $0.remove(ip) } }
+    }
     var count: Int { sent.withLock { $0.count } }
     func sent(since: Int) -> [String] { sent.withLock { Array($0.dropFirst(since)) } }
   }
@@ -74,20 +80,29 @@ import Testing
     let lab = Lab()
     let r = resolver(lab)
     let selection = r.serverSelection
+    let background = Mutex<[Hop]>([])
+    r.backgroundHops.connect { hops in background.withLock { $0 += hops } }
     #expect(holdFirstServer(r, lab))
     // Held: later resolutions ask only the live server.
     var before = lab.count
     for i in 0..<5 { #expect(await r.resolve(Question(name: name("a\(i).test."), type: .a)).rcode == .noError) }
     #expect(!lab.sent(since: before).contains("192.0.2.2"))
-    // Its probe comes due while it is still silent: it goes beside the next resolution, which
-    // answers from the live server without it; the hold stays, the next probe later.
+    // Its probe comes due while it is still silent, and its exchange hangs: the next resolution
+    // answers from the live server without waiting for it; the hold stays, the next probe later.
     lab.time.advance(5)
+    lab.gate("192.0.2.2", true)
     before = lab.count
     let b = await r.resolve(Question(name: name("b.test."), type: .a))
     #expect(b.rcode == .noError && !b.hops.contains { $0.server == "192.0.2.2" })
+    #expect(await eventually { lab.sent(since: before).contains("192.0.2.2") })  // sent, hanging
+    #expect(background.withLock { $0.isEmpty } && selection.timeouts(server: "192.0.2.2") == 3)
+    lab.gate("192.0.2.2", false)
     #expect(await eventually { selection.timeouts(server: "192.0.2.2") == 4 })
-    #expect(lab.sent(since: before).filter { $0 == "192.0.2.2" }.count == 1)
     #expect(selection.heldServers == 1 && (selection.probeIn(server: "192.0.2.2") ?? 0) > 0)
+    // The probe's query is counted like any other (Privacy): one cleartext hop, a timeout.
+    #expect(await eventually { background.withLock { $0.count } == 1 })
+    #expect(
+      background.withLock { $0.map { "\($0.server) \($0.qname) \($0.outcome)" } } == ["192.0.2.2 b.test. timeout"])
     // It answers again: the next due probe, beside a resolution, ends the hold.
     lab.set("192.0.2.2", up: true)
     lab.time.advance(10)
@@ -99,6 +114,22 @@ import Testing
     before = lab.count
     #expect(await r.resolve(Question(name: name("d.test."), type: .a)).rcode == .noError)
     #expect(lab.sent(since: before).last == "192.0.2.2" && selection.probesSent == 2)
+  }
+
+  /// The live server fails while the held one's probe beside the resolution gets a reply: the
+  /// resolution asks the held one after all, as it would have asked it after the live one.
+  @Test func aResolutionWhoseLiveServersFailUsesAHeldServerItsProbeFoundBack() async {
+    let lab = Lab()
+    let r = resolver(lab)
+    #expect(holdFirstServer(r, lab))
+    lab.time.advance(5)
+    lab.set("192.0.2.2", up: true)
+    lab.set("192.0.2.3", up: false)
+    let out = await r.resolve(Question(name: name("e.test."), type: .a))
+    #expect(out.rcode == .noError)
+    #expect(out.hops.last.map { "\($0.server) \($0.outcome)" } == "192.0.2.2 answer")
+    #expect(r.serverSelection.heldServers == 0)
+    #expect(r.hardening.delegationRefreshCount == 0)  // within the step, not by R-43's restart
   }
 
   /// With no live server left, the resolution sends the due probe itself and waits for it.

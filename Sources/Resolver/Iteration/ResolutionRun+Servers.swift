@@ -155,18 +155,46 @@ extension ResolutionRun {
     let (free, due, heldBack) = selection.admitted(servers, key: { $0.endpoint.ip }, runStarted: started, kind: kind)
     allHeld = free.isEmpty && due.isEmpty && heldBack > 0
     if allHeld { return nil }
+    var probing: [(server: Candidate, replied: Task<Bool, Never>)] = []
     if !free.isEmpty {
       for server in due where selection.claimProbe(server: server.endpoint.ip, kind: kind) {
-        probeInBackground(server, zone: zone, qname: qname, qtype: qtype)
+        probing.append((server, probeInBackground(server, zone: zone, qname: qname, qtype: qtype)))
       }
     }
     var ordered = selection.order(
       free, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
       margin: core.configuration.privacyMarginMs)
     if free.isEmpty { ordered += due }
-    let passes = max(1, core.configuration.queryRetries)
     var sentHere = false
     defer { if !sentHere && free.isEmpty { allHeld = true } }  // every probe taken by other resolutions
+    let turn = Turn(zone: zone, qname: qname, qtype: qtype, kind: kind)
+    if let reply = await ask(ordered, free: free.count, turn, sentHere: &sentHere) { return reply }
+    // The live servers all failed: a held server whose probe beside this resolution got a reply
+    // is asked now, as it would have been after them.
+    var back: [Candidate] = []
+    for probe in probing where !overDeadline {
+      if await probe.replied.value { back.append(probe.server) }
+    }
+    return back.isEmpty ? nil : await ask(back, free: back.count, turn, sentHere: &sentHere)
+  }
+
+  /// What one zone step asks.
+  struct Turn {
+    var zone: DNSName
+    var qname: DNSName
+    var qtype: RRType
+    var kind: ServerHealth.Kind
+  }
+
+  /// Asks `ordered` in turn, in passes while servers time out; those from index `free` on
+  /// are held servers probed only if `claimProbe` still gives their probe. Sets `sentHere` when
+  /// anything was sent.
+  private nonisolated(nonsending) func ask(_ ordered: [Candidate], free: Int, _ turn: Turn, sentHere: inout Bool) async
+    -> (ReplyKind, Bool)?
+  {
+    let selection = core.selection
+    let (zone, qname, qtype, kind) = (turn.zone, turn.qname, turn.qtype, turn.kind)
+    let passes = max(1, core.configuration.queryRetries)
     for pass in 0..<passes {
       var sawTimeout = false
       for i in ordered.indices {
@@ -174,7 +202,7 @@ extension ResolutionRun {
         if queriesSent >= limits.maxQueries || overDeadline { return nil }
         // With no live server left, a held server's probe is taken only now, when it is sent (a
         // resolution that started before another's probe may still find it taken).
-        if i >= free.count {
+        if i >= free {
           guard selection.claimProbe(server: server.endpoint.ip, kind: kind) else { continue }
           selection.noteProbe()
         }
@@ -191,19 +219,8 @@ extension ResolutionRun {
           result = await send(query, to: server, zone: zone)
         }
         guard let response = result.response else {
-          if let last = result.legs.last, last.error == .timeout {
+          if core.noteNoReply(result, server: server.endpoint.ip, sentAt: sentAt, zone: zone, kind: kind) {
             sawTimeout = true
-            // A timeout the resolution's own deadline caused says nothing about the server;
-            // one shared with the resolution that sent the query is counted there, once; and only
-            // a Do53 query's silence holds a server (an encrypted transport's is the policy's).
-            if !last.cutShort, !result.joined,
-              selection.recordTimeout(
-                server: server.endpoint.ip, sentAt: sentAt, kind: kind, silence: last.transport.isCleartext)
-            {
-              core.logger.notice(
-                "server \(server.endpoint.ip) (\(zone)) unresponsive: \(core.configuration.unresponsiveAfter) timeouts in a row; held, probed again from 1 s on (R-24)"
-              )
-            }
           }
           continue
         }
@@ -217,6 +234,8 @@ extension ResolutionRun {
         }
         if case .serverFailure = kind { continue }
         if case .answer(_, let records) = kind, qtype == .ns { storeAddresses(of: records, from: response, zone: zone) }
+        // The zone's servers ordered after this one were left unasked: they age.
+        if pass == 0, i + 1 < free { selection.leftUnasked(ordered[(i + 1)..<free].lazy.map(\.endpoint.ip)) }
         return (kind, response.header.aa)
       }
       if !sawTimeout || pass == passes - 1 { break }
@@ -247,25 +266,9 @@ extension ResolutionRun {
       timeout: .milliseconds(Int64(timeoutMs)))
     guard let q = query.questions.first else { return result }
     for leg in result.legs {
-      let outcome = leg.error?.outcome ?? (leg.truncated ? "truncated" : "response")
-      hops.append(
-        Hop(
-          server: server.endpoint.ip, nsName: server.nsName.map { NameText($0) }, zone: NameText(zone),
-          qname: NameText(q.name), qtype: q.type.description, transport: leg.transport, rttMs: leg.rttMs,
-          outcome: outcome))
-      hops[hops.count - 1].transportReason = leg.transportReason
-      hops[hops.count - 1].resumed = leg.resumed
-      hops[hops.count - 1].earlyData = leg.earlyData
+      hops.append(Hop(leg, server: server, zone: zone, question: q))
       // A result shared with the resolution that sent the query was recorded there.
-      guard !result.joined else { continue }
-      var holdEnded = false
-      let kind = ServerHealth.Kind(q.type)
-      if let rtt = leg.rttMs, leg.transport != .do53TCP {  // TCP RTT includes the handshake
-        holdEnded = selection.record(server: server.endpoint.ip, rttMs: rtt, kind: kind)
-      } else if leg.error == nil, leg.transport == .do53TCP {
-        holdEnded = selection.recordReply(server: server.endpoint.ip, kind: kind)
-      }
-      if holdEnded { core.logger.notice("server \(server.endpoint.ip) (\(zone)) answers again; no longer held") }
+      if !result.joined { core.noteLeg(leg, server: server.endpoint.ip, zone: zone, kind: ServerHealth.Kind(q.type)) }
     }
     return result
   }

@@ -1,5 +1,3 @@
-import Foundation
-
 /// What the resolver knows of one authoritative server address: its smoothed RTT and
 /// whether it is held as unresponsive. RFC 9520 §3.2 lets a resolver cache an unresponsive
 /// server by its address; R-24 asks for such failures to be kept ≥ 1 s, backing off while they
@@ -12,8 +10,11 @@ struct ServerHealth {
   private var measuredRTT: Double?
   /// Timeouts since the last measured reply: each doubles the srtt the resolver goes by.
   private var backoff = 0
-  /// When the srtt last changed (a measured reply or a timeout).
-  private var updated = 0.0
+  /// What the srtt is scaled by for ordering only: 0.9 for every second in which the server was
+  /// left unasked while its zone's chosen server answered (BIND's aging), 1 again on any news of it
+  /// and when a resolution takes it for a re-test.
+  private var ageFactor = 1.0
+  private var lastAged = -Double.infinity
   /// Every timeout recorded (monitoring).
   var timeouts = 0
   private var a = Silence()
@@ -101,14 +102,25 @@ struct ServerHealth {
     return min(10_000, max(measuredRTT ?? 200, 100) * Double(1 << backoff))
   }
 
-  /// The srtt aged by `now`: halved for every `halfLife` seconds since it last changed, so a
-  /// server left unused for being slower, or for its timeouts, comes within reach of the best
-  /// again and is re-tested. Nil when unknown.
-  func agedSRTT(at now: Double, halfLife: Double) -> Double? {
-    guard let srtt else { return nil }
-    let age = now - updated
-    return age > 0 ? srtt * exp2(-age / halfLife) : srtt
+  /// The srtt a zone's servers are ordered by: aged while the server is left unasked, so
+  /// a slower server, or one backed off by its timeouts, comes within reach of the best again
+  /// and is re-tested. Nil when unknown.
+  var orderingSRTT: Double? { srtt.map { $0 * ageFactor } }
+
+  /// Whether the ordering srtt is aged below the srtt.
+  var isAged: Bool { ageFactor < 1 }
+
+  /// Notes that the zone's chosen server answered and this one was not asked: its ordering srtt
+  /// shrinks by 10%, at most once a second (so a burst of queries ages it no faster than a
+  /// trickle of one a second).
+  mutating func leftUnasked(at now: Double) {
+    guard now - lastAged >= 1 else { return }
+    lastAged = now
+    ageFactor *= 0.9
   }
+
+  /// Takes the server for a re-test: other resolutions order it by its srtt again meanwhile.
+  mutating func retesting() { ageFactor = 1 }
 
   /// Notes a reply of `kind` that took `rttMs`: smoothed RTT = 0.7·old + 0.3·sample, and
   /// the timeouts' backoff ends (RFC 6298 §5's rule: a new sample, not the backed-off value, sets
@@ -117,7 +129,7 @@ struct ServerHealth {
   mutating func measured(rttMs: Double, at now: Double, kind: Kind) -> Bool {
     measuredRTT = measuredRTT.map { 0.7 * $0 + 0.3 * rttMs } ?? rttMs
     backoff = 0
-    updated = now
+    ageFactor = 1
     return reply(at: now, kind: kind)
   }
 
@@ -138,7 +150,7 @@ struct ServerHealth {
   /// when this starts a hold.
   mutating func timeout(sentAt: Double, at now: Double, rule: Rule, kind: Kind, silence: Bool = true) -> Bool {
     backoff = min(backoff + 1, 8)  // 100 ms · 2⁸ is past the 10 s cap
-    updated = now
+    ageFactor = 1
     timeouts += 1
     guard silence else { return false }
     return withSilence(kind) { s in
@@ -159,14 +171,15 @@ struct ServerHealth {
     return now >= h.nextProbe ? .probeDue : .held
   }
 
-  /// Takes the probe of `kind` due at `now`, moving the next one on by the doubled gap; false
-  /// when it is not due (another resolution took it). True when `kind` is not held.
-  mutating func claimProbe(at now: Double, rule: Rule, kind: Kind) -> Bool {
+  /// Takes the probe of `kind` due at `now`, moving the next one on by the doubled gap, and at
+  /// least by `busy`, the seconds the probe may take (so probes do not overlap); false when it is
+  /// not due (another resolution took it). True when `kind` is not held.
+  mutating func claimProbe(at now: Double, rule: Rule, kind: Kind, busy: Double = 0) -> Bool {
     withSilence(kind) { s in
       guard var h = s.hold else { return true }
       guard now >= h.nextProbe else { return false }
       h.interval = min(h.interval * 2, max(rule.maxProbeGap, rule.firstProbeGap))
-      h.nextProbe = now + h.interval
+      h.nextProbe = now + max(h.interval, busy)
       s.hold = h
       return true
     }

@@ -94,7 +94,8 @@ public final class ServerSelection: Sendable {
   func claimProbe(server: String, kind: ServerHealth.Kind) -> Bool {
     let now = time.now()
     let rule = self.rule
-    return table.withLock { $0[server]?.claimProbe(at: now, rule: rule, kind: kind) ?? true }
+    let busy = timeoutMs(server: server) / 1000  // the probe's own timeout
+    return table.withLock { $0[server]?.claimProbe(at: now, rule: rule, kind: kind, busy: busy) ?? true }
   }
 
   /// Counts a probe sent to a held server.
@@ -129,42 +130,62 @@ public final class ServerSelection: Sendable {
     return min(3_000, max(200, 2 * s))
   }
 
-  /// Seconds in which an unchanged srtt halves for ordering (`ServerHealth.agedSRTT`): a server
-  /// 100 ms slower than the best is re-tested within a minute, one backed off to 3 s by its
-  /// timeouts within five.
-  static let srttHalfLife = 60.0
-
-  /// Orders candidates: unknown servers first (so they get measured), then by srtt aged since it
-  /// last changed (R-39: so slower servers are re-tested now and then), with servers within
-  /// 100 ms of the best shuffled among themselves. Among servers within `margin` ms of the best,
-  /// those for which `prefer` holds (working encryption) come first.
+  /// Orders candidates: unknown servers score a random 0-5 ms (so they get measured early), known
+  /// ones their srtt, aged while left unasked (R-39, `ServerHealth.orderingSRTT`); servers within
+  /// 100 ms of the best are shuffled among themselves. Among servers within `margin` ms of the
+  /// best, those for which `prefer` holds (working encryption) come first. A server put first only
+  /// by its aging is taken for a re-test: later resolutions order it by its srtt until it is
+  /// measured.
   public func order<T>(_ candidates: [T], key: (T) -> String, prefer: (T) -> Bool = { _ in false }, margin: Double = 0)
     -> [T]
   {
     // One candidate (most delegations in a resolution's path): nothing to order, nothing to allocate.
     if candidates.count <= 1 { return candidates }
     let table = self.table.withLock { $0 }
-    let now = time.now()
     var random = PooledRandom()
     // In place: one array for the scores and one for the result (this runs for every upstream query).
-    var scored = candidates.map { c -> (T, Double) in
-      (
-        c,
-        table[key(c)]?.agedSRTT(at: now, halfLife: Self.srttHalfLife) ?? Double.random(in: 0..<5, using: &random)
-      )
+    var scored = candidates.map { c -> Scored<T> in
+      guard let health = table[key(c)], let srtt = health.srtt, let aged = health.orderingSRTT else {
+        return Scored(candidate: c, score: Double.random(in: 0..<5, using: &random), srtt: nil, aged: false)
+      }
+      return Scored(candidate: c, score: aged, srtt: srtt, aged: health.isAged)
     }
     scored.shuffle(using: &random)
-    scored.sort { $0.1 < $1.1 }
-    let best = scored[0].1
+    scored.sort { $0.score < $1.score }
+    let best = scored[0].score
     // Sorted, so the servers within 100 ms of the best are a prefix; they are shuffled among themselves.
-    let nearCount = scored.firstIndex { $0.1 > best + 100 } ?? scored.count
+    let nearCount = scored.firstIndex { $0.score > best + 100 } ?? scored.count
     scored[0..<nearCount].shuffle(using: &random)
     // Privacy-aware choice: a comparable server that speaks encryption goes first.
-    if let i = scored.firstIndex(where: { $0.1 <= best + margin && prefer($0.0) }), i > 0 {
+    if let i = scored.firstIndex(where: { $0.score <= best + margin && prefer($0.candidate) }), i > 0 {
       let chosen = scored.remove(at: i)
       scored.insert(chosen, at: 0)
     }
-    return scored.map { $0.0 }
+    // First only by its aging (its srtt is out of the best's reach): this resolution re-tests it.
+    if scored[0].aged, let srtt = scored[0].srtt,
+      srtt > (scored.lazy.compactMap(\.srtt).min() ?? srtt) + 100
+    {
+      let retested = key(scored[0].candidate)
+      self.table.withLock { $0[retested]?.retesting() }
+    }
+    return scored.map(\.candidate)
+  }
+
+  /// A candidate with what it is ordered by.
+  private struct Scored<T> {
+    var candidate: T
+    var score: Double
+    var srtt: Double?
+    var aged: Bool
+  }
+
+  /// Notes that `servers`, candidates of a zone, were left unasked while the server chosen before
+  /// them answered (`ServerHealth.leftUnasked`).
+  func leftUnasked(_ servers: some Sequence<String>) {
+    let now = time.now()
+    table.withLock { table in
+      for server in servers { table[server]?.leftUnasked(at: now) }
+    }
   }
 
   /// Number of servers with a recorded srtt.

@@ -108,6 +108,17 @@ public final class ResolverMonitor: Sendable {
     }
   }
 
+  /// Records hops made outside a client's resolution (a held server's probe sent beside one):
+  /// counted in the Privacy figures, no client query.
+  public func record(backgroundHops hops: [Hop]) {
+    let time = wallClock()
+    state.withLock { s in
+      for hop in hops {
+        s.count(hop: hop.transport, zone: hop.zoneText, qname: hop.qnameText, server: hop.server, time: time)
+      }
+    }
+  }
+
   /// Records a prepared log entry; `qnames` are the names actually sent per hop (after minimisation).
   public func record(_ entry: QueryLogEntry, qnames: [String]? = nil) {
     state.withLock { s in

@@ -1,0 +1,44 @@
+extension ResolverCore {
+  /// Records what one leg of an exchange says of `server`: a measured round trip
+  /// (not TCP's, which includes the handshake) or a TCP reply, either of which ends a hold (logged).
+  func noteLeg(_ leg: ExchangeLeg, server: String, zone: DNSName, kind: ServerHealth.Kind) {
+    var holdEnded = false
+    if let rtt = leg.rttMs, leg.transport != .do53TCP {
+      holdEnded = selection.record(server: server, rttMs: rtt, kind: kind)
+    } else if leg.error == nil, leg.transport == .do53TCP {
+      holdEnded = selection.recordReply(server: server, kind: kind)
+    }
+    if holdEnded { logger.notice("server \(server) (\(zone)) answers again; no longer held") }
+  }
+
+  /// Records an exchange with `server` sent at `sentAt` that got no reply; true when its last
+  /// leg timed out. A timeout the resolution's own deadline caused says nothing about the server
+  /// one shared with the resolution that sent the query is counted there, once; and only
+  /// a Do53 query's silence holds a server (an encrypted transport's is the policy's).
+  func noteNoReply(_ result: ExchangeResult, server: String, sentAt: Double, zone: DNSName, kind: ServerHealth.Kind)
+    -> Bool
+  {
+    guard let last = result.legs.last, last.error == .timeout else { return false }
+    if !last.cutShort, !result.joined,
+      selection.recordTimeout(server: server, sentAt: sentAt, kind: kind, silence: last.transport.isCleartext)
+    {
+      logger.notice(
+        "server \(server) (\(zone)) unresponsive: \(configuration.unresponsiveAfter) timeouts in a row; held, probed again from 1 s on (R-24)"
+      )
+    }
+    return true
+  }
+}
+
+extension Hop {
+  /// The hop one leg of an exchange with `server` made for `question`.
+  init(_ leg: ExchangeLeg, server: Candidate, zone: DNSName, question: Question) {
+    self.init(
+      server: server.endpoint.ip, nsName: server.nsName.map { NameText($0) }, zone: NameText(zone),
+      qname: NameText(question.name), qtype: question.type.description, transport: leg.transport, rttMs: leg.rttMs,
+      outcome: leg.error?.outcome ?? (leg.truncated ? "truncated" : "response"))
+    transportReason = leg.transportReason
+    resumed = leg.resumed
+    earlyData = leg.earlyData
+  }
+}
