@@ -12,7 +12,7 @@ import Testing
     h.timeout(sentAt: sent, at: now, rule: rule, kind: kind)
   }
   func claim(_ h: inout ServerHealth, at now: Double, _ kind: ServerHealth.Kind = .a, busy: Double = 0) -> Bool {
-    h.claimProbe(at: now, rule: rule, kind: kind, busy: busy)
+    h.claimProbe(at: now, rule: rule, kind: kind, busy: busy) == .taken
   }
   func reply(_ h: inout ServerHealth, at now: Double, _ kind: ServerHealth.Kind = .a, rttMs: Double? = nil) -> Bool {
     rttMs.map { h.measured(rttMs: $0, at: now, kind: kind) } ?? h.reply(at: now, kind: kind)
@@ -147,8 +147,8 @@ import Testing
     clock.advance(3.45 - clock.now())
     let due = selection.admitted(["dead", "live"], key: { $0 }, runStarted: 3.45, kind: .a)
     #expect(due.free == ["live"] && due.probes == ["dead"] && due.heldBack == 0)
-    #expect(selection.claimProbe(server: "dead", kind: .a))
-    #expect(!selection.claimProbe(server: "dead", kind: .a))
+    #expect(selection.claimProbe(server: "dead", kind: .a) == .taken)
+    #expect(selection.claimProbe(server: "dead", kind: .a) == .notDue)
     #expect(selection.admitted(["dead"], key: { $0 }, runStarted: 3.45, kind: .a).heldBack == 1)
     clock.advance(0.1)
     #expect(selection.record(server: "dead", rttMs: 4))

@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 
 @testable import Resolver
@@ -42,56 +43,83 @@ import Testing
     }
   }
 
-  /// a server left unasked for being slower ages 10% a second while its zone's best
-  /// answers; once within 100 ms of the best, one resolution takes it for a re-test and the
-  /// others keep to the best; a measurement puts it back where it was.
-  @Test func aSlowerServerLeftUnaskedIsReTestedOnce() {
+  /// a server more than 100 ms slower than the one that answers ages 10% a second while
+  /// left unasked; once its aged srtt is within reach, one re-test is taken (and its aging starts
+  /// over); the order goes by the srtt all along.
+  @Test func aSlowerServerLeftUnaskedIsDueOneReTest() {
     let clock = FakeTimeSource(0)
     let selection = ServerSelection(unknownTimeoutMs: 800, rule: ServerHealth.Rule(), time: clock)
     selection.record(server: "fast", rttMs: 10)
     selection.record(server: "slow", rttMs: 150)
-    func firsts(_ n: Int = 100) -> [String] {
-      (0..<n).compactMap { _ in selection.order(["slow", "fast"], key: { $0 }).first }
-    }
-    #expect(Set(firsts()) == ["fast"])
-    // Two seconds of answers from "fast": 150·0.9² = 121.5 ms, out of reach; a burst within a
-    // second ages it once.
+    selection.record(server: "near", rttMs: 60)
+    let zone = ["slow", "fast", "near"]
+    // Two seconds of answers from "fast" (a burst within a second ages once): 150·0.9² = 121.5.
     for t in [1.0, 1.2, 1.5, 2.0] {
       clock.advance(t - clock.now())
-      selection.leftUnasked(["slow"])
+      selection.leftUnasked(["slow", "near"], slowerThan: "fast")
+      #expect(selection.takeRetest(zone, key: { $0 }) == nil)
     }
-    #expect(Set(firsts()) == ["fast"])
-    // A third: 109 ms, within reach. One resolution takes it; the rest go to "fast".
+    // A third: 109 ms, within reach: one re-test, then none until it has aged again.
     clock.advance(1)
-    selection.leftUnasked(["slow"])
-    #expect(firsts(200).filter { $0 == "slow" }.count == 1)
-    // Re-tested (still 150 ms): out of reach again; its timeout is that of its srtt.
-    selection.record(server: "slow", rttMs: 150)
-    #expect(Set(firsts()) == ["fast"] && selection.timeoutMs(server: "slow") == 300)
+    selection.leftUnasked(["slow", "near"], slowerThan: "fast")
+    #expect(selection.takeRetest(zone, key: { $0 }) == "slow")
+    #expect(selection.takeRetest(zone, key: { $0 }) == nil)
+    #expect(selection.order(zone, key: { $0 }).last == "slow")
+    // "near" (within 100 ms) never ages: it takes turns with "fast" anyway.
+    for _ in 0..<30 {
+      clock.advance(1)
+      selection.leftUnasked(["near"], slowerThan: "fast")
+    }
+    #expect(selection.takeRetest(["near", "fast"], key: { $0 }) == nil)
   }
 
   /// A server backed off by its timeouts while another answers is re-tested once it has aged
-  /// into reach, and its next measured reply ends the backoff. A zone asked seldom keeps
-  /// its order meanwhile: aging comes from answers, not from the clock.
+  /// into reach, and its next measured reply ends the backoff. Aging comes from answers, not
+  /// from the clock: an hour without queries changes nothing.
   @Test func aBackedOffServerIsReTestedAndAReplyRestoresIt() {
     let clock = FakeTimeSource(0)
     let selection = ServerSelection(unknownTimeoutMs: 800, rule: ServerHealth.Rule(timeouts: 0), time: clock)
     selection.record(server: "a", rttMs: 20)
     selection.record(server: "b", rttMs: 20)
     for _ in 0..<4 { selection.recordTimeout(server: "b", sentAt: clock.now()) }  // 20 → 1,600 ms
-    clock.advance(3_600)  // an hour without a query: nothing aged
-    #expect(Set((0..<100).compactMap { _ in selection.order(["b", "a"], key: { $0 }).first }) == ["a"])
+    clock.advance(3_600)
+    #expect(selection.takeRetest(["b", "a"], key: { $0 }) == nil)
     // 1,600·0.9ⁿ ≤ 120 from n = 25 answers of "a" a second apart.
     for _ in 0..<24 {
       clock.advance(1)
-      selection.leftUnasked(["b"])
+      selection.leftUnasked(["b"], slowerThan: "a")
     }
-    #expect(Set((0..<100).compactMap { _ in selection.order(["b", "a"], key: { $0 }).first }) == ["a"])
+    #expect(selection.takeRetest(["b", "a"], key: { $0 }) == nil)
     clock.advance(1)
-    selection.leftUnasked(["b"])
-    #expect(
-      (0..<200).compactMap { _ in selection.order(["b", "a"], key: { $0 }).first }.filter { $0 == "b" }.count == 1)
+    selection.leftUnasked(["b"], slowerThan: "a")
+    #expect(selection.takeRetest(["b", "a"], key: { $0 }) == "b")
     selection.record(server: "b", rttMs: 25)
     #expect(selection.timeoutMs(server: "b") == 200)  // 0.7·20 + 0.3·25 = 21.5: the backoff is over
+  }
+
+  /// Inside real resolutions (`ResolutionRun.ask`): test.'s servers answer in 10 and 150 ms; one
+  /// name a second. Every answer comes from the fast one; the slow one gets one re-test, beside
+  /// a resolution, after three seconds of answers. Not while the fast one speaks encryption and
+  /// the slow one does not: a re-test would show a name in cleartext.
+  @Test(arguments: [false, true])
+  func reTestsGoBesideResolutionsAndNeverTradeEncryptionForCleartext(fastEncrypted: Bool) async {
+    let lab = UnresponsiveServerTests.Lab()
+    lab.rtt.withLock { $0 = ["192.0.2.2": 10, "192.0.2.3": 150] }
+    if fastEncrypted { lab.encrypted.withLock { $0 = ["192.0.2.2"] } }
+    let r = UnresponsiveServerTests().resolver(lab)
+    r.serverSelection.record(server: "192.0.2.2", rttMs: 10)
+    r.serverSelection.record(server: "192.0.2.3", rttMs: 150)
+    let background = Mutex<[String]>([])
+    r.backgroundHops.connect { hops in background.withLock { $0 += hops.map(\.server) } }
+    let before = lab.count
+    for i in 0..<6 {
+      lab.time.advance(1)
+      let out = await r.resolve(Question(name: name("n\(i).test."), type: .a))
+      #expect(out.rcode == .noError && out.hops.last?.server == "192.0.2.2")
+    }
+    let expected = fastEncrypted ? [String]() : ["192.0.2.3"]
+    try? await Task.sleep(for: .milliseconds(100))  // a re-test's task, if any, has run
+    #expect(await eventually { background.withLock { $0 } == expected })
+    #expect(lab.sent(since: before).filter { $0 == "192.0.2.3" } == expected)
   }
 }

@@ -19,6 +19,10 @@ import Testing
     let up = Mutex<[String: Bool]>(["192.0.2.2": true, "192.0.2.3": true])
     let sent = Mutex<[String]>([])
     let gated = Mutex<Set<String>>([])
+    /// Each server's round trip, ms (1 if not set).
+    let rtt = Mutex<[String: Double]>([:])
+    /// Servers whose queries the exchanger reports as encrypted (preferred for privacy).
+    let encrypted = Mutex<Set<String>>([])
     let transport: TransportKind
 
     init(transport: TransportKind = .do53UDP) { self.transport = transport }
@@ -44,8 +48,12 @@ import Testing
       reply.header.qr = true
       reply.questions = [q]
       return ExchangeResult(
-        legs: [ExchangeLeg(transport: transport, rttMs: 1, error: nil, truncated: false)], response: reply)
+        legs: [
+          ExchangeLeg(transport: transport, rttMs: rtt.withLock { $0[server.ip] ?? 1 }, error: nil, truncated: false)
+        ], response: reply)
     }
+
+    func prefersForPrivacy(_ ip: String) -> Bool { encrypted.withLock { $0.contains(ip) } }
 
     func set(_ ip: String, up isUp: Bool) { up.withLock { $0[ip] = isUp } }
     func gate(_ ip: String, _ closed: Bool) {

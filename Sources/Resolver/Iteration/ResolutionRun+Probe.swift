@@ -1,14 +1,17 @@
 import NIOCore
 
 extension ResolutionRun {
-  /// Sends a held server's due probe beside the resolution instead of in its way: the
-  /// zone's live servers answer as usual, and a reply to the probe ends the hold for the
-  /// resolutions after it, so a server that came back is used (and shown) again without waiting
-  /// for its zone's other servers to fail. The probe's outcome is recorded as any query's and its
-  /// hops go to the monitor (`ResolverCore.backgroundHops`: a probe shows its name in cleartext
-  /// like any Do53 query); nothing is cached. The task's value: whether the server replied (the
-  /// resolution awaits it only when the live servers all failed).
-  func probeInBackground(_ server: Candidate, zone: DNSName, qname: DNSName, qtype: RRType) -> Task<Bool, Never> {
+  /// Sends a held server's due probe (`held`, R-24) or a slower server's re-test beside
+  /// the resolution instead of in its way: the zone's live servers answer as usual, and a reply
+  /// to a probe ends the hold for the resolutions after it, so a server that came back is used
+  /// (and shown) again without waiting for its zone's other servers to fail. The outcome is
+  /// recorded as any query's and the hops go to the monitor (`ResolverCore.backgroundHops`: a
+  /// probe shows its name like any query); nothing is cached. The task's value: whether the
+  /// server answered NOERROR or NXDOMAIN (the resolution awaits a held server's probe only when
+  /// the live servers all failed).
+  func probeInBackground(_ server: Candidate, zone: DNSName, qname: DNSName, qtype: RRType, held: Bool)
+    -> Task<Bool, Never>
+  {
     let core = self.core
     let query = makeQuery(qname: qname, qtype: qtype)
     let ip = server.endpoint.ip
@@ -17,7 +20,7 @@ extension ResolutionRun {
     let context = ExchangeContext(nsName: server.nsName, zone: zone, budget: remaining)
     let question = Question(name: qname, type: qtype)
     let kind = ServerHealth.Kind(qtype)
-    core.selection.noteProbe()
+    if held { core.selection.noteProbe() }
     return Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
       let sentAt = core.time.now()
       let result = await core.exchanger.exchange(query, server: server.endpoint, context: context, timeout: timeout)
@@ -28,7 +31,8 @@ extension ResolutionRun {
       }
       if result.response == nil { _ = core.noteNoReply(result, server: ip, sentAt: sentAt, zone: zone, kind: kind) }
       core.backgroundHops.report(hops)
-      return result.response != nil
+      guard let rcode = result.response?.rcode else { return false }
+      return rcode == .noError || rcode == .nxDomain
     }
   }
 }

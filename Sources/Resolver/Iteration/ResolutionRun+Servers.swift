@@ -157,25 +157,30 @@ extension ResolutionRun {
     if allHeld { return nil }
     var probing: [(server: Candidate, replied: Task<Bool, Never>)] = []
     if !free.isEmpty {
-      for server in due where selection.claimProbe(server: server.endpoint.ip, kind: kind) {
-        probing.append((server, probeInBackground(server, zone: zone, qname: qname, qtype: qtype)))
+      // A server whose hold ended since it was admitted is left to the next resolution.
+      for server in due where selection.claimProbe(server: server.endpoint.ip, kind: kind) == .taken {
+        probing.append((server, probeInBackground(server, zone: zone, qname: qname, qtype: qtype, held: true)))
       }
     }
     var ordered = selection.order(
       free, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
       margin: core.configuration.privacyMarginMs)
     if free.isEmpty { ordered += due }
+    // a slower server left unasked long enough is re-tested, beside the resolution.
+    if free.count > 1, let server = selection.takeRetest(free, key: { $0.endpoint.ip }) {
+      _ = probeInBackground(server, zone: zone, qname: qname, qtype: qtype, held: false)
+    }
     var sentHere = false
     defer { if !sentHere && free.isEmpty { allHeld = true } }  // every probe taken by other resolutions
     let turn = Turn(zone: zone, qname: qname, qtype: qtype, kind: kind)
     if let reply = await ask(ordered, free: free.count, turn, sentHere: &sentHere) { return reply }
-    // The live servers all failed: a held server whose probe beside this resolution got a reply
-    // is asked now, as it would have been after them.
-    var back: [Candidate] = []
-    for probe in probing where !overDeadline {
-      if await probe.replied.value { back.append(probe.server) }
+    // The live servers all failed: a held server whose probe beside this resolution got an
+    // answer is asked now, as it would have been after them.
+    for probe in probing where !overDeadline && queriesSent < limits.maxQueries {
+      guard await probe.replied.value else { continue }
+      if let reply = await ask([probe.server], free: 1, turn, sentHere: &sentHere) { return reply }
     }
-    return back.isEmpty ? nil : await ask(back, free: back.count, turn, sentHere: &sentHere)
+    return nil
   }
 
   /// What one zone step asks.
@@ -203,8 +208,11 @@ extension ResolutionRun {
         // With no live server left, a held server's probe is taken only now, when it is sent (a
         // resolution that started before another's probe may still find it taken).
         if i >= free {
-          guard selection.claimProbe(server: server.endpoint.ip, kind: kind) else { continue }
-          selection.noteProbe()
+          switch selection.claimProbe(server: server.endpoint.ip, kind: kind) {
+          case .taken: selection.noteProbe()
+          case .notDue: continue
+          case .notHeld: break  // a reply ended its hold: asked as any server
+          }
         }
         sentHere = true
         var query = makeQuery(qname: qname, qtype: qtype)
@@ -234,8 +242,16 @@ extension ResolutionRun {
         }
         if case .serverFailure = kind { continue }
         if case .answer(_, let records) = kind, qtype == .ns { storeAddresses(of: records, from: response, zone: zone) }
-        // The zone's servers ordered after this one were left unasked: they age.
-        if pass == 0, i + 1 < free { selection.leftUnasked(ordered[(i + 1)..<free].lazy.map(\.endpoint.ip)) }
+        // The zone's servers ordered after this one were left unasked: the slower ones age,
+        // but while this one speaks encryption, only those that do too (a re-test shows the
+        // query's name to the server, in cleartext unless it is encrypted).
+        if pass == 0, i + 1 < free {
+          let exchanger = core.exchanger
+          let encrypted = exchanger.prefersForPrivacy(server.endpoint.ip)
+          selection.leftUnasked(
+            ordered[(i + 1)..<free].lazy.map(\.endpoint.ip).filter { !encrypted || exchanger.prefersForPrivacy($0) },
+            slowerThan: server.endpoint.ip)
+        }
         return (kind, response.header.aa)
       }
       if !sawTimeout || pass == passes - 1 { break }

@@ -10,9 +10,9 @@ struct ServerHealth {
   private var measuredRTT: Double?
   /// Timeouts since the last measured reply: each doubles the srtt the resolver goes by.
   private var backoff = 0
-  /// What the srtt is scaled by for ordering only: 0.9 for every second in which the server was
-  /// left unasked while its zone's chosen server answered (BIND's aging), 1 again on any news of it
-  /// and when a resolution takes it for a re-test.
+  /// What the srtt is scaled by to decide on a re-test: 0.9 for every second in which the server
+  /// was left unasked, for being slower, while its zone's chosen server answered (BIND's aging);
+  /// 1 again on any news of it and when a re-test is taken.
   private var ageFactor = 1.0
   private var lastAged = -Double.infinity
   /// Every timeout recorded (monitoring).
@@ -102,16 +102,8 @@ struct ServerHealth {
     return min(10_000, max(measuredRTT ?? 200, 100) * Double(1 << backoff))
   }
 
-  /// The srtt a zone's servers are ordered by: aged while the server is left unasked, so
-  /// a slower server, or one backed off by its timeouts, comes within reach of the best again
-  /// and is re-tested. Nil when unknown.
-  var orderingSRTT: Double? { srtt.map { $0 * ageFactor } }
-
-  /// Whether the ordering srtt is aged below the srtt.
-  var isAged: Bool { ageFactor < 1 }
-
-  /// Notes that the zone's chosen server answered and this one was not asked: its ordering srtt
-  /// shrinks by 10%, at most once a second (so a burst of queries ages it no faster than a
+  /// Notes that the zone's chosen server answered and this slower one was not asked: its aged
+  /// srtt shrinks by 10%, at most once a second (so a burst of queries ages it no faster than a
   /// trickle of one a second).
   mutating func leftUnasked(at now: Double) {
     guard now - lastAged >= 1 else { return }
@@ -119,8 +111,14 @@ struct ServerHealth {
     ageFactor *= 0.9
   }
 
-  /// Takes the server for a re-test: other resolutions order it by its srtt again meanwhile.
-  mutating func retesting() { ageFactor = 1 }
+  /// Takes a re-test of this server when its srtt is out of reach of `best` (more than
+  /// 100 ms slower) but its aged srtt is not: a slower server, or one backed off by its timeouts,
+  /// is asked again now and then to learn whether it got faster. Starts its aging over.
+  mutating func takeRetest(best: Double) -> Bool {
+    guard let srtt, srtt > best + 100, srtt * ageFactor <= best + 100 else { return false }
+    ageFactor = 1
+    return true
+  }
 
   /// Notes a reply of `kind` that took `rttMs`: smoothed RTT = 0.7·old + 0.3·sample, and
   /// the timeouts' backoff ends (RFC 6298 §5's rule: a new sample, not the backed-off value, sets
@@ -171,17 +169,26 @@ struct ServerHealth {
     return now >= h.nextProbe ? .probeDue : .held
   }
 
+  /// What `claimProbe` found.
+  enum ProbeClaim: Equatable {
+    /// The probe is this caller's to send.
+    case taken
+    /// Not due: another resolution took it.
+    case notDue
+    /// The kind is not held (a reply ended the hold): ask the server as any other.
+    case notHeld
+  }
+
   /// Takes the probe of `kind` due at `now`, moving the next one on by the doubled gap, and at
-  /// least by `busy`, the seconds the probe may take (so probes do not overlap); false when it is
-  /// not due (another resolution took it). True when `kind` is not held.
-  mutating func claimProbe(at now: Double, rule: Rule, kind: Kind, busy: Double = 0) -> Bool {
+  /// least by `busy`, the seconds the probe may take (so probes do not overlap).
+  mutating func claimProbe(at now: Double, rule: Rule, kind: Kind, busy: Double = 0) -> ProbeClaim {
     withSilence(kind) { s in
-      guard var h = s.hold else { return true }
-      guard now >= h.nextProbe else { return false }
+      guard var h = s.hold else { return .notHeld }
+      guard now >= h.nextProbe else { return .notDue }
       h.interval = min(h.interval * 2, max(rule.maxProbeGap, rule.firstProbeGap))
       h.nextProbe = now + max(h.interval, busy)
       s.hold = h
-      return true
+      return .taken
     }
   }
 }

@@ -89,13 +89,13 @@ public final class ServerSelection: Sendable {
     return (free, probes, candidates.count - free.count - probes.count)
   }
 
-  /// Takes `server`'s probe for `kind` now (just before sending it); false when another
-  /// resolution took it first.
-  func claimProbe(server: String, kind: ServerHealth.Kind) -> Bool {
+  /// Takes `server`'s probe for `kind` now (just before sending it): `.notDue` when another
+  /// resolution took it first, `.notHeld` when a reply ended the hold meanwhile.
+  func claimProbe(server: String, kind: ServerHealth.Kind) -> ServerHealth.ProbeClaim {
     let now = time.now()
     let rule = self.rule
     let busy = timeoutMs(server: server) / 1000  // the probe's own timeout
-    return table.withLock { $0[server]?.claimProbe(at: now, rule: rule, kind: kind, busy: busy) ?? true }
+    return table.withLock { $0[server]?.claimProbe(at: now, rule: rule, kind: kind, busy: busy) ?? .notHeld }
   }
 
   /// Counts a probe sent to a held server.
@@ -130,61 +130,54 @@ public final class ServerSelection: Sendable {
     return min(3_000, max(200, 2 * s))
   }
 
-  /// Orders candidates: unknown servers score a random 0-5 ms (so they get measured early), known
-  /// ones their srtt, aged while left unasked (R-39, `ServerHealth.orderingSRTT`); servers within
-  /// 100 ms of the best are shuffled among themselves. Among servers within `margin` ms of the
-  /// best, those for which `prefer` holds (working encryption) come first. A server put first only
-  /// by its aging is taken for a re-test: later resolutions order it by its srtt until it is
-  /// measured.
+  /// Orders candidates: unknown servers first (so they get measured), then by srtt, with servers
+  /// within 100 ms of the best shuffled among themselves. Among servers within `margin` ms of the
+  /// best, those for which `prefer` holds (working encryption) come first.
   public func order<T>(_ candidates: [T], key: (T) -> String, prefer: (T) -> Bool = { _ in false }, margin: Double = 0)
     -> [T]
   {
     // One candidate (most delegations in a resolution's path): nothing to order, nothing to allocate.
     if candidates.count <= 1 { return candidates }
-    let table = self.table.withLock { $0 }
     var random = PooledRandom()
-    // In place: one array for the scores and one for the result (this runs for every upstream query).
-    var scored = candidates.map { c -> Scored<T> in
-      guard let health = table[key(c)], let srtt = health.srtt, let aged = health.orderingSRTT else {
-        return Scored(candidate: c, score: Double.random(in: 0..<5, using: &random), srtt: nil, aged: false)
+    // In place: one array for the scores and one for the result (this runs for every upstream
+    // query); scored under the lock, which is cheaper than copying the table out.
+    var scored = table.withLock { table in
+      candidates.map { c -> (T, Double) in
+        (c, table[key(c)]?.srtt ?? Double.random(in: 0..<5, using: &random))
       }
-      return Scored(candidate: c, score: aged, srtt: srtt, aged: health.isAged)
     }
     scored.shuffle(using: &random)
-    scored.sort { $0.score < $1.score }
-    let best = scored[0].score
+    scored.sort { $0.1 < $1.1 }
+    let best = scored[0].1
     // Sorted, so the servers within 100 ms of the best are a prefix; they are shuffled among themselves.
-    let nearCount = scored.firstIndex { $0.score > best + 100 } ?? scored.count
+    let nearCount = scored.firstIndex { $0.1 > best + 100 } ?? scored.count
     scored[0..<nearCount].shuffle(using: &random)
     // Privacy-aware choice: a comparable server that speaks encryption goes first.
-    if let i = scored.firstIndex(where: { $0.score <= best + margin && prefer($0.candidate) }), i > 0 {
+    if let i = scored.firstIndex(where: { $0.1 <= best + margin && prefer($0.0) }), i > 0 {
       let chosen = scored.remove(at: i)
       scored.insert(chosen, at: 0)
     }
-    // First only by its aging (its srtt is out of the best's reach): this resolution re-tests it.
-    if scored[0].aged, let srtt = scored[0].srtt,
-      srtt > (scored.lazy.compactMap(\.srtt).min() ?? srtt) + 100
-    {
-      let retested = key(scored[0].candidate)
-      self.table.withLock { $0[retested]?.retesting() }
-    }
-    return scored.map(\.candidate)
+    return scored.map { $0.0 }
   }
 
-  /// A candidate with what it is ordered by.
-  private struct Scored<T> {
-    var candidate: T
-    var score: Double
-    var srtt: Double?
-    var aged: Bool
-  }
-
-  /// Notes that `servers`, candidates of a zone, were left unasked while the server chosen before
-  /// them answered (`ServerHealth.leftUnasked`).
-  func leftUnasked(_ servers: some Sequence<String>) {
+  /// Notes that `servers`, candidates of a zone, were left unasked while `chosen` answered: those
+  /// more than 100 ms slower than it age (`ServerHealth.leftUnasked`, R-39).
+  func leftUnasked(_ servers: some Sequence<String>, slowerThan chosen: String) {
     let now = time.now()
     table.withLock { table in
-      for server in servers { table[server]?.leftUnasked(at: now) }
+      guard let base = table[chosen]?.srtt else { return }
+      for server in servers where (table[server]?.srtt ?? 0) > base + 100 { table[server]?.leftUnasked(at: now) }
+    }
+  }
+
+  /// One of `candidates` due a re-test (`ServerHealth.takeRetest`), taken; nil when none is.
+  func takeRetest<T>(_ candidates: [T], key: (T) -> String) -> T? {
+    table.withLock { table in
+      var best = Double.infinity
+      for c in candidates { if let srtt = table[key(c)]?.srtt { best = min(best, srtt) } }
+      guard best.isFinite else { return nil }
+      for c in candidates where table[key(c)]?.takeRetest(best: best) ?? false { return c }
+      return nil
     }
   }
 
