@@ -43,34 +43,40 @@ import Testing
     }
   }
 
-  /// a server more than 100 ms slower than the one that answers ages 10% a second while
-  /// left unasked; once its aged srtt is within reach, one re-test is taken (and its aging starts
-  /// over); the order goes by the srtt all along.
-  @Test func aSlowerServerLeftUnaskedIsDueOneReTest() {
+  /// a server more than 100 ms slower than the zone's best ages 2% a second while left
+  /// unasked; once its aged srtt is within reach, one re-test is taken (and its aging starts
+  /// over), then none for 30 s; a server that may not age (a re-test would go in cleartext
+  /// beside encryption) starts over instead.
+  @Test func aSlowerServerLeftUnaskedIsDueOneReTestAtATime() {
     let clock = FakeTimeSource(0)
     let selection = ServerSelection(unknownTimeoutMs: 800, rule: ServerHealth.Rule(), time: clock)
     selection.record(server: "fast", rttMs: 10)
     selection.record(server: "slow", rttMs: 150)
-    selection.record(server: "near", rttMs: 60)
-    let zone = ["slow", "fast", "near"]
-    // Two seconds of answers from "fast" (a burst within a second ages once): 150·0.9² = 121.5.
-    for t in [1.0, 1.2, 1.5, 2.0] {
+    let zone = ["slow", "fast"]
+    let all = [true, true]
+    func unasked(at t: Double, mayAge: Bool = true) {
       clock.advance(t - clock.now())
-      selection.leftUnasked(["slow", "near"], slowerThan: "fast")
-      #expect(selection.takeRetest(zone, key: { $0 }) == nil)
+      selection.leftUnasked([("slow", mayAge)], zone: zone)
     }
-    // A third: 109 ms, within reach: one re-test, then none until it has aged again.
-    clock.advance(1)
-    selection.leftUnasked(["slow", "near"], slowerThan: "fast")
-    #expect(selection.takeRetest(zone, key: { $0 }) == "slow")
-    #expect(selection.takeRetest(zone, key: { $0 }) == nil)
-    #expect(selection.order(zone, key: { $0 }).last == "slow")
-    // "near" (within 100 ms) never ages: it takes turns with "fast" anyway.
-    for _ in 0..<30 {
-      clock.advance(1)
-      selection.leftUnasked(["near"], slowerThan: "fast")
-    }
-    #expect(selection.takeRetest(["near", "fast"], key: { $0 }) == nil)
+    // 150·0.98ⁿ ≤ 110 from n = 16 seconds of answers; a burst within a second ages once.
+    for t in [1.0, 1.2, 1.5] { unasked(at: t) }
+    for t in stride(from: 2.0, through: 15, by: 1) { unasked(at: t) }
+    #expect(selection.takeRetest(zone, key: { $0 }, allowed: all) == nil)
+    unasked(at: 16)
+    #expect(selection.takeRetest(zone, key: { $0 }, allowed: [false, true]) == nil)  // not allowed
+    #expect(selection.takeRetest(zone, key: { $0 }, allowed: all) == "slow")
+    #expect(selection.takeRetest(zone, key: { $0 }, allowed: all) == nil)
+    #expect(selection.order(zone, key: { $0 }) == ["fast", "slow"])
+    // Its re-test lost: aged into reach again 16 s later, re-tested no sooner than 30 s after.
+    for t in stride(from: 17.0, through: 32, by: 1) { unasked(at: t) }
+    #expect(selection.takeRetest(zone, key: { $0 }, allowed: all) == nil)
+    for t in stride(from: 33.0, through: 46, by: 1) { unasked(at: t) }
+    #expect(selection.takeRetest(zone, key: { $0 }, allowed: all) == "slow")
+    // Fifteen seconds of aging undone by one answer it may not age by.
+    for t in stride(from: 47.0, through: 75, by: 1) { unasked(at: t) }
+    unasked(at: 76, mayAge: false)
+    unasked(at: 77)
+    #expect(selection.takeRetest(zone, key: { $0 }, allowed: all) == nil)
   }
 
   /// A server backed off by its timeouts while another answers is re-tested once it has aged
@@ -83,36 +89,37 @@ import Testing
     selection.record(server: "b", rttMs: 20)
     for _ in 0..<4 { selection.recordTimeout(server: "b", sentAt: clock.now()) }  // 20 → 1,600 ms
     clock.advance(3_600)
-    #expect(selection.takeRetest(["b", "a"], key: { $0 }) == nil)
-    // 1,600·0.9ⁿ ≤ 120 from n = 25 answers of "a" a second apart.
-    for _ in 0..<24 {
+    #expect(selection.takeRetest(["b", "a"], key: { $0 }, allowed: [true, true]) == nil)
+    // 1,600·0.98ⁿ ≤ 120 from n = 129 answers of "a" a second apart.
+    for _ in 0..<128 {
       clock.advance(1)
-      selection.leftUnasked(["b"], slowerThan: "a")
+      selection.leftUnasked([("b", true)], zone: ["b", "a"])
     }
-    #expect(selection.takeRetest(["b", "a"], key: { $0 }) == nil)
+    #expect(selection.takeRetest(["b", "a"], key: { $0 }, allowed: [true, true]) == nil)
     clock.advance(1)
-    selection.leftUnasked(["b"], slowerThan: "a")
-    #expect(selection.takeRetest(["b", "a"], key: { $0 }) == "b")
+    selection.leftUnasked([("b", true)], zone: ["b", "a"])
+    #expect(selection.takeRetest(["b", "a"], key: { $0 }, allowed: [true, true]) == "b")
     selection.record(server: "b", rttMs: 25)
     #expect(selection.timeoutMs(server: "b") == 200)  // 0.7·20 + 0.3·25 = 21.5: the backoff is over
   }
 
-  /// Inside real resolutions (`ResolutionRun.ask`): test.'s servers answer in 10 and 150 ms; one
+  /// Inside real resolutions (`ResolutionRun.ask`): test.'s servers answer in 10 and 120 ms; one
   /// name a second. Every answer comes from the fast one; the slow one gets one re-test, beside
-  /// a resolution, after three seconds of answers. Not while the fast one speaks encryption and
-  /// the slow one does not: a re-test would show a name in cleartext.
+  /// a resolution, after five seconds of answers, and no second one within 30 s. Not while the
+  /// fast one speaks encryption and the slow one does not: a re-test would show a name in
+  /// cleartext.
   @Test(arguments: [false, true])
   func reTestsGoBesideResolutionsAndNeverTradeEncryptionForCleartext(fastEncrypted: Bool) async {
     let lab = UnresponsiveServerTests.Lab()
-    lab.rtt.withLock { $0 = ["192.0.2.2": 10, "192.0.2.3": 150] }
+    lab.rtt.withLock { $0 = ["192.0.2.2": 10, "192.0.2.3": 120] }
     if fastEncrypted { lab.encrypted.withLock { $0 = ["192.0.2.2"] } }
     let r = UnresponsiveServerTests().resolver(lab)
     r.serverSelection.record(server: "192.0.2.2", rttMs: 10)
-    r.serverSelection.record(server: "192.0.2.3", rttMs: 150)
+    r.serverSelection.record(server: "192.0.2.3", rttMs: 120)
     let background = Mutex<[String]>([])
     r.backgroundHops.connect { hops in background.withLock { $0 += hops.map(\.server) } }
     let before = lab.count
-    for i in 0..<6 {
+    for i in 0..<12 {
       lab.time.advance(1)
       let out = await r.resolve(Question(name: name("n\(i).test."), type: .a))
       #expect(out.rcode == .noError && out.hops.last?.server == "192.0.2.2")

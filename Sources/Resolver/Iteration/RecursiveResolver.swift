@@ -27,7 +27,7 @@ final class ResolverCore: Sendable {
   let endpoints = EndpointMemo()
   /// Each zone's server candidates from the cache, kept while the cache confirms them.
   let zoneServers = ZoneServerMemo()
-  /// Hops made outside a client's resolution (probes sent beside one).
+  /// Hops made outside a client's resolution (probes and re-tests sent beside one).
   let backgroundHops = HopSink()
 
   init(configuration: ResolverConfiguration, exchanger: any UpstreamExchanger, time: any TimeSource, logger: Logger) {
@@ -74,7 +74,7 @@ public final class RecursiveResolver: QueryResolving {
   public var hardening: HardeningCounters { core.counters }
   /// Per-server smoothed RTTs.
   public var serverSelection: ServerSelection { core.selection }
-  /// Hops made outside a client's resolution (probes of held servers sent beside one).
+  /// Hops made outside a client's resolution (probes and re-tests sent beside one).
   public var backgroundHops: HopSink { core.backgroundHops }
   /// Serve-stale refreshes going on after their client got the stale answer.
   public var backgroundResolutions: Int { max(0, core.backgroundRefreshes.load(ordering: .relaxed)) }

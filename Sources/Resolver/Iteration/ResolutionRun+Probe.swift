@@ -16,21 +16,22 @@ extension ResolutionRun {
     let query = makeQuery(qname: qname, qtype: qtype)
     let ip = server.endpoint.ip
     let timeout = TimeAmount.milliseconds(Int64(core.selection.timeoutMs(server: ip)))
+    // A held server's probe may be awaited by this resolution: it ends with the deadline. Nothing
+    // waits for a re-test: it gets its whole timeout, so it learns something.
     let remaining = max(0.05, limits.deadline - (core.time.now() - started))
-    let context = ExchangeContext(nsName: server.nsName, zone: zone, budget: remaining)
+    let context = ExchangeContext(nsName: server.nsName, zone: zone, budget: held ? remaining : nil)
     let question = Question(name: qname, type: qtype)
     let kind = ServerHealth.Kind(qtype)
     if held { core.selection.noteProbe() }
     return Task(executorPreference: UDPExchangeEngine.shared.taskExecutor) {
       let sentAt = core.time.now()
       let result = await core.exchanger.exchange(query, server: server.endpoint, context: context, timeout: timeout)
-      var hops: [Hop] = []
-      for leg in result.legs {
-        hops.append(Hop(leg, server: server, zone: zone, question: question))
-        if !result.joined { core.noteLeg(leg, server: ip, zone: zone, kind: kind) }
+      // The hops first: the Privacy figures have the query once its outcome shows anywhere.
+      core.backgroundHops.report(result.legs.map { Hop($0, server: server, zone: zone, question: question) })
+      if !result.joined {
+        for leg in result.legs { core.noteLeg(leg, server: ip, zone: zone, kind: kind) }
       }
       if result.response == nil { _ = core.noteNoReply(result, server: ip, sentAt: sentAt, zone: zone, kind: kind) }
-      core.backgroundHops.report(hops)
       guard let rcode = result.response?.rcode else { return false }
       return rcode == .noError || rcode == .nxDomain
     }

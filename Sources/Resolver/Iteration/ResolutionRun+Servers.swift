@@ -166,9 +166,14 @@ extension ResolutionRun {
       free, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
       margin: core.configuration.privacyMarginMs)
     if free.isEmpty { ordered += due }
-    // a slower server left unasked long enough is re-tested, beside the resolution.
-    if free.count > 1, let server = selection.takeRetest(free, key: { $0.endpoint.ip }) {
-      _ = probeInBackground(server, zone: zone, qname: qname, qtype: qtype, held: false)
+    // a slower server left unasked long enough is re-tested, beside the resolution; not
+    // in cleartext while the server this resolution asks first speaks encryption.
+    if free.count > 1 {
+      let encrypted = exchanger.prefersForPrivacy(ordered[0].endpoint.ip)
+      let allowed = free.map { !encrypted || exchanger.prefersForPrivacy($0.endpoint.ip) }
+      if let server = selection.takeRetest(free, key: { $0.endpoint.ip }, allowed: allowed) {
+        _ = probeInBackground(server, zone: zone, qname: qname, qtype: qtype, held: false)
+      }
     }
     var sentHere = false
     defer { if !sentHere && free.isEmpty { allHeld = true } }  // every probe taken by other resolutions
@@ -249,8 +254,8 @@ extension ResolutionRun {
           let exchanger = core.exchanger
           let encrypted = exchanger.prefersForPrivacy(server.endpoint.ip)
           selection.leftUnasked(
-            ordered[(i + 1)..<free].lazy.map(\.endpoint.ip).filter { !encrypted || exchanger.prefersForPrivacy($0) },
-            slowerThan: server.endpoint.ip)
+            ordered[(i + 1)..<free].map { ($0.endpoint.ip, !encrypted || exchanger.prefersForPrivacy($0.endpoint.ip)) },
+            zone: ordered[..<free].map(\.endpoint.ip))
         }
         return (kind, response.header.aa)
       }

@@ -10,11 +10,12 @@ struct ServerHealth {
   private var measuredRTT: Double?
   /// Timeouts since the last measured reply: each doubles the srtt the resolver goes by.
   private var backoff = 0
-  /// What the srtt is scaled by to decide on a re-test: 0.9 for every second in which the server
-  /// was left unasked, for being slower, while its zone's chosen server answered (BIND's aging);
-  /// 1 again on any news of it and when a re-test is taken.
+  /// What the srtt is scaled by to decide on a re-test: 0.98 for every second in which the
+  /// server was left unasked, for being slower, while its zone's chosen server answered (BIND's
+  /// aging); 1 again on any news of it and when a re-test is taken.
   private var ageFactor = 1.0
   private var lastAged = -Double.infinity
+  private var lastRetest = -Double.infinity
   /// Every timeout recorded (monitoring).
   var timeouts = 0
   private var a = Silence()
@@ -103,20 +104,25 @@ struct ServerHealth {
   }
 
   /// Notes that the zone's chosen server answered and this slower one was not asked: its aged
-  /// srtt shrinks by 10%, at most once a second (so a burst of queries ages it no faster than a
+  /// srtt shrinks by 2%, at most once a second (so a burst of queries ages it no faster than a
   /// trickle of one a second).
   mutating func leftUnasked(at now: Double) {
     guard now - lastAged >= 1 else { return }
     lastAged = now
-    ageFactor *= 0.9
+    ageFactor *= 0.98
   }
 
+  /// Ends the aging without a re-test (while a re-test would go in cleartext beside encryption).
+  mutating func stopAging() { ageFactor = 1 }
+
   /// Takes a re-test of this server when its srtt is out of reach of `best` (more than
-  /// 100 ms slower) but its aged srtt is not: a slower server, or one backed off by its timeouts,
-  /// is asked again now and then to learn whether it got faster. Starts its aging over.
-  mutating func takeRetest(best: Double) -> Bool {
-    guard let srtt, srtt > best + 100, srtt * ageFactor <= best + 100 else { return false }
+  /// 100 ms slower) but its aged srtt is not, at most once per `minGap` seconds: a slower server,
+  /// or one backed off by its timeouts, is asked again now and then to learn whether it got
+  /// faster. Starts its aging over.
+  mutating func takeRetest(best: Double, at now: Double, minGap: Double) -> Bool {
+    guard let srtt, srtt > best + 100, srtt * ageFactor <= best + 100, now - lastRetest >= minGap else { return false }
     ageFactor = 1
+    lastRetest = now
     return true
   }
 
@@ -127,13 +133,13 @@ struct ServerHealth {
   mutating func measured(rttMs: Double, at now: Double, kind: Kind) -> Bool {
     measuredRTT = measuredRTT.map { 0.7 * $0 + 0.3 * rttMs } ?? rttMs
     backoff = 0
-    ageFactor = 1
     return reply(at: now, kind: kind)
   }
 
   /// Notes a reply of `kind`: its streak ends and so does its hold. True when a hold ended.
   mutating func reply(at now: Double, kind: Kind) -> Bool {
-    withSilence(kind) { s in
+    ageFactor = 1
+    return withSilence(kind) { s in
       s.streak = 0
       s.lastReply = max(s.lastReply, now)
       guard s.hold != nil else { return false }

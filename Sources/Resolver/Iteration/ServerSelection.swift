@@ -160,23 +160,35 @@ public final class ServerSelection: Sendable {
     return scored.map { $0.0 }
   }
 
-  /// Notes that `servers`, candidates of a zone, were left unasked while `chosen` answered: those
-  /// more than 100 ms slower than it age (`ServerHealth.leftUnasked`, R-39).
-  func leftUnasked(_ servers: some Sequence<String>, slowerThan chosen: String) {
+  /// Least seconds between two re-tests of one server.
+  static let minRetestGap = 30.0
+
+  /// Notes that `unasked` servers of a zone whose candidates are `zone` were left unasked while
+  /// another answered: those more than 100 ms slower than the zone's best age
+  /// (`ServerHealth.leftUnasked`, R-39), or, when `mayAge` is false, stop aging.
+  func leftUnasked(_ unasked: [(server: String, mayAge: Bool)], zone: [String]) {
     let now = time.now()
     table.withLock { table in
-      guard let base = table[chosen]?.srtt else { return }
-      for server in servers where (table[server]?.srtt ?? 0) > base + 100 { table[server]?.leftUnasked(at: now) }
+      var best = Double.infinity
+      for server in zone { if let srtt = table[server]?.srtt { best = min(best, srtt) } }
+      guard best.isFinite else { return }
+      for u in unasked where (table[u.server]?.srtt ?? 0) > best + 100 {
+        if u.mayAge { table[u.server]?.leftUnasked(at: now) } else { table[u.server]?.stopAging() }
+      }
     }
   }
 
-  /// One of `candidates` due a re-test (`ServerHealth.takeRetest`), taken; nil when none is.
-  func takeRetest<T>(_ candidates: [T], key: (T) -> String) -> T? {
-    table.withLock { table in
+  /// The first of `candidates` that `allowed` lets through and that is due a re-test
+  /// (`ServerHealth.takeRetest`), taken; nil when none is.
+  func takeRetest<T>(_ candidates: [T], key: (T) -> String, allowed: [Bool]) -> T? {
+    let now = time.now()
+    return table.withLock { table in
       var best = Double.infinity
       for c in candidates { if let srtt = table[key(c)]?.srtt { best = min(best, srtt) } }
       guard best.isFinite else { return nil }
-      for c in candidates where table[key(c)]?.takeRetest(best: best) ?? false { return c }
+      for (c, ok) in zip(candidates, allowed) where ok {
+        if table[key(c)]?.takeRetest(best: best, at: now, minGap: Self.minRetestGap) ?? false { return c }
+      }
       return nil
     }
   }

@@ -108,7 +108,7 @@ public final class ResolverMonitor: Sendable {
     }
   }
 
-  /// Records hops made outside a client's resolution (a held server's probe sent beside one):
+  /// Records hops made outside a client's resolution (a probe or re-test sent beside one):
   /// counted in the Privacy figures, no client query.
   public func record(backgroundHops hops: [Hop]) {
     let time = wallClock()
