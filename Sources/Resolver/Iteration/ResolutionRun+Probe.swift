@@ -27,7 +27,9 @@ extension ResolutionRun {
       let sentAt = core.time.now()
       let result = await core.exchanger.exchange(query, server: server.endpoint, context: context, timeout: timeout)
       // The hops first: the Privacy figures have the query once its outcome shows anywhere.
-      core.backgroundHops.report(result.legs.map { Hop($0, server: server, zone: zone, question: question) })
+      var hops: [Hop] = []
+      for leg in result.legs { hops.append(leg, server: server, zone: zone, question: question) }
+      core.backgroundHops.report(hops)
       if !result.joined {
         for leg in result.legs { core.noteLeg(leg, server: ip, zone: zone, kind: kind) }
       }

@@ -162,13 +162,14 @@ extension ResolutionRun {
         probing.append((server, probeInBackground(server, zone: zone, qname: qname, qtype: qtype, held: true)))
       }
     }
-    var ordered = selection.order(
+    var (ordered, someSlower) = selection.rank(
       free, key: { $0.endpoint.ip }, prefer: { exchanger.prefersForPrivacy($0.endpoint.ip) },
       margin: core.configuration.privacyMarginMs)
     if free.isEmpty { ordered += due }
     // a slower server left unasked long enough is re-tested, beside the resolution; not
-    // in cleartext while the server this resolution asks first speaks encryption.
-    if free.count > 1 {
+    // in cleartext while the server this resolution asks first speaks encryption. (Only a zone
+    // with a server more than 100 ms slower than its best has one to age or re-test.)
+    if someSlower {
       let encrypted = exchanger.prefersForPrivacy(ordered[0].endpoint.ip)
       let allowed = free.map { !encrypted || exchanger.prefersForPrivacy($0.endpoint.ip) }
       if let server = selection.takeRetest(free, key: { $0.endpoint.ip }, allowed: allowed) {
@@ -177,7 +178,7 @@ extension ResolutionRun {
     }
     var sentHere = false
     defer { if !sentHere && free.isEmpty { allHeld = true } }  // every probe taken by other resolutions
-    let turn = Turn(zone: zone, qname: qname, qtype: qtype, kind: kind)
+    let turn = Turn(zone: zone, qname: qname, qtype: qtype, kind: kind, someSlower: someSlower)
     if let reply = await ask(ordered, free: free.count, turn, sentHere: &sentHere) { return reply }
     // The live servers all failed: a held server whose probe beside this resolution got an
     // answer is asked now, as it would have been after them.
@@ -194,6 +195,8 @@ extension ResolutionRun {
     var qname: DNSName
     var qtype: RRType
     var kind: ServerHealth.Kind
+    /// Whether a free server is more than 100 ms slower than the best (`ServerSelection.rank`).
+    var someSlower = false
   }
 
   /// Asks `ordered` in turn, in passes while servers time out; those from index `free` on
@@ -250,7 +253,7 @@ extension ResolutionRun {
         // The zone's servers ordered after this one were left unasked: the slower ones age,
         // but while this one speaks encryption, only those that do too (a re-test shows the
         // query's name to the server, in cleartext unless it is encrypted).
-        if pass == 0, i + 1 < free {
+        if turn.someSlower, pass == 0, i + 1 < free {
           let exchanger = core.exchanger
           let encrypted = exchanger.prefersForPrivacy(server.endpoint.ip)
           selection.leftUnasked(
@@ -287,7 +290,7 @@ extension ResolutionRun {
       timeout: .milliseconds(Int64(timeoutMs)))
     guard let q = query.questions.first else { return result }
     for leg in result.legs {
-      hops.append(Hop(leg, server: server, zone: zone, question: q))
+      hops.append(leg, server: server, zone: zone, question: q)
       // A result shared with the resolution that sent the query was recorded there.
       if !result.joined { core.noteLeg(leg, server: server.endpoint.ip, zone: zone, kind: ServerHealth.Kind(q.type)) }
     }

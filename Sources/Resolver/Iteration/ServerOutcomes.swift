@@ -30,15 +30,17 @@ extension ResolverCore {
   }
 }
 
-extension Hop {
-  /// The hop one leg of an exchange with `server` made for `question`.
-  init(_ leg: ExchangeLeg, server: Candidate, zone: DNSName, question: Question) {
-    self.init(
-      server: server.endpoint.ip, nsName: server.nsName.map { NameText($0) }, zone: NameText(zone),
-      qname: NameText(question.name), qtype: question.type.description, transport: leg.transport, rttMs: leg.rttMs,
-      outcome: leg.error?.outcome ?? (leg.truncated ? "truncated" : "response"))
-    transportReason = leg.transportReason
-    resumed = leg.resumed
-    earlyData = leg.earlyData
+extension Array where Element == Hop {
+  /// Appends the hop one leg of an exchange with `server` made for `question` (built in place:
+  /// a `Hop` is large, and copying one costs on every upstream query).
+  mutating func append(_ leg: ExchangeLeg, server: Candidate, zone: DNSName, question: Question) {
+    append(
+      Hop(
+        server: server.endpoint.ip, nsName: server.nsName.map { NameText($0) }, zone: NameText(zone),
+        qname: NameText(question.name), qtype: question.type.description, transport: leg.transport,
+        rttMs: leg.rttMs, outcome: leg.error?.outcome ?? (leg.truncated ? "truncated" : "response")))
+    self[count - 1].transportReason = leg.transportReason
+    self[count - 1].resumed = leg.resumed
+    self[count - 1].earlyData = leg.earlyData
   }
 }

@@ -136,8 +136,16 @@ public final class ServerSelection: Sendable {
   public func order<T>(_ candidates: [T], key: (T) -> String, prefer: (T) -> Bool = { _ in false }, margin: Double = 0)
     -> [T]
   {
+    rank(candidates, key: key, prefer: prefer, margin: margin).ordered
+  }
+
+  /// `order`, and whether a candidate is more than 100 ms slower than the best (only then can a
+  /// server age or be due a re-test, so only then are they looked for).
+  func rank<T>(_ candidates: [T], key: (T) -> String, prefer: (T) -> Bool, margin: Double)
+    -> (ordered: [T], someSlower: Bool)
+  {
     // One candidate (most delegations in a resolution's path): nothing to order, nothing to allocate.
-    if candidates.count <= 1 { return candidates }
+    if candidates.count <= 1 { return (candidates, false) }
     var random = PooledRandom()
     // In place: one array for the scores and one for the result (this runs for every upstream
     // query); scored under the lock, which is cheaper than copying the table out.
@@ -157,7 +165,7 @@ public final class ServerSelection: Sendable {
       let chosen = scored.remove(at: i)
       scored.insert(chosen, at: 0)
     }
-    return scored.map { $0.0 }
+    return (scored.map { $0.0 }, nearCount < scored.count)
   }
 
   /// Least seconds between two re-tests of one server.
