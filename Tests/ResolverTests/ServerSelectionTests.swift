@@ -43,6 +43,18 @@ import Testing
     }
   }
 
+  /// `rank` says whether a zone has a server more than 100 ms slower than its best: only then
+  /// are re-tests looked for and servers aged (it keeps that work off most zone steps).
+  @Test func rankSaysWhetherAServerIsOutOfTheBestsReach() {
+    let selection = measured(["a": 10, "b": 109, "c": 111])
+    func someSlower(_ zone: [String]) -> Bool {
+      selection.rank(zone, key: { $0 }, prefer: { _ in false }, margin: 0).someSlower
+    }
+    #expect(!someSlower(["a", "b"]) && someSlower(["a", "c"]) && someSlower(["c", "b", "a"]))
+    #expect(!someSlower(["c"]) && !someSlower([]))
+    #expect(!someSlower(["b", "c"]))
+  }
+
   /// a server more than 100 ms slower than the zone's best ages 2% a second while left
   /// unasked; once its aged srtt is within reach, one re-test is taken (and its aging starts
   /// over), then none for 30 s; a server that may not age (a re-test would go in cleartext
