@@ -177,9 +177,7 @@ public final class ServerSelection: Sendable {
   func leftUnasked(_ unasked: [(server: String, mayAge: Bool)], zone: [String]) {
     let now = time.now()
     table.withLock { table in
-      var best = Double.infinity
-      for server in zone { if let srtt = table[server]?.srtt { best = min(best, srtt) } }
-      guard best.isFinite else { return }
+      guard let best = Self.best(of: zone, key: { $0 }, in: table) else { return }
       for u in unasked where (table[u.server]?.srtt ?? 0) > best + 100 {
         if u.mayAge { table[u.server]?.leftUnasked(at: now) } else { table[u.server]?.stopAging() }
       }
@@ -191,14 +189,19 @@ public final class ServerSelection: Sendable {
   func takeRetest<T>(_ candidates: [T], key: (T) -> String, allowed: [Bool]) -> T? {
     let now = time.now()
     return table.withLock { table in
-      var best = Double.infinity
-      for c in candidates { if let srtt = table[key(c)]?.srtt { best = min(best, srtt) } }
-      guard best.isFinite else { return nil }
+      guard let best = Self.best(of: candidates, key: key, in: table) else { return nil }
       for (c, ok) in zip(candidates, allowed) where ok {
         if table[key(c)]?.takeRetest(best: best, at: now, minGap: Self.minRetestGap) ?? false { return c }
       }
       return nil
     }
+  }
+
+  /// The lowest srtt of `candidates` in `table`; nil when none is known.
+  private static func best<T>(of candidates: [T], key: (T) -> String, in table: [String: ServerHealth]) -> Double? {
+    var best = Double.infinity
+    for c in candidates { if let srtt = table[key(c)]?.srtt { best = min(best, srtt) } }
+    return best.isFinite ? best : nil
   }
 
   /// Number of servers with a recorded srtt.

@@ -102,9 +102,7 @@ public final class ResolverMonitor: Sendable {
       cacheHit: resolution.fromCache, stale: resolution.stale, hops: resolution.hops)
     state.withLock { s in
       s.count(time: item.time, cacheHit: item.cacheHit, item: .resolved(item))
-      for hop in item.hops {
-        s.count(hop: hop.transport, zone: hop.zoneText, qname: hop.qnameText, server: hop.server, time: item.time)
-      }
+      s.count(hops: item.hops, time: item.time)
     }
   }
 
@@ -112,11 +110,7 @@ public final class ResolverMonitor: Sendable {
   /// counted in the Privacy figures, no client query.
   public func record(backgroundHops hops: [Hop]) {
     let time = wallClock()
-    state.withLock { s in
-      for hop in hops {
-        s.count(hop: hop.transport, zone: hop.zoneText, qname: hop.qnameText, server: hop.server, time: time)
-      }
-    }
+    state.withLock { $0.count(hops: hops, time: time) }
   }
 
   /// Records a prepared log entry; `qnames` are the names actually sent per hop (after minimisation).
@@ -271,6 +265,13 @@ extension ResolverMonitor.State {
     if cacheHit { cacheHits += 1 }
     perSecond.add(at: time)
     append(item)
+  }
+
+  /// Counts a resolution's (or a background query's) `hops`.
+  mutating func count(hops: [Hop], time: Double) {
+    for hop in hops {
+      count(hop: hop.transport, zone: hop.zoneText, qname: hop.qnameText, server: hop.server, time: time)
+    }
   }
 
   /// Counts one hop; a cleartext one also goes to the leak list, with `qname` as the name sent.
