@@ -50,7 +50,8 @@ extension RecursiveResolver {
   }
 
   /// R-43's client response timer: the refresh runs in a task of its own; whichever comes first,
-  /// its result or the stale answer `seconds` after the start, is the client's answer.
+  /// its result or the stale answer `seconds` after the start, is the client's answer. A refresh
+  /// that ends after the stale answer reports its hops to `backgroundHops`.
   nonisolated(nonsending) func refreshOrStale(
     after seconds: Double, _ question: Question, key: Question, startedAt: Double
   ) async -> Resolution {
@@ -79,7 +80,11 @@ extension RecursiveResolver {
         let fresh = await refresh(question, key: key)
         core.refreshing.withLock { _ = $0.remove(key) }
         stopTimer()
-        if !first.answer(fresh) { core.backgroundRefreshes.subtract(1, ordering: .relaxed) }
+        guard !first.answer(fresh) else { return }
+        // Its client already has the stale answer, which carries no hops: the refresh's queries
+        // reach the Privacy counts here, as a probe's do.
+        core.backgroundHops.report(fresh.hops)
+        core.backgroundRefreshes.subtract(1, ordering: .relaxed)
       }
     }
   }

@@ -1,8 +1,8 @@
 import Synchronization
 
 /// Where hops made outside any client's resolution go (a held server's probe or a slower
-/// server's re-test, sent beside one): the stack connects it to its monitor, so the Privacy
-/// counts see every query sent.
+/// server's re-test, sent beside one; a refresh that ends after its client got the stale
+/// answer): the stack connects it to its monitor, so the Privacy counts see every query sent.
 public final class HopSink: Sendable {
   private let target = Mutex<(@Sendable ([Hop]) -> Void)?>(nil)
 
