@@ -34,7 +34,9 @@ public final class ResolverStack: Sendable {
         extraCAFile: configuration.encryption.extraCAFile, warn: { logger.warning("\($0)") })
       let context = try DoTClientContext(trust: trust)
       var connectors: [any EncryptedConnector] = [
-        DoTConnector(context: context, counters: encryptedReplies)
+        DoTConnector(
+          context: context, counters: encryptedReplies, maxConnections: configuration.encryption.dotConnections,
+          lanesMinRTT: .nanoseconds(Int64(configuration.encryption.dotConnectionsMinRTTMs * 1e6)))
       ]
       connectors.append(try DoQConnector(trust: trust, group: group, counters: encryptedReplies))
       let p = EncryptionPolicy(
@@ -83,7 +85,7 @@ public final class ResolverStack: Sendable {
         resetDoQStreams: encryptedReplies.resetDoQStreams,
         timeouts: selection.totalTimeouts, delegationRefreshes: resolver.hardening.delegationRefreshCount,
         unresponsiveServers: selection.heldServers, heldZoneFailures: resolver.hardening.heldZoneFailureCount,
-        unresponsiveProbes: selection.probesSent))
+        unresponsiveProbes: selection.probesSent, extraDoTConnections: encryptedReplies.extraDoTConnections))
   }
 }
 

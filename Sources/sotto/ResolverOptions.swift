@@ -108,6 +108,15 @@ struct ResolverOptions: ParsableArguments {
   @Option(name: .long, help: "Seconds an idle encrypted session stays open (30).")
   var sessionIdleTimeout: Double?
 
+  @Option(
+    name: .long,
+    help: "DoT connections to one server at most; more than one only while its queries overlap (8).")
+  var dotConnections: Int?
+
+  @Option(
+    name: .long, help: "Smallest round trip to a server, ms, at which it gets more than one DoT connection (1).")
+  var dotConnectionsMinRtt: Double?
+
   @Option(name: .long, help: "Extra CA file used only to classify server certificates (never to reject them).")
   var tlsCAFile: String?
 
@@ -153,6 +162,8 @@ struct ResolverOptions: ParsableArguments {
     s[.maxProbes] = maxProbes.map(ConfigValue.int)
     s[.maxSessions] = maxSessions.map(ConfigValue.int)
     s[.sessionIdleTimeout] = sessionIdleTimeout.map(ConfigValue.number)
+    s[.dotConnections] = dotConnections.map(ConfigValue.int)
+    s[.dotConnectionsMinRTT] = dotConnectionsMinRtt.map(ConfigValue.number)
     s[.tlsCAFile] = tlsCAFile.map(ConfigValue.string)
     s[.prefer] = prefer.map(ConfigValue.string)
     s[.dot] = dot.map(ConfigValue.bool)

@@ -510,3 +510,66 @@ def test_no_encryption_sends_nothing_to_853(lab, dot_sotto, capture, free_port):
     cap.stop()
     bad = [str(p) for p in cap.packets if p.dport == 853 or p.sport == 853]
     assert not bad, "--no-encryption, yet traffic on port 853:\n" + "\n".join(bad[:20])
+
+
+# --------------------------------------------------------------------------- extra connections
+
+def burst(port: int, names: list[str]) -> dict[str, str]:
+    """Sends one A query per name to sotto at once (one socket, no waiting between them) and
+    returns each name's rcode: the resolutions overlap, so their DoT queries do too."""
+    import socket
+
+    import dns.message
+    import dns.rcode
+
+    by_id = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(scaled(10))
+        for i, n in enumerate(names):
+            q = dns.message.make_query(n, "A")
+            q.id = i + 1
+            by_id[q.id] = n
+            s.sendto(q.to_wire(), ("127.0.0.1", port))
+        out = {}
+        while len(out) < len(names):
+            data, _ = s.recvfrom(65535)
+            r = dns.message.from_wire(data)
+            out[by_id[r.id]] = dns.rcode.to_text(r.rcode())
+    return out
+
+
+@pytest.mark.parametrize("options,extra", [(("--dot-connections", "3", "--dot-connections-min-rtt", "0"), 2),
+                                           (("--dot-connections", "1", "--dot-connections-min-rtt", "0"), 0),
+                                           ((), 0)], ids=["cap-3", "cap-1", "defaults-on-loopback"])
+def test_overlapping_queries_open_extra_dot_connections_up_to_the_cap(lab, dot_sotto, capture, free_port,
+                                                                       tmp_path, options, extra):
+    """NSD holds an answer behind an unacknowledged one (Nagle), so queries that overlap on one
+    DoT connection wait a round trip each: a burst of overlapping queries to dot.test.'s server
+    opens up to N-1 more connections (--dot-connections N), all encrypted (no query to its port
+    53), every answer right. With N = 1 the burst stays on one connection, and so it does with
+    the defaults on loopback, whose round trip is under --dot-connections-min-rtt (1 ms): there a
+    hold costs microseconds, not worth a handshake."""
+    names = [f"burst{i}.dot.test." for i in range(40)]
+    cap = capture()
+    with dot_sotto.serve(free_port, "--tls-ca-file", str(lab.ca_file), *options) as srv:
+        dig_all(srv, ["www.dot.test."], expected_answers(lab, DOT, ["www.dot.test."]))
+        time.sleep(PROBE_SETTLE)
+        r = srv.dig("h1.dot.test.", "A")  # over the DoT session: delegations cached, session up
+        assert r.status == "NOERROR", r.raw
+        mark = time.time()
+        rcodes = {}
+        for round_ in range(3):
+            rcodes.update(burst(free_port, [n.replace("burst", f"b{round_}-") for n in names]))
+            time.sleep(0.2)
+        stop_serve(srv)
+    cap.stop()
+    trace = cap.summary(DOT)
+    assert len(rcodes) == 3 * len(names) and set(rcodes.values()) == {"NXDOMAIN"}, rcodes
+    assert not cap.to(DOT, 53, after=mark), f"queries to {DOT}:53 during the bursts:\n{trace}"
+    syns = [p for p in cap.syns(DOT, 853) if p.time >= mark]
+    if extra == 0:
+        assert not syns, f"{options or 'defaults'}, yet new connections to {DOT}:853:\n{trace}"
+    else:
+        assert 1 <= len(syns) <= extra, (
+            f"expected 1 to {extra} extra connections to {DOT}:853 for overlapping queries, got "
+            f"{len(syns)}:\n{trace}")

@@ -37,6 +37,8 @@ import Testing
     max-probes = 3
     max-sessions = 7
     session-idle-timeout = 12.5
+    dot-connections = 2
+    dot-connections-min-rtt = 0.5
     tls-ca-file = "/etc/ssl/ca \\"quoted\\".pem"
 
     [server]
@@ -106,6 +108,7 @@ import Testing
     #expect(config.limits.deadline == 2.5 && config.ednsBufferSize == 1400)
     #expect(!config.encryption.enabled && config.encryption.port == 8853 && config.encryption.timeout == 2)
     #expect(config.encryption.transports == [.doq] && config.encryption.maxSessions == 7)
+    #expect(config.encryption.dotConnections == 2 && config.encryption.dotConnectionsMinRTTMs == 0.5)
   }
 
   @Test func defaultsMatchTheCoreDefaults() {
@@ -116,6 +119,8 @@ import Testing
     #expect(mapped.ednsBufferSize == core.ednsBufferSize && mapped.queryTimeoutMs == core.queryTimeoutMs)
     #expect(mapped.encryption.persistence == core.encryption.persistence)
     #expect(mapped.encryption.transports == core.encryption.transports)
+    #expect(mapped.encryption.dotConnections == core.encryption.dotConnections)
+    #expect(mapped.encryption.dotConnectionsMinRTTMs == core.encryption.dotConnectionsMinRTTMs)
   }
 
   @Test func commandLineWinsOverTheFile() throws {

@@ -14,14 +14,68 @@ import Testing
     context: DoTClientContext? = nil,
     idleTimeout: TimeAmount = .seconds(30),
     tickets: DoTRecorder<[UInt8]> = DoTRecorder(),
-    closes: DoTRecorder<EncryptedFailure> = DoTRecorder()
+    closes: DoTRecorder<EncryptedFailure> = DoTRecorder(),
+    maxConnections: Int = 1, lanesMinRTT: TimeAmount = .milliseconds(1),
+    counters: EncryptedReplyCounters = .init()
   ) async throws -> (DoTConnection, TLSHandshakeInfo) {
     let name = try expectedName.map { try DNSName($0) }
     return try await DoTConnection.connect(
       to: server.endpoint, expectedName: name, context: try context ?? DoTClientContext(),
       resumption: resumption, connectTimeout: .seconds(2), handshakeTimeout: .seconds(3),
-      idleTimeout: idleTimeout,
-      onTicket: { tickets.append($0) }, onClose: { closes.append($0) })
+      idleTimeout: idleTimeout, maxConnections: maxConnections, lanesMinRTT: lanesMinRTT,
+      onTicket: { tickets.append($0) }, onClose: { closes.append($0) }, counters: counters)
+  }
+
+  /// `waves` rounds of `count` queries sent at once on `connection`; each answer is checked
+  /// against its question. Returns how many were answered.
+  private func overlappingWaves(_ connection: DoTConnection, waves: Int, count: Int) async throws -> Int {
+    var answered = 0
+    for wave in 0..<waves {
+      answered += try await withThrowingTaskGroup(of: Bool.self) { group in
+        for i in 0..<count {
+          let id = UInt16(wave * count + i + 1)
+          let query = try dotQuery("n\(id).dot.test.", .a, id: id)
+          group.addTask {
+            let r = try await connection.query(query, timeout: .seconds(3))
+            return r.header.id == id && r.rcode == .nxDomain && r.questions.first?.name == query.questions.first?.name
+          }
+        }
+        var ok = 0
+        for try await good in group where good { ok += 1 }
+        return ok
+      }
+    }
+    return answered
+  }
+
+  /// NSD holds an answer behind an unacknowledged one, so overlapping queries go on extra
+  /// connections (`DoTLanes`): at most `maxConnections - 1` of them, every query answered on
+  /// whichever it took, and only the first connection's end reported.
+  @Test func overlappingQueriesSpreadOverExtraConnectionsUpToTheCap() async throws {
+    guard let server = try await NSDDoTServer.start() else { return }
+    defer { server.stop() }
+    let counters = EncryptedReplyCounters()
+    let closes = DoTRecorder<EncryptedFailure>()
+    let (connection, _) = try await connect(
+      server, closes: closes, maxConnections: 3, lanesMinRTT: .zero, counters: counters)
+    #expect(try await overlappingWaves(connection, waves: 6, count: 20) == 120)
+    #expect((1...2).contains(counters.extraDoTConnections), "\(counters.extraDoTConnections) extra connections")
+    connection.close()
+    #expect(await closes.waitForFirst() == .cleanClose)
+    try await Task.sleep(for: .milliseconds(200))
+    #expect(closes.all.count == 1, "the extra connections' ends are not the session's")
+  }
+
+  /// Below `lanesMinRTT` (loopback's round trip is microseconds; the default is 1 ms) a hold
+  /// costs less than a handshake: overlapping queries stay on the one connection.
+  @Test func underTheMinimumRoundTripOverlappingQueriesStayOnOneConnection() async throws {
+    guard let server = try await NSDDoTServer.start() else { return }
+    defer { server.stop() }
+    let counters = EncryptedReplyCounters()
+    let (connection, _) = try await connect(server, maxConnections: 3, counters: counters)
+    #expect(try await overlappingWaves(connection, waves: 3, count: 20) == 60)
+    #expect(counters.extraDoTConnections == 0)
+    connection.close()
   }
 
   @Test func handshakeReportsVersionALPNAndCertificate() async throws {

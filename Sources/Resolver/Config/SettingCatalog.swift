@@ -92,6 +92,13 @@ extension Setting {
   public static let sessionIdleTimeout = Setting(
     "encryption.session-idle-timeout", flag: "--session-idle-timeout S", .number(above: 0, min: 0, max: .infinity),
     default: .number(30), "an idle encrypted session is closed after this many seconds")
+  public static let dotConnections = Setting(
+    "encryption.dot-connections", flag: "--dot-connections N", .integer(1...16), default: .int(8),
+    "DoT connections to one server at most; more than one only while its queries overlap")
+  public static let dotConnectionsMinRTT = Setting(
+    "encryption.dot-connections-min-rtt", flag: "--dot-connections-min-rtt MS",
+    .number(above: nil, min: 0, max: 10_000),
+    default: .number(1), "smallest round trip to a server, ms, at which it gets more than one DoT connection")
   public static let tlsCAFile = Setting(
     "encryption.tls-ca-file", flag: "--tls-ca-file FILE", .path, default: nil, unset: "system store",
     "extra CA file used only to classify server certificates (never to reject them)")
@@ -170,7 +177,7 @@ extension Setting {
     minTTL, maxTTL, maxNegativeTTL, maxStale, queryTimeout, queryRetries, unresponsiveAfter, resolutionDeadline,
     ednsBufferSize,
     encryption, dot, doq, prefer, encryptedPort, persistence, damping, probeTimeout, maxProbes, maxSessions,
-    sessionIdleTimeout, tlsCAFile,
+    sessionIdleTimeout, dotConnections, dotConnectionsMinRTT, tlsCAFile,
     listen, listenTLS, listenQUIC, tlsCertificate, tlsKey, allow, maxResolutions, maxTCPConnections, tcpIdleTimeout,
     tcpQueriesPerConnection, clientRateLimit,
     control, packetCacheSize, threads,

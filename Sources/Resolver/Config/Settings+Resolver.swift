@@ -29,6 +29,8 @@ extension ResolverConfiguration {
     encryption.maxConcurrentProbes = s.int(.maxProbes)
     encryption.maxSessions = s.int(.maxSessions)
     encryption.idleTimeout = s.number(.sessionIdleTimeout)
+    encryption.dotConnections = s.int(.dotConnections)
+    encryption.dotConnectionsMinRTTMs = s.number(.dotConnectionsMinRTT)
     encryption.extraCAFile = s.string(.tlsCAFile)
     var transports: [EncryptedTransport] = s.string(.prefer) == "dot" ? [.dot, .doq] : [.doq, .dot]
     if !s.bool(.dot) { transports.removeAll { $0 == .dot } }

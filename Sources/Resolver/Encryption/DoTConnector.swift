@@ -7,11 +7,21 @@ public struct DoTConnector: EncryptedConnector {
   public let transport = EncryptedTransport.dot
   let context: DoTClientContext
   let counters: EncryptedReplyCounters
+  /// Connections to one server at most while its queries overlap (`DoTLanes`).
+  let maxConnections: Int
+  /// The smallest round trip to a server at which it gets more than one connection.
+  let lanesMinRTT: TimeAmount
 
-  /// `counters` receives the malformed and mismatched responses of every session.
-  public init(context: DoTClientContext, counters: EncryptedReplyCounters = .init()) {
+  /// `counters` receives the malformed and mismatched responses of every session;
+  /// `maxConnections` and `lanesMinRTT` bound the extra connections (`DoTLanes`).
+  public init(
+    context: DoTClientContext, counters: EncryptedReplyCounters = .init(), maxConnections: Int = 1,
+    lanesMinRTT: TimeAmount = .milliseconds(1)
+  ) {
     self.context = context
     self.counters = counters
+    self.maxConnections = maxConnections
+    self.lanesMinRTT = lanesMinRTT
   }
 
   public func connect(
@@ -23,7 +33,8 @@ public struct DoTConnector: EncryptedConnector {
     let (connection, info) = try await DoTConnection.connect(
       to: endpoint, expectedName: expectedName, context: context, resumption: resumption,
       connectTimeout: handshakeTimeout, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
-      onTicket: onTicket, onClose: onClose, counters: counters)
+      maxConnections: maxConnections, lanesMinRTT: lanesMinRTT, onTicket: onTicket, onClose: onClose, counters: counters
+    )
     return (connection, info)
   }
 }

@@ -30,6 +30,12 @@ public struct EncryptionSettings: Sendable {
   public var maxSessions = 100
   /// An idle session is closed after this many seconds (T-17).
   public var idleTimeout: Double = 30
+  /// DoT connections to one server at most: more than one only while its queries overlap, since
+  /// NSD and BIND hold an answer behind an unacknowledged one (`DoTLanes`; T-15 recommends one).
+  public var dotConnections = 8
+  /// The smallest round trip to a server, milliseconds, at which it gets more than one DoT
+  /// connection (a hold costs one round trip; below this it is not worth a handshake).
+  public var dotConnectionsMinRTTMs: Double = 1
   /// Consecutive per-query timeouts on a session after which the transport counts as failed (§6 gap 4).
   public var maxConsecutiveQueryTimeouts = 3
   /// Resumption tickets kept per server and transport (OE-23).

@@ -1,5 +1,6 @@
 /// Bad replies seen on encrypted sessions (issue 8), the DoT and DoQ counterparts of Do53's
-/// `malformedReplies` and `mismatchedReplies`; shown in `sotto ctl stats` under `upstream`.
+/// `malformedReplies` and `mismatchedReplies`, and the extra DoT connections opened; shown in
+/// `sotto ctl stats` under `upstream`.
 public final class EncryptedReplyCounters: Sendable {
   /// DoT responses that could not be parsed (bad compression pointers, cut messages, ...).
   let dotMalformed = Counter()
@@ -10,6 +11,8 @@ public final class EncryptedReplyCounters: Sendable {
   let doqMalformed = Counter()
   /// DoQ query streams the server reset (RESET_STREAM) instead of answering (OE-37: a failed query).
   let doqResets = Counter()
+  /// Extra DoT connections opened beside a session's first while queries overlapped (`DoTLanes`).
+  let dotLanes = Counter()
 
   public init() {}
 
@@ -21,4 +24,6 @@ public final class EncryptedReplyCounters: Sendable {
   public var malformedDoQ: Int { doqMalformed.value }
   /// DoQ query streams reset by servers so far.
   public var resetDoQStreams: Int { doqResets.value }
+  /// Extra DoT connections opened so far.
+  public var extraDoTConnections: Int { dotLanes.value }
 }

@@ -67,12 +67,15 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   /// Probes sent to servers held as unresponsive (beside a zone's live servers or, with none
   /// left, by the resolution itself).
   public var unresponsiveProbes = 0
+  /// Extra DoT connections opened beside a session's first while its queries overlapped.
+  public var extraDoTConnections = 0
   public init(
     mismatchedReplies: Int = 0, coalescedQueries: Int = 0, malformedReplies: Int = 0, outOfBailiwickRecords: Int = 0,
     aliasLoops: Int = 0, budgetExhausted: Int = 0, malformedDoTReplies: Int = 0, mismatchedDoTReplies: Int = 0,
     malformedDoQReplies: Int = 0, resetDoQStreams: Int = 0, timeouts: Int = 0, delegationRefreshes: Int = 0,
-    unresponsiveServers: Int = 0, heldZoneFailures: Int = 0, unresponsiveProbes: Int = 0
+    unresponsiveServers: Int = 0, heldZoneFailures: Int = 0, unresponsiveProbes: Int = 0, extraDoTConnections: Int = 0
   ) {
+    self.extraDoTConnections = extraDoTConnections
     self.unresponsiveProbes = unresponsiveProbes
     self.unresponsiveServers = unresponsiveServers
     self.heldZoneFailures = heldZoneFailures
@@ -93,7 +96,7 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   enum CodingKeys: String, CodingKey {
     case mismatchedReplies, coalescedQueries, malformedReplies, outOfBailiwickRecords, aliasLoops, budgetExhausted
     case delegationRefreshes, malformedDoTReplies, mismatchedDoTReplies, malformedDoQReplies, resetDoQStreams
-    case timeouts, unresponsiveServers, heldZoneFailures, unresponsiveProbes
+    case timeouts, unresponsiveServers, heldZoneFailures, unresponsiveProbes, extraDoTConnections
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -108,7 +111,8 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
       malformedDoQReplies: try c.counter(.malformedDoQReplies), resetDoQStreams: try c.counter(.resetDoQStreams),
       timeouts: try c.counter(.timeouts), delegationRefreshes: try c.counter(.delegationRefreshes),
       unresponsiveServers: try c.counter(.unresponsiveServers), heldZoneFailures: try c.counter(.heldZoneFailures),
-      unresponsiveProbes: try c.counter(.unresponsiveProbes))
+      unresponsiveProbes: try c.counter(.unresponsiveProbes),
+      extraDoTConnections: try c.counter(.extraDoTConnections))
   }
 }
 

@@ -1,16 +1,19 @@
 import NIOCore
 
-/// One long-lived DoT connection to one server (RFC 7858): pipelined queries, responses matched in any
-/// order. It runs on the exchange engine's thread (`DoTSocketSession`); no SNI, ALPN `dot`, any
-/// certificate accepted. Dropping the object does not close the connection: call `close()`, or the
-/// idle timeout will.
+/// One long-lived DoT session to one server (RFC 7858): pipelined queries, responses matched in any
+/// order, on one connection, and on up to `maxConnections - 1` more while queries overlap
+/// (`DoTLanes`). It runs on the exchange engine's thread (`DoTSocketSession`); no SNI, ALPN `dot`,
+/// any certificate accepted. Dropping the object does not close the connection: call `close()`,
+/// or the idle timeout will.
 public final class DoTConnection: Sendable {
   private let session: DoTSocketSession
+  private let lanes: DoTLanes
   private let engine: UDPExchangeEngine
   private let status: DoTConnectionStatus
 
-  private init(session: DoTSocketSession, engine: UDPExchangeEngine, status: DoTConnectionStatus) {
+  private init(session: DoTSocketSession, lanes: DoTLanes, engine: UDPExchangeEngine, status: DoTConnectionStatus) {
     self.session = session
+    self.lanes = lanes
     self.engine = engine
     self.status = status
   }
@@ -24,13 +27,16 @@ public final class DoTConnection: Sendable {
   /// `handshakeTimeout` bounds the whole attempt (TCP connect plus TLS handshake, the RFC 9539
   /// `timeout`); `connectTimeout` bounds the TCP connect within it. Neither counts the wait for a
   /// trust store still being built at start-up (`TrustStore`): that is local work,
-  /// not the server's slowness, and must not damp it.
+  /// not the server's slowness, and must not damp it. `maxConnections`: connections to the server
+  /// at most while queries overlap, if the first one's round trip is at least `lanesMinRTT`
+  /// (`DoTLanes`); `onClose` reports the first one's end only.
   public static func connect(
     to endpoint: ServerEndpoint,
     expectedName: DNSName?,
     context: DoTClientContext,
     resumption: [UInt8]?,
     connectTimeout: TimeAmount, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount,
+    maxConnections: Int = 1, lanesMinRTT: TimeAmount = .milliseconds(1),
     onTicket: @escaping @Sendable ([UInt8]) -> Void,
     onClose: @escaping @Sendable (EncryptedFailure) -> Void,
     counters: EncryptedReplyCounters = .init()
@@ -42,28 +48,48 @@ public final class DoTConnection: Sendable {
     let time = SystemTimeSource()
     let startedAt = time.now()
     let status = DoTConnectionStatus()
+    let lanes = DoTLanes(
+      maxLanes: maxConnections, minRTTMicros: UInt32(clamping: lanesMinRTT.nanoseconds / 1000),
+      opener: .init(
+        endpoint: endpoint, expectedName: expectedName, context: context, handshakeTimeout: handshakeTimeout,
+        idleTimeout: idleTimeout, counters: counters, onTicket: onTicket),
+      engine: engine)
     let tls = try TLSClientEngine(
       context: context, expectedName: expectedName, ip: endpoint.ip, resumption: resumption,
       verifyStore: verifyStore, onTicket: onTicket)
     let session = DoTSocketSession(
       engine: engine, endpoint: endpoint, tls: tls, connectTimeout: connectTimeout,
       handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, startedAt: startedAt, time: time,
-      status: status, counters: counters, lowPriority: HandshakePriority.low, onClose: onClose)
+      status: status, counters: counters, lowPriority: HandshakePriority.low,
+      onClose: { failure in
+        // The extra lanes end with the first connection (their queries still get answers).
+        lanes.end()
+        onClose(failure)
+      })
     let result = await withUnsafeContinuation { continuation in
       engine.execute { session.start(continuation) }
     }
-    return (DoTConnection(session: session, engine: engine, status: status), try result.get())
+    return (DoTConnection(session: session, lanes: lanes, engine: engine, status: status), try result.get())
   }
 
-  /// Sends one query and waits for its response. The ID is replaced by a random one unique on this
+  /// Sends one query and waits for its response. The ID is replaced by a random one unique on its
   /// connection, EDNS padding fills the query to a multiple of 128 octets (T-40), RFC 7766 framing.
-  /// The response carries the caller's original ID. TC=1 throws `.truncated` (T-19).
+  /// The response carries the caller's original ID. TC=1 throws `.truncated` (T-19). A query an
+  /// extra lane's end cut off goes again on the first connection, in the time it has left.
   public nonisolated(nonsending) func query(_ message: Message, timeout: TimeAmount) async throws(TransportError)
     -> Message
   {
-    let session = self.session
+    let (session, lanes) = (self.session, self.lanes)
+    let sentAt = UDPExchangeEngine.now()
+    let result = await withUnsafeContinuation { continuation in
+      engine.execute { lanes.lane(first: session).send(message, timeout: timeout, continuation) }
+    }
+    // `.closed` while the first connection is still up: the lane that carried it ended.
+    guard case .failure(.closed) = result, status.isActive else { return try result.get() }
+    let left = Int64(timeout.nanoseconds) - Int64(UDPExchangeEngine.now() &- sentAt)
+    guard left > 0 else { throw .timeout }
     return try await withUnsafeContinuation { continuation in
-      engine.execute { session.send(message, timeout: timeout, continuation) }
+      engine.execute { session.send(message, timeout: .nanoseconds(left), continuation) }
     }.get()
   }
 
@@ -77,7 +103,10 @@ public final class DoTConnection: Sendable {
   /// Sends close_notify, then closes; `onClose(.cleanClose)` follows. Outstanding queries fail with `.closed`.
   /// Always queued, never run inside the call, so `onClose` never runs under the caller's locks.
   public func close() {
-    let session = self.session
-    engine.execute(queued: true) { session.closeGracefully() }
+    let (session, lanes) = (self.session, self.lanes)
+    engine.execute(queued: true) {
+      lanes.end()
+      session.closeGracefully()
+    }
   }
 }

@@ -42,6 +42,11 @@ final class DoTSocketSession: @unchecked Sendable {
   private var closingLocally = false
   /// `onClose` was already called: at a TIMEOUT of 0, when the session went out of use.
   private var endReported = false
+  /// Takes no new queries and closes once its outstanding ones are answered (`finishAndClose`).
+  private var finishing = false
+  /// The kernel's smoothed round-trip time of the connection when its handshake finished,
+  /// microseconds (TCP_INFO; 0 if unknown).
+  private(set) var rttMicros: UInt32 = 0
   /// The flush `engine.flushSoon` may defer to the end of the turn, made once (weak: the
   /// engine's list must not keep the session).
   private lazy var deferredFlush: @Sendable () -> Void = { [weak self] in self?.flush() }
@@ -93,6 +98,13 @@ final class DoTSocketSession: @unchecked Sendable {
 
   deinit { scratch.deallocate() }
 
+  /// Queries sent and not yet answered or timed out.
+  var outstanding: Int { book.count }
+
+  /// Whether a query sent now goes out: handshake done, not closing, not draining after the
+  /// server's keepalive TIMEOUT of 0.
+  var takesQueries: Bool { phase == .active && !closingLocally && !finishing && !keepalive.draining }
+
   // MARK: Operations (engine thread)
 
   /// Opens the TCP connection and runs the handshake; `done` gets the outcome exactly once.
@@ -124,7 +136,7 @@ final class DoTSocketSession: @unchecked Sendable {
 
   /// Sends one query (padded, under a fresh ID); `done` gets the answer with the caller's ID, or the error.
   func send(_ query: Message, timeout: TimeAmount, _ done: Answer) {
-    guard phase == .active, !closingLocally else { return done.resume(returning: .failure(.closed)) }
+    guard phase == .active, !closingLocally, !finishing else { return done.resume(returning: .failure(.closed)) }
     let deadline = UDPExchangeEngine.now() &+ UInt64(max(timeout.nanoseconds, 0))
     guard let framed = book.add(query, deadline: deadline, completion: done) else {
       return done.resume(returning: .failure(.io("no free message ID")))
@@ -133,6 +145,15 @@ final class DoTSocketSession: @unchecked Sendable {
     cover(deadline)
     if !unsent.isEmpty || encrypt(framed) == .wantMore { unsent.append(framed) }
     engine.flushSoon(timerToken, deferredFlush)
+  }
+
+  /// Takes no new queries and closes cleanly once the outstanding ones are answered or time out
+  /// (an extra lane whose session ended: its queries still get their answers).
+  func finishAndClose() {
+    guard phase == .active, !closingLocally else { return }
+    finishing = true
+    status.markInactive()
+    if book.isEmpty { closeGracefully() }
   }
 
   /// Sends close_notify and closes; the session reports `.cleanClose`, outstanding queries fail with `.closed`.
@@ -238,6 +259,7 @@ final class DoTSocketSession: @unchecked Sendable {
       }
       idleSince = UDPExchangeEngine.now()
       cover(idleSince &+ keepalive.idleTimeout)
+      rttMicros = kernelRTT()
       status.markActive(at: time.now())
       handshake?.resume(returning: .success(info))
       handshake = nil
@@ -292,7 +314,7 @@ final class DoTSocketSession: @unchecked Sendable {
     }
     plaintext.removeFirst(start)
     // T-21: after a TIMEOUT of 0 the connection closes once the outstanding answers are in.
-    if keepalive.draining, book.isEmpty { closeGracefully() }
+    if keepalive.draining || finishing, book.isEmpty { closeGracefully() }
   }
 
   /// Takes the server's edns-tcp-keepalive from a reply (T-21, T-22). After a TIMEOUT of 0 the
@@ -352,6 +374,14 @@ final class DoTSocketSession: @unchecked Sendable {
     }
   }
 
+  /// The kernel's smoothed RTT of the connection in microseconds, 0 if it cannot be read.
+  private func kernelRTT() -> UInt32 {
+    var info = tcp_info()
+    var length = socklen_t(MemoryLayout<tcp_info>.size)
+    guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 else { return 0 }
+    return info.tcpi_rtt
+  }
+
   private func quickAck() {
     var one: Int32 = 1
     _ = setsockopt(fd, Int32(IPPROTO_TCP), Int32(TCP_QUICKACK), &one, socklen_t(MemoryLayout<Int32>.size))
@@ -379,7 +409,7 @@ final class DoTSocketSession: @unchecked Sendable {
       if !expired.isEmpty, book.isEmpty { idleSince = now }
       for done in expired { done.resume(returning: .failure(.timeout)) }
       if book.isEmpty {
-        if keepalive.draining { return closeGracefully() }
+        if keepalive.draining || finishing { return closeGracefully() }
         let idleEnd = idleSince &+ keepalive.idleTimeout
         if now >= idleEnd { return closeGracefully() }
         cover(idleEnd)

@@ -1,0 +1,123 @@
+import NIOCore
+
+/// The extra connections of one DoT session to one server, beside its first (the lanes). NSD and
+/// BIND write an answer with Nagle on, so an answer written while an earlier one on the same
+/// connection is unacknowledged waits a round trip for the client's ACK: with queries pipelined
+/// on one connection, most answers took two round trips instead of one. A query goes on a lane
+/// with nothing outstanding; when every open lane has a query waiting, another is opened (up to
+/// `maxLanes` in all, the first included) and the query goes on the least loaded meanwhile.
+/// Only where the first connection's round trip is at least `minRTTMicros`: a hold costs one
+/// round trip, nothing worth a handshake on a LAN or loopback, where one connection reads
+/// several answers in one wake-up and more would cost CPU for each.
+///
+/// RFC 7766 §6.2.2 recommends one connection per server (T-15); this keeps to it while queries
+/// come one at a time, and opens more only under concurrent load, bounded, as PowerDNS Recursor
+/// does. The RFC 9539 state is the first connection's alone: an extra lane's handshake failure
+/// or end changes nothing in it, and a query its end cut off is sent again on the first.
+///
+/// Engine-thread confined: everything after `init` runs on the engine thread.
+final class DoTLanes: @unchecked Sendable {
+  /// What opening another connection to the server takes.
+  struct Opener: Sendable {
+    var endpoint: ServerEndpoint
+    var expectedName: DNSName?
+    var context: DoTClientContext
+    var handshakeTimeout: TimeAmount
+    var idleTimeout: TimeAmount
+    var counters: EncryptedReplyCounters
+    var onTicket: @Sendable ([UInt8]) -> Void
+  }
+
+  /// After an extra lane's handshake fails, none is tried for this long (nanoseconds).
+  static let quietAfterFailure: UInt64 = 30_000_000_000
+
+  let maxLanes: Int
+  /// The first connection's smallest round trip (kernel srtt) for extra lanes, microseconds.
+  let minRTTMicros: UInt32
+  private let opener: Opener
+  private let engine: UDPExchangeEngine
+  private var extras: [DoTSocketSession] = []
+  private var opening = false
+  private var ended = false
+  private var quietUntil: UInt64 = 0
+
+  init(maxLanes: Int, minRTTMicros: UInt32, opener: Opener, engine: UDPExchangeEngine) {
+    self.maxLanes = max(1, maxLanes)
+    self.minRTTMicros = minRTTMicros
+    self.opener = opener
+    self.engine = engine
+  }
+
+  /// The lane for the next query: `first` if it has nothing outstanding, else an extra lane with
+  /// nothing outstanding, else the least loaded (`first` on a tie); with every lane busy, another
+  /// is opened for the queries after this one.
+  func lane(first: DoTSocketSession) -> DoTSocketSession {
+    var best = first
+    var load = first.outstanding
+    guard load > 0, first.takesQueries, first.rttMicros >= minRTTMicros else { return first }
+    for lane in extras where lane.takesQueries && lane.outstanding < load {
+      best = lane
+      load = lane.outstanding
+      if load == 0 { return best }
+    }
+    openAnother()
+    return best
+  }
+
+  /// The session ended or was closed: the extra lanes take no new queries and close once their
+  /// outstanding ones are answered.
+  func end() {
+    ended = true
+    let all = extras
+    extras = []
+    for lane in all { lane.finishAndClose() }
+  }
+
+  private func openAnother() {
+    guard !opening, !ended, 1 + extras.count < maxLanes, UDPExchangeEngine.now() >= quietUntil else { return }
+    opening = true
+    Task(executorPreference: engine.taskExecutor) { await self.open() }
+  }
+
+  /// Opens one more connection (a full handshake: the session's tickets stay for its own
+  /// reconnections, each used once, OE-22) and adds it once the handshake is done.
+  private func open() async {
+    let opener = self.opener
+    let engine = self.engine
+    let verifyStore = await opener.context.trust.store()
+    let time = SystemTimeSource()
+    let lane: DoTSocketSession
+    do {
+      let tls = try TLSClientEngine(
+        context: opener.context, expectedName: opener.expectedName, ip: opener.endpoint.ip, resumption: nil,
+        verifyStore: verifyStore, onTicket: opener.onTicket)
+      lane = DoTSocketSession(
+        engine: engine, endpoint: opener.endpoint, tls: tls, connectTimeout: opener.handshakeTimeout,
+        handshakeTimeout: opener.handshakeTimeout, idleTimeout: opener.idleTimeout, startedAt: time.now(),
+        time: time, status: DoTConnectionStatus(), counters: opener.counters, lowPriority: true,
+        onClose: { [weak self] _ in self?.prune() })
+    } catch {
+      return engine.execute { self.opened(nil) }
+    }
+    let result = await withUnsafeContinuation { continuation in engine.execute { lane.start(continuation) } }
+    engine.execute {
+      if case .success = result { self.opened(lane) } else { self.opened(nil) }
+    }
+  }
+
+  private func opened(_ lane: DoTSocketSession?) {
+    opening = false
+    guard let lane else {
+      quietUntil = UDPExchangeEngine.now() &+ Self.quietAfterFailure
+      return
+    }
+    opener.counters.dotLanes.increment()
+    if ended { return lane.finishAndClose() }
+    extras.append(lane)
+  }
+
+  /// Drops the lanes that take no queries any more (closed, or draining after a TIMEOUT of 0).
+  private func prune() {
+    extras.removeAll { !$0.takesQueries }
+  }
+}
