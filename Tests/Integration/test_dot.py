@@ -567,9 +567,13 @@ def test_overlapping_queries_open_extra_dot_connections_up_to_the_cap(lab, dot_s
     assert len(rcodes) == 3 * len(names) and set(rcodes.values()) == {"NXDOMAIN"}, rcodes
     assert not cap.to(DOT, 53, after=mark), f"queries to {DOT}:53 during the bursts:\n{trace}"
     syns = [p for p in cap.syns(DOT, 853) if p.time >= mark]
+    # The connections that carried queries: client ports with TLS application data to 853.
+    carrying = {p.sport for p in cap.to(DOT, 853, "TCP", mark) if 23 in p.tls_record_types}
     if extra == 0:
         assert not syns, f"{options or 'defaults'}, yet new connections to {DOT}:853:\n{trace}"
+        assert len(carrying) == 1, f"the bursts went over {len(carrying)} connections:\n{trace}"
     else:
         assert 1 <= len(syns) <= extra, (
             f"expected 1 to {extra} extra connections to {DOT}:853 for overlapping queries, got "
             f"{len(syns)}:\n{trace}")
+        assert len(carrying) >= 2, f"the extra connections carried no query:\n{trace}"

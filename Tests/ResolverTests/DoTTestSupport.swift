@@ -114,6 +114,18 @@ final class NSDDoTServer {
     return pid
   }
 
+  /// Client TCP connections to this server in ESTABLISHED state right now (/proc/net/tcp: every
+  /// socket in the network namespace, so this process's DoT connections to NSD).
+  func establishedConnections() -> Int {
+    guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return -1 }
+    // 127.53.200.1 as the kernel prints it: the address's four octets reversed, then the port.
+    let remote = "01C8357F:" + String(format: "%04X", endpoint.port)
+    return table.split(separator: "\n").dropFirst().count { line in
+      let fields = line.split(separator: " ")
+      return fields.count > 3 && fields[2] == remote && fields[3] == "01"
+    }
+  }
+
   private func waitUntilServing() async throws {
     let context = try DoTClientContext()
     let deadline = Date().addingTimeInterval(10)

@@ -12,13 +12,15 @@ extension ResolverCore {
   }
 
   /// Records an exchange with `server` sent at `sentAt` that got no reply; true when its last
-  /// leg timed out. A timeout the resolution's own deadline caused says nothing about the server
+  /// leg timed out (an extra DoT connection's timeout included, but not recorded). A timeout the resolution's own deadline caused says nothing about the server
   /// one shared with the resolution that sent the query is counted there, once; and only
   /// a Do53 query's silence holds a server (an encrypted transport's is the policy's).
   func noteNoReply(_ result: ExchangeResult, server: String, sentAt: Double, zone: DNSName, kind: ServerHealth.Kind)
     -> Bool
   {
-    guard let last = result.legs.last, last.error == .timeout else { return false }
+    guard let last = result.legs.last, last.error == .timeout || last.error == .laneTimeout else { return false }
+    // An extra DoT connection's timeout (`DoTLanes`) is another pass's reason, not the server's.
+    if last.error == .laneTimeout { return true }
     if !last.cutShort, !result.joined,
       selection.recordTimeout(server: server, sentAt: sentAt, kind: kind, silence: last.transport.isCleartext)
     {

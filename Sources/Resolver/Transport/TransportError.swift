@@ -2,6 +2,10 @@
 public enum TransportError: Error, Sendable, Equatable {
   /// No matching response before the timeout.
   case timeout
+  /// No response before the timeout on an extra DoT connection (`DoTLanes`), which is then
+  /// retired: not held against the server's session (its first connection speaks for it), so an
+  /// extra connection's trouble never damps DoT or sends the query over Do53.
+  case laneTimeout
   /// The server or network refused (ICMP unreachable, TCP RST).
   case unreachable(String)
   /// The connection closed before a full response arrived.
@@ -24,7 +28,7 @@ public enum TransportError: Error, Sendable, Equatable {
   /// Short word for traces: `timeout`, `unreachable`, ...
   public var outcome: String {
     switch self {
-    case .timeout: "timeout"
+    case .timeout, .laneTimeout: "timeout"
     case .unreachable: "unreachable"
     case .closed: "closed"
     case .malformed: "malformed"

@@ -74,8 +74,10 @@ public final class DoTConnection: Sendable {
 
   /// Sends one query and waits for its response. The ID is replaced by a random one unique on its
   /// connection, EDNS padding fills the query to a multiple of 128 octets (T-40), RFC 7766 framing.
-  /// The response carries the caller's original ID. TC=1 throws `.truncated` (T-19). A query an
-  /// extra lane's end cut off goes again on the first connection, in the time it has left.
+  /// The response carries the caller's original ID. TC=1 throws `.truncated` (T-19). A query a
+  /// connection's end cut off goes again on the first connection in the time it has left (which
+  /// answers `.closed` itself if it is the one that ended); a timeout on an extra connection is
+  /// `.laneTimeout`.
   public nonisolated(nonsending) func query(_ message: Message, timeout: TimeAmount) async throws(TransportError)
     -> Message
   {
@@ -84,10 +86,11 @@ public final class DoTConnection: Sendable {
     let result = await withUnsafeContinuation { continuation in
       engine.execute { lanes.lane(first: session).send(message, timeout: timeout, continuation) }
     }
-    // `.closed` while the first connection is still up: the lane that carried it ended.
-    guard case .failure(.closed) = result, status.isActive else { return try result.get() }
+    guard case .failure(.closed) = result else { return try result.get() }
+    // No time left is `.closed` too: not a timeout of the server's, nor a reason for Do53 while
+    // the session is up.
     let left = Int64(timeout.nanoseconds) - Int64(UDPExchangeEngine.now() &- sentAt)
-    guard left > 0 else { throw .timeout }
+    guard left > 0 else { throw .closed }
     return try await withUnsafeContinuation { continuation in
       engine.execute { session.send(message, timeout: .nanoseconds(left), continuation) }
     }.get()

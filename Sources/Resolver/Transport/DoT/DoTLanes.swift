@@ -11,9 +11,10 @@ import NIOCore
 /// several answers in one wake-up and more would cost CPU for each.
 ///
 /// RFC 7766 §6.2.2 recommends one connection per server (T-15); this keeps to it while queries
-/// come one at a time, and opens more only under concurrent load, bounded, as PowerDNS Recursor
-/// does. The RFC 9539 state is the first connection's alone: an extra lane's handshake failure
-/// or end changes nothing in it, and a query its end cut off is sent again on the first.
+/// come one at a time, and opens more only under concurrent load, bounded (PowerDNS Recursor
+/// keeps up to 10 idle TCP/DoT connections per server and thread). The RFC 9539 state is the
+/// first connection's alone: an extra lane's handshake failure or end changes nothing in it, and
+/// a query its end cut off is sent again on the first.
 ///
 /// Engine-thread confined: everything after `init` runs on the engine thread.
 final class DoTLanes: @unchecked Sendable {
@@ -95,7 +96,7 @@ final class DoTLanes: @unchecked Sendable {
         engine: engine, endpoint: opener.endpoint, tls: tls, connectTimeout: opener.handshakeTimeout,
         handshakeTimeout: opener.handshakeTimeout, idleTimeout: opener.idleTimeout, startedAt: time.now(),
         time: time, status: DoTConnectionStatus(), counters: opener.counters, lowPriority: true,
-        onClose: { [weak self] _ in self?.prune() })
+        isExtraLane: true, onClose: { [weak self] failure in self?.laneEnded(failure) })
     } catch {
       return engine.execute { self.opened(nil) }
     }
@@ -113,11 +114,19 @@ final class DoTLanes: @unchecked Sendable {
     }
     opener.counters.dotLanes.increment()
     if ended { return lane.finishAndClose() }
+    // Ended already (the server closed it with its handshake's last flight): not kept.
+    guard lane.takesQueries else { return }
     extras.append(lane)
   }
 
-  /// Drops the lanes that take no queries any more (closed, or draining after a TIMEOUT of 0).
-  private func prune() {
+  /// An extra lane ended: one that failed, or was retired for a timeout, keeps others off for
+  /// `quietAfterFailure` (a server that cuts or ignores extra connections gets no handshake at
+  /// every overlap). Drops the lanes that take no queries any more (closed, retired, or draining
+  /// after a TIMEOUT of 0).
+  private func laneEnded(_ failure: EncryptedFailure) {
+    if failure != .cleanClose || extras.contains(where: { $0.timedOut }) {
+      quietUntil = UDPExchangeEngine.now() &+ Self.quietAfterFailure
+    }
     extras.removeAll { !$0.takesQueries }
   }
 }

@@ -44,9 +44,14 @@ final class DoTSocketSession: @unchecked Sendable {
   private var endReported = false
   /// Takes no new queries and closes once its outstanding ones are answered (`finishAndClose`).
   private var finishing = false
-  /// The kernel's smoothed round-trip time of the connection when its handshake finished,
+  /// The smallest round trip the kernel saw on the connection by the end of its handshake,
   /// microseconds (TCP_INFO; 0 if unknown).
   private(set) var rttMicros: UInt32 = 0
+  /// An extra connection of a session (`DoTLanes`): its timeouts are `.laneTimeout`, and the
+  /// first one retires it.
+  private let isExtraLane: Bool
+  /// An extra connection retired after a query on it timed out.
+  private(set) var timedOut = false
   /// The flush `engine.flushSoon` may defer to the end of the turn, made once (weak: the
   /// engine's list must not keep the session).
   private lazy var deferredFlush: @Sendable () -> Void = { [weak self] in self?.flush() }
@@ -79,9 +84,10 @@ final class DoTSocketSession: @unchecked Sendable {
     engine: UDPExchangeEngine, endpoint: ServerEndpoint, tls: TLSClientEngine, connectTimeout: TimeAmount,
     handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, startedAt: Double, time: any TimeSource,
     status: DoTConnectionStatus, counters: EncryptedReplyCounters, lowPriority: Bool = false,
-    onClose: @escaping @Sendable (EncryptedFailure) -> Void
+    isExtraLane: Bool = false, onClose: @escaping @Sendable (EncryptedFailure) -> Void
   ) {
     self.engine = engine
+    self.isExtraLane = isExtraLane
     self.lowPriority = lowPriority
     self.endpoint = endpoint
     self.tls = tls
@@ -374,12 +380,19 @@ final class DoTSocketSession: @unchecked Sendable {
     }
   }
 
-  /// The kernel's smoothed RTT of the connection in microseconds, 0 if it cannot be read.
+  /// The kernel's smallest RTT sample of the connection in microseconds (`tcpi_min_rtt`, Linux
+  /// 4.6 on; not inflated by a delayed ACK or the server's handshake work), its smoothed RTT on
+  /// an older kernel, 0 if neither can be read. Glibc's `tcp_info` stops before `tcpi_min_rtt`,
+  /// so the kernel's longer struct is read into a buffer.
   private func kernelRTT() -> UInt32 {
-    var info = tcp_info()
-    var length = socklen_t(MemoryLayout<tcp_info>.size)
-    guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 else { return 0 }
-    return info.tcpi_rtt
+    let minRTTOffset = 148  // linux/tcp.h: after tcpi_notsent_bytes
+    let rttOffset = MemoryLayout<tcp_info>.offset(of: \.tcpi_rtt) ?? 68
+    var buffer = [UInt8](repeating: 0, count: 256)
+    var length = socklen_t(buffer.count)
+    guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &buffer, &length) == 0 else { return 0 }
+    let offset = Int(length) >= minRTTOffset + 4 ? minRTTOffset : rttOffset
+    guard Int(length) >= offset + 4 else { return 0 }
+    return buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
   }
 
   private func quickAck() {
@@ -407,7 +420,13 @@ final class DoTSocketSession: @unchecked Sendable {
       let expired = book.expire(now: now)
       // The session is idle from the last query's end, answered or not.
       if !expired.isEmpty, book.isEmpty { idleSince = now }
-      for done in expired { done.resume(returning: .failure(.timeout)) }
+      for done in expired { done.resume(returning: .failure(isExtraLane ? .laneTimeout : .timeout)) }
+      if isExtraLane, !expired.isEmpty {
+        // Retired: its other queries may still be answered (their timers stay covered below).
+        timedOut = true
+        finishAndClose()
+        guard phase == .active else { return }
+      }
       if book.isEmpty {
         if keepalive.draining || finishing { return closeGracefully() }
         let idleEnd = idleSince &+ keepalive.idleTimeout
