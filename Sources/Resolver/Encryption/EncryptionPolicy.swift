@@ -276,13 +276,15 @@ public final class EncryptionPolicy: UpstreamExchanger {
       leg.earlyData = st?.earlyDataAccepted
       // A timeout that only came because the resolution's deadline cut the query's time short
       // says nothing about the server: not counted against its session (§6 gap 4).
-      if error == .timeout, queryTimeout < timeout {
+      if error == .timeout || error == .laneTimeout, queryTimeout < timeout {
         leg.cutShort = true
         return ExchangeResult(legs: [leg], response: nil, cutShort: true)
       }
       // A timeout means the session was alive while the query waited (a session that ends fails its
       // queries with `.closed`), also one the server's TIMEOUT of 0 took out of use (RFC 7828).
-      if session.isActive || error == .timeout {
+      // An extra DoT connection's timeout is a per-query failure too, never a reason for Do53,
+      // even once the session's first connection has ended (`DoTLanes`).
+      if session.isActive || error == .timeout || error == .laneTimeout {
         // OE-37: a per-query failure (timeout, stream reset, malformed reply) is a failed query for
         // this server, not a reason for cleartext; timeouts and malformed replies that pile up fail
         // the transport (§6 gap 4): it is damped, and this query goes over Do53 as after OE-29.

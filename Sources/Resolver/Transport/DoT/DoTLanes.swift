@@ -29,11 +29,12 @@ final class DoTLanes: @unchecked Sendable {
     var onTicket: @Sendable ([UInt8]) -> Void
   }
 
-  /// After an extra lane's handshake fails, none is tried for this long (nanoseconds).
+  /// After an extra lane's handshake fails or it ends unwelcome (`laneEnded`), none is tried
+  /// for this long (nanoseconds).
   static let quietAfterFailure: UInt64 = 30_000_000_000
 
   let maxLanes: Int
-  /// The first connection's smallest round trip (kernel srtt) for extra lanes, microseconds.
+  /// The first connection's smallest round trip (`tcpi_min_rtt`) for extra lanes, microseconds.
   let minRTTMicros: UInt32
   private let opener: Opener
   private let engine: UDPExchangeEngine
@@ -76,6 +77,8 @@ final class DoTLanes: @unchecked Sendable {
 
   private func openAnother() {
     guard !opening, !ended, 1 + extras.count < maxLanes, UDPExchangeEngine.now() >= quietUntil else { return }
+    // A lane retired for a timeout and still finishing: none until it ends (then `quietAfterFailure`).
+    guard !extras.contains(where: { $0.timedOut }) else { return }
     opening = true
     Task(executorPreference: engine.taskExecutor) { await self.open() }
   }
@@ -88,6 +91,7 @@ final class DoTLanes: @unchecked Sendable {
     let verifyStore = await opener.context.trust.store()
     let time = SystemTimeSource()
     let lane: DoTSocketSession
+    let slot = LaneSlot()
     do {
       let tls = try TLSClientEngine(
         context: opener.context, expectedName: opener.expectedName, ip: opener.endpoint.ip, resumption: nil,
@@ -96,7 +100,8 @@ final class DoTLanes: @unchecked Sendable {
         engine: engine, endpoint: opener.endpoint, tls: tls, connectTimeout: opener.handshakeTimeout,
         handshakeTimeout: opener.handshakeTimeout, idleTimeout: opener.idleTimeout, startedAt: time.now(),
         time: time, status: DoTConnectionStatus(), counters: opener.counters, lowPriority: true,
-        isExtraLane: true, onClose: { [weak self] failure in self?.laneEnded(failure) })
+        isExtraLane: true, onClose: { [weak self] failure in self?.laneEnded(failure, slot.lane) })
+      slot.lane = lane
     } catch {
       return engine.execute { self.opened(nil) }
     }
@@ -114,19 +119,29 @@ final class DoTLanes: @unchecked Sendable {
     }
     opener.counters.dotLanes.increment()
     if ended { return lane.finishAndClose() }
-    // Ended already (the server closed it with its handshake's last flight): not kept.
-    guard lane.takesQueries else { return }
+    // Ended already (the server closed it with its handshake's last flight): not kept, and no
+    // other for a while.
+    guard lane.takesQueries else {
+      quietUntil = UDPExchangeEngine.now() &+ Self.quietAfterFailure
+      return
+    }
     extras.append(lane)
   }
 
-  /// An extra lane ended: one that failed, or was retired for a timeout, keeps others off for
-  /// `quietAfterFailure` (a server that cuts or ignores extra connections gets no handshake at
-  /// every overlap). Drops the lanes that take no queries any more (closed, retired, or draining
-  /// after a TIMEOUT of 0).
-  private func laneEnded(_ failure: EncryptedFailure) {
-    if failure != .cleanClose || extras.contains(where: { $0.timedOut }) {
+  /// An extra lane ended (or, after a TIMEOUT of 0, went out of use). One that failed, was
+  /// retired for a timeout, answered nothing or was closed at the server's request keeps others
+  /// off for `quietAfterFailure`: a server that cuts, ignores or refuses extra connections gets
+  /// no handshake at every overlap. Drops the lanes that take no queries any more.
+  private func laneEnded(_ failure: EncryptedFailure, _ lane: DoTSocketSession?) {
+    let unwelcome = lane.map { $0.timedOut || $0.answered == 0 || $0.serverAskedToClose } ?? true
+    if failure != .cleanClose || unwelcome {
       quietUntil = UDPExchangeEngine.now() &+ Self.quietAfterFailure
     }
     extras.removeAll { !$0.takesQueries }
   }
+}
+
+/// The extra lane a lane's own `onClose` reports for (set once it is made; engine-thread confined).
+private final class LaneSlot: @unchecked Sendable {
+  weak var lane: DoTSocketSession?
 }

@@ -52,6 +52,10 @@ final class DoTSocketSession: @unchecked Sendable {
   private let isExtraLane: Bool
   /// An extra connection retired after a query on it timed out.
   private(set) var timedOut = false
+  /// Replies that answered one of its queries.
+  private(set) var answered = 0
+  /// The server asked for the connection to close (edns-tcp-keepalive TIMEOUT of 0).
+  var serverAskedToClose: Bool { keepalive.draining }
   /// The flush `engine.flushSoon` may defer to the end of the turn, made once (weak: the
   /// engine's list must not keep the session).
   private lazy var deferredFlush: @Sendable () -> Void = { [weak self] in self?.flush() }
@@ -306,6 +310,7 @@ final class DoTSocketSession: @unchecked Sendable {
       case .short: counters.dotMalformed.increment()
       case .unmatched: counters.dotMismatched.increment()
       case .answered(let done, let result):
+        answered += 1
         switch result {
         case .failure(.malformed): counters.dotMalformed.increment()
         case .success(let reply): noteKeepalive(reply)
