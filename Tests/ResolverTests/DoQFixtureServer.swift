@@ -26,18 +26,23 @@ final class DoQFixtureServer: Sendable {
     }
   }()
 
-  static let scriptPath = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .appendingPathComponent("Fixtures/doq_server.py").path
+  static let scriptPath = path(of: "doq_server.py")
+
+  /// A fixture script's path (`Fixtures/`).
+  static func path(of script: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(script)").path
+  }
 
   private let process: Process
   private let output = LockedText()
   let port: Int
 
-  /// Starts the server with `flags` and waits (up to 15 s) until it listens.
-  init(flags: [String] = []) async throws {
+  /// Starts the server with `flags` and waits (up to 15 s) until it listens. `script`: another
+  /// fixture of the same conventions (`Fixtures/dot_lanes_server.py`).
+  init(script: String = "doq_server.py", flags: [String] = []) async throws {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", Self.scriptPath, "--port", "0"] + flags
+    process.arguments = ["python3", Self.path(of: script), "--port", "0"] + flags
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = FileHandle.standardError

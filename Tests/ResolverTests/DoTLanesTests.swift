@@ -1,0 +1,77 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import Resolver
+
+/// What an extra DoT connection's trouble does to a session (`DoTLanes`), against
+/// `Fixtures/dot_lanes_server.py`: its first connection answers each query a second late, so
+/// queries stay outstanding there, and every later connection misbehaves (`--extra`). The
+/// fixture's log says which connection each query went over.
+@Suite(.serialized) struct DoTLanesTests {
+  private func connect(_ server: DoQFixtureServer, counters: EncryptedReplyCounters) async throws -> DoTConnection {
+    let (connection, _) = try await DoTConnection.connect(
+      to: try server.endpoint, expectedName: nil, context: try DoTClientContext(), resumption: nil,
+      connectTimeout: .seconds(2), handshakeTimeout: .seconds(3), idleTimeout: .seconds(30), maxConnections: 2,
+      lanesMinRTT: .zero, onTicket: { _ in }, onClose: { _ in }, counters: counters)
+    return connection
+  }
+
+  /// Two queries held on the first connection, the second opening the extra one; returns once
+  /// the extra connection is up, with the two still outstanding.
+  private func openExtra(
+    _ connection: DoTConnection, _ server: DoQFixtureServer, counters: EncryptedReplyCounters
+  ) async throws -> [Task<Message, any Error>] {
+    let first = Task { try await connection.query(try dotQuery("a1.dot.test.", .a, id: 1), timeout: .seconds(8)) }
+    #expect(await server.waitForLine(prefix: "QUERY 1 a1"))
+    let second = Task { try await connection.query(try dotQuery("a2.dot.test.", .a, id: 2), timeout: .seconds(8)) }
+    #expect(await server.waitForLine(prefix: "QUERY 1 a2"))
+    for _ in 0..<150 where counters.extraDoTConnections == 0 { try await Task.sleep(for: .milliseconds(20)) }
+    #expect(counters.extraDoTConnections == 1, "the extra connection came up")
+    return [first, second]
+  }
+
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with dnspython and cryptography"))
+  func aQueryAnExtraConnectionsEndCutOffIsAnsweredOnTheFirst() async throws {
+    let server = try await DoQFixtureServer(script: "dot_lanes_server.py", flags: ["--extra", "close", "--delay", "2"])
+    defer { server.stop() }
+    let counters = EncryptedReplyCounters()
+    let connection = try await connect(server, counters: counters)
+    let held = try await openExtra(connection, server, counters: counters)
+    // The first connection has two queries outstanding, the extra one none: this one goes there,
+    // the server closes it unanswered, and the query goes again on the first connection.
+    let answer = try await connection.query(try dotQuery("a3.dot.test.", .a, id: 3), timeout: .seconds(8))
+    let a3 = try DNSName("a3.dot.test.")
+    #expect(answer.header.id == 3 && answer.questions.first?.name == a3)
+    #expect(answer.answers.count == 1)
+    #expect(server.log.contains("QUERY 2 a3.dot.test."), "sent on the extra connection first:\n\(server.log)")
+    #expect(server.log.contains("QUERY 1 a3.dot.test."), "then on the first:\n\(server.log)")
+    #expect(connection.isActive, "the session outlived its extra connection")
+    for task in held { #expect(try await task.value.answers.count == 1) }
+    connection.close()
+  }
+
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with dnspython and cryptography"))
+  func aTimeoutOnAnExtraConnectionIsALaneTimeoutAndRetiresIt() async throws {
+    let server = try await DoQFixtureServer(
+      script: "dot_lanes_server.py", flags: ["--extra", "silent", "--delay", "2"])
+    defer { server.stop() }
+    let counters = EncryptedReplyCounters()
+    let connection = try await connect(server, counters: counters)
+    let held = try await openExtra(connection, server, counters: counters)
+    // Not `.timeout`: the encryption policy counts those towards damping DoT (then Do53).
+    await #expect(throws: TransportError.laneTimeout) {
+      try await connection.query(try dotQuery("a3.dot.test.", .a, id: 3), timeout: .milliseconds(300))
+    }
+    #expect(server.log.contains("QUERY 2 a3.dot.test."), "\(server.log)")
+    // The silent connection is retired and no other opens: the next query waits on the first.
+    let answer = try await connection.query(try dotQuery("a4.dot.test.", .a, id: 4), timeout: .seconds(8))
+    #expect(answer.answers.count == 1)
+    #expect(
+      server.log.contains("QUERY 1 a4.dot.test.") && !server.log.contains("QUERY 2 a4.dot.test."), "\(server.log)")
+    #expect(counters.extraDoTConnections == 1)
+    #expect(connection.isActive)
+    for task in held { _ = try await task.value }
+    connection.close()
+  }
+}
