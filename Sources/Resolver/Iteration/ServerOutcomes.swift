@@ -12,9 +12,10 @@ extension ResolverCore {
   }
 
   /// Records an exchange with `server` sent at `sentAt` that got no reply; true when its last
-  /// leg timed out (an extra DoT connection's timeout included, but not recorded). A timeout the resolution's own deadline caused says nothing about the server
-  /// one shared with the resolution that sent the query is counted there, once; and only
-  /// a Do53 query's silence holds a server (an encrypted transport's is the policy's).
+  /// leg timed out (an extra DoT connection's timeout included, but not recorded). A timeout the
+  /// resolution's own deadline caused says nothing about the server; one shared with the
+  /// resolution that sent the query is counted there, once; and only a Do53 query's silence
+  /// holds a server (an encrypted transport's is the policy's).
   func noteNoReply(_ result: ExchangeResult, server: String, sentAt: Double, zone: DNSName, kind: ServerHealth.Kind)
     -> Bool
   {
