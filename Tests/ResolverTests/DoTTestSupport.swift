@@ -117,7 +117,19 @@ final class NSDDoTServer {
   /// Client TCP connections to this server in ESTABLISHED state right now (/proc/net/tcp: every
   /// socket in the network namespace, so this process's DoT connections to NSD).
   func establishedConnections() -> Int {
-    guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return -1 }
+    // Read to the end by hand: procfs reports a size of 0, and a table longer than a page (the
+    // TIME_WAIT sockets of a whole test run) came back cut short, without these lines.
+    let fd = open("/proc/net/tcp", O_RDONLY)
+    guard fd >= 0 else { return -1 }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+      let n = read(fd, &chunk, chunk.count)
+      if n <= 0 { break }
+      bytes += chunk[0..<n]
+    }
+    let table = String(decoding: bytes, as: UTF8.self)
     // 127.53.200.1 as the kernel prints it: the address's four octets reversed, then the port.
     let remote = "01C8357F:" + String(format: "%04X", endpoint.port)
     return table.split(separator: "\n").dropFirst().count { line in
