@@ -3,9 +3,9 @@
 Not the lab server.
 
 Listens on 127.0.0.1 (port from --port, 0 = any free port) with a fresh self-signed certificate
-(CN "dot.test"), RFC 7766 framing, pipelined queries. The first connection answers every query
-"A 192.0.2.1", --delay seconds after it came (1.0 by default), each on its own, so that queries
-stay outstanding on it. Every later connection misbehaves as --extra says:
+(the DoQ fixture's, CN "doq.test"), RFC 7766 framing, pipelined queries. The first connection
+answers every query "A 192.0.2.1", --delay seconds after it came (1.0 by default), each on its
+own, so that queries stay outstanding on it. Every later connection misbehaves as --extra says:
 
   close   read one query, then close the connection (FIN) without answering it
   silent  read queries and never answer them, connection left open
@@ -16,8 +16,6 @@ Prints "LISTENING <port>" once ready, "CONN <n>" per connection accepted (1 = th
 
 import argparse
 import asyncio
-import datetime
-import os
 import ssl
 import struct
 import sys
@@ -25,34 +23,8 @@ import tempfile
 
 import dns.message
 import dns.rrset
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-
-def make_certificate(directory):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dot.test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = os.path.join(directory, "cert.pem")
-    key_path = os.path.join(directory, "key.pem")
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    return cert_path, key_path
+from doq_server import make_certificate  # the DoQ fixture's self-signed certificate (CN doq.test)
 
 
 def say(line):

@@ -43,10 +43,6 @@ public final class DoTConnection: Sendable {
   ) async throws(EncryptedFailure) -> (DoTConnection, TLSHandshakeInfo) {
     let engine = UDPExchangeEngine.shared
     guard engine.isRunning else { throw .tlsError("the exchange engine thread is not running") }
-    // A CA bundle still being parsed at start-up: wait for it here, suspended, not on a thread.
-    let verifyStore = await context.trust.store()
-    let time = SystemTimeSource()
-    let startedAt = time.now()
     let status = DoTConnectionStatus()
     let lanes = DoTLanes(
       maxLanes: maxConnections, minRTTMicros: UInt32(clamping: lanesMinRTT.nanoseconds / 1000),
@@ -54,22 +50,16 @@ public final class DoTConnection: Sendable {
         endpoint: endpoint, expectedName: expectedName, context: context, handshakeTimeout: handshakeTimeout,
         idleTimeout: idleTimeout, counters: counters, onTicket: onTicket),
       engine: engine)
-    let tls = try TLSClientEngine(
-      context: context, expectedName: expectedName, ip: endpoint.ip, resumption: resumption,
-      verifyStore: verifyStore, onTicket: onTicket)
-    let session = DoTSocketSession(
-      engine: engine, endpoint: endpoint, tls: tls, connectTimeout: connectTimeout,
-      handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, startedAt: startedAt, time: time,
-      status: status, counters: counters, lowPriority: HandshakePriority.low,
+    let (session, info) = try await DoTSocketSession.open(
+      engine: engine, endpoint: endpoint, expectedName: expectedName, context: context, resumption: resumption,
+      connectTimeout: connectTimeout, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, status: status,
+      counters: counters, lowPriority: HandshakePriority.low, onTicket: onTicket,
       onClose: { failure in
         // The extra lanes end with the first connection (their queries still get answers).
         lanes.end()
         onClose(failure)
       })
-    let result = await withUnsafeContinuation { continuation in
-      engine.execute { session.start(continuation) }
-    }
-    return (DoTConnection(session: session, lanes: lanes, engine: engine, status: status), try result.get())
+    return (DoTConnection(session: session, lanes: lanes, engine: engine, status: status), info)
   }
 
   /// Sends one query and waits for its response. The ID is replaced by a random one unique on its

@@ -87,46 +87,35 @@ final class DoTLanes: @unchecked Sendable {
   /// reconnections, each used once, OE-22) and adds it once the handshake is done.
   private func open() async {
     let opener = self.opener
-    let engine = self.engine
-    let verifyStore = await opener.context.trust.store()
-    let time = SystemTimeSource()
-    let lane: DoTSocketSession
     let slot = LaneSlot()
-    do {
-      let tls = try TLSClientEngine(
-        context: opener.context, expectedName: opener.expectedName, ip: opener.endpoint.ip, resumption: nil,
-        verifyStore: verifyStore, onTicket: opener.onTicket)
-      lane = DoTSocketSession(
-        engine: engine, endpoint: opener.endpoint, tls: tls, connectTimeout: opener.handshakeTimeout,
-        handshakeTimeout: opener.handshakeTimeout, idleTimeout: opener.idleTimeout, startedAt: time.now(),
-        time: time, status: DoTConnectionStatus(), counters: opener.counters, lowPriority: true,
-        isExtraLane: true, onClose: { [weak self] failure in self?.laneEnded(failure, slot.lane) })
-      slot.lane = lane
-    } catch {
-      return engine.execute { self.opened(nil) }
-    }
-    let result = await withUnsafeContinuation { continuation in engine.execute { lane.start(continuation) } }
+    let lane = try? await DoTSocketSession.open(
+      engine: engine, endpoint: opener.endpoint, expectedName: opener.expectedName, context: opener.context,
+      resumption: nil, connectTimeout: opener.handshakeTimeout, handshakeTimeout: opener.handshakeTimeout,
+      idleTimeout: opener.idleTimeout, status: DoTConnectionStatus(), counters: opener.counters, lowPriority: true,
+      isExtraLane: true, onTicket: opener.onTicket,
+      onClose: { [weak self] failure in self?.laneEnded(failure, slot.lane) }
+    ).0
+    // On the engine thread, where its onClose reads the slot (an end before this finds none:
+    // an unwelcome one).
     engine.execute {
-      if case .success = result { self.opened(lane) } else { self.opened(nil) }
+      slot.lane = lane
+      self.opened(lane)
     }
   }
 
   private func opened(_ lane: DoTSocketSession?) {
     opening = false
-    guard let lane else {
-      quietUntil = UDPExchangeEngine.now() &+ Self.quietAfterFailure
-      return
-    }
+    guard let lane else { return pause() }
     opener.counters.dotLanes.increment()
     if ended { return lane.finishAndClose() }
     // Ended already (the server closed it with its handshake's last flight): not kept, and no
     // other for a while.
-    guard lane.takesQueries else {
-      quietUntil = UDPExchangeEngine.now() &+ Self.quietAfterFailure
-      return
-    }
+    guard lane.takesQueries else { return pause() }
     extras.append(lane)
   }
+
+  /// No extra lane opens for `quietAfterFailure` from now.
+  private func pause() { quietUntil = UDPExchangeEngine.now() &+ Self.quietAfterFailure }
 
   /// An extra lane ended (or, after a TIMEOUT of 0, went out of use). One that failed, was
   /// retired for a timeout, answered nothing or was closed at the server's request keeps others
@@ -134,9 +123,7 @@ final class DoTLanes: @unchecked Sendable {
   /// no handshake at every overlap. Drops the lanes that take no queries any more.
   private func laneEnded(_ failure: EncryptedFailure, _ lane: DoTSocketSession?) {
     let unwelcome = lane.map { $0.timedOut || $0.answered == 0 || $0.serverAskedToClose } ?? true
-    if failure != .cleanClose || unwelcome {
-      quietUntil = UDPExchangeEngine.now() &+ Self.quietAfterFailure
-    }
+    if failure != .cleanClose || unwelcome { pause() }
     extras.removeAll { !$0.takesQueries }
   }
 }

@@ -108,6 +108,30 @@ final class DoTSocketSession: @unchecked Sendable {
 
   deinit { scratch.deallocate() }
 
+  /// Makes a session to `endpoint` and runs its TCP connect and TLS handshake on the engine
+  /// thread; returns it once the handshake is done, or throws the attempt's failure. A CA bundle
+  /// still being parsed at start-up is waited for first, suspended, not on a thread, and the
+  /// attempt's time starts after it (local work, not the server's slowness).
+  static func open(
+    engine: UDPExchangeEngine, endpoint: ServerEndpoint, expectedName: DNSName?, context: DoTClientContext,
+    resumption: [UInt8]?, connectTimeout: TimeAmount, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount,
+    status: DoTConnectionStatus, counters: EncryptedReplyCounters, lowPriority: Bool, isExtraLane: Bool = false,
+    onTicket: @escaping @Sendable ([UInt8]) -> Void, onClose: @escaping @Sendable (EncryptedFailure) -> Void
+  ) async throws(EncryptedFailure) -> (DoTSocketSession, TLSHandshakeInfo) {
+    let verifyStore = await context.trust.store()
+    let time = SystemTimeSource()
+    let startedAt = time.now()
+    let tls = try TLSClientEngine(
+      context: context, expectedName: expectedName, ip: endpoint.ip, resumption: resumption,
+      verifyStore: verifyStore, onTicket: onTicket)
+    let session = DoTSocketSession(
+      engine: engine, endpoint: endpoint, tls: tls, connectTimeout: connectTimeout,
+      handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, startedAt: startedAt, time: time,
+      status: status, counters: counters, lowPriority: lowPriority, isExtraLane: isExtraLane, onClose: onClose)
+    let result = await withUnsafeContinuation { continuation in engine.execute { session.start(continuation) } }
+    return (session, try result.get())
+  }
+
   /// Queries sent and not yet answered or timed out.
   var outstanding: Int { book.count }
 
