@@ -32,7 +32,7 @@ import Testing
   }
 
   @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with dnspython and cryptography"))
-  func aQueryAnExtraConnectionsEndCutOffIsAnsweredOnTheFirst() async throws {
+  func aQueryAnExtraConnectionsEndCutOffIsAnsweredOnTheFirstAndNoOtherOpens() async throws {
     let server = try await DoQFixtureServer(script: "dot_lanes_server.py", flags: ["--extra", "close", "--delay", "2"])
     defer { server.stop() }
     let counters = EncryptedReplyCounters()
@@ -40,12 +40,20 @@ import Testing
     let held = try await openExtra(connection, server, counters: counters)
     // The first connection has two queries outstanding, the extra one none: this one goes there,
     // the server closes it unanswered, and the query goes again on the first connection.
-    let answer = try await connection.query(try dotQuery("a3.dot.test.", .a, id: 3), timeout: .seconds(8))
+    let third = Task { try await connection.query(try dotQuery("a3.dot.test.", .a, id: 3), timeout: .seconds(8)) }
+    #expect(await server.waitForLine(prefix: "QUERY 1 a3"))
+    // Queries overlap again, but an extra connection that ended unanswered keeps others off for
+    // 30 s: this one waits on the first connection and no third connection opens.
+    let fourth = try await connection.query(try dotQuery("a4.dot.test.", .a, id: 4), timeout: .seconds(8))
+    #expect(fourth.answers.count == 1)
+    let answer = try await third.value
     let a3 = try DNSName("a3.dot.test.")
     #expect(answer.header.id == 3 && answer.questions.first?.name == a3)
     #expect(answer.answers.count == 1)
     #expect(server.log.contains("QUERY 2 a3.dot.test."), "sent on the extra connection first:\n\(server.log)")
-    #expect(server.log.contains("QUERY 1 a3.dot.test."), "then on the first:\n\(server.log)")
+    #expect(server.log.contains("QUERY 1 a4.dot.test."), "\(server.log)")
+    #expect(!server.log.contains("CONN 3"), "another extra connection opened at once:\n\(server.log)")
+    #expect(counters.extraDoTConnections == 1)
     #expect(connection.isActive, "the session outlived its extra connection")
     for task in held { #expect(try await task.value.answers.count == 1) }
     connection.close()

@@ -19,6 +19,9 @@ final class FakeSession: EncryptedSession {
   let delay = Mutex<Duration?>(nil)
   /// When set, each query's answer waits for the gate to open, whatever the query's timeout.
   let gate = Mutex<AnswerGate?>(nil)
+  /// What a reply slower than the query's timeout throws: `.laneTimeout` for a query that waited
+  /// on one of a DoT session's extra connections (`DoTLanes`).
+  let timeoutError = Mutex(TransportError.timeout)
   let onClose: @Sendable (EncryptedFailure) -> Void
   init(answer: @escaping @Sendable (Message) -> Message, onClose: @escaping @Sendable (EncryptedFailure) -> Void) {
     self.answer = answer
@@ -34,7 +37,7 @@ final class FakeSession: EncryptedSession {
       // A reply slower than the query's timeout is a timeout, as on a real session.
       let limit = Duration.nanoseconds(timeout.nanoseconds)
       try? await Task.sleep(for: min(d, limit))
-      if d > limit { throw .timeout }
+      if d > limit { throw timeoutError.withLock { $0 } }
     }
     var reply = answer(message)
     if let units = keepalive.withLock({ $0 }) {
@@ -598,6 +601,42 @@ final class FakeDo53: UpstreamExchanger {
     let next = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
     #expect(next.response != nil && next.legs.map(\.transport) == [.dot])
     #expect(next.legs.first?.reason == "DoT: known good, reconnecting")
+  }
+
+  /// Timeouts on a DoT session's extra connections (`DoTLanes`), more in a row than fail a
+  /// transport (§6 gap 4): each is a failed query, none counts towards damping DoT, none goes
+  /// to Do53, and the session stays established.
+  @Test func laneTimeoutsNeverDampTheSessionNorGoToDo53() async throws {
+    let (p, do53, session) = try await establishedSession()
+    session.delay.withLock { $0 = .seconds(2) }
+    session.timeoutError.withLock { $0 = .laneTimeout }
+    for _ in 0..<(p.settings.maxConsecutiveQueryTimeouts + 1) {
+      let r = await p.exchange(query, server: server, context: context, timeout: .milliseconds(200))
+      #expect(r.response == nil && r.legs.map(\.transport) == [.dot], "\(r.legs)")
+      #expect(r.legs.first?.error == .laneTimeout)
+      #expect(!r.cutShort)
+    }
+    #expect(do53.count == 1, "a lane timeout went to Do53")
+    #expect(session.isActive, "lane timeouts closed the session")
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
+  }
+
+  /// A query waits on an extra DoT connection while the session's first connection ends (its
+  /// server reset it), then times out there: a failed query, not the lost session's query that
+  /// OE-30 re-sends over Do53 (that one ends with `.closed`).
+  @Test func aLaneTimeoutAfterTheFirstConnectionEndedIsNotSentOverDo53() async throws {
+    let (p, do53, session) = try await establishedSession()
+    session.delay.withLock { $0 = .seconds(2) }
+    session.timeoutError.withLock { $0 = .laneTimeout }
+    let before = session.sent.withLock { $0 }
+    let waiting = Task { await p.exchange(query, server: server, context: context, timeout: .milliseconds(300)) }
+    while session.sent.withLock({ $0 }) == before { try await Task.sleep(for: .milliseconds(5)) }
+    session.end(.resetWithQueriesOutstanding)
+    let r = await waiting.value
+    #expect(r.response == nil)
+    #expect(r.legs.map(\.transport) == [.dot], "\(r.legs)")
+    #expect(r.legs.first?.error == .laneTimeout)
+    #expect(do53.count == 1, "the lane's timed-out query went to Do53")
   }
 
   /// Two resolutions need the same query at once: the one that sent it has 0.8 s left, the one
