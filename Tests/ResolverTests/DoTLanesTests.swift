@@ -9,10 +9,13 @@ import Testing
 /// queries stay outstanding there, and every later connection misbehaves (`--extra`). The
 /// fixture's log says which connection each query went over.
 @Suite(.serialized) struct DoTLanesTests {
-  private func connect(_ server: DoQFixtureServer, counters: EncryptedReplyCounters) async throws -> DoTConnection {
+  private func connect(
+    _ server: DoQFixtureServer, counters: EncryptedReplyCounters, maxConnections: Int = 2
+  ) async throws -> DoTConnection {
     let (connection, _) = try await DoTConnection.connect(
       to: try server.endpoint, expectedName: nil, context: try DoTClientContext(), resumption: nil,
-      connectTimeout: .seconds(2), handshakeTimeout: .seconds(3), idleTimeout: .seconds(30), maxConnections: 2,
+      connectTimeout: .seconds(2), handshakeTimeout: .seconds(3), idleTimeout: .seconds(30),
+      maxConnections: maxConnections,
       lanesMinRTT: .zero, onTicket: { _ in }, onClose: { _ in }, counters: counters)
     return connection
   }
@@ -80,6 +83,32 @@ import Testing
     #expect(counters.extraDoTConnections == 1)
     #expect(connection.isActive)
     for task in held { _ = try await task.value }
+    connection.close()
+  }
+
+  /// Extra connections open one handshake at a time until the server has taken one, then more at
+  /// once: here the third and fourth connections' TCP connects come while the third's handshake
+  /// is still held by the server (1.5 s), not one after the other.
+  @Test(.enabled(if: DoQFixtureServer.available, "needs python3 with dnspython and cryptography"))
+  func onceAnExtraConnectionIsUpTheNextTwoOpenAtOnce() async throws {
+    let server = try await DoQFixtureServer(
+      script: "dot_lanes_server.py", flags: ["--extra", "answer", "--delay", "4", "--handshake-delay", "1.5"])
+    defer { server.stop() }
+    let counters = EncryptedReplyCounters()
+    let connection = try await connect(server, counters: counters, maxConnections: 4)
+    var held = try await openExtra(connection, server, counters: counters)
+    // a3 goes on the idle extra connection; a4 finds every connection busy and opens a third; a5
+    // finds them busy too and, one extra connection being up, opens a fourth beside it.
+    for i in 3...5 {
+      held.append(
+        Task { try await connection.query(try dotQuery("a\(i).dot.test.", .a, id: UInt16(i)), timeout: .seconds(10)) })
+      for _ in 0..<100 where !server.log.contains(" a\(i).dot.test.") { try await Task.sleep(for: .milliseconds(20)) }
+      #expect(server.log.contains(" a\(i).dot.test."), "a\(i) was not sent:\n\(server.log)")
+    }
+    #expect(await server.waitForLine(prefix: "TCP 4", seconds: 1.2), "one handshake at a time:\n\(server.log)")
+    #expect(!server.log.contains("CONN 3"), "the fourth waited for the third's handshake:\n\(server.log)")
+    for task in held { #expect(try await task.value.answers.count == 1) }
+    #expect(counters.extraDoTConnections == 3)
     connection.close()
   }
 }

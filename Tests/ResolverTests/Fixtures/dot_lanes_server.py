@@ -9,9 +9,13 @@ own, so that queries stay outstanding on it. Every later connection misbehaves a
 
   close   read one query, then close the connection (FIN) without answering it
   silent  read queries and never answer them, connection left open
+  answer  answer as the first does
 
-Prints "LISTENING <port>" once ready, "CONN <n>" per connection accepted (1 = the first) and
-"QUERY <n> <name>" per query read on connection n.
+--handshake-delay S holds the TLS handshake of the third and later connections S seconds after
+their TCP connection is accepted.
+
+Prints "LISTENING <port>" once ready, "TCP <n>" per TCP connection accepted (1 = the first),
+"CONN <n>" once its TLS handshake is done and "QUERY <n> <name>" per query read on connection n.
 """
 
 import argparse
@@ -35,7 +39,8 @@ async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=1.0)
-    parser.add_argument("--extra", choices=["close", "silent"], default="close")
+    parser.add_argument("--extra", choices=["close", "silent", "answer"], default="close")
+    parser.add_argument("--handshake-delay", type=float, default=0.0)
     args = parser.parse_args()
 
     directory = tempfile.mkdtemp(prefix="dot-lanes-")
@@ -54,10 +59,32 @@ async def main():
         writer.write(struct.pack("!H", len(out)) + out)
         await writer.drain()
 
-    async def handle(reader, writer):
-        nonlocal count
-        count += 1
-        n = count
+    loop = asyncio.get_running_loop()
+
+    class Accepted(asyncio.Protocol):
+        """A TCP connection: nothing read until its TLS handshake starts (the ClientHello stays in
+        the socket for it), then served by `handle`."""
+
+        def connection_made(self, transport):
+            nonlocal count
+            transport.pause_reading()
+            count += 1
+            say(f"TCP {count}")
+            asyncio.ensure_future(handshake(transport, count))
+
+    async def handshake(transport, n):
+        if n >= 3 and args.handshake_delay > 0:
+            await asyncio.sleep(args.handshake_delay)
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            tls = await loop.start_tls(transport, protocol, context, server_side=True)
+        except (ConnectionError, ssl.SSLError, OSError):
+            transport.close()
+            return
+        await handle(reader, asyncio.StreamWriter(tls, protocol, reader, loop), n)
+
+    async def handle(reader, writer, n):
         say(f"CONN {n}")
         tasks = []
         try:
@@ -65,7 +92,7 @@ async def main():
                 length = struct.unpack("!H", await reader.readexactly(2))[0]
                 wire = await reader.readexactly(length)
                 say(f"QUERY {n} {dns.message.from_wire(wire).question[0].name}")
-                if n == 1:
+                if n == 1 or args.extra == "answer":
                     tasks.append(asyncio.ensure_future(answer(writer, wire, args.delay)))
                 elif args.extra == "close":
                     writer.close()
@@ -77,7 +104,7 @@ async def main():
             for t in tasks:
                 t.cancel()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", args.port, ssl=context)
+    server = await loop.create_server(Accepted, "127.0.0.1", args.port)
     say(f"LISTENING {server.sockets[0].getsockname()[1]}")
     async with server:
         await server.serve_forever()

@@ -39,7 +39,8 @@ final class DoTLanes: @unchecked Sendable {
   private let opener: Opener
   private let engine: UDPExchangeEngine
   private var extras: [DoTSocketSession] = []
-  private var opening = false
+  /// Handshakes of extra lanes under way.
+  private var opening = 0
   private var ended = false
   private var quietUntil: UInt64 = 0
 
@@ -50,20 +51,37 @@ final class DoTLanes: @unchecked Sendable {
     self.engine = engine
   }
 
-  /// The lane for the next query: `first` if it has nothing outstanding, else an extra lane with
-  /// nothing outstanding, else the least loaded (`first` on a tie); with every lane busy, another
-  /// is opened for the queries after this one.
+  /// The lane for the next query (`choose`); with every lane busy, another is opened for the
+  /// queries after this one.
   func lane(first: DoTSocketSession) -> DoTSocketSession {
+    guard first.outstanding > 0, first.takesQueries, first.rttMicros >= minRTTMicros else { return first }
+    let (lane, idle) = Self.choose(first: first, extras: extras)
+    if !idle { openAnother() }
+    return lane
+  }
+
+  /// `first` if it has nothing outstanding, else an extra lane with nothing outstanding (`idle`),
+  /// else the busy lane that clears soonest (`clearAt`, `first` on a tie): the one whose answers
+  /// the server will have seen acknowledged first, so this query's answer is held the least.
+  /// Picking by the number outstanding instead left an answer held for up to a round trip behind
+  /// one sent just before on a lane, while another lane's last query had been sent a round trip
+  /// earlier.
+  static func choose<Lane: DoTLane>(first: Lane, extras: [Lane]) -> (lane: Lane, idle: Bool) {
+    guard first.outstanding > 0 else { return (first, true) }
     var best = first
-    var load = first.outstanding
-    guard load > 0, first.takesQueries, first.rttMicros >= minRTTMicros else { return first }
-    for lane in extras where lane.takesQueries && lane.outstanding < load {
-      best = lane
-      load = lane.outstanding
-      if load == 0 { return best }
+    for lane in extras where lane.takesQueries {
+      if lane.outstanding == 0 { return (lane, true) }
+      if lane.clearAt < best.clearAt { best = lane }
     }
-    openAnother()
-    return best
+    return (best, false)
+  }
+
+  /// A lane's `clearAt` after a query is sent on it at `now` with `outstanding` others waiting:
+  /// one round trip after the query, or after the lane's previous `clearAt` if that is later (the
+  /// query's answer is then held until then, and the ACK of it is back a round trip after). With
+  /// nothing outstanding, the ACK of the lane's last answer rides on the query: no hold.
+  static func clearAt(sendingAt now: UInt64, previous: UInt64, outstanding: Int, rttMicros: UInt32) -> UInt64 {
+    (outstanding == 0 ? now : max(now, previous)) &+ UInt64(rttMicros) &* 1000
   }
 
   /// The session ended or was closed: the extra lanes take no new queries and close once their
@@ -76,10 +94,14 @@ final class DoTLanes: @unchecked Sendable {
   }
 
   private func openAnother() {
-    guard !opening, !ended, 1 + extras.count < maxLanes, UDPExchangeEngine.now() >= quietUntil else { return }
+    // As many handshakes at once as extra lanes are up, at least one: one to start with, more
+    // only once the server took one (one handshake, then two, then four: eight connections are
+    // up after three handshake times instead of seven).
+    guard opening <= extras.count, !ended, 1 + extras.count + opening < maxLanes, UDPExchangeEngine.now() >= quietUntil
+    else { return }
     // A lane retired for a timeout and still finishing: none until it ends (then `quietAfterFailure`).
     guard !extras.contains(where: { $0.timedOut }) else { return }
-    opening = true
+    opening += 1
     Task(executorPreference: engine.taskExecutor) { await self.open() }
   }
 
@@ -104,7 +126,7 @@ final class DoTLanes: @unchecked Sendable {
   }
 
   private func opened(_ lane: DoTSocketSession?) {
-    opening = false
+    opening -= 1
     guard let lane else { return pause() }
     opener.counters.dotLanes.increment()
     if ended { return lane.finishAndClose() }
@@ -132,3 +154,15 @@ final class DoTLanes: @unchecked Sendable {
 private final class LaneSlot: @unchecked Sendable {
   weak var lane: DoTSocketSession?
 }
+
+/// What `DoTLanes.choose` reads of a connection.
+protocol DoTLane: AnyObject {
+  /// Queries sent and not yet answered or timed out.
+  var outstanding: Int { get }
+  /// Whether a query sent now goes out.
+  var takesQueries: Bool { get }
+  /// From when a query sent on it finds no earlier answer held at the server (engine clock).
+  var clearAt: UInt64 { get }
+}
+
+extension DoTSocketSession: DoTLane {}

@@ -47,6 +47,11 @@ final class DoTSocketSession: @unchecked Sendable {
   /// The smallest round trip the kernel saw on the connection by the end of its handshake,
   /// microseconds (TCP_INFO; 0 if unknown).
   private(set) var rttMicros: UInt32 = 0
+  /// From when, by estimate, a query sent on it finds no earlier answer held at the server for
+  /// Nagle (engine clock; `DoTLanes`): a query sent at t arrives at the server half a round trip
+  /// later, its answer half a round trip after that, and the client's ACK of the answer is back
+  /// at the server another round trip on. An answer written before that waits for it.
+  private(set) var clearAt: UInt64 = 0
   /// An extra connection of a session (`DoTLanes`): its timeouts are `.laneTimeout`, and the
   /// first one retires it.
   private let isExtraLane: Bool
@@ -171,7 +176,9 @@ final class DoTSocketSession: @unchecked Sendable {
   /// Sends one query (padded, under a fresh ID); `done` gets the answer with the caller's ID, or the error.
   func send(_ query: Message, timeout: TimeAmount, _ done: Answer) {
     guard phase == .active, !closingLocally, !finishing else { return done.resume(returning: .failure(.closed)) }
-    let deadline = UDPExchangeEngine.now() &+ UInt64(max(timeout.nanoseconds, 0))
+    let now = UDPExchangeEngine.now()
+    let deadline = now &+ UInt64(max(timeout.nanoseconds, 0))
+    clearAt = DoTLanes.clearAt(sendingAt: now, previous: clearAt, outstanding: book.count, rttMicros: rttMicros)
     guard let framed = book.add(query, deadline: deadline, completion: done) else {
       return done.resume(returning: .failure(.io("no free message ID")))
     }
