@@ -5,7 +5,8 @@ import NIOCore
 /// connection is unacknowledged waits a round trip for the client's ACK: with queries pipelined
 /// on one connection, most answers took two round trips instead of one. A query goes on a lane
 /// with nothing outstanding; when every open lane has a query waiting, another is opened (up to
-/// `maxLanes` in all, the first included) and the query goes on the least loaded meanwhile.
+/// `maxLanes` in all, the first included; one handshake at a time until the server took one,
+/// then more at once) and the query goes meanwhile on the busy lane that clears soonest.
 /// Only where the first connection's round trip is at least `minRTTMicros`: a hold costs one
 /// round trip, nothing worth a handshake on a LAN or loopback, where one connection reads
 /// several answers in one wake-up and more would cost CPU for each.
