@@ -79,9 +79,10 @@ async def main():
         protocol = asyncio.StreamReaderProtocol(reader)
         try:
             tls = await loop.start_tls(transport, protocol, context, server_side=True)
-        except (ConnectionError, ssl.SSLError, OSError):
+        except OSError:  # ssl.SSLError and ConnectionError among them
             transport.close()
             return
+        protocol.connection_made(tls)  # start_tls does not: the reader gets its transport
         await handle(reader, asyncio.StreamWriter(tls, protocol, reader, loop), n)
 
     async def handle(reader, writer, n):
@@ -100,9 +101,12 @@ async def main():
                 # silent: read on, answer nothing
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
+        except Exception as e:  # a query it cannot parse: said, and the connection closed
+            say(f"ERROR {n} {e!r}")
         finally:
             for t in tasks:
                 t.cancel()
+            writer.close()
 
     server = await loop.create_server(Accepted, "127.0.0.1", args.port)
     say(f"LISTENING {server.sockets[0].getsockname()[1]}")

@@ -48,9 +48,10 @@ final class DoTSocketSession: @unchecked Sendable {
   /// microseconds (TCP_INFO; 0 if unknown).
   private(set) var rttMicros: UInt32 = 0
   /// From when, by estimate, a query sent on it finds no earlier answer held at the server for
-  /// Nagle (engine clock; `DoTLanes`): a query sent at t arrives at the server half a round trip
-  /// later, its answer half a round trip after that, and the client's ACK of the answer is back
-  /// at the server another round trip on. An answer written before that waits for it.
+  /// Nagle (engine clock; `DoTLanes.clearAt`): a query sent at t reaches the server at t + ½ RTT,
+  /// its answer the client at t + RTT, and the client's ACK of that answer the server at
+  /// t + 1.5 RTT; an answer written before then waits for it, so a query sent from t + RTT on
+  /// finds nothing held.
   private(set) var clearAt: UInt64 = 0
   /// An extra connection of a session (`DoTLanes`): its timeouts are `.laneTimeout`, and the
   /// first one retires it.
@@ -178,10 +179,11 @@ final class DoTSocketSession: @unchecked Sendable {
     guard phase == .active, !closingLocally, !finishing else { return done.resume(returning: .failure(.closed)) }
     let now = UDPExchangeEngine.now()
     let deadline = now &+ UInt64(max(timeout.nanoseconds, 0))
-    clearAt = DoTLanes.clearAt(sendingAt: now, previous: clearAt, outstanding: book.count, rttMicros: rttMicros)
+    let waiting = book.count
     guard let framed = book.add(query, deadline: deadline, completion: done) else {
       return done.resume(returning: .failure(.io("no free message ID")))
     }
+    clearAt = DoTLanes.clearAt(sendingAt: now, previous: clearAt, outstanding: waiting, rttMicros: rttMicros)
     status.touch(at: time.now())
     cover(deadline)
     if !unsent.isEmpty || encrypt(framed) == .wantMore { unsent.append(framed) }
