@@ -13,6 +13,7 @@ struct RunningResolver {
 
   /// Builds the resolver from `settings`, starts listening and opens the control socket.
   static func start(_ settings: Settings, logger: Logger) async throws -> RunningResolver {
+    raiseOpenFileLimit(logger: logger)
     let listenerConfig = try ListenerOptions.configuration(settings)
     let group = MultiThreadedEventLoopGroup.singleton
     let stack = try ResolverOptions.stack(settings, group: group, logger: logger)
@@ -58,6 +59,24 @@ struct RunningResolver {
     }
     let control = try await Top.startControl(settings.string(.control), stack: stack, group: group, logger: logger)
     return RunningResolver(stack: stack, listener: listener, control: control, bound: bound)
+  }
+
+  /// Raises the soft limit on open files to the hard limit (`OpenFileLimit`) and warns when even
+  /// that is too low for a busy resolver.
+  static func raiseOpenFileLimit(logger: Logger) {
+    switch OpenFileLimit.raise() {
+    case .failure(let error):
+      logger.warning("cannot raise the limit on open files: \(error)")
+    case .success(let change):
+      if change.after > change.before {
+        logger.info("open files: soft limit raised from \(change.before) to \(change.after)")
+      }
+      if change.after < OpenFileLimit.comfortable {
+        logger.warning(
+          "at most \(change.after) open files (hard limit \(change.hard)): under load, upstream queries and client connections can fail for lack of file descriptors; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) to \(OpenFileLimit.comfortable) or more"
+        )
+      }
+    }
   }
 
   /// Stops the control socket and the listener, closes encrypted sessions and saves state. The event

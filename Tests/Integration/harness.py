@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import resource
 import statistics
 import signal
 import socket
@@ -198,8 +199,8 @@ class Sotto:
         return data
 
     def serve(self, port: int, *extra: str, allow_loopback: bool = True,
-              root_hints: str = ROOT_HINTS) -> "SottoServer":
-        srv = SottoServer(self, port, list(extra), allow_loopback, root_hints=root_hints)
+              root_hints: str = ROOT_HINTS, nofile: tuple[int, int] | None = None) -> "SottoServer":
+        srv = SottoServer(self, port, list(extra), allow_loopback, root_hints=root_hints, nofile=nofile)
         srv.start()
         return srv
 
@@ -214,6 +215,8 @@ class SottoServer:
     address: str = "127.0.0.1"
     proc: subprocess.Popen | None = None
     logfile: object = None
+    # (soft, hard) limit on open files Sotto starts with (RLIMIT_NOFILE); None: this process's.
+    nofile: tuple[int, int] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
         """Start `sotto serve` and wait until it holds its UDP and TCP ports.
@@ -244,7 +247,10 @@ class SottoServer:
         if self.logfile:
             self.logfile.close()
         self.logfile = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(args, stdout=self.logfile, stderr=subprocess.STDOUT, cwd=REPO)
+        nofile = self.nofile
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
+        self.proc = subprocess.Popen(args, stdout=self.logfile, stderr=subprocess.STDOUT, cwd=REPO,
+                                     preexec_fn=limit)
         timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         # Ready when this process holds the UDP socket and the listening TCP socket of the port

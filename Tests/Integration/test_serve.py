@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+import time
 
 import dns.message
 import dns.rcode
@@ -158,3 +159,36 @@ def test_tcp_client_pipelining_past_a_thousand_queries_gets_every_answer(lab, so
                     got.add(r.id)
             except AssertionError as e:
                 raise AssertionError(f"{len(got)} of {n} pipelined queries answered: {e}\n{srv.log()}") from None
+
+
+def _open_file_limits(pid: int) -> tuple[int, int]:
+    """Sotto's soft and hard limit on open files, from /proc/PID/limits."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError(f"no 'Max open files' line in /proc/{pid}/limits")
+
+
+def test_serve_raises_its_soft_limit_on_open_files_to_the_hard_limit(lab, sotto, free_port):
+    """Started with a soft limit of 256 open files (a busy resolver holds thousands: a socket
+    per upstream query, DoT connection and client connection), Sotto raises it to the hard limit
+    and says nothing about it; with a hard limit of 512 too it warns."""
+    with sotto.serve(free_port, "--log-level", "info", nofile=(256, 8192)) as srv:
+        assert _open_file_limits(srv.proc.pid) == (8192, 8192)
+        r = srv.dig("www.example.test.", "A")
+        assert r.status == "NOERROR" and r.answer == WWW, r.raw
+        assert _logged(srv, "soft limit raised from 256 to 8192"), srv.log()
+        assert "open files (hard limit" not in srv.log(), srv.log()
+    with sotto.serve(free_port, nofile=(256, 512)) as srv:
+        assert _open_file_limits(srv.proc.pid) == (512, 512)
+        assert _logged(srv, "at most 512 open files (hard limit 512)"), srv.log()
+
+
+def _logged(srv, text: str, seconds: float = 5.0) -> bool:
+    """Whether `text` shows in the server's log within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while text not in srv.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return text in srv.log()
