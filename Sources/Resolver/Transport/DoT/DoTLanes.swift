@@ -95,9 +95,9 @@ final class DoTLanes: @unchecked Sendable {
   }
 
   private func openAnother() {
-    // One handshake at a time more than extra lanes are up: one to start with, more only once
-    // the server took one (one handshake, then two, then four: eight connections are up after
-    // three handshake times instead of seven).
+    // At most one handshake more under way than extra lanes are up: one to start with, more only
+    // once the server took one (one handshake, then two, then four: eight connections are up
+    // after three handshake times instead of seven).
     guard opening <= extras.count, !ended, 1 + extras.count + opening < maxLanes, UDPExchangeEngine.now() >= quietUntil
     else { return }
     // A lane retired for a timeout and still finishing: none until it ends (then `quietAfterFailure`).
