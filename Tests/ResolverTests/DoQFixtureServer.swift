@@ -91,13 +91,21 @@ final class DoQFixtureServer: Sendable {
 
   /// Waits up to `seconds` for a line starting with `prefix`.
   func waitForLine(prefix: String, seconds: Double = 10) async -> Bool {
+    await waitForLog(seconds: seconds) { $0.split(separator: "\n").contains(where: { $0.hasPrefix(prefix) }) }
+  }
+
+  /// Waits up to `seconds` for the log to contain `text`.
+  func waitForLog(containing text: String, seconds: Double = 10) async -> Bool {
+    await waitForLog(seconds: seconds) { $0.contains(text) }
+  }
+
+  private func waitForLog(seconds: Double, until seen: (String) -> Bool) async -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
-    let seen = { self.log.split(separator: "\n").contains(where: { $0.hasPrefix(prefix) }) }
     while Date() < deadline {
-      if seen() { return true }
+      if seen(log) { return true }
       try? await Task.sleep(for: .milliseconds(50))
     }
-    return seen()  // a task that resumed past the deadline still sees a line that came in time
+    return seen(log)  // a task that resumed past the deadline still sees a line that came in time
   }
 
   func stop() {

@@ -55,7 +55,7 @@ final class DoTLanes: @unchecked Sendable {
   /// The lane for the next query (`choose`); with every lane busy, another is opened for the
   /// queries after this one.
   func lane(first: DoTSocketSession) -> DoTSocketSession {
-    guard first.outstanding > 0, first.takesQueries, first.rttMicros >= minRTTMicros else { return first }
+    guard first.takesQueries, first.rttMicros >= minRTTMicros else { return first }
     let (lane, idle) = Self.choose(first: first, extras: extras)
     if !idle { openAnother() }
     return lane
