@@ -85,7 +85,8 @@ public final class ResolverStack: Sendable {
         resetDoQStreams: encryptedReplies.resetDoQStreams,
         timeouts: selection.totalTimeouts, delegationRefreshes: resolver.hardening.delegationRefreshCount,
         unresponsiveServers: selection.heldServers, heldZoneFailures: resolver.hardening.heldZoneFailureCount,
-        unresponsiveProbes: selection.probesSent, extraDoTConnections: encryptedReplies.extraDoTConnections))
+        unresponsiveProbes: selection.probesSent, extraDoTConnections: encryptedReplies.extraDoTConnections,
+        localConnectionFailures: policy?.localConnectionFailures ?? 0))
   }
 }
 

@@ -287,7 +287,7 @@ public struct Renderer: Sendable {
     switch event {
     case .established: .good
     case .handshakeFailed, .handshakeTimeout, .sessionFailed, .queryTimeouts, .queryFailures: .bad
-    case .operatorProbe: .warn
+    case .operatorProbe, .localFailure: .warn
     case .connecting, .closed: .normal
     }
   }

@@ -23,7 +23,7 @@ import Testing
       mismatchedReplies: 1, coalescedQueries: 2, malformedReplies: 3, outOfBailiwickRecords: 4, aliasLoops: 5,
       budgetExhausted: 6, malformedDoTReplies: 7, mismatchedDoTReplies: 8, malformedDoQReplies: 9,
       resetDoQStreams: 10, timeouts: 11, delegationRefreshes: 12, unresponsiveServers: 13, heldZoneFailures: 14,
-      unresponsiveProbes: 15)
+      unresponsiveProbes: 15, extraDoTConnections: 16, localConnectionFailures: 17)
     #expect(try JSONDecoder().decode(UpstreamSnapshot.self, from: JSONEncoder().encode(upstream)) == upstream)
   }
 }

@@ -36,6 +36,12 @@ public protocol EarlyDataConnector: EncryptedConnector {
 }
 
 extension EncryptedFailure {
+  /// True for failures of this machine's own (`.local`): not recorded against the server.
+  public var isLocal: Bool {
+    if case .local = self { return true }
+    return false
+  }
+
   /// True for failures that are timeouts (status `timeout` rather than `fail`).
   public var isTimeout: Bool { self == .handshakeTimeout || self == .tcpTimeout }
 
@@ -51,6 +57,7 @@ extension EncryptedFailure {
     case .resetWithQueriesOutstanding: "reset with queries outstanding"
     case .cleanClose: "clean close"
     case .danglingStreams(let n): "closed by Sotto: \(n) cancelled DoQ streams neither answered nor reset"
+    case .local(let what): "could not connect from this machine (\(what))"
     }
   }
 }

@@ -42,6 +42,10 @@ public final class EncryptionPolicy: UpstreamExchanger {
     /// sessions are closed unrecorded, and so is their end.
     var disowned: Set<UInt64> = []
     var probes: [UUID: Task<Void, Never>] = [:]
+    /// Connections this machine could not set up (`EncryptedFailure.local`).
+    var localFailures = 0
+    /// The local failures logged as warnings so far (each text once; the rest at debug).
+    var localFailuresLogged: Set<String> = []
     /// Set at shutdown: no new connections, Do53 only.
     var stopped = false
 
@@ -91,6 +95,24 @@ public final class EncryptionPolicy: UpstreamExchanger {
   public func prefersForPrivacy(_ ip: String) -> Bool {
     let now = wallClock()
     return state.withLock { $0.table.encryptionWorks(ip, now: now) }
+  }
+
+  /// Encrypted connections this machine could not set up (no descriptor, no local port, ...),
+  /// which were not held against their servers.
+  public var localConnectionFailures: Int { state.withLock { $0.localFailures } }
+
+  /// Logs a local failure: as a warning the first time its text comes (an operator must raise a
+  /// limit), else at debug (a process out of descriptors fails every connection).
+  func logLocalFailure(_ error: EncryptedFailure, _ t: EncryptedTransport, to endpoint: ServerEndpoint) {
+    let first = state.withLock {
+      $0.localFailuresLogged.count < 64 && $0.localFailuresLogged.insert(error.detail).inserted
+    }
+    let text = "\(t.rawValue) to \(endpoint): \(error.detail); not held against the server"
+    if first {
+      logger.warning("\(text) (logged once; counted in ctl stats as localConnectionFailures)")
+    } else {
+      logger.debug("\(text)")
+    }
   }
 
   /// Exchanges that joined an identical query to the same server already in flight.
@@ -167,8 +189,17 @@ public final class EncryptionPolicy: UpstreamExchanger {
           query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
           deadline: deadline)
       }
+      let (failure, local) = state.withLock { $0.table.lastConnectionFailure(server.ip, t) }
+      if local {
+        // This machine could not connect: the server is still known good, so its cleartext stays
+        // suppressed (OE-11). The query fails here and the resolution moves on.
+        let leg = ExchangeLeg(
+          transport: t.kind, rttMs: nil, error: .io(failure ?? "local failure"), truncated: false,
+          transportReason: reason)
+        return ExchangeResult(legs: [leg], response: nil)
+      }
       // OE-28: the (re)connection failed; the query moves to Do53.
-      let why = state.withLock { $0.table.state(server.ip, t).lastFailure } ?? "failed"
+      let why = failure ?? "failed"
       return await sendDo53(
         query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)",
         deadline: deadline)
@@ -467,6 +498,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   ) -> Task<(any EncryptedSession)?, Never>? {
     guard let connector = connectors[t], let endpoint = server.with(port: s.table.settings.port) else { return nil }
     let key = SessionKey(ip: server.ip, transport: t)
+    let initiatedBefore = s.table.stateIfKnown(server.ip, t)?.initiated
     let ticket = s.table.connectionStarted(server.ip, t, now: wallClock())
     let settings = s.table.settings
     let id = s.nextConnectionID
@@ -542,12 +574,23 @@ public final class EncryptionPolicy: UpstreamExchanger {
           s.endedBeforeRecorded[id] = nil
           // Forgotten while it connected: nothing to record (and no session whose end could come).
           guard case .pending(let mine) = s.slots[key], mine.id == id else { return }
+          s.slots[key] = nil
+          if error.isLocal {
+            // No descriptor, no local port: nothing the server did (no damping, nothing saved).
+            s.localFailures += 1
+            s.table.connectionFailedLocally(
+              server.ip, t, now: self.wallClock(), detail: error.detail, initiated: initiatedBefore, ticket: ticket)
+            return
+          }
           s.table.handshakeFailed(
             server.ip, t, now: self.wallClock(), failure: error.className, timedOut: error.isTimeout,
             detail: error.detail)
-          s.slots[key] = nil
         }
-        self.logger.debug("\(t.rawValue) to \(endpoint) failed: \(error.detail)")
+        if error.isLocal {
+          logLocalFailure(error, t, to: endpoint)
+        } else {
+          self.logger.debug("\(t.rawValue) to \(endpoint) failed: \(error.detail)")
+        }
         return nil
       }
     }

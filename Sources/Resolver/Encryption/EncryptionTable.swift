@@ -267,6 +267,33 @@ public struct EncryptionTable: Sendable {
         detail: "\(detail); damped until \(Self.clock(now + settings.damping))"))
   }
 
+  /// A connection this machine could not set up (`EncryptedFailure.local`): the attempt is
+  /// undone as if never started (its status, damping, counters and state-file entry stay as they
+  /// were); only the server's history tells.
+  /// `initiated` is the attempt's start as it was before; `ticket` the resumption ticket it took,
+  /// unused (no ClientHello went out), so kept for the next attempt.
+  public mutating func connectionFailedLocally(
+    _ address: String, _ t: EncryptedTransport, now: Double, detail: String, initiated: Double?, ticket: [UInt8]?
+  ) {
+    updateState(address, t, now: now) { st in
+      st.session = .none
+      st.initiated = initiated
+      st.probes.started -= 1
+      if let ticket { st.resumptions.append(ticket) }
+    }
+    servers[address]?.log(
+      ServerEvent(time: now, transport: t, kind: .localFailure, detail: "\(detail); not held against the server"))
+  }
+
+  /// Why the latest connection over `t` to `address` failed, for a query that waited for it, and
+  /// whether that was this machine's own failure (the server's state unchanged by it).
+  public func lastConnectionFailure(_ address: String, _ t: EncryptedTransport) -> (detail: String?, local: Bool) {
+    if let last = servers[address]?.history.last(where: { $0.transport == t }), last.kind == .localFailure {
+      return (last.detail, true)
+    }
+    return (stateIfKnown(address, t)?.lastFailure, false)
+  }
+
   /// OE-29 / OE-30: an established session ended. A clean close keeps `success`; a failure damps
   /// (with `completed = now`, §6 gap 2).
   /// `keepSession`: the session that ended is an older one and a newer connection is pending,

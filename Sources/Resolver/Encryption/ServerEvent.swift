@@ -12,6 +12,9 @@ public struct ServerEvent: Sendable, Hashable, Codable {
     /// Queries in a row failed on a session, the last with a malformed response.
     case queryFailures = "query-failures"
     case operatorProbe = "operator-probe"
+    /// This machine could not set a connection up (no descriptor, no local port): not held
+    /// against the server.
+    case localFailure = "local-failure"
   }
 
   /// Unix seconds.

@@ -69,12 +69,17 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   public var unresponsiveProbes = 0
   /// Extra DoT connections opened beside a session's first while its queries overlapped.
   public var extraDoTConnections = 0
+  /// Encrypted connections this machine could not set up (no descriptor, no local port, ...): not
+  /// held against their servers, and the query not sent in cleartext to a known-good one.
+  public var localConnectionFailures = 0
   public init(
     mismatchedReplies: Int = 0, coalescedQueries: Int = 0, malformedReplies: Int = 0, outOfBailiwickRecords: Int = 0,
     aliasLoops: Int = 0, budgetExhausted: Int = 0, malformedDoTReplies: Int = 0, mismatchedDoTReplies: Int = 0,
     malformedDoQReplies: Int = 0, resetDoQStreams: Int = 0, timeouts: Int = 0, delegationRefreshes: Int = 0,
-    unresponsiveServers: Int = 0, heldZoneFailures: Int = 0, unresponsiveProbes: Int = 0, extraDoTConnections: Int = 0
+    unresponsiveServers: Int = 0, heldZoneFailures: Int = 0, unresponsiveProbes: Int = 0, extraDoTConnections: Int = 0,
+    localConnectionFailures: Int = 0
   ) {
+    self.localConnectionFailures = localConnectionFailures
     self.extraDoTConnections = extraDoTConnections
     self.unresponsiveProbes = unresponsiveProbes
     self.unresponsiveServers = unresponsiveServers
@@ -97,6 +102,7 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
     case mismatchedReplies, coalescedQueries, malformedReplies, outOfBailiwickRecords, aliasLoops, budgetExhausted
     case delegationRefreshes, malformedDoTReplies, mismatchedDoTReplies, malformedDoQReplies, resetDoQStreams
     case timeouts, unresponsiveServers, heldZoneFailures, unresponsiveProbes, extraDoTConnections
+    case localConnectionFailures
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -112,7 +118,8 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
       timeouts: try c.counter(.timeouts), delegationRefreshes: try c.counter(.delegationRefreshes),
       unresponsiveServers: try c.counter(.unresponsiveServers), heldZoneFailures: try c.counter(.heldZoneFailures),
       unresponsiveProbes: try c.counter(.unresponsiveProbes),
-      extraDoTConnections: try c.counter(.extraDoTConnections))
+      extraDoTConnections: try c.counter(.extraDoTConnections),
+      localConnectionFailures: try c.counter(.localConnectionFailures))
   }
 }
 

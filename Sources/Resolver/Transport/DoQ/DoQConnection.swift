@@ -85,8 +85,10 @@ public final class DoQConnection: Sendable {
     let fd = socket(
       remote.protocol.rawValue,
       Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw .refused }
+    // No socket or local port: this machine's failure (`.local`), not the server's.
+    guard fd >= 0 else { throw .noSocket(errno) }
     let connected = remote.withSockAddr { sa, len in Glibc.connect(fd, sa, socklen_t(len)) }
+    let connectError = connected == 0 ? 0 : errno
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
     let named = withUnsafeMutablePointer(to: &storage) {
@@ -107,7 +109,8 @@ public final class DoQConnection: Sendable {
     }
     guard let local else {
       Glibc.close(fd)
-      throw .refused
+      // A UDP connect fails at once only for want of a route or a local port.
+      throw connectError != 0 ? .connectFailed(connectError) : .local("getsockname: no local address")
     }
     return (fd, local)
   }

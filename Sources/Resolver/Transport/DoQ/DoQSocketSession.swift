@@ -114,12 +114,13 @@ final class DoQSocketSession: @unchecked Sendable {
       engine.watchStream(
         fd, events: EPOLLIN.rawValue, lowPriority: lowPriority, onEvents: { self.handle($0) })
     else {
+      let code = errno
       Glibc.close(fd)
       terminated = true
       handshakeSettled = true
       handshake = nil
       early?.promise.fail(TransportError.closed)
-      return done.resume(returning: .failure(.refused))
+      return done.resume(returning: .failure(.notWatched(code)))
     }
     // ngtcp2 enforces the handshake timeout itself; this backstop only covers a stalled engine.
     backstopAt = UDPExchangeEngine.now() &+ handshakeTimeout &+ 200_000_000

@@ -153,16 +153,17 @@ final class DoTSocketSession: @unchecked Sendable {
     let family = endpoint.socketAddress.protocol.rawValue
     fd = socket(
       family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    // Any failure to set up TCP is `.refused`, as a refused connect is.
-    guard fd >= 0 else { return failAttempt(.refused) }
+    // No socket, no local port, no epoll slot: this machine's failure, not the server's. A connect
+    // the server or its network refused is `.refused`.
+    guard fd >= 0 else { return failAttempt(.noSocket(errno)) }
     var one: Int32 = 1
     _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     let rc = endpoint.socketAddress.withSockAddr { sa, len in Glibc.connect(fd, sa, socklen_t(len)) }
     let connectError = rc == 0 ? 0 : errno
-    guard rc == 0 || connectError == EINPROGRESS else { return failAttempt(.refused) }
+    guard rc == 0 || connectError == EINPROGRESS else { return failAttempt(.connectFailed(connectError)) }
     let events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue
     guard engine.watchStream(fd, events: events, lowPriority: lowPriority, onEvents: { self.handle($0) }) else {
-      return failAttempt(.refused)
+      return failAttempt(.notWatched(errno))
     }
     watchingWritable = true
     let now = UDPExchangeEngine.now()
