@@ -85,6 +85,8 @@ final class FakeConnector: EncryptedConnector {
     case succeedAfter(Gate)
     /// Hangs until the gate opens, then succeeds, and the session ends before `connect` returns.
     case succeedAfterThenEnd(Gate, EncryptedFailure)
+    /// Hangs until the gate opens, then fails with the class.
+    case failAfter(Gate, EncryptedFailure)
   }
   /// Opened once by a test.
   final class Gate: Sendable {
@@ -117,6 +119,9 @@ final class FakeConnector: EncryptedConnector {
     case .hangUntil(let gate):
       await gate.wait()
       throw .handshakeTimeout
+    case .failAfter(let gate, let failure):
+      await gate.wait()
+      throw failure
     case .succeed, .succeedThenEnd, .succeedAfter, .succeedAfterThenEnd:
       let b = behaviour(endpoint.ip)
       if case .succeedAfter(let gate) = b { await gate.wait() }

@@ -13,6 +13,8 @@ final class ScriptedExchanger: UpstreamExchanger {
   let delay: Duration
   /// Timeouts say the caller's budget cut them short (`ExchangeResult.cutShort`).
   let cutShort: Bool
+  /// What a server without a reply fails with (a timeout unless a test says otherwise).
+  let failure = Mutex<TransportError>(.timeout)
 
   init(_ scripts: [String: Script], delay: Duration = .zero, cutShort: Bool = false) {
     self.scripts = scripts
@@ -29,8 +31,9 @@ final class ScriptedExchanger: UpstreamExchanger {
     log.withLock { $0.append((server.ip, q)) }
     if delay > .zero { try? await Task.sleep(for: delay) }
     guard let script = scripts[server.ip], var reply = script(q) else {
-      var leg = ExchangeLeg(transport: .do53UDP, rttMs: nil, error: .timeout, truncated: false)
-      leg.cutShort = cutShort
+      let error = failure.withLock { $0 }
+      var leg = ExchangeLeg(transport: .do53UDP, rttMs: nil, error: error, truncated: false)
+      leg.cutShort = cutShort && error == .timeout
       return ExchangeResult(legs: [leg], response: nil, cutShort: cutShort)
     }
     reply.header.id = query.header.id

@@ -80,8 +80,7 @@ import Testing
     #expect(r.response == nil)
     #expect(r.legs.map(\.transport) == [.dot])
     #expect(
-      r.legs.first?.error
-        == .io("could not connect from this machine (socket: Too many open files); not held against the server"))
+      r.legs.first?.error == .io("could not connect from this machine (socket: Too many open files)"))
     #expect(do53.count == 1, "only the first query went over Do53")
     let st = p.table.state("192.0.2.7", .dot)
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .goodIdle)
@@ -93,5 +92,69 @@ import Testing
     #expect(again.response != nil && again.legs.map(\.transport) == [.dot])
     #expect(p.table.state("192.0.2.7", .dot).resumed)
     #expect(p.localConnectionFailures == 1)
+  }
+
+  /// Every query waiting for a reconnection that fails locally is told so by the connection
+  /// itself, so none goes over Do53 to the known-good server, however many joined it.
+  @Test func everyQueryWaitingForAReconnectionThatFailsLocallyStaysOffDo53() async {
+    let gate = FakeConnector.Gate()
+    let reconnecting = Mutex(false)
+    let connector = FakeConnector { _ in reconnecting.withLock { $0 } ? .failAfter(gate, Self.outOfFiles) : .succeed }
+    let do53 = FakeDo53()
+    let p = policy(connector, do53)
+    _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    await p.waitForProbes(upTo: 2)
+    connector.sessions.withLock { $0["192.0.2.7"] }?.close()
+    reconnecting.withLock { $0 = true }
+    let results = await withTaskGroup(of: ExchangeResult.self) { group in
+      for i in 0..<4 {
+        var q = query
+        q.questions = [Question(name: (try? DNSName("q\(i).example.test.")) ?? .root, type: .a)]
+        group.addTask { await p.exchange(q, server: self.server, context: self.context, timeout: .seconds(2)) }
+      }
+      // All four wait on the one pending connection (OE-21) before it fails.
+      while connector.attempts.withLock({ $0.count }) < 2 { try? await Task.sleep(for: .milliseconds(5)) }
+      try? await Task.sleep(for: .milliseconds(50))
+      gate.open()
+      return await group.reduce(into: []) { $0.append($1) }
+    }
+    #expect(results.count == 4)
+    #expect(results.allSatisfy { $0.response == nil && $0.legs.map(\.transport) == [.dot] })
+    #expect(do53.count == 1, "only the first query went over Do53")
+    #expect(connector.attempts.withLock { $0.count } == 2, "one reconnection for the four")
+  }
+
+  /// A zone step whose every server failed locally (a `.io` leg: no socket) is not retried
+  /// un-minimised, does not refresh the zone's delegation and is not cached: the
+  /// same name resolves as soon as the machine can send again.
+  @Test func aZoneStepThatFailedLocallyIsNotRetriedRefreshedNorCached() async {
+    let local = Mutex(true)
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { _ in referral("test.", ns: ["ns.test."], glue: [("ns.test.", "192.0.2.5")]) },
+      "192.0.2.5": { _ in
+        referral("example.test.", ns: ["ns.example.test."], glue: [("ns.example.test.", "192.0.2.10")])
+      },
+      "192.0.2.10": { q in
+        local.withLock { $0 } ? nil : answer([record(q.name.description, .a, .a(IPv4Address("198.51.100.1")!))])
+      },
+    ])
+    ex.failure.withLock { $0 = .io("socket: Too many open files") }
+    var config = ResolverConfiguration()
+    config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
+    config.primeRoot = false
+    let r = RecursiveResolver(
+      configuration: config, exchanger: ex, time: SystemTimeSource(), logger: Logger(label: "t"))
+    let question = Question(name: name("a.b.example.test."), type: .a)
+    let failed = await r.resolve(question)
+    #expect(failed.rcode == .servFail)
+    #expect(
+      ex.queries.map { "\($0.0) \($0.1.name)" } == [
+        "192.0.2.1 test.", "192.0.2.5 example.test.", "192.0.2.10 b.example.test.",
+      ],
+      "no un-minimised retry, no refresh of the delegation")
+    #expect(r.hardening.delegationRefreshCount == 0)
+    local.withLock { $0 = false }
+    let again = await r.resolve(question)
+    #expect(again.rcode == .noError && again.answer.map(\.rdata) == [.a(IPv4Address("198.51.100.1")!)])
   }
 }

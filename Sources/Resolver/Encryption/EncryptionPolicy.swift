@@ -21,9 +21,13 @@ public final class EncryptionPolicy: UpstreamExchanger {
   final class PendingConnection: Sendable {
     let task: Task<(any EncryptedSession)?, Never>
     let id: UInt64
-    init(_ task: Task<(any EncryptedSession)?, Never>, id: UInt64) {
+    /// Set before the task returns nil when this machine could not set the connection up
+    /// (`EncryptedFailure.local`): what its waiters are told, whatever the table says by then.
+    let localFailure: LocalFailureBox
+    init(_ task: Task<(any EncryptedSession)?, Never>, id: UInt64, localFailure: LocalFailureBox) {
       self.task = task
       self.id = id
+      self.localFailure = localFailure
     }
   }
   struct State {
@@ -173,7 +177,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       // not Do53 to this one, whose encryption is known to work (OE-11).
       let full = 2 * Double(timeout.nanoseconds) / 1e9
       let wait = min(full, deadline.remaining ?? .infinity)
-      let (session, early, waited) = await session(
+      let (session, early, waited, localFailure) = await session(
         t, server: server, context: context, earlyQuery: query, within: wait)
       if waited == .outOfTime {
         return Self.outOfTime(
@@ -189,17 +193,15 @@ public final class EncryptionPolicy: UpstreamExchanger {
           query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
           deadline: deadline)
       }
-      let (failure, local) = state.withLock { $0.table.lastConnectionFailure(server.ip, t) }
-      if local {
+      if let localFailure {
         // This machine could not connect: the server is still known good, so its cleartext stays
         // suppressed (OE-11). The query fails here and the resolution moves on.
         let leg = ExchangeLeg(
-          transport: t.kind, rttMs: nil, error: .io(failure ?? "local failure"), truncated: false,
-          transportReason: reason)
+          transport: t.kind, rttMs: nil, error: .io(localFailure), truncated: false, transportReason: reason)
         return ExchangeResult(legs: [leg], response: nil)
       }
       // OE-28: the (re)connection failed; the query moves to Do53.
-      let why = failure ?? "failed"
+      let why = state.withLock { $0.table.state(server.ip, t).lastFailure } ?? "failed"
       return await sendDo53(
         query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)",
         deadline: deadline)
@@ -412,7 +414,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
     _ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, earlyQuery: Message? = nil,
     within limit: Double = .infinity
   )
-    async -> (session: (any EncryptedSession)?, early: EventLoopFuture<Message>?, waited: SessionWait)
+    async -> (
+      session: (any EncryptedSession)?, early: EventLoopFuture<Message>?, waited: SessionWait, localFailure: String?
+    )
   {
     let key = SessionKey(ip: server.ip, transport: t)
     // Only a connection started here can carry the early query, so only then is there a box.
@@ -432,14 +436,19 @@ public final class EncryptionPolicy: UpstreamExchanger {
       }
     }
     switch slot {
-    case .established(let session): return (session, nil, .done)
+    case .established(let session): return (session, nil, .done, nil)
     case .pending(let pending):
       let task = pending.task
-      guard limit.isFinite else { return (await task.value, box?.future, .done) }
-      let outcome = await BoundedWait.value(within: limit) { finish in Task { finish(await task.value) } }
-      guard let session = outcome else { return (nil, nil, .outOfTime) }
-      return (session, box?.future, .done)
-    case nil: return (nil, nil, .done)
+      let session: (any EncryptedSession)?
+      if limit.isFinite {
+        let outcome = await BoundedWait.value(within: limit) { finish in Task { finish(await task.value) } }
+        guard let outcome else { return (nil, nil, .outOfTime, nil) }
+        session = outcome
+      } else {
+        session = await task.value
+      }
+      return (session, box?.future, .done, session == nil ? pending.localFailure.value : nil)
+    case nil: return (nil, nil, .done, nil)
     }
   }
 
@@ -504,6 +513,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let id = s.nextConnectionID
     s.nextConnectionID &+= 1
     s.connecting.insert(id)
+    let localFailure = LocalFailureBox()
     let task = Task { () -> (any EncryptedSession)? in
       do throws(EncryptedFailure) {
         let onTicket: @Sendable ([UInt8]) -> Void = { [weak self] ticket in
@@ -569,15 +579,16 @@ public final class EncryptionPolicy: UpstreamExchanger {
         self.logger.debug("\(t.rawValue) to \(endpoint): \(fate)")
         return session
       } catch {
+        if error.isLocal { localFailure.set(error.detail) }
         self.state.withLock { s in
           s.connecting.remove(id)
           s.endedBeforeRecorded[id] = nil
+          if error.isLocal { s.localFailures += 1 }
           // Forgotten while it connected: nothing to record (and no session whose end could come).
           guard case .pending(let mine) = s.slots[key], mine.id == id else { return }
           s.slots[key] = nil
           if error.isLocal {
             // No descriptor, no local port: nothing the server did (no damping, nothing saved).
-            s.localFailures += 1
             s.table.connectionFailedLocally(
               server.ip, t, now: self.wallClock(), detail: error.detail, initiated: initiatedBefore, ticket: ticket)
             return
@@ -594,7 +605,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
         return nil
       }
     }
-    s.slots[key] = .pending(PendingConnection(task, id: id))
+    s.slots[key] = .pending(PendingConnection(task, id: id, localFailure: localFailure))
     return task
   }
 
@@ -629,6 +640,13 @@ public final class EncryptionPolicy: UpstreamExchanger {
       key.ip, key.transport, now: wallClock(), clean: failure == .cleanClose, failure: failure.className,
       detail: failure.detail, keepSession: keepSession)
   }
+}
+
+/// What a connecting task that failed locally tells the queries waiting for it (set before it ends).
+final class LocalFailureBox: Sendable {
+  private let detail = StateLock<String?>(nil)
+  func set(_ text: String) { detail.withLock { $0 = text } }
+  var value: String? { detail.withLock { $0 } }
 }
 
 /// Hands the early-data response future from the connecting task to the query that started it.

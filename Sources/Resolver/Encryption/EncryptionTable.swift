@@ -281,17 +281,8 @@ public struct EncryptionTable: Sendable {
       st.probes.started -= 1
       if let ticket { st.resumptions.append(ticket) }
     }
-    servers[address]?.log(
+    servers[address]?.logLocalFailure(
       ServerEvent(time: now, transport: t, kind: .localFailure, detail: "\(detail); not held against the server"))
-  }
-
-  /// Why the latest connection over `t` to `address` failed, for a query that waited for it, and
-  /// whether that was this machine's own failure (the server's state unchanged by it).
-  public func lastConnectionFailure(_ address: String, _ t: EncryptedTransport) -> (detail: String?, local: Bool) {
-    if let last = servers[address]?.history.last(where: { $0.transport == t }), last.kind == .localFailure {
-      return (last.detail, true)
-    }
-    return (stateIfKnown(address, t)?.lastFailure, false)
   }
 
   /// OE-29 / OE-30: an established session ended. A clean close keeps `success`; a failure damps

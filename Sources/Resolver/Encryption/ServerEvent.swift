@@ -42,4 +42,17 @@ extension ServerRecord {
     history.append(event)
     if history.count > Self.historyLimit { history.removeFirst(history.count - Self.historyLimit) }
   }
+
+  /// Logs a local failure (`EncryptionTable.connectionFailedLocally`) in place of the attempt's
+  /// `connecting` event, and in place of an identical local failure just before it: a machine out
+  /// of descriptors fails every attempt, which would push the server's real events out.
+  mutating func logLocalFailure(_ event: ServerEvent) {
+    if let last = history.last, last.kind == .connecting, last.transport == event.transport { history.removeLast() }
+    if let last = history.last, last.kind == .localFailure, last.transport == event.transport,
+      last.detail == event.detail
+    {
+      history.removeLast()
+    }
+    log(event)
+  }
 }

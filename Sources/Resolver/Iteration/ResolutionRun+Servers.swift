@@ -154,6 +154,7 @@ extension ResolutionRun {
     let kind = ServerHealth.Kind(qtype)
     let (free, due, heldBack) = selection.admitted(servers, key: { $0.endpoint.ip }, runStarted: started, kind: kind)
     allHeld = free.isEmpty && due.isEmpty && heldBack > 0
+    failedLocally = nil
     if allHeld { return nil }
     var probing: [(server: Candidate, replied: Task<Bool, Never>)] = []
     if !free.isEmpty {
@@ -178,13 +179,14 @@ extension ResolutionRun {
     }
     var sentHere = false
     defer { if !sentHere && free.isEmpty { allHeld = true } }  // every probe taken by other resolutions
-    let turn = Turn(zone: zone, qname: qname, qtype: qtype, kind: kind, someSlower: someSlower)
-    if let reply = await ask(ordered, free: free.count, turn, sentHere: &sentHere) { return reply }
+    var turn = Turn(zone: zone, qname: qname, qtype: qtype, kind: kind, someSlower: someSlower)
+    defer { failedLocally = turn.sent > 0 && turn.failedLocally == turn.sent ? turn.localError : nil }
+    if let reply = await ask(ordered, free: free.count, &turn, sentHere: &sentHere) { return reply }
     // The live servers all failed: a held server whose probe beside this resolution got an
     // answer is asked now, as it would have been after them.
     for probe in probing where !overDeadline && queriesSent < limits.maxQueries {
       guard await probe.replied.value else { continue }
-      if let reply = await ask([probe.server], free: 1, turn, sentHere: &sentHere) { return reply }
+      if let reply = await ask([probe.server], free: 1, &turn, sentHere: &sentHere) { return reply }
     }
     return nil
   }
@@ -197,14 +199,19 @@ extension ResolutionRun {
     var kind: ServerHealth.Kind
     /// Whether a free server is more than 100 ms slower than the best (`ServerSelection.rank`).
     var someSlower = false
+    /// Exchanges sent, and those of them that failed for want of something of this machine's
+    /// (a `.io` leg last: no socket, no local port), with the latest such error.
+    var sent = 0
+    var failedLocally = 0
+    var localError = ""
   }
 
   /// Asks `ordered` in turn, in passes while servers time out; those from index `free` on
   /// are held servers probed only if `claimProbe` still gives their probe. Sets `sentHere` when
   /// anything was sent.
-  private nonisolated(nonsending) func ask(_ ordered: [Candidate], free: Int, _ turn: Turn, sentHere: inout Bool) async
-    -> (ReplyKind, Bool)?
-  {
+  private nonisolated(nonsending) func ask(
+    _ ordered: [Candidate], free: Int, _ turn: inout Turn, sentHere: inout Bool
+  ) async -> (ReplyKind, Bool)? {
     let selection = core.selection
     let (zone, qname, qtype, kind) = (turn.zone, turn.qname, turn.qtype, turn.kind)
     let passes = max(1, core.configuration.queryRetries)
@@ -234,7 +241,12 @@ extension ResolutionRun {
           sentAt = core.time.now()
           result = await send(query, to: server, zone: zone)
         }
+        turn.sent += 1
         guard let response = result.response else {
+          if case .io(let why) = result.legs.last?.error {
+            turn.failedLocally += 1
+            turn.localError = why
+          }
           if core.noteNoReply(result, server: server.endpoint.ip, sentAt: sentAt, zone: zone, kind: kind) {
             sawTimeout = true
           }

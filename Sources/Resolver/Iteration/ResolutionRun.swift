@@ -34,6 +34,12 @@ final class ResolutionRun {
   var unansweredZones: [DNSName] = []
   /// Set by `ask` when every server of the zone was held as unresponsive.
   var allHeld = false
+  /// Set by `ask` to the local error when every server it sent to failed for want of something
+  /// of this machine's (no socket, no local port: a `.io` leg); nil otherwise.
+  var failedLocally: String?
+  /// Whether any zone step of this run failed that way: its failures are not cached, as
+  /// they say nothing about the name or its servers.
+  var sawLocalFailure = false
   /// Questions this run put in the failure cache.
   var failuresCached: [Question] = []
   /// Set once the run restarted after refreshing delegations (R-43: once per resolution).
@@ -86,7 +92,7 @@ final class ResolutionRun {
     let key = Question(name: name.lowercased(), type: type)
     if core.failureCache.contains(key) { return .failure("cached failure for \(name) \(type) (R-24)") }
     let outcome = await iterate(name, type, depth: depth)
-    if case .failure = outcome {
+    if case .failure = outcome, !sawLocalFailure {
       core.failureCache.insert(key)
       failuresCached.append(key)
     }
@@ -202,6 +208,12 @@ final class ResolutionRun {
           let next = servers.compactMap { core.selection.probeIn(server: $0.endpoint.ip) }.min() ?? 0
           return .failure(
             "every server for \(zone) is held as unresponsive (R-24); next probe in \((next * 10).rounded() / 10) s")
+        }
+        if let local = failedLocally {
+          // Nothing reached a server: no un-minimised retry, no delegation refresh, and
+          // the failure is not cached; the next query tries again.
+          sawLocalFailure = true
+          return .failure("could not send to any server for \(zone) from this machine (\(local))")
         }
         if minimised && !core.configuration.qnameMinimisationStrict {
           // R-29 relaxed: every server failed the minimised query; retry un-minimised.

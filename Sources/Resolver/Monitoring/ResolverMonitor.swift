@@ -267,9 +267,10 @@ extension ResolverMonitor.State {
     append(item)
   }
 
-  /// Counts a resolution's (or a background query's) `hops`.
+  /// Counts a resolution's (or a background query's) `hops`, but not those that never left this
+  /// machine (outcome `error`: no socket, no local port), which exposed nothing.
   mutating func count(hops: [Hop], time: Double) {
-    for hop in hops {
+    for hop in hops where hop.outcome != TransportError.io("").outcome {
       count(hop: hop.transport, zone: hop.zoneText, qname: hop.qnameText, server: hop.server, time: time)
     }
   }

@@ -55,7 +55,8 @@ final class QUICClientEngine {
         }
       }
     }
-    guard let made else { throw .tlsError(Self.text(message)) }
+    // Nothing of the server's goes into making the engine: a failure is this machine's.
+    guard let made else { throw .local("QUIC engine: \(Self.text(message))") }
     raw = made
     self.context = context
   }

@@ -29,6 +29,13 @@ enum OpenSSLErrorQueue {
     return .tlsError(texts.joined(separator: "; "))
   }
 
+  /// Drains the queue into a failure of this machine's own (`what` could not be made: memory),
+  /// which is not held against the server.
+  static func localFailure(_ what: String) -> EncryptedFailure {
+    let text = drainText()
+    return .local(text.isEmpty ? what : "\(what): \(text)")
+  }
+
   /// Drains the queue and returns its text (empty if it was empty).
   static func drainText() -> String {
     var texts: [String] = []

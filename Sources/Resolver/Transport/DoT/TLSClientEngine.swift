@@ -37,16 +37,16 @@ final class TLSClientEngine {
     verifyStore: OwnedStore, onTicket: @escaping @Sendable ([UInt8]) -> Void
   ) throws(EncryptedFailure) {
     ERR_clear_error()
-    guard let ssl = SSL_new(context.ctx) else { throw OpenSSLErrorQueue.failure(fallback: "SSL_new failed") }
+    guard let ssl = SSL_new(context.ctx) else { throw OpenSSLErrorQueue.localFailure("SSL_new failed") }
     if let store = verifyStore.pointer { _ = sotto_SSL_set1_verify_cert_store(ssl, store) }
     guard let readBIO = BIO_new(BIO_s_mem()) else {
       SSL_free(ssl)
-      throw OpenSSLErrorQueue.failure(fallback: "BIO_new failed")
+      throw OpenSSLErrorQueue.localFailure("BIO_new failed")
     }
     guard let writeBIO = BIO_new(BIO_s_mem()) else {
       BIO_free(readBIO)
       SSL_free(ssl)
-      throw OpenSSLErrorQueue.failure(fallback: "BIO_new failed")
+      throw OpenSSLErrorQueue.localFailure("BIO_new failed")
     }
     SSL_set_bio(ssl, readBIO, writeBIO)
     SSL_set_connect_state(ssl)
@@ -54,7 +54,7 @@ final class TLSClientEngine {
     // SSL_set_alpn_protos returns 0 on success.
     guard SSL_set_alpn_protos(ssl, alpn, UInt32(alpn.count)) == 0 else {
       SSL_free(ssl)
-      throw OpenSSLErrorQueue.failure(fallback: "cannot set ALPN")
+      throw OpenSSLErrorQueue.localFailure("cannot set ALPN")
     }
     var host: String? = nil
     if let expectedName, !expectedName.isRoot {
