@@ -169,16 +169,7 @@ final class FakeDo53: UpstreamExchanger {
   var count: Int { log.withLock { $0.count } }
 }
 
-@Suite struct EncryptionPolicyTests {
-  let server = ServerEndpoint(ip: "192.0.2.7", port: 53)!
-  let context = ExchangeContext(
-    nsName: try? DNSName("ns.example.test."), zone: (try? DNSName("example.test.")) ?? .root)
-  var query: Message {
-    var m = Message()
-    m.header.id = 42
-    m.questions = [Question(name: (try? DNSName("www.example.test.")) ?? .root, type: .a)]
-    return m
-  }
+@Suite struct EncryptionPolicyTests: PolicyFixture {
 
   func policy(
     _ connector: FakeConnector, _ do53: FakeDo53, timeout: Double = 1,

@@ -6,16 +6,7 @@ import Testing
 @testable import Resolver
 
 /// The operator's "probe now" (dashboard `R`, `sotto ctl probe`) and the per-server history.
-@Suite struct EncryptionProbeNowTests {
-  let server = ServerEndpoint(ip: "192.0.2.7", port: 53)!
-  let context = ExchangeContext(
-    nsName: try? DNSName("ns.example.test."), zone: (try? DNSName("example.test.")) ?? .root)
-  var query: Message {
-    var m = Message()
-    m.header.id = 42
-    m.questions = [Question(name: (try? DNSName("www.example.test.")) ?? .root, type: .a)]
-    return m
-  }
+@Suite struct EncryptionProbeNowTests: PolicyFixture {
 
   func policy(_ connector: FakeConnector, clock: @escaping @Sendable () -> Double = { 1_000 })
     -> EncryptionPolicy

@@ -7,16 +7,7 @@ import Testing
 
 /// A connection this machine could not set up (no descriptor, no local port) is not the server's
 /// failure: nothing is held against it, and a known-good server's cleartext stays suppressed.
-@Suite struct LocalFailureTests {
-  let server = ServerEndpoint(ip: "192.0.2.7", port: 53)!
-  let context = ExchangeContext(
-    nsName: try? DNSName("ns.example.test."), zone: (try? DNSName("example.test.")) ?? .root)
-  var query: Message {
-    var m = Message()
-    m.header.id = 42
-    m.questions = [Question(name: (try? DNSName("www.example.test.")) ?? .root, type: .a)]
-    return m
-  }
+@Suite struct LocalFailureTests: PolicyFixture {
   static let outOfFiles = EncryptedFailure.noSocket(EMFILE)
 
   func policy(_ connector: FakeConnector, _ do53: FakeDo53) -> EncryptionPolicy {
