@@ -29,6 +29,18 @@ import Testing
       #expect(EncryptedFailure.connectFailed(code) == .refused, "errno \(code)")
     }
     #expect(!EncryptedFailure.refused.isLocal)
+    // Do53 over UDP: out of buffers is this machine's; an ICMP error on the socket is not.
+    #expect(UDPExchangeEngine.sendFailure(ENOBUFS) == .io("send: No buffer space available (errno 105)"))
+    #expect(UDPExchangeEngine.sendFailure(ECONNREFUSED) == .unreachable("send: Connection refused (errno 111)"))
+  }
+
+  /// An exchange failed locally only when none of its legs left the machine.
+  @Test func anExchangeFailedLocallyOnlyWhenNoLegLeftTheMachine() {
+    let io = ExchangeLeg(transport: .do53UDP, rttMs: nil, error: .io("socket: Too many open files"), truncated: false)
+    let timeout = ExchangeLeg(transport: .dot, rttMs: nil, error: .timeout, truncated: false)
+    #expect(ExchangeResult(legs: [io], response: nil).failedLocally == "socket: Too many open files")
+    #expect(ExchangeResult(legs: [timeout, io], response: nil).failedLocally == nil)
+    #expect(ExchangeResult(legs: [], response: nil).failedLocally == nil)
   }
 
   @Test func aProbeThisMachineCouldNotOpenLeavesTheServerUnknownAndIsTriedAgain() async {
@@ -109,8 +121,8 @@ import Testing
       gate.open()
       return await group.reduce(into: []) { $0.append($1) }
     }
-    #expect(results.count == 4)
-    #expect(results.allSatisfy { $0.response == nil && $0.legs.map(\.transport) == [.dot] })
+    let local = TransportError.io("could not connect from this machine (socket: Too many open files)")
+    #expect(results.map { $0.legs.map(\.error) } == Array(repeating: [local], count: 4))
     #expect(do53.count == 1, "only the first query went over Do53")
     #expect(connector.attempts.withLock { $0.count } == 2, "one reconnection for the four")
   }

@@ -280,7 +280,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
     let now = wallClock()
     state.withLock { s in
-      for leg in result.legs {
+      // A leg that never left the machine (`.io`: no socket) sent nothing to count.
+      for leg in result.legs where leg.error?.outcome != TransportError.io("").outcome {
         s.table.noteQuery(server.ip, transport: leg.transport, now: now, suppressedAtSend: suppressed)
       }
     }

@@ -113,7 +113,8 @@ public final class RecursiveResolver: QueryResolving {
     {
       // The refresh failed (no authority answered, or none with NOERROR/NXDOMAIN, R-44), so the
       // expired data still kept is the answer.
-      core.staleRecheck.insert(key)
+      // Not after a failure of this machine's own: the next query tries the servers again.
+      if !run.sawLocalFailure { core.staleRecheck.insert(key) }
       core.logger.debug("stale answer for \(question): \(why)")
       stale.hops = run.hops
       stale.fromCache = false

@@ -243,7 +243,7 @@ extension ResolutionRun {
         }
         turn.sent += 1
         guard let response = result.response else {
-          if case .io(let why) = result.legs.last?.error {
+          if let why = result.failedLocally {
             turn.failedLocally += 1
             turn.localError = why
           }

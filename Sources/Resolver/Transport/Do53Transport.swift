@@ -66,6 +66,8 @@ public final class Do53Transport: Sendable {
     } catch {
       promise.fail(error)
       if let e = error as? ChannelError, case .connectTimeout = e { throw .timeout }
+      // No socket or local port for the connection (EMFILE, EADDRNOTAVAIL, ...): this machine's.
+      if let e = error as? IOError, TransportError.isLocal(errno: e.errnoCode) { throw .io("TCP: \(e.description)") }
       throw .unreachable("\(error)")
     }
     let timer = channel.eventLoop.scheduleTask(deadline: deadline) { promise.fail(TransportError.timeout) }

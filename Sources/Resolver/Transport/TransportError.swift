@@ -1,3 +1,5 @@
+import Glibc
+
 /// Why an exchange with an authoritative server produced no usable response.
 public enum TransportError: Error, Sendable, Equatable {
   /// No matching response before the timeout.
@@ -12,7 +14,8 @@ public enum TransportError: Error, Sendable, Equatable {
   case closed
   /// The response could not be parsed.
   case malformed(WireError)
-  /// Local socket failure.
+  /// This machine could not send the query: no socket or descriptor, no local port, no memory,
+  /// the exchange engine down (nothing reached the server, which is not held responsible).
   case io(String)
   /// The response had TC=1 on a stream transport (DoT), where no larger transport exists (T-19).
   case truncated
@@ -36,5 +39,13 @@ public enum TransportError: Error, Sendable, Equatable {
     case .truncated: "truncated"
     case .spoofSuspected: "spoof-suspected"
     }
+  }
+}
+
+extension TransportError {
+  /// errnos of a `socket()` or `connect()` that say this machine ran out of something (descriptors,
+  /// buffers, memory, local ports), not that the server or its network refused.
+  static func isLocal(errno code: Int32) -> Bool {
+    code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM || code == EADDRNOTAVAIL || code == EAGAIN
   }
 }

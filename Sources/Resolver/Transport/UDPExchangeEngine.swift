@@ -151,6 +151,13 @@ final class UDPExchangeEngine: Sendable {
   /// executor) when the thread could not be started.
   var taskExecutor: (any TaskExecutor)? { state.withLock { $0.running } ? self : nil }
 
+  /// A failed `send` of a query: out of buffers (ENOBUFS, EAGAIN) is this machine's, anything
+  /// else (ICMP unreachable reported on the connected socket, ...) the network's or the server's.
+  static func sendFailure(_ code: Int32) -> TransportError {
+    let text = "send: \(errorText(code))"
+    return TransportError.isLocal(errno: code) ? .io(text) : .unreachable(text)
+  }
+
   /// Sends `bytes` from a new connected socket to `address` and waits until a reply matches
   /// (`matcher`), the socket reports an error, `threshold` mismatches arrived or `timeout` passed.
   nonisolated(nonsending) func exchange(
@@ -169,7 +176,9 @@ final class UDPExchangeEngine: Sendable {
     guard connected == 0 else {
       let e = errno
       close(fd)
-      return .failure(.io("connect: \(Self.errorText(e))"))
+      // No local port or buffer: this machine's; no route (ENETUNREACH, a prohibit route): the network's.
+      let text = "connect: \(Self.errorText(e))"
+      return .failure(TransportError.isLocal(errno: e) ? .io(text) : .unreachable(text))
     }
     // On the engine thread, with more jobs queued, the query waits in the outbox until they have
     // run, so a burst of queries reaches the authoritative servers together: a server is woken
@@ -182,7 +191,7 @@ final class UDPExchangeEngine: Sendable {
       guard sent == bytes.count else {
         let e = errno
         close(fd)
-        return .failure(.unreachable("send: \(Self.errorText(e))"))
+        return .failure(Self.sendFailure(e))
       }
     }
     let deadline = Self.now() &+ UInt64(max(timeout.nanoseconds, 0))
@@ -556,7 +565,7 @@ final class UDPExchangeEngine: Sendable {
       let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
       if sent != bytes.count {
         let e = errno
-        finish(fd, .failure(.unreachable("send: \(Self.errorText(e))")), finished: &finished)
+        finish(fd, .failure(Self.sendFailure(e)), finished: &finished)
         failed = true
       }
     }

@@ -104,6 +104,18 @@ public struct ExchangeResult: Sendable {
     self.response = response
     self.cutShort = cutShort
   }
+
+  /// The last local error when no leg left this machine (every one `.io`: no socket, no local
+  /// port), else nil: a DoT timeout followed by a Do53 `.io` did reach the server.
+  var failedLocally: String? {
+    guard response == nil, !legs.isEmpty else { return nil }
+    var why: String?
+    for leg in legs {
+      guard case .io(let text) = leg.error else { return nil }
+      why = text
+    }
+    return why
+  }
 }
 
 /// Carries a query to one authoritative server. The iteration never names a transport: this seam is

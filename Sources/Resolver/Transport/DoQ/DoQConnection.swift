@@ -36,7 +36,7 @@ public final class DoQConnection: Sendable {
     counters: EncryptedReplyCounters = .init()
   ) async throws(EncryptedFailure) -> (DoQConnection, TLSHandshakeInfo, EventLoopFuture<Message>?) {
     let engine = UDPExchangeEngine.shared
-    guard engine.isRunning else { throw .local("the exchange engine thread is not running") }
+    guard engine.isRunning else { throw .tlsError("the exchange engine thread is not running") }
     // A CA bundle still being parsed at start-up (`TrustStore`): wait for it here, suspended,
     // rather than verify against nothing. Resumed handshakes wait too: a server that declines the
     // ticket sends its certificate after all. Not counted in the handshake timeout (local work,

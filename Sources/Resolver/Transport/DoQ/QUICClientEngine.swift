@@ -55,8 +55,12 @@ final class QUICClientEngine {
         }
       }
     }
-    // Nothing of the server's goes into making the engine: a failure is this machine's.
-    guard let made else { throw .local("QUIC engine: \(Self.text(message))") }
+    // Nothing of the server's goes into making the engine. Out of memory is passing and this
+    // machine's (`.local`); any other failure would repeat on every attempt, so it damps as before.
+    guard let made else {
+      let text = Self.text(message)
+      throw text.contains("memory") ? .local("QUIC engine: \(text)") : .tlsError(text)
+    }
     raw = made
     self.context = context
   }

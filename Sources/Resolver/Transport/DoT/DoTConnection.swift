@@ -42,7 +42,7 @@ public final class DoTConnection: Sendable {
     counters: EncryptedReplyCounters = .init()
   ) async throws(EncryptedFailure) -> (DoTConnection, TLSHandshakeInfo) {
     let engine = UDPExchangeEngine.shared
-    guard engine.isRunning else { throw .local("the exchange engine thread is not running") }
+    guard engine.isRunning else { throw .tlsError("the exchange engine thread is not running") }
     let status = DoTConnectionStatus()
     let lanes = DoTLanes(
       maxLanes: maxConnections, minRTTMicros: UInt32(clamping: lanesMinRTT.nanoseconds / 1000),

@@ -52,10 +52,7 @@ extension EncryptedFailure {
   /// An immediate `connect()` failure with `code`: this machine's when it ran out of local ports or
   /// buffers, else the server's or its network's (refused, unreachable, filtered).
   static func connectFailed(_ code: Int32) -> EncryptedFailure {
-    switch code {
-    case EADDRNOTAVAIL, EAGAIN, ENOBUFS, ENOMEM, EMFILE, ENFILE: .local("connect: \(errorText(code))")
-    default: .refused
-    }
+    TransportError.isLocal(errno: code) ? .local("connect: \(errorText(code))") : .refused
   }
 
   /// The socket could not be added to the engine's epoll set (its errno text).
