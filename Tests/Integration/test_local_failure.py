@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from harness import ctl, dig_query, require, wait_until
+from harness import ctl, require, wait_until
+from test_dot import expected_answers
 
 DOT, DOQ = "127.53.12.1", "127.53.17.1"  # dot.test. (NSD, DoT only), doq.test. (aioquic, DoQ only)
 # transport: (server, zone, the state's key, options, the encrypted port's protocol)
@@ -44,11 +45,7 @@ def test_a_connection_this_machine_cannot_open_leaves_the_server_good(
     if transport == "DoQ":
         require(lab.with_doq, "aioquic/dnspython not importable: the lab runs no DoQ servers")
     names = [f"www.{zone}"] + [f"h{i}.{zone}" for i in range(1, 4)]
-    expected = {}
-    for n in names:
-        r = dig_query(server, lab.port, n, "A", "+norec")
-        assert r.status == "NOERROR" and r.answer, f"lab server {server} does not answer {n}: {r.raw}"
-        expected[n] = r.answer
+    expected = expected_answers(lab, server, names)
     state, sock = tmp_path / "state.json", tmp_path / "ctl.sock"
     cap = capture()
     with sotto.serve(free_port, "--tls-ca-file", str(lab.ca_file), "--state-file", str(state),
