@@ -307,6 +307,32 @@ def test_any_gets_the_rfc8482_hinfo(served, sotto):
     assert stats(sotto, sock)["anyQueries"] == 2
 
 
+def upstream_queries(sotto, sock) -> int:
+    """Queries sent to authoritative servers so far: the Privacy panel's hop counts."""
+    r = sotto.run("ctl", "--control", str(sock), "--json", "stats", timeout=30)
+    assert r.returncode == 0, f"sotto ctl stats failed: {r.stderr}"
+    privacy = json.loads(r.stdout)["stats"]["privacy"]
+    return privacy["cleartextHops"] + privacy["encryptedHops"]
+
+
+def test_meta_query_types_get_formerr_without_upstream_queries(served, sotto):
+    """OPT, TSIG, TKEY, MAILA/MAILB and 128-248 are not questions to resolve (RFC 6895 §3.1):
+    FORMERR at once, as Unbound answers, not SERVFAIL after a round of upstream queries."""
+    srv, sock = served()
+    assert srv.dig("www.example.test.", "A").status == "NOERROR"
+    assert upstream_queries(sotto, sock) > 0
+    before, formerr = upstream_queries(sotto, sock), stats(sotto, sock)["formErrors"]
+    types = ["TYPE41", "TYPE128", "TYPE248", "TYPE249", "TYPE250", "MAILB", "MAILA"]
+    for i, t in enumerate(types):
+        r = srv.dig(f"meta{i}.example.test.", t)
+        assert r.status == "FORMERR" and not r.answer, (t, r.raw)
+    assert upstream_queries(sotto, sock) == before, "a meta-type query was sent upstream"
+    assert stats(sotto, sock)["formErrors"] == formerr + len(types)
+    # An ordinary type next to them still resolves (URI, 256, is just past the meta range).
+    assert srv.dig("meta0.example.test.", "TYPE256").status in ("NOERROR", "NXDOMAIN")
+    assert upstream_queries(sotto, sock) > before
+
+
 def test_networks_outside_allow_are_refused_over_udp_and_tcp(lab, served, sotto):
     srv, sock = served("--allow", "10.0.0.0/8")
     udp = srv.dig("www.example.test.", "A")

@@ -48,6 +48,19 @@ import Testing
     #expect(later == [true, true, false])
   }
 
+  /// A thread that read the clock before another took the lock brings an older time: it must not
+  /// refill the bucket (a wrapped difference of ~1.8e19 ns once filled it to the burst).
+  @Test func rateLimiterOlderTimeRefillsNothing() {
+    let limiter = ClientRateLimiter(rate: 10, burst: 2)
+    let t0: UInt64 = 5_000_000_000
+    #expect(limiter.allow("192.0.2.1", now: t0) && limiter.allow("192.0.2.1", now: t0))
+    let stale = (0..<3).map { _ in limiter.allow("192.0.2.1", now: t0 - 1_000) }
+    #expect(stale == [false, false, false])
+    // Time goes on from the newest reading: 0.1 s after t0 one token is back, not more.
+    let later = (0..<2).map { _ in limiter.allow("192.0.2.1", now: t0 + 100_000_000) }
+    #expect(later == [true, false])
+  }
+
   @Test func rateLimiterTableStaysBoundedUnderManySourceAddresses() {
     let limiter = ClientRateLimiter(rate: 1, burst: 1, maxClients: 100)
     for i in 0..<10_000 { _ = limiter.allow("10.0.\(i / 256).\(i % 256)", now: 5_000_000_000) }

@@ -102,6 +102,22 @@ import Testing
     }
   }
 
+  @Test func metaTypesOtherThanANYAreFormErr() {
+    for code: UInt16 in [41, 128, 248, 249, 250, 253, 254] {
+      let q = Self.query("example.com", RRType(rawValue: code))
+      guard case .respond(let r) = ResponseBuilder.verdict(for: q) else {
+        Issue.record("type \(code): expected a response, not a resolution")
+        continue
+      }
+      #expect(r.rcode == .formErr, "type \(code)")
+      #expect(r.questions == q.questions)
+    }
+    guard case .resolve = ResponseBuilder.verdict(for: Self.query("example.com", RRType(rawValue: 256))) else {
+      Issue.record("URI (256) is an ordinary type")
+      return
+    }
+  }
+
   @Test func ednsVersionAboveZeroIsBadVers() {
     var edns = EDNS(udpPayloadSize: 1400)
     edns.version = 1

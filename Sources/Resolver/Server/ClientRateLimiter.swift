@@ -23,12 +23,14 @@ final class ClientRateLimiter: Sendable {
   }
 
   /// Takes one token for `client` at `now` (monotonic nanoseconds); false when it has none left.
+  /// `now` is read before the lock, so a thread may bring a time older than the bucket's (UDP on
+  /// the engine thread, TCP on the event loops): that refills nothing.
   func allow(_ client: String, now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> Bool {
     buckets.withLock { table in
       if var bucket = table[client] {
-        let elapsed = Double(now &- bucket.last) / 1e9
+        let elapsed = Double(now > bucket.last ? now - bucket.last : 0) / 1e9
         bucket.tokens = min(burst, bucket.tokens + elapsed * rate)
-        bucket.last = now
+        bucket.last = max(bucket.last, now)
         let allowed = bucket.tokens >= 1
         if allowed { bucket.tokens -= 1 }
         table[client] = bucket
@@ -45,7 +47,7 @@ final class ClientRateLimiter: Sendable {
 
   private func prune(_ table: inout [String: Bucket], now: UInt64) {
     let refill = burst / rate
-    table = table.filter { Double(now &- $0.value.last) / 1e9 < refill }
+    table = table.filter { $0.value.last >= now || Double(now - $0.value.last) / 1e9 < refill }
     if table.count >= maxClients { table.removeAll(keepingCapacity: true) }
   }
 }
