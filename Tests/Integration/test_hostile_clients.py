@@ -227,6 +227,62 @@ def test_tcp_connection_flood_is_capped_and_idle_connections_close(served, sotto
     assert hwm < RSS_BOUND_KB
 
 
+def vmrss_kb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_tcp_client_that_never_reads_cannot_grow_the_servers_memory(served, sotto):
+    """A client pipelines cached queries as fast as it can and reads none of the answers. The
+    server stops reading the connection once its unsent answers pass NIO's high-water mark, so
+    its memory stays put; the other clients are answered meanwhile, and once the client reads,
+    every query it got across is answered."""
+    srv, sock = served("--client-rate-limit", "0", "--tcp-idle-timeout", "30")
+    assert srv.dig("www.example.test.", "A").status == "NOERROR"  # cached: answered on the event loop
+    q = query("www.example.test.", qid=0x1234)
+    frame = struct.pack("!H", len(q)) + q
+    chunk = frame * 4096
+    base = vmrss_kb(srv.proc.pid)
+    c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    c.setblocking(False)
+    sent, deadline = 0, time.monotonic() + scaled(4)
+    while time.monotonic() < deadline and sent < 256 * len(chunk):
+        try:
+            sent += c.send(chunk[sent % len(chunk):])
+        except BlockingIOError:
+            time.sleep(0.01)
+    time.sleep(0.5)
+    grown = vmrss_kb(srv.proc.pid) - base
+    queries = sent // len(frame)
+    print(f"\nnever-reading client: {sent} bytes ({queries} queries) sent in 4 s; RSS grew {grown} kB")
+    other = srv.dig("www.example.test.", "A", "+tcp")
+    assert other.status == "NOERROR" and other.answer == WWW, f"another TCP client was not answered:\n{other.raw}"
+    assert stats(sotto, sock)["tcpReadsPaused"] >= 1
+    # Without backpressure the answers to ~100k queries a second queue up in the server (tens of MB).
+    assert grown < 24 * 1024, f"server memory grew {grown} kB while the client did not read"
+    # Now the client reads: every whole query it sent is answered, in order, NOERROR.
+    c.setblocking(True)
+    c.settimeout(scaled(3))
+    buf, answers = b"", 0
+    try:
+        while answers < queries:
+            data = c.recv(1 << 20)
+            if not data:
+                break
+            buf += data
+            while len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
+                n = struct.unpack("!H", buf[:2])[0]
+                msg, buf = buf[2:2 + n], buf[2 + n:]
+                assert msg[:2] == b"\x12\x34" and rcode_of(msg) == 0, msg.hex()
+                answers += 1
+    except (socket.timeout, TimeoutError):
+        pass
+    c.close()
+    assert answers == queries, f"{answers} answers to {queries} whole queries"
+
+
 def malformed_barrage(rng: random.Random) -> list[tuple[str, bytes]]:
     """Classes of broken queries, each with what the server must do: 'formerr' or 'drop'."""
     cases: list[tuple[str, bytes]] = []

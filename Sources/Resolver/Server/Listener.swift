@@ -185,10 +185,12 @@ public final class Listener: Sendable {
         }
         return channel.eventLoop.makeCompletedFuture {
           let sync = channel.pipeline.syncOperations
-          try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
           if let tls { try sync.addHandler(TLSServerHandler(tls: tls, counters: counters)) }
           try sync.addHandlers([
             ByteToMessageHandler(TCPFrameDecoder()),
+            // After the framer: only whole queries count as activity, so a client that trickles
+            // a byte (or an empty TLS record) now and then does not hold its slot for ever.
+            IdleStateHandler(readTimeout: idleTimeout),
             TCPQueryHandler(
               processor: processor, counters: counters, queryLimit: queryLimit, transport: tls == nil ? .tcp : .tls,
               answerDeadline: answerDeadline, fastPath: fastPath),

@@ -22,6 +22,9 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   public var tcpIdleClosed = 0
   /// TCP connections closed after `tcpQueriesPerConnection` queries.
   public var tcpQueryLimitClosed = 0
+  /// Times a TCP or DoT connection stopped being read because its unsent answers were over the
+  /// high-water mark (a client that does not read its answers).
+  public var tcpReadsPaused = 0
   /// DoQ connections closed after `tcpQueriesPerConnection` queries (the same limit).
   public var quicQueryLimitClosed = 0
   /// Queries dropped because their client address was over `clientRateLimit`.
@@ -77,7 +80,7 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     case tcpQueryLimitClosed, rateLimited, resolutionsShed, resolutionsInFlight, anyQueries, sendFailures
     case resolutionsOverdue, tlsHandshakes, tlsHandshakeFailures, tlsErrors, tlsQueries
     case quicHandshakes, quicQueries, quicConnectionsRejected, quicRetries, quicExcessiveLoad, quicDatagramsDropped
-    case quicProtocolErrors, quicInvalidTokens, quicQueryLimitClosed
+    case quicProtocolErrors, quicInvalidTokens, quicQueryLimitClosed, tcpReadsPaused
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -92,6 +95,7 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     tcpConnectionsRejected = try c.counter(.tcpConnectionsRejected)
     tcpIdleClosed = try c.counter(.tcpIdleClosed)
     tcpQueryLimitClosed = try c.counter(.tcpQueryLimitClosed)
+    tcpReadsPaused = try c.counter(.tcpReadsPaused)
     rateLimited = try c.counter(.rateLimited)
     resolutionsShed = try c.counter(.resolutionsShed)
     resolutionsInFlight = try c.counter(.resolutionsInFlight)

@@ -9,8 +9,13 @@ import NIOCore
 /// resolution's own answer, if it comes later, is dropped.
 /// A query the packet cache holds is answered at once on the event loop (`FastPath.streamLookup`),
 /// without the hop to the engine thread; those answers are flushed together when the read ends.
-final class TCPQueryHandler: ChannelInboundHandler {
+/// While the connection's unsent answers are over NIO's high-water mark (the client does not read
+/// them), no more is read from it: a client that pipelines queries and never reads cannot make
+/// the queued answers grow without bound. Reading resumes when they drain below the low mark; a
+/// connection that stays stalled is closed by the idle timeout.
+final class TCPQueryHandler: ChannelDuplexHandler {
   typealias InboundIn = ByteBuffer
+  typealias OutboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
 
   private let processor: QueryProcessor
@@ -30,6 +35,8 @@ final class TCPQueryHandler: ChannelInboundHandler {
   private var outstanding = 0
   private var received = 0
   private var inputClosed = false
+  /// A read was asked for while the channel was not writable; it is issued once it is again.
+  private var readHeld = false
 
   init(
     processor: QueryProcessor, counters: ListenerCounters, queryLimit: Int, transport: ClientTransport = .tcp,
@@ -124,6 +131,24 @@ final class TCPQueryHandler: ChannelInboundHandler {
   func channelReadComplete(context: ChannelHandlerContext) {
     flushIfPending(context)
     context.fireChannelReadComplete()
+  }
+
+  /// Backpressure: no read while the answers already written wait over the high-water mark.
+  func read(context: ChannelHandlerContext) {
+    if context.channel.isWritable {
+      context.read()
+    } else {
+      if !readHeld { counters.update { $0.tcpReadsPaused += 1 } }
+      readHeld = true
+    }
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    if context.channel.isWritable && readHeld {
+      readHeld = false
+      context.read()
+    }
+    context.fireChannelWritabilityChanged()
   }
 
   /// Closes the connection after what was written (cached answers not flushed yet included).
