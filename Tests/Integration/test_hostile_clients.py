@@ -227,6 +227,32 @@ def test_tcp_connection_flood_is_capped_and_idle_connections_close(served, sotto
     assert hwm < RSS_BOUND_KB
 
 
+def test_tcp_client_trickling_bytes_is_closed_at_the_idle_timeout(served, sotto):
+    """A byte every 0.3 s, never a whole query: only whole queries count as activity, so the
+    connection is closed after the 1 s idle timeout instead of holding its slot for ever."""
+    srv, sock = served("--tcp-idle-timeout", "1")
+    q = query("www.example.test.")
+    frame = struct.pack("!H", len(q)) + q
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+        c.settimeout(0.3)
+        start, closed = time.monotonic(), False
+        for b in frame[:-1]:  # never completes the frame: its length says one more octet comes
+            try:
+                c.send(bytes([b]))
+                if c.recv(1) == b"":
+                    closed = True
+                    break
+            except (socket.timeout, TimeoutError):
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            if time.monotonic() - start > scaled(6):
+                break
+    assert closed, "a connection that never completed a query was kept open past the idle timeout"
+    assert stats(sotto, sock)["tcpIdleClosed"] >= 1
+
+
 def vmrss_kb(pid: int) -> int:
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
