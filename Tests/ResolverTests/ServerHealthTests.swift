@@ -34,6 +34,19 @@ import Testing
     #expect(h.srtt == 1_600)  // 200·2, ·2, ·2
   }
 
+  /// A server that drops HTTPS queries (RFC 8906 §3.1.4) is held for HTTPS and SVCB only: its MX,
+  /// TXT and other queries still go to it.
+  @Test func droppedHTTPSQueriesHoldNeitherMXNorTXT() {
+    #expect(ServerHealth.Kind(.https) == .svcb && ServerHealth.Kind(.svcb) == .svcb)
+    #expect(ServerHealth.Kind(.mx) == .other && ServerHealth.Kind(.txt) == .other)
+    var h = ServerHealth()
+    let held = [(0.0, 0.8), (0.8, 1.6), (1.6, 2.4)].map { timeout(&h, sent: $0.0, at: $0.1, .svcb) }
+    #expect(held == [false, false, true])
+    #expect(h.admission(runStarted: 2.5, at: 2.5, kind: ServerHealth.Kind(.https)) != .free)
+    #expect(h.admission(runStarted: 2.5, at: 2.5, kind: ServerHealth.Kind(.mx)) == .free)
+    #expect(h.admission(runStarted: 2.5, at: 2.5, kind: ServerHealth.Kind(.txt)) == .free)
+  }
+
   @Test func threeTimeoutsWithinTwoSecondsDoNotHoldButAFourthLaterDoes() {
     var h = ServerHealth()
     let early = [0.0, 0.1, 0.2].map { timeout(&h, sent: $0, at: $0 + 0.8) }

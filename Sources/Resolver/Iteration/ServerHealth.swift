@@ -2,8 +2,9 @@
 /// whether it is held as unresponsive. RFC 9520 §3.2 lets a resolver cache an unresponsive
 /// server by its address; R-24 asks for such failures to be kept ≥ 1 s, backing off while they
 /// persist, with nothing sent for them meanwhile. Silence is judged per kind of query (A, AAAA,
-/// other types), as Unbound's infrastructure cache does: a server that drops one type only
-/// (RFC 8906 §3.1.4, e.g. HTTPS queries) is held for that kind, not for the zone's other names.
+/// HTTPS and SVCB, other types), as Unbound's infrastructure cache does per type: a server that
+/// drops one type only (RFC 8906 §3.1.4; HTTPS queries, which browsers send beside every A and
+/// AAAA, are the usual case) is held for that kind, not for the zone's other names and types.
 /// Times are `TimeSource` seconds.
 struct ServerHealth {
   /// Smoothed RTT of the replies measured, in milliseconds; nil until one is.
@@ -20,13 +21,21 @@ struct ServerHealth {
   var timeouts = 0
   private var a = Silence()
   private var aaaa = Silence()
+  private var svcb = Silence()
   private var other = Silence()
 
   /// The kind of query silence is judged by.
   enum Kind: Sendable {
-    case a, aaaa, other
+    case a, aaaa, svcb, other
 
-    init(_ type: RRType) { self = type == .a ? .a : type == .aaaa ? .aaaa : .other }
+    init(_ type: RRType) {
+      switch type {
+      case .a: self = .a
+      case .aaaa: self = .aaaa
+      case .https, .svcb: self = .svcb
+      default: self = .other
+      }
+    }
   }
 
   /// One kind of query's silent streak and hold.
@@ -79,6 +88,7 @@ struct ServerHealth {
     switch kind {
     case .a: a
     case .aaaa: aaaa
+    case .svcb: svcb
     case .other: other
     }
   }
@@ -88,12 +98,13 @@ struct ServerHealth {
     switch kind {
     case .a: body(&a)
     case .aaaa: body(&aaaa)
+    case .svcb: body(&svcb)
     case .other: body(&other)
     }
   }
 
   /// The earliest next probe of the kinds held; nil when none is.
-  var nextProbe: Double? { [a.hold, aaaa.hold, other.hold].compactMap { $0?.nextProbe }.min() }
+  var nextProbe: Double? { [a.hold, aaaa.hold, svcb.hold, other.hold].compactMap { $0?.nextProbe }.min() }
 
   /// The srtt in milliseconds the resolver orders servers and sets timeouts by: the
   /// replies' smoothed RTT, doubled by every timeout since the last of them (200 ms before any),
