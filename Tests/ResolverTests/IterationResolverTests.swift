@@ -177,6 +177,26 @@ func answer(_ records: [ResourceRecord]) -> Message {
     #expect(ex.queries.count <= 12)
   }
 
+  /// RFC 2181 §5.2 and §5: an RRset's records reach the client with the set's lowest TTL and
+  /// without duplicates, on the first answer as on later ones from the cache.
+  @Test func anRRsetReachesTheClientWithOneTTLAndNoDuplicates() async {
+    @Sendable func a(_ ip: String, ttl: UInt32) -> ResourceRecord {
+      ResourceRecord(name: name("www.test."), type: .a, ttl: ttl, rdata: .a(IPv4Address(ip)!))
+    }
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { _ in
+        answer([a("198.51.100.1", ttl: 300), a("198.51.100.2", ttl: 60), a("198.51.100.1", ttl: 300)])
+      }
+    ])
+    let r = resolver(ex) { $0.qnameMinimisation = false }
+    for _ in 0..<2 {
+      let res = await r.resolve(Question(name: name("www.test."), type: .a))
+      #expect(res.answer.count == 2)
+      #expect(res.answer.allSatisfy { $0.ttl <= 60 }, "\(res.answer.map(\.ttl))")
+    }
+    #expect(ex.queries.count == 1)
+  }
+
   @Test func nxnsStyleDelegationIsCapped() async {
     // A referral to 200 glueless NS names must not make 200 sub-resolutions.
     let nsNames = (0..<200).map { "ns\($0).victim.lab." }

@@ -38,4 +38,22 @@ public struct RRset: Sendable, Hashable {
     }
     return sets
   }
+
+  /// `records` as a client should see them (RFC 2181 §5.2, §5): every record of an RRset with the
+  /// set's lowest TTL, duplicates dropped, sets in the order they came. `records` itself when it
+  /// already is so (one record, or equal TTLs and no duplicate: the usual answer).
+  public static func uniform(_ records: [ResourceRecord]) -> [ResourceRecord] {
+    guard records.count > 1 else { return records }
+    let ttl = records[0].ttl
+    var plain = records.allSatisfy { $0.ttl == ttl }
+    if plain {
+      outer: for i in records.indices.dropFirst() {
+        for j in records.indices[..<i] where records[j] == records[i] {
+          plain = false
+          break outer
+        }
+      }
+    }
+    return plain ? records : group(records).flatMap(\.records)
+  }
 }

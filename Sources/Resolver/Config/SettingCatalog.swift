@@ -23,7 +23,8 @@ extension Setting {
   public static let qnameMinimisationMode = Setting(
     "resolver.qname-minimisation-mode", flag: "--qname-minimisation-mode M", .choice(["relaxed", "strict"]),
     default: .string("relaxed"),
-    "relaxed: retry with the full name when every server fails a minimised query; strict: no retry")
+    "relaxed: retry with the full name when every server fails a minimised query or one answers it NXDOMAIN"
+      + " (an empty non-terminal some servers deny); strict: no retry, NXDOMAIN cuts the subtree")
   public static let glue = Setting(
     "resolver.glue", flag: "--glue M", .choice(["strict", "relaxed"]), default: .string("strict"),
     "strict: only in-bailiwick glue; relaxed: also out-of-bailiwick glue for the referral's NS names")

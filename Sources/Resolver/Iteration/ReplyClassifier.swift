@@ -97,7 +97,18 @@ enum ReplyClassifier {
       if soa != nil { return .nodata(chain: chain, soa: soa) }
       return .alias(chain: chain, target: name)
     }
-    if rcode == .nxDomain { return .nxdomain(chain: [], soa: soa) }
+    // a negative answer whose only SOA is an ancestor's comes from a server authoritative
+    // for the parent but not for this zone (a stale secondary, say): lame, not "no such name".
+    if soa == nil
+      && reply.authority.contains(where: { $0.type == .soa && zone.isSubdomain(of: $0.name) && $0.name != zone })
+    {
+      return .serverFailure("lame")
+    }
+    if rcode == .nxDomain {
+      // R-5 (RFC 4697 §2.1): neither authoritative nor carrying the zone's SOA: not an answer.
+      if !reply.header.aa && soa == nil { return .serverFailure("lame") }
+      return .nxdomain(chain: [], soa: soa)
+    }
     if !answers.isEmpty || !reply.answers.isEmpty {
       // Records for other names or types only (for example out-of-bailiwick data).
       if reply.header.aa || soa != nil { return .nodata(chain: [], soa: soa) }

@@ -334,7 +334,9 @@ extension ResolutionRun {
       put(chain, rank)
     case .nxdomain(let chain, let soa):
       put(chain, rank)
-      if let soa { cache.insertNegative(name: Self.lastName(chain, qname), type: nil, soa: soa) }
+      // the entry is an NXDOMAIN cut for the subtree (RFC 8020), so only from an
+      // authoritative reply.
+      if let soa, authoritative { cache.insertNegative(name: Self.lastName(chain, qname), type: nil, soa: soa) }
     case .nodata(let chain, let soa):
       put(chain, rank)
       if let soa { cache.insertNegative(name: Self.lastName(chain, qname), type: qtype, soa: soa) }

@@ -92,7 +92,11 @@ final class ResolutionRun {
     let key = Question(name: name.lowercased(), type: type)
     if core.failureCache.contains(key) { return .failure("cached failure for \(name) \(type) (R-24)") }
     let outcome = await iterate(name, type, depth: depth)
-    if case .failure = outcome, !sawLocalFailure {
+    // A sub-resolution (an NS name's address) cut short by this run's query or referral budget,
+    // spent mostly on other names, says nothing about the name: another client's resolution of
+    // it starts with a whole budget (R-24 caches failures of the name or its servers only).
+    let cutByBudget = depth > 0 && (queriesSent >= limits.maxQueries || referrals > limits.maxReferrals)
+    if case .failure = outcome, !sawLocalFailure, !cutByBudget {
       core.failureCache.insert(key)
       failuresCached.append(key)
     }
@@ -224,7 +228,14 @@ final class ResolutionRun {
         unansweredZones.append(zone)
         return .failure("all servers for \(zone) failed")
       }
-      store(kind, zone: zone, qname: sendName, qtype: sendType, authoritative: aa)
+      // R-29 relaxed: a minimised step's NXDOMAIN may be a broken server's answer for an empty
+      // non-terminal (seen in the wild, RFC 9156's relaxed mode); it is asked again un-minimised, and not
+      // cached as a cut.
+      var nxdomainRetry = false
+      if minimised && !core.configuration.qnameMinimisationStrict, case .nxdomain(let chain, _) = kind {
+        nxdomainRetry = chain.isEmpty
+      }
+      if !nxdomainRetry { store(kind, zone: zone, qname: sendName, qtype: sendType, authoritative: aa) }
 
       switch kind {
       case .referral(let child, _, _, _):
@@ -240,7 +251,12 @@ final class ResolutionRun {
       if minimised {
         switch kind {
         case .nxdomain(let chain, let soa) where chain.isEmpty:
-          // RFC 8020: nothing exists below a non-existent name.
+          if nxdomainRetry {
+            minimise = false
+            exposed = zone.labelCount
+            continue
+          }
+          // RFC 8020: nothing exists below a non-existent name (strict mode).
           return .nxdomain([], soa: soa)
         default:
           // Not a zone cut (NODATA, data, alias): expose more labels at the same zone (R-25 (3)).
@@ -248,7 +264,8 @@ final class ResolutionRun {
         }
       }
       switch kind {
-      case .answer(let chain, let records): return .answer(chain + records)
+      // RFC 2181 §5.2: one TTL per RRset, as the cache will give it out later.
+      case .answer(let chain, let records): return .answer(RRset.uniform(chain + records))
       case .alias(let chain, let target): return .alias(chain, target: target)
       case .nxdomain(let chain, let soa): return .nxdomain(chain, soa: soa)
       case .nodata(let chain, let soa): return .nodata(chain, soa: soa)
