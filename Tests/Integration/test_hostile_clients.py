@@ -415,6 +415,38 @@ def test_meta_query_types_get_formerr_without_upstream_queries(served, sotto):
     assert upstream_queries(sotto, sock) > before
 
 
+@pytest.mark.parametrize("port", [7, 19])
+def test_queries_from_echo_and_chargen_ports_are_dropped(served, sotto, port):
+    """A datagram "from" echo (7) or chargen (19) is a spoofed start of a packet loop: chargen's
+    reply text parses as a query header, and each FORMERR or answer would draw another. Sent from
+    a socket bound to that port (root), nothing comes back; from any other port, the same query
+    is answered."""
+    require(os.geteuid() == 0, f"binding UDP port {port} needs root")
+    srv, sock = served()
+    # Cached first: both queries below are answered (or not) in arrival order, on the fast path.
+    assert srv.dig("www.example.test.", "A").status == "NOERROR"
+    q = query("www.example.test.", qid=0x0707)
+    dropped = stats(sotto, sock)["dropped"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as low, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as high:
+        try:
+            low.bind(("127.0.0.1", port))
+        except OSError as e:
+            require(False, f"UDP port {port} on 127.0.0.1 is taken: {e}")
+        low.sendto(q, ("127.0.0.1", srv.port))
+        high.settimeout(scaled(5))
+        high.sendto(q, ("127.0.0.1", srv.port))  # after it on the same listener: answered
+        reply = high.recv(65535)
+        assert reply[:2] == q[:2] and rcode_of(reply) == 0, reply.hex()
+        low.setblocking(False)
+        try:
+            got = low.recv(65535)
+        except BlockingIOError:
+            got = None
+        assert got is None, f"answered a query from port {port}: {got.hex()}"
+    assert stats(sotto, sock)["dropped"] == dropped + 1
+
+
 def test_networks_outside_allow_are_refused_over_udp_and_tcp(lab, served, sotto):
     srv, sock = served("--allow", "10.0.0.0/8")
     udp = srv.dig("www.example.test.", "A")

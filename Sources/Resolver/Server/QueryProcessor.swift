@@ -23,6 +23,25 @@ struct QueryProcessor: Sendable {
     admit(client.map(RawClientAddress.init))
   }
 
+  /// UDP source ports of services that answer whatever they get (echo 7, daytime 13, chargen 19,
+  /// time 37) and port 0: a query "from" one of them is spoofed to start a packet loop (chargen's
+  /// text parses as a query header; each FORMERR draws more), so it is dropped unanswered, as
+  /// BIND does.
+  static func isReflectorPort(_ port: UInt16?) -> Bool {
+    switch port {
+    case 0, 7, 13, 19, 37: true
+    default: false
+    }
+  }
+
+  /// A UDP datagram from `isReflectorPort`: counted as dropped.
+  func dropFromReflectorPort() {
+    counters.update {
+      $0.queries += 1
+      $0.dropped += 1
+    }
+  }
+
   /// `admit` for an address kept raw (the UDP socket loop).
   func admit(_ client: RawClientAddress?) -> Bool {
     guard let rateLimiter else { return true }

@@ -33,6 +33,15 @@ enum RawClientAddress: Sendable, CustomStringConvertible {
     }
   }
 
+  /// The client's port.
+  var port: UInt16? {
+    switch self {
+    case .v4(let a): return UInt16(bigEndian: a.sin_port)
+    case .v6(let a): return UInt16(bigEndian: a.sin6_port)
+    case .other(let a): return a.port.map { UInt16(clamping: $0) }
+    }
+  }
+
   /// `SocketAddress.ipAddress` of the address it was made from.
   var ipAddress: String? { socketAddress.ipAddress }
 

@@ -20,6 +20,9 @@ final class UDPQueryHandler: ChannelInboundHandler {
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let envelope = unwrapInboundIn(data)
     let client = envelope.remoteAddress
+    if QueryProcessor.isReflectorPort(client.port.map { UInt16(clamping: $0) }) {
+      return processor.dropFromReflectorPort()
+    }
     // No copy of the processor (a struct of references) before the fast path has had its go.
     guard self.processor.admit(client) else { return }  // over the client's rate: no task, no answer
     var learn: (FastQuery, UInt64)?

@@ -226,6 +226,7 @@
     /// it to the full path.
     @inline(__always) private func serve(slot: Int, length: Int, out: inout Int) {
       guard let client = RawClientAddress(names + slot) else { return }
+      if QueryProcessor.isReflectorPort(client.port) { return processor.dropFromReflectorPort() }
       let source = receiveControl != nil ? ReplySource(receiveMessages + slot) : nil
       // Over the client's rate: no answer. (The address text is made only when a limit is set.)
       if processor.rateLimiter != nil, !processor.admit(client) { return }
