@@ -57,6 +57,25 @@ import Testing
     }
   }
 
+  /// Two NS names at one address are one server: a dead one is sent the query once a pass, not
+  /// once per name and pass.
+  @Test func nsNamesSharingAnAddressAreAskedOnce() async {
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { _ in
+        referral(
+          "test.", ns: ["ns1.test.", "ns2.test."], glue: [("ns1.test.", "192.0.2.9"), ("ns2.test.", "192.0.2.9")])
+      }
+    ])
+    let r = await resolver(ex) {
+      $0.qnameMinimisation = false
+      $0.queryRetries = 2
+    }.resolve(Question(name: name("www.test."), type: .a))
+    #expect(r.rcode == .servFail)
+    // Two sends per delegation learnt (the R-43 refresh asks the root once more).
+    let delegations = ex.queries.filter { $0.0 == "192.0.2.1" }.count
+    #expect(ex.queries.filter { $0.0 == "192.0.2.9" }.count == 2 * delegations)
+  }
+
   @Test func unroutableFamilyIsSkippedWithoutQueries() async {
     let ex = ScriptedExchanger([:])
     var config = ResolverConfiguration()

@@ -109,7 +109,11 @@ extension ResolutionRun {
         }
       default: continue
       }
-      if let endpoint { out.append(Candidate(endpoint: endpoint, nsName: name)) }
+      // One candidate per address: ns1 and ns2 at one IP are one server (R-40: it gets a
+      // query's sends once, not once per name).
+      if let endpoint, !out.contains(where: { $0.endpoint.ip == endpoint.ip }) {
+        out.append(Candidate(endpoint: endpoint, nsName: name))
+      }
     }
   }
 
