@@ -22,7 +22,7 @@ final class CookieServer: Sendable {
   let channel: any Channel
   var port: Int { channel.localAddress?.port ?? 0 }
 
-  init(_ mode: Mode) async throws {
+  init(_ mode: Mode, port: Int = 0) async throws {
     let box = LogBox()
     channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .channelInitializer { ch in
@@ -30,12 +30,51 @@ final class CookieServer: Sendable {
           try ch.pipeline.syncOperations.addHandler(CookieHandler(mode: mode, log: box))
         }
       }
-      .bind(host: "127.0.0.1", port: 0).get()
+      .bind(host: "127.0.0.1", port: port).get()
     logBox = box
   }
   let logBox: LogBox
   var received: [Message] { logBox.all }
   func stop() async { try? await channel.close() }
+}
+
+/// A Do53 server over TCP on 127.0.0.1 that answers every query with one A record, no cookie.
+final class PlainTCPServer: Sendable {
+  let channel: any Channel
+
+  init(port: Int) async throws {
+    channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .childChannelInitializer { ch in
+        ch.eventLoop.makeCompletedFuture {
+          try ch.pipeline.syncOperations.addHandlers([
+            ByteToMessageHandler(LengthPrefixedMessageDecoder()), PlainTCPAnswerer(),
+          ])
+        }
+      }
+      .bind(host: "127.0.0.1", port: port).get()
+  }
+
+  func stop() async { try? await channel.close() }
+}
+
+final class PlainTCPAnswerer: ChannelInboundHandler, Sendable {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    guard var q = try? Message.parse(Array(Self.unwrapInboundIn(data).readableBytesView)),
+      let name = q.questions.first?.name, let a = IPv4Address("192.0.2.78")
+    else { return }
+    q.header.qr = true
+    q.header.aa = true
+    q.edns = EDNS(udpPayloadSize: 1232)
+    q.answers = [ResourceRecord(name: name, type: .a, ttl: 60, rdata: .a(a))]
+    let bytes = q.serialize()
+    var out = context.channel.allocator.buffer(capacity: bytes.count + 2)
+    out.writeInteger(UInt16(bytes.count))
+    out.writeBytes(bytes)
+    context.writeAndFlush(Self.wrapOutboundOut(out), promise: nil)
+  }
 }
 
 final class LogBox: Sendable {
@@ -237,10 +276,15 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
     #expect(result.response?.rcode == .noError && result.response?.answers.count == 1)
     #expect(result.legs.map(\.transport) == [.do53UDP, .do53UDP])
     #expect(server.received.count == 2)
+    // the retry is a new query with an ID of its own (1 in 65,536 to repeat by chance).
+    #expect(server.received[0].header.id != server.received[1].header.id)
     await server.stop()
   }
 
-  @Test func knownCookieServerAnsweringWithoutACookieIsIgnored() async throws {
+  /// A server known to send cookies answers over UDP without one (a forger, or the server
+  /// stopped): the reply is not taken (RFC 7873 §5.3) and the query goes over TCP. Here nothing
+  /// listens on TCP, so there is no answer, and the server's cookie is kept.
+  @Test func knownCookieServerAnsweringWithoutACookieOverUDPIsNotTaken() async throws {
     let echo = try await CookieServer(.echo)
     let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
     _ = try await exchange(echo, transport, try query())
@@ -250,9 +294,32 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
     let jarKnowsIt = transport.cookies.serverCookie(for: "127.0.0.1") != nil
     #expect(jarKnowsIt)
     let result = try await exchange(plain, transport, try query())
-    #expect(result.response == nil)  // timed out: nothing acceptable arrived
-    #expect(transport.mismatchedResponses >= 1)
+    #expect(result.response == nil)
+    #expect(result.legs.map(\.transport) == [.do53UDP, .do53TCP])
+    #expect(transport.cookies.serverCookie(for: "127.0.0.1") == CookieServer.serverCookie)
     await plain.stop()
+  }
+
+  /// The server stopped doing cookies altogether (another anycast node, a downgrade): its TCP
+  /// answer, which cannot be blind-spoofed, is taken, the cookie forgotten, and the next query
+  /// is answered over UDP again. Before, every later query to it timed out.
+  @Test func serverThatStoppedSendingCookiesIsReachedOverTCPThenUDP() async throws {
+    let echo = try await CookieServer(.echo)
+    let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
+    _ = try await exchange(echo, transport, try query())
+    let port = echo.port
+    await echo.stop()
+    let plain = try await CookieServer(.noCookie, port: port)
+    let tcp = try await PlainTCPServer(port: port)
+    let first = try await exchange(plain, transport, try query())
+    #expect(first.response?.answers.count == 1)
+    #expect(first.legs.map(\.transport) == [.do53UDP, .do53TCP])
+    #expect(transport.cookies.serverCookie(for: "127.0.0.1") == nil)
+    let second = try await exchange(plain, transport, try query())
+    #expect(second.response?.answers.count == 1)
+    #expect(second.legs.map(\.transport) == [.do53UDP])
+    await plain.stop()
+    await tcp.stop()
   }
 
   @Test func serversWithoutCookiesAreAnsweredNormally() async throws {

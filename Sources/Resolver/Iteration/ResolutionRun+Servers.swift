@@ -242,6 +242,8 @@ extension ResolutionRun {
           queriesSent < limits.maxQueries
         {
           query.edns = nil
+          var random = PooledRandom()
+          query.header.id = UInt16.random(in: 0...UInt16.max, using: &random)  // a new query, a new ID
           sentAt = core.time.now()
           result = await send(query, to: server, zone: zone)
         }

@@ -103,6 +103,14 @@ public final class DNSCookieJar: Sendable {
     }
   }
 
+  /// Forgets `server`'s cookie: it answered over TCP without one, so it no longer does cookies.
+  func forget(server: String) {
+    state.withLock { s in
+      guard s.serverCookies.removeValue(forKey: server) != nil else { return }
+      s.optionLists[server] = nil
+    }
+  }
+
   /// The server cookie remembered for `server`.
   func serverCookie(for server: String) -> [UInt8]? { state.withLock { $0.serverCookies[server] } }
 

@@ -47,7 +47,7 @@ public final class Do53Transport: Sendable {
   {
     let deadline = NIODeadline.now() + timeout
     let bytes = query.serialize()
-    let matcher = ResponseMatcher(query: query)
+    let matcher = ResponseMatcher(query: query, acceptsMissingCookie: true)
     let promise = group.next().makePromise(of: Message.self)
     let counter = mismatches
     let bootstrap = ClientBootstrap(group: promise.futureResult.eventLoop)

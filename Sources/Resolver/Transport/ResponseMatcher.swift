@@ -5,11 +5,15 @@ struct ResponseMatcher: Sendable {
   let question: Question?
   /// The query itself, for the DNS Cookie check.
   let query: Message
+  /// Over TCP a reply without a cookie is taken even from a server that sent one before (it may
+  /// have stopped: another anycast node, a downgrade); it cannot be blind-spoofed there.
+  let acceptsMissingCookie: Bool
 
-  init(query: Message) {
+  init(query: Message, acceptsMissingCookie: Bool = false) {
     id = query.header.id
     question = query.questions.first
     self.query = query
+    self.acceptsMissingCookie = acceptsMissingCookie
   }
 
   /// The parsed response if it answers our query, nil for a mismatch (counted as spoof-suspect by callers).
@@ -32,7 +36,12 @@ struct ResponseMatcher: Sendable {
       }
     }
     // a reply carrying a COOKIE that is not our client cookie did not come from our query.
-    guard DNSCookieJar.echoes(query, in: message) else { return nil }
+    guard DNSCookieJar.echoes(query, in: message) else {
+      // None at all from a server that sent one before: RFC 7873 §5.3 discards it over UDP; the
+      // caller asks again over TCP (as BIND does), so a server that stopped is not lost for good.
+      guard DNSCookieJar.cookie(in: message) == nil else { return nil }
+      return acceptsMissingCookie ? .success(message) : .failure(.missingCookie)
+    }
     return .success(message)
   }
 }

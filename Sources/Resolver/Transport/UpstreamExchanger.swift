@@ -136,6 +136,12 @@ extension UpstreamExchanger {
 
 /// Plain DNS: UDP first, TCP on TC=1.
 public struct Do53Exchanger: UpstreamExchanger {
+  /// A random query ID for a retry.
+  static func freshID() -> UInt16 {
+    var random = PooledRandom()
+    return UInt16.random(in: 0...UInt16.max, using: &random)
+  }
+
   public let transport: Do53Transport
   let time: any TimeSource
   /// The reason recorded on every leg when Do53 is used on its own (encryption off).
@@ -199,6 +205,7 @@ public struct Do53Exchanger: UpstreamExchanger {
           legs.append(ExchangeLeg(transport: .do53UDP, rttMs: rtt, error: nil, truncated: false))
           retriedCookie = true
           transport.cookies.attach(to: &sent, server: server.ip)
+          sent.header.id = Self.freshID()  // every query its own ID
           continue
         }
         if !response.header.tc && response.rcode != .badCookie {
@@ -214,7 +221,7 @@ public struct Do53Exchanger: UpstreamExchanger {
         // replies with wrong IDs or questions keep arriving: someone may be guessing; TCP.
         // An unparsable reply (oversized datagram cut by the receive buffer, broken compression)
         // also gets one TCP try: the stream carries any size (issue 8, hostile `big` server).
-        if case .malformed = error { transport.malformed.increment() }
+        if case .malformed(let why) = error, why != .missingCookie { transport.malformed.increment() }
         switch error {
         case .spoofSuspected, .malformed: break
         default: return ExchangeResult(legs: legs, response: nil, cutShort: leg.cutShort)
@@ -229,6 +236,7 @@ public struct Do53Exchanger: UpstreamExchanger {
     do {
       let response = try await transport.queryTCP(sent, to: server, timeout: tcpTimeout)
       transport.cookies.learn(from: response, server: server.ip)
+      if DNSCookieJar.cookie(in: response) == nil { transport.cookies.forget(server: server.ip) }
       legs.append(ExchangeLeg(transport: .do53TCP, rttMs: (time.now() - tcpStart) * 1000, error: nil, truncated: false))
       return ExchangeResult(legs: legs, response: response)
     } catch {

@@ -20,6 +20,9 @@ public enum WireError: Error, Equatable, Sendable {
   case trailingData(count: Int)
   /// More than one OPT record, or an OPT record outside the additional section or not at the root.
   case badOPT(String)
+  /// A UDP reply without the DNS Cookie its server sent before (RFC 7873 §5.3): not taken as
+  /// the server's, and the query goes over TCP, where a reply without one is accepted.
+  case missingCookie
   /// An NSEC/NSEC3 type bitmap window at this offset is malformed (RFC 4034 §4.1.2).
   case badTypeBitmap(offset: Int)
   /// A text field could not be parsed (presentation format).
