@@ -76,6 +76,32 @@ import Testing
     #expect(ex.queries.filter { $0.0 == "192.0.2.9" }.count == 2 * delegations)
   }
 
+  /// A zone's two servers: one answers, the other is useless — it answers REFUSED (fast), or
+  /// nothing listens on its port 53. After its first such reply it is asked after the other, not
+  /// first again (its round trip measured no useful server).
+  @Test(arguments: ["refused", "unreachable"])
+  func aUselessServerIsNotAskedFirstAgain(_ how: String) async {
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { _ in
+        referral("test.", ns: ["a.test.", "b.test."], glue: [("a.test.", "192.0.2.10"), ("b.test.", "192.0.2.11")])
+      },
+      "192.0.2.10": { q in answer([record(q.name.description, .a, .a(IPv4Address("198.51.100.1")!))]) },
+      "192.0.2.11": { q in
+        guard how == "refused" else { return nil }
+        var m = Message()
+        m.rcode = .refused
+        return m
+      },
+    ])
+    ex.failure.withLock { $0 = .unreachable("ECONNREFUSED") }
+    let r = resolver(ex) { $0.qnameMinimisation = false }
+    for i in 0..<20 {
+      let res = await r.resolve(Question(name: name("n\(i).test."), type: .a))
+      #expect(res.rcode == .noError)
+    }
+    #expect(ex.queries.filter { $0.0 == "192.0.2.11" }.count <= 1, "\(how): asked first again")
+  }
+
   @Test func unroutableFamilyIsSkippedWithoutQueries() async {
     let ex = ScriptedExchanger([:])
     var config = ResolverConfiguration()

@@ -218,6 +218,7 @@ extension ResolutionRun {
   ) async -> (ReplyKind, Bool)? {
     let selection = core.selection
     let (zone, qname, qtype, kind) = (turn.zone, turn.qname, turn.qtype, turn.kind)
+    let healthKind = kind
     let passes = max(1, core.configuration.queryRetries)
     for pass in 0..<passes {
       var sawTimeout = false
@@ -266,6 +267,14 @@ extension ResolutionRun {
           last.outcome = kind.outcome
           hops.append(last)
         }
+        if !result.joined, let leg = result.legs.last {
+          // A reply that is no answer (REFUSED, SERVFAIL, lame) is no measure of a useful server.
+          if case .serverFailure = kind {
+            selection.penalise(server: server.endpoint.ip)
+          } else {
+            core.noteLeg(leg, server: server.endpoint.ip, zone: zone, kind: healthKind)
+          }
+        }
         if case .serverFailure = kind { continue }
         if case .answer(_, let records) = kind, qtype == .ns { storeAddresses(of: records, from: response, zone: zone) }
         // The zone's servers ordered after this one were left unasked: the slower ones age,
@@ -307,10 +316,16 @@ extension ResolutionRun {
       query, server: server.endpoint, context: ExchangeContext(nsName: server.nsName, zone: zone, budget: remaining),
       timeout: .milliseconds(Int64(timeoutMs)))
     guard let q = query.questions.first else { return result }
-    for leg in result.legs {
+    for (i, leg) in result.legs.enumerated() {
       hops.append(leg, server: server, zone: zone, question: q)
-      // A result shared with the resolution that sent the query was recorded there.
-      if !result.joined { core.noteLeg(leg, server: server.endpoint.ip, zone: zone, kind: ServerHealth.Kind(q.type)) }
+      // A result shared with the resolution that sent the query was recorded there; the leg that
+      // brought the response is recorded by `ask`, once it knows whether that was an answer.
+      if result.joined || (i == result.legs.count - 1 && result.response != nil) { continue }
+      if case .unreachable = leg.error, leg.transport.isCleartext {
+        core.selection.penalise(server: server.endpoint.ip)  // nothing listens on its port 53
+      } else {
+        core.noteLeg(leg, server: server.endpoint.ip, zone: zone, kind: ServerHealth.Kind(q.type))
+      }
     }
     return result
   }

@@ -49,6 +49,11 @@ public final class ServerSelection: Sendable {
     }
   }
 
+  /// Records a reply from `server` that was no answer, or a refused port (`ServerHealth.penalise`).
+  func penalise(server: String) {
+    table.withLock { $0[server, default: ServerHealth()].penalise() }
+  }
+
   /// Records a timeout of a `kind` query sent at `sentAt` (`time` seconds): the srtt doubles,
   /// capped at 10 s; true when the server is now held as unresponsive to that kind. `silence`:
   /// whether it counts towards a hold (`ServerHealth.timeout`).
