@@ -93,19 +93,29 @@ public final class ResolverStack: Sendable {
 // MARK: - Operator actions (dashboard keys, `sotto ctl`)
 
 extension ResolverStack {
-  /// Empties the cache; returns the number of entries removed.
+  /// Empties the cache (and the cached resolution failures); returns the number of entries removed.
   @discardableResult
-  public func flushCache() -> Int { resolver.cache.flushAll() }
-
-  /// Removes `name` (and with `subtree` everything below it) from the cache; returns how many entries.
-  @discardableResult
-  public func flush(name: DNSName, subtree: Bool = true) -> Int {
-    subtree ? resolver.cache.flush(subtree: name) : resolver.cache.flush(name: name)
+  public func flushCache() -> Int {
+    resolver.forgetFailures()
+    return resolver.cache.flushAll()
   }
 
-  /// Removes every negative answer from the cache; returns how many entries.
+  /// Removes `name` (and with `subtree` everything below it) from the cache, with any NXDOMAIN
+  /// cached for a name above it that covers it (RFC 8020) and the cached resolution failures;
+  /// returns how many entries.
   @discardableResult
-  public func flushNegative() -> Int { resolver.cache.flushNegative() }
+  public func flush(name: DNSName, subtree: Bool = true) -> Int {
+    resolver.forgetFailures()
+    return subtree ? resolver.cache.flush(subtree: name) : resolver.cache.flush(name: name)
+  }
+
+  /// Removes every negative answer from the cache (and the cached resolution failures); returns
+  /// how many entries.
+  @discardableResult
+  public func flushNegative() -> Int {
+    resolver.forgetFailures()
+    return resolver.cache.flushNegative()
+  }
 
   /// Operator override: ends damping for `ip` and probes its encrypted transports now (see
   /// `EncryptionPolicy.probeNow`). Nil when encryption is off or the address is unknown.

@@ -117,6 +117,27 @@ import Testing
     #expect(cache.lookup(F.name("example"), .a) != nil)
   }
 
+  /// `sotto ctl flush api.dev.example` after the name was created below a cached NXDOMAIN for
+  /// `dev.example`: that cut (RFC 8020) goes too, else the name stays NXDOMAIN for its TTL.
+  @Test func flushingANameRemovesTheNXDOMAINAboveItThatDeniesIt() {
+    for subtree in [false, true] {
+      let cache = F.cache(FakeTimeSource())
+      let soa = F.soa("example", ttl: 300, minimum: 300)
+      cache.insertNegative(name: F.name("dev.example"), type: nil, soa: soa)
+      cache.insertNegative(name: F.name("other.example"), type: nil, soa: soa)
+      cache.insertNegative(name: F.name("example"), type: .mx, soa: soa)  // NODATA above: kept
+      #expect(cache.lookupNegative(F.name("api.dev.example"), .a)?.nxdomain == true)
+      if subtree {
+        cache.flush(subtree: F.name("api.dev.example"))
+      } else {
+        cache.flush(name: F.name("api.dev.example"))
+      }
+      #expect(cache.lookupNegative(F.name("api.dev.example"), .a) == nil)
+      #expect(cache.lookupNegative(F.name("other.example"), .a)?.nxdomain == true)
+      #expect(cache.lookupNegative(F.name("example"), .mx) != nil)
+    }
+  }
+
   @Test func flushSubtreeRemovesNameAndEverythingBelow() {
     let time = FakeTimeSource()
     let cache = F.cache(time)

@@ -150,4 +150,19 @@ import Testing
     let ns = await r.resolve(Question(name: name("ns.provider."), type: .a))
     #expect(ns.rcode == .noError && ns.answer.count == 1, "\(ns.failureReason ?? "")")
   }
+
+  /// An operator's flush forgets cached resolution failures: the zone just fixed is asked at
+  /// once, not after the failure's 5 s (R-24).
+  @Test func forgetFailuresLetsTheNextQueryGoUpstream() async {
+    let ex = ScriptedExchanger([:])  // every server times out
+    let r = resolver(ex) { $0.qnameMinimisation = false }
+    let q = Question(name: name("www.test."), type: .a)
+    #expect(await r.resolve(q).rcode == .servFail)
+    let sent = ex.queries.count
+    #expect(await r.resolve(q).failureReason?.contains("cached failure") == true)
+    #expect(ex.queries.count == sent)
+    r.forgetFailures()
+    _ = await r.resolve(q)
+    #expect(ex.queries.count > sent)
+  }
 }

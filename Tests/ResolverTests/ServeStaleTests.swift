@@ -461,4 +461,17 @@ import Testing
     #expect(
       ResponseBuilder.response(to: query, resolution: resolution).edns?.options == [EDNSOption(code: 15, data: [0, 3])])
   }
+
+  /// A stale NXDOMAIN carries EDE 19, "Stale NXDOMAIN Answer" (RFC 8914 §4.20), not 3.
+  @Test func staleNXDOMAINCarriesExtendedDNSError19() {
+    var query = Message()
+    query.questions = [www]
+    query.edns = EDNS()
+    var resolution = Resolution(rcode: .nxDomain, answer: [])
+    resolution.stale = true
+    #expect(
+      ResponseBuilder.response(to: query, resolution: resolution).edns?.options == [
+        EDNSOption(code: 15, data: [0, 19])
+      ])
+  }
 }

@@ -195,17 +195,24 @@ public final class DNSCache: Sendable {
     }
   }
 
-  /// Removes every entry owned by exactly `name`; returns how many.
+  /// Removes every entry owned by exactly `name`, and an NXDOMAIN of a name above it (the cut
+  /// that would still deny it, RFC 8020); returns how many.
   @discardableResult
   public func flush(name: DNSName) -> Int {
     let owner = name.lowercasedWire
-    return flush { key, _ in key.owner == owner }
+    return flush { key, _ in key.owner == owner || Self.cuts(key, name) }
   }
 
-  /// Removes every entry owned by `name` or any name below it; returns how many.
+  /// Removes every entry owned by `name` or any name below it, and an NXDOMAIN of a name above
+  /// it; returns how many.
   @discardableResult
   public func flush(subtree: DNSName) -> Int {
-    flush { key, _ in key.name.isSubdomain(of: subtree) }
+    flush { key, _ in key.name.isSubdomain(of: subtree) || Self.cuts(key, subtree) }
+  }
+
+  /// Whether `key` is an NXDOMAIN entry (no type) of a name strictly above `name`.
+  private static func cuts(_ key: CacheKey, _ name: DNSName) -> Bool {
+    key.type == nil && name.labelCount > key.name.labelCount && name.isSubdomain(of: key.name)
   }
 
   /// Forgets the delegation of `zone`: its NS set and the addresses of those of its NS

@@ -70,6 +70,12 @@ public final class RecursiveResolver: QueryResolving {
 
   /// The shared cache (for flushing and statistics).
   public var cache: DNSCache { core.cache }
+  /// An operator's flush: cached resolution failures and stale-answer rechecks go too,
+  /// so a zone just fixed is asked at once, not after the failure's 5 s.
+  public func forgetFailures() {
+    core.failureCache.removeAll()
+    core.staleRecheck.removeAll()
+  }
   /// Counters of hostile upstream behaviour (out-of-bailiwick records, loops, budgets).
   public var hardening: HardeningCounters { core.counters }
   /// Per-server smoothed RTTs.

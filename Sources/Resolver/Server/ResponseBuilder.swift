@@ -59,7 +59,9 @@ public enum ResponseBuilder {
     var response = error(resolution.rcode, to: query)
     // a stale answer says so, to clients that sent EDNS (RFC 8914 §4.4).
     if resolution.stale, response.edns != nil {
-      response.edns?.options.append(.extendedError(EDNSOption.staleAnswer))
+      // RFC 8914 §4.4 / §4.20: a stale NXDOMAIN has a code of its own.
+      let code = resolution.rcode == .nxDomain ? EDNSOption.staleNXDomainAnswer : EDNSOption.staleAnswer
+      response.edns?.options.append(.extendedError(code))
     }
     if let question = query.questions.first, question.type == .any {
       return anyResponse(response, question: question, resolution: resolution)

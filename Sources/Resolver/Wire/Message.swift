@@ -65,6 +65,8 @@ public struct EDNSOption: Sendable, Hashable {
 
   /// EDE INFO-CODE 3, "Stale Answer" (RFC 8914 §4.4).
   public static let staleAnswer: UInt16 = 3
+  /// Extended DNS Error 19, Stale NXDOMAIN Answer (RFC 8914 §4.20).
+  public static let staleNXDomainAnswer: UInt16 = 19
 }
 
 /// The EDNS(0) pseudo-record's fields (RFC 6891), kept out of the additional section.
