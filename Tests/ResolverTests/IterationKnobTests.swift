@@ -7,14 +7,7 @@ import Testing
 @Suite struct IterationKnobTests {
   func resolver(_ exchanger: ScriptedExchanger, _ tweak: (inout ResolverConfiguration) -> Void = { _ in })
     -> RecursiveResolver
-  {
-    var config = ResolverConfiguration()
-    config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
-    config.primeRoot = false
-    tweak(&config)
-    return RecursiveResolver(
-      configuration: config, exchanger: exchanger, time: SystemTimeSource(), logger: Logger(label: "test"))
-  }
+  { scriptedResolver(exchanger, tweak) }
 
   /// A root that fails every minimised query and answers the full name.
   static func rootFailingMinimisedQueries() -> ScriptedExchanger {

@@ -8,14 +8,7 @@ import Testing
 @Suite struct IterationNegativeTests {
   func resolver(_ exchanger: ScriptedExchanger, _ tweak: (inout ResolverConfiguration) -> Void = { _ in })
     -> RecursiveResolver
-  {
-    var config = ResolverConfiguration()
-    config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
-    config.primeRoot = false
-    tweak(&config)
-    return RecursiveResolver(
-      configuration: config, exchanger: exchanger, time: SystemTimeSource(), logger: Logger(label: "test"))
-  }
+  { scriptedResolver(exchanger, tweak) }
 
   static func soa(_ zone: String) -> ResourceRecord {
     record(

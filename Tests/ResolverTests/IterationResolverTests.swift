@@ -61,17 +61,22 @@ func answer(_ records: [ResourceRecord]) -> Message {
   return m
 }
 
+/// A resolver whose root hint is 192.0.2.1 (no priming), asking `exchanger`; `tweak` sets the rest.
+func scriptedResolver(_ exchanger: ScriptedExchanger, _ tweak: (inout ResolverConfiguration) -> Void = { _ in })
+  -> RecursiveResolver
+{
+  var config = ResolverConfiguration()
+  config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
+  config.primeRoot = false
+  tweak(&config)
+  return RecursiveResolver(
+    configuration: config, exchanger: exchanger, time: SystemTimeSource(), logger: Logger(label: "test"))
+}
+
 @Suite struct IterationResolverTests {
   func resolver(_ exchanger: ScriptedExchanger, _ tweak: (inout ResolverConfiguration) -> Void = { _ in })
     -> RecursiveResolver
-  {
-    var config = ResolverConfiguration()
-    config.rootHints = RootHints(unchecked: [(name("a.root."), ["192.0.2.1"])])
-    config.primeRoot = false
-    tweak(&config)
-    return RecursiveResolver(
-      configuration: config, exchanger: exchanger, time: SystemTimeSource(), logger: Logger(label: "test"))
-  }
+  { scriptedResolver(exchanger, tweak) }
 
   @Test func walksDownWithMinimisedNamesAndCachesTheAnswer() async {
     let ex = ScriptedExchanger([
