@@ -200,6 +200,37 @@ import Testing
     f.removeAll()
     #expect(!f.contains(q))
   }
+
+  /// a question that fails again soon after its failure expired is kept twice as long each
+  /// time, up to the cap; one quiet for longer than its last span starts again at the TTL.
+  @Test func persistingFailuresBackOffToTheCap() {
+    let time = FakeTimeSource()
+    let f = FailureCache(ttl: 5, maxTTL: 30, time: time)
+    let q = Question(name: name("dead.test."), type: .a)
+    var spans: [Double] = []
+    for _ in 0..<5 {
+      f.insert(q)
+      var held = 0.0
+      while f.contains(q) {
+        time.advance(0.5)
+        held += 0.5
+      }
+      spans.append(held)
+      time.advance(1)  // the next client comes a second after it expired, and fails again
+    }
+    #expect(spans == [5, 10, 20, 30, 30])
+    time.advance(31)  // quiet for longer than the last span
+    f.insert(q)
+    time.advance(5)
+    #expect(!f.contains(q))
+    // Without a cap: always the TTL.
+    let plain = FailureCache(ttl: 5, time: time)
+    plain.insert(q)
+    time.advance(6)
+    plain.insert(q)
+    time.advance(5)
+    #expect(!plain.contains(q))
+  }
 }
 
 /// The resolver's side: when the refresh fails, what it answers and how often it tries again.

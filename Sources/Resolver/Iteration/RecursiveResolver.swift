@@ -39,7 +39,9 @@ final class ResolverCore: Sendable {
         timeouts: configuration.unresponsiveAfter, maxProbeGap: configuration.staleRecheckInterval),
       time: time)
     self.exchanger = exchanger
-    self.failureCache = FailureCache(ttl: configuration.failureCacheTTL, time: time)
+    // from 5 s, doubling while a question keeps failing, to at most 5 min.
+    self.failureCache = FailureCache(
+      ttl: configuration.failureCacheTTL, maxTTL: configuration.failureCacheMaxTTL, time: time)
     self.staleRecheck = FailureCache(ttl: configuration.staleRecheckInterval, time: time)
     self.refreshedDelegations = FailureCache(ttl: configuration.staleRecheckInterval, time: time)
     self.time = time

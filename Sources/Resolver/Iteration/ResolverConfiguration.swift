@@ -54,6 +54,9 @@ public struct ResolverConfiguration: Sendable {
   public var limits = ResolutionLimits()
   /// How long a failed (name, type) is answered SERVFAIL without new upstream queries, seconds.
   public var failureCacheTTL: Double = 5
+  /// The longest a question that keeps failing is answered SERVFAIL from the failure cache: its
+  /// span doubles from `failureCacheTTL` each time it fails again soon after, seconds.
+  public var failureCacheMaxTTL: Double = 300
   /// Serve-stale's failure recheck: after a refresh failed and the question was answered
   /// stale, it is answered stale without a new refresh for this many seconds.
   public var staleRecheckInterval: Double = 30
