@@ -22,12 +22,18 @@ final class CookieServer: Sendable {
   let channel: any Channel
   var port: Int { channel.localAddress?.port ?? 0 }
 
+  /// What the server does from now on (the same socket, so the same port).
+  func set(_ mode: Mode) { modeBox.set(mode) }
+  private let modeBox: ModeBox
+
   init(_ mode: Mode, port: Int = 0) async throws {
     let box = LogBox()
+    let modeBox = ModeBox(mode)
+    self.modeBox = modeBox
     channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .channelInitializer { ch in
         ch.eventLoop.makeCompletedFuture {
-          try ch.pipeline.syncOperations.addHandler(CookieHandler(mode: mode, log: box))
+          try ch.pipeline.syncOperations.addHandler(CookieHandler(mode: modeBox, log: box))
         }
       }
       .bind(host: "127.0.0.1", port: port).get()
@@ -41,6 +47,7 @@ final class CookieServer: Sendable {
 /// A Do53 server over TCP on 127.0.0.1 that answers every query with one A record, no cookie.
 final class PlainTCPServer: Sendable {
   let channel: any Channel
+  var port: Int { channel.localAddress?.port ?? 0 }
 
   init(port: Int) async throws {
     channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -77,6 +84,14 @@ final class PlainTCPAnswerer: ChannelInboundHandler, Sendable {
   }
 }
 
+/// A `CookieServer`'s mode, changeable while it runs.
+final class ModeBox: Sendable {
+  private let m: Mutex<CookieServer.Mode>
+  init(_ mode: CookieServer.Mode) { m = Mutex(mode) }
+  var mode: CookieServer.Mode { m.withLock { $0 } }
+  func set(_ mode: CookieServer.Mode) { m.withLock { $0 = mode } }
+}
+
 final class LogBox: Sendable {
   private let m = Mutex<[Message]>([])
   func add(_ x: Message) { m.withLock { $0.append(x) } }
@@ -86,10 +101,10 @@ final class LogBox: Sendable {
 final class CookieHandler: ChannelInboundHandler, Sendable {
   typealias InboundIn = AddressedEnvelope<ByteBuffer>
   typealias OutboundOut = AddressedEnvelope<ByteBuffer>
-  let mode: CookieServer.Mode
+  let modeBox: ModeBox
   let log: LogBox
-  init(mode: CookieServer.Mode, log: LogBox) {
-    self.mode = mode
+  init(mode: ModeBox, log: LogBox) {
+    self.modeBox = mode
     self.log = log
   }
 
@@ -111,7 +126,7 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
       return m.serialize()
     }
     var out: [[UInt8]] = []
-    switch mode {
+    switch modeBox.mode {
     case .echo: out = [reply(.noError, cookie: client + CookieServer.serverCookie)]
     case .noCookie: out = [reply(.noError, cookie: nil)]
     case .wrongClientCookieFirst:
@@ -306,14 +321,18 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
   /// answer, which cannot be blind-spoofed, is taken, the cookie forgotten, and the next query
   /// is answered over UDP again. Before, every later query to it timed out.
   @Test func serverThatStoppedSendingCookiesIsReachedOverTCPThenUDP() async throws {
-    let echo = try await CookieServer(.echo)
+    // One port for both: TCP takes a free one, UDP the same number (tried again if it is taken:
+    // other tests' sockets come and go on ephemeral ports meanwhile).
+    var pair: (PlainTCPServer, CookieServer)?
+    for _ in 0..<20 where pair == nil {
+      let tcp = try await PlainTCPServer(port: 0)
+      if let udp = try? await CookieServer(.echo, port: tcp.port) { pair = (tcp, udp) } else { await tcp.stop() }
+    }
+    let (tcp, plain) = try #require(pair)
     let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
-    _ = try await exchange(echo, transport, try query(), timeout: .seconds(10))
+    _ = try await exchange(plain, transport, try query(), timeout: .seconds(10))
     #expect(transport.cookies.serverCookie(for: "127.0.0.1") == CookieServer.serverCookie)
-    let port = echo.port
-    await echo.stop()
-    let plain = try await CookieServer(.noCookie, port: port)
-    let tcp = try await PlainTCPServer(port: port)
+    plain.set(.noCookie)  // the same address and port, no cookies any more
     // A whole 10 s for the UDP leg and the TCP connection: the suite starts all at once, and on a
     // loaded machine a TCP connect and answer have taken over the default 1 s (a CI rehearsal).
     let first = try await exchange(plain, transport, try query(), timeout: .seconds(10))
