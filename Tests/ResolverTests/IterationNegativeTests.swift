@@ -54,6 +54,29 @@ import Testing
     #expect(sibling.rcode == .noError && sibling.answer.count == 1)
   }
 
+  /// When the full name is NXDOMAIN too, the minimised NXDOMAIN was genuine: it is cached as the
+  /// cut it is, so a second name below it costs no query (RFC 8020) even in relaxed mode.
+  @Test func relaxedModeCachesTheCutOnceTheFullNameIsNXDOMAINToo() async {
+    let ex = ScriptedExchanger([
+      "192.0.2.1": { q in
+        var m = Message()
+        m.header.aa = true
+        if q.name.isSubdomain(of: name("gone.test.")) {
+          m.rcode = .nxDomain
+          m.authority = [Self.soa(".")]
+        } else {
+          m.authority = [Self.soa(".")]  // test. exists (NODATA)
+        }
+        return m
+      }
+    ])
+    let r = resolver(ex)
+    #expect(await r.resolve(Question(name: name("a.b.gone.test."), type: .a)).rcode == .nxDomain)
+    let sent = ex.queries.count
+    #expect(await r.resolve(Question(name: name("c.d.gone.test."), type: .a)).rcode == .nxDomain)
+    #expect(ex.queries.count == sent, "the cut at gone.test. should have answered the second name")
+  }
+
   @Test func strictModeTakesTheNXDOMAINAsACut() async {
     let ex = Self.brokenEmptyNonTerminal()
     let r = resolver(ex) { $0.qnameMinimisationStrict = true }

@@ -168,4 +168,22 @@ import Testing
     #expect(selection.heldServers == 0 && selection.probeIn(server: "dead") == nil)
     #expect(selection.admitted(["dead", "live"], key: { $0 }, runStarted: 3.6, kind: .a).free == ["dead", "live"])
   }
+
+  /// A held server that answers its probe REFUSED (or SERVFAIL, or lame) is alive: the hold ends,
+  /// though the reply is no answer and its srtt is penalised rather than measured.
+  @Test func aHeldServersNonAnswerEndsItsHoldButIsPenalised() {
+    let clock = FakeTimeSource(0)
+    let selection = ServerSelection(unknownTimeoutMs: 800, rule: rule, time: clock)
+    for sent in [0.0, 0.8, 1.6] {
+      clock.advance(sent + 0.8 - clock.now())
+      selection.recordTimeout(server: "dead", sentAt: sent)
+    }
+    #expect(selection.heldServers == 1)
+    clock.advance(1)
+    let before = selection.smoothedRTT(server: "dead") ?? 0
+    #expect(selection.penalise(server: "dead", replied: .a))
+    #expect(selection.heldServers == 0)
+    #expect((selection.smoothedRTT(server: "dead") ?? 0) > before)
+    #expect(!selection.penalise(server: "dead"))  // no reply (a refused port): no hold to end
+  }
 }

@@ -38,8 +38,13 @@ final class FailureCache: Sendable {
   /// Puts `q` in `table` (under the lock) unless the table is full of live entries; whether it did.
   private func store(_ q: Question, now: Double, in table: inout [Question: Entry]) -> Bool {
     var span = ttl
-    if let maxTTL, let last = table[q], now - last.until <= last.span {
-      span = min(maxTTL, max(ttl, last.span * 2))  // failed again soon after the last one expired
+    if let last = table[q] {
+      // Still live: failures that come together (joined queries) are one failure, not a
+      // persisting one; the entry stands as it is.
+      if maxTTL != nil, last.until > now { return true }
+      if let maxTTL, now - last.until <= last.span {
+        span = min(maxTTL, max(ttl, last.span * 2))  // failed again soon after the last one expired
+      }
     }
     if table.count >= capacity { table = table.filter { $0.value.until > now } }
     guard table.count < capacity else { return false }

@@ -242,6 +242,8 @@ extension ResolutionRun {
         if let r = result.response, r.edns == nil, r.rcode == .formErr || r.rcode == .notImp,
           queriesSent < limits.maxQueries
         {
+          // That reply shows the server alive (it ends a silent streak); no measure of an answer.
+          if !result.joined { selection.penalise(server: server.endpoint.ip, replied: healthKind) }
           query.edns = nil
           var random = PooledRandom()
           query.header.id = UInt16.random(in: 0...UInt16.max, using: &random)  // a new query, a new ID
@@ -270,7 +272,10 @@ extension ResolutionRun {
         if !result.joined, let leg = result.legs.last {
           // A reply that is no answer (REFUSED, SERVFAIL, lame) is no measure of a useful server.
           if case .serverFailure = kind {
-            selection.penalise(server: server.endpoint.ip)
+            // Alive (a probe's REFUSED ends a hold too), but no answer.
+            if selection.penalise(server: server.endpoint.ip, replied: healthKind) {
+              core.logger.notice("server \(server.endpoint.ip) (\(zone)) answers again; no longer held")
+            }
           } else {
             core.noteLeg(leg, server: server.endpoint.ip, zone: zone, kind: healthKind)
           }

@@ -158,6 +158,8 @@ final class ResolutionRun {
     var steps = 0
     var minimise = core.configuration.qnameMinimisation
     var fallbacks = 0
+    // R-29 relaxed: a minimised step's NXDOMAIN, kept back until the un-minimised retry says.
+    var deferredCut: (zone: DNSName, name: DNSName, type: RRType, kind: ReplyKind, aa: Bool)?
     while true {
       if overDeadline {
         core.counters.budgetExhausted.increment()
@@ -235,7 +237,17 @@ final class ResolutionRun {
       if minimised && !core.configuration.qnameMinimisationStrict, case .nxdomain(let chain, _) = kind {
         nxdomainRetry = chain.isEmpty
       }
-      if !nxdomainRetry { store(kind, zone: zone, qname: sendName, qtype: sendType, authoritative: aa) }
+      if nxdomainRetry {
+        deferredCut = (zone, sendName, sendType, kind, aa)
+      } else {
+        store(kind, zone: zone, qname: sendName, qtype: sendType, authoritative: aa)
+        // The same zone denies the full name too: its NXDOMAIN for the shorter name was no broken
+        // server's, and is cached as the cut it is (RFC 8020) after all.
+        if let cut = deferredCut, cut.zone == zone, case .nxdomain(let chain, _) = kind, chain.isEmpty {
+          store(cut.kind, zone: zone, qname: cut.name, qtype: cut.type, authoritative: cut.aa)
+        }
+        deferredCut = nil
+      }
 
       switch kind {
       case .referral(let child, _, _, _):

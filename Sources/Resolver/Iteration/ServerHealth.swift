@@ -159,10 +159,6 @@ struct ServerHealth {
     }
   }
 
-  /// Notes a timeout of a `kind` query sent at `sentAt`: the srtt doubles, capped at 10 s.
-  /// A query sent before the last reply says nothing about whether the server is alive now, nor
-  /// does one that `silence` says is not the server's (an encrypted transport's timeout). True
-  /// when this starts a hold.
   /// A reply that was no answer (REFUSED, SERVFAIL, a lame or upward referral) or a port the
   /// server does not listen on (ECONNREFUSED): its srtt doubles as for a timeout, without a
   /// measured round trip to undo it, so a fast but useless server is not asked first (as BIND's
@@ -172,6 +168,10 @@ struct ServerHealth {
     ageFactor = 1
   }
 
+  /// Notes a timeout of a `kind` query sent at `sentAt`: the srtt doubles, capped at 10 s.
+  /// A query sent before the last reply says nothing about whether the server is alive now, nor
+  /// does one that `silence` says is not the server's (an encrypted transport's timeout). True
+  /// when this starts a hold.
   mutating func timeout(sentAt: Double, at now: Double, rule: Rule, kind: Kind, silence: Bool = true) -> Bool {
     backoff = min(backoff + 1, 8)  // 100 ms · 2⁸ is past the 10 s cap
     ageFactor = 1

@@ -50,8 +50,17 @@ public final class ServerSelection: Sendable {
   }
 
   /// Records a reply from `server` that was no answer, or a refused port (`ServerHealth.penalise`).
-  func penalise(server: String) {
-    table.withLock { $0[server, default: ServerHealth()].penalise() }
+  /// `replied`: the server did reply (to a `kind` query), so it is alive: that ends its silent
+  /// streak and its hold, as any reply does; true when a hold ended.
+  @discardableResult
+  func penalise(server: String, replied kind: ServerHealth.Kind? = nil) -> Bool {
+    let now = time.now()
+    return table.withLock {
+      $0[server, default: ServerHealth()].penalise()
+      guard let kind, let ended = $0[server]?.reply(at: now, kind: kind), ended else { return false }
+      heldCount.subtract(1, ordering: .relaxed)
+      return true
+    }
   }
 
   /// Records a timeout of a `kind` query sent at `sentAt` (`time` seconds): the srtt doubles,

@@ -103,7 +103,8 @@ public final class DNSCookieJar: Sendable {
     }
   }
 
-  /// Forgets `server`'s cookie: it answered over TCP without one, so it no longer does cookies.
+  /// Forgets `server`'s cookie: a UDP reply came without it and the server then answered over
+  /// TCP without one too, so it has most likely stopped doing cookies.
   func forget(server: String) {
     state.withLock { s in
       guard s.serverCookies.removeValue(forKey: server) != nil else { return }

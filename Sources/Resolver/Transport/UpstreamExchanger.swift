@@ -191,6 +191,8 @@ public struct Do53Exchanger: UpstreamExchanger {
     var sent = query
     transport.cookies.attach(to: &sent, server: server.ip)
     var retriedCookie = false
+    // The UDP reply lacked the cookie its server sent before (RFC 7873 §5.3): asked over TCP.
+    var missingCookie = false
     while true {
       guard let legTimeout = deadline.cap(timeout) else {
         return ExchangeResult(legs: legs, response: nil, cutShort: true)
@@ -221,7 +223,9 @@ public struct Do53Exchanger: UpstreamExchanger {
         // replies with wrong IDs or questions keep arriving: someone may be guessing; TCP.
         // An unparsable reply (oversized datagram cut by the receive buffer, broken compression)
         // also gets one TCP try: the stream carries any size (issue 8, hostile `big` server).
-        if case .malformed(let why) = error, why != .missingCookie { transport.malformed.increment() }
+        if case .malformed(let why) = error {
+          if why == .missingCookie { missingCookie = true } else { transport.malformed.increment() }
+        }
         switch error {
         case .spoofSuspected, .malformed: break
         default: return ExchangeResult(legs: legs, response: nil, cutShort: leg.cutShort)
@@ -236,7 +240,9 @@ public struct Do53Exchanger: UpstreamExchanger {
     do {
       let response = try await transport.queryTCP(sent, to: server, timeout: tcpTimeout)
       transport.cookies.learn(from: response, server: server.ip)
-      if DNSCookieJar.cookie(in: response) == nil { transport.cookies.forget(server: server.ip) }
+      // Only when UDP showed the cookie missing: a server that leaves cookies out over TCP alone
+      // (a TC=1 answer's retry) keeps its cookie for UDP.
+      if missingCookie, DNSCookieJar.cookie(in: response) == nil { transport.cookies.forget(server: server.ip) }
       legs.append(ExchangeLeg(transport: .do53TCP, rttMs: (time.now() - tcpStart) * 1000, error: nil, truncated: false))
       return ExchangeResult(legs: legs, response: response)
     } catch {
