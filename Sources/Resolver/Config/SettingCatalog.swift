@@ -51,7 +51,7 @@ extension Setting {
     "passes over a zone's servers when they time out")
   public static let unresponsiveAfter = Setting(
     "resolver.unresponsive-after", flag: "--unresponsive-after N", .integer(0...100), default: .int(3),
-    "Do53 timeouts in a row of one kind of query (A, AAAA, other; over 2 s, no reply between) that hold a server as "
+    "Do53 timeouts in a row of one kind of query (A, AAAA, HTTPS/SVCB, other; over 2 s, no reply between) that hold a server as "
       + "unresponsive to that kind: later queries skip it but for probes at doubling gaps (1-30 s); 0: never")
   public static let resolutionDeadline = Setting(
     "resolver.resolution-deadline", flag: "--resolution-deadline S", .number(above: 0, min: 0, max: 60),
