@@ -20,7 +20,7 @@ import time
 import pytest
 
 from cases import WWW
-from harness import fmt_rrs, labmod, require, scaled, vmhwm_kb
+from harness import MEMORY_SCALE, fmt_rrs, labmod, require, scaled, vmhwm_kb
 
 # A debug build of sotto idles at some tens of MB; a flood must not grow it without bound.
 RSS_BOUND_KB = 400 * 1024
@@ -286,8 +286,12 @@ def test_tcp_client_that_never_reads_cannot_grow_the_servers_memory(served, sott
     other = srv.dig("www.example.test.", "A", "+tcp")
     assert other.status == "NOERROR" and other.answer == WWW, f"another TCP client was not answered:\n{other.raw}"
     assert stats(sotto, sock)["tcpReadsPaused"] >= 1
-    # Without backpressure the answers to ~100k queries a second queue up in the server (tens of MB).
-    assert grown < 24 * 1024, f"server memory grew {grown} kB while the client did not read"
+    # Without backpressure the answers to ~100k queries a second queue up in the server (32.6 MB
+    # for 9.4 MB of queries before the fix). A bound for the normal build only: under ASan the
+    # quarantine of freed blocks alone grew it 63 MB (ci151); there tcpReadsPaused above and the
+    # answers below are what the run checks.
+    if MEMORY_SCALE == 1:
+        assert grown < 24 * 1024, f"server memory grew {grown} kB while the client did not read"
     # Now the client reads: every whole query it sent is answered, in order, NOERROR.
     c.setblocking(True)
     c.settimeout(scaled(3))
