@@ -245,8 +245,7 @@ extension ResolutionRun {
           // That reply shows the server alive (it ends a silent streak); no measure of an answer.
           if !result.joined { selection.penalise(server: server.endpoint.ip, replied: healthKind) }
           query.edns = nil
-          var random = PooledRandom()
-          query.header.id = UInt16.random(in: 0...UInt16.max, using: &random)  // a new query, a new ID
+          query.header.id = Do53Exchanger.freshID()  // a new query, a new ID
           sentAt = core.time.now()
           result = await send(query, to: server, zone: zone)
         }

@@ -28,7 +28,7 @@ public enum ResponseBuilder {
     if question.type == .axfr || question.type == .ixfr { return .respond(error(.refused, to: query)) }
     // Meta-types other than ANY (OPT, TKEY, TSIG, MAILA, MAILB, 128-248; RFC 6895 §3.1) are not
     // questions to resolve: an authority would answer FORMERR or NOTIMP, counted as its failure,
-    // after several upstream queries. FORMERR at once, as Unbound does.
+    // after several upstream queries. FORMERR at once.
     if question.type.isMeta && question.type != .any { return .respond(error(.formErr, to: query)) }
     // RFC 8482 §4.2: ANY is not resolved as such; the name is looked up (type A) only to learn
     // whether it exists, and `response(to:resolution:)` answers with one synthesized HINFO.

@@ -38,7 +38,7 @@ struct ResponseMatcher: Sendable {
     // a reply carrying a COOKIE that is not our client cookie did not come from our query.
     guard DNSCookieJar.echoes(query, in: message) else {
       // None at all from a server that sent one before: RFC 7873 §5.3 discards it over UDP; the
-      // caller asks again over TCP (as BIND does), so a server that stopped is not lost for good.
+      // caller asks again over TCP, so a server that stopped is not lost for good.
       guard DNSCookieJar.cookie(in: message) == nil else { return nil }
       return acceptsMissingCookie ? .success(message) : .failure(.missingCookie)
     }
