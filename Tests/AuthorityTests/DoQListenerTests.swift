@@ -69,12 +69,12 @@ private final class GatedResolver: QueryResolving, Sendable {
     let gated = GatedResolver()
     defer { gated.open() }
     let (listener, connection, _) = try await listening(to: gated) { $0.answerDeadline = 0.3 }
-    let overdue = try await connection.query(try testQuery("stuck.example."), timeout: .seconds(10))
+    let overdue = try await connection.query(try recursiveQuery("stuck.example."), timeout: .seconds(10))
     #expect(overdue.rcode == .servFail)
     #expect(listener.statistics.resolutionsOverdue == 1 && listener.statistics.resolutionsInFlight == 1)
     gated.open()
     try await resolutionsEnd(listener)
-    let next = try await connection.query(try testQuery("next.example."), timeout: .seconds(10))
+    let next = try await connection.query(try recursiveQuery("next.example."), timeout: .seconds(10))
     #expect(next.rcode == .noError && next.answers.count == 1)
     let stats = listener.statistics
     #expect(stats.resolutionsOverdue == 1 && stats.quicQueries == 2 && stats.quicHandshakes == 1)
@@ -95,18 +95,18 @@ private final class GatedResolver: QueryResolving, Sendable {
     // reach the listener even under a sanitizer with the other suites running).
     await withTaskGroup(of: Void.self) { group in
       for i in 0..<cap {
-        group.addTask { _ = try? await connection.query(try testQuery("q\(i).example."), timeout: .seconds(6)) }
+        group.addTask { _ = try? await connection.query(try recursiveQuery("q\(i).example."), timeout: .seconds(6)) }
       }
     }
     #expect(listener.statistics.resolutionsInFlight == cap && listener.statistics.quicQueries == cap)
     // Reset (closed), not left unanswered until the client's timeout.
     await #expect(throws: TransportError.closed) {
-      _ = try await connection.query(try testQuery("one-more.example."), timeout: .seconds(5))
+      _ = try await connection.query(try recursiveQuery("one-more.example."), timeout: .seconds(5))
     }
     #expect(listener.statistics.quicExcessiveLoad == 1 && listener.statistics.resolutionsInFlight == cap)
     gated.open()
     try await resolutionsEnd(listener)
-    let served = try await connection.query(try testQuery("after.example."), timeout: .seconds(5))
+    let served = try await connection.query(try recursiveQuery("after.example."), timeout: .seconds(5))
     #expect(served.rcode == .noError && served.answers.count == 1)
     #expect(listener.statistics.quicExcessiveLoad == 1)
     connection.close()
@@ -122,7 +122,7 @@ private final class GatedResolver: QueryResolving, Sendable {
     let log = ClientLog()
     let (listener, connection, ca) = try await listening(to: gated, log: log) { $0.tcpQueriesPerConnection = 3 }
     for name in ["a.example.", "b.example.", "c.example."] {
-      let answer = try await connection.query(try testQuery(name), timeout: .seconds(5))
+      let answer = try await connection.query(try recursiveQuery(name), timeout: .seconds(5))
       #expect(answer.rcode == .noError && answer.answers.count == 1)
     }
     #expect(await log.wait(5) { !$0.closes.withLock(\.isEmpty) }, "the connection was not closed after 3 queries")
@@ -130,7 +130,7 @@ private final class GatedResolver: QueryResolving, Sendable {
     #expect(!connection.isActive)
     #expect(listener.statistics.quicQueryLimitClosed == 1 && listener.statistics.quicQueries == 3)
     let again = try await connect(to: listener, ca: ca, log: ClientLog())
-    let next = try await again.query(try testQuery("d.example."), timeout: .seconds(5))
+    let next = try await again.query(try recursiveQuery("d.example."), timeout: .seconds(5))
     #expect(next.rcode == .noError)
     again.close()
     await listener.stop()
@@ -145,10 +145,10 @@ private final class GatedResolver: QueryResolving, Sendable {
     // One every 4 s with a burst of 1: the second query is over it unless the test task resumes
     // 4 s late (at 1/s a second's delay under parallel tests would refill the bucket).
     let (listener, connection, _) = try await listening(to: gated) { $0.clientRateLimit = 0.25 }
-    let first = try await connection.query(try testQuery("a.example."), timeout: .seconds(5))
+    let first = try await connection.query(try recursiveQuery("a.example."), timeout: .seconds(5))
     #expect(first.rcode == .noError)
     await #expect(throws: TransportError.closed) {
-      _ = try await connection.query(try testQuery("b.example."), timeout: .seconds(5))
+      _ = try await connection.query(try recursiveQuery("b.example."), timeout: .seconds(5))
     }
     #expect(listener.statistics.rateLimited == 1 && listener.statistics.quicQueries == 1)
     // Asked again every half second, the client is served once a token is back, on the same
@@ -157,7 +157,7 @@ private final class GatedResolver: QueryResolving, Sendable {
     let giveUp = ContinuousClock.now + .seconds(20)
     while later == nil && ContinuousClock.now < giveUp {
       try await Task.sleep(for: .milliseconds(500))
-      later = try? await connection.query(try testQuery("d.example."), timeout: .seconds(5))
+      later = try? await connection.query(try recursiveQuery("d.example."), timeout: .seconds(5))
     }
     let served = try #require(later, "not served again within 20 s at one query every 4 s")
     #expect(served.rcode == .noError && connection.isActive)

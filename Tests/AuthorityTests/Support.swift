@@ -46,3 +46,10 @@ func writeCA(_ factory: CertificateFactory) throws -> String {
   try factory.writeCA(to: path)
   return path
 }
+
+/// `testQuery` with RD=1, as a stub sends it to a recursive resolver's listener (which refuses RD=0).
+func recursiveQuery(_ name: String, _ type: RRType = .a, id: UInt16 = 0) throws -> Message {
+  var m = try testQuery(name, type, id: id)
+  m.header.rd = true
+  return m
+}

@@ -462,8 +462,30 @@ def test_networks_outside_allow_are_refused_over_udp_and_tcp(lab, served, sotto)
     tcp = srv.dig("www.example.test.", "A", "+tcp")
     assert udp.status == "REFUSED" and not udp.answer, udp.raw
     assert tcp.status == "REFUSED" and not tcp.answer, tcp.raw
+    # Recursion is not available to them: RA must not say it is.
+    assert "ra" not in udp.flags and "ra" not in tcp.flags, (udp.flags, tcp.flags)
     counters = stats(sotto, sock)
     assert counters["notAllowed"] >= 2 and counters["refused"] >= 2, counters
+
+
+def test_rd0_queries_cannot_snoop_the_cache(lab, served, sotto):
+    """A query with RD=0 asks what the cache holds; answering it would tell any client which names
+    the resolver's other users looked up. It is refused (EDE 18), over UDP (fast path included:
+    the name is cached) and TCP, for cached and uncached names alike."""
+    srv, sock = served()
+    first = srv.dig("www.example.test.", "A")
+    assert first.status == "NOERROR" and first.answer == WWW and "ra" in first.flags, first.raw
+    before = stats(sotto, sock)
+    for opts in ((), ("+tcp",)):
+        for name in ("www.example.test.", "never-asked.example.test."):
+            r = srv.dig(name, "A", "+norec", *opts)
+            assert r.status == "REFUSED" and not r.answer and not r.authority, r.raw
+            assert "EDE: 18" in r.raw, r.raw
+    after = stats(sotto, sock)
+    assert after["refused"] - before["refused"] == 4, (before, after)
+    # Ordinary recursive queries are still answered from the cache.
+    again = srv.dig("www.example.test.", "A")
+    assert again.status == "NOERROR" and again.answer == WWW, again.raw
 
 
 def spoofed_udp(src: str, sport: int, dport: int, payload: bytes) -> None:

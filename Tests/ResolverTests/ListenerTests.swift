@@ -104,6 +104,7 @@ private enum ListenerTestError: Error {
       let response = try Message.parse(reply)
       #expect(response.header.id == 7)
       #expect(response.rcode == .refused)
+      #expect(!response.header.ra, "recursion is not available to a client outside --allow")
       #expect(response.answers.isEmpty)
       #expect(listener.statistics.notAllowed == 1)
       #expect(listener.statistics.refused == 1)

@@ -102,6 +102,25 @@ import Testing
     }
   }
 
+  @Test func nonRecursiveQueriesAreRefusedWithEDE18() {
+    var q = Self.query(edns: EDNS(udpPayloadSize: 1232))
+    q.header.rd = false
+    guard case .respond(let r) = ResponseBuilder.verdict(for: q) else {
+      Issue.record("an RD=0 query must not be resolved or answered from the cache")
+      return
+    }
+    #expect(r.rcode == .refused && r.answers.isEmpty && !r.header.rd)
+    #expect(r.questions == q.questions)
+    let ede = r.edns?.options.first { $0.code == EDNSOption.extendedErrorCode }
+    #expect(ede.map { Array($0.data.prefix(2)) } == [0, 18])
+    q.edns = nil
+    guard case .respond(let plain) = ResponseBuilder.verdict(for: q) else {
+      Issue.record("an RD=0 query without EDNS must be refused too")
+      return
+    }
+    #expect(plain.rcode == .refused && plain.edns == nil)
+  }
+
   @Test func metaTypesOtherThanANYAreFormErr() {
     for code: UInt16 in [41, 128, 248, 249, 250, 253, 254] {
       let q = Self.query("example.com", RRType(rawValue: code))

@@ -111,7 +111,10 @@ struct QueryProcessor: Sendable {
         $0.refused += 1
         $0.notAllowed += 1
       }
-      return ResponseBuilder.serialize(ResponseBuilder.error(.refused, to: query), for: query, via: transport)
+      // RA=0: recursion is not available to this client.
+      var refusal = ResponseBuilder.error(.refused, to: query)
+      refusal.header.ra = false
+      return ResponseBuilder.serialize(refusal, for: query, via: transport)
     }
     let response: Message
     switch ResponseBuilder.verdict(for: query) {

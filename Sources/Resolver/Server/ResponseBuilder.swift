@@ -25,6 +25,10 @@ public enum ResponseBuilder {
       return .respond(error(.formErr, to: query))
     }
     if question.qclass != .in { return .respond(error(.refused, to: query)) }
+    // RD=0 asks what the cache holds: answering it would let anyone who can query us learn which
+    // names our other clients looked up, and when (cache snooping). Refused, as Unbound's default
+    // access control refuses it; EDE 18 says why to clients that sent EDNS.
+    if !query.header.rd { return .respond(nonRecursiveRefusal(to: query)) }
     if question.type == .axfr || question.type == .ixfr { return .respond(error(.refused, to: query)) }
     // Meta-types other than ANY (OPT, TKEY, TSIG, MAILA, MAILB, 128-248; RFC 6895 §3.1) are not
     // questions to resolve: an authority would answer FORMERR or NOTIMP, counted as its failure,
@@ -51,6 +55,13 @@ public enum ResponseBuilder {
     if query.questions.count == 1 { response.questions = query.questions }
     if query.edns != nil { response.edns = EDNS(udpPayloadSize: ourUDPPayloadSize) }
     response.rcode = rcode  // after `edns`: extended codes (BADVERS) live in the OPT
+    return response
+  }
+
+  /// REFUSED for a query with RD=0, with EDE 18 (Prohibited) when the query had EDNS.
+  static func nonRecursiveRefusal(to query: Message) -> Message {
+    var response = error(.refused, to: query)
+    response.edns?.options.append(.extendedError(EDNSOption.prohibited, text: "recursion not desired (RD=0)"))
     return response
   }
 

@@ -65,6 +65,8 @@ public struct EDNSOption: Sendable, Hashable {
 
   /// EDE INFO-CODE 3, "Stale Answer" (RFC 8914 §4.4).
   public static let staleAnswer: UInt16 = 3
+  /// EDE INFO-CODE 18, "Prohibited" (RFC 8914 §4.19).
+  public static let prohibited: UInt16 = 18
   /// Extended DNS Error 19, Stale NXDOMAIN Answer (RFC 8914 §4.20).
   public static let staleNXDomainAnswer: UInt16 = 19
 }
