@@ -178,6 +178,8 @@ INSTANCES: tuple[Instance, ...] = (
     Instance("badquic", "127.53.20.1", "badquic.test.", "badquic.test.zone",
              "DoQ that resets / sends ID != 0 / a bad length for reset*/badid*/badlen*",
              doq="misbehave", ns_name="ns1.badquic.test."),
+    Instance("zerottl", "127.53.21.1", "zerottl.test.", "zerottl.test.zone",
+             "delegated with TTL 0 NS and glue (usable for one resolution, never cached)"),
 )
 
 # Addresses named in the lab where nothing may listen (broken glue).

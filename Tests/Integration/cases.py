@@ -60,6 +60,7 @@ CASES = [
     case("ipv6-only-zone", "www.v6.test.", "AAAA", answer={rr("www.v6.test.", "AAAA", "2001:db8::66")},
          needs_ipv6=True),
     case("deep-name", "a.b.c.d.example.test.", "A", answer={rr("a.b.c.d.example.test.", "A", "192.0.2.40")}),
+    case("zero-ttl-delegation", "www.zerottl.test.", "A", answer={rr("www.zerottl.test.", "A", "198.51.100.120")}),
     # Opportunistic-encryption zones: answers must not depend on the 853 behaviour of the server.
     case("dot-valid", "www.dot.test.", "A", answer={rr("www.dot.test.", "A", "198.51.100.10")}),
     case("dot-badcert", "www.badcert.test.", "A", answer={rr("www.badcert.test.", "A", "198.51.100.30")}),
@@ -87,6 +88,7 @@ DIFFERENTIAL = [
     ("www.broken.test.", "A"), ("broken.test.", "NS"), ("www.lame.test.", "A"), ("lame.test.", "SOA"),
     ("www.v6.test.", "AAAA"), ("www.v6.test.", "A"),
     ("a.b.c.d.example.test.", "A"), ("a.b.c.d.example.test.", "TXT"), ("c.d.example.test.", "A"),
+    ("www.zerottl.test.", "A"), ("www2.zerottl.test.", "A"), ("zerottl.test.", "NS"), ("nope.zerottl.test.", "A"),
     ("end.other.lab.", "AAAA"), ("test.", "SOA"), ("lab.", "NS"),
     # opportunistic-encryption zones
     ("www.dot.test.", "A"), ("www.dot.test.", "AAAA"), ("dot.test.", "TXT"), ("nope.dot.test.", "A"),

@@ -12,7 +12,7 @@ import dns.rcode
 import pytest
 
 from cases import WWW
-from harness import fmt_rrs, framed, lab_query_total, labmod, read_answer, settled_query_total
+from harness import fmt_rrs, rr, framed, lab_query_total, labmod, read_answer, settled_query_total
 
 
 def test_serve_udp(lab, sotto, free_port):
@@ -51,6 +51,20 @@ def test_second_query_is_answered_from_cache(lab, sotto, free_port):
         neg2 = srv.dig("nope.example.test.", "A")
         assert neg2.status == "NXDOMAIN", neg2.raw
         assert lab_query_total(lab) == total2, "repeated NXDOMAIN query caused lab traffic"
+
+
+def test_zone_delegated_with_ttl_zero_is_reached_by_every_query_and_never_cached(lab, sotto, free_port):
+    """zerottl.test. is delegated with TTL 0 NS and glue (R-15: use for this transaction only). Each
+    resolution must use the delegation it was just given; none may cache it or the answer's zone
+    servers, so each distinct name walks down from test. again, and every one is answered."""
+    with sotto.serve(free_port) as srv:
+        for name, address in (("www.zerottl.test.", "198.51.100.120"), ("www2.zerottl.test.", "198.51.100.121")):
+            tld0, leaf0 = lab.queries("test-1") + lab.queries("test-2"), lab.queries("zerottl")
+            r = srv.dig(name, "A")
+            assert r.status == "NOERROR" and r.answer == {rr(name, "A", address)}, r.raw
+            assert lab.queries("zerottl") > leaf0, f"{name}: the zerottl.test. server was never asked"
+            assert lab.queries("test-1") + lab.queries("test-2") > tld0, \
+                f"{name}: answered without asking test. for the delegation again: a TTL-0 delegation was cached"
 
 
 def test_client_outside_allowed_networks_is_refused(lab, sotto, free_port):

@@ -65,7 +65,10 @@ extension ResolutionRun {
     var stamps = core.cache.newStamps()
     let skippedBefore = skippedByPolicy
     var nsNames: [DNSName] = []
-    if let ns = core.cache.rdatas(zone, .ns, stamping: &stamps) {
+    // an NS set or address with TTL 0 is used by this run only; candidates built from one
+    // are not kept in the memo.
+    var usedTransient = false
+    if let ns = core.cache.rdatas(zone, .ns, stamping: &stamps) ?? transientRdatas(zone, .ns, used: &usedTransient) {
       nsNames.reserveCapacity(ns.count)
       for case .ns(let n) in ns { nsNames.append(n) }
     }
@@ -74,11 +77,14 @@ extension ResolutionRun {
     result.reserveCapacity(nsNames.count * 2)
     for name in nsNames {
       for type in [RRType.a, .aaaa] {
-        guard let rdatas = core.cache.rdatas(name, type, stamping: &stamps) else { continue }
+        guard
+          let rdatas = core.cache.rdatas(name, type, stamping: &stamps)
+            ?? transientRdatas(name, type, used: &usedTransient)
+        else { continue }
         appendEndpoints(rdatas, of: name, to: &result)
       }
     }
-    if !result.isEmpty {
+    if !result.isEmpty && !usedTransient {
       memo.remember(.init(candidates: result, stamps: stamps, skipped: skippedByPolicy - skippedBefore), for: zone)
     }
     return (result, nsNames)
@@ -87,10 +93,21 @@ extension ResolutionRun {
   /// Appends the cached A/AAAA of `name` (any rank: glue is fine for reaching servers), filtered
   /// by policy, to `out`.
   func appendCachedAddresses(of name: DNSName, to out: inout [Candidate]) {
+    var usedTransient = false
     for type in [RRType.a, .aaaa] {
-      guard let hit = core.cache.rdatas(name, type) else { continue }
-      appendEndpoints(hit.rdatas, of: name, to: &out)
+      guard let rdatas = core.cache.rdatas(name, type)?.rdatas ?? transientRdatas(name, type, used: &usedTransient)
+      else { continue }
+      appendEndpoints(rdatas, of: name, to: &out)
     }
+  }
+
+  /// This run's TTL-0 records of `name`/`type`, setting `used` when there are some.
+  func transientRdatas(_ name: DNSName, _ type: RRType, used: inout Bool) -> [RData]? {
+    guard !transient.isEmpty, let rdatas = transient[CacheKey(name: name, type: type, rrclass: .in)] else {
+      return nil
+    }
+    used = true
+    return rdatas
   }
 
   /// Appends the endpoints of `name`'s A/AAAA `rdatas` that policy allows to `out`.
@@ -350,7 +367,13 @@ extension ResolutionRun {
     let cache = core.cache
     let rank: TrustRank = authoritative ? .authAnswer : .nonAuthAnswer
     func put(_ records: [ResourceRecord], _ rank: TrustRank) {
-      for set in RRset.group(records) where !set.type.isMeta { cache.insert(set, rank: rank) }
+      for set in RRset.group(records) where !set.type.isMeta {
+        // the cache keeps no TTL-0 set; this run keeps it for its own further steps.
+        if set.ttl == 0, !set.rdatas.isEmpty {
+          transient[CacheKey(name: set.name, type: set.type, rrclass: set.rrclass)] = set.rdatas
+        }
+        cache.insert(set, rank: rank)
+      }
     }
     switch kind {
     case .answer(let chain, let records):

@@ -44,6 +44,10 @@ final class ResolutionRun {
   var failuresCached: [Question] = []
   /// Set once the run restarted after refreshing delegations (R-43: once per resolution).
   var restarted = false
+  /// RRsets with TTL 0 this run learned: the cache keeps none, but this resolution uses them
+  /// ("for this transaction only", R-15): a referral's NS set and glue, an NS name's address.
+  /// Without them a zone delegated with TTL 0 was unreachable.
+  var transient: [CacheKey: [RData]] = [:]
 
   init(core: ResolverCore) {
     self.core = core
