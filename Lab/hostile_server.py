@@ -53,6 +53,7 @@ BEHAVIOURS = {
     "127.53.30.12": "late",        # correct answer 2.5 s late (after Sotto's retransmit timeouts)
     "127.53.30.13": "cnamechain",  # cN.Z CNAME c(N+1).Z without end: only a chain budget stops it
     "127.53.30.14": "slow",        # every answer SLOW_SECONDS late; www.<SLOW_LABELS>.Z below empty non-terminals
+    "127.53.30.15": "noedns",      # from before EDNS: FORMERR without OPT to a query with OPT; logs each query
     GOOD_ADDRESS: "good",
 }
 LATE_SECONDS = 2.5
@@ -161,6 +162,15 @@ def respond(q: dns.message.Message, behaviour: str, tcp: bool) -> list[bytes] | 
         return [root_answer(q, ROOT_ADDRESS[0]).to_wire(max_size=65535)]
     if behaviour == "good" or (tcp and behaviour in ("wrongid", "wrongq")):
         return [good_answer(q, zone, behaviour if behaviour != "good" else "good").to_wire(max_size=65535)]
+    if behaviour == "noedns":
+        # RFC 6891 §7: a responder without EDNS answers a query with an OPT record FORMERR, no OPT.
+        print(f"noedns {'edns' if q.edns >= 0 else 'plain'} {'tcp' if tcp else 'udp'} {qname}", flush=True)
+        if q.edns >= 0:
+            r = dns.message.make_response(q)
+            r.use_edns(False)
+            r.set_rcode(dns.rcode.FORMERR)
+            return [r.to_wire(max_size=65535)]
+        return [good_answer(q, zone, behaviour).to_wire(max_size=65535)]
     if behaviour == "wrongid":
         out = []
         for delta in (1, 0x5353, 0x8000):

@@ -86,7 +86,8 @@ public final class ResolverStack: Sendable {
         timeouts: selection.totalTimeouts, delegationRefreshes: resolver.hardening.delegationRefreshCount,
         unresponsiveServers: selection.heldServers, heldZoneFailures: resolver.hardening.heldZoneFailureCount,
         unresponsiveProbes: selection.probesSent, extraDoTConnections: encryptedReplies.extraDoTConnections,
-        localConnectionFailures: policy?.localConnectionFailures ?? 0))
+        localConnectionFailures: policy?.localConnectionFailures ?? 0,
+        ednsFallbacks: resolver.hardening.ednsFallbackCount))
   }
 }
 

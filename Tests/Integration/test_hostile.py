@@ -106,6 +106,28 @@ def test_hostile_case(lab, served, c):
         assert victim <= 20, f"NXNS amplification: other.lab. got {victim} queries for one resolution; {info}"
 
 
+def test_a_server_without_edns_costs_one_formerr_then_is_asked_without_it(lab, served):
+    """noedns.test.'s only server predates EDNS: it answers a query with an OPT record FORMERR
+    without one (RFC 6891 §7). The first name costs that FORMERR and a retry without EDNS (R-38);
+    the retry is remembered (T-46, RFC 6891 §6.2.2), so the next names go without EDNS at once.
+    Counted from the server's own log of what reached it."""
+    sotto, srv, sock = served
+    log = lab.instances[0].run_dir.parent / "hostile.log"
+    seen = len(log.read_text().splitlines())
+    fallbacks = ctl(sotto, sock, "stats")["stats"]["upstream"]["ednsFallbacks"]
+    first = ctl(sotto, sock, "lookup", "www.noedns.test.", "A")["lookup"]
+    assert first["rcode"] == "NOERROR" and a_records(first["answer"]) == {GOOD}, first
+    second = ctl(sotto, sock, "lookup", "nope.noedns.test.", "A")["lookup"]
+    assert second["rcode"] == "NXDOMAIN", second
+    third = ctl(sotto, sock, "lookup", "ns2.noedns.test.", "A")["lookup"]
+    assert third["rcode"] == "NOERROR" and a_records(third["answer"]) == {hs.GOOD_ADDRESS}, third
+    got = [line.split()[1:] for line in log.read_text().splitlines()[seen:] if line.startswith("noedns ")]
+    assert got == [["edns", "udp", "www.noedns.test."], ["plain", "udp", "www.noedns.test."],
+                   ["plain", "udp", "nope.noedns.test."], ["plain", "udp", "ns2.noedns.test."]], got
+    after = ctl(sotto, sock, "stats")["stats"]["upstream"]["ednsFallbacks"]
+    assert after - fallbacks == 1, (fallbacks, after)
+
+
 def test_no_poison_in_cache(lab, served):
     """Every name a hostile server tried to forge resolves to the real zone data afterwards."""
     sotto, srv, sock = served

@@ -8,16 +8,25 @@ import Testing
 /// A scripted upstream: each server address answers with a closure; every query is recorded.
 final class ScriptedExchanger: UpstreamExchanger {
   typealias Script = @Sendable (Question) -> Message?
+  typealias QueryScript = @Sendable (Message) -> Message?
   let scripts: [String: Script]
+  /// Per server, a script that sees the whole query (its EDNS included); before `scripts`.
+  let queryScripts: [String: QueryScript]
   let log = Mutex<[(String, Question)]>([])
+  /// Per query sent: the server and whether the query carried EDNS.
+  let ednsLog = Mutex<[(String, Bool)]>([])
   let delay: Duration
   /// Timeouts say the caller's budget cut them short (`ExchangeResult.cutShort`).
   let cutShort: Bool
   /// What a server without a reply fails with (a timeout unless a test says otherwise).
   let failure = Mutex<TransportError>(.timeout)
 
-  init(_ scripts: [String: Script], delay: Duration = .zero, cutShort: Bool = false) {
+  init(
+    _ scripts: [String: Script], queryScripts: [String: QueryScript] = [:], delay: Duration = .zero,
+    cutShort: Bool = false
+  ) {
     self.scripts = scripts
+    self.queryScripts = queryScripts
     self.delay = delay
     self.cutShort = cutShort
   }
@@ -29,8 +38,10 @@ final class ScriptedExchanger: UpstreamExchanger {
   ) async -> ExchangeResult {
     guard let q = query.questions.first else { return ExchangeResult(legs: [], response: nil) }
     log.withLock { $0.append((server.ip, q)) }
+    ednsLog.withLock { $0.append((server.ip, query.edns != nil)) }
     if delay > .zero { try? await Task.sleep(for: delay) }
-    guard let script = scripts[server.ip], var reply = script(q) else {
+    let scripted = queryScripts[server.ip].map { $0(query) } ?? scripts[server.ip].flatMap { $0(q) }
+    guard var reply = scripted else {
       let error = failure.withLock { $0 }
       var leg = ExchangeLeg(transport: .do53UDP, rttMs: nil, error: error, truncated: false)
       leg.cutShort = cutShort && error == .timeout

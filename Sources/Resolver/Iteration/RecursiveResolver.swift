@@ -29,6 +29,8 @@ final class ResolverCore: Sendable {
   let zoneServers = ZoneServerMemo()
   /// Hops made outside a client's resolution (probes and re-tests sent beside one).
   let backgroundHops = HopSink()
+  /// Servers asked without EDNS for now, after they refused it (T-46).
+  let ednsFallback: EDNSFallbackMemo
 
   init(configuration: ResolverConfiguration, exchanger: any UpstreamExchanger, time: any TimeSource, logger: Logger) {
     self.configuration = configuration
@@ -44,6 +46,7 @@ final class ResolverCore: Sendable {
       ttl: configuration.failureCacheTTL, maxTTL: configuration.failureCacheMaxTTL, time: time)
     self.staleRecheck = FailureCache(ttl: configuration.staleRecheckInterval, time: time)
     self.refreshedDelegations = FailureCache(ttl: configuration.staleRecheckInterval, time: time)
+    self.ednsFallback = EDNSFallbackMemo(time: time)
     self.time = time
     self.logger = logger
   }

@@ -11,6 +11,8 @@ public final class HardeningCounters: Sendable {
   let delegationRefreshes = Counter()
   /// Zone steps failed at once because every server of the zone was held as unresponsive.
   let heldZoneFailures = Counter()
+  /// Queries sent again without EDNS after a FORMERR or NOTIMP without OPT (RFC 6891 §6.2.2).
+  let ednsFallbacks = Counter()
 
   init() {}
 
@@ -24,4 +26,6 @@ public final class HardeningCounters: Sendable {
   public var delegationRefreshCount: Int { delegationRefreshes.value }
   /// Zone steps failed at once, every server held as unresponsive, so far.
   public var heldZoneFailureCount: Int { heldZoneFailures.value }
+  /// Queries sent again without EDNS so far.
+  public var ednsFallbackCount: Int { ednsFallbacks.value }
 }

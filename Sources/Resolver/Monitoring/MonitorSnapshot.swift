@@ -69,6 +69,9 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   public var unresponsiveProbes = 0
   /// Extra DoT connections opened beside a session's first while its queries overlapped.
   public var extraDoTConnections = 0
+  /// Queries sent again without EDNS after a FORMERR or NOTIMP without OPT (RFC 6891 §6.2.2); the
+  /// server is then asked without EDNS for 5 minutes.
+  public var ednsFallbacks = 0
   /// Encrypted connections this machine could not set up (no descriptor, no local port, ...): not
   /// held against their servers, and the query not sent in cleartext to a known-good one.
   public var localConnectionFailures = 0
@@ -77,8 +80,9 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
     aliasLoops: Int = 0, budgetExhausted: Int = 0, malformedDoTReplies: Int = 0, mismatchedDoTReplies: Int = 0,
     malformedDoQReplies: Int = 0, resetDoQStreams: Int = 0, timeouts: Int = 0, delegationRefreshes: Int = 0,
     unresponsiveServers: Int = 0, heldZoneFailures: Int = 0, unresponsiveProbes: Int = 0, extraDoTConnections: Int = 0,
-    localConnectionFailures: Int = 0
+    localConnectionFailures: Int = 0, ednsFallbacks: Int = 0
   ) {
+    self.ednsFallbacks = ednsFallbacks
     self.localConnectionFailures = localConnectionFailures
     self.extraDoTConnections = extraDoTConnections
     self.unresponsiveProbes = unresponsiveProbes
@@ -102,7 +106,7 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
     case mismatchedReplies, coalescedQueries, malformedReplies, outOfBailiwickRecords, aliasLoops, budgetExhausted
     case delegationRefreshes, malformedDoTReplies, mismatchedDoTReplies, malformedDoQReplies, resetDoQStreams
     case timeouts, unresponsiveServers, heldZoneFailures, unresponsiveProbes, extraDoTConnections
-    case localConnectionFailures
+    case localConnectionFailures, ednsFallbacks
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -119,7 +123,7 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
       unresponsiveServers: try c.counter(.unresponsiveServers), heldZoneFailures: try c.counter(.heldZoneFailures),
       unresponsiveProbes: try c.counter(.unresponsiveProbes),
       extraDoTConnections: try c.counter(.extraDoTConnections),
-      localConnectionFailures: try c.counter(.localConnectionFailures))
+      localConnectionFailures: try c.counter(.localConnectionFailures), ednsFallbacks: try c.counter(.ednsFallbacks))
   }
 }
 
