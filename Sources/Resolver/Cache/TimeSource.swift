@@ -7,12 +7,8 @@ public protocol TimeSource: Sendable {
   func now() -> Double
 }
 
-/// The process's monotonic clock.
+/// The process's monotonic clock (`TurnClock.clockID`: on Linux it counts suspended time too).
 public struct SystemTimeSource: TimeSource {
   public init() {}
-  public func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-  }
+  public func now() -> Double { Double(TurnClock.clockNanoseconds()) / 1e9 }
 }

@@ -20,9 +20,9 @@ import Synchronization
 
   /// The `pthread_t` of the thread that keeps the time, 0 before its first refresh.
   private let keeper = Atomic<UInt>(0)
-  /// Nanoseconds of CLOCK_MONOTONIC at the keeper's last refresh; only the keeper touches it.
+  /// Nanoseconds of `clockID` at the keeper's last refresh; only the keeper touches it.
   nonisolated(unsafe) private var nanoseconds: UInt64 = 0
-  /// CLOCK_REALTIME minus CLOCK_MONOTONIC in nanoseconds, and the monotonic time it was taken at:
+  /// CLOCK_REALTIME minus `clockID` in nanoseconds, and the monotonic time it was taken at:
   /// re-read once a second of monotonic time (a step of the wall clock shows within a second of
   /// it; after a suspend, within a second of the resume).
   nonisolated(unsafe) private var wallOffset: Int64 = 0
@@ -45,7 +45,7 @@ import Synchronization
     }
   }
 
-  /// CLOCK_MONOTONIC in nanoseconds: the last refresh's reading on the keeper's thread, else now.
+  /// `clockID` in nanoseconds: the last refresh's reading on the keeper's thread, else now.
   @usableFromInline func now() -> UInt64 {
     keeper.load(ordering: .relaxed) == UInt(pthread_self()) ? nanoseconds : Self.clockNanoseconds()
   }
@@ -66,10 +66,19 @@ import Synchronization
     return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
   }
 
-  /// CLOCK_MONOTONIC in nanoseconds, read now.
+  /// The clock every TTL, deadline and engine timer is read from. On Linux CLOCK_BOOTTIME: it
+  /// goes on while the machine is suspended (CLOCK_MONOTONIC stops), so a laptop that slept for
+  /// an hour does not serve records whose TTL ran out meanwhile as fresh. Same cost (vDSO).
+  #if os(Linux)
+    @inline(__always) static var clockID: clockid_t { CLOCK_BOOTTIME }
+  #else
+    @inline(__always) static var clockID: clockid_t { CLOCK_MONOTONIC }
+  #endif
+
+  /// `clockID` in nanoseconds, read now.
   static func clockNanoseconds() -> UInt64 {
     var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
+    clock_gettime(Self.clockID, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
   }
 }
