@@ -186,15 +186,49 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
     let a1 = jar.option(for: "192.0.2.1").data
     let a2 = jar.option(for: "192.0.2.1").data
     let b = jar.option(for: "192.0.2.2").data
+    let local = jar.state.withLock { $0.localAddress }
     #expect(a1.count == 8 && a1 == a2)
-    #expect(a1 == DNSCookieJar.clientCookie(secret, "192.0.2.1"))
-    #expect(b == DNSCookieJar.clientCookie(secret, "192.0.2.2") && b != a1)
+    #expect(a1 == DNSCookieJar.clientCookie(secret, local, "192.0.2.1"))
+    #expect(b == DNSCookieJar.clientCookie(secret, local, "192.0.2.2") && b != a1)
     clock.advance(100)
     let rotated = jar.option(for: "192.0.2.1").data
     let newSecret = jar.state.withLock { $0.secret }
     #expect(newSecret != secret)
-    #expect(rotated == DNSCookieJar.clientCookie(newSecret, "192.0.2.1") && rotated != a1)
+    #expect(rotated == DNSCookieJar.clientCookie(newSecret, local, "192.0.2.1") && rotated != a1)
     #expect(jar.option(for: "192.0.2.1").data == rotated)
+  }
+
+  /// R-35, RFC 7873 §4.1: the client cookie follows our own address too. When the machine's
+  /// source address changes (another network), every client cookie changes and the server
+  /// cookies are forgotten, so no cookie links the old address to the new one. The address is
+  /// looked at once per check interval, not per query.
+  @Test func clientCookieChangesWithOurAddress() throws {
+    let clock = FakeTimeSource()
+    let address = Mutex<[UInt8]>([192, 0, 2, 10])
+    let looks = Mutex(0)
+    let jar = DNSCookieJar(rotation: 3_600, time: clock, addressCheckInterval: 5) {
+      looks.withLock { $0 += 1 }
+      return address.withLock { $0 }
+    }
+    let server = "198.51.100.53"
+    let first = jar.option(for: server).data
+    var r = Message()
+    r.edns = EDNS(udpPayloadSize: 1232)
+    r.edns?.options = [EDNSOption(code: EDNSOption.cookieCode, data: first + Array("SERVERCK".utf8))]
+    jar.learn(from: r, server: server)
+    #expect(jar.option(for: server).data == first + Array("SERVERCK".utf8))
+    clock.advance(5)
+    #expect(jar.option(for: server).data == first + Array("SERVERCK".utf8), "same address: same cookies")
+    #expect(looks.withLock { $0 } == 2, "looked at once at the start and once after the interval")
+    address.withLock { $0 = [203, 0, 113, 9] }
+    clock.advance(1)
+    #expect(jar.option(for: server).data == first + Array("SERVERCK".utf8), "not looked at again before 5 s")
+    clock.advance(4)
+    let moved = jar.option(for: server).data
+    #expect(moved.count == 8 && moved != first, "a new address: a new client cookie, no server cookie")
+    #expect(jar.serverCookie(for: server) == nil)
+    let secret = jar.state.withLock { $0.secret }
+    #expect(moved == DNSCookieJar.clientCookie(secret, [203, 0, 113, 9], server))
   }
 
   /// the option list a query gets is kept per server, so it must follow what the jar learns:
@@ -263,10 +297,11 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
     r.edns = EDNS(udpPayloadSize: 1232)
     // One more server (its client cookie computed here, so the jar keeps no list for it and every
     // other kept list survives up to here): the jar forgets half of the others' server cookies.
-    let secret = jar.state.withLock { $0.secret }
+    let (secret, local) = jar.state.withLock { ($0.secret, $0.localAddress) }
     r.edns?.options = [
       EDNSOption(
-        code: EDNSOption.cookieCode, data: DNSCookieJar.clientCookie(secret, "192.0.2.200") + Array("SERVERCK".utf8))
+        code: EDNSOption.cookieCode,
+        data: DNSCookieJar.clientCookie(secret, local, "192.0.2.200") + Array("SERVERCK".utf8))
     ]
     jar.learn(from: r, server: "192.0.2.200")
     #expect(jar.state.withLock { $0.optionLists.count } == DNSCookieJar.maxServers / 2)

@@ -1,9 +1,13 @@
 import COpenSSL
 
 /// DNS Cookies for Do53 to authoritative servers (RFC 7873, R-35): an 8-octet client cookie per
-/// server derived from a secret (HMAC-SHA-256 over the server address; the secret is rotated
-/// every `rotation` seconds), the server cookie each server last sent (8–32 octets), and the
-/// check that a reply echoes our client cookie.
+/// server derived from our address, the server's and a secret (HMAC-SHA-256; the secret is
+/// rotated every `rotation` seconds), the server cookie each server last sent (8–32 octets), and
+/// the check that a reply echoes our client cookie. Our address is the machine's source address
+/// towards global IPv4 and IPv6 (`RouteProbe.sourceAddresses`), looked at again every
+/// `addressCheckInterval` seconds: once it changes (a laptop on another network), every client
+/// cookie changes with it and the server cookies are forgotten, so no cookie links the old
+/// address to the new one (RFC 7873 §4.1).
 public final class DNSCookieJar: Sendable {
   struct State {
     var secret: [UInt8]
@@ -16,6 +20,9 @@ public final class DNSCookieJar: Sendable {
     /// query allocates neither. Rebuilt from its client part when the server cookie changes,
     /// dropped when the server cookie is forgotten, emptied when the secret rotates.
     var optionLists: [String: [EDNSOption]] = [:]
+    /// Our source addresses as last looked at, and when.
+    var localAddress: [UInt8] = []
+    var addressCheckedAt = -Double.infinity
   }
 
   /// Most servers whose cookie is remembered (the oldest half is dropped beyond it).
@@ -23,8 +30,16 @@ public final class DNSCookieJar: Sendable {
   let rotation: Double
   let time: any TimeSource
   let state: StateLock<State>
+  /// How often our source address is looked at (a socket, connect and getsockname: no packet).
+  let addressCheckInterval: Double
+  let localAddresses: @Sendable () -> [UInt8]
 
-  public init(rotation: Double = 3_600, time: any TimeSource = TurnTimeSource()) {
+  public init(
+    rotation: Double = 3_600, time: any TimeSource = TurnTimeSource(), addressCheckInterval: Double = 5,
+    localAddresses: @escaping @Sendable () -> [UInt8] = RouteProbe.sourceAddresses
+  ) {
+    self.addressCheckInterval = addressCheckInterval
+    self.localAddresses = localAddresses
     // OpenSSL without atexit cleanup, as in DoTClientContext: with --no-encryption this jar is the
     // first OpenSSL user, and its default init freed OpenSSL's locks at exit while a Do53 query on
     // another thread was still in HMAC (SEGV in CRYPTO_THREAD_read_lock, TSan integration run).
@@ -52,12 +67,16 @@ public final class DNSCookieJar: Sendable {
   /// `[option(for: server)]`, kept until the secret rotates or the server cookie is forgotten.
   func optionList(for server: String) -> [EDNSOption] {
     let now = time.now()
-    let (kept, secret, generation) = state.withLock { s -> ([EDNSOption]?, [UInt8], Int) in
+    let (kept, secret, local, generation, checkAddress) = state.withLock {
+      s -> ([EDNSOption]?, [UInt8], [UInt8], Int, Bool) in
       rotateIfDue(&s, now: now)
-      return (s.optionLists[server], s.secret, s.generation)
+      let due = now - s.addressCheckedAt >= addressCheckInterval
+      if due { s.addressCheckedAt = now }
+      return (s.optionLists[server], s.secret, s.localAddress, s.generation, due)
     }
+    if checkAddress, noteLocalAddress(localAddresses()) { return optionList(for: server) }
     if let kept { return kept }
-    let clientCookie = Self.clientCookie(secret, server)  // the HMAC, outside the lock
+    let clientCookie = Self.clientCookie(secret, local, server)  // the HMAC, outside the lock
     return state.withLock { s in
       // The server cookie is read here, under the lock that `learn` changes it under.
       let list = [Self.cookieOption(clientCookie, s.serverCookies[server] ?? [])]
@@ -71,6 +90,20 @@ public final class DNSCookieJar: Sendable {
 
   private static func cookieOption(_ client: [UInt8], _ server: some Collection<UInt8>) -> EDNSOption {
     EDNSOption(code: EDNSOption.cookieCode, data: client + server)
+  }
+
+  /// Takes `address` as our source address; when it differs from the one before, every client
+  /// cookie is computed anew and the server cookies (bound to the old ones) are forgotten.
+  /// Whether it changed.
+  private func noteLocalAddress(_ address: [UInt8]) -> Bool {
+    state.withLock { s in
+      guard address != s.localAddress else { return false }
+      s.localAddress = address
+      s.generation += 1
+      s.optionLists.removeAll()
+      s.serverCookies.removeAll()
+      return true
+    }
   }
 
   /// Starts a new secret when the current one is `rotation` seconds old.
@@ -129,10 +162,11 @@ public final class DNSCookieJar: Sendable {
     return got.count >= 8 && got.prefix(8).elementsEqual(sent.prefix(8))
   }
 
-  static func clientCookie(_ secret: [UInt8], _ server: String) -> [UInt8] {
+  /// HMAC-SHA-256(secret, our address ‖ server address), first 8 octets (RFC 7873 §4.1, R-35).
+  static func clientCookie(_ secret: [UInt8], _ local: [UInt8], _ server: String) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: 32)
     var length: UInt32 = 0
-    let input = Array(server.utf8)
+    let input = local + Array(server.utf8)
     _ = secret.withUnsafeBufferPointer { key in
       HMAC(EVP_sha256(), key.baseAddress, Int32(key.count), input, input.count, &out, &length)
     }
