@@ -229,6 +229,13 @@ final class CookieHandler: ChannelInboundHandler, Sendable {
     #expect(jar.serverCookie(for: server) == nil)
     let secret = jar.state.withLock { $0.secret }
     #expect(moved == DNSCookieJar.clientCookie(secret, [203, 0, 113, 9], server))
+    // A late reply to a query sent from the old address does not bring its server cookie back.
+    jar.learn(from: r, server: server)
+    #expect(jar.serverCookie(for: server) == nil && jar.option(for: server).data == moved)
+    // A look that finds nothing (no descriptor, no route for a moment) is no change of address.
+    address.withLock { $0 = [] }
+    clock.advance(5)
+    #expect(jar.option(for: server).data == moved)
   }
 
   /// the option list a query gets is kept per server, so it must follow what the jar learns:

@@ -55,6 +55,21 @@ import Testing
     #expect(sent.first == true && sent.count >= 2)
   }
 
+  @Test func aServerThatRefusesThePlainRetryIsNotRemembered() async {
+    let ex = ScriptedExchanger(
+      ["192.0.2.1": { _ in referral("old.test.", ns: ["ns.old.test."], glue: [("ns.old.test.", "192.0.2.2")]) }],
+      queryScripts: [
+        "192.0.2.2": { query in
+          var m = Message()
+          m.rcode = query.edns != nil ? .formErr : .refused
+          return m
+        }
+      ])
+    let r = scriptedResolver(ex) { $0.qnameMinimisation = false }
+    _ = await r.resolve(Question(name: name("www.old.test."), type: .a))
+    #expect(r.core.ednsFallback.count == 0, "REFUSED without EDNS says nothing about EDNS")
+  }
+
   @Test func theMemoExpiresAndIsBounded() {
     final class Clock: TimeSource, @unchecked Sendable {
       var t = 0.0

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Servers that answered an EDNS query with FORMERR or NOTIMP without an OPT record and then
 /// answered the same query without EDNS (RFC 6891 §6.2.2, T-46): for `lifetime` seconds they are
 /// asked without EDNS at once, instead of paying that FORMERR round trip on every query. After
@@ -6,6 +8,9 @@
 /// pruned, and a full table of live ones is started afresh.
 final class EDNSFallbackMemo: Sendable {
   private let until = StateLock<[String: Double]>([:])
+  /// The latest expiry of any entry (a `Double`'s bits; 0: none): `isPlain` takes no lock once it
+  /// has passed, the usual case (every upstream query asks), as `FailureCache.contains` does.
+  private let latestExpiry = Atomic<UInt64>(0)
   let lifetime: Double
   let capacity: Int
   let time: any TimeSource
@@ -19,8 +24,9 @@ final class EDNSFallbackMemo: Sendable {
   /// Whether `server` is to be asked without EDNS now.
   func isPlain(_ server: String) -> Bool {
     let now = time.now()
+    guard now < Double(bitPattern: latestExpiry.load(ordering: .relaxed)) else { return false }
     return until.withLock { table in
-      guard !table.isEmpty, let end = table[server] else { return false }
+      guard let end = table[server] else { return false }
       if end > now { return true }
       table[server] = nil
       return false
@@ -36,6 +42,7 @@ final class EDNSFallbackMemo: Sendable {
         if table.count >= capacity { table.removeAll() }
       }
       table[server] = now + lifetime
+      latestExpiry.store((now + lifetime).bitPattern, ordering: .relaxed)
     }
   }
 

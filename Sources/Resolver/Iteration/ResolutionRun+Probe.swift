@@ -13,8 +13,9 @@ extension ResolutionRun {
     -> Task<Bool, Never>
   {
     let core = self.core
-    let query = makeQuery(qname: qname, qtype: qtype)
     let ip = server.endpoint.ip
+    var query = makeQuery(qname: qname, qtype: qtype)
+    if core.ednsFallback.isPlain(ip) { query.edns = nil }  // T-46, as `ask` sends it
     let timeout = TimeAmount.milliseconds(Int64(core.selection.timeoutMs(server: ip)))
     // A held server's probe may be awaited by this resolution: it ends with the deadline. Nothing
     // waits for a re-test: it gets its whole timeout, so it learns something.

@@ -258,19 +258,22 @@ extension ResolutionRun {
         if knownPlain { query.edns = nil }
         var sentAt = core.time.now()
         var result = await send(query, to: server, zone: zone)
-        // only FORMERR/NOTIMP without OPT justify a retry without EDNS.
-        if !knownPlain, let r = result.response, r.edns == nil, r.rcode == .formErr || r.rcode == .notImp,
-          queriesSent < limits.maxQueries
+        // only FORMERR/NOTIMP without OPT justify a retry without EDNS. (A plain query that
+        // joined an identical EDNS one in flight got that one's reply: it is sent itself then.)
+        if !knownPlain || result.joined, let r = result.response, r.edns == nil,
+          r.rcode == .formErr || r.rcode == .notImp, queriesSent < limits.maxQueries
         {
-          // That reply shows the server alive (it ends a silent streak); no measure of an answer.
-          if !result.joined { selection.penalise(server: server.endpoint.ip, replied: healthKind) }
-          core.counters.ednsFallbacks.increment()
+          if !result.joined {
+            // That reply shows the server alive (it ends a silent streak); no measure of an answer.
+            selection.penalise(server: server.endpoint.ip, replied: healthKind)
+            core.counters.ednsFallbacks.increment()
+          }
           query.edns = nil
           query.header.id = Do53Exchanger.freshID()  // a new query, a new ID
           sentAt = core.time.now()
           result = await send(query, to: server, zone: zone)
           // RFC 6891 §6.2.2, T-46: it answers without EDNS; remembered briefly.
-          if let plain = result.response, plain.rcode != .formErr && plain.rcode != .notImp {
+          if let plain = result.response, plain.rcode == .noError || plain.rcode == .nxDomain {
             core.ednsFallback.remember(server.endpoint.ip)
           }
         }

@@ -67,14 +67,17 @@ public final class DNSCookieJar: Sendable {
   /// `[option(for: server)]`, kept until the secret rotates or the server cookie is forgotten.
   func optionList(for server: String) -> [EDNSOption] {
     let now = time.now()
-    let (kept, secret, local, generation, checkAddress) = state.withLock {
-      s -> ([EDNSOption]?, [UInt8], [UInt8], Int, Bool) in
+    let checkAddress = state.withLock { s -> Bool in
       rotateIfDue(&s, now: now)
-      let due = now - s.addressCheckedAt >= addressCheckInterval
-      if due { s.addressCheckedAt = now }
-      return (s.optionLists[server], s.secret, s.localAddress, s.generation, due)
+      guard now - s.addressCheckedAt >= addressCheckInterval else { return false }
+      s.addressCheckedAt = now
+      return true
     }
-    if checkAddress, noteLocalAddress(localAddresses()) { return optionList(for: server) }
+    if checkAddress { noteLocalAddress(localAddresses()) }
+    let (kept, secret, local, generation) = state.withLock { s -> ([EDNSOption]?, [UInt8], [UInt8], Int) in
+      if let kept = s.optionLists[server] { return (kept, [], [], 0) }
+      return (nil, s.secret, s.localAddress, s.generation)
+    }
     if let kept { return kept }
     let clientCookie = Self.clientCookie(secret, local, server)  // the HMAC, outside the lock
     return state.withLock { s in
@@ -93,16 +96,16 @@ public final class DNSCookieJar: Sendable {
   }
 
   /// Takes `address` as our source address; when it differs from the one before, every client
-  /// cookie is computed anew and the server cookies (bound to the old ones) are forgotten.
-  /// Whether it changed.
-  private func noteLocalAddress(_ address: [UInt8]) -> Bool {
+  /// cookie is computed anew and the server cookies (bound to the old ones) are forgotten. An
+  /// empty look (no socket for want of descriptors, no route for a moment) changes nothing.
+  private func noteLocalAddress(_ address: [UInt8]) {
+    guard !address.isEmpty else { return }
     state.withLock { s in
-      guard address != s.localAddress else { return false }
+      guard address != s.localAddress else { return }
       s.localAddress = address
       s.generation += 1
       s.optionLists.removeAll()
       s.serverCookies.removeAll()
-      return true
     }
   }
 
@@ -119,7 +122,14 @@ public final class DNSCookieJar: Sendable {
   func learn(from response: Message, server: String) {
     guard let data = Self.cookie(in: response), data.count >= 16, data.count <= 40 else { return }
     let serverCookie = data[8...]
+    // Only for our current client cookie: a late reply to a query sent before our address
+    // changed (or the secret rotated) must not put the old server cookie back.
+    let (kept, secret, local, generation) = state.withLock { s -> ([UInt8]?, [UInt8], [UInt8], Int) in
+      (s.optionLists[server]?.first.map { Array($0.data.prefix(8)) }, s.secret, s.localAddress, s.generation)
+    }
+    guard (kept ?? Self.clientCookie(secret, local, server)).elementsEqual(data.prefix(8)) else { return }
     state.withLock { s in
+      guard s.generation == generation else { return }
       // The usual reply repeats the cookie already kept: nothing to copy or rebuild.
       if let known = s.serverCookies[server], known.elementsEqual(serverCookie) { return }
       if s.serverCookies.count >= Self.maxServers, s.serverCookies[server] == nil {
