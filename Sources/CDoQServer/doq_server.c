@@ -49,6 +49,47 @@ typedef struct dq_stream {
   struct dq_stream *next;
 } dq_stream;
 
+/// A certificate and key, shared by the server (for new connections) and each connection whose
+/// handshake took them: a reload (doqs_server_set_identity) gives new connections a new one while
+/// older connections keep theirs. Freed with its last holder. One event loop: no atomics needed.
+typedef struct dq_cred {
+  gnutls_certificate_credentials_t cred;
+  unsigned refs;
+} dq_cred;
+
+static void release_cred(dq_cred *c) {
+  if (c && --c->refs == 0) {
+    gnutls_certificate_free_credentials(c->cred);
+    free(c);
+  }
+}
+
+/// A dq_cred for the PEM chain and key, holding one reference; NULL + message in `err` on failure.
+static dq_cred *make_cred(const char *cert_pem, const char *key_pem, char *err, size_t errlen) {
+  dq_cred *c = calloc(1, sizeof *c);
+  if (!c) {
+    doq_set_err(err, errlen, "calloc", "out of memory");
+    return NULL;
+  }
+  int rv = gnutls_certificate_allocate_credentials(&c->cred);
+  if (rv < 0) {
+    doq_set_err(err, errlen, "gnutls_certificate_allocate_credentials", gnutls_strerror(rv));
+    free(c);
+    return NULL;
+  }
+  gnutls_datum_t cert = {(unsigned char *)cert_pem, (unsigned int)strlen(cert_pem)};
+  gnutls_datum_t key = {(unsigned char *)key_pem, (unsigned int)strlen(key_pem)};
+  rv = gnutls_certificate_set_x509_key_mem(c->cred, &cert, &key, GNUTLS_X509_FMT_PEM);
+  if (rv < 0) {
+    doq_set_err(err, errlen, "certificate or key", gnutls_strerror(rv));
+    gnutls_certificate_free_credentials(c->cred);
+    free(c);
+    return NULL;
+  }
+  c->refs = 1;
+  return c;
+}
+
 typedef struct dq_conn {
   uint64_t id;
   struct doqs_server *server;
@@ -67,6 +108,8 @@ typedef struct dq_conn {
   size_t closelen;
   int closing, dead, completed;
   uint64_t close_code;
+  /// The identity its handshake uses (one reference).
+  dq_cred *cred;
   struct dq_conn *next;
 } dq_conn;
 
@@ -77,7 +120,8 @@ typedef struct dq_event_node {
 } dq_event_node;
 
 struct doqs_server {
-  gnutls_certificate_credentials_t cred;
+  /// The identity new connections get (one reference).
+  dq_cred *cred;
   gnutls_datum_t ticket_key;
   gnutls_anti_replay_t anti_replay;
   struct sockaddr_storage local;
@@ -177,6 +221,7 @@ static dq_stream *find_stream(dq_conn *c, int64_t sid) {
 static void free_conn(dq_conn *c) {
   if (c->conn) ngtcp2_conn_del(c->conn);
   if (c->tls) gnutls_deinit(c->tls);
+  release_cred(c->cred);
   while (c->streams) {
     dq_stream *st = c->streams;
     c->streams = st->next;
@@ -378,25 +423,15 @@ doqs_server *doqs_server_new(const char *cert_pem, const char *key_pem, const ch
     free(s);
     return NULL;
   }
-  int rv = gnutls_certificate_allocate_credentials(&s->cred);
-  if (rv < 0) {
-    doq_set_err(err, errlen, "gnutls_certificate_allocate_credentials", gnutls_strerror(rv));
+  s->cred = make_cred(cert_pem, key_pem, err, errlen);
+  if (!s->cred) {
     free(s);
     return NULL;
   }
-  gnutls_datum_t cert = {(unsigned char *)cert_pem, (unsigned int)strlen(cert_pem)};
-  gnutls_datum_t key = {(unsigned char *)key_pem, (unsigned int)strlen(key_pem)};
-  rv = gnutls_certificate_set_x509_key_mem(s->cred, &cert, &key, GNUTLS_X509_FMT_PEM);
-  if (rv < 0) {
-    doq_set_err(err, errlen, "certificate or key", gnutls_strerror(rv));
-    gnutls_certificate_free_credentials(s->cred);
-    free(s);
-    return NULL;
-  }
-  rv = gnutls_session_ticket_key_generate(&s->ticket_key);
+  int rv = gnutls_session_ticket_key_generate(&s->ticket_key);
   if (rv < 0) {
     doq_set_err(err, errlen, "gnutls_session_ticket_key_generate", gnutls_strerror(rv));
-    gnutls_certificate_free_credentials(s->cred);
+    release_cred(s->cred);
     free(s);
     return NULL;
   }
@@ -404,7 +439,7 @@ doqs_server *doqs_server_new(const char *cert_pem, const char *key_pem, const ch
   if (rv < 0) {
     doq_set_err(err, errlen, "gnutls_anti_replay_init", gnutls_strerror(rv));
     gnutls_free(s->ticket_key.data);
-    gnutls_certificate_free_credentials(s->cred);
+    release_cred(s->cred);
     free(s);
     return NULL;
   }
@@ -428,8 +463,16 @@ void doqs_server_free(doqs_server *s) {
   free_node(s->popped);
   gnutls_anti_replay_deinit(s->anti_replay);
   gnutls_free(s->ticket_key.data);
-  gnutls_certificate_free_credentials(s->cred);
+  release_cred(s->cred);
   free(s);
+}
+
+int doqs_server_set_identity(doqs_server *s, const char *cert_pem, const char *key_pem, char *err, size_t errlen) {
+  dq_cred *next = make_cred(cert_pem, key_pem, err, errlen);
+  if (!next) return -1;
+  release_cred(s->cred);
+  s->cred = next;
+  return 0;
 }
 
 /// A new connection for a client Initial `hd`; NULL when it cannot be set up.
@@ -464,7 +507,7 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
   if (gnutls_priority_set_direct(c->tls, DOQ_TLS_PRIORITY, NULL) < 0 ||
       gnutls_session_ticket_enable_server(c->tls, &s->ticket_key) < 0 ||
       ngtcp2_crypto_gnutls_configure_server_session(c->tls) != 0 ||
-      gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, s->cred) < 0 ||
+      gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, s->cred->cred) < 0 ||
       gnutls_alpn_set_protocols(c->tls, &alpn, 1, GNUTLS_ALPN_MANDATORY) < 0) {
     gnutls_deinit(c->tls);
     free(c);
@@ -527,6 +570,8 @@ static dq_conn *accept_conn(doqs_server *s, const ngtcp2_pkt_hd *hd, const char 
     return NULL;
   }
   ngtcp2_conn_set_tls_native_handle(c->conn, c->tls);
+  c->cred = s->cred;  // kept while the session lives, whatever a reload does
+  s->cred->refs++;
   c->next = s->conns;
   s->conns = c;
   s->stats.accepted++;

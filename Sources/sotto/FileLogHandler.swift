@@ -68,16 +68,27 @@ struct FileLogHandler: LogHandler {
   }
 }
 
-/// Reopens the log file on every SIGHUP for as long as it is kept; without a log file SIGHUP is
-/// ignored (so `systemctl reload` never kills the resolver).
+/// On every SIGHUP, for as long as it is kept: reopens the log file and runs the actions added
+/// with `onHangup` (the DoT/DoQ certificate reload); with neither, SIGHUP does nothing (so
+/// `systemctl reload` never kills the resolver).
 final class HangupReopener: @unchecked Sendable {
   private let source: any DispatchSourceSignal
+  private let actions = NSLock()
+  private var hangupActions: [@Sendable () -> Void] = []
 
   init(_ sink: FileLogHandler.Sink?) {
     signal(SIGHUP, SIG_IGN)
     source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "sotto.sighup"))
-    source.setEventHandler { sink?.reopen() }
+    source.setEventHandler { [unowned self] in
+      sink?.reopen()
+      for action in actions.withLock({ hangupActions }) { action() }
+    }
     source.resume()
+  }
+
+  /// Runs `action` on every later SIGHUP, after the log file was reopened.
+  func onHangup(_ action: @escaping @Sendable () -> Void) {
+    actions.withLock { hangupActions.append(action) }
   }
 
   deinit { source.cancel() }

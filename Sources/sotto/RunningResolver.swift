@@ -61,6 +61,23 @@ struct RunningResolver {
     return RunningResolver(stack: stack, listener: listener, control: control, bound: bound)
   }
 
+  /// SIGHUP: reads the operator's certificate and key files again (a renewed certificate) and
+  /// gives them to DoT and DoQ connections that start from now on; open ones keep theirs. A file
+  /// that cannot be read or used is logged as an error and the certificate in use is kept. A
+  /// self-signed certificate made at start has nothing to reload.
+  func reloadTLS(_ settings: Settings, logger: Logger) async {
+    guard !(listener.tlsAddresses.isEmpty && listener.quicAddresses.isEmpty),
+      let certificate = settings.string(.tlsCertificate), let key = settings.string(.tlsKey)
+    else { return }
+    do {
+      let tls = try TLSServerContext(certificateFile: certificate, keyFile: key)
+      try await listener.reloadTLS(tls)
+      logger.notice("TLS certificate reloaded from \(certificate); SPKI pin sha256/\(tls.spkiPin)")
+    } catch {
+      logger.error("TLS certificate not reloaded (SIGHUP), the one in use is kept: \(error)")
+    }
+  }
+
   /// Raises the soft limit on open files to the hard limit (`OpenFileLimit`) and warns when even
   /// that is too low for a busy resolver.
   static func raiseOpenFileLimit(logger: Logger) {

@@ -20,6 +20,10 @@ doqs_server *doqs_server_new(const char *cert_pem, const char *key_pem, const ch
                              uint64_t handshake_timeout_ns, uint64_t idle_timeout_ns, char *err, size_t errlen);
 /// Frees every connection and the server.
 void doqs_server_free(doqs_server *s);
+/// Gives connections that start from now on a new PEM certificate chain and key (a renewed
+/// certificate); open connections keep theirs. Returns 0, or -1 + message in `err` (the old
+/// identity stays).
+int doqs_server_set_identity(doqs_server *s, const char *cert_pem, const char *key_pem, char *err, size_t errlen);
 
 enum {
   /// A complete query on a stream: `data`/`len` is the DNS message (without the length prefix).

@@ -74,6 +74,15 @@ package final class DoQServerDriver: ChannelInboundHandler {
 
   deinit { doqs_server_free(server) }
 
+  /// Connections that start from now on get this chain and key (a renewed certificate); open
+  /// ones keep theirs. On the driver's event loop.
+  package func setIdentity(certificatePEM: String, privateKeyPEM: String) throws(DoQServerError) {
+    var err = [CChar](repeating: 0, count: 256)
+    guard doqs_server_set_identity(server, certificatePEM, privateKeyPEM, &err, err.count) == 0 else {
+      throw DoQServerError(message: Self.text(err))
+    }
+  }
+
   /// The engine's counters.
   package var statistics: doqs_stats {
     var s = doqs_stats()

@@ -23,6 +23,8 @@ public final class Listener: Sendable {
     private let udpLoops = StateLock<[UDPSocketLoop]>([])
   #endif
   private let fastPath: FastPath?
+  /// The DoT and DoQ certificate new connections get: `configuration.tls` until `reloadTLS`.
+  private let identity: StateLock<TLSServerContext?>
 
   /// A listener for `configuration`; nothing is bound until `start()`.
   /// `monitor`, when given, records every resolved client query (dashboard, `sotto ctl`).
@@ -45,6 +47,7 @@ public final class Listener: Sendable {
     }
     self.processor = processor
     self.connections = ConnectionTracker(limit: configuration.maxTCPConnections)
+    self.identity = StateLock(configuration.tls)
     self.fastPath = packetCache.map {
       FastPath(cache: $0, allowed: configuration.allowed, counters: counters, monitor: monitor)
     }
@@ -63,9 +66,9 @@ public final class Listener: Sendable {
         bound.append(try await bindPair(address))
       }
       if !configuration.tlsAddresses.isEmpty {
-        guard let tls = configuration.tls else { throw ListenerError.noTLSIdentity }
+        guard configuration.tls != nil else { throw ListenerError.noTLSIdentity }
         for address in configuration.tlsAddresses {
-          let channel = try await bindStream(address, tls: tls)
+          let channel = try await bindStream(address, tls: true)
           servers.withLock { $0.append(channel) }
           guard let local = channel.localAddress else { throw ListenerError.noAddress }
           boundTLS.withLock { $0.append(local) }
@@ -91,6 +94,22 @@ public final class Listener: Sendable {
 
   /// The bound DoT addresses (after `start()`).
   public var tlsAddresses: [SocketAddress] { boundTLS.withLock { $0 } }
+
+  /// The certificate new DoT and DoQ connections get now.
+  public var tlsIdentity: TLSServerContext? { identity.withLock { $0 } }
+
+  /// Gives DoT and DoQ connections that start from now on `tls` (a renewed certificate, on
+  /// SIGHUP); open connections keep the one they started with. Throws when a DoQ engine refuses
+  /// it; the DoT listeners have it by then.
+  public func reloadTLS(_ tls: TLSServerContext) async throws {
+    identity.withLock { $0 = tls }
+    for channel in quicChannels.withLock({ $0 }) {
+      try await channel.eventLoop.submit {
+        try channel.pipeline.syncOperations.handler(type: DoQServerDriver.self).setIdentity(
+          certificatePEM: tls.certificatePEM, privateKeyPEM: tls.privateKeyPEM)
+      }.get()
+    }
+  }
 
   /// The bound DoQ addresses (after `start()`).
   public var quicAddresses: [SocketAddress] { boundQUIC.withLock { $0 } }
@@ -130,7 +149,7 @@ public final class Listener: Sendable {
     let attempts = address.port == 0 ? 5 : 1
     var lastError: any Error = ListenerError.noAddress
     for _ in 0..<attempts {
-      let tcp = try await bindStream(address, tls: nil)
+      let tcp = try await bindStream(address, tls: false)
       guard let local = tcp.localAddress else {
         try? await tcp.close()
         throw ListenerError.noAddress
@@ -159,8 +178,10 @@ public final class Listener: Sendable {
     throw lastError
   }
 
-  /// A TCP listener; with `tls`, every connection speaks DoT (OE-4), under the same caps.
-  private func bindStream(_ address: SocketAddress, tls: TLSServerContext?) async throws -> any Channel {
+  /// A TCP listener; with `tls`, every connection speaks DoT (OE-4) with the identity of the
+  /// moment it is accepted, under the same caps.
+  private func bindStream(_ address: SocketAddress, tls: Bool) async throws -> any Channel {
+    let identity = self.identity
     let processor = self.processor
     let connections = self.connections
     let counters = self.counters
@@ -185,14 +206,17 @@ public final class Listener: Sendable {
         }
         return channel.eventLoop.makeCompletedFuture {
           let sync = channel.pipeline.syncOperations
-          if let tls { try sync.addHandler(TLSServerHandler(tls: tls, counters: counters)) }
+          if tls {
+            guard let current = identity.withLock({ $0 }) else { throw ListenerError.noTLSIdentity }
+            try sync.addHandler(TLSServerHandler(tls: current, counters: counters))
+          }
           try sync.addHandlers([
             ByteToMessageHandler(TCPFrameDecoder()),
             // After the framer: only whole queries count as activity, so a client that trickles
             // a byte (or an empty TLS record) now and then does not hold its slot for ever.
             IdleStateHandler(readTimeout: idleTimeout),
             TCPQueryHandler(
-              processor: processor, counters: counters, queryLimit: queryLimit, transport: tls == nil ? .tcp : .tls,
+              processor: processor, counters: counters, queryLimit: queryLimit, transport: tls ? .tls : .tcp,
               answerDeadline: answerDeadline, fastPath: fastPath),
           ])
         }
