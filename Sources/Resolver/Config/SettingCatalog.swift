@@ -117,7 +117,8 @@ extension Setting {
   public static let tlsCertificate = Setting(
     "server.tls-certificate", flag: "--tls-certificate FILE", .path, default: nil,
     unset: "self-signed, made at start",
-    "PEM certificate (leaf first, then its chain) for --listen-tls and --listen-quic; needs tls-key; SIGHUP reads both again (serve, top)")
+    "PEM certificate (leaf first, then its chain) for --listen-tls and --listen-quic; needs tls-key; SIGHUP reads both again (serve, top)"
+  )
   public static let tlsKey = Setting(
     "server.tls-key", flag: "--tls-key FILE", .path, default: nil, unset: "made at start",
     "PEM private key of tls-certificate (serve, top)")
