@@ -304,6 +304,9 @@ struct ListenerOptions: ParsableArguments {
   @Option(name: .long, help: "Open client TCP connections at most (256).")
   var maxTcpConnections: Int?
 
+  @Option(name: .long, help: "TCP, DoT and DoQ connections one client address may hold (64; loopback: no limit).")
+  var maxConnectionsPerClient: Int?
+
   @Option(name: .long, help: "Seconds an idle client TCP connection stays open (10).")
   var tcpIdleTimeout: Double?
 
@@ -340,6 +343,7 @@ struct ListenerOptions: ParsableArguments {
     s[.tlsKey] = tlsKey.map(ConfigValue.string)
     s[.maxResolutions] = maxResolutions.map(ConfigValue.int)
     s[.maxTCPConnections] = maxTcpConnections.map(ConfigValue.int)
+    s[.maxConnectionsPerClient] = maxConnectionsPerClient.map(ConfigValue.int)
     s[.tcpIdleTimeout] = tcpIdleTimeout.map(ConfigValue.number)
     s[.tcpQueriesPerConnection] = tcpQueriesPerConnection.map(ConfigValue.int)
     s[.clientRateLimit] = clientRateLimit.map(ConfigValue.number)
@@ -357,6 +361,7 @@ struct ListenerOptions: ParsableArguments {
     }
     config.maxResolutions = settings.int(.maxResolutions)
     config.maxTCPConnections = settings.int(.maxTCPConnections)
+    config.maxConnectionsPerClient = settings.int(.maxConnectionsPerClient)
     config.tcpIdleTimeout = .nanoseconds(Int64(settings.number(.tcpIdleTimeout) * 1e9))
     config.tcpQueriesPerConnection = settings.int(.tcpQueriesPerConnection)
     config.clientRateLimit = settings.number(.clientRateLimit)

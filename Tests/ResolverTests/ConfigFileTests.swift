@@ -50,6 +50,7 @@ import Testing
     allow = ["10.0.0.0/8"]
     max-resolutions = 64
     max-tcp-connections = 16
+    max-connections-per-client = 4
     tcp-idle-timeout = 2.5
     tcp-queries-per-connection = 500
     client-rate-limit = 50

@@ -133,6 +133,11 @@ extension Setting {
     "server.max-tcp-connections", flag: "--max-tcp-connections N", .integer(1...Int.max), default: .int(256),
     "open client TCP and DoT connections (and DoQ connections on each DoQ address); further ones are turned away (serve, top)"
   )
+  public static let maxConnectionsPerClient = Setting(
+    "server.max-connections-per-client", flag: "--max-connections-per-client N", .integer(0...Int.max),
+    default: .int(64),
+    "TCP, DoT and DoQ connections one client address may hold open at once; loopback clients are not limited (0: no limit) (serve, top)"
+  )
   public static let tcpIdleTimeout = Setting(
     "server.tcp-idle-timeout", flag: "--tcp-idle-timeout S", .number(above: 0, min: 0, max: 3600),
     default: .number(10), "seconds a client TCP, DoT or DoQ connection may stay idle before it is closed (serve, top)")
@@ -180,7 +185,8 @@ extension Setting {
     ednsBufferSize,
     encryption, dot, doq, prefer, encryptedPort, persistence, damping, probeTimeout, maxProbes, maxSessions,
     sessionIdleTimeout, dotConnections, dotConnectionsMinRTT, tlsCAFile,
-    listen, listenTLS, listenQUIC, tlsCertificate, tlsKey, allow, maxResolutions, maxTCPConnections, tcpIdleTimeout,
+    listen, listenTLS, listenQUIC, tlsCertificate, tlsKey, allow, maxResolutions, maxTCPConnections,
+    maxConnectionsPerClient, tcpIdleTimeout,
     tcpQueriesPerConnection, clientRateLimit,
     control, packetCacheSize, threads,
     logLevel, logFile,

@@ -1,23 +1,40 @@
 import NIOCore
 
-/// The open client TCP connections: enforces `maxTCPConnections` and lets `stop()` close them all.
+/// The open client TCP connections: enforces `maxTCPConnections` and the per-address cap, and lets
+/// `stop()` close them all.
 final class ConnectionTracker: Sendable {
   private let limit: Int
+  private let perClient: ClientConnectionCap
   private let channels = StateLock<[ObjectIdentifier: any Channel]>([:])
 
-  init(limit: Int) { self.limit = limit }
+  init(limit: Int, perClient: ClientConnectionCap) {
+    self.limit = limit
+    self.perClient = perClient
+  }
 
-  /// Registers `channel` unless the limit is reached; it is forgotten when it closes.
-  func admit(_ channel: any Channel) -> Bool {
+  /// Why a connection was turned away.
+  enum Refusal: Error {
+    /// `maxTCPConnections` are open.
+    case full
+    /// Its address holds the per-client cap already.
+    case clientCap
+  }
+
+  /// Registers `channel` unless a cap is reached; it is forgotten (and its address's count
+  /// released) when it closes.
+  func admit(_ channel: any Channel) -> Result<Void, Refusal> {
     let id = ObjectIdentifier(channel)
-    let admitted = channels.withLock { open -> Bool in
-      guard open.count < limit else { return false }
+    let peer = channel.remoteAddress
+    let admitted = channels.withLock { open -> Result<Void, Refusal> in
+      guard open.count < limit else { return .failure(.full) }
+      guard perClient.take(peer) else { return .failure(.clientCap) }
       open[id] = channel
-      return true
+      return .success(())
     }
-    if admitted {
+    if case .success = admitted {
       channel.closeFuture.whenComplete { [self] _ in
         _ = channels.withLock { $0.removeValue(forKey: id) }
+        perClient.release(peer)
       }
     }
     return admitted

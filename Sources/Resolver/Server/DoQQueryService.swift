@@ -29,8 +29,17 @@ final class DoQQueryService {
   private var answeredOverdue: Set<UInt64> = []
   /// The engine's counters when last copied into `counters`.
   private var copied = doqs_stats()
+  /// Connections per client address, shared with TCP and DoT; a DoQ connection is counted once
+  /// its handshake has proven its address (a spoofed Initial cannot use up another's share).
+  private let perClient: ClientConnectionCap
+  /// The addresses of the connections counted in `perClient`.
+  private var counted: [UInt64: SocketAddress] = [:]
 
-  init(processor: QueryProcessor, counters: ListenerCounters, answerDeadline: TimeAmount?, queryLimit: Int = 0) {
+  init(
+    processor: QueryProcessor, counters: ListenerCounters, answerDeadline: TimeAmount?, queryLimit: Int = 0,
+    perClient: ClientConnectionCap = ClientConnectionCap(limit: 0)
+  ) {
+    self.perClient = perClient
     self.processor = processor
     self.counters = counters
     self.watch = AnswerWatch(deadline: answerDeadline)
@@ -41,9 +50,18 @@ final class DoQQueryService {
     switch event {
     case .query(let connection, let stream, let message):
       query(message, connection: connection, stream: stream, driver: driver)
-    case .handshakeCompleted:
+    case .handshakeCompleted(let connection):
       counters.update { $0.quicHandshakes += 1 }
+      let client = driver.remote(of: connection)
+      guard perClient.take(client) else {
+        counters.update { $0.clientConnectionCapClosed += 1 }
+        processor.logger.debug(
+          "connection limit per client reached (DoQ)", metadata: ["client": "\(client.map { "\($0)" } ?? "?")"])
+        return driver.abort(connection: connection, code: DoQErrorCode.excessiveLoad)
+      }
+      if let client { counted[connection] = client }
     case .connectionClosed(let connection, _):
+      if let client = counted.removeValue(forKey: connection) { perClient.release(client) }
       // Answers still running find their connection gone and are dropped; their timers go now.
       for token in unanswered.removeValue(forKey: connection) ?? [] { _ = watch.finish(token) }
       received[connection] = nil

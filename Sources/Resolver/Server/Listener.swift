@@ -12,6 +12,8 @@ public final class Listener: Sendable {
   private let counters: ListenerCounters
   private let processor: QueryProcessor
   private let connections: ConnectionTracker
+  /// Connections per client address, TCP, DoT and DoQ together.
+  private let perClient: ClientConnectionCap
   /// Client TCP connections open now (admitted, not yet closed).
   var openTCPConnections: Int { connections.count }
   private let servers = StateLock<[any Channel]>([])
@@ -46,7 +48,9 @@ public final class Listener: Sendable {
       processor.rateLimiter = ClientRateLimiter(rate: configuration.clientRateLimit)
     }
     self.processor = processor
-    self.connections = ConnectionTracker(limit: configuration.maxTCPConnections)
+    let perClient = ClientConnectionCap(limit: configuration.maxConnectionsPerClient)
+    self.perClient = perClient
+    self.connections = ConnectionTracker(limit: configuration.maxTCPConnections, perClient: perClient)
     self.identity = StateLock(configuration.tls)
     self.fastPath = packetCache.map {
       FastPath(cache: $0, allowed: configuration.allowed, counters: counters, monitor: monitor)
@@ -198,10 +202,15 @@ public final class Listener: Sendable {
       // delayed ACK of the previous one (and a DoT answer for the ACK of the session tickets).
       .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
       .childChannelInitializer { channel in
-        guard connections.admit(channel) else {
-          counters.update { $0.tcpConnectionsRejected += 1 }
+        if case .failure(let refusal) = connections.admit(channel) {
+          let perClient = refusal == .clientCap
+          counters.update {
+            $0.tcpConnectionsRejected += 1
+            if perClient { $0.clientConnectionCapClosed += 1 }
+          }
           logger.debug(
-            "TCP connection limit reached", metadata: ["client": "\(channel.remoteAddress.map { "\($0)" } ?? "?")"])
+            perClient ? "connection limit per client reached" : "TCP connection limit reached",
+            metadata: ["client": "\(channel.remoteAddress.map { "\($0)" } ?? "?")"])
           return channel.close()
         }
         return channel.eventLoop.makeCompletedFuture {
@@ -230,6 +239,7 @@ public final class Listener: Sendable {
     let counters = self.counters
     let idleTimeout = configuration.tcpIdleTimeout
     let maxConnections = configuration.maxTCPConnections
+    let perClient = self.perClient
     let answerDeadline = configuration.answerWatch
     let queryLimit = configuration.tcpQueriesPerConnection
     // On 0.0.0.0 or ::, the driver answers each client from the address its datagrams were sent
@@ -258,7 +268,8 @@ public final class Listener: Sendable {
       if wildcardFD != nil { try await channel.setOption(.receivePacketInfo, value: true).get() }
       try await channel.eventLoop.submit {
         let service = DoQQueryService(
-          processor: processor, counters: counters, answerDeadline: answerDeadline, queryLimit: queryLimit)
+          processor: processor, counters: counters, answerDeadline: answerDeadline, queryLimit: queryLimit,
+          perClient: perClient)
         let driver = try DoQServerDriver(
           certificatePEM: tls.certificatePEM, privateKeyPEM: tls.privateKeyPEM, ip: ip, port: port,
           handshakeTimeout: min(idleTimeout, .seconds(5)), idleTimeout: idleTimeout, maxConnections: maxConnections,

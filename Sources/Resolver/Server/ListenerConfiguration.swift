@@ -10,6 +10,10 @@ public struct ListenerConfiguration: Sendable {
   public var tcpIdleTimeout: TimeAmount
   /// Open client TCP connections at most; further connections are closed at once.
   public var maxTCPConnections: Int
+  /// Open TCP, DoT and DoQ connections one client address may hold at once (loopback clients
+  /// are not limited; 0: no limit); further ones are closed at once (DoQ: after the handshake,
+  /// which proves the address).
+  public var maxConnectionsPerClient = 64
   /// Queries one TCP connection may send; the connection is closed after answering the last (0,
   /// the default: no limit, as in Unbound, PowerDNS Recursor and BIND; a client pipelining past a
   /// limit loses the queries it sent after the last one answered).

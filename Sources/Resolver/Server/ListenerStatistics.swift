@@ -18,6 +18,10 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   public var dropped = 0
   /// TCP connections closed at once because `maxTCPConnections` were open.
   public var tcpConnectionsRejected = 0
+  /// TCP and DoT connections closed at once (also in `tcpConnectionsRejected`) and DoQ connections
+  /// closed after their handshake (DOQ_EXCESSIVE_LOAD) because their client address held
+  /// `maxConnectionsPerClient` connections already.
+  public var clientConnectionCapClosed = 0
   /// TCP connections closed after `tcpIdleTimeout` without a query.
   public var tcpIdleClosed = 0
   /// TCP connections closed after `tcpQueriesPerConnection` queries.
@@ -80,7 +84,7 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     case tcpQueryLimitClosed, rateLimited, resolutionsShed, resolutionsInFlight, anyQueries, sendFailures
     case resolutionsOverdue, tlsHandshakes, tlsHandshakeFailures, tlsErrors, tlsQueries
     case quicHandshakes, quicQueries, quicConnectionsRejected, quicRetries, quicExcessiveLoad, quicDatagramsDropped
-    case quicProtocolErrors, quicInvalidTokens, quicQueryLimitClosed, tcpReadsPaused
+    case quicProtocolErrors, quicInvalidTokens, quicQueryLimitClosed, tcpReadsPaused, clientConnectionCapClosed
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -93,6 +97,7 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
     formErrors = try c.counter(.formErrors)
     dropped = try c.counter(.dropped)
     tcpConnectionsRejected = try c.counter(.tcpConnectionsRejected)
+    clientConnectionCapClosed = try c.counter(.clientConnectionCapClosed)
     tcpIdleClosed = try c.counter(.tcpIdleClosed)
     tcpQueryLimitClosed = try c.counter(.tcpQueryLimitClosed)
     tcpReadsPaused = try c.counter(.tcpReadsPaused)

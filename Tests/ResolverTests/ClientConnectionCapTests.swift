@@ -1,0 +1,34 @@
+import NIOCore
+import Testing
+
+@testable import Resolver
+
+@Suite struct ClientConnectionCapTests {
+  func address(_ ip: String) -> SocketAddress? { try? SocketAddress(ipAddress: ip, port: 40_000) }
+
+  @Test func anAddressHoldsAtMostItsShareAndAReleaseFreesOne() {
+    let cap = ClientConnectionCap(limit: 2)
+    let a = address("192.0.2.7")
+    let b = address("2001:db8::7")
+    #expect(cap.take(a) && cap.take(a))
+    #expect(!cap.take(a), "a third connection from one address")
+    #expect(cap.take(b) && cap.take(b), "another address has its own share")
+    cap.release(a)
+    #expect(cap.take(a))
+    #expect(!cap.take(a))
+  }
+
+  @Test func loopbackUnknownAndNoLimitAreNotCounted() {
+    let cap = ClientConnectionCap(limit: 1)
+    for _ in 0..<5 {
+      #expect(cap.take(address("127.0.0.1")) && cap.take(address("::1")) && cap.take(nil))
+    }
+    let off = ClientConnectionCap(limit: 0)
+    for _ in 0..<5 { #expect(off.take(address("192.0.2.7"))) }
+    // A release of something never counted takes nothing away from others.
+    let c = address("192.0.2.9")
+    #expect(cap.take(c))
+    cap.release(address("127.0.0.1"))
+    #expect(!cap.take(c))
+  }
+}
