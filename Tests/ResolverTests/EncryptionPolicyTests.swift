@@ -99,11 +99,14 @@ final class FakeConnector: EncryptedConnector {
   /// Sessions made from now on only note a close (see `FakeSession.closesLater`).
   var sessionsCloseLater: Bool { closeLater.withLock { $0 } }
   let closeLater = Mutex(false)
-  let transport = EncryptedTransport.dot
+  let transport: EncryptedTransport
   let behaviour: @Sendable (String) -> Behaviour
   let attempts = Mutex<[String]>([])
   let sessions = Mutex<[String: FakeSession]>([:])
-  init(_ behaviour: @escaping @Sendable (String) -> Behaviour) { self.behaviour = behaviour }
+  init(_ behaviour: @escaping @Sendable (String) -> Behaviour, transport: EncryptedTransport = .dot) {
+    self.behaviour = behaviour
+    self.transport = transport
+  }
 
   func connect(
     to endpoint: ServerEndpoint, expectedName: DNSName?, resumption: [UInt8]?, handshakeTimeout: TimeAmount,
@@ -207,6 +210,35 @@ final class FakeDo53: UpstreamExchanger {
       let start = reason.range(of: "timed out after ", range: reason.startIndex..<end.lowerBound)
     else { return nil }
     return Int(reason[start.upperBound..<end.lowerBound])
+  }
+
+  /// A server known good over DoQ and DoT, both sessions closed while idle: the query goes to
+  /// reconnect DoQ (preferred), which now fails (UDP 853 blocked, say). It must go over DoT, still
+  /// known good, not in cleartext (OE-11).
+  @Test func aFailedReconnectionMovesToAnotherKnownGoodTransportNotToCleartext() async throws {
+    let doqFails = Mutex(false)
+    let doq = FakeConnector({ _ in doqFails.withLock { $0 } ? .fail(.refused) : .succeed }, transport: .doq)
+    let dot = FakeConnector({ _ in .succeed }, transport: .dot)
+    let do53 = FakeDo53()
+    var settings = EncryptionSettings()
+    settings.timeout = 1
+    let p = EncryptionPolicy(
+      settings: settings, do53: do53, connectors: [doq, dot], wallClock: { 1_000 }, logger: Logger(label: "t"))
+    // Known good over both: each transport's probe succeeds (DoT's after DoQ's, on later queries).
+    for _ in 0..<4 {
+      _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+      await p.waitForProbes(upTo: 2)
+    }
+    let doqSession = try #require(doq.sessions.withLock { $0["192.0.2.7"] }, "no DoQ session")
+    let dotSession = try #require(dot.sessions.withLock { $0["192.0.2.7"] }, "no DoT session: \(p.table)")
+    doqSession.end(.cleanClose)
+    dotSession.end(.cleanClose)
+    doqFails.withLock { $0 = true }
+    let before = do53.count
+    let r = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
+    #expect(r.response != nil, "\(r.legs)")
+    #expect(r.legs.last?.transport == .dot, "\(r.legs.map(\.transport))")
+    #expect(do53.count == before, "sent in cleartext while DoT was known good")
   }
 
   @Test func firstQueryGoesDo53WithAProbeThenDoTOnly() async {

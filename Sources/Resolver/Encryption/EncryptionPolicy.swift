@@ -170,44 +170,75 @@ public final class EncryptionPolicy: UpstreamExchanger {
     for (t, connection) in connections { startProbe(t, connection, server: server, trigger: query) }
     switch decision {
     case .useSession(let t, let reason), .connectAndUse(let t, let reason):
-      // A reconnection carries this query as 0-RTT early data where the transport allows (OE-24).
-      // A pending connection is waited for as long as two exchange timeouts (a handshake is two
-      // round trips; a query's timeout is two smoothed RTTs) and never past the resolution's
-      // deadline. Then the query is a timeout and the resolution moves on to another server:
-      // not Do53 to this one, whose encryption is known to work (OE-11).
-      let full = 2 * Double(timeout.nanoseconds) / 1e9
-      let wait = min(full, deadline.remaining ?? .infinity)
-      let (session, early, waited, localFailure) = await session(
-        t, server: server, context: context, earlyQuery: query, within: wait)
-      if waited == .outOfTime {
-        return Self.outOfTime(
-          t, waited: wait, for: "its connection to come up", reason: reason, cutShort: wait < full)
-      }
-      if let session, let early {
-        return await receiveEarly(
-          early, query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
-          deadline: deadline)
-      }
-      if let session {
-        return await sendEncrypted(
-          query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
-          deadline: deadline)
-      }
-      if let localFailure {
-        // This machine could not connect: the server is still known good, so its cleartext stays
-        // suppressed (OE-11). The query fails here and the resolution moves on.
-        let leg = ExchangeLeg(
-          transport: t.kind, rttMs: nil, error: .io(localFailure), truncated: false, transportReason: reason)
-        return ExchangeResult(legs: [leg], response: nil)
-      }
-      // OE-28: the (re)connection failed; the query moves to Do53.
-      let why = state.withLock { $0.table.state(server.ip, t).lastFailure } ?? "failed"
-      return await sendDo53(
-        query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)",
-        deadline: deadline)
+      return await exchangeEncrypted(
+        query, t, server: server, context: context, timeout: timeout, reason: reason, deadline: deadline)
     case .do53(let reason, _):
       return await sendDo53(
         query, server: server, context: context, timeout: timeout, reason: reason, deadline: deadline)
+    }
+  }
+
+  /// A query over `t`, the transport `decide` chose: its session, a reconnection (waited for within
+  /// the deadline), or after a failure another transport still known good (`tried`: those failed
+  /// for this query already), else Do53.
+  nonisolated(nonsending) func exchangeEncrypted(
+    _ query: Message, _ t: EncryptedTransport, server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount,
+    reason: TransportReason, deadline: ExchangeDeadline, tried: Set<EncryptedTransport> = []
+  ) async -> ExchangeResult {
+    // A reconnection carries this query as 0-RTT early data where the transport allows (OE-24).
+    // A pending connection is waited for as long as two exchange timeouts (a handshake is two
+    // round trips; a query's timeout is two smoothed RTTs) and never past the resolution's
+    // deadline. Then the query is a timeout and the resolution moves on to another server:
+    // not Do53 to this one, whose encryption is known to work (OE-11).
+    let full = 2 * Double(timeout.nanoseconds) / 1e9
+    let wait = min(full, deadline.remaining ?? .infinity)
+    let (session, early, waited, localFailure) = await session(
+      t, server: server, context: context, earlyQuery: query, within: wait)
+    if waited == .outOfTime {
+      return Self.outOfTime(
+        t, waited: wait, for: "its connection to come up", reason: reason, cutShort: wait < full)
+    }
+    if let session, let early {
+      return await receiveEarly(
+        early, query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
+        deadline: deadline)
+    }
+    if let session {
+      return await sendEncrypted(
+        query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
+        deadline: deadline, tried: tried)
+    }
+    if let localFailure {
+      // This machine could not connect: the server is still known good, so its cleartext stays
+      // suppressed (OE-11). The query fails here and the resolution moves on.
+      let leg = ExchangeLeg(
+        transport: t.kind, rttMs: nil, error: .io(localFailure), truncated: false, transportReason: reason)
+      return ExchangeResult(legs: [leg], response: nil)
+    }
+    // OE-28: the (re)connection failed; the query moves to Do53, unless another transport of
+    // the server is still known good (OE-11): then over that one, never in cleartext.
+    let why = state.withLock { $0.table.state(server.ip, t).lastFailure } ?? "failed"
+    if let other = otherKnownGood(than: tried.union([t]), server: server) {
+      return await exchangeEncrypted(
+        query, other, server: server, context: context, timeout: timeout,
+        reason: "\(other.rawValue): \(t.rawValue) connection \(why)", deadline: deadline, tried: tried.union([t]))
+    }
+    return await sendDo53(
+      query, server: server, context: context, timeout: timeout, reason: "Do53: \(t.rawValue) connection \(why)",
+      deadline: deadline)
+  }
+
+  /// A transport of `server` other than `tried` that still blocks cleartext (OE-11): its session
+  /// is established or it is known good within the persistence time. In preference order.
+  func otherKnownGood(than tried: Set<EncryptedTransport>, server: ServerEndpoint) -> EncryptedTransport? {
+    let now = wallClock()
+    return state.withLock { s in
+      let slots = s.table.transports(server.ip)
+      let settings = s.table.settings  // not `self.settings`: that takes this lock again
+      return settings.transports.first { t in
+        guard !tried.contains(t), let st = slots[t] else { return false }
+        return st.session == .established || st.suppressesCleartext(at: now, settings: settings)
+      }
     }
   }
 
@@ -292,7 +323,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   nonisolated(nonsending) func sendEncrypted(
     _ query: Message, _ t: EncryptedTransport, session: any EncryptedSession, server: ServerEndpoint,
     context: ExchangeContext, timeout: TimeAmount, reason: TransportReason, counted: Bool = false,
-    deadline: ExchangeDeadline
+    deadline: ExchangeDeadline, tried: Set<EncryptedTransport> = []
   ) async -> ExchangeResult {
     guard let queryTimeout = deadline.cap(timeout) else {
       return ExchangeResult(legs: [], response: nil, cutShort: true)
@@ -325,6 +356,15 @@ public final class EncryptionPolicy: UpstreamExchanger {
         guard countQueryFailure(error, t, session: session, server: server) else {
           return ExchangeResult(legs: [leg], response: nil)
         }
+        if let other = otherKnownGood(than: tried.union([t]), server: server) {
+          // OE-11: another transport of the server still known good carries it, not Do53.
+          var retry = await exchangeEncrypted(
+            query, other, server: server, context: context, timeout: timeout,
+            reason: "\(other.rawValue): \(t.rawValue) failed \(settings.maxConsecutiveQueryTimeouts) queries in a row",
+            deadline: deadline, tried: tried.union([t]))
+          retry.legs.insert(leg, at: 0)
+          return retry
+        }
         var retry = await sendDo53(
           query, server: server, context: context, timeout: timeout,
           reason: "Do53: \(t.rawValue) failed \(settings.maxConsecutiveQueryTimeouts) queries in a row",
@@ -332,8 +372,17 @@ public final class EncryptionPolicy: UpstreamExchanger {
         retry.legs.insert(leg, at: 0)
         return retry
       }
-      // OE-29/OE-30: the session ended with this query outstanding; it is re-sent over Do53. This
-      // fallback is the RFC's, so it is not counted as cleartext to a known-good server.
+      // OE-29/OE-30: the session ended with this query outstanding; it is re-sent over another
+      // transport of the server still known good (OE-11), else over Do53. That fallback is the
+      // RFC's, so it is not counted as cleartext to a known-good server.
+      if let other = otherKnownGood(than: tried.union([t]), server: server) {
+        var retry = await exchangeEncrypted(
+          query, other, server: server, context: context, timeout: timeout,
+          reason: "\(other.rawValue): \(t.rawValue) session lost, query re-sent", deadline: deadline,
+          tried: tried.union([t]))
+        retry.legs.insert(leg, at: 0)
+        return retry
+      }
       var retry = await sendDo53(
         query, server: server, context: context, timeout: timeout,
         reason: "Do53: \(t.rawValue) session lost, query re-sent", sessionFallback: true, deadline: deadline)
