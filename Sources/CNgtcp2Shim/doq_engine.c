@@ -623,13 +623,17 @@ void doq_engine_free(doq_engine *e) {
 // MARK: I/O
 
 int doq_engine_read(doq_engine *e, const uint8_t *pkt, size_t len) {
-  // Server packets before the handshake completes are long-header (Initial/Handshake); anything else,
-  // e.g. a plain-DNS FORMERR from a non-QUIC service on the port, is counted as unusable.
-  // A long header carries version 1 (or 0 for version negotiation) in octets 1-4; NSD's FORMERR
-  // echoes the Initial's first octets as its DNS ID, so check the version, not only the header bit.
+  // Before the handshake completes, a reply that cannot be QUIC (a plain-DNS FORMERR from a non-QUIC
+  // service on the port) is counted as unusable: the probe then fails at once. A long header
+  // carries version 1 (or 0 for version negotiation) in octets 1-4 (NSD's FORMERR echoes the
+  // Initial's first octets as its DNS ID, so the version is checked, not only the header bit). A
+  // short header (1-RTT) is usable if its fixed bit is set (RFC 9000 §17.3): a server's 1-RTT
+  // packet can arrive before its Handshake packet (reordering, loss; a 0-RTT query's answer), and
+  // ngtcp2 keeps it until the keys are there.
   if (!e->completed) {
     uint32_t version = len >= 5 ? ((uint32_t)pkt[1] << 24 | (uint32_t)pkt[2] << 16 | (uint32_t)pkt[3] << 8 | pkt[4]) : 0;
-    if (len < 7 || !(pkt[0] & 0x80) || (version != 1 && version != 0)) e->unusable++;
+    int usable = len >= 7 && ((pkt[0] & 0x80) ? (version == 1 || version == 0) : (pkt[0] & 0x40) != 0);
+    if (!usable) e->unusable++;
   }
   ngtcp2_pkt_info pi;
   memset(&pi, 0, sizeof pi);

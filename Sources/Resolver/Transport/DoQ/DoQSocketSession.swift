@@ -322,7 +322,12 @@ final class DoQSocketSession: @unchecked Sendable {
         for index in 0..<count where !terminated {
           read += 1
           let rv = quic.read(reader.datagram(index))
-          if rv < 0 { return fatal(rv) }
+          if rv < 0 {
+            // Answers in the datagram that also closed the connection (ngtcp2 handles its frames
+            // in order, then says DRAINING) are delivered before the rest fail.
+            processEvents()
+            return fatal(rv)
+          }
           if !handshakeSettled, quic.unusableDatagrams > 0 {
             // A non-QUIC reply (NSD's plain-DNS socket on UDP 853 answers an Initial with FORMERR):
             // this port does not speak QUIC. Fail the probe now instead of retransmitting until the
