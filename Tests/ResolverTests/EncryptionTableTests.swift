@@ -19,6 +19,66 @@ import Testing
     table.handshakeSucceeded(ip, .dot, now: t, certificate: nil, handshakeMs: 5, tlsVersion: "TLSv1.3", resumed: false)
   }
 
+  /// A resolver running for weeks keeps the servers of its recent traffic: once the table has
+  /// grown to its prune size, servers unused for longer than persistence and damping are dropped
+  /// as new ones come (before, only the saved copy was pruned). Servers with a session stay.
+  @Test func theLiveTableIsPrunedAsItGrows() {
+    var table = EncryptionTable(settings: settings)
+    let horizon = max(settings.persistence, settings.damping)
+    probe(&table, at: 0)  // 192.0.2.53: a session pending, kept whatever its age
+    for i in 1..<EncryptionTable.minPruneSize {
+      table.noteServer("10.0.\(i >> 8).\(i & 255)", nsName: "ns.example.", zone: "example.", now: 0)
+    }
+    #expect(table.servers.count == EncryptionTable.minPruneSize)
+    table.noteServer("10.1.0.0", nsName: nil, zone: "example.", now: horizon + 1)
+    #expect(table.servers.count == 2, "\(table.servers.count)")
+    #expect(table.servers[ip] != nil && table.servers["10.1.0.0"] != nil)
+  }
+
+  /// The dashboard's "servers by state" counts each server once, by its best transport: a server
+  /// with a DoQ session is established (it was counted by its DoT phase, "unknown").
+  @Test func serversByStateCountsEveryTransportInUse() {
+    var both = EncryptionSettings()
+    both.transports = [.doq, .dot]
+    var table = EncryptionTable(settings: both)
+    for (address, t) in [("192.0.2.1", EncryptedTransport.doq), ("192.0.2.2", .dot)] {
+      _ = table.connectionStarted(address, t, now: 1_000)
+      table.handshakeSucceeded(
+        address, t, now: 1_000, certificate: nil, handshakeMs: 5, tlsVersion: "TLSv1.3", resumed: false)
+    }
+    table.noteServer("192.0.2.3", nsName: "ns.example.", zone: "example.", now: 1_000)
+    let snapshot = MonitorSnapshot.make(
+      monitor: ResolverMonitor(wallClock: { 1_000 }).snapshot(), cache: CacheStatistics(), table: table,
+      srtt: { _ in nil })
+    #expect(snapshot.stats.encryption.serversByState == ["established": 2, "unknown": 1])
+  }
+
+  /// OE-39: over the session cap, the session least recently active goes first, and sending a
+  /// query is activity (a session whose queries wait on a slow server is in use).
+  @Test func aSessionWithAQuerySentIsNotTheLeastRecentlyActive() {
+    var capped = settings
+    capped.maxSessions = 1
+    var table = EncryptionTable(settings: capped)
+    for address in ["192.0.2.1", "192.0.2.2"] {
+      _ = table.connectionStarted(address, .dot, now: 0)
+      table.handshakeSucceeded(
+        address, .dot, now: 0, certificate: nil, handshakeMs: 5, tlsVersion: "TLSv1.3", resumed: false)
+    }
+    table.responseReceived("192.0.2.1", .dot, now: 5, keepalive: nil)
+    table.responseReceived("192.0.2.2", .dot, now: 6, keepalive: nil)
+    table.querySent("192.0.2.1", .dot, now: 10)
+    #expect(table.sessionsOverCap().map(\.0) == ["192.0.2.2"])
+  }
+
+  /// A server asked for many zones keeps only a few of their names (display only).
+  @Test func namesPerServerAreCapped() {
+    var table = EncryptionTable(settings: settings)
+    for i in 0..<100 { table.noteServer(ip, nsName: "ns\(i).example.", zone: "z\(i).example.", now: Double(i)) }
+    let record = table.servers[ip]
+    #expect(record?.zones.count == EncryptionTable.maxNamesPerServer)
+    #expect(record?.nsNames.count == EncryptionTable.maxNamesPerServer)
+  }
+
   @Test func unknownServerGetsDo53WithOneProbe() {
     let table = EncryptionTable(settings: settings)
     #expect(table.phase(ip, .dot, now: 0) == .unknown)

@@ -329,7 +329,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       return ExchangeResult(legs: [], response: nil, cutShort: true)
     }
     let start = time.now()
-    if !counted { state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) } }
+    if !counted { state.withLock { $0.table.querySent(server.ip, t, now: wallClock()) } }
     do {
       let response = try await session.query(query, timeout: queryTimeout)
       return encryptedSuccess(

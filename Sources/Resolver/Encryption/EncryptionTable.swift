@@ -20,6 +20,15 @@ public struct EncryptionTable: Sendable {
   /// The NS name and zone each address was last noted with: re-noting the same pair (every query)
   /// skips their presentation form and case folding, which cost more than the rest of the bookkeeping.
   private var lastNoted: [String: NotedPair] = [:]
+  /// The table's size at which `update` prunes it next (`prune`): servers unused for longer than
+  /// both persistence and damping go, so a resolver running for weeks keeps the servers of its
+  /// recent traffic, not every server it ever asked. Twice the size left after a prune: amortised
+  /// O(1) per new server.
+  private var pruneAt = Self.minPruneSize
+  static let minPruneSize = 4_096
+  /// Zones and NS names kept per server (for the dashboard and the state file): a big hosting
+  /// provider's server is asked for thousands of zones, which no one reads and every save sorted.
+  static let maxNamesPerServer = 16
   private struct NotedPair: Equatable, Sendable {
     var nsName: DNSName?
     var zone: DNSName
@@ -166,8 +175,8 @@ public struct EncryptionTable: Sendable {
   /// Notes where an address came from (for the state file and the dashboard).
   public mutating func noteServer(_ address: String, nsName: String?, zone: String, now: Double) {
     update(address, now: now) { r in
-      if let nsName { r.nsNames.insert(nsName.lowercased()) }
-      r.zones.insert(zone.lowercased())
+      if let nsName, r.nsNames.count < Self.maxNamesPerServer { r.nsNames.insert(nsName.lowercased()) }
+      if r.zones.count < Self.maxNamesPerServer { r.zones.insert(zone.lowercased()) }
     }
   }
 
@@ -328,6 +337,13 @@ public struct EncryptionTable: Sendable {
     }
   }
 
+  /// OE-39: a query went out on `t`'s session now: `sessionsOverCap` closes the least recently
+  /// active sessions first, and one with queries waiting on a slow server is active.
+  public mutating func querySent(_ address: String, _ t: EncryptedTransport, now: Double) {
+    noteQuery(address, transport: t.kind, now: now)
+    updateState(address, t, now: now) { $0.lastActivity = now }
+  }
+
   /// §6 gap 4: a query on the session timed out. Returns true when the session should be treated
   /// as failed (too many in a row); the transport is then damped (OE-29).
   public mutating func queryTimedOut(_ address: String, _ t: EncryptedTransport, now: Double) -> Bool {
@@ -423,6 +439,10 @@ public struct EncryptionTable: Sendable {
 
   /// Mutates the record in place (no copy of the record or its collections per event).
   mutating func update(_ address: String, now: Double, _ body: (inout ServerRecord) -> Void) {
+    if servers.count >= pruneAt, servers[address] == nil {
+      prune(now: now)
+      pruneAt = max(Self.minPruneSize, 2 * servers.count)
+    }
     modify(&servers[address, default: ServerRecord(address: address, now: now)]) { r in
       r.lastSeen = max(r.lastSeen, now)
       body(&r)

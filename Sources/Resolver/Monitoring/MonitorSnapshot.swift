@@ -302,9 +302,16 @@ extension MonitorSnapshot {
     var byState: [String: Int] = [:]
     if let table {
       let hasDoQ = table.settings.transports.contains(.doq)
+      // Each server once, by its best phase over the transports in use: with DoQ preferred, a
+      // server with a DoQ session is "established", not its DoT phase ("unknown").
+      let rank = ["established", "good-idle", "good-stale", "probing", "retryable", "damped", "unknown"]
       for r in table.servers.values {
         let dot = TransportSnapshot(r.state(.dot), now: now, settings: table.settings)
-        byState[dot.phase, default: 0] += 1
+        let phases = table.settings.transports.map { t in
+          t == .dot ? dot.phase : TransportSnapshot(r.state(t), now: now, settings: table.settings).phase
+        }
+        let best = phases.min { (rank.firstIndex(of: $0) ?? rank.count) < (rank.firstIndex(of: $1) ?? rank.count) }
+        byState[best ?? dot.phase, default: 0] += 1
         let reason: String
         switch table.decide(r.address, now: now) {
         case .useSession(_, let why), .connectAndUse(_, let why): reason = why.description
