@@ -111,6 +111,35 @@ import Testing
     await server.stop()
   }
 
+  /// A server that closes with close_notify while a query is still on the connection (an idle
+  /// close racing a query) closed cleanly (OE-30): the query fails at once (and is re-sent), but
+  /// the server's DoT is not damped for a day as after a broken session (OE-29).
+  @Test func aCloseNotifyWithAQueryOutstandingIsACleanClose() async throws {
+    let ca = try CertificateFactory()
+    let (server, endpoint) = try await start(
+      DoTBehaviour(closeConnectionAfterQueries: 1, answerInBatchesOf: 2), ca: ca)
+    let log = ClientLog()
+    let (connection, _) = try await connect(endpoint, ca: try writeCA(ca), log: log)
+    let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
+      for name in ["www.dot.test.", "mail.dot.test."] {
+        let query = try testQuery(name)
+        group.addTask {
+          do {
+            _ = try await connection.query(query, timeout: .seconds(10))
+            return "answered"
+          } catch {
+            return "\(error)"
+          }
+        }
+      }
+      return try await group.reduce(into: []) { $0.append($1) }.sorted()
+    }
+    #expect(outcomes == ["answered", "closed"], "\(outcomes)")
+    #expect(await log.wait { !$0.closes.withLock(\.isEmpty) })
+    #expect(log.closes.withLock { $0 } == [.cleanClose])
+    await server.stop()
+  }
+
   @Test func sessionBreakerClosesCleanlyAfterNQueries() async throws {
     let ca = try CertificateFactory()
     let (server, endpoint) = try await start(DoTBehaviour(closeConnectionAfterQueries: 1), ca: ca)

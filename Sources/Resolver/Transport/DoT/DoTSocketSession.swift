@@ -40,6 +40,8 @@ final class DoTSocketSession: @unchecked Sendable {
   /// The first TLS failure seen (alert, protocol error, ALPN mismatch).
   private var failure: EncryptedFailure?
   private var closingLocally = false
+  /// The server sent close_notify: an orderly close, whatever was still outstanding.
+  private var peerSaidGoodbye = false
   /// `onClose` was already called: at a TIMEOUT of 0, when the session went out of use.
   private var endReported = false
   /// Takes no new queries and closes once its outstanding ones are answered (`finishAndClose`).
@@ -322,6 +324,7 @@ final class DoTSocketSession: @unchecked Sendable {
       while let first = unsent.first, encrypt(first) != .wantMore { unsent.removeFirst() }
       tls.drainOutput(into: &output)
     case .closeNotify:
+      peerSaidGoodbye = true
       tls.shutdown()
       tls.drainOutput(into: &output)
       flush()
@@ -505,8 +508,10 @@ final class DoTSocketSession: @unchecked Sendable {
   /// Ends a session that completed its handshake and reports how, exactly once.
   private func end() {
     guard phase != .closed else { return }
+    // The server's close_notify is an orderly close (OE-30: its idle timeout, load shedding) even
+    // when it crossed a query on the wire; a bare FIN or RST with queries waiting is not (OE-29).
     let reason = EncryptedFailure.dotSessionEnd(
-      failure: failure, closedLocally: closingLocally, outstanding: !book.isEmpty)
+      failure: failure, closedLocally: closingLocally || peerSaidGoodbye, outstanding: !book.isEmpty)
     closeSocket()
     for done in book.removeAll() { done.resume(returning: .failure(.closed)) }
     if !endReported { onClose(reason) }
