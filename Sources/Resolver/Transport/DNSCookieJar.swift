@@ -67,16 +67,20 @@ public final class DNSCookieJar: Sendable {
   /// `[option(for: server)]`, kept until the secret rotates or the server cookie is forgotten.
   func optionList(for server: String) -> [EDNSOption] {
     let now = time.now()
-    let checkAddress = state.withLock { s -> Bool in
+    // One lock in the usual case: the secret's age, the address check's, the kept list.
+    var (kept, secret, local, generation, checkAddress) = state.withLock {
+      s -> ([EDNSOption]?, [UInt8], [UInt8], Int, Bool) in
       rotateIfDue(&s, now: now)
-      guard now - s.addressCheckedAt >= addressCheckInterval else { return false }
-      s.addressCheckedAt = now
-      return true
+      let due = now - s.addressCheckedAt >= addressCheckInterval
+      if due { s.addressCheckedAt = now }
+      if !due, let kept = s.optionLists[server] { return (kept, [], [], 0, false) }
+      return (nil, s.secret, s.localAddress, s.generation, due)
     }
-    if checkAddress { noteLocalAddress(localAddresses()) }
-    let (kept, secret, local, generation) = state.withLock { s -> ([EDNSOption]?, [UInt8], [UInt8], Int) in
-      if let kept = s.optionLists[server] { return (kept, [], [], 0) }
-      return (nil, s.secret, s.localAddress, s.generation)
+    if checkAddress {
+      noteLocalAddress(localAddresses())
+      (kept, secret, local, generation) = state.withLock { s in
+        (s.optionLists[server], s.secret, s.localAddress, s.generation)
+      }
     }
     if let kept { return kept }
     let clientCookie = Self.clientCookie(secret, local, server)  // the HMAC, outside the lock
