@@ -73,23 +73,30 @@ struct FileLogHandler: LogHandler {
 /// `systemctl reload` never kills the resolver).
 final class HangupReopener: @unchecked Sendable {
   private let source: any DispatchSourceSignal
-  private let actions = NSLock()
-  private var hangupActions: [@Sendable () -> Void] = []
+  private let actions = HangupActions()
 
   init(_ sink: FileLogHandler.Sink?) {
     signal(SIGHUP, SIG_IGN)
     source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "sotto.sighup"))
-    source.setEventHandler { [unowned self] in
+    let actions = self.actions  // not `self`: a SIGHUP may be handled while this is freed
+    source.setEventHandler {
       sink?.reopen()
-      for action in actions.withLock({ hangupActions }) { action() }
+      for action in actions.all { action() }
     }
     source.resume()
   }
 
-  /// Runs `action` on every later SIGHUP, after the log file was reopened.
-  func onHangup(_ action: @escaping @Sendable () -> Void) {
-    actions.withLock { hangupActions.append(action) }
-  }
+  /// Runs `action` on every later SIGHUP, after the log file was reopened; one SIGHUP's actions
+  /// finish before the next SIGHUP's start (a serial queue).
+  func onHangup(_ action: @escaping @Sendable () -> Void) { actions.add(action) }
 
   deinit { source.cancel() }
+}
+
+/// The actions `HangupReopener` runs, behind a lock.
+final class HangupActions: @unchecked Sendable {
+  private let lock = NSLock()
+  private var actions: [@Sendable () -> Void] = []
+  func add(_ action: @escaping @Sendable () -> Void) { lock.withLock { actions.append(action) } }
+  var all: [@Sendable () -> Void] { lock.withLock { actions } }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Logging
 import NIOCore
 import NIOPosix
@@ -76,6 +77,16 @@ struct RunningResolver {
     } catch {
       logger.error("TLS certificate not reloaded (SIGHUP), the one in use is kept: \(error)")
     }
+  }
+
+  /// `reloadTLS`, waited for: the SIGHUP queue runs one reload at a time.
+  func reloadTLSWaiting(_ settings: Settings, logger: Logger) {
+    let done = DispatchSemaphore(value: 0)
+    Task {
+      await reloadTLS(settings, logger: logger)
+      done.signal()
+    }
+    done.wait()
   }
 
   /// Raises the soft limit on open files to the hard limit (`OpenFileLimit`) and warns when even

@@ -24,7 +24,7 @@ struct Serve: AsyncParsableCommand {
     let logger = Logger(label: "sotto")
     Self.takeOverConcurrency(threads: settings.int(.threads))
     let running = try await RunningResolver.start(settings, logger: logger)
-    hangup.onHangup { Task { await running.reloadTLS(settings, logger: logger) } }
+    hangup.onHangup { running.reloadTLSWaiting(settings, logger: logger) }
     logger.notice("sotto listening on \(running.bound.map { "\($0)" }.joined(separator: ", "))")
     await Self.waitForTermination()
     logger.notice("sotto stopping")

@@ -56,7 +56,7 @@ struct Top: AsyncParsableCommand {
       return
     }
     let running = try await RunningResolver.start(settings, logger: logger)
-    hangup.onHangup { Task { await running.reloadTLS(settings, logger: logger) } }
+    hangup.onHangup { running.reloadTLSWaiting(settings, logger: logger) }
     do {
       try await show(LocalSource(stack: running.stack), interactive: interactive)
     } catch {}

@@ -18,6 +18,14 @@ import Testing
     #expect(!cap.take(a))
   }
 
+  @Test func anIPv4ClientOnADualStackListenerSharesItsIPv4Budget() {
+    let cap = ClientConnectionCap(limit: 2)
+    #expect(cap.take(address("192.0.2.7")) && cap.take(address("::ffff:192.0.2.7")))
+    #expect(!cap.take(address("192.0.2.7")) && !cap.take(address("::FFFF:192.0.2.7")))
+    cap.release(address("::ffff:192.0.2.7"))
+    #expect(cap.take(address("192.0.2.7")))
+  }
+
   @Test func loopbackUnknownAndNoLimitAreNotCounted() {
     let cap = ClientConnectionCap(limit: 1)
     for _ in 0..<5 {

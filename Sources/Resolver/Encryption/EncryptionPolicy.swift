@@ -201,7 +201,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     if let session, let early {
       return await receiveEarly(
         early, query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
-        deadline: deadline)
+        deadline: deadline, tried: tried)
     }
     if let session {
       return await sendEncrypted(
@@ -413,10 +413,10 @@ public final class EncryptionPolicy: UpstreamExchanger {
   nonisolated(nonsending) func receiveEarly(
     _ early: EventLoopFuture<Message>, _ query: Message, _ t: EncryptedTransport, session: any EncryptedSession,
     server: ServerEndpoint, context: ExchangeContext, timeout: TimeAmount, reason: TransportReason,
-    deadline: ExchangeDeadline
+    deadline: ExchangeDeadline, tried: Set<EncryptedTransport> = []
   ) async -> ExchangeResult {
     let start = time.now()
-    state.withLock { $0.table.noteQuery(server.ip, transport: t.kind, now: wallClock()) }
+    state.withLock { $0.table.querySent(server.ip, t, now: wallClock()) }
     // The handshake is done: the reply is one round trip away, as for any query on the session.
     let full = Double(timeout.nanoseconds) / 1e9
     let wait = min(full, deadline.remaining ?? .infinity)
@@ -430,7 +430,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     // The early attempt failed; the session may still be fine: send the query normally.
     return await sendEncrypted(
       query, t, session: session, server: server, context: context, timeout: timeout, reason: reason,
-      counted: true, deadline: deadline)
+      counted: true, deadline: deadline, tried: tried)
   }
 
   func encryptedSuccess(

@@ -14,7 +14,10 @@ final class ClientConnectionCap: Sendable {
   /// The key `address` is counted under, nil when it is not limited.
   private func key(_ address: SocketAddress?) -> String? {
     guard limit > 0, let address, let ip = address.ipAddress else { return nil }
-    return CIDR.loopback.contains { $0.contains(address) } ? nil : ip
+    guard !CIDR.loopback.contains(where: { $0.contains(address) }) else { return nil }
+    // An IPv4 client on a dual-stack [::] listener shows as ::ffff:a.b.c.d: one budget with its
+    // connections to an IPv4 listener.
+    return ip.lowercased().hasPrefix("::ffff:") && ip.contains(".") ? String(ip.dropFirst(7)) : ip
   }
 
   /// Counts a new connection from `address`; false (nothing counted) when it already holds `limit`.

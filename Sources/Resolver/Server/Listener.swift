@@ -103,16 +103,30 @@ public final class Listener: Sendable {
   public var tlsIdentity: TLSServerContext? { identity.withLock { $0 } }
 
   /// Gives DoT and DoQ connections that start from now on `tls` (a renewed certificate, on
-  /// SIGHUP); open connections keep the one they started with. Throws when a DoQ engine refuses
-  /// it; the DoT listeners have it by then.
+  /// SIGHUP); open connections keep the one they started with. All or nothing: the DoQ engines
+  /// take it first, and when one refuses it (GnuTLS may reject what OpenSSL took) those that
+  /// took it get the old one back, the DoT listeners never see it, and this throws. One reload
+  /// at a time (the caller's).
   public func reloadTLS(_ tls: TLSServerContext) async throws {
-    identity.withLock { $0 = tls }
-    for channel in quicChannels.withLock({ $0 }) {
-      try await channel.eventLoop.submit {
-        try channel.pipeline.syncOperations.handler(type: DoQServerDriver.self).setIdentity(
-          certificatePEM: tls.certificatePEM, privateKeyPEM: tls.privateKeyPEM)
-      }.get()
+    let old = identity.withLock { $0 }
+    var updated: [any Channel] = []
+    do {
+      for channel in quicChannels.withLock({ $0 }) {
+        try await Self.setIdentity(tls, on: channel)
+        updated.append(channel)
+      }
+    } catch {
+      if let old { for channel in updated { try? await Self.setIdentity(old, on: channel) } }
+      throw error
     }
+    identity.withLock { $0 = tls }
+  }
+
+  private static func setIdentity(_ tls: TLSServerContext, on channel: any Channel) async throws {
+    try await channel.eventLoop.submit {
+      try channel.pipeline.syncOperations.handler(type: DoQServerDriver.self).setIdentity(
+        certificatePEM: tls.certificatePEM, privateKeyPEM: tls.privateKeyPEM)
+    }.get()
   }
 
   /// The bound DoQ addresses (after `start()`).
