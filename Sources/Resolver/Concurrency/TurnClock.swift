@@ -68,7 +68,8 @@ import Synchronization
 
   /// The clock every TTL, deadline and engine timer is read from. On Linux CLOCK_BOOTTIME: it
   /// goes on while the machine is suspended (CLOCK_MONOTONIC stops), so a laptop that slept for
-  /// an hour does not serve records whose TTL ran out meanwhile as fresh. Same cost (vDSO).
+  /// an hour does not serve records whose TTL ran out meanwhile as fresh. As cheap to read as
+  /// CLOCK_MONOTONIC on the kernel measured (23.3 against 22.9 ns, Linux 6.18).
   #if os(Linux)
     @inline(__always) static var clockID: clockid_t { CLOCK_BOOTTIME }
   #else

@@ -39,7 +39,4 @@ final class ClientConnectionCap: Sendable {
       table[key] = count > 0 ? count : nil
     }
   }
-
-  /// Connections counted for `address` now.
-  func count(_ address: SocketAddress) -> Int { key(address).map { k in open.withLock { $0[k, default: 0] } } ?? 0 }
 }

@@ -99,9 +99,6 @@ public final class Listener: Sendable {
   /// The bound DoT addresses (after `start()`).
   public var tlsAddresses: [SocketAddress] { boundTLS.withLock { $0 } }
 
-  /// The certificate new DoT and DoQ connections get now.
-  public var tlsIdentity: TLSServerContext? { identity.withLock { $0 } }
-
   /// Gives DoT and DoQ connections that start from now on `tls` (a renewed certificate, on
   /// SIGHUP); open connections keep the one they started with. All or nothing: the DoQ engines
   /// take it first, and when one refuses it (GnuTLS may reject what OpenSSL took) those that

@@ -26,7 +26,7 @@ public enum ResponseBuilder {
     }
     if question.qclass != .in { return .respond(error(.refused, to: query)) }
     // RD=0 asks what the cache holds: answering it would let anyone who can query us learn which
-    // names our other clients looked up, and when (cache snooping). Refused, as Unbound's default
+    // names our other clients looked up, and when (cache snooping). Refused, as Unbound's `allow`
     // access control refuses it; EDE 18 says why to clients that sent EDNS.
     if !query.header.rd { return .respond(nonRecursiveRefusal(to: query)) }
     if question.type == .axfr || question.type == .ixfr { return .respond(error(.refused, to: query)) }

@@ -6,8 +6,8 @@ import COpenSSL
 /// the check that a reply echoes our client cookie. Our address is the machine's source address
 /// towards global IPv4 and IPv6 (`RouteProbe.sourceAddresses`), looked at again every
 /// `addressCheckInterval` seconds: once it changes (a laptop on another network), every client
-/// cookie changes with it and the server cookies are forgotten, so no cookie links the old
-/// address to the new one (RFC 7873 §4.1).
+/// cookie changes with it and the server cookies are forgotten (RFC 7873 §4.1). Queries sent
+/// before the change is seen (up to that interval) still carry the old cookie.
 public final class DNSCookieJar: Sendable {
   struct State {
     var secret: [UInt8]
