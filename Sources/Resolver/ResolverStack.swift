@@ -41,7 +41,8 @@ public final class ResolverStack: Sendable {
       connectors.append(try DoQConnector(trust: trust, group: group, counters: encryptedReplies))
       let p = EncryptionPolicy(
         settings: configuration.encryption, do53: do53, connectors: connectors,
-        saved: store?.load() ?? [], time: time, logger: logger)
+        saved: store?.load(network: do53.transport.addressWatch.fingerprint()) ?? [], time: time,
+        addressWatch: do53.transport.addressWatch, logger: logger)
       policy = p
       exchanger = p
     }

@@ -102,6 +102,8 @@ final class FakeConnector: EncryptedConnector {
   let transport: EncryptedTransport
   let behaviour: @Sendable (String) -> Behaviour
   let attempts = Mutex<[String]>([])
+  /// The resumption ticket each attempt was given (nil: a full handshake), in order.
+  let resumptions = Mutex<[[UInt8]?]>([])
   let sessions = Mutex<[String: FakeSession]>([:])
   init(_ behaviour: @escaping @Sendable (String) -> Behaviour, transport: EncryptedTransport = .dot) {
     self.behaviour = behaviour
@@ -114,6 +116,7 @@ final class FakeConnector: EncryptedConnector {
     onClose: @escaping @Sendable (EncryptedFailure) -> Void
   ) async throws(EncryptedFailure) -> (any EncryptedSession, TLSHandshakeInfo) {
     attempts.withLock { $0.append(endpoint.description) }
+    resumptions.withLock { $0.append(resumption) }
     switch behaviour(endpoint.ip) {
     case .fail(let f): throw f
     case .slow(let d):

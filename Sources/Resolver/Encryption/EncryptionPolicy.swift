@@ -52,6 +52,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
     var localFailuresLogged: Set<String> = []
     /// Set at shutdown: no new connections, Do53 only.
     var stopped = false
+    /// The number of our source address the last query saw (`LocalAddressWatch`; 0: none yet).
+    var addressGeneration: UInt64 = 0
 
     /// Whether `key`'s slot still holds connection `id` pending. If not (forgotten), the
     /// connection is disowned: an end it reported already is dropped, a later one will be.
@@ -77,13 +79,17 @@ public final class EncryptionPolicy: UpstreamExchanger {
   let logger: Logger
   /// Identical queries to one server in flight, whatever transport carries them.
   let inflight = InflightExchanges()
+  /// Our source address; when it changes, tickets are dropped and sessions closed (T-6, T-37).
+  let addressWatch: LocalAddressWatch?
 
   public init(
     settings: EncryptionSettings, do53: any UpstreamExchanger, connectors: [any EncryptedConnector],
     saved: [ServerRecord] = [], time: any TimeSource = SystemTimeSource(),
-    wallClock: @escaping @Sendable () -> Double = { TurnClock.engine.wallSeconds() }, logger: Logger
+    wallClock: @escaping @Sendable () -> Double = { TurnClock.engine.wallSeconds() },
+    addressWatch: LocalAddressWatch? = nil, logger: Logger
   ) {
     self.do53 = do53
+    self.addressWatch = addressWatch
     self.connectors = Dictionary(connectors.map { ($0.transport, $0) }, uniquingKeysWith: { a, _ in a })
     var s = settings
     s.transports = s.transports.filter { t in connectors.contains { $0.transport == t } }
@@ -150,9 +156,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let now = wallClock()
     // No wait, leg or fallback below outlasts the resolution's deadline.
     let deadline = ExchangeDeadline(context.budget, time: time)
+    let address = addressWatch?.generation() ?? 0  // lock-free until a look is due
+    var retired: [any EncryptedSession] = []
     // Decide and, for probes, mark them pending in one step so concurrent queries agree (OE-20/21).
     let (decision, connections) = state.withLock {
       s -> (TransportDecision, [(EncryptedTransport, Task<(any EncryptedSession)?, Never>)]) in
+      if address != s.addressGeneration { retired = addressChanged(to: address, in: &s) }
       let slots = s.table.noteServer(server.ip, nsName: context.nsName, zone: context.zone, now: now)
       if s.stopped { return (.do53(reason: "Do53: shutting down", probe: []), []) }
       let decision = s.table.decide(slots, now: now)
@@ -167,6 +176,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       }
       return (decision, started)
     }
+    for x in retired { x.close() }
     for (t, connection) in connections { startProbe(t, connection, server: server, trigger: query) }
     switch decision {
     case .useSession(let t, let reason), .connectAndUse(let t, let reason):
@@ -283,6 +293,28 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
     for x in sessions { x.close() }
     return known
+  }
+
+  /// Our source address changed (another network), unless this is the first one seen. No ticket
+  /// from before is used again (T-6: a resumption would link the two networks), and the sessions
+  /// set up from the old address are taken out of use, to be closed cleanly by the caller (T-37:
+  /// new connections rather than migration). Their ends are clean closes, so the servers stay
+  /// known good: left open, they would time out on the new network and be damped for a day.
+  func addressChanged(to generation: UInt64, in s: inout State) -> [any EncryptedSession] {
+    let first = s.addressGeneration == 0
+    s.addressGeneration = generation
+    guard !first else { return [] }
+    let tickets = s.table.dropResumptions()
+    var open: [any EncryptedSession] = []
+    for (key, slot) in s.slots {
+      guard case .established(let x) = slot else { continue }
+      s.slots[key] = nil
+      open.append(x)
+    }
+    logger.notice(
+      "our source address changed: \(open.count) encrypted session(s) closed, \(tickets) resumption ticket(s) dropped (T-6, T-37)"
+    )
+    return open
   }
 
   /// Closes every session cleanly and starts no new ones (shutdown).

@@ -13,23 +13,42 @@ public final class EncryptionStore: Sendable {
   }
 
   /// Loads saved records; a corrupt file is reported (warning), moved aside, and empty state used.
-  public func load() -> [ServerRecord] {
+  /// Resumption tickets saved on another `network` (a `LocalAddressWatch.fingerprint()`), or
+  /// before the network was recorded, are dropped (T-6): one would link the two networks.
+  public func load(network: String?) -> [ServerRecord] {
     do {
       guard let doc = try StateFile.load(path: path) else { return [] }
-      return StateFile.records(doc)
+      var records = StateFile.records(doc)
+      guard doc.network != network else { return records }
+      var dropped = 0
+      for i in records.indices {
+        for t in EncryptedTransport.allCases where records[i].transports[t]?.resumptions.isEmpty == false {
+          records[i].transports.update(t) { st in
+            dropped += st.resumptions.count
+            st.resumptions = []
+          }
+        }
+      }
+      if dropped > 0 {
+        logger.info(
+          "state file \(path): \(dropped) resumption ticket(s) saved on another network dropped (T-6)")
+      }
+      return records
     } catch {
       logger.warning("\(error)")
       return []
     }
   }
 
-  /// Saves the policy's table now.
+  /// Saves the policy's table now, with the network its tickets are from.
   public func save(_ policy: EncryptionPolicy) {
     var table = policy.table
     let now = Date().timeIntervalSince1970
     table.prune(now: now)
+    var doc = StateFile.document(table, now: now)
+    doc.network = policy.addressWatch?.fingerprint()
     do {
-      try StateFile.save(StateFile.document(table, now: now), path: path)
+      try StateFile.save(doc, path: path)
     } catch {
       logger.error("\(error)")
     }

@@ -389,6 +389,22 @@ public struct EncryptionTable: Sendable {
     }
   }
 
+  /// T-6: our own address changed (another network). Every resumption ticket is dropped, so no
+  /// handshake on the new network presents one from the old and links the two. Returns how many.
+  public mutating func dropResumptions() -> Int {
+    var dropped = 0
+    for address in Array(servers.keys) {
+      for t in EncryptedTransport.allCases
+      where servers[address]?.transports.contains(t, where: { !$0.resumptions.isEmpty }) == true {
+        servers[address]?.transports.update(t) { st in
+          dropped += st.resumptions.count
+          st.resumptions = []
+        }
+      }
+    }
+    return dropped
+  }
+
   /// OE-39: the established sessions to close so that at most `maxSessions` stay open, least
   /// recently active first.
   public func sessionsOverCap() -> [(String, EncryptedTransport)] {

@@ -89,6 +89,9 @@ public struct StateFileDocument: Codable, Sendable {
   public var savedAt: String
   public var settings: Settings
   public var servers: [Server]
+  /// `LocalAddressWatch.fingerprint()` when saved: tickets from another network are dropped on
+  /// load (T-6). Absent in files written before it was kept, and while no address was found.
+  public var network: String? = nil
 }
 
 /// Why a state file could not be used.

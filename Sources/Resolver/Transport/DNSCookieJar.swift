@@ -4,8 +4,8 @@ import COpenSSL
 /// server derived from our address, the server's and a secret (HMAC-SHA-256; the secret is
 /// rotated every `rotation` seconds), the server cookie each server last sent (8–32 octets), and
 /// the check that a reply echoes our client cookie. Our address is the machine's source address
-/// towards global IPv4 and IPv6 (`RouteProbe.sourceAddresses`), looked at again every
-/// `addressCheckInterval` seconds: once it changes (a laptop on another network), every client
+/// towards global IPv4 and IPv6 as the shared `LocalAddressWatch` sees it (looked at again every
+/// few seconds): once it changes (a laptop on another network), every client
 /// cookie changes with it and the server cookies are forgotten (RFC 7873 §4.1). Queries sent
 /// before the change is seen (up to that interval) still carry the old cookie.
 public final class DNSCookieJar: Sendable {
@@ -20,9 +20,9 @@ public final class DNSCookieJar: Sendable {
     /// query allocates neither. Rebuilt from its client part when the server cookie changes,
     /// dropped when the server cookie is forgotten, emptied when the secret rotates.
     var optionLists: [String: [EDNSOption]] = [:]
-    /// Our source addresses as last looked at, and when.
+    /// Our source addresses as the watch last gave them, and their number there.
     var localAddress: [UInt8] = []
-    var addressCheckedAt = -Double.infinity
+    var addressGeneration: UInt64 = 0
   }
 
   /// Most servers whose cookie is remembered (the oldest half is dropped beyond it).
@@ -30,16 +30,22 @@ public final class DNSCookieJar: Sendable {
   let rotation: Double
   let time: any TimeSource
   let state: StateLock<State>
-  /// How often our source address is looked at (a socket, connect and getsockname: no packet).
-  let addressCheckInterval: Double
-  let localAddresses: @Sendable () -> [UInt8]
+  /// Our source address (a socket, connect and getsockname every few seconds: no packet).
+  let watch: LocalAddressWatch
 
-  public init(
+  /// A jar whose address watch looks every `addressCheckInterval` seconds with `localAddresses`.
+  public convenience init(
     rotation: Double = 3_600, time: any TimeSource = TurnTimeSource(), addressCheckInterval: Double = 5,
     localAddresses: @escaping @Sendable () -> [UInt8] = RouteProbe.sourceAddresses
   ) {
-    self.addressCheckInterval = addressCheckInterval
-    self.localAddresses = localAddresses
+    self.init(
+      rotation: rotation, time: time,
+      watch: LocalAddressWatch(interval: addressCheckInterval, time: time, look: localAddresses))
+  }
+
+  /// A jar that takes our address from `watch` (shared with the encryption policy).
+  public init(rotation: Double = 3_600, time: any TimeSource = TurnTimeSource(), watch: LocalAddressWatch) {
+    self.watch = watch
     // OpenSSL without atexit cleanup, as in DoTClientContext: with --no-encryption this jar is the
     // first OpenSSL user, and its default init freed OpenSSL's locks at exit while a Do53 query on
     // another thread was still in HMAC (SEGV in CRYPTO_THREAD_read_lock, TSan integration run).
@@ -67,17 +73,19 @@ public final class DNSCookieJar: Sendable {
   /// `[option(for: server)]`, kept until the secret rotates or the server cookie is forgotten.
   func optionList(for server: String) -> [EDNSOption] {
     let now = time.now()
-    // One lock in the usual case: the secret's age, the address check's, the kept list.
-    var (kept, secret, local, generation, checkAddress) = state.withLock {
+    // Lock-free until a look at our address is due (every few seconds).
+    let addressGeneration = watch.generation()
+    // One lock in the usual case: the secret's age, the address's number, the kept list.
+    var (kept, secret, local, generation, addressChanged) = state.withLock {
       s -> ([EDNSOption]?, [UInt8], [UInt8], Int, Bool) in
       rotateIfDue(&s, now: now)
-      let due = now - s.addressCheckedAt >= addressCheckInterval
-      if due { s.addressCheckedAt = now }
-      if !due, let kept = s.optionLists[server] { return (kept, [], [], 0, false) }
-      return (nil, s.secret, s.localAddress, s.generation, due)
+      let changed = s.addressGeneration != addressGeneration
+      if !changed, let kept = s.optionLists[server] { return (kept, [], [], 0, false) }
+      return (nil, s.secret, s.localAddress, s.generation, changed)
     }
-    if checkAddress {
-      noteLocalAddress(localAddresses())
+    if addressChanged {
+      let (number, address) = watch.current()
+      noteLocalAddress(address, number: number)
       (kept, secret, local, generation) = state.withLock { s in
         (s.optionLists[server], s.secret, s.localAddress, s.generation)
       }
@@ -99,12 +107,13 @@ public final class DNSCookieJar: Sendable {
     EDNSOption(code: EDNSOption.cookieCode, data: client + server)
   }
 
-  /// Takes `address` as our source address; when it differs from the one before, every client
-  /// cookie is computed anew and the server cookies (bound to the old ones) are forgotten. An
-  /// empty look (no socket for want of descriptors, no route for a moment) changes nothing.
-  private func noteLocalAddress(_ address: [UInt8]) {
-    guard !address.isEmpty else { return }
+  /// Takes `address` (the watch's `number`) as our source address; when it differs from the one
+  /// before, every client cookie is computed anew and the server cookies (bound to the old ones)
+  /// are forgotten. The watch never gives an empty look as a change.
+  private func noteLocalAddress(_ address: [UInt8], number: UInt64) {
     state.withLock { s in
+      guard number > s.addressGeneration else { return }
+      s.addressGeneration = number
       guard address != s.localAddress else { return }
       s.localAddress = address
       s.generation += 1

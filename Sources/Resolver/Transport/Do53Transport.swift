@@ -14,11 +14,18 @@ public final class Do53Transport: Sendable {
   /// Identical queries in flight, shared by concurrent resolutions.
   let inflight = InflightExchanges()
   /// DNS Cookies sent with every EDNS query and checked on every reply.
-  public let cookies = DNSCookieJar()
+  public let cookies: DNSCookieJar
+  /// Our source address, which the cookies depend on; shared with the encryption policy.
+  public let addressWatch: LocalAddressWatch
   /// Mismatched replies to one UDP query after which it is abandoned for TCP.
   public static let spoofSuspicionThreshold = 3
 
-  public init(group: any EventLoopGroup) { self.group = group }
+  /// Do53 on `group`'s loops; `addressWatch` tells the cookies when our address changes.
+  public init(group: any EventLoopGroup, addressWatch: LocalAddressWatch = LocalAddressWatch()) {
+    self.group = group
+    self.addressWatch = addressWatch
+    self.cookies = DNSCookieJar(watch: addressWatch)
+  }
 
   /// Number of mismatched (possibly spoofed) responses seen so far.
   public var mismatchedResponses: Int { mismatches.value }

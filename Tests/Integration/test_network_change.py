@@ -1,0 +1,241 @@
+"""Our own address changes (a laptop joins another network): Sotto must not present a TLS
+resumption ticket from the old network on the new one (T-6: the ticket would link the two), and
+must replace its DoT sessions from the old address with new connections (T-37), without
+sending the server cleartext or holding the change against it.
+
+The test runs in a network namespace it creates and removes. In it: lo, where NSD (Debian)
+serves a root zone over Do53 and DoT on 127.0.0.1 and Sotto serves clients on 127.0.0.1:5300;
+and a veth pair with 10.53.0.2, the default route, which gives the source address Sotto sees
+towards global addresses (a UDP connect, no packet). The test moves the default route to a
+second address, 10.53.1.2, and reads what crossed lo from a tcpdump capture: each TLS
+ClientHello's pre_shared_key extension (a ticket presented), who closed each connection, and
+every Do53 query.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from capture import parse_pcap
+from harness import require, wait_until
+
+NSD_ADDRESS = "127.0.0.1"
+LISTEN_PORT = 5300
+OLD, NEW = "10.53.0.2", "10.53.1.2"
+PSK_EXTENSION = 41  # pre_shared_key (RFC 8446 §4.2.11)
+
+ROOT_ZONE = """$TTL 60
+.      IN SOA ns. hostmaster. 1 3600 600 86400 60
+.      IN NS  ns.
+ns.    IN A   127.0.0.1
+*.     IN A   192.0.2.80
+"""
+
+# Runs inside the namespace: the queries, the route change between them, and what each got.
+CLIENT = r"""
+import json, socket, subprocess, sys, time
+import dns.message, dns.rcode
+port, new = int(sys.argv[1]), sys.argv[2]
+out = {"answers": []}
+
+def ask(name):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(dns.message.make_query(name, "A").to_wire(), ("127.0.0.1", port))
+    try:
+        r = dns.message.from_wire(s.recvfrom(4096)[0])
+        a = sorted(rr.address for rrset in r.answer for rr in rrset if rrset.rdtype == 1)
+        out["answers"].append([name, dns.rcode.to_text(r.rcode()), a])
+    except socket.timeout:
+        out["answers"].append([name, "timeout", []])
+    s.close()
+
+ask("q0.")        # Do53, with a DoT probe alongside
+time.sleep(1.5)
+ask("q1.")        # over the probe's DoT session
+time.sleep(3.5)   # NSD closes the idle session after 2 s
+ask("q2.")        # a new DoT connection, resuming with the ticket the first one got
+out["changed_at"] = time.time()
+subprocess.run(["ip", "addr", "add", new + "/24", "dev", "va"], check=True)
+subprocess.run(["ip", "route", "replace", "default", "dev", "va", "src", new], check=True)
+for i in range(8):  # one a second keeps the session from NSD's idle close; Sotto looks every 5 s
+    time.sleep(1)
+    ask(f"p{i}.")
+print(json.dumps(out))
+"""
+
+
+class Namespace:
+    def __init__(self, tmp: Path):
+        self.name = f"sotto-move-{os.getpid() % 100000}"
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen] = []
+
+    def sh(self, *args: str) -> subprocess.CompletedProcess:
+        r = subprocess.run(["ip", "netns", "exec", self.name, *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"{' '.join(args)}: {r.stderr.strip()}"
+        return r
+
+    def up(self) -> None:
+        r = subprocess.run(["ip", "netns", "add", self.name], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        self.sh("ip", "link", "set", "lo", "up")
+        self.sh("ip", "link", "add", "va", "type", "veth", "peer", "name", "vb")
+        self.sh("ip", "link", "set", "va", "up")
+        self.sh("ip", "link", "set", "vb", "up")
+        self.sh("ip", "addr", "add", f"{OLD}/24", "dev", "va")
+        self.sh("ip", "route", "add", "default", "dev", "va")
+
+    def start(self, *args: str, log: str) -> subprocess.Popen:
+        out = open(self.tmp / log, "w")
+        p = subprocess.Popen(["ip", "netns", "exec", self.name, *args], stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+        out.close()
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def down(self) -> None:
+        for p in self.procs:
+            self.stop(p)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=20)
+
+
+@pytest.fixture
+def moving(tmp_path):
+    require(os.geteuid() == 0, "network namespaces need root")
+    for tool in ("ip", "nsd", "tcpdump", "openssl"):
+        require(shutil.which(tool) is not None, f"{tool} not installed")
+    ns = Namespace(tmp_path)
+    try:
+        ns.up()
+        yield ns
+    finally:
+        ns.down()
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    assert ns.name not in [line.split()[0] for line in r.stdout.splitlines() if line.strip()], (
+        f"namespace {ns.name} left behind")
+
+
+def start_nsd(ns: Namespace, tmp: Path) -> None:
+    key, pem = tmp / "nsd.key", tmp / "nsd.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(pem), "-days", "2", "-subj", "/CN=ns."],
+                   check=True, capture_output=True, timeout=30)
+    (tmp / "root.zone").write_text(ROOT_ZONE)
+    conf = tmp / "nsd.conf"
+    conf.write_text(f"""server:
+    ip-address: {NSD_ADDRESS}@53
+    ip-address: {NSD_ADDRESS}@853
+    tls-port: 853
+    tls-service-key: "{key}"
+    tls-service-pem: "{pem}"
+    do-ip6: no
+    username: ""
+    chroot: ""
+    database: ""
+    zonelistfile: "{tmp}/zone.list"
+    xfrdfile: "{tmp}/xfrd.state"
+    xfrdir: "{tmp}"
+    pidfile: "{tmp}/nsd.pid"
+    zonesdir: "{tmp}"
+    tcp-timeout: 2
+    rrl-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: "."
+    zonefile: "{tmp}/root.zone"
+""")
+    ns.start("nsd", "-d", "-c", str(conf), log="nsd.log")
+    probe = "import dns.message, dns.query; dns.query.udp(dns.message.make_query('ns.', 'A'), '127.0.0.1', timeout=0.5)"
+    wait_until("NSD answering in the namespace",
+               lambda: subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-c", probe],
+                                      capture_output=True, timeout=10).returncode == 0,
+               timeout=15)
+
+
+def client_hello_extensions(payload: bytes) -> list[int] | None:
+    """The extension types of a TLS ClientHello that starts this segment, else None."""
+    if len(payload) < 9 or payload[0] != 22 or payload[5] != 1:
+        return None
+    i = 9 + 2 + 32  # record and handshake headers, legacy_version, random
+    i += 1 + payload[i]  # session id
+    i += 2 + struct.unpack("!H", payload[i:i + 2])[0]  # cipher suites
+    i += 1 + payload[i]  # compression methods
+    end = i + 2 + struct.unpack("!H", payload[i:i + 2])[0]
+    i += 2
+    types = []
+    while i + 4 <= min(end, len(payload)):
+        t, n = struct.unpack("!HH", payload[i:i + 4])
+        types.append(t)
+        i += 4 + n
+    return types
+
+
+def test_a_new_network_gets_new_sessions_and_no_old_ticket(sotto, moving, tmp_path):
+    start_nsd(moving, tmp_path)
+    cap = tmp_path / "lo.pcap"
+    dump = moving.start("tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-w", str(cap),
+                        "port 53 or port 853", log="tcpdump.log")
+    wait_until("tcpdump listening", lambda: "listening on" in (tmp_path / "tcpdump.log").read_text(), timeout=10)
+    hints = tmp_path / "root.hints"
+    hints.write_text(f".  3600000 NS ns.\nns. 3600000 A {NSD_ADDRESS}\n")
+    serve = moving.start(str(sotto.path), "serve", "--listen", f"127.0.0.1:{LISTEN_PORT}", "--root-hints", str(hints),
+                         "--allow-loopback", "--no-doq", "--log-level", "info", log="sotto.log")
+    log = tmp_path / "sotto.log"
+    wait_until("sotto serving", lambda: "listening" in log.read_text() or serve.poll() is not None, timeout=20)
+    assert serve.poll() is None, log.read_text()
+    r = subprocess.run(["ip", "netns", "exec", moving.name, sys.executable, "-c", CLIENT, str(LISTEN_PORT), NEW],
+                       capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout)
+    time.sleep(0.3)
+    moving.stop(dump)
+    packets = parse_pcap(cap)
+
+    for name, rcode, a in seen["answers"]:
+        assert (rcode, a) == ("NOERROR", ["192.0.2.80"]), f"{name}: {rcode} {a}\n{log.read_text()}"
+
+    tls = [p for p in packets if p.proto == "TCP" and 853 in (p.sport, p.dport)]
+    hellos = []  # (time, client port, presents a ticket)
+    for p in tls:
+        types = client_hello_extensions(p.payload) if p.dport == 853 else None
+        if types is not None:
+            hellos.append((p.time, p.sport, PSK_EXTENSION in types))
+    changed = seen["changed_at"]
+    before = [h for h in hellos if h[0] < changed]
+    after = [h for h in hellos if h[0] >= changed]
+    # Control: on one network a reconnection resumes, so tickets are there to be presented.
+    assert [h[2] for h in before] == [False, True], f"ClientHellos before the change: {before}"
+    assert after, f"no new DoT connection after the address changed:\n{log.read_text()}"
+    assert not any(h[2] for h in after), f"a ticket from the old network was presented on the new one: {after}"
+
+    # The session from the old address was closed by Sotto (its FIN first), not left to time out.
+    old_port = before[-1][1]
+    fins = [p for p in tls if p.flags & 0x01 and old_port in (p.sport, p.dport)]
+    assert fins and fins[0].sport == old_port, f"the old session was not closed by Sotto: {fins}"
+    assert fins[0].time >= changed
+
+    # Known good all along: Do53 to NSD only at the start, before the probe found DoT.
+    do53 = [p for p in packets if p.proto == "UDP" and p.dport == 53 and p.dst == NSD_ADDRESS]
+    assert do53 and all(p.time < changed - 3 for p in do53), [(p.time - changed, p.proto) for p in do53]
+    text = log.read_text()
+    assert "our source address changed: 1 encrypted session(s) closed" in text, text
