@@ -57,6 +57,29 @@ import Testing
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).resumptions == [[1, 2, 3]])
   }
 
+  /// The old session's close completes only after its replacement is up (a DoQ close waits on
+  /// the engine thread): its end, reported late, must not end the new session's record.
+  @Test func theOldSessionsLateEndLeavesTheNewOneEstablished() async throws {
+    let address = Mutex<[UInt8]>([10, 53, 0, 2])
+    let (p, connector, do53) = policy(address: address)
+    connector.closeLater.withLock { $0 = true }
+    _ = await ask(p)
+    await p.waitForProbes(upTo: 2)
+    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
+    address.withLock { $0 = [10, 53, 1, 2] }
+    #expect(await ask(p).legs.map(\.transport) == [.dot])
+    #expect(old.closeRequested.withLock { $0 }, "the old session was not asked to close")
+    let new = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
+    #expect(new !== old)
+    old.end(.cleanClose)
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).session == .established)
+    // And the new session still carries the queries.
+    #expect(await ask(p).legs.map(\.transport) == [.dot])
+    #expect(connector.attempts.withLock { $0.count } == 2)
+    #expect(do53.count == 1)
+  }
+
   @Test func anEmptyLookOrTheFirstAddressChangesNothing() async throws {
     let address = Mutex<[UInt8]>([])
     let (p, connector, _) = policy(address: address)

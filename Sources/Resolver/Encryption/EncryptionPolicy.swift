@@ -45,6 +45,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
     /// Connections whose task found its slot taken from it (the server forgotten meanwhile): their
     /// sessions are closed unrecorded, and so is their end.
     var disowned: Set<UInt64> = []
+    /// The connection whose session was last established per key: the end of an older one,
+    /// reported late, must not end the newer one's record.
+    var establishedID: [SessionKey: UInt64] = [:]
     var probes: [UUID: Task<Void, Never>] = [:]
     /// Connections this machine could not set up (`EncryptedFailure.local`).
     var localFailures = 0
@@ -649,6 +652,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
             return ([], "up, and ended already (\(failure.detail))")
           }
           s.slots[key] = .established(session)
+          s.establishedID[key] = id
           // OE-39: keep within the session cap, least recently active first.
           let overCap = s.table.sessionsOverCap().compactMap { addr, tr in
             if case .established(let x) = s.slots[SessionKey(ip: addr, transport: tr)] { x } else { nil }
@@ -710,6 +714,11 @@ public final class EncryptionPolicy: UpstreamExchanger {
       if case .pending = s.slots[key] {
         // An older session's end, late, while a newer connection is being set up: recorded, but
         // the newer one's pending mark stays (OE-21: no second handshake next to it).
+        return recordEnd(key, failure: failure, keepSession: true, in: &s)
+      }
+      if let newest = s.establishedID[key], newest != connection {
+        // An older session's end, late (one closed for idling or an address change as its
+        // replacement came up): recorded, but the newer session stays established.
         return recordEnd(key, failure: failure, keepSession: true, in: &s)
       }
       if case .established(let session) = s.slots[key], !session.isActive { s.slots[key] = nil }
