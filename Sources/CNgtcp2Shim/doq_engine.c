@@ -833,6 +833,16 @@ void doq_engine_peer_close(doq_engine *e, int *is_app, uint64_t *code) {
 int doq_engine_handshake_completed(doq_engine *e) { return e->completed; }
 int doq_engine_handshake_confirmed(doq_engine *e) { return e->confirmed; }
 int doq_engine_resumed(doq_engine *e) { return gnutls_session_is_resumed(e->tls) ? 1 : 0; }
+
+uint64_t doq_engine_idle_timeout(doq_engine *e) {
+  const ngtcp2_transport_params *local = ngtcp2_conn_get_local_transport_params(e->conn);
+  const ngtcp2_transport_params *remote = ngtcp2_conn_get_remote_transport_params(e->conn);
+  uint64_t ours = local ? local->max_idle_timeout : 0;
+  uint64_t theirs = remote ? remote->max_idle_timeout : 0;
+  if (ours == 0) return theirs;
+  if (theirs == 0) return ours;
+  return ours < theirs ? ours : theirs;
+}
 int doq_engine_early_data_state(doq_engine *e) { return e->early_sent ? e->early_state : -1; }
 uint64_t doq_engine_unusable_datagrams(doq_engine *e) { return e->unusable; }
 uint8_t doq_engine_tls_alert(doq_engine *e) { return ngtcp2_conn_get_tls_alert(e->conn); }

@@ -110,6 +110,9 @@ void doq_engine_peer_close(doq_engine *e, int *is_app, uint64_t *code);
 int doq_engine_handshake_completed(doq_engine *e);
 int doq_engine_handshake_confirmed(doq_engine *e);
 int doq_engine_resumed(doq_engine *e);
+/// The idle timeout both ends agreed on (the smaller non-zero max_idle_timeout of the two), in
+/// nanoseconds; 0 when neither set one. Before the server's parameters arrive, ours (T-32).
+uint64_t doq_engine_idle_timeout(doq_engine *e);
 /// 1 when 0-RTT data was sent and accepted, 0 when sent and rejected, -1 when none was sent.
 int doq_engine_early_data_state(doq_engine *e);
 /// Number of datagrams read that ngtcp2 could not use before the handshake completed.

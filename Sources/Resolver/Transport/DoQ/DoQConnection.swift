@@ -10,6 +10,8 @@ public final class DoQConnection: Sendable {
   private let session: DoQSocketSession
   private let engine: UDPExchangeEngine
   private let status: DoTConnectionStatus
+  /// The clock the session's `status` is kept on.
+  private let clock = SystemTimeSource()
 
   private init(session: DoQSocketSession, engine: UDPExchangeEngine, status: DoTConnectionStatus) {
     self.session = session
@@ -129,8 +131,15 @@ public final class DoQConnection: Sendable {
   /// How many times so far the session armed its timer for a deadline 50 µs ahead or less.
   var imminentTimers: Int { session.imminentTimers.value }
 
-  /// True from the finished handshake until the session closes or `close()` is called.
-  public var isActive: Bool { status.isActive }
+  /// True from the finished handshake until the session closes or `close()` is called, or until
+  /// the server has been silent for three quarters of the agreed idle timeout (T-32): then the
+  /// connection is closed cleanly, and the next query opens a new one.
+  public var isActive: Bool {
+    guard status.isActive else { return false }
+    if status.takesQueries(at: clock.now()) { return true }
+    close()
+    return false
+  }
 
   /// When a packet was last received or a query sent, in monotonic seconds (`SystemTimeSource`).
   public var lastActivity: Double { status.lastActivity }

@@ -280,7 +280,11 @@ final class DoQSocketSession: @unchecked Sendable {
       lowPriority = false
       engine.setStreamPriority(fd, lowPriority: false)
     }
-    status.markActive(at: time.now())
+    // T-32 (RFC 9250 §5.5.1): new queries only while the server's last packet is well within
+    // the idle timeout both ends agreed on (three quarters of it); later the server may have
+    // dropped the connection silently, and a query on it would be lost.
+    let idle = quic.idleTimeoutNanoseconds
+    status.markActive(at: time.now(), reuseWithin: idle == 0 ? .infinity : 0.75 * Double(idle) / 1e9)
     let info = TLSHandshakeInfo(
       tlsVersion: quic.tlsVersion, alpn: alpn, resumed: quic.resumed, certificate: quic.certificate,
       handshakeMs: (time.now() - startedAt) * 1000, earlyDataAccepted: quic.earlyDataAccepted)
@@ -341,7 +345,7 @@ final class DoQSocketSession: @unchecked Sendable {
       }
     }
     guard read > 0, !terminated else { return }
-    if handshakeDone { status.touch(at: time.now()) }
+    if handshakeDone { status.received(at: time.now()) }
     flush()
   }
 

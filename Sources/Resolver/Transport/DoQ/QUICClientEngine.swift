@@ -134,6 +134,8 @@ final class QUICClientEngine {
 
   var handshakeConfirmed: Bool { doq_engine_handshake_confirmed(raw) != 0 }
   var resumed: Bool { doq_engine_resumed(raw) != 0 }
+  /// The idle timeout both ends agreed on, in nanoseconds (0: none).
+  var idleTimeoutNanoseconds: UInt64 { doq_engine_idle_timeout(raw) }
   var unusableDatagrams: UInt64 { doq_engine_unusable_datagrams(raw) }
   var tlsAlert: UInt8 { doq_engine_tls_alert(raw) }
 
