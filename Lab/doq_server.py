@@ -44,6 +44,7 @@ import struct
 import sys
 import time
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.name
@@ -62,7 +63,9 @@ DOQ_NO_ERROR = 0x0
 DOQ_INTERNAL_ERROR = 0x1
 DOQ_PROTOCOL_ERROR = 0x2
 
-MISBEHAVIOURS = ("reset", "bad-id", "bad-length")
+MISBEHAVIOURS = ("reset", "bad-id", "bad-length", "too-early")
+# Queries whose first label starts so misbehave; "too-early" has no trigger: it answers every
+# query that came in 0-RTT REFUSED with Extended DNS Error 26, Too Early (RFC 9250 §4.5).
 TRIGGER = {"reset": b"reset", "bad-id": b"badid", "bad-length": b"badlen"}
 
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -133,6 +136,7 @@ class DoQProtocol(QuicConnectionProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._buffers: dict[int, bytearray] = {}
+        self._handshake_done = False  # until then, stream data came in 0-RTT
 
     def _peer(self) -> str:
         try:
@@ -142,13 +146,15 @@ class DoQProtocol(QuicConnectionProtocol):
 
     def quic_event_received(self, event) -> None:
         if isinstance(event, HandshakeCompleted):
+            self._handshake_done = True
             log(f"handshake alpn={event.alpn_protocol} resumed={event.session_resumed} "
                 f"early_data={event.early_data_accepted} cid={self._quic.host_cid.hex()}")
         elif isinstance(event, StreamDataReceived):
             buf = self._buffers.setdefault(event.stream_id, bytearray())
             buf.extend(event.data)
             if event.end_stream:
-                self._handle(event.stream_id, bytes(self._buffers.pop(event.stream_id)))
+                self._handle(event.stream_id, bytes(self._buffers.pop(event.stream_id)),
+                             early=not self._handshake_done)
         elif isinstance(event, StreamReset):
             self._buffers.pop(event.stream_id, None)
             log(f"stream {event.stream_id} reset by client code={event.error_code}")
@@ -161,7 +167,7 @@ class DoQProtocol(QuicConnectionProtocol):
         self._quic.close(error_code=DOQ_PROTOCOL_ERROR, reason_phrase=why)
         self.transmit()
 
-    def _handle(self, sid: int, data: bytes) -> None:
+    def _handle(self, sid: int, data: bytes, early: bool = False) -> None:
         if sid % 4 != 0:
             return self._protocol_error(f"query on stream {sid}, not a client bidirectional stream")
         if len(data) < 2 or struct.unpack("!H", data[:2])[0] != len(data) - 2:
@@ -176,7 +182,16 @@ class DoQProtocol(QuicConnectionProtocol):
         qname = query.question[0].name if query.question else dns.name.root
         qtype = dns.rdatatype.to_text(query.question[0].rdtype) if query.question else "-"
         first = qname.labels[0].lower() if qname.labels else b""
-        mode = next((m for m in self.misbehave if first.startswith(TRIGGER[m])), None)
+        if early and "too-early" in self.misbehave:
+            resp = dns.message.make_response(query)
+            resp.set_rcode(dns.rcode.REFUSED)
+            resp.use_edns(0, options=[dns.edns.EDEOption(dns.edns.EDECode.TOO_EARLY)])
+            out = resp.to_wire()
+            log(f"stream {sid} {qname} {qtype}: REFUSED Too Early (came in 0-RTT)")
+            self._quic.send_stream_data(sid, struct.pack("!H", len(out)) + out, end_stream=True)
+            self.transmit()
+            return
+        mode = next((m for m in self.misbehave if m in TRIGGER and first.startswith(TRIGGER[m])), None)
         if mode == "reset":
             log(f"stream {sid} {qname} {qtype}: misbehave reset (DOQ_INTERNAL_ERROR)")
             self._quic.reset_stream(sid, DOQ_INTERNAL_ERROR)

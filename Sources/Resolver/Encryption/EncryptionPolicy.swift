@@ -459,6 +459,16 @@ public final class EncryptionPolicy: UpstreamExchanger {
       return Self.outOfTime(t, waited: wait, for: "the reply to its early data", reason: reason, cutShort: wait < full)
     }
     if case .success(let response) = outcome {
+      // T-7: a DoQ server that will not answer in 0-RTT says REFUSED with EDE 26 (Too Early), and
+      // the query goes again on the same connection, its handshake done (RFC 9250 §4.5).
+      if response.rcode == .refused,
+        response.edns?.options.contains(where: { $0.extendedErrorInfoCode == EDNSOption.tooEarly }) == true
+      {
+        return await sendEncrypted(
+          query, t, session: session, server: server, context: context, timeout: timeout,
+          reason: "\(reason.description); its 0-RTT copy was answered Too Early (EDE 26), sent again",
+          counted: true, deadline: deadline, tried: tried)
+      }
       return encryptedSuccess(
         response, t, server: server, rtt: (time.now() - start) * 1000, reason: reason)
     }

@@ -69,6 +69,14 @@ public struct EDNSOption: Sendable, Hashable {
   public static let prohibited: UInt16 = 18
   /// Extended DNS Error 19, Stale NXDOMAIN Answer (RFC 8914 §4.20).
   public static let staleNXDomainAnswer: UInt16 = 19
+  /// Extended DNS Error 26, Too Early (RFC 9250 §4.5): the server will not answer in 0-RTT.
+  public static let tooEarly: UInt16 = 26
+
+  /// The INFO-CODE of an Extended DNS Error option, nil for any other option or a short one.
+  public var extendedErrorInfoCode: UInt16? {
+    guard code == Self.extendedErrorCode, data.count >= 2 else { return nil }
+    return UInt16(data[0]) << 8 | UInt16(data[1])
+  }
 }
 
 /// The EDNS(0) pseudo-record's fields (RFC 6891), kept out of the additional section.
