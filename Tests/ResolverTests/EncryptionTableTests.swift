@@ -294,4 +294,49 @@ import Testing
     let table = EncryptionTable(settings: s)
     #expect(table.decide(ip, now: 0) == .do53(reason: "Do53: encryption off", probe: []))
   }
+
+  /// "Known good" means one thing: what the dashboard shows (`phase`), what server choice
+  /// prefers (`encryptionWorks`) and how the query goes (`decide`) agree. A server whose last
+  /// response is older than persistence, or whose handshake succeeded without a response since,
+  /// is good-stale: Do53 with a probe, and not preferred as encrypted (a re-test sent to it
+  /// beside an encrypted query would show the name in cleartext).
+  @Test func knownGoodMeansTheSameToTheDashboardServerChoiceAndTheDecision() {
+    let persistence = settings.persistence
+    var table = EncryptionTable(settings: settings)
+    // Answered an hour ago, session closed since: good-idle, encrypted, reconnect.
+    probe(&table, at: 0)
+    succeed(&table, at: 0)
+    table.responseReceived(ip, .dot, now: 1, keepalive: nil)
+    table.sessionClosed(ip, .dot, now: 2, clean: true, failure: "clean-close", detail: "idle")
+    let hourLater = 3_600.0
+    #expect(table.phase(ip, .dot, now: hourLater) == .goodIdle)
+    #expect(table.encryptionWorks(ip, now: hourLater))
+    guard case .connectAndUse(.dot, _) = table.decide(ip, now: hourLater) else {
+      Issue.record("good-idle not reconnected: \(table.decide(ip, now: hourLater))")
+      return
+    }
+    // Past persistence: good-stale everywhere.
+    let later = 1 + persistence + 1
+    #expect(table.phase(ip, .dot, now: later) == .goodStale)
+    #expect(!table.encryptionWorks(ip, now: later), "a good-stale server preferred as encrypted")
+    guard case .do53(_, let probes) = table.decide(ip, now: later), probes == [.dot] else {
+      Issue.record("good-stale not Do53 with a probe: \(table.decide(ip, now: later))")
+      return
+    }
+    // A record from a state file with a completed handshake and no last response (written so
+    // by hand, or by an older Sotto): Do53 and a probe, so good-stale, not good-idle.
+    let other = "192.0.2.54"
+    var record = ServerRecord(address: other, now: 0)
+    var st = TransportState()
+    st.status = .success
+    st.completed = 0
+    record.transports[.dot] = st
+    table = EncryptionTable(settings: settings, servers: [record])
+    #expect(table.phase(other, .dot, now: 2) == .goodStale, "shown good-idle while its queries go Do53")
+    #expect(!table.encryptionWorks(other, now: 2))
+    guard case .do53 = table.decide(other, now: 2) else {
+      Issue.record("no response yet, yet no Do53: \(table.decide(other, now: 2))")
+      return
+    }
+  }
 }

@@ -85,12 +85,12 @@ public struct EncryptionTable: Sendable {
     return settings.transports.contains { slots.contains($0) { $0.suppressesCleartext(at: now, settings: settings) } }
   }
 
-  /// True if some transport to `address` is established or known good (for privacy-aware server choice).
-  public func encryptionWorks(_ address: String, now: Double) -> Bool {
-    guard settings.enabled else { return false }
-    let slots = transports(address)
-    return settings.transports.contains { slots.contains($0) { $0.session == .established || $0.status == .success } }
-  }
+  /// True if a query to `address` would go encrypted now: some transport is established or known
+  /// good within persistence (for privacy-aware server choice). The same test as OE-11's: a
+  /// server known good once but not answered within persistence (good-stale) gets Do53 and a
+  /// probe, so it does not count, and a re-test sent to it beside an encrypted query would show
+  /// the name in cleartext.
+  public func encryptionWorks(_ address: String, now: Double) -> Bool { cleartextSuppressed(address, now: now) }
 
   /// Sessions pending right now, all servers (for the probe cap, OE-40).
   public var pendingHandshakes: Int {

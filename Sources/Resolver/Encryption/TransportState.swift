@@ -85,7 +85,9 @@ public struct TransportState: Sendable, Hashable {
     case nil:
       return .unknown
     case .success:
-      guard let last = lastResponse ?? completed else { return .goodStale }
+      // As OE-11 (`suppressesCleartext`): good-idle only with a response within persistence. A
+      // handshake that succeeded without any response since is good-stale: Do53 and a probe.
+      guard let last = lastResponse else { return .goodStale }
       return now - last < settings.persistence ? .goodIdle : .goodStale
     case .fail, .timeout:
       let since = completed ?? initiated ?? 0
