@@ -30,6 +30,15 @@ static inline int sotto_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509) {
 }
 
 static inline int sotto_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
+/// Copies `from`'s session ticket keys (name, HMAC and AES keys: 80 octets) to `to`, so that
+/// tickets issued under one context resume under the other. 1 on success.
+static inline int sotto_SSL_CTX_copy_ticket_keys(SSL_CTX *to, SSL_CTX *from) {
+  unsigned char keys[80];
+  if (SSL_CTX_get_tlsext_ticket_keys(from, keys, sizeof keys) != 1) return 0;
+  int ok = SSL_CTX_set_tlsext_ticket_keys(to, keys, sizeof keys) == 1;
+  OPENSSL_cleanse(keys, sizeof keys);
+  return ok;
+}
 
 /// The certificates in `store` (its CRLs are skipped: NULL), by index; sk_* are macros.
 static inline int sotto_X509_STORE_object_count(X509_STORE *store) {

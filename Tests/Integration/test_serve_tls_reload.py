@@ -1,7 +1,8 @@
 """SIGHUP reloads the operator's DoT/DoQ certificate (`--tls-certificate`, `--tls-key`): a renewed
 certificate (Let's Encrypt every 60 days, Android's Private DNS checks it) is taken without a
 restart that would empty the cache. New DoT and DoQ connections get the new one, open connections
-keep theirs, and a broken file is logged and the certificate in use kept. Checked with Python's
+keep theirs, DoT sessions from before resume after it, and a broken file is logged and the
+certificate in use kept. Checked with Python's
 ssl module (DoT) and aioquic (DoQ) on what the server presents."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import dns.quic
 import dns.rcode
 
 from harness import framed, labmod, read_answer, scaled, wait_until
-from test_serve_tls import make_certificate, tls_client
+from test_serve_tls import client_context, make_certificate, tls_client
 
 
 def quic_certificate(port: int) -> bytes:
@@ -55,6 +56,12 @@ def test_sighup_reloads_the_certificate_for_new_dot_and_doq_connections(lab, sot
         wait_until(f"DoQ listening on {quic_port}", lambda: labmod.udp_bound("127.0.0.1", quic_port),
                    timeout=10, every=0.05)
         manager = dns.quic.SyncQuicManager(verify_mode=False)
+        # A DoT session to resume after the reload (its ticket comes with the first answer).
+        context = client_context()
+        with tls_client(tls_port, context=context) as first:
+            first.sendall(framed(dns.message.make_query("www.example.test.", "A")))
+            assert read_answer(first).rcode() == dns.rcode.NOERROR
+            session = first.session
         with tls_client(tls_port) as before, manager:
             assert before.getpeercert(binary_form=True) == der(a_cert)
             assert quic_certificate(quic_port) == der(a_cert)
@@ -74,6 +81,12 @@ def test_sighup_reloads_the_certificate_for_new_dot_and_doq_connections(lab, sot
                 after.sendall(framed(dns.message.make_query("www.example.test.", "A")))
                 assert read_answer(after).rcode() == dns.rcode.NOERROR
             assert quic_certificate(quic_port) == der(b_cert), "a new DoQ connection kept the old certificate"
+            # A client resumes its session across the reload (the ticket keys stay): no full
+            # handshake for every DoT client after each renewal.
+            with tls_client(tls_port, session=session, context=context) as resumed:
+                resumed.sendall(framed(dns.message.make_query("www.example.test.", "A")))
+                assert read_answer(resumed).rcode() == dns.rcode.NOERROR
+                assert resumed.session_reused, "a DoT session from before the reload did not resume"
             # The connections opened before the reload are served on.
             before.sendall(framed(dns.message.make_query("www.example.test.", "A")))
             assert read_answer(before).rcode() == dns.rcode.NOERROR

@@ -116,6 +116,10 @@ public final class Listener: Sendable {
       if let old { for channel in updated { try? await Self.setIdentity(old, on: channel) } }
       throw error
     }
+    // DoT clients resume across the reload: the new context issues and accepts the old tickets.
+    if let old, !tls.adoptTicketKeys(from: old) {
+      logger.notice("DoT session tickets from before the certificate reload will not resume")
+    }
     identity.withLock { $0 = tls }
   }
 

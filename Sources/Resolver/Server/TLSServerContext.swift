@@ -84,6 +84,13 @@ public final class TLSServerContext: @unchecked Sendable {
     self.privateKeyPEM = privateKeyPEM
   }
 
+  /// Takes `other`'s session ticket keys: a certificate reloaded on SIGHUP keeps the keys in use,
+  /// so DoT clients resume their sessions across it. False when OpenSSL would not copy them.
+  @discardableResult
+  package func adoptTicketKeys(from other: TLSServerContext) -> Bool {
+    sotto_SSL_CTX_copy_ticket_keys(ctx, other.ctx) == 1
+  }
+
   /// Reads the certificate chain and key from PEM files; errors name the file.
   public convenience init(certificateFile: String, keyFile: String) throws(TLSServerError) {
     guard let cert = try? String(contentsOfFile: certificateFile, encoding: .utf8) else {
