@@ -55,9 +55,9 @@ def ask(name):
     s.close()
 
 ask("q0.")        # Do53, with a DoT probe alongside
-time.sleep(1.5)
-ask("q1.")        # over the probe's DoT session
-time.sleep(3.5)   # NSD closes the idle session after 2 s
+time.sleep(1.0)
+ask("q1.")        # over the probe's DoT session (NSD's idle timeout is 4 s: ample margin)
+time.sleep(5.5)   # NSD closes the idle session after 4 s
 ask("q2.")        # a new DoT connection, resuming with the ticket the first one got
 out["changed_at"] = time.time()
 subprocess.run(["ip", "addr", "add", new + "/24", "dev", "va"], check=True)
@@ -130,7 +130,7 @@ def moving(tmp_path):
 
 
 def start_nsd(ns: Namespace, tmp: Path) -> None:
-    conf = nsd_root(tmp, NSD_ADDRESS, dot=True, tcp_timeout=2)
+    conf = nsd_root(tmp, NSD_ADDRESS, dot=True, tcp_timeout=4)
     ns.start("nsd", "-d", "-c", str(conf), log="nsd.log")
     probe = "import dns.message, dns.query; dns.query.udp(dns.message.make_query('ns.', 'A'), '127.0.0.1', timeout=0.5)"
     wait_until("NSD answering in the namespace",

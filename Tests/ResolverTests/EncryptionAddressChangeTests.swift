@@ -10,10 +10,10 @@ import Testing
 /// without the servers losing their known-good state.
 @Suite struct EncryptionAddressChangeTests: PolicyFixture {
   /// A policy over a DoT connector that always succeeds, watching an address the test sets.
-  func policy(address: Mutex<[UInt8]>) -> (EncryptionPolicy, FakeConnector, FakeDo53) {
+  func policy(address: Mutex<[UInt8]>, lookEvery: Double = 0) -> (EncryptionPolicy, FakeConnector, FakeDo53) {
     let connector = FakeConnector { _ in .succeed }
     let do53 = FakeDo53()
-    let watch = LocalAddressWatch(interval: 0, time: SystemTimeSource()) { address.withLock { $0 } }
+    let watch = LocalAddressWatch(interval: lookEvery, time: SystemTimeSource()) { address.withLock { $0 } }
     var settings = EncryptionSettings()
     settings.timeout = 1
     let p = EncryptionPolicy(
@@ -127,5 +127,113 @@ import Testing
     let older = text.replacingOccurrences(of: "\"network\" : \"\(here)\"", with: "\"unused\" : 0")
     try older.write(toFile: path, atomically: true, encoding: .utf8)
     #expect(tickets(store.load(network: here)) == [])
+  }
+
+  /// A query still waiting on the old session when the change is seen fails as that session
+  /// closes; it goes again over a new DoT connection, not over Do53 to a server known good.
+  @Test func aQueryOutstandingOnARetiredSessionIsSentAgainEncrypted() async throws {
+    let address = Mutex<[UInt8]>([10, 53, 0, 2])
+    let (p, connector, do53) = policy(address: address)
+    _ = await ask(p)
+    await p.waitForProbes(upTo: 2)
+    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
+    old.failsOutstandingOnClose.withLock { $0 = true }
+    old.delay.withLock { $0 = .milliseconds(300) }
+    let waiting = Task { await ask(p) }
+    try await Task.sleep(for: .milliseconds(50))
+    address.withLock { $0 = [10, 53, 1, 2] }
+    var other = query
+    other.header.id = 43
+    other.questions = [Question(name: try DNSName("other.example.test."), type: .a)]
+    _ = await p.exchange(other, server: server, context: context, timeout: .seconds(1))
+    let r = await waiting.value
+    #expect(r.response?.answers.count == 1, "\(r.legs)")
+    #expect(r.legs.map(\.transport) == [.dot, .dot], "\(r.legs.map(\.transportReason))")
+    #expect(r.legs.last?.reason?.contains("closed by Sotto") == true, "\(r.legs.map(\.transportReason))")
+    #expect(do53.count == 1, "the outstanding query went in cleartext")
+  }
+
+  /// T-32 at the policy: a session no longer reusable (a DoQ connection the server has been
+  /// silent on) is closed and replaced by a new connection; a query outstanding on it goes
+  /// again over the new one, not over Do53.
+  @Test func anAgedSessionIsReplacedAndItsOutstandingQueryStaysEncrypted() async throws {
+    let address = Mutex<[UInt8]>([10, 53, 0, 2])
+    let (p, connector, do53) = policy(address: address)
+    _ = await ask(p)
+    await p.waitForProbes(upTo: 2)
+    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
+    old.failsOutstandingOnClose.withLock { $0 = true }
+    old.delay.withLock { $0 = .milliseconds(300) }
+    let waiting = Task { await ask(p) }
+    try await Task.sleep(for: .milliseconds(50))
+    old.reusable.withLock { $0 = false }
+    var other = query
+    other.header.id = 43
+    other.questions = [Question(name: try DNSName("other.example.test."), type: .a)]
+    let r = await p.exchange(other, server: server, context: context, timeout: .seconds(1))
+    #expect(r.legs.map(\.transport) == [.dot])
+    #expect(!old.isActive, "the aged session was not closed")
+    let new = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
+    #expect(new !== old && new.isActive)
+    // Resumed: ageing is no reason to drop the ticket.
+    #expect(connector.resumptions.withLock { $0 } == [nil, [1, 2, 3]])
+    let w = await waiting.value
+    #expect(w.response?.answers.count == 1 && w.legs.last?.transport == .dot, "\(w.legs)")
+    #expect(do53.count == 1, "cleartext after the ageing")
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
+  }
+
+  /// A reconnection in the seconds before a query notices the change (the address is looked at
+  /// every few seconds) presents no ticket from the old network: it looks again first.
+  @Test func aReconnectionLooksAgainBeforePresentingATicket() async throws {
+    let address = Mutex<[UInt8]>([10, 53, 0, 2])
+    let (p, connector, _) = policy(address: address, lookEvery: 3_600)
+    _ = await ask(p)
+    await p.waitForProbes(upTo: 2)
+    let first = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
+    first.close()
+    _ = await ask(p)  // same network: resumes
+    let second = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
+    second.close()
+    address.withLock { $0 = [10, 53, 1, 2] }
+    #expect(await ask(p).legs.map(\.transport) == [.dot])
+    #expect(connector.resumptions.withLock { $0 } == [nil, [1, 2, 3], nil])
+  }
+
+  /// Saved while the change is not yet seen by a query: the tickets saved are not labelled with
+  /// the new network (they would be presented there after a restart).
+  @Test func aSaveAfterAnUnseenChangeLabelsNoOldTicketWithTheNewNetwork() async throws {
+    let address = Mutex<[UInt8]>([10, 53, 0, 2])
+    let (p, _, _) = policy(address: address)
+    _ = await ask(p)
+    await p.waitForProbes(upTo: 2)
+    address.withLock { $0 = [10, 53, 1, 2] }
+    let path = "/tmp/sotto-state-unseen-\(UInt32.random(in: 0...UInt32.max)).json"
+    defer { unlink(path) }
+    let store = EncryptionStore(path: path, logger: Logger(label: "t"))
+    store.save(p)
+    let here = try #require(LocalAddressWatch.fingerprint(of: [10, 53, 1, 2]))
+    let tickets = store.load(network: here).first { $0.address == "192.0.2.7" }?.transports[.dot]?.resumptions
+    #expect(tickets == [], "a ticket from 10.53.0.2 would be presented from 10.53.1.2")
+  }
+
+  /// Families are compared one by one: IPv6 coming and going (no route for a moment) while IPv4
+  /// stays is no change; a new IPv4 address is.
+  @Test func onlyAKnownFamilysNewAddressIsAChange() {
+    let look = Mutex<[UInt8]>([10, 53, 0, 2])
+    let watch = LocalAddressWatch(interval: 0) { look.withLock { $0 } }
+    #expect(watch.generation() == 1)
+    let v6: [UInt8] = [0xfd, 0, 0, 0x53] + [UInt8](repeating: 0, count: 11) + [2]
+    look.withLock { $0 = [10, 53, 0, 2] + v6 }  // IPv6 seen for the first time
+    #expect(watch.generation() == 1)
+    look.withLock { $0 = [10, 53, 0, 2] }  // IPv6 gone for a moment
+    #expect(watch.generation() == 1)
+    #expect(watch.lastSeen().address == [10, 53, 0, 2] + v6)
+    look.withLock { $0 = [] }  // no route at all
+    #expect(watch.generation() == 1)
+    look.withLock { $0 = [10, 53, 1, 2] }  // another IPv4 network
+    #expect(watch.generation() == 2)
+    look.withLock { $0 = [10, 53, 1, 2] + v6.dropLast() + [3] }  // another IPv6 address
+    #expect(watch.generation() == 3)
   }
 }

@@ -39,6 +39,8 @@ final class FakeSession: EncryptedSession {
       try? await Task.sleep(for: min(d, limit))
       if d > limit { throw timeoutError.withLock { $0 } }
     }
+    // Closed while the answer was on its way (when `failsOutstandingOnClose`): lost, as on a real session.
+    if failsOutstandingOnClose.withLock({ $0 }), !alive.withLock({ $0 }) { throw .closed }
     var reply = answer(message)
     if let units = keepalive.withLock({ $0 }) {
       var edns = reply.edns ?? EDNS()
@@ -53,9 +55,17 @@ final class FakeSession: EncryptedSession {
   let closesLater = Mutex(false)
   let closeRequested = Mutex(false)
   func close() {
+    closedByUs.withLock { $0 = true }
     if closesLater.withLock({ $0 }) { return closeRequested.withLock { $0 = true } }
     end(.cleanClose)
   }
+  let closedByUs = Mutex(false)
+  /// A query still waiting for its answer when the session ends fails with `.closed`.
+  let failsOutstandingOnClose = Mutex(false)
+  var closedLocally: Bool { closedByUs.withLock { $0 } }
+  /// False once the test says the session should be replaced (DoQ's T-32 ageing).
+  let reusable = Mutex(true)
+  var isReusable: Bool { reusable.withLock { $0 } }
   /// Takes the session out of use and reports its end as clean, as a DoT session told TIMEOUT 0 does.
   func drain() {
     draining.withLock { $0 = true }

@@ -9,6 +9,15 @@ public protocol EncryptedSession: AnyObject, Sendable {
   var isActive: Bool { get }
   /// Closes cleanly; the connector's `onClose` then reports `.cleanClose`.
   func close()
+  /// False once a new query should go on a new connection instead, though this one is still
+  /// up: a DoQ connection the server has been silent on for most of the idle timeout (T-32).
+  var isReusable: Bool { get }
+  /// True once `close()` was called: its queries that fail from now on were not the server's doing.
+  var closedLocally: Bool { get }
+}
+
+extension EncryptedSession {
+  public var isReusable: Bool { true }
 }
 
 /// Opens encrypted sessions of one transport. DoT and DoQ each provide one; the RFC 9539 policy

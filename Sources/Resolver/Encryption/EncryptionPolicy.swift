@@ -96,7 +96,11 @@ public final class EncryptionPolicy: UpstreamExchanger {
     self.connectors = Dictionary(connectors.map { ($0.transport, $0) }, uniquingKeysWith: { a, _ in a })
     var s = settings
     s.transports = s.transports.filter { t in connectors.contains { $0.transport == t } }
-    self.state = StateLock(State(table: EncryptionTable(settings: s, servers: saved)))
+    var initial = State(table: EncryptionTable(settings: s, servers: saved))
+    // The address the saved tickets were checked against (`EncryptionStore.load(network:)`): a
+    // change after this, even before the first query, drops them.
+    initial.addressGeneration = addressWatch?.generation() ?? 0
+    self.state = StateLock(initial)
     self.wallClock = wallClock
     self.time = time
     self.logger = logger
@@ -160,11 +164,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
     // No wait, leg or fallback below outlasts the resolution's deadline.
     let deadline = ExchangeDeadline(context.budget, time: time)
     let address = addressWatch?.generation() ?? 0  // lock-free until a look is due
-    var retired: [any EncryptedSession] = []
+    var retired: AddressChange?
     // Decide and, for probes, mark them pending in one step so concurrent queries agree (OE-20/21).
     let (decision, connections) = state.withLock {
       s -> (TransportDecision, [(EncryptedTransport, Task<(any EncryptedSession)?, Never>)]) in
-      if address != s.addressGeneration { retired = addressChanged(to: address, in: &s) }
+      // Only forward: a caller that read the number before another's look is not a change back.
+      if address > s.addressGeneration { retired = addressChanged(to: address, in: &s) }
       let slots = s.table.noteServer(server.ip, nsName: context.nsName, zone: context.zone, now: now)
       if s.stopped { return (.do53(reason: "Do53: shutting down", probe: []), []) }
       let decision = s.table.decide(slots, now: now)
@@ -179,7 +184,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
       }
       return (decision, started)
     }
-    for x in retired { x.close() }
+    retired?.finish(logger)
     for (t, connection) in connections { startProbe(t, connection, server: server, trigger: query) }
     switch decision {
     case .useSession(let t, let reason), .connectAndUse(let t, let reason):
@@ -290,7 +295,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
       s.table.forget(ip)
       var open: [any EncryptedSession] = []
       for t in EncryptedTransport.allCases {
-        if case .established(let x) = s.slots.removeValue(forKey: SessionKey(ip: ip, transport: t)) { open.append(x) }
+        let key = SessionKey(ip: ip, transport: t)
+        s.establishedID[key] = nil
+        if case .established(let x) = s.slots.removeValue(forKey: key) { open.append(x) }
       }
       return (known, open)
     }
@@ -303,10 +310,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// set up from the old address are taken out of use, to be closed cleanly by the caller (T-37:
   /// new connections rather than migration). Their ends are clean closes, so the servers stay
   /// known good: left open, they would time out on the new network and be damped for a day.
-  func addressChanged(to generation: UInt64, in s: inout State) -> [any EncryptedSession] {
+  /// Queries outstanding on those sessions fail as they close, and are sent again over a new
+  /// encrypted connection (`closedLocally`), not in cleartext.
+  func addressChanged(to generation: UInt64, in s: inout State) -> AddressChange? {
     let first = s.addressGeneration == 0
     s.addressGeneration = generation
-    guard !first else { return [] }
+    guard !first else { return nil }
     let tickets = s.table.dropResumptions()
     var open: [any EncryptedSession] = []
     for (key, slot) in s.slots {
@@ -314,10 +323,34 @@ public final class EncryptionPolicy: UpstreamExchanger {
       s.slots[key] = nil
       open.append(x)
     }
-    logger.notice(
-      "our source address changed: \(open.count) encrypted session(s) closed, \(tickets) resumption ticket(s) dropped (T-6, T-37)"
-    )
-    return open
+    return AddressChange(sessions: open, tickets: tickets)
+  }
+
+  /// What an address change took out of use: closed and logged by `finish`, outside the lock.
+  struct AddressChange {
+    let sessions: [any EncryptedSession]
+    let tickets: Int
+    func finish(_ logger: Logger) {
+      for x in sessions { x.close() }
+      logger.notice(
+        "our source address changed: \(sessions.count) encrypted session(s) closed, \(tickets) resumption ticket(s) dropped (T-6, T-37)"
+      )
+    }
+  }
+
+  /// Applies an address change not yet seen by a query (before the state file is saved), and
+  /// returns the table with the fingerprint of the network its tickets are from (nil when that
+  /// is not known for sure: the tickets are then dropped at the next start).
+  public func tableForSaving() -> (table: EncryptionTable, network: String?) {
+    guard let watch = addressWatch else { return (table, nil) }
+    let address = watch.generation()
+    let (change, table, generation) = state.withLock { s in
+      let change = address > s.addressGeneration ? addressChanged(to: address, in: &s) : nil
+      return (change, s.table, s.addressGeneration)
+    }
+    change?.finish(logger)
+    let seen = watch.lastSeen()
+    return (table, seen.generation == generation ? LocalAddressWatch.fingerprint(of: seen.address) : nil)
   }
 
   /// Closes every session cleanly and starts no new ones (shutdown).
@@ -404,6 +437,23 @@ public final class EncryptionPolicy: UpstreamExchanger {
           query, server: server, context: context, timeout: timeout,
           reason: "Do53: \(t.rawValue) failed \(settings.maxConsecutiveQueryTimeouts) queries in a row",
           sessionFallback: true, deadline: deadline)
+        retry.legs.insert(leg, at: 0)
+        return retry
+      }
+      // Sotto closed the session itself (a new network, an aged DoQ connection, the session
+      // cap): nothing the server did, and `t` is still known good, so the query goes again over
+      // a new connection of `t`, not in cleartext (once: `tried`).
+      let now = wallClock()
+      if session.closedLocally, !tried.contains(t),
+        state.withLock({ s in
+          let good = s.table.stateIfKnown(server.ip, t)?.suppressesCleartext(at: now, settings: s.table.settings)
+          return !s.stopped && good == true
+        })
+      {
+        var retry = await exchangeEncrypted(
+          query, t, server: server, context: context, timeout: timeout,
+          reason: "\(t.rawValue): session closed by Sotto with this query outstanding, sent again", deadline: deadline,
+          tried: tried.union([t]))
         retry.legs.insert(leg, at: 0)
         return retry
       }
@@ -516,13 +566,19 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let key = SessionKey(ip: server.ip, transport: t)
     // Only a connection started here can carry the early query, so only then is there a box.
     var box: EarlyResponseBox? = nil
+    // A session the server has been silent on for most of the idle timeout (T-32, DoQ): closed
+    // once the lock is released, and replaced by a new connection.
+    var aged: (any EncryptedSession)?
     // An established session (the common case) is used as is: no task to wrap it.
     let slot = state.withLock { s -> Slot? in
       switch s.slots[key] {
-      case .established(let session) where session.isActive:
+      case .established(let session) where session.isActive && session.isReusable:
         return .established(session)
       case .pending(let pending):
         return .pending(pending)
+      case .established(let session) where session.isActive:
+        aged = session
+        fallthrough
       default:
         let early = EarlyResponseBox()
         box = early
@@ -530,6 +586,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
           .flatMap { _ in s.slots[key] }
       }
     }
+    aged?.close()
     switch slot {
     case .established(let session): return (session, nil, .done, nil)
     case .pending(let pending):
@@ -603,13 +660,15 @@ public final class EncryptionPolicy: UpstreamExchanger {
     guard let connector = connectors[t], let endpoint = server.with(port: s.table.settings.port) else { return nil }
     let key = SessionKey(ip: server.ip, transport: t)
     let initiatedBefore = s.table.stateIfKnown(server.ip, t)?.initiated
-    let ticket = s.table.connectionStarted(server.ip, t, now: wallClock())
+    let taken = s.table.connectionStarted(server.ip, t, now: wallClock())
+    let network = s.addressGeneration
     let settings = s.table.settings
     let id = s.nextConnectionID
     s.nextConnectionID &+= 1
     s.connecting.insert(id)
     let localFailure = LocalFailureBox()
     let task = Task { () -> (any EncryptedSession)? in
+      let ticket = self.ticketFromThisNetwork(taken, network: network)
       do throws(EncryptedFailure) {
         let onTicket: @Sendable ([UInt8]) -> Void = { [weak self] ticket in
           guard let self else { return }
@@ -703,6 +762,14 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
     s.slots[key] = .pending(PendingConnection(task, id: id, localFailure: localFailure))
     return task
+  }
+
+  /// `ticket`, unless our address changed since `network` (the policy's number when the ticket
+  /// was taken): a look now, not up to 5 s later, so that no ticket from the old network is
+  /// presented on the new one (T-6). The ticket is dropped, not put back.
+  func ticketFromThisNetwork(_ ticket: [UInt8]?, network: UInt64) -> [UInt8]? {
+    guard ticket != nil, network > 0, let watch = addressWatch else { return ticket }
+    return watch.refresh() > network ? nil : ticket
   }
 
   /// An established session ended: clean close keeps `success` (OE-30), anything else damps (OE-29).

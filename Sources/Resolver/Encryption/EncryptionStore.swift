@@ -42,11 +42,11 @@ public final class EncryptionStore: Sendable {
 
   /// Saves the policy's table now, with the network its tickets are from.
   public func save(_ policy: EncryptionPolicy) {
-    var table = policy.table
+    var (table, network) = policy.tableForSaving()
     let now = Date().timeIntervalSince1970
     table.prune(now: now)
     var doc = StateFile.document(table, now: now)
-    doc.network = policy.addressWatch?.fingerprint()
+    doc.network = network
     do {
       try StateFile.save(doc, path: path)
     } catch {

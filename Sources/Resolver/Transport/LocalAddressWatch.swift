@@ -3,8 +3,14 @@ import Synchronization
 
 /// Our source addresses towards global IPv4 and IPv6 (`RouteProbe.sourceAddresses`), looked at
 /// again at most every `interval` seconds when asked, and numbered: `generation()` goes up each
-/// time they change (a laptop on another network). An empty look (no descriptor, no route for a
-/// moment) is no change. Shared by the DNS cookie jar and the encryption policy (T-6, T-37).
+/// time they change (a laptop on another network). Shared by the DNS cookie jar and the
+/// encryption policy (T-6, T-37).
+///
+/// A look gives the IPv4 address (4 octets), the IPv6 one (16) or both (IPv4 first). Each family
+/// is compared on its own, and only a family found both times with a different address is a
+/// change: a family missing from a look (no route for a moment, no descriptor for its socket)
+/// keeps its last address, and one seen for the first time (a late router advertisement) is
+/// taken without a change.
 public final class LocalAddressWatch: Sendable {
   /// The addresses last seen; changed only together with `generationValue`, under this lock.
   private let seen = StateLock<[UInt8]>([])
@@ -37,30 +43,66 @@ public final class LocalAddressWatch: Sendable {
     let claimed = nextLook.compareExchange(
       expected: due, desired: (now + interval).bitPattern, ordering: .relaxed
     ).exchanged
-    if claimed {
-      let address = look()
-      if !address.isEmpty {
-        seen.withLock { old in
-          guard address != old else { return }
-          old = address
-          generationValue.add(1, ordering: .releasing)
-        }
-      }
-    }
+    if claimed { take(look()) }
     return generationValue.load(ordering: .acquiring)
   }
 
-  /// The addresses last seen and their number, read together.
-  public func current() -> (generation: UInt64, address: [UInt8]) {
-    _ = generation()
-    return seen.withLock { ($0.isEmpty ? 0 : generationValue.load(ordering: .acquiring), $0) }
+  /// Looks now, whenever the last look was (before a resumption ticket is presented: a ticket
+  /// from the old network must not go out in the seconds before the change is seen).
+  public func refresh() -> UInt64 {
+    nextLook.store((time.now() + interval).bitPattern, ordering: .relaxed)
+    take(look())
+    return generationValue.load(ordering: .acquiring)
   }
 
-  /// A short digest of the addresses as of now (nil while none was found), saved with the
+  /// The addresses last seen and their number, read together, without looking.
+  public func lastSeen() -> (generation: UInt64, address: [UInt8]) {
+    seen.withLock { ($0.isEmpty ? 0 : generationValue.load(ordering: .acquiring), $0) }
+  }
+
+  /// The addresses and their number as of now (looking first when a look is due).
+  public func current() -> (generation: UInt64, address: [UInt8]) {
+    _ = generation()
+    return lastSeen()
+  }
+
+  /// Merges one look into what was seen (see the type's comment on families).
+  private func take(_ address: [UInt8]) {
+    let (v4, v6) = Self.families(address)
+    guard v4 != nil || v6 != nil else { return }
+    seen.withLock { old in
+      let (old4, old6) = Self.families(old)
+      let changed = (v4 != nil && old4 != nil && v4 != old4) || (v6 != nil && old6 != nil && v6 != old6)
+      let merged = (v4 ?? old4 ?? []) + (v6 ?? old6 ?? [])
+      guard merged != old else { return }
+      // Numbered: the first address (0 means none yet) and each change. A family seen for the
+      // first time is kept without a new number.
+      let first = old.isEmpty
+      old = merged
+      if first || changed { generationValue.add(1, ordering: .releasing) }
+    }
+  }
+
+  /// The IPv4 and IPv6 parts of a look (by length: 4, 16 or 20 octets); others are one unknown part.
+  static func families(_ address: [UInt8]) -> (v4: [UInt8]?, v6: [UInt8]?) {
+    switch address.count {
+    case 0: (nil, nil)
+    case 4: (address, nil)
+    case 16: (nil, address)
+    case 20: (Array(address[..<4]), Array(address[4...]))
+    default: (address, nil)
+    }
+  }
+
+  /// A short digest of our addresses as of now (nil while none was found), saved with the
   /// resumption tickets so that tickets from another network are not used after a restart (T-6).
-  /// A digest rather than the address, though an IPv4 address is easily found from it.
   public func fingerprint() -> String? {
-    let address = current().address
+    Self.fingerprint(of: current().address)
+  }
+
+  /// A digest of `address` (HMAC-SHA-256 under a fixed label, 8 octets in hex); nil for none. Not
+  /// a secret: an IPv4 address is easily found from it.
+  public static func fingerprint(of address: [UInt8]) -> String? {
     guard !address.isEmpty else { return nil }
     let label = Array("sotto network".utf8)
     var out = [UInt8](repeating: 0, count: 32)

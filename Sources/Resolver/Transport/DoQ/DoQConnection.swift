@@ -131,15 +131,15 @@ public final class DoQConnection: Sendable {
   /// How many times so far the session armed its timer for a deadline 50 µs ahead or less.
   var imminentTimers: Int { session.imminentTimers.value }
 
-  /// True from the finished handshake until the session closes or `close()` is called, or until
-  /// the server has been silent for three quarters of the agreed idle timeout (T-32): then the
-  /// connection is closed cleanly, and the next query opens a new one.
-  public var isActive: Bool {
-    guard status.isActive else { return false }
-    if status.takesQueries(at: clock.now()) { return true }
-    close()
-    return false
-  }
+  /// True from the finished handshake until the session closes or `close()` is called.
+  public var isActive: Bool { status.isActive }
+
+  /// False once the server has been silent for three quarters of the agreed idle timeout (T-32):
+  /// it may have dropped the connection without a word, so new queries go on a new one.
+  public var isReusable: Bool { status.heardFromRecently(at: clock.now()) }
+
+  /// True once `close()` was called.
+  public var closedLocally: Bool { status.closeRequested }
 
   /// When a packet was last received or a query sent, in monotonic seconds (`SystemTimeSource`).
   public var lastActivity: Double { status.lastActivity }
@@ -147,6 +147,7 @@ public final class DoQConnection: Sendable {
   /// Sends CONNECTION_CLOSE with DOQ_NO_ERROR; `onClose(.cleanClose)` follows. Outstanding queries fail.
   /// Always queued, never run inside the call, so `onClose` never runs under the caller's locks.
   public func close() {
+    status.requestClose()
     let session = self.session
     engine.execute(queued: true) { session.closeGracefully() }
   }

@@ -93,9 +93,13 @@ public final class DoTConnection: Sendable {
   /// When a query was last sent or a response received, in monotonic seconds (`SystemTimeSource`).
   public var lastActivity: Double { status.lastActivity }
 
+  /// True once `close()` was called.
+  public var closedLocally: Bool { status.closeRequested }
+
   /// Sends close_notify, then closes; `onClose(.cleanClose)` follows. Outstanding queries fail with `.closed`.
   /// Always queued, never run inside the call, so `onClose` never runs under the caller's locks.
   public func close() {
+    status.requestClose()
     let (session, lanes) = (self.session, self.lanes)
     engine.execute(queued: true) {
       lanes.end()

@@ -8,16 +8,22 @@ final class DoTConnectionStatus: Sendable {
     var lastReceived: Double = 0
     /// How long after the server's last packet the session still takes new queries (T-32).
     var reuseWithin = Double.infinity
+    /// `close()` was called (set at the call, before the close runs on the engine thread).
+    var closeRequested = false
   }
   private let state = StateLock(State())
 
   var isActive: Bool { state.withLock { $0.active } }
   var lastActivity: Double { state.withLock { $0.lastActivity } }
 
-  /// Active, and at `now` the server was heard from within `reuseWithin`.
-  func takesQueries(at now: Double) -> Bool {
-    state.withLock { $0.active && now - $0.lastReceived < $0.reuseWithin }
+  /// At `now` the server was heard from within `reuseWithin`.
+  func heardFromRecently(at now: Double) -> Bool {
+    state.withLock { now - $0.lastReceived < $0.reuseWithin }
   }
+
+  var closeRequested: Bool { state.withLock { $0.closeRequested } }
+
+  func requestClose() { state.withLock { $0.closeRequested = true } }
 
   func markActive(at now: Double, reuseWithin: Double = .infinity) {
     state.withLock {
