@@ -235,5 +235,36 @@ import Testing
     #expect(watch.generation() == 2)
     look.withLock { $0 = [10, 53, 1, 2] + v6.dropLast() + [3] }  // another IPv6 address
     #expect(watch.generation() == 3)
+    // IPv6 missing from three looks in a row is gone: another network with the same IPv4
+    // address (a home and an office both on 192.168.1.0/24), one without IPv6.
+    look.withLock { $0 = [10, 53, 1, 2] }
+    #expect(watch.generation() == 3)
+    #expect(watch.generation() == 3)
+    #expect(watch.generation() == 4)
+    #expect(watch.lastSeen().address == [10, 53, 1, 2])
+  }
+
+  /// A connection set up from the old address that comes up after the change is seen is not
+  /// kept, and the tickets it receives are not stored (they belong to the old network).
+  @Test func aConnectionFromTheOldAddressIsNotKeptNorItsTickets() async throws {
+    let address = Mutex<[UInt8]>([10, 53, 0, 2])
+    let gate = FakeConnector.Gate()
+    let connector = FakeConnector { _ in .succeedAfter(gate) }
+    let do53 = FakeDo53()
+    let watch = LocalAddressWatch(interval: 0, time: SystemTimeSource()) { address.withLock { $0 } }
+    var settings = EncryptionSettings()
+    settings.timeout = 1
+    let p = EncryptionPolicy(
+      settings: settings, do53: do53, connectors: [connector], wallClock: { 1_000 }, addressWatch: watch,
+      logger: Logger(label: "t"))
+    _ = await ask(p)  // Do53, and a probe that waits at the gate
+    address.withLock { $0 = [10, 53, 1, 2] }
+    _ = await ask(p)  // sees the change
+    gate.open()
+    await p.waitForProbes(upTo: 2)
+    let probe = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
+    #expect(!probe.isActive, "a session from the old address was kept")
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).resumptions == [], "a ticket of the old network was stored")
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).status == .success)
   }
 }

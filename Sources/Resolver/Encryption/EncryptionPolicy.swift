@@ -339,8 +339,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
   }
 
   /// Applies an address change not yet seen by a query (before the state file is saved), and
-  /// returns the table with the fingerprint of the network its tickets are from (nil when that
-  /// is not known for sure: the tickets are then dropped at the next start).
+  /// returns the table with the fingerprint of the network its tickets are from (nil: no address
+  /// at all; without its tickets when their network is not known for sure).
   public func tableForSaving() -> (table: EncryptionTable, network: String?) {
     guard let watch = addressWatch else { return (table, nil) }
     let address = watch.generation()
@@ -350,7 +350,13 @@ public final class EncryptionPolicy: UpstreamExchanger {
     }
     change?.finish(logger)
     let seen = watch.lastSeen()
-    return (table, seen.generation == generation ? LocalAddressWatch.fingerprint(of: seen.address) : nil)
+    let network = LocalAddressWatch.fingerprint(of: seen.address)
+    guard seen.generation != generation else { return (table, network) }
+    // A look between the two readings found another address: whose network the tickets are from
+    // is not known for sure, so none is saved.
+    var unsure = table
+    _ = unsure.dropResumptions()
+    return (unsure, network)
   }
 
   /// Closes every session cleanly and starts no new ones (shutdown).
@@ -446,8 +452,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
       let now = wallClock()
       if session.closedLocally, !tried.contains(t),
         state.withLock({ s in
-          let good = s.table.stateIfKnown(server.ip, t)?.suppressesCleartext(at: now, settings: s.table.settings)
-          return !s.stopped && good == true
+          // Not damped meanwhile (OE-29: a transport that failed sends its queries over Do53).
+          guard let st = s.table.stateIfKnown(server.ip, t), st.status == .success else { return false }
+          return !s.stopped && st.suppressesCleartext(at: now, settings: s.table.settings)
         })
       {
         var retry = await exchangeEncrypted(
@@ -673,8 +680,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
         let onTicket: @Sendable ([UInt8]) -> Void = { [weak self] ticket in
           guard let self else { return }
           self.state.withLock { s in
-            // Not for a server forgotten meanwhile: that would bring its record back.
-            guard s.table.knows(server.ip) else { return }
+            // Not for a server forgotten meanwhile: that would bring its record back. Nor from a
+            // connection made before our address changed: a ticket of the old network (T-6).
+            guard s.table.knows(server.ip), s.addressGeneration == network else { return }
             s.table.ticketReceived(server.ip, t, ticket: ticket, now: self.wallClock())
           }
         }
@@ -719,6 +727,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
             s.slots[key] = nil
             self.recordEnd(key, failure: failure, in: &s)
             return ([], "up, and ended already (\(failure.detail))")
+          }
+          // Set up from the address we had before a change seen meanwhile (T-37): the server is
+          // good, the session is not kept (its waiting query goes again on a new one).
+          if s.addressGeneration != network {
+            s.slots[key] = nil
+            return ([session], "up from our old address, closed")
           }
           s.slots[key] = .established(session)
           s.establishedID[key] = id

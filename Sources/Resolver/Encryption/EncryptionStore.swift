@@ -19,6 +19,8 @@ public final class EncryptionStore: Sendable {
     do {
       guard let doc = try StateFile.load(path: path) else { return [] }
       var records = StateFile.records(doc)
+      // Kept only on the network they were saved on; a file without a network (no address then,
+      // or an older Sotto) keeps them only while there is still none.
       guard doc.network != network else { return records }
       var dropped = 0
       for i in records.indices {

@@ -7,13 +7,24 @@ import Synchronization
 /// encryption policy (T-6, T-37).
 ///
 /// A look gives the IPv4 address (4 octets), the IPv6 one (16) or both (IPv4 first). Each family
-/// is compared on its own, and only a family found both times with a different address is a
-/// change: a family missing from a look (no route for a moment, no descriptor for its socket)
-/// keeps its last address, and one seen for the first time (a late router advertisement) is
-/// taken without a change.
+/// is compared on its own: a family found with a different address is a change; one missing
+/// from a look (no route for a moment, no descriptor for its socket) keeps its last address
+/// until it has been missing from `missingLooks` looks in a row, and is then dropped, which is
+/// a change; one seen for the first time (a late router advertisement) is taken without one.
+/// (Two networks that give this machine the same addresses cannot be told apart.)
 public final class LocalAddressWatch: Sendable {
+  struct Seen {
+    var address: [UInt8] = []
+    /// Looks in a row without the IPv4 / IPv6 address kept in `address`.
+    var missing4 = 0
+    var missing6 = 0
+  }
   /// The addresses last seen; changed only together with `generationValue`, under this lock.
-  private let seen = StateLock<[UInt8]>([])
+  private let seen = StateLock(Seen())
+  /// Held for a look and its taking, so that looks apply in the order they were made.
+  private let looking = StateLock(())
+  /// Looks in a row a family may be missing from before it counts as gone.
+  static let missingLooks = 3
   /// 0 until the first look that found an address.
   private let generationValue = Atomic<UInt64>(0)
   /// When the next look is due (`time`'s seconds, as a bit pattern): asking before then costs
@@ -43,7 +54,7 @@ public final class LocalAddressWatch: Sendable {
     let claimed = nextLook.compareExchange(
       expected: due, desired: (now + interval).bitPattern, ordering: .relaxed
     ).exchanged
-    if claimed { take(look()) }
+    if claimed { looking.withLock { _ in take(look()) } }
     return generationValue.load(ordering: .acquiring)
   }
 
@@ -51,13 +62,13 @@ public final class LocalAddressWatch: Sendable {
   /// from the old network must not go out in the seconds before the change is seen).
   public func refresh() -> UInt64 {
     nextLook.store((time.now() + interval).bitPattern, ordering: .relaxed)
-    take(look())
+    looking.withLock { _ in take(look()) }
     return generationValue.load(ordering: .acquiring)
   }
 
   /// The addresses last seen and their number, read together, without looking.
   public func lastSeen() -> (generation: UInt64, address: [UInt8]) {
-    seen.withLock { ($0.isEmpty ? 0 : generationValue.load(ordering: .acquiring), $0) }
+    seen.withLock { ($0.address.isEmpty ? 0 : generationValue.load(ordering: .acquiring), $0.address) }
   }
 
   /// The addresses and their number as of now (looking first when a look is due).
@@ -69,16 +80,24 @@ public final class LocalAddressWatch: Sendable {
   /// Merges one look into what was seen (see the type's comment on families).
   private func take(_ address: [UInt8]) {
     let (v4, v6) = Self.families(address)
-    guard v4 != nil || v6 != nil else { return }
-    seen.withLock { old in
-      let (old4, old6) = Self.families(old)
-      let changed = (v4 != nil && old4 != nil && v4 != old4) || (v6 != nil && old6 != nil && v6 != old6)
+    guard v4 != nil || v6 != nil else { return }  // an empty look: no route, no socket
+    seen.withLock { s in
+      var (old4, old6) = Self.families(s.address)
+      var changed = (v4 != nil && old4 != nil && v4 != old4) || (v6 != nil && old6 != nil && v6 != old6)
+      s.missing4 = v4 == nil && old4 != nil ? s.missing4 + 1 : 0
+      s.missing6 = v6 == nil && old6 != nil ? s.missing6 + 1 : 0
+      if s.missing4 >= Self.missingLooks {
+        (old4, s.missing4, changed) = (nil, 0, true)
+      }
+      if s.missing6 >= Self.missingLooks {
+        (old6, s.missing6, changed) = (nil, 0, true)
+      }
       let merged = (v4 ?? old4 ?? []) + (v6 ?? old6 ?? [])
-      guard merged != old else { return }
+      guard merged != s.address else { return }
       // Numbered: the first address (0 means none yet) and each change. A family seen for the
       // first time is kept without a new number.
-      let first = old.isEmpty
-      old = merged
+      let first = s.address.isEmpty
+      s.address = merged
       if first || changed { generationValue.add(1, ordering: .releasing) }
     }
   }
