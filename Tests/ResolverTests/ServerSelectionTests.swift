@@ -141,4 +141,39 @@ import Testing
     #expect(await eventually { background.withLock { $0 } == expected })
     #expect(lab.sent(since: before).filter { $0 == "192.0.2.3" } == expected)
   }
+
+  /// A lame server (every answer REFUSED) beside one that answers: each re-test of it
+  /// gets REFUSED too, which shows it alive but is no measure of a useful server. It must keep
+  /// its penalty: measured, its backoff ended and the next resolution asked it first again.
+  @Test func aLameServersReTestKeepsItsPenalty() async {
+    let lab = UnresponsiveServerTests.Lab()
+    lab.rtt.withLock { $0 = ["192.0.2.2": 10, "192.0.2.3": 10] }
+    lab.refusing.withLock { $0 = ["192.0.2.3"] }
+    let r = UnresponsiveServerTests().resolver(lab)
+    r.serverSelection.record(server: "192.0.2.2", rttMs: 10)
+    r.serverSelection.record(server: "192.0.2.3", rttMs: 10)
+    let background = Mutex<[String]>([])
+    r.backgroundHops.connect { hops in background.withLock { $0 += hops.map(\.server) } }
+    var foreground = 0
+    var i = 0
+    // Until the lame server's first re-test has run (its aging takes some 30 answers).
+    while background.withLock({ $0.isEmpty }) && i < 200 {
+      lab.time.advance(1)
+      let out = await r.resolve(Question(name: name("n\(i).test."), type: .a))
+      #expect(out.rcode == .noError)
+      foreground += out.hops.filter { $0.server == "192.0.2.3" }.count
+      i += 1
+      try? await Task.sleep(for: .milliseconds(1))  // a re-test's task, if any, runs
+    }
+    #expect(await eventually { background.withLock { $0 } == ["192.0.2.3"] }, "no re-test in \(i) resolutions")
+    try? await Task.sleep(for: .milliseconds(20))
+    // Its REFUSED kept it out of reach of the answering server: the next resolutions ask that one.
+    for j in 0..<10 {
+      lab.time.advance(1)
+      let out = await r.resolve(Question(name: name("m\(j).test."), type: .a))
+      #expect(out.hops.last?.server == "192.0.2.2")
+      #expect(!out.hops.contains { $0.server == "192.0.2.3" }, "asked the lame server again after its re-test")
+    }
+    #expect(foreground <= 1, "the lame server was asked \(foreground) times before its re-test")
+  }
 }

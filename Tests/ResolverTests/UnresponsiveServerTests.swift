@@ -23,6 +23,8 @@ import Testing
     let rtt = Mutex<[String: Double]>([:])
     /// Servers whose queries the exchanger reports as encrypted (preferred for privacy).
     let encrypted = Mutex<Set<String>>([])
+    /// Servers that answer every query REFUSED (lame).
+    let refusing = Mutex<Set<String>>([])
     let transport: TransportKind
 
     init(transport: TransportKind = .do53UDP) { self.transport = transport }
@@ -37,6 +39,9 @@ import Testing
       if server.ip == "192.0.2.1" {
         reply = referral(
           "test.", ns: ["ns1.test.", "ns2.test."], glue: [("ns1.test.", "192.0.2.2"), ("ns2.test.", "192.0.2.3")])
+      } else if refusing.withLock({ $0.contains(server.ip) }) {
+        reply = Message()
+        reply.rcode = .refused
       } else if up.withLock({ $0[server.ip] ?? false }), let address = IPv4Address("198.51.100.7") {
         reply = answer([record(q.name.description, .a, .a(address))])
       } else {

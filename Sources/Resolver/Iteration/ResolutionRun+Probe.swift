@@ -32,7 +32,24 @@ extension ResolutionRun {
       for leg in result.legs { hops.append(leg, server: server, zone: zone, question: question) }
       core.backgroundHops.report(hops)
       if !result.joined {
-        for leg in result.legs { core.noteLeg(leg, server: ip, zone: zone, kind: kind) }
+        // As in `ask`: a reply that is no answer (REFUSED, SERVFAIL, lame) shows the server
+        // alive but is no measure of a useful one; measured, it ended the server's backoff, and
+        // the next resolution asked the lame server first again.
+        let noAnswer = result.response.map { response -> Bool in
+          let verdict = ReplyClassifier.classify(
+            response, zone: zone, qname: qname, qtype: qtype, relaxedGlue: core.configuration.relaxedGlue)
+          if case .serverFailure = verdict { return true }
+          return false
+        }
+        for (i, leg) in result.legs.enumerated() {
+          if noAnswer == true, i == result.legs.count - 1 {
+            if core.selection.penalise(server: ip, replied: kind) {
+              core.logger.notice("server \(ip) (\(zone)) answers again; no longer held")
+            }
+          } else {
+            core.noteLeg(leg, server: ip, zone: zone, kind: kind)
+          }
+        }
       }
       if result.response == nil { _ = core.noteNoReply(result, server: ip, sentAt: sentAt, zone: zone, kind: kind) }
       guard let rcode = result.response?.rcode else { return false }
