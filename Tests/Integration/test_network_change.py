@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from capture import parse_pcap
-from harness import require, wait_until
+from harness import ctl, require, wait_until
 from own_servers import WILDCARD_ANSWER, nsd_root, root_hints
 
 NSD_ADDRESS = "127.0.0.1"
@@ -164,8 +164,10 @@ def test_a_new_network_gets_new_sessions_and_no_old_ticket(sotto, moving, tmp_pa
                         "port 53 or port 853", log="tcpdump.log")
     wait_until("tcpdump listening", lambda: "listening on" in (tmp_path / "tcpdump.log").read_text(), timeout=10)
     hints = root_hints(tmp_path, NSD_ADDRESS)
+    sock = tmp_path / "ctl.sock"
     serve = moving.start(str(sotto.path), "serve", "--listen", f"127.0.0.1:{LISTEN_PORT}", "--root-hints", str(hints),
-                         "--allow-loopback", "--no-doq", "--log-level", "info", log="sotto.log")
+                         "--allow-loopback", "--no-doq", "--log-level", "info", "--control", str(sock),
+                         log="sotto.log")
     log = tmp_path / "sotto.log"
     wait_until("sotto serving", lambda: "listening" in log.read_text() or serve.poll() is not None, timeout=20)
     assert serve.poll() is None, log.read_text()
@@ -205,3 +207,6 @@ def test_a_new_network_gets_new_sessions_and_no_old_ticket(sotto, moving, tmp_pa
     assert do53 and all(p.time < changed - 3 for p in do53), [(p.time - changed, p.proto) for p in do53]
     text = log.read_text()
     assert "our source address changed: 1 encrypted session(s) closed" in text, text
+    upstream = ctl(sotto, sock, "stats")["stats"]["upstream"]  # a Unix socket: reachable from here
+    assert upstream["addressChanges"] == 1, upstream
+    assert upstream["localConnectionFailures"] == 0, upstream

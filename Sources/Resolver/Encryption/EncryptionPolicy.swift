@@ -55,6 +55,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
     var localFailuresLogged: Set<String> = []
     /// Set at shutdown: no new connections, Do53 only.
     var stopped = false
+    /// Changes of our address seen (not counting the first address).
+    var addressChanges = 0
     /// The number of our source address the last query saw (`LocalAddressWatch`; 0: none yet).
     var addressGeneration: UInt64 = 0
 
@@ -117,6 +119,9 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// Encrypted connections this machine could not set up (no descriptor, no local port, ...),
   /// which were not held against their servers.
   public var localConnectionFailures: Int { state.withLock { $0.localFailures } }
+
+  /// Changes of this machine's address seen so far (T-6, T-37).
+  public var addressChanges: Int { state.withLock { $0.addressChanges } }
 
   /// Logs a local failure: as a warning the first time its text comes (an operator must raise a
   /// limit), else at debug (a process out of descriptors fails every connection).
@@ -316,6 +321,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let first = s.addressGeneration == 0
     s.addressGeneration = generation
     guard !first else { return nil }
+    s.addressChanges += 1
     let tickets = s.table.dropResumptions()
     var open: [any EncryptedSession] = []
     for (key, slot) in s.slots {

@@ -75,13 +75,17 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   /// Encrypted connections this machine could not set up (no descriptor, no local port, ...): not
   /// held against their servers, and the query not sent in cleartext to a known-good one.
   public var localConnectionFailures = 0
+  /// Changes of this machine's own address seen (another network): tickets dropped and encrypted
+  /// sessions closed each time (T-6, T-37).
+  public var addressChanges = 0
   public init(
     mismatchedReplies: Int = 0, coalescedQueries: Int = 0, malformedReplies: Int = 0, outOfBailiwickRecords: Int = 0,
     aliasLoops: Int = 0, budgetExhausted: Int = 0, malformedDoTReplies: Int = 0, mismatchedDoTReplies: Int = 0,
     malformedDoQReplies: Int = 0, resetDoQStreams: Int = 0, timeouts: Int = 0, delegationRefreshes: Int = 0,
     unresponsiveServers: Int = 0, heldZoneFailures: Int = 0, unresponsiveProbes: Int = 0, extraDoTConnections: Int = 0,
-    localConnectionFailures: Int = 0, ednsFallbacks: Int = 0
+    localConnectionFailures: Int = 0, ednsFallbacks: Int = 0, addressChanges: Int = 0
   ) {
+    self.addressChanges = addressChanges
     self.ednsFallbacks = ednsFallbacks
     self.localConnectionFailures = localConnectionFailures
     self.extraDoTConnections = extraDoTConnections
@@ -106,7 +110,7 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
     case mismatchedReplies, coalescedQueries, malformedReplies, outOfBailiwickRecords, aliasLoops, budgetExhausted
     case delegationRefreshes, malformedDoTReplies, mismatchedDoTReplies, malformedDoQReplies, resetDoQStreams
     case timeouts, unresponsiveServers, heldZoneFailures, unresponsiveProbes, extraDoTConnections
-    case localConnectionFailures, ednsFallbacks
+    case localConnectionFailures, ednsFallbacks, addressChanges
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -123,7 +127,8 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
       unresponsiveServers: try c.counter(.unresponsiveServers), heldZoneFailures: try c.counter(.heldZoneFailures),
       unresponsiveProbes: try c.counter(.unresponsiveProbes),
       extraDoTConnections: try c.counter(.extraDoTConnections),
-      localConnectionFailures: try c.counter(.localConnectionFailures), ednsFallbacks: try c.counter(.ednsFallbacks))
+      localConnectionFailures: try c.counter(.localConnectionFailures), ednsFallbacks: try c.counter(.ednsFallbacks),
+      addressChanges: try c.counter(.addressChanges))
   }
 }
 
