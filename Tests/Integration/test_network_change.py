@@ -28,6 +28,7 @@ import pytest
 from capture import parse_pcap
 from harness import ctl, require, wait_until
 from own_servers import WILDCARD_ANSWER, nsd_root, root_hints
+import test_serve_wildcard as wildcard
 
 NSD_ADDRESS = "127.0.0.1"
 LISTEN_PORT = 5300
@@ -69,34 +70,20 @@ print(json.dumps(out))
 """
 
 
-class Namespace:
-    def __init__(self, tmp: Path):
-        self.name = f"sotto-move-{os.getpid() % 100000}"
-        self.tmp = tmp
-        self.procs: list[subprocess.Popen] = []
+class Namespace(wildcard.Namespace):
+    """test_serve_wildcard's namespace, with a veth pair whose end `va` has OLD and the default
+    route instead of its address on lo."""
 
-    def sh(self, *args: str) -> subprocess.CompletedProcess:
-        r = subprocess.run(["ip", "netns", "exec", self.name, *args], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, f"{' '.join(args)}: {r.stderr.strip()}"
-        return r
+    def __init__(self, tmp: Path):
+        super().__init__(tmp)
+        self.name = f"sotto-move-{os.getpid() % 100000}"
 
     def up(self) -> None:
-        r = subprocess.run(["ip", "netns", "add", self.name], capture_output=True, text=True, timeout=20)
-        assert r.returncode == 0, r.stderr
-        self.sh("ip", "link", "set", "lo", "up")
-        self.sh("ip", "link", "add", "va", "type", "veth", "peer", "name", "vb")
-        self.sh("ip", "link", "set", "va", "up")
-        self.sh("ip", "link", "set", "vb", "up")
-        self.sh("ip", "addr", "add", f"{OLD}/24", "dev", "va")
-        self.sh("ip", "route", "add", "default", "dev", "va")
-
-    def start(self, *args: str, log: str) -> subprocess.Popen:
-        out = open(self.tmp / log, "w")
-        p = subprocess.Popen(["ip", "netns", "exec", self.name, *args], stdout=out, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL)
-        out.close()
-        self.procs.append(p)
-        return p
+        self.sh("ip", "netns", "add", self.name)
+        for step in (("link", "set", "lo", "up"), ("link", "add", "va", "type", "veth", "peer", "name", "vb"),
+                     ("link", "set", "va", "up"), ("link", "set", "vb", "up"), ("addr", "add", f"{OLD}/24", "dev", "va"),
+                     ("route", "add", "default", "dev", "va")):
+            self.sh("ip", "netns", "exec", self.name, "ip", *step)
 
     def stop(self, p: subprocess.Popen) -> None:
         if p.poll() is None:
@@ -106,11 +93,6 @@ class Namespace:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-
-    def down(self) -> None:
-        for p in self.procs:
-            self.stop(p)
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=20)
 
 
 @pytest.fixture

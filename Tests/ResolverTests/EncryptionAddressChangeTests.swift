@@ -129,22 +129,31 @@ import Testing
     #expect(tickets(store.load(network: here)) == [])
   }
 
+  /// The DoT session a first query's probe set up, a query waiting 300 ms on it for its answer
+  /// (which it loses if the session closes meanwhile), and another query to send meanwhile.
+  func queryWaitingOnTheSession(_ p: EncryptionPolicy, _ connector: FakeConnector) async throws
+    -> (FakeSession, Task<ExchangeResult, Never>, Message)
+  {
+    _ = await ask(p)
+    await p.waitForProbes(upTo: 2)
+    let session = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
+    session.failsOutstandingOnClose.withLock { $0 = true }
+    session.delay.withLock { $0 = .milliseconds(300) }
+    let waiting = Task { await ask(p) }
+    try await Task.sleep(for: .milliseconds(50))
+    var other = query
+    other.header.id = 43
+    other.questions = [Question(name: try DNSName("other.example.test."), type: .a)]
+    return (session, waiting, other)
+  }
+
   /// A query still waiting on the old session when the change is seen fails as that session
   /// closes; it goes again over a new DoT connection, not over Do53 to a server known good.
   @Test func aQueryOutstandingOnARetiredSessionIsSentAgainEncrypted() async throws {
     let address = Mutex<[UInt8]>([10, 53, 0, 2])
     let (p, connector, do53) = policy(address: address)
-    _ = await ask(p)
-    await p.waitForProbes(upTo: 2)
-    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
-    old.failsOutstandingOnClose.withLock { $0 = true }
-    old.delay.withLock { $0 = .milliseconds(300) }
-    let waiting = Task { await ask(p) }
-    try await Task.sleep(for: .milliseconds(50))
+    let (_, waiting, other) = try await queryWaitingOnTheSession(p, connector)
     address.withLock { $0 = [10, 53, 1, 2] }
-    var other = query
-    other.header.id = 43
-    other.questions = [Question(name: try DNSName("other.example.test."), type: .a)]
     _ = await p.exchange(other, server: server, context: context, timeout: .seconds(1))
     let r = await waiting.value
     #expect(r.response?.answers.count == 1, "\(r.legs)")
@@ -159,17 +168,8 @@ import Testing
   @Test func anAgedSessionIsReplacedAndItsOutstandingQueryStaysEncrypted() async throws {
     let address = Mutex<[UInt8]>([10, 53, 0, 2])
     let (p, connector, do53) = policy(address: address)
-    _ = await ask(p)
-    await p.waitForProbes(upTo: 2)
-    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
-    old.failsOutstandingOnClose.withLock { $0 = true }
-    old.delay.withLock { $0 = .milliseconds(300) }
-    let waiting = Task { await ask(p) }
-    try await Task.sleep(for: .milliseconds(50))
+    let (old, waiting, other) = try await queryWaitingOnTheSession(p, connector)
     old.reusable.withLock { $0 = false }
-    var other = query
-    other.header.id = 43
-    other.questions = [Question(name: try DNSName("other.example.test."), type: .a)]
     let r = await p.exchange(other, server: server, context: context, timeout: .seconds(1))
     #expect(r.legs.map(\.transport) == [.dot])
     #expect(!old.isActive, "the aged session was not closed")
