@@ -266,5 +266,8 @@ import Testing
     #expect(!probe.isActive, "a session from the old address was kept")
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).resumptions == [], "a ticket of the old network was stored")
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).status == .success)
+    // Its end is recorded as its own: the server is not shown established without a session.
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).session == SessionPhase.none)
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .goodIdle)
   }
 }

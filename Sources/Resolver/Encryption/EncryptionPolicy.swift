@@ -738,6 +738,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
           // good, the session is not kept (its waiting query goes again on a new one).
           if s.addressGeneration != network {
             s.slots[key] = nil
+            s.establishedID[key] = id  // its end, coming, is recorded as this session's
             return ([session], "up from our old address, closed")
           }
           s.slots[key] = .established(session)
