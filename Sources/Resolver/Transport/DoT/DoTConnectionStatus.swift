@@ -4,7 +4,7 @@ final class DoTConnectionStatus: Sendable {
   private struct State {
     var active = false
     var lastActivity: Double = 0
-    /// When a packet from the server last came (DoQ; for DoT, as `lastActivity`).
+    /// When a packet from the server last came (DoQ only; a DoT session's `reuseWithin` stays infinite).
     var lastReceived: Double = 0
     /// How long after the server's last packet the session still takes new queries (T-32).
     var reuseWithin = Double.infinity
