@@ -85,39 +85,20 @@ class Namespace(wildcard.Namespace):
                      ("route", "add", "default", "dev", "va")):
             self.sh("ip", "netns", "exec", self.name, "ip", *step)
 
-    def stop(self, p: subprocess.Popen) -> None:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
 
 @pytest.fixture
 def moving(tmp_path):
-    require(os.geteuid() == 0, "network namespaces need root")
-    for tool in ("ip", "nsd", "tcpdump", "openssl"):
+    for tool in ("nsd", "tcpdump", "openssl"):
         require(shutil.which(tool) is not None, f"{tool} not installed")
-    ns = Namespace(tmp_path)
-    try:
-        ns.up()
+    with wildcard.running(Namespace(tmp_path)) as ns:
         yield ns
-    finally:
-        ns.down()
-    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    assert ns.name not in [line.split()[0] for line in r.stdout.splitlines() if line.strip()], (
-        f"namespace {ns.name} left behind")
 
 
 def start_nsd(ns: Namespace, tmp: Path) -> None:
     conf = nsd_root(tmp, NSD_ADDRESS, dot=True, tcp_timeout=4)
     ns.start("nsd", "-d", "-c", str(conf), log="nsd.log")
     probe = "import dns.message, dns.query; dns.query.udp(dns.message.make_query('ns.', 'A'), '127.0.0.1', timeout=0.5)"
-    wait_until("NSD answering in the namespace",
-               lambda: subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-c", probe],
-                                      capture_output=True, timeout=10).returncode == 0,
+    wait_until("NSD answering in the namespace", lambda: ns.run(sys.executable, "-c", probe).returncode == 0,
                timeout=15)
 
 

@@ -18,6 +18,7 @@ pick 127.0.0.1 (::1) as the source.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import os
 import shutil
 import subprocess
@@ -177,23 +178,26 @@ class Namespace:
         self.procs.append(p)
         return p
 
+    def stop(self, p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
     def down(self) -> None:
         for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            self.stop(p)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=20)
 
 
-@pytest.fixture
-def namespace(tmp_path):
+@contextmanager
+def running(ns: Namespace):
+    """`ns` up for the block (root and `ip` required), then down; fails if it was left behind."""
     require(os.geteuid() == 0, "network namespaces need root")
     require(shutil.which("ip") is not None, "ip not installed (apt-get install iproute2)")
-    ns = Namespace(tmp_path)
     try:
         ns.up()
         yield ns
@@ -202,6 +206,12 @@ def namespace(tmp_path):
     r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
     assert ns.name not in [line.split()[0] for line in r.stdout.splitlines() if line.strip()], (
         f"namespace {ns.name} left behind")
+
+
+@pytest.fixture
+def namespace(tmp_path):
+    with running(Namespace(tmp_path)) as ns:
+        yield ns
 
 
 def wait_for_answer(ns: Namespace, target: str, port: int, proc: subprocess.Popen, log: Path) -> None:

@@ -438,19 +438,20 @@ public final class EncryptionPolicy: UpstreamExchanger {
         }
         if let other = otherKnownGood(than: tried.union([t]), server: server) {
           // OE-11: another transport of the server still known good carries it, not Do53.
-          var retry = await exchangeEncrypted(
-            query, other, server: server, context: context, timeout: timeout,
-            reason: "\(other.rawValue): \(t.rawValue) failed \(settings.maxConsecutiveQueryTimeouts) queries in a row",
-            deadline: deadline, tried: tried.union([t]))
-          retry.legs.insert(leg, at: 0)
-          return retry
+          return Self.after(
+            leg,
+            await exchangeEncrypted(
+              query, other, server: server, context: context, timeout: timeout,
+              reason:
+                "\(other.rawValue): \(t.rawValue) failed \(settings.maxConsecutiveQueryTimeouts) queries in a row",
+              deadline: deadline, tried: tried.union([t])))
         }
-        var retry = await sendDo53(
-          query, server: server, context: context, timeout: timeout,
-          reason: "Do53: \(t.rawValue) failed \(settings.maxConsecutiveQueryTimeouts) queries in a row",
-          sessionFallback: true, deadline: deadline)
-        retry.legs.insert(leg, at: 0)
-        return retry
+        return Self.after(
+          leg,
+          await sendDo53(
+            query, server: server, context: context, timeout: timeout,
+            reason: "Do53: \(t.rawValue) failed \(settings.maxConsecutiveQueryTimeouts) queries in a row",
+            sessionFallback: true, deadline: deadline))
       }
       // Sotto closed the session itself (a new network, an aged DoQ connection, the session
       // cap): nothing the server did, and `t` is still known good, so the query goes again over
@@ -463,30 +464,38 @@ public final class EncryptionPolicy: UpstreamExchanger {
           return !s.stopped && st.suppressesCleartext(at: now, settings: s.table.settings)
         })
       {
-        var retry = await exchangeEncrypted(
-          query, t, server: server, context: context, timeout: timeout,
-          reason: "\(t.rawValue): session closed by Sotto with this query outstanding, sent again", deadline: deadline,
-          tried: tried.union([t]))
-        retry.legs.insert(leg, at: 0)
-        return retry
+        return Self.after(
+          leg,
+          await exchangeEncrypted(
+            query, t, server: server, context: context, timeout: timeout,
+            reason: "\(t.rawValue): session closed by Sotto with this query outstanding, sent again",
+            deadline: deadline,
+            tried: tried.union([t])))
       }
       // OE-29/OE-30: the session ended with this query outstanding; it is re-sent over another
       // transport of the server still known good (OE-11), else over Do53. That fallback is the
       // RFC's, so it is not counted as cleartext to a known-good server.
       if let other = otherKnownGood(than: tried.union([t]), server: server) {
-        var retry = await exchangeEncrypted(
-          query, other, server: server, context: context, timeout: timeout,
-          reason: "\(other.rawValue): \(t.rawValue) session lost, query re-sent", deadline: deadline,
-          tried: tried.union([t]))
-        retry.legs.insert(leg, at: 0)
-        return retry
+        return Self.after(
+          leg,
+          await exchangeEncrypted(
+            query, other, server: server, context: context, timeout: timeout,
+            reason: "\(other.rawValue): \(t.rawValue) session lost, query re-sent", deadline: deadline,
+            tried: tried.union([t])))
       }
-      var retry = await sendDo53(
-        query, server: server, context: context, timeout: timeout,
-        reason: "Do53: \(t.rawValue) session lost, query re-sent", sessionFallback: true, deadline: deadline)
-      retry.legs.insert(leg, at: 0)
-      return retry
+      return Self.after(
+        leg,
+        await sendDo53(
+          query, server: server, context: context, timeout: timeout,
+          reason: "Do53: \(t.rawValue) session lost, query re-sent", sessionFallback: true, deadline: deadline))
     }
+  }
+
+  /// `retry` with the failed `leg` before its own legs: the hops show both.
+  static func after(_ leg: ExchangeLeg, _ retry: ExchangeResult) -> ExchangeResult {
+    var result = retry
+    result.legs.insert(leg, at: 0)
+    return result
   }
 
   /// Counts a timeout or malformed response on a live session (§6 gap 4); true when that made the

@@ -23,14 +23,7 @@ public final class EncryptionStore: Sendable {
       // or an older Sotto) keeps them only while there is still none.
       guard doc.network != network else { return records }
       var dropped = 0
-      for i in records.indices {
-        for t in EncryptedTransport.allCases where records[i].transports[t]?.resumptions.isEmpty == false {
-          records[i].transports.update(t) { st in
-            dropped += st.resumptions.count
-            st.resumptions = []
-          }
-        }
-      }
+      for i in records.indices { dropped += records[i].dropResumptions() }
       if dropped > 0 {
         logger.info(
           "state file \(path): \(dropped) resumption ticket(s) saved on another network dropped (T-6)")

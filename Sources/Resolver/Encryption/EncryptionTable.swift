@@ -393,15 +393,7 @@ public struct EncryptionTable: Sendable {
   /// handshake on the new network presents one from the old and links the two. Returns how many.
   public mutating func dropResumptions() -> Int {
     var dropped = 0
-    for address in Array(servers.keys) {
-      for t in EncryptedTransport.allCases
-      where servers[address]?.transports.contains(t, where: { !$0.resumptions.isEmpty }) == true {
-        servers[address]?.transports.update(t) { st in
-          dropped += st.resumptions.count
-          st.resumptions = []
-        }
-      }
-    }
+    for i in servers.indices { modify(&servers.values[i]) { dropped += $0.dropResumptions() } }
     return dropped
   }
 

@@ -21,6 +21,19 @@ public struct ServerRecord: Sendable, Hashable {
     lastSeen = now
   }
 
+  /// Drops the resumption tickets of every transport (T-6: a ticket must not link two networks);
+  /// returns how many there were.
+  public mutating func dropResumptions() -> Int {
+    var dropped = 0
+    for t in EncryptedTransport.allCases where transports.contains(t, where: { !$0.resumptions.isEmpty }) {
+      transports.update(t) { st in
+        dropped += st.resumptions.count
+        st.resumptions = []
+      }
+    }
+    return dropped
+  }
+
   /// The state of one transport (all-null when never touched, OE-9).
   public func state(_ t: EncryptedTransport) -> TransportState { transports[t] ?? TransportState() }
 }
