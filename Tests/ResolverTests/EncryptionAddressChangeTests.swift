@@ -80,6 +80,35 @@ import Testing
     #expect(do53.count == 1)
   }
 
+  /// The old session, closed for an address change, then fails on its way out (a reset from a
+  /// path that is gone): counted and logged, but the transport its replacement carries is not
+  /// damped, and the next queries stay encrypted on the new session.
+  @Test func theOldSessionsLateFailureDoesNotDampTheNewOne() async throws {
+    let address = Mutex<[UInt8]>([10, 53, 0, 2])
+    let (p, connector, do53) = policy(address: address)
+    connector.closeLater.withLock { $0 = true }
+    _ = await ask(p)
+    await p.waitForProbes(upTo: 2)
+    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
+    address.withLock { $0 = [10, 53, 1, 2] }
+    #expect(await ask(p).legs.map(\.transport) == [.dot])
+    let new = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
+    #expect(new !== old)
+    old.end(.resetWithQueriesOutstanding)
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
+    let state = try #require(p.table.servers["192.0.2.7"]?.state(.dot))
+    #expect(state.status == .success)
+    #expect(state.session == .established)
+    #expect(state.failures.values.reduce(0, +) == 1, "the old session's failure is not counted")
+    #expect(await ask(p).legs.map(\.transport) == [.dot])
+    // The new session idles out cleanly: the server is still good, so the next query reconnects
+    // (a damped transport would send it, and a day of queries after it, in cleartext).
+    new.end(.cleanClose)
+    #expect(await ask(p).legs.map(\.transport) == [.dot])
+    #expect(connector.attempts.withLock { $0.count } == 3)
+    #expect(do53.count == 1, "cleartext to a server whose encrypted sessions work")
+  }
+
   @Test func anEmptyLookOrTheFirstAddressChangesNothing() async throws {
     let address = Mutex<[UInt8]>([])
     let (p, connector, _) = policy(address: address)

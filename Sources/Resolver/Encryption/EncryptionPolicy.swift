@@ -825,18 +825,24 @@ public final class EncryptionPolicy: UpstreamExchanger {
       }
       if let newest = s.establishedID[key], newest != connection {
         // An older session's end, late (one closed for idling or an address change as its
-        // replacement came up): recorded, but the newer session stays established.
-        return recordEnd(key, failure: failure, keepSession: true, in: &s)
+        // replacement came up): recorded, but the newer session stays established, and an
+        // unclean end does not damp the transport its newer session proves good (OE-29 is about
+        // the session in use; damping would send the next queries in cleartext beside it).
+        let newerIsUp = if case .established(let newer) = s.slots[key] { newer.isActive } else { false }
+        return recordEnd(key, failure: failure, keepSession: true, superseded: newerIsUp, in: &s)
       }
       if case .established(let session) = s.slots[key], !session.isActive { s.slots[key] = nil }
       recordEnd(key, failure: failure, in: &s)
     }
   }
 
-  private func recordEnd(_ key: SessionKey, failure: EncryptedFailure, keepSession: Bool = false, in s: inout State) {
+  private func recordEnd(
+    _ key: SessionKey, failure: EncryptedFailure, keepSession: Bool = false, superseded: Bool = false,
+    in s: inout State
+  ) {
     s.table.sessionClosed(
       key.ip, key.transport, now: wallClock(), clean: failure == .cleanClose, failure: failure.className,
-      detail: failure.detail, keepSession: keepSession)
+      detail: failure.detail, keepSession: keepSession, superseded: superseded)
   }
 }
 

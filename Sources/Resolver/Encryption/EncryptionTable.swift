@@ -296,31 +296,39 @@ public struct EncryptionTable: Sendable {
 
   /// OE-29 / OE-30: an established session ended. A clean close keeps `success`; a failure damps
   /// (with `completed = now`, §6 gap 2).
-  /// `keepSession`: the session that ended is an older one and a newer connection is pending,
-  /// whose mark stays.
+  /// `keepSession`: the session that ended is an older one and a newer connection is pending or
+  /// up, whose mark stays. `superseded`: a newer session is up, so a failure is counted and
+  /// logged but does not damp (that session proves the transport good).
   public mutating func sessionClosed(
     _ address: String, _ t: EncryptedTransport, now: Double, clean: Bool, failure: String, detail: String,
-    keepSession: Bool = false
+    keepSession: Bool = false, superseded: Bool = false
   ) {
     updateState(address, t, now: now) { st in
       if !keepSession {
         st.session = .none
         st.lastActivity = nil
       }
-      st.consecutiveQueryTimeouts = 0
+      if !superseded { st.consecutiveQueryTimeouts = 0 }
       if !clean {
-        st.status = .fail
-        st.completed = now
+        // Counted either way; a superseded session's failure does not damp the live one's transport.
         st.failures[failure, default: 0] += 1
         st.lastFailure = detail
+        if !superseded {
+          st.status = .fail
+          st.completed = now
+        }
       }
     }
     let event =
-      clean
-      ? ServerEvent(time: now, transport: t, kind: .closed, detail: detail)
-      : ServerEvent(
-        time: now, transport: t, kind: .sessionFailed,
-        detail: "\(detail); damped until \(Self.clock(now + settings.damping))")
+      if clean {
+        ServerEvent(time: now, transport: t, kind: .closed, detail: detail)
+      } else if superseded {
+        ServerEvent(time: now, transport: t, kind: .closed, detail: "an older session: \(detail); a newer one is up")
+      } else {
+        ServerEvent(
+          time: now, transport: t, kind: .sessionFailed,
+          detail: "\(detail); damped until \(Self.clock(now + settings.damping))")
+      }
     servers[address]?.log(event)
   }
 
