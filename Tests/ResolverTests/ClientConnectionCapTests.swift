@@ -26,6 +26,26 @@ import Testing
     #expect(cap.take(address("192.0.2.7")))
   }
 
+  /// Connections from addresses of one IPv6 /64 share its budget (a host rotating its
+  /// temporary addresses holds no more); the next /64 has its own.
+  @Test func theAddressesOfAnIPv6Slash64ShareOneBudget() {
+    let cap = ClientConnectionCap(limit: 2)
+    #expect(cap.take(address("2001:db8:1:2::1")) && cap.take(address("2001:db8:1:2:8000::5")))
+    #expect(!cap.take(address("2001:db8:1:2:ffff::1")), "a third connection from the same /64")
+    #expect(cap.take(address("2001:db8:1:3::1")), "the next /64 is another client")
+    cap.release(address("2001:db8:1:2::1"))
+    #expect(cap.take(address("2001:db8:1:2:dead::beef")))
+  }
+
+  @Test func keysNameTheAddressOrTheSlash64() {
+    #expect(ClientKey(address("192.0.2.7")).description == "192.0.2.7")
+    #expect(ClientKey(address("::ffff:192.0.2.7")) == ClientKey(address("192.0.2.7")))
+    #expect(ClientKey(address("2001:db8:1:2:3:4:5:6")).description == "2001:db8:1:2::/64")
+    #expect(ClientKey(address("2001:db8:1:2:3:4:5:6")) == ClientKey(address("2001:db8:1:2::")))
+    #expect(ClientKey(address("2001:db8:1:2::")) != ClientKey(address("2001:db8:1:102::")))
+    #expect(ClientKey(nil as SocketAddress?) == .unknown)
+  }
+
   @Test func loopbackUnknownAndNoLimitAreNotCounted() {
     let cap = ClientConnectionCap(limit: 1)
     for _ in 0..<5 {

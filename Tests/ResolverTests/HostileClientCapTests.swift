@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Synchronization
 import Testing
 
@@ -7,6 +8,8 @@ import Testing
 /// The listener's defences that need no sockets: RFC 8482 ANY answers, the per-client token
 /// bucket and the resolution cap's slot accounting.
 @Suite struct HostileClientCapTests {
+  func key(_ ip: String) -> ClientKey { ClientKey(try? SocketAddress(ipAddress: ip, port: 40_000)) }
+
   // MARK: ANY (RFC 8482)
 
   @Test func anyIsLookedUpAsAAndAnsweredWithOneHINFO() throws {
@@ -40,12 +43,24 @@ import Testing
   @Test func rateLimiterAllowsABurstThenRefillsAtTheRate() {
     let limiter = ClientRateLimiter(rate: 10, burst: 5)
     let t0: UInt64 = 1_000_000_000
-    let first = (0..<8).map { _ in limiter.allow("192.0.2.1", now: t0) }
+    let first = (0..<8).map { _ in limiter.allow(key("192.0.2.1"), now: t0) }
     #expect(first == [true, true, true, true, true, false, false, false])
-    #expect(limiter.allow("192.0.2.2", now: t0), "another address has its own bucket")
+    #expect(limiter.allow(key("192.0.2.2"), now: t0), "another address has its own bucket")
     // 10/s: after 0.25 s two tokens are back.
-    let later = (0..<3).map { _ in limiter.allow("192.0.2.1", now: t0 + 250_000_000) }
+    let later = (0..<3).map { _ in limiter.allow(key("192.0.2.1"), now: t0 + 250_000_000) }
     #expect(later == [true, true, false])
+  }
+
+  /// An IPv6 host may use any address of its /64 (temporary addresses, RFC 8981): they share
+  /// one bucket, so rotating addresses does not multiply its rate. Another /64 has its own.
+  @Test func rateLimiterCountsAnIPv6Slash64AsOneClient() {
+    let limiter = ClientRateLimiter(rate: 10, burst: 3)
+    let t0: UInt64 = 1_000_000_000
+    let rotating = ["2001:db8:1:2::1", "2001:db8:1:2:a::9", "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::77"]
+    #expect(rotating.map { limiter.allow(key($0), now: t0) } == [true, true, true, false])
+    #expect(limiter.allow(key("2001:db8:1:3::1"), now: t0), "the next /64 is another client")
+    #expect(limiter.allow(key("192.0.2.1"), now: t0))
+    #expect(limiter.trackedClients == 3)
   }
 
   /// A thread that read the clock before another took the lock brings an older time: it must not
@@ -53,17 +68,17 @@ import Testing
   @Test func rateLimiterOlderTimeRefillsNothing() {
     let limiter = ClientRateLimiter(rate: 10, burst: 2)
     let t0: UInt64 = 5_000_000_000
-    #expect(limiter.allow("192.0.2.1", now: t0) && limiter.allow("192.0.2.1", now: t0))
-    let stale = (0..<3).map { _ in limiter.allow("192.0.2.1", now: t0 - 1_000) }
+    #expect(limiter.allow(key("192.0.2.1"), now: t0) && limiter.allow(key("192.0.2.1"), now: t0))
+    let stale = (0..<3).map { _ in limiter.allow(key("192.0.2.1"), now: t0 - 1_000) }
     #expect(stale == [false, false, false])
     // Time goes on from the newest reading: 0.1 s after t0 one token is back, not more.
-    let later = (0..<2).map { _ in limiter.allow("192.0.2.1", now: t0 + 100_000_000) }
+    let later = (0..<2).map { _ in limiter.allow(key("192.0.2.1"), now: t0 + 100_000_000) }
     #expect(later == [true, false])
   }
 
   @Test func rateLimiterTableStaysBoundedUnderManySourceAddresses() {
     let limiter = ClientRateLimiter(rate: 1, burst: 1, maxClients: 100)
-    for i in 0..<10_000 { _ = limiter.allow("10.0.\(i / 256).\(i % 256)", now: 5_000_000_000) }
+    for i in 0..<10_000 { _ = limiter.allow(key("10.0.\(i / 256).\(i % 256)"), now: 5_000_000_000) }
     #expect(limiter.trackedClients <= 100)
   }
 

@@ -1,9 +1,10 @@
 import NIOCore
 
-/// Per-client-address token buckets: each address may send `rate` queries per second with bursts
-/// of up to `burst`. The table holds at most `maxClients` addresses; when it is full, buckets
-/// that have refilled completely are dropped, and if none has, the table starts over (a spoofed
-/// flood from many addresses cannot grow memory without bound).
+/// Per-client token buckets (an IPv4 address or an IPv6 /64, `ClientKey`): each may send `rate`
+/// queries per second with bursts of up to `burst`. The table holds at most `maxClients`
+/// clients; when it is full, buckets that have refilled completely are dropped, and if none
+/// has, the table starts over (a spoofed flood from many addresses cannot grow memory without
+/// bound).
 final class ClientRateLimiter: Sendable {
   struct Bucket {
     var tokens: Double
@@ -13,7 +14,7 @@ final class ClientRateLimiter: Sendable {
   let rate: Double
   let burst: Double
   let maxClients: Int
-  private let buckets = StateLock<[String: Bucket]>([:])
+  private let buckets = StateLock<[ClientKey: Bucket]>([:])
 
   /// `rate` queries per second per address (must be > 0); bursts up to `burst` (at least 1).
   init(rate: Double, burst: Double? = nil, maxClients: Int = 65_536) {
@@ -25,7 +26,7 @@ final class ClientRateLimiter: Sendable {
   /// Takes one token for `client` at `now` (monotonic nanoseconds); false when it has none left.
   /// `now` is read before the lock, so a thread may bring a time older than the bucket's (UDP on
   /// the engine thread, TCP on the event loops): that refills nothing.
-  func allow(_ client: String, now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> Bool {
+  func allow(_ client: ClientKey, now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> Bool {
     buckets.withLock { table in
       if var bucket = table[client] {
         let elapsed = Double(now > bucket.last ? now - bucket.last : 0) / 1e9
@@ -42,10 +43,10 @@ final class ClientRateLimiter: Sendable {
     }
   }
 
-  /// Addresses tracked now.
+  /// Clients tracked now.
   var trackedClients: Int { buckets.withLock { $0.count } }
 
-  private func prune(_ table: inout [String: Bucket], now: UInt64) {
+  private func prune(_ table: inout [ClientKey: Bucket], now: UInt64) {
     let refill = burst / rate
     table = table.filter { $0.value.last >= now || Double(now - $0.value.last) / 1e9 < refill }
     if table.count >= maxClients { table.removeAll(keepingCapacity: true) }

@@ -45,7 +45,7 @@ struct QueryProcessor: Sendable {
   /// `admit` for an address kept raw (the UDP socket loop).
   func admit(_ client: RawClientAddress?) -> Bool {
     guard let rateLimiter else { return true }
-    guard rateLimiter.allow(client?.ipAddress ?? "?") else {
+    guard rateLimiter.allow(ClientKey(client)) else {
       counters.update {
         $0.queries += 1
         $0.rateLimited += 1
