@@ -109,6 +109,26 @@ import Testing
     #expect(do53.count == 1, "cleartext to a server whose encrypted sessions work")
   }
 
+  /// The other order: the new session idles out cleanly first, then the old one's failure
+  /// arrives. It is still the old session's: counted, not damping.
+  @Test func theOldSessionsFailureAfterTheNewOneIdledOutDoesNotDamp() async throws {
+    let address = Mutex<[UInt8]>([10, 53, 0, 2])
+    let (p, connector, do53) = policy(address: address)
+    connector.closeLater.withLock { $0 = true }
+    _ = await ask(p)
+    await p.waitForProbes(upTo: 2)
+    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
+    address.withLock { $0 = [10, 53, 1, 2] }
+    #expect(await ask(p).legs.map(\.transport) == [.dot])
+    let new = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
+    new.end(.cleanClose)
+    old.end(.resetWithQueriesOutstanding)
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).status == .success)
+    #expect(await ask(p).legs.map(\.transport) == [.dot])
+    #expect(connector.attempts.withLock { $0.count } == 3)
+    #expect(do53.count == 1, "cleartext to a server whose encrypted sessions work")
+  }
+
   @Test func anEmptyLookOrTheFirstAddressChangesNothing() async throws {
     let address = Mutex<[UInt8]>([])
     let (p, connector, _) = policy(address: address)

@@ -400,12 +400,18 @@ final class FakeDo53: UpstreamExchanger {
     }
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).session == .pending)
     old.end(.resetWithQueriesOutstanding)
-    // The old session's failure is recorded; the new connection's pending mark (OE-21) stays.
+    // The old session's failure is counted and logged; the new connection's pending mark
+    // (OE-21) stays, and its own result, not the old session's, decides the transport's state.
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).session == .pending)
-    #expect(p.table.servers["192.0.2.7"]?.history.last?.kind == .sessionFailed)
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).status == .success)
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).failures.values.reduce(0, +) == 1)
+    let logged = try #require(p.table.servers["192.0.2.7"]?.history.last)
+    #expect(logged.kind == .closed && logged.detail.contains("an older session"), "\(logged)")
     gate.open()
     _ = await q.value
     #expect(connector.attempts.withLock { $0.count } == 2)
+    // The new connection timed out: that damps the transport.
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).status == .timeout)
   }
 
   @Test func waitingForProbesStopsAtItsLimitWhileAProbeHangs() async {

@@ -506,8 +506,11 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let timedOut = error == .timeout
     guard timedOut || error.isMalformed else { return false }
     let failed = state.withLock { s in
-      // A server forgotten meanwhile is not brought back by its late failures.
-      s.table.knows(server.ip) && s.table.queryFailed(server.ip, t, now: wallClock(), timedOut: timedOut)
+      // A server forgotten meanwhile is not brought back by its late failures, and a session
+      // taken out of use (replaced after an address change, DoQ ageing, the cap) does not count
+      // against the one in use.
+      s.table.knows(server.ip) && s.holds(SessionKey(ip: server.ip, transport: t), session)
+        && s.table.queryFailed(server.ip, t, now: wallClock(), timedOut: timedOut)
     }
     if failed {
       logger.debug("\(t.rawValue) to \(server.ip): transport failed after repeated query failures")
@@ -802,7 +805,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
     return watch.refresh() > network ? nil : ticket
   }
 
-  /// An established session ended: clean close keeps `success` (OE-30), anything else damps (OE-29).
+  /// An established session ended: clean close keeps `success` (OE-30), anything else damps (OE-29),
+  /// unless a newer connection of the same transport has replaced it (then only counted and logged).
   /// An end reported while the session's own connection is still pending (its handshake done, the
   /// connecting task not yet back) waits for that task to record the success first: recorded now,
   /// the success would overwrite it, and a session that failed at once would leave the server
@@ -818,18 +822,16 @@ public final class EncryptionPolicy: UpstreamExchanger {
       // A disowned connection's session (closed by its own task), or the server was forgotten:
       // recording the end would bring back a record `sotto ctl forget` removed.
       if s.disowned.remove(connection) != nil || !s.table.knows(key.ip) { return }
+      // An older session's end, late (one closed for idling, DoQ ageing or an address change as
+      // its replacement came up): recorded, but the newer connection's mark stays (pending: OE-21,
+      // no second handshake next to it; established: still in use), and an unclean end does not
+      // damp the transport (OE-29 is about the session in use; damping would send the next
+      // queries in cleartext beside a good session). The newer connection's own result decides.
       if case .pending = s.slots[key] {
-        // An older session's end, late, while a newer connection is being set up: recorded, but
-        // the newer one's pending mark stays (OE-21: no second handshake next to it).
-        return recordEnd(key, failure: failure, keepSession: true, in: &s)
+        return recordEnd(key, failure: failure, keepSession: true, superseded: true, in: &s)
       }
       if let newest = s.establishedID[key], newest != connection {
-        // An older session's end, late (one closed for idling or an address change as its
-        // replacement came up): recorded, but the newer session stays established, and an
-        // unclean end does not damp the transport its newer session proves good (OE-29 is about
-        // the session in use; damping would send the next queries in cleartext beside it).
-        let newerIsUp = if case .established(let newer) = s.slots[key] { newer.isActive } else { false }
-        return recordEnd(key, failure: failure, keepSession: true, superseded: newerIsUp, in: &s)
+        return recordEnd(key, failure: failure, keepSession: true, superseded: true, in: &s)
       }
       if case .established(let session) = s.slots[key], !session.isActive { s.slots[key] = nil }
       recordEnd(key, failure: failure, in: &s)

@@ -297,8 +297,8 @@ public struct EncryptionTable: Sendable {
   /// OE-29 / OE-30: an established session ended. A clean close keeps `success`; a failure damps
   /// (with `completed = now`, §6 gap 2).
   /// `keepSession`: the session that ended is an older one and a newer connection is pending or
-  /// up, whose mark stays. `superseded`: a newer session is up, so a failure is counted and
-  /// logged but does not damp (that session proves the transport good).
+  /// up, whose mark stays. `superseded`: a newer connection replaced it, so a failure is counted
+  /// and logged but does not damp (the newer connection's own result decides).
   public mutating func sessionClosed(
     _ address: String, _ t: EncryptedTransport, now: Double, clean: Bool, failure: String, detail: String,
     keepSession: Bool = false, superseded: Bool = false
@@ -323,7 +323,8 @@ public struct EncryptionTable: Sendable {
       if clean {
         ServerEvent(time: now, transport: t, kind: .closed, detail: detail)
       } else if superseded {
-        ServerEvent(time: now, transport: t, kind: .closed, detail: "an older session: \(detail); a newer one is up")
+        ServerEvent(
+          time: now, transport: t, kind: .closed, detail: "an older session: \(detail); a newer connection replaced it")
       } else {
         ServerEvent(
           time: now, transport: t, kind: .sessionFailed,
