@@ -304,8 +304,13 @@ struct ListenerOptions: ParsableArguments {
   @Option(name: .long, help: "Open client TCP connections at most (256).")
   var maxTcpConnections: Int?
 
-  @Option(name: .long, help: "TCP, DoT and DoQ connections one client address may hold (64; loopback: no limit).")
+  @Option(name: .long, help: "TCP, DoT and DoQ connections one client may hold (64; loopback: no limit).")
   var maxConnectionsPerClient: Int?
+
+  @Option(
+    name: .customLong("client-ipv6-prefix"),
+    help: "IPv6 prefix length one client is counted by (64; 128: each address).")
+  var clientIPv6Prefix: Int?
 
   @Option(name: .long, help: "Seconds an idle client TCP connection stays open (10).")
   var tcpIdleTimeout: Double?
@@ -313,7 +318,7 @@ struct ListenerOptions: ParsableArguments {
   @Option(name: .long, help: "Queries per client TCP connection before it is closed; 0: no limit (0).")
   var tcpQueriesPerConnection: Int?
 
-  @Option(name: .long, help: "Queries per second from one client address; excess dropped; 0: off (2000).")
+  @Option(name: .long, help: "Queries per second from one client; excess dropped; 0: off (2000).")
   var clientRateLimit: Double?
 
   @Option(name: .long, help: "UDP responses kept to replay for repeated questions (0: off; default 10000).")
@@ -344,6 +349,7 @@ struct ListenerOptions: ParsableArguments {
     s[.maxResolutions] = maxResolutions.map(ConfigValue.int)
     s[.maxTCPConnections] = maxTcpConnections.map(ConfigValue.int)
     s[.maxConnectionsPerClient] = maxConnectionsPerClient.map(ConfigValue.int)
+    s[.clientIPv6Prefix] = clientIPv6Prefix.map(ConfigValue.int)
     s[.tcpIdleTimeout] = tcpIdleTimeout.map(ConfigValue.number)
     s[.tcpQueriesPerConnection] = tcpQueriesPerConnection.map(ConfigValue.int)
     s[.clientRateLimit] = clientRateLimit.map(ConfigValue.number)
@@ -362,6 +368,7 @@ struct ListenerOptions: ParsableArguments {
     config.maxResolutions = settings.int(.maxResolutions)
     config.maxTCPConnections = settings.int(.maxTCPConnections)
     config.maxConnectionsPerClient = settings.int(.maxConnectionsPerClient)
+    config.clientIPv6Prefix = settings.int(.clientIPv6Prefix)
     config.tcpIdleTimeout = .nanoseconds(Int64(settings.number(.tcpIdleTimeout) * 1e9))
     config.tcpQueriesPerConnection = settings.int(.tcpQueriesPerConnection)
     config.clientRateLimit = settings.number(.clientRateLimit)

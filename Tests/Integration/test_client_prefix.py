@@ -20,35 +20,35 @@ import pytest
 PORT = 5300
 SAME_A, SAME_B, OTHER = "fd00:53:1::1", "fd00:53:1::2", "fd00:53:2::1"
 
-# Runs inside the namespace. For each step (source address, how many queries): sends them all at
-# once from a fresh socket bound to the address and counts the answers that come within 0.3 s
-# (no longer than it takes them all: the buckets refill meanwhile). Then per
+# Runs inside the namespace. For each step (source address, how many queries): a socket bound to
+# the address sends them, all steps back to back; then the answers each socket gets. Then per
 # address: TCP connections opened and whether the server closed each at once (read gives EOF
 # within 0.3 s) or kept it.
 CLIENT = r"""
 import json, socket, sys, time
 import dns.message
 steps, conns, port = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
-answered = []
+# All bursts back to back (within a few ms: the buckets refill 3 tokens a second), then the
+# answers per socket, within 0.5 s.
+sockets = []
 for source, count in steps:
     s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     s.bind((source, 0))
-    s.settimeout(0.05)
-    ids = set()
+    s.setblocking(False)
+    sockets.append(s)
+for s, (source, count) in zip(sockets, steps):
     for i in range(count):
-        q = dns.message.make_query("localhost.", "A")
-        ids.add(q.id)
-        s.sendto(q.to_wire(), ("::1", port))
-    got, end = 0, time.monotonic() + 0.3
-    while got < count and time.monotonic() < end:
+        s.sendto(dns.message.make_query("localhost.", "A").to_wire(), ("::1", port))
+answered, end = [0] * len(steps), time.monotonic() + 0.5
+while time.monotonic() < end and answered != [c for _, c in steps]:
+    for n, s in enumerate(sockets):
         try:
             data, _ = s.recvfrom(4096)
-        except socket.timeout:
+        except BlockingIOError:
             continue
-        if dns.message.from_wire(data).id in ids:
-            got += 1
-    answered.append(got)
-    s.close()
+        if dns.message.from_wire(data).rcode() == 0:
+            answered[n] += 1
+    time.sleep(0.005)
 held, kept = [], []
 for source in conns:
     c = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -100,3 +100,21 @@ def test_an_ipv6_slash64_is_one_client_for_the_rate_limit_and_the_connection_cap
         f"its bucket)\n{log.read_text()[-2000:]}")
     assert result["kept"] == [True, True, False, True], (
         f"connections {conns} kept: {result['kept']} (a third from the same /64 must be closed)")
+
+
+def test_at_prefix_128_each_ipv6_address_is_a_client(sotto, namespace, tmp_path):
+    hints = tmp_path / "root.hints"
+    hints.write_text(".  3600000 NS ns1.\nns1. 3600000 A 127.0.0.53\n")
+    log = tmp_path / "sotto.log"
+    serve = namespace.start(
+        str(sotto.path), "serve", "--listen", f"[::]:{PORT}", "--root-hints", str(hints), "--no-encryption",
+        "--allow", "::/0", "--allow-loopback", "--client-rate-limit", "3", "--max-connections-per-client", "2",
+        "--client-ipv6-prefix", "128", log="sotto.log")
+    wait_for_answer(namespace, "::1", PORT, serve, log)
+    steps = [(SAME_A, 3), (SAME_B, 3)]
+    conns = [SAME_A, SAME_A, SAME_B, SAME_A]
+    r = namespace.run(sys.executable, "-c", CLIENT, json.dumps(steps), json.dumps(conns), str(PORT), timeout=30)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["answered"] == [3, 3], f"{result}\n{log.read_text()[-2000:]}"
+    assert result["kept"] == [True, True, True, False], result

@@ -44,6 +44,18 @@ import Testing
     #expect(ClientKey(address("2001:db8:1:2:3:4:5:6")) == ClientKey(address("2001:db8:1:2::")))
     #expect(ClientKey(address("2001:db8:1:2::")) != ClientKey(address("2001:db8:1:102::")))
     #expect(ClientKey(nil as SocketAddress?) == .unknown)
+    // Other prefix lengths: /56 (a subscriber's delegation), /128 (each address), /100 (within
+    // the second half).
+    #expect(ClientKey(address("2001:db8:1:2ff:3::"), ipv6Prefix: 56).description == "2001:db8:1:200::/56")
+    #expect(ClientKey(address("2001:db8::5"), ipv6Prefix: 128) != ClientKey(address("2001:db8::6"), ipv6Prefix: 128))
+    #expect(ClientKey(address("2001:db8::5"), ipv6Prefix: 128).description == "2001:db8::5/128")
+    #expect(ClientKey(address("2001:db8::1:2:3:4"), ipv6Prefix: 100).description == "2001:db8::1:2:0:0/100")
+  }
+
+  @Test func eachIPv6AddressIsAClientAtPrefix128() {
+    let cap = ClientConnectionCap(limit: 1, ipv6Prefix: 128)
+    #expect(cap.take(address("2001:db8:1:2::1")) && cap.take(address("2001:db8:1:2::2")))
+    #expect(!cap.take(address("2001:db8:1:2::1")))
   }
 
   @Test func loopbackUnknownAndNoLimitAreNotCounted() {

@@ -51,6 +51,7 @@ import Testing
     max-resolutions = 64
     max-tcp-connections = 16
     max-connections-per-client = 4
+    client-ipv6-prefix = 56
     tcp-idle-timeout = 2.5
     tcp-queries-per-connection = 500
     client-rate-limit = 50

@@ -8,7 +8,14 @@ import Testing
 /// The listener's defences that need no sockets: RFC 8482 ANY answers, the per-client token
 /// bucket and the resolution cap's slot accounting.
 @Suite struct HostileClientCapTests {
-  func key(_ ip: String) -> ClientKey { ClientKey(try? SocketAddress(ipAddress: ip, port: 40_000)) }
+  func key(_ ip: String) -> ClientKey {
+    do {
+      return ClientKey(try SocketAddress(ipAddress: ip, port: 40_000))
+    } catch {
+      Issue.record("not an address: \(ip)")
+      return .unknown
+    }
+  }
 
   // MARK: ANY (RFC 8482)
 

@@ -136,7 +136,11 @@ extension Setting {
   public static let maxConnectionsPerClient = Setting(
     "server.max-connections-per-client", flag: "--max-connections-per-client N", .integer(0...Int.max),
     default: .int(64),
-    "TCP, DoT and DoQ connections one client address may hold open at once; loopback clients are not limited (0: no limit) (serve, top)"
+    "TCP, DoT and DoQ connections one client (an IPv4 address, an IPv6 prefix) may hold open at once; loopback clients are not limited (0: no limit) (serve, top)"
+  )
+  public static let clientIPv6Prefix = Setting(
+    "server.client-ipv6-prefix", flag: "--client-ipv6-prefix N", .integer(8...128), default: .int(64),
+    "the IPv6 prefix length one client is counted by for the per-client rate limit and connection cap: a host may use any address of its /64 (128: each address) (serve, top)"
   )
   public static let tcpIdleTimeout = Setting(
     "server.tcp-idle-timeout", flag: "--tcp-idle-timeout S", .number(above: 0, min: 0, max: 3600),
@@ -148,7 +152,8 @@ extension Setting {
   public static let clientRateLimit = Setting(
     "server.client-rate-limit", flag: "--client-rate-limit N", .number(above: nil, min: 0, max: .infinity),
     default: .number(2000),
-    "queries per second from one client address (bursts of as many); excess is dropped; 0: off (serve, top)")
+    "queries per second from one client (an IPv4 address, an IPv6 prefix; bursts of as many); excess is dropped; 0: off (serve, top)"
+  )
   public static let control = Setting(
     "server.control", flag: "--control PATH", .path, default: nil,
     "control socket (mode 0600) for `sotto ctl` and `sotto top --attach` (serve, top)")
@@ -186,7 +191,7 @@ extension Setting {
     encryption, dot, doq, prefer, encryptedPort, persistence, damping, probeTimeout, maxProbes, maxSessions,
     sessionIdleTimeout, dotConnections, dotConnectionsMinRTT, tlsCAFile,
     listen, listenTLS, listenQUIC, tlsCertificate, tlsKey, allow, maxResolutions, maxTCPConnections,
-    maxConnectionsPerClient, tcpIdleTimeout,
+    maxConnectionsPerClient, clientIPv6Prefix, tcpIdleTimeout,
     tcpQueriesPerConnection, clientRateLimit,
     control, packetCacheSize, threads,
     logLevel, logFile,

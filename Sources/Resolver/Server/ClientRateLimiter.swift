@@ -14,10 +14,13 @@ final class ClientRateLimiter: Sendable {
   let rate: Double
   let burst: Double
   let maxClients: Int
+  /// The IPv6 prefix length a client is counted by (`ClientKey`).
+  let ipv6Prefix: Int
   private let buckets = StateLock<[ClientKey: Bucket]>([:])
 
-  /// `rate` queries per second per address (must be > 0); bursts up to `burst` (at least 1).
-  init(rate: Double, burst: Double? = nil, maxClients: Int = 65_536) {
+  /// `rate` queries per second per client (must be > 0); bursts up to `burst` (at least 1).
+  init(rate: Double, burst: Double? = nil, maxClients: Int = 65_536, ipv6Prefix: Int = 64) {
+    self.ipv6Prefix = ipv6Prefix
     self.rate = rate
     self.burst = max(1, burst ?? rate)
     self.maxClients = maxClients

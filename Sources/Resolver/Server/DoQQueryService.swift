@@ -29,7 +29,7 @@ final class DoQQueryService {
   private var answeredOverdue: Set<UInt64> = []
   /// The engine's counters when last copied into `counters`.
   private var copied = doqs_stats()
-  /// Connections per client address, shared with TCP and DoT; a DoQ connection is counted once
+  /// Connections per client (`ClientKey`), shared with TCP and DoT; a DoQ connection is counted once
   /// its handshake has proven its address (a spoofed Initial cannot use up another's share).
   private let perClient: ClientConnectionCap
   /// The addresses of the connections counted in `perClient`.

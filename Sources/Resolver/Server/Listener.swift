@@ -12,7 +12,7 @@ public final class Listener: Sendable {
   private let counters: ListenerCounters
   private let processor: QueryProcessor
   private let connections: ConnectionTracker
-  /// Connections per client address, TCP, DoT and DoQ together.
+  /// Connections per client (`ClientKey`), TCP, DoT and DoQ together.
   private let perClient: ClientConnectionCap
   /// Client TCP connections open now (admitted, not yet closed).
   var openTCPConnections: Int { connections.count }
@@ -45,10 +45,12 @@ public final class Listener: Sendable {
       resolver: resolver, allowed: configuration.allowed, counters: counters, logger: logger, monitor: monitor)
     processor.maxResolutions = configuration.maxResolutions
     if configuration.clientRateLimit > 0 {
-      processor.rateLimiter = ClientRateLimiter(rate: configuration.clientRateLimit)
+      processor.rateLimiter = ClientRateLimiter(
+        rate: configuration.clientRateLimit, ipv6Prefix: configuration.clientIPv6Prefix)
     }
     self.processor = processor
-    let perClient = ClientConnectionCap(limit: configuration.maxConnectionsPerClient)
+    let perClient = ClientConnectionCap(
+      limit: configuration.maxConnectionsPerClient, ipv6Prefix: configuration.clientIPv6Prefix)
     self.perClient = perClient
     self.connections = ConnectionTracker(limit: configuration.maxTCPConnections, perClient: perClient)
     self.identity = StateLock(configuration.tls)

@@ -10,17 +10,20 @@ public struct ListenerConfiguration: Sendable {
   public var tcpIdleTimeout: TimeAmount
   /// Open client TCP connections at most; further connections are closed at once.
   public var maxTCPConnections: Int
-  /// Open TCP, DoT and DoQ connections one client address may hold at once (loopback clients
-  /// are not limited; 0: no limit); further ones are closed at once (DoQ: after the handshake,
-  /// which proves the address).
+  /// Open TCP, DoT and DoQ connections one client may hold at once (loopback clients are not
+  /// limited; 0: no limit); further ones are closed at once (DoQ: after the handshake, which
+  /// proves the address).
   public var maxConnectionsPerClient = 64
+  /// The IPv6 prefix length a client is counted by for the per-client limits (`ClientKey`;
+  /// 128: each address).
+  public var clientIPv6Prefix = 64
   /// Queries one TCP connection may send; the connection is closed after answering the last (0,
   /// the default: no limit, as in Unbound, PowerDNS Recursor and BIND; a client pipelining past a
   /// limit loses the queries it sent after the last one answered).
   public var tcpQueriesPerConnection: Int
   /// Client resolutions running at once; a query over the cap gets SERVFAIL at once.
   public var maxResolutions: Int
-  /// Queries per second one client address may send (bursts of as many); excess is dropped (0: off).
+  /// Queries per second one client may send (bursts of as many); excess is dropped (0: off).
   public var clientRateLimit: Double
   /// Seconds a query (UDP on the full path, TCP, DoT) may wait for its answer; a resolution still
   /// running then gets its client SERVFAIL from the listener, counted in `resolutionsOverdue`

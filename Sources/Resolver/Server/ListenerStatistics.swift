@@ -19,7 +19,7 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   /// TCP connections closed at once because `maxTCPConnections` were open.
   public var tcpConnectionsRejected = 0
   /// TCP and DoT connections closed at once (also in `tcpConnectionsRejected`) and DoQ connections
-  /// closed after their handshake (DOQ_EXCESSIVE_LOAD) because their client address held
+  /// closed after their handshake (DOQ_EXCESSIVE_LOAD) because their client (`ClientKey`) held
   /// `maxConnectionsPerClient` connections already.
   public var clientConnectionCapClosed = 0
   /// TCP connections closed after `tcpIdleTimeout` without a query.
@@ -31,7 +31,7 @@ public struct ListenerStatistics: Sendable, Hashable, Codable {
   public var tcpReadsPaused = 0
   /// DoQ connections closed after `tcpQueriesPerConnection` queries (the same limit).
   public var quicQueryLimitClosed = 0
-  /// Queries dropped because their client address was over `clientRateLimit`.
+  /// Queries dropped because their client (`ClientKey`) was over `clientRateLimit`.
   public var rateLimited = 0
   /// Queries answered SERVFAIL because `maxResolutions` resolutions were already running.
   public var resolutionsShed = 0

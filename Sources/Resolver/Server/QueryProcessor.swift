@@ -14,10 +14,10 @@ struct QueryProcessor: Sendable {
   /// Queries waiting on an identical question's running resolution at most, without a slot: 8
   /// per slot (each holds its client's state until that resolution ends).
   var maxJoiners: Int { maxResolutions > Int.max / 8 ? Int.max : maxResolutions * 8 }
-  /// Per-address query rate limit; nil when off.
+  /// Per-client query rate limit (`ClientKey`); nil when off.
   var rateLimiter: ClientRateLimiter? = nil
 
-  /// Whether a message from `client` may be processed at all (the per-address rate limit);
+  /// Whether a message from `client` may be processed at all (the per-client rate limit);
   /// counts a refusal as a drop. Called before any work is spent on the message.
   func admit(_ client: SocketAddress?) -> Bool {
     admit(client.map(RawClientAddress.init))
@@ -45,7 +45,7 @@ struct QueryProcessor: Sendable {
   /// `admit` for an address kept raw (the UDP socket loop).
   func admit(_ client: RawClientAddress?) -> Bool {
     guard let rateLimiter else { return true }
-    guard rateLimiter.allow(ClientKey(client)) else {
+    guard rateLimiter.allow(ClientKey(client, ipv6Prefix: rateLimiter.ipv6Prefix)) else {
       counters.update {
         $0.queries += 1
         $0.rateLimited += 1
