@@ -14,7 +14,10 @@ Every zone holds ``www.<zone> A 192.0.2.1`` (data only: nothing ever sends traff
         (www. A 192.0.2.1, ns1. A ADDR): the far end of the netem link in test_faults.py;
         with --impair-file FILE ("LOSS DELAY_MS", re-read at every datagram) it drops each UDP
         query and each UDP answer with probability LOSS and delays answers by 2 x DELAY_MS
-        (the fallback where the kernel has no sch_netem)
+        (the fallback where the kernel has no sch_netem); with --tcp-close-second every UDP
+        answer is truncated (TC=1, no records) and each TCP connection answers its first query
+        and closes at its second without answering it (a server's close crossing a query),
+        logging "tcp conn N query K NAME: answered|closed"
 """
 
 from __future__ import annotations
@@ -125,6 +128,10 @@ def slow_answer(q: dns.message.Message, zone: dns.name.Name) -> dns.message.Mess
 
 
 ROOT_ADDRESS: list[str] = []
+# --tcp-close-second (with --root): UDP answers truncated, TCP connections close at their second query.
+TCP_CLOSE_SECOND: list[bool] = []
+TCP_CONNECTIONS = [0]
+TCP_CONNECTIONS_LOCK = threading.Lock()
 
 
 def root_answer(q: dns.message.Message, address: str) -> dns.message.Message:
@@ -330,6 +337,11 @@ class UDPHandler(socketserver.BaseRequestHandler):
                 other.sendto(r.to_wire(max_size=65535), self.client_address)
             return
         out = respond(q, behaviour, tcp=False) or []
+        if TCP_CLOSE_SECOND and out:
+            r = dns.message.from_wire(out[0])
+            r.flags |= dns.flags.TC
+            r.answer, r.authority, r.additional = [], [], []
+            out = [r.to_wire(max_size=65535)]
         if delay:
             time.sleep(2 * delay)
         for wire in out:
@@ -347,6 +359,9 @@ class TCPHandler(socketserver.BaseRequestHandler):
         behaviour = self.server.behaviour  # type: ignore[attr-defined]
         if behaviour == "wrongport":
             return  # closed
+        with TCP_CONNECTIONS_LOCK:  # one thread per connection
+            TCP_CONNECTIONS[0] += 1
+            number, queries = TCP_CONNECTIONS[0], 0
         try:
             while True:
                 head = conn.recv(2, socket.MSG_WAITALL)
@@ -355,6 +370,12 @@ class TCPHandler(socketserver.BaseRequestHandler):
                 (n,) = struct.unpack("!H", head)
                 data = conn.recv(n, socket.MSG_WAITALL)
                 q = dns.message.from_wire(data)
+                queries += 1
+                if TCP_CLOSE_SECOND:
+                    verdict = "closed" if queries >= 2 else "answered"
+                    print(f"tcp conn {number} query {queries} {q.question[0].name}: {verdict}", flush=True)
+                    if queries >= 2:
+                        return
                 out = respond(q, behaviour, tcp=True)
                 if out is None:
                     return
@@ -381,7 +402,11 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=53)
     ap.add_argument("--root", metavar="ADDR", help="serve only a root zone on ADDR")
     ap.add_argument("--impair-file", metavar="FILE", help="'LOSS DELAY_MS': userspace loss and delay")
+    ap.add_argument("--tcp-close-second", action="store_true",
+                    help="with --root: UDP answers truncated; TCP closes at each connection's second query")
     args = ap.parse_args()
+    if args.tcp_close_second:
+        TCP_CLOSE_SECOND.append(True)
     if args.impair_file:
         IMPAIR_FILE.append(args.impair_file)
     servers = []

@@ -309,7 +309,7 @@ struct ListenerOptions: ParsableArguments {
 
   @Option(
     name: .customLong("client-ipv6-prefix"),
-    help: "IPv6 prefix length one client is counted by (64; 128: each address).")
+    help: "IPv6 prefix length one client is counted by; 128 counts each address (64).")
   var clientIPv6Prefix: Int?
 
   @Option(name: .long, help: "Seconds an idle client TCP connection stays open (10).")

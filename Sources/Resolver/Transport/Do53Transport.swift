@@ -17,6 +17,8 @@ public final class Do53Transport: Sendable {
   public let cookies: DNSCookieJar
   /// Our source address, which the cookies depend on; shared with the encryption policy.
   public let addressWatch: LocalAddressWatch
+  /// Do53 over TCP: a connection per server, reused (T-14).
+  let tcp: Do53TCPPool
   /// Mismatched replies to one UDP query after which it is abandoned for TCP.
   public static let spoofSuspicionThreshold = 3
 
@@ -25,6 +27,7 @@ public final class Do53Transport: Sendable {
     self.group = group
     self.addressWatch = addressWatch
     self.cookies = DNSCookieJar(watch: addressWatch)
+    self.tcp = Do53TCPPool(group: group)
   }
 
   /// Number of mismatched (possibly spoofed) responses seen so far.
@@ -47,45 +50,14 @@ public final class Do53Transport: Sendable {
     ).get()
   }
 
-  /// Sends `query` over a new TCP connection and waits for a matching response, all within `timeout`
-  /// (the connect included).
+  /// Sends `query` over TCP on the server's connection (reused and pipelined, `Do53TCPPool`) and
+  /// waits for a matching response, all within `timeout` (a connect included).
   public func queryTCP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError)
     -> Message
   {
-    let deadline = NIODeadline.now() + timeout
-    let bytes = query.serialize()
-    let matcher = ResponseMatcher(query: query, acceptsMissingCookie: true)
-    let promise = group.next().makePromise(of: Message.self)
-    let counter = mismatches
-    let bootstrap = ClientBootstrap(group: promise.futureResult.eventLoop)
-      .connectTimeout(timeout)
-      .channelOption(.socketOption(.tcp_nodelay), value: 1)
-      .channelInitializer { channel in
-        channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
-          try channel.pipeline.syncOperations.addHandler(
-            TCPExchangeHandler(matcher: matcher, promise: promise, mismatches: counter))
-        }
-      }
-    let channel: any Channel
-    do {
-      channel = try await bootstrap.connect(to: server.socketAddress).get()
-    } catch {
-      promise.fail(error)
-      if let e = error as? ChannelError, case .connectTimeout = e { throw .timeout }
-      // No socket or local port for the connection (EMFILE, EADDRNOTAVAIL, ...): this machine's.
-      if let e = error as? IOError, TransportError.isLocal(errno: e.errnoCode) { throw .io("TCP: \(e.description)") }
-      throw .unreachable("\(error)")
-    }
-    let timer = channel.eventLoop.scheduleTask(deadline: deadline) { promise.fail(TransportError.timeout) }
-    var buffer = channel.allocator.buffer(capacity: bytes.count + 2)
-    buffer.writeLengthPrefixed(bytes)
-    channel.writeAndFlush(buffer, promise: nil)
-    defer {
-      timer.cancel()
-      channel.close(promise: nil)
-    }
-    return try await Self.await(promise.futureResult)
+    try await tcp.query(
+      query, matcher: ResponseMatcher(query: query, acceptsMissingCookie: true), to: server.socketAddress,
+      timeout: timeout, mismatches: mismatches)
   }
 
   static func await(_ future: EventLoopFuture<Message>) async throws(TransportError) -> Message {
@@ -98,52 +70,5 @@ public final class Do53Transport: Sendable {
     } catch {
       throw .io("\(error)")
     }
-  }
-}
-
-/// Completes one exchange's promise from the replies that arrive: the first matching one wins,
-/// mismatches are counted and ignored, an unparsable matching one fails the exchange.
-/// With a `suspicionThreshold`, that many mismatches fail the exchange as spoof-suspected.
-struct ExchangeCompletion: Sendable {
-  let matcher: ResponseMatcher
-  let promise: EventLoopPromise<Message>
-  let mismatches: Counter
-  var suspicionThreshold: Int? = nil
-  let local = Counter()
-
-  func deliver(_ bytes: [UInt8]) {
-    switch matcher.match(bytes) {
-    case .none:
-      mismatches.increment()
-      local.increment()
-      if let limit = suspicionThreshold, local.value >= limit { promise.fail(TransportError.spoofSuspected) }
-    case .success(let m)?: promise.succeed(m)
-    case .failure(let e)?: promise.fail(TransportError.malformed(e))
-    }
-  }
-
-  func fail(_ error: TransportError) { promise.fail(error) }
-}
-
-/// Reads length-prefixed frames on a TCP connection until one matches the query.
-final class TCPExchangeHandler: ChannelInboundHandler, Sendable {
-  typealias InboundIn = ByteBuffer
-  let completion: ExchangeCompletion
-
-  init(matcher: ResponseMatcher, promise: EventLoopPromise<Message>, mismatches: Counter) {
-    completion = ExchangeCompletion(matcher: matcher, promise: promise, mismatches: mismatches)
-  }
-
-  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    completion.deliver(Array(unwrapInboundIn(data).readableBytesView))
-  }
-
-  func channelInactive(context: ChannelHandlerContext) {
-    completion.fail(.closed)
-  }
-
-  func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    completion.fail(.unreachable("\(error)"))
-    context.close(promise: nil)
   }
 }

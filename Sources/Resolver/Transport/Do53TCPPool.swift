@@ -1,0 +1,358 @@
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Do53 over TCP to authoritative servers (a TC=1 answer's retry, R-37; spoof suspicion, R-34;
+/// a missing cookie, R-35): one connection per server address, reused by the queries after the
+/// first and pipelined, their answers matched by ID and question in any order (T-12 to T-15,
+/// RFC 7766 §6.2). Without queries for `idleTimeout` it is closed (T-17). A query that a reused
+/// connection's end cut off goes once more (T-16, RFC 7766 §6.2.4): the server may close an idle
+/// connection just as a query is written to it.
+///
+/// A connection takes no new queries once it has misbehaved: a query on it timed out, or a frame
+/// matched no query (a stream out of step cannot be trusted for the next ones); its outstanding
+/// queries keep waiting for their answers, and it closes once they are done. A query whose
+/// message ID is already in flight on the connection (T-13), or one past `maxOutstanding` or
+/// past `maxConnections`, goes on a connection of its own that closes after it.
+final class Do53TCPPool: Sendable {
+  let group: any EventLoopGroup
+  /// How long a connection with nothing outstanding stays open (T-17).
+  let idleTimeout: TimeAmount
+  /// Queries one connection carries at once.
+  let maxOutstanding: Int
+  /// Connections kept for reuse at most (one per server): a resolution over many TCP-only
+  /// servers cannot pile up idle sockets.
+  let maxConnections: Int
+  /// How long a connect may take; each query's own timeout bounds its wait for it.
+  static let connectTimeout = TimeAmount.seconds(10)
+  private let connections = StateLock<[SocketAddress: Do53TCPConnection]>([:])
+  /// Connections opened, for tests and statistics.
+  let opened = Counter()
+
+  init(
+    group: any EventLoopGroup, idleTimeout: TimeAmount = .seconds(30), maxOutstanding: Int = 64,
+    maxConnections: Int = 256
+  ) {
+    self.group = group
+    self.idleTimeout = idleTimeout
+    self.maxOutstanding = max(1, maxOutstanding)
+    self.maxConnections = max(0, maxConnections)
+  }
+
+  /// Sends `query` to `address` on its server's connection (opened if there is none that takes
+  /// it) and waits for the reply `matcher` accepts, all within `timeout` (a connect included).
+  func query(
+    _ query: Message, matcher: ResponseMatcher, to address: SocketAddress, timeout: TimeAmount, mismatches: Counter
+  ) async throws(TransportError) -> Message {
+    let deadline = NIODeadline.now() + timeout
+    let bytes = query.serialize()
+    let (connection, reused) = self.connection(to: address, id: matcher.id, mismatches: mismatches)
+    do {
+      return try await connection.exchange(bytes, matcher: matcher, timeout: timeout)
+    } catch .closed where reused {
+      // T-16: the reused connection ended under the query (an idle close crossing it, a reset):
+      // once more, within what is left of the time, on the connection the server has now (the
+      // ended one left the table before its queries were failed).
+      let left = deadline - NIODeadline.now()
+      guard left > .zero else { throw .timeout }
+      let (retry, _) = self.connection(to: address, id: matcher.id, mismatches: mismatches)
+      return try await retry.exchange(bytes, matcher: matcher, timeout: left)
+    }
+  }
+
+  /// The server's connection if it takes a query with message ID `id`, else a new one (kept for
+  /// the next queries when the table has room and nothing usable is there). Reserves the
+  /// query's place on it; `reused`: it was already open or opening.
+  private func connection(to address: SocketAddress, id: UInt16, mismatches: Counter) -> (
+    Do53TCPConnection, reused: Bool
+  ) {
+    let (connection, channel, replaced) = connections.withLock {
+      table -> (Do53TCPConnection, EventLoopPromise<any Channel>?, Do53TCPConnection?) in
+      var replaced: Do53TCPConnection? = nil
+      if let current = table[address] {
+        switch current.reserve(id: id, limit: maxOutstanding) {
+        case .reserved: return (current, nil, nil)
+        case .idInFlight, .full: break  // a connection of its own; the kept one stays
+        case .unusable: replaced = current
+        }
+      }
+      let loop = group.next()
+      let channel = loop.makePromise(of: (any Channel).self)
+      let fresh = Do53TCPConnection(
+        eventLoop: loop, channel: channel.futureResult, idleTimeout: idleTimeout, mismatches: mismatches
+      ) { [weak self] ended in
+        self?.connections.withLock { table in
+          if table[address] === ended { table[address] = nil }
+        }
+      }
+      _ = fresh.reserve(id: id, limit: maxOutstanding)
+      if replaced != nil || (table[address] == nil && table.count < maxConnections) {
+        table[address] = fresh
+      } else {
+        fresh.markOneOff()  // closes after its query
+      }
+      return (fresh, channel, replaced)
+    }
+    // Outside the pool's lock: both may end a connection, which takes the lock to leave the table.
+    replaced?.retire()
+    guard let channel else { return (connection, true) }
+    opened.increment()
+    // On the chosen loop's own thread NIO connects inline, and a connect that fails at once ends
+    // the connection there and then.
+    ClientBootstrap(group: channel.futureResult.eventLoop)
+      .connectTimeout(Self.connectTimeout)
+      .channelOption(.socketOption(.tcp_nodelay), value: 1)
+      .channelInitializer { ch in
+        ch.eventLoop.makeCompletedFuture {
+          try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
+          try ch.pipeline.syncOperations.addHandler(Do53TCPHandler(connection: connection))
+        }
+      }
+      .connect(to: address)
+      .cascade(to: channel)
+    return (connection, false)
+  }
+
+  /// Connections kept now (open or opening).
+  var count: Int { connections.withLock { $0.count } }
+}
+
+/// One pooled TCP connection: its outstanding queries by ID, and whether it takes more.
+/// Thread-safe: queries come from any thread, replies on the channel's event loop.
+final class Do53TCPConnection: Sendable {
+  private struct Waiter {
+    let token: UInt64
+    let matcher: ResponseMatcher
+    let promise: EventLoopPromise<Message>
+  }
+
+  private struct State {
+    /// Outstanding queries by message ID, waiting for their answer.
+    var waiting: [UInt16: Waiter] = [:]
+    /// IDs reserved or outstanding (T-13: unique on the connection).
+    var ids: Set<UInt16> = []
+    var nextToken: UInt64 = 0
+    /// False once it takes no new queries (ended, retired, idle).
+    var usable = true
+    /// True once its close was started.
+    var closing = false
+    /// Why it ended (a failed connect's error, `.closed`), once it has.
+    var endedWith: TransportError?
+    /// The idle close scheduled while nothing is outstanding.
+    var idleTimer: Scheduled<Void>?
+  }
+
+  enum Reservation { case reserved, idInFlight, full, unusable }
+
+  let eventLoop: any EventLoop
+  let channel: EventLoopFuture<any Channel>
+  let idleTimeout: TimeAmount
+  let mismatches: Counter
+  private let onEnd: @Sendable (Do53TCPConnection) -> Void
+  private let state = StateLock(State())
+
+  init(
+    eventLoop: any EventLoop, channel: EventLoopFuture<any Channel>, idleTimeout: TimeAmount, mismatches: Counter,
+    onEnd: @escaping @Sendable (Do53TCPConnection) -> Void
+  ) {
+    self.eventLoop = eventLoop
+    self.channel = channel
+    self.idleTimeout = idleTimeout
+    self.mismatches = mismatches
+    self.onEnd = onEnd
+    channel.whenFailure { [self] error in
+      self.ended(Self.connectFailure(error))
+    }
+  }
+
+  /// Takes a place for one more query with message ID `id`.
+  func reserve(id: UInt16, limit: Int) -> Reservation {
+    let (result, timer) = state.withLock { s -> (Reservation, Scheduled<Void>?) in
+      guard s.usable else { return (.unusable, nil) }
+      guard !s.ids.contains(id) else { return (.idInFlight, nil) }
+      guard s.ids.count < limit else { return (.full, nil) }
+      s.ids.insert(id)
+      defer { s.idleTimer = nil }
+      return (.reserved, s.idleTimer)
+    }
+    timer?.cancel()
+    return result
+  }
+
+  /// Takes no new queries; closes once its outstanding ones are done.
+  func retire() {
+    markOneOff()
+    closeIfDone()
+  }
+
+  /// Takes no new queries (its reserved ones still go); closed by their release. Safe under the
+  /// pool's lock.
+  func markOneOff() {
+    state.withLock { $0.usable = false }
+  }
+
+  /// Sends `bytes` (its ID reserved) and waits for the reply `matcher` accepts, the timeout or
+  /// the connection's end.
+  func exchange(_ bytes: [UInt8], matcher: ResponseMatcher, timeout: TimeAmount) async throws(TransportError)
+    -> Message
+  {
+    let promise = eventLoop.makePromise(of: Message.self)
+    // Registered even on a retired connection (its place was reserved while it took queries);
+    // not on one that ended: that fails at once with what ended it.
+    let registered = state.withLock { s -> Result<UInt64, TransportError> in
+      if let endedWith = s.endedWith { return .failure(endedWith) }
+      s.nextToken &+= 1
+      s.waiting[matcher.id] = Waiter(token: s.nextToken, matcher: matcher, promise: promise)
+      return .success(s.nextToken)
+    }
+    let token: UInt64
+    switch registered {
+    case .success(let t): token = t
+    case .failure(let error):
+      release(token: nil, id: matcher.id, timedOut: false)
+      promise.fail(error)
+      throw error
+    }
+    let timer = eventLoop.scheduleTask(in: timeout) { promise.fail(TransportError.timeout) }
+    channel.whenSuccess { ch in
+      var buffer = ch.allocator.buffer(capacity: bytes.count + 2)
+      buffer.writeLengthPrefixed(bytes)
+      ch.writeAndFlush(buffer, promise: nil)
+    }
+    do {
+      let reply = try await Do53Transport.await(promise.futureResult)
+      timer.cancel()
+      release(token: token, id: matcher.id, timedOut: false)
+      return reply
+    } catch {
+      timer.cancel()
+      release(token: token, id: matcher.id, timedOut: error == .timeout)
+      throw error
+    }
+  }
+
+  /// The query's place is free again; a timed-out one retires the connection (a server that
+  /// let one query go unanswered gets the next on a new connection). With nothing outstanding,
+  /// a retired connection closes now, a usable one after `idleTimeout` without queries.
+  private func release(token: UInt64?, id: UInt16, timedOut: Bool) {
+    let idle = state.withLock { s -> Bool in
+      if let token, s.waiting[id]?.token == token { s.waiting[id] = nil }
+      s.ids.remove(id)
+      if timedOut { s.usable = false }
+      return s.ids.isEmpty && s.usable
+    }
+    if idle { scheduleIdleClose() }
+    closeIfDone()
+  }
+
+  /// One timer per connection: a later idle period replaces an earlier one's.
+  private func scheduleIdleClose() {
+    let timer = eventLoop.scheduleTask(in: idleTimeout) { [self] in
+      let idleOut = self.state.withLock { s -> Bool in
+        guard s.ids.isEmpty, s.usable else { return false }
+        s.usable = false
+        return true
+      }
+      if idleOut { self.closeIfDone() }
+    }
+    let cancel = state.withLock { s -> Scheduled<Void>? in
+      // A query came meanwhile: it keeps the connection; no idle close.
+      guard s.ids.isEmpty, s.usable else { return timer }
+      defer { s.idleTimer = timer }
+      return s.idleTimer
+    }
+    cancel?.cancel()
+  }
+
+  /// Closes it if it takes no queries and has none outstanding.
+  private func closeIfDone() {
+    let close = state.withLock { s -> Bool in
+      guard !s.usable, s.ids.isEmpty, !s.closing else { return false }
+      s.closing = true
+      return true
+    }
+    guard close else { return }
+    onEnd(self)
+    channel.whenSuccess { $0.close(promise: nil) }
+  }
+
+  /// A frame from the server: completes the query it answers; one that answers none is counted
+  /// and retires the connection.
+  func deliver(_ bytes: [UInt8]) {
+    let id = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : nil
+    let found = state.withLock { s -> (EventLoopPromise<Message>, Result<Message, WireError>)? in
+      if let id, let waiter = s.waiting[id], let result = waiter.matcher.match(bytes) {
+        s.waiting[id] = nil  // a second answer to it is unmatched
+        return (waiter.promise, result)
+      }
+      s.usable = false
+      return nil
+    }
+    guard let (promise, result) = found else {
+      mismatches.increment()
+      closeIfDone()
+      return
+    }
+    switch result {
+    case .success(let message): promise.succeed(message)
+    case .failure(let error): promise.fail(TransportError.malformed(error))
+    }
+  }
+
+  /// The connection ended or failed: it leaves the pool, then its outstanding queries fail with
+  /// `error` (so that their one retry finds another connection).
+  func ended(_ error: TransportError) {
+    let (waiting, timer) = state.withLock { s -> ([Waiter], Scheduled<Void>?) in
+      s.usable = false
+      s.closing = true
+      if s.endedWith == nil { s.endedWith = error }
+      defer {
+        s.waiting = [:]
+        s.idleTimer = nil
+      }
+      return (Array(s.waiting.values), s.idleTimer)
+    }
+    timer?.cancel()
+    onEnd(self)
+    for waiter in waiting { waiter.promise.fail(error) }
+  }
+
+  /// A failed connect as the exchange reports it (as a one-off connection's did).
+  static func connectFailure(_ error: any Error) -> TransportError {
+    if let e = error as? ChannelError, case .connectTimeout = e { return .timeout }
+    // No socket or local port for the connection (EMFILE, EADDRNOTAVAIL, ...): this machine's.
+    if let e = error as? IOError, TransportError.isLocal(errno: e.errnoCode) { return .io("TCP: \(e.description)") }
+    return .unreachable("\(error)")
+  }
+
+  /// An error on an established connection: a reset or broken pipe is the server's close
+  /// crossing our queries (RFC 7766 §6.2.4: sent again once), anything else unreachable.
+  static func streamFailure(_ error: any Error) -> TransportError {
+    if let e = error as? IOError, e.errnoCode == ECONNRESET || e.errnoCode == EPIPE { return .closed }
+    return .unreachable("\(error)")
+  }
+}
+
+/// Hands a pooled connection's frames to it, and its end.
+final class Do53TCPHandler: ChannelInboundHandler, Sendable {
+  typealias InboundIn = ByteBuffer
+  let connection: Do53TCPConnection
+
+  init(connection: Do53TCPConnection) { self.connection = connection }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    connection.deliver(Array(unwrapInboundIn(data).readableBytesView))
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    connection.ended(.closed)
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    connection.ended(Do53TCPConnection.streamFailure(error))
+    context.close(promise: nil)
+  }
+}

@@ -1,0 +1,202 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import Resolver
+
+/// A TCP DNS server on 127.0.0.1 for the pool: answers queries for names starting `ok` (A
+/// 192.0.2.55), those starting `dup` twice, those starting `slow` after 200 ms, ignores the
+/// rest, and counts the connections it accepted and saw close.
+final class CountingTCPServer: Sendable {
+  let accepted = Counter()
+  let closed = Counter()
+  let channel: any Channel
+  var port: Int { channel.localAddress?.port ?? 0 }
+  var address: SocketAddress {
+    get throws {
+      guard let a = channel.localAddress else { throw DoTTestError.setup("the test server has no address") }
+      return a
+    }
+  }
+
+  init() async throws {
+    let accepted = accepted
+    let closed = closed
+    channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .childChannelInitializer { ch in
+        accepted.increment()
+        ch.closeFuture.whenComplete { _ in closed.increment() }
+        return ch.eventLoop.makeCompletedFuture {
+          try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
+          try ch.pipeline.syncOperations.addHandler(OKAnswerer())
+        }
+      }
+      .bind(host: "127.0.0.1", port: 0).get()
+  }
+
+  func stop() async { try? await channel.close() }
+}
+
+final class OKAnswerer: ChannelInboundHandler, Sendable {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let bytes = Array(Self.unwrapInboundIn(data).readableBytesView)
+    guard let q = try? Message.parse(bytes), let name = q.questions.first?.name.description,
+      ["ok", "dup", "slow"].contains(where: { name.hasPrefix($0) }), let real = ForgingServer.answer(bytes)
+    else { return }
+    var out = context.channel.allocator.buffer(capacity: 2 * (real.count + 2))
+    out.writeLengthPrefixed(real)
+    if name.hasPrefix("dup") { out.writeLengthPrefixed(real) }
+    let channel = context.channel
+    if name.hasPrefix("slow") {
+      channel.eventLoop.scheduleTask(in: .milliseconds(200)) { channel.writeAndFlush(out, promise: nil) }
+    } else {
+      channel.writeAndFlush(out, promise: nil)
+    }
+  }
+}
+
+/// Do53 over TCP reuses one connection per server (T-12 to T-17).
+@Suite struct Do53TCPPoolTests {
+  func query(_ name: String) throws -> Message {
+    var m = Message()
+    m.header.id = UInt16.random(in: 0...UInt16.max)
+    m.questions = [Question(name: try DNSName(name), type: .a)]
+    return m
+  }
+
+  func ask(_ pool: Do53TCPPool, _ server: CountingTCPServer, _ name: String, timeout: TimeAmount = .seconds(5))
+    async throws -> Message
+  {
+    let q = try query(name)
+    let address = try server.address
+    return try await pool.query(
+      q, matcher: ResponseMatcher(query: q, acceptsMissingCookie: true), to: address, timeout: timeout,
+      mismatches: Counter())
+  }
+
+  func waitFor(_ what: @escaping @Sendable () -> Bool) async {
+    for _ in 0..<300 where !what() { try? await Task.sleep(for: .milliseconds(10)) }
+  }
+
+  @Test func queriesOneAfterAnotherAndAtOnceShareOneConnectionThatClosesWhenIdle() async throws {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton, idleTimeout: .milliseconds(300))
+    for i in 0..<3 { #expect(try await ask(pool, server, "ok\(i).test.").answers.count == 1) }
+    try await withThrowingTaskGroup(of: Int.self) { group in
+      for i in 0..<8 { group.addTask { try await ask(pool, server, "ok-p\(i).test.").answers.count } }
+      for try await count in group { #expect(count == 1) }
+    }
+    #expect(server.accepted.value == 1)
+    #expect(pool.opened.value == 1)
+    #expect(pool.count == 1)
+    // T-17: idle for longer than its timeout, the connection is closed and forgotten.
+    await waitFor { pool.count == 0 && server.closed.value == 1 }
+    #expect(pool.count == 0)
+    #expect(server.closed.value == 1)
+    #expect(try await ask(pool, server, "ok-again.test.").answers.count == 1)
+    #expect(server.accepted.value == 2)
+  }
+
+  @Test func aQueryThatTimedOutRetiresItsConnection() async throws {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton)
+    #expect(try await ask(pool, server, "ok.test.").answers.count == 1)
+    await #expect(throws: TransportError.timeout) {
+      try await ask(pool, server, "silent.test.", timeout: .milliseconds(200))
+    }
+    // The server let a query go unanswered: the next one goes on a new connection, and the old
+    // one (nothing outstanding on it) is closed.
+    #expect(try await ask(pool, server, "ok2.test.").answers.count == 1)
+    #expect(server.accepted.value == 2)
+    await waitFor { server.closed.value == 1 }
+    #expect(server.closed.value == 1)
+  }
+
+  @Test func pastTheConnectionCapANewConnectionCarriesOneQueryAndCloses() async throws {
+    let a = try await CountingTCPServer()
+    let b = try await CountingTCPServer()
+    defer {
+      Task {
+        await a.stop()
+        await b.stop()
+      }
+    }
+    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton, maxConnections: 1)
+    #expect(try await ask(pool, a, "ok.test.").answers.count == 1)
+    #expect(try await ask(pool, b, "ok.test.").answers.count == 1)
+    await waitFor { b.closed.value == 1 }
+    #expect(b.closed.value == 1, "the connection over the cap was kept")
+    #expect(pool.count == 1)
+    #expect(a.closed.value == 0)
+    #expect(try await ask(pool, a, "ok2.test.").answers.count == 1)
+    #expect(a.accepted.value == 1)
+  }
+
+  /// An answer nobody waits for (here, each answer sent twice) retires the connection, which,
+  /// with nothing outstanding, closes at once instead of staying open unused.
+  @Test func anUnmatchedAnswerClosesAnIdleConnection() async throws {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton)
+    let mismatches = Counter()
+    let q = try query("dup.test.")
+    let r = try await pool.query(
+      q, matcher: ResponseMatcher(query: q), to: try server.address, timeout: .seconds(5), mismatches: mismatches)
+    #expect(r.answers.count == 1)
+    await waitFor { server.closed.value == 1 }
+    #expect(server.closed.value == 1, "a connection that received an unmatched answer stayed open")
+    #expect(mismatches.value == 1)
+    #expect(pool.count == 0)
+    #expect(try await ask(pool, server, "ok.test.").answers.count == 1)
+    #expect(server.accepted.value == 2)
+  }
+
+  /// Two queries in flight with one message ID (T-13: unique on a connection): the second goes
+  /// on a connection of its own, which closes after it; both get their own answers.
+  @Test func aQueryWhoseIDIsInFlightGoesOnAConnectionOfItsOwn() async throws {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton)
+    var a = try query("slow-a.test.")
+    var b = try query("slow-b.test.")
+    a.header.id = 4242
+    b.header.id = 4242
+    let (qa, qb) = (a, b)
+    async let ra = pool.query(
+      qa, matcher: ResponseMatcher(query: qa), to: try server.address, timeout: .seconds(5), mismatches: Counter())
+    try await Task.sleep(for: .milliseconds(50))
+    async let rb = pool.query(
+      qb, matcher: ResponseMatcher(query: qb), to: try server.address, timeout: .seconds(5), mismatches: Counter())
+    let (answerA, answerB) = try await (ra, rb)
+    #expect(answerA.questions.first?.name == qa.questions.first?.name)
+    #expect(answerB.questions.first?.name == qb.questions.first?.name)
+    #expect(server.accepted.value == 2)
+    await waitFor { server.closed.value == 1 }
+    #expect(server.closed.value == 1, "the connection of its own stayed open")
+    #expect(pool.count == 1)
+  }
+
+  @Test func aRefusedConnectIsUnreachable() async throws {
+    let server = try await CountingTCPServer()
+    let address = try server.address
+    await server.stop()
+    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton)
+    let q = try query("ok.test.")
+    do {
+      _ = try await pool.query(
+        q, matcher: ResponseMatcher(query: q), to: address, timeout: .seconds(2), mismatches: Counter())
+      Issue.record("a closed port answered")
+    } catch {
+      guard case .unreachable = error else {
+        Issue.record("expected unreachable, got \(error)")
+        return
+      }
+    }
+    #expect(pool.count == 0)
+  }
+}
