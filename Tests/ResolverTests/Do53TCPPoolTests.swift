@@ -6,11 +6,15 @@ import Testing
 @testable import Resolver
 
 /// A TCP DNS server on 127.0.0.1 for the pool: answers queries for names starting `ok` (A
-/// 192.0.2.55), those starting `dup` twice, those starting `slow` after 200 ms, ignores the
-/// rest, and counts the connections it accepted and saw close.
+/// 192.0.2.55), those starting `dup` twice, those starting `slow` after 1 s; the first query for
+/// a name starting `fin` (`rst`) it takes as the cue to close that connection (with a reset)
+/// without answering, later ones it answers; it ignores the rest, and counts the connections it
+/// accepted and saw close.
 final class CountingTCPServer: Sendable {
   let accepted = Counter()
   let closed = Counter()
+  /// Whether the one close (`fin`, `rst`) was made.
+  let cut = Mutex(false)
   let channel: any Channel
   var port: Int { channel.localAddress?.port ?? 0 }
   var address: SocketAddress {
@@ -23,13 +27,14 @@ final class CountingTCPServer: Sendable {
   init() async throws {
     let accepted = accepted
     let closed = closed
+    let cut = cut
     channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .childChannelInitializer { ch in
         accepted.increment()
         ch.closeFuture.whenComplete { _ in closed.increment() }
         return ch.eventLoop.makeCompletedFuture {
           try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
-          try ch.pipeline.syncOperations.addHandler(OKAnswerer())
+          try ch.pipeline.syncOperations.addHandler(OKAnswerer(cut: cut))
         }
       }
       .bind(host: "127.0.0.1", port: 0).get()
@@ -41,17 +46,31 @@ final class CountingTCPServer: Sendable {
 final class OKAnswerer: ChannelInboundHandler, Sendable {
   typealias InboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
+  let cut: Mutex<Bool>
+  init(cut: Mutex<Bool>) { self.cut = cut }
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let bytes = Array(Self.unwrapInboundIn(data).readableBytesView)
-    guard let q = try? Message.parse(bytes), let name = q.questions.first?.name.description,
-      ["ok", "dup", "slow"].contains(where: { name.hasPrefix($0) }), let real = ForgingServer.answer(bytes)
+    guard let q = try? Message.parse(bytes), let name = q.questions.first?.name.description else { return }
+    if name.hasPrefix("fin") || name.hasPrefix("rst"), !cut.withLock({ $0 }) {
+      cut.withLock { $0 = true }
+      let channel = context.channel
+      guard name.hasPrefix("rst"), let options = channel as? any SocketOptionProvider else {
+        channel.close(promise: nil)
+        return
+      }
+      // SO_LINGER 0: the close sends a reset.
+      options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+      return
+    }
+    guard ["ok", "dup", "slow", "fin", "rst"].contains(where: { name.hasPrefix($0) }),
+      let real = ForgingServer.answer(bytes)
     else { return }
     var out = context.channel.allocator.buffer(capacity: 2 * (real.count + 2))
     out.writeLengthPrefixed(real)
     if name.hasPrefix("dup") { out.writeLengthPrefixed(real) }
     let channel = context.channel
     if name.hasPrefix("slow") {
-      channel.eventLoop.scheduleTask(in: .milliseconds(200)) { channel.writeAndFlush(out, promise: nil) }
+      channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.writeAndFlush(out, promise: nil) }
     } else {
       channel.writeAndFlush(out, promise: nil)
     }
@@ -73,18 +92,17 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     let q = try query(name)
     let address = try server.address
     return try await pool.query(
-      q, matcher: ResponseMatcher(query: q, acceptsMissingCookie: true), to: address, timeout: timeout,
-      mismatches: Counter())
+      q, matcher: ResponseMatcher(query: q, acceptsMissingCookie: true), to: address, timeout: timeout)
   }
 
   func waitFor(_ what: @escaping @Sendable () -> Bool) async {
-    for _ in 0..<300 where !what() { try? await Task.sleep(for: .milliseconds(10)) }
+    for _ in 0..<600 where !what() { try? await Task.sleep(for: .milliseconds(10)) }
   }
 
   @Test func queriesOneAfterAnotherAndAtOnceShareOneConnectionThatClosesWhenIdle() async throws {
     let server = try await CountingTCPServer()
     defer { Task { await server.stop() } }
-    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton, idleTimeout: .milliseconds(300))
+    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton, idleTimeout: .seconds(1))
     for i in 0..<3 { #expect(try await ask(pool, server, "ok\(i).test.").answers.count == 1) }
     try await withThrowingTaskGroup(of: Int.self) { group in
       for i in 0..<8 { group.addTask { try await ask(pool, server, "ok-p\(i).test.").answers.count } }
@@ -137,16 +155,31 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(a.accepted.value == 1)
   }
 
+  /// A timeout the resolution's deadline made (its time cut short) says nothing about the
+  /// connection: it stays in use.
+  @Test func aTimeoutCutShortByTheDeadlineKeepsTheConnection() async throws {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton)
+    #expect(try await ask(pool, server, "ok.test.").answers.count == 1)
+    let q = try query("silent.test.")
+    let address = try server.address
+    await #expect(throws: TransportError.timeout) {
+      try await pool.query(
+        q, matcher: ResponseMatcher(query: q), to: address, timeout: .milliseconds(200), timeoutRetires: false)
+    }
+    #expect(try await ask(pool, server, "ok2.test.").answers.count == 1)
+    #expect(server.accepted.value == 1)
+  }
+
   /// An answer nobody waits for (here, each answer sent twice) retires the connection, which,
   /// with nothing outstanding, closes at once instead of staying open unused.
   @Test func anUnmatchedAnswerClosesAnIdleConnection() async throws {
     let server = try await CountingTCPServer()
     defer { Task { await server.stop() } }
-    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton)
     let mismatches = Counter()
-    let q = try query("dup.test.")
-    let r = try await pool.query(
-      q, matcher: ResponseMatcher(query: q), to: try server.address, timeout: .seconds(5), mismatches: mismatches)
+    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton, mismatches: mismatches)
+    let r = try await ask(pool, server, "dup.test.")
     #expect(r.answers.count == 1)
     await waitFor { server.closed.value == 1 }
     #expect(server.closed.value == 1, "a connection that received an unmatched answer stayed open")
@@ -168,10 +201,10 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     b.header.id = 4242
     let (qa, qb) = (a, b)
     async let ra = pool.query(
-      qa, matcher: ResponseMatcher(query: qa), to: try server.address, timeout: .seconds(5), mismatches: Counter())
-    try await Task.sleep(for: .milliseconds(50))
+      qa, matcher: ResponseMatcher(query: qa), to: try server.address, timeout: .seconds(5))
+    try await Task.sleep(for: .milliseconds(100))
     async let rb = pool.query(
-      qb, matcher: ResponseMatcher(query: qb), to: try server.address, timeout: .seconds(5), mismatches: Counter())
+      qb, matcher: ResponseMatcher(query: qb), to: try server.address, timeout: .seconds(5))
     let (answerA, answerB) = try await (ra, rb)
     #expect(answerA.questions.first?.name == qa.questions.first?.name)
     #expect(answerB.questions.first?.name == qb.questions.first?.name)
@@ -179,6 +212,26 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     await waitFor { server.closed.value == 1 }
     #expect(server.closed.value == 1, "the connection of its own stayed open")
     #expect(pool.count == 1)
+  }
+
+  /// The server closes (`fin`) or resets (`rst`) a reused connection with eight queries
+  /// outstanding on it (RFC 7766 §6.2.4): each goes once more, all on one new connection, and
+  /// all are answered.
+  @Test(arguments: ["fin", "rst"]) func queriesCutOffByTheServersCloseGoAgainOnOneNewConnection(_ how: String)
+    async throws
+  {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let pool = Do53TCPPool(group: MultiThreadedEventLoopGroup.singleton)
+    #expect(try await ask(pool, server, "ok.test.").answers.count == 1)
+    try await withThrowingTaskGroup(of: Int.self) { group in
+      for i in 0..<8 { group.addTask { try await ask(pool, server, "slow\(i).test.").answers.count } }
+      try await Task.sleep(for: .milliseconds(200))
+      group.addTask { try await ask(pool, server, "\(how).test.").answers.count }
+      for try await count in group { #expect(count == 1) }
+    }
+    #expect(server.cut.withLock { $0 }, "the server never closed the connection")
+    #expect(server.accepted.value == 2, "the retries did not share one new connection")
   }
 
   @Test func aRefusedConnectIsUnreachable() async throws {
@@ -189,7 +242,7 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     let q = try query("ok.test.")
     do {
       _ = try await pool.query(
-        q, matcher: ResponseMatcher(query: q), to: address, timeout: .seconds(2), mismatches: Counter())
+        q, matcher: ResponseMatcher(query: q), to: address, timeout: .seconds(2))
       Issue.record("a closed port answered")
     } catch {
       guard case .unreachable = error else {

@@ -31,12 +31,15 @@ final class Do53TCPPool: Sendable {
   private let connections = StateLock<[SocketAddress: Do53TCPConnection]>([:])
   /// Connections opened, for tests and statistics.
   let opened = Counter()
+  /// Frames that answered no outstanding query, shared with UDP's count.
+  let mismatches: Counter
 
   init(
-    group: any EventLoopGroup, idleTimeout: TimeAmount = .seconds(30), maxOutstanding: Int = 64,
-    maxConnections: Int = 256
+    group: any EventLoopGroup, mismatches: Counter = Counter(), idleTimeout: TimeAmount = .seconds(30),
+    maxOutstanding: Int = 64, maxConnections: Int = 256
   ) {
     self.group = group
+    self.mismatches = mismatches
     self.idleTimeout = idleTimeout
     self.maxOutstanding = max(1, maxOutstanding)
     self.maxConnections = max(0, maxConnections)
@@ -44,29 +47,32 @@ final class Do53TCPPool: Sendable {
 
   /// Sends `query` to `address` on its server's connection (opened if there is none that takes
   /// it) and waits for the reply `matcher` accepts, all within `timeout` (a connect included).
+  /// `timeoutRetires`: a timeout is evidence against the connection (false when the caller cut
+  /// the query's time short for its resolution's deadline).
   func query(
-    _ query: Message, matcher: ResponseMatcher, to address: SocketAddress, timeout: TimeAmount, mismatches: Counter
+    _ query: Message, matcher: ResponseMatcher, to address: SocketAddress, timeout: TimeAmount,
+    timeoutRetires: Bool = true
   ) async throws(TransportError) -> Message {
     let deadline = NIODeadline.now() + timeout
     let bytes = query.serialize()
-    let (connection, reused) = self.connection(to: address, id: matcher.id, mismatches: mismatches)
+    let (connection, reused) = self.connection(to: address, id: matcher.id)
     do {
-      return try await connection.exchange(bytes, matcher: matcher, timeout: timeout)
+      return try await connection.exchange(bytes, matcher: matcher, timeout: timeout, timeoutRetires: timeoutRetires)
     } catch .closed where reused {
       // T-16: the reused connection ended under the query (an idle close crossing it, a reset):
       // once more, within what is left of the time, on the connection the server has now (the
       // ended one left the table before its queries were failed).
       let left = deadline - NIODeadline.now()
       guard left > .zero else { throw .timeout }
-      let (retry, _) = self.connection(to: address, id: matcher.id, mismatches: mismatches)
-      return try await retry.exchange(bytes, matcher: matcher, timeout: left)
+      let (retry, _) = self.connection(to: address, id: matcher.id)
+      return try await retry.exchange(bytes, matcher: matcher, timeout: left, timeoutRetires: timeoutRetires)
     }
   }
 
   /// The server's connection if it takes a query with message ID `id`, else a new one (kept for
   /// the next queries when the table has room and nothing usable is there). Reserves the
   /// query's place on it; `reused`: it was already open or opening.
-  private func connection(to address: SocketAddress, id: UInt16, mismatches: Counter) -> (
+  private func connection(to address: SocketAddress, id: UInt16) -> (
     Do53TCPConnection, reused: Bool
   ) {
     let (connection, channel, replaced) = connections.withLock {
@@ -195,9 +201,9 @@ final class Do53TCPConnection: Sendable {
   }
 
   /// Sends `bytes` (its ID reserved) and waits for the reply `matcher` accepts, the timeout or
-  /// the connection's end.
-  func exchange(_ bytes: [UInt8], matcher: ResponseMatcher, timeout: TimeAmount) async throws(TransportError)
-    -> Message
+  /// the connection's end. A timeout retires the connection when `timeoutRetires`.
+  func exchange(_ bytes: [UInt8], matcher: ResponseMatcher, timeout: TimeAmount, timeoutRetires: Bool = true)
+    async throws(TransportError) -> Message
   {
     let promise = eventLoop.makePromise(of: Message.self)
     // Registered even on a retired connection (its place was reserved while it took queries);
@@ -217,6 +223,11 @@ final class Do53TCPConnection: Sendable {
       throw error
     }
     let timer = eventLoop.scheduleTask(in: timeout) { promise.fail(TransportError.timeout) }
+    // A loop shutting down fails the timer instead of running it: the query must not wait forever.
+    timer.futureResult.whenFailure { error in
+      if let e = error as? EventLoopError, case .cancelled = e { return }
+      promise.fail(TransportError.closed)
+    }
     channel.whenSuccess { ch in
       var buffer = ch.allocator.buffer(capacity: bytes.count + 2)
       buffer.writeLengthPrefixed(bytes)
@@ -229,7 +240,7 @@ final class Do53TCPConnection: Sendable {
       return reply
     } catch {
       timer.cancel()
-      release(token: token, id: matcher.id, timedOut: error == .timeout)
+      release(token: token, id: matcher.id, timedOut: timeoutRetires && error == .timeout)
       throw error
     }
   }
@@ -250,7 +261,8 @@ final class Do53TCPConnection: Sendable {
 
   /// One timer per connection: a later idle period replaces an earlier one's.
   private func scheduleIdleClose() {
-    let timer = eventLoop.scheduleTask(in: idleTimeout) { [self] in
+    let timer = eventLoop.scheduleTask(in: idleTimeout) { [weak self] in
+      guard let self else { return }
       let idleOut = self.state.withLock { s -> Bool in
         guard s.ids.isEmpty, s.usable else { return false }
         s.usable = false

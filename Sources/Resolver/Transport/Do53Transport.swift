@@ -27,7 +27,7 @@ public final class Do53Transport: Sendable {
     self.group = group
     self.addressWatch = addressWatch
     self.cookies = DNSCookieJar(watch: addressWatch)
-    self.tcp = Do53TCPPool(group: group)
+    self.tcp = Do53TCPPool(group: group, mismatches: mismatches)
   }
 
   /// Number of mismatched (possibly spoofed) responses seen so far.
@@ -51,13 +51,14 @@ public final class Do53Transport: Sendable {
   }
 
   /// Sends `query` over TCP on the server's connection (reused and pipelined, `Do53TCPPool`) and
-  /// waits for a matching response, all within `timeout` (a connect included).
-  public func queryTCP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount) async throws(TransportError)
-    -> Message
+  /// waits for a matching response, all within `timeout` (a connect included). `cutShort`: the
+  /// resolution's deadline shortened `timeout`, so a timeout says nothing about the connection.
+  public func queryTCP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount, cutShort: Bool = false)
+    async throws(TransportError) -> Message
   {
     try await tcp.query(
       query, matcher: ResponseMatcher(query: query, acceptsMissingCookie: true), to: server.socketAddress,
-      timeout: timeout, mismatches: mismatches)
+      timeout: timeout, timeoutRetires: !cutShort)
   }
 
   static func await(_ future: EventLoopFuture<Message>) async throws(TransportError) -> Message {

@@ -238,7 +238,7 @@ public struct Do53Exchanger: UpstreamExchanger {
     }
     let tcpStart = time.now()
     do {
-      let response = try await transport.queryTCP(sent, to: server, timeout: tcpTimeout)
+      let response = try await transport.queryTCP(sent, to: server, timeout: tcpTimeout, cutShort: tcpTimeout < timeout)
       transport.cookies.learn(from: response, server: server.ip)
       // Only when UDP showed the cookie missing: a server that leaves cookies out over TCP alone
       // (a TC=1 answer's retry) keeps its cookie for UDP.
