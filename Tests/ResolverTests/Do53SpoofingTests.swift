@@ -162,13 +162,16 @@ final class TCPAnswerer: ChannelInboundHandler, Sendable {
   }
 }
 
+/// An A query for `name` under a random ID.
+func randomIDQuery(_ name: String) throws -> Message {
+  var m = Message()
+  m.header.id = UInt16.random(in: 0...UInt16.max)
+  m.questions = [Question(name: try DNSName(name), type: .a)]
+  return m
+}
+
 @Suite struct Do53SpoofingTests {
-  func query(_ name: String) throws -> Message {
-    var m = Message()
-    m.header.id = UInt16.random(in: 0...UInt16.max)
-    m.questions = [Question(name: try DNSName(name), type: .a)]
-    return m
-  }
+  func query(_ name: String) throws -> Message { try randomIDQuery(name) }
 
   @Test func repeatedMismatchesMoveTheQueryToTCP() async throws {
     let server = try await ForgingServer.start(forgedPerQuery: 5, delay: .milliseconds(200))

@@ -79,12 +79,7 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
 
 /// Do53 over TCP reuses one connection per server (T-12 to T-17).
 @Suite struct Do53TCPPoolTests {
-  func query(_ name: String) throws -> Message {
-    var m = Message()
-    m.header.id = UInt16.random(in: 0...UInt16.max)
-    m.questions = [Question(name: try DNSName(name), type: .a)]
-    return m
-  }
+  func query(_ name: String) throws -> Message { try randomIDQuery(name) }
 
   func ask(_ pool: Do53TCPPool, _ server: CountingTCPServer, _ name: String, timeout: TimeAmount = .seconds(5))
     async throws -> Message

@@ -57,9 +57,11 @@ import Testing
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).resumptions == [[1, 2, 3]])
   }
 
-  /// The old session's close completes only after its replacement is up (a DoQ close waits on
-  /// the engine thread): its end, reported late, must not end the new session's record.
-  @Test func theOldSessionsLateEndLeavesTheNewOneEstablished() async throws {
+  /// A DoT session whose close only notes the request, then an address change: the session
+  /// the next query (over DoT) brought up in its place. The old one has not reported its end.
+  func replacedSession() async throws -> (
+    p: EncryptionPolicy, connector: FakeConnector, do53: FakeDo53, old: FakeSession, new: FakeSession
+  ) {
     let address = Mutex<[UInt8]>([10, 53, 0, 2])
     let (p, connector, do53) = policy(address: address)
     connector.closeLater.withLock { $0 = true }
@@ -68,9 +70,16 @@ import Testing
     let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
     address.withLock { $0 = [10, 53, 1, 2] }
     #expect(await ask(p).legs.map(\.transport) == [.dot])
-    #expect(old.closeRequested.withLock { $0 }, "the old session was not asked to close")
     let new = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
     #expect(new !== old)
+    return (p, connector, do53, old, new)
+  }
+
+  /// The old session's close completes only after its replacement is up (a DoQ close waits on
+  /// the engine thread): its end, reported late, must not end the new session's record.
+  @Test func theOldSessionsLateEndLeavesTheNewOneEstablished() async throws {
+    let (p, connector, do53, old, _) = try await replacedSession()
+    #expect(old.closeRequested.withLock { $0 }, "the old session was not asked to close")
     old.end(.cleanClose)
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).session == .established)
@@ -84,16 +93,7 @@ import Testing
   /// path that is gone): counted and logged, but the transport its replacement carries is not
   /// damped, and the next queries stay encrypted on the new session.
   @Test func theOldSessionsLateFailureDoesNotDampTheNewOne() async throws {
-    let address = Mutex<[UInt8]>([10, 53, 0, 2])
-    let (p, connector, do53) = policy(address: address)
-    connector.closeLater.withLock { $0 = true }
-    _ = await ask(p)
-    await p.waitForProbes(upTo: 2)
-    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
-    address.withLock { $0 = [10, 53, 1, 2] }
-    #expect(await ask(p).legs.map(\.transport) == [.dot])
-    let new = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
-    #expect(new !== old)
+    let (p, connector, do53, old, new) = try await replacedSession()
     old.end(.resetWithQueriesOutstanding)
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
     let state = try #require(p.table.servers["192.0.2.7"]?.state(.dot))
@@ -112,15 +112,7 @@ import Testing
   /// The other order: the new session idles out cleanly first, then the old one's failure
   /// arrives. It is still the old session's: counted, not damping.
   @Test func theOldSessionsFailureAfterTheNewOneIdledOutDoesNotDamp() async throws {
-    let address = Mutex<[UInt8]>([10, 53, 0, 2])
-    let (p, connector, do53) = policy(address: address)
-    connector.closeLater.withLock { $0 = true }
-    _ = await ask(p)
-    await p.waitForProbes(upTo: 2)
-    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
-    address.withLock { $0 = [10, 53, 1, 2] }
-    #expect(await ask(p).legs.map(\.transport) == [.dot])
-    let new = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
+    let (p, connector, do53, old, new) = try await replacedSession()
     new.end(.cleanClose)
     old.end(.resetWithQueriesOutstanding)
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).status == .success)
