@@ -3,6 +3,10 @@ import Testing
 
 @testable import Resolver
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 @Suite struct ClientConnectionCapTests {
   func address(_ ip: String) -> SocketAddress? { try? SocketAddress(ipAddress: ip, port: 40_000) }
 
@@ -50,6 +54,27 @@ import Testing
     #expect(ClientKey(address("2001:db8::5"), ipv6Prefix: 128) != ClientKey(address("2001:db8::6"), ipv6Prefix: 128))
     #expect(ClientKey(address("2001:db8::5"), ipv6Prefix: 128).description == "2001:db8::5/128")
     #expect(ClientKey(address("2001:db8::1:2:3:4"), ipv6Prefix: 100).description == "2001:db8::1:2:0:0/100")
+  }
+
+  /// fe80::/64 is every link's own: link-local clients on two interfaces are two clients, on one
+  /// interface one (at /64).
+  @Test func linkLocalClientsAreToldApartByTheirInterface() {
+    func linkLocal(_ last: UInt8, scope: UInt32) -> SocketAddress {
+      var a = sockaddr_in6()
+      a.sin6_family = sa_family_t(AF_INET6)
+      a.sin6_scope_id = scope
+      withUnsafeMutableBytes(of: &a.sin6_addr) { bytes in
+        bytes[0] = 0xFE
+        bytes[1] = 0x80
+        bytes[15] = last
+      }
+      return SocketAddress(a, host: "")
+    }
+    #expect(ClientKey(linkLocal(1, scope: 2)) == ClientKey(linkLocal(7, scope: 2)))
+    #expect(ClientKey(linkLocal(1, scope: 2)) != ClientKey(linkLocal(1, scope: 3)))
+    #expect(ClientKey(linkLocal(1, scope: 2)).description == "fe80::/64%2")
+    // A global address's scope is not part of its key.
+    #expect(ClientKey(address("2001:db8::1")) == ClientKey(address("2001:db8::2")))
   }
 
   @Test func eachIPv6AddressIsAClientAtPrefix128() {
