@@ -1,6 +1,6 @@
 import NIOCore
 
-/// Open TCP, DoT and DoQ connections per client (an IPv4 address or an IPv6 /64, `ClientKey`;
+/// Open TCP, DoT and DoQ connections per client (an IPv4 address or an IPv6 prefix, `ClientKey`;
 /// `server.max-connections-per-client`):
 /// one address cannot hold every slot of the listener's caps until their idle timeout. Loopback
 /// clients are not limited (a local process can open sockets anyway); nor is a connection whose
@@ -17,7 +17,7 @@ final class ClientConnectionCap: Sendable {
     self.ipv6Prefix = ipv6Prefix
   }
 
-  /// The key `address` is counted under (its IPv4 address or IPv6 /64, `ClientKey`), nil when
+  /// The key `address` is counted under (its IPv4 address or IPv6 prefix, `ClientKey`), nil when
   /// it is not limited.
   private func key(_ address: SocketAddress?) -> ClientKey? {
     guard limit > 0, let address else { return nil }

@@ -1,6 +1,6 @@
 import NIOCore
 
-/// Per-client token buckets (an IPv4 address or an IPv6 /64, `ClientKey`): each may send `rate`
+/// Per-client token buckets (an IPv4 address or an IPv6 prefix, `ClientKey`): each may send `rate`
 /// queries per second with bursts of up to `burst`. The table holds at most `maxClients`
 /// clients; when it is full, buckets that have refilled completely are dropped, and if none
 /// has, the table starts over (a spoofed flood from many addresses cannot grow memory without
