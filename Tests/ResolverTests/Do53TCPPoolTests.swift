@@ -203,20 +203,9 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
   @Test func aRefusedConnectIsUnreachable() async throws {
     // A port bound and not listening, held for the test: no other test's server can take it
     // (a listener closed before the connect could be, with tests running in parallel).
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    try #require(fd >= 0)
+    let (fd, port) = try UDPExchangeEngineTests.boundUDPSocket(type: Int32(SOCK_STREAM.rawValue))
     defer { close(fd) }
-    var bound = sockaddr_in()
-    bound.sin_family = sa_family_t(AF_INET)
-    bound.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &bound) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-      }
-    }
-    try #require(ok)
-    let address = SocketAddress(bound, host: "")
+    let address = try SocketAddress(ipAddress: "127.0.0.1", port: Int(port))
     let pool = Do53TCPPool(group: poolTestGroup)
     let q = try query("ok.test.")
     do {

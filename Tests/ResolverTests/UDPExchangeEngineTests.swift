@@ -351,11 +351,10 @@ import Testing
     while TurnClock.clockNanoseconds() < until {}
   }
 
-  /// A non-blocking UDP socket on 127.0.0.1 and its port.
-  static func boundUDPSocket() throws -> (Int32, UInt16) {
-    let fd = socket(
-      AF_INET,
-      Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+  /// A non-blocking UDP socket (or, with `type`, another kind, bound and not listening) on
+  /// 127.0.0.1 and its port.
+  static func boundUDPSocket(type: Int32 = Int32(SOCK_DGRAM.rawValue)) throws -> (Int32, UInt16) {
+    let fd = socket(AF_INET, type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     try #require(fd >= 0)
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)

@@ -29,7 +29,7 @@ final class Do53TCPPool: Sendable {
   /// How long a connect may take; each query's own timeout bounds its wait for it.
   static let connectTimeout = TimeAmount.seconds(10)
   private let connections = StateLock<[SocketAddress: Do53TCPConnection]>([:])
-  /// Connections opened, for tests and statistics.
+  /// Connections opened (read by the tests).
   let opened = Counter()
   /// Frames that answered no outstanding query, shared with UDP's count.
   let mismatches: Counter
