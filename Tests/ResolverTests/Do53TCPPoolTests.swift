@@ -9,17 +9,20 @@ import Testing
   import Glibc
 #endif
 
-/// The event loops of these tests' pools and servers, their own: other suites running in
-/// parallel block the shared singleton's threads at times (a wait in a handler), which held a
-/// server's close back from the pool here for seconds.
+/// The event loops of these tests' pools and servers, their own: a wait in another suite's
+/// handler cannot hold up theirs.
 let poolTestGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
 
 /// A TCP DNS server on 127.0.0.1 for the pool: answers queries for names starting `ok` (A
-/// 192.0.2.55), those starting `dup` twice, those starting `slow` after 1 s; it ignores the
-/// rest, and counts the connections it accepted and saw close.
+/// 192.0.2.55), those starting `dup` twice, those starting `slow` after 1 s; the first query for
+/// a name starting `fin` (`rst`) it takes as the cue to close that connection (with a reset)
+/// without answering, later ones it answers; it ignores the rest, and counts the connections it
+/// accepted and saw close.
 final class CountingTCPServer: Sendable {
   let accepted = Counter()
   let closed = Counter()
+  /// Whether the one close (`fin`, `rst`) was made.
+  let cut = Mutex(false)
   let channel: any Channel
   var port: Int { channel.localAddress?.port ?? 0 }
   var address: SocketAddress {
@@ -32,13 +35,14 @@ final class CountingTCPServer: Sendable {
   init() async throws {
     let accepted = accepted
     let closed = closed
+    let cut = cut
     channel = try await ServerBootstrap(group: poolTestGroup)
       .childChannelInitializer { ch in
         accepted.increment()
         ch.closeFuture.whenComplete { _ in closed.increment() }
         return ch.eventLoop.makeCompletedFuture {
           try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
-          try ch.pipeline.syncOperations.addHandler(OKAnswerer())
+          try ch.pipeline.syncOperations.addHandler(OKAnswerer(cut: cut))
         }
       }
       .bind(host: "127.0.0.1", port: 0).get()
@@ -50,10 +54,23 @@ final class CountingTCPServer: Sendable {
 final class OKAnswerer: ChannelInboundHandler, Sendable {
   typealias InboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
+  let cut: Mutex<Bool>
+  init(cut: Mutex<Bool>) { self.cut = cut }
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let bytes = Array(Self.unwrapInboundIn(data).readableBytesView)
     guard let q = try? Message.parse(bytes), let name = q.questions.first?.name.description else { return }
-    guard ["ok", "dup", "slow"].contains(where: { name.hasPrefix($0) }),
+    if name.hasPrefix("fin") || name.hasPrefix("rst"), !cut.withLock({ $0 }) {
+      cut.withLock { $0 = true }
+      let channel = context.channel
+      guard name.hasPrefix("rst"), let options = channel as? any SocketOptionProvider else {
+        channel.close(promise: nil)
+        return
+      }
+      // SO_LINGER 0: the close sends a reset.
+      options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+      return
+    }
+    guard ["ok", "dup", "slow", "fin", "rst"].contains(where: { name.hasPrefix($0) }),
       let real = ForgingServer.answer(bytes)
     else { return }
     var out = context.channel.allocator.buffer(capacity: 2 * (real.count + 2))
@@ -198,6 +215,26 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     await waitFor { server.closed.value == 1 }
     #expect(server.closed.value == 1, "the connection of its own stayed open")
     #expect(pool.count == 1)
+  }
+
+  /// The server closes (`fin`) or resets (`rst`) a reused connection with eight queries
+  /// outstanding on it (RFC 7766 §6.2.4): each goes once more, all on one new connection, and
+  /// all are answered.
+  @Test(arguments: ["fin", "rst"]) func queriesCutOffByTheServersCloseGoAgainOnOneNewConnection(_ how: String)
+    async throws
+  {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let pool = Do53TCPPool(group: poolTestGroup)
+    #expect(try await ask(pool, server, "ok.test.").answers.count == 1)
+    try await withThrowingTaskGroup(of: Int.self) { group in
+      for i in 0..<8 { group.addTask { try await ask(pool, server, "slow\(i).test.").answers.count } }
+      try await Task.sleep(for: .milliseconds(200))
+      group.addTask { try await ask(pool, server, "\(how).test.").answers.count }
+      for try await count in group { #expect(count == 1) }
+    }
+    #expect(server.cut.withLock { $0 }, "the server never closed the connection")
+    #expect(server.accepted.value == 2, "the retries did not share one new connection")
   }
 
   @Test func aRefusedConnectIsUnreachable() async throws {

@@ -161,7 +161,7 @@ import Testing
     try FileManager.default.copyItem(
       at: server.directory.appendingPathComponent("cert.pem"),
       to: trust.appendingPathComponent("lab.pem"))
-    try NSDDoTServer.run(openssl, ["rehash", trust.path])
+    try await NSDDoTServer.run(openssl, ["rehash", trust.path])
     #expect(TrustStore.hasHashedNames("/nonexistent:\(trust.path)"))
     let (connection, info) = try await connect(
       server, context: try DoTClientContext(trustDirectory: trust.path))
@@ -359,7 +359,7 @@ import Testing
 
   @Test func aStalledTCPConnectEndsWithTheWholeAttemptsTimeout() async throws {
     // The RFC 9539 `timeout` (here 500 ms) bounds connect plus handshake: a connect timeout of
-    // 20 s must not keep the attempt, and the resolutions waiting on it, for 20 s.
+    // 120 s must not keep the attempt, and the resolutions waiting on it, for 120 s.
     let listener = try FullBacklogListener()
     let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: listener.port))
     let context = try DoTClientContext()
@@ -369,7 +369,7 @@ import Testing
     do throws(EncryptedFailure) {
       let (connection, _) = try await DoTConnection.connect(
         to: endpoint, expectedName: nil, context: context, resumption: nil,
-        connectTimeout: .seconds(20), handshakeTimeout: .milliseconds(500), idleTimeout: .seconds(5),
+        connectTimeout: .seconds(120), handshakeTimeout: .milliseconds(500), idleTimeout: .seconds(5),
         onTicket: { _ in }, onClose: { _ in })
       connection.close()
     } catch {
@@ -378,9 +378,9 @@ import Testing
     let elapsed = clock.now - start
     withExtendedLifetime(listener) {}
     #expect(failure == .tcpTimeout)
-    // 20 s before the attempt had one deadline; generous for a loaded machine (the test task
-    // itself can resume seconds late when other tests hold the pool, seen under ASan).
-    #expect(elapsed >= .milliseconds(400) && elapsed < .seconds(10), "failed after \(elapsed)")
+    // 120 s before the attempt had one deadline. The bound is far from both: the test task itself
+    // can resume late when other tests hold the cooperative pool (14.8 s once under ASan on CI).
+    #expect(elapsed >= .milliseconds(400) && elapsed < .seconds(60), "failed after \(elapsed)")
   }
 
   @Test func failureClassNames() {

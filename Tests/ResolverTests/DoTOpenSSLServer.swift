@@ -44,7 +44,7 @@ final class OpenSSLTestServer {
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let key = dir.appendingPathComponent("key.pem").path
     let cert = dir.appendingPathComponent("cert.pem").path
-    try NSDDoTServer.run(
+    try await NSDDoTServer.run(
       openssl,
       [
         "req", "-x509", "-newkey", keyType, "-nodes", "-days", "1", "-subj", "/CN=ns1.dot.test", "-keyout", key,
@@ -54,7 +54,7 @@ final class OpenSSLTestServer {
     if sniTrap {
       let key2 = dir.appendingPathComponent("key2.pem").path
       let cert2 = dir.appendingPathComponent("cert2.pem").path
-      try NSDDoTServer.run(
+      try await NSDDoTServer.run(
         openssl,
         [
           "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sni-was-sent", "-keyout", key2,

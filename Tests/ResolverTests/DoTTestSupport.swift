@@ -35,7 +35,7 @@ final class NSDDoTServer {
   private static func start(nsd: String, openssl: String, port: Int) async throws -> NSDDoTServer {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sotto-dot-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    try run(
+    try await run(
       openssl,
       [
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ns1.dot.test",
@@ -84,9 +84,22 @@ final class NSDDoTServer {
     return waitpid(pid, &status, WNOHANG) == 0
   }
 
+  /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34), which Swift's Glibc module does
+  /// not export.
+  private static let addCloseFrom: AddCloseFrom? = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map {
+    unsafeBitCast($0, to: AddCloseFrom.self)
+  }
+  private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
   /// posix_spawn in a new process group with no blocked signals: a Foundation `Process` child inherits
-  /// the test thread's blocked signal mask, and an NSD started that way ignores SIGTERM.
+  /// the test thread's blocked signal mask, and an NSD started that way ignores SIGTERM. The child
+  /// keeps no descriptor past stdio: NIO opens its sockets without close-on-exec, and an NSD that
+  /// held a copy of another test's socket kept that connection open after the test closed it (its
+  /// peer never saw the end).
   static func spawn(_ path: String, _ arguments: [String]) throws -> pid_t {
+    guard let addCloseFrom = addCloseFrom else {
+      throw DoTTestError.setup("no posix_spawn_file_actions_addclosefrom_np")
+    }
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
@@ -108,6 +121,7 @@ final class NSDDoTServer {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    guard addCloseFrom(&actions, 3) == 0 else { throw DoTTestError.setup("posix_spawn_file_actions_addclosefrom_np") }
     var pid: pid_t = 0
     let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
     guard rc == 0 else { throw DoTTestError.setup("posix_spawn \(path) failed: \(rc)") }
@@ -205,7 +219,12 @@ final class NSDDoTServer {
     return nil
   }
 
-  static func run(_ tool: String, _ arguments: [String]) throws {
+  /// Runs `tool` to its end on a thread of its own (`onOwnThread`); throws unless it exits 0.
+  static func run(_ tool: String, _ arguments: [String]) async throws {
+    try await onOwnThread { try runBlocking(tool, arguments) }
+  }
+
+  private static func runBlocking(_ tool: String, _ arguments: [String]) throws {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: tool)
     process.arguments = arguments

@@ -11,9 +11,10 @@ import Testing
   /// pool would run dry and nothing else would run until the work is done.
   @Test func waitersSuspendUntilTheWorkIsDoneAndShareItsResult() async {
     let gate = DispatchSemaphore(value: 0)
-    // If waiting blocked the pool, the gate opens by itself after 10 s (a Dispatch thread, not
-    // the pool's), and the check below fails instead of hanging.
-    DispatchQueue.global().asyncAfter(deadline: .now() + 10) { gate.signal() }
+    // If waiting blocked the pool, the gate opens by itself after 120 s (a Dispatch thread, not
+    // the pool's), and the check below fails instead of hanging. Not sooner: the test task itself
+    // can resume seconds late when other tests hold the pool (over 10 s once under ASan on CI).
+    DispatchQueue.global().asyncAfter(deadline: .now() + 120) { gate.signal() }
     let runs = Mutex(0)
     let work = OffPathWork<Int>(name: "sotto-test") {
       gate.wait()

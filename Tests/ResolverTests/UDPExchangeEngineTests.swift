@@ -266,8 +266,9 @@ import Testing
     for _ in 0..<200 where calls.withLock({ $0.low }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
     let seen = calls.withLock { $0 }
     #expect(seen.low == 1)
-    // It waited behind the busy stream's turns, then ran anyway.
-    #expect(seen.busyBeforeLow > 1)
+    // It waited behind the busy stream's turn(s), then ran anyway. At least one: on a loaded
+    // machine one turn can outlast the lane's patience (0.5 ms); `LowPriorityLaneTests` times it.
+    #expect(seen.busyBeforeLow >= 1)
     await unwatchAndClose([low, busy])
   }
 
