@@ -30,7 +30,7 @@ import Testing
     let address = Mutex<[UInt8]>([10, 53, 0, 2])
     let (p, connector, do53) = policy(address: address)
     _ = await ask(p)
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     let first = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
     #expect(await ask(p).legs.map(\.transport) == [.dot])
     // Same address: a session closed while idle comes back resuming with the ticket it was given.
@@ -66,7 +66,7 @@ import Testing
     let (p, connector, do53) = policy(address: address)
     connector.closeLater.withLock { $0 = true }
     _ = await ask(p)
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
     address.withLock { $0 = [10, 53, 1, 2] }
     #expect(await ask(p).legs.map(\.transport) == [.dot])
@@ -125,7 +125,7 @@ import Testing
     let address = Mutex<[UInt8]>([])
     let (p, connector, _) = policy(address: address)
     _ = await ask(p)
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     let first = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
     // The first address seen is where the sessions were made, not a change.
     address.withLock { $0 = [10, 53, 0, 2] }
@@ -142,7 +142,7 @@ import Testing
     let address = Mutex<[UInt8]>([10, 53, 0, 2])
     let (p, _, _) = policy(address: address)
     _ = await ask(p)
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).resumptions == [[1, 2, 3]])
     let path = "/tmp/sotto-state-network-\(UInt32.random(in: 0...UInt32.max)).json"
     defer { unlink(path) }
@@ -176,7 +176,7 @@ import Testing
     -> (FakeSession, Task<ExchangeResult, Never>, Message)
   {
     _ = await ask(p)
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     let session = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
     session.failsOutstandingOnClose.withLock { $0 = true }
     session.delay.withLock { $0 = .milliseconds(300) }
@@ -230,7 +230,7 @@ import Testing
     let address = Mutex<[UInt8]>([10, 53, 0, 2])
     let (p, connector, _) = policy(address: address, lookEvery: 3_600)
     _ = await ask(p)
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     let first = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
     first.close()
     _ = await ask(p)  // same network: resumes
@@ -247,7 +247,7 @@ import Testing
     let address = Mutex<[UInt8]>([10, 53, 0, 2])
     let (p, _, _) = policy(address: address)
     _ = await ask(p)
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     address.withLock { $0 = [10, 53, 1, 2] }
     let path = "/tmp/sotto-state-unseen-\(UInt32.random(in: 0...UInt32.max)).json"
     defer { unlink(path) }
@@ -302,7 +302,7 @@ import Testing
     address.withLock { $0 = [10, 53, 1, 2] }
     _ = await ask(p)  // sees the change
     gate.open()
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     let probe = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
     #expect(!probe.isActive, "a session from the old address was kept")
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).resumptions == [], "a ticket of the old network was stored")

@@ -200,10 +200,12 @@ final class FakeDo53: UpstreamExchanger {
   }
 
   /// The first query to the server: over Do53, with a DoT probe, waited for (the server is then
-  /// known good, with an established session when the connector succeeds).
+  /// known good, with an established session when the connector succeeds). Up to 30 s: the probe
+  /// sends its query over the new session, and a test that counts what the session sent must not
+  /// start counting before that (it did, with a 2 s bound, under ASan on a loaded machine).
   func firstQueryProbes(_ p: EncryptionPolicy) async {
     _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
   }
 
   /// A policy whose first query's probe set up a DoT session to the server, its Do53 stand-in
@@ -240,7 +242,7 @@ final class FakeDo53: UpstreamExchanger {
     // Known good over both: each transport's probe succeeds (DoT's after DoQ's, on later queries).
     for _ in 0..<4 {
       _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-      await p.waitForProbes(upTo: 2)
+      await p.waitForProbes(upTo: 30)
     }
     let doqSession = try #require(doq.sessions.withLock { $0["192.0.2.7"] }, "no DoQ session")
     let dotSession = try #require(dot.sessions.withLock { $0["192.0.2.7"] }, "no DoT session: \(p.table)")
@@ -261,7 +263,7 @@ final class FakeDo53: UpstreamExchanger {
     let first = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
     #expect(first.legs.map(\.transport) == [.do53UDP])
     #expect(first.legs.first?.reason == "Do53: DoT probe started")
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     #expect(connector.attempts.withLock { $0 } == ["192.0.2.7:853"])
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
     for _ in 0..<5 {

@@ -23,13 +23,13 @@ import Testing
     let connector = FakeConnector { _ in refuse.withLock { $0 } ? .fail(.refused) : .succeed }
     let p = policy(connector)
     _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .damped(until: 1_000 + 86_400))
     refuse.withLock { $0 = false }
     let outcome = p.probeNow("192.0.2.7")
     #expect(outcome?.started == [.dot])
     #expect(outcome?.summary == "probing DoT")
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     // No client query in between: the operator's probe alone made the session.
     #expect(connector.attempts.withLock { $0.count } == 2)
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
@@ -52,10 +52,10 @@ import Testing
     let connector = FakeConnector { _ in refuse.withLock { $0 } ? .fail(.refused) : .succeed }
     let p = policy(connector)
     _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     refuse.withLock { $0 = false }
     _ = p.probeNow("192.0.2.7")
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     let history = p.table.servers["192.0.2.7"]?.history ?? []
     #expect(
       history.map(\.kind) == [

@@ -50,7 +50,7 @@ import Testing
     let p = policy(connector, do53)
     let first = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
     #expect(first.response != nil && first.legs.map(\.transport) == [.do53UDP])
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     let st = p.table.state("192.0.2.7", .dot)
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .unknown, "not damped")
     #expect(st.status == nil && st.failures.isEmpty && st.lastFailure == nil && st.initiated == nil)
@@ -63,7 +63,7 @@ import Testing
     // Descriptors free again: the next query probes at once, and the server is known good.
     local.withLock { $0 = false }
     _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     #expect(connector.attempts.withLock { $0.count } == 2)
     #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
   }
@@ -74,7 +74,7 @@ import Testing
     let do53 = FakeDo53()
     let p = policy(connector, do53)
     _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     connector.sessions.withLock { $0["192.0.2.7"] }?.close()
     #expect(p.table.state("192.0.2.7", .dot).resumptions.count == 1, "the session's ticket")
     local.withLock { $0 = true }
@@ -106,7 +106,7 @@ import Testing
     let do53 = FakeDo53()
     let p = policy(connector, do53)
     _ = await p.exchange(query, server: server, context: context, timeout: .seconds(1))
-    await p.waitForProbes(upTo: 2)
+    await p.waitForProbes(upTo: 30)
     connector.sessions.withLock { $0["192.0.2.7"] }?.close()
     reconnecting.withLock { $0 = true }
     let results = await withTaskGroup(of: ExchangeResult.self) { group in
