@@ -75,6 +75,34 @@ import Testing
     return (p, connector, do53, old, new)
   }
 
+  /// A query outstanding on the old session when the address changes, which then times out
+  /// there: the old session is out of use, so its timeout does not count towards the three in a
+  /// row that fail the transport (OE-37, §6 gap 4) of the session that replaced it.
+  @Test func aTimeoutOnTheReplacedSessionIsNotCountedAgainstTheNewOne() async throws {
+    let address = Mutex<[UInt8]>([10, 53, 0, 2])
+    let (p, connector, _) = policy(address: address)
+    connector.closeLater.withLock { $0 = true }
+    _ = await ask(p)
+    await p.waitForProbes(upTo: 30)
+    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
+    old.delay.withLock { $0 = .seconds(5) }
+    let before = old.sent.withLock { $0 }
+    // Another name: the next query must not join this one.
+    var other = query
+    other.questions = [Question(name: try DNSName("other.example."), type: .a)]
+    let slow = other
+    let outstanding = Task { await p.exchange(slow, server: server, context: context, timeout: .seconds(1)) }
+    while old.sent.withLock({ $0 }) == before { try await Task.sleep(for: .milliseconds(5)) }
+    address.withLock { $0 = [10, 53, 1, 2] }
+    #expect(await ask(p).legs.map(\.transport) == [.dot])
+    let new = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
+    #expect(new !== old)
+    let r = await outstanding.value
+    #expect(r.legs.first?.error == .timeout, "\(r.legs)")
+    #expect(p.table.servers["192.0.2.7"]?.state(.dot).consecutiveQueryTimeouts == 0)
+    #expect(p.table.phase("192.0.2.7", .dot, now: 1_000) == .established)
+  }
+
   /// The old session's close completes only after its replacement is up (a DoQ close waits on
   /// the engine thread): its end, reported late, must not end the new session's record.
   @Test func theOldSessionsLateEndLeavesTheNewOneEstablished() async throws {
