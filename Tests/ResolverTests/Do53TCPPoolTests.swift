@@ -16,13 +16,17 @@ let poolTestGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
 /// A TCP DNS server on 127.0.0.1 for the pool: answers queries for names starting `ok` (A
 /// 192.0.2.55), those starting `dup` twice, those starting `slow` after 1 s; the first query for
 /// a name starting `fin` (`rst`) it takes as the cue to close that connection (with a reset)
-/// without answering, later ones it answers; it ignores the rest, and counts the connections it
-/// accepted and saw close.
+/// without answering, later ones it answers; a name starting `ka<N>-` it answers with an
+/// edns-tcp-keepalive TIMEOUT of N (100 ms units) when the query asked for one; it ignores the
+/// rest, and counts the connections it accepted and saw close and the queries that asked for a
+/// keepalive.
 final class CountingTCPServer: Sendable {
   let accepted = Counter()
   let closed = Counter()
   /// Whether the one close (`fin`, `rst`) was made.
   let cut = Mutex(false)
+  /// Queries that carried an edns-tcp-keepalive request (RFC 7828: the option without data).
+  let keepaliveAsked = Counter()
   let channel: any Channel
   var port: Int { channel.localAddress?.port ?? 0 }
   var address: SocketAddress {
@@ -36,13 +40,14 @@ final class CountingTCPServer: Sendable {
     let accepted = accepted
     let closed = closed
     let cut = cut
+    let keepaliveAsked = keepaliveAsked
     channel = try await ServerBootstrap(group: poolTestGroup)
       .childChannelInitializer { ch in
         accepted.increment()
         ch.closeFuture.whenComplete { _ in closed.increment() }
         return ch.eventLoop.makeCompletedFuture {
           try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixedMessageDecoder()))
-          try ch.pipeline.syncOperations.addHandler(OKAnswerer(cut: cut))
+          try ch.pipeline.syncOperations.addHandler(OKAnswerer(cut: cut, keepaliveAsked: keepaliveAsked))
         }
       }
       .bind(host: "127.0.0.1", port: 0).get()
@@ -55,10 +60,17 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
   typealias InboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
   let cut: Mutex<Bool>
-  init(cut: Mutex<Bool>) { self.cut = cut }
+  let keepaliveAsked: Counter
+  init(cut: Mutex<Bool>, keepaliveAsked: Counter) {
+    self.cut = cut
+    self.keepaliveAsked = keepaliveAsked
+  }
+
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let bytes = Array(Self.unwrapInboundIn(data).readableBytesView)
     guard let q = try? Message.parse(bytes), let name = q.questions.first?.name.description else { return }
+    let asked = q.edns?.options.contains { $0.code == EDNSOption.keepaliveCode && $0.data.isEmpty } ?? false
+    if asked { keepaliveAsked.increment() }
     if name.hasPrefix("fin") || name.hasPrefix("rst"), !cut.withLock({ $0 }) {
       cut.withLock { $0 = true }
       let channel = context.channel
@@ -70,9 +82,17 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
       options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
       return
     }
-    guard ["ok", "dup", "slow", "fin", "rst"].contains(where: { name.hasPrefix($0) }),
-      let real = ForgingServer.answer(bytes)
+    guard ["ok", "dup", "slow", "fin", "rst", "ka"].contains(where: { name.hasPrefix($0) }),
+      var real = ForgingServer.answer(bytes)
     else { return }
+    if name.hasPrefix("ka"), asked, let units = UInt16(name.dropFirst(2).prefix { $0 != "-" }),
+      var reply = try? Message.parse(real), var edns = reply.edns
+    {
+      edns.options.removeAll { $0.code == EDNSOption.keepaliveCode }
+      edns.options.append(EDNSOption(code: EDNSOption.keepaliveCode, data: [UInt8(units >> 8), UInt8(units & 0xFF)]))
+      reply.edns = edns
+      real = reply.serialize()
+    }
     var out = context.channel.allocator.buffer(capacity: 2 * (real.count + 2))
     out.writeLengthPrefixed(real)
     if name.hasPrefix("dup") { out.writeLengthPrefixed(real) }
@@ -120,6 +140,54 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(server.closed.value == 1)
     #expect(try await ask(pool, server, "ok-again.test.").answers.count == 1)
     #expect(server.accepted.value == 2)
+  }
+
+  /// A query with EDNS, as the resolver sends them.
+  func ednsQuery(_ name: String) throws -> Message {
+    var q = try query(name)
+    q.edns = EDNS(udpPayloadSize: 1232)
+    return q
+  }
+
+  func askEDNS(_ pool: Do53TCPPool, _ server: CountingTCPServer, _ name: String) async throws -> Message {
+    let q = try ednsQuery(name)
+    return try await pool.query(
+      q, matcher: ResponseMatcher(query: q, acceptsMissingCookie: true), to: try server.address, timeout: .seconds(5))
+  }
+
+  /// T-20: every query over the connection asks for edns-tcp-keepalive; T-17: the server's
+  /// TIMEOUT of 0.5 s closes it idle after 0.45 s, not after the pool's 30 s. A query without
+  /// EDNS (for a server that does not take it) gets no option.
+  @Test func theServersKeepaliveShortensTheIdleTime() async throws {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let pool = Do53TCPPool(group: poolTestGroup, idleTimeout: .seconds(30))
+    #expect(try await ask(pool, server, "ok.test.").answers.count == 1)
+    #expect(server.keepaliveAsked.value == 0, "an option added to a query without EDNS")
+    #expect(try await askEDNS(pool, server, "ok2.test.").answers.count == 1)
+    #expect(try await askEDNS(pool, server, "ka5-a.test.").answers.count == 1)
+    #expect(server.keepaliveAsked.value == 2)
+    #expect(server.accepted.value == 1)
+    await waitFor { server.closed.value == 1 }
+    #expect(server.closed.value == 1, "the connection outlived the server's keepalive")
+    #expect(pool.count == 0)
+  }
+
+  /// T-21: a TIMEOUT of 0 takes the connection out of use: a query sent while another is still
+  /// outstanding on it goes on a new connection, and the old one closes once its last query is
+  /// answered.
+  @Test func aKeepaliveOfZeroTakesTheConnectionOutOfUse() async throws {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let pool = Do53TCPPool(group: poolTestGroup, idleTimeout: .seconds(30))
+    async let slow = askEDNS(pool, server, "slow-a.test.")
+    try await Task.sleep(for: .milliseconds(100))
+    #expect(try await askEDNS(pool, server, "ka0-b.test.").answers.count == 1)
+    #expect(try await askEDNS(pool, server, "ok-c.test.").answers.count == 1)
+    #expect(server.accepted.value == 2, "a query went on the connection after its TIMEOUT 0")
+    #expect(try await slow.answers.count == 1)
+    await waitFor { server.closed.value == 1 }
+    #expect(server.closed.value == 1, "the connection stayed open after TIMEOUT 0")
   }
 
   @Test func aQueryThatTimedOutRetiresItsConnection() async throws {

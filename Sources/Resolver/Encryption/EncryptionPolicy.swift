@@ -571,7 +571,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   /// OE-35: a reply came over `t`, with the server's edns-tcp-keepalive when over DoT (RFC 7828).
   /// Caller holds the lock.
   func recordResponse(_ response: Message, _ t: EncryptedTransport, server ip: String, in s: inout State) {
-    s.table.responseReceived(ip, t, now: wallClock(), keepalive: t == .dot ? DoTKeepalive.seconds(in: response) : nil)
+    s.table.responseReceived(ip, t, now: wallClock(), keepalive: t == .dot ? TCPKeepalive.seconds(in: response) : nil)
   }
 
   // MARK: Sessions and probes

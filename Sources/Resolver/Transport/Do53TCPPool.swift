@@ -8,7 +8,9 @@ import NIOPosix
 /// Do53 over TCP to authoritative servers (a TC=1 answer's retry, R-37; spoof suspicion, R-34;
 /// a missing cookie, R-35): one connection per server address, reused by the queries after the
 /// first and pipelined, their answers matched by ID and question in any order (T-12 to T-15,
-/// RFC 7766 §6.2). Without queries for `idleTimeout` it is closed (T-17). A query that a reused
+/// RFC 7766 §6.2). Every query asks for edns-tcp-keepalive (RFC 7828, T-20): without queries for
+/// `idleTimeout`, or for the server's keepalive less 10% if that is sooner, the connection is
+/// closed, and a TIMEOUT of 0 takes it out of use (T-17, T-21, `TCPKeepalive`). A query that a reused
 /// connection's end cut off goes once more (T-16, RFC 7766 §6.2.4): the server may close an idle
 /// connection just as a query is written to it.
 ///
@@ -54,7 +56,7 @@ final class Do53TCPPool: Sendable {
     timeoutRetires: Bool = true
   ) async throws(TransportError) -> Message {
     let deadline = NIODeadline.now() + timeout
-    let bytes = query.serialize()
+    let bytes = TCPKeepalive.requesting(query).serialize()
     let (connection, reused) = self.connection(to: address, id: matcher.id)
     do {
       return try await connection.exchange(bytes, matcher: matcher, timeout: timeout, timeoutRetires: timeoutRetires)
@@ -149,6 +151,8 @@ final class Do53TCPConnection: Sendable {
     var endedWith: TransportError?
     /// The idle close scheduled while nothing is outstanding.
     var idleTimer: Scheduled<Void>?
+    /// The server's edns-tcp-keepalive, from its last answer: how long the connection may idle.
+    var keepalive: TCPKeepalive
   }
 
   enum Reservation { case reserved, idInFlight, full, unusable }
@@ -158,7 +162,7 @@ final class Do53TCPConnection: Sendable {
   let idleTimeout: TimeAmount
   let mismatches: Counter
   private let onEnd: @Sendable (Do53TCPConnection) -> Void
-  private let state = StateLock(State())
+  private let state: StateLock<State>
 
   init(
     eventLoop: any EventLoop, channel: EventLoopFuture<any Channel>, idleTimeout: TimeAmount, mismatches: Counter,
@@ -169,6 +173,7 @@ final class Do53TCPConnection: Sendable {
     self.idleTimeout = idleTimeout
     self.mismatches = mismatches
     self.onEnd = onEnd
+    state = StateLock(State(keepalive: TCPKeepalive(configuredIdle: UInt64(max(idleTimeout.nanoseconds, 0)))))
     channel.whenFailure { [self] error in
       self.ended(Self.connectFailure(error))
     }
@@ -261,7 +266,8 @@ final class Do53TCPConnection: Sendable {
 
   /// One timer per connection: a later idle period replaces an earlier one's.
   private func scheduleIdleClose() {
-    let timer = eventLoop.scheduleTask(in: idleTimeout) { [weak self] in
+    let idle = state.withLock { $0.keepalive.idleTimeout }
+    let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: idle))) { [weak self] in
       guard let self else { return }
       let idleOut = self.state.withLock { s -> Bool in
         guard s.ids.isEmpty, s.usable else { return false }
@@ -291,13 +297,18 @@ final class Do53TCPConnection: Sendable {
     channel.whenSuccess { $0.close(promise: nil) }
   }
 
-  /// A frame from the server: completes the query it answers; one that answers none is counted
-  /// and retires the connection.
+  /// A frame from the server: completes the query it answers (and takes its keepalive, T-21,
+  /// T-22); one that answers none is counted and retires the connection.
   func deliver(_ bytes: [UInt8]) {
     let id = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : nil
     let found = state.withLock { s -> (EventLoopPromise<Message>, Result<Message, WireError>)? in
       if let id, let waiter = s.waiting[id], let result = waiter.matcher.match(bytes) {
         s.waiting[id] = nil  // a second answer to it is unmatched
+        if case .success(let reply) = result {
+          s.keepalive.noteReply(reply)
+          // TIMEOUT 0: the server wants the connection closed once its queries are answered.
+          if s.keepalive.draining { s.usable = false }
+        }
         return (waiter.promise, result)
       }
       s.usable = false

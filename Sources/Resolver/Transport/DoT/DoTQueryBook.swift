@@ -41,7 +41,7 @@ struct DoTQueryBook<Completion> {
     // T-20: every query asks for a long-lived connection (the server's TIMEOUT comes back in the reply).
     var edns = wireQuery.edns ?? EDNS()
     edns.options.removeAll { $0.code == EDNSOption.keepaliveCode }
-    edns.options.append(DoTKeepalive.request)
+    edns.options.append(TCPKeepalive.request)
     wireQuery.edns = edns
     entries[id] = Entry(
       matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, deadline: deadline,

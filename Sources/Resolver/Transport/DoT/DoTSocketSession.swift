@@ -8,7 +8,7 @@ import NIOCore
 /// One DoT connection run by the exchange engine's thread: a non-blocking TCP socket in the engine's
 /// epoll set, OpenSSL over memory BIOs (`TLSClientEngine`), the queries in a `DoTQueryBook`, and one
 /// engine timer for the connect, handshake, query and idle deadlines (the idle one shortened by the
-/// server's edns-tcp-keepalive, `DoTKeepalive`). Resolutions run on the same thread, so a query and
+/// server's edns-tcp-keepalive, `TCPKeepalive`). Resolutions run on the same thread, so a query and
 /// its answer need no thread switch (through a NIO channel each DoT exchange woke the event loop
 /// thread and then the engine, two context switches on a loaded core).
 ///
@@ -25,7 +25,7 @@ final class DoTSocketSession: @unchecked Sendable {
   private let connectTimeout: UInt64
   private let handshakeTimeout: UInt64
   /// The idle timeout, shortened by the server's edns-tcp-keepalive (RFC 7828).
-  private var keepalive: DoTKeepalive
+  private var keepalive: TCPKeepalive
   private let startedAt: Double
   private let time: any TimeSource
   private let status: DoTConnectionStatus
@@ -105,7 +105,7 @@ final class DoTSocketSession: @unchecked Sendable {
     self.tls = tls
     self.connectTimeout = UInt64(max(connectTimeout.nanoseconds, 0))
     self.handshakeTimeout = UInt64(max(handshakeTimeout.nanoseconds, 0))
-    self.keepalive = DoTKeepalive(configuredIdle: UInt64(max(idleTimeout.nanoseconds, 0)))
+    self.keepalive = TCPKeepalive(configuredIdle: UInt64(max(idleTimeout.nanoseconds, 0)))
     self.startedAt = startedAt
     self.time = time
     self.status = status

@@ -1,7 +1,7 @@
-/// RFC 7828 edns-tcp-keepalive on one DoT connection: every query asks for a long-lived connection
-/// (T-20), and each reply's TIMEOUT decides how long the connection may stay idle (T-17, T-21, T-22).
-/// Times are nanoseconds.
-struct DoTKeepalive {
+/// RFC 7828 edns-tcp-keepalive on one TCP connection (DoT, and Do53 over TCP): every query asks
+/// for a long-lived connection (T-20), and each reply's TIMEOUT decides how long the connection may
+/// stay idle (T-17, T-21, T-22). Times are nanoseconds.
+struct TCPKeepalive {
   /// The idle timeout when the server says nothing (RFC 7766 behaviour): the configured one.
   let configuredIdle: UInt64
   /// The TIMEOUT of the last reply, if that reply carried one.
@@ -22,8 +22,19 @@ struct DoTKeepalive {
   /// The least time left between our close and the server's: a round trip and a wake-up.
   static let minimumMargin: UInt64 = 50_000_000
 
-  /// The option every DoT query carries: code 11 without a TIMEOUT (T-20; a client sends none).
+  /// The option every query over TCP carries: code 11 without a TIMEOUT (T-20; a client sends none).
   static let request = EDNSOption(code: EDNSOption.keepaliveCode, data: [])
+
+  /// `query` with the request in place of any keepalive option it had; one without EDNS (for
+  /// a server that does not take it) is left as it is.
+  static func requesting(_ query: Message) -> Message {
+    guard var edns = query.edns else { return query }
+    var asked = query
+    edns.options.removeAll { $0.code == EDNSOption.keepaliveCode }
+    edns.options.append(request)
+    asked.edns = edns
+    return asked
+  }
 
   /// Takes the keepalive of one reply to a query that carried the request. A reply's TIMEOUT
   /// replaces any earlier one (T-21); a reply without the option, or with a malformed one (a

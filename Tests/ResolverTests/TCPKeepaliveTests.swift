@@ -4,7 +4,7 @@ import Testing
 
 /// RFC 7828 edns-tcp-keepalive on a DoT connection: what every query asks and how each reply's
 /// TIMEOUT sets the idle time (T-17, T-20, T-21, T-22).
-@Suite struct DoTKeepaliveTests {
+@Suite struct TCPKeepaliveTests {
   private let second: UInt64 = 1_000_000_000
 
   private func reply(keepalive data: [UInt8]?, edns: Bool = true) -> Message {
@@ -20,13 +20,13 @@ import Testing
   }
 
   @Test func withoutAServerTimeoutTheConfiguredIdleTimeHolds() {
-    let k = DoTKeepalive(configuredIdle: 30 * second)
+    let k = TCPKeepalive(configuredIdle: 30 * second)
     #expect(k.idleTimeout == 30 * second)
     #expect(!k.draining)
   }
 
   @Test func theServersTimeoutShortensTheIdleTimeToNinetyPercentOfIt() {
-    var k = DoTKeepalive(configuredIdle: 30 * second)
+    var k = TCPKeepalive(configuredIdle: 30 * second)
     k.noteReply(reply(keepalive: [0, 20]))  // 2.0 s, in units of 100 ms
     #expect(k.serverTimeout == 2 * second)
     #expect(k.idleTimeout == 1_800_000_000, "we close before the server does (T-17)")
@@ -36,14 +36,14 @@ import Testing
   }
 
   @Test func aShortTimeoutKeepsAMarginOfFiftyMilliseconds() {
-    var k = DoTKeepalive(configuredIdle: 30 * second)
+    var k = TCPKeepalive(configuredIdle: 30 * second)
     k.noteReply(reply(keepalive: [0, 1]))  // 100 ms: 10% would leave 10 ms
     #expect(k.idleTimeout == 50_000_000)
     #expect(!k.draining)
   }
 
   @Test func eachRepliesTimeoutReplacesTheLastAndNoOptionMeansNoSupport() {
-    var k = DoTKeepalive(configuredIdle: 30 * second)
+    var k = TCPKeepalive(configuredIdle: 30 * second)
     k.noteReply(reply(keepalive: [0, 50]))
     k.noteReply(reply(keepalive: [0, 10]))
     #expect(k.idleTimeout == 900_000_000, "the newest TIMEOUT wins (T-21)")
@@ -55,7 +55,7 @@ import Testing
   }
 
   @Test func aMalformedOptionCountsAsNone() {
-    var k = DoTKeepalive(configuredIdle: 30 * second)
+    var k = TCPKeepalive(configuredIdle: 30 * second)
     k.noteReply(reply(keepalive: [0, 10]))
     k.noteReply(reply(keepalive: []))  // a server must send a TIMEOUT
     #expect(k.idleTimeout == 30 * second)
@@ -64,15 +64,15 @@ import Testing
   }
 
   @Test func theStateRecordsEachRepliesOwnTimeoutInSeconds() {
-    #expect(DoTKeepalive.seconds(in: reply(keepalive: [0, 20])) == 2.0)
-    #expect(DoTKeepalive.seconds(in: reply(keepalive: [0x01, 0x2C])) == 30.0)
-    #expect(DoTKeepalive.seconds(in: reply(keepalive: [0, 0])) == 0)
-    #expect(DoTKeepalive.seconds(in: reply(keepalive: nil)) == nil)
-    #expect(DoTKeepalive.seconds(in: reply(keepalive: [7])) == nil)
+    #expect(TCPKeepalive.seconds(in: reply(keepalive: [0, 20])) == 2.0)
+    #expect(TCPKeepalive.seconds(in: reply(keepalive: [0x01, 0x2C])) == 30.0)
+    #expect(TCPKeepalive.seconds(in: reply(keepalive: [0, 0])) == 0)
+    #expect(TCPKeepalive.seconds(in: reply(keepalive: nil)) == nil)
+    #expect(TCPKeepalive.seconds(in: reply(keepalive: [7])) == nil)
   }
 
   @Test func aTimeoutOfZeroDrainsTheConnectionForGood() {
-    var k = DoTKeepalive(configuredIdle: 30 * second)
+    var k = TCPKeepalive(configuredIdle: 30 * second)
     k.noteReply(reply(keepalive: [0, 0]))
     #expect(k.draining, "T-21: no new queries on this connection")
     k.noteReply(reply(keepalive: [0, 20]))
@@ -88,8 +88,8 @@ import Testing
     let framed = try #require(added)
     let sent = try Message.parse(Array(framed.dropFirst(2)))
     let options = sent.edns?.options ?? []
-    #expect(options.filter { $0.code == EDNSOption.keepaliveCode } == [DoTKeepalive.request])
-    #expect(DoTKeepalive.request.data.isEmpty, "OPTION-LENGTH 0 (T-20)")
+    #expect(options.filter { $0.code == EDNSOption.keepaliveCode } == [TCPKeepalive.request])
+    #expect(TCPKeepalive.request.data.isEmpty, "OPTION-LENGTH 0 (T-20)")
     #expect(options.last?.code == EDNSOption.paddingCode, "padding is computed last (T-40)")
     #expect((framed.count - 2) % 128 == 0)
   }
