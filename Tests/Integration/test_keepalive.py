@@ -8,7 +8,8 @@ itself; Sotto is told those ports with --do53-port/--encrypted-port.
 
 Who closes a TLS connection first shows in the capture: the side whose FIN comes
 first. Sotto must close an idle connection before the server does (T-17, T-21),
-and after a TIMEOUT of 0 close it as soon as its answers are in (T-21).
+and after a TIMEOUT of 0 close it as soon as its answers are in (T-21). The same
+holds for Do53 over TCP (a truncated answer's retry on a pooled connection).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import dns.message
+import dns.query
+import dns.rcode
 import pytest
 
 from capture import Capture, Packet
@@ -28,6 +32,9 @@ from harness import ctl, dig_query, labmod, require, scaled, wait_until
 
 FIN = 0x01
 NAMES = ["h1.ka.", "h2.ka.", "h3.ka."]
+# About 1.5 KB of TXT: over the 1232 octets Sotto advertises, so truncated over UDP.
+BIG_STRINGS = [chr(ord("a") + i) * 250 for i in range(6)]
+BIG_TXT = "big.ka. TXT " + " ".join(f'"{s}"' for s in BIG_STRINGS) + "\n"
 
 
 def named_binary() -> str | None:
@@ -37,8 +44,9 @@ def named_binary() -> str | None:
 class Bind:
     """One BIND 9.18 `named` on 127.0.0.1: Do53 and DoT on free ports, primary for the root zone."""
 
-    def __init__(self, directory: Path, advertised: int, keepalive: int):
+    def __init__(self, directory: Path, advertised: int, keepalive: int, extra: str = ""):
         self.dir = directory
+        self.extra = extra  # more records for the root zone
         self.advertised = advertised  # tcp-advertised-timeout, units of 100 ms
         self.keepalive = keepalive  # tcp-keepalive-timeout: when BIND closes an idle connection
         self.do53 = labmod.free_port("127.0.0.1")
@@ -62,7 +70,7 @@ class Bind:
             "@ SOA a.root-servers.ka. hostmaster.ka. 1 3600 900 604800 300\n"
             "@ NS a.root-servers.ka.\n"
             "a.root-servers.ka. A 127.0.0.1\n"
-            f"www.ka. A {self.answer('www.ka.')}\n{records}\n")
+            f"www.ka. A {self.answer('www.ka.')}\n{records}\n{self.extra}")
         (d / "root.hints").write_text(
             ".  3600000 NS a.root-servers.ka.\na.root-servers.ka.  3600000 A 127.0.0.1\n")
         (d / "named.conf").write_text(f"""
@@ -131,8 +139,8 @@ def bind(tmp_path):
     require(shutil.which("openssl") is not None, "openssl not installed")
     started: list[Bind] = []
 
-    def start(advertised: int, keepalive: int) -> Bind:
-        b = Bind(bind_directory(tmp_path, len(started)), advertised, keepalive)
+    def start(advertised: int, keepalive: int, extra: str = "") -> Bind:
+        b = Bind(bind_directory(tmp_path, len(started)), advertised, keepalive, extra)
         started.append(b)
         b.start()
         return b
@@ -313,3 +321,35 @@ def test_keepalive_of_zero_closes_each_connection_once_answered(bind, wire, sott
     assert st["queries"].get("DoT", 0) >= len(NAMES), st["queries"]
     assert st["dot"]["keepalive"] == 0, f"the state does not show BIND's keepalive of 0: {st['dot']}"
     assert not do53_after(packets, b, mark), "queries went to BIND's Do53 port after the probe"
+
+
+def test_do53_tcp_connection_closes_before_bind_s_keepalive(bind, wire, sotto, free_port, tmp_path):
+    """Encryption off. big.ka.'s TXT answer is truncated over UDP, so it goes again over TCP on a
+    pooled connection. Its query asks for edns-tcp-keepalive (T-20); BIND advertises 2.0 s and
+    closes after 4.0 s: Sotto (idle time 30 s) closes the connection itself, first, about 1.8 s
+    after the answer (T-17)."""
+    b = bind(advertised=20, keepalive=40, extra=BIG_TXT)
+    cap = wire(b)
+    with sotto.serve(free_port, "--do53-port", str(b.do53), "--no-encryption",
+                     root_hints=str(b.dir / "root.hints")) as srv:
+        r = dns.query.tcp(dns.message.make_query("big.ka.", "TXT"), "127.0.0.1", port=srv.port, timeout=10)
+        strings = [s.decode() for rrset in r.answer for rr in rrset if rrset.rdtype == 16 for s in rr.strings]
+        assert dns.rcode.to_text(r.rcode()) == "NOERROR" and strings == BIG_STRINGS, r
+        time.sleep(3.0)  # past Sotto's 1.8 s, short of BIND's 4.0 s
+        srv.signal(signal.SIGTERM)
+    packets = cap.stop()
+    conns = {c: ps for c, ps in connections(packets, b.do53).items() if ps[0].proto == "TCP"}
+    assert len(conns) == 1, f"expected the one TCP connection of the truncated answer:\n{trace(conns)}"
+    conn = next(iter(conns.values()))
+    sent = [p for p in conn if p.dport == b.do53 and p.payload_len > 0]
+    assert sent, f"no query on the connection:\n{trace(conns)}"
+    query = dns.message.from_wire(sent[0].payload[2:])
+    assert any(o.otype == 11 and not o.to_wire() for o in query.options), (
+        f"the TCP query did not ask for edns-tcp-keepalive: {query.options}")
+    fin = first_fin(conn, b.do53)
+    assert fin is not None and fin[0] == "client", f"BIND closed the idle connection before Sotto:\n{trace(conns)}"
+    answered = [p.time for p in conn if p.sport == b.do53 and p.payload_len > 0 and p.time < fin[1].time]
+    assert answered, f"no answer before the close:\n{trace(conns)}"
+    idle = fin[1].time - answered[-1]
+    # 1.8 s expected; at 3 s the process stops (its FIN then would say nothing about the keepalive).
+    assert 1.0 <= idle < 2.7, f"Sotto closed {idle:.2f} s after the answer, not at 90% of 2.0 s:\n{trace(conns)}"
