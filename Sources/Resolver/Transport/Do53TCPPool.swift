@@ -8,7 +8,7 @@ import NIOPosix
 /// Do53 over TCP to authoritative servers (a TC=1 answer's retry, R-37; spoof suspicion, R-34;
 /// a missing cookie, R-35): one connection per server address, reused by the queries after the
 /// first and pipelined, their answers matched by ID and question in any order (T-12 to T-15,
-/// RFC 7766 §6.2). Every query asks for edns-tcp-keepalive (RFC 7828, T-20): without queries for
+/// RFC 7766 §6.2). Every query with EDNS asks for edns-tcp-keepalive (RFC 7828, T-20): without queries for
 /// `idleTimeout`, or for the server's keepalive less 10% if that is sooner, the connection is
 /// closed, and a TIMEOUT of 0 takes it out of use (T-17, T-21, `TCPKeepalive`). A query that a reused
 /// connection's end cut off goes once more (T-16, RFC 7766 §6.2.4): the server may close an idle
@@ -21,7 +21,8 @@ import NIOPosix
 /// past `maxConnections`, goes on a connection of its own that closes after it.
 final class Do53TCPPool: Sendable {
   let group: any EventLoopGroup
-  /// How long a connection with nothing outstanding stays open (T-17).
+  /// How long a connection with nothing outstanding stays open at most (T-17; a server's
+  /// edns-tcp-keepalive can shorten it).
   let idleTimeout: TimeAmount
   /// Queries one connection carries at once.
   let maxOutstanding: Int
