@@ -9,8 +9,7 @@ import Testing
   import Glibc
 #endif
 
-/// The event loops of these tests' pools and servers, their own: a wait in another suite's
-/// handler cannot hold up theirs.
+/// The event loops of these tests' pools and servers, their own.
 let poolTestGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
 
 /// A TCP DNS server on 127.0.0.1 for the pool: answers queries for names starting `ok` (A
@@ -109,10 +108,14 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
 @Suite struct Do53TCPPoolTests {
   func query(_ name: String) throws -> Message { try randomIDQuery(name) }
 
-  func ask(_ pool: Do53TCPPool, _ server: CountingTCPServer, _ name: String, timeout: TimeAmount = .seconds(5))
-    async throws -> Message
-  {
-    let q = try query(name)
+  /// `edns`: the query carries EDNS, as the resolver's do (those without are for servers that
+  /// do not take it).
+  func ask(
+    _ pool: Do53TCPPool, _ server: CountingTCPServer, _ name: String, timeout: TimeAmount = .seconds(5),
+    edns: Bool = false
+  ) async throws -> Message {
+    var q = try query(name)
+    if edns { q.edns = EDNS(udpPayloadSize: 1232) }
     let address = try server.address
     return try await pool.query(
       q, matcher: ResponseMatcher(query: q, acceptsMissingCookie: true), to: address, timeout: timeout)
@@ -142,19 +145,6 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(server.accepted.value == 2)
   }
 
-  /// A query with EDNS, as the resolver sends them.
-  func ednsQuery(_ name: String) throws -> Message {
-    var q = try query(name)
-    q.edns = EDNS(udpPayloadSize: 1232)
-    return q
-  }
-
-  func askEDNS(_ pool: Do53TCPPool, _ server: CountingTCPServer, _ name: String) async throws -> Message {
-    let q = try ednsQuery(name)
-    return try await pool.query(
-      q, matcher: ResponseMatcher(query: q, acceptsMissingCookie: true), to: try server.address, timeout: .seconds(5))
-  }
-
   /// T-20: every query over the connection asks for edns-tcp-keepalive; T-17: the server's
   /// TIMEOUT of 0.5 s closes it idle after 0.45 s, not after the pool's 30 s. A query without
   /// EDNS (for a server that does not take it) gets no option.
@@ -164,8 +154,8 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     let pool = Do53TCPPool(group: poolTestGroup, idleTimeout: .seconds(30))
     #expect(try await ask(pool, server, "ok.test.").answers.count == 1)
     #expect(server.keepaliveAsked.value == 0, "an option added to a query without EDNS")
-    #expect(try await askEDNS(pool, server, "ok2.test.").answers.count == 1)
-    #expect(try await askEDNS(pool, server, "ka5-a.test.").answers.count == 1)
+    #expect(try await ask(pool, server, "ok2.test.", edns: true).answers.count == 1)
+    #expect(try await ask(pool, server, "ka5-a.test.", edns: true).answers.count == 1)
     #expect(server.keepaliveAsked.value == 2)
     #expect(server.accepted.value == 1)
     await waitFor { server.closed.value == 1 }
@@ -180,10 +170,10 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     let server = try await CountingTCPServer()
     defer { Task { await server.stop() } }
     let pool = Do53TCPPool(group: poolTestGroup, idleTimeout: .seconds(30))
-    async let slow = askEDNS(pool, server, "slow-a.test.")
+    async let slow = ask(pool, server, "slow-a.test.", edns: true)
     try await Task.sleep(for: .milliseconds(100))
-    #expect(try await askEDNS(pool, server, "ka0-b.test.").answers.count == 1)
-    #expect(try await askEDNS(pool, server, "ok-c.test.").answers.count == 1)
+    #expect(try await ask(pool, server, "ka0-b.test.", edns: true).answers.count == 1)
+    #expect(try await ask(pool, server, "ok-c.test.", edns: true).answers.count == 1)
     #expect(server.accepted.value == 2, "a query went on the connection after its TIMEOUT 0")
     #expect(try await slow.answers.count == 1)
     await waitFor { server.closed.value == 1 }

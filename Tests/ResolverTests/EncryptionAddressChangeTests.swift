@@ -57,10 +57,9 @@ import Testing
     #expect(p.table.servers["192.0.2.7"]?.state(.dot).resumptions == [[1, 2, 3]])
   }
 
-  /// A DoT session whose close only notes the request, then an address change: the session
-  /// the next query (over DoT) brought up in its place. The old one has not reported its end.
-  func replacedSession() async throws -> (
-    p: EncryptionPolicy, connector: FakeConnector, do53: FakeDo53, old: FakeSession, new: FakeSession
+  /// A DoT session whose close only notes the request, on the first address; `address` changes it.
+  func sessionBeforeTheChange() async throws -> (
+    p: EncryptionPolicy, connector: FakeConnector, do53: FakeDo53, address: Mutex<[UInt8]>, old: FakeSession
   ) {
     let address = Mutex<[UInt8]>([10, 53, 0, 2])
     let (p, connector, do53) = policy(address: address)
@@ -68,6 +67,15 @@ import Testing
     _ = await ask(p)
     await p.waitForProbes(upTo: 30)
     let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
+    return (p, connector, do53, address, old)
+  }
+
+  /// A DoT session whose close only notes the request, then an address change: the session
+  /// the next query (over DoT) brought up in its place. The old one has not reported its end.
+  func replacedSession() async throws -> (
+    p: EncryptionPolicy, connector: FakeConnector, do53: FakeDo53, old: FakeSession, new: FakeSession
+  ) {
+    let (p, connector, do53, address, old) = try await sessionBeforeTheChange()
     address.withLock { $0 = [10, 53, 1, 2] }
     #expect(await ask(p).legs.map(\.transport) == [.dot])
     let new = try #require(connector.sessions.withLock { $0["192.0.2.7"] })
@@ -79,12 +87,7 @@ import Testing
   /// there: the old session is out of use, so its timeout does not count towards the three in a
   /// row that fail the transport (OE-37, §6 gap 4) of the session that replaced it.
   @Test func aTimeoutOnTheReplacedSessionIsNotCountedAgainstTheNewOne() async throws {
-    let address = Mutex<[UInt8]>([10, 53, 0, 2])
-    let (p, connector, _) = policy(address: address)
-    connector.closeLater.withLock { $0 = true }
-    _ = await ask(p)
-    await p.waitForProbes(upTo: 30)
-    let old = try #require(connector.sessions.withLock { $0["192.0.2.7"] }, "no DoT session")
+    let (p, connector, _, address, old) = try await sessionBeforeTheChange()
     old.delay.withLock { $0 = .seconds(5) }
     let before = old.sent.withLock { $0 }
     // Another name: the next query must not join this one.
