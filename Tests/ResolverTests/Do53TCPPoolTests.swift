@@ -196,7 +196,35 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(server.closed.value == 1)
   }
 
-  @Test func pastTheConnectionCapANewConnectionCarriesOneQueryAndCloses() async throws {
+  /// T-17 under pressure: with the table full, a new server's connection takes the place of
+  /// the one idle the longest, which closes; the one used more recently stays, and the new one
+  /// is kept for its server's next query.
+  @Test func pastTheConnectionCapTheLongestIdleConnectionMakesRoom() async throws {
+    let (a, b, c) = (try await CountingTCPServer(), try await CountingTCPServer(), try await CountingTCPServer())
+    defer {
+      Task {
+        for server in [a, b, c] { await server.stop() }
+      }
+    }
+    let pool = Do53TCPPool(group: poolTestGroup, maxConnections: 2)
+    #expect(try await ask(pool, a, "ok.test.").answers.count == 1)
+    #expect(try await ask(pool, b, "ok.test.").answers.count == 1)
+    #expect(try await ask(pool, a, "ok2.test.").answers.count == 1)  // b is now idle the longest
+    #expect(try await ask(pool, c, "ok.test.").answers.count == 1)
+    await waitFor { b.closed.value == 1 }
+    #expect(b.closed.value == 1, "the longest idle connection was kept past the cap")
+    #expect(a.closed.value == 0, "the connection used more recently was closed")
+    #expect(pool.count == 2)
+    #expect(try await ask(pool, c, "ok2.test.").answers.count == 1)
+    #expect(try await ask(pool, a, "ok3.test.").answers.count == 1)
+    #expect(c.accepted.value == 1, "the new server's connection was not kept")
+    #expect(a.accepted.value == 1)
+    #expect(c.closed.value == 0)
+  }
+
+  /// With the table full and every kept connection busy, a new server's connection carries its
+  /// query and closes; the busy one is not touched.
+  @Test func pastTheConnectionCapWithNoneIdleANewConnectionCarriesOneQueryAndCloses() async throws {
     let a = try await CountingTCPServer()
     let b = try await CountingTCPServer()
     defer {
@@ -206,14 +234,45 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
       }
     }
     let pool = Do53TCPPool(group: poolTestGroup, maxConnections: 1)
-    #expect(try await ask(pool, a, "ok.test.").answers.count == 1)
+    async let slow = ask(pool, a, "slow.test.")
+    await waitFor { a.accepted.value == 1 }
     #expect(try await ask(pool, b, "ok.test.").answers.count == 1)
     await waitFor { b.closed.value == 1 }
     #expect(b.closed.value == 1, "the connection over the cap was kept")
+    #expect(try await slow.answers.count == 1)
     #expect(pool.count == 1)
     #expect(a.closed.value == 0)
     #expect(try await ask(pool, a, "ok2.test.").answers.count == 1)
     #expect(a.accepted.value == 1)
+  }
+
+  /// T-17 "less under pressure": a connection that falls idle with the table full closes after
+  /// `minimumIdleTimeout` (0.5 s here), not after the pool's 30 s; with at most half the table
+  /// taken one keeps the whole idle time, and in between the idle time shrinks with the room left.
+  @Test func aConnectionThatFallsIdleWithTheTableFullClosesSooner() async throws {
+    var made: [CountingTCPServer] = []
+    for _ in 0..<3 { made.append(try await CountingTCPServer()) }
+    let servers = made
+    defer {
+      Task {
+        for server in servers { await server.stop() }
+      }
+    }
+    let pool = Do53TCPPool(
+      group: poolTestGroup, idleTimeout: .seconds(30), maxConnections: 2, minimumIdleTimeout: .milliseconds(500))
+    #expect(try await ask(pool, servers[0], "ok.test.").answers.count == 1)
+    #expect(pool.idleTimeUnderPressure() == .seconds(30))
+    #expect(try await ask(pool, servers[1], "ok.test.").answers.count == 1)
+    #expect(pool.idleTimeUnderPressure() == .milliseconds(500))
+    await waitFor { servers[1].closed.value == 1 }
+    #expect(servers[1].closed.value == 1, "an idle connection of a full table kept the pool's 30 s")
+    try await Task.sleep(for: .seconds(1))
+    #expect(servers[0].closed.value == 0, "a connection that fell idle without pressure closed early")
+    #expect(pool.count == 1)
+
+    let wide = Do53TCPPool(group: poolTestGroup, idleTimeout: .seconds(30), maxConnections: 4)
+    for server in servers { #expect(try await ask(wide, server, "ok2.test.").answers.count == 1) }
+    #expect(wide.idleTimeUnderPressure() == .seconds(15))  // 3 of 4: half the room left
   }
 
   /// A timeout the resolution's deadline made (its time cut short) says nothing about the

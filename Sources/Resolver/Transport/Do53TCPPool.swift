@@ -17,8 +17,14 @@ import NIOPosix
 /// A connection takes no new queries once it has misbehaved: a query on it timed out, or a frame
 /// matched no query (a stream out of step cannot be trusted for the next ones); its outstanding
 /// queries keep waiting for their answers, and it closes once they are done. A query whose
-/// message ID is already in flight on the connection (T-13), or one past `maxOutstanding` or
-/// past `maxConnections`, goes on a connection of its own that closes after it.
+/// message ID is already in flight on the connection (T-13), or one past `maxOutstanding`, goes
+/// on a connection of its own that closes after it.
+///
+/// Under pressure (T-17, "less under pressure"; as Unbound's outgoing TCP reuse): with more than
+/// half of `maxConnections` kept, a connection that falls idle may idle for less, down to
+/// `minimumIdleTimeout` when the table is full; a new server's connection that finds the table
+/// full takes the place of the one idle the longest (closed), and only when every kept one has
+/// queries outstanding does it carry its query and close.
 final class Do53TCPPool: Sendable {
   let group: any EventLoopGroup
   /// How long a connection with nothing outstanding stays open at most (T-17; a server's
@@ -29,6 +35,8 @@ final class Do53TCPPool: Sendable {
   /// Connections kept for reuse at most (one per server): a resolution over many TCP-only
   /// servers cannot pile up idle sockets.
   let maxConnections: Int
+  /// The idle time of a connection that falls idle with the table full (T-17 under pressure).
+  let minimumIdleTimeout: TimeAmount
   /// How long a connect may take; each query's own timeout bounds its wait for it.
   static let connectTimeout = TimeAmount.seconds(10)
   private let connections = StateLock<[SocketAddress: Do53TCPConnection]>([:])
@@ -39,11 +47,12 @@ final class Do53TCPPool: Sendable {
 
   init(
     group: any EventLoopGroup, mismatches: Counter = Counter(), idleTimeout: TimeAmount = .seconds(30),
-    maxOutstanding: Int = 64, maxConnections: Int = 256
+    maxOutstanding: Int = 64, maxConnections: Int = 256, minimumIdleTimeout: TimeAmount = .seconds(1)
   ) {
     self.group = group
     self.mismatches = mismatches
     self.idleTimeout = idleTimeout
+    self.minimumIdleTimeout = min(minimumIdleTimeout, idleTimeout)
     self.maxOutstanding = max(1, maxOutstanding)
     self.maxConnections = max(0, maxConnections)
   }
@@ -72,9 +81,31 @@ final class Do53TCPPool: Sendable {
     }
   }
 
-  /// The server's connection if it takes a query with message ID `id`, else a new one (kept for
-  /// the next queries when the table has room and nothing usable is there). Reserves the
-  /// query's place on it; `reused`: it was already open or opening.
+  /// How long a connection that falls idle now may stay so (T-17): `idleTimeout` while at most
+  /// half the table is taken, then less in proportion to the room left, `minimumIdleTimeout`
+  /// with the table full.
+  func idleTimeUnderPressure() -> TimeAmount {
+    let kept = count
+    guard maxConnections > 0, kept * 2 > maxConnections else { return idleTimeout }
+    let room = Double(max(maxConnections - kept, 0)) / (Double(maxConnections) / 2)
+    return max(minimumIdleTimeout, .nanoseconds(Int64(Double(idleTimeout.nanoseconds) * room)))
+  }
+
+  /// The kept connection idle the longest, if any is idle (under the pool's lock).
+  private static func longestIdle(in table: [SocketAddress: Do53TCPConnection]) -> (SocketAddress, Do53TCPConnection)? {
+    var oldest: (SocketAddress, Do53TCPConnection, NIODeadline)? = nil
+    for (address, connection) in table {
+      guard let since = connection.idleSince() else { continue }
+      if let o = oldest, o.2 <= since { continue }
+      oldest = (address, connection, since)
+    }
+    return oldest.map { ($0.0, $0.1) }
+  }
+
+  /// The server's connection if it takes a query with message ID `id`, else a new one, kept for
+  /// the next queries when nothing usable is there and the table has room, or a place that an
+  /// idle connection gives up (T-17). Reserves the query's place on it; `reused`: it was
+  /// already open or opening.
   private func connection(to address: SocketAddress, id: UInt16) -> (
     Do53TCPConnection, reused: Bool
   ) {
@@ -90,8 +121,10 @@ final class Do53TCPPool: Sendable {
       }
       let loop = group.next()
       let channel = loop.makePromise(of: (any Channel).self)
+      let configured = idleTimeout
       let fresh = Do53TCPConnection(
-        eventLoop: loop, channel: channel.futureResult, idleTimeout: idleTimeout, mismatches: mismatches
+        eventLoop: loop, channel: channel.futureResult, idleTimeout: idleTimeout, mismatches: mismatches,
+        idleTime: { [weak self] in self?.idleTimeUnderPressure() ?? configured }
       ) { [weak self] ended in
         self?.connections.withLock { table in
           if table[address] === ended { table[address] = nil }
@@ -99,6 +132,12 @@ final class Do53TCPPool: Sendable {
       }
       _ = fresh.reserve(id: id, limit: maxOutstanding)
       if replaced != nil || (table[address] == nil && table.count < maxConnections) {
+        table[address] = fresh
+      } else if table[address] == nil, let (idleAddress, idle) = Self.longestIdle(in: table) {
+        // T-17 under pressure: the table is full; the longest idle connection makes room.
+        idle.markOneOff()
+        table[idleAddress] = nil
+        replaced = idle
         table[address] = fresh
       } else {
         fresh.markOneOff()  // closes after its query
@@ -154,6 +193,8 @@ final class Do53TCPConnection: Sendable {
     var idleTimer: Scheduled<Void>?
     /// The server's edns-tcp-keepalive, from its last answer: how long the connection may idle.
     var keepalive: TCPKeepalive
+    /// When its last query was done, while it has none outstanding.
+    var idleSince: NIODeadline?
   }
 
   enum Reservation { case reserved, idInFlight, full, unusable }
@@ -162,17 +203,20 @@ final class Do53TCPConnection: Sendable {
   let channel: EventLoopFuture<any Channel>
   let idleTimeout: TimeAmount
   let mismatches: Counter
+  /// The pool's idle time for a connection falling idle now (shorter under pressure).
+  private let idleTime: @Sendable () -> TimeAmount
   private let onEnd: @Sendable (Do53TCPConnection) -> Void
   private let state: StateLock<State>
 
   init(
     eventLoop: any EventLoop, channel: EventLoopFuture<any Channel>, idleTimeout: TimeAmount, mismatches: Counter,
-    onEnd: @escaping @Sendable (Do53TCPConnection) -> Void
+    idleTime: (@Sendable () -> TimeAmount)? = nil, onEnd: @escaping @Sendable (Do53TCPConnection) -> Void
   ) {
     self.eventLoop = eventLoop
     self.channel = channel
     self.idleTimeout = idleTimeout
     self.mismatches = mismatches
+    self.idleTime = idleTime ?? { idleTimeout }
     self.onEnd = onEnd
     state = StateLock(State(keepalive: TCPKeepalive(configuredIdle: UInt64(max(idleTimeout.nanoseconds, 0)))))
     channel.whenFailure { [self] error in
@@ -187,11 +231,17 @@ final class Do53TCPConnection: Sendable {
       guard !s.ids.contains(id) else { return (.idInFlight, nil) }
       guard s.ids.count < limit else { return (.full, nil) }
       s.ids.insert(id)
+      s.idleSince = nil
       defer { s.idleTimer = nil }
       return (.reserved, s.idleTimer)
     }
     timer?.cancel()
     return result
+  }
+
+  /// When it fell idle, if it takes queries and has none outstanding.
+  func idleSince() -> NIODeadline? {
+    state.withLock { s in s.usable && s.ids.isEmpty ? s.idleSince : nil }
   }
 
   /// Takes no new queries; closes once its outstanding ones are done.
@@ -259,15 +309,19 @@ final class Do53TCPConnection: Sendable {
       if let token, s.waiting[id]?.token == token { s.waiting[id] = nil }
       s.ids.remove(id)
       if timedOut { s.usable = false }
-      return s.ids.isEmpty && s.usable
+      guard s.ids.isEmpty && s.usable else { return false }
+      s.idleSince = .now()
+      return true
     }
     if idle { scheduleIdleClose() }
     closeIfDone()
   }
 
-  /// One timer per connection: a later idle period replaces an earlier one's.
+  /// One timer per connection: a later idle period replaces an earlier one's. Its length: the
+  /// pool's idle time now (T-17, less under pressure), or the server's keepalive's if sooner.
   private func scheduleIdleClose() {
-    let idle = state.withLock { $0.keepalive.idleTimeout }
+    let pool = UInt64(max(idleTime().nanoseconds, 0))
+    let idle = state.withLock { min($0.keepalive.idleTimeout, pool) }
     let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: idle))) { [weak self] in
       guard let self else { return }
       let idleOut = self.state.withLock { s -> Bool in
