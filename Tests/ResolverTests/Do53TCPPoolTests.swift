@@ -206,7 +206,8 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
         for server in [a, b, c] { await server.stop() }
       }
     }
-    let pool = Do53TCPPool(group: poolTestGroup, maxConnections: 2)
+    // The idle time stays 30 s with the table full: only the eviction closes a connection here.
+    let pool = Do53TCPPool(group: poolTestGroup, maxConnections: 2, minimumIdleTimeout: .seconds(30))
     #expect(try await ask(pool, a, "ok.test.").answers.count == 1)
     #expect(try await ask(pool, b, "ok.test.").answers.count == 1)
     #expect(try await ask(pool, a, "ok2.test.").answers.count == 1)  // b is now idle the longest
@@ -233,7 +234,7 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
         await b.stop()
       }
     }
-    let pool = Do53TCPPool(group: poolTestGroup, maxConnections: 1)
+    let pool = Do53TCPPool(group: poolTestGroup, maxConnections: 1, minimumIdleTimeout: .seconds(30))
     async let slow = ask(pool, a, "slow.test.")
     await waitFor { a.accepted.value == 1 }
     #expect(try await ask(pool, b, "ok.test.").answers.count == 1)
@@ -263,7 +264,6 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(try await ask(pool, servers[0], "ok.test.").answers.count == 1)
     #expect(pool.idleTimeUnderPressure() == .seconds(30))
     #expect(try await ask(pool, servers[1], "ok.test.").answers.count == 1)
-    #expect(pool.idleTimeUnderPressure() == .milliseconds(500))
     await waitFor { servers[1].closed.value == 1 }
     #expect(servers[1].closed.value == 1, "an idle connection of a full table kept the pool's 30 s")
     try await Task.sleep(for: .seconds(1))

@@ -21,14 +21,14 @@ import NIOPosix
 /// on a connection of its own that closes after it.
 ///
 /// Under pressure (T-17, "less under pressure"; as Unbound's outgoing TCP reuse): with more than
-/// half of `maxConnections` kept, a connection that falls idle may idle for less, down to
-/// `minimumIdleTimeout` when the table is full; a new server's connection that finds the table
+/// half of `maxConnections` kept, a connection that falls idle may idle for less, in proportion
+/// to the room left, at least `minimumIdleTimeout`; a new server's connection that finds the table
 /// full takes the place of the one idle the longest (closed), and only when every kept one has
 /// queries outstanding does it carry its query and close.
 final class Do53TCPPool: Sendable {
   let group: any EventLoopGroup
   /// How long a connection with nothing outstanding stays open at most (T-17; a server's
-  /// edns-tcp-keepalive can shorten it).
+  /// edns-tcp-keepalive and the pool's pressure can shorten it).
   let idleTimeout: TimeAmount
   /// Queries one connection carries at once.
   let maxOutstanding: Int
@@ -52,7 +52,7 @@ final class Do53TCPPool: Sendable {
     self.group = group
     self.mismatches = mismatches
     self.idleTimeout = idleTimeout
-    self.minimumIdleTimeout = min(minimumIdleTimeout, idleTimeout)
+    self.minimumIdleTimeout = max(.zero, min(minimumIdleTimeout, idleTimeout))
     self.maxOutstanding = max(1, maxOutstanding)
     self.maxConnections = max(0, maxConnections)
   }
@@ -82,8 +82,8 @@ final class Do53TCPPool: Sendable {
   }
 
   /// How long a connection that falls idle now may stay so (T-17): `idleTimeout` while at most
-  /// half the table is taken, then less in proportion to the room left, `minimumIdleTimeout`
-  /// with the table full.
+  /// half the table is taken, then less in proportion to the room left, never under
+  /// `minimumIdleTimeout` (which it reaches a little before the table is full).
   func idleTimeUnderPressure() -> TimeAmount {
     let kept = count
     guard maxConnections > 0, kept * 2 > maxConnections else { return idleTimeout }
@@ -303,7 +303,8 @@ final class Do53TCPConnection: Sendable {
 
   /// The query's place is free again; a timed-out one retires the connection (a server that
   /// let one query go unanswered gets the next on a new connection). With nothing outstanding,
-  /// a retired connection closes now, a usable one after `idleTimeout` without queries.
+  /// a retired connection closes now, a usable one after its idle time without queries (the
+  /// pool's, shorter under pressure, or the server's keepalive's if sooner).
   private func release(token: UInt64?, id: UInt16, timedOut: Bool) {
     let idle = state.withLock { s -> Bool in
       if let token, s.waiting[id]?.token == token { s.waiting[id] = nil }
