@@ -275,6 +275,28 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(wide.idleTimeUnderPressure() == .seconds(15))  // 3 of 4: half the room left
   }
 
+  /// T-37: after this machine's address changed (a laptop on another network), the connection
+  /// opened from the old address takes no new queries: the next one goes on a new connection,
+  /// and the old one, with nothing outstanding, is closed. Until then, one connection serves all.
+  @Test func aConnectionFromBeforeAnAddressChangeTakesNoNewQueries() async throws {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let address = StateLock<[UInt8]>([192, 0, 2, 1])
+    let watch = LocalAddressWatch(interval: 0, time: SystemTimeSource()) { address.withLock { $0 } }
+    let pool = Do53TCPPool(group: poolTestGroup) { watch.generation() }
+    #expect(try await ask(pool, server, "ok1.test.").answers.count == 1)
+    #expect(try await ask(pool, server, "ok2.test.").answers.count == 1)
+    #expect(server.accepted.value == 1)
+    address.withLock { $0 = [198, 51, 100, 7] }
+    #expect(try await ask(pool, server, "ok3.test.").answers.count == 1)
+    #expect(server.accepted.value == 2, "a query went on the connection from the old address")
+    await waitFor { server.closed.value == 1 }
+    #expect(server.closed.value == 1, "the connection from the old address stayed open")
+    #expect(try await ask(pool, server, "ok4.test.").answers.count == 1)
+    #expect(server.accepted.value == 2)
+    #expect(pool.count == 1)
+  }
+
   /// A timeout the resolution's deadline made (its time cut short) says nothing about the
   /// connection: it stays in use.
   @Test func aTimeoutCutShortByTheDeadlineKeepsTheConnection() async throws {

@@ -25,6 +25,10 @@ import NIOPosix
 /// to the room left, at least `minimumIdleTimeout`; a new server's connection that finds the table
 /// full takes the place of the one idle the longest (closed), and only when every kept one has
 /// queries outstanding does it carry its query and close.
+///
+/// A connection opened before this machine's address changed (`addressGeneration`, a laptop on
+/// another network) takes no new queries: they go on a new connection from the new address, as
+/// encrypted sessions do (T-37), instead of waiting out a timeout on a path that may be gone.
 final class Do53TCPPool: Sendable {
   let group: any EventLoopGroup
   /// How long a connection with nothing outstanding stays open at most (T-17; a server's
@@ -44,12 +48,16 @@ final class Do53TCPPool: Sendable {
   let opened = Counter()
   /// Frames that answered no outstanding query, shared with UDP's count.
   let mismatches: Counter
+  /// The number of this machine's source addresses (`LocalAddressWatch.generation`; 0: unknown).
+  let addressGeneration: @Sendable () -> UInt64
 
   init(
     group: any EventLoopGroup, mismatches: Counter = Counter(), idleTimeout: TimeAmount = .seconds(30),
-    maxOutstanding: Int = 64, maxConnections: Int = 256, minimumIdleTimeout: TimeAmount = .seconds(1)
+    maxOutstanding: Int = 64, maxConnections: Int = 256, minimumIdleTimeout: TimeAmount = .seconds(1),
+    addressGeneration: @escaping @Sendable () -> UInt64 = { 0 }
   ) {
     self.group = group
+    self.addressGeneration = addressGeneration
     self.mismatches = mismatches
     self.idleTimeout = idleTimeout
     self.minimumIdleTimeout = max(.zero, min(minimumIdleTimeout, idleTimeout))
@@ -109,10 +117,15 @@ final class Do53TCPPool: Sendable {
   private func connection(to address: SocketAddress, id: UInt16) -> (
     Do53TCPConnection, reused: Bool
   ) {
+    let generation = addressGeneration()  // lock-free until a look at our address is due
     let (connection, channel, replaced) = connections.withLock {
       table -> (Do53TCPConnection, EventLoopPromise<any Channel>?, Do53TCPConnection?) in
       var replaced: Do53TCPConnection? = nil
-      if let current = table[address] {
+      if let current = table[address], current.addressGeneration < generation {
+        // Opened from the address we had before (T-37): retired; this query opens a new one.
+        current.markOneOff()
+        replaced = current
+      } else if let current = table[address] {
         switch current.reserve(id: id, limit: maxOutstanding) {
         case .reserved: return (current, nil, nil)
         case .idInFlight, .full: break  // a connection of its own; the kept one stays
@@ -124,7 +137,7 @@ final class Do53TCPPool: Sendable {
       let configured = idleTimeout
       let fresh = Do53TCPConnection(
         eventLoop: loop, channel: channel.futureResult, idleTimeout: idleTimeout, mismatches: mismatches,
-        idleTime: { [weak self] in self?.idleTimeUnderPressure() ?? configured }
+        addressGeneration: generation, idleTime: { [weak self] in self?.idleTimeUnderPressure() ?? configured }
       ) { [weak self] ended in
         self?.connections.withLock { table in
           if table[address] === ended { table[address] = nil }
@@ -203,6 +216,8 @@ final class Do53TCPConnection: Sendable {
   let channel: EventLoopFuture<any Channel>
   let idleTimeout: TimeAmount
   let mismatches: Counter
+  /// The number of this machine's addresses when it was opened (`LocalAddressWatch`).
+  let addressGeneration: UInt64
   /// The pool's idle time for a connection falling idle now (shorter under pressure).
   private let idleTime: @Sendable () -> TimeAmount
   private let onEnd: @Sendable (Do53TCPConnection) -> Void
@@ -210,9 +225,11 @@ final class Do53TCPConnection: Sendable {
 
   init(
     eventLoop: any EventLoop, channel: EventLoopFuture<any Channel>, idleTimeout: TimeAmount, mismatches: Counter,
-    idleTime: (@Sendable () -> TimeAmount)? = nil, onEnd: @escaping @Sendable (Do53TCPConnection) -> Void
+    addressGeneration: UInt64 = 0, idleTime: (@Sendable () -> TimeAmount)? = nil,
+    onEnd: @escaping @Sendable (Do53TCPConnection) -> Void
   ) {
     self.eventLoop = eventLoop
+    self.addressGeneration = addressGeneration
     self.channel = channel
     self.idleTimeout = idleTimeout
     self.mismatches = mismatches

@@ -27,7 +27,7 @@ public final class Do53Transport: Sendable {
     self.group = group
     self.addressWatch = addressWatch
     self.cookies = DNSCookieJar(watch: addressWatch)
-    self.tcp = Do53TCPPool(group: group, mismatches: mismatches)
+    self.tcp = Do53TCPPool(group: group, mismatches: mismatches) { addressWatch.generation() }
   }
 
   /// Number of mismatched (possibly spoofed) responses seen so far.
