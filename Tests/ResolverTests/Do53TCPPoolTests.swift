@@ -297,6 +297,26 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(pool.count == 1)
   }
 
+  /// The same through `Do53Transport`, whose pool follows the transport's address watch (the one
+  /// its DNS Cookies follow).
+  @Test func theTransportsTCPConnectionsFollowItsAddressWatch() async throws {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let address = StateLock<[UInt8]>([192, 0, 2, 1])
+    let watch = LocalAddressWatch(interval: 0, time: SystemTimeSource()) { address.withLock { $0 } }
+    let transport = Do53Transport(group: poolTestGroup, addressWatch: watch)
+    let endpoint = try #require(ServerEndpoint(ip: "127.0.0.1", port: server.port))
+    func ask(_ name: String) async throws -> Int {
+      try await transport.queryTCP(try query(name), to: endpoint, timeout: .seconds(5)).answers.count
+    }
+    #expect(try await ask("ok1.test.") == 1)
+    #expect(try await ask("ok2.test.") == 1)
+    #expect(server.accepted.value == 1)
+    address.withLock { $0 = [198, 51, 100, 7] }
+    #expect(try await ask("ok3.test.") == 1)
+    #expect(server.accepted.value == 2, "a query went on the connection from the old address")
+  }
+
   /// A timeout the resolution's deadline made (its time cut short) says nothing about the
   /// connection: it stays in use.
   @Test func aTimeoutCutShortByTheDeadlineKeepsTheConnection() async throws {

@@ -121,8 +121,9 @@ final class Do53TCPPool: Sendable {
     let (connection, channel, replaced) = connections.withLock {
       table -> (Do53TCPConnection, EventLoopPromise<any Channel>?, Do53TCPConnection?) in
       var replaced: Do53TCPConnection? = nil
-      if let current = table[address], current.addressGeneration < generation {
-        // Opened from the address we had before (T-37): retired; this query opens a new one.
+      if let current = table[address], current.addressGeneration != 0, current.addressGeneration < generation {
+        // Opened from the address we had before (T-37): retired; this query opens a new one. (One
+        // opened before any address was known is not: the first address seen is no change.)
         current.markOneOff()
         replaced = current
       } else if let current = table[address] {
