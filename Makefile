@@ -113,7 +113,7 @@ unit-test: build-tests
 	$(SWIFT) test --skip-build
 
 integration-test:
-	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) -m pytest -v Tests/Integration
+	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) -m pytest -v --durations=25 Tests/Integration
 
 dot-test:
 	SOTTO_BIN="$(SOTTO_BIN)" $(PYTHON) -m pytest -v Tests/Integration/test_lab_dot.py Tests/Integration/test_dot.py
@@ -191,7 +191,7 @@ integration-test-asan:
 	  || { echo "$(ASAN_BIN) is not built with AddressSanitizer"; exit 1; }
 	rm -rf "$(ASAN_REPORTS)" && mkdir -p "$(ASAN_REPORTS)"
 	rc=0; $(LAB_LOCK) env ASAN_OPTIONS=$(ASAN_OPTS):log_path=$(ASAN_REPORTS)/asan LSAN_OPTIONS=suppressions=$(SAN_DIR)/lsan.supp:print_suppressions=0 \
-	  SOTTO_TIME_SCALE=$(ASAN_TIME_SCALE) SOTTO_MEMORY_SCALE=$(ASAN_MEMORY_SCALE) SOTTO_BIN="$(ASAN_BIN)" timeout -k 30 $(SAN_TIMEOUT) $(PYTHON) -m pytest -v $(ASAN_PYTEST_ARGS) Tests/Integration || rc=$$?; \
+	  SOTTO_TIME_SCALE=$(ASAN_TIME_SCALE) SOTTO_MEMORY_SCALE=$(ASAN_MEMORY_SCALE) SOTTO_BIN="$(ASAN_BIN)" timeout -k 30 $(SAN_TIMEOUT) $(PYTHON) -m pytest -v --durations=25 $(ASAN_PYTEST_ARGS) Tests/Integration || rc=$$?; \
 	if compgen -G "$(ASAN_REPORTS)/asan.*" >/dev/null; then \
 	  for f in "$(ASAN_REPORTS)"/asan.*; do echo "=== $$f"; cat "$$f"; done; \
 	  echo "AddressSanitizer/LeakSanitizer reports from sotto: see above"; exit 1; \
@@ -205,7 +205,7 @@ integration-test-tsan:
 	rm -rf "$(TSAN_REPORTS)" && mkdir -p "$(TSAN_REPORTS)"
 	rc=0; $(LAB_LOCK) env TSAN_OPTIONS=halt_on_error=0:exitcode=0:log_path=$(TSAN_REPORTS)/tsan:suppressions=$(SAN_DIR)/tsan.supp \
 	  SOTTO_TIME_SCALE=$(TSAN_TIME_SCALE) SOTTO_MEMORY_SCALE=$(TSAN_MEMORY_SCALE) SOTTO_BIN="$(TSAN_BIN)" \
-	  timeout -k 30 $(SAN_TIMEOUT) $(PYTHON) -m pytest -v $(TSAN_PYTEST_ARGS) Tests/Integration || rc=$$?; \
+	  timeout -k 30 $(SAN_TIMEOUT) $(PYTHON) -m pytest -v --durations=25 $(TSAN_PYTEST_ARGS) Tests/Integration || rc=$$?; \
 	if compgen -G "$(TSAN_REPORTS)/tsan.*" >/dev/null; then \
 	  for f in "$(TSAN_REPORTS)"/tsan.*; do echo "=== $$f"; cat "$$f"; done; \
 	  echo "ThreadSanitizer reports from sotto: see above"; exit 1; \
