@@ -117,16 +117,17 @@ final class Do53TCPPool: Sendable {
     let (connection, channel, replaced) = connections.withLock {
       table -> (Do53TCPConnection, EventLoopPromise<any Channel>?, Do53TCPConnection?) in
       var replaced: Do53TCPConnection? = nil
-      if let current = table[address], current.addressGeneration != 0, current.addressGeneration < generation {
-        // Opened from the address we had before (T-37): retired; this query opens a new one. (One
-        // opened before any address was known is not: the first address seen is no change.)
-        current.markOneOff()
-        replaced = current
-      } else if let current = table[address] {
-        switch current.reserve(id: id, limit: maxOutstanding) {
-        case .reserved: return (current, nil, nil)
-        case .idInFlight, .full: break  // a connection of its own; the kept one stays
-        case .unusable: replaced = current
+      if let current = table[address] {
+        if current.addressGeneration != 0, current.addressGeneration < generation {
+          // Opened from the address we had before (T-37): replaced. (One opened before any
+          // address was known is not: the first address seen is no change.)
+          replaced = current
+        } else {
+          switch current.reserve(id: id, limit: maxOutstanding) {
+          case .reserved: return (current, nil, nil)
+          case .idInFlight, .full: break  // a connection of its own; the kept one stays
+          case .unusable: replaced = current
+          }
         }
       }
       let loop = group.next()
@@ -145,7 +146,6 @@ final class Do53TCPPool: Sendable {
         table[address] = fresh
       } else if table[address] == nil, let (idleAddress, idle) = Self.longestIdle(in: table) {
         // T-17 under pressure: the table is full; the longest idle connection makes room.
-        idle.markOneOff()
         table[idleAddress] = nil
         replaced = idle
         table[address] = fresh
@@ -154,7 +154,8 @@ final class Do53TCPPool: Sendable {
       }
       return (fresh, channel, replaced)
     }
-    // Outside the pool's lock: both may end a connection, which takes the lock to leave the table.
+    // Outside the pool's lock: retiring may end a connection, which takes the lock to leave the
+    // table. A replaced connection is out of the table already, so no query can reserve it now.
     replaced?.retire()
     guard let channel else { return (connection, true) }
     opened.increment()
