@@ -19,6 +19,7 @@ extension DNSCache {
     guard maxStale > 0 else { return nil }
     let now = time.now()
     let own = CacheKey(name: name, type: type, rrclass: rrclass)
+    let tally = StaleTally(now: now, maxStale: maxStale)
     return state.withLock { state -> StaleData? in
       var best: (key: CacheKey, entry: CacheEntry)?
       Self.forEachStaleKey(own, type) { key, isOwn in
@@ -26,12 +27,11 @@ extension DNSCache {
         let aside = isOwn && !state.displacedStale.isEmpty ? state.displacedStale[key] : nil
         for candidate in [state.store.peek(key), aside] {
           guard let entry = candidate,
-            Self.couldAnswer(entry, ownKey: isOwn, anyType: key.type == nil, now: now, maxStale: maxStale),
+            tally.couldAnswer(entry, ownKey: isOwn, anyType: key.type == nil),
             best.map({ entry.storedAt > $0.entry.storedAt }) ?? true
           else { continue }
           best = (key, entry)
         }
-        return true
       }
       guard let (key, entry) = best else { return nil }
       _ = state.store.get(key)  // recently used
@@ -48,51 +48,11 @@ extension DNSCache {
     }
   }
 
-  /// True when `newestStale` would find something and nothing live answers the name's keys: what
-  /// arms serve-stale's client response timer. Looks, removes and counts nothing; no allocation
-  /// (it runs for every resolution).
-  func holdsStale(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> Bool {
-    guard maxStale > 0 else { return false }
-    let now = time.now()
-    let own = CacheKey(name: name, type: type, rrclass: rrclass)
-    let maxStale = maxStale
-    return state.withLock { state -> Bool in
-      var stale = false
-      var live = false
-      Self.forEachStaleKey(own, type) { key, isOwn in
-        var asideAnswers = false
-        if isOwn, !state.displacedStale.isEmpty, let aside = state.displacedStale[key] {
-          asideAnswers = Self.couldAnswer(aside, ownKey: true, anyType: false, now: now, maxStale: maxStale)
-          stale = stale || asideAnswers
-        }
-        guard let entry = state.store.peek(key) else { return true }
-        // The live glue that took a set-aside answer's place answers no client: it does not
-        // stand in the way of that answer.
-        live = entry.isLive(at: now) && !(asideAnswers && entry.isPositive && entry.rank < .nonAuthAnswer)
-        stale = stale || Self.couldAnswer(entry, ownKey: isOwn, anyType: key.type == nil, now: now, maxStale: maxStale)
-        return !live
-      }
-      return stale && !live
-    }
-  }
-
   /// Calls `body` with each key serve-stale looks at for (name, type) and whether it is the
-  /// question's own: its own, the name's CNAME (unless `type` is CNAME), its NXDOMAIN; stops when
-  /// `body` returns false. No array of keys: `holdsStale` runs for every resolution.
-  private static func forEachStaleKey(_ own: CacheKey, _ type: RRType, _ body: (CacheKey, Bool) -> Bool) {
-    guard body(own, true) else { return }
-    if type != .cname { guard body(own.with(type: .cname), false) else { return } }
-    _ = body(own.with(type: nil), false)
-  }
-
-  /// An expired entry still kept that can answer: an answer-ranked RRset (of the question's own
-  /// type or a CNAME), NODATA under the question's own key, NXDOMAIN under the any-type key.
-  private static func couldAnswer(
-    _ entry: CacheEntry, ownKey: Bool, anyType: Bool, now: Double, maxStale: Double
-  ) -> Bool {
-    guard !entry.isLive(at: now), entry.isRetained(at: now, maxStale: maxStale) else { return false }
-    if anyType { return !entry.isPositive }
-    if entry.isPositive { return entry.rank >= .nonAuthAnswer }
-    return ownKey
+  /// question's own: its own, the name's CNAME (unless `type` is CNAME), its NXDOMAIN.
+  private static func forEachStaleKey(_ own: CacheKey, _ type: RRType, _ body: (CacheKey, Bool) -> Void) {
+    body(own, true)
+    if type != .cname { body(own.with(type: .cname), false) }
+    body(own.with(type: nil), false)
   }
 }

@@ -38,7 +38,7 @@ public final class DNSCache: Sendable {
   static let maxDisplacedStale = 4_096
 
   /// The `nxdomainDepths` bit of a name with `labels` labels.
-  private static func depthBit(_ labels: Int) -> UInt64 { 1 &<< UInt64(min(max(labels, 0), 63)) }
+  static func depthBit(_ labels: Int) -> UInt64 { 1 &<< UInt64(min(max(labels, 0), 63)) }
 
   let configuration: CacheConfiguration
   /// `configuration.maxStale` as the clock's unit.
@@ -150,29 +150,15 @@ public final class DNSCache: Sendable {
   /// The SOA comes with its TTL decremented. Counts a negative hit when answered.
   public func lookupNegative(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in) -> NegativeAnswer? {
     let now = time.now()
+    let own = CacheKey(name: name, type: type, rrclass: rrclass)
     return state.withLock { state -> NegativeAnswer? in
-      // NODATA for (name, type), NXDOMAIN for the name, then for every ancestor: R-23, the NXDOMAIN
-      // cut (RFC 8020). Keys of names up to 32 octets are made without allocating.
-      var next: CacheKey? = CacheKey(name: name, type: type, rrclass: rrclass)
-      var depth = name.labelCount  // of the next NXDOMAIN key
-      while let key = next {
-        if key.type == nil {
-          // No NXDOMAIN stored at this depth or above it: none can be found from here on.
-          let here = Self.depthBit(depth)
-          guard state.nxdomainDepths & (here | (here &- 1)) != 0 else { break }
-          depth -= 1
-          if state.nxdomainDepths & here == 0 {
-            next = key.parentForAnyType
-            continue
-          }
-        }
-        next = key.type == nil ? key.parentForAnyType : key.with(type: nil)
-        guard let entry = live(key, at: now, in: &state), case .negative(var soa) = entry.payload else { continue }
+      // NODATA for (name, type), then NXDOMAIN for the name or an ancestor (R-23, RFC 8020).
+      if let entry = live(own, at: now, in: &state), case .negative(var soa) = entry.payload {
         soa.ttl = entry.remainingTTL(at: now)
         state.statistics.negativeHits += 1
-        return NegativeAnswer(nxdomain: key.type == nil, soa: soa, owner: key.name)
+        return NegativeAnswer(nxdomain: false, soa: soa, owner: own.name)
       }
-      return nil
+      return nxdomain(from: own.with(type: nil), labels: name.labelCount, first: nil, at: now, in: &state)
     }
   }
 

@@ -70,6 +70,20 @@ struct LRUStore<Key: Hashable, Value> {
     return value
   }
 
+  /// The value for `key` if `keep` accepts it (else it is removed), marked most recently used only
+  /// when `use` accepts it too. Unlike `get(_:removingUnless:using:)` a kept value `use` rejects is
+  /// still returned: one hash lookup for a caller that reads expired entries without using them.
+  mutating func kept(_ key: Key, removingUnless keep: (Value) -> Bool, marking use: (Value) -> Bool) -> Value? {
+    guard let i = index[key], let value = entries[i]?.value else { return nil }
+    guard keep(value) else {
+      index.removeValue(forKey: key)
+      free(i)
+      return nil
+    }
+    if use(value) { moveToHead(i) }
+    return value
+  }
+
   /// Stores `value` as the most recently used entry; returns the entry evicted to make room, if any.
   @discardableResult
   mutating func set(_ key: Key, _ value: Value) -> (key: Key, value: Value)? {

@@ -8,10 +8,11 @@ extension RecursiveResolver {
   /// has not finished by then (the refresh goes on and updates the cache). With
   /// `maxBackgroundRefreshes` refreshes going on, stale data is answered at once, unrefreshed.
   nonisolated(nonsending) func resolveServingStale(_ question: Question, key: Question) async -> Resolution {
-    // Only a question with expired data kept can be answered stale: one cache look (one lock)
-    // on every other resolution. (A chain whose first link is live falls back to stale data
-    // only when its refresh fails, in `refresh`.)
-    guard core.cache.holdsStale(question.name, question.type) else { return await refresh(question, key: key) }
+    // Only a question with expired data kept can be answered stale. The look that tells is the
+    // resolution's own first look at the cache (one lock for both), handed on to it. (A chain
+    // whose first link is live falls back to stale data only when its refresh fails, in `refresh`.)
+    let look = core.cache.look(question.name, question.type, checkingStale: true)
+    guard look.holdsStale else { return await refresh(question, key: key, looked: look) }
     let startedAt = SystemTimeSource().now()
     let limit = core.configuration.maxBackgroundRefreshes
     let (inFlight, full) = core.refreshing.withLock { ($0.contains(key), $0.count >= limit) }

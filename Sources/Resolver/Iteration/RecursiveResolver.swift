@@ -109,15 +109,18 @@ public final class RecursiveResolver: QueryResolving {
     return await refresh(question, key: key)
   }
 
-  /// Resolves `question` by iteration (after the cache); with serve-stale on, a failure is
-  /// answered with the expired data still kept, if any (RFC 8767).
-  nonisolated(nonsending) func refresh(_ question: Question, key: Question) async -> Resolution {
+  /// Resolves `question` by iteration (after the cache; `looked`: the cache's answer for it,
+  /// already looked up); with serve-stale on, a failure is answered with the expired data still
+  /// kept, if any (RFC 8767).
+  nonisolated(nonsending) func refresh(_ question: Question, key: Question, looked: CacheLook? = nil) async
+    -> Resolution
+  {
     // The latency shown (query log, dashboard, `lookup`) is read from the clock itself: the
     // per-round clock of deadlines would show a cache hit as 0 ms.
     let clock = SystemTimeSource()
     let startedAt = clock.now()
     let run = ResolutionRun(core: core)
-    var outcome = await run.resolve(question, depth: 0)
+    var outcome = await run.resolve(question, depth: 0, looked: looked)
     if case .failure = outcome, let again = await run.restartWithFreshDelegations(question) { outcome = again }
     if core.configuration.cache.maxStale > 0, case .failure(let why) = outcome,
       var stale = await staleResolution(question)

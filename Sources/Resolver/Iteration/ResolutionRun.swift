@@ -58,13 +58,17 @@ final class ResolutionRun {
   var overDeadline: Bool { core.time.now() - started > limits.deadline }
 
   /// Resolves a question completely, following CNAME/DNAME chains across zones.
-  nonisolated(nonsending) func resolve(_ question: Question, depth: Int) async -> NameOutcome {
+  /// `looked` is the cache's answer for the question itself when the caller already looked.
+  nonisolated(nonsending) func resolve(_ question: Question, depth: Int, looked: CacheLook? = nil) async -> NameOutcome
+  {
     var chain: [ResourceRecord] = []
     var name = question.name
     // The question's name is checked apart, so a resolution without CNAMEs allocates no set.
     var seen: Set<DNSName> = []
+    var looked = looked
     while chain.count <= limits.maxChain * 2 {
-      let outcome = await resolveName(name, question.type, depth: depth)
+      let outcome = await resolveName(name, question.type, depth: depth, looked: looked)
+      looked = nil
       switch outcome {
       case .answer(let rrs): return .answer(chain + rrs)
       case .nxdomain(let c, let soa): return .nxdomain(chain + c, soa: soa)
@@ -89,9 +93,12 @@ final class ResolutionRun {
     return .failure("CNAME chain longer than \(limits.maxChain)")
   }
 
-  /// Answers one name from the cache if possible, otherwise iterates from the closest known cut.
-  nonisolated(nonsending) func resolveName(_ name: DNSName, _ type: RRType, depth: Int) async -> NameOutcome {
-    if let cached = cachedOutcome(name, type) { return cached }
+  /// Answers one name from the cache if possible (`looked`: the cache's answer, already looked
+  /// up), otherwise iterates from the closest known cut.
+  nonisolated(nonsending) func resolveName(
+    _ name: DNSName, _ type: RRType, depth: Int, looked: CacheLook? = nil
+  ) async -> NameOutcome {
+    if let cached = cachedOutcome(name, type, looked: looked) { return cached }
     if staleOnly { return .failure("no stale data for \(name) \(type)") }
     let key = Question(name: name.lowercased(), type: type)
     if core.failureCache.contains(key) { return .failure("cached failure for \(name) \(type) (R-24)") }
@@ -129,18 +136,17 @@ final class ResolutionRun {
     return await resolve(question, depth: 0)
   }
 
-  /// R-3 step 1, with R-8: glue and referral NS are never answers. A stale-only run takes the
-  /// newest expired entry still kept when nothing live answers.
-  func cachedOutcome(_ name: DNSName, _ type: RRType) -> NameOutcome? {
+  /// R-3 step 1, with R-8: glue and referral NS are never answers (`DNSCache.look`; `looked`
+  /// when already looked up). A stale-only run takes the newest expired entry still kept when
+  /// nothing live answers.
+  func cachedOutcome(_ name: DNSName, _ type: RRType, looked: CacheLook? = nil) -> NameOutcome? {
     let cache = core.cache
-    if let hit = cache.lookup(name, type), hit.rank >= .nonAuthAnswer { return .answer(hit.rrset.records) }
-    if type != .cname, let hit = cache.lookup(name, .cname), hit.rank >= .nonAuthAnswer,
-      let rr = hit.rrset.records.first, case .cname(let target) = rr.rdata
-    {
-      return .alias([rr], target: target)
-    }
-    if let neg = cache.lookupNegative(name, type) {
-      return neg.nxdomain ? .nxdomain([], soa: neg.soa) : .nodata([], soa: neg.soa)
+    switch (looked ?? cache.look(name, type, checkingStale: false)).answer {
+    case .rrset(let rrset): return .answer(rrset.records)
+    case .alias(let rrset):
+      if let rr = rrset.records.first, case .cname(let target) = rr.rdata { return .alias([rr], target: target) }
+    case .negative(let neg): return neg.nxdomain ? .nxdomain([], soa: neg.soa) : .nodata([], soa: neg.soa)
+    case nil: break
     }
     guard staleOnly, let stale = cache.newestStale(name, type) else { return nil }
     switch stale {
