@@ -59,6 +59,30 @@ import Testing
     #expect(data.privacy.recent.map(\.name) == ["www.Test.", "test."])  // newest first, as sent
   }
 
+  /// Zones of every length up to past four words, and zones that differ only in case or in their
+  /// last octet, are each counted apart in the Privacy figures, and again under the same key.
+  @Test func everyZoneSpellingIsCountedUnderItsOwnKey() throws {
+    let monitor = ResolverMonitor(wallClock: { 1_000 })
+    var zones: [String] = []
+    for length in 1...40 {
+      let label = String(repeating: "z", count: length)
+      zones += ["\(label).test.", "\(label.dropLast())Z.test.", "\(label.dropLast())y.test."]
+    }
+    zones = Array(Set(zones)).sorted()
+    for _ in 0..<2 {
+      var resolution = Resolution(rcode: .nxDomain)
+      resolution.hops = try zones.map { zone in
+        Hop(
+          server: "192.0.2.3", nsName: nil, zone: NameText(try DNSName(zone)), qname: NameText(try DNSName(zone)),
+          qtype: "A", transport: .do53UDP, rttMs: 1, outcome: "nxdomain")
+      }
+      monitor.record(client: "127.0.0.9", question: Question(name: .root, type: .a), resolution: resolution)
+    }
+    let byZone = monitor.snapshot().privacy.byZone
+    #expect(byZone.count == zones.count)
+    #expect(zones.allSatisfy { byZone[$0] == 2 })
+  }
+
   /// Hops recorded with the iteration's names (not yet written out) read like hops given as text;
   /// the Privacy data counts every spelling of a zone apart, as it did when hops held text, and a
   /// name and the same text as one.

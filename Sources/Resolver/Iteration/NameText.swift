@@ -43,6 +43,20 @@ public struct NameText: Sendable, Hashable, CustomStringConvertible, Codable {
   enum Spelling: Hashable, Sendable {
     case wire([UInt8])
     case text(String)
+
+    /// A wire form goes to the hasher eight octets to a word (`DNSName.hashWords`, case kept as
+    /// `==` compares it): the synthesized hash fed it an octet at a time, about 650 instructions
+    /// per cleartext hop the Privacy figures count (callgrind).
+    func hash(into hasher: inout Hasher) {
+      switch self {
+      case .wire(let bytes):
+        hasher.combine(0 as UInt8)
+        bytes.withUnsafeBytes { DNSName.hashWords($0, lowering: false, into: &hasher) }
+      case .text(let text):
+        hasher.combine(1 as UInt8)
+        hasher.combine(text)
+      }
+    }
   }
 
   /// This value's spelling (no text is made for a name).
