@@ -47,7 +47,15 @@ import Testing
       let key = Int(rng.next() % 12)
       switch rng.next() % 5 {
       case 0, 1:
-        let evicted = store.set(key, step)
+        // Half the stores look first and store through the slot they found (`DNSCache.store`).
+        let evicted: (key: Int, value: Int)?
+        if step % 2 == 0 {
+          evicted = store.set(key, step)
+        } else {
+          let slot = store.slot(of: key)
+          #expect(slot.flatMap { store.value(at: $0) } == model.first(where: { $0.key == key })?.value)
+          evicted = store.set(key, step, slot: slot)
+        }
         if let i = model.firstIndex(where: { $0.key == key }) {
           model.remove(at: i)
           #expect(evicted == nil)

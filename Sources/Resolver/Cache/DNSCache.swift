@@ -252,7 +252,9 @@ public final class DNSCache: Sendable {
       // a live entry of higher rank is kept; equal or higher rank replaces. Positive data
       // always replaces a negative entry, so a stale NODATA never shadows fresh records.
       let now = entry.storedAt
-      let existing = state.store.peek(key)
+      // One hash lookup for the look and the store (nothing below changes the store before it).
+      let slot = state.store.slot(of: key)
+      let existing = slot.flatMap { state.store.value(at: $0) }
       if let existing, existing.isLive(at: now), existing.rank > entry.rank,
         !(entry.isPositive && !existing.isPositive)
       {
@@ -271,7 +273,7 @@ public final class DNSCache: Sendable {
       }
       if !entry.isPositive { entry.shareSOA(in: &state.sharedSOAs, memoCapacity: Self.maxSharedSOAs) }
       if Self.isStamped(key.type) { state.stampCounts[key.stampBucket] &+= 1 }
-      if state.store.set(key, entry) != nil {
+      if state.store.set(key, entry, slot: slot) != nil {
         state.statistics.evictions += 1
       }
     }

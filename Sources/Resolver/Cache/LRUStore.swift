@@ -84,10 +84,23 @@ struct LRUStore<Key: Hashable, Value> {
     return value
   }
 
+  /// The slot holding `key`, nil when it is absent. With `value(at:)` and `set(_:_:slot:)`: one
+  /// hash lookup for a look at an entry followed by a store to it.
+  func slot(of key: Key) -> Int? { index[key] }
+
+  /// The value in `slot` (from `slot(of:)`).
+  func value(at slot: Int) -> Value? { entries[slot]?.value }
+
   /// Stores `value` as the most recently used entry; returns the entry evicted to make room, if any.
   @discardableResult
   mutating func set(_ key: Key, _ value: Value) -> (key: Key, value: Value)? {
-    if let i = index[key] {
+    set(key, value, slot: index[key])
+  }
+
+  /// `set(_:_:)` where `slot` is what `slot(of: key)` said, with no change to the store since.
+  @discardableResult
+  mutating func set(_ key: Key, _ value: Value, slot: Int?) -> (key: Key, value: Value)? {
+    if let i = slot {
       entries[i]?.value = value
       moveToHead(i)
       return nil
