@@ -11,6 +11,9 @@ lock from a worktree root:
 
   SOTTO_BIN=.build/release/sotto N=400 flock /tmp/sotto-lab.lock python3 Benchmarks/callgrind_cold.py
 
+Build SOTTO_BIN as `make release` does (`--static-swift-stdlib`): valgrind 3.19 crashes at start-up
+on a build linked to the toolchain's shared Swift runtime.
+
 ENC=1: encryption on (default off). ZONE=doq.test. (say): every name NXDOMAIN under that one lab
 zone, so one server and one transport (comma-separated zones: taken in turn); with mute.test. the
 silent server (Lab/mute_server.py) is started, and the warm-up's first name holds it as
