@@ -20,62 +20,73 @@ struct CacheLook: Sendable {
 
 extension DNSCache {
   /// The question's answer from live data, as `lookup(name, type)`, `lookup(name, .cname)` and
-  /// `lookupNegative(name, type)` find it in that order (counted and marked recently used as
-  /// they do), and with `checkingStale` whether serve-stale holds data for it. One lock, and each
-  /// of the name's keys (its own, its CNAME, its NXDOMAIN) looked up once: the four calls this
-  /// replaces on every resolution took four locks and seven lookups.
+  /// `lookupNegative(name, type)` find it in that order (counted as they count; live entries
+  /// marked recently used, the own key's once where those marked it again after the CNAME's),
+  /// and with `checkingStale` whether serve-stale holds data for it. One lock, and each of the
+  /// name's keys (its own, its CNAME, its NXDOMAIN) looked up once: the four calls this replaces
+  /// on every resolution took four locks and seven lookups. A look that finds stale data held
+  /// counts nothing: its caller then looks again on serve-stale's paths, which count.
   func look(_ name: DNSName, _ type: RRType, _ rrclass: RRClass = .in, checkingStale: Bool) -> CacheLook {
     let now = time.now()
     let own = CacheKey(name: name, type: type, rrclass: rrclass)
-    let maxStale = maxStale
     let checkingStale = checkingStale && maxStale > 0
     return state.withLock { state -> CacheLook in
-      var tally = StaleTally(now: now, maxStale: maxStale)
-      let ownEntry = kept(own, at: now, in: &state)
-      if checkingStale {
-        let aside = state.displacedStale.isEmpty ? nil : state.displacedStale[own]
-        tally.see(ownEntry, aside: aside, ownKey: true, anyType: false)
+      let counted = state.statistics
+      let look = look(own, type, labels: name.labelCount, checkingStale: checkingStale, at: now, in: &state)
+      if look.holdsStale { state.statistics = counted }
+      return look
+    }
+  }
+
+  /// `look` under the lock.
+  private func look(
+    _ own: CacheKey, _ type: RRType, labels: Int, checkingStale: Bool, at now: Double, in state: inout State
+  ) -> CacheLook {
+    var tally = StaleTally(now: now, maxStale: maxStale)
+    let ownEntry = kept(own, at: now, in: &state)
+    if checkingStale {
+      let aside = state.displacedStale.isEmpty ? nil : state.displacedStale[own]
+      tally.see(ownEntry, aside: aside, ownKey: true, anyType: false)
+    }
+    if let entry = ownEntry, entry.isLive(at: now), case .positive(let rdatas, let ownerCase) = entry.payload {
+      state.statistics.hits += 1
+      if entry.rank >= .nonAuthAnswer {
+        let rrset = Self.rrset(own, type, rdatas, ownerCase, entry, now)
+        return CacheLook(answer: .rrset(rrset), holdsStale: false)
       }
-      if let entry = ownEntry, entry.isLive(at: now), case .positive(let rdatas, let ownerCase) = entry.payload {
+    } else {
+      state.statistics.misses += 1
+    }
+    if type != .cname {
+      let key = own.with(type: .cname)
+      let entry = kept(key, at: now, in: &state)
+      if checkingStale { tally.see(entry, aside: nil, ownKey: false, anyType: false) }
+      if let entry, entry.isLive(at: now), case .positive(let rdatas, let ownerCase) = entry.payload {
         state.statistics.hits += 1
-        if entry.rank >= .nonAuthAnswer {
-          let rrset = Self.rrset(own, type, rdatas, ownerCase, entry, now)
-          return CacheLook(answer: .rrset(rrset), holdsStale: false)
+        if entry.rank >= .nonAuthAnswer, case .cname = rdatas.first {
+          let rrset = Self.rrset(key, .cname, rdatas, ownerCase, entry, now)
+          return CacheLook(answer: .alias(rrset), holdsStale: tally.holds)
         }
       } else {
         state.statistics.misses += 1
       }
-      if type != .cname {
-        let key = own.with(type: .cname)
-        let entry = kept(key, at: now, in: &state)
-        if checkingStale { tally.see(entry, aside: nil, ownKey: false, anyType: false) }
-        if let entry, entry.isLive(at: now), case .positive(let rdatas, let ownerCase) = entry.payload {
-          state.statistics.hits += 1
-          if entry.rank >= .nonAuthAnswer, case .cname = rdatas.first {
-            let rrset = Self.rrset(key, .cname, rdatas, ownerCase, entry, now)
-            return CacheLook(answer: .alias(rrset), holdsStale: tally.holds)
-          }
-        } else {
-          state.statistics.misses += 1
-        }
-      }
-      if let entry = ownEntry, entry.isLive(at: now), case .negative(var soa) = entry.payload {
-        soa.ttl = entry.remainingTTL(at: now)
-        state.statistics.negativeHits += 1
-        return CacheLook(
-          answer: .negative(NegativeAnswer(nxdomain: false, soa: soa, owner: own.name)), holdsStale: false)
-      }
-      // Serve-stale looks at the name's NXDOMAIN entry whether or not one was ever stored at its depth.
-      let anyType = own.with(type: nil)
-      var first: CacheEntry?? = nil
-      if checkingStale {
-        let entry = kept(anyType, at: now, in: &state)
-        tally.see(entry, aside: nil, ownKey: false, anyType: true)
-        first = .some(entry)
-      }
-      let nxdomain = nxdomain(from: anyType, labels: name.labelCount, first: first, at: now, in: &state)
-      return CacheLook(answer: nxdomain.map { .negative($0) }, holdsStale: tally.holds)
     }
+    if let entry = ownEntry, entry.isLive(at: now), case .negative(var soa) = entry.payload {
+      soa.ttl = entry.remainingTTL(at: now)
+      state.statistics.negativeHits += 1
+      return CacheLook(
+        answer: .negative(NegativeAnswer(nxdomain: false, soa: soa, owner: own.name)), holdsStale: false)
+    }
+    // Serve-stale looks at the name's NXDOMAIN entry whether or not one was ever stored at its depth.
+    let anyType = own.with(type: nil)
+    var first: CacheEntry?? = nil
+    if checkingStale {
+      let entry = kept(anyType, at: now, in: &state)
+      tally.see(entry, aside: nil, ownKey: false, anyType: true)
+      first = .some(entry)
+    }
+    let nxdomain = nxdomain(from: anyType, labels: labels, first: first, at: now, in: &state)
+    return CacheLook(answer: nxdomain.map { .negative($0) }, holdsStale: tally.holds)
   }
 
   /// The live NXDOMAIN of the name of `anyType` (an any-type key, `labels` labels) or else of its
