@@ -71,11 +71,8 @@ extension DNSCache {
         state.statistics.misses += 1
       }
     }
-    if let entry = ownEntry, entry.isLive(at: now), case .negative(var soa) = entry.payload {
-      soa.ttl = entry.remainingTTL(at: now)
-      state.statistics.negativeHits += 1
-      return CacheLook(
-        answer: .negative(NegativeAnswer(nxdomain: false, soa: soa, owner: own.name)), holdsStale: false)
+    if let entry = ownEntry, entry.isLive(at: now), let nodata = Self.negative(entry, own, at: now, in: &state) {
+      return CacheLook(answer: .negative(nodata), holdsStale: false)
     }
     // Serve-stale looks at the name's NXDOMAIN entry whether or not one was ever stored at its depth.
     let anyType = own.with(type: nil)
@@ -111,11 +108,7 @@ extension DNSCache {
       } else {
         entry = depths & Self.depthBit(depth) == 0 ? nil : live(key, at: now, in: &state)
       }
-      if let entry, case .negative(var soa) = entry.payload {
-        soa.ttl = entry.remainingTTL(at: now)
-        state.statistics.negativeHits += 1
-        return NegativeAnswer(nxdomain: true, soa: soa, owner: key.name)
-      }
+      if let entry, let answer = Self.negative(entry, key, at: now, in: &state) { return answer }
       // The parent's key is made only when the walk goes on to it.
       depth -= 1
       guard reachable(depth), let parent = key.parentForAnyType else { return nil }
@@ -131,8 +124,17 @@ extension DNSCache {
       key, removingUnless: { $0.isRetained(at: now, maxStale: maxStale) }, marking: { $0.isLive(at: now) })
   }
 
-  /// A live entry's RRset as `lookup` builds it: the owner in the case it was received in.
-  private static func rrset(
+  /// A live negative entry's answer (NXDOMAIN under an any-type key, else NODATA), its SOA's TTL
+  /// decayed, counted as a negative hit; nil for a positive entry.
+  static func negative(_ entry: CacheEntry, _ key: CacheKey, at now: Double, in state: inout State) -> NegativeAnswer? {
+    guard case .negative(var soa) = entry.payload else { return nil }
+    soa.ttl = entry.remainingTTL(at: now)
+    state.statistics.negativeHits += 1
+    return NegativeAnswer(nxdomain: key.type == nil, soa: soa, owner: key.name)
+  }
+
+  /// A live entry's RRset: the owner in the case it was received in, the TTL what remains.
+  static func rrset(
     _ key: CacheKey, _ type: RRType, _ rdatas: [RData], _ ownerCase: [UInt8]?, _ entry: CacheEntry, _ now: Double
   ) -> RRset {
     let owner = DNSName(uncheckedWire: ownerCase ?? key.owner)

@@ -83,10 +83,7 @@ public final class DNSCache: Sendable {
         return nil
       }
       state.statistics.hits += 1
-      let owner = DNSName(uncheckedWire: ownerCase ?? key.owner)
-      // the TTL handed out is what remains.
-      let rrset = RRset(name: owner, type: type, rrclass: rrclass, ttl: entry.remainingTTL(at: now), rdatas: rdatas)
-      return (rrset, entry.rank)
+      return (Self.rrset(key, type, rdatas, ownerCase, entry, now), entry.rank)
     }
   }
 
@@ -153,10 +150,8 @@ public final class DNSCache: Sendable {
     let own = CacheKey(name: name, type: type, rrclass: rrclass)
     return state.withLock { state -> NegativeAnswer? in
       // NODATA for (name, type), then NXDOMAIN for the name or an ancestor (R-23, RFC 8020).
-      if let entry = live(own, at: now, in: &state), case .negative(var soa) = entry.payload {
-        soa.ttl = entry.remainingTTL(at: now)
-        state.statistics.negativeHits += 1
-        return NegativeAnswer(nxdomain: false, soa: soa, owner: own.name)
+      if let entry = live(own, at: now, in: &state), let nodata = Self.negative(entry, own, at: now, in: &state) {
+        return nodata
       }
       return nxdomain(from: own.with(type: nil), labels: name.labelCount, first: nil, at: now, in: &state)
     }

@@ -59,14 +59,7 @@ struct LRUStore<Key: Hashable, Value> {
   mutating func get(
     _ key: Key, removingUnless keep: (Value) -> Bool, using use: (Value) -> Bool = { _ in true }
   ) -> Value? {
-    guard let i = index[key], let value = entries[i]?.value else { return nil }
-    guard keep(value) else {
-      index.removeValue(forKey: key)
-      free(i)
-      return nil
-    }
-    guard use(value) else { return nil }
-    moveToHead(i)
+    guard let value = kept(key, removingUnless: keep, marking: use), use(value) else { return nil }
     return value
   }
 
