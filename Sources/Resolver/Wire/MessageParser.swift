@@ -47,11 +47,11 @@ extension Message {
       let qclass = RRClass(try r.u16())
       m.questions.append(Question(name: name, type: type, qclass: qclass))
     }
-    for _ in 0..<an { m.answers.append(try parseRecord(&r, section: "answer", into: &m)) }
-    for _ in 0..<ns { m.authority.append(try parseRecord(&r, section: "authority", into: &m)) }
+    for _ in 0..<an { m.answers.append(try parseRecord(&r, section: "answer")) }
+    for _ in 0..<ns { m.authority.append(try parseRecord(&r, section: "authority")) }
     for _ in 0..<ar {
       let start = r.pos
-      let rr = try parseRecord(&r, section: "additional", into: &m)
+      let rr = try parseRecord(&r, section: "additional")
       if rr.type == .opt {
         if m.edns != nil { throw .badOPT("more than one OPT record at offset \(start)") }
         m.edns = try parseOPT(rr)
@@ -65,7 +65,7 @@ extension Message {
 
   /// Reads one resource record; OPT is returned raw (as `.unknown`) for the caller to interpret.
   private static func parseRecord(
-    _ r: inout WireReader, section: String, into m: inout Message
+    _ r: inout WireReader, section: String
   ) throws(WireError) -> ResourceRecord {
     let name = try r.name()
     let type = RRType(try r.u16())

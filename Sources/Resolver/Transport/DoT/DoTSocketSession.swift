@@ -189,6 +189,10 @@ final class DoTSocketSession: @unchecked Sendable {
     clearAt = DoTLanes.clearAt(sendingAt: now, previous: clearAt, outstanding: waiting, rttMicros: rttMicros)
     status.touch(at: time.now())
     cover(deadline)
+    // One TLS record per query, though a turn's records leave in one send: NSD 4.6.1 answers only
+    // the first of several queries in one record (the rest sit decrypted in its OpenSSL buffer
+    // while it waits for the socket), so one SSL_write for a turn's queries (about 7,900
+    // instructions each, callgrind) cannot be saved (HISTORY.md, 2026-12-07 05:42).
     if !unsent.isEmpty || encrypt(framed) == .wantMore { unsent.append(framed) }
     engine.flushSoon(timerToken, deferredFlush)
   }
