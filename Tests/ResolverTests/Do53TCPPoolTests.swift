@@ -97,7 +97,8 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     if name.hasPrefix("dup") { out.writeLengthPrefixed(real) }
     let channel = context.channel
     if name.hasPrefix("slow") {
-      channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.writeAndFlush(out, promise: nil) }
+      let late = out
+      channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.writeAndFlush(late, promise: nil) }
     } else {
       channel.writeAndFlush(out, promise: nil)
     }
