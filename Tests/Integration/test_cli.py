@@ -42,6 +42,12 @@ def test_lookup_bad_arguments(sotto):
     assert r.returncode != 0, r.stdout
     r = sotto.run("lookup")
     assert r.returncode != 0, r.stdout
+    # A bad name is refused before any query, saying what is wrong in words (then the usage).
+    for name, words in [("a..b", "an empty label"), ("x" * 70 + ".test.", "a label of 70 octets (at most 63)")]:
+        r = sotto.lookup(name, "A")  # the lab's root hints: never a query beyond loopback
+        assert r.returncode != 0, r.stdout
+        first = r.stderr.strip().splitlines()[0] if r.stderr.strip() else ""
+        assert first.startswith(f"Error: invalid name '{name}': ") and words in first, r.stderr
 
 
 def test_serve_refuses_a_bad_ca_file_at_start(sotto, tmp_path, free_port):

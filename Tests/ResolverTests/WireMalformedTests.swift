@@ -144,6 +144,29 @@ private let cases: [Case] = [
     #expect(throws: WireError.truncated(offset: 4)) { try Message.parse([0, 1, 0, 0, 0]) }
   }
 
+  /// Errors read as words wherever they are shown (a CLI error, a root hints or zone file, a
+  /// log line), not as the enum's debug form.
+  @Test func errorsReadAsWords() {
+    #expect("\(WireError.labelTooLong(length: 70))" == "a label of 70 octets (at most 63)")
+    #expect("\(WireError.badRDataLength(type: 1, offset: 23))".hasPrefix("the A record's RDATA length at offset 23"))
+    #expect("\(WireError.badPresentation("line 1: missing type"))" == "line 1: missing type")
+    do {
+      _ = try DNSName("a..b")
+      Issue.record("a..b parsed")
+    } catch {
+      #expect("\(error)".hasPrefix("an empty label"), "\(error)")
+    }
+    for c in cases {
+      do {
+        _ = try Message.parse(c.bytes)
+      } catch {
+        let text = "\(error)"
+        #expect(
+          !text.contains("(offset:") && !text.contains("(length:") && !text.contains("(count:"), "\(c.label): \(text)")
+      }
+    }
+  }
+
   @Test func validHandBuiltMessagesParse() throws {
     // Sanity check of the helpers: the same shapes, well-formed, are accepted.
     let m = try Message.parse(hdr(1, 1, 0, 1) + qA + rr(1, rdlen: 4, [1, 2, 3, 4], owner: [0xC0, 12]) + optEmpty)

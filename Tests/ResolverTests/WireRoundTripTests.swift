@@ -11,7 +11,24 @@ func wrr(_ name: String, _ type: RRType, _ rdata: RData, ttl: UInt32 = 300) -> R
 }
 
 /// Test helper: the case name of a WireError (`truncated`, `badOPT`, ...).
-func wireErrorKind(_ e: WireError) -> String { String("\(e)".prefix { $0 != "(" }) }
+func wireErrorKind(_ e: WireError) -> String {
+  switch e {
+  case .truncated: "truncated"
+  case .forwardPointer: "forwardPointer"
+  case .pointerLoop: "pointerLoop"
+  case .badLabelType: "badLabelType"
+  case .labelTooLong: "labelTooLong"
+  case .nameTooLong: "nameTooLong"
+  case .emptyLabel: "emptyLabel"
+  case .badRDataLength: "badRDataLength"
+  case .trailingData: "trailingData"
+  case .badOPT: "badOPT"
+  case .missingCookie: "missingCookie"
+  case .badTypeBitmap: "badTypeBitmap"
+  case .badPresentation: "badPresentation"
+  case .valueOutOfRange: "valueOutOfRange"
+  }
+}
 
 /// Every typed record kind with the exact line `dig` prints for it.
 let wireSamples: [(ResourceRecord, String)] = [

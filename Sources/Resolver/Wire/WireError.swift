@@ -30,3 +30,27 @@ public enum WireError: Error, Equatable, Sendable {
   /// A field value is out of range (for example a character-string over 255 octets).
   case valueOutOfRange(String)
 }
+
+extension WireError: CustomStringConvertible {
+  /// What was wrong, in words (CLI errors, root hints and zone files, logs): "a label of 300
+  /// octets (at most 63)", not the case's debug form.
+  public var description: String {
+    switch self {
+    case .truncated(let offset): "the data ends inside the field at offset \(offset)"
+    case .forwardPointer(let offset): "a compression pointer at offset \(offset) points forward"
+    case .pointerLoop(let offset): "compression pointers loop (at offset \(offset))"
+    case .badLabelType(let offset): "the label at offset \(offset) has a reserved type"
+    case .labelTooLong(let length): "a label of \(length) octets (at most 63)"
+    case .nameTooLong(let length): "a name of \(length) octets (at most 255 in wire form)"
+    case .emptyLabel: "an empty label (two dots in a row, or a name starting with a dot)"
+    case .badRDataLength(let type, let offset):
+      "the \(RRType(type)) record's RDATA length at offset \(offset) does not fit its data"
+    case .trailingData(let count): "\(count) octets left over after the last field"
+    case .badOPT(let why): "bad OPT record: \(why)"
+    case .missingCookie: "a UDP reply without the DNS cookie its server sent before"
+    case .badTypeBitmap(let offset): "a malformed type bitmap at offset \(offset)"
+    case .badPresentation(let why): why
+    case .valueOutOfRange(let why): "out of range: \(why)"
+    }
+  }
+}
