@@ -4,7 +4,7 @@ import PackageDescription
 /// Release builds lower value operations without type layouts. With them, IRGen copied and
 /// destroyed optionals of Sotto's larger structs (`Pending?`, `CacheEntry?`, `TransportState?`)
 /// through the runtime's generic value witnesses and type metadata: about 4,500 instructions of a
-/// cold resolution's 87,400 (callgrind; 83,200 without, Benchmarks/HISTORY.md, 2026-12-07).
+/// cold resolution's 87,400 (callgrind; 83,058 without, Benchmarks/HISTORY.md, 2026-12-07).
 let releaseLowering: [SwiftSetting] = [
   .unsafeFlags(["-Xfrontend", "-disable-type-layout"], .when(configuration: .release))
 ]
