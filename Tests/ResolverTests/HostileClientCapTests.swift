@@ -111,6 +111,8 @@ import Testing
       let worst = Atomic<Int>(0)
       let refused = Atomic<Int>(0)
       let taken = Atomic<Int>(0)
+      /// The test gave its slot back: from then on the threads' attempts count against their bound.
+      let released = Atomic<Bool>(false)
     }
     let counters = ListenerCounters()
     let tally = Tally()
@@ -119,12 +121,17 @@ import Testing
     for _ in 0..<4 {
       done.enter()
       Thread.detachNewThread {
-        // Until 400,000 slots have been taken in all (a bound on attempts, should slots leak).
+        // Until 400,000 slots have been taken in all (a bound on attempts once the test's slot is
+        // back, should slots leak). While the test holds its slot, a refused thread yields: four
+        // threads spinning on two cores kept the test's task from running to give it back, so
+        // under ASan all 20,000,000 attempts were once spent before it did (1 in 52 runs).
         var attempts = 0
         while attempts < 20_000_000 && tally.taken.load(ordering: .relaxed) < 400_000 {
-          attempts += 1
+          let released = tally.released.load(ordering: .relaxed)
+          if released { attempts += 1 }
           guard counters.beginResolution(limit: 1) else {
             tally.refused.add(1, ordering: .relaxed)
+            if !released { sched_yield() }
             continue
           }
           tally.taken.add(1, ordering: .relaxed)
@@ -146,6 +153,7 @@ import Testing
     }
     let refusedWhileHeld = tally.refused.load(ordering: .relaxed)
     counters.endResolution()
+    tally.released.store(true, ordering: .relaxed)
     await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
       done.notify(queue: .global()) { finished.resume() }
     }
