@@ -21,8 +21,11 @@ private struct FixedResolver: QueryResolving {
 /// its slot for as long as the test needs, however slowly the test itself gets scheduled.
 private final class GatedResolver: QueryResolving, Sendable {
   let isOpen = Mutex(false)
+  /// Resolutions that have begun (reached the resolver).
+  let begun = Mutex(0)
   func open() { isOpen.withLock { $0 = true } }
   func resolve(_ question: Question) async -> Resolution {
+    begun.withLock { $0 += 1 }
     for _ in 0..<2000 where !isOpen.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
     return await FixedResolver().resolve(question)
   }
@@ -56,6 +59,16 @@ private final class CountingResolver: QueryResolving, Sendable {
   func resolve(_ question: Question) async -> Resolution {
     calls.withLock { $0 += 1 }
     return await FixedResolver().resolve(question)
+  }
+}
+
+/// Waits (up to 10 s) until `gated` has begun `count` resolutions. Resolutions run on the shared
+/// upstream engine thread, which a test running beside can keep busy past a short answer deadline:
+/// under TSan in CI the overdue SERVFAIL once went before the resolution had begun at all.
+private func waitUntil(_ gated: GatedResolver, hasBegun count: Int) async throws {
+  let giveUp = ContinuousClock.now + .seconds(10)
+  while gated.begun.withLock({ $0 }) < count, ContinuousClock.now < giveUp {
+    try await Task.sleep(for: .milliseconds(5))
   }
 }
 
@@ -364,7 +377,8 @@ private enum ListenerTestError: Error {
         let overdue = try Message.parse(try client.receive(seconds: 10))
         #expect(overdue.header.id == 7 && overdue.rcode == .servFail)
         #expect(listener.statistics.resolutionsOverdue == 1)
-        #expect(listener.statistics.resolutionsInFlight == 1)
+        try await waitUntil(gated, hasBegun: 1)
+        #expect(listener.statistics.resolutionsInFlight == 1)  // still holds its slot
         gated.open()
         let giveUp = ContinuousClock.now + .seconds(10)
         while listener.statistics.resolutionsInFlight > 0, ContinuousClock.now < giveUp {
@@ -407,7 +421,8 @@ private enum ListenerTestError: Error {
           try await outbound.write(TCPFrameDecoder.frame(first, allocator: ByteBufferAllocator()))
           let overdue = try await nextFrame()
           let overdueCount = listener.statistics.resolutionsOverdue
-          let inFlight = listener.statistics.resolutionsInFlight
+          try await waitUntil(gated, hasBegun: 1)
+          let inFlight = listener.statistics.resolutionsInFlight  // still holds its slot
           gated.open()
           while listener.statistics.resolutionsInFlight > 0 { try await Task.sleep(for: .milliseconds(5)) }
           try await outbound.write(TCPFrameDecoder.frame(second, allocator: ByteBufferAllocator()))
