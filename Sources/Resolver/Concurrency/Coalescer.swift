@@ -18,6 +18,7 @@ final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
   /// `joined` is true when another caller's run was shared. With `joinLimit`, a joiner waits for
   /// it at most `seconds` (its own time limit, which the owner's run does not know) and then
   /// returns `expired`; the run goes on for the others.
+  @inline(__always)
   nonisolated(nonsending) func run(
     _ key: Key, joinLimit: (seconds: Double, expired: Value)? = nil, _ body: nonisolated(nonsending) () async -> Value
   ) async -> (value: Value, joined: Bool) {

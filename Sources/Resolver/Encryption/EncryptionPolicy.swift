@@ -77,6 +77,8 @@ public final class EncryptionPolicy: UpstreamExchanger {
   }
 
   let do53: any UpstreamExchanger
+  /// `do53` when it is Sotto's plain Do53, called as its own type (`ResolverCore.plainExchanger`).
+  private let plainDo53: Do53Exchanger?
   let connectors: [EncryptedTransport: any EncryptedConnector]
   let state: StateLock<State>
   let wallClock: @Sendable () -> Double
@@ -94,6 +96,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
     addressWatch: LocalAddressWatch? = nil, logger: Logger
   ) {
     self.do53 = do53
+    self.plainDo53 = do53.asKnown.plain
     self.addressWatch = addressWatch
     self.connectors = Dictionary(connectors.map { ($0.transport, $0) }, uniquingKeysWith: { a, _ in a })
     var s = settings
@@ -384,7 +387,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
     // A fallback that would start with the budget spent is not sent.
     guard let cut = deadline.cap(timeout) else { return ExchangeResult(legs: [], response: nil, cutShort: true) }
     let suppressed = !sessionFallback && state.withLock { $0.table.cleartextSuppressed(server.ip, now: wallClock()) }
-    var result = await do53.exchange(query, server: server, context: deadline.passing(context), timeout: cut)
+    var result: ExchangeResult
+    if let plainDo53 {
+      result = await plainDo53.exchange(query, server: server, context: deadline.passing(context), timeout: cut)
+    } else {
+      result = await do53.exchange(query, server: server, context: deadline.passing(context), timeout: cut)
+    }
     if cut < timeout, result.response == nil, let last = result.legs.indices.last, result.legs[last].error == .timeout {
       result.legs[last].cutShort = true
       result.cutShort = true

@@ -8,6 +8,11 @@ final class ResolverCore: Sendable {
   let cache: DNSCache
   let selection: ServerSelection
   let exchanger: any UpstreamExchanger
+  /// `exchanger` when it is Sotto's encryption policy or plain Do53, to be called as its own type:
+  /// a call through the protocol is followed by a hop back to the caller's executor, and under the
+  /// listeners' executor preference each hop looks the preference up under a lock.
+  let policyExchanger: EncryptionPolicy?
+  let plainExchanger: Do53Exchanger?
   let failureCache: FailureCache
   /// Questions just answered stale because their refresh failed: answered stale again without a
   /// new refresh until the failure recheck interval has passed.
@@ -41,6 +46,7 @@ final class ResolverCore: Sendable {
         timeouts: configuration.unresponsiveAfter, maxProbeGap: configuration.staleRecheckInterval),
       time: time)
     self.exchanger = exchanger
+    (self.policyExchanger, self.plainExchanger) = exchanger.asKnown
     // from 5 s, doubling while a question keeps failing, to at most 5 min.
     self.failureCache = FailureCache(
       ttl: configuration.failureCacheTTL, maxTTL: configuration.failureCacheMaxTTL, time: time)

@@ -344,9 +344,16 @@ extension ResolutionRun {
     // The server's whole timeout; the budget cuts it (and waits for a connection, fallbacks) to
     // what is left of the resolution's deadline, and a leg so cut is not held against the server.
     let timeoutMs = selection.timeoutMs(server: server.endpoint.ip)
-    let result = await core.exchanger.exchange(
-      query, server: server.endpoint, context: ExchangeContext(nsName: server.nsName, zone: zone, budget: remaining),
-      timeout: .milliseconds(Int64(timeoutMs)))
+    let context = ExchangeContext(nsName: server.nsName, zone: zone, budget: remaining)
+    let timeout = TimeAmount.milliseconds(Int64(timeoutMs))
+    let result: ExchangeResult
+    if let policy = core.policyExchanger {
+      result = await policy.exchange(query, server: server.endpoint, context: context, timeout: timeout)
+    } else if let plain = core.plainExchanger {
+      result = await plain.exchange(query, server: server.endpoint, context: context, timeout: timeout)
+    } else {
+      result = await core.exchanger.exchange(query, server: server.endpoint, context: context, timeout: timeout)
+    }
     guard let q = query.questions.first else { return result }
     for (i, leg) in result.legs.enumerated() {
       hops.append(leg, server: server, zone: zone, question: q)

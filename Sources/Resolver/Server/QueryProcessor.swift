@@ -5,10 +5,26 @@ import NIOCore
 /// acceptance rules, resolution and serialization. Shared by the UDP and TCP handlers.
 struct QueryProcessor: Sendable {
   let resolver: any QueryResolving
+  /// `resolver` when it is Sotto's own: called directly, not through the protocol. A call
+  /// through an existential is followed by a hop back to the caller's executor, and with the
+  /// pooled tasks' executor preference every hop looks the preference up under a lock.
+  private let recursive: RecursiveResolver?
   let allowed: [CIDR]
   let counters: ListenerCounters
   let logger: Logger
   var monitor: ResolverMonitor? = nil
+
+  init(
+    resolver: any QueryResolving, allowed: [CIDR], counters: ListenerCounters, logger: Logger,
+    monitor: ResolverMonitor? = nil
+  ) {
+    self.resolver = resolver
+    self.recursive = resolver as? RecursiveResolver
+    self.allowed = allowed
+    self.counters = counters
+    self.logger = logger
+    self.monitor = monitor
+  }
   /// Client resolutions running at once at most (excess: SERVFAIL, counted).
   var maxResolutions = Int.max
   /// Queries waiting on an identical question's running resolution at most, without a slot: 8
@@ -137,7 +153,12 @@ struct QueryProcessor: Sendable {
           break
         }
       }
-      let resolution = await resolver.resolve(question)
+      let resolution: Resolution
+      if let recursive {
+        resolution = await recursive.resolve(question)
+      } else {
+        resolution = await resolver.resolve(question)
+      }
       if joins { counters.endJoin() } else { counters.endResolution() }
       resolved = (question, resolution)
       response = ResponseBuilder.response(to: query, resolution: resolution)

@@ -54,6 +54,7 @@ final class InflightExchanges: Sendable {
   /// sent, so no server is blamed for the time). A shared result that the other resolution's
   /// budget cut short is not taken: with time left, this caller asks again (runs the exchange or
   /// joins a newer one).
+  @inline(__always)
   nonisolated(nonsending) func join(
     _ key: Key, budget: Double? = nil, time: any TimeSource = SystemTimeSource(),
     _ body: nonisolated(nonsending) (Double?) async -> ExchangeResult

@@ -171,6 +171,7 @@ public struct Do53Exchanger: UpstreamExchanger {
   /// identical query to the same server already in flight is joined instead of sent again.
   /// With a `budget` (seconds), no leg starts or runs past it: a leg that would start with nothing
   /// left is not sent (and not listed).
+  @inline(__always)
   public nonisolated(nonsending) func exchange(
     _ query: Message, server: ServerEndpoint, timeout: TimeAmount, budget: Double? = nil
   ) async -> ExchangeResult {
@@ -254,4 +255,11 @@ public struct Do53Exchanger: UpstreamExchanger {
     }
   }
 
+}
+
+extension UpstreamExchanger {
+  /// Sotto's own exchangers, each nil when it is not that one.
+  var asKnown: (policy: EncryptionPolicy?, plain: Do53Exchanger?) {
+    (self as? EncryptionPolicy, self as? Do53Exchanger)
+  }
 }
