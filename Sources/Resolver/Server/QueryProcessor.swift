@@ -13,7 +13,15 @@ struct QueryProcessor: Sendable {
   let counters: ListenerCounters
   let logger: Logger
   var monitor: ResolverMonitor? = nil
+  /// Client resolutions running at once at most (excess: SERVFAIL, counted).
+  var maxResolutions = Int.max
+  /// Queries waiting on an identical question's running resolution at most, without a slot: 8
+  /// per slot (each holds its client's state until that resolution ends).
+  var maxJoiners: Int { maxResolutions > Int.max / 8 ? Int.max : maxResolutions * 8 }
+  /// Per-client query rate limit (`ClientKey`); nil when off.
+  var rateLimiter: ClientRateLimiter? = nil
 
+  /// A processor answering from `resolver` the clients in `allowed`, counting in `counters`.
   init(
     resolver: any QueryResolving, allowed: [CIDR], counters: ListenerCounters, logger: Logger,
     monitor: ResolverMonitor? = nil
@@ -25,13 +33,6 @@ struct QueryProcessor: Sendable {
     self.logger = logger
     self.monitor = monitor
   }
-  /// Client resolutions running at once at most (excess: SERVFAIL, counted).
-  var maxResolutions = Int.max
-  /// Queries waiting on an identical question's running resolution at most, without a slot: 8
-  /// per slot (each holds its client's state until that resolution ends).
-  var maxJoiners: Int { maxResolutions > Int.max / 8 ? Int.max : maxResolutions * 8 }
-  /// Per-client query rate limit (`ClientKey`); nil when off.
-  var rateLimiter: ClientRateLimiter? = nil
 
   /// Whether a message from `client` may be processed at all (the per-client rate limit);
   /// counts a refusal as a drop. Called before any work is spent on the message.
