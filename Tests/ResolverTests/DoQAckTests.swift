@@ -90,8 +90,11 @@ import Testing
   }
 
   /// Rounds of exchanges of `names` (a new server and session each) until `enough` holds for what
-  /// was judged, at most three: on a loaded machine (sanitizers, a build beside the tests) the
-  /// fixture's answers can come too late to be judged in one round (3 of 20 once under ASan).
+  /// was judged and at most one early ACK per round was seen, at most three: on a loaded machine
+  /// (sanitizers, a build beside the tests) the fixture's answers can come too late to be judged
+  /// in one round (3 of 20 once under ASan), and a round can see two resent answers (a fresh
+  /// clone's `make test` with a unit-test run beside it: 2 early ACKs in one round). Without
+  /// the hold most answers are acknowledged early in every round, which more rounds do not hide.
   private func judgedRounds(names: [String], enough: (AckVerdict) -> Bool) async throws -> (AckVerdict, rounds: Int) {
     var total = AckVerdict()
     for round in 1...3 {
@@ -100,7 +103,7 @@ import Testing
       total.afterAckOnly += verdict.afterAckOnly
       total.early += verdict.early
       total.lastAnswersAcknowledged = total.lastAnswersAcknowledged && verdict.lastAnswersAcknowledged
-      if enough(total) { return (total, round) }
+      if enough(total) && total.early.count <= round { return (total, round) }
     }
     return (total, 3)
   }
