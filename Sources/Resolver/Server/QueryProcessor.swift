@@ -5,9 +5,7 @@ import NIOCore
 /// acceptance rules, resolution and serialization. Shared by the UDP and TCP handlers.
 struct QueryProcessor: Sendable {
   let resolver: any QueryResolving
-  /// `resolver` when it is Sotto's own: called directly, not through the protocol. A call
-  /// through an existential is followed by a hop back to the caller's executor, and with the
-  /// pooled tasks' executor preference every hop looks the preference up under a lock.
+  /// `resolver` when it is Sotto's own, called directly to save a hop (as `ResolverCore.plainExchanger`).
   private let recursive: RecursiveResolver?
   let allowed: [CIDR]
   let counters: ListenerCounters
