@@ -70,6 +70,51 @@ import Testing
     #expect(table.sessionsOverCap().map(\.0) == ["192.0.2.2"])
   }
 
+  /// The iteration's `noteServer` (names as `DNSName`) records a new NS name or zone of a known
+  /// server, whatever its case, and the same pair again only moves `lastSeen`; the memo of the
+  /// last pair is not part of the record's value, and a forgotten server is noted afresh.
+  @Test func notingAServerAgainRecordsANewPairAndTheSamePairOnlyMovesLastSeen() throws {
+    var table = EncryptionTable(settings: settings)
+    let ns = try DNSName("NS1.Example.TEST.")
+    let zone = try DNSName("Example.TEST.")
+    table.noteServer(ip, nsName: ns, zone: zone, now: 1)
+    let first = try #require(table.servers[ip])
+    #expect(first.nsNames == ["ns1.example.test."] && first.zones == ["example.test."])
+    table.noteServer(ip, nsName: try DNSName("ns1.example.test."), zone: try DNSName("example.test."), now: 2)
+    let again = try #require(table.servers[ip])
+    #expect(again.lastSeen == 2 && again.nsNames == first.nsNames && again.zones == first.zones)
+    var plain = ServerRecord(address: ip, now: 1)  // as a state file restores it: no memo
+    (plain.nsNames, plain.zones, plain.lastSeen) = (first.nsNames, first.zones, 2)
+    #expect(again == plain, "the memo of the last pair is not part of the record")
+    table.noteServer(ip, nsName: nil, zone: try DNSName("sub.example.test."), now: 3)
+    #expect(table.servers[ip]?.zones == ["example.test.", "sub.example.test."])
+    table.forget(ip)
+    table.noteServer(ip, nsName: ns, zone: zone, now: 4)
+    #expect(table.servers[ip]?.zones == ["example.test."] && table.servers[ip]?.firstSeen == 4)
+  }
+
+  /// A query sent on a session counts as an encrypted query of that transport, never as
+  /// cleartext, and is the session's latest activity; a response clears the timeout count and
+  /// reports the session's resumption flags for the trace.
+  @Test func aQuerySentIsCountedAndAResponseReportsTheSessionFlags() {
+    var table = EncryptionTable(settings: settings)
+    _ = table.connectionStarted(ip, .dot, now: 0)
+    table.handshakeSucceeded(ip, .dot, now: 0, certificate: nil, handshakeMs: 5, tlsVersion: "TLSv1.3", resumed: true)
+    let before = table.servers[ip]
+    table.querySent(ip, .dot, now: 7)
+    table.querySent(ip, .dot, now: 8)
+    #expect(table.servers[ip]?.queries == [.dot: 2])
+    #expect(table.servers[ip]?.cleartextWhileGood == 0)
+    #expect(table.state(ip, .dot).lastActivity == 8)
+    #expect(before?.transports[.dot]?.lastActivity == 0, "a copy taken before keeps its state")
+    _ = table.queryTimedOut(ip, .dot, now: 9)
+    #expect(table.state(ip, .dot).consecutiveQueryTimeouts == 1)
+    let flags = table.responseReceived(ip, .dot, now: 10, keepalive: 30)
+    #expect(flags.resumed && flags.earlyData == nil)
+    #expect(table.state(ip, .dot).consecutiveQueryTimeouts == 0 && table.state(ip, .dot).keepalive == 30)
+    #expect(table.transports(ip)[.doq] == nil, "DoQ was never touched")
+  }
+
   /// A server asked for many zones keeps only a few of their names (display only).
   @Test func namesPerServerAreCapped() {
     var table = EncryptionTable(settings: settings)

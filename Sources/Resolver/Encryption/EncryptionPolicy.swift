@@ -566,10 +566,7 @@ public final class EncryptionPolicy: UpstreamExchanger {
   )
     -> ExchangeResult
   {
-    let flags = state.withLock { s in
-      recordResponse(response, t, server: server.ip, in: &s)
-      return s.table.transports(server.ip).sessionFlags(t)
-    }
+    let flags = state.withLock { s in recordResponse(response, t, server: server.ip, in: &s) }
     var leg = ExchangeLeg(transport: t.kind, rttMs: rtt, error: nil, truncated: false, transportReason: reason)
     leg.resumed = flags.resumed
     leg.earlyData = flags.earlyData
@@ -577,8 +574,11 @@ public final class EncryptionPolicy: UpstreamExchanger {
   }
 
   /// OE-35: a reply came over `t`, with the server's edns-tcp-keepalive when over DoT (RFC 7828).
-  /// Caller holds the lock.
-  func recordResponse(_ response: Message, _ t: EncryptedTransport, server ip: String, in s: inout State) {
+  /// Caller holds the lock. Returns `t`'s session flags for the exchange's trace.
+  @discardableResult
+  func recordResponse(
+    _ response: Message, _ t: EncryptedTransport, server ip: String, in s: inout State
+  ) -> (resumed: Bool, earlyData: Bool?) {
     s.table.responseReceived(ip, t, now: wallClock(), keepalive: t == .dot ? TCPKeepalive.seconds(in: response) : nil)
   }
 

@@ -17,9 +17,6 @@ public enum TransportDecision: Sendable, Equatable {
 public struct EncryptionTable: Sendable {
   public var settings: EncryptionSettings
   public private(set) var servers: [String: ServerRecord] = [:]
-  /// The NS name and zone each address was last noted with: re-noting the same pair (every query)
-  /// skips their presentation form and case folding, which cost more than the rest of the bookkeeping.
-  private var lastNoted: [String: NotedPair] = [:]
   /// The table's size at which `update` prunes it next (`prune`): servers unused for longer than
   /// both persistence and damping go, so a resolver running for weeks keeps the servers of its
   /// recent traffic, not every server it ever asked. Twice the size left after a prune: amortised
@@ -29,11 +26,6 @@ public struct EncryptionTable: Sendable {
   /// Zones and NS names kept per server (for the dashboard and the state file): a big hosting
   /// provider's server is asked for thousands of zones, which no one reads and every save sorted.
   static let maxNamesPerServer = 16
-  private struct NotedPair: Equatable, Sendable {
-    var nsName: DNSName?
-    var zone: DNSName
-  }
-
   public init(settings: EncryptionSettings, servers: [ServerRecord] = []) {
     self.settings = settings
     for var s in servers {
@@ -180,23 +172,26 @@ public struct EncryptionTable: Sendable {
     }
   }
 
-  /// `noteServer` for the iteration's names; the common case (same pair as last time) only
-  /// refreshes `lastSeen`. Returns the server's transport states (read in the same lookup).
+  /// `noteServer` for the iteration's names; the common case (the same pair as last time, kept
+  /// in the record's `noted` memo) only refreshes `lastSeen`, in one lookup: it skips the names'
+  /// presentation form and case folding, which cost more than the rest of the bookkeeping.
+  /// Returns the server's transport states (read in the same lookup).
   @discardableResult
   public mutating func noteServer(_ address: String, nsName: DNSName?, zone: DNSName, now: Double) -> TransportSlots {
-    let pair = NotedPair(nsName: nsName, zone: zone)
-    if lastNoted[address] == pair, let i = servers.index(forKey: address) {
+    if let i = servers.index(forKey: address) {
       // Through the modify accessor, which yields the record in place; a read would copy it.
-      var slots = TransportSlots()
-      modify(&servers.values[i]) { r in
+      let slots = modify(&servers.values[i]) { r -> TransportSlots? in
+        guard r.noted.is(nsName: nsName, zone: zone) else { return nil }
         r.lastSeen = max(r.lastSeen, now)
-        slots = r.transports
+        return r.transports
       }
-      return slots
+      if let slots { return slots }
     }
     noteServer(address, nsName: nsName?.description, zone: zone.description, now: now)
-    lastNoted[address] = pair
-    return transports(address)
+    return update(address, now: now) { r in
+      r.noted = NotedNames(nsName: nsName, zone: zone)
+      return r.transports
+    }
   }
 
   /// Counts a query sent; flags cleartext sent to a server that was known good when it was sent
@@ -334,23 +329,30 @@ public struct EncryptionTable: Sendable {
   }
 
   /// OE-35: a response arrived over `t`, with the server's edns-tcp-keepalive TIMEOUT in seconds
-  /// (nil: none; RFC 7828).
+  /// (nil: none; RFC 7828). Returns `t`'s `resumed` and `earlyDataAccepted` for the exchange's
+  /// trace, read in the same lookup.
+  @discardableResult
   public mutating func responseReceived(
     _ address: String, _ t: EncryptedTransport, now: Double, keepalive: Double?
-  ) {
+  ) -> (resumed: Bool, earlyData: Bool?) {
     updateState(address, t, now: now) { st in
       st.keepalive = keepalive
       st.lastResponse = now
       st.lastActivity = now
       st.consecutiveQueryTimeouts = 0
+      return (st.resumed, st.earlyDataAccepted)
     }
   }
 
   /// OE-39: a query went out on `t`'s session now: `sessionsOverCap` closes the least recently
-  /// active sessions first, and one with queries waiting on a slow server is active.
+  /// active sessions first, and one with queries waiting on a slow server is active. Counted as
+  /// `noteQuery` counts it (an encrypted query is never cleartext to a known-good server), in the
+  /// same lookup of the record.
   public mutating func querySent(_ address: String, _ t: EncryptedTransport, now: Double) {
-    noteQuery(address, transport: t.kind, now: now)
-    updateState(address, t, now: now) { $0.lastActivity = now }
+    update(address, now: now) { r in
+      r.queries[t.kind, default: 0] += 1
+      r.transports.update(t) { $0.lastActivity = now }
+    }
   }
 
   /// §6 gap 4: a query on the session timed out. Returns true when the session should be treated
@@ -423,13 +425,11 @@ public struct EncryptionTable: Sendable {
     servers = servers.filter { _, r in
       now - r.lastSeen <= horizon || r.transports.values.contains { $0.session != .none }
     }
-    lastNoted = lastNoted.filter { servers[$0.key] != nil }
   }
 
   /// Forgets everything about one address (`sotto ctl forget`).
   public mutating func forget(_ address: String) {
     servers[address] = nil
-    lastNoted[address] = nil
   }
 
   /// Operator override (`sotto ctl probe`, the dashboard's `R`), outside RFC 9539: ends damping
@@ -455,20 +455,22 @@ public struct EncryptionTable: Sendable {
   // MARK: Helpers
 
   /// Mutates the record in place (no copy of the record or its collections per event).
-  mutating func update(_ address: String, now: Double, _ body: (inout ServerRecord) -> Void) {
+  @discardableResult
+  mutating func update<R>(_ address: String, now: Double, _ body: (inout ServerRecord) -> R) -> R {
     if servers.count >= pruneAt, servers[address] == nil {
       prune(now: now)
       pruneAt = max(Self.minPruneSize, 2 * servers.count)
     }
-    modify(&servers[address, default: ServerRecord(address: address, now: now)]) { r in
+    return modify(&servers[address, default: ServerRecord(address: address, now: now)]) { r in
       r.lastSeen = max(r.lastSeen, now)
-      body(&r)
+      return body(&r)
     }
   }
 
-  mutating func updateState(
-    _ address: String, _ t: EncryptedTransport, now: Double, _ body: (inout TransportState) -> Void
-  ) {
+  @discardableResult
+  mutating func updateState<R>(
+    _ address: String, _ t: EncryptedTransport, now: Double, _ body: (inout TransportState) -> R
+  ) -> R {
     update(address, now: now) { r in r.transports.update(t, body) }
   }
 
@@ -496,7 +498,7 @@ public struct EncryptionTable: Sendable {
   }
 }
 
-private func modify<T>(_ value: inout T, _ body: (inout T) -> Void) { body(&value) }
+private func modify<T, R>(_ value: inout T, _ body: (inout T) -> R) -> R { body(&value) }
 
 /// Totals over all servers, for monitoring (OE-43): queries per transport, probe outcomes, and
 /// cleartext sent to known-good servers (must be 0).

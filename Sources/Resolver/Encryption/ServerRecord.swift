@@ -14,6 +14,8 @@ public struct ServerRecord: Sendable, Hashable {
   public var cleartextWhileGood = 0
   /// What happened to this server's encrypted transports, oldest first, bounded (not persisted).
   public var history: [ServerEvent] = []
+  /// The NS name and zone this record was last noted with (`EncryptionTable.noteServer`'s memo).
+  var noted = NotedNames()
 
   public init(address: String, now: Double) {
     self.address = address
@@ -36,4 +38,24 @@ public struct ServerRecord: Sendable, Hashable {
 
   /// The state of one transport (all-null when never touched, OE-9).
   public func state(_ t: EncryptedTransport) -> TransportState { transports[t] ?? TransportState() }
+}
+
+/// The NS name and zone an address was last noted with: a memo kept in its `ServerRecord`, not
+/// part of the record's value (every two are equal, none hashes anything) and not persisted.
+struct NotedNames: Sendable, Hashable {
+  private var nsName: DNSName?
+  private var zone: DNSName?
+
+  init() {}
+
+  init(nsName: DNSName?, zone: DNSName) {
+    self.nsName = nsName
+    self.zone = zone
+  }
+
+  /// True when the memo holds exactly this pair.
+  func `is`(nsName: DNSName?, zone: DNSName) -> Bool { self.zone == zone && self.nsName == nsName }
+
+  static func == (a: NotedNames, b: NotedNames) -> Bool { true }
+  func hash(into hasher: inout Hasher) {}
 }
