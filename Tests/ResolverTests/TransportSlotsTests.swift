@@ -42,4 +42,25 @@ import Testing
     #expect(!slots.contains(.dot) { $0.session == .established })
     #expect(slots.contains(.dot) { $0.session == .pending })
   }
+
+  /// `read` lends a present state in place and a never-touched one (OE-9: unknown, may connect)
+  /// for an absent transport; a state set to nil is absent again.
+  @Test func readSeesThePresentStateOrANeverTouchedOne() {
+    var slots = TransportSlots()
+    let settings = EncryptionSettings()
+    #expect(slots.read(.dot) { $0.phase(at: 10, settings: settings) } == .unknown)
+    #expect(slots.read(.dot) { $0.mayConnect(at: 10, settings: settings) })
+    slots.update(.dot) { st in
+      st.status = .fail
+      st.completed = 5
+      st.lastFailure = "refused"
+    }
+    #expect(slots.read(.dot) { $0.phase(at: 10, settings: settings) } == .damped(until: 5 + settings.damping))
+    #expect(!slots.read(.dot) { $0.mayConnect(at: 10, settings: settings) })
+    #expect(slots.read(.dot) { $0.lastFailure } == "refused")
+    #expect(slots.read(.doq) { $0.lastFailure } == nil)
+    slots[.dot] = nil
+    #expect(slots[.dot] == nil && !slots.contains(.dot) { _ in true })
+    #expect(slots.read(.dot) { $0.phase(at: 10, settings: settings) } == .unknown)
+  }
 }

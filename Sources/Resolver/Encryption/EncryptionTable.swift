@@ -103,13 +103,16 @@ public struct EncryptionTable: Sendable {
   func decide(_ slots: TransportSlots, now: Double) -> TransportDecision {
     guard settings.enabled else { return .do53(reason: "Do53: encryption off", probe: []) }
     // OE-17: an established session carries everything; preferred transport first.
-    for t in settings.transports where slots[t]?.session == .established {
+    for t in settings.transports where slots.contains(t, where: { $0.session == .established }) {
       return .useSession(t, reason: t == .dot ? "DoT: session established" : "DoQ: session established")
     }
     // OE-11: known good within persistence → no cleartext; reconnect (or join the pending one).
     for t in settings.transports {
-      guard let st = slots[t], st.suppressesCleartext(at: now, settings: settings) else { continue }
-      return .connectAndUse(t, reason: Self.reconnectReason(t, pending: st.session == .pending))
+      let pending = slots.read(t) { st -> Bool? in
+        st.suppressesCleartext(at: now, settings: settings) ? st.session == .pending : nil
+      }
+      guard let pending else { continue }
+      return .connectAndUse(t, reason: Self.reconnectReason(t, pending: pending))
     }
     // Otherwise Do53 (OE-12), with probes where allowed (OE-20) and resources permit (OE-40).
     var probes: [EncryptedTransport] = []
@@ -118,9 +121,13 @@ public struct EncryptionTable: Sendable {
     // Counting pending handshakes walks every server: only done when a probe may start.
     var budget: Int?
     for t in settings.transports {
-      let st = slots[t] ?? TransportState()
-      let phase = st.phase(at: now, settings: settings)
-      if st.mayConnect(at: now, settings: settings) {
+      let (phase, mayConnect, lastFailure) = slots.read(t) { st -> (EncryptionPhase, Bool, String?) in
+        let phase = st.phase(at: now, settings: settings)
+        // The failure is read only where the reason shows it (a damped transport).
+        guard case .damped = phase else { return (phase, st.mayConnect(at: now, settings: settings), nil) }
+        return (phase, false, st.lastFailure)
+      }
+      if mayConnect {
         let left = budget ?? settings.maxConcurrentProbes - pendingHandshakes
         budget = left
         if left > 0 {
@@ -131,7 +138,7 @@ public struct EncryptionTable: Sendable {
           reason.append(.probeSkipped(t, cap: settings.maxConcurrentProbes))
         }
       } else if case .damped(let until) = phase {
-        reason.append(.damped(t, until: until, cause: st.lastFailure))
+        reason.append(.damped(t, until: until, cause: lastFailure))
       } else if phase == .probing {
         reason.append(.probing(t))
       }
@@ -152,8 +159,7 @@ public struct EncryptionTable: Sendable {
     // Counting pending handshakes walks every server: only done when a probe may start.
     var budget: Int?
     var out: [EncryptedTransport] = []
-    for t in settings.transports[..<index] where (slots[t] ?? TransportState()).mayConnect(at: now, settings: settings)
-    {
+    for t in settings.transports[..<index] where slots.read(t, { $0.mayConnect(at: now, settings: settings) }) {
       let left = budget ?? settings.maxConcurrentProbes - pendingHandshakes
       guard left > 0 else { break }
       out.append(t)

@@ -54,13 +54,31 @@ public struct TransportSlots: Sendable, Hashable, Sequence {
     }
   }
 
-  /// True when `t`'s state exists and `test` holds for it.
-  public func contains(_ t: EncryptedTransport, where test: (TransportState) -> Bool) -> Bool {
+  /// True when `t`'s state exists and `test` holds for it (read in place, as `read` does).
+  public func contains(_ t: EncryptedTransport, where test: (borrowing TransportState) -> Bool) -> Bool {
     guard let box else { return false }
     switch t {
-    case .dot: return box.hasDoT && test(box.dot)
-    case .doq: return box.hasDoQ && test(box.doq)
+    case .dot: return box.hasDoT && Self.lend(&box.dot, test)
+    case .doq: return box.hasDoQ && Self.lend(&box.doq, test)
     }
+  }
+
+  /// `body` applied to `t`'s state, or to a never-touched one (OE-9) when absent, without
+  /// copying the state out of its box: passed by value, a state read from the box was copied
+  /// (its arrays, dictionary and strings retained and released, about 200 instructions), so it
+  /// is passed by address. `body` only reads it: the box may be shared.
+  public func read<R>(_ t: EncryptedTransport, _ body: (borrowing TransportState) -> R) -> R {
+    switch t {
+    case .dot: if let box, box.hasDoT { return Self.lend(&box.dot, body) }
+    case .doq: if let box, box.hasDoQ { return Self.lend(&box.doq, body) }
+    }
+    return body(TransportState())
+  }
+
+  /// Lends the state at its address to a reader (`read`).
+  @inline(__always)
+  private static func lend<R>(_ state: inout TransportState, _ body: (borrowing TransportState) -> R) -> R {
+    body(state)
   }
 
   /// `resumed` and `earlyDataAccepted` of `t`, for an exchange's trace.
