@@ -112,6 +112,52 @@ import Testing
     #expect(server.udpQueries.value == 30)
   }
 
+  /// The engine sleeps until the earliest deadline it knows of, a bound that an answered query
+  /// leaves early: a query still waiting behind it must still time out (not wait for some other
+  /// event), and a cleared timer must not fire while the one after it does.
+  @Test func deadlinesAfterAnAnsweredQueryOrAClearedTimerStillComeDue() async throws {
+    let server = try await ForgingServer.start(forgedPerQuery: 0)
+    defer { Task { await server.stop() } }
+    let answering = try #require(ServerEndpoint(ip: "127.0.0.1", port: server.port))
+    let (silentFD, silentPort) = try Self.boundUDPSocket()
+    defer { close(silentFD) }
+    let silent = try #require(ServerEndpoint(ip: "127.0.0.1", port: Int(silentPort)))
+    let transport = Do53Transport(group: MultiThreadedEventLoopGroup.singleton)
+    let first = try Self.query("answered.example.test.", id: 7)
+    let second = try Self.query("unanswered.example.test.", id: 8)
+    let executor = try #require(engine.taskExecutor)
+    let engine = self.engine
+    let fired = StateLock([String]())
+    // Polled with a limit, not awaited: a query whose deadline never came would hang the test.
+    let result = StateLock<(Bool, String)?>(nil)
+    Task(executorPreference: executor) {
+      let now = UDPExchangeEngine.now()
+      let early = engine.newTimerToken()
+      let late = engine.newTimerToken()
+      engine.setTimer(early, at: now + 200_000_000) { fired.withLock { $0.append("cleared") } }
+      engine.setTimer(late, at: now + 400_000_000) { fired.withLock { $0.append("kept") } }
+      engine.clearTimer(early)
+      async let answered = try? transport.queryUDP(first, to: answering, timeout: .milliseconds(300))
+      async let unanswered: String = {
+        do {
+          _ = try await transport.queryUDP(second, to: silent, timeout: .milliseconds(700))
+          return "answered"
+        } catch {
+          return "\(error)"
+        }
+      }()
+      let outcome = (await answered?.header.id == 7, await unanswered)
+      result.withLock { $0 = outcome }
+    }
+    for _ in 0..<1_000 where result.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
+    let outcome = try #require(result.withLock { $0 }, "the unanswered query never timed out")
+    #expect(outcome.0, "the first query was not answered")
+    #expect(outcome.1.contains("timeout") || outcome.1.contains("timed out"), "\(outcome.1)")
+    for _ in 0..<500 where fired.withLock({ $0 }).isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+    try await Task.sleep(for: .milliseconds(100))
+    #expect(fired.withLock { $0 } == ["kept"])
+  }
+
   @Test func aQueryMadeWhileMoreJobsWaitLeavesOnceTheyRan() async throws {
     // The point of the outbox: a job queued after the asking one runs before the query leaves
     // (so the queries of one turn leave together), and then it does leave.
