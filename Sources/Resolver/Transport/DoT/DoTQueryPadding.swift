@@ -16,9 +16,13 @@ enum DoTQueryPadding {
   /// appended to the wire and the OPT RDLENGTH patched (the bytes equal serializing with the option).
   static func framedPaddedWire(_ query: Message) -> [UInt8] {
     var message = query
-    var edns = message.edns ?? EDNS()
-    edns.options.removeAll { $0.code == EDNSOption.paddingCode }
-    message.edns = edns
+    if message.edns == nil { message.edns = EDNS() }
+    // `removeAll(where:)` copies a shared array even when it removes nothing: the usual query
+    // has no padding yet, so look first.
+    if message.edns?.options.contains(where: { $0.code == EDNSOption.paddingCode }) == true {
+      message.edns?.options.removeAll { $0.code == EDNSOption.paddingCode }
+    }
+    let edns = message.edns ?? EDNS()
     let wire = message.serialize()
     let optionBytes = edns.options.reduce(0) { $0 + 4 + $1.data.count }
     // The option's 4-octet header counts towards the padded length.
@@ -45,9 +49,13 @@ enum DoTQueryPadding {
     out.append(UInt8(truncatingIfNeeded: EDNSOption.paddingCode))
     out.append(UInt8(truncatingIfNeeded: fill >> 8))
     out.append(UInt8(truncatingIfNeeded: fill))
-    out.append(contentsOf: repeatElement(0, count: fill))
+    // From a slice of zeros (copied in one go), not `repeatElement` (appended octet by octet).
+    out.append(contentsOf: zeros.prefix(fill))
     return out
   }
+
+  /// A block of zeros, the most padding a query takes (`fill` < `blockSize`).
+  private static let zeros = [UInt8](repeating: 0, count: blockSize)
 
   /// The reference construction (serialize, measure, serialize again with the option); used when the
   /// wire does not end with the OPT record as expected (options over 65535 octets).
