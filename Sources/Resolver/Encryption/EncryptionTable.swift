@@ -187,7 +187,7 @@ public struct EncryptionTable: Sendable {
     if let i = servers.index(forKey: address) {
       // Through the modify accessor, which yields the record in place; a read would copy it.
       let slots = modify(&servers.values[i]) { r -> TransportSlots? in
-        guard r.noted.is(nsName: nsName, zone: zone) else { return nil }
+        guard r.noted.holds(nsName: nsName, zone: zone) else { return nil }
         r.lastSeen = max(r.lastSeen, now)
         return r.transports
       }

@@ -54,7 +54,7 @@ struct NotedNames: Sendable, Hashable {
   }
 
   /// True when the memo holds exactly this pair.
-  func `is`(nsName: DNSName?, zone: DNSName) -> Bool { self.zone == zone && self.nsName == nsName }
+  func holds(nsName: DNSName?, zone: DNSName) -> Bool { self.zone == zone && self.nsName == nsName }
 
   static func == (a: NotedNames, b: NotedNames) -> Bool { true }
   func hash(into hasher: inout Hasher) {}

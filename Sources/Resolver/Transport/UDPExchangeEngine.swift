@@ -7,6 +7,11 @@ import Synchronization
   import Glibc
 #endif
 
+/// An entry the engine completes once its deadline (`UDPExchangeEngine.now()`) has passed.
+private protocol EngineDeadline {
+  var deadline: UInt64 { get }
+}
+
 /// Upstream Do53 UDP queries without a NIO channel each: every query gets its own connected,
 /// non-blocking UDP socket (a fresh kernel-chosen random source port, R-31) that one epoll thread
 /// per process watches; the first matching reply, an error or the deadline completes the waiting
@@ -31,7 +36,7 @@ final class UDPExchangeEngine: Sendable {
   /// (`--edns-buffer-size`, at most 4096), so no reply Sotto asked for arrives cut.
   static let receiveSize = 4096
 
-  private struct Pending {
+  private struct Pending: EngineDeadline {
     var continuation: UnsafeContinuation<Result<Message, TransportError>, Never>
     let matcher: ResponseMatcher
     let mismatches: Counter
@@ -57,7 +62,7 @@ final class UDPExchangeEngine: Sendable {
   }
 
   /// A session timer: when (monotonic ns) and what to call.
-  private struct EngineTimer: Sendable {
+  private struct EngineTimer: Sendable, EngineDeadline {
     let deadline: UInt64
     let fire: @Sendable () -> Void
   }
@@ -427,7 +432,7 @@ final class UDPExchangeEngine: Sendable {
     var buffer = [UInt8](repeating: 0, count: Self.receiveSize)
     var batch: [UnownedJob] = []
     var outgoing: [(fd: Int32, bytes: [UInt8])] = []
-    var due: [(token: UInt64, timer: EngineTimer)] = []
+    var due: [(UInt64, EngineTimer)] = []
     // Sockets of finished queries, closed once the jobs their replies resumed have run and sent
     // (`sendQueued`): a close costs about as much as a send, and this turn's answers and queries
     // should not wait for it.
@@ -623,15 +628,8 @@ final class UDPExchangeEngine: Sendable {
     let now = Self.now()
     let expired = state.withLock { s -> [(Int32, Pending)] in
       guard s.pendingDueFrom <= now else { return [] }
-      // Plain loops: `map(\.deadline)` applied its key path through the runtime
-      // (`swift_getAtKeyPath`, about 400 instructions an entry; callgrind).
       var out: [(Int32, Pending)] = []
-      var next = UInt64.max
-      for (fd, p) in s.pending {
-        if p.deadline <= now { out.append((fd, p)) } else if p.deadline < next { next = p.deadline }
-      }
-      for (fd, _) in out { s.pending.removeValue(forKey: fd) }
-      s.pendingDueFrom = next
+      s.pendingDueFrom = Self.takeDue(from: &s.pending, now: now, into: &out)
       return out
     }
     for (fd, p) in expired {
@@ -642,19 +640,31 @@ final class UDPExchangeEngine: Sendable {
 
   /// Calls the timers whose deadline has passed; `due` is the caller's buffer (no allocation per
   /// turn), left empty. The due timers are collected before any is removed from the dictionary.
-  private func fireTimers(_ due: inout [(token: UInt64, timer: EngineTimer)]) {
+  private func fireTimers(_ due: inout [(UInt64, EngineTimer)]) {
     let now = Self.now()
     state.withLock { s in
       guard s.timersDueFrom <= now else { return }
-      var next = UInt64.max
-      for (token, timer) in s.timers {
-        if timer.deadline <= now { due.append((token, timer)) } else if timer.deadline < next { next = timer.deadline }
-      }
-      for timer in due { s.timers.removeValue(forKey: timer.token) }
-      s.timersDueFrom = next
+      s.timersDueFrom = Self.takeDue(from: &s.timers, now: now, into: &due)
     }
-    for entry in due { entry.timer.fire() }
+    for (_, timer) in due { timer.fire() }
     due.removeAll(keepingCapacity: true)
+  }
+
+  /// Moves the entries of `table` whose deadline is `now` or earlier into `due` (all collected
+  /// before any is removed) and returns the earliest deadline left (UInt64.max: none): the exact
+  /// bound `pendingDueFrom` and `timersDueFrom` become after a walk. A plain loop: `map(\.deadline)`
+  /// applied its key path through the runtime (`swift_getAtKeyPath`, about 400 instructions an
+  /// entry; callgrind).
+  private static func takeDue<Key: Hashable, Entry: EngineDeadline>(
+    from table: inout [Key: Entry], now: UInt64, into due: inout [(Key, Entry)]
+  ) -> UInt64 {
+    let start = due.count
+    var next = UInt64.max
+    for (key, entry) in table {
+      if entry.deadline <= now { due.append((key, entry)) } else if entry.deadline < next { next = entry.deadline }
+    }
+    for (key, _) in due[start...] { table.removeValue(forKey: key) }
+    return next
   }
 
   /// Completes `fd`'s query; the socket goes into `finished`, closed by the engine loop after

@@ -16,13 +16,13 @@ enum DoTQueryPadding {
   /// appended to the wire and the OPT RDLENGTH patched (the bytes equal serializing with the option).
   static func framedPaddedWire(_ query: Message) -> [UInt8] {
     var message = query
-    if message.edns == nil { message.edns = EDNS() }
+    var edns = message.edns ?? EDNS()
     // `removeAll(where:)` copies a shared array even when it removes nothing: the usual query
     // has no padding yet, so look first.
-    if message.edns?.options.contains(where: { $0.code == EDNSOption.paddingCode }) == true {
-      message.edns?.options.removeAll { $0.code == EDNSOption.paddingCode }
+    if edns.options.contains(where: { $0.code == EDNSOption.paddingCode }) {
+      edns.options.removeAll { $0.code == EDNSOption.paddingCode }
     }
-    let edns = message.edns ?? EDNS()
+    message.edns = edns
     let wire = message.serialize()
     let optionBytes = edns.options.reduce(0) { $0 + 4 + $1.data.count }
     // The option's 4-octet header counts towards the padded length.
