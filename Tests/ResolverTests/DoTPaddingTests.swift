@@ -27,30 +27,84 @@ import Testing
     }
   }
 
-  /// The one-pass construction writes exactly the bytes of serializing with the option in place.
+  /// The reference construction: serialize, measure, serialize again with the option added.
+  static func paddedWireTwoPass(_ message: Message, edns: EDNS) -> [UInt8] {
+    var message = message
+    var edns = edns
+    let unpadded = message.serialize().count + 4
+    let fill = (DoTQueryPadding.blockSize - unpadded % DoTQueryPadding.blockSize) % DoTQueryPadding.blockSize
+    edns.options.append(EDNSOption(code: EDNSOption.paddingCode, data: [UInt8](repeating: 0, count: fill)))
+    message.edns = edns
+    return message.serialize()
+  }
+
+  /// The one-pass construction writes exactly the bytes of serializing with the option in place,
+  /// compression pointers included (they count from the message, not from the length prefix).
   @Test(arguments: [
     "a.", "www.dot.test.", "a-much-longer-label-for-padding.example.test.", String(repeating: "x.", count: 60),
   ])
   func onePassEqualsTwoPass(_ name: String) throws {
     let cookie = EDNSOption(code: EDNSOption.cookieCode, data: Array(repeating: 9, count: 8))
     let oldPadding = EDNSOption(code: EDNSOption.paddingCode, data: Array(repeating: 0, count: 77))
+    let owner = try DNSName(name)
     for options in [nil, [], [cookie], [oldPadding, cookie], [cookie, oldPadding]] as [[EDNSOption]?] {
-      var query = Message()
-      query.header.id = 0x1234
-      query.header.rd = false
-      query.questions = [Question(name: try DNSName(name), type: .aaaa)]
-      if let options { query.edns = EDNS(udpPayloadSize: 1232, options: options) }
-      var edns = query.edns ?? EDNS()
-      edns.options.removeAll { $0.code == EDNSOption.paddingCode }
-      var stripped = query
-      stripped.edns = edns
-      let reference = DoTQueryPadding.paddedWireTwoPass(stripped, edns: edns)
-      #expect(DoTQueryPadding.paddedWire(query) == reference)
-      // The framed form is the same bytes behind their 2-octet length.
-      #expect(
-        DoTQueryPadding.framedPaddedWire(query)
-          == [UInt8(reference.count >> 8), UInt8(reference.count & 0xFF)] + reference)
+      for withRecords in [false, true] {
+        var query = Message()
+        query.header.id = 0x1234
+        query.header.rd = false
+        query.questions = [Question(name: owner, type: .aaaa)]
+        if withRecords {
+          // Names that compress against the question's and each other's.
+          let child = try owner.prepending(Array("ns1".utf8))
+          query.answers = [ResourceRecord(name: owner, type: .cname, ttl: 60, rdata: .cname(child))]
+          query.authority = [ResourceRecord(name: owner, type: .ns, ttl: 60, rdata: .ns(child))]
+        }
+        if let options { query.edns = EDNS(udpPayloadSize: 1232, options: options) }
+        var edns = query.edns ?? EDNS()
+        edns.options.removeAll { $0.code == EDNSOption.paddingCode }
+        var stripped = query
+        stripped.edns = edns
+        let reference = Self.paddedWireTwoPass(stripped, edns: edns)
+        #expect(DoTQueryPadding.paddedWire(query) == reference)
+        // The framed form is the same bytes behind their 2-octet length.
+        #expect(
+          DoTQueryPadding.framedPaddedWire(query, id: 0x1234, keepalive: .keep)
+            == [UInt8(reference.count >> 8), UInt8(reference.count & 0xFF)] + reference)
+        if withRecords {
+          let parsed = try Message.parse(Array(DoTQueryPadding.paddedWire(query)))
+          #expect(parsed.answers == query.answers && parsed.authority == query.authority)
+        }
+      }
     }
+  }
+
+  /// The stream query's ID and keepalive option: DoT asks for keepalive once (T-20), DoQ leaves
+  /// it out (T-33), and the caller's message is not changed.
+  @Test func idAndKeepaliveAsTheTransportAsks() throws {
+    let keepalive = EDNSOption(code: EDNSOption.keepaliveCode, data: [0, 100])
+    let cookie = EDNSOption(code: EDNSOption.cookieCode, data: Array(repeating: 9, count: 8))
+    var query = Message()
+    query.header.id = 0x4242
+    query.questions = [Question(name: try DNSName("www.dot.test."), type: .a)]
+    query.edns = EDNS(options: [keepalive, cookie])
+    let before = query
+    func sent(_ id: UInt16, _ mode: DoTQueryPadding.Keepalive) throws -> Message {
+      let framed = DoTQueryPadding.framedPaddedWire(query, id: id, keepalive: mode)
+      #expect(Int(framed[0]) << 8 | Int(framed[1]) == framed.count - 2)
+      #expect((framed.count - 2) % DoTQueryPadding.blockSize == 0)
+      return try Message.parse(Array(framed.dropFirst(2)))
+    }
+    let codes = { (m: Message) in m.edns?.options.map(\.code) ?? [] }
+    let dot = try sent(0x0101, .request)
+    #expect(dot.header.id == 0x0101)
+    #expect(codes(dot) == [EDNSOption.cookieCode, EDNSOption.keepaliveCode, EDNSOption.paddingCode])
+    #expect(dot.edns?.options[1].data == [], "the request is empty: the client sends no TIMEOUT")
+    let doq = try sent(0, .strip)
+    #expect(doq.header.id == 0)
+    #expect(codes(doq) == [EDNSOption.cookieCode, EDNSOption.paddingCode])
+    let kept = try sent(0x4242, .keep)
+    #expect(codes(kept) == [EDNSOption.keepaliveCode, EDNSOption.cookieCode, EDNSOption.paddingCode])
+    #expect(query == before)
   }
 
   @Test func existingPaddingIsReplaced() throws {

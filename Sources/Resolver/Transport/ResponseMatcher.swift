@@ -9,8 +9,9 @@ struct ResponseMatcher: Sendable {
   /// have stopped: another anycast node, a downgrade); it cannot be blind-spoofed there.
   let acceptsMissingCookie: Bool
 
-  init(query: Message, acceptsMissingCookie: Bool = false) {
-    id = query.header.id
+  /// `id`: the ID the query goes out with, when not its own (a DoT query's per-connection ID).
+  init(query: Message, id: UInt16? = nil, acceptsMissingCookie: Bool = false) {
+    self.id = id ?? query.header.id
     question = query.questions.first
     self.query = query
     self.acceptsMissingCookie = acceptsMissingCookie

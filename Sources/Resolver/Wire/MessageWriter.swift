@@ -13,23 +13,7 @@ extension Message {
   /// authority record was left out).
   private func serialize(keepingEndsFor maxSize: Int?) -> [UInt8] {
     var w = WireWriter()
-    w.u16(header.id)
-    var flags: UInt16 = UInt16(header.opcode & 0x0F) << 11 | UInt16(header.rcodeLow & 0x0F)
-    if header.qr { flags |= 0x8000 }
-    if header.aa { flags |= 0x0400 }
-    if header.tc { flags |= 0x0200 }
-    if header.rd { flags |= 0x0100 }
-    if header.ra { flags |= 0x0080 }
-    if header.z { flags |= 0x0040 }
-    if header.ad { flags |= 0x0020 }
-    if header.cd { flags |= 0x0010 }
-    w.u16(flags)
-    for _ in 0..<4 { w.u16(0) }  // counts, patched below
-    for q in questions {
-      w.name(q.name, compress: true)
-      w.u16(q.type.rawValue)
-      w.u16(q.qclass.rawValue)
-    }
+    writeHeaderAndQuestions(into: &w, id: header.id)
     // Records are written section by section, not from a concatenated copy (that copied every
     // record), and the record ends are kept only when a size limit may drop some.
     let total = answers.count + authority.count + additional.count
@@ -68,11 +52,38 @@ extension Message {
     let ns = min(max(kept - answers.count, 0), authority.count)
     let ar = max(kept - answers.count - authority.count, 0) + (edns == nil ? 0 : 1)
     if kept < answers.count + authority.count { w.bytes[2] |= 0x02 }
-    w.patchU16(at: 4, UInt16(truncatingIfNeeded: questions.count))
-    w.patchU16(at: 6, UInt16(truncatingIfNeeded: an))
-    w.patchU16(at: 8, UInt16(truncatingIfNeeded: ns))
-    w.patchU16(at: 10, UInt16(truncatingIfNeeded: ar))
+    w.patchCounts(questions.count, an, ns, ar)
     return w.bytes
+  }
+
+  /// Writes the header with message ID `id` and zero counts (the caller patches them), then the
+  /// questions.
+  func writeHeaderAndQuestions(into w: inout WireWriter, id: UInt16) {
+    w.u16(id)
+    var flags: UInt16 = UInt16(header.opcode & 0x0F) << 11 | UInt16(header.rcodeLow & 0x0F)
+    if header.qr { flags |= 0x8000 }
+    if header.aa { flags |= 0x0400 }
+    if header.tc { flags |= 0x0200 }
+    if header.rd { flags |= 0x0100 }
+    if header.ra { flags |= 0x0080 }
+    if header.z { flags |= 0x0040 }
+    if header.ad { flags |= 0x0020 }
+    if header.cd { flags |= 0x0010 }
+    w.u16(flags)
+    for _ in 0..<4 { w.u16(0) }  // counts, patched by the caller
+    for q in questions {
+      w.name(q.name, compress: true)
+      w.u16(q.type.rawValue)
+      w.u16(q.qclass.rawValue)
+    }
+  }
+
+  /// Writes the three record sections whole, for a message without a size limit.
+  func writeRecords(into w: inout WireWriter) {
+    var ends: [Int] = []
+    for section in 0..<3 {
+      Message.write(section == 0 ? answers : section == 1 ? authority : additional, into: &w, ends: &ends)
+    }
   }
 
   private static func write(_ rr: ResourceRecord, into w: inout WireWriter) {

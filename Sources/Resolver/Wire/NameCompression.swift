@@ -21,7 +21,15 @@ struct WireWriter {
     let labels: Int
   }
 
-  init() { bytes.reserveCapacity(512) }
+  /// Where the message starts in `bytes`: octets before it (a stream's 2-octet length prefix) are
+  /// not part of the message, and compression pointers count from here.
+  let origin: Int
+
+  /// A writer whose message starts at `origin` (the caller writes the octets before it).
+  init(origin: Int = 0) {
+    self.origin = origin
+    bytes.reserveCapacity(512)
+  }
 
   mutating func u8(_ v: UInt8) { bytes.append(v) }
   mutating func u16(_ v: UInt16) {
@@ -41,6 +49,14 @@ struct WireWriter {
     bytes[offset + 1] = UInt8(v & 0xFF)
   }
 
+  /// Fills in the header's four section counts.
+  mutating func patchCounts(_ qd: Int, _ an: Int, _ ns: Int, _ ar: Int) {
+    patchU16(at: origin + 4, UInt16(truncatingIfNeeded: qd))
+    patchU16(at: origin + 6, UInt16(truncatingIfNeeded: an))
+    patchU16(at: origin + 8, UInt16(truncatingIfNeeded: ns))
+    patchU16(at: origin + 10, UInt16(truncatingIfNeeded: ar))
+  }
+
   /// Writes `name`; when `compress` is true the longest earlier suffix becomes a pointer.
   /// Every suffix written in full is remembered as a target for later names either way.
   mutating func name(_ name: DNSName, compress: Bool) {
@@ -55,7 +71,7 @@ struct WireWriter {
         var end = start
         for _ in 0..<(count - shared) { end += 1 + Int(bytes[end]) }
         bytes.removeLast(bytes.count - end)
-        u16(0xC000 | UInt16(pointer))
+        u16(0xC000 | UInt16(pointer - origin))
         if shared == count { return }  // all a pointer: nothing new to point to
       }
     }
@@ -115,14 +131,14 @@ struct WireWriter {
       p += 1 + length
       q += 1 + Int(bytes[q])
     }
-    if run > best, runDirect, runStart < 0x4000 { (best, bestOffset) = (run, runStart) }
+    if run > best, runDirect, runStart - origin < 0x4000 { (best, bestOffset) = (run, runStart) }
   }
 
   /// Moves `q` along the pointers at it (each points strictly backwards, as this writer makes them).
   @inline(__always)
   private func follow(_ q: inout Int, _ direct: inout Bool) {
     while bytes[q] >= 0xC0 {
-      let next = Int(bytes[q] & 0x3F) << 8 | Int(bytes[q + 1])
+      let next = origin + (Int(bytes[q] & 0x3F) << 8 | Int(bytes[q + 1]))
       precondition(next < q, "compression pointer not backwards")
       q = next
       direct = false

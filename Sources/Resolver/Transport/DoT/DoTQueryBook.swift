@@ -36,17 +36,11 @@ struct DoTQueryBook<Completion> {
     var random = PooledRandom()
     var id = UInt16.random(in: .min ... .max, using: &random)
     while entries[id] != nil { id = UInt16.random(in: .min ... .max, using: &random) }
-    var wireQuery = query
-    wireQuery.header.id = id
-    // T-20: every query asks for a long-lived connection (the server's TIMEOUT comes back in the reply).
-    var edns = wireQuery.edns ?? EDNS()
-    edns.options.removeAll { $0.code == EDNSOption.keepaliveCode }
-    edns.options.append(TCPKeepalive.request)
-    wireQuery.edns = edns
     entries[id] = Entry(
-      matcher: ResponseMatcher(query: wireQuery), originalID: query.header.id, deadline: deadline,
+      matcher: ResponseMatcher(query: query, id: id), originalID: query.header.id, deadline: deadline,
       completion: completion)
-    return DoTQueryPadding.framedPaddedWire(wireQuery)
+    // T-20: every query asks for a long-lived connection (the server's TIMEOUT comes back in the reply).
+    return DoTQueryPadding.framedPaddedWire(query, id: id, keepalive: .request)
   }
 
   /// Matches one reply (without its length prefix) by ID and question, in any order.

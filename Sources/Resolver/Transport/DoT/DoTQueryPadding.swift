@@ -6,66 +6,64 @@ enum DoTQueryPadding {
   /// Serializes `query` with a Padding option (code 12) added last so the message length is a multiple
   /// of `blockSize`. Adds EDNS if the query has none and replaces any padding already present.
   static func paddedWire(_ query: Message) -> [UInt8] {
-    Array(framedPaddedWire(query).dropFirst(2))
+    Array(framedPaddedWire(query, id: query.header.id, keepalive: .keep).dropFirst(2))
   }
 
-  /// `paddedWire` behind its 2-octet length prefix (RFC 7766 for DoT, RFC 9250 §4.2 for DoQ), built
-  /// in one buffer.
+  /// What becomes of edns-tcp-keepalive (RFC 7828) in a stream query.
+  enum Keepalive {
+    /// Any option the query has stays (as other options do).
+    case keep
+    /// Left out (DoQ, T-33).
+    case strip
+    /// Any option the query has is left out and an empty one asked for, before the padding (DoT, T-20).
+    case request
+  }
+
+  /// `query` as a stream transport sends it (RFC 7766 for DoT, RFC 9250 §4.2 for DoQ): with message
+  /// ID `id`, behind its 2-octet length prefix, its EDNS options but any padding (and keepalive as
+  /// `keepalive` says), then a Padding option to a multiple of `blockSize` (T-40, T-35).
   ///
-  /// The message is serialized once: the OPT record is always written last, so the padding option is
-  /// appended to the wire and the OPT RDLENGTH patched (the bytes equal serializing with the option).
-  static func framedPaddedWire(_ query: Message) -> [UInt8] {
-    var message = query
-    var edns = message.edns ?? EDNS()
-    // `removeAll(where:)` copies a shared array even when it removes nothing: the usual query
-    // has no padding yet, so look first.
-    if edns.options.contains(where: { $0.code == EDNSOption.paddingCode }) {
-      edns.options.removeAll { $0.code == EDNSOption.paddingCode }
+  /// Written in one buffer from the message as it is: neither the message nor its options are
+  /// copied to be changed first (each copy cost five reference counts and the options an
+  /// allocation, on every DoT and DoQ query).
+  static func framedPaddedWire(_ query: Message, id: UInt16, keepalive: Keepalive) -> [UInt8] {
+    var w = WireWriter(origin: 2)
+    w.u16(0)  // the length, patched below
+    query.writeHeaderAndQuestions(into: &w, id: id)
+    query.writeRecords(into: &w)
+    // The OPT record last: root name, TYPE 41, CLASS (payload size), TTL, RDLENGTH, options.
+    let edns = query.edns ?? EDNS()
+    w.u8(0)
+    w.u16(RRType.opt.rawValue)
+    w.u16(edns.udpPayloadSize)
+    var ttl = UInt32(edns.extendedRCode) << 24 | UInt32(edns.version) << 16
+    if edns.dnssecOK { ttl |= 0x8000 }
+    w.u32(ttl)
+    let rdlengthAt = w.bytes.count
+    w.u16(0)
+    for o in edns.options where o.code != EDNSOption.paddingCode {
+      if o.code == EDNSOption.keepaliveCode, keepalive != .keep { continue }
+      w.u16(o.code)
+      w.u16(UInt16(truncatingIfNeeded: o.data.count))
+      w.append(o.data)
     }
-    message.edns = edns
-    let wire = message.serialize()
-    let optionBytes = edns.options.reduce(0) { $0 + 4 + $1.data.count }
-    // The option's 4-octet header counts towards the padded length.
-    let fill = (blockSize - (wire.count + 4) % blockSize) % blockSize
-    let rdlengthAt = wire.count - optionBytes - 2
-    let newRDLength = optionBytes + 4 + fill
-    // The OPT record: root name, TYPE 41, CLASS, TTL, RDLENGTH, then the options.
-    guard rdlengthAt >= 9, newRDLength <= 0xFFFF, wire[rdlengthAt - 9] == 0,
-      wire[rdlengthAt - 8] == 0, wire[rdlengthAt - 7] == UInt8(RRType.opt.rawValue),
-      Int(wire[rdlengthAt]) << 8 | Int(wire[rdlengthAt + 1]) == optionBytes
-    else {
-      let padded = paddedWireTwoPass(message, edns: edns)
-      return [UInt8(truncatingIfNeeded: padded.count >> 8), UInt8(truncatingIfNeeded: padded.count)] + padded
+    if keepalive == .request {
+      w.u16(TCPKeepalive.request.code)
+      w.u16(UInt16(truncatingIfNeeded: TCPKeepalive.request.data.count))
+      w.append(TCPKeepalive.request.data)
     }
-    let total = wire.count + 4 + fill
-    var out: [UInt8] = []
-    out.reserveCapacity(2 + total)
-    out.append(UInt8(truncatingIfNeeded: total >> 8))
-    out.append(UInt8(truncatingIfNeeded: total))
-    out.append(contentsOf: wire)
-    out[2 + rdlengthAt] = UInt8(truncatingIfNeeded: newRDLength >> 8)
-    out[2 + rdlengthAt + 1] = UInt8(truncatingIfNeeded: newRDLength)
-    out.append(UInt8(EDNSOption.paddingCode >> 8))
-    out.append(UInt8(truncatingIfNeeded: EDNSOption.paddingCode))
-    out.append(UInt8(truncatingIfNeeded: fill >> 8))
-    out.append(UInt8(truncatingIfNeeded: fill))
+    // The padding option's 4-octet header counts towards the padded length.
+    let fill = (blockSize - (w.bytes.count - 2 + 4) % blockSize) % blockSize
+    w.u16(EDNSOption.paddingCode)
+    w.u16(UInt16(fill))
     // From a slice of zeros (copied in one go), not `repeatElement` (appended octet by octet).
-    out.append(contentsOf: zeros.prefix(fill))
-    return out
+    w.bytes.append(contentsOf: zeros.prefix(fill))
+    w.patchU16(at: rdlengthAt, UInt16(truncatingIfNeeded: w.bytes.count - rdlengthAt - 2))
+    w.patchCounts(query.questions.count, query.answers.count, query.authority.count, query.additional.count + 1)
+    w.patchU16(at: 0, UInt16(truncatingIfNeeded: w.bytes.count - 2))
+    return w.bytes
   }
 
   /// A block of zeros, the most padding a query takes (`fill` < `blockSize`).
   private static let zeros = [UInt8](repeating: 0, count: blockSize)
-
-  /// The reference construction (serialize, measure, serialize again with the option); used when the
-  /// wire does not end with the OPT record as expected (options over 65535 octets).
-  static func paddedWireTwoPass(_ message: Message, edns: EDNS) -> [UInt8] {
-    var message = message
-    var edns = edns
-    let unpadded = message.serialize().count + 4
-    let fill = (blockSize - unpadded % blockSize) % blockSize
-    edns.options.append(EDNSOption(code: EDNSOption.paddingCode, data: [UInt8](repeating: 0, count: fill)))
-    message.edns = edns
-    return message.serialize()
-  }
 }
