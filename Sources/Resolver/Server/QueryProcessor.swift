@@ -104,9 +104,9 @@ struct QueryProcessor: Sendable {
   ) async -> [UInt8]? {
     counters.countQuery(via: transport)
     let isAllowed = client.map { address in allowed.contains { $0.contains(address) } } ?? false
-    let query: Message
+    var query = Message()
     do {
-      query = try Message.parse(raw)
+      try Message.parse(raw, knownQuestionName: nil, sharingNames: true, into: &query)
     } catch {
       guard isAllowed, let formErr = ResponseBuilder.formErr(forUnparsable: raw) else {
         counters.update { $0.dropped += 1 }
@@ -131,7 +131,8 @@ struct QueryProcessor: Sendable {
       refusal.header.ra = false
       return ResponseBuilder.serialize(refusal, for: query, via: transport)
     }
-    let response: Message
+    // Built in place by the branch taken (`ResponseBuilder.write`), not copied out of a result.
+    var response = Message()
     switch ResponseBuilder.verdict(for: query) {
     case .drop:
       counters.update { $0.dropped += 1 }
@@ -148,7 +149,7 @@ struct QueryProcessor: Sendable {
       if !joins {
         guard counters.beginResolution(limit: maxResolutions - background) else {
           logger.debug("resolution cap reached", metadata: ["client": "\(client?.description ?? "?")"])
-          response = ResponseBuilder.error(.servFail, to: query)
+          ResponseBuilder.writeError(.servFail, to: query, into: &response)
           break
         }
       }
@@ -160,7 +161,7 @@ struct QueryProcessor: Sendable {
       }
       if joins { counters.endJoin() } else { counters.endResolution() }
       resolved = (question, resolution)
-      response = ResponseBuilder.response(to: query, resolution: resolution)
+      ResponseBuilder.write(resolution, to: query, into: &response)
       if query.questions.first?.type == .any { counters.update { $0.anyQueries += 1 } }
     }
     count(response.rcode)

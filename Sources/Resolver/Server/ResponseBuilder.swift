@@ -45,6 +45,13 @@ public enum ResponseBuilder {
   /// exactly one; an OPT (our size, no options) iff the query had one.
   public static func error(_ rcode: RCode, to query: Message) -> Message {
     var response = Message()
+    writeError(rcode, to: query, into: &response)
+    return response
+  }
+
+  /// `error` written into `response`, a fresh `Message()` the caller keeps: built in place, not
+  /// copied out of a local into the result (five reference counts and a destroy per response).
+  static func writeError(_ rcode: RCode, to query: Message, into response: inout Message) {
     response.header.id = query.header.id
     response.header.qr = true
     response.header.opcode = query.header.opcode
@@ -55,7 +62,6 @@ public enum ResponseBuilder {
     if query.questions.count == 1 { response.questions = query.questions }
     if query.edns != nil { response.edns = EDNS(udpPayloadSize: ourUDPPayloadSize) }
     response.rcode = rcode  // after `edns`: extended codes (BADVERS) live in the OPT
-    return response
   }
 
   /// REFUSED for a query with RD=0, with EDE 18 (Prohibited) when the query had EDNS.
@@ -67,7 +73,14 @@ public enum ResponseBuilder {
 
   /// The response carrying `resolution` (answer, authority and rcode) for an accepted `query`.
   public static func response(to query: Message, resolution: Resolution) -> Message {
-    var response = error(resolution.rcode, to: query)
+    var response = Message()
+    write(resolution, to: query, into: &response)
+    return response
+  }
+
+  /// `response(to:resolution:)` written into `response`, a fresh `Message()` (as `writeError`).
+  static func write(_ resolution: Resolution, to query: Message, into response: inout Message) {
+    writeError(resolution.rcode, to: query, into: &response)
     // a stale answer says so, to clients that sent EDNS (RFC 8914 §4.4).
     if resolution.stale, response.edns != nil {
       // RFC 8914 §4.4 / §4.20: a stale NXDOMAIN has a code of its own.
@@ -75,11 +88,11 @@ public enum ResponseBuilder {
       response.edns?.options.append(.extendedError(code))
     }
     if let question = query.questions.first, question.type == .any {
-      return anyResponse(response, question: question, resolution: resolution)
+      response = anyResponse(response, question: question, resolution: resolution)
+      return
     }
     response.answers = resolution.answer
     response.authority = resolution.authority
-    return response
   }
 
   /// TTL of the RFC 8482 HINFO: long, so that clients do not ask ANY again soon (RFC 8482 §4.2).

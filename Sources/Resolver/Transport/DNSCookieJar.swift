@@ -176,11 +176,12 @@ public final class DNSCookieJar: Sendable {
     message.edns?.options.first { $0.code == EDNSOption.cookieCode }?.data
   }
 
-  /// False when `response` carries a COOKIE whose client part differs from the one `query` sent,
-  /// or carries none although the query held a server cookie, so the server is known to do cookies
-  /// (RFC 7873 §5.3). A server never seen with cookies may answer without one.
-  static func echoes(_ query: Message, in response: Message) -> Bool {
-    guard let sent = cookie(in: query), sent.count >= 8 else { return true }
+  /// False when `response` carries a COOKIE whose client part differs from the one the query sent
+  /// (`sent`, its COOKIE option), or carries none although the query held a server cookie, so the
+  /// server is known to do cookies (RFC 7873 §5.3). A server never seen with cookies may answer
+  /// without one.
+  static func echoes(_ sent: [UInt8]?, in response: Message) -> Bool {
+    guard let sent, sent.count >= 8 else { return true }
     guard let got = cookie(in: response) else { return sent.count == 8 }
     return got.count >= 8 && got.prefix(8).elementsEqual(sent.prefix(8))
   }

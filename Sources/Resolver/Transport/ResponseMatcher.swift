@@ -3,8 +3,9 @@
 struct ResponseMatcher: Sendable {
   let id: UInt16
   let question: Question?
-  /// The query itself, for the DNS Cookie check.
-  let query: Message
+  /// The COOKIE option the query carried, for the DNS Cookie check; not the whole query,
+  /// whose copy cost five reference counts per query and a destroy per answer.
+  let sentCookie: [UInt8]?
   /// Over TCP a reply without a cookie is taken even from a server that sent one before (it may
   /// have stopped: another anycast node, a downgrade); it cannot be blind-spoofed there.
   let acceptsMissingCookie: Bool
@@ -13,7 +14,7 @@ struct ResponseMatcher: Sendable {
   init(query: Message, id: UInt16? = nil, acceptsMissingCookie: Bool = false) {
     self.id = id ?? query.header.id
     question = query.questions.first
-    self.query = query
+    sentCookie = DNSCookieJar.cookie(in: query)
     self.acceptsMissingCookie = acceptsMissingCookie
   }
 
@@ -21,9 +22,9 @@ struct ResponseMatcher: Sendable {
   func match(_ bytes: [UInt8]) -> Result<Message, WireError>? {
     // Check the ID before paying for a full parse.
     guard bytes.count >= 2, UInt16(bytes[0]) << 8 | UInt16(bytes[1]) == id else { return nil }
-    let message: Message
+    var message = Message()
     do {
-      message = try Message.parse(bytes, knownQuestionName: question?.name)
+      try Message.parse(bytes, knownQuestionName: question?.name, sharingNames: true, into: &message)
     } catch {
       return .failure(error)
     }
@@ -37,12 +38,12 @@ struct ResponseMatcher: Sendable {
       }
     }
     // a reply carrying a COOKIE that is not our client cookie did not come from our query.
-    guard DNSCookieJar.echoes(query, in: message) else {
+    guard DNSCookieJar.echoes(sentCookie, in: message) else {
       // None at all from a server that sent one before: RFC 7873 §5.3 discards it over UDP; the
       // caller asks again over TCP, so a server that stopped is not lost for good.
       guard DNSCookieJar.cookie(in: message) == nil else { return nil }
-      return acceptsMissingCookie ? .success(message) : .failure(.missingCookie)
+      return acceptsMissingCookie ? .success(consume message) : .failure(.missingCookie)
     }
-    return .success(message)
+    return .success(consume message)
   }
 }

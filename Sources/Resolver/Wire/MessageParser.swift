@@ -12,8 +12,18 @@ extension Message {
   static func parse(
     _ bytes: [UInt8], knownQuestionName: DNSName?, sharingNames: Bool
   ) throws(WireError) -> Message {
-    var r = WireReader(bytes)
     var m = Message()
+    try parse(bytes, knownQuestionName: knownQuestionName, sharingNames: sharingNames, into: &m)
+    return m
+  }
+
+  /// `parse` into `m`, a fresh `Message()`: built where the caller keeps it, not copied out of a
+  /// local (that copy cost five reference counts and a destroy per parse). After a throw `m` holds
+  /// whatever was read before the error.
+  static func parse(
+    _ bytes: [UInt8], knownQuestionName: DNSName?, sharingNames: Bool, into m: inout Message
+  ) throws(WireError) {
+    var r = WireReader(bytes)
     m.header.id = try r.u16()
     let flags = try r.u16()
     m.header.qr = flags & 0x8000 != 0
@@ -60,7 +70,6 @@ extension Message {
       }
     }
     if r.pos != bytes.count { throw .trailingData(count: bytes.count - r.pos) }
-    return m
   }
 
   /// Reads one resource record; OPT is returned raw (as `.unknown`) for the caller to interpret.
