@@ -35,18 +35,8 @@ extension Message {
     }
     if kept < total { w.bytes.removeSubrange(ends[kept]...) }
     if let optLength, let edns {
-      w.u8(0)
-      w.u16(RRType.opt.rawValue)
-      w.u16(edns.udpPayloadSize)
-      var ttl = UInt32(edns.extendedRCode) << 24 | UInt32(edns.version) << 16
-      if edns.dnssecOK { ttl |= 0x8000 }
-      w.u32(ttl)
-      w.u16(UInt16(min(optLength, 0xFFFF)))
-      for o in edns.options {
-        w.u16(o.code)
-        w.u16(UInt16(truncatingIfNeeded: o.data.count))
-        w.append(o.data)
-      }
+      Message.writeOPTHead(edns, rdlength: optLength, into: &w)
+      for o in edns.options { w.option(o) }
     }
     let an = min(kept, answers.count)
     let ns = min(max(kept - answers.count, 0), authority.count)
@@ -76,6 +66,19 @@ extension Message {
       w.u16(q.type.rawValue)
       w.u16(q.qclass.rawValue)
     }
+  }
+
+  /// Writes the OPT pseudo-record up to its options (RFC 6891 §6.1.2): root name, TYPE 41, the
+  /// payload size as CLASS, the extended RCODE, version and DO bit as TTL, then `rdlength` (capped
+  /// at 65,535; the caller may patch it).
+  static func writeOPTHead(_ edns: EDNS, rdlength: Int, into w: inout WireWriter) {
+    w.u8(0)
+    w.u16(RRType.opt.rawValue)
+    w.u16(edns.udpPayloadSize)
+    var ttl = UInt32(edns.extendedRCode) << 24 | UInt32(edns.version) << 16
+    if edns.dnssecOK { ttl |= 0x8000 }
+    w.u32(ttl)
+    w.u16(UInt16(min(rdlength, 0xFFFF)))
   }
 
   /// Writes the three record sections whole, for a message without a size limit.

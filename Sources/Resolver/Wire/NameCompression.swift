@@ -43,6 +43,12 @@ struct WireWriter {
     bytes.append(UInt8(v & 0xFF))
   }
   mutating func append(_ b: [UInt8]) { bytes.append(contentsOf: b) }
+  /// An EDNS option: code, length, data.
+  mutating func option(_ o: EDNSOption) {
+    u16(o.code)
+    u16(UInt16(truncatingIfNeeded: o.data.count))
+    append(o.data)
+  }
 
   mutating func patchU16(at offset: Int, _ v: UInt16) {
     bytes[offset] = UInt8(v >> 8)

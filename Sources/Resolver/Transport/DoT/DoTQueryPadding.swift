@@ -31,27 +31,15 @@ enum DoTQueryPadding {
     w.u16(0)  // the length, patched below
     query.writeHeaderAndQuestions(into: &w, id: id)
     query.writeRecords(into: &w)
-    // The OPT record last: root name, TYPE 41, CLASS (payload size), TTL, RDLENGTH, options.
+    // The OPT record last, its RDLENGTH patched once the padding is known.
     let edns = query.edns ?? EDNS()
-    w.u8(0)
-    w.u16(RRType.opt.rawValue)
-    w.u16(edns.udpPayloadSize)
-    var ttl = UInt32(edns.extendedRCode) << 24 | UInt32(edns.version) << 16
-    if edns.dnssecOK { ttl |= 0x8000 }
-    w.u32(ttl)
-    let rdlengthAt = w.bytes.count
-    w.u16(0)
+    Message.writeOPTHead(edns, rdlength: 0, into: &w)
+    let rdlengthAt = w.bytes.count - 2
     for o in edns.options where o.code != EDNSOption.paddingCode {
       if o.code == EDNSOption.keepaliveCode, keepalive != .keep { continue }
-      w.u16(o.code)
-      w.u16(UInt16(truncatingIfNeeded: o.data.count))
-      w.append(o.data)
+      w.option(o)
     }
-    if keepalive == .request {
-      w.u16(TCPKeepalive.request.code)
-      w.u16(UInt16(truncatingIfNeeded: TCPKeepalive.request.data.count))
-      w.append(TCPKeepalive.request.data)
-    }
+    if keepalive == .request { w.option(TCPKeepalive.request) }
     // The padding option's 4-octet header counts towards the padded length.
     let fill = (blockSize - (w.bytes.count - 2 + 4) % blockSize) % blockSize
     w.u16(EDNSOption.paddingCode)
