@@ -15,7 +15,7 @@ final class InflightExchanges: Sendable {
     var qclass: RRClass
 
     /// Nil for a query without exactly one question (never coalesced).
-    init?(_ query: Message, _ endpoint: ServerEndpoint) {
+    init?(_ query: borrowing Message, _ endpoint: ServerEndpoint) {
       guard query.questions.count == 1, let q = query.questions.first else { return nil }
       (addressHigh, addressLow, portAndFamily) = Self.words(endpoint.socketAddress)
       name = q.name  // DNSName's == and hash ignore case: no lowercased copy

@@ -11,7 +11,7 @@ struct ResponseMatcher: Sendable {
   let acceptsMissingCookie: Bool
 
   /// `id`: the ID the query goes out with, when not its own (a DoT query's per-connection ID).
-  init(query: Message, id: UInt16? = nil, acceptsMissingCookie: Bool = false) {
+  init(query: borrowing Message, id: UInt16? = nil, acceptsMissingCookie: Bool = false) {
     self.id = id ?? query.header.id
     question = query.questions.first
     sentCookie = DNSCookieJar.cookie(in: query)
