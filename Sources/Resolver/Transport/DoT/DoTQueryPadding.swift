@@ -25,7 +25,8 @@ enum DoTQueryPadding {
   ///
   /// Written in one buffer from the message as it is: neither the message nor its options are
   /// copied to be changed first (each copy cost five reference counts and the options an
-  /// allocation, on every DoT and DoQ query).
+  /// allocation, on every DoT and DoQ query). The queries are Sotto's own (one question, a cookie,
+  /// keepalive), far below the 65,535 octets the 16-bit length and RDLENGTH can say.
   static func framedPaddedWire(_ query: Message, id: UInt16, keepalive: Keepalive) -> [UInt8] {
     var w = WireWriter(origin: 2)
     w.u16(0)  // the length, patched below
