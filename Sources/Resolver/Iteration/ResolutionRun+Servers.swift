@@ -359,7 +359,7 @@ extension ResolutionRun {
       hops.append(leg, server: server, zone: zone, question: q)
       // A result shared with the resolution that sent the query was recorded there; the leg that
       // brought the response is recorded by `ask`, once it knows whether that was an answer.
-      if result.joined || (i == result.legs.count - 1 && result.response != nil) { continue }
+      if result.joined || (i == result.legs.count - 1 && result.hasResponse) { continue }
       if case .unreachable = leg.error, leg.transport.isCleartext {
         core.selection.penalise(server: server.endpoint.ip)  // nothing listens on its port 53
       } else {

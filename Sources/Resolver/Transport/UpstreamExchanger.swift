@@ -105,6 +105,13 @@ public struct ExchangeResult: Sendable {
     self.cutShort = cutShort
   }
 
+  /// True when a response came back. Read in place: the resolution's async frames copied the
+  /// optional message to compare it with nil.
+  var hasResponse: Bool {
+    if case .some = response { return true }
+    return false
+  }
+
   /// The last local error when no leg left this machine (every one `.io`: no socket, no local
   /// port), else nil: a DoT timeout followed by a Do53 `.io` did reach the server.
   var failedLocally: String? {
