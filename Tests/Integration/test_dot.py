@@ -472,8 +472,9 @@ def test_mixed_zone_prefers_encrypted_server(lab, dot_sotto, capture, free_port,
             return (servers.get(MIXED_DOT) or {}).get("dot", {}).get("phase") in ("established", "good-idle")
 
         # Both servers are equally fast on loopback, so each query picks one at random: the warm-up
-        # may not have asked (and so probed) the DoT server yet (1 run in 256 with 8 names). Fresh
-        # names until it has, so that the rest of the test is about a server known good.
+        # may not have asked (and so probed) the DoT server yet (about 1 run in 256 with 8 names and
+        # even picks). Fresh names until it has, so that the rest of the test is about a server
+        # known good.
         for i in range(40):
             if dot_known_good():
                 break

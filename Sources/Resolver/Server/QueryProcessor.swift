@@ -106,7 +106,7 @@ struct QueryProcessor: Sendable {
     let isAllowed = client.map { address in allowed.contains { $0.contains(address) } } ?? false
     var query = Message()
     do {
-      try Message.parse(raw, knownQuestionName: nil, sharingNames: true, into: &query)
+      try Message.parse(raw, into: &query)
     } catch {
       guard isAllowed, let formErr = ResponseBuilder.formErr(forUnparsable: raw) else {
         counters.update { $0.dropped += 1 }

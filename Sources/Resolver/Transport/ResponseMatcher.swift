@@ -24,7 +24,7 @@ struct ResponseMatcher: Sendable {
     guard bytes.count >= 2, UInt16(bytes[0]) << 8 | UInt16(bytes[1]) == id else { return nil }
     var message = Message()
     do {
-      try Message.parse(bytes, knownQuestionName: question?.name, sharingNames: true, into: &message)
+      try Message.parse(bytes, knownQuestionName: question?.name, into: &message)
     } catch {
       return .failure(error)
     }

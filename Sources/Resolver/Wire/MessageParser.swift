@@ -21,7 +21,7 @@ extension Message {
   /// local (that copy cost five reference counts and a destroy per parse). After a throw `m` holds
   /// whatever was read before the error.
   static func parse(
-    _ bytes: [UInt8], knownQuestionName: DNSName?, sharingNames: Bool, into m: inout Message
+    _ bytes: [UInt8], knownQuestionName: DNSName? = nil, sharingNames: Bool = true, into m: inout Message
   ) throws(WireError) {
     var r = WireReader(bytes)
     m.header.id = try r.u16()

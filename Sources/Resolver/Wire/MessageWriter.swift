@@ -23,9 +23,7 @@ extension Message {
       ends.reserveCapacity(total + 1)
       ends.append(w.bytes.count)
     }
-    for section in 0..<3 {
-      Message.write(section == 0 ? answers : section == 1 ? authority : additional, into: &w, ends: &ends)
-    }
+    writeRecords(into: &w, ends: &ends)
     var kept = total
     // The OPT record's RDATA length: its options, written straight into the message below.
     let optLength = edns.map { $0.options.reduce(0) { $0 + 4 + $1.data.count } }
@@ -81,9 +79,9 @@ extension Message {
     w.u16(UInt16(min(rdlength, 0xFFFF)))
   }
 
-  /// Writes the three record sections whole, for a message without a size limit.
-  func writeRecords(into w: inout WireWriter) {
-    var ends: [Int] = []
+  /// Writes the answer, authority and additional records; when `ends` is tracked (not empty),
+  /// appends the message length after each record.
+  func writeRecords(into w: inout WireWriter, ends: inout [Int]) {
     for section in 0..<3 {
       Message.write(section == 0 ? answers : section == 1 ? authority : additional, into: &w, ends: &ends)
     }

@@ -3,7 +3,7 @@
 enum DoQMessageFraming {
   /// The bytes to send on a fresh stream (FIN follows). Any edns-tcp-keepalive option is removed (T-33).
   static func queryStream(_ query: Message) -> [UInt8] {
-    DoTQueryPadding.framedPaddedWire(query, id: 0, keepalive: .strip)  // T-26: ID 0
+    DoTQueryPadding.framedPaddedWire(query, id: 0, requestingKeepalive: false)  // T-26: ID 0
   }
 
   /// Parses everything the server sent on a stream: exactly one length-prefixed message with ID 0 that

@@ -40,7 +40,7 @@ struct DoTQueryBook<Completion> {
       matcher: ResponseMatcher(query: query, id: id), originalID: query.header.id, deadline: deadline,
       completion: completion)
     // T-20: every query asks for a long-lived connection (the server's TIMEOUT comes back in the reply).
-    return DoTQueryPadding.framedPaddedWire(query, id: id, keepalive: .request)
+    return DoTQueryPadding.framedPaddedWire(query, id: id, requestingKeepalive: true)
   }
 
   /// Matches one reply (without its length prefix) by ID and question, in any order.

@@ -3,44 +3,30 @@ enum DoTQueryPadding {
   /// Block size for queries (RFC 8467 §4.1).
   static let blockSize = 128
 
-  /// Serializes `query` with a Padding option (code 12) added last so the message length is a multiple
-  /// of `blockSize`. Adds EDNS if the query has none and replaces any padding already present.
-  static func paddedWire(_ query: Message) -> [UInt8] {
-    Array(framedPaddedWire(query, id: query.header.id, keepalive: .keep).dropFirst(2))
-  }
-
-  /// What becomes of edns-tcp-keepalive (RFC 7828) in a stream query.
-  enum Keepalive {
-    /// Any option the query has stays (as other options do).
-    case keep
-    /// Left out (DoQ, T-33).
-    case strip
-    /// Any option the query has is left out and an empty one asked for, before the padding (DoT, T-20).
-    case request
-  }
-
   /// `query` as a stream transport sends it (RFC 7766 for DoT, RFC 9250 §4.2 for DoQ): with message
-  /// ID `id`, behind its 2-octet length prefix, its EDNS options but any padding (and keepalive as
-  /// `keepalive` says), then a Padding option to a multiple of `blockSize` (T-40, T-35).
+  /// ID `id`, behind its 2-octet length prefix, its EDNS options but any padding or edns-tcp-keepalive
+  /// (RFC 7828), then an empty keepalive request when `requestingKeepalive` (DoT, T-20; DoQ never
+  /// sends one, T-33), then a Padding option (code 12) to a multiple of `blockSize` (T-40, T-35).
+  /// A query without EDNS gets it.
   ///
   /// Written in one buffer from the message as it is: neither the message nor its options are
   /// copied to be changed first (each copy cost five reference counts and the options an
   /// allocation, on every DoT and DoQ query). The queries are Sotto's own (one question, a cookie,
   /// keepalive), far below the 65,535 octets the 16-bit length and RDLENGTH can say.
-  static func framedPaddedWire(_ query: Message, id: UInt16, keepalive: Keepalive) -> [UInt8] {
+  static func framedPaddedWire(_ query: Message, id: UInt16, requestingKeepalive: Bool) -> [UInt8] {
     var w = WireWriter(origin: 2)
     w.u16(0)  // the length, patched below
     query.writeHeaderAndQuestions(into: &w, id: id)
-    query.writeRecords(into: &w)
+    var ends: [Int] = []  // no size limit: no record ends kept
+    query.writeRecords(into: &w, ends: &ends)
     // The OPT record last, its RDLENGTH patched once the padding is known.
     let edns = query.edns ?? EDNS()
     Message.writeOPTHead(edns, rdlength: 0, into: &w)
     let rdlengthAt = w.bytes.count - 2
-    for o in edns.options where o.code != EDNSOption.paddingCode {
-      if o.code == EDNSOption.keepaliveCode, keepalive != .keep { continue }
+    for o in edns.options where o.code != EDNSOption.paddingCode && o.code != EDNSOption.keepaliveCode {
       w.option(o)
     }
-    if keepalive == .request { w.option(TCPKeepalive.request) }
+    if requestingKeepalive { w.option(TCPKeepalive.request) }
     // The padding option's 4-octet header counts towards the padded length.
     let fill = (blockSize - (w.bytes.count - 2 + 4) % blockSize) % blockSize
     w.u16(EDNSOption.paddingCode)
