@@ -49,6 +49,9 @@ final class TLSClientEngine {
       throw OpenSSLErrorQueue.localFailure("BIO_new failed")
     }
     SSL_set_bio(ssl, readBIO, writeBIO)
+    // A record's header and body in one BIO_read instead of two (SSL_read about 300 instructions
+    // cheaper per answer); `read` asks SSL_has_pending, which counts what was read ahead.
+    SSL_set_read_ahead(ssl, 1)
     SSL_set_connect_state(ssl)
     let alpn: [UInt8] = [UInt8(Self.alpnProtocol.utf8.count)] + Array(Self.alpnProtocol.utf8)
     // SSL_set_alpn_protos returns 0 on success.
