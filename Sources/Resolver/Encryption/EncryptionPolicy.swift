@@ -173,6 +173,10 @@ public final class EncryptionPolicy: UpstreamExchanger {
     let deadline = ExchangeDeadline(context.budget, time: time)
     let address = addressWatch?.generation() ?? 0  // lock-free until a look is due
     var retired: AddressChange?
+    // The established session of the transport chosen, found under the same lock as the decision:
+    // the common case then skips `exchangeEncrypted` and `session`, two async frames and a second
+    // lock and session lookup per encrypted query.
+    var ready: (any EncryptedSession)?
     // Decide and, for probes, mark them pending in one step so concurrent queries agree (OE-20/21).
     let (decision, connections) = state.withLock {
       s -> (TransportDecision, [(EncryptedTransport, Task<(any EncryptedSession)?, Never>)]) in
@@ -186,6 +190,12 @@ public final class EncryptionPolicy: UpstreamExchanger {
       case .do53(_, let p): probes = p
       case .useSession(let t, _), .connectAndUse(let t, _):
         probes = s.table.preferredProbes(slots, using: t, now: now)
+        // As `session` finds it: a session that is not reusable (aged) is left to `session`.
+        if case .established(let session) = s.slots[SessionKey(ip: server.ip, transport: t)],
+          session.isActive, session.isReusable
+        {
+          ready = session
+        }
       }
       let started = probes.compactMap { t in
         startConnection(t, server: server, context: context, state: &s).map { (t, $0) }
@@ -196,6 +206,11 @@ public final class EncryptionPolicy: UpstreamExchanger {
     for (t, connection) in connections { startProbe(t, connection, server: server, trigger: query) }
     switch decision {
     case .useSession(let t, let reason), .connectAndUse(let t, let reason):
+      if let ready {
+        return await sendEncrypted(
+          query, t, session: ready, server: server, context: context, timeout: timeout, reason: reason,
+          deadline: deadline)
+      }
       return await exchangeEncrypted(
         query, t, server: server, context: context, timeout: timeout, reason: reason, deadline: deadline)
     case .do53(let reason, _):
