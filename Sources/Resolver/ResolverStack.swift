@@ -88,7 +88,8 @@ public final class ResolverStack: Sendable {
         unresponsiveServers: selection.heldServers, heldZoneFailures: resolver.hardening.heldZoneFailureCount,
         unresponsiveProbes: selection.probesSent, extraDoTConnections: encryptedReplies.extraDoTConnections,
         localConnectionFailures: policy?.localConnectionFailures ?? 0,
-        ednsFallbacks: resolver.hardening.ednsFallbackCount, addressChanges: policy?.addressChanges ?? 0))
+        ednsFallbacks: resolver.hardening.ednsFallbackCount, addressChanges: policy?.addressChanges ?? 0,
+        do53TCP: do53Transport.tcpStatistics))
   }
 }
 

@@ -24,7 +24,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from harness import REPO, Sotto, require, sotto_path, stop_process, wait_until
+from harness import REPO, Sotto, ctl, require, sotto_path, stop_process, wait_until
 from own_servers import nsd_root, root_hints
 
 ADDRESS = "127.53.48.1"
@@ -65,7 +65,9 @@ def ask_txt(port: int, name: str) -> None:
 
 def test_truncated_answers_from_one_server_share_one_tcp_connection(free_port, capture, tmp_path):
     sotto = Sotto(sotto_path())
-    with own_nsd(tmp_path), sotto.serve(free_port, "--no-encryption", root_hints=str(root_hints(tmp_path, ADDRESS))) as srv:
+    sock = tmp_path / "ctl.sock"
+    with own_nsd(tmp_path), sotto.serve(free_port, "--no-encryption", "--control", str(sock),
+                                        root_hints=str(root_hints(tmp_path, ADDRESS))) as srv:
         cap = capture()
         # One at a time, then eight at once (pipelined on the connection, answered in any order).
         for i in range(4):
@@ -85,15 +87,20 @@ def test_truncated_answers_from_one_server_share_one_tcp_connection(free_port, c
             t.join()
         assert errors == [], errors
         packets = cap.stop()
+        wait_until("the control socket", sock.exists, timeout=10, every=0.05)
+        tcp = ctl(sotto, sock, "stats")["stats"]["upstream"]["do53TCP"]
     truncated = [p for p in cap.from_(ADDRESS, 53, "UDP") if len(p.payload) > 3 and p.payload[2] & 0x02]
     assert len(truncated) >= 12, f"the answers were not truncated over UDP ({len(truncated)} with TC=1)"
     syns = cap.syns(ADDRESS, 53)
     assert len(syns) == 1, (
         f"{len(syns)} TCP connections to the server for 12 truncated answers; one, reused, expected:\n"
         + "\n".join(str(p) for p in packets if p.proto == "TCP" and p.syn))
+    # `sotto ctl stats` tells the operator the same: one connection, the other answers' queries on it.
+    assert tcp["opened"] == 1 and tcp["reusedQueries"] >= 11, tcp
+    assert (tcp["oneOff"], tcp["evicted"], tcp["retired"], tcp["resent"]) == (0, 0, 0, 0), tcp
 
 
-def test_a_connection_the_server_closed_is_replaced_and_nothing_is_lost(free_port, capture, tmp_path):
+def test_a_connection_the_server_closed_is_retired_and_nothing_is_lost(free_port, capture, tmp_path):
     sotto = Sotto(sotto_path())
     # NSD closes a TCP connection idle for 3 s (room for a slow sanitizer build between the
     # first two queries).
@@ -124,12 +131,16 @@ def test_a_query_cut_off_by_the_servers_close_goes_again_on_a_new_connection(fre
         root = subprocess.Popen([sys.executable, str(REPO / "Lab" / "hostile_server.py"), "--root", address,
                                  "--tcp-close-second"], stdout=out, stderr=subprocess.STDOUT)
     sotto = Sotto(sotto_path())
+    sock = tmp_path / "ctl.sock"
     try:
         wait_until("the root server up", lambda: "hostile servers up" in log.read_text(), timeout=15)
-        with sotto.serve(free_port, "--no-encryption", root_hints=str(root_hints(tmp_path, address))) as srv:
+        with sotto.serve(free_port, "--no-encryption", "--control", str(sock),
+                         root_hints=str(root_hints(tmp_path, address))) as srv:
             r = dns.query.udp(dns.message.make_query("www.", "A"), "127.0.0.1", port=srv.port, timeout=10)
             got = sorted(rr.address for rrset in r.answer for rr in rrset if rrset.rdtype == 1)
             assert (dns.rcode.to_text(r.rcode()), got) == ("NOERROR", ["192.0.2.1"]), f"{r}\n{srv.log()}"
+            wait_until("the control socket", sock.exists, timeout=10, every=0.05)
+            tcp = ctl(sotto, sock, "stats")["stats"]["upstream"]["do53TCP"]
     finally:
         stop_process(root)
     text = log.read_text()
@@ -142,3 +153,6 @@ def test_a_query_cut_off_by_the_servers_close_goes_again_on_a_new_connection(fre
         # through).
         again = [c for c, k, n, v in lines if n == name and int(c) > int(conn)]
         assert again, f"{name}, cut off on connection {conn}, was not sent again:\n{text}"
+    # Each query a close cut off is counted as sent again, each connection as opened.
+    assert tcp["resent"] == len(closed), (tcp, closed)
+    assert tcp["opened"] == len({c for c, *_ in lines}), (tcp, text)

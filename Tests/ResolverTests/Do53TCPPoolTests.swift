@@ -136,7 +136,8 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
       for try await count in group { #expect(count == 1) }
     }
     #expect(server.accepted.value == 1)
-    #expect(pool.opened.value == 1)
+    #expect(pool.counters.opened.value == 1)
+    #expect(pool.counters.reusedQueries.value == 10, "10 of the 11 queries went on the open connection")
     #expect(pool.count == 1)
     // T-17: idle for longer than its timeout, the connection is closed and forgotten.
     await waitFor { pool.count == 0 && server.closed.value == 1 }
@@ -144,6 +145,7 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(server.closed.value == 1)
     #expect(try await ask(pool, server, "ok-again.test.").answers.count == 1)
     #expect(server.accepted.value == 2)
+    #expect(pool.counters.statistics == Do53TCPStatistics(opened: 2, reusedQueries: 10))
   }
 
   /// T-20: every query over the connection asks for edns-tcp-keepalive; T-17: the server's
@@ -179,6 +181,7 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(try await slow.answers.count == 1)
     await waitFor { server.closed.value == 1 }
     #expect(server.closed.value == 1, "the connection stayed open after TIMEOUT 0")
+    #expect(pool.counters.statistics == Do53TCPStatistics(opened: 2, reusedQueries: 1, retired: 1))
   }
 
   @Test func aQueryThatTimedOutRetiresItsConnection() async throws {
@@ -193,6 +196,7 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     // one (nothing outstanding on it) is closed.
     #expect(try await ask(pool, server, "ok2.test.").answers.count == 1)
     #expect(server.accepted.value == 2)
+    #expect(pool.counters.statistics == Do53TCPStatistics(opened: 2, reusedQueries: 1, retired: 1))
     await waitFor { server.closed.value == 1 }
     #expect(server.closed.value == 1)
   }
@@ -222,6 +226,7 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(c.accepted.value == 1, "the new server's connection was not kept")
     #expect(a.accepted.value == 1)
     #expect(c.closed.value == 0)
+    #expect(pool.counters.statistics == Do53TCPStatistics(opened: 3, reusedQueries: 3, evicted: 1))
   }
 
   /// With the table full and every kept connection busy, a new server's connection carries its
@@ -246,6 +251,7 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(a.closed.value == 0)
     #expect(try await ask(pool, a, "ok2.test.").answers.count == 1)
     #expect(a.accepted.value == 1)
+    #expect(pool.counters.statistics == Do53TCPStatistics(opened: 2, reusedQueries: 1, oneOff: 1))
   }
 
   /// T-17 "less under pressure": a connection that falls idle with the table full closes after
@@ -296,6 +302,7 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(try await ask(pool, server, "ok4.test.").answers.count == 1)
     #expect(server.accepted.value == 2)
     #expect(pool.count == 1)
+    #expect(pool.counters.statistics == Do53TCPStatistics(opened: 2, reusedQueries: 2, retired: 1))
   }
 
   /// The same through `Do53Transport`, whose pool follows the transport's address watch (the one
@@ -350,6 +357,7 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(pool.count == 0)
     #expect(try await ask(pool, server, "ok.test.").answers.count == 1)
     #expect(server.accepted.value == 2)
+    #expect(pool.counters.statistics == Do53TCPStatistics(opened: 2, retired: 1))
   }
 
   /// Two queries in flight with one message ID (T-13: unique on a connection): the second goes
@@ -375,6 +383,7 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     await waitFor { server.closed.value == 1 }
     #expect(server.closed.value == 1, "the connection of its own stayed open")
     #expect(pool.count == 1)
+    #expect(pool.counters.statistics == Do53TCPStatistics(opened: 2, oneOff: 1))
   }
 
   /// The server closes (`fin`) or resets (`rst`) a reused connection with eight queries
@@ -395,6 +404,9 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     }
     #expect(server.cut.withLock { $0 }, "the server never closed the connection")
     #expect(server.accepted.value == 2, "the retries did not share one new connection")
+    let counted = pool.counters.statistics
+    #expect(counted.opened == 2)
+    #expect(counted.resent >= 8, "\(counted.resent) queries counted as sent again, 8 were cut off")
   }
 
   @Test func aRefusedConnectIsUnreachable() async throws {

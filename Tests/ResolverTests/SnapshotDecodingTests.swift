@@ -11,6 +11,9 @@ import Testing
     #expect(listener.queries == 7 && listener.sendFailures == 0)
     let upstream = try JSONDecoder().decode(UpstreamSnapshot.self, from: Data(#"{"timeouts": 3}"#.utf8))
     #expect(upstream.timeouts == 3 && upstream.delegationRefreshes == 0)
+    #expect(upstream.do53TCP == Do53TCPStatistics())
+    let partial = try JSONDecoder().decode(UpstreamSnapshot.self, from: Data(#"{"do53TCP": {"opened": 2}}"#.utf8))
+    #expect(partial.do53TCP == Do53TCPStatistics(opened: 2))
   }
 
   @Test func everyCounterSurvivesARoundTrip() throws {
@@ -23,7 +26,9 @@ import Testing
       mismatchedReplies: 1, coalescedQueries: 2, malformedReplies: 3, outOfBailiwickRecords: 4, aliasLoops: 5,
       budgetExhausted: 6, malformedDoTReplies: 7, mismatchedDoTReplies: 8, malformedDoQReplies: 9,
       resetDoQStreams: 10, timeouts: 11, delegationRefreshes: 12, unresponsiveServers: 13, heldZoneFailures: 14,
-      unresponsiveProbes: 15, extraDoTConnections: 16, localConnectionFailures: 17)
+      unresponsiveProbes: 15, extraDoTConnections: 16, localConnectionFailures: 17, ednsFallbacks: 18,
+      addressChanges: 19,
+      do53TCP: Do53TCPStatistics(opened: 20, reusedQueries: 21, oneOff: 22, evicted: 23, retired: 24, resent: 25))
     #expect(try JSONDecoder().decode(UpstreamSnapshot.self, from: JSONEncoder().encode(upstream)) == upstream)
   }
 }

@@ -78,13 +78,17 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
   /// Changes of this machine's own address seen (another network): tickets dropped and encrypted
   /// sessions closed each time (T-6, T-37).
   public var addressChanges = 0
+  /// The Do53/TCP connection pool's counters.
+  public var do53TCP = Do53TCPStatistics()
   public init(
     mismatchedReplies: Int = 0, coalescedQueries: Int = 0, malformedReplies: Int = 0, outOfBailiwickRecords: Int = 0,
     aliasLoops: Int = 0, budgetExhausted: Int = 0, malformedDoTReplies: Int = 0, mismatchedDoTReplies: Int = 0,
     malformedDoQReplies: Int = 0, resetDoQStreams: Int = 0, timeouts: Int = 0, delegationRefreshes: Int = 0,
     unresponsiveServers: Int = 0, heldZoneFailures: Int = 0, unresponsiveProbes: Int = 0, extraDoTConnections: Int = 0,
-    localConnectionFailures: Int = 0, ednsFallbacks: Int = 0, addressChanges: Int = 0
+    localConnectionFailures: Int = 0, ednsFallbacks: Int = 0, addressChanges: Int = 0,
+    do53TCP: Do53TCPStatistics = Do53TCPStatistics()
   ) {
+    self.do53TCP = do53TCP
     self.addressChanges = addressChanges
     self.ednsFallbacks = ednsFallbacks
     self.localConnectionFailures = localConnectionFailures
@@ -110,7 +114,7 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
     case mismatchedReplies, coalescedQueries, malformedReplies, outOfBailiwickRecords, aliasLoops, budgetExhausted
     case delegationRefreshes, malformedDoTReplies, mismatchedDoTReplies, malformedDoQReplies, resetDoQStreams
     case timeouts, unresponsiveServers, heldZoneFailures, unresponsiveProbes, extraDoTConnections
-    case localConnectionFailures, ednsFallbacks, addressChanges
+    case localConnectionFailures, ednsFallbacks, addressChanges, do53TCP
   }
 
   /// Decodes a snapshot; counters a `sotto` of another version did not send read as 0.
@@ -128,7 +132,8 @@ public struct UpstreamSnapshot: Sendable, Codable, Hashable {
       unresponsiveProbes: try c.counter(.unresponsiveProbes),
       extraDoTConnections: try c.counter(.extraDoTConnections),
       localConnectionFailures: try c.counter(.localConnectionFailures), ednsFallbacks: try c.counter(.ednsFallbacks),
-      addressChanges: try c.counter(.addressChanges))
+      addressChanges: try c.counter(.addressChanges),
+      do53TCP: try c.decodeIfPresent(Do53TCPStatistics.self, forKey: .do53TCP) ?? Do53TCPStatistics())
   }
 }
 

@@ -40,6 +40,9 @@ final class Do53TCPConnection: Sendable {
   let channel: EventLoopFuture<any Channel>
   let idleTimeout: TimeAmount
   let mismatches: Counter
+  /// Counts this connection once if it is taken out of use for a timeout, an unmatched frame or
+  /// the server's keepalive TIMEOUT of 0 (the pool's `retired`).
+  let retirements: Counter
   /// The number of this machine's addresses when it was opened (`LocalAddressWatch`).
   let addressGeneration: UInt64
   /// The pool's idle time for a connection falling idle now (shorter under pressure).
@@ -49,10 +52,11 @@ final class Do53TCPConnection: Sendable {
 
   init(
     eventLoop: any EventLoop, channel: EventLoopFuture<any Channel>, idleTimeout: TimeAmount, mismatches: Counter,
-    addressGeneration: UInt64 = 0, idleTime: (@Sendable () -> TimeAmount)? = nil,
+    retirements: Counter = Counter(), addressGeneration: UInt64 = 0, idleTime: (@Sendable () -> TimeAmount)? = nil,
     onEnd: @escaping @Sendable (Do53TCPConnection) -> Void
   ) {
     self.eventLoop = eventLoop
+    self.retirements = retirements
     self.addressGeneration = addressGeneration
     self.channel = channel
     self.idleTimeout = idleTimeout
@@ -150,7 +154,10 @@ final class Do53TCPConnection: Sendable {
     let idle = state.withLock { s -> Bool in
       if let token, s.waiting[id]?.token == token { s.waiting[id] = nil }
       s.ids.remove(id)
-      if timedOut { s.usable = false }
+      if timedOut, s.usable {
+        s.usable = false
+        retirements.increment()
+      }
       guard s.ids.isEmpty && s.usable else { return false }
       s.idleSince = .now()
       return true
@@ -204,10 +211,14 @@ final class Do53TCPConnection: Sendable {
         if case .success(let reply) = result {
           s.keepalive.noteReply(reply)
           // TIMEOUT 0: the server wants the connection closed once its queries are answered.
-          if s.keepalive.draining { s.usable = false }
+          if s.keepalive.draining, s.usable {
+            s.usable = false
+            retirements.increment()
+          }
         }
         return (waiter.promise, result)
       }
+      if s.usable { retirements.increment() }
       s.usable = false
       return nil
     }

@@ -40,8 +40,8 @@ final class Do53TCPPool: Sendable {
   /// How long a connect may take; each query's own timeout bounds its wait for it.
   static let connectTimeout = TimeAmount.seconds(10)
   private let connections = StateLock<[SocketAddress: Do53TCPConnection]>([:])
-  /// Connections opened (read by the tests).
-  let opened = Counter()
+  /// What the pool did with its connections (`sotto ctl stats`: `upstream.do53TCP`).
+  let counters = Do53TCPCounters()
   /// Frames that answered no outstanding query, shared with UDP's count.
   let mismatches: Counter
   /// The number of this machine's source addresses (`LocalAddressWatch.generation`; 0: unknown).
@@ -80,6 +80,7 @@ final class Do53TCPPool: Sendable {
       // ended one left the table before its queries were failed).
       let left = deadline - NIODeadline.now()
       guard left > .zero else { throw .timeout }
+      counters.resent.increment()
       let (retry, _) = self.connection(to: address, id: matcher.id)
       return try await retry.exchange(bytes, matcher: matcher, timeout: left, timeoutRetires: timeoutRetires)
     }
@@ -122,9 +123,12 @@ final class Do53TCPPool: Sendable {
           // Opened from the address we had before (T-37): replaced. (One opened before any
           // address was known is not: the first address seen is no change.)
           replaced = current
+          counters.retired.increment()
         } else {
           switch current.reserve(id: id, limit: maxOutstanding) {
-          case .reserved: return (current, nil, nil)
+          case .reserved:
+            counters.reusedQueries.increment()
+            return (current, nil, nil)
           case .idInFlight, .full: break  // a connection of its own; the kept one stays
           case .unusable: replaced = current
           }
@@ -135,7 +139,8 @@ final class Do53TCPPool: Sendable {
       let configured = idleTimeout
       let fresh = Do53TCPConnection(
         eventLoop: loop, channel: channel.futureResult, idleTimeout: idleTimeout, mismatches: mismatches,
-        addressGeneration: generation, idleTime: { [weak self] in self?.idleTimeUnderPressure() ?? configured }
+        retirements: counters.retired, addressGeneration: generation,
+        idleTime: { [weak self] in self?.idleTimeUnderPressure() ?? configured }
       ) { [weak self] ended in
         self?.connections.withLock { table in
           if table[address] === ended { table[address] = nil }
@@ -149,8 +154,10 @@ final class Do53TCPPool: Sendable {
         table[idleAddress] = nil
         replaced = idle
         table[address] = fresh
+        counters.evicted.increment()
       } else {
         fresh.markOneOff()  // closes after its query
+        counters.oneOff.increment()
       }
       return (fresh, channel, replaced)
     }
@@ -158,7 +165,7 @@ final class Do53TCPPool: Sendable {
     // table. A replaced connection is out of the table already, so no query can reserve it now.
     replaced?.retire()
     guard let channel else { return (connection, true) }
-    opened.increment()
+    counters.opened.increment()
     // On the chosen loop's own thread NIO connects inline, and a connect that fails at once ends
     // the connection there and then.
     ClientBootstrap(group: channel.futureResult.eventLoop)

@@ -39,6 +39,9 @@ public final class Do53Transport: Sendable {
   /// Number of exchanges that joined an identical query in flight instead of sending one.
   public var coalescedQueries: Int { inflight.joined.value }
 
+  /// What the Do53/TCP connection pool did so far (connections opened, reused, evicted, ...).
+  public var tcpStatistics: Do53TCPStatistics { tcp.counters.statistics }
+
   /// Sends `query` over UDP and waits for a matching response. Each query has its own connected
   /// socket on a fresh random source port, watched by the shared `UDPExchangeEngine`.
   public nonisolated(nonsending) func queryUDP(_ query: Message, to server: ServerEndpoint, timeout: TimeAmount)
