@@ -305,6 +305,28 @@ final class OKAnswerer: ChannelInboundHandler, Sendable {
     #expect(pool.counters.statistics == Do53TCPStatistics(opened: 2, reusedQueries: 2, retired: 1))
   }
 
+  /// A connection taken out of use for a timeout while another query is outstanding on it stays
+  /// in the table until that one is answered; an address change meanwhile replaces it without
+  /// counting it as retired a second time.
+  @Test func aConnectionRetiredTwiceIsCountedOnce() async throws {
+    let server = try await CountingTCPServer()
+    defer { Task { await server.stop() } }
+    let address = StateLock<[UInt8]>([192, 0, 2, 1])
+    let watch = LocalAddressWatch(interval: 0, time: SystemTimeSource()) { address.withLock { $0 } }
+    let pool = Do53TCPPool(group: poolTestGroup) { watch.generation() }
+    async let slow = ask(pool, server, "slow-a.test.")  // answered after 1 s
+    await waitFor { server.accepted.value == 1 }
+    await #expect(throws: TransportError.timeout) {
+      try await ask(pool, server, "silent.test.", timeout: .milliseconds(200))
+    }
+    #expect(pool.counters.retired.value == 1)
+    address.withLock { $0 = [198, 51, 100, 7] }
+    #expect(try await ask(pool, server, "ok.test.").answers.count == 1)
+    #expect(try await slow.answers.count == 1)
+    #expect(server.accepted.value == 2)
+    #expect(pool.counters.statistics == Do53TCPStatistics(opened: 2, reusedQueries: 1, retired: 1))
+  }
+
   /// The same through `Do53Transport`, whose pool follows the transport's address watch (the one
   /// its DNS Cookies follow).
   @Test func theTransportsTCPConnectionsFollowItsAddressWatch() async throws {

@@ -84,6 +84,9 @@ final class Do53TCPConnection: Sendable {
     return result
   }
 
+  /// Whether it still takes new queries.
+  var isUsable: Bool { state.withLock { $0.usable } }
+
   /// When it fell idle, if it takes queries and has none outstanding.
   func idleSince() -> NIODeadline? {
     state.withLock { s in s.usable && s.ids.isEmpty ? s.idleSince : nil }

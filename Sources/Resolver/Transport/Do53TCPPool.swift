@@ -123,7 +123,8 @@ final class Do53TCPPool: Sendable {
           // Opened from the address we had before (T-37): replaced. (One opened before any
           // address was known is not: the first address seen is no change.)
           replaced = current
-          counters.retired.increment()
+          // One already out of use was counted when it was taken out.
+          if current.isUsable { counters.retired.increment() }
         } else {
           switch current.reserve(id: id, limit: maxOutstanding) {
           case .reserved:
