@@ -504,8 +504,6 @@ public struct EncryptionTable: Sendable {
   }
 }
 
-private func modify<T, R>(_ value: inout T, _ body: (inout T) -> R) -> R { body(&value) }
-
 /// Totals over all servers, for monitoring (OE-43): queries per transport, probe outcomes, and
 /// cleartext sent to known-good servers (must be 0).
 public struct EncryptionTotals: Sendable, Equatable {

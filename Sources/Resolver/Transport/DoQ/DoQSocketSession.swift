@@ -168,29 +168,44 @@ final class DoQSocketSession: @unchecked Sendable {
   /// Opens streams for waiting queries until ngtcp2 runs out of stream credit.
   private func openStreams() {
     while let token = waiting.first {
-      guard var entry = pending[token] else {
+      guard let i = pending.index(forKey: token) else {
         waiting.removeFirst()
         continue
       }
-      let id = quic.submit(entry.wire)
+      // The entry in place (a read would copy its query and wire, and writing it back hash again).
+      let early = !handshakeDone
+      let id = modify(&pending.values[i]) { entry -> Int64 in
+        let id = quic.submit(entry.wire)
+        if id >= 0 {
+          entry.streamID = id
+          entry.early = early
+        }
+        return id
+      }
       if id == Int64(QUICClientEngine.Code.streamIDBlocked) { return }
       waiting.removeFirst()
       if id < 0 {
-        pending[token] = nil
+        let entry = pending.remove(at: i).value
         entry.waiter.finish(.failure(.io("cannot open a DoQ stream: \(QUICClientEngine.describe(Int32(id)))")))
         continue
       }
-      entry.streamID = id
-      entry.early = !handshakeDone
-      pending[token] = entry
       byStream[id] = token
     }
   }
 
+  /// The query on stream `id`, taken out of the books (nil if none: answered, cancelled or failed).
+  private func take(stream id: Int64) -> Pending? {
+    guard let token = byStream.removeValue(forKey: id) else { return nil }
+    return pending.removeValue(forKey: token)
+  }
+
   private func finish(stream id: Int64, with result: Result<Message, TransportError>) {
-    guard let token = byStream.removeValue(forKey: id), let entry = pending.removeValue(forKey: token) else {
-      return
-    }
+    guard let entry = take(stream: id) else { return }
+    Self.complete(entry, with: result)
+  }
+
+  /// Hands the query's waiter its result, under the caller's message ID.
+  private static func complete(_ entry: Pending, with result: Result<Message, TransportError>) {
     switch result {
     case .success(var response):
       response.header.id = entry.query.header.id
@@ -247,10 +262,10 @@ final class DoQSocketSession: @unchecked Sendable {
       case .handshakeConfirmed:
         if closeRequested { sendCloseAndTerminate() }
       case .streamFinished(let id, let bytes):
-        guard let token = byStream[id], let entry = pending[token] else { continue }
+        guard let entry = take(stream: id) else { continue }
         let result = DoQMessageFraming.response(bytes, to: entry.query).mapError { TransportError.malformed($0) }
         if case .failure = result { counters.doqMalformed.increment() }
-        finish(stream: id, with: result)
+        Self.complete(entry, with: result)
       case .streamReset(let id, let code):
         _ = code  // DOQ_INTERNAL_ERROR normally; the transaction is abandoned either way (T-29).
         if byStream[id] != nil { counters.doqResets.increment() }
