@@ -8,14 +8,19 @@ enum DoQMessageFraming {
 
   /// Parses everything the server sent on a stream: exactly one length-prefixed message with ID 0 that
   /// answers `query` (T-30). Any deviation is `.malformed`; the stream is the correlation, not the ID.
-  static func response(_ bytes: [UInt8], to query: Message) -> Result<Message, WireError> {
+  /// The message is parsed from `bytes` with the prefix shifted out in place (the stream's bytes
+  /// are the caller's to give up: no copy), into the result, and the query's name is reused for
+  /// the echoed question.
+  static func response(_ bytes: consuming [UInt8], to query: borrowing Message) -> Result<Message, WireError> {
+    var bytes = bytes
     guard bytes.count >= 2 else { return .failure(.truncated(offset: bytes.count)) }
     let length = Int(bytes[0]) << 8 | Int(bytes[1])
     guard bytes.count >= 2 + length else { return .failure(.truncated(offset: bytes.count)) }
     guard bytes.count == 2 + length else { return .failure(.trailingData(count: bytes.count - 2 - length)) }
-    let message: Message
+    bytes.removeFirst(2)
+    var message = Message()
     do {
-      message = try Message.parse(Array(bytes[2...]))
+      try Message.parse(bytes, knownQuestionName: query.questions.first?.name, into: &message)
     } catch {
       return .failure(error)
     }
@@ -31,6 +36,6 @@ enum DoQMessageFraming {
     if message.edns?.options.contains(where: { $0.code == EDNSOption.keepaliveCode }) == true {
       return .failure(.badOPT("edns-tcp-keepalive in a DoQ response"))  // T-33
     }
-    return .success(message)
+    return .success(consume message)
   }
 }

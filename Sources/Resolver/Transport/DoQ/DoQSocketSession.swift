@@ -257,7 +257,8 @@ final class DoQSocketSession: @unchecked Sendable {
 
   private func processEvents() {
     while !terminated, let event = quic.nextEvent() {
-      switch event {
+      // Consumed, so an answer's bytes reach the parser unshared (its prefix shifted out in place).
+      switch consume event {
       case .handshakeCompleted: handshakeCompleted()
       case .handshakeConfirmed:
         if closeRequested { sendCloseAndTerminate() }
