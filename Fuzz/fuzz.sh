@@ -21,7 +21,7 @@ TARGETS=(message name presentation zone statefile control)
 [ "$#" -gt 0 ] && TARGETS=("$@")
 
 # The Resolver sources the targets need: the wire format, zone files and root hints, the
-# state file and its record types, and the control request.
+# state file and its record types (with the table's in-place helper), and the control request.
 SOURCES=(
   Sources/Resolver/Wire/*.swift
   Sources/Resolver/Iteration/RootHints.swift
@@ -36,6 +36,7 @@ SOURCES=(
   Sources/Resolver/Encryption/EncryptionSettings.swift
   Sources/Resolver/Encryption/EncryptionTable.swift
   Sources/Resolver/Encryption/TransportReason.swift
+  Sources/Resolver/InPlace.swift
   Sources/Resolver/Transport/DoT/CertificateCheck.swift
   Sources/Resolver/Server/ControlRequest.swift
   Fuzz/*.swift
