@@ -100,7 +100,7 @@ def test_truncated_answers_from_one_server_share_one_tcp_connection(free_port, c
     assert (tcp["oneOff"], tcp["evicted"], tcp["retired"], tcp["resent"]) == (0, 0, 0, 0), tcp
 
 
-def test_a_connection_the_server_closed_is_retired_and_nothing_is_lost(free_port, capture, tmp_path):
+def test_a_connection_the_server_closed_is_replaced_and_nothing_is_lost(free_port, capture, tmp_path):
     sotto = Sotto(sotto_path())
     # NSD closes a TCP connection idle for 3 s (room for a slow sanitizer build between the
     # first two queries).

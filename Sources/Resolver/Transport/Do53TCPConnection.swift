@@ -52,7 +52,7 @@ final class Do53TCPConnection: Sendable {
 
   init(
     eventLoop: any EventLoop, channel: EventLoopFuture<any Channel>, idleTimeout: TimeAmount, mismatches: Counter,
-    retirements: Counter = Counter(), addressGeneration: UInt64 = 0, idleTime: (@Sendable () -> TimeAmount)? = nil,
+    retirements: Counter, addressGeneration: UInt64 = 0, idleTime: (@Sendable () -> TimeAmount)? = nil,
     onEnd: @escaping @Sendable (Do53TCPConnection) -> Void
   ) {
     self.eventLoop = eventLoop
